@@ -1,0 +1,5 @@
+"""sensorq: a query engine for sensor data that lives on the device that measured it."""
+from .errors import *  # noqa: F401,F403  (the exception hierarchy is public API)
+from .schema import Channel, Stream  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,225 @@
+"""The typed plan: what the planner produces and the engine executes.
+
+Everything user-facing is resolved here: names are bound to (stream, channel
+index), literals are converted to the unit the comparison happens in, time
+windows are absolute nanoseconds.  The engine never sees query text, and no text
+of the user's ever becomes code: constants travel as numbers in these nodes.
+
+Value expressions evaluate to float64 *physical* values in the node's unit
+(``raw * scale`` for a scaled channel).  The one exception is
+:class:`RawCompare`, a channel compared with a constant already converted to the
+channel's own stored (raw) units: it is what block statistics can answer
+without decoding, and what the device port can run in integer arithmetic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+# ----------------------------------------------------------------------------
+# Value expressions (evaluate to float64 arrays)
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """A channel of the query's stream.  ``physical = raw * scale``."""
+    channel: str
+    index: int            # position in the stream's channel list (and in each block)
+    dtype: str            # storage type, e.g. "int16"
+    scale: float          # 1.0 when the channel has none
+    unit: str             # the channel's unit symbol
+
+
+@dataclass(frozen=True)
+class Const:
+    value: float
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class UnaryOp:
+    op: str               # "neg", "abs", "sqrt"
+    operand: "ValueExpr"
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    op: str               # "+", "-", "*", "/"
+    left: "ValueExpr"
+    right: "ValueExpr"
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Magnitude:
+    """sqrt(a^2 + b^2 + ...), every argument already in one unit."""
+    args: tuple["ValueExpr", ...]
+    unit: str = ""
+
+
+ValueExpr = Union[ChannelRef, Const, UnaryOp, BinaryOp, Magnitude]
+
+# ----------------------------------------------------------------------------
+# Predicates (evaluate to boolean arrays)
+# ----------------------------------------------------------------------------
+
+COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@dataclass(frozen=True)
+class RawCompare:
+    """``channel OP threshold`` with the threshold in the channel's stored units.
+
+    For integer channels the planner normalises the threshold to an integer and
+    the operator accordingly (``x > 1999.7`` becomes ``x >= 2000``, and a test
+    that no stored integer can pass becomes :class:`BoolConst`)."""
+    channel: ChannelRef
+    op: str
+    threshold: float      # an exact integer value for integer channels
+
+
+@dataclass(frozen=True)
+class Compare:
+    """General comparison of two value expressions (in float64, physical units)."""
+    op: str
+    left: ValueExpr
+    right: ValueExpr
+
+
+@dataclass(frozen=True)
+class And:
+    args: tuple["Predicate", ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    args: tuple["Predicate", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    arg: "Predicate"
+
+
+@dataclass(frozen=True)
+class BoolConst:
+    value: bool
+
+
+Predicate = Union[RawCompare, Compare, And, Or, Not, BoolConst]
+
+# ----------------------------------------------------------------------------
+# Time
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Half-open ``[start_ns, end_ns)``; None is unbounded on that side."""
+    start_ns: Optional[int] = None
+    end_ns: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Now:
+    """How "now" was chosen (reported by explain): 'clock' (wall clock), 'data'
+    (the newest timestamp in the stream) or 'at' (the query's anchor)."""
+    source: str
+    ns: int
+
+
+# ----------------------------------------------------------------------------
+# Queries
+# ----------------------------------------------------------------------------
+
+AGGREGATES = ("count", "sum", "avg", "min", "max", "std", "var", "median", "percentile",
+              "first", "last", "spread", "rate", "integral", "twa", "duration",
+              "argmax", "argmin")
+
+
+@dataclass(frozen=True)
+class Fill:
+    mode: str = "none"    # "none" (drop empty buckets), "null", "prev", "linear", "value"
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class AggregateQuery:
+    """``AGG [expr] [where PRED] [time] [by BUCKET [fill(...)]]``."""
+    stream: str
+    aggregate: str                    # one of AGGREGATES ("mean" is planned as "avg")
+    expr: Optional[ValueExpr]         # None for count (and for duration, which uses where)
+    where: Optional[Predicate]
+    time: TimeRange
+    now: Now
+    result_unit: str                  # "" for count, "<u>/s" for rate, "<u>*s" for integral...
+    percentile: float = 0.0           # 0..100, for "percentile" (median is 50)
+    bucket_ns: Optional[int] = None
+    fill: Fill = field(default_factory=Fill)
+    max_gap_ns: Optional[int] = None  # for duration / twa / integral: a value holds at most this
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """``find first|last [N] where PRED [time]``: the first/last N matching samples."""
+    stream: str
+    direction: str                    # "first" or "last"
+    n: int
+    where: Predicate
+    time: TimeRange
+    now: Now
+
+
+@dataclass(frozen=True)
+class EpisodesQuery:
+    """``find episodes where PRED [for >= D] [time]``: maximal runs of consecutive
+    samples where PRED holds, lasting at least ``min_duration_ns`` (end - start).
+    ``peak`` is the expression whose maximum is reported per episode (the first
+    channel the predicate mentions)."""
+    stream: str
+    where: Predicate
+    min_duration_ns: int
+    peak: Optional[ValueExpr]
+    peak_unit: str
+    time: TimeRange
+    now: Now
+    max_gap_ns: Optional[int] = None  # a gap longer than this between samples ends an episode
+
+
+@dataclass(frozen=True)
+class TopQuery:
+    """``top N EXPR [where PRED] [time]``: the N samples with the largest EXPR."""
+    stream: str
+    n: int
+    expr: ValueExpr
+    unit: str
+    where: Optional[Predicate]
+    time: TimeRange
+    now: Now
+
+
+@dataclass(frozen=True)
+class NewestQuery:
+    """``newest N [where PRED] [time]``: the N most recent samples, all channels."""
+    stream: str
+    n: int
+    where: Optional[Predicate]
+    time: TimeRange
+    now: Now
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    """Reserved for the model-inference operator (scores sliding windows of a
+    stream with a small model); the planner rejects it until it exists."""
+    stream: str
+    model: str
+    window_ns: int
+    hop_ns: int
+    time: TimeRange
+    now: Now
+
+
+Query = Union[AggregateQuery, FindQuery, EpisodesQuery, TopQuery, NewestQuery, ModelQuery]
