@@ -1,0 +1,408 @@
+"""The integer column codec (docs/format.md §3): base, optional dictionary,
+predictor of order 0–2 with zigzag, and per-mini-block bit-packing or Rice.
+
+The encoder is an analysis pass: it prices every candidate (predictor order ×
+dictionary) mini-block by mini-block and writes only the cheapest.  The
+decoder is the one the query kernels call: it reads only the bytes of its
+section and returns an error code instead of raising, so that a kernel running
+in parallel threads never throws.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word, low_mask,
+                   put_bits, put_zeros, trailing_zeros)
+
+MINI_BLOCK = 32
+
+# Codec byte bits.
+PREDICTOR_MASK = 0x03
+DICT = 0x04
+DECIMAL = 0x08
+FLOATBITS = 0x10
+ZERO_RESIDUALS = 0x20
+RICE = 0x80
+
+# Decoder status codes (0 = ok).
+OK = 0
+ERR_TRUNCATED = -1      # the section ends before its contents do
+ERR_BAD_CODE = -2       # a codec byte or header byte that the format does not define
+ERR_BAD_DICT = -3       # dictionary size or rank out of range
+ERR_LENGTH = -4         # the section is longer than its contents
+
+# A Rice quotient above this makes the mini-block cheaper to bit-pack anyway;
+# the encoder uses it to stop pricing early.
+_RICE_QUOTIENT_CAP = 1 << 12
+
+
+# --- predictors ----------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def zigzag(d):
+    return (d << ONE) ^ (ZERO - (d >> U64(63)))
+
+
+@njit(cache=True, inline="always")
+def unzigzag(u):
+    return (u >> ONE) ^ (ZERO - (u & ONE))
+
+
+@njit(cache=True)
+def residuals(s, order, u):
+    """u := the order-``order`` prediction residuals of s (mod 2^64, zigzagged)."""
+    n = s.shape[0]
+    if n == 0:
+        return
+    u[0] = s[0]
+    if order == 0:
+        for i in range(1, n):
+            u[i] = s[i]
+    elif order == 1:
+        for i in range(1, n):
+            u[i] = zigzag(s[i] - s[i - 1])
+    else:
+        if n > 1:
+            u[1] = zigzag(s[1] - s[0])
+        for i in range(2, n):
+            u[i] = zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
+
+
+@njit(cache=True)
+def undo_residuals(u, n, order):
+    """In place: residuals back to the sequence (inverse of :func:`residuals`)."""
+    if order == 1:
+        for i in range(1, n):
+            u[i] = u[i - 1] + unzigzag(u[i])
+    elif order == 2:
+        if n > 1:
+            d = unzigzag(u[1])
+            u[1] = u[0] + d
+            for i in range(2, n):
+                d = d + unzigzag(u[i])
+                u[i] = u[i - 1] + d
+
+
+# --- pricing -------------------------------------------------------------------
+
+@njit(cache=True)
+def _rice_bits(u, lo, hi, k):
+    """Bits of Rice(k) for u[lo:hi], or -1 when a quotient is absurdly long."""
+    total = 0
+    for i in range(lo, hi):
+        q = u[i] >> U64(k)
+        if q > U64(_RICE_QUOTIENT_CAP):
+            return -1
+        total += np.int64(q) + 1 + k
+    return total
+
+
+@njit(cache=True)
+def choose_mini_blocks(u, allow_rice, headers):
+    """Pick each mini-block's coding (header byte) and return the payload bits."""
+    n = u.shape[0]
+    total = 0
+    for m in range((n + MINI_BLOCK - 1) // MINI_BLOCK):
+        lo = m * MINI_BLOCK
+        hi = min(n, lo + MINI_BLOCK)
+        biggest = ZERO
+        mean = 0.0
+        for i in range(lo, hi):
+            if u[i] > biggest:
+                biggest = u[i]
+            mean += float(u[i])
+        width = bit_length(biggest)
+        best_bits = (hi - lo) * width
+        header = width
+        if allow_rice and width > 1:
+            mean /= hi - lo
+            estimate = bit_length(U64(mean)) - 1 if mean >= 1.0 else 0
+            for k in range(max(0, estimate - 1), min(63, estimate + 2)):
+                bits = _rice_bits(u, lo, hi, k)
+                if bits >= 0 and bits < best_bits:
+                    best_bits = bits
+                    header = 0x80 | k
+        headers[m] = header
+        total += best_bits
+    return total
+
+
+@njit(cache=True)
+def _best_order(s, allow_rice, u, headers):
+    """The predictor order with the smallest payload, and its size in bytes."""
+    n = s.shape[0]
+    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    best_order, best_bytes = 0, -1
+    for order in range(3):
+        residuals(s, order, u)
+        bits = choose_mini_blocks(u, allow_rice, headers)
+        size = n_mini + (bits + 7) // 8
+        if best_bytes < 0 or size < best_bytes:
+            best_order, best_bytes = order, size
+    return best_order, best_bytes
+
+
+# --- encoding ------------------------------------------------------------------
+
+@njit(cache=True)
+def _write_payload(s, order, allow_rice, u, headers, out, pos):
+    """Header bytes then the bit stream for sequence s; returns the end offset."""
+    n = s.shape[0]
+    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    residuals(s, order, u)
+    choose_mini_blocks(u, allow_rice, headers)
+    for m in range(n_mini):
+        out[pos + m] = np.uint8(headers[m])
+    byte_pos, acc, n_acc = pos + n_mini, ZERO, 0
+    for m in range(n_mini):
+        lo = m * MINI_BLOCK
+        hi = min(n, lo + MINI_BLOCK)
+        h = headers[m]
+        if h & RICE:
+            k = h & 0x3F
+            for i in range(lo, hi):
+                byte_pos, acc, n_acc = put_zeros(out, byte_pos, acc, n_acc, np.int64(u[i] >> U64(k)))
+                byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, ONE, 1)
+                byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], k)
+        else:
+            for i in range(lo, hi):
+                byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], h)
+    return finish_bits(out, byte_pos, acc, n_acc)
+
+
+@njit(cache=True)
+def _write_u64(out, pos, v):
+    for i in range(8):
+        out[pos + i] = np.uint8((v >> U64(8 * i)) & U64(0xFF))
+
+
+@njit(cache=True)
+def _dictionary(y):
+    """Sorted distinct values of y and the rank of every y among them."""
+    entries = np.unique(y)
+    ranks = np.searchsorted(entries, y).astype(np.uint64)
+    return entries, ranks
+
+
+@njit(cache=True)
+def encode_column(words, allow_dict, allow_rice, out, pos):
+    """Write the column section for ``words`` (uint64) at out[pos:].
+
+    Returns (end offset, codec bits: predictor | DICT | ZERO_RESIDUALS)."""
+    n = words.shape[0]
+    base = words.min()
+    y = words - base
+    _write_u64(out, pos, base)
+    pos += 8
+    if y.max() == ZERO:
+        return pos, ZERO_RESIDUALS
+    u = np.empty(n, np.uint64)
+    headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
+    order, size = _best_order(y, allow_rice, u, headers)
+    if allow_dict:
+        entries, ranks = _dictionary(y)
+        dict_bytes = _dictionary_bytes(entries, allow_rice)
+        if dict_bytes < size:
+            dict_order, dict_size = _best_order(ranks, allow_rice, u, headers)
+            if dict_bytes + dict_size < size:
+                pos = _write_dictionary(entries, allow_rice, out, pos)
+                end = _write_payload(ranks, dict_order, allow_rice, u, headers, out, pos)
+                return end, dict_order | DICT
+    return _write_payload(y, order, allow_rice, u, headers, out, pos), order
+
+
+@njit(cache=True)
+def dictionary_gaps(entries):
+    """The sorted, distinct entries as gaps: g_0 = e_0, g_i = e_i - e_{i-1} - 1."""
+    gaps = np.empty(entries.shape[0], np.uint64)
+    gaps[0] = entries[0]
+    for i in range(1, entries.shape[0]):
+        gaps[i] = entries[i] - entries[i - 1] - ONE
+    return gaps
+
+
+@njit(cache=True)
+def _write_dictionary(entries, allow_rice, out, pos):
+    """u32 count, then the entries' gaps as a predictor-0 payload."""
+    n_entries = entries.shape[0]
+    for i in range(4):
+        out[pos + i] = np.uint8((n_entries >> (8 * i)) & 0xFF)
+    gaps = dictionary_gaps(entries)
+    u = np.empty(n_entries, np.uint64)
+    headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
+    return _write_payload(gaps, 0, allow_rice, u, headers, out, pos + 4)
+
+
+@njit(cache=True)
+def _dictionary_bytes(entries, allow_rice):
+    gaps = dictionary_gaps(entries)
+    n_entries = gaps.shape[0]
+    headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
+    bits = choose_mini_blocks(gaps, allow_rice, headers)
+    return 4 + headers.shape[0] + (bits + 7) // 8
+
+
+def max_section_bytes(n: int) -> int:
+    """An upper bound of a column section's size, for sizing output buffers."""
+    return 8 + 5 + 8 * n + (n + MINI_BLOCK - 1) // MINI_BLOCK + 8 * n + 16
+
+
+# --- decoding ------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _read_u64(buf, pos):
+    return load_word(buf, pos, pos + 8)
+
+
+@njit(cache=True)
+def _read_rice(buf, start, end, bit_pos, k, limit):
+    """One Rice(k) value at bit_pos; returns (value, new bit_pos) or bit_pos -1."""
+    q = 0
+    while True:
+        if bit_pos >= limit:
+            return ZERO, -1
+        off = bit_pos & 7
+        word = load_word(buf, start + (bit_pos >> 3), end) >> U64(off)
+        avail = 64 - off
+        if word == ZERO:
+            q += avail
+            bit_pos += avail
+            continue
+        zeros = trailing_zeros(word)
+        if zeros >= avail:
+            q += avail
+            bit_pos += avail
+            continue
+        q += zeros
+        bit_pos += zeros + 1
+        break
+    if k > 0 and (U64(q) >> U64(64 - k)) != ZERO:
+        return ZERO, -1
+    value = (U64(q) << U64(k)) | get_bits(buf, start, end, bit_pos, k)
+    return value, bit_pos + k
+
+
+@njit(cache=True)
+def _read_mini_blocks(buf, pos, end, n, out):
+    """Residuals of all mini-blocks into out[:n]; returns a status."""
+    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    start = pos + n_mini
+    if start > end:
+        return ERR_TRUNCATED
+    limit = (end - start) * 8
+    bit_pos = 0
+    for m in range(n_mini):
+        h = np.int64(buf[pos + m])
+        lo = m * MINI_BLOCK
+        hi = min(n, lo + MINI_BLOCK)
+        if h <= 64:
+            if bit_pos + (hi - lo) * h > limit:
+                return ERR_TRUNCATED
+            for i in range(lo, hi):
+                out[i] = get_bits(buf, start, end, bit_pos, h)
+                bit_pos += h
+        elif h & RICE and (h & 0x7F) <= 63:
+            k = h & 0x3F
+            for i in range(lo, hi):
+                out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
+                if bit_pos < 0 or bit_pos > limit:
+                    return ERR_TRUNCATED
+        else:
+            return ERR_BAD_CODE
+    if (bit_pos + 7) // 8 != end - start:
+        return ERR_LENGTH
+    return OK
+
+
+@njit(cache=True)
+def _read_dictionary(buf, pos, end, n, entries):
+    """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1)."""
+    if pos + 4 > end:
+        return ERR_TRUNCATED, -1
+    n_entries = 0
+    for i in range(4):
+        n_entries |= np.int64(buf[pos + i]) << (8 * i)
+    if n_entries < 1 or n_entries > n:
+        return ERR_BAD_DICT, -1
+    pos += 4
+    payload_end = _payload_end(buf, pos, end, n_entries)
+    if payload_end < 0:
+        return ERR_TRUNCATED, -1
+    status = _read_mini_blocks(buf, pos, payload_end, n_entries, entries)
+    if status != OK:
+        return status, -1
+    for i in range(1, n_entries):
+        entries[i] += entries[i - 1] + ONE
+    return n_entries, payload_end
+
+
+@njit(cache=True)
+def _payload_end(buf, pos, end, count):
+    """Where a payload of ``count`` residuals that starts at pos ends (its
+    headers say how many bits each mini-block takes), or -1 if it runs past end.
+    Rice mini-blocks have no fixed size, so they are walked."""
+    n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
+    start = pos + n_mini
+    if start > end:
+        return -1
+    limit = (end - start) * 8
+    bit_pos = 0
+    for m in range(n_mini):
+        h = np.int64(buf[pos + m])
+        in_block = min(count - m * MINI_BLOCK, MINI_BLOCK)
+        if h <= 64:
+            bit_pos += in_block * h
+        elif h & RICE and (h & 0x7F) <= 63:
+            for _ in range(in_block):
+                _, bit_pos = _read_rice(buf, start, end, bit_pos, h & 0x3F, limit)
+                if bit_pos < 0:
+                    return -1
+        else:
+            return -1
+        if bit_pos > limit:
+            return -1
+    return start + (bit_pos + 7) // 8
+
+
+@njit(cache=True)
+def decode_column(buf, pos, end, n, codec, out, scratch):
+    """Decode the section buf[pos:end] of n words into out[:n] (uint64).
+
+    ``scratch`` (uint64, ≥ n) holds the dictionary.  Returns OK or a negative
+    status; never reads outside buf[pos:end]."""
+    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
+        return ERR_BAD_CODE
+    if pos + 8 > end:
+        return ERR_TRUNCATED
+    base = _read_u64(buf, pos)
+    pos += 8
+    n_entries = 0
+    if codec & DICT:
+        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
+        if pos < 0:
+            return n_entries
+    if codec & ZERO_RESIDUALS:
+        if pos != end:
+            return ERR_LENGTH
+        value = base + (scratch[0] if n_entries else ZERO)
+        for i in range(n):
+            out[i] = value
+        return OK
+    status = _read_mini_blocks(buf, pos, end, n, out)
+    if status != OK:
+        return status
+    undo_residuals(out, n, codec & PREDICTOR_MASK)
+    if n_entries:
+        for i in range(n):
+            rank = out[i]
+            if rank >= U64(n_entries):
+                return ERR_BAD_DICT
+            out[i] = base + scratch[np.int64(rank)]
+    else:
+        for i in range(n):
+            out[i] += base
+    return OK
+
+
+__all__ = ["encode_column", "decode_column", "max_section_bytes", "low_mask"]
