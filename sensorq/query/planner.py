@@ -1,0 +1,808 @@
+"""Syntax tree → typed plan: names, units and times resolved.
+
+:func:`plan_query` is the one entry point.  It
+
+* binds channel names to one stream (``from``, a qualified ``stream.name``, or
+  the only stream that has the name) and to their index, storage type and scale;
+* gives every value expression a unit, converts literals to the unit they are
+  compared or added in, and rejects what cannot agree (``accel > 30degC``);
+* normalises ``channel OP constant`` into :class:`~sensorq.query.plan.RawCompare`
+  with the threshold in the channel's *stored* units, rounded onto the integer
+  grid of integer channels (``> 1999.7`` becomes ``>= 2000``), so block
+  statistics and the device port can answer it in integer arithmetic;
+* folds constant arithmetic and trivially true/false tests;
+* turns the time clauses into an absolute half-open window of nanoseconds and
+  records how "now" was chosen.
+
+Every error is a :class:`~sensorq.errors.QueryError` with the query text and the
+1-based column of the offending token.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import time as _time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Optional
+
+import numpy as np
+
+from ..errors import (QueryError, QueryNameError, QuerySyntaxError, QueryTypeError, QueryUnitError,
+                      SchemaError)
+from ..schema import Channel, Stream
+from ..units import DIMENSIONLESS, Unit, convert, convert_interval, is_unit, known_units, parse_unit
+from . import expressions as ast
+from .parser import normalise_text, parse
+from .plan import (AggregateQuery, And, BinaryOp, BoolConst, ChannelRef, Compare, Const, EpisodesQuery,
+                   Fill, FindQuery, Magnitude, NewestQuery, Not, Now, Or, Predicate, Query, RawCompare,
+                   TimeRange, TopQuery, UnaryOp, ValueExpr)
+from .timeparse import INT64_MAX, INT64_MIN, duration_ns, epoch_ns, iso_ns
+
+__all__ = ["plan_query", "AGGREGATE_ALIASES", "FUNCTIONS", "result_unit"]
+
+# Names a user may write at the head of an aggregate query → the plan's name.
+AGGREGATE_ALIASES: dict[str, str] = {
+    "count": "count", "sum": "sum", "avg": "avg", "mean": "avg", "min": "min", "max": "max",
+    "std": "std", "stddev": "std", "var": "var", "variance": "var", "median": "median",
+    "percentile": "percentile", "first": "first", "last": "last", "spread": "spread",
+    "rate": "rate", "derivative": "rate", "integral": "integral", "twa": "twa",
+    "duration": "duration", "argmax": "argmax", "argmin": "argmin",
+}
+KNOWN_AGGREGATES = ("count, sum, avg (mean), min, max, std, var, median, percentile(p), first, last, "
+                    "spread, rate (derivative), integral, twa, duration, argmax, argmin")
+FUNCTIONS = ("abs", "sqrt", "mag")
+NO_EXPR_AGGREGATES = ("count", "duration")
+GAP_AGGREGATES = ("duration", "twa", "integral")
+FILL_MODES = ("none", "null", "prev", "linear")
+TIME_CLAUSES = ("last", "since", "between")
+SNAP_TOLERANCE = 1e-9       # relative: 2g in mg is 1999.9999999999998 in floats; it means 2000
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+
+
+def plan_query(text: str, streams: Mapping[str, Stream], newest_ns: Callable[[str], Optional[int]],
+               now_policy: str = "data", clock_ns: Optional[int] = None) -> Query:
+    """The typed plan of one query over ``streams``.
+
+    ``newest_ns(stream)`` gives the newest timestamp of a stream (None when it is
+    empty).  ``now_policy`` "data": now is newest + 1 ns, so ``last 10m`` ends just
+    after the newest sample; "clock": now is ``clock_ns`` or the wall clock.  An
+    ``at`` clause in the query overrides both."""
+    if now_policy not in ("data", "clock"):
+        raise QueryError(f"now_policy must be 'data' or 'clock', not {now_policy!r}")
+    text = normalise_text(text)
+    tree = parse(text)
+    return _Planner(text, streams, newest_ns, now_policy, clock_ns).plan(tree)
+
+
+def result_unit(aggregate: str, unit: str) -> str:
+    """The unit of an aggregate of values in ``unit``."""
+    wrapped = f"({unit})" if any(c in unit for c in "/^*") else unit
+    if aggregate == "count":
+        return ""
+    if aggregate == "duration":
+        return "s"
+    if aggregate in ("argmax", "argmin"):
+        return "ns"
+    if aggregate == "var":
+        return f"{wrapped}^2" if unit else ""
+    if aggregate == "rate":
+        return f"{wrapped}/s" if unit else "1/s"
+    if aggregate == "integral":
+        return f"{wrapped}*s" if unit else "s"
+    return unit
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """A planned value expression with its unit and where it came from."""
+    expr: ValueExpr
+    unit: Unit            # for dimension checks and conversions
+    unit_text: str        # what the plan and the user see (a channel's unit as declared)
+    flexible: bool        # a bare number: takes the unit of what it meets
+    pos: int
+    end: int
+
+    @property
+    def is_const(self) -> bool:
+        return isinstance(self.expr, Const)
+
+
+class _Planner:
+    def __init__(self, text, streams, newest_ns, now_policy, clock_ns):
+        self.text = text
+        self.streams = dict(streams)
+        self.newest_ns = newest_ns
+        self.now_policy = now_policy
+        self.clock_ns = clock_ns
+        self.stream: Optional[Stream] = None
+
+    # --- errors ----------------------------------------------------------------------
+    def fail(self, cls, message: str, pos: Optional[int], expected=None):
+        raise cls(message, self.text, None if pos is None else pos + 1, expected)
+
+    def source(self, node) -> str:
+        return self.text[node.pos:node.end]
+
+    # --- queries -----------------------------------------------------------------------
+    def plan(self, tree) -> Query:
+        if isinstance(tree, ast.ScoreAst):
+            self.fail(QueryTypeError, "model scoring is not available yet (score ... over ... is "
+                      "reserved for the model-inference operator)", tree.pos)
+        handlers = {ast.AggregateAst: self.plan_aggregate, ast.FindAst: self.plan_find,
+                    ast.EpisodesAst: self.plan_episodes, ast.TopAst: self.plan_top,
+                    ast.NewestAst: self.plan_newest}
+        return handlers[type(tree)](tree)
+
+    def plan_aggregate(self, tree: ast.AggregateAst) -> AggregateQuery:
+        aggregate, percentile = self.aggregate_name(tree)
+        allowed = {"where", "from", "at", "by", "gap", *TIME_CLAUSES}
+        clauses = self.clauses(tree.clauses, allowed, "an aggregate")
+        self.check_expr_presence(tree, aggregate)
+        where_clause = clauses.get("where")
+        if aggregate == "duration" and where_clause is None:
+            self.fail(QueryTypeError, "duration needs a where clause: duration where accel > 2g",
+                      tree.name_end)
+        self.bind_stream(clauses, [tree.expr, where_clause.args[0] if where_clause else None])
+        expr = self.value(tree.expr) if tree.expr is not None else None
+        where = self.predicate(where_clause.args[0]) if where_clause else None
+        unit = expr.unit_text if expr else ""
+        out_unit = result_unit(aggregate, unit)
+        now, window = self.time(clauses)
+        bucket_ns, fill = self.buckets(clauses.get("by"), out_unit)
+        gap = clauses.get("gap")
+        if gap is not None and aggregate not in GAP_AGGREGATES:
+            self.fail(QueryTypeError, f"gap applies to {', '.join(GAP_AGGREGATES)} and find episodes, "
+                      f"not to {aggregate}", gap.pos)
+        max_gap = self.max_gap(gap) if aggregate in GAP_AGGREGATES else None
+        return AggregateQuery(self.stream.name, aggregate, expr.expr if expr else None, where, window,
+                              now, out_unit, percentile, bucket_ns, fill, max_gap)
+
+    def plan_find(self, tree: ast.FindAst) -> FindQuery:
+        clauses = self.clauses(tree.clauses, {"where", "from", "at", *TIME_CLAUSES}, "find")
+        where_clause = self.require_where(clauses, tree.pos, f"find {tree.direction} where z > 2g")
+        n = self.count_n(tree.n, default=1)
+        self.bind_stream(clauses, [where_clause.args[0]])
+        where = self.predicate(where_clause.args[0])
+        now, window = self.time(clauses)
+        return FindQuery(self.stream.name, tree.direction, n, where, window, now)
+
+    def plan_episodes(self, tree: ast.EpisodesAst) -> EpisodesQuery:
+        clauses = self.clauses(tree.clauses, {"where", "from", "at", "for", "gap", *TIME_CLAUSES},
+                               "find episodes")
+        where_clause = self.require_where(clauses, tree.pos, "find episodes where z > 2g for >= 50ms")
+        self.bind_stream(clauses, [where_clause.args[0]])
+        where = self.predicate(where_clause.args[0])
+        peak = self.peak(where_clause.args[0])
+        now, window = self.time(clauses)
+        min_ns = self.min_duration(clauses.get("for"))
+        return EpisodesQuery(self.stream.name, where, min_ns, peak.expr if peak else None,
+                             peak.unit_text if peak else "", window, now, self.max_gap(clauses.get("gap")))
+
+    def plan_top(self, tree: ast.TopAst) -> TopQuery:
+        clauses = self.clauses(tree.clauses, {"where", "from", "at", *TIME_CLAUSES}, "top")
+        n = self.count_n(tree.n, default=1)
+        where_clause = clauses.get("where")
+        self.bind_stream(clauses, [tree.expr, where_clause.args[0] if where_clause else None])
+        expr = self.value(tree.expr)
+        where = self.predicate(where_clause.args[0]) if where_clause else None
+        now, window = self.time(clauses)
+        return TopQuery(self.stream.name, n, expr.expr, expr.unit_text, where, window, now)
+
+    def plan_newest(self, tree: ast.NewestAst) -> NewestQuery:
+        clauses = self.clauses(tree.clauses, {"where", "from", "at", *TIME_CLAUSES}, "newest")
+        n = self.count_n(tree.n, default=1)
+        where_clause = clauses.get("where")
+        self.bind_stream(clauses, [where_clause.args[0] if where_clause else None])
+        where = self.predicate(where_clause.args[0]) if where_clause else None
+        now, window = self.time(clauses)
+        return NewestQuery(self.stream.name, n, where, window, now)
+
+    # --- query heads and clauses --------------------------------------------------------
+    def aggregate_name(self, tree: ast.AggregateAst) -> tuple[str, float]:
+        name = tree.name.lower()
+        if tree.percentile is not None:
+            return "percentile", self.percentile_value(tree.percentile)
+        if name == "percentile":
+            self.fail(QuerySyntaxError, "percentile needs its level: percentile(95) z", tree.name_end)
+        if len(name) > 1 and name[0] == "p" and name[1:].isdigit():   # p95, p99
+            p = float(name[1:])
+            if p > 100:
+                self.fail(QueryTypeError, f"{tree.name}: a percentile is between 0 and 100", tree.name_pos)
+            return "percentile", p
+        if name not in AGGREGATE_ALIASES:
+            hint = _did_you_mean(name, AGGREGATE_ALIASES)
+            self.fail(QueryNameError, f"unknown aggregate {tree.name!r}{hint}; known: {KNOWN_AGGREGATES}, "
+                      f"and the queries find, top, newest", tree.name_pos)
+        aggregate = AGGREGATE_ALIASES[name]
+        return aggregate, 50.0 if aggregate == "median" else 0.0
+
+    def percentile_value(self, number: ast.Number) -> float:
+        if number.unit not in ("", "%"):
+            self.fail(QueryUnitError, f"a percentile level is a plain number (0 to 100), not "
+                      f"{number.source}", number.pos)
+        p = number.value
+        if not 0 <= p <= 100:
+            self.fail(QueryTypeError, f"percentile {number.source} is outside 0..100", number.pos)
+        return p
+
+    def check_expr_presence(self, tree: ast.AggregateAst, aggregate: str) -> None:
+        if aggregate in NO_EXPR_AGGREGATES and tree.expr is not None:
+            usage = "count where z > 2g" if aggregate == "count" else "duration where z > 2g"
+            self.fail(QueryTypeError, f"{aggregate} takes no expression, only a where clause: {usage}",
+                      tree.expr.pos)
+        if aggregate not in NO_EXPR_AGGREGATES and tree.expr is None:
+            self.fail(QueryTypeError, f"{tree.name} needs an expression to aggregate, e.g. "
+                      f"{tree.name} z", tree.name_end)
+
+    def clauses(self, clauses, allowed: set[str], what: str) -> dict[str, ast.Clause]:
+        found: dict[str, ast.Clause] = {}
+        for clause in clauses:
+            if clause.kind not in allowed:
+                self.fail(QuerySyntaxError, f"{what} query has no {clause.kind} clause"
+                          + _clause_hint(clause.kind), clause.pos)
+            if clause.kind in found:
+                hint = "; combine conditions with and" if clause.kind == "where" else ""
+                self.fail(QuerySyntaxError, f"a second {clause.kind} clause{hint}", clause.pos)
+            window = [k for k in TIME_CLAUSES if k in found]
+            if clause.kind in TIME_CLAUSES and window:
+                self.fail(QuerySyntaxError, f"a query has one time window; {clause.kind} comes after "
+                          f"{window[0]}", clause.pos)
+            found[clause.kind] = clause
+        return found
+
+    def require_where(self, clauses, pos: int, example: str) -> ast.Clause:
+        if "where" not in clauses:
+            self.fail(QuerySyntaxError, f"this query needs a where clause: {example}", pos)
+        return clauses["where"]
+
+    def count_n(self, number: Optional[ast.Number], default: int) -> int:
+        if number is None:
+            return default
+        if number.unit or number.exact.denominator != 1:
+            self.fail(QueryTypeError, f"a count of results is a whole number, not {number.source}",
+                      number.pos)
+        if number.exact < 1:
+            self.fail(QueryTypeError, f"a count of results must be at least 1, not {number.source}",
+                      number.pos)
+        return int(number.exact)
+
+    # --- streams and channels --------------------------------------------------------------
+    def bind_stream(self, clauses, roots) -> None:
+        """Choose the query's one stream, and check every channel belongs to it."""
+        if not self.streams:
+            self.fail(QueryNameError, "the cache has no streams yet", 0)
+        names = sorted((n for root in roots if root is not None for n in _channel_names(root)),
+                       key=lambda n: n.pos)
+        from_clause = clauses.get("from")
+        if from_clause is not None:
+            self.stream = self.lookup_stream(*from_clause.args)
+        else:
+            self.stream = self.stream_from_channels(names)
+        for name in names:
+            self.check_channel(name, from_clause)
+
+    def lookup_stream(self, name: str, pos: int) -> Stream:
+        if name in self.streams:
+            return self.streams[name]
+        self.fail(QueryNameError, f"unknown stream {name!r}{_did_you_mean(name, self.streams)}; "
+                  f"streams: {', '.join(sorted(self.streams))}", pos)
+
+    def stream_from_channels(self, names) -> Stream:
+        for name in names:
+            if name.stream is not None:
+                return self.lookup_stream(name.stream, name.pos)
+            homes = self.streams_with(name.name)
+            if len(homes) == 1:
+                return homes[0]
+            if not homes:
+                self.unknown_channel(name)
+        if names:
+            first = names[0]
+            candidates = ", ".join(f"{s.name}.{first.name}" for s in self.streams_with(first.name))
+            self.fail(QueryNameError, f"channel {first.name!r} is in several streams: {candidates}; "
+                      f"write one of these, or add from STREAM", first.pos)
+        if len(self.streams) == 1:
+            return next(iter(self.streams.values()))
+        self.fail(QueryNameError, f"which stream? add from STREAM (streams: "
+                  f"{', '.join(sorted(self.streams))})", len(self.text.rstrip()))
+
+    def streams_with(self, channel: str) -> list[Stream]:
+        return [s for s in self.streams.values() if any(c.name == channel for c in s.channels)]
+
+    def unknown_channel(self, name: ast.ChannelName, stream: Optional[Stream] = None):
+        pool = [c.name for s in ([stream] if stream else self.streams.values()) for c in s.channels]
+        where = f" in stream {stream.name!r}" if stream else ""
+        listing = ", ".join(sorted(set(pool))[:12]) + (", ..." if len(set(pool)) > 12 else "")
+        self.fail(QueryNameError, f"unknown channel {name.name!r}{where}{_did_you_mean(name.name, pool)}; "
+                  f"channels: {listing}", name.name_pos)
+
+    def check_channel(self, name: ast.ChannelName, from_clause) -> None:
+        if name.stream is not None and name.stream != self.stream.name:
+            other = self.lookup_stream(name.stream, name.pos)
+            self.fail(QueryNameError, self.mixed_streams_message(name, other, from_clause), name.pos)
+        if any(c.name == name.name for c in self.stream.channels):
+            return
+        if name.stream is not None:
+            self.unknown_channel(name, self.stream)
+        homes = self.streams_with(name.name)
+        if not homes:
+            self.unknown_channel(name)
+        self.fail(QueryNameError, self.mixed_streams_message(name, homes[0], from_clause), name.pos)
+
+    def mixed_streams_message(self, name: ast.ChannelName, other: Stream, from_clause) -> str:
+        chosen = f"from {self.stream.name}" if from_clause else f"stream {self.stream.name}"
+        return (f"a query reads one stream: {name.source} is in stream {other.name}, but this query "
+                f"reads {chosen}")
+
+    def channel_ref(self, name: ast.ChannelName) -> tuple[ChannelRef, Channel]:
+        channel = self.stream.channel(name.name)
+        index = self.stream.channel_index(name.name)
+        scale = float(channel.scale) if channel.scale is not None else 1.0
+        return ChannelRef(channel.name, index, channel.dtype, scale, channel.unit), channel
+
+    # --- value expressions -----------------------------------------------------------------
+    def value(self, node) -> _Typed:
+        if isinstance(node, ast.Number):
+            return self.number(node)
+        if isinstance(node, ast.ChannelName):
+            ref, channel = self.channel_ref(node)
+            return _Typed(ref, channel.unit_info, channel.unit, False, node.pos, node.end)
+        if isinstance(node, ast.Unary):
+            return self.unary(node)
+        if isinstance(node, ast.Binary):
+            return self.binary(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise AssertionError(f"not a value expression: {node!r}")  # the grammar prevents this
+
+    def number(self, node: ast.Number) -> _Typed:
+        if node.unit and not is_unit(node.unit):
+            self.fail(QueryUnitError, f"unknown unit {node.unit!r} in {node.source}{_did_you_mean(node.unit, known_units())}; "
+                      f"known units: {', '.join(known_units())}", node.pos)
+        unit = parse_unit(node.unit)
+        return _Typed(Const(node.value, unit.symbol), unit, unit.symbol, not node.unit, node.pos, node.end)
+
+    def unary(self, node: ast.Unary) -> _Typed:
+        operand = self.value(node.operand)
+        if node.op == "pos":
+            return _Typed(operand.expr, operand.unit, operand.unit_text, operand.flexible, node.pos, node.end)
+        if operand.is_const:
+            return self.const_like(operand, -operand.expr.value, node)
+        return self.like(operand, UnaryOp("neg", operand.expr, operand.unit_text), node)
+
+    def binary(self, node: ast.Binary) -> _Typed:
+        left, right = self.value(node.left), self.value(node.right)
+        if node.op in "+-":
+            left, right = self.align(left, right, interval=True, what=node.op)
+            if left.is_const and right.is_const:
+                value = left.expr.value + right.expr.value if node.op == "+" else left.expr.value - right.expr.value
+                return self.const_like(left, value, node, flexible=left.flexible and right.flexible)
+            return self.like(left, BinaryOp(node.op, left.expr, right.expr, left.unit_text), node,
+                             flexible=False)
+        return self.multiply(node, left, right)
+
+    def multiply(self, node: ast.Binary, left: _Typed, right: _Typed) -> _Typed:
+        left, right = self.plain_number(left), self.plain_number(right)
+        if node.op == "/" and right.is_const and right.expr.value == 0:
+            self.fail(QueryTypeError, "division by zero", right.pos)
+        if _is_scalar(right):
+            keep = left
+        elif _is_scalar(left) and node.op == "*":
+            keep = right
+        else:
+            keep = None
+        unit, unit_text = (keep.unit, keep.unit_text) if keep else (parse_unit(""), "")
+        flexible = left.flexible and right.flexible
+        if left.is_const and right.is_const:
+            a, b = left.expr.value, right.expr.value
+            value = a * b if node.op == "*" else a / b
+            return _Typed(Const(value, unit_text), unit, unit_text, flexible, node.pos, node.end)
+        return _Typed(BinaryOp(node.op, left.expr, right.expr, unit_text), unit, unit_text, False,
+                      node.pos, node.end)
+
+    def plain_number(self, typed: _Typed) -> _Typed:
+        """50% → 0.5 and 3ppm → 3e-6 before they multiply anything."""
+        if typed.is_const and typed.unit.dimension == DIMENSIONLESS and typed.unit.symbol:
+            value = typed.unit.to_si(typed.expr.value)
+            return _Typed(Const(value, ""), parse_unit(""), "", True, typed.pos, typed.end)
+        return typed
+
+    def call(self, node: ast.Call) -> _Typed:
+        func = node.func.lower()
+        if func not in FUNCTIONS:
+            hint = (" (aggregates such as avg go at the start of the query)"
+                    if func in AGGREGATE_ALIASES else _did_you_mean(func, FUNCTIONS))
+            self.fail(QueryNameError, f"unknown function {node.func!r}{hint}; functions: "
+                      f"{', '.join(FUNCTIONS)}", node.pos)
+        args = [self.value(a) for a in node.args]
+        if func == "mag":
+            return self.magnitude(node, args)
+        if len(args) != 1:
+            self.fail(QueryTypeError, f"{func} takes one argument, not {len(args)}", node.pos)
+        arg = args[0]
+        if func == "abs":
+            if arg.is_const:
+                return self.const_like(arg, abs(arg.expr.value), node)
+            return self.like(arg, UnaryOp("abs", arg.expr, arg.unit_text), node)
+        if arg.is_const:
+            if arg.expr.value < 0:
+                self.fail(QueryTypeError, f"sqrt of a negative number ({self.source(arg)})", arg.pos)
+            return _Typed(Const(math.sqrt(arg.expr.value), ""), parse_unit(""), "", True, node.pos, node.end)
+        return _Typed(UnaryOp("sqrt", arg.expr, ""), parse_unit(""), "", False, node.pos, node.end)
+
+    def magnitude(self, node: ast.Call, args: list[_Typed]) -> _Typed:
+        first = next((a for a in args if not a.flexible), args[0])
+        aligned = [self.align(first, a, interval=True, what="mag")[1] for a in args]
+        if all(a.is_const for a in aligned):
+            value = math.sqrt(sum(a.expr.value ** 2 for a in aligned))
+            return _Typed(Const(value, first.unit_text), first.unit, first.unit_text,
+                          first.flexible, node.pos, node.end)
+        return _Typed(Magnitude(tuple(a.expr for a in aligned), first.unit_text), first.unit,
+                      first.unit_text, False, node.pos, node.end)
+
+    def const_like(self, base: _Typed, value: float, node, flexible: Optional[bool] = None) -> _Typed:
+        flexible = base.flexible if flexible is None else flexible
+        return _Typed(Const(value, base.unit_text), base.unit, base.unit_text, flexible, node.pos, node.end)
+
+    def like(self, base: _Typed, expr: ValueExpr, node, flexible: bool = False) -> _Typed:
+        return _Typed(expr, base.unit, base.unit_text, flexible, node.pos, node.end)
+
+    # --- units ------------------------------------------------------------------------------
+    def align(self, left: _Typed, right: _Typed, *, interval: bool, what: str) -> tuple[_Typed, _Typed]:
+        """Both sides in one unit: a bare number takes the other side's unit, a
+        constant is converted to the other side's unit, and a second channel
+        expression in another unit of the same dimension is scaled."""
+        if right.flexible and not left.flexible:
+            return left, self.relabel(right, left)
+        if left.flexible and not right.flexible:
+            return self.relabel(left, right), right
+        if left.unit == right.unit:
+            return left, right
+        if left.unit.dimension != right.unit.dimension:
+            offender = left if (left.is_const and not right.is_const) else right
+            other = right if offender is left else left
+            self.fail(QueryUnitError, f"units do not agree ({what}): {self.describe(other)}, "
+                      f"{self.describe(offender)}", offender.pos)
+        if right.is_const or not left.is_const:
+            return left, self.convert_to(right, left, interval)
+        return self.convert_to(left, right, interval), right
+
+    def describe(self, typed: _Typed) -> str:
+        unit = typed.unit_text or "no unit"
+        return f"{self.source(typed)} is {typed.unit.dimension_name} ({unit})"
+
+    def relabel(self, typed: _Typed, target: _Typed) -> _Typed:
+        return _Typed(Const(typed.expr.value, target.unit_text), target.unit, target.unit_text, False,
+                      typed.pos, typed.end)
+
+    def convert_to(self, typed: _Typed, target: _Typed, interval: bool) -> _Typed:
+        """``typed`` expressed in ``target``'s unit (same dimension)."""
+        conv = convert_interval if interval else convert
+        if typed.is_const:
+            value = _tidy(conv(typed.expr.value, typed.unit, target.unit))
+            return _Typed(Const(value, target.unit_text), target.unit, target.unit_text, False,
+                          typed.pos, typed.end)
+        factor = _tidy(convert_interval(1.0, typed.unit, target.unit))
+        expr: ValueExpr = BinaryOp("*", typed.expr, Const(factor, ""), target.unit_text)
+        offset = 0.0 if interval else _tidy(convert(0.0, typed.unit, target.unit))
+        if offset:
+            expr = BinaryOp("+", expr, Const(offset, target.unit_text), target.unit_text)
+        return _Typed(expr, target.unit, target.unit_text, False, typed.pos, typed.end)
+
+    # --- predicates ---------------------------------------------------------------------------
+    def predicate(self, node) -> Predicate:
+        if isinstance(node, ast.Comparison):
+            return self.comparison(node.op, self.value(node.left), self.value(node.right))
+        if isinstance(node, ast.Between):
+            return self.between(node)
+        if isinstance(node, ast.BoolOp):
+            args = [self.predicate(a) for a in node.args]
+            return _and(args) if node.op == "and" else _or(args)
+        if isinstance(node, ast.NotPred):
+            return _negate(self.predicate(node.arg))
+        raise AssertionError(f"not a predicate: {node!r}")  # the grammar prevents this
+
+    def between(self, node: ast.Between) -> Predicate:
+        expr = self.value(node.expr)
+        low, high = self.value(node.low), self.value(node.high)
+        if low.is_const and high.is_const:
+            _, low_c = self.align(expr, low, interval=False, what="between")
+            _, high_c = self.align(expr, high, interval=False, what="between")
+            if low_c.expr.value > high_c.expr.value:
+                self.fail(QueryTypeError, f"between {self.source(low)} and {self.source(high)}: the "
+                          f"low end is above the high end", low.pos)
+        inside = _and([self.comparison(">=", expr, low), self.comparison("<=", expr, high)])
+        return _negate(inside) if node.negated else inside
+
+    def comparison(self, op: str, left: _Typed, right: _Typed) -> Predicate:
+        left, right = self.align(left, right, interval=False, what=op)
+        if left.is_const and right.is_const:
+            return BoolConst(_compare(op, left.expr.value, right.expr.value))
+        if isinstance(right.expr, ChannelRef) and left.is_const:
+            left, right, op = right, left, _FLIP[op]
+        if isinstance(left.expr, ChannelRef) and right.is_const:
+            return raw_compare(left.expr, op, right.expr.value)
+        return Compare(op, left.expr, right.expr)
+
+    def peak(self, node) -> Optional[_Typed]:
+        """The first channel-bearing side of the predicate's first comparison."""
+        for comparison in _comparisons(node):
+            sides = (comparison.left, comparison.right) if isinstance(comparison, ast.Comparison) \
+                else (comparison.expr,)
+            for side in sides:
+                if any(True for _ in _channel_names(side)):
+                    return self.value(side)
+        return None
+
+    # --- time ---------------------------------------------------------------------------------
+    def time(self, clauses) -> tuple[Now, TimeRange]:
+        now = self.now(clauses.get("at"))
+        empty_data = self.now_policy == "data" and now.source == "data" and self.data_is_empty
+        if "last" in clauses:
+            clause = clauses["last"]
+            length = self.positive_duration(clause.args[0], "the window after last")
+            start, end = now.ns - length, now.ns
+        elif "since" in clauses:
+            clause = clauses["since"]
+            start, end = self.point(clause.args[0], now.ns), now.ns
+            if now.source == "at" and start > end:
+                self.fail(QueryTypeError, "since is after the at anchor: the window would be empty",
+                          clause.args[0].pos)
+        elif "between" in clauses:
+            clause = clauses["between"]
+            start, end = (self.point(p, now.ns) for p in clause.args)
+            if start >= end:
+                self.fail(QueryTypeError, "between A and B needs A before B", clause.args[1].pos)
+        elif now.source == "at":
+            return now, TimeRange(None, now.ns)
+        else:
+            return now, TimeRange(None, None)
+        if empty_data:
+            return now, TimeRange(0, 0)
+        return now, TimeRange(self.clamp(start), self.clamp(max(start, end)))
+
+    @property
+    def data_is_empty(self) -> bool:
+        return self.newest_ns(self.stream.name) is None
+
+    def now(self, at_clause) -> Now:
+        if self.now_policy == "clock":
+            base = Now("clock", int(self.clock_ns if self.clock_ns is not None else _time.time_ns()))
+        else:
+            newest = self.newest_ns(self.stream.name)
+            base = Now("data", 0 if newest is None else int(newest) + 1)
+        if at_clause is None:
+            return base
+        return Now("at", self.point(at_clause.args[0], base.ns))
+
+    def point(self, point: ast.TimePoint, now_ns: int) -> int:
+        base = point.base
+        if base.kind == "iso":
+            ns = iso_ns(base.text, base.pos, self.text)
+        elif base.kind == "epoch":
+            ns = epoch_ns(base.number, self.text)
+        elif base.kind == "ago":
+            ns = now_ns - duration_ns(base.number, self.text, "a time before now")
+        else:
+            ns = now_ns
+        for sign, number in point.offsets:
+            step = duration_ns(number, self.text, "a time offset")
+            ns = ns + step if sign == "+" else ns - step
+        if not INT64_MIN <= ns <= INT64_MAX:
+            self.fail(QueryTypeError, "this time is outside 64-bit nanoseconds (1677 to 2262)", point.pos)
+        return ns
+
+    @staticmethod
+    def clamp(ns: int) -> int:
+        return min(max(ns, INT64_MIN), INT64_MAX)
+
+    def positive_duration(self, number: ast.Number, what: str) -> int:
+        ns = duration_ns(number, self.text, what)
+        if ns <= 0:
+            self.fail(QueryTypeError, f"{what} must be longer than 0, not {number.source}", number.pos)
+        return ns
+
+    def buckets(self, clause, out_unit: str) -> tuple[Optional[int], Fill]:
+        if clause is None:
+            return None, Fill()
+        bucket_ns = self.positive_duration(clause.args[0], "a bucket (by)")
+        spec: Optional[ast.FillSpec] = clause.args[1]
+        if spec is None:
+            return bucket_ns, Fill()
+        if spec.mode != "value":
+            mode = spec.mode.lower()
+            if mode not in FILL_MODES:
+                self.fail(QueryNameError, f"unknown fill mode {spec.mode!r}; use none, null, prev, "
+                          f"linear or a number", spec.pos)
+            return bucket_ns, Fill(mode)
+        return bucket_ns, Fill("value", self.fill_value(spec.value, out_unit))
+
+    def fill_value(self, number: ast.Number, out_unit: str) -> float:
+        if not number.unit:
+            return number.value
+        if not is_unit(number.unit):
+            self.fail(QueryUnitError, f"unknown unit {number.unit!r} in fill", number.pos)
+        if not is_unit(out_unit):
+            self.fail(QueryUnitError, f"write the fill value without a unit (results are in "
+                      f"{out_unit})", number.pos)
+        try:
+            return convert(number.value, parse_unit(number.unit), parse_unit(out_unit))
+        except ValueError as exc:
+            self.fail(QueryUnitError, f"fill value {number.source}: {exc}", number.pos)
+
+    def max_gap(self, clause) -> Optional[int]:
+        if clause is None:
+            return self.stream.max_gap_ns
+        op, number = clause.args
+        ns = self.positive_duration(number, "a gap")
+        if op == "<":
+            if ns <= 1:
+                self.fail(QueryTypeError, "gap < 1ns leaves no gap at all", number.pos)
+            ns -= 1
+        return ns
+
+    def min_duration(self, clause) -> int:
+        if clause is None:
+            return 0
+        op, number = clause.args
+        ns = duration_ns(number, self.text, "an episode's length")
+        return ns + 1 if op == ">" else ns
+
+
+# --- integer normalisation of raw comparisons ------------------------------------------------
+
+def raw_compare(ref: ChannelRef, op: str, value: float) -> Predicate:
+    """``channel OP value`` (value in the channel's unit) with the threshold in
+    stored units; on integer channels, snapped onto the integer grid."""
+    threshold = value / ref.scale if ref.scale != 1.0 else value
+    if not ref.dtype.startswith("int"):
+        if math.isnan(threshold):
+            return BoolConst(op == "!=")
+        return RawCompare(ref, op, float(threshold))
+    return _integer_compare(ref, op, threshold)
+
+
+def _integer_compare(ref: ChannelRef, op: str, t: float) -> Predicate:
+    info = np.iinfo(ref.dtype)
+    lo, hi = int(info.min), int(info.max)
+    if math.isnan(t):
+        return BoolConst(op == "!=")
+    if math.isinf(t):
+        return BoolConst(_compare(op, 0.0, t))
+    nearest = round(t)
+    if abs(t - nearest) <= SNAP_TOLERANCE * max(1.0, abs(t)):
+        k = int(nearest)
+    elif op in ("==", "!="):
+        return BoolConst(op == "!=")       # no integer equals 1999.5
+    elif op in (">", ">="):
+        op, k = ">=", math.ceil(t)
+    else:
+        op, k = "<=", math.floor(t)
+    return _in_range(ref, op, k, lo, hi)
+
+
+def _in_range(ref: ChannelRef, op: str, k: int, lo: int, hi: int) -> Predicate:
+    """A test every stored value passes, or none does, becomes a BoolConst."""
+    passes_lo, passes_hi = _compare(op, lo, k), _compare(op, hi, k)
+    if op in ("==", "!="):
+        if lo <= k <= hi:
+            return RawCompare(ref, op, float(k))
+        return BoolConst(op == "!=")
+    if passes_lo and passes_hi:    # monotone tests: both ends decide
+        return BoolConst(True)
+    if not passes_lo and not passes_hi:
+        return BoolConst(False)
+    return RawCompare(ref, op, float(k))
+
+
+def _compare(op: str, a: float, b: float) -> bool:
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
+
+
+# --- boolean simplification -------------------------------------------------------------------
+
+def _and(args) -> Predicate:
+    flat: list[Predicate] = []
+    for arg in args:
+        parts = arg.args if isinstance(arg, And) else (arg,)
+        for part in parts:
+            if part == BoolConst(False):
+                return BoolConst(False)
+            if part != BoolConst(True):
+                flat.append(part)
+    if not flat:
+        return BoolConst(True)
+    return flat[0] if len(flat) == 1 else And(tuple(flat))
+
+
+def _or(args) -> Predicate:
+    flat: list[Predicate] = []
+    for arg in args:
+        parts = arg.args if isinstance(arg, Or) else (arg,)
+        for part in parts:
+            if part == BoolConst(True):
+                return BoolConst(True)
+            if part != BoolConst(False):
+                flat.append(part)
+    if not flat:
+        return BoolConst(False)
+    return flat[0] if len(flat) == 1 else Or(tuple(flat))
+
+
+def _exact_negation(pred: Predicate) -> Optional[Predicate]:
+    """The negation of ``pred`` without a Not node, when that is exact: integer
+    channels have no NaN, so ``not x > 5`` is ``x <= 5`` there (not on floats)."""
+    if isinstance(pred, BoolConst):
+        return BoolConst(not pred.value)
+    if isinstance(pred, Not):
+        return pred.arg
+    if isinstance(pred, RawCompare) and pred.channel.dtype.startswith("int"):
+        return RawCompare(pred.channel, _INVERSE[pred.op], pred.threshold)
+    if isinstance(pred, (And, Or)):
+        parts = [_exact_negation(a) for a in pred.args]
+        if all(p is not None for p in parts):
+            return _or(parts) if isinstance(pred, And) else _and(parts)
+    return None
+
+
+def _negate(pred: Predicate) -> Predicate:
+    exact = _exact_negation(pred)
+    return exact if exact is not None else Not(pred)
+
+
+# --- tree walks -----------------------------------------------------------------------------
+
+def _channel_names(node) -> Iterator[ast.ChannelName]:
+    if isinstance(node, ast.ChannelName):
+        yield node
+    elif isinstance(node, ast.Number) or node is None:
+        return
+    elif isinstance(node, ast.Unary):
+        yield from _channel_names(node.operand)
+    elif isinstance(node, (ast.Binary, ast.Comparison)):
+        yield from _channel_names(node.left)
+        yield from _channel_names(node.right)
+    elif isinstance(node, ast.Call):
+        for arg in node.args:
+            yield from _channel_names(arg)
+    elif isinstance(node, ast.Between):
+        for part in (node.expr, node.low, node.high):
+            yield from _channel_names(part)
+    elif isinstance(node, ast.BoolOp):
+        for arg in node.args:
+            yield from _channel_names(arg)
+    elif isinstance(node, ast.NotPred):
+        yield from _channel_names(node.arg)
+
+
+def _comparisons(node) -> Iterator:
+    if isinstance(node, (ast.Comparison, ast.Between)):
+        yield node
+    elif isinstance(node, ast.BoolOp):
+        for arg in node.args:
+            yield from _comparisons(arg)
+    elif isinstance(node, ast.NotPred):
+        yield from _comparisons(node.arg)
+
+
+def _tidy(value: float) -> float:
+    """Drops the last-bit noise of a unit conversion (1g is 999.9999999999999 mg in
+    floats; 15 significant digits is what the conversion factors are good for)."""
+    return float(f"{value:.15g}") if math.isfinite(value) else value
+
+
+def _is_scalar(typed: _Typed) -> bool:
+    """A dimensionless constant: multiplying by it keeps the other side's unit."""
+    return typed.is_const and typed.unit.dimension == DIMENSIONLESS
+
+
+def _did_you_mean(word: str, pool) -> str:
+    close = difflib.get_close_matches(word, list(pool), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _clause_hint(kind: str) -> str:
+    return {"for": " (for >= DUR belongs to find episodes)",
+            "gap": " (gap <= DUR belongs to duration, twa, integral and find episodes)",
+            "by": " (by DUR buckets belong to aggregates such as avg)"}.get(kind, "")
