@@ -3,3 +3,4 @@ from .errors import *  # noqa: F401,F403  (the exception hierarchy is public API
 from .schema import Channel, Stream  # noqa: F401
 
 __version__ = "0.1.0"
+from .store import Cache, open  # noqa: E402,F401,A001  (after __version__: demo imports it)

@@ -1,0 +1,145 @@
+"""The blocks of one stream, as the engine sees them: a table of where each
+verified block lives plus its header statistics, one row per block in time
+(= seq) order.
+
+Buffers are uint8 arrays holding whole, uncompressed blocks: a memory-mapped
+segment file, a zstd-decompressed block, or the writer's not-yet-written tail
+block.  Every block in a :class:`BlockIndex` has passed ``parse_block``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec.block import ENTRY_DTYPE, BlockInfo, decode_verified
+from ..schema import Stream
+
+# Per-block columns, in the order StreamBlocks stores them (all int64).
+BLOCK_FIELDS = ("offset", "length", "n_samples", "t_first", "t_last", "seq", "tick",
+                "time_codec", "time_len")
+
+
+@dataclass
+class BlockIndex:
+    stream: Stream
+    buffers: list[np.ndarray]
+    buffer_of: np.ndarray      # int32, index into buffers
+    offset: np.ndarray         # int64, the block's first byte in its buffer
+    length: np.ndarray         # int64, block_len
+    n_samples: np.ndarray      # int64
+    t_first: np.ndarray        # int64 ns
+    t_last: np.ndarray         # int64 ns
+    seq: np.ndarray            # int64
+    entries: np.ndarray        # (n_blocks, n_channels) ENTRY_DTYPE
+    tick: np.ndarray           # int64, header fields needed to decode without re-parsing
+    time_codec: np.ndarray     # int64
+    time_len: np.ndarray       # int64
+
+    def __len__(self) -> int:
+        return int(self.offset.shape[0])
+
+    def select(self, which) -> "BlockIndex":
+        """The blocks picked by a boolean mask, an index array or a slice."""
+        return BlockIndex(self.stream, self.buffers, self.buffer_of[which], self.offset[which],
+                          self.length[which], self.n_samples[which], self.t_first[which],
+                          self.t_last[which], self.seq[which], self.entries[which],
+                          self.tick[which], self.time_codec[which], self.time_len[which])
+
+    def raw(self, i: int) -> np.ndarray:
+        """Block i's bytes (a view, no copy)."""
+        start = int(self.offset[i])
+        return self.buffers[int(self.buffer_of[i])][start:start + int(self.length[i])]
+
+    def info(self, i: int) -> BlockInfo:
+        """Block i's header, rebuilt from the index (no second CRC pass)."""
+        return BlockInfo(int(self.n_samples[i]), self.entries.shape[1], int(self.t_first[i]),
+                         int(self.t_last[i]), int(self.tick[i]), self.stream.stream_id,
+                         int(self.seq[i]), int(self.length[i]), int(self.time_codec[i]),
+                         int(self.time_len[i]), self.entries[i])
+
+    def decode(self, i: int):
+        """(t int64, [columns in storage dtypes]) of block i."""
+        return decode_verified(self.raw(i), self.info(i))
+
+    def samples(self) -> int:
+        return int(self.n_samples.sum())
+
+    @classmethod
+    def empty(cls, stream: Stream) -> "BlockIndex":
+        z = np.zeros(0, np.int64)
+        return cls(stream, [], np.zeros(0, np.int32), z, z, z, z, z, z,
+                   np.zeros((0, len(stream.channels)), ENTRY_DTYPE), z, z, z)
+
+
+class StreamBlocks:
+    """Growing per-stream block table: appends at the end (new blocks), drops
+    from the front (eviction deletes the oldest segments first), so both are
+    amortised O(1) and a time-range lookup is a binary search."""
+
+    def __init__(self, n_channels: int, capacity: int = 64):
+        self.n_channels = n_channels
+        self.head = 0
+        self.tail = 0
+        self.cols = {name: np.zeros(capacity, np.int64) for name in BLOCK_FIELDS}
+        self.buf_key = np.zeros(capacity, np.int64)     # which buffer (see Cache._buffer_for)
+        self.segment = np.zeros(capacity, np.int64)     # segment number holding the record
+        self.stored = np.zeros(capacity, np.int64)      # bytes the record takes on disk
+        self.entries = np.zeros((capacity, n_channels), ENTRY_DTYPE)
+        self.total_samples = 0
+        self.total_stored = 0
+
+    def __len__(self) -> int:
+        return self.tail - self.head
+
+    def _grow(self) -> None:
+        live = slice(self.head, self.tail)
+        size = max(64, 2 * len(self))
+        def regrow(arr):
+            new = np.zeros((size,) + arr.shape[1:], arr.dtype)
+            new[:len(self)] = arr[live]
+            return new
+        self.cols = {k: regrow(v) for k, v in self.cols.items()}
+        self.buf_key, self.segment, self.stored = map(regrow, (self.buf_key, self.segment, self.stored))
+        self.entries = regrow(self.entries)
+        self.tail -= self.head
+        self.head = 0
+
+    def add(self, info: BlockInfo, offset: int, buf_key: int, segment: int, stored: int) -> None:
+        if self.tail == self.buf_key.shape[0]:
+            self._grow()
+        i = self.tail
+        values = (offset, info.block_len, info.n_samples, info.t_first, info.t_last, info.seq,
+                  info.tick, info.time_codec, info.time_len)
+        for name, value in zip(BLOCK_FIELDS, values):
+            self.cols[name][i] = value
+        self.buf_key[i], self.segment[i], self.stored[i] = buf_key, segment, stored
+        self.entries[i] = info.entries
+        self.tail += 1
+        self.total_samples += info.n_samples
+        self.total_stored += stored
+
+    def drop_through_segment(self, number: int) -> list[int]:
+        """Forget the blocks stored in segments <= number; returns their buffer keys."""
+        seg = self.segment[self.head:self.tail]
+        cut = int(np.searchsorted(seg, number, side="right"))
+        dropped = slice(self.head, self.head + cut)
+        keys = self.buf_key[dropped].tolist()
+        self.total_samples -= int(self.cols["n_samples"][dropped].sum())
+        self.total_stored -= int(self.stored[dropped].sum())
+        self.head += cut
+        return keys
+
+    def last(self, name: str) -> int | None:
+        return int(self.cols[name][self.tail - 1]) if len(self) else None
+
+    def first(self, name: str) -> int | None:
+        return int(self.cols[name][self.head]) if len(self) else None
+
+    def range_slice(self, start_ns: int | None, end_ns: int | None) -> slice:
+        """Positions (absolute) of the blocks overlapping [start_ns, end_ns)."""
+        t_first = self.cols["t_first"][self.head:self.tail]
+        t_last = self.cols["t_last"][self.head:self.tail]
+        lo = 0 if start_ns is None else int(np.searchsorted(t_last, start_ns, side="left"))
+        hi = len(self) if end_ns is None else int(np.searchsorted(t_first, end_ns, side="left"))
+        return slice(self.head + lo, self.head + max(lo, hi))

@@ -1,0 +1,719 @@
+"""The cache: a directory of append-only segment files kept within a byte
+capacity, one writer (holding an flock on ``LOCK``) and any number of readers.
+
+Write path: ``append`` validates a whole batch, then slices it into blocks of
+``block_samples``; each full block is encoded and written as a record at once,
+the rest waits in memory (the stream's open block).  ``flush`` seals every open
+block, even a short one, and fsyncs: what ``flush`` acknowledged survives a
+crash or power cut; anything appended after the last flush may be lost (the
+open blocks always, sealed-but-unsynced records if the OS did not write them).
+
+Read path: on open (and on ``refresh``) every segment is scanned once, every
+record checked (record CRC, then ``parse_block``), and the verified blocks are
+indexed per stream in time order; queries then find their blocks by binary
+search and read them from memory-mapped segments.
+
+Layout on disk: docs/format.md §5.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+from ..codec.block import ENTRY_DTYPE, encode_block, parse_block
+from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError, SensorqError,
+                      StorageError)
+from ..schema import Channel, Stream
+from .blockindex import BLOCK_FIELDS, BlockIndex, StreamBlocks
+from .manifest import MANIFEST_NAME, Manifest, fsync_directory, read_manifest, write_manifest
+from .prepare import iso, prepare_batch
+from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, REC_BLOCK, REC_BLOCK_ZSTD,
+                      RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SHORT, parse_segment_file_name,
+                      record_bytes, segment_header)
+from .segment import Segment
+from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention,
+                       segment_target)
+
+LOCK_NAME = "LOCK"
+ZSTD_LEVEL = 3
+ZSTD_MIN_SAVING = 0.05          # "auto" keeps a zstd frame only if it is >= 5 % smaller
+MAX_BLOCK_BYTES = 1 << 28
+
+
+def open_cache(path, create: bool = False, capacity=None, retention=None, readonly: bool = False,
+               compression=None) -> "Cache":
+    """Open (or with ``create=True`` make) the cache directory at ``path``."""
+    return Cache(Path(path), create=create, capacity=capacity, retention=retention,
+                 readonly=readonly, compression=compression)
+
+
+class _OpenBlock:
+    """A stream's samples not yet sealed into a block (held in memory)."""
+
+    def __init__(self):
+        self.t: list[np.ndarray] = []
+        self.cols: list[list[np.ndarray]] = []
+        self.n = 0
+        self.encoded: tuple[np.ndarray, object] | None = None   # cached (bytes, info) for queries
+
+    def add(self, t: np.ndarray, cols: list[np.ndarray]) -> None:
+        self.t.append(np.array(t, copy=True))
+        self.cols.append([np.array(c, copy=True) for c in cols])
+        self.n += t.shape[0]
+        self.encoded = None
+
+    def arrays(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        t = np.concatenate(self.t)
+        cols = [np.concatenate(parts) for parts in zip(*self.cols)]
+        return t, cols
+
+    def clear(self) -> None:
+        self.__init__()
+
+
+class Cache:
+    def __init__(self, path: Path, *, create: bool, capacity, retention, readonly: bool, compression):
+        self.path = path
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        self._segments: list[Segment] = []
+        self._blocks: dict[int, StreamBlocks] = {}
+        self._open_blocks: dict[int, _OpenBlock] = {}
+        self._next_seq: dict[int, int] = {}
+        self._zbuffers: dict[int, np.ndarray] = {}
+        self._next_zkey = -1
+        self._problems: list[str] = []
+        self._active: Segment | None = None
+        self._dir_dirty = False
+        self._closed = False
+        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._prepare_directory(create)
+        try:
+            if not readonly:
+                self._take_lock()
+            self._manifest = self._load_or_create_manifest(create, capacity, retention, compression)
+            self._sync_streams()
+            self._scan_segments()
+            if not readonly:
+                self._recover_newest()
+                self._evict(0)
+                self._apply_retention()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    # --- opening -------------------------------------------------------------
+
+    def _prepare_directory(self, create: bool) -> None:
+        if self.path.is_dir():
+            return
+        if self.path.exists():
+            raise StorageError(f"{self.path} is not a directory, so it cannot be a sensorq cache")
+        if not create or self.readonly:
+            raise StorageError(f"no sensorq cache at {self.path} (open it with create=True to make one)")
+        self.path.mkdir(parents=True)
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise LockedError(f"cache {self.path} is already open for writing by another process "
+                              f"(or another Cache object); open it with readonly=True to read "
+                              f"while it is written") from None
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _load_or_create_manifest(self, create, capacity, retention, compression) -> Manifest:
+        if not (self.path / MANIFEST_NAME).exists():
+            if self.readonly or not create:
+                raise StorageError(f"no sensorq cache at {self.path}: {MANIFEST_NAME} is missing")
+            if self._segment_numbers():
+                raise CorruptDataError(f"{self.path / MANIFEST_NAME}: the cache manifest is missing "
+                                       f"but segment files exist")
+            manifest = Manifest(parse_capacity(capacity if capacity is not None else DEFAULT_CAPACITY),
+                                parse_retention(retention), parse_compression(compression))
+            write_manifest(self.path, manifest)
+            return manifest
+        manifest = read_manifest(self.path)
+        if not self.readonly:
+            self._remove_stale_temp()
+            if self._update_settings(manifest, capacity, retention, compression):
+                write_manifest(self.path, manifest)
+        return manifest
+
+    def _update_settings(self, manifest: Manifest, capacity, retention, compression) -> bool:
+        changed = False
+        if capacity is not None and parse_capacity(capacity) != manifest.capacity:
+            manifest.capacity, changed = parse_capacity(capacity), True
+        if retention is not None and parse_retention(retention) != manifest.retention_ns:
+            manifest.retention_ns, changed = parse_retention(retention), True
+        if compression is not None and parse_compression(compression) != manifest.compression:
+            manifest.compression, changed = parse_compression(compression), True
+        return changed
+
+    def _remove_stale_temp(self) -> None:
+        try:
+            os.unlink(self.path / (MANIFEST_NAME + ".tmp"))
+        except FileNotFoundError:
+            pass
+
+    def _sync_streams(self) -> None:
+        """Make room in the index for every stream the manifest defines."""
+        for stream in self._manifest.streams.values():
+            sid = stream.stream_id
+            if sid not in self._blocks:
+                self._blocks[sid] = StreamBlocks(len(stream.channels))
+                self._next_seq[sid] = 0
+                self._open_blocks[sid] = _OpenBlock()
+
+    def _segment_numbers(self) -> list[int]:
+        numbers = (parse_segment_file_name(name) for name in os.listdir(self.path))
+        return sorted(n for n in numbers if n is not None)
+
+    # --- scanning segments ----------------------------------------------------
+
+    def _scan_segments(self) -> None:
+        """Load new segments and what was appended to known ones; forget deleted ones."""
+        on_disk = self._segment_numbers()
+        known = {s.number: s for s in self._segments}
+        gone = [n for n in known if n not in set(on_disk)]
+        if gone:
+            self._forget_through(max(gone))
+        known = {s.number: s for s in self._segments}
+        newest_known = self._segments[-1].number if self._segments else 0
+        for number in on_disk:
+            if number in known:
+                self._scan_segment(known[number])
+            elif number > newest_known:
+                segment = Segment(self.path, number)
+                if self._scan_segment(segment):
+                    self._segments.append(segment)
+
+    def _scan_segment(self, segment: Segment) -> bool:
+        """Read and index the unscanned part of a segment; False if the file is gone."""
+        if segment.damaged or segment.fd is not None:
+            return True           # nothing new can be trusted / the writer knows its own segment
+        try:
+            fd = os.open(segment.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            if os.fstat(fd).st_size == segment.file_size and segment.outcome == CLEAN:
+                return True
+            result, data = segment.scan_more(fd)
+            if result is not None and result.records:
+                self._index_records(segment, result.records, data, result.base)
+                segment.map_from(fd)
+        finally:
+            os.close(fd)
+        return True
+
+    def _index_records(self, segment: Segment, records, data: bytes, base: int) -> None:
+        """Verify every record's block and add it to its stream's index."""
+        raw = np.frombuffer(data, np.uint8)
+        for rec in records:
+            where = f"segment {segment.path.name}, record at offset {rec.start}"
+            try:
+                block, offset, key = self._record_block(rec, raw, base, segment)
+                info = parse_block(block, 0 if key < 0 else rec.payload_start - base,
+                                   rec.payload_len if key > 0 else len(block))
+            except SensorqError as exc:
+                self._problems.append(f"{where}: {exc}; skipped")
+                continue
+            self._index_block(segment, info, offset, key, rec.size, where)
+
+    def _record_block(self, rec, raw: np.ndarray, base: int, segment: Segment):
+        """(array holding the block, its offset in the buffer, buffer key)."""
+        if rec.rec_type == REC_BLOCK:
+            return raw, rec.payload_start, segment.number
+        payload = raw[rec.payload_start - base:rec.end - base]
+        try:
+            block = self._decompressor.decompress(payload.tobytes(), max_output_size=MAX_BLOCK_BYTES)
+        except zstandard.ZstdError as exc:
+            raise CorruptDataError(f"zstd frame does not decompress ({exc})") from None
+        array = np.frombuffer(block, np.uint8)
+        key = self._new_zkey(array)
+        return array, 0, key
+
+    def _index_block(self, segment: Segment, info, offset: int, key: int, stored: int,
+                     where: str) -> None:
+        stream = self._stream_by_id(info.stream_id)
+        problem = self._block_mismatch(stream, info)
+        if problem:
+            self._problems.append(f"{where}: {problem}; skipped")
+            self._zbuffers.pop(key, None)
+            return
+        sid = stream.stream_id
+        self._blocks[sid].add(info, offset, key, segment.number, stored)
+        self._next_seq[sid] = info.seq + 1
+        segment.note_block(sid, info.t_last)
+
+    def _stream_by_id(self, stream_id: int) -> Stream | None:
+        by_id = self._manifest.stream_by_id()
+        if stream_id not in by_id and self.readonly:
+            # The writer defines a stream in the manifest before writing its blocks.
+            self._manifest = read_manifest(self.path)
+            self._sync_streams()
+            by_id = self._manifest.stream_by_id()
+        return by_id.get(stream_id)
+
+    def _block_mismatch(self, stream: Stream | None, info) -> str | None:
+        if stream is None:
+            return f"block of unknown stream id {info.stream_id}"
+        codes = [c.dtype_code for c in stream.channels]
+        if info.entries["dtype"].tolist() != codes:
+            return f"block does not match the channels of stream {stream.name!r}"
+        blocks = self._blocks[stream.stream_id]
+        if len(blocks) and (info.seq <= blocks.last("seq") or info.t_first < blocks.last("t_last")):
+            return f"block of stream {stream.name!r} is out of order (seq {info.seq})"
+        return None
+
+    def _new_zkey(self, array: np.ndarray) -> int:
+        key = self._next_zkey
+        self._next_zkey -= 1
+        self._zbuffers[key] = array
+        return key
+
+    def _forget_through(self, number: int) -> None:
+        """Drop segments numbered <= number (deleted or evicted) from the index."""
+        for blocks in self._blocks.values():
+            for key in blocks.drop_through_segment(number):
+                self._zbuffers.pop(key, None)
+        for segment in [s for s in self._segments if s.number <= number]:
+            segment.release()
+            self._segments.remove(segment)
+
+    # --- recovery (writer) ------------------------------------------------------
+
+    def _recover_newest(self) -> None:
+        """Cut a torn tail off the newest segment and make it the active one; a
+        damaged newest segment is left as it is and writing goes to a new one."""
+        if not self._segments:
+            return
+        newest = self._segments[-1]
+        if newest.outcome == SHORT:
+            os.unlink(newest.path)              # a crash while creating it: it holds nothing
+            self._segments.pop()
+            self._dir_dirty = True
+            return
+        if newest.damaged:
+            return
+        fd = os.open(newest.path, os.O_RDWR)
+        if newest.outcome == INCOMPLETE:
+            os.ftruncate(fd, newest.valid_end)
+            os.fsync(fd)
+            newest.outcome, newest.detail = CLEAN, ""
+        newest.file_size = newest.valid_end
+        newest.fd = fd
+        self._active = newest
+
+    # --- streams ------------------------------------------------------------------
+
+    @property
+    def streams(self) -> dict[str, Stream]:
+        return dict(self._manifest.streams)
+
+    @property
+    def capacity(self) -> int:
+        return self._manifest.capacity
+
+    def create_stream(self, name: str, channels, rate_hz=None, block_samples: int = 4096,
+                      max_gap_ns=None, codec: str = "compact") -> Stream:
+        """Define a stream (written to the manifest at once).  Creating a stream
+        that exists with the same definition returns it; a different one is an error."""
+        self._require_writer()
+        channels = tuple(_as_channel(c) for c in channels)
+        stream = Stream(name, channels, rate_hz, block_samples, max_gap_ns,
+                        self._manifest.next_stream_id, codec)
+        if len(channels) > 255:
+            raise SchemaError(f"stream {name!r}: at most 255 channels, got {len(channels)}")
+        existing = self._manifest.streams.get(name)
+        if existing is not None:
+            if _same_definition(existing, stream):
+                return existing
+            raise SchemaError(f"stream {name!r} already exists with a different definition "
+                              f"(channels {', '.join(c.name for c in existing.channels)})")
+        self._manifest.streams[name] = stream
+        self._manifest.next_stream_id += 1
+        write_manifest(self.path, self._manifest)
+        self._sync_streams()
+        return stream
+
+    def _stream(self, stream) -> Stream:
+        name = stream.name if isinstance(stream, Stream) else stream
+        found = self._manifest.streams.get(name)
+        if found is None and self.readonly:
+            self._manifest = read_manifest(self.path)
+            self._sync_streams()
+            found = self._manifest.streams.get(name)
+        if found is None:
+            known = ", ".join(sorted(self._manifest.streams)) or "none"
+            raise SchemaError(f"no stream {name!r} in cache {self.path}; streams: {known}")
+        return found
+
+    # --- appending -------------------------------------------------------------------
+
+    def append(self, stream, t, columns) -> int:
+        """Append a batch of samples; returns how many.  The whole batch is checked
+        first: a rejected batch leaves the cache exactly as it was."""
+        self._require_writer()
+        st = self._stream(stream)
+        t_ns, cols = prepare_batch(st, t, columns, self._last_ns(st.stream_id))
+        if t_ns.shape[0]:
+            self._add_samples(st, t_ns, cols)
+        return int(t_ns.shape[0])
+
+    def append_one(self, stream, t, values) -> None:
+        """Append one sample (a tuple/list in channel order, or a dict by name)."""
+        st = self._stream(stream)
+        if isinstance(values, dict):
+            columns = {k: [v] for k, v in values.items()}
+        else:
+            values = list(values) if not np.isscalar(values) else [values]
+            columns = [[v] for v in values]
+        self.append(st, [t] if np.ndim(t) == 0 else t, columns)
+
+    def _last_ns(self, sid: int) -> int | None:
+        pending = self._open_blocks[sid]
+        if pending.n:
+            return int(pending.t[-1][-1])
+        return self._blocks[sid].last("t_last")
+
+    def _add_samples(self, st: Stream, t: np.ndarray, cols: list[np.ndarray]) -> None:
+        """Seal every block the batch completes (encoded before anything is written,
+        so a CapacityError leaves everything as it was), keep the rest open."""
+        pending = self._open_blocks[st.stream_id]
+        size, n, pos = st.block_samples, t.shape[0], 0
+        pieces: list[tuple[np.ndarray, list[np.ndarray]]] = []
+        if pending.n:
+            if pending.n + n < size:
+                pending.add(t, cols)
+                return
+            pos = size - pending.n
+            head_t, head_cols = pending.arrays()
+            pieces.append((np.concatenate([head_t, t[:pos]]),
+                           [np.concatenate([h, c[:pos]]) for h, c in zip(head_cols, cols)]))
+        while n - pos >= size:
+            pieces.append((t[pos:pos + size], [c[pos:pos + size] for c in cols]))
+            pos += size
+        encoded = self._encode(st, pieces)
+        if encoded:
+            pending.clear()
+        self._write_blocks(st, encoded)
+        if pos < n:
+            pending.add(t[pos:], [c[pos:] for c in cols])
+
+    def _encode(self, st: Stream, pieces) -> list[bytes]:
+        seq = self._next_seq[st.stream_id]
+        blocks = []
+        for i, (t, cols) in enumerate(pieces):
+            block = encode_block(t, cols, stream_id=st.stream_id, seq=seq + i, codec=st.codec)
+            if len(block) + RECORD_HEADER_SIZE + SEGMENT_HEADER_SIZE > self._manifest.capacity:
+                raise CapacityError(f"stream {st.name!r}: one block of {len(t)} samples takes "
+                                    f"{len(block)} bytes, more than the cache capacity of "
+                                    f"{self._manifest.capacity} bytes; lower block_samples or "
+                                    f"raise the capacity")
+            blocks.append(block)
+        return blocks
+
+    def _write_blocks(self, st: Stream, blocks: list[bytes]) -> None:
+        sid = st.stream_id
+        for block in blocks:
+            info = parse_block(block)        # check our own output before it becomes durable
+            payload, rec_type = self._wrap(block)
+            record = record_bytes(rec_type, payload)
+            segment = self._reserve(len(record))
+            self._pwrite(segment, record)
+            if rec_type == REC_BLOCK:
+                key, offset = segment.number, segment.valid_end + RECORD_HEADER_SIZE
+            else:
+                key, offset = self._new_zkey(np.frombuffer(block, np.uint8)), 0
+            self._blocks[sid].add(info, offset, key, segment.number, len(record))
+            self._next_seq[sid] = info.seq + 1
+            segment.valid_end += len(record)
+            segment.file_size = segment.valid_end
+            segment.note_block(sid, info.t_last)
+        if blocks:
+            self._apply_retention()
+
+    def _wrap(self, block: bytes) -> tuple[bytes, int]:
+        mode = self._manifest.compression
+        if mode == "none":
+            return block, REC_BLOCK
+        frame = self._compressor.compress(block)
+        if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
+            return frame, REC_BLOCK_ZSTD
+        return block, REC_BLOCK
+
+    def _pwrite(self, segment: Segment, data: bytes) -> None:
+        try:
+            written = os.pwrite(segment.fd, data, segment.valid_end)
+            if written != len(data):
+                raise OSError(f"short write ({written} of {len(data)} bytes)")
+        except OSError as exc:
+            try:
+                os.ftruncate(segment.fd, segment.valid_end)   # leave no torn record behind
+            except OSError:
+                pass
+            raise StorageError(f"cannot write to {segment.path}: {exc}") from None
+
+    # --- the ring ---------------------------------------------------------------------
+
+    def _bytes_on_disk(self) -> int:
+        return sum(s.file_size for s in self._segments)
+
+    def _reserve(self, record_len: int) -> Segment:
+        """The segment to write a record of record_len bytes to, after rolling to a
+        new segment and evicting the oldest ones as needed to stay within capacity."""
+        active = self._active
+        target = segment_target(self._manifest.capacity)
+        if active is None or (active.n_blocks and active.valid_end + record_len > target):
+            active = self._new_segment()
+        self._evict(record_len)
+        return active
+
+    def _evict(self, incoming: int) -> None:
+        """Delete the oldest segments until ``incoming`` more bytes fit."""
+        capacity = self._manifest.capacity
+        while self._bytes_on_disk() + incoming > capacity and self._segments:
+            oldest = self._segments[0]
+            if oldest is self._active:
+                break                       # cannot happen with segment_target <= capacity / 2
+            self._delete_segment(oldest)
+
+    def _apply_retention(self) -> None:
+        """Delete the oldest segments whose every block is older than its stream's
+        newest sample minus the retention (the ring stays a suffix of the data)."""
+        retention = self._manifest.retention_ns
+        if retention is None:
+            return
+        newest = {sid: blocks.last("t_last") for sid, blocks in self._blocks.items()}
+        while self._segments and self._segments[0] is not self._active:
+            oldest = self._segments[0]
+            if all(newest.get(sid) is not None and t < newest[sid] - retention
+                   for sid, t in oldest.stream_newest.items()):
+                self._delete_segment(oldest)
+            else:
+                break
+
+    def _delete_segment(self, segment: Segment) -> None:
+        try:
+            os.unlink(segment.path)
+        except FileNotFoundError:
+            pass
+        self._dir_dirty = True
+        self._forget_through(segment.number)
+
+    def _new_segment(self) -> Segment:
+        if self._active is not None:
+            os.fsync(self._active.fd)      # a finished segment is durable before the next starts
+            self._active.release()
+        number = self._segments[-1].number + 1 if self._segments else 1
+        segment = Segment(self.path, number)
+        segment.fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        header = segment_header(number)
+        self._segments.append(segment)
+        self._pwrite(segment, header)
+        segment.valid_end = segment.file_size = len(header)
+        segment.outcome = CLEAN
+        self._active = segment
+        self._dir_dirty = True
+        return segment
+
+    # --- durability ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Seal every open block and make everything appended so far durable."""
+        if self.readonly or self._closed:
+            return
+        for sid, pending in self._open_blocks.items():
+            if pending.n:
+                stream = self._manifest.stream_by_id()[sid]
+                t, cols = pending.arrays()
+                blocks = self._encode(stream, [(t, cols)])
+                pending.clear()
+                self._write_blocks(stream, blocks)
+        if self._active is not None:
+            os.fsync(self._active.fd)
+        if self._dir_dirty:
+            fsync_directory(self.path)
+            self._dir_dirty = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            for segment in self._segments:
+                segment.release()
+            self._release_lock()
+
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except SensorqError:
+            pass          # the error that is already on its way out says more
+
+    def refresh(self) -> None:
+        """A reader picks up streams and blocks the writer added, and drops what it evicted."""
+        self._require_open()
+        if not self.readonly:
+            return
+        self._manifest = read_manifest(self.path)
+        self._sync_streams()
+        self._scan_segments()
+
+    def _require_writer(self) -> None:
+        self._require_open()
+        if self.readonly:
+            raise StorageError(f"cache {self.path} is open read-only")
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"cache {self.path} is closed")
+
+    # --- reading --------------------------------------------------------------------
+
+    def newest_ns(self, stream) -> int | None:
+        st = self._stream(stream)
+        return self._last_ns(st.stream_id)
+
+    def blocks(self, stream, start_ns=None, end_ns=None) -> BlockIndex:
+        """The verified blocks overlapping [start_ns, end_ns), in time order.  A
+        writer's index ends with its open block, encoded on the fly."""
+        self._require_open()
+        st = self._stream(stream)
+        stored = self._blocks[st.stream_id]
+        where = stored.range_slice(start_ns, end_ns)
+        keys = stored.buf_key[where]
+        unique_keys, buffer_of = np.unique(keys, return_inverse=True)
+        buffers = [self._buffer_for(int(k)) for k in unique_keys]
+        fields = {name: stored.cols[name][where].copy() for name in BLOCK_FIELDS}
+        index = BlockIndex(st, buffers, buffer_of.astype(np.int32).reshape(-1),
+                           entries=stored.entries[where].copy(), **fields)
+        tail = self._open_block_index(st, start_ns, end_ns)
+        return _concat(index, tail) if tail is not None else index
+
+    def _buffer_for(self, key: int) -> np.ndarray:
+        if key < 0:
+            return self._zbuffers[key]
+        for segment in self._segments:
+            if segment.number == key:
+                return segment.buffer()
+        raise StorageError(f"cache {self.path}: segment {key} vanished")   # index bug guard
+
+    def _open_block_index(self, st: Stream, start_ns, end_ns) -> BlockIndex | None:
+        pending = self._open_blocks[st.stream_id]
+        if self.readonly or not pending.n:
+            return None
+        if pending.encoded is None:
+            t, cols = pending.arrays()
+            block = encode_block(t, cols, stream_id=st.stream_id, seq=self._next_seq[st.stream_id],
+                                 codec=st.codec)
+            pending.encoded = (np.frombuffer(block, np.uint8), parse_block(block))
+        array, info = pending.encoded
+        if (start_ns is not None and info.t_last < start_ns) or (end_ns is not None and info.t_first >= end_ns):
+            return None
+        one = lambda v: np.array([v], np.int64)   # noqa: E731
+        return BlockIndex(st, [array], np.zeros(1, np.int32), one(0), one(info.block_len),
+                          one(info.n_samples), one(info.t_first), one(info.t_last), one(info.seq),
+                          info.entries.reshape(1, -1), one(info.tick), one(info.time_codec),
+                          one(info.time_len))
+
+    def read(self, stream, start_ns=None, end_ns=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Every sample with start_ns <= t < end_ns, exactly as appended."""
+        index = self.blocks(stream, start_ns, end_ns)
+        st = index.stream
+        decoded = [index.decode(i) for i in range(len(index))]
+        t = np.concatenate([d[0] for d in decoded]) if decoded else np.zeros(0, np.int64)
+        lo = 0 if start_ns is None else int(np.searchsorted(t, start_ns, side="left"))
+        hi = t.shape[0] if end_ns is None else int(np.searchsorted(t, end_ns, side="left"))
+        hi = max(lo, hi)
+        columns = {}
+        for i, channel in enumerate(st.channels):
+            parts = [d[1][i] for d in decoded]
+            col = np.concatenate(parts) if parts else np.zeros(0, channel.numpy_dtype)
+            columns[channel.name] = col[lo:hi]
+        return t[lo:hi], columns
+
+    # --- information -----------------------------------------------------------------
+
+    def info(self) -> dict:
+        self._require_open()
+        streams = {name: self._stream_info(st) for name, st in self._manifest.streams.items()}
+        problems = [p for i, s in enumerate(self._segments)
+                    if (p := s.problem(newest=i == len(self._segments) - 1))]
+        return {"path": str(self.path), "bytes_used": self._bytes_on_disk(),
+                "capacity": self._manifest.capacity,
+                "retention_s": None if self._manifest.retention_ns is None
+                else self._manifest.retention_ns / 1e9,
+                "compression": self._manifest.compression, "segments": len(self._segments),
+                "streams": streams, "problems": problems + self._problems}
+
+    def _stream_info(self, st: Stream) -> dict:
+        blocks = self._blocks[st.stream_id]
+        samples, stored = blocks.total_samples, blocks.total_stored
+        raw = samples * (8 + sum(c.numpy_dtype.itemsize for c in st.channels))
+        first, last = blocks.first("t_first"), blocks.last("t_last")
+        return {"samples": samples, "blocks": len(blocks),
+                "unflushed": self._open_blocks[st.stream_id].n,
+                "t_first_iso": iso(first) if first is not None else None,
+                "t_last_iso": iso(last) if last is not None else None,
+                "bytes": stored,
+                "bytes_per_sample": stored / samples if samples else None,
+                "bytes_per_value": stored / (samples * len(st.channels)) if samples else None,
+                "ratio_to_raw": raw / stored if stored else None,
+                "channels": [{"name": c.name, "dtype": c.dtype, "unit": c.unit, "scale": c.scale}
+                             for c in st.channels]}
+
+    def query(self, text: str, now_policy: str = "data"):
+        from ..engine.executor import run_query
+        return run_query(self, text, now_policy=now_policy)
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else "writer"
+        return f"<sensorq Cache {str(self.path)!r} {mode}, {len(self._manifest.streams)} streams>"
+
+
+def _as_channel(c) -> Channel:
+    if isinstance(c, Channel):
+        return c
+    if isinstance(c, str):
+        return Channel(c)
+    if isinstance(c, dict):
+        return Channel.from_json(c)
+    raise SchemaError(f"a channel must be a sensorq.Channel, a name or a dict, got {c!r}")
+
+
+def _same_definition(a: Stream, b: Stream) -> bool:
+    return (a.channels == b.channels and a.block_samples == b.block_samples and a.codec == b.codec
+            and a.rate_hz == b.rate_hz and a.max_gap_ns == b.max_gap_ns)
+
+
+def _concat(a: BlockIndex, b: BlockIndex) -> BlockIndex:
+    shift = len(a.buffers)
+    cat = lambda x, y: np.concatenate([x, y])   # noqa: E731
+    return BlockIndex(a.stream, a.buffers + b.buffers, cat(a.buffer_of, b.buffer_of + shift),
+                      cat(a.offset, b.offset), cat(a.length, b.length), cat(a.n_samples, b.n_samples),
+                      cat(a.t_first, b.t_first), cat(a.t_last, b.t_last), cat(a.seq, b.seq),
+                      np.concatenate([a.entries, b.entries]), cat(a.tick, b.tick),
+                      cat(a.time_codec, b.time_codec), cat(a.time_len, b.time_len))

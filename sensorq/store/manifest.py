@@ -1,0 +1,98 @@
+"""``manifest.json``: the cache's settings and stream definitions.
+
+Written atomically (temp file, fsync, rename, fsync of the directory), so a
+crash leaves either the old or the new manifest, never a mix.  The JSON carries
+a CRC-32 of its own canonical form: a flipped bit that still parses (a changed
+digit in a scale, say) is caught instead of silently changing answers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CorruptDataError, FormatVersionError, SchemaError
+from ..schema import Stream
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "sensorq-cache"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    capacity: int
+    retention_ns: int | None
+    compression: str
+    streams: dict[str, Stream] = field(default_factory=dict)
+    next_stream_id: int = 1
+
+    def to_json(self) -> dict:
+        return {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "capacity": self.capacity,
+                "retention_ns": self.retention_ns, "compression": self.compression,
+                "next_stream_id": self.next_stream_id,
+                "streams": [s.to_json() for s in self.streams.values()]}
+
+    def stream_by_id(self) -> dict[int, Stream]:
+        return {s.stream_id: s for s in self.streams.values()}
+
+
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    body = manifest.to_json()
+    text = json.dumps({**body, "crc32": zlib.crc32(_canonical(body))}, indent=2) + "\n"
+    path = directory / MANIFEST_NAME
+    tmp = directory / (MANIFEST_NAME + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Parse and check ``manifest.json``; CorruptDataError naming the path if it is damaged."""
+    path = directory / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptDataError(f"{path}: the cache manifest is missing") from None
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        crc = obj.pop("crc32", None)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptDataError(f"{path}: the cache manifest is damaged ({exc})") from None
+    if crc != zlib.crc32(_canonical(obj)):
+        raise CorruptDataError(f"{path}: the cache manifest is damaged (checksum mismatch)")
+    return _manifest_from_json(obj, path)
+
+
+def _manifest_from_json(obj: dict, path: Path) -> Manifest:
+    if obj.get("format") != MANIFEST_FORMAT:
+        raise CorruptDataError(f"{path}: not a sensorq cache manifest")
+    if obj.get("version") != MANIFEST_VERSION:
+        raise FormatVersionError(f"{path}: cache format version {obj.get('version')!r}, "
+                                 f"this sensorq reads version {MANIFEST_VERSION}")
+    try:
+        streams = [Stream.from_json(s) for s in obj["streams"]]
+        manifest = Manifest(int(obj["capacity"]), obj["retention_ns"], str(obj["compression"]),
+                            {s.name: s for s in streams}, int(obj["next_stream_id"]))
+    except (KeyError, TypeError, ValueError, SchemaError) as exc:
+        raise CorruptDataError(f"{path}: the cache manifest is not valid ({exc})") from None
+    return manifest

@@ -1,0 +1,150 @@
+"""Segment files and the records inside them (docs/format.md §5).
+
+A segment starts with a 20-byte header and holds records back to back::
+
+    header:  "SQSG"  u8 version=1  3 bytes 0  u64 segment number  u32 CRC-32 of the 16 bytes before
+    record:  u32 payload_len  u32 CRC-32 of (type byte + payload)  u8 type  payload
+
+Scanning stops at the first record that is incomplete (the file ends inside it:
+a torn or still-running write) or corrupt (bad checksum, type or length); what
+comes before it is the segment's *valid prefix*.  Nothing after a bad record is
+trusted, because its length field - the only way to find the next record - is
+itself suspect.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+SEGMENT_MAGIC = b"SQSG"
+SEGMENT_VERSION = 1
+SEGMENT_HEADER = struct.Struct("<4sB3xQ")        # 16 bytes, then a u32 CRC
+SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size + 4   # 20
+RECORD_HEADER = struct.Struct("<IIB")            # payload_len, crc, type
+RECORD_HEADER_SIZE = RECORD_HEADER.size          # 9
+
+REC_BLOCK = 1          # payload: one block, byte for byte (§1)
+REC_BLOCK_ZSTD = 2     # payload: one zstd frame holding one block
+RECORD_TYPES = (REC_BLOCK, REC_BLOCK_ZSTD)
+MAX_PAYLOAD = 256 * 1024 * 1024
+
+# Scan outcomes.
+CLEAN = "clean"            # the valid prefix is the whole file
+INCOMPLETE = "incomplete"  # the file ends inside a record (torn write, or a write in progress)
+CORRUPT = "corrupt"        # a record fails its checks and bytes follow it
+BAD_HEADER = "bad header"  # the segment header itself is wrong
+SHORT = "short"            # not even a whole segment header (a segment being created)
+
+
+def segment_file_name(number: int) -> str:
+    return f"segment-{number:010d}.sqs"
+
+
+def parse_segment_file_name(name: str) -> int | None:
+    if name.startswith("segment-") and name.endswith(".sqs") and len(name) == 22:
+        digits = name[8:18]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+def segment_header(number: int) -> bytes:
+    head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, number)
+    return head + zlib.crc32(head).to_bytes(4, "little")
+
+
+def record_bytes(rec_type: int, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(bytes((rec_type,))))
+    return RECORD_HEADER.pack(len(payload), crc, rec_type) + payload
+
+
+@dataclass
+class RecordRef:
+    """Where one valid record sits in its segment file (absolute offsets)."""
+    start: int          # offset of the record header
+    payload_start: int
+    payload_len: int
+    rec_type: int
+
+    @property
+    def end(self) -> int:
+        return self.payload_start + self.payload_len
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class ScanResult:
+    records: list[RecordRef] = field(default_factory=list)
+    valid_end: int = 0            # absolute offset just after the last valid record
+    base: int = 0                 # absolute offset of the first byte scanned
+    outcome: str = CLEAN
+    detail: str = ""              # what was wrong, for problems / errors
+    zero_tail: bool = False       # everything from valid_end to EOF is zero bytes
+
+
+def check_segment_header(data: bytes, number: int) -> str | None:
+    """None if ``data`` (at least 20 bytes) is the header of segment ``number``, else why not."""
+    magic, version, stored_number = SEGMENT_HEADER.unpack_from(data, 0)
+    crc = int.from_bytes(data[SEGMENT_HEADER.size:SEGMENT_HEADER_SIZE], "little")
+    if zlib.crc32(data[:SEGMENT_HEADER.size]) != crc:
+        return "segment header checksum mismatch"
+    if magic != SEGMENT_MAGIC:
+        return f"bad segment magic {magic!r}"
+    if version != SEGMENT_VERSION:
+        return f"segment format version {version}, this sensorq reads version {SEGMENT_VERSION}"
+    if stored_number != number:
+        return f"segment header says number {stored_number}, the file name says {number}"
+    return None
+
+
+def scan_records(data, base: int) -> ScanResult:
+    """Walk the records in ``data`` (the file's bytes from offset ``base`` on,
+    ``base`` being where a record starts) and stop at the first bad one."""
+    view = memoryview(data)
+    result = ScanResult(valid_end=base, base=base)
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < RECORD_HEADER_SIZE:
+            return _stop(result, view, pos, INCOMPLETE, "record header cut short")
+        length, crc, rec_type = RECORD_HEADER.unpack_from(view, pos)
+        payload_start = pos + RECORD_HEADER_SIZE
+        if length > MAX_PAYLOAD or rec_type not in RECORD_TYPES:
+            return _stop(result, view, pos, CORRUPT,
+                         f"record at offset {base + pos}: bad type {rec_type} or length {length}")
+        if payload_start + length > end:
+            return _stop(result, view, pos, INCOMPLETE,
+                         f"record at offset {base + pos} runs past the end of the file")
+        payload = view[payload_start:payload_start + length]
+        if zlib.crc32(payload, zlib.crc32(bytes((rec_type,)))) != crc:
+            return _stop(result, view, pos, CORRUPT, f"record at offset {base + pos}: checksum mismatch")
+        result.records.append(RecordRef(base + pos, base + payload_start, length, rec_type))
+        pos = payload_start + length
+        result.valid_end = base + pos
+    return result
+
+
+def _stop(result: ScanResult, view, pos: int, outcome: str, detail: str) -> ScanResult:
+    result.outcome, result.detail = outcome, detail
+    result.zero_tail = _all_zero(view[pos:])
+    if outcome == CORRUPT and _reaches_end(view, pos):
+        result.outcome = INCOMPLETE     # the last record of the file is bad: a torn write
+    return result
+
+
+def _reaches_end(view, pos: int) -> bool:
+    """A bad record whose declared length reaches the end of the file, or a tail
+    of zero bytes, is what a crash during the last write leaves behind."""
+    if len(view) - pos >= RECORD_HEADER_SIZE:
+        length = RECORD_HEADER.unpack_from(view, pos)[0]
+        if pos + RECORD_HEADER_SIZE + length == len(view):
+            return True
+    return _all_zero(view[pos:])
+
+
+def _all_zero(view) -> bool:
+    data = bytes(view)
+    return data.count(0) == len(data)

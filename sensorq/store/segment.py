@@ -1,0 +1,119 @@
+"""One segment file as the cache tracks it: how much of it is verified, how it
+is mapped into memory, which streams' data it holds and how new it is."""
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, SEGMENT_HEADER_SIZE, SHORT,
+                      ScanResult, check_segment_header, scan_records, segment_file_name)
+
+
+class Segment:
+    def __init__(self, directory: Path, number: int):
+        self.number = number
+        self.path = directory / segment_file_name(number)
+        self.valid_end = 0            # bytes verified from the start of the file
+        self.file_size = 0            # bytes on disk when last seen
+        self.outcome = SHORT
+        self.detail = ""
+        self.stream_newest: dict[int, int] = {}   # stream_id -> newest t_last stored here
+        self.n_blocks = 0
+        self.fd: int | None = None    # the writer's fd on its active segment
+        self._array: np.ndarray | None = None
+        self._mapped = 0
+
+    # --- scanning ------------------------------------------------------------
+
+    def scan_more(self, fd: int) -> tuple[ScanResult | None, bytes]:
+        """Read what lies beyond the verified prefix and scan it.  Returns the
+        scan and the bytes read (record offsets are absolute file offsets; the
+        bytes start at the old ``valid_end``, or 0 for a fresh segment)."""
+        size = os.fstat(fd).st_size
+        self.file_size = size
+        if self.outcome in (CORRUPT, BAD_HEADER):
+            return None, b""          # nothing after damage is trusted
+        if self.valid_end == 0:
+            if size < SEGMENT_HEADER_SIZE:
+                self.outcome, self.detail = SHORT, f"{size} bytes, shorter than a segment header"
+                return None, b""
+            head = read_exactly(fd, SEGMENT_HEADER_SIZE, 0)
+            problem = check_segment_header(head, self.number)
+            if problem:
+                self.outcome, self.detail = BAD_HEADER, problem
+                return None, b""
+            self.valid_end = SEGMENT_HEADER_SIZE
+        base = self.valid_end
+        data = read_exactly(fd, max(0, size - base), base)
+        result = scan_records(data, base)
+        self.valid_end = result.valid_end
+        self.outcome, self.detail = result.outcome, result.detail
+        return result, data
+
+    def note_block(self, stream_id: int, t_last: int) -> None:
+        self.n_blocks += 1
+        if t_last > self.stream_newest.get(stream_id, t_last - 1):
+            self.stream_newest[stream_id] = t_last
+
+    @property
+    def damaged(self) -> bool:
+        return self.outcome in (CORRUPT, BAD_HEADER)
+
+    @property
+    def clean(self) -> bool:
+        return self.outcome == CLEAN
+
+    def problem(self, newest: bool) -> str | None:
+        """Text for info()["problems"], or None.  An incomplete tail of the newest
+        segment is a write in progress (or a crash's torn write), not a problem."""
+        if self.damaged or (not newest and self.outcome in (INCOMPLETE, SHORT)):
+            return (f"segment {self.path.name}: {self.detail}; the data after offset "
+                    f"{self.valid_end} in this segment is not served")
+        return None
+
+    # --- memory mapping ------------------------------------------------------
+
+    def buffer(self) -> np.ndarray:
+        """The verified prefix as a read-only uint8 array (memory-mapped).  Only
+        verified bytes are mapped, and nobody truncates a file below its verified
+        prefix, so touching the mapping can never fault."""
+        if self._array is None or self._mapped < self.valid_end:
+            fd = self.fd if self.fd is not None else os.open(self.path, os.O_RDONLY)
+            try:
+                mapping = mmap.mmap(fd, self.valid_end, access=mmap.ACCESS_READ)
+            finally:
+                if fd != self.fd:
+                    os.close(fd)
+            self._array = np.frombuffer(mapping, np.uint8)
+            self._mapped = self.valid_end
+        return self._array
+
+    def map_from(self, fd: int) -> None:
+        """Map the verified prefix using an fd already open on the file (so a
+        concurrent delete cannot get between the scan and the mapping)."""
+        if self.valid_end > 0 and self._mapped < self.valid_end:
+            mapping = mmap.mmap(fd, self.valid_end, access=mmap.ACCESS_READ)
+            self._array = np.frombuffer(mapping, np.uint8)
+            self._mapped = self.valid_end
+
+    def release(self) -> None:
+        """Forget the mapping (arrays handed out keep it alive until dropped)."""
+        self._array = None
+        self._mapped = 0
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def read_exactly(fd: int, n: int, offset: int) -> bytes:
+    parts, done = [], 0
+    while done < n:
+        chunk = os.pread(fd, min(n - done, 1 << 30), offset + done)
+        if not chunk:
+            break                     # the file shrank under us: scan what is there
+        parts.append(chunk)
+        done += len(chunk)
+    return b"".join(parts)
