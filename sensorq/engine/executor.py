@@ -1,0 +1,223 @@
+"""Typed plan → kernels over blocks → Result.
+
+For an aggregate the executor (1) asks the store for the blocks that overlap
+the time window, (2) classifies them with the zone maps, (3) folds blocks that
+match entirely, lie inside the window and inside one bucket straight from
+their statistics, (4) runs the kernels over the rest — skipped blocks are
+never touched — and (5) merges the partial aggregates per bucket.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CorruptDataError
+from ..query import plan as P
+from ..result import TIME_UNIT, Result, ScanStats
+from . import aggregates as A
+from . import buckets, search
+from .kernels import N_F, N_I, count_matches, gather_block, scan_partials
+from .layout import build_layouts
+from .program import compile_query
+from .zonemaps import ALL, NONE, classify
+
+INT64_MIN, INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+
+def run_query(cache, text: str, now_policy: str = "data") -> Result:
+    """Plan ``text`` against the cache's streams and run it."""
+    query = plan_text(cache, text, now_policy)
+    return execute(cache, query, text)
+
+
+def plan_text(cache, text: str, now_policy: str = "data"):
+    from ..query.planner import plan_query
+    return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
+
+
+def execute(cache, query, text: str = "") -> Result:
+    if isinstance(query, P.AggregateQuery):
+        result = run_aggregate(cache, query, text)
+    elif isinstance(query, P.FindQuery):
+        result = search.run_find(cache, query, text)
+    elif isinstance(query, P.EpisodesQuery):
+        result = search.run_episodes(cache, query, text)
+    elif isinstance(query, P.TopQuery):
+        result = search.run_top(cache, query, text)
+    elif isinstance(query, P.NewestQuery):
+        result = search.run_newest(cache, query, text)
+    else:
+        raise TypeError(f"cannot execute {type(query).__name__}")
+    result.plan = query
+    return result
+
+
+def window(time: P.TimeRange) -> tuple[int, int]:
+    start = INT64_MIN if time.start_ns is None else int(time.start_ns)
+    end = INT64_MAX if time.end_ns is None else int(time.end_ns)
+    return start, end
+
+
+def check_status(status: np.ndarray, what: str = "block") -> None:
+    if (status != 0).any():
+        raise CorruptDataError(f"a {what} failed to decode (status {int(status[status != 0][0])}) "
+                               f"although its checksum matched; the cache needs repair")
+
+
+# --- aggregates --------------------------------------------------------------------
+
+def run_aggregate(cache, q: P.AggregateQuery, text: str) -> Result:
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    start, end = window(q.time)
+    value = None if q.aggregate in ("count", "duration") else q.expr
+    programs = compile_query(q.where, value)
+    classes = classify(q.where, index)
+    scan = ScanStats(blocks_total=len(index))
+    if q.aggregate in ("median", "percentile"):
+        return _run_percentile(q, index, classes, programs, start, end, scan, text)
+    use_stats = _stat_answerable(q, index, classes, value, start, end)
+    decode = (classes != NONE) & ~use_stats
+    scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
+    scan.skipped = len(index) - scan.from_stats - scan.decoded
+    bucket_ns = q.bucket_ns or 0
+    parts = [_stats_part(index, np.flatnonzero(use_stats), value, bucket_ns)]
+    if scan.decoded:
+        parts.append(_decode_part(cache, q, index, np.flatnonzero(decode), programs, start, end))
+    fp = np.concatenate([p[0] for p in parts])
+    ip = np.concatenate([p[1] for p in parts])
+    bucket_of = np.concatenate([p[2] for p in parts])
+    order = np.concatenate([p[3] for p in parts])
+    ids, mfp, mip = A.merge(fp, ip, bucket_of, order)
+    values = A.finish(q.aggregate, mfp, mip)
+    return _aggregate_result(q, text, index, start, end, ids, values, scan)
+
+
+def _stat_answerable(q, index, classes, value, start, end) -> np.ndarray:
+    channel = value if isinstance(value, P.ChannelRef) else None
+    if q.aggregate != "count" and channel is None or not A.stats_can_answer(q, channel):
+        return np.zeros(len(index), bool)
+    ok = (classes == ALL) & (index.t_first >= start) & (index.t_last < end)
+    if q.bucket_ns:
+        ok &= index.t_first // q.bucket_ns == index.t_last // q.bucket_ns
+    if channel is not None and q.aggregate in ("sum", "avg", "std", "var"):
+        ok &= A.sums_are_exact(index, np.arange(len(index)), channel)
+    return ok
+
+
+def _stats_part(index, rows, value, bucket_ns):
+    fp, ip = A.stat_partials(index, rows, value)
+    bucket_of = index.t_first[rows] // bucket_ns if bucket_ns else np.zeros(len(rows), np.int64)
+    return fp, ip, bucket_of, rows.astype(np.int64)
+
+
+def _next_times(cache, q, index, end) -> np.ndarray:
+    """Until when the last sample of each block may hold (time-weighted aggregates)."""
+    next_t = np.empty(len(index), np.int64)
+    next_t[:-1] = index.t_first[1:]
+    if len(index):
+        newest = cache.newest_ns(q.stream)
+        next_t[-1] = end if newest is not None and end <= newest else index.t_last[-1]
+    return next_t
+
+
+def _decode_part(cache, q, index, rows, programs, start, end):
+    """Run the partials kernel over blocks ``rows``; one slot per (block, bucket)."""
+    bucket_ns = q.bucket_ns or 0
+    time_weighted = q.aggregate in A.TIME_WEIGHTED
+    gap = q.max_gap_ns or 0
+    next_t = _next_times(cache, q, index, end)[rows]
+    lo_t = np.maximum(index.t_first[rows], start)
+    hi_t = np.minimum(index.t_last[rows], end - 1)
+    if time_weighted:
+        hold = np.minimum(next_t, index.t_last[rows] + gap) if gap else next_t
+        hi_t = np.maximum(hi_t, np.minimum(hold, end) - 1)
+    if bucket_ns:
+        bucket0 = lo_t // bucket_ns
+        slot_count = np.maximum(hi_t // bucket_ns - bucket0 + 1, 1)
+    else:
+        bucket0, slot_count = np.zeros(len(rows), np.int64), np.ones(len(rows), np.int64)
+    slot_base = np.concatenate([[0], np.cumsum(slot_count)[:-1]]).astype(np.int64)
+    n_slots = int(slot_count.sum())
+    fp, ip = np.empty((n_slots, N_F)), np.empty((n_slots, N_I), np.int64)
+    pred_code, consts = programs.pred.arrays()
+    val_code, val_consts = programs.value.arrays()
+    consts, val_code = _shared_consts(consts, val_code, val_consts)
+    depth = max(programs.pred.max_depth, programs.value.max_depth, 1)
+    want_m2 = q.aggregate in A.NEEDS_M2
+    sub = index.select(rows)
+    for layout in build_layouts(sub, programs.slot_indices):
+        local = np.arange(len(layout.blocks), dtype=np.int64)
+        picks = layout.blocks   # positions within ``rows``
+        status = np.zeros(len(local), np.int64)
+        kernel_fp = np.empty((int(slot_count[picks].sum()), N_F))
+        kernel_ip = np.empty((len(kernel_fp), N_I), np.int64)
+        base = np.concatenate([[0], np.cumsum(slot_count[picks])[:-1]]).astype(np.int64)
+        scan_partials(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
+                      programs.slot_scales, depth, programs.has_pred, programs.has_value,
+                      start, end, bucket_ns, base, slot_count[picks], bucket0[picks], next_t[picks],
+                      gap, time_weighted, want_m2, kernel_fp, kernel_ip, status)
+        check_status(status)
+        for k, p in enumerate(picks):
+            src = slice(base[k], base[k] + slot_count[p])
+            dst = slice(slot_base[p], slot_base[p] + slot_count[p])
+            fp[dst], ip[dst] = kernel_fp[src], kernel_ip[src]
+    block_of_slot = np.repeat(rows, slot_count)
+    local_slot = np.arange(n_slots) - np.repeat(slot_base, slot_count)
+    bucket_of = (np.repeat(bucket0, slot_count) + local_slot) if bucket_ns else np.zeros(n_slots, np.int64)
+    return fp, ip, bucket_of, block_of_slot.astype(np.int64)
+
+
+def _shared_consts(pred_consts, val_code, val_consts):
+    """One constant table for both programs (the value program's indices shift)."""
+    shift = len(pred_consts)
+    val_code = val_code.copy()
+    from .program import ARG, CONST
+    for row in val_code:
+        if row[0] == CONST or row[0] == ARG:
+            row[1] += shift
+    return np.concatenate([pred_consts, val_consts]), val_code
+
+
+def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:
+    unit = q.result_unit
+    if not q.bucket_ns:
+        value = values[0] if len(values) else A.finish(q.aggregate, *A.empty_partials(1))[0]
+        if q.aggregate == "count":
+            value = int(value)
+        elif q.aggregate in ("argmax", "argmin"):
+            value = None if np.isnan(value) else int(value)
+        return Result("scalar", text, value=value, unit=unit, scan=scan)
+    times, column = buckets.fill(q, index, start, end, ids, values)
+    name = q.aggregate
+    return Result("table", text, columns={"time": times, name: column},
+                  units={"time": TIME_UNIT, name: unit}, scan=scan)
+
+
+def _run_percentile(q, index, classes, programs, start, end, scan, text):
+    times, values = search.gather_values(index, np.flatnonzero(classes != NONE), programs, start, end)
+    scan.decoded = int((classes != NONE).sum())
+    scan.skipped = len(index) - scan.decoded
+    p = 50.0 if q.aggregate == "median" else q.percentile
+    if not q.bucket_ns:
+        value = float(np.percentile(values, p)) if len(values) else float("nan")
+        return Result("scalar", text, value=value, unit=q.result_unit, scan=scan)
+    bucket_of = times // q.bucket_ns
+    ids, starts = np.unique(bucket_of, return_index=True)
+    sort = np.argsort(bucket_of, kind="stable")
+    groups = np.split(values[sort], np.searchsorted(bucket_of[sort], ids)[1:])
+    per_bucket = np.array([np.percentile(g, p) for g in groups]) if len(ids) else np.zeros(0)
+    bucket_times, column = buckets.fill(q, index, start, end, ids, per_bucket)
+    return Result("table", text, columns={"time": bucket_times, q.aggregate: column},
+                  units={"time": TIME_UNIT, q.aggregate: q.result_unit}, scan=scan)
+
+
+# --- explain -------------------------------------------------------------------------
+
+def explain_query(cache, text: str, now_policy: str = "data") -> str:
+    """The plan, the program and what the scan did, as text."""
+    from .explain import describe
+    query = plan_text(cache, text, now_policy)
+    result = execute(cache, query, text)
+    return describe(query, result)
+
+
+__all__ = ["run_query", "execute", "explain_query", "count_matches", "gather_block"]

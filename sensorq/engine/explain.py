@@ -1,0 +1,57 @@
+"""``sensorq explain``: the typed plan and what the scan did."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..query import plan as P
+from ..result import iso
+
+
+def _node(node) -> str:
+    """A plan node as compact text."""
+    if isinstance(node, P.ChannelRef):
+        scale = f"×{node.scale:g}" if node.scale != 1.0 else ""
+        return f"{node.channel}[{node.dtype}{scale} {node.unit}]".replace(" ]", "]")
+    if isinstance(node, P.Const):
+        return f"{node.value:g}{node.unit}"
+    if isinstance(node, P.UnaryOp):
+        return f"{node.op}({_node(node.operand)})"
+    if isinstance(node, P.BinaryOp):
+        return f"({_node(node.left)} {node.op} {_node(node.right)})"
+    if isinstance(node, P.Magnitude):
+        return f"mag({', '.join(_node(a) for a in node.args)})"
+    if isinstance(node, P.RawCompare):
+        return f"raw {node.channel.channel} {node.op} {node.threshold:g}"
+    if isinstance(node, P.Compare):
+        return f"{_node(node.left)} {node.op} {_node(node.right)}"
+    if isinstance(node, (P.And, P.Or)):
+        word = " and " if isinstance(node, P.And) else " or "
+        return "(" + word.join(_node(a) for a in node.args) + ")"
+    if isinstance(node, P.Not):
+        return f"not {_node(node.arg)}"
+    if isinstance(node, P.BoolConst):
+        return str(node.value).lower()
+    return repr(node)
+
+
+def describe(query, result) -> str:
+    lines = [f"plan: {type(query).__name__} on stream {query.stream!r}"]
+    for field in dataclasses.fields(query):
+        value = getattr(query, field.name)
+        if field.name == "stream" or value is None:
+            continue
+        if isinstance(value, P.TimeRange):
+            text = f"[{iso(value.start_ns) or '-inf'}, {iso(value.end_ns) or '+inf'})"
+        elif isinstance(value, P.Now):
+            text = f"{iso(value.ns)} ({value.source})"
+        elif dataclasses.is_dataclass(value) and not isinstance(value, P.Fill):
+            text = _node(value)
+        else:
+            text = str(value)
+        lines.append(f"  {field.name}: {text}")
+    s = result.scan
+    lines.append(f"scan: {s.blocks_total} blocks in the window: {s.from_stats} answered from "
+                 f"statistics, {s.skipped} skipped, {s.decoded} decoded")
+    lines.append("result:")
+    lines += ["  " + line for line in result.format_table().splitlines()]
+    return "\n".join(lines)

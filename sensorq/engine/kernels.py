@@ -1,0 +1,245 @@
+"""Kernels over blocks: decode only the columns a query reads, run its
+programs (``vm.py``) and fold the samples into per-slot partial aggregates, in
+one pass per block, blocks in parallel.
+
+A *slot* is one (block, time bucket) pair: a block that straddles bucket edges
+writes one slot per bucket it touches, so that blocks never write the same
+memory and the threads need no locks.  ``aggregates.py`` merges the slots.
+
+Kernels return status codes instead of raising (an exception cannot cross a
+parallel loop cleanly); the caller turns a non-zero status into
+CorruptDataError.  Blocks reach a kernel only after their CRC was checked.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..codec.bits import U64
+from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column
+from ..codec.transforms import SIGN32, SIGN64, floatbits_from_word, time_values
+from .vm import run
+
+FLOAT32, FLOAT64 = 5, 6
+
+# Partial aggregate columns (float64 matrix ``fp`` and int64 matrix ``ip``).
+F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST, F_MEAN, F_M2, F_TW_SUM, N_F = range(9)
+I_COUNT, I_TMIN, I_TMAX, I_TFIRST, I_TLAST, I_TW_NS, N_I = range(7)
+
+
+@njit(cache=True, inline="always")
+def _word_to_float(w, dtype, codec, power):
+    if dtype < FLOAT32:
+        return np.float64(np.int64(w))
+    if codec & DECIMAL:
+        v = np.float64(np.int64(w)) / power
+        return np.float64(np.float32(v)) if dtype == FLOAT32 else v
+    if dtype == FLOAT32:
+        bits = np.uint32(floatbits_from_word(w, SIGN32) & U64(0xFFFFFFFF))
+        a = np.empty(1, np.uint32)
+        a[0] = bits
+        return np.float64(a.view(np.float32)[0])
+    a = np.empty(1, np.uint64)
+    a[0] = floatbits_from_word(w, SIGN64)
+    return a.view(np.float64)[0]
+
+
+@njit(cache=True)
+def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
+    """Decode block b's time column (if asked) and its channel slots into
+    t[:n] (int64) and raw[slot, :n] (float64, stored units).  Returns a status.
+
+    lay_t[b] = (t_first, tick, time_codec, time_start, time_len);
+    lay_c[b, slot] = (start, len, codec, dexp, dtype)."""
+    if need_time:
+        start, length = lay_t[b, 3], lay_t[b, 4]
+        status = decode_column(buf, start, start + length, n, lay_t[b, 2], words, scratch)
+        if status != OK:
+            return status
+        time_values(words, n, lay_t[b, 0], lay_t[b, 1], t)
+    for s in range(lay_c.shape[1]):
+        start, length, codec = lay_c[b, s, 0], lay_c[b, s, 1], lay_c[b, s, 2]
+        status = decode_column(buf, start, start + length, n, codec, words, scratch)
+        if status != OK:
+            return status
+        dtype = lay_c[b, s, 4]
+        power = 10.0 ** lay_c[b, s, 3]
+        if dtype < FLOAT32:
+            for i in range(n):
+                raw[s, i] = np.float64(np.int64(words[i]))
+        else:
+            for i in range(n):
+                raw[s, i] = _word_to_float(words[i], dtype, codec, power)
+    return OK
+
+
+@njit(cache=True)
+def evaluate_block(buf, b, n, lay_t, lay_c, need_time, pred_code, val_code, consts, scales,
+                   depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values):
+    """Decode block b and evaluate the predicate into mask[:n] (bool) and the
+    value expression into values[:n].  Returns a status."""
+    status = decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch)
+    if status != OK:
+        return status
+    if has_pred:
+        run(pred_code, consts, raw, scales, n, stack)
+        for i in range(n):
+            mask[i] = stack[0, i] != 0.0
+    else:
+        mask[:n] = True
+    if has_value:
+        run(val_code, consts, raw, scales, n, stack)
+        values[:n] = stack[0, :n]
+    return OK
+
+
+@njit(cache=True)
+def _init_slot(fp, ip, k):
+    fp[k, F_SUM] = 0.0
+    fp[k, F_MIN] = np.inf
+    fp[k, F_MAX] = -np.inf
+    fp[k, F_MEAN] = 0.0
+    fp[k, F_M2] = 0.0
+    fp[k, F_TW_SUM] = 0.0
+    fp[k, F_FIRST] = np.nan
+    fp[k, F_LAST] = np.nan
+    ip[k, I_COUNT] = 0
+    ip[k, I_TW_NS] = 0
+    ip[k, I_TMIN] = 0
+    ip[k, I_TMAX] = 0
+
+
+@njit(cache=True, inline="always")
+def _slot_of(t, slot_base, bucket0, bucket_ns):
+    if bucket_ns <= 0:
+        return slot_base
+    return slot_base + (t // bucket_ns - bucket0)
+
+
+@njit(cache=True, inline="always")
+def _add_sample(fp, ip, k, v, t, want_m2):
+    c = ip[k, I_COUNT]
+    if c == 0:
+        fp[k, F_FIRST] = v
+        ip[k, I_TFIRST] = t
+    fp[k, F_LAST] = v
+    ip[k, I_TLAST] = t
+    fp[k, F_SUM] += v
+    if v < fp[k, F_MIN]:
+        fp[k, F_MIN] = v
+        ip[k, I_TMIN] = t
+    if v > fp[k, F_MAX]:
+        fp[k, F_MAX] = v
+        ip[k, I_TMAX] = t
+    if c == 0 and v == fp[k, F_MIN]:  # ±inf and first-sample ties
+        ip[k, I_TMIN] = t
+    if c == 0 and v == fp[k, F_MAX]:
+        ip[k, I_TMAX] = t
+    ip[k, I_COUNT] = c + 1
+    if want_m2:
+        delta = v - fp[k, F_MEAN]
+        fp[k, F_MEAN] += delta / (c + 1)
+        fp[k, F_M2] += delta * (v - fp[k, F_MEAN])
+
+
+@njit(cache=True)
+def _add_hold(fp, ip, t0, t1, v, slot_base, bucket0, bucket_ns, n_slots_b, has_value):
+    """Credit the interval [t0, t1) during which value v holds, split at
+    bucket edges."""
+    while t0 < t1:
+        k = _slot_of(t0, slot_base, bucket0, bucket_ns)
+        edge = t1 if bucket_ns <= 0 else min(t1, (t0 // bucket_ns + 1) * bucket_ns)
+        if k - slot_base >= n_slots_b:
+            return
+        ip[k, I_TW_NS] += edge - t0
+        if has_value:
+            fp[k, F_TW_SUM] += v * ((edge - t0) * 1e-9)
+        t0 = edge
+
+
+@njit(parallel=True, cache=True)
+def scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
+                  has_pred, has_value, start_ns, end_ns, bucket_ns, slot_base, slot_count,
+                  bucket0, next_t, gap_ns, time_weighted, want_m2, fp, ip, status):
+    """Fold each listed block into its slots.  ``blocks`` holds block numbers in
+    the layout; slot_base/slot_count/bucket0/next_t are per listed block."""
+    for j in prange(blocks.shape[0]):
+        b = blocks[j]
+        n = lay_t[b, 5]
+        t = np.empty(n, np.int64)
+        raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
+        words = np.empty(n, np.uint64)
+        scratch = np.empty(n, np.uint64)
+        stack = np.empty((max(1, depth), n), np.float64)
+        mask = np.empty(n, np.bool_)
+        values = np.zeros(n, np.float64)
+        for k in range(slot_base[j], slot_base[j] + slot_count[j]):
+            _init_slot(fp, ip, k)
+        status[j] = evaluate_block(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts,
+                                   scales, depth, has_pred, has_value, t, raw, words, scratch,
+                                   stack, mask, values)
+        if status[j] != OK:
+            continue
+        for i in range(n):
+            ti = t[i]
+            if ti < start_ns or ti >= end_ns or not mask[i]:
+                continue
+            v = values[i]
+            if has_value and v != v:
+                continue
+            k = _slot_of(ti, slot_base[j], bucket0[j], bucket_ns)
+            _add_sample(fp, ip, k, v, ti, want_m2)
+            if time_weighted:
+                hold_end = t[i + 1] if i + 1 < n else next_t[j]
+                if gap_ns > 0:
+                    hold_end = min(hold_end, ti + gap_ns)
+                hold_end = min(hold_end, end_ns)
+                _add_hold(fp, ip, ti, hold_end, v, slot_base[j], bucket0[j], bucket_ns,
+                          slot_count[j], has_value)
+
+
+@njit(parallel=True, cache=True)
+def count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, start_ns, end_ns,
+                  need_time, counts, status):
+    """Matching samples per listed block: the hot path of ``count where …``."""
+    for j in prange(blocks.shape[0]):
+        b = blocks[j]
+        n = lay_t[b, 5]
+        t = np.empty(n, np.int64)
+        raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
+        words = np.empty(n, np.uint64)
+        scratch = np.empty(n, np.uint64)
+        stack = np.empty((max(1, depth), n), np.float64)
+        status[j] = decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch)
+        if status[j] != OK:
+            continue
+        run(pred_code, consts, raw, scales, n, stack)
+        c = 0
+        if need_time:
+            for i in range(n):
+                if stack[0, i] != 0.0 and t[i] >= start_ns and t[i] < end_ns:
+                    c += 1
+        else:
+            for i in range(n):
+                if stack[0, i] != 0.0:
+                    c += 1
+        counts[j] = c
+
+
+@njit(cache=True)
+def gather_block(buf, b, lay_t, lay_c, pred_code, val_code, consts, scales, depth, has_pred,
+                 has_value, start_ns, end_ns):
+    """Block b's samples in [start, end) that match: (status, times, values, raw rows)."""
+    n = lay_t[b, 5]
+    t = np.empty(n, np.int64)
+    raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
+    words = np.empty(n, np.uint64)
+    scratch = np.empty(n, np.uint64)
+    stack = np.empty((max(1, depth), n), np.float64)
+    mask = np.empty(n, np.bool_)
+    values = np.zeros(n, np.float64)
+    status = evaluate_block(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts, scales,
+                            depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values)
+    for i in range(n):
+        mask[i] = mask[i] and t[i] >= start_ns and t[i] < end_ns
+    return status, t[mask], values[mask], raw[:, mask]

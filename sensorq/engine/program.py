@@ -1,0 +1,152 @@
+"""Plan expressions → programs of opcodes for the block VM (``vm.py``).
+
+A program is postfix: an int64 array of (opcode, a, b) triples and a float64
+array of constants.  Constants travel as numbers, never as text, and one
+compiled VM serves every program, so a new query shape costs no compilation.
+
+Opcodes (each pushes one array of ``n`` float64 onto the VM's stack; booleans
+are 1.0 / 0.0):
+
+    LOAD    a=slot            physical value of a channel: raw × scale[slot]
+    CONST   a=const index     a constant
+    RAWCMP  a=slot, b=op      raw value of a channel OP const[next triple's a]
+                              (the threshold is in stored units; see plan.RawCompare)
+    NEG ABS SQRT              unary, pop 1
+    ADD SUB MUL DIV           binary, pop 2
+    MAG     a=count           sqrt of the sum of squares of the top ``a`` entries
+    CMP     b=op              compare the top two (NaN on either side: false)
+    AND OR                    pop 2
+    NOT                       pop 1
+    TRUE FALSE                a constant truth value
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..query import plan as P
+
+LOAD, CONST, RAWCMP, NEG, ABS, SQRT, ADD, SUB, MUL, DIV, MAG, CMP, AND, OR, NOT, TRUE, FALSE, ARG = \
+    range(18)
+COMPARE_CODES = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
+_BINARY = {"+": ADD, "-": SUB, "*": MUL, "/": DIV}
+_UNARY = {"neg": NEG, "abs": ABS, "sqrt": SQRT}
+
+
+@dataclass
+class Program:
+    """A postfix program and the channels it reads (plan index → VM slot)."""
+    code: list = field(default_factory=list)
+    consts: list = field(default_factory=list)
+    slots: dict = field(default_factory=dict)   # stream channel index → slot
+    max_depth: int = 0
+    _depth: int = 0
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        code = np.array(self.code or [(TRUE, 0, 0)], np.int64).reshape(-1, 3)
+        return code, np.array(self.consts or [0.0], np.float64)
+
+    def emit(self, op: int, a: int = 0, b: int = 0, pops: int = 0) -> None:
+        self.code.append((op, a, b))
+        self._depth += 1 - pops
+        self.max_depth = max(self.max_depth, self._depth)
+
+    def const(self, value: float) -> int:
+        self.consts.append(float(value))
+        return len(self.consts) - 1
+
+    def slot(self, channel: P.ChannelRef) -> int:
+        return self.slots.setdefault(channel.index, len(self.slots))
+
+
+def compile_value(expr, program: Program) -> None:
+    """Append the postfix code of a value expression."""
+    if isinstance(expr, P.ChannelRef):
+        program.emit(LOAD, program.slot(expr))
+    elif isinstance(expr, P.Const):
+        program.emit(CONST, program.const(expr.value))
+    elif isinstance(expr, P.UnaryOp):
+        compile_value(expr.operand, program)
+        program.emit(_UNARY[expr.op], pops=1)
+    elif isinstance(expr, P.BinaryOp):
+        compile_value(expr.left, program)
+        compile_value(expr.right, program)
+        program.emit(_BINARY[expr.op], pops=2)
+    elif isinstance(expr, P.Magnitude):
+        for arg in expr.args:
+            compile_value(arg, program)
+        program.emit(MAG, len(expr.args), pops=len(expr.args))
+    else:
+        raise TypeError(f"not a value expression: {expr!r}")
+
+
+def compile_predicate(pred, program: Program) -> None:
+    """Append the postfix code of a predicate."""
+    if isinstance(pred, P.RawCompare):
+        program.emit(RAWCMP, program.slot(pred.channel), COMPARE_CODES[pred.op])
+        program.code.append((ARG, program.const(pred.threshold), 0))
+    elif isinstance(pred, P.Compare):
+        compile_value(pred.left, program)
+        compile_value(pred.right, program)
+        program.emit(CMP, 0, COMPARE_CODES[pred.op], pops=2)
+    elif isinstance(pred, (P.And, P.Or)):
+        compile_predicate(pred.args[0], program)
+        for arg in pred.args[1:]:
+            compile_predicate(arg, program)
+            program.emit(AND if isinstance(pred, P.And) else OR, pops=2)
+    elif isinstance(pred, P.Not):
+        compile_predicate(pred.arg, program)
+        program.emit(NOT, pops=1)
+    elif isinstance(pred, P.BoolConst):
+        program.emit(TRUE if pred.value else FALSE)
+    else:
+        raise TypeError(f"not a predicate: {pred!r}")
+
+
+@dataclass
+class QueryPrograms:
+    """What the scan kernels run for one query: the predicate, the value
+    expression (either may be absent) and the channel slots both read."""
+    pred: Program
+    value: Program
+    channels: list        # ChannelRef per slot, in slot order
+    has_pred: bool
+    has_value: bool
+
+    @property
+    def slot_indices(self) -> np.ndarray:
+        return np.array([c.index for c in self.channels], np.int64)
+
+    @property
+    def slot_scales(self) -> np.ndarray:
+        return np.array([c.scale for c in self.channels], np.float64)
+
+
+def compile_query(where, value) -> QueryPrograms:
+    """Programs for a predicate and a value expression sharing one slot table."""
+    shared: dict = {}
+    pred, val = Program(slots=shared), Program(slots=shared)
+    refs: dict = {}
+    for node in _channel_refs(where) + _channel_refs(value):
+        refs.setdefault(node.index, node)
+    if where is not None:
+        compile_predicate(where, pred)
+    if value is not None:
+        compile_value(value, val)
+    channels = [refs[i] for i, _ in sorted(shared.items(), key=lambda kv: kv[1])]
+    return QueryPrograms(pred, val, channels, where is not None, value is not None)
+
+
+def _channel_refs(node) -> list:
+    if node is None:
+        return []
+    if isinstance(node, P.ChannelRef):
+        return [node]
+    found = []
+    for name in getattr(node, "__dataclass_fields__", {}):
+        child = getattr(node, name)
+        for item in child if isinstance(child, tuple) else (child,):
+            if hasattr(item, "__dataclass_fields__"):
+                found += _channel_refs(item)
+    return found

@@ -1,0 +1,255 @@
+"""Searches: ``find first|last``, ``find episodes``, ``top`` and ``newest``.
+
+They walk blocks in time order (or backwards) and stop as soon as they have
+their answer; blocks the zone maps rule out are never decoded.
+
+Episodes: a maximal run of consecutive samples (inside the window) where the
+predicate holds.  It starts at its first sample; it ends at the time of the
+first sample after it, or at its own last sample when the window or the data
+ends, or when the next sample comes after a gap longer than the gap limit.
+Its duration is end − start; ``for >= D`` keeps episodes lasting at least D.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..query import plan as P
+from ..result import TIME_UNIT, Result, ScanStats
+from .kernels import gather_block, evaluate_block
+from .layout import build_layouts
+from .program import compile_query
+from .zonemaps import ALL, NONE, channel_stats, classify
+
+INT64_MIN, INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+
+def _window(time):
+    return (INT64_MIN if time.start_ns is None else time.start_ns,
+            INT64_MAX if time.end_ns is None else time.end_ns)
+
+
+def _check(status):
+    if status != 0:
+        from ..errors import CorruptDataError
+        raise CorruptDataError(f"a block failed to decode (status {status}) although its checksum "
+                               f"matched; the cache needs repair")
+
+
+class BlockReader:
+    """Decodes single blocks of an index for one pair of programs."""
+
+    def __init__(self, index, programs, extra_channels=()):
+        self.programs = programs
+        slots = list(programs.slot_indices) + [c for c in extra_channels
+                                               if c not in set(programs.slot_indices)]
+        self.slot_channels = np.array(slots, np.int64)
+        self.pred_code, consts = programs.pred.arrays()
+        val_code, val_consts = programs.value.arrays()
+        from .executor import _shared_consts
+        self.consts, self.val_code = _shared_consts(consts, val_code, val_consts)
+        scales = {c.index: c.scale for c in programs.channels}
+        self.scales = np.array([scales.get(int(c), 1.0) for c in slots], np.float64)
+        self.depth = max(programs.pred.max_depth, programs.value.max_depth, 1)
+        self.where = {}
+        for layout in build_layouts(index, self.slot_channels):
+            for local, b in enumerate(layout.blocks):
+                self.where[int(b)] = (layout, local)
+
+    def gather(self, b, start, end):
+        """Matching samples of block b in [start, end): (times, values, raw rows)."""
+        layout, local = self.where[int(b)]
+        status, t, values, raw = gather_block(
+            layout.buf, local, layout.lay_t, layout.lay_c, self.pred_code, self.val_code, self.consts,
+            self.scales, self.depth, self.programs.has_pred, self.programs.has_value, start, end)
+        _check(status)
+        return t, values, raw
+
+    def evaluate(self, b):
+        """All samples of block b: (times, mask, values)."""
+        layout, local = self.where[int(b)]
+        n = int(layout.lay_t[local, 5])
+        t, mask, values = np.empty(n, np.int64), np.empty(n, np.bool_), np.zeros(n)
+        raw = np.empty((max(1, len(self.slot_channels)), n))
+        status = evaluate_block(layout.buf, local, n, layout.lay_t, layout.lay_c, True, self.pred_code,
+                                self.val_code, self.consts, self.scales, self.depth,
+                                self.programs.has_pred, self.programs.has_value, t, raw,
+                                np.empty(n, np.uint64), np.empty(n, np.uint64),
+                                np.empty((self.depth, n)), mask, values)
+        _check(status)
+        return t, mask, values
+
+
+def gather_values(index, rows, programs, start, end):
+    """(times, values) of every matching sample with a non-NaN value in ``rows``."""
+    reader = BlockReader(index, programs)
+    times, values = [np.zeros(0, np.int64)], [np.zeros(0)]
+    for b in rows:
+        t, v, _ = reader.gather(b, start, end)
+        ok = ~np.isnan(v)
+        times.append(t[ok])
+        values.append(v[ok])
+    return np.concatenate(times), np.concatenate(values)
+
+
+def _rows_table(stream_channels, t, raw, slot_channels, scales):
+    columns, units = {"time": t}, {"time": TIME_UNIT}
+    slot_of = {int(c): k for k, c in enumerate(slot_channels)}
+    for c, ch in enumerate(stream_channels):   # in the stream's channel order
+        columns[ch.name] = raw[slot_of[c]] * (ch.scale or 1.0)
+        units[ch.name] = ch.unit
+    return columns, units
+
+
+def _scan_matches(cache, q, n, backwards):
+    """The first (or last) n matching samples, all channels."""
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    start, end = _window(q.time)
+    stream = cache.streams[q.stream]
+    programs = compile_query(q.where, None)
+    all_channels = list(range(len(stream.channels)))
+    reader = BlockReader(index, programs, all_channels)
+    classes = classify(q.where, index)
+    scan = ScanStats(blocks_total=len(index))
+    found_t, found_raw, total = [], [], 0
+    order = range(len(index) - 1, -1, -1) if backwards else range(len(index))
+    for b in order:
+        if classes[b] == NONE:
+            scan.skipped += 1
+            continue
+        t, _, raw = reader.gather(b, start, end)
+        scan.decoded += 1
+        if backwards:
+            t, raw = t[::-1], raw[:, ::-1]
+        found_t.append(t[:n - total])
+        found_raw.append(raw[:, :n - total])
+        total += len(found_t[-1])
+        if total >= n:
+            break
+    t = np.concatenate(found_t) if found_t else np.zeros(0, np.int64)
+    raw = np.concatenate(found_raw, 1) if found_raw else np.zeros((len(reader.slot_channels), 0))
+    if backwards:
+        t, raw = t[::-1], raw[:, ::-1]
+    columns, units = _rows_table(stream.channels, t, raw, reader.slot_channels, None)
+    return Result("table", "", columns=columns, units=units, scan=scan)
+
+
+def run_find(cache, q: P.FindQuery, text: str) -> Result:
+    result = _scan_matches(cache, q, q.n, backwards=q.direction == "last")
+    result.query = text
+    return result
+
+
+def run_newest(cache, q: P.NewestQuery, text: str) -> Result:
+    where = q.where if q.where is not None else P.BoolConst(True)
+    find = P.FindQuery(q.stream, "last", q.n, where, q.time, q.now)
+    result = _scan_matches(cache, find, q.n, backwards=True)
+    result.query = text
+    return result
+
+
+def run_top(cache, q: P.TopQuery, text: str) -> Result:
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    start, end = _window(q.time)
+    programs = compile_query(q.where, q.expr)
+    classes = classify(q.where, index)
+    rows = np.flatnonzero(classes != NONE)
+    times, values = gather_values(index, rows, programs, start, end)
+    best = np.lexsort((times, -values))[:q.n]
+    scan = ScanStats(blocks_total=len(index), decoded=len(rows), skipped=len(index) - len(rows))
+    return Result("table", text, columns={"time": times[best], "value": values[best]},
+                  units={"time": TIME_UNIT, "value": q.unit}, scan=scan)
+
+
+# --- episodes ------------------------------------------------------------------------
+
+class EpisodeBuilder:
+    """Stitches runs across blocks: an open run is carried from one block to the next."""
+
+    def __init__(self, gap_ns: int):
+        self.gap = gap_ns
+        self.open = False
+        self.start = self.last_t = 0
+        self.peak = -np.inf
+        self.episodes = []          # (start, end, peak)
+
+    def close(self, end):
+        if self.open:
+            self.episodes.append((self.start, end, self.peak))
+            self.open = False
+
+    def gap_break(self, t_next) -> bool:
+        return self.gap > 0 and t_next - self.last_t > self.gap
+
+    def unmatched_sample(self, t):
+        """A sample where the predicate is false (or a skipped block's first sample)."""
+        if self.open:
+            self.close(self.last_t if self.gap_break(t) else t)
+
+    def whole_block(self, t_first, t_last, peak):
+        """A block where every sample matches (no gap limit)."""
+        if not self.open:
+            self.open, self.start, self.peak = True, t_first, -np.inf
+        self.peak = max(self.peak, peak)
+        self.last_t = t_last
+
+    def samples(self, t, mask, values):
+        """One decoded block: runs are maximal stretches of matching samples
+        not split by a gap longer than the limit."""
+        n = len(t)
+        if n == 0:
+            return
+        broken = np.zeros(n, bool)
+        if self.gap > 0:
+            broken[1:] = np.diff(t) > self.gap
+        carried = self.open and bool(mask[0]) and not self.gap_break(t[0])
+        if self.open and not carried:
+            self.unmatched_sample(t[0])
+        continues = np.zeros(n, bool)
+        continues[1:] = mask[1:] & mask[:-1] & ~broken[1:]
+        run_starts = np.flatnonzero(mask & ~continues)
+        run_ends = np.flatnonzero(mask & ~np.r_[continues[1:], False])
+        for s, e in zip(run_starts, run_ends):
+            peak = np.fmax.reduce(values[s:e + 1])
+            if s == 0 and carried:
+                self.peak = np.fmax(self.peak, peak)
+            else:
+                self.open, self.start, self.peak = True, int(t[s]), peak
+            if e < n - 1:
+                self.close(int(t[e]) if broken[e + 1] else int(t[e + 1]))
+        self.last_t = int(t[-1])
+
+
+def run_episodes(cache, q: P.EpisodesQuery, text: str) -> Result:
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    start, end = _window(q.time)
+    programs = compile_query(q.where, q.peak)
+    classes = classify(q.where, index)
+    reader = BlockReader(index, programs)
+    inside = (index.t_first >= start) & (index.t_last < end)
+    peak_from_stats = isinstance(q.peak, P.ChannelRef) and not q.max_gap_ns
+    builder = EpisodeBuilder(q.max_gap_ns or 0)
+    scan = ScanStats(blocks_total=len(index))
+    for b in range(len(index)):
+        if classes[b] == NONE and inside[b]:
+            builder.unmatched_sample(int(index.t_first[b]))
+            builder.last_t = int(index.t_last[b])
+            scan.skipped += 1
+        elif classes[b] == ALL and inside[b] and peak_from_stats:
+            peak = channel_stats(index.select(slice(b, b + 1)), q.peak, "max")[0] * q.peak.scale
+            builder.whole_block(int(index.t_first[b]), int(index.t_last[b]), peak)
+            scan.from_stats += 1
+        else:
+            t, mask, values = reader.evaluate(b)
+            keep = (t >= start) & (t < end)
+            builder.samples(t[keep], mask[keep], values[keep])
+            scan.decoded += 1
+    if builder.open:
+        builder.close(builder.last_t)
+    eps = [e for e in builder.episodes if e[1] - e[0] >= q.min_duration_ns]
+    starts = np.array([e[0] for e in eps], np.int64)
+    ends = np.array([e[1] for e in eps], np.int64)
+    peaks = np.array([e[2] for e in eps], np.float64)
+    return Result("table", text,
+                  columns={"start": starts, "end": ends, "duration": (ends - starts) * 1e-9, "peak": peaks},
+                  units={"start": TIME_UNIT, "end": TIME_UNIT, "duration": "s", "peak": q.peak_unit},
+                  scan=scan)
