@@ -1,0 +1,238 @@
+"""The query engine against plain numpy on the raw samples.
+
+Every query here is answered twice: by sensorq (zone maps, statistics, kernels
+over compressed blocks) and by a few lines of numpy over the arrays that were
+appended.  Blocks are kept small so that windows and buckets cut through them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sensorq
+from sensorq.schema import Channel
+
+SECOND = 1_000_000_000
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def make_cache(tmp_path, t, a, b, f, block_samples=97, name="c"):
+    cache = sensorq.open(tmp_path / name, create=True)
+    cache.create_stream("s", [Channel("a", "int16", "mg"), Channel("b", "int32", "degC", scale=0.01),
+                              Channel("f", "float64", "V")], block_samples=block_samples)
+    if len(t):
+        cache.append("s", t, [a, b, f])
+    return cache
+
+
+@st.composite
+def streams(draw):
+    n = draw(st.integers(0, 1500))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    steps = rng.choice([0, 1, 2, 5], size=n, p=[0.1, 0.6, 0.2, 0.1]) * 10_000_000  # 10 ms ticks, duplicates
+    t = 1_700_000_000 * SECOND + np.cumsum(steps).astype(np.int64)
+    a = np.cumsum(rng.integers(-40, 41, n)).astype(np.int16)
+    b = rng.integers(1500, 3500, n).astype(np.int32)
+    f = np.round(rng.normal(3.3, 0.5, n), 3)
+    f[rng.random(n) < 0.05] = np.nan
+    return t, a, b, f
+
+
+def assert_close(actual, expected, rel=1e-9):
+    if expected is None or (isinstance(expected, float) and np.isnan(expected)):
+        assert actual is None or np.isnan(actual), f"expected empty, got {actual}"
+    else:
+        assert actual == pytest.approx(expected, rel=rel, abs=1e-9), f"{actual} != {expected}"
+
+
+def window(t, seconds):
+    """``last Ns`` with now = newest + 1 ns."""
+    if len(t) == 0:
+        return np.zeros(0, bool)
+    now = t[-1] + 1
+    return (t >= now - seconds * SECOND) & (t < now)
+
+
+def hold_durations(t, in_window_end, gap=None):
+    """How long each sample's value holds: until the next sample, capped."""
+    nxt = np.append(t[1:], t[-1]) if len(t) else t
+    end = np.minimum(nxt, in_window_end)
+    if gap is not None:
+        end = np.minimum(end, t + gap)
+    return np.maximum(end - t, 0)
+
+
+SCALAR_CASES = [
+    ("count where a > {k}", lambda t, a, b, f, k: (a > k).sum()),
+    ("count where a >= {k} and b < 25degC", lambda t, a, b, f, k: ((a >= k) & (b * 0.01 < 25)).sum()),
+    ("count where not (a < {k} or f > 3.5V)", lambda t, a, b, f, k: (~((a < k) | (f > 3.5))).sum()),
+    ("count where a between {k} and 300", lambda t, a, b, f, k: ((a >= k) & (a <= 300)).sum()),
+    ("count where f > 3.3V", lambda t, a, b, f, k: (f > 3.3).sum()),
+    ("count where abs(a) * 2 > {k}", lambda t, a, b, f, k: (np.abs(a.astype(float)) * 2 > k).sum()),
+    ("sum a where a > {k}", lambda t, a, b, f, k: a[a > k].astype(float).sum() if (a > k).any() else np.nan),
+    ("avg a", lambda t, a, b, f, k: a.mean() if len(a) else np.nan),
+    ("avg b", lambda t, a, b, f, k: (b * 0.01).mean() if len(b) else np.nan),
+    ("avg f", lambda t, a, b, f, k: np.nanmean(f) if (~np.isnan(f)).any() else np.nan),
+    ("min a where b > 20degC", lambda t, a, b, f, k: a[b > 2000].min() if (b > 2000).any() else np.nan),
+    ("max f", lambda t, a, b, f, k: np.nanmax(f) if (~np.isnan(f)).any() else np.nan),
+    ("spread a", lambda t, a, b, f, k: float(a.max()) - a.min() if len(a) else np.nan),
+    ("std a", lambda t, a, b, f, k: a.astype(float).std(ddof=1) if len(a) > 1 else np.nan),
+    ("var b", lambda t, a, b, f, k: (b * 0.01).var(ddof=1) if len(b) > 1 else np.nan),
+    ("std f", lambda t, a, b, f, k: np.nanstd(f, ddof=1) if (~np.isnan(f)).sum() > 1 else np.nan),
+    ("first a where a > {k}", lambda t, a, b, f, k: a[a > k][0] if (a > k).any() else np.nan),
+    ("last b", lambda t, a, b, f, k: b[-1] * 0.01 if len(b) else np.nan),
+    ("median a", lambda t, a, b, f, k: np.median(a) if len(a) else np.nan),
+    ("percentile(90) f", lambda t, a, b, f, k: np.nanpercentile(f, 90) if (~np.isnan(f)).any() else np.nan),
+    ("avg a + b / 10 where a > {k}",
+     lambda t, a, b, f, k: (a + b * 0.01 / 10)[a > k].mean() if (a > k).any() else np.nan),
+    ("max mag(a, a) where a < {k}",
+     lambda t, a, b, f, k: np.sqrt(2.0) * np.abs(a[a < k].astype(float)).max() if (a < k).any() else np.nan),
+]
+
+
+@SETTINGS
+@given(streams(), st.integers(-200, 200), st.sampled_from(range(len(SCALAR_CASES))))
+def test_scalar_aggregates_match_numpy(tmp_path_factory, stream, k, case):
+    t, a, b, f = stream
+    text, reference = SCALAR_CASES[case]
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        result = cache.query(text.format(k=k))
+    assert_close(result.value, float(reference(t, a, b, f, k)))
+
+
+@SETTINGS
+@given(streams(), st.integers(-200, 200), st.integers(1, 20))
+def test_time_windows_cut_through_blocks(tmp_path_factory, stream, k, seconds):
+    t, a, b, f = stream
+    inside = window(t, seconds)
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        count = cache.query(f"count where a > {k} last {seconds}s").value
+        total = cache.query(f"sum a last {seconds}s").value
+    assert count == ((a > k) & inside).sum()
+    assert_close(total, float(a[inside].sum()) if inside.any() else np.nan)
+
+
+@SETTINGS
+@given(streams(), st.sampled_from([1, 3, 7]), st.sampled_from(["avg a", "count", "max b", "first a"]))
+def test_buckets_match_numpy_groupby(tmp_path_factory, stream, seconds, agg):
+    t, a, b, f = stream
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        result = cache.query(f"{agg} by {seconds}s")
+    bucket = t // (seconds * SECOND)
+    ids = np.unique(bucket)
+    values = {"avg a": lambda m: a[m].mean(), "count": lambda m: m.sum(),
+              "max b": lambda m: b[m].max() * 0.01, "first a": lambda m: a[m][0]}[agg]
+    expected = [values(bucket == i) for i in ids]
+    assert list(result.columns["time"]) == list(ids * seconds * SECOND)
+    assert np.allclose(result.columns[result_name(result)], expected, rtol=1e-9)
+
+
+def result_name(result):
+    return [c for c in result.columns if c != "time"][0]
+
+
+@SETTINGS
+@given(streams(), st.integers(-100, 100))
+def test_episodes_match_a_plain_run_search(tmp_path_factory, stream, k):
+    t, a, b, f = stream
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        result = cache.query(f"find episodes where a > {k}")
+    expected = reference_episodes(t, a > k, a)
+    got = list(zip(result.columns["start"], result.columns["end"], result.columns["peak"]))
+    assert got == expected
+
+
+def reference_episodes(t, mask, values):
+    """Runs of mask; end = the next sample's time, or the run's last at the end."""
+    out, i, n = [], 0, len(t)
+    while i < n:
+        if not mask[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and mask[j + 1]:
+            j += 1
+        end = t[j + 1] if j + 1 < n else t[j]
+        out.append((t[i], end, float(values[i:j + 1].max())))
+        i = j + 1
+    return out
+
+
+@SETTINGS
+@given(streams(), st.integers(-100, 100))
+def test_duration_and_twa_hold_values_until_the_next_sample(tmp_path_factory, stream, k):
+    t, a, b, f = stream
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        duration = cache.query(f"duration where a > {k}").value
+        twa = cache.query("twa a").value
+        integral = cache.query("integral a").value
+    held = hold_durations(t, t[-1] if len(t) else 0)
+    assert duration == pytest.approx(held[a > k].sum() * 1e-9, abs=1e-9)
+    if held.sum() > 0:
+        assert twa == pytest.approx((a * held).sum() / held.sum(), rel=1e-9)
+        assert integral == pytest.approx((a * held * 1e-9).sum(), rel=1e-9, abs=1e-9)
+
+
+@SETTINGS
+@given(streams(), st.integers(-100, 100), st.integers(1, 5))
+def test_find_first_last_top_and_newest(tmp_path_factory, stream, k, n):
+    t, a, b, f = stream
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        first = cache.query(f"find first {n} where a > {k}")
+        last = cache.query(f"find last {n} where a > {k}")
+        newest = cache.query(f"newest {n}")
+        top = cache.query(f"top {n} a")
+    hits = np.flatnonzero(a > k)
+    assert list(first.columns["time"]) == list(t[hits[:n]])
+    assert list(first.columns["a"]) == list(a[hits[:n]])
+    assert list(last.columns["time"]) == list(t[hits[-n:]] if len(hits) else [])
+    assert list(newest.columns["b"]) == pytest.approx(list(b[-n:] * 0.01))
+    order = np.lexsort((t, -a.astype(float)))[:n]
+    assert list(top.columns["value"]) == list(a[order])
+
+
+def test_blocks_outside_the_predicate_are_skipped_not_decoded(tmp_path):
+    """A count of z > 2g over blocks whose max is below 2g decodes nothing."""
+    n = 100_000
+    t = np.arange(n, dtype=np.int64) * 1_000_000
+    a = np.full(n, 1000, np.int16)
+    a[50_000:50_010] = 2500
+    with make_cache(tmp_path, t, a, np.zeros(n, np.int32), np.zeros(n), block_samples=1000) as cache:
+        result = cache.query("count where a > 2g")
+        avg = cache.query("avg a by 10s")
+    assert result.value == 10
+    assert result.scan.decoded == 1 and result.scan.skipped == 99
+    assert avg.scan.decoded == 0 and avg.scan.from_stats == 100
+
+
+def test_empty_results(tmp_path):
+    t = np.arange(10, dtype=np.int64) * SECOND
+    a = np.arange(10, dtype=np.int16)
+    with make_cache(tmp_path, t, a, np.zeros(10, np.int32), np.zeros(10)) as cache:
+        assert cache.query("count where a > 100").value == 0
+        assert np.isnan(cache.query("avg a where a > 100").value)
+        assert cache.query("duration where a > 100").value == 0
+        assert len(cache.query("find episodes where a > 100").columns["start"]) == 0
+
+
+def test_evicted_blocks_are_gone_from_answers(tmp_path):
+    cache = sensorq.open(tmp_path / "ring", create=True, capacity="256KB")
+    cache.create_stream("s", [Channel("a", "int32")], block_samples=256)
+    rng = np.random.default_rng(3)
+    n = 400_000
+    t = np.arange(n, dtype=np.int64) * 1_000_000
+    a = rng.integers(-2**30, 2**30, n).astype(np.int32)   # incompressible: forces eviction
+    for lo in range(0, n, 50_000):
+        cache.append("s", t[lo:lo + 50_000], [a[lo:lo + 50_000]])
+        cache.flush()
+    kept_t, kept = cache.read("s")
+    kept_a = kept["a"]
+    assert 0 < len(kept_t) < n
+    assert (kept_t == t[n - len(kept_t):]).all()
+    assert cache.query("count").value == len(kept_t)
+    assert cache.query("max a").value == kept_a.max()
+    cache.close()
