@@ -1,0 +1,231 @@
+/*
+ * sensorq device port — public API (C99, no allocation, integer arithmetic only).
+ *
+ * Three parts, mirroring the Python stages:
+ *   sq_block.c  ↔ sensorq/codec/block.py   verify, decode and ("fast" codec) encode blocks,
+ *                                           byte for byte the format of docs/format.md §1–§3
+ *   sq_ring.c   ↔ sensorq/store            one stream's ring of sealed blocks in caller memory
+ *   sq_vm.c     ↔ sensorq/engine           runs bytecode compiled on the host
+ *                                           (sensorq/device/bytecode.py, docs/device.md)
+ *   sq_crc32.c                              CRC-32 (zlib polynomial), 64-byte table
+ *
+ * Memory: every byte the library touches is owned by the caller (the ring's
+ * region, the structs below).  The library has no static state, no malloc, no
+ * recursion, no variable-length arrays.  Packed bytes are read one at a time,
+ * so blocks may sit at any address (an unaligned word load faults on a
+ * Cortex-M0+).
+ *
+ * Errors: every function that can fail returns an sq_err (SQ_OK = 0, failures
+ * negative); sq_strerror() names it.  A failed call leaves its outputs
+ * unspecified but never writes outside them, and never loses samples that an
+ * earlier call acknowledged.
+ *
+ * Scope: integer channels only (int8 … int64).  A block with a float channel is
+ * read (verified, its integer channels decoded) but a query over a float
+ * channel returns SQ_ERR_UNSUPPORTED.
+ */
+#ifndef SENSORQ_H
+#define SENSORQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SQ_FORMAT_VERSION 1u      /* block format (docs/format.md) */
+#define SQ_BYTECODE_VERSION 1u    /* query bytecode (docs/device.md) */
+#define SQ_MAX_CHANNELS 8u        /* channels of one ring stream */
+#define SQ_VM_MAX_COLUMNS 4u      /* distinct channels one query may read */
+#define SQ_VM_STACK 8u            /* predicate stack depth */
+#define SQ_HEADER_SIZE 56u        /* block header bytes */
+#define SQ_ENTRY_SIZE 80u         /* channel directory entry bytes */
+#define SQ_MAX_BLOCK_SAMPLES 65536u
+
+/* Error codes.  Keep in step with sensorq/device/native.py (ERRORS). */
+typedef enum {
+    SQ_OK = 0,
+    SQ_ERR_ARG = -1,          /* a NULL pointer, a size or a count out of range */
+    SQ_ERR_CORRUPT = -2,      /* a block fails a structural check (magic, lengths, codes) */
+    SQ_ERR_VERSION = -3,      /* a block or bytecode of an unknown version */
+    SQ_ERR_CRC = -4,          /* a block's or bytecode's checksum does not match */
+    SQ_ERR_FULL = -5,         /* the region cannot hold even one worst-case block */
+    SQ_ERR_ORDER = -6,        /* a timestamp earlier than the previous one */
+    SQ_ERR_RANGE = -7,        /* a value outside its channel's storage type */
+    SQ_ERR_UNSUPPORTED = -8,  /* valid, but not something the device does (float channel …) */
+    SQ_ERR_BYTECODE = -9,     /* the bytecode is malformed */
+    SQ_ERR_OVERFLOW = -10,    /* an answer (a sum) does not fit in int64 */
+    SQ_ERR_MISMATCH = -11     /* the query was compiled for a stream of other channels */
+} sq_err;
+
+/* Storage type codes, as in the block format's channel directory. */
+enum { SQ_INT8 = 1, SQ_INT16 = 2, SQ_INT32 = 3, SQ_INT64 = 4, SQ_FLOAT32 = 5, SQ_FLOAT64 = 6 };
+
+/* A short English description of an sq_err ("block checksum mismatch"). */
+const char *sq_strerror(int err);
+
+/* CRC-32 of p[0..n) continuing from crc (start with 0): zlib.crc32(p, crc). */
+uint32_t sq_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+/* ---- blocks (sq_block.c) ------------------------------------------------ */
+
+/* What a verified block's header says. */
+typedef struct {
+    uint32_t n_samples;
+    uint32_t n_channels;
+    uint32_t block_len;
+    uint32_t time_len;
+    uint32_t stream_id;
+    uint8_t time_codec;
+    int64_t t_first;
+    int64_t t_last;
+    int64_t tick;
+    uint64_t seq;
+} sq_block_info;
+
+/* One channel's directory entry (integer channels: every field exact unless
+ * flagged; min/max/first/last/sum are raw stored units). */
+typedef struct {
+    uint8_t dtype;            /* SQ_INT8 … SQ_FLOAT64 */
+    uint8_t codec;            /* column codec byte */
+    uint32_t data_len;        /* section bytes */
+    uint32_t count;
+    uint32_t flags;           /* bit 0 SUM_INEXACT, bit 1 SUMSQ_INEXACT */
+    uint32_t idx_min, idx_max;
+    int64_t min, max, first, last, sum;
+    uint64_t sumsq;
+} sq_chan_stats;
+
+#define SQ_SUM_INEXACT 1u
+#define SQ_SUMSQ_INEXACT 2u
+
+/* Verify the block in block[0..len) completely — magic, version, block_len ==
+ * len, CRC, section lengths, counts, codec and dtype bytes — and fill *info.
+ * Errors: SQ_ERR_ARG, SQ_ERR_CORRUPT, SQ_ERR_VERSION, SQ_ERR_CRC.  Only a
+ * block that passed may be given to the functions below. */
+int sq_block_verify(const uint8_t *block, size_t len, sq_block_info *info);
+
+/* Channel ch's directory entry of a verified block.  Errors: SQ_ERR_ARG. */
+int sq_block_channel(const uint8_t *block, const sq_block_info *info, uint32_t ch,
+                     sq_chan_stats *st);
+
+/* Decode one column of a verified block into out[0..n_samples): column -1 is
+ * the timestamps (ns), 0.. the integer channels (as int64).  cap is out's
+ * length.  Errors: SQ_ERR_ARG (cap too small, bad column), SQ_ERR_CORRUPT
+ * (section does not decode), SQ_ERR_UNSUPPORTED (float channel).  Uses a
+ * streaming reader: no buffer besides out. */
+int sq_block_decode(const uint8_t *block, const sq_block_info *info, int column, int64_t *out,
+                    size_t cap);
+
+/* ---- the ring (sq_ring.c) ----------------------------------------------- */
+
+/* One stream: its integer channels and how many samples make a block. */
+typedef struct {
+    uint8_t n_channels;                 /* 1 … SQ_MAX_CHANNELS */
+    uint8_t dtype[SQ_MAX_CHANNELS];     /* SQ_INT8 … SQ_INT64 */
+    uint32_t block_samples;             /* 1 … SQ_MAX_BLOCK_SAMPLES */
+    uint32_t stream_id;                 /* written into every block */
+} sq_stream_cfg;
+
+/* The ring's state; lives wherever the caller puts it.  Fields are private. */
+typedef struct {
+    sq_stream_cfg cfg;
+    uint8_t *staging;        /* open block: column-major raw samples */
+    uint8_t *log;            /* circular log of sealed blocks */
+    uint32_t log_len;
+    uint32_t head, tail;     /* oldest block's offset; end of the newest */
+    uint32_t wrap_end;       /* end of the blocks before the wrap, or UINT32_MAX */
+    uint32_t n_blocks;
+    uint32_t staged;         /* samples in the open block */
+    uint64_t seq;            /* sequence number of the next sealed block */
+    int64_t last_t;          /* newest timestamp appended (valid when has_last) */
+    uint8_t has_last;
+} sq_ring;
+
+/* Bytes of region a stream needs: the staging area for block_samples raw
+ * samples plus room for one worst-case block.  0 if cfg is invalid. */
+size_t sq_ring_region_min(const sq_stream_cfg *cfg);
+
+/* Set up an empty ring in region[0..region_len) (any alignment).  The region
+ * belongs to the ring until the caller stops using r.  Errors: SQ_ERR_ARG (bad
+ * cfg: channel count, dtype, block_samples), SQ_ERR_FULL (region smaller than
+ * sq_ring_region_min). */
+int sq_ring_init(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg);
+
+/* Append one sample: timestamp t (ns) and one raw value per channel.  Checks
+ * order (t ≥ the previous t, else SQ_ERR_ORDER) and range (each value fits
+ * its dtype, else SQ_ERR_RANGE) before storing anything.  Constant work,
+ * except the append that completes a block, which seals it (see
+ * sq_ring_seal); the oldest blocks are evicted to make room. */
+int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values);
+
+/* Encode the open block's samples (if any) with the "fast" codec and add it
+ * to the log, evicting the oldest blocks that overlap.  O(block_samples). */
+int sq_ring_seal(sq_ring *r);
+
+/* Number of sealed blocks in the log, and of samples in the open block. */
+uint32_t sq_ring_block_count(const sq_ring *r);
+uint32_t sq_ring_staged(const sq_ring *r);
+
+/* Iteration over sealed blocks, oldest → newest. */
+typedef struct {
+    uint32_t off;
+    uint32_t left;
+} sq_ring_iter;
+
+void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it);
+
+/* The next block's bytes (*block, *len; the block can be copied out as is —
+ * that is the export), or *block = NULL at the end.  Errors: SQ_ERR_CORRUPT
+ * if the log's bookkeeping points outside the region. */
+int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len);
+
+/* ---- queries (sq_vm.c) --------------------------------------------------- */
+
+/* Aggregate codes of the bytecode. */
+enum { SQ_AGG_COUNT = 0, SQ_AGG_SUM = 1, SQ_AGG_MIN = 2, SQ_AGG_MAX = 3, SQ_AGG_MEAN = 4,
+       SQ_AGG_FIRST = 5, SQ_AGG_LAST = 6 };
+
+/* A query's answer, in raw stored units (the host applies the scale).
+ * count: samples in the window for which the predicate holds.
+ * value: count (COUNT); the exact sum (SUM, 0 when count = 0); min, max, the
+ * first or last matching value in append order; MEAN = sum / count rounded
+ * half away from zero (e.g. 5/2 → 3, −5/2 → −3).  has_value is 0 when count
+ * is 0 for MIN, MAX, MEAN, FIRST and LAST.
+ * The block counters say how each sealed block was handled: skipped from its
+ * statistics (time range or predicate provably false), answered from its
+ * statistics (predicate provably true), or decoded. */
+typedef struct {
+    int64_t value;
+    uint8_t has_value;
+    uint8_t aggregate;
+    uint32_t count;
+    uint32_t blocks_skipped;
+    uint32_t blocks_answered;
+    uint32_t blocks_decoded;
+    uint32_t samples_scanned;     /* samples decoded and tested one by one */
+} sq_result;
+
+/* Validate bytecode without running it: magic, version, length, CRC, opcodes,
+ * stack depth, channel indices, distinct channels ≤ SQ_VM_MAX_COLUMNS.
+ * Errors: SQ_ERR_BYTECODE, SQ_ERR_VERSION, SQ_ERR_CRC, SQ_ERR_UNSUPPORTED. */
+int sq_query_check(const uint8_t *code, size_t code_len);
+
+/* Run a query over the ring: every sealed block (verified before use), then
+ * the open block's samples.  now_ns anchors `last <duration>`.  Errors: those
+ * of sq_query_check; SQ_ERR_MISMATCH (compiled for another channel count),
+ * SQ_ERR_UNSUPPORTED (float channel), SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged
+ * block), SQ_ERR_OVERFLOW (sum outside int64).  Stack use is bounded: a few
+ * hundred bytes, no buffer per block. */
+int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns,
+                 sq_result *out);
+
+/* The same over n_blocks blocks given by address and length (in time order). */
+int sq_query_run_blocks(const uint8_t *code, size_t code_len, const uint8_t *const *blocks,
+                        const size_t *lens, size_t n_blocks, int64_t now_ns, sq_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SENSORQ_H */

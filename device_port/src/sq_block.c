@@ -1,0 +1,488 @@
+/* Blocks (docs/format.md §1–§3): verify, decode one word at a time, and
+ * encode with the "fast" codec.  Mirrors sensorq/codec/block.py and
+ * intcodec.py; the fast encoder writes the host's bytes exactly. */
+#include "sq_internal.h"
+
+static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
+
+/* ---- bit streams (LSB-first) --------------------------------------------- */
+
+/* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
+static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
+{
+    uint64_t v = 0;
+    unsigned got = 0, off = bit & 7u;
+    p += bit >> 3;
+    while (got < w) {
+        v |= (uint64_t)(*p++ >> off) << got;
+        got += 8u - off;
+        off = 0;
+    }
+    return w < 64u ? v & (((uint64_t)1 << w) - 1u) : v;
+}
+
+/* OR the w low bits of v (already < 2^w) in at bit offset `bit`. */
+static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
+{
+    unsigned off = bit & 7u;
+    p += bit >> 3;
+    while (w) {
+        unsigned take = 8u - off;
+        *p++ |= (uint8_t)(v << off);
+        v >>= take;
+        w = w > take ? w - take : 0u;
+        off = 0;
+    }
+}
+
+static unsigned bit_length(uint64_t v)
+{
+    unsigned n = 0;
+    while (v) {
+        v >>= 1;
+        n++;
+    }
+    return n;
+}
+
+static uint64_t zigzag(uint64_t d)
+{
+    return (d << 1) ^ (0u - (d >> 63));
+}
+
+static uint64_t unzigzag(uint64_t u)
+{
+    return (u >> 1) ^ (0u - (u & 1u));
+}
+
+/* ---- payloads: header bytes + bit stream ---------------------------------- */
+
+/* Walk a payload of n residuals starting at p without decoding it; *out_end
+ * is where it ends.  Non-zero if it is malformed or runs past end. */
+static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const uint8_t **out_end)
+{
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
+    const uint8_t *bits = p + n_mini;
+    uint32_t limit, bit = 0;
+    if ((size_t)(end - p) < n_mini) {
+        return -1;
+    }
+    limit = (uint32_t)(end - bits) * 8u;
+    for (m = 0; m < n_mini; m++) {
+        uint32_t count = (n - m * SQ_MINI) < SQ_MINI ? n - m * SQ_MINI : SQ_MINI;
+        uint8_t h = p[m];
+        if (h <= 64u) {
+            if ((uint64_t)count * h > (uint64_t)(limit - bit)) {
+                return -1;
+            }
+            bit += count * h;
+            continue;
+        }
+        if (!(h & SQ_RICE) || (h & 0x7Fu) > 63u) {
+            return -1;
+        }
+        for (j = 0; j < count; j++) {
+            uint32_t q = 0, k = h & 0x3Fu;
+            while (bit < limit && !((bits[bit >> 3] >> (bit & 7u)) & 1u)) {
+                bit++;
+                q++;
+            }
+            /* the quotient needs a stop bit, k more bits, and must fit in 64 bits */
+            if (bit >= limit || limit - bit - 1u < k || (k > 32u && (q >> (64u - k)))) {
+                return -1;
+            }
+            bit += 1u + k;
+        }
+    }
+    *out_end = bits + (bit + 7u) / 8u;
+    return 0;
+}
+
+/* The next residual of a payload that payload_end accepted. */
+static uint64_t payload_next(sq_payload *p)
+{
+    uint8_t h = p->hdr[p->i >> 5];
+    uint64_t v;
+    p->i++;
+    if (h & SQ_RICE) {
+        unsigned k = h & 0x3Fu;
+        uint64_t q = 0;
+        while (!((p->bits[p->bit >> 3] >> (p->bit & 7u)) & 1u)) {
+            p->bit++;
+            q++;
+        }
+        p->bit++;
+        v = (q << k) | get_bits(p->bits, p->bit, k);
+        p->bit += k;
+    } else {
+        v = get_bits(p->bits, p->bit, h);
+        p->bit += h;
+    }
+    return v;
+}
+
+static void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
+{
+    p->hdr = at;
+    p->bits = at + (n + SQ_MINI - 1u) / SQ_MINI;
+    p->bit = 0;
+    p->i = 0;
+}
+
+/* ---- column reader --------------------------------------------------------- */
+
+int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec)
+{
+    const uint8_t *p = sec + 8, *q = 0;
+    if ((codec & ~0x27u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 8) {
+        return SQ_ERR_CORRUPT;
+    }
+    c->base = sq_get_le(sec, 8);
+    c->prev = c->delta = c->dict_val = 0;
+    c->dict_rank = UINT32_MAX;
+    c->dict_n = 0;
+    c->codec = codec;
+    c->raw_width = 0;
+    if (codec & SQ_CODEC_DICT) {
+        if (end - p < 4) {
+            return SQ_ERR_CORRUPT;
+        }
+        c->dict_n = (uint32_t)sq_get_le(p, 4);
+        p += 4;
+        if (c->dict_n < 1u || c->dict_n > n || payload_end(p, end, c->dict_n, &q)) {
+            return SQ_ERR_CORRUPT;
+        }
+        payload_start(&c->dict, p, c->dict_n);
+        p = q;
+    }
+    if (codec & SQ_CODEC_ZERO) {
+        return p == end ? SQ_OK : SQ_ERR_CORRUPT;
+    }
+    if (payload_end(p, end, n, &q) || q != end) {
+        return SQ_ERR_CORRUPT;
+    }
+    payload_start(&c->pl, p, n);
+    return SQ_OK;
+}
+
+void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width)
+{
+    c->pl.hdr = data;
+    c->pl.i = 0;
+    c->raw_width = (uint8_t)width;
+}
+
+/* Dictionary entry number r; walks forward from the last one read (ranks
+ * mostly repeat or rise), from the start only when r goes back. */
+static uint64_t dict_entry(sq_col *c, uint32_t r)
+{
+    if (c->dict_rank != UINT32_MAX && r < c->dict_rank) {
+        payload_start(&c->dict, c->dict.hdr, c->dict_n);
+        c->dict_rank = UINT32_MAX;
+    }
+    while (c->dict_rank != r) {
+        uint64_t gap = payload_next(&c->dict);
+        c->dict_val = c->dict_rank == UINT32_MAX ? gap : c->dict_val + gap + 1u;
+        c->dict_rank++;
+    }
+    return c->dict_val;
+}
+
+int sq_col_next(sq_col *c, uint64_t *word)
+{
+    uint64_t s = 0;
+    if (c->raw_width) {
+        unsigned w = c->raw_width;
+        *word = (uint64_t)sq_sign_extend(sq_get_le(c->pl.hdr + (size_t)c->pl.i * w, w), w);
+        c->pl.i++;
+        return SQ_OK;
+    }
+    if (!(c->codec & SQ_CODEC_ZERO)) {
+        uint32_t i = c->pl.i;
+        unsigned order = c->codec & SQ_CODEC_ORDER;
+        s = payload_next(&c->pl);
+        if (order && i > 0) {
+            uint64_t d = unzigzag(s);
+            c->delta = (order == 2u && i > 1u) ? c->delta + d : d;
+            s = c->prev + c->delta;
+        }
+        c->prev = s;
+    }
+    if (c->codec & SQ_CODEC_DICT) {
+        if (s >= c->dict_n) {
+            return SQ_ERR_CORRUPT;
+        }
+        s = dict_entry(c, (uint32_t)s);
+    }
+    *word = c->base + s;
+    return SQ_OK;
+}
+
+/* ---- verification ------------------------------------------------------------ */
+
+static int check_codec(uint8_t codec, uint8_t dtype)
+{
+    uint8_t mode = codec & (SQ_CODEC_DECIMAL | SQ_CODEC_FLOATBITS);
+    int is_float = dtype >= SQ_FLOAT32;
+    if ((codec & 0xC0u) || (codec & SQ_CODEC_ORDER) == 3u) {
+        return -1;
+    }
+    if (is_float) {
+        return (mode == SQ_CODEC_DECIMAL || mode == SQ_CODEC_FLOATBITS) ? 0 : -1;
+    }
+    return mode ? -1 : 0;
+}
+
+static int check_entries(const uint8_t *b, uint32_t n_channels, uint32_t n, uint64_t *data_total)
+{
+    uint32_t i;
+    *data_total = 0;
+    for (i = 0; i < n_channels; i++) {
+        const uint8_t *e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * i;
+        if (e[0] < SQ_INT8 || e[0] > SQ_FLOAT64 || check_codec(e[1], e[0]) || e[2] > 18u ||
+            sq_get_le(e + 8, 4) > n || sq_get_le(e + 16, 4) >= n || sq_get_le(e + 20, 4) >= n) {
+            return SQ_ERR_CORRUPT;
+        }
+        *data_total += sq_get_le(e + 4, 4);
+    }
+    return SQ_OK;
+}
+
+int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
+{
+    uint64_t data_total;
+    uint32_t dir_end, i;
+    if (!b || !info) {
+        return SQ_ERR_ARG;
+    }
+    if (len < SQ_HEADER_SIZE + 4u) {
+        return SQ_ERR_CORRUPT;
+    }
+    for (i = 0; i < 4; i++) {
+        if (b[i] != sq_magic[i]) {
+            return SQ_ERR_CORRUPT;
+        }
+    }
+    if (b[4] != SQ_FORMAT_VERSION) {
+        return SQ_ERR_VERSION;
+    }
+    info->block_len = (uint32_t)sq_get_le(b + 12, 4);
+    if (info->block_len != len) {
+        return SQ_ERR_CORRUPT;
+    }
+    if (sq_crc32(0, b, len - 4u) != (uint32_t)sq_get_le(b + len - 4u, 4)) {
+        return SQ_ERR_CRC;
+    }
+    info->time_codec = b[5];
+    info->n_channels = (uint32_t)sq_get_le(b + 6, 2);
+    info->n_samples = (uint32_t)sq_get_le(b + 8, 4);
+    info->t_first = (int64_t)sq_get_le(b + 16, 8);
+    info->t_last = (int64_t)sq_get_le(b + 24, 8);
+    info->tick = (int64_t)sq_get_le(b + 32, 8);
+    info->stream_id = (uint32_t)sq_get_le(b + 40, 4);
+    info->time_len = (uint32_t)sq_get_le(b + 44, 4);
+    info->seq = sq_get_le(b + 48, 8);
+    if (info->n_samples < 1u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels < 1u ||
+        info->n_channels > 255u || info->tick < 1 || info->t_last < info->t_first ||
+        check_codec(info->time_codec, SQ_INT64)) {
+        return SQ_ERR_CORRUPT;
+    }
+    dir_end = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * info->n_channels;
+    if (dir_end > len - 4u || check_entries(b, info->n_channels, info->n_samples, &data_total) ||
+        dir_end + (uint64_t)info->time_len + data_total != len - 4u) {
+        return SQ_ERR_CORRUPT;
+    }
+    return SQ_OK;
+}
+
+int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, sq_chan_stats *st)
+{
+    const uint8_t *e;
+    if (!b || !info || !st || ch >= info->n_channels) {
+        return SQ_ERR_ARG;
+    }
+    e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * ch;
+    st->dtype = e[0];
+    st->codec = e[1];
+    st->data_len = (uint32_t)sq_get_le(e + 4, 4);
+    st->count = (uint32_t)sq_get_le(e + 8, 4);
+    st->flags = (uint32_t)sq_get_le(e + 12, 4);
+    st->idx_min = (uint32_t)sq_get_le(e + 16, 4);
+    st->idx_max = (uint32_t)sq_get_le(e + 20, 4);
+    st->min = (int64_t)sq_get_le(e + 24, 8);
+    st->max = (int64_t)sq_get_le(e + 32, 8);
+    st->first = (int64_t)sq_get_le(e + 40, 8);
+    st->last = (int64_t)sq_get_le(e + 48, 8);
+    st->sum = (int64_t)sq_get_le(e + 56, 8);
+    st->sumsq = sq_get_le(e + 64, 8);
+    return SQ_OK;
+}
+
+uint32_t sq_block_section(const uint8_t *b, const sq_block_info *info, int column, uint32_t *len,
+                          uint8_t *codec)
+{
+    uint32_t off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * info->n_channels, i;
+    *len = info->time_len;
+    *codec = info->time_codec;
+    for (i = 0; (int)i <= column; i++) {
+        const uint8_t *e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * i;
+        off += *len;
+        *len = (uint32_t)sq_get_le(e + 4, 4);
+        *codec = e[1];
+    }
+    return off;
+}
+
+int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int64_t *out, size_t cap)
+{
+    sq_col c;
+    uint32_t off, len, i;
+    uint8_t codec;
+    int err;
+    if (!b || !info || !out || cap < info->n_samples || column < -1 ||
+        column >= (int)info->n_channels) {
+        return SQ_ERR_ARG;
+    }
+    if (column >= 0 && b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (uint32_t)column] >= SQ_FLOAT32) {
+        return SQ_ERR_UNSUPPORTED;
+    }
+    off = sq_block_section(b, info, column, &len, &codec);
+    err = sq_col_open(&c, b + off, b + off + len, info->n_samples, codec);
+    for (i = 0; err == SQ_OK && i < info->n_samples; i++) {
+        uint64_t w;
+        err = sq_col_next(&c, &w);
+        out[i] = column < 0 ? (int64_t)((uint64_t)info->t_first + w * (uint64_t)info->tick) : (int64_t)w;
+    }
+    return err;
+}
+
+/* ---- the fast encoder ---------------------------------------------------------- */
+
+static uint64_t src_word(const sq_src *s, uint32_t i)
+{
+    return (uint64_t)sq_sign_extend(sq_get_le(s->data + (size_t)i * s->width, s->width), s->width);
+}
+
+/* Residual i of predictor `order` over y = word - base (differences need no base). */
+static uint64_t residual(const sq_src *s, uint64_t base, unsigned order, uint32_t i)
+{
+    uint64_t w0 = src_word(s, i), w1;
+    if (order == 0 || i == 0) {
+        return w0 - base;
+    }
+    w1 = src_word(s, i - 1u);
+    if (order == 1 || i == 1) {
+        return zigzag(w0 - w1);
+    }
+    return zigzag(w0 - 2u * w1 + src_word(s, i - 2u));
+}
+
+static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
+{
+    uint64_t lo = src_word(s, 0), w;
+    uint32_t i;
+    *all_equal = 1;
+    for (i = 1; i < n; i++) {
+        w = src_word(s, i);
+        *all_equal &= w == lo;
+        lo = w < lo ? w : lo;
+    }
+    return lo;
+}
+
+/* Bit width of mini-block m: the bit length of its largest residual. */
+static unsigned mini_width(const sq_src *s, uint64_t base, unsigned order, uint32_t m, uint32_t n)
+{
+    uint64_t biggest = 0;
+    uint32_t i, stop = (m + 1u) * SQ_MINI < n ? (m + 1u) * SQ_MINI : n;
+    for (i = m * SQ_MINI; i < stop; i++) {
+        uint64_t u = residual(s, base, order, i);
+        biggest = u > biggest ? u : biggest;
+    }
+    return bit_length(biggest);
+}
+
+uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec)
+{
+    int all_equal;
+    uint64_t base = src_min(s, n, &all_equal);
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, best = 0, m;
+    unsigned order;
+    *codec = SQ_CODEC_ZERO;
+    if (all_equal) {
+        return 8;
+    }
+    for (order = 0; order < 3u; order++) {
+        uint32_t bits = 0, size;
+        for (m = 0; m < n_mini; m++) {
+            uint32_t count = n - m * SQ_MINI < SQ_MINI ? n - m * SQ_MINI : SQ_MINI;
+            bits += count * mini_width(s, base, order, m, n);
+        }
+        size = 8u + n_mini + (bits + 7u) / 8u;
+        if (order == 0 || size < best) {
+            best = size;
+            *codec = (uint8_t)order;
+        }
+    }
+    return best;
+}
+
+uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint8_t *out)
+{
+    int all_equal;
+    uint64_t base = src_min(s, n, &all_equal);
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, i, bit = 0;
+    unsigned order = codec & SQ_CODEC_ORDER;
+    uint8_t *bits = out + 8 + n_mini;
+    sq_put_le(out, base, 8);
+    if (codec & SQ_CODEC_ZERO) {
+        return 8;
+    }
+    for (m = 0; m < n_mini; m++) {
+        unsigned w = mini_width(s, base, order, m, n);
+        uint32_t stop = (m + 1u) * SQ_MINI < n ? (m + 1u) * SQ_MINI : n;
+        out[8 + m] = (uint8_t)w;
+        for (i = m * SQ_MINI; i < stop; i++, bit += w) {
+            put_bits(bits, bit, residual(s, base, order, i), w);
+        }
+    }
+    return 8u + n_mini + (bit + 7u) / 8u;
+}
+
+void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *e)
+{
+    int64_t lo = (int64_t)src_word(s, 0), hi = lo, x;
+    uint32_t i, i_lo = 0, i_hi = 0, flags = 0;
+    uint64_t low = 0, squares = 0;
+    int32_t high = 0;   /* carry word of the 128-bit sum: |high| ≤ 65536 */
+    for (i = 0; i < n; i++) {
+        uint64_t magnitude, sq;
+        x = (int64_t)src_word(s, i);
+        if (x < lo) { lo = x; i_lo = i; }
+        if (x > hi) { hi = x; i_hi = i; }
+        high += (low + (uint64_t)x < low) - (x < 0);
+        low += (uint64_t)x;
+        magnitude = x >= 0 ? (uint64_t)x : 0u - (uint64_t)x;
+        sq = magnitude * magnitude;
+        if (magnitude >> 32 || squares + sq < squares) {
+            flags |= SQ_SUMSQ_INEXACT;
+        }
+        squares += sq;
+    }
+    if (high != ((low >> 63) ? -1 : 0)) {
+        flags |= SQ_SUM_INEXACT;
+    }
+    e[0] = s->dtype;
+    e[1] = codec;
+    sq_put_le(e + 4, data_len, 4);
+    sq_put_le(e + 8, n, 4);
+    sq_put_le(e + 12, flags, 4);
+    sq_put_le(e + 16, i_lo, 4);
+    sq_put_le(e + 20, i_hi, 4);
+    sq_put_le(e + 24, (uint64_t)lo, 8);
+    sq_put_le(e + 32, (uint64_t)hi, 8);
+    sq_put_le(e + 40, src_word(s, 0), 8);
+    sq_put_le(e + 48, src_word(s, n - 1u), 8);
+    sq_put_le(e + 56, low, 8);
+    sq_put_le(e + 64, squares, 8);
+}

@@ -1,0 +1,105 @@
+/* Internal helpers shared by the sensorq device port's source files. */
+#ifndef SQ_INTERNAL_H
+#define SQ_INTERNAL_H
+
+#include "sensorq.h"
+
+#define SQ_MINI 32u                    /* residuals per mini-block */
+#define SQ_CODEC_ORDER 0x03u
+#define SQ_CODEC_DICT 0x04u
+#define SQ_CODEC_DECIMAL 0x08u
+#define SQ_CODEC_FLOATBITS 0x10u
+#define SQ_CODEC_ZERO 0x20u
+#define SQ_RICE 0x80u
+
+/* Little-endian load of nbytes (1..8) packed bytes; no alignment assumed. */
+static inline uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
+{
+    uint64_t v = 0;
+    while (nbytes--) {
+        v = (v << 8) | p[nbytes];
+    }
+    return v;
+}
+
+static inline void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
+{
+    unsigned i;
+    for (i = 0; i < nbytes; i++) {
+        p[i] = (uint8_t)(v >> (8u * i));
+    }
+}
+
+/* Sign-extend the low 8*nbytes bits of v. */
+static inline int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
+{
+    unsigned shift = 64u - 8u * nbytes;
+    if (shift == 0) {
+        return (int64_t)v;
+    }
+    v <<= shift;
+    /* arithmetic shift done by hand: right shift of a negative value is
+     * implementation-defined in C99 */
+    return (v >> 63) ? (int64_t)~(~v >> shift) : (int64_t)(v >> shift);
+}
+
+static inline unsigned sq_dtype_bytes(uint8_t dtype)
+{
+    return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
+}
+
+/* A payload (mini-block header bytes + bit stream) read one residual at a time. */
+typedef struct {
+    const uint8_t *hdr;      /* header bytes */
+    const uint8_t *bits;     /* bit stream start */
+    uint32_t bit;            /* next bit */
+    uint32_t i;              /* next residual's index */
+} sq_payload;
+
+/* A column section read one word at a time (or, raw_width != 0, raw staged
+ * little-endian integers of raw_width bytes at pl.hdr). */
+typedef struct {
+    sq_payload pl;
+    uint64_t base, prev, delta;
+    sq_payload dict;         /* dictionary gaps payload */
+    uint64_t dict_val;       /* entry number dict_rank */
+    uint32_t dict_rank;      /* UINT32_MAX: no entry read yet */
+    uint32_t dict_n;
+    uint8_t codec;
+    uint8_t raw_width;
+} sq_col;
+
+/* Validate a column section sec[0..end) of n words with codec byte codec and
+ * open a reader on it.  SQ_ERR_CORRUPT if any byte of it is out of place. */
+int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec);
+
+/* Reader over n raw staged integers of width bytes (sign-extended). */
+void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width);
+
+/* The next word (SQ_OK) or SQ_ERR_CORRUPT (a dictionary rank out of range). */
+int sq_col_next(sq_col *c, uint64_t *word);
+
+/* Offset of column `column` (-1 = time) section in a verified block, and its
+ * length and codec byte. */
+uint32_t sq_block_section(const uint8_t *block, const sq_block_info *info, int column,
+                          uint32_t *len, uint8_t *codec);
+
+/* Encoder ("fast" codec).  Columns are column-major little-endian integers:
+ * column 0 the time words (k_i, 8 bytes each), then the channels. */
+typedef struct {
+    const uint8_t *data;
+    uint8_t width;           /* bytes per value */
+    uint8_t dtype;           /* 0 for the time column */
+} sq_src;
+
+/* Section size and predictor order the fast encoder picks for a column. */
+uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec);
+
+/* Write the column's section (size from sq_enc_plan) at out, which must be
+ * zeroed.  Returns the bytes written. */
+uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint8_t *out);
+
+/* Fill the 80-byte directory entry for an integer column. */
+void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *entry);
+
+#endif

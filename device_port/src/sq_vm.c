@@ -1,0 +1,433 @@
+/* The query VM (↔ sensorq/engine): validates bytecode compiled on the host
+ * (sensorq/device/bytecode.py; format in docs/device.md), then answers it
+ * block by block: from the block statistics where they decide (skip, or
+ * answer the whole block), else by decoding one sample at a time. */
+#include "sq_internal.h"
+
+#define HDR 28u            /* bytecode header bytes */
+#define OP_TRUE 0x01u
+#define OP_FALSE 0x02u
+#define OP_NOT 0x03u
+#define OP_AND 0x04u
+#define OP_OR 0x05u
+#define OP_CMP 0x10u       /* 0x10 + comparison (0..5), u8 channel, i64 threshold */
+#define CMP_SIZE 10u
+#define NO_CHANNEL 0xFFu
+#define FLAG_START 1u
+#define FLAG_END 2u
+
+typedef struct {
+    const uint8_t *prog;
+    uint32_t prog_len;
+    uint32_t n_channels;
+    int64_t start, end;            /* window [start, end) */
+    uint8_t flags;
+    uint8_t agg;
+    uint8_t agg_slot;              /* slot of the aggregated channel, NO_CHANNEL for count */
+    uint8_t n_slots;
+    uint8_t slot_channel[SQ_VM_MAX_COLUMNS];
+    /* accumulators */
+    uint64_t sum_low;              /* 128-bit sum: sum_high:sum_low */
+    int64_t sum_high;
+    int64_t acc;                   /* min, max, first or last */
+    sq_result *out;
+} sq_vm;
+
+/* ---- validation --------------------------------------------------------------- */
+
+static int slot_of(sq_vm *v, uint8_t channel)
+{
+    unsigned s;
+    for (s = 0; s < v->n_slots; s++) {
+        if (v->slot_channel[s] == channel) {
+            return (int)s;
+        }
+    }
+    if (v->n_slots == SQ_VM_MAX_COLUMNS) {
+        return -1;
+    }
+    v->slot_channel[v->n_slots] = channel;
+    return v->n_slots++;
+}
+
+/* Walk the predicate program: opcodes, operands, stack depth, channels. */
+static int check_program(sq_vm *v)
+{
+    uint32_t pc = 0, depth = 0;
+    while (pc < v->prog_len) {
+        uint8_t op = v->prog[pc];
+        if (op >= OP_CMP) {
+            if (op > OP_CMP + 5u || v->prog_len - pc < CMP_SIZE || v->prog[pc + 1] >= v->n_channels) {
+                return SQ_ERR_BYTECODE;
+            }
+            if (slot_of(v, v->prog[pc + 1]) < 0) {
+                return SQ_ERR_UNSUPPORTED;
+            }
+            depth++;
+            pc += CMP_SIZE;
+            continue;
+        }
+        if (op == OP_TRUE || op == OP_FALSE) {
+            depth++;
+        } else if (op == OP_NOT) {
+            if (depth < 1u) {
+                return SQ_ERR_BYTECODE;
+            }
+        } else if (op == OP_AND || op == OP_OR) {
+            if (depth < 2u) {
+                return SQ_ERR_BYTECODE;
+            }
+            depth--;
+        } else {
+            return SQ_ERR_BYTECODE;
+        }
+        pc++;
+        if (depth > SQ_VM_STACK) {
+            return SQ_ERR_BYTECODE;
+        }
+    }
+    return depth == 1u ? SQ_OK : SQ_ERR_BYTECODE;
+}
+
+/* now + offset, clamped to the int64 range. */
+static int64_t add_clamped(int64_t now, int64_t offset)
+{
+    if (offset > 0 && now > INT64_MAX - offset) {
+        return INT64_MAX;
+    }
+    if (offset < 0 && now < INT64_MIN - offset) {
+        return INT64_MIN;
+    }
+    return now + offset;
+}
+
+static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
+{
+    int err;
+    if (!code || len < HDR + 5u || code[0] != 'S' || code[1] != 'Q' || code[2] != 'Q' || code[3] != '1') {
+        return SQ_ERR_BYTECODE;
+    }
+    if (code[4] != SQ_BYTECODE_VERSION) {
+        return SQ_ERR_VERSION;
+    }
+    if (sq_get_le(code + 10, 2) != len) {
+        return SQ_ERR_BYTECODE;
+    }
+    if (sq_crc32(0, code, len - 4u) != (uint32_t)sq_get_le(code + len - 4u, 4)) {
+        return SQ_ERR_CRC;
+    }
+    v->agg = code[5];
+    v->flags = code[7];
+    v->n_channels = (uint32_t)sq_get_le(code + 8, 2);
+    v->prog = code + HDR;
+    v->prog_len = (uint32_t)len - HDR - 4u;
+    v->n_slots = 0;
+    v->agg_slot = NO_CHANNEL;
+    v->start = add_clamped(now, (int64_t)sq_get_le(code + 12, 8));
+    v->end = add_clamped(now, (int64_t)sq_get_le(code + 20, 8));
+    if (v->agg > SQ_AGG_LAST || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels < 1u ||
+        v->n_channels > 255u || (v->agg == SQ_AGG_COUNT) != (code[6] == NO_CHANNEL) ||
+        (code[6] != NO_CHANNEL && code[6] >= v->n_channels)) {
+        return SQ_ERR_BYTECODE;
+    }
+    if (code[6] != NO_CHANNEL) {
+        v->agg_slot = (uint8_t)slot_of(v, code[6]);
+    }
+    err = check_program(v);
+    return err;
+}
+
+int sq_query_check(const uint8_t *code, size_t code_len)
+{
+    sq_vm v;
+    return load(&v, code, code_len, 0);
+}
+
+/* ---- predicate evaluation --------------------------------------------------------- */
+
+/* Evaluate the predicate where channel slot s lies in [lo[s], hi[s]].  Bit 0
+ * of the result: some sample may pass; bit 1: some sample may fail.  With
+ * lo == hi (one sample) bit 0 is the exact answer. */
+static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
+{
+    uint32_t can_pass = 0, can_fail = 0, pc = 0;
+    while (pc < v->prog_len) {
+        uint8_t op = v->prog[pc];
+        uint32_t p = 0, f = 0;
+        if (op >= OP_CMP) {
+            unsigned s = 0;
+            int64_t c = (int64_t)sq_get_le(v->prog + pc + 2, 8), a, b;
+            while (v->slot_channel[s] != v->prog[pc + 1]) {
+                s++;
+            }
+            a = lo[s];
+            b = hi[s];
+            switch (op - OP_CMP) {
+            case 0: p = a < c; f = b >= c; break;                       /* <  */
+            case 1: p = a <= c; f = b > c; break;                       /* <= */
+            case 2: p = b > c; f = a <= c; break;                       /* >  */
+            case 3: p = b >= c; f = a < c; break;                       /* >= */
+            case 4: p = a <= c && c <= b; f = a != c || b != c; break;  /* == */
+            default: p = a != c || b != c; f = a <= c && c <= b; break; /* != */
+            }
+            can_pass = (can_pass << 1) | p;
+            can_fail = (can_fail << 1) | f;
+            pc += CMP_SIZE;
+            continue;
+        }
+        pc++;
+        if (op == OP_TRUE || op == OP_FALSE) {
+            can_pass = (can_pass << 1) | (op == OP_TRUE);
+            can_fail = (can_fail << 1) | (op == OP_FALSE);
+        } else if (op == OP_NOT) {
+            uint32_t swap = (can_pass ^ can_fail) & 1u;
+            can_pass ^= swap;
+            can_fail ^= swap;
+        } else {
+            /* AND: passes only if both can; fails if either can.  OR: the dual. */
+            int is_and = op == OP_AND;
+            p = is_and ? can_pass & (can_pass >> 1) & 1u : (can_pass | (can_pass >> 1)) & 1u;
+            f = is_and ? (can_fail | (can_fail >> 1)) & 1u : can_fail & (can_fail >> 1) & 1u;
+            can_pass = ((can_pass >> 2) << 1) | p;
+            can_fail = ((can_fail >> 2) << 1) | f;
+        }
+    }
+    return (can_pass & 1u) | ((can_fail & 1u) << 1);
+}
+
+/* ---- accumulation ------------------------------------------------------------------- */
+
+/* Add n samples whose aggregated values have this sum, min, max, first and
+ * last (one sample: all equal to its value). */
+static void accumulate(sq_vm *v, uint32_t n, int64_t sum, int64_t lo, int64_t hi, int64_t first,
+                       int64_t last)
+{
+    uint64_t low = v->sum_low + (uint64_t)sum;
+    v->sum_high += (low < v->sum_low) - (sum < 0);
+    v->sum_low = low;
+    if (v->agg == SQ_AGG_MIN) {
+        v->acc = (!v->out->count || lo < v->acc) ? lo : v->acc;
+    } else if (v->agg == SQ_AGG_MAX) {
+        v->acc = (!v->out->count || hi > v->acc) ? hi : v->acc;
+    } else if (v->agg == SQ_AGG_FIRST) {
+        v->acc = v->out->count ? v->acc : first;
+    } else if (v->agg == SQ_AGG_LAST) {
+        v->acc = last;
+    }
+    v->out->count += n;
+}
+
+/* Sum / count rounded half away from zero. */
+static int64_t rounded_mean(int64_t sum, uint32_t count)
+{
+    int64_t q = sum / (int64_t)count, rest = sum % (int64_t)count;
+    uint64_t twice = 2u * (rest < 0 ? 0u - (uint64_t)rest : (uint64_t)rest);
+    if (twice >= count) {
+        q += sum < 0 ? -1 : 1;
+    }
+    return q;
+}
+
+static int finish(sq_vm *v)
+{
+    sq_result *out = v->out;
+    int exact = v->sum_high == ((v->sum_low >> 63) ? -1 : 0);
+    out->has_value = out->count > 0 || v->agg <= SQ_AGG_SUM;
+    if (v->agg == SQ_AGG_COUNT) {
+        out->value = (int64_t)out->count;
+    } else if (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN) {
+        if (!exact) {
+            return SQ_ERR_OVERFLOW;
+        }
+        out->value = v->agg == SQ_AGG_SUM ? (int64_t)v->sum_low
+                     : out->count ? rounded_mean((int64_t)v->sum_low, out->count) : 0;
+    } else {
+        out->value = out->count ? v->acc : 0;
+    }
+    return SQ_OK;
+}
+
+/* ---- scanning ------------------------------------------------------------------------ */
+
+/* Test and accumulate n samples one by one.  cols[s] reads slot s; tcol
+ * reads time words (t = t0 + word * tick), or is NULL when every sample is
+ * known to lie in the window. */
+static int scan(sq_vm *v, sq_col *cols, sq_col *tcol, uint32_t n, int64_t t0, int64_t tick)
+{
+    int64_t x[SQ_VM_MAX_COLUMNS];
+    uint32_t i;
+    unsigned s;
+    for (i = 0; i < n; i++) {
+        int64_t t = 0;
+        uint64_t w;
+        int err = SQ_OK, in_window = 1;
+        if (tcol) {
+            err = sq_col_next(tcol, &w);
+            t = (int64_t)((uint64_t)t0 + w * (uint64_t)tick);
+            in_window = (!(v->flags & FLAG_START) || t >= v->start) && (!(v->flags & FLAG_END) || t < v->end);
+        }
+        for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
+            err = sq_col_next(&cols[s], &w);
+            x[s] = (int64_t)w;
+        }
+        if (err != SQ_OK) {
+            return err;
+        }
+        v->out->samples_scanned++;
+        if (in_window && (eval(v, x, x) & 1u)) {
+            int64_t a = v->agg_slot == NO_CHANNEL ? 0 : x[v->agg_slot];
+            accumulate(v, 1, a, a, a, a, a);
+        }
+    }
+    return SQ_OK;
+}
+
+/* Decide a verified block from its header and statistics: 0 skipped,
+ * 1 answered, 2 must be decoded. */
+static int decide(sq_vm *v, const uint8_t *b, const sq_block_info *info, int in_window)
+{
+    int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
+    sq_chan_stats st;
+    unsigned s, verdict;
+    for (s = 0; s < v->n_slots; s++) {
+        sq_block_channel(b, info, v->slot_channel[s], &st);
+        lo[s] = st.min;
+        hi[s] = st.max;
+    }
+    verdict = eval(v, lo, hi);
+    if (!(verdict & 1u)) {
+        return 0;
+    }
+    if ((verdict & 2u) || !in_window) {
+        return 2;
+    }
+    if (v->agg_slot == NO_CHANNEL) {
+        accumulate(v, info->n_samples, 0, 0, 0, 0, 0);
+        return 1;
+    }
+    sq_block_channel(b, info, v->slot_channel[v->agg_slot], &st);
+    if ((st.flags & SQ_SUM_INEXACT) && (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN)) {
+        return 2;
+    }
+    accumulate(v, info->n_samples, st.sum, st.min, st.max, st.first, st.last);
+    return 1;
+}
+
+static int run_block(sq_vm *v, const uint8_t *b, size_t len)
+{
+    sq_block_info info;
+    sq_col cols[SQ_VM_MAX_COLUMNS], tcol;
+    uint32_t off, sec_len;
+    uint8_t codec;
+    unsigned s;
+    int err = sq_block_verify(b, len, &info), whole, verdict;
+    if (err != SQ_OK) {
+        return err;
+    }
+    if (info.n_channels != v->n_channels) {
+        return SQ_ERR_MISMATCH;
+    }
+    for (s = 0; s < v->n_slots; s++) {
+        if (b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * v->slot_channel[s]] >= SQ_FLOAT32) {
+            return SQ_ERR_UNSUPPORTED;
+        }
+    }
+    if (((v->flags & FLAG_START) && info.t_last < v->start) || ((v->flags & FLAG_END) && info.t_first >= v->end)) {
+        v->out->blocks_skipped++;
+        return SQ_OK;
+    }
+    whole = (!(v->flags & FLAG_START) || info.t_first >= v->start) && (!(v->flags & FLAG_END) || info.t_last < v->end);
+    verdict = decide(v, b, &info, whole);
+    if (verdict < 2) {
+        *(verdict ? &v->out->blocks_answered : &v->out->blocks_skipped) += 1u;
+        return SQ_OK;
+    }
+    v->out->blocks_decoded++;
+    for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
+        off = sq_block_section(b, &info, v->slot_channel[s], &sec_len, &codec);
+        err = sq_col_open(&cols[s], b + off, b + off + sec_len, info.n_samples, codec);
+    }
+    if (err == SQ_OK && !whole) {
+        off = sq_block_section(b, &info, -1, &sec_len, &codec);
+        err = sq_col_open(&tcol, b + off, b + off + sec_len, info.n_samples, codec);
+    }
+    return err != SQ_OK ? err : scan(v, cols, whole ? 0 : &tcol, info.n_samples, info.t_first, info.tick);
+}
+
+static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_result *out)
+{
+    int err;
+    if (!out) {
+        return SQ_ERR_ARG;
+    }
+    out->value = 0;
+    out->has_value = 0;
+    out->count = out->blocks_skipped = out->blocks_answered = out->blocks_decoded = 0;
+    out->samples_scanned = 0;
+    err = load(v, code, len, now);
+    out->aggregate = v->agg;
+    v->out = out;
+    v->sum_low = 0;
+    v->sum_high = 0;
+    v->acc = 0;
+    return err;
+}
+
+int sq_query_run_blocks(const uint8_t *code, size_t code_len, const uint8_t *const *blocks,
+                        const size_t *lens, size_t n_blocks, int64_t now_ns, sq_result *out)
+{
+    sq_vm v;
+    size_t i;
+    int err = start(&v, code, code_len, now_ns, out);
+    if (err == SQ_OK && n_blocks && (!blocks || !lens)) {
+        err = SQ_ERR_ARG;
+    }
+    for (i = 0; i < n_blocks && err == SQ_OK; i++) {
+        err = run_block(&v, blocks[i], lens[i]);
+    }
+    return err != SQ_OK ? err : finish(&v);
+}
+
+int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns, sq_result *out)
+{
+    sq_vm v;
+    sq_ring_iter it;
+    sq_col cols[SQ_VM_MAX_COLUMNS], tcol;
+    const uint8_t *b;
+    size_t len;
+    unsigned s;
+    int err = start(&v, code, code_len, now_ns, out);
+    if (err == SQ_OK && !r) {
+        err = SQ_ERR_ARG;
+    }
+    if (err == SQ_OK && v.n_channels != r->cfg.n_channels) {
+        err = SQ_ERR_MISMATCH;
+    }
+    if (err != SQ_OK) {
+        return err;
+    }
+    sq_ring_iter_begin(r, &it);
+    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
+        err = run_block(&v, b, len);
+        if (err != SQ_OK) {
+            return err;
+        }
+    }
+    if (err != SQ_OK) {
+        return err;
+    }
+    /* the open block: raw samples, scanned one by one */
+    for (s = 0; s < v.n_slots; s++) {
+        uint8_t ch = v.slot_channel[s];
+        unsigned w = sq_dtype_bytes(r->cfg.dtype[ch]);
+        const uint8_t *col = r->staging + 8u * r->cfg.block_samples;
+        unsigned c;
+        for (c = 0; c < ch; c++) {
+            col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[c]);
+        }
+        sq_col_open_raw(&cols[s], col, w);
+    }
+    sq_col_open_raw(&tcol, r->staging, 8);
+    err = scan(&v, cols, &tcol, r->staged, 0, 1);
+    return err != SQ_OK ? err : finish(&v);
+}
