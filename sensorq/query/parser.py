@@ -24,8 +24,9 @@ from .expressions import (AggregateAst, Between, Binary, BoolOp, Call, ChannelNa
 
 GRAMMAR_PATH = Path(__file__).parent.parent / "grammar" / "sensorq.lark"
 MAX_QUERY_CHARS = 10_000   # a query is a line, not a document; bounds parse time and recursion
+MAX_NESTING = 64
 
-__all__ = ["parse", "parse_tree", "normalise_text", "pretty", "GRAMMAR_PATH"]
+__all__ = ["parse", "parse_tree", "normalise_text", "pretty", "too_deep", "GRAMMAR_PATH"]
 
 
 @lru_cache(maxsize=1)
@@ -61,13 +62,27 @@ def parse(text: str) -> QueryAst:
     except VisitError as exc:
         if isinstance(exc.orig_exc, QueryError):
             raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, RecursionError):
+            raise too_deep(text) from None
         raise
+    except RecursionError:
+        raise too_deep(text) from None
+
+
+def too_deep(text: str) -> QuerySyntaxError:
+    return QuerySyntaxError("the query is nested too deeply (or is one very long chain of operators); "
+                            "simplify it", text[:80] + (" ..." if len(text) > 80 else ""), None)
 
 
 def _check_size(text: str) -> None:
     if len(text) > MAX_QUERY_CHARS:
         raise QuerySyntaxError(f"the query is {len(text)} characters long; at most {MAX_QUERY_CHARS} "
                                f"are accepted", text[:80] + " ...", None)
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth > MAX_NESTING:
+            raise QuerySyntaxError(f"parentheses nest more than {MAX_NESTING} deep", text, i + 1)
     if not text.strip():
         raise QuerySyntaxError("the query is empty", text, 1,
                                ["an aggregate such as count, avg or max", "find", "top", "newest"])

@@ -32,7 +32,7 @@ from ..errors import (QueryError, QueryNameError, QuerySyntaxError, QueryTypeErr
 from ..schema import Channel, Stream
 from ..units import DIMENSIONLESS, Unit, convert, convert_interval, is_unit, known_units, parse_unit
 from . import expressions as ast
-from .parser import normalise_text, parse
+from .parser import normalise_text, parse, too_deep
 from .plan import (AggregateQuery, And, BinaryOp, BoolConst, ChannelRef, Compare, Const, EpisodesQuery,
                    Fill, FindQuery, Magnitude, NewestQuery, Not, Now, Or, Predicate, Query, RawCompare,
                    TimeRange, TopQuery, UnaryOp, ValueExpr)
@@ -72,7 +72,10 @@ def plan_query(text: str, streams: Mapping[str, Stream], newest_ns: Callable[[st
         raise QueryError(f"now_policy must be 'data' or 'clock', not {now_policy!r}")
     text = normalise_text(text)
     tree = parse(text)
-    return _Planner(text, streams, newest_ns, now_policy, clock_ns).plan(tree)
+    try:
+        return _Planner(text, streams, newest_ns, now_policy, clock_ns).plan(tree)
+    except RecursionError:
+        raise too_deep(text) from None
 
 
 def result_unit(aggregate: str, unit: str) -> str:
@@ -121,6 +124,12 @@ class _Planner:
     def fail(self, cls, message: str, pos: Optional[int], expected=None):
         raise cls(message, self.text, None if pos is None else pos + 1, expected)
 
+    def next_token(self, pos: int) -> int:
+        """Where the next token after ``pos`` starts (or the end of the text)."""
+        while pos < len(self.text) and self.text[pos] == " ":
+            pos += 1
+        return pos
+
     def source(self, node) -> str:
         return self.text[node.pos:node.end]
 
@@ -142,7 +151,7 @@ class _Planner:
         where_clause = clauses.get("where")
         if aggregate == "duration" and where_clause is None:
             self.fail(QueryTypeError, "duration needs a where clause: duration where accel > 2g",
-                      tree.name_end)
+                      self.next_token(tree.name_end))
         self.bind_stream(clauses, [tree.expr, where_clause.args[0] if where_clause else None])
         expr = self.value(tree.expr) if tree.expr is not None else None
         where = self.predicate(where_clause.args[0]) if where_clause else None
@@ -233,7 +242,7 @@ class _Planner:
                       tree.expr.pos)
         if aggregate not in NO_EXPR_AGGREGATES and tree.expr is None:
             self.fail(QueryTypeError, f"{tree.name} needs an expression to aggregate, e.g. "
-                      f"{tree.name} z", tree.name_end)
+                      f"{tree.name} z", self.next_token(tree.name_end))
 
     def clauses(self, clauses, allowed: set[str], what: str) -> dict[str, ast.Clause]:
         found: dict[str, ast.Clause] = {}
@@ -798,7 +807,9 @@ def _is_scalar(typed: _Typed) -> bool:
 
 
 def _did_you_mean(word: str, pool) -> str:
-    close = difflib.get_close_matches(word, list(pool), n=1, cutoff=0.6)
+    pool = list(pool)
+    close = [p for p in pool if p.lower() == word.lower()] or \
+        difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
