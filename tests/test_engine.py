@@ -87,8 +87,10 @@ SCALAR_CASES = [
     ("last b", lambda t, a, b, f, k: b[-1] * 0.01 if len(b) else np.nan),
     ("median a", lambda t, a, b, f, k: np.median(a) if len(a) else np.nan),
     ("percentile(90) f", lambda t, a, b, f, k: np.nanpercentile(f, 90) if (~np.isnan(f)).any() else np.nan),
-    ("avg a + b / 10 where a > {k}",
-     lambda t, a, b, f, k: (a + b * 0.01 / 10)[a > k].mean() if (a > k).any() else np.nan),
+    ("avg a * b / 10 where a > {k}",
+     lambda t, a, b, f, k: (a * (b * 0.01) / 10)[a > k].mean() if (a > k).any() else np.nan),
+    ("avg a - 1g where a > {k}",
+     lambda t, a, b, f, k: (a - 1000.0)[a > k].mean() if (a > k).any() else np.nan),
     ("max mag(a, a) where a < {k}",
      lambda t, a, b, f, k: np.sqrt(2.0) * np.abs(a[a < k].astype(float)).max() if (a < k).any() else np.nan),
 ]

@@ -15,7 +15,8 @@ from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import aggregates as A
 from . import buckets, search
-from .kernels import N_F, N_I, count_matches, gather_block, scan_partials
+from .kernels import (N_F, N_I, PARALLEL_MIN_BLOCKS, count_matches, count_matches_serial,
+                      gather_block, scan_partials, scan_partials_serial)
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, classify
@@ -79,6 +80,10 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str) -> Result:
     scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
     scan.skipped = len(index) - scan.from_stats - scan.decoded
     bucket_ns = q.bucket_ns or 0
+    if q.aggregate == "count" and not bucket_ns:
+        total = int(index.n_samples[use_stats].sum())
+        total += _count_decoded(index, np.flatnonzero(decode), programs, start, end)
+        return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
     parts = [_stats_part(index, np.flatnonzero(use_stats), value, bucket_ns)]
     if scan.decoded:
         parts.append(_decode_part(cache, q, index, np.flatnonzero(decode), programs, start, end))
@@ -104,9 +109,35 @@ def _stat_answerable(q, index, classes, value, start, end) -> np.ndarray:
 
 
 def _stats_part(index, rows, value, bucket_ns):
-    fp, ip = A.stat_partials(index, rows, value)
+    channel = value if isinstance(value, P.ChannelRef) else None   # rows is empty otherwise
+    fp, ip = A.stat_partials(index, rows, channel)
     bucket_of = index.t_first[rows] // bucket_ns if bucket_ns else np.zeros(len(rows), np.int64)
     return fp, ip, bucket_of, rows.astype(np.int64)
+
+
+def _count_decoded(index, rows, programs, start, end) -> int:
+    """``count where …`` over blocks that must be decoded: only the predicate's
+    channels, and the time column only for blocks the window cuts."""
+    if len(rows) == 0:
+        return 0
+    pred_code, consts = programs.pred.arrays()
+    depth = max(programs.pred.max_depth, 1)
+    cut = (index.t_first[rows] < start) | (index.t_last[rows] >= end)
+    total = 0
+    for need_time in (False, True):
+        chosen = rows[cut == need_time]
+        if len(chosen) == 0:
+            continue
+        for layout in build_layouts(index.select(chosen), programs.slot_indices):
+            local = np.arange(len(layout.blocks), dtype=np.int64)
+            counts = np.zeros(len(local), np.int64)
+            status = np.zeros(len(local), np.int64)
+            kernel = count_matches if len(local) >= PARALLEL_MIN_BLOCKS else count_matches_serial
+            kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, consts,
+                   programs.slot_scales, depth, start, end, need_time, counts, status)
+            check_status(status)
+            total += int(counts.sum())
+    return total
 
 
 def _next_times(cache, q, index, end) -> np.ndarray:
@@ -151,7 +182,8 @@ def _decode_part(cache, q, index, rows, programs, start, end):
         kernel_fp = np.empty((int(slot_count[picks].sum()), N_F))
         kernel_ip = np.empty((len(kernel_fp), N_I), np.int64)
         base = np.concatenate([[0], np.cumsum(slot_count[picks])[:-1]]).astype(np.int64)
-        scan_partials(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
+        kernel = scan_partials if len(local) >= PARALLEL_MIN_BLOCKS else scan_partials_serial
+        kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
                       programs.slot_scales, depth, programs.has_pred, programs.has_value,
                       start, end, bucket_ns, base, slot_count[picks], bucket0[picks], next_t[picks],
                       gap, time_weighted, want_m2, kernel_fp, kernel_ip, status)

@@ -157,8 +157,7 @@ def _add_hold(fp, ip, t0, t1, v, slot_base, bucket0, bucket_ns, n_slots_b, has_v
         t0 = edge
 
 
-@njit(parallel=True, cache=True)
-def scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
+def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
                   has_pred, has_value, start_ns, end_ns, bucket_ns, slot_base, slot_count,
                   bucket0, next_t, gap_ns, time_weighted, want_m2, fp, ip, status):
     """Fold each listed block into its slots.  ``blocks`` holds block numbers in
@@ -198,8 +197,7 @@ def scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales
                           slot_count[j], has_value)
 
 
-@njit(parallel=True, cache=True)
-def count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, start_ns, end_ns,
+def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, start_ns, end_ns,
                   need_time, counts, status):
     """Matching samples per listed block: the hot path of ``count where …``."""
     for j in prange(blocks.shape[0]):
@@ -224,6 +222,16 @@ def count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, s
                 if stack[0, i] != 0.0:
                     c += 1
         counts[j] = c
+
+
+# Each scan is compiled twice: across both cores for many blocks, and serially
+# for a handful (a short window), where waking the thread pool costs more than
+# it saves.
+scan_partials = njit(parallel=True, cache=True)(_scan_partials)
+scan_partials_serial = njit(cache=True)(_scan_partials)
+count_matches = njit(parallel=True, cache=True)(_count_matches)
+count_matches_serial = njit(cache=True)(_count_matches)
+PARALLEL_MIN_BLOCKS = 8
 
 
 @njit(cache=True)

@@ -1,8 +1,7 @@
 """Where each column of each block lies, as flat int64 arrays for the kernels.
 
-Built with numpy from the block index and the block headers, one
-:class:`Layout` per buffer (a segment file, or an in-memory tail), without a
-Python loop over blocks.
+Built with numpy from the block index, without a Python loop over blocks
+(except to pool blocks that sit in small buffers).
 """
 from __future__ import annotations
 
@@ -24,41 +23,49 @@ class Layout:
     lay_c: np.ndarray        # (n, slots, 5) int64: start, len, codec, dexp, dtype
 
 
-def _u_le(buf: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
-    """Little-endian unsigned fields of ``size`` bytes at offsets ``at``."""
-    value = np.zeros(len(at), np.uint64)
-    for i in range(size):
-        value |= buf[at + i].astype(np.uint64) << np.uint64(8 * i)
-    return value
+def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list[Layout]:
+    """Layouts for the blocks of ``index``, with column slots for the stream
+    channel indices ``slot_channels``.
 
-
-def build_layouts(index, slot_channels: np.ndarray) -> list[Layout]:
-    """One Layout per buffer for the blocks of ``index``, with column slots for
-    the stream channel indices ``slot_channels``."""
-    layouts = []
+    Blocks of a big buffer (a memory-mapped segment) are read in place; blocks
+    that sit alone or in small buffers (zstd-decompressed blocks, the writer's
+    tail) are copied into one buffer, so that one kernel call covers them all."""
+    layouts, pooled = [], []
     for buffer_no in np.unique(index.buffer_of):
         chosen = np.flatnonzero(index.buffer_of == buffer_no)
-        buf = index.buffers[buffer_no]
-        offsets = index.offset[chosen].astype(np.int64)
-        entries = index.entries[chosen]
-        n_channels = entries.shape[1]
-        time_len = _u_le(buf, offsets + 44, 4).astype(np.int64)
-        lay_t = np.empty((len(chosen), 6), np.int64)
-        lay_t[:, T_FIRST] = index.t_first[chosen]
-        lay_t[:, TICK] = _u_le(buf, offsets + 32, 8).astype(np.int64)
-        lay_t[:, TIME_CODEC] = buf[offsets + 5]
-        lay_t[:, TIME_START] = offsets + HEADER_SIZE + ENTRY_SIZE * n_channels
-        lay_t[:, TIME_LEN] = time_len
-        lay_t[:, N_SAMPLES] = index.n_samples[chosen]
-        data_len = entries["data_len"].astype(np.int64)
-        channel_start = (lay_t[:, TIME_START] + time_len)[:, None] + \
-            np.concatenate([np.zeros((len(chosen), 1), np.int64), np.cumsum(data_len, 1)[:, :-1]], 1)
-        lay_c = np.empty((len(chosen), len(slot_channels), 5), np.int64)
-        for s, c in enumerate(slot_channels):
-            lay_c[:, s, 0] = channel_start[:, c]
-            lay_c[:, s, 1] = data_len[:, c]
-            lay_c[:, s, 2] = entries[:, c]["codec"]
-            lay_c[:, s, 3] = entries[:, c]["dexp"]
-            lay_c[:, s, 4] = entries[:, c]["dtype"]
-        layouts.append(Layout(buf, chosen, lay_t, lay_c))
+        if len(chosen) >= group_min:
+            layouts.append(_layout(index.buffers[buffer_no], index.offset[chosen].astype(np.int64),
+                                   index, chosen, slot_channels))
+        else:
+            pooled.append(chosen)
+    if pooled:
+        chosen = np.sort(np.concatenate(pooled))
+        pieces = [index.raw(int(i)) for i in chosen]
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])[:-1]]).astype(np.int64)
+        buf = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
+        layouts.append(_layout(buf, offsets, index, chosen, slot_channels))
     return layouts
+
+
+def _layout(buf, offsets, index, chosen, slot_channels) -> Layout:
+    entries = index.entries[chosen]
+    n_channels = entries.shape[1]
+    time_len = index.time_len[chosen].astype(np.int64)
+    lay_t = np.empty((len(chosen), 6), np.int64)
+    lay_t[:, T_FIRST] = index.t_first[chosen]
+    lay_t[:, TICK] = index.tick[chosen]
+    lay_t[:, TIME_CODEC] = index.time_codec[chosen]
+    lay_t[:, TIME_START] = offsets + HEADER_SIZE + ENTRY_SIZE * n_channels
+    lay_t[:, TIME_LEN] = time_len
+    lay_t[:, N_SAMPLES] = index.n_samples[chosen]
+    data_len = entries["data_len"].astype(np.int64)
+    channel_start = (lay_t[:, TIME_START] + time_len)[:, None] + \
+        np.concatenate([np.zeros((len(chosen), 1), np.int64), np.cumsum(data_len, 1)[:, :-1]], 1)
+    lay_c = np.empty((len(chosen), len(slot_channels), 5), np.int64)
+    for s, c in enumerate(slot_channels):
+        lay_c[:, s, 0] = channel_start[:, c]
+        lay_c[:, s, 1] = data_len[:, c]
+        lay_c[:, s, 2] = entries[:, c]["codec"]
+        lay_c[:, s, 3] = entries[:, c]["dexp"]
+        lay_c[:, s, 4] = entries[:, c]["dtype"]
+    return Layout(buf, chosen, lay_t, lay_c)
