@@ -349,7 +349,7 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:
         expected = exc.expected
     else:  # pragma: no cover - LALR raises only the two above
         pos, reason, expected = 0, "not a valid query", set()
-    before = _previous_words(text, pos)
+    before = _previous_word(text, pos)
     described = describe_expected(expected, before, pos)
     if len(described) > MAX_EXPECTED:
         described = described[:MAX_EXPECTED] + ["..."]
@@ -366,7 +366,7 @@ def _unit_hint(text: str, token: Token) -> str:
     return ""
 
 
-def _previous_words(text: str, pos: int) -> str:
+def _previous_word(text: str, pos: int) -> str:
     """The last word before ``pos`` (lower case); "fill(" counts as one word."""
     words = re.findall(r"[A-Za-z_]\w*\s*\(|[A-Za-z_]\w*|\d[\w.^/%]*|<=|>=|\S", text[:pos])
     return re.sub(r"\s+", "", words[-1]).lower() if words else ""

@@ -55,6 +55,9 @@ NO_EXPR_AGGREGATES = ("count", "duration")
 GAP_AGGREGATES = ("duration", "twa", "integral")
 FILL_MODES = ("none", "null", "prev", "linear")
 TIME_CLAUSES = ("last", "since", "between")
+COMMON_UNITS = ("g", "mg", "m/s^2", "degC", "degF", "K", "Pa", "hPa", "bar", "V", "mV", "A", "W", "Hz",
+                "m", "mm", "km/h", "deg/s", "rpm", "%")
+MAX_RESULTS = 10_000_000    # top N, newest N, find first N: bounds the memory a result takes
 SNAP_TOLERANCE = 1e-9       # relative: 2g in mg is 1999.9999999999998 in floats; it means 2000
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
@@ -271,9 +274,9 @@ class _Planner:
         if number.unit or number.exact.denominator != 1:
             self.fail(QueryTypeError, f"a count of results is a whole number, not {number.source}",
                       number.pos)
-        if number.exact < 1:
-            self.fail(QueryTypeError, f"a count of results must be at least 1, not {number.source}",
-                      number.pos)
+        if not 1 <= number.exact <= MAX_RESULTS:
+            self.fail(QueryTypeError, f"a count of results must be 1 to {MAX_RESULTS:,}, not "
+                      f"{number.source}", number.pos)
         return int(number.exact)
 
     # --- streams and channels --------------------------------------------------------------
@@ -367,8 +370,9 @@ class _Planner:
 
     def number(self, node: ast.Number) -> _Typed:
         if node.unit and not is_unit(node.unit):
-            self.fail(QueryUnitError, f"unknown unit {node.unit!r} in {node.source}{_did_you_mean(node.unit, known_units())}; "
-                      f"known units: {', '.join(known_units())}", node.pos)
+            self.fail(QueryUnitError, f"unknown unit {node.unit!r} in {node.source}"
+                      f"{_did_you_mean(node.unit, known_units())}; known units include "
+                      f"{', '.join(COMMON_UNITS)} (units are case-sensitive)", node.pos)
         unit = parse_unit(node.unit)
         return _Typed(Const(node.value, unit.symbol), unit, unit.symbol, not node.unit, node.pos, node.end)
 
