@@ -316,6 +316,15 @@ def test_mag_arguments_are_converted_to_the_first_ones_unit():
     expr = plan("max mag(a, b)", {"s": stream}).expr
     assert expr.unit == "g"
     assert value_of(expr, {"a": np.array([0.3]), "b": np.array([400.0])})[0] == pytest.approx(0.5)
+    expr = plan("max mag(300mg, b, 0)", {"s": stream}).expr      # constant first: its unit wins
+    assert expr.unit == "mg"
+    assert value_of(expr, {"b": np.array([400.0])})[0] == pytest.approx(500.0)
+    expr = plan("max mag(0.3g, b)", {"s": stream}).expr
+    assert expr.unit == "g"
+    assert value_of(expr, {"b": np.array([400.0])})[0] == pytest.approx(0.5)
+    # 3 g and 4 g make 5 g; a bare number takes the unit of the magnitude (g)
+    assert plan("count where mag(3g, 4000mg) > 4.999 from s", {"s": stream}).where == P.BoolConst(True)
+    assert plan("count where mag(3g, 4000mg) > 5001mg from s", {"s": stream}).where == P.BoolConst(False)
 
 
 def test_unit_mismatch_names_both_dimensions_and_points_at_the_literal():

@@ -446,7 +446,7 @@ class _Planner:
 
     def magnitude(self, node: ast.Call, args: list[_Typed]) -> _Typed:
         first = next((a for a in args if not a.flexible), args[0])
-        aligned = [self.align(first, a, interval=True, what="mag")[1] for a in args]
+        aligned = [self.to_unit_of(a, first, "mag") for a in args]
         if all(a.is_const for a in aligned):
             value = math.sqrt(sum(a.expr.value ** 2 for a in aligned))
             return _Typed(Const(value, first.unit_text), first.unit, first.unit_text,
@@ -480,6 +480,17 @@ class _Planner:
         if right.is_const or not left.is_const:
             return left, self.convert_to(right, left, interval)
         return self.convert_to(left, right, interval), right
+
+    def to_unit_of(self, typed: _Typed, target: _Typed, what: str) -> _Typed:
+        """``typed`` in ``target``'s unit, as an interval (no temperature offset)."""
+        if typed.flexible:
+            return self.relabel(typed, target)
+        if typed.unit == target.unit:
+            return typed
+        if typed.unit.dimension != target.unit.dimension:
+            self.fail(QueryUnitError, f"units do not agree ({what}): {self.describe(target)}, "
+                      f"{self.describe(typed)}", typed.pos)
+        return self.convert_to(typed, target, interval=True)
 
     def describe(self, typed: _Typed) -> str:
         unit = typed.unit_text or "no unit"
