@@ -656,3 +656,17 @@ def test_constant_folding_matches_exact_arithmetic(tree):
     pred = plan(text, stream).where
     assert isinstance(pred, P.RawCompare)
     assert pred.threshold == pytest.approx(float(expected), rel=1e-9, abs=1e-9)
+
+
+def test_keyword_named_channels_work_where_no_keyword_fits_or_qualified():
+    names = ("at", "by", "last", "now", "top", "count", "where", "from", "nowcast", "bytes", "atmos")
+    streams = {"s": Stream("s", tuple(Channel(c, "int16", "mg") for c in names))}
+    for text, channel in [("count where at > 5", "at"), ("count where last > 5", "last"),
+                          ("avg count", "count"), ("avg top", "top"), ("avg s.where last 1m", "where"),
+                          ("max s.from", "from"), ("avg nowcast", "nowcast"), ("avg bytes by 1m", "bytes"),
+                          ("count where atmos > 1", "atmos")]:
+        q = plan(text, streams)
+        ref = q.expr if q.expr is not None else q.where.channel
+        assert ref.channel == channel, text
+    with pytest.raises(QuerySyntaxError):
+        plan("avg at", streams)       # 'at' here starts an at clause: write s.at
