@@ -131,7 +131,8 @@ static void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
 
 /* ---- column reader --------------------------------------------------------- */
 
-int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec)
+int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
+                unsigned width)
 {
     const uint8_t *p = sec + 8, *q = 0;
     if ((codec & ~0x27u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 8) {
@@ -142,7 +143,8 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     c->dict_rank = UINT32_MAX;
     c->dict_n = 0;
     c->codec = codec;
-    c->raw_width = 0;
+    c->width = (uint8_t)width;
+    c->raw = 0;
     if (codec & SQ_CODEC_DICT) {
         if (end - p < 4) {
             return SQ_ERR_CORRUPT;
@@ -169,7 +171,8 @@ void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width)
 {
     c->pl.hdr = data;
     c->pl.i = 0;
-    c->raw_width = (uint8_t)width;
+    c->width = (uint8_t)width;
+    c->raw = 1;
 }
 
 /* Dictionary entry number r; walks forward from the last one read (ranks
@@ -191,8 +194,8 @@ static uint64_t dict_entry(sq_col *c, uint32_t r)
 int sq_col_next(sq_col *c, uint64_t *word)
 {
     uint64_t s = 0;
-    if (c->raw_width) {
-        unsigned w = c->raw_width;
+    if (c->raw) {
+        unsigned w = c->width;
         *word = (uint64_t)sq_sign_extend(sq_get_le(c->pl.hdr + (size_t)c->pl.i * w, w), w);
         c->pl.i++;
         return SQ_OK;
@@ -215,7 +218,7 @@ int sq_col_next(sq_col *c, uint64_t *word)
         s = dict_entry(c, (uint32_t)s);
     }
     *word = c->base + s;
-    return SQ_OK;
+    return sq_sign_extend(*word, c->width) == (int64_t)*word ? SQ_OK : SQ_ERR_CORRUPT;
 }
 
 /* ---- verification ------------------------------------------------------------ */
@@ -347,7 +350,8 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
         return SQ_ERR_UNSUPPORTED;
     }
     off = sq_block_section(b, info, column, &len, &codec);
-    err = sq_col_open(&c, b + off, b + off + len, info->n_samples, codec);
+    err = sq_col_open(&c, b + off, b + off + len, info->n_samples, codec,
+                      column < 0 ? 8u : sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (uint32_t)column]));
     for (i = 0; err == SQ_OK && i < info->n_samples; i++) {
         uint64_t w;
         err = sq_col_next(&c, &w);

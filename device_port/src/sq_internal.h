@@ -56,8 +56,9 @@ typedef struct {
     uint32_t i;              /* next residual's index */
 } sq_payload;
 
-/* A column section read one word at a time (or, raw_width != 0, raw staged
- * little-endian integers of raw_width bytes at pl.hdr). */
+/* A column section read one word at a time (or, raw != 0, raw staged
+ * little-endian integers of width bytes at pl.hdr).  Channel words must fit
+ * the channel's width (sign-extended), else the column is corrupt. */
 typedef struct {
     sq_payload pl;
     uint64_t base, prev, delta;
@@ -66,17 +67,21 @@ typedef struct {
     uint32_t dict_rank;      /* UINT32_MAX: no entry read yet */
     uint32_t dict_n;
     uint8_t codec;
-    uint8_t raw_width;
+    uint8_t width;           /* bytes of a value: 8 for time, the dtype's for channels */
+    uint8_t raw;
 } sq_col;
 
 /* Validate a column section sec[0..end) of n words with codec byte codec and
- * open a reader on it.  SQ_ERR_CORRUPT if any byte of it is out of place. */
-int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec);
+ * open a reader on it (values of width bytes).  SQ_ERR_CORRUPT if any byte of
+ * it is out of place. */
+int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
+                unsigned width);
 
 /* Reader over n raw staged integers of width bytes (sign-extended). */
 void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width);
 
-/* The next word (SQ_OK) or SQ_ERR_CORRUPT (a dictionary rank out of range). */
+/* The next word (SQ_OK) or SQ_ERR_CORRUPT (a dictionary rank out of range, a
+ * value outside the column's width). */
 int sq_col_next(sq_col *c, uint64_t *word);
 
 /* Offset of column `column` (-1 = time) section in a verified block, and its

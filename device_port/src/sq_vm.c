@@ -344,12 +344,14 @@ static int run_block(sq_vm *v, const uint8_t *b, size_t len)
     }
     v->out->blocks_decoded++;
     for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
-        off = sq_block_section(b, &info, v->slot_channel[s], &sec_len, &codec);
-        err = sq_col_open(&cols[s], b + off, b + off + sec_len, info.n_samples, codec);
+        uint8_t ch = v->slot_channel[s];
+        off = sq_block_section(b, &info, ch, &sec_len, &codec);
+        err = sq_col_open(&cols[s], b + off, b + off + sec_len, info.n_samples, codec,
+                          sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * ch]));
     }
     if (err == SQ_OK && !whole) {
         off = sq_block_section(b, &info, -1, &sec_len, &codec);
-        err = sq_col_open(&tcol, b + off, b + off + sec_len, info.n_samples, codec);
+        err = sq_col_open(&tcol, b + off, b + off + sec_len, info.n_samples, codec, 8);
     }
     return err != SQ_OK ? err : scan(v, cols, whole ? 0 : &tcol, info.n_samples, info.t_first, info.tick);
 }
