@@ -316,18 +316,20 @@ class _Planner:
                       f"write one of these, or add from STREAM", first.pos)
         if len(self.streams) == 1:
             return next(iter(self.streams.values()))
-        self.fail(QueryNameError, f"which stream? add from STREAM (streams: "
-                  f"{', '.join(sorted(self.streams))})", len(self.text.rstrip()))
+        names = sorted(self.streams)
+        self.fail(QueryNameError, f"which stream? add from STREAM, e.g. {self.text.strip()} from "
+                  f"{names[0]} (streams: {', '.join(names)})", len(self.text.rstrip()))
 
     def streams_with(self, channel: str) -> list[Stream]:
         return [s for s in self.streams.values() if any(c.name == channel for c in s.channels)]
 
     def unknown_channel(self, name: ast.ChannelName, stream: Optional[Stream] = None):
-        pool = [c.name for s in ([stream] if stream else self.streams.values()) for c in s.channels]
+        streams = [stream] if stream else sorted(self.streams.values(), key=lambda s: s.name)
+        pool = [c.name for s in streams for c in s.channels]
         where = f" in stream {stream.name!r}" if stream else ""
-        listing = ", ".join(sorted(set(pool))[:12]) + (", ..." if len(set(pool)) > 12 else "")
+        listing = "; ".join(f"{s.name}: {_short_list([c.name for c in s.channels])}" for s in streams)
         self.fail(QueryNameError, f"unknown channel {name.name!r}{where}{_did_you_mean(name.name, pool)}; "
-                  f"channels: {listing}", name.name_pos)
+                  f"channels are {listing}", name.name_pos)
 
     def check_channel(self, name: ast.ChannelName, from_clause) -> None:
         if name.stream is not None and name.stream != self.stream.name:
@@ -819,6 +821,10 @@ def _tidy(value: float) -> float:
 def _is_scalar(typed: _Typed) -> bool:
     """A dimensionless constant: multiplying by it keeps the other side's unit."""
     return typed.is_const and typed.unit.dimension == DIMENSIONLESS
+
+
+def _short_list(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _did_you_mean(word: str, pool) -> str:
