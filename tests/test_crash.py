@@ -1,0 +1,121 @@
+"""Crash safety: a writer process is SIGKILLed at random moments; after each
+kill everything it reported flushed is intact, anything more is a correct
+continuation, and a new writer appends where the data ends."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+import sensorq
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+# The writer: sample k has t = T0 + k ms, x = a scramble of k, i = k; so any
+# surviving data can be checked against the index alone.
+WRITER = r"""
+import sys
+import numpy as np
+import sensorq
+from sensorq import Channel
+
+path, capacity, limit, max_batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+T0, MS = 1_700_000_000_000_000_000, 1_000_000
+
+def x_of(idx):
+    return ((idx * 7919) % 65536 - 32768).astype(np.int16)
+
+with sensorq.open(path, create=True, capacity=capacity) as cache:
+    cache.create_stream("s", [Channel("x", "int16"), Channel("i", "int64")], block_samples=1000)
+    newest = cache.newest_ns("s")
+    k = 0 if newest is None else (newest - T0) // MS + 1
+    print("start", k, flush=True)
+    rng = np.random.default_rng(k)
+    while k < limit:
+        for _ in range(int(rng.integers(1, 5))):
+            if rng.random() < 0.2:
+                cache.append_one("s", T0 + k * MS, (int(x_of(np.array([k]))[0]), k))
+                k += 1
+                continue
+            idx = np.arange(k, k + int(rng.integers(1, max_batch)), dtype=np.int64)
+            cache.append("s", T0 + idx * MS, [x_of(idx), idx])
+            k = int(idx[-1]) + 1
+        cache.flush()
+        print("flushed", k, flush=True)
+print("done", flush=True)
+"""
+
+
+def x_of(idx: np.ndarray) -> np.ndarray:
+    return ((idx * 7919) % 65536 - 32768).astype(np.int16)
+
+
+def check_consistent(t: np.ndarray, cols: dict, first_index: int = 0) -> None:
+    idx = np.arange(first_index, first_index + len(t), dtype=np.int64)
+    assert np.array_equal(cols["i"], idx)
+    assert np.array_equal(t, T0 + idx * MS)
+    assert np.array_equal(cols["x"], x_of(idx))
+
+
+def start_writer(path, capacity="64MB", limit=10**9, max_batch=3000):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), capacity, str(limit), str(max_batch)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            if not line.endswith("\n") or len(line.split()) != 2 and line != "done\n":
+                continue            # cut short by the kill: not a report
+            lines.append(line.split())
+            if line.startswith("flushed"):
+                started.set()       # past start-up (imports, numba cache): writing for real
+        started.set()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return proc, lines, started, thread
+
+
+def test_sigkill_at_random_moments_loses_nothing_flushed(tmp_path):
+    path = tmp_path / "c"
+    rng = random.Random(20261125)
+    last_reported = 0
+    deadline = time.monotonic() + 35
+    kills = 0
+    while kills < 25 and time.monotonic() < deadline:
+        proc, lines, started, thread = start_writer(path, max_batch=300)
+        assert started.wait(30), proc.stderr.read()
+        time.sleep(rng.uniform(0.0, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        thread.join(5)
+        kills += 1
+        assert not any(line and line[0] == "done" for line in lines)
+        flushed = [int(line[1]) for line in lines if line and line[0] == "flushed"]
+        starts = [int(line[1]) for line in lines if line and line[0] == "start"]
+        assert starts and starts[0] >= last_reported       # it resumed after everything flushed
+        if flushed:
+            last_reported = flushed[-1]
+        with sensorq.open(path) as cache:                  # recovery, as the next writer does it
+            t, cols = cache.read("s")
+            assert len(t) >= last_reported, f"lost flushed samples after kill {kills}"
+            check_consistent(t, cols)
+            assert cache.info()["problems"] == []
+    assert kills >= 12
+    # appends work again after the last kill, and survive a reopen
+    with sensorq.open(path) as cache:
+        n = len(cache.read("s")[0])
+        idx = np.arange(n, n + 10, dtype=np.int64)
+        cache.append("s", T0 + idx * MS, {"x": x_of(idx), "i": idx})
+    with sensorq.open(path, readonly=True) as cache:
+        t, cols = cache.read("s")
+        assert len(t) == n + 10
+        check_consistent(t, cols)
