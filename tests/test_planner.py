@@ -670,3 +670,57 @@ def test_keyword_named_channels_work_where_no_keyword_fits_or_qualified():
         assert ref.channel == channel, text
     with pytest.raises(QuerySyntaxError):
         plan("avg at", streams)       # 'at' here starts an at clause: write s.at
+
+
+# --- property: any sequence of query words gives a plan or a QueryError, nothing else --------
+
+_WORDS = ["count", "avg", "max", "percentile", "p95", "median", "duration", "find", "first", "last",
+          "episodes", "top", "newest", "score", "over", "hop", "where", "from", "since", "between",
+          "at", "by", "gap", "for", "fill", "and", "or", "not", "now", "ago", "x", "z", "temp", "imu",
+          "env", "imu.z", "env.temp", "mag", "abs", "sqrt", "(", ")", ",", "+", "-", "*", "/", ">",
+          ">=", "<", "<=", "=", "==", "!=", "2g", "500mg", "30degC", "0", "3", "1.5", "1e3", "1e400",
+          "10m", "0s", "250ms", "2026-11-24", "2026-11-24T11:50Z", "1795521000s", "none", "prev"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=12))
+def test_any_word_sequence_plans_or_raises_a_query_error(words):
+    text = " ".join(words)
+    try:
+        query = plan(text)
+    except QueryError as err:
+        assert err.query == text
+        assert err.column is None or 1 <= err.column <= len(text) + 1
+        return
+    assert query.stream in STREAMS
+    start, end = query.time.start_ns, query.time.end_ns
+    assert start is None or end is None or start <= end
+
+
+_HEADS = ["count", "avg x", "max mag(x, y, z)", "percentile(50) z", "find first", "find last 2",
+          "find episodes", "top 3 -z", "newest 2", "duration", "sum temp", "rate abs(temp) * 2",
+          "integral z", "twa temp", "argmax x - y", "var sqrt(z)", "median 1g"]
+_CLAUSES = ["where z > 2g", "where temp between 20degC and 1e400", "where x > y or not x < 1e3",
+            "where not z != 1999.5", "where mag(x, 1g) > z / 2", "where temp > 86degF", "where temp > 2g",
+            "last 10m", "last 1.5s", "since 5m ago", "since 2026-11-24", "since 2262-04-12",
+            "between now - 1h and now", "between 2026-11-25 and 2026-11-24", "at 2026-11-24T11:00Z",
+            "at now - 1d", "by 1m fill(prev)", "by 7ns", "by 1h fill(20degC)", "gap <= 1s",
+            "gap < 1ns", "for > 5ms", "for 0s", "from imu", "from env", "from gait"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_HEADS), st.lists(st.sampled_from(_CLAUSES), max_size=4),
+       st.sampled_from(["data", "clock"]), st.booleans())
+def test_structured_random_queries_plan_or_raise_query_errors(head, clauses, policy, empty):
+    text = " ".join([head, *clauses])
+    newest_ns = (lambda s: None) if empty else newest
+    try:
+        query = plan(text, now_policy=policy, clock_ns=NEWEST, newest_ns=newest_ns)
+    except QueryError as err:
+        assert err.query == text and (err.column is None or 1 <= err.column <= len(text) + 1)
+        return
+    start, end = query.time.start_ns, query.time.end_ns
+    assert start is None or end is None or start <= end
+    if "last 10m" in clauses and "at" not in text:
+        expected_now = 0 if (empty and policy == "data") else (NEWEST if policy == "clock" else NEWEST + 1)
+        assert query.now.ns == expected_now
