@@ -95,6 +95,13 @@ def holds(pred, raw: dict, n: int) -> np.ndarray:
     raise AssertionError(pred)
 
 
+def exact_compare(values: np.ndarray, op: str, threshold: Fraction) -> np.ndarray:
+    """``values OP threshold`` for integer values, exactly: v OP p/q  <=>  v*q OP p (q > 0)."""
+    p, q = threshold.numerator, threshold.denominator
+    assert abs(p) < 2 ** 62 and 40000 * q < 2 ** 62   # int64 arithmetic below is exact
+    return OPS[op](values.astype(np.int64) * q, p)
+
+
 def grid(dtype: str) -> np.ndarray:
     info = np.iinfo(dtype)
     return np.arange(int(info.min), int(info.max) + 1, dtype=np.int64)
@@ -222,9 +229,7 @@ def test_raw_threshold_selects_the_same_integers(number, op, dtype, negate):
         assert pred.threshold == int(pred.threshold)
     got = holds(pred, {"v": values}, len(values))
     # independent reference: exact rational comparison of each stored value with the literal
-    ref_op = OPS["==" if op == "=" else op]
-    threshold = Fraction(number)
-    expected = np.array([ref_op(Fraction(int(v)), threshold) for v in values])
+    expected = exact_compare(values, "==" if op == "=" else op, Fraction(number))
     if negate:
         expected = ~expected
     assert np.array_equal(got, expected), (text, pred)
@@ -247,8 +252,7 @@ def test_scaled_channel_threshold_matches_exact_physical_comparison(whole, tenth
     nearest = round(threshold_raw)
     if nearest != threshold_raw and abs(threshold_raw - nearest) <= Fraction(1, 10 ** 9) * max(1, abs(nearest)):
         threshold_raw = Fraction(nearest)
-    ref_op = OPS["==" if op == "=" else op]
-    expected = np.array([ref_op(Fraction(int(v)), threshold_raw) for v in values])
+    expected = exact_compare(values, "==" if op == "=" else op, threshold_raw)
     assert np.array_equal(got, expected), (literal, op, pred, float(threshold_raw))
 
 
