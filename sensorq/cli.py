@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     at = first_positional_index(argv)
     if at is not None and argv[at] not in COMMANDS:
-        argv.insert(at, "query")  # `sensorq "count ..."` is `sensorq query "count ..."`
+        argv.insert(0, "query")  # `sensorq [options] "count ..."` is `sensorq query [options] "count ..."`
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

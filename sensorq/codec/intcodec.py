@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word, low_mask,
-                   put_bits, put_zeros, trailing_zeros)
+from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
+                   load_word_unchecked, low_mask, put_bits, put_zeros, trailing_zeros)
 
 MINI_BLOCK = 32
 
@@ -129,18 +129,47 @@ def choose_mini_blocks(u, allow_rice, headers):
 
 
 @njit(cache=True)
-def _best_order(s, allow_rice, u, headers):
-    """The predictor order with the smallest payload, and its size in bytes."""
+def _payload_bytes(s, order, allow_rice, u, headers):
     n = s.shape[0]
-    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    residuals(s, order, u)
+    bits = choose_mini_blocks(u, allow_rice, headers)
+    return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
+
+
+@njit(cache=True)
+def _exact_best_order(s, allow_rice, u, headers):
+    """The predictor order with the smallest payload (ties: the smaller order)."""
     best_order, best_bytes = 0, -1
     for order in range(3):
-        residuals(s, order, u)
-        bits = choose_mini_blocks(u, allow_rice, headers)
-        size = n_mini + (bits + 7) // 8
+        size = _payload_bytes(s, order, allow_rice, u, headers)
         if best_bytes < 0 or size < best_bytes:
             best_order, best_bytes = order, size
     return best_order, best_bytes
+
+
+@njit(cache=True)
+def _guess_order(s):
+    """The order whose residuals are smallest in sum of magnitudes — one pass
+    instead of pricing all three (the compact encoder's shortcut)."""
+    n = s.shape[0]
+    total0, total1, total2 = 0.0, 0.0, 0.0
+    for i in range(2, n):
+        total0 += float(s[i])
+        total1 += float(zigzag(s[i] - s[i - 1]))
+        total2 += float(zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2]))
+    if total0 <= total1 and total0 <= total2:
+        return 0
+    return 1 if total1 <= total2 else 2
+
+
+@njit(cache=True)
+def _best_order(s, exact, allow_rice, u, headers):
+    """(order, payload bytes): exact for the fast codec (its bytes are
+    specified), estimated for the compact one."""
+    if exact:
+        return _exact_best_order(s, allow_rice, u, headers)
+    order = _guess_order(s)
+    return order, _payload_bytes(s, order, allow_rice, u, headers)
 
 
 # --- encoding ------------------------------------------------------------------
@@ -177,11 +206,33 @@ def _write_u64(out, pos, v):
         out[pos + i] = np.uint8((v >> U64(8 * i)) & U64(0xFF))
 
 
+# Values spanning fewer than this many codes get a dictionary by counting
+# (a presence table) instead of by sorting.
+_COUNTING_RANGE = 1 << 17
+
+
 @njit(cache=True)
 def _dictionary(y):
-    """Sorted distinct values of y and the rank of every y among them."""
-    entries = np.unique(y)
-    ranks = np.searchsorted(entries, y).astype(np.uint64)
+    """Sorted distinct values of y (offsets from the base) and each y's rank."""
+    n = y.shape[0]
+    top = y.max()
+    if top >= U64(_COUNTING_RANGE):
+        entries = np.unique(y)
+        return entries, np.searchsorted(entries, y).astype(np.uint64)
+    rank_of = np.zeros(np.int64(top) + 1, np.int64)
+    for i in range(n):
+        rank_of[np.int64(y[i])] = 1
+    n_entries = 0
+    for v in range(rank_of.shape[0]):
+        if rank_of[v]:
+            rank_of[v] = n_entries
+            n_entries += 1
+    entries = np.empty(n_entries, np.uint64)
+    ranks = np.empty(n, np.uint64)
+    for i in range(n):
+        r = rank_of[np.int64(y[i])]
+        ranks[i] = U64(r)
+        entries[r] = y[i]
     return entries, ranks
 
 
@@ -199,12 +250,13 @@ def encode_column(words, allow_dict, allow_rice, out, pos):
         return pos, ZERO_RESIDUALS
     u = np.empty(n, np.uint64)
     headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
-    order, size = _best_order(y, allow_rice, u, headers)
+    exact = not allow_dict
+    order, size = _best_order(y, exact, allow_rice, u, headers)
     if allow_dict:
         entries, ranks = _dictionary(y)
         dict_bytes = _dictionary_bytes(entries, allow_rice)
         if dict_bytes < size:
-            dict_order, dict_size = _best_order(ranks, allow_rice, u, headers)
+            dict_order, dict_size = _best_order(ranks, exact, allow_rice, u, headers)
             if dict_bytes + dict_size < size:
                 pos = _write_dictionary(entries, allow_rice, out, pos)
                 end = _write_payload(ranks, dict_order, allow_rice, u, headers, out, pos)
@@ -283,6 +335,53 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
     return value, bit_pos + k
 
 
+@njit(cache=True, inline="always")
+def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
+    """Bit-unpack out[lo:hi] at ``width`` bits each.  Far from the section's
+    end every value is one unaligned word load; near it, bytes are checked."""
+    last_byte = start + ((bit_pos + (hi - lo) * width) >> 3)
+    if last_byte + 9 > end:
+        for i in range(lo, hi):
+            out[i] = get_bits(buf, start, end, bit_pos, width)
+            bit_pos += width
+        return
+    mask = low_mask(width)
+    for i in range(lo, hi):
+        at = U64(start + (bit_pos >> 3))
+        off = U64(bit_pos & 7)
+        v = load_word_unchecked(buf, at) >> off
+        if off + U64(width) > U64(64):
+            v |= U64(buf[at + U64(8)]) << (U64(64) - off)
+        out[i] = v & mask
+        bit_pos += width
+
+
+@njit(cache=True, inline="always")
+def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
+    """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1."""
+    mask = low_mask(k)
+    for i in range(lo, hi):
+        byte = start + (bit_pos >> 3)
+        if byte + 16 > end:   # near the end: the careful reader
+            out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
+            if bit_pos < 0 or bit_pos > limit:
+                return -1
+            continue
+        off = U64(bit_pos & 7)
+        word = load_word_unchecked(buf, U64(byte)) >> off
+        if word == ZERO or trailing_zeros(word) + k >= 57:   # a long quotient: the careful reader
+            out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
+            if bit_pos < 0 or bit_pos > limit:
+                return -1
+            continue
+        q = trailing_zeros(word)
+        out[i] = (U64(q) << U64(k)) | ((word >> U64(q + 1)) & mask)
+        bit_pos += q + 1 + k
+    if bit_pos > limit:
+        return -1
+    return bit_pos
+
+
 @njit(cache=True)
 def _read_mini_blocks(buf, pos, end, n, out):
     """Residuals of all mini-blocks into out[:n]; returns a status."""
@@ -299,15 +398,12 @@ def _read_mini_blocks(buf, pos, end, n, out):
         if h <= 64:
             if bit_pos + (hi - lo) * h > limit:
                 return ERR_TRUNCATED
-            for i in range(lo, hi):
-                out[i] = get_bits(buf, start, end, bit_pos, h)
-                bit_pos += h
+            _unpack(buf, start, end, bit_pos, h, out, lo, hi)
+            bit_pos += (hi - lo) * h
         elif h & RICE and (h & 0x7F) <= 63:
-            k = h & 0x3F
-            for i in range(lo, hi):
-                out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
-                if bit_pos < 0 or bit_pos > limit:
-                    return ERR_TRUNCATED
+            bit_pos = _read_rice_block(buf, start, end, bit_pos, h & 0x3F, limit, out, lo, hi)
+            if bit_pos < 0:
+                return ERR_TRUNCATED
         else:
             return ERR_BAD_CODE
     if (bit_pos + 7) // 8 != end - start:
