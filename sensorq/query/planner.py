@@ -122,6 +122,7 @@ class _Planner:
         self.now_policy = now_policy
         self.clock_ns = clock_ns
         self.stream: Optional[Stream] = None
+        self._newest: Optional[tuple[Optional[int]]] = None   # (newest_ns,) once asked
 
     # --- errors ----------------------------------------------------------------------
     def fail(self, cls, message: str, pos: Optional[int], expected=None):
@@ -563,41 +564,48 @@ class _Planner:
 
     # --- time ---------------------------------------------------------------------------------
     def time(self, clauses) -> tuple[Now, TimeRange]:
+        """How now was chosen, and the half-open window the query reads."""
         now = self.now(clauses.get("at"))
-        empty_data = self.now_policy == "data" and now.source == "data" and self.data_is_empty
-        if "last" in clauses:
-            clause = clauses["last"]
-            length = self.positive_duration(clause.args[0], "the window after last")
-            start, end = now.ns - length, now.ns
-        elif "since" in clauses:
-            clause = clauses["since"]
-            start, end = self.point(clause.args[0], now.ns), now.ns
-            if now.source == "at" and start > end:
-                self.fail(QueryTypeError, "since is after the at anchor: the window would be empty",
-                          clause.args[0].pos)
-        elif "between" in clauses:
-            clause = clauses["between"]
-            start, end = (self.point(p, now.ns) for p in clause.args)
-            if start >= end:
-                self.fail(QueryTypeError, "between A and B needs A before B", clause.args[1].pos)
-        elif now.source == "at":
-            return now, TimeRange(None, now.ns)
-        else:
-            return now, TimeRange(None, None)
-        if empty_data:
-            return now, TimeRange(0, 0)
+        bounds = self.window_bounds(clauses, now)
+        if bounds is None:
+            return now, TimeRange(None, now.ns if now.source == "at" else None)
+        if now.source == "data" and self.newest() is None:
+            return now, TimeRange(0, 0)      # an empty stream: every window is empty
+        start, end = bounds
         return now, TimeRange(self.clamp(start), self.clamp(max(start, end)))
 
-    @property
-    def data_is_empty(self) -> bool:
-        return self.newest_ns(self.stream.name) is None
+    def window_bounds(self, clauses, now: Now) -> Optional[tuple[int, int]]:
+        if "last" in clauses:
+            length = self.positive_duration(clauses["last"].args[0], "the window after last")
+            return now.ns - length, now.ns
+        if "since" in clauses:
+            point = clauses["since"].args[0]
+            start = self.point(point, now.ns)
+            if now.source == "at" and start > now.ns:
+                self.fail(QueryTypeError, "since is after the at anchor: the window would be empty",
+                          point.pos)
+            return start, now.ns
+        if "between" in clauses:
+            first, second = clauses["between"].args
+            start, end = self.point(first, now.ns), self.point(second, now.ns)
+            if start >= end:
+                self.fail(QueryTypeError, "between A and B needs A before B", second.pos)
+            return start, end
+        return None
+
+    def newest(self) -> Optional[int]:
+        """The stream's newest timestamp, asked once."""
+        if self._newest is None:
+            value = self.newest_ns(self.stream.name)
+            self._newest = (None if value is None else int(value),)
+        return self._newest[0]
 
     def now(self, at_clause) -> Now:
         if self.now_policy == "clock":
             base = Now("clock", int(self.clock_ns if self.clock_ns is not None else _time.time_ns()))
         else:
-            newest = self.newest_ns(self.stream.name)
-            base = Now("data", 0 if newest is None else int(newest) + 1)
+            newest = self.newest()
+            base = Now("data", 0 if newest is None else newest + 1)
         if at_clause is None:
             return base
         return Now("at", self.point(at_clause.args[0], base.ns))
