@@ -16,7 +16,9 @@ from ..result import TIME_UNIT, Result, ScanStats
 from . import aggregates as A
 from . import buckets, search
 from .kernels import (N_F, N_I, PARALLEL_MIN_BLOCKS, count_matches, count_matches_serial,
-                      gather_block, scan_partials, scan_partials_serial)
+                      count_raw_compare, count_raw_compare_serial, gather_block, scan_partials,
+                      scan_partials_serial)
+from .program import COMPARE_CODES
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, classify
@@ -82,7 +84,8 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str) -> Result:
     bucket_ns = q.bucket_ns or 0
     if q.aggregate == "count" and not bucket_ns:
         total = int(index.n_samples[use_stats].sum())
-        total += _count_decoded(index, np.flatnonzero(decode), programs, start, end)
+        total += _count_decoded(index, np.flatnonzero(decode), programs, q.where, start,
+                                end)
         return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
     parts = [_stats_part(index, np.flatnonzero(use_stats), value, bucket_ns)]
     if scan.decoded:
@@ -115,7 +118,7 @@ def _stats_part(index, rows, value, bucket_ns):
     return fp, ip, bucket_of, rows.astype(np.int64)
 
 
-def _count_decoded(index, rows, programs, start, end) -> int:
+def _count_decoded(index, rows, programs, where, start, end) -> int:
     """``count where …`` over blocks that must be decoded: only the predicate's
     channels, and the time column only for blocks the window cuts."""
     if len(rows) == 0:
@@ -123,6 +126,8 @@ def _count_decoded(index, rows, programs, start, end) -> int:
     pred_code, consts = programs.pred.arrays()
     depth = max(programs.pred.max_depth, 1)
     cut = (index.t_first[rows] < start) | (index.t_last[rows] >= end)
+    raw_int = where if isinstance(where, P.RawCompare) and where.channel.dtype.startswith("int") \
+        else None
     total = 0
     for need_time in (False, True):
         chosen = rows[cut == need_time]
@@ -132,9 +137,15 @@ def _count_decoded(index, rows, programs, start, end) -> int:
             local = np.arange(len(layout.blocks), dtype=np.int64)
             counts = np.zeros(len(local), np.int64)
             status = np.zeros(len(local), np.int64)
-            kernel = count_matches if len(local) >= PARALLEL_MIN_BLOCKS else count_matches_serial
-            kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, consts,
-                   programs.slot_scales, depth, start, end, need_time, counts, status)
+            parallel = len(local) >= PARALLEL_MIN_BLOCKS
+            if raw_int is not None:
+                kernel = count_raw_compare if parallel else count_raw_compare_serial
+                kernel(layout.buf, local, layout.lay_t, layout.lay_c, COMPARE_CODES[raw_int.op],
+                       int(raw_int.threshold), start, end, need_time, counts, status)
+            else:
+                kernel = count_matches if parallel else count_matches_serial
+                kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, consts,
+                       programs.slot_scales, depth, start, end, need_time, counts, status)
             check_status(status)
             total += int(counts.sum())
     return total

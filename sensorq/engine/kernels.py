@@ -224,6 +224,38 @@ def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, 
         counts[j] = c
 
 
+def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_ns, need_time,
+                       counts, status):
+    """``count where CHANNEL OP INTEGER`` on an integer channel: the decoded
+    words are compared as int64, with no float conversion and no VM."""
+    for j in prange(blocks.shape[0]):
+        b = blocks[j]
+        n = lay_t[b, 5]
+        t = np.empty(n, np.int64)
+        words = np.empty(n, np.uint64)
+        scratch = np.empty(n, np.uint64)
+        if need_time:
+            status[j] = decode_column(buf, lay_t[b, 3], lay_t[b, 3] + lay_t[b, 4], n, lay_t[b, 2],
+                                      words, scratch)
+            if status[j] != OK:
+                continue
+            time_values(words, n, lay_t[b, 0], lay_t[b, 1], t)
+        start = lay_c[b, 0, 0]
+        status[j] = decode_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2], words, scratch)
+        if status[j] != OK:
+            continue
+        values = words[:n].view(np.int64)
+        c = 0
+        for i in range(n):
+            v = values[i]
+            hit = (v < threshold if op == 0 else v <= threshold if op == 1 else
+                   v > threshold if op == 2 else v >= threshold if op == 3 else
+                   v == threshold if op == 4 else v != threshold)
+            if hit and (not need_time or (t[i] >= start_ns and t[i] < end_ns)):
+                c += 1
+        counts[j] = c
+
+
 # Each scan is compiled twice: across both cores for many blocks, and serially
 # for a handful (a short window), where waking the thread pool costs more than
 # it saves.
@@ -231,6 +263,8 @@ scan_partials = njit(parallel=True, cache=True)(_scan_partials)
 scan_partials_serial = njit(cache=True)(_scan_partials)
 count_matches = njit(parallel=True, cache=True)(_count_matches)
 count_matches_serial = njit(cache=True)(_count_matches)
+count_raw_compare = njit(parallel=True, cache=True)(_count_raw_compare)
+count_raw_compare_serial = njit(cache=True)(_count_raw_compare)
 PARALLEL_MIN_BLOCKS = 8
 
 
