@@ -1,0 +1,190 @@
+"""Storage benchmark: bytes per sample, ingest rate and decode rate, side by side.
+
+    python benchmarks/bench_storage.py [--rows 3333334] [--repeat 3]
+
+Data sets (a *sample* is one value of one channel; rows x channels):
+
+* ``daphnet``: the real Daphnet gait recording in sensorq/data (9 accelerometer
+  axes, int16 mg, 64 Hz, 7040 rows).
+* ``synthetic``: a 1 kHz 3-axis accelerometer, int16 mg: gravity on z, sensor
+  noise, a slow sway and rare shocks of 1.5-5 g (~10 M samples by default).
+* ``demo``: the three streams of the built-in demo cache (imu, env, gait), to
+  decide the default of the zstd layer.
+
+Columns: the cache with each codec and zstd layer (bytes on disk over samples:
+*everything* is counted - timestamps, block headers, statistics, record
+framing), and for reference zstd -19 and pcodec over the raw int16 values alone
+(no timestamps; pcodec's column is skipped if it is not installed).  Ingest is
+the whole append + flush path; decode is ``decode_block`` over every block of
+the stream, on one core.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+import sensorq
+from sensorq import Channel
+from sensorq.codec.block import decode_block
+from sensorq.demo import DAPHNET_CSV, SEED, env_samples, imu_samples
+
+try:
+    from pcodec import ChunkConfig, standalone as pcodec_standalone
+except ImportError:           # optional: the bench extra installs it
+    pcodec_standalone = None
+
+VARIANTS = [("compact", "none"), ("compact", "zstd"), ("compact", "auto"), ("fast", "none"),
+            ("fast", "zstd")]
+
+
+def daphnet():
+    with open(DAPHNET_CSV, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    t = np.array([np.datetime64(r[0].replace(" ", "T"), "ns") for r in body]).view(np.int64)
+    cols = [np.array([int(r[i]) for r in body], np.int16) for i in range(1, 10)]
+    return "daphnet 9 axes 64 Hz", t, cols, header[1:10]
+
+
+def synthetic(rows: int, seed: int = 11):
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000_000_000_000 + np.arange(rows, dtype=np.int64) * 1_000_000
+    sway = 80 * np.sin(np.arange(rows) * (2 * np.pi / 7000.0))
+    x = rng.normal(0, 12, rows) + sway
+    y = rng.normal(0, 12, rows) - 0.5 * sway
+    z = 1000 + rng.normal(0, 15, rows)
+    for at in rng.choice(rows - 200, size=max(1, rows // 30_000), replace=False):
+        length = int(rng.integers(20, 120))
+        z[at:at + length] += rng.uniform(1500, 5000) * np.sin(np.linspace(0, np.pi, length))
+    cols = [np.clip(np.rint(a), -32768, 32767).astype(np.int16) for a in (x, y, z)]
+    return "synthetic 3 axes 1 kHz", t, cols, ["x", "y", "z"]
+
+
+def store(tmp: Path, t, cols, names, codec: str, compression: str):
+    """Append + flush into a fresh cache; (seconds, stored bytes, cache path)."""
+    path = tmp / f"{codec}-{compression}"
+    shutil.rmtree(path, ignore_errors=True)
+    start = time.perf_counter()
+    with sensorq.open(path, create=True, capacity="1GiB", compression=compression) as cache:
+        cache.create_stream("s", [Channel(n, str(c.dtype)) for n, c in zip(names, cols)], codec=codec)
+        cache.append("s", t, cols)
+        cache.flush()
+        seconds = time.perf_counter() - start
+        stored = cache.info()["streams"]["s"]["bytes"]
+    return seconds, stored, path
+
+
+def warm_up(tmp: Path) -> None:
+    """Load the numba kernels (compiled or from the disk cache) before timing."""
+    label, t, cols, names = synthetic(50_000)
+    for codec in ("compact", "fast"):
+        _, _, path = store(tmp, t, cols, names, codec, "none")
+        decode_rate(path, 1)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def decode_rate(path: Path, repeat: int) -> float:
+    """M samples/s of decode_block over every block (best of ``repeat``)."""
+    with sensorq.open(path, readonly=True) as cache:
+        index = cache.blocks("s")
+        samples = int(index.n_samples.sum()) * index.entries.shape[1]
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for i in range(len(index)):
+                decode_block(index.buffers[index.buffer_of[i]], int(index.offset[i]), int(index.length[i]))
+            best = min(best, time.perf_counter() - start)
+    return samples / best / 1e6
+
+
+def reference_sizes(cols) -> dict[str, float | None]:
+    samples = sum(c.size for c in cols)
+    raw = b"".join(c.tobytes() for c in cols)
+    sizes = {"zstd -19 raw": len(zstandard.ZstdCompressor(level=19).compress(raw)) / samples}
+    if pcodec_standalone is not None:
+        total = sum(len(pcodec_standalone.simple_compress(c, ChunkConfig())) for c in cols)
+        sizes["pcodec raw"] = total / samples
+    else:
+        sizes["pcodec raw"] = None
+    return sizes
+
+
+def bench_dataset(tmp: Path, dataset, repeat: int) -> list[tuple]:
+    label, t, cols, names = dataset
+    samples = len(t) * len(cols)
+    rows = []
+    for codec, compression in VARIANTS:
+        seconds, stored, path = store(tmp, t, cols, names, codec, compression)
+        for _ in range(repeat - 1):                 # best of repeat for the ingest rate
+            seconds = min(seconds, store(tmp, t, cols, names, codec, compression)[0])
+        layer = {"none": "no zstd", "zstd": "+ zstd", "auto": "+ zstd if >=5% (auto)"}[compression]
+        rows.append((label, f"sensorq {codec} {layer}", stored / samples,
+                     samples / seconds / 1e6, decode_rate(path, repeat)))
+        shutil.rmtree(path, ignore_errors=True)
+    for name, size in reference_sizes(cols).items():
+        rows.append((label, name + " (values only)", size, None, None))
+    return rows
+
+
+def demo_zstd_table(tmp: Path) -> list[tuple]:
+    """The zstd layer on the demo data: bytes with none / auto / zstd, and how
+    many sealed blocks zstd makes >= 5 % smaller."""
+    rng = np.random.default_rng(SEED)
+    imu_t, imu_cols = imu_samples(rng)
+    env_t, env_cols = env_samples(rng)
+    _, gait_t, gait_cols, gait_names = daphnet()
+    streams = [("imu", imu_t, imu_cols, ["x", "y", "z", "accel"]), ("env", env_t, env_cols, ["temp"]),
+               ("gait", gait_t, gait_cols, gait_names)]
+    out = []
+    cctx = zstandard.ZstdCompressor(level=3)
+    for name, t, cols, names in streams:
+        sizes = {}
+        for compression in ("none", "auto", "zstd"):
+            _, sizes[compression], path = store(tmp, t, cols, names, "compact", compression)
+            if compression == "none":
+                with sensorq.open(path, readonly=True) as cache:
+                    index = cache.blocks("s")
+                    gains = [1 - len(cctx.compress(index.raw(i).tobytes())) / int(index.length[i])
+                             for i in range(len(index))]
+            shutil.rmtree(path, ignore_errors=True)
+        helped = sum(g >= 0.05 for g in gains)
+        out.append((name, len(gains), helped, sizes["none"], sizes["auto"], sizes["zstd"],
+                    float(np.median(gains)) if gains else 0.0))
+    return out
+
+
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3_333_334, help="rows of the synthetic set (x3 samples)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="sensorq-bench-"))
+    try:
+        warm_up(tmp)
+        rows = bench_dataset(tmp, daphnet(), args.repeat) + bench_dataset(tmp, synthetic(args.rows), args.repeat)
+        print(f"{'data':<24} {'storage':<38} {'B/sample':>9} {'ingest M/s':>11} {'decode M/s':>11}")
+        for label, name, size, ingest, decode in rows:
+            print(f"{label:<24} {name:<38} {fmt(size, '9.3f')} {fmt(ingest, '11.1f')} {fmt(decode, '11.1f')}")
+        print()
+        print("zstd level 3 over sealed compact blocks, demo data (bytes on disk incl. framing)")
+        print(f"{'stream':<8} {'blocks':>7} {'>=5% saved':>11} {'none':>11} {'auto':>11} {'zstd':>11} "
+              f"{'median gain':>12}")
+        for name, blocks, helped, none, auto, zstd_bytes, gain in demo_zstd_table(tmp):
+            print(f"{name:<8} {blocks:>7} {helped:>11} {none:>11,} {auto:>11,} {zstd_bytes:>11,} {gain:>12.1%}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
