@@ -232,7 +232,9 @@ def first_positional_index(argv: list[str]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     at = first_positional_index(argv)
-    if at is not None and argv[at] not in COMMANDS:
+    if at is not None and argv[at] in COMMANDS:
+        argv.insert(0, argv.pop(at))  # `sensorq --cache C info` is `sensorq info --cache C`
+    elif at is not None:
         argv.insert(0, "query")  # `sensorq [options] "count ..."` is `sensorq query [options] "count ..."`
     parser = build_parser()
     args = parser.parse_args(argv)

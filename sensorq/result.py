@@ -66,12 +66,13 @@ class Result:
         writer = csv.writer(out)
         if self.kind == "scalar":
             writer.writerow(["value", "unit"])
-            writer.writerow([_text(self.value, self.unit), self.unit])
+            writer.writerow([_text(self.value, self.unit, exact=True), self.unit])
         else:
             writer.writerow([f"{n} [{self.units[n]}]" if self.units.get(n) and self.units[n] != TIME_UNIT
                              else n for n in self.columns])
             for i in range(len(self)):
-                writer.writerow([_text(col[i], self.units.get(n, "")) for n, col in self.columns.items()])
+                writer.writerow([_text(col[i], self.units.get(n, ""), exact=True)
+                                 for n, col in self.columns.items()])
         return out.getvalue()
 
     def format_table(self) -> str:
@@ -117,7 +118,9 @@ def _json_value(v, unit):
     return v if math.isfinite(v) else str(v)
 
 
-def _text(v, unit) -> str:
+def _text(v, unit, exact: bool = False) -> str:
+    """A value for people (6 significant digits) or, ``exact``, for programs
+    (the shortest text that reads back as the same float)."""
     if _is_missing(v):
         return "null"
     if unit == TIME_UNIT:
@@ -125,4 +128,6 @@ def _text(v, unit) -> str:
     if isinstance(v, (np.integer, int)):
         return str(int(v))
     v = float(v)
-    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v) if exact else f"{v:.6g}"
