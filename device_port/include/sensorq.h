@@ -37,7 +37,7 @@ extern "C" {
 #define SQ_FORMAT_VERSION 1u      /* block format (docs/format.md) */
 #define SQ_BYTECODE_VERSION 1u    /* query bytecode (docs/device.md) */
 #define SQ_MAX_CHANNELS 8u        /* channels of one ring stream */
-#define SQ_VM_MAX_COLUMNS 4u      /* distinct channels one query may read */
+#define SQ_VM_MAX_COLUMNS 3u      /* distinct channels one query may read (stack budget) */
 #define SQ_VM_STACK 8u            /* predicate stack depth */
 #define SQ_HEADER_SIZE 56u        /* block header bytes */
 #define SQ_ENTRY_SIZE 80u         /* channel directory entry bytes */

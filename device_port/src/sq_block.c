@@ -132,16 +132,17 @@ static void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
 /* ---- column reader --------------------------------------------------------- */
 
 int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
-                unsigned width)
+                unsigned width, sq_dict_cursor *cursor)
 {
     const uint8_t *p = sec + 8, *q = 0;
     if ((codec & ~0x27u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 8) {
         return SQ_ERR_CORRUPT;
     }
     c->base = sq_get_le(sec, 8);
-    c->prev = c->delta = c->dict_val = 0;
-    c->dict_rank = UINT32_MAX;
+    c->prev = c->delta = 0;
     c->dict_n = 0;
+    c->cursor = cursor;
+    cursor->owner = 0;
     c->codec = codec;
     c->width = (uint8_t)width;
     c->raw = 0;
@@ -154,7 +155,7 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
         if (c->dict_n < 1u || c->dict_n > n || payload_end(p, end, c->dict_n, &q)) {
             return SQ_ERR_CORRUPT;
         }
-        payload_start(&c->dict, p, c->dict_n);
+        c->dict_hdr = p;
         p = q;
     }
     if (codec & SQ_CODEC_ZERO) {
@@ -176,19 +177,22 @@ void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width)
 }
 
 /* Dictionary entry number r; walks forward from the last one read (ranks
- * mostly repeat or rise), from the start only when r goes back. */
+ * mostly repeat or rise), from the start only when r goes back or the cursor
+ * was last used by another column. */
 static uint64_t dict_entry(sq_col *c, uint32_t r)
 {
-    if (c->dict_rank != UINT32_MAX && r < c->dict_rank) {
-        payload_start(&c->dict, c->dict.hdr, c->dict_n);
-        c->dict_rank = UINT32_MAX;
+    sq_dict_cursor *k = c->cursor;
+    if (k->owner != c || (k->rank != UINT32_MAX && r < k->rank)) {
+        k->owner = c;
+        payload_start(&k->pl, c->dict_hdr, c->dict_n);
+        k->rank = UINT32_MAX;
     }
-    while (c->dict_rank != r) {
-        uint64_t gap = payload_next(&c->dict);
-        c->dict_val = c->dict_rank == UINT32_MAX ? gap : c->dict_val + gap + 1u;
-        c->dict_rank++;
+    while (k->rank != r) {
+        uint64_t gap = payload_next(&k->pl);
+        k->val = k->rank == UINT32_MAX ? gap : k->val + gap + 1u;
+        k->rank++;
     }
-    return c->dict_val;
+    return k->val;
 }
 
 int sq_col_next(sq_col *c, uint64_t *word)
@@ -339,6 +343,7 @@ uint32_t sq_block_section(const uint8_t *b, const sq_block_info *info, int colum
 int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int64_t *out, size_t cap)
 {
     sq_col c;
+    sq_dict_cursor cursor;
     uint32_t off, len, i;
     uint8_t codec;
     int err;
@@ -351,7 +356,8 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
     }
     off = sq_block_section(b, info, column, &len, &codec);
     err = sq_col_open(&c, b + off, b + off + len, info->n_samples, codec,
-                      column < 0 ? 8u : sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (uint32_t)column]));
+                      column < 0 ? 8u : sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (uint32_t)column]),
+                      &cursor);
     for (i = 0; err == SQ_OK && i < info->n_samples; i++) {
         uint64_t w;
         err = sq_col_next(&c, &w);

@@ -56,16 +56,26 @@ typedef struct {
     uint32_t i;              /* next residual's index */
 } sq_payload;
 
+/* Where a dictionary was last read: entry number rank is val.  One cursor is
+ * shared by all the columns a query reads (owner says whose dictionary it
+ * walks), which keeps readers small; two dictionary columns in one query
+ * only cost re-walks. */
+typedef struct {
+    const void *owner;
+    sq_payload pl;
+    uint64_t val;
+    uint32_t rank;           /* UINT32_MAX: no entry read yet */
+} sq_dict_cursor;
+
 /* A column section read one word at a time (or, raw != 0, raw staged
  * little-endian integers of width bytes at pl.hdr).  Channel words must fit
  * the channel's width (sign-extended), else the column is corrupt. */
 typedef struct {
     sq_payload pl;
     uint64_t base, prev, delta;
-    sq_payload dict;         /* dictionary gaps payload */
-    uint64_t dict_val;       /* entry number dict_rank */
-    uint32_t dict_rank;      /* UINT32_MAX: no entry read yet */
+    const uint8_t *dict_hdr; /* dictionary gaps payload */
     uint32_t dict_n;
+    sq_dict_cursor *cursor;
     uint8_t codec;
     uint8_t width;           /* bytes of a value: 8 for time, the dtype's for channels */
     uint8_t raw;
@@ -75,7 +85,7 @@ typedef struct {
  * open a reader on it (values of width bytes).  SQ_ERR_CORRUPT if any byte of
  * it is out of place. */
 int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
-                unsigned width);
+                unsigned width, sq_dict_cursor *cursor);
 
 /* Reader over n raw staged integers of width bytes (sign-extended). */
 void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width);

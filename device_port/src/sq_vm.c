@@ -31,6 +31,11 @@ typedef struct {
     int64_t sum_high;
     int64_t acc;                   /* min, max, first or last */
     sq_result *out;
+    /* one set of readers for every block (the stack holds no per-block copies) */
+    sq_col cols[SQ_VM_MAX_COLUMNS];
+    sq_col tcol;
+    sq_dict_cursor cursor;
+    int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
 } sq_vm;
 
 /* ---- validation --------------------------------------------------------------- */
@@ -249,25 +254,25 @@ static int finish(sq_vm *v)
 
 /* ---- scanning ------------------------------------------------------------------------ */
 
-/* Test and accumulate n samples one by one.  cols[s] reads slot s; tcol
- * reads time words (t = t0 + word * tick), or is NULL when every sample is
- * known to lie in the window. */
-static int scan(sq_vm *v, sq_col *cols, sq_col *tcol, uint32_t n, int64_t t0, int64_t tick)
+/* Test and accumulate n samples one by one.  v->cols[s] reads slot s;
+ * v->tcol reads time words (t = t0 + word * tick) unless every sample is
+ * known to lie in the window (use_time = 0). */
+static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
 {
-    int64_t x[SQ_VM_MAX_COLUMNS];
+    int64_t *x = v->x;
     uint32_t i;
     unsigned s;
     for (i = 0; i < n; i++) {
         int64_t t = 0;
         uint64_t w;
         int err = SQ_OK, in_window = 1;
-        if (tcol) {
-            err = sq_col_next(tcol, &w);
+        if (use_time) {
+            err = sq_col_next(&v->tcol, &w);
             t = (int64_t)((uint64_t)t0 + w * (uint64_t)tick);
             in_window = (!(v->flags & FLAG_START) || t >= v->start) && (!(v->flags & FLAG_END) || t < v->end);
         }
         for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
-            err = sq_col_next(&cols[s], &w);
+            err = sq_col_next(&v->cols[s], &w);
             x[s] = (int64_t)w;
         }
         if (err != SQ_OK) {
@@ -283,16 +288,18 @@ static int scan(sq_vm *v, sq_col *cols, sq_col *tcol, uint32_t n, int64_t t0, in
 }
 
 /* Decide a verified block from its header and statistics: 0 skipped,
- * 1 answered, 2 must be decoded. */
-static int decide(sq_vm *v, const uint8_t *b, const sq_block_info *info, int in_window)
+ * 1 answered, 2 must be decoded.  Kept out of line so that its locals are
+ * not on the stack while a block is decoded. */
+static int __attribute__((noinline)) decide(sq_vm *v, const uint8_t *b, const sq_block_info *info,
+                                            int in_window)
 {
     int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
-    sq_chan_stats st;
+    const uint8_t *e;
     unsigned s, verdict;
     for (s = 0; s < v->n_slots; s++) {
-        sq_block_channel(b, info, v->slot_channel[s], &st);
-        lo[s] = st.min;
-        hi[s] = st.max;
+        e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * v->slot_channel[s];
+        lo[s] = (int64_t)sq_get_le(e + 24, 8);
+        hi[s] = (int64_t)sq_get_le(e + 32, 8);
     }
     verdict = eval(v, lo, hi);
     if (!(verdict & 1u)) {
@@ -305,18 +312,19 @@ static int decide(sq_vm *v, const uint8_t *b, const sq_block_info *info, int in_
         accumulate(v, info->n_samples, 0, 0, 0, 0, 0);
         return 1;
     }
-    sq_block_channel(b, info, v->slot_channel[v->agg_slot], &st);
-    if ((st.flags & SQ_SUM_INEXACT) && (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN)) {
+    /* directory entry: flags @12, min @24, max @32, first @40, last @48, sum @56 */
+    e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * v->slot_channel[v->agg_slot];
+    if ((e[12] & SQ_SUM_INEXACT) && (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN)) {
         return 2;
     }
-    accumulate(v, info->n_samples, st.sum, st.min, st.max, st.first, st.last);
+    accumulate(v, info->n_samples, (int64_t)sq_get_le(e + 56, 8), lo[v->agg_slot], hi[v->agg_slot],
+               (int64_t)sq_get_le(e + 40, 8), (int64_t)sq_get_le(e + 48, 8));
     return 1;
 }
 
 static int run_block(sq_vm *v, const uint8_t *b, size_t len)
 {
     sq_block_info info;
-    sq_col cols[SQ_VM_MAX_COLUMNS], tcol;
     uint32_t off, sec_len;
     uint8_t codec;
     unsigned s;
@@ -346,14 +354,14 @@ static int run_block(sq_vm *v, const uint8_t *b, size_t len)
     for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
         uint8_t ch = v->slot_channel[s];
         off = sq_block_section(b, &info, ch, &sec_len, &codec);
-        err = sq_col_open(&cols[s], b + off, b + off + sec_len, info.n_samples, codec,
-                          sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * ch]));
+        err = sq_col_open(&v->cols[s], b + off, b + off + sec_len, info.n_samples, codec,
+                          sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * ch]), &v->cursor);
     }
     if (err == SQ_OK && !whole) {
         off = sq_block_section(b, &info, -1, &sec_len, &codec);
-        err = sq_col_open(&tcol, b + off, b + off + sec_len, info.n_samples, codec, 8);
+        err = sq_col_open(&v->tcol, b + off, b + off + sec_len, info.n_samples, codec, 8, &v->cursor);
     }
-    return err != SQ_OK ? err : scan(v, cols, whole ? 0 : &tcol, info.n_samples, info.t_first, info.tick);
+    return err != SQ_OK ? err : scan(v, !whole, info.n_samples, info.t_first, info.tick);
 }
 
 static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_result *out)
@@ -394,7 +402,6 @@ int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t
 {
     sq_vm v;
     sq_ring_iter it;
-    sq_col cols[SQ_VM_MAX_COLUMNS], tcol;
     const uint8_t *b;
     size_t len;
     unsigned s;
@@ -427,9 +434,9 @@ int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t
         for (c = 0; c < ch; c++) {
             col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[c]);
         }
-        sq_col_open_raw(&cols[s], col, w);
+        sq_col_open_raw(&v.cols[s], col, w);
     }
-    sq_col_open_raw(&tcol, r->staging, 8);
-    err = scan(&v, cols, &tcol, r->staged, 0, 1);
+    sq_col_open_raw(&v.tcol, r->staging, 8);
+    err = scan(&v, 1, r->staged, 0, 1);
     return err != SQ_OK ? err : finish(&v);
 }

@@ -35,7 +35,7 @@ OP_TRUE, OP_FALSE, OP_NOT, OP_AND, OP_OR, OP_CMP = 0x01, 0x02, 0x03, 0x04, 0x05,
 COMPARE_CODES = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
 COMPARE_NAMES = {code: op for op, code in COMPARE_CODES.items()}
 STACK_DEPTH = 8          # SQ_VM_STACK
-MAX_COLUMNS = 4          # SQ_VM_MAX_COLUMNS: distinct channels one query reads
+MAX_COLUMNS = 3          # SQ_VM_MAX_COLUMNS: distinct channels one query reads
 INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64")
 

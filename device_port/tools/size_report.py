@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Print the device port's footprint on Cortex-M0+: flash (text + rodata) and
+static RAM (data + bss) per object, from arm-none-eabi-size, and the worst
+stack frame per function from the -fstack-usage (.su) files, plus the deepest
+call chain of the query path (frames added along sq_query_run's calls).
+
+    python3 tools/size_report.py BUILD_DIR OBJ...      (the Makefile's `arm` target runs it)
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+# Call chains whose frames add up to the worst stack (no recursion, no
+# function pointers, so the chains are known statically).
+CHAINS = {
+    "sq_query_run": ["sq_query_run", "run_block", "decide", "eval"],
+    "sq_query_run (decode)": ["sq_query_run", "run_block", "scan", "sq_col_next", "dict_entry",
+                              "payload_next", "get_bits"],
+    "sq_query_run (open)": ["sq_query_run", "run_block", "sq_col_open", "payload_end"],
+    "sq_query_run (verify)": ["sq_query_run", "run_block", "sq_block_verify", "check_entries"],
+    "sq_ring_append (seal)": ["sq_ring_append", "sq_ring_seal", "sq_enc_write", "mini_width",
+                              "residual", "src_word"],
+    "sq_ring_append (stats)": ["sq_ring_append", "sq_ring_seal", "sq_enc_entry", "src_word"],
+}
+
+
+def sizes(objs: list[str]) -> list[tuple[str, int, int, int]]:
+    out = subprocess.run(["arm-none-eabi-size", "-A", *objs], capture_output=True, text=True,
+                         check=True).stdout
+    rows, name, text, data, bss = [], None, 0, 0, 0
+    for line in out.splitlines() + [""]:
+        if line.endswith(":") and "section" not in line:
+            continue
+        if " :section" in line or line.startswith(tuple(objs)):
+            pass
+        parts = line.split()
+        if line and line.split(" ")[0] in objs:
+            if name:
+                rows.append((name, text, data, bss))
+            name, text, data, bss = Path(line.split(" ")[0]).name, 0, 0, 0
+        elif len(parts) >= 2 and parts[1].isdigit():
+            sec, size = parts[0], int(parts[1])
+            if sec.startswith((".text", ".rodata")):
+                text += size
+            elif sec.startswith(".data"):
+                data += size
+            elif sec.startswith(".bss") or sec.startswith("COMMON"):
+                bss += size
+    if name:
+        rows.append((name, text, data, bss))
+    return rows
+
+
+def stack_frames(build: Path) -> dict[str, int]:
+    frames = {}
+    for su in build.glob("*.su"):
+        for line in su.read_text().splitlines():
+            where, size, _kind = line.rsplit("\t", 2)
+            frames[where.rsplit(":", 1)[-1]] = int(size)
+    return frames
+
+
+def main() -> int:
+    build, objs = Path(sys.argv[1]), sys.argv[2:]
+    rows = sizes(objs)
+    print(f"{'object':<14} {'flash (text+rodata)':>20} {'data':>6} {'bss':>6}")
+    for name, text, data, bss in rows:
+        print(f"{name:<14} {text:>20} {data:>6} {bss:>6}")
+    print(f"{'total':<14} {sum(r[1] for r in rows):>20} {sum(r[2] for r in rows):>6} "
+          f"{sum(r[3] for r in rows):>6}")
+    frames = stack_frames(build)
+    print("\nworst stack, by call chain (bytes; -fstack-usage frames added):")
+    for label, chain in CHAINS.items():
+        present = [f for f in chain if f in frames]
+        total = sum(frames[f] for f in present)
+        print(f"  {label:<26} {total:>5}  ({' + '.join(f'{f} {frames[f]}' for f in present)})")
+    print("\nlargest frames:", ", ".join(f"{k} {v}" for k, v in
+                                        sorted(frames.items(), key=lambda kv: -kv[1])[:6]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
