@@ -343,3 +343,15 @@ def test_random_text_raises_only_query_errors(text):
         parse(text)
     except QueryError as err:
         assert err.column is None or 1 <= err.column <= len(text) + 1
+
+
+@pytest.mark.parametrize("text, op, right", [
+    ("count where accel>2g last 10m", ">", "2g"), ("count where x<-5", "<", "-5"),
+    ("count where x>=-500mg", ">=", "-500mg"), ("count where x<>5", "!=", "5"),
+    ("count where x=-1", "==", "-1"), ("count where x!=2", "!=", "2"), ("count where x<=.5g", "<=", ".5g"),
+])
+def test_operators_need_no_spaces(text, op, right):
+    cmp = where_of(parse(text))
+    assert cmp.op == op
+    rendered = cmp.right.source if isinstance(cmp.right, ast.Number) else "-" + cmp.right.operand.source
+    assert rendered == right
