@@ -728,3 +728,14 @@ def test_structured_random_queries_plan_or_raise_query_errors(head, clauses, pol
     if "last 10m" in clauses and "at" not in text:
         expected_now = 0 if (empty and policy == "data") else (NEWEST if policy == "clock" else NEWEST + 1)
         assert query.now.ns == expected_now
+
+
+def test_a_query_that_does_not_start_with_a_head_says_so():
+    for text, word in [("where z > 2g", "where"), ("  avrage z > 1", "avrage"), ("select avg(z)", "select")]:
+        err = error(text, QueryNameError)
+        assert f"unknown aggregate {word!r}" in err.reason and err.column == text.index(word) + 1
+        assert "count" in err.reason and "find, top or newest" in err.reason
+    err = error("conut where z > 2g last", QueryNameError)
+    assert "did you mean count?" in err.reason
+    # a valid head with a later syntax error stays a syntax error
+    assert error("count where z > 2g last", QuerySyntaxError).column == len("count where z > 2g last") + 1

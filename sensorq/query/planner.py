@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import time as _time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Optional
@@ -74,11 +75,33 @@ def plan_query(text: str, streams: Mapping[str, Stream], newest_ns: Callable[[st
     if now_policy not in ("data", "clock"):
         raise QueryError(f"now_policy must be 'data' or 'clock', not {now_policy!r}")
     text = normalise_text(text)
-    tree = parse(text)
+    try:
+        tree = parse(text)
+    except QuerySyntaxError:
+        _check_head(text)   # "where z > 2g" is better told "unknown aggregate" than "unexpected >"
+        raise
     try:
         return _Planner(text, streams, newest_ns, now_policy, clock_ns).plan(tree)
     except RecursionError:
         raise too_deep(text) from None
+
+
+def _check_head(text: str) -> None:
+    """A QueryNameError when the first word cannot start a query."""
+    match = re.match(r"\s*([A-Za-z_]\w*)", text)
+    if not match:
+        return
+    word = match.group(1).lower()
+    heads = {*AGGREGATE_ALIASES, "find", "top", "newest", "score"}
+    if word in heads or re.fullmatch(r"p\d+", word):
+        return
+    raise _unknown_aggregate(match.group(1), text, match.start(1))
+
+
+def _unknown_aggregate(name: str, text: str, pos: int) -> QueryNameError:
+    hint = _did_you_mean(name.lower(), [*AGGREGATE_ALIASES, "find", "top", "newest"])
+    return QueryNameError(f"unknown aggregate {name!r}{hint}; a query starts with one of "
+                          f"{KNOWN_AGGREGATES}, or with find, top or newest", text, pos + 1)
 
 
 def result_unit(aggregate: str, unit: str) -> str:
@@ -224,9 +247,7 @@ class _Planner:
                 self.fail(QueryTypeError, f"{tree.name}: a percentile is between 0 and 100", tree.name_pos)
             return "percentile", p
         if name not in AGGREGATE_ALIASES:
-            hint = _did_you_mean(name, AGGREGATE_ALIASES)
-            self.fail(QueryNameError, f"unknown aggregate {tree.name!r}{hint}; known: {KNOWN_AGGREGATES}, "
-                      f"and the queries find, top, newest", tree.name_pos)
+            raise _unknown_aggregate(tree.name, self.text, tree.name_pos)
         aggregate = AGGREGATE_ALIASES[name]
         return aggregate, 50.0 if aggregate == "median" else 0.0
 
