@@ -220,31 +220,47 @@ class Cache:
         return True
 
     def _index_records(self, segment: Segment, records, data: bytes, base: int) -> None:
-        """Verify every record's block and add it to its stream's index."""
+        """Verify every record's block and add it to its stream's index.  The zstd
+        blocks of one scan are decompressed into one shared buffer, so the engine
+        can read them in place like a mapped segment."""
         raw = np.frombuffer(data, np.uint8)
-        for rec in records:
+        zbuffer, zkey, zplace = self._decompress_frames(records, raw, base)
+        for j, rec in enumerate(records):
             where = f"segment {segment.path.name}, record at offset {rec.start}"
             try:
-                block, offset, key = self._record_block(rec, raw, base, segment)
-                info = parse_block(block, 0 if key < 0 else rec.payload_start - base,
-                                   rec.payload_len if key > 0 else len(block))
+                if rec.rec_type == REC_BLOCK:
+                    info = parse_block(raw, rec.payload_start - base, rec.payload_len)
+                    key, offset = segment.number, rec.payload_start
+                else:
+                    place = zplace[j]
+                    if isinstance(place, str):
+                        raise CorruptDataError(place)
+                    info = parse_block(zbuffer, place[0], place[1])
+                    key, offset = zkey, place[0]
             except SensorqError as exc:
                 self._problems.append(f"{where}: {exc}; skipped")
                 continue
             self._index_block(segment, info, offset, key, rec.size, where)
 
-    def _record_block(self, rec, raw: np.ndarray, base: int, segment: Segment):
-        """(array holding the block, its offset in the buffer, buffer key)."""
-        if rec.rec_type == REC_BLOCK:
-            return raw, rec.payload_start, segment.number
-        payload = raw[rec.payload_start - base:rec.end - base]
-        try:
-            block = self._decompressor.decompress(payload.tobytes(), max_output_size=MAX_BLOCK_BYTES)
-        except zstandard.ZstdError as exc:
-            raise CorruptDataError(f"zstd frame does not decompress ({exc})") from None
-        array = np.frombuffer(block, np.uint8)
-        key = self._new_zkey(array)
-        return array, 0, key
+    def _decompress_frames(self, records, raw: np.ndarray, base: int):
+        """(joined buffer, its key, {record position: (offset, length) or error text})."""
+        pieces, place, at = [], {}, 0
+        for j, rec in enumerate(records):
+            if rec.rec_type != REC_BLOCK_ZSTD:
+                continue
+            payload = raw[rec.payload_start - base:rec.end - base]
+            try:
+                block = self._decompressor.decompress(payload.tobytes(), max_output_size=MAX_BLOCK_BYTES)
+            except zstandard.ZstdError as exc:
+                place[j] = f"zstd frame does not decompress ({exc})"
+                continue
+            pieces.append(block)
+            place[j] = (at, len(block))
+            at += len(block)
+        if not pieces:
+            return None, 0, place
+        joined = np.frombuffer(b"".join(pieces), np.uint8)
+        return joined, self._new_zkey(joined), place
 
     def _index_block(self, segment: Segment, info, offset: int, key: int, stored: int,
                      where: str) -> None:
@@ -252,7 +268,6 @@ class Cache:
         problem = self._block_mismatch(stream, info)
         if problem:
             self._problems.append(f"{where}: {problem}; skipped")
-            self._zbuffers.pop(key, None)
             return
         sid = stream.stream_id
         self._blocks[sid].add(info, offset, key, segment.number, stored)
@@ -428,7 +443,12 @@ class Cache:
         return blocks
 
     def _write_blocks(self, st: Stream, blocks: list[bytes]) -> None:
+        """Write sealed blocks as records and index them.  Blocks stored zstd-wrapped
+        are served from one in-memory copy of the batch (one buffer key per segment,
+        so eviction of a segment releases its keys)."""
         sid = st.stream_id
+        batch = np.frombuffer(b"".join(blocks), np.uint8) if len(blocks) > 1 else None
+        at, zkey, zsegment = 0, 0, None
         for block in blocks:
             info = parse_block(block)        # check our own output before it becomes durable
             payload, rec_type = self._wrap(block)
@@ -437,13 +457,18 @@ class Cache:
             self._pwrite(segment, record)
             if rec_type == REC_BLOCK:
                 key, offset = segment.number, segment.valid_end + RECORD_HEADER_SIZE
-            else:
+            elif batch is None:
                 key, offset = self._new_zkey(np.frombuffer(block, np.uint8)), 0
+            else:
+                if zsegment is not segment:
+                    zkey, zsegment = self._new_zkey(batch), segment
+                key, offset = zkey, at
             self._blocks[sid].add(info, offset, key, segment.number, len(record))
             self._next_seq[sid] = info.seq + 1
             segment.valid_end += len(record)
             segment.file_size = segment.valid_end
             segment.note_block(sid, info.t_last)
+            at += len(block)
         if blocks:
             self._apply_retention()
 
