@@ -507,6 +507,8 @@ def test_aggregate_options():
     ("avg z last 0s", "0s", QueryTypeError),
     ("avg z last 10", "10", QueryUnitError),
     ("avg z last 10g", "10g", QueryUnitError),
+    ("avg z last 1h30", "1h30", QueryUnitError),
+    ("avg z last 1h30g", "1h30g", QueryUnitError),
     ("avg z by 0ms", "0ms", QueryTypeError),
     ("avg z by 1m fill(sideways)", "fill", QueryNameError),
     ("avg z where z > 1 where z < 2", "where z < 2", QuerySyntaxError),
@@ -608,7 +610,9 @@ def test_empty_stream_gives_empty_windows_not_errors():
 def test_durations_are_exact():
     for literal, ns in [("1.1s", 1_100_000_000), ("250ms", 250_000_000), ("10m", 600_000_000_000),
                         ("10min", 600_000_000_000), ("2h", 7_200_000_000_000), ("1d", 86_400_000_000_000),
-                        ("1.5us", 1_500), ("7ns", 7), ("0.1s", 100_000_000)]:
+                        ("1.5us", 1_500), ("7ns", 7), ("0.1s", 100_000_000),
+                        ("1h30m", 90 * MIN), ("2m30s", 150_000_000_000), ("1d12h", 36 * 60 * MIN),
+                        ("1s500ms", 1_500_000_000)]:
         assert plan(f"avg temp by {literal}").bucket_ns == ns, literal
 
 

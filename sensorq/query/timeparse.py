@@ -1,7 +1,7 @@
 """Durations and points in time, in exact integer nanoseconds.
 
 * durations: a number and one of ns, us, ms, s, m (minutes), min, h, d —
-  ``10m``, ``1.5s``, ``250ms``;
+  ``10m``, ``1.5s``, ``250ms`` — or several of these run together, ``1h30m``;
 * epoch times: a number and one of s, ms, us, ns — ``1700000000s``;
 * ISO 8601 dates and times: ``2026-11-24``, ``2026-11-24 11:50``,
   ``2026-11-24T11:50:00.250Z``, ``2026-11-24T12:50+01:00`` (no zone = UTC).
@@ -43,10 +43,26 @@ def duration_ns(number: Number, query: str, what: str = "a duration") -> int:
         raise QueryUnitError(f"{what} needs a unit: {number.source}s, {number.source}ms, "
                              f"{number.source}m (minutes), ... (units: ns, us, ms, s, m, min, h, d)",
                              query, number.pos + 1)
-    if number.unit not in NS_PER_UNIT:
+    if number.unit in NS_PER_UNIT:
+        return _check_int64(_round_ns(number.exact * NS_PER_UNIT[number.unit]), number, query)
+    compound = _compound_ns(number)
+    if compound is None:
         raise QueryUnitError(f"{number.unit!r} is not a unit of time for {what}; use ns, us, ms, s, "
-                             f"m (minutes), min, h or d", query, number.pos + 1)
-    return _check_int64(_round_ns(number.exact * NS_PER_UNIT[number.unit]), number, query)
+                             f"m (minutes), min, h or d (or combine them: 1h30m)", query, number.pos + 1)
+    return _check_int64(compound, number, query)
+
+
+_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|min|s|m|h|d)")
+
+
+def _compound_ns(number: Number) -> int | None:
+    """``1h30m``, ``2m30s``, ``1d12h``: a sum of parts, each a number and a unit."""
+    text = number.text + number.unit
+    parts = _PART_RE.findall(text)
+    if not parts or "".join(value + unit for value, unit in parts) != text:
+        return None
+    total = sum(Fraction(value) * NS_PER_UNIT[unit] for value, unit in parts)
+    return _round_ns(-total if number.negative else total)
 
 
 def epoch_ns(number: Number, query: str) -> int:
