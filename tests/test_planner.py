@@ -7,7 +7,6 @@ comparing with numpy's own comparison of the physical values.
 """
 from __future__ import annotations
 
-import math
 import operator
 import re
 from fractions import Fraction

@@ -28,8 +28,7 @@ from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from ..errors import (QueryError, QueryNameError, QuerySyntaxError, QueryTypeError, QueryUnitError,
-                      SchemaError)
+from ..errors import QueryError, QueryNameError, QuerySyntaxError, QueryTypeError, QueryUnitError
 from ..schema import Channel, Stream
 from ..units import DIMENSIONLESS, Unit, convert, convert_interval, is_unit, known_units, parse_unit
 from . import expressions as ast
