@@ -5,6 +5,37 @@
 
 static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
 
+/* ---- packed little-endian integers ----------------------------------------- */
+
+uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
+{
+    uint64_t v = 0;
+    while (nbytes--) {
+        v = (v << 8) | p[nbytes];
+    }
+    return v;
+}
+
+void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
+{
+    unsigned i;
+    for (i = 0; i < nbytes; i++) {
+        p[i] = (uint8_t)(v >> (8u * i));
+    }
+}
+
+int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
+{
+    unsigned shift = 64u - 8u * nbytes;
+    if (shift == 0) {
+        return (int64_t)v;
+    }
+    v <<= shift;
+    /* arithmetic shift by hand: a right shift of a negative value is
+     * implementation-defined in C99 */
+    return (v >> 63) ? (int64_t)~(~v >> shift) : (int64_t)(v >> shift);
+}
+
 /* ---- bit streams (LSB-first) --------------------------------------------- */
 
 /* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */

@@ -12,36 +12,14 @@
 #define SQ_CODEC_ZERO 0x20u
 #define SQ_RICE 0x80u
 
-/* Little-endian load of nbytes (1..8) packed bytes; no alignment assumed. */
-static inline uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
-{
-    uint64_t v = 0;
-    while (nbytes--) {
-        v = (v << 8) | p[nbytes];
-    }
-    return v;
-}
-
-static inline void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
-{
-    unsigned i;
-    for (i = 0; i < nbytes; i++) {
-        p[i] = (uint8_t)(v >> (8u * i));
-    }
-}
+/* Little-endian load / store of nbytes (1..8) packed bytes; no alignment
+ * assumed.  Out of line on purpose: they are called from many places, and
+ * flash is the scarcer resource. */
+uint64_t sq_get_le(const uint8_t *p, unsigned nbytes);
+void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes);
 
 /* Sign-extend the low 8*nbytes bits of v. */
-static inline int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
-{
-    unsigned shift = 64u - 8u * nbytes;
-    if (shift == 0) {
-        return (int64_t)v;
-    }
-    v <<= shift;
-    /* arithmetic shift done by hand: right shift of a negative value is
-     * implementation-defined in C99 */
-    return (v >> 63) ? (int64_t)~(~v >> shift) : (int64_t)(v >> shift);
-}
+int64_t sq_sign_extend(uint64_t v, unsigned nbytes);
 
 static inline unsigned sq_dtype_bytes(uint8_t dtype)
 {

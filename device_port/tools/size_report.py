@@ -27,30 +27,23 @@ CHAINS = {
 
 
 def sizes(objs: list[str]) -> list[tuple[str, int, int, int]]:
+    """(object, text+rodata, data, bss) from `arm-none-eabi-size -A`."""
     out = subprocess.run(["arm-none-eabi-size", "-A", *objs], capture_output=True, text=True,
                          check=True).stdout
-    rows, name, text, data, bss = [], None, 0, 0, 0
-    for line in out.splitlines() + [""]:
-        if line.endswith(":") and "section" not in line:
-            continue
-        if " :section" in line or line.startswith(tuple(objs)):
-            pass
+    rows: list[list] = []
+    for line in out.splitlines():
         parts = line.split()
-        if line and line.split(" ")[0] in objs:
-            if name:
-                rows.append((name, text, data, bss))
-            name, text, data, bss = Path(line.split(" ")[0]).name, 0, 0, 0
-        elif len(parts) >= 2 and parts[1].isdigit():
-            sec, size = parts[0], int(parts[1])
-            if sec.startswith((".text", ".rodata")):
-                text += size
-            elif sec.startswith(".data"):
-                data += size
-            elif sec.startswith(".bss") or sec.startswith("COMMON"):
-                bss += size
-    if name:
-        rows.append((name, text, data, bss))
-    return rows
+        if line.rstrip().endswith(":") and parts:
+            rows.append([Path(parts[0]).name, 0, 0, 0])
+        elif rows and len(parts) >= 2 and parts[1].isdigit():
+            section, size = parts[0], int(parts[1])
+            if section.startswith((".text", ".rodata")):
+                rows[-1][1] += size
+            elif section.startswith(".data"):
+                rows[-1][2] += size
+            elif section.startswith(".bss"):
+                rows[-1][3] += size
+    return [tuple(r) for r in rows]
 
 
 def stack_frames(build: Path) -> dict[str, int]:

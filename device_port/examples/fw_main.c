@@ -1,0 +1,164 @@
+/* Example firmware: a sensor loop over a test vector, under QEMU (-M microbit).
+ *
+ * Reads vector.bin through semihosting (format: tests/vectors/README.md and
+ * sensorq/device/vectors.py): the stream's channels, block size and ring
+ * region size, the samples, and compiled queries with the "now" to run them
+ * at.  Appends every sample to a ring in a static region (timing each append
+ * with SysTick), runs every query, and writes:
+ *   answers.txt   one line per query: status value has_value count skipped answered decoded scanned
+ *                 then "append_ticks <sum> <max> <n>", "query_ticks <sum>", "stack <bytes>"
+ *   blocks.bin    every sealed block in the ring, oldest first (the export)
+ * Exit status: 0, or 1 + the step that failed. */
+#include <stdint.h>
+
+#include "semihost.h"
+#include "sensorq.h"
+
+#define REGION_MAX 10240u
+#define CODE_MAX 512u
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+
+size_t stack_high_water(void);
+
+static uint8_t region[REGION_MAX];
+static sq_ring ring;
+static uint8_t code[CODE_MAX];
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int64_t get_i64(const uint8_t *p)
+{
+    return (int64_t)((uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32);
+}
+
+static uint32_t ticks_since(uint32_t start)
+{
+    return (start - SYST_CVR) & 0xFFFFFFu;     /* SysTick counts down, 24 bits */
+}
+
+static void write_pair(int out, const char *label, long long a)
+{
+    sh_write_text(out, label);
+    sh_write_int(out, a);
+}
+
+static int append_samples(int in, int out, uint32_t n_samples, uint32_t n_channels)
+{
+    uint8_t row[8u * (1u + SQ_MAX_CHANNELS)];
+    int64_t values[SQ_MAX_CHANNELS];
+    uint32_t i, c, total = 0, worst = 0;
+    for (i = 0; i < n_samples; i++) {
+        uint32_t start, spent;
+        int err;
+        if (sh_read(in, row, 8u * (1u + n_channels))) {
+            return 3;
+        }
+        for (c = 0; c < n_channels; c++) {
+            values[c] = get_i64(row + 8u * (1u + c));
+        }
+        start = SYST_CVR;
+        err = sq_ring_append(&ring, get_i64(row), values);
+        spent = ticks_since(start);
+        if (err != SQ_OK) {
+            return 4;
+        }
+        total += spent;
+        worst = spent > worst ? spent : worst;
+    }
+    write_pair(out, "append_ticks ", total);
+    write_pair(out, " ", worst);
+    write_pair(out, " ", n_samples);
+    sh_write_text(out, "\n");
+    return 0;
+}
+
+static int run_queries(int in, int out, uint32_t n_queries)
+{
+    uint8_t head[12];
+    uint32_t q, total = 0;
+    for (q = 0; q < n_queries; q++) {
+        sq_result res;
+        uint32_t len, start;
+        int err;
+        if (sh_read(in, head, 12)) {
+            return 5;
+        }
+        len = get_u32(head);
+        if (len > CODE_MAX || sh_read(in, code, len)) {
+            return 6;
+        }
+        start = SYST_CVR;
+        err = sq_query_run(code, len, &ring, get_i64(head + 4), &res);
+        total += ticks_since(start);
+        write_pair(out, "", err);
+        write_pair(out, " ", res.value);
+        write_pair(out, " ", res.has_value);
+        write_pair(out, " ", res.count);
+        write_pair(out, " ", res.blocks_skipped);
+        write_pair(out, " ", res.blocks_answered);
+        write_pair(out, " ", res.blocks_decoded);
+        write_pair(out, " ", res.samples_scanned);
+        sh_write_text(out, "\n");
+    }
+    write_pair(out, "query_ticks ", total);
+    sh_write_text(out, "\n");
+    return 0;
+}
+
+static int export_blocks(void)
+{
+    sq_ring_iter it;
+    const uint8_t *block;
+    size_t len;
+    int out = sh_open("blocks.bin", 5);
+    if (out < 0) {
+        return 7;
+    }
+    sq_ring_iter_begin(&ring, &it);
+    while (sq_ring_next(&ring, &it, &block, &len) == SQ_OK && block) {
+        sh_write(out, block, len);
+    }
+    sh_close(out);
+    return 0;
+}
+
+int main(void)
+{
+    uint8_t head[32];
+    sq_stream_cfg cfg;
+    uint32_t c, region_len;
+    int in = sh_open("vector.bin", 1), out = sh_open("answers.txt", 5), step;
+    if (in < 0 || out < 0 || sh_read(in, head, 32) || get_u32(head) != 0x31565153u) {
+        return 1;
+    }
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 5u;                             /* enable, processor clock */
+    cfg.n_channels = (uint8_t)get_u32(head + 4);
+    for (c = 0; c < SQ_MAX_CHANNELS; c++) {
+        cfg.dtype[c] = head[8 + c];
+    }
+    cfg.block_samples = get_u32(head + 16);
+    cfg.stream_id = 0;
+    region_len = get_u32(head + 20);
+    if (region_len > REGION_MAX || sq_ring_init(&ring, region, region_len, &cfg) != SQ_OK) {
+        return 2;
+    }
+    step = append_samples(in, out, get_u32(head + 24), cfg.n_channels);
+    if (!step) {
+        step = run_queries(in, out, get_u32(head + 28));
+    }
+    if (!step) {
+        step = export_blocks();
+    }
+    write_pair(out, "stack ", (long long)stack_high_water());
+    sh_write_text(out, "\n");
+    sh_close(out);
+    sh_close(in);
+    return step;
+}
