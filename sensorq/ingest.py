@@ -14,14 +14,15 @@
   every cell is an integer, else float64; an empty cell is a missing value
   (NaN, so its column is float64).  An existing stream must have exactly the
   file's columns.
-* The file is read twice for a new stream (types first, then data) and once
-  for an existing one, in chunks of 100 000 rows: memory does not grow with the
-  file.  A cell that is not a number or a time raises DataError naming the file,
+* The file is read in chunks of 100 000 rows.  For a new stream a first pass
+  finds the types; files up to 64 MB keep that pass's parsed numbers, larger
+  ones are read twice, so memory does not grow with the file.  A cell that is not a number or a time raises DataError naming the file,
   the line and the column; rows before the bad chunk are already appended.
 """
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import warnings
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .errors import DataError, OutOfOrderError, SchemaError, ValueRangeError
 from .schema import Channel
 
 CHUNK_ROWS = 100_000
+KEEP_PARSED_BYTES = 64 * 1024 * 1024   # files up to this size are parsed once, not twice
 TIME_UNITS_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 INT_TYPES = ("int16", "int32", "int64")
 _ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
@@ -57,44 +59,75 @@ class _Layout:
 
 
 class _Reader:
-    """Rows of a CSV file in chunks, with line numbers and bytes read."""
+    """A CSV file in chunks of rows: (columns as arrays of cell text, line numbers).
+
+    A chunk without quotes is split with str.split (no Python work per row); a
+    chunk with quotes, blank lines or ragged rows goes through the csv module,
+    which also finds the line at fault."""
 
     def __init__(self, path: Path):
         self.path = path
         self.total = path.stat().st_size
         self.done = 0
 
-    def _lines(self, f):
-        for line in f:
-            self.done += len(line)
-            yield line
+    def header(self) -> list[str]:
+        with open(self.path, newline="", encoding="utf-8-sig") as f:
+            try:
+                first = f.readline()
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{self.path}: line 1: not UTF-8 text ({exc})") from None
+        if not first.strip():
+            raise DataError(f"{self.path}: the file is empty (no header line)")
+        try:
+            return next(csv.reader([first]))
+        except csv.Error as exc:
+            raise DataError(f"{self.path}: line 1: not readable as CSV ({exc})") from None
 
-    def chunks(self):
-        """(header, [(rows, line numbers)]...) in chunks of CHUNK_ROWS rows."""
-        with open(self.path, newline="", encoding="utf-8-sig", errors="strict") as f:
-            reader = csv.reader(self._lines(f))
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise DataError(f"{self.path}: the file is empty") from None
-            except (UnicodeDecodeError, csv.Error) as exc:
-                raise DataError(f"{self.path}: line 1: not readable as CSV ({exc})") from None
-            yield header
-            rows, lines = [], []
-            try:
-                for row in reader:
-                    if not row:
-                        continue              # blank line
-                    rows.append(row)
-                    lines.append(reader.line_num)
-                    if len(rows) == CHUNK_ROWS:
-                        yield rows, lines
-                        rows, lines = [], []
-            except (UnicodeDecodeError, csv.Error) as exc:
-                raise DataError(f"{self.path}: line {reader.line_num + 1}: not readable as CSV "
-                                f"({exc})") from None
-            if rows:
-                yield rows, lines
+    def chunks(self, width: int):
+        with open(self.path, newline="", encoding="utf-8-sig") as f:
+            self.done = len(f.readline().encode("utf-8"))
+            line_no = 2
+            while True:
+                try:
+                    lines = list(itertools.islice(f, CHUNK_ROWS))
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{self.path}: near line {line_no}: not UTF-8 text ({exc})") from None
+                if not lines:
+                    return
+                self.done += sum(map(len, lines))
+                columns, numbers = self._split(lines, line_no, width)
+                if numbers.size:
+                    yield columns, numbers
+                line_no += len(lines)
+
+    def _split(self, lines: list[str], first_line: int, width: int):
+        text = "".join(lines).replace("\r\n", "\n")
+        if text.endswith("\n"):
+            text = text[:-1]
+        if '"' not in text:
+            cells = text.replace("\n", ",").split(",")
+            if len(cells) == len(lines) * width:
+                table = np.array(cells, dtype=str).reshape(len(lines), width)
+                return [table[:, i] for i in range(width)], first_line + np.arange(len(lines))
+        return self._split_csv(lines, first_line, width)
+
+    def _split_csv(self, lines: list[str], first_line: int, width: int):
+        rows, numbers = [], []
+        reader = csv.reader(lines)
+        try:
+            for row in reader:
+                line = first_line + reader.line_num - 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue                      # blank line
+                if len(row) != width:
+                    raise DataError(f"{self.path}: line {line}: {len(row)} cells, the header has {width}")
+                rows.append(row)
+                numbers.append(line)
+        except csv.Error as exc:
+            raise DataError(f"{self.path}: line {first_line + reader.line_num - 1}: not readable as "
+                            f"CSV ({exc})") from None
+        columns = [np.array(col, dtype=str) for col in zip(*rows)] if rows else []
+        return columns, np.array(numbers, np.int64)
 
 
 def ingest_csv(cache, path, stream: str | None = None, time_column: str | None = None,
@@ -107,14 +140,37 @@ def ingest_csv(cache, path, stream: str | None = None, time_column: str | None =
         raise DataError(f"{path}: no such file")
     if time_unit is not None and time_unit not in TIME_UNITS_NS:
         raise DataError(f"time unit {time_unit!r} is not one of {', '.join(TIME_UNITS_NS)}")
-    header = next(_Reader(path).chunks())
-    layout = _layout(path, header, time_column, exclude)
+    layout = _layout(path, _Reader(path).header(), time_column, exclude)
     name = stream or sanitize_name(path.stem)
+    kept = None
     if name in cache.streams:
         target = _check_existing(cache.streams[name], layout, units, path)
     else:
-        target = _create_stream(cache, name, layout, units or {}, path, time_unit)
-    return name, _append_file(cache, target, layout, path, time_unit, progress)
+        target, kept = _create_stream(cache, name, layout, units or {}, path, time_unit)
+    chunks = kept if kept is not None else _parsed_chunks(path, layout, time_unit)
+    return name, _append_chunks(cache, target, layout, chunks, path, progress)
+
+
+@dataclass
+class _Chunk:
+    t: np.ndarray                 # int64 ns
+    values: list[np.ndarray]      # one per channel, in layout order: int64 or float64
+    lines: np.ndarray             # line number of every row
+    bytes_done: int
+    bytes_total: int
+
+
+def _parsed_chunks(path: Path, layout: _Layout, time_unit):
+    """The file as _Chunks; an epoch unit guessed from the first chunk holds for all."""
+    reader = _Reader(path)
+    time_name = layout.header[layout.time_index]
+    unit = time_unit
+    for columns, lines in reader.chunks(len(layout.header)):
+        cells = columns[layout.time_index]
+        unit = unit or _guessed_unit(cells)
+        t = _times(cells, lines, path, time_name, unit)
+        values = [_numbers(columns[i], lines, path, layout.header[i]) for i in layout.channel_index]
+        yield _Chunk(t, values, lines, min(reader.done, reader.total), reader.total)
 
 
 def _layout(path: Path, header: list[str], time_column, exclude) -> _Layout:
@@ -157,43 +213,44 @@ def _unit_for(units: dict, name: str) -> str | None:
 
 
 def _create_stream(cache, name: str, layout: _Layout, units: dict, path: Path, time_unit):
+    """Survey the file, then define the stream; returns it and the parsed chunks
+    when the file is small enough to keep them (so it is parsed only once)."""
     unknown = [k for k in units if k != "*" and k not in layout.channel_names]
     if unknown:
         raise SchemaError(f"{path}: --unit names no column {unknown[0]!r}; "
                           f"columns: {', '.join(layout.channel_names)}")
-    dtypes, rate_hz = _survey(path, layout, time_unit)
+    dtypes, rate_hz, kept = _survey(path, layout, time_unit)
     channels = [Channel(n, dt, _unit_for(units, n) or "") for n, dt in zip(layout.channel_names, dtypes)]
-    return cache.create_stream(name, channels, rate_hz=rate_hz)
+    return cache.create_stream(name, channels, rate_hz=rate_hz), kept
 
 
-def _survey(path: Path, layout: _Layout, time_unit) -> tuple[list[str], float | None]:
-    """First pass: the storage type of every channel, and the mean sample rate."""
+def _survey(path: Path, layout: _Layout, time_unit):
+    """First pass: the storage type of every channel and the mean sample rate
+    (and the parsed chunks, if the file is at most KEEP_PARSED_BYTES)."""
+    keep = path.stat().st_size <= KEEP_PARSED_BYTES
+    kept: list[_Chunk] = []
     is_int = [True] * len(layout.channel_index)
     low = [0] * len(is_int)
     high = [0] * len(is_int)
     t_first = t_last = None
     rows_total = 0
-    chunks = _Reader(path).chunks()
-    next(chunks)
-    for rows, lines in chunks:
-        columns = _columns(rows, lines, layout, path)
-        for k, i in enumerate(layout.channel_index):
-            values = _numbers(columns[i], lines, path, layout.header[i])
+    for chunk in _parsed_chunks(path, layout, time_unit):
+        for k, values in enumerate(chunk.values):
             if is_int[k] and values.dtype.kind == "i":
-                if values.size:
-                    low[k] = min(low[k], int(values.min()))
-                    high[k] = max(high[k], int(values.max()))
+                low[k] = min(low[k], int(values.min()))
+                high[k] = max(high[k], int(values.max()))
             else:
                 is_int[k] = False
-        t = _times(columns[layout.time_index], lines, path, layout.header[layout.time_index], time_unit)
-        t_first = int(t[0]) if t_first is None else t_first
-        t_last = int(t[-1])
-        rows_total += len(rows)
+        t_first = int(chunk.t[0]) if t_first is None else t_first
+        t_last = int(chunk.t[-1])
+        rows_total += len(chunk.lines)
+        if keep:
+            kept.append(chunk)
     dtypes = [_smallest_int(lo, hi) if flag else "float64" for flag, lo, hi in zip(is_int, low, high)]
     rate = None
     if rows_total > 1 and t_last > t_first:
         rate = round(1e9 * (rows_total - 1) / (t_last - t_first), 6)
-    return dtypes, rate
+    return dtypes, rate, kept if keep else None
 
 
 def _smallest_int(low: int, high: int) -> str:
@@ -204,39 +261,24 @@ def _smallest_int(low: int, high: int) -> str:
     return "int64"
 
 
-def _append_file(cache, stream, layout: _Layout, path: Path, time_unit, progress) -> int:
-    reader = _Reader(path)
-    chunks = reader.chunks()
-    next(chunks)
+def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress) -> int:
     rows_done = 0
     last_ns = cache.newest_ns(stream.name)
-    column_of = dict(zip(layout.channel_names, layout.channel_index))
-    unit = time_unit
-    for rows, lines in chunks:
-        columns = _columns(rows, lines, layout, path)
-        time_name = layout.header[layout.time_index]
-        t = _times(columns[layout.time_index], lines, path, time_name, unit)
-        unit = unit or _guessed_unit(columns[layout.time_index])
-        _check_order(t, last_ns, lines, path, time_name)
+    position = {name: k for k, name in enumerate(layout.channel_names)}
+    time_name = layout.header[layout.time_index]
+    for chunk in chunks:
+        _check_order(chunk.t, last_ns, chunk.lines, path, time_name)
         values = {}
         for channel in stream.channels:
-            i = column_of[channel.name]
-            values[channel.name] = _fit(_numbers(columns[i], lines, path, layout.header[i]), channel,
-                                        lines, path, layout.header[i])
-        cache.append(stream.name, t, values)
-        last_ns = int(t[-1])
-        rows_done += len(rows)
+            k = position[channel.name]
+            values[channel.name] = _fit(chunk.values[k], channel, chunk.lines, path,
+                                        layout.header[layout.channel_index[k]])
+        cache.append(stream.name, chunk.t, values)
+        last_ns = int(chunk.t[-1])
+        rows_done += len(chunk.lines)
         if progress is not None:
-            progress(rows_done, min(reader.done, reader.total), reader.total)
+            progress(rows_done, chunk.bytes_done, chunk.bytes_total)
     return rows_done
-
-
-def _columns(rows: list[list[str]], lines: list[int], layout: _Layout, path: Path) -> list[np.ndarray]:
-    width = len(layout.header)
-    if any(len(r) != width for r in rows):
-        k = next(k for k, r in enumerate(rows) if len(r) != width)
-        raise DataError(f"{path}: line {lines[k]}: {len(rows[k])} cells, the header has {width}")
-    return [np.array(col, dtype=str) for col in zip(*rows)]
 
 
 def _numbers(cells: np.ndarray, lines: list[int], path: Path, column: str) -> np.ndarray:
