@@ -8,24 +8,30 @@ uint64 on purpose: numba turns a mix of uint64 and int64 into float64.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 U64 = np.uint64
 ZERO = np.uint64(0)
 ONE = np.uint64(1)
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
-# De Bruijn sequence for counting trailing zeros of a 64-bit word (LLVM's cttz
-# is not exposed by numba; this is portable and branch-free).
-_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_DEBRUIJN_TABLE = np.array([
-    0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4,
-    62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
-    63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
-    46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9, 13, 8, 7, 6], dtype=np.int64)
+@intrinsic
+def _cttz64(typingctx, value):
+    """LLVM's count-trailing-zeros (one instruction on x86-64 and ARMv8), which
+    numba does not expose; defined for a non-zero word only."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+    return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def low_mask(width):
     """The low ``width`` bits set (width 0..64)."""
     if width >= 64:
@@ -33,7 +39,7 @@ def low_mask(width):
     return (ONE << U64(width)) - ONE
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bit_length(v):
     """Bits needed to write the unsigned value v (0 for 0)."""
     n = 0
@@ -43,16 +49,15 @@ def bit_length(v):
     return n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def trailing_zeros(v):
     """Index of the lowest set bit of a non-zero word."""
-    isolated = v & (~v + ONE)
-    return _DEBRUIJN_TABLE[np.int64((isolated * _DEBRUIJN) >> U64(58))]
+    return np.int64(_cttz64(v))
 
 
 # --- writing -------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def put_bits(out, byte_pos, acc, n_acc, value, width):
     """Append the low ``width`` (0..64) bits of ``value``.  Returns the new
     (byte_pos, acc, n_acc); bytes are written to ``out`` a word at a time."""
@@ -73,7 +78,7 @@ def put_bits(out, byte_pos, acc, n_acc, value, width):
     return byte_pos, acc, total - 64
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def put_zeros(out, byte_pos, acc, n_acc, count):
     while count > 0:
         step = min(count, 32)
@@ -82,7 +87,7 @@ def put_zeros(out, byte_pos, acc, n_acc, count):
     return byte_pos, acc, n_acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def finish_bits(out, byte_pos, acc, n_acc):
     """Write the accumulator's remaining bits, padded to a byte.  Returns the end."""
     n_bytes = (n_acc + 7) // 8
@@ -93,7 +98,7 @@ def finish_bits(out, byte_pos, acc, n_acc):
 
 # --- reading -------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def load_word(buf, byte, end):
     """Eight bytes from ``byte`` as a little-endian word; bytes at or past ``end``
     read as zero."""
@@ -111,7 +116,7 @@ def load_word(buf, byte, end):
     return w
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def load_word_unchecked(buf, at):
     """Eight bytes at ``at`` (uint64) as a little-endian word; the caller has
     checked that they lie inside the section.  Unsigned indexing matters: it
@@ -123,7 +128,7 @@ def load_word_unchecked(buf, at):
     return w
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def get_bits(buf, start, end, bit_pos, width):
     """The ``width`` (0..64) bits at bit offset ``bit_pos`` of the stream that
     starts at byte ``start``; bytes at or past ``end`` read as zero (the caller

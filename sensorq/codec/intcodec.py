@@ -39,12 +39,12 @@ _RICE_QUOTIENT_CAP = 1 << 12
 
 # --- predictors ----------------------------------------------------------------
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def zigzag(d):
     return (d << ONE) ^ (ZERO - (d >> U64(63)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def unzigzag(u):
     return (u >> ONE) ^ (ZERO - (u & ONE))
 
@@ -302,7 +302,7 @@ def max_section_bytes(n: int) -> int:
 
 # --- decoding ------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _read_u64(buf, pos):
     return load_word(buf, pos, pos + 8)
 
@@ -335,7 +335,7 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
     return value, bit_pos + k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
     """Bit-unpack out[lo:hi] at ``width`` bits each.  Far from the section's
     end every value is one unaligned word load; near it, bytes are checked."""
@@ -356,7 +356,7 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
         bit_pos += width
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
     """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1."""
     mask = low_mask(k)

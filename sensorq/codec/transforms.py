@@ -98,7 +98,7 @@ def floatbits_words(bits, sign):
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def floatbits_from_word(w, sign):
     ones = (sign << ONE) - ONE if sign != SIGN64 else U64(0xFFFFFFFFFFFFFFFF)
     return (w ^ sign) if (w & sign) else (w ^ ones)
@@ -131,14 +131,14 @@ def float_values(words, n, mode, e, is32, out):
             out[i] = _f64_from_bits(floatbits_from_word(words[i], SIGN64))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _f64_from_bits(b):
     a = np.empty(1, np.uint64)
     a[0] = b
     return a.view(np.float64)[0]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _f32_from_bits(b):
     a = np.empty(1, np.uint32)
     a[0] = b

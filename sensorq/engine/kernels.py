@@ -27,7 +27,7 @@ F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST, F_MEAN, F_M2, F_TW_SUM, N_F = range(9)
 I_COUNT, I_TMIN, I_TMAX, I_TFIRST, I_TLAST, I_TW_NS, N_I = range(7)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _word_to_float(w, dtype, codec, power):
     if dtype < FLOAT32:
         return np.float64(np.int64(w))
@@ -109,14 +109,14 @@ def _init_slot(fp, ip, k):
     ip[k, I_TMAX] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _slot_of(t, slot_base, bucket0, bucket_ns):
     if bucket_ns <= 0:
         return slot_base
     return slot_base + (t // bucket_ns - bucket0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _add_sample(fp, ip, k, v, t, want_m2):
     c = ip[k, I_COUNT]
     if c == 0:

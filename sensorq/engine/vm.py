@@ -14,7 +14,7 @@ from .program import (ABS, ADD, AND, ARG, CMP, CONST, DIV, FALSE, LOAD, MAG, MUL
                       RAWCMP, SQRT, SUB, TRUE)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def compare(x, op, y):
     """x OP y; false whenever either side is NaN (also for !=)."""
     if x != x or y != y:
@@ -89,7 +89,7 @@ def run(code, consts, raw, scales, n, stack):
             top -= 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _binary(op, stack, top, n):
     x, y = stack[top - 1], stack[top]
     if op == ADD:
