@@ -19,9 +19,9 @@ from sensorq.query.parser import GRAMMAR_PATH, parse, parse_tree
 DOC = Path(__file__).resolve().parent.parent / "docs" / "query.md"
 
 
-def doc_examples() -> list[str]:
-    """Every line of every ```sensorq block of docs/query.md."""
-    blocks = re.findall(r"```sensorq\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+def doc_examples(kind: str = "sensorq") -> list[str]:
+    """Every line of every ```sensorq block (or ```sensorq-reserved) of docs/query.md."""
+    blocks = re.findall(rf"```{kind}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
@@ -38,10 +38,27 @@ def test_grammar_ships_inside_the_package():
 
 
 def test_doc_has_many_examples_and_each_parses():
-    examples = doc_examples()
+    examples = doc_examples() + doc_examples("sensorq-reserved")
     assert len(examples) >= 60
     for text in examples:
         parse(text)  # raises on the first that does not parse
+
+
+def test_doc_examples_use_every_rule_and_terminal_of_the_grammar():
+    """The doc shows every construct: each grammar alternative that can appear in a
+    tree, and each terminal, occurs in at least one example."""
+    from sensorq.query.parser import _lark
+    rules, terminals = set(), set()
+    for text in doc_examples() + doc_examples("sensorq-reserved"):
+        tree = parse_tree(text)
+        rules |= {sub.data for sub in tree.iter_subtrees()}
+        terminals |= {tok.type for tok in tree.scan_values(lambda v: True)}
+    grammar = _lark()
+    visible = {str(r.alias or r.origin.name) for r in grammar.rules
+               if not r.origin.name.startswith("_")      # lark's helpers for x* and x+
+               and (r.alias or not (r.options.expand1 and len(r.expansion) == 1))}
+    assert visible - rules == set()
+    assert {t.name for t in grammar.terminals} - terminals - {"WS"} == set()
 
 
 # --- query heads ---------------------------------------------------------------------

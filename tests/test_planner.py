@@ -122,6 +122,15 @@ def test_every_doc_example_plans_on_the_demo_schema():
                                   P.NewestQuery)), text
 
 
+def test_reserved_doc_examples_say_not_available():
+    blocks = re.findall(r"```sensorq-reserved\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    examples = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    assert examples
+    for text in examples:
+        with pytest.raises(QueryTypeError, match="not available yet"):
+            plan(text)
+
+
 def test_score_is_reserved():
     err = error("score anomaly over 2s hop 500ms from imu", QueryTypeError)
     assert "not available yet" in err.reason and err.column == 1
