@@ -127,3 +127,48 @@ def test_smaller_capacity_on_reopen_evicts(tmp_path):
         t, x = cache.read("s")
         assert t[-1] == T0 + (600_000 - 1) * MS
         assert np.array_equal(x["x"], noisy(600_000, 1)[-len(t):])
+
+
+def test_reader_follows_the_ring_with_refresh(tmp_path):
+    path = tmp_path / "c"
+    writer = sensorq.open(path, create=True, capacity="300KiB", compression="none")
+    writer.create_stream("s", [Channel("x", "int16"), Channel("k", "int64")], block_samples=700)
+    reader = sensorq.open(path, readonly=True)
+    k0 = 0
+    for i in range(25):
+        k = np.arange(k0, k0 + 9000, dtype=np.int64)
+        writer.append("s", T0 + k * MS, [noisy(9000, i), k])
+        writer.flush()
+        k0 += 9000
+        reader.refresh()
+        t, cols = reader.read("s")
+        wt, wcols = writer.read("s")
+        assert np.array_equal(t, wt) and np.array_equal(cols["k"], wcols["k"])
+        assert np.array_equal(cols["k"], np.arange(k0 - len(t), k0))    # a suffix, no gaps
+        assert reader.info()["problems"] == []
+    assert t[0] > T0                      # the ring has turned
+    writer.close()
+    reader.close()
+
+
+def test_torn_new_segment_removed_by_writer_does_not_hide_older_data(tmp_path):
+    path = tmp_path / "c"
+    with sensorq.open(path, create=True, capacity="1MiB", compression="none") as writer:
+        writer.create_stream("s", [Channel("k", "int64")], block_samples=500)
+        k = np.arange(200_000, dtype=np.int64)
+        writer.append("s", T0 + k * MS, [noisy(200_000, 3).astype(np.int64)])
+    segments = sorted(path.glob("segment-*.sqs"))
+    assert len(segments) >= 2
+    number = int(segments[-1].name[8:18]) + 1
+    torn = path / f"segment-{number:010d}.sqs"
+    torn.write_bytes(b"SQSG\x01")          # a crash right after creating the next segment
+    reader = sensorq.open(path, readonly=True)
+    before = reader.read("s")[0]
+    assert reader.info()["problems"] == []
+    with sensorq.open(path) as writer:
+        assert not torn.exists()
+        writer.append("s", [T0 + 10**12], [[5]])
+    reader.refresh()
+    t, cols = reader.read("s")
+    assert np.array_equal(t[:-1], before) and t[-1] == T0 + 10**12 and cols["k"][-1] == 5
+    reader.close()

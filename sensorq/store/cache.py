@@ -187,9 +187,14 @@ class Cache:
         """Load new segments and what was appended to known ones; forget deleted ones."""
         on_disk = self._segment_numbers()
         known = {s.number: s for s in self._segments}
-        gone = [n for n in known if n not in set(on_disk)]
-        if gone:
-            self._forget_through(max(gone))
+        present = set(on_disk)
+        for number in sorted(n for n in known if n not in present):
+            segment = known[number]
+            if segment.n_blocks == 0 and segment in self._segments:
+                segment.release()               # e.g. a torn new segment the writer removed
+                self._segments.remove(segment)
+            else:
+                self._forget_through(number)    # evicted: always the oldest
         known = {s.number: s for s in self._segments}
         newest_known = self._segments[-1].number if self._segments else 0
         for number in on_disk:
