@@ -165,8 +165,11 @@ def test_torn_new_segment_removed_by_writer_does_not_hide_older_data(tmp_path):
     reader = sensorq.open(path, readonly=True)
     before = reader.read("s")[0]
     assert reader.info()["problems"] == []
-    with sensorq.open(path) as writer:
+    with sensorq.open(path):
         assert not torn.exists()
+    reader.refresh()
+    assert np.array_equal(reader.read("s")[0], before)
+    with sensorq.open(path) as writer:
         writer.append("s", [T0 + 10**12], [[5]])
     reader.refresh()
     t, cols = reader.read("s")
