@@ -6,7 +6,8 @@
  * at.  Appends every sample to a ring in a static region (timing each append
  * with SysTick), runs every query, and writes:
  *   answers.txt   one line per query: status value has_value count skipped answered decoded scanned
- *                 then "append_ticks <sum> <max> <n>", "query_ticks <sum>", "stack <bytes>"
+ *                 and "calibration_ticks <ticks> <instructions>", "append_ticks <sum> <max> <n>",
+ *                 "query_ticks <sum>", "stack <bytes>"
  *   blocks.bin    every sealed block in the ring, oldest first (the export)
  * Exit status: 0, or 1 + the step that failed. */
 #include <stdint.h>
@@ -45,6 +46,17 @@ static void write_pair(int out, const char *label, long long a)
 {
     sh_write_text(out, label);
     sh_write_int(out, a);
+}
+
+/* SysTick ticks for a loop of known length (3 instructions a turn: subs, cmp
+ * and a taken branch), to turn ticks into instructions under -icount. */
+static void calibrate(int out)
+{
+    uint32_t turns = 100000u, start = SYST_CVR;
+    __asm__ volatile("1: sub %0, #1\n cmp %0, #0\n bne 1b" : "+l"(turns) : : "cc");
+    write_pair(out, "calibration_ticks ", ticks_since(start));
+    write_pair(out, " ", 300000);
+    sh_write_text(out, "\n");
 }
 
 static int append_samples(int in, int out, uint32_t n_samples, uint32_t n_channels)
@@ -139,6 +151,7 @@ int main(void)
     SYST_RVR = 0xFFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 5u;                             /* enable, processor clock */
+    calibrate(out);
     cfg.n_channels = (uint8_t)get_u32(head + 4);
     for (c = 0; c < SQ_MAX_CHANNELS; c++) {
         cfg.dtype[c] = head[8 + c];

@@ -5,35 +5,50 @@
 
 static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
 
-/* ---- packed little-endian integers ----------------------------------------- */
+/* ---- packed little-endian integers -----------------------------------------
+ * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
+ * variable 64-bit shift is a library call. */
 
-uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
+static uint32_t le32(const uint8_t *p, unsigned nbytes)
 {
-    uint64_t v = 0;
+    uint32_t v = 0;
     while (nbytes--) {
         v = (v << 8) | p[nbytes];
     }
     return v;
 }
 
+uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
+{
+    if (nbytes <= 4u) {
+        return le32(p, nbytes);
+    }
+    return (uint64_t)le32(p + 4, nbytes - 4u) << 32 | le32(p, 4);
+}
+
 void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
 {
+    uint32_t half = (uint32_t)v;
     unsigned i;
     for (i = 0; i < nbytes; i++) {
-        p[i] = (uint8_t)(v >> (8u * i));
+        if (i == 4u) {
+            half = (uint32_t)(v >> 32);
+        }
+        p[i] = (uint8_t)(half >> (8u * (i & 3u)));
     }
 }
 
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
 {
-    unsigned shift = 64u - 8u * nbytes;
-    if (shift == 0) {
+    static const uint32_t sign[4] = {0x80u, 0x8000u, 0, 0x80000000u};
+    uint32_t x = (uint32_t)v, s;
+    if (nbytes >= 8u) {
         return (int64_t)v;
     }
-    v <<= shift;
-    /* arithmetic shift by hand: a right shift of a negative value is
-     * implementation-defined in C99 */
-    return (v >> 63) ? (int64_t)~(~v >> shift) : (int64_t)(v >> shift);
+    s = sign[nbytes - 1u];
+    x &= s | (s - 1u);
+    /* x - 2s when the sign bit is set: the two's complement value */
+    return (x & s) ? (int64_t)x - 2 * (int64_t)s : (int64_t)x;
 }
 
 /* ---- bit streams (LSB-first) --------------------------------------------- */
@@ -41,28 +56,39 @@ int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
 /* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
 static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
 {
-    uint64_t v = 0;
-    unsigned got = 0, off = bit & 7u;
+    unsigned off = bit & 7u, nbytes = (off + w + 7u) / 8u;
+    uint64_t v;
     p += bit >> 3;
-    while (got < w) {
-        v |= (uint64_t)(*p++ >> off) << got;
-        got += 8u - off;
-        off = 0;
+    if (off + w <= 32u) {          /* the common case, in 32-bit arithmetic */
+        uint32_t x = le32(p, nbytes) >> off;
+        return w < 32u ? x & ((1u << w) - 1u) : x;
+    }
+    v = sq_get_le(p, nbytes < 8u ? nbytes : 8u) >> off;
+    if (nbytes == 9u) {
+        v |= (uint64_t)p[8] << (64u - off);
     }
     return w < 64u ? v & (((uint64_t)1 << w) - 1u) : v;
 }
 
-/* OR the w low bits of v (already < 2^w) in at bit offset `bit`. */
+/* OR the w low bits of v (already < 2^w) in at bit offset `bit`; the bytes
+ * after the first are still zero. */
 static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
 {
     unsigned off = bit & 7u;
     p += bit >> 3;
+    if (!w) {
+        return;
+    }
+    *p++ |= (uint8_t)((uint32_t)v << off);
+    if (w <= 8u - off) {
+        return;
+    }
+    w -= 8u - off;
+    v >>= 8u - off;
     while (w) {
-        unsigned take = 8u - off;
-        *p++ |= (uint8_t)(v << off);
-        v >>= take;
-        w = w > take ? w - take : 0u;
-        off = 0;
+        *p++ = (uint8_t)v;
+        v >>= 8;
+        w = w > 8u ? w - 8u : 0u;
     }
 }
 
@@ -399,23 +425,40 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
 
 /* ---- the fast encoder ---------------------------------------------------------- */
 
+/* Value i of a staged column as a word (sign-extended): the encoder's inner
+ * loop, so each width has its own straight-line path. */
 static uint64_t src_word(const sq_src *s, uint32_t i)
 {
-    return (uint64_t)sq_sign_extend(sq_get_le(s->data + (size_t)i * s->width, s->width), s->width);
+    const uint8_t *p = s->data + (size_t)i * s->width;
+    uint32_t x;
+    switch (s->width) {
+    case 1:
+        return (uint64_t)(int64_t)((p[0] & 0x80u) ? (int32_t)p[0] - 0x100 : (int32_t)p[0]);
+    case 2:
+        x = p[0] | (uint32_t)p[1] << 8;
+        return (uint64_t)(int64_t)((x & 0x8000u) ? (int32_t)x - 0x10000 : (int32_t)x);
+    case 4:
+        x = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        return (uint64_t)((x & 0x80000000u) ? (int64_t)x - 0x100000000 : (int64_t)x);
+    default:
+        x = p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        return (uint64_t)x << 32 | (p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+    }
 }
 
-/* Residual i of predictor `order` over y = word - base (differences need no base). */
-static uint64_t residual(const sq_src *s, uint64_t base, unsigned order, uint32_t i)
+/* Residual of predictor `order` for word w0 at index i, after w1 and w2
+ * (the words before it); order 0 is y = word - base, the differences need no
+ * base. */
+static uint64_t residual(unsigned order, uint32_t i, uint64_t w0, uint64_t w1, uint64_t w2,
+                         uint64_t base)
 {
-    uint64_t w0 = src_word(s, i), w1;
     if (order == 0 || i == 0) {
         return w0 - base;
     }
-    w1 = src_word(s, i - 1u);
     if (order == 1 || i == 1) {
         return zigzag(w0 - w1);
     }
-    return zigzag(w0 - 2u * w1 + src_word(s, i - 2u));
+    return zigzag(w0 - 2u * w1 + w2);
 }
 
 static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
@@ -431,35 +474,35 @@ static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
     return lo;
 }
 
-/* Bit width of mini-block m: the bit length of its largest residual. */
-static unsigned mini_width(const sq_src *s, uint64_t base, unsigned order, uint32_t m, uint32_t n)
-{
-    uint64_t biggest = 0;
-    uint32_t i, stop = (m + 1u) * SQ_MINI < n ? (m + 1u) * SQ_MINI : n;
-    for (i = m * SQ_MINI; i < stop; i++) {
-        uint64_t u = residual(s, base, order, i);
-        biggest = u > biggest ? u : biggest;
-    }
-    return bit_length(biggest);
-}
-
+/* One pass prices all three predictors: per mini-block, the bit length of
+ * the largest residual times the residuals in it. */
 uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec)
 {
     int all_equal;
-    uint64_t base = src_min(s, n, &all_equal);
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, best = 0, m;
+    uint64_t base = src_min(s, n, &all_equal), big[3] = {0, 0, 0}, w0, w1 = 0, w2 = 0;
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, bits[3] = {0, 0, 0}, best = 0, size, i;
     unsigned order;
     *codec = SQ_CODEC_ZERO;
     if (all_equal) {
         return 8;
     }
-    for (order = 0; order < 3u; order++) {
-        uint32_t bits = 0, size;
-        for (m = 0; m < n_mini; m++) {
-            uint32_t count = n - m * SQ_MINI < SQ_MINI ? n - m * SQ_MINI : SQ_MINI;
-            bits += count * mini_width(s, base, order, m, n);
+    for (i = 0; i < n; i++) {
+        w0 = src_word(s, i);
+        for (order = 0; order < 3u; order++) {
+            uint64_t u = residual(order, i, w0, w1, w2, base);
+            big[order] = u > big[order] ? u : big[order];
         }
-        size = 8u + n_mini + (bits + 7u) / 8u;
+        w2 = w1;
+        w1 = w0;
+        if ((i & (SQ_MINI - 1u)) == SQ_MINI - 1u || i == n - 1u) {
+            for (order = 0; order < 3u; order++) {
+                bits[order] += ((i & (SQ_MINI - 1u)) + 1u) * bit_length(big[order]);
+                big[order] = 0;
+            }
+        }
+    }
+    for (order = 0; order < 3u; order++) {
+        size = 8u + n_mini + (bits[order] + 7u) / 8u;
         if (order == 0 || size < best) {
             best = size;
             *codec = (uint8_t)order;
@@ -468,24 +511,39 @@ uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec)
     return best;
 }
 
+/* Two passes: the mini-block widths (written as the header bytes), then the
+ * residuals bit-packed at those widths. */
 uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint8_t *out)
 {
     int all_equal;
-    uint64_t base = src_min(s, n, &all_equal);
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, i, bit = 0;
+    uint64_t base = src_min(s, n, &all_equal), big = 0, w0, w1 = 0, w2 = 0;
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, i, bit = 0;
     unsigned order = codec & SQ_CODEC_ORDER;
-    uint8_t *bits = out + 8 + n_mini;
+    uint8_t *hdr = out + 8, *bits = out + 8 + n_mini;
     sq_put_le(out, base, 8);
     if (codec & SQ_CODEC_ZERO) {
         return 8;
     }
-    for (m = 0; m < n_mini; m++) {
-        unsigned w = mini_width(s, base, order, m, n);
-        uint32_t stop = (m + 1u) * SQ_MINI < n ? (m + 1u) * SQ_MINI : n;
-        out[8 + m] = (uint8_t)w;
-        for (i = m * SQ_MINI; i < stop; i++, bit += w) {
-            put_bits(bits, bit, residual(s, base, order, i), w);
+    for (i = 0; i < n; i++) {
+        uint64_t u;
+        w0 = src_word(s, i);
+        u = residual(order, i, w0, w1, w2, base);
+        big = u > big ? u : big;
+        w2 = w1;
+        w1 = w0;
+        if ((i & (SQ_MINI - 1u)) == SQ_MINI - 1u || i == n - 1u) {
+            hdr[i / SQ_MINI] = (uint8_t)bit_length(big);
+            big = 0;
         }
+    }
+    w1 = w2 = 0;
+    for (i = 0; i < n; i++) {
+        unsigned w = hdr[i / SQ_MINI];
+        w0 = src_word(s, i);
+        put_bits(bits, bit, residual(order, i, w0, w1, w2, base), w);
+        bit += w;
+        w2 = w1;
+        w1 = w0;
     }
     return 8u + n_mini + (bit + 7u) / 8u;
 }

@@ -155,17 +155,31 @@ static uint64_t gcd(uint64_t a, uint64_t b)
     return a;
 }
 
-/* Timestamps → time words k_i = (t_i - t_first) / tick, in place; returns tick. */
-static uint64_t time_to_words(uint8_t *t, uint32_t n, uint64_t first)
+/* Timestamps → time words k_i = (t_i - t_first) / tick, in place; returns
+ * tick.  The gcd of the offsets is the gcd of the steps between samples,
+ * and a regular clock makes every step equal to the tick: then no division
+ * runs at all (a 64-bit division is a slow library call on a Cortex-M0+). */
+static uint64_t time_to_words(uint8_t *t, uint32_t n)
 {
-    uint64_t tick = 0;
+    uint64_t tick = 0, prev = sq_get_le(t, 8), cur, step, k = 0;
     uint32_t i;
-    for (i = 0; i < n; i++) {
-        tick = gcd(sq_get_le(t + 8u * i, 8) - first, tick);
+    for (i = 1; i < n; i++) {
+        cur = sq_get_le(t + 8u * i, 8);
+        step = cur - prev;
+        prev = cur;
+        if (step && step != tick) {
+            tick = gcd(step, tick);
+        }
     }
     tick = tick ? tick : 1u;
-    for (i = 0; i < n; i++) {
-        sq_put_le(t + 8u * i, (sq_get_le(t + 8u * i, 8) - first) / tick, 8);
+    prev = sq_get_le(t, 8);
+    sq_put_le(t, 0, 8);
+    for (i = 1; i < n; i++) {
+        cur = sq_get_le(t + 8u * i, 8);
+        step = cur - prev;
+        prev = cur;
+        k += step == tick ? 1u : step / tick;
+        sq_put_le(t + 8u * i, k, 8);
     }
     return tick;
 }
@@ -209,7 +223,7 @@ int sq_ring_seal(sq_ring *r)
     src[0].data = staged_column(r, -1, &w);
     first = sq_get_le(src[0].data, 8);
     last = sq_get_le(src[0].data + 8u * (n - 1u), 8);
-    tick = time_to_words(r->staging, n, first);
+    tick = time_to_words(r->staging, n);
     len = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * r->cfg.n_channels + 4u;
     for (c = 0; c < n_cols; c++) {
         src[c].data = staged_column(r, (int)c - 1, &w);

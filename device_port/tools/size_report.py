@@ -20,8 +20,7 @@ CHAINS = {
                               "payload_next", "get_bits"],
     "sq_query_run (open)": ["sq_query_run", "run_block", "sq_col_open", "payload_end"],
     "sq_query_run (verify)": ["sq_query_run", "run_block", "sq_block_verify", "check_entries"],
-    "sq_ring_append (seal)": ["sq_ring_append", "sq_ring_seal", "sq_enc_write", "mini_width",
-                              "residual", "src_word"],
+    "sq_ring_append (seal)": ["sq_ring_append", "sq_ring_seal", "sq_enc_plan", "src_min", "src_word"],
     "sq_ring_append (stats)": ["sq_ring_append", "sq_ring_seal", "sq_enc_entry", "src_word"],
 }
 
