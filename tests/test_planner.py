@@ -191,6 +191,18 @@ def test_tests_no_stored_value_can_change_become_constants(text, value):
     assert where(f"count where {text}") == P.BoolConst(value)
 
 
+def test_literals_as_written_are_not_snapped_but_conversions_are():
+    # 1999.9999999999 is below 2000: "> 1999.9999999999" must let 2000 through
+    assert raw(where("count where x > 1999.9999999999")) == ("x", ">=", 2000.0)
+    assert raw(where("count where x < 1999.9999999999")) == ("x", "<=", 1999.0)
+    # 0.29 / 0.01 is 28.999999999999996 and 1.15 / 0.01 is 114.99999999999999 in floats;
+    # they mean exactly 29 and 115 raw
+    assert raw(where("count where temp > 0.29degC")) == ("temp", ">", 29.0)
+    assert raw(where("count where temp <= 1.15")) == ("temp", "<=", 115.0)
+    assert raw(where("count where temp >= 30degC")) == ("temp", ">=", 3000.0)
+    assert raw(where("count where x > 0.7 + 1299.3")) == ("x", ">", 1300.0)
+
+
 def test_constant_on_the_left_is_flipped():
     assert raw(where("count where 2g < z")) == ("z", ">", 2000.0)
     assert raw(where("count where 1999.5 >= z")) == ("z", "<=", 1999.0)
@@ -256,9 +268,10 @@ def test_scaled_channel_threshold_matches_exact_physical_comparison(whole, tenth
     g = Fraction("9.80665")
     to_si = {"mg": g / 1000, "g": g, "m/s^2": Fraction(1)}[unit]
     threshold_raw = number * to_si / Fraction(1, 1000)
-    # a threshold within the planner's 1e-9 snapping tolerance of an integer is that integer
+    # a converted threshold within the planner's 1e-12 snapping tolerance of an integer is
+    # that integer (literals of at most 6 significant digits never land that close otherwise)
     nearest = round(threshold_raw)
-    if nearest != threshold_raw and abs(threshold_raw - nearest) <= Fraction(1, 10 ** 9) * max(1, abs(nearest)):
+    if nearest != threshold_raw and abs(threshold_raw - nearest) <= Fraction(1, 10 ** 12) * max(1, abs(nearest)):
         threshold_raw = Fraction(nearest)
     expected = exact_compare(values, "==" if op == "=" else op, threshold_raw)
     assert np.array_equal(got, expected), (literal, op, pred, float(threshold_raw))

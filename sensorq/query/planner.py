@@ -58,7 +58,7 @@ TIME_CLAUSES = ("last", "since", "between")
 COMMON_UNITS = ("g", "mg", "m/s^2", "degC", "degF", "K", "Pa", "hPa", "bar", "V", "mV", "A", "W", "Hz",
                 "m", "mm", "km/h", "deg/s", "rpm", "%")
 MAX_RESULTS = 10_000_000    # top N, newest N, find first N: bounds the memory a result takes
-SNAP_TOLERANCE = 1e-9       # relative: 2g in mg is 1999.9999999999998 in floats; it means 2000
+SNAP_TOLERANCE = 1e-12      # relative: 0.29degC / 0.01 is 28.999999999999996; it means 29
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
@@ -130,6 +130,7 @@ class _Typed:
     flexible: bool        # a bare number: takes the unit of what it meets
     pos: int
     end: int
+    exact: bool = True    # a constant exactly as written (not converted or computed)
 
     @property
     def is_const(self) -> bool:
@@ -413,7 +414,8 @@ class _Planner:
             left, right = self.align(left, right, interval=True, what=node.op)
             if left.is_const and right.is_const:
                 value = left.expr.value + right.expr.value if node.op == "+" else left.expr.value - right.expr.value
-                return self.const_like(left, value, node, flexible=left.flexible and right.flexible)
+                return self.const_like(left, value, node, flexible=left.flexible and right.flexible,
+                                       exact=False)
             return self.like(left, BinaryOp(node.op, left.expr, right.expr, left.unit_text), node,
                              flexible=False)
         return self.multiply(node, left, right)
@@ -433,7 +435,7 @@ class _Planner:
         if left.is_const and right.is_const:
             a, b = left.expr.value, right.expr.value
             value = a * b if node.op == "*" else a / b
-            return _Typed(Const(value, unit_text), unit, unit_text, flexible, node.pos, node.end)
+            return _Typed(Const(value, unit_text), unit, unit_text, flexible, node.pos, node.end, False)
         return _Typed(BinaryOp(node.op, left.expr, right.expr, unit_text), unit, unit_text, False,
                       node.pos, node.end)
 
@@ -441,7 +443,7 @@ class _Planner:
         """50% → 0.5 and 3ppm → 3e-6 before they multiply anything."""
         if typed.is_const and typed.unit.dimension == DIMENSIONLESS and typed.unit.symbol:
             value = typed.unit.to_si(typed.expr.value)
-            return _Typed(Const(value, ""), parse_unit(""), "", True, typed.pos, typed.end)
+            return _Typed(Const(value, ""), parse_unit(""), "", True, typed.pos, typed.end, False)
         return typed
 
     def call(self, node: ast.Call) -> _Typed:
@@ -464,7 +466,8 @@ class _Planner:
         if arg.is_const:
             if arg.expr.value < 0:
                 self.fail(QueryTypeError, f"sqrt of a negative number ({self.source(arg)})", arg.pos)
-            return _Typed(Const(math.sqrt(arg.expr.value), ""), parse_unit(""), "", True, node.pos, node.end)
+            return _Typed(Const(math.sqrt(arg.expr.value), ""), parse_unit(""), "", True, node.pos,
+                          node.end, False)
         return _Typed(UnaryOp("sqrt", arg.expr, ""), parse_unit(""), "", False, node.pos, node.end)
 
     def magnitude(self, node: ast.Call, args: list[_Typed]) -> _Typed:
@@ -473,13 +476,16 @@ class _Planner:
         if all(a.is_const for a in aligned):
             value = math.sqrt(sum(a.expr.value ** 2 for a in aligned))
             return _Typed(Const(value, first.unit_text), first.unit, first.unit_text,
-                          first.flexible, node.pos, node.end)
+                          first.flexible, node.pos, node.end, False)
         return _Typed(Magnitude(tuple(a.expr for a in aligned), first.unit_text), first.unit,
                       first.unit_text, False, node.pos, node.end)
 
-    def const_like(self, base: _Typed, value: float, node, flexible: Optional[bool] = None) -> _Typed:
+    def const_like(self, base: _Typed, value: float, node, flexible: Optional[bool] = None,
+                   exact: Optional[bool] = None) -> _Typed:
         flexible = base.flexible if flexible is None else flexible
-        return _Typed(Const(value, base.unit_text), base.unit, base.unit_text, flexible, node.pos, node.end)
+        exact = base.exact if exact is None else exact
+        return _Typed(Const(value, base.unit_text), base.unit, base.unit_text, flexible, node.pos,
+                      node.end, exact)
 
     def like(self, base: _Typed, expr: ValueExpr, node, flexible: bool = False) -> _Typed:
         return _Typed(expr, base.unit, base.unit_text, flexible, node.pos, node.end)
@@ -521,7 +527,7 @@ class _Planner:
 
     def relabel(self, typed: _Typed, target: _Typed) -> _Typed:
         return _Typed(Const(typed.expr.value, target.unit_text), target.unit, target.unit_text, False,
-                      typed.pos, typed.end)
+                      typed.pos, typed.end, typed.exact)
 
     def convert_to(self, typed: _Typed, target: _Typed, interval: bool) -> _Typed:
         """``typed`` expressed in ``target``'s unit (same dimension)."""
@@ -529,7 +535,7 @@ class _Planner:
         if typed.is_const:
             value = _tidy(conv(typed.expr.value, typed.unit, target.unit))
             return _Typed(Const(value, target.unit_text), target.unit, target.unit_text, False,
-                          typed.pos, typed.end)
+                          typed.pos, typed.end, False)
         factor = _tidy(convert_interval(1.0, typed.unit, target.unit))
         expr: ValueExpr = BinaryOp("*", typed.expr, Const(factor, ""), target.unit_text)
         offset = 0.0 if interval else _tidy(convert(0.0, typed.unit, target.unit))
@@ -569,7 +575,7 @@ class _Planner:
         if isinstance(right.expr, ChannelRef) and left.is_const:
             left, right, op = right, left, _FLIP[op]
         if isinstance(left.expr, ChannelRef) and right.is_const:
-            return raw_compare(left.expr, op, right.expr.value)
+            return raw_compare(left.expr, op, right.expr.value, exact=right.exact)
         return Compare(op, left.expr, right.expr)
 
     def peak(self, node) -> Optional[_Typed]:
@@ -706,18 +712,20 @@ class _Planner:
 
 # --- integer normalisation of raw comparisons ------------------------------------------------
 
-def raw_compare(ref: ChannelRef, op: str, value: float) -> Predicate:
+def raw_compare(ref: ChannelRef, op: str, value: float, exact: bool = False) -> Predicate:
     """``channel OP value`` (value in the channel's unit) with the threshold in
-    stored units; on integer channels, snapped onto the integer grid."""
+    stored units; on integer channels, moved onto the integer grid.  ``exact``
+    says the value is a literal as written: then it is not snapped to a nearby
+    integer (dividing by a scale makes it inexact again)."""
     threshold = value / ref.scale if ref.scale != 1.0 else value
     if not ref.dtype.startswith("int"):
         if math.isnan(threshold):
             return BoolConst(op == "!=")
         return RawCompare(ref, op, float(threshold))
-    return _integer_compare(ref, op, threshold)
+    return _integer_compare(ref, op, threshold, snap=not (exact and ref.scale == 1.0))
 
 
-def _integer_compare(ref: ChannelRef, op: str, t: float) -> Predicate:
+def _integer_compare(ref: ChannelRef, op: str, t: float, snap: bool = True) -> Predicate:
     info = np.iinfo(ref.dtype)
     lo, hi = int(info.min), int(info.max)
     if math.isnan(t):
@@ -725,7 +733,7 @@ def _integer_compare(ref: ChannelRef, op: str, t: float) -> Predicate:
     if math.isinf(t):
         return BoolConst(_compare(op, 0.0, t))
     nearest = round(t)
-    if abs(t - nearest) <= SNAP_TOLERANCE * max(1.0, abs(t)):
+    if t == nearest or (snap and abs(t - nearest) <= SNAP_TOLERANCE * max(1.0, abs(t))):
         k = int(nearest)
     elif op in ("==", "!="):
         return BoolConst(op == "!=")       # no integer equals 1999.5
