@@ -130,9 +130,9 @@ def test_integer_codec_handles_wrapping_deltas(data):
     n = data.draw(st.integers(1, 300))
     extremes = st.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64 - 1])
     words = data.draw(hnp.arrays(np.uint64, n, elements=st.one_of(extremes, st.integers(0, 2**64 - 1))))
-    for compact in (True, False):
+    for compact, signed in ((True, False), (False, False), (True, True), (False, True)):
         out = np.zeros(max_section_bytes(n), np.uint8)
-        end, codec = encode_column(words, compact, compact, out, 0)
+        end, codec = encode_column(words, signed, compact, compact, out, 0)
         decoded = np.empty(n, np.uint64)
         status = decode_column(out, 0, end, n, codec, decoded, np.empty(n, np.uint64))
         assert status == 0

@@ -81,7 +81,7 @@ def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int
         raise ValueError(f"a block holds 1..{MAX_CHANNELS} channels, got {len(columns)}")
     compact = codec == "compact"
     tick, words = time_words(t)
-    time_section, time_codec = _encode_words(words, compact)
+    time_section, time_codec = _encode_words(words, False, compact)
     entries = np.zeros(len(columns), ENTRY_DTYPE)
     sections = [time_section]
     for i, column in enumerate(columns):
@@ -96,9 +96,9 @@ def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def _encode_words(words: np.ndarray, compact: bool) -> tuple[bytes, int]:
+def _encode_words(words: np.ndarray, signed: bool, compact: bool) -> tuple[bytes, int]:
     out = np.zeros(max_section_bytes(words.shape[0]), np.uint8)
-    end, codec_bits = encode_column(words, compact, compact, out, 0)
+    end, codec_bits = encode_column(words, signed, compact, compact, out, 0)
     return out[:end].tobytes(), int(codec_bits)
 
 
@@ -120,7 +120,7 @@ def _encode_channel(column: np.ndarray, n: int, compact: bool):
         mode, words = 0, values.view(np.uint64)
         stats = int_stats(values)
         stat_values = np.array(stats[4:], np.int64)
-    section, codec_bits = _encode_words(words, compact)
+    section, codec_bits = _encode_words(words, mode != FLOATBITS, compact)
     entry["codec"] = codec_bits | mode
     entry["data_len"] = len(section)
     entry["count"], entry["flags"], entry["idx_min"], entry["idx_max"] = stats[:4]

@@ -237,12 +237,15 @@ def _dictionary(y):
 
 
 @njit(cache=True)
-def encode_column(words, allow_dict, allow_rice, out, pos):
+def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """Write the column section for ``words`` (uint64) at out[pos:].
 
+    ``signed``: the words are int64 values (integer channels, decimal
+    mantissas), whose smallest is the base in signed order; otherwise (time
+    offsets, float bit patterns) in unsigned order.
     Returns (end offset, codec bits: predictor | DICT | ZERO_RESIDUALS)."""
     n = words.shape[0]
-    base = words.min()
+    base = U64(words.view(np.int64).min()) if signed else words.min()
     y = words - base
     _write_u64(out, pos, base)
     pos += 8
@@ -252,7 +255,7 @@ def encode_column(words, allow_dict, allow_rice, out, pos):
     headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
     exact = not allow_dict
     order, size = _best_order(y, exact, allow_rice, u, headers)
-    if allow_dict:
+    if allow_dict and _dictionary_may_pay(y):
         entries, ranks = _dictionary(y)
         dict_bytes = _dictionary_bytes(entries, allow_rice)
         if dict_bytes < size:
@@ -262,6 +265,25 @@ def encode_column(words, allow_dict, allow_rice, out, pos):
                 end = _write_payload(ranks, dict_order, allow_rice, u, headers, out, pos)
                 return end, dict_order | DICT
     return _write_payload(y, order, allow_rice, u, headers, out, pos), order
+
+
+@njit(cache=True)
+def _dictionary_may_pay(y):
+    """A dictionary pays when the values sit sparsely in their range (a lattice,
+    like Daphnet's steps of ~9.8 mg); for values that fill their range densely,
+    ranks cost what the values cost, so the analysis skips it.  Wide ranges
+    (float bit patterns) are always tried."""
+    top = y.max()
+    if top >= U64(_COUNTING_RANGE):
+        return True
+    seen = np.zeros(np.int64(top) + 1, np.bool_)
+    distinct = 0
+    for i in range(y.shape[0]):
+        v = np.int64(y[i])
+        if not seen[v]:
+            seen[v] = True
+            distinct += 1
+    return (np.int64(top) + 1) * 2 >= distinct * 3
 
 
 @njit(cache=True)
