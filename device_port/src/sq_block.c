@@ -449,8 +449,8 @@ static uint64_t src_word(const sq_src *s, uint32_t i)
 /* Residual of predictor `order` for word w0 at index i, after w1 and w2
  * (the words before it); order 0 is y = word - base, the differences need no
  * base. */
-static uint64_t residual(unsigned order, uint32_t i, uint64_t w0, uint64_t w1, uint64_t w2,
-                         uint64_t base)
+static uint64_t __attribute__((noinline)) residual(unsigned order, uint32_t i, uint64_t w0, uint64_t w1,
+                                                  uint64_t w2, uint64_t base)
 {
     if (order == 0 || i == 0) {
         return w0 - base;
@@ -461,6 +461,8 @@ static uint64_t residual(unsigned order, uint32_t i, uint64_t w0, uint64_t w1, u
     return zigzag(w0 - 2u * w1 + w2);
 }
 
+/* The base: the smallest word, in signed order for a channel (its words are
+ * int64 values) and in unsigned order for the time column (docs/format.md §3). */
 static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
 {
     uint64_t lo = src_word(s, 0), w;
@@ -469,7 +471,9 @@ static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
     for (i = 1; i < n; i++) {
         w = src_word(s, i);
         *all_equal &= w == lo;
-        lo = w < lo ? w : lo;
+        if (s->dtype != 0 ? (int64_t)w < (int64_t)lo : w < lo) {
+            lo = w;
+        }
     }
     return lo;
 }

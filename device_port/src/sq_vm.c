@@ -160,20 +160,29 @@ static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
         uint8_t op = v->prog[pc];
         uint32_t p = 0, f = 0;
         if (op >= OP_CMP) {
-            unsigned s = 0;
-            int64_t c = (int64_t)sq_get_le(v->prog + pc + 2, 8), a, b;
+            /* a comparison is "x in [lo_pass, hi_pass]" (!= negates ==): the
+             * block can pass if [a, b] meets that interval, can fail if it
+             * sticks out of it */
+            unsigned s = 0, k = op - OP_CMP, empty = 0;
+            int64_t c = (int64_t)sq_get_le(v->prog + pc + 2, 8), lo_pass = INT64_MIN, hi_pass = INT64_MAX;
             while (v->slot_channel[s] != v->prog[pc + 1]) {
                 s++;
             }
-            a = lo[s];
-            b = hi[s];
-            switch (op - OP_CMP) {
-            case 0: p = a < c; f = b >= c; break;                       /* <  */
-            case 1: p = a <= c; f = b > c; break;                       /* <= */
-            case 2: p = b > c; f = a <= c; break;                       /* >  */
-            case 3: p = b >= c; f = a < c; break;                       /* >= */
-            case 4: p = a <= c && c <= b; f = a != c || b != c; break;  /* == */
-            default: p = a != c || b != c; f = a <= c && c <= b; break; /* != */
+            if (k <= 1u) {                              /* <, <= */
+                empty = k == 0 && c == INT64_MIN;
+                hi_pass = (k == 0 && !empty) ? c - 1 : c;
+            } else if (k <= 3u) {                       /* >, >= */
+                empty = k == 2u && c == INT64_MAX;
+                lo_pass = (k == 2u && !empty) ? c + 1 : c;
+            } else {                                    /* ==, != */
+                lo_pass = hi_pass = c;
+            }
+            p = !empty && lo[s] <= hi_pass && hi[s] >= lo_pass;
+            f = empty || lo[s] < lo_pass || hi[s] > hi_pass;
+            if (k == 5u) {
+                uint32_t swap = p;
+                p = f;
+                f = swap;
             }
             can_pass = (can_pass << 1) | p;
             can_fail = (can_fail << 1) | f;

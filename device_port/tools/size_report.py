@@ -54,8 +54,35 @@ def stack_frames(build: Path) -> dict[str, int]:
     return frames
 
 
+def linked(elf: str) -> None:
+    """Flash of a --gc-sections link, by symbol: the library's own code and
+    tables, and the libgcc helpers it calls (64-bit division, shifts)."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", elf], capture_output=True,
+                         text=True, check=True).stdout
+    own, helpers, harness = 0, 0, 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or parts[2] not in "tTrR":
+            continue
+        size, name = int(parts[1], 16), parts[3]
+        if name in ("_start", "footprint", "memset", "memcpy", "query_code", "query_len"):
+            harness += size
+        elif name.startswith("__"):
+            helpers += size
+        else:
+            own += size
+    print(f"\nlinked for ring + query (init, append, seal, sq_query_run; --gc-sections): "
+          f"{own} B of sensorq code and tables + {helpers} B of libgcc helpers")
+
+
 def main() -> int:
-    build, objs = Path(sys.argv[1]), sys.argv[2:]
+    args = sys.argv[1:]
+    elf = None
+    if "--elf" in args:
+        at = args.index("--elf")
+        elf = args[at + 1]
+        del args[at:at + 2]
+    build, objs = Path(args[0]), args[1:]
     rows = sizes(objs)
     print(f"{'object':<14} {'flash (text+rodata)':>20} {'data':>6} {'bss':>6}")
     for name, text, data, bss in rows:
@@ -70,6 +97,8 @@ def main() -> int:
         print(f"  {label:<26} {total:>5}  ({' + '.join(f'{f} {frames[f]}' for f in present)})")
     print("\nlargest frames:", ", ".join(f"{k} {v}" for k, v in
                                         sorted(frames.items(), key=lambda kv: -kv[1])[:6]))
+    if elf:
+        linked(elf)
     return 0
 
 
