@@ -378,3 +378,50 @@ def test_refresh_sees_new_streams_and_blocks(tmp_path):
         reader.close()
         with pytest.raises(StorageError, match="closed"):
             reader.read("late")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.one_of(st.integers(-200, 200), st.floats(-1e3, 1e3),
+                                                       st.just(1e300), st.just(float("nan"))),
+                          st.sampled_from(["tuple", "dict", "numpy", "batch", "flush"])),
+                max_size=80))
+def test_append_one_mixed_with_batches_matches_a_reference(ops):
+    """Good samples are stored in order, bad ones raise and change nothing,
+    whatever mix of buffered one-by-one appends, batches and flushes."""
+    ref_t, ref_a, ref_b = [], [], []
+    last = None
+    with tempfile.TemporaryDirectory() as tmp:
+        with sensorq.open(Path(tmp) / "c", create=True) as cache:
+            cache.create_stream("s", [Channel("a", "int8"), Channel("b", "float32")], block_samples=7)
+            for step, value, how in ops:
+                t = (T0 if last is None else last) + step - 1      # step 0 goes back in time
+                fits = (isinstance(value, int) and -128 <= value <= 127
+                        or isinstance(value, float) and abs(value) < 128 and value == int(value))
+                ok = (last is None or t >= last) and fits
+                a = value
+                try:
+                    if how == "tuple":
+                        cache.append_one("s", t, (a, 0.25))
+                    elif how == "dict":
+                        cache.append_one("s", t, {"b": 0.25, "a": a})
+                    elif how == "numpy":
+                        cache.append_one("s", np.int64(t), (np.float64(a), np.float32(0.25)))
+                    elif how == "batch":
+                        cache.append("s", [t], {"a": [a], "b": [0.25]})
+                    else:
+                        cache.flush()
+                        continue
+                except (ValueRangeError, OutOfOrderError):
+                    assert not ok
+                else:
+                    assert ok
+                    ref_t.append(t)
+                    ref_a.append(int(a))
+                    ref_b.append(0.25)
+                    last = t
+                assert cache.newest_ns("s") == (ref_t[-1] if ref_t else None)
+            t, cols = cache.read("s")
+            assert t.tolist() == ref_t and cols["a"].tolist() == ref_a and cols["b"].tolist() == ref_b
+        with sensorq.open(Path(tmp) / "c", readonly=True) as reader:
+            t, cols = reader.read("s")
+            assert t.tolist() == ref_t and cols["a"].tolist() == ref_a

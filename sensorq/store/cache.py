@@ -40,6 +40,7 @@ from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, pars
 
 LOCK_NAME = "LOCK"
 ZSTD_LEVEL = 3
+ROW_BUFFER = 4096              # append_one rows held before they go down the batch path
 ZSTD_MIN_SAVING = 0.05          # "auto" keeps a zstd frame only if it is >= 5 % smaller
 MAX_BLOCK_BYTES = 1 << 28
 
@@ -75,6 +76,47 @@ class _OpenBlock:
         self.__init__()
 
 
+_MISSING = object()
+
+
+class _Rows:
+    """Samples given to append_one, checked one at a time and stored as a batch."""
+
+    def __init__(self, stream: Stream):
+        self.names = [c.name for c in stream.channels]
+        self.checks = [_quick_check(c) for c in stream.channels]
+        self.t: list[int] = []
+        self.values: list = []
+
+    def accepts(self, values) -> bool:
+        return (type(values) in (tuple, list) and len(values) == len(self.checks)
+                and all(check(v) for check, v in zip(self.checks, values)))
+
+    def add(self, t: int, values) -> None:
+        self.t.append(t)
+        self.values.append(values)
+
+    def arrays(self, stream: Stream):
+        t = np.array(self.t, np.int64)
+        cols = [np.array(col, c.numpy_dtype) for col, c in zip(zip(*self.values), stream.channels)]
+        return t, cols
+
+    def clear(self) -> None:
+        self.t, self.values = [], []
+
+
+def _quick_check(channel: Channel):
+    """A test that a plain Python value surely fits the channel (False: let the
+    batch path decide, and explain)."""
+    if channel.is_integer:
+        info = np.iinfo(channel.numpy_dtype)
+        low, high = int(info.min), int(info.max)
+        return lambda v: type(v) is int and low <= v <= high
+    if channel.dtype == "float32":
+        return lambda v: (type(v) is float and not abs(v) > 3.4e38) or (type(v) is int and abs(v) < 2**24)
+    return lambda v: type(v) is float or (type(v) is int and abs(v) < 2**53)
+
+
 class Cache:
     def __init__(self, path: Path, *, create: bool, capacity, retention, readonly: bool, compression):
         self.path = path
@@ -83,6 +125,7 @@ class Cache:
         self._segments: list[Segment] = []
         self._blocks: dict[int, StreamBlocks] = {}
         self._open_blocks: dict[int, _OpenBlock] = {}
+        self._rows: dict[int, _Rows] = {}
         self._next_seq: dict[int, int] = {}
         self._zbuffers: dict[int, np.ndarray] = {}
         self._next_zkey = -1
@@ -176,6 +219,7 @@ class Cache:
                 self._blocks[sid] = StreamBlocks(len(stream.channels))
                 self._next_seq[sid] = 0
                 self._open_blocks[sid] = _OpenBlock()
+                self._rows[sid] = _Rows(stream)
 
     def _segment_numbers(self) -> list[int]:
         numbers = (parse_segment_file_name(name) for name in os.listdir(self.path))
@@ -389,22 +433,51 @@ class Cache:
         first: a rejected batch leaves the cache exactly as it was."""
         self._require_writer()
         st = self._stream(stream)
+        self._drain_rows(st)
         t_ns, cols = prepare_batch(st, t, columns, self._last_ns(st.stream_id))
         if t_ns.shape[0]:
             self._add_samples(st, t_ns, cols)
         return int(t_ns.shape[0])
 
     def append_one(self, stream, t, values) -> None:
-        """Append one sample (a tuple/list in channel order, or a dict by name)."""
+        """Append one sample (a tuple/list in channel order, or a dict by name).
+        Plain Python ints and floats that fit are checked here and buffered, then
+        stored as one batch; anything else takes the batch path at once."""
+        self._require_writer()
         st = self._stream(stream)
+        rows = self._rows[st.stream_id]
+        in_order = values
+        if isinstance(values, dict) and len(values) == len(rows.names):
+            in_order = [values.get(name, _MISSING) for name in rows.names]
+        if type(t) is int and rows.accepts(in_order):
+            last = self._last_ns(st.stream_id)
+            if last is None or t >= last:
+                rows.add(t, in_order)
+                if len(rows.t) >= ROW_BUFFER:
+                    self._drain_rows(st)
+                return
+        self._drain_rows(st)
         if isinstance(values, dict):
             columns = {k: [v] for k, v in values.items()}
         else:
-            values = list(values) if not np.isscalar(values) else [values]
+            values = [values] if np.isscalar(values) else list(values)
             columns = [[v] for v in values]
         self.append(st, [t] if np.ndim(t) == 0 else t, columns)
 
+    def _drain_rows(self, st: Stream | None = None) -> None:
+        """Store the samples append_one buffered (of one stream, or of all)."""
+        streams = [st] if st is not None else list(self._manifest.streams.values())
+        for stream in streams:
+            rows = self._rows.get(stream.stream_id)
+            if rows is not None and rows.t:
+                t, cols = rows.arrays(stream)
+                self._add_samples(stream, t, cols)
+                rows.clear()
+
     def _last_ns(self, sid: int) -> int | None:
+        rows = self._rows.get(sid)
+        if rows is not None and rows.t:
+            return rows.t[-1]
         pending = self._open_blocks[sid]
         if pending.n:
             return int(pending.t[-1][-1])
@@ -567,6 +640,7 @@ class Cache:
         """Seal every open block and make everything appended so far durable."""
         if self.readonly or self._closed:
             return
+        self._drain_rows()
         for sid, pending in self._open_blocks.items():
             if pending.n:
                 stream = self._manifest.stream_by_id()[sid]
@@ -632,6 +706,8 @@ class Cache:
         writer's index ends with its open block, encoded on the fly."""
         self._require_open()
         st = self._stream(stream)
+        if not self.readonly:
+            self._drain_rows(st)
         stored = self._blocks[st.stream_id]
         where = stored.range_slice(start_ns, end_ns)
         keys = stored.buf_key[where]
@@ -689,6 +765,8 @@ class Cache:
 
     def info(self) -> dict:
         self._require_open()
+        if not self.readonly:
+            self._drain_rows()
         streams = {name: self._stream_info(st) for name, st in self._manifest.streams.items()}
         problems = [p for i, s in enumerate(self._segments)
                     if (p := s.problem(newest=i == len(self._segments) - 1))]
