@@ -284,6 +284,10 @@ def test_missing_cache_and_settings_errors(tmp_path):
             sensorq.open(tmp_path / "x", create=True, capacity=bad)
     with pytest.raises(StorageError):
         sensorq.open(tmp_path / "y", create=True, compression="lz4")
+    (tmp_path / "file").write_text("not a cache")
+    for readonly in (True, False):
+        with pytest.raises(StorageError, match="not a directory"):
+            sensorq.open(tmp_path / "file", create=True, readonly=readonly)
     assert parse_capacity("64MB") == 64_000_000 and parse_capacity("1GiB") == 2**30
     assert parse_capacity(100_000) == 100_000 and parse_capacity("1.5 MiB") == 1_572_864
     assert parse_retention("24h") == 24 * 3600 * 10**9 and parse_retention(90) == 90 * 10**9

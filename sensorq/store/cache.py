@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -135,17 +136,18 @@ class Cache:
         self._closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._decompressor = zstandard.ZstdDecompressor()
-        self._prepare_directory(create)
         try:
-            if not readonly:
-                self._take_lock()
-            self._manifest = self._load_or_create_manifest(create, capacity, retention, compression)
-            self._sync_streams()
-            self._scan_segments()
-            if not readonly:
-                self._recover_newest()
-                self._evict(0)
-                self._apply_retention()
+            with _os_errors(f"cannot open cache {path}"):
+                self._prepare_directory(create)
+                if not readonly:
+                    self._take_lock()
+                self._manifest = self._load_or_create_manifest(create, capacity, retention, compression)
+                self._sync_streams()
+                self._scan_segments()
+                if not readonly:
+                    self._recover_newest()
+                    self._evict(0)
+                    self._apply_retention()
         except BaseException:
             self._release_lock()
             raise
@@ -410,7 +412,8 @@ class Cache:
                               f"(channels {', '.join(c.name for c in existing.channels)})")
         self._manifest.streams[name] = stream
         self._manifest.next_stream_id += 1
-        write_manifest(self.path, self._manifest)
+        with _os_errors(f"cannot write the manifest of cache {self.path}"):
+            write_manifest(self.path, self._manifest)
         self._sync_streams()
         return stream
 
@@ -619,12 +622,14 @@ class Cache:
         self._forget_through(segment.number)
 
     def _new_segment(self) -> Segment:
-        if self._active is not None:
-            os.fsync(self._active.fd)      # a finished segment is durable before the next starts
-            self._active.release()
         number = self._segments[-1].number + 1 if self._segments else 1
         segment = Segment(self.path, number)
-        segment.fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        with _os_errors(f"cannot start segment {segment.path}"):
+            if self._active is not None:
+                os.fsync(self._active.fd)      # a finished segment is durable before the next starts
+                self._active.release()
+                self._active = None
+            segment.fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         header = segment_header(number)
         self._segments.append(segment)
         self._pwrite(segment, header)
@@ -646,13 +651,14 @@ class Cache:
                 stream = self._manifest.stream_by_id()[sid]
                 t, cols = pending.arrays()
                 blocks = self._encode(stream, [(t, cols)])
-                pending.clear()
                 self._write_blocks(stream, blocks)
-        if self._active is not None:
-            os.fsync(self._active.fd)
-        if self._dir_dirty:
-            fsync_directory(self.path)
-            self._dir_dirty = False
+                pending.clear()
+        with _os_errors(f"cannot flush cache {self.path}"):
+            if self._active is not None:
+                os.fsync(self._active.fd)
+            if self._dir_dirty:
+                fsync_directory(self.path)
+                self._dir_dirty = False
 
     def close(self) -> None:
         if self._closed:
@@ -800,6 +806,15 @@ class Cache:
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "writer"
         return f"<sensorq Cache {str(self.path)!r} {mode}, {len(self._manifest.streams)} streams>"
+
+
+@contextmanager
+def _os_errors(what: str):
+    """An OSError (permissions, disk full, I/O error) as a StorageError saying what failed."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"{what}: {exc.strerror or exc}") from None
 
 
 def _as_channel(c) -> Channel:
