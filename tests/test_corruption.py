@@ -179,3 +179,42 @@ def test_torn_tail_is_cut_by_the_writer(pristine, tmp_path):
         assert writer.info()["problems"] == []
         check_stream_m(writer)
     assert newest.stat().st_size < size - 5
+
+
+def test_records_with_good_framing_but_bad_blocks_are_skipped_and_reported(tmp_path):
+    """A record whose own CRC is right but whose block is not (or belongs to no
+    stream, or is out of order) is skipped; the records after it still count."""
+    from sensorq.codec.block import encode_block
+    from sensorq.store.records import REC_BLOCK, REC_BLOCK_ZSTD, record_bytes
+    import zstandard
+
+    path = tmp_path / "c"
+    with sensorq.open(path, create=True, compression="none") as cache:
+        stream = cache.create_stream("m", [Channel("x", "int16"), Channel("i", "int64")], block_samples=100)
+        k = np.arange(300, dtype=np.int64)
+        cache.append("m", T0 + k * MS, [x_of(k), k])
+    sid = stream.stream_id
+
+    def block(first: int, seq: int, stream_id: int = sid) -> bytes:
+        k = np.arange(first, first + 100, dtype=np.int64)
+        return encode_block(T0 + k * MS, [x_of(k), k], stream_id=stream_id, seq=seq)
+
+    broken = bytearray(block(300, 3))
+    broken[70] ^= 1                                                  # block CRC now fails
+    records = [record_bytes(REC_BLOCK, bytes(broken)),
+               record_bytes(REC_BLOCK, block(300, 3, stream_id=99)),    # no such stream
+               record_bytes(REC_BLOCK, block(0, 3)),                    # goes back in time
+               record_bytes(REC_BLOCK_ZSTD, b"not a zstd frame"),
+               record_bytes(REC_BLOCK_ZSTD, zstandard.ZstdCompressor().compress(block(300, 3)))]
+    newest = sorted(path.glob("segment-*.sqs"))[-1]
+    with open(newest, "ab") as f:
+        f.write(b"".join(records))
+    for readonly in (True, False):
+        with sensorq.open(path, readonly=readonly) as cache:
+            problems = cache.info()["problems"]
+            assert len(problems) == 4, problems
+            assert any("checksum" in p for p in problems) and any("unknown stream" in p for p in problems)
+            assert any("out of order" in p for p in problems) and any("zstd" in p for p in problems)
+            t, cols = cache.read("m")
+            assert np.array_equal(cols["i"], np.arange(400))          # the last good block counts
+            check_stream_m(cache)

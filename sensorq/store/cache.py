@@ -95,7 +95,7 @@ class _Rows:
 
     def add(self, t: int, values) -> None:
         self.t.append(t)
-        self.values.append(values)
+        self.values.append(tuple(values) if type(values) is list else values)   # the caller may reuse a list
 
     def arrays(self, stream: Stream):
         t = np.array(self.t, np.int64)
