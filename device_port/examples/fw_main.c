@@ -7,6 +7,7 @@
  * with SysTick), runs every query, and writes:
  *   answers.txt   one line per query: status value has_value count skipped answered decoded scanned
  *                 and "calibration_ticks <ticks> <instructions>", "append_ticks <sum> <max> <n>",
+ *                 "plain_append_ticks <sum> <n>" (the appends that did not seal a block),
  *                 "query_ticks <sum>", "stack <bytes>"
  *   blocks.bin    every sealed block in the ring, oldest first (the export)
  * Exit status: 0, or 1 + the step that failed. */
@@ -63,7 +64,7 @@ static int append_samples(int in, int out, uint32_t n_samples, uint32_t n_channe
 {
     uint8_t row[8u * (1u + SQ_MAX_CHANNELS)];
     int64_t values[SQ_MAX_CHANNELS];
-    uint32_t i, c, total = 0, worst = 0;
+    uint32_t i, c, total = 0, worst = 0, plain = 0, n_plain = 0;
     for (i = 0; i < n_samples; i++) {
         uint32_t start, spent;
         int err;
@@ -81,10 +82,16 @@ static int append_samples(int in, int out, uint32_t n_samples, uint32_t n_channe
         }
         total += spent;
         worst = spent > worst ? spent : worst;
+        if (sq_ring_staged(&ring)) {           /* no seal in this append */
+            plain += spent;
+            n_plain++;
+        }
     }
     write_pair(out, "append_ticks ", total);
     write_pair(out, " ", worst);
     write_pair(out, " ", n_samples);
+    write_pair(out, "\nplain_append_ticks ", plain);
+    write_pair(out, " ", n_plain);
     sh_write_text(out, "\n");
     return 0;
 }
