@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import sensorq
 from test_crash import check_consistent, start_writer
 

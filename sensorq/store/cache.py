@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from ..codec.block import ENTRY_DTYPE, encode_block, parse_block
+from ..codec.block import encode_block, parse_block
 from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError, SensorqError,
                       StorageError)
 from ..schema import Channel, Stream
 from .blockindex import BLOCK_FIELDS, BlockIndex, StreamBlocks
 from .manifest import MANIFEST_NAME, Manifest, fsync_directory, read_manifest, write_manifest
 from .prepare import iso, prepare_batch
-from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, REC_BLOCK, REC_BLOCK_ZSTD,
+from .records import (CLEAN, INCOMPLETE, REC_BLOCK, REC_BLOCK_ZSTD,
                       RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SHORT, parse_segment_file_name,
                       record_bytes, segment_header)
 from .segment import Segment
