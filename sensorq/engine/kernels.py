@@ -224,6 +224,32 @@ def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, 
         counts[j] = c
 
 
+@njit(cache=True)
+def _count_compare(words, lo, hi, op, threshold):
+    """How many of words[lo:hi], read as int64, pass ``OP threshold``.  One
+    loop per operator, so that each is a branch-free, vectorisable count."""
+    c = 0
+    if op == 0:
+        for i in range(lo, hi):
+            c += np.int64(words[i]) < threshold
+    elif op == 1:
+        for i in range(lo, hi):
+            c += np.int64(words[i]) <= threshold
+    elif op == 2:
+        for i in range(lo, hi):
+            c += np.int64(words[i]) > threshold
+    elif op == 3:
+        for i in range(lo, hi):
+            c += np.int64(words[i]) >= threshold
+    elif op == 4:
+        for i in range(lo, hi):
+            c += np.int64(words[i]) == threshold
+    else:
+        for i in range(lo, hi):
+            c += np.int64(words[i]) != threshold
+    return c
+
+
 def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_ns, need_time,
                        counts, status):
     """``count where CHANNEL OP INTEGER`` on an integer channel: the decoded
@@ -244,16 +270,11 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_n
         status[j] = decode_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2], words, scratch)
         if status[j] != OK:
             continue
-        values = words[:n].view(np.int64)
-        c = 0
-        for i in range(n):
-            v = values[i]
-            hit = (v < threshold if op == 0 else v <= threshold if op == 1 else
-                   v > threshold if op == 2 else v >= threshold if op == 3 else
-                   v == threshold if op == 4 else v != threshold)
-            if hit and (not need_time or (t[i] >= start_ns and t[i] < end_ns)):
-                c += 1
-        counts[j] = c
+        lo, hi = 0, n
+        if need_time:   # timestamps are sorted: the window is one stretch of the block
+            lo = np.searchsorted(t[:n], start_ns)
+            hi = np.searchsorted(t[:n], end_ns)
+        counts[j] = _count_compare(words, lo, hi, op, threshold)
 
 
 # Each scan is compiled twice: across both cores for many blocks, and serially
