@@ -112,13 +112,3 @@ def _check_int64(ns: int, number: Number, query: str) -> int:
         raise QueryUnitError(f"{number.source} is too large: times are 64-bit nanoseconds "
                              f"(about ±292 years)", query, number.pos + 1)
     return ns
-
-
-def format_ns(ns: int) -> str:
-    """Epoch ns as ISO 8601 UTC with the shortest exact fraction (for messages)."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    when = _dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=seconds)
-    text = when.strftime("%Y-%m-%dT%H:%M:%S")
-    if nanos:
-        text += "." + f"{nanos:09d}".rstrip("0")
-    return text + "Z"
