@@ -7,10 +7,12 @@
 
 static uint8_t region[4096];
 static sq_ring ring;
-extern const uint8_t query_code[];
-extern const size_t query_len;
-const uint8_t query_code[33] = {'S', 'Q', 'Q', '1', 1};
-const size_t query_len = sizeof query_code;
+/* volatile: the compiler must not fold a known query or config into the code */
+static uint8_t query_code[64];
+static const uint8_t *volatile code_ptr = query_code;
+static volatile size_t query_len = 33;
+static volatile uint8_t dtype = SQ_INT16;
+static volatile uint32_t block_samples = 64;
 
 void *memset(void *dst, int c, size_t n)
 {
@@ -33,19 +35,23 @@ void *memcpy(void *dst, const void *src, size_t n)
 
 int footprint(int64_t t, int64_t v)
 {
-    sq_stream_cfg cfg = {1, {SQ_INT16}, 64, 0};
+    sq_stream_cfg cfg = {1, {0}, 0, 0};
     sq_result result;
     int64_t values[1];
     values[0] = v;
+    cfg.dtype[0] = dtype;
+    cfg.block_samples = block_samples;
     sq_ring_init(&ring, region, sizeof region, &cfg);
     sq_ring_append(&ring, t, values);
     sq_ring_seal(&ring);
-    return sq_query_run(query_code, query_len, &ring, t, &result);
+    return sq_query_run(code_ptr, query_len, &ring, t, &result);
 }
+
+static volatile int64_t sample = 2;
 
 void _start(void)
 {
-    footprint(1, 2);
+    footprint(sample, sample);
     for (;;) {
     }
 }

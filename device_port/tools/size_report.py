@@ -65,7 +65,8 @@ def linked(elf: str) -> None:
         if len(parts) != 4 or parts[2] not in "tTrR":
             continue
         size, name = int(parts[1], 16), parts[3]
-        if name in ("_start", "footprint", "memset", "memcpy", "query_code", "query_len"):
+        if name in ("_start", "footprint", "memset", "memcpy", "query_code", "query_len", "code_ptr",
+                    "dtype", "block_samples", "sample"):
             harness += size
         elif name.startswith("__"):
             helpers += size
