@@ -255,6 +255,24 @@ def test_raw_threshold_selects_the_same_integers(number, op, dtype, negate):
     assert np.array_equal(got, expected), (text, pred)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-2 ** 40, 2 ** 40), st.sampled_from(["", ".25", ".5", ".999"]), _op,
+       st.sampled_from(["int32", "int64"]), st.booleans())
+def test_wide_integer_thresholds_select_the_same_values(whole, fraction, op, dtype, negate):
+    """int32 and int64: values around the threshold and at the ends of the type."""
+    number = f"{whole}{fraction}"
+    stream = Stream("s", (Channel("v", dtype, ""),))
+    pred = plan(f"count where {'not ' if negate else ''}v {op} {number}", {"s": stream}).where
+    info = np.iinfo(dtype)
+    near = [whole + d for d in range(-2, 3) if info.min <= whole + d <= info.max]
+    values = np.array(sorted({int(info.min), int(info.min) + 1, -1, 0, 1, int(info.max) - 1,
+                              int(info.max), *near}), dtype=np.int64)
+    got = holds(pred, {"v": values}, len(values))
+    expected = np.array([OPS["==" if op == "=" else op](Fraction(int(v)), Fraction(number))
+                         for v in values])
+    assert np.array_equal(got, ~expected if negate else expected), (number, op, pred)
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.integers(-25000, 25000), st.integers(0, 9), _op, st.sampled_from(["mg", "g", "m/s^2"]))
 def test_scaled_channel_threshold_matches_exact_physical_comparison(whole, tenth, op, unit):
