@@ -372,3 +372,15 @@ def test_operators_need_no_spaces(text, op, right):
     assert cmp.op == op
     rendered = cmp.right.source if isinstance(cmp.right, ast.Number) else "-" + cmp.right.operand.source
     assert rendered == right
+
+
+def test_typographic_operators_get_a_hint():
+    text = "count where z ≥ 2g"
+    with pytest.raises(QuerySyntaxError, match="write >=") as info:
+        parse(text)
+    assert info.value.column == text.index("≥") + 1
+
+
+def test_micro_sign_in_durations():
+    tree = parse("avg z by 5µs")
+    assert tree.clauses[0].args[0].unit == "µs"

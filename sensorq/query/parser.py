@@ -331,6 +331,7 @@ _SYMBOLS = {"LE": "<=", "LT": "<", "GE": ">=", "GT": ">", "PLUS": "+", "MINUS": 
             "SLASH": "/", "LPAR": "(", "RPAR": ")", "COMMA": ",", "DOT": ".",
             "CMP": "a comparison (<, <=, >, >=, ==, !=)", "DATETIME": "a date such as 2026-11-24T11:50Z",
             "$END": "the end of the query"}
+_ASCII_FOR = {"≥": ">=", "≤": "<=", "≠": "!=", "−": "-", "×": "*", "÷": "/", "“": '"', "”": '"'}
 _DURATION_AFTER = {"last", "by", "for", "gap", "over", "hop", "<=", "<", ">=", ">", "+", "-"}
 
 
@@ -338,6 +339,8 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:
     if isinstance(exc, UnexpectedCharacters):
         pos = exc.pos_in_stream
         reason = f"unexpected character {text[pos]!r}"
+        if text[pos] in _ASCII_FOR:
+            reason += f" (write {_ASCII_FOR[text[pos]]})"
         expected = exc.allowed
     elif isinstance(exc, UnexpectedToken):
         if exc.token.type == "$END":
