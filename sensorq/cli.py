@@ -229,7 +229,18 @@ def first_positional_index(argv: list[str]) -> int | None:
     return None
 
 
+def keep_scipy_out() -> None:
+    """The first kernel numba loads makes it probe for a BLAS by importing
+    scipy.linalg: 0.2 s of the command line's start-up when scipy is installed.
+    No kernel of ours uses BLAS, so the command-line process keeps scipy out
+    (only this process: ``import sensorq`` in a user's program never does)."""
+    if "numba.np.arraymath" not in sys.modules:
+        sys.modules.setdefault("scipy.linalg", None)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:   # a real command line, not a test calling main()
+        keep_scipy_out()
     argv = list(sys.argv[1:] if argv is None else argv)
     at = first_positional_index(argv)
     if at is not None and argv[at] in COMMANDS:
