@@ -289,7 +289,8 @@ def test_scaled_channel_threshold_matches_exact_physical_comparison(whole, tenth
     # a converted threshold within the planner's 1e-12 snapping tolerance of an integer is
     # that integer (literals of at most 6 significant digits never land that close otherwise)
     nearest = round(threshold_raw)
-    if nearest != threshold_raw and abs(threshold_raw - nearest) <= Fraction(1, 10 ** 12) * max(1, abs(nearest)):
+    tolerance = Fraction(1, 10 ** 12) * max(1, abs(nearest))
+    if nearest != threshold_raw and abs(threshold_raw - nearest) <= tolerance:
         threshold_raw = Fraction(nearest)
     expected = exact_compare(values, "==" if op == "=" else op, threshold_raw)
     assert np.array_equal(got, expected), (literal, op, pred, float(threshold_raw))

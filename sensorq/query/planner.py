@@ -413,7 +413,8 @@ class _Planner:
         if node.op in "+-":
             left, right = self.align(left, right, interval=True, what=node.op)
             if left.is_const and right.is_const:
-                value = left.expr.value + right.expr.value if node.op == "+" else left.expr.value - right.expr.value
+                a, b = left.expr.value, right.expr.value
+                value = a + b if node.op == "+" else a - b
                 return self.const_like(left, value, node, flexible=left.flexible and right.flexible,
                                        exact=False)
             return self.like(left, BinaryOp(node.op, left.expr, right.expr, left.unit_text), node,
