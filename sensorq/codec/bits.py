@@ -31,7 +31,7 @@ def _cttz64(typingctx, value):
     return sig, codegen
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def low_mask(width):
     """The low ``width`` bits set (width 0..64)."""
     if width >= 64:
@@ -39,7 +39,7 @@ def low_mask(width):
     return (ONE << U64(width)) - ONE
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bit_length(v):
     """Bits needed to write the unsigned value v (0 for 0)."""
     n = 0
@@ -49,7 +49,7 @@ def bit_length(v):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def trailing_zeros(v):
     """Index of the lowest set bit of a non-zero word."""
     return np.int64(_cttz64(v))
@@ -57,7 +57,7 @@ def trailing_zeros(v):
 
 # --- writing -------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def put_bits(out, byte_pos, acc, n_acc, value, width):
     """Append the low ``width`` (0..64) bits of ``value``.  Returns the new
     (byte_pos, acc, n_acc); bytes are written to ``out`` a word at a time."""
@@ -78,7 +78,7 @@ def put_bits(out, byte_pos, acc, n_acc, value, width):
     return byte_pos, acc, total - 64
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def put_zeros(out, byte_pos, acc, n_acc, count):
     while count > 0:
         step = min(count, 32)
@@ -87,7 +87,7 @@ def put_zeros(out, byte_pos, acc, n_acc, count):
     return byte_pos, acc, n_acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def finish_bits(out, byte_pos, acc, n_acc):
     """Write the accumulator's remaining bits, padded to a byte.  Returns the end."""
     n_bytes = (n_acc + 7) // 8
@@ -98,7 +98,7 @@ def finish_bits(out, byte_pos, acc, n_acc):
 
 # --- reading -------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def load_word(buf, byte, end):
     """Eight bytes from ``byte`` as a little-endian word; bytes at or past ``end``
     read as zero."""
@@ -116,7 +116,7 @@ def load_word(buf, byte, end):
     return w
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def load_word_unchecked(buf, at):
     """Eight bytes at ``at`` (uint64) as a little-endian word; the caller has
     checked that they lie inside the section.  Unsigned indexing matters: it
@@ -128,7 +128,7 @@ def load_word_unchecked(buf, at):
     return w
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def get_bits(buf, start, end, bit_pos, width):
     """The ``width`` (0..64) bits at bit offset ``bit_pos`` of the stream that
     starts at byte ``start``; bytes at or past ``end`` read as zero (the caller

@@ -39,17 +39,17 @@ _RICE_QUOTIENT_CAP = 1 << 12
 
 # --- predictors ----------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def zigzag(d):
     return (d << ONE) ^ (ZERO - (d >> U64(63)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unzigzag(u):
     return (u >> ONE) ^ (ZERO - (u & ONE))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def residuals(s, order, u):
     """u := the order-``order`` prediction residuals of s (mod 2^64, zigzagged)."""
     n = s.shape[0]
@@ -69,7 +69,7 @@ def residuals(s, order, u):
             u[i] = zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def undo_residuals(u, n, order):
     """In place: residuals back to the sequence (inverse of :func:`residuals`)."""
     if order == 1:
@@ -86,7 +86,7 @@ def undo_residuals(u, n, order):
 
 # --- pricing -------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rice_bits(u, lo, hi, k):
     """Bits of Rice(k) for u[lo:hi], or -1 when a quotient is absurdly long."""
     total = 0
@@ -98,7 +98,7 @@ def _rice_bits(u, lo, hi, k):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def choose_mini_blocks(u, allow_rice, headers):
     """Pick each mini-block's coding (header byte) and return the payload bits."""
     n = u.shape[0]
@@ -128,7 +128,7 @@ def choose_mini_blocks(u, allow_rice, headers):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _payload_bytes(s, order, allow_rice, u, headers):
     n = s.shape[0]
     residuals(s, order, u)
@@ -136,7 +136,7 @@ def _payload_bytes(s, order, allow_rice, u, headers):
     return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _exact_best_order(s, allow_rice, u, headers):
     """The predictor order with the smallest payload (ties: the smaller order)."""
     best_order, best_bytes = 0, -1
@@ -147,7 +147,7 @@ def _exact_best_order(s, allow_rice, u, headers):
     return best_order, best_bytes
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _guess_order(s):
     """The order whose residuals are smallest in sum of magnitudes — one pass
     instead of pricing all three (the compact encoder's shortcut)."""
@@ -162,7 +162,7 @@ def _guess_order(s):
     return 1 if total1 <= total2 else 2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _best_order(s, exact, allow_rice, u, headers):
     """(order, payload bytes): exact for the fast codec (its bytes are
     specified), estimated for the compact one."""
@@ -174,7 +174,7 @@ def _best_order(s, exact, allow_rice, u, headers):
 
 # --- encoding ------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _write_payload(s, order, allow_rice, u, headers, out, pos):
     """Header bytes then the bit stream for sequence s; returns the end offset."""
     n = s.shape[0]
@@ -200,7 +200,7 @@ def _write_payload(s, order, allow_rice, u, headers, out, pos):
     return finish_bits(out, byte_pos, acc, n_acc)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _write_u64(out, pos, v):
     for i in range(8):
         out[pos + i] = np.uint8((v >> U64(8 * i)) & U64(0xFF))
@@ -211,7 +211,7 @@ def _write_u64(out, pos, v):
 _COUNTING_RANGE = 1 << 17
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dictionary(y):
     """Sorted distinct values of y (offsets from the base) and each y's rank."""
     n = y.shape[0]
@@ -236,7 +236,7 @@ def _dictionary(y):
     return entries, ranks
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """Write the column section for ``words`` (uint64) at out[pos:].
 
@@ -267,7 +267,7 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     return _write_payload(y, order, allow_rice, u, headers, out, pos), order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dictionary_may_pay(y):
     """A dictionary pays when the values sit sparsely in their range (a lattice,
     like Daphnet's steps of ~9.8 mg); for values that fill their range densely,
@@ -286,7 +286,7 @@ def _dictionary_may_pay(y):
     return (np.int64(top) + 1) * 2 >= distinct * 3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dictionary_gaps(entries):
     """The sorted, distinct entries as gaps: g_0 = e_0, g_i = e_i - e_{i-1} - 1."""
     gaps = np.empty(entries.shape[0], np.uint64)
@@ -296,7 +296,7 @@ def dictionary_gaps(entries):
     return gaps
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _write_dictionary(entries, allow_rice, out, pos):
     """u32 count, then the entries' gaps as a predictor-0 payload."""
     n_entries = entries.shape[0]
@@ -308,7 +308,7 @@ def _write_dictionary(entries, allow_rice, out, pos):
     return _write_payload(gaps, 0, allow_rice, u, headers, out, pos + 4)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dictionary_bytes(entries, allow_rice):
     gaps = dictionary_gaps(entries)
     n_entries = gaps.shape[0]
@@ -324,12 +324,12 @@ def max_section_bytes(n: int) -> int:
 
 # --- decoding ------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _read_u64(buf, pos):
     return load_word(buf, pos, pos + 8)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _read_rice(buf, start, end, bit_pos, k, limit):
     """One Rice(k) value at bit_pos; returns (value, new bit_pos) or bit_pos -1."""
     q = 0
@@ -357,7 +357,7 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
     return value, bit_pos + k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
     """Bit-unpack out[lo:hi] at ``width`` bits each.  Far from the section's
     end every value is one unaligned word load; near it, bytes are checked."""
@@ -378,7 +378,7 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
         bit_pos += width
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
     """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1."""
     mask = low_mask(k)
@@ -404,7 +404,7 @@ def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
     return bit_pos
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _read_mini_blocks(buf, pos, end, n, out):
     """Residuals of all mini-blocks into out[:n]; returns a status."""
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
@@ -433,7 +433,7 @@ def _read_mini_blocks(buf, pos, end, n, out):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _read_dictionary(buf, pos, end, n, entries):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1)."""
     if pos + 4 > end:
@@ -455,7 +455,7 @@ def _read_dictionary(buf, pos, end, n, entries):
     return n_entries, payload_end
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _payload_end(buf, pos, end, count):
     """Where a payload of ``count`` residuals that starts at pos ends (its
     headers say how many bits each mini-block takes), or -1 if it runs past end.
@@ -483,7 +483,7 @@ def _payload_end(buf, pos, end, count):
     return start + (bit_pos + 7) // 8
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_column(buf, pos, end, n, codec, out, scratch):
     """Decode the section buf[pos:end] of n words into out[:n] (uint64).
 

@@ -20,7 +20,7 @@ SUMSQ_INEXACT = 2
 
 # --- time ----------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def time_words(t):
     """(tick, words) with words = (t - t_first) / tick, tick the gcd of the offsets.
 
@@ -42,7 +42,7 @@ def time_words(t):
     return np.int64(tick), offsets
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def time_values(words, n, t_first, tick, out):
     for i in range(n):
         out[i] = np.int64(U64(t_first) + words[i] * U64(tick))
@@ -50,7 +50,7 @@ def time_values(words, n, t_first, tick, out):
 
 # --- floats --------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decimal_exponent(x, is32):
     """The smallest e ≤ MAX_DECIMAL_EXPONENT such that every x == m / 10^e for
     an int64 m, compared bit for bit (after rounding to x's own precision);
@@ -78,7 +78,7 @@ def decimal_exponent(x, is32):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decimal_words(x, e):
     power = 10.0 ** e
     out = np.empty(x.shape[0], np.uint64)
@@ -87,7 +87,7 @@ def decimal_words(x, e):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def floatbits_words(bits, sign):
     """IEEE bits → order-preserving unsigned words (bits given as uint64)."""
     out = np.empty(bits.shape[0], np.uint64)
@@ -98,7 +98,7 @@ def floatbits_words(bits, sign):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def floatbits_from_word(w, sign):
     ones = (sign << ONE) - ONE if sign != SIGN64 else U64(0xFFFFFFFFFFFFFFFF)
     return (w ^ sign) if (w & sign) else (w ^ ones)
@@ -114,7 +114,7 @@ def float_words(x: np.ndarray) -> tuple[int, int, np.ndarray]:
     return FLOATBITS, 0, floatbits_words(x.view(np.uint64), SIGN64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def float_values(words, n, mode, e, is32, out):
     """Words back to float64 values (float32 values are exact in float64)."""
     if mode == DECIMAL:
@@ -131,14 +131,14 @@ def float_values(words, n, mode, e, is32, out):
             out[i] = _f64_from_bits(floatbits_from_word(words[i], SIGN64))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _f64_from_bits(b):
     a = np.empty(1, np.uint64)
     a[0] = b
     return a.view(np.float64)[0]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _f32_from_bits(b):
     a = np.empty(1, np.uint32)
     a[0] = b
@@ -147,7 +147,7 @@ def _f32_from_bits(b):
 
 # --- statistics ----------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def int_stats(v):
     """(count, flags, idx_min, idx_max, min, max, first, last, sum, sumsq bits)
     over int64 values (docs/format.md §2).
@@ -184,7 +184,7 @@ def int_stats(v):
     return n, flags, i_lo, i_hi, lo, hi, v[0], v[n - 1], np.int64(low), np.int64(squares)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def float_stats(v):
     """Statistics of a float column over its non-NaN values, as float64."""
     n = v.shape[0]
