@@ -189,10 +189,11 @@ enum { SQ_AGG_COUNT = 0, SQ_AGG_SUM = 1, SQ_AGG_MIN = 2, SQ_AGG_MAX = 3, SQ_AGG_
 
 /* A query's answer, in raw stored units (the host applies the scale).
  * count: samples in the window for which the predicate holds.
- * value: count (COUNT); the exact sum (SUM, 0 when count = 0); min, max, the
- * first or last matching value in append order; MEAN = sum / count rounded
- * half away from zero (e.g. 5/2 → 3, −5/2 → −3).  has_value is 0 when count
- * is 0 for MIN, MAX, MEAN, FIRST and LAST.
+ * value: count (COUNT); the exact sum (SUM); min, max, the first or last
+ * matching value in append order; MEAN = sum / count rounded half away from
+ * zero (e.g. 5/2 → 3, −5/2 → −3).  has_value is 0 (and value 0) when no
+ * sample matched, for every aggregate but COUNT — as the host engine, whose
+ * sum of nothing is no value either.
  * The block counters say how each sealed block was handled: skipped from its
  * statistics (time range or predicate provably false), answered from its
  * statistics (predicate provably true), or decoded. */

@@ -248,15 +248,15 @@ static int finish(sq_vm *v)
 {
     sq_result *out = v->out;
     int exact = v->sum_high == ((v->sum_low >> 63) ? -1 : 0);
-    out->has_value = out->count > 0 || v->agg <= SQ_AGG_SUM;
+    out->has_value = out->count > 0 || v->agg == SQ_AGG_COUNT;
     if (v->agg == SQ_AGG_COUNT) {
         out->value = (int64_t)out->count;
     } else if (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN) {
         if (!exact) {
             return SQ_ERR_OVERFLOW;
         }
-        out->value = v->agg == SQ_AGG_SUM ? (int64_t)v->sum_low
-                     : out->count ? rounded_mean((int64_t)v->sum_low, out->count) : 0;
+        out->value = !out->count ? 0
+                     : v->agg == SQ_AGG_SUM ? (int64_t)v->sum_low : rounded_mean((int64_t)v->sum_low, out->count);
     } else {
         out->value = out->count ? v->acc : 0;
     }

@@ -94,7 +94,7 @@ def expected_answer(plan: P.AggregateQuery, t: np.ndarray, columns: Sequence[np.
         if not INT64_MIN <= total <= INT64_MAX:
             return Expected(None, count, overflow=True)
         if plan.aggregate == "sum":
-            return Expected(total, count)
+            return Expected(total if count else None, count)
         return Expected(round_half_away(total, count) if count else None, count)
     if not values:
         return Expected(None, count)
