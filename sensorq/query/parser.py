@@ -352,6 +352,7 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:
         expected = exc.expected
     else:  # pragma: no cover - LALR raises only the two above
         pos, reason, expected = 0, "not a valid query", set()
+    expected = _accepted(exc) or expected
     before = _previous_word(text, pos)
     described = describe_expected(expected, before, pos)
     if len(described) > MAX_EXPECTED:
@@ -360,6 +361,16 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:
 
 
 MAX_EXPECTED = 6
+
+
+def _accepted(exc: UnexpectedInput) -> set[str]:
+    """The terminals the parser would have taken at the error, asked of the parser
+    itself (more exact than the lexer's list for an unexpected character)."""
+    parser = getattr(exc, "interactive_parser", None)
+    try:
+        return set(parser.accepts()) if parser is not None else set()
+    except Exception:   # noqa: BLE001 - a better list is a nicety; lark's own list remains
+        return set()
 
 
 def _unit_hint(text: str, token: Token) -> str:
