@@ -90,6 +90,7 @@ static uint8_t *staged_column(const sq_ring *r, int c, unsigned *width)
 
 int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values)
 {
+    uint8_t *col;
     unsigned c, w;
     if (!r || !values) {
         return SQ_ERR_ARG;
@@ -99,14 +100,17 @@ int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values)
     }
     for (c = 0; c < r->cfg.n_channels; c++) {
         w = sq_dtype_bytes(r->cfg.dtype[c]);
-        if (w < 8u && sq_sign_extend((uint64_t)values[c], w) != values[c]) {
+        if (sq_sign_extend((uint64_t)values[c], w) != values[c]) {
             return SQ_ERR_RANGE;
         }
     }
-    sq_put_le(staged_column(r, -1, &w) + 8u * r->staged, (uint64_t)t, 8);
+    /* staging is column-major: the timestamps, then each channel's values */
+    sq_put_le(r->staging + 8u * r->staged, (uint64_t)t, 8);
+    col = r->staging + 8u * r->cfg.block_samples;
     for (c = 0; c < r->cfg.n_channels; c++) {
-        uint8_t *col = staged_column(r, (int)c, &w);
+        w = sq_dtype_bytes(r->cfg.dtype[c]);
         sq_put_le(col + (size_t)w * r->staged, (uint64_t)values[c], w);
+        col += (size_t)w * r->cfg.block_samples;
     }
     r->staged++;
     r->last_t = t;
