@@ -384,3 +384,12 @@ def test_typographic_operators_get_a_hint():
 def test_micro_sign_in_durations():
     tree = parse("avg z by 5µs")
     assert tree.clauses[0].args[0].unit == "µs"
+
+
+def test_a_bare_value_as_condition_is_told_to_compare():
+    text = "count where flag last 1m"
+    with pytest.raises(QuerySyntaxError, match=r"a condition is a comparison, e.g. flag != 0") as info:
+        parse(text)
+    assert info.value.column == text.index("last") + 1
+    with pytest.raises(QuerySyntaxError, match=r"e.g. Flag != 0"):
+        parse("count where Flag")

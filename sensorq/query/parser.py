@@ -353,7 +353,10 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:
     else:  # pragma: no cover - LALR raises only the two above
         pos, reason, expected = 0, "not a valid query", set()
     expected = _accepted(exc) or expected
-    before = _previous_word(text, pos)
+    word = _previous_word(text, pos)
+    before = word.lower()
+    if "CMP" in expected and re.fullmatch(r"[A-Za-z_]\w*|\)", word):
+        reason += f" (a condition is a comparison, e.g. {word if word != ')' else '(...)'} != 0)"
     described = describe_expected(expected, before, pos)
     if len(described) > MAX_EXPECTED:
         described = described[:MAX_EXPECTED] + ["..."]
@@ -381,9 +384,9 @@ def _unit_hint(text: str, token: Token) -> str:
 
 
 def _previous_word(text: str, pos: int) -> str:
-    """The last word before ``pos`` (lower case); "fill(" counts as one word."""
+    """The last word before ``pos``; "fill(" counts as one word."""
     words = re.findall(r"[A-Za-z_]\w*\s*\(|[A-Za-z_]\w*|\d[\w.^/%]*|<=|>=|\S", text[:pos])
-    return re.sub(r"\s+", "", words[-1]).lower() if words else ""
+    return re.sub(r"\s+", "", words[-1]) if words else ""
 
 
 def describe_expected(names, before: str = "", pos: int = 0) -> list[str]:
