@@ -368,6 +368,12 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
             bit_pos += width
         return
     mask = low_mask(width)
+    if width <= 56:   # one word always holds the value: no second load to test for
+        for i in range(lo, hi):
+            at = U64(start + (bit_pos >> 3))
+            out[i] = (load_word_unchecked(buf, at) >> U64(bit_pos & 7)) & mask
+            bit_pos += width
+        return
     for i in range(lo, hi):
         at = U64(start + (bit_pos >> 3))
         off = U64(bit_pos & 7)
@@ -380,25 +386,40 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
 
 @njit(cache=True, nogil=True)
 def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
-    """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1."""
+    """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1.
+
+    One word load serves several values: they are peeled off a register while
+    they fit in its at least 57 valid bits, which keeps the loop's critical
+    path to a count-trailing-zeros and a shift per value."""
     mask = low_mask(k)
-    for i in range(lo, hi):
+    i = lo
+    while i < hi:
         byte = start + (bit_pos >> 3)
-        if byte + 16 > end:   # near the end: the careful reader
+        if byte + 16 > end:   # near the end of the section: the careful reader
             out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
             if bit_pos < 0 or bit_pos > limit:
                 return -1
+            i += 1
             continue
-        off = U64(bit_pos & 7)
-        word = load_word_unchecked(buf, U64(byte)) >> off
-        if word == ZERO or trailing_zeros(word) + k >= 57:   # a long quotient: the careful reader
+        off = bit_pos & 7
+        acc = load_word_unchecked(buf, U64(byte)) >> U64(off)
+        avail = 64 - off
+        first = i
+        while i < hi and acc != ZERO:
+            q = trailing_zeros(acc)
+            need = q + 1 + k
+            if need > avail:
+                break
+            out[i] = (U64(q) << U64(k)) | ((acc >> U64(q + 1)) & mask)
+            acc = acc >> U64(need) if need < 64 else ZERO
+            avail -= need
+            bit_pos += need
+            i += 1
+        if i == first:        # a quotient longer than the register: the careful reader
             out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
             if bit_pos < 0 or bit_pos > limit:
                 return -1
-            continue
-        q = trailing_zeros(word)
-        out[i] = (U64(q) << U64(k)) | ((word >> U64(q + 1)) & mask)
-        bit_pos += q + 1 + k
+            i += 1
     if bit_pos > limit:
         return -1
     return bit_pos
