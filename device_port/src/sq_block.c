@@ -34,7 +34,8 @@ void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
         if (i == 4u) {
             half = (uint32_t)(v >> 32);
         }
-        p[i] = (uint8_t)(half >> (8u * (i & 3u)));
+        p[i] = (uint8_t)half;
+        half >>= 8;
     }
 }
 
@@ -480,13 +481,14 @@ static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
 
 /* One pass prices all three predictors: per mini-block, the bit length of
  * the largest residual times the residuals in it. */
-uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec)
+uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec, uint64_t *base_out)
 {
     int all_equal;
     uint64_t base = src_min(s, n, &all_equal), big[3] = {0, 0, 0}, w0, w1 = 0, w2 = 0;
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, bits[3] = {0, 0, 0}, best = 0, size, i;
     unsigned order;
     *codec = SQ_CODEC_ZERO;
+    *base_out = base;
     if (all_equal) {
         return 8;
     }
@@ -517,10 +519,9 @@ uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec)
 
 /* Two passes: the mini-block widths (written as the header bytes), then the
  * residuals bit-packed at those widths. */
-uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint8_t *out)
+uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint64_t base, uint8_t *out)
 {
-    int all_equal;
-    uint64_t base = src_min(s, n, &all_equal), big = 0, w0, w1 = 0, w2 = 0;
+    uint64_t big = 0, w0, w1 = 0, w2 = 0;
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, i, bit = 0;
     unsigned order = codec & SQ_CODEC_ORDER;
     uint8_t *hdr = out + 8, *bits = out + 8 + n_mini;

@@ -85,12 +85,13 @@ typedef struct {
     uint8_t dtype;           /* 0 for the time column */
 } sq_src;
 
-/* Section size and predictor order the fast encoder picks for a column. */
-uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec);
+/* Section size, codec byte (predictor order or ZERO) and base the fast
+ * encoder picks for a column. */
+uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec, uint64_t *base);
 
-/* Write the column's section (size from sq_enc_plan) at out, which must be
- * zeroed.  Returns the bytes written. */
-uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint8_t *out);
+/* Write the column's section (codec and base from sq_enc_plan) at out, which
+ * must be zeroed.  Returns the bytes written. */
+uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint64_t base, uint8_t *out);
 
 /* Fill the 80-byte directory entry for an integer column. */
 void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *entry);

@@ -213,6 +213,7 @@ int sq_ring_seal(sq_ring *r)
     sq_src src[SQ_MAX_CHANNELS + 1u];
     uint8_t codec[SQ_MAX_CHANNELS + 1u];
     uint32_t size[SQ_MAX_CHANNELS + 1u], n, len, off, c, n_cols;
+    uint64_t base[SQ_MAX_CHANNELS + 1u];
     uint64_t first, last, tick;
     unsigned w;
     uint8_t *b;
@@ -233,7 +234,7 @@ int sq_ring_seal(sq_ring *r)
         src[c].data = staged_column(r, (int)c - 1, &w);
         src[c].width = (uint8_t)w;
         src[c].dtype = c ? r->cfg.dtype[c - 1u] : 0;
-        size[c] = sq_enc_plan(&src[c], n, &codec[c]);
+        size[c] = sq_enc_plan(&src[c], n, &codec[c], &base[c]);
         len += size[c];
     }
     b = r->log + make_room(r, len);   /* len ≤ worst_block ≤ log_len (sq_ring_init) */
@@ -241,7 +242,7 @@ int sq_ring_seal(sq_ring *r)
     write_header(r, b, n, len, codec[0], size[0], first, last, tick);
     off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * r->cfg.n_channels;
     for (c = 0; c < n_cols; c++) {
-        sq_enc_write(&src[c], n, codec[c], b + off);
+        sq_enc_write(&src[c], n, codec[c], base[c], b + off);
         if (c) {
             sq_enc_entry(&src[c], n, codec[c], size[c], b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (c - 1u));
         }
