@@ -429,3 +429,33 @@ def test_append_one_mixed_with_batches_matches_a_reference(ops):
         with sensorq.open(Path(tmp) / "c", readonly=True) as reader:
             t, cols = reader.read("s")
             assert t.tolist() == ref_t and cols["a"].tolist() == ref_a
+
+
+def test_zstd_runs_are_decompressed_on_demand_within_a_memory_budget(tmp_path, monkeypatch):
+    from sensorq.store import zstdruns
+    monkeypatch.setattr(zstdruns, "RUN_BYTES", 20_000)
+    monkeypatch.setattr(zstdruns, "CACHE_BYTES", 50_000)
+    rng = np.random.default_rng(5)
+    n = 60_000
+    t = T0 + np.cumsum(rng.integers(1, 5, n)).astype(np.int64)
+    x = rng.integers(-300, 300, n).astype(np.int16)
+    y = np.round(rng.normal(size=n), 2)
+    path = tmp_path / "c"
+    with sensorq.open(path, create=True, compression="zstd") as cache:
+        cache.create_stream("s", [Channel("c0", "int16"), Channel("c1", "float64")], block_samples=500)
+        for a in range(0, n, 7000):
+            cache.append("s", t[a:a + 7000], [x[a:a + 7000], y[a:a + 7000]])
+        check_read(cache, t, [x, y])                          # the writer, from its own files
+        assert cache._zstd.cached_bytes <= 50_000 + 20_000
+    with sensorq.open(path, readonly=True) as reader:
+        assert len(reader._zstd.runs) > 5
+        reader._zstd.cache.clear()
+        reader._zstd.cached_bytes = 0
+        index = reader.blocks("s")
+        assert len(reader._zstd.cache) == 0                   # nothing decompressed yet
+        bt, (bx, by) = index.decode(len(index) - 1)
+        assert len(reader._zstd.cache) == 1                   # just the run of that block
+        assert np.array_equal(bt, t[-len(bt):]) and same(bx, x[-len(bt):]) and same(by, y[-len(bt):])
+        check_read(reader, t, [x, y])
+        check_read(reader, t, [x, y], start=int(t[n // 3]), end=int(t[n // 2]))
+        assert reader._zstd.cached_bytes <= 50_000 + 20_000

@@ -8,6 +8,7 @@ block.  Every block in a :class:`BlockIndex` has passed ``parse_block``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,34 @@ from ..schema import Stream
 # Per-block columns, in the order StreamBlocks stores them (all int64).
 BLOCK_FIELDS = ("offset", "length", "n_samples", "t_first", "t_last", "seq", "tick",
                 "time_codec", "time_len")
+
+
+class LazyBuffers(Sequence):
+    """The buffers of a BlockIndex, fetched when first indexed: a zstd run is
+    decompressed only if a block of it is actually read, not when a query
+    answers its blocks from their statistics."""
+
+    def __init__(self, sources: list, fetch=None):
+        self.sources = list(sources)     # arrays, or keys that ``fetch`` turns into arrays
+        self._fetch = fetch
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        source = self.sources[i]
+        if not isinstance(source, np.ndarray):
+            source = self.sources[i] = self._fetch(source)
+        return source
+
+    def __add__(self, other) -> "LazyBuffers":
+        """Still lazy: the other side's buffers are appended as they are."""
+        other_sources = other.sources if isinstance(other, LazyBuffers) else list(other)
+        if isinstance(other, LazyBuffers) and other._fetch != self._fetch:
+            other_sources = list(other)
+        return LazyBuffers(self.sources + other_sources, self._fetch)
 
 
 @dataclass

@@ -29,13 +29,14 @@ from ..codec.block import encode_block, parse_block
 from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError, SensorqError,
                       StorageError)
 from ..schema import Channel, Stream
-from .blockindex import BLOCK_FIELDS, BlockIndex, StreamBlocks
+from .blockindex import BLOCK_FIELDS, BlockIndex, LazyBuffers, StreamBlocks
 from .manifest import MANIFEST_NAME, Manifest, fsync_directory, read_manifest, write_manifest
 from .prepare import iso, prepare_batch
 from .records import (CLEAN, INCOMPLETE, REC_BLOCK, REC_BLOCK_ZSTD,
                       RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SHORT, parse_segment_file_name,
                       record_bytes, segment_header)
 from .segment import Segment
+from .zstdruns import RunBuilder, ZstdRuns
 from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention,
                        segment_target)
 
@@ -43,7 +44,6 @@ LOCK_NAME = "LOCK"
 ZSTD_LEVEL = 3
 ROW_BUFFER = 4096              # append_one rows held before they go down the batch path
 ZSTD_MIN_SAVING = 0.05          # "auto" keeps a zstd frame only if it is >= 5 % smaller
-MAX_BLOCK_BYTES = 1 << 28
 
 
 def open_cache(path, create: bool = False, capacity=None, retention=None, readonly: bool = False,
@@ -128,14 +128,12 @@ class Cache:
         self._open_blocks: dict[int, _OpenBlock] = {}
         self._rows: dict[int, _Rows] = {}
         self._next_seq: dict[int, int] = {}
-        self._zbuffers: dict[int, np.ndarray] = {}
-        self._next_zkey = -1
+        self._zstd = ZstdRuns()
         self._problems: list[str] = []
         self._active: Segment | None = None
         self._dir_dirty = False
         self._closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        self._decompressor = zstandard.ZstdDecompressor()
         try:
             with _os_errors(f"cannot open cache {path}"):
                 self._prepare_directory(create)
@@ -271,47 +269,25 @@ class Cache:
         return True
 
     def _index_records(self, segment: Segment, records, data: bytes, base: int) -> None:
-        """Verify every record's block and add it to its stream's index.  The zstd
-        blocks of one scan are decompressed into one shared buffer, so the engine
-        can read them in place like a mapped segment."""
+        """Verify every record's block and add it to its stream's index (zstd
+        blocks are decompressed to be verified, then grouped into runs)."""
         raw = np.frombuffer(data, np.uint8)
-        zbuffer, zkey, zplace = self._decompress_frames(records, raw, base)
-        for j, rec in enumerate(records):
+        runs = RunBuilder(self._zstd, segment)
+        for rec in records:
             where = f"segment {segment.path.name}, record at offset {rec.start}"
             try:
                 if rec.rec_type == REC_BLOCK:
                     info = parse_block(raw, rec.payload_start - base, rec.payload_len)
                     key, offset = segment.number, rec.payload_start
                 else:
-                    place = zplace[j]
-                    if isinstance(place, str):
-                        raise CorruptDataError(place)
-                    info = parse_block(zbuffer, place[0], place[1])
-                    key, offset = zkey, place[0]
+                    block = self._zstd.decompress(raw[rec.payload_start - base:rec.end - base])
+                    key, offset = runs.add(rec.payload_start, rec.payload_len, block)
+                    info = parse_block(block, 0, len(block))
             except SensorqError as exc:
                 self._problems.append(f"{where}: {exc}; skipped")
                 continue
             self._index_block(segment, info, offset, key, rec.size, where)
-
-    def _decompress_frames(self, records, raw: np.ndarray, base: int):
-        """(joined buffer, its key, {record position: (offset, length) or error text})."""
-        pieces, place, at = [], {}, 0
-        for j, rec in enumerate(records):
-            if rec.rec_type != REC_BLOCK_ZSTD:
-                continue
-            payload = raw[rec.payload_start - base:rec.end - base]
-            try:
-                block = self._decompressor.decompress(payload.tobytes(), max_output_size=MAX_BLOCK_BYTES)
-            except zstandard.ZstdError as exc:
-                place[j] = f"zstd frame does not decompress ({exc})"
-                continue
-            pieces.append(block)
-            place[j] = (at, len(block))
-            at += len(block)
-        if not pieces:
-            return None, 0, place
-        joined = np.frombuffer(b"".join(pieces), np.uint8)
-        return joined, self._new_zkey(joined), place
+        runs.finish()
 
     def _index_block(self, segment: Segment, info, offset: int, key: int, stored: int,
                      where: str) -> None:
@@ -345,17 +321,12 @@ class Cache:
             return f"block of stream {stream.name!r} is out of order (seq {info.seq})"
         return None
 
-    def _new_zkey(self, array: np.ndarray) -> int:
-        key = self._next_zkey
-        self._next_zkey -= 1
-        self._zbuffers[key] = array
-        return key
-
     def _forget_through(self, number: int) -> None:
         """Drop segments numbered <= number (deleted or evicted) from the index."""
         for blocks in self._blocks.values():
             for key in blocks.drop_through_segment(number):
-                self._zbuffers.pop(key, None)
+                if key < 0:
+                    self._zstd.drop(key)
         for segment in [s for s in self._segments if s.number <= number]:
             segment.release()
             self._segments.remove(segment)
@@ -524,32 +495,31 @@ class Cache:
         return blocks
 
     def _write_blocks(self, st: Stream, blocks: list[bytes]) -> None:
-        """Write sealed blocks as records and index them.  Blocks stored zstd-wrapped
-        are served from one in-memory copy of the batch (one buffer key per segment,
-        so eviction of a segment releases its keys)."""
+        """Write sealed blocks as records and index them."""
         sid = st.stream_id
-        batch = np.frombuffer(b"".join(blocks), np.uint8) if len(blocks) > 1 else None
-        at, zkey, zsegment = 0, 0, None
+        runs: RunBuilder | None = None
         for block in blocks:
             info = parse_block(block)        # check our own output before it becomes durable
             payload, rec_type = self._wrap(block)
             record = record_bytes(rec_type, payload)
             segment = self._reserve(len(record))
             self._pwrite(segment, record)
+            payload_start = segment.valid_end + RECORD_HEADER_SIZE
             if rec_type == REC_BLOCK:
-                key, offset = segment.number, segment.valid_end + RECORD_HEADER_SIZE
-            elif batch is None:
-                key, offset = self._new_zkey(np.frombuffer(block, np.uint8)), 0
+                key, offset = segment.number, payload_start
             else:
-                if zsegment is not segment:
-                    zkey, zsegment = self._new_zkey(batch), segment
-                key, offset = zkey, at
+                if runs is None or runs.segment is not segment:
+                    if runs is not None:
+                        runs.finish()
+                    runs = RunBuilder(self._zstd, segment)
+                key, offset = runs.add(payload_start, len(payload), block)
             self._blocks[sid].add(info, offset, key, segment.number, len(record))
             self._next_seq[sid] = info.seq + 1
             segment.valid_end += len(record)
             segment.file_size = segment.valid_end
             segment.note_block(sid, info.t_last)
-            at += len(block)
+        if runs is not None:
+            runs.finish()
         if blocks:
             self._apply_retention()
 
@@ -718,7 +688,7 @@ class Cache:
         where = stored.range_slice(start_ns, end_ns)
         keys = stored.buf_key[where]
         unique_keys, buffer_of = np.unique(keys, return_inverse=True)
-        buffers = [self._buffer_for(int(k)) for k in unique_keys]
+        buffers = LazyBuffers([int(k) for k in unique_keys], self._buffer_for)
         fields = {name: stored.cols[name][where].copy() for name in BLOCK_FIELDS}
         index = BlockIndex(st, buffers, buffer_of.astype(np.int32).reshape(-1),
                            entries=stored.entries[where].copy(), **fields)
@@ -726,8 +696,9 @@ class Cache:
         return _concat(index, tail) if tail is not None else index
 
     def _buffer_for(self, key: int) -> np.ndarray:
+        """Positive keys are segments (memory-mapped), negative ones zstd runs."""
         if key < 0:
-            return self._zbuffers[key]
+            return self._zstd.buffer(key)
         for segment in self._segments:
             if segment.number == key:
                 return segment.buffer()

@@ -1,0 +1,110 @@
+"""Blocks stored zstd-wrapped, decompressed on demand.
+
+A *run* is a group of consecutive zstd records of one segment (at most
+``RUN_BYTES`` once decompressed).  Its blocks are verified when the segment is
+scanned (or when the writer writes them); afterwards the run only remembers
+where its frames lie in the segment file.  When a query needs one of its
+blocks, the whole run is decompressed from the segment's memory map into one
+buffer - the same bytes, at the same offsets, as at verification - and kept in
+a small LRU cache, so memory stays bounded however big the cache directory is.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import zstandard
+
+from ..errors import CorruptDataError
+from .segment import Segment
+
+RUN_BYTES = 4 * 1024 * 1024          # a run's blocks, decompressed
+CACHE_BYTES = 64 * 1024 * 1024       # decompressed runs kept in memory
+MAX_BLOCK_BYTES = 1 << 28
+
+
+@dataclass
+class ZstdRun:
+    segment: Segment
+    frames: list[tuple[int, int]] = field(default_factory=list)   # (payload start, length) in the file
+    size: int = 0                                                  # bytes once decompressed
+
+
+class ZstdRuns:
+    """All runs of a cache, by buffer key (negative ints; segments use positive ones)."""
+
+    def __init__(self):
+        self.runs: dict[int, ZstdRun] = {}
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cached_bytes = 0
+        self._next_key = -1
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def decompress(self, payload) -> bytes:
+        try:
+            return self._dctx.decompress(bytes(payload), max_output_size=MAX_BLOCK_BYTES)
+        except zstandard.ZstdError as exc:
+            raise CorruptDataError(f"zstd frame does not decompress ({exc})") from None
+
+    def new_run(self, segment: Segment) -> int:
+        key = self._next_key
+        self._next_key -= 1
+        self.runs[key] = ZstdRun(segment)
+        return key
+
+    def buffer(self, key: int) -> np.ndarray:
+        """The run's blocks, decompressed (from the LRU cache if it is there)."""
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        run = self.runs[key]
+        mapped = run.segment.buffer()
+        data = b"".join(self.decompress(mapped[start:start + length]) for start, length in run.frames)
+        if len(data) != run.size:
+            raise CorruptDataError(f"segment {run.segment.path.name} changed on disk after it was "
+                                   f"verified")
+        array = np.frombuffer(data, np.uint8)
+        self.remember(key, array)
+        return array
+
+    def remember(self, key: int, array: np.ndarray) -> None:
+        self.cache[key] = array
+        self.cached_bytes += array.nbytes
+        while self.cached_bytes > CACHE_BYTES and len(self.cache) > 1:
+            _, old = self.cache.popitem(last=False)
+            self.cached_bytes -= old.nbytes
+
+    def drop(self, key: int) -> None:
+        self.runs.pop(key, None)
+        old = self.cache.pop(key, None)
+        if old is not None:
+            self.cached_bytes -= old.nbytes
+
+
+class RunBuilder:
+    """Groups the zstd blocks of one segment, as they are verified, into runs."""
+
+    def __init__(self, runs: ZstdRuns, segment: Segment):
+        self.runs, self.segment = runs, segment
+        self.key: int | None = None
+        self.pieces: list[bytes] = []
+
+    def add(self, payload_start: int, payload_len: int, block: bytes) -> tuple[int, int]:
+        """Register a block (its record payload's place, its bytes); (buffer key, offset)."""
+        run = self.runs.runs.get(self.key) if self.key is not None else None
+        if run is None or (run.size and run.size + len(block) > RUN_BYTES):
+            self.finish()
+            self.key = self.runs.new_run(self.segment)
+            run = self.runs.runs[self.key]
+        offset = run.size
+        run.frames.append((payload_start, payload_len))
+        run.size += len(block)
+        self.pieces.append(block)
+        return self.key, offset
+
+    def finish(self) -> None:
+        """Close the current run; its bytes, at hand anyway, go to the LRU cache."""
+        if self.key is not None and self.pieces and self.key in self.runs.runs:
+            self.runs.remember(self.key, np.frombuffer(b"".join(self.pieces), np.uint8))
+        self.key, self.pieces = None, []
