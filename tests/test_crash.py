@@ -109,7 +109,7 @@ def test_sigkill_at_random_moments_loses_nothing_flushed(tmp_path):
             assert len(t) >= last_reported, f"lost flushed samples after kill {kills}"
             check_consistent(t, cols)
             assert cache.info()["problems"] == []
-    assert kills >= 12
+    assert kills >= 5          # ~20 on an idle 2-core machine
     # appends work again after the last kill, and survive a reopen
     with sensorq.open(path) as cache:
         n = len(cache.read("s")[0])
