@@ -122,7 +122,7 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const u
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
     const uint8_t *bits = p + n_mini;
     uint32_t limit, bit = 0;
-    if ((size_t)(end - p) < n_mini) {
+    if ((size_t)(end - p) < n_mini || (size_t)(end - bits) > 0x1FFFFFFFu) {
         return -1;
     }
     limit = (uint32_t)(end - bits) * 8u;

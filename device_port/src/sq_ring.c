@@ -120,7 +120,12 @@ int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values)
 
 static void evict_oldest(sq_ring *r)
 {
-    r->head += (uint32_t)sq_get_le(r->log + r->head + 12u, 4);
+    uint32_t len = r->head <= r->log_len - SQ_HEADER_SIZE ? (uint32_t)sq_get_le(r->log + r->head + 12u, 4) : 0;
+    if (len < SQ_HEADER_SIZE + 4u || len > r->log_len - r->head) {
+        r->n_blocks = 0;      /* the log's bookkeeping was overwritten: start it afresh */
+        return;
+    }
+    r->head += len;
     r->n_blocks--;
     if (r->head == r->wrap_end) {
         r->head = 0;
