@@ -689,9 +689,11 @@ class Cache:
         keys = stored.buf_key[where]
         unique_keys, buffer_of = np.unique(keys, return_inverse=True)
         buffers = LazyBuffers([int(k) for k in unique_keys], self._buffer_for)
-        fields = {name: stored.cols[name][where].copy() for name in BLOCK_FIELDS}
+        # Views, not copies (a query's cost must not grow with the cache): rows
+        # below the index's tail are never written again, and the views are read-only.
+        fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
         index = BlockIndex(st, buffers, buffer_of.astype(np.int32).reshape(-1),
-                           entries=stored.entries[where].copy(), **fields)
+                           entries=_read_only(stored.entries[where]), **fields)
         tail = self._open_block_index(st, start_ns, end_ns)
         return _concat(index, tail) if tail is not None else index
 
@@ -777,6 +779,12 @@ class Cache:
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "writer"
         return f"<sensorq Cache {str(self.path)!r} {mode}, {len(self._manifest.streams)} streams>"
+
+
+def _read_only(view: np.ndarray) -> np.ndarray:
+    view = view.view()
+    view.flags.writeable = False
+    return view
 
 
 @contextmanager
