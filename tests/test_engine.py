@@ -86,6 +86,11 @@ SCALAR_CASES = [
     ("first a where a > {k}", lambda t, a, b, f, k: a[a > k][0] if (a > k).any() else np.nan),
     ("last b", lambda t, a, b, f, k: b[-1] * 0.01 if len(b) else np.nan),
     ("median a", lambda t, a, b, f, k: np.median(a) if len(a) else np.nan),
+    ("rate a", lambda t, a, b, f, k: (float(a[-1]) - a[0]) / ((t[-1] - t[0]) * 1e-9)
+     if len(t) and t[-1] > t[0] else np.nan),
+    ("argmax a", lambda t, a, b, f, k: t[np.argmax(a)] if len(a) else np.nan),
+    ("argmin f where a > {k}", lambda t, a, b, f, k: t[a > k][np.nanargmin(f[a > k])]
+     if (~np.isnan(f[a > k])).any() else np.nan),
     ("percentile(90) f", lambda t, a, b, f, k: np.nanpercentile(f, 90) if (~np.isnan(f)).any() else np.nan),
     ("avg a * b / 10 where a > {k}",
      lambda t, a, b, f, k: (a * (b * 0.01) / 10)[a > k].mean() if (a > k).any() else np.nan),
@@ -96,8 +101,9 @@ SCALAR_CASES = [
 ]
 
 
-@SETTINGS
-@given(streams(), st.integers(-200, 200), st.sampled_from(range(len(SCALAR_CASES))))
+@pytest.mark.parametrize("case", range(len(SCALAR_CASES)), ids=[c[0] for c in SCALAR_CASES])
+@settings(SETTINGS, max_examples=15)
+@given(stream=streams(), k=st.integers(-200, 200))
 def test_scalar_aggregates_match_numpy(tmp_path_factory, stream, k, case):
     t, a, b, f = stream
     text, reference = SCALAR_CASES[case]
@@ -238,3 +244,29 @@ def test_evicted_blocks_are_gone_from_answers(tmp_path):
     assert cache.query("count").value == len(kept_t)
     assert cache.query("max a").value == kept_a.max()
     cache.close()
+
+
+@SETTINGS
+@given(streams(), st.sampled_from(["null", "prev", "linear", "-7"]))
+def test_fill_modes_match_numpy(tmp_path_factory, stream, mode):
+    t, a, b, f = stream
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        result = cache.query(f"max a by 100ms fill({mode})")
+        counts = cache.query("count by 100ms fill(null)")
+    if len(t) == 0:
+        assert len(result.columns["time"]) == 0
+        return
+    bucket_ns = 100_000_000
+    ids = np.arange(t[0] // bucket_ns, t[-1] // bucket_ns + 1)
+    present = np.isin(ids, t // bucket_ns)
+    values = np.array([a[t // bucket_ns == i].max() if p else np.nan for i, p in zip(ids, present)], float)
+    if mode == "prev":
+        last = np.maximum.accumulate(np.where(present, np.arange(len(ids)), 0))
+        values = values[last]
+    elif mode == "linear":
+        values = np.interp(ids, ids[present], values[present])
+    elif mode == "-7":
+        values = np.where(present, values, -7.0)
+    assert list(result.columns["time"]) == list(ids * bucket_ns)
+    assert np.allclose(result.columns["max"], values, equal_nan=True)
+    assert list(counts.columns["count"]) == [np.count_nonzero(t // bucket_ns == i) for i in ids]
