@@ -139,10 +139,9 @@ def run_or_error(run):
 def test_ring_answers_equal_numpy_reference(dev, case):
     stream, t, columns, plan, block_samples, shift = case
     code = compile_plan(plan, stream)
-    ring = dev.ring([c.dtype for c in stream.channels], block_samples,
-                    region_len=None)
-    ring = dev.ring([c.dtype for c in stream.channels], block_samples,
-                    region_len=ring.region_len * (len(t) // block_samples + 2))
+    dtypes = [c.dtype for c in stream.channels]
+    region = dev.ring(dtypes, block_samples).region_len * (len(t) // block_samples + 2)   # no eviction
+    ring = dev.ring(dtypes, block_samples, region_len=region)
     ring.append_many(t + shift, columns)
     expected = expected_answer(plan, t + shift, columns, plan.now.ns + shift)
     got = run_or_error(lambda: ring.query(code, plan.now.ns + shift))
@@ -152,6 +151,7 @@ def test_ring_answers_equal_numpy_reference(dev, case):
     assert not isinstance(got, DeviceError), got
     check_answer(got, expected, plan)
     assert got.skipped + got.answered + got.decoded == len(t) // block_samples
+    assert ring.query(code, plan.now.ns + shift, caller_state=True) == got   # sq_query_run_in
 
 
 @SETTINGS

@@ -26,6 +26,7 @@ size_t stack_high_water(void);
 
 static uint8_t region[REGION_MAX];
 static sq_ring ring;
+static sq_query_state query_state;     /* the VM's state, kept off the stack */
 static uint8_t code[CODE_MAX];
 
 static uint32_t get_u32(const uint8_t *p)
@@ -112,7 +113,7 @@ static int run_queries(int in, int out, uint32_t n_queries)
             return 6;
         }
         start = SYST_CVR;
-        err = sq_query_run(code, len, &ring, get_i64(head + 4), &res);
+        err = sq_query_run_in(&query_state, code, len, &ring, get_i64(head + 4), &res);
         total += ticks_since(start);
         write_pair(out, "", err);
         write_pair(out, " ", res.value);

@@ -181,6 +181,65 @@ void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it);
  * if the log's bookkeeping points outside the region. */
 int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len);
 
+/* ---- private types ------------------------------------------------------
+ * Declared here only so that callers can give their memory to the library
+ * (sq_query_state); their fields are not part of the API. */
+
+/* A payload (mini-block header bytes + bit stream) read one residual at a time. */
+typedef struct {
+    const uint8_t *hdr;      /* header bytes */
+    const uint8_t *bits;     /* bit stream start */
+    uint32_t bit;            /* next bit */
+    uint32_t i;              /* next residual's index */
+} sq_payload;
+
+/* Where a dictionary was last read: entry number rank is val.  One cursor is
+ * shared by all the columns a query reads (owner says whose dictionary it
+ * walks), which keeps readers small; two dictionary columns in one query
+ * only cost re-walks. */
+typedef struct {
+    const void *owner;
+    sq_payload pl;
+    uint64_t val;
+    uint32_t rank;           /* UINT32_MAX: no entry read yet */
+} sq_dict_cursor;
+
+/* A column section read one word at a time (or, raw != 0, raw staged
+ * little-endian integers of width bytes at pl.hdr).  Channel words must fit
+ * the channel's width (sign-extended), else the column is corrupt. */
+typedef struct {
+    sq_payload pl;
+    uint64_t base, prev, delta;
+    const uint8_t *dict_hdr; /* dictionary gaps payload */
+    uint32_t dict_n;
+    sq_dict_cursor *cursor;
+    uint8_t codec;
+    uint8_t width;           /* bytes of a value: 8 for time, the dtype's for channels */
+    uint8_t raw;
+} sq_col;
+
+typedef struct {
+    const uint8_t *prog;
+    uint32_t prog_len;
+    uint32_t n_channels;
+    int64_t start, end;            /* window [start, end) */
+    uint8_t flags;
+    uint8_t agg;
+    uint8_t agg_slot;              /* slot of the aggregated channel, NO_CHANNEL for count */
+    uint8_t n_slots;
+    uint8_t slot_channel[SQ_VM_MAX_COLUMNS];
+    /* accumulators */
+    uint64_t sum_low;              /* 128-bit sum: sum_high:sum_low */
+    int64_t sum_high;
+    int64_t acc;                   /* min, max, first or last */
+    struct sq_result_s *out;
+    /* one set of readers for every block (the stack holds no per-block copies) */
+    sq_col cols[SQ_VM_MAX_COLUMNS];
+    sq_col tcol;
+    sq_dict_cursor cursor;
+    int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
+} sq_query_state;
+
 /* ---- queries (sq_vm.c) --------------------------------------------------- */
 
 /* Aggregate codes of the bytecode. */
@@ -197,7 +256,7 @@ enum { SQ_AGG_COUNT = 0, SQ_AGG_SUM = 1, SQ_AGG_MIN = 2, SQ_AGG_MAX = 3, SQ_AGG_
  * The block counters say how each sealed block was handled: skipped from its
  * statistics (time range or predicate provably false), answered from its
  * statistics (predicate provably true), or decoded. */
-typedef struct {
+typedef struct sq_result_s {
     int64_t value;
     uint8_t has_value;
     uint8_t aggregate;
@@ -221,6 +280,13 @@ int sq_query_check(const uint8_t *code, size_t code_len);
  * hundred bytes, no buffer per block. */
 int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns,
                  sq_result *out);
+
+
+/* sq_query_run with the VM's state (≈ 360 B on a Cortex-M0+: four column
+ * readers and the accumulators) in caller memory instead of on the stack,
+ * e.g. a static sq_query_state; the stack then needs ≈ 400 B. */
+int sq_query_run_in(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
+                    int64_t now_ns, sq_result *out);
 
 /* The same over n_blocks blocks given by address and length (in time order). */
 int sq_query_run_blocks(const uint8_t *code, size_t code_len, const uint8_t *const *blocks,

@@ -26,38 +26,7 @@ static inline unsigned sq_dtype_bytes(uint8_t dtype)
     return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
 }
 
-/* A payload (mini-block header bytes + bit stream) read one residual at a time. */
-typedef struct {
-    const uint8_t *hdr;      /* header bytes */
-    const uint8_t *bits;     /* bit stream start */
-    uint32_t bit;            /* next bit */
-    uint32_t i;              /* next residual's index */
-} sq_payload;
-
-/* Where a dictionary was last read: entry number rank is val.  One cursor is
- * shared by all the columns a query reads (owner says whose dictionary it
- * walks), which keeps readers small; two dictionary columns in one query
- * only cost re-walks. */
-typedef struct {
-    const void *owner;
-    sq_payload pl;
-    uint64_t val;
-    uint32_t rank;           /* UINT32_MAX: no entry read yet */
-} sq_dict_cursor;
-
-/* A column section read one word at a time (or, raw != 0, raw staged
- * little-endian integers of width bytes at pl.hdr).  Channel words must fit
- * the channel's width (sign-extended), else the column is corrupt. */
-typedef struct {
-    sq_payload pl;
-    uint64_t base, prev, delta;
-    const uint8_t *dict_hdr; /* dictionary gaps payload */
-    uint32_t dict_n;
-    sq_dict_cursor *cursor;
-    uint8_t codec;
-    uint8_t width;           /* bytes of a value: 8 for time, the dtype's for channels */
-    uint8_t raw;
-} sq_col;
+/* sq_payload, sq_dict_cursor and sq_col are declared in sensorq.h (private part). */
 
 /* Validate a column section sec[0..end) of n words with codec byte codec and
  * open a reader on it (values of width bytes).  SQ_ERR_CORRUPT if any byte of

@@ -16,27 +16,9 @@
 #define FLAG_START 1u
 #define FLAG_END 2u
 
-typedef struct {
-    const uint8_t *prog;
-    uint32_t prog_len;
-    uint32_t n_channels;
-    int64_t start, end;            /* window [start, end) */
-    uint8_t flags;
-    uint8_t agg;
-    uint8_t agg_slot;              /* slot of the aggregated channel, NO_CHANNEL for count */
-    uint8_t n_slots;
-    uint8_t slot_channel[SQ_VM_MAX_COLUMNS];
-    /* accumulators */
-    uint64_t sum_low;              /* 128-bit sum: sum_high:sum_low */
-    int64_t sum_high;
-    int64_t acc;                   /* min, max, first or last */
-    sq_result *out;
-    /* one set of readers for every block (the stack holds no per-block copies) */
-    sq_col cols[SQ_VM_MAX_COLUMNS];
-    sq_col tcol;
-    sq_dict_cursor cursor;
-    int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
-} sq_vm;
+/* The VM's whole state: sq_query_state, declared in sensorq.h so that a
+ * caller can keep it out of the stack (sq_query_run_in). */
+typedef sq_query_state sq_vm;
 
 /* ---- validation --------------------------------------------------------------- */
 
@@ -409,18 +391,19 @@ int sq_query_run_blocks(const uint8_t *code, size_t code_len, const uint8_t *con
     return err != SQ_OK ? err : finish(&v);
 }
 
-int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns, sq_result *out)
+int sq_query_run_in(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
+                    int64_t now_ns, sq_result *out)
 {
-    sq_vm v;
+    sq_vm *v = state;
     sq_ring_iter it;
     const uint8_t *b;
     size_t len;
     unsigned s;
-    int err = start(&v, code, code_len, now_ns, out);
+    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG;
     if (err == SQ_OK && !r) {
         err = SQ_ERR_ARG;
     }
-    if (err == SQ_OK && v.n_channels != r->cfg.n_channels) {
+    if (err == SQ_OK && v->n_channels != r->cfg.n_channels) {
         err = SQ_ERR_MISMATCH;
     }
     if (err != SQ_OK) {
@@ -428,7 +411,7 @@ int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t
     }
     sq_ring_iter_begin(r, &it);
     while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
-        err = run_block(&v, b, len);
+        err = run_block(v, b, len);
         if (err != SQ_OK) {
             return err;
         }
@@ -437,17 +420,23 @@ int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t
         return err;
     }
     /* the open block: raw samples, scanned one by one */
-    for (s = 0; s < v.n_slots; s++) {
-        uint8_t ch = v.slot_channel[s];
+    for (s = 0; s < v->n_slots; s++) {
+        uint8_t ch = v->slot_channel[s];
         unsigned w = sq_dtype_bytes(r->cfg.dtype[ch]);
         const uint8_t *col = r->staging + 8u * r->cfg.block_samples;
         unsigned c;
         for (c = 0; c < ch; c++) {
             col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[c]);
         }
-        sq_col_open_raw(&v.cols[s], col, w);
+        sq_col_open_raw(&v->cols[s], col, w);
     }
-    sq_col_open_raw(&v.tcol, r->staging, 8);
-    err = scan(&v, 1, r->staged, 0, 1);
-    return err != SQ_OK ? err : finish(&v);
+    sq_col_open_raw(&v->tcol, r->staging, 8);
+    err = scan(v, 1, r->staged, 0, 1);
+    return err != SQ_OK ? err : finish(v);
+}
+
+int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns, sq_result *out)
+{
+    sq_query_state state;
+    return sq_query_run_in(&state, code, code_len, r, now_ns, out);
 }

@@ -25,6 +25,7 @@ ERRORS = {0: "SQ_OK", -1: "SQ_ERR_ARG", -2: "SQ_ERR_CORRUPT", -3: "SQ_ERR_VERSIO
 DTYPE_CODES = {"int8": 1, "int16": 2, "int32": 3, "int64": 4}
 MAX_CHANNELS = 8
 RING_STRUCT_BYTES = 512          # ≥ sizeof(sq_ring) on any host
+QUERY_STATE_BYTES = 2048         # ≥ sizeof(sq_query_state) on any host
 
 
 class DeviceError(SensorqError):
@@ -109,6 +110,8 @@ class DeviceLib:
         lib.sq_query_check.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.sq_query_run.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.POINTER(Result)]
+        lib.sq_query_run_in.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
+                                        ctypes.c_int64, ctypes.POINTER(Result)]
         lib.sq_query_run_blocks.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
                                             ctypes.POINTER(ctypes.c_char_p),
                                             ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
@@ -212,8 +215,15 @@ class Ring:
                 return out
             out.append(ctypes.string_at(ptr.value, size.value))
 
-    def query(self, code: bytes, now_ns: int) -> DeviceAnswer:
+    def query(self, code: bytes, now_ns: int, caller_state: bool = False) -> DeviceAnswer:
+        """sq_query_run, or with caller_state sq_query_run_in with the VM state
+        in a Python-owned buffer."""
         result = Result()
-        self.dev.check(self.dev.lib.sq_query_run(code, len(code), self.state, now_ns,
-                                                 ctypes.byref(result)), "query")
+        if caller_state:
+            state = ctypes.create_string_buffer(QUERY_STATE_BYTES)
+            status = self.dev.lib.sq_query_run_in(state, code, len(code), self.state, now_ns,
+                                                  ctypes.byref(result))
+        else:
+            status = self.dev.lib.sq_query_run(code, len(code), self.state, now_ns, ctypes.byref(result))
+        self.dev.check(status, "query")
         return answer_of(result)
