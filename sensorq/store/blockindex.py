@@ -104,7 +104,9 @@ class BlockIndex:
 class StreamBlocks:
     """Growing per-stream block table: appends at the end (new blocks), drops
     from the front (eviction deletes the oldest segments first), so both are
-    amortised O(1) and a time-range lookup is a binary search."""
+    amortised O(1) and a time-range lookup is a binary search.  New rows are
+    staged in a Python list and moved into the arrays in bulk on the next read,
+    which keeps scanning a segment of many blocks cheap."""
 
     def __init__(self, n_channels: int, capacity: int = 64):
         self.n_channels = n_channels
@@ -117,16 +119,20 @@ class StreamBlocks:
         self.entries = np.zeros((capacity, n_channels), ENTRY_DTYPE)
         self.total_samples = 0
         self.total_stored = 0
+        self.last_seq: int | None = None                # of the newest block, staged or not
+        self.last_t: int | None = None
+        self._staged: list[tuple] = []
+        self._staged_entries: list[np.ndarray] = []
 
     def __len__(self) -> int:
-        return self.tail - self.head
+        return self.tail - self.head + len(self._staged)
 
-    def _grow(self) -> None:
+    def _grow(self, needed: int) -> None:
         live = slice(self.head, self.tail)
-        size = max(64, 2 * len(self))
+        size = max(64, 2 * needed)
         def regrow(arr):
             new = np.zeros((size,) + arr.shape[1:], arr.dtype)
-            new[:len(self)] = arr[live]
+            new[:self.tail - self.head] = arr[live]
             return new
         self.cols = {k: regrow(v) for k, v in self.cols.items()}
         self.buf_key, self.segment, self.stored = map(regrow, (self.buf_key, self.segment, self.stored))
@@ -135,21 +141,34 @@ class StreamBlocks:
         self.head = 0
 
     def add(self, info: BlockInfo, offset: int, buf_key: int, segment: int, stored: int) -> None:
-        if self.tail == self.buf_key.shape[0]:
-            self._grow()
-        i = self.tail
-        values = (offset, info.block_len, info.n_samples, info.t_first, info.t_last, info.seq,
-                  info.tick, info.time_codec, info.time_len)
-        for name, value in zip(BLOCK_FIELDS, values):
-            self.cols[name][i] = value
-        self.buf_key[i], self.segment[i], self.stored[i] = buf_key, segment, stored
-        self.entries[i] = info.entries
-        self.tail += 1
+        self._staged.append((offset, info.block_len, info.n_samples, info.t_first, info.t_last, info.seq,
+                             info.tick, info.time_codec, info.time_len, buf_key, segment, stored))
+        self._staged_entries.append(info.entries)
+        self.last_seq, self.last_t = info.seq, info.t_last
         self.total_samples += info.n_samples
         self.total_stored += stored
 
+    def commit(self) -> None:
+        """Move staged rows into the arrays."""
+        n = len(self._staged)
+        if not n:
+            return
+        if self.tail + n > self.buf_key.shape[0]:
+            self._grow(self.tail - self.head + n)
+        rows = np.array(self._staged, np.int64)
+        new = slice(self.tail, self.tail + n)
+        for j, name in enumerate(BLOCK_FIELDS):
+            self.cols[name][new] = rows[:, j]
+        width = len(BLOCK_FIELDS)
+        self.buf_key[new], self.segment[new], self.stored[new] = rows[:, width], rows[:, width + 1], \
+            rows[:, width + 2]
+        self.entries[new] = np.stack(self._staged_entries)
+        self.tail += n
+        self._staged, self._staged_entries = [], []
+
     def drop_through_segment(self, number: int) -> list[int]:
         """Forget the blocks stored in segments <= number; returns their buffer keys."""
+        self.commit()
         seg = self.segment[self.head:self.tail]
         cut = int(np.searchsorted(seg, number, side="right"))
         dropped = slice(self.head, self.head + cut)
@@ -157,16 +176,21 @@ class StreamBlocks:
         self.total_samples -= int(self.cols["n_samples"][dropped].sum())
         self.total_stored -= int(self.stored[dropped].sum())
         self.head += cut
+        if not len(self):
+            self.last_seq = self.last_t = None
         return keys
 
     def last(self, name: str) -> int | None:
+        self.commit()
         return int(self.cols[name][self.tail - 1]) if len(self) else None
 
     def first(self, name: str) -> int | None:
+        self.commit()
         return int(self.cols[name][self.head]) if len(self) else None
 
     def range_slice(self, start_ns: int | None, end_ns: int | None) -> slice:
         """Positions (absolute) of the blocks overlapping [start_ns, end_ns)."""
+        self.commit()
         t_first = self.cols["t_first"][self.head:self.tail]
         t_last = self.cols["t_last"][self.head:self.tail]
         lo = 0 if start_ns is None else int(np.searchsorted(t_last, start_ns, side="left"))

@@ -85,6 +85,7 @@ class _Rows:
 
     def __init__(self, stream: Stream):
         self.names = [c.name for c in stream.channels]
+        self.dtype_codes = bytes(c.dtype_code for c in stream.channels)    # as in block entries
         self.checks = [_quick_check(c) for c in stream.channels]
         self.t: list[int] = []
         self.values: list = []
@@ -313,11 +314,10 @@ class Cache:
     def _block_mismatch(self, stream: Stream | None, info) -> str | None:
         if stream is None:
             return f"block of unknown stream id {info.stream_id}"
-        codes = [c.dtype_code for c in stream.channels]
-        if info.entries["dtype"].tolist() != codes:
+        if info.entries["dtype"].tobytes() != self._rows[stream.stream_id].dtype_codes:
             return f"block does not match the channels of stream {stream.name!r}"
         blocks = self._blocks[stream.stream_id]
-        if len(blocks) and (info.seq <= blocks.last("seq") or info.t_first < blocks.last("t_last")):
+        if blocks.last_seq is not None and (info.seq <= blocks.last_seq or info.t_first < blocks.last_t):
             return f"block of stream {stream.name!r} is out of order (seq {info.seq})"
         return None
 
