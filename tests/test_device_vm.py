@@ -225,3 +225,20 @@ def test_sum_overflow_is_an_error_not_a_wrong_answer(dev):
     ring = dev.ring(["int64"], 2, region_len=10_000)
     ring.append_many(np.arange(4), [np.array([2**62, 2**62, -2**62, -2**62 + 5], np.int64)])
     assert ring.query(compile_plan(plan, stream), 0).value == 5      # intermediate overflow is fine
+
+
+def test_window_bounds_clamp_at_the_ends_of_time(dev):
+    """now + offset beyond int64 clamps (the window reaches the end of time)
+    instead of wrapping around to the other end."""
+    stream = Stream("s", (Channel("v", "int16"),))
+    t = np.array([-2**63, -2**63 + 5, 2**63 - 10, 2**63 - 1], np.int64)
+    v = np.array([1, 2, 3, 4], np.int16)
+    ring = dev.ring(["int16"], 2, region_len=10_000)
+    ring.append_many(t, [v])
+    for now, start_off, end_off in [(-2**63 + 7, -2**62, 2**62), (2**63 - 2, -2**62, 2**62),
+                                    (0, -2**63, 2**63 - 1), (-2**63 + 7, -6, 1)]:
+        plan = P.AggregateQuery("s", "sum", channel_ref(stream, 0), None,
+                                P.TimeRange(now + start_off, now + end_off), P.Now("data", now), "")
+        want = expected_answer(plan, t, [v])
+        got = ring.query(compile_plan(plan, stream), now)
+        assert (got.value, got.count) == (want.value, want.count), (now, start_off, end_off)

@@ -76,16 +76,15 @@ static int check_program(sq_vm *v)
     return depth == 1u ? SQ_OK : SQ_ERR_BYTECODE;
 }
 
-/* now + offset, clamped to the int64 range. */
-static int64_t add_clamped(int64_t now, int64_t offset)
+/* now + offset, clamped to the int64 range (an overflow is a sum whose sign
+ * differs from both operands'). */
+static int64_t __attribute__((noinline)) add_clamped(int64_t now, int64_t offset)
 {
-    if (offset > 0 && now > INT64_MAX - offset) {
-        return INT64_MAX;
+    uint64_t sum = (uint64_t)now + (uint64_t)offset;
+    if ((((uint64_t)now ^ sum) & ((uint64_t)offset ^ sum)) >> 63) {
+        return offset < 0 ? INT64_MIN : INT64_MAX;
     }
-    if (offset < 0 && now < INT64_MIN - offset) {
-        return INT64_MIN;
-    }
-    return now + offset;
+    return (int64_t)sum;
 }
 
 static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
