@@ -38,7 +38,9 @@ def _check(status):
 class BlockReader:
     """Decodes single blocks of an index for one pair of programs."""
 
-    def __init__(self, index, programs, extra_channels=()):
+    def __init__(self, index, programs, extra_channels=(), rows=None):
+        """``rows``: the blocks that may be read (all when None); only their
+        layouts are built, so blocks a search skips cost nothing."""
         self.programs = programs
         slots = list(programs.slot_indices) + [c for c in extra_channels
                                                if c not in set(programs.slot_indices)]
@@ -50,10 +52,11 @@ class BlockReader:
         scales = {c.index: c.scale for c in programs.channels}
         self.scales = np.array([scales.get(int(c), 1.0) for c in slots], np.float64)
         self.depth = max(programs.pred.max_depth, programs.value.max_depth, 1)
+        rows = np.arange(len(index)) if rows is None else np.asarray(rows, np.int64)
         self.where = {}
-        for layout in build_layouts(index, self.slot_channels):
-            for local, b in enumerate(layout.blocks):
-                self.where[int(b)] = (layout, local)
+        for layout in build_layouts(index.select(rows), self.slot_channels):
+            for local, k in enumerate(layout.blocks):
+                self.where[int(rows[k])] = (layout, local)
 
     def gather(self, b, start, end):
         """Matching samples of block b in [start, end): (times, values, raw rows)."""
@@ -81,7 +84,7 @@ class BlockReader:
 
 def gather_values(index, rows, programs, start, end):
     """(times, values) of every matching sample with a non-NaN value in ``rows``."""
-    reader = BlockReader(index, programs)
+    reader = BlockReader(index, programs, rows=rows)
     times, values = [np.zeros(0, np.int64)], [np.zeros(0)]
     for b in rows:
         t, v, _ = reader.gather(b, start, end)
@@ -100,6 +103,9 @@ def _rows_table(stream_channels, t, raw, slot_channels, scales):
     return columns, units
 
 
+READ_AHEAD_BLOCKS = 32   # blocks a search lays out at a time (it usually stops early)
+
+
 def _scan_matches(cache, q, n, backwards):
     """The first (or last) n matching samples, all channels."""
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
@@ -107,29 +113,34 @@ def _scan_matches(cache, q, n, backwards):
     stream = cache.streams[q.stream]
     programs = compile_query(q.where, None)
     all_channels = list(range(len(stream.channels)))
-    reader = BlockReader(index, programs, all_channels)
     classes = classify(q.where, index)
     scan = ScanStats(blocks_total=len(index))
+    candidates = np.flatnonzero(classes != NONE)
+    scan.skipped = len(index) - len(candidates)
+    if backwards:
+        candidates = candidates[::-1]
     found_t, found_raw, total = [], [], 0
-    order = range(len(index) - 1, -1, -1) if backwards else range(len(index))
-    for b in order:
-        if classes[b] == NONE:
-            scan.skipped += 1
-            continue
-        t, _, raw = reader.gather(b, start, end)
-        scan.decoded += 1
-        if backwards:
-            t, raw = t[::-1], raw[:, ::-1]
-        found_t.append(t[:n - total])
-        found_raw.append(raw[:, :n - total])
-        total += len(found_t[-1])
+    slot_channels = BlockReader(index, programs, all_channels, rows=[]).slot_channels
+    for lo in range(0, len(candidates), READ_AHEAD_BLOCKS):
+        chunk = candidates[lo:lo + READ_AHEAD_BLOCKS]
+        reader = BlockReader(index, programs, all_channels, rows=chunk)
+        for b in chunk:
+            t, _, raw = reader.gather(b, start, end)
+            scan.decoded += 1
+            if backwards:
+                t, raw = t[::-1], raw[:, ::-1]
+            found_t.append(t[:n - total])
+            found_raw.append(raw[:, :n - total])
+            total += len(found_t[-1])
+            if total >= n:
+                break
         if total >= n:
             break
     t = np.concatenate(found_t) if found_t else np.zeros(0, np.int64)
-    raw = np.concatenate(found_raw, 1) if found_raw else np.zeros((len(reader.slot_channels), 0))
+    raw = np.concatenate(found_raw, 1) if found_raw else np.zeros((len(slot_channels), 0))
     if backwards:
         t, raw = t[::-1], raw[:, ::-1]
-    columns, units = _rows_table(stream.channels, t, raw, reader.slot_channels, None)
+    columns, units = _rows_table(stream.channels, t, raw, slot_channels, None)
     return Result("table", "", columns=columns, units=units, scan=scan)
 
 
@@ -224,17 +235,22 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str) -> Result:
     start, end = _window(q.time)
     programs = compile_query(q.where, q.peak)
     classes = classify(q.where, index)
-    reader = BlockReader(index, programs)
     inside = (index.t_first >= start) & (index.t_last < end)
     peak_from_stats = isinstance(q.peak, P.ChannelRef) and not q.max_gap_ns
+    from_stats = (classes == ALL) & inside & peak_from_stats
+    reader = BlockReader(index, programs, rows=np.flatnonzero((classes != NONE) & ~from_stats
+                                                              | ~inside))
     builder = EpisodeBuilder(q.max_gap_ns or 0)
     scan = ScanStats(blocks_total=len(index))
-    for b in range(len(index)):
-        if classes[b] == NONE and inside[b]:
-            builder.unmatched_sample(int(index.t_first[b]))
-            builder.last_t = int(index.t_last[b])
-            scan.skipped += 1
-        elif classes[b] == ALL and inside[b] and peak_from_stats:
+    skippable = (classes == NONE) & inside
+    scan.skipped = int(skippable.sum())
+    previous = -1
+    for b in np.flatnonzero(~skippable):   # skipped blocks are handled in bulk, between these
+        if b > previous + 1:   # skipped blocks in between: their first sample ends any run
+            builder.unmatched_sample(int(index.t_first[previous + 1]))
+            builder.last_t = int(index.t_last[b - 1])
+        previous = b
+        if from_stats[b]:
             peak = channel_stats(index.select(slice(b, b + 1)), q.peak, "max")[0] * q.peak.scale
             builder.whole_block(int(index.t_first[b]), int(index.t_last[b]), peak)
             scan.from_stats += 1
@@ -243,6 +259,9 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str) -> Result:
             keep = (t >= start) & (t < end)
             builder.samples(t[keep], mask[keep], values[keep])
             scan.decoded += 1
+    if previous < len(index) - 1:
+        builder.unmatched_sample(int(index.t_first[previous + 1]))
+        builder.last_t = int(index.t_last[-1])
     if builder.open:
         builder.close(builder.last_t)
     eps = [e for e in builder.episodes if e[1] - e[0] >= q.min_duration_ns]
