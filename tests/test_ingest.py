@@ -170,3 +170,47 @@ def test_random_files_round_trip(tmp_path_factory, rows):
     assert t.tolist() == [int(r[0]) for r in ref]
     assert cols["a"].tolist() == [int(r[1]) for r in ref]
     assert cols["b"].tolist() == [float(r[2]) for r in ref]
+
+
+@pytest.mark.parametrize("style", ["plain", "crlf", "quoted", "blank_lines"])
+def test_chunk_boundaries_and_csv_dialects(tmp_path, monkeypatch, style):
+    """Small chunks, CRLF endings, quoted cells and blank lines read like the csv module reads them."""
+    import sensorq.ingest as ingest
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 7)
+    rng = np.random.default_rng(1)
+    n = 50
+    t = 1_700_000_000_000 + np.cumsum(rng.integers(0, 30, n))
+    a = rng.integers(-40_000, 40_000, n)
+    b = rng.normal(size=n)
+    lines = ["time,a,b"]
+    for i in range(n):
+        cells = [str(t[i]), str(a[i]), repr(float(b[i]))]
+        if style == "quoted" and i % 3 == 0:
+            cells = [f'"{c}"' for c in cells]
+        lines.append(",".join(cells))
+        if style == "blank_lines" and i % 5 == 0:
+            lines.append("")
+    end = "\r\n" if style == "crlf" else "\n"
+    path = tmp_path / "d.csv"
+    path.write_bytes((end.join(lines) + end).encode())
+    with open(path, newline="") as f:
+        ref = [r for r in csv.reader(f)][1:]
+    ref = [r for r in ref if r]
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        assert ingest_csv(cache, path, time_unit="ms") == ("d", n)
+        got_t, cols = cache.read("d")
+        assert cache.streams["d"].channel("a").dtype == "int32"
+    assert got_t.tolist() == [int(r[0]) * 10**6 for r in ref]
+    assert cols["a"].tolist() == [int(r[1]) for r in ref]
+    assert cols["b"].tolist() == [float(r[2]) for r in ref]
+
+
+def test_bad_cell_line_number_in_a_later_chunk(tmp_path, monkeypatch):
+    import sensorq.ingest as ingest
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 4)
+    rows = [[i, i] for i in range(20)]
+    rows[13][1] = "oops"
+    path = write_csv(tmp_path / "late.csv", ["time", "v"], rows)
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        with pytest.raises(DataError, match="line 15, column 'v'"):
+            ingest_csv(cache, path, time_unit="s")
