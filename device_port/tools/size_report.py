@@ -58,12 +58,27 @@ def stack_frames(build: Path) -> dict[str, int]:
     return frames
 
 
-def linked(elf: str) -> None:
+def owners(objs: list[str]) -> dict[str, str]:
+    """Which object defines each function or table (static ones included)."""
+    found = {}
+    for obj in objs:
+        out = subprocess.run(["arm-none-eabi-nm", obj], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "tTrR":
+                found[parts[2]] = Path(obj).stem
+    return found
+
+
+def linked(elf: str, objs: list[str]) -> None:
     """Flash of a --gc-sections link, by symbol: the library's own code and
-    tables, and the libgcc helpers it calls (64-bit division, shifts)."""
+    tables (per source file), and the libgcc helpers it calls (64-bit
+    division, multiply)."""
     out = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", elf], capture_output=True,
                          text=True, check=True).stdout
     own, helpers, harness = 0, 0, 0
+    by_file: dict[str, int] = {}
+    where = owners(objs)
     for line in out.splitlines():
         parts = line.split()
         if len(parts) != 4 or parts[2] not in "tTrR":
@@ -76,8 +91,13 @@ def linked(elf: str) -> None:
             helpers += size
         else:
             own += size
+            key = where.get(name.split(".")[0], "?")
+            by_file[key] = by_file.get(key, 0) + size
     print(f"\nlinked for ring + query (init, append, seal, sq_query_run; --gc-sections): "
           f"{own} B of sensorq code and tables + {helpers} B of libgcc helpers")
+    print("  by file: " + ", ".join(f"{k} {v}" for k, v in sorted(by_file.items())))
+    codec_vm = sum(v for k, v in by_file.items() if k in ("sq_block", "sq_crc32", "sq_vm"))
+    print(f"  codec + VM (sq_block, sq_crc32, sq_vm): {codec_vm} B; ring: {by_file.get('sq_ring', 0)} B")
 
 
 def main() -> int:
@@ -103,7 +123,7 @@ def main() -> int:
     print("\nlargest frames:", ", ".join(f"{k} {v}" for k, v in
                                         sorted(frames.items(), key=lambda kv: -kv[1])[:6]))
     if elf:
-        linked(elf)
+        linked(elf, objs)
     return 0
 
 
