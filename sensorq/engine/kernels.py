@@ -12,6 +12,8 @@ CorruptDataError.  Blocks reach a kernel only after their CRC was checked.
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -277,15 +279,22 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_n
         counts[j] = _count_compare(words, lo, hi, op, threshold)
 
 
-# Each scan is compiled twice: across both cores for many blocks, and serially
-# for a handful (a short window), where waking the thread pool costs more than
-# it saves.
-scan_partials = njit(parallel=True, cache=True)(_scan_partials)
-scan_partials_serial = njit(cache=True)(_scan_partials)
-count_matches = njit(parallel=True, cache=True)(_count_matches)
-count_matches_serial = njit(cache=True)(_count_matches)
-count_raw_compare = njit(parallel=True, cache=True)(_count_raw_compare)
-count_raw_compare_serial = njit(cache=True)(_count_raw_compare)
+def _twins(func):
+    """The kernel compiled twice: across both cores for many blocks, and
+    serially for a handful (a short window), where waking the thread pool costs
+    more than it saves.  The serial twin is a copy of the function under its
+    own name, because numba's disk cache is keyed by the function's name and
+    the two builds must not overwrite each other's cache entries (measured: a
+    mixed-up entry made the serial kernel 15x slower)."""
+    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
+                              func.__defaults__, func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_serial"
+    return njit(parallel=True, cache=True)(func), njit(cache=True)(twin)
+
+
+scan_partials, scan_partials_serial = _twins(_scan_partials)
+count_matches, count_matches_serial = _twins(_count_matches)
+count_raw_compare, count_raw_compare_serial = _twins(_count_raw_compare)
 PARALLEL_MIN_BLOCKS = 8
 
 
