@@ -218,6 +218,9 @@ typedef struct {
     uint8_t raw;
 } sq_col;
 
+/* The query VM's whole state (≈ 360 B on a Cortex-M0+): the loaded
+ * bytecode, the accumulators and one reader per column the query reads.
+ * Give one to sq_query_run_in to keep it off the stack. */
 typedef struct {
     const uint8_t *prog;
     uint32_t prog_len;
@@ -225,7 +228,7 @@ typedef struct {
     int64_t start, end;            /* window [start, end) */
     uint8_t flags;
     uint8_t agg;
-    uint8_t agg_slot;              /* slot of the aggregated channel, NO_CHANNEL for count */
+    uint8_t agg_slot;              /* slot of the aggregated channel, 0xFF for count */
     uint8_t n_slots;
     uint8_t slot_channel[SQ_VM_MAX_COLUMNS];
     /* accumulators */
