@@ -31,8 +31,8 @@ MAX_PAYLOAD = 256 * 1024 * 1024
 
 # Scan outcomes.
 CLEAN = "clean"            # the valid prefix is the whole file
-INCOMPLETE = "incomplete"  # the file ends inside a record (torn write, or a write in progress)
-CORRUPT = "corrupt"        # a record fails its checks and bytes follow it
+INCOMPLETE = "incomplete"  # a torn tail: a bad or cut record, no valid record after it
+CORRUPT = "corrupt"        # a bad record with a valid record somewhere after it
 BAD_HEADER = "bad header"  # the segment header itself is wrong
 SHORT = "short"            # not even a whole segment header (a segment being created)
 
@@ -83,7 +83,6 @@ class ScanResult:
     base: int = 0                 # absolute offset of the first byte scanned
     outcome: str = CLEAN
     detail: str = ""              # what was wrong, for problems / errors
-    zero_tail: bool = False       # everything from valid_end to EOF is zero bytes
 
 
 def check_segment_header(data: bytes, number: int) -> str | None:
@@ -101,7 +100,7 @@ def check_segment_header(data: bytes, number: int) -> str | None:
     return None
 
 
-def scan_records(data, base: int) -> ScanResult:
+def scan_records(data: bytes, base: int) -> ScanResult:
     """Walk the records in ``data`` (the file's bytes from offset ``base`` on,
     ``base`` being where a record starts) and stop at the first bad one."""
     view = memoryview(data)
@@ -109,42 +108,47 @@ def scan_records(data, base: int) -> ScanResult:
     pos, end = 0, len(view)
     while pos < end:
         if end - pos < RECORD_HEADER_SIZE:
-            return _stop(result, view, pos, INCOMPLETE, "record header cut short")
+            return _stop(result, data, pos, "record header cut short")
         length, crc, rec_type = RECORD_HEADER.unpack_from(view, pos)
         payload_start = pos + RECORD_HEADER_SIZE
         if length > MAX_PAYLOAD or rec_type not in RECORD_TYPES:
-            return _stop(result, view, pos, CORRUPT,
-                         f"record at offset {base + pos}: bad type {rec_type} or length {length}")
+            return _stop(result, data, pos, f"record at offset {base + pos}: bad type {rec_type} "
+                                            f"or length {length}")
         if payload_start + length > end:
-            return _stop(result, view, pos, INCOMPLETE,
-                         f"record at offset {base + pos} runs past the end of the file")
+            return _stop(result, data, pos, f"record at offset {base + pos} runs past the end of the file")
         payload = view[payload_start:payload_start + length]
         if zlib.crc32(payload, zlib.crc32(bytes((rec_type,)))) != crc:
-            return _stop(result, view, pos, CORRUPT, f"record at offset {base + pos}: checksum mismatch")
+            return _stop(result, data, pos, f"record at offset {base + pos}: checksum mismatch")
         result.records.append(RecordRef(base + pos, base + payload_start, length, rec_type))
         pos = payload_start + length
         result.valid_end = base + pos
     return result
 
 
-def _stop(result: ScanResult, view, pos: int, outcome: str, detail: str) -> ScanResult:
-    result.outcome, result.detail = outcome, detail
-    result.zero_tail = _all_zero(view[pos:])
-    if outcome == CORRUPT and _reaches_end(view, pos):
-        result.outcome = INCOMPLETE     # the last record of the file is bad: a torn write
+def _stop(result: ScanResult, data: bytes, pos: int, detail: str) -> ScanResult:
+    """A bad record is a torn tail (what a crash during the last writes leaves:
+    a cut record, maybe garbage or zeros after it) unless a valid record can be
+    found after it - then it is corruption in the middle of the segment."""
+    result.detail = detail
+    result.outcome = CORRUPT if valid_record_after(data, pos + 1) else INCOMPLETE
     return result
 
 
-def _reaches_end(view, pos: int) -> bool:
-    """A bad record whose declared length reaches the end of the file, or a tail
-    of zero bytes, is what a crash during the last write leaves behind."""
-    if len(view) - pos >= RECORD_HEADER_SIZE:
-        length = RECORD_HEADER.unpack_from(view, pos)[0]
-        if pos + RECORD_HEADER_SIZE + length == len(view):
-            return True
-    return _all_zero(view[pos:])
+_PAYLOAD_MAGIC = ((b"SQB1", REC_BLOCK), (b"\x28\xb5\x2f\xfd", REC_BLOCK_ZSTD))   # block, zstd frame
 
 
-def _all_zero(view) -> bool:
-    data = bytes(view)
-    return data.count(0) == len(data)
+def valid_record_after(data: bytes, start: int) -> bool:
+    """Is there a whole record with a good checksum starting at or after ``start``?
+    Every payload begins with a magic number, so candidates are found with
+    bytes.find, not by trying every offset."""
+    for magic, rec_type in _PAYLOAD_MAGIC:
+        at = data.find(magic, start + RECORD_HEADER_SIZE)
+        while at != -1:
+            pos = at - RECORD_HEADER_SIZE
+            length, crc, found_type = RECORD_HEADER.unpack_from(data, pos)
+            end = at + length
+            if found_type == rec_type and end <= len(data) and \
+                    zlib.crc32(data[at:end], zlib.crc32(bytes((rec_type,)))) == crc:
+                return True
+            at = data.find(magic, at + 1)
+    return False
