@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import sensorq
 from sensorq.device.bytecode import compile_for_device
-from sensorq.device.native import DeviceError, DeviceLib, build_library
+from sensorq.device.native import DeviceError, DeviceLib, build_library, missing_host_toolchain
 from sensorq.device.reference import expected_answer
 from sensorq.schema import Channel
 
@@ -36,6 +36,9 @@ OPS = ["<", "<=", ">", ">=", "==", "!="]
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
+    reason = missing_host_toolchain()
+    if reason:
+        pytest.skip(reason)
     return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
 
 

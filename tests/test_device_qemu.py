@@ -105,8 +105,10 @@ def random_plans(vector: Vector, rng) -> list[P.AggregateQuery]:
     for _ in range(10):
         agg = str(rng.choice(["count", "sum", "min", "max", "avg", "first", "last"]))
         i, j = int(rng.integers(0, len(refs))), int(rng.integers(0, len(refs)))
-        where = P.And((P.RawCompare(refs[i], str(rng.choice(P.COMPARE_OPS)), float(cols[i][rng.integers(len(cols[i]))])),
-                       P.Not(P.RawCompare(refs[j], "==", float(cols[j][rng.integers(len(cols[j]))])))))
+        sample_i = float(cols[i][rng.integers(len(cols[i]))])
+        sample_j = float(cols[j][rng.integers(len(cols[j]))])
+        where = P.And((P.RawCompare(refs[i], str(rng.choice(P.COMPARE_OPS)), sample_i),
+                       P.Not(P.RawCompare(refs[j], "==", sample_j))))
         start = int(vector.t[rng.integers(len(vector.t))]) if rng.random() < 0.5 else None
         plans.append(P.AggregateQuery("r", agg, None if agg == "count" else refs[j], where,
                                       P.TimeRange(start, now), P.Now("data", now), ""))

@@ -73,6 +73,15 @@ class DeviceAnswer:
     scanned: int = 0
 
 
+def missing_host_toolchain() -> str | None:
+    """Why the host library cannot be built here (None when it can)."""
+    import shutil
+    for tool in ("make", "cc"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' is not installed: the device port's C library cannot be built"
+    return None
+
+
 def build_library(build_dir: Path, sanitize: bool = False) -> Path:
     """Build libsensorq.so for the host into build_dir; returns its path."""
     args = ["make", "-s", "-C", str(DEVICE_PORT), "host", f"BUILD={build_dir}"]
