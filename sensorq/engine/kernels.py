@@ -119,29 +119,40 @@ def _slot_of(t, slot_base, bucket0, bucket_ns):
 
 
 @njit(cache=True)
-def _add_sample(fp, ip, k, v, t, want_m2):
-    c = ip[k, I_COUNT]
-    if c == 0:
-        fp[k, F_FIRST] = v
-        ip[k, I_TFIRST] = t
-    fp[k, F_LAST] = v
-    ip[k, I_TLAST] = t
-    fp[k, F_SUM] += v
-    if v < fp[k, F_MIN]:
-        fp[k, F_MIN] = v
-        ip[k, I_TMIN] = t
-    if v > fp[k, F_MAX]:
-        fp[k, F_MAX] = v
-        ip[k, I_TMAX] = t
-    if c == 0 and v == fp[k, F_MIN]:  # ±inf and first-sample ties
-        ip[k, I_TMIN] = t
-    if c == 0 and v == fp[k, F_MAX]:
-        ip[k, I_TMAX] = t
-    ip[k, I_COUNT] = c + 1
-    if want_m2:
-        delta = v - fp[k, F_MEAN]
-        fp[k, F_MEAN] += delta / (c + 1)
-        fp[k, F_M2] += delta * (v - fp[k, F_MEAN])
+def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, want_m2):
+    """Fold samples lo..hi (all in slot k) into the slot, in local variables,
+    written back once: the per-sample loop does no division and no stores."""
+    count = ip[k, I_COUNT]
+    total, low, high = fp[k, F_SUM], fp[k, F_MIN], fp[k, F_MAX]
+    t_low, t_high = ip[k, I_TMIN], ip[k, I_TMAX]
+    mean, m2 = fp[k, F_MEAN], fp[k, F_M2]
+    first_i, last_i = -1, -1
+    for i in range(lo, hi):
+        v = values[i]
+        if not mask[i] or (has_value and v != v):
+            continue
+        if first_i < 0:
+            first_i = i
+        last_i = i
+        total += v
+        if v < low or count == 0:
+            low, t_low = v, t[i]
+        if v > high or count == 0:
+            high, t_high = v, t[i]
+        count += 1
+        if want_m2:
+            delta = v - mean
+            mean += delta / count
+            m2 += delta * (v - mean)
+    if first_i < 0:
+        return
+    if ip[k, I_COUNT] == 0:
+        fp[k, F_FIRST], ip[k, I_TFIRST] = values[first_i], t[first_i]
+    fp[k, F_LAST], ip[k, I_TLAST] = values[last_i], t[last_i]
+    ip[k, I_COUNT] = count
+    fp[k, F_SUM], fp[k, F_MIN], fp[k, F_MAX] = total, low, high
+    ip[k, I_TMIN], ip[k, I_TMAX] = t_low, t_high
+    fp[k, F_MEAN], fp[k, F_M2] = mean, m2
 
 
 @njit(cache=True)
@@ -181,21 +192,25 @@ def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scale
                                    stack, mask, values)
         if status[j] != OK:
             continue
-        for i in range(n):
-            ti = t[i]
-            if ti < start_ns or ti >= end_ns or not mask[i]:
-                continue
-            v = values[i]
-            if has_value and v != v:
-                continue
-            k = _slot_of(ti, slot_base[j], bucket0[j], bucket_ns)
-            _add_sample(fp, ip, k, v, ti, want_m2)
-            if time_weighted:
+        for s in range(slot_count[j]):
+            # the samples of this slot are one stretch of the (sorted) block
+            lo_t, hi_t = start_ns, end_ns
+            if bucket_ns > 0:
+                lo_t = max(lo_t, (bucket0[j] + s) * bucket_ns)
+                hi_t = min(hi_t, (bucket0[j] + s + 1) * bucket_ns)
+            lo = np.searchsorted(t[:n], lo_t)
+            hi = np.searchsorted(t[:n], hi_t)
+            _fold_stretch(fp, ip, slot_base[j] + s, t, values, mask, lo, hi, has_value, want_m2)
+        if time_weighted:
+            for i in range(n):
+                ti = t[i]
+                if ti < start_ns or ti >= end_ns or not mask[i] or (has_value and values[i] != values[i]):
+                    continue
                 hold_end = t[i + 1] if i + 1 < n else next_t[j]
                 if gap_ns > 0:
                     hold_end = min(hold_end, ti + gap_ns)
                 hold_end = min(hold_end, end_ns)
-                _add_hold(fp, ip, ti, hold_end, v, slot_base[j], bucket0[j], bucket_ns,
+                _add_hold(fp, ip, ti, hold_end, values[i], slot_base[j], bucket0[j], bucket_ns,
                           slot_count[j], has_value)
 
 
