@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sensorq
+from sensorq import demo
 from sensorq.schema import Channel
 
 SECOND = 1_000_000_000
@@ -270,3 +271,37 @@ def test_fill_modes_match_numpy(tmp_path_factory, stream, mode):
     assert list(result.columns["time"]) == list(ids * bucket_ns)
     assert np.allclose(result.columns["max"], values, equal_nan=True)
     assert list(counts.columns["count"]) == [np.count_nonzero(t // bucket_ns == i) for i in ids]
+
+
+# --- a real recording ----------------------------------------------------------------
+
+def test_daphnet_recording_against_numpy(tmp_path):
+    """The shipped Daphnet file, ingested from CSV, queried, and recomputed with
+    numpy from an independent csv-module reading of the same file."""
+    import csv as csv_module
+
+    from sensorq.ingest import ingest_csv
+
+    path = demo.DAPHNET_CSV
+    with open(path, newline="") as f:
+        rows = list(csv_module.reader(f))
+    header, body = rows[0], rows[1:]
+    t = np.array([r[0] for r in body], dtype="datetime64[ns]").astype(np.int64)
+    col = {name: np.array([float(r[i]) for r in body]) for i, name in enumerate(header) if i}
+    with sensorq.open(tmp_path / "gait", create=True) as cache:
+        ingest_csv(cache, path, stream="gait", units={"*": "mg"}, exclude=("is_anomaly",))
+        ankle, trunk = col["ankle_vert"], col["trunk_horiz_fwd"]
+        assert cache.query("count where ankle_vert > 1g").value == np.count_nonzero(ankle > 1000)
+        assert cache.query("avg trunk_horiz_fwd").value == pytest.approx(trunk.mean())
+        assert cache.query("std ankle_vert").value == pytest.approx(ankle.std(ddof=1))
+        assert cache.query("percentile(90) ankle_vert").value == pytest.approx(np.percentile(ankle, 90))
+        by10 = cache.query("max ankle_vert by 10s")
+        bucket = t // 10**10
+        assert list(by10.columns["max"]) == [ankle[bucket == b].max() for b in np.unique(bucket)]
+        episodes = cache.query("find episodes where ankle_vert > 1.2g")
+        expected = reference_episodes(t, ankle > 1200, ankle)
+        assert list(zip(episodes.columns["start"], episodes.columns["end"],
+                        episodes.columns["peak"])) == expected
+        held = hold_durations(t, t[-1])
+        assert cache.query("duration where ankle_vert > 1g").value == \
+            pytest.approx(held[ankle > 1000].sum() * 1e-9)
