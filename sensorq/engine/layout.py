@@ -30,16 +30,15 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
     Blocks of a big buffer (a memory-mapped segment) are read in place; blocks
     that sit alone or in small buffers (zstd-decompressed blocks, the writer's
     tail) are copied into one buffer, so that one kernel call covers them all."""
-    layouts, pooled = [], []
-    for buffer_no in np.unique(index.buffer_of):
+    layouts = []
+    blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
+    big = blocks_in >= group_min
+    for buffer_no in np.flatnonzero(big):
         chosen = np.flatnonzero(index.buffer_of == buffer_no)
-        if len(chosen) >= group_min:
-            layouts.append(_layout(index.buffers[buffer_no], index.offset[chosen].astype(np.int64),
-                                   index, chosen, slot_channels))
-        else:
-            pooled.append(chosen)
-    if pooled:
-        chosen = np.sort(np.concatenate(pooled))
+        layouts.append(_layout(index.buffers[buffer_no], index.offset[chosen].astype(np.int64),
+                               index, chosen, slot_channels))
+    chosen = np.flatnonzero(~big[index.buffer_of]) if len(index) else np.zeros(0, np.int64)
+    if len(chosen):
         pieces = [index.raw(int(i)) for i in chosen]
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])[:-1]]).astype(np.int64)
         buf = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
