@@ -46,6 +46,18 @@ ROW_BUFFER = 4096              # append_one rows held before they go down the ba
 ZSTD_MIN_SAVING = 0.05          # "auto" keeps a zstd frame only if it is >= 5 % smaller
 
 
+ENCODE_THREADS = min(4, os.cpu_count() or 1)
+_POOL: list = []
+
+
+def _encoder_pool():
+    """One thread pool for encoding, made on first use (never for a reader)."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="sensorq-encode"))
+    return _POOL[0]
+
+
 def open_cache(path, create: bool = False, capacity=None, retention=None, readonly: bool = False,
                compression=None) -> "Cache":
     """Open (or with ``create=True`` make) the cache directory at ``path``."""
@@ -483,9 +495,20 @@ class Cache:
 
     def _encode(self, st: Stream, pieces) -> list[bytes]:
         seq = self._next_seq[st.stream_id]
+
+        def encode(i: int) -> bytes:
+            t, cols = pieces[i]
+            return encode_block(t, cols, stream_id=st.stream_id, seq=seq + i, codec=st.codec)
+
+        # The codec's kernels release the GIL, so a batch of blocks is encoded on
+        # every core; the blocks come back in order.
+        if len(pieces) >= 2 * ENCODE_THREADS > 2:
+            encoded = list(_encoder_pool().map(encode, range(len(pieces))))
+        else:
+            encoded = [encode(i) for i in range(len(pieces))]
         blocks = []
-        for i, (t, cols) in enumerate(pieces):
-            block = encode_block(t, cols, stream_id=st.stream_id, seq=seq + i, codec=st.codec)
+        for t_cols, block in zip(pieces, encoded):
+            t = t_cols[0]
             if len(block) + RECORD_HEADER_SIZE + SEGMENT_HEADER_SIZE > self._manifest.capacity:
                 raise CapacityError(f"stream {st.name!r}: one block of {len(t)} samples takes "
                                     f"{len(block)} bytes, more than the cache capacity of "
