@@ -175,8 +175,9 @@ def _check_structure(header, body, offset: int) -> BlockInfo:
         fail(f"sections add up to {total + CRC_SIZE} bytes, the block has {len(body) + CRC_SIZE}")
     if int(header["tick"]) < 1 or int(header["t_last"]) < int(header["t_first"]):
         fail("time range or tick out of range")
-    if int(header["time_codec"]) & ~_CODEC_ALLOWED & 0xFF or int(header["time_codec"]) & 0x18:
-        fail("bad time codec")
+    time_codec = int(header["time_codec"])
+    if time_codec & ~_CODEC_ALLOWED or time_codec & (DECIMAL | FLOATBITS) or (time_codec & 3) == 3:
+        fail(f"bad time codec byte {time_codec:#x}")
     for i, e in enumerate(entries):
         _check_entry(e, i, n, fail)
     return BlockInfo(n, n_channels, int(header["t_first"]), int(header["t_last"]),
@@ -234,7 +235,11 @@ def _decode_section(raw, start, length, n, codec, words, scratch, what):
 def _words_to_values(words: np.ndarray, n: int, entry) -> np.ndarray:
     dtype = np.dtype(DTYPE_BY_CODE[int(entry["dtype"])])
     if dtype.kind == "i":
-        return words[:n].view(np.int64).astype(dtype)
+        values = words[:n].view(np.int64)
+        info = np.iinfo(dtype)
+        if n and (values.min() < info.min or values.max() > info.max):
+            raise CorruptDataError(f"block: a value does not fit the column's storage type {dtype}")
+        return values.astype(dtype)
     codec = int(entry["codec"])
     if codec & FLOATBITS:
         return _floatbits_to_values(words[:n], dtype)
