@@ -136,7 +136,10 @@ def format_info(info: dict) -> str:
         lines.append(f"stream {name}: {s.get('samples', 0):,} samples in {s.get('blocks', 0)} blocks, "
                      f"{s.get('t_first_iso', '')} .. {s.get('t_last_iso', '')}")
         if s.get("bytes_per_sample") is not None:
-            lines.append(f"  {s.get('bytes', 0):,} bytes, {s['bytes_per_sample']:.3f} B/sample, "
+            per_value = s.get("bytes_per_value")
+            value_text = f"{per_value:.3f} B per channel value, " if per_value is not None else ""
+            lines.append(f"  {s.get('bytes', 0):,} bytes: {value_text}{s['bytes_per_sample']:.3f} B per "
+                         f"sample of all channels with its timestamp, "
                          f"{s.get('ratio_to_raw', 0):.2f}x smaller than raw")
         for ch in s.get("channels", []):
             unit = ch.get("unit") or "-"
