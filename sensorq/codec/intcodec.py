@@ -70,18 +70,27 @@ def residuals(s, order, u):
 
 
 @njit(cache=True, nogil=True)
-def undo_residuals(u, n, order):
-    """In place: residuals back to the sequence (inverse of :func:`residuals`)."""
+def undo_residuals(u, n, order, base=ZERO):
+    """In place: residuals back to the sequence (inverse of :func:`residuals`),
+    plus ``base``, in the same pass (the running value is kept without it)."""
+    if n == 0:
+        return
+    if order == 0:
+        for i in range(n):
+            u[i] += base
+        return
+    s = u[0]
+    u[0] = s + base
     if order == 1:
         for i in range(1, n):
-            u[i] = u[i - 1] + unzigzag(u[i])
-    elif order == 2:
-        if n > 1:
-            d = unzigzag(u[1])
-            u[1] = u[0] + d
-            for i in range(2, n):
-                d = d + unzigzag(u[i])
-                u[i] = u[i - 1] + d
+            s += unzigzag(u[i])
+            u[i] = s + base
+    else:
+        d = ZERO
+        for i in range(1, n):
+            d = unzigzag(u[i]) if i == 1 else d + unzigzag(u[i])
+            s += d
+            u[i] = s + base
 
 
 # --- pricing -------------------------------------------------------------------
@@ -368,6 +377,18 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
             bit_pos += width
         return
     mask = low_mask(width)
+    if width <= 28:   # one word load holds two values (≥ 57 valid bits after the shift)
+        i = lo
+        shift = U64(width)
+        while i + 1 < hi:
+            w = load_word_unchecked(buf, U64(start + (bit_pos >> 3))) >> U64(bit_pos & 7)
+            out[i] = w & mask
+            out[i + 1] = (w >> shift) & mask
+            bit_pos += 2 * width
+            i += 2
+        if i < hi:
+            out[i] = (load_word_unchecked(buf, U64(start + (bit_pos >> 3))) >> U64(bit_pos & 7)) & mask
+        return
     if width <= 56:   # one word always holds the value: no second load to test for
         for i in range(lo, hi):
             at = U64(start + (bit_pos >> 3))
@@ -531,16 +552,15 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
     status = _read_mini_blocks(buf, pos, end, n, out)
     if status != OK:
         return status
+    if n_entries == 0:
+        undo_residuals(out, n, codec & PREDICTOR_MASK, base)
+        return OK
     undo_residuals(out, n, codec & PREDICTOR_MASK)
-    if n_entries:
-        for i in range(n):
-            rank = out[i]
-            if rank >= U64(n_entries):
-                return ERR_BAD_DICT
-            out[i] = base + scratch[np.int64(rank)]
-    else:
-        for i in range(n):
-            out[i] += base
+    for i in range(n):
+        rank = out[i]
+        if rank >= U64(n_entries):
+            return ERR_BAD_DICT
+        out[i] = base + scratch[np.int64(rank)]
     return OK
 
 

@@ -310,7 +310,7 @@ def _twins(func):
 scan_partials, scan_partials_serial = _twins(_scan_partials)
 count_matches, count_matches_serial = _twins(_count_matches)
 count_raw_compare, count_raw_compare_serial = _twins(_count_raw_compare)
-PARALLEL_MIN_BLOCKS = 8
+PARALLEL_MIN_BLOCKS = 64   # below ~250 k samples, waking the thread pool does not pay
 
 
 @njit(cache=True)
