@@ -370,6 +370,10 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
     """Bit-unpack out[lo:hi] at ``width`` bits each.  Far from the section's
     end every value is one unaligned word load; near it, bytes are checked."""
+    if width == 0:   # all residuals 0: e.g. every mini-block but the first of a regular clock
+        for i in range(lo, hi):
+            out[i] = ZERO
+        return
     last_byte = start + ((bit_pos + (hi - lo) * width) >> 3)
     if last_byte + 9 > end:
         for i in range(lo, hi):

@@ -64,15 +64,21 @@ def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
         status = decode_column(buf, start, start + length, n, codec, words, scratch)
         if status != OK:
             return status
-        dtype = lay_c[b, s, 4]
-        power = 10.0 ** lay_c[b, s, 3]
-        if dtype < FLOAT32:
-            for i in range(n):
-                raw[s, i] = np.float64(np.int64(words[i]))
-        else:
-            for i in range(n):
-                raw[s, i] = _word_to_float(words[i], dtype, codec, power)
+        _words_to_row(words, n, lay_c[b, s, 4], codec, lay_c[b, s, 3], raw[s])
     return OK
+
+
+@njit(cache=True)
+def _words_to_row(words, n, dtype, codec, exponent, row):
+    """Decoded words to float64 values in stored units (a 1-D row, so the loop
+    is a plain vectorisable conversion)."""
+    if dtype < FLOAT32:
+        for i in range(n):
+            row[i] = np.float64(np.int64(words[i]))
+    else:
+        power = 10.0 ** exponent
+        for i in range(n):
+            row[i] = _word_to_float(words[i], dtype, codec, power)
 
 
 @njit(cache=True)
