@@ -15,8 +15,10 @@ Columns: the cache with each codec and zstd layer (bytes on disk over samples:
 *everything* is counted - timestamps, block headers, statistics, record
 framing), and for reference zstd -19 and pcodec over the raw int16 values alone
 (no timestamps; pcodec's column is skipped if it is not installed).  Ingest is
-the whole append + flush path; decode is ``decode_block`` over every block of
-the stream, on one core.
+the whole append + flush path.  Decode is measured twice, on one core: through
+``decode_block`` (the Python API, one call per block) and through the engine's
+block decoder in one compiled loop (timestamps to int64, channels to float64:
+what every query kernel pays per sample).
 """
 from __future__ import annotations
 
@@ -32,7 +34,11 @@ import zstandard
 
 import sensorq
 from sensorq import Channel
+from numba import njit
+
 from sensorq.codec.block import decode_block
+from sensorq.engine.kernels import decode_rows
+from sensorq.engine.layout import build_layouts
 from sensorq.demo import DAPHNET_CSV, SEED, env_samples, imu_samples
 
 try:
@@ -104,6 +110,38 @@ def decode_rate(path: Path, repeat: int) -> float:
     return samples / best / 1e6
 
 
+@njit(cache=True)
+def _decode_everything(buf, lay_t, lay_c):
+    """Decode every column of every block, as the query kernels do (timestamps to
+    int64, channels to float64), on one core; returns a checksum."""
+    total = 0.0
+    for b in range(lay_t.shape[0]):
+        n = lay_t[b, 5]
+        t = np.empty(n, np.int64)
+        raw = np.empty((lay_c.shape[1], n), np.float64)
+        words = np.empty(n, np.uint64)
+        scratch = np.empty(n, np.uint64)
+        if decode_rows(buf, b, n, lay_t, lay_c, True, t, raw, words, scratch) != 0:
+            return np.nan
+        total += raw[0, n - 1] + t[n - 1]
+    return total
+
+
+def kernel_decode_rate(path: Path, repeat: int) -> float:
+    """M samples/s of the engine's block decoder over every block, one core (best of ``repeat``)."""
+    with sensorq.open(path, readonly=True) as cache:
+        index = cache.blocks("s")
+        layouts = build_layouts(index, np.arange(index.entries.shape[1]))
+        samples = int(index.n_samples.sum()) * index.entries.shape[1]
+        best = float("inf")
+        for _ in range(repeat + 1):                 # the first run loads the kernel
+            start = time.perf_counter()
+            for lay in layouts:
+                _decode_everything(lay.buf, lay.lay_t, lay.lay_c)
+            best = min(best, time.perf_counter() - start)
+    return samples / best / 1e6
+
+
 def reference_sizes(cols) -> dict[str, float | None]:
     samples = sum(c.size for c in cols)
     raw = b"".join(c.tobytes() for c in cols)
@@ -126,10 +164,10 @@ def bench_dataset(tmp: Path, dataset, repeat: int) -> list[tuple]:
             seconds = min(seconds, store(tmp, t, cols, names, codec, compression)[0])
         layer = {"none": "no zstd", "zstd": "+ zstd", "auto": "+ zstd if >=5% (auto)"}[compression]
         rows.append((label, f"sensorq {codec} {layer}", stored / samples,
-                     samples / seconds / 1e6, decode_rate(path, repeat)))
+                     samples / seconds / 1e6, decode_rate(path, repeat), kernel_decode_rate(path, repeat)))
         shutil.rmtree(path, ignore_errors=True)
     for name, size in reference_sizes(cols).items():
-        rows.append((label, name + " (values only)", size, None, None))
+        rows.append((label, name + " (values only)", size, None, None, None))
     return rows
 
 
@@ -173,9 +211,11 @@ def main() -> None:
     try:
         warm_up(tmp)
         rows = bench_dataset(tmp, daphnet(), args.repeat) + bench_dataset(tmp, synthetic(args.rows), args.repeat)
-        print(f"{'data':<24} {'storage':<38} {'B/sample':>9} {'ingest M/s':>11} {'decode M/s':>11}")
-        for label, name, size, ingest, decode in rows:
-            print(f"{label:<24} {name:<38} {fmt(size, '9.3f')} {fmt(ingest, '11.1f')} {fmt(decode, '11.1f')}")
+        print(f"{'data':<24} {'storage':<38} {'B/sample':>9} {'ingest M/s':>11} {'decode_block M/s':>17} "
+              f"{'kernel decode M/s':>18}")
+        for label, name, size, ingest, decode, kernel in rows:
+            print(f"{label:<24} {name:<38} {fmt(size, '9.3f')} {fmt(ingest, '11.1f')} {fmt(decode, '17.1f')} "
+                  f"{fmt(kernel, '18.1f')}")
         print()
         print("zstd level 3 over sealed compact blocks, demo data (bytes on disk incl. framing)")
         print(f"{'stream':<8} {'blocks':>7} {'>=5% saved':>11} {'none':>11} {'auto':>11} {'zstd':>11} "
