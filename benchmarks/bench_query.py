@@ -89,8 +89,8 @@ def duckdb_connect(path: Path, t, cols):
     import duckdb
     import pandas as pd
     con = duckdb.connect(str(path))
-    df = pd.DataFrame({"t": t, "x": cols[0], "y": cols[1], "z": cols[2]})
-    con.execute("CREATE TABLE imu AS SELECT * FROM df")
+    con.register("frame", pd.DataFrame({"t": t, "x": cols[0], "y": cols[1], "z": cols[2]}))
+    con.execute("CREATE TABLE imu AS SELECT * FROM frame")
     con.execute("CHECKPOINT")
     return con
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensorq.device.bytecode import (HEADER, compile_plan, disassemble, format_c_array)
-from sensorq.device.native import DeviceError, DeviceLib, build_library, missing_host_toolchain
+from sensorq.device.native import DeviceError
 from sensorq.errors import DeviceUnsupportedError, SensorqError
 from sensorq.query import plan as P
 from sensorq.query.planner import plan_query
@@ -21,14 +21,6 @@ from sensorq.schema import Channel, Stream
 STREAM = Stream("imu", (Channel("x", "int16", "mg"), Channel("y", "int16", "mg"),
                         Channel("z", "int16", "mg"), Channel("w", "int32"), Channel("f", "float32")))
 NEWEST = 60_000_000_000
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    reason = missing_host_toolchain()
-    if reason:
-        pytest.skip(reason)
-    return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
 
 
 def plan(text: str):

@@ -23,20 +23,12 @@ from hypothesis.extra import numpy as hnp
 
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.intcodec import decode_column
-from sensorq.device.native import DeviceError, DeviceLib, build_library, missing_host_toolchain
+from sensorq.device.native import DeviceError, DeviceLib, build_library
 from sensorq.errors import CorruptDataError
 
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 INT_TYPES = ["int8", "int16", "int32", "int64"]
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    reason = missing_host_toolchain()
-    if reason:
-        pytest.skip(reason)
-    return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
 
 
 @st.composite

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import sensorq
 from sensorq.device.bytecode import compile_for_device
-from sensorq.device.native import DeviceError, DeviceLib, build_library, missing_host_toolchain
+from sensorq.device.native import DeviceError
 from sensorq.device.reference import expected_answer
 from sensorq.schema import Channel
 
@@ -32,14 +32,6 @@ SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 OPS = ["<", "<=", ">", ">=", "==", "!="]
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    reason = missing_host_toolchain()
-    if reason:
-        pytest.skip(reason)
-    return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
 
 
 @st.composite

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from sensorq.codec.block import decode_block, parse_block
-from sensorq.device.native import (ERRORS, DeviceError, DeviceLib, build_library,
-                                   missing_host_toolchain)
+from sensorq.device.native import ERRORS, DeviceError
 from sensorq.device.reference import round_half_away_float
 from sensorq.device.vectors import (HEADER, VECTORS, blocks_of, compile_queries, expected_for,
                                     firmware_input, host_blocks)
@@ -21,14 +20,6 @@ from sensorq.schema import Stream
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 NAMES = sorted(VECTORS)
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    reason = missing_host_toolchain()
-    if reason:
-        pytest.skip(reason)
-    return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
 
 
 def load(name: str):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sensorq.codec.block import encode_block
 from sensorq.device.bytecode import compile_plan
-from sensorq.device.native import DeviceError, DeviceLib, build_library, missing_host_toolchain
+from sensorq.device.native import DeviceError
 from sensorq.device.reference import expected_answer, round_half_away
 from sensorq.query import plan as P
 from sensorq.schema import Channel, Stream
@@ -23,14 +23,6 @@ SETTINGS = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 INT_TYPES = ["int8", "int16", "int32", "int64"]
 AGGREGATES = ["count", "sum", "min", "max", "avg", "first", "last"]
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    reason = missing_host_toolchain()
-    if reason:
-        pytest.skip(reason)
-    return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
 
 
 # --- strategies --------------------------------------------------------------------

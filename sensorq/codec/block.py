@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import CorruptDataError, FormatVersionError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
-from .intcodec import (DECIMAL, DICT, FLOATBITS, OK, decode_column, encode_column,
+from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, encode_column,
                        max_section_bytes)
 from .transforms import (float_stats, float_values, float_words, int_stats, time_values,
                          time_words)

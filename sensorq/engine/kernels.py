@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..codec.bits import U64
-from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column
+from ..codec.intcodec import DECIMAL, OK, decode_column
 from ..codec.transforms import SIGN32, SIGN64, floatbits_from_word, time_values
 from .vm import run
 
@@ -79,6 +79,16 @@ def _words_to_row(words, n, dtype, codec, exponent, row):
         power = 10.0 ** exponent
         for i in range(n):
             row[i] = _word_to_float(words[i], dtype, codec, power)
+
+
+@njit(cache=True)
+def block_scratch(n, n_slots, depth):
+    """Working arrays for one block of n samples: times, raw channel rows,
+    decoder words and dictionary, the VM stack, the match mask and the values."""
+    return (np.empty(n, np.int64), np.empty((max(1, n_slots), n), np.float64),
+            np.empty(n, np.uint64), np.empty(n, np.uint64),
+            np.empty((max(1, depth), n), np.float64), np.empty(n, np.bool_),
+            np.zeros(n, np.float64))
 
 
 @njit(cache=True)
@@ -184,13 +194,7 @@ def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scale
     for j in prange(blocks.shape[0]):
         b = blocks[j]
         n = lay_t[b, 5]
-        t = np.empty(n, np.int64)
-        raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
-        words = np.empty(n, np.uint64)
-        scratch = np.empty(n, np.uint64)
-        stack = np.empty((max(1, depth), n), np.float64)
-        mask = np.empty(n, np.bool_)
-        values = np.zeros(n, np.float64)
+        t, raw, words, scratch, stack, mask, values = block_scratch(n, lay_c.shape[1], depth)
         for k in range(slot_base[j], slot_base[j] + slot_count[j]):
             _init_slot(fp, ip, k)
         status[j] = evaluate_block(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts,
@@ -226,11 +230,7 @@ def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, 
     for j in prange(blocks.shape[0]):
         b = blocks[j]
         n = lay_t[b, 5]
-        t = np.empty(n, np.int64)
-        raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
-        words = np.empty(n, np.uint64)
-        scratch = np.empty(n, np.uint64)
-        stack = np.empty((max(1, depth), n), np.float64)
+        t, raw, words, scratch, stack, _, _ = block_scratch(n, lay_c.shape[1], depth)
         status[j] = decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch)
         if status[j] != OK:
             continue
@@ -324,13 +324,7 @@ def gather_block(buf, b, lay_t, lay_c, pred_code, val_code, consts, scales, dept
                  has_value, start_ns, end_ns):
     """Block b's samples in [start, end) that match: (status, times, values, raw rows)."""
     n = lay_t[b, 5]
-    t = np.empty(n, np.int64)
-    raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
-    words = np.empty(n, np.uint64)
-    scratch = np.empty(n, np.uint64)
-    stack = np.empty((max(1, depth), n), np.float64)
-    mask = np.empty(n, np.bool_)
-    values = np.zeros(n, np.float64)
+    t, raw, words, scratch, stack, mask, values = block_scratch(n, lay_c.shape[1], depth)
     status = evaluate_block(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts, scales,
                             depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values)
     for i in range(n):
