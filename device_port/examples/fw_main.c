@@ -113,7 +113,7 @@ static int run_queries(int in, int out, uint32_t n_queries)
             return 6;
         }
         start = SYST_CVR;
-        err = sq_query_run_in(&query_state, code, len, &ring, get_i64(head + 4), &res);
+        err = sq_query_run(&query_state, code, len, &ring, get_i64(head + 4), &res);
         total += ticks_since(start);
         write_pair(out, "", err);
         write_pair(out, " ", res.value);

@@ -220,7 +220,7 @@ typedef struct {
 
 /* The query VM's whole state (≈ 360 B on a Cortex-M0+): the loaded
  * bytecode, the accumulators and one reader per column the query reads.
- * Give one to sq_query_run_in to keep it off the stack. */
+ * sq_query_run and sq_query_check work in one, off the stack. */
 typedef struct {
     const uint8_t *prog;
     uint32_t prog_len;
@@ -271,29 +271,26 @@ typedef struct sq_result_s {
 } sq_result;
 
 /* Validate bytecode without running it: magic, version, length, CRC, opcodes,
- * stack depth, channel indices, distinct channels ≤ SQ_VM_MAX_COLUMNS.
- * Errors: SQ_ERR_BYTECODE, SQ_ERR_VERSION, SQ_ERR_CRC, SQ_ERR_UNSUPPORTED. */
-int sq_query_check(const uint8_t *code, size_t code_len);
+ * stack depth, channel indices, distinct channels ≤ SQ_VM_MAX_COLUMNS; state is
+ * caller memory the check works in.  Errors: SQ_ERR_ARG, SQ_ERR_BYTECODE,
+ * SQ_ERR_VERSION, SQ_ERR_CRC, SQ_ERR_UNSUPPORTED. */
+int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len);
 
 /* Run a query over the ring: every sealed block (verified before use), then
- * the open block's samples.  now_ns anchors `last <duration>`.  Errors: those
- * of sq_query_check; SQ_ERR_MISMATCH (compiled for another channel count),
- * SQ_ERR_UNSUPPORTED (float channel), SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged
- * block), SQ_ERR_OVERFLOW (sum outside int64).  Stack use is bounded: a few
- * hundred bytes, no buffer per block. */
-int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns,
-                 sq_result *out);
-
-
-/* sq_query_run with the VM's state (≈ 360 B on a Cortex-M0+: four column
- * readers and the accumulators) in caller memory instead of on the stack,
- * e.g. a static sq_query_state; the stack then needs ≈ 400 B. */
-int sq_query_run_in(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
-                    int64_t now_ns, sq_result *out);
+ * the open block's samples.  now_ns anchors `last <duration>`.  The VM's state
+ * (≈ 360 B on a Cortex-M0+: column readers and accumulators) lives in caller
+ * memory, e.g. a static sq_query_state, so the stack stays near 400 B.  Errors:
+ * SQ_ERR_ARG (a NULL pointer), those of sq_query_check; SQ_ERR_MISMATCH
+ * (compiled for another channel count), SQ_ERR_UNSUPPORTED (float channel),
+ * SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged block), SQ_ERR_OVERFLOW (sum outside
+ * int64).  No buffer per block. */
+int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
+                 int64_t now_ns, sq_result *out);
 
 /* The same over n_blocks blocks given by address and length (in time order). */
-int sq_query_run_blocks(const uint8_t *code, size_t code_len, const uint8_t *const *blocks,
-                        const size_t *lens, size_t n_blocks, int64_t now_ns, sq_result *out);
+int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_len,
+                        const uint8_t *const *blocks, const size_t *lens, size_t n_blocks,
+                        int64_t now_ns, sq_result *out);
 
 #ifdef __cplusplus
 }

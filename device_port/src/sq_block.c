@@ -426,25 +426,16 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
 
 /* ---- the fast encoder ---------------------------------------------------------- */
 
-/* Value i of a staged column as a word (sign-extended): the encoder's inner
- * loop, so each width has its own straight-line path. */
+/* Value i of a staged column as a word: the little-endian bytes, sign-extended
+ * from their width ((x ^ m) - m with m the sign bit is portable C99). */
 static uint64_t src_word(const sq_src *s, uint32_t i)
 {
-    const uint8_t *p = s->data + (size_t)i * s->width;
-    uint32_t x;
-    switch (s->width) {
-    case 1:
-        return (uint64_t)(int64_t)((p[0] & 0x80u) ? (int32_t)p[0] - 0x100 : (int32_t)p[0]);
-    case 2:
-        x = p[0] | (uint32_t)p[1] << 8;
-        return (uint64_t)(int64_t)((x & 0x8000u) ? (int32_t)x - 0x10000 : (int32_t)x);
-    case 4:
-        x = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        return (uint64_t)((x & 0x80000000u) ? (int64_t)x - 0x100000000 : (int64_t)x);
-    default:
-        x = p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-        return (uint64_t)x << 32 | (p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+    uint64_t x = sq_get_le(s->data + (size_t)i * s->width, s->width), m;
+    if (s->width < 8u) {
+        m = (uint64_t)1 << (8u * s->width - 1u);
+        x = (x ^ m) - m;
     }
+    return x;
 }
 
 /* Residual of predictor `order` for word w0 at index i, after w1 and w2
@@ -479,36 +470,55 @@ static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
     return lo;
 }
 
-/* One pass prices all three predictors: per mini-block, the bit length of
- * the largest residual times the residuals in it. */
+/* One pass over a column with predictor `order`: the width of every mini-block
+ * (stored in hdr unless it is NULL) and, when bits is not NULL, the residuals
+ * bit-packed at those widths (hdr must then hold the widths already).
+ * Returns the payload's bits.  Pricing and writing share it, which keeps the
+ * encoder small in flash (a seal prices three orders, then writes one). */
+static uint32_t enc_pass(const sq_src *s, uint32_t n, unsigned order, uint64_t base, uint8_t *hdr,
+                         uint8_t *bits)
+{
+    uint64_t big = 0, w0, w1 = 0, w2 = 0, u;
+    uint32_t i, total = 0;
+    for (i = 0; i < n; i++) {
+        w0 = src_word(s, i);
+        u = residual(order, i, w0, w1, w2, base);
+        w2 = w1;
+        w1 = w0;
+        if (bits != NULL) {
+            unsigned w = hdr[i / SQ_MINI];
+            put_bits(bits, total, u, w);
+            total += w;
+            continue;
+        }
+        big = u > big ? u : big;
+        if ((i & (SQ_MINI - 1u)) == SQ_MINI - 1u || i == n - 1u) {
+            unsigned w = bit_length(big);
+            total += ((i & (SQ_MINI - 1u)) + 1u) * w;
+            if (hdr != NULL) {
+                hdr[i / SQ_MINI] = (uint8_t)w;
+            }
+            big = 0;
+        }
+    }
+    return total;
+}
+
+/* Prices the three predictors; the smallest section wins, ties to the
+ * smaller order (docs/format.md §3, the "fast" encoder). */
 uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec, uint64_t *base_out)
 {
     int all_equal;
-    uint64_t base = src_min(s, n, &all_equal), big[3] = {0, 0, 0}, w0, w1 = 0, w2 = 0;
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, bits[3] = {0, 0, 0}, best = 0, size, i;
+    uint64_t base = src_min(s, n, &all_equal);
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, best = 0, size;
     unsigned order;
     *codec = SQ_CODEC_ZERO;
     *base_out = base;
     if (all_equal) {
         return 8;
     }
-    for (i = 0; i < n; i++) {
-        w0 = src_word(s, i);
-        for (order = 0; order < 3u; order++) {
-            uint64_t u = residual(order, i, w0, w1, w2, base);
-            big[order] = u > big[order] ? u : big[order];
-        }
-        w2 = w1;
-        w1 = w0;
-        if ((i & (SQ_MINI - 1u)) == SQ_MINI - 1u || i == n - 1u) {
-            for (order = 0; order < 3u; order++) {
-                bits[order] += ((i & (SQ_MINI - 1u)) + 1u) * bit_length(big[order]);
-                big[order] = 0;
-            }
-        }
-    }
     for (order = 0; order < 3u; order++) {
-        size = 8u + n_mini + (bits[order] + 7u) / 8u;
+        size = 8u + n_mini + (enc_pass(s, n, order, base, NULL, NULL) + 7u) / 8u;
         if (order == 0 || size < best) {
             best = size;
             *codec = (uint8_t)order;
@@ -517,40 +527,17 @@ uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec, uint64_t *base
     return best;
 }
 
-/* Two passes: the mini-block widths (written as the header bytes), then the
- * residuals bit-packed at those widths. */
+/* The widths (as the header bytes), then the residuals packed at them. */
 uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint64_t base, uint8_t *out)
 {
-    uint64_t big = 0, w0, w1 = 0, w2 = 0;
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, i, bit = 0;
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI;
     unsigned order = codec & SQ_CODEC_ORDER;
-    uint8_t *hdr = out + 8, *bits = out + 8 + n_mini;
     sq_put_le(out, base, 8);
     if (codec & SQ_CODEC_ZERO) {
         return 8;
     }
-    for (i = 0; i < n; i++) {
-        uint64_t u;
-        w0 = src_word(s, i);
-        u = residual(order, i, w0, w1, w2, base);
-        big = u > big ? u : big;
-        w2 = w1;
-        w1 = w0;
-        if ((i & (SQ_MINI - 1u)) == SQ_MINI - 1u || i == n - 1u) {
-            hdr[i / SQ_MINI] = (uint8_t)bit_length(big);
-            big = 0;
-        }
-    }
-    w1 = w2 = 0;
-    for (i = 0; i < n; i++) {
-        unsigned w = hdr[i / SQ_MINI];
-        w0 = src_word(s, i);
-        put_bits(bits, bit, residual(order, i, w0, w1, w2, base), w);
-        bit += w;
-        w2 = w1;
-        w1 = w0;
-    }
-    return 8u + n_mini + (bit + 7u) / 8u;
+    enc_pass(s, n, order, base, out + 8, NULL);
+    return 8u + n_mini + (enc_pass(s, n, order, base, out + 8, out + 8 + n_mini) + 7u) / 8u;
 }
 
 void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *e)

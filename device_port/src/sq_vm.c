@@ -17,7 +17,7 @@
 #define FLAG_END 2u
 
 /* The VM's whole state: sq_query_state, declared in sensorq.h so that a
- * caller can keep it out of the stack (sq_query_run_in). */
+ * caller keeps it out of the stack (sq_query_run). */
 typedef sq_query_state sq_vm;
 
 /* ---- validation --------------------------------------------------------------- */
@@ -123,10 +123,9 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     return err;
 }
 
-int sq_query_check(const uint8_t *code, size_t code_len)
+int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len)
 {
-    sq_vm v;
-    return load(&v, code, code_len, 0);
+    return state ? load(state, code, code_len, 0) : SQ_ERR_ARG;
 }
 
 /* ---- predicate evaluation --------------------------------------------------------- */
@@ -375,23 +374,23 @@ static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_resu
     return err;
 }
 
-int sq_query_run_blocks(const uint8_t *code, size_t code_len, const uint8_t *const *blocks,
-                        const size_t *lens, size_t n_blocks, int64_t now_ns, sq_result *out)
+int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_len,
+                        const uint8_t *const *blocks, const size_t *lens, size_t n_blocks,
+                        int64_t now_ns, sq_result *out)
 {
-    sq_vm v;
     size_t i;
-    int err = start(&v, code, code_len, now_ns, out);
+    int err = state ? start(state, code, code_len, now_ns, out) : SQ_ERR_ARG;
     if (err == SQ_OK && n_blocks && (!blocks || !lens)) {
         err = SQ_ERR_ARG;
     }
     for (i = 0; i < n_blocks && err == SQ_OK; i++) {
-        err = run_block(&v, blocks[i], lens[i]);
+        err = run_block(state, blocks[i], lens[i]);
     }
-    return err != SQ_OK ? err : finish(&v);
+    return err != SQ_OK ? err : finish(state);
 }
 
-int sq_query_run_in(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
-                    int64_t now_ns, sq_result *out)
+int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
+                 int64_t now_ns, sq_result *out)
 {
     sq_vm *v = state;
     sq_ring_iter it;
@@ -432,10 +431,4 @@ int sq_query_run_in(sq_query_state *state, const uint8_t *code, size_t code_len,
     sq_col_open_raw(&v->tcol, r->staging, 8);
     err = scan(v, 1, r->staged, 0, 1);
     return err != SQ_OK ? err : finish(v);
-}
-
-int sq_query_run(const uint8_t *code, size_t code_len, const sq_ring *r, int64_t now_ns, sq_result *out)
-{
-    sq_query_state state;
-    return sq_query_run_in(&state, code, code_len, r, now_ns, out);
 }

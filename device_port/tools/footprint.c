@@ -13,6 +13,7 @@ static const uint8_t *volatile code_ptr = query_code;
 static volatile size_t query_len = 33;
 static volatile uint8_t dtype = SQ_INT16;
 static volatile uint32_t block_samples = 64;
+static sq_query_state query_state;
 
 void *memset(void *dst, int c, size_t n)
 {
@@ -44,7 +45,7 @@ int footprint(int64_t t, int64_t v)
     sq_ring_init(&ring, region, sizeof region, &cfg);
     sq_ring_append(&ring, t, values);
     sq_ring_seal(&ring);
-    return sq_query_run(code_ptr, query_len, &ring, t, &result);
+    return sq_query_run(&query_state, code_ptr, query_len, &ring, t, &result);
 }
 
 static volatile int64_t sample = 2;

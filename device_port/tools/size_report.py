@@ -15,16 +15,13 @@ from pathlib import Path
 # Call chains whose frames add up to the worst stack (no recursion, no
 # function pointers, so the chains are known statically).
 CHAINS = {
-    "sq_query_run": ["sq_query_run", "sq_query_run_in", "run_block", "decide", "eval"],
-    "sq_query_run (decode)": ["sq_query_run", "sq_query_run_in", "run_block", "scan", "sq_col_next",
-                              "dict_entry", "payload_next", "get_bits"],
-    "sq_query_run (open)": ["sq_query_run", "sq_query_run_in", "run_block", "sq_col_open", "payload_end"],
-    "sq_query_run (verify)": ["sq_query_run", "sq_query_run_in", "run_block", "sq_block_verify",
-                              "check_entries"],
-    "sq_query_run_in (decode)": ["sq_query_run_in", "run_block", "scan", "sq_col_next", "dict_entry",
-                                 "payload_next", "get_bits"],
-    "sq_query_run_in (decide)": ["sq_query_run_in", "run_block", "decide", "eval"],
-    "sq_ring_append (seal)": ["sq_ring_append", "sq_ring_seal", "sq_enc_plan", "src_min", "src_word"],
+    "sq_query_run (decide)": ["sq_query_run", "run_block", "decide", "eval"],
+    "sq_query_run (decode)": ["sq_query_run", "run_block", "scan", "sq_col_next", "dict_entry",
+                              "payload_next", "get_bits"],
+    "sq_query_run (open)": ["sq_query_run", "run_block", "sq_col_open", "payload_end"],
+    "sq_query_run (verify)": ["sq_query_run", "run_block", "sq_block_verify", "check_entries"],
+    "sq_ring_append (seal)": ["sq_ring_append", "sq_ring_seal", "sq_enc_plan", "enc_pass", "src_word"],
+    "sq_ring_append (write)": ["sq_ring_append", "sq_ring_seal", "sq_enc_write", "enc_pass", "put_bits"],
     "sq_ring_append (stats)": ["sq_ring_append", "sq_ring_seal", "sq_enc_entry", "src_word"],
 }
 

@@ -28,6 +28,11 @@ RING_STRUCT_BYTES = 512          # ≥ sizeof(sq_ring) on any host
 QUERY_STATE_BYTES = 2048         # ≥ sizeof(sq_query_state) on any host
 
 
+def query_state():
+    """Caller-owned memory for the VM's state (sq_query_state), as firmware keeps a static one."""
+    return ctypes.create_string_buffer(QUERY_STATE_BYTES)
+
+
 class DeviceError(SensorqError):
     """A device-port call returned an error code."""
 
@@ -116,12 +121,10 @@ class DeviceLib:
         lib.sq_ring_iter_begin.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIter)]
         lib.sq_ring_next.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIter),
                                      ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
-        lib.sq_query_check.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-        lib.sq_query_run.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int64,
-                                     ctypes.POINTER(Result)]
-        lib.sq_query_run_in.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
-                                        ctypes.c_int64, ctypes.POINTER(Result)]
-        lib.sq_query_run_blocks.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
+        lib.sq_query_check.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.sq_query_run.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
+                                     ctypes.c_int64, ctypes.POINTER(Result)]
+        lib.sq_query_run_blocks.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
                                             ctypes.POINTER(ctypes.c_char_p),
                                             ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
                                             ctypes.c_int64, ctypes.POINTER(Result)]
@@ -154,14 +157,14 @@ class DeviceLib:
         return out[0], out[1:]
 
     def check_query(self, code: bytes) -> None:
-        self.check(self.lib.sq_query_check(code, len(code)), "check bytecode")
+        self.check(self.lib.sq_query_check(query_state(), code, len(code)), "check bytecode")
 
     def run_blocks(self, code: bytes, blocks: list[bytes], now_ns: int) -> DeviceAnswer:
         arr = (ctypes.c_char_p * max(1, len(blocks)))(*blocks)
         lens = (ctypes.c_size_t * max(1, len(blocks)))(*[len(b) for b in blocks])
         result = Result()
-        self.check(self.lib.sq_query_run_blocks(code, len(code), arr, lens, len(blocks), now_ns,
-                                                ctypes.byref(result)), "query")
+        self.check(self.lib.sq_query_run_blocks(query_state(), code, len(code), arr, lens, len(blocks),
+                                                now_ns, ctypes.byref(result)), "query")
         return answer_of(result)
 
     def ring(self, dtypes: list[str], block_samples: int, region_len: int | None = None,
@@ -224,15 +227,10 @@ class Ring:
                 return out
             out.append(ctypes.string_at(ptr.value, size.value))
 
-    def query(self, code: bytes, now_ns: int, caller_state: bool = False) -> DeviceAnswer:
-        """sq_query_run, or with caller_state sq_query_run_in with the VM state
-        in a Python-owned buffer."""
+    def query(self, code: bytes, now_ns: int) -> DeviceAnswer:
+        """sq_query_run, with the VM state in a Python-owned buffer."""
         result = Result()
-        if caller_state:
-            state = ctypes.create_string_buffer(QUERY_STATE_BYTES)
-            status = self.dev.lib.sq_query_run_in(state, code, len(code), self.state, now_ns,
-                                                  ctypes.byref(result))
-        else:
-            status = self.dev.lib.sq_query_run(code, len(code), self.state, now_ns, ctypes.byref(result))
+        status = self.dev.lib.sq_query_run(query_state(), code, len(code), self.state, now_ns,
+                                           ctypes.byref(result))
         self.dev.check(status, "query")
         return answer_of(result)
