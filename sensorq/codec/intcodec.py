@@ -72,23 +72,26 @@ def residuals(s, order, u):
 @njit(cache=True, nogil=True)
 def undo_residuals(u, n, order, base=ZERO):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
-    plus ``base``, in the same pass (the running value is kept without it)."""
+    plus ``base``, in the same pass (the running value is kept without it).
+    Indices are unsigned so that numba adds no negative-index fix-up."""
     if n == 0:
         return
+    end = U64(n)
     if order == 0:
-        for i in range(n):
+        for i in range(end):
             u[i] += base
         return
     s = u[0]
     u[0] = s + base
     if order == 1:
-        for i in range(1, n):
+        for i in range(ONE, end):
             s += unzigzag(u[i])
             u[i] = s + base
     else:
-        d = ZERO
-        for i in range(1, n):
-            d = unzigzag(u[i]) if i == 1 else d + unzigzag(u[i])
+        d = unzigzag(u[1]) if n > 1 else ZERO
+        for i in range(ONE, end):
+            if i > ONE:
+                d += unzigzag(u[i])
             s += d
             u[i] = s + base
 
@@ -386,8 +389,9 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
         shift = U64(width)
         while i + 1 < hi:
             w = load_word_unchecked(buf, U64(start + (bit_pos >> 3))) >> U64(bit_pos & 7)
-            out[i] = w & mask
-            out[i + 1] = (w >> shift) & mask
+            at = U64(i)   # unsigned: no negative-index fix-up on the stores either
+            out[at] = w & mask
+            out[at + ONE] = (w >> shift) & mask
             bit_pos += 2 * width
             i += 2
         if i < hi:
@@ -435,7 +439,7 @@ def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
             need = q + 1 + k
             if need > avail:
                 break
-            out[i] = (U64(q) << U64(k)) | ((acc >> U64(q + 1)) & mask)
+            out[U64(i)] = (U64(q) << U64(k)) | ((acc >> U64(q + 1)) & mask)
             acc = acc >> U64(need) if need < 64 else ZERO
             avail -= need
             bit_pos += need
