@@ -250,26 +250,29 @@ def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, 
 @njit(cache=True)
 def _count_compare(words, lo, hi, op, threshold):
     """How many of words[lo:hi], read as int64, pass ``OP threshold``.  One
-    loop per operator, so that each is a branch-free, vectorisable count."""
+    loop per operator with unsigned indices, so that each is a branch-free
+    count LLVM vectorises."""
+    values = words.view(np.int64)
+    first, last = U64(lo), U64(hi)
     c = 0
     if op == 0:
-        for i in range(lo, hi):
-            c += np.int64(words[i]) < threshold
+        for i in range(first, last):
+            c += values[i] < threshold
     elif op == 1:
-        for i in range(lo, hi):
-            c += np.int64(words[i]) <= threshold
+        for i in range(first, last):
+            c += values[i] <= threshold
     elif op == 2:
-        for i in range(lo, hi):
-            c += np.int64(words[i]) > threshold
+        for i in range(first, last):
+            c += values[i] > threshold
     elif op == 3:
-        for i in range(lo, hi):
-            c += np.int64(words[i]) >= threshold
+        for i in range(first, last):
+            c += values[i] >= threshold
     elif op == 4:
-        for i in range(lo, hi):
-            c += np.int64(words[i]) == threshold
+        for i in range(first, last):
+            c += values[i] == threshold
     else:
-        for i in range(lo, hi):
-            c += np.int64(words[i]) != threshold
+        for i in range(first, last):
+            c += values[i] != threshold
     return c
 
 
