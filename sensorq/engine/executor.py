@@ -133,7 +133,8 @@ def _count_decoded(index, rows, programs, where, start, end) -> int:
         chosen = rows[cut == need_time]
         if len(chosen) == 0:
             continue
-        for layout in build_layouts(index.select(chosen), programs.slot_indices):
+        subset = index if len(chosen) == len(index) else index.select(chosen)
+        for layout in build_layouts(subset, programs.slot_indices):
             local = np.arange(len(layout.blocks), dtype=np.int64)
             counts = np.zeros(len(local), np.int64)
             status = np.zeros(len(local), np.int64)
