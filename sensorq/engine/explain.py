@@ -34,11 +34,21 @@ def _node(node) -> str:
     return repr(node)
 
 
+def _irrelevant(query, name: str) -> bool:
+    """Plan fields that only matter for other aggregates (hidden from explain)."""
+    aggregate = getattr(query, "aggregate", None)
+    if name == "percentile":
+        return aggregate != "percentile"
+    if name == "fill":
+        return not getattr(query, "bucket_ns", None)
+    return False
+
+
 def describe(query, result) -> str:
     lines = [f"plan: {type(query).__name__} on stream {query.stream!r}"]
     for field in dataclasses.fields(query):
         value = getattr(query, field.name)
-        if field.name == "stream" or value is None:
+        if field.name == "stream" or value is None or _irrelevant(query, field.name):
             continue
         if isinstance(value, P.TimeRange):
             text = f"[{iso(value.start_ns) or '-inf'}, {iso(value.end_ns) or '+inf'})"
