@@ -305,3 +305,65 @@ def test_daphnet_recording_against_numpy(tmp_path):
         held = hold_durations(t, t[-1])
         assert cache.query("duration where ankle_vert > 1g").value == \
             pytest.approx(held[ankle > 1000].sum() * 1e-9)
+
+
+# --- random queries ------------------------------------------------------------------
+
+CHANNEL_EXPRS = {   # query text -> the same value in numpy, physical units
+    "a": lambda a, b, f: a.astype(float),
+    "b": None,   # compared on its stored integers (see predicates)
+    "f": lambda a, b, f: f,
+    "abs(a)": lambda a, b, f: np.abs(a.astype(float)),
+    "a * 2": lambda a, b, f: a * 2.0,
+}
+UNITS = {"a": "mg", "b": "degC", "f": "V", "abs(a)": "mg", "a * 2": "mg"}
+OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
+       "==": np.equal, "!=": lambda x, v: np.not_equal(x, v) & ~np.isnan(x)}   # NaN compares false
+
+
+@st.composite
+def predicates(draw, depth=0):
+    """(query text, numpy function of (a, b, f) -> bool mask)."""
+    if depth < 2 and draw(st.booleans()):
+        kind = draw(st.sampled_from(["and", "or", "not"]))
+        left_text, left = draw(predicates(depth + 1))
+        if kind == "not":
+            return f"not ({left_text})", lambda a, b, f: ~left(a, b, f)
+        right_text, right = draw(predicates(depth + 1))
+        combine = np.logical_and if kind == "and" else np.logical_or
+        return f"({left_text}) {kind} ({right_text})", lambda a, b, f: combine(left(a, b, f), right(a, b, f))
+    expr = draw(st.sampled_from(list(CHANNEL_EXPRS)))
+    op = draw(st.sampled_from(list(OPS)))
+    if expr == "b":   # hundredths of a degree: compare the stored integers, exactly
+        hundredths = draw(st.integers(1500, 3500))
+        text = f"b {op} {hundredths // 100}.{hundredths % 100:02d}degC"
+        return text, lambda a, b, f: OPS[op](b, hundredths)
+    value = draw(st.integers(-300, 300)) if expr != "f" else draw(st.integers(20, 45)) / 10
+    text = f"{expr} {op} {value}{UNITS[expr]}"
+    return text, lambda a, b, f: OPS[op](CHANNEL_EXPRS[expr](a, b, f), value)
+
+
+AGGREGATE_REFERENCES = {
+    "count": lambda v: float(len(v)),
+    "sum a": lambda v: float(v.sum()) if len(v) else np.nan,
+    "avg a": lambda v: float(v.mean()) if len(v) else np.nan,
+    "min a": lambda v: float(v.min()) if len(v) else np.nan,
+    "max a": lambda v: float(v.max()) if len(v) else np.nan,
+}
+
+
+@settings(SETTINGS, max_examples=150)
+@given(stream=streams(), pred=predicates(), agg=st.sampled_from(list(AGGREGATE_REFERENCES)),
+       seconds=st.one_of(st.none(), st.integers(1, 20)))
+def test_random_queries_match_numpy(tmp_path_factory, stream, pred, agg, seconds):
+    """Random predicate trees (channels, arithmetic, units, and/or/not) under a
+    random aggregate and window, against the same predicate in numpy.  NaN
+    compares false, so `not` of a comparison with NaN is true, as documented."""
+    t, a, b, f = stream
+    text, mask_of = pred
+    window_text = f" last {seconds}s" if seconds else ""
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
+        result = cache.query(f"{agg} where {text}{window_text}")
+    with np.errstate(invalid="ignore"):
+        mask = mask_of(a, b, f) & (window(t, seconds) if seconds else np.ones(len(t), bool))
+    assert_close(result.value, AGGREGATE_REFERENCES[agg](a[mask].astype(float)))
