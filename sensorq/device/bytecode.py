@@ -116,29 +116,14 @@ def _integer_channel(ref: P.ChannelRef, n_channels: int) -> int:
 def describe_unsupported(expr) -> str:
     """What the device lacks to compute ``expr``."""
     if isinstance(expr, P.BinaryOp):
-        return f"arithmetic over channels ({render(expr)})"
+        return f"arithmetic over channels ({P.render(expr)})"
     if isinstance(expr, P.Magnitude):
-        return f"mag() ({render(expr)})"
+        return f"mag() ({P.render(expr)})"
     if isinstance(expr, P.UnaryOp):
-        return f"{expr.op}() ({render(expr)})"
+        return f"{expr.op}() ({P.render(expr)})"
     if isinstance(expr, P.Const):
-        return f"aggregates of a constant ({render(expr)})"
+        return f"aggregates of a constant ({P.render(expr)})"
     return f"expressions of this kind ({type(expr).__name__})"
-
-
-def render(expr) -> str:
-    """A value expression as query text (for error messages)."""
-    if isinstance(expr, P.ChannelRef):
-        return expr.channel
-    if isinstance(expr, P.Const):
-        return f"{expr.value:g}{expr.unit}"
-    if isinstance(expr, P.BinaryOp):
-        return f"{render(expr.left)} {expr.op} {render(expr.right)}"
-    if isinstance(expr, P.UnaryOp):
-        return f"-{render(expr.operand)}" if expr.op == "neg" else f"{expr.op}({render(expr.operand)})"
-    if isinstance(expr, P.Magnitude):
-        return f"mag({', '.join(render(a) for a in expr.args)})"
-    return type(expr).__name__
 
 
 # --- predicates ----------------------------------------------------------------------
@@ -178,7 +163,7 @@ def _emit(pred, n_channels: int, out: list[bytes]) -> int:
         side = pred.left if not isinstance(pred.left, (P.Const, P.ChannelRef)) else pred.right
         if isinstance(side, (P.Const, P.ChannelRef)):
             raise unsupported(f"comparisons between channels or in physical units "
-                              f"({render(pred.left)} {pred.op} {render(pred.right)}); it compares "
+                              f"({P.render(pred.left)} {pred.op} {P.render(pred.right)}); it compares "
                               f"one integer channel with a constant")
         raise unsupported(describe_unsupported(side))
     raise unsupported(f"predicates of this kind ({type(pred).__name__})")

@@ -7,33 +7,6 @@ from ..query import plan as P
 from ..result import iso
 
 
-def _node(node) -> str:
-    """A plan node as compact text."""
-    if isinstance(node, P.ChannelRef):
-        scale = f"×{node.scale:g}" if node.scale != 1.0 else ""
-        return f"{node.channel}[{node.dtype}{scale} {node.unit}]".replace(" ]", "]")
-    if isinstance(node, P.Const):
-        return f"{node.value:g}{node.unit}"
-    if isinstance(node, P.UnaryOp):
-        return f"{node.op}({_node(node.operand)})"
-    if isinstance(node, P.BinaryOp):
-        return f"({_node(node.left)} {node.op} {_node(node.right)})"
-    if isinstance(node, P.Magnitude):
-        return f"mag({', '.join(_node(a) for a in node.args)})"
-    if isinstance(node, P.RawCompare):
-        return f"raw {node.channel.channel} {node.op} {node.threshold:g}"
-    if isinstance(node, P.Compare):
-        return f"{_node(node.left)} {node.op} {_node(node.right)}"
-    if isinstance(node, (P.And, P.Or)):
-        word = " and " if isinstance(node, P.And) else " or "
-        return "(" + word.join(_node(a) for a in node.args) + ")"
-    if isinstance(node, P.Not):
-        return f"not {_node(node.arg)}"
-    if isinstance(node, P.BoolConst):
-        return str(node.value).lower()
-    return repr(node)
-
-
 def _irrelevant(query, name: str) -> bool:
     """Plan fields that only matter for other aggregates (hidden from explain)."""
     aggregate = getattr(query, "aggregate", None)
@@ -55,7 +28,7 @@ def describe(query, result) -> str:
         elif isinstance(value, P.Now):
             text = f"{iso(value.ns)} ({value.source})"
         elif dataclasses.is_dataclass(value) and not isinstance(value, P.Fill):
-            text = _node(value)
+            text = P.render(value, detail=True)
         else:
             text = str(value)
         lines.append(f"  {field.name}: {text}")

@@ -223,3 +223,43 @@ class ModelQuery:
 
 
 Query = Union[AggregateQuery, FindQuery, EpisodesQuery, TopQuery, NewestQuery, ModelQuery]
+
+
+# ----------------------------------------------------------------------------
+# Text
+# ----------------------------------------------------------------------------
+
+def render(node, detail: bool = False) -> str:
+    """A plan node as text: query-like (for error messages), or with
+    ``detail`` the storage types, scales and raw thresholds (for explain)."""
+    def r(n):
+        return render(n, detail)
+
+    if isinstance(node, ChannelRef):
+        if not detail:
+            return node.channel
+        scale = f"×{node.scale:g}" if node.scale != 1.0 else ""
+        unit = f" {node.unit}" if node.unit else ""
+        return f"{node.channel}[{node.dtype}{scale}{unit}]"
+    if isinstance(node, Const):
+        return f"{node.value:g}{node.unit}"
+    if isinstance(node, UnaryOp):
+        return f"-{r(node.operand)}" if node.op == "neg" else f"{node.op}({r(node.operand)})"
+    if isinstance(node, BinaryOp):
+        return f"({r(node.left)} {node.op} {r(node.right)})" if detail else \
+            f"{r(node.left)} {node.op} {r(node.right)}"
+    if isinstance(node, Magnitude):
+        return f"mag({', '.join(r(a) for a in node.args)})"
+    if isinstance(node, RawCompare):
+        prefix = "raw " if detail else ""
+        return f"{prefix}{node.channel.channel} {node.op} {node.threshold:g}"
+    if isinstance(node, Compare):
+        return f"{r(node.left)} {node.op} {r(node.right)}"
+    if isinstance(node, (And, Or)):
+        word = " and " if isinstance(node, And) else " or "
+        return "(" + word.join(r(a) for a in node.args) + ")"
+    if isinstance(node, Not):
+        return f"not {r(node.arg)}"
+    if isinstance(node, BoolConst):
+        return str(node.value).lower()
+    return type(node).__name__
