@@ -54,8 +54,15 @@ def parse_tree(text: str) -> Tree:
 
 
 def parse(text: str) -> QueryAst:
-    """The syntax tree of one query; :class:`QuerySyntaxError` if it is not valid."""
-    text = normalise_text(text)
+    """The syntax tree of one query; :class:`QuerySyntaxError` if it is not valid.
+
+    Trees are immutable, so the trees of recent queries are kept: a dashboard
+    that repeats a query skips the parse (a third of a short query's time)."""
+    return _parse_cached(normalise_text(text))
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(text: str) -> QueryAst:
     tree = parse_tree(text)
     try:
         return _ToAst(text).transform(tree)
