@@ -70,7 +70,7 @@ def residuals(s, order, u):
 
 
 @njit(cache=True, nogil=True)
-def undo_residuals(u, n, order, base=ZERO):
+def undo_residuals(u, n, order, base):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
     plus ``base``, in the same pass (the running value is kept without it).
     Indices are unsigned so that numba adds no negative-index fix-up."""
@@ -344,7 +344,7 @@ def _read_u64(buf, pos):
 @njit(cache=True, nogil=True)
 def _read_rice(buf, start, end, bit_pos, k, limit):
     """One Rice(k) value at bit_pos; returns (value, new bit_pos) or bit_pos -1."""
-    q = 0
+    q = np.int64(0)
     while True:
         if bit_pos >= limit:
             return ZERO, -1
@@ -462,7 +462,7 @@ def _read_mini_blocks(buf, pos, end, n, out):
     if start > end:
         return ERR_TRUNCATED
     limit = (end - start) * 8
-    bit_pos = 0
+    bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
     for m in range(n_mini):
         h = np.int64(buf[pos + m])
         lo = m * MINI_BLOCK
@@ -488,7 +488,7 @@ def _read_dictionary(buf, pos, end, n, entries):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1)."""
     if pos + 4 > end:
         return ERR_TRUNCATED, -1
-    n_entries = 0
+    n_entries = np.int64(0)
     for i in range(4):
         n_entries |= np.int64(buf[pos + i]) << (8 * i)
     if n_entries < 1 or n_entries > n:
@@ -515,7 +515,7 @@ def _payload_end(buf, pos, end, count):
     if start > end:
         return -1
     limit = (end - start) * 8
-    bit_pos = 0
+    bit_pos = np.int64(0)
     for m in range(n_mini):
         h = np.int64(buf[pos + m])
         in_block = min(count - m * MINI_BLOCK, MINI_BLOCK)
@@ -545,7 +545,7 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
         return ERR_TRUNCATED
     base = _read_u64(buf, pos)
     pos += 8
-    n_entries = 0
+    n_entries = np.int64(0)
     if codec & DICT:
         n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
         if pos < 0:
@@ -563,7 +563,7 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
     if n_entries == 0:
         undo_residuals(out, n, codec & PREDICTOR_MASK, base)
         return OK
-    undo_residuals(out, n, codec & PREDICTOR_MASK)
+    undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
     for i in range(n):
         rank = out[i]
         if rank >= U64(n_entries):

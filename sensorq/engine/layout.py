@@ -42,6 +42,9 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
         pieces = [index.raw(int(i)) for i in chosen]
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])[:-1]]).astype(np.int64)
         buf = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
+        # read-only like a mapped segment: the kernels are then compiled (and
+        # cached) for one buffer type, not two
+        buf.flags.writeable = False
         layouts.append(_layout(buf, offsets, index, chosen, slot_channels))
     return layouts
 
