@@ -47,18 +47,20 @@ def _word_to_float(w, dtype, codec, power):
 
 
 @njit(cache=True)
-def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
-    """Decode block b's time column (if asked) and its channel slots into
-    t[:n] (int64) and raw[slot, :n] (float64, stored units).  Returns a status.
-
-    lay_t[b] = (t_first, tick, time_codec, time_start, time_len);
-    lay_c[b, slot] = (start, len, codec, dexp, dtype)."""
-    if need_time:
-        start, length = lay_t[b, 3], lay_t[b, 4]
-        status = decode_column(buf, start, start + length, n, lay_t[b, 2], words, scratch)
-        if status != OK:
-            return status
+def decode_time(buf, b, n, lay_t, t, words, scratch):
+    """Block b's timestamps into t[:n] (int64 ns).  Returns a status.
+    lay_t[b] = (t_first, tick, time_codec, time_start, time_len, n)."""
+    start, length = lay_t[b, 3], lay_t[b, 4]
+    status = decode_column(buf, start, start + length, n, lay_t[b, 2], words, scratch)
+    if status == OK:
         time_values(words, n, lay_t[b, 0], lay_t[b, 1], t)
+    return status
+
+
+@njit(cache=True)
+def decode_channels(buf, b, n, lay_c, raw, words, scratch):
+    """Block b's channel slots into raw[slot, :n] (float64, stored units).
+    lay_c[b, slot] = (start, len, codec, dexp, dtype).  Returns a status."""
     for s in range(lay_c.shape[1]):
         start, length, codec = lay_c[b, s, 0], lay_c[b, s, 1], lay_c[b, s, 2]
         status = decode_column(buf, start, start + length, n, codec, words, scratch)
@@ -66,6 +68,16 @@ def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
             return status
         _words_to_row(words, n, lay_c[b, s, 4], codec, lay_c[b, s, 3], raw[s])
     return OK
+
+
+@njit(cache=True)
+def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
+    """Timestamps (if ``need_time``) and channel slots of block b; a status."""
+    if need_time:
+        status = decode_time(buf, b, n, lay_t, t, words, scratch)
+        if status != OK:
+            return status
+    return decode_channels(buf, b, n, lay_c, raw, words, scratch)
 
 
 @njit(cache=True)
@@ -92,11 +104,13 @@ def block_scratch(n, n_slots, depth):
 
 
 @njit(cache=True)
-def evaluate_block(buf, b, n, lay_t, lay_c, need_time, pred_code, val_code, consts, scales,
+def evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
                    depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values):
-    """Decode block b and evaluate the predicate into mask[:n] (bool) and the
-    value expression into values[:n].  Returns a status."""
-    status = decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch)
+    """Decode block b (timestamps and channels) and evaluate the predicate into
+    mask[:n] (bool) and the value expression into values[:n].  Returns a status."""
+    status = decode_time(buf, b, n, lay_t, t, words, scratch)
+    if status == OK:
+        status = decode_channels(buf, b, n, lay_c, raw, words, scratch)
     if status != OK:
         return status
     if has_pred:
@@ -197,7 +211,7 @@ def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scale
         t, raw, words, scratch, stack, mask, values = block_scratch(n, lay_c.shape[1], depth)
         for k in range(slot_base[j], slot_base[j] + slot_count[j]):
             _init_slot(fp, ip, k)
-        status[j] = evaluate_block(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts,
+        status[j] = evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts,
                                    scales, depth, has_pred, has_value, t, raw, words, scratch,
                                    stack, mask, values)
         if status[j] != OK:
@@ -328,7 +342,7 @@ def gather_block(buf, b, lay_t, lay_c, pred_code, val_code, consts, scales, dept
     """Block b's samples in [start, end) that match: (status, times, values, raw rows)."""
     n = lay_t[b, 5]
     t, raw, words, scratch, stack, mask, values = block_scratch(n, lay_c.shape[1], depth)
-    status = evaluate_block(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts, scales,
+    status = evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
                             depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values)
     for i in range(n):
         mask[i] = mask[i] and t[i] >= start_ns and t[i] < end_ns

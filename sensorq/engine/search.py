@@ -73,7 +73,7 @@ class BlockReader:
         n = int(layout.lay_t[local, 5])
         t, mask, values = np.empty(n, np.int64), np.empty(n, np.bool_), np.zeros(n)
         raw = np.empty((max(1, len(self.slot_channels)), n))
-        status = evaluate_block(layout.buf, local, n, layout.lay_t, layout.lay_c, True, self.pred_code,
+        status = evaluate_block(layout.buf, local, n, layout.lay_t, layout.lay_c, self.pred_code,
                                 self.val_code, self.consts, self.scales, self.depth,
                                 self.programs.has_pred, self.programs.has_value, t, raw,
                                 np.empty(n, np.uint64), np.empty(n, np.uint64),

@@ -53,7 +53,7 @@ def run(code, consts, raw, scales, n, stack):
         elif op == CONST:
             x[:n] = consts[a]
         elif op == RAWCMP:
-            _compare_rows(raw[a], b, consts[code[pc, 1]], x, n)
+            _compare_const(raw[a], b, consts[code[pc, 1]], x, n)
             pc += 1
         elif op == TRUE or op == FALSE:
             x[:n] = 1.0 if op == TRUE else 0.0
@@ -72,7 +72,7 @@ def run(code, consts, raw, scales, n, stack):
         elif op == MAG:
             top = _magnitude(stack, top, a, n)
         elif op == CMP:
-            _compare_rows(stack[top - 1], b, 0.0, stack[top - 1], n, x)
+            _compare_pair(stack[top - 1], b, x, stack[top - 1], n)
             top -= 1
         else:
             _binary(op, stack[top - 1], x, n)
@@ -86,14 +86,17 @@ def _scaled(src, scale, dst, n):
 
 
 @njit(cache=True)
-def _compare_rows(left, op, constant, dst, n, right=None):
-    """dst := left OP right (a row) or left OP constant, as 1.0 / 0.0."""
-    if right is None:
-        for i in range(n):
-            dst[i] = 1.0 if compare(left[i], op, constant) else 0.0
-    else:
-        for i in range(n):
-            dst[i] = 1.0 if compare(left[i], op, right[i]) else 0.0
+def _compare_const(left, op, constant, dst, n):
+    """dst := left OP constant, as 1.0 / 0.0."""
+    for i in range(n):
+        dst[i] = 1.0 if compare(left[i], op, constant) else 0.0
+
+
+@njit(cache=True)
+def _compare_pair(left, op, right, dst, n):
+    """dst := left OP right, row by row, as 1.0 / 0.0."""
+    for i in range(n):
+        dst[i] = 1.0 if compare(left[i], op, right[i]) else 0.0
 
 
 @njit(cache=True)
