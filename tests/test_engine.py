@@ -367,3 +367,18 @@ def test_random_queries_match_numpy(tmp_path_factory, stream, pred, agg, seconds
     with np.errstate(invalid="ignore"):
         mask = mask_of(a, b, f) & (window(t, seconds) if seconds else np.ones(len(t), bool))
     assert_close(result.value, AGGREGATE_REFERENCES[agg](a[mask].astype(float)))
+
+
+def test_results_as_pandas(tmp_path):
+    pd = pytest.importorskip("pandas")
+    t = np.arange(0, 120 * SECOND, SECOND, dtype=np.int64)
+    a = np.arange(120, dtype=np.int16)
+    with make_cache(tmp_path, t, a, np.zeros(120, np.int32), np.zeros(120)) as cache:
+        frame = cache.query("avg a by 1m").to_pandas()
+        scalar = cache.query("max a").to_pandas()
+    assert list(frame.columns) == ["time", "avg"]
+    assert frame["time"].dtype.kind == "M"
+    assert list(frame["time"]) == [pd.Timestamp(0), pd.Timestamp(60, unit="s")]
+    assert list(frame["avg"]) == [a[:60].mean(), a[60:].mean()]
+    assert frame.attrs["units"] == {"time": "ns", "avg": "mg"}
+    assert scalar["value"][0] == 119 and scalar["unit"][0] == "mg"
