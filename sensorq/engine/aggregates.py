@@ -13,7 +13,6 @@ import numpy as np
 
 from .kernels import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                       I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, N_F, N_I)
-from .zonemaps import channel_stats
 
 # Aggregates a block that matches entirely can answer from its statistics,
 # when the value is a bare channel.
@@ -146,4 +145,4 @@ def finish(aggregate: str, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["FROM_STATS", "TIME_WEIGHTED", "NEEDS_M2", "stats_can_answer", "stat_partials",
-           "sums_are_exact", "merge", "finish", "empty_partials", "channel_stats"]
+           "sums_are_exact", "merge", "finish", "empty_partials"]

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CorruptDataError
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import aggregates as A
 from . import buckets, search
-from .kernels import (N_F, N_I, PARALLEL_MIN_BLOCKS, count_matches, count_matches_serial,
-                      count_raw_compare, count_raw_compare_serial, gather_block, scan_partials,
-                      scan_partials_serial)
-from .program import COMPARE_CODES
+from .kernels import (N_F, N_I, PARALLEL_MIN_BLOCKS, check_status, count_matches,
+                      count_matches_serial, count_raw_compare, count_raw_compare_serial,
+                      scan_partials, scan_partials_serial)
 from .layout import build_layouts
-from .program import compile_query
+from .program import COMPARE_CODES, compile_query
 from .zonemaps import ALL, NONE, classify
-
-INT64_MIN, INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
 def run_query(cache, text: str, now_policy: str = "data") -> Result:
@@ -54,23 +50,11 @@ def execute(cache, query, text: str = "") -> Result:
     return result
 
 
-def window(time: P.TimeRange) -> tuple[int, int]:
-    start = INT64_MIN if time.start_ns is None else int(time.start_ns)
-    end = INT64_MAX if time.end_ns is None else int(time.end_ns)
-    return start, end
-
-
-def check_status(status: np.ndarray, what: str = "block") -> None:
-    if (status != 0).any():
-        raise CorruptDataError(f"a {what} failed to decode (status {int(status[status != 0][0])}) "
-                               f"although its checksum matched; the cache needs repair")
-
-
 # --- aggregates --------------------------------------------------------------------
 
 def run_aggregate(cache, q: P.AggregateQuery, text: str) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
-    start, end = window(q.time)
+    start, end = q.time.bounds()
     value = None if q.aggregate in ("count", "duration") else q.expr
     programs = compile_query(q.where, value)
     classes = classify(q.where, index)
@@ -123,8 +107,7 @@ def _count_decoded(index, rows, programs, where, start, end) -> int:
     channels, and the time column only for blocks the window cuts."""
     if len(rows) == 0:
         return 0
-    pred_code, consts = programs.pred.arrays()
-    depth = max(programs.pred.max_depth, 1)
+    pred_code, _, consts, depth = programs.kernel_args()
     cut = (index.t_first[rows] < start) | (index.t_last[rows] >= end)
     raw_int = where if isinstance(where, P.RawCompare) and where.channel.dtype.startswith("int") \
         else None
@@ -181,10 +164,7 @@ def _decode_part(cache, q, index, rows, programs, start, end):
     slot_base = np.concatenate([[0], np.cumsum(slot_count)[:-1]]).astype(np.int64)
     n_slots = int(slot_count.sum())
     fp, ip = np.empty((n_slots, N_F)), np.empty((n_slots, N_I), np.int64)
-    pred_code, consts = programs.pred.arrays()
-    val_code, val_consts = programs.value.arrays()
-    consts, val_code = _shared_consts(consts, val_code, val_consts)
-    depth = max(programs.pred.max_depth, programs.value.max_depth, 1)
+    pred_code, val_code, consts, depth = programs.kernel_args()
     want_m2 = q.aggregate in A.NEEDS_M2
     sub = index.select(rows)
     for layout in build_layouts(sub, programs.slot_indices):
@@ -208,17 +188,6 @@ def _decode_part(cache, q, index, rows, programs, start, end):
     local_slot = np.arange(n_slots) - np.repeat(slot_base, slot_count)
     bucket_of = (np.repeat(bucket0, slot_count) + local_slot) if bucket_ns else np.zeros(n_slots, np.int64)
     return fp, ip, bucket_of, block_of_slot.astype(np.int64)
-
-
-def _shared_consts(pred_consts, val_code, val_consts):
-    """One constant table for both programs (the value program's indices shift)."""
-    shift = len(pred_consts)
-    val_code = val_code.copy()
-    from .program import ARG, CONST
-    for row in val_code:
-        if row[0] == CONST or row[0] == ARG:
-            row[1] += shift
-    return np.concatenate([pred_consts, val_consts]), val_code
 
 
 def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:
@@ -245,7 +214,7 @@ def _run_percentile(q, index, classes, programs, start, end, scan, text):
         value = float(np.percentile(values, p)) if len(values) else float("nan")
         return Result("scalar", text, value=value, unit=q.result_unit, scan=scan)
     bucket_of = times // q.bucket_ns
-    ids, starts = np.unique(bucket_of, return_index=True)
+    ids = np.unique(bucket_of)
     sort = np.argsort(bucket_of, kind="stable")
     groups = np.split(values[sort], np.searchsorted(bucket_of[sort], ids)[1:])
     per_bucket = np.array([np.percentile(g, p) for g in groups]) if len(ids) else np.zeros(0)
@@ -264,4 +233,4 @@ def explain_query(cache, text: str, now_policy: str = "data") -> str:
     return describe(query, result)
 
 
-__all__ = ["run_query", "execute", "explain_query", "count_matches", "gather_block"]
+__all__ = ["run_query", "execute", "explain_query", "plan_text"]

@@ -18,32 +18,24 @@ import numpy as np
 from numba import njit, prange
 
 from ..codec.bits import U64
-from ..codec.intcodec import DECIMAL, OK, decode_column
-from ..codec.transforms import SIGN32, SIGN64, floatbits_from_word, time_values
+from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column
+from ..codec.transforms import float_values, time_values
 from .vm import run
 
-FLOAT32, FLOAT64 = 5, 6
+FLOAT32 = 5   # storage type codes from this one on are floats
+
+def check_status(status) -> None:
+    """Raise if a kernel reported a block it could not decode (one status or an array)."""
+    status = np.asarray(status)
+    if (status != OK).any():
+        from ..errors import CorruptDataError
+        raise CorruptDataError(f"a block failed to decode (status {int(status[status != OK].flat[0])}) "
+                               f"although its checksum matched; the cache needs repair")
+
 
 # Partial aggregate columns (float64 matrix ``fp`` and int64 matrix ``ip``).
 F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST, F_MEAN, F_M2, F_TW_SUM, N_F = range(9)
 I_COUNT, I_TMIN, I_TMAX, I_TFIRST, I_TLAST, I_TW_NS, N_I = range(7)
-
-
-@njit(cache=True)
-def _word_to_float(w, dtype, codec, power):
-    if dtype < FLOAT32:
-        return np.float64(np.int64(w))
-    if codec & DECIMAL:
-        v = np.float64(np.int64(w)) / power
-        return np.float64(np.float32(v)) if dtype == FLOAT32 else v
-    if dtype == FLOAT32:
-        bits = np.uint32(floatbits_from_word(w, SIGN32) & U64(0xFFFFFFFF))
-        a = np.empty(1, np.uint32)
-        a[0] = bits
-        return np.float64(a.view(np.float32)[0])
-    a = np.empty(1, np.uint64)
-    a[0] = floatbits_from_word(w, SIGN64)
-    return a.view(np.float64)[0]
 
 
 @njit(cache=True)
@@ -82,15 +74,14 @@ def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
 
 @njit(cache=True)
 def _words_to_row(words, n, dtype, codec, exponent, row):
-    """Decoded words to float64 values in stored units (a 1-D row, so the loop
-    is a plain vectorisable conversion)."""
+    """Decoded words to float64 values in stored units (a 1-D row, so the
+    integer conversion is a plain vectorisable loop; floats go through the
+    codec's own transform)."""
     if dtype < FLOAT32:
         for i in range(n):
             row[i] = np.float64(np.int64(words[i]))
     else:
-        power = 10.0 ** exponent
-        for i in range(n):
-            row[i] = _word_to_float(words[i], dtype, codec, power)
+        float_values(words, n, codec & (DECIMAL | FLOATBITS), exponent, dtype == FLOAT32, row)
 
 
 @njit(cache=True)

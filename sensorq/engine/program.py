@@ -43,9 +43,8 @@ class Program:
     max_depth: int = 0
     _depth: int = 0
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        code = np.array(self.code or [(TRUE, 0, 0)], np.int64).reshape(-1, 3)
-        return code, np.array(self.consts or [0.0], np.float64)
+    def code_array(self) -> np.ndarray:
+        return np.array(self.code or [(TRUE, 0, 0)], np.int64).reshape(-1, 3)
 
     def emit(self, op: int, a: int = 0, b: int = 0, pops: int = 0) -> None:
         self.code.append((op, a, b))
@@ -122,11 +121,19 @@ class QueryPrograms:
     def slot_scales(self) -> np.ndarray:
         return np.array([c.scale for c in self.channels], np.float64)
 
+    def kernel_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(predicate code, value code, constants, stack depth) for the kernels."""
+        consts = np.array(self.pred.consts or [0.0], np.float64)   # one table, shared
+        depth = max(self.pred.max_depth, self.value.max_depth, 1)
+        return self.pred.code_array(), self.value.code_array(), consts, depth
+
 
 def compile_query(where, value) -> QueryPrograms:
-    """Programs for a predicate and a value expression sharing one slot table."""
+    """Programs for a predicate and a value expression sharing one slot table
+    and one constant table (so the kernels take one array of each)."""
     shared: dict = {}
-    pred, val = Program(slots=shared), Program(slots=shared)
+    consts: list = []
+    pred, val = Program(consts=consts, slots=shared), Program(consts=consts, slots=shared)
     refs: dict = {}
     for node in _channel_refs(where) + _channel_refs(value):
         refs.setdefault(node.index, node)

@@ -15,24 +15,10 @@ import numpy as np
 
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
-from .kernels import gather_block, evaluate_block
+from .kernels import block_scratch, check_status, evaluate_block, gather_block
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, channel_stats, classify
-
-INT64_MIN, INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
-
-
-def _window(time):
-    return (INT64_MIN if time.start_ns is None else time.start_ns,
-            INT64_MAX if time.end_ns is None else time.end_ns)
-
-
-def _check(status):
-    if status != 0:
-        from ..errors import CorruptDataError
-        raise CorruptDataError(f"a block failed to decode (status {status}) although its checksum "
-                               f"matched; the cache needs repair")
 
 
 class BlockReader:
@@ -45,13 +31,9 @@ class BlockReader:
         slots = list(programs.slot_indices) + [c for c in extra_channels
                                                if c not in set(programs.slot_indices)]
         self.slot_channels = np.array(slots, np.int64)
-        self.pred_code, consts = programs.pred.arrays()
-        val_code, val_consts = programs.value.arrays()
-        from .executor import _shared_consts
-        self.consts, self.val_code = _shared_consts(consts, val_code, val_consts)
+        self.pred_code, self.val_code, self.consts, self.depth = programs.kernel_args()
         scales = {c.index: c.scale for c in programs.channels}
         self.scales = np.array([scales.get(int(c), 1.0) for c in slots], np.float64)
-        self.depth = max(programs.pred.max_depth, programs.value.max_depth, 1)
         rows = np.arange(len(index)) if rows is None else np.asarray(rows, np.int64)
         self.where = {}
         for layout in build_layouts(index.select(rows), self.slot_channels):
@@ -64,21 +46,20 @@ class BlockReader:
         status, t, values, raw = gather_block(
             layout.buf, local, layout.lay_t, layout.lay_c, self.pred_code, self.val_code, self.consts,
             self.scales, self.depth, self.programs.has_pred, self.programs.has_value, start, end)
-        _check(status)
+        check_status(status)
         return t, values, raw
 
     def evaluate(self, b):
         """All samples of block b: (times, mask, values)."""
         layout, local = self.where[int(b)]
         n = int(layout.lay_t[local, 5])
-        t, mask, values = np.empty(n, np.int64), np.empty(n, np.bool_), np.zeros(n)
-        raw = np.empty((max(1, len(self.slot_channels)), n))
+        t, raw, words, scratch, stack, mask, values = block_scratch(n, len(self.slot_channels),
+                                                                    self.depth)
         status = evaluate_block(layout.buf, local, n, layout.lay_t, layout.lay_c, self.pred_code,
                                 self.val_code, self.consts, self.scales, self.depth,
                                 self.programs.has_pred, self.programs.has_value, t, raw,
-                                np.empty(n, np.uint64), np.empty(n, np.uint64),
-                                np.empty((self.depth, n)), mask, values)
-        _check(status)
+                                words, scratch, stack, mask, values)
+        check_status(status)
         return t, mask, values
 
 
@@ -94,7 +75,7 @@ def gather_values(index, rows, programs, start, end):
     return np.concatenate(times), np.concatenate(values)
 
 
-def _rows_table(stream_channels, t, raw, slot_channels, scales):
+def _rows_table(stream_channels, t, raw, slot_channels):
     columns, units = {"time": t}, {"time": TIME_UNIT}
     slot_of = {int(c): k for k, c in enumerate(slot_channels)}
     for c, ch in enumerate(stream_channels):   # in the stream's channel order
@@ -109,7 +90,7 @@ READ_AHEAD_BLOCKS = 32   # blocks a search lays out at a time (it usually stops 
 def _scan_matches(cache, q, n, backwards):
     """The first (or last) n matching samples, all channels."""
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
-    start, end = _window(q.time)
+    start, end = q.time.bounds()
     stream = cache.streams[q.stream]
     programs = compile_query(q.where, None)
     all_channels = list(range(len(stream.channels)))
@@ -140,7 +121,7 @@ def _scan_matches(cache, q, n, backwards):
     raw = np.concatenate(found_raw, 1) if found_raw else np.zeros((len(slot_channels), 0))
     if backwards:
         t, raw = t[::-1], raw[:, ::-1]
-    columns, units = _rows_table(stream.channels, t, raw, slot_channels, None)
+    columns, units = _rows_table(stream.channels, t, raw, slot_channels)
     return Result("table", "", columns=columns, units=units, scan=scan)
 
 
@@ -160,7 +141,7 @@ def run_newest(cache, q: P.NewestQuery, text: str) -> Result:
 
 def run_top(cache, q: P.TopQuery, text: str) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
-    start, end = _window(q.time)
+    start, end = q.time.bounds()
     programs = compile_query(q.where, q.expr)
     classes = classify(q.where, index)
     rows = np.flatnonzero(classes != NONE)
@@ -232,7 +213,7 @@ class EpisodeBuilder:
 
 def run_episodes(cache, q: P.EpisodesQuery, text: str) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
-    start, end = _window(q.time)
+    start, end = q.time.bounds()
     programs = compile_query(q.where, q.peak)
     classes = classify(q.where, index)
     inside = (index.t_first >= start) & (index.t_last < end)

@@ -121,6 +121,12 @@ class TimeRange:
     start_ns: Optional[int] = None
     end_ns: Optional[int] = None
 
+    def bounds(self) -> tuple[int, int]:
+        """(start, end) as int64 ns, unbounded sides at the int64 extremes."""
+        start = -2**63 if self.start_ns is None else int(self.start_ns)
+        end = 2**63 - 1 if self.end_ns is None else int(self.end_ns)
+        return start, end
+
 
 @dataclass(frozen=True)
 class Now:
