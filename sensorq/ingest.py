@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import DataError, OutOfOrderError, SchemaError, ValueRangeError
 from .schema import Channel
+from .store.prepare import first_out_of_order
 
 CHUNK_ROWS = 100_000
 KEEP_PARSED_BYTES = 64 * 1024 * 1024   # files up to this size are parsed once, not twice
@@ -410,11 +411,11 @@ def _zone_offset_ns(zone: str) -> int:
 
 
 def _check_order(t: np.ndarray, last_ns, lines, path: Path, column: str) -> None:
-    if last_ns is not None and t.size and t[0] < last_ns:
+    """The store's order rule, reported by file line instead of array index."""
+    k = first_out_of_order(t, last_ns)
+    if k == 0:
         raise OutOfOrderError(f"{path}: line {lines[0]}, column {column!r}: the time is earlier than "
                               f"the stream's newest sample")
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        k = int(back[0]) + 1
+    if k is not None:
         raise OutOfOrderError(f"{path}: line {lines[k]}, column {column!r}: the time is earlier than "
                               f"on line {lines[k - 1]}")

@@ -55,16 +55,22 @@ def _reject_at(bad: np.ndarray, stream: Stream, what: str, arr: np.ndarray) -> N
         raise DataError(f"stream {stream.name!r}: {what}: index {i}, value {arr[i]!r}")
 
 
+def first_out_of_order(t: np.ndarray, last_ns: int | None) -> int | None:
+    """Index of the first timestamp earlier than the one before it (for index 0:
+    earlier than the stream's last stored ``last_ns``), or None when in order."""
+    if t.size and last_ns is not None and t[0] < last_ns:
+        return 0
+    back = np.flatnonzero(t[1:] < t[:-1])
+    return int(back[0]) + 1 if back.size else None
+
+
 def check_order(t: np.ndarray, last_ns: int | None, stream: Stream) -> None:
     """Non-decreasing within the batch and not before the stream's last timestamp."""
-    if t.size == 0:
-        return
-    if last_ns is not None and t[0] < last_ns:
+    i = first_out_of_order(t, last_ns)
+    if i == 0:
         raise OutOfOrderError(f"stream {stream.name!r}: timestamp at index 0 ({iso(t[0])}) is earlier "
                               f"than the stream's last stored timestamp ({iso(last_ns)})")
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    if i is not None:
         raise OutOfOrderError(f"stream {stream.name!r}: timestamp at index {i} ({iso(t[i])}) is earlier "
                               f"than the one before it at index {i - 1} ({iso(t[i - 1])})")
 
