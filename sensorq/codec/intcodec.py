@@ -225,7 +225,13 @@ _COUNTING_RANGE = 1 << 17
 
 @njit(cache=True, nogil=True)
 def _dictionary(y):
-    """Sorted distinct values of y (offsets from the base) and each y's rank."""
+    """Sorted distinct values of y (offsets from the base) and each y's rank,
+    or no entries when a dictionary cannot pay.
+
+    It pays when the values sit sparsely in their range (a lattice, like
+    Daphnet's steps of ~9.8 mg); for values that fill their range densely,
+    ranks cost what the values cost, so the ranking is skipped.  Wide ranges
+    (float bit patterns) are always ranked, by sorting."""
     n = y.shape[0]
     top = y.max()
     if top >= U64(_COUNTING_RANGE):
@@ -239,6 +245,8 @@ def _dictionary(y):
         if rank_of[v]:
             rank_of[v] = n_entries
             n_entries += 1
+    if (np.int64(top) + 1) * 2 < n_entries * 3:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
     entries = np.empty(n_entries, np.uint64)
     ranks = np.empty(n, np.uint64)
     for i in range(n):
@@ -267,8 +275,8 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
     exact = not allow_dict
     order, size = _best_order(y, exact, allow_rice, u, headers)
-    if allow_dict and _dictionary_may_pay(y):
-        entries, ranks = _dictionary(y)
+    entries, ranks = _dictionary(y) if allow_dict else (y[:0], y[:0])
+    if entries.shape[0]:
         dict_bytes = _dictionary_bytes(entries, allow_rice)
         if dict_bytes < size:
             dict_order, dict_size = _best_order(ranks, exact, allow_rice, u, headers)
@@ -277,25 +285,6 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
                 end = _write_payload(ranks, dict_order, allow_rice, u, headers, out, pos)
                 return end, dict_order | DICT
     return _write_payload(y, order, allow_rice, u, headers, out, pos), order
-
-
-@njit(cache=True, nogil=True)
-def _dictionary_may_pay(y):
-    """A dictionary pays when the values sit sparsely in their range (a lattice,
-    like Daphnet's steps of ~9.8 mg); for values that fill their range densely,
-    ranks cost what the values cost, so the analysis skips it.  Wide ranges
-    (float bit patterns) are always tried."""
-    top = y.max()
-    if top >= U64(_COUNTING_RANGE):
-        return True
-    seen = np.zeros(np.int64(top) + 1, np.bool_)
-    distinct = 0
-    for i in range(y.shape[0]):
-        v = np.int64(y[i])
-        if not seen[v]:
-            seen[v] = True
-            distinct += 1
-    return (np.int64(top) + 1) * 2 >= distinct * 3
 
 
 @njit(cache=True, nogil=True)
