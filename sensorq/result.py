@@ -68,20 +68,23 @@ class Result:
             writer.writerow(["value", "unit"])
             writer.writerow([_text(self.value, self.unit, exact=True), self.unit])
         else:
-            writer.writerow([f"{n} [{self.units[n]}]" if self.units.get(n) and self.units[n] != TIME_UNIT
-                             else n for n in self.columns])
+            writer.writerow([self._header(n) for n in self.columns])
             for i in range(len(self)):
                 writer.writerow([_text(col[i], self.units.get(n, ""), exact=True)
                                  for n, col in self.columns.items()])
         return out.getvalue()
+
+    def _header(self, name: str) -> str:
+        """A column's title: its name, and its unit in brackets (times have none)."""
+        unit = self.units.get(name, "")
+        return f"{name} [{unit}]" if unit and unit != TIME_UNIT else name
 
     def format_table(self) -> str:
         if self.kind == "scalar":
             text = _text(self.value, self.unit)
             return f"{text} {self.unit}".rstrip() if self.unit != TIME_UNIT else text
         names = list(self.columns)
-        header = [f"{n} [{self.units[n]}]" if self.units.get(n) and self.units[n] != TIME_UNIT else n
-                  for n in names]
+        header = [self._header(n) for n in names]
         body = [[_text(self.columns[n][i], self.units.get(n, "")) for n in names] for i in range(len(self))]
         widths = [max([len(h)] + [len(r[k]) for r in body]) for k, h in enumerate(header)]
         lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),

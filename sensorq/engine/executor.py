@@ -171,19 +171,13 @@ def _decode_part(cache, q, index, rows, programs, start, end):
         local = np.arange(len(layout.blocks), dtype=np.int64)
         picks = layout.blocks   # positions within ``rows``
         status = np.zeros(len(local), np.int64)
-        kernel_fp = np.empty((int(slot_count[picks].sum()), N_F))
-        kernel_ip = np.empty((len(kernel_fp), N_I), np.int64)
-        base = np.concatenate([[0], np.cumsum(slot_count[picks])[:-1]]).astype(np.int64)
         kernel = scan_partials if len(local) >= PARALLEL_MIN_BLOCKS else scan_partials_serial
+        # blocks own disjoint slot ranges, so every layout's kernel writes straight into fp/ip
         kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
-                      programs.slot_scales, depth, programs.has_pred, programs.has_value,
-                      start, end, bucket_ns, base, slot_count[picks], bucket0[picks], next_t[picks],
-                      gap, time_weighted, want_m2, kernel_fp, kernel_ip, status)
+               programs.slot_scales, depth, programs.has_pred, programs.has_value,
+               start, end, bucket_ns, slot_base[picks], slot_count[picks], bucket0[picks],
+               next_t[picks], gap, time_weighted, want_m2, fp, ip, status)
         check_status(status)
-        for k, p in enumerate(picks):
-            src = slice(base[k], base[k] + slot_count[p])
-            dst = slice(slot_base[p], slot_base[p] + slot_count[p])
-            fp[dst], ip[dst] = kernel_fp[src], kernel_ip[src]
     block_of_slot = np.repeat(rows, slot_count)
     local_slot = np.arange(n_slots) - np.repeat(slot_base, slot_count)
     bucket_of = (np.repeat(bucket0, slot_count) + local_slot) if bucket_ns else np.zeros(n_slots, np.int64)

@@ -507,8 +507,7 @@ class Cache:
         else:
             encoded = [encode(i) for i in range(len(pieces))]
         blocks = []
-        for t_cols, block in zip(pieces, encoded):
-            t = t_cols[0]
+        for (t, _), block in zip(pieces, encoded):
             if len(block) + RECORD_HEADER_SIZE + SEGMENT_HEADER_SIZE > self._manifest.capacity:
                 raise CapacityError(f"stream {st.name!r}: one block of {len(t)} samples takes "
                                     f"{len(block)} bytes, more than the cache capacity of "
