@@ -24,6 +24,7 @@ class ScanStats:
     skipped: int = 0               # skipped: no sample can match
     decoded: int = 0               # decoded
     bytes_decoded: int = 0
+    engine: str = ""               # the tier that decoded them (engine/tiers.py)
 
 
 @dataclass

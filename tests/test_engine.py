@@ -1,8 +1,8 @@
 """The query engine against plain numpy on the raw samples.
 
 Every query here is answered twice: by sensorq (zone maps, statistics, kernels
-over compressed blocks) and by a few lines of numpy over the arrays that were
-appended.  Blocks are kept small so that windows and buckets cut through them.
+over compressed blocks — on each of the engine's two tiers) and by a few lines
+of numpy over the arrays that were appended.  Blocks are kept small so that windows and buckets cut through them.
 """
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ from sensorq.schema import Channel
 SECOND = 1_000_000_000
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, params=["compiled", "interpreted"])
+def engine(request, monkeypatch):
+    """Every test runs on both tiers (engine/tiers.py): the numba kernels and the
+    numpy interpreter must each match the numpy reference."""
+    monkeypatch.setenv("SENSORQ_ENGINE", request.param)
+    return request.param
 
 
 def make_cache(tmp_path, t, a, b, f, block_samples=97, name="c"):

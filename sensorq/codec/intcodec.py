@@ -15,22 +15,10 @@ from numba import njit
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, put_bits, put_zeros, trailing_zeros)
 
-MINI_BLOCK = 32
-
-# Codec byte bits.
-PREDICTOR_MASK = 0x03
-DICT = 0x04
-DECIMAL = 0x08
-FLOATBITS = 0x10
-ZERO_RESIDUALS = 0x20
-RICE = 0x80
-
-# Decoder status codes (0 = ok).
-OK = 0
-ERR_TRUNCATED = -1      # the section ends before its contents do
-ERR_BAD_CODE = -2       # a codec byte or header byte that the format does not define
-ERR_BAD_DICT = -3       # dictionary size or rank out of range
-ERR_LENGTH = -4         # the section is longer than its contents
+# The code bytes and status codes live in codes.py (numba-free); re-exported here.
+from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
+                    ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PREDICTOR_MASK, RICE,
+                    ZERO_RESIDUALS)
 
 # A Rice quotient above this makes the mini-block cheaper to bit-pack anyway;
 # the encoder uses it to stop pricing early.

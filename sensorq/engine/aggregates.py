@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
-                      I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, N_F, N_I)
+# Partial aggregate columns (float64 matrix ``fp`` and int64 matrix ``ip``),
+# one row per slot: what the kernels write and merge() combines.
+F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST, F_MEAN, F_M2, F_TW_SUM, N_F = range(9)
+I_COUNT, I_TMIN, I_TMAX, I_TFIRST, I_TLAST, I_TW_NS, N_I = range(7)
 
 # Aggregates a block that matches entirely can answer from its statistics,
 # when the value is a bare channel.

@@ -8,24 +8,26 @@ never touched — and (5) merges the partial aggregates per bucket.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import aggregates as A
 from . import buckets, search
-from .kernels import (N_F, N_I, PARALLEL_MIN_BLOCKS, check_status, count_matches,
-                      count_matches_serial, count_raw_compare, count_raw_compare_serial,
-                      scan_partials, scan_partials_serial)
+from . import tiers
 from .layout import build_layouts
-from .program import COMPARE_CODES, compile_query
+from .program import compile_query
 from .zonemaps import ALL, NONE, classify
 
 
-def run_query(cache, text: str, now_policy: str = "data") -> Result:
-    """Plan ``text`` against the cache's streams and run it."""
+def run_query(cache, text: str, now_policy: str = "data", engine: str | None = None) -> Result:
+    """Plan ``text`` against the cache's streams and run it.  ``engine`` picks
+    the tier that scans blocks (tiers.py; None: $SENSORQ_ENGINE, else auto)."""
     query = plan_text(cache, text, now_policy)
-    return execute(cache, query, text)
+    return execute(cache, query, text, engine)
 
 
 def plan_text(cache, text: str, now_policy: str = "data"):
@@ -33,26 +35,20 @@ def plan_text(cache, text: str, now_policy: str = "data"):
     return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
 
 
-def execute(cache, query, text: str = "") -> Result:
-    if isinstance(query, P.AggregateQuery):
-        result = run_aggregate(cache, query, text)
-    elif isinstance(query, P.FindQuery):
-        result = search.run_find(cache, query, text)
-    elif isinstance(query, P.EpisodesQuery):
-        result = search.run_episodes(cache, query, text)
-    elif isinstance(query, P.TopQuery):
-        result = search.run_top(cache, query, text)
-    elif isinstance(query, P.NewestQuery):
-        result = search.run_newest(cache, query, text)
-    else:
+def execute(cache, query, text: str = "", engine: str | None = None) -> Result:
+    runners = {P.AggregateQuery: run_aggregate, P.FindQuery: search.run_find,
+               P.EpisodesQuery: search.run_episodes, P.TopQuery: search.run_top,
+               P.NewestQuery: search.run_newest}
+    if type(query) not in runners:
         raise TypeError(f"cannot execute {type(query).__name__}")
+    result = runners[type(query)](cache, query, text, engine)
     result.plan = query
     return result
 
 
 # --- aggregates --------------------------------------------------------------------
 
-def run_aggregate(cache, q: P.AggregateQuery, text: str) -> Result:
+def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = None) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     value = None if q.aggregate in ("count", "duration") else q.expr
@@ -60,20 +56,24 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str) -> Result:
     classes = classify(q.where, index)
     scan = ScanStats(blocks_total=len(index))
     if q.aggregate in ("median", "percentile"):
-        return _run_percentile(q, index, classes, programs, start, end, scan, text)
+        return _run_percentile(q, index, classes, programs, start, end, scan, text, engine)
     use_stats = _stat_answerable(q, index, classes, value, start, end)
     decode = (classes != NONE) & ~use_stats
     scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
     scan.skipped = len(index) - scan.from_stats - scan.decoded
+    tier = tiers.choose(engine, _values_to_decode(index, decode, programs),
+                        needs_kernels=q.aggregate in A.NEEDS_M2 | A.TIME_WEIGHTED)
+    scan.engine = tier.name
     bucket_ns = q.bucket_ns or 0
     if q.aggregate == "count" and not bucket_ns:
         total = int(index.n_samples[use_stats].sum())
-        total += _count_decoded(index, np.flatnonzero(decode), programs, q.where, start,
+        total += _count_decoded(tier, index, np.flatnonzero(decode), programs, q.where, start,
                                 end)
         return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
     parts = [_stats_part(index, np.flatnonzero(use_stats), value, bucket_ns)]
     if scan.decoded:
-        parts.append(_decode_part(cache, q, index, np.flatnonzero(decode), programs, start, end))
+        parts.append(_decode_part(tier, cache, q, index, np.flatnonzero(decode), programs,
+                                  start, end))
     fp = np.concatenate([p[0] for p in parts])
     ip = np.concatenate([p[1] for p in parts])
     bucket_of = np.concatenate([p[2] for p in parts])
@@ -95,6 +95,11 @@ def _stat_answerable(q, index, classes, value, start, end) -> np.ndarray:
     return ok
 
 
+def _values_to_decode(index, rows, programs) -> int:
+    """Column values a scan of ``rows`` decodes, timestamps included (the tier's cost)."""
+    return int(index.n_samples[rows].sum()) * (len(programs.channels) + 1)
+
+
 def _stats_part(index, rows, value, bucket_ns):
     channel = value if isinstance(value, P.ChannelRef) else None   # rows is empty otherwise
     fp, ip = A.stat_partials(index, rows, channel)
@@ -102,12 +107,11 @@ def _stats_part(index, rows, value, bucket_ns):
     return fp, ip, bucket_of, rows.astype(np.int64)
 
 
-def _count_decoded(index, rows, programs, where, start, end) -> int:
+def _count_decoded(tier, index, rows, programs, where, start, end) -> int:
     """``count where …`` over blocks that must be decoded: only the predicate's
     channels, and the time column only for blocks the window cuts."""
     if len(rows) == 0:
         return 0
-    pred_code, _, consts, depth = programs.kernel_args()
     cut = (index.t_first[rows] < start) | (index.t_last[rows] >= end)
     raw_int = where if isinstance(where, P.RawCompare) and where.channel.dtype.startswith("int") \
         else None
@@ -119,19 +123,7 @@ def _count_decoded(index, rows, programs, where, start, end) -> int:
         subset = index if len(chosen) == len(index) else index.select(chosen)
         for layout in build_layouts(subset, programs.slot_indices):
             local = np.arange(len(layout.blocks), dtype=np.int64)
-            counts = np.zeros(len(local), np.int64)
-            status = np.zeros(len(local), np.int64)
-            parallel = len(local) >= PARALLEL_MIN_BLOCKS
-            if raw_int is not None:
-                kernel = count_raw_compare if parallel else count_raw_compare_serial
-                kernel(layout.buf, local, layout.lay_t, layout.lay_c, COMPARE_CODES[raw_int.op],
-                       int(raw_int.threshold), start, end, need_time, counts, status)
-            else:
-                kernel = count_matches if parallel else count_matches_serial
-                kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, consts,
-                       programs.slot_scales, depth, start, end, need_time, counts, status)
-            check_status(status)
-            total += int(counts.sum())
+            total += int(tier.count(layout, local, programs, raw_int, start, end, need_time).sum())
     return total
 
 
@@ -145,7 +137,27 @@ def _next_times(cache, q, index, end) -> np.ndarray:
     return next_t
 
 
-def _decode_part(cache, q, index, rows, programs, start, end):
+@dataclass
+class Slots:
+    """Where each decoded block writes its partial aggregates: slots
+    base..base+count-1, one per time bucket it touches, from bucket0 on; and
+    what the kernel needs for time weights (next_t: when the block's last
+    sample stops holding)."""
+    base: np.ndarray
+    count: np.ndarray
+    bucket0: np.ndarray
+    next_t: np.ndarray
+    bucket_ns: int
+    gap_ns: int
+    time_weighted: bool
+    want_m2: bool
+
+    def pick(self, blocks) -> "Slots":
+        return dataclasses.replace(self, base=self.base[blocks], count=self.count[blocks],
+                                   bucket0=self.bucket0[blocks], next_t=self.next_t[blocks])
+
+
+def _decode_part(tier, cache, q, index, rows, programs, start, end):
     """Run the partials kernel over blocks ``rows``; one slot per (block, bucket)."""
     bucket_ns = q.bucket_ns or 0
     time_weighted = q.aggregate in A.TIME_WEIGHTED
@@ -162,22 +174,14 @@ def _decode_part(cache, q, index, rows, programs, start, end):
     else:
         bucket0, slot_count = np.zeros(len(rows), np.int64), np.ones(len(rows), np.int64)
     slot_base = np.concatenate([[0], np.cumsum(slot_count)[:-1]]).astype(np.int64)
+    slots = Slots(slot_base, slot_count, bucket0, next_t, bucket_ns, gap, time_weighted,
+                  q.aggregate in A.NEEDS_M2)
     n_slots = int(slot_count.sum())
-    fp, ip = np.empty((n_slots, N_F)), np.empty((n_slots, N_I), np.int64)
-    pred_code, val_code, consts, depth = programs.kernel_args()
-    want_m2 = q.aggregate in A.NEEDS_M2
-    sub = index.select(rows)
-    for layout in build_layouts(sub, programs.slot_indices):
+    fp, ip = np.empty((n_slots, A.N_F)), np.empty((n_slots, A.N_I), np.int64)
+    for layout in build_layouts(index.select(rows), programs.slot_indices):
         local = np.arange(len(layout.blocks), dtype=np.int64)
-        picks = layout.blocks   # positions within ``rows``
-        status = np.zeros(len(local), np.int64)
-        kernel = scan_partials if len(local) >= PARALLEL_MIN_BLOCKS else scan_partials_serial
-        # blocks own disjoint slot ranges, so every layout's kernel writes straight into fp/ip
-        kernel(layout.buf, local, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
-               programs.slot_scales, depth, programs.has_pred, programs.has_value,
-               start, end, bucket_ns, slot_base[picks], slot_count[picks], bucket0[picks],
-               next_t[picks], gap, time_weighted, want_m2, fp, ip, status)
-        check_status(status)
+        # blocks own disjoint slot ranges, so every layout writes straight into fp/ip
+        tier.partials(layout, local, programs, start, end, slots.pick(layout.blocks), fp, ip)
     block_of_slot = np.repeat(rows, slot_count)
     local_slot = np.arange(n_slots) - np.repeat(slot_base, slot_count)
     bucket_of = (np.repeat(bucket0, slot_count) + local_slot) if bucket_ns else np.zeros(n_slots, np.int64)
@@ -199,8 +203,11 @@ def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:
                   units={"time": TIME_UNIT, name: unit}, scan=scan)
 
 
-def _run_percentile(q, index, classes, programs, start, end, scan, text):
-    times, values = search.gather_values(index, np.flatnonzero(classes != NONE), programs, start, end)
+def _run_percentile(q, index, classes, programs, start, end, scan, text, engine):
+    rows = np.flatnonzero(classes != NONE)
+    tier = tiers.choose(engine, _values_to_decode(index, rows, programs))
+    scan.engine = tier.name
+    times, values = search.gather_values(tier, index, rows, programs, start, end)
     scan.decoded = int((classes != NONE).sum())
     scan.skipped = len(index) - scan.decoded
     p = 50.0 if q.aggregate == "median" else q.percentile
@@ -219,11 +226,11 @@ def _run_percentile(q, index, classes, programs, start, end, scan, text):
 
 # --- explain -------------------------------------------------------------------------
 
-def explain_query(cache, text: str, now_policy: str = "data") -> str:
+def explain_query(cache, text: str, now_policy: str = "data", engine: str | None = None) -> str:
     """The plan, the program and what the scan did, as text."""
     from .explain import describe
     query = plan_text(cache, text, now_policy)
-    result = execute(cache, query, text)
+    result = execute(cache, query, text, engine)
     return describe(query, result)
 
 

@@ -34,7 +34,8 @@ def describe(query, result) -> str:
         lines.append(f"  {field.name}: {text}")
     s = result.scan
     lines.append(f"scan: {s.blocks_total} blocks in the window: {s.from_stats} answered from "
-                 f"statistics, {s.skipped} skipped, {s.decoded} decoded")
+                 f"statistics, {s.skipped} skipped, {s.decoded} decoded"
+                 + (f" ({s.engine})" if s.decoded and s.engine else ""))
     lines.append("result:")
     lines += ["  " + line for line in result.format_table().splitlines()]
     return "\n".join(lines)

@@ -20,6 +20,8 @@ from numba import njit, prange
 from ..codec.bits import U64
 from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column
 from ..codec.transforms import float_values, time_values
+from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
+                         I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
 from .vm import run
 
 FLOAT32 = 5   # storage type codes from this one on are floats
@@ -33,9 +35,6 @@ def check_status(status) -> None:
                                f"although its checksum matched; the cache needs repair")
 
 
-# Partial aggregate columns (float64 matrix ``fp`` and int64 matrix ``ip``).
-F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST, F_MEAN, F_M2, F_TW_SUM, N_F = range(9)
-I_COUNT, I_TMIN, I_TMAX, I_TFIRST, I_TLAST, I_TW_NS, N_I = range(7)
 
 
 @njit(cache=True)

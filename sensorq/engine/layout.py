@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codec.block import ENTRY_SIZE, HEADER_SIZE
+from ..codec.header import ENTRY_SIZE, HEADER_SIZE
 
 # lay_t columns
 T_FIRST, TICK, TIME_CODEC, TIME_START, TIME_LEN, N_SAMPLES = range(6)

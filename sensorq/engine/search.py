@@ -15,7 +15,7 @@ import numpy as np
 
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
-from .kernels import block_scratch, check_status, evaluate_block, gather_block
+from . import tiers
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, channel_stats, classify
@@ -24,9 +24,11 @@ from .zonemaps import ALL, NONE, channel_stats, classify
 class BlockReader:
     """Decodes single blocks of an index for one pair of programs."""
 
-    def __init__(self, index, programs, extra_channels=(), rows=None):
+    def __init__(self, tier, index, programs, extra_channels=(), rows=None):
         """``rows``: the blocks that may be read (all when None); only their
-        layouts are built, so blocks a search skips cost nothing."""
+        layouts are built, so blocks a search skips cost nothing.  ``tier``
+        decodes them (tiers.py)."""
+        self.tier = tier
         self.programs = programs
         slots = list(programs.slot_indices) + [c for c in extra_channels
                                                if c not in set(programs.slot_indices)]
@@ -43,29 +45,22 @@ class BlockReader:
     def gather(self, b, start, end):
         """Matching samples of block b in [start, end): (times, values, raw rows)."""
         layout, local = self.where[int(b)]
-        status, t, values, raw = gather_block(
-            layout.buf, local, layout.lay_t, layout.lay_c, self.pred_code, self.val_code, self.consts,
-            self.scales, self.depth, self.programs.has_pred, self.programs.has_value, start, end)
-        check_status(status)
-        return t, values, raw
+        return self.tier.gather(layout, local, self, start, end)
 
     def evaluate(self, b):
         """All samples of block b: (times, mask, values)."""
         layout, local = self.where[int(b)]
-        n = int(layout.lay_t[local, 5])
-        t, raw, words, scratch, stack, mask, values = block_scratch(n, len(self.slot_channels),
-                                                                    self.depth)
-        status = evaluate_block(layout.buf, local, n, layout.lay_t, layout.lay_c, self.pred_code,
-                                self.val_code, self.consts, self.scales, self.depth,
-                                self.programs.has_pred, self.programs.has_value, t, raw,
-                                words, scratch, stack, mask, values)
-        check_status(status)
-        return t, mask, values
+        return self.tier.evaluate(layout, local, self)
 
 
-def gather_values(index, rows, programs, start, end):
+def _values_in(index, rows, n_channels) -> int:
+    """Column values that decoding ``rows`` reads, timestamps included (the tier's cost)."""
+    return int(index.n_samples[rows].sum()) * (n_channels + 1)
+
+
+def gather_values(tier, index, rows, programs, start, end):
     """(times, values) of every matching sample with a non-NaN value in ``rows``."""
-    reader = BlockReader(index, programs, rows=rows)
+    reader = BlockReader(tier, index, programs, rows=rows)
     times, values = [np.zeros(0, np.int64)], [np.zeros(0)]
     for b in rows:
         t, v, _ = reader.gather(b, start, end)
@@ -87,7 +82,7 @@ def _rows_table(stream_channels, t, raw, slot_channels):
 READ_AHEAD_BLOCKS = 32   # blocks a search lays out at a time (it usually stops early)
 
 
-def _scan_matches(cache, q, n, backwards):
+def _scan_matches(cache, q, n, backwards, engine):
     """The first (or last) n matching samples, all channels."""
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
@@ -101,10 +96,13 @@ def _scan_matches(cache, q, n, backwards):
     if backwards:
         candidates = candidates[::-1]
     found_t, found_raw, total = [], [], 0
-    slot_channels = BlockReader(index, programs, all_channels, rows=[]).slot_channels
+    # the first blocks usually hold the answer: price the scan by them
+    tier = tiers.choose(engine, _values_in(index, candidates[:READ_AHEAD_BLOCKS], len(all_channels)))
+    scan.engine = tier.name
+    slot_channels = BlockReader(tier, index, programs, all_channels, rows=[]).slot_channels
     for lo in range(0, len(candidates), READ_AHEAD_BLOCKS):
         chunk = candidates[lo:lo + READ_AHEAD_BLOCKS]
-        reader = BlockReader(index, programs, all_channels, rows=chunk)
+        reader = BlockReader(tier, index, programs, all_channels, rows=chunk)
         for b in chunk:
             t, _, raw = reader.gather(b, start, end)
             scan.decoded += 1
@@ -125,29 +123,31 @@ def _scan_matches(cache, q, n, backwards):
     return Result("table", "", columns=columns, units=units, scan=scan)
 
 
-def run_find(cache, q: P.FindQuery, text: str) -> Result:
-    result = _scan_matches(cache, q, q.n, backwards=q.direction == "last")
+def run_find(cache, q: P.FindQuery, text: str, engine: str | None = None) -> Result:
+    result = _scan_matches(cache, q, q.n, q.direction == "last", engine)
     result.query = text
     return result
 
 
-def run_newest(cache, q: P.NewestQuery, text: str) -> Result:
+def run_newest(cache, q: P.NewestQuery, text: str, engine: str | None = None) -> Result:
     where = q.where if q.where is not None else P.BoolConst(True)
     find = P.FindQuery(q.stream, "last", q.n, where, q.time, q.now)
-    result = _scan_matches(cache, find, q.n, backwards=True)
+    result = _scan_matches(cache, find, q.n, True, engine)
     result.query = text
     return result
 
 
-def run_top(cache, q: P.TopQuery, text: str) -> Result:
+def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.expr)
     classes = classify(q.where, index)
     rows = np.flatnonzero(classes != NONE)
-    times, values = gather_values(index, rows, programs, start, end)
+    tier = tiers.choose(engine, _values_in(index, rows, len(programs.channels)))
+    times, values = gather_values(tier, index, rows, programs, start, end)
     best = np.lexsort((times, -values))[:q.n]
-    scan = ScanStats(blocks_total=len(index), decoded=len(rows), skipped=len(index) - len(rows))
+    scan = ScanStats(blocks_total=len(index), decoded=len(rows), skipped=len(index) - len(rows),
+                     engine=tier.name)
     return Result("table", text, columns={"time": times[best], "value": values[best]},
                   units={"time": TIME_UNIT, "value": q.unit}, scan=scan)
 
@@ -211,7 +211,7 @@ class EpisodeBuilder:
         self.last_t = int(t[-1])
 
 
-def run_episodes(cache, q: P.EpisodesQuery, text: str) -> Result:
+def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.peak)
@@ -219,10 +219,11 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str) -> Result:
     inside = (index.t_first >= start) & (index.t_last < end)
     peak_from_stats = isinstance(q.peak, P.ChannelRef) and not q.max_gap_ns
     from_stats = (classes == ALL) & inside & peak_from_stats
-    reader = BlockReader(index, programs, rows=np.flatnonzero((classes != NONE) & ~from_stats
-                                                              | ~inside))
+    rows = np.flatnonzero((classes != NONE) & ~from_stats | ~inside)
+    tier = tiers.choose(engine, _values_in(index, rows, len(programs.channels)))
+    reader = BlockReader(tier, index, programs, rows=rows)
     builder = EpisodeBuilder(q.max_gap_ns or 0)
-    scan = ScanStats(blocks_total=len(index))
+    scan = ScanStats(blocks_total=len(index), engine=tier.name)
     skippable = (classes == NONE) & inside
     scan.skipped = int(skippable.sum())
     previous = -1

@@ -29,10 +29,55 @@ MAX_NESTING = 64
 __all__ = ["parse", "parse_tree", "normalise_text", "pretty", "too_deep", "GRAMMAR_PATH"]
 
 
-@lru_cache(maxsize=1)
-def _lark() -> Lark:
+# Building the LALR tables from the grammar takes about 0.13 s, most of what a
+# one-off command-line query spends before it reads any data.  So the tables
+# built from the grammar ship beside it, as JSON (never pickle), stamped with
+# the grammar's digest and lark's version; they are used only when both still
+# match, else the grammar is built as before.  Regenerate them after editing
+# the grammar with ``python -m sensorq.query.parser`` (a test checks).
+TABLES_PATH = GRAMMAR_PATH.with_suffix(".tables.json")
+
+
+def _build_lark() -> Lark:
     return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
                 maybe_placeholders=False)
+
+
+def _tables_stamp() -> dict:
+    import hashlib
+    import lark
+    return {"grammar_sha256": hashlib.sha256(GRAMMAR_PATH.read_bytes()).hexdigest(),
+            "lark": lark.__version__}
+
+
+def write_tables(path: Path = TABLES_PATH) -> None:
+    """Save the parser's tables for :func:`_lark` to load."""
+    import json
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+    data, memo = _build_lark().memo_serialize([TerminalDef, Rule])
+    path.write_text(json.dumps({"stamp": _tables_stamp(), "data": data, "memo": memo}), "utf-8")
+
+
+def _int_keys(d: dict) -> dict:
+    """JSON turned lark's integer keys (states, memo ids) into strings; undo that."""
+    return {(int(k) if k.isdigit() else k): v for k, v in d.items()}
+
+
+def _load_tables():
+    import json
+    try:
+        saved = json.loads(TABLES_PATH.read_text("utf-8"), object_hook=_int_keys)
+        if saved.get("stamp") != _tables_stamp():
+            return None
+        return Lark.load({"data": saved["data"], "memo": saved["memo"]})
+    except Exception:   # missing, damaged, or from another lark: build from the grammar
+        return None
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return _load_tables() or _build_lark()
 
 
 def normalise_text(text: str) -> str:
@@ -437,3 +482,8 @@ def _describe_name(before: str, pos: int) -> str:
     if before == "fill(":
         return "none, null, prev, linear or a number"
     return "a channel name"
+
+
+if __name__ == "__main__":
+    write_tables()
+    print(f"wrote {TABLES_PATH}")

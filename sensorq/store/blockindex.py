@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codec.block import ENTRY_DTYPE, BlockInfo, decode_verified
+from ..codec.header import ENTRY_DTYPE, BlockInfo
 from ..schema import Stream
 
 # Per-block columns, in the order StreamBlocks stores them (all int64).
@@ -89,6 +89,7 @@ class BlockIndex:
 
     def decode(self, i: int):
         """(t int64, [columns in storage dtypes]) of block i."""
+        from ..codec.block import decode_verified   # compiled: loaded by the first read-back
         return decode_verified(self.raw(i), self.info(i))
 
     def samples(self) -> int:

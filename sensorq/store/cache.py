@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from ..codec.block import encode_block, parse_block
+from ..codec.header import parse_block
 from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError, SensorqError,
                       StorageError)
 from ..schema import Channel, Stream
@@ -498,7 +498,7 @@ class Cache:
 
         def encode(i: int) -> bytes:
             t, cols = pieces[i]
-            return encode_block(t, cols, stream_id=st.stream_id, seq=seq + i, codec=st.codec)
+            return _encode_block(t, cols, stream_id=st.stream_id, seq=seq + i, codec=st.codec)
 
         # The codec's kernels release the GIL, so a batch of blocks is encoded on
         # every core; the blocks come back in order.
@@ -734,7 +734,7 @@ class Cache:
             return None
         if pending.encoded is None:
             t, cols = pending.arrays()
-            block = encode_block(t, cols, stream_id=st.stream_id, seq=self._next_seq[st.stream_id],
+            block = _encode_block(t, cols, stream_id=st.stream_id, seq=self._next_seq[st.stream_id],
                                  codec=st.codec)
             pending.encoded = (np.frombuffer(block, np.uint8), parse_block(block))
         array, info = pending.encoded
@@ -794,13 +794,23 @@ class Cache:
                 "channels": [{"name": c.name, "dtype": c.dtype, "unit": c.unit, "scale": c.scale}
                              for c in st.channels]}
 
-    def query(self, text: str, now_policy: str = "data"):
+    def query(self, text: str, now_policy: str = "data", engine: str | None = None):
+        """Run a query (docs/query.md).  ``engine`` chooses how blocks are
+        scanned: "compiled", "interpreted" or "auto" (docs/query.md, "Engine
+        tiers"); None takes $SENSORQ_ENGINE, else "auto"."""
         from ..engine.executor import run_query
-        return run_query(self, text, now_policy=now_policy)
+        return run_query(self, text, now_policy=now_policy, engine=engine)
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "writer"
         return f"<sensorq Cache {str(self.path)!r} {mode}, {len(self._manifest.streams)} streams>"
+
+
+def _encode_block(t, cols, **options) -> bytes:
+    """The compiled encoder, imported on the first write: a process that only
+    reads (a CLI query) then never loads numba."""
+    from ..codec.block import encode_block
+    return encode_block(t, cols, **options)
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:

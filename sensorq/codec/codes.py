@@ -1,0 +1,22 @@
+"""The integer codec's code bytes and status codes (docs/format.md §3).
+
+Plain constants, in a module of their own so that reading a cache — header
+checks, the interpreted decoder — never has to import numba.
+"""
+
+MINI_BLOCK = 32
+
+# Codec byte bits.
+PREDICTOR_MASK = 0x03
+DICT = 0x04
+DECIMAL = 0x08
+FLOATBITS = 0x10
+ZERO_RESIDUALS = 0x20
+RICE = 0x80
+
+# Decoder status codes (0 = ok).
+OK = 0
+ERR_TRUNCATED = -1      # the section ends before its contents do
+ERR_BAD_CODE = -2       # a codec byte or header byte that the format does not define
+ERR_BAD_DICT = -3       # dictionary size or rank out of range
+ERR_LENGTH = -4         # the section is longer than its contents

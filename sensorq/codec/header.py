@@ -1,0 +1,136 @@
+"""Block headers (docs/format.md §1–§2): the layout constants and the check
+that every block passes before anything decodes it.
+
+``parse_block`` checks a block completely — magic, version, lengths, codes,
+CRC — and returns what its header and channel directory say.  It needs no
+compiled code: opening and reading a cache never imports numba.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CorruptDataError, FormatVersionError
+from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
+from .codes import DECIMAL, FLOATBITS
+
+MAGIC = b"SQB1"
+FORMAT_VERSION = 1
+HEADER_SIZE = 56
+ENTRY_SIZE = 80
+CRC_SIZE = 4
+MAX_CHANNELS = 255
+
+HEADER_DTYPE = np.dtype([
+    ("magic", "S4"), ("version", "u1"), ("time_codec", "u1"), ("n_channels", "<u2"),
+    ("n_samples", "<u4"), ("block_len", "<u4"), ("t_first", "<i8"), ("t_last", "<i8"),
+    ("tick", "<i8"), ("stream_id", "<u4"), ("time_len", "<u4"), ("seq", "<u8")])
+
+# min..sumsq hold int64 bit patterns; float channels view them as float64.
+ENTRY_DTYPE = np.dtype([
+    ("dtype", "u1"), ("codec", "u1"), ("dexp", "u1"), ("reserved", "u1"),
+    ("data_len", "<u4"), ("count", "<u4"), ("flags", "<u4"), ("idx_min", "<u4"),
+    ("idx_max", "<u4"), ("min", "<i8"), ("max", "<i8"), ("first", "<i8"), ("last", "<i8"),
+    ("sum", "<i8"), ("sumsq", "<i8"), ("reserved2", "<i8")])
+assert HEADER_DTYPE.itemsize == HEADER_SIZE and ENTRY_DTYPE.itemsize == ENTRY_SIZE
+
+FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
+_CODEC_ALLOWED = 0x3F
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """What a verified block's header and directory say."""
+    n_samples: int
+    n_channels: int
+    t_first: int
+    t_last: int
+    tick: int
+    stream_id: int
+    seq: int
+    block_len: int
+    time_codec: int
+    time_len: int
+    entries: np.ndarray      # ENTRY_DTYPE, one per channel
+
+    def section_offsets(self) -> np.ndarray:
+        """Offset (from the block start) of the time section, then of each channel's."""
+        start = HEADER_SIZE + ENTRY_SIZE * self.n_channels
+        lengths = np.concatenate([[self.time_len], self.entries["data_len"].astype(np.int64)])
+        return start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+
+# --- verification --------------------------------------------------------------
+
+_HEADER = struct.Struct("<4sBBHIIqqqIIQ")   # HEADER_DTYPE, for one fast unpack
+assert _HEADER.size == HEADER_SIZE
+
+
+def parse_block(buf, offset: int = 0, length: int | None = None) -> BlockInfo:
+    """Verify the block at buf[offset:offset+length] and return its header.
+
+    Raises CorruptDataError (or FormatVersionError) naming what is wrong; a
+    block that passes is safe to hand to the decoders."""
+    view = memoryview(buf).cast("B")[offset:] if length is None else \
+        memoryview(buf).cast("B")[offset:offset + length]
+    if len(view) < HEADER_SIZE + CRC_SIZE:
+        raise CorruptDataError(f"block at offset {offset}: {len(view)} bytes is shorter than a header")
+    header = _HEADER.unpack_from(view)
+    magic, version, block_len = header[0], header[1], header[5]
+    if magic != MAGIC:
+        raise CorruptDataError(f"block at offset {offset}: bad magic {magic!r}")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(f"block at offset {offset}: format version {version}, "
+                                 f"this sensorq reads version {FORMAT_VERSION}")
+    if block_len > len(view) or (length is not None and block_len != length):
+        raise CorruptDataError(f"block at offset {offset}: says {block_len} bytes, "
+                               f"{len(view)} are there")
+    body = view[:block_len - CRC_SIZE]
+    stored_crc = int.from_bytes(view[block_len - CRC_SIZE:block_len], "little")
+    if zlib.crc32(body) != stored_crc:
+        raise CorruptDataError(f"block at offset {offset}: checksum mismatch")
+    return _check_structure(header, body, offset)
+
+
+def _check_structure(header, body, offset: int) -> BlockInfo:
+    def fail(what: str):
+        raise CorruptDataError(f"block at offset {offset}: {what}")
+
+    (_, _, time_codec, n_channels, n, _, t_first, t_last, tick, stream_id, time_len, seq) = header
+    if not 1 <= n <= MAX_BLOCK_SAMPLES:
+        fail(f"sample count {n} out of range")
+    if not 1 <= n_channels <= MAX_CHANNELS:
+        fail(f"channel count {n_channels} out of range")
+    dir_end = HEADER_SIZE + ENTRY_SIZE * n_channels
+    if dir_end > len(body):
+        fail("channel directory runs past the block")
+    entries = np.frombuffer(body, ENTRY_DTYPE, count=n_channels, offset=HEADER_SIZE).copy()
+    total = dir_end + time_len + int(entries["data_len"].sum(dtype=np.int64))
+    if total != len(body):
+        fail(f"sections add up to {total + CRC_SIZE} bytes, the block has {len(body) + CRC_SIZE}")
+    if tick < 1 or t_last < t_first:
+        fail("time range or tick out of range")
+    if time_codec & ~_CODEC_ALLOWED or time_codec & (DECIMAL | FLOATBITS) or (time_codec & 3) == 3:
+        fail(f"bad time codec byte {time_codec:#x}")
+    _check_entries(entries, n, fail)
+    return BlockInfo(n, n_channels, t_first, t_last, tick, stream_id, seq, len(body) + CRC_SIZE,
+                     time_codec, time_len, entries)
+
+
+def _check_entries(entries: np.ndarray, n: int, fail) -> None:
+    """Every directory entry (as plain Python tuples: numpy scalars are slow)."""
+    for i, (dtype_code, codec, dexp, _, _, count, _, idx_min, idx_max, *_) in enumerate(entries.tolist()):
+        if dtype_code not in DTYPE_BY_CODE:
+            fail(f"channel {i}: unknown storage type code {dtype_code}")
+        if codec & ~_CODEC_ALLOWED or (codec & 3) == 3:
+            fail(f"channel {i}: bad codec byte {codec:#x}")
+        is_float = dtype_code in FLOAT_CODES
+        mode = codec & (DECIMAL | FLOATBITS)
+        if is_float and mode not in (DECIMAL, FLOATBITS) or not is_float and mode:
+            fail(f"channel {i}: codec byte {codec:#x} does not fit storage type "
+                 f"{DTYPE_BY_CODE[dtype_code]}")
+        if dexp > 18 or count > n or idx_min >= n or idx_max >= n:
+            fail(f"channel {i}: statistics out of range")

@@ -1,0 +1,249 @@
+"""The column decoder again, in plain numpy (docs/format.md §3).
+
+Why a second decoder: it needs no compilation.  The engine's interpreted tier
+runs on it, so the first small query of a process answers without loading
+numba at all (a fresh ``sensorq "count …"`` would otherwise spend most of its
+time starting the compiler).  It is also a second, independent reading of the
+format: the tests hold it to the compiled decoder (intcodec.py) word for word,
+status for status, on valid and on damaged sections.
+
+How: bit-packed mini-blocks are unpacked all at once, one 64-bit window per
+value gathered from the section.  A Rice mini-block needs a walk, because each
+quotient ends where the next one-bit is; the walk is a Python loop per value
+over the sorted positions of the section's one-bits, and the remainders are
+then unpacked with the bit-packed values.  That costs about a microsecond per
+Rice value, which is why the engine keeps this decoder for small scans.
+
+``decode_column`` returns a status like the compiled decoder and never reads
+outside ``buf[pos:end]``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .codes import (DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK, OK,
+                    PREDICTOR_MASK, RICE, ZERO_RESIDUALS)
+
+U64 = np.uint64
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+class _Bad(Exception):
+    """A section the format does not allow; carries the decoder status."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def decode_column(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
+    """Decode the section buf[pos:end] (uint8) of n words: (status, uint64 words or None)."""
+    try:
+        return OK, _decode(buf, int(pos), int(end), int(n), int(codec))
+    except _Bad as bad:
+        return bad.status, None
+
+
+def _decode(buf, pos, end, n, codec) -> np.ndarray:
+    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
+        raise _Bad(ERR_BAD_CODE)
+    if pos + 8 > end:
+        raise _Bad(ERR_TRUNCATED)
+    base = U64(int.from_bytes(buf[pos:pos + 8].tobytes(), "little"))
+    pos += 8
+    entries = None
+    if codec & DICT:
+        entries, pos = _read_dictionary(buf, pos, end, n)
+    if codec & ZERO_RESIDUALS:
+        if pos != end:
+            raise _Bad(ERR_LENGTH)
+        first = entries[0] if entries is not None else U64(0)
+        return np.full(n, base + first, np.uint64)
+    residuals = _read_mini_blocks(buf, pos, end, n)
+    order = codec & PREDICTOR_MASK
+    if entries is None:
+        return undo_residuals(residuals, order, base)
+    ranks = undo_residuals(residuals, order, U64(0))
+    if (ranks >= U64(len(entries))).any():
+        raise _Bad(ERR_BAD_DICT)
+    return base + entries[ranks]
+
+
+def _read_dictionary(buf, pos, end, n):
+    """(entries, position after the dictionary): a count, then the gaps
+    between sorted entries as a predictor-0 payload."""
+    if pos + 4 > end:
+        raise _Bad(ERR_TRUNCATED)
+    count = int.from_bytes(buf[pos:pos + 4].tobytes(), "little")
+    if not 1 <= count <= n:
+        raise _Bad(ERR_BAD_DICT)
+    pos += 4
+    try:
+        payload_end = _Walk(buf, pos, end, count).end_byte()
+    except _Bad:
+        raise _Bad(ERR_TRUNCATED) from None
+    gaps = _read_mini_blocks(buf, pos, payload_end, count)
+    return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), payload_end
+
+
+def _read_mini_blocks(buf, pos, end, count) -> np.ndarray:
+    """The ``count`` residuals of the payload buf[pos:end], which must fill it exactly."""
+    walk = _Walk(buf, pos, end, count)
+    if walk.end_byte() != end:
+        raise _Bad(ERR_LENGTH)
+    return walk.quotients | _bits_at(walk.section, walk.offsets, walk.widths)
+
+
+class _Walk:
+    """Where every residual of a payload lies: bit offset and width of its
+    bit-packed part, and its Rice quotient already shifted into place."""
+
+    def __init__(self, buf, pos, end, count):
+        n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
+        start = pos + n_mini
+        if start > end:
+            raise _Bad(ERR_TRUNCATED)
+        self._start = start
+        self.section = buf[start:end]
+        limit = (end - start) * 8
+        headers = buf[pos:start].astype(np.int64)
+        in_block = np.full(n_mini, MINI_BLOCK, np.int64)
+        in_block[-1] = count - MINI_BLOCK * (n_mini - 1)
+        packed = headers <= 64
+        rice = ~packed & ((headers & 0xC0) == RICE)
+        if not (packed | rice).all():
+            bad = int(np.argmin(packed | rice))     # the first undefined header
+            headers, in_block, packed = headers[:bad], in_block[:bad], packed[:bad]
+        widths = np.where(packed, headers, headers & 0x3F)
+        self.widths = np.repeat(widths, in_block)
+        self.quotients = np.zeros(count, np.uint64)
+        self.bit_end = self._place(headers, in_block, packed, widths, limit)
+        if len(headers) < n_mini:
+            raise _Bad(ERR_BAD_CODE)
+
+    def _place(self, headers, in_block, packed, widths, limit) -> int:
+        """Fill offsets (and quotients of Rice values); returns the end bit."""
+        first = np.concatenate([[0], np.cumsum(in_block)[:-1]]).astype(np.int64)
+        index_in_block = np.arange(int(in_block.sum())) - np.repeat(first, in_block)
+        sizes = in_block * widths
+        if packed.all():   # the common case: every start is a running sum
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            self.offsets = np.repeat(starts, in_block) + index_in_block * self.widths
+            bit_end = int(sizes.sum())
+            if bit_end > limit:   # the first mini-block to run past the end is the error
+                raise _Bad(ERR_TRUNCATED)
+            return bit_end
+        starts, rice_values, rice_offsets, rice_quotients = [], [], [], []
+        next_one = _next_one_table(self.section)
+        bit = 0
+        for is_packed, width, cnt, lo in zip(packed.tolist(), widths.tolist(), in_block.tolist(),
+                                             first.tolist()):
+            starts.append(bit)
+            if is_packed:
+                bit += cnt * width
+                if bit > limit:
+                    raise _Bad(ERR_TRUNCATED)
+            else:
+                rice_values.append(np.arange(lo, lo + cnt))
+                bit = _walk_rice(next_one, bit, width, cnt, limit, rice_offsets, rice_quotients)
+        self.offsets = np.repeat(np.array(starts, np.int64), in_block) + index_in_block * self.widths
+        at = np.concatenate(rice_values)
+        self.offsets[at] = rice_offsets
+        self.quotients[at] = np.array(rice_quotients, np.uint64)
+        return bit
+
+    def end_byte(self) -> int:
+        """The byte after the payload's last bit."""
+        return self._start + (self.bit_end + 7) // 8
+
+
+def _next_one_table(section: np.ndarray) -> list:
+    """For every bit position of the section, the position of the first
+    one-bit at or after it (the section's length in bits if there is none)."""
+    bits = np.unpackbits(section, bitorder="little")
+    table = np.full(len(bits), len(bits), np.int64)
+    ones = np.flatnonzero(bits)
+    table[ones] = ones
+    return np.minimum.accumulate(table[::-1])[::-1].tolist()
+
+
+def _walk_rice(next_one, bit, k, cnt, limit, offsets, quotients) -> int:
+    """One Rice(k) mini-block from ``bit``: each value is a quotient of zeros
+    ended by a one, then k remainder bits.  Appends each value's remainder
+    offset and shifted quotient; returns the bit after the mini-block."""
+    cap = 1 << (64 - k)
+    for _ in range(cnt):
+        stop = next_one[bit] if bit < limit else limit
+        if stop == limit:
+            raise _Bad(ERR_TRUNCATED)   # no one-bit left: the quotient never ends
+        q = stop - bit
+        if q >= cap:
+            raise _Bad(ERR_TRUNCATED)   # q << k would not fit 64 bits
+        quotients.append(q << k)
+        offsets.append(stop + 1)
+        bit = stop + 1 + k
+        if bit > limit:
+            raise _Bad(ERR_TRUNCATED)
+    return bit
+
+
+def _bits_at(section: np.ndarray, offsets: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The ``widths[i]`` bits (0..64) at bit ``offsets[i]`` of ``section``, LSB-first;
+    bits past its end read as zero.  Each value lies within two aligned words."""
+    if len(offsets) == 0:
+        return np.zeros(0, np.uint64)
+    padded = np.zeros((len(section) + 23) // 8 * 8, np.uint8)
+    padded[:len(section)] = section
+    words = padded.view("<u8").astype(np.uint64, copy=False)
+    at = offsets >> 6
+    shift = (offsets & 63).astype(np.uint64)
+    # the upper word shifted left by 64 - shift, in two steps: a shift by 64
+    # (shift == 0) is not defined, two shifts that add up to 64 give zero
+    value = (words[at] >> shift) | ((words[at + 1] << U64(1)) << (U64(63) - shift))
+    mask = np.where(widths >= 64, _ALL_ONES,
+                    (U64(1) << np.minimum(widths, 63).astype(np.uint64)) - U64(1))
+    return value & mask
+
+
+def unzigzag(u: np.ndarray) -> np.ndarray:
+    return (u >> U64(1)) ^ (U64(0) - (u & U64(1)))
+
+
+def undo_residuals(u: np.ndarray, order: int, base) -> np.ndarray:
+    """Residuals back to the sequence (mod 2^64), plus ``base``."""
+    if order == 0 or len(u) == 0:
+        return u + base
+    steps = unzigzag(u[1:])
+    if order == 2:
+        steps = np.cumsum(steps, dtype=np.uint64)
+    out = np.empty_like(u)
+    out[0] = u[0]
+    np.cumsum(steps, dtype=np.uint64, out=out[1:])
+    out[1:] += u[0]
+    return out + base
+
+
+# --- words to values (docs/format.md §3) --------------------------------------------
+
+def time_values(words: np.ndarray, t_first: int, tick: int) -> np.ndarray:
+    """Timestamps (int64 ns): t_first + word × tick, mod 2^64."""
+    first = np.array(t_first, np.int64).view(np.uint64)
+    return (first + words * U64(tick)).view(np.int64)
+
+
+def float_values(words: np.ndarray, decimal: bool, exponent: int, is32: bool) -> np.ndarray:
+    """Float words back to float64 values (float32 values are exact in float64)."""
+    if decimal:
+        values = words.view(np.int64).astype(np.float64) / 10.0 ** exponent
+        return values.astype(np.float32).astype(np.float64) if is32 else values
+    return floatbits_values(words, np.float32 if is32 else np.float64).astype(np.float64)
+
+
+def floatbits_values(words: np.ndarray, dtype) -> np.ndarray:
+    """Inverse of the order-preserving map, straight to the IEEE bits (so NaN
+    payloads survive, which a detour through float64 would not promise)."""
+    bits = 8 * np.dtype(dtype).itemsize
+    sign = U64(1) << U64(bits - 1)
+    ones = U64((1 << bits) - 1)
+    raw = np.where(words & sign, words ^ sign, words ^ ones) & ones
+    return raw.astype(np.uint32 if bits == 32 else np.uint64).view(dtype)

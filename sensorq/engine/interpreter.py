@@ -1,0 +1,216 @@
+"""The interpreted tier: the kernels' work (kernels.py, vm.py) in plain numpy.
+
+Why a second tier: a fresh process that answers one small query — the command
+line, most often — would spend about 0.4 s importing numba and loading its
+compiled kernels from the disk cache (about 5 s compiling them, the very first
+time) to decode a handful of blocks.  This tier decodes those blocks with the
+numpy decoder (codec/npdecode.py) and runs the same programs over them with the
+same arithmetic in the same order, so its answers equal the compiled tier's
+bit for bit; the tests run queries through both and compare.  ``tiers.py``
+decides which tier runs a query.
+
+Every function here mirrors the kernel of the same name and takes the same
+layouts; a block that does not decode raises CorruptDataError.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codec import npdecode
+from ..codec.codes import DECIMAL, OK
+from ..errors import CorruptDataError
+from .aggregates import (F_FIRST, F_LAST, F_MAX, F_MIN, F_SUM, I_COUNT, I_TFIRST, I_TLAST,
+                         I_TMAX, I_TMIN, I_TW_NS)
+from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
+from .program import (ABS, ADD, AND, ARG, CMP, CONST, DIV, FALSE, LOAD, MAG, MUL, NEG, NOT, OR,
+                      RAWCMP, SQRT, SUB, TRUE)
+
+FLOAT32 = 5   # storage type codes from this one on are floats (as in kernels.py)
+
+
+# --- decoding --------------------------------------------------------------------------
+
+def _words(buf, start, length, n, codec) -> np.ndarray:
+    status, words = npdecode.decode_column(buf, start, start + length, n, codec)
+    if status != OK:
+        raise CorruptDataError(f"a block failed to decode (status {status}) although its "
+                               f"checksum matched; the cache needs repair")
+    return words
+
+
+def decode_time(layout, b) -> np.ndarray:
+    lay = layout.lay_t[b]
+    words = _words(layout.buf, lay[TIME_START], lay[TIME_LEN], lay[N_SAMPLES], lay[TIME_CODEC])
+    return npdecode.time_values(words, int(lay[T_FIRST]), int(lay[TICK]))
+
+
+def decode_channels(layout, b) -> np.ndarray:
+    """Block b's channel slots as rows of float64 in stored units."""
+    n = int(layout.lay_t[b, N_SAMPLES])
+    raw = np.empty((max(1, layout.lay_c.shape[1]), n))
+    for s, (start, length, codec, exponent, dtype) in enumerate(layout.lay_c[b].tolist()):
+        words = _words(layout.buf, start, length, n, codec)
+        if dtype < FLOAT32:
+            raw[s] = words.view(np.int64).astype(np.float64)
+        else:
+            raw[s] = npdecode.float_values(words, bool(codec & DECIMAL), exponent, dtype == FLOAT32)
+    return raw
+
+
+# --- the VM ---------------------------------------------------------------------------
+
+def run(code, consts, raw, scales, n) -> np.ndarray:
+    """vm.run over whole rows: the value of ``code`` for each of the n samples."""
+    stack = []
+    pc = 0
+    with np.errstate(all="ignore"):
+        while pc < len(code):
+            op, a, b = (int(v) for v in code[pc])
+            pc += 1
+            if op == ARG:
+                continue
+            if op == LOAD:
+                stack.append(raw[a, :n] * scales[a])
+            elif op == CONST:
+                stack.append(np.full(n, consts[a]))
+            elif op == RAWCMP:
+                stack.append(_compare(raw[a, :n], b, consts[code[pc, 1]]))
+                pc += 1
+            elif op in (TRUE, FALSE):
+                stack.append(np.full(n, 1.0 if op == TRUE else 0.0))
+            elif op in _UNARY:
+                stack.append(_UNARY[op](stack.pop()))
+            elif op == MAG:
+                total = np.zeros(n)
+                for x in stack[len(stack) - a:]:   # summed in order, as the kernel does
+                    total += x * x
+                del stack[len(stack) - a:]
+                stack.append(np.sqrt(total))
+            elif op == CMP:
+                y = stack.pop()
+                stack.append(_compare(stack.pop(), b, y))
+            else:
+                y = stack.pop()
+                stack.append(_binary(op, stack.pop(), y))
+    return stack[0]
+
+
+def _compare(x, op, y) -> np.ndarray:
+    """x OP y as 1.0 / 0.0; false whenever either side is NaN (also for !=)."""
+    result = (x < y, x <= y, x > y, x >= y, x == y, x != y)[op]
+    if op == 5:
+        result &= ~(np.isnan(x) | np.isnan(y))
+    return result.astype(np.float64)
+
+
+def _sqrt(x):
+    return np.where(x >= 0, np.sqrt(x), np.nan)
+
+
+_UNARY = {NEG: np.negative, ABS: np.abs, SQRT: _sqrt, NOT: lambda x: 1.0 - x}
+
+
+def _binary(op, x, y) -> np.ndarray:
+    if op == ADD:
+        return x + y
+    if op == SUB:
+        return x - y
+    if op == MUL:
+        return x * y
+    if op == DIV:
+        return np.where(y != 0, x / y, np.nan)
+    if op == AND:
+        return ((x != 0) & (y != 0)).astype(np.float64)
+    return ((x != 0) | (y != 0)).astype(np.float64)   # OR
+
+
+# --- kernels ------------------------------------------------------------------------------
+
+def evaluate_block(layout, b, pred_code, val_code, consts, scales, has_pred, has_value):
+    """Timestamps, raw channel rows, predicate mask and values of block b."""
+    n = int(layout.lay_t[b, N_SAMPLES])
+    t = decode_time(layout, b)
+    raw = decode_channels(layout, b)
+    mask = run(pred_code, consts, raw, scales, n) != 0.0 if has_pred else np.ones(n, bool)
+    values = run(val_code, consts, raw, scales, n) if has_value else np.zeros(n)
+    return t, raw, mask, values
+
+
+def gather_block(layout, b, pred_code, val_code, consts, scales, has_pred, has_value,
+                 start_ns, end_ns):
+    """Block b's samples in [start, end) that match: (times, values, raw rows)."""
+    t, raw, mask, values = evaluate_block(layout, b, pred_code, val_code, consts, scales,
+                                          has_pred, has_value)
+    mask &= (t >= start_ns) & (t < end_ns)
+    return t[mask], values[mask], raw[:, mask]
+
+
+def count_matches(layout, blocks, pred_code, consts, scales, start_ns, end_ns, need_time):
+    counts = np.zeros(len(blocks), np.int64)
+    for j, b in enumerate(blocks):
+        n = int(layout.lay_t[b, N_SAMPLES])
+        hit = run(pred_code, consts, decode_channels(layout, b), scales, n) != 0.0
+        counts[j] = np.count_nonzero(hit & _in_window(layout, b, need_time, start_ns, end_ns))
+    return counts
+
+
+def count_raw_compare(layout, blocks, op, threshold, start_ns, end_ns, need_time):
+    """``count where CHANNEL OP INTEGER``: the words compared as int64."""
+    counts = np.zeros(len(blocks), np.int64)
+    for j, b in enumerate(blocks):
+        start, length, codec = layout.lay_c[b, 0, :3]
+        values = _words(layout.buf, start, length, int(layout.lay_t[b, N_SAMPLES]), codec)
+        values = values.view(np.int64)
+        hit = (values < threshold, values <= threshold, values > threshold, values >= threshold,
+               values == threshold, values != threshold)[op]
+        counts[j] = np.count_nonzero(hit & _in_window(layout, b, need_time, start_ns, end_ns))
+    return counts
+
+
+def _in_window(layout, b, need_time, start_ns, end_ns):
+    if not need_time:
+        return True
+    t = decode_time(layout, b)
+    return (t >= start_ns) & (t < end_ns)
+
+
+def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred, has_value,
+                  start_ns, end_ns, bucket_ns, slot_base, slot_count, bucket0, fp, ip):
+    """kernels.scan_partials without its moments and time weights (``tiers.py``
+    sends queries that need them to the compiled tier)."""
+    for j, b in enumerate(blocks):
+        t, _, mask, values = evaluate_block(layout, b, pred_code, val_code, consts, scales,
+                                            has_pred, has_value)
+        for s in range(slot_count[j]):
+            k = slot_base[j] + s
+            _init_slot(fp, ip, k)
+            lo_t, hi_t = start_ns, end_ns
+            if bucket_ns > 0:
+                lo_t = max(lo_t, (bucket0[j] + s) * bucket_ns)
+                hi_t = min(hi_t, (bucket0[j] + s + 1) * bucket_ns)
+            lo, hi = np.searchsorted(t, lo_t), np.searchsorted(t, hi_t)
+            keep = mask[lo:hi] & ~np.isnan(values[lo:hi]) if has_value else mask[lo:hi]
+            _fold_stretch(fp, ip, k, t, values, lo + np.flatnonzero(keep))
+
+
+def _init_slot(fp, ip, k):
+    fp[k] = 0.0
+    fp[k, F_MIN], fp[k, F_MAX] = np.inf, -np.inf
+    fp[k, F_FIRST] = fp[k, F_LAST] = np.nan
+    ip[k, [I_COUNT, I_TW_NS, I_TMIN, I_TMAX]] = 0
+
+
+def _fold_stretch(fp, ip, k, t, values, picked):
+    """The kernel's fold of one slot's samples: a sequential sum (cumsum adds
+    in the same order, from the same 0.0), the first minimum and maximum."""
+    if len(picked) == 0:
+        return
+    v = values[picked]
+    low, high = picked[np.argmin(v)], picked[np.argmax(v)]
+    ip[k, I_COUNT] = len(picked)
+    fp[k, F_SUM] = np.cumsum(np.concatenate([[0.0], v]))[-1]
+    fp[k, F_MIN], ip[k, I_TMIN] = values[low], t[low]
+    fp[k, F_MAX], ip[k, I_TMAX] = values[high], t[high]
+    fp[k, F_FIRST], ip[k, I_TFIRST] = v[0], t[picked[0]]
+    fp[k, F_LAST], ip[k, I_TLAST] = v[-1], t[picked[-1]]
+

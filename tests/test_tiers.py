@@ -1,0 +1,238 @@
+"""The engine's two tiers (engine/tiers.py) against each other.
+
+The interpreted tier exists so that a small query in a fresh process needs no
+numba; it must then give exactly the compiled tier's answer.  Three layers:
+the numpy decoder against the compiled one (words and statuses, on valid and
+damaged sections), whole queries through both tiers (bit for bit), and the
+tier choice itself in a fresh process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sensorq
+from sensorq.codec import npdecode
+from sensorq.codec.block import encode_block, parse_block
+from sensorq.codec.intcodec import decode_column
+from sensorq.schema import Channel
+
+SECOND = 1_000_000_000
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+# --- the numpy decoder against the compiled one -----------------------------------------
+
+@st.composite
+def columns(draw):
+    """A column of one storage type with a random shape: noise, walks, steps,
+    a few values (dictionary), constants, extremes, NaN and friends."""
+    n = draw(st.integers(1, 700))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from(["int8", "int16", "int32", "int64", "float32", "float64"]))
+    shape = draw(st.sampled_from(["noise", "walk", "few", "constant", "extreme", "decimal"]))
+    if shape == "noise":
+        x = rng.normal(0, 10 ** rng.integers(0, 6), n)
+    elif shape == "walk":
+        x = np.cumsum(rng.integers(-3, 4, n)) * rng.integers(1, 1000)
+    elif shape == "few":
+        x = rng.choice(rng.integers(-10**4, 10**4, 5), n)
+    elif shape == "constant":
+        x = np.full(n, rng.integers(-100, 100))
+    elif shape == "decimal":
+        x = np.round(rng.normal(20, 5, n), 2)
+    else:
+        info = np.iinfo(dtype) if dtype.startswith("int") else np.finfo(dtype)
+        x = rng.choice([info.min, info.max, 0, -1, 1], n)
+    if dtype.startswith("int"):
+        info = np.iinfo(dtype)
+        return np.clip(np.nan_to_num(x), info.min, info.max).astype(dtype)
+    x = x.astype(dtype)
+    if shape == "noise":
+        x[rng.random(n) < 0.05] = draw(st.sampled_from([np.nan, np.inf, -np.inf, -0.0, 5e-324]))
+    return x
+
+
+def sections(block: bytes):
+    """(start, end, n, codec) of the time section and every channel section."""
+    info = parse_block(block)
+    starts = info.section_offsets()
+    lengths = [info.time_len] + [int(e["data_len"]) for e in info.entries]
+    codecs = [info.time_codec] + [int(e["codec"]) for e in info.entries]
+    return [(int(s), int(s) + ln, info.n_samples, c) for s, ln, c in zip(starts, lengths, codecs)]
+
+
+def both_decoders(buf, start, end, n, codec):
+    words, scratch = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    status = decode_column(buf, start, end, n, codec, words, scratch)
+    np_status, np_words = npdecode.decode_column(buf, start, end, n, codec)
+    return (status, words), (np_status, np_words)
+
+
+@SETTINGS
+@given(column=columns(), codec=st.sampled_from(["compact", "fast"]), step=st.integers(0, 3))
+def test_numpy_decoder_reads_every_column_as_the_compiled_one(column, codec, step):
+    n = len(column)
+    t = 1_700_000_000 * SECOND + np.cumsum(np.full(n, step * 1_000_000)).astype(np.int64)
+    block = encode_block(t, [column], codec=codec)
+    buf = np.frombuffer(block, np.uint8)
+    for start, end, n, code in sections(block):
+        (status, words), (np_status, np_words) = both_decoders(buf, start, end, n, code)
+        assert status == np_status == 0
+        assert np.array_equal(words, np_words)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(column=columns(), codec=st.sampled_from(["compact", "fast"]), data=st.data())
+def test_numpy_decoder_fails_where_the_compiled_one_fails(column, codec, data):
+    """Damaged sections (bytes changed, cut short, codec byte changed): both
+    decoders give the same status, and the same words when they accept it."""
+    block = encode_block(np.arange(len(column), dtype=np.int64), [column], codec=codec)
+    start, end, n, code = sections(block)[1]
+    buf = bytearray(block)
+    damage = data.draw(st.sampled_from(["bytes", "cut", "codec"]))
+    if damage == "bytes":
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.integers(start, end - 1))
+            buf[at] = data.draw(st.integers(0, 255))
+    elif damage == "cut":
+        end = data.draw(st.integers(start, end - 1))
+    else:
+        code = data.draw(st.integers(0, 255))
+    raw = np.frombuffer(bytes(buf), np.uint8)
+    (status, words), (np_status, np_words) = both_decoders(raw, start, end, n, code)
+    assert status == np_status
+    if status == 0:
+        assert np.array_equal(words, np_words)
+
+
+def test_numpy_decoder_on_hand_made_sections():
+    """A hand-assembled predictor-1 column: base 100, residuals 0, +1, -1, +2
+    zigzagged to 0, 2, 1, 4 and bit-packed at width 3 → 100, 101, 100, 102."""
+    payload = (0 | 2 << 3 | 1 << 6 | 4 << 9).to_bytes(2, "little")
+    section = (100).to_bytes(8, "little") + bytes([3]) + payload
+    status, words = npdecode.decode_column(np.frombuffer(section, np.uint8), 0, len(section), 4, 1)
+    assert status == 0 and words.tolist() == [100, 101, 100, 102]
+    # the same residuals as Rice(1): quotient zeros + a one, then one remainder bit
+    bits = "1" + "0" + "01" + "0" + "1" + "1" + "001" + "0"   # 0 → q0 r0, 2 → q1 r0, 1 → q0 r1, 4 → q2 r0
+    rice = int(bits[::-1], 2).to_bytes(2, "little")
+    section = (100).to_bytes(8, "little") + bytes([0x81]) + rice
+    status, words = npdecode.decode_column(np.frombuffer(section, np.uint8), 0, len(section), 4, 1)
+    assert status == 0 and words.tolist() == [100, 101, 100, 102]
+
+
+# --- whole queries through both tiers ---------------------------------------------------
+
+QUERY_SHAPES = [
+    "count", "count where a > {k}mg", "sum a", "avg a where f > 3.2V", "min b", "max f",
+    "first a", "last f", "spread a", "rate a", "argmax a", "argmin f", "median a",
+    "percentile(90) f", "avg a by 2s", "max f by 3s fill(prev)", "count where a > {k}mg by 1s",
+    "find first 3 where a > {k}mg", "find last 2 where f > 3.5V", "newest 4", "top 3 a",
+    "find episodes where a > {k}mg", "find episodes where f > 3.3V for >= 20ms",
+    "avg abs(a) * 2 - a / 3 where not (a > {k}mg) or b < 25degC",
+    "max mag(a, 2 * a) where f != 3.3V", "sum sqrt(a) where b >= 20degC and f <= 3.4V",
+]
+
+
+@st.composite
+def streams(draw):
+    n = draw(st.integers(0, 1200))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    steps = rng.choice([0, 1, 2, 5], size=n, p=[0.1, 0.6, 0.2, 0.1]) * 10_000_000
+    t = 1_700_000_000 * SECOND + np.cumsum(steps).astype(np.int64)
+    a = np.cumsum(rng.integers(-40, 41, n)).astype(np.int16)
+    b = rng.integers(1500, 3500, n).astype(np.int32)
+    f = np.round(rng.normal(3.3, 0.5, n), 3)
+    f[rng.random(n) < 0.05] = np.nan
+    return t, a, b, f
+
+
+def same(x, y) -> bool:
+    """Bit for bit (NaN equal to NaN, -0.0 not equal to 0.0)."""
+    if isinstance(x, np.ndarray):
+        return x.dtype == y.dtype and x.shape == y.shape and \
+            np.ascontiguousarray(x).tobytes() == np.ascontiguousarray(y).tobytes()
+    if isinstance(x, float):
+        return isinstance(y, float) and np.array(x).tobytes() == np.array(y).tobytes()
+    return x == y and type(x) is type(y)
+
+
+@settings(SETTINGS, max_examples=120)
+@given(stream=streams(), shape=st.sampled_from(QUERY_SHAPES), k=st.integers(-200, 200),
+       window=st.sampled_from(["", " last 3s", " last 40s", " since 1700000001s"]))
+def test_both_tiers_give_the_same_answer_bit_for_bit(tmp_path_factory, stream, shape, k, window):
+    t, a, b, f = stream
+    with sensorq.open(tmp_path_factory.mktemp("c") / "c", create=True) as cache:
+        cache.create_stream("s", [Channel("a", "int16", "mg"),
+                                  Channel("b", "int32", "degC", scale=0.01),
+                                  Channel("f", "float64", "V")], block_samples=97)
+        if len(t):
+            cache.append("s", t, [a, b, f])
+        text = shape.format(k=k) + window
+        compiled = cache.query(text, engine="compiled")
+        interpreted = cache.query(text, engine="interpreted")
+    assert compiled.scan.engine in ("compiled", "")
+    assert interpreted.scan.engine in ("interpreted", "")
+    assert compiled.kind == interpreted.kind
+    if compiled.kind == "scalar":
+        assert same(compiled.value, interpreted.value), (compiled.value, interpreted.value)
+    else:
+        assert list(compiled.columns) == list(interpreted.columns)
+        for name in compiled.columns:
+            assert same(compiled.columns[name], interpreted.columns[name]), name
+
+
+def test_queries_only_the_kernels_compute_run_compiled_when_interpreted_is_asked(tmp_path):
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("s", [Channel("a", "int16", "mg")], block_samples=50)
+        cache.append("s", np.arange(200, dtype=np.int64) * SECOND, [np.arange(200, dtype=np.int16)])
+        for text in ("std a where a > 3mg", "twa a where a > 3mg", "duration where a > 3mg"):
+            assert cache.query(text, engine="interpreted").scan.engine == "compiled"
+
+
+def test_an_unknown_engine_is_a_clear_error(tmp_path):
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("s", [Channel("a", "int16", "mg")])
+        cache.append("s", np.arange(5, dtype=np.int64), [np.arange(5, dtype=np.int16)])
+        with pytest.raises(sensorq.QueryError, match="engine 'jit' is not one of auto"):
+            cache.query("count where a > 1mg", engine="jit")
+
+
+# --- the choice, in a fresh process -----------------------------------------------------
+
+PROBE = """
+import json, sys
+import sensorq
+with sensorq.open(sys.argv[1], readonly=True) as cache:
+    result = cache.query(sys.argv[2])
+print(json.dumps({"engine": result.scan.engine, "numba": "numba" in sys.modules,
+                  "value": result.value}))
+"""
+
+
+def probe(cache_dir, text):
+    env = {k: v for k, v in os.environ.items() if k != "SENSORQ_ENGINE"}
+    out = subprocess.run([sys.executable, "-c", PROBE, str(cache_dir), text], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_a_small_query_in_a_fresh_process_never_loads_numba(tmp_path):
+    n = 600_000
+    z = np.full(n, 1000, np.int16)
+    z[::1000] = 2500
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("imu", [Channel("z", "int16", "mg")], block_samples=4096)
+        cache.append("imu", np.arange(n, dtype=np.int64) * 1_000_000, [z])
+    small = probe(tmp_path / "c", "count where z > 2g last 10s")
+    assert small == {"engine": "interpreted", "numba": False, "value": 10}
+    big = probe(tmp_path / "c", "count where z > 1.5g")     # every block must be decoded
+    assert big == {"engine": "compiled", "numba": True, "value": n // 1000}
