@@ -59,7 +59,7 @@ def open_for_reading(args):
 
 def cmd_query(args) -> int:
     with open_for_reading(args) as cache:
-        result = cache.query(args.query, now_policy=args.now)
+        result = cache.query(args.query, now_policy=args.now, engine=args.engine)
     if args.json:
         print(result.to_json())
     elif args.csv:
@@ -72,7 +72,7 @@ def cmd_query(args) -> int:
 def cmd_explain(args) -> int:
     from .engine.executor import explain_query
     with open_for_reading(args) as cache:
-        print(explain_query(cache, args.query, now_policy=args.now))
+        print(explain_query(cache, args.query, now_policy=args.now, engine=args.engine))
     return 0
 
 
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     query_opts.add_argument("--now", choices=("data", "clock"), default="data",
                             help="what 'now' means for 'last 10m': the newest sample of the stream "
                                  "(data, the default) or the wall clock")
+    query_opts.add_argument("--engine", choices=("auto", "compiled", "interpreted"), default=None,
+                            help="how blocks are scanned: numba kernels, the numpy interpreter, or "
+                                 "auto (the default, or $SENSORQ_ENGINE): the interpreter for small "
+                                 "scans, so a one-off query does not start numba")
     fmt = query_opts.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the result as JSON")
     fmt.add_argument("--csv", action="store_true", help="print the result as CSV")

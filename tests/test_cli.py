@@ -45,6 +45,17 @@ def test_count_last_10m_matches_numpy(demo_cache, imu):
     assert int(done.stdout.strip()) == expected
 
 
+@pytest.mark.parametrize("engine", ["compiled", "interpreted"])
+def test_either_engine_gives_the_answer_and_explain_says_which_ran(demo_cache, imu, engine):
+    t, x, y, z, accel = imu
+    done = run("explain", "--engine", engine, "--cache", demo_cache, "count where accel > 2g last 10m")
+    assert done.returncode == 0, done.stderr
+    now = t[-1] + 1
+    expected = np.count_nonzero((accel > 2000) & (t >= now - 10 * MINUTE))
+    assert f"decoded ({engine})" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].strip() == str(expected)
+
+
 def test_json_output_carries_units(demo_cache, imu):
     t, x, y, z, accel = imu
     done = run("--cache", demo_cache, "--json", "max z last 10m")

@@ -393,3 +393,17 @@ def test_a_bare_value_as_condition_is_told_to_compare():
     assert info.value.column == text.index("last") + 1
     with pytest.raises(QuerySyntaxError, match=r"e.g. Flag != 0"):
         parse("count where Flag")
+
+
+def test_the_shipped_parser_tables_match_the_grammar():
+    """The LALR tables beside the grammar (loaded instead of building them, for
+    start-up time) must come from this grammar and this lark: after editing the
+    grammar, run ``python -m sensorq.query.parser``."""
+    from sensorq.query import parser as qp
+    assert qp._load_tables() is not None, "stale or unreadable: run python -m sensorq.query.parser"
+    built = qp._build_lark()
+    loaded = qp._load_tables()
+    for text in ("count where accel > 2g last 10m", "avg temp by 1m fill(prev) last 24h",
+                 "find episodes where mag(x, y, z) > 2g for >= 50ms gap <= 1s",
+                 "top 5 abs(z - 1g) between 2026-11-24T10:00 and 2026-11-24T11:00"):
+        assert loaded.parse(text) == built.parse(text)

@@ -123,11 +123,11 @@ class _Walk:
 
     def _place(self, headers, in_block, packed, widths, limit) -> int:
         """Fill offsets (and quotients of Rice values); returns the end bit."""
-        first = np.concatenate([[0], np.cumsum(in_block)[:-1]]).astype(np.int64)
+        first = np.cumsum(in_block) - in_block     # index of each mini-block's first value
         index_in_block = np.arange(int(in_block.sum())) - np.repeat(first, in_block)
         sizes = in_block * widths
         if packed.all():   # the common case: every start is a running sum
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            starts = np.cumsum(sizes) - sizes
             self.offsets = np.repeat(starts, in_block) + index_in_block * self.widths
             bit_end = int(sizes.sum())
             if bit_end > limit:   # the first mini-block to run past the end is the error
