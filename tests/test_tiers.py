@@ -236,3 +236,23 @@ def test_a_small_query_in_a_fresh_process_never_loads_numba(tmp_path):
     assert small == {"engine": "interpreted", "numba": False, "value": 10}
     big = probe(tmp_path / "c", "count where z > 1.5g")     # every block must be decoded
     assert big == {"engine": "compiled", "numba": True, "value": n // 1000}
+
+
+def test_auto_moves_a_busy_process_to_the_kernels(monkeypatch):
+    """auto: small scans go to the interpreter until the kernels are loaded or
+    the interpreter's budget for the process is spent; big ones and std/var/
+    time weights go to the kernels; an explicit engine wins."""
+    from sensorq.engine import tiers
+    monkeypatch.delenv("SENSORQ_ENGINE", raising=False)
+    monkeypatch.setattr(tiers, "_KERNELS_MODULE", "not.loaded.yet")
+    monkeypatch.setattr(tiers, "_interpreted_values", 0)
+    monkeypatch.setattr(tiers, "INTERPRET_BUDGET_VALUES", 250)
+    monkeypatch.setattr(tiers, "INTERPRET_MAX_VALUES", 100)
+    names = [tiers.choose(None, v).name for v in (100, 101, 100, 40, 20)]
+    assert names == ["interpreted", "compiled", "interpreted", "interpreted", "compiled"]
+    assert tiers.choose(None, 1, needs_kernels=True).name == "compiled"
+    assert tiers.choose("interpreted", 10**9).name == "interpreted"
+    monkeypatch.setattr(tiers, "_interpreted_values", 0)
+    monkeypatch.setattr(tiers, "_KERNELS_MODULE", "sensorq.engine.kernels")
+    import sensorq.engine.kernels  # noqa: F401  (loaded: auto now always takes them)
+    assert tiers.choose(None, 1).name == "compiled"

@@ -16,9 +16,11 @@ this process — they then cost nothing more — and for large scans; it takes
 the interpreter for a scan of at most INTERPRET_MAX_VALUES column values in a
 process that has not loaded the kernels, unless the query needs what only the
 kernels compute (moments for std/var, time weights for integral, twa and
-duration).  So a one-off ``sensorq "count … last 10m"`` answers without
-starting numba, and a long-lived program pays for numba once, when a scan is
-big enough to be worth it.
+duration).  Like a JIT's tiering, a process that keeps running small queries
+is promoted to the kernels once the interpreter has decoded
+INTERPRET_BUDGET_VALUES in all (about as long as loading the kernels takes).
+So a one-off ``sensorq "count … last 10m"`` answers without starting numba,
+and a long-lived program pays for numba once, when it has work enough.
 
 ``SENSORQ_ENGINE=compiled|interpreted|auto`` (or ``Cache.query(engine=…)``)
 chooses for a process or a query; the tests run every query shape both ways.
@@ -33,19 +35,25 @@ import numpy as np
 from ..errors import QueryError
 
 ENGINES = ("auto", "compiled", "interpreted")
-INTERPRET_MAX_VALUES = 1 << 20
+INTERPRET_MAX_VALUES = 1 << 20          # one scan
+INTERPRET_BUDGET_VALUES = 16 << 20      # all scans of a process, before it moves to the kernels
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
+_interpreted_values = 0                 # what auto has given the interpreter so far
 
 
 def choose(engine: str | None, values: int, needs_kernels: bool = False):
     """The tier for a scan that decodes about ``values`` column values."""
+    global _interpreted_values
     engine = engine or os.environ.get("SENSORQ_ENGINE") or "auto"
     if engine not in ENGINES:
         raise QueryError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    if engine == "interpreted" and not needs_kernels:
+    if needs_kernels or engine == "compiled":
+        return COMPILED
+    if engine == "interpreted":
         return INTERPRETED
-    if engine == "auto" and not needs_kernels and values <= INTERPRET_MAX_VALUES \
+    if values <= INTERPRET_MAX_VALUES and _interpreted_values + values <= INTERPRET_BUDGET_VALUES \
             and _KERNELS_MODULE not in sys.modules:
+        _interpreted_values += values
         return INTERPRETED
     return COMPILED
 
