@@ -8,7 +8,7 @@ for bit.  They differ in what they cost:
   kernels from its disk cache) and about 5 s the very first time on a machine
   (compiling them).
 - **interpreted** (interpreter.py): plain numpy, one block at a time; about
-  20 ns per bit-packed value and 0.4 µs per Rice-coded value, with nothing to
+  20 ns per bit-packed value and 0.25 µs per Rice-coded value, with nothing to
   load or compile.
 
 ``auto`` (the default) takes the compiled tier once its kernels are loaded in

@@ -123,7 +123,7 @@ class StreamBlocks:
         self.last_seq: int | None = None                # of the newest block, staged or not
         self.last_t: int | None = None
         self._staged: list[tuple] = []
-        self._staged_entries: list[np.ndarray] = []
+        self._staged_entries: list[bytes] = []
 
     def __len__(self) -> int:
         return self.tail - self.head + len(self._staged)
@@ -144,7 +144,8 @@ class StreamBlocks:
     def add(self, info: BlockInfo, offset: int, buf_key: int, segment: int, stored: int) -> None:
         self._staged.append((offset, info.block_len, info.n_samples, info.t_first, info.t_last, info.seq,
                              info.tick, info.time_codec, info.time_len, buf_key, segment, stored))
-        self._staged_entries.append(info.entries)
+        self._staged_entries.append(info.entries.tobytes())   # joined in commit: np.stack of
+        # thousands of small structured arrays costs ~20 us each in dtype promotion
         self.last_seq, self.last_t = info.seq, info.t_last
         self.total_samples += info.n_samples
         self.total_stored += stored
@@ -163,7 +164,8 @@ class StreamBlocks:
         width = len(BLOCK_FIELDS)
         self.buf_key[new], self.segment[new], self.stored[new] = rows[:, width], rows[:, width + 1], \
             rows[:, width + 2]
-        self.entries[new] = np.stack(self._staged_entries)
+        self.entries[new] = np.frombuffer(b"".join(self._staged_entries),
+                                          ENTRY_DTYPE).reshape(n, self.n_channels)
         self.tail += n
         self._staged, self._staged_entries = [], []
 
