@@ -33,6 +33,8 @@ import sys
 import numpy as np
 
 from ..errors import QueryError
+from . import interpreter as I
+from .program import COMPARE_CODES
 
 ENGINES = ("auto", "compiled", "interpreted")
 INTERPRET_MAX_VALUES = 1 << 20          # one scan
@@ -59,12 +61,12 @@ def choose(engine: str | None, values: int, needs_kernels: bool = False):
 
 
 class CompiledTier:
-    """The numba kernels; across both cores when there are enough blocks."""
+    """The numba kernels; across both cores when there are enough blocks.
+    (kernels.py is imported by the first call: importing it starts numba.)"""
     name = "compiled"
 
     def count(self, layout, blocks, programs, raw_compare, start, end, need_time) -> np.ndarray:
         from . import kernels as K
-        from .program import COMPARE_CODES
         counts, status = np.zeros(len(blocks), np.int64), np.zeros(len(blocks), np.int64)
         parallel = len(blocks) >= K.PARALLEL_MIN_BLOCKS
         if raw_compare is not None:
@@ -118,8 +120,6 @@ class InterpretedTier:
     name = "interpreted"
 
     def count(self, layout, blocks, programs, raw_compare, start, end, need_time) -> np.ndarray:
-        from . import interpreter as I
-        from .program import COMPARE_CODES
         if raw_compare is not None:
             return I.count_raw_compare(layout, blocks, COMPARE_CODES[raw_compare.op],
                                        int(raw_compare.threshold), start, end, need_time)
@@ -128,7 +128,6 @@ class InterpretedTier:
                                start, end, need_time)
 
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
-        from . import interpreter as I
         assert not (slots.time_weighted or slots.want_m2), "choose() sends these to the kernels"
         pred_code, val_code, consts, _ = programs.kernel_args()
         I.scan_partials(layout, blocks, pred_code, val_code, consts, programs.slot_scales,
@@ -136,13 +135,11 @@ class InterpretedTier:
                         slots.base, slots.count, slots.bucket0, fp, ip)
 
     def gather(self, layout, b, reader, start, end):
-        from . import interpreter as I
         return I.gather_block(layout, b, reader.pred_code, reader.val_code, reader.consts,
                               reader.scales, reader.programs.has_pred,
                               reader.programs.has_value, start, end)
 
     def evaluate(self, layout, b, reader):
-        from . import interpreter as I
         t, _, mask, values = I.evaluate_block(layout, b, reader.pred_code, reader.val_code,
                                               reader.consts, reader.scales,
                                               reader.programs.has_pred, reader.programs.has_value)
