@@ -133,7 +133,8 @@ def test_numpy_decoder_on_hand_made_sections():
 
 QUERY_SHAPES = [
     "count", "count where a > {k}mg", "sum a", "avg a where f > 3.2V", "min b", "max f",
-    "first a", "last f", "spread a", "rate a", "argmax a", "argmin f", "median a",
+    "first a", "last f", "spread a", "rate a", "argmax a", "argmin f", "median a", "std f",
+    "var a where b > 20degC", "std f by 2s",
     "percentile(90) f", "avg a by 2s", "max f by 3s fill(prev)", "count where a > {k}mg by 1s",
     "find first 3 where a > {k}mg", "find last 2 where f > 3.5V", "newest 4", "top 3 a",
     "find episodes where a > {k}mg", "find episodes where f > 3.3V for >= 20ms",
@@ -194,7 +195,7 @@ def test_queries_only_the_kernels_compute_run_compiled_when_interpreted_is_asked
     with sensorq.open(tmp_path / "c", create=True) as cache:
         cache.create_stream("s", [Channel("a", "int16", "mg")], block_samples=50)
         cache.append("s", np.arange(200, dtype=np.int64) * SECOND, [np.arange(200, dtype=np.int16)])
-        for text in ("std a where a > 3mg", "twa a where a > 3mg", "duration where a > 3mg"):
+        for text in ("integral a where a > 3mg", "twa a where a > 3mg", "duration where a > 3mg"):
             assert cache.query(text, engine="interpreted").scan.engine == "compiled"
 
 

@@ -62,7 +62,7 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
     scan.skipped = len(index) - scan.from_stats - scan.decoded
     tier = tiers.choose(engine, _values_to_decode(index, decode, programs),
-                        needs_kernels=q.aggregate in A.NEEDS_M2 | A.TIME_WEIGHTED)
+                        needs_kernels=q.aggregate in A.TIME_WEIGHTED)
     scan.engine = tier.name
     bucket_ns = q.bucket_ns or 0
     if q.aggregate == "count" and not bucket_ns:

@@ -19,8 +19,8 @@ import numpy as np
 from ..codec import npdecode
 from ..codec.codes import DECIMAL, OK
 from ..errors import CorruptDataError
-from .aggregates import (F_FIRST, F_LAST, F_MAX, F_MIN, F_SUM, I_COUNT, I_TFIRST, I_TLAST,
-                         I_TMAX, I_TMIN, I_TW_NS)
+from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, I_COUNT, I_TFIRST,
+                         I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
 from .program import (ABS, ADD, AND, ARG, CMP, CONST, DIV, FALSE, LOAD, MAG, MUL, NEG, NOT, OR,
                       RAWCMP, SQRT, SUB, TRUE)
@@ -175,9 +175,9 @@ def _in_window(layout, b, need_time, start_ns, end_ns):
 
 
 def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred, has_value,
-                  start_ns, end_ns, bucket_ns, slot_base, slot_count, bucket0, fp, ip):
-    """kernels.scan_partials without its moments and time weights (``tiers.py``
-    sends queries that need them to the compiled tier)."""
+                  start_ns, end_ns, bucket_ns, slot_base, slot_count, bucket0, want_m2, fp, ip):
+    """kernels.scan_partials without its time weights (``tiers.py`` sends
+    integral, twa and duration to the compiled tier)."""
     for j, b in enumerate(blocks):
         t, _, mask, values = evaluate_block(layout, b, pred_code, val_code, consts, scales,
                                             has_pred, has_value)
@@ -190,7 +190,7 @@ def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred,
                 hi_t = min(hi_t, (bucket0[j] + s + 1) * bucket_ns)
             lo, hi = np.searchsorted(t, lo_t), np.searchsorted(t, hi_t)
             keep = mask[lo:hi] & ~np.isnan(values[lo:hi]) if has_value else mask[lo:hi]
-            _fold_stretch(fp, ip, k, t, values, lo + np.flatnonzero(keep))
+            _fold_stretch(fp, ip, k, t, values, lo + np.flatnonzero(keep), want_m2)
 
 
 def _init_slot(fp, ip, k):
@@ -200,17 +200,27 @@ def _init_slot(fp, ip, k):
     ip[k, [I_COUNT, I_TW_NS, I_TMIN, I_TMAX]] = 0
 
 
-def _fold_stretch(fp, ip, k, t, values, picked):
-    """The kernel's fold of one slot's samples: a sequential sum (cumsum adds
-    in the same order, from the same 0.0), the first minimum and maximum."""
+def _fold_stretch(fp, ip, k, t, values, picked, want_m2):
+    """The kernel's fold of one slot's samples: sequential sums (cumsum adds
+    in the same order, from the same 0.0), the first minimum and maximum, and
+    the second moment about the mean in a second pass."""
     if len(picked) == 0:
         return
     v = values[picked]
     low, high = picked[np.argmin(v)], picked[np.argmax(v)]
     ip[k, I_COUNT] = len(picked)
-    fp[k, F_SUM] = np.cumsum(np.concatenate([[0.0], v]))[-1]
+    fp[k, F_SUM] = _sequential_sum(v)
+    if want_m2:
+        fp[k, F_MEAN] = mean = fp[k, F_SUM] / len(picked)
+        fp[k, F_M2] = _sequential_sum((v - mean) * (v - mean))
     fp[k, F_MIN], ip[k, I_TMIN] = values[low], t[low]
     fp[k, F_MAX], ip[k, I_TMAX] = values[high], t[high]
     fp[k, F_FIRST], ip[k, I_TFIRST] = v[0], t[picked[0]]
     fp[k, F_LAST], ip[k, I_TLAST] = v[-1], t[picked[-1]]
+
+
+def _sequential_sum(v) -> float:
+    """0.0 + v[0] + v[1] + … in that order, as the kernels add (np.sum would
+    add pairwise and round differently)."""
+    return float(np.cumsum(np.concatenate([[0.0], v]))[-1])
 

@@ -140,12 +140,14 @@ def _slot_of(t, slot_base, bucket0, bucket_ns):
 
 @njit(cache=True)
 def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, want_m2):
-    """Fold samples lo..hi (all in slot k) into the slot, in local variables,
-    written back once: the per-sample loop does no division and no stores."""
+    """Fold samples lo..hi (all in the fresh slot k) into the slot, in local
+    variables, written back once: the per-sample loop does no division and no
+    stores.  The second moment takes a second pass, about the slot's mean (the
+    two-pass formula: more accurate than a running update, and what the
+    interpreted tier computes too, in the same order)."""
     count = ip[k, I_COUNT]
     total, low, high = fp[k, F_SUM], fp[k, F_MIN], fp[k, F_MAX]
     t_low, t_high = ip[k, I_TMIN], ip[k, I_TMAX]
-    mean, m2 = fp[k, F_MEAN], fp[k, F_M2]
     first_i, last_i = -1, -1
     for i in range(lo, hi):
         v = values[i]
@@ -160,19 +162,21 @@ def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, want_m2):
         if v > high or count == 0:
             high, t_high = v, t[i]
         count += 1
-        if want_m2:
-            delta = v - mean
-            mean += delta / count
-            m2 += delta * (v - mean)
     if first_i < 0:
         return
+    if want_m2:
+        mean, m2 = total / count, 0.0
+        for i in range(first_i, last_i + 1):
+            v = values[i]
+            if mask[i] and not (has_value and v != v):
+                m2 += (v - mean) * (v - mean)
+        fp[k, F_MEAN], fp[k, F_M2] = mean, m2
     if ip[k, I_COUNT] == 0:
         fp[k, F_FIRST], ip[k, I_TFIRST] = values[first_i], t[first_i]
     fp[k, F_LAST], ip[k, I_TLAST] = values[last_i], t[last_i]
     ip[k, I_COUNT] = count
     fp[k, F_SUM], fp[k, F_MIN], fp[k, F_MAX] = total, low, high
     ip[k, I_TMIN], ip[k, I_TMAX] = t_low, t_high
-    fp[k, F_MEAN], fp[k, F_M2] = mean, m2
 
 
 @njit(cache=True)

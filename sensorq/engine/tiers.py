@@ -15,8 +15,7 @@ for bit.  They differ in what they cost:
 this process — they then cost nothing more — and for large scans; it takes
 the interpreter for a scan of at most INTERPRET_MAX_VALUES column values in a
 process that has not loaded the kernels, unless the query needs what only the
-kernels compute (moments for std/var, time weights for integral, twa and
-duration).  Like a JIT's tiering, a process that keeps running small queries
+kernels compute (time weights, for integral, twa and duration).  Like a JIT's tiering, a process that keeps running small queries
 is promoted to the kernels once the interpreter has decoded
 INTERPRET_BUDGET_VALUES in all (about as long as loading the kernels takes).
 So a one-off ``sensorq "count … last 10m"`` answers without starting numba,
@@ -128,11 +127,11 @@ class InterpretedTier:
                                start, end, need_time)
 
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
-        assert not (slots.time_weighted or slots.want_m2), "choose() sends these to the kernels"
+        assert not slots.time_weighted, "choose() sends time weights to the kernels"
         pred_code, val_code, consts, _ = programs.kernel_args()
         I.scan_partials(layout, blocks, pred_code, val_code, consts, programs.slot_scales,
                         programs.has_pred, programs.has_value, start, end, slots.bucket_ns,
-                        slots.base, slots.count, slots.bucket0, fp, ip)
+                        slots.base, slots.count, slots.bucket0, slots.want_m2, fp, ip)
 
     def gather(self, layout, b, reader, start, end):
         return I.gather_block(layout, b, reader.pred_code, reader.val_code, reader.consts,
