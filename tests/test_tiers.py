@@ -134,7 +134,9 @@ def test_numpy_decoder_on_hand_made_sections():
 QUERY_SHAPES = [
     "count", "count where a > {k}mg", "sum a", "avg a where f > 3.2V", "min b", "max f",
     "first a", "last f", "spread a", "rate a", "argmax a", "argmin f", "median a", "std f",
-    "var a where b > 20degC", "std f by 2s",
+    "var a where b > 20degC", "std f by 2s", "integral a", "twa f where a > {k}mg",
+    "duration where a > {k}mg", "twa a by 1s fill(prev)", "duration where f > 3.3V by 2s",
+    "integral f gap <= 15ms", "duration where a > {k}mg gap <= 25ms by 1s",
     "percentile(90) f", "avg a by 2s", "max f by 3s fill(prev)", "count where a > {k}mg by 1s",
     "find first 3 where a > {k}mg", "find last 2 where f > 3.5V", "newest 4", "top 3 a",
     "find episodes where a > {k}mg", "find episodes where f > 3.3V for >= 20ms",
@@ -191,14 +193,6 @@ def test_both_tiers_give_the_same_answer_bit_for_bit(tmp_path_factory, stream, s
             assert same(compiled.columns[name], interpreted.columns[name]), name
 
 
-def test_queries_only_the_kernels_compute_run_compiled_when_interpreted_is_asked(tmp_path):
-    with sensorq.open(tmp_path / "c", create=True) as cache:
-        cache.create_stream("s", [Channel("a", "int16", "mg")], block_samples=50)
-        cache.append("s", np.arange(200, dtype=np.int64) * SECOND, [np.arange(200, dtype=np.int16)])
-        for text in ("integral a where a > 3mg", "twa a where a > 3mg", "duration where a > 3mg"):
-            assert cache.query(text, engine="interpreted").scan.engine == "compiled"
-
-
 def test_an_unknown_engine_is_a_clear_error(tmp_path):
     with sensorq.open(tmp_path / "c", create=True) as cache:
         cache.create_stream("s", [Channel("a", "int16", "mg")])
@@ -241,8 +235,8 @@ def test_a_small_query_in_a_fresh_process_never_loads_numba(tmp_path):
 
 def test_auto_moves_a_busy_process_to_the_kernels(monkeypatch):
     """auto: small scans go to the interpreter until the kernels are loaded or
-    the interpreter's budget for the process is spent; big ones and std/var/
-    time weights go to the kernels; an explicit engine wins."""
+    the interpreter's budget for the process is spent; big ones go to the
+    kernels; an explicit engine wins."""
     from sensorq.engine import tiers
     monkeypatch.delenv("SENSORQ_ENGINE", raising=False)
     monkeypatch.setattr(tiers, "_KERNELS_MODULE", "not.loaded.yet")
@@ -251,7 +245,6 @@ def test_auto_moves_a_busy_process_to_the_kernels(monkeypatch):
     monkeypatch.setattr(tiers, "INTERPRET_MAX_VALUES", 100)
     names = [tiers.choose(None, v).name for v in (100, 101, 100, 40, 20)]
     assert names == ["interpreted", "compiled", "interpreted", "interpreted", "compiled"]
-    assert tiers.choose(None, 1, needs_kernels=True).name == "compiled"
     assert tiers.choose("interpreted", 10**9).name == "interpreted"
     monkeypatch.setattr(tiers, "_interpreted_values", 0)
     monkeypatch.setattr(tiers, "_KERNELS_MODULE", "sensorq.engine.kernels")

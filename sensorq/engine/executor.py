@@ -61,8 +61,7 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     decode = (classes != NONE) & ~use_stats
     scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
     scan.skipped = len(index) - scan.from_stats - scan.decoded
-    tier = tiers.choose(engine, _values_to_decode(index, decode, programs),
-                        needs_kernels=q.aggregate in A.TIME_WEIGHTED)
+    tier = tiers.choose(engine, _values_to_decode(index, decode, programs))
     scan.engine = tier.name
     bucket_ns = q.bucket_ns or 0
     if q.aggregate == "count" and not bucket_ns:

@@ -19,8 +19,8 @@ import numpy as np
 from ..codec import npdecode
 from ..codec.codes import DECIMAL, OK
 from ..errors import CorruptDataError
-from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, I_COUNT, I_TFIRST,
-                         I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
+from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
+                         I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
 from .program import (ABS, ADD, AND, ARG, CMP, CONST, DIV, FALSE, LOAD, MAG, MUL, NEG, NOT, OR,
                       RAWCMP, SQRT, SUB, TRUE)
@@ -175,22 +175,55 @@ def _in_window(layout, b, need_time, start_ns, end_ns):
 
 
 def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred, has_value,
-                  start_ns, end_ns, bucket_ns, slot_base, slot_count, bucket0, want_m2, fp, ip):
-    """kernels.scan_partials without its time weights (``tiers.py`` sends
-    integral, twa and duration to the compiled tier)."""
+                  start_ns, end_ns, slots, fp, ip):
+    """kernels.scan_partials: each block's slots (executor.Slots) filled from its samples."""
     for j, b in enumerate(blocks):
         t, _, mask, values = evaluate_block(layout, b, pred_code, val_code, consts, scales,
                                             has_pred, has_value)
-        for s in range(slot_count[j]):
-            k = slot_base[j] + s
-            _init_slot(fp, ip, k)
+        keep = mask & ~np.isnan(values) if has_value else mask
+        base, bucket_ns = slots.base[j], slots.bucket_ns
+        for s in range(slots.count[j]):
+            _init_slot(fp, ip, base + s)
             lo_t, hi_t = start_ns, end_ns
             if bucket_ns > 0:
-                lo_t = max(lo_t, (bucket0[j] + s) * bucket_ns)
-                hi_t = min(hi_t, (bucket0[j] + s + 1) * bucket_ns)
+                lo_t = max(lo_t, (slots.bucket0[j] + s) * bucket_ns)
+                hi_t = min(hi_t, (slots.bucket0[j] + s + 1) * bucket_ns)
             lo, hi = np.searchsorted(t, lo_t), np.searchsorted(t, hi_t)
-            keep = mask[lo:hi] & ~np.isnan(values[lo:hi]) if has_value else mask[lo:hi]
-            _fold_stretch(fp, ip, k, t, values, lo + np.flatnonzero(keep), want_m2)
+            _fold_stretch(fp, ip, base + s, t, values, lo + np.flatnonzero(keep[lo:hi]),
+                          slots.want_m2)
+        if slots.time_weighted:
+            _add_holds(fp, ip, t, values, keep & (t >= start_ns) & (t < end_ns), j, slots,
+                       end_ns, has_value)
+
+
+def _add_holds(fp, ip, t, values, held, j, slots, end_ns, has_value):
+    """The kernel's time weights: each held sample's value holds until the next
+    sample (at most the gap limit, never past the window), split at bucket
+    edges; each slot adds its pieces in time order, as the kernel does."""
+    nxt = np.append(t[1:], slots.next_t[j])
+    if slots.gap_ns > 0:
+        nxt = np.minimum(nxt, t + slots.gap_ns)
+    t0, t1, v = t[held], np.minimum(nxt, end_ns)[held], values[held]
+    t0, t1, v = t0[t0 < t1], t1[t0 < t1], v[t0 < t1]
+    bucket_ns = slots.bucket_ns
+    if bucket_ns > 0:   # one piece per bucket an interval touches
+        pieces = (t1 - 1) // bucket_ns - t0 // bucket_ns + 1
+        first = np.repeat(t0 // bucket_ns, pieces) + \
+            (np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+        start = np.maximum(np.repeat(t0, pieces), first * bucket_ns)
+        end = np.minimum(np.repeat(t1, pieces), (first + 1) * bucket_ns)
+        v = np.repeat(v, pieces)
+        slot = slots.base[j] + (first - slots.bucket0[j])
+    else:
+        start, end, slot = t0, t1, np.full(len(t0), slots.base[j])
+    inside = slot - slots.base[j] < slots.count[j]    # the kernel stops at its last slot
+    start, end, v, slot = start[inside], end[inside], v[inside], slot[inside]
+    for k in np.unique(slot).tolist():     # a slot's pieces are consecutive, in time order
+        piece = slot == k
+        ns = end[piece] - start[piece]
+        ip[k, I_TW_NS] += int(ns.sum())
+        if has_value:
+            fp[k, F_TW_SUM] = _sequential_sum(v[piece] * (ns * 1e-9))
 
 
 def _init_slot(fp, ip, k):

@@ -14,8 +14,8 @@ for bit.  They differ in what they cost:
 ``auto`` (the default) takes the compiled tier once its kernels are loaded in
 this process — they then cost nothing more — and for large scans; it takes
 the interpreter for a scan of at most INTERPRET_MAX_VALUES column values in a
-process that has not loaded the kernels, unless the query needs what only the
-kernels compute (time weights, for integral, twa and duration).  Like a JIT's tiering, a process that keeps running small queries
+process that has not loaded the kernels.  Like a JIT's tiering, a process that
+keeps running small queries
 is promoted to the kernels once the interpreter has decoded
 INTERPRET_BUDGET_VALUES in all (about as long as loading the kernels takes).
 So a one-off ``sensorq "count … last 10m"`` answers without starting numba,
@@ -42,13 +42,13 @@ _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
 _interpreted_values = 0                 # what auto has given the interpreter so far
 
 
-def choose(engine: str | None, values: int, needs_kernels: bool = False):
+def choose(engine: str | None, values: int):
     """The tier for a scan that decodes about ``values`` column values."""
     global _interpreted_values
     engine = engine or os.environ.get("SENSORQ_ENGINE") or "auto"
     if engine not in ENGINES:
         raise QueryError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    if needs_kernels or engine == "compiled":
+    if engine == "compiled":
         return COMPILED
     if engine == "interpreted":
         return INTERPRETED
@@ -127,11 +127,9 @@ class InterpretedTier:
                                start, end, need_time)
 
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
-        assert not slots.time_weighted, "choose() sends time weights to the kernels"
         pred_code, val_code, consts, _ = programs.kernel_args()
         I.scan_partials(layout, blocks, pred_code, val_code, consts, programs.slot_scales,
-                        programs.has_pred, programs.has_value, start, end, slots.bucket_ns,
-                        slots.base, slots.count, slots.bucket0, slots.want_m2, fp, ip)
+                        programs.has_pred, programs.has_value, start, end, slots, fp, ip)
 
     def gather(self, layout, b, reader, start, end):
         return I.gather_block(layout, b, reader.pred_code, reader.val_code, reader.consts,
