@@ -151,11 +151,12 @@ def main() -> None:
         for label, (text, _, _) in q.items():
             sq_s, sq_out = median_time(lambda: cache.query(text), args.repeat)
             np_s, np_out = reference[label]
-            rows.append((f"{label} [{codec}]", sq_s, np_s, duck[label], agree(sq_out, np_out)))
+            rows.append((f"{label} [{codec}]", sq_s, np_s, duck[label],
+                         f"{agree(sq_out, np_out)} ({sq_out.scan.engine or 'statistics'})"))
 
     print()
     print(f"{'query [stream codec]':<52} {'sensorq':>10} {'numpy raw':>10} {'duckdb':>10} "
-          f"{'vs numpy':>9} {'vs duckdb':>9}  same answer")
+          f"{'vs numpy':>9} {'vs duckdb':>9}  same answer (engine tier)")
     for label, sq_s, np_s, duck_s, check in rows:
         print(f"{label:<52} {sq_s * 1e3:>8.2f}ms {np_s * 1e3:>8.2f}ms {duck_s * 1e3:>8.2f}ms "
               f"{np_s / sq_s:>8.1f}x {duck_s / sq_s:>8.1f}x  {check}")

@@ -23,7 +23,6 @@ class ScanStats:
     from_stats: int = 0            # answered from their statistics
     skipped: int = 0               # skipped: no sample can match
     decoded: int = 0               # decoded
-    bytes_decoded: int = 0
     engine: str = ""               # the tier that decoded them (engine/tiers.py)
 
 
