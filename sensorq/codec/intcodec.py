@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
-                   load_word_unchecked, low_mask, put_bits, put_zeros, trailing_zeros)
+                   load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
+                   trailing_zeros, unpack32, unpack32_bytes)
 
 MINI_BLOCK = 32
 
@@ -70,30 +71,41 @@ def residuals(s, order, u):
 
 
 @njit(cache=True, nogil=True)
+def _running_sums(u, n, carry, base, zig):
+    """In place: u[i] := carry + d_0 + ... + d_i + base, d = unzigzag(u) if
+    ``zig`` (1) else u (0); returns the last sum without base.  Whole vectors
+    of 8 in the IR kernel, the rest here."""
+    end = U64(n)
+    vectors = end >> U64(3)
+    carry = prefix_sums(u, vectors, carry, base, zig)
+    for i in range(vectors << U64(3), end):
+        carry += (u[i] >> zig) ^ (ZERO - (u[i] & zig))
+        u[i] = carry + base
+    return carry
+
+
+@njit(cache=True, nogil=True)
 def undo_residuals(u, n, order, base):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
     plus ``base``, in the same pass (the running value is kept without it).
-    Indices are unsigned so that numba adds no negative-index fix-up."""
+
+    u_0 is the first value itself, not a zigzagged difference, so it is swapped
+    for a residual that sums to the same thing: zigzag(u_0) for order 1 (it
+    unzigzags back to u_0), and for order 2 a first difference of 0 with u_0
+    as the second pass's starting value."""
     if n == 0:
         return
-    end = U64(n)
     if order == 0:
-        for i in range(end):
+        for i in range(U64(n)):
             u[i] += base
-        return
-    s = u[0]
-    u[0] = s + base
-    if order == 1:
-        for i in range(ONE, end):
-            s += unzigzag(u[i])
-            u[i] = s + base
+    elif order == 1:
+        u[0] = zigzag(u[0])
+        _running_sums(u, n, ZERO, base, ONE)
     else:
-        d = unzigzag(u[1]) if n > 1 else ZERO
-        for i in range(ONE, end):
-            if i > ONE:
-                d += unzigzag(u[i])
-            s += d
-            u[i] = s + base
+        first = u[0]
+        u[0] = ZERO
+        _running_sums(u, n, ZERO, ZERO, ONE)      # first differences
+        _running_sums(u, n, first, base, ZERO)
 
 
 # --- pricing -------------------------------------------------------------------
@@ -360,8 +372,9 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
 
 @njit(cache=True, nogil=True)
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
-    """Bit-unpack out[lo:hi] at ``width`` bits each.  Far from the section's
-    end every value is one unaligned word load; near it, bytes are checked."""
+    """Bit-unpack out[lo:hi] at ``width`` bits each, a value at a time: for a
+    short last mini-block, or one near the section's end (whole ones elsewhere
+    go to ``unpack32``).  Near the end, bytes are checked."""
     if width == 0:   # all residuals 0: e.g. every mini-block but the first of a regular clock
         for i in range(lo, hi):
             out[i] = ZERO
@@ -453,13 +466,19 @@ def _read_mini_blocks(buf, pos, end, n, out):
     limit = (end - start) * 8
     bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
     for m in range(n_mini):
-        h = np.int64(buf[pos + m])
+        h = np.int64(buf[U64(pos + m)])
         lo = m * MINI_BLOCK
         hi = min(n, lo + MINI_BLOCK)
         if h <= 64:
             if bit_pos + (hi - lo) * h > limit:
                 return ERR_TRUNCATED
-            _unpack(buf, start, end, bit_pos, h, out, lo, hi)
+            at = start + (bit_pos >> 3)
+            # the vector kernel inline here, not in _unpack: a call per
+            # mini-block cost more than the unpacking itself
+            if hi - lo == MINI_BLOCK and at + unpack32_bytes(h) <= end:
+                unpack32(buf, at, bit_pos & 7, h, out, lo)
+            else:
+                _unpack(buf, start, end, bit_pos, h, out, lo, hi)
             bit_pos += (hi - lo) * h
         elif h & RICE and (h & 0x7F) <= 63:
             bit_pos = _read_rice_block(buf, start, end, bit_pos, h & 0x3F, limit, out, lo, hi)

@@ -1,0 +1,157 @@
+"""The column decoder's fast paths against the format as docs/format.md §3 states
+it: sections built here bit by bit (not by the encoder), every bit-packing
+width, every bit alignment, sections that end exactly where readable memory
+ends, and every truncation."""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import sys
+
+import numpy as np
+import pytest
+
+from sensorq.codec.intcodec import decode_column, undo_residuals
+
+MASK = (1 << 64) - 1
+PAGE = mmap.PAGESIZE
+
+
+def bit_stream(codes):
+    """(value, bits) pairs, LSB-first, padded with zero bits to a byte."""
+    acc, used = 0, 0
+    for value, bits in codes:
+        acc |= (value & ((1 << bits) - 1)) << used
+        used += bits
+    return acc.to_bytes((used + 7) // 8, "little")
+
+
+def section(base, blocks):
+    """A predictor-0 section: base, then one header per mini-block and the bits.
+    ``blocks``: (header, values); header 0x80|k codes Rice(k)."""
+    codes = []
+    for header, values in blocks:
+        for v in values:
+            if header & 0x80:
+                k = header & 0x3F
+                codes += [(0, v >> k), (1, 1), (v, k)]
+            else:
+                codes.append((v, header))
+    return base.to_bytes(8, "little") + bytes(h for h, _ in blocks) + bit_stream(codes)
+
+
+def aligned_blocks(rng, width, shift, full, tail):
+    """A Rice(0) mini-block whose length leaves the stream ``shift`` bits into a
+    byte, then ``full`` mini-blocks of 32 and one of ``tail`` values at ``width``."""
+    blocks = [(0x80, [shift] + [0] * 31)]   # shift + 1 + 31 bits
+    top = 1 << width
+    for size in [32] * full + ([tail] if tail else []):
+        values = [int(v) for v in rng.integers(0, top, size, dtype=np.uint64, endpoint=False)] \
+            if width < 64 else [int(v) for v in rng.integers(0, 2**64, size, dtype=np.uint64)]
+        if width and size:
+            values[0] = top - 1            # the widest value, all ones
+        blocks.append((width, values))
+    return blocks
+
+
+def expected(base, blocks):
+    return np.array([(base + v) & MASK for _, values in blocks for v in values], np.uint64)
+
+
+class GuardedBuffer:
+    """A page of bytes followed by an inaccessible page: a read past the end of
+    the page is a crash, not a silent over-read."""
+
+    def __init__(self):
+        if not sys.platform.startswith("linux"):
+            pytest.skip("needs mprotect")
+        self.map = mmap.mmap(-1, 2 * PAGE)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mprotect(ctypes.c_void_p(address + PAGE), PAGE, 0) != 0:
+            pytest.skip("mprotect failed")
+        self.page = np.frombuffer(self.map, np.uint8, count=PAGE)
+
+    def at_end(self, data: bytes):
+        """Copy ``data`` to the end of the page; returns (buf, pos, end)."""
+        pos = PAGE - len(data)
+        self.page[:pos] = 0xA5
+        self.page[pos:] = np.frombuffer(data, np.uint8)
+        return self.page, pos, PAGE
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    return GuardedBuffer()
+
+
+def decode(buf, pos, end, n, codec=0):
+    out = np.empty(n, np.uint64)
+    return decode_column(buf, pos, end, n, codec, out, np.empty(n, np.uint64)), out
+
+
+@pytest.mark.parametrize("width", range(65))
+def test_every_width_and_alignment_round_trips(width, guarded):
+    rng = np.random.default_rng(width)
+    base = int(rng.integers(0, 2**64, dtype=np.uint64))
+    for shift in range(8):
+        for full, tail in ((1, 0), (3, 0), (2, 5), (4, 31)):
+            blocks = aligned_blocks(rng, width, shift, full, tail)
+            data, want = section(base, blocks), expected(base, blocks)
+            n = want.shape[0]
+            # ending exactly at the guard page, and inside a bigger buffer
+            status, got = decode(*guarded.at_end(data), n)
+            assert status == 0 and (got == want).all(), (width, shift, full, tail)
+            padded = np.frombuffer(b"\xff" * 3 + data + b"\xff" * 300, np.uint8)
+            status, got = decode(padded, 3, 3 + len(data), n)
+            assert status == 0 and (got == want).all(), (width, shift, full, tail)
+
+
+@pytest.mark.parametrize("width", [0, 1, 7, 8, 13, 28, 29, 56, 57, 63, 64])
+def test_every_truncation_gives_a_status(width, guarded):
+    rng = np.random.default_rng(100 + width)
+    blocks = aligned_blocks(rng, width, 5, 3, 7)
+    data = section(12345, blocks)
+    n = sum(len(v) for _, v in blocks)
+    for cut in range(len(data)):
+        status, _ = decode(*guarded.at_end(data[:cut]), n)
+        assert status < 0, (width, cut)
+    status, _ = decode(*guarded.at_end(data + b"\x00"), n)
+    assert status < 0                       # a byte too many
+
+
+def test_read_only_buffer_decodes():
+    """The engine hands the decoder read-only memory maps."""
+    rng = np.random.default_rng(3)
+    blocks = aligned_blocks(rng, 11, 2, 3, 4)
+    buf = np.frombuffer(section(7, blocks), np.uint8)
+    assert not buf.flags.writeable
+    status, got = decode(buf, 0, buf.shape[0], 3 * 32 + 32 + 4)
+    assert status == 0 and (got == expected(7, blocks)).all()
+
+
+def reference_undo(u, order, base):
+    """docs/format.md §3, in Python integers."""
+    s = []
+    for i, r in enumerate(int(x) for x in u):
+        d = (r >> 1) ^ -(r & 1)
+        if order == 0 or i == 0:
+            s.append(r)
+        elif order == 1 or i == 1:
+            s.append(s[-1] + d)
+        else:
+            s.append(2 * s[-1] - s[-2] + d)
+    return np.array([(v + base) & MASK for v in s], np.uint64)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_undo_residuals_matches_the_spec(order):
+    rng = np.random.default_rng(order)
+    for n in list(range(0, 42)) + [4095, 4096]:
+        for top in (2**6, 2**64):
+            u = rng.integers(0, top, n, dtype=np.uint64, endpoint=False) if top < 2**64 \
+                else rng.integers(0, 2**64, n, dtype=np.uint64)
+            base = int(rng.integers(0, 2**64, dtype=np.uint64))
+            got = u.copy()
+            undo_residuals(got, np.int64(n), np.int64(order), np.uint64(base))
+            assert (got == reference_undo(u, order, base)).all(), (order, n, top)
