@@ -155,3 +155,69 @@ def test_undo_residuals_matches_the_spec(order):
             got = u.copy()
             undo_residuals(got, np.int64(n), np.int64(order), np.uint64(base))
             assert (got == reference_undo(u, order, base)).all(), (order, n, top)
+
+
+def rice_blocks(rng, k, full, tail):
+    """Rice(k) mini-blocks whose quotients are mostly small (several codewords
+    a word), sometimes long (a word or more of zeros), values up to 2^64 - 1."""
+    blocks = [(0x80, [3] + [0] * 31)]                 # leaves the stream 3 bits into a byte
+    for size in [32] * full + ([tail] if tail else []):
+        q = np.where(rng.random(size) < 0.9, rng.integers(0, 4, size), rng.integers(0, 150, size))
+        q = [min(int(a), (2**64 - 1) >> k) for a in q]
+        values = [(a << k) | int(r) for a, r in zip(q, rng.integers(0, 2**k, size, dtype=np.uint64))]
+        blocks.append((0x80 | k, values))
+    return blocks
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 4, 5, 9, 17, 31, 50, 62, 63])
+def test_rice_round_trips_and_truncations(k, guarded):
+    rng = np.random.default_rng(200 + k)
+    for full, tail in ((1, 0), (3, 7), (5, 31)):
+        blocks = rice_blocks(rng, k, full, tail)
+        data, want = section(99, blocks), expected(99, blocks)
+        n = want.shape[0]
+        status, got = decode(*guarded.at_end(data), n)
+        assert status == 0 and (got == want).all(), (k, full, tail)
+        padded = np.frombuffer(data + b"\xff" * 64, np.uint8)
+        status, got = decode(padded, 0, len(data), n)
+        assert status == 0 and (got == want).all(), (k, full, tail)
+    for cut in range(len(data)):
+        status, _ = decode(*guarded.at_end(data[:cut]), n)
+        assert status < 0, (k, cut)
+
+
+@pytest.mark.parametrize("k", [50, 56, 60, 63])
+def test_rice_quotient_too_big_for_64_bits_is_corrupt(k):
+    """q << k must fit in 64 bits: one quotient bit more is a corrupt section."""
+    q = (2**64 - 1) >> k
+    ok = section(0, [(0x80 | k, [(q << k)] + [1] * 31)])
+    status, got = decode(np.frombuffer(ok + b"\0" * 64, np.uint8), 0, len(ok), 32)
+    assert status == 0 and int(got[0]) == q << k
+    codes = [(0, q + 1), (1, 1), (0, k)] + [(1, 1), (1, k)] * 31
+    bad = (0).to_bytes(8, "little") + bytes([0x80 | k]) + bit_stream(codes)
+    status, _ = decode(np.frombuffer(bad + b"\0" * 64, np.uint8), 0, len(bad), 32)
+    assert status < 0
+
+
+def test_mixed_mini_blocks_round_trip(guarded):
+    """Rice and bit-packed mini-blocks in turn, so every unpack starts at an odd
+    bit; predictor order 1 on top."""
+    rng = np.random.default_rng(7)
+    blocks = []
+    for m in range(40):
+        if m % 2:
+            blocks.append((int(rng.integers(0, 65)), None))
+        else:
+            blocks += rice_blocks(rng, int(rng.integers(0, 12)), 1, 0)[1:]
+    filled = []
+    for header, values in blocks:
+        if values is None:
+            top = 2**header
+            values = [int(v) for v in rng.integers(0, 2**64, 32, dtype=np.uint64) % np.uint64(top)] \
+                if header < 64 else [int(v) for v in rng.integers(0, 2**64, 32, dtype=np.uint64)]
+        filled.append((header, values))
+    data = section(5, filled)
+    residuals = np.array([v for _, values in filled for v in values], np.uint64)
+    n = residuals.shape[0]
+    status, got = decode(*guarded.at_end(data), n, codec=1)
+    assert status == 0 and (got == reference_undo(residuals, 1, 5)).all()

@@ -26,17 +26,26 @@ ZERO = np.uint64(0)
 ONE = np.uint64(1)
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
+def _cttz_codegen(zero_is_poison):
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), zero_is_poison)])
+    return codegen
+
+
 @intrinsic
 def _cttz64(typingctx, value):
     """LLVM's count-trailing-zeros (one instruction on x86-64 and ARMv8), which
     numba does not expose; defined for a non-zero word only."""
-    sig = types.uint64(types.uint64)
+    return types.uint64(types.uint64), _cttz_codegen(1)
 
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
-    return sig, codegen
+
+@intrinsic
+def cttz64_or_64(typingctx, value):
+    """Count-trailing-zeros that is 64 for 0 (tzcnt with BMI1): for code that
+    computes a result it may then discard, where a poison value must not leak."""
+    return types.uint64(types.uint64), _cttz_codegen(0)
 
 
 @njit(cache=True, nogil=True)

@@ -14,7 +14,7 @@ from numba import njit
 
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
-                   trailing_zeros, unpack32, unpack32_bytes)
+                   trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 
 MINI_BLOCK = 32
 
@@ -415,50 +415,48 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
         bit_pos += width
 
 
-@njit(cache=True, nogil=True)
-def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
-    """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1.
+# Rice values decoded from one word load (with k = 4-5 and noise-sized values
+# a window of 57 bits holds about 7 codewords).
+RICE_WINDOW = 8
 
-    One word load serves several values: they are peeled off a register while
-    they fit in its at least 57 valid bits, which keeps the loop's critical
-    path to a count-trailing-zeros and a shift per value."""
-    mask = low_mask(k)
-    i = lo
-    while i < hi:
-        byte = start + (bit_pos >> 3)
-        if byte + 16 > end:   # near the end of the section: the careful reader
-            out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
-            if bit_pos < 0 or bit_pos > limit:
-                return -1
-            i += 1
-            continue
-        off = bit_pos & 7
-        acc = load_word_unchecked(buf, U64(byte)) >> U64(off)
-        avail = 64 - off
-        first = i
-        while i < hi and acc != ZERO:
-            q = trailing_zeros(acc)
-            need = q + 1 + k
-            if need > avail:
-                break
-            out[U64(i)] = (U64(q) << U64(k)) | ((acc >> U64(q + 1)) & mask)
-            acc = acc >> U64(need) if need < 64 else ZERO
-            avail -= need
-            bit_pos += need
-            i += 1
-        if i == first:        # a quotient longer than the register: the careful reader
-            out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
-            if bit_pos < 0 or bit_pos > limit:
-                return -1
-            i += 1
-    if bit_pos > limit:
-        return -1
-    return bit_pos
+
+@njit(cache=True, nogil=True, inline="always")   # LLVM would not inline it: a call per window
+def _rice_window(buf, byte, shift, k, mask, out, at, room):
+    """Decode up to ``room`` (≤ RICE_WINDOW) Rice(k) values from the word at
+    ``byte`` (≥ 57 valid bits after ``shift``) into out[at:].  Returns (values,
+    bits): the codewords that end inside the word.
+
+    Branch-light: all RICE_WINDOW codewords are decoded whether or not they
+    fit, and the ones that do are counted, so the loop has a fixed trip count
+    and no data-dependent exit (the old per-word exit mispredicted once a
+    word).  Codeword ends only grow, so the ones that fit are a prefix."""
+    rest = load_word_unchecked(buf, byte) >> shift   # the stream from the next codeword on
+    avail = U64(64) - shift
+    width = U64(k) + ONE
+    end = ZERO           # where the codewords decoded so far end, in the word
+    count, bits = ZERO, ZERO
+    for j in range(U64(RICE_WINDOW)):
+        # the critical path is rest -> q -> rest: a count, an add, a shift
+        q = cttz64_or_64(rest)
+        end += q + width
+        if j < room:
+            out[at + j] = (q << U64(k)) | ((rest >> ((q + ONE) & U64(63))) & mask)
+        fits = (end <= avail) & (j < room)
+        count += U64(fits)
+        bits = end if fits else bits
+        rest >>= (q + width) & U64(63)   # garbage once past the word: then not counted
+    return count, bits
 
 
 @njit(cache=True, nogil=True)
 def _read_mini_blocks(buf, pos, end, n, out):
-    """Residuals of all mini-blocks into out[:n]; returns a status."""
+    """Residuals of all mini-blocks into out[:n]; returns a status.
+
+    Both hot loops are written out here, not in callees: a numba callee that
+    takes arrays and loops (or is inlined around a call) increfs and decrefs
+    them, atomic operations, per call: ~1 ns a value at 32 values a call.
+    ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
+    neither pays it."""
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     start = pos + n_mini
     if start > end:
@@ -481,9 +479,24 @@ def _read_mini_blocks(buf, pos, end, n, out):
                 _unpack(buf, start, end, bit_pos, h, out, lo, hi)
             bit_pos += (hi - lo) * h
         elif h & RICE and (h & 0x7F) <= 63:
-            bit_pos = _read_rice_block(buf, start, end, bit_pos, h & 0x3F, limit, out, lo, hi)
-            if bit_pos < 0:
-                return ERR_TRUNCATED
+            k = h & 0x3F
+            mask = low_mask(k)
+            i = lo
+            while i < hi:
+                byte = start + (bit_pos >> 3)
+                count, bits = ZERO, ZERO
+                if byte + 8 <= end:
+                    count, bits = _rice_window(buf, U64(byte), U64(bit_pos & 7), k, mask, out,
+                                               U64(i), U64(min(hi - i, RICE_WINDOW)))
+                if count != ZERO:
+                    i += np.int64(count)
+                    bit_pos += np.int64(bits)
+                    continue
+                # near the section's end, or a quotient longer than a word
+                out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
+                if bit_pos < 0 or bit_pos > limit:
+                    return ERR_TRUNCATED
+                i += 1
         else:
             return ERR_BAD_CODE
     if (bit_pos + 7) // 8 != end - start:
