@@ -221,3 +221,28 @@ def test_mixed_mini_blocks_round_trip(guarded):
     n = residuals.shape[0]
     status, got = decode(*guarded.at_end(data), n, codec=1)
     assert status == 0 and (got == reference_undo(residuals, 1, 5)).all()
+
+
+def payload(blocks):
+    """Header bytes and bit stream of a payload (a section without its base)."""
+    return section(0, blocks)[8:]
+
+
+def test_dictionary_sections(guarded):
+    """DICT: entries coded as gaps (a Rice and a bit-packed mini-block), ranks
+    bit-packed after them; a rank past the dictionary is ERR_BAD_DICT; every
+    truncation gives a status."""
+    rng = np.random.default_rng(11)
+    entries = np.unique(rng.integers(0, 10**6, 50))
+    gaps = [int(entries[0])] + [int(b - a - 1) for a, b in zip(entries[:-1], entries[1:])]
+    ranks = [int(r) for r in rng.integers(0, len(entries), 100)]
+    head = (777).to_bytes(8, "little") + len(entries).to_bytes(4, "little") + \
+        payload([(0x80 | 14, gaps[:32]), (20, gaps[32:])])
+    data = head + payload([(6, ranks[:32]), (6, ranks[32:64]), (6, ranks[64:96]), (6, ranks[96:])])
+    status, got = decode(*guarded.at_end(data), 100, codec=0x04)
+    assert status == 0 and (got == np.array([777 + int(entries[r]) for r in ranks], np.uint64)).all()
+    bad = head + payload([(6, [len(entries)] + ranks[1:32]), (6, ranks[32:64]), (6, ranks[64:96]),
+                          (6, ranks[96:])])
+    assert decode(*guarded.at_end(bad), 100, codec=0x04)[0] == -3
+    for cut in range(len(data)):
+        assert decode(*guarded.at_end(data[:cut]), 100, codec=0x04)[0] < 0, cut

@@ -450,7 +450,18 @@ def _rice_window(buf, byte, shift, k, mask, out, at, room):
 
 @njit(cache=True, nogil=True)
 def _read_mini_blocks(buf, pos, end, n, out):
-    """Residuals of all mini-blocks into out[:n]; returns a status.
+    """Residuals of all mini-blocks into out[:n], from a payload that fills
+    buf[pos:end] exactly; returns a status."""
+    status, payload_end = _read_payload(buf, pos, end, n, out)
+    if status == OK and payload_end != end:
+        return ERR_LENGTH
+    return status
+
+
+@njit(cache=True, nogil=True)
+def _read_payload(buf, pos, end, n, out):
+    """Residuals of all mini-blocks of the payload at pos into out[:n], reading
+    nothing past ``end``; returns (status, where the payload ends).
 
     Both hot loops are written out here, not in callees: a numba callee that
     takes arrays and loops (or is inlined around a call) increfs and decrefs
@@ -460,7 +471,7 @@ def _read_mini_blocks(buf, pos, end, n, out):
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     start = pos + n_mini
     if start > end:
-        return ERR_TRUNCATED
+        return ERR_TRUNCATED, -1
     limit = (end - start) * 8
     bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
     for m in range(n_mini):
@@ -469,7 +480,7 @@ def _read_mini_blocks(buf, pos, end, n, out):
         hi = min(n, lo + MINI_BLOCK)
         if h <= 64:
             if bit_pos + (hi - lo) * h > limit:
-                return ERR_TRUNCATED
+                return ERR_TRUNCATED, -1
             at = start + (bit_pos >> 3)
             # the vector kernel inline here, not in _unpack: a call per
             # mini-block cost more than the unpacking itself
@@ -495,13 +506,11 @@ def _read_mini_blocks(buf, pos, end, n, out):
                 # near the section's end, or a quotient longer than a word
                 out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
                 if bit_pos < 0 or bit_pos > limit:
-                    return ERR_TRUNCATED
+                    return ERR_TRUNCATED, -1
                 i += 1
         else:
-            return ERR_BAD_CODE
-    if (bit_pos + 7) // 8 != end - start:
-        return ERR_LENGTH
-    return OK
+            return ERR_BAD_CODE, -1
+    return OK, start + (bit_pos + 7) // 8
 
 
 @njit(cache=True, nogil=True)
@@ -514,44 +523,29 @@ def _read_dictionary(buf, pos, end, n, entries):
         n_entries |= np.int64(buf[pos + i]) << (8 * i)
     if n_entries < 1 or n_entries > n:
         return ERR_BAD_DICT, -1
-    pos += 4
-    payload_end = _payload_end(buf, pos, end, n_entries)
-    if payload_end < 0:
-        return ERR_TRUNCATED, -1
-    status = _read_mini_blocks(buf, pos, payload_end, n_entries, entries)
+    status, payload_end = _read_payload(buf, pos + 4, end, n_entries, entries)
     if status != OK:
         return status, -1
-    for i in range(1, n_entries):
-        entries[i] += entries[i - 1] + ONE
+    # e_i = g_0 + (g_1 + 1) + ... + (g_i + 1): a running sum, plus i
+    _running_sums(entries, n_entries, ZERO, ZERO, ZERO)
+    for i in range(U64(n_entries)):
+        entries[i] += i
     return n_entries, payload_end
 
 
 @njit(cache=True, nogil=True)
-def _payload_end(buf, pos, end, count):
-    """Where a payload of ``count`` residuals that starts at pos ends (its
-    headers say how many bits each mini-block takes), or -1 if it runs past end.
-    Rice mini-blocks have no fixed size, so they are walked."""
-    n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
-    start = pos + n_mini
-    if start > end:
-        return -1
-    limit = (end - start) * 8
-    bit_pos = np.int64(0)
-    for m in range(n_mini):
-        h = np.int64(buf[pos + m])
-        in_block = min(count - m * MINI_BLOCK, MINI_BLOCK)
-        if h <= 64:
-            bit_pos += in_block * h
-        elif h & RICE and (h & 0x7F) <= 63:
-            for _ in range(in_block):
-                _, bit_pos = _read_rice(buf, start, end, bit_pos, h & 0x3F, limit)
-                if bit_pos < 0:
-                    return -1
-        else:
-            return -1
-        if bit_pos > limit:
-            return -1
-    return start + (bit_pos + 7) // 8
+def _ranks_to_values(out, n, entries, n_entries, base):
+    """out[i] := base + entries[out[i]]; ERR_BAD_DICT if a rank is out of range.
+    The ranks are checked first, in a pass LLVM vectorises, so that the lookup
+    loop has no branch."""
+    top = ZERO
+    for i in range(U64(n)):
+        top = max(top, out[i])
+    if n and top >= U64(n_entries):
+        return ERR_BAD_DICT
+    for i in range(U64(n)):
+        out[i] = base + entries[out[i]]
+    return OK
 
 
 @njit(cache=True, nogil=True)
@@ -585,12 +579,7 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
         undo_residuals(out, n, codec & PREDICTOR_MASK, base)
         return OK
     undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
-    for i in range(n):
-        rank = out[i]
-        if rank >= U64(n_entries):
-            return ERR_BAD_DICT
-        out[i] = base + scratch[np.int64(rank)]
-    return OK
+    return _ranks_to_values(out, n, scratch, n_entries, base)
 
 
 __all__ = ["encode_column", "decode_column", "max_section_bytes", "low_mask"]
