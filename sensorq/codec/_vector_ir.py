@@ -90,7 +90,7 @@ def emit_unpack32(builder, src, shift, width, dst):
     builder.position_at_end(done)
 
 
-def _scan_loop(builder, data, nvec, carry, base, zig):
+def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float):
     """The loop of emit_prefix_sums; ``zig`` is a Python bool (two loop bodies,
     so the plain one does not pay for the unzigzag)."""
     zero = _const([0] * 8)
@@ -106,18 +106,23 @@ def _scan_loop(builder, data, nvec, carry, base, zig):
         for step in (1, 2, 4):   # in-register prefix sum: log2(8) shifted adds
             d = builder.add(d, _shuffle(builder, d, zero, [t - step if t >= step else 8 for t in range(8)]))
         running = builder.load(carry)
-        builder.store(builder.add(builder.add(d, running), base), ptr, align=8)
+        sums = builder.add(builder.add(d, running), base)
+        out = builder.gep(dest, [builder.mul(loop.index, ir.Constant(I64, 8))])
+        if to_float:   # the words read as int64, to float64
+            sums = builder.sitofp(sums, ir.VectorType(ir.DoubleType(), 8))
+        builder.store(sums, builder.bitcast(out, sums.type.as_pointer()), align=8)
         builder.store(builder.add(running, _shuffle(builder, d, undef, [7] * 8)), carry)
 
 
-def emit_prefix_sums(builder, data, nvec, carry, base, zig):
+def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float):
+    """``dest`` (same length as data): uint64 words, or float64 if ``to_float``."""
     nvec = _as_i64(builder, nvec)
     running = cgutils.alloca_once_value(builder, _splat(builder, _as_i64(builder, carry), 8))
     base = _as_i64(builder, base)
     is_zig = builder.icmp_unsigned("!=", _as_i64(builder, zig), ir.Constant(I64, 0))
     with builder.if_else(is_zig) as (then, otherwise):
         with then:
-            _scan_loop(builder, data, nvec, running, base, True)
+            _scan_loop(builder, data, nvec, running, base, True, dest, to_float)
         with otherwise:
-            _scan_loop(builder, data, nvec, running, base, False)
+            _scan_loop(builder, data, nvec, running, base, False, dest, to_float)
     return builder.extract_element(builder.load(running), ir.Constant(I32, 0))

@@ -197,16 +197,19 @@ def unpack32_bytes(width):
 
 
 @intrinsic
-def prefix_sums(typingctx, arr, nvec, carry, base, zig):
-    """In place over arr[:8 * nvec]: d_i = unzigzag(arr[i]) if ``zig`` else
-    arr[i]; arr[i] := carry + d_0 + ... + d_i + base (mod 2^64).  Returns the
-    last sum without base.  The running sum stays in a vector register, so the
-    loop's critical path is one vector add per 8 words."""
-    if not _c_arrays(arr):
+def prefix_sums(typingctx, arr, nvec, carry, base, zig, dest):
+    """Over arr[:8 * nvec]: d_i = unzigzag(arr[i]) if ``zig`` else arr[i];
+    dest[i] := carry + d_0 + ... + d_i + base (mod 2^64), as a word (dest
+    uint64, may be arr itself) or as that word read as int64, in float64 (dest
+    float64: the engine's channel rows, written once).  Returns the last sum
+    without base.  The running sum stays in a vector register, so the loop's
+    critical path is one vector add per 8 words."""
+    if not _c_arrays(arr, dest) or dest.dtype not in (types.uint64, types.float64):
         return None
-    sig = types.uint64(arr, nvec, carry, base, zig)
+    sig = types.uint64(arr, nvec, carry, base, zig, dest)
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return emit_prefix_sums(builder, data, *args[1:])
+        out = context.make_array(signature.args[5])(context, builder, args[5]).data
+        return emit_prefix_sums(builder, data, *args[1:5], out, dest.dtype == types.float64)
     return sig, codegen

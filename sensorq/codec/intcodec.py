@@ -71,23 +71,36 @@ def residuals(s, order, u):
 
 
 @njit(cache=True, nogil=True)
-def _running_sums(u, n, carry, base, zig):
-    """In place: u[i] := carry + d_0 + ... + d_i + base, d = unzigzag(u) if
-    ``zig`` (1) else u (0); returns the last sum without base.  Whole vectors
-    of 8 in the IR kernel, the rest here."""
+def _running_sums(u, n, carry, base, zig, dest):
+    """dest[i] := carry + d_0 + ... + d_i + base, d = unzigzag(u) if ``zig``
+    (1) else u (0); returns the last sum without base.  ``dest`` is u itself,
+    or a float64 row that gets the sums read as int64.  Whole vectors of 8 in
+    the IR kernel, the rest here."""
     end = U64(n)
     vectors = end >> U64(3)
-    carry = prefix_sums(u, vectors, carry, base, zig)
+    carry = prefix_sums(u, vectors, carry, base, zig, dest)
     for i in range(vectors << U64(3), end):
         carry += (u[i] >> zig) ^ (ZERO - (u[i] & zig))
-        u[i] = carry + base
+        dest[i] = np.int64(carry + base)   # a no-op cast for words, int64 -> float64 for a row
     return carry
 
 
 @njit(cache=True, nogil=True)
 def undo_residuals(u, n, order, base):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
-    plus ``base``, in the same pass (the running value is kept without it).
+    plus ``base``, in the same pass (the running value is kept without it)."""
+    if order == 0:   # here, not in undo_residuals_into: in place it vectorises
+        for i in range(U64(n)):
+            u[i] += base
+    else:
+        undo_residuals_into(u, n, order, base, u)
+
+
+@njit(cache=True, nogil=True)
+def undo_residuals_into(u, n, order, base, dest):
+    """:func:`undo_residuals` with the result in ``dest``: u itself, or a
+    float64 row (the words read as int64), so that the engine writes a channel
+    row once instead of words and then floats.  u is overwritten.
 
     u_0 is the first value itself, not a zigzagged difference, so it is swapped
     for a residual that sums to the same thing: zigzag(u_0) for order 1 (it
@@ -97,15 +110,15 @@ def undo_residuals(u, n, order, base):
         return
     if order == 0:
         for i in range(U64(n)):
-            u[i] += base
+            dest[i] = np.int64(u[i] + base)
     elif order == 1:
         u[0] = zigzag(u[0])
-        _running_sums(u, n, ZERO, base, ONE)
+        _running_sums(u, n, ZERO, base, ONE, dest)
     else:
         first = u[0]
         u[0] = ZERO
-        _running_sums(u, n, ZERO, ZERO, ONE)      # first differences
-        _running_sums(u, n, first, base, ZERO)
+        _running_sums(u, n, ZERO, ZERO, ONE, u)      # first differences
+        _running_sums(u, n, first, base, ZERO, dest)
 
 
 # --- pricing -------------------------------------------------------------------
@@ -527,15 +540,16 @@ def _read_dictionary(buf, pos, end, n, entries):
     if status != OK:
         return status, -1
     # e_i = g_0 + (g_1 + 1) + ... + (g_i + 1): a running sum, plus i
-    _running_sums(entries, n_entries, ZERO, ZERO, ZERO)
+    _running_sums(entries, n_entries, ZERO, ZERO, ZERO, entries)
     for i in range(U64(n_entries)):
         entries[i] += i
     return n_entries, payload_end
 
 
 @njit(cache=True, nogil=True)
-def _ranks_to_values(out, n, entries, n_entries, base):
-    """out[i] := base + entries[out[i]]; ERR_BAD_DICT if a rank is out of range.
+def _ranks_to_values(out, n, entries, n_entries, base, dest):
+    """dest[i] := base + entries[out[i]] (dest: out, or a float64 row);
+    ERR_BAD_DICT if a rank is out of range.
     The ranks are checked first, in a pass LLVM vectorises, so that the lookup
     loop has no branch."""
     top = ZERO
@@ -544,7 +558,7 @@ def _ranks_to_values(out, n, entries, n_entries, base):
     if n and top >= U64(n_entries):
         return ERR_BAD_DICT
     for i in range(U64(n)):
-        out[i] = base + entries[out[i]]
+        dest[i] = np.int64(base + entries[out[i]])
     return OK
 
 
@@ -554,32 +568,53 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
 
     ``scratch`` (uint64, ≥ n) holds the dictionary.  Returns OK or a negative
     status; never reads outside buf[pos:end]."""
-    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
-        return ERR_BAD_CODE
-    if pos + 8 > end:
-        return ERR_TRUNCATED
-    base = _read_u64(buf, pos)
-    pos += 8
-    n_entries = np.int64(0)
-    if codec & DICT:
-        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
-        if pos < 0:
-            return n_entries
-    if codec & ZERO_RESIDUALS:
-        if pos != end:
-            return ERR_LENGTH
-        value = base + (scratch[0] if n_entries else ZERO)
-        for i in range(n):
-            out[i] = value
-        return OK
-    status = _read_mini_blocks(buf, pos, end, n, out)
+    status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
     if n_entries == 0:
         undo_residuals(out, n, codec & PREDICTOR_MASK, base)
         return OK
     undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
-    return _ranks_to_values(out, n, scratch, n_entries, base)
+    return _ranks_to_values(out, n, scratch, n_entries, base, out)
 
 
-__all__ = ["encode_column", "decode_column", "max_section_bytes", "low_mask"]
+@njit(cache=True, nogil=True)
+def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
+    """:func:`decode_column` for words that are int64 values (integer channels,
+    decimal mantissas): row[:n] := the words read as int64, in float64, written
+    by the decoder's last pass.  ``out`` is working space."""
+    status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
+    if status != OK:
+        return status
+    if n_entries == 0:
+        undo_residuals_into(out, n, codec & PREDICTOR_MASK, base, row)
+        return OK
+    undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
+    return _ranks_to_values(out, n, scratch, n_entries, base, row)
+
+
+@njit(cache=True, nogil=True)
+def _read_residuals(buf, pos, end, n, codec, out, scratch):
+    """Base, dictionary (into scratch) and residuals (into out) of a section:
+    (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""
+    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
+        return ERR_BAD_CODE, ZERO, 0
+    if pos + 8 > end:
+        return ERR_TRUNCATED, ZERO, 0
+    base = _read_u64(buf, pos)
+    pos += 8
+    n_entries = np.int64(0)
+    if codec & DICT:
+        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
+        if pos < 0:
+            return n_entries, base, 0
+    if codec & ZERO_RESIDUALS:
+        if pos != end:
+            return ERR_LENGTH, base, 0
+        for i in range(U64(n)):
+            out[i] = ZERO
+        return OK, base, n_entries
+    return _read_mini_blocks(buf, pos, end, n, out), base, n_entries
+
+
+__all__ = ["encode_column", "decode_column", "decode_column_floats", "max_section_bytes", "low_mask"]
