@@ -526,7 +526,7 @@ def _read_payload(buf, pos, end, n, out):
     return OK, start + (bit_pos + 7) // 8
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _read_dictionary(buf, pos, end, n, entries):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1)."""
     if pos + 4 > end:
@@ -578,7 +578,7 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
     return _ranks_to_values(out, n, scratch, n_entries, base, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
     """:func:`decode_column` for words that are int64 values (integer channels,
     decimal mantissas): row[:n] := the words read as int64, in float64, written
@@ -593,7 +593,11 @@ def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
     return _ranks_to_values(out, n, scratch, n_entries, base, row)
 
 
-@njit(cache=True, nogil=True)
+# Inlined by numba, as _read_dictionary and decode_column_floats: numba links
+# a callee's IR into every function that calls it and compiles it again
+# there, so each extra compiled function between the engine and _read_payload
+# (whose vector kernels are big) cost ~0.3 s of cold compile.
+@njit(cache=True, nogil=True, inline="always")
 def _read_residuals(buf, pos, end, n, codec, out, scratch):
     """Base, dictionary (into scratch) and residuals (into out) of a section:
     (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""
@@ -614,7 +618,10 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
         for i in range(U64(n)):
             out[i] = ZERO
         return OK, base, n_entries
-    return _read_mini_blocks(buf, pos, end, n, out), base, n_entries
+    status, payload_end = _read_payload(buf, pos, end, n, out)
+    if status == OK and payload_end != end:
+        status = ERR_LENGTH
+    return status, base, n_entries
 
 
 __all__ = ["encode_column", "decode_column", "decode_column_floats", "max_section_bytes", "low_mask"]
