@@ -10,8 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.intcodec import decode_column, undo_residuals
+from sensorq.engine.kernels import decode_rows
+from test_codec import blocks
 
 MASK = (1 << 64) - 1
 PAGE = mmap.PAGESIZE
@@ -246,13 +251,6 @@ def test_dictionary_sections(guarded):
     assert decode(*guarded.at_end(bad), 100, codec=0x04)[0] == -3
     for cut in range(len(data)):
         assert decode(*guarded.at_end(data[:cut]), 100, codec=0x04)[0] < 0, cut
-
-
-from hypothesis import given, settings, HealthCheck, strategies as st  # noqa: E402
-
-from sensorq.codec.block import decode_block, encode_block, parse_block  # noqa: E402
-from sensorq.engine.kernels import decode_rows  # noqa: E402
-from test_codec import blocks  # noqa: E402
 
 
 def engine_rows(buf: bytes, read_only: bool):

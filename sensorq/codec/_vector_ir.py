@@ -1,9 +1,10 @@
 """LLVM IR for the vector kernels of bits.py (``unpack32``, ``prefix_sums``).
 
 Written with llvmlite's IR builder in target-neutral vector IR: constant
-shufflevectors, ``llvm.fshr`` funnel shifts, plain vector loads and stores.
-LLVM picks the instructions for the host (vpermt2q/vpshrdvq/valignq on
-AVX-512); no target intrinsic is named here.
+shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.masked.gather``, plain
+vector loads and stores.  LLVM picks the instructions for the host
+(vpermt2q/vpshrdvq/valignq/vpgatherqq on AVX-512, scalar code where there is
+no such instruction); no target intrinsic is named here.
 """
 from __future__ import annotations
 
@@ -92,11 +93,12 @@ def _unpack_gather(builder, src, shift, width, dst):
     base = _splat(builder, builder.ptrtoint(src, I64), 8)
     widths = _splat(builder, width, 8)
     mask = _splat(builder, builder.lshr(ir.Constant(I64, -1), builder.sub(ir.Constant(I64, 64), width)), 8)
+    every_lane = ir.Constant(ir.VectorType(ir.IntType(1), 8), [1] * 8)
     for k in range(4):
         bits = builder.add(_splat(builder, shift, 8), builder.mul(widths, _const(range(8 * k, 8 * k + 8))))
-        ptrs = builder.inttoptr(builder.add(base, builder.lshr(bits, _const([3] * 8))), ir.VectorType(i64p, 8))
-        words = builder.call(gather, [ptrs, ir.Constant(I32, 1), ir.Constant(ir.VectorType(ir.IntType(1), 8), [1] * 8),
-                                      ir.Constant(_vec(8), ir.Undefined)])
+        ptrs = builder.inttoptr(builder.add(base, builder.lshr(bits, _const([3] * 8))),
+                                ir.VectorType(i64p, 8))
+        words = builder.call(gather, [ptrs, ir.Constant(I32, 1), every_lane, ir.Constant(_vec(8), ir.Undefined)])
         _store8(builder, dst, k, builder.and_(builder.lshr(words, builder.and_(bits, _const([7] * 8))), mask))
 
 

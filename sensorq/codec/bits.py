@@ -170,10 +170,11 @@ def _c_arrays(*arrays):
 @intrinsic
 def unpack32(typingctx, buf, at, shift, width, out, lo):
     """out[lo:lo+32] := the 32 values of ``width`` (0..64) bits that start
-    ``shift`` (0..7) bits into byte ``at`` of buf.  Reads exactly
-    buf[at : at + unpack32_bytes(width)]: the caller checks that they lie in the
-    section.  One straight-line body per width (a switch), so every shift and
-    shuffle is a constant: ~0.13 ns a value at width 7, against 0.65 scalar."""
+    ``shift`` (0..7) bits into byte ``at`` of buf.  Reads at most
+    buf[at : at + unpack32_bytes(width)]: the caller checks that they lie in
+    the section.  A switch with one straight-line body per width, every shift
+    and shuffle a constant (~0.13 ns a value at width 7, against 0.65 scalar),
+    but widths 33..56 share one body that gathers (see _vector_ir)."""
     if not (_c_arrays(buf, out) and isinstance(width, types.Integer)):
         return None
     sig = types.void(buf, at, shift, width, out, lo)

@@ -487,22 +487,26 @@ def _read_payload(buf, pos, end, n, out):
         return ERR_TRUNCATED, -1
     limit = (end - start) * 8
     bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
+    full = n // MINI_BLOCK
     for m in range(n_mini):
         h = np.int64(buf[U64(pos + m)])
         lo = m * MINI_BLOCK
-        hi = min(n, lo + MINI_BLOCK)
         if h <= 64:
+            # a whole mini-block whose bytes lie in the section: the vector
+            # kernel, inline here (a call per mini-block cost more than the
+            # unpacking itself), and no truncation test (the bytes are there)
+            at = start + (bit_pos >> 3)
+            if m < full and at + unpack32_bytes(h) <= end:
+                unpack32(buf, at, bit_pos & 7, h, out, lo)
+                bit_pos += MINI_BLOCK * h
+                continue
+            hi = min(n, lo + MINI_BLOCK)
             if bit_pos + (hi - lo) * h > limit:
                 return ERR_TRUNCATED, -1
-            at = start + (bit_pos >> 3)
-            # the vector kernel inline here, not in _unpack: a call per
-            # mini-block cost more than the unpacking itself
-            if hi - lo == MINI_BLOCK and at + unpack32_bytes(h) <= end:
-                unpack32(buf, at, bit_pos & 7, h, out, lo)
-            else:
-                _unpack(buf, start, end, bit_pos, h, out, lo, hi)
+            _unpack(buf, start, end, bit_pos, h, out, lo, hi)
             bit_pos += (hi - lo) * h
         elif h & RICE and (h & 0x7F) <= 63:
+            hi = min(n, lo + MINI_BLOCK)
             k = h & 0x3F
             mask = low_mask(k)
             i = lo
