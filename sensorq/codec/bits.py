@@ -4,6 +4,12 @@ The writer keeps a 64-bit accumulator and flushes whole words; the reader loads
 eight bytes at a time and falls back to byte-by-byte loads near the end of a
 section, so it never reads past the bytes it was given.  All arithmetic is in
 uint64 on purpose: numba turns a mix of uint64 and int64 into float64.
+
+The decoder's two hot loops, unpacking a mini-block and the predictor's prefix
+sum, are written as LLVM vector IR (:func:`unpack32`, :func:`prefix_sums`):
+numba has no shuffles, and LLVM does not vectorise either loop by itself.  The
+IR is target-neutral (shufflevector, funnel shifts); LLVM lowers it to
+AVX-512 here, to AVX2/NEON or to scalar code elsewhere.
 """
 from __future__ import annotations
 
@@ -13,22 +19,33 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._vector_ir import emit_prefix_sums, emit_unpack32
+
 U64 = np.uint64
 ZERO = np.uint64(0)
 ONE = np.uint64(1)
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
+def _cttz_codegen(zero_is_poison):
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), zero_is_poison)])
+    return codegen
+
+
 @intrinsic
 def _cttz64(typingctx, value):
     """LLVM's count-trailing-zeros (one instruction on x86-64 and ARMv8), which
     numba does not expose; defined for a non-zero word only."""
-    sig = types.uint64(types.uint64)
+    return types.uint64(types.uint64), _cttz_codegen(1)
 
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
-    return sig, codegen
+
+@intrinsic
+def cttz64_or_64(typingctx, value):
+    """Count-trailing-zeros that is 64 for 0 (tzcnt with BMI1): for code that
+    computes a result it may then discard, where a poison value must not leak."""
+    return types.uint64(types.uint64), _cttz_codegen(0)
 
 
 @njit(cache=True, nogil=True)
@@ -141,3 +158,59 @@ def get_bits(buf, start, end, bit_pos, width):
     if off + width > 64:
         w |= U64(buf[byte + 8] if byte + 8 < end else 0) << U64(64 - off)
     return w & low_mask(width)
+
+
+# --- vector kernels ----------------------------------------------------------------
+
+def _c_arrays(*arrays):
+    """The IR below indexes the data pointer directly: C-contiguous arrays only."""
+    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
+
+
+@intrinsic
+def unpack32(typingctx, buf, at, shift, width, out, lo):
+    """out[lo:lo+32] := the 32 values of ``width`` (0..64) bits that start
+    ``shift`` (0..7) bits into byte ``at`` of buf.  Reads at most
+    buf[at : at + unpack32_bytes(width)]: the caller checks that they lie in
+    the section.  A switch with one straight-line body per width, every shift
+    and shuffle a constant (~0.13 ns a value at width 7, against 0.65 scalar),
+    but widths 33..56 share one body that gathers (see _vector_ir)."""
+    if not (_c_arrays(buf, out) and isinstance(width, types.Integer)):
+        return None
+    sig = types.void(buf, at, shift, width, out, lo)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dst = context.make_array(signature.args[4])(context, builder, args[4]).data
+        emit_unpack32(builder, builder.gep(src, [args[1]]), args[2], args[3],
+                      builder.gep(dst, [args[5]]))
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def unpack32_bytes(width):
+    """Bytes that :func:`unpack32` reads: the 32 * width bits as words, one more
+    word for the bit shift; none for width 0."""
+    if width == 0:
+        return 0
+    return 8 * ((width + 1) // 2 + 1)
+
+
+@intrinsic
+def prefix_sums(typingctx, arr, nvec, carry, base, zig, dest):
+    """Over arr[:8 * nvec]: d_i = unzigzag(arr[i]) if ``zig`` else arr[i];
+    dest[i] := carry + d_0 + ... + d_i + base (mod 2^64), as a word (dest
+    uint64, may be arr itself) or as that word read as int64, in float64 (dest
+    float64: the engine's channel rows, written once).  Returns the last sum
+    without base.  The running sum stays in a vector register, so the loop's
+    critical path is one vector add per 8 words."""
+    if not _c_arrays(arr, dest) or dest.dtype not in (types.uint64, types.float64):
+        return None
+    sig = types.uint64(arr, nvec, carry, base, zig, dest)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        out = context.make_array(signature.args[5])(context, builder, args[5]).data
+        return emit_prefix_sums(builder, data, *args[1:5], out, dest.dtype == types.float64)
+    return sig, codegen

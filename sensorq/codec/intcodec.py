@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
-                   load_word_unchecked, low_mask, put_bits, put_zeros, trailing_zeros)
+                   load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
+                   trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
@@ -58,30 +59,54 @@ def residuals(s, order, u):
 
 
 @njit(cache=True, nogil=True)
+def _running_sums(u, n, carry, base, zig, dest):
+    """dest[i] := carry + d_0 + ... + d_i + base, d = unzigzag(u) if ``zig``
+    (1) else u (0); returns the last sum without base.  ``dest`` is u itself,
+    or a float64 row that gets the sums read as int64.  Whole vectors of 8 in
+    the IR kernel, the rest here."""
+    end = U64(n)
+    vectors = end >> U64(3)
+    carry = prefix_sums(u, vectors, carry, base, zig, dest)
+    for i in range(vectors << U64(3), end):
+        carry += (u[i] >> zig) ^ (ZERO - (u[i] & zig))
+        dest[i] = np.int64(carry + base)   # a no-op cast for words, int64 -> float64 for a row
+    return carry
+
+
+@njit(cache=True, nogil=True)
 def undo_residuals(u, n, order, base):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
-    plus ``base``, in the same pass (the running value is kept without it).
-    Indices are unsigned so that numba adds no negative-index fix-up."""
+    plus ``base``, in the same pass (the running value is kept without it)."""
+    if order == 0:   # here, not in undo_residuals_into: in place it vectorises
+        for i in range(U64(n)):
+            u[i] += base
+    else:
+        undo_residuals_into(u, n, order, base, u)
+
+
+@njit(cache=True, nogil=True)
+def undo_residuals_into(u, n, order, base, dest):
+    """:func:`undo_residuals` with the result in ``dest``: u itself, or a
+    float64 row (the words read as int64), so that the engine writes a channel
+    row once instead of words and then floats.  u is overwritten.
+
+    u_0 is the first value itself, not a zigzagged difference, so it is swapped
+    for a residual that sums to the same thing: zigzag(u_0) for order 1 (it
+    unzigzags back to u_0), and for order 2 a first difference of 0 with u_0
+    as the second pass's starting value."""
     if n == 0:
         return
-    end = U64(n)
     if order == 0:
-        for i in range(end):
-            u[i] += base
-        return
-    s = u[0]
-    u[0] = s + base
-    if order == 1:
-        for i in range(ONE, end):
-            s += unzigzag(u[i])
-            u[i] = s + base
+        for i in range(U64(n)):
+            dest[i] = np.int64(u[i] + base)
+    elif order == 1:
+        u[0] = zigzag(u[0])
+        _running_sums(u, n, ZERO, base, ONE, dest)
     else:
-        d = unzigzag(u[1]) if n > 1 else ZERO
-        for i in range(ONE, end):
-            if i > ONE:
-                d += unzigzag(u[i])
-            s += d
-            u[i] = s + base
+        first = u[0]
+        u[0] = ZERO
+        _running_sums(u, n, ZERO, ZERO, ONE, u)      # first differences
+        _running_sums(u, n, first, base, ZERO, dest)
 
 
 # --- pricing -------------------------------------------------------------------
@@ -348,8 +373,9 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
 
 @njit(cache=True, nogil=True)
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
-    """Bit-unpack out[lo:hi] at ``width`` bits each.  Far from the section's
-    end every value is one unaligned word load; near it, bytes are checked."""
+    """Bit-unpack out[lo:hi] at ``width`` bits each, a value at a time: for a
+    short last mini-block, or one near the section's end (whole ones elsewhere
+    go to ``unpack32``).  Near the end, bytes are checked."""
     if width == 0:   # all residuals 0: e.g. every mini-block but the first of a regular clock
         for i in range(lo, hi):
             out[i] = ZERO
@@ -390,77 +416,109 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
         bit_pos += width
 
 
-@njit(cache=True, nogil=True)
-def _read_rice_block(buf, start, end, bit_pos, k, limit, out, lo, hi):
-    """Rice(k)-decode out[lo:hi]; returns the new bit position, or -1.
+# Rice values decoded from one word load (with k = 4-5 and noise-sized values
+# a window of 57 bits holds about 7 codewords).
+RICE_WINDOW = 8
 
-    One word load serves several values: they are peeled off a register while
-    they fit in its at least 57 valid bits, which keeps the loop's critical
-    path to a count-trailing-zeros and a shift per value."""
-    mask = low_mask(k)
-    i = lo
-    while i < hi:
-        byte = start + (bit_pos >> 3)
-        if byte + 16 > end:   # near the end of the section: the careful reader
-            out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
-            if bit_pos < 0 or bit_pos > limit:
-                return -1
-            i += 1
-            continue
-        off = bit_pos & 7
-        acc = load_word_unchecked(buf, U64(byte)) >> U64(off)
-        avail = 64 - off
-        first = i
-        while i < hi and acc != ZERO:
-            q = trailing_zeros(acc)
-            need = q + 1 + k
-            if need > avail:
-                break
-            out[U64(i)] = (U64(q) << U64(k)) | ((acc >> U64(q + 1)) & mask)
-            acc = acc >> U64(need) if need < 64 else ZERO
-            avail -= need
-            bit_pos += need
-            i += 1
-        if i == first:        # a quotient longer than the register: the careful reader
-            out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
-            if bit_pos < 0 or bit_pos > limit:
-                return -1
-            i += 1
-    if bit_pos > limit:
-        return -1
-    return bit_pos
+
+@njit(cache=True, nogil=True, inline="always")   # LLVM would not inline it: a call per window
+def _rice_window(buf, byte, shift, k, mask, out, at, room):
+    """Decode up to ``room`` (≤ RICE_WINDOW) Rice(k) values from the word at
+    ``byte`` (≥ 57 valid bits after ``shift``) into out[at:].  Returns (values,
+    bits): the codewords that end inside the word.
+
+    Branch-light: all RICE_WINDOW codewords are decoded whether or not they
+    fit, and the ones that do are counted, so the loop has a fixed trip count
+    and no data-dependent exit (the old per-word exit mispredicted once a
+    word).  Codeword ends only grow, so the ones that fit are a prefix."""
+    rest = load_word_unchecked(buf, byte) >> shift   # the stream from the next codeword on
+    avail = U64(64) - shift
+    width = U64(k) + ONE
+    end = ZERO           # where the codewords decoded so far end, in the word
+    count, bits = ZERO, ZERO
+    for j in range(U64(RICE_WINDOW)):
+        # the critical path is rest -> q -> rest: a count, an add, a shift
+        q = cttz64_or_64(rest)
+        end += q + width
+        if j < room:
+            out[at + j] = (q << U64(k)) | ((rest >> ((q + ONE) & U64(63))) & mask)
+        fits = (end <= avail) & (j < room)
+        count += U64(fits)
+        bits = end if fits else bits
+        rest >>= (q + width) & U64(63)   # garbage once past the word: then not counted
+    return count, bits
 
 
 @njit(cache=True, nogil=True)
 def _read_mini_blocks(buf, pos, end, n, out):
-    """Residuals of all mini-blocks into out[:n]; returns a status."""
-    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
-    start = pos + n_mini
-    if start > end:
-        return ERR_TRUNCATED
-    limit = (end - start) * 8
-    bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
-    for m in range(n_mini):
-        h = np.int64(buf[pos + m])
-        lo = m * MINI_BLOCK
-        hi = min(n, lo + MINI_BLOCK)
-        if h <= 64:
-            if bit_pos + (hi - lo) * h > limit:
-                return ERR_TRUNCATED
-            _unpack(buf, start, end, bit_pos, h, out, lo, hi)
-            bit_pos += (hi - lo) * h
-        elif h & RICE and (h & 0x7F) <= 63:
-            bit_pos = _read_rice_block(buf, start, end, bit_pos, h & 0x3F, limit, out, lo, hi)
-            if bit_pos < 0:
-                return ERR_TRUNCATED
-        else:
-            return ERR_BAD_CODE
-    if (bit_pos + 7) // 8 != end - start:
+    """Residuals of all mini-blocks into out[:n], from a payload that fills
+    buf[pos:end] exactly; returns a status."""
+    status, payload_end = _read_payload(buf, pos, end, n, out)
+    if status == OK and payload_end != end:
         return ERR_LENGTH
-    return OK
+    return status
 
 
 @njit(cache=True, nogil=True)
+def _read_payload(buf, pos, end, n, out):
+    """Residuals of all mini-blocks of the payload at pos into out[:n], reading
+    nothing past ``end``; returns (status, where the payload ends).
+
+    Both hot loops are written out here, not in callees: a numba callee that
+    takes arrays and loops (or is inlined around a call) increfs and decrefs
+    them, atomic operations, per call: ~1 ns a value at 32 values a call.
+    ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
+    neither pays it."""
+    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    start = pos + n_mini
+    if start > end:
+        return ERR_TRUNCATED, -1
+    limit = (end - start) * 8
+    bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
+    full = n // MINI_BLOCK
+    for m in range(n_mini):
+        h = np.int64(buf[U64(pos + m)])
+        lo = m * MINI_BLOCK
+        if h <= 64:
+            # a whole mini-block whose bytes lie in the section: the vector
+            # kernel, inline here (a call per mini-block cost more than the
+            # unpacking itself), and no truncation test (the bytes are there)
+            at = start + (bit_pos >> 3)
+            if m < full and at + unpack32_bytes(h) <= end:
+                unpack32(buf, at, bit_pos & 7, h, out, lo)
+                bit_pos += MINI_BLOCK * h
+                continue
+            hi = min(n, lo + MINI_BLOCK)
+            if bit_pos + (hi - lo) * h > limit:
+                return ERR_TRUNCATED, -1
+            _unpack(buf, start, end, bit_pos, h, out, lo, hi)
+            bit_pos += (hi - lo) * h
+        elif h & RICE and (h & 0x7F) <= 63:
+            hi = min(n, lo + MINI_BLOCK)
+            k = h & 0x3F
+            mask = low_mask(k)
+            i = lo
+            while i < hi:
+                byte = start + (bit_pos >> 3)
+                count, bits = ZERO, ZERO
+                if byte + 8 <= end:
+                    count, bits = _rice_window(buf, U64(byte), U64(bit_pos & 7), k, mask, out,
+                                               U64(i), U64(min(hi - i, RICE_WINDOW)))
+                if count != ZERO:
+                    i += np.int64(count)
+                    bit_pos += np.int64(bits)
+                    continue
+                # near the section's end, or a quotient longer than a word
+                out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
+                if bit_pos < 0 or bit_pos > limit:
+                    return ERR_TRUNCATED, -1
+                i += 1
+        else:
+            return ERR_BAD_CODE, -1
+    return OK, start + (bit_pos + 7) // 8
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _read_dictionary(buf, pos, end, n, entries):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1)."""
     if pos + 4 > end:
@@ -470,44 +528,30 @@ def _read_dictionary(buf, pos, end, n, entries):
         n_entries |= np.int64(buf[pos + i]) << (8 * i)
     if n_entries < 1 or n_entries > n:
         return ERR_BAD_DICT, -1
-    pos += 4
-    payload_end = _payload_end(buf, pos, end, n_entries)
-    if payload_end < 0:
-        return ERR_TRUNCATED, -1
-    status = _read_mini_blocks(buf, pos, payload_end, n_entries, entries)
+    status, payload_end = _read_payload(buf, pos + 4, end, n_entries, entries)
     if status != OK:
         return status, -1
-    for i in range(1, n_entries):
-        entries[i] += entries[i - 1] + ONE
+    # e_i = g_0 + (g_1 + 1) + ... + (g_i + 1): a running sum, plus i
+    _running_sums(entries, n_entries, ZERO, ZERO, ZERO, entries)
+    for i in range(U64(n_entries)):
+        entries[i] += i
     return n_entries, payload_end
 
 
 @njit(cache=True, nogil=True)
-def _payload_end(buf, pos, end, count):
-    """Where a payload of ``count`` residuals that starts at pos ends (its
-    headers say how many bits each mini-block takes), or -1 if it runs past end.
-    Rice mini-blocks have no fixed size, so they are walked."""
-    n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
-    start = pos + n_mini
-    if start > end:
-        return -1
-    limit = (end - start) * 8
-    bit_pos = np.int64(0)
-    for m in range(n_mini):
-        h = np.int64(buf[pos + m])
-        in_block = min(count - m * MINI_BLOCK, MINI_BLOCK)
-        if h <= 64:
-            bit_pos += in_block * h
-        elif h & RICE and (h & 0x7F) <= 63:
-            for _ in range(in_block):
-                _, bit_pos = _read_rice(buf, start, end, bit_pos, h & 0x3F, limit)
-                if bit_pos < 0:
-                    return -1
-        else:
-            return -1
-        if bit_pos > limit:
-            return -1
-    return start + (bit_pos + 7) // 8
+def _ranks_to_values(out, n, entries, n_entries, base, dest):
+    """dest[i] := base + entries[out[i]] (dest: out, or a float64 row);
+    ERR_BAD_DICT if a rank is out of range.
+    The ranks are checked first, in a pass LLVM vectorises, so that the lookup
+    loop has no branch."""
+    top = ZERO
+    for i in range(U64(n)):
+        top = max(top, out[i])
+    if n and top >= U64(n_entries):
+        return ERR_BAD_DICT
+    for i in range(U64(n)):
+        dest[i] = np.int64(base + entries[out[i]])
+    return OK
 
 
 @njit(cache=True, nogil=True)
@@ -516,37 +560,60 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
 
     ``scratch`` (uint64, ≥ n) holds the dictionary.  Returns OK or a negative
     status; never reads outside buf[pos:end]."""
-    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
-        return ERR_BAD_CODE
-    if pos + 8 > end:
-        return ERR_TRUNCATED
-    base = _read_u64(buf, pos)
-    pos += 8
-    n_entries = np.int64(0)
-    if codec & DICT:
-        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
-        if pos < 0:
-            return n_entries
-    if codec & ZERO_RESIDUALS:
-        if pos != end:
-            return ERR_LENGTH
-        value = base + (scratch[0] if n_entries else ZERO)
-        for i in range(n):
-            out[i] = value
-        return OK
-    status = _read_mini_blocks(buf, pos, end, n, out)
+    status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
     if n_entries == 0:
         undo_residuals(out, n, codec & PREDICTOR_MASK, base)
         return OK
     undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
-    for i in range(n):
-        rank = out[i]
-        if rank >= U64(n_entries):
-            return ERR_BAD_DICT
-        out[i] = base + scratch[np.int64(rank)]
-    return OK
+    return _ranks_to_values(out, n, scratch, n_entries, base, out)
 
 
-__all__ = ["encode_column", "decode_column", "max_section_bytes", "low_mask"]
+@njit(cache=True, nogil=True, inline="always")
+def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
+    """:func:`decode_column` for words that are int64 values (integer channels,
+    decimal mantissas): row[:n] := the words read as int64, in float64, written
+    by the decoder's last pass.  ``out`` is working space."""
+    status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
+    if status != OK:
+        return status
+    if n_entries == 0:
+        undo_residuals_into(out, n, codec & PREDICTOR_MASK, base, row)
+        return OK
+    undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
+    return _ranks_to_values(out, n, scratch, n_entries, base, row)
+
+
+# Inlined by numba, as _read_dictionary and decode_column_floats: numba links
+# a callee's IR into every function that calls it and compiles it again
+# there, so each extra compiled function between the engine and _read_payload
+# (whose vector kernels are big) cost ~0.3 s of cold compile.
+@njit(cache=True, nogil=True, inline="always")
+def _read_residuals(buf, pos, end, n, codec, out, scratch):
+    """Base, dictionary (into scratch) and residuals (into out) of a section:
+    (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""
+    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
+        return ERR_BAD_CODE, ZERO, 0
+    if pos + 8 > end:
+        return ERR_TRUNCATED, ZERO, 0
+    base = _read_u64(buf, pos)
+    pos += 8
+    n_entries = np.int64(0)
+    if codec & DICT:
+        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
+        if pos < 0:
+            return n_entries, base, 0
+    if codec & ZERO_RESIDUALS:
+        if pos != end:
+            return ERR_LENGTH, base, 0
+        for i in range(U64(n)):
+            out[i] = ZERO
+        return OK, base, n_entries
+    status, payload_end = _read_payload(buf, pos, end, n, out)
+    if status == OK and payload_end != end:
+        status = ERR_LENGTH
+    return status, base, n_entries
+
+
+__all__ = ["encode_column", "decode_column", "decode_column_floats", "max_section_bytes", "low_mask"]

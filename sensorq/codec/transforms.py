@@ -120,8 +120,7 @@ def float_values(words, n, mode, e, is32, out):
     if mode == DECIMAL:
         power = 10.0 ** e
         for i in range(n):
-            v = np.float64(np.int64(words[i])) / power
-            out[i] = np.float64(np.float32(v)) if is32 else v
+            out[i] = _decimal(np.float64(np.int64(words[i])), power, is32)
     elif is32:
         for i in range(n):
             b = np.uint32(floatbits_from_word(words[i], SIGN32) & MASK32)
@@ -129,6 +128,21 @@ def float_values(words, n, mode, e, is32, out):
     else:
         for i in range(n):
             out[i] = _f64_from_bits(floatbits_from_word(words[i], SIGN64))
+
+
+@njit(cache=True, nogil=True)
+def decimal_scale(row, n, e, is32):
+    """In place: decimal mantissas already in float64 (the engine's decoder
+    writes them so) to their values, as :func:`float_values` computes them."""
+    power = 10.0 ** e
+    for i in range(n):
+        row[i] = _decimal(row[i], power, is32)
+
+
+@njit(cache=True, nogil=True)
+def _decimal(mantissa, power, is32):
+    v = mantissa / power
+    return np.float64(np.float32(v)) if is32 else v
 
 
 @njit(cache=True, nogil=True)

@@ -18,8 +18,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..codec.bits import U64
-from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column
-from ..codec.transforms import float_values, time_values
+from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column, decode_column_floats
+from ..codec.transforms import decimal_scale, float_values, time_values
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
 from .vm import run
@@ -54,10 +54,19 @@ def decode_channels(buf, b, n, lay_c, raw, words, scratch):
     lay_c[b, slot] = (start, len, codec, dexp, dtype).  Returns a status."""
     for s in range(lay_c.shape[1]):
         start, length, codec = lay_c[b, s, 0], lay_c[b, s, 1], lay_c[b, s, 2]
-        status = decode_column(buf, start, start + length, n, codec, words, scratch)
+        dtype, exponent, row = lay_c[b, s, 4], lay_c[b, s, 3], raw[s]
+        if dtype < FLOAT32 or codec & DECIMAL:
+            # int64 words (values, decimal mantissas): the decoder's last pass
+            # writes the float row, instead of words and then a second pass
+            status = decode_column_floats(buf, start, start + length, n, codec, words, scratch, row)
+            if status == OK and codec & DECIMAL:
+                decimal_scale(row, n, exponent, dtype == FLOAT32)
+        else:
+            status = decode_column(buf, start, start + length, n, codec, words, scratch)
+            if status == OK:
+                _words_to_row(words, n, dtype, codec, exponent, row)
         if status != OK:
             return status
-        _words_to_row(words, n, lay_c[b, s, 4], codec, lay_c[b, s, 3], raw[s])
     return OK
 
 

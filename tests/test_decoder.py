@@ -1,0 +1,286 @@
+"""The column decoder's fast paths against the format as docs/format.md §3 states
+it: sections built here bit by bit (not by the encoder), every bit-packing
+width, every bit alignment, sections that end exactly where readable memory
+ends, and every truncation."""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.intcodec import decode_column, undo_residuals
+from sensorq.engine.kernels import decode_rows
+from test_codec import blocks
+
+MASK = (1 << 64) - 1
+PAGE = mmap.PAGESIZE
+
+
+def bit_stream(codes):
+    """(value, bits) pairs, LSB-first, padded with zero bits to a byte."""
+    acc, used = 0, 0
+    for value, bits in codes:
+        acc |= (value & ((1 << bits) - 1)) << used
+        used += bits
+    return acc.to_bytes((used + 7) // 8, "little")
+
+
+def section(base, blocks):
+    """A predictor-0 section: base, then one header per mini-block and the bits.
+    ``blocks``: (header, values); header 0x80|k codes Rice(k)."""
+    codes = []
+    for header, values in blocks:
+        for v in values:
+            if header & 0x80:
+                k = header & 0x3F
+                codes += [(0, v >> k), (1, 1), (v, k)]
+            else:
+                codes.append((v, header))
+    return base.to_bytes(8, "little") + bytes(h for h, _ in blocks) + bit_stream(codes)
+
+
+def aligned_blocks(rng, width, shift, full, tail):
+    """A Rice(0) mini-block whose length leaves the stream ``shift`` bits into a
+    byte, then ``full`` mini-blocks of 32 and one of ``tail`` values at ``width``."""
+    blocks = [(0x80, [shift] + [0] * 31)]   # shift + 1 + 31 bits
+    top = 1 << width
+    for size in [32] * full + ([tail] if tail else []):
+        values = [int(v) for v in rng.integers(0, top, size, dtype=np.uint64, endpoint=False)] \
+            if width < 64 else [int(v) for v in rng.integers(0, 2**64, size, dtype=np.uint64)]
+        if width and size:
+            values[0] = top - 1            # the widest value, all ones
+        blocks.append((width, values))
+    return blocks
+
+
+def expected(base, blocks):
+    return np.array([(base + v) & MASK for _, values in blocks for v in values], np.uint64)
+
+
+class GuardedBuffer:
+    """A page of bytes followed by an inaccessible page: a read past the end of
+    the page is a crash, not a silent over-read."""
+
+    def __init__(self):
+        if not sys.platform.startswith("linux"):
+            pytest.skip("needs mprotect")
+        self.map = mmap.mmap(-1, 2 * PAGE)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mprotect(ctypes.c_void_p(address + PAGE), PAGE, 0) != 0:
+            pytest.skip("mprotect failed")
+        self.page = np.frombuffer(self.map, np.uint8, count=PAGE)
+
+    def at_end(self, data: bytes):
+        """Copy ``data`` to the end of the page; returns (buf, pos, end)."""
+        pos = PAGE - len(data)
+        self.page[:pos] = 0xA5
+        self.page[pos:] = np.frombuffer(data, np.uint8)
+        return self.page, pos, PAGE
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    return GuardedBuffer()
+
+
+def decode(buf, pos, end, n, codec=0):
+    out = np.empty(n, np.uint64)
+    return decode_column(buf, pos, end, n, codec, out, np.empty(n, np.uint64)), out
+
+
+@pytest.mark.parametrize("width", range(65))
+def test_every_width_and_alignment_round_trips(width, guarded):
+    rng = np.random.default_rng(width)
+    base = int(rng.integers(0, 2**64, dtype=np.uint64))
+    for shift in range(8):
+        for full, tail in ((1, 0), (3, 0), (2, 5), (4, 31)):
+            blocks = aligned_blocks(rng, width, shift, full, tail)
+            data, want = section(base, blocks), expected(base, blocks)
+            n = want.shape[0]
+            # ending exactly at the guard page, and inside a bigger buffer
+            status, got = decode(*guarded.at_end(data), n)
+            assert status == 0 and (got == want).all(), (width, shift, full, tail)
+            padded = np.frombuffer(b"\xff" * 3 + data + b"\xff" * 300, np.uint8)
+            status, got = decode(padded, 3, 3 + len(data), n)
+            assert status == 0 and (got == want).all(), (width, shift, full, tail)
+
+
+@pytest.mark.parametrize("width", [0, 1, 7, 8, 13, 28, 29, 56, 57, 63, 64])
+def test_every_truncation_gives_a_status(width, guarded):
+    rng = np.random.default_rng(100 + width)
+    blocks = aligned_blocks(rng, width, 5, 3, 7)
+    data = section(12345, blocks)
+    n = sum(len(v) for _, v in blocks)
+    for cut in range(len(data)):
+        status, _ = decode(*guarded.at_end(data[:cut]), n)
+        assert status < 0, (width, cut)
+    status, _ = decode(*guarded.at_end(data + b"\x00"), n)
+    assert status < 0                       # a byte too many
+
+
+def test_read_only_buffer_decodes():
+    """The engine hands the decoder read-only memory maps."""
+    rng = np.random.default_rng(3)
+    blocks = aligned_blocks(rng, 11, 2, 3, 4)
+    buf = np.frombuffer(section(7, blocks), np.uint8)
+    assert not buf.flags.writeable
+    status, got = decode(buf, 0, buf.shape[0], 3 * 32 + 32 + 4)
+    assert status == 0 and (got == expected(7, blocks)).all()
+
+
+def reference_undo(u, order, base):
+    """docs/format.md §3, in Python integers."""
+    s = []
+    for i, r in enumerate(int(x) for x in u):
+        d = (r >> 1) ^ -(r & 1)
+        if order == 0 or i == 0:
+            s.append(r)
+        elif order == 1 or i == 1:
+            s.append(s[-1] + d)
+        else:
+            s.append(2 * s[-1] - s[-2] + d)
+    return np.array([(v + base) & MASK for v in s], np.uint64)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_undo_residuals_matches_the_spec(order):
+    rng = np.random.default_rng(order)
+    for n in list(range(0, 42)) + [4095, 4096]:
+        for top in (2**6, 2**64):
+            u = rng.integers(0, top, n, dtype=np.uint64, endpoint=False) if top < 2**64 \
+                else rng.integers(0, 2**64, n, dtype=np.uint64)
+            base = int(rng.integers(0, 2**64, dtype=np.uint64))
+            got = u.copy()
+            undo_residuals(got, np.int64(n), np.int64(order), np.uint64(base))
+            assert (got == reference_undo(u, order, base)).all(), (order, n, top)
+
+
+def rice_blocks(rng, k, full, tail):
+    """Rice(k) mini-blocks whose quotients are mostly small (several codewords
+    a word), sometimes long (a word or more of zeros), values up to 2^64 - 1."""
+    blocks = [(0x80, [3] + [0] * 31)]                 # leaves the stream 3 bits into a byte
+    for size in [32] * full + ([tail] if tail else []):
+        q = np.where(rng.random(size) < 0.9, rng.integers(0, 4, size), rng.integers(0, 150, size))
+        q = [min(int(a), (2**64 - 1) >> k) for a in q]
+        values = [(a << k) | int(r) for a, r in zip(q, rng.integers(0, 2**k, size, dtype=np.uint64))]
+        blocks.append((0x80 | k, values))
+    return blocks
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 4, 5, 9, 17, 31, 50, 62, 63])
+def test_rice_round_trips_and_truncations(k, guarded):
+    rng = np.random.default_rng(200 + k)
+    for full, tail in ((1, 0), (3, 7), (5, 31)):
+        blocks = rice_blocks(rng, k, full, tail)
+        data, want = section(99, blocks), expected(99, blocks)
+        n = want.shape[0]
+        status, got = decode(*guarded.at_end(data), n)
+        assert status == 0 and (got == want).all(), (k, full, tail)
+        padded = np.frombuffer(data + b"\xff" * 64, np.uint8)
+        status, got = decode(padded, 0, len(data), n)
+        assert status == 0 and (got == want).all(), (k, full, tail)
+    for cut in range(len(data)):
+        status, _ = decode(*guarded.at_end(data[:cut]), n)
+        assert status < 0, (k, cut)
+
+
+@pytest.mark.parametrize("k", [50, 56, 60, 63])
+def test_rice_quotient_too_big_for_64_bits_is_corrupt(k):
+    """q << k must fit in 64 bits: one quotient bit more is a corrupt section."""
+    q = (2**64 - 1) >> k
+    ok = section(0, [(0x80 | k, [(q << k)] + [1] * 31)])
+    status, got = decode(np.frombuffer(ok + b"\0" * 64, np.uint8), 0, len(ok), 32)
+    assert status == 0 and int(got[0]) == q << k
+    codes = [(0, q + 1), (1, 1), (0, k)] + [(1, 1), (1, k)] * 31
+    bad = (0).to_bytes(8, "little") + bytes([0x80 | k]) + bit_stream(codes)
+    status, _ = decode(np.frombuffer(bad + b"\0" * 64, np.uint8), 0, len(bad), 32)
+    assert status < 0
+
+
+def test_mixed_mini_blocks_round_trip(guarded):
+    """Rice and bit-packed mini-blocks in turn, so every unpack starts at an odd
+    bit; predictor order 1 on top."""
+    rng = np.random.default_rng(7)
+    blocks = []
+    for m in range(40):
+        if m % 2:
+            blocks.append((int(rng.integers(0, 65)), None))
+        else:
+            blocks += rice_blocks(rng, int(rng.integers(0, 12)), 1, 0)[1:]
+    filled = []
+    for header, values in blocks:
+        if values is None:
+            top = 2**header
+            values = [int(v) for v in rng.integers(0, 2**64, 32, dtype=np.uint64) % np.uint64(top)] \
+                if header < 64 else [int(v) for v in rng.integers(0, 2**64, 32, dtype=np.uint64)]
+        filled.append((header, values))
+    data = section(5, filled)
+    residuals = np.array([v for _, values in filled for v in values], np.uint64)
+    n = residuals.shape[0]
+    status, got = decode(*guarded.at_end(data), n, codec=1)
+    assert status == 0 and (got == reference_undo(residuals, 1, 5)).all()
+
+
+def payload(blocks):
+    """Header bytes and bit stream of a payload (a section without its base)."""
+    return section(0, blocks)[8:]
+
+
+def test_dictionary_sections(guarded):
+    """DICT: entries coded as gaps (a Rice and a bit-packed mini-block), ranks
+    bit-packed after them; a rank past the dictionary is ERR_BAD_DICT; every
+    truncation gives a status."""
+    rng = np.random.default_rng(11)
+    entries = np.unique(rng.integers(0, 10**6, 50))
+    gaps = [int(entries[0])] + [int(b - a - 1) for a, b in zip(entries[:-1], entries[1:])]
+    ranks = [int(r) for r in rng.integers(0, len(entries), 100)]
+    head = (777).to_bytes(8, "little") + len(entries).to_bytes(4, "little") + \
+        payload([(0x80 | 14, gaps[:32]), (20, gaps[32:])])
+    data = head + payload([(6, ranks[:32]), (6, ranks[32:64]), (6, ranks[64:96]), (6, ranks[96:])])
+    status, got = decode(*guarded.at_end(data), 100, codec=0x04)
+    assert status == 0 and (got == np.array([777 + int(entries[r]) for r in ranks], np.uint64)).all()
+    bad = head + payload([(6, [len(entries)] + ranks[1:32]), (6, ranks[32:64]), (6, ranks[64:96]),
+                          (6, ranks[96:])])
+    assert decode(*guarded.at_end(bad), 100, codec=0x04)[0] == -3
+    for cut in range(len(data)):
+        assert decode(*guarded.at_end(data[:cut]), 100, codec=0x04)[0] < 0, cut
+
+
+def engine_rows(buf: bytes, read_only: bool):
+    """The engine's block decoder on one block: (times, float64 rows)."""
+    info = parse_block(buf)
+    starts = info.section_offsets()
+    n, c = info.n_samples, info.n_channels
+    lay_t = np.array([[info.t_first, info.tick, info.time_codec, starts[0], info.time_len, n]], np.int64)
+    lay_c = np.zeros((1, c, 5), np.int64)
+    for s, e in enumerate(info.entries):
+        lay_c[0, s] = (starts[s + 1], e["data_len"], e["codec"], e["dexp"], e["dtype"])
+    raw = np.frombuffer(buf, np.uint8).copy()
+    raw.flags.writeable = not read_only
+    t, rows = np.empty(n, np.int64), np.empty((c, n), np.float64)
+    status = decode_rows(raw, 0, n, lay_t, lay_c, True, t, rows, np.empty(n, np.uint64),
+                         np.empty(n, np.uint64))
+    return status, t, rows
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(blocks(), st.sampled_from(["compact", "fast"]), st.booleans())
+def test_engine_rows_match_decode_block(block, codec, read_only):
+    """Integer and decimal channels are written to float rows by the decoder's
+    last pass, float bits through words: all must equal decode_block's values."""
+    t, cols = block
+    buf = encode_block(t, cols, codec=codec)
+    status, t2, rows = engine_rows(buf, read_only)
+    assert status == 0
+    want_t, want_cols = decode_block(buf)
+    assert (t2 == want_t).all()
+    for row, col in zip(rows, want_cols):
+        assert row.tobytes() == col.astype(np.float64).tobytes()
