@@ -98,10 +98,12 @@ def test_numpy_decoder_fails_where_the_compiled_one_fails(column, codec, data):
     block = encode_block(np.arange(len(column), dtype=np.int64), [column], codec=codec)
     start, end, n, code = sections(block)[1]
     buf = bytearray(block)
-    damage = data.draw(st.sampled_from(["bytes", "cut", "codec"]))
-    if damage == "bytes":
+    damage = data.draw(st.sampled_from(["bytes", "headers", "cut", "codec"]))
+    if damage in ("bytes", "headers"):
+        # "headers": the first bytes — base, dictionary size, mini-block headers
+        last = end - 1 if damage == "bytes" else min(end - 1, start + 8 + 4 + 24)
         for _ in range(data.draw(st.integers(1, 4))):
-            at = data.draw(st.integers(start, end - 1))
+            at = data.draw(st.integers(start, last))
             buf[at] = data.draw(st.integers(0, 255))
     elif damage == "cut":
         end = data.draw(st.integers(start, end - 1))

@@ -79,10 +79,7 @@ def _read_dictionary(buf, pos, end, n):
     if not 1 <= count <= n:
         raise _Bad(ERR_BAD_DICT)
     pos += 4
-    try:
-        payload_end = _Walk(buf, pos, end, count).end_byte()
-    except _Bad:
-        raise _Bad(ERR_TRUNCATED) from None
+    payload_end = _Walk(buf, pos, end, count).end_byte()
     gaps = _read_mini_blocks(buf, pos, payload_end, count)
     return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), payload_end
 
