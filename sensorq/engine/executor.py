@@ -149,7 +149,7 @@ class Slots:
     bucket_ns: int
     gap_ns: int
     time_weighted: bool
-    want_m2: bool
+    wants: int                 # aggregates.WANT_* bits
 
     def pick(self, blocks) -> "Slots":
         return dataclasses.replace(self, base=self.base[blocks], count=self.count[blocks],
@@ -174,7 +174,7 @@ def _decode_part(tier, cache, q, index, rows, programs, start, end):
         bucket0, slot_count = np.zeros(len(rows), np.int64), np.ones(len(rows), np.int64)
     slot_base = np.concatenate([[0], np.cumsum(slot_count)[:-1]]).astype(np.int64)
     slots = Slots(slot_base, slot_count, bucket0, next_t, bucket_ns, gap, time_weighted,
-                  q.aggregate in A.NEEDS_M2)
+                  A.wants(q.aggregate))
     n_slots = int(slot_count.sum())
     fp, ip = np.empty((n_slots, A.N_F)), np.empty((n_slots, A.N_I), np.int64)
     for layout in build_layouts(index.select(rows), programs.slot_indices):

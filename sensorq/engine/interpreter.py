@@ -20,7 +20,7 @@ from ..codec import npdecode
 from ..codec.codes import DECIMAL, OK
 from ..errors import CorruptDataError
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
-                         I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
+                         I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
 from .program import (ABS, ADD, AND, ARG, CMP, CONST, DIV, FALSE, LOAD, MAG, MUL, NEG, NOT, OR,
                       RAWCMP, SQRT, SUB, TRUE)
@@ -190,7 +190,7 @@ def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred,
                 hi_t = min(hi_t, (slots.bucket0[j] + s + 1) * bucket_ns)
             lo, hi = np.searchsorted(t, lo_t), np.searchsorted(t, hi_t)
             _fold_stretch(fp, ip, base + s, t, values, lo + np.flatnonzero(keep[lo:hi]),
-                          slots.want_m2)
+                          slots.wants)
         if slots.time_weighted:
             _add_holds(fp, ip, t, values, keep & (t >= start_ns) & (t < end_ns), j, slots,
                        end_ns, has_value)
@@ -233,23 +233,24 @@ def _init_slot(fp, ip, k):
     ip[k, [I_COUNT, I_TW_NS, I_TMIN, I_TMAX]] = 0
 
 
-def _fold_stretch(fp, ip, k, t, values, picked, want_m2):
+def _fold_stretch(fp, ip, k, t, values, picked, wants):
     """The kernel's fold of one slot's samples: sequential sums (cumsum adds
-    in the same order, from the same 0.0), the first minimum and maximum, and
-    the second moment about the mean in a second pass."""
+    in the same order, from the same 0.0), and as the aggregate wants them the
+    first minimum and maximum and the second moment about the mean."""
     if len(picked) == 0:
         return
     v = values[picked]
-    low, high = picked[np.argmin(v)], picked[np.argmax(v)]
     ip[k, I_COUNT] = len(picked)
     fp[k, F_SUM] = _sequential_sum(v)
-    if want_m2:
-        fp[k, F_MEAN] = mean = fp[k, F_SUM] / len(picked)
-        fp[k, F_M2] = _sequential_sum((v - mean) * (v - mean))
-    fp[k, F_MIN], ip[k, I_TMIN] = values[low], t[low]
-    fp[k, F_MAX], ip[k, I_TMAX] = values[high], t[high]
     fp[k, F_FIRST], ip[k, I_TFIRST] = v[0], t[picked[0]]
     fp[k, F_LAST], ip[k, I_TLAST] = v[-1], t[picked[-1]]
+    if wants & WANT_EXTREMES:
+        low, high = picked[np.argmin(v)], picked[np.argmax(v)]
+        fp[k, F_MIN], ip[k, I_TMIN] = values[low], t[low]
+        fp[k, F_MAX], ip[k, I_TMAX] = values[high], t[high]
+    if wants & WANT_M2:
+        fp[k, F_MEAN] = mean = fp[k, F_SUM] / len(picked)
+        fp[k, F_M2] = _sequential_sum((v - mean) * (v - mean))
 
 
 def _sequential_sum(v) -> float:

@@ -21,7 +21,7 @@ from ..codec.bits import U64
 from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column, decode_column_floats
 from ..codec.transforms import decimal_scale, float_values, time_values
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
-                         I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS)
+                         I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .vm import run
 
 FLOAT32 = 5   # storage type codes from this one on are floats
@@ -148,15 +148,13 @@ def _slot_of(t, slot_base, bucket0, bucket_ns):
 
 
 @njit(cache=True)
-def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, want_m2):
-    """Fold samples lo..hi (all in the fresh slot k) into the slot, in local
-    variables, written back once: the per-sample loop does no division and no
-    stores.  The second moment takes a second pass, about the slot's mean (the
-    two-pass formula: more accurate than a running update, and what the
-    interpreted tier computes too, in the same order)."""
-    count = ip[k, I_COUNT]
-    total, low, high = fp[k, F_SUM], fp[k, F_MIN], fp[k, F_MAX]
-    t_low, t_high = ip[k, I_TMIN], ip[k, I_TMAX]
+def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, wants):
+    """Fold samples lo..hi (all in the fresh slot k) into the slot.  The first
+    pass counts and sums; the extremes and the second moment (about the
+    slot's mean: the two-pass formula, more accurate than a running update)
+    take passes of their own, only when the aggregate ``wants`` them
+    (WANT_EXTREMES | WANT_M2), so that an avg pays for neither."""
+    count, total = 0, 0.0
     first_i, last_i = -1, -1
     for i in range(lo, hi):
         v = values[i]
@@ -166,26 +164,31 @@ def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, want_m2):
             first_i = i
         last_i = i
         total += v
-        if v < low or count == 0:
-            low, t_low = v, t[i]
-        if v > high or count == 0:
-            high, t_high = v, t[i]
         count += 1
     if first_i < 0:
         return
-    if want_m2:
+    ip[k, I_COUNT], fp[k, F_SUM] = count, total
+    fp[k, F_FIRST], ip[k, I_TFIRST] = values[first_i], t[first_i]
+    fp[k, F_LAST], ip[k, I_TLAST] = values[last_i], t[last_i]
+    if wants & WANT_EXTREMES:
+        low, high = first_i, first_i     # the first of equal extremes
+        for i in range(first_i + 1, last_i + 1):
+            v = values[i]
+            if not mask[i] or (has_value and v != v):
+                continue
+            if v < values[low]:
+                low = i
+            if v > values[high]:
+                high = i
+        fp[k, F_MIN], ip[k, I_TMIN] = values[low], t[low]
+        fp[k, F_MAX], ip[k, I_TMAX] = values[high], t[high]
+    if wants & WANT_M2:
         mean, m2 = total / count, 0.0
         for i in range(first_i, last_i + 1):
             v = values[i]
             if mask[i] and not (has_value and v != v):
                 m2 += (v - mean) * (v - mean)
         fp[k, F_MEAN], fp[k, F_M2] = mean, m2
-    if ip[k, I_COUNT] == 0:
-        fp[k, F_FIRST], ip[k, I_TFIRST] = values[first_i], t[first_i]
-    fp[k, F_LAST], ip[k, I_TLAST] = values[last_i], t[last_i]
-    ip[k, I_COUNT] = count
-    fp[k, F_SUM], fp[k, F_MIN], fp[k, F_MAX] = total, low, high
-    ip[k, I_TMIN], ip[k, I_TMAX] = t_low, t_high
 
 
 @njit(cache=True)
@@ -205,7 +208,7 @@ def _add_hold(fp, ip, t0, t1, v, slot_base, bucket0, bucket_ns, n_slots_b, has_v
 
 def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
                   has_pred, has_value, start_ns, end_ns, bucket_ns, slot_base, slot_count,
-                  bucket0, next_t, gap_ns, time_weighted, want_m2, fp, ip, status):
+                  bucket0, next_t, gap_ns, time_weighted, wants, fp, ip, status):
     """Fold each listed block into its slots.  ``blocks`` holds block numbers in
     the layout; slot_base/slot_count/bucket0/next_t are per listed block."""
     for j in prange(blocks.shape[0]):
@@ -227,7 +230,7 @@ def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scale
                 hi_t = min(hi_t, (bucket0[j] + s + 1) * bucket_ns)
             lo = np.searchsorted(t[:n], lo_t)
             hi = np.searchsorted(t[:n], hi_t)
-            _fold_stretch(fp, ip, slot_base[j] + s, t, values, mask, lo, hi, has_value, want_m2)
+            _fold_stretch(fp, ip, slot_base[j] + s, t, values, mask, lo, hi, has_value, wants)
         if time_weighted:
             for i in range(n):
                 ti = t[i]

@@ -89,7 +89,7 @@ class CompiledTier:
         kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
                programs.slot_scales, depth, programs.has_pred, programs.has_value, start, end,
                slots.bucket_ns, slots.base, slots.count, slots.bucket0, slots.next_t,
-               slots.gap_ns, slots.time_weighted, slots.want_m2, fp, ip, status)
+               slots.gap_ns, slots.time_weighted, slots.wants, fp, ip, status)
         K.check_status(status)
 
     def gather(self, layout, b, reader, start, end):
