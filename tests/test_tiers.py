@@ -24,7 +24,8 @@ from sensorq.codec.block import encode_block, parse_block
 from sensorq.codec.intcodec import decode_column
 from sensorq.schema import Channel
 
-SECOND = 1_000_000_000
+from samples import SECOND, make_cache, streams
+
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -147,19 +148,6 @@ QUERY_SHAPES = [
 ]
 
 
-@st.composite
-def streams(draw):
-    n = draw(st.integers(0, 1200))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    steps = rng.choice([0, 1, 2, 5], size=n, p=[0.1, 0.6, 0.2, 0.1]) * 10_000_000
-    t = 1_700_000_000 * SECOND + np.cumsum(steps).astype(np.int64)
-    a = np.cumsum(rng.integers(-40, 41, n)).astype(np.int16)
-    b = rng.integers(1500, 3500, n).astype(np.int32)
-    f = np.round(rng.normal(3.3, 0.5, n), 3)
-    f[rng.random(n) < 0.05] = np.nan
-    return t, a, b, f
-
-
 def same(x, y) -> bool:
     """Bit for bit (NaN equal to NaN, -0.0 not equal to 0.0)."""
     if isinstance(x, np.ndarray):
@@ -175,12 +163,7 @@ def same(x, y) -> bool:
        window=st.sampled_from(["", " last 3s", " last 40s", " since 1700000001s"]))
 def test_both_tiers_give_the_same_answer_bit_for_bit(tmp_path_factory, stream, shape, k, window):
     t, a, b, f = stream
-    with sensorq.open(tmp_path_factory.mktemp("c") / "c", create=True) as cache:
-        cache.create_stream("s", [Channel("a", "int16", "mg"),
-                                  Channel("b", "int32", "degC", scale=0.01),
-                                  Channel("f", "float64", "V")], block_samples=97)
-        if len(t):
-            cache.append("s", t, [a, b, f])
+    with make_cache(tmp_path_factory.mktemp("c"), t, a, b, f) as cache:
         text = shape.format(k=k) + window
         compiled = cache.query(text, engine="compiled")
         interpreted = cache.query(text, engine="interpreted")
