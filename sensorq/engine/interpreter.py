@@ -121,7 +121,8 @@ def _binary(op, x, y) -> np.ndarray:
         return np.where(y != 0, x / y, np.nan)
     if op == AND:
         return ((x != 0) & (y != 0)).astype(np.float64)
-    return ((x != 0) | (y != 0)).astype(np.float64)   # OR
+    assert op == OR, f"opcode {op} is not binary"
+    return ((x != 0) | (y != 0)).astype(np.float64)
 
 
 # --- kernels ------------------------------------------------------------------------------
