@@ -22,8 +22,8 @@ from ..errors import CorruptDataError
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
-from .program import (ABS, ADD, AND, ARG, CMP, CONST, DIV, FALSE, LOAD, MAG, MUL, NEG, NOT, OR,
-                      RAWCMP, SQRT, SUB, TRUE)
+from .program import (ABS, ADD, AND, ARG, CMP, COMPARE_CODES, CONST, DIV, FALSE, LOAD, MAG, MUL,
+                      NEG, NOT, OR, RAWCMP, SQRT, SUB, TRUE)
 
 FLOAT32 = 5   # storage type codes from this one on are floats (as in kernels.py)
 
@@ -95,10 +95,15 @@ def run(code, consts, raw, scales, n) -> np.ndarray:
     return stack[0]
 
 
+# program.COMPARE_CODES, in code order
+_COMPARISONS = (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal)
+_NOT_EQUAL = COMPARE_CODES["!="]
+
+
 def _compare(x, op, y) -> np.ndarray:
     """x OP y as 1.0 / 0.0; false whenever either side is NaN (also for !=)."""
-    result = (x < y, x <= y, x > y, x >= y, x == y, x != y)[op]
-    if op == 5:
+    result = _COMPARISONS[op](x, y)
+    if op == _NOT_EQUAL:
         result &= ~(np.isnan(x) | np.isnan(y))
     return result.astype(np.float64)
 
@@ -161,9 +166,7 @@ def count_raw_compare(layout, blocks, op, threshold, start_ns, end_ns, need_time
     for j, b in enumerate(blocks):
         start, length, codec = layout.lay_c[b, 0, :3]
         values = _words(layout.buf, start, length, int(layout.lay_t[b, N_SAMPLES]), codec)
-        values = values.view(np.int64)
-        hit = (values < threshold, values <= threshold, values > threshold, values >= threshold,
-               values == threshold, values != threshold)[op]
+        hit = _COMPARISONS[op](values.view(np.int64), threshold)
         counts[j] = np.count_nonzero(hit & _in_window(layout, b, need_time, start_ns, end_ns))
     return counts
 
