@@ -3,6 +3,9 @@
 Plain constants, in a module of their own so that reading a cache — header
 checks, the interpreted decoder — never has to import numba.
 """
+import numpy as np
+
+from ..errors import CorruptDataError
 
 MINI_BLOCK = 32
 
@@ -20,3 +23,13 @@ ERR_TRUNCATED = -1      # the section ends before its contents do
 ERR_BAD_CODE = -2       # a codec byte or header byte that the format does not define
 ERR_BAD_DICT = -3       # dictionary size or rank out of range
 ERR_LENGTH = -4         # the section is longer than its contents
+
+
+def check_status(status) -> None:
+    """Raise if a decoder reported a block it could not decode (one status or
+    an array of them: the kernels return statuses, since an exception cannot
+    cross a parallel loop cleanly)."""
+    status = np.asarray(status)
+    if (status != OK).any():
+        raise CorruptDataError(f"a block failed to decode (status {int(status[status != OK].flat[0])}) "
+                               f"although its checksum matched; the cache needs repair")

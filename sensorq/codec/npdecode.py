@@ -78,10 +78,9 @@ def _read_dictionary(buf, pos, end, n):
     count = int.from_bytes(buf[pos:pos + 4].tobytes(), "little")
     if not 1 <= count <= n:
         raise _Bad(ERR_BAD_DICT)
-    pos += 4
-    payload_end = _Walk(buf, pos, end, count).end_byte()
-    gaps = _read_mini_blocks(buf, pos, payload_end, count)
-    return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), payload_end
+    walk = _Walk(buf, pos + 4, end, count)     # the payload ends where its bits do
+    gaps = walk.residuals()
+    return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), walk.end_byte()
 
 
 def _read_mini_blocks(buf, pos, end, count) -> np.ndarray:
@@ -89,7 +88,7 @@ def _read_mini_blocks(buf, pos, end, count) -> np.ndarray:
     walk = _Walk(buf, pos, end, count)
     if walk.end_byte() != end:
         raise _Bad(ERR_LENGTH)
-    return walk.quotients | _bits_at(walk.section, walk.offsets, walk.widths)
+    return walk.residuals()
 
 
 class _Walk:
@@ -115,11 +114,11 @@ class _Walk:
         widths = np.where(packed, headers, headers & 0x3F)
         self.widths = np.repeat(widths, in_block)
         self.quotients = np.zeros(count, np.uint64)
-        self.bit_end = self._place(headers, in_block, packed, widths, limit)
+        self.bit_end = self._place(in_block, packed, widths, limit)
         if len(headers) < n_mini:
             raise _Bad(ERR_BAD_CODE)
 
-    def _place(self, headers, in_block, packed, widths, limit) -> int:
+    def _place(self, in_block, packed, widths, limit) -> int:
         """Fill offsets (and quotients of Rice values); returns the end bit."""
         first = np.cumsum(in_block) - in_block     # index of each mini-block's first value
         index_in_block = np.arange(int(in_block.sum())) - np.repeat(first, in_block)
@@ -152,6 +151,10 @@ class _Walk:
         if bit > limit:
             raise _Bad(ERR_TRUNCATED)
         return bit
+
+    def residuals(self) -> np.ndarray:
+        """The residuals: Rice quotients or'ed with the bit-packed parts."""
+        return self.quotients | _bits_at(self.section, self.offsets, self.widths)
 
     def end_byte(self) -> int:
         """The byte after the payload's last bit."""

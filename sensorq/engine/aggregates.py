@@ -23,13 +23,13 @@ TIME_WEIGHTED = {"integral", "twa", "duration"}
 NEEDS_M2 = {"std", "var"}
 NEEDS_EXTREMES = {"min", "max", "spread", "argmin", "argmax"}
 WANT_EXTREMES, WANT_M2 = 1, 2      # what a scan computes beyond count, sum, first and last
+EXACT_M2_TYPES = {"int8", "int16"}
 
 
 def wants(aggregate: str) -> int:
     """The WANT_* bits of the partials ``aggregate`` needs."""
     return (WANT_EXTREMES if aggregate in NEEDS_EXTREMES else 0) | \
         (WANT_M2 if aggregate in NEEDS_M2 else 0)
-EXACT_M2_TYPES = {"int8", "int16"}
 
 
 def stats_can_answer(query, channel) -> bool:

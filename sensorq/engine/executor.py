@@ -61,7 +61,7 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     decode = (classes != NONE) & ~use_stats
     scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
     scan.skipped = len(index) - scan.from_stats - scan.decoded
-    tier = tiers.choose(engine, _values_to_decode(index, decode, programs))
+    tier = tiers.choose(engine, tiers.scan_values(index, decode, len(programs.channels)))
     scan.engine = tier.name
     bucket_ns = q.bucket_ns or 0
     if q.aggregate == "count" and not bucket_ns:
@@ -92,11 +92,6 @@ def _stat_answerable(q, index, classes, value, start, end) -> np.ndarray:
     if channel is not None and q.aggregate in ("sum", "avg", "std", "var"):
         ok &= A.sums_are_exact(index, slice(None), channel)
     return ok
-
-
-def _values_to_decode(index, rows, programs) -> int:
-    """Column values a scan of ``rows`` decodes, timestamps included (the tier's cost)."""
-    return int(index.n_samples[rows].sum()) * (len(programs.channels) + 1)
 
 
 def _stats_part(index, rows, value, bucket_ns):
@@ -204,7 +199,7 @@ def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:
 
 def _run_percentile(q, index, classes, programs, start, end, scan, text, engine):
     rows = np.flatnonzero(classes != NONE)
-    tier = tiers.choose(engine, _values_to_decode(index, rows, programs))
+    tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
     scan.engine = tier.name
     times, values = search.gather_values(tier, index, rows, programs, start, end)
     scan.decoded = int((classes != NONE).sum())

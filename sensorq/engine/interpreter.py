@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import npdecode
-from ..codec.codes import DECIMAL, OK
-from ..errors import CorruptDataError
+from ..codec.codes import DECIMAL, check_status
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
@@ -32,9 +31,7 @@ FLOAT32 = 5   # storage type codes from this one on are floats (as in kernels.py
 
 def _words(buf, start, length, n, codec) -> np.ndarray:
     status, words = npdecode.decode_column(buf, start, start + length, n, codec)
-    if status != OK:
-        raise CorruptDataError(f"a block failed to decode (status {status}) although its "
-                               f"checksum matched; the cache needs repair")
+    check_status(status)
     return words
 
 

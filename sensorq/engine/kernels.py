@@ -26,17 +26,6 @@ from .vm import run
 
 FLOAT32 = 5   # storage type codes from this one on are floats
 
-def check_status(status) -> None:
-    """Raise if a kernel reported a block it could not decode (one status or an array)."""
-    status = np.asarray(status)
-    if (status != OK).any():
-        from ..errors import CorruptDataError
-        raise CorruptDataError(f"a block failed to decode (status {int(status[status != OK].flat[0])}) "
-                               f"although its checksum matched; the cache needs repair")
-
-
-
-
 @njit(cache=True)
 def decode_time(buf, b, n, lay_t, t, words, scratch):
     """Block b's timestamps into t[:n] (int64 ns).  Returns a status.

@@ -53,11 +53,6 @@ class BlockReader:
         return self.tier.evaluate(layout, local, self)
 
 
-def _values_in(index, rows, n_channels) -> int:
-    """Column values that decoding ``rows`` reads, timestamps included (the tier's cost)."""
-    return int(index.n_samples[rows].sum()) * (n_channels + 1)
-
-
 def gather_values(tier, index, rows, programs, start, end):
     """(times, values) of every matching sample with a non-NaN value in ``rows``."""
     reader = BlockReader(tier, index, programs, rows=rows)
@@ -97,7 +92,8 @@ def _scan_matches(cache, q, n, backwards, engine):
         candidates = candidates[::-1]
     found_t, found_raw, total = [], [], 0
     # the first blocks usually hold the answer: price the scan by them
-    tier = tiers.choose(engine, _values_in(index, candidates[:READ_AHEAD_BLOCKS], len(all_channels)))
+    tier = tiers.choose(engine, tiers.scan_values(index, candidates[:READ_AHEAD_BLOCKS],
+                                                  len(all_channels)))
     scan.engine = tier.name
     slot_channels = BlockReader(tier, index, programs, all_channels, rows=[]).slot_channels
     for lo in range(0, len(candidates), READ_AHEAD_BLOCKS):
@@ -143,7 +139,7 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None) -> Resul
     programs = compile_query(q.where, q.expr)
     classes = classify(q.where, index)
     rows = np.flatnonzero(classes != NONE)
-    tier = tiers.choose(engine, _values_in(index, rows, len(programs.channels)))
+    tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
     times, values = gather_values(tier, index, rows, programs, start, end)
     best = np.lexsort((times, -values))[:q.n]
     scan = ScanStats(blocks_total=len(index), decoded=len(rows), skipped=len(index) - len(rows),
@@ -220,7 +216,7 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None
     peak_from_stats = isinstance(q.peak, P.ChannelRef) and not q.max_gap_ns
     from_stats = (classes == ALL) & inside & peak_from_stats
     rows = np.flatnonzero((classes != NONE) & ~from_stats | ~inside)
-    tier = tiers.choose(engine, _values_in(index, rows, len(programs.channels)))
+    tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
     reader = BlockReader(tier, index, programs, rows=rows)
     builder = EpisodeBuilder(q.max_gap_ns or 0)
     scan = ScanStats(blocks_total=len(index), engine=tier.name)

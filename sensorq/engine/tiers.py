@@ -31,8 +31,10 @@ import sys
 
 import numpy as np
 
+from ..codec.codes import check_status
 from ..errors import QueryError
 from . import interpreter as I
+from .layout import N_SAMPLES
 from .program import COMPARE_CODES
 
 ENGINES = ("auto", "compiled", "interpreted")
@@ -40,6 +42,12 @@ INTERPRET_MAX_VALUES = 1 << 20          # one scan
 INTERPRET_BUDGET_VALUES = 16 << 20      # all scans of a process, before it moves to the kernels
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
 _interpreted_values = 0                 # what auto has given the interpreter so far
+
+
+def scan_values(index, rows, n_channels: int) -> int:
+    """Column values a scan of blocks ``rows`` decodes, timestamps included:
+    what :func:`choose` prices a scan by."""
+    return int(index.n_samples[rows].sum()) * (n_channels + 1)
 
 
 def choose(engine: str | None, values: int):
@@ -77,7 +85,7 @@ class CompiledTier:
             kernel = K.count_matches if parallel else K.count_matches_serial
             kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, pred_code, consts,
                    programs.slot_scales, depth, start, end, need_time, counts, status)
-        K.check_status(status)
+        check_status(status)
         return counts
 
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
@@ -90,7 +98,7 @@ class CompiledTier:
                programs.slot_scales, depth, programs.has_pred, programs.has_value, start, end,
                slots.bucket_ns, slots.base, slots.count, slots.bucket0, slots.next_t,
                slots.gap_ns, slots.time_weighted, slots.wants, fp, ip, status)
-        K.check_status(status)
+        check_status(status)
 
     def gather(self, layout, b, reader, start, end):
         from . import kernels as K
@@ -98,19 +106,19 @@ class CompiledTier:
             layout.buf, b, layout.lay_t, layout.lay_c, reader.pred_code, reader.val_code,
             reader.consts, reader.scales, reader.depth, reader.programs.has_pred,
             reader.programs.has_value, start, end)
-        K.check_status(status)
+        check_status(status)
         return t, values, raw
 
     def evaluate(self, layout, b, reader):
         from . import kernels as K
-        n = int(layout.lay_t[b, 5])
+        n = int(layout.lay_t[b, N_SAMPLES])
         t, raw, words, scratch, stack, mask, values = K.block_scratch(
             n, len(reader.slot_channels), reader.depth)
         status = K.evaluate_block(layout.buf, b, n, layout.lay_t, layout.lay_c, reader.pred_code,
                                   reader.val_code, reader.consts, reader.scales, reader.depth,
                                   reader.programs.has_pred, reader.programs.has_value, t, raw,
                                   words, scratch, stack, mask, values)
-        K.check_status(status)
+        check_status(status)
         return t, mask, values
 
 

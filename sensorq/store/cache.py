@@ -286,9 +286,9 @@ class Cache:
         blocks are decompressed to be verified, then grouped into runs)."""
         raw = np.frombuffer(data, np.uint8)
         runs = RunBuilder(self._zstd, segment)
-        # The record checksums cover these blocks' bytes; their headers are
-        # checked together, in numpy (one Python call per block was most of
-        # the time it takes to open a big cache).
+        # Plain blocks are checked together (check_blocks: one Python call per
+        # block was most of the time it takes to open a big cache); a block it
+        # rejects goes through parse_block for the exact complaint.
         plain = [rec for rec in records if rec.rec_type == REC_BLOCK]
         checked = dict(zip((rec.start for rec in plain), check_blocks(
             raw, [rec.payload_start - base for rec in plain], [rec.payload_len for rec in plain])))
@@ -803,8 +803,8 @@ class Cache:
 
     def query(self, text: str, now_policy: str = "data", engine: str | None = None):
         """Run a query (docs/query.md).  ``engine`` chooses how blocks are
-        scanned: "compiled", "interpreted" or "auto" (docs/query.md, "Engine
-        tiers"); None takes $SENSORQ_ENGINE, else "auto"."""
+        scanned: "compiled", "interpreted" or "auto" (docs/query.md, "Two engine
+        tiers, one answer"); None takes $SENSORQ_ENGINE, else "auto"."""
         from ..engine.executor import run_query
         return run_query(self, text, now_policy=now_policy, engine=engine)
 
