@@ -153,7 +153,9 @@ def test_damage_in_an_old_segment_is_reported_and_later_data_served(pristine, tm
     victim.write_bytes(bytes(data))
     with sensorq.open(path, readonly=True) as cache:
         problems = cache.info()["problems"]
-        assert len(problems) == 1 and victim.name in problems[0]
+        assert victim.name in problems[0]
+        # ... and the blocks it held are reported missing from each stream's sequence
+        assert problems[1:] and all("missing between" in p for p in problems[1:]), problems
         n, prefix = check_stream_m(cache)
         assert not prefix and n < N_MAIN
         assert cache.read("m")[1]["i"][-1] == N_MAIN - 1     # later segments are still served
@@ -164,8 +166,10 @@ def test_torn_tail_is_cut_by_the_writer(pristine, tmp_path):
     shutil.copytree(pristine["zstd"], path)
     newest = sorted(path.glob("segment-*.sqs"))[-1]
     size = newest.stat().st_size
+    from sensorq.store.records import COMMIT_RECORD_SIZE
+    size -= 2 * COMMIT_RECORD_SIZE            # past the close's two commit records ...
     with open(newest, "r+b") as f:
-        f.truncate(size - 5)                 # the last record loses its end
+        f.truncate(size - 5)                 # ... the last block record loses its end
     with sensorq.open(path, readonly=True) as reader:
         assert reader.info()["problems"] == []      # a torn tail is not a problem ...
         n_reader, prefix = check_stream_m(reader)
@@ -185,7 +189,7 @@ def test_records_with_good_framing_but_bad_blocks_are_skipped_and_reported(tmp_p
     """A record whose own CRC is right but whose block is not (or belongs to no
     stream, or is out of order) is skipped; the records after it still count."""
     from sensorq.codec.block import encode_block
-    from sensorq.store.records import REC_BLOCK, REC_BLOCK_ZSTD, record_bytes
+    from sensorq.store.records import REC_BLOCK, REC_BLOCK_ZSTD, commit_record, record_bytes
     import zstandard
 
     path = tmp_path / "c"
@@ -207,8 +211,10 @@ def test_records_with_good_framing_but_bad_blocks_are_skipped_and_reported(tmp_p
                record_bytes(REC_BLOCK_ZSTD, b"not a zstd frame"),
                record_bytes(REC_BLOCK_ZSTD, zstandard.ZstdCompressor().compress(block(300, 3)))]
     newest = sorted(path.glob("segment-*.sqs"))[-1]
+    end = newest.stat().st_size
+    batch = b"".join(records)                  # a batch of records, committed
     with open(newest, "ab") as f:
-        f.write(b"".join(records))
+        f.write(batch + commit_record(1, end + len(batch), durable=False))
     for readonly in (True, False):
         with sensorq.open(path, readonly=readonly) as cache:
             problems = cache.info()["problems"]

@@ -102,6 +102,21 @@ class BlockIndex:
                    np.zeros((0, len(stream.channels)), ENTRY_DTYPE), z, z, z)
 
 
+@dataclass
+class SequenceGap:
+    """Blocks missing from a stream: seq numbers after ``seq_before`` up to
+    ``seq_after`` (exclusive), somewhere between ``t_before`` and ``t_after``."""
+    seq_before: int
+    seq_after: int
+    t_before: int
+    t_after: int
+
+    def describe(self) -> str:
+        missing = self.seq_after - self.seq_before - 1
+        return (f"{missing} block{'s' if missing != 1 else ''} (seq {self.seq_before + 1}.."
+                f"{self.seq_after - 1}) missing between t={self.t_before} ns and t={self.t_after} ns")
+
+
 class StreamBlocks:
     """Growing per-stream block table: appends at the end (new blocks), drops
     from the front (eviction deletes the oldest segments first), so both are
@@ -122,6 +137,7 @@ class StreamBlocks:
         self.total_stored = 0
         self.last_seq: int | None = None                # of the newest block, staged or not
         self.last_t: int | None = None
+        self.gaps: list[SequenceGap] = []               # breaks in seq continuity, oldest first
         self._staged: list[tuple] = []
         self._staged_entries: list[bytes] = []
 
@@ -146,6 +162,8 @@ class StreamBlocks:
                              info.tick, info.time_codec, info.time_len, buf_key, segment, stored))
         self._staged_entries.append(info.entries.tobytes())   # joined in commit: np.stack of
         # thousands of small structured arrays costs ~20 us each in dtype promotion
+        if self.last_seq is not None and info.seq != self.last_seq + 1:
+            self.gaps.append(SequenceGap(self.last_seq, info.seq, self.last_t, info.t_first))
         self.last_seq, self.last_t = info.seq, info.t_last
         self.total_samples += info.n_samples
         self.total_stored += stored
@@ -181,7 +199,14 @@ class StreamBlocks:
         self.head += cut
         if not len(self):
             self.last_seq = self.last_t = None
+        first_seq = self.cols["seq"][self.head] if len(self) else None
+        self.gaps = [g for g in self.gaps if first_seq is not None and g.seq_before >= first_seq]
         return keys
+
+    def gaps_within(self, start_ns: int | None, end_ns: int | None) -> list[SequenceGap]:
+        """The gaps whose missing stretch overlaps [start_ns, end_ns)."""
+        return [g for g in self.gaps if (start_ns is None or g.t_after > start_ns)
+                and (end_ns is None or g.t_before < end_ns)]
 
     def last(self, name: str) -> int | None:
         self.commit()

@@ -25,25 +25,24 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from ..codec.header import check_blocks, parse_block
+from ..codec.header import parse_block
 from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError, SensorqError,
                       StorageError)
 from ..schema import Channel, Stream
+from . import fileio
 from .blockindex import BLOCK_FIELDS, BlockIndex, LazyBuffers, StreamBlocks
-from .manifest import MANIFEST_NAME, Manifest, fsync_directory, read_manifest, write_manifest
+from .manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from .prepare import iso, prepare_batch
-from .records import (CLEAN, INCOMPLETE, REC_BLOCK, REC_BLOCK_ZSTD,
-                      RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SHORT, parse_segment_file_name,
-                      record_bytes, segment_header)
+from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from .scan import SegmentScanning
 from .segment import Segment
-from .zstdruns import RunBuilder, ZstdRuns
-from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention,
-                       segment_target)
+from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention)
+from .writing import RecordWriting
+from .zstdruns import ZstdRuns
 
 LOCK_NAME = "LOCK"
 ZSTD_LEVEL = 3
 ROW_BUFFER = 4096              # append_one rows held before they go down the batch path
-ZSTD_MIN_SAVING = 0.05          # "auto" keeps a zstd frame only if it is >= 5 % smaller
 
 
 ENCODE_THREADS = min(4, os.cpu_count() or 1)
@@ -131,7 +130,7 @@ def _quick_check(channel: Channel):
     return lambda v: type(v) is float or (type(v) is int and abs(v) < 2**53)
 
 
-class Cache:
+class Cache(SegmentScanning, RecordWriting):
     def __init__(self, path: Path, *, create: bool, capacity, retention, readonly: bool, compression):
         self.path = path
         self.readonly = readonly
@@ -145,6 +144,9 @@ class Cache:
         self._problems: list[str] = []
         self._active: Segment | None = None
         self._dir_dirty = False
+        self._unsynced = False          # records written since the last fsync
+        self._marker_unsynced = False   # a durable commit written since the last fsync
+        self._failure: str | None = None   # why this writer was poisoned (writing.py)
         self._closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         try:
@@ -157,6 +159,7 @@ class Cache:
                 self._scan_segments()
                 if not readonly:
                     self._recover_newest()
+                    self._unsynced = self._active is not None   # what a crashed writer left unsynced
                     self._evict(0)
                     self._apply_retention()
         except BaseException:
@@ -172,14 +175,14 @@ class Cache:
             raise StorageError(f"{self.path} is not a directory, so it cannot be a sensorq cache")
         if not create or self.readonly:
             raise StorageError(f"no sensorq cache at {self.path} (open it with create=True to make one)")
-        self.path.mkdir(parents=True)
+        fileio.make_directories(self.path)
 
     def _take_lock(self) -> None:
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = fileio.open_file(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
+            fileio.close(fd)
             raise LockedError(f"cache {self.path} is already open for writing by another process "
                               f"(or another Cache object); open it with readonly=True to read "
                               f"while it is written") from None
@@ -187,7 +190,7 @@ class Cache:
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            fileio.close(self._lock_fd)
             self._lock_fd = None
 
     def _load_or_create_manifest(self, create, capacity, retention, compression) -> Manifest:
@@ -220,7 +223,7 @@ class Cache:
 
     def _remove_stale_temp(self) -> None:
         try:
-            os.unlink(self.path / (MANIFEST_NAME + ".tmp"))
+            fileio.unlink(self.path / (MANIFEST_NAME + ".tmp"))
         except FileNotFoundError:
             pass
 
@@ -233,93 +236,6 @@ class Cache:
                 self._next_seq[sid] = 0
                 self._open_blocks[sid] = _OpenBlock()
                 self._rows[sid] = _Rows(stream)
-
-    def _segment_numbers(self) -> list[int]:
-        numbers = (parse_segment_file_name(name) for name in os.listdir(self.path))
-        return sorted(n for n in numbers if n is not None)
-
-    # --- scanning segments ----------------------------------------------------
-
-    def _scan_segments(self) -> None:
-        """Load new segments and what was appended to known ones; forget deleted ones."""
-        on_disk = self._segment_numbers()
-        known = {s.number: s for s in self._segments}
-        present = set(on_disk)
-        for number in sorted(n for n in known if n not in present):
-            segment = known[number]
-            if segment.n_blocks == 0 and segment in self._segments:
-                segment.release()               # e.g. a torn new segment the writer removed
-                self._segments.remove(segment)
-            else:
-                self._forget_through(number)    # evicted: always the oldest
-        known = {s.number: s for s in self._segments}
-        newest_known = self._segments[-1].number if self._segments else 0
-        for number in on_disk:
-            if number in known:
-                self._scan_segment(known[number])
-            elif number > newest_known:
-                segment = Segment(self.path, number)
-                if self._scan_segment(segment):
-                    self._segments.append(segment)
-
-    def _scan_segment(self, segment: Segment) -> bool:
-        """Read and index the unscanned part of a segment; False if the file is gone."""
-        if segment.damaged or segment.fd is not None:
-            return True           # nothing new can be trusted / the writer knows its own segment
-        try:
-            fd = os.open(segment.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            if os.fstat(fd).st_size == segment.file_size and segment.outcome == CLEAN:
-                return True
-            result, data = segment.scan_more(fd)
-            if result is not None and result.records:
-                self._index_records(segment, result.records, data, result.base)
-                segment.map_from(fd)
-        finally:
-            os.close(fd)
-        return True
-
-    def _index_records(self, segment: Segment, records, data: bytes, base: int) -> None:
-        """Verify every record's block and add it to its stream's index (zstd
-        blocks are decompressed to be verified, then grouped into runs)."""
-        raw = np.frombuffer(data, np.uint8)
-        runs = RunBuilder(self._zstd, segment)
-        # Plain blocks are checked together (check_blocks: one Python call per
-        # block was most of the time it takes to open a big cache); a block it
-        # rejects goes through parse_block for the exact complaint.
-        plain = [rec for rec in records if rec.rec_type == REC_BLOCK]
-        checked = dict(zip((rec.start for rec in plain), check_blocks(
-            raw, [rec.payload_start - base for rec in plain], [rec.payload_len for rec in plain])))
-        for rec in records:
-            where = f"segment {segment.path.name}, record at offset {rec.start}"
-            try:
-                if rec.rec_type == REC_BLOCK:
-                    info = checked[rec.start] or parse_block(raw, rec.payload_start - base,
-                                                             rec.payload_len)
-                    key, offset = segment.number, rec.payload_start
-                else:
-                    block = self._zstd.decompress(raw[rec.payload_start - base:rec.end - base])
-                    key, offset = runs.add(rec.payload_start, rec.payload_len, block)
-                    info = parse_block(block, 0, len(block))
-            except SensorqError as exc:
-                self._problems.append(f"{where}: {exc}; skipped")
-                continue
-            self._index_block(segment, info, offset, key, rec.size, where)
-        runs.finish()
-
-    def _index_block(self, segment: Segment, info, offset: int, key: int, stored: int,
-                     where: str) -> None:
-        stream = self._stream_by_id(info.stream_id)
-        problem = self._block_mismatch(stream, info)
-        if problem:
-            self._problems.append(f"{where}: {problem}; skipped")
-            return
-        sid = stream.stream_id
-        self._blocks[sid].add(info, offset, key, segment.number, stored)
-        self._next_seq[sid] = info.seq + 1
-        segment.note_block(sid, info.t_last)
 
     def _stream_by_id(self, stream_id: int) -> Stream | None:
         by_id = self._manifest.stream_by_id()
@@ -349,30 +265,6 @@ class Cache:
         for segment in [s for s in self._segments if s.number <= number]:
             segment.release()
             self._segments.remove(segment)
-
-    # --- recovery (writer) ------------------------------------------------------
-
-    def _recover_newest(self) -> None:
-        """Cut a torn tail off the newest segment and make it the active one; a
-        damaged newest segment is left as it is and writing goes to a new one."""
-        if not self._segments:
-            return
-        newest = self._segments[-1]
-        if newest.outcome == SHORT:
-            os.unlink(newest.path)              # a crash while creating it: it holds nothing
-            self._segments.pop()
-            self._dir_dirty = True
-            return
-        if newest.damaged:
-            return
-        fd = os.open(newest.path, os.O_RDWR)
-        if newest.outcome == INCOMPLETE:
-            os.ftruncate(fd, newest.valid_end)
-            os.fsync(fd)
-            newest.outcome, newest.detail = CLEAN, ""
-        newest.file_size = newest.valid_end
-        newest.fd = fd
-        self._active = newest
 
     # --- streams ------------------------------------------------------------------
 
@@ -425,11 +317,20 @@ class Cache:
         """Append a batch of samples; returns how many.  The whole batch is checked
         first: a rejected batch leaves the cache exactly as it was."""
         self._require_writer()
+        self._require_healthy()
         st = self._stream(stream)
         self._drain_rows(st)
         t_ns, cols = prepare_batch(st, t, columns, self._last_ns(st.stream_id))
         if t_ns.shape[0]:
-            self._add_samples(st, t_ns, cols)
+            try:
+                self._add_samples(st, t_ns, cols)
+            except CapacityError:
+                raise                        # refused before anything was written
+            except StorageError as exc:
+                held = self._open_blocks[st.stream_id].n
+                raise StorageError(f"{exc}; none of the {t_ns.shape[0]} samples of this append "
+                                   f"was stored, and the {held} samples of stream {st.name!r} "
+                                   f"appended before it are kept (not yet flushed)") from None
         return int(t_ns.shape[0])
 
     def append_one(self, stream, t, values) -> None:
@@ -437,6 +338,7 @@ class Cache:
         Plain Python ints and floats that fit are checked here and buffered, then
         stored as one batch; anything else takes the batch path at once."""
         self._require_writer()
+        self._require_healthy()
         st = self._stream(stream)
         rows = self._rows[st.stream_id]
         in_order = values
@@ -477,8 +379,11 @@ class Cache:
         return self._blocks[sid].last("t_last")
 
     def _add_samples(self, st: Stream, t: np.ndarray, cols: list[np.ndarray]) -> None:
-        """Seal every block the batch completes (encoded before anything is written,
-        so a CapacityError leaves everything as it was), keep the rest open."""
+        """Seal every block the batch completes and write them as one batch (all
+        encoded before anything is written, so a CapacityError leaves everything
+        as it was, and all or nothing written); keep the rest open.  The open
+        block changes only once the batch is stored: a failed write loses
+        nothing that earlier calls accepted."""
         pending = self._open_blocks[st.stream_id]
         size, n, pos = st.block_samples, t.shape[0], 0
         pieces: list[tuple[np.ndarray, list[np.ndarray]]] = []
@@ -494,11 +399,11 @@ class Cache:
             pieces.append((t[pos:pos + size], [c[pos:pos + size] for c in cols]))
             pos += size
         encoded = self._encode(st, pieces)
-        if encoded:
-            pending.clear()
-        self._write_blocks(st, encoded)
+        self._write_batch([(st, encoded)])
+        pending.clear()
         if pos < n:
             pending.add(t[pos:], [c[pos:] for c in cols])
+        self._apply_retention()
 
     def _encode(self, st: Stream, pieces) -> list[bytes]:
         seq = self._next_seq[st.stream_id]
@@ -523,147 +428,34 @@ class Cache:
             blocks.append(block)
         return blocks
 
-    def _write_blocks(self, st: Stream, blocks: list[bytes]) -> None:
-        """Write sealed blocks as records and index them."""
-        sid = st.stream_id
-        runs: RunBuilder | None = None
-        for block in blocks:
-            info = parse_block(block)        # check our own output before it becomes durable
-            payload, rec_type = self._wrap(block)
-            record = record_bytes(rec_type, payload)
-            segment = self._reserve(len(record))
-            self._pwrite(segment, record)
-            payload_start = segment.valid_end + RECORD_HEADER_SIZE
-            if rec_type == REC_BLOCK:
-                key, offset = segment.number, payload_start
-            else:
-                if runs is None or runs.segment is not segment:
-                    if runs is not None:
-                        runs.finish()
-                    runs = RunBuilder(self._zstd, segment)
-                key, offset = runs.add(payload_start, len(payload), block)
-            self._blocks[sid].add(info, offset, key, segment.number, len(record))
-            self._next_seq[sid] = info.seq + 1
-            segment.valid_end += len(record)
-            segment.file_size = segment.valid_end
-            segment.note_block(sid, info.t_last)
-        if runs is not None:
-            runs.finish()
-        if blocks:
-            self._apply_retention()
-
-    def _wrap(self, block: bytes) -> tuple[bytes, int]:
-        mode = self._manifest.compression
-        if mode == "none":
-            return block, REC_BLOCK
-        frame = self._compressor.compress(block)
-        if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
-            return frame, REC_BLOCK_ZSTD
-        return block, REC_BLOCK
-
-    def _pwrite(self, segment: Segment, data: bytes) -> None:
-        try:
-            written = os.pwrite(segment.fd, data, segment.valid_end)
-            if written != len(data):
-                raise OSError(f"short write ({written} of {len(data)} bytes)")
-        except OSError as exc:
-            try:
-                os.ftruncate(segment.fd, segment.valid_end)   # leave no torn record behind
-            except OSError:
-                pass
-            raise StorageError(f"cannot write to {segment.path}: {exc}") from None
-
-    # --- the ring ---------------------------------------------------------------------
-
-    def _bytes_on_disk(self) -> int:
-        return sum(s.file_size for s in self._segments)
-
-    def _reserve(self, record_len: int) -> Segment:
-        """The segment to write a record of record_len bytes to, after rolling to a
-        new segment and evicting the oldest ones as needed to stay within capacity."""
-        active = self._active
-        target = segment_target(self._manifest.capacity)
-        if active is None or (active.n_blocks and active.valid_end + record_len > target):
-            active = self._new_segment()
-        self._evict(record_len)
-        return active
-
-    def _evict(self, incoming: int) -> None:
-        """Delete the oldest segments until ``incoming`` more bytes fit."""
-        capacity = self._manifest.capacity
-        while self._bytes_on_disk() + incoming > capacity and self._segments:
-            oldest = self._segments[0]
-            if oldest is self._active:
-                break                       # cannot happen with segment_target <= capacity / 2
-            self._delete_segment(oldest)
-
-    def _apply_retention(self) -> None:
-        """Delete the oldest segments whose every block is older than its stream's
-        newest sample minus the retention (the ring stays a suffix of the data)."""
-        retention = self._manifest.retention_ns
-        if retention is None:
-            return
-        newest = {sid: blocks.last("t_last") for sid, blocks in self._blocks.items()}
-        while self._segments and self._segments[0] is not self._active:
-            oldest = self._segments[0]
-            if all(newest.get(sid) is not None and t < newest[sid] - retention
-                   for sid, t in oldest.stream_newest.items()):
-                self._delete_segment(oldest)
-            else:
-                break
-
-    def _delete_segment(self, segment: Segment) -> None:
-        try:
-            os.unlink(segment.path)
-        except FileNotFoundError:
-            pass
-        self._dir_dirty = True
-        self._forget_through(segment.number)
-
-    def _new_segment(self) -> Segment:
-        number = self._segments[-1].number + 1 if self._segments else 1
-        segment = Segment(self.path, number)
-        with _os_errors(f"cannot start segment {segment.path}"):
-            if self._active is not None:
-                os.fsync(self._active.fd)      # a finished segment is durable before the next starts
-                self._active.release()
-                self._active = None
-            segment.fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        header = segment_header(number)
-        self._segments.append(segment)
-        self._pwrite(segment, header)
-        segment.valid_end = segment.file_size = len(header)
-        segment.outcome = CLEAN
-        self._active = segment
-        self._dir_dirty = True
-        return segment
-
-    # --- durability ---------------------------------------------------------------
-
     def flush(self) -> None:
-        """Seal every open block and make everything appended so far durable."""
+        """Seal every open block, write them as one batch and make everything
+        appended so far durable.  When it returns, all of it survives a crash
+        or a power cut; when it raises, nothing new was acknowledged."""
         if self.readonly or self._closed:
             return
+        self._require_healthy()
         self._drain_rows()
+        sealed = []
         for sid, pending in self._open_blocks.items():
             if pending.n:
                 stream = self._manifest.stream_by_id()[sid]
-                t, cols = pending.arrays()
-                blocks = self._encode(stream, [(t, cols)])
-                self._write_blocks(stream, blocks)
-                pending.clear()
-        with _os_errors(f"cannot flush cache {self.path}"):
-            if self._active is not None:
-                os.fsync(self._active.fd)
-            if self._dir_dirty:
-                fsync_directory(self.path)
-                self._dir_dirty = False
+                sealed.append((stream, self._encode(stream, [pending.arrays()])))
+        if sealed:
+            self._write_batch(sealed)
+            for stream, _ in sealed:
+                self._open_blocks[stream.stream_id].clear()
+            self._apply_retention()
+        self._sync()
 
     def close(self) -> None:
         if self._closed:
             return
         try:
             self.flush()
+            if self._marker_unsynced and self._active is not None:
+                self._fsync(self._active)      # the last durable commit itself, once more
+                self._marker_unsynced = False
         finally:
             self._closed = True
             for segment in self._segments:
@@ -783,7 +575,22 @@ class Cache:
                 "retention_s": None if self._manifest.retention_ns is None
                 else self._manifest.retention_ns / 1e9,
                 "compression": self._manifest.compression, "segments": len(self._segments),
-                "streams": streams, "problems": problems + self._problems}
+                "streams": streams,
+                "problems": problems + self._missing_segments() + self._sequence_gaps() + self._problems}
+
+    def _missing_segments(self) -> list[str]:
+        """Segment numbers are consecutive (eviction takes only the oldest), so a
+        number missing in the middle is data lost without a trace."""
+        return [f"segments {a.number + 1}..{b.number - 1} are missing between {a.path.name} and "
+                f"{b.path.name}: the data they held is not served"
+                for a, b in zip(self._segments, self._segments[1:]) if b.number != a.number + 1]
+
+    def _sequence_gaps(self) -> list[str]:
+        out = []
+        for st in self._manifest.streams.values():
+            for gap in self._blocks[st.stream_id].gaps:
+                out.append(f"stream {st.name!r}: {gap.describe()}")
+        return out
 
     def _stream_info(self, st: Stream) -> dict:
         blocks = self._blocks[st.stream_id]

@@ -7,6 +7,7 @@ digit in a scale, say) is caught instead of silently changing answers.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zlib
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..errors import CorruptDataError, FormatVersionError, SchemaError
 from ..schema import Stream
+from . import fileio
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "sensorq-cache"
@@ -48,20 +50,17 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     text = json.dumps({**body, "crc32": zlib.crc32(_canonical(body))}, indent=2) + "\n"
     path = directory / MANIFEST_NAME
     tmp = directory / (MANIFEST_NAME + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_directory(directory)
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    data = text.encode("utf-8")
+    fd = fileio.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        os.fsync(fd)
+        written = fileio.pwrite(fd, data, 0)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"short write of {tmp} ({written} of {len(data)} bytes)")
+        fileio.fsync(fd)
     finally:
-        os.close(fd)
+        fileio.close(fd)
+    fileio.replace(tmp, path)
+    fileio.fsync_directory(directory)
 
 
 def read_manifest(directory: Path) -> Manifest:

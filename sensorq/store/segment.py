@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, SEGMENT_HEADER_SIZE, SHORT,
-                      ScanResult, check_segment_header, scan_records, segment_file_name)
+from . import fileio
+from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, LEGACY_SEGMENT_VERSION,
+                      SEGMENT_HEADER_SIZE, SEGMENT_VERSION, SHORT, ScanResult, check_segment_header,
+                      scan_records, segment_file_name, segment_version)
 
 
 class Segment:
@@ -17,7 +19,10 @@ class Segment:
         self.number = number
         self.path = directory / segment_file_name(number)
         self.valid_end = 0            # bytes verified from the start of the file
+        self.served_end = 0           # bytes whose records are indexed: up to the last commit
+        self.durable_end = 0          # just after the last durable commit record (0: none seen)
         self.file_size = 0            # bytes on disk when last seen
+        self.version = SEGMENT_VERSION
         self.outcome = SHORT
         self.detail = ""
         self.stream_newest: dict[int, int] = {}   # stream_id -> newest t_last stored here
@@ -29,14 +34,16 @@ class Segment:
     # --- scanning ------------------------------------------------------------
 
     def scan_more(self, fd: int) -> tuple[ScanResult | None, bytes]:
-        """Read what lies beyond the verified prefix and scan it.  Returns the
+        """Read what lies beyond the served prefix and scan it.  Returns the
         scan and the bytes read (record offsets are absolute file offsets; the
-        bytes start at the old ``valid_end``, or 0 for a fresh segment)."""
-        size = os.fstat(fd).st_size
+        bytes start at the old ``served_end``, or 0 for a fresh segment).  The
+        records after the last commit are scanned again next time: they belong
+        to a batch still being written (or one that failed and was cut off)."""
+        size = fileio.size(fd)
         self.file_size = size
         if self.outcome in (CORRUPT, BAD_HEADER):
             return None, b""          # nothing after damage is trusted
-        if self.valid_end == 0:
+        if self.served_end == 0:
             if size < SEGMENT_HEADER_SIZE:
                 self.outcome, self.detail = SHORT, f"{size} bytes, shorter than a segment header"
                 return None, b""
@@ -45,13 +52,25 @@ class Segment:
             if problem:
                 self.outcome, self.detail = BAD_HEADER, problem
                 return None, b""
-            self.valid_end = SEGMENT_HEADER_SIZE
-        base = self.valid_end
+            self.version = segment_version(head)
+            self.valid_end = self.served_end = SEGMENT_HEADER_SIZE
+        base = self.served_end
         data = read_exactly(fd, max(0, size - base), base)
-        result = scan_records(data, base)
+        result = scan_records(data, base, self.number, self.version)
         self.valid_end = result.valid_end
+        if result.durable_end is not None:
+            self.durable_end = result.durable_end
         self.outcome, self.detail = result.outcome, result.detail
         return result, data
+
+    @property
+    def legacy(self) -> bool:
+        """A version 1 segment: no commit records, every valid record is served."""
+        return self.version == LEGACY_SEGMENT_VERSION
+
+    @property
+    def has_unserved(self) -> bool:
+        return self.served_end < self.valid_end
 
     def note_block(self, stream_id: int, t_last: int) -> None:
         self.n_blocks += 1
@@ -71,47 +90,47 @@ class Segment:
         segment is a write in progress (or a crash's torn write), not a problem."""
         if self.damaged or (not newest and self.outcome in (INCOMPLETE, SHORT)):
             return (f"segment {self.path.name}: {self.detail}; the data after offset "
-                    f"{self.valid_end} in this segment is not served")
+                    f"{self.served_end} in this segment is not served")
         return None
 
     # --- memory mapping ------------------------------------------------------
 
     def buffer(self) -> np.ndarray:
-        """The verified prefix as a read-only uint8 array (memory-mapped).  Only
-        verified bytes are mapped, and nobody truncates a file below its verified
-        prefix, so touching the mapping can never fault."""
-        if self._array is None or self._mapped < self.valid_end:
-            fd = self.fd if self.fd is not None else os.open(self.path, os.O_RDONLY)
+        """The served prefix as a read-only uint8 array (memory-mapped).  Only
+        committed, verified bytes are mapped, and nobody truncates a file below
+        its last commit record, so touching the mapping can never fault."""
+        if self._array is None or self._mapped < self.served_end:
+            fd = self.fd if self.fd is not None else fileio.open_file(self.path, os.O_RDONLY)
             try:
-                mapping = mmap.mmap(fd, self.valid_end, access=mmap.ACCESS_READ)
+                mapping = mmap.mmap(fd, self.served_end, access=mmap.ACCESS_READ)
             finally:
                 if fd != self.fd:
-                    os.close(fd)
+                    fileio.close(fd)
             self._array = np.frombuffer(mapping, np.uint8)
-            self._mapped = self.valid_end
+            self._mapped = self.served_end
         return self._array
 
     def map_from(self, fd: int) -> None:
-        """Map the verified prefix using an fd already open on the file (so a
+        """Map the served prefix using an fd already open on the file (so a
         concurrent delete cannot get between the scan and the mapping)."""
-        if self.valid_end > 0 and self._mapped < self.valid_end:
-            mapping = mmap.mmap(fd, self.valid_end, access=mmap.ACCESS_READ)
+        if self.served_end > 0 and self._mapped < self.served_end:
+            mapping = mmap.mmap(fd, self.served_end, access=mmap.ACCESS_READ)
             self._array = np.frombuffer(mapping, np.uint8)
-            self._mapped = self.valid_end
+            self._mapped = self.served_end
 
     def release(self) -> None:
         """Forget the mapping (arrays handed out keep it alive until dropped)."""
         self._array = None
         self._mapped = 0
         if self.fd is not None:
-            os.close(self.fd)
+            fileio.close(self.fd)
             self.fd = None
 
 
 def read_exactly(fd: int, n: int, offset: int) -> bytes:
     parts, done = [], 0
     while done < n:
-        chunk = os.pread(fd, min(n - done, 1 << 30), offset + done)
+        chunk = fileio.pread(fd, min(n - done, 1 << 30), offset + done)
         if not chunk:
             break                     # the file shrank under us: scan what is there
         parts.append(chunk)

@@ -1,0 +1,226 @@
+"""Reading segment files into the block index: what every opener does (writer
+and reader alike), what a reader's ``refresh`` repeats, and the writer's
+recovery after a crash.
+
+A segment's records are served up to its last commit record: each batch of
+records ends with one, so a batch the writer is still writing - or one it
+rolled back after a storage error, or one a crash cut off - is never served.
+A batch can span segments (the writer rolls to a new segment in the middle of
+it); the records after an older segment's last commit are served once a later
+segment shows a commit (docs/format.md §5, "Commit records").
+
+Eviction deletes the oldest segments first, so a segment that vanishes
+between a reader's directory listing and its open means that every older one
+is gone too: the reader drops them all, and what it serves stays one
+contiguous stretch of every stream.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec.header import check_blocks, parse_block
+from ..errors import SensorqError
+from . import fileio
+from .records import (CLEAN, REC_BLOCK, REC_COMMIT, SEGMENT_HEADER_SIZE, SHORT, ScanResult,
+                      parse_segment_file_name)
+from .segment import Segment
+from .zstdruns import RunBuilder
+
+
+@dataclass
+class _Scan:
+    """One segment's new records, read and checked but not yet indexed."""
+    segment: Segment
+    fd: int | None = None               # None: a damaged segment, nothing new to read
+    result: ScanResult | None = None
+    data: bytes = b""
+
+    @property
+    def cut(self) -> int | None:
+        """Where the records this scan can serve on its own end: just after the
+        last commit record, or the whole valid prefix of a version 1 segment
+        (no commit records) or of a damaged one (what precedes the damage was
+        committed: a durable commit record follows it; and a segment after
+        others, damaged or not, means the writer finished those)."""
+        if self.result is None:
+            return self.segment.valid_end
+        if self.segment.legacy or self.segment.damaged:
+            return self.result.valid_end
+        return self.result.committed_end
+
+
+class SegmentScanning:
+    """Mixed into Cache: the read side of the segment files."""
+
+    def _segment_numbers(self) -> list[int]:
+        numbers = (parse_segment_file_name(name) for name in fileio.listdir(self.path))
+        return sorted(n for n in numbers if n is not None)
+
+    def _scan_segments(self) -> None:
+        """Load new segments and what was appended to known ones; forget deleted ones."""
+        on_disk = self._segment_numbers()
+        self._forget_deleted(set(on_disk))
+        known = {s.number: s for s in self._segments}
+        newest_known = self._segments[-1].number if self._segments else 0
+        scans: list[_Scan] = []
+        try:
+            for number in on_disk:
+                segment = known.get(number)
+                if segment is None and number <= newest_known:
+                    continue                 # an older segment appeared: never a writer's doing
+                fresh = segment is None
+                if fresh:
+                    segment = Segment(self.path, number)
+                scan = self._scan_segment(segment)
+                if scan is False:            # deleted between the listing and the open
+                    if not fresh:
+                        self._forget_vanished(segment)
+                    continue
+                if fresh:
+                    self._segments.append(segment)
+                if scan is None and segment.damaged:
+                    scan = _Scan(segment)
+                if scan is not None:
+                    scans.append(scan)
+            self._serve(scans)
+        finally:
+            for scan in scans:
+                if scan.fd is not None:
+                    fileio.close(scan.fd)
+
+    def _forget_deleted(self, present: set[int]) -> None:
+        for segment in [s for s in self._segments if s.number not in present]:
+            self._forget_vanished(segment)
+
+    def _forget_vanished(self, segment: Segment) -> None:
+        if segment not in self._segments:
+            return
+        if segment.n_blocks == 0:
+            segment.release()               # a writer removed a segment that served nothing
+            self._segments.remove(segment)
+        else:
+            self._forget_through(segment.number)   # evicted: always the oldest, so all before it too
+
+    def _scan_segment(self, segment: Segment):
+        """A _Scan of what is new in the segment; None if nothing is; False if
+        the file is gone."""
+        if segment.damaged or segment.fd is not None:
+            return None           # nothing new can be trusted / the writer knows its own segment
+        try:
+            fd = fileio.open_file(segment.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            unchanged = fileio.size(fd) == segment.file_size and segment.outcome == CLEAN
+            if unchanged and not segment.has_unserved:
+                fileio.close(fd)
+                return None
+            result, data = segment.scan_more(fd)
+        except BaseException:
+            fileio.close(fd)
+            raise
+        if result is None:
+            fileio.close(fd)
+            return None
+        return _Scan(segment, fd, result, data)
+
+    def _serve(self, scans: list[_Scan]) -> None:
+        """Index the scanned records up to the last commit seen in any of them."""
+        last = max((i for i, scan in enumerate(scans) if scan.cut is not None), default=-1)
+        for i, scan in enumerate(scans[:last + 1]):
+            if scan.result is None:
+                continue
+            cut = scan.result.valid_end if i < last else scan.cut
+            records = [rec for rec in scan.result.records if rec.end <= cut]
+            self._index_records(scan.segment, records, scan.data, scan.result.base)
+            scan.segment.served_end = max(scan.segment.served_end, cut)
+            scan.segment.map_from(scan.fd)
+
+    def _index_records(self, segment: Segment, records, data: bytes, base: int) -> None:
+        """Verify every record's block and add it to its stream's index (zstd
+        blocks are decompressed to be verified, then grouped into runs)."""
+        raw = np.frombuffer(data, np.uint8)
+        runs = RunBuilder(self._zstd, segment)
+        # Plain blocks are checked together (check_blocks: one Python call per
+        # block was most of the time it takes to open a big cache); a block it
+        # rejects goes through parse_block for the exact complaint.
+        plain = [rec for rec in records if rec.rec_type == REC_BLOCK]
+        checked = dict(zip((rec.start for rec in plain), check_blocks(
+            raw, [rec.payload_start - base for rec in plain], [rec.payload_len for rec in plain])))
+        for rec in records:
+            if rec.rec_type == REC_COMMIT:
+                continue
+            where = f"segment {segment.path.name}, record at offset {rec.start}"
+            try:
+                if rec.rec_type == REC_BLOCK:
+                    info = checked[rec.start] or parse_block(raw, rec.payload_start - base,
+                                                             rec.payload_len)
+                    key, offset = segment.number, rec.payload_start
+                else:
+                    block = self._zstd.decompress(raw[rec.payload_start - base:rec.end - base])
+                    key, offset = runs.add(rec.payload_start, rec.payload_len, block)
+                    info = parse_block(block, 0, len(block))
+            except SensorqError as exc:
+                self._problems.append(f"{where}: {exc}; skipped")
+                continue
+            self._index_block(segment, info, offset, key, rec.size, where)
+        runs.finish()
+
+    def _index_block(self, segment: Segment, info, offset: int, key: int, stored: int,
+                     where: str) -> None:
+        stream = self._stream_by_id(info.stream_id)
+        problem = self._block_mismatch(stream, info)
+        if problem:
+            self._problems.append(f"{where}: {problem}; skipped")
+            return
+        sid = stream.stream_id
+        self._blocks[sid].add(info, offset, key, segment.number, stored)
+        self._next_seq[sid] = info.seq + 1
+        segment.note_block(sid, info.t_last)
+
+    # --- recovery (writer) ------------------------------------------------------
+
+    def _recover_newest(self) -> None:
+        """Undo what a crashed writer left unfinished, and pick the active segment.
+
+        Segments at the end that serve nothing (a crash while creating one, or
+        a batch that a crash cut off before its commit) are deleted; the newest
+        remaining one is cut back to its last commit (a torn write, or the
+        records of an unfinished batch) and writing continues there.  A
+        damaged newest segment is left as it is and writing goes to a new one,
+        as it does after a version 1 segment.  The directory is synced either
+        way: a crashed writer may have created segments whose names it never
+        made durable, and this writer's flushes will acknowledge their data."""
+        while self._segments and self._serves_nothing(self._segments[-1]):
+            newest = self._segments.pop()
+            fileio.unlink(newest.path)
+            newest.release()
+        self._dir_dirty = True
+        self._sync_directory()
+        if not self._segments:
+            return
+        newest = self._segments[-1]
+        if newest.damaged or newest.legacy:
+            return
+        fd = fileio.open_file(newest.path, os.O_RDWR)
+        try:
+            if newest.file_size > newest.served_end:
+                fileio.ftruncate(fd, newest.served_end)
+                fileio.fsync(fd)
+        except BaseException:
+            fileio.close(fd)
+            raise
+        newest.outcome, newest.detail = CLEAN, ""
+        newest.valid_end = newest.file_size = newest.served_end
+        newest.fd = fd
+        self._active = newest
+
+    @staticmethod
+    def _serves_nothing(segment: Segment) -> bool:
+        if segment.outcome == SHORT:
+            return True
+        return (not segment.damaged and segment.n_blocks == 0
+                and segment.served_end <= SEGMENT_HEADER_SIZE)

@@ -1,0 +1,290 @@
+"""The writer's side of the segment files: batches of records, commit records,
+syncing, the ring's eviction and retention.
+
+A *batch* is the records of one ``append`` (the blocks it sealed) or of one
+``flush`` (every stream's open block).  Its records are written one by one,
+then a commit record; only then are they indexed, and readers serve records
+only up to a commit.  If any write fails before the commit is whole (disk
+full, I/O error, a short write), the batch is undone: the active segment is
+cut back to where the batch began and the segments it created are deleted,
+so a failed call stores nothing and what earlier calls accepted is kept.
+
+``flush`` then fsyncs and writes a *durable* commit record: everything before
+it reached the disk, so damage there later is corruption to report, never a
+torn write to cut off.  An fsync that fails poisons the writer (Linux reports
+a writeback error once and may have dropped the pages): every later write or
+flush is refused, so nothing unsynced is ever acknowledged.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ..codec.header import parse_block
+from ..errors import StorageError
+from . import fileio
+from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER_SIZE,
+                      SEGMENT_HEADER_SIZE, commit_record, record_bytes, segment_header)
+from .segment import Segment
+from .settings import segment_target
+from .zstdruns import RunBuilder
+
+ZSTD_MIN_SAVING = 0.05          # "auto" keeps a zstd frame only if it is >= 5 % smaller
+COMMIT_ROOM = 2 * COMMIT_RECORD_SIZE   # a batch's commit and a flush's durable commit
+
+
+@dataclass
+class _Placed:
+    """A record written in the current batch, indexed once the batch commits."""
+    stream_id: int
+    info: object
+    segment: Segment
+    payload_start: int
+    payload_len: int
+    rec_type: int
+    block: bytes
+    record_len: int
+
+
+@dataclass
+class _Batch:
+    """Where the files stood when a batch began, to put them back if it fails."""
+    start: Segment | None
+    start_end: int
+    created: list[Segment] = field(default_factory=list)
+    placed: list[_Placed] = field(default_factory=list)
+
+
+class RecordWriting:
+    """Mixed into Cache: the write side of the segment files."""
+
+    # --- batches ----------------------------------------------------------------
+
+    def _write_batch(self, items) -> None:
+        """Write ``items`` (pairs of a stream and its sealed blocks, in order) as
+        one batch and index them; all or nothing."""
+        self._require_healthy()
+        active = self._active
+        batch = _Batch(active, active.valid_end if active is not None else 0)
+        try:
+            for st, blocks in items:
+                for block in blocks:
+                    batch.placed.append(self._write_block_record(st.stream_id, block, batch))
+            if batch.placed:
+                self._write_commit(durable=False)
+        except StorageError:
+            self._undo(batch)
+            raise
+        for segment in {id(p.segment): p.segment for p in batch.placed}.values():
+            segment.served_end = segment.valid_end   # the tails of segments the batch rolled past
+        self._index_placed(batch.placed)
+
+    def _write_block_record(self, stream_id: int, block: bytes, batch: _Batch) -> _Placed:
+        info = parse_block(block)        # check our own output before it becomes durable
+        payload, rec_type = self._wrap(block)
+        record = record_bytes(rec_type, payload)
+        segment = self._reserve(len(record) + COMMIT_ROOM, batch)
+        offset = segment.valid_end
+        self._append_bytes(segment, record)
+        return _Placed(stream_id, info, segment, offset + RECORD_HEADER_SIZE, len(payload),
+                       rec_type, block, len(record))
+
+    def _write_commit(self, durable: bool) -> None:
+        """A commit record at the end of the active segment (it never rolls:
+        every record reserved room for its batch's commits)."""
+        self._evict(COMMIT_RECORD_SIZE)
+        segment = self._active
+        self._append_bytes(segment, commit_record(segment.number, segment.valid_end, durable))
+        segment.served_end = segment.valid_end
+        self._unsynced = True
+
+    def _append_bytes(self, segment: Segment, data: bytes) -> None:
+        """One pwrite at the end of the segment; a failed one leaves no torn bytes."""
+        start = segment.valid_end
+        try:
+            written = fileio.pwrite(segment.fd, data, start)
+            if written != len(data):
+                raise OSError(0, f"short write ({written} of {len(data)} bytes)")
+        except OSError as exc:
+            try:
+                fileio.ftruncate(segment.fd, start)
+            except OSError:
+                pass                  # the batch's undo cuts it back, or poisons the writer
+            raise StorageError(f"cannot write to {segment.path}: {exc.strerror or exc}") from None
+        segment.valid_end = segment.file_size = start + len(data)
+        self._unsynced = True
+
+    def _index_placed(self, placed: list[_Placed]) -> None:
+        """Add a committed batch's records to the index (those of segments the
+        batch itself evicted, when it was larger than the ring, are gone)."""
+        runs: RunBuilder | None = None
+        live = set(map(id, self._segments))
+        for p in placed:
+            if id(p.segment) not in live:
+                continue
+            if p.rec_type == REC_BLOCK:
+                key, offset = p.segment.number, p.payload_start
+            else:
+                if runs is None or runs.segment is not p.segment:
+                    if runs is not None:
+                        runs.finish()
+                    runs = RunBuilder(self._zstd, p.segment)
+                key, offset = runs.add(p.payload_start, p.payload_len, p.block)
+            self._blocks[p.stream_id].add(p.info, offset, key, p.segment.number, p.record_len)
+            self._next_seq[p.stream_id] = p.info.seq + 1
+            p.segment.note_block(p.stream_id, p.info.t_last)
+        if runs is not None:
+            runs.finish()
+
+    def _undo(self, batch: _Batch) -> None:
+        """Put the files back as they were before the batch (the segments it
+        evicted stay evicted: the ring would have dropped them anyway)."""
+        try:
+            for segment in reversed(batch.created):
+                if segment in self._segments:
+                    self._segments.remove(segment)
+                segment.release()
+                try:
+                    fileio.unlink(segment.path)
+                except FileNotFoundError:
+                    pass
+                self._dir_dirty = True
+            self._active = None
+            start = batch.start
+            if start is not None and start in self._segments:
+                if start.fd is None:
+                    start.fd = fileio.open_file(start.path, os.O_RDWR)
+                # No fsync needed: the cut-off records have no commit after them,
+                # so a reader never serves them and recovery would cut them too.
+                fileio.ftruncate(start.fd, batch.start_end)
+                start.valid_end = start.file_size = batch.start_end
+                self._active = start
+        except OSError as exc:
+            self._poison(f"a failed write could not be undone ({exc.strerror or exc})")
+
+    def _wrap(self, block: bytes) -> tuple[bytes, int]:
+        mode = self._manifest.compression
+        if mode == "none":
+            return block, REC_BLOCK
+        frame = self._compressor.compress(block)
+        if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
+            return frame, REC_BLOCK_ZSTD
+        return block, REC_BLOCK
+
+    # --- durability ---------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Make every committed batch durable, then say so with a durable commit."""
+        if self._active is None or not self._unsynced:
+            return
+        self._fsync(self._active)
+        self._sync_directory()
+        self._write_commit(durable=True)
+        self._unsynced = False
+        self._marker_unsynced = True
+
+    def _fsync(self, segment: Segment) -> None:
+        try:
+            fileio.fsync(segment.fd)
+        except OSError as exc:
+            self._poison(f"fsync of {segment.path} failed ({exc.strerror or exc})")
+
+    def _sync_directory(self) -> None:
+        if not self._dir_dirty:
+            return
+        try:
+            fileio.fsync_directory(self.path)
+        except OSError as exc:
+            self._poison(f"fsync of the directory {self.path} failed ({exc.strerror or exc})")
+        self._dir_dirty = False
+
+    def _poison(self, why: str) -> None:
+        """No later write or flush may succeed: what was not synced may be lost."""
+        self._failure = why
+        raise StorageError(f"cache {self.path}: {why}; data appended since the last successful "
+                           f"flush() may not be on disk, and this writer accepts nothing more: "
+                           f"close it and open the cache again (opening checks what is on disk)")
+
+    def _require_healthy(self) -> None:
+        if self._failure is not None:
+            raise StorageError(f"cache {self.path}: an earlier {self._failure}; this writer "
+                               f"accepts nothing more: close it and open the cache again")
+
+    # --- the ring ---------------------------------------------------------------------
+
+    def _bytes_on_disk(self) -> int:
+        return sum(s.file_size for s in self._segments)
+
+    def _reserve(self, room: int, batch: _Batch | None = None) -> Segment:
+        """The segment to write ``room`` bytes to, after rolling to a new segment
+        and evicting the oldest ones as needed to stay within capacity."""
+        active = self._active
+        target = segment_target(self._manifest.capacity)
+        if active is None or (active.valid_end > SEGMENT_HEADER_SIZE
+                              and active.valid_end + room > target):
+            active = self._new_segment(batch)
+        self._evict(room)
+        return active
+
+    def _evict(self, incoming: int) -> None:
+        """Delete the oldest segments until ``incoming`` more bytes fit."""
+        capacity = self._manifest.capacity
+        while self._bytes_on_disk() + incoming > capacity and self._segments:
+            oldest = self._segments[0]
+            if oldest is self._active:
+                break                       # cannot happen with segment_target <= capacity / 2
+            self._delete_segment(oldest)
+
+    def _apply_retention(self) -> None:
+        """Delete the oldest segments whose every block is older than its stream's
+        newest sample minus the retention (the ring stays a suffix of the data)."""
+        retention = self._manifest.retention_ns
+        if retention is None:
+            return
+        newest = {sid: blocks.last("t_last") for sid, blocks in self._blocks.items()}
+        while self._segments and self._segments[0] is not self._active:
+            oldest = self._segments[0]
+            if all(newest.get(sid) is not None and t < newest[sid] - retention
+                   for sid, t in oldest.stream_newest.items()):
+                self._delete_segment(oldest)
+            else:
+                break
+
+    def _delete_segment(self, segment: Segment) -> None:
+        with _storage_errors(f"cannot delete segment {segment.path}"):
+            try:
+                fileio.unlink(segment.path)
+            except FileNotFoundError:
+                pass
+        self._dir_dirty = True
+        self._forget_through(segment.number)
+
+    def _new_segment(self, batch: _Batch | None) -> Segment:
+        """Start the next segment; the one before is synced first, so that a
+        batch spanning both is durable up to where the new one begins."""
+        number = self._segments[-1].number + 1 if self._segments else 1
+        segment = Segment(self.path, number)
+        if self._active is not None:
+            self._fsync(self._active)
+            self._active.release()
+            self._active = None
+        with _storage_errors(f"cannot start segment {segment.path}"):
+            segment.fd = fileio.open_file(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        self._segments.append(segment)
+        self._dir_dirty = True
+        if batch is not None:
+            batch.created.append(segment)
+        self._active = segment
+        self._append_bytes(segment, segment_header(number))
+        segment.served_end = segment.valid_end
+        segment.outcome = CLEAN
+        return segment
+
+
+@contextmanager
+def _storage_errors(what: str):
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"{what}: {exc.strerror or exc}") from None
