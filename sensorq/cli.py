@@ -60,6 +60,9 @@ def open_for_reading(args):
 def cmd_query(args) -> int:
     with open_for_reading(args) as cache:
         result = cache.query(args.query, now_policy=args.now, engine=args.engine)
+    if not args.quiet:
+        for warning in result.warnings:
+            print(f"sensorq: warning: {warning}", file=sys.stderr)
     if args.json:
         print(result.to_json())
     elif args.csv:

@@ -38,6 +38,7 @@ class Result:
     units: dict = field(default_factory=dict)
     scan: ScanStats = field(default_factory=ScanStats)
     plan: object = None
+    warnings: list = field(default_factory=list)   # e.g. data missing inside the window
 
     @property
     def data(self) -> dict:
@@ -53,10 +54,13 @@ class Result:
             out = {"query": self.query, "value": value, "unit": self.unit}
             if self.unit == TIME_UNIT and value is not None:
                 out["time"] = iso(self.value)
-            return out
-        rows = [{name: _json_value(col[i], self.units.get(name, "")) for name, col in self.columns.items()}
-                for i in range(len(self))]
-        return {"query": self.query, "columns": list(self.columns), "units": self.units, "rows": rows}
+        else:
+            rows = [{name: _json_value(col[i], self.units.get(name, ""))
+                     for name, col in self.columns.items()} for i in range(len(self))]
+            out = {"query": self.query, "columns": list(self.columns), "units": self.units, "rows": rows}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

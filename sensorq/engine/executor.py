@@ -43,6 +43,7 @@ def execute(cache, query, text: str = "", engine: str | None = None) -> Result:
         raise TypeError(f"cannot execute {type(query).__name__}")
     result = runners[type(query)](cache, query, text, engine)
     result.plan = query
+    result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns)
     return result
 
 

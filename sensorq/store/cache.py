@@ -494,6 +494,13 @@ class Cache(SegmentScanning, RecordWriting):
 
     # --- reading --------------------------------------------------------------------
 
+    def gaps(self, stream, start_ns=None, end_ns=None) -> list[str]:
+        """Why an answer over [start_ns, end_ns) may be short: the stretches of
+        the stream inside it whose blocks are missing (damaged or lost)."""
+        st = self._stream(stream)
+        return [f"the answer spans a gap in stream {st.name!r}: {gap.describe()}; see info() problems"
+                for gap in self._blocks[st.stream_id].gaps_within(start_ns, end_ns)]
+
     def newest_ns(self, stream) -> int | None:
         st = self._stream(stream)
         return self._last_ns(st.stream_id)
