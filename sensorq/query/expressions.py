@@ -37,10 +37,10 @@ class Number:
         return cls(match.group(1), match.group(2), pos, pos + len(text), negative)
 
     @property
-    def exact(self) -> Fraction:
-        """The value as an exact fraction (for nanosecond arithmetic)."""
-        value = Fraction(self.text if not self.text.endswith(".") else self.text[:-1])
-        return -value if self.negative else value
+    def decimal(self) -> "ExactDecimal":
+        """The value exactly, as digits and a power of ten (for nanosecond and
+        count arithmetic, which must never go through a float)."""
+        return ExactDecimal.parse(self.text, self.negative)
 
     @property
     def value(self) -> float:
@@ -50,6 +50,67 @@ class Number:
     @property
     def source(self) -> str:
         return ("-" if self.negative else "") + self.text + self.unit
+
+
+_DECIMAL_RE = re.compile(r"^(\d*)(?:\.(\d*))?(?:[eE]([+-]?)(\d+))?$")
+# An exponent beyond this makes any literal (at most 10 000 characters) either
+# far larger than an int64 or far smaller than half a nanosecond; saturating it
+# keeps ``1e99999999999s`` from building a ten-gigadigit integer.
+MAX_EXPONENT = 10**9
+MAX_DIGITS = 100_000   # well beyond the parser's limit on the length of a query
+_INT_CHUNK = 4000   # Python refuses to convert more than 4300 digits at once
+
+
+@dataclass(frozen=True)
+class ExactDecimal:
+    """``±digits × 10**exponent`` exactly; ``digits`` has no leading or trailing
+    zeros ("" is zero).  Cheap for any literal: nothing is expanded until asked,
+    and :meth:`fraction` is only for values whose size has been checked."""
+    negative: bool
+    digits: str
+    exponent: int
+
+    @classmethod
+    def parse(cls, text: str, negative: bool = False) -> "ExactDecimal":
+        match = _DECIMAL_RE.match(text)
+        if not match or not (match.group(1) or match.group(2)):
+            raise ValueError(f"not a decimal number: {text!r}")
+        whole, frac, sign, power = match.groups()
+        frac = frac or ""
+        exponent = _saturated_exponent(sign, power) - len(frac)
+        digits = (whole + frac).lstrip("0")
+        stripped = digits.rstrip("0")
+        return cls(negative and bool(stripped), stripped, exponent + len(digits) - len(stripped))
+
+    @property
+    def top(self) -> int:
+        """The power of ten of the leading digit: 10**top <= |value| < 10**(top + 1)."""
+        return len(self.digits) - 1 + self.exponent
+
+    def fraction(self) -> Fraction:
+        """The exact value; only for an exponent of sane size (check :attr:`top`)."""
+        assert abs(self.exponent) <= 2 * MAX_DIGITS, self.exponent
+        n = _int_of_digits(self.digits) if self.digits else 0
+        n = -n if self.negative else n
+        if self.exponent >= 0:
+            return Fraction(n * 10 ** self.exponent)
+        return Fraction(n, 10 ** -self.exponent)
+
+
+def _saturated_exponent(sign: str | None, power: str | None) -> int:
+    if not power:
+        return 0
+    power = power.lstrip("0") or "0"
+    value = MAX_EXPONENT if len(power) > 9 else min(int(power), MAX_EXPONENT)
+    return -value if sign == "-" else value
+
+
+def _int_of_digits(digits: str) -> int:
+    """int(digits) for any length (Python converts at most 4300 digits at once)."""
+    if len(digits) <= _INT_CHUNK:
+        return int(digits)
+    head, tail = digits[:-_INT_CHUNK], digits[-_INT_CHUNK:]
+    return _int_of_digits(head) * 10 ** _INT_CHUNK + int(tail)
 
 
 # --- value expressions -------------------------------------------------------------

@@ -36,7 +36,7 @@ from .parser import normalise_text, parse, too_deep
 from .plan import (AggregateQuery, And, BinaryOp, BoolConst, ChannelRef, Compare, Const, EpisodesQuery,
                    Fill, FindQuery, Magnitude, NewestQuery, Not, Now, Or, Predicate, Query, RawCompare,
                    TimeRange, TopQuery, UnaryOp, ValueExpr)
-from .timeparse import INT64_MAX, INT64_MIN, duration_ns, epoch_ns, iso_ns
+from .timeparse import INT64_MAX, INT64_MIN, QueryRangeError, duration_ns, epoch_ns, iso_ns
 
 __all__ = ["plan_query", "AGGREGATE_ALIASES", "FUNCTIONS", "result_unit"]
 
@@ -293,13 +293,15 @@ class _Planner:
     def count_n(self, number: Optional[ast.Number], default: int) -> int:
         if number is None:
             return default
-        if number.unit or number.exact.denominator != 1:
+        value = number.decimal
+        if number.unit or value.exponent < 0:      # digits carry no trailing zeros
             self.fail(QueryTypeError, f"a count of results is a whole number, not {number.source}",
                       number.pos)
-        if not 1 <= number.exact <= MAX_RESULTS:
+        # The size is checked on the digits first: 1e999999999 must not be expanded.
+        if not value.digits or value.top > len(str(MAX_RESULTS)) or value.fraction() > MAX_RESULTS:
             self.fail(QueryTypeError, f"a count of results must be 1 to {MAX_RESULTS:,}, not "
                       f"{number.source}", number.pos)
-        return int(number.exact)
+        return int(value.fraction())
 
     # --- streams and channels --------------------------------------------------------------
     def bind_stream(self, clauses, roots) -> None:
@@ -651,7 +653,7 @@ class _Planner:
             step = duration_ns(number, self.text, "a time offset")
             ns = ns + step if sign == "+" else ns - step
         if not INT64_MIN <= ns <= INT64_MAX:
-            self.fail(QueryTypeError, "this time is outside 64-bit nanoseconds (1677 to 2262)", point.pos)
+            self.fail(QueryRangeError, "this time is outside 64-bit nanoseconds (1677 to 2262)", point.pos)
         return ns
 
     @staticmethod
@@ -708,6 +710,8 @@ class _Planner:
             return 0
         op, number = clause.args
         ns = duration_ns(number, self.text, "an episode's length")
+        if op == ">" and ns >= INT64_MAX:   # ns + 1 would not fit the engine's int64
+            self.fail(QueryRangeError, f"for > {number.source}: no episode can be that long", number.pos)
         return ns + 1 if op == ">" else ns
 
 
