@@ -3,43 +3,60 @@
 * The timestamp column is ``time_column`` if given, else ``timestamp`` or
   ``time`` (any case), else the first column.  It holds ISO 8601 text (``T`` or
   a space between date and time, optional fractional seconds, optional ``Z`` or
-  ``+HH:MM`` zone; without a zone the time is taken as UTC) or epoch numbers.
-  Epoch numbers are in ``time_unit`` (s, ms, us or ns); without one the unit is
-  guessed from the largest magnitude in the first chunk: below 1e11 seconds,
-  below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds (so epoch
-  times from 1973 to 5138 are read right in every unit).
+  ``+HH:MM`` zone with hours 00-23 and minutes 00-59; without a zone the time is
+  taken as UTC; 1677-09-21 to 2262-04-11, what int64 nanoseconds hold) or epoch
+  numbers.  Epoch numbers are in ``time_unit`` (s, ms, us or ns); without one
+  the unit is guessed from the largest magnitude in the first chunk: below 1e11
+  seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds
+  (so epoch times from 1973 to 5138 are read right in every unit).
 * Every other column (minus ``exclude``) becomes a channel.  Names are
   sanitised to channel names (letters, digits, ``_``).  A new stream gets int16,
   int32 or int64 - the smallest that holds the whole file - for columns whose
   every cell is an integer, else float64; an empty cell is a missing value
   (NaN, so its column is float64).  An existing stream must have exactly the
   file's columns.
-* The file is read in chunks of 100 000 rows.  For a new stream a first pass
-  finds the types; files up to 64 MB keep that pass's parsed numbers, larger
-  ones are read twice, so memory does not grow with the file.  A cell that is not a number or a time raises DataError naming the file,
-  the line and the column; rows before the bad chunk are already appended.
+* Every row must have as many cells as the header.  A line longer than
+  MAX_LINE_BYTES or a cell longer than MAX_CELL_BYTES is refused (neither can be
+  a row of numbers), so memory follows the bytes of a chunk, never the longest
+  cell or line.  Every fault is a DataError (or a subclass) naming the file, the
+  line and, for a cell, the column.
+* The file is read in chunks of at most CHUNK_ROWS rows.  For a new stream a
+  first pass finds the types and checks every chunk; files up to 64 MB keep
+  that pass's parsed numbers, larger ones are read twice, so memory does not
+  grow with the file.  Each chunk is checked whole (cells, types, ranges, time
+  order) before it is appended.  A fault found by the first pass, or in a file
+  of at most 64 MB, stores nothing; a fault in a later chunk of a larger file
+  appended to an existing stream leaves the rows before that chunk stored, and
+  the message says how many.
 """
 from __future__ import annotations
 
 import csv
-import itertools
+import io
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from .errors import DataError, OutOfOrderError, SchemaError, ValueRangeError
+from .errors import DataError, OutOfOrderError, SchemaError, SensorqError, ValueRangeError
 from .schema import Channel
 from .store.prepare import first_out_of_order
 
 CHUNK_ROWS = 100_000
+READ_BYTES = 8 * 1024 * 1024           # the file is read this much at a time
+MAX_LINE_BYTES = 1024 * 1024           # a longer line is refused before it is read whole
+MAX_CELL_BYTES = 1024                  # a number or time is shorter (every double's exact decimal is)
+QUOTE_CHARS = 80                       # what an error message quotes of a cell or line
 KEEP_PARSED_BYTES = 64 * 1024 * 1024   # files up to this size are parsed once, not twice
 TIME_UNITS_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 INT_TYPES = ("int16", "int32", "int64")
-_ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
+_NL, _CR, _COMMA, _QUOTE, _SPACE = 10, 13, 44, 34, 32
+_BOM = b"\xef\xbb\xbf"
 
 
 def sanitize_name(text: str) -> str:
@@ -48,6 +65,13 @@ def sanitize_name(text: str) -> str:
     if name[0].isdigit():
         name = "_" + name
     return name[:64]
+
+
+def _quoted(text: str) -> str:
+    """``text`` for a message: repr, cut to QUOTE_CHARS characters."""
+    if len(text) <= QUOTE_CHARS:
+        return repr(text)
+    return repr(text[:QUOTE_CHARS]) + f"... ({len(text):,} characters)"
 
 
 @dataclass
@@ -59,12 +83,124 @@ class _Layout:
     channel_names: list[str]
 
 
-class _Reader:
-    """A CSV file in chunks of rows: (columns as arrays of cell text, line numbers).
+# --- cells: where each cell of a chunk lies in its bytes ----------------------------------
 
-    A chunk without quotes is split with str.split (no Python work per row); a
-    chunk with quotes, blank lines or ragged rows goes through the csv module,
-    which also finds the line at fault."""
+@dataclass
+class _Column:
+    """One column of a chunk: cell k is ``data[starts[k]:ends[k]]`` on line ``lines[k]``.
+
+    Cells are converted by width class (cells of up to 8 bytes, 9 to 16, 17 to
+    32, ...): each class is copied into a fixed-width byte array just wide
+    enough for it, so converting a column costs a small constant times its
+    bytes, however long its longest cell (one fixed width for the whole column
+    made a 10 000-byte cell cost 10 000 bytes for every cell)."""
+    data: np.ndarray       # uint8: the chunk's bytes, then MAX_CELL_BYTES zeros
+    starts: np.ndarray
+    ends: np.ndarray
+    lines: np.ndarray
+    path: Path
+    name: str
+
+    def text(self, k: int) -> str:
+        return bytes(self.data[self.starts[k]:self.ends[k]]).decode("utf-8", "replace")
+
+    def fail(self, k: int, what: str, error=DataError):
+        raise error(f"{self.path}: line {self.lines[k]}, column {self.name!r}: "
+                    f"{_quoted(self.text(k))} {what}")
+
+    def classes(self):
+        """(rows, cells) per width class; ``cells`` is a (rows, width) uint8
+        array, each cell's bytes followed by zeros."""
+        lengths = self.ends - self.starts
+        if not lengths.size:
+            return
+        longest = int(lengths.max())
+        if longest > MAX_CELL_BYTES:
+            k = int(np.argmax(lengths > MAX_CELL_BYTES))
+            self.fail(k, f"is {int(lengths[k]):,} bytes long: not a number or a time "
+                         f"(at most {MAX_CELL_BYTES} bytes)")
+        low, width = -1, 8
+        while low < longest:
+            rows = np.flatnonzero((lengths > low) & (lengths <= width))
+            if rows.size:
+                yield rows, self._cells(rows, width, lengths[rows])
+            low, width = width, width * 2
+
+    def _cells(self, rows: np.ndarray, width: int, lengths: np.ndarray) -> np.ndarray:
+        windows = sliding_window_view(self.data, width)   # a view: nothing copied yet
+        cells = windows[self.starts[rows]]
+        cells[np.arange(width) >= lengths[:, None]] = 0
+        return cells
+
+
+def _texts(cells: np.ndarray) -> np.ndarray:
+    """A (rows, width) byte array as numpy byte strings (trailing zeros dropped)."""
+    return cells.view(f"S{cells.shape[1]}")[:, 0]
+
+
+def _convert(column: _Column, dtype, prepare=None) -> np.ndarray:
+    """Every cell converted with numpy (int() or float() of its bytes)."""
+    out = np.empty(len(column.starts), dtype)
+    for rows, cells in column.classes():
+        if prepare is not None:
+            cells = prepare(cells)
+        out[rows] = _texts(cells).astype(dtype)
+    return out
+
+
+@dataclass
+class _Table:
+    data: np.ndarray
+    starts: np.ndarray     # (rows, width)
+    ends: np.ndarray
+    lines: np.ndarray      # line number of every row
+
+    def column(self, i: int, path: Path, name: str) -> _Column:
+        return _Column(self.data, self.starts[:, i], self.ends[:, i], self.lines, path, name)
+
+
+def _padded(raw: bytes) -> np.ndarray:
+    """The bytes, then room for the widest cell window (see _Column._cells)."""
+    data = np.zeros(len(raw) + MAX_CELL_BYTES, np.uint8)
+    data[:len(raw)] = np.frombuffer(raw, np.uint8)
+    return data
+
+
+# --- reading: header, blocks of whole records, chunks of rows ------------------------------
+
+def _long_line(path: Path, line: int, head: bytes) -> DataError:
+    text = head[:QUOTE_CHARS].decode("utf-8", "replace")
+    return DataError(f"{path}: line {line} is longer than {MAX_LINE_BYTES:,} bytes (it starts "
+                     f"{text!r}); a CSV row of numbers is never that long")
+
+
+def _record_ends(piece: bytes) -> np.ndarray:
+    """Positions of the newlines that end records (not those inside quotes)."""
+    a = np.frombuffer(piece, np.uint8)
+    newlines = np.flatnonzero(a == _NL)
+    if b'"' in piece:
+        quotes_before = np.searchsorted(np.flatnonzero(a == _QUOTE), newlines)
+        newlines = newlines[quotes_before % 2 == 0]
+    return newlines
+
+
+def _last(ends: np.ndarray) -> int:
+    """Where the last of these records ends (0: there is none)."""
+    return int(ends[-1]) + 1 if ends.size else 0
+
+
+def _record_end(buf: bytes) -> int:
+    """Where the last whole record of ``buf`` ends (0: none)."""
+    if b'"' not in buf:
+        return buf.rfind(b"\n") + 1
+    return _last(_record_ends(buf))
+
+
+class _Reader:
+    """A CSV file in chunks of rows (_Table, with line numbers), read as bytes.
+
+    Cells are found with numpy on the raw bytes (newlines and commas, counted
+    per line); a chunk with quotes goes through the csv module instead."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -72,64 +208,145 @@ class _Reader:
         self.done = 0
 
     def header(self) -> list[str]:
-        with open(self.path, newline="", encoding="utf-8-sig") as f:
-            try:
-                first = f.readline()
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{self.path}: line 1: not UTF-8 text ({exc})") from None
-        if not first.strip():
+        with open(self.path, "rb") as f:
+            first = f.readline(MAX_LINE_BYTES + 1)
+        if len(first) > MAX_LINE_BYTES:
+            raise _long_line(self.path, 1, first)
+        try:
+            text = first.removeprefix(_BOM).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.path}: line 1: not UTF-8 text ({exc.reason})") from None
+        if not text.strip():
             raise DataError(f"{self.path}: the file is empty (no header line)")
         try:
-            return next(csv.reader([first]))
+            return next(csv.reader([text]))
         except csv.Error as exc:
             raise DataError(f"{self.path}: line 1: not readable as CSV ({exc})") from None
 
     def chunks(self, width: int):
-        with open(self.path, newline="", encoding="utf-8-sig") as f:
-            self.done = len(f.readline().encode("utf-8"))
-            line_no = 2
+        for block, first_line in self._blocks():
+            ends = _record_ends(block)
+            if not ends.size or ends[-1] != len(block) - 1:
+                line = first_line + block.count(b"\n", 0, _last(ends))
+                raise DataError(f"{self.path}: line {line}: a quoted cell is never closed")
+            start = 0
+            for k in range(CHUNK_ROWS - 1, len(ends) + CHUNK_ROWS - 1, CHUNK_ROWS):
+                stop = int(ends[min(k, len(ends) - 1)]) + 1
+                piece = block[start:stop]
+                table = _split(piece, first_line, width, self.path)
+                first_line += piece.count(b"\n")
+                self.done += len(piece)
+                start = stop
+                if table.lines.size:
+                    yield table
+
+    def _blocks(self):
+        """(bytes of whole records ending in a newline, the line number of the first)."""
+        with open(self.path, "rb") as f:
+            self.done = len(f.readline(MAX_LINE_BYTES + 1))
+            carry, line = b"", 2
             while True:
-                try:
-                    lines = list(itertools.islice(f, CHUNK_ROWS))
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{self.path}: near line {line_no}: not UTF-8 text ({exc})") from None
-                if not lines:
+                data = f.read(READ_BYTES)
+                buf = carry + data if carry else data
+                if not data:
+                    if buf.strip():
+                        yield buf + b"\n", line        # the last line has no newline
                     return
-                self.done += sum(map(len, lines))
-                columns, numbers = self._split(lines, line_no, width)
-                if numbers.size:
-                    yield columns, numbers
-                line_no += len(lines)
+                cut = _record_end(buf)
+                if cut:
+                    yield buf[:cut], line
+                    line += buf.count(b"\n", 0, cut)
+                carry = buf[cut:]
+                if len(carry) > MAX_LINE_BYTES:
+                    raise _long_line(self.path, line, carry)
 
-    def _split(self, lines: list[str], first_line: int, width: int):
-        text = "".join(lines).replace("\r\n", "\n")
-        if text.endswith("\n"):
-            text = text[:-1]
-        if '"' not in text:
-            cells = text.replace("\n", ",").split(",")
-            if len(cells) == len(lines) * width:
-                table = np.array(cells, dtype=str).reshape(len(lines), width)
-                return [table[:, i] for i in range(width)], first_line + np.arange(len(lines))
-        return self._split_csv(lines, first_line, width)
 
-    def _split_csv(self, lines: list[str], first_line: int, width: int):
-        rows, numbers = [], []
-        reader = csv.reader(lines)
-        try:
-            for row in reader:
-                line = first_line + reader.line_num - 1
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue                      # blank line
+def _split(piece: bytes, first_line: int, width: int, path: Path) -> _Table:
+    newlines = np.flatnonzero(np.frombuffer(piece, np.uint8) == _NL)
+    line_starts = np.concatenate(([0], newlines[:-1] + 1))
+    _check_line_lengths(newlines - line_starts, line_starts, piece, first_line, path)
+    if b'"' in piece:
+        return _split_quoted(piece, first_line, width, path)
+    return _split_plain(piece, newlines, line_starts, first_line, width, path)
+
+
+def _split_plain(piece: bytes, newlines, line_starts, first_line: int, width: int,
+                 path: Path) -> _Table:
+    """Cells of a quote-free chunk, found with numpy: every line must have
+    width - 1 commas (blank lines are skipped)."""
+    data = _padded(piece)
+    a = data[:len(piece)]
+    commas = np.flatnonzero(a == _COMMA)
+    per_line = np.diff(np.searchsorted(commas, newlines), prepend=0)
+    kept = _kept_lines(per_line, line_starts, newlines, piece, first_line, width, path)
+    rows = int(kept.sum())
+    index = np.int32 if len(data) < 2**31 else np.int64
+    inner = commas.astype(index).reshape(rows, width - 1)
+    ends = np.empty((rows, width), index)
+    starts = np.empty((rows, width), index)
+    ends[:, :-1] = inner
+    ends[:, -1] = newlines[kept]
+    ends[:, -1] -= (a[ends[:, -1] - 1] == _CR).astype(index)   # a CRLF line ends before its CR
+    starts[:, 0] = line_starts[kept]
+    starts[:, 1:] = inner + 1
+    return _Table(data, starts, ends, first_line + np.flatnonzero(kept))
+
+
+def _check_line_lengths(lengths, line_starts, piece: bytes, first_line: int, path: Path) -> None:
+    if lengths.size and int(lengths.max()) > MAX_LINE_BYTES:
+        k = int(np.argmax(lengths > MAX_LINE_BYTES))
+        start = int(line_starts[k])
+        raise _long_line(path, first_line + k, piece[start:start + QUOTE_CHARS])
+
+
+def _kept_lines(per_line, line_starts, newlines, piece: bytes, first_line: int, width: int,
+                path: Path) -> np.ndarray:
+    """Lines that are rows (blank lines are not); DataError at the first line
+    whose cell count is not the header's."""
+    kept = per_line == width - 1
+    if kept.all():
+        return kept
+    a = np.frombuffer(piece, np.uint8)
+    length = newlines - line_starts
+    empty = (length == 0) | ((length == 1) & (a[line_starts] == _CR))    # "" or "\r"
+    for k in np.flatnonzero(~kept & ~empty):             # stops at the first bad line
+        line = piece[int(line_starts[k]):int(newlines[k])]
+        if per_line[k] == 0 and not line.strip():
+            continue                                     # a line of blanks
+        cells = int(per_line[k]) + 1
+        raise DataError(f"{path}: line {first_line + k}: found {cells} cell{'s' * (cells != 1)}, "
+                        f"expected {width} (as many as the header has); the line starts "
+                        f"{_quoted(line.decode('utf-8', 'replace'))}")
+    return kept
+
+
+def _split_quoted(piece: bytes, first_line: int, width: int, path: Path) -> _Table:
+    """Cells of a chunk with quotes, read by the csv module (rare: Python per row)."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + piece.count(b"\n", 0, exc.start)
+        raise DataError(f"{path}: line {line}: not UTF-8 text ({exc.reason})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    cells, lines, row_line = [], [], first_line
+    try:
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
                 if len(row) != width:
-                    raise DataError(f"{self.path}: line {line}: {len(row)} cells, the header has {width}")
-                rows.append(row)
-                numbers.append(line)
-        except csv.Error as exc:
-            raise DataError(f"{self.path}: line {first_line + reader.line_num - 1}: not readable as "
-                            f"CSV ({exc})") from None
-        columns = [np.array(col, dtype=str) for col in zip(*rows)] if rows else []
-        return columns, np.array(numbers, np.int64)
+                    raise DataError(f"{path}: line {row_line}: found {len(row)} cells, expected "
+                                    f"{width} (as many as the header has)")
+                cells.extend(c.encode("utf-8") for c in row)
+                lines.append(row_line)
+            row_line = first_line + reader.line_num
+    except csv.Error as exc:
+        raise DataError(f"{path}: line {row_line}: not readable as CSV ({exc})") from None
+    lengths = np.fromiter(map(len, cells), np.int64, len(cells))
+    ends = np.cumsum(lengths)
+    return _Table(_padded(b"".join(cells)), (ends - lengths).reshape(-1, width),
+                  ends.reshape(-1, width), np.array(lines, np.int64))
 
+
+# --- the file into a stream -----------------------------------------------------------------
 
 def ingest_csv(cache, path, stream: str | None = None, time_column: str | None = None,
                time_unit: str | None = None, units: dict | None = None, progress=None,
@@ -166,12 +383,12 @@ def _parsed_chunks(path: Path, layout: _Layout, time_unit):
     reader = _Reader(path)
     time_name = layout.header[layout.time_index]
     unit = time_unit
-    for columns, lines in reader.chunks(len(layout.header)):
-        cells = columns[layout.time_index]
+    for table in reader.chunks(len(layout.header)):
+        cells = table.column(layout.time_index, path, time_name)
         unit = unit or _guessed_unit(cells)
-        t = _times(cells, lines, path, time_name, unit)
-        values = [_numbers(columns[i], lines, path, layout.header[i]) for i in layout.channel_index]
-        yield _Chunk(t, values, lines, min(reader.done, reader.total), reader.total)
+        t = _times(cells, unit)
+        values = [_numbers(table.column(i, path, layout.header[i])) for i in layout.channel_index]
+        yield _Chunk(t, values, table.lines, min(reader.done, reader.total), reader.total)
 
 
 def _layout(path: Path, header: list[str], time_column, exclude) -> _Layout:
@@ -227,15 +444,18 @@ def _create_stream(cache, name: str, layout: _Layout, units: dict, path: Path, t
 
 def _survey(path: Path, layout: _Layout, time_unit):
     """First pass: the storage type of every channel and the mean sample rate
-    (and the parsed chunks, if the file is at most KEEP_PARSED_BYTES)."""
+    (and the parsed chunks, if the file is at most KEEP_PARSED_BYTES).  It also
+    checks the time order, so a new stream is only created for a good file."""
     keep = path.stat().st_size <= KEEP_PARSED_BYTES
     kept: list[_Chunk] = []
     is_int = [True] * len(layout.channel_index)
     low = [0] * len(is_int)
     high = [0] * len(is_int)
-    t_first = t_last = None
+    t_first = t_last = last_line = None
     rows_total = 0
     for chunk in _parsed_chunks(path, layout, time_unit):
+        _check_order(chunk.t, t_last, last_line, chunk.lines, path, layout.header[layout.time_index])
+        last_line = int(chunk.lines[-1])
         for k, values in enumerate(chunk.values):
             if is_int[k] and values.dtype.kind == "i":
                 low[k] = min(low[k], int(values.min()))
@@ -250,7 +470,7 @@ def _survey(path: Path, layout: _Layout, time_unit):
     dtypes = [_smallest_int(lo, hi) if flag else "float64" for flag, lo, hi in zip(is_int, low, high)]
     rate = None
     if rows_total > 1 and t_last > t_first:
-        rate = round(1e9 * (rows_total - 1) / (t_last - t_first), 6)
+        rate = float(f"{1e9 * (rows_total - 1) / (t_last - t_first):.6g}")   # never rounded to 0
     return dtypes, rate, kept if keep else None
 
 
@@ -263,41 +483,79 @@ def _smallest_int(low: int, high: int) -> str:
 
 
 def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress) -> int:
+    """Append the checked chunks.  A file of at most KEEP_PARSED_BYTES is checked
+    whole first, so a fault anywhere in it stores nothing; in a larger one a
+    fault stops at its chunk and the message says how many rows were stored."""
+    checked = _checked_chunks(cache, stream, layout, chunks, path)
+    if path.stat().st_size <= KEEP_PARSED_BYTES:
+        checked = list(checked)
     rows_done = 0
-    last_ns = cache.newest_ns(stream.name)
+    try:
+        for chunk, values in checked:
+            cache.append(stream.name, chunk.t, values)
+            rows_done += len(chunk.lines)
+            if progress is not None:
+                progress(rows_done, chunk.bytes_done, chunk.bytes_total)
+    except SensorqError as exc:
+        if rows_done and exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{exc.args[0]}; the {rows_done:,} rows before it were appended to stream "
+                        f"{stream.name!r}, the rest of the file was not",) + exc.args[1:]
+        raise
+    return rows_done
+
+
+def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path):
+    """(chunk, values by channel name in the channel's dtype), after the time
+    order and every value's range were checked."""
+    last_ns, last_line = cache.newest_ns(stream.name), None
     position = {name: k for k, name in enumerate(layout.channel_names)}
     time_name = layout.header[layout.time_index]
     for chunk in chunks:
-        _check_order(chunk.t, last_ns, chunk.lines, path, time_name)
+        _check_order(chunk.t, last_ns, last_line, chunk.lines, path, time_name)
         values = {}
         for channel in stream.channels:
             k = position[channel.name]
             values[channel.name] = _fit(chunk.values[k], channel, chunk.lines, path,
                                         layout.header[layout.channel_index[k]])
-        cache.append(stream.name, chunk.t, values)
-        last_ns = int(chunk.t[-1])
-        rows_done += len(chunk.lines)
-        if progress is not None:
-            progress(rows_done, chunk.bytes_done, chunk.bytes_total)
-    return rows_done
+        last_ns, last_line = int(chunk.t[-1]), int(chunk.lines[-1])
+        yield chunk, values
 
 
-def _numbers(cells: np.ndarray, lines: list[int], path: Path, column: str) -> np.ndarray:
+# --- numbers -------------------------------------------------------------------------------
+
+def _numbers(column: _Column) -> np.ndarray:
     """int64 if every cell is an integer, else float64 (empty cells are NaN)."""
     try:
-        return cells.astype(np.int64)
+        return _convert(column, np.int64)
     except (ValueError, OverflowError):
         pass
-    stripped = np.char.strip(cells)
-    empty = stripped == ""
     try:
-        values = np.where(empty, "nan", stripped).astype(np.float64)
+        values = _convert(column, np.float64, _empty_as_nan)
     except ValueError:
-        _bad_cell(cells, lines, path, column, "is not a number", _is_float)
+        _bad_cell(column, "is not a number", _is_float)
+    _check_finite(column, values)
     return values
 
 
-def _is_float(text: str) -> bool:
+def _empty_as_nan(cells: np.ndarray) -> np.ndarray:
+    empty = ~(cells > _SPACE).any(axis=1)
+    if empty.any():
+        cells[empty] = 0
+        cells[empty, :3] = np.frombuffer(b"nan", np.uint8)
+    return cells
+
+
+def _check_finite(column: _Column, values: np.ndarray) -> None:
+    """An infinity must be written as one (inf, -Infinity): a finite number too
+    large for a float64 (a 1 000-digit integer) cannot be stored."""
+    infinite = np.flatnonzero(np.isinf(values))
+    for k in infinite:                      # few: only cells that are infinite at all
+        if "inf" not in column.text(k).lower():
+            column.fail(k, "is too large to store: it fits no channel type (int64, or float64 up "
+                           "to about 1.8e308)", ValueRangeError)
+
+
+def _is_float(text: bytes) -> bool:
     try:
         float(text) if text.strip() else None
         return True
@@ -305,9 +563,12 @@ def _is_float(text: str) -> bool:
         return False
 
 
-def _bad_cell(cells, lines, path: Path, column: str, what: str, ok) -> None:
-    k = next(k for k, cell in enumerate(cells) if not ok(str(cell)))
-    raise DataError(f"{path}: line {lines[k]}, column {column!r}: {str(cells[k])!r} {what}")
+def _bad_cell(column: _Column, what: str, ok) -> None:
+    """DataError at the first cell that ``ok`` (a test of its bytes) refuses."""
+    for k in range(len(column.starts)):
+        if not ok(bytes(column.data[column.starts[k]:column.ends[k]])):
+            column.fail(k, what)
+    column.fail(0, what)     # numpy refused a cell that the test passes: name the chunk
 
 
 def _fit(values: np.ndarray, channel: Channel, lines, path: Path, column: str) -> np.ndarray:
@@ -326,96 +587,168 @@ def _fit(values: np.ndarray, channel: Channel, lines, path: Path, column: str) -
     return values
 
 
-def _times(cells: np.ndarray, lines, path: Path, column: str, time_unit) -> np.ndarray:
+# --- times ---------------------------------------------------------------------------------
+
+def _times(column: _Column, time_unit) -> np.ndarray:
     """int64 ns from ISO text or epoch numbers."""
-    numeric = _epoch_numbers(cells)
+    numeric = _epoch_numbers(column)
     if numeric is not None:
-        return _epoch_to_ns(numeric, time_unit or _unit_from_magnitude(numeric), lines, path, column)
-    return _iso_to_ns(cells, lines, path, column)
+        return _epoch_to_ns(numeric, time_unit or _unit_from_magnitude(numeric), column)
+    return _iso_to_ns(column)
 
 
-def _epoch_numbers(cells: np.ndarray):
+def _epoch_numbers(column: _Column):
     for dtype in (np.int64, np.float64):
         try:
-            return cells.astype(dtype)
+            return _convert(column, dtype)
         except (ValueError, OverflowError):
             continue
     return None
 
 
 def _unit_from_magnitude(numbers: np.ndarray) -> str:
-    top = float(np.nanmax(np.abs(numbers))) if numbers.size else 0.0
+    top = float(np.nanmax(np.abs(numbers.astype(np.float64)))) if numbers.size else 0.0
     for unit, limit in (("s", 1e11), ("ms", 1e14), ("us", 1e17)):
         if top < limit:
             return unit
     return "ns"
 
 
-def _guessed_unit(cells: np.ndarray) -> str | None:
+def _guessed_unit(column: _Column) -> str | None:
     """Fix the unit guessed from the first chunk for the rest of the file."""
-    numeric = _epoch_numbers(cells)
+    numeric = _epoch_numbers(column)
     return _unit_from_magnitude(numeric) if numeric is not None else None
 
 
-def _epoch_to_ns(numbers: np.ndarray, unit: str, lines, path: Path, column: str) -> np.ndarray:
+def _epoch_to_ns(numbers: np.ndarray, unit: str, column: _Column) -> np.ndarray:
     factor = TIME_UNITS_NS[unit]
     limit = 9.2e18 / factor
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(numbers) | (np.abs(numbers) >= limit) if numbers.dtype.kind == "f" \
-            else np.abs(numbers) >= limit
+        bad = (numbers >= limit) | (numbers <= -limit)   # not abs(): abs(int64 min) < 0
+        if numbers.dtype.kind == "f":
+            bad |= ~np.isfinite(numbers)
     if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: line {lines[k]}, column {column!r}: {numbers[k]!r} is not a time "
-                        f"in {unit} since the epoch")
+        column.fail(int(np.argmax(bad)), f"is not a time in {unit} since the epoch (or is beyond "
+                                         f"1677 to 2262, what 64-bit nanoseconds hold)")
     if numbers.dtype.kind == "i":
         return numbers * factor
     return np.rint(numbers * factor).astype(np.int64)
 
 
-def _iso_to_ns(cells: np.ndarray, lines, path: Path, column: str) -> np.ndarray:
-    texts = [str(c).strip() for c in cells]
-    offsets = np.zeros(len(texts), np.int64)
+# Seconds whose every nanosecond fits in int64: inside these bounds numpy's
+# datetime64[ns] parse is exact; outside them a time is checked in Python.
+_SAFE_SECONDS = (INT64_MIN // 10**9 + 1, INT64_MAX // 10**9 - 1)
+
+
+def _iso_to_ns(column: _Column) -> np.ndarray:
+    out = np.empty(len(column.starts), np.int64)
+    for rows, cells in column.classes():
+        out[rows] = _iso_class(column, rows, _stripped(cells))
+    return out
+
+
+def _iso_class(column: _Column, rows: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """ISO times of one width class: the zone cut off and checked, the rest
+    parsed by numpy twice (ns for the value, s for the range)."""
+    offset_s = _cut_zones(column, rows, cells)
+    digit_first = (cells[:, 0] >= 48) & (cells[:, 0] <= 57)     # numpy would also take "today"
+    if not digit_first.all():
+        column.fail(int(rows[np.argmax(~digit_first)]), "is not a time (ISO 8601 or epoch number)")
+    texts = _texts(cells)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ns = texts.astype("datetime64[ns]").view(np.int64)
+            seconds = texts.astype("datetime64[s]").view(np.int64)
+    except (ValueError, UserWarning, DeprecationWarning):
+        _bad_iso(column, rows, texts)
+    utc_seconds = seconds - offset_s
+    low, high = _SAFE_SECONDS
+    safe = (seconds >= low) & (seconds <= high) & (utc_seconds >= low) & (utc_seconds <= high)
+    out = ns - offset_s * 10**9
+    for k in np.flatnonzero(~safe):         # within a second of 1677 or 2262, or beyond
+        out[k] = _edge_time(column, int(rows[k]), int(utc_seconds[k]), texts[k])
+    return out
+
+
+def _stripped(cells: np.ndarray) -> np.ndarray:
+    """Cells without leading and trailing blanks (still zero-padded)."""
+    solid = cells > _SPACE
+    lead = np.argmax(solid, axis=1)
+    if lead.any():
+        shift = np.minimum(np.arange(cells.shape[1]) + lead[:, None], cells.shape[1] - 1)
+        cells = np.take_along_axis(cells, shift, axis=1)
+        cells[np.arange(cells.shape[1]) >= cells.shape[1] - lead[:, None]] = 0
+        solid = cells > _SPACE
+    length = np.where(solid.any(axis=1), cells.shape[1] - np.argmax(solid[:, ::-1], axis=1), 0)
+    cells[np.arange(cells.shape[1]) >= length[:, None]] = 0
+    return cells
+
+
+def _cut_zones(column: _Column, rows: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Seconds east of UTC of each cell's zone (Z, +HH:MM, +HHMM), which is then
+    cut off; DataError at an offset past 23 hours or 59 minutes."""
+    n, width = cells.shape
+    length = (cells != 0).sum(axis=1)
+
+    def back(i):          # the i-th byte from the end of each cell (0 before its start)
+        pos = length - i
+        return np.where(pos >= 0, cells[np.arange(n), np.maximum(pos, 0)], 0).astype(np.int64)
+
+    def digit(b):
+        return (b >= 48) & (b <= 57)
+
+    def sign(b):
+        return (b == 43) | (b == 45)
+
+    b = {i: back(i) for i in range(1, 7)}
+    colon = sign(b[6]) & digit(b[5]) & digit(b[4]) & (b[3] == 58) & digit(b[2]) & digit(b[1])
+    compact = ~colon & sign(b[5]) & digit(b[4]) & digit(b[3]) & digit(b[2]) & digit(b[1])
+    hours = np.where(colon, (b[5] - 48) * 10 + b[4] - 48, (b[4] - 48) * 10 + b[3] - 48)
+    minutes = (b[2] - 48) * 10 + b[1] - 48
+    zoned = colon | compact
+    bad = zoned & ((hours > 23) | (minutes > 59))
+    if bad.any():
+        column.fail(int(rows[np.argmax(bad)]), "has an invalid zone offset (hours 00 to 23, "
+                                               "minutes 00 to 59)")
+    east = np.where(np.where(colon, b[6], b[5]) == 45, -1, 1)
+    cut = np.where(colon, 6, np.where(compact, 5, np.where(b[1] == ord("Z"), 1, 0)))
+    cells[np.arange(width) >= (length - cut)[:, None]] = 0
+    return np.where(zoned, east * (hours * 3600 + minutes * 60), 0)
+
+
+def _bad_iso(column: _Column, rows: np.ndarray, texts: np.ndarray) -> None:
     for k, text in enumerate(texts):
-        zone = _ZONE.search(text)
-        if zone:
-            texts[k] = text[:zone.start()]
-            offsets[k] = _zone_offset_ns(zone.group(1))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            parsed = np.array(texts, dtype="datetime64[ns]").view(np.int64)
-    except (ValueError, UserWarning, DeprecationWarning):
-        _bad_cell(np.array(texts), lines, path, column, "is not a time (ISO 8601 or epoch number)",
-                  _is_iso)
-    if (parsed == np.iinfo(np.int64).min).any():
-        k = int(np.flatnonzero(parsed == np.iinfo(np.int64).min)[0])
-        raise DataError(f"{path}: line {lines[k]}, column {column!r}: {texts[k]!r} is not a time")
-    return parsed - offsets
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                np.datetime64(text.decode("ascii"), "ns")
+        except (ValueError, UnicodeDecodeError, UserWarning, DeprecationWarning):
+            column.fail(int(rows[k]), "is not a time (ISO 8601 or epoch number)")
+    column.fail(int(rows[0]), "is not a time (ISO 8601 or epoch number)")
 
 
-def _is_iso(text: str) -> bool:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            return not np.isnat(np.datetime64(text, "ns"))
-    except (ValueError, UserWarning, DeprecationWarning):
-        return False
+_FRACTION = re.compile(rb"[T ]\d\d:\d\d:\d\d\.(\d+)")
 
 
-def _zone_offset_ns(zone: str) -> int:
-    if zone == "Z":
-        return 0
-    sign = -1 if zone[0] == "-" else 1
-    digits = zone[1:].replace(":", "")
-    return sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * 10**9
+def _edge_time(column: _Column, k: int, utc_seconds: int, text: bytes) -> int:
+    """A time near or past the ends of int64 ns, exactly (Python integers)."""
+    match = _FRACTION.search(text)
+    fraction = int((match.group(1).decode() + "000000000")[:9]) if match else 0
+    ns = utc_seconds * 10**9 + fraction
+    if not INT64_MIN <= ns <= INT64_MAX:
+        column.fail(k, "is outside the range of 64-bit nanosecond times "
+                       "(1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z)")
+    return ns
 
 
-def _check_order(t: np.ndarray, last_ns, lines, path: Path, column: str) -> None:
-    """The store's order rule, reported by file line instead of array index."""
+def _check_order(t: np.ndarray, last_ns, last_line, lines, path: Path, column: str) -> None:
+    """The store's order rule, reported by file line instead of array index;
+    ``last_line`` is the line of ``last_ns`` (None: the stream's newest sample)."""
     k = first_out_of_order(t, last_ns)
-    if k == 0:
-        raise OutOfOrderError(f"{path}: line {lines[0]}, column {column!r}: the time is earlier than "
-                              f"the stream's newest sample")
-    if k is not None:
-        raise OutOfOrderError(f"{path}: line {lines[k]}, column {column!r}: the time is earlier than "
-                              f"on line {lines[k - 1]}")
+    if k is None:
+        return
+    before = f"on line {lines[k - 1]}" if k else \
+        ("the stream's newest sample" if last_line is None else f"on line {last_line}")
+    raise OutOfOrderError(f"{path}: line {lines[k]}, column {column!r}: the time is earlier than "
+                          f"{before}")
