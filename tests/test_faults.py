@@ -20,17 +20,14 @@ from sensorq import Channel
 from sensorq.errors import SensorqError, StorageError
 from sensorq.store import fileio
 
-from faultfs import FaultyFS
+from faultfs import FaultyFS, scramble
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
 LONG = os.environ.get("SENSORQ_LONG_FAULTS") == "1"
 
 
-def x_of(k: np.ndarray) -> np.ndarray:
-    """A scramble of k (so the data does not compress away and the ring turns over)."""
-    return (((k.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)) >> np.uint64(16)) \
-        .astype(np.int64).astype(np.uint16).view(np.int16)
+x_of = scramble
 
 
 def batch(start: int, n: int):

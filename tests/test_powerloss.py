@@ -19,16 +19,14 @@ import sensorq
 from sensorq import Channel
 from sensorq.store import fileio
 
-from faultfs import RecordingFS, crash_states
+from faultfs import RecordingFS, crash_states, scramble
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
 LONG = os.environ.get("SENSORQ_LONG_FAULTS") == "1"
 
 
-def x_of(k: np.ndarray) -> np.ndarray:
-    return (((k.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)) >> np.uint64(16)) \
-        .astype(np.int64).astype(np.uint16).view(np.int16)
+x_of = scramble
 
 
 def append(cache, start: int, n: int) -> int:

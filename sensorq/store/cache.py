@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +149,7 @@ class Cache(SegmentScanning, RecordWriting):
         self._closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         try:
-            with _os_errors(f"cannot open cache {path}"):
+            with fileio.storage_errors(f"cannot open cache {path}"):
                 self._prepare_directory(create)
                 if not readonly:
                     self._take_lock()
@@ -294,7 +293,7 @@ class Cache(SegmentScanning, RecordWriting):
                               f"(channels {', '.join(c.name for c in existing.channels)})")
         self._manifest.streams[name] = stream
         self._manifest.next_stream_id += 1
-        with _os_errors(f"cannot write the manifest of cache {self.path}"):
+        with fileio.storage_errors(f"cannot write the manifest of cache {self.path}"):
             write_manifest(self.path, self._manifest)
         self._sync_streams()
         return stream
@@ -638,15 +637,6 @@ def _read_only(view: np.ndarray) -> np.ndarray:
     view = view.view()
     view.flags.writeable = False
     return view
-
-
-@contextmanager
-def _os_errors(what: str):
-    """An OSError (permissions, disk full, I/O error) as a StorageError saying what failed."""
-    try:
-        yield
-    except OSError as exc:
-        raise StorageError(f"{what}: {exc.strerror or exc}") from None
 
 
 def _as_channel(c) -> Channel:

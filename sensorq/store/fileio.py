@@ -18,6 +18,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import StorageError
+
 
 class FileSystem:
     """The real file system (each method is the ``os`` call of the same name)."""
@@ -134,3 +136,12 @@ def make_directories(path: Path) -> None:
     for directory in reversed(missing):
         _current.mkdir(directory)
         _current.fsync_directory(directory.parent)
+
+
+@contextmanager
+def storage_errors(what: str):
+    """An OSError (permissions, disk full, I/O error) as a StorageError saying what failed."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"{what}: {exc.strerror or exc}") from None

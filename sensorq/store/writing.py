@@ -18,7 +18,6 @@ flush is refused, so nothing unsynced is ever acknowledged.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..codec.header import parse_block
@@ -252,7 +251,7 @@ class RecordWriting:
                 break
 
     def _delete_segment(self, segment: Segment) -> None:
-        with _storage_errors(f"cannot delete segment {segment.path}"):
+        with fileio.storage_errors(f"cannot delete segment {segment.path}"):
             try:
                 fileio.unlink(segment.path)
             except FileNotFoundError:
@@ -269,7 +268,7 @@ class RecordWriting:
             self._fsync(self._active)
             self._active.release()
             self._active = None
-        with _storage_errors(f"cannot start segment {segment.path}"):
+        with fileio.storage_errors(f"cannot start segment {segment.path}"):
             segment.fd = fileio.open_file(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         self._segments.append(segment)
         self._dir_dirty = True
@@ -280,11 +279,3 @@ class RecordWriting:
         segment.served_end = segment.valid_end
         segment.outcome = CLEAN
         return segment
-
-
-@contextmanager
-def _storage_errors(what: str):
-    try:
-        yield
-    except OSError as exc:
-        raise StorageError(f"{what}: {exc.strerror or exc}") from None
