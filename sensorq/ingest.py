@@ -15,6 +15,17 @@
   every cell is an integer, else float64; an empty cell is a missing value
   (NaN, so its column is float64).  An existing stream must have exactly the
   file's columns.
+* A column of text (machine states, activity labels) becomes a categorical
+  channel: each distinct name gets a code, in order of first appearance, and
+  the column stores the codes (int8 for up to 127 names, else int16; at most
+  32 768).  The column's first non-blank cell decides: a column whose first
+  value is a number (or a time) is numeric, and a later cell that is not a
+  number is an error as before, so a typo in a column of numbers never turns
+  it into names.  Names lose the blanks around them; an empty cell in a
+  column of names is an error naming its line and column (a missing label has
+  no code).  A later file with new names appends them to the stream's
+  dictionary (``Cache.add_categories``) before the first chunk that uses them
+  is stored; existing names keep their codes.
 * Every row must have as many cells as the header.  A line longer than
   MAX_LINE_BYTES or a cell longer than MAX_CELL_BYTES is refused (neither can be
   a row of numbers), so memory follows the bytes of a chunk, never the longest
@@ -42,7 +53,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import DataError, OutOfOrderError, SchemaError, SensorqError, ValueRangeError
-from .schema import Channel
+from .schema import Channel, check_category_name
 from .store.prepare import first_out_of_order
 
 CHUNK_ROWS = 100_000
@@ -53,6 +64,8 @@ QUOTE_CHARS = 80                       # what an error message quotes of a cell 
 KEEP_PARSED_BYTES = 64 * 1024 * 1024   # files up to this size are parsed once, not twice
 TIME_UNITS_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 INT_TYPES = ("int16", "int32", "int64")
+INT8_NAMES = 127                       # a column with at most this many names is stored as int8
+MAX_NAMES = 32768                      # what int16 codes hold
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _NL, _CR, _COMMA, _QUOTE, _SPACE = 10, 13, 44, 34, 32
@@ -363,22 +376,85 @@ def ingest_csv(cache, path, stream: str | None = None, time_column: str | None =
     kept = None
     if name in cache.streams:
         target = _check_existing(cache.streams[name], layout, units, path)
+        kinds = _Kinds.of_stream(target, layout)
     else:
-        target, kept = _create_stream(cache, name, layout, units or {}, path, time_unit)
-    chunks = kept if kept is not None else _parsed_chunks(path, layout, time_unit)
+        kinds = _Kinds([None] * len(layout.channel_index))
+        target, kept = _create_stream(cache, name, layout, units or {}, path, time_unit, kinds)
+    chunks = kept if kept is not None else _parsed_chunks(path, layout, time_unit, kinds)
     return name, _append_chunks(cache, target, layout, chunks, path, progress)
+
+
+@dataclass
+class _Labels:
+    """A chunk of a column of names: ``names`` in order of first appearance in
+    the chunk, ``codes`` (int64) index them, ``first_rows[i]`` is the chunk row
+    where ``names[i]`` first appears (for messages)."""
+    names: list[str]
+    codes: np.ndarray
+    first_rows: np.ndarray
 
 
 @dataclass
 class _Chunk:
     t: np.ndarray                 # int64 ns
-    values: list[np.ndarray]      # one per channel, in layout order: int64 or float64
+    values: list                  # one per channel, in layout order: int64, float64 or _Labels
     lines: np.ndarray             # line number of every row
     bytes_done: int
     bytes_total: int
 
 
-def _parsed_chunks(path: Path, layout: _Layout, time_unit):
+class _Kinds:
+    """Which value columns hold names (categorical channels): fixed by an
+    existing stream, or decided for a new one by each column's first non-blank
+    cell (a column that is blank so far stays undecided, read as numbers)."""
+
+    def __init__(self, text: list):
+        self.text = text                      # per column: True, False or None (undecided)
+        self.blank_line = [None] * len(text)  # a blank line seen while undecided
+
+    @classmethod
+    def of_stream(cls, stream, layout: _Layout) -> "_Kinds":
+        return cls([stream.channel(n).is_categorical for n in layout.channel_names])
+
+    def decide(self, k: int, column: _Column, path: Path) -> None:
+        first = _first_filled(column)
+        if first is None:
+            self.blank_line[k] = self.blank_line[k] or int(column.lines[0])
+            return
+        cell = bytes(column.data[column.starts[first]:column.ends[first]])
+        self.text[k] = not (_is_float(cell) or _is_time(cell))
+        if self.text[k] and (self.blank_line[k] or first > 0):
+            line = self.blank_line[k] or int(column.lines[0])
+            raise DataError(f"{path}: line {line}, column {column.name!r}: {_EMPTY_NAME}")
+
+
+_EMPTY_NAME = ("the cell is empty, in a column of names (a categorical channel): every row needs "
+               "a name (write one such as unknown)")
+
+
+def _first_filled(column: _Column):
+    """The first cell with something other than blanks (None: there is none)."""
+    for k in np.flatnonzero(column.ends > column.starts):
+        if bytes(column.data[column.starts[k]:column.ends[k]]).strip():
+            return int(k)
+    return None
+
+
+def _is_time(cell: bytes) -> bool:
+    """An ISO time (a second time column is not a column of names)."""
+    text = cell.strip()
+    if not text[:1].isdigit():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.datetime64(text.decode("ascii").rstrip("Z"), "ns")
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _parsed_chunks(path: Path, layout: _Layout, time_unit, kinds: _Kinds):
     """The file as _Chunks; an epoch unit guessed from the first chunk holds for all."""
     reader = _Reader(path)
     time_name = layout.header[layout.time_index]
@@ -387,7 +463,12 @@ def _parsed_chunks(path: Path, layout: _Layout, time_unit):
         cells = table.column(layout.time_index, path, time_name)
         unit = unit or _guessed_unit(cells)
         t = _times(cells, unit)
-        values = [_numbers(table.column(i, path, layout.header[i])) for i in layout.channel_index]
+        values = []
+        for k, i in enumerate(layout.channel_index):
+            column = table.column(i, path, layout.header[i])
+            if kinds.text[k] is None:
+                kinds.decide(k, column, path)
+            values.append(_labels(column) if kinds.text[k] else _numbers(column))
         yield _Chunk(t, values, table.lines, min(reader.done, reader.total), reader.total)
 
 
@@ -420,6 +501,9 @@ def _check_existing(stream, layout: _Layout, units, path: Path):
                           f"channels of stream {stream.name!r}: {', '.join(have)}")
     for channel in stream.channels:
         wanted = _unit_for(units or {}, channel.name)
+        if channel.is_categorical:
+            _no_unit_for_names(units or {}, channel.name, path)
+            continue
         if wanted is not None and wanted != channel.unit:
             raise SchemaError(f"{path}: stream {stream.name!r} channel {channel.name!r} has unit "
                               f"{channel.unit!r}, not {wanted!r}")
@@ -430,34 +514,54 @@ def _unit_for(units: dict, name: str) -> str | None:
     return units.get(name, units.get("*"))
 
 
-def _create_stream(cache, name: str, layout: _Layout, units: dict, path: Path, time_unit):
+def _no_unit_for_names(units: dict, name: str, path: Path) -> None:
+    """A unit for every column (``*``) passes over names; one for this column is an error."""
+    if units.get(name):
+        raise SchemaError(f"{path}: column {name!r} holds names (a categorical channel), which "
+                          f"have no unit; drop --unit {name}={units[name]}")
+
+
+def _create_stream(cache, name: str, layout: _Layout, units: dict, path: Path, time_unit,
+                   kinds: _Kinds):
     """Survey the file, then define the stream; returns it and the parsed chunks
     when the file is small enough to keep them (so it is parsed only once)."""
     unknown = [k for k in units if k != "*" and k not in layout.channel_names]
     if unknown:
         raise SchemaError(f"{path}: --unit names no column {unknown[0]!r}; "
                           f"columns: {', '.join(layout.channel_names)}")
-    dtypes, rate_hz, kept = _survey(path, layout, time_unit)
-    channels = [Channel(n, dt, _unit_for(units, n) or "") for n, dt in zip(layout.channel_names, dtypes)]
+    dtypes, rate_hz, kept, names = _survey(path, layout, time_unit, kinds)
+    channels = []
+    for n, dt, found in zip(layout.channel_names, dtypes, names):
+        if found is None:
+            channels.append(Channel(n, dt, _unit_for(units, n) or ""))
+        else:
+            _no_unit_for_names(units, n, path)
+            channels.append(Channel(n, "int8" if len(found) <= INT8_NAMES else "int16",
+                                    categories=tuple(found)))
     return cache.create_stream(name, channels, rate_hz=rate_hz), kept
 
 
-def _survey(path: Path, layout: _Layout, time_unit):
-    """First pass: the storage type of every channel and the mean sample rate
-    (and the parsed chunks, if the file is at most KEEP_PARSED_BYTES).  It also
-    checks the time order, so a new stream is only created for a good file."""
+def _survey(path: Path, layout: _Layout, time_unit, kinds: _Kinds):
+    """First pass: the storage type of every channel, the names of every column
+    of names (None for the others), and the mean sample rate (and the parsed
+    chunks, if the file is at most KEEP_PARSED_BYTES).  It also checks the time
+    order, so a new stream is only created for a good file."""
     keep = path.stat().st_size <= KEEP_PARSED_BYTES
     kept: list[_Chunk] = []
     is_int = [True] * len(layout.channel_index)
     low = [0] * len(is_int)
     high = [0] * len(is_int)
+    names: list[dict | None] = [None] * len(is_int)
     t_first = t_last = last_line = None
     rows_total = 0
-    for chunk in _parsed_chunks(path, layout, time_unit):
+    for chunk in _parsed_chunks(path, layout, time_unit, kinds):
         _check_order(chunk.t, t_last, last_line, chunk.lines, path, layout.header[layout.time_index])
         last_line = int(chunk.lines[-1])
         for k, values in enumerate(chunk.values):
-            if is_int[k] and values.dtype.kind == "i":
+            if isinstance(values, _Labels):
+                names[k] = _gather_names(names[k] or {}, values, chunk.lines, path,
+                                         layout.header[layout.channel_index[k]])
+            elif is_int[k] and values.dtype.kind == "i":
                 low[k] = min(low[k], int(values.min()))
                 high[k] = max(high[k], int(values.max()))
             else:
@@ -471,7 +575,20 @@ def _survey(path: Path, layout: _Layout, time_unit):
     rate = None
     if rows_total > 1 and t_last > t_first:
         rate = float(f"{1e9 * (rows_total - 1) / (t_last - t_first):.6g}")   # never rounded to 0
-    return dtypes, rate, kept if keep else None
+    return dtypes, rate, kept if keep else None, [None if n is None else list(n) for n in names]
+
+
+def _gather_names(found: dict, labels: _Labels, lines, path: Path, column: str) -> dict:
+    """``found`` (names in order of first appearance) with a chunk's new names."""
+    for name, row in zip(labels.names, labels.first_rows):
+        if name not in found:
+            if len(found) == MAX_NAMES:
+                raise ValueRangeError(f"{path}: line {lines[row]}, column {column!r}: {_quoted(name)} "
+                                      f"is name number {MAX_NAMES + 1:,} of this column of names; "
+                                      f"a categorical channel holds at most {MAX_NAMES:,} (ids or "
+                                      f"free text are not states: exclude the column)")
+            found[name] = True
+    return found
 
 
 def _smallest_int(low: int, high: int) -> str:
@@ -486,12 +603,15 @@ def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress)
     """Append the checked chunks.  A file of at most KEEP_PARSED_BYTES is checked
     whole first, so a fault anywhere in it stores nothing; in a larger one a
     fault stops at its chunk and the message says how many rows were stored."""
-    checked = _checked_chunks(cache, stream, layout, chunks, path)
+    dictionaries = {c.name: _Names(c) for c in stream.channels if c.is_categorical}
+    checked = _checked_chunks(cache, stream, layout, chunks, path, dictionaries)
     if path.stat().st_size <= KEEP_PARSED_BYTES:
         checked = list(checked)
     rows_done = 0
     try:
         for chunk, values in checked:
+            for names in dictionaries.values():
+                names.store(cache, stream.name)
             cache.append(stream.name, chunk.t, values)
             rows_done += len(chunk.lines)
             if progress is not None:
@@ -504,9 +624,10 @@ def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress)
     return rows_done
 
 
-def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path):
+def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path, dictionaries: dict):
     """(chunk, values by channel name in the channel's dtype), after the time
-    order and every value's range were checked."""
+    order and every value's range were checked; names become codes of
+    ``dictionaries`` (by channel name), which collect the file's new names."""
     last_ns, last_line = cache.newest_ns(stream.name), None
     position = {name: k for k, name in enumerate(layout.channel_names)}
     time_name = layout.header[layout.time_index]
@@ -515,10 +636,55 @@ def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path):
         values = {}
         for channel in stream.channels:
             k = position[channel.name]
-            values[channel.name] = _fit(chunk.values[k], channel, chunk.lines, path,
-                                        layout.header[layout.channel_index[k]])
+            column = layout.header[layout.channel_index[k]]
+            if channel.is_categorical:
+                values[channel.name] = dictionaries[channel.name].codes(chunk.values[k], chunk.lines,
+                                                                        path, column)
+            else:
+                values[channel.name] = _fit(chunk.values[k], channel, chunk.lines, path, column)
         last_ns, last_line = int(chunk.t[-1]), int(chunk.lines[-1])
         yield chunk, values
+
+
+class _Names:
+    """A categorical channel's dictionary while a file is read: the stream's
+    names, then the file's new ones, which get the next codes at once and are
+    stored in the stream (``store``) only before the first chunk that uses
+    them is appended: a file refused while it is checked adds no name."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.names = list(channel.categories)
+        self.code = {name: code for code, name in enumerate(self.names)}
+        self.stored = len(self.names)
+        self.capacity = int(np.iinfo(channel.dtype).max) + 1
+
+    def codes(self, labels: _Labels, lines, path: Path, column: str) -> np.ndarray:
+        table = np.empty(len(labels.names), self.channel.numpy_dtype)
+        for i, (name, row) in enumerate(zip(labels.names, labels.first_rows)):
+            if name not in self.code:
+                self._add(name, lines[row], path, column)
+            table[i] = self.code[name]
+        return table[labels.codes]
+
+    def _add(self, name: str, line: int, path: Path, column: str) -> None:
+        if len(self.names) == self.capacity:
+            raise ValueRangeError(f"{path}: line {line}, column {column!r}: {_quoted(name)} would be "
+                                  f"name number {self.capacity + 1:,} of channel "
+                                  f"{self.channel.name!r}, more than its {self.channel.dtype} codes "
+                                  f"hold")
+        self.code[name] = len(self.names)
+        self.names.append(name)
+
+    def store(self, cache, stream: str) -> None:
+        new = self.names[self.stored:]
+        if not new:
+            return
+        codes = cache.add_categories(stream, self.channel.name, new)
+        if codes != list(range(self.stored, self.stored + len(new))):   # another writer's names
+            raise SchemaError(f"stream {stream!r} channel {self.channel.name!r}: its dictionary "
+                              f"changed while the file was read; ingest it again")
+        self.stored = len(self.names)
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -535,6 +701,39 @@ def _numbers(column: _Column) -> np.ndarray:
         _bad_cell(column, "is not a number", _is_float)
     _check_finite(column, values)
     return values
+
+
+def _labels(column: _Column) -> _Labels:
+    """The chunk's names (blanks around them dropped) as codes in order of first
+    appearance; DataError at an empty cell or a name that is not valid text."""
+    n = len(column.starts)
+    first_row: dict[bytes, int] = {}
+    parts = []
+    for rows, cells in column.classes():
+        unique, first, inverse = np.unique(_texts(_stripped(cells)), return_index=True,
+                                           return_inverse=True)
+        parts.append((rows, unique.tolist(), inverse.reshape(-1)))
+        for name, row in zip(unique.tolist(), rows[first].tolist()):
+            first_row[name] = min(row, first_row.get(name, n))   # a name can be in two width classes
+    order = sorted(first_row, key=first_row.get)
+    local = {name: i for i, name in enumerate(order)}
+    codes = np.empty(n, np.int64)
+    for rows, unique, inverse in parts:
+        codes[rows] = np.array([local[u] for u in unique], np.int64)[inverse]
+    rows = np.array([first_row[name] for name in order], np.int64)
+    return _Labels([_name_text(column, name, row) for name, row in zip(order, rows)], codes, rows)
+
+
+def _name_text(column: _Column, name: bytes, row: int) -> str:
+    if not name:
+        raise DataError(f"{column.path}: line {column.lines[row]}, column {column.name!r}: "
+                        f"{_EMPTY_NAME}")
+    try:
+        return check_category_name(column.name, name.decode("utf-8"))
+    except UnicodeDecodeError:
+        column.fail(row, "is not UTF-8 text")
+    except SchemaError:
+        column.fail(row, "is not a name: a name has no control characters (such as a tab)")
 
 
 def _empty_as_nan(cells: np.ndarray) -> np.ndarray:

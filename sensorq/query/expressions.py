@@ -130,6 +130,19 @@ class ChannelName:
 
 
 @dataclass(frozen=True)
+class Label:
+    """A quoted name (``"door open"``): always a category of a categorical
+    channel, never a channel (a bare name may be either; the planner decides)."""
+    name: str               # without the quotes, "" unescaped to "
+    pos: int
+    end: int
+
+    @property
+    def source(self) -> str:
+        return '"' + self.name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
 class Call:
     """``func(arg, ...)``: abs, sqrt, mag."""
     func: str
@@ -156,7 +169,7 @@ class Binary:
     op_pos: int
 
 
-Expr = Union[Number, ChannelName, Call, Unary, Binary]
+Expr = Union[Number, ChannelName, Label, Call, Unary, Binary]
 
 # --- predicates --------------------------------------------------------------------
 
@@ -183,6 +196,16 @@ class Between:
 
 
 @dataclass(frozen=True)
+class InList:
+    """``expr [not] in (a, b, ...)``: equal to one of the items (or to none)."""
+    expr: Expr
+    items: tuple[Expr, ...]
+    negated: bool
+    pos: int
+    end: int
+
+
+@dataclass(frozen=True)
 class BoolOp:
     op: str                 # "and" or "or"
     args: tuple["Pred", ...]
@@ -197,7 +220,7 @@ class NotPred:
     end: int
 
 
-Pred = Union[Comparison, Between, BoolOp, NotPred]
+Pred = Union[Comparison, Between, InList, BoolOp, NotPred]
 
 # --- time --------------------------------------------------------------------------
 
@@ -302,6 +325,8 @@ def pretty(node, indent: int = 0) -> str:
         return f"{pad}Number {node.source}"
     if isinstance(node, ChannelName):
         return f"{pad}Channel {node.source}"
+    if isinstance(node, Label):
+        return f"{pad}Label {node.source}"
     if isinstance(node, (tuple, list)):
         return "\n".join(pretty(item, indent) for item in node)
     if not dataclasses.is_dataclass(node):

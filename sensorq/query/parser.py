@@ -19,8 +19,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from ..errors import QueryError, QuerySyntaxError
 from ..units import is_unit
 from .expressions import (AggregateAst, Between, Binary, BoolOp, Call, ChannelName, Clause, Comparison,
-                          EpisodesAst, FillSpec, FindAst, NewestAst, NotPred, Number, QueryAst, ScoreAst,
-                          TimeBase, TimePoint, TopAst, Unary, pretty)
+                          EpisodesAst, FillSpec, FindAst, InList, Label, NewestAst, NotPred, Number,
+                          QueryAst, ScoreAst, TimeBase, TimePoint, TopAst, Unary, pretty)
 
 GRAMMAR_PATH = Path(__file__).parent.parent / "grammar" / "sensorq.lark"
 MAX_QUERY_CHARS = 10_000   # a query is a line, not a document; bounds parse time and recursion
@@ -178,9 +178,17 @@ class _ToAst(Transformer):
             expr = pct_expr
         return AggregateAst(name, pos, end, pct, expr, clauses)
 
+    def plain(self, tok: Token, what: str) -> str:
+        """A NAME token that must not be quoted (only a category name may be)."""
+        if str(tok).startswith('"'):
+            raise QuerySyntaxError(f"a quoted name stands only for a category of a categorical "
+                                   f"channel (state == \"door open\"); write {what} without quotes",
+                                   self.text, tok.start_pos + 1)
+        return str(tok)
+
     def agg_name(self, children):
         tok = children[0]
-        return (str(tok), tok.start_pos, tok.end_pos, None, None)
+        return (self.plain(tok, "an aggregate"), tok.start_pos, tok.end_pos, None, None)
 
     def agg_percentile(self, children):
         tok, _, p, _ = children
@@ -216,7 +224,7 @@ class _ToAst(Transformer):
         if rest and isinstance(rest[0], Token):  # HOP QUANTITY
             hop = _number(rest[1])
             rest = rest[2:]
-        return ScoreAst(str(model), _number(over), hop, tuple(rest), score.start_pos)
+        return ScoreAst(self.plain(model, "a model name"), _number(over), hop, tuple(rest), score.start_pos)
 
     # --- clauses ----------------------------------------------------------------------
     def where_clause(self, children):
@@ -225,7 +233,8 @@ class _ToAst(Transformer):
 
     def from_clause(self, children):
         kw, name = children
-        return Clause("from", (str(name), name.start_pos), kw.start_pos, name.end_pos)
+        return Clause("from", (self.plain(name, "a stream name"), name.start_pos), kw.start_pos,
+                      name.end_pos)
 
     def last_clause(self, children):
         kw, dur = children
@@ -259,7 +268,7 @@ class _ToAst(Transformer):
 
     def fill_mode(self, children):
         kw, _, name, close = children
-        return FillSpec(str(name), None, kw.start_pos, close.end_pos)
+        return FillSpec(self.plain(name, "a fill mode"), None, kw.start_pos, close.end_pos)
 
     def fill_value(self, children):
         kw, _, number, close = children
@@ -323,6 +332,14 @@ class _ToAst(Transformer):
         expr, _, _, low, _, high = children
         return Between(expr, low, high, True, _start(expr), _end(high))
 
+    def value_in(self, children):
+        expr, _, _, items, close = children
+        return InList(expr, tuple(items), False, _start(expr), close.end_pos)
+
+    def value_not_in(self, children):
+        expr, _, _, _, items, close = children
+        return InList(expr, tuple(items), True, _start(expr), close.end_pos)
+
     # --- value expressions --------------------------------------------------------------
     def _binary(self, children):
         left, op, right = children
@@ -343,15 +360,18 @@ class _ToAst(Transformer):
 
     def channel(self, children):
         tok = children[0]
+        if str(tok).startswith('"'):
+            return Label(str(tok)[1:-1].replace('""', '"'), tok.start_pos, tok.end_pos)
         return ChannelName(str(tok), None, tok.start_pos, tok.end_pos, tok.start_pos)
 
     def qualified_channel(self, children):
         stream, _, name = children
-        return ChannelName(str(name), str(stream), stream.start_pos, name.end_pos, name.start_pos)
+        return ChannelName(self.plain(name, "a channel"), self.plain(stream, "a stream name"),
+                           stream.start_pos, name.end_pos, name.start_pos)
 
     def call(self, children):
         func, _, args, close = children
-        return Call(str(func), tuple(args), func.start_pos, close.end_pos)
+        return Call(self.plain(func, "a function"), tuple(args), func.start_pos, close.end_pos)
 
     def args(self, children):
         return [c for c in children if not (isinstance(c, Token) and c.type == "COMMA")]
@@ -376,7 +396,7 @@ def _bool_op(op: str, left, right) -> BoolOp:
 
 _KEYWORDS = ("WHERE", "FROM", "LAST", "FIRST", "SINCE", "BETWEEN", "AT", "BY", "GAP", "FOR", "FILL", "AND",
              "OR", "NOT", "FIND", "EPISODES", "TOP", "NEWEST", "SCORE", "OVER", "HOP", "NOW", "AGO",
-             "PERCENTILE")
+             "PERCENTILE", "IN")
 _CLAUSES = ("WHERE", "FROM", "LAST", "SINCE", "BETWEEN", "AT", "BY", "GAP", "FOR")
 _ARITHMETIC = ("PLUS", "MINUS", "STAR", "SLASH")
 _SYMBOLS = {"LE": "<=", "LT": "<", "GE": ">=", "GT": ">", "PLUS": "+", "MINUS": "-", "STAR": "*",

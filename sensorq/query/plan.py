@@ -13,6 +13,7 @@ without decoding, and what the device port can run in integer arithmetic.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -23,12 +24,16 @@ from typing import Optional, Union
 
 @dataclass(frozen=True)
 class ChannelRef:
-    """A channel of the query's stream.  ``physical = raw * scale``."""
+    """A channel of the query's stream.  ``physical = raw * scale``.  A
+    categorical channel carries its dictionary: stored code k means
+    ``categories[k]`` (the planner compiles names into codes; results map
+    codes back to names, sensorq/query/categories.py)."""
     channel: str
     index: int            # position in the stream's channel list (and in each block)
     dtype: str            # storage type, e.g. "int16"
     scale: float          # 1.0 when the channel has none
     unit: str             # the channel's unit symbol
+    categories: Optional[tuple[str, ...]] = None   # None: the channel holds numbers
 
 
 @dataclass(frozen=True)
@@ -246,7 +251,8 @@ def render(node, detail: bool = False) -> str:
             return node.channel
         scale = f"×{node.scale:g}" if node.scale != 1.0 else ""
         unit = f" {node.unit}" if node.unit else ""
-        return f"{node.channel}[{node.dtype}{scale}{unit}]"
+        kind = " categorical" if node.categories is not None else ""
+        return f"{node.channel}[{node.dtype}{scale}{unit}{kind}]"
     if isinstance(node, Const):
         return f"{node.value:g}{node.unit}"
     if isinstance(node, UnaryOp):
@@ -258,6 +264,10 @@ def render(node, detail: bool = False) -> str:
         return f"mag({', '.join(r(a) for a in node.args)})"
     if isinstance(node, RawCompare):
         prefix = "raw " if detail else ""
+        name = category_of(node.channel, node.threshold)
+        if name is not None:
+            code = f"{node.threshold:g} ({quote_name(name)})" if detail else quote_name(name)
+            return f"{prefix}{node.channel.channel} {node.op} {code}"
         return f"{prefix}{node.channel.channel} {node.op} {node.threshold:g}"
     if isinstance(node, Compare):
         return f"{r(node.left)} {node.op} {r(node.right)}"
@@ -269,3 +279,19 @@ def render(node, detail: bool = False) -> str:
     if isinstance(node, BoolConst):
         return str(node.value).lower()
     return type(node).__name__
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def quote_name(name: str) -> str:
+    """A category name as a query writes it: bare if it is an identifier, else quoted."""
+    return name if _IDENTIFIER.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+def category_of(ref: ChannelRef, code: float) -> Optional[str]:
+    """The name a code of a categorical channel means (None: not categorical, or no such code)."""
+    cats = ref.categories
+    if cats is None or not float(code).is_integer() or not 0 <= code < len(cats):
+        return None
+    return cats[int(code)]

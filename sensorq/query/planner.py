@@ -10,6 +10,9 @@
   with the threshold in the channel's *stored* units, rounded onto the integer
   grid of integer channels (``> 1999.7`` becomes ``>= 2000``), so block
   statistics and the device port can answer it in integer arithmetic;
+* compiles a category name compared with a categorical channel
+  (``activity == Running``) into an integer comparison with its code, and
+  refuses what names cannot do (order, arithmetic, averages);
 * folds constant arithmetic and trivially true/false tests;
 * turns the time clauses into an absolute half-open window of nanoseconds and
   records how "now" was chosen.
@@ -29,7 +32,7 @@ from typing import Callable, Iterator, Mapping, Optional
 import numpy as np
 
 from ..errors import QueryError, QueryNameError, QuerySyntaxError, QueryTypeError, QueryUnitError
-from ..schema import Channel, Stream
+from ..schema import Channel, Stream, known_names
 from ..units import DIMENSIONLESS, Unit, convert, convert_interval, is_unit, known_units, parse_unit
 from . import expressions as ast
 from .parser import normalise_text, parse, too_deep
@@ -53,6 +56,7 @@ KNOWN_AGGREGATES = ("count, sum, avg (mean), min, max, std, var, median, percent
 FUNCTIONS = ("abs", "sqrt", "mag")
 NO_EXPR_AGGREGATES = ("count", "duration")
 GAP_AGGREGATES = ("duration", "twa", "integral")
+CATEGORICAL_AGGREGATES = ("first", "last")   # of a categorical channel itself (count/duration take where)
 FILL_MODES = ("none", "null", "prev", "linear")
 TIME_CLAUSES = ("last", "since", "between")
 COMMON_UNITS = ("g", "mg", "m/s^2", "degC", "degF", "K", "Pa", "hPa", "bar", "V", "mV", "A", "W", "Hz",
@@ -146,6 +150,7 @@ class _Planner:
         self.clock_ns = clock_ns
         self.stream: Optional[Stream] = None
         self._newest: Optional[tuple[Optional[int]]] = None   # (newest_ns,) once asked
+        self.labels: set[int] = set()   # positions of bare names that are category names
 
     # --- errors ----------------------------------------------------------------------
     def fail(self, cls, message: str, pos: Optional[int], expected=None):
@@ -181,6 +186,8 @@ class _Planner:
                       self.next_token(tree.name_end))
         self.bind_stream(clauses, [tree.expr, where_clause.args[0] if where_clause else None])
         expr = self.value(tree.expr) if tree.expr is not None else None
+        if expr is not None and _categories(expr) is not None:
+            self.check_categorical_aggregate(aggregate, expr, clauses.get("by"))
         where = self.predicate(where_clause.args[0]) if where_clause else None
         unit = expr.unit_text if expr else ""
         out_unit = result_unit(aggregate, unit)
@@ -221,6 +228,7 @@ class _Planner:
         where_clause = clauses.get("where")
         self.bind_stream(clauses, [tree.expr, where_clause.args[0] if where_clause else None])
         expr = self.value(tree.expr)
+        self.numeric(expr, "order (top)")
         where = self.predicate(where_clause.args[0]) if where_clause else None
         now, window = self.time(clauses)
         return TopQuery(self.stream.name, n, expr.expr, expr.unit_text, where, window, now)
@@ -259,6 +267,19 @@ class _Planner:
         if not 0 <= p <= 100:
             self.fail(QueryTypeError, f"percentile {number.source} is outside 0..100", number.pos)
         return p
+
+    def check_categorical_aggregate(self, aggregate: str, expr: "_Typed", by_clause) -> None:
+        """Names have no sum, mean or order: of a categorical channel only the
+        first and last name are aggregates (and fills that invent no name)."""
+        name = expr.expr.channel
+        if aggregate not in CATEGORICAL_AGGREGATES:
+            self.fail(QueryTypeError, f"{aggregate} of {name}: {name} is categorical (names, not "
+                      f"numbers); of a categorical channel ask first, last, count where {name} == "
+                      f"NAME, duration where {name} == NAME, find or newest", expr.pos)
+        spec = by_clause.args[1] if by_clause is not None else None
+        if spec is not None and spec.mode.lower() in ("linear", "value"):
+            self.fail(QueryTypeError, f"{name} is categorical: fill(none), fill(null) or fill(prev) "
+                      f"keep names; {self.source(spec)} would make up codes", spec.pos)
 
     def check_expr_presence(self, tree: ast.AggregateAst, aggregate: str) -> None:
         if aggregate in NO_EXPR_AGGREGATES and tree.expr is not None:
@@ -308,15 +329,46 @@ class _Planner:
         """Choose the query's one stream, and check every channel belongs to it."""
         if not self.streams:
             self.fail(QueryNameError, "the cache has no streams yet", 0)
-        names = sorted((n for root in roots if root is not None for n in _channel_names(root)),
-                       key=lambda n: n.pos)
+        roots = [root for root in roots if root is not None]
+        names = sorted((n for root in roots for n in _channel_names(root)), key=lambda n: n.pos)
         from_clause = clauses.get("from")
         if from_clause is not None:
             self.stream = self.lookup_stream(*from_clause.args)
         else:
-            self.stream = self.stream_from_channels(names)
+            maybe = {n.pos for root in roots for n in _label_candidates(root)}
+            self.stream = self.stream_from_channels(names, maybe)
+        self.labels = self.find_labels(roots)
         for name in names:
-            self.check_channel(name, from_clause)
+            if name.pos not in self.labels:
+                self.check_channel(name, from_clause)
+
+    def find_labels(self, roots) -> set[int]:
+        """The bare names that are category names: opposite a categorical channel
+        in a comparison or an ``in`` list, a bare name is looked up in the
+        channel's dictionary, never as a channel (docs/query.md, "Categorical
+        channels").  When both sides are categorical channels, the left one is
+        the channel."""
+        labels: set[int] = set()
+        for root in roots:
+            for node in _comparisons(root):
+                if isinstance(node, ast.Comparison):
+                    if self.categorical(node.left):
+                        labels |= {node.right.pos} if _bare(node.right) else set()
+                    elif self.categorical(node.right) and _bare(node.left):
+                        labels.add(node.left.pos)
+                elif self.categorical(node.expr):      # in (...), between (refused, but named right)
+                    items = node.items if isinstance(node, ast.InList) else (node.low, node.high)
+                    labels |= {item.pos for item in items if _bare(item)}
+        return labels
+
+    def categorical(self, node) -> Optional[Channel]:
+        """The categorical channel ``node`` names in the query's stream, if it is one."""
+        if not isinstance(node, ast.ChannelName) or node.pos in self.labels:
+            return None
+        if node.stream not in (None, self.stream.name):
+            return None
+        channel = next((c for c in self.stream.channels if c.name == node.name), None)
+        return channel if channel is not None and channel.is_categorical else None
 
     def lookup_stream(self, name: str, pos: int) -> Stream:
         if name in self.streams:
@@ -324,20 +376,25 @@ class _Planner:
         self.fail(QueryNameError, f"unknown stream {name!r}{_did_you_mean(name, self.streams)}; "
                   f"streams: {', '.join(sorted(self.streams))}", pos)
 
-    def stream_from_channels(self, names) -> Stream:
+    def stream_from_channels(self, names, maybe=frozenset()) -> Stream:
+        """The stream the channel names decide.  A name in ``maybe`` (positions)
+        may be a category name (``Running`` in ``activity == Running``): it
+        decides nothing, and is not an unknown channel yet."""
         for name in names:
             if name.stream is not None:
                 return self.lookup_stream(name.stream, name.pos)
             homes = self.streams_with(name.name)
             if len(homes) == 1:
                 return homes[0]
-            if not homes:
+            if not homes and name.pos not in maybe:
                 self.unknown_channel(name)
-        if names:
-            first = names[0]
+        if any(self.streams_with(n.name) for n in names):
+            first = next(n for n in names if self.streams_with(n.name))
             candidates = ", ".join(f"{s.name}.{first.name}" for s in self.streams_with(first.name))
             self.fail(QueryNameError, f"channel {first.name!r} is in several streams: {candidates}; "
                       f"write one of these, or add from STREAM", first.pos)
+        if names:
+            self.unknown_channel(names[0])
         if len(self.streams) == 1:
             return next(iter(self.streams.values()))
         names = sorted(self.streams)
@@ -377,7 +434,8 @@ class _Planner:
         channel = self.stream.channel(name.name)
         index = self.stream.channel_index(name.name)
         scale = float(channel.scale) if channel.scale is not None else 1.0
-        return ChannelRef(channel.name, index, channel.dtype, scale, channel.unit), channel
+        return ChannelRef(channel.name, index, channel.dtype, scale, channel.unit,
+                          channel.categories), channel
 
     # --- value expressions -----------------------------------------------------------------
     def value(self, node) -> _Typed:
@@ -386,6 +444,9 @@ class _Planner:
         if isinstance(node, ast.ChannelName):
             ref, channel = self.channel_ref(node)
             return _Typed(ref, channel.unit_info, channel.unit, False, node.pos, node.end)
+        if isinstance(node, ast.Label):
+            self.fail(QueryTypeError, f"{node.source} is a category name (it is quoted): it stands "
+                      f"opposite a categorical channel, as in state == {node.source}", node.pos)
         if isinstance(node, ast.Unary):
             return self.unary(node)
         if isinstance(node, ast.Binary):
@@ -402,8 +463,17 @@ class _Planner:
         unit = parse_unit(node.unit)
         return _Typed(Const(node.value, unit.symbol), unit, unit.symbol, not node.unit, node.pos, node.end)
 
+    def numeric(self, typed: _Typed, what: str) -> _Typed:
+        """``typed`` itself, unless it is a categorical channel (names have no arithmetic or order)."""
+        if _categories(typed) is not None:
+            name = typed.expr.channel
+            self.fail(QueryTypeError, f"{name} is categorical (names, not numbers): no {what}; "
+                      f"compare it with a name: {name} == NAME, {name} != NAME, {name} in (A, B)",
+                      typed.pos)
+        return typed
+
     def unary(self, node: ast.Unary) -> _Typed:
-        operand = self.value(node.operand)
+        operand = self.numeric(self.value(node.operand), "arithmetic")
         if node.op == "pos":
             return _Typed(operand.expr, operand.unit, operand.unit_text, operand.flexible, node.pos, node.end)
         if operand.is_const:
@@ -411,7 +481,8 @@ class _Planner:
         return self.like(operand, UnaryOp("neg", operand.expr, operand.unit_text), node)
 
     def binary(self, node: ast.Binary) -> _Typed:
-        left, right = self.value(node.left), self.value(node.right)
+        left = self.numeric(self.value(node.left), f"arithmetic ({node.op})")
+        right = self.numeric(self.value(node.right), f"arithmetic ({node.op})")
         if node.op in "+-":
             left, right = self.align(left, right, interval=True, what=node.op)
             if left.is_const and right.is_const:
@@ -456,7 +527,7 @@ class _Planner:
                     if func in AGGREGATE_ALIASES else _did_you_mean(func, FUNCTIONS))
             self.fail(QueryNameError, f"unknown function {node.func!r}{hint}; functions: "
                       f"{', '.join(FUNCTIONS)}", node.pos)
-        args = [self.value(a) for a in node.args]
+        args = [self.numeric(self.value(a), f"{func}()") for a in node.args]
         if func == "mag":
             return self.magnitude(node, args)
         if len(args) != 1:
@@ -549,9 +620,13 @@ class _Planner:
     # --- predicates ---------------------------------------------------------------------------
     def predicate(self, node) -> Predicate:
         if isinstance(node, ast.Comparison):
+            if any(isinstance(side, ast.Label) or self.categorical(side) for side in (node.left, node.right)):
+                return self.category_comparison(node)
             return self.comparison(node.op, self.value(node.left), self.value(node.right))
         if isinstance(node, ast.Between):
             return self.between(node)
+        if isinstance(node, ast.InList):
+            return self.in_list(node)
         if isinstance(node, ast.BoolOp):
             args = [self.predicate(a) for a in node.args]
             return _and(args) if node.op == "and" else _or(args)
@@ -560,6 +635,10 @@ class _Planner:
         raise AssertionError(f"not a predicate: {node!r}")  # the grammar prevents this
 
     def between(self, node: ast.Between) -> Predicate:
+        channel = self.categorical(node.expr)
+        if channel is not None:
+            self.fail(QueryTypeError, f"{channel.name} is categorical: its names have no order, so "
+                      f"between cannot compare them; use in (...)", self.next_token(node.expr.end))
         expr = self.value(node.expr)
         low, high = self.value(node.low), self.value(node.high)
         if low.is_const and high.is_const:
@@ -571,7 +650,51 @@ class _Planner:
         inside = _and([self.comparison(">=", expr, low), self.comparison("<=", expr, high)])
         return _negate(inside) if node.negated else inside
 
+    def in_list(self, node: ast.InList) -> Predicate:
+        """``x in (a, b)`` is ``x == a or x == b``; ``not in``, its complement."""
+        channel = self.categorical(node.expr)
+        if channel is not None:
+            ref, _ = self.channel_ref(node.expr)
+            tests = [raw_compare(ref, "==", float(self.code_of(channel, item)), exact=True)
+                     for item in node.items]
+        else:
+            expr = self.value(node.expr)
+            tests = [self.comparison("==", expr, self.value(item)) for item in node.items]
+        found = _or(tests)
+        return _negate(found) if node.negated else found
+
+    def category_comparison(self, node: ast.Comparison) -> Predicate:
+        """``state == idle`` (either way round): an integer comparison with idle's code."""
+        channel = self.categorical(node.left) or self.categorical(node.right)
+        if channel is None:     # a quoted name, but no categorical channel opposite it
+            label = node.left if isinstance(node.left, ast.Label) else node.right
+            self.value(label)
+        if node.op not in ("==", "!="):
+            self.fail(QueryTypeError, f"{channel.name} is categorical: its names have no order, so "
+                      f"{node.op} cannot compare them; use ==, != or in (...)", node.op_pos)
+        side, other = (node.left, node.right) if self.categorical(node.left) else (node.right, node.left)
+        ref, _ = self.channel_ref(side)
+        return raw_compare(ref, node.op, float(self.code_of(channel, other)), exact=True)
+
+    def code_of(self, channel: Channel, node) -> int:
+        """The code of the category name ``node`` (bare or quoted) of ``channel``."""
+        if not isinstance(node, ast.Label) and node.pos not in self.labels:
+            self.fail(QueryTypeError, f"{channel.name} is categorical: compare it with one of its "
+                      f"names ({known_names(channel.categories)}), bare or in quotes, not with "
+                      f"{self.source(node)}", node.pos)
+        if node.name in channel.categories:
+            return channel.code_of(node.name)
+        also = ""
+        if isinstance(node, ast.ChannelName) and self.streams_with(node.name):
+            also = f" ({node.name} is also a channel; opposite {channel.name} a name means a category)"
+        self.fail(QueryNameError, f"{self.source(node)} is not a category of {channel.name}"
+                  f"{_did_you_mean(node.name, channel.categories)}{also}; its names are "
+                  f"{known_names(channel.categories)}", node.pos)
+
     def comparison(self, op: str, left: _Typed, right: _Typed) -> Predicate:
+        for side in (left, right):
+            self.numeric(side, f"order ({op})" if op not in ("==", "!=") else
+                         "comparison with a number or an expression")
         left, right = self.align(left, right, interval=False, what=op)
         if left.is_const and right.is_const:
             return BoolConst(_compare(op, left.expr.value, right.expr.value))
@@ -583,13 +706,15 @@ class _Planner:
 
     def peak(self, node) -> Optional[_Typed]:
         """The first channel-bearing side of the predicate's first comparison."""
-        for comparison in _comparisons(node):
-            sides = (comparison.left, comparison.right) if isinstance(comparison, ast.Comparison) \
-                else (comparison.expr,)
-            for side in sides:
-                if any(True for _ in _channel_names(side)):
-                    return self.value(side)
-        return None
+        sides = [side for comparison in _comparisons(node)
+                 for side in ((comparison.left, comparison.right) if isinstance(comparison, ast.Comparison)
+                              else (comparison.expr,))
+                 if any(n.pos not in self.labels for n in _channel_names(side))]
+        # A categorical channel's largest code is no peak; it is the peak only
+        # when nothing else is (then its name is shown: the state itself for ==).
+        numeric = [s for s in sides if not self.categorical(s)]
+        chosen = (numeric or sides or [None])[0]
+        return self.value(chosen) if chosen is not None else None
 
     # --- time ---------------------------------------------------------------------------------
     def time(self, clauses) -> tuple[Now, TimeRange]:
@@ -836,6 +961,9 @@ def _channel_names(node) -> Iterator[ast.ChannelName]:
     elif isinstance(node, ast.Between):
         for part in (node.expr, node.low, node.high):
             yield from _channel_names(part)
+    elif isinstance(node, ast.InList):
+        for part in (node.expr, *node.items):
+            yield from _channel_names(part)
     elif isinstance(node, ast.BoolOp):
         for arg in node.args:
             yield from _channel_names(arg)
@@ -844,13 +972,39 @@ def _channel_names(node) -> Iterator[ast.ChannelName]:
 
 
 def _comparisons(node) -> Iterator:
-    if isinstance(node, (ast.Comparison, ast.Between)):
+    if isinstance(node, (ast.Comparison, ast.Between, ast.InList)):
         yield node
     elif isinstance(node, ast.BoolOp):
         for arg in node.args:
             yield from _comparisons(arg)
     elif isinstance(node, ast.NotPred):
         yield from _comparisons(node.arg)
+
+
+def _bare(node) -> bool:
+    """A name written without a stream: it may be a category name."""
+    return isinstance(node, ast.ChannelName) and node.stream is None
+
+
+def _label_candidates(node) -> Iterator[ast.ChannelName]:
+    """Bare names that may be category names (before the stream is known): the
+    side of a comparison opposite a channel name, the items of ``name in (...)``."""
+    for comparison in _comparisons(node):
+        if isinstance(comparison, ast.Comparison):
+            left, right = comparison.left, comparison.right
+            if isinstance(left, ast.ChannelName) and _bare(right):
+                yield right
+            if isinstance(right, ast.ChannelName) and _bare(left):
+                yield left
+        elif isinstance(comparison.expr, ast.ChannelName):
+            items = comparison.items if isinstance(comparison, ast.InList) else \
+                (comparison.low, comparison.high)
+            yield from (item for item in items if _bare(item))
+
+
+def _categories(typed: "_Typed") -> Optional[tuple[str, ...]]:
+    """The dictionary of a categorical channel expression (None for anything else)."""
+    return typed.expr.categories if isinstance(typed.expr, ChannelRef) else None
 
 
 def _tidy(value: float) -> float:

@@ -278,7 +278,10 @@ class Cache(SegmentScanning, RecordWriting):
     def create_stream(self, name: str, channels, rate_hz=None, block_samples: int = 4096,
                       max_gap_ns=None, codec: str = "compact") -> Stream:
         """Define a stream (written to the manifest at once).  Creating a stream
-        that exists with the same definition returns it; a different one is an error."""
+        that exists with the same definition returns it; a different one is an
+        error.  Categorical dictionaries only grow, so a definition whose
+        dictionaries are the stored ones cut short is the same stream, and one
+        that extends them adds the new names (as add_categories does)."""
         self._require_writer()
         channels = tuple(_as_channel(c) for c in channels)
         stream = Stream(name, channels, rate_hz, block_samples, max_gap_ns,
@@ -288,7 +291,9 @@ class Cache(SegmentScanning, RecordWriting):
         existing = self._manifest.streams.get(name)
         if existing is not None:
             if _same_definition(existing, stream):
-                return existing
+                for wanted in (c for c in channels if c.is_categorical):
+                    self.add_categories(name, wanted.name, wanted.categories)
+                return self._manifest.streams[name]
             raise SchemaError(f"stream {name!r} already exists with a different definition "
                               f"(channels {', '.join(c.name for c in existing.channels)})")
         self._manifest.streams[name] = stream
@@ -297,6 +302,26 @@ class Cache(SegmentScanning, RecordWriting):
             write_manifest(self.path, self._manifest)
         self._sync_streams()
         return stream
+
+    def add_categories(self, stream, channel: str, names) -> list[int]:
+        """Add ``names`` to the dictionary of a categorical channel (those it
+        lacks, at its end, in the order given) and return the code of every
+        name.  Codes never change, so samples stored earlier keep their names.
+        The manifest is written atomically before this returns: a name's code
+        is durable before any sample can use it.  If writing fails, nothing
+        changes (in memory or on disk)."""
+        self._require_writer()
+        old = self._stream(stream)
+        grown, codes = old.with_categories(channel, names)
+        if grown is not old:
+            self._manifest.streams[old.name] = grown
+            try:
+                with fileio.storage_errors(f"cannot write the manifest of cache {self.path}"):
+                    write_manifest(self.path, self._manifest)
+            except BaseException:
+                self._manifest.streams[old.name] = old
+                raise
+        return codes
 
     def _stream(self, stream) -> Stream:
         name = stream.name if isinstance(stream, Stream) else stream
@@ -611,7 +636,8 @@ class Cache(SegmentScanning, RecordWriting):
                 "bytes_per_sample": stored / samples if samples else None,
                 "bytes_per_value": stored / (samples * len(st.channels)) if samples else None,
                 "ratio_to_raw": raw / stored if stored else None,
-                "channels": [{"name": c.name, "dtype": c.dtype, "unit": c.unit, "scale": c.scale}
+                "channels": [{"name": c.name, "dtype": c.dtype, "unit": c.unit, "scale": c.scale,
+                              **({"categories": list(c.categories)} if c.is_categorical else {})}
                              for c in st.channels]}
 
     def query(self, text: str, now_policy: str = "data", engine: str | None = None):
@@ -650,7 +676,10 @@ def _as_channel(c) -> Channel:
 
 
 def _same_definition(a: Stream, b: Stream) -> bool:
-    return (a.channels == b.channels and a.block_samples == b.block_samples and a.codec == b.codec
+    """Equal, except that a categorical dictionary may be the other one grown."""
+    return (len(a.channels) == len(b.channels)
+            and all(x.same_codes(y) for x, y in zip(a.channels, b.channels))
+            and a.block_samples == b.block_samples and a.codec == b.codec
             and a.rate_hz == b.rate_hz and a.max_gap_ns == b.max_gap_ns)
 
 
