@@ -119,7 +119,7 @@ def test_vm_rejects_bad_headers(dev):
         return with_crc(bytes(b))
 
     cases = {
-        "SQ_ERR_VERSION": code_of(lambda b: b.__setitem__(4, 2)),
+        "SQ_ERR_VERSION": code_of(lambda b: b.__setitem__(4, 1)),          # the old bytecode version
         "SQ_ERR_CRC": good[:-1] + bytes([good[-1] ^ 1]),
         "SQ_ERR_BYTECODE": [
             good[:10],                                               # truncated

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sensorq
-from sensorq.device.bytecode import compile_for_device
+from sensorq.device.bytecode import compile_for_device, schema_hash
 from sensorq.device.native import DeviceError
 from sensorq.device.reference import expected_answer
-from sensorq.schema import Channel
+from sensorq.schema import Channel, Stream
 
 pytest.importorskip("sensorq.engine.executor")
 from sensorq.engine.executor import plan_text, run_query  # noqa: E402
@@ -87,7 +87,8 @@ def test_device_reference_and_engine_agree(dev, case):
         code = compile_for_device(cache, text)
         plan = plan_text(cache, text)
         engine = run_query(cache, text).value
-    ring = dev.ring([c.dtype for c in channels], 32, region_len=200_000)
+    ring = dev.ring([c.dtype for c in channels], 32, region_len=200_000,
+                    schema=schema_hash(Stream("s", tuple(channels))))
     ring.append_many(t, cols)
     want = expected_answer(plan, t, cols)
     try:

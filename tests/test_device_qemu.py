@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorq.device.bytecode import compile_plan
+from sensorq.device.bytecode import compile_plan, schema_hash
 from sensorq.device.native import DEVICE_PORT, ERRORS, DeviceLib, build_library
 from sensorq.device.reference import expected_answer
 from sensorq.device.vectors import VECTORS, Vector, blocks_of, firmware_input, read_answers
@@ -127,7 +127,7 @@ def test_firmware_agrees_with_host_on_random_streams(firmware, tmp_path, tmp_pat
     answers, _, blocks = run_firmware(firmware, firmware_input(vector, codes), tmp_path)
     dev = DeviceLib(build_library(tmp_path_factory.getbasetemp() / "host"))
     ring = dev.ring([c.dtype for c in vector.stream.channels], vector.stream.block_samples,
-                    region_len=vector.region_len)
+                    region_len=vector.region_len, schema=schema_hash(vector.stream))
     ring.append_many(vector.t, vector.columns)
     assert blocks == b"".join(ring.blocks())
     from sensorq.codec.block import parse_block

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sensorq.codec.block import decode_block, parse_block
+from sensorq.device.bytecode import schema_hash
 from sensorq.device.native import ERRORS, DeviceError
 from sensorq.device.reference import round_half_away_float
 from sensorq.device.vectors import (HEADER, VECTORS, blocks_of, compile_queries, expected_for,
@@ -25,7 +26,7 @@ NAMES = sorted(VECTORS)
 def load(name: str):
     meta = json.loads((VECTOR_DIR / f"{name}.json").read_text())
     data = (VECTOR_DIR / f"{name}.bin").read_bytes()
-    magic, n_ch, dtypes, block_samples, region_len, n, n_queries = HEADER.unpack_from(data)
+    magic, n_ch, dtypes, block_samples, region_len, n, n_queries, _schema = HEADER.unpack_from(data)
     assert magic == b"SQV1"
     rows = np.frombuffer(data, "<i8", count=n * (1 + n_ch), offset=HEADER.size).reshape(n, 1 + n_ch)
     at = HEADER.size + rows.nbytes
@@ -68,7 +69,7 @@ def test_c_side_writes_the_vector_blocks_and_answers(dev, name):
     meta, rows, queries, blocks = load(name)
     stream = Stream.from_json(meta["stream"])
     ring = dev.ring([c.dtype for c in stream.channels], stream.block_samples,
-                    region_len=meta["region_len"])
+                    region_len=meta["region_len"], schema=schema_hash(stream))
     ring.append_many(rows[:, 0], [rows[:, i + 1] for i in range(len(stream.channels))])
     assert b"".join(ring.blocks()) == blocks
     for (code, now), want in zip(queries, meta["queries"]):

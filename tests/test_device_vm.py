@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensorq.codec.block import encode_block
-from sensorq.device.bytecode import compile_plan
+from sensorq.device.bytecode import compile_plan, schema_hash
 from sensorq.device.native import DeviceError
 from sensorq.device.reference import expected_answer, round_half_away
 from sensorq.query import plan as P
@@ -136,7 +136,7 @@ def test_ring_answers_equal_numpy_reference(dev, case):
     code = compile_plan(plan, stream)
     dtypes = [c.dtype for c in stream.channels]
     region = dev.ring(dtypes, block_samples).region_len * (len(t) // block_samples + 2)   # no eviction
-    ring = dev.ring(dtypes, block_samples, region_len=region)
+    ring = dev.ring(dtypes, block_samples, region_len=region, schema=schema_hash(stream))
     ring.append_many(t + shift, columns)
     expected = expected_answer(plan, t + shift, columns, plan.now.ns + shift)
     got = run_or_error(lambda: ring.query(code, plan.now.ns + shift))
@@ -171,7 +171,7 @@ def test_statistics_answer_and_skip_blocks(dev):
     stream = Stream("s", (Channel("z", "int32"),))
     t = np.arange(1000, dtype=np.int64) * 1000
     z = np.arange(1000, dtype=np.int32)
-    ring = dev.ring(["int32"], 100, region_len=200_000)
+    ring = dev.ring(["int32"], 100, region_len=200_000, schema=schema_hash(stream))
     ring.append_many(t, [z])
     ref = channel_ref(stream, 0)
     for aggregate, want in [("count", 500), ("sum", sum(range(500, 1000))), ("min", 500),
@@ -201,7 +201,7 @@ def test_mean_rounds_half_away_from_zero(dev):
     code = compile_plan(plan, stream)
     for values, want in [([2, 3], 3), ([-2, -3], -3), ([1, 1, 2], 1), ([-1, -1, -2], -1),
                          ([0, 1, 1, 1], 1), ([5], 5), ([-7, 0], -4)]:
-        ring = dev.ring(["int16"], 64)
+        ring = dev.ring(["int16"], 64, schema=schema_hash(stream))
         ring.append_many(np.arange(len(values)), [np.array(values, np.int16)])
         assert ring.query(code, 0).value == want
 
@@ -211,12 +211,12 @@ def test_sum_overflow_is_an_error_not_a_wrong_answer(dev):
     ref = channel_ref(stream, 0)
     big = np.array([2**62, 2**62, 2**62, -2**62], np.int64)   # partial sums overflow, total too
     plan = P.AggregateQuery("s", "sum", ref, None, P.TimeRange(), P.Now("data", 0), "")
-    ring = dev.ring(["int64"], 2, region_len=10_000)
+    ring = dev.ring(["int64"], 2, region_len=10_000, schema=schema_hash(stream))
     ring.append_many(np.arange(4), [big])
     with pytest.raises(DeviceError) as info:
         ring.query(compile_plan(plan, stream), 0)
     assert info.value.name == "SQ_ERR_OVERFLOW"
-    ring = dev.ring(["int64"], 2, region_len=10_000)
+    ring = dev.ring(["int64"], 2, region_len=10_000, schema=schema_hash(stream))
     ring.append_many(np.arange(4), [np.array([2**62, 2**62, -2**62, -2**62 + 5], np.int64)])
     assert ring.query(compile_plan(plan, stream), 0).value == 5      # intermediate overflow is fine
 
@@ -227,7 +227,7 @@ def test_window_bounds_clamp_at_the_ends_of_time(dev):
     stream = Stream("s", (Channel("v", "int16"),))
     t = np.array([-2**63, -2**63 + 5, 2**63 - 10, 2**63 - 1], np.int64)
     v = np.array([1, 2, 3, 4], np.int16)
-    ring = dev.ring(["int16"], 2, region_len=10_000)
+    ring = dev.ring(["int16"], 2, region_len=10_000, schema=schema_hash(stream))
     ring.append_many(t, [v])
     for now, start_off, end_off in [(-2**63 + 7, -2**62, 2**62), (2**63 - 2, -2**62, 2**62),
                                     (0, -2**63, 2**63 - 1), (-2**63 + 7, -6, 1)]:

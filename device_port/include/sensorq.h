@@ -34,8 +34,15 @@
 extern "C" {
 #endif
 
+/* The library's version (semantic versioning), and the formats it speaks. */
+#define SQ_VERSION_MAJOR 0
+#define SQ_VERSION_MINOR 2
+#define SQ_VERSION_PATCH 0
+#define SQ_VERSION_STRING "0.2.0"
+#define SQ_VERSION_NUMBER (SQ_VERSION_MAJOR * 10000L + SQ_VERSION_MINOR * 100L + SQ_VERSION_PATCH)
+
 #define SQ_FORMAT_VERSION 1u      /* block format (docs/format.md) */
-#define SQ_BYTECODE_VERSION 1u    /* query bytecode (docs/device.md) */
+#define SQ_BYTECODE_VERSION 2u    /* query bytecode (docs/device.md) */
 #define SQ_MAX_CHANNELS 8u        /* channels of one ring stream */
 #define SQ_VM_MAX_COLUMNS 3u      /* distinct channels one query may read (stack budget) */
 #define SQ_VM_STACK 8u            /* predicate stack depth */
@@ -61,6 +68,9 @@ typedef enum {
 
 /* Storage type codes, as in the block format's channel directory. */
 enum { SQ_INT8 = 1, SQ_INT16 = 2, SQ_INT32 = 3, SQ_INT64 = 4, SQ_FLOAT32 = 5, SQ_FLOAT64 = 6 };
+
+/* SQ_VERSION_STRING of the library that was linked (the header may be another's). */
+const char *sq_version(void);
 
 /* A short English description of an sq_err ("block checksum mismatch"). */
 const char *sq_strerror(int err);
@@ -126,6 +136,9 @@ typedef struct {
     uint8_t dtype[SQ_MAX_CHANNELS];     /* SQ_INT8 … SQ_INT64 */
     uint32_t block_samples;             /* 1 … SQ_MAX_BLOCK_SAMPLES */
     uint32_t stream_id;                 /* written into every block */
+    uint32_t schema;                    /* the stream's schema hash (sensorq.device.bytecode.
+                                           schema_hash): a query compiled for another
+                                           schema is refused with SQ_ERR_MISMATCH */
 } sq_stream_cfg;
 
 /* The ring's state; lives wherever the caller puts it.  Fields are private. */
@@ -225,6 +238,7 @@ typedef struct {
     const uint8_t *prog;
     uint32_t prog_len;
     uint32_t n_channels;
+    uint32_t schema;               /* the bytecode's schema hash */
     int64_t start, end;            /* window [start, end) */
     uint8_t flags;
     uint8_t agg;
@@ -263,11 +277,11 @@ typedef struct sq_result_s {
     int64_t value;
     uint8_t has_value;
     uint8_t aggregate;
-    uint32_t count;
-    uint32_t blocks_skipped;
-    uint32_t blocks_answered;
-    uint32_t blocks_decoded;
-    uint32_t samples_scanned;     /* samples decoded and tested one by one */
+    uint64_t count;               /* 64-bit: an archive may hold more than 2^32 samples */
+    uint64_t blocks_skipped;
+    uint64_t blocks_answered;
+    uint64_t blocks_decoded;
+    uint64_t samples_scanned;     /* samples decoded and tested one by one */
 } sq_result;
 
 /* Validate bytecode without running it: magic, version, length, CRC, opcodes,
@@ -287,10 +301,12 @@ int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len);
 int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
                  int64_t now_ns, sq_result *out);
 
-/* The same over n_blocks blocks given by address and length (in time order). */
+/* The same over n_blocks blocks given by address and length (in time order),
+ * of a stream whose schema hash is `schema` (SQ_ERR_MISMATCH if the bytecode
+ * was compiled for another). */
 int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_len,
-                        const uint8_t *const *blocks, const size_t *lens, size_t n_blocks,
-                        int64_t now_ns, sq_result *out);
+                        uint32_t schema, const uint8_t *const *blocks, const size_t *lens,
+                        size_t n_blocks, int64_t now_ns, sq_result *out);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,11 @@
 /* Names of the error codes (sensorq.h). */
 #include "sensorq.h"
 
+const char *sq_version(void)
+{
+    return SQ_VERSION_STRING;
+}
+
 const char *sq_strerror(int err)
 {
     switch (err) {

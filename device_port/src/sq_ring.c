@@ -98,6 +98,9 @@ int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values)
     if (r->has_last && t < r->last_t) {
         return SQ_ERR_ORDER;
     }
+    if (r->staged && (uint64_t)t - (uint64_t)r->last_t >= ((uint64_t)1 << 63)) {
+        sq_ring_seal(r);     /* a block never holds a step of 2^63 ns or more (format.md §3) */
+    }
     for (c = 0; c < r->cfg.n_channels; c++) {
         w = sq_dtype_bytes(r->cfg.dtype[c]);
         if (sq_sign_extend((uint64_t)values[c], w) != values[c]) {

@@ -4,7 +4,7 @@
  * answer the whole block), else by decoding one sample at a time. */
 #include "sq_internal.h"
 
-#define HDR 28u            /* bytecode header bytes */
+#define HDR 32u            /* bytecode header bytes */
 #define OP_TRUE 0x01u
 #define OP_FALSE 0x02u
 #define OP_NOT 0x03u
@@ -51,10 +51,8 @@ static int check_program(sq_vm *v)
                 return SQ_ERR_UNSUPPORTED;
             }
             depth++;
-            pc += CMP_SIZE;
-            continue;
-        }
-        if (op == OP_TRUE || op == OP_FALSE) {
+            pc += CMP_SIZE - 1u;
+        } else if (op == OP_TRUE || op == OP_FALSE) {
             depth++;
         } else if (op == OP_NOT) {
             if (depth < 1u) {
@@ -105,6 +103,7 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     v->agg = code[5];
     v->flags = code[7];
     v->n_channels = (uint32_t)sq_get_le(code + 8, 2);
+    v->schema = (uint32_t)sq_get_le(code + 28, 4);
     v->prog = code + HDR;
     v->prog_len = (uint32_t)len - HDR - 4u;
     v->n_slots = 0;
@@ -213,7 +212,7 @@ static void accumulate(sq_vm *v, uint32_t n, int64_t sum, int64_t lo, int64_t hi
 
 /* Sum / count rounded half away from zero, with one unsigned division (a
  * signed 64-bit division would link another 0.6 KB of libgcc). */
-static int64_t rounded_mean(int64_t sum, uint32_t count)
+static int64_t rounded_mean(int64_t sum, uint64_t count)
 {
     uint64_t magnitude = sum < 0 ? 0u - (uint64_t)sum : (uint64_t)sum;
     uint64_t q = magnitude / count, rest = magnitude - q * count;
@@ -375,13 +374,16 @@ static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_resu
 }
 
 int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_len,
-                        const uint8_t *const *blocks, const size_t *lens, size_t n_blocks,
-                        int64_t now_ns, sq_result *out)
+                        uint32_t schema, const uint8_t *const *blocks, const size_t *lens,
+                        size_t n_blocks, int64_t now_ns, sq_result *out)
 {
     size_t i;
     int err = state ? start(state, code, code_len, now_ns, out) : SQ_ERR_ARG;
     if (err == SQ_OK && n_blocks && (!blocks || !lens)) {
         err = SQ_ERR_ARG;
+    }
+    if (err == SQ_OK && state->schema != schema) {
+        err = SQ_ERR_MISMATCH;
     }
     for (i = 0; i < n_blocks && err == SQ_OK; i++) {
         err = run_block(state, blocks[i], lens[i]);
@@ -401,7 +403,7 @@ int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, co
     if (err == SQ_OK && !r) {
         err = SQ_ERR_ARG;
     }
-    if (err == SQ_OK && v->n_channels != r->cfg.n_channels) {
+    if (err == SQ_OK && (v->n_channels != r->cfg.n_channels || v->schema != r->cfg.schema)) {
         err = SQ_ERR_MISMATCH;
     }
     if (err != SQ_OK) {

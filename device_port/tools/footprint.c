@@ -36,7 +36,7 @@ void *memcpy(void *dst, const void *src, size_t n)
 
 int footprint(int64_t t, int64_t v)
 {
-    sq_stream_cfg cfg = {1, {0}, 0, 0};
+    sq_stream_cfg cfg = {1, {0}, 0, 0, 0};
     sq_result result;
     int64_t values[1];
     values[0] = v;

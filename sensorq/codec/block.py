@@ -35,6 +35,7 @@ def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int
         raise ValueError(f"a block holds 1..{MAX_BLOCK_SAMPLES} samples, got {n}")
     if not 1 <= len(columns) <= MAX_CHANNELS:
         raise ValueError(f"a block holds 1..{MAX_CHANNELS} channels, got {len(columns)}")
+    _check_steps(t)
     compact = codec == "compact"
     tick, words = time_words(t)
     time_section, time_codec = _encode_words(words, False, compact)
@@ -50,6 +51,21 @@ def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int
     header["block_len"] = block_len
     body = b"".join([header.tobytes(), entries.tobytes(), *sections])
     return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+_HALF_RANGE = np.uint64(1 << 63)
+
+
+def _check_steps(t: np.ndarray) -> None:
+    """Refuse a step of 2^63 ns or more between consecutive samples (an unset
+    clock, INT64_MIN, followed by a real time): the tick, the gcd of the
+    offsets, could then be ≥ 2^63 and the block unreadable (format.md §3).
+    The device seals a block early instead (sq_ring_append)."""
+    steps = np.diff(t.view(np.uint64))      # mod 2^64: a decreasing t is a huge step too
+    if len(steps) and steps.max() >= _HALF_RANGE:
+        at = int(np.argmax(steps >= _HALF_RANGE))
+        raise ValueError(f"timestamps {int(t[at])} → {int(t[at + 1])}: a block cannot hold a step "
+                         f"of 2^63 ns or more, or a decreasing time; split the block there")
 
 
 def _encode_words(words: np.ndarray, signed: bool, compact: bool) -> tuple[bytes, int]:

@@ -1,8 +1,9 @@
 """Typed plan → device bytecode (the format is documented in docs/device.md).
 
 The device port (device_port/src/sq_vm.c) runs a small, versioned program:
-a 28-byte header (aggregate, channel, time window relative to the "now" given
-at run time), a postfix predicate over raw integer comparisons, and a CRC-32.
+a 32-byte header (aggregate, channel, time window relative to the "now" given
+at run time, the hash of the stream's schema), a postfix predicate over raw
+integer comparisons, and a CRC-32.
 Only what the device can do in integer arithmetic compiles; anything else
 raises :class:`~sensorq.errors.DeviceUnsupportedError` naming the construct.
 
@@ -19,11 +20,13 @@ from typing import Optional
 
 from ..errors import DeviceUnsupportedError, SensorqError
 from ..query import plan as P
+from ..schema import DTYPE_CODES
 
 MAGIC = b"SQQ1"
-VERSION = 1
-HEADER = struct.Struct("<4sBBBBHHqq")   # magic, version, agg, channel, flags, n_channels, length, start, end
-assert HEADER.size == 28
+VERSION = 2
+# magic, version, agg, channel, flags, n_channels, length, start, end, schema hash
+HEADER = struct.Struct("<4sBBBBHHqqI")
+assert HEADER.size == 32
 CRC_SIZE = 4
 MAX_LENGTH = 0xFFFF
 NO_CHANNEL = 0xFF
@@ -78,11 +81,34 @@ def compile_plan(plan, stream) -> bytes:
     length = HEADER.size + len(body) + CRC_SIZE
     if length > MAX_LENGTH:
         raise unsupported(f"room for a predicate this long ({length} bytes of bytecode)")
-    header = HEADER.pack(MAGIC, VERSION, AGGREGATE_CODES[plan.aggregate], channel, flags,
-                         n_channels, length, start, end)
+    return assemble(AGGREGATE_CODES[plan.aggregate], channel, flags, n_channels, start, end, body,
+                    schema_hash(stream))
+
+
+def assemble(aggregate: int, channel: int, flags: int, n_channels: int, start: int, end: int,
+             body: bytes, schema: int) -> bytes:
+    """Header + predicate program + CRC: the bytecode's framing (also used by
+    the tests to build programs the compiler would never emit)."""
+    header = HEADER.pack(MAGIC, VERSION, aggregate, channel, flags, n_channels,
+                         HEADER.size + len(body) + CRC_SIZE, start, end, schema)
     code = header + body
     return code + zlib.crc32(code).to_bytes(4, "little")
 
+
+def schema_hash(stream) -> int:
+    """CRC-32 of what gives a stream's raw integers their meaning: every
+    channel's name, storage type, unit and scale, in order.  The bytecode
+    carries it and the device's stream configuration holds it
+    (sq_stream_cfg.schema), so that a query compiled for another stream with
+    the same channel count is refused (SQ_ERR_MISMATCH) instead of answering
+    in the wrong units."""
+    parts = [struct.pack("<H", len(stream.channels))]
+    for ch in stream.channels:
+        name, unit = ch.name.encode(), ch.unit.encode()
+        scale = 1.0 if ch.scale is None else float(ch.scale)
+        parts.append(struct.pack("<B", len(name)) + name + struct.pack("<B", DTYPE_CODES[ch.dtype])
+                     + struct.pack("<H", len(unit)) + unit + struct.pack("<d", scale))
+    return zlib.crc32(b"".join(parts))
 
 def _query_kind(plan) -> str:
     names = {"FindQuery": "'find first/last'", "TopQuery": "'top'", "NewestQuery": "'newest'",
@@ -212,6 +238,7 @@ class DeviceQuery:
     start_offset_ns: Optional[int]
     end_offset_ns: Optional[int]
     program: tuple[str, ...]
+    schema: int = 0
 
 
 def disassemble(code: bytes) -> DeviceQuery:
@@ -219,7 +246,7 @@ def disassemble(code: bytes) -> DeviceQuery:
     SensorqError if the bytes are not valid bytecode of this version."""
     if len(code) < HEADER.size + 1 + CRC_SIZE:
         raise SensorqError("bytecode: too short")
-    magic, version, agg, channel, flags, n_channels, length, start, end = HEADER.unpack_from(code)
+    magic, version, agg, channel, flags, n_channels, length, start, end, schema = HEADER.unpack_from(code)
     if magic != MAGIC or version != VERSION or length != len(code) or agg not in AGGREGATE_NAMES:
         raise SensorqError("bytecode: bad magic, version, length or aggregate")
     if zlib.crc32(code[:-CRC_SIZE]) != int.from_bytes(code[-CRC_SIZE:], "little"):
@@ -237,7 +264,7 @@ def disassemble(code: bytes) -> DeviceQuery:
             pc += 1
     return DeviceQuery(AGGREGATE_NAMES[agg], None if channel == NO_CHANNEL else channel, n_channels,
                        start if flags & FLAG_START else None, end if flags & FLAG_END else None,
-                       tuple(program))
+                       tuple(program), schema)
 
 
 # --- C source ------------------------------------------------------------------------

@@ -52,14 +52,15 @@ class BlockInfo(ctypes.Structure):
 
 class StreamCfg(ctypes.Structure):
     _fields_ = [("n_channels", ctypes.c_uint8), ("dtype", ctypes.c_uint8 * MAX_CHANNELS),
-                ("block_samples", ctypes.c_uint32), ("stream_id", ctypes.c_uint32)]
+                ("block_samples", ctypes.c_uint32), ("stream_id", ctypes.c_uint32),
+                ("schema", ctypes.c_uint32)]
 
 
 class Result(ctypes.Structure):
     _fields_ = [("value", ctypes.c_int64), ("has_value", ctypes.c_uint8),
-                ("aggregate", ctypes.c_uint8), ("count", ctypes.c_uint32),
-                ("blocks_skipped", ctypes.c_uint32), ("blocks_answered", ctypes.c_uint32),
-                ("blocks_decoded", ctypes.c_uint32), ("samples_scanned", ctypes.c_uint32)]
+                ("aggregate", ctypes.c_uint8), ("count", ctypes.c_uint64),
+                ("blocks_skipped", ctypes.c_uint64), ("blocks_answered", ctypes.c_uint64),
+                ("blocks_decoded", ctypes.c_uint64), ("samples_scanned", ctypes.c_uint64)]
 
 
 class RingIter(ctypes.Structure):
@@ -125,15 +126,19 @@ class DeviceLib:
         lib.sq_query_run.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
                                      ctypes.c_int64, ctypes.POINTER(Result)]
         lib.sq_query_run_blocks.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
-                                            ctypes.POINTER(ctypes.c_char_p),
+                                            ctypes.c_uint32, ctypes.POINTER(ctypes.c_char_p),
                                             ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
                                             ctypes.c_int64, ctypes.POINTER(Result)]
+        lib.sq_version.restype = ctypes.c_char_p
         lib.sq_strerror.restype = ctypes.c_char_p
         lib.sq_strerror.argtypes = [ctypes.c_int]
 
     def check(self, code: int, what: str) -> None:
         if code != 0:
             raise DeviceError(code, what)
+
+    def version(self) -> str:
+        return self.lib.sq_version().decode()
 
     def crc32(self, data: bytes) -> int:
         return self.lib.sq_crc32(0, data, len(data))
@@ -159,17 +164,27 @@ class DeviceLib:
     def check_query(self, code: bytes) -> None:
         self.check(self.lib.sq_query_check(query_state(), code, len(code)), "check bytecode")
 
-    def run_blocks(self, code: bytes, blocks: list[bytes], now_ns: int) -> DeviceAnswer:
+    def run_blocks(self, code: bytes, blocks: list[bytes], now_ns: int,
+                   schema: int | None = None) -> DeviceAnswer:
+        """sq_query_run_blocks; schema defaults to the bytecode's own (the
+        caller vouches that the blocks are of the stream it was compiled for)."""
         arr = (ctypes.c_char_p * max(1, len(blocks)))(*blocks)
         lens = (ctypes.c_size_t * max(1, len(blocks)))(*[len(b) for b in blocks])
+        if schema is None:
+            schema = code_schema(code)
         result = Result()
-        self.check(self.lib.sq_query_run_blocks(query_state(), code, len(code), arr, lens, len(blocks),
-                                                now_ns, ctypes.byref(result)), "query")
+        self.check(self.lib.sq_query_run_blocks(query_state(), code, len(code), schema, arr, lens,
+                                                len(blocks), now_ns, ctypes.byref(result)), "query")
         return answer_of(result)
 
     def ring(self, dtypes: list[str], block_samples: int, region_len: int | None = None,
-             stream_id: int = 0) -> "Ring":
-        return Ring(self, dtypes, block_samples, region_len, stream_id)
+             stream_id: int = 0, schema: int = 0) -> "Ring":
+        return Ring(self, dtypes, block_samples, region_len, stream_id, schema)
+
+
+def code_schema(code: bytes) -> int:
+    """The schema hash a bytecode was compiled for (0 if it is too short to say)."""
+    return int.from_bytes(code[28:32], "little") if len(code) >= 32 else 0
 
 
 def answer_of(result: Result) -> DeviceAnswer:
@@ -182,7 +197,7 @@ class Ring:
     """A device ring in a Python-owned region."""
 
     def __init__(self, dev: DeviceLib, dtypes: list[str], block_samples: int,
-                 region_len: int | None, stream_id: int):
+                 region_len: int | None, stream_id: int, schema: int = 0):
         self.dev = dev
         cfg = StreamCfg()
         cfg.n_channels = len(dtypes)
@@ -190,6 +205,7 @@ class Ring:
             cfg.dtype[i] = DTYPE_CODES[name]
         cfg.block_samples = block_samples
         cfg.stream_id = stream_id
+        cfg.schema = schema
         self.cfg = cfg
         self.n_channels = len(dtypes)
         need = dev.lib.sq_ring_region_min(ctypes.byref(cfg))

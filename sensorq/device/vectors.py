@@ -4,8 +4,8 @@ input and output formats.
 A vector is three files:
 
 * ``NAME.bin`` — what the example firmware reads (device_port/examples/fw_main.c):
-  a 32-byte header ("SQV1", u32 n_channels, u8 dtype[8], u32 block_samples,
-  u32 region_len, u32 n_samples, u32 n_queries), the samples (i64 t then one
+  a 36-byte header ("SQV1", u32 n_channels, u8 dtype[8], u32 block_samples,
+  u32 region_len, u32 n_samples, u32 n_queries, u32 schema hash), the samples (i64 t then one
   i64 per channel), then the queries (u32 length, i64 now_ns, bytecode);
 * ``NAME.json`` — the stream, the query texts and the expected answers (raw
   units), computed by :mod:`sensorq.device.reference` over the samples the
@@ -29,12 +29,12 @@ import numpy as np
 from ..codec.block import encode_block
 from ..query.planner import plan_query
 from ..schema import Channel, Stream
-from .bytecode import compile_plan
+from .bytecode import compile_plan, schema_hash
 from .reference import expected_answer
 
 MAGIC = b"SQV1"
-HEADER = struct.Struct("<4sI8sIIII")
-assert HEADER.size == 32
+HEADER = struct.Struct("<4sI8sIIIII")
+assert HEADER.size == 36
 DTYPE_CODES = {"int8": 1, "int16": 2, "int32": 3, "int64": 4}
 FIRMWARE_REGION_MAX = 10240          # REGION_MAX in fw_main.c
 
@@ -53,7 +53,7 @@ def firmware_input(vector: Vector, codes: list[tuple[bytes, int]]) -> bytes:
     """The bytes fw_main.c reads: header, samples, (bytecode, now) pairs."""
     dtypes = bytes(DTYPE_CODES[c.dtype] for c in vector.stream.channels).ljust(8, b"\0")
     header = HEADER.pack(MAGIC, len(vector.stream.channels), dtypes, vector.stream.block_samples,
-                         vector.region_len, len(vector.t), len(codes))
+                         vector.region_len, len(vector.t), len(codes), schema_hash(vector.stream))
     rows = np.column_stack([vector.t.astype(np.int64)] + [c.astype(np.int64) for c in vector.columns])
     body = [struct.pack("<Iq", len(code), now) + code for code, now in codes]
     return header + rows.astype("<i8").tobytes() + b"".join(body)
@@ -201,7 +201,7 @@ def _surviving_with_c_library(vector: Vector) -> int:
     from .native import DeviceLib, build_library
     dev = DeviceLib(build_library(Path(tempfile.mkdtemp())))
     ring = dev.ring([c.dtype for c in vector.stream.channels], vector.stream.block_samples,
-                    region_len=vector.region_len)
+                    region_len=vector.region_len, schema=schema_hash(vector.stream))
     ring.append_many(vector.t, vector.columns)
     blocks = ring.blocks()
     return parse_block(blocks[0]).seq if blocks else 0
