@@ -214,3 +214,20 @@ def test_bad_cell_line_number_in_a_later_chunk(tmp_path, monkeypatch):
     with sensorq.open(tmp_path / "c", create=True) as cache:
         with pytest.raises(DataError, match="line 15, column 'v'"):
             ingest_csv(cache, path, time_unit="s")
+
+
+def test_text_columns_become_categorical_channels_coded_in_order_of_first_appearance(tmp_path):
+    rows = [[str(i), state, gear, str(i % 3)]
+            for i, (state, gear) in enumerate([("idle", "P"), ("run", "D"), ("idle", "D"),
+                                               ("door open", "R"), ("run", "D")])]
+    path = write_csv(tmp_path / "m.csv", ["time", "state", "gear", "n"], rows)
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        ingest_csv(cache, path, time_unit="s")
+        stream = cache.streams["m"]
+        _, cols = cache.read("m")
+    for k, column in ((1, "state"), (2, "gear")):
+        names = list(dict.fromkeys(r[k] for r in rows))          # first appearance, by hand
+        channel = stream.channel(column)
+        assert channel.categories == tuple(names) and channel.dtype == "int8"
+        assert [channel.name_of(int(c)) for c in cols[column]] == [r[k] for r in rows]
+    assert not stream.channel("n").is_categorical and cols["n"].tolist() == [0, 1, 2, 0, 1]

@@ -783,3 +783,82 @@ def test_a_query_that_does_not_start_with_a_head_says_so():
     assert "did you mean count?" in err.reason
     # a valid head with a later syntax error stays a syntax error
     assert error("count where z > 2g last", QuerySyntaxError).column == len("count where z > 2g last") + 1
+
+
+# --- categorical channels: names become codes ------------------------------------------------
+
+MACHINE = Stream("machine", (Channel("state", "int8", categories=("idle", "running", "door open")),
+                             Channel("speed", "int16", "rpm"),
+                             Channel("mode", "int16", categories=("auto", "state"))))
+CATS = {**STREAMS, "machine": MACHINE}
+STATE = P.ChannelRef("state", 0, "int8", 1.0, "", ("idle", "running", "door open"))
+SPEED = P.ChannelRef("speed", 1, "int16", 1.0, "rpm")
+
+
+def test_a_category_name_becomes_an_integer_comparison_with_its_code():
+    assert where("count where state == running", CATS) == P.RawCompare(STATE, "==", 1.0)
+    assert where('count where "door open" != state', CATS) == P.RawCompare(STATE, "!=", 2.0)
+    assert where("count where machine.state = idle", CATS) == P.RawCompare(STATE, "==", 0.0)
+    assert where("count where state in (idle, running)", CATS) == \
+        P.Or((P.RawCompare(STATE, "==", 0.0), P.RawCompare(STATE, "==", 1.0)))
+    assert where("count where state not in (idle, running)", CATS) == \
+        P.And((P.RawCompare(STATE, "!=", 0.0), P.RawCompare(STATE, "!=", 1.0)))
+    assert where("count where not state == idle", CATS) == P.RawCompare(STATE, "!=", 0.0)
+    assert P.render(where('count where state == "door open"', CATS), detail=True) == \
+        'raw state == 2 ("door open")'
+    assert P.render(where("count where state != idle", CATS)) == "state != idle"
+
+
+def test_in_on_numbers_is_a_chain_of_equalities():
+    assert where("count where x in (1, 2g)") == \
+        P.Or((P.RawCompare(IMU_X, "==", 1.0), P.RawCompare(IMU_X, "==", 2000.0)))
+    assert where("count where x not in (5)") == P.RawCompare(IMU_X, "!=", 5.0)
+    assert where("count where x in (1.5, 2.5)") == P.BoolConst(False)   # no int16 equals them
+    values = grid("int16")
+    pred = where("count where x not in (-1, 0, 1g, y)")
+    y = values[::-1].copy()
+    expected = ~np.isin(values, [-1, 0, 1000]) & (values != y)
+    assert np.array_equal(holds(pred, {"x": values, "y": y}, values.size), expected)
+
+
+def test_a_category_name_decides_no_stream_and_is_no_channel():
+    assert plan("count where running == state", CATS).stream == "machine"
+    assert plan("count where mode == state", CATS).where == \
+        P.RawCompare(P.ChannelRef("mode", 2, "int16", 1.0, "", ("auto", "state")), "==", 1.0)
+    err = error("count where state == mode", QueryNameError, CATS)   # the left side is the channel
+    assert "mode is not a category of state" in err.reason and err.column == 22
+    err = error("count where Foo == Bar", QueryNameError, CATS)
+    assert "unknown channel 'Foo'" in err.reason
+
+
+@pytest.mark.parametrize("text,token,cls", [
+    ("count where state == runing", "runing", QueryNameError),
+    ("count where state > idle", ">", QueryTypeError),
+    ("count where idle <= state", "<=", QueryTypeError),
+    ("count where state between idle and running", "between", QueryTypeError),
+    ("count where state == 1", "1", QueryTypeError),
+    ("count where state == speed + 1", "speed", QueryTypeError),
+    ("count where state * 2 > 1", "state", QueryTypeError),
+    ("max mag(state, speed)", "state", QueryTypeError),
+    ("avg state", "state", QueryTypeError),
+    ("argmax state", "state", QueryTypeError),
+    ("top 2 state", "state", QueryTypeError),
+    ("last state by 1m fill(0)", "fill", QueryTypeError),
+    ('count where speed == "idle"', '"idle"', QueryTypeError),
+    ('count from "machine"', '"machine"', QuerySyntaxError),
+])
+def test_categorical_errors_point_at_their_token(text, token, cls):
+    err = error(text, cls, CATS)
+    assert err.column == text.index(token) + 1, err
+
+
+def test_unknown_names_list_the_known_ones():
+    err = error("count where state in (idle, Running)", QueryNameError, CATS)
+    assert "did you mean running?" in err.reason and "idle, running, door open" in err.reason
+
+
+def test_first_last_of_a_categorical_channel_and_episode_peaks():
+    assert plan("first state", CATS).expr == STATE
+    assert plan("last state by 1m fill(prev)", CATS).fill == P.Fill("prev")
+    assert plan("find episodes where state == running", CATS).peak == STATE
+    assert plan("find episodes where state == running and speed > 100", CATS).peak == SPEED
