@@ -7,10 +7,10 @@ small CSV, or with the csv module and plain Python/numpy on the same CSV text
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -559,12 +559,15 @@ def reference_episodes(t, mask, min_ns=0, max_gap=None) -> list[tuple[int, int]]
 NAMES = ["idle", "running", "door open", "fault", "2nd gear"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(labels=st.lists(st.sampled_from(NAMES), min_size=1, max_size=60),
        steps=st.lists(st.integers(1, 5), min_size=60, max_size=60),
        block=st.integers(1, 9), gap=st.sampled_from([None, 2, 3]), min_s=st.integers(0, 6),
-       data=st.data())
-def test_random_label_sequences_agree_with_numpy(tmp_path_factory, labels, steps, block, gap, min_s, data):
+       engine=st.sampled_from(["interpreted", "compiled"]), data=st.data())
+def test_random_label_sequences_agree_with_numpy(tmp_path_factory, labels, steps, block, gap, min_s,
+                                                 engine, data):
+    """Blocks of 1 to 9 samples, so runs cross block edges and whole blocks are
+    answered from their statistics; both engine tiers."""
     n = len(labels)
     t = np.cumsum([0] + steps[:n - 1]).astype(np.int64) * S
     text = "time,state\n" + "".join(f'{ti // S},"{name}"\n' for ti, name in zip(t, labels))
@@ -574,22 +577,23 @@ def test_random_label_sequences_agree_with_numpy(tmp_path_factory, labels, steps
         ingest_csv(cache, write(folder, text, "s.csv"), stream="s", time_unit="s")
         assert cache.streams["s"].channel("state").categories == tuple(dict.fromkeys(labels))
         values = np.array(labels)
+        run = functools.partial(ask, cache, engine=engine)
         gap_clause = f" gap <= {gap}s" if gap else ""
         for name in dict.fromkeys(labels):
             mask = values == name
             quoted = quote_name(name)
-            assert ask(cache, f"count where state == {quoted}").value == np.count_nonzero(mask)
-            assert ask(cache, f"count where state != {quoted}").value == np.count_nonzero(~mask)
-            duration = ask(cache, f"duration where state == {quoted}{gap_clause}").value
+            assert run(f"count where state == {quoted}").value == np.count_nonzero(mask)
+            assert run(f"count where state != {quoted}").value == np.count_nonzero(~mask)
+            duration = run(f"duration where state == {quoted}{gap_clause}").value
             assert duration == pytest.approx(reference_duration(t, mask, gap and gap * S) / 1e9)
-            episodes = ask(cache, f"find episodes where state == {quoted} for >= {min_s}s{gap_clause}")
+            episodes = run(f"find episodes where state == {quoted} for >= {min_s}s{gap_clause}")
             found = list(zip(episodes.columns["start"].tolist(), episodes.columns["end"].tolist()))
             assert found == reference_episodes(t, mask, min_s * S, gap and gap * S), name
             assert set(episodes.columns["peak"].tolist()) <= {name}
         chosen = data.draw(st.lists(st.sampled_from(sorted(set(labels))), min_size=1, max_size=3))
         items = ", ".join(quote_name(c) for c in chosen)
         inside = np.isin(values, chosen)
-        assert ask(cache, f"count where state in ({items})").value == np.count_nonzero(inside)
-        assert ask(cache, f"count where state not in ({items})").value == np.count_nonzero(~inside)
-        assert ask(cache, "first state").value == labels[0]
-        assert ask(cache, "last state").value == labels[-1]
+        assert run(f"count where state in ({items})").value == np.count_nonzero(inside)
+        assert run(f"count where state not in ({items})").value == np.count_nonzero(~inside)
+        assert run("first state").value == labels[0]
+        assert run("last state").value == labels[-1]

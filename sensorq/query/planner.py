@@ -705,7 +705,8 @@ class _Planner:
         return Compare(op, left.expr, right.expr)
 
     def peak(self, node) -> Optional[_Typed]:
-        """The first channel-bearing side of the predicate's first comparison."""
+        """The first channel-bearing side of the predicate's comparisons that is
+        not a categorical channel, else the first one that is."""
         sides = [side for comparison in _comparisons(node)
                  for side in ((comparison.left, comparison.right) if isinstance(comparison, ast.Comparison)
                               else (comparison.expr,))
