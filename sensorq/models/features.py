@@ -192,6 +192,7 @@ class Windows:
     values: np.ndarray | None          # float64 (n_windows, n_features), code units * scale
     label: np.ndarray | None = None    # int64 majority label
     keep: np.ndarray | None = None     # bool: every sample passed the mask
+    pure: np.ndarray | None = None     # bool: every sample has the same label
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -361,6 +362,8 @@ class _Walker:
             row["values"] = out
         if "label" in buf:
             row["label"] = majority(buf["label"], lo, hi)
+            changes = np.concatenate([[0], np.cumsum(buf["label"][1:] != buf["label"][:-1])])
+            row["pure"] = changes[hi - 1] == changes[lo]
         if "bad" in buf:
             bad = np.concatenate([[0], np.cumsum(buf["bad"])])
             row["keep"] = bad[hi] == bad[lo]
@@ -374,7 +377,7 @@ class _Walker:
         cat = lambda k: np.concatenate([r[k] for r in self.out]) if k in self.out[0] else None  # noqa: E731
         start = cat("start")
         return Windows(start, start + p.window_ns, cat("n"), cat("codes"), cat("values"),
-                       cat("label"), cat("keep"))
+                       cat("label"), cat("keep"), cat("pure"))
 
 
 def _candidate_windows(t: np.ndarray, k_first: int, k_last: int, window: int, hop: int) -> np.ndarray:

@@ -7,7 +7,9 @@ decides as the float tree on the grid's values.  Leaves: class probabilities
 as u8 (p * 255 rounded), other leaf values as i16 with one scale per model.
 
 Dense layers: inputs standardised to int8 with a per-feature offset, Q
-multiplier and shift; weights int8 with one scale per output row; biases
+multiplier and shift; weights int8 with one scale per output row (one for
+the whole last layer of a multi-class model, whose integer outputs are
+compared with each other); biases
 int32 in the accumulator's units; between layers a fixed-point multiplier and
 shift per row (requantization), activations int8, scales calibrated on
 training windows.
@@ -18,7 +20,7 @@ import math
 
 import numpy as np
 
-from .model import INT32_MAX, NO_REQUANT, SUMSQ, VOTE, DenseBody, Layer, ModelError
+from .model import ARGMAX, INT32_MAX, NO_REQUANT, SUMSQ, VOTE, DenseBody, Layer, ModelError
 
 IN_STEP = 1 / 16          # an int8 input unit is 1/16 of a standard deviation (+-7.9 sigma)
 R_TYPICAL = 2**14         # SUMSQ: the largest calibration term maps to 2^14 (saturation at 2^20)
@@ -82,6 +84,10 @@ def quantize_dense(mode: int, float_layers: list, relus: list, f_mean, f_inv_std
     layers, n = [], len(float_layers)
     for k, (Wf, bf) in enumerate(float_layers):
         sw = np.abs(W).max(axis=1) / 127
+        if k == n - 1 and mode == ARGMAX:
+            # one scale for the whole last layer, so that the device compares
+            # the integer outputs directly (argmax)
+            sw[:] = sw.max()
         sw[sw == 0] = 1.0
         wq = np.round(W / sw[:, None]).astype(np.int8)
         bq = np.clip(np.round(b / sw), -2**30, 2**30).astype(np.int64)
@@ -91,9 +97,14 @@ def quantize_dense(mode: int, float_layers: list, relus: list, f_mean, f_inv_std
         layer = Layer(wq, bq.astype(np.int32), bool(relus[k]), NO_REQUANT, None, Wf.copy(), bf.copy())
         last = k == n - 1
         if not last:
-            s_h = max(float(np.abs(acts).max(initial=0.0)), 1e-12) / 127
+            # one activation scale per neuron (its calibration maximum is 127);
+            # the next layer's columns absorb them
+            # (a neuron never active in calibration takes the layer's largest
+            # scale, so that one shift still suits every row)
+            peak = np.abs(acts).max(axis=0)
+            s_h = np.maximum(peak, max(float(peak.max(initial=0.0)), 1e-12) / 2**10) / 127
             layer.mult, layer.shift = _requant(sw / s_h)
-            W, b = float_layers[k + 1][0] * s_h, float_layers[k + 1][1].copy()
+            W, b = float_layers[k + 1][0] * s_h[None, :], float_layers[k + 1][1].copy()
             out_scale = None
         elif mode == SUMSQ:
             s_r = max(float(np.abs(acts).max(initial=0.0)), 1e-12) / R_TYPICAL

@@ -300,17 +300,21 @@ def _two_rows(mean, std):
 def _anomaly(est, name, fscale, X_calib, output_name):
     location = np.asarray(est.location_, np.float64)
     precision = np.asarray(est.get_precision(), np.float64)
-    # d^2 = z' P z = |A z|^2 with P = V diag(l) V' and A = diag(sqrt(l)) V'.
-    lam, V = np.linalg.eigh((precision + precision.T) / 2)
-    A = np.sqrt(np.clip(lam, 0, None))[:, None] * V.T
-    threshold = -float(est.offset_) if hasattr(est, "offset_") else float(np.inf)
-    if not np.isfinite(threshold):
-        threshold = 2.0**52
+    threshold = -float(est.offset_) if hasattr(est, "offset_") else 2.0**52
     if X_calib is None:
         raise ModelError(f"{name}: converting an anomaly scorer needs calibration windows (X_calib)")
-    body = quantize_dense(SUMSQ, [(A, np.zeros(A.shape[0]))], [False], location,
+    return anomaly_body(location, precision, threshold, X_calib, fscale), Outputs(ANOMALY, output_name)
+
+
+def anomaly_body(location, precision, threshold, X_calib, fscale):
+    """Squared Mahalanobis distance d^2 = z' P z with z = x - location, as one
+    dense layer and a sum of squares: P = V diag(l) V', d^2 = |A z|^2 with
+    A = diag(sqrt(l)) V'."""
+    lam, V = np.linalg.eigh((precision + precision.T) / 2)
+    A = np.sqrt(np.clip(lam, 0, None))[:, None] * V.T
+    threshold = float(threshold) if np.isfinite(threshold) else 2.0**52
+    return quantize_dense(SUMSQ, [(A, np.zeros(A.shape[0]))], [False], location,
                           np.ones_like(location), X_calib, fscale, threshold)
-    return body, Outputs(ANOMALY, output_name)
 
 
 _ = (CLASSES,)
