@@ -63,7 +63,8 @@ typedef enum {
     SQ_ERR_UNSUPPORTED = -8,  /* valid, but not something the device does (float channel …) */
     SQ_ERR_BYTECODE = -9,     /* the bytecode is malformed */
     SQ_ERR_OVERFLOW = -10,    /* an answer (a sum) does not fit in int64 */
-    SQ_ERR_MISMATCH = -11     /* the query was compiled for a stream of other channels */
+    SQ_ERR_MISMATCH = -11,    /* the query was compiled for another stream (channels, schema) */
+    SQ_ERR_IO = -12           /* a storage callback failed */
 } sq_err;
 
 /* Storage type codes, as in the block format's channel directory. */
@@ -128,6 +129,31 @@ int sq_block_channel(const uint8_t *block, const sq_block_info *info, uint32_t c
 int sq_block_decode(const uint8_t *block, const sq_block_info *info, int column, int64_t *out,
                     size_t cap);
 
+/* ---- storage: flash in the littlefs manner (sq_log.c) ---------------------
+ *
+ * The caller describes one partition and how to touch it.  Every callback
+ * returns 0 on success and anything else on failure (the library then returns
+ * SQ_ERR_IO).  Offsets are relative to the partition's start.
+ *   read   copy len bytes at off into buf
+ *   prog   program len bytes at off (off and len multiples of prog_size; the
+ *          bytes were erased: NOR semantics, programming only clears bits)
+ *   erase  erase the sector starting at off (every byte becomes 0xFF)
+ *   sync   make earlier programs durable (NULL: they are when prog returns)
+ * mapped: the partition's bytes when it is memory-mapped (RAM, XIP flash):
+ * reads then use the pointer, read may be NULL, and queries read blocks in
+ * place instead of copying them into the block buffer. */
+typedef struct {
+    int (*read)(void *ctx, uint32_t off, uint8_t *buf, uint32_t len);
+    int (*prog)(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len);
+    int (*erase)(void *ctx, uint32_t off);
+    int (*sync)(void *ctx);
+    void *ctx;
+    const uint8_t *mapped;
+    uint32_t size;          /* partition bytes */
+    uint32_t sector_size;   /* erase unit */
+    uint32_t prog_size;     /* program unit, 1 … 256 */
+} sq_flash;
+
 /* ---- the ring (sq_ring.c) ----------------------------------------------- */
 
 /* One stream: its integer channels and how many samples make a block. */
@@ -141,57 +167,153 @@ typedef struct {
                                            schema is refused with SQ_ERR_MISMATCH */
 } sq_stream_cfg;
 
+/* Staging: two halves of block_samples samples each, in the caller's work
+ * memory.  Appends (the producer, e.g. a sampling interrupt) fill one half;
+ * sq_ring_poll (the consumer, the main loop) seals the other.  Each field
+ * has one writer, so neither side ever waits for the other. */
+typedef struct {
+    volatile uint32_t count;            /* samples in the half (producer) */
+    volatile uint32_t ready;            /* 1: closed, waiting for its seal (producer sets,
+                                           consumer clears) */
+    uint64_t seq;                       /* the block's sequence number (set when closed) */
+} sq_half;
+
+typedef struct {
+    uint32_t magic;                     /* SQ_STAGE_MAGIC once set up */
+    uint32_t cfg_hash;                  /* of the stream configuration it was set up for */
+    volatile uint32_t fill;             /* the half appends go to (producer) */
+    volatile uint32_t dropped;          /* appends refused: both halves full (producer) */
+    int64_t last_t;                     /* newest appended time (producer) */
+    uint32_t has_last;
+    uint32_t reserved;
+    uint64_t close_seq;                 /* sequence number of the next block closed (producer) */
+    sq_half half[2];
+} sq_stage;
+
 /* The ring's state; lives wherever the caller puts it.  Fields are private. */
 typedef struct {
     sq_stream_cfg cfg;
-    uint8_t *staging;        /* open block: column-major raw samples */
-    uint8_t *log;            /* circular log of sealed blocks */
-    uint32_t log_len;
-    uint32_t head, tail;     /* oldest block's offset; end of the newest */
-    uint32_t wrap_end;       /* end of the blocks before the wrap, or UINT32_MAX */
-    uint32_t n_blocks;
-    uint32_t staged;         /* samples in the open block */
-    uint64_t seq;            /* sequence number of the next sealed block */
-    int64_t last_t;          /* newest timestamp appended (valid when has_last) */
-    uint8_t has_last;
+    sq_flash fl;
+    sq_stage *stage;         /* in the work memory */
+    uint8_t *data[2];        /* the halves' samples, column-major */
+    uint8_t *buf;            /* block buffer: a block being sealed or read */
+    uint32_t buf_len;        /* its size: the worst block, rounded up to prog_size */
+    uint8_t *hbuf;           /* bank header buffer (hdr_len bytes) */
+    uint8_t *scratch;        /* the seal's time words (8 bytes a sample) */
+    uint32_t bank_size, n_banks, hdr_len;
+    uint32_t head, head_off; /* the bank written, and where in it */
+    uint32_t oldest;         /* the oldest bank holding blocks */
+    uint32_t head_seq;       /* the head bank's sequence number */
+    uint32_t spare_ec;       /* erase count of the spare (erased) bank */
+    uint8_t dirty;           /* the head bank holds a torn write: the next block opens a bank */
+    uint8_t erase_pending;   /* the bank after the head still has to be erased */
+    uint8_t has_blocks;
+    uint8_t reserved;
+    uint64_t next_seq;       /* sequence number of the next block written */
+    uint64_t oldest_seq;     /* of the oldest block kept (= blocks evicted since format) */
+    int64_t oldest_t, newest_t;
 } sq_ring;
 
-/* Bytes of region a stream needs: the staging area for block_samples raw
- * samples plus room for one worst-case block.  0 if cfg is invalid. */
+/* Bytes of work memory a flash ring needs (any alignment): two staging
+ * halves and the block buffer.  0 if cfg or fl is invalid. */
+size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl);
+
+/* Start an empty ring on the partition: erases every sector.  Errors:
+ * SQ_ERR_ARG (cfg, fl, work too small), SQ_ERR_FULL (the partition holds
+ * fewer than two banks: a bank is the sectors that hold one worst-case
+ * block), SQ_ERR_IO. */
+int sq_ring_format(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                   size_t work_len);
+
+/* Find the ring on the partition after a reset: reads every bank header
+ * (magic, sequence number, CRC), keeps every block that verifies (CRC) in
+ * the chain of banks ending at the newest, drops a torn last block, erases
+ * a half-erased spare bank, and refuses nothing it can repair.  Samples
+ * staged in work are kept only if work still holds a valid staging area for
+ * this cfg (retained RAM across a watchdog reset); otherwise they are gone.
+ * Errors: SQ_ERR_ARG, SQ_ERR_FULL, SQ_ERR_CORRUPT (no ring on the partition:
+ * format it), SQ_ERR_IO. */
+int sq_ring_mount(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                  size_t work_len);
+
+/* RAM-only rings (boards without spare flash): the same ring, its partition
+ * in region after the work memory.  Bytes of region a stream needs: */
 size_t sq_ring_region_min(const sq_stream_cfg *cfg);
 
-/* Set up an empty ring in region[0..region_len) (any alignment).  The region
- * belongs to the ring until the caller stops using r.  Errors: SQ_ERR_ARG (bad
- * cfg: channel count, dtype, block_samples), SQ_ERR_FULL (region smaller than
- * sq_ring_region_min). */
+/* An empty RAM ring in region[0..region_len) (any alignment).  Errors:
+ * SQ_ERR_ARG (bad cfg), SQ_ERR_FULL (region smaller than sq_ring_region_min). */
 int sq_ring_init(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg);
 
-/* Append one sample: timestamp t (ns) and one raw value per channel.  Checks
- * order (t ≥ the previous t, else SQ_ERR_ORDER) and range (each value fits
- * its dtype, else SQ_ERR_RANGE) before storing anything.  Constant work,
- * except the append that completes a block, which seals it (see
- * sq_ring_seal); the oldest blocks are evicted to make room. */
+/* Re-open a RAM ring whose region survived a reset (retained memory): every
+ * block is verified and the staging area validated, never trusted blindly
+ * (sq_ring_mount on the region).  SQ_ERR_CORRUPT: nothing to re-open, call
+ * sq_ring_init. */
+int sq_ring_reopen(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg);
+
+/* Append one sample (the producer; safe in an interrupt handler): O(1), never
+ * seals and never touches flash.  Checks order (SQ_ERR_ORDER), range
+ * (SQ_ERR_RANGE) and that a half is free (SQ_ERR_FULL: the main loop has not
+ * sealed in time; the sample is dropped and counted) before storing
+ * anything.  The append that fills a half closes it for sq_ring_poll; so
+ * does a time step of 2^63 ns or more (a block cannot hold one), the sample
+ * going to the next block. */
 int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values);
 
-/* Encode the open block's samples (if any) with the "fast" codec and add it
- * to the log, evicting the oldest blocks that overlap.  O(block_samples). */
-int sq_ring_seal(sq_ring *r);
+/* Close the open block early, as if it were full (producer side: call it
+ * where sq_ring_append cannot interrupt it).  Nothing to close is SQ_OK. */
+int sq_ring_close(sq_ring *r);
 
-/* Number of sealed blocks in the log, and of samples in the open block. */
+/* The consumer, from the main loop: seal every closed half into a block
+ * ("fast" codec), program it, then erase the bank after the head ahead of
+ * need (evicting the oldest blocks).  A failed program leaves the half
+ * closed (retried by the next poll, in a new bank).  Errors: SQ_ERR_IO. */
+int sq_ring_poll(sq_ring *r);
+
+/* Make every sample appended so far durable: close + poll + sync (the close
+ * part as sq_ring_close: not while an append can interrupt it). */
+int sq_ring_flush(sq_ring *r);
+
+/* Sealed blocks kept, and samples appended but not sealed. */
 uint32_t sq_ring_block_count(const sq_ring *r);
 uint32_t sq_ring_staged(const sq_ring *r);
 
-/* Iteration over sealed blocks, oldest → newest. */
+/* What a firmware may want to know about its ring. */
 typedef struct {
-    uint32_t off;
-    uint32_t left;
+    uint32_t blocks;             /* sealed blocks kept */
+    uint32_t staged;             /* samples appended, not sealed yet */
+    uint64_t oldest_seq;         /* sequence number of the oldest block kept */
+    uint64_t next_seq;           /* of the next block to be sealed */
+    uint64_t blocks_evicted;     /* since the ring was formatted (= oldest_seq) */
+    int64_t oldest_t, newest_t;  /* time of the oldest and newest sample kept */
+    uint8_t has_data;            /* 0: no sample at all (times are 0) */
+    uint32_t capacity;           /* bytes the log may fill (every bank but the spare) */
+    uint32_t bytes_used;         /* of it, up to the write position */
+    uint32_t bytes_free;
+    uint32_t samples_dropped;    /* appends refused with SQ_ERR_FULL */
+    uint32_t erase_min, erase_max;   /* erase counts over the banks (wear spread) */
+} sq_ring_stats;
+
+/* Fill *st (reads every bank header for the erase counts).  Errors: SQ_ERR_ARG, SQ_ERR_IO. */
+int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st);
+
+/* Iteration over sealed blocks, oldest → newest: the export. */
+typedef struct {
+    uint32_t bank, off;
+    uint64_t after;          /* blocks with a sequence number ≤ after are skipped */
+    uint64_t missed;         /* blocks after `after` already evicted (an uplink gap) */
+    uint8_t all, done;
 } sq_ring_iter;
 
 void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it);
 
-/* The next block's bytes (*block, *len; the block can be copied out as is —
- * that is the export), or *block = NULL at the end.  Errors: SQ_ERR_CORRUPT
- * if the log's bookkeeping points outside the region. */
+/* The export cursor: iterate the blocks whose sequence number is > seq (the
+ * last one uplinked); it->missed says how many of those were evicted before
+ * they could be read. */
+void sq_ring_iter_after(const sq_ring *r, sq_ring_iter *it, uint64_t seq);
+
+/* The next block (verified: CRC and sequence) as (*block, *len), or *block =
+ * NULL at the end.  The pointer is into the mapped partition or the ring's
+ * block buffer: valid until the next call on the ring.  Errors: SQ_ERR_IO. */
 int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len);
 
 /* ---- private types ------------------------------------------------------

@@ -1,6 +1,8 @@
 /* Blocks (docs/format.md §1–§3): verify, decode one word at a time, and
  * encode with the "fast" codec.  Mirrors sensorq/codec/block.py and
  * intcodec.py; the fast encoder writes the host's bytes exactly. */
+#include <string.h>
+
 #include "sq_internal.h"
 
 static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
@@ -576,4 +578,139 @@ void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len,
     sq_put_le(e + 48, src_word(s, n - 1u), 8);
     sq_put_le(e + 56, low, 8);
     sq_put_le(e + 64, squares, 8);
+}
+
+/* ---- whole blocks, as the ring writes them ---------------------------------------- */
+
+uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
+{
+    uint32_t i;
+    if (avail < SQ_BLOCK_PEEK) {
+        return 0;
+    }
+    for (i = 0; i < 4; i++) {
+        if (p[i] != sq_magic[i]) {
+            return 0;
+        }
+    }
+    return p[4] == SQ_FORMAT_VERSION ? (uint32_t)sq_get_le(p + 12, 4) : 0;
+}
+
+/* The predictor-1 section bounds the chosen one (the fast encoder keeps the
+ * smallest): 64 bits for the first residual of a mini-block, 8w + 1 for the
+ * others (a zigzagged difference of w-byte values). */
+uint32_t sq_worst_block(const sq_stream_cfg *cfg)
+{
+    uint32_t n = cfg->block_samples, n_mini = (n + SQ_MINI - 1u) / SQ_MINI;
+    uint32_t first = n < SQ_MINI ? n : SQ_MINI, size, c;
+    size = SQ_HEADER_SIZE + 4u + (8u + n_mini + 8u * n);
+    for (c = 0; c < cfg->n_channels; c++) {
+        uint32_t bits = 64u * first + (n - first) * (8u * sq_dtype_bytes(cfg->dtype[c]) + 1u);
+        size += SQ_ENTRY_SIZE + 8u + n_mini + (bits + 7u) / 8u;
+    }
+    return size;
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t rest = a % b;
+        a = b;
+        b = rest;
+    }
+    return a;
+}
+
+/* Timestamps t[0..n) → time words k_i = (t_i - t_0) / tick into k; returns
+ * tick.  The gcd of the offsets is the gcd of the steps between samples,
+ * and a regular clock makes every step equal to the tick: then no division
+ * runs at all (a 64-bit division is a slow library call on a Cortex-M0+). */
+static uint64_t time_to_words(const uint8_t *t, uint8_t *k, uint32_t n)
+{
+    uint64_t tick = 0, prev = sq_get_le(t, 8), cur, step, word = 0;
+    uint32_t i;
+    for (i = 1; i < n; i++) {
+        cur = sq_get_le(t + 8u * i, 8);
+        step = cur - prev;
+        prev = cur;
+        if (step && step != tick) {
+            tick = gcd(step, tick);
+        }
+    }
+    tick = tick ? tick : 1u;
+    prev = sq_get_le(t, 8);
+    sq_put_le(k, 0, 8);
+    for (i = 1; i < n; i++) {
+        cur = sq_get_le(t + 8u * i, 8);
+        step = cur - prev;
+        prev = cur;
+        word += step == tick ? 1u : step / tick;
+        sq_put_le(k + 8u * i, word, 8);
+    }
+    return tick;
+}
+
+static void write_header(const sq_stream_cfg *cfg, uint8_t *b, const sq_block_info *info)
+{
+    uint32_t i;
+    for (i = 0; i < 4; i++) {
+        b[i] = sq_magic[i];
+    }
+    b[4] = SQ_FORMAT_VERSION;
+    b[5] = info->time_codec;
+    sq_put_le(b + 6, cfg->n_channels, 2);
+    sq_put_le(b + 8, info->n_samples, 4);
+    sq_put_le(b + 12, info->block_len, 4);
+    sq_put_le(b + 16, (uint64_t)info->t_first, 8);
+    sq_put_le(b + 24, (uint64_t)info->t_last, 8);
+    sq_put_le(b + 32, (uint64_t)info->tick, 8);
+    sq_put_le(b + 40, cfg->stream_id, 4);
+    sq_put_le(b + 44, info->time_len, 4);
+    sq_put_le(b + 48, info->seq, 8);
+}
+
+/* One column's section at out (zeroed first); returns its length. */
+static uint32_t enc_column(const sq_src *s, uint32_t n, uint8_t *out, uint8_t *codec)
+{
+    uint64_t base;
+    uint32_t size = sq_enc_plan(s, n, codec, &base);
+    memset(out, 0, size);
+    sq_enc_write(s, n, *codec, base, out);
+    return size;
+}
+
+uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n, uint64_t seq,
+                      uint8_t *b, uint8_t *scratch, sq_block_info *info)
+{
+    const uint8_t *col = data + 8u * cfg->block_samples;
+    uint32_t off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * cfg->n_channels, c;
+    sq_src src;
+    uint8_t codec;
+    info->n_samples = n;
+    info->n_channels = cfg->n_channels;
+    info->stream_id = cfg->stream_id;
+    info->seq = seq;
+    info->t_first = (int64_t)sq_get_le(data, 8);
+    info->t_last = (int64_t)sq_get_le(data + 8u * (n - 1u), 8);
+    info->tick = (int64_t)time_to_words(data, scratch, n);
+    src.data = scratch;
+    src.width = 8;
+    src.dtype = 0;
+    memset(b, 0, off);
+    info->time_len = enc_column(&src, n, b + off, &info->time_codec);
+    off += info->time_len;
+    for (c = 0; c < cfg->n_channels; c++) {
+        uint32_t size;
+        src.data = col;
+        src.width = (uint8_t)sq_dtype_bytes(cfg->dtype[c]);
+        src.dtype = cfg->dtype[c];
+        size = enc_column(&src, n, b + off, &codec);
+        sq_enc_entry(&src, n, codec, size, b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * c);
+        off += size;
+        col += (size_t)src.width * cfg->block_samples;
+    }
+    info->block_len = off + 4u;
+    write_header(cfg, b, info);
+    sq_put_le(b + off, sq_crc32(0, b, off), 4);
+    return info->block_len;
 }

@@ -21,6 +21,7 @@ const char *sq_strerror(int err)
     case SQ_ERR_BYTECODE: return "malformed bytecode";
     case SQ_ERR_OVERFLOW: return "sum does not fit in int64";
     case SQ_ERR_MISMATCH: return "query compiled for another stream";
+    case SQ_ERR_IO: return "storage callback failed";
     default: return "unknown error";
     }
 }

@@ -65,4 +65,43 @@ uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint64_t base,
 /* Fill the 80-byte directory entry for an integer column. */
 void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *entry);
 
+/* ---- blocks as the ring writes them ------------------------------------------ */
+
+/* Bytes of header a reader needs to learn a block's length (sq_block_len). */
+#define SQ_BLOCK_PEEK 16u
+
+/* The length a block's header claims (0 if the bytes are not a block
+ * header); avail ≥ SQ_BLOCK_PEEK bytes at p, or all there are. */
+uint32_t sq_block_len(const uint8_t *p, uint32_t avail);
+
+/* The largest block a stream's block_samples samples can make. */
+uint32_t sq_worst_block(const sq_stream_cfg *cfg);
+
+/* Encode the n staged samples of a half (column-major, columns
+ * cfg->block_samples long) as block `seq` into out (sq_worst_block bytes);
+ * scratch holds 8 n bytes of time words.  Returns the block's length and
+ * fills *info (seq, times, length, counts). */
+uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n, uint64_t seq,
+                      uint8_t *out, uint8_t *scratch, sq_block_info *info);
+
+/* ---- the ring's parts (sq_ring.c, sq_log.c) --------------------------------------- */
+
+/* Staged samples a query may read: a closed half waiting for its seal, then
+ * the half being filled, each (data, count) as of the call. */
+typedef struct {
+    const uint8_t *data;
+    uint32_t count;
+} sq_stage_view;
+
+/* Fills view[0..n) oldest first and returns n (0, 1 or 2). */
+int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2]);
+int64_t sq_ring_first_staged_t(const sq_ring *r);
+
+int sq_log_geometry(sq_ring *r);
+int sq_log_format(sq_ring *r);
+int sq_log_mount(sq_ring *r);
+int sq_log_erase_ahead(sq_ring *r);
+int sq_log_write(sq_ring *r, uint32_t len, const sq_block_info *info);
+int sq_log_wear(const sq_ring *r, uint32_t *lo, uint32_t *hi);
+
 #endif

@@ -1,36 +1,36 @@
-/* One stream's ring in caller memory (↔ sensorq/store): a staging area for the
- * open block's raw samples, then a circular log of sealed blocks, each stored
- * contiguously (a block that does not fit before the end of the log starts
- * again at offset 0), the oldest evicted first. */
+/* One stream's ring (↔ sensorq/store): staging for appends that may come
+ * from an interrupt, sealing from the main loop, and the log of sealed
+ * blocks on a flash partition (sq_log.c) or in RAM.
+ *
+ * Staging is two halves of block_samples samples in the caller's work
+ * memory.  The producer (sq_ring_append) fills the half `fill`; the append
+ * that fills it, or sq_ring_close, closes it (its sequence number, then
+ * ready = 1, then fill flips).  The consumer (sq_ring_poll) seals a ready
+ * half, programs the block, then clears count and ready.  Every shared field
+ * is a 32-bit word with one writer, and each side writes its data before the
+ * word that publishes it, so neither waits for the other and an append never
+ * writes where the seal or a query reads. */
 #include <string.h>
 
 #include "sq_internal.h"
 
-#define SQ_NO_WRAP UINT32_MAX
+#define SQ_STAGE_MAGIC 0x31545153u   /* "SQT1" */
 
-static size_t channel_bytes(const sq_stream_cfg *cfg)
+/* Keeps the compiler from moving data stores past the store that publishes
+ * them (the core itself does not reorder them: one Cortex-M0+). */
+#if defined(__GNUC__)
+#define SQ_BARRIER() __asm__ volatile("" ::: "memory")
+#else
+#define SQ_BARRIER() ((void)0)
+#endif
+
+static uint32_t sample_bytes(const sq_stream_cfg *cfg)
 {
-    size_t total = 0;
-    unsigned c;
+    uint32_t total = 8, c;
     for (c = 0; c < cfg->n_channels; c++) {
         total += sq_dtype_bytes(cfg->dtype[c]);
     }
     return total;
-}
-
-/* The largest block block_samples samples can make: the predictor-1 section
- * bounds the chosen one (the fast encoder keeps the smallest). */
-static size_t worst_block(const sq_stream_cfg *cfg)
-{
-    size_t n = cfg->block_samples, n_mini = (n + SQ_MINI - 1u) / SQ_MINI;
-    size_t first = n < SQ_MINI ? n : SQ_MINI, size;
-    unsigned c;
-    size = SQ_HEADER_SIZE + 4u + (8u + n_mini + 8u * n);
-    for (c = 0; c < cfg->n_channels; c++) {
-        size_t bits = 64u * first + (n - first) * (8u * sq_dtype_bytes(cfg->dtype[c]) + 1u);
-        size += SQ_ENTRY_SIZE + 8u + n_mini + (bits + 7u) / 8u;
-    }
-    return size;
 }
 
 static int cfg_valid(const sq_stream_cfg *cfg)
@@ -48,259 +48,439 @@ static int cfg_valid(const sq_stream_cfg *cfg)
     return 1;
 }
 
-size_t sq_ring_region_min(const sq_stream_cfg *cfg)
+static int flash_valid(const sq_flash *fl)
 {
-    if (!cfg_valid(cfg)) {
-        return 0;
-    }
-    return cfg->block_samples * (8u + channel_bytes(cfg)) + worst_block(cfg);
+    return fl && fl->prog && fl->erase && (fl->read || fl->mapped) && fl->sector_size &&
+           fl->prog_size >= 1u && fl->prog_size <= 256u && fl->size >= fl->sector_size;
 }
 
-int sq_ring_init(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg)
+static uint32_t round_up(uint32_t n, uint32_t unit)
 {
-    size_t need = sq_ring_region_min(cfg), staging;
-    if (!r || !region || !need) {
+    return (n + unit - 1u) / unit * unit;
+}
+
+/* Bytes of work memory: alignment slack, the staging control, two halves,
+ * the block buffer, the bank header buffer and the seal's time words. */
+static size_t work_bytes(const sq_stream_cfg *cfg, uint32_t prog_size)
+{
+    uint32_t half = round_up(cfg->block_samples * sample_bytes(cfg), 8);
+    return 7u + round_up(sizeof(sq_stage), 8) + 2u * half + round_up(sq_worst_block(cfg), prog_size) +
+           round_up(32, prog_size) + 8u * cfg->block_samples;
+}
+
+size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
+{
+    return cfg_valid(cfg) && flash_valid(fl) ? work_bytes(cfg, fl->prog_size) : 0;
+}
+
+static uint32_t cfg_hash(const sq_stream_cfg *cfg)
+{
+    uint8_t b[21];
+    memset(b, 0, sizeof b);
+    b[0] = cfg->n_channels;
+    memcpy(b + 1, cfg->dtype, SQ_MAX_CHANNELS);
+    sq_put_le(b + 9, cfg->block_samples, 4);
+    sq_put_le(b + 13, cfg->stream_id, 4);
+    sq_put_le(b + 17, cfg->schema, 4);
+    return sq_crc32(0, b, sizeof b);
+}
+
+/* Carve the work memory; the log's geometry follows from the block buffer. */
+static int setup(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                 size_t work_len)
+{
+    uint8_t *p;
+    uint32_t half;
+    if (!r || !work || !cfg_valid(cfg) || !flash_valid(fl) || work_len < work_bytes(cfg, fl->prog_size)) {
         return SQ_ERR_ARG;
     }
-    if (region_len < need) {
-        return SQ_ERR_FULL;
-    }
-    staging = cfg->block_samples * (8u + channel_bytes(cfg));
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
-    r->staging = region;
-    r->log = region + staging;
-    region_len -= staging;
-    r->log_len = region_len > 0x7FFFFFFFu ? 0x7FFFFFFFu : (uint32_t)region_len;
-    r->wrap_end = SQ_NO_WRAP;
-    return SQ_OK;
+    r->fl = *fl;
+    half = round_up(cfg->block_samples * sample_bytes(cfg), 8);
+    p = work + ((8u - ((uintptr_t)work & 7u)) & 7u);
+    r->stage = (sq_stage *)(void *)p;
+    p += round_up(sizeof(sq_stage), 8);
+    r->data[0] = p;
+    r->data[1] = p + half;
+    p += 2u * half;
+    r->buf = p;
+    r->buf_len = round_up(sq_worst_block(cfg), fl->prog_size);
+    r->hbuf = p + r->buf_len;
+    r->scratch = r->hbuf + round_up(32, fl->prog_size);
+    return sq_log_geometry(r);
 }
 
-/* Staged column c (-1 = time): column-major, block_samples values each. */
-static uint8_t *staged_column(const sq_ring *r, int c, unsigned *width)
+static void stage_reset(sq_ring *r)
 {
-    uint8_t *p = r->staging + 8u * r->cfg.block_samples;
-    int i;
-    for (i = 0; i < c; i++) {
-        p += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[i]);
-    }
-    *width = c < 0 ? 8u : sq_dtype_bytes(r->cfg.dtype[c]);
-    return c < 0 ? r->staging : p;
+    sq_stage *s = r->stage;
+    memset(s, 0, sizeof *s);
+    s->cfg_hash = cfg_hash(&r->cfg);
+    s->close_seq = r->next_seq;
+    s->magic = SQ_STAGE_MAGIC;
 }
 
-int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values)
+/* ---- the producer ------------------------------------------------------------ */
+
+static void close_half(sq_stage *s, unsigned h)
 {
-    uint8_t *col;
-    unsigned c, w;
-    if (!r || !values) {
-        return SQ_ERR_ARG;
-    }
-    if (r->has_last && t < r->last_t) {
-        return SQ_ERR_ORDER;
-    }
-    if (r->staged && (uint64_t)t - (uint64_t)r->last_t >= ((uint64_t)1 << 63)) {
-        sq_ring_seal(r);     /* a block never holds a step of 2^63 ns or more (format.md §3) */
-    }
-    for (c = 0; c < r->cfg.n_channels; c++) {
-        w = sq_dtype_bytes(r->cfg.dtype[c]);
+    s->half[h].seq = s->close_seq++;
+    SQ_BARRIER();
+    s->half[h].ready = 1;
+    SQ_BARRIER();
+    s->fill = h ^ 1u;
+}
+
+static int check_values(const sq_stream_cfg *cfg, const int64_t *values)
+{
+    unsigned c;
+    for (c = 0; c < cfg->n_channels; c++) {
+        unsigned w = sq_dtype_bytes(cfg->dtype[c]);
         if (sq_sign_extend((uint64_t)values[c], w) != values[c]) {
             return SQ_ERR_RANGE;
         }
     }
-    /* staging is column-major: the timestamps, then each channel's values */
-    sq_put_le(r->staging + 8u * r->staged, (uint64_t)t, 8);
-    col = r->staging + 8u * r->cfg.block_samples;
-    for (c = 0; c < r->cfg.n_channels; c++) {
-        w = sq_dtype_bytes(r->cfg.dtype[c]);
-        sq_put_le(col + (size_t)w * r->staged, (uint64_t)values[c], w);
-        col += (size_t)w * r->cfg.block_samples;
-    }
-    r->staged++;
-    r->last_t = t;
-    r->has_last = 1;
-    return r->staged == r->cfg.block_samples ? sq_ring_seal(r) : SQ_OK;
-}
-
-static void evict_oldest(sq_ring *r)
-{
-    uint32_t len = r->head <= r->log_len - SQ_HEADER_SIZE ? (uint32_t)sq_get_le(r->log + r->head + 12u, 4) : 0;
-    if (len < SQ_HEADER_SIZE + 4u || len > r->log_len - r->head) {
-        r->n_blocks = 0;      /* the log's bookkeeping was overwritten: start it afresh */
-        return;
-    }
-    r->head += len;
-    r->n_blocks--;
-    if (r->head == r->wrap_end) {
-        r->head = 0;
-        r->wrap_end = SQ_NO_WRAP;
-    }
-}
-
-/* Make room for len bytes at the write position; returns the offset. */
-static uint32_t make_room(sq_ring *r, uint32_t len)
-{
-    if (r->tail + len > r->log_len) {
-        /* wrap: the blocks after the write position are the oldest */
-        while (r->n_blocks && r->head >= r->tail) {
-            evict_oldest(r);
-        }
-        r->wrap_end = r->n_blocks ? r->tail : SQ_NO_WRAP;
-        r->tail = 0;
-    }
-    while (r->n_blocks && r->head >= r->tail && r->head < r->tail + len) {
-        evict_oldest(r);
-    }
-    if (!r->n_blocks) {
-        r->head = r->tail;
-        r->wrap_end = SQ_NO_WRAP;
-    }
-    return r->tail;
-}
-
-static uint64_t gcd(uint64_t a, uint64_t b)
-{
-    while (b) {
-        uint64_t rest = a % b;
-        a = b;
-        b = rest;
-    }
-    return a;
-}
-
-/* Timestamps → time words k_i = (t_i - t_first) / tick, in place; returns
- * tick.  The gcd of the offsets is the gcd of the steps between samples,
- * and a regular clock makes every step equal to the tick: then no division
- * runs at all (a 64-bit division is a slow library call on a Cortex-M0+). */
-static uint64_t time_to_words(uint8_t *t, uint32_t n)
-{
-    uint64_t tick = 0, prev = sq_get_le(t, 8), cur, step, k = 0;
-    uint32_t i;
-    for (i = 1; i < n; i++) {
-        cur = sq_get_le(t + 8u * i, 8);
-        step = cur - prev;
-        prev = cur;
-        if (step && step != tick) {
-            tick = gcd(step, tick);
-        }
-    }
-    tick = tick ? tick : 1u;
-    prev = sq_get_le(t, 8);
-    sq_put_le(t, 0, 8);
-    for (i = 1; i < n; i++) {
-        cur = sq_get_le(t + 8u * i, 8);
-        step = cur - prev;
-        prev = cur;
-        k += step == tick ? 1u : step / tick;
-        sq_put_le(t + 8u * i, k, 8);
-    }
-    return tick;
-}
-
-static void write_header(const sq_ring *r, uint8_t *b, uint32_t n, uint32_t len, uint8_t time_codec,
-                         uint32_t time_len, uint64_t first, uint64_t last, uint64_t tick)
-{
-    b[0] = 'S';
-    b[1] = 'Q';
-    b[2] = 'B';
-    b[3] = '1';
-    b[4] = SQ_FORMAT_VERSION;
-    b[5] = time_codec;
-    sq_put_le(b + 6, r->cfg.n_channels, 2);
-    sq_put_le(b + 8, n, 4);
-    sq_put_le(b + 12, len, 4);
-    sq_put_le(b + 16, first, 8);
-    sq_put_le(b + 24, last, 8);
-    sq_put_le(b + 32, tick, 8);
-    sq_put_le(b + 40, r->cfg.stream_id, 4);
-    sq_put_le(b + 44, time_len, 4);
-    sq_put_le(b + 48, r->seq, 8);
-}
-
-int sq_ring_seal(sq_ring *r)
-{
-    sq_src src[SQ_MAX_CHANNELS + 1u];
-    uint8_t codec[SQ_MAX_CHANNELS + 1u];
-    uint32_t size[SQ_MAX_CHANNELS + 1u], n, len, off, c, n_cols;
-    uint64_t base[SQ_MAX_CHANNELS + 1u];
-    uint64_t first, last, tick;
-    unsigned w;
-    uint8_t *b;
-    if (!r) {
-        return SQ_ERR_ARG;
-    }
-    n = r->staged;
-    if (!n) {
-        return SQ_OK;
-    }
-    n_cols = r->cfg.n_channels + 1u;
-    src[0].data = staged_column(r, -1, &w);
-    first = sq_get_le(src[0].data, 8);
-    last = sq_get_le(src[0].data + 8u * (n - 1u), 8);
-    tick = time_to_words(r->staging, n);
-    len = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * r->cfg.n_channels + 4u;
-    for (c = 0; c < n_cols; c++) {
-        src[c].data = staged_column(r, (int)c - 1, &w);
-        src[c].width = (uint8_t)w;
-        src[c].dtype = c ? r->cfg.dtype[c - 1u] : 0;
-        size[c] = sq_enc_plan(&src[c], n, &codec[c], &base[c]);
-        len += size[c];
-    }
-    b = r->log + make_room(r, len);   /* len ≤ worst_block ≤ log_len (sq_ring_init) */
-    memset(b, 0, len);
-    write_header(r, b, n, len, codec[0], size[0], first, last, tick);
-    off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * r->cfg.n_channels;
-    for (c = 0; c < n_cols; c++) {
-        sq_enc_write(&src[c], n, codec[c], base[c], b + off);
-        if (c) {
-            sq_enc_entry(&src[c], n, codec[c], size[c], b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (c - 1u));
-        }
-        off += size[c];
-    }
-    sq_put_le(b + off, sq_crc32(0, b, off), 4);
-    r->tail += len;
-    r->n_blocks++;
-    r->staged = 0;
-    r->seq++;
     return SQ_OK;
 }
 
+/* Sample i of a half: the time, then each channel in its column. */
+static void put_sample(const sq_ring *r, uint8_t *data, uint32_t i, int64_t t, const int64_t *values)
+{
+    uint32_t bs = r->cfg.block_samples;
+    uint8_t *col = data + 8u * bs;
+    unsigned c;
+    sq_put_le(data + 8u * i, (uint64_t)t, 8);
+    for (c = 0; c < r->cfg.n_channels; c++) {
+        unsigned w = sq_dtype_bytes(r->cfg.dtype[c]);
+        sq_put_le(col + (size_t)w * i, (uint64_t)values[c], w);
+        col += (size_t)w * bs;
+    }
+}
+
+int sq_ring_append(sq_ring *r, int64_t t, const int64_t *values)
+{
+    sq_stage *s;
+    unsigned h;
+    uint32_t n;
+    int err;
+    if (!r || !values || !r->stage) {
+        return SQ_ERR_ARG;
+    }
+    s = r->stage;
+    if (s->has_last && t < s->last_t) {
+        return SQ_ERR_ORDER;
+    }
+    err = check_values(&r->cfg, values);
+    if (err) {
+        return err;
+    }
+    h = s->fill & 1u;
+    if (s->half[h].count && (uint64_t)t - (uint64_t)s->last_t >= ((uint64_t)1 << 63)) {
+        close_half(s, h);      /* a block never holds a step of 2^63 ns or more */
+        h ^= 1u;
+    }
+    n = s->half[h].count;
+    if (s->half[h].ready || n >= r->cfg.block_samples) {
+        s->dropped++;          /* the seal is late: both halves wait */
+        return SQ_ERR_FULL;
+    }
+    put_sample(r, r->data[h], n, t, values);
+    SQ_BARRIER();
+    s->half[h].count = n + 1u;
+    s->last_t = t;
+    s->has_last = 1;
+    if (n + 1u == r->cfg.block_samples) {
+        close_half(s, h);
+    }
+    return SQ_OK;
+}
+
+int sq_ring_close(sq_ring *r)
+{
+    unsigned h;
+    if (!r || !r->stage) {
+        return SQ_ERR_ARG;
+    }
+    h = r->stage->fill & 1u;
+    if (r->stage->half[h].count && !r->stage->half[h].ready) {
+        close_half(r->stage, h);
+    }
+    return SQ_OK;
+}
+
+/* ---- the consumer -------------------------------------------------------------- */
+
+/* The ready half with the smaller sequence number, or -1. */
+static int oldest_ready(const sq_stage *s)
+{
+    int a = s->half[0].ready != 0, b = s->half[1].ready != 0;
+    if (a && b) {
+        return s->half[0].seq < s->half[1].seq ? 0 : 1;
+    }
+    return a ? 0 : b ? 1 : -1;
+}
+
+static int seal_half(sq_ring *r, unsigned h)
+{
+    sq_half *half = &r->stage->half[h];
+    sq_block_info info;
+    uint32_t len = sq_enc_block(&r->cfg, r->data[h], half->count, half->seq, r->buf, r->scratch, &info);
+    int err = sq_log_write(r, len, &info);
+    if (err) {
+        return err;
+    }
+    half->count = 0;
+    SQ_BARRIER();
+    half->ready = 0;
+    return SQ_OK;
+}
+
+int sq_ring_poll(sq_ring *r)
+{
+    int h, err = SQ_OK;
+    if (!r || !r->stage) {
+        return SQ_ERR_ARG;
+    }
+    for (;;) {
+        err = sq_log_erase_ahead(r);       /* the spare is erased before a bank can fill */
+        h = oldest_ready(r->stage);
+        if (err || h < 0) {
+            return err;
+        }
+        err = seal_half(r, (unsigned)h);
+        if (err) {
+            return err;
+        }
+    }
+}
+
+int sq_ring_flush(sq_ring *r)
+{
+    int err = sq_ring_close(r);
+    return err ? err : sq_ring_poll(r);
+}
+
+/* ---- set-up: flash -------------------------------------------------------------- */
+
+int sq_ring_format(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                   size_t work_len)
+{
+    int err = setup(r, cfg, fl, work, work_len);
+    if (!err) {
+        err = sq_log_format(r);
+    }
+    if (!err) {
+        stage_reset(r);
+    }
+    return err;
+}
+
+/* Times of one half in order after *prev, with no step of 2^63 ns or more
+ * inside it. */
+static int half_times_valid(const uint8_t *data, uint32_t count, int64_t *prev, int *has_prev)
+{
+    uint32_t i;
+    for (i = 0; i < count; i++) {
+        int64_t t = (int64_t)sq_get_le(data + 8u * i, 8);
+        if (*has_prev && (t < *prev || (i && (uint64_t)t - (uint64_t)*prev >= ((uint64_t)1 << 63)))) {
+            return 0;
+        }
+        *prev = t;
+        *has_prev = 1;
+    }
+    return 1;
+}
+
+/* The staging area left in work by a ring of this configuration, if it
+ * holds together: magic and configuration, counts in range, a closed half's
+ * sequence number the next one the log expects (an older one was sealed
+ * before the reset: dropped), times in order after the newest block.
+ * Anything else is dropped, never trusted. */
+static int stage_valid(sq_ring *r)
+{
+    sq_stage *s = r->stage;
+    int64_t prev = r->newest_t;
+    int has_prev = r->has_blocks, k;
+    uint64_t expect = r->next_seq;
+    if (s->magic != SQ_STAGE_MAGIC || s->cfg_hash != cfg_hash(&r->cfg) || s->fill > 1u) {
+        return 0;
+    }
+    if (s->half[s->fill].ready && !s->half[s->fill ^ 1u].ready) {
+        s->fill ^= 1u;          /* the reset fell between closing a half and moving on */
+    }
+    for (k = 0; k < 2; k++) {
+        unsigned h = (s->fill + 1u + (unsigned)k) & 1u;      /* the closed half first */
+        sq_half *half = &s->half[h];
+        if (half->count > r->cfg.block_samples || half->ready > 1u) {
+            return 0;
+        }
+        if (half->ready && (half->seq < expect || !half->count)) {
+            half->count = 0;        /* sealed before the reset */
+            half->ready = 0;
+        }
+        if (half->ready && half->seq != expect++) {
+            return 0;
+        }
+        if (!half_times_valid(r->data[h], half->count, &prev, &has_prev)) {
+            return 0;
+        }
+    }
+    s->close_seq = expect;
+    s->last_t = prev;
+    s->has_last = (uint32_t)has_prev;
+    return 1;
+}
+
+int sq_ring_mount(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                  size_t work_len)
+{
+    int err = setup(r, cfg, fl, work, work_len);
+    if (!err) {
+        err = sq_log_mount(r);
+    }
+    if (!err && !stage_valid(r)) {
+        stage_reset(r);
+    }
+    return err;
+}
+
+/* ---- set-up: RAM ----------------------------------------------------------------- */
+
+static int ram_read(void *ctx, uint32_t off, uint8_t *buf, uint32_t len)
+{
+    memcpy(buf, (const uint8_t *)ctx + off, len);
+    return 0;
+}
+
+static int ram_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
+{
+    memcpy((uint8_t *)ctx + off, buf, len);
+    return 0;
+}
+
+static int ram_erase(void *ctx, uint32_t off)
+{
+    /* every RAM "sector" is one bank (ram_flash); its size is before it */
+    uint8_t *base = (uint8_t *)ctx;
+    memset(base + off, 0xFF, (uint32_t)sq_get_le(base - 4, 4));
+    return 0;
+}
+
+/* The RAM partition: region after the work memory, one bank per sector, the
+ * sector size kept in the 4 bytes before it. */
+static size_t ram_flash(const sq_stream_cfg *cfg, uint8_t *region, size_t len, sq_flash *fl)
+{
+    size_t work = work_bytes(cfg, 1) + 4u;
+    uint32_t bank = round_up(32u + sq_worst_block(cfg), 4);
+    memset(fl, 0, sizeof *fl);
+    fl->read = ram_read;
+    fl->prog = ram_prog;
+    fl->erase = ram_erase;
+    fl->prog_size = 1;
+    fl->sector_size = bank;
+    if (!region || len < work + 2u * bank) {
+        return work + 2u * bank;
+    }
+    fl->ctx = region + work;
+    fl->mapped = region + work;
+    fl->size = (uint32_t)((len - work) / bank * bank > 0x7FFFFFFFu ? 0x7FFFFFFFu / bank * bank
+                                                                     : (len - work) / bank * bank);
+    sq_put_le(region + work - 4u, bank, 4);
+    return work + 2u * bank;
+}
+
+size_t sq_ring_region_min(const sq_stream_cfg *cfg)
+{
+    sq_flash fl;
+    return cfg_valid(cfg) ? ram_flash(cfg, NULL, 0, &fl) : 0;
+}
+
+static int ram_ring(sq_ring *r, uint8_t *region, size_t len, const sq_stream_cfg *cfg, int reopen)
+{
+    sq_flash fl;
+    if (!r || !region || !cfg_valid(cfg)) {
+        return SQ_ERR_ARG;
+    }
+    if (len < ram_flash(cfg, region, len, &fl)) {
+        return SQ_ERR_FULL;
+    }
+    return reopen ? sq_ring_mount(r, cfg, &fl, region, len) : sq_ring_format(r, cfg, &fl, region, len);
+}
+
+int sq_ring_init(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg)
+{
+    return ram_ring(r, region, region_len, cfg, 0);
+}
+
+int sq_ring_reopen(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg)
+{
+    return ram_ring(r, region, region_len, cfg, 1);
+}
+
+/* ---- what the ring holds ------------------------------------------------------------- */
+
 uint32_t sq_ring_block_count(const sq_ring *r)
 {
-    return r ? r->n_blocks : 0;
+    return r && r->has_blocks ? (uint32_t)(r->next_seq - r->oldest_seq) : 0;
+}
+
+int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2])
+{
+    const sq_stage *s = r->stage;
+    unsigned fill, other;
+    int n = 0;
+    do {      /* a snapshot no append changes under us: fill read twice */
+        fill = s->fill & 1u;
+        other = fill ^ 1u;
+        view[0].count = s->half[other].ready ? s->half[other].count : 0;
+        view[1].count = s->half[fill].ready ? 0 : s->half[fill].count;
+    } while (fill != (s->fill & 1u));
+    view[0].data = r->data[other];
+    view[1].data = r->data[fill];
+    if (!view[0].count) {
+        view[0] = view[1];
+        view[1].count = 0;
+    }
+    n = (view[0].count != 0) + (view[1].count != 0);
+    return n;
 }
 
 uint32_t sq_ring_staged(const sq_ring *r)
 {
-    return r ? r->staged : 0;
+    sq_stage_view v[2];
+    int n;
+    if (!r || !r->stage) {
+        return 0;
+    }
+    n = sq_ring_stage_view(r, v);
+    return (n > 0 ? v[0].count : 0) + (n > 1 ? v[1].count : 0);
 }
 
-void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it)
+int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st)
 {
-    it->off = r->head;
-    it->left = r->n_blocks;
+    uint32_t chain;
+    if (!r || !st || !r->stage) {
+        return SQ_ERR_ARG;
+    }
+    memset(st, 0, sizeof *st);
+    st->blocks = sq_ring_block_count(r);
+    st->staged = sq_ring_staged(r);
+    st->oldest_seq = r->oldest_seq;
+    st->next_seq = r->next_seq;
+    st->blocks_evicted = r->oldest_seq;
+    st->has_data = (uint8_t)(r->has_blocks || st->staged);
+    st->oldest_t = r->has_blocks ? r->oldest_t : st->staged ? sq_ring_first_staged_t(r) : 0;
+    st->newest_t = st->staged ? r->stage->last_t : r->has_blocks ? r->newest_t : 0;
+    chain = (r->head + r->n_banks - r->oldest) % r->n_banks;
+    st->capacity = (r->n_banks - 1u) * r->bank_size;
+    st->bytes_used = chain * r->bank_size + r->head_off;
+    st->bytes_free = st->capacity - st->bytes_used;
+    st->samples_dropped = r->stage->dropped;
+    return sq_log_wear(r, &st->erase_min, &st->erase_max);
 }
 
-int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len)
+int64_t sq_ring_first_staged_t(const sq_ring *r)
 {
-    uint32_t block_len;
-    *block = NULL;
-    *len = 0;
-    if (!it->left) {
-        return SQ_OK;
-    }
-    if (it->off > r->log_len || r->log_len - it->off < SQ_HEADER_SIZE + 4u) {
-        return SQ_ERR_CORRUPT;
-    }
-    block_len = (uint32_t)sq_get_le(r->log + it->off + 12u, 4);
-    if (block_len < SQ_HEADER_SIZE + 4u || block_len > r->log_len - it->off) {
-        return SQ_ERR_CORRUPT;
-    }
-    *block = r->log + it->off;
-    *len = block_len;
-    it->off += block_len;
-    it->left--;
-    if (it->off == r->wrap_end) {
-        it->off = 0;
-    }
-    return SQ_OK;
+    sq_stage_view v[2];
+    return sq_ring_stage_view(r, v) ? (int64_t)sq_get_le(v[0].data, 8) : 0;
 }

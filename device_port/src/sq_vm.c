@@ -391,16 +391,33 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
     return err != SQ_OK ? err : finish(state);
 }
 
+/* Scan staged samples (column-major, columns cfg->block_samples long). */
+static int scan_staged(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *data, uint32_t count)
+{
+    unsigned s;
+    for (s = 0; s < v->n_slots; s++) {
+        uint8_t ch = v->slot_channel[s];
+        const uint8_t *col = data + 8u * cfg->block_samples;
+        unsigned c;
+        for (c = 0; c < ch; c++) {
+            col += cfg->block_samples * sq_dtype_bytes(cfg->dtype[c]);
+        }
+        sq_col_open_raw(&v->cols[s], col, sq_dtype_bytes(cfg->dtype[ch]));
+    }
+    sq_col_open_raw(&v->tcol, data, 8);
+    return scan(v, 1, count, 0, 1);
+}
+
 int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
                  int64_t now_ns, sq_result *out)
 {
     sq_vm *v = state;
     sq_ring_iter it;
+    sq_stage_view view[2];
     const uint8_t *b;
     size_t len;
-    unsigned s;
-    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG;
-    if (err == SQ_OK && !r) {
+    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG, n, i;
+    if (err == SQ_OK && (!r || !r->stage)) {
         err = SQ_ERR_ARG;
     }
     if (err == SQ_OK && (v->n_channels != r->cfg.n_channels || v->schema != r->cfg.schema)) {
@@ -416,21 +433,10 @@ int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, co
             return err;
         }
     }
-    if (err != SQ_OK) {
-        return err;
+    /* the staged samples, as of now: an append that lands later is not seen */
+    n = err == SQ_OK ? sq_ring_stage_view(r, view) : 0;
+    for (i = 0; i < n && err == SQ_OK; i++) {
+        err = scan_staged(v, &r->cfg, view[i].data, view[i].count);
     }
-    /* the open block: raw samples, scanned one by one */
-    for (s = 0; s < v->n_slots; s++) {
-        uint8_t ch = v->slot_channel[s];
-        unsigned w = sq_dtype_bytes(r->cfg.dtype[ch]);
-        const uint8_t *col = r->staging + 8u * r->cfg.block_samples;
-        unsigned c;
-        for (c = 0; c < ch; c++) {
-            col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[c]);
-        }
-        sq_col_open_raw(&v->cols[s], col, w);
-    }
-    sq_col_open_raw(&v->tcol, r->staging, 8);
-    err = scan(v, 1, r->staged, 0, 1);
     return err != SQ_OK ? err : finish(v);
 }

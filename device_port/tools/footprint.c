@@ -44,7 +44,7 @@ int footprint(int64_t t, int64_t v)
     cfg.block_samples = block_samples;
     sq_ring_init(&ring, region, sizeof region, &cfg);
     sq_ring_append(&ring, t, values);
-    sq_ring_seal(&ring);
+    sq_ring_poll(&ring);
     return sq_query_run(&query_state, code_ptr, query_len, &ring, t, &result);
 }
 

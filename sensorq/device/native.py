@@ -21,7 +21,7 @@ DEVICE_PORT = Path(__file__).resolve().parent.parent.parent / "device_port"
 # Keep in step with device_port/include/sensorq.h (sq_err).
 ERRORS = {0: "SQ_OK", -1: "SQ_ERR_ARG", -2: "SQ_ERR_CORRUPT", -3: "SQ_ERR_VERSION", -4: "SQ_ERR_CRC",
           -5: "SQ_ERR_FULL", -6: "SQ_ERR_ORDER", -7: "SQ_ERR_RANGE", -8: "SQ_ERR_UNSUPPORTED",
-          -9: "SQ_ERR_BYTECODE", -10: "SQ_ERR_OVERFLOW", -11: "SQ_ERR_MISMATCH"}
+          -9: "SQ_ERR_BYTECODE", -10: "SQ_ERR_OVERFLOW", -11: "SQ_ERR_MISMATCH", -12: "SQ_ERR_IO"}
 DTYPE_CODES = {"int8": 1, "int16": 2, "int32": 3, "int64": 4}
 MAX_CHANNELS = 8
 RING_STRUCT_BYTES = 512          # ≥ sizeof(sq_ring) on any host
@@ -61,10 +61,6 @@ class Result(ctypes.Structure):
                 ("aggregate", ctypes.c_uint8), ("count", ctypes.c_uint64),
                 ("blocks_skipped", ctypes.c_uint64), ("blocks_answered", ctypes.c_uint64),
                 ("blocks_decoded", ctypes.c_uint64), ("samples_scanned", ctypes.c_uint64)]
-
-
-class RingIter(ctypes.Structure):
-    _fields_ = [("off", ctypes.c_uint32), ("left", ctypes.c_uint32)]
 
 
 @dataclass
@@ -114,14 +110,11 @@ class DeviceLib:
         lib.sq_ring_region_min.argtypes = [ctypes.POINTER(StreamCfg)]
         lib.sq_ring_init.argtypes = [ctypes.c_void_p, u8p, ctypes.c_size_t, ctypes.POINTER(StreamCfg)]
         lib.sq_ring_append.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
-        lib.sq_ring_seal.argtypes = [ctypes.c_void_p]
         lib.sq_ring_block_count.restype = ctypes.c_uint32
         lib.sq_ring_block_count.argtypes = [ctypes.c_void_p]
         lib.sq_ring_staged.restype = ctypes.c_uint32
         lib.sq_ring_staged.argtypes = [ctypes.c_void_p]
-        lib.sq_ring_iter_begin.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIter)]
-        lib.sq_ring_next.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIter),
-                                     ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+        _bind_ring_calls(lib)
         lib.sq_query_check.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.sq_query_run.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
                                      ctypes.c_int64, ctypes.POINTER(Result)]
@@ -178,8 +171,10 @@ class DeviceLib:
         return answer_of(result)
 
     def ring(self, dtypes: list[str], block_samples: int, region_len: int | None = None,
-             stream_id: int = 0, schema: int = 0) -> "Ring":
-        return Ring(self, dtypes, block_samples, region_len, stream_id, schema)
+             stream_id: int = 0, schema: int = 0, **flash) -> "Ring":
+        """A RAM ring (region_len bytes, default the minimum), or with flash=
+        a flash ring (see :class:`Ring`)."""
+        return Ring(self, dtypes, block_samples, region_len, stream_id, schema, **flash)
 
 
 def code_schema(code: bytes) -> int:
@@ -193,47 +188,154 @@ def answer_of(result: Result) -> DeviceAnswer:
                         result.samples_scanned)
 
 
+READ_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32,
+                           ctypes.POINTER(ctypes.c_uint8), ctypes.c_uint32)
+PROG_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32,
+                           ctypes.POINTER(ctypes.c_uint8), ctypes.c_uint32)
+ERASE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+SYNC_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+
+class Flash(ctypes.Structure):
+    _fields_ = [("read", READ_FN), ("prog", PROG_FN), ("erase", ERASE_FN), ("sync", SYNC_FN),
+                ("ctx", ctypes.c_void_p), ("mapped", ctypes.c_void_p), ("size", ctypes.c_uint32),
+                ("sector_size", ctypes.c_uint32), ("prog_size", ctypes.c_uint32)]
+
+
+class RingStats(ctypes.Structure):
+    _fields_ = [("blocks", ctypes.c_uint32), ("staged", ctypes.c_uint32),
+                ("oldest_seq", ctypes.c_uint64), ("next_seq", ctypes.c_uint64),
+                ("blocks_evicted", ctypes.c_uint64), ("oldest_t", ctypes.c_int64),
+                ("newest_t", ctypes.c_int64), ("has_data", ctypes.c_uint8),
+                ("capacity", ctypes.c_uint32), ("bytes_used", ctypes.c_uint32),
+                ("bytes_free", ctypes.c_uint32), ("samples_dropped", ctypes.c_uint32),
+                ("erase_min", ctypes.c_uint32), ("erase_max", ctypes.c_uint32)]
+
+
+class RingIterState(ctypes.Structure):
+    _fields_ = [("bank", ctypes.c_uint32), ("off", ctypes.c_uint32), ("after", ctypes.c_uint64),
+                ("missed", ctypes.c_uint64), ("all", ctypes.c_uint8), ("done", ctypes.c_uint8)]
+
+
+def _bind_ring_calls(lib) -> None:
+    u8p = ctypes.POINTER(ctypes.c_uint8)
+    cfgp, flp = ctypes.POINTER(StreamCfg), ctypes.POINTER(Flash)
+    lib.sq_ring_work_size.restype = ctypes.c_size_t
+    lib.sq_ring_work_size.argtypes = [cfgp, flp]
+    for name in ("sq_ring_format", "sq_ring_mount"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p, cfgp, flp, u8p, ctypes.c_size_t]
+    lib.sq_ring_reopen.argtypes = [ctypes.c_void_p, u8p, ctypes.c_size_t, cfgp]
+    for name in ("sq_ring_close", "sq_ring_poll", "sq_ring_flush"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.sq_ring_stats_get.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingStats)]
+    lib.sq_ring_iter_begin.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIterState)]
+    lib.sq_ring_iter_after.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIterState),
+                                       ctypes.c_uint64]
+    lib.sq_ring_next.argtypes = [ctypes.c_void_p, ctypes.POINTER(RingIterState),
+                                 ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+
+
+def stream_cfg(dtypes: list[str], block_samples: int, stream_id: int = 0, schema: int = 0) -> StreamCfg:
+    cfg = StreamCfg()
+    cfg.n_channels = len(dtypes)
+    for i, name in enumerate(dtypes):
+        cfg.dtype[i] = DTYPE_CODES[name]
+    cfg.block_samples = block_samples
+    cfg.stream_id = stream_id
+    cfg.schema = schema
+    return cfg
+
+
 class Ring:
-    """A device ring in a Python-owned region."""
+    """A device ring: in a Python-owned RAM region (sq_ring_init), or on a
+    flash partition given as an object with read / prog / erase (/ sync)
+    methods and sector_size, prog_size and size attributes (sq_ring_format or,
+    with mount=True, sq_ring_mount), its work memory Python-owned.
+
+    ``append`` polls after every sample by default, as a main loop that keeps
+    up with its appends; ``poll=False`` leaves sealing to ``poll()``."""
 
     def __init__(self, dev: DeviceLib, dtypes: list[str], block_samples: int,
-                 region_len: int | None, stream_id: int, schema: int = 0):
+                 region_len: int | None = None, stream_id: int = 0, schema: int = 0,
+                 flash=None, mount: bool = False, work=None):
         self.dev = dev
-        cfg = StreamCfg()
-        cfg.n_channels = len(dtypes)
-        for i, name in enumerate(dtypes):
-            cfg.dtype[i] = DTYPE_CODES[name]
-        cfg.block_samples = block_samples
-        cfg.stream_id = stream_id
-        cfg.schema = schema
-        self.cfg = cfg
+        self.cfg = stream_cfg(dtypes, block_samples, stream_id, schema)
         self.n_channels = len(dtypes)
-        need = dev.lib.sq_ring_region_min(ctypes.byref(cfg))
-        self.region_len = need if region_len is None else region_len
-        self.region = (ctypes.c_uint8 * max(1, self.region_len))()
         self.state = ctypes.create_string_buffer(RING_STRUCT_BYTES)
-        dev.check(dev.lib.sq_ring_init(self.state, self.region, self.region_len, ctypes.byref(cfg)),
-                  "ring init")
+        self.flash = flash
+        if flash is None:
+            need = dev.lib.sq_ring_region_min(ctypes.byref(self.cfg))
+            self.region_len = need if region_len is None else region_len
+            self.region = (ctypes.c_uint8 * max(1, self.region_len))()
+            call = dev.lib.sq_ring_reopen if mount else dev.lib.sq_ring_init
+            self.status = call(self.state, self.region, self.region_len, ctypes.byref(self.cfg))
+        else:
+            self.fl = flash_struct(flash)
+            need = dev.lib.sq_ring_work_size(ctypes.byref(self.cfg), ctypes.byref(self.fl))
+            self.work = work if work is not None else (ctypes.c_uint8 * max(1, need))()
+            call = dev.lib.sq_ring_mount if mount else dev.lib.sq_ring_format
+            self.status = call(self.state, ctypes.byref(self.cfg), ctypes.byref(self.fl), self.work,
+                               max(need, ctypes.sizeof(self.work)))
+        dev.check(self.status, "ring mount" if mount else "ring init")
 
-    def append(self, t: int, values) -> None:
+    def reopen(self) -> None:
+        """sq_ring_reopen on this ring's region (a RAM ring kept across a reset)."""
+        self.state = ctypes.create_string_buffer(RING_STRUCT_BYTES)
+        self.dev.check(self.dev.lib.sq_ring_reopen(self.state, self.region, self.region_len,
+                                                   ctypes.byref(self.cfg)), "ring reopen")
+
+    def try_append(self, t: int, values) -> int:
+        """sq_ring_append's status, not raised (SQ_ERR_FULL is part of the protocol)."""
         row = (ctypes.c_int64 * self.n_channels)(*[int(v) for v in values])
-        self.dev.check(self.dev.lib.sq_ring_append(self.state, int(t), row), "append")
+        return self.dev.lib.sq_ring_append(self.state, int(t), row)
 
-    def append_many(self, t: np.ndarray, columns: list[np.ndarray]) -> None:
+    def append(self, t: int, values, poll: bool = True) -> None:
+        self.dev.check(self.try_append(t, values), "append")
+        if poll:
+            self.poll()
+
+    def append_many(self, t: np.ndarray, columns: list[np.ndarray], poll: bool = True) -> None:
         for i in range(len(t)):
-            self.append(int(t[i]), [int(c[i]) for c in columns])
+            self.append(int(t[i]), [int(c[i]) for c in columns], poll)
 
-    def seal(self) -> None:
-        self.dev.check(self.dev.lib.sq_ring_seal(self.state), "seal")
+    def close(self) -> None:
+        self.dev.check(self.dev.lib.sq_ring_close(self.state), "close")
+
+    def poll(self) -> None:
+        self.dev.check(self.dev.lib.sq_ring_poll(self.state), "poll")
+
+    def flush(self) -> None:
+        self.dev.check(self.dev.lib.sq_ring_flush(self.state), "flush")
+
+    seal = flush
 
     @property
     def staged(self) -> int:
         return self.dev.lib.sq_ring_staged(self.state)
 
+    @property
+    def block_count(self) -> int:
+        return self.dev.lib.sq_ring_block_count(self.state)
+
+    def stats(self) -> RingStats:
+        st = RingStats()
+        self.dev.check(self.dev.lib.sq_ring_stats_get(self.state, ctypes.byref(st)), "stats")
+        return st
+
     def blocks(self) -> list[bytes]:
         """Every sealed block's bytes, oldest first (the export)."""
-        it = RingIter()
+        it = RingIterState()
         self.dev.lib.sq_ring_iter_begin(self.state, ctypes.byref(it))
+        return self._drain(it)
+
+    def blocks_after(self, seq: int) -> tuple[list[bytes], int]:
+        """The export cursor: (blocks with a sequence number > seq, how many of those were evicted)."""
+        it = RingIterState()
+        self.dev.lib.sq_ring_iter_after(self.state, ctypes.byref(it), seq)
+        missed = it.missed
+        return self._drain(it), missed
+
+    def _drain(self, it) -> list[bytes]:
         out = []
         while True:
             ptr, size = ctypes.c_void_p(), ctypes.c_size_t()
@@ -250,3 +352,30 @@ class Ring:
                                            ctypes.byref(result))
         self.dev.check(status, "query")
         return answer_of(result)
+
+
+def flash_struct(flash) -> Flash:
+    """An sq_flash whose callbacks call flash.read(off, n) -> bytes, flash.prog(off, data),
+    flash.erase(off) and flash.sync() (each returning True on success); the
+    callbacks are kept alive on the returned structure."""
+    def read(_ctx, off, buf, n):
+        data = flash.read(off, n)
+        if data is None:
+            return -1
+        ctypes.memmove(buf, data, n)
+        return 0
+
+    def prog(_ctx, off, buf, n):
+        return 0 if flash.prog(off, ctypes.string_at(buf, n)) else -1
+
+    def erase(_ctx, off):
+        return 0 if flash.erase(off) else -1
+
+    def sync(_ctx):
+        return 0 if flash.sync() else -1
+
+    fl = Flash(READ_FN(read), PROG_FN(prog), ERASE_FN(erase),
+               SYNC_FN(sync) if hasattr(flash, "sync") else SYNC_FN(), None, None,
+               flash.size, flash.sector_size, flash.prog_size)
+    fl._keep = (fl.read, fl.prog, fl.erase, fl.sync)
+    return fl

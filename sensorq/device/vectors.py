@@ -36,7 +36,7 @@ MAGIC = b"SQV1"
 HEADER = struct.Struct("<4sI8sIIIII")
 assert HEADER.size == 36
 DTYPE_CODES = {"int8": 1, "int16": 2, "int32": 3, "int64": 4}
-FIRMWARE_REGION_MAX = 10240          # REGION_MAX in fw_main.c
+FIRMWARE_REGION_MAX = 13312          # REGION_MAX in fw_main.c
 
 
 @dataclass
@@ -142,7 +142,7 @@ def imu_vector() -> Vector:
                "min x where z > 1500mg", "sum y where x > 0 and not z < 1g", "avg z last 2s",
                "first x where z > 2g", "last y where z > 2g or x < -100mg", "avg x",
                "count where x == 0 or y == 0", "sum z where z != 1000"]
-    return Vector("imu", stream, t, cols, 8192, queries)
+    return Vector("imu", stream, t, cols, 10240, queries)
 
 
 def mixed_vector() -> Vector:

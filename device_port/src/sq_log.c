@@ -1,0 +1,494 @@
+/* The log of sealed blocks on a flash partition (↔ sensorq/store's
+ * segments), in the littlefs manner: the caller's read / prog / erase / sync
+ * callbacks, no allocation, every byte checked before it is believed.
+ *
+ * The partition is cut into banks: a bank is the fewest whole erase sectors
+ * that hold a bank header and one worst-case block.  A bank starts with its
+ * header (magic, the bank's sequence number, its erase count, the sequence
+ * number of the first block written in it, a CRC), then blocks, each padded
+ * to the program size and never crossing into the next bank.  Banks are
+ * written in ring order, each with a sequence number one above the last; the
+ * bank after the one being written (the head) is always erased ahead of need:
+ * that erase is the ring's eviction, and it wears every bank alike.
+ *
+ * After a reset, the head is the valid bank with the highest sequence
+ * number; the log is the chain of valid banks before it whose sequence
+ * numbers count down by one.  A block is kept if it verifies (CRC) and has
+ * the next sequence number; the first that does not ends its bank (a torn
+ * write).  Writing then goes on after the head's last block if the rest of
+ * the bank is blank, else in the next bank: flash is never programmed twice. */
+#include <string.h>
+
+#include "sq_internal.h"
+
+#define BANK_MAGIC 0x31525153u     /* "SQR1" */
+#define BANK_FIELDS 28u            /* magic, seq, erase count, bank size, first seq, crc */
+#define BLK_OK 0
+#define BLK_END 1                  /* blank: no block here */
+#define BLK_BAD 2                  /* torn or damaged */
+
+typedef struct {
+    uint32_t seq, ec;
+    uint64_t first_seq;
+} bank_hdr;
+
+static uint32_t bank_off(const sq_ring *r, uint32_t bank)
+{
+    return bank * r->bank_size;
+}
+
+static uint32_t next_bank(const sq_ring *r, uint32_t bank)
+{
+    return bank + 1u == r->n_banks ? 0u : bank + 1u;
+}
+
+/* len bytes at off: a pointer into the mapped partition, or read into to
+ * (the block buffer, or the bank header buffer). */
+static int fetch(const sq_ring *r, uint32_t off, uint32_t len, uint8_t *to, const uint8_t **p)
+{
+    if (r->fl.mapped) {
+        *p = r->fl.mapped + off;
+        return SQ_OK;
+    }
+    *p = to;
+    return r->fl.read(r->fl.ctx, off, to, len) ? SQ_ERR_IO : SQ_OK;
+}
+
+/* A bank's header, read into the header buffer (never the block buffer,
+ * which may hold a block waiting to be programmed): SQ_OK, BLK_BAD if it is
+ * not a valid header, or SQ_ERR_IO. */
+static int read_hdr(const sq_ring *r, uint32_t bank, bank_hdr *h)
+{
+    const uint8_t *p;
+    int err = fetch(r, bank_off(r, bank), BANK_FIELDS, r->hbuf, &p);
+    if (err) {
+        return err;
+    }
+    if (sq_get_le(p, 4) != BANK_MAGIC || sq_get_le(p + 12, 4) != r->bank_size ||
+        sq_crc32(0, p, BANK_FIELDS - 4u) != sq_get_le(p + BANK_FIELDS - 4u, 4)) {
+        return BLK_BAD;
+    }
+    h->seq = (uint32_t)sq_get_le(p + 4, 4);
+    h->ec = (uint32_t)sq_get_le(p + 8, 4);
+    h->first_seq = sq_get_le(p + 16, 8);
+    return SQ_OK;
+}
+
+/* 1 if bytes [off, off + len) of the partition are all erased. */
+static int blank(const sq_ring *r, uint32_t off, uint32_t len, int *is_blank)
+{
+    *is_blank = 1;
+    while (len && *is_blank) {
+        uint32_t n = len < r->buf_len ? len : r->buf_len, i;
+        const uint8_t *p;
+        int err = fetch(r, off, n, r->buf, &p);
+        if (err) {
+            return err;
+        }
+        for (i = 0; i < n; i++) {
+            *is_blank &= p[i] == 0xFFu;
+        }
+        off += n;
+        len -= n;
+    }
+    return SQ_OK;
+}
+
+/* The block at off (room bytes left in its bank): BLK_OK with *b and *info
+ * filled, BLK_END (blank), BLK_BAD, or SQ_ERR_IO. */
+static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8_t **b,
+                      sq_block_info *info)
+{
+    uint32_t peek = room < SQ_BLOCK_PEEK ? room : SQ_BLOCK_PEEK, len;
+    int err;
+    if (peek < 8u) {
+        return BLK_END;
+    }
+    err = fetch(r, off, peek, r->buf, b);
+    if (err) {
+        return err;
+    }
+    if (sq_get_le(*b, 4) == 0xFFFFFFFFu) {
+        return BLK_END;
+    }
+    len = sq_block_len(*b, peek);
+    if (!len || len > room || len > r->buf_len) {
+        return BLK_BAD;
+    }
+    err = fetch(r, off, len, r->buf, b);
+    if (err) {
+        return err;
+    }
+    return sq_block_verify(*b, len, info) == SQ_OK ? BLK_OK : BLK_BAD;
+}
+
+static uint32_t padded(const sq_ring *r, uint32_t len)
+{
+    return (len + r->fl.prog_size - 1u) / r->fl.prog_size * r->fl.prog_size;
+}
+
+/* ---- geometry and format ------------------------------------------------- */
+
+int sq_log_geometry(sq_ring *r)
+{
+    const sq_flash *fl = &r->fl;
+    uint32_t need, sectors;
+    r->hdr_len = (BANK_FIELDS + fl->prog_size - 1u) / fl->prog_size * fl->prog_size;
+    need = r->hdr_len + r->buf_len;
+    sectors = (need + fl->sector_size - 1u) / fl->sector_size;
+    r->bank_size = sectors * fl->sector_size;
+    r->n_banks = fl->size / r->bank_size;
+    return r->n_banks >= 2u ? SQ_OK : SQ_ERR_FULL;
+}
+
+static int erase_bank(sq_ring *r, uint32_t bank)
+{
+    uint32_t off = bank_off(r, bank), end = off + r->bank_size;
+    for (; off < end; off += r->fl.sector_size) {
+        if (r->fl.erase(r->fl.ctx, off)) {
+            return SQ_ERR_IO;
+        }
+    }
+    return SQ_OK;
+}
+
+/* Write the header of the (erased) bank `bank`, making it the head. */
+static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
+{
+    uint8_t *h = r->hbuf;
+    memset(h, 0xFF, r->hdr_len);
+    sq_put_le(h, BANK_MAGIC, 4);
+    sq_put_le(h + 4, seq, 4);
+    sq_put_le(h + 8, r->spare_ec, 4);
+    sq_put_le(h + 12, r->bank_size, 4);
+    sq_put_le(h + 16, r->next_seq, 8);
+    sq_put_le(h + 24, sq_crc32(0, h, BANK_FIELDS - 4u), 4);
+    if (r->fl.prog(r->fl.ctx, bank_off(r, bank), h, r->hdr_len)) {
+        r->dirty = 1;
+        return SQ_ERR_IO;
+    }
+    r->head = bank;
+    r->head_seq = seq;
+    r->head_off = r->hdr_len;
+    r->dirty = 0;
+    r->erase_pending = 1;
+    return SQ_OK;
+}
+
+/* Erase every bank, then open bank 0: an empty ring.  Erase counts go on
+ * from the highest one found (a count is lost with its header). */
+int sq_log_format(sq_ring *r)
+{
+    uint32_t b, max_ec = 0;
+    int err = SQ_OK;
+    for (b = 0; b < r->n_banks && err >= 0; b++) {
+        bank_hdr h;
+        err = read_hdr(r, b, &h);
+        max_ec = !err && h.ec > max_ec ? h.ec : max_ec;
+    }
+    for (b = r->n_banks; b-- > 0 && err >= 0;) {     /* bank 0 last: a cut leaves no head */
+        err = erase_bank(r, b);
+    }
+    if (err < 0) {
+        return err;
+    }
+    r->spare_ec = max_ec + 1u;
+    r->next_seq = r->oldest_seq = 0;
+    r->has_blocks = 0;
+    r->oldest = 0;
+    return err ? err : open_bank(r, 0, 1);
+}
+
+/* ---- mount ------------------------------------------------------------------- */
+
+/* Walk the blocks of `bank`: every one that verifies and continues the
+ * sequence is kept (the ring's counters follow it).  *end is where the walk
+ * stopped; *torn says whether it stopped at something that is not blank. */
+static int walk_bank(sq_ring *r, uint32_t bank, const bank_hdr *h, uint32_t *end, int *torn)
+{
+    uint32_t off = r->hdr_len, base = bank_off(r, bank);
+    uint64_t expect = h->first_seq;
+    sq_block_info info;
+    const uint8_t *b;
+    int got;
+    for (;;) {
+        got = read_block(r, base + off, r->bank_size - off, &b, &info);
+        if (got < 0) {
+            return got;
+        }
+        if (got != BLK_OK || info.seq != expect) {
+            break;
+        }
+        expect++;
+        off += padded(r, info.block_len);
+        if (r->has_blocks && info.seq < r->next_seq) {
+            continue;        /* written again after a failed sync: kept once */
+        }
+        if (!r->has_blocks) {
+            r->oldest_seq = info.seq;
+            r->oldest_t = info.t_first;
+            r->has_blocks = 1;
+        }
+        r->next_seq = info.seq + 1u;
+        r->newest_t = info.t_last;
+    }
+    *end = off;
+    *torn = got != BLK_END;
+    return SQ_OK;
+}
+
+/* The valid bank with the highest sequence number (SQ_ERR_CORRUPT if none),
+ * and the largest erase count seen (for banks whose header is lost). */
+static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec)
+{
+    uint32_t b;
+    int found = 0;
+    *max_ec = 0;
+    for (b = 0; b < r->n_banks; b++) {
+        bank_hdr h;
+        int err = read_hdr(r, b, &h);
+        if (err < 0) {
+            return err;
+        }
+        if (err) {
+            continue;
+        }
+        *max_ec = h.ec > *max_ec ? h.ec : *max_ec;
+        if (!found || h.seq > head->seq) {
+            *head = h;
+            r->head = b;
+            found = 1;
+        }
+    }
+    return found ? SQ_OK : SQ_ERR_CORRUPT;
+}
+
+/* The chain's oldest bank: back from the head while sequence numbers count
+ * down by one, never onto the bank after the head (the spare). */
+static int find_oldest(sq_ring *r, uint32_t head_seq)
+{
+    uint32_t k, b;
+    r->oldest = r->head;
+    for (k = 1; k + 1u < r->n_banks; k++) {
+        bank_hdr h;
+        int err;
+        b = (r->head + r->n_banks - k) % r->n_banks;
+        err = read_hdr(r, b, &h);
+        if (err < 0) {
+            return err;
+        }
+        if (err || h.seq != head_seq - k) {
+            break;
+        }
+        r->oldest = b;
+    }
+    return SQ_OK;
+}
+
+/* Make the bank after the head erased again if a cut left anything in it. */
+static int repair_spare(sq_ring *r, uint32_t max_ec)
+{
+    uint32_t spare = next_bank(r, r->head);
+    bank_hdr h;
+    int is_blank, err = blank(r, bank_off(r, spare), r->bank_size, &is_blank);
+    if (err || is_blank) {
+        r->spare_ec = max_ec;   /* its count was in the header an erase wiped */
+        return err;
+    }
+    err = read_hdr(r, spare, &h);
+    if (err < 0) {
+        return err;
+    }
+    r->spare_ec = (err ? max_ec : h.ec) + 1u;
+    return erase_bank(r, spare);
+}
+
+int sq_log_mount(sq_ring *r)
+{
+    bank_hdr head = {0, 0, 0}, h;
+    uint32_t max_ec, b, end = 0;
+    int torn = 0, is_blank, err = find_head(r, &head, &max_ec);
+    if (!err) {
+        err = find_oldest(r, head.seq);
+    }
+    r->has_blocks = 0;
+    r->next_seq = r->oldest_seq = 0;
+    for (b = r->oldest; !err; b = next_bank(r, b)) {
+        err = read_hdr(r, b, &h);
+        err = err > 0 ? SQ_ERR_CORRUPT : err;
+        if (!err) {
+            err = walk_bank(r, b, &h, &end, &torn);
+        }
+        if (b == r->head) {
+            break;
+        }
+    }
+    if (err) {
+        return err;
+    }
+    if (!r->has_blocks) {
+        r->oldest_seq = head.first_seq;
+    }
+    r->next_seq = r->next_seq > head.first_seq ? r->next_seq : head.first_seq;
+    r->head_seq = head.seq;
+    r->head_off = end;
+    err = blank(r, bank_off(r, r->head) + end, r->bank_size - end, &is_blank);
+    r->dirty = (uint8_t)(torn || !is_blank);
+    r->erase_pending = 0;
+    return err ? err : repair_spare(r, max_ec);
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+/* The oldest block's sequence number and time, after an eviction: the first
+ * block the iterator finds. */
+static int refresh_oldest(sq_ring *r)
+{
+    sq_ring_iter it;
+    const uint8_t *b;
+    size_t len;
+    sq_block_info info;
+    int err;
+    sq_ring_iter_begin(r, &it);
+    err = sq_ring_next(r, &it, &b, &len);
+    if (err || !b) {
+        r->has_blocks = 0;
+        r->oldest_seq = r->next_seq;
+        return err;
+    }
+    sq_block_verify(b, len, &info);
+    r->oldest_seq = info.seq;
+    r->oldest_t = info.t_first;
+    return SQ_OK;
+}
+
+/* Erase the bank after the head, evicting its blocks if it is the oldest. */
+int sq_log_erase_ahead(sq_ring *r)
+{
+    uint32_t spare = next_bank(r, r->head);
+    bank_hdr h;
+    int err;
+    if (!r->erase_pending) {
+        return SQ_OK;
+    }
+    err = read_hdr(r, spare, &h);
+    if (err < 0) {
+        return err;
+    }
+    r->spare_ec = err ? r->spare_ec : h.ec + 1u;   /* a lost count: the last spare's, as a guess */
+    err = erase_bank(r, spare);
+    if (err) {
+        return err;
+    }
+    r->erase_pending = 0;
+    if (spare == r->oldest) {
+        r->oldest = next_bank(r, spare);
+        return refresh_oldest(r);
+    }
+    return SQ_OK;
+}
+
+/* Program the block in r->buf (len bytes, the padding after it 0xFF) as the
+ * next one, opening the next bank first when it does not fit in the head's
+ * rest (or the head holds a torn write).  A failed program marks the head
+ * dirty: the retry goes to a fresh bank. */
+int sq_log_write(sq_ring *r, uint32_t len, const sq_block_info *info)
+{
+    uint32_t size = padded(r, len);
+    int err;
+    if (r->dirty || r->head_off + size > r->bank_size) {
+        if (r->erase_pending) {
+            return SQ_ERR_IO;      /* the spare is not erased: the erase failed */
+        }
+        err = open_bank(r, next_bank(r, r->head), r->head_seq + 1u);
+        if (err) {
+            return err;
+        }
+    }
+    memset(r->buf + len, 0xFF, size - len);
+    if (r->fl.prog(r->fl.ctx, bank_off(r, r->head) + r->head_off, r->buf, size) ||
+        (r->fl.sync && r->fl.sync(r->fl.ctx))) {
+        r->dirty = 1;
+        return SQ_ERR_IO;
+    }
+    r->head_off += size;
+    if (!r->has_blocks) {
+        r->oldest_seq = info->seq;
+        r->oldest_t = info->t_first;
+        r->has_blocks = 1;
+    }
+    r->next_seq = info->seq + 1u;
+    r->newest_t = info->t_last;
+    return SQ_OK;
+}
+
+/* ---- iteration ---------------------------------------------------------------- */
+
+void sq_ring_iter_after(const sq_ring *r, sq_ring_iter *it, uint64_t seq)
+{
+    it->bank = r->oldest;
+    it->off = r->hdr_len;
+    it->after = seq;
+    it->all = 0;
+    it->done = !r->has_blocks;
+    it->missed = r->has_blocks && r->oldest_seq > seq + 1u ? r->oldest_seq - seq - 1u : 0;
+}
+
+void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it)
+{
+    sq_ring_iter_after(r, it, 0);
+    it->all = 1;
+    it->missed = 0;
+}
+
+int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len)
+{
+    sq_block_info info;
+    int got;
+    *block = NULL;
+    *len = 0;
+    while (!it->done) {
+        uint32_t base = bank_off(r, it->bank);
+        uint32_t room = (it->bank == r->head ? r->head_off : r->bank_size) - it->off;
+        got = read_block(r, base + it->off, room, block, &info);
+        if (got < 0) {
+            *block = NULL;
+            return got;
+        }
+        if (got == BLK_OK && (it->all || info.seq > it->after)) {
+            it->off += padded(r, info.block_len);
+            it->after = info.seq;      /* from here on only newer ones: no duplicate */
+            it->all = 0;
+            *len = info.block_len;
+            return SQ_OK;
+        }
+        if (got == BLK_OK) {
+            it->off += padded(r, info.block_len);
+            continue;
+        }
+        it->done = it->bank == r->head;
+        it->bank = next_bank(r, it->bank);
+        it->off = r->hdr_len;
+    }
+    *block = NULL;
+    return SQ_OK;
+}
+
+/* Erase counts over every bank (the spare's is in RAM). */
+int sq_log_wear(const sq_ring *r, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t b;
+    *lo = *hi = r->spare_ec;
+    for (b = 0; b < r->n_banks; b++) {
+        bank_hdr h;
+        int err = read_hdr(r, b, &h);
+        if (err < 0) {
+            return err;
+        }
+        if (!err) {
+            *lo = h.ec < *lo ? h.ec : *lo;
+            *hi = h.ec > *hi ? h.ec : *hi;
+        }
+    }
+    return SQ_OK;
+}
