@@ -286,6 +286,7 @@ typedef struct {
     uint64_t blocks_evicted;     /* since the ring was formatted (= oldest_seq) */
     int64_t oldest_t, newest_t;  /* time of the oldest and newest sample kept */
     uint8_t has_data;            /* 0: no sample at all (times are 0) */
+    uint32_t bank_size;          /* bytes of a bank: the unit of eviction */
     uint32_t capacity;           /* bytes the log may fill (every bank but the spare) */
     uint32_t bytes_used;         /* of it, up to the write position */
     uint32_t bytes_free;
@@ -299,9 +300,9 @@ int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st);
 /* Iteration over sealed blocks, oldest → newest: the export. */
 typedef struct {
     uint32_t bank, off;
-    uint64_t after;          /* blocks with a sequence number ≤ after are skipped */
-    uint64_t missed;         /* blocks after `after` already evicted (an uplink gap) */
-    uint8_t all, done;
+    uint64_t next;           /* the lowest sequence number still to be returned */
+    uint64_t missed;         /* blocks after the cursor's seq already evicted (an uplink gap) */
+    uint8_t done;
 } sq_ring_iter;
 
 void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it);

@@ -141,10 +141,13 @@ int sq_log_geometry(sq_ring *r)
     return r->n_banks >= 2u ? SQ_OK : SQ_ERR_FULL;
 }
 
+/* Sectors last to first: the header goes last, so a cut part-way leaves a
+ * bank whose untouched blocks still verify and are kept. */
 static int erase_bank(sq_ring *r, uint32_t bank)
 {
-    uint32_t off = bank_off(r, bank), end = off + r->bank_size;
-    for (; off < end; off += r->fl.sector_size) {
+    uint32_t start = bank_off(r, bank), off = start + r->bank_size;
+    while (off > start) {
+        off -= r->fl.sector_size;
         if (r->fl.erase(r->fl.ctx, off)) {
             return SQ_ERR_IO;
         }
@@ -264,12 +267,13 @@ static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec)
 }
 
 /* The chain's oldest bank: back from the head while sequence numbers count
- * down by one, never onto the bank after the head (the spare). */
+ * down by one.  It may reach the bank after the head, the one to be erased
+ * next, if a cut fell before that erase began: its blocks are still there. */
 static int find_oldest(sq_ring *r, uint32_t head_seq)
 {
     uint32_t k, b;
     r->oldest = r->head;
-    for (k = 1; k + 1u < r->n_banks; k++) {
+    for (k = 1; k < r->n_banks; k++) {
         bank_hdr h;
         int err;
         b = (r->head + r->n_banks - k) % r->n_banks;
@@ -285,22 +289,19 @@ static int find_oldest(sq_ring *r, uint32_t head_seq)
     return SQ_OK;
 }
 
-/* Make the bank after the head erased again if a cut left anything in it. */
-static int repair_spare(sq_ring *r, uint32_t max_ec)
+/* Whether the bank after the head must be erased before the head fills:
+ * it still holds the oldest blocks, or whatever a cut left in it.  The next
+ * poll erases it (mount itself never writes). */
+static int check_spare(sq_ring *r, uint32_t max_ec)
 {
     uint32_t spare = next_bank(r, r->head);
-    bank_hdr h;
-    int is_blank, err = blank(r, bank_off(r, spare), r->bank_size, &is_blank);
-    if (err || is_blank) {
-        r->spare_ec = max_ec;   /* its count was in the header an erase wiped */
-        return err;
+    int is_blank = 0, err = SQ_OK;
+    r->spare_ec = max_ec;       /* a blank spare's count was in the header its erase wiped */
+    if (spare != r->oldest || r->oldest == r->head) {
+        err = blank(r, bank_off(r, spare), r->bank_size, &is_blank);
     }
-    err = read_hdr(r, spare, &h);
-    if (err < 0) {
-        return err;
-    }
-    r->spare_ec = (err ? max_ec : h.ec) + 1u;
-    return erase_bank(r, spare);
+    r->erase_pending = (uint8_t)!is_blank;
+    return err;
 }
 
 int sq_log_mount(sq_ring *r)
@@ -316,6 +317,10 @@ int sq_log_mount(sq_ring *r)
     for (b = r->oldest; !err; b = next_bank(r, b)) {
         err = read_hdr(r, b, &h);
         err = err > 0 ? SQ_ERR_CORRUPT : err;
+        if (!err && r->has_blocks && r->next_seq < h.first_seq) {
+            r->has_blocks = 0;     /* a gap (a bank whose erase was cut): keep what follows it */
+            r->next_seq = 0;
+        }
         if (!err) {
             err = walk_bank(r, b, &h, &end, &torn);
         }
@@ -334,8 +339,7 @@ int sq_log_mount(sq_ring *r)
     r->head_off = end;
     err = blank(r, bank_off(r, r->head) + end, r->bank_size - end, &is_blank);
     r->dirty = (uint8_t)(torn || !is_blank);
-    r->erase_pending = 0;
-    return err ? err : repair_spare(r, max_ec);
+    return err ? err : check_spare(r, max_ec);
 }
 
 /* ---- writing ------------------------------------------------------------------ */
@@ -428,19 +432,20 @@ void sq_ring_iter_after(const sq_ring *r, sq_ring_iter *it, uint64_t seq)
 {
     it->bank = r->oldest;
     it->off = r->hdr_len;
-    it->after = seq;
-    it->all = 0;
+    it->next = seq + 1u > r->oldest_seq ? seq + 1u : r->oldest_seq;
     it->done = !r->has_blocks;
-    it->missed = r->has_blocks && r->oldest_seq > seq + 1u ? r->oldest_seq - seq - 1u : 0;
+    it->missed = it->next - (seq + 1u);
 }
 
 void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it)
 {
     sq_ring_iter_after(r, it, 0);
-    it->all = 1;
+    it->next = r->oldest_seq;
     it->missed = 0;
 }
 
+/* Blocks are returned in sequence, each once: one older than it->next (left
+ * before a gap, or written again after a failed sync) is passed over. */
 int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len)
 {
     sq_block_info info;
@@ -455,16 +460,14 @@ int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size
             *block = NULL;
             return got;
         }
-        if (got == BLK_OK && (it->all || info.seq > it->after)) {
-            it->off += padded(r, info.block_len);
-            it->after = info.seq;      /* from here on only newer ones: no duplicate */
-            it->all = 0;
-            *len = info.block_len;
-            return SQ_OK;
-        }
         if (got == BLK_OK) {
             it->off += padded(r, info.block_len);
-            continue;
+            if (info.seq < it->next) {
+                continue;
+            }
+            it->next = info.seq + 1u;
+            *len = info.block_len;
+            return SQ_OK;
         }
         it->done = it->bank == r->head;
         it->bank = next_bank(r, it->bank);

@@ -472,6 +472,7 @@ int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st)
     st->oldest_t = r->has_blocks ? r->oldest_t : st->staged ? sq_ring_first_staged_t(r) : 0;
     st->newest_t = st->staged ? r->stage->last_t : r->has_blocks ? r->newest_t : 0;
     chain = (r->head + r->n_banks - r->oldest) % r->n_banks;
+    st->bank_size = r->bank_size;
     st->capacity = (r->n_banks - 1u) * r->bank_size;
     st->bytes_used = chain * r->bank_size + r->head_off;
     st->bytes_free = st->capacity - st->bytes_used;

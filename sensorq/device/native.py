@@ -207,14 +207,14 @@ class RingStats(ctypes.Structure):
                 ("oldest_seq", ctypes.c_uint64), ("next_seq", ctypes.c_uint64),
                 ("blocks_evicted", ctypes.c_uint64), ("oldest_t", ctypes.c_int64),
                 ("newest_t", ctypes.c_int64), ("has_data", ctypes.c_uint8),
-                ("capacity", ctypes.c_uint32), ("bytes_used", ctypes.c_uint32),
+                ("bank_size", ctypes.c_uint32), ("capacity", ctypes.c_uint32), ("bytes_used", ctypes.c_uint32),
                 ("bytes_free", ctypes.c_uint32), ("samples_dropped", ctypes.c_uint32),
                 ("erase_min", ctypes.c_uint32), ("erase_max", ctypes.c_uint32)]
 
 
 class RingIterState(ctypes.Structure):
-    _fields_ = [("bank", ctypes.c_uint32), ("off", ctypes.c_uint32), ("after", ctypes.c_uint64),
-                ("missed", ctypes.c_uint64), ("all", ctypes.c_uint8), ("done", ctypes.c_uint8)]
+    _fields_ = [("bank", ctypes.c_uint32), ("off", ctypes.c_uint32), ("next", ctypes.c_uint64),
+                ("missed", ctypes.c_uint64), ("done", ctypes.c_uint8)]
 
 
 def _bind_ring_calls(lib) -> None:
