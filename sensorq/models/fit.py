@@ -9,7 +9,8 @@ stripped of the features it does not use, and measured on the held-out
 windows with the quantized path (the device's answer).  Flash is the model's
 device bytes (no float section); RAM and operations per window are the
 estimates of compress.py.  The winner: the highest accuracy among the variants
-that fit; ties go to the smaller model.
+that fit, ties to the smaller model; or, given a target accuracy, the smallest
+variant that fits and reaches it.
 """
 from __future__ import annotations
 
@@ -84,11 +85,13 @@ def default_variants() -> list[tuple[str, dict]]:
     return out
 
 
-def fit(cache, stream, label, *, flash, ram, name="model", data: TrainingData | None = None,
+def fit(cache, stream, label, *, flash, ram, name="model", target=None, data: TrainingData | None = None,
         variants=None, **selection) -> FitResult:
-    """Train every variant on the same windows, measure, and pick the winner.
-    ``selection``: the window selection of training_data (mask, test_mask,
-    group, window, hop, features, exclude, class_names)."""
+    """Train every variant on the same windows, measure, and pick the winner:
+    the most accurate variant that fits, or with ``target`` (an accuracy such
+    as 0.97) the smallest variant that fits and reaches it.  ``selection``:
+    the window selection of training_data (mask, test_mask, group, window,
+    hop, features, exclude, class_names)."""
     flash, ram = parse_size(flash), parse_size(ram)
     data = data or training_data(cache, stream, label, **selection)
     ranking = _importance_order(data)
@@ -106,7 +109,11 @@ def fit(cache, stream, label, *, flash, ram, name="model", data: TrainingData | 
         v.fits = v.flash <= flash and v.ram <= ram
         results.append(v)
     fitting = [v for v in results if v.fits and not math.isnan(v.accuracy)]
-    best = max(fitting, key=lambda v: (v.accuracy, -v.flash), default=None)
+    if target is not None:
+        good = [v for v in fitting if v.accuracy >= target]
+        best = min(good, key=lambda v: (v.flash, -v.accuracy), default=None)
+    else:
+        best = max(fitting, key=lambda v: (v.accuracy, -v.flash), default=None)
     return FitResult(results, best)
 
 
