@@ -25,6 +25,7 @@ from .model import (BAND, MAX_MAG, MAX_WINDOW_SAMPLES, OP_BY_NAME, OP_SCALE, RAT
                     Input, ModelError, Pipeline)
 
 BASIC = ("mean", "std", "min", "max", "rms", "ptp", "mad")
+BATCH = 1 << 16             # samples gathered before complete windows are computed
 _DUR_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
               "min": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 
@@ -279,6 +280,7 @@ class _Walker:
         self.label_col = stream.channel_index(label) if label else None
         self.k_next = -(-start // p.hop_ns)
         self.buf = None            # dict of arrays: t, u, x, label, bad (mask failed)
+        self.pending, self.pending_n = [], 0      # prepared blocks not yet joined to buf
         self.out = []
 
     def add(self, t, cols) -> None:
@@ -286,17 +288,25 @@ class _Walker:
         hi = int(np.searchsorted(t, self.end, "left"))
         if lo >= hi:
             return
-        piece = self._prepare(t[lo:hi], [c[lo:hi] for c in cols])
-        self.buf = piece if self.buf is None else {k: np.concatenate([self.buf[k], piece[k]], axis=-1)
-                                                   for k in piece}
-        if not self.buf["t"].shape[0]:
-            return
+        self.pending.append(self._prepare(t[lo:hi], [c[lo:hi] for c in cols]))
+        self.pending_n += hi - lo
+        if self.pending_n < BATCH:
+            return          # small blocks: gather a batch first (fewer kernel calls)
+        self._join()
         # Windows ending at or before the newest sample are complete: later
         # samples of the stream come at or after it.
         self._emit(min(int(self.buf["t"][-1]), self.end))
 
+    def _join(self) -> None:
+        parts = ([self.buf] if self.buf is not None else []) + self.pending
+        self.buf = parts[0] if len(parts) == 1 else \
+            {k: np.concatenate([p[k] for p in parts], axis=-1) for k in parts[0]}
+        self.pending, self.pending_n = [], 0
+
     def finish(self) -> None:
-        if self.buf is not None:
+        if self.pending:
+            self._join()
+        if self.buf is not None and self.buf["t"].shape[0]:
             self._emit(self.end)
 
     def _prepare(self, t, cols) -> dict:
@@ -314,7 +324,8 @@ class _Walker:
             piece["label"] = cols[self.label_col][ok].astype(np.int64)
         raw = [col[ok] for col in raw]
         if self.want_codes:
-            ints = [int_signal(col, inp.exponent, f) for col, inp, f in zip(raw, p.inputs, self.float_in)]
+            ints = [col.astype(np.int32) if col.dtype.itemsize <= 2 and not f else
+                    int_signal(col, inp.exponent, f) for col, inp, f in zip(raw, p.inputs, self.float_in)]
             piece["u"] = np.stack([ints[s[0]] if len(s) == 1 else int_mag(np.stack([ints[i] for i in s]))
                                    for s in p.signals]) if len(piece["t"]) else \
                 np.zeros((len(p.signals), 0), np.int32)
@@ -385,6 +396,9 @@ def _candidate_windows(t: np.ndarray, k_first: int, k_last: int, window: int, ho
     per run of samples without a gap of a window or more, so a long silence
     costs nothing."""
     breaks = np.flatnonzero(np.diff(t) >= window)
+    if not breaks.shape[0]:
+        a, b = max((int(t[0]) - window) // hop + 1, k_first), min(int(t[-1]) // hop, k_last)
+        return np.arange(a, b + 1, dtype=np.int64)
     firsts = np.concatenate([[0], breaks + 1])
     lasts = np.concatenate([breaks, [t.shape[0] - 1]])
     a = np.maximum((t[firsts] - window) // hop + 1, k_first)
