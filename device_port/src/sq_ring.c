@@ -302,14 +302,20 @@ static int stage_valid(sq_ring *r)
     int64_t prev = r->newest_t;
     int has_prev = r->has_blocks, k;
     uint64_t expect = r->next_seq;
+    unsigned first;
     if (s->magic != SQ_STAGE_MAGIC || s->cfg_hash != cfg_hash(&r->cfg) || s->fill > 1u) {
         return 0;
     }
     if (s->half[s->fill].ready && !s->half[s->fill ^ 1u].ready) {
         s->fill ^= 1u;          /* the reset fell between closing a half and moving on */
     }
+    /* the closed half first, unless both wait and the fill half was closed first */
+    first = s->fill ^ 1u;
+    if (s->half[0].ready && s->half[1].ready && s->half[s->fill].seq < s->half[first].seq) {
+        first = s->fill;
+    }
     for (k = 0; k < 2; k++) {
-        unsigned h = (s->fill + 1u + (unsigned)k) & 1u;      /* the closed half first */
+        unsigned h = first ^ (unsigned)k;
         sq_half *half = &s->half[h];
         if (half->count > r->cfg.block_samples || half->ready > 1u) {
             return 0;
@@ -427,22 +433,25 @@ uint32_t sq_ring_block_count(const sq_ring *r)
 int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2])
 {
     const sq_stage *s = r->stage;
-    unsigned fill, other;
-    int n = 0;
+    unsigned fill, closed;
     do {      /* a snapshot no append changes under us: fill read twice */
         fill = s->fill & 1u;
-        other = fill ^ 1u;
-        view[0].count = s->half[other].ready ? s->half[other].count : 0;
-        view[1].count = s->half[fill].ready ? 0 : s->half[fill].count;
+        closed = fill ^ 1u;     /* a half waiting for its seal, or empty */
+        view[0].count = s->half[closed].ready ? s->half[closed].count : 0;
+        view[1].count = s->half[fill].count;
     } while (fill != (s->fill & 1u));
-    view[0].data = r->data[other];
+    view[0].data = r->data[closed];
     view[1].data = r->data[fill];
+    if (s->half[fill].ready && view[0].count) {
+        sq_stage_view older = view[1];   /* both wait: the fill half was closed first */
+        view[1] = view[0];
+        view[0] = older;
+    }
     if (!view[0].count) {
         view[0] = view[1];
         view[1].count = 0;
     }
-    n = (view[0].count != 0) + (view[1].count != 0);
-    return n;
+    return (view[0].count != 0) + (view[1].count != 0);
 }
 
 uint32_t sq_ring_staged(const sq_ring *r)

@@ -23,7 +23,7 @@ import numpy as np
 
 class NorFlash:
     def __init__(self, size: int, sector_size: int, prog_size: int, page_size: int = 64,
-                 image: np.ndarray | None = None):
+                 image: np.ndarray | None = None, mapped: bool = False):
         if size % sector_size:
             raise ValueError("the partition must be whole sectors")
         self.size, self.sector_size, self.prog_size, self.page_size = size, sector_size, prog_size, page_size
@@ -34,10 +34,34 @@ class NorFlash:
         self.dead = False          # power cut: every later call fails and changes nothing
         self.on_call = None        # hook run at every call (an "interrupt" in the tests)
         self.reads = self.progs = self.erases = 0
+        self.mapped = mapped       # give the library a pointer to mem (XIP flash): no reads
+        self.fail = {}             # "prog" / "erase" / "sync" -> calls left before one fails once
+        self.cut_after = None      # flash operations left before the power goes (then dead)
 
     def _hook(self) -> None:
         if self.on_call is not None:
             self.on_call()
+
+    def _fails(self, what: str) -> bool:
+        """An injected one-off failure of this call (the call changes nothing)."""
+        left = self.fail.get(what)
+        if left is None:
+            return False
+        if left == 0:
+            del self.fail[what]
+            return True
+        self.fail[what] = left - 1
+        return False
+
+    def _cut(self) -> bool:
+        """Counts an operation towards a power cut; True if this one is cut."""
+        if self.cut_after is None:
+            return False
+        if self.cut_after == 0:
+            self.dead = True
+            return True
+        self.cut_after -= 1
+        return False
 
     def read(self, off: int, n: int) -> bytes | None:
         self._hook()
@@ -51,9 +75,14 @@ class NorFlash:
         n = len(data)
         if self.dead or off % self.prog_size or n % self.prog_size or off + n > self.size:
             return False
+        if self._fails("prog"):
+            return False
         new = np.frombuffer(data, np.uint8)
         old = self.mem[off:off + n]
         self.violations += int(np.count_nonzero(new & ~old))   # a 1 over a 0: NOR cannot
+        if self._cut():
+            self.mem[off:off + n // 2] &= new[:n // 2]          # torn: the first half made it
+            return False
         self.mem[off:off + n] = old & new
         self.log.append(("prog", off, bytes(data)))
         self.progs += 1
@@ -63,6 +92,11 @@ class NorFlash:
         self._hook()
         if self.dead or off % self.sector_size or off + self.sector_size > self.size:
             return False
+        if self._fails("erase"):
+            return False
+        if self._cut():
+            self.mem[off + self.sector_size // 2:off + self.sector_size] = 0xFF
+            return False
         self.mem[off:off + self.sector_size] = 0xFF
         self.erase_counts[off // self.sector_size] += 1
         self.log.append(("erase", off))
@@ -70,7 +104,7 @@ class NorFlash:
         return True
 
     def sync(self) -> bool:
-        return not self.dead
+        return not self.dead and not self._fails("sync")
 
     def mark(self, *marker) -> None:
         """A driver's note in the log (e.g. ("ack", next_seq)): not a flash operation."""

@@ -356,8 +356,9 @@ class Ring:
 
 def flash_struct(flash) -> Flash:
     """An sq_flash whose callbacks call flash.read(off, n) -> bytes, flash.prog(off, data),
-    flash.erase(off) and flash.sync() (each returning True on success); the
-    callbacks are kept alive on the returned structure."""
+    flash.erase(off) and flash.sync() (each returning True on success); with
+    flash.mapped true, the library reads flash.mem (a numpy array) in place.
+    The callbacks are kept alive on the returned structure."""
     def read(_ctx, off, buf, n):
         data = flash.read(off, n)
         if data is None:
@@ -374,8 +375,9 @@ def flash_struct(flash) -> Flash:
     def sync(_ctx):
         return 0 if flash.sync() else -1
 
+    mapped = flash.mem.ctypes.data if getattr(flash, "mapped", False) else None
     fl = Flash(READ_FN(read), PROG_FN(prog), ERASE_FN(erase),
-               SYNC_FN(sync) if hasattr(flash, "sync") else SYNC_FN(), None, None,
+               SYNC_FN(sync) if hasattr(flash, "sync") else SYNC_FN(), None, mapped,
                flash.size, flash.sector_size, flash.prog_size)
     fl._keep = (fl.read, fl.prog, fl.erase, fl.sync)
     return fl
