@@ -14,10 +14,10 @@ Timestamps are int64 nanoseconds since the Unix epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections import Counter
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,7 +171,8 @@ def check_category_name(channel: str, name) -> str:
     invisible in results), at most MAX_CATEGORY_CHARS characters."""
     if not isinstance(name, str):
         raise SchemaError(f"categorical channel {channel!r}: a name is text, not {name!r}")
-    if not name or name != name.strip() or _CONTROL_RE.search(name) or len(name) > MAX_CATEGORY_CHARS:
+    if not name or name[0] == " " or name[-1] == " " or _CONTROL_RE.search(name) \
+            or len(name) > MAX_CATEGORY_CHARS:
         raise SchemaError(f"categorical channel {channel!r}: {name[:80]!r} is not a valid name: "
                           f"use 1 to {MAX_CATEGORY_CHARS} characters without control characters "
                           f"or blanks at either end")
