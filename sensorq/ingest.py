@@ -46,15 +46,16 @@ import csv
 import io
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .io.csvcells import TIME_UNITS_NS, _convert, _guessed_unit, _stripped, _texts, _times
 from .errors import DataError, OutOfOrderError, SchemaError, SensorqError, ValueRangeError
 from .schema import Channel, check_category_name
-from .store.prepare import first_out_of_order
+from .store.prepare import first_out_of_order, iso
 
 CHUNK_ROWS = 100_000
 READ_BYTES = 8 * 1024 * 1024           # the file is read this much at a time
@@ -62,11 +63,9 @@ MAX_LINE_BYTES = 1024 * 1024           # a longer line is refused before it is r
 MAX_CELL_BYTES = 1024                  # a number or time is shorter (every double's exact decimal is)
 QUOTE_CHARS = 80                       # what an error message quotes of a cell or line
 KEEP_PARSED_BYTES = 64 * 1024 * 1024   # files up to this size are parsed once, not twice
-TIME_UNITS_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 INT_TYPES = ("int16", "int32", "int64")
 INT8_NAMES = 127                       # a column with at most this many names is stored as int8
 MAX_NAMES = 32768                      # what int16 codes hold
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _NL, _CR, _COMMA, _QUOTE, _SPACE = 10, 13, 44, 34, 32
 _BOM = b"\xef\xbb\xbf"
@@ -146,21 +145,6 @@ class _Column:
         return cells
 
 
-def _texts(cells: np.ndarray) -> np.ndarray:
-    """A (rows, width) byte array as numpy byte strings (trailing zeros dropped)."""
-    return cells.view(f"S{cells.shape[1]}")[:, 0]
-
-
-def _convert(column: _Column, dtype, prepare=None) -> np.ndarray:
-    """Every cell converted with numpy (int() or float() of its bytes)."""
-    out = np.empty(len(column.starts), dtype)
-    for rows, cells in column.classes():
-        if prepare is not None:
-            cells = prepare(cells)
-        out[rows] = _texts(cells).astype(dtype)
-    return out
-
-
 @dataclass
 class _Table:
     data: np.ndarray
@@ -215,8 +199,9 @@ class _Reader:
     Cells are found with numpy on the raw bytes (newlines and commas, counted
     per line); a chunk with quotes goes through the csv module instead."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, delimiter: str = ","):
         self.path = path
+        self.delimiter = delimiter
         self.total = path.stat().st_size
         self.done = 0
 
@@ -232,7 +217,7 @@ class _Reader:
         if not text.strip():
             raise DataError(f"{self.path}: the file is empty (no header line)")
         try:
-            return next(csv.reader([text]))
+            return next(csv.reader([text], delimiter=self.delimiter))
         except csv.Error as exc:
             raise DataError(f"{self.path}: line 1: not readable as CSV ({exc})") from None
 
@@ -246,7 +231,7 @@ class _Reader:
             for k in range(CHUNK_ROWS - 1, len(ends) + CHUNK_ROWS - 1, CHUNK_ROWS):
                 stop = int(ends[min(k, len(ends) - 1)]) + 1
                 piece = block[start:stop]
-                table = _split(piece, first_line, width, self.path)
+                table = _split(piece, first_line, width, self.path, self.delimiter)
                 first_line += piece.count(b"\n")
                 self.done += len(piece)
                 start = stop
@@ -274,22 +259,22 @@ class _Reader:
                     raise _long_line(self.path, line, carry)
 
 
-def _split(piece: bytes, first_line: int, width: int, path: Path) -> _Table:
+def _split(piece: bytes, first_line: int, width: int, path: Path, delimiter: str = ",") -> _Table:
     newlines = np.flatnonzero(np.frombuffer(piece, np.uint8) == _NL)
     line_starts = np.concatenate(([0], newlines[:-1] + 1))
     _check_line_lengths(newlines - line_starts, line_starts, piece, first_line, path)
     if b'"' in piece:
-        return _split_quoted(piece, first_line, width, path)
-    return _split_plain(piece, newlines, line_starts, first_line, width, path)
+        return _split_quoted(piece, first_line, width, path, delimiter)
+    return _split_plain(piece, newlines, line_starts, first_line, width, path, ord(delimiter))
 
 
 def _split_plain(piece: bytes, newlines, line_starts, first_line: int, width: int,
-                 path: Path) -> _Table:
+                 path: Path, separator: int = _COMMA) -> _Table:
     """Cells of a quote-free chunk, found with numpy: every line must have
     width - 1 commas (blank lines are skipped)."""
     data = _padded(piece)
     a = data[:len(piece)]
-    commas = np.flatnonzero(a == _COMMA)
+    commas = np.flatnonzero(a == separator)
     per_line = np.diff(np.searchsorted(commas, newlines), prepend=0)
     kept = _kept_lines(per_line, line_starts, newlines, piece, first_line, width, path)
     rows = int(kept.sum())
@@ -333,14 +318,15 @@ def _kept_lines(per_line, line_starts, newlines, piece: bytes, first_line: int, 
     return kept
 
 
-def _split_quoted(piece: bytes, first_line: int, width: int, path: Path) -> _Table:
+def _split_quoted(piece: bytes, first_line: int, width: int, path: Path,
+                  delimiter: str = ",") -> _Table:
     """Cells of a chunk with quotes, read by the csv module (rare: Python per row)."""
     try:
         text = piece.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = first_line + piece.count(b"\n", 0, exc.start)
         raise DataError(f"{path}: line {line}: not UTF-8 text ({exc.reason})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     cells, lines, row_line = [], [], first_line
     try:
         for row in reader:
@@ -361,27 +347,98 @@ def _split_quoted(piece: bytes, first_line: int, width: int, path: Path) -> _Tab
 
 # --- the file into a stream -----------------------------------------------------------------
 
+@dataclass
+class Options:
+    """How a file is read, beyond its columns (see ingest_csv)."""
+    delimiter: str = ","
+    types: dict = field(default_factory=dict)     # channel index -> dtype or "category"
+    rate_hz: float | None = None
+    skip_existing: bool = False
+    summary: dict = field(default_factory=dict)
+
+
+class AlreadyPresentError(OutOfOrderError):
+    """A file's rows start before the stream's newest sample: it (or its start)
+    was ingested already."""
+
+
 def ingest_csv(cache, path, stream: str | None = None, time_column: str | None = None,
                time_unit: str | None = None, units: dict | None = None, progress=None,
-               exclude=()) -> tuple[str, int]:
+               exclude=(), *, delimiter: str = ",", types: dict | None = None,
+               rate_hz: float | None = None, skip_existing: bool = False,
+               summary: dict | None = None) -> tuple[str, int]:
     """Append the rows of a CSV file to ``stream`` (created if missing); returns
-    (stream name, rows appended)."""
+    (stream name, rows appended).
+
+    ``delimiter`` separates cells (one character; "\t" for tabs).  ``types``
+    ({column: dtype}) fixes a new stream's channel types instead of choosing
+    them: int8 ... int64, float32, float64, or "category" for names.
+    ``rate_hz`` is a new stream's nominal rate (default: the file's mean
+    rate).  A file whose rows start before the stream's newest sample was
+    ingested already, and is refused (AlreadyPresentError, nothing stored);
+    ``skip_existing`` appends only its rows after that sample instead.
+    ``summary``, a dict, receives rows, skipped, t_first and t_last (of the
+    rows appended)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if time_unit is not None and time_unit not in TIME_UNITS_NS:
         raise DataError(f"time unit {time_unit!r} is not one of {', '.join(TIME_UNITS_NS)}")
-    layout = _layout(path, _Reader(path).header(), time_column, exclude)
+    opts = Options(_check_delimiter(delimiter), {}, rate_hz, skip_existing,
+                   summary if summary is not None else {})
+    opts.summary.update(rows=0, skipped=0, t_first=None, t_last=None)
+    layout = _layout(path, _Reader(path, opts.delimiter).header(), time_column, exclude)
+    opts.types = column_types(types or {}, layout.header, layout.channel_index, path)
     name = stream or sanitize_name(path.stem)
     kept = None
     if name in cache.streams:
-        target = _check_existing(cache.streams[name], layout, units, path)
+        target = _check_existing(cache.streams[name], layout, units, path, opts.types)
         kinds = _Kinds.of_stream(target, layout)
     else:
-        kinds = _Kinds([None] * len(layout.channel_index))
-        target, kept = _create_stream(cache, name, layout, units or {}, path, time_unit, kinds)
-    chunks = kept if kept is not None else _parsed_chunks(path, layout, time_unit, kinds)
-    return name, _append_chunks(cache, target, layout, chunks, path, progress)
+        kinds = _Kinds([_forced_kind(opts.types.get(k)) for k in range(len(layout.channel_index))])
+        target, kept = _create_stream(cache, name, layout, units or {}, path, time_unit, kinds, opts)
+    chunks = kept if kept is not None else _parsed_chunks(path, layout, time_unit, kinds, opts)
+    return name, _append_chunks(cache, target, layout, chunks, path, progress, opts)
+
+
+TYPE_NAMES = ("int8", "int16", "int32", "int64", "float32", "float64", "category")
+
+
+def _check_delimiter(delimiter: str) -> str:
+    delimiter = {"tab": "\t", "\\t": "\t", "space": " "}.get(delimiter, delimiter)
+    if len(delimiter) != 1 or delimiter in '"\r\n' or ord(delimiter) > 127:
+        raise DataError(f"delimiter {delimiter!r} must be one ASCII character other than a quote "
+                        f"or a line break (or 'tab')")
+    return delimiter
+
+
+def column_types(types: dict, header: list[str], channel_index: list[int], path) -> dict:
+    """{channel position: type} from {column or channel name: type}."""
+    out = {}
+    for column, wanted in types.items():
+        wanted = "category" if wanted in ("names", "categorical") else wanted
+        if wanted not in TYPE_NAMES:
+            raise SchemaError(f"type {wanted!r} for column {column!r} is not one of "
+                              f"{', '.join(TYPE_NAMES)}")
+        k = next((k for k, i in enumerate(channel_index)
+                  if column in (header[i].strip(), sanitize_name(header[i]))), None)
+        if k is None:
+            raise SchemaError(f"{path}: a type is given for {column!r}, which is not a value "
+                              f"column; columns: {_names_text([header[i] for i in channel_index])}")
+        out[k] = wanted
+    return out
+
+
+def _forced_kind(wanted):
+    """A given type decides whether a column holds names (None: its first cell does)."""
+    return None if wanted is None else wanted == "category"
+
+
+def _names_text(names, limit: int = 12) -> str:
+    """Column names for a message: at most ``limit``, each cut short."""
+    shown = [_quoted(str(n)) if len(str(n)) > 40 or not str(n) else str(n) for n in names[:limit]]
+    more = f", ... ({len(names) - limit:,} more)" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 
 @dataclass
@@ -392,6 +449,15 @@ class _Labels:
     names: list[str]
     codes: np.ndarray
     first_rows: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> "_Labels":
+        """The labels of the kept rows only (names no kept row uses are dropped)."""
+        codes = self.codes[keep]
+        used, first = np.unique(codes, return_index=True)
+        order = np.argsort(first, kind="stable")          # first appearance among the kept rows
+        remap = np.zeros(len(self.names), np.int64)
+        remap[used[order]] = np.arange(len(used))
+        return _Labels([self.names[i] for i in used[order]], remap[codes], first[order])
 
 
 @dataclass
@@ -454,9 +520,9 @@ def _is_time(cell: bytes) -> bool:
         return False
 
 
-def _parsed_chunks(path: Path, layout: _Layout, time_unit, kinds: _Kinds):
+def _parsed_chunks(path: Path, layout: _Layout, time_unit, kinds: _Kinds, opts: Options):
     """The file as _Chunks; an epoch unit guessed from the first chunk holds for all."""
-    reader = _Reader(path)
+    reader = _Reader(path, opts.delimiter)
     time_name = layout.header[layout.time_index]
     unit = time_unit
     for table in reader.chunks(len(layout.header)):
@@ -476,7 +542,8 @@ def _layout(path: Path, header: list[str], time_column, exclude) -> _Layout:
     names = [h.strip() for h in header]
     if time_column is not None:
         if time_column not in names:
-            raise SchemaError(f"{path}: no time column {time_column!r}; columns: {', '.join(names)}")
+            raise SchemaError(f"{path}: no time column {_quoted(time_column)}; columns: "
+                              f"{_names_text(names)}")
         time_index = names.index(time_column)
     else:
         lower = [n.lower() for n in names]
@@ -486,19 +553,38 @@ def _layout(path: Path, header: list[str], time_column, exclude) -> _Layout:
                      if i != time_index and n not in excluded and sanitize_name(n) not in excluded]
     channel_names = [sanitize_name(names[i]) for i in channel_index]
     if not channel_index:
-        raise SchemaError(f"{path}: no value columns besides the time column {names[time_index]!r}")
+        raise SchemaError(f"{path}: no value columns besides the time column "
+                          f"{_quoted(names[time_index])}{_delimiter_hint(names)}")
     repeated = {n for n in channel_names if channel_names.count(n) > 1}
     if repeated:
         raise SchemaError(f"{path}: column names repeat (after making them channel names): "
-                          f"{', '.join(sorted(repeated))}")
+                          f"{_names_text(sorted(repeated))}")
     return _Layout(names, time_index, channel_index, channel_names)
 
 
-def _check_existing(stream, layout: _Layout, units, path: Path):
+def _delimiter_hint(names: list[str]) -> str:
+    """When the header is one cell holding another separator, say which."""
+    if len(names) != 1:
+        return ""
+    found = [(names[0].count(c), c) for c in (";", "\t", "|", " ") if c in names[0].strip()]
+    if not found:
+        return ""
+    sep = max(found)[1]
+    return (f"; the header is one cell, but it holds {max(found)[0]} {sep!r}: if that separates "
+            f"the columns, give --delimiter {'tab' if sep == chr(9) else repr(sep)}")
+
+
+def _check_existing(stream, layout: _Layout, units, path: Path, types: dict):
     have = [c.name for c in stream.channels]
     if sorted(have) != sorted(layout.channel_names):
-        raise SchemaError(f"{path}: columns {', '.join(layout.channel_names)} do not match the "
-                          f"channels of stream {stream.name!r}: {', '.join(have)}")
+        raise SchemaError(f"{path}: columns {_names_text(layout.channel_names)} do not match the "
+                          f"channels of stream {stream.name!r}: {_names_text(have)}")
+    for k, wanted in types.items():
+        channel = stream.channel(layout.channel_names[k])
+        kind = "category" if channel.is_categorical else channel.dtype
+        if wanted != kind:
+            raise SchemaError(f"{path}: stream {stream.name!r} channel {channel.name!r} is {kind}, "
+                              f"not {wanted}; a stream's types are fixed when it is created")
     for channel in stream.channels:
         wanted = _unit_for(units or {}, channel.name)
         if channel.is_categorical:
@@ -522,14 +608,15 @@ def _no_unit_for_names(units: dict, name: str, path: Path) -> None:
 
 
 def _create_stream(cache, name: str, layout: _Layout, units: dict, path: Path, time_unit,
-                   kinds: _Kinds):
+                   kinds: _Kinds, opts: Options):
     """Survey the file, then define the stream; returns it and the parsed chunks
     when the file is small enough to keep them (so it is parsed only once)."""
     unknown = [k for k in units if k != "*" and k not in layout.channel_names]
     if unknown:
-        raise SchemaError(f"{path}: --unit names no column {unknown[0]!r}; "
-                          f"columns: {', '.join(layout.channel_names)}")
-    dtypes, rate_hz, kept, names = _survey(path, layout, time_unit, kinds)
+        raise SchemaError(f"{path}: --unit names no column {_quoted(unknown[0])}; "
+                          f"columns: {_names_text(layout.channel_names)}")
+    dtypes, rate_hz, kept, names = _survey(path, layout, time_unit, kinds, opts)
+    rate_hz = opts.rate_hz or rate_hz
     channels = []
     for n, dt, found in zip(layout.channel_names, dtypes, names):
         if found is None:
@@ -541,7 +628,7 @@ def _create_stream(cache, name: str, layout: _Layout, units: dict, path: Path, t
     return cache.create_stream(name, channels, rate_hz=rate_hz), kept
 
 
-def _survey(path: Path, layout: _Layout, time_unit, kinds: _Kinds):
+def _survey(path: Path, layout: _Layout, time_unit, kinds: _Kinds, opts: Options):
     """First pass: the storage type of every channel, the names of every column
     of names (None for the others), and the mean sample rate (and the parsed
     chunks, if the file is at most KEEP_PARSED_BYTES).  It also checks the time
@@ -554,7 +641,7 @@ def _survey(path: Path, layout: _Layout, time_unit, kinds: _Kinds):
     names: list[dict | None] = [None] * len(is_int)
     t_first = t_last = last_line = None
     rows_total = 0
-    for chunk in _parsed_chunks(path, layout, time_unit, kinds):
+    for chunk in _parsed_chunks(path, layout, time_unit, kinds, opts):
         _check_order(chunk.t, t_last, last_line, chunk.lines, path, layout.header[layout.time_index])
         last_line = int(chunk.lines[-1])
         for k, values in enumerate(chunk.values):
@@ -571,7 +658,8 @@ def _survey(path: Path, layout: _Layout, time_unit, kinds: _Kinds):
         rows_total += len(chunk.lines)
         if keep:
             kept.append(chunk)
-    dtypes = [_smallest_int(lo, hi) if flag else "float64" for flag, lo, hi in zip(is_int, low, high)]
+    dtypes = [_chosen_type(opts.types.get(k), flag, lo, hi, layout.header[layout.channel_index[k]],
+                           path) for k, (flag, lo, hi) in enumerate(zip(is_int, low, high))]
     rate = None
     if rows_total > 1 and t_last > t_first:
         rate = float(f"{1e9 * (rows_total - 1) / (t_last - t_first):.6g}")   # never rounded to 0
@@ -591,6 +679,22 @@ def _gather_names(found: dict, labels: _Labels, lines, path: Path, column: str) 
     return found
 
 
+def _chosen_type(wanted, is_int: bool, low: int, high: int, column: str, path: Path) -> str:
+    """The given type after checking that the whole file fits it, else the
+    smallest integer type that holds the column, else float64."""
+    if wanted is None or wanted == "category":
+        return _smallest_int(low, high) if is_int else "float64"
+    if wanted.startswith("int"):
+        if not is_int:
+            raise DataError(f"{path}: column {column!r} has values that are not integers (or are "
+                            f"empty), so it cannot be {wanted}; give float32 or float64")
+        info = np.iinfo(wanted)
+        if low < info.min or high > info.max:
+            raise ValueRangeError(f"{path}: column {column!r} has values from {low} to {high}, "
+                                  f"beyond what {wanted} holds ({info.min} to {info.max})")
+    return wanted
+
+
 def _smallest_int(low: int, high: int) -> str:
     for name in INT_TYPES:
         info = np.iinfo(name)
@@ -599,12 +703,13 @@ def _smallest_int(low: int, high: int) -> str:
     return "int64"
 
 
-def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress) -> int:
+def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress,
+                   opts: Options) -> int:
     """Append the checked chunks.  A file of at most KEEP_PARSED_BYTES is checked
     whole first, so a fault anywhere in it stores nothing; in a larger one a
     fault stops at its chunk and the message says how many rows were stored."""
     dictionaries = {c.name: _Names(c) for c in stream.channels if c.is_categorical}
-    checked = _checked_chunks(cache, stream, layout, chunks, path, dictionaries)
+    checked = _checked_chunks(cache, stream, layout, chunks, path, dictionaries, opts)
     if path.stat().st_size <= KEEP_PARSED_BYTES:
         checked = list(checked)
     rows_done = 0
@@ -614,6 +719,7 @@ def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress)
                 names.store(cache, stream.name)
             cache.append(stream.name, chunk.t, values)
             rows_done += len(chunk.lines)
+            _note_rows(opts.summary, chunk.t)
             if progress is not None:
                 progress(rows_done, chunk.bytes_done, chunk.bytes_total)
     except SensorqError as exc:
@@ -624,15 +730,30 @@ def _append_chunks(cache, stream, layout: _Layout, chunks, path: Path, progress)
     return rows_done
 
 
-def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path, dictionaries: dict):
+def _note_rows(summary: dict, t: np.ndarray) -> None:
+    summary["rows"] += len(t)
+    if summary["t_first"] is None:
+        summary["t_first"] = int(t[0])
+    summary["t_last"] = int(t[-1])
+
+
+def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path, dictionaries: dict,
+                    opts: Options):
     """(chunk, values by channel name in the channel's dtype), after the time
     order and every value's range were checked; names become codes of
-    ``dictionaries`` (by channel name), which collect the file's new names."""
+    ``dictionaries`` (by channel name), which collect the file's new names.
+    With ``skip_existing``, rows at or before the stream's newest sample are
+    dropped first (the file is in time order, so they are its first rows)."""
     last_ns, last_line = cache.newest_ns(stream.name), None
+    present = last_ns if opts.skip_existing else None
     position = {name: k for k, name in enumerate(layout.channel_names)}
     time_name = layout.header[layout.time_index]
     for chunk in chunks:
-        _check_order(chunk.t, last_ns, last_line, chunk.lines, path, time_name)
+        if present is not None:
+            chunk = _rows_after(chunk, present, opts.summary)
+            if chunk is None:
+                continue
+        _check_order(chunk.t, last_ns, last_line, chunk.lines, path, time_name, stream.name)
         values = {}
         for channel in stream.channels:
             k = position[channel.name]
@@ -644,6 +765,18 @@ def _checked_chunks(cache, stream, layout: _Layout, chunks, path: Path, dictiona
                 values[channel.name] = _fit(chunk.values[k], channel, chunk.lines, path, column)
         last_ns, last_line = int(chunk.t[-1]), int(chunk.lines[-1])
         yield chunk, values
+
+
+def _rows_after(chunk: "_Chunk", present: int, summary: dict):
+    """The chunk's rows after ``present`` (None: none are)."""
+    keep = chunk.t > present
+    summary["skipped"] += int(keep.size - keep.sum())
+    if keep.all():
+        return chunk
+    if not keep.any():
+        return None
+    values = [v.subset(keep) if isinstance(v, _Labels) else v[keep] for v in chunk.values]
+    return _Chunk(chunk.t[keep], values, chunk.lines[keep], chunk.bytes_done, chunk.bytes_total)
 
 
 class _Names:
@@ -786,167 +919,19 @@ def _fit(values: np.ndarray, channel: Channel, lines, path: Path, column: str) -
     return values
 
 
-# --- times ---------------------------------------------------------------------------------
-
-def _times(column: _Column, time_unit) -> np.ndarray:
-    """int64 ns from ISO text or epoch numbers."""
-    numeric = _epoch_numbers(column)
-    if numeric is not None:
-        return _epoch_to_ns(numeric, time_unit or _unit_from_magnitude(numeric), column)
-    return _iso_to_ns(column)
-
-
-def _epoch_numbers(column: _Column):
-    for dtype in (np.int64, np.float64):
-        try:
-            return _convert(column, dtype)
-        except (ValueError, OverflowError):
-            continue
-    return None
-
-
-def _unit_from_magnitude(numbers: np.ndarray) -> str:
-    top = float(np.nanmax(np.abs(numbers.astype(np.float64)))) if numbers.size else 0.0
-    for unit, limit in (("s", 1e11), ("ms", 1e14), ("us", 1e17)):
-        if top < limit:
-            return unit
-    return "ns"
-
-
-def _guessed_unit(column: _Column) -> str | None:
-    """Fix the unit guessed from the first chunk for the rest of the file."""
-    numeric = _epoch_numbers(column)
-    return _unit_from_magnitude(numeric) if numeric is not None else None
-
-
-def _epoch_to_ns(numbers: np.ndarray, unit: str, column: _Column) -> np.ndarray:
-    factor = TIME_UNITS_NS[unit]
-    limit = 9.2e18 / factor
-    with np.errstate(invalid="ignore"):
-        bad = (numbers >= limit) | (numbers <= -limit)   # not abs(): abs(int64 min) < 0
-        if numbers.dtype.kind == "f":
-            bad |= ~np.isfinite(numbers)
-    if bad.any():
-        column.fail(int(np.argmax(bad)), f"is not a time in {unit} since the epoch (or is beyond "
-                                         f"1677 to 2262, what 64-bit nanoseconds hold)")
-    if numbers.dtype.kind == "i":
-        return numbers * factor
-    return np.rint(numbers * factor).astype(np.int64)
-
-
-# Seconds whose every nanosecond fits in int64: inside these bounds numpy's
-# datetime64[ns] parse is exact; outside them a time is checked in Python.
-_SAFE_SECONDS = (INT64_MIN // 10**9 + 1, INT64_MAX // 10**9 - 1)
-
-
-def _iso_to_ns(column: _Column) -> np.ndarray:
-    out = np.empty(len(column.starts), np.int64)
-    for rows, cells in column.classes():
-        out[rows] = _iso_class(column, rows, _stripped(cells))
-    return out
-
-
-def _iso_class(column: _Column, rows: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """ISO times of one width class: the zone cut off and checked, the rest
-    parsed by numpy twice (ns for the value, s for the range)."""
-    offset_s = _cut_zones(column, rows, cells)
-    digit_first = (cells[:, 0] >= 48) & (cells[:, 0] <= 57)     # numpy would also take "today"
-    if not digit_first.all():
-        column.fail(int(rows[np.argmax(~digit_first)]), "is not a time (ISO 8601 or epoch number)")
-    texts = _texts(cells)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            ns = texts.astype("datetime64[ns]").view(np.int64)
-            seconds = texts.astype("datetime64[s]").view(np.int64)
-    except (ValueError, UserWarning, DeprecationWarning):
-        _bad_iso(column, rows, texts)
-    utc_seconds = seconds - offset_s
-    low, high = _SAFE_SECONDS
-    safe = (seconds >= low) & (seconds <= high) & (utc_seconds >= low) & (utc_seconds <= high)
-    out = ns - offset_s * 10**9
-    for k in np.flatnonzero(~safe):         # within a second of 1677 or 2262, or beyond
-        out[k] = _edge_time(column, int(rows[k]), int(utc_seconds[k]), texts[k])
-    return out
-
-
-def _stripped(cells: np.ndarray) -> np.ndarray:
-    """Cells without leading and trailing blanks (still zero-padded)."""
-    solid = cells > _SPACE
-    lead = np.argmax(solid, axis=1)
-    if lead.any():
-        shift = np.minimum(np.arange(cells.shape[1]) + lead[:, None], cells.shape[1] - 1)
-        cells = np.take_along_axis(cells, shift, axis=1)
-        cells[np.arange(cells.shape[1]) >= cells.shape[1] - lead[:, None]] = 0
-        solid = cells > _SPACE
-    length = np.where(solid.any(axis=1), cells.shape[1] - np.argmax(solid[:, ::-1], axis=1), 0)
-    cells[np.arange(cells.shape[1]) >= length[:, None]] = 0
-    return cells
-
-
-def _cut_zones(column: _Column, rows: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Seconds east of UTC of each cell's zone (Z, +HH:MM, +HHMM), which is then
-    cut off; DataError at an offset past 23 hours or 59 minutes."""
-    n, width = cells.shape
-    length = (cells != 0).sum(axis=1)
-
-    def back(i):          # the i-th byte from the end of each cell (0 before its start)
-        pos = length - i
-        return np.where(pos >= 0, cells[np.arange(n), np.maximum(pos, 0)], 0).astype(np.int64)
-
-    def digit(b):
-        return (b >= 48) & (b <= 57)
-
-    def sign(b):
-        return (b == 43) | (b == 45)
-
-    b = {i: back(i) for i in range(1, 7)}
-    colon = sign(b[6]) & digit(b[5]) & digit(b[4]) & (b[3] == 58) & digit(b[2]) & digit(b[1])
-    compact = ~colon & sign(b[5]) & digit(b[4]) & digit(b[3]) & digit(b[2]) & digit(b[1])
-    hours = np.where(colon, (b[5] - 48) * 10 + b[4] - 48, (b[4] - 48) * 10 + b[3] - 48)
-    minutes = (b[2] - 48) * 10 + b[1] - 48
-    zoned = colon | compact
-    bad = zoned & ((hours > 23) | (minutes > 59))
-    if bad.any():
-        column.fail(int(rows[np.argmax(bad)]), "has an invalid zone offset (hours 00 to 23, "
-                                               "minutes 00 to 59)")
-    east = np.where(np.where(colon, b[6], b[5]) == 45, -1, 1)
-    cut = np.where(colon, 6, np.where(compact, 5, np.where(b[1] == ord("Z"), 1, 0)))
-    cells[np.arange(width) >= (length - cut)[:, None]] = 0
-    return np.where(zoned, east * (hours * 3600 + minutes * 60), 0)
-
-
-def _bad_iso(column: _Column, rows: np.ndarray, texts: np.ndarray) -> None:
-    for k, text in enumerate(texts):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                np.datetime64(text.decode("ascii"), "ns")
-        except (ValueError, UnicodeDecodeError, UserWarning, DeprecationWarning):
-            column.fail(int(rows[k]), "is not a time (ISO 8601 or epoch number)")
-    column.fail(int(rows[0]), "is not a time (ISO 8601 or epoch number)")
-
-
-_FRACTION = re.compile(rb"[T ]\d\d:\d\d:\d\d\.(\d+)")
-
-
-def _edge_time(column: _Column, k: int, utc_seconds: int, text: bytes) -> int:
-    """A time near or past the ends of int64 ns, exactly (Python integers)."""
-    match = _FRACTION.search(text)
-    fraction = int((match.group(1).decode() + "000000000")[:9]) if match else 0
-    ns = utc_seconds * 10**9 + fraction
-    if not INT64_MIN <= ns <= INT64_MAX:
-        column.fail(k, "is outside the range of 64-bit nanosecond times "
-                       "(1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z)")
-    return ns
-
-
-def _check_order(t: np.ndarray, last_ns, last_line, lines, path: Path, column: str) -> None:
+def _check_order(t: np.ndarray, last_ns, last_line, lines, path: Path, column: str,
+                 stream: str | None = None) -> None:
     """The store's order rule, reported by file line instead of array index;
     ``last_line`` is the line of ``last_ns`` (None: the stream's newest sample)."""
     k = first_out_of_order(t, last_ns)
     if k is None:
         return
+    if k == 0 and last_line is None and stream is not None:
+        raise AlreadyPresentError(
+            f"{path}: line {lines[0]}: its time {iso(int(t[0]))} is before the newest sample of "
+            f"stream {stream!r} ({iso(last_ns)}), so this file, or its start, is in the stream "
+            f"already; nothing was stored.  To append only its rows after {iso(last_ns)}, ingest "
+            f"with --skip-existing (skip_existing=True in Python)")
     before = f"on line {lines[k - 1]}" if k else \
         ("the stream's newest sample" if last_line is None else f"on line {last_line}")
     raise OutOfOrderError(f"{path}: line {lines[k]}, column {column!r}: the time is earlier than "

@@ -35,6 +35,7 @@ from .prepare import iso, prepare_batch
 from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from .scan import SegmentScanning
 from .segment import Segment
+from .streams import StreamManagement, concat_indexes, single_block_index
 from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention)
 from .writing import RecordWriting
 from .zstdruns import ZstdRuns
@@ -129,7 +130,7 @@ def _quick_check(channel: Channel):
     return lambda v: type(v) is float or (type(v) is int and abs(v) < 2**53)
 
 
-class Cache(SegmentScanning, RecordWriting):
+class Cache(StreamManagement, SegmentScanning, RecordWriting):
     def __init__(self, path: Path, *, create: bool, capacity, retention, readonly: bool, compression):
         self.path = path
         self.readonly = readonly
@@ -148,6 +149,7 @@ class Cache(SegmentScanning, RecordWriting):
         self._failure: str | None = None   # why this writer was poisoned (writing.py)
         self._closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._floor_blocks: dict = {}      # straddling blocks re-encoded at a floor (streams.py)
         try:
             with fileio.storage_errors(f"cannot open cache {path}"):
                 self._prepare_directory(create)
@@ -522,6 +524,9 @@ class Cache(SegmentScanning, RecordWriting):
         """Why an answer over [start_ns, end_ns) may be short: the stretches of
         the stream inside it whose blocks are missing (damaged or lost)."""
         st = self._stream(stream)
+        floor = self._manifest.floors.get(st.stream_id)
+        if floor is not None:
+            start_ns = floor if start_ns is None else max(start_ns, floor)
         return [f"the answer spans a gap in stream {st.name!r}: {gap.describe()}; see info() problems"
                 for gap in self._blocks[st.stream_id].gaps_within(start_ns, end_ns)]
 
@@ -536,6 +541,9 @@ class Cache(SegmentScanning, RecordWriting):
         st = self._stream(stream)
         if not self.readonly:
             self._drain_rows(st)
+        floor = self._manifest.floors.get(st.stream_id)
+        if floor is not None:        # a truncated stream: nothing before its floor (streams.py)
+            start_ns = floor if start_ns is None else max(start_ns, floor)
         stored = self._blocks[st.stream_id]
         where = stored.range_slice(start_ns, end_ns)
         keys = stored.buf_key[where]
@@ -547,7 +555,8 @@ class Cache(SegmentScanning, RecordWriting):
         index = BlockIndex(st, buffers, buffer_of.astype(np.int32).reshape(-1),
                            entries=_read_only(stored.entries[where]), **fields)
         tail = self._open_block_index(st, start_ns, end_ns)
-        return _concat(index, tail) if tail is not None else index
+        index = concat_indexes(index, tail) if tail is not None else index
+        return self._clip_to_floor(index, floor) if floor is not None else index
 
     def _buffer_for(self, key: int) -> np.ndarray:
         """Positive keys are segments (memory-mapped), negative ones zstd runs."""
@@ -570,11 +579,7 @@ class Cache(SegmentScanning, RecordWriting):
         array, info = pending.encoded
         if (start_ns is not None and info.t_last < start_ns) or (end_ns is not None and info.t_first >= end_ns):
             return None
-        one = lambda v: np.array([v], np.int64)   # noqa: E731
-        return BlockIndex(st, [array], np.zeros(1, np.int32), one(0), one(info.block_len),
-                          one(info.n_samples), one(info.t_first), one(info.t_last), one(info.seq),
-                          info.entries.reshape(1, -1), one(info.tick), one(info.time_codec),
-                          one(info.time_len))
+        return single_block_index(st, array, info)
 
     def read(self, stream, start_ns=None, end_ns=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Every sample with start_ns <= t < end_ns, exactly as appended."""
@@ -619,8 +624,10 @@ class Cache(SegmentScanning, RecordWriting):
     def _sequence_gaps(self) -> list[str]:
         out = []
         for st in self._manifest.streams.values():
+            floor = self._manifest.floors.get(st.stream_id)
             for gap in self._blocks[st.stream_id].gaps:
-                out.append(f"stream {st.name!r}: {gap.describe()}")
+                if floor is None or gap.t_after > floor:       # not hidden by a truncation
+                    out.append(f"stream {st.name!r}: {gap.describe()}")
         return out
 
     def _stream_info(self, st: Stream) -> dict:
@@ -628,7 +635,14 @@ class Cache(SegmentScanning, RecordWriting):
         samples, stored = blocks.total_samples, blocks.total_stored
         raw = samples * (8 + sum(c.numpy_dtype.itemsize for c in st.channels))
         first, last = blocks.first("t_first"), blocks.last("t_last")
-        return {"samples": samples, "blocks": len(blocks),
+        floor = self._manifest.floors.get(st.stream_id)
+        hidden = {}
+        if floor is not None:
+            visible, first = self._visible_stored(st, floor)
+            last = last if visible else None
+            hidden = {"floor_iso": iso(floor), "hidden_samples": samples - visible}
+            samples = visible
+        return {"samples": samples, "blocks": len(blocks), **hidden,
                 "unflushed": self._open_blocks[st.stream_id].n,
                 "t_first_iso": iso(first) if first is not None else None,
                 "t_last_iso": iso(last) if last is not None else None,
@@ -682,12 +696,3 @@ def _same_definition(a: Stream, b: Stream) -> bool:
             and a.block_samples == b.block_samples and a.codec == b.codec
             and a.rate_hz == b.rate_hz and a.max_gap_ns == b.max_gap_ns)
 
-
-def _concat(a: BlockIndex, b: BlockIndex) -> BlockIndex:
-    shift = len(a.buffers)
-    cat = lambda x, y: np.concatenate([x, y])   # noqa: E731
-    return BlockIndex(a.stream, a.buffers + b.buffers, cat(a.buffer_of, b.buffer_of + shift),
-                      cat(a.offset, b.offset), cat(a.length, b.length), cat(a.n_samples, b.n_samples),
-                      cat(a.t_first, b.t_first), cat(a.t_last, b.t_last), cat(a.seq, b.seq),
-                      np.concatenate([a.entries, b.entries]), cat(a.tick, b.tick),
-                      cat(a.time_codec, b.time_codec), cat(a.time_len, b.time_len))

@@ -1,7 +1,15 @@
 """``manifest.json``: the cache's settings and stream definitions.
 
 Written atomically (temp file, fsync, rename, fsync of the directory), so a
-crash leaves either the old or the new manifest, never a mix.  The JSON carries
+crash leaves either the old or the new manifest, never a mix.
+
+Version 2 adds two records of stream management (store/streams.py): the ids
+of dropped streams, whose blocks stay in the segments until the ring evicts
+them and are skipped silently, and per-stream floors, times before which a
+stream's samples are hidden.  A manifest is written as version 1 while it
+records neither, so caches that never used them stay readable by older
+sensorq; one that does is version 2, which older sensorq refuses rather than
+serve dropped or truncated data.  The JSON carries
 a CRC-32 of its own canonical form: a flipped bit that still parses (a changed
 digit in a scale, say) is caught instead of silently changing answers.
 """
@@ -20,7 +28,8 @@ from . import fileio
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "sensorq-cache"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2               # the newest version this sensorq writes and reads
+PLAIN_VERSION = 1                  # written while no stream was dropped or truncated
 
 
 @dataclass
@@ -30,12 +39,18 @@ class Manifest:
     compression: str
     streams: dict[str, Stream] = field(default_factory=dict)
     next_stream_id: int = 1
+    dropped: list[int] = field(default_factory=list)      # ids of dropped streams
+    floors: dict[int, int] = field(default_factory=dict)  # stream id -> hide samples before (ns)
 
     def to_json(self) -> dict:
-        return {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "capacity": self.capacity,
+        body = {"format": MANIFEST_FORMAT, "version": PLAIN_VERSION, "capacity": self.capacity,
                 "retention_ns": self.retention_ns, "compression": self.compression,
                 "next_stream_id": self.next_stream_id,
                 "streams": [s.to_json() for s in self.streams.values()]}
+        if self.dropped or self.floors:
+            body.update(version=MANIFEST_VERSION, dropped=sorted(self.dropped),
+                        floors={str(k): v for k, v in sorted(self.floors.items())})
+        return body
 
     def stream_by_id(self) -> dict[int, Stream]:
         return {s.stream_id: s for s in self.streams.values()}
@@ -85,13 +100,15 @@ def read_manifest(directory: Path) -> Manifest:
 def _manifest_from_json(obj: dict, path: Path) -> Manifest:
     if obj.get("format") != MANIFEST_FORMAT:
         raise CorruptDataError(f"{path}: not a sensorq cache manifest")
-    if obj.get("version") != MANIFEST_VERSION:
+    if obj.get("version") not in (PLAIN_VERSION, MANIFEST_VERSION):
         raise FormatVersionError(f"{path}: cache format version {obj.get('version')!r}, "
-                                 f"this sensorq reads version {MANIFEST_VERSION}")
+                                 f"this sensorq reads versions {PLAIN_VERSION} and {MANIFEST_VERSION}")
     try:
         streams = [Stream.from_json(s) for s in obj["streams"]]
         manifest = Manifest(int(obj["capacity"]), obj["retention_ns"], str(obj["compression"]),
-                            {s.name: s for s in streams}, int(obj["next_stream_id"]))
-    except (KeyError, TypeError, ValueError, SchemaError) as exc:
+                            {s.name: s for s in streams}, int(obj["next_stream_id"]),
+                            [int(i) for i in obj.get("dropped", [])],
+                            {int(k): int(v) for k, v in obj.get("floors", {}).items()})
+    except (KeyError, TypeError, ValueError, AttributeError, SchemaError) as exc:
         raise CorruptDataError(f"{path}: the cache manifest is not valid ({exc})") from None
     return manifest

@@ -1,0 +1,138 @@
+"""The ``sensorq`` command line.
+
+    sensorq "count where accel > 2g last 10m"       run a query (the default command)
+    sensorq explain "avg temp by 1m last 24h"       show the plan and what the scan did
+    sensorq plot "avg z by 1m last 1h" -o z.png     a chart (PNG, or in the terminal)
+    sensorq shell                                   a resident shell: the cache stays open
+    sensorq info                                    streams, channels, sizes
+    sensorq streams [list|drop|rename|truncate]     manage streams
+    sensorq config [--capacity 1GB --retention 7d]  show or change the cache's settings
+    sensorq ingest FILE.csv|.parquet|.arrow|-       add data (``-``: CSV lines from stdin)
+    sensorq export STREAM ["last 1h"] -o FILE.parquet|.arrow|.csv
+    sensorq demo                                    (re)build the built-in demo cache
+
+The cache is taken from ``--cache``, then ``$SENSORQ_CACHE``, then the default
+location (``$XDG_DATA_HOME/sensorq/cache``); for reading, when none of these
+exists, the built-in demo cache is used, and the command says so on stderr.
+Options may stand before or after the command: ``sensorq --cache C info`` is
+``sensorq info --cache C``.
+
+Every error sensorq raises on purpose is printed as one clear message (a query
+error with a caret under its column) and the exit status is 1; usage errors
+exit with 2.  Imports of the engine are deferred so that ``--help`` and errors
+are quick.  One module per command group: query.py, data.py, streams.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import SensorqError
+from . import data, query, streams
+from .common import default_cache_path, resolve_cache  # noqa: F401  (public helpers)
+
+COMMANDS = ("query", "explain", "compile", "plot", "shell", "info", "streams", "config", "ingest",
+            "export", "demo")
+
+
+def common_options() -> argparse.ArgumentParser:
+    """--cache and --quiet, accepted by every command.  Their defaults are
+    filled in after parsing (``_defaults``): a default given here would let a
+    sub-command's parser overwrite a value given before its name."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", default=argparse.SUPPRESS,
+                        help="cache directory (default: $SENSORQ_CACHE, then "
+                             f"{default_cache_path()}, then, for reading, the built-in demo)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no notes, warnings or progress bars on stderr")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sensorq", description="Query sensor data where it was measured.",
+        epilog='example: sensorq "count where accel > 2g last 10m"   (sensorq COMMAND --help for more)')
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"sensorq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_options()
+    query.add_parsers(sub, common)
+    streams.add_parsers(sub, common)
+    data.add_parsers(sub, common)
+    return parser
+
+
+def _defaults(args) -> None:
+    for name, value in (("cache", None), ("quiet", False)):
+        if not hasattr(args, name):
+            setattr(args, name, value)
+
+
+def options_with_values(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string, of every (sub-)command, that takes a value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found |= options_with_values(child)
+        elif action.option_strings and action.nargs != 0:
+            found.update(action.option_strings)
+    return found
+
+
+def first_positional_index(argv: list[str], with_values: set[str]) -> int | None:
+    skip_next = False
+    for i, arg in enumerate(argv):
+        if skip_next:
+            skip_next = False
+        elif arg == "--":
+            return i + 1 if i + 1 < len(argv) else None
+        elif arg in with_values:
+            skip_next = True
+        elif not arg.startswith("-") or arg == "-":
+            return i
+    return None
+
+
+def arrange(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Put the command first: ``sensorq --cache C info`` is ``sensorq info
+    --cache C``, and ``sensorq [options] "count ..."`` is ``sensorq query
+    [options] "count ..."``."""
+    if any(a in ("-h", "--help", "--version") for a in argv[:1]):
+        return argv
+    at = first_positional_index(argv, options_with_values(parser))
+    if at is None:
+        return argv
+    if argv[at] in COMMANDS:
+        return [argv[at]] + argv[:at] + argv[at + 1:]
+    return ["query"] + argv
+
+
+def keep_scipy_out() -> None:
+    """The first kernel numba loads makes it probe for a BLAS by importing
+    scipy.linalg: 0.2 s of the command line's start-up when scipy is installed.
+    No kernel of ours uses BLAS, so the command-line process keeps scipy out
+    (only this process: ``import sensorq`` in a user's program never does)."""
+    if "numba.np.arraymath" not in sys.modules:
+        sys.modules.setdefault("scipy.linalg", None)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:   # a real command line, not a test calling main()
+        keep_scipy_out()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(arrange(argv, parser))
+    _defaults(args)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except SensorqError as exc:
+        print(f"sensorq: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
