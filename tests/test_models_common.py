@@ -3,7 +3,6 @@ of the window features written from docs/models.md with Python integers and
 numpy, and the BasicMotions loader."""
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -140,30 +139,13 @@ def reference_windows(cache, pipeline, start=None, end=None):
 
 
 def load_basic_motions(cache_dir):
-    """BasicMotions as stream 'motions': six float64 channels, and int8 label
-    channels activity, split (0 train, 1 test) and case.  Returns (cache,
-    activity names).  Uses categorical channels when sensorq has them."""
-    with open(BASIC_MOTIONS, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    t = np.array([int(r["timestamp"]) for r in rows], np.int64) * 1_000_000
-    names = sorted({r["activity"] for r in rows})
-    cols = {c: np.array([float(r[c]) for r in rows]) for c in
-            ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")}
-    cols["activity"] = np.array([names.index(r["activity"]) for r in rows], np.int8)
-    cols["split"] = np.array([r["split"] == "test" for r in rows], np.int8)
-    cols["case"] = np.array([int(r["case"]) for r in rows], np.int8)
+    """BasicMotions ingested as `sensorq ingest` does (stream 'motions': six
+    float64 channels, categorical activity and split, integer case).
+    Returns (cache, activity names in code order)."""
+    from sensorq.ingest import ingest_csv
     cache = sensorq.open(cache_dir, create=True)
-    channels = [sensorq.Channel(c, "float64") for c in ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")]
-    channels += [_label_channel("activity", names), _label_channel("split", ["train", "test"]),
-                 sensorq.Channel("case", "int8")]
-    cache.create_stream("motions", channels, rate_hz=10, block_samples=512)
-    cache.append("motions", t, cols)
+    ingest_csv(cache, BASIC_MOTIONS, stream="motions")
     cache.flush()
-    return cache, names
-
-
-def _label_channel(name, categories):
-    try:
-        return sensorq.Channel(name, "int8", categories=tuple(categories))
-    except TypeError:          # categorical channels not there yet
-        return sensorq.Channel(name, "int8")
+    stream = cache.streams["motions"]
+    assert stream.channel("split").categories == ("train", "test")
+    return cache, list(stream.channel("activity").categories)

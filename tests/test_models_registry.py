@@ -28,7 +28,8 @@ FEATURES = ["mean(x)", "std(x)", "max(x)"]
 
 def make_cache(path):
     cache = sensorq.open(path, create=True)
-    cache.create_stream("s", [sensorq.Channel("x", "int16"), sensorq.Channel("lab", "int8")], rate_hz=50)
+    cache.create_stream("s", [sensorq.Channel("x", "int16"), sensorq.Channel("lab", "int8", categories=("calm", "busy"))],
+                        rate_hz=50)
     n = 6000
     t = 1_700_000_000 * SECOND + np.arange(n, dtype=np.int64) * 20_000_000
     lab = (np.arange(n) // 500 % 2).astype(np.int8)
@@ -47,7 +48,7 @@ def estimator(cache, depth):
 
 def add(reg, cache, depth, name="m"):
     return reg.add(name, estimator(cache, depth), stream="s", window="1s", hop="500ms",
-                   features=FEATURES, class_names=["calm", "busy"])
+                   features=FEATURES, label="lab")      # the label's categories name the classes
 
 
 def test_add_list_get_export_import_remove(tmp_path):

@@ -111,22 +111,23 @@ class ModelRegistry:
     # --- writing --------------------------------------------------------------------
 
     def add(self, name: str, estimator_or_model, *, stream=None, window=None, hop=None, features=None,
-            class_names=None, X_calib=None, replace: bool = True) -> Model:
+            label=None, class_names=None, X_calib=None, replace: bool = True) -> Model:
         """Store a sensorq Model, or convert a fitted scikit-learn estimator
         trained on the features of ``features`` (texts such as ``mean(x)``,
         see features.make_pipeline) over ``window``/``hop`` windows of
-        ``stream``.  class_names: the name of each label code (a categorical
-        label's categories); default the codes as text.  Calibration windows
+        ``stream``.  label: the (categorical) channel the estimator learnt,
+        whose categories name the classes; or class_names: the name of each
+        label code; default the codes as text.  Calibration windows
         for int8 scales are computed from the stream when not given."""
         check_model_name(name)
         model = estimator_or_model
         if not isinstance(model, Model):
-            model = self._convert(name, model, stream, window, hop, features, class_names, X_calib)
+            model = self._convert(name, model, stream, window, hop, features, label, class_names, X_calib)
         model.outputs.name = name
         self._write(name, encode_model(model), replace)
         return model
 
-    def _convert(self, name, estimator, stream, window, hop, features, class_names, X_calib):
+    def _convert(self, name, estimator, stream, window, hop, features, label, class_names, X_calib):
         from .features import compute_windows, make_pipeline
         from .sklearn_import import from_sklearn
         if stream is None or window is None or hop is None or features is None:
@@ -136,6 +137,8 @@ class ModelRegistry:
         if st is None:
             raise ModelError(f"no stream {stream!r} in cache {self.cache.path}")
         pipeline = make_pipeline(st, list(features), window=window, hop=hop, cache=self.cache)
+        if class_names is None and label is not None:
+            class_names = getattr(st.channel(label), "categories", None)
         if X_calib is None and not type(estimator).__name__.startswith(_TREE_PREFIXES):
             X_calib = compute_windows(self.cache, pipeline, codes=False, values=True).values
         return from_sklearn(estimator, pipeline, class_names=class_names, X_calib=X_calib,
