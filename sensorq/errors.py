@@ -91,3 +91,25 @@ class QueryTypeError(QueryError):
 
 class DeviceUnsupportedError(QueryError):
     """The query uses a construct that the device port does not have."""
+
+
+# --- limits --------------------------------------------------------------------
+class LimitError(SensorqError):
+    """A query's answer, or the memory needed to compute it, is beyond a limit
+    (docs/query.md, "Limits and memory")."""
+
+
+class RowLimitError(LimitError):
+    """A result would have more rows than the row limit ($SENSORQ_MAX_ROWS).
+    Raised before the rows are allocated; ``rows`` is how many there would be
+    (None when only "more than ``limit``" is known)."""
+
+    def __init__(self, message: str, rows: int | None = None, limit: int | None = None):
+        self.rows = rows
+        self.limit = limit
+        super().__init__(message)
+
+
+class QueryMemoryError(LimitError, MemoryError):
+    """The machine ran out of memory while answering a query.  Still a
+    MemoryError, so code that catches that keeps working."""

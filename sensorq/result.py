@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 TIME_UNIT = "ns"   # a column or value with this unit is a timestamp (ns since the epoch)
+# A missing timestamp in an int64 time column (argmax of an empty bucket under
+# fill(null)): numpy's NaT, so to_pandas() shows NaT; printed as null.
+TIME_MISSING = np.iinfo(np.int64).min
 
 
 def iso(ns) -> str:
@@ -29,7 +32,9 @@ class ScanStats:
 @dataclass
 class Result:
     """``kind`` is "scalar" (one ``value`` with ``unit``) or "table" (``columns``,
-    numpy arrays by name, with ``units``).  Times are int64 ns since the epoch."""
+    numpy arrays by name, with ``units``).  Times are int64 ns since the epoch,
+    never floats: a time ``value`` is an int (None when missing), a time column
+    int64 (TIME_MISSING where missing)."""
     kind: str
     query: str
     value: object = None
@@ -110,12 +115,14 @@ class Result:
         return frame
 
 
-def _is_missing(v) -> bool:
+def _is_missing(v, unit: str = "") -> bool:
+    if unit == TIME_UNIT and isinstance(v, (int, np.integer)) and v == TIME_MISSING:
+        return True
     return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
 
 
 def _json_value(v, unit):
-    if _is_missing(v):
+    if _is_missing(v, unit):
         return None
     if unit == TIME_UNIT:
         return int(v)
@@ -128,7 +135,7 @@ def _json_value(v, unit):
 def _text(v, unit, exact: bool = False) -> str:
     """A value for people (6 significant digits) or, ``exact``, for programs
     (the shortest text that reads back as the same float)."""
-    if _is_missing(v):
+    if _is_missing(v, unit):
         return "null"
     if unit == TIME_UNIT:
         return iso(v)

@@ -145,6 +145,11 @@ QUERY_SHAPES = [
     "find episodes where a > {k}mg", "find episodes where f > 3.3V for >= 20ms",
     "avg abs(a) * 2 - a / 3 where not (a > {k}mg) or b < 25degC",
     "max mag(a, 2 * a) where f != 3.3V", "sum sqrt(a) where b >= 20degC and f <= 3.4V",
+    # tiny buckets (compact slots), int64 timestamps, selections (selection.py)
+    "avg a by 1ns", "count where a > {k}mg by 7ms", "std f by 1us", "integral a by 3ms",
+    "duration where a > {k}mg by 1ms fill(null)", "twa f by 2ms gap <= 15ms",
+    "argmax a by 1s", "argmin f by 2s fill(linear)", "argmax f by 1ms fill(prev)",
+    "percentile(75) a by 2s", "median f by 1ms", "top 5 f", "top 7 -a where b > 25degC",
 ]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..result import TIME_MISSING
+
 # Partial aggregate columns (float64 matrix ``fp`` and int64 matrix ``ip``),
 # one row per slot: what the kernels write and merge() combines.
 F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST, F_MEAN, F_M2, F_TW_SUM, N_F = range(9)
@@ -24,6 +26,7 @@ NEEDS_M2 = {"std", "var"}
 NEEDS_EXTREMES = {"min", "max", "spread", "argmin", "argmax"}
 WANT_EXTREMES, WANT_M2 = 1, 2      # what a scan computes beyond count, sum, first and last
 EXACT_M2_TYPES = {"int8", "int16"}
+TIMESTAMP_AGGREGATES = {"argmax", "argmin"}     # their values are int64 ns, never floats
 
 
 def wants(aggregate: str) -> int:
@@ -127,10 +130,15 @@ def _merge_moments(fp, ip, starts, group, count, out_f):
 
 
 def finish(aggregate: str, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
-    """The aggregate's value per merged bucket (float64; NaN where empty)."""
+    """The aggregate's value per merged bucket: float64, NaN where empty;
+    for argmax/argmin int64 timestamps, TIME_MISSING where empty (a float64
+    holds ns since the epoch only to ±128 ns)."""
     count = ip[:, I_COUNT]
     with np.errstate(invalid="ignore", divide="ignore"):
         empty = count == 0
+        if aggregate in TIMESTAMP_AGGREGATES:
+            column = I_TMAX if aggregate == "argmax" else I_TMIN
+            return np.where(empty, TIME_MISSING, ip[:, column])
         if aggregate == "count":
             return count.astype(np.float64)
         if aggregate == "duration":
@@ -144,7 +152,6 @@ def finish(aggregate: str, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
             "max": fp[:, F_MAX], "spread": fp[:, F_MAX] - fp[:, F_MIN],
             "first": fp[:, F_FIRST], "last": fp[:, F_LAST],
             "var": np.where(count > 1, fp[:, F_M2] / (count - 1), np.nan),
-            "argmax": ip[:, I_TMAX].astype(np.float64), "argmin": ip[:, I_TMIN].astype(np.float64),
         }
         if aggregate == "std":
             return np.sqrt(np.maximum(simple["var"], 0.0))
@@ -154,5 +161,5 @@ def finish(aggregate: str, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
         return np.where(empty, np.nan, simple[aggregate])
 
 
-__all__ = ["FROM_STATS", "TIME_WEIGHTED", "NEEDS_M2", "stats_can_answer", "stat_partials",
-           "sums_are_exact", "merge", "finish", "empty_partials"]
+__all__ = ["FROM_STATS", "TIME_WEIGHTED", "NEEDS_M2", "TIMESTAMP_AGGREGATES", "stats_can_answer",
+           "stat_partials", "sums_are_exact", "merge", "finish", "empty_partials"]

@@ -187,8 +187,8 @@ def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred,
             _init_slot(fp, ip, base + s)
             lo_t, hi_t = start_ns, end_ns
             if bucket_ns > 0:
-                lo_t = max(lo_t, (slots.bucket0[j] + s) * bucket_ns)
-                hi_t = min(hi_t, (slots.bucket0[j] + s + 1) * bucket_ns)
+                lo_t = max(lo_t, int(slots.bucket[base + s]) * bucket_ns)
+                hi_t = min(hi_t, (int(slots.bucket[base + s]) + 1) * bucket_ns)
             lo, hi = np.searchsorted(t, lo_t), np.searchsorted(t, hi_t)
             _fold_stretch(fp, ip, base + s, t, values, lo + np.flatnonzero(keep[lo:hi]),
                           slots.wants)
@@ -214,17 +214,28 @@ def _add_holds(fp, ip, t, values, held, j, slots, end_ns, has_value):
         start = np.maximum(np.repeat(t0, pieces), first * bucket_ns)
         end = np.minimum(np.repeat(t1, pieces), (first + 1) * bucket_ns)
         v = np.repeat(v, pieces)
-        slot = slots.base[j] + (first - slots.bucket0[j])
+        slot = _find_slots(slots.bucket, slots.base[j], slots.count[j], first)
     else:
         start, end, slot = t0, t1, np.full(len(t0), slots.base[j])
-    inside = slot - slots.base[j] < slots.count[j]    # the kernel stops at its last slot
+    inside = slot >= 0    # the kernel stops at its last slot
     start, end, v, slot = start[inside], end[inside], v[inside], slot[inside]
-    for k in np.unique(slot).tolist():     # a slot's pieces are consecutive, in time order
-        piece = slot == k
-        ns = end[piece] - start[piece]
-        ip[k, I_TW_NS] += int(ns.sum())
-        if has_value:
-            fp[k, F_TW_SUM] = _sequential_sum(v[piece] * (ns * 1e-9))
+    if len(slot) == 0:
+        return
+    # a slot's pieces are consecutive, in time order: one run per slot
+    runs = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+    ns = end - start
+    ip[slot[runs], I_TW_NS] += np.add.reduceat(ns, runs)
+    if has_value:
+        fp[slot[runs], F_TW_SUM] = _run_sums(v * (ns * 1e-9), runs)
+
+
+def _find_slots(slot_bucket, base, count, buckets):
+    """kernels.find_slot for many buckets: their slots among the block's, or -1."""
+    own = slot_bucket[base:base + count]
+    if count == 0:
+        return np.full(len(buckets), -1)
+    at = np.minimum(np.searchsorted(own, buckets), count - 1)
+    return np.where(own[at] == buckets, base + at, -1)
 
 
 def _init_slot(fp, ip, k):
@@ -252,6 +263,21 @@ def _fold_stretch(fp, ip, k, t, values, picked, wants):
     if wants & WANT_M2:
         fp[k, F_MEAN] = mean = fp[k, F_SUM] / len(picked)
         fp[k, F_M2] = _sequential_sum((v - mean) * (v - mean))
+
+
+def _run_sums(x, runs, long_run: int = 64) -> np.ndarray:
+    """The kernel's sum of each run x[runs[i]:runs[i + 1]] — 0.0 + x0 + x1 + …
+    in that order — vectorised across runs one position at a time; the
+    few long runs (big buckets) are summed one by one."""
+    lengths = np.diff(np.r_[runs, len(x)])
+    sums = np.zeros(len(runs))
+    short = np.flatnonzero(lengths <= long_run)
+    for at in range(int(lengths[short].max(initial=0))):
+        short = short[lengths[short] > at]
+        sums[short] += x[runs[short] + at]
+    for k in np.flatnonzero(lengths > long_run).tolist():
+        sums[k] = _sequential_sum(x[runs[k]:runs[k] + lengths[k]])
+    return sums
 
 
 def _sequential_sum(v) -> float:

@@ -130,10 +130,22 @@ def _init_slot(fp, ip, k):
 
 
 @njit(cache=True)
-def _slot_of(t, slot_base, bucket0, bucket_ns):
-    if bucket_ns <= 0:
-        return slot_base
-    return slot_base + (t // bucket_ns - bucket0)
+def find_slot(slot_bucket, base, count, bucket):
+    """The slot of time bucket ``bucket`` among a block's slots
+    slot_bucket[base:base+count] (ascending bucket ids), or -1.  Most blocks'
+    buckets are consecutive (one subtraction finds the slot); a block with
+    empty buckets left out (tiny buckets, a clock jump) is searched."""
+    if count == 0:
+        return -1
+    guess = bucket - slot_bucket[base]
+    if guess < 0:
+        return -1
+    if guess < count and slot_bucket[base + guess] == bucket:
+        return base + guess
+    at = np.searchsorted(slot_bucket[base:base + count], bucket)
+    if at < count and slot_bucket[base + at] == bucket:
+        return base + at
+    return -1
 
 
 @njit(cache=True)
@@ -181,14 +193,17 @@ def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, wants):
 
 
 @njit(cache=True)
-def _add_hold(fp, ip, t0, t1, v, slot_base, bucket0, bucket_ns, n_slots_b, has_value):
+def _add_hold(fp, ip, t0, t1, v, slot_base, n_slots_b, slot_bucket, bucket_ns, has_value):
     """Credit the interval [t0, t1) during which value v holds, split at
-    bucket edges."""
+    bucket edges (up to the block's last slot)."""
     while t0 < t1:
-        k = _slot_of(t0, slot_base, bucket0, bucket_ns)
-        edge = t1 if bucket_ns <= 0 else min(t1, (t0 // bucket_ns + 1) * bucket_ns)
-        if k - slot_base >= n_slots_b:
-            return
+        k, edge = slot_base, t1
+        if bucket_ns > 0:
+            bucket = t0 // bucket_ns
+            k = find_slot(slot_bucket, slot_base, n_slots_b, bucket)
+            if k < 0:
+                return
+            edge = min(t1, (bucket + 1) * bucket_ns)
         ip[k, I_TW_NS] += edge - t0
         if has_value:
             fp[k, F_TW_SUM] += v * ((edge - t0) * 1e-9)
@@ -197,9 +212,10 @@ def _add_hold(fp, ip, t0, t1, v, slot_base, bucket0, bucket_ns, n_slots_b, has_v
 
 def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
                   has_pred, has_value, start_ns, end_ns, bucket_ns, slot_base, slot_count,
-                  bucket0, next_t, gap_ns, time_weighted, wants, fp, ip, status):
+                  slot_bucket, next_t, gap_ns, time_weighted, wants, fp, ip, status):
     """Fold each listed block into its slots.  ``blocks`` holds block numbers in
-    the layout; slot_base/slot_count/bucket0/next_t are per listed block."""
+    the layout; slot_base/slot_count/next_t are per listed block, slot_bucket
+    (the time bucket of each slot) per slot."""
     for j in prange(blocks.shape[0]):
         b = blocks[j]
         n = lay_t[b, 5]
@@ -215,8 +231,8 @@ def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scale
             # the samples of this slot are one stretch of the (sorted) block
             lo_t, hi_t = start_ns, end_ns
             if bucket_ns > 0:
-                lo_t = max(lo_t, (bucket0[j] + s) * bucket_ns)
-                hi_t = min(hi_t, (bucket0[j] + s + 1) * bucket_ns)
+                lo_t = max(lo_t, slot_bucket[slot_base[j] + s] * bucket_ns)
+                hi_t = min(hi_t, (slot_bucket[slot_base[j] + s] + 1) * bucket_ns)
             lo = np.searchsorted(t[:n], lo_t)
             hi = np.searchsorted(t[:n], hi_t)
             _fold_stretch(fp, ip, slot_base[j] + s, t, values, mask, lo, hi, has_value, wants)
@@ -229,8 +245,8 @@ def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scale
                 if gap_ns > 0:
                     hold_end = min(hold_end, ti + gap_ns)
                 hold_end = min(hold_end, end_ns)
-                _add_hold(fp, ip, ti, hold_end, values[i], slot_base[j], bucket0[j], bucket_ns,
-                          slot_count[j], has_value)
+                _add_hold(fp, ip, ti, hold_end, values[i], slot_base[j], slot_count[j],
+                          slot_bucket, bucket_ns, has_value)
 
 
 def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, start_ns, end_ns,

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
-from . import tiers
+from . import limits, tiers
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, channel_stats, classify
@@ -53,18 +53,6 @@ class BlockReader:
         return self.tier.evaluate(layout, local, self)
 
 
-def gather_values(tier, index, rows, programs, start, end):
-    """(times, values) of every matching sample with a non-NaN value in ``rows``."""
-    reader = BlockReader(tier, index, programs, rows=rows)
-    times, values = [np.zeros(0, np.int64)], [np.zeros(0)]
-    for b in rows:
-        t, v, _ = reader.gather(b, start, end)
-        ok = ~np.isnan(v)
-        times.append(t[ok])
-        values.append(v[ok])
-    return np.concatenate(times), np.concatenate(values)
-
-
 def _rows_table(stream_channels, t, raw, slot_channels):
     columns, units = {"time": t}, {"time": TIME_UNIT}
     slot_of = {int(c): k for k, c in enumerate(slot_channels)}
@@ -77,8 +65,10 @@ def _rows_table(stream_channels, t, raw, slot_channels):
 READ_AHEAD_BLOCKS = 32   # blocks a search lays out at a time (it usually stops early)
 
 
-def _scan_matches(cache, q, n, backwards, engine):
-    """The first (or last) n matching samples, all channels."""
+def _scan_matches(cache, q, n, backwards, engine, limit, what="the result"):
+    """The first (or last) n matching samples, all channels; more than
+    ``limit`` of them is a RowLimitError (at most limit + 1 are held)."""
+    n = min(n, limit + 1)
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     stream = cache.streams[q.stream]
@@ -115,54 +105,88 @@ def _scan_matches(cache, q, n, backwards, engine):
     raw = np.concatenate(found_raw, 1) if found_raw else np.zeros((len(slot_channels), 0))
     if backwards:
         t, raw = t[::-1], raw[:, ::-1]
+    if len(t) > limit:
+        raise limits.exceeded(limit, what)
     columns, units = _rows_table(stream.channels, t, raw, slot_channels)
     return Result("table", "", columns=columns, units=units, scan=scan)
 
 
-def run_find(cache, q: P.FindQuery, text: str, engine: str | None = None) -> Result:
-    result = _scan_matches(cache, q, q.n, q.direction == "last", engine)
+def run_find(cache, q: P.FindQuery, text: str, engine: str | None = None,
+             max_rows: int | None = None) -> Result:
+    result = _scan_matches(cache, q, q.n, q.direction == "last", engine,
+                           limits.max_rows(max_rows), f"the result of {text!r}")
     result.query = text
     return result
 
 
-def run_newest(cache, q: P.NewestQuery, text: str, engine: str | None = None) -> Result:
+def run_newest(cache, q: P.NewestQuery, text: str, engine: str | None = None,
+               max_rows: int | None = None) -> Result:
     where = q.where if q.where is not None else P.BoolConst(True)
     find = P.FindQuery(q.stream, "last", q.n, where, q.time, q.now)
-    result = _scan_matches(cache, find, q.n, True, engine)
+    result = _scan_matches(cache, find, q.n, True, engine, limits.max_rows(max_rows),
+                           f"the result of {text!r}")
     result.query = text
     return result
-
-
-def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None) -> Result:
-    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
-    start, end = q.time.bounds()
-    programs = compile_query(q.where, q.expr)
-    classes = classify(q.where, index)
-    rows = np.flatnonzero(classes != NONE)
-    tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
-    times, values = gather_values(tier, index, rows, programs, start, end)
-    best = np.lexsort((times, -values))[:q.n]
-    scan = ScanStats(blocks_total=len(index), decoded=len(rows), skipped=len(index) - len(rows),
-                     engine=tier.name)
-    return Result("table", text, columns={"time": times[best], "value": values[best]},
-                  units={"time": TIME_UNIT, "value": q.unit}, scan=scan)
 
 
 # --- episodes ------------------------------------------------------------------------
 
+class EpisodeRows:
+    """Episodes (start, end, peak) as they close, in numpy chunks (no Python
+    object per row), held to the row limit."""
+    CHUNK = 1 << 16
+
+    def __init__(self, min_ns: int, limit: int, what: str):
+        self.min_ns, self.limit, self.what = min_ns, limit, what
+        self.done: list = []
+        self.buf = (np.empty(self.CHUNK, np.int64), np.empty(self.CHUNK, np.int64),
+                    np.empty(self.CHUNK))
+        self.used = self.rows = 0
+
+    def add(self, starts, ends, peaks) -> None:
+        """Episodes in time order; those shorter than ``for`` are dropped here."""
+        long = (ends - starts) >= self.min_ns
+        starts, ends, peaks = starts[long], ends[long], peaks[long]
+        n = len(starts)
+        self.rows += n
+        if self.rows > self.limit:
+            raise limits.exceeded(self.limit, self.what)
+        if self.used + n > self.CHUNK:
+            self._flush()
+        if n > self.CHUNK:
+            self.done.append((starts, ends, peaks))
+            return
+        for column, values in zip(self.buf, (starts, ends, peaks)):
+            column[self.used:self.used + n] = values
+        self.used += n
+
+    def _flush(self) -> None:
+        if self.used:
+            self.done.append(tuple(column[:self.used].copy() for column in self.buf))
+            self.used = 0
+
+    def columns(self):
+        """(starts, ends, peaks) of every episode kept."""
+        self._flush()
+        if not self.done:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return tuple(np.concatenate(c) for c in zip(*self.done))
+
+
 class EpisodeBuilder:
     """Stitches runs across blocks: an open run is carried from one block to the next."""
 
-    def __init__(self, gap_ns: int):
+    def __init__(self, gap_ns: int, rows: EpisodeRows):
         self.gap = gap_ns
         self.open = False
         self.start = self.last_t = 0
         self.peak = -np.inf
-        self.episodes = []          # (start, end, peak)
+        self.rows = rows
 
     def close(self, end):
         if self.open:
-            self.episodes.append((self.start, end, self.peak))
+            self.rows.add(np.array([self.start], np.int64), np.array([end], np.int64),
+                          np.array([self.peak], np.float64))
             self.open = False
 
     def gap_break(self, t_next) -> bool:
@@ -182,7 +206,8 @@ class EpisodeBuilder:
 
     def samples(self, t, mask, values):
         """One decoded block: runs are maximal stretches of matching samples
-        not split by a gap longer than the limit."""
+        not split by a gap longer than the limit; all but a run reaching the
+        block's end close here, in one vectorised step."""
         n = len(t)
         if n == 0:
             return
@@ -196,18 +221,30 @@ class EpisodeBuilder:
         continues[1:] = mask[1:] & mask[:-1] & ~broken[1:]
         run_starts = np.flatnonzero(mask & ~continues)
         run_ends = np.flatnonzero(mask & ~np.r_[continues[1:], False])
-        for s, e in zip(run_starts, run_ends):
-            peak = np.fmax.reduce(values[s:e + 1])
-            if s == 0 and carried:
-                self.peak = np.fmax(self.peak, peak)
-            else:
-                self.open, self.start, self.peak = True, int(t[s]), peak
-            if e < n - 1:
-                self.close(int(t[e]) if broken[e + 1] else int(t[e + 1]))
         self.last_t = int(t[-1])
+        if len(run_starts) == 0:
+            return
+        starts, peaks = t[run_starts], _run_peaks(values, run_starts, run_ends)
+        if carried:      # the first run continues the open episode
+            starts[0], peaks[0] = self.start, np.fmax(self.peak, peaks[0])
+        after = np.minimum(run_ends + 1, n - 1)
+        ends = np.where(broken[after], t[run_ends], t[after])
+        closed = run_ends < n - 1
+        self.rows.add(starts[closed], ends[closed], peaks[closed])
+        self.open = not closed[-1]
+        if self.open:
+            self.start, self.peak = int(starts[-1]), peaks[-1]
 
 
-def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None) -> Result:
+def _run_peaks(values, run_starts, run_ends) -> np.ndarray:
+    """np.fmax over values[s:e + 1] of each run (NaN skipped): one reduceat
+    over the runs and the stretches between them, every other one kept."""
+    edges = np.ravel(np.column_stack([run_starts, run_ends + 1]))
+    return np.fmax.reduceat(np.append(values, np.nan), edges)[::2]
+
+
+def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None,
+                 max_rows: int | None = None) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.peak)
@@ -218,7 +255,8 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None
     rows = np.flatnonzero((classes != NONE) & ~from_stats | ~inside)
     tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
     reader = BlockReader(tier, index, programs, rows=rows)
-    builder = EpisodeBuilder(q.max_gap_ns or 0)
+    episodes = EpisodeRows(q.min_duration_ns, limits.max_rows(max_rows), f"the result of {text!r}")
+    builder = EpisodeBuilder(q.max_gap_ns or 0, episodes)
     scan = ScanStats(blocks_total=len(index), engine=tier.name)
     skippable = (classes == NONE) & inside
     scan.skipped = int(skippable.sum())
@@ -242,10 +280,7 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None
         builder.last_t = int(index.t_last[-1])
     if builder.open:
         builder.close(builder.last_t)
-    eps = [e for e in builder.episodes if e[1] - e[0] >= q.min_duration_ns]
-    starts = np.array([e[0] for e in eps], np.int64)
-    ends = np.array([e[1] for e in eps], np.int64)
-    peaks = np.array([e[2] for e in eps], np.float64)
+    starts, ends, peaks = episodes.columns()
     return Result("table", text,
                   columns={"start": starts, "end": ends, "duration": (ends - starts) * 1e-9, "peak": peaks},
                   units={"start": TIME_UNIT, "end": TIME_UNIT, "duration": "s", "peak": q.peak_unit},

@@ -96,7 +96,7 @@ class CompiledTier:
         kernel = K.scan_partials if parallel else K.scan_partials_serial
         kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
                programs.slot_scales, depth, programs.has_pred, programs.has_value, start, end,
-               slots.bucket_ns, slots.base, slots.count, slots.bucket0, slots.next_t,
+               slots.bucket_ns, slots.base, slots.count, slots.bucket, slots.next_t,
                slots.gap_ns, slots.time_weighted, slots.wants, fp, ip, status)
         check_status(status)
 

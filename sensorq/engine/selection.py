@@ -1,0 +1,404 @@
+"""Selections whose memory follows the answer, not the data: ``top N`` and
+percentiles (``median``, ``percentile(p)``, also ``by`` buckets).
+
+top N visits blocks from the largest upper bound of the expression down (the
+zone maps' interval arithmetic over block statistics) and stops once the
+N-th best value so far beats every block not yet visited; it keeps about 2N
+candidates, never all of them.  Order: largest value first, then oldest,
+then the order the samples were appended in (what a stable sort of all
+samples gave before).
+
+A percentile is answered by passes over the blocks (radix selection on the
+values' order-preserving 64-bit keys): a pass counts the values into 65 536
+bins of a key range, the next one looks only inside the bin holding the
+wanted rank (skipping blocks whose statistics lie outside it), until that
+bin holds at most GATHER_LIMIT values, which are then sorted, or holds one
+value only.  The answer is numpy's "linear" percentile, computed with
+numpy's own arithmetic (percentile_plan, lerp), so it equals what
+np.percentile of all the values gives.  By buckets, values are kept one
+bucket at a time (blocks come in time order); a bucket that might hold more
+than GATHER_LIMIT values is answered by passes over its own time range.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..query import plan as P
+from ..result import TIME_UNIT, Result, ScanStats
+from . import limits, tiers
+from .program import compile_query
+from .search import READ_AHEAD_BLOCKS, BlockReader
+from .zonemaps import NONE, bounds, classify
+
+BITS = 16                        # a pass splits its key range into 1 << BITS bins
+GATHER_LIMIT = 1 << 18           # values a percentile sorts at once (2 MB)
+COUNT_BATCH = 1 << 18            # bin numbers counted at once (bincount copies them to intp)
+KEY_MAX = (1 << 64) - 1
+_SIGN = np.uint64(1 << 63)
+
+
+# --- order-preserving keys --------------------------------------------------------------
+
+def float_keys(v: np.ndarray) -> np.ndarray:
+    """uint64 keys in the order of the float64 values (NaN excluded; -0.0
+    just below 0.0), as the codec's FLOATBITS transform."""
+    u = np.ascontiguousarray(v, np.float64).view(np.uint64)
+    return np.where(u >= _SIGN, ~u, u | _SIGN)
+
+
+def key_value(key: int) -> float:
+    u = np.uint64(key)
+    u = u & ~_SIGN if u >= _SIGN else ~u
+    return float(np.array([u], np.uint64).view(np.float64)[0])
+
+
+KEY_NEG_INF, KEY_POS_INF = (int(k) for k in float_keys(np.array([-np.inf, np.inf])))
+
+
+def key_range_values(lo: int, hi: int) -> tuple[float, float]:
+    """The values whose keys lie in [lo, hi] (NaN keys stand for ±inf)."""
+    return (-np.inf if lo <= KEY_NEG_INF else key_value(lo),
+            np.inf if hi >= KEY_POS_INF else key_value(hi))
+
+
+# --- numpy's percentile, step by step -------------------------------------------------
+
+def percentile_plan(counts: np.ndarray, p: float):
+    """For groups of ``counts`` values: the ranks (0-based, ascending order) of
+    the two values to interpolate between, and the weight — as
+    np.percentile(…, method="linear") computes them, operation for operation."""
+    q = np.true_divide(p, 100)
+    virtual = (counts - 1) * q
+    above = virtual >= counts - 1             # numpy takes the last value twice
+    previous = np.where(above, -1, np.floor(virtual)).astype(np.int64)
+    gamma = virtual - previous                # with -1 above, as numpy has it
+    a = np.where(above, counts - 1, previous)
+    b = np.where(above, counts - 1, previous + 1)
+    return a, b, gamma
+
+
+def lerp(a, b, gamma):
+    """numpy's _lerp: a + (b − a)·γ, or b − (b − a)·(1 − γ) from γ = 0.5 on."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = b - a
+        return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+
+
+def grouped_percentiles(ids: np.ndarray, values: np.ndarray, p: float):
+    """(distinct ids, the p-th percentile of each id's values); ids ascending."""
+    order = np.lexsort((values, ids))
+    ids, values = ids[order], values[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    counts = np.diff(np.r_[starts, len(ids)])
+    a, b, gamma = percentile_plan(counts, p)
+    return ids[starts], lerp(values[starts + a], values[starts + b], gamma)
+
+
+# --- the values a percentile reads ----------------------------------------------------
+
+class ValueSource:
+    """Matching, non-NaN values of ``expr`` in [start, end) of blocks ``rows``
+    (time order), block by block; each block's value bounds (zone maps) let
+    a pass over a narrow range of values skip the blocks outside it."""
+
+    def __init__(self, tier, index, rows, programs, expr, start, end, reader=None):
+        self.index, self.rows, self.start, self.end = index, np.asarray(rows), start, end
+        self.reader = reader or BlockReader(tier, index, programs, rows=self.rows)
+        self.expr, self.tier, self.programs = expr, tier, programs
+        self.lo, self.hi = value_bounds(expr, index.select(self.rows))
+
+    def restricted(self, start: int, end: int) -> "ValueSource":
+        """The same values in [start, end) ∩ this window (the same decoder)."""
+        start, end = max(start, self.start), min(end, self.end)
+        index = self.index
+        rows = self.rows[(index.t_last[self.rows] >= start) & (index.t_first[self.rows] < end)]
+        return ValueSource(self.tier, index, rows, self.programs, self.expr, start, end,
+                           self.reader)
+
+    def upper_count(self) -> int:
+        return int(self.index.n_samples[self.rows].sum())
+
+    def samples(self, lo: float = -np.inf, hi: float = np.inf, skip=None):
+        """(times, values) per block that may hold a value in [lo, hi] (and is
+        not marked in ``skip``)."""
+        near = (self.hi >= lo) & (self.lo <= hi)
+        if skip is not None:
+            near &= ~skip
+        for b in self.rows[near]:
+            t, v, _ = self.reader.gather(b, self.start, self.end)
+            ok = ~np.isnan(v)
+            yield t[ok], v[ok]
+
+    def keys(self, lo: int = 0, hi: int = KEY_MAX):
+        """Keys in [lo, hi] per block that may hold one."""
+        whole = lo == 0 and hi == KEY_MAX
+        for _, v in self.samples(*key_range_values(lo, hi)):
+            keys = float_keys(v)
+            yield keys if whole else keys[(keys >= lo) & (keys <= hi)]
+
+
+def value_bounds(expr, index):
+    """Per-block (lo, hi) of ``expr``: exact for a channel (its statistics
+    times its scale, the multiplication the VM does); widened by a hair for
+    an expression, against rounding in the interval arithmetic."""
+    b = bounds(expr, index)
+    if isinstance(expr, P.ChannelRef):
+        return b.lo, b.hi
+    with np.errstate(invalid="ignore", over="ignore"):
+        return b.lo - np.abs(b.lo) * 1e-12 - 1e-300, b.hi + np.abs(b.hi) * 1e-12 + 1e-300
+
+
+# --- percentiles ----------------------------------------------------------------------
+
+def select_percentile(source: ValueSource, p: float) -> float:
+    """The p-th percentile of the source's values (NaN when it has none)."""
+    n, value = _select(source, p)
+    return value if n else float("nan")
+
+
+def _select(source: ValueSource, p: float) -> tuple[int, float]:
+    """(count of values, their p-th percentile) by passes over the blocks."""
+    if source.upper_count() <= GATHER_LIMIT:
+        return _from_sorted(_gather(source, 0, KEY_MAX), 0, None, p)
+    lo, hi, below, plan = 0, KEY_MAX, 0, None
+    while True:
+        shift = max(0, (hi - lo).bit_length() - BITS)
+        hist, kmin, kmax = _histogram(source, lo, hi, shift)
+        if plan is None:
+            n = int(hist.sum())
+            if n == 0:
+                return 0, float("nan")
+            plan = tuple(x[0] for x in percentile_plan(np.array([n]), p))
+        rank_a, rank_b, gamma = plan
+        if kmin == kmax:            # every value left is the same: both ranks have it
+            return n, _lerp_keys(kmin, kmin, gamma)
+        ends = np.cumsum(hist)
+        ja, jb = np.searchsorted(ends, [rank_a - below, rank_b - below], side="right")
+        edges = [(lo + (j << shift), min(hi, lo + ((j + 1) << shift) - 1))
+                 for j in (int(ja), int(jb))]
+        if ja != jb:                # the two ranks end one bin and start the next
+            return n, _lerp_keys(*_ends_of_bins(source, edges[0], edges[1]), gamma)
+        below += int(ends[ja] - hist[ja])
+        lo, hi = edges[0]
+        if shift == 0:
+            return n, _lerp_keys(lo, lo, gamma)
+        inside = int(hist[ja])
+        del hist, ends              # the next pass makes its own
+        if inside <= GATHER_LIMIT:
+            return _from_sorted(_gather(source, lo, hi), below, plan, p, n)
+
+
+def _from_sorted(keys, below, plan, p, n=None) -> tuple[int, float]:
+    n = len(keys) if n is None else n
+    if n == 0:
+        return 0, float("nan")
+    rank_a, rank_b, gamma = plan or tuple(x[0] for x in percentile_plan(np.array([n]), p))
+    return n, _lerp_keys(int(keys[rank_a - below]), int(keys[rank_b - below]), gamma)
+
+
+def _lerp_keys(a: int, b: int, gamma) -> float:
+    return float(lerp(np.float64(key_value(a)), np.float64(key_value(b)), gamma))
+
+
+def _histogram(source, lo, hi, shift):
+    """Counts of the keys in [lo, hi] per bin (key − lo) >> shift, and their
+    smallest and largest key."""
+    bins = 1 << BITS
+    hist = np.zeros(bins, np.int64)
+    kmin, kmax = KEY_MAX, 0
+    batch, size = [], 0
+    for keys in source.keys(lo, hi):
+        if len(keys) == 0:
+            continue
+        kmin, kmax = min(kmin, int(keys.min())), max(kmax, int(keys.max()))
+        batch.append(((keys - np.uint64(lo)) >> np.uint64(shift)).astype(np.uint16))
+        size += len(keys)
+        if size >= COUNT_BATCH:    # one bincount per batch: a block is too small for one
+            hist += np.bincount(np.concatenate(batch), minlength=bins)
+            batch, size = [], 0
+    if batch:
+        hist += np.bincount(np.concatenate(batch), minlength=bins)
+    return hist, kmin, kmax
+
+
+def _ends_of_bins(source, first, second) -> tuple[int, int]:
+    """The largest key of bin ``first`` and the smallest of bin ``second``
+    (the bins between them are empty)."""
+    top, bottom = 0, KEY_MAX
+    for keys in source.keys(first[0], second[1]):
+        low, high = keys[keys <= first[1]], keys[keys >= second[0]]
+        top = max(top, int(low.max())) if len(low) else top
+        bottom = min(bottom, int(high.min())) if len(high) else bottom
+    return top, bottom
+
+
+def _gather(source, lo, hi) -> np.ndarray:
+    keys = [k for k in source.keys(lo, hi)]
+    return np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
+
+
+def bucket_percentiles(source: ValueSource, p: float, bucket_ns: int, limit: int, what: str):
+    """(bucket ids, p-th percentile per bucket) for buckets with values."""
+    big = _big_buckets(source, bucket_ns)
+    rows = RowSink(limit, what)
+    pending_id, pending = None, []
+    for t, v in source.samples(skip=_inside(source, big, bucket_ns)):
+        ids = t // bucket_ns
+        if len(big):
+            keep = ~np.isin(ids, big)
+            ids, v = ids[keep], v[keep]
+        lead = np.searchsorted(ids, pending_id, side="right") if pending_id is not None else 0
+        pending.append(v[:lead])
+        if lead == len(ids):
+            continue
+        if pending_id is not None:          # a later bucket started: the pending one is done
+            rows.add(*grouped_percentiles(np.full(sum(map(len, pending)), pending_id),
+                                          np.concatenate(pending), p))
+        last = np.searchsorted(ids, ids[-1])
+        if last > lead:
+            rows.add(*grouped_percentiles(ids[lead:last], v[lead:last], p))
+        pending_id, pending = ids[-1], [v[last:]]
+        rows.check(open_bucket=True)
+    if pending_id is not None:
+        rows.add(*grouped_percentiles(np.full(sum(map(len, pending)), pending_id),
+                                      np.concatenate(pending), p))
+    for bucket in big.tolist():
+        n, value = _select(source.restricted(bucket * bucket_ns, (bucket + 1) * bucket_ns), p)
+        if n:
+            rows.add(np.array([bucket], np.int64), np.array([value]))
+    return rows.result()
+
+
+def _inside(source: ValueSource, big: np.ndarray, bucket_ns: int) -> np.ndarray:
+    """Blocks that lie inside one of the ``big`` buckets (the passes read them)."""
+    first = source.index.t_first[source.rows] // bucket_ns
+    return (first == source.index.t_last[source.rows] // bucket_ns) & np.isin(first, big)
+
+
+def _big_buckets(source: ValueSource, bucket_ns: int) -> np.ndarray:
+    """Buckets that might hold more than GATHER_LIMIT values: those the blocks
+    overlapping them have more samples than that.  (Few: such a bucket
+    covers whole blocks.)"""
+    index, rows = source.index, source.rows
+    if len(rows) == 0 or source.upper_count() <= GATHER_LIMIT:
+        return np.zeros(0, np.int64)
+    first = np.maximum(index.t_first[rows], source.start) // bucket_ns
+    last = np.minimum(index.t_last[rows], source.end - 1) // bucket_ns
+    points = np.unique(np.concatenate([first, last + 1]))
+    delta = np.zeros(len(points), np.int64)
+    np.add.at(delta, np.searchsorted(points, first), index.n_samples[rows])
+    np.add.at(delta, np.searchsorted(points, last + 1), -index.n_samples[rows])
+    over = np.flatnonzero(np.cumsum(delta)[:-1] > GATHER_LIMIT)
+    return np.concatenate([np.zeros(0, np.int64)] +
+                          [np.arange(points[i], points[i + 1], dtype=np.int64) for i in over])
+
+
+class RowSink:
+    """Result rows (bucket id, value) gathered in numpy pieces, held to the row limit."""
+
+    def __init__(self, limit: int, what: str):
+        self.limit, self.what = limit, what
+        self.ids, self.values, self.rows = [], [], 0
+
+    def add(self, ids, values) -> None:
+        self.rows += len(ids)
+        self.check()
+        self.ids.append(ids)
+        self.values.append(np.asarray(values, np.float64))
+
+    def check(self, open_bucket: bool = False) -> None:
+        if self.rows + open_bucket > self.limit:
+            raise limits.exceeded(self.limit, self.what)
+
+    def result(self):
+        if not self.ids:
+            return np.zeros(0, np.int64), np.zeros(0)
+        ids, values = np.concatenate(self.ids), np.concatenate(self.values)
+        order = np.argsort(ids, kind="stable")      # big buckets were answered last
+        return ids[order], values[order]
+
+
+# --- top N ------------------------------------------------------------------------------
+
+class TopN:
+    """The best ``n`` samples so far: largest value, then oldest, then first
+    appended (``pos``).  Holds at most about 2n + one block."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.parts: list = []
+        self.size = 0
+        self.threshold = -np.inf      # the n-th best value once n are held (else -inf)
+
+    def add(self, v, t, pos) -> None:
+        if len(v) > self.n:           # a block's own best n first
+            keep = best(v, t, pos, self.n)
+            v, t, pos = v[keep], t[keep], pos[keep]
+        self.parts.append((v, t, pos))
+        self.size += len(v)
+        # a small n is compacted after every block, so the threshold (and the
+        # decision to stop) is always current; a big one once it has doubled
+        if self.size >= max(2 * self.n, 2) or (self.size >= self.n and self.n <= 4096):
+            self._compact()
+
+    def _compact(self) -> None:
+        v, t, pos = (np.concatenate(c) for c in zip(*self.parts))
+        keep = best(v, t, pos, self.n)
+        self.parts, self.size = [(v[keep], t[keep], pos[keep])], len(keep)
+        if len(keep) >= self.n:
+            self.threshold = float(v[keep].min())
+
+    def result(self):
+        """(times, values), best first."""
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0)
+        v, t, pos = (np.concatenate(c) for c in zip(*self.parts))
+        order = np.lexsort((pos, t, -v))[:self.n]
+        return t[order], v[order]
+
+
+def best(v, t, pos, n) -> np.ndarray:
+    """Indices of the best n: ranks by −v, then t, then pos, as a stable
+    lexsort would — but a partition, then a sort of the ties at the cut only."""
+    if len(v) <= n:
+        return np.arange(len(v))
+    neg = -v
+    cut = np.partition(neg, n - 1)[n - 1]
+    better, ties = np.flatnonzero(neg < cut), np.flatnonzero(neg == cut)
+    need = n - len(better)
+    if len(ties) > need:
+        ties = ties[np.lexsort((pos[ties], t[ties]))[:need]]
+    return np.concatenate([better, ties])
+
+
+def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
+            max_rows: int | None = None) -> Result:
+    limit = limits.max_rows(max_rows)
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    start, end = q.time.bounds()
+    programs = compile_query(q.where, q.expr)
+    rows = np.flatnonzero(classify(q.where, index) != NONE)
+    upper = value_bounds(q.expr, index)[1]
+    rows = rows[np.argsort(-upper[rows], kind="stable")]    # most promising first
+    tier = tiers.choose(engine, tiers.scan_values(index, rows[:READ_AHEAD_BLOCKS],
+                                                  len(programs.channels)))
+    top, decoded = TopN(min(q.n, limit + 1)), 0
+    for lo in range(0, len(rows), READ_AHEAD_BLOCKS):
+        chunk = rows[lo:lo + READ_AHEAD_BLOCKS]
+        if top.threshold > upper[chunk[0]]:
+            break
+        reader = BlockReader(tier, index, programs, rows=chunk)
+        for b in chunk:
+            if top.threshold > upper[b]:    # no sample left can enter the top n
+                break
+            t, v, _ = reader.gather(b, start, end)
+            ok = np.flatnonzero(~np.isnan(v))
+            top.add(v[ok], t[ok], (int(b) << BITS) + ok)
+            decoded += 1
+    times, values = top.result()
+    if len(times) > limit:
+        raise limits.exceeded(limit, f"the result of {text!r}")
+    scan = ScanStats(blocks_total=len(index), decoded=decoded, skipped=len(index) - decoded,
+                     engine=tier.name)
+    return Result("table", text, columns={"time": times, "value": values},
+                  units={"time": TIME_UNIT, "value": q.unit}, scan=scan)
