@@ -22,6 +22,7 @@ from ..errors import DataError, SchemaError, SensorqError
 from ..schema import Channel
 
 META_DTYPE, META_UNIT, META_SCALE = b"sensorq.dtype", b"sensorq.unit", b"sensorq.scale"
+META_NAMES = b"sensorq.categories"      # a categorical channel's whole dictionary, as JSON
 TIME_NAMES = ("timestamp", "time")
 
 
@@ -84,6 +85,7 @@ def stream_schema(st):
         meta = {META_DTYPE: c.dtype.encode(), META_UNIT: (c.unit or "").encode()}
         if c.is_categorical:
             kind = pa.dictionary(pa.from_numpy_dtype(c.numpy_dtype), pa.string())
+            meta[META_NAMES] = json.dumps(list(c.categories)).encode()
         elif c.scale:
             kind = pa.float64()
             meta[META_SCALE] = repr(float(c.scale)).encode()
@@ -177,12 +179,15 @@ def channel_from_field(field, name: str, wanted: str | None, unit: str) -> Chann
     import pyarrow.types as t
     meta = field.metadata or {}
     kind = field.type.value_type if t.is_dictionary(field.type) else field.type
+    if META_DTYPE in meta:            # written by sensorq: the channel as it was stored
+        dtype = meta[META_DTYPE].decode()
+        if META_NAMES in meta and wanted in (None, "category"):
+            return Channel(name, dtype, categories=tuple(json.loads(meta[META_NAMES])))
+        if wanted in (None, dtype):
+            scale = float(meta[META_SCALE]) if META_SCALE in meta else None
+            return Channel(name, dtype, unit or meta.get(META_UNIT, b"").decode(), scale=scale)
     if wanted == "category" or t.is_string(kind) or t.is_large_string(kind):
         return Channel(name, "int16", categories=())
-    if META_DTYPE in meta and wanted is None:
-        scale = float(meta[META_SCALE]) if META_SCALE in meta else None
-        return Channel(name, meta[META_DTYPE].decode(), unit or meta.get(META_UNIT, b"").decode(),
-                       scale=scale)
     if wanted is not None:
         return Channel(name, wanted, unit)
     return Channel(name, _numeric_dtype(field, kind), unit)

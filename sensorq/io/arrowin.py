@@ -61,6 +61,9 @@ class ArrowIngest:
             channels = [channel_from_field(source.schema.field(i), n, wanted.get(k),
                                            csvin._unit_for(units, n) or "")
                         for k, (i, n) in enumerate(zip(value_fields, channel_names))]
+            for i, channel in zip(value_fields, channels):
+                if not channel.dtype.startswith("float"):
+                    self._check_no_nulls(i, channel)
             self.stream = cache.create_stream(name, channels, rate_hz=rate_hz or self.rate_hz)
             order = list(range(len(channel_names)))
         self.layout = _Layout(time_index, [value_fields[k] for k in order])
@@ -79,6 +82,21 @@ class ArrowIngest:
         self.rate_hz = None
         if rows > 1 and last > first:
             self.rate_hz = float(f"{1e9 * (rows - 1) / (last - first):.6g}")
+
+    def _check_no_nulls(self, i: int, channel) -> None:
+        """A column for a channel without a missing value must have none (checked
+        before the stream is made, so a refused file creates nothing)."""
+        name = self.source.schema.field(i).name
+        if self.source.fmt == "parquet":
+            meta = self.source.file.metadata
+            stats = [meta.row_group(g).column(i).statistics for g in range(meta.num_row_groups)]
+            if all(s is not None and s.has_null_count and s.null_count == 0 for s in stats):
+                return
+        row = 0
+        for batch in self.source.batches(columns=[name]):
+            rows = np.arange(row + 1, row + 1 + batch.num_rows)
+            _no_nulls(batch.column(0), channel, rows, slice(None), self.path)
+            row += batch.num_rows
 
     # --- appending ------------------------------------------------------------------
 
