@@ -20,7 +20,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .kernels import float_features, int_features, int_mag, int_signal
+from .kernels import (float_features, int_features, int_mag, int_signal, stats_by_segments,
+                      stats_direct)
 from .model import (BAND, MAX_MAG, MAX_WINDOW_SAMPLES, OP_BY_NAME, OP_SCALE, RATIO, Feature,
                     Input, ModelError, Pipeline)
 
@@ -362,8 +363,9 @@ class _Walker:
         starts, lo, hi, n = starts[good], lo[good], hi[good], n[good]
         row = {"start": starts, "n": n}
         if self.want_codes:
+            stats = self._stats(ks[good], lo, hi)
             out = np.zeros((starts.shape[0], len(p.features)), np.int64)
-            int_features(buf["u"], lo, hi, plan.ops, plan.sig, plan.steps, plan.a_start,
+            int_features(buf["u"], lo, hi, stats, plan.ops, plan.sig, plan.steps, plan.a_start,
                          plan.b_start, plan.b_end, out)
             row["codes"] = out
         if self.want_values:
@@ -379,6 +381,22 @@ class _Walker:
             bad = np.concatenate([[0], np.cumsum(buf["bad"])])
             row["keep"] = bad[hi] == bad[lo]
         self.out.append(row)
+
+    def _stats(self, ks, lo, hi) -> np.ndarray:
+        """Each window's S, Q, D, min, max per signal.  When a window is a
+        whole number m >= 2 of hops, hop-long segments are summed once and
+        windows add up theirs (m times fewer sample visits)."""
+        p, t, u = self.p, self.buf["t"], self.buf["u"]
+        stats = np.zeros((5, u.shape[0], ks.shape[0]), np.int64)
+        m, rest = divmod(p.window_ns, p.hop_ns)
+        if rest or m < 2 or not ks.shape[0]:
+            stats_direct(u, lo, hi, stats)
+            return stats
+        segs = np.unique((ks[:, None] + np.arange(m)[None, :]).ravel())
+        seg_lo = np.searchsorted(t, segs * p.hop_ns, "left")
+        seg_hi = np.searchsorted(t, (segs + 1) * p.hop_ns, "left")
+        stats_by_segments(u, seg_lo, seg_hi, np.searchsorted(segs, ks), m, stats)
+        return stats
 
     def result(self) -> Windows:
         p = self.p

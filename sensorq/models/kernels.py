@@ -78,60 +78,120 @@ def _band_energy(u, lo, hi, m16, steps, s0, s1, cos):
 
 
 @njit(cache=True)
-def int_features(u, win_lo, win_hi, ops, sig, steps, a_start, b_start, b_end, out):
+def int_features(u, win_lo, win_hi, stats, ops, sig, steps, a_start, b_start, b_end, out):
     """out[w, f] = the integer code of feature f over samples [win_lo[w], win_hi[w]).
 
-    u: int32 (n_signals, n) signal values.  Spectral features read phase steps
-    steps[a_start[f]:b_start[f]] (numerator / band) and steps[b_start[f]:b_end[f]]."""
-    n_sig = u.shape[0]
+    u: int32 (n_signals, n) signal values; stats: int64 (5, n_signals, n_windows),
+    each window's S, Q, D, min, max (stats_direct or stats_by_segments).
+    Spectral features read phase steps steps[a_start[f]:b_start[f]] (numerator
+    / band) and steps[b_start[f]:b_end[f]]."""
     cos = COS_TABLE
-    S = np.zeros(n_sig, np.int64)
-    Q = np.zeros(n_sig, np.int64)
-    D = np.zeros(n_sig, np.int64)
-    MN = np.zeros(n_sig, np.int64)
-    MX = np.zeros(n_sig, np.int64)
-    M = np.zeros(n_sig, np.int64)
-    done = np.zeros(n_sig, np.bool_)
     for w in range(win_lo.shape[0]):
         lo = win_lo[w]
         hi = win_hi[w]
-        n = hi - lo
-        done[:] = False
+        n = np.int64(hi - lo)
         for f in range(ops.shape[0]):
             s = sig[f]
-            row = u[s]
-            if not done[s]:
-                _pass_one(row, lo, hi, s, S, Q, D, MN, MX)
-                M[s] = rdiv(16 * S[s], np.int64(n))
-                done[s] = True
-            out[w, f] = clamp32(_code(ops[f], row, lo, hi, n, S[s], Q[s], D[s], MN[s], MX[s], M[s],
-                                      steps, a_start[f], b_start[f], b_end[f], cos))
+            S = stats[0, s, w]
+            m16 = rdiv(16 * S, n)
+            out[w, f] = clamp32(_code(ops[f], u[s], lo, hi, n, S, stats[1, s, w], stats[2, s, w],
+                                      stats[3, s, w], stats[4, s, w], m16, steps, a_start[f],
+                                      b_start[f], b_end[f], cos))
 
 
-@njit(cache=True, inline="always")
-def _pass_one(row, lo, hi, s, S, Q, D, MN, MX):
-    v = np.int64(row[lo])
-    s_ = v
-    q = v * v
-    d = np.int64(0)
-    mn = v
-    mx = v
-    prev = v
-    for i in range(lo + 1, hi):
-        v = np.int64(row[i])
-        s_ += v
-        q += v * v
-        d += abs(v - prev)
-        prev = v
-        if v < mn:
+@njit(cache=True)
+def stats_direct(u, win_lo, win_hi, stats):
+    """S, Q, D (sum of |successive differences|), min, max of every signal
+    over every window, one pass over each window's samples."""
+    for s in range(u.shape[0]):
+        row = u[s]
+        for w in range(win_lo.shape[0]):
+            lo = win_lo[w]
+            v = np.int64(row[lo])
+            S = v
+            Q = v * v
+            D = np.int64(0)
             mn = v
-        if v > mx:
             mx = v
-    S[s] = s_
-    Q[s] = q
-    D[s] = d
-    MN[s] = mn
-    MX[s] = mx
+            prev = v
+            for i in range(lo + 1, win_hi[w]):
+                v = np.int64(row[i])
+                S += v
+                Q += v * v
+                D += abs(v - prev)
+                prev = v
+                mn = min(mn, v)
+                mx = max(mx, v)
+            stats[0, s, w] = S
+            stats[1, s, w] = Q
+            stats[2, s, w] = D
+            stats[3, s, w] = mn
+            stats[4, s, w] = mx
+
+
+@njit(cache=True)
+def stats_by_segments(u, seg_lo, seg_hi, win_seg, m, stats):
+    """The same numbers as stats_direct when every window is m whole hops:
+    each hop-long segment is summed once, then a window adds up its m
+    segments (D also gains |first - last| across each joint between non-empty
+    segments).  Integer sums are exact, so the result is identical."""
+    n_seg = seg_lo.shape[0]
+    for s in range(u.shape[0]):
+        row = u[s]
+        part = np.zeros((8, n_seg), np.int64)    # n, S, Q, D, min, max, first, last
+        for j in range(n_seg):
+            lo = seg_lo[j]
+            hi = seg_hi[j]
+            part[0, j] = hi - lo
+            if hi == lo:
+                continue
+            v = np.int64(row[lo])
+            S = v
+            Q = v * v
+            D = np.int64(0)
+            mn = v
+            mx = v
+            prev = v
+            for i in range(lo + 1, hi):
+                v = np.int64(row[i])
+                S += v
+                Q += v * v
+                D += abs(v - prev)
+                prev = v
+                mn = min(mn, v)
+                mx = max(mx, v)
+            part[1, j] = S
+            part[2, j] = Q
+            part[3, j] = D
+            part[4, j] = mn
+            part[5, j] = mx
+            part[6, j] = np.int64(row[lo])
+            part[7, j] = prev
+        for w in range(win_seg.shape[0]):
+            S = np.int64(0)
+            Q = np.int64(0)
+            D = np.int64(0)
+            mn = np.int64(1) << 62
+            mx = -(np.int64(1) << 62)
+            seen = False
+            last = np.int64(0)
+            for j in range(win_seg[w], win_seg[w] + m):
+                if part[0, j] == 0:
+                    continue
+                S += part[1, j]
+                Q += part[2, j]
+                D += part[3, j]
+                if seen:
+                    D += abs(part[6, j] - last)
+                last = part[7, j]
+                seen = True
+                mn = min(mn, part[4, j])
+                mx = max(mx, part[5, j])
+            stats[0, s, w] = S
+            stats[1, s, w] = Q
+            stats[2, s, w] = D
+            stats[3, s, w] = mn
+            stats[4, s, w] = mx
 
 
 @njit(cache=True)
@@ -187,43 +247,63 @@ def float_features(x, win_lo, win_hi, ops, sig, freqs, a_start, b_start, b_end, 
 
 @njit(cache=True)
 def _float_code(op, v, n, freqs, a0, b0, b1):
-    mean = v.sum() / n
+    total = 0.0
+    for i in range(n):
+        total += v[i]
+    mean = total / n                   # the sum in sample order, over n
     if op == MEAN:
         return mean
-    if op == STD:
-        return math.sqrt(((v - mean) ** 2).sum() / n)
-    if op == MIN:
-        return v.min()
-    if op == MAX:
-        return v.max()
-    if op == RMS:
-        return math.sqrt((v * v).sum() / n)
-    if op == PTP:
-        return v.max() - v.min()
+    if op == STD or op == RMS:
+        acc = 0.0
+        for i in range(n):
+            d = v[i] - mean if op == STD else v[i]
+            acc += d * d
+        return math.sqrt(acc / n)
+    if op == MIN or op == MAX or op == PTP:
+        lo = v[0]
+        hi = v[0]
+        for i in range(1, n):
+            lo = min(lo, v[i])
+            hi = max(hi, v[i])
+        return lo if op == MIN else (hi if op == MAX else hi - lo)
     if op == MAD:
-        return np.abs(v[1:] - v[:-1]).sum() / (n - 1)
+        acc = 0.0
+        for i in range(1, n):
+            acc += abs(v[i] - v[i - 1])
+        return acc / (n - 1)
     if op == CROSS:
-        above = v >= mean
-        return (above[1:] != above[:-1]).sum() / (n - 1)
+        c = 0
+        above = v[0] >= mean
+        for i in range(1, n):
+            now = v[i] >= mean
+            if now != above:
+                c += 1
+            above = now
+        return c / (n - 1)
     if op == BAND:
-        return math.sqrt(_float_energy(v - mean, n, freqs, a0, b0))
+        return math.sqrt(_float_energy(v, mean, n, freqs, a0, b0))
     if op == RATIO:
-        eb = _float_energy(v - mean, n, freqs, b0, b1)
+        eb = _float_energy(v, mean, n, freqs, b0, b1)
         if eb == 0.0:
             return INT32_MAX / 256.0
-        return _float_energy(v - mean, n, freqs, a0, b0) / eb
+        return _float_energy(v, mean, n, freqs, a0, b0) / eb
     return 0.0
 
 
 @njit(cache=True)
-def _float_energy(x, n, freqs, s0, s1):
-    """Sum of |DFT(x)/n|^2 at normalised frequencies freqs[s0:s1] (cycles per sample)."""
+def _float_energy(v, mean, n, freqs, s0, s1):
+    """Sum of |DFT(v - mean)/n|^2 at normalised frequencies freqs[s0:s1] (cycles per sample)."""
     total = 0.0
-    i = np.arange(n)
     for j in range(s0, s1):
-        ang = 2 * math.pi * freqs[j] * i
-        re = (x * np.cos(ang)).sum() / n
-        im = (x * np.sin(ang)).sum() / n
+        re = 0.0
+        im = 0.0
+        w = 2 * math.pi * freqs[j]
+        for i in range(n):
+            x = v[i] - mean
+            re += x * math.cos(w * i)
+            im += x * math.sin(w * i)
+        re /= n
+        im /= n
         total += re * re + im * im
     return total
 
