@@ -1,7 +1,7 @@
 """The device port's block codec and ring (C, through ctypes) against the host codec.
 
 * blocks the device seals are byte for byte the host's ``encode_block(...,
-  codec="fast")`` of the same samples;
+  version=2)`` of the same samples, with either codec;
 * the host decodes device blocks and the device decodes host blocks of both
   codecs (dictionary and Rice included), exactly;
 * damaged blocks give error codes, never a crash (also under ASan/UBSan);
@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.block import decode_block, encode_block
+from sensorq.device.vectors import block_info
 from sensorq.codec.intcodec import decode_column
 from sensorq.device.native import DeviceError, DeviceLib, build_library
 from sensorq.errors import CorruptDataError
@@ -70,8 +71,8 @@ def integer_blocks(draw, max_n=300):
     return draw(timestamps(n)), cols
 
 
-def seal_on_device(dev, t, cols, stream_id=0):
-    ring = dev.ring([c.dtype.name for c in cols], len(t), stream_id=stream_id)
+def seal_on_device(dev, t, cols, stream_id=0, codec="compact"):
+    ring = dev.ring([c.dtype.name for c in cols], len(t), stream_id=stream_id, codec=codec)
     ring.append_many(t, cols)
     blocks = ring.blocks()
     assert len(blocks) == 1 and ring.staged == 0
@@ -79,11 +80,12 @@ def seal_on_device(dev, t, cols, stream_id=0):
 
 
 @SETTINGS
-@given(integer_blocks(), st.integers(0, 2**32 - 1))
-def test_device_block_bytes_equal_host_fast_encoder(dev, block, stream_id):
+@given(integer_blocks(), st.integers(0, 2**32 - 1), st.sampled_from(["compact", "fast"]))
+def test_device_block_bytes_equal_host_encoder(dev, block, stream_id, codec):
+    """Format version 2, both codecs: the device writes the host's bytes."""
     t, cols = block
-    device = seal_on_device(dev, t, cols, stream_id)
-    assert device == encode_block(t, cols, stream_id=stream_id, seq=0, codec="fast")
+    device = seal_on_device(dev, t, cols, stream_id, codec)
+    assert device == encode_block(t, cols, stream_id=stream_id, seq=0, codec=codec, version=2)
     t2, cols2 = decode_block(device)         # the host reads what the device wrote
     assert np.array_equal(t2, t)
     for a, b in zip(cols2, cols):
@@ -109,9 +111,9 @@ def test_compact_blocks_with_dictionary_and_rice_decode(dev):
     lattice = rng.choice(np.array([-30000, -12345, 0, 999, 31000], np.int16), n)
     geometric = (rng.geometric(0.02, n) * rng.choice([-1, 1], n)).astype(np.int32)
     host = encode_block(t, [lattice, geometric], codec="compact")
-    entries = parse_block(host).entries
+    entries = block_info(host).entries
     assert entries["codec"][0] & 0x04, "expected a dictionary"
-    offsets = parse_block(host).section_offsets()
+    offsets = block_info(host).section_offsets()
     section = host[offsets[2]:offsets[2] + entries["data_len"][1]]
     n_mini = (n + 31) // 32
     assert any(h & 0x80 for h in section[8:8 + n_mini]), "expected Rice mini-blocks"
@@ -193,7 +195,7 @@ def _words_fit(block: bytes) -> bool:
     """Whether every integer channel's decoded words fit its storage type (the
     device rejects a block where one does not; the host's decode_block wraps
     it into the dtype)."""
-    info = parse_block(block)
+    info = block_info(block)
     raw = np.frombuffer(block, np.uint8)
     starts = info.section_offsets()
     words, scratch = np.empty(info.n_samples, np.uint64), np.empty(info.n_samples, np.uint64)
@@ -289,7 +291,7 @@ def test_ring_evicts_oldest_blocks_and_keeps_sequence(dev):
         ring.append_many(t[start:start + 250], [x[start:start + 250], y[start:start + 250]])
         blocks = ring.blocks()
         kept_counts.append(len(blocks))
-        seqs = [parse_block(b).seq for b in blocks]
+        seqs = [block_info(b).seq for b in blocks]
         newest = (start + 250) // block_samples - 1
         assert seqs == list(range(newest - len(seqs) + 1, newest + 1)), "oldest first, no gaps"
         for b, seq in zip(blocks, seqs):

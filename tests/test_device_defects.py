@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.block import decode_block, encode_block
+from sensorq.device.vectors import block_info
 from sensorq.device import bytecode as B
 from sensorq.device.bytecode import compile_plan, schema_hash
 from sensorq.device.native import DEVICE_PORT, DeviceError
@@ -51,7 +52,7 @@ def test_device_seals_early_before_a_time_step_of_2_63(dev, t):
         ring.append(ti, [i])
     ring.seal()
     blocks = ring.blocks()
-    assert [parse_block(b).n_samples for b in blocks] == [1, 2]
+    assert [block_info(b).n_samples for b in blocks] == [1, 2]
     got = np.concatenate([decode_block(b)[0] for b in blocks])
     assert got.tolist() == t
     ref = P.ChannelRef("v", 0, "int16", 1.0, "")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.block import decode_block, encode_block
+from sensorq.device.vectors import block_info, block_length
 from sensorq.device.bytecode import compile_plan, schema_hash
 from sensorq.device.flashsim import NorFlash, cut_points
 from sensorq.device.native import DeviceError
@@ -113,7 +114,7 @@ class Expectations:
                     self.acked_at[seq] = i
                 acked = op[2]
             elif op[0] == "prog" and op[2][:4] == b"SQB1":
-                seq = parse_block(op[2][:int.from_bytes(op[2][12:16], "little")]).seq
+                seq = block_info(op[2][:block_length(op[2])]).seq
                 self.where[seq] = (op[1], len(op[2]))
             elif op[0] == "erase":      # an erase begun in a bank evicts its blocks
                 for seq, (off, _) in self.where.items():
@@ -124,7 +125,7 @@ class Expectations:
         if seq not in self.blocks:
             lo, hi = self.w.ranges[seq]
             self.blocks[seq] = encode_block(self.w.t[lo:hi], [c[lo:hi] for c in self.w.cols],
-                                            stream_id=STREAM_ID, seq=seq, codec="fast")
+                                            stream_id=STREAM_ID, seq=seq, codec="compact", version=2)
         return self.blocks[seq]
 
     def must_keep(self, i: int) -> set:
@@ -144,7 +145,7 @@ def check_cut(dev, w: Workload, exp: Expectations, cut, code, plan) -> str:
             (cut.what, exc.name)
         return "no ring yet"
     blocks = ring.blocks()
-    seqs = [parse_block(b).seq for b in blocks]
+    seqs = [block_info(b).seq for b in blocks]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True, (cut.what, seqs)
     for seq, block in zip(seqs, blocks):
         assert block == exp.reference(seq), (cut.what, seq)
@@ -173,7 +174,7 @@ def go_on(dev, w: Workload, ring, flash: NorFlash, seqs: list) -> None:
     ring.flush()
     again = open_ring(dev, w, w.flash(flash.mem), mount=True)
     blocks = again.blocks()
-    new = [b for b in blocks if parse_block(b).seq >= (seqs[-1] + 1 if seqs else 0)]
+    new = [b for b in blocks if block_info(b).seq >= (seqs[-1] + 1 if seqs else 0)]
     got_t = np.concatenate([decode_block(b)[0] for b in new]) if new else np.zeros(0, np.int64)
     assert got_t.tolist() == t.tolist()
     assert flash.violations == 0
@@ -198,7 +199,7 @@ def campaign(dev, w: Workload, erase_from_end: bool = False) -> tuple[int, int]:
 def test_every_cut_point_of_a_small_workload(dev):
     """3 × int16, 16-sample blocks, 6 banks of 4 sectors of 256 B, program
     size 16, 64-byte pages: ~40 blocks, the ring wraps several times."""
-    w = make_workload(640, ["int16", "int16", "int16"], 16, flush_at=(100, 333, 334),
+    w = make_workload(1600, ["int16", "int16", "int16"], 16, flush_at=(100, 333, 334, 1001),
                       size=6 * 1024, sector=256, prog=16, page=64)
     tried, survived = campaign(dev, w)
     print(f"\npower cuts tried: {tried}, survived: {survived}")

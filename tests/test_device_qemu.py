@@ -19,7 +19,7 @@ import pytest
 from sensorq.device.bytecode import compile_plan, schema_hash
 from sensorq.device.native import DEVICE_PORT, ERRORS, DeviceLib, build_library
 from sensorq.device.reference import expected_answer
-from sensorq.device.vectors import (FIRMWARE_REGION_MAX, VECTORS, Vector, blocks_of, firmware_input,
+from sensorq.device.vectors import (FIRMWARE_REGION_MAX, VECTORS, Vector, block_info, blocks_of, firmware_input,
                                     read_answers)
 from sensorq.query import plan as P
 from sensorq.schema import Channel, Stream
@@ -132,7 +132,7 @@ def test_firmware_agrees_with_host_on_random_streams(firmware, tmp_path, tmp_pat
     ring.append_many(vector.t, vector.columns)
     assert blocks == b"".join(ring.blocks())
     from sensorq.codec.block import parse_block
-    first_seq = parse_block(blocks_of(blocks)[0]).seq if blocks else 0
+    first_seq = block_info(blocks_of(blocks)[0]).seq if blocks else 0
     keep = first_seq * vector.stream.block_samples
     for (code, now), p, got in zip(codes, plans, answers):
         want = expected_answer(p, vector.t[keep:], [c[keep:] for c in vector.columns])

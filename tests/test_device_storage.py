@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.block import decode_block, encode_block
+from sensorq.device.vectors import block_info
 from sensorq.device.bytecode import compile_plan, schema_hash
 from sensorq.device.flashsim import NorFlash
 from sensorq.device.native import ERRORS, DeviceError
@@ -45,7 +46,7 @@ def flash_ring(dev, dtypes, bs, flash, mount=False, **kw):
 
 
 def host_blocks(t, cols, bs, first_seq=0):
-    return [encode_block(t[i:i + bs], [c[i:i + bs] for c in cols], seq=first_seq + k, codec="fast")
+    return [encode_block(t[i:i + bs], [c[i:i + bs] for c in cols], seq=first_seq + k, codec="compact", version=2)
             for k, i in enumerate(range(0, len(t), bs))]
 
 
@@ -81,7 +82,7 @@ def test_flash_ring_holds_the_host_blocks_oldest_first(dev, data):
     assert st_.staged == ring.staged == n % bs
     assert st_.bytes_used + st_.bytes_free == st_.capacity == (banks - 1) * st_.bank_size
     if blocks:
-        assert st_.oldest_t == parse_block(blocks[0]).t_first
+        assert st_.oldest_t == block_info(blocks[0]).t_first
     assert st_.has_data and st_.newest_t == t[-1]
     assert flash.violations == 0
 
@@ -99,7 +100,7 @@ def test_mount_after_a_clean_stop_keeps_everything_and_goes_on(dev):
     again.append_many(t[500:], [c[500:] for c in cols])
     again.flush()
     blocks = again.blocks()
-    assert [parse_block(b).seq for b in blocks] == list(range(parse_block(blocks[0]).seq, 26))
+    assert [block_info(b).seq for b in blocks] == list(range(block_info(blocks[0]).seq, 26))
     got = np.concatenate([decode_block(b)[0] for b in blocks])
     assert got.tolist() == t[-len(got):].tolist()
 
@@ -226,7 +227,7 @@ def test_export_cursor_and_what_was_missed(dev):
     ring.append_many(t, cols)
     everything = host_blocks(t[:1984], [c[:1984] for c in cols], 32)
     blocks = ring.blocks()
-    oldest = parse_block(blocks[0]).seq
+    oldest = block_info(blocks[0]).seq
     for after in (oldest - 5, oldest - 1, oldest, oldest + 3, len(everything) - 2, len(everything) + 9):
         got, missed = ring.blocks_after(after)
         assert got == everything[max(after + 1, oldest):]

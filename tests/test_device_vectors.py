@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorq.codec.block import decode_block, parse_block
+from sensorq.codec.block import decode_block
+from sensorq.device.vectors import block_info
 from sensorq.device.bytecode import schema_hash
 from sensorq.device.native import ERRORS, DeviceError
 from sensorq.device.reference import round_half_away_float
@@ -26,7 +27,7 @@ NAMES = sorted(VECTORS)
 def load(name: str):
     meta = json.loads((VECTOR_DIR / f"{name}.json").read_text())
     data = (VECTOR_DIR / f"{name}.bin").read_bytes()
-    magic, n_ch, dtypes, block_samples, region_len, n, n_queries, _schema = HEADER.unpack_from(data)
+    magic, n_ch, dtypes, block_samples, region_len, n, n_queries, _schema, _codec = HEADER.unpack_from(data)
     assert magic == b"SQV1"
     rows = np.frombuffer(data, "<i8", count=n * (1 + n_ch), offset=HEADER.size).reshape(n, 1 + n_ch)
     at = HEADER.size + rows.nbytes
@@ -55,7 +56,7 @@ def test_python_side_decodes_vector_blocks(name):
     stream = Stream.from_json(meta["stream"])
     b = stream.block_samples
     for block in blocks_of(blocks):
-        info = parse_block(block)
+        info = block_info(block)
         t, cols = decode_block(block)
         lo = info.seq * b
         assert np.array_equal(t, rows[lo:lo + b, 0])
@@ -69,7 +70,7 @@ def test_c_side_writes_the_vector_blocks_and_answers(dev, name):
     meta, rows, queries, blocks = load(name)
     stream = Stream.from_json(meta["stream"])
     ring = dev.ring([c.dtype for c in stream.channels], stream.block_samples,
-                    region_len=meta["region_len"], schema=schema_hash(stream))
+                    region_len=meta["region_len"], schema=schema_hash(stream), codec=meta["codec"])
     ring.append_many(rows[:, 0], [rows[:, i + 1] for i in range(len(stream.channels))])
     assert b"".join(ring.blocks()) == blocks
     for (code, now), want in zip(queries, meta["queries"]):
@@ -84,7 +85,7 @@ def test_c_side_writes_the_vector_blocks_and_answers(dev, name):
             dev.verify(block)
     for block in blocks_of(blocks):
         t, cols = dev.decode(block)
-        lo = parse_block(block).seq * stream.block_samples
+        lo = block_info(block).seq * stream.block_samples
         assert np.array_equal(t, rows[lo:lo + len(t), 0])
 
 

@@ -157,11 +157,11 @@ static int export_blocks(void)
 
 int main(void)
 {
-    uint8_t head[36];
+    uint8_t head[40];
     sq_stream_cfg cfg;
     uint32_t c, region_len;
     int in = sh_open("vector.bin", 1), out = sh_open("answers.txt", 5), step;
-    if (in < 0 || out < 0 || sh_read(in, head, 36) || get_u32(head) != 0x31565153u) {
+    if (in < 0 || out < 0 || sh_read(in, head, 40) || get_u32(head) != 0x31565153u) {
         return 1;
     }
     SYST_RVR = 0xFFFFFFu;
@@ -175,6 +175,7 @@ int main(void)
     cfg.block_samples = get_u32(head + 16);
     cfg.stream_id = 0;
     cfg.schema = get_u32(head + 32);
+    cfg.codec = (uint8_t)get_u32(head + 36);
     region_len = get_u32(head + 20);
     if (region_len > REGION_MAX || sq_ring_init(&ring, region, region_len, &cfg) != SQ_OK) {
         return 2;

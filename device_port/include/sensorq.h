@@ -41,13 +41,13 @@ extern "C" {
 #define SQ_VERSION_STRING "0.2.0"
 #define SQ_VERSION_NUMBER (SQ_VERSION_MAJOR * 10000L + SQ_VERSION_MINOR * 100L + SQ_VERSION_PATCH)
 
-#define SQ_FORMAT_VERSION 1u      /* block format (docs/format.md) */
+#define SQ_FORMAT_VERSION 2u      /* block format the device writes (docs/format.md); it reads 1 and 2 */
 #define SQ_BYTECODE_VERSION 2u    /* query bytecode (docs/device.md) */
 #define SQ_MAX_CHANNELS 8u        /* channels of one ring stream */
 #define SQ_VM_MAX_COLUMNS 3u      /* distinct channels one query may read (stack budget) */
 #define SQ_VM_STACK 8u            /* predicate stack depth */
-#define SQ_HEADER_SIZE 56u        /* block header bytes */
-#define SQ_ENTRY_SIZE 80u         /* channel directory entry bytes */
+#define SQ_HEADER_SIZE 56u        /* block header bytes, format version 1 */
+#define SQ_ENTRY_SIZE 80u         /* channel directory entry bytes, format version 1 */
 #define SQ_MAX_BLOCK_SAMPLES 65536u
 
 /* Error codes.  Keep in step with sensorq/device/native.py (ERRORS). */
@@ -89,6 +89,9 @@ typedef struct {
     uint32_t time_len;
     uint32_t stream_id;
     uint8_t time_codec;
+    uint8_t version;          /* format version: 1 or 2 */
+    uint32_t dir_off;         /* the channel directory's offset */
+    uint32_t sec_off;         /* the time section's offset (the channels' follow it) */
     int64_t t_first;
     int64_t t_last;
     int64_t tick;
@@ -100,6 +103,7 @@ typedef struct {
 typedef struct {
     uint8_t dtype;            /* SQ_INT8 … SQ_FLOAT64 */
     uint8_t codec;            /* column codec byte */
+    uint8_t dexp;             /* decimal exponent (float channels) */
     uint32_t data_len;        /* section bytes */
     uint32_t count;
     uint32_t flags;           /* bit 0 SUM_INEXACT, bit 1 SUMSQ_INEXACT */
@@ -117,7 +121,9 @@ typedef struct {
  * block that passed may be given to the functions below. */
 int sq_block_verify(const uint8_t *block, size_t len, sq_block_info *info);
 
-/* Channel ch's directory entry of a verified block.  Errors: SQ_ERR_ARG. */
+/* Channel ch's directory entry of a verified block, either version (a
+ * version-2 entry is made absolute, as version 1 stores it: float channels'
+ * f64 statistics are not read).  Errors: SQ_ERR_ARG. */
 int sq_block_channel(const uint8_t *block, const sq_block_info *info, uint32_t ch,
                      sq_chan_stats *st);
 
@@ -156,10 +162,17 @@ typedef struct {
 
 /* ---- the ring (sq_ring.c) ----------------------------------------------- */
 
+/* The column codecs a seal writes: "fast" bit-packs (a seal ≈ 4x cheaper),
+ * "compact" adds Rice mini-blocks and dictionaries (blocks ≈ 20 % smaller).
+ * Building with -DSQ_NO_COMPACT leaves the compact encoder out (less flash);
+ * a stream that asks for it is then refused with SQ_ERR_UNSUPPORTED. */
+enum { SQ_CODEC_FAST = 0, SQ_CODEC_COMPACT = 1 };
+
 /* One stream: its integer channels and how many samples make a block. */
 typedef struct {
     uint8_t n_channels;                 /* 1 … SQ_MAX_CHANNELS */
     uint8_t dtype[SQ_MAX_CHANNELS];     /* SQ_INT8 … SQ_INT64 */
+    uint8_t codec;                      /* SQ_CODEC_FAST or SQ_CODEC_COMPACT (format.md §3) */
     uint32_t block_samples;             /* 1 … SQ_MAX_BLOCK_SAMPLES */
     uint32_t stream_id;                 /* written into every block */
     uint32_t schema;                    /* the stream's schema hash (sensorq.device.bytecode.
@@ -199,7 +212,7 @@ typedef struct {
     uint8_t *buf;            /* block buffer: a block being sealed or read */
     uint32_t buf_len;        /* its size: the worst block, rounded up to prog_size */
     uint8_t *hbuf;           /* bank header buffer (hdr_len bytes) */
-    uint8_t *scratch;        /* the seal's time words (8 bytes a sample) */
+    void *enc;               /* the encoder's working memory */
     uint32_t bank_size, n_banks, hdr_len;
     uint32_t head, head_off; /* the bank written, and where in it */
     uint32_t oldest;         /* the oldest bank holding blocks */
@@ -378,6 +391,13 @@ typedef struct {
     sq_col tcol;
     sq_dict_cursor cursor;
     int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
+    /* the current block's statistics and sections, by slot */
+    int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
+    int64_t agg_sum, agg_first, agg_last;
+    uint32_t sec_off[SQ_VM_MAX_COLUMNS], sec_len[SQ_VM_MAX_COLUMNS];
+    uint8_t sec_codec[SQ_VM_MAX_COLUMNS], width[SQ_VM_MAX_COLUMNS];
+    uint8_t agg_flags;
+    sq_chan_stats st;              /* a directory entry being read */
 } sq_query_state;
 
 /* ---- queries (sq_vm.c) --------------------------------------------------- */

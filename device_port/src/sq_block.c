@@ -1,11 +1,17 @@
-/* Blocks (docs/format.md §1–§3): verify, decode one word at a time, and
- * encode with the "fast" codec.  Mirrors sensorq/codec/block.py and
- * intcodec.py; the fast encoder writes the host's bytes exactly. */
+/* Blocks (docs/format.md §1–§3), read: verify (format versions 1 and 2),
+ * the directory's statistics, and a column decoded one word at a time.
+ * Mirrors sensorq/codec/header.py, header2.py and intcodec.py; the encoder
+ * is sq_enc.c. */
 #include <string.h>
 
 #include "sq_internal.h"
 
 static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
+
+static int is_magic(const uint8_t *p)
+{
+    return p[0] == sq_magic[0] && p[1] == sq_magic[1] && p[2] == sq_magic[2] && p[3] == sq_magic[3];
+}
 
 /* ---- packed little-endian integers -----------------------------------------
  * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
@@ -71,48 +77,6 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
         v |= (uint64_t)p[8] << (64u - off);
     }
     return w < 64u ? v & (((uint64_t)1 << w) - 1u) : v;
-}
-
-/* OR the w low bits of v (already < 2^w) in at bit offset `bit`; the bytes
- * after the first are still zero. */
-static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
-{
-    unsigned off = bit & 7u;
-    p += bit >> 3;
-    if (!w) {
-        return;
-    }
-    *p++ |= (uint8_t)((uint32_t)v << off);
-    if (w <= 8u - off) {
-        return;
-    }
-    w -= 8u - off;
-    v >>= 8u - off;
-    while (w) {
-        *p++ = (uint8_t)v;
-        v >>= 8;
-        w = w > 8u ? w - 8u : 0u;
-    }
-}
-
-static unsigned bit_length(uint64_t v)
-{
-    unsigned n = 0;
-    while (v) {
-        v >>= 1;
-        n++;
-    }
-    return n;
-}
-
-static uint64_t zigzag(uint64_t d)
-{
-    return (d << 1) ^ (0u - (d >> 63));
-}
-
-static uint64_t unzigzag(uint64_t u)
-{
-    return (u >> 1) ^ (0u - (u & 1u));
 }
 
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
@@ -189,16 +153,49 @@ static void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
     p->i = 0;
 }
 
+/* ---- varints (format version 2) --------------------------------------------- */
+
+/* A LEB128 varint at p, read no further than end: the position after it, or
+ * NULL if it runs past end or holds more than 64 bits. */
+static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+    unsigned i;
+    *v = 0;
+    for (i = 0; i < 10u && p < end; i++) {
+        uint8_t b = *p++;
+        if (i == 9u && b > 1u) {
+            return NULL;
+        }
+        *v |= (uint64_t)(b & 0x7Fu) << (7u * i);
+        if (b < 0x80u) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t unzigzag(uint64_t u)
+{
+    return (u >> 1) ^ (0u - (u & 1u));
+}
+
 /* ---- column reader --------------------------------------------------------- */
 
 int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
                 unsigned width, sq_dict_cursor *cursor)
 {
-    const uint8_t *p = sec + 8, *q = 0;
-    if ((codec & ~0x27u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 8) {
+    const uint8_t *p = sec, *q = 0;
+    uint64_t v;
+    if ((codec & ~0x67u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 1) {
         return SQ_ERR_CORRUPT;
     }
-    c->base = sq_get_le(sec, 8);
+    if (codec & SQ_CODEC_SHORT) {            /* format version 2: a zigzag varint */
+        p = get_varint(p, end, &v);
+        c->base = unzigzag(v);
+    } else {
+        p = end - sec < 8 ? NULL : p + 8;
+        c->base = p ? sq_get_le(sec, 8) : 0;
+    }
     c->prev = c->delta = 0;
     c->dict_n = 0;
     c->cursor = cursor;
@@ -206,19 +203,21 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     c->codec = codec;
     c->width = (uint8_t)width;
     c->raw = 0;
-    if (codec & SQ_CODEC_DICT) {
-        if (end - p < 4) {
-            return SQ_ERR_CORRUPT;
+    if (p && (codec & SQ_CODEC_DICT)) {
+        if (codec & SQ_CODEC_SHORT) {
+            p = get_varint(p, end, &v);
+        } else {
+            v = end - p < 4 ? 0 : sq_get_le(p, 4);
+            p += 4;
         }
-        c->dict_n = (uint32_t)sq_get_le(p, 4);
-        p += 4;
-        if (c->dict_n < 1u || c->dict_n > n || payload_end(p, end, c->dict_n, &q)) {
+        c->dict_n = v > n ? 0 : (uint32_t)v;
+        if (!p || !c->dict_n || payload_end(p, end, c->dict_n, &q)) {
             return SQ_ERR_CORRUPT;
         }
         c->dict_hdr = p;
         p = q;
     }
-    if (codec & SQ_CODEC_ZERO) {
+    if (!p || (codec & SQ_CODEC_ZERO)) {
         return p == end ? SQ_OK : SQ_ERR_CORRUPT;
     }
     if (payload_end(p, end, n, &q) || q != end) {
@@ -287,11 +286,13 @@ int sq_col_next(sq_col *c, uint64_t *word)
 
 /* ---- verification ------------------------------------------------------------ */
 
-static int check_codec(uint8_t codec, uint8_t dtype)
+/* A codec byte that fits the storage type; version 2 sections are short. */
+static int check_codec(uint8_t codec, uint8_t dtype, unsigned version)
 {
     uint8_t mode = codec & (SQ_CODEC_DECIMAL | SQ_CODEC_FLOATBITS);
     int is_float = dtype >= SQ_FLOAT32;
-    if ((codec & 0xC0u) || (codec & SQ_CODEC_ORDER) == 3u) {
+    if ((codec & 0x80u) || (codec & SQ_CODEC_ORDER) == 3u || dtype < SQ_INT8 || dtype > SQ_FLOAT64 ||
+        !(codec & SQ_CODEC_SHORT) != (version == 1u)) {
         return -1;
     }
     if (is_float) {
@@ -300,77 +301,12 @@ static int check_codec(uint8_t codec, uint8_t dtype)
     return mode ? -1 : 0;
 }
 
-static int check_entries(const uint8_t *b, uint32_t n_channels, uint32_t n, uint64_t *data_total)
+/* Version 1: one 80-byte entry. */
+static const uint8_t *entry_v1(const uint8_t *e, sq_chan_stats *st)
 {
-    uint32_t i;
-    *data_total = 0;
-    for (i = 0; i < n_channels; i++) {
-        const uint8_t *e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * i;
-        if (e[0] < SQ_INT8 || e[0] > SQ_FLOAT64 || check_codec(e[1], e[0]) || e[2] > 18u ||
-            sq_get_le(e + 8, 4) > n || sq_get_le(e + 16, 4) >= n || sq_get_le(e + 20, 4) >= n) {
-            return SQ_ERR_CORRUPT;
-        }
-        *data_total += sq_get_le(e + 4, 4);
-    }
-    return SQ_OK;
-}
-
-int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
-{
-    uint64_t data_total;
-    uint32_t dir_end, i;
-    if (!b || !info) {
-        return SQ_ERR_ARG;
-    }
-    if (len < SQ_HEADER_SIZE + 4u) {
-        return SQ_ERR_CORRUPT;
-    }
-    for (i = 0; i < 4; i++) {
-        if (b[i] != sq_magic[i]) {
-            return SQ_ERR_CORRUPT;
-        }
-    }
-    if (b[4] != SQ_FORMAT_VERSION) {
-        return SQ_ERR_VERSION;
-    }
-    info->block_len = (uint32_t)sq_get_le(b + 12, 4);
-    if (info->block_len != len) {
-        return SQ_ERR_CORRUPT;
-    }
-    if (sq_crc32(0, b, len - 4u) != (uint32_t)sq_get_le(b + len - 4u, 4)) {
-        return SQ_ERR_CRC;
-    }
-    info->time_codec = b[5];
-    info->n_channels = (uint32_t)sq_get_le(b + 6, 2);
-    info->n_samples = (uint32_t)sq_get_le(b + 8, 4);
-    info->t_first = (int64_t)sq_get_le(b + 16, 8);
-    info->t_last = (int64_t)sq_get_le(b + 24, 8);
-    info->tick = (int64_t)sq_get_le(b + 32, 8);
-    info->stream_id = (uint32_t)sq_get_le(b + 40, 4);
-    info->time_len = (uint32_t)sq_get_le(b + 44, 4);
-    info->seq = sq_get_le(b + 48, 8);
-    if (info->n_samples < 1u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels < 1u ||
-        info->n_channels > 255u || info->tick < 1 || info->t_last < info->t_first ||
-        check_codec(info->time_codec, SQ_INT64)) {
-        return SQ_ERR_CORRUPT;
-    }
-    dir_end = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * info->n_channels;
-    if (dir_end > len - 4u || check_entries(b, info->n_channels, info->n_samples, &data_total) ||
-        dir_end + (uint64_t)info->time_len + data_total != len - 4u) {
-        return SQ_ERR_CORRUPT;
-    }
-    return SQ_OK;
-}
-
-int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, sq_chan_stats *st)
-{
-    const uint8_t *e;
-    if (!b || !info || !st || ch >= info->n_channels) {
-        return SQ_ERR_ARG;
-    }
-    e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * ch;
     st->dtype = e[0];
     st->codec = e[1];
+    st->dexp = e[2];
     st->data_len = (uint32_t)sq_get_le(e + 4, 4);
     st->count = (uint32_t)sq_get_le(e + 8, 4);
     st->flags = (uint32_t)sq_get_le(e + 12, 4);
@@ -382,42 +318,266 @@ int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, s
     st->last = (int64_t)sq_get_le(e + 48, 8);
     st->sum = (int64_t)sq_get_le(e + 56, 8);
     st->sumsq = sq_get_le(e + 64, 8);
+    return e + SQ_ENTRY_SIZE;
+}
+
+/* Varints into v[0..k) (NULL: one ran out, or a u32 field did not fit). */
+static const uint8_t *get_varints(const uint8_t *p, const uint8_t *end, uint64_t *v, unsigned k)
+{
+    while (p && k--) {
+        p = get_varint(p, end, v++);
+    }
+    return p;
+}
+
+/* Version 2 (format.md §2): kind, codec, [dexp], data_len, [count], then
+ * for an integer channel max − min, first − min, last − min, idx_min,
+ * idx_max, zigzag(S1), S2 (kept relative: stats_v2 adds the minimum, its
+ * section's base); for a float one idx_min, idx_max and six f64. */
+static const uint8_t *entry_v2(const uint8_t *p, const uint8_t *end, uint32_t n, sq_chan_stats *st)
+{
+    uint64_t v[7];
+    uint8_t kind;
+    unsigned i;
+    if (end - p < 2) {
+        return NULL;
+    }
+    kind = *p++;
+    st->dtype = kind & 7u;
+    st->codec = *p++;
+    st->flags = (kind >> 3) & 3u;
+    st->dexp = (st->codec & SQ_CODEC_DECIMAL) && p < end ? *p++ : 0;
+    p = get_varints(p, end, v, (kind & 0x20u) ? 2u : 1u);
+    st->data_len = (uint32_t)v[0];
+    st->count = (kind & 0x20u) ? (uint32_t)v[1] : n;
+    if (!p || (kind & 0xC0u) || v[0] >> 32 || ((kind & 0x20u) && (v[1] > n || st->dtype < SQ_FLOAT32))) {
+        return NULL;
+    }
+    if (st->dtype >= SQ_FLOAT32) {
+        p = get_varints(p, end, v, 2);
+        if (!p || end - p < 48) {
+            return NULL;
+        }
+        st->min = st->max = 0;                      /* f64 statistics: unused on the device */
+        p += 48;
+    } else {
+        p = get_varints(p, end, v + 2, 5);          /* max−min, first−min, last−min, idx_min, idx_max */
+        st->max = (int64_t)v[2];
+        st->first = (int64_t)v[3];
+        st->last = (int64_t)v[4];
+        v[0] = v[5];
+        v[1] = v[6];
+        p = get_varints(p, end, v + 2, 2);          /* zigzag(S1), S2 */
+        st->sum = (int64_t)unzigzag(v[2]);
+        st->sumsq = v[3];
+        st->min = 0;
+    }
+    for (i = 0; i < 2u; i++) {
+        if (!p || v[i] >= n) {
+            return NULL;
+        }
+    }
+    st->idx_min = (uint32_t)v[0];
+    st->idx_max = (uint32_t)v[1];
+    return p;
+}
+
+/* A version-2 integer entry made absolute: the minimum is the section's
+ * base, the rest offsets from it; sum = S1 + n·m, sumsq = S2 + 2m·S1 + n·m²
+ * with m = min + (max − min) >> 1 (all mod 2^64, as version 1 keeps them). */
+static int stats_v2(const uint8_t *sec, const uint8_t *end, uint32_t n, sq_chan_stats *st)
+{
+    uint64_t lo, m, s1 = (uint64_t)st->sum;
+    if (!get_varint(sec, end, &lo)) {
+        return SQ_ERR_CORRUPT;
+    }
+    lo = unzigzag(lo);
+    m = lo + ((uint64_t)st->max >> 1);
+    st->min = (int64_t)lo;
+    st->max = (int64_t)(lo + (uint64_t)st->max);
+    st->first = (int64_t)(lo + (uint64_t)st->first);
+    st->last = (int64_t)(lo + (uint64_t)st->last);
+    st->sum = (int64_t)(s1 + (uint64_t)n * m);
+    st->sumsq += 2u * m * s1 + (uint64_t)n * m * m;
     return SQ_OK;
 }
 
-uint32_t sq_block_section(const uint8_t *b, const sq_block_info *info, int column, uint32_t *len,
-                          uint8_t *codec)
+/* The directory entry at *p into st; *p moves past it (NULL: malformed). */
+static void next_entry(const sq_block_info *info, const uint8_t **p, const uint8_t *end, sq_chan_stats *st)
 {
-    uint32_t off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * info->n_channels, i;
-    *len = info->time_len;
-    *codec = info->time_codec;
-    for (i = 0; (int)i <= column; i++) {
-        const uint8_t *e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * i;
-        off += *len;
-        *len = (uint32_t)sq_get_le(e + 4, 4);
-        *codec = e[1];
+    if (info->version == 1u) {
+        *p = end - *p < (long)SQ_ENTRY_SIZE ? NULL : entry_v1(*p, st);
+    } else {
+        *p = entry_v2(*p, end, info->n_samples, st);
     }
-    return off;
+}
+
+/* Where a directory walk got to. */
+typedef struct {
+    uint64_t total;          /* bytes of the sections of the entries walked */
+    uint32_t off;            /* the section of the last entry walked */
+    uint32_t dir_end;        /* the directory's end, when every entry was walked */
+} dir_pos;
+
+/* Walk the directory from its start, every entry's codes, counts and
+ * indices checked, up to entry upto (UINT32_MAX: all); entry upto's
+ * statistics are left in *st made absolute, and with `bases` every version-2
+ * integer section is checked to start with its base.  SQ_ERR_CORRUPT if
+ * anything is out of place. */
+static int walk_dir(const uint8_t *b, const sq_block_info *info, uint32_t upto, int bases,
+                    sq_chan_stats *st, dir_pos *w)
+{
+    const uint8_t *p = b + info->dir_off, *end = b + info->block_len - 4u;
+    uint32_t i;
+    w->total = 0;
+    for (i = 0; i < info->n_channels && i <= upto; i++) {
+        next_entry(info, &p, end, st);
+        if (!p || check_codec(st->codec, st->dtype, info->version) || st->dexp > 18u ||
+            st->count > info->n_samples || st->idx_min >= info->n_samples ||
+            st->idx_max >= info->n_samples) {
+            return SQ_ERR_CORRUPT;
+        }
+        w->off = info->sec_off + info->time_len + (uint32_t)w->total;
+        w->total += st->data_len;
+        if ((bases || i == upto) && info->version == 2u && st->dtype < SQ_FLOAT32 &&
+            ((uint64_t)w->off + st->data_len > info->block_len - 4u ||
+             stats_v2(b + w->off, b + w->off + st->data_len, info->n_samples, st))) {
+            return SQ_ERR_CORRUPT;
+        }
+    }
+    w->dir_end = (uint32_t)(p - b);
+    return SQ_OK;
+}
+
+/* Version 1's fixed header (format.md §1). */
+static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
+{
+    if (len < SQ_HEADER_SIZE + 4u || sq_get_le(b + 12, 4) != len) {
+        return SQ_ERR_CORRUPT;
+    }
+    info->block_len = (uint32_t)len;
+    info->time_codec = b[5];
+    info->n_channels = (uint32_t)sq_get_le(b + 6, 2);
+    info->n_samples = (uint32_t)sq_get_le(b + 8, 4);
+    info->t_first = (int64_t)sq_get_le(b + 16, 8);
+    info->t_last = (int64_t)sq_get_le(b + 24, 8);
+    info->tick = (int64_t)sq_get_le(b + 32, 8);
+    info->stream_id = (uint32_t)sq_get_le(b + 40, 4);
+    info->time_len = (uint32_t)sq_get_le(b + 44, 4);
+    info->seq = sq_get_le(b + 48, 8);
+    info->dir_off = SQ_HEADER_SIZE;
+    info->sec_off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (info->n_channels & 0xFFFFu);
+    return info->sec_off > len - 4u ? SQ_ERR_CORRUPT : SQ_OK;
+}
+
+/* Version 2's header (format.md §1): magic, version, then block_len,
+ * n_channels, time codec, n_samples, t_first (8 bytes), t_last − t_first,
+ * tick, stream_id, seq, time_len, varints but for the bytes. */
+static int header_v2(const uint8_t *b, size_t len, sq_block_info *info)
+{
+    const uint8_t *end = b + len - 4u, *p = get_varint(b + 5, end, &info->seq);
+    uint64_t v[5];
+    info->block_len = (uint32_t)len;
+    if (!p || end - p < 3) {
+        return SQ_ERR_CORRUPT;
+    }
+    info->n_channels = p[0];
+    info->time_codec = p[1];
+    p = get_varints(p + 2, end, v, 1);
+    if (!p || end - p < 8) {
+        return SQ_ERR_CORRUPT;
+    }
+    info->n_samples = v[0] > SQ_MAX_BLOCK_SAMPLES ? 0 : (uint32_t)v[0];
+    info->t_first = (int64_t)sq_get_le(p, 8);
+    p = get_varints(p + 8, end, v, 5);
+    info->t_last = (int64_t)((uint64_t)info->t_first + v[0]);
+    info->tick = (int64_t)v[1];
+    info->stream_id = (uint32_t)v[2];
+    info->seq = v[3];
+    info->time_len = (uint32_t)v[4];
+    if (!p || v[2] >> 32 || v[4] >> 32) {
+        return SQ_ERR_CORRUPT;
+    }
+    info->dir_off = (uint32_t)(p - b);
+    return SQ_OK;
+}
+
+int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
+{
+    dir_pos w;
+    sq_chan_stats st;
+    int err;
+    if (!b || !info) {
+        return SQ_ERR_ARG;
+    }
+    if (len < 16u || len > 0xFFFFFFF0u || sq_block_len(b, (uint32_t)len) != len) {
+        return len >= 5u && is_magic(b) && b[4] != 1u && b[4] != 2u ? SQ_ERR_VERSION
+                                                                                 : SQ_ERR_CORRUPT;
+    }
+    if (sq_crc32(0, b, len - 4u) != (uint32_t)sq_get_le(b + len - 4u, 4)) {
+        return SQ_ERR_CRC;
+    }
+    info->version = b[4];
+    err = info->version == 1u ? header_v1(b, len, info) : header_v2(b, len, info);
+    if (err || info->n_samples < 1u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels < 1u ||
+        info->n_channels > 255u || info->tick < 1 || info->t_last < info->t_first ||
+        check_codec(info->time_codec, SQ_INT64, info->version)) {
+        return SQ_ERR_CORRUPT;
+    }
+    err = walk_dir(b, info, UINT32_MAX, 0, &st, &w);
+    if (info->version == 2u) {
+        info->sec_off = w.dir_end;      /* the sections start where the directory ends */
+    }
+    if (err || w.dir_end != info->sec_off || (uint64_t)info->sec_off + info->time_len + w.total != len - 4u) {
+        return SQ_ERR_CORRUPT;
+    }
+    return info->version == 2u ? walk_dir(b, info, UINT32_MAX, 1, &st, &w) : SQ_OK;
+}
+
+int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,
+                    uint32_t *off)
+{
+    dir_pos w;
+    int err;
+    if (column < 0) {
+        st->dtype = 0;
+        st->codec = info->time_codec;
+        st->data_len = info->time_len;
+        *off = info->sec_off;
+        return SQ_OK;
+    }
+    err = walk_dir(b, info, (uint32_t)column, 0, st, &w);
+    *off = w.off;
+    return err;
+}
+
+int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, sq_chan_stats *st)
+{
+    uint32_t off;
+    if (!b || !info || !st || ch >= info->n_channels) {
+        return SQ_ERR_ARG;
+    }
+    return sq_block_column(b, info, (int)ch, st, &off);
 }
 
 int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int64_t *out, size_t cap)
 {
     sq_col c;
     sq_dict_cursor cursor;
-    uint32_t off, len, i;
-    uint8_t codec;
+    sq_chan_stats st;
+    uint32_t off, i;
     int err;
-    if (!b || !info || !out || cap < info->n_samples || column < -1 ||
-        column >= (int)info->n_channels) {
+    if (!b || !info || !out || cap < info->n_samples || column < -1 || column >= (int)info->n_channels) {
         return SQ_ERR_ARG;
     }
-    if (column >= 0 && b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (uint32_t)column] >= SQ_FLOAT32) {
+    err = sq_block_column(b, info, column, &st, &off);
+    if (!err && st.dtype >= SQ_FLOAT32) {
         return SQ_ERR_UNSUPPORTED;
     }
-    off = sq_block_section(b, info, column, &len, &codec);
-    err = sq_col_open(&c, b + off, b + off + len, info->n_samples, codec,
-                      column < 0 ? 8u : sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (uint32_t)column]),
-                      &cursor);
+    if (!err) {
+        err = sq_col_open(&c, b + off, b + off + st.data_len, info->n_samples, st.codec,
+                          column < 0 ? 8u : sq_dtype_bytes(st.dtype), &cursor);
+    }
     for (i = 0; err == SQ_OK && i < info->n_samples; i++) {
         uint64_t w;
         err = sq_col_next(&c, &w);
@@ -426,291 +586,16 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
     return err;
 }
 
-/* ---- the fast encoder ---------------------------------------------------------- */
-
-/* Value i of a staged column as a word: the little-endian bytes, sign-extended
- * from their width ((x ^ m) - m with m the sign bit is portable C99). */
-static uint64_t src_word(const sq_src *s, uint32_t i)
-{
-    uint64_t x = sq_get_le(s->data + (size_t)i * s->width, s->width), m;
-    if (s->width < 8u) {
-        m = (uint64_t)1 << (8u * s->width - 1u);
-        x = (x ^ m) - m;
-    }
-    return x;
-}
-
-/* Residual of predictor `order` for word w0 at index i, after w1 and w2
- * (the words before it); order 0 is y = word - base, the differences need no
- * base. */
-static uint64_t __attribute__((noinline)) residual(unsigned order, uint32_t i, uint64_t w0, uint64_t w1,
-                                                  uint64_t w2, uint64_t base)
-{
-    if (order == 0 || i == 0) {
-        return w0 - base;
-    }
-    if (order == 1 || i == 1) {
-        return zigzag(w0 - w1);
-    }
-    return zigzag(w0 - 2u * w1 + w2);
-}
-
-/* The base: the smallest word, in signed order for a channel (its words are
- * int64 values) and in unsigned order for the time column (docs/format.md §3). */
-static uint64_t src_min(const sq_src *s, uint32_t n, int *all_equal)
-{
-    uint64_t lo = src_word(s, 0), w;
-    uint32_t i;
-    *all_equal = 1;
-    for (i = 1; i < n; i++) {
-        w = src_word(s, i);
-        *all_equal &= w == lo;
-        if (s->dtype != 0 ? (int64_t)w < (int64_t)lo : w < lo) {
-            lo = w;
-        }
-    }
-    return lo;
-}
-
-/* One pass over a column with predictor `order`: the width of every mini-block
- * (stored in hdr unless it is NULL) and, when bits is not NULL, the residuals
- * bit-packed at those widths (hdr must then hold the widths already).
- * Returns the payload's bits.  Pricing and writing share it, which keeps the
- * encoder small in flash (a seal prices three orders, then writes one). */
-static uint32_t enc_pass(const sq_src *s, uint32_t n, unsigned order, uint64_t base, uint8_t *hdr,
-                         uint8_t *bits)
-{
-    uint64_t big = 0, w0, w1 = 0, w2 = 0, u;
-    uint32_t i, total = 0;
-    for (i = 0; i < n; i++) {
-        w0 = src_word(s, i);
-        u = residual(order, i, w0, w1, w2, base);
-        w2 = w1;
-        w1 = w0;
-        if (bits != NULL) {
-            unsigned w = hdr[i / SQ_MINI];
-            put_bits(bits, total, u, w);
-            total += w;
-            continue;
-        }
-        big = u > big ? u : big;
-        if ((i & (SQ_MINI - 1u)) == SQ_MINI - 1u || i == n - 1u) {
-            unsigned w = bit_length(big);
-            total += ((i & (SQ_MINI - 1u)) + 1u) * w;
-            if (hdr != NULL) {
-                hdr[i / SQ_MINI] = (uint8_t)w;
-            }
-            big = 0;
-        }
-    }
-    return total;
-}
-
-/* Prices the three predictors; the smallest section wins, ties to the
- * smaller order (docs/format.md §3, the "fast" encoder). */
-uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec, uint64_t *base_out)
-{
-    int all_equal;
-    uint64_t base = src_min(s, n, &all_equal);
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, best = 0, size;
-    unsigned order;
-    *codec = SQ_CODEC_ZERO;
-    *base_out = base;
-    if (all_equal) {
-        return 8;
-    }
-    for (order = 0; order < 3u; order++) {
-        size = 8u + n_mini + (enc_pass(s, n, order, base, NULL, NULL) + 7u) / 8u;
-        if (order == 0 || size < best) {
-            best = size;
-            *codec = (uint8_t)order;
-        }
-    }
-    return best;
-}
-
-/* The widths (as the header bytes), then the residuals packed at them. */
-uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint64_t base, uint8_t *out)
-{
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI;
-    unsigned order = codec & SQ_CODEC_ORDER;
-    sq_put_le(out, base, 8);
-    if (codec & SQ_CODEC_ZERO) {
-        return 8;
-    }
-    enc_pass(s, n, order, base, out + 8, NULL);
-    return 8u + n_mini + (enc_pass(s, n, order, base, out + 8, out + 8 + n_mini) + 7u) / 8u;
-}
-
-void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *e)
-{
-    int64_t lo = (int64_t)src_word(s, 0), hi = lo, x;
-    uint32_t i, i_lo = 0, i_hi = 0, flags = 0;
-    uint64_t low = 0, squares = 0;
-    int32_t high = 0;   /* carry word of the 128-bit sum: |high| ≤ 65536 */
-    for (i = 0; i < n; i++) {
-        uint64_t magnitude, sq;
-        x = (int64_t)src_word(s, i);
-        if (x < lo) { lo = x; i_lo = i; }
-        if (x > hi) { hi = x; i_hi = i; }
-        high += (low + (uint64_t)x < low) - (x < 0);
-        low += (uint64_t)x;
-        magnitude = x >= 0 ? (uint64_t)x : 0u - (uint64_t)x;
-        sq = magnitude * magnitude;
-        if (magnitude >> 32 || squares + sq < squares) {
-            flags |= SQ_SUMSQ_INEXACT;
-        }
-        squares += sq;
-    }
-    if (high != ((low >> 63) ? -1 : 0)) {
-        flags |= SQ_SUM_INEXACT;
-    }
-    e[0] = s->dtype;
-    e[1] = codec;
-    sq_put_le(e + 4, data_len, 4);
-    sq_put_le(e + 8, n, 4);
-    sq_put_le(e + 12, flags, 4);
-    sq_put_le(e + 16, i_lo, 4);
-    sq_put_le(e + 20, i_hi, 4);
-    sq_put_le(e + 24, (uint64_t)lo, 8);
-    sq_put_le(e + 32, (uint64_t)hi, 8);
-    sq_put_le(e + 40, src_word(s, 0), 8);
-    sq_put_le(e + 48, src_word(s, n - 1u), 8);
-    sq_put_le(e + 56, low, 8);
-    sq_put_le(e + 64, squares, 8);
-}
-
-/* ---- whole blocks, as the ring writes them ---------------------------------------- */
-
+/* The length a block's header claims, of either version (0 if p is not a
+ * block header). */
 uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
 {
-    uint32_t i;
-    if (avail < SQ_BLOCK_PEEK) {
+    uint64_t v;
+    if (avail < 16u || !is_magic(p)) {
         return 0;
     }
-    for (i = 0; i < 4; i++) {
-        if (p[i] != sq_magic[i]) {
-            return 0;
-        }
+    if (p[4] == 1u) {
+        return (uint32_t)sq_get_le(p + 12, 4);
     }
-    return p[4] == SQ_FORMAT_VERSION ? (uint32_t)sq_get_le(p + 12, 4) : 0;
-}
-
-/* The predictor-1 section bounds the chosen one (the fast encoder keeps the
- * smallest): 64 bits for the first residual of a mini-block, 8w + 1 for the
- * others (a zigzagged difference of w-byte values). */
-uint32_t sq_worst_block(const sq_stream_cfg *cfg)
-{
-    uint32_t n = cfg->block_samples, n_mini = (n + SQ_MINI - 1u) / SQ_MINI;
-    uint32_t first = n < SQ_MINI ? n : SQ_MINI, size, c;
-    size = SQ_HEADER_SIZE + 4u + (8u + n_mini + 8u * n);
-    for (c = 0; c < cfg->n_channels; c++) {
-        uint32_t bits = 64u * first + (n - first) * (8u * sq_dtype_bytes(cfg->dtype[c]) + 1u);
-        size += SQ_ENTRY_SIZE + 8u + n_mini + (bits + 7u) / 8u;
-    }
-    return size;
-}
-
-static uint64_t gcd(uint64_t a, uint64_t b)
-{
-    while (b) {
-        uint64_t rest = a % b;
-        a = b;
-        b = rest;
-    }
-    return a;
-}
-
-/* Timestamps t[0..n) → time words k_i = (t_i - t_0) / tick into k; returns
- * tick.  The gcd of the offsets is the gcd of the steps between samples,
- * and a regular clock makes every step equal to the tick: then no division
- * runs at all (a 64-bit division is a slow library call on a Cortex-M0+). */
-static uint64_t time_to_words(const uint8_t *t, uint8_t *k, uint32_t n)
-{
-    uint64_t tick = 0, prev = sq_get_le(t, 8), cur, step, word = 0;
-    uint32_t i;
-    for (i = 1; i < n; i++) {
-        cur = sq_get_le(t + 8u * i, 8);
-        step = cur - prev;
-        prev = cur;
-        if (step && step != tick) {
-            tick = gcd(step, tick);
-        }
-    }
-    tick = tick ? tick : 1u;
-    prev = sq_get_le(t, 8);
-    sq_put_le(k, 0, 8);
-    for (i = 1; i < n; i++) {
-        cur = sq_get_le(t + 8u * i, 8);
-        step = cur - prev;
-        prev = cur;
-        word += step == tick ? 1u : step / tick;
-        sq_put_le(k + 8u * i, word, 8);
-    }
-    return tick;
-}
-
-static void write_header(const sq_stream_cfg *cfg, uint8_t *b, const sq_block_info *info)
-{
-    uint32_t i;
-    for (i = 0; i < 4; i++) {
-        b[i] = sq_magic[i];
-    }
-    b[4] = SQ_FORMAT_VERSION;
-    b[5] = info->time_codec;
-    sq_put_le(b + 6, cfg->n_channels, 2);
-    sq_put_le(b + 8, info->n_samples, 4);
-    sq_put_le(b + 12, info->block_len, 4);
-    sq_put_le(b + 16, (uint64_t)info->t_first, 8);
-    sq_put_le(b + 24, (uint64_t)info->t_last, 8);
-    sq_put_le(b + 32, (uint64_t)info->tick, 8);
-    sq_put_le(b + 40, cfg->stream_id, 4);
-    sq_put_le(b + 44, info->time_len, 4);
-    sq_put_le(b + 48, info->seq, 8);
-}
-
-/* One column's section at out (zeroed first); returns its length. */
-static uint32_t enc_column(const sq_src *s, uint32_t n, uint8_t *out, uint8_t *codec)
-{
-    uint64_t base;
-    uint32_t size = sq_enc_plan(s, n, codec, &base);
-    memset(out, 0, size);
-    sq_enc_write(s, n, *codec, base, out);
-    return size;
-}
-
-uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n, uint64_t seq,
-                      uint8_t *b, uint8_t *scratch, sq_block_info *info)
-{
-    const uint8_t *col = data + 8u * cfg->block_samples;
-    uint32_t off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * cfg->n_channels, c;
-    sq_src src;
-    uint8_t codec;
-    info->n_samples = n;
-    info->n_channels = cfg->n_channels;
-    info->stream_id = cfg->stream_id;
-    info->seq = seq;
-    info->t_first = (int64_t)sq_get_le(data, 8);
-    info->t_last = (int64_t)sq_get_le(data + 8u * (n - 1u), 8);
-    info->tick = (int64_t)time_to_words(data, scratch, n);
-    src.data = scratch;
-    src.width = 8;
-    src.dtype = 0;
-    memset(b, 0, off);
-    info->time_len = enc_column(&src, n, b + off, &info->time_codec);
-    off += info->time_len;
-    for (c = 0; c < cfg->n_channels; c++) {
-        uint32_t size;
-        src.data = col;
-        src.width = (uint8_t)sq_dtype_bytes(cfg->dtype[c]);
-        src.dtype = cfg->dtype[c];
-        size = enc_column(&src, n, b + off, &codec);
-        sq_enc_entry(&src, n, codec, size, b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * c);
-        off += size;
-        col += (size_t)src.width * cfg->block_samples;
-    }
-    info->block_len = off + 4u;
-    write_header(cfg, b, info);
-    sq_put_le(b + off, sq_crc32(0, b, off), 4);
-    return info->block_len;
+    return p[4] == 2u && get_varint(p + 5, p + 10, &v) && v <= 0xFFFFFFF0u ? (uint32_t)v : 0;
 }

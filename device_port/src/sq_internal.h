@@ -10,6 +10,7 @@
 #define SQ_CODEC_DECIMAL 0x08u
 #define SQ_CODEC_FLOATBITS 0x10u
 #define SQ_CODEC_ZERO 0x20u
+#define SQ_CODEC_SHORT 0x40u           /* version 2: base and dictionary size as varints */
 #define SQ_RICE 0x80u
 
 /* Little-endian load / store of nbytes (1..8) packed bytes; no alignment
@@ -26,7 +27,8 @@ static inline unsigned sq_dtype_bytes(uint8_t dtype)
     return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
 }
 
-/* sq_payload, sq_dict_cursor and sq_col are declared in sensorq.h (private part). */
+/* ---- reading blocks (sq_block.c) ----------------------------------------------
+ * sq_payload, sq_dict_cursor and sq_col are declared in sensorq.h (private part). */
 
 /* Validate a column section sec[0..end) of n words with codec byte codec and
  * open a reader on it (values of width bytes).  SQ_ERR_CORRUPT if any byte of
@@ -34,38 +36,17 @@ static inline unsigned sq_dtype_bytes(uint8_t dtype)
 int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
                 unsigned width, sq_dict_cursor *cursor);
 
-/* Reader over n raw staged integers of width bytes (sign-extended). */
+/* Reader over raw staged integers of width bytes (sign-extended). */
 void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width);
 
 /* The next word (SQ_OK) or SQ_ERR_CORRUPT (a dictionary rank out of range, a
  * value outside the column's width). */
 int sq_col_next(sq_col *c, uint64_t *word);
 
-/* Offset of column `column` (-1 = time) section in a verified block, and its
- * length and codec byte. */
-uint32_t sq_block_section(const uint8_t *block, const sq_block_info *info, int column,
-                          uint32_t *len, uint8_t *codec);
-
-/* Encoder ("fast" codec).  Columns are column-major little-endian integers:
- * column 0 the time words (k_i, 8 bytes each), then the channels. */
-typedef struct {
-    const uint8_t *data;
-    uint8_t width;           /* bytes per value */
-    uint8_t dtype;           /* 0 for the time column */
-} sq_src;
-
-/* Section size, codec byte (predictor order or ZERO) and base the fast
- * encoder picks for a column. */
-uint32_t sq_enc_plan(const sq_src *s, uint32_t n, uint8_t *codec, uint64_t *base);
-
-/* Write the column's section (codec and base from sq_enc_plan) at out, which
- * must be zeroed.  Returns the bytes written. */
-uint32_t sq_enc_write(const sq_src *s, uint32_t n, uint8_t codec, uint64_t base, uint8_t *out);
-
-/* Fill the 80-byte directory entry for an integer column. */
-void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len, uint8_t *entry);
-
-/* ---- blocks as the ring writes them ------------------------------------------ */
+/* Column `column` (-1: time) of a verified block: its directory entry (for
+ * the time column only codec and data_len) and its section's offset. */
+int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,
+                    uint32_t *off);
 
 /* Bytes of header a reader needs to learn a block's length (sq_block_len). */
 #define SQ_BLOCK_PEEK 16u
@@ -74,15 +55,33 @@ void sq_enc_entry(const sq_src *s, uint32_t n, uint8_t codec, uint32_t data_len,
  * header); avail ≥ SQ_BLOCK_PEEK bytes at p, or all there are. */
 uint32_t sq_block_len(const uint8_t *p, uint32_t avail);
 
+/* ---- writing blocks (sq_enc.c) ------------------------------------------------- */
+
+/* One column's plan: the base, the codec byte and the section's size. */
+typedef struct {
+    uint64_t base;
+    uint32_t size;
+    uint8_t codec;
+} sq_enc_plan;
+
+/* The encoder's working memory (in the ring's work memory, not the stack):
+ * a mini-block's residuals, the columns' plans, and scratch of 8 bytes a
+ * sample (the time words, then one channel's dictionary at a time). */
+typedef struct {
+    uint64_t u[32];
+    sq_enc_plan plan[SQ_MAX_CHANNELS + 1u];
+    uint64_t *scratch;
+} sq_enc_work;
+
 /* The largest block a stream's block_samples samples can make. */
 uint32_t sq_worst_block(const sq_stream_cfg *cfg);
 
 /* Encode the n staged samples of a half (column-major, columns
- * cfg->block_samples long) as block `seq` into out (sq_worst_block bytes);
- * scratch holds 8 n bytes of time words.  Returns the block's length and
- * fills *info (seq, times, length, counts). */
+ * cfg->block_samples long) as block `seq`, format version 2 with the
+ * stream's codec, into out (sq_worst_block bytes).  Returns the block's
+ * length and fills *info (seq, times, length, counts). */
 uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n, uint64_t seq,
-                      uint8_t *out, uint8_t *scratch, sq_block_info *info);
+                      uint8_t *out, sq_enc_work *e, sq_block_info *info);
 
 /* ---- the ring's parts (sq_ring.c, sq_log.c) --------------------------------------- */
 

@@ -33,10 +33,16 @@ static uint32_t sample_bytes(const sq_stream_cfg *cfg)
     return total;
 }
 
+#ifdef SQ_NO_COMPACT
+#define SQ_CODEC_LAST SQ_CODEC_FAST
+#else
+#define SQ_CODEC_LAST SQ_CODEC_COMPACT
+#endif
+
 static int cfg_valid(const sq_stream_cfg *cfg)
 {
     unsigned c;
-    if (!cfg || cfg->n_channels < 1u || cfg->n_channels > SQ_MAX_CHANNELS ||
+    if (!cfg || cfg->n_channels < 1u || cfg->n_channels > SQ_MAX_CHANNELS || cfg->codec > SQ_CODEC_LAST ||
         cfg->block_samples < 1u || cfg->block_samples > SQ_MAX_BLOCK_SAMPLES) {
         return 0;
     }
@@ -60,12 +66,13 @@ static uint32_t round_up(uint32_t n, uint32_t unit)
 }
 
 /* Bytes of work memory: alignment slack, the staging control, two halves,
- * the block buffer, the bank header buffer and the seal's time words. */
+ * the block buffer, the bank header buffer, the encoder's working memory
+ * and its scratch (8 bytes a sample). */
 static size_t work_bytes(const sq_stream_cfg *cfg, uint32_t prog_size)
 {
     uint32_t half = round_up(cfg->block_samples * sample_bytes(cfg), 8);
     return 7u + round_up(sizeof(sq_stage), 8) + 2u * half + round_up(sq_worst_block(cfg), prog_size) +
-           round_up(32, prog_size) + 8u * cfg->block_samples;
+           round_up(32, prog_size) + 7u + round_up(sizeof(sq_enc_work), 8) + 8u * cfg->block_samples;
 }
 
 size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
@@ -75,13 +82,14 @@ size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
 
 static uint32_t cfg_hash(const sq_stream_cfg *cfg)
 {
-    uint8_t b[21];
+    uint8_t b[22];
     memset(b, 0, sizeof b);
     b[0] = cfg->n_channels;
     memcpy(b + 1, cfg->dtype, SQ_MAX_CHANNELS);
     sq_put_le(b + 9, cfg->block_samples, 4);
     sq_put_le(b + 13, cfg->stream_id, 4);
     sq_put_le(b + 17, cfg->schema, 4);
+    b[21] = cfg->codec;
     return sq_crc32(0, b, sizeof b);
 }
 
@@ -107,7 +115,10 @@ static int setup(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8
     r->buf = p;
     r->buf_len = round_up(sq_worst_block(cfg), fl->prog_size);
     r->hbuf = p + r->buf_len;
-    r->scratch = r->hbuf + round_up(32, fl->prog_size);
+    p = r->hbuf + round_up(32, fl->prog_size);
+    p += (8u - ((uintptr_t)p & 7u)) & 7u;
+    r->enc = p;
+    ((sq_enc_work *)r->enc)->scratch = (uint64_t *)(void *)(p + round_up(sizeof(sq_enc_work), 8));
     return sq_log_geometry(r);
 }
 
@@ -224,7 +235,8 @@ static int seal_half(sq_ring *r, unsigned h)
 {
     sq_half *half = &r->stage->half[h];
     sq_block_info info;
-    uint32_t len = sq_enc_block(&r->cfg, r->data[h], half->count, half->seq, r->buf, r->scratch, &info);
+    uint32_t len = sq_enc_block(&r->cfg, r->data[h], half->count, half->seq, r->buf,
+                                (sq_enc_work *)r->enc, &info);
     int err = sq_log_write(r, len, &info);
     if (err) {
         return err;

@@ -277,21 +277,39 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
     return SQ_OK;
 }
 
-/* Decide a verified block from its header and statistics: 0 skipped,
- * 1 answered, 2 must be decoded.  Kept out of line so that its locals are
- * not on the stack while a block is decoded. */
-static int __attribute__((noinline)) decide(sq_vm *v, const uint8_t *b, const sq_block_info *info,
-                                            int in_window)
+/* The statistics and section of every channel the query reads, into the
+ * VM's state (its entry may be a version-2 one: read, not indexed). */
+static int __attribute__((noinline)) load_block(sq_vm *v, const uint8_t *b, const sq_block_info *info)
 {
-    int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
-    const uint8_t *e;
-    unsigned s, verdict;
+    unsigned s;
     for (s = 0; s < v->n_slots; s++) {
-        e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * v->slot_channel[s];
-        lo[s] = (int64_t)sq_get_le(e + 24, 8);
-        hi[s] = (int64_t)sq_get_le(e + 32, 8);
+        sq_chan_stats *st = &v->st;
+        int err = sq_block_column(b, info, v->slot_channel[s], st, &v->sec_off[s]);
+        if (err) {
+            return err;
+        }
+        if (st->dtype >= SQ_FLOAT32) {
+            return SQ_ERR_UNSUPPORTED;
+        }
+        v->lo[s] = st->min;
+        v->hi[s] = st->max;
+        v->sec_len[s] = st->data_len;
+        v->sec_codec[s] = st->codec;
+        v->width[s] = (uint8_t)sq_dtype_bytes(st->dtype);
+        if (s == v->agg_slot) {
+            v->agg_sum = st->sum;
+            v->agg_first = st->first;
+            v->agg_last = st->last;
+            v->agg_flags = (uint8_t)st->flags;
+        }
     }
-    verdict = eval(v, lo, hi);
+    return SQ_OK;
+}
+
+/* Decide a block from its statistics: 0 skipped, 1 answered, 2 must be decoded. */
+static int decide(sq_vm *v, const sq_block_info *info, int in_window)
+{
+    unsigned verdict = eval(v, v->lo, v->hi);
     if (!(verdict & 1u)) {
         return 0;
     }
@@ -302,54 +320,47 @@ static int __attribute__((noinline)) decide(sq_vm *v, const uint8_t *b, const sq
         accumulate(v, info->n_samples, 0, 0, 0, 0, 0);
         return 1;
     }
-    /* directory entry: flags @12, min @24, max @32, first @40, last @48, sum @56 */
-    e = b + SQ_HEADER_SIZE + SQ_ENTRY_SIZE * v->slot_channel[v->agg_slot];
-    if ((e[12] & SQ_SUM_INEXACT) && (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN)) {
+    if ((v->agg_flags & SQ_SUM_INEXACT) && (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN)) {
         return 2;
     }
-    accumulate(v, info->n_samples, (int64_t)sq_get_le(e + 56, 8), lo[v->agg_slot], hi[v->agg_slot],
-               (int64_t)sq_get_le(e + 40, 8), (int64_t)sq_get_le(e + 48, 8));
+    accumulate(v, info->n_samples, v->agg_sum, v->lo[v->agg_slot], v->hi[v->agg_slot], v->agg_first,
+               v->agg_last);
     return 1;
 }
 
 static int run_block(sq_vm *v, const uint8_t *b, size_t len)
 {
     sq_block_info info;
-    uint32_t off, sec_len;
-    uint8_t codec;
     unsigned s;
     int err = sq_block_verify(b, len, &info), whole, verdict;
+    if (err == SQ_OK && info.n_channels != v->n_channels) {
+        err = SQ_ERR_MISMATCH;
+    }
+    if (err == SQ_OK) {
+        err = load_block(v, b, &info);
+    }
     if (err != SQ_OK) {
         return err;
-    }
-    if (info.n_channels != v->n_channels) {
-        return SQ_ERR_MISMATCH;
-    }
-    for (s = 0; s < v->n_slots; s++) {
-        if (b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * v->slot_channel[s]] >= SQ_FLOAT32) {
-            return SQ_ERR_UNSUPPORTED;
-        }
     }
     if (((v->flags & FLAG_START) && info.t_last < v->start) || ((v->flags & FLAG_END) && info.t_first >= v->end)) {
         v->out->blocks_skipped++;
         return SQ_OK;
     }
     whole = (!(v->flags & FLAG_START) || info.t_first >= v->start) && (!(v->flags & FLAG_END) || info.t_last < v->end);
-    verdict = decide(v, b, &info, whole);
+    verdict = decide(v, &info, whole);
     if (verdict < 2) {
         *(verdict ? &v->out->blocks_answered : &v->out->blocks_skipped) += 1u;
         return SQ_OK;
     }
     v->out->blocks_decoded++;
     for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
-        uint8_t ch = v->slot_channel[s];
-        off = sq_block_section(b, &info, ch, &sec_len, &codec);
-        err = sq_col_open(&v->cols[s], b + off, b + off + sec_len, info.n_samples, codec,
-                          sq_dtype_bytes(b[SQ_HEADER_SIZE + SQ_ENTRY_SIZE * ch]), &v->cursor);
+        const uint8_t *sec = b + v->sec_off[s];
+        err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info.n_samples, v->sec_codec[s],
+                          v->width[s], &v->cursor);
     }
     if (err == SQ_OK && !whole) {
-        off = sq_block_section(b, &info, -1, &sec_len, &codec);
-        err = sq_col_open(&v->tcol, b + off, b + off + sec_len, info.n_samples, codec, 8, &v->cursor);
+        const uint8_t *sec = b + info.sec_off;
+        err = sq_col_open(&v->tcol, sec, sec + info.time_len, info.n_samples, info.time_codec, 8, &v->cursor);
     }
     return err != SQ_OK ? err : scan(v, !whole, info.n_samples, info.t_first, info.tick);
 }

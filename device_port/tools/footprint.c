@@ -1,18 +1,22 @@
-/* The smallest program that uses the whole device API a firmware needs —
- * ring init/append/seal and sq_query_run — linked with --gc-sections, so
- * that tools/size_report.py can count the flash those calls really pull in. */
+/* The smallest program that uses what a firmware with flash storage needs —
+ * sq_ring_mount (and format when there is no ring), append, poll, and
+ * sq_query_run — linked with --gc-sections, so that tools/size_report.py can
+ * count the flash those calls really pull in.  The flash callbacks are the
+ * firmware's own (stubs here), not the library's. */
 #include <stddef.h>
 
 #include "sensorq.h"
 
-static uint8_t region[4096];
+static uint8_t work[4096];
 static sq_ring ring;
 /* volatile: the compiler must not fold a known query or config into the code */
 static uint8_t query_code[64];
 static const uint8_t *volatile code_ptr = query_code;
-static volatile size_t query_len = 33;
+static volatile size_t query_len = 37;
 static volatile uint8_t dtype = SQ_INT16;
+static volatile uint8_t codec = SQ_CODEC_COMPACT;
 static volatile uint32_t block_samples = 64;
+static volatile int flash_status;
 static sq_query_state query_state;
 
 void *memset(void *dst, int c, size_t n)
@@ -34,15 +38,53 @@ void *memcpy(void *dst, const void *src, size_t n)
     return dst;
 }
 
+static int flash_read(void *ctx, uint32_t off, uint8_t *buf, uint32_t len)
+{
+    (void)ctx;
+    (void)off;
+    (void)buf;
+    (void)len;
+    return flash_status;
+}
+
+static int flash_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
+{
+    (void)ctx;
+    (void)off;
+    (void)buf;
+    (void)len;
+    return flash_status;
+}
+
+static int flash_erase(void *ctx, uint32_t off)
+{
+    (void)ctx;
+    (void)off;
+    return flash_status;
+}
+
 int footprint(int64_t t, int64_t v)
 {
-    sq_stream_cfg cfg = {1, {0}, 0, 0, 0};
+    sq_stream_cfg cfg;
+    sq_flash fl;
     sq_result result;
     int64_t values[1];
     values[0] = v;
+    memset(&cfg, 0, sizeof cfg);
+    memset(&fl, 0, sizeof fl);
+    cfg.n_channels = 1;
     cfg.dtype[0] = dtype;
+    cfg.codec = codec;
     cfg.block_samples = block_samples;
-    sq_ring_init(&ring, region, sizeof region, &cfg);
+    fl.read = flash_read;
+    fl.prog = flash_prog;
+    fl.erase = flash_erase;
+    fl.size = 64u * 1024u;
+    fl.sector_size = 4096;
+    fl.prog_size = 1;
+    if (sq_ring_mount(&ring, &cfg, &fl, work, sizeof work) == SQ_ERR_CORRUPT) {
+        sq_ring_format(&ring, &cfg, &fl, work, sizeof work);
+    }
     sq_ring_append(&ring, t, values);
     sq_ring_poll(&ring);
     return sq_query_run(&query_state, code_ptr, query_len, &ring, t, &result);

@@ -13,8 +13,10 @@ import numpy as np
 
 from ..errors import CorruptDataError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
-from .header import (CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION, HEADER_DTYPE,  # noqa: F401
-                     FLOAT_CODES, HEADER_SIZE, MAGIC, MAX_CHANNELS, BlockInfo,
+from . import header2
+from .exact import encode_section, max_short_section_bytes
+from .header import (ALL_VERSIONS, CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION,  # noqa: F401
+                     HEADER_DTYPE, FLOAT_CODES, HEADER_SIZE, MAGIC, MAX_CHANNELS, BlockInfo,
                      parse_block)
 from .npdecode import floatbits_values
 from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, encode_column,
@@ -25,10 +27,16 @@ from .transforms import (float_stats, float_values, float_words, int_stats, time
 # --- encoding ------------------------------------------------------------------
 
 def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int = 0,
-                 seq: int = 0, codec: str = "compact") -> bytes:
+                 seq: int = 0, codec: str = "compact", version: int = 1) -> bytes:
     """One block of len(t) samples.  ``t`` is non-decreasing int64 ns; every
     column is in its channel's storage dtype.  ``codec`` is "compact" (the
-    analysis pass picks dictionary and Rice where they pay) or "fast"."""
+    analysis pass picks dictionary and Rice where they pay) or "fast".
+    ``version`` 2 writes the compact directory and short sections with the
+    exactly specified encoders (exact.py), the device port's bytes."""
+    if version == 2:
+        return _encode_v2(t, columns, stream_id, seq, codec == "compact")
+    if version != 1:
+        raise ValueError(f"format version {version} is not 1 or 2")
     t = np.ascontiguousarray(t, dtype=np.int64)
     n = t.shape[0]
     if not 1 <= n <= MAX_BLOCK_SAMPLES:
@@ -74,7 +82,7 @@ def _encode_words(words: np.ndarray, signed: bool, compact: bool) -> tuple[bytes
     return out[:end].tobytes(), int(codec_bits)
 
 
-def _encode_channel(column: np.ndarray, n: int, compact: bool):
+def _encode_channel(column: np.ndarray, n: int, compact: bool, version: int = 1):
     if column.shape != (n,):
         raise ValueError(f"every column must have {n} values, got shape {column.shape}")
     dtype_code = DTYPE_CODES.get(column.dtype.name)
@@ -92,7 +100,10 @@ def _encode_channel(column: np.ndarray, n: int, compact: bool):
         mode, words = 0, values.view(np.uint64)
         stats = int_stats(values)
         stat_values = np.array(stats[4:], np.int64)
-    section, codec_bits = _encode_words(words, mode != FLOATBITS, compact)
+    if version == 2:
+        section, codec_bits = _short_section(words, mode != FLOATBITS, compact, compact)
+    else:
+        section, codec_bits = _encode_words(words, mode != FLOATBITS, compact)
     entry["codec"] = codec_bits | mode
     entry["data_len"] = len(section)
     entry["count"], entry["flags"], entry["idx_min"], entry["idx_max"] = stats[:4]
@@ -101,11 +112,46 @@ def _encode_channel(column: np.ndarray, n: int, compact: bool):
     return section, entry
 
 
+# --- version 2 ------------------------------------------------------------------
+
+def _encode_v2(t, columns, stream_id: int, seq: int, compact: bool) -> bytes:
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    n = t.shape[0]
+    if not 1 <= n <= MAX_BLOCK_SAMPLES or not 1 <= len(columns) <= MAX_CHANNELS:
+        raise ValueError(f"a block holds 1..{MAX_BLOCK_SAMPLES} samples and 1..{MAX_CHANNELS} channels")
+    _check_steps(t)
+    tick, words = time_words(t)
+    time_section, time_codec = _short_section(words, False, False, compact)
+    entries = np.zeros(len(columns), ENTRY_DTYPE)
+    sections = [time_section]
+    for i, column in enumerate(columns):
+        section, entries[i] = _encode_channel(np.ascontiguousarray(column), n, compact, version=2)
+        sections.append(section)
+    directory = b"".join(header2.encode_entry(e, n) for e in entries)
+    rest = len(directory) + sum(map(len, sections)) + CRC_SIZE
+    block_len = 0
+    while True:      # the header holds its own length as a varint: settle it
+        header = header2.encode_header(n, len(columns), block_len, time_codec, int(t[0]), int(t[-1]),
+                                       int(tick), stream_id, seq, len(time_section))
+        if len(header) + rest == block_len:
+            break
+        block_len = len(header) + rest
+    body = b"".join([header, directory, *sections])
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def _short_section(words: np.ndarray, signed: bool, allow_dict: bool, compact: bool) -> tuple[bytes, int]:
+    out = np.zeros(max_short_section_bytes(words.shape[0]), np.uint8)
+    end, codec_bits = encode_section(words, signed, allow_dict, compact, out, 0)
+    return out[:end].tobytes(), int(codec_bits)
+
+
 # --- decoding ------------------------------------------------------------------
 
 def decode_block(buf, offset: int = 0, length: int | None = None):
-    """Verify, then decode a block: (t int64, [columns in their storage dtypes])."""
-    info = parse_block(buf, offset, length)
+    """Verify, then decode a block of either format version: (t int64,
+    [columns in their storage dtypes])."""
+    info = parse_block(buf, offset, length, versions=ALL_VERSIONS)
     raw = np.frombuffer(buf, np.uint8, count=info.block_len, offset=offset)
     return decode_verified(raw, info)
 

@@ -15,6 +15,7 @@ DICT = 0x04
 DECIMAL = 0x08
 FLOATBITS = 0x10
 ZERO_RESIDUALS = 0x20
+SHORT = 0x40            # format version 2: base and dictionary size as varints
 RICE = 0x80
 
 # Decoder status codes (0 = ok).

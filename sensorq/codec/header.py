@@ -15,10 +15,18 @@ import numpy as np
 
 from ..errors import CorruptDataError, FormatVersionError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
+from . import header2
 from .codes import DECIMAL, FLOATBITS
 
 MAGIC = b"SQB1"
 FORMAT_VERSION = 1
+# Versions parse_block accepts unless told otherwise: the ones whose sections
+# the engine can place.  engine/layout.py puts the time section at
+# HEADER_SIZE + ENTRY_SIZE * n_channels, true of version 1 only; version 2
+# (the compact directory, header2.py) is read by decode_block and by any
+# caller that passes versions=ALL_VERSIONS.
+ENGINE_VERSIONS = (1,)
+ALL_VERSIONS = (1, 2)
 HEADER_SIZE = 56
 ENTRY_SIZE = 80
 CRC_SIZE = 4
@@ -55,10 +63,13 @@ class BlockInfo:
     time_codec: int
     time_len: int
     entries: np.ndarray      # ENTRY_DTYPE, one per channel
+    sections_start: int | None = None    # version 2: where the time section starts
 
     def section_offsets(self) -> np.ndarray:
         """Offset (from the block start) of the time section, then of each channel's."""
-        start = HEADER_SIZE + ENTRY_SIZE * self.n_channels
+        start = self.sections_start
+        if start is None:
+            start = HEADER_SIZE + ENTRY_SIZE * self.n_channels
         lengths = np.concatenate([[self.time_len], self.entries["data_len"].astype(np.int64)])
         return start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
@@ -69,13 +80,20 @@ _HEADER = struct.Struct("<4sBBHIIqqqIIQ")   # HEADER_DTYPE, for one fast unpack
 assert _HEADER.size == HEADER_SIZE
 
 
-def parse_block(buf, offset: int = 0, length: int | None = None) -> BlockInfo:
+def parse_block(buf, offset: int = 0, length: int | None = None,
+                versions: tuple = ENGINE_VERSIONS) -> BlockInfo:
     """Verify the block at buf[offset:offset+length] and return its header.
 
     Raises CorruptDataError (or FormatVersionError) naming what is wrong; a
-    block that passes is safe to hand to the decoders."""
+    block that passes is safe to hand to the decoders.  ``versions``: the
+    format versions accepted (ALL_VERSIONS for version 2 as well)."""
     view = memoryview(buf).cast("B")[offset:] if length is None else \
         memoryview(buf).cast("B")[offset:offset + length]
+    if len(view) >= 5 and bytes(view[:4]) == MAGIC and view[4] == header2.VERSION:
+        if header2.VERSION not in versions:
+            raise FormatVersionError(f"block at offset {offset}: format version 2 (compact "
+                                     f"directory), which the engine cannot place yet")
+        return _parse_v2(view, offset, length)
     if len(view) < HEADER_SIZE + CRC_SIZE:
         raise CorruptDataError(f"block at offset {offset}: {len(view)} bytes is shorter than a header")
     header = _HEADER.unpack_from(view)
@@ -84,7 +102,7 @@ def parse_block(buf, offset: int = 0, length: int | None = None) -> BlockInfo:
         raise CorruptDataError(f"block at offset {offset}: bad magic {magic!r}")
     if version != FORMAT_VERSION:
         raise FormatVersionError(f"block at offset {offset}: format version {version}, "
-                                 f"this sensorq reads version {FORMAT_VERSION}")
+                                 f"this sensorq reads versions {', '.join(map(str, versions))}")
     if block_len > len(view) or (length is not None and block_len != length):
         raise CorruptDataError(f"block at offset {offset}: says {block_len} bytes, "
                                f"{len(view)} are there")
@@ -93,6 +111,36 @@ def parse_block(buf, offset: int = 0, length: int | None = None) -> BlockInfo:
     if zlib.crc32(body) != stored_crc:
         raise CorruptDataError(f"block at offset {offset}: checksum mismatch")
     return _check_structure(header, body, offset)
+
+
+def _parse_v2(view, offset: int, length: int | None) -> BlockInfo:
+    def fail(what: str):
+        raise CorruptDataError(f"block at offset {offset}: {what}")
+
+    block_len = header2._Reader(view, 5, fail).varint()
+    if block_len > len(view) or (length is not None and block_len != length) or block_len < 16:
+        fail(f"says {block_len} bytes, {len(view)} are there")
+    body = view[:block_len - CRC_SIZE]
+    if zlib.crc32(body) != int.from_bytes(view[block_len - CRC_SIZE:block_len], "little"):
+        fail("checksum mismatch")
+    (_, n_channels, time_codec, n, t_first, t_last, tick, stream_id, seq, time_len,
+     pos) = header2.parse_header(body, fail)
+    if not 1 <= n <= MAX_BLOCK_SAMPLES or not 1 <= n_channels <= MAX_CHANNELS:
+        fail("sample or channel count out of range")
+    if time_codec & ~0x7F or not time_codec & header2.SHORT or time_codec & (DECIMAL | FLOATBITS) \
+            or (time_codec & 3) == 3:
+        fail(f"bad time codec byte {time_codec:#x}")
+    entries = np.zeros(n_channels, ENTRY_DTYPE)
+    start = header2.parse_directory(body, pos, n_channels, n, time_len, entries, fail)
+    for i, e in enumerate(entries.tolist()):
+        header2.check_codec(e[1], e[0], fail, f"channel {i}")
+        if e[2] > 18 or e[5] > n or e[7] >= n or e[8] >= n:
+            fail(f"channel {i}: statistics out of range")
+    total = start + time_len + int(entries["data_len"].sum(dtype=np.int64))
+    if total != len(body):
+        fail(f"sections add up to {total + CRC_SIZE} bytes, the block has {len(body) + CRC_SIZE}")
+    return BlockInfo(n, n_channels, t_first, t_last, tick, stream_id, seq, block_len, time_codec,
+                     time_len, entries, start)
 
 
 def _check_structure(header, body, offset: int) -> BlockInfo:

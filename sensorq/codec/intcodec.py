@@ -18,7 +18,7 @@ from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
-                    ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PREDICTOR_MASK, RICE,
+                    ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
 
 # A Rice quotient above this makes the mini-block cheaper to bit-pack anyway;
@@ -343,6 +343,29 @@ def _read_u64(buf, pos):
     return load_word(buf, pos, pos + 8)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def read_varint(buf, pos, end):
+    """A LEB128 varint at pos (a short section's base or dictionary size):
+    (value, position after it), or (status, -1): ERR_TRUNCATED if it runs
+    past end, ERR_BAD_CODE if it holds more than 64 bits."""
+    value = ZERO
+    for i in range(10):
+        if pos + i >= end:
+            return U64(0), -1
+        b = U64(buf[pos + i])
+        if i == 9 and b > ONE:
+            return U64(1), -1
+        value |= (b & U64(0x7F)) << U64(7 * i)
+        if b < U64(0x80):
+            return value, pos + i + 1
+    return U64(1), -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def varint_status(value):
+    return ERR_TRUNCATED if value == ZERO else ERR_BAD_CODE
+
+
 @njit(cache=True, nogil=True)
 def _read_rice(buf, start, end, bit_pos, k, limit):
     """One Rice(k) value at bit_pos; returns (value, new bit_pos) or bit_pos -1."""
@@ -519,16 +542,27 @@ def _read_payload(buf, pos, end, n, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _read_dictionary(buf, pos, end, n, entries):
-    """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1)."""
-    if pos + 4 > end:
-        return ERR_TRUNCATED, -1
-    n_entries = np.int64(0)
-    for i in range(4):
-        n_entries |= np.int64(buf[pos + i]) << (8 * i)
-    if n_entries < 1 or n_entries > n:
-        return ERR_BAD_DICT, -1
-    status, payload_end = _read_payload(buf, pos + 4, end, n_entries, entries)
+def _read_dictionary(buf, pos, end, n, entries, short):
+    """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1).
+    Its size is a u32, or a varint in a short section."""
+    if short:
+        count, after = read_varint(buf, pos, end)
+        if after < 0:
+            return varint_status(count), -1
+        if count < ONE or count > U64(n):
+            return ERR_BAD_DICT, -1
+        n_entries = np.int64(count)
+        pos = after
+    else:
+        if pos + 4 > end:
+            return ERR_TRUNCATED, -1
+        n_entries = np.int64(0)
+        for i in range(4):
+            n_entries |= np.int64(buf[pos + i]) << (8 * i)
+        if n_entries < 1 or n_entries > n:
+            return ERR_BAD_DICT, -1
+        pos += 4
+    status, payload_end = _read_payload(buf, pos, end, n_entries, entries)
     if status != OK:
         return status, -1
     # e_i = g_0 + (g_1 + 1) + ... + (g_i + 1): a running sum, plus i
@@ -593,15 +627,21 @@ def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
 def _read_residuals(buf, pos, end, n, codec, out, scratch):
     """Base, dictionary (into scratch) and residuals (into out) of a section:
     (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""
-    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
+    if codec & ~0x7F or (codec & PREDICTOR_MASK) == 3:
         return ERR_BAD_CODE, ZERO, 0
-    if pos + 8 > end:
-        return ERR_TRUNCATED, ZERO, 0
-    base = _read_u64(buf, pos)
-    pos += 8
+    if codec & SHORT:
+        zz, pos = read_varint(buf, pos, end)
+        if pos < 0:
+            return varint_status(zz), ZERO, 0
+        base = unzigzag(zz)
+    else:
+        if pos + 8 > end:
+            return ERR_TRUNCATED, ZERO, 0
+        base = _read_u64(buf, pos)
+        pos += 8
     n_entries = np.int64(0)
     if codec & DICT:
-        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch)
+        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, codec & SHORT)
         if pos < 0:
             return n_entries, base, 0
     if codec & ZERO_RESIDUALS:

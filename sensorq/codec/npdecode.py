@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import (DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK, OK,
-                    PREDICTOR_MASK, RICE, ZERO_RESIDUALS)
+                    PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
 
 U64 = np.uint64
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -46,15 +46,19 @@ def decode_column(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
 
 
 def _decode(buf, pos, end, n, codec) -> np.ndarray:
-    if codec & ~0x3F or (codec & PREDICTOR_MASK) == 3:
+    if codec & ~0x7F or (codec & PREDICTOR_MASK) == 3:
         raise _Bad(ERR_BAD_CODE)
-    if pos + 8 > end:
-        raise _Bad(ERR_TRUNCATED)
-    base = U64(int.from_bytes(buf[pos:pos + 8].tobytes(), "little"))
-    pos += 8
+    if codec & SHORT:
+        zz, pos = read_varint(buf, pos, end)
+        base = U64((zz >> 1) ^ -(zz & 1) & 0xFFFFFFFFFFFFFFFF)
+    else:
+        if pos + 8 > end:
+            raise _Bad(ERR_TRUNCATED)
+        base = U64(int.from_bytes(buf[pos:pos + 8].tobytes(), "little"))
+        pos += 8
     entries = None
     if codec & DICT:
-        entries, pos = _read_dictionary(buf, pos, end, n)
+        entries, pos = _read_dictionary(buf, pos, end, n, codec & SHORT)
     if codec & ZERO_RESIDUALS:
         if pos != end:
             raise _Bad(ERR_LENGTH)
@@ -70,15 +74,37 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
     return base + entries[ranks]
 
 
-def _read_dictionary(buf, pos, end, n):
-    """(entries, position after the dictionary): a count, then the gaps
-    between sorted entries as a predictor-0 payload."""
-    if pos + 4 > end:
-        raise _Bad(ERR_TRUNCATED)
-    count = int.from_bytes(buf[pos:pos + 4].tobytes(), "little")
+def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
+    """A LEB128 varint: (value, position after it); ERR_TRUNCATED if it runs
+    past end, ERR_BAD_CODE if it holds more than 64 bits (as the compiled
+    decoder)."""
+    value = 0
+    for i in range(10):
+        if pos + i >= end:
+            raise _Bad(ERR_TRUNCATED)
+        b = int(buf[pos + i])
+        if i == 9 and b > 1:
+            raise _Bad(ERR_BAD_CODE)
+        value |= (b & 0x7F) << (7 * i)
+        if b < 0x80:
+            return value, pos + i + 1
+    raise _Bad(ERR_BAD_CODE)
+
+
+def _read_dictionary(buf, pos, end, n, short):
+    """(entries, position after the dictionary): a count (u32, or a varint in
+    a short section), then the gaps between sorted entries as a predictor-0
+    payload."""
+    if short:
+        count, pos = read_varint(buf, pos, end)
+    else:
+        if pos + 4 > end:
+            raise _Bad(ERR_TRUNCATED)
+        count = int.from_bytes(buf[pos:pos + 4].tobytes(), "little")
+        pos += 4
     if not 1 <= count <= n:
         raise _Bad(ERR_BAD_DICT)
-    walk = _Walk(buf, pos + 4, end, count)     # the payload ends where its bits do
+    walk = _Walk(buf, pos, end, count)     # the payload ends where its bits do
     gaps = walk.residuals()
     return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), walk.end_byte()
 

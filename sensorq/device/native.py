@@ -46,13 +46,14 @@ class BlockInfo(ctypes.Structure):
     _fields_ = [("n_samples", ctypes.c_uint32), ("n_channels", ctypes.c_uint32),
                 ("block_len", ctypes.c_uint32), ("time_len", ctypes.c_uint32),
                 ("stream_id", ctypes.c_uint32), ("time_codec", ctypes.c_uint8),
+                ("version", ctypes.c_uint8), ("dir_off", ctypes.c_uint32), ("sec_off", ctypes.c_uint32),
                 ("t_first", ctypes.c_int64), ("t_last", ctypes.c_int64), ("tick", ctypes.c_int64),
                 ("seq", ctypes.c_uint64)]
 
 
 class StreamCfg(ctypes.Structure):
     _fields_ = [("n_channels", ctypes.c_uint8), ("dtype", ctypes.c_uint8 * MAX_CHANNELS),
-                ("block_samples", ctypes.c_uint32), ("stream_id", ctypes.c_uint32),
+                ("codec", ctypes.c_uint8), ("block_samples", ctypes.c_uint32), ("stream_id", ctypes.c_uint32),
                 ("schema", ctypes.c_uint32)]
 
 
@@ -235,8 +236,13 @@ def _bind_ring_calls(lib) -> None:
                                  ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
 
 
-def stream_cfg(dtypes: list[str], block_samples: int, stream_id: int = 0, schema: int = 0) -> StreamCfg:
+CODECS = {"fast": 0, "compact": 1}
+
+
+def stream_cfg(dtypes: list[str], block_samples: int, stream_id: int = 0, schema: int = 0,
+               codec: str = "compact") -> StreamCfg:
     cfg = StreamCfg()
+    cfg.codec = CODECS[codec]
     cfg.n_channels = len(dtypes)
     for i, name in enumerate(dtypes):
         cfg.dtype[i] = DTYPE_CODES[name]
@@ -257,9 +263,10 @@ class Ring:
 
     def __init__(self, dev: DeviceLib, dtypes: list[str], block_samples: int,
                  region_len: int | None = None, stream_id: int = 0, schema: int = 0,
-                 flash=None, mount: bool = False, work=None):
+                 flash=None, mount: bool = False, work=None, codec: str = "compact"):
         self.dev = dev
-        self.cfg = stream_cfg(dtypes, block_samples, stream_id, schema)
+        self.codec = codec
+        self.cfg = stream_cfg(dtypes, block_samples, stream_id, schema, codec)
         self.n_channels = len(dtypes)
         self.state = ctypes.create_string_buffer(RING_STRUCT_BYTES)
         self.flash = flash

@@ -4,14 +4,14 @@ input and output formats.
 A vector is three files:
 
 * ``NAME.bin`` — what the example firmware reads (device_port/examples/fw_main.c):
-  a 36-byte header ("SQV1", u32 n_channels, u8 dtype[8], u32 block_samples,
-  u32 region_len, u32 n_samples, u32 n_queries, u32 schema hash), the samples (i64 t then one
+  a 40-byte header ("SQV1", u32 n_channels, u8 dtype[8], u32 block_samples,
+  u32 region_len, u32 n_samples, u32 n_queries, u32 schema hash, u32 codec), the samples (i64 t then one
   i64 per channel), then the queries (u32 length, i64 now_ns, bytecode);
 * ``NAME.json`` — the stream, the query texts and the expected answers (raw
   units), computed by :mod:`sensorq.device.reference` over the samples the
   ring still holds;
 * ``NAME.blocks`` — the ring's sealed blocks after every append, oldest first:
-  the host's ``encode_block(..., codec="fast")`` of those samples, which the
+  the host's ``encode_block(..., codec="compact", version=2)`` of those samples, which the
   device must write byte for byte.
 
 ``python -m sensorq.device.vectors DIR`` regenerates them (deterministic).
@@ -26,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.block import encode_block
+from ..codec.block import encode_block, parse_block
+from ..codec.header import ALL_VERSIONS
 from ..query.planner import plan_query
 from ..schema import Channel, Stream
 from .bytecode import compile_plan, schema_hash
 from .reference import expected_answer
 
 MAGIC = b"SQV1"
-HEADER = struct.Struct("<4sI8sIIIII")
-assert HEADER.size == 36
+HEADER = struct.Struct("<4sI8sIIIIII")
+assert HEADER.size == 40
+CODECS = {"fast": 0, "compact": 1}
 DTYPE_CODES = {"int8": 1, "int16": 2, "int32": 3, "int64": 4}
 FIRMWARE_REGION_MAX = 13312          # REGION_MAX in fw_main.c
 
@@ -47,13 +49,15 @@ class Vector:
     columns: list[np.ndarray]
     region_len: int
     queries: list[str]
+    codec: str = "compact"       # what the device seals with (sq_stream_cfg.codec)
 
 
 def firmware_input(vector: Vector, codes: list[tuple[bytes, int]]) -> bytes:
     """The bytes fw_main.c reads: header, samples, (bytecode, now) pairs."""
     dtypes = bytes(DTYPE_CODES[c.dtype] for c in vector.stream.channels).ljust(8, b"\0")
     header = HEADER.pack(MAGIC, len(vector.stream.channels), dtypes, vector.stream.block_samples,
-                         vector.region_len, len(vector.t), len(codes), schema_hash(vector.stream))
+                         vector.region_len, len(vector.t), len(codes), schema_hash(vector.stream),
+                         CODECS[vector.codec])
     rows = np.column_stack([vector.t.astype(np.int64)] + [c.astype(np.int64) for c in vector.columns])
     body = [struct.pack("<Iq", len(code), now) + code for code, now in codes]
     return header + rows.astype("<i8").tobytes() + b"".join(body)
@@ -86,22 +90,40 @@ def read_answers(text: str) -> tuple[list[FirmwareAnswer], dict[str, list[int]]]
     return answers, figures
 
 
+def block_length(data: bytes, at: int = 0) -> int:
+    """The length the block at data[at:] says it has: a u32 at offset 12 in
+    format version 1, a varint at offset 5 in version 2."""
+    if data[at + 4] == 1:
+        return int.from_bytes(data[at + 12:at + 16], "little")
+    length, shift, pos = 0, 0, at + 5
+    while True:
+        length |= (data[pos] & 0x7F) << shift
+        if data[pos] < 0x80:
+            return length
+        pos, shift = pos + 1, shift + 7
+
+
+def block_info(block: bytes):
+    """parse_block for blocks of either format version (the device writes 2)."""
+    return parse_block(block, versions=ALL_VERSIONS)
+
+
 def blocks_of(data: bytes) -> list[bytes]:
-    """Split concatenated blocks (each says its length at offset 12)."""
+    """Split concatenated blocks."""
     out, at = [], 0
     while at < len(data):
-        length = int.from_bytes(data[at + 12:at + 16], "little")
+        length = block_length(data, at)
         out.append(data[at:at + length])
         at += length
     return out
 
 
 def host_blocks(vector: Vector, from_seq: int) -> list[bytes]:
-    """The fast-codec blocks of whole blocks from sequence number from_seq on."""
+    """The blocks (format version 2, compact codec) of whole blocks from sequence number from_seq on."""
     b = vector.stream.block_samples
     n_sealed = len(vector.t) // b
     return [encode_block(vector.t[s * b:(s + 1) * b], [c[s * b:(s + 1) * b] for c in vector.columns],
-                         seq=s, codec="fast") for s in range(from_seq, n_sealed)]
+                         seq=s, codec=vector.codec, version=2) for s in range(from_seq, n_sealed)]
 
 
 def plan(vector: Vector, text: str):
@@ -164,7 +186,7 @@ def mixed_vector() -> Vector:
                "first state where pressure > 101400", "last pressure where state < 0 last 1s",
                "avg temp where temp > 24.5degC", "max temp last 1s", "sum temp where state == 0",
                "count where temp >= 76.1degF and pressure < 101500"]
-    return Vector("mixed", stream, t, [state, pressure, counter, temp], 10240, queries)
+    return Vector("mixed", stream, t, [state, pressure, counter, temp], 10240, queries, "fast")
 
 
 VECTORS = {"imu": imu_vector, "mixed": mixed_vector}
@@ -188,7 +210,7 @@ def write_vectors(out_dir: Path, surviving_from) -> None:
         codes = compile_queries(vector)
         (out_dir / f"{name}.bin").write_bytes(firmware_input(vector, codes))
         (out_dir / f"{name}.blocks").write_bytes(b"".join(host_blocks(vector, from_seq)))
-        meta = {"name": name, "stream": vector.stream.to_json(), "region_len": vector.region_len,
+        meta = {"name": name, "stream": vector.stream.to_json(), "region_len": vector.region_len, "codec": vector.codec,
                 "n_samples": len(vector.t), "surviving_from_seq": from_seq,
                 "queries": expected_for(vector, from_seq)}
         (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -197,14 +219,13 @@ def write_vectors(out_dir: Path, surviving_from) -> None:
 def _surviving_with_c_library(vector: Vector) -> int:
     import tempfile
 
-    from ..codec.block import parse_block
     from .native import DeviceLib, build_library
     dev = DeviceLib(build_library(Path(tempfile.mkdtemp())))
     ring = dev.ring([c.dtype for c in vector.stream.channels], vector.stream.block_samples,
-                    region_len=vector.region_len, schema=schema_hash(vector.stream))
+                    region_len=vector.region_len, schema=schema_hash(vector.stream), codec=vector.codec)
     ring.append_many(vector.t, vector.columns)
     blocks = ring.blocks()
-    return parse_block(blocks[0]).seq if blocks else 0
+    return block_info(blocks[0]).seq if blocks else 0
 
 
 if __name__ == "__main__":
