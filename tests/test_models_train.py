@@ -87,3 +87,54 @@ def test_make_pipeline_picks_exponents_from_block_statistics(tmp_path):
         p = make_pipeline(st, ["max(big)", "min(f)"], window="1s", hop="1s", cache=c)
     # 2_000_000 < 2^21: shift right by 7 to stay within 2^14; 0.25 * 2^16 = 2^14
     assert [i.exponent for i in p.inputs] == [-7, 16]
+
+
+def test_where_texts_select_like_masks(cache):
+    from sensorq.models.where import mask_from_where
+    stream = cache.streams["s"]
+    t, cols = cache.read("s")
+    m = mask_from_where(stream, "part == 0 and not (acc_x > 100 or acc_x <= -100)")
+    np.testing.assert_array_equal(m(t, cols), (cols["part"] == 0) & ~((cols["acc_x"] > 100) | (cols["acc_x"] <= -100)))
+    by_text = training_data(cache, "s", "lab", window="2s", hop="1s", exclude=("part",),
+                            where="part == 0", test_where="part = 1")
+    by_mask = training_data(cache, "s", "lab", window="2s", hop="1s", exclude=("part",),
+                            mask=lambda t, c: c["part"] == 0, test_mask=lambda t, c: c["part"] == 1)
+    np.testing.assert_array_equal(by_text.codes, by_mask.codes)
+    np.testing.assert_array_equal(by_text.y_test, by_mask.y_test)
+    for bad in ["part ==", "nope == 1", "part == 1 and", "(part == 1", "part == x", "part ~ 1"]:
+        with pytest.raises(ModelError):
+            mask_from_where(stream, bad)
+
+
+def test_where_compares_category_names(tmp_path):
+    with sensorq.open(tmp_path / "c", create=True) as c:
+        st = c.create_stream("s", [sensorq.Channel("state", "int8", categories=("idle", "run"))])
+        from sensorq.models.where import mask_from_where
+        cols = {"state": np.array([0, 1, 1, 0], np.int8)}
+        assert mask_from_where(st, "state == run")(None, cols).tolist() == [False, True, True, False]
+        assert mask_from_where(st, "state != 'idle'")(None, cols).tolist() == [False, True, True, False]
+        with pytest.raises(ModelError, match="known: idle, run"):
+            mask_from_where(st, "state == walk")
+        with pytest.raises(ModelError, match="== and !="):
+            mask_from_where(st, "state > idle")
+
+
+def test_trained_models_read_only_the_features_they_use(cache):
+    model = train(cache, "s", "lab", kind="tree", depth=1, window="2s", hop="1s", exclude=("part",),
+                  where="part == 0", test_where="part == 1")
+    assert len(model.pipeline.features) == 1            # one split reads one feature
+    assert (model.info.where, model.info.test_where) == ("part == 0", "part == 1")
+
+
+def test_registry_fit_repeats_the_stored_selection(cache):
+    from sensorq.models.registry import ModelRegistry
+    reg = ModelRegistry(cache)
+    reg.train("m", "s", "lab", kind="forest", trees=10, depth=6, window="2s", hop="1s", exclude=("part",),
+              where="part == 0", test_where="part == 1")
+    big = reg.summary("m").size_quantized
+    result = reg.fit("m", flash=big - 1, ram="1KB", exclude=("part",),
+                     variants=[("forest", {"trees": 1, "depth": 2}), ("forest", {"trees": 10, "depth": 6})])
+    assert [v.fits for v in result.variants] == [True, False]
+    stored = reg.get("m")
+    assert stored.info.where == "part == 0" and reg.summary("m").size_quantized < big
+    assert "forest trees=1 depth=2" in result.table()

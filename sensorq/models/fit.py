@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compress import device_bytes, drop_unused_features, ops_per_window, ram_bytes, sparsity
+from .compress import device_bytes, ops_per_window, ram_bytes, sparsity
 from .model import Model, ModelError
-from .train import TrainingData, evaluate, train, training_data
+from .train import TrainingData, train, training_data
 
 
 @dataclass
@@ -101,9 +101,9 @@ def fit(cache, stream, label, *, flash, ram, name="model", target=None, data: Tr
         top = options.pop("top", None)
         d = _subset(data, ranking[:top]) if top else data
         model = train(cache, stream, label, name=name, kind=kind, data=d, **options)
-        model = drop_unused_features(model)
-        acc = evaluate(model, _subset(data, _columns_of(model, data)))
-        model.info.accuracy = acc
+        model.info.where, model.info.test_where, model.info.group = (
+            _text(selection.get("where")), _text(selection.get("test_where")), _text(selection.get("group")))
+        acc = model.info.accuracy
         v = Variant(_describe(kind, options, top, model), kind, device_bytes(model), ram_bytes(model),
                     ops_per_window(model), acc, False, model)
         v.fits = v.flash <= flash and v.ram <= ram
@@ -115,6 +115,10 @@ def fit(cache, stream, label, *, flash, ram, name="model", target=None, data: Tr
     else:
         best = max(fitting, key=lambda v: (v.accuracy, -v.flash), default=None)
     return FitResult(results, best)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _describe(kind, options, top, model) -> str:

@@ -59,15 +59,17 @@ class _Writer:
         return b"".join(self.parts)
 
 
-def encode_model(model: Model, with_float: bool = True) -> bytes:
+def encode_model(model: Model, with_float: bool = True, with_info: bool | None = None) -> bytes:
     """The model's bytes; ``with_float=False`` leaves out the float section
-    (the device never reads it: a smaller file to flash)."""
+    (the device never reads it: a smaller file to flash) and, unless
+    ``with_info`` says otherwise, the info section's numbers and texts."""
     from .validate import check_model
     check_model(model)
     with_float = with_float and model.body.has_float
+    info = model.info if (with_float if with_info is None else with_info) else Info()
     sections = [_pipeline_bytes(model.pipeline), _outputs_bytes(model.outputs),
                 _quant_bytes(model.body), _float_bytes(model.body) if with_float else b"",
-                _info_bytes(model.info)]
+                _info_bytes(info)]
     total = HEADER_SIZE + sum(map(len, sections)) + 4
     kind = TREES if isinstance(model.body, TreeBody) else DENSE
     head = struct.pack("<4sBBBBIIIIII", MAGIC, FORMAT_VERSION, kind, model.outputs.kind,
@@ -201,8 +203,8 @@ def _float_bytes(body) -> bytes:
 def _info_bytes(info: Info) -> bytes:
     w = _Writer()
     w.put("dIq", info.accuracy, info.n_train, info.trained_ns)
-    w.text(info.label)
-    w.text(info.origin)
+    for text in (info.label, info.origin, info.where, info.test_where, info.group):
+        w.text(text)
     return w.bytes()
 
 
@@ -452,10 +454,10 @@ def _read_dense_float(r: _Reader, b: DenseBody) -> None:
 
 def _read_info(r: _Reader) -> Info:
     accuracy, n_train, trained = r.get("dIq")
-    label = r.text("label name")
-    origin = r.text("origin")
+    texts = [r.text(what) for what in ("label name", "origin", "where", "test where", "group")]
     r.done()
-    return Info(accuracy if math.isfinite(accuracy) else math.nan, n_train, label, trained, origin)
+    return Info(accuracy if math.isfinite(accuracy) else math.nan, n_train, trained_ns=trained,
+                label=texts[0], origin=texts[1], where=texts[2], test_where=texts[3], group=texts[4])
 
 
 __all__ = ["encode_model", "load_model", "ModelError", "MAGIC", "tree_widths"]

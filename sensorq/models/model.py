@@ -185,6 +185,9 @@ class Info:
     label: str = ""                   # label channel the model was trained on
     trained_ns: int = 0               # when (ns since the epoch), 0 unknown
     origin: str = ""                  # e.g. "RandomForestClassifier", "train(kind=forest)"
+    where: str = ""                   # training selection (text, see where.py), "" if none / not text
+    test_where: str = ""              # held-out selection
+    group: str = ""                   # windows kept within one value of this channel
 
 
 @dataclass

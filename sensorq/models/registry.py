@@ -150,6 +150,25 @@ class ModelRegistry:
         model = train(self.cache, stream, label, name=check_model_name(name), **options)
         return self.add(name, model)
 
+    def fit(self, name: str, *, flash, ram, target=None, store: bool = True, **selection):
+        """Run fit.fit for a stored model's stream, label, window, hop and
+        training selection (its where / test_where / group texts; a mask
+        function may be passed again in ``selection``), and store the winner
+        under the same name.  Returns the FitResult (its table and winner)."""
+        from .fit import fit
+        model = self.get(name)
+        p, info = model.pipeline, model.info
+        if not info.label:
+            raise ModelError(f"model {name!r} records no label channel: fit trains classifiers on "
+                             f"labelled windows")
+        defaults = {"window": p.window_ns, "hop": p.hop_ns, "where": info.where or None,
+                    "test_where": info.test_where or None, "group": info.group or None}
+        result = fit(self.cache, p.stream, info.label, flash=flash, ram=ram, target=target, name=name,
+                     **{**defaults, **selection})
+        if store and result.best is not None:
+            self.add(name, result.best.model)
+        return result
+
     def import_file(self, path, name: str | None = None) -> Model:
         path = Path(path)
         try:
@@ -223,3 +242,29 @@ def _dur(ns: int) -> str:
 
 
 _ = Info
+
+
+def describe_model(model: Model, name: str | None = None) -> str:
+    """What `explain` shows of a model: kind and size, windows, inputs,
+    features, outputs, device cost, accuracy."""
+    from .model import ANOMALY, CLASSES, TreeBody
+    p, b, o = model.pipeline, model.body, model.outputs
+    if isinstance(b, TreeBody):
+        body = f"{b.n_trees} tree{'s' if b.n_trees != 1 else ''}, {b.feature.shape[0]} decision nodes, " \
+               f"{b.leaves.shape[0]} distinct leaves"
+    else:
+        body = " -> ".join([str(len(p.features))] + [str(layer.n_out) for layer in b.layers]) + " (int8)"
+    inputs = ", ".join(f"{i.name} (e={i.exponent})" if i.exponent else i.name for i in p.inputs)
+    if o.kind == CLASSES:
+        outputs = f"{o.name} in {{{', '.join(o.classes)}}}"
+    else:
+        outputs = f"{o.name} ({'Mahalanobis distance' if o.kind == ANOMALY else 'value'})"
+    acc = "" if math.isnan(model.info.accuracy) else f"; held-out accuracy {100 * model.info.accuracy:.1f}%"
+    return "\n".join([
+        f"model {name or o.name}: {model.kind_name}, {body}",
+        f"  windows of {_dur(p.window_ns)} every {_dur(p.hop_ns)} over stream {p.stream} "
+        f"(at least {p.min_samples} samples); inputs {inputs}",
+        f"  features ({len(p.features)}): {', '.join(p.feature_names())}",
+        f"  outputs: {outputs}",
+        f"  device: {device_bytes(model)} B model, {ram_bytes(model)} B RAM, "
+        f"{ops_per_window(model)} operations per window{acc}"])

@@ -23,6 +23,7 @@ import numpy as np
 
 from .features import compute_windows, feature_scales, make_pipeline
 from .model import ANOMALY, Info, Model, ModelError, Outputs, Pipeline
+from .compress import drop_unused_features
 from .score import score_codes
 
 KINDS = ("forest", "linear", "mlp", "anomaly", "tree", "boosting")
@@ -58,12 +59,16 @@ def default_features(stream, label=None, exclude=()) -> tuple[list[str], list[tu
 
 def training_data(cache, stream_name, label, *, features=None, window="2s", hop="500ms",
                   mask=None, test_mask=None, holdout=0.25, exclude=(), class_names=None,
-                  pipeline=None, group=None) -> TrainingData:
+                  pipeline=None, group=None, where=None, test_where=None, start_ns=None,
+                  end_ns=None) -> TrainingData:
     stream = cache.streams.get(stream_name)
     if stream is None:
         raise ModelError(f"no stream {stream_name!r} in the cache")
+    mask = _both(mask, where, stream)
+    test_mask = _both(test_mask, test_where, stream)
     if pipeline is None:
-        channels, mags = default_features(stream, label, exclude)
+        # the group channel (a recording number, say) identifies, it does not measure
+        channels, mags = default_features(stream, label, tuple(exclude) + ((group,) if group else ()))
         pipeline = make_pipeline(stream, features, window=window, hop=hop, channels=channels,
                                  mags=mags, cache=cache)
     if label is not None:
@@ -71,12 +76,13 @@ def training_data(cache, stream_name, label, *, features=None, window="2s", hop=
         if channel is None or not channel.is_integer:
             raise ModelError(f"label {label!r} must be an integer or categorical channel of "
                              f"stream {stream_name!r}")
-    w = compute_windows(cache, pipeline, codes=True, values=True, label=label, mask=mask)
-    keep = _selected(cache, pipeline, w, group, mask)
+    w = compute_windows(cache, pipeline, start_ns, end_ns, codes=True, values=True, label=label, mask=mask)
+    keep = _selected(cache, pipeline, w, group, mask, start_ns, end_ns)
     y = w.label if label is not None else np.full(len(w), -1, np.int64)
     if test_mask is not None:
-        t = compute_windows(cache, pipeline, codes=True, values=True, label=label, mask=test_mask)
-        sel = _selected(cache, pipeline, t, group, test_mask)
+        t = compute_windows(cache, pipeline, start_ns, end_ns, codes=True, values=True, label=label,
+                            mask=test_mask)
+        sel = _selected(cache, pipeline, t, group, test_mask, start_ns, end_ns)
         test = (t.values[sel], t.codes[sel], t.label[sel] if label else np.full(int(sel.sum()), -1))
         train = (w.values[keep], w.codes[keep], y[keep])
     else:
@@ -92,12 +98,23 @@ def training_data(cache, stream_name, label, *, features=None, window="2s", hop=
     return TrainingData(pipeline, *train, *test, codes_, names)
 
 
-def _selected(cache, pipeline, w, group, mask) -> np.ndarray:
+def _both(mask, where, stream):
+    """A mask function and a where text, combined (either may be None)."""
+    if where is None:
+        return mask
+    from .where import mask_from_where
+    text_mask = mask_from_where(stream, where)
+    if mask is None:
+        return text_mask
+    return lambda t, c: np.asarray(mask(t, c), bool) & text_mask(t, c)
+
+
+def _selected(cache, pipeline, w, group, mask, start_ns=None, end_ns=None) -> np.ndarray:
     """Windows all of whose samples pass the mask and, with ``group`` (a
     channel such as a recording number), lie within one value of it."""
     keep = w.keep if w.keep is not None else np.ones(len(w), bool)
     if group is not None:
-        g = compute_windows(cache, pipeline, codes=False, label=group, mask=mask)
+        g = compute_windows(cache, pipeline, start_ns, end_ns, codes=False, label=group, mask=mask)
         assert np.array_equal(g.start, w.start)
         keep = keep & g.pure
     return keep
@@ -133,7 +150,8 @@ def make_estimator(kind: str, options: dict, n_classes: int):
 
 def train(cache, stream, label=None, *, name="model", kind="forest", features=None, window="2s",
           hop="500ms", mask=None, test_mask=None, holdout=0.25, class_names=None, exclude=(),
-          group=None, data: TrainingData | None = None, **options) -> Model:
+          group=None, where=None, test_where=None, start_ns=None, end_ns=None,
+          data: TrainingData | None = None, **options) -> Model:
     """Train a model of ``kind`` on ``stream``'s windows.  See the module
     docstring for labels and window selection; ``options``: trees, depth,
     ccp_alpha, C, hidden, epochs, contamination, prune (MLP weight sparsity)."""
@@ -142,14 +160,28 @@ def train(cache, stream, label=None, *, name="model", kind="forest", features=No
     data = data or training_data(cache, stream, label if kind != "anomaly" else None, features=features,
                                  window=window, hop=hop, mask=mask, test_mask=test_mask,
                                  holdout=holdout, exclude=exclude, class_names=class_names,
-                                 group=group)
+                                 group=group, where=where, test_where=test_where, start_ns=start_ns,
+                                 end_ns=end_ns)
     started = time.time_ns()
     if kind == "anomaly":
         model = _train_anomaly(data, name, options)
     else:
         model = _train_supervised(data, name, kind, options)
-    model.info = Info(evaluate(model, data), len(data.X), label or "", started, _origin(kind, options))
+    # features no part of the model reads are dropped: never computed, never stored
+    model = drop_unused_features(model)
+    model.info = Info(evaluate(model, _columns(data, model)), len(data.X), label or "", started,
+                      _origin(kind, options), where or "", test_where or "", group or "")
     return model
+
+
+def _columns(data: TrainingData, model: Model) -> TrainingData:
+    """data restricted to the features of model's pipeline, in its order."""
+    names = data.pipeline.feature_names()
+    cols = [names.index(n) for n in model.pipeline.feature_names()]
+    from .compress import _sub_pipeline
+    return TrainingData(_sub_pipeline(data.pipeline, cols), data.X[:, cols], data.codes[:, cols], data.y,
+                        data.X_test[:, cols], data.codes_test[:, cols], data.y_test, data.class_codes,
+                        data.class_names)
 
 
 def _origin(kind, options) -> str:
