@@ -301,6 +301,7 @@ static int check_codec(uint8_t codec, uint8_t dtype, unsigned version)
     return mode ? -1 : 0;
 }
 
+#ifdef SQ_READ_V1
 /* Version 1: one 80-byte entry. */
 static const uint8_t *entry_v1(const uint8_t *e, sq_chan_stats *st)
 {
@@ -320,6 +321,7 @@ static const uint8_t *entry_v1(const uint8_t *e, sq_chan_stats *st)
     st->sumsq = sq_get_le(e + 64, 8);
     return e + SQ_ENTRY_SIZE;
 }
+#endif
 
 /* Varints into v[0..k) (NULL: one ran out, or a u32 field did not fit). */
 static const uint8_t *get_varints(const uint8_t *p, const uint8_t *end, uint64_t *v, unsigned k)
@@ -405,11 +407,13 @@ static int stats_v2(const uint8_t *sec, const uint8_t *end, uint32_t n, sq_chan_
 /* The directory entry at *p into st; *p moves past it (NULL: malformed). */
 static void next_entry(const sq_block_info *info, const uint8_t **p, const uint8_t *end, sq_chan_stats *st)
 {
+#ifdef SQ_READ_V1
     if (info->version == 1u) {
         *p = end - *p < (long)SQ_ENTRY_SIZE ? NULL : entry_v1(*p, st);
-    } else {
-        *p = entry_v2(*p, end, info->n_samples, st);
+        return;
     }
+#endif
+    *p = entry_v2(*p, end, info->n_samples, st);
 }
 
 /* Where a directory walk got to. */
@@ -449,6 +453,7 @@ static int walk_dir(const uint8_t *b, const sq_block_info *info, uint32_t upto, 
     return SQ_OK;
 }
 
+#ifdef SQ_READ_V1
 /* Version 1's fixed header (format.md §1). */
 static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
 {
@@ -469,6 +474,10 @@ static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
     info->sec_off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (info->n_channels & 0xFFFFu);
     return info->sec_off > len - 4u ? SQ_ERR_CORRUPT : SQ_OK;
 }
+#define SQ_READS_V1 1
+#else
+#define SQ_READS_V1 0
+#endif
 
 /* Version 2's header (format.md §1): magic, version, then block_len,
  * n_channels, time codec, n_samples, t_first (8 bytes), t_last − t_first,
@@ -510,15 +519,21 @@ int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
     if (!b || !info) {
         return SQ_ERR_ARG;
     }
+    if (len >= 5u && is_magic(b) && b[4] != 2u && (b[4] != 1u || !SQ_READS_V1)) {
+        return SQ_ERR_VERSION;
+    }
     if (len < 16u || len > 0xFFFFFFF0u || sq_block_len(b, (uint32_t)len) != len) {
-        return len >= 5u && is_magic(b) && b[4] != 1u && b[4] != 2u ? SQ_ERR_VERSION
-                                                                                 : SQ_ERR_CORRUPT;
+        return SQ_ERR_CORRUPT;
     }
     if (sq_crc32(0, b, len - 4u) != (uint32_t)sq_get_le(b + len - 4u, 4)) {
         return SQ_ERR_CRC;
     }
     info->version = b[4];
+#ifdef SQ_READ_V1
     err = info->version == 1u ? header_v1(b, len, info) : header_v2(b, len, info);
+#else
+    err = header_v2(b, len, info);
+#endif
     if (err || info->n_samples < 1u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels < 1u ||
         info->n_channels > 255u || info->tick < 1 || info->t_last < info->t_first ||
         check_codec(info->time_codec, SQ_INT64, info->version)) {
@@ -595,7 +610,7 @@ uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
         return 0;
     }
     if (p[4] == 1u) {
-        return (uint32_t)sq_get_le(p + 12, 4);
+        return SQ_READS_V1 ? (uint32_t)sq_get_le(p + 12, 4) : 0;
     }
     return p[4] == 2u && get_varint(p + 5, p + 10, &v) && v <= 0xFFFFFFF0u ? (uint32_t)v : 0;
 }

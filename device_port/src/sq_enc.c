@@ -102,6 +102,7 @@ static uint64_t word_at(const src *s, uint32_t i)
     return x;
 }
 
+#ifndef SQ_NO_COMPACT
 /* The position of y among the dictionary's entries (it is one of them). */
 static uint64_t rank_of(const src *s, uint64_t y)
 {
@@ -117,18 +118,25 @@ static uint64_t rank_of(const src *s, uint64_t y)
     return lo;
 }
 
+#endif
+
 static uint64_t seq_at(const src *s, uint32_t i)
 {
+#ifdef SQ_NO_COMPACT
+    return word_at(s, i) - s->base;
+#else
     uint64_t y;
     if (s->gaps) {
         return i ? s->dict[i] - s->dict[i - 1u] - 1u : s->dict[0];
     }
     y = word_at(s, i) - s->base;
     return s->dict ? rank_of(s, y) : y;
+#endif
 }
 
 /* ---- payloads ---------------------------------------------------------------------- */
 
+#ifndef SQ_NO_COMPACT
 /* Σ(u >> k) + c(k + 1): the bits of Rice(k). */
 static uint32_t rice_cost(const uint64_t *u, uint32_t c, unsigned k)
 {
@@ -138,6 +146,7 @@ static uint32_t rice_cost(const uint64_t *u, uint32_t c, unsigned k)
     }
     return total;
 }
+#endif
 
 /* A mini-block's header byte; *bits its payload bits.  Bit-packed at the
  * bit length w of the largest residual, unless Rice is strictly cheaper:
@@ -154,6 +163,13 @@ static uint8_t mini_block(const uint64_t *u, uint32_t c, int rice, uint32_t *bit
     }
     w = bit_length(big);
     *bits = c * w;
+#ifdef SQ_NO_COMPACT
+    (void)rice;
+    (void)k;
+    (void)cost;
+    (void)lower;
+    return (uint8_t)w;
+#else
     if (!rice || w < 2u) {
         return (uint8_t)w;
     }
@@ -168,21 +184,24 @@ static uint8_t mini_block(const uint64_t *u, uint32_t c, int rice, uint32_t *bit
     }
     *bits = cost;
     return (uint8_t)(SQ_RICE | k);
+#endif
 }
 
 static void write_mini_block(const uint64_t *u, uint32_t c, uint8_t h, uint8_t *bits, uint32_t *at)
 {
     uint32_t i;
     for (i = 0; i < c; i++) {
+#ifndef SQ_NO_COMPACT
         if (h & SQ_RICE) {
             unsigned k = h & 0x3Fu;
             *at += (uint32_t)(u[i] >> k);                /* the quotient's zeros: already zero */
             put_bits(bits, *at, 1u | (u[i] & (((uint64_t)1 << k) - 1u)) << 1, k + 1u);
             *at += k + 1u;
-        } else {
-            put_bits(bits, *at, u[i], h);
-            *at += h;
+            continue;
         }
+#endif
+        put_bits(bits, *at, u[i], h);
+        *at += h;
     }
 }
 
@@ -217,6 +236,7 @@ static uint32_t pass(sq_enc_work *e, const src *s, uint32_t n, unsigned order, i
 }
 
 /* ---- dictionaries ---------------------------------------------------------------------- */
+#ifndef SQ_NO_COMPACT
 
 static void sift_down(uint64_t *a, uint32_t root, uint32_t n)
 {
@@ -263,6 +283,7 @@ static uint32_t build_dict(const src *s, uint32_t n, uint64_t *d)
     }
     return k;
 }
+#endif
 
 /* ---- sections ------------------------------------------------------------------------------ */
 
@@ -287,7 +308,7 @@ static uint64_t column_min(const src *s, uint32_t n, int *flat)
  * same over dictionary ranks; the first smallest wins.  Fills *p. */
 static void plan_column(sq_enc_work *e, src *s, uint32_t n, int compact, sq_enc_plan *p)
 {
-    uint32_t size, head, order, dict_bytes;
+    uint32_t size, head, order;
     int flat;
     s->base = column_min(s, n, &flat);
     s->dict = NULL;
@@ -307,13 +328,14 @@ static void plan_column(sq_enc_work *e, src *s, uint32_t n, int compact, sq_enc_
             p->codec = (uint8_t)(order | SQ_CODEC_SHORT);
         }
     }
+#ifndef SQ_NO_COMPACT
     if (!compact || !s->is_signed) {
         return;
     }
     s->dict = e->scratch;
     s->dict_n = build_dict(s, n, e->scratch);
     s->gaps = 1;
-    dict_bytes = head + varint_size(s->dict_n) + pass(e, s, s->dict_n, 0, 1, NULL);
+    uint32_t dict_bytes = head + varint_size(s->dict_n) + pass(e, s, s->dict_n, 0, 1, NULL);
     s->gaps = 0;
     for (order = 0; order < 3u; order++) {
         size = dict_bytes + pass(e, s, n, order, 1, NULL);
@@ -322,6 +344,7 @@ static void plan_column(sq_enc_work *e, src *s, uint32_t n, int compact, sq_enc_
             p->codec = (uint8_t)(order | SQ_CODEC_DICT | SQ_CODEC_SHORT);
         }
     }
+#endif
 }
 
 /* Write the section *p planned at out (p->size bytes, zeroed here). */
@@ -336,6 +359,7 @@ static void write_column(sq_enc_work *e, src *s, uint32_t n, int compact, const 
     if (p->codec & SQ_CODEC_ZERO) {
         return;
     }
+#ifndef SQ_NO_COMPACT
     if (p->codec & SQ_CODEC_DICT) {
         s->dict = e->scratch;
         s->dict_n = build_dict(s, n, e->scratch);
@@ -344,6 +368,7 @@ static void write_column(sq_enc_work *e, src *s, uint32_t n, int compact, const 
         out += pass(e, s, s->dict_n, 0, 1, out);
         s->gaps = 0;
     }
+#endif
     pass(e, s, n, p->codec & SQ_CODEC_ORDER, compact, out);
 }
 

@@ -96,6 +96,9 @@ typedef struct {
 int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2]);
 int64_t sq_ring_first_staged_t(const sq_ring *r);
 
+uint32_t sq_div(uint32_t a, uint32_t b);
+uint32_t sq_round_up(uint32_t n, uint32_t unit);
+
 int sq_log_geometry(sq_ring *r);
 int sq_log_format(sq_ring *r);
 int sq_log_mount(sq_ring *r);

@@ -124,7 +124,7 @@ static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8
 
 static uint32_t padded(const sq_ring *r, uint32_t len)
 {
-    return (len + r->fl.prog_size - 1u) / r->fl.prog_size * r->fl.prog_size;
+    return sq_round_up(len, r->fl.prog_size);
 }
 
 /* ---- geometry and format ------------------------------------------------- */
@@ -133,11 +133,11 @@ int sq_log_geometry(sq_ring *r)
 {
     const sq_flash *fl = &r->fl;
     uint32_t need, sectors;
-    r->hdr_len = (BANK_FIELDS + fl->prog_size - 1u) / fl->prog_size * fl->prog_size;
+    r->hdr_len = sq_round_up(BANK_FIELDS, fl->prog_size);
     need = r->hdr_len + r->buf_len;
-    sectors = (need + fl->sector_size - 1u) / fl->sector_size;
+    sectors = sq_div(need + fl->sector_size - 1u, fl->sector_size);
     r->bank_size = sectors * fl->sector_size;
-    r->n_banks = fl->size / r->bank_size;
+    r->n_banks = sq_div(fl->size, r->bank_size);
     return r->n_banks >= 2u ? SQ_OK : SQ_ERR_FULL;
 }
 
@@ -276,7 +276,7 @@ static int find_oldest(sq_ring *r, uint32_t head_seq)
     for (k = 1; k < r->n_banks; k++) {
         bank_hdr h;
         int err;
-        b = (r->head + r->n_banks - k) % r->n_banks;
+        b = r->head >= k ? r->head - k : r->head + r->n_banks - k;
         err = read_hdr(r, b, &h);
         if (err < 0) {
             return err;

@@ -60,10 +60,30 @@ static int flash_valid(const sq_flash *fl)
            fl->prog_size >= 1u && fl->prog_size <= 256u && fl->size >= fl->sector_size;
 }
 
-static uint32_t round_up(uint32_t n, uint32_t unit)
+/* a / b (b > 0) by shift and subtract: the few 32-bit divisions by a
+ * run-time value (geometry, padding) are not worth libgcc's 0.3 KB routine. */
+uint32_t sq_div(uint32_t a, uint32_t b)
 {
-    return (n + unit - 1u) / unit * unit;
+    uint32_t q = 0, bit = 1;
+    while (b < a && !(b >> 31)) {
+        b <<= 1;
+        bit <<= 1;
+    }
+    for (; bit; b >>= 1, bit >>= 1) {
+        if (a >= b) {
+            a -= b;
+            q |= bit;
+        }
+    }
+    return q;
 }
+
+uint32_t sq_round_up(uint32_t n, uint32_t unit)
+{
+    return sq_div(n + unit - 1u, unit) * unit;
+}
+
+#define round_up sq_round_up
 
 /* Bytes of work memory: alignment slack, the staging control, two halves,
  * the block buffer, the bank header buffer, the encoder's working memory
@@ -492,7 +512,7 @@ int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st)
     st->has_data = (uint8_t)(r->has_blocks || st->staged);
     st->oldest_t = r->has_blocks ? r->oldest_t : st->staged ? sq_ring_first_staged_t(r) : 0;
     st->newest_t = st->staged ? r->stage->last_t : r->has_blocks ? r->newest_t : 0;
-    chain = (r->head + r->n_banks - r->oldest) % r->n_banks;
+    chain = r->head >= r->oldest ? r->head - r->oldest : r->head + r->n_banks - r->oldest;
     st->bank_size = r->bank_size;
     st->capacity = (r->n_banks - 1u) * r->bank_size;
     st->bytes_used = chain * r->bank_size + r->head_off;
