@@ -166,3 +166,45 @@ def test_importing_sensorq_does_not_import_sklearn():
            "print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from test_models_features import ALL, _cache, streams  # noqa: E402
+from test_models_common import reference_windows  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=streams(), seed=st.integers(0, 100))
+def test_random_streams_score_as_sklearn_predicts(tmp_path_factory, data, seed):
+    """Hypothesis-made streams (irregular steps, duplicates, NaN, small
+    blocks): score_windows' float path is scikit-learn's predict on the
+    reference features, and its quantized path is the integer scorer on the
+    reference codes."""
+    t, a, b, f, block = data
+    cache, stream = _cache(tmp_path_factory.mktemp("r"), t, a, b, f, block)
+    with cache:
+        p = make_pipeline(stream, ALL, window="1s", hop="250ms", cache=cache, min_samples=3)
+        starts, codes, values = reference_windows(cache, p)
+        if len(starts) < 4:
+            return
+        labels = np.random.default_rng(seed).integers(0, 3, len(starts))
+        est = ensemble.RandomForestClassifier(5, max_depth=5, random_state=seed).fit(values, labels)
+        model = from_sklearn(est, p)
+        f_scores = score_windows(cache, model, quantized=False)
+        q_scores = score_windows(cache, model)
+        np.testing.assert_array_equal(f_scores.start, starts)
+        np.testing.assert_array_equal(est.classes_[f_scores.cls], est.predict(values))
+        np.testing.assert_array_equal(q_scores.raw, score_codes(model, codes).raw)
+
+
+def test_a_model_for_other_channels_is_refused(windows, tmp_path):
+    cache, p, w = windows
+    model = from_sklearn(tree.DecisionTreeClassifier(max_depth=2).fit(w.values, w.label), p)
+    with sensorq.open(tmp_path / "other", create=True) as other:
+        with pytest.raises(ModelError, match="stream 'imu', which is not in this cache"):
+            score_windows(other, model)
+        other.create_stream("imu", [sensorq.Channel("x", "int16"), sensorq.Channel("y", "int16")])
+        with pytest.raises(ModelError, match="channel 'y' as dtype code 3, stream 'imu' stores it as int16"):
+            score_windows(other, model)
