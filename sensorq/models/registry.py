@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store import fileio
+from ..store.manifest import MODELS_DIR
 from .compress import device_bytes, ops_per_window, ram_bytes
 from .format import encode_model, load_model
 from .model import Info, Model, ModelError
 
-MODELS_DIR = "models"
 SUFFIX = ".sqm"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 

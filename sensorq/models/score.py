@@ -44,9 +44,12 @@ def score_windows(cache, model: Model, start_ns=None, end_ns=None, quantized: bo
 def score_codes(model: Model, codes: np.ndarray) -> Scores:
     """The quantized path on integer feature codes (n, n_features)."""
     codes = np.ascontiguousarray(codes, np.int64)
-    if isinstance(model.body, TreeBody):
-        return _trees_out(model, _q_trees_raw(model.body, codes), quantized=True)
-    return _dense_out(model, _q_dense_raw(model.body, codes), quantized=True)
+    # (the host-only scales of a hostile model may overflow to inf: its class,
+    # computed in integers, is still defined)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if isinstance(model.body, TreeBody):
+            return _trees_out(model, _q_trees_raw(model.body, codes), quantized=True)
+        return _dense_out(model, _q_dense_raw(model.body, codes), quantized=True)
 
 
 def score_values(model: Model, values: np.ndarray) -> Scores:
