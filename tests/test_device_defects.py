@@ -68,7 +68,7 @@ def test_counts_beyond_2_32_samples_do_not_wrap(dev):
     answered from its statistics): 2^32 + 65,536 samples, counted exactly."""
     stream = Stream("s", (Channel("v", "int8"),))
     n = 65536
-    block = encode_block(np.arange(n, dtype=np.int64), [np.ones(n, np.int8)], codec="fast")
+    block = encode_block(np.arange(n, dtype=np.int64), [np.ones(n, np.int8)], codec="fast", version=2)
     code = compile_plan(count_plan(stream, n), stream)
     answer = dev.run_blocks(code, [block] * 65537, n)
     assert answer.count == answer.value == 65537 * n

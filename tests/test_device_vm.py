@@ -154,7 +154,7 @@ def test_host_compact_blocks_give_the_same_answer(dev, case):
     stream, t, columns, plan, block_samples, _ = case
     code = compile_plan(plan, stream)
     blocks = [encode_block(t[i:i + block_samples], [c[i:i + block_samples] for c in columns],
-                           codec="compact") for i in range(0, len(t), block_samples)]
+                           codec="compact", version=2) for i in range(0, len(t), block_samples)]
     expected = expected_answer(plan, t, columns)
     got = run_or_error(lambda: dev.run_blocks(code, blocks, plan.now.ns))
     if expected.overflow:

@@ -612,5 +612,5 @@ uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
     if (p[4] == 1u) {
         return SQ_READS_V1 ? (uint32_t)sq_get_le(p + 12, 4) : 0;
     }
-    return p[4] == 2u && get_varint(p + 5, p + 10, &v) && v <= 0xFFFFFFF0u ? (uint32_t)v : 0;
+    return p[4] == 2u && get_varint(p + 5, p + 15, &v) && v <= 0xFFFFFFF0u ? (uint32_t)v : 0;
 }

@@ -85,9 +85,10 @@ def missing_host_toolchain() -> str | None:
     return None
 
 
-def build_library(build_dir: Path, sanitize: bool = False) -> Path:
-    """Build libsensorq.so for the host into build_dir; returns its path."""
-    args = ["make", "-s", "-C", str(DEVICE_PORT), "host", f"BUILD={build_dir}"]
+def build_library(build_dir: Path, sanitize: bool = False, options: tuple = ()) -> Path:
+    """Build libsensorq.so for the host into build_dir; returns its path.
+    options: Makefile variables, e.g. ("READ_V1=1",) or ("NO_COMPACT=1",)."""
+    args = ["make", "-s", "-C", str(DEVICE_PORT), "host", f"BUILD={build_dir}", *options]
     if sanitize:
         args.append("SANITIZE=1")
     done = subprocess.run(args, capture_output=True, text=True)
