@@ -204,7 +204,6 @@ class _Plan:
     """The pipeline's features as the flat arrays the kernels take."""
 
     def __init__(self, p: Pipeline):
-        fs = p.rate_mhz / 1000 if p.rate_mhz else 1.0
         self.ops = np.array([f.op for f in p.features], np.int64)
         self.sig = np.array([f.signal for f in p.features], np.int64)
         steps, a_start, b_start, b_end = [], [], [], []
@@ -218,7 +217,6 @@ class _Plan:
         self.freqs = self.steps / 2**32          # cycles per sample, exactly the integer path's
         self.a_start, self.b_start, self.b_end = (np.array(v, np.int64) for v in (a_start, b_start, b_end))
         self.scale = np.array([OP_SCALE[f.op] for f in p.features])
-        del fs
 
 
 def compute_windows(cache, pipeline: Pipeline, start_ns=None, end_ns=None, *, codes=True,

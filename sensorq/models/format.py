@@ -18,11 +18,10 @@ import zlib
 import numpy as np
 
 from .model import (ANOMALY, ARGMAX, CLASSES, DENSE, FORMAT_VERSION, LINEAR_VALUE, MAX_CLASSES,
-                    MAX_FEATURES, MAX_FREQS, MAX_INPUTS, MAX_LAYERS, MAX_LEAVES, MAX_MAG,
-                    MAX_SIGNALS, MAX_TREE_NODES, MAX_TREES, MAX_WIDTH, MAX_WINDOW_SAMPLES,
-                    MEAN_MODE, NO_REQUANT, RATIO, BAND, SIGN, SUM, SUMSQ, TREES, VALUE, VOTE,
-                    DenseBody, Feature, Info, Input, Layer, Model, ModelError, Outputs, Pipeline,
-                    TreeBody)
+                    MAX_FEATURES, MAX_INPUTS, MAX_LAYERS, MAX_LEAVES, MAX_MAG, MAX_SIGNALS,
+                    MAX_TREE_NODES, MAX_TREES, MAX_WIDTH, MAX_WINDOW_SAMPLES, MEAN_MODE, NO_REQUANT,
+                    SIGN, SUM, SUMSQ, TREES, VALUE, VOTE, DenseBody, Feature, Info, Input, Layer,
+                    Model, ModelError, Outputs, Pipeline, TreeBody)
 
 MAGIC = b"SQM1"
 HEADER_SIZE = 32
@@ -461,4 +460,3 @@ def _read_info(r: _Reader) -> Info:
 
 
 __all__ = ["encode_model", "load_model", "ModelError", "MAGIC", "tree_widths"]
-_ = (BAND, RATIO, MAX_FREQS)   # used by validate.py through this module's namespace

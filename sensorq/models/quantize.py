@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .model import ARGMAX, INT32_MAX, NO_REQUANT, SUMSQ, VOTE, DenseBody, Layer, ModelError
+from .model import ARGMAX, INT32_MAX, NO_REQUANT, SUMSQ, DenseBody, Layer, ModelError
 
 IN_STEP = 1 / 16          # an int8 input unit is 1/16 of a standard deviation (+-7.9 sigma)
 R_TYPICAL = 2**14         # SUMSQ: the largest calibration term maps to 2^14 (saturation at 2^20)
@@ -123,5 +123,3 @@ def _requant(ratio: np.ndarray):
     m, s = _fixed_point(ratio, 31)
     return m.astype(np.int32), s
 
-
-_ = VOTE

@@ -22,7 +22,7 @@ from ..store import fileio
 from ..store.manifest import MODELS_DIR
 from .compress import device_bytes, ops_per_window, ram_bytes
 from .format import encode_model, load_model
-from .model import Info, Model, ModelError
+from .model import Model, ModelError
 
 SUFFIX = ".sqm"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -240,8 +240,6 @@ def _dur(ns: int) -> str:
             return f"{ns // size}{unit}"
     return f"{ns}ns"
 
-
-_ = Info
 
 
 def describe_model(model: Model, name: str | None = None) -> str:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import compute_windows
-from .model import (ANOMALY, ARGMAX, CLASSES, LINEAR_VALUE, MEAN_MODE, SIGN, SUM, SUMSQ, VOTE,
-                    DenseBody, Model, ModelError, TreeBody)
-from .qscore import R_LIMIT, f_trees, q_dense, q_trees
+from .model import (ARGMAX, CLASSES, LINEAR_VALUE, MEAN_MODE, SIGN, SUMSQ, VOTE, DenseBody, Model,
+                    ModelError, TreeBody)
+from .qscore import f_trees, q_dense, q_trees
 
 
 @dataclass
@@ -160,5 +160,3 @@ def _dense_out(model: Model, out: np.ndarray, quantized: bool) -> Scores:
     assert b.mode == ARGMAX
     return _classes_from_raw(out, raw)
 
-
-_ = (ANOMALY, SUM, R_LIMIT)

@@ -316,5 +316,3 @@ def anomaly_body(location, precision, threshold, X_calib, fscale):
     return quantize_dense(SUMSQ, [(A, np.zeros(A.shape[0]))], [False], location,
                           np.ones_like(location), X_calib, fscale, threshold)
 
-
-_ = (CLASSES,)
