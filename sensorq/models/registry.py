@@ -22,7 +22,7 @@ from ..store import fileio
 from ..store.manifest import MODELS_DIR
 from .compress import device_bytes, ops_per_window, ram_bytes
 from .format import encode_model, load_model
-from .model import Model, ModelError
+from .model import Model, ModelError, Outputs
 
 SUFFIX = ".sqm"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -123,7 +123,10 @@ class ModelRegistry:
         model = estimator_or_model
         if not isinstance(model, Model):
             model = self._convert(name, model, stream, window, hop, features, label, class_names, X_calib)
-        model.outputs.name = name
+        # the output is named after the model (the derived channel a query
+        # compares: `motion == Running`); the caller's model is not changed
+        model = Model(model.pipeline, Outputs(model.outputs.kind, name, list(model.outputs.classes)),
+                      model.body, model.info)
         self._write(name, encode_model(model), replace)
         return model
 
