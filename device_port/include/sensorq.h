@@ -213,6 +213,8 @@ typedef struct {
     uint32_t buf_len;        /* its size: the worst block, rounded up to prog_size */
     uint8_t *hbuf;           /* bank header buffer (hdr_len bytes) */
     void *enc;               /* the encoder's working memory */
+    void *info;              /* the block being read (sq_block_info), off the stack */
+    void *st;                /* a directory entry being read (sq_chan_stats) */
     uint32_t bank_size, n_banks, hdr_len;
     uint32_t head, head_off; /* the bank written, and where in it */
     uint32_t oldest;         /* the oldest bank holding blocks */
@@ -398,6 +400,7 @@ typedef struct {
     uint8_t sec_codec[SQ_VM_MAX_COLUMNS], width[SQ_VM_MAX_COLUMNS];
     uint8_t agg_flags;
     sq_chan_stats st;              /* a directory entry being read */
+    sq_block_info info;            /* the block being read */
 } sq_query_state;
 
 /* ---- queries (sq_vm.c) --------------------------------------------------- */

@@ -323,24 +323,25 @@ static const uint8_t *entry_v1(const uint8_t *e, sq_chan_stats *st)
 }
 #endif
 
-/* Varints into v[0..k) (NULL: one ran out, or a u32 field did not fit). */
-static const uint8_t *get_varints(const uint8_t *p, const uint8_t *end, uint64_t *v, unsigned k)
+/* The next varint at *p (*p = NULL once one runs past end: later reads
+ * give 0 and keep it NULL). */
+static uint64_t take(const uint8_t **p, const uint8_t *end)
 {
-    while (p && k--) {
-        p = get_varint(p, end, v++);
+    uint64_t v = 0;
+    if (*p) {
+        *p = get_varint(*p, end, &v);
     }
-    return p;
+    return v;
 }
 
 /* Version 2 (format.md §2): kind, codec, [dexp], data_len, [count], then
  * for an integer channel max − min, first − min, last − min, idx_min,
  * idx_max, zigzag(S1), S2 (kept relative: stats_v2 adds the minimum, its
  * section's base); for a float one idx_min, idx_max and six f64. */
-static const uint8_t *entry_v2(const uint8_t *p, const uint8_t *end, uint32_t n, sq_chan_stats *st)
+static const uint8_t *__attribute__((noinline)) entry_v2(const uint8_t *p, const uint8_t *end, uint32_t n, sq_chan_stats *st)
 {
-    uint64_t v[7];
+    uint64_t len, count, lo_at, hi_at;
     uint8_t kind;
-    unsigned i;
     if (end - p < 2) {
         return NULL;
     }
@@ -349,45 +350,39 @@ static const uint8_t *entry_v2(const uint8_t *p, const uint8_t *end, uint32_t n,
     st->codec = *p++;
     st->flags = (kind >> 3) & 3u;
     st->dexp = (st->codec & SQ_CODEC_DECIMAL) && p < end ? *p++ : 0;
-    p = get_varints(p, end, v, (kind & 0x20u) ? 2u : 1u);
-    st->data_len = (uint32_t)v[0];
-    st->count = (kind & 0x20u) ? (uint32_t)v[1] : n;
-    if (!p || (kind & 0xC0u) || v[0] >> 32 || ((kind & 0x20u) && (v[1] > n || st->dtype < SQ_FLOAT32))) {
+    len = take(&p, end);
+    count = (kind & 0x20u) ? take(&p, end) : n;
+    if ((kind & 0xC0u) || len >> 32 || count > n || ((kind & 0x20u) && st->dtype < SQ_FLOAT32)) {
         return NULL;
     }
-    if (st->dtype >= SQ_FLOAT32) {
-        p = get_varints(p, end, v, 2);
-        if (!p || end - p < 48) {
-            return NULL;
-        }
+    st->data_len = (uint32_t)len;
+    st->count = (uint32_t)count;
+    if (st->dtype < SQ_FLOAT32) {
+        st->min = 0;
+        st->max = (int64_t)take(&p, end);           /* max − min, first − min, last − min */
+        st->first = (int64_t)take(&p, end);
+        st->last = (int64_t)take(&p, end);
+    }
+    lo_at = take(&p, end);
+    hi_at = take(&p, end);
+    if (st->dtype < SQ_FLOAT32) {
+        st->sum = (int64_t)unzigzag(take(&p, end));  /* S1, S2 */
+        st->sumsq = take(&p, end);
+    } else if (p && end - p >= 48) {
         st->min = st->max = 0;                      /* f64 statistics: unused on the device */
         p += 48;
     } else {
-        p = get_varints(p, end, v + 2, 5);          /* max−min, first−min, last−min, idx_min, idx_max */
-        st->max = (int64_t)v[2];
-        st->first = (int64_t)v[3];
-        st->last = (int64_t)v[4];
-        v[0] = v[5];
-        v[1] = v[6];
-        p = get_varints(p, end, v + 2, 2);          /* zigzag(S1), S2 */
-        st->sum = (int64_t)unzigzag(v[2]);
-        st->sumsq = v[3];
-        st->min = 0;
+        p = NULL;
     }
-    for (i = 0; i < 2u; i++) {
-        if (!p || v[i] >= n) {
-            return NULL;
-        }
-    }
-    st->idx_min = (uint32_t)v[0];
-    st->idx_max = (uint32_t)v[1];
-    return p;
+    st->idx_min = (uint32_t)lo_at;
+    st->idx_max = (uint32_t)hi_at;
+    return lo_at < n && hi_at < n ? p : NULL;
 }
 
 /* A version-2 integer entry made absolute: the minimum is the section's
  * base, the rest offsets from it; sum = S1 + n·m, sumsq = S2 + 2m·S1 + n·m²
  * with m = min + (max − min) >> 1 (all mod 2^64, as version 1 keeps them). */
-static int stats_v2(const uint8_t *sec, const uint8_t *end, uint32_t n, sq_chan_stats *st)
+static int __attribute__((noinline)) stats_v2(const uint8_t *sec, const uint8_t *end, uint32_t n, sq_chan_stats *st)
 {
     uint64_t lo, m, s1 = (uint64_t)st->sum;
     if (!get_varint(sec, end, &lo)) {
@@ -482,39 +477,42 @@ static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
 /* Version 2's header (format.md §1): magic, version, then block_len,
  * n_channels, time codec, n_samples, t_first (8 bytes), t_last − t_first,
  * tick, stream_id, seq, time_len, varints but for the bytes. */
-static int header_v2(const uint8_t *b, size_t len, sq_block_info *info)
+static int __attribute__((noinline)) header_v2(const uint8_t *b, size_t len, sq_block_info *info)
 {
-    const uint8_t *end = b + len - 4u, *p = get_varint(b + 5, end, &info->seq);
-    uint64_t v[5];
-    info->block_len = (uint32_t)len;
+    const uint8_t *end = b + len - 4u, *p = b + 5;
+    uint64_t n, stream_id, time_len;
+    take(&p, end);                                   /* block_len: already checked */
     if (!p || end - p < 3) {
         return SQ_ERR_CORRUPT;
     }
+    info->block_len = (uint32_t)len;
     info->n_channels = p[0];
     info->time_codec = p[1];
-    p = get_varints(p + 2, end, v, 1);
+    p += 2;
+    n = take(&p, end);
     if (!p || end - p < 8) {
         return SQ_ERR_CORRUPT;
     }
-    info->n_samples = v[0] > SQ_MAX_BLOCK_SAMPLES ? 0 : (uint32_t)v[0];
+    info->n_samples = n > SQ_MAX_BLOCK_SAMPLES ? 0 : (uint32_t)n;
     info->t_first = (int64_t)sq_get_le(p, 8);
-    p = get_varints(p + 8, end, v, 5);
-    info->t_last = (int64_t)((uint64_t)info->t_first + v[0]);
-    info->tick = (int64_t)v[1];
-    info->stream_id = (uint32_t)v[2];
-    info->seq = v[3];
-    info->time_len = (uint32_t)v[4];
-    if (!p || v[2] >> 32 || v[4] >> 32) {
+    p += 8;
+    info->t_last = (int64_t)((uint64_t)info->t_first + take(&p, end));
+    info->tick = (int64_t)take(&p, end);
+    stream_id = take(&p, end);
+    info->seq = take(&p, end);
+    time_len = take(&p, end);
+    info->stream_id = (uint32_t)stream_id;
+    info->time_len = (uint32_t)time_len;
+    if (!p || stream_id >> 32 || time_len >> 32) {
         return SQ_ERR_CORRUPT;
     }
     info->dir_off = (uint32_t)(p - b);
     return SQ_OK;
 }
 
-int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
+int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_stats *st)
 {
     dir_pos w;
-    sq_chan_stats st;
     int err;
     if (!b || !info) {
         return SQ_ERR_ARG;
@@ -539,14 +537,20 @@ int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
         check_codec(info->time_codec, SQ_INT64, info->version)) {
         return SQ_ERR_CORRUPT;
     }
-    err = walk_dir(b, info, UINT32_MAX, 0, &st, &w);
+    err = walk_dir(b, info, UINT32_MAX, 0, st, &w);
     if (info->version == 2u) {
         info->sec_off = w.dir_end;      /* the sections start where the directory ends */
     }
     if (err || w.dir_end != info->sec_off || (uint64_t)info->sec_off + info->time_len + w.total != len - 4u) {
         return SQ_ERR_CORRUPT;
     }
-    return info->version == 2u ? walk_dir(b, info, UINT32_MAX, 1, &st, &w) : SQ_OK;
+    return info->version == 2u ? walk_dir(b, info, UINT32_MAX, 1, st, &w) : SQ_OK;
+}
+
+int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
+{
+    sq_chan_stats st;
+    return sq_block_check(b, len, info, &st);
 }
 
 int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,

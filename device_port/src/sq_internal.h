@@ -43,6 +43,10 @@ void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width);
  * value outside the column's width). */
 int sq_col_next(sq_col *c, uint64_t *word);
 
+/* sq_block_verify with caller memory for the directory entries it walks
+ * (no sq_chan_stats on the stack). */
+int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_stats *st);
+
 /* Column `column` (-1: time) of a verified block: its directory entry (for
  * the time column only codec and data_len) and its section's offset. */
 int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,

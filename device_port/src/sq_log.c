@@ -94,10 +94,15 @@ static int blank(const sq_ring *r, uint32_t off, uint32_t len, int *is_blank)
     return SQ_OK;
 }
 
-/* The block at off (room bytes left in its bank): BLK_OK with *b and *info
- * filled, BLK_END (blank), BLK_BAD, or SQ_ERR_IO. */
-static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8_t **b,
-                      sq_block_info *info)
+/* The block being read: in the work memory, off the stack. */
+static sq_block_info *binfo(const sq_ring *r)
+{
+    return (sq_block_info *)r->info;
+}
+
+/* The block at off (room bytes left in its bank): BLK_OK with *b and
+ * binfo(r) filled, BLK_END (blank), BLK_BAD, or SQ_ERR_IO. */
+static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8_t **b)
 {
     uint32_t peek = room < SQ_BLOCK_PEEK ? room : SQ_BLOCK_PEEK, len;
     int err;
@@ -119,7 +124,7 @@ static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8
     if (err) {
         return err;
     }
-    return sq_block_verify(*b, len, info) == SQ_OK ? BLK_OK : BLK_BAD;
+    return sq_block_check(*b, len, binfo(r), (sq_chan_stats *)r->st) == SQ_OK ? BLK_OK : BLK_BAD;
 }
 
 static uint32_t padded(const sq_ring *r, uint32_t len)
@@ -211,29 +216,29 @@ static int walk_bank(sq_ring *r, uint32_t bank, const bank_hdr *h, uint32_t *end
 {
     uint32_t off = r->hdr_len, base = bank_off(r, bank);
     uint64_t expect = h->first_seq;
-    sq_block_info info;
+    const sq_block_info *info = binfo(r);
     const uint8_t *b;
     int got;
     for (;;) {
-        got = read_block(r, base + off, r->bank_size - off, &b, &info);
+        got = read_block(r, base + off, r->bank_size - off, &b);
         if (got < 0) {
             return got;
         }
-        if (got != BLK_OK || info.seq != expect) {
+        if (got != BLK_OK || info->seq != expect) {
             break;
         }
         expect++;
-        off += padded(r, info.block_len);
-        if (r->has_blocks && info.seq < r->next_seq) {
+        off += padded(r, info->block_len);
+        if (r->has_blocks && info->seq < r->next_seq) {
             continue;        /* written again after a failed sync: kept once */
         }
         if (!r->has_blocks) {
-            r->oldest_seq = info.seq;
-            r->oldest_t = info.t_first;
+            r->oldest_seq = info->seq;
+            r->oldest_t = info->t_first;
             r->has_blocks = 1;
         }
-        r->next_seq = info.seq + 1u;
-        r->newest_t = info.t_last;
+        r->next_seq = info->seq + 1u;
+        r->newest_t = info->t_last;
     }
     *end = off;
     *torn = got != BLK_END;
@@ -351,7 +356,6 @@ static int refresh_oldest(sq_ring *r)
     sq_ring_iter it;
     const uint8_t *b;
     size_t len;
-    sq_block_info info;
     int err;
     sq_ring_iter_begin(r, &it);
     err = sq_ring_next(r, &it, &b, &len);
@@ -360,9 +364,8 @@ static int refresh_oldest(sq_ring *r)
         r->oldest_seq = r->next_seq;
         return err;
     }
-    sq_block_verify(b, len, &info);
-    r->oldest_seq = info.seq;
-    r->oldest_t = info.t_first;
+    r->oldest_seq = binfo(r)->seq;
+    r->oldest_t = binfo(r)->t_first;
     return SQ_OK;
 }
 
@@ -448,25 +451,25 @@ void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it)
  * before a gap, or written again after a failed sync) is passed over. */
 int sq_ring_next(const sq_ring *r, sq_ring_iter *it, const uint8_t **block, size_t *len)
 {
-    sq_block_info info;
+    const sq_block_info *info = binfo(r);
     int got;
     *block = NULL;
     *len = 0;
     while (!it->done) {
         uint32_t base = bank_off(r, it->bank);
         uint32_t room = (it->bank == r->head ? r->head_off : r->bank_size) - it->off;
-        got = read_block(r, base + it->off, room, block, &info);
+        got = read_block(r, base + it->off, room, block);
         if (got < 0) {
             *block = NULL;
             return got;
         }
         if (got == BLK_OK) {
-            it->off += padded(r, info.block_len);
-            if (info.seq < it->next) {
+            it->off += padded(r, info->block_len);
+            if (info->seq < it->next) {
                 continue;
             }
-            it->next = info.seq + 1u;
-            *len = info.block_len;
+            it->next = info->seq + 1u;
+            *len = info->block_len;
             return SQ_OK;
         }
         it->done = it->bank == r->head;

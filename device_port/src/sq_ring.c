@@ -92,7 +92,8 @@ static size_t work_bytes(const sq_stream_cfg *cfg, uint32_t prog_size)
 {
     uint32_t half = round_up(cfg->block_samples * sample_bytes(cfg), 8);
     return 7u + round_up(sizeof(sq_stage), 8) + 2u * half + round_up(sq_worst_block(cfg), prog_size) +
-           round_up(32, prog_size) + 7u + round_up(sizeof(sq_enc_work), 8) + 8u * cfg->block_samples;
+           round_up(32, prog_size) + 7u + round_up(sizeof(sq_enc_work), 8) + round_up(sizeof(sq_block_info), 8) +
+           round_up(sizeof(sq_chan_stats), 8) + 8u * cfg->block_samples;
 }
 
 size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
@@ -114,7 +115,7 @@ static uint32_t cfg_hash(const sq_stream_cfg *cfg)
 }
 
 /* Carve the work memory; the log's geometry follows from the block buffer. */
-static int setup(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+static int __attribute__((noinline)) setup(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
                  size_t work_len)
 {
     uint8_t *p;
@@ -137,6 +138,10 @@ static int setup(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8
     r->hbuf = p + r->buf_len;
     p = r->hbuf + round_up(32, fl->prog_size);
     p += (8u - ((uintptr_t)p & 7u)) & 7u;
+    r->info = p;
+    p += round_up(sizeof(sq_block_info), 8);
+    r->st = p;
+    p += round_up(sizeof(sq_chan_stats), 8);
     r->enc = p;
     ((sq_enc_work *)r->enc)->scratch = (uint64_t *)(void *)(p + round_up(sizeof(sq_enc_work), 8));
     return sq_log_geometry(r);
@@ -254,10 +259,10 @@ static int oldest_ready(const sq_stage *s)
 static int seal_half(sq_ring *r, unsigned h)
 {
     sq_half *half = &r->stage->half[h];
-    sq_block_info info;
+    sq_block_info *info = (sq_block_info *)r->info;
     uint32_t len = sq_enc_block(&r->cfg, r->data[h], half->count, half->seq, r->buf,
-                                (sq_enc_work *)r->enc, &info);
-    int err = sq_log_write(r, len, &info);
+                                (sq_enc_work *)r->enc, info);
+    int err = sq_log_write(r, len, info);
     if (err) {
         return err;
     }
@@ -328,7 +333,7 @@ static int half_times_valid(const uint8_t *data, uint32_t count, int64_t *prev, 
  * sequence number the next one the log expects (an older one was sealed
  * before the reset: dropped), times in order after the newest block.
  * Anything else is dropped, never trusted. */
-static int stage_valid(sq_ring *r)
+static int __attribute__((noinline)) stage_valid(sq_ring *r)
 {
     sq_stage *s = r->stage;
     int64_t prev = r->newest_t;
@@ -421,8 +426,8 @@ static size_t ram_flash(const sq_stream_cfg *cfg, uint8_t *region, size_t len, s
     }
     fl->ctx = region + work;
     fl->mapped = region + work;
-    fl->size = (uint32_t)((len - work) / bank * bank > 0x7FFFFFFFu ? 0x7FFFFFFFu / bank * bank
-                                                                     : (len - work) / bank * bank);
+    len -= work;
+    fl->size = sq_div(len > 0x7FFFFFFFu ? 0x7FFFFFFFu : (uint32_t)len, bank) * bank;
     sq_put_le(region + work - 4u, bank, 4);
     return work + 2u * bank;
 }

@@ -328,26 +328,21 @@ static int decide(sq_vm *v, const sq_block_info *info, int in_window)
     return 1;
 }
 
-static int run_block(sq_vm *v, const uint8_t *b, size_t len)
+/* A block already verified, its header in v->info. */
+static int run_verified(sq_vm *v, const uint8_t *b)
 {
-    sq_block_info info;
+    const sq_block_info *info = &v->info;
     unsigned s;
-    int err = sq_block_verify(b, len, &info), whole, verdict;
-    if (err == SQ_OK && info.n_channels != v->n_channels) {
-        err = SQ_ERR_MISMATCH;
-    }
-    if (err == SQ_OK) {
-        err = load_block(v, b, &info);
-    }
+    int err = info->n_channels != v->n_channels ? SQ_ERR_MISMATCH : load_block(v, b, info), whole, verdict;
     if (err != SQ_OK) {
         return err;
     }
-    if (((v->flags & FLAG_START) && info.t_last < v->start) || ((v->flags & FLAG_END) && info.t_first >= v->end)) {
+    if (((v->flags & FLAG_START) && info->t_last < v->start) || ((v->flags & FLAG_END) && info->t_first >= v->end)) {
         v->out->blocks_skipped++;
         return SQ_OK;
     }
-    whole = (!(v->flags & FLAG_START) || info.t_first >= v->start) && (!(v->flags & FLAG_END) || info.t_last < v->end);
-    verdict = decide(v, &info, whole);
+    whole = (!(v->flags & FLAG_START) || info->t_first >= v->start) && (!(v->flags & FLAG_END) || info->t_last < v->end);
+    verdict = decide(v, info, whole);
     if (verdict < 2) {
         *(verdict ? &v->out->blocks_answered : &v->out->blocks_skipped) += 1u;
         return SQ_OK;
@@ -355,14 +350,20 @@ static int run_block(sq_vm *v, const uint8_t *b, size_t len)
     v->out->blocks_decoded++;
     for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
         const uint8_t *sec = b + v->sec_off[s];
-        err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info.n_samples, v->sec_codec[s],
+        err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info->n_samples, v->sec_codec[s],
                           v->width[s], &v->cursor);
     }
     if (err == SQ_OK && !whole) {
-        const uint8_t *sec = b + info.sec_off;
-        err = sq_col_open(&v->tcol, sec, sec + info.time_len, info.n_samples, info.time_codec, 8, &v->cursor);
+        const uint8_t *sec = b + info->sec_off;
+        err = sq_col_open(&v->tcol, sec, sec + info->time_len, info->n_samples, info->time_codec, 8, &v->cursor);
     }
-    return err != SQ_OK ? err : scan(v, !whole, info.n_samples, info.t_first, info.tick);
+    return err != SQ_OK ? err : scan(v, !whole, info->n_samples, info->t_first, info->tick);
+}
+
+static int run_block(sq_vm *v, const uint8_t *b, size_t len)
+{
+    int err = sq_block_check(b, len, &v->info, &v->st);
+    return err != SQ_OK ? err : run_verified(v, b);
 }
 
 static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_result *out)
@@ -439,7 +440,8 @@ int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, co
     }
     sq_ring_iter_begin(r, &it);
     while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
-        err = run_block(v, b, len);
+        v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
+        err = run_verified(v, b);
         if (err != SQ_OK) {
             return err;
         }

@@ -14,7 +14,11 @@ static uint8_t query_code[64];
 static const uint8_t *volatile code_ptr = query_code;
 static volatile size_t query_len = 37;
 static volatile uint8_t dtype = SQ_INT16;
+#ifdef SQ_NO_COMPACT
+static volatile uint8_t codec = SQ_CODEC_FAST;
+#else
 static volatile uint8_t codec = SQ_CODEC_COMPACT;
+#endif
 static volatile uint32_t block_samples = 64;
 static volatile int flash_status;
 static sq_query_state query_state;

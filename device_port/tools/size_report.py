@@ -1,30 +1,17 @@
 #!/usr/bin/env python3
 """Print the device port's footprint on Cortex-M0+: flash (text + rodata) and
-static RAM (data + bss) per object, from arm-none-eabi-size, and the worst
-stack frame per function from the -fstack-usage (.su) files, plus the deepest
-call chain of the query path (frames added along sq_query_run's calls).
+static RAM (data + bss) per object, from arm-none-eabi-size; the flash a
+firmware links in (--gc-sections) for mount + append + poll + query; and the
+worst stack of every entry point from the whole call graph
+(tools/stack_graph.py, from GCC's -fcallgraph-info=su).
 
-    python3 tools/size_report.py BUILD_DIR OBJ...      (the Makefile's `arm` target runs it)
+    python3 tools/size_report.py BUILD_DIR OBJ... [--elf footprint.elf]   (`make arm` runs it)
 """
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
-
-# Call chains whose frames add up to the worst stack (no recursion, no
-# function pointers, so the chains are known statically).
-CHAINS = {
-    "sq_query_run (decide)": ["sq_query_run", "run_block", "decide", "eval"],
-    "sq_query_run (decode)": ["sq_query_run", "run_block", "scan", "sq_col_next", "dict_entry",
-                              "payload_next", "get_bits"],
-    "sq_query_run (open)": ["sq_query_run", "run_block", "sq_col_open", "payload_end"],
-    "sq_query_run (verify)": ["sq_query_run", "run_block", "sq_block_verify", "check_entries"],
-    "sq_ring_append (seal)": ["sq_ring_append", "sq_ring_seal", "sq_enc_plan", "enc_pass", "src_word"],
-    "sq_ring_append (write)": ["sq_ring_append", "sq_ring_seal", "sq_enc_write", "enc_pass", "put_bits"],
-    "sq_ring_append (stats)": ["sq_ring_append", "sq_ring_seal", "sq_enc_entry", "src_word"],
-}
-
 
 def sizes(objs: list[str]) -> list[tuple[str, int, int, int]]:
     """(object, text+rodata, data, bss) from `arm-none-eabi-size -A`."""
@@ -44,15 +31,6 @@ def sizes(objs: list[str]) -> list[tuple[str, int, int, int]]:
             elif section.startswith(".bss"):
                 rows[-1][3] += size
     return [tuple(r) for r in rows]
-
-
-def stack_frames(build: Path) -> dict[str, int]:
-    frames = {}
-    for su in build.glob("*.su"):
-        for line in su.read_text().splitlines():
-            where, size, _kind = line.rsplit("\t", 2)
-            frames[where.rsplit(":", 1)[-1]] = int(size)
-    return frames
 
 
 def owners(objs: list[str]) -> dict[str, str]:
@@ -82,7 +60,8 @@ def linked(elf: str, objs: list[str]) -> None:
             continue
         size, name = int(parts[1], 16), parts[3]
         if name in ("_start", "footprint", "memset", "memcpy", "query_code", "query_len", "code_ptr",
-                    "dtype", "block_samples", "sample"):
+                    "dtype", "codec", "block_samples", "sample", "flash_read", "flash_prog", "flash_erase",
+                    "flash_status"):
             harness += size
         elif name.startswith("__"):
             helpers += size
@@ -90,19 +69,25 @@ def linked(elf: str, objs: list[str]) -> None:
             own += size
             key = where.get(name.split(".")[0], "?")
             by_file[key] = by_file.get(key, 0) + size
-    print(f"\nlinked for ring + query (init, append, seal, sq_query_run; --gc-sections): "
-          f"{own} B of sensorq code and tables + {helpers} B of libgcc helpers")
+    print(f"\nlinked for flash storage + append + query (mount/format, append, poll, sq_query_run; "
+          f"--gc-sections): {own} B of sensorq code and tables + {helpers} B of libgcc helpers "
+          f"= {own + helpers} B")
     print("  by file: " + ", ".join(f"{k} {v}" for k, v in sorted(by_file.items())))
-    codec_vm = sum(v for k, v in by_file.items() if k in ("sq_block", "sq_crc32", "sq_vm"))
-    print(f"  codec + VM (sq_block, sq_crc32, sq_vm): {codec_vm} B; ring: {by_file.get('sq_ring', 0)} B")
+    parts = {"read + VM": ("sq_block", "sq_crc32", "sq_vm"), "encoder": ("sq_enc",),
+             "ring + flash log": ("sq_ring", "sq_log")}
+    print("  " + "; ".join(f"{k} {sum(by_file.get(f, 0) for f in files)} B" for k, files in parts.items()))
 
 
 def main() -> int:
     args = sys.argv[1:]
-    elf = None
+    elf, elf_fast = None, None
     if "--elf" in args:
         at = args.index("--elf")
         elf = args[at + 1]
+        del args[at:at + 2]
+    if "--elf-fast" in args:
+        at = args.index("--elf-fast")
+        elf_fast = args[at + 1]
         del args[at:at + 2]
     build, objs = Path(args[0]), args[1:]
     rows = sizes(objs)
@@ -111,16 +96,15 @@ def main() -> int:
         print(f"{name:<14} {text:>20} {data:>6} {bss:>6}")
     print(f"{'total':<14} {sum(r[1] for r in rows):>20} {sum(r[2] for r in rows):>6} "
           f"{sum(r[3] for r in rows):>6}")
-    frames = stack_frames(build)
-    print("\nworst stack, by call chain (bytes; -fstack-usage frames added):")
-    for label, chain in CHAINS.items():
-        present = [f for f in chain if f in frames]
-        total = sum(frames[f] for f in present)
-        print(f"  {label:<26} {total:>5}  ({' + '.join(f'{f} {frames[f]}' for f in present)})")
-    print("\nlargest frames:", ", ".join(f"{k} {v}" for k, v in
-                                        sorted(frames.items(), key=lambda kv: -kv[1])[:6]))
+    print()
+    subprocess.run([sys.executable, str(Path(__file__).with_name("stack_graph.py")), str(build)]
+                   + (["--elf", elf] if elf else []), check=True)
     if elf:
+        print("\ncompact and fast codecs:", end="")
         linked(elf, objs)
+    if elf_fast:
+        print("\nfast codec only (-DSQ_NO_COMPACT):", end="")
+        linked(elf_fast, objs)
     return 0
 
 
