@@ -135,6 +135,8 @@ def test_score_windows_is_the_features_then_the_model(windows):
     f = score_windows(cache, model, lo, hi, quantized=False)
     inside = (w.start >= lo) & (w.end <= hi)
     np.testing.assert_array_equal(q.start, w.start[inside])
+    t, _ = cache.read("imu", lo, hi)
+    assert q.samples == len(t) and 1 <= q.blocks <= len(cache.blocks("imu", lo, hi))
     np.testing.assert_array_equal(q.cls, score_codes(model, w.codes[inside]).cls)
     np.testing.assert_array_equal(est.classes_[f.cls], est.predict(w.values[inside]))
 

@@ -195,6 +195,8 @@ class Windows:
     label: np.ndarray | None = None    # int64 majority label
     keep: np.ndarray | None = None     # bool: every sample passed the mask
     pure: np.ndarray | None = None     # bool: every sample has the same label
+    blocks: int = 0                    # blocks decoded (for explain)
+    samples: int = 0                   # samples read from them inside the range
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -237,7 +239,9 @@ def compute_windows(cache, pipeline: Pipeline, start_ns=None, end_ns=None, *, co
     for i in range(len(index)):
         walker.add(*index.decode(i))
     walker.finish()
-    return walker.result()
+    out = walker.result()
+    out.blocks, out.samples = len(index), walker.samples
+    return out
 
 
 def _bind(cache, pipeline: Pipeline):
@@ -280,6 +284,7 @@ class _Walker:
         self.k_next = -(-start // p.hop_ns)
         self.buf = None            # dict of arrays: t, u, x, label, bad (mask failed)
         self.pending, self.pending_n = [], 0      # prepared blocks not yet joined to buf
+        self.samples = 0
         self.out = []
 
     def add(self, t, cols) -> None:
@@ -287,6 +292,7 @@ class _Walker:
         hi = int(np.searchsorted(t, self.end, "left"))
         if lo >= hi:
             return
+        self.samples += hi - lo
         self.pending.append(self._prepare(t[lo:hi], [c[lo:hi] for c in cols]))
         self.pending_n += hi - lo
         if self.pending_n < BATCH:

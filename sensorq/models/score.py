@@ -31,6 +31,8 @@ class Scores:
 class ScoredWindows(Scores):
     start: np.ndarray = None         # int64 ns, window start
     end: np.ndarray = None           # int64 ns, exclusive
+    blocks: int = 0                  # blocks decoded to compute the features
+    samples: int = 0                 # samples read from them
 
 
 def score_windows(cache, model: Model, start_ns=None, end_ns=None, quantized: bool = True) -> ScoredWindows:
@@ -38,7 +40,7 @@ def score_windows(cache, model: Model, start_ns=None, end_ns=None, quantized: bo
     samples: start, end, class, probabilities (or value / anomaly score)."""
     w = compute_windows(cache, model.pipeline, start_ns, end_ns, codes=quantized, values=not quantized)
     s = score_codes(model, w.codes) if quantized else score_values(model, w.values)
-    return ScoredWindows(s.cls, s.proba, s.value, s.raw, w.start, w.end)
+    return ScoredWindows(s.cls, s.proba, s.value, s.raw, w.start, w.end, w.blocks, w.samples)
 
 
 def score_codes(model: Model, codes: np.ndarray) -> Scores:
