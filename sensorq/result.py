@@ -122,6 +122,8 @@ def _is_missing(v, unit: str = "") -> bool:
 
 
 def _json_value(v, unit):
+    if isinstance(v, str):                 # a category's name
+        return v
     if _is_missing(v, unit):
         return None
     if unit == TIME_UNIT:
@@ -135,6 +137,8 @@ def _json_value(v, unit):
 def _text(v, unit, exact: bool = False) -> str:
     """A value for people (6 significant digits) or, ``exact``, for programs
     (the shortest text that reads back as the same float)."""
+    if isinstance(v, str):                 # a category's name
+        return v
     if _is_missing(v, unit):
         return "null"
     if unit == TIME_UNIT:

@@ -6,6 +6,8 @@ small CSV, or with the csv module and plain Python/numpy on the same CSV text
 """
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import functools
 import io
@@ -371,11 +373,15 @@ def test_first_and_last_show_names_with_buckets_and_fills(machine):
 def test_label_result_changes_only_categorical_values(machine):
     plain = machine.query("count where state == running")
     assert label_result(plain, plain.plan, machine.streams) is plain
-    raw = machine.query("newest 2")
+    shown = machine.query("newest 2")
+    assert shown.columns["state"].tolist() == ["running", "idle"]   # the executor shows names
+    raw = dataclasses.replace(shown, columns={**shown.columns, "state": np.array([1, 0], np.int8)})
     labelled = label_result(raw, raw.plan, machine.streams)
     assert raw.columns["state"].tolist() == [1, 0]               # the input is not changed
     assert labelled.columns["state"].tolist() == ["running", "idle"]
     assert labelled.columns["time"] is raw.columns["time"]
+    again = label_result(shown, shown.plan, machine.streams)     # names stay names
+    assert again.columns["state"].tolist() == ["running", "idle"]
     top = machine.query("top 2 speed where state == running")
     assert label_result(top, top.plan, machine.streams) is top
 

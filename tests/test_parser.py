@@ -20,7 +20,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "query.md"
 
 
 def doc_examples(kind: str = "sensorq") -> list[str]:
-    """Every line of every ```sensorq block (or ```sensorq-reserved) of docs/query.md."""
+    """Every line of every ```sensorq block (or ```sensorq-models) of docs/query.md."""
     blocks = re.findall(rf"```{kind}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
@@ -38,7 +38,7 @@ def test_grammar_ships_inside_the_package():
 
 
 def test_doc_has_many_examples_and_each_parses():
-    examples = doc_examples() + doc_examples("sensorq-reserved")
+    examples = doc_examples() + doc_examples("sensorq-models")
     assert len(examples) >= 60
     for text in examples:
         parse(text)  # raises on the first that does not parse
@@ -49,7 +49,7 @@ def test_doc_examples_use_every_rule_and_terminal_of_the_grammar():
     tree, and each terminal, occurs in at least one example."""
     from sensorq.query.parser import _lark
     rules, terminals = set(), set()
-    for text in doc_examples() + doc_examples("sensorq-reserved"):
+    for text in doc_examples() + doc_examples("sensorq-models"):
         tree = parse_tree(text)
         rules |= {sub.data for sub in tree.iter_subtrees()}
         terminals |= {tok.type for tok in tree.scan_values(lambda v: True)}

@@ -122,18 +122,11 @@ def test_every_doc_example_plans_on_the_demo_schema():
                                   P.NewestQuery)), text
 
 
-def test_reserved_doc_examples_say_not_available():
-    blocks = re.findall(r"```sensorq-reserved\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    examples = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
-    assert examples
-    for text in examples:
-        with pytest.raises(QueryTypeError, match="not available yet"):
-            plan(text)
-
-
-def test_score_is_reserved():
-    err = error("score anomaly over 2s hop 500ms from imu", QueryTypeError)
-    assert "not available yet" in err.reason and err.column == 1
+def test_score_names_a_model_of_the_cache():
+    """Planned against a cache without models, score names the missing model
+    (with models: tests/test_models_query.py)."""
+    err = error("score anomaly over 2s hop 500ms from imu", QueryNameError)
+    assert "no model 'anomaly'" in err.reason and err.column == 7
 
 
 # --- units and raw comparisons: hand-worked ------------------------------------------------

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+import os
+
 from ..errors import QueryMemoryError
 from ..query import plan as P
+from ..store.manifest import MODELS_DIR
+from ..query.categories import label_result
 from ..result import TIME_MISSING, TIME_UNIT, Result, ScanStats
 from . import aggregates as A
-from . import buckets, limits, partials, search, selection, tiers
+from . import buckets, limits, modelscan, partials, search, selection, tiers
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, classify
@@ -28,8 +32,18 @@ def run_query(cache, text: str, now_policy: str = "data", engine: str | None = N
     the tier that scans blocks (tiers.py; None: $SENSORQ_ENGINE, else auto);
     ``max_rows`` the row limit (limits.py; None: $SENSORQ_MAX_ROWS, else 10
     million).  Running out of memory is a QueryMemoryError naming the query."""
+    cache = _with_models(cache)
     return _guard_memory(text, lambda: execute(cache, plan_text(cache, text, now_policy), text,
                                                engine, max_rows))
+
+
+def _with_models(cache):
+    """The cache with its models' derived streams (sensorq/models/derived.py);
+    the models code is not even imported for a cache that has none."""
+    if not os.path.isdir(os.path.join(cache.path, MODELS_DIR)):
+        return cache
+    from ..models.derived import query_view
+    return query_view(cache)
 
 
 def _guard_memory(text: str, run):
@@ -54,10 +68,11 @@ def execute(cache, query, text: str = "", engine: str | None = None,
             max_rows: int | None = None) -> Result:
     runners = {P.AggregateQuery: run_aggregate, P.FindQuery: search.run_find,
                P.EpisodesQuery: search.run_episodes, P.TopQuery: selection.run_top,
-               P.NewestQuery: search.run_newest}
+               P.NewestQuery: search.run_newest, P.ModelQuery: modelscan.run_score}
     if type(query) not in runners:
         raise TypeError(f"cannot execute {type(query).__name__}")
     result = runners[type(query)](cache, query, text, engine, limits.max_rows(max_rows))
+    result = label_result(result, query, cache.streams)     # categorical codes shown as names
     result.plan = query
     result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns)
     return result

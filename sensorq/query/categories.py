@@ -77,6 +77,8 @@ def names_of(codes, categories) -> np.ndarray:
     values = np.asarray(codes)
     flat = values.reshape(-1)
     if flat.dtype == object:
+        if all(v is None or isinstance(v, str) for v in flat):
+            return values                  # already names (the executor labels every result)
         flat = np.array([np.nan if v is None else float(v) for v in flat], np.float64)
     numeric = flat.astype(np.float64)
     missing = np.isnan(numeric)
@@ -95,6 +97,6 @@ def unknown_code(code: float) -> str:
 
 def _name(value, channel: Channel):
     """One value (a scalar result) as its name; None stays None."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, str):
+        return value
     return names_of(np.array([value], np.float64), channel.categories)[0]

@@ -309,7 +309,7 @@ class NewestAst:
 @dataclass(frozen=True)
 class ScoreAst:
     model: str
-    over: Number
+    over: Optional[Number]          # must be the model's window when given
     hop: Optional[Number]
     clauses: tuple[Clause, ...]
     pos: int

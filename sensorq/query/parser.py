@@ -219,12 +219,13 @@ class _ToAst(Transformer):
         return NewestAst(n, clauses, newest.start_pos)
 
     def score_query(self, children):
-        score, model, _, over, *rest = children
-        hop = None
-        if rest and isinstance(rest[0], Token):  # HOP QUANTITY
-            hop = _number(rest[1])
-            rest = rest[2:]
-        return ScoreAst(self.plain(model, "a model name"), _number(over), hop, tuple(rest), score.start_pos)
+        score, model, *rest = children
+        over = hop = None
+        if rest and isinstance(rest[0], Token) and rest[0].type == "OVER":
+            over, rest = _number(rest[1]), rest[2:]
+            if rest and isinstance(rest[0], Token) and rest[0].type == "HOP":
+                hop, rest = _number(rest[1]), rest[2:]
+        return ScoreAst(self.plain(model, "a model name"), over, hop, tuple(rest), score.start_pos)
 
     # --- clauses ----------------------------------------------------------------------
     def where_clause(self, children):

@@ -223,8 +223,8 @@ class NewestQuery:
 
 @dataclass(frozen=True)
 class ModelQuery:
-    """Reserved for the model-inference operator (scores sliding windows of a
-    stream with a small model); the planner rejects it until it exists."""
+    """``score MODEL [time]``: one row per window of the model's derived stream
+    (sensorq/models/derived.py): start, end, outputs."""
     stream: str
     model: str
     window_ns: int

@@ -37,9 +37,10 @@ from ..units import DIMENSIONLESS, Unit, convert, convert_interval, is_unit, kno
 from . import expressions as ast
 from .parser import normalise_text, parse, too_deep
 from .plan import (AggregateQuery, And, BinaryOp, BoolConst, ChannelRef, Compare, Const, EpisodesQuery,
-                   Fill, FindQuery, Magnitude, NewestQuery, Not, Now, Or, Predicate, Query, RawCompare,
-                   TimeRange, TopQuery, UnaryOp, ValueExpr)
-from .timeparse import INT64_MAX, INT64_MIN, QueryRangeError, duration_ns, epoch_ns, iso_ns
+                   Fill, FindQuery, Magnitude, ModelQuery, NewestQuery, Not, Now, Or, Predicate, Query,
+                   RawCompare, TimeRange, TopQuery, UnaryOp, ValueExpr)
+from .timeparse import (INT64_MAX, INT64_MIN, QueryRangeError, duration_ns, epoch_ns,
+                        format_duration, iso_ns)
 
 __all__ = ["plan_query", "AGGREGATE_ALIASES", "FUNCTIONS", "result_unit"]
 
@@ -167,13 +168,33 @@ class _Planner:
 
     # --- queries -----------------------------------------------------------------------
     def plan(self, tree) -> Query:
-        if isinstance(tree, ast.ScoreAst):
-            self.fail(QueryTypeError, "model scoring is not available yet (score ... over ... is "
-                      "reserved for the model-inference operator)", tree.pos)
         handlers = {ast.AggregateAst: self.plan_aggregate, ast.FindAst: self.plan_find,
                     ast.EpisodesAst: self.plan_episodes, ast.TopAst: self.plan_top,
-                    ast.NewestAst: self.plan_newest}
+                    ast.NewestAst: self.plan_newest, ast.ScoreAst: self.plan_score}
         return handlers[type(tree)](tree)
+
+    def plan_score(self, tree: ast.ScoreAst) -> ModelQuery:
+        """``score MODEL [over DUR [hop DUR]] [from STREAM] [time]``: the model's
+        windows (its derived stream, sensorq/models/derived.py), one row each."""
+        model_pos = self.next_token(tree.pos + len("score"))
+        stream = self.streams.get(tree.model)
+        if stream is None or "model_of" not in stream.extra:
+            known = ", ".join(sorted(s.name for s in self.streams.values() if "model_of" in s.extra))
+            self.fail(QueryNameError, f"no model {tree.model!r} in this cache; models: {known or 'none'}",
+                      model_pos)
+        clauses = self.clauses(tree.clauses, {"from", "at", *TIME_CLAUSES}, "score")
+        source = clauses.get("from")
+        if source is not None and source.args[0] != stream.extra["model_of"]:
+            self.fail(QueryNameError, f"model {tree.model!r} reads stream {stream.extra['model_of']!r}, "
+                      f"not {source.args[0]!r}", source.args[1])
+        window, hop = stream.extra["window_ns"], stream.extra["hop_ns"]
+        for given, own, what in ((tree.over, window, "windows"), (tree.hop, hop, "hop")):
+            if given is not None and duration_ns(given, self.text) != own:
+                self.fail(QueryTypeError, f"model {tree.model!r} scores {format_duration(window)} windows "
+                          f"every {format_duration(hop)}: leave out over/hop or give those", given.pos)
+        self.stream = stream
+        now, time_range = self.time(clauses)
+        return ModelQuery(stream.name, tree.model, window, hop, time_range, now)
 
     def plan_aggregate(self, tree: ast.AggregateAst) -> AggregateQuery:
         aggregate, percentile = self.aggregate_name(tree)

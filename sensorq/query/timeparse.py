@@ -157,3 +157,11 @@ def _in_range(ns: int | None, number: Number, query: str) -> int:
 def _quoted(text: str, limit: int = 40) -> str:
     """A literal as quoted in a message: a 5 000-digit number is cut short."""
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def format_duration(ns: int) -> str:
+    """The shortest exact text for a duration: 2000000000 -> "2s", 90 s -> "90s"."""
+    for unit in ("d", "h", "m", "s", "ms", "us"):
+        if ns % NS_PER_UNIT[unit] == 0:
+            return f"{ns // NS_PER_UNIT[unit]}{unit}"
+    return f"{ns}ns"

@@ -27,6 +27,7 @@ from ..schema import Stream
 from . import fileio
 
 MANIFEST_NAME = "manifest.json"
+MODELS_DIR = "models"            # the cache's models, one NAME.sqm file each (docs/models.md)
 MANIFEST_FORMAT = "sensorq-cache"
 MANIFEST_VERSION = 2               # the newest version this sensorq writes and reads
 PLAIN_VERSION = 1                  # written while no stream was dropped or truncated
