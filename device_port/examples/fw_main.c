@@ -170,7 +170,7 @@ int main(void)
     calibrate(out);
     cfg.n_channels = (uint8_t)get_u32(head + 4);
     for (c = 0; c < SQ_MAX_CHANNELS; c++) {
-        cfg.dtype[c] = head[8 + c];
+        cfg.dtype[c] = c < 8u ? head[8 + c] : 0;     /* the vector format has room for 8 */
     }
     cfg.block_samples = get_u32(head + 16);
     cfg.stream_id = 0;

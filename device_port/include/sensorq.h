@@ -43,7 +43,7 @@ extern "C" {
 
 #define SQ_FORMAT_VERSION 2u      /* block format the device writes (docs/format.md); it reads 1 and 2 */
 #define SQ_BYTECODE_VERSION 2u    /* query bytecode (docs/device.md) */
-#define SQ_MAX_CHANNELS 8u        /* channels of one ring stream */
+#define SQ_MAX_CHANNELS 16u       /* channels of one ring stream */
 #define SQ_VM_MAX_COLUMNS 3u      /* distinct channels one query may read (stack budget) */
 #define SQ_VM_STACK 8u            /* predicate stack depth */
 #define SQ_HEADER_SIZE 56u        /* block header bytes, format version 1 */

@@ -103,14 +103,13 @@ size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
 
 static uint32_t cfg_hash(const sq_stream_cfg *cfg)
 {
-    uint8_t b[22];
-    memset(b, 0, sizeof b);
+    uint8_t b[14u + SQ_MAX_CHANNELS], *p = b + 1u + SQ_MAX_CHANNELS;
     b[0] = cfg->n_channels;
     memcpy(b + 1, cfg->dtype, SQ_MAX_CHANNELS);
-    sq_put_le(b + 9, cfg->block_samples, 4);
-    sq_put_le(b + 13, cfg->stream_id, 4);
-    sq_put_le(b + 17, cfg->schema, 4);
-    b[21] = cfg->codec;
+    sq_put_le(p, cfg->block_samples, 4);
+    sq_put_le(p + 4, cfg->stream_id, 4);
+    sq_put_le(p + 8, cfg->schema, 4);
+    p[12] = cfg->codec;
     return sq_crc32(0, b, sizeof b);
 }
 

@@ -23,7 +23,7 @@ ERRORS = {0: "SQ_OK", -1: "SQ_ERR_ARG", -2: "SQ_ERR_CORRUPT", -3: "SQ_ERR_VERSIO
           -5: "SQ_ERR_FULL", -6: "SQ_ERR_ORDER", -7: "SQ_ERR_RANGE", -8: "SQ_ERR_UNSUPPORTED",
           -9: "SQ_ERR_BYTECODE", -10: "SQ_ERR_OVERFLOW", -11: "SQ_ERR_MISMATCH", -12: "SQ_ERR_IO"}
 DTYPE_CODES = {"int8": 1, "int16": 2, "int32": 3, "int64": 4}
-MAX_CHANNELS = 8
+MAX_CHANNELS = 16
 RING_STRUCT_BYTES = 512          # ≥ sizeof(sq_ring) on any host
 QUERY_STATE_BYTES = 2048         # ≥ sizeof(sq_query_state) on any host
 
