@@ -10,6 +10,8 @@
     sensorq ingest FILE.csv|.parquet|.arrow|-       add data (``-``: CSV lines from stdin)
     sensorq export STREAM ["last 1h"] -o FILE.parquet|.arrow|.csv
     sensorq demo                                    (re)build the built-in demo cache
+    sensorq models                                  the cache's models
+    sensorq model train|fit|show|export|add|remove  manage a model (docs/models.md)
 
 The cache is taken from ``--cache``, then ``$SENSORQ_CACHE``, then the default
 location (``$XDG_DATA_HOME/sensorq/cache``); for reading, when none of these
@@ -20,7 +22,7 @@ Options may stand before or after the command: ``sensorq --cache C info`` is
 Every error sensorq raises on purpose is printed as one clear message (a query
 error with a caret under its column) and the exit status is 1; usage errors
 exit with 2.  Imports of the engine are deferred so that ``--help`` and errors
-are quick.  One module per command group: query.py, data.py, streams.py.
+are quick.  One module per command group: query.py, data.py, streams.py, models.py.
 """
 from __future__ import annotations
 
@@ -28,11 +30,11 @@ import argparse
 import sys
 
 from ..errors import SensorqError
-from . import data, query, streams
+from . import data, models, query, streams
 from .common import default_cache_path, resolve_cache  # noqa: F401  (public helpers)
 
 COMMANDS = ("query", "explain", "compile", "plot", "shell", "info", "streams", "config", "ingest",
-            "export", "demo")
+            "export", "demo", "models", "model")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_parsers(sub, common)
     streams.add_parsers(sub, common)
     data.add_parsers(sub, common)
+    models.add_parsers(sub, common)
     return parser
 
 
