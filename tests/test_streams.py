@@ -199,3 +199,23 @@ def test_change_settings_evicts_and_says_what_went(tmp_path):
         assert cache.info()["retention_s"] == 30
     with sensorq.open(tmp_path / "c", readonly=True) as cache:
         assert cache.capacity == 128_000
+
+
+@pytest.mark.parametrize("block", [2, 3, 4096])
+def test_a_clock_jump_of_2_63_ns_seals_the_block_before_it(tmp_path, block):
+    """No block holds a step of 2^63 ns or more (format.md §3): the store seals
+    the block before it, within one append and across appends."""
+    t = np.array([-2**63, -2**63 + 1, -500_000_000, 2**63 - 2, 2**63 - 1], np.int64)
+    v = np.arange(5, dtype=np.int16)
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("a", [sensorq.Channel("v", "int16")], block_samples=block)
+        cache.create_stream("b", [sensorq.Channel("v", "int16")], block_samples=block)
+        cache.append("a", t, [v])
+        cache.append("b", t[:3], [v[:3]])       # the jump arrives with the next append
+        cache.append("b", t[3:], [v[3:]])
+        for name in "ab":      # the writer's view, open block included
+            assert cache.read(name)[0].tolist() == t.tolist()
+    with sensorq.open(tmp_path / "c", readonly=True) as cache:
+        for name in "ab":
+            rt, cols = cache.read(name)
+            assert rt.tolist() == t.tolist() and cols["v"].tolist() == v.tolist()

@@ -411,6 +411,9 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting):
         block changes only once the batch is stored: a failed write loses
         nothing that earlier calls accepted."""
         pending = self._open_blocks[st.stream_id]
+        jumps = _clock_jumps(int(pending.t[-1][-1]) if pending.n else None, t)
+        if len(jumps):
+            return self._add_across_jumps(st, t, cols, jumps)
         size, n, pos = st.block_samples, t.shape[0], 0
         pieces: list[tuple[np.ndarray, list[np.ndarray]]] = []
         if pending.n:
@@ -429,6 +432,31 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting):
         pending.clear()
         if pos < n:
             pending.add(t[pos:], [c[pos:] for c in cols])
+        self._apply_retention()
+
+    def _add_across_jumps(self, st: Stream, t: np.ndarray, cols: list[np.ndarray], jumps) -> None:
+        """_add_samples when the clock jumps by 2^63 ns or more (an unset clock,
+        then a real time): no block can hold such a step (docs/format.md §3), so
+        the block before each jump is sealed there, short, as the device does."""
+        pending = self._open_blocks[st.stream_id]
+        size, n = st.block_samples, t.shape[0]
+        head = pending.arrays() if pending.n else (t[:0], [c[:0] for c in cols])
+        pieces: list[tuple[np.ndarray, list[np.ndarray]]] = []
+        pos = 0
+        for stop in [int(j) for j in jumps] + [n]:
+            seg_t = np.concatenate([head[0], t[pos:stop]])
+            seg_cols = [np.concatenate([h, c[pos:stop]]) for h, c in zip(head[1], cols)]
+            k = 0
+            while len(seg_t) - k >= size or (stop < n and k < len(seg_t)):
+                pieces.append((seg_t[k:k + size], [c[k:k + size] for c in seg_cols]))
+                k += size
+            head = (seg_t[k:], [c[k:] for c in seg_cols]) if stop == n else (t[:0], [c[:0] for c in cols])
+            pos = stop
+        encoded = self._encode(st, pieces)
+        self._write_batch([(st, encoded)])
+        pending.clear()
+        if len(head[0]):
+            pending.add(*head)
         self._apply_retention()
 
     def _encode(self, st: Stream, pieces) -> list[bytes]:
@@ -671,6 +699,16 @@ def _encode_block(t, cols, **options) -> bytes:
     reads (a CLI query) then never loads numba."""
     from ..codec.block import encode_block
     return encode_block(t, cols, **options)
+
+
+def _clock_jumps(last: int | None, t: np.ndarray) -> np.ndarray:
+    """Positions in ``t`` where a step of 2^63 ns or more arrives (from the
+    sample before, or from ``last``, the open block's newest)."""
+    if not len(t) or (int(t[-1]) - int(t[0]) < 2**63 and (last is None or int(t[0]) - last < 2**63)):
+        return np.zeros(0, np.int64)          # the common case, without a pass over t
+    prev = np.concatenate([[t[0] if last is None else last], t[:-1]]).astype(np.int64)
+    steps = t.view(np.uint64) - prev.view(np.uint64)
+    return np.flatnonzero(steps >= np.uint64(1 << 63))
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:
