@@ -198,7 +198,7 @@ def campaign(dev, w: Workload, erase_from_end: bool = False) -> tuple[int, int]:
 
 def test_every_cut_point_of_a_small_workload(dev):
     """3 × int16, 16-sample blocks, 6 banks of 4 sectors of 256 B, program
-    size 16, 64-byte pages: ~40 blocks, the ring wraps several times."""
+    size 16, 64-byte pages: 100 blocks, the ring wraps several times."""
     w = make_workload(1600, ["int16", "int16", "int16"], 16, flush_at=(100, 333, 334, 1001),
                       size=6 * 1024, sector=256, prog=16, page=64)
     tried, survived = campaign(dev, w)
@@ -207,10 +207,14 @@ def test_every_cut_point_of_a_small_workload(dev):
 
 
 @pytest.mark.skipif(not LONG, reason="the long fault campaign: SENSORQ_LONG_FAULTS=1")
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(4))
 def test_every_cut_point_of_a_longer_workload(dev, seed):
-    w = make_workload(3000, ["int8", "int32", "int16", "int64"], 50, flush_at=(7, 400, 1001, 2222),
-                      size=16 * 1024, sector=512, prog=1, page=128, seed=seed)
+    """Four channels of every width, 50-sample blocks, program size 1 and
+    32-byte pages, several flushes; odd seeds cut erases from the sector's
+    end instead of its start."""
+    w = make_workload(8000, ["int8", "int32", "int16", "int64"], 50,
+                      flush_at=(7, 400, 1001, 2222, 2223, 5000, 7777),
+                      size=20 * 1024, sector=512, prog=1, page=32, seed=seed)
     tried, survived = campaign(dev, w, erase_from_end=bool(seed % 2))
     print(f"\n[seed {seed}] power cuts tried: {tried}, survived: {survived}")
-    assert tried == survived
+    assert tried == survived and tried > 2000
