@@ -1,6 +1,7 @@
 """The built-in demo cache: deterministic, made on first use.
 
-Three streams, chosen so every example in the README and docs/query.md has data:
+Four streams and a model, chosen so every example in the README and
+docs/query.md has data:
 
 * ``imu`` — a 3-axis accelerometer at 1 kHz for 30 minutes (int16, mg) with
   occasional shocks above 2 g, and ``accel``, the vector magnitude many IMUs
@@ -8,6 +9,13 @@ Three streams, chosen so every example in the README and docs/query.md has data:
 * ``env`` — a temperature channel at 1 Hz for 24 hours (int16, 0.01 degC steps).
 * ``gait`` — the real Daphnet recording shipped in ``sensorq/data`` (nine
   accelerometer axes in mg at 64 Hz; CC BY 4.0, see ``data/ATTRIBUTION.md``).
+* ``motions`` — the real BasicMotions smartwatch recordings (accelerometer and
+  gyroscope at 10 Hz, 80 recordings of 10 s with their activity, the archive's
+  train/test split and the recording number; see ``data/ATTRIBUTION.md``), and
+  ``motion``, the model shipped beside it (``data/motion.sqm``): a quantized
+  forest of 3 trees of depth 3 trained on the train split by
+  :func:`train_demo_model`, so ``find episodes where motion == Running`` works
+  on a fresh install without scikit-learn.
 
 The same seed gives the same cache on every machine, so answers in the docs
 and tests can be recomputed by anyone.
@@ -28,12 +36,26 @@ END_NS = np.datetime64("2026-11-24T12:00:00", "ns").astype(np.int64).item()
 IMU_RATE_HZ = 1000
 IMU_SECONDS = 30 * 60
 ENV_SECONDS = 24 * 3600
-DAPHNET_CSV = Path(__file__).parent / "data" / "daphnet_S06R02E0.csv"
+DATA = Path(__file__).parent / "data"
+DAPHNET_CSV = DATA / "daphnet_S06R02E0.csv"
+MOTIONS_CSV = DATA / "basic_motions.csv"
+MOTION_MODEL = DATA / "motion.sqm"
+REVISION = 2          # of the demo's contents: a new revision is built beside an older one
 
 
 def demo_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sensorq" / f"demo-{__version__}"
+    return Path(base) / "sensorq" / f"demo-{__version__}-r{REVISION}"
+
+
+def train_demo_model(cache):
+    """How data/motion.sqm was made (needs scikit-learn): the ``motions``
+    stream's train split, 2 s windows every 500 ms that stay inside one
+    recording, accuracy measured on the test split."""
+    from .models.registry import ModelRegistry
+    return ModelRegistry(cache).train("motion", "motions", "activity", kind="forest", trees=3,
+                                      depth=3, where="split == train", test_where="split == test",
+                                      group="case")
 
 
 def imu_samples(rng: np.random.Generator):
@@ -84,7 +106,10 @@ def build_demo(path: Path) -> Path:
         cache.append("env", t, cols)
         ingest_csv(cache, DAPHNET_CSV, stream="gait", units={"*": "mg"},
                    exclude=("is_anomaly",))
+        ingest_csv(cache, MOTIONS_CSV, stream="motions")
         cache.flush()
+        from .models.registry import ModelRegistry
+        ModelRegistry(cache).import_file(MOTION_MODEL, "motion")
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
     return path

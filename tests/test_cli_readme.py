@@ -62,7 +62,11 @@ def test_the_examples_run(demo_copy):
         assert done.returncode == 0, (command, done.stdout, done.stderr)
     assert (work / "z.png").read_bytes()[:4] == b"\x89PNG"
     with sensorq.open(work / "demo", readonly=True) as cache:
-        assert sorted(cache.streams) == ["env", "imu", "loop", "readings"]
+        assert sorted(cache.streams) == ["env", "imu", "loop", "motions", "readings"]
+        from sensorq.models.registry import ModelRegistry
+        assert ModelRegistry(cache).names() == ["gesture", "motion"]
+    assert (work / "motion.sqm").read_bytes()[:4] == b"SQM1"
+    with sensorq.open(work / "demo", readonly=True) as cache:
         assert cache.query("count from loop").value == 30
         assert cache.query("count where state == run").value == 13
         assert cache.streams["readings"].rate_hz == 10 and cache.capacity == 64_000_000
