@@ -682,6 +682,14 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting):
                               **({"categories": list(c.categories)} if c.is_categorical else {})}
                              for c in st.channels]}
 
+    @property
+    def models(self):
+        """The cache's models (sensorq/models/registry.py: add a scikit-learn
+        estimator, train, list, export, import); their outputs are queried
+        like channels (docs/query.md, "Models")."""
+        from ..models.registry import ModelRegistry
+        return ModelRegistry(self)
+
     def query(self, text: str, now_policy: str = "data", engine: str | None = None):
         """Run a query (docs/query.md).  ``engine`` chooses how blocks are
         scanned: "compiled", "interpreted" or "auto" (docs/query.md, "Two engine
