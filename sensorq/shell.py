@@ -3,7 +3,9 @@ open, as the sqlite3 and duckdb shells do.  A repeated query then costs what
 its scan costs: no process start, no imports, and the kernels, once loaded,
 stay loaded (``.engine compiled`` loads them on purpose).
 
-Lines that start with a dot are commands (``.help`` lists them); every other
+The kernels are loaded in a background thread when the shell starts, so
+the first query is answered at once by the interpreter and later ones by the
+kernels.  Lines that start with a dot are commands (``.help`` lists them); every other
 line is a query (a trailing ``;`` is dropped).  Before each query the cache
 is refreshed, so data a writer (``sensorq ingest -``) added is seen.  With
 a terminal the standard ``readline`` gives history (``$SENSORQ_HISTORY``,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,6 +158,22 @@ class Shell:
             self.cache.query(f"count from {name} last 1s", engine="compiled")
             return
 
+    def warm_kernels(self) -> None:
+        """Load the compiled kernels on a cache object of its own (run in a
+        background thread by the loop): from then on the auto tier uses them,
+        and a repeated query costs its scan, not the interpreter's per-value
+        cost.  Failures are ignored: the interpreter answers the same."""
+        try:
+            from .store import open as open_cache
+            with open_cache(self.cache.path, readonly=True) as own:
+                for name in own.streams:
+                    own.query(f"count from {name} last 1s", engine="compiled")
+                    own.query(f"count where {own.streams[name].channels[0].name} > 0 from {name} "
+                              f"last 1s", engine="compiled")
+                    return
+        except Exception:      # noqa: BLE001 - a warm-up must never break the shell
+            pass
+
     def _now(self, arg: str) -> str:
         chosen, text = self._choice(arg, ("data", "clock"), "now", self.now)
         self.now = chosen or self.now
@@ -209,6 +228,8 @@ def run_shell(cache, mode: str = "table", quiet: bool = False, stdin=None, stdou
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     shell = Shell(cache, mode)
+    if os.environ.get("SENSORQ_ENGINE", "auto") != "interpreted":
+        threading.Thread(target=shell.warm_kernels, name="sensorq-warm", daemon=True).start()
     interactive = stdin.isatty() and stdout.isatty()
     if interactive:
         _readline(shell)
