@@ -27,6 +27,7 @@ class ScanStats:
     skipped: int = 0               # skipped: no sample can match
     decoded: int = 0               # decoded
     engine: str = ""               # the tier that decoded them (engine/tiers.py)
+    model: str = ""                # a derived stream's model and its scoring (models/derived.py)
 
 
 @dataclass

@@ -156,3 +156,12 @@ def test_basic_motions_running_episodes(tmp_path):
             assert running[inside].mean() > 0.8, (s, e)  # episodes lie on Running recordings
         covered = int((episodes.columns["end"] - episodes.columns["start"]).sum())
         assert covered >= 150 * 10**9                  # of the 20 Running recordings of 10 s
+
+
+def test_explain_shows_the_model_its_features_and_what_was_decoded(trained):
+    from sensorq.engine.executor import explain_query
+    text = explain_query(trained, "count where motion == shake by 1m")
+    assert "model motion: forest" in text and "features (" in text
+    scored = query_view(trained).scored("motion")
+    assert f"scored {len(scored.start)} windows" in text
+    assert f"({scored.samples} samples)" in text and "stream 'imu'" in text

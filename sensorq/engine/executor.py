@@ -75,6 +75,8 @@ def execute(cache, query, text: str = "", engine: str | None = None,
     result = label_result(result, query, cache.streams)     # categorical codes shown as names
     result.plan = query
     result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns)
+    if hasattr(cache, "explain_model"):
+        result.scan.model = cache.explain_model(query.stream)
     return result
 
 
@@ -187,6 +189,7 @@ def explain_query(cache, text: str, now_policy: str = "data", engine: str | None
                   max_rows: int | None = None) -> str:
     """The plan, the program and what the scan did, as text."""
     from .explain import describe
+    cache = _with_models(cache)
     query = plan_text(cache, text, now_policy)
     result = _guard_memory(text, lambda: execute(cache, query, text, engine, max_rows))
     return describe(query, result)

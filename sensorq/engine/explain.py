@@ -36,6 +36,9 @@ def describe(query, result) -> str:
     lines.append(f"scan: {s.blocks_total} blocks in the window: {s.from_stats} answered from "
                  f"statistics, {s.skipped} skipped, {s.decoded} decoded"
                  + (f" ({s.engine})" if s.decoded and s.engine else ""))
+    if s.model:
+        lines += s.model.splitlines()
     lines.append("result:")
     lines += ["  " + line for line in result.format_table().splitlines()]
     return "\n".join(lines)
+

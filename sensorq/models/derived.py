@@ -22,6 +22,7 @@ so a query over plain data never loads this module's scoring code.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,11 +45,21 @@ def query_view(cache):
     return QueryView(cache, registry, names)
 
 
+@dataclass
+class Scoring:
+    """What scoring a model's windows took (for ``explain``)."""
+    source: str                 # the stream the model reads
+    windows: int = 0
+    blocks: int = 0             # blocks decoded for the features
+    samples: int = 0
+
+
 class QueryView:
     """Duck-types the parts of Cache the planner and executor use."""
 
     def __init__(self, cache, registry, names: list[str]):
         self.cache = cache
+        self.scoring: dict[str, Scoring] = {}
         self._registry = registry
         self._models: dict[str, Model] = {}
         self._derived: dict[str, Stream] = {}
@@ -80,6 +91,20 @@ class QueryView:
         hop = model.pipeline.hop_ns
         return (newest + 1 - model.pipeline.window_ns) // hop * hop   # start of the newest whole window
 
+    def explain_model(self, stream: str) -> str:
+        """For ``explain``: the model behind a derived stream and what scoring it took."""
+        model = self._models.get(stream)
+        if model is None:
+            return ""
+        from .registry import describe_model
+        lines = ["model:"] + ["  " + line for line in describe_model(model, stream).splitlines()]
+        used = self.scoring.get(stream)
+        if used is not None:
+            lines.append(f"  scored {used.windows} windows (quantized, the device's arithmetic); "
+                         f"features from {used.blocks} decoded blocks of stream {used.source!r} "
+                         f"({used.samples} samples)")
+        return "\n".join(lines)
+
     def gaps(self, stream, start_ns=None, end_ns=None) -> list[str]:
         model = self._models.get(stream)
         if model is None:
@@ -103,6 +128,10 @@ class QueryView:
         if end_ns is not None:
             keep = scored.start < end_ns
             scored = _take(scored, keep)
+        used = self.scoring.setdefault(name, Scoring(model.pipeline.stream))
+        used.windows += len(scored.start)
+        used.blocks += scored.blocks
+        used.samples += scored.samples
         return scored
 
 
