@@ -178,3 +178,29 @@ def test_random_mutations_give_error_codes(dev, data):
         dev.run_blocks(mutated, [block], 100)
     except DeviceError as exc:
         assert exc.name != "SQ_ERR_ARG"
+
+
+def test_c_config_carries_the_schema_hash(tmp_path, dev):
+    """format_c_config's sq_stream_cfg compiles against the header, and a ring
+    set up from it runs the stream's queries and refuses another stream's."""
+    import shutil
+    import subprocess
+    from sensorq.device.bytecode import format_c_config, schema_hash
+    from sensorq.device.native import DEVICE_PORT
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    stream = Stream("imu", (Channel("x", "int16", "mg"), Channel("y", "int16", "mg"),
+                            Channel("z", "int16", "mg")), block_samples=64)
+    text = format_c_config(stream, "imu_cfg")
+    source = tmp_path / "cfg.c"
+    source.write_text('#include <stdio.h>\n#include "sensorq.h"\n' + text +
+                      '\nint main(void) { printf("%u %u %u %u\\n", (unsigned)imu_cfg.n_channels, '
+                      'imu_cfg.block_samples, imu_cfg.schema, (unsigned)imu_cfg.codec); return 0; }\n')
+    done = subprocess.run([cc, "-std=c99", "-Wall", "-Werror", f"-I{DEVICE_PORT / 'include'}", str(source),
+                           "-o", str(tmp_path / "cfg")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = subprocess.run([str(tmp_path / "cfg")], capture_output=True, text=True).stdout.split()
+    assert out == ["3", "64", str(schema_hash(stream)), "1"]
+    with pytest.raises(DeviceUnsupportedError):
+        format_c_config(Stream("f", (Channel("f", "float32"),)))

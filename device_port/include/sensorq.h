@@ -1,24 +1,39 @@
 /*
  * sensorq device port — public API (C99, no allocation, integer arithmetic only).
  *
- * Three parts, mirroring the Python stages:
- *   sq_block.c  ↔ sensorq/codec/block.py   verify, decode and ("fast" codec) encode blocks,
- *                                           byte for byte the format of docs/format.md §1–§3
- *   sq_ring.c   ↔ sensorq/store            one stream's ring of sealed blocks in caller memory
- *   sq_vm.c     ↔ sensorq/engine           runs bytecode compiled on the host
+ * Parts, mirroring the Python stages:
+ *   sq_block.c  ↔ sensorq/codec/header.py, intcodec.py   verify blocks (format versions 2, and 1
+ *                                           with -DSQ_READ_V1), read a column one word at a time
+ *   sq_enc.c    ↔ sensorq/codec/exact.py    seal blocks of format version 2, byte for byte the
+ *                                           host's encode_block(..., version=2) (docs/format.md)
+ *   sq_ring.c   ↔ sensorq/store             one stream: interrupt-safe staging, sealing, set-up
+ *   sq_log.c    ↔ sensorq/store/segment     sealed blocks on a flash partition (or in RAM)
+ *   sq_vm.c     ↔ sensorq/engine            runs bytecode compiled on the host
  *                                           (sensorq/device/bytecode.py, docs/device.md)
- *   sq_crc32.c                              CRC-32 (zlib polynomial), 64-byte table
+ *   sq_crc32.c, sq_error.c                  CRC-32 (zlib polynomial), version and error names
  *
  * Memory: every byte the library touches is owned by the caller (the ring's
- * region, the structs below).  The library has no static state, no malloc, no
- * recursion, no variable-length arrays.  Packed bytes are read one at a time,
- * so blocks may sit at any address (an unaligned word load faults on a
- * Cortex-M0+).
+ * work memory and partition, the structs below); how much, a call says
+ * (sq_ring_work_size, sq_ring_region_min).  The library has no static
+ * state, no malloc, no recursion, no variable-length arrays; its worst stack
+ * is printed by `make arm` from the whole call graph (≤ 512 B, plus the
+ * firmware's own flash callbacks below a ring call).  Packed bytes are read
+ * one at a time, so blocks may sit at any address (an unaligned word load
+ * faults on a Cortex-M0+).
  *
  * Errors: every function that can fail returns an sq_err (SQ_OK = 0, failures
  * negative); sq_strerror() names it.  A failed call leaves its outputs
  * unspecified but never writes outside them, and never loses samples that an
  * earlier call acknowledged.
+ *
+ * Contexts (docs/device.md, "Interrupts"): sq_ring_append (and sq_ring_close)
+ * is the producer: call it from one context only, typically the sampling
+ * interrupt.  Every other ring call is the consumer: call them from one
+ * other context, the main loop, never from the interrupt.  The producer may
+ * interrupt any consumer call (a seal, a flash program, a query): it only
+ * writes staging the consumer is not reading, and a query sees the samples
+ * appended before it took its snapshot of the staging (after it has read
+ * the sealed blocks).  A consumer call must not interrupt another.
  *
  * Scope: integer channels only (int8 … int64).  A block with a float channel is
  * read (verified, its integer channels decoded) but a query over a float
@@ -115,10 +130,11 @@ typedef struct {
 #define SQ_SUM_INEXACT 1u
 #define SQ_SUMSQ_INEXACT 2u
 
-/* Verify the block in block[0..len) completely — magic, version, block_len ==
- * len, CRC, section lengths, counts, codec and dtype bytes — and fill *info.
- * Errors: SQ_ERR_ARG, SQ_ERR_CORRUPT, SQ_ERR_VERSION, SQ_ERR_CRC.  Only a
- * block that passed may be given to the functions below. */
+/* Verify the block in block[0..len) completely — magic, version (2; 1 too
+ * when built with -DSQ_READ_V1), block_len == len, CRC, section lengths,
+ * counts, codec and dtype bytes, every varint — and fill *info.  Errors:
+ * SQ_ERR_ARG, SQ_ERR_CORRUPT, SQ_ERR_VERSION, SQ_ERR_CRC.  Only a block that
+ * passed may be given to the functions below. */
 int sq_block_verify(const uint8_t *block, size_t len, sq_block_info *info);
 
 /* Channel ch's directory entry of a verified block, either version (a
@@ -162,7 +178,7 @@ typedef struct {
 
 /* ---- the ring (sq_ring.c) ----------------------------------------------- */
 
-/* The column codecs a seal writes: "fast" bit-packs (a seal ≈ 4x cheaper),
+/* The column codecs a seal writes: "fast" bit-packs (a seal ≈ 2.5x cheaper),
  * "compact" adds Rice mini-blocks and dictionaries (blocks ≈ 20 % smaller).
  * Building with -DSQ_NO_COMPACT leaves the compact encoder out (less flash);
  * a stream that asks for it is then refused with SQ_ERR_UNSUPPORTED. */
@@ -369,7 +385,7 @@ typedef struct {
     uint8_t raw;
 } sq_col;
 
-/* The query VM's whole state (≈ 360 B on a Cortex-M0+): the loaded
+/* The query VM's whole state (600 B on a Cortex-M0+): the loaded
  * bytecode, the accumulators and one reader per column the query reads.
  * sq_query_run and sq_query_check work in one, off the stack. */
 typedef struct {
@@ -438,8 +454,10 @@ int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len);
 
 /* Run a query over the ring: every sealed block (verified before use), then
  * the open block's samples.  now_ns anchors `last <duration>`.  The VM's state
- * (≈ 360 B on a Cortex-M0+: column readers and accumulators) lives in caller
- * memory, e.g. a static sq_query_state, so the stack stays near 400 B.  Errors:
+ * (600 B on a Cortex-M0+: column readers, accumulators, the block being
+ * read) lives in caller memory, e.g. a static sq_query_state, so the stack
+ * stays under 512 B.  Over a flash ring, each block is read into the ring's
+ * block buffer (memory-mapped partitions are read in place).  Errors:
  * SQ_ERR_ARG (a NULL pointer), those of sq_query_check; SQ_ERR_MISMATCH
  * (compiled for another channel count), SQ_ERR_UNSUPPORTED (float channel),
  * SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged block), SQ_ERR_OVERFLOW (sum outside

@@ -269,6 +269,31 @@ def disassemble(code: bytes) -> DeviceQuery:
 
 # --- C source ------------------------------------------------------------------------
 
+_C_DTYPES = {"int8": "SQ_INT8", "int16": "SQ_INT16", "int32": "SQ_INT32", "int64": "SQ_INT64"}
+
+
+def format_c_config(stream, name: str = "sq_cfg", block_samples: int | None = None,
+                    codec: str = "compact") -> str:
+    """The stream as a C sq_stream_cfg definition: its integer channels, the
+    block size, its stream id and the schema hash its queries carry (a
+    firmware whose configuration came from here runs them; any other stream's
+    are refused with SQ_ERR_MISMATCH)."""
+    if not _C_NAME.match(name):
+        raise SensorqError(f"{name!r} is not a C identifier")
+    for ch in stream.channels:
+        if ch.dtype not in _C_DTYPES:
+            raise unsupported(f"float channels ({ch.name} is {ch.dtype})")
+    if not 1 <= len(stream.channels) <= 16:
+        raise unsupported(f"streams of {len(stream.channels)} channels (at most 16)")
+    if codec not in ("fast", "compact"):
+        raise SensorqError(f"codec {codec!r} is not fast or compact")
+    samples = stream.block_samples if block_samples is None else block_samples
+    dtypes = ", ".join(_C_DTYPES[ch.dtype] for ch in stream.channels)
+    names = ", ".join(f"{ch.name} ({ch.dtype}{', ' + ch.unit if ch.unit else ''})" for ch in stream.channels)
+    return (f"/* sensorq stream {stream.name!r}: {names} */\n"
+            f"static const sq_stream_cfg {name} = {{{len(stream.channels)}u, {{{dtypes}}}, "
+            f"SQ_CODEC_{codec.upper()}, {samples}u, {stream.stream_id}u, {schema_hash(stream):#010x}u}};")
+
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
