@@ -300,7 +300,51 @@ def sanitized_main(lib_path: str) -> None:
             except DeviceError:
                 pass
             runs += 1
+    runs += damaged_rings(dev, code, rng)
     print(f"damaged inputs: {runs}")
+
+
+def damaged_rings(dev, code: bytes, rng) -> int:
+    """Rings over damaged memory: a RAM region and a flash partition with
+    random bytes changed (or all random), re-opened or mounted, then
+    iterated, queried and appended to.  Every call must return."""
+    import ctypes
+    from sensorq.device.native import code_schema
+    from sensorq.device.flashsim import NorFlash
+    runs = 0
+    t = np.cumsum(rng.integers(1, 5, 400)).astype(np.int64)
+    a = rng.integers(-50, 50, 400).astype(np.int16)
+    b = (rng.geometric(0.05, 400) * rng.choice([-1, 1], 400)).astype(np.int32)
+    for i in range(60):
+        schema = code_schema(code)
+        if i % 2:
+            ring = dev.ring(["int16", "int32"], 16, region_len=12_000, schema=schema)
+        else:
+            ring = dev.ring(["int16", "int32"], 16, schema=schema, flash=NorFlash(8192, 256, 4))
+        ring.append_many(t, [a, b])
+        memory = ring.region if i % 2 else ring.flash.mem.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        size = ring.region_len if i % 2 else ring.flash.size
+        for _ in range(int(rng.integers(1, 40))) if i % 10 else []:
+            memory[int(rng.integers(0, size))] = int(rng.integers(0, 256))
+        if i % 10 == 0:
+            ctypes.memmove(memory, rng.integers(0, 256, size, dtype=np.uint8).tobytes(), size)
+        try:
+            if i % 2:
+                ring.reopen()
+            else:
+                ring = dev.ring(["int16", "int32"], 16, schema=schema, flash=ring.flash, mount=True,
+                                work=ring.work)
+        except DeviceError:
+            runs += 1
+            continue
+        for call in (ring.blocks, lambda: ring.query(code, 1000), ring.stats, lambda: ring.blocks_after(3),
+                     lambda: ring.append_many(t[-1] + t[:40], [a[:40], b[:40]]), ring.flush):
+            try:
+                call()
+            except DeviceError:
+                pass
+            runs += 1
+    return runs
 
 
 # --- the ring -----------------------------------------------------------------------
