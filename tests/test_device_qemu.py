@@ -82,6 +82,50 @@ def test_firmware_answers_the_shared_vectors(firmware, tmp_path, name):
           f"instructions each; stack high-water {figures['stack'][0]} B (whole firmware)")
 
 
+FW_SECTOR, FW_PROG = 256, 4           # the example firmware's flash mode (fw_main.c)
+
+
+@needs_arm
+@needs_qemu
+def test_firmware_with_a_flash_partition(firmware, tmp_path, dev):
+    """The imu vector with the firmware's ring on a partition behind NOR
+    callbacks (not memory-mapped: every block read through them): the same
+    blocks and answers as the host build on a simulated NOR flash of the same
+    geometry, and the figures of seals that program flash."""
+    from sensorq.device.flashsim import NorFlash
+    from sensorq.device.native import flash_struct, stream_cfg
+    import ctypes
+    vector = VECTORS["imu"]()
+    vector.flash, vector.region_len = True, FIRMWARE_REGION_MAX
+    dtypes = [c.dtype for c in vector.stream.channels]
+    cfg = stream_cfg(dtypes, vector.stream.block_samples, 0, schema_hash(vector.stream), vector.codec)
+    work = dev.lib.sq_ring_work_size(ctypes.byref(cfg), ctypes.byref(flash_struct(NorFlash(FW_SECTOR, FW_SECTOR,
+                                                                                          FW_PROG))))
+    flash = NorFlash((vector.region_len - work) // FW_SECTOR * FW_SECTOR, FW_SECTOR, FW_PROG)
+    ring = dev.ring(dtypes, vector.stream.block_samples, schema=schema_hash(vector.stream), flash=flash,
+                    codec=vector.codec)
+    ring.append_many(vector.t, vector.columns)
+    codes = [(compile_plan(p, vector.stream), p.now.ns) for p in
+             [plan_of(vector, text) for text in vector.queries]]
+    answers, figures, blocks = run_firmware(firmware, firmware_input(vector, codes), tmp_path)
+    assert blocks == b"".join(ring.blocks()) and flash.violations == 0
+    for (code, now), got in zip(codes, answers):
+        host = ring.query(code, now)
+        assert got.status == 0 and (got.value if got.has_value else None, got.count) == (host.value, host.count)
+    per_tick = instructions_per_tick(figures)
+    total, _, n = figures["append_ticks"]
+    seals, worst_seal, n_seals = figures["seal_ticks"]
+    print(f"\n[imu on flash] append {total * per_tick / n:.0f} instructions; seal + program "
+          f"{seals * per_tick / max(n_seals, 1):.0f} on average, worst {worst_seal * per_tick:.0f} "
+          f"(a bank erased ahead); queries {figures['query_ticks'][0] * per_tick / len(answers):.0f} each "
+          f"(blocks read through the callbacks); stack high-water {figures['stack'][0]} B")
+
+
+def plan_of(vector: Vector, text: str):
+    from sensorq.device.vectors import plan
+    return plan(vector, text)
+
+
 def random_vector(seed: int) -> Vector:
     rng = np.random.default_rng(seed)
     n_channels = int(rng.integers(1, 4))

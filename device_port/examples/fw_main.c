@@ -12,6 +12,7 @@
  *   blocks.bin    every sealed block in the ring, oldest first (the export)
  * Exit status: 0, or 1 + the step that failed. */
 #include <stdint.h>
+#include <string.h>
 
 #include "semihost.h"
 #include "sensorq.h"
@@ -155,6 +156,68 @@ static int export_blocks(void)
     return 0;
 }
 
+/* Flash mode (bit 8 of the vector's codec word): the region holds the work
+ * memory, then a partition of 256-byte sectors behind read / prog / erase
+ * callbacks with NOR semantics (a program ANDs, an erase sets 0xFF) and
+ * 4-byte program units, not memory-mapped: the flash path of the library,
+ * run on the target. */
+#define SECTOR 256u
+static uint8_t *partition;
+
+static int nor_read(void *ctx, uint32_t off, uint8_t *buf, uint32_t len)
+{
+    (void)ctx;
+    while (len--) {
+        *buf++ = partition[off++];
+    }
+    return 0;
+}
+
+static int nor_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
+{
+    (void)ctx;
+    if ((off | len) & 3u) {
+        return -1;
+    }
+    while (len--) {
+        partition[off++] &= *buf++;
+    }
+    return 0;
+}
+
+static int nor_erase(void *ctx, uint32_t off)
+{
+    uint32_t i;
+    (void)ctx;
+    for (i = 0; i < SECTOR; i++) {
+        partition[off + i] = 0xFFu;
+    }
+    return 0;
+}
+
+static int set_up(const sq_stream_cfg *cfg, uint32_t region_len, int flash)
+{
+    sq_flash fl;
+    size_t work;
+    if (!flash) {
+        return sq_ring_init(&ring, region, region_len, cfg);
+    }
+    memset(&fl, 0, sizeof fl);
+    fl.read = nor_read;
+    fl.prog = nor_prog;
+    fl.erase = nor_erase;
+    fl.sector_size = SECTOR;
+    fl.prog_size = 4;
+    fl.size = SECTOR;
+    work = sq_ring_work_size(cfg, &fl);
+    if (!work || work >= region_len) {
+        return SQ_ERR_FULL;
+    }
+    partition = region + work;
+    fl.size = (region_len - (uint32_t)work) / SECTOR * SECTOR;
+    return sq_ring_format(&ring, cfg, &fl, region, work);
+}
+
 int main(void)
 {
     uint8_t head[40];
@@ -177,7 +240,7 @@ int main(void)
     cfg.schema = get_u32(head + 32);
     cfg.codec = (uint8_t)get_u32(head + 36);
     region_len = get_u32(head + 20);
-    if (region_len > REGION_MAX || sq_ring_init(&ring, region, region_len, &cfg) != SQ_OK) {
+    if (region_len > REGION_MAX || set_up(&cfg, region_len, (get_u32(head + 36) >> 8) & 1u) != SQ_OK) {
         return 2;
     }
     step = append_samples(in, out, get_u32(head + 24), cfg.n_channels);

@@ -5,7 +5,8 @@ A vector is three files:
 
 * ``NAME.bin`` — what the example firmware reads (device_port/examples/fw_main.c):
   a 40-byte header ("SQV1", u32 n_channels, u8 dtype[8], u32 block_samples,
-  u32 region_len, u32 n_samples, u32 n_queries, u32 schema hash, u32 codec), the samples (i64 t then one
+  u32 region_len, u32 n_samples, u32 n_queries, u32 schema hash, u32 codec | 0x100 for a
+  flash partition), the samples (i64 t then one
   i64 per channel), then the queries (u32 length, i64 now_ns, bytecode);
 * ``NAME.json`` — the stream, the query texts and the expected answers (raw
   units), computed by :mod:`sensorq.device.reference` over the samples the
@@ -50,6 +51,7 @@ class Vector:
     region_len: int
     queries: list[str]
     codec: str = "compact"       # what the device seals with (sq_stream_cfg.codec)
+    flash: bool = False          # the firmware's ring on a partition behind NOR callbacks
 
 
 def firmware_input(vector: Vector, codes: list[tuple[bytes, int]]) -> bytes:
@@ -57,7 +59,7 @@ def firmware_input(vector: Vector, codes: list[tuple[bytes, int]]) -> bytes:
     dtypes = bytes(DTYPE_CODES[c.dtype] for c in vector.stream.channels).ljust(8, b"\0")
     header = HEADER.pack(MAGIC, len(vector.stream.channels), dtypes, vector.stream.block_samples,
                          vector.region_len, len(vector.t), len(codes), schema_hash(vector.stream),
-                         CODECS[vector.codec])
+                         CODECS[vector.codec] | (0x100 if vector.flash else 0))
     rows = np.column_stack([vector.t.astype(np.int64)] + [c.astype(np.int64) for c in vector.columns])
     body = [struct.pack("<Iq", len(code), now) + code for code, now in codes]
     return header + rows.astype("<i8").tobytes() + b"".join(body)
