@@ -1,8 +1,12 @@
 """sensorq for microcontrollers, host side.
 
 * :mod:`.bytecode` — typed plan → device bytecode (``compile_plan``,
-  ``compile_for_device``, ``format_c_array``), format in docs/device.md;
+  ``compile_for_device``, ``format_c_array``), the stream's schema hash and
+  its C configuration (``schema_hash``, ``format_c_config``); format in
+  docs/device.md;
 * :mod:`.reference` — the device's answers computed with numpy;
-* :mod:`.native` — the C library (device_port/) built for the host, via ctypes;
+* :mod:`.native` — the C library (device_port/) built for the host, via
+  ctypes: blocks, queries, RAM and flash rings;
+* :mod:`.flashsim` — a simulated NOR flash and the power-cut points of a run;
 * :mod:`.vectors` — the shared test vectors and the example firmware's I/O.
 """
