@@ -46,6 +46,11 @@ class Result:
     plan: object = None
     warnings: list = field(default_factory=list)   # e.g. data missing inside the window
 
+    def to_arrow(self):
+        """The result as a pyarrow Table (pyarrow: pip install sensorq[arrow])."""
+        from .io.arrow import result_to_arrow
+        return result_to_arrow(self)
+
     @property
     def data(self) -> dict:
         return self.columns

@@ -185,9 +185,9 @@ def test_random_decimal_epoch_literals_round_half_away(unit, ns, decimals, shift
 
 
 @settings(max_examples=200, deadline=None)
-@given(unit=st.sampled_from(["ns", "us", "ms", "s", "m", "h", "d"]), data=st.data())
+@given(unit=st.sampled_from(["ns", "us", "ms", "s", "m", "h", "d", "w"]), data=st.data())
 def test_random_durations_are_exact(unit, data):
-    factor = {**FACTOR, "m": 60 * 10**9, "h": 3_600 * 10**9, "d": DAY}[unit]
+    factor = {**FACTOR, "m": 60 * 10**9, "h": 3_600 * 10**9, "d": DAY, "w": 7 * DAY}[unit]
     count = data.draw(st.integers(1, INT64_MAX // factor))
     query = plan(f"count by {count}{unit} last {count}{unit}", newest=INT64_MAX - 1)
     assert query.bucket_ns == count * factor

@@ -57,7 +57,7 @@ def _train_parser(ops, common) -> None:
     q.add_argument("name")
     q.add_argument("--stream", required=True, help="the stream whose windows are scored")
     q.add_argument("--label", help="a categorical (or integer) channel: the class of each sample "
-                                   "(required except for --kind anomaly)")
+                                   "(required except for --kind anomaly, which has none)")
     q.add_argument("--kind", choices=KINDS, default="forest", help="the model (default: forest)")
     q.add_argument("--where", help='samples to train on, a predicate: "split == train" (default: all)')
     q.add_argument("--test-where", help='samples to measure accuracy on: "split == test" '

@@ -73,6 +73,8 @@ def execute(cache, query, text: str = "", engine: str | None = None,
         raise TypeError(f"cannot execute {type(query).__name__}")
     result = runners[type(query)](cache, query, text, engine, limits.max_rows(max_rows))
     result = label_result(result, query, cache.streams)     # categorical codes shown as names
+    if query.limit is not None and result.kind == "table":
+        result.columns = {name: column[:query.limit] for name, column in result.columns.items()}
     result.plan = query
     result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns)
     if hasattr(cache, "explain_model"):

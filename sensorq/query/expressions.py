@@ -259,7 +259,7 @@ class FillSpec:
 @dataclass(frozen=True)
 class Clause:
     """One clause after the query head.  ``kind`` is the keyword (lower case):
-    where, from, last, since, between, at, by, gap, for.  ``args`` hold its
+    where, from, last, since, between, at, by, gap, for, limit.  ``args`` hold its
     parts: a Pred, a stream name, Numbers, TimePoints, an op string, a FillSpec."""
     kind: str
     args: tuple

@@ -262,6 +262,10 @@ class _ToAst(Transformer):
         kw, op, dur = children
         return Clause("gap", (str(op), _number(dur)), kw.start_pos, dur.end_pos)
 
+    def limit_clause(self, children):
+        kw, n = children
+        return Clause("limit", (_number(n),), kw.start_pos, n.end_pos)
+
     def for_clause(self, children):
         kw, *rest = children
         op, dur = (str(rest[0]), rest[1]) if len(rest) == 2 else (">=", rest[0])
@@ -397,8 +401,8 @@ def _bool_op(op: str, left, right) -> BoolOp:
 
 _KEYWORDS = ("WHERE", "FROM", "LAST", "FIRST", "SINCE", "BETWEEN", "AT", "BY", "GAP", "FOR", "FILL", "AND",
              "OR", "NOT", "FIND", "EPISODES", "TOP", "NEWEST", "SCORE", "OVER", "HOP", "NOW", "AGO",
-             "PERCENTILE", "IN")
-_CLAUSES = ("WHERE", "FROM", "LAST", "SINCE", "BETWEEN", "AT", "BY", "GAP", "FOR")
+             "PERCENTILE", "IN", "LIMIT")
+_CLAUSES = ("WHERE", "FROM", "LAST", "SINCE", "BETWEEN", "AT", "BY", "GAP", "FOR", "LIMIT")
 _ARITHMETIC = ("PLUS", "MINUS", "STAR", "SLASH")
 _SYMBOLS = {"LE": "<=", "LT": "<", "GE": ">=", "GT": ">", "PLUS": "+", "MINUS": "-", "STAR": "*",
             "SLASH": "/", "LPAR": "(", "RPAR": ")", "COMMA": ",", "DOT": ".",

@@ -170,6 +170,7 @@ class AggregateQuery:
     bucket_ns: Optional[int] = None
     fill: Fill = field(default_factory=Fill)
     max_gap_ns: Optional[int] = None  # for duration / twa / integral: a value holds at most this
+    limit: Optional[int] = None     # limit N: at most the first N rows
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class FindQuery:
     where: Predicate
     time: TimeRange
     now: Now
+    limit: Optional[int] = None     # limit N: at most the first N rows
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class EpisodesQuery:
     time: TimeRange
     now: Now
     max_gap_ns: Optional[int] = None  # a gap longer than this between samples ends an episode
+    limit: Optional[int] = None     # limit N: at most the first N rows
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ class TopQuery:
     where: Optional[Predicate]
     time: TimeRange
     now: Now
+    limit: Optional[int] = None     # limit N: at most the first N rows
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ class NewestQuery:
     where: Optional[Predicate]
     time: TimeRange
     now: Now
+    limit: Optional[int] = None     # limit N: at most the first N rows
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,7 @@ class ModelQuery:
     hop_ns: int
     time: TimeRange
     now: Now
+    limit: Optional[int] = None     # limit N: at most the first N rows
 
 
 Query = Union[AggregateQuery, FindQuery, EpisodesQuery, TopQuery, NewestQuery, ModelQuery]

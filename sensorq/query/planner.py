@@ -22,6 +22,7 @@ Every error is a :class:`~sensorq.errors.QueryError` with the query text and the
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -171,7 +172,17 @@ class _Planner:
         handlers = {ast.AggregateAst: self.plan_aggregate, ast.FindAst: self.plan_find,
                     ast.EpisodesAst: self.plan_episodes, ast.TopAst: self.plan_top,
                     ast.NewestAst: self.plan_newest, ast.ScoreAst: self.plan_score}
-        return handlers[type(tree)](tree)
+        limits = [c for c in tree.clauses if c.kind == "limit"]
+        if not limits:
+            return handlers[type(tree)](tree)
+        if len(limits) > 1:
+            self.fail(QuerySyntaxError, "a second limit clause", limits[1].pos)
+        rest = tuple(c for c in tree.clauses if c.kind != "limit")
+        query = handlers[type(tree)](dataclasses.replace(tree, clauses=rest))
+        if isinstance(query, AggregateQuery) and not query.bucket_ns:
+            self.fail(QueryTypeError, "limit applies to rows, and this answer is one value: use it "
+                      "with by, find, top, newest or score", limits[0].pos)
+        return dataclasses.replace(query, limit=self.count_n(limits[0].args[0], default=0))
 
     def plan_score(self, tree: ast.ScoreAst) -> ModelQuery:
         """``score MODEL [over DUR [hop DUR]] [from STREAM] [time]``: the model's

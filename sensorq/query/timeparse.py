@@ -1,6 +1,6 @@
 """Durations and points in time, in exact integer nanoseconds.
 
-* durations: a number and one of ns, us, ms, s, m (minutes), min, h, d —
+* durations: a number and one of ns, us, ms, s, m (minutes), min, h, d, w —
   ``10m``, ``1.5s``, ``250ms`` — or several of these run together, ``1h30m``;
 * epoch times: a number and one of s, ms, us, ns — ``1700000000s``;
 * ISO 8601 dates and times: ``2026-11-24``, ``2026-11-24 11:50``,
@@ -23,6 +23,7 @@ from .expressions import ExactDecimal, Number
 NS_PER_UNIT: dict[str, int] = {
     "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
     "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000,
+    "w": 604_800_000_000_000,
 }
 EPOCH_UNITS = ("s", "ms", "us", "ns")
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -67,18 +68,18 @@ def duration_ns(number: Number, query: str, what: str = "a duration") -> int:
     """``10m`` → 600 000 000 000.  The unit is required."""
     if not number.unit:
         raise QueryUnitError(f"{what} needs a unit: {number.source}s, {number.source}ms, "
-                             f"{number.source}m (minutes), ... (units: ns, us, ms, s, m, min, h, d)",
+                             f"{number.source}m (minutes), ... (units: ns, us, ms, s, m, min, h, d, w)",
                              query, number.pos + 1)
     if number.unit in NS_PER_UNIT:
         return _in_range(scaled_ns(number.decimal, NS_PER_UNIT[number.unit]), number, query)
     parts = _compound_parts(number)
     if parts is None:
         raise QueryUnitError(f"{number.unit!r} is not a unit of time for {what}; use ns, us, ms, s, "
-                             f"m (minutes), min, h or d (or combine them: 1h30m)", query, number.pos + 1)
+                             f"m (minutes), min, h, d or w (or combine them: 1h30m)", query, number.pos + 1)
     return _in_range(_compound_ns(parts, number.negative), number, query)
 
 
-_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|min|s|m|h|d)")
+_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|min|s|m|h|d|w)")
 
 
 def _compound_parts(number: Number) -> list[tuple[str, str]] | None:
@@ -161,7 +162,7 @@ def _quoted(text: str, limit: int = 40) -> str:
 
 def format_duration(ns: int) -> str:
     """The shortest exact text for a duration: 2000000000 -> "2s", 90 s -> "90s"."""
-    for unit in ("d", "h", "m", "s", "ms", "us"):
+    for unit in ("w", "d", "h", "m", "s", "ms", "us"):
         if ns % NS_PER_UNIT[unit] == 0:
             return f"{ns // NS_PER_UNIT[unit]}{unit}"
     return f"{ns}ns"

@@ -690,12 +690,13 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting):
         from ..models.registry import ModelRegistry
         return ModelRegistry(self)
 
-    def query(self, text: str, now_policy: str = "data", engine: str | None = None):
+    def query(self, text: str, now_policy: str = "data", engine: str | None = None,
+              max_rows: int | None = None):
         """Run a query (docs/query.md).  ``engine`` chooses how blocks are
         scanned: "compiled", "interpreted" or "auto" (docs/query.md, "Two engine
         tiers, one answer"); None takes $SENSORQ_ENGINE, else "auto"."""
         from ..engine.executor import run_query
-        return run_query(self, text, now_policy=now_policy, engine=engine)
+        return run_query(self, text, now_policy=now_policy, engine=engine, max_rows=max_rows)
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "writer"
