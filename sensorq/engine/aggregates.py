@@ -142,11 +142,11 @@ def finish(aggregate: str, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
         if aggregate == "count":
             return count.astype(np.float64)
         if aggregate == "duration":
-            return ip[:, I_TW_NS] * 1e-9
+            return ip[:, I_TW_NS] / 1e9     # one rounding: 0.217, not 0.21700000000000003
         if aggregate == "integral":
             return np.where(ip[:, I_TW_NS] > 0, fp[:, F_TW_SUM], np.where(empty, np.nan, 0.0))
         if aggregate == "twa":
-            return np.where(ip[:, I_TW_NS] > 0, fp[:, F_TW_SUM] / (ip[:, I_TW_NS] * 1e-9), np.nan)
+            return np.where(ip[:, I_TW_NS] > 0, fp[:, F_TW_SUM] / (ip[:, I_TW_NS] / 1e9), np.nan)
         simple = {
             "sum": fp[:, F_SUM], "avg": fp[:, F_SUM] / count, "min": fp[:, F_MIN],
             "max": fp[:, F_MAX], "spread": fp[:, F_MAX] - fp[:, F_MIN],
@@ -156,7 +156,7 @@ def finish(aggregate: str, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
         if aggregate == "std":
             return np.sqrt(np.maximum(simple["var"], 0.0))
         if aggregate == "rate":
-            dt = (ip[:, I_TLAST] - ip[:, I_TFIRST]) * 1e-9
+            dt = (ip[:, I_TLAST] - ip[:, I_TFIRST]) / 1e9
             return np.where(dt > 0, (fp[:, F_LAST] - fp[:, F_FIRST]) / dt, np.nan)
         return np.where(empty, np.nan, simple[aggregate])
 

@@ -46,6 +46,21 @@ def _with_models(cache):
     return query_view(cache)
 
 
+def _empty_window(cache, query) -> list[str]:
+    """With now = the clock, a window after the stream's newest sample holds no
+    data: say so, rather than let a 0 pass for an answer about a quiet sensor."""
+    if query.now.source != "clock" or query.time.start_ns is None:
+        return []
+    newest = cache.newest_ns(query.stream)
+    if newest is not None and newest >= query.time.start_ns:
+        return []
+    from ..result import iso
+    seen = "has no samples" if newest is None else f"ends at {iso(newest)}"
+    return [f"the window [{iso(query.time.start_ns)}, {iso(query.time.end_ns)}) holds no data: "
+            f"stream {query.stream!r} {seen} (now is the clock; --now data measures from the "
+            f"stream's newest sample)"]
+
+
 def _guard_memory(text: str, run):
     """``run()``, with a MemoryError turned into a SensorqError.  It is raised
     outside the ``except`` clause, so that the failed query's frames (and
@@ -77,6 +92,7 @@ def execute(cache, query, text: str = "", engine: str | None = None,
         result.columns = {name: column[:query.limit] for name, column in result.columns.items()}
     result.plan = query
     result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns)
+    result.warnings += _empty_window(cache, query)
     if hasattr(cache, "explain_model"):
         result.scan.model = cache.explain_model(query.stream)
     return result

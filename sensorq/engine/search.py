@@ -282,6 +282,6 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None
         builder.close(builder.last_t)
     starts, ends, peaks = episodes.columns()
     return Result("table", text,
-                  columns={"start": starts, "end": ends, "duration": (ends - starts) * 1e-9, "peak": peaks},
+                  columns={"start": starts, "end": ends, "duration": (ends - starts) / 1e9, "peak": peaks},
                   units={"start": TIME_UNIT, "end": TIME_UNIT, "duration": "s", "peak": q.peak_unit},
                   scan=scan)
