@@ -118,7 +118,7 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     decode = (classes != NONE) & ~use_stats
     scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
     scan.skipped = len(index) - scan.from_stats - scan.decoded
-    tier = tiers.choose(engine, tiers.scan_values(index, decode, len(programs.channels)))
+    tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
     scan.engine = tier.name
     if q.aggregate == "count" and not q.bucket_ns:
         total = int(index.n_samples[use_stats].sum())

@@ -4,20 +4,27 @@ Both tiers take the same layouts and programs and give the same answers, bit
 for bit.  They differ in what they cost:
 
 - **compiled** (kernels.py): numba, both cores; about 0.5–3 ns per value.
-  Its first use in a process costs about 0.4 s (importing numba and loading the
-  kernels from its disk cache) and about 5 s the very first time on a machine
-  (compiling them).
+  Its first use in a process costs about 0.5–0.8 s (importing numba and
+  loading the kernels a query needs from its disk cache) and about 5 s the
+  very first time on a machine (compiling them).
 - **interpreted** (interpreter.py): plain numpy, one block at a time; about
-  20 ns per bit-packed value and 0.25 µs per Rice-coded value, with nothing to
+  10 ns per bit-packed value and 0.5 µs per Rice-coded value, with nothing to
   load or compile.
 
 ``auto`` (the default) takes the compiled tier once its kernels are loaded in
 this process — they then cost nothing more — and for large scans; it takes
-the interpreter for a scan of at most INTERPRET_MAX_VALUES column values in a
-process that has not loaded the kernels.  Like a JIT's tiering, a process that
-keeps running small queries
-is promoted to the kernels once the interpreter has decoded
-INTERPRET_BUDGET_VALUES in all (about as long as loading the kernels takes).
+the interpreter for a scan that it would finish in less time than loading the
+kernels takes, in a process that has not loaded them.  A scan is priced in
+*value-equivalents* (one bit-packed value decoded by the interpreter), from
+what it will do: every column value it decodes (a float channel of a compact
+stream counts RICE_FLOAT_WEIGHT: its Rice mini-blocks are walked value by
+value), and for a bucketed aggregate every sample folded into a bucket and
+every bucket the decoded blocks span (measured on the development machine:
+about 10 ns per bit-packed value, 0.5 µs per Rice-coded float, 0.3 µs per
+bucketed sample and 12 µs per bucket; ``avg x by 1ms`` over 600 000 samples
+took 7.6 s interpreted and 0.3 s compiled).  Like a JIT's tiering, a process
+that keeps running small queries is promoted to the kernels once the
+interpreter has done INTERPRET_BUDGET_VALUES in all.
 So a one-off ``sensorq "count … last 10m"`` answers without starting numba,
 and a long-lived program pays for numba once, when it has work enough.
 
@@ -38,8 +45,11 @@ from .layout import N_SAMPLES
 from .program import COMPARE_CODES
 
 ENGINES = ("auto", "compiled", "interpreted")
-INTERPRET_MAX_VALUES = 1 << 20          # one scan
-INTERPRET_BUDGET_VALUES = 16 << 20      # all scans of a process, before it moves to the kernels
+INTERPRET_MAX_VALUES = 48 << 20         # one scan: ~0.5 s, below what the kernels' first use costs
+INTERPRET_BUDGET_VALUES = 96 << 20      # all scans of a process, before it moves to the kernels
+RICE_FLOAT_WEIGHT = 40                  # a float value of a compact stream (a Rice walk)
+BUCKETED_SAMPLE_WEIGHT = 25             # a sample folded into its bucket
+BUCKET_WEIGHT = 1000                    # a bucket that decoded blocks span
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
 _interpreted_values = 0                 # what auto has given the interpreter so far
 
@@ -48,6 +58,22 @@ def scan_values(index, rows, n_channels: int) -> int:
     """Column values a scan of blocks ``rows`` decodes, timestamps included:
     what :func:`choose` prices a scan by."""
     return int(index.n_samples[rows].sum()) * (n_channels + 1)
+
+
+def aggregate_cost(index, rows, channels, bucket_ns) -> int:
+    """Value-equivalents of an aggregate's scan (see the module docstring):
+    decoding, by channel type, and for ``by`` the samples and buckets."""
+    samples = int(index.n_samples[rows].sum())
+    stream = index.stream
+    weight = 1 + sum(RICE_FLOAT_WEIGHT if stream.codec == "compact"
+                     and stream.channels[ref.index].dtype.startswith("float") else 1
+                     for ref in channels)
+    cost = samples * weight
+    if bucket_ns:
+        first, last = index.t_first[rows] // bucket_ns, index.t_last[rows] // bucket_ns
+        spanned = int(np.minimum(index.n_samples[rows], last - first + 1).sum())
+        cost += samples * BUCKETED_SAMPLE_WEIGHT + spanned * BUCKET_WEIGHT
+    return cost
 
 
 def choose(engine: str | None, values: int):
