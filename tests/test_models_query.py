@@ -165,3 +165,13 @@ def test_explain_shows_the_model_its_features_and_what_was_decoded(trained):
     scored = query_view(trained).scored("motion")
     assert f"scored {len(scored.start)} windows" in text
     assert f"({scored.samples} samples)" in text and "stream 'imu'" in text
+
+
+@pytest.mark.parametrize("query", ["count where motion == shake by 30s", "duration where motion == tilt",
+                                   "find episodes where motion == shake for >= 3s",
+                                   "max motion_shake by 1m", "first motion by 1m"])
+def test_both_engine_tiers_answer_model_outputs_alike(trained, query):
+    a = trained.query(query, engine="interpreted")
+    b = trained.query(query, engine="compiled")
+    assert a.value == b.value
+    assert {k: v.tolist() for k, v in a.columns.items()} == {k: v.tolist() for k, v in b.columns.items()}
