@@ -12,6 +12,8 @@
     sensorq demo                                    (re)build the built-in demo cache
     sensorq models                                  the cache's models
     sensorq model train|fit|show|export|add|remove  manage a model (docs/models.md)
+    sensorq sync SOURCE DEST                        copy the blocks DEST lacks (docs/fleet.md)
+    sensorq --fleet 'site/*/cache' "count ... by device"   one query over many caches
 
 The cache is taken from ``--cache``, then ``$SENSORQ_CACHE``, then the default
 location (``$XDG_DATA_HOME/sensorq/cache``); for reading, when none of these
@@ -22,7 +24,8 @@ Options may stand before or after the command: ``sensorq --cache C info`` is
 Every error sensorq raises on purpose is printed as one clear message (a query
 error with a caret under its column) and the exit status is 1; usage errors
 exit with 2.  Imports of the engine are deferred so that ``--help`` and errors
-are quick.  One module per command group: query.py, data.py, streams.py, models.py.
+are quick.  One module per command group: query.py, data.py, streams.py, models.py,
+fleet.py.
 """
 from __future__ import annotations
 
@@ -30,11 +33,11 @@ import argparse
 import sys
 
 from ..errors import SensorqError
-from . import data, models, query, streams
+from . import data, fleet, models, query, streams
 from .common import default_cache_path, resolve_cache  # noqa: F401  (public helpers)
 
 COMMANDS = ("query", "explain", "compile", "plot", "shell", "info", "streams", "config", "ingest",
-            "export", "demo", "models", "model")
+            "export", "demo", "models", "model", "sync", "fleet")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     streams.add_parsers(sub, common)
     data.add_parsers(sub, common)
     models.add_parsers(sub, common)
+    fleet.add_parsers(sub, common)
     return parser
 
 
@@ -108,6 +112,8 @@ def arrange(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
         return argv
     if argv[at] in COMMANDS:
         return [argv[at]] + argv[:at] + argv[at + 1:]
+    if any(a == "--fleet" or a.startswith("--fleet=") for a in argv):
+        return ["fleet"] + argv        # sensorq --fleet GLOB "QUERY"
     return ["query"] + argv
 
 

@@ -30,13 +30,14 @@ from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError,
 from ..schema import Channel, Stream
 from . import fileio
 from .blockindex import BLOCK_FIELDS, BlockIndex, LazyBuffers, StreamBlocks
-from .manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from .manifest import MANIFEST_NAME, Manifest, check_device, read_manifest, write_manifest
 from .prepare import iso, prepare_batch
 from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from .scan import SegmentScanning
 from .segment import Segment
 from .streams import StreamManagement, concat_indexes, single_block_index
 from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention)
+from .importing import BlockImporting
 from .writing import RecordWriting
 from .zstdruns import ZstdRuns
 
@@ -58,10 +59,21 @@ def _encoder_pool():
 
 
 def open_cache(path, create: bool = False, capacity=None, retention=None, readonly: bool = False,
-               compression=None) -> "Cache":
-    """Open (or with ``create=True`` make) the cache directory at ``path``."""
-    return Cache(Path(path), create=create, capacity=capacity, retention=retention,
-                 readonly=readonly, compression=compression)
+               compression=None, device: str | None = None, labels: dict | None = None) -> "Cache":
+    """Open (or with ``create=True`` make) the cache directory at ``path``.
+    ``device`` and ``labels`` name the device whose data it holds (set at
+    creation, or on a cache without a name; a different one is an error)."""
+    if device is not None or labels:
+        check_device(device, dict(labels or {}))       # before a new directory is made
+    cache = Cache(Path(path), create=create, capacity=capacity, retention=retention,
+                  readonly=readonly, compression=compression)
+    if device is not None or labels:
+        try:
+            cache._apply_device(device, labels)
+        except BaseException:
+            cache.close()
+            raise
+    return cache
 
 
 class _OpenBlock:
@@ -130,7 +142,7 @@ def _quick_check(channel: Channel):
     return lambda v: type(v) is float or (type(v) is int and abs(v) < 2**53)
 
 
-class Cache(StreamManagement, SegmentScanning, RecordWriting):
+class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
     def __init__(self, path: Path, *, create: bool, capacity, retention, readonly: bool, compression):
         self.path = path
         self.readonly = readonly
@@ -634,7 +646,8 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting):
         streams = {name: self._stream_info(st) for name, st in self._manifest.streams.items()}
         problems = [p for i, s in enumerate(self._segments)
                     if (p := s.problem(newest=i == len(self._segments) - 1))]
-        return {"path": str(self.path), "bytes_used": self._bytes_on_disk(),
+        return {"path": str(self.path), "device": self._manifest.device,
+                "labels": dict(self._manifest.labels), "bytes_used": self._bytes_on_disk(),
                 "capacity": self._manifest.capacity,
                 "retention_s": None if self._manifest.retention_ns is None
                 else self._manifest.retention_ns / 1e9,

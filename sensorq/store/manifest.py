@@ -9,7 +9,10 @@ them and are skipped silently, and per-stream floors, times before which a
 stream's samples are hidden.  A manifest is written as version 1 while it
 records neither, so caches that never used them stay readable by older
 sensorq; one that does is version 2, which older sensorq refuses rather than
-serve dropped or truncated data.  The JSON carries
+serve dropped or truncated data.  A cache may also name its device (``device``,
+a string) and carry ``labels`` (string to string, such as site or model): the
+keys are written only when set, so a manifest without them reads unchanged by
+older sensorq (which ignores them).  The JSON carries
 a CRC-32 of its own canonical form: a flipped bit that still parses (a changed
 digit in a scale, say) is caught instead of silently changing answers.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +46,8 @@ class Manifest:
     next_stream_id: int = 1
     dropped: list[int] = field(default_factory=list)      # ids of dropped streams
     floors: dict[int, int] = field(default_factory=dict)  # stream id -> hide samples before (ns)
+    device: str | None = None                              # the device that measured the data
+    labels: dict[str, str] = field(default_factory=dict)  # e.g. {"site": "north", "model": "P7"}
 
     def to_json(self) -> dict:
         body = {"format": MANIFEST_FORMAT, "version": PLAIN_VERSION, "capacity": self.capacity,
@@ -51,10 +57,35 @@ class Manifest:
         if self.dropped or self.floors:
             body.update(version=MANIFEST_VERSION, dropped=sorted(self.dropped),
                         floors={str(k): v for k, v in sorted(self.floors.items())})
+        if self.device is not None:
+            body["device"] = self.device
+        if self.labels:
+            body["labels"] = dict(sorted(self.labels.items()))
         return body
 
     def stream_by_id(self) -> dict[int, Stream]:
         return {s.stream_id: s for s in self.streams.values()}
+
+
+DEVICE_MAX_CHARS = 128
+_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_device(device, labels) -> None:
+    """A device name is text of 1..128 characters without control characters;
+    labels map names (identifiers, not "device": fleet queries group ``by`` them)
+    to such text.  SchemaError otherwise."""
+    for what, text in [("device name", device)] + [(f"label {k!r}", v) for k, v in labels.items()]:
+        if text is None and what == "device name":
+            continue
+        if not isinstance(text, str) or not 0 < len(text) <= DEVICE_MAX_CHARS or _CONTROL.search(text):
+            raise SchemaError(f"a {what} is text of 1 to {DEVICE_MAX_CHARS} characters without "
+                              f"control characters, not {text!r}")
+    for key in labels:
+        if not isinstance(key, str) or not _LABEL_KEY.match(key) or key.lower() == "device":
+            raise SchemaError(f"a label name is an identifier (letters, digits, _) other than "
+                              f"'device', not {key!r}")
 
 
 def _canonical(body: dict) -> bytes:
@@ -109,7 +140,9 @@ def _manifest_from_json(obj: dict, path: Path) -> Manifest:
         manifest = Manifest(int(obj["capacity"]), obj["retention_ns"], str(obj["compression"]),
                             {s.name: s for s in streams}, int(obj["next_stream_id"]),
                             [int(i) for i in obj.get("dropped", [])],
-                            {int(k): int(v) for k, v in obj.get("floors", {}).items()})
+                            {int(k): int(v) for k, v in obj.get("floors", {}).items()},
+                            obj.get("device"), dict(obj.get("labels", {})))
+        check_device(manifest.device, manifest.labels)
     except (KeyError, TypeError, ValueError, AttributeError, SchemaError) as exc:
         raise CorruptDataError(f"{path}: the cache manifest is not valid ({exc})") from None
     return manifest
