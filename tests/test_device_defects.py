@@ -145,3 +145,34 @@ def test_version_macro_matches_the_library_and_the_package(dev):
     assert text == f"{macros['MAJOR']}.{macros['MINOR']}.{macros['PATCH']}"
     assert dev.version() == text
     assert text.split(".")[0] == sensorq.__version__.split(".")[0]
+
+
+# --- a cut seal -------------------------------------------------------------------------
+
+def test_a_cut_seal_never_lets_appends_overrun(dev):
+    """The old ring sealed inside the append that filled a block; a seal cut
+    off (a reset, with the ring kept) left staged == block_samples and the
+    next append wrote past the staging area.  Now a half is sealed by the
+    main loop; a half left full but not closed (the state a cut could leave,
+    made by hand here in the staging control) makes appends refuse, writing
+    nothing, and sq_ring_reopen refuses the staging (its samples do not hold
+    together) instead of trusting it."""
+    import ctypes
+    bs = 8
+    ring = dev.ring(["int16"], bs, region_len=4000)
+    ring.append_many(np.arange(5, dtype=np.int64), [np.arange(5, dtype=np.int16)])
+    base = ctypes.addressof(ring.region)
+    stage = base + (-base % 8)                  # sq_stage: magic, cfg_hash, fill, dropped, ...
+    fill = ctypes.c_uint32.from_address(stage + 8).value
+    count = ctypes.c_uint32.from_address(stage + 40 + 16 * fill)
+    count.value = bs                            # full, never closed
+    before = bytes(ring.region)
+    assert ring.try_append(100, [1]) == -5      # SQ_ERR_FULL
+    changed = [i for i, (x, y) in enumerate(zip(before, bytes(ring.region))) if x != y]
+    assert changed == [stage - base + 12], "only the dropped counter may change"
+    ring.reopen()                               # its times do not hold together: refused
+    assert ring.staged == 0 and ring.blocks() == []
+    ring.append(100, [1])
+    ring.flush()
+    (block,) = ring.blocks()
+    assert decode_block(block)[0].tolist() == [100]
