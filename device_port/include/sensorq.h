@@ -30,10 +30,12 @@
  * is the producer: call it from one context only, typically the sampling
  * interrupt.  Every other ring call is the consumer: call them from one
  * other context, the main loop, never from the interrupt.  The producer may
- * interrupt any consumer call (a seal, a flash program, a query): it only
- * writes staging the consumer is not reading, and a query sees the samples
- * appended before it took its snapshot of the staging (after it has read
- * the sealed blocks).  A consumer call must not interrupt another.
+ * interrupt any consumer call on a ring that is set up (a seal, a flash
+ * program, a query, the statistics): it only writes staging the consumer
+ * is not reading, and a query sees the samples appended before it took its
+ * snapshot of the staging (after it has read the sealed blocks).  Set the
+ * ring up (mount, format, init, reopen) before the first append can
+ * happen.  A consumer call must not interrupt another.
  *
  * Scope: integer channels only (int8 … int64).  A block with a float channel is
  * read (verified, its integer channels decoded) but a query over a float

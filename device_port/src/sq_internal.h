@@ -98,7 +98,6 @@ typedef struct {
 
 /* Fills view[0..n) oldest first and returns n (0, 1 or 2). */
 int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2]);
-int64_t sq_ring_first_staged_t(const sq_ring *r);
 
 uint32_t sq_div(uint32_t a, uint32_t b);
 uint32_t sq_round_up(uint32_t n, uint32_t unit);

@@ -501,21 +501,37 @@ uint32_t sq_ring_staged(const sq_ring *r)
     return (n > 0 ? v[0].count : 0) + (n > 1 ? v[1].count : 0);
 }
 
+/* The staged samples' first and last times, from one snapshot of the
+ * staging (an append may land meanwhile: its data is published by its
+ * count, so the times read are whole). */
+static uint32_t staged_times(const sq_ring *r, int64_t *first, int64_t *last)
+{
+    sq_stage_view v[2];
+    int n = sq_ring_stage_view(r, v);
+    if (!n) {
+        return 0;
+    }
+    *first = (int64_t)sq_get_le(v[0].data, 8);
+    *last = (int64_t)sq_get_le(v[n - 1].data + 8u * (v[n - 1].count - 1u), 8);
+    return v[0].count + (n > 1 ? v[1].count : 0);
+}
+
 int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st)
 {
     uint32_t chain;
+    int64_t first = 0, last = 0;
     if (!r || !st || !r->stage) {
         return SQ_ERR_ARG;
     }
     memset(st, 0, sizeof *st);
     st->blocks = sq_ring_block_count(r);
-    st->staged = sq_ring_staged(r);
+    st->staged = staged_times(r, &first, &last);
     st->oldest_seq = r->oldest_seq;
     st->next_seq = r->next_seq;
     st->blocks_evicted = r->oldest_seq;
     st->has_data = (uint8_t)(r->has_blocks || st->staged);
-    st->oldest_t = r->has_blocks ? r->oldest_t : st->staged ? sq_ring_first_staged_t(r) : 0;
-    st->newest_t = st->staged ? r->stage->last_t : r->has_blocks ? r->newest_t : 0;
+    st->oldest_t = r->has_blocks ? r->oldest_t : first;
+    st->newest_t = st->staged ? last : r->has_blocks ? r->newest_t : 0;
     chain = r->head >= r->oldest ? r->head - r->oldest : r->head + r->n_banks - r->oldest;
     st->bank_size = r->bank_size;
     st->capacity = (r->n_banks - 1u) * r->bank_size;
@@ -523,10 +539,4 @@ int sq_ring_stats_get(const sq_ring *r, sq_ring_stats *st)
     st->bytes_free = st->capacity - st->bytes_used;
     st->samples_dropped = r->stage->dropped;
     return sq_log_wear(r, &st->erase_min, &st->erase_max);
-}
-
-int64_t sq_ring_first_staged_t(const sq_ring *r)
-{
-    sq_stage_view v[2];
-    return sq_ring_stage_view(r, v) ? (int64_t)sq_get_le(v[0].data, 8) : 0;
 }
