@@ -36,6 +36,15 @@ def dev_v1(tmp_path_factory):
         pytest.skip(f"no host build: {exc}")
 
 
+@pytest.fixture(scope="module")
+def dev_fast(tmp_path_factory):
+    """The device port built with NO_COMPACT=1: the fast encoder only."""
+    try:
+        return DeviceLib(build_library(tmp_path_factory.mktemp("device_fast"), options=("NO_COMPACT=1",)))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no host build: {exc}")
+
+
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 INT_TYPES = ["int8", "int16", "int32", "int64"]
@@ -153,6 +162,17 @@ def test_version_1_blocks_read_with_the_build_option(dev, dev_v1, block, codec):
     assert np.array_equal(t2, t)
     for a, b in zip(cols2, cols):
         assert np.array_equal(a, b.astype(np.int64))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(integer_blocks())
+def test_build_without_the_compact_encoder(dev_fast, block):
+    """NO_COMPACT=1: fast blocks as the host's, a compact stream refused."""
+    t, cols = block
+    assert seal_on_device(dev_fast, t, cols, codec="fast") == encode_block(t, cols, codec="fast", version=2)
+    with pytest.raises(DeviceError) as info:
+        dev_fast.ring([c.dtype.name for c in cols], len(t), codec="compact")
+    assert info.value.name == "SQ_ERR_UNSUPPORTED"
 
 
 def test_crc_matches_zlib(dev):

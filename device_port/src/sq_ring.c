@@ -33,16 +33,10 @@ static uint32_t sample_bytes(const sq_stream_cfg *cfg)
     return total;
 }
 
-#ifdef SQ_NO_COMPACT
-#define SQ_CODEC_LAST SQ_CODEC_FAST
-#else
-#define SQ_CODEC_LAST SQ_CODEC_COMPACT
-#endif
-
 static int cfg_valid(const sq_stream_cfg *cfg)
 {
     unsigned c;
-    if (!cfg || cfg->n_channels < 1u || cfg->n_channels > SQ_MAX_CHANNELS || cfg->codec > SQ_CODEC_LAST ||
+    if (!cfg || cfg->n_channels < 1u || cfg->n_channels > SQ_MAX_CHANNELS || cfg->codec > SQ_CODEC_COMPACT ||
         cfg->block_samples < 1u || cfg->block_samples > SQ_MAX_BLOCK_SAMPLES) {
         return 0;
     }
@@ -122,6 +116,11 @@ static int __attribute__((noinline)) setup(sq_ring *r, const sq_stream_cfg *cfg,
     if (!r || !work || !cfg_valid(cfg) || !flash_valid(fl) || work_len < work_bytes(cfg, fl->prog_size)) {
         return SQ_ERR_ARG;
     }
+#ifdef SQ_NO_COMPACT
+    if (cfg->codec == SQ_CODEC_COMPACT) {
+        return SQ_ERR_UNSUPPORTED;     /* built without the compact encoder */
+    }
+#endif
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
     r->fl = *fl;
