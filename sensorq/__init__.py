@@ -4,3 +4,4 @@ from .schema import Channel, Stream  # noqa: F401
 
 __version__ = "0.1.0"
 from .store import Cache, open  # noqa: E402,F401,A001  (after __version__: demo imports it)
+from .fleet import fleet  # noqa: E402,F401  (sensorq.fleet(...): one query over many caches; no dask until it runs)

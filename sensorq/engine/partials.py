@@ -68,14 +68,16 @@ class Scan:
     what: str                  # "the result of '…'" (error messages)
 
 
-def scan_buckets(s: Scan, use_stats: np.ndarray, decode: np.ndarray):
+def scan_buckets(s: Scan, use_stats: np.ndarray, decode: np.ndarray, merger=None):
     """(bucket ids, finished values) of the aggregate over the blocks answered
-    from statistics (``use_stats``) and the decoded ones (``decode``)."""
+    from statistics (``use_stats``) and the decoded ones (``decode``).
+    ``merger``: a BucketMerger of another kind (mergeable.PartialMerger keeps
+    the merged partials instead of finishing them)."""
     index, q = s.index, s.query
     rows = np.flatnonzero(use_stats | decode)
     next_t = _next_times(s.cache, q, index, s.end)
     value = None if q.aggregate in ("count", "duration") else q.expr
-    merger = BucketMerger(q.aggregate, s.limit, s.what)
+    merger = merger or BucketMerger(q.aggregate, s.limit, s.what)
     for chunk in _chunks(s, rows, decode, next_t):
         parts = []
         stats_rows = chunk[use_stats[chunk]]
@@ -245,10 +247,14 @@ class BucketMerger:
         if self.rows + len(self.carry) > self.limit:
             raise limits.exceeded(self.limit, self.what)
         self.ids.append(ids)
-        self.values.append(A.finish(self.aggregate, mfp, mip))
+        self.values.append(self.finish(mfp, mip))
+
+    def finish(self, fp: np.ndarray, ip: np.ndarray) -> np.ndarray:
+        """Merged partials → the values this merger keeps per bucket."""
+        return A.finish(self.aggregate, fp, ip)
 
     def result(self):
         """(bucket ids, values), every bucket with data, in time order."""
         if not self.ids:
-            return np.zeros(0, np.int64), A.finish(self.aggregate, *A.empty_partials(0))
+            return np.zeros(0, np.int64), self.finish(*A.empty_partials(0))
         return np.concatenate(self.ids), np.concatenate(self.values)
