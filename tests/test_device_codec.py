@@ -352,8 +352,8 @@ def damaged_rings(dev, code: bytes, rng) -> int:
             if i % 2:
                 ring.reopen()
             else:
-                ring = dev.ring(["int16", "int32"], 16, schema=schema, flash=ring.flash, mount=True,
-                                work=ring.work)
+                ring = dev.ring(["int16", "int32"], 16, schema=schema, flash=ring.flash,
+                                mount="resume" if i % 4 else True, work=ring.work)
         except DeviceError:
             runs += 1
             continue

@@ -105,6 +105,24 @@ def test_mount_after_a_clean_stop_keeps_everything_and_goes_on(dev):
     assert got.tolist() == t[-len(got):].tolist()
 
 
+def test_mount_starts_staging_empty_and_resume_keeps_what_ram_kept(dev):
+    dtypes = ["int16"]
+    t, cols = samples(50, dtypes, 4)
+    flash = NorFlash(8192, 512, 1)
+    ring = flash_ring(dev, dtypes, 32, flash)
+    ring.append_many(t, cols)                   # one block sealed, 18 samples staged
+    assert ring.staged == 18
+    mounted = flash_ring(dev, dtypes, 32, flash, mount=True, work=ring.work)
+    assert mounted.staged == 0 and len(mounted.blocks()) == 1
+    ring = flash_ring(dev, dtypes, 32, flash)
+    ring.append_many(t, cols)
+    resumed = flash_ring(dev, dtypes, 32, flash, mount="resume", work=ring.work)
+    assert resumed.staged == 18
+    resumed.flush()
+    got = np.concatenate([decode_block(b)[0] for b in resumed.blocks()])
+    assert got.tolist() == t.tolist()
+
+
 def test_unformatted_partition_is_refused_until_formatted(dev):
     flash = NorFlash(8192, 1024, 1)
     with pytest.raises(DeviceError) as info:
@@ -327,7 +345,7 @@ def test_cut_seals_with_retained_ram_lose_and_repeat_nothing(dev):
             except DeviceError as exc:
                 assert exc.name == "SQ_ERR_IO"
         flash.dead, flash.cut_after = False, None
-        ring = flash_ring(dev, dtypes, bs, flash, mount=True, work=ring.work)
+        ring = flash_ring(dev, dtypes, bs, flash, mount="resume", work=ring.work)
         ring.append_many(t[i:], [c[i:] for c in cols])
         ring.flush()
         got = np.concatenate([decode_block(b)[0] for b in ring.blocks()])

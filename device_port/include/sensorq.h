@@ -260,14 +260,22 @@ int sq_ring_format(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uin
 
 /* Find the ring on the partition after a reset: reads every bank header
  * (magic, sequence number, CRC), keeps every block that verifies (CRC) in
- * the chain of banks ending at the newest, drops a torn last block, erases
- * a half-erased spare bank, and refuses nothing it can repair.  Samples
- * staged in work are kept only if work still holds a valid staging area for
- * this cfg (retained RAM across a watchdog reset); otherwise they are gone.
+ * the chain of banks ending at the newest, drops a torn last block, and
+ * leaves a half-erased bank to the next poll to erase (mount never writes).
+ * The staging starts empty: samples not sealed before the reset are gone.
  * Errors: SQ_ERR_ARG, SQ_ERR_FULL, SQ_ERR_CORRUPT (no ring on the partition:
  * format it), SQ_ERR_IO. */
 int sq_ring_mount(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
                   size_t work_len);
+
+/* sq_ring_mount, keeping the samples staged in work if work still holds a
+ * valid staging area of this cfg (RAM retained across a watchdog reset):
+ * magic and configuration hash, counts in range, sequence numbers the log
+ * expects, times in order after the newest block; a closed half whose block
+ * reached flash is dropped, one that did not is sealed by the next poll.
+ * Anything else is dropped, never trusted.  Errors: as sq_ring_mount. */
+int sq_ring_resume(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                   size_t work_len);
 
 /* RAM-only rings (boards without spare flash): the same ring, its partition
  * in region after the work memory.  Bytes of region a stream needs: */
@@ -279,7 +287,7 @@ int sq_ring_init(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream
 
 /* Re-open a RAM ring whose region survived a reset (retained memory): every
  * block is verified and the staging area validated, never trusted blindly
- * (sq_ring_mount on the region).  SQ_ERR_CORRUPT: nothing to re-open, call
+ * (sq_ring_resume on the region).  SQ_ERR_CORRUPT: nothing to re-open, call
  * sq_ring_init. */
 int sq_ring_reopen(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg);
 

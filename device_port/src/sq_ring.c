@@ -379,6 +379,21 @@ int sq_ring_mount(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint
     if (!err) {
         err = sq_log_mount(r);
     }
+    if (!err) {
+        stage_reset(r);
+    }
+    return err;
+}
+
+/* Separate from sq_ring_mount so that a firmware that never keeps RAM
+ * across a reset does not link the staging's validation. */
+int sq_ring_resume(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
+                   size_t work_len)
+{
+    int err = setup(r, cfg, fl, work, work_len);
+    if (!err) {
+        err = sq_log_mount(r);
+    }
     if (!err && !stage_valid(r)) {
         stage_reset(r);
     }
@@ -445,7 +460,7 @@ static int ram_ring(sq_ring *r, uint8_t *region, size_t len, const sq_stream_cfg
     if (len < ram_flash(cfg, region, len, &fl)) {
         return SQ_ERR_FULL;
     }
-    return reopen ? sq_ring_mount(r, cfg, &fl, region, len) : sq_ring_format(r, cfg, &fl, region, len);
+    return reopen ? sq_ring_resume(r, cfg, &fl, region, len) : sq_ring_format(r, cfg, &fl, region, len);
 }
 
 int sq_ring_init(sq_ring *r, uint8_t *region, size_t region_len, const sq_stream_cfg *cfg)

@@ -224,7 +224,7 @@ def _bind_ring_calls(lib) -> None:
     cfgp, flp = ctypes.POINTER(StreamCfg), ctypes.POINTER(Flash)
     lib.sq_ring_work_size.restype = ctypes.c_size_t
     lib.sq_ring_work_size.argtypes = [cfgp, flp]
-    for name in ("sq_ring_format", "sq_ring_mount"):
+    for name in ("sq_ring_format", "sq_ring_mount", "sq_ring_resume"):
         getattr(lib, name).argtypes = [ctypes.c_void_p, cfgp, flp, u8p, ctypes.c_size_t]
     lib.sq_ring_reopen.argtypes = [ctypes.c_void_p, u8p, ctypes.c_size_t, cfgp]
     for name in ("sq_ring_close", "sq_ring_poll", "sq_ring_flush"):
@@ -257,7 +257,8 @@ class Ring:
     """A device ring: in a Python-owned RAM region (sq_ring_init), or on a
     flash partition given as an object with read / prog / erase (/ sync)
     methods and sector_size, prog_size and size attributes (sq_ring_format or,
-    with mount=True, sq_ring_mount), its work memory Python-owned.
+    with mount=True, sq_ring_mount; mount="resume", sq_ring_resume, keeping
+    what a retained ``work`` holds), its work memory Python-owned.
 
     ``append`` polls after every sample by default, as a main loop that keeps
     up with its appends; ``poll=False`` leaves sealing to ``poll()``."""
@@ -281,7 +282,8 @@ class Ring:
             self.fl = flash_struct(flash)
             need = dev.lib.sq_ring_work_size(ctypes.byref(self.cfg), ctypes.byref(self.fl))
             self.work = work if work is not None else (ctypes.c_uint8 * max(1, need))()
-            call = dev.lib.sq_ring_mount if mount else dev.lib.sq_ring_format
+            call = {False: dev.lib.sq_ring_format, True: dev.lib.sq_ring_mount,
+                    "resume": dev.lib.sq_ring_resume}[mount]
             self.status = call(self.state, ctypes.byref(self.cfg), ctypes.byref(self.fl), self.work,
                                max(need, ctypes.sizeof(self.work)))
         dev.check(self.status, "ring mount" if mount else "ring init")
