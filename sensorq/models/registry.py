@@ -11,9 +11,7 @@ can list, get and export, not add or remove.
 """
 from __future__ import annotations
 
-import errno
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,19 +202,9 @@ class ModelRegistry:
         path = self._path(name)
         if not replace and path.exists():
             raise ModelError(f"model {name!r} already exists in cache {self.cache.path}")
-        tmp = path.with_name(path.name + ".tmp")
         with fileio.storage_errors(f"cannot store model {name!r} in cache {self.cache.path}"):
             fileio.make_directories(self.directory)
-            fd = fileio.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                written = fileio.pwrite(fd, data, 0)
-                if written != len(data):
-                    raise OSError(errno.ENOSPC, f"short write of {tmp} ({written} of {len(data)} bytes)")
-                fileio.fsync(fd)
-            finally:
-                fileio.close(fd)
-            fileio.replace(tmp, path)
-            fileio.fsync_directory(self.directory)
+            fileio.replace_file(path, data)
 
 
 _TREE_PREFIXES = ("DecisionTree", "RandomForest", "ExtraTree", "GradientBoosting", "HistGradientBoosting")

@@ -14,6 +14,7 @@ through :func:`open_file`.
 """
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,6 +123,24 @@ def listdir(path) -> list[str]:
 
 def fsync_directory(path) -> None:
     _current.fsync_directory(Path(path))
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, fsync,
+    rename over it, fsync of the directory.  A crash leaves the old contents or
+    the new ones, never a mix (the manifest and model files are written so)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        written = pwrite(fd, data, 0)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"short write of {tmp} ({written} of {len(data)} bytes)")
+        fsync(fd)
+    finally:
+        close(fd)
+    replace(tmp, path)
+    fsync_directory(path.parent)
 
 
 def make_directories(path: Path) -> None:

@@ -18,9 +18,7 @@ digit in a scale, say) is caught instead of silently changing answers.
 """
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -95,19 +93,7 @@ def _canonical(body: dict) -> bytes:
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     body = manifest.to_json()
     text = json.dumps({**body, "crc32": zlib.crc32(_canonical(body))}, indent=2) + "\n"
-    path = directory / MANIFEST_NAME
-    tmp = directory / (MANIFEST_NAME + ".tmp")
-    data = text.encode("utf-8")
-    fd = fileio.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        written = fileio.pwrite(fd, data, 0)
-        if written != len(data):
-            raise OSError(errno.ENOSPC, f"short write of {tmp} ({written} of {len(data)} bytes)")
-        fileio.fsync(fd)
-    finally:
-        fileio.close(fd)
-    fileio.replace(tmp, path)
-    fileio.fsync_directory(directory)
+    fileio.replace_file(directory / MANIFEST_NAME, text.encode("utf-8"))
 
 
 def read_manifest(directory: Path) -> Manifest:
