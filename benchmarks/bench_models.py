@@ -1,32 +1,54 @@
-"""Scoring windows with a model: sensorq's score_windows against the pipeline a
-user would write by hand (numpy sliding windows for the features, then
-scikit-learn's predict), on the same data in the same run.
+"""A model in a query against the pipeline a user would write by hand, on the
+same data in the same run (issue 10, "Speed").
 
 One hour of a synthetic 3-axis 1 kHz IMU (int16, mg) whose activity changes
-every 20-60 s; 2 s windows every 500 ms; a 10-tree forest of depth <= 8 on 20
-features (mean, std, min, max, rms of x, y, z and mag(x, y, z)), trained on
-the first 20 minutes.
+every 20-60 s, in a sensorq cache; 2 s windows every 500 ms (7,197 windows);
+a 10-tree scikit-learn forest of depth <= 8 on 20 features (mean, std, min,
+max, rms of x, y, z and mag(x, y, z)), trained on the first 20 minutes of the
+hand pipeline's float features, stored in the cache as the model ``motion``.
 
-    python3 benchmarks/bench_models.py [--minutes 60]
+Timed, interleaved round by round (the best round of each counts; the
+machine is shared):
+
+* by hand: ``cache.read`` of the stream, numpy sliding windows
+  (``sliding_window_view``) for the 20 features, ``forest.predict``, count
+  the class.  Two versions: the idiomatic one (``win.mean``, ``win.std``,
+  ``win.min``, ``win.max``, ``sqrt(mean(win**2))``), and a tuned one (the sum
+  of squares by ``einsum``, no window-sized temporaries, std from the moments);
+* sensorq ``score_windows`` (the quantized path: the device's integers);
+* sensorq ``cache.query("count where motion == running")`` (scoring, the
+  derived stream's in-memory blocks, the engine).
+
+sensorq's rows run on one core, then on every core numba is given.  numpy and
+scikit-learn are held to one thread.  The answers are compared: the class
+counts of the hand pipeline (scikit-learn on float features) and of sensorq
+(integer features, quantized thresholds) may differ by at most the windows
+whose class differs, which is measured and printed.
+
+    python3 benchmarks/bench_models.py [--minutes 60] [--rounds 7]
 """
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
-import time
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")        # the hand pipeline on one core, like the 1-core rows
 
-import sensorq
-from sensorq.models.features import make_pipeline
-from sensorq.models.score import score_windows
-from sensorq.models.sklearn_import import from_sklearn
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import sensorq  # noqa: E402
+from sensorq.models.score import score_windows  # noqa: E402
 
 SECOND = 1_000_000_000
 WINDOW, HOP = 2 * SECOND, SECOND // 2
 SIGNALS = ("x", "y", "z", "mag(x, y, z)")
 OPS = ("mean", "std", "min", "max", "rms")
+CLASSES = ("still", "walking", "running", "shaking")
+ASKED = "running"
 
 
 def synthetic(minutes: int, seed: int = 1):
@@ -45,99 +67,159 @@ def synthetic(minutes: int, seed: int = 1):
     return t, cols, activity
 
 
-def hand_features(t, cols, starts) -> np.ndarray:
-    """What a user writes: sliding windows over the raw arrays (regular 1 kHz
-    sampling assumed: a window is 2000 consecutive samples)."""
+def _windows(t, sig, starts):
+    """The (windows, samples) view of a regularly sampled signal (1 kHz
+    assumed, as a user would: a window is 2000 consecutive samples)."""
     from numpy.lib.stride_tricks import sliding_window_view
-    first = np.searchsorted(t, starts)
+    first = int(np.searchsorted(t, starts[0]))
     size, step = WINDOW // 1_000_000, HOP // 1_000_000
+    return sliding_window_view(sig, size)[first::step][: len(starts)]
+
+
+def _signals(cols):
     x, y, z = (cols[k].astype(np.float64) for k in "xyz")
-    mag = np.sqrt(x * x + y * y + z * z)
+    return x, y, z, np.sqrt(x * x + y * y + z * z)
+
+
+def hand_features(t, cols, starts) -> np.ndarray:
+    """What a user writes: numpy's reductions over sliding windows."""
     out = []
-    for sig in (x, y, z, mag):
-        win = sliding_window_view(sig, size)[first[0]::step][: len(starts)]
+    for sig in _signals(cols):
+        win = _windows(t, sig, starts)
         out += [win.mean(axis=1), win.std(axis=1), win.min(axis=1), win.max(axis=1),
                 np.sqrt((win * win).mean(axis=1))]
     return np.column_stack(out)
 
 
+def tuned_features(t, cols, starts) -> np.ndarray:
+    """The same features by a user who profiled: the sum of squares by
+    einsum (no window-sized temporary), std from the first two moments."""
+    out = []
+    size = WINDOW // 1_000_000
+    for sig in _signals(cols):
+        win = _windows(t, sig, starts)
+        mean = win.mean(axis=1)
+        mean_sq = np.einsum("ij,ij->i", win, win) / size
+        out += [mean, np.sqrt(np.maximum(mean_sq - mean * mean, 0.0)), win.min(axis=1),
+                win.max(axis=1), np.sqrt(mean_sq)]
+    return np.column_stack(out)
+
+
 def loop_features(t, cols, starts) -> np.ndarray:
     """The other usual way: a Python loop over windows, numpy inside."""
-    x, y, z = (cols[k].astype(np.float64) for k in "xyz")
-    mag = np.sqrt(x * x + y * y + z * z)
     lo = np.searchsorted(t, starts)
     hi = np.searchsorted(t, starts + WINDOW)
+    signals = _signals(cols)
     rows = []
     for a, b in zip(lo, hi):
         row = []
-        for sig in (x, y, z, mag):
+        for sig in signals:
             w = sig[a:b]
             row += [w.mean(), w.std(), w.min(), w.max(), np.sqrt((w * w).mean())]
         rows.append(row)
     return np.array(rows)
 
 
-def best_of(fn, repeat: int = 3):
-    """(fastest time, result) of a few runs: the machine is shared."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
+    import numba
     from sklearn.ensemble import RandomForestClassifier
 
+    cores = numba.config.NUMBA_NUM_THREADS
     t, cols, activity = synthetic(args.minutes)
     with tempfile.TemporaryDirectory() as tmp, sensorq.open(os.path.join(tmp, "c"), create=True) as cache:
-        st = cache.create_stream("imu", [sensorq.Channel(c, "int16", "mg") for c in "xyz"], rate_hz=1000)
+        cache.create_stream("imu", [sensorq.Channel(c, "int16", "mg") for c in "xyz"], rate_hz=1000)
         cache.append("imu", t, cols)
         cache.flush()
-        p = make_pipeline(st, [f"{op}({s})" for s in SIGNALS for op in OPS], window="2s", hop="500ms")
+        features = [f"{op}({s})" for s in SIGNALS for op in OPS]
         starts = np.arange(-(-int(t[0]) // HOP) * HOP, int(t[-1]) + 1 - WINDOW + 1, HOP)
         labels = activity[np.searchsorted(t, starts + WINDOW // 2)]
         train = starts < t[0] + 20 * 60 * SECOND
         X = hand_features(t, cols, starts)
         forest = RandomForestClassifier(10, max_depth=8, random_state=0).fit(X[train], labels[train])
-        model = from_sklearn(forest, p)
-        score_windows(cache, model, int(t[0]), int(t[0]) + 60 * SECOND)    # load the kernels
+        cache.models.add("motion", forest, stream="imu", window="2s", hop="500ms", features=features,
+                         class_names=list(CLASSES))
+        model = cache.models.get("motion")
+        code = CLASSES.index(ASKED)
+        query = f"count where motion == {ASKED}"
 
-        rows = []
+        def by_hand(feats):
+            def run():
+                tr, tc = cache.read("imu")
+                return forest.predict(feats(tr, tc, starts))
+            return run
 
-        def by_hand():
-            tr, tc = cache.read("imu")
-            return forest.predict(hand_features(tr, tc, starts))
-        hand, expected = best_of(by_hand)
-        rows.append(("numpy sliding windows + sklearn predict", hand, len(starts), None))
+        def threads(n, fn):
+            def run():
+                numba.set_num_threads(n)
+                return fn()
+            return run
 
-        def by_loop():
-            tr, tc = cache.read("imu")
-            return forest.predict(loop_features(tr, tc, starts))
-        took, looped = best_of(by_loop, 1)
-        rows.append(("python loop over windows + sklearn predict", took, len(starts),
-                     float(np.mean(looped == expected))))
-        for quantized in (False, True):
-            took, got = best_of(lambda: score_windows(cache, model, None, None, quantized=quantized))
-            assert np.array_equal(got.start, starts)
-            same = float(np.mean(forest.classes_[got.cls] == expected))
-            rows.append((f"sensorq score_windows ({'quantized' if quantized else 'float'})", took,
-                         len(got.start), same))
+        contenders = [("by hand: numpy sliding windows + sklearn predict", 1, by_hand(hand_features)),
+                      ("by hand, tuned numpy (einsum moments) + predict", 1, by_hand(tuned_features))]
+        for n in sorted({1, cores}):
+            where = "1 core" if n == 1 else f"{n} cores"
+            contenders += [(f"sensorq score_windows, quantized ({where})", n,
+                            threads(n, lambda: score_windows(cache, model))),
+                           (f"sensorq query '{query}' ({where})", n,
+                            threads(n, lambda: cache.query(query)))]
+        for _, _, fn in contenders[2:]:
+            fn()                                   # numba: load (or compile) the kernels
+        best = {name: float("inf") for name, _, _ in contenders}
+        answers = {}
+        for _ in range(args.rounds):
+            for name, _, fn in contenders:
+                took, answers[name] = timed(fn)
+                best[name] = min(best[name], took)
+        numba.set_num_threads(1)
+        hand_pred = answers[contenders[0][0]]
+        scored = answers[contenders[2][0]]
+        assert np.array_equal(scored.start, starts), "sensorq's windows are not the hand pipeline's"
+        rows = [(name, n, best[name]) for name, n, _ in contenders]
+        took, looped = timed(by_hand(loop_features))
+        rows.insert(2, ("by hand: python loop over windows + predict", 1, took))
+        took, floats = timed(lambda: score_windows(cache, model, quantized=False))
+        rows.insert(4, ("sensorq score_windows, float path (1 core)", 1, took))
 
-    print(f"{args.minutes} min of 3 x int16 at 1 kHz ({len(t):,} samples), windows 2 s / 500 ms, "
-          f"forest of 10 trees (depth <= 8) on {len(p.features)} features; one core, best of 3 runs")
-    print(f"{'pipeline':44s} {'seconds':>8s} {'windows/s':>10s} {'vs first':>8s} {'same class':>10s}")
-    for name, secs, n, same in rows:
-        print(f"{name:44s} {secs:8.3f} {n / secs:10,.0f} {hand / secs:7.1f}x "
-              f"{'-' if same is None else f'{100 * same:.2f}%':>10s}")
-    print(f"training accuracy of the forest on its own features: {100 * forest.score(X[train], labels[train]):.1f}%,"
-          f" on the later windows: {100 * forest.score(X[~train], labels[~train]):.1f}%")
+        quant = forest.classes_[scored.cls]
+        differ = int(np.sum(quant != hand_pred))
+        counts = {name: int(answers[name].value) for name, _, _ in contenders if "query" in name}
+        hand_counts = np.bincount(hand_pred, minlength=len(CLASSES))
+        ours = np.bincount(quant, minlength=len(CLASSES))
+        for value in counts.values():
+            assert value == ours[code], "the query's count is not score_windows'"
+        assert abs(int(ours[code]) - int(hand_counts[code])) <= differ
+
+    n_win = len(starts)
+    hand = rows[0][2]
+    tuned = best[contenders[1][0]]
+    print(f"{args.minutes} min of 3 x int16 at 1 kHz ({len(t):,} samples), windows 2 s / 500 ms "
+          f"({n_win:,}), forest of 10 trees (depth <= 8) on {len(features)} features; best of "
+          f"{args.rounds} interleaved rounds (loop and float path: one run)")
+    print(f"{'pipeline':62s} {'windows':>7s} {'seconds':>8s} {'win/s/core':>10s} {'vs hand':>8s} "
+          f"{'vs tuned':>8s}")
+    for name, n, secs in rows:
+        print(f"{name:62s} {n_win:7,d} {secs:8.4f} {n_win / secs / n:10,.0f} {hand / secs:7.1f}x "
+              f"{tuned / secs:7.1f}x")
+    print(f"answers: '{query}' = {counts[next(iter(counts))]:,} (sensorq, every row), "
+          f"{int(hand_counts[code]):,} by hand; per class sensorq {ours.tolist()}, "
+          f"by hand {hand_counts.tolist()}")
+    print(f"the quantized class differs from scikit-learn's on {differ} of {n_win:,} windows "
+          f"({100 * differ / n_win:.3f} %); float path: "
+          f"{int(np.sum(floats.cls != hand_pred))}; tuned hand features: "
+          f"{int(np.sum(answers[contenders[1][0]] != hand_pred))}; loop: {int(np.sum(looped != hand_pred))}")
+    print(f"forest accuracy: training windows {100 * forest.score(X[train], labels[train]):.1f}%, "
+          f"later windows {100 * forest.score(X[~train], labels[~train]):.1f}%")
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     main()

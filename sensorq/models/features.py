@@ -20,10 +20,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from .kernels import (float_features, int_features, int_mag, int_signal, stats_by_segments,
-                      stats_direct)
-from .model import (BAND, MAX_MAG, MAX_WINDOW_SAMPLES, OP_BY_NAME, OP_SCALE, RATIO, Feature,
-                    Input, ModelError, Pipeline)
+from .kernels import (N_SEG_FIELDS, block_segments, block_segments_serial, float_features,
+                      int_features, int_mag, int_signal, merge_segments, segment_windows,
+                      stats_by_segments, stats_direct)
+from .model import (BAND, MAD, MAX, MAX_MAG, MAX_WINDOW_SAMPLES, MEAN, MIN, OP_BY_NAME, OP_SCALE,
+                    PTP, RATIO, RMS, STD, Feature, Input, ModelError, Pipeline)
 
 BASIC = ("mean", "std", "min", "max", "rms", "ptp", "mad")
 BATCH = 1 << 16             # samples gathered before complete windows are computed
@@ -235,12 +236,136 @@ def compute_windows(cache, pipeline: Pipeline, start_ns=None, end_ns=None, *, co
         return _empty(pipeline, codes, values, label, mask)
     start = int(index.t_first[0]) if start_ns is None else int(start_ns)
     end = int(index.t_last[-1]) + 1 if end_ns is None else int(end_ns)
+    if codes and not values and label is None and mask is None:
+        grid = fused_grid(pipeline)
+        if grid is not None:
+            out = _fused_windows(stream, pipeline, index, start, end, *grid)
+            if out is not None:
+                return out
     walker = _Walker(cache, stream, pipeline, start, end, codes, values, label, mask)
     for i in range(len(index)):
         walker.add(*index.decode(i))
     walker.finish()
     out = walker.result()
     out.blocks, out.samples = len(index), walker.samples
+    return out
+
+
+# --- the fused path ----------------------------------------------------------------------
+
+FUSED_OPS = frozenset((MEAN, STD, MIN, MAX, RMS, PTP, MAD))
+MAX_FUSED_SEGMENTS = 1024       # segments per window; beyond, the walker's direct sums
+FUSED_CHUNK_BYTES = 1 << 24     # segment statistics held at a time
+PARALLEL_MIN_BLOCKS = 16        # fewer blocks: one core (waking the thread pool costs more)
+
+
+def fused_grid(p: Pipeline):
+    """(g, r, m) when the pipeline's codes can come from segment statistics:
+    every feature a first-pass statistic (mean, std, min, max, rms, ptp, mad)
+    of integer channels; g = gcd(window, hop), a window is m segments of g ns
+    and the hop r of them.  None otherwise (the walker computes it)."""
+    if any(f.op not in FUSED_OPS for f in p.features):
+        return None
+    for inp in p.inputs:
+        if inp.dtype_code not in (1, 2, 3, 4) or inp.exponent > 0 or \
+                (inp.dtype_code <= 2 and inp.exponent != 0):
+            return None
+    g = math.gcd(p.window_ns, p.hop_ns)
+    if p.window_ns // g > MAX_FUSED_SEGMENTS:
+        return None
+    return g, p.hop_ns // g, p.window_ns // g
+
+
+def _fused_windows(stream, p: Pipeline, index, start: int, end: int, g: int, r: int, m: int):
+    """compute_windows for a pipeline that fused_grid accepts: the blocks are
+    decoded by numba a layout at a time, straight into block-sized int32 rows,
+    folded into g-segment statistics (kernels.block_segments), joined across
+    block edges (merge_segments) and combined per window (segment_windows).
+    Memory: the statistics of at most FUSED_CHUNK_BYTES of segments at a time,
+    plus the result.  Returns None if the blocks' samples are out of time
+    order (the walker then sorts it out, as before)."""
+    if start < -2**63 or end > 2**63 - 1:
+        return None          # (an end past the largest time: the walker's arithmetic)
+    from ..codec.codes import check_status
+    from ..engine.layout import build_layouts
+    import numba
+    plan = _Plan(p)
+    n_sig = len(p.signals)
+    n_in = len(p.inputs)
+    in_dtype = np.array([i.dtype_code for i in p.inputs], np.int64)
+    in_shift = np.array([-i.exponent for i in p.inputs], np.int64)
+    mags = [s for s in p.signals if len(s) > 1]
+    row_in = np.zeros((len(mags), MAX_MAG), np.int64)
+    row_k = np.array([len(s) for s in mags], np.int64)
+    for j, s in enumerate(mags):
+        row_in[j, :len(s)] = s
+    sig_row = np.array([s[0] if len(s) == 1 else n_in + mags.index(s) for s in p.signals], np.int64)
+    slot_channels = np.array([stream.channel_index(i.name) for i in p.inputs], np.int64)
+
+    k_first = -(-start // p.hop_ns)
+    k_last = (end - p.window_ns) // p.hop_ns
+    t_first, t_last, n_samples = index.t_first, index.t_last, index.n_samples
+    cap = np.minimum(n_samples, t_last // g - t_first // g + 1)
+    per_chunk = max(1, FUSED_CHUNK_BYTES // (8 * (N_SEG_FIELDS * n_sig + 2)))
+    ends = np.cumsum(cap)
+    parallel = numba.get_num_threads() > 1
+    carry_k = np.zeros(0, np.int64)
+    carry_n = np.zeros(0, np.int64)
+    carry_st = np.zeros((0, n_sig, N_SEG_FIELDS), np.int64)
+    parts, samples, next_k, b0, newest = [], 0, k_first, 0, -2**63
+    while b0 < len(index):
+        done = int(ends[b0 - 1]) if b0 else 0
+        b1 = max(b0 + 1, int(np.searchsorted(ends, done + per_chunk, "right")))
+        chunk = index.select(slice(b0, b1))
+        n_carry = carry_k.shape[0]
+        slot = np.concatenate([[0, n_carry], n_carry + np.cumsum(cap[b0:b1])[:-1]]).astype(np.int64)
+        total = n_carry + int(cap[b0:b1].sum())
+        seg_k = np.empty(total, np.int64)
+        seg_n = np.empty(total, np.int64)
+        seg_st = np.empty((total, n_sig, N_SEG_FIELDS), np.int64)
+        seg_k[:n_carry], seg_n[:n_carry], seg_st[:n_carry] = carry_k, carry_n, carry_st
+        counts = np.zeros(b1 - b0 + 1, np.int64)
+        counts[0] = n_carry
+        got = np.zeros(b1 - b0 + 1, np.int64)
+        status = np.zeros(b1 - b0 + 1, np.int64)
+        for lay in build_layouts(chunk, slot_channels):
+            kernel = block_segments if parallel and len(lay.blocks) >= PARALLEL_MIN_BLOCKS \
+                else block_segments_serial
+            kernel(lay.buf, lay.lay_t, lay.lay_c, lay.blocks.astype(np.int64) + 1, slot, start, end,
+                   g, in_dtype, in_shift, row_in, row_k, sig_row, seg_k, seg_n, seg_st, counts, got,
+                   status)
+        check_status(status)
+        samples += int(got.sum())
+        n_seg = merge_segments(seg_k, seg_n, seg_st, slot, counts)
+        if n_seg < 0 or (n_seg and not n_carry and seg_k[0] < newest):
+            return None      # (with a carry, merge_segments has checked the order)
+        b0 = b1
+        if not n_seg:
+            continue
+        newest = int(seg_k[n_seg - 1])
+        # later samples lie in segment seg_k[n_seg - 1] or after: the windows
+        # that end before it are complete
+        k_done = k_last if b0 == len(index) else min(k_last, (newest - m) // r)
+        if k_done >= next_k:
+            rows = min(k_done - next_k + 1, n_seg * ((m - 1) // r + 1))
+            codes = np.zeros((rows, len(p.features)), np.int64)
+            win_k = np.zeros(rows, np.int64)
+            win_n = np.zeros(rows, np.int64)
+            w, biggest = segment_windows(seg_k, seg_n, seg_st, n_seg, r, m, next_k, k_done,
+                                         p.min_samples, plan.ops, plan.sig, codes, win_k, win_n)
+            if biggest > MAX_WINDOW_SAMPLES:
+                raise ModelError(f"a window holds {biggest} samples; at most {MAX_WINDOW_SAMPLES}")
+            parts.append((codes[:w], win_k[:w], win_n[:w]))
+            next_k = k_done + 1
+        keep = int(np.searchsorted(seg_k[:n_seg], next_k * r, "left"))
+        carry_k, carry_n, carry_st = seg_k[keep:n_seg], seg_n[keep:n_seg], seg_st[keep:n_seg]
+    if not parts:
+        out = _empty(p, True, False, False, False)
+    else:
+        starts = np.concatenate([q[1] for q in parts]) * p.hop_ns
+        out = Windows(starts, starts + p.window_ns, np.concatenate([q[2] for q in parts]),
+                      np.concatenate([q[0] for q in parts]), None)
+    out.blocks, out.samples = len(index), samples
     return out
 
 

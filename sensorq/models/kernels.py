@@ -12,13 +12,17 @@ has dropped NaN samples and applied each input's exponent.
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from ..codec.bits import ONE, U64
+from ..codec.intcodec import decode_column
 from .model import BAND, CROSS, MAD, MAX, MEAN, MIN, PTP, RATIO, RMS, STD
 
 INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 # COS[k] = round(32767 * cos(2 pi k / 256)); the sine is COS[(k - 64) & 255].
 COS_TABLE = np.round(32767.0 * np.cos(2 * np.pi * np.arange(256) / 256)).astype(np.int64)
 
@@ -194,9 +198,9 @@ def stats_by_segments(u, seg_lo, seg_hi, win_seg, m, stats):
             stats[4, s, w] = mx
 
 
-@njit(cache=True)
-def _code(op, row, lo, hi, n, S, Q, D, mn, mx, m16, steps, a0, b0, b1, cos):
-    n64 = np.int64(n)
+@njit(cache=True, inline="always")
+def _basic_code(op, n64, S, Q, D, mn, mx, m16):
+    """The code of a first-pass feature (MEAN ... MAD) from the window's sums."""
     if op == MEAN:
         return m16
     if op == STD:
@@ -212,6 +216,14 @@ def _code(op, row, lo, hi, n, S, Q, D, mn, mx, m16, steps, a0, b0, b1, cos):
         return mx - mn
     if op == MAD:
         return rdiv(16 * D, n64 - 1)
+    return np.int64(0)
+
+
+@njit(cache=True)
+def _code(op, row, lo, hi, n, S, Q, D, mn, mx, m16, steps, a0, b0, b1, cos):
+    n64 = np.int64(n)
+    if op <= MAD:
+        return _basic_code(op, n64, S, Q, D, mn, mx, m16)
     if op == CROSS:
         c = np.int64(0)
         above = 16 * np.int64(row[lo]) - m16 >= 0
@@ -340,3 +352,264 @@ def int_mag(rows):
             acc += np.int64(rows[r, i]) * np.int64(rows[r, i])
         out[i] = np.int32(isqrt(acc))
     return out
+
+
+def _twins(func):
+    """``func`` compiled across both cores and serially, the serial copy under
+    its own name (numba's disk cache is keyed by name; see engine/kernels.py)."""
+    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
+                              func.__defaults__, func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_serial"
+    return njit(parallel=True, cache=True)(func), njit(cache=True)(twin)
+
+
+# --- the fused path: blocks straight to hop-segment statistics --------------------------
+#
+# For a pipeline whose features are all first-pass statistics (MEAN ... MAD)
+# of integer channels, a window's S, Q, D, min and max are sums (min, max) of
+# those of the g-long segments it is made of, g = gcd(window, hop).  The
+# kernels below decode each block's columns into block-sized scratch rows
+# (never the whole stream), fold its samples into per-segment statistics,
+# merge the segments that cross block edges and combine them per window.
+# Integer sums are exact, so the codes equal int_features' on the same
+# samples bit for bit.
+
+SEG_S, SEG_Q, SEG_D, SEG_MIN, SEG_MAX, SEG_FIRST, SEG_LAST = range(7)
+N_SEG_FIELDS = 7
+ERR_RANGE = -100          # a decoded value does not fit its channel's storage type
+# storage type code (1 int8, 2 int16, 3 int32, 4 int64) -> value range
+_INT_LO = np.array([0, -2**7, -2**15, -2**31, -2**63], np.int64)
+_INT_HI = np.array([0, 2**7 - 1, 2**15 - 1, 2**31 - 1, 2**63 - 1], np.int64)
+
+
+@njit(cache=True)
+def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, t, words, scratch,
+                rows, lo_hi, start_ns, end_ns):
+    """Block b's timestamps into t[:n] and, for its samples in [start, end)
+    (lo_hi := their index range), the signal rows: rows[c] the integer u of
+    input c (int_signal's arithmetic), then one row per mag() signal.  Returns
+    a decoder status (or ERR_RANGE, as decode_verified refuses the block).
+
+    Loops index with uint64 (U64): with a signed index numba guards every
+    access against negative indices, which keeps LLVM from vectorising."""
+    status = decode_column(buf, lay_t[b, 3], lay_t[b, 3] + lay_t[b, 4], n, lay_t[b, 2], words, scratch)
+    if status != 0:
+        return status
+    t_first = U64(lay_t[b, 0])
+    tick = U64(lay_t[b, 1])
+    for i in range(U64(n)):
+        t[i] = np.int64(t_first + words[i] * tick)
+    lo = np.searchsorted(t[:n], start_ns)
+    hi = np.searchsorted(t[:n], end_ns)
+    lo_hi[0] = lo
+    lo_hi[1] = hi
+    if lo >= hi:
+        return 0
+    ulo, uhi = U64(lo), U64(hi)
+    for c in range(lay_c.shape[1]):
+        start = lay_c[b, c, 0]
+        status = decode_column(buf, start, start + lay_c[b, c, 1], n, lay_c[b, c, 2], words, scratch)
+        if status != 0:
+            return status
+        dt = in_dtype[c]
+        vmin = _INT_HI[4]
+        vmax = _INT_LO[4]
+        for i in range(U64(n)):
+            v = np.int64(words[i])
+            vmin = min(vmin, v)
+            vmax = max(vmax, v)
+        if vmin < _INT_LO[dt] or vmax > _INT_HI[dt]:
+            return ERR_RANGE
+        row = rows[c]
+        if dt <= 2:                      # int8 / int16: the value itself (exponent 0)
+            for i in range(ulo, uhi):
+                row[i] = np.int32(np.int64(words[i]))
+        else:
+            sh = in_shift[c]
+            for i in range(ulo, uhi):
+                v = np.int64(words[i]) >> sh
+                row[i] = np.int32(min(max(v, -32768), 32767))
+    n_in = lay_c.shape[1]
+    for r in range(row_in.shape[0]):
+        _mag_row(rows, row_in[r], row_k[r], rows[n_in + r], ulo, uhi)
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _mag_row(rows, which, k, out, lo, hi):
+    """out[lo:hi] := isqrt(sum of the squares of rows which[:k]) (k = 2..4).
+
+    The sum is < 4 * 2^30 + 1: as a double it is exact, and its correctly
+    rounded square root is never an integer's width (>= 2^-17) away from
+    floor(sqrt(sum)), so truncating it gives isqrt exactly."""
+    a = rows[which[0]]
+    b = rows[which[1]]
+    c = rows[which[2 if k > 2 else 0]]
+    d = rows[which[3 if k > 3 else 0]]
+    if k == 2:
+        for i in range(lo, hi):
+            acc = np.int64(a[i]) * np.int64(a[i]) + np.int64(b[i]) * np.int64(b[i])
+            out[i] = np.int32(math.sqrt(np.float64(acc)))
+    elif k == 3:
+        for i in range(lo, hi):
+            acc = np.int64(a[i]) * np.int64(a[i]) + np.int64(b[i]) * np.int64(b[i]) + \
+                np.int64(c[i]) * np.int64(c[i])
+            out[i] = np.int32(math.sqrt(np.float64(acc)))
+    else:
+        for i in range(lo, hi):
+            acc = np.int64(a[i]) * np.int64(a[i]) + np.int64(b[i]) * np.int64(b[i]) + \
+                np.int64(c[i]) * np.int64(c[i]) + np.int64(d[i]) * np.int64(d[i])
+            out[i] = np.int32(math.sqrt(np.float64(acc)))
+
+
+@njit(cache=True, inline="always")
+def _fold(row, lo, hi, st):
+    """st := S, Q, D, min, max, first, last of row[lo:hi] (hi > lo; uint64 bounds)."""
+    first = np.int64(row[lo])
+    S = np.int64(0)
+    Q = np.int64(0)
+    mn = first
+    mx = first
+    for i in range(lo, hi):
+        v = np.int64(row[i])
+        S += v
+        Q += v * v
+        mn = min(mn, v)
+        mx = max(mx, v)
+    D = np.int64(0)
+    for i in range(lo + ONE, hi):
+        D += abs(np.int64(row[i]) - np.int64(row[i - ONE]))
+    st[SEG_S] = S
+    st[SEG_Q] = Q
+    st[SEG_D] = D
+    st[SEG_MIN] = mn
+    st[SEG_MAX] = mx
+    st[SEG_FIRST] = first
+    st[SEG_LAST] = np.int64(row[hi - ONE])
+
+
+def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype, in_shift,
+                    row_in, row_k, sig_row, seg_k, seg_n, seg_st, counts, samples, status):
+    """Every block j of one layout: its g-segments' statistics per signal into
+    the slots from slot[pos[j]] on (pos: the block's place in time order);
+    counts / samples / status[pos[j]]: segments written, samples in range,
+    decoder status."""
+    n_rows = lay_c.shape[1] + row_in.shape[0]
+    for j in prange(lay_t.shape[0]):
+        n = lay_t[j, 5]
+        t = np.empty(n, np.int64)
+        words = np.empty(n, np.uint64)
+        scratch = np.empty(n, np.uint64)
+        rows = np.empty((n_rows, n), np.int32)
+        lo_hi = np.zeros(2, np.int64)
+        p = pos[j]
+        st = _block_rows(buf, j, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, t, words,
+                         scratch, rows, lo_hi, start_ns, end_ns)
+        status[p] = st
+        if st != 0:
+            continue
+        lo, hi = lo_hi[0], lo_hi[1]
+        samples[p] = hi - lo
+        x = slot[p]
+        i = lo
+        last_k = INT64_MAX // g             # (last_k + 1) * g would overflow
+        while i < hi:
+            k = t[i] // g
+            stop = hi if k == last_k else i + np.searchsorted(t[i:hi], (k + 1) * g)
+            seg_k[x] = k
+            seg_n[x] = stop - i
+            for s in range(sig_row.shape[0]):
+                _fold(rows[sig_row[s]], U64(i), U64(stop), seg_st[x, s])
+            x += 1
+            i = stop
+        counts[p] = x - slot[p]
+
+
+block_segments, block_segments_serial = _twins(_block_segments)
+
+
+@njit(cache=True)
+def merge_segments(seg_k, seg_n, seg_st, slot, counts):
+    """Join the blocks' segment lists (in time order) into one, in place: a
+    segment that continues across a block edge becomes one.  Returns the
+    number of segments, or -1 if the blocks' samples are not in time order."""
+    w = 0
+    for b in range(slot.shape[0]):
+        for x in range(slot[b], slot[b] + counts[b]):
+            k = seg_k[x]
+            if w > 0 and seg_k[w - 1] == k:
+                a = seg_st[w - 1]
+                c = seg_st[x]
+                for s in range(a.shape[0]):
+                    a[s, SEG_D] += c[s, SEG_D] + abs(c[s, SEG_FIRST] - a[s, SEG_LAST])
+                    a[s, SEG_S] += c[s, SEG_S]
+                    a[s, SEG_Q] += c[s, SEG_Q]
+                    a[s, SEG_MIN] = min(a[s, SEG_MIN], c[s, SEG_MIN])
+                    a[s, SEG_MAX] = max(a[s, SEG_MAX], c[s, SEG_MAX])
+                    a[s, SEG_LAST] = c[s, SEG_LAST]
+                seg_n[w - 1] += seg_n[x]
+                continue
+            if w > 0 and k < seg_k[w - 1]:
+                return -1
+            if w != x:
+                seg_k[w] = k
+                seg_n[w] = seg_n[x]
+                seg_st[w] = seg_st[x]
+            w += 1
+    return w
+
+
+@njit(cache=True)
+def segment_windows(seg_k, seg_n, seg_st, n_seg, r, m, k_first, k_last, min_samples, ops, sig,
+                    codes, win_k, win_n):
+    """Windows k (segments [k r, k r + m)) in [k_first, k_last] that hold a
+    sample: those with at least min_samples samples get their feature codes in
+    codes[w], k in win_k[w], sample count in win_n[w].  Returns (rows written,
+    largest sample count of any window holding a sample)."""
+    n_sig = seg_st.shape[1]
+    acc = np.zeros((n_sig, 5), np.int64)
+    w = 0
+    big = np.int64(0)
+    next_k = k_first
+    p = 0
+    for j in range(n_seg):
+        q = seg_k[j]
+        a = max(-((m - 1 - q) // r), next_k)        # ceil((q - m + 1) / r)
+        z = min(q // r, k_last)
+        for kw in range(a, z + 1):
+            q0 = kw * r
+            while seg_k[p] < q0:
+                p += 1
+            n = np.int64(0)
+            x = p
+            while x < n_seg and seg_k[x] < q0 + m:
+                c = seg_st[x]
+                for s in range(n_sig):
+                    if n == 0:
+                        acc[s, 0] = c[s, SEG_S]
+                        acc[s, 1] = c[s, SEG_Q]
+                        acc[s, 2] = c[s, SEG_D]
+                        acc[s, 3] = c[s, SEG_MIN]
+                        acc[s, 4] = c[s, SEG_MAX]
+                    else:
+                        acc[s, 0] += c[s, SEG_S]
+                        acc[s, 1] += c[s, SEG_Q]
+                        acc[s, 2] += c[s, SEG_D] + abs(c[s, SEG_FIRST] - seg_st[x - 1, s, SEG_LAST])
+                        acc[s, 3] = min(acc[s, 3], c[s, SEG_MIN])
+                        acc[s, 4] = max(acc[s, 4], c[s, SEG_MAX])
+                n += seg_n[x]
+                x += 1
+            big = max(big, n)
+            if n < min_samples:
+                continue
+            for f in range(ops.shape[0]):
+                s = sig[f]
+                S = acc[s, 0]
+                m16 = rdiv(16 * S, n)
+                codes[w, f] = clamp32(_basic_code(ops[f], n, S, acc[s, 1], acc[s, 2], acc[s, 3],
+                                                  acc[s, 4], m16))
+            win_k[w] = kw
+            win_n[w] = n
+            w += 1
+        next_k = max(next_k, z + 1)
+    return w, big
