@@ -482,6 +482,128 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
                         uint32_t schema, const uint8_t *const *blocks, const size_t *lens,
                         size_t n_blocks, int64_t now_ns, sq_result *out);
 
+/* ---- models (sq_model.c, sq_feat.c) ---------------------------------------
+ *
+ * A model (docs/models.md: the .sqm format, version 1) scores fixed windows of
+ * the ring's stream: [k·hop, k·hop + window) for integers k.  Its features
+ * (mean, std, min, max, rms, ptp, mad, crossings, band, bandratio of one
+ * channel or of mag() of 2–4) are computed from the ring — sealed blocks
+ * through the ring's verified read path, then the staged samples — and fed
+ * to a tree ensemble, a linear model, an int8 MLP or a Mahalanobis anomaly
+ * scorer, in integer arithmetic only: the host's quantized path
+ * (score_windows(..., quantized=True)) bit for bit.
+ *
+ * The model is data: the caller's bytes (RAM or flash), validated completely
+ * by sq_model_load before anything else reads them (CRC, every length,
+ * count, index, child reference and constant — the rules of docs/models.md
+ * §5–6), then read in place; they must stay valid and unchanged while the
+ * sq_model is used.  Replacing a model at run time is loading other bytes
+ * into the sq_model (or into a second one and switching).  Nothing is
+ * allocated: scoring works in caller memory of sq_model_work_size bytes.
+ *
+ * Binding: the firmware names its ring's channels; every model input must be
+ * a channel of that name (else SQ_ERR_MISMATCH, and sq_model.mismatch says
+ * which input).  An integer input must have the channel's storage type.  A
+ * float input (float32/float64 on the host) binds to an integer channel that
+ * holds its fixed-point value round(v · 2^e) — the signal's integer before
+ * saturation (docs/models.md, "The device"); the model's schema hash is
+ * checked against its inputs as the host checks it.
+ *
+ * Build options (kinds a firmware does not use are left out; a model of a
+ * missing kind is refused with SQ_ERR_UNSUPPORTED): -DSQ_MODEL_KINDS=mask of
+ * SQ_MODEL_TREES, SQ_MODEL_LINEAR, SQ_MODEL_MLP (dense with hidden layers),
+ * SQ_MODEL_ANOMALY, SQ_MODEL_SPECTRAL (band, bandratio), SQ_MODEL_CROSSINGS.
+ * Default: all. */
+#define SQ_MODEL_TREES 1u
+#define SQ_MODEL_LINEAR 2u
+#define SQ_MODEL_MLP 4u
+#define SQ_MODEL_ANOMALY 8u
+#define SQ_MODEL_SPECTRAL 16u
+#define SQ_MODEL_CROSSINGS 32u
+#ifndef SQ_MODEL_KINDS
+#define SQ_MODEL_KINDS 63u
+#endif
+#define SQ_MODEL_VERSION 1u          /* .sqm format version read */
+#define SQ_MODEL_MAX_INPUTS 16u
+#define SQ_MODEL_MAX_WINDOW (1u << 19)   /* samples in one window */
+
+/* Output kinds (what sq_model_out.cls and .value mean). */
+enum { SQ_MODEL_CLASSES = 0, SQ_MODEL_VALUE = 1, SQ_MODEL_ANOMALY_SCORE = 2 };
+
+/* A loaded model: offsets into the caller's bytes and the binding.  Fields
+ * are private except those marked. */
+typedef struct {
+    const uint8_t *bytes;        /* the model's bytes (the caller's) */
+    uint32_t len;
+    int64_t window_ns, hop_ns;   /* public: the model's windows */
+    uint32_t min_samples;        /* public: fewer samples in a window: no score */
+    uint32_t work_size;          /* sq_model_work_size */
+    uint32_t out_schema;         /* public: schema hash of the model's output stream */
+    uint32_t n_steps;            /* phase steps of all spectral features */
+    uint32_t sig_off, feat_off, out_off, body_off, leaf_off, init_off;
+    uint16_t n_trees, n_leaves, max_width;
+    uint8_t body;                /* 1 trees, 2 dense */
+    uint8_t kind;                /* public: SQ_MODEL_CLASSES, _VALUE or _ANOMALY_SCORE */
+    uint8_t mode;                /* tree or dense output mode */
+    uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
+    uint8_t n_raw;               /* public: raw outputs (sq_model_out.raw) */
+    uint8_t n_inputs, n_signals, n_features, n_out, widths, n_layers, passes;
+    uint8_t mismatch;            /* public: after SQ_ERR_MISMATCH, the input with no channel */
+    uint8_t channel[SQ_MODEL_MAX_INPUTS];   /* the ring channel of each input */
+    uint8_t shift[SQ_MODEL_MAX_INPUTS];     /* how a stored value becomes the signal (private) */
+} sq_model;
+
+/* One window's result. */
+typedef struct {
+    int64_t start;               /* the window [start, start + window_ns) */
+    uint32_t n_samples;          /* samples in it */
+    uint8_t scored;              /* 0: fewer than min_samples (nothing below is set) */
+    int32_t cls;                 /* the class code (a classifier); 1 anomalous, 0 normal (anomaly
+                                    scorer); -1 a regressor */
+    int64_t value;               /* the output as an integer: a classifier's winning accumulator,
+                                    a regressor's raw output (the host's value is value × its
+                                    host-only scale), an anomaly scorer's d² */
+    const int32_t *codes;        /* the n_features feature codes (in the work memory) */
+    const int64_t *raw;          /* the n_raw raw integer outputs: the host's `raw` (work memory) */
+} sq_model_out;
+
+/* Validate model bytes and bind them to a ring stream whose channels are
+ * cfg->dtype[i] named names[i] (i < cfg->n_channels; NULL-terminated strings).
+ * Errors: SQ_ERR_ARG (NULL, a name missing), SQ_ERR_VERSION (another format
+ * version), SQ_ERR_CRC, SQ_ERR_CORRUPT (truncated, padded or any rule of the
+ * format broken), SQ_ERR_MISMATCH (an input with no channel of its name and
+ * type: m->mismatch), SQ_ERR_UNSUPPORTED (a kind left out of this build).
+ * On error *m is unusable. */
+int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg,
+                  const char *const *names);
+
+/* Bytes of work memory the model needs to score a window (any alignment: the
+ * library aligns inside it); 0 if m is not loaded. */
+size_t sq_model_work_size(const sq_model *m);
+
+/* Features and output of the window [start_ns, start_ns + window): the ring's
+ * samples in it (sealed blocks, verified as the iterator reads them, then the
+ * staged ones).  out->scored = 0 if the window holds fewer than min_samples.
+ * Errors: SQ_ERR_ARG (work too small, NULL), SQ_ERR_RANGE (more than
+ * SQ_MODEL_MAX_WINDOW samples, or a window past the int64 time range),
+ * SQ_ERR_MISMATCH (blocks of another channel count), SQ_ERR_CORRUPT /
+ * SQ_ERR_CRC (a damaged block), SQ_ERR_IO. */
+int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work,
+                    size_t work_len, sq_model_out *out);
+
+/* The newest whole window of the ring: the one that starts at
+ * floor((newest + 1 − window) / hop) · hop, newest being the ring's newest
+ * sample (as the host's derived stream: its "now").  SQ_OK with
+ * out->scored = 0 when the ring is empty or the window is short.  Errors: as
+ * sq_model_window. */
+int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
+                   sq_model_out *out);
+
+/* Score given feature codes (n_features of them): the model's body alone.
+ * Errors: SQ_ERR_ARG. */
+int sq_model_predict(const sq_model *m, const int32_t *codes, void *work, size_t work_len,
+                     sq_model_out *out);
+
 #ifdef __cplusplus
 }
 #endif

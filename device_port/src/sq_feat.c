@@ -1,0 +1,513 @@
+/* Window features from the ring (↔ sensorq/models/features.py, kernels.py):
+ * the samples of [start, start + window) read through the ring's verified
+ * path — sealed blocks from sq_ring_next, one word at a time, then a
+ * snapshot of the staged samples — folded into per-signal sums as they pass
+ * (one pass; a second only for crossings, which need the mean first), then
+ * the integer codes of docs/models.md §3.  Spectral features keep
+ * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the
+ * host's Σ(16u − M)·cos, with one 32-bit product per sample. */
+#include <string.h>
+
+#include "sq_model_internal.h"
+
+#define OP_MEAN 1u
+#define OP_STD 2u
+#define OP_MIN 3u
+#define OP_MAX 4u
+#define OP_RMS 5u
+#define OP_PTP 6u
+#define OP_MAD 7u
+#define OP_CROSS 8u
+#define OP_BAND 9u
+#define OP_RATIO 10u
+#define DONE 1
+#define CODE_MAX 2147483647
+
+static uint32_t round8(uint32_t n)
+{
+    return (n + 7u) & ~7u;
+}
+
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp)
+{
+    uint32_t sizes[10], total = round8((uint32_t)sizeof(sq_model_work)), i, cols = m->n_inputs + 1u;
+    uint8_t *p = work ? (uint8_t *)work + ((8u - ((uintptr_t)work & 7u)) & 7u) : NULL;
+    sq_model_work *w = (sq_model_work *)(void *)p;
+    void **slot[10];
+    sizes[0] = 4u * m->n_features;
+    sizes[1] = 8u * m->n_raw;
+    sizes[2] = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
+    sizes[3] = 4u * sizes[2];
+    sizes[4] = m->n_signals * (uint32_t)sizeof(sq_sig_state);
+    sizes[5] = m->n_steps * (uint32_t)sizeof(sq_step_state);
+    sizes[6] = 4u * m->n_inputs;
+    sizes[7] = cols * (uint32_t)sizeof(sq_col);
+    sizes[8] = cols * (uint32_t)sizeof(sq_dict_cursor);
+    sizes[9] = (uint32_t)sizeof(sq_chan_stats);
+    if (wp) {
+        *wp = w;
+        slot[0] = (void **)&w->codes;
+        slot[1] = (void **)&w->raw;
+        slot[2] = (void **)&w->act;
+        slot[3] = (void **)&w->acc;
+        slot[4] = (void **)&w->sig;
+        slot[5] = (void **)&w->step;
+        slot[6] = (void **)&w->u_in;
+        slot[7] = (void **)&w->col;
+        slot[8] = (void **)&w->cursor;
+        slot[9] = (void **)&w->st;
+    }
+    for (i = 0; i < 10u; i++) {
+        if (wp) {
+            *slot[i] = p + total;
+        }
+        total += round8(sizes[i]);
+    }
+    return total + 7u;
+}
+
+/* ---- integer helpers ------------------------------------------------------------------ */
+
+/* a / b rounded half away from zero (b > 0), with an unsigned division. */
+static int64_t rdiv(int64_t a, uint64_t b)
+{
+    uint64_t mag = a < 0 ? 0u - (uint64_t)a : (uint64_t)a;
+    uint64_t q = (mag + b / 2u) / b;
+    return a < 0 ? -(int64_t)q : (int64_t)q;
+}
+
+/* floor(sqrt(v)), bit by bit. */
+static uint64_t isqrt(uint64_t v)
+{
+    uint64_t r = 0, bit = (uint64_t)1 << 62;
+    while (bit > v) {
+        bit >>= 2;
+    }
+    while (bit) {
+        if (v >= r + bit) {
+            v -= r + bit;
+            r = (r >> 1) + bit;
+        } else {
+            r >>= 1;
+        }
+        bit >>= 2;
+    }
+    return r;
+}
+
+static uint32_t isqrt32(uint32_t v)
+{
+    uint32_t r = 0, bit = 1u << 30;
+    while (bit > v) {
+        bit >>= 2;
+    }
+    while (bit) {
+        if (v >= r + bit) {
+            v -= r + bit;
+            r = (r >> 1) + bit;
+        } else {
+            r >>= 1;
+        }
+        bit >>= 2;
+    }
+    return r;
+}
+
+/* u² of a signal value (|u| ≤ 65536) without a 64-bit multiply. */
+static uint64_t square(int32_t u)
+{
+    uint32_t a = (uint32_t)(u < 0 ? -u : u);
+    return a >> 16 ? (uint64_t)1 << 32 : (uint64_t)(a * a);
+}
+
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+/* COS[k] = round(32767 cos(2πk/256)) for k = 0 … 64: the quarter wave
+ * (COS[256 − k] = COS[k], COS[128 − k] = −COS[k]). */
+static const int16_t quarter[65] = {
+    32767, 32757, 32728, 32678, 32609, 32521, 32412, 32285, 32137, 31971, 31785, 31580, 31356,
+    31113, 30852, 30571, 30273, 29956, 29621, 29268, 28898, 28510, 28105, 27683, 27245, 26790,
+    26319, 25832, 25329, 24811, 24279, 23731, 23170, 22594, 22005, 21403, 20787, 20159, 19519,
+    18868, 18204, 17530, 16846, 16151, 15446, 14732, 14010, 13279, 12539, 11793, 11039, 10278,
+    9512, 8739, 7962, 7179, 6393, 5602, 4808, 4011, 3212, 2410, 1608, 804, 0};
+
+static int32_t cos_at(uint32_t k)
+{
+    k &= 255u;
+    k = k > 128u ? 256u - k : k;
+    return k > 64u ? -quarter[128u - k] : quarter[k];
+}
+
+/* E = Σ over steps [from, from + count) of rdiv(re, n·2^15)² + rdiv(im, n·2^15)². */
+static int64_t energy(const sq_model_work *w, uint32_t from, uint32_t count, int64_t M)
+{
+    int64_t total = 0;
+    uint32_t i, j;
+    for (i = from; i < from + count; i++) {
+        const sq_step_state *s = &w->step[i];
+        int64_t c = 0, d = 0, re, im;
+        uint32_t phase = 0;
+        for (j = 0; j < w->n; j++, phase += s->step) {
+            c += cos_at(phase >> 24);
+            d += cos_at((phase >> 24) + 192u);
+        }
+        re = rdiv(16 * s->re - M * c, (uint64_t)w->n << 15);
+        im = rdiv(16 * s->im - M * d, (uint64_t)w->n << 15);
+        total += re * re + im * im;
+    }
+    return total;
+}
+#endif
+
+/* ---- one sample ------------------------------------------------------------------------- */
+
+/* A stored value as the signal's integer: floor(v / 2^shift), saturated to int16. */
+static int32_t to_signal(int64_t v, unsigned shift)
+{
+    v = v >= 0 ? v >> shift : ~(~v >> shift);
+    return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
+}
+
+/* Every signal's value for the current sample (inputs in w->u_in). */
+static void __attribute__((noinline)) signals(const sq_model *m, sq_model_work *w)
+{
+    const uint8_t *p = m->bytes + m->sig_off + 1;
+    uint32_t s;
+    for (s = 0; s < m->n_signals; s++) {
+        uint32_t k = *p++;
+        uint64_t q = 0;
+        if (k == 1u) {
+            w->sig[s].u = w->u_in[*p++];
+            continue;
+        }
+        while (k--) {
+            q += square(w->u_in[*p++]);
+        }
+        w->sig[s].u = q >> 32 ? 65536 : (int32_t)isqrt32((uint32_t)q);
+    }
+}
+
+static int __attribute__((noinline)) first_pass(const sq_model *m, sq_model_work *w)
+{
+    uint32_t s, n = w->n;
+    if (n >= SQ_MODEL_MAX_WINDOW) {
+        return SQ_ERR_RANGE;
+    }
+    for (s = 0; s < m->n_signals; s++) {
+        sq_sig_state *g = &w->sig[s];
+        int32_t u = g->u;
+        if (!n) {
+            g->S = g->Q = g->D = 0;
+            g->mn = g->mx = u;
+        } else {
+            g->D += u > g->prev ? u - g->prev : g->prev - u;
+            g->mn = u < g->mn ? u : g->mn;
+            g->mx = u > g->mx ? u : g->mx;
+        }
+        g->S += u;
+        g->Q += (int64_t)square(u);
+        g->prev = u;
+    }
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+    for (s = 0; s < m->n_steps; s++) {
+        sq_step_state *t = &w->step[s];
+        int32_t u = w->sig[t->sig].u;
+        t->re += u * cos_at(t->phase >> 24);
+        t->im += u * cos_at((t->phase >> 24) + 192u);
+        t->phase += t->step;
+    }
+#endif
+    w->n = n + 1u;
+    return SQ_OK;
+}
+
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+static void __attribute__((noinline)) cross_pass(const sq_model *m, sq_model_work *w)
+{
+    uint32_t s;
+    for (s = 0; s < m->n_signals; s++) {
+        sq_sig_state *g = &w->sig[s];
+        uint8_t above = 16 * g->u - g->M >= 0;
+        g->cross += w->n2 && above != g->above;
+        g->above = above;
+    }
+    w->n2++;
+}
+#endif
+
+/* ---- the window's samples ------------------------------------------------------------------ */
+
+/* n samples from the open readers (time: t0 + word·tick); DONE at the
+ * window's end (or, second pass, after the first pass's count). */
+static int __attribute__((noinline)) scan(const sq_model *m, sq_model_work *w, uint32_t n, int64_t t0, int64_t tick)
+{
+    uint32_t i, c;
+    for (i = 0; i < n; i++) {
+        uint64_t word;
+        int64_t t;
+        int err = sq_col_next(&w->col[m->n_inputs], &word);
+        t = (int64_t)((uint64_t)t0 + word * (uint64_t)tick);
+        if (err || t >= w->end) {
+            return err ? err : DONE;
+        }
+        for (c = 0; c < m->n_inputs; c++) {
+            err = sq_col_next(&w->col[c], &word);
+            if (err) {
+                return err;
+            }
+            w->u_in[c] = to_signal((int64_t)word, m->shift[c]);
+        }
+        if (t < w->start) {
+            continue;
+        }
+        signals(m, w);
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+        if (w->pass == 2) {
+            if (w->n2 == w->n) {
+                return DONE;               /* an append landed after the first pass */
+            }
+            cross_pass(m, w);
+            continue;
+        }
+#endif
+        err = first_pass(m, w);
+        if (err) {
+            return err;
+        }
+    }
+    return SQ_OK;
+}
+
+/* Readers over one staged half (column-major, block_samples a column). */
+static void __attribute__((noinline)) open_half(const sq_model *m, const sq_ring *r, sq_model_work *w,
+                                                const uint8_t *data)
+{
+    unsigned c, ch;
+    for (c = 0; c < m->n_inputs; c++) {
+        const uint8_t *col = data + 8u * r->cfg.block_samples;
+        for (ch = 0; ch < m->channel[c]; ch++) {
+            col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[ch]);
+        }
+        sq_col_open_raw(&w->col[c], col, sq_dtype_bytes(r->cfg.dtype[m->channel[c]]));
+    }
+    sq_col_open_raw(&w->col[m->n_inputs], data, 8);
+}
+
+/* The staged samples as of a snapshot (after the sealed blocks). */
+static int __attribute__((noinline)) walk_staged(const sq_model *m, const sq_ring *r, sq_model_work *w)
+{
+    sq_stage_view view[2];
+    int n = sq_ring_stage_view(r, view), h, err = SQ_OK;
+    for (h = 0; h < n && err == SQ_OK; h++) {
+        open_half(m, r, w, view[h].data);
+        err = scan(m, w, view[h].count, 0, 1);
+    }
+    return err;
+}
+
+/* Open the readers of a verified block's time column and the model's inputs. */
+static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work *w, const uint8_t *b,
+                                                const sq_block_info *info)
+{
+    unsigned c;
+    int err = SQ_OK;
+    for (c = 0; c <= m->n_inputs && err == SQ_OK; c++) {
+        int column = c < m->n_inputs ? m->channel[c] : -1;
+        uint32_t off;
+        err = sq_block_column(b, info, column, w->st, &off);
+        if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
+            err = SQ_ERR_UNSUPPORTED;
+        }
+        if (err == SQ_OK) {
+            err = sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
+                              column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
+        }
+    }
+    return err != SQ_OK ? err : scan(m, w, info->n_samples, info->t_first, info->tick);
+}
+
+/* Every sample of the ring in [w->start, w->end): sealed blocks (verified
+ * by the iterator), then the staged ones. */
+static int walk(const sq_model *m, const sq_ring *r, sq_model_work *w)
+{
+    sq_ring_iter it;
+    const uint8_t *b;
+    size_t len;
+    int err;
+    sq_ring_iter_begin(r, &it);
+    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
+        const sq_block_info *info = (const sq_block_info *)r->info;
+        if (info->t_last < w->start) {
+            continue;
+        }
+        if (info->t_first >= w->end) {
+            return SQ_OK;
+        }
+        err = info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH : open_block(m, w, b, info);
+        if (err) {
+            return err == DONE ? SQ_OK : err;
+        }
+    }
+    err = err ? err : walk_staged(m, r, w);
+    return err == DONE ? SQ_OK : err;
+}
+
+/* ---- the codes -------------------------------------------------------------------------------- */
+
+static void __attribute__((noinline)) codes(const sq_model *m, sq_model_work *w)
+{
+    const uint8_t *p = m->bytes + m->feat_off + 1;
+    uint32_t f, steps = 0, n = w->n;
+    for (f = 0; f < m->n_features; f++) {
+        uint32_t op = p[0], na = p[2], nb = p[3];
+        const sq_sig_state *g = &w->sig[p[1]];
+        int64_t M = rdiv(16 * g->S, n), v;
+        if (op == OP_MEAN) {
+            v = M;
+        } else if (op == OP_STD) {
+            v = (int64_t)isqrt((uint64_t)rdiv(256 * g->Q - 32 * M * g->S + (int64_t)n * M * M, n));
+        } else if (op == OP_MIN || op == OP_MAX) {
+            v = op == OP_MIN ? g->mn : g->mx;
+        } else if (op == OP_RMS) {
+            v = (int64_t)isqrt((uint64_t)rdiv(256 * g->Q, n));
+        } else if (op == OP_PTP) {
+            v = (int64_t)g->mx - g->mn;
+        } else if (op == OP_MAD || op == OP_CROSS) {
+            v = op == OP_MAD ? rdiv(16 * g->D, n - 1u) : rdiv(4096 * (int64_t)g->cross, n - 1u);
+        } else {
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+            int64_t ea = energy(w, steps, na, M), eb;
+            if (op == OP_BAND) {
+                v = (int64_t)isqrt((uint64_t)ea);
+            } else {
+                eb = energy(w, steps + na, nb, M);
+                v = eb ? rdiv(256 * ea, (uint64_t)eb) : CODE_MAX;
+            }
+#else
+            v = 0;
+#endif
+        }
+        w->codes[f] = (int32_t)(v > CODE_MAX ? CODE_MAX : v < -CODE_MAX ? -CODE_MAX : v);
+        steps += na + nb;
+        p += 4u + 4u * (na + nb);
+    }
+}
+
+/* Reset the sums; spectral steps take their phase steps and signals. */
+static void __attribute__((noinline)) reset(const sq_model *m, sq_model_work *w, int64_t start)
+{
+    const uint8_t *p = m->bytes + m->feat_off + 1;
+    uint32_t f, j, k = 0;
+    memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
+    for (f = 0; f < m->n_features; f++) {
+        uint32_t na = p[2], nb = p[3];
+        w->sig[p[1]].want |= p[0] == OP_CROSS;
+        for (j = 0; j < na + nb; j++, k++) {
+            w->step[k].re = w->step[k].im = 0;
+            w->step[k].phase = 0;
+            w->step[k].step = (uint32_t)sq_get_le(p + 4u + 4u * j, 4);
+            w->step[k].sig = p[1];
+        }
+        p += 4u + 4u * (na + nb);
+    }
+    w->n = w->n2 = 0;
+    w->start = start;
+    w->end = start + m->window_ns;
+    w->pass = 1;
+}
+
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+/* Between the passes: each signal's mean, for its crossings. */
+static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
+{
+    uint32_t s;
+    for (s = 0; s < m->n_signals; s++) {
+        w->sig[s].M = (int32_t)rdiv(16 * w->sig[s].S, w->n);
+    }
+    w->pass = 2;
+}
+#endif
+
+int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
+                    sq_model_out *out)
+{
+    sq_model_work *w;
+    int err;
+    if (!m || !m->bytes || !r || !r->stage || !out || !work || sq_model_layout(m, work, &w) > work_len) {
+        return SQ_ERR_ARG;
+    }
+    out->start = start_ns;
+    out->scored = 0;
+    out->n_samples = 0;
+    out->codes = w->codes;
+    out->raw = w->raw;
+    if (start_ns > INT64_MAX - m->window_ns) {
+        return SQ_ERR_RANGE;
+    }
+    reset(m, w, start_ns);
+    err = walk(m, r, w);
+    out->n_samples = w->n;
+    if (err || w->n < m->min_samples) {
+        return err;
+    }
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    if (m->passes == 2) {
+        means(m, w);
+        err = walk(m, r, w);
+        if (err) {
+            return err;
+        }
+    }
+#endif
+    codes(m, w);
+    return sq_model_eval(m, w, out);
+}
+
+/* The ring's newest sample time (0: none). */
+static int __attribute__((noinline)) newest_time(const sq_ring *r, int64_t *t)
+{
+    sq_stage_view view[2];
+    int n = sq_ring_stage_view(r, view);
+    if (n) {
+        *t = (int64_t)sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8);
+    } else {
+        *t = r->newest_t;
+    }
+    return n || r->has_blocks;
+}
+
+/* The newest whole window's start: floor((newest + 1 − window) / hop) · hop,
+ * in unsigned arithmetic.  0: the ring is empty; < 0: an error. */
+static int __attribute__((noinline)) newest_start(const sq_model *m, const sq_ring *r, int64_t *start)
+{
+    int64_t newest;
+    uint64_t x, q;
+    if (!newest_time(r, &newest)) {
+        return 0;
+    }
+    if (newest < INT64_MIN + m->window_ns) {
+        return SQ_ERR_RANGE;
+    }
+    x = (uint64_t)(newest - m->window_ns) + 1u;
+    if ((int64_t)x >= 0) {
+        q = x / (uint64_t)m->hop_ns;
+    } else {
+        q = 0u - ((0u - x + (uint64_t)m->hop_ns - 1u) / (uint64_t)m->hop_ns);
+    }
+    *start = (int64_t)(q * (uint64_t)m->hop_ns);
+    return 1;
+}
+
+int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_out *out)
+{
+    int64_t start;
+    int got;
+    if (!m || !m->bytes || !r || !r->stage || !out) {
+        return SQ_ERR_ARG;
+    }
+    got = newest_start(m, r, &start);
+    if (got <= 0) {
+        memset(out, 0, sizeof *out);
+        return got;
+    }
+    return sq_model_window(m, r, start, work, work_len, out);
+}

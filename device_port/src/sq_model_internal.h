@@ -1,0 +1,49 @@
+/* Internal parts of the model runtime shared by sq_model.c and sq_feat.c. */
+#ifndef SQ_MODEL_INTERNAL_H
+#define SQ_MODEL_INTERNAL_H
+
+#include "sq_internal.h"
+
+#define SQ_BODY_TREES 1u
+#define SQ_BODY_DENSE 2u
+
+/* One signal's first-pass sums over a window (and its crossing count). */
+typedef struct {
+    int64_t S, Q, D;            /* sum, sum of squares, sum of |successive differences| */
+    int32_t mn, mx, prev, u;    /* min, max, the previous and the current sample */
+    int32_t M;                  /* the mean in 1/16 units (second pass) */
+    uint32_t cross;             /* crossings of the mean (second pass) */
+    uint8_t above, want;        /* the last sample's side; 1: a CROSS feature reads it */
+} sq_sig_state;
+
+/* One phase step of a spectral feature: Σ u_i·cos and Σ u_i·sin of its phases. */
+typedef struct {
+    int64_t re, im;
+    uint32_t phase, step, sig;
+} sq_step_state;
+
+/* The work memory, carved (sq_model_layout). */
+typedef struct {
+    int32_t *codes;             /* n_features */
+    int64_t *raw;               /* n_raw */
+    int8_t *act;                /* dense: activations, max_width */
+    int32_t *acc;               /* dense: accumulators, max_width */
+    sq_sig_state *sig;          /* n_signals */
+    sq_step_state *step;        /* n_steps */
+    int32_t *u_in;              /* n_inputs: the current sample's inputs as signal integers */
+    sq_col *col;                /* n_inputs + 1 readers (the last one: time) */
+    sq_dict_cursor *cursor;     /* one per reader */
+    sq_chan_stats *st;
+    int64_t start, end;         /* the window */
+    uint32_t n, n2;             /* samples seen by the first and second pass */
+    int pass;
+} sq_model_work;
+
+/* Bytes of work memory m needs; with work, carve it: the sq_model_work
+ * itself first (off the stack), then its arrays. */
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w);
+
+/* Score w->codes into w->raw and *out. */
+int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out);
+
+#endif

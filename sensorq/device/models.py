@@ -1,0 +1,314 @@
+"""Models on the device, host side (docs/models.md, "The device"; issue 14).
+
+* :class:`DeviceModel` — the C model runtime (device_port/src/sq_model.c,
+  sq_feat.c) built for the host, through ctypes: ``sq_model_load`` on bytes,
+  ``window`` / ``score`` over a :class:`~sensorq.device.native.Ring`,
+  ``predict`` on feature codes;
+* ``device_inputs`` — the integer columns a device ring holds for a model's
+  inputs (a float input is held as its fixed-point value round(v · 2^e));
+* ``output_stream`` and ``output_schema`` — the stream a firmware appends a
+  model's outputs to (a small RAM ring), whose schema hash the bytecode of a
+  query over the model's outputs carries; ``output_row`` — one scored window
+  as that stream's sample;
+* ``compile_model_query`` — a query over a model's outputs (the host's
+  derived stream, sensorq/models/derived.py) compiled for that stream: class
+  comparisons by code, comparisons of a value or an anomaly score turned
+  exactly into comparisons of the raw integer the device stores.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DeviceUnsupportedError, SensorqError
+from ..models.format import encode_model, load_model
+from ..models.model import (ANOMALY, CLASSES, DENSE, TREES, DenseBody, Model, TreeBody, VALUE)
+from ..schema import Channel, Stream
+from .native import DeviceError, DeviceLib, StreamCfg
+
+MODEL_STRUCT_BYTES = 512          # ≥ sizeof(sq_model) on any host
+INT_DTYPES = {1: "int8", 2: "int16", 3: "int32", 4: "int64"}
+OUTLIER_CLASSES = ("normal", "anomalous")
+
+
+class ModelOut(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_int64), ("n_samples", ctypes.c_uint32), ("scored", ctypes.c_uint8),
+                ("cls", ctypes.c_int32), ("value", ctypes.c_int64),
+                ("codes", ctypes.POINTER(ctypes.c_int32)), ("raw", ctypes.POINTER(ctypes.c_int64))]
+
+
+class ModelStruct(ctypes.Structure):
+    """sq_model (device_port/include/sensorq.h), field for field."""
+    _fields_ = [("bytes", ctypes.c_void_p), ("len", ctypes.c_uint32),
+                ("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64),
+                ("min_samples", ctypes.c_uint32), ("work_size", ctypes.c_uint32),
+                ("out_schema", ctypes.c_uint32), ("n_steps", ctypes.c_uint32),
+                ("sig_off", ctypes.c_uint32), ("feat_off", ctypes.c_uint32), ("out_off", ctypes.c_uint32),
+                ("body_off", ctypes.c_uint32), ("leaf_off", ctypes.c_uint32), ("init_off", ctypes.c_uint32),
+                ("n_trees", ctypes.c_uint16), ("n_leaves", ctypes.c_uint16), ("max_width", ctypes.c_uint16),
+                ("body", ctypes.c_uint8), ("kind", ctypes.c_uint8), ("mode", ctypes.c_uint8),
+                ("n_classes", ctypes.c_uint8), ("n_raw", ctypes.c_uint8), ("n_inputs", ctypes.c_uint8),
+                ("n_signals", ctypes.c_uint8), ("n_features", ctypes.c_uint8), ("n_out", ctypes.c_uint8),
+                ("widths", ctypes.c_uint8), ("n_layers", ctypes.c_uint8), ("passes", ctypes.c_uint8),
+                ("mismatch", ctypes.c_uint8), ("channel", ctypes.c_uint8 * 16), ("shift", ctypes.c_uint8 * 16)]
+
+
+def bind(lib) -> None:
+    """Prototypes of the sq_model_* calls on a DeviceLib's CDLL."""
+    mp, op = ctypes.POINTER(ModelStruct), ctypes.POINTER(ModelOut)
+    lib.sq_model_load.argtypes = [mp, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(StreamCfg),
+                                  ctypes.POINTER(ctypes.c_char_p)]
+    lib.sq_model_work_size.restype = ctypes.c_size_t
+    lib.sq_model_work_size.argtypes = [mp]
+    lib.sq_model_window.argtypes = [mp, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t, op]
+    lib.sq_model_score.argtypes = [mp, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, op]
+    lib.sq_model_predict.argtypes = [mp, ctypes.POINTER(ctypes.c_int32), ctypes.c_void_p, ctypes.c_size_t, op]
+
+
+@dataclass
+class WindowOut:
+    """One window as the device scored it."""
+    start: int
+    n_samples: int
+    scored: bool
+    cls: int = -1
+    value: int = 0
+    codes: np.ndarray | None = None
+    raw: np.ndarray | None = None
+
+
+class DeviceModel:
+    """sq_model_load'ed bytes (kept alive here), with a work buffer of
+    sq_model_work_size bytes (or ``work_len``)."""
+
+    def __init__(self, dev: DeviceLib, data: bytes, cfg: StreamCfg, names: list[str], work_len=None):
+        if not getattr(dev.lib, "_sq_model_bound", False):
+            bind(dev.lib)
+            dev.lib._sq_model_bound = True
+        self.dev = dev
+        self.data = ctypes.create_string_buffer(bytes(data), len(data))
+        self.cfg = cfg
+        self.names = (ctypes.c_char_p * max(1, len(names)))(*[n.encode() for n in names])
+        self.m = ModelStruct()
+        status = dev.lib.sq_model_load(ctypes.byref(self.m), self.data, len(data), ctypes.byref(cfg), self.names)
+        dev.check(status, "model load")
+        need = dev.lib.sq_model_work_size(ctypes.byref(self.m))
+        self.work_len = need if work_len is None else work_len
+        self.work = ctypes.create_string_buffer(max(1, self.work_len))
+
+    @property
+    def n_features(self) -> int:
+        return self.m.n_features
+
+    def _out(self, out: ModelOut) -> WindowOut:
+        if not out.scored:
+            return WindowOut(out.start, out.n_samples, False)
+        codes = np.ctypeslib.as_array(out.codes, (self.m.n_features,)).astype(np.int64)
+        raw = np.ctypeslib.as_array(out.raw, (self.m.n_raw,)).astype(np.int64)
+        return WindowOut(out.start, out.n_samples, True, out.cls, out.value, codes, raw)
+
+    def window(self, ring, start_ns: int) -> WindowOut:
+        out = ModelOut()
+        self.dev.check(self.dev.lib.sq_model_window(ctypes.byref(self.m), ring.state, int(start_ns), self.work,
+                                                    self.work_len, ctypes.byref(out)), "model window")
+        return self._out(out)
+
+    def score(self, ring) -> WindowOut:
+        out = ModelOut()
+        self.dev.check(self.dev.lib.sq_model_score(ctypes.byref(self.m), ring.state, self.work, self.work_len,
+                                                   ctypes.byref(out)), "model score")
+        return self._out(out)
+
+    def predict(self, codes) -> WindowOut:
+        row = (ctypes.c_int32 * max(1, self.m.n_features))(*[int(c) for c in codes])
+        out = ModelOut()
+        self.dev.check(self.dev.lib.sq_model_predict(ctypes.byref(self.m), row, self.work, self.work_len,
+                                                     ctypes.byref(out)), "model predict")
+        return self._out(out)
+
+
+def load_status(dev: DeviceLib, data: bytes, cfg: StreamCfg, names: list[str]) -> str:
+    """The name of what sq_model_load returns for these bytes ("SQ_OK", "SQ_ERR_CRC", ...)."""
+    try:
+        DeviceModel(dev, data, cfg, names, work_len=0)
+    except DeviceError as exc:
+        return exc.name
+    return "SQ_OK"
+
+
+# --- the device's inputs -------------------------------------------------------------
+
+def device_channels(model: Model) -> list[tuple[str, str]]:
+    """(name, integer dtype) of the ring channels a model reads: an integer
+    input keeps its type, a float input is held as int16 fixed-point."""
+    return [(i.name, INT_DTYPES.get(i.dtype_code, "int16")) for i in model.pipeline.inputs]
+
+
+def device_inputs(model: Model, columns: dict) -> list[np.ndarray]:
+    """The ring columns for the model's inputs (device_channels order): an
+    integer channel as stored, a float one as round-half-even(v · 2^e) saturated
+    to int16 (what the device's sensor driver writes)."""
+    out = []
+    for inp in model.pipeline.inputs:
+        col = np.asarray(columns[inp.name])
+        if inp.dtype_code in (5, 6):
+            if np.isnan(col.astype(np.float64)).any():
+                raise SensorqError(f"input {inp.name!r} holds NaN: a device ring has no float channels")
+            col = np.clip(np.rint(col.astype(np.float64) * 2.0 ** inp.exponent), -32768, 32767).astype(np.int16)
+        out.append(col)
+    return out
+
+
+# --- the output stream ---------------------------------------------------------------
+
+def output_stream(model: Model, name: str | None = None) -> Stream:
+    """The stream a firmware appends the model's outputs to, one sample per
+    scored window stamped with its start (integer channels only):
+
+    * a classifier: ``NAME``, the class code (int8, int16 past 127 classes),
+      categorical as on the host;
+    * a regressor: ``NAME``, the raw integer output (int64; the host's value
+      is it times the model's host-only scale);
+    * an anomaly scorer: ``NAME``, d² (int64; the host's score is
+      √d² · out_scale), and ``NAME_outlier`` (int8, normal / anomalous).
+    """
+    name = name or model.outputs.name
+    kind = model.outputs.kind
+    if kind == CLASSES:
+        classes = tuple(model.outputs.classes)
+        channels = (Channel(name, "int8" if len(classes) <= 127 else "int16", categories=classes),)
+    elif kind == ANOMALY:
+        channels = (Channel(name, "int64"), Channel(f"{name}_outlier", "int8", categories=OUTLIER_CLASSES))
+    else:
+        channels = (Channel(name, "int64"),)
+    p = model.pipeline
+    return Stream(name, channels, rate_hz=1e9 / p.hop_ns, block_samples=32, max_gap_ns=p.hop_ns,
+                  codec="fast")
+
+
+def output_schema(model) -> int:
+    """The output stream's schema hash (sq_model.out_schema): CRC-32 of
+    "SQO1", the output kind, the outputs section (name, class names) and, for
+    a regressor or an anomaly scorer, the host-only constants that map its
+    raw integer to the host's value (trees: mode, tree count, leaf scale;
+    dense: out_scale, threshold, out_offset).  A query compiled for one
+    model's outputs is refused (SQ_ERR_MISMATCH) on another's whose raw
+    numbers mean something else."""
+    data = model if isinstance(model, (bytes, bytearray)) else encode_model(model, with_float=False)
+    m = load_model(data)
+    lens = struct.unpack_from("<5I", data, 12)
+    outs_at = 32 + lens[0]
+    quant_at = outs_at + lens[1]
+    outs = bytes(data[outs_at:quant_at])
+    quant = bytes(data[quant_at:quant_at + lens[2]])
+    crc = zlib.crc32(bytes([m.outputs.kind]), zlib.crc32(b"SQO1"))
+    crc = zlib.crc32(outs, crc)
+    if m.outputs.kind == CLASSES:
+        return crc
+    if isinstance(m.body, TreeBody):
+        return zlib.crc32(quant[8:16], zlib.crc32(quant[4:6], zlib.crc32(quant[0:1], crc)))
+    tail = 8 * m.body.layers[-1].n_out + 16
+    return zlib.crc32(quant[-tail:], crc)
+
+
+def output_row(model: Model, cls: int, raw: np.ndarray) -> list[int]:
+    """One scored window as the output stream's sample (its channels in order)."""
+    kind = model.outputs.kind
+    if kind == CLASSES:
+        return [int(cls)]
+    if kind == ANOMALY:
+        return [int(raw[0]), int(cls > 0)]
+    return [int(raw[0])]
+
+
+def format_output_config(model: Model, name: str = "sq_out_cfg", block_samples: int = 32) -> str:
+    """The output stream as a C sq_stream_cfg (its schema: output_schema)."""
+    from .bytecode import _C_DTYPES
+    stream = output_stream(model)
+    dtypes = ", ".join(_C_DTYPES[c.dtype] for c in stream.channels)
+    return (f"/* outputs of model {model.outputs.name!r}: "
+            f"{', '.join(c.name + ' (' + c.dtype + ')' for c in stream.channels)} */\n"
+            f"static const sq_stream_cfg {name} = {{{len(stream.channels)}u, {{{dtypes}}}, SQ_CODEC_FAST, "
+            f"{block_samples}u, 0u, {output_schema(model):#010x}u}};")
+
+
+# --- queries over a model's outputs --------------------------------------------------------
+
+def host_value(model: Model):
+    """raw integer -> the host's float value of the derived channel ``NAME``
+    (numpy float64 arithmetic, as sensorq/models/score.py computes it), and
+    whether it is monotone non-decreasing (True), non-increasing (False)."""
+    b = model.body
+    if model.outputs.kind == ANOMALY:
+        s = np.float64(b.out_scale[0])
+        return (lambda d: np.sqrt(np.float64(np.int64(d))) * s), bool(s >= 0)
+    if isinstance(b, TreeBody):
+        scale = np.float64(b.leaf_scale)
+        if b.mode == 2:        # MEAN
+            return (lambda r: np.int64(r) * scale / np.float64(b.n_trees)), True
+        return (lambda r: np.int64(r) * scale), True
+    s, off = np.float64(b.out_scale[0]), np.float64(b.out_offset)
+    return (lambda r: np.int64(r) * s + off), bool(s >= 0)
+
+
+def raw_range(model: Model) -> tuple[int, int]:
+    """The integers the raw output can take (bounds, not exact)."""
+    if model.outputs.kind == ANOMALY:
+        return 0, 2**62
+    if isinstance(model.body, TreeBody):
+        return -2**62, 2**62
+    return -2**31, 2**31 - 1
+
+
+def first_true(pred, lo: int, hi: int) -> int:
+    """The smallest d in [lo, hi] with pred(d) for a predicate false then true
+    as d grows; hi + 1 if none."""
+    if not pred(hi):
+        return hi + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def raw_predicate(model: Model, op: str, c: float):
+    """``value OP c`` on the host's float value as an interval test on the raw
+    integer: returns (lo, hi) with the predicate true exactly for lo <= raw <= hi
+    (either may be None: unbounded), or the complement when op is '!='
+    (('!=', lo, hi)).  Exact: found by bisection of the host's own arithmetic."""
+    f, rising = host_value(model)
+    lo, hi = raw_range(model)
+    c = np.float64(c)
+    key = lambda d: f(d) if rising else -f(d)   # noqa: E731  (non-decreasing in d)
+    cc = c if rising else -c
+    first_ge = first_true(lambda d: key(d) >= cc, lo, hi)
+    first_gt = first_true(lambda d: key(d) > cc, lo, hi)
+    # with key non-decreasing: key >= cc  <=>  d >= first_ge; key > cc <=> d >= first_gt
+    want = {">": (">", ">="), ">=": (">=", ">="), "<": ("<", "<"), "<=": ("<=", "<="),
+            "==": ("==", "=="), "!=": ("!=", "!=")}[op]
+    if not rising:
+        op = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}[op]
+    del want
+    if op == ">":
+        return first_gt, None
+    if op == ">=":
+        return first_ge, None
+    if op == "<":
+        return None, first_ge - 1
+    if op == "<=":
+        return None, first_gt - 1
+    if op == "==":
+        return first_ge, first_gt - 1
+    return ("!=", first_ge, first_gt - 1)
+
+
+def is_model_stream(stream) -> bool:
+    return bool(getattr(stream, "extra", None) and stream.extra.get("model_of"))

@@ -1,0 +1,458 @@
+"""Models on the device (issue 14): the C model runtime (device_port/src/
+sq_model.c, sq_feat.c), built for the host and called through ctypes, against
+the Python engine's quantized path (sensorq.models).
+
+* every window of hypothesis-made streams (integer and float channels, gaps,
+  repeated times, sealed and staged samples), pipelines (every feature op,
+  mag() of 2-4 channels, windows that are or are not whole hops) and models
+  of every kind: the device's feature codes, raw outputs and class equal
+  compute_windows / score_windows, and it scores exactly the windows the
+  host scores;
+* the scorers alone on random and extreme codes, for every scikit-learn
+  estimator the importer takes;
+* hostile bytes: the device refuses exactly what load_model refuses, and a
+  model both accept scores alike; the loader and scorers under ASan/UBSan
+  (SENSORQ_LONG_FAULTS=1: a longer campaign);
+* binding by channel name and type, other format versions, the output
+  stream's schema hash."""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sensorq
+from sensorq.device.models import (DeviceModel, device_channels, device_inputs, load_status, output_schema)
+from sensorq.device.native import DeviceLib, build_library, stream_cfg
+from sensorq.models.features import compute_windows, feature_scales, make_pipeline
+from sensorq.models.format import encode_model, load_model
+from sensorq.models.model import MEAN, Feature, Input, ModelError, Pipeline
+from sensorq.models.score import score_codes, score_windows
+from sensorq.schema import Channel
+
+pytest.importorskip("sklearn", reason="scikit-learn (the 'models' extra) is not installed")
+from sklearn import ensemble, linear_model, neural_network, tree  # noqa: E402
+from sklearn.covariance import EllipticEnvelope  # noqa: E402
+from sklearn.pipeline import make_pipeline as sk_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from sensorq.models.sklearn_import import from_sklearn  # noqa: E402
+
+LONG = os.environ.get("SENSORQ_LONG_FAULTS") == "1"
+SETTINGS = settings(max_examples=30 if not LONG else 300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+MAKERS = {
+    "tree": lambda s: tree.DecisionTreeClassifier(max_depth=6, random_state=s),
+    "forest": lambda s: ensemble.RandomForestClassifier(6, max_depth=5, random_state=s),
+    "extra": lambda s: ensemble.ExtraTreesClassifier(4, max_depth=6, random_state=s),
+    "boosting": lambda s: ensemble.GradientBoostingClassifier(n_estimators=5, max_depth=3, random_state=s),
+    "hist_regressor": lambda s: ensemble.HistGradientBoostingRegressor(max_iter=6),
+    "forest_regressor": lambda s: ensemble.RandomForestRegressor(4, max_depth=5, random_state=s),
+    "boosting_regressor": lambda s: ensemble.GradientBoostingRegressor(n_estimators=4, random_state=s),
+    "logistic": lambda s: sk_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=3000)),
+    "ridge": lambda s: sk_pipeline(StandardScaler(), linear_model.Ridge()),
+    "mlp": lambda s: sk_pipeline(StandardScaler(), neural_network.MLPClassifier(
+        hidden_layer_sizes=(9, 5), max_iter=300, random_state=s)),
+    "mlp_regressor": lambda s: sk_pipeline(StandardScaler(), neural_network.MLPRegressor(
+        hidden_layer_sizes=(7,), max_iter=300, random_state=s)),
+    "anomaly": lambda s: EllipticEnvelope(random_state=s, support_fraction=1.0),
+}
+OPS = ["mean", "std", "min", "max", "rms", "ptp", "mad", "crossings", "band", "bandratio"]
+
+
+def is_regressor(kind: str) -> bool:
+    return "regressor" in kind or kind == "ridge"
+
+
+def fit_model(kind: str, seed: int, pipeline, codes: np.ndarray, n_classes: int = 3):
+    """A model of ``kind`` trained on feature codes (labels made from them)."""
+    import warnings
+    X = codes * feature_scales(pipeline)
+    est = MAKERS[kind](seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "anomaly":
+            X = X + np.random.default_rng(seed).normal(0, 1e-3, X.shape)   # a covariance of full rank
+            est.fit(X)
+        elif is_regressor(kind):
+            est.fit(X, X[:, 0] * 0.3 - X[:, -1])
+        else:
+            y = np.zeros(len(X), int)
+            for j in range(n_classes - 1):
+                y += X[:, j % X.shape[1]] > np.quantile(X[:, j % X.shape[1]], (j + 1) / n_classes)
+            if len(np.unique(y)) < 2:
+                y[: len(y) // 2] = 1 - y[0]
+            est.fit(X, y)
+    return from_sklearn(est, pipeline, X_calib=X, output_name="anomaly" if kind == "anomaly" else "motion")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    return DeviceLib(build_library(tmp_path_factory.mktemp("host")))
+
+
+# --- streams, pipelines, rings ------------------------------------------------------------
+
+@st.composite
+def scenes(draw):
+    """A stream's channels and samples, a feature pipeline over them, a model kind."""
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    n_ch = draw(st.integers(1, 4))
+    dtypes = [draw(st.sampled_from(["int8", "int16", "int16", "int32", "int64", "float32", "float64"]))
+              for _ in range(n_ch)]
+    rate = draw(st.sampled_from([10.0, 50.0, 100.0, 250.0]))
+    n = min(2500, int(rate * draw(st.integers(6, 40))))
+    period = int(round(1e9 / rate))
+    steps = rng.choice([0, period, period, period, period, 2 * period, 7 * period], n,
+                       p=[0.05, 0.5, 0.2, 0.1, 0.05, 0.05, 0.05])
+    if draw(st.booleans()):
+        steps = steps + rng.integers(-period // 3, period // 3, n)          # jitter
+    if draw(st.booleans()):
+        steps[rng.integers(1, n)] = int(draw(st.sampled_from([3, 10, 40]))) * 10**9   # a long gap
+    steps[0] = 0
+    t = draw(st.integers(-10**12, 10**13)) + np.cumsum(np.maximum(steps, 0)).astype(np.int64)
+    cols = {}
+    for i, d in enumerate(dtypes):
+        shape = draw(st.sampled_from(["walk", "noise", "extreme", "constant", "square"]))
+        if d.startswith("float"):
+            big = float(draw(st.sampled_from([1e-3, 1.0, 100.0, 1e6])))
+            v = {"walk": np.cumsum(rng.normal(0, big, n)), "noise": rng.normal(0, big, n),
+                 "extreme": rng.choice([-big * 1e3, big * 1e3, 0.0], n), "constant": np.full(n, big),
+                 "square": np.where((np.arange(n) // 7) % 2, big, -big)}[shape]
+            cols[f"c{i}"] = v.astype(d)
+        else:
+            info = np.iinfo(d)
+            span = int(min(info.max, draw(st.sampled_from([10, 3000, 2**20, 2**40]))))
+            v = {"walk": np.cumsum(rng.integers(-span // 50 - 1, span // 50 + 2, n)),
+                 "noise": rng.integers(-span, span, n), "extreme": rng.choice([info.min, info.max, 0], n),
+                 "constant": np.full(n, span), "square": np.where((np.arange(n) // 5) % 2, span, -span)}[shape]
+            cols[f"c{i}"] = np.clip(v, info.min, info.max).astype(d)
+    names = list(cols)
+    signals = names + [f"mag({', '.join(draw(st.permutations(names))[:k])})"
+                       for k in range(2, min(4, n_ch) + 1) if draw(st.booleans())]
+    feats = []
+    for _ in range(draw(st.integers(1, 7))):
+        op, sig = draw(st.sampled_from(OPS)), draw(st.sampled_from(signals))
+        if op == "band":
+            lo = draw(st.sampled_from([0.5, 1.0, 2.0]))
+            feats.append(f"band({sig}, {lo}, {lo + draw(st.sampled_from([1.0, 3.0]))})")
+        elif op == "bandratio":
+            feats.append(f"bandratio({sig}, 2, 4, 0.5, 2)")
+        else:
+            feats.append(f"{op}({sig})")
+    window, hop = draw(st.sampled_from([("2s", "500ms"), ("2s", "2s"), ("1s", "300ms"), ("3s", "1s"),
+                                        ("1500ms", "700ms")]))
+    kind = draw(st.sampled_from(sorted(MAKERS)))
+    ring = {"block_samples": draw(st.sampled_from([8, 33, 64, 128])),
+            "codec": draw(st.sampled_from(["fast", "compact"])),
+            "staged": draw(st.integers(0, 40)), "extra": draw(st.booleans())}
+    return seed, dtypes, rate, t, cols, feats, window, hop, kind, ring
+
+
+def host_cache(path, dtypes, rate, t, cols):
+    shutil.rmtree(path, ignore_errors=True)
+    cache = sensorq.open(path, create=True)
+    cache.create_stream("s", [Channel(name, d) for name, d in zip(cols, dtypes)], rate_hz=rate,
+                        block_samples=200)
+    cache.append("s", t, cols)
+    cache.flush()
+    return cache
+
+
+def device_ring(dev, model, t, cols, block_samples=64, codec="fast", staged=0, extra=False):
+    """A RAM ring holding the model's inputs (in another order, with an extra
+    channel when asked) and its names; `staged` samples left unsealed."""
+    chans = device_channels(model)[::-1]
+    values = dict(zip([i.name for i in model.pipeline.inputs], device_inputs(model, cols)))
+    if extra:
+        chans.insert(len(chans) // 2, ("spare", "int32"))
+        values["spare"] = np.arange(len(t), dtype=np.int32)
+    names, dtypes = [c[0] for c in chans], [c[1] for c in chans]
+    ring = dev.ring(dtypes, block_samples, region_len=64 * 1024 + 40 * len(t) * len(chans), codec=codec)
+    columns = [values[nm] for nm in names]
+    cut = len(t) - min(staged, block_samples - 1)
+    ring.append_many(t[:cut], [c[:cut] for c in columns])
+    ring.append_many(t[cut:], [c[cut:] for c in columns], poll=False)
+    return ring, stream_cfg(dtypes, block_samples, codec=codec), names
+
+
+def check_windows(dm, ring, model, cache, t):
+    """Every window of the host's range: scored by both or by neither, and equal."""
+    p = model.pipeline
+    w = compute_windows(cache, p, codes=True)
+    sw = score_windows(cache, model)
+    assert np.array_equal(sw.start, w.start)
+    rows = {int(s): i for i, s in enumerate(sw.start)}
+    k_first = -(-int(t[0]) // p.hop_ns)
+    k_last = (int(t[-1]) + 1 - p.window_ns) // p.hop_ns
+    for k in range(k_first, k_last + 1):
+        got = dm.window(ring, k * p.hop_ns)
+        i = rows.get(k * p.hop_ns)
+        if i is None:
+            assert not got.scored, f"window {k}: the device scored it, the host did not"
+            continue
+        assert got.scored, f"window {k}: the host scored it ({w.n[i]} samples), the device did not"
+        assert got.n_samples == w.n[i]
+        np.testing.assert_array_equal(got.codes, w.codes[i], err_msg=f"features of window {k}")
+        np.testing.assert_array_equal(got.raw, sw.raw[i], err_msg=f"raw outputs of window {k}")
+        assert got.cls == sw.cls[i]
+    return len(rows)
+
+
+COVERAGE: list = []
+
+
+@SETTINGS
+@given(scene=scenes())
+def test_every_window_equals_the_hosts_quantized_path(dev, tmp_path_factory, scene):
+    seed, dtypes, rate, t, cols, feats, window, hop, kind, ring_opts = scene
+    cache = host_cache(tmp_path_factory.getbasetemp() / "scene", dtypes, rate, t, cols)
+    try:
+        stream = cache.streams["s"]
+        try:
+            p = make_pipeline(stream, feats, window=window, hop=hop, cache=cache)
+        except ModelError:
+            return                     # e.g. a band with no frequency of the window's spectrum
+        w = compute_windows(cache, p, codes=True)
+        if len(w) < 6:
+            return
+        model = fit_model(kind, seed, p, w.codes)
+        ring, cfg, names = device_ring(dev, model, t, cols, **ring_opts)
+        dm = DeviceModel(dev, encode_model(model, with_float=bool(seed % 2)), cfg, names)
+        n_windows = check_windows(dm, ring, model, cache, t)
+        COVERAGE.append((kind, n_windows))
+        # the newest whole window, as the host's derived stream's "now"
+        newest = dm.score(ring)
+        p = model.pipeline
+        assert newest.start == (int(t[-1]) + 1 - p.window_ns) // p.hop_ns * p.hop_ns
+    finally:
+        cache.close()
+
+
+# --- the scorers alone --------------------------------------------------------------------
+
+def small_pipeline(n):
+    return Pipeline("s", [Input("x", 2)], [(0,)], [Feature(MEAN, 0)] * n, 10**9, 10**9, 0, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(sorted(MAKERS)), seed=st.integers(0, 1000), n_feat=st.integers(1, 6),
+       classes=st.integers(2, 5))
+def test_scorers_equal_score_codes_on_random_and_extreme_codes(dev, kind, seed, n_feat, classes):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-3000, 3000, (150, n_feat)) * rng.integers(1, 50, n_feat)
+    p = small_pipeline(n_feat)
+    model = fit_model(kind, seed, p, codes, classes)
+    dm = DeviceModel(dev, encode_model(model, with_float=False), stream_cfg(["int16"], 16), ["x"])
+    probe = np.concatenate([codes, rng.integers(-2**31 + 1, 2**31 - 1, (20, n_feat)),
+                            np.full((1, n_feat), 2**31 - 1), np.full((1, n_feat), -2**31 + 1)])
+    want = score_codes(model, probe)
+    for row, raw, cls in zip(probe, want.raw, want.cls):
+        got = dm.predict(row)
+        np.testing.assert_array_equal(got.raw, raw)
+        assert got.cls == cls
+
+
+# --- binding, versions, hostile bytes ---------------------------------------------------------
+
+def demo_model():
+    return load_model((Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes())
+
+
+MOTION_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]
+
+
+def recrc(data: bytes) -> bytes:
+    body = bytearray(data[:-4])
+    if len(body) >= 12:
+        struct.pack_into("<I", body, 8, len(body) + 4)
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def test_binding_by_channel_name_and_type(dev):
+    blob = (Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()
+    cfg = stream_cfg(["int16"] * 6, 32)
+    assert load_status(dev, blob, cfg, MOTION_CHANNELS) == "SQ_OK"
+    assert load_status(dev, blob, cfg, MOTION_CHANNELS[::-1]) == "SQ_OK"          # any order
+    assert load_status(dev, blob, stream_cfg(["int16"] * 7, 32), ["t"] + MOTION_CHANNELS) == "SQ_OK"
+    renamed = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyro_z"]
+    assert load_status(dev, blob, cfg, renamed) == "SQ_ERR_MISMATCH"
+    # an integer input keeps its storage type
+    m = small_pipeline(1)
+    model = fit_model("tree", 0, m, np.arange(40).reshape(-1, 1))
+    data = encode_model(model)
+    assert load_status(dev, data, stream_cfg(["int16"], 8), ["x"]) == "SQ_OK"
+    assert load_status(dev, data, stream_cfg(["int32"], 8), ["x"]) == "SQ_ERR_MISMATCH"
+
+
+def test_other_versions_and_damage_are_refused_by_code(dev):
+    blob = bytearray((Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes())
+    cfg = stream_cfg(["int16"] * 6, 32)
+    v2 = bytearray(blob)
+    v2[4] = 2
+    assert load_status(dev, recrc(bytes(v2)), cfg, MOTION_CHANNELS) == "SQ_ERR_VERSION"
+    bad = bytearray(blob)
+    bad[60] ^= 4
+    assert load_status(dev, bytes(bad), cfg, MOTION_CHANNELS) == "SQ_ERR_CRC"
+    assert load_status(dev, bytes(blob[:-1]), cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, recrc(bytes(blob[:200])), cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, b"", cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, b"SQB1" + bytes(60), cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
+
+
+def corpus():
+    """Valid model bytes of every kind (with and without the float section)."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-3000, 3000, (120, 3))
+    p = Pipeline("s", [Input("x", 2), Input("y", 3, -2), Input("z", 6, 8)], [(0,), (1,), (0, 1, 2)],
+                 [Feature(MEAN, 0), Feature(2, 1), Feature(9, 2, (2**26, 2**27)), Feature(8, 0)][:3],
+                 10**9, 5 * 10**8, 100_000, 4)
+    out = [(Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()]
+    for kind in sorted(MAKERS):
+        model = fit_model(kind, 1, p, codes)
+        out += [encode_model(model), encode_model(model, with_float=False)]
+    return out
+
+
+CORPUS_CHANNELS = (["x", "y", "z"] + MOTION_CHANNELS, ["int16", "int32", "int16"] + ["int16"] * 6)
+
+
+def mutate(rng, data: bytes) -> bytes:
+    buf = bytearray(data)
+    how = rng.integers(0, 5)
+    if how == 0:
+        for _ in range(int(rng.integers(1, 4))):
+            buf[int(rng.integers(0, len(buf)))] = int(rng.integers(0, 256))
+    elif how == 1:
+        at = int(rng.integers(32, len(buf)))
+        buf[at] = buf[at] ^ (1 << int(rng.integers(0, 8)))
+    elif how == 2:
+        at = int(rng.integers(12, len(buf) - 4))
+        buf[at:at + 1] = bytes([int(rng.integers(0, 3))]) if rng.random() < 0.5 else b""
+    elif how == 3:
+        at = int(rng.integers(32, len(buf) - 4))
+        buf[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
+    else:
+        buf = buf[:int(rng.integers(0, len(buf)))]
+    return bytes(buf) if rng.random() < 0.3 else recrc(bytes(buf))
+
+
+def test_device_refuses_exactly_what_the_host_refuses(dev):
+    """Mutated model bytes (CRC repaired most of the time, so that the checks
+    past it are exercised): the device accepts them iff load_model does, and
+    then scores random codes exactly as score_codes."""
+    rng = np.random.default_rng(7)
+    names, dtypes = CORPUS_CHANNELS
+    cfg = stream_cfg(dtypes, 16)
+    seen = {"accepted": 0, "refused": 0}
+    for data in corpus():
+        for _ in range(150 if not LONG else 3000):
+            bad = mutate(rng, data)
+            try:
+                model = load_model(bad)
+            except ModelError:
+                model = None
+            status = load_status(dev, bad, cfg, names)
+            if model is None:
+                assert status != "SQ_OK", f"the device accepted bytes the host refuses: {bad.hex()}"
+                seen["refused"] += 1
+                continue
+            bound = all(i.name in names for i in model.pipeline.inputs) and \
+                len({i.name for i in model.pipeline.inputs}) == len(model.pipeline.inputs) and \
+                all(i.dtype_code >= 5 or dtypes[names.index(i.name)] == ["int8", "int16", "int32", "int64"]
+                    [i.dtype_code - 1] for i in model.pipeline.inputs)
+            assert status == ("SQ_OK" if bound else "SQ_ERR_MISMATCH"), (status, bad.hex())
+            if bound:
+                seen["accepted"] += 1
+                dm = DeviceModel(dev, bad, cfg, names)
+                probe = rng.integers(-2**31 + 1, 2**31 - 1, (8, dm.n_features))
+                probe[:4] //= 2**int(rng.integers(0, 24))
+                want = score_codes(model, probe)
+                for row, raw, cls in zip(probe, want.raw, want.cls):
+                    got = dm.predict(row)
+                    np.testing.assert_array_equal(got.raw, raw)
+                    assert got.cls == cls
+    assert seen["accepted"] > 50 and seen["refused"] > 500, seen
+
+
+def test_output_schema_is_the_devices(dev):
+    blob = (Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()
+    dm = DeviceModel(dev, blob, stream_cfg(["int16"] * 6, 32), MOTION_CHANNELS)
+    assert dm.m.out_schema == output_schema(blob)
+    names, dtypes = CORPUS_CHANNELS
+    for data in corpus()[1:]:
+        dm = DeviceModel(dev, data, stream_cfg(dtypes, 16), names)
+        assert dm.m.out_schema == output_schema(data)
+
+
+# --- under sanitizers -----------------------------------------------------------------------
+
+def test_sanitized_loader_and_scorers_survive_hostile_models(tmp_path):
+    """The fuzz harness: the library built with -fsanitize=address,undefined,
+    in a child process, loads mutated model bytes and scores what it accepts
+    (codes, and windows over a small ring); any out-of-bounds read or
+    undefined behaviour aborts it."""
+    try:
+        lib = build_library(tmp_path / "asan", sanitize=True)
+    except Exception as exc:  # noqa: BLE001 — no sanitizer runtime here
+        pytest.skip(f"no sanitizer build: {exc}")
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip()
+    if not os.path.isabs(libasan):
+        pytest.skip("libasan.so not found")
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
+    done = subprocess.run([sys.executable, str(Path(__file__)), str(lib), "3000" if LONG else "300"],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "hostile models: " in done.stdout
+    print(done.stdout.strip())
+
+
+def sanitized_main(lib_path: str, rounds: int) -> None:
+    dev = DeviceLib(Path(lib_path))
+    rng = np.random.default_rng(12)
+    names, dtypes = CORPUS_CHANNELS
+    cfg = stream_cfg(dtypes, 16)
+    ring = dev.ring(dtypes, 16, region_len=40_000)
+    n = 300
+    t = np.cumsum(rng.integers(0, 3, n)).astype(np.int64) * 10**7
+    cols = [rng.integers(-2**15, 2**15, n).astype(np.int16) if d == "int16"
+            else rng.integers(-2**31, 2**31, n).astype(np.int32) for d in dtypes]
+    ring.append_many(t[:-5], [c[:-5] for c in cols])
+    ring.append_many(t[-5:], [c[-5:] for c in cols], poll=False)
+    accepted = runs = 0
+    for data in corpus():
+        for _ in range(rounds):
+            bad = mutate(rng, data)
+            runs += 1
+            if load_status(dev, bad, cfg, names) != "SQ_OK":
+                continue
+            accepted += 1
+            dm = DeviceModel(dev, bad, cfg, names)
+            for row in rng.integers(-2**31 + 1, 2**31 - 1, (4, dm.n_features)):
+                dm.predict(row)
+            for start in (0, int(t[n // 2]), int(t[-1]) - 10**8):
+                dm.window(ring, start)
+            dm.score(ring)
+            try:             # a work buffer one byte short is refused, never overrun
+                DeviceModel(dev, bad, cfg, names, work_len=dm.work_len - 1).window(ring, 0)
+                raise AssertionError("a short work buffer was accepted")
+            except Exception as exc:  # noqa: BLE001
+                assert "SQ_ERR_ARG" in str(exc)
+    print(f"hostile models: {runs} tried, {accepted} accepted and scored")
+
+
+if __name__ == "__main__":
+    sanitized_main(sys.argv[1], int(sys.argv[2]))
