@@ -25,7 +25,7 @@ counts of the hand pipeline (scikit-learn on float features) and of sensorq
 (integer features, quantized thresholds) may differ by at most the windows
 whose class differs, which is measured and printed.
 
-    python3 benchmarks/bench_models.py [--minutes 60] [--rounds 7]
+    python3 benchmarks/bench_models.py [--minutes 60] [--rounds 10]
 """
 from __future__ import annotations
 
@@ -121,15 +121,16 @@ def loop_features(t, cols, starts) -> np.ndarray:
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    """(wall seconds, CPU seconds of the whole process, fn())."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=int, default=60)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
     import numba
     from sklearn.ensemble import RandomForestClassifier
@@ -170,25 +171,32 @@ def main() -> None:
             where = "1 core" if n == 1 else f"{n} cores"
             contenders += [(f"sensorq score_windows, quantized ({where})", n,
                             threads(n, lambda: score_windows(cache, model))),
-                           (f"sensorq query '{query}' ({where})", n,
+                           (f"sensorq query ({where})", n,
                             threads(n, lambda: cache.query(query)))]
         for _, _, fn in contenders[2:]:
             fn()                                   # numba: load (or compile) the kernels
-        best = {name: float("inf") for name, _, _ in contenders}
+        score_windows(cache, model, int(t[0]), int(t[0]) + 60 * SECOND, quantized=False)
+        best = {name: [float("inf"), float("inf")] for name, _, _ in contenders}
         answers = {}
         for _ in range(args.rounds):
             for name, _, fn in contenders:
-                took, answers[name] = timed(fn)
-                best[name] = min(best[name], took)
+                wall, cpu, answers[name] = timed(fn)
+                best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
         numba.set_num_threads(1)
         hand_pred = answers[contenders[0][0]]
         scored = answers[contenders[2][0]]
         assert np.array_equal(scored.start, starts), "sensorq's windows are not the hand pipeline's"
-        rows = [(name, n, best[name]) for name, n, _ in contenders]
-        took, looped = timed(by_hand(loop_features))
-        rows.insert(2, ("by hand: python loop over windows + predict", 1, took))
-        took, floats = timed(lambda: score_windows(cache, model, quantized=False))
-        rows.insert(4, ("sensorq score_windows, float path (1 core)", 1, took))
+        rows = [(name, n, *best[name]) for name, n, _ in contenders]
+        wall, cpu, looped = timed(by_hand(loop_features))
+        rows.insert(2, ("by hand: python loop over windows + predict", 1, wall, cpu))
+        wall, cpu, floats = timed(lambda: score_windows(cache, model, quantized=False))
+        rows.insert(4, ("sensorq score_windows, float path (1 core)", 1, wall, cpu))
+        tr, tc = cache.read("imu")
+        parts = {"cache.read": lambda: cache.read("imu"),
+                 "features": lambda: hand_features(tr, tc, starts),
+                 "tuned features": lambda: tuned_features(tr, tc, starts),
+                 "predict": lambda: forest.predict(X)}
+        parts = {name: min(timed(fn)[1] for _ in range(3)) for name, fn in parts.items()}
 
         quant = forest.classes_[scored.cls]
         differ = int(np.sum(quant != hand_pred))
@@ -200,17 +208,22 @@ def main() -> None:
         assert abs(int(ours[code]) - int(hand_counts[code])) <= differ
 
     n_win = len(starts)
-    hand = rows[0][2]
-    tuned = best[contenders[1][0]]
+    hand, hand_cpu = rows[0][2:]
+    tuned_cpu = best[contenders[1][0]][1]
     print(f"{args.minutes} min of 3 x int16 at 1 kHz ({len(t):,} samples), windows 2 s / 500 ms "
           f"({n_win:,}), forest of 10 trees (depth <= 8) on {len(features)} features; best of "
           f"{args.rounds} interleaved rounds (loop and float path: one run)")
-    print(f"{'pipeline':62s} {'windows':>7s} {'seconds':>8s} {'win/s/core':>10s} {'vs hand':>8s} "
-          f"{'vs tuned':>8s}")
-    for name, n, secs in rows:
-        print(f"{name:62s} {n_win:7,d} {secs:8.4f} {n_win / secs / n:10,.0f} {hand / secs:7.1f}x "
-              f"{tuned / secs:7.1f}x")
-    print(f"answers: '{query}' = {counts[next(iter(counts))]:,} (sensorq, every row), "
+    print("wall: elapsed seconds; CPU: seconds of CPU the process used (all threads), which a "
+          "busy machine inflates less; windows/s/core = windows / CPU seconds")
+    print(f"{'pipeline':58s} {'windows':>7s} {'wall s':>7s} {'CPU s':>7s} {'win/s/core':>10s} "
+          f"{'x hand':>7s} {'x hand':>7s} {'x tuned':>7s}")
+    print(f"{'':58s} {'':>7s} {'':>7s} {'':>7s} {'':>10s} {'(wall)':>7s} {'(CPU)':>7s} {'(CPU)':>7s}")
+    for name, n, wall, cpu in rows:
+        print(f"{name:58s} {n_win:7,d} {wall:7.4f} {cpu:7.4f} {n_win / cpu:10,.0f} "
+              f"{hand / wall:6.1f}x {hand_cpu / cpu:6.1f}x {tuned_cpu / cpu:6.1f}x")
+    print("the hand pipelines' parts (CPU s, best of 3): " +
+          ", ".join(f"{name} {secs:.4f}" for name, secs in parts.items()))
+    print(f"answers: query '{query}' = {counts[next(iter(counts))]:,} (sensorq, every run), "
           f"{int(hand_counts[code]):,} by hand; per class sensorq {ours.tolist()}, "
           f"by hand {hand_counts.tolist()}")
     print(f"the quantized class differs from scikit-learn's on {differ} of {n_win:,} windows "

@@ -122,7 +122,6 @@ def test_chunks_carry_segments_over_and_both_cores_agree(tmp_path, monkeypatch):
                 for field in ("start", "end", "n", "codes"):
                     np.testing.assert_array_equal(getattr(got, field), getattr(ref, field))
                 assert (got.blocks, got.samples) == (ref.blocks, ref.samples)
-        monkeypatch.setattr(features, "PARALLEL_MIN_BLOCKS", 1)
         before = numba.get_num_threads()
         try:
             for threads in {1, numba.config.NUMBA_NUM_THREADS}:
@@ -227,3 +226,61 @@ def test_mag_by_the_float_square_root_is_isqrt_exactly():
     for v in (r * r, r * r - 1, r * r + 1):
         got = np.sqrt(v.astype(np.float64)).astype(np.int64)
         assert got.tolist() == [math.isqrt(int(x)) for x in v]
+
+
+def test_a_replaced_or_damaged_model_file_is_never_served_from_memory(tmp_path):
+    """derived.py keeps loaded models by the bytes of their file: a model
+    replaced under the same name answers at once, a damaged one is refused."""
+    pytest.importorskip("sklearn")
+    from sklearn.tree import DecisionTreeClassifier
+    cache, stream = _regular(tmp_path, n=6000, block=256)
+    with cache:
+        feats = ["mean(a)", "std(a)", "max(mag(a, b))"]
+        p = make_pipeline(stream, feats, window="2s", hop="500ms", cache=cache)
+        X = compute_windows(cache, p, codes=False, values=True).values
+        y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+        counts = []
+        for labels in (y, 1 - y, np.where(X[:, 1] > np.median(X[:, 1]), 1, 0)):
+            tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, labels)
+            cache.models.add("motion", tree, stream="s", window="2s", hop="500ms", features=feats,
+                             class_names=["low", "high"])
+            counts.append(cache.query("count where motion == high").value)
+            scored = features_score(cache)
+            assert counts[-1] == int((scored.cls == 1).sum())
+        assert counts[0] != counts[1]
+        path = tmp_path / "models" / "motion.sqm"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        path.write_bytes(bytes(data))
+        with pytest.raises(ModelError, match="motion.sqm"):
+            cache.query("count where motion == high")
+
+
+def features_score(cache):
+    from sensorq.models.score import score_windows
+    return score_windows(cache, cache.models.get("motion"))
+
+
+@pytest.mark.parametrize("codec", ["compact", "fast"])
+def test_regular_clock_sections_are_recognised_and_others_decoded(tmp_path, codec):
+    """A block whose time section is byte for byte the encoder's section of
+    0, 1, ..., n - 1 is not decoded (features.regular_clocks); any other is."""
+    from sensorq.models.features import regular_clocks
+    n = 3000
+    t = 1_700_000_000 * SECOND + np.arange(n, dtype=np.int64) * 10_000_000
+    t[1700] += 1                                   # one late sample: its block is not a clock
+    cache = sensorq.open(tmp_path, create=True)
+    stream = cache.create_stream("s", [sensorq.Channel("a", "int16")], rate_hz=100, block_samples=250,
+                                 codec=codec)
+    rng = np.random.default_rng(1)
+    cache.append("s", t, {"a": rng.integers(-500, 500, n).astype(np.int16)})
+    with cache:
+        index = cache.blocks("s")
+        clocks, meta = regular_clocks(250)
+        sections = {bytes(clocks[o:o + ln]) for _, o, ln, _ in meta}
+        start = 56 + 80
+        regular = [bytes(index.raw(i)[start:start + int(index.time_len[i])]) in sections
+                   for i in range(len(index))]
+        assert regular == [i != 1700 // 250 for i in range(len(index))]
+        p = make_pipeline(stream, ["mean(a)", "mad(a)", "max(a)"], window="1s", hop="250ms")
+        _compare(cache, p)

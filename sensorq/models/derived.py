@@ -22,13 +22,14 @@ so a query over plain data never loads this module's scoring code.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import SchemaError
 from ..schema import Channel, Stream
-from .model import ANOMALY, CLASSES, Model
+from .model import ANOMALY, CLASSES, Model, ModelError
 
 DERIVED_STREAM_ID = 0x7FFF0000          # block stream ids from here on are derived streams
 BLOCK_SAMPLES = 4096
@@ -63,10 +64,11 @@ class QueryView:
         self._registry = registry
         self._models: dict[str, Model] = {}
         self._derived: dict[str, Stream] = {}
+        self._texts: dict[str, str] = {}
         for i, name in enumerate(names):
             if name in cache.streams:
                 continue                       # a real stream of that name wins; say so in `models`
-            model = registry.get(name)
+            model, self._texts[name] = _load(registry, name)
             self._models[name] = model
             self._derived[name] = derived_stream(name, model, DERIVED_STREAM_ID + i)
 
@@ -96,8 +98,11 @@ class QueryView:
         model = self._models.get(stream)
         if model is None:
             return ""
-        from .registry import describe_model
-        lines = ["model:"] + ["  " + line for line in describe_model(model, stream).splitlines()]
+        texts = self._texts[stream]
+        if stream not in texts:
+            from .registry import describe_model
+            texts[stream] = describe_model(model, stream)
+        lines = ["model:"] + ["  " + line for line in texts[stream].splitlines()]
         used = self.scoring.get(stream)
         if used is not None:
             lines.append(f"  scored {used.windows} windows (quantized, the device's arithmetic); "
@@ -133,6 +138,38 @@ class QueryView:
         used.blocks += scored.blocks
         used.samples += scored.samples
         return scored
+
+
+# Models as loaded, by the bytes of their file: every query over a cache with
+# models loads all of them (to know the derived streams), and validating a
+# model file costs about a millisecond; the bytes themselves are read each
+# time, so a replaced file is never served stale.  Each entry also keeps the
+# model's `explain` texts (by stream name).
+_LOADED: OrderedDict = OrderedDict()
+LOADED_MAX = 64
+
+
+def _load(registry, name: str):
+    """(registry.get(name), its explain texts), validated once per file content."""
+    from .format import load_model
+    from .registry import SUFFIX
+    path = registry.directory / (name + SUFFIX)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return registry.get(name), {}          # says what is wrong, as it always did
+    hit = _LOADED.get(data)
+    if hit is None:
+        try:
+            model = load_model(data)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        hit = _LOADED[data] = (model, {})
+        while len(_LOADED) > LOADED_MAX:
+            _LOADED.popitem(last=False)
+    else:
+        _LOADED.move_to_end(data)
+    return hit
 
 
 def derived_stream(name: str, model: Model, stream_id: int) -> Stream:

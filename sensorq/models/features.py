@@ -17,10 +17,11 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
-from .kernels import (N_SEG_FIELDS, block_segments, block_segments_serial, float_features,
+from .kernels import (N_SEG_FIELDS, block_segments, float_features,
                       int_features, int_mag, int_signal, merge_segments, segment_windows,
                       stats_by_segments, stats_direct)
 from .model import (BAND, MAD, MAX, MAX_MAG, MAX_WINDOW_SAMPLES, MEAN, MIN, OP_BY_NAME, OP_SCALE,
@@ -256,7 +257,6 @@ def compute_windows(cache, pipeline: Pipeline, start_ns=None, end_ns=None, *, co
 FUSED_OPS = frozenset((MEAN, STD, MIN, MAX, RMS, PTP, MAD))
 MAX_FUSED_SEGMENTS = 1024       # segments per window; beyond, the walker's direct sums
 FUSED_CHUNK_BYTES = 1 << 24     # segment statistics held at a time
-PARALLEL_MIN_BLOCKS = 16        # fewer blocks: one core (waking the thread pool costs more)
 
 
 def fused_grid(p: Pipeline):
@@ -276,6 +276,28 @@ def fused_grid(p: Pipeline):
     return g, p.hop_ns // g, p.window_ns // g
 
 
+@lru_cache(maxsize=16)
+def regular_clocks(n: int):
+    """(bytes, meta) of the time sections of an n-sample block with a
+    sample every tick, as the block encoder writes them with either codec
+    ("compact", "fast"): block_segments skips decoding a time section that
+    equals one (kernels._is_clock)."""
+    from ..codec.intcodec import encode_column, max_section_bytes
+    words = np.arange(n, dtype=np.uint64)
+    pieces, meta, at = [], [], 0
+    for compact in (True, False):
+        out = np.zeros(max_section_bytes(n), np.uint8)
+        end, codec = encode_column(words, False, compact, compact, out, 0)
+        pieces.append(out[:end])
+        meta.append((n, at, int(end), int(codec)))
+        at += int(end)
+    clocks = np.concatenate(pieces)
+    clocks.flags.writeable = False
+    meta = np.array(meta, np.int64)
+    meta.flags.writeable = False
+    return clocks, meta
+
+
 def _fused_windows(stream, p: Pipeline, index, start: int, end: int, g: int, r: int, m: int):
     """compute_windows for a pipeline that fused_grid accepts: the blocks are
     decoded by numba a layout at a time, straight into block-sized int32 rows,
@@ -288,7 +310,6 @@ def _fused_windows(stream, p: Pipeline, index, start: int, end: int, g: int, r: 
         return None          # (an end past the largest time: the walker's arithmetic)
     from ..codec.codes import check_status
     from ..engine.layout import build_layouts
-    import numba
     plan = _Plan(p)
     n_sig = len(p.signals)
     n_in = len(p.inputs)
@@ -305,10 +326,11 @@ def _fused_windows(stream, p: Pipeline, index, start: int, end: int, g: int, r: 
     k_first = -(-start // p.hop_ns)
     k_last = (end - p.window_ns) // p.hop_ns
     t_first, t_last, n_samples = index.t_first, index.t_last, index.n_samples
+    sizes, counts = np.unique(n_samples, return_counts=True)
+    clocks = regular_clocks(int(sizes[np.argmax(counts)]))
     cap = np.minimum(n_samples, t_last // g - t_first // g + 1)
     per_chunk = max(1, FUSED_CHUNK_BYTES // (8 * (N_SEG_FIELDS * n_sig + 2)))
     ends = np.cumsum(cap)
-    parallel = numba.get_num_threads() > 1
     carry_k = np.zeros(0, np.int64)
     carry_n = np.zeros(0, np.int64)
     carry_st = np.zeros((0, n_sig, N_SEG_FIELDS), np.int64)
@@ -329,11 +351,9 @@ def _fused_windows(stream, p: Pipeline, index, start: int, end: int, g: int, r: 
         got = np.zeros(b1 - b0 + 1, np.int64)
         status = np.zeros(b1 - b0 + 1, np.int64)
         for lay in build_layouts(chunk, slot_channels):
-            kernel = block_segments if parallel and len(lay.blocks) >= PARALLEL_MIN_BLOCKS \
-                else block_segments_serial
-            kernel(lay.buf, lay.lay_t, lay.lay_c, lay.blocks.astype(np.int64) + 1, slot, start, end,
-                   g, in_dtype, in_shift, row_in, row_k, sig_row, seg_k, seg_n, seg_st, counts, got,
-                   status)
+            block_segments(lay.buf, lay.lay_t, lay.lay_c, lay.blocks.astype(np.int64) + 1, slot,
+                           start, end, g, in_dtype, in_shift, row_in, row_k, sig_row, *clocks, seg_k,
+                           seg_n, seg_st, counts, got, status)
         check_status(status)
         samples += int(got.sum())
         n_seg = merge_segments(seg_k, seg_n, seg_st, slot, counts)

@@ -12,7 +12,6 @@ has dropped NaN samples and applied each input's exponent.
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 from numba import njit, prange
@@ -354,15 +353,6 @@ def int_mag(rows):
     return out
 
 
-def _twins(func):
-    """``func`` compiled across both cores and serially, the serial copy under
-    its own name (numba's disk cache is keyed by name; see engine/kernels.py)."""
-    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
-                              func.__defaults__, func.__closure__)
-    twin.__qualname__ = func.__qualname__ + "_serial"
-    return njit(parallel=True, cache=True)(func), njit(cache=True)(twin)
-
-
 # --- the fused path: blocks straight to hop-segment statistics --------------------------
 #
 # For a pipeline whose features are all first-pass statistics (MEAN ... MAD)
@@ -382,35 +372,68 @@ _INT_LO = np.array([0, -2**7, -2**15, -2**31, -2**63], np.int64)
 _INT_HI = np.array([0, 2**7 - 1, 2**15 - 1, 2**31 - 1, 2**63 - 1], np.int64)
 
 
+@njit(cache=True, inline="always")
+def _is_clock(buf, start, length, codec, n, clocks, clock_meta):
+    """Whether the time section buf[start:start + length] is, byte for byte,
+    one of the sections ``clocks`` holds (clock_meta rows: n, offset, length,
+    codec): the codec's own encoding of the words 0, 1, ..., n - 1, a sample
+    every tick.  Equal bytes decode to equal words, so such a block's
+    timestamps are t_first + i * tick without decoding them."""
+    for j in range(clock_meta.shape[0]):
+        if clock_meta[j, 0] != n or clock_meta[j, 2] != length or clock_meta[j, 3] != codec:
+            continue
+        at = clock_meta[j, 1]
+        same = True
+        for i in range(length):
+            if buf[start + i] != clocks[at + i]:
+                same = False
+                break
+        if same:
+            return True
+    return False
+
+
 @njit(cache=True)
-def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, t, words, scratch,
-                rows, lo_hi, start_ns, end_ns):
+def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, clocks, clock_meta, t,
+                words, scratch, rows, lo_hi, start_ns, end_ns):
     """Block b's timestamps into t[:n] and, for its samples in [start, end)
     (lo_hi := their index range), the signal rows: rows[c] the integer u of
     input c (int_signal's arithmetic), then one row per mag() signal.  Returns
     a decoder status (or ERR_RANGE, as decode_verified refuses the block).
+    A time section that is a regular clock's (_is_clock) is not decoded.
 
     Loops index with uint64 (U64): with a signed index numba guards every
     access against negative indices, which keeps LLVM from vectorising."""
-    status = decode_column(buf, lay_t[b, 3], lay_t[b, 3] + lay_t[b, 4], n, lay_t[b, 2], words, scratch)
-    if status != 0:
-        return status
-    t_first = U64(lay_t[b, 0])
-    tick = U64(lay_t[b, 1])
-    for i in range(U64(n)):
-        t[i] = np.int64(t_first + words[i] * tick)
-    lo = np.searchsorted(t[:n], start_ns)
-    hi = np.searchsorted(t[:n], end_ns)
-    lo_hi[0] = lo
-    lo_hi[1] = hi
-    if lo >= hi:
-        return 0
-    ulo, uhi = U64(lo), U64(hi)
-    for c in range(lay_c.shape[1]):
-        start = lay_c[b, c, 0]
-        status = decode_column(buf, start, start + lay_c[b, c, 1], n, lay_c[b, c, 2], words, scratch)
-        if status != 0:
-            return status
+    lo = hi = 0
+    for c in range(-1, lay_c.shape[1]):
+        # one decode_column call site: numba compiles the decoder's IR into
+        # this function once per call site (seconds of cold compile each)
+        if c < 0:
+            start, length, codec = lay_t[b, 3], lay_t[b, 4], lay_t[b, 2]
+            clock = _is_clock(buf, start, length, codec, n, clocks, clock_meta)
+        else:
+            start, length, codec = lay_c[b, c, 0], lay_c[b, c, 1], lay_c[b, c, 2]
+            clock = False
+        if not clock:
+            status = decode_column(buf, start, start + length, n, codec, words, scratch)
+            if status != 0:
+                return status
+        if c < 0:
+            t_first = U64(lay_t[b, 0])
+            tick = U64(lay_t[b, 1])
+            if clock:
+                for i in range(U64(n)):
+                    t[i] = np.int64(t_first + i * tick)
+            else:
+                for i in range(U64(n)):
+                    t[i] = np.int64(t_first + words[i] * tick)
+            lo = np.searchsorted(t[:n], start_ns)
+            hi = np.searchsorted(t[:n], end_ns)
+            lo_hi[0] = lo
+            lo_hi[1] = hi
+            if lo >= hi:
+                return 0
+            continue
         dt = in_dtype[c]
         vmin = _INT_HI[4]
         vmax = _INT_LO[4]
@@ -421,6 +444,7 @@ def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, t, w
         if vmin < _INT_LO[dt] or vmax > _INT_HI[dt]:
             return ERR_RANGE
         row = rows[c]
+        ulo, uhi = U64(lo), U64(hi)
         if dt <= 2:                      # int8 / int16: the value itself (exponent 0)
             for i in range(ulo, uhi):
                 row[i] = np.int32(np.int64(words[i]))
@@ -431,7 +455,7 @@ def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, t, w
                 row[i] = np.int32(min(max(v, -32768), 32767))
     n_in = lay_c.shape[1]
     for r in range(row_in.shape[0]):
-        _mag_row(rows, row_in[r], row_k[r], rows[n_in + r], ulo, uhi)
+        _mag_row(rows, row_in[r], row_k[r], rows[n_in + r], U64(lo), U64(hi))
     return 0
 
 
@@ -489,7 +513,8 @@ def _fold(row, lo, hi, st):
 
 
 def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype, in_shift,
-                    row_in, row_k, sig_row, seg_k, seg_n, seg_st, counts, samples, status):
+                    row_in, row_k, sig_row, clocks, clock_meta, seg_k, seg_n, seg_st, counts, samples,
+                    status):
     """Every block j of one layout: its g-segments' statistics per signal into
     the slots from slot[pos[j]] on (pos: the block's place in time order);
     counts / samples / status[pos[j]]: segments written, samples in range,
@@ -503,8 +528,8 @@ def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype,
         rows = np.empty((n_rows, n), np.int32)
         lo_hi = np.zeros(2, np.int64)
         p = pos[j]
-        st = _block_rows(buf, j, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, t, words,
-                         scratch, rows, lo_hi, start_ns, end_ns)
+        st = _block_rows(buf, j, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, clocks,
+                         clock_meta, t, words, scratch, rows, lo_hi, start_ns, end_ns)
         status[p] = st
         if st != 0:
             continue
@@ -525,7 +550,10 @@ def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype,
         counts[p] = x - slot[p]
 
 
-block_segments, block_segments_serial = _twins(_block_segments)
+# One build, across the cores numba is given (numba.set_num_threads(1): one
+# core, as fast as a serial build): a second, serial build would cost another
+# ~10 s of cold compile, since each carries the decoder.
+block_segments = njit(parallel=True, cache=True)(_block_segments)
 
 
 @njit(cache=True)
@@ -538,15 +566,14 @@ def merge_segments(seg_k, seg_n, seg_st, slot, counts):
         for x in range(slot[b], slot[b] + counts[b]):
             k = seg_k[x]
             if w > 0 and seg_k[w - 1] == k:
-                a = seg_st[w - 1]
-                c = seg_st[x]
-                for s in range(a.shape[0]):
-                    a[s, SEG_D] += c[s, SEG_D] + abs(c[s, SEG_FIRST] - a[s, SEG_LAST])
-                    a[s, SEG_S] += c[s, SEG_S]
-                    a[s, SEG_Q] += c[s, SEG_Q]
-                    a[s, SEG_MIN] = min(a[s, SEG_MIN], c[s, SEG_MIN])
-                    a[s, SEG_MAX] = max(a[s, SEG_MAX], c[s, SEG_MAX])
-                    a[s, SEG_LAST] = c[s, SEG_LAST]
+                for s in range(seg_st.shape[1]):
+                    seg_st[w - 1, s, SEG_D] += seg_st[x, s, SEG_D] + \
+                        abs(seg_st[x, s, SEG_FIRST] - seg_st[w - 1, s, SEG_LAST])
+                    seg_st[w - 1, s, SEG_S] += seg_st[x, s, SEG_S]
+                    seg_st[w - 1, s, SEG_Q] += seg_st[x, s, SEG_Q]
+                    seg_st[w - 1, s, SEG_MIN] = min(seg_st[w - 1, s, SEG_MIN], seg_st[x, s, SEG_MIN])
+                    seg_st[w - 1, s, SEG_MAX] = max(seg_st[w - 1, s, SEG_MAX], seg_st[x, s, SEG_MAX])
+                    seg_st[w - 1, s, SEG_LAST] = seg_st[x, s, SEG_LAST]
                 seg_n[w - 1] += seg_n[x]
                 continue
             if w > 0 and k < seg_k[w - 1]:
@@ -554,7 +581,9 @@ def merge_segments(seg_k, seg_n, seg_st, slot, counts):
             if w != x:
                 seg_k[w] = k
                 seg_n[w] = seg_n[x]
-                seg_st[w] = seg_st[x]
+                for s in range(seg_st.shape[1]):
+                    for f in range(N_SEG_FIELDS):
+                        seg_st[w, s, f] = seg_st[x, s, f]
             w += 1
     return w
 
