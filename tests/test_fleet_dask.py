@@ -4,7 +4,10 @@ each told which cache directories it holds ($SENSORQ_FLEET_DIRS).  Tasks go
 where the caches are; a worker killed mid-query either has its tasks redone
 by another worker that holds the same caches, or the query fails naming the
 device - never a partial answer.  Every answer is checked against the same
-query run inline (test_fleet_merge.py checks inline against references)."""
+query run inline (test_fleet_merge.py checks inline against references).
+The workers run the interpreted tier: a fresh worker would otherwise load
+(or, on a new machine, compile) the numba kernels, seconds that test nothing
+here; both tiers give the same answers bit for bit (test_tiers.py)."""
 from __future__ import annotations
 
 import json
@@ -27,6 +30,7 @@ from sensorq.fleet.cluster import FleetError  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
+ENGINE = "interpreted"
 QUERIES = ["count where z > 2g by device", "avg z by 5s", "p99 z", "max z by site",
            "find episodes where z > 1800mg for >= 2ms", "newest 3 from imu"]
 
@@ -72,7 +76,7 @@ def test_the_local_cluster_is_the_default(fleet_dir):
     _, pattern, answers = fleet_dir
     with sensorq.fleet(pattern) as f:
         for query, want in answers.items():
-            got = f.query(query)
+            got = f.query(query, engine=ENGINE)
             assert same(got, want), query
         workers = {d["worker"] for d in got.devices}
         assert all(w.startswith("tcp://127.0.0.1") for w in workers)
@@ -119,14 +123,11 @@ class DaskProcesses:
         self.workers[name].wait(10)
 
     def stop(self) -> None:
+        """Workers are killed (nothing of theirs needs saving), then the scheduler."""
         for p in reversed(self.procs):
             if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
                 p.kill()
+            p.wait(10)
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def test_a_real_scheduler_and_two_workers_each_with_its_caches(fleet_dir, dask_p
                 "dev-0": [names["wa"]], "dev-1": [names["wa"]],
                 "dev-2": [names["wb"]], "dev-3": [names["wb"]]}
             for query, want in answers.items():
-                got = f.query(query)
+                got = f.query(query, engine=ENGINE)
                 assert same(got, want), query
                 ran = {d["device"]: d["worker"] for d in got.devices}
                 assert ran == {"dev-0": names["wa"], "dev-1": names["wa"],
@@ -161,7 +162,7 @@ def run_in_thread(f, query):
 
     def target():
         try:
-            out["result"] = f.query(query)
+            out["result"] = f.query(query, engine=ENGINE)
         except Exception as exc:       # noqa: BLE001 - the test inspects it
             out["error"] = exc
     thread = threading.Thread(target=target)
@@ -171,14 +172,14 @@ def run_in_thread(f, query):
 
 def test_a_dead_workers_tasks_go_to_another_that_holds_the_caches(fleet_dir, dask_procs):
     root, pattern, answers = fleet_dir
-    dask_procs.worker("w1", [root], delay=1.5)
-    dask_procs.worker("w2", [root], delay=1.5)
+    dask_procs.worker("w1", [root], delay=1.0)
+    dask_procs.worker("w2", [root], delay=1.0)
     from distributed import Client
     with Client(dask_procs.address) as client:
         dask_procs.wait_for(client, 2)
         with sensorq.fleet(pattern, scheduler=dask_procs.address) as f:
             thread, out = run_in_thread(f, "count where z > 2g by device")
-            time.sleep(0.8)                 # every task is sleeping on its worker
+            time.sleep(0.6)                 # every task is sleeping on its worker
             dask_procs.kill("w2")
             thread.join(60)
             assert not thread.is_alive() and "error" not in out, out.get("error")
@@ -190,7 +191,7 @@ def test_a_dead_workers_tasks_go_to_another_that_holds_the_caches(fleet_dir, das
 def test_a_dead_worker_that_alone_held_a_device_fails_the_query_naming_it(fleet_dir, dask_procs):
     root, pattern, _ = fleet_dir
     dask_procs.worker("wa", [root / "a"], delay=0.0)
-    dask_procs.worker("wb", [root / "b"], delay=2.0)
+    dask_procs.worker("wb", [root / "b"], delay=1.5)
     from distributed import Client
     with Client(dask_procs.address) as client:
         dask_procs.wait_for(client, 2)

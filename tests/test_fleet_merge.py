@@ -249,3 +249,23 @@ def test_the_command_line(disjoint, capsys):
     assert main(["--fleet", glob, "--select", "site=south", "--scheduler", "inline", "--csv",
                  "count by device"]) == 0
     assert capsys.readouterr().out.splitlines() == ["device,count", f"dev-1,{N}", f"dev-3,{N}"]
+
+
+@pytest.mark.parametrize("gather", [16, 1 << 18])
+def test_percentiles_take_every_path_of_the_selection(disjoint, monkeypatch, gather):
+    """Few keys gathered per round (16) forces the rounds of histograms, the
+    neighbouring-bins ends and the one-key ranges; many buckets force the
+    sorted (sparse) counting.  Every answer is numpy's percentile of all the
+    fleet's values."""
+    from sensorq.fleet import percentiles
+    monkeypatch.setattr(percentiles, "GATHER_LIMIT", gather)
+    f, ref, datas, _ = disjoint
+    z = np.concatenate([c["z"] for _, c in datas]).astype(np.float64)
+    v = np.concatenate([c["v"] for _, c in datas])
+    for p in (0, 0.1, 25, 50, 99, 99.99, 100):
+        assert f.query(f"percentile({p}) z").value == np.percentile(z, p), p
+        assert f.query(f"percentile({p}) v").value == np.percentile(v[~np.isnan(v)], p), p
+    assert f.query("median x * 0 + 7").value == 7.0              # every value equal
+    got, want = f.query("p37 z by 100ms"), ref.query("p37 z by 100ms")
+    assert len(got) > 200 and np.array_equal(got.columns["time"], want.columns["time"])
+    assert np.array_equal(got.columns["percentile"], want.columns["percentile"])

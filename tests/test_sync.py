@@ -100,6 +100,8 @@ def test_the_report_and_the_command_line(tmp_path, capsys):
     assert main(["info", "--cache", str(tmp_path / "dst"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["device"] == "pump-1" and info["labels"] == {"site": "north"}
+    assert main(["info", "--cache", str(tmp_path / "dst")]) == 0
+    assert "  device pump-1 (site=north)" in capsys.readouterr().out.splitlines()
 
 
 def test_a_schema_conflict_is_a_clear_error_and_copies_nothing_of_that_stream(tmp_path):

@@ -68,6 +68,10 @@ def cmd_info(args) -> int:
 
 def format_info(info: dict) -> str:
     lines = [f"cache {info.get('path', '')}"]
+    if info.get("device") or info.get("labels"):
+        labels = ", ".join(f"{k}={v}" for k, v in (info.get("labels") or {}).items())
+        name = info.get("device") or "(no name)"
+        lines.append(f"  device {name}" + (f" ({labels})" if labels else ""))
     used, cap = info.get("bytes_used"), info.get("capacity")
     if used is not None:
         lines.append(f"  {used:,} bytes on disk" + (f" of {cap:,} capacity" if cap else ""))

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 
 from ..errors import SensorqError
 from .plan import Device
-from .tasks import Reply, Request, find_caches, run_device
+from .tasks import Reply, Request, find_caches, run_device, run_devices
 
 POLL_S = 0.2                 # how often the client checks that holders are still alive
+BATCH_DEVICES = 16           # devices' parts in one Dask task
 LOCAL_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -59,6 +61,16 @@ def _failure(device_name: str, reply: Reply) -> FleetError:
                       f"has no answer without it", device_name)
 
 
+@dataclass
+class _Task:
+    """A device's part of a query: its request and the workers that may run
+    it, in order (the first is where it goes)."""
+    device: Device
+    request: Request
+    holders: list
+    tried: list = field(default_factory=list)
+
+
 class InlineRunner:
     """Every device in this process, one after another."""
     name = "inline"
@@ -94,9 +106,15 @@ class DaskRunner:
                                "scheduler='inline' to run them in this process)") from None
         self._cluster = None
         if scheduler is None:
-            self._cluster = distributed.LocalCluster(
-                n_workers=LOCAL_WORKERS, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR)
+            try:
+                self._cluster = distributed.LocalCluster(
+                    n_workers=LOCAL_WORKERS, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR)
+            except RuntimeError as exc:
+                raise SensorqError(f"the local Dask cluster did not start ({exc}); its worker "
+                                   f"processes import the main script again, so a script that "
+                                   f"runs fleet queries needs `if __name__ == '__main__':` "
+                                   f"(or pass scheduler='inline')") from None
             self.client = distributed.Client(self._cluster)
             self.name = f"local cluster ({LOCAL_WORKERS} worker processes)"
         elif isinstance(scheduler, distributed.Client):
@@ -109,6 +127,7 @@ class DaskRunner:
                 raise SensorqError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
             self.name = f"scheduler {scheduler}"
         self._own_client = not isinstance(scheduler, distributed.Client)
+        self._preferred: dict = {}          # device key -> the worker its tasks go to
 
     def discover(self, patterns: list[str]) -> list[Device]:
         found = self.client.run(find_caches, patterns)
@@ -118,63 +137,105 @@ class DaskRunner:
         return set(self.client.scheduler_info(n_workers=-1)["workers"])
 
     def map(self, devices: list[Device], requests: dict, names: dict) -> dict:
-        """Every device's reply; a device whose task fails is retried on
-        another worker that holds it, else the query fails naming it."""
+        """Every device's reply.  Each device's part runs on one worker that
+        holds its cache, the same one query after query (``_placement``: its
+        open caches and kept values are there), spread evenly; a worker's
+        devices go in batches of BATCH_DEVICES per task (a task costs the
+        scheduler more than a small device's part does).  A part whose worker
+        died, or that failed on that worker's copy of the cache, moves to the
+        next holder; with none left the query fails naming the device."""
         from distributed import wait
-        tried = {d.key: set() for d in devices}
-        by_key = {d.key: d for d in devices}
-        futures = {self._submit(d, requests[d.key], tried[d.key]): d.key for d in devices}
+        parts = {d.key: _Task(d, requests[d.key], self._placement(d)) for d in devices}
+        futures = self._submit([parts[d.key] for d in devices])
         replies = {}
         try:
             while futures:
                 try:
                     done = wait(list(futures), timeout=POLL_S, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    done = set()
+                except TimeoutError:         # nothing finished for a while: is a worker gone?
+                    self._move_orphans(futures, names)
+                    continue
                 for future in done:
-                    key = futures.pop(future)
-                    retry = self._collect(future, by_key[key], requests[key], tried[key], names,
-                                          replies)
-                    if retry is not None:
-                        futures[retry] = key
-                if futures:
-                    self._check_holders(futures, by_key, tried, names)
+                    again = self._collect(future, futures.pop(future), names, replies)
+                    futures.update(self._submit(again))
         finally:
             if futures:
                 self.client.cancel(list(futures))
         return replies
 
-    def _submit(self, device: Device, request: Request, tried: set):
-        workers = [w for w in device.workers if w not in tried] or device.workers
-        return self.client.submit(run_device, device.path, request, workers=workers,
-                                  allow_other_workers=False, pure=False)
+    def _placement(self, device: Device) -> list:
+        """The device's holders, its preferred one first: the holder with the
+        fewest devices preferred so far (remembered, so stable)."""
+        chosen = self._preferred.get(device.key)
+        if chosen not in device.workers:
+            load = {w: 0 for w in device.workers}
+            for w in self._preferred.values():
+                if w in load:
+                    load[w] += 1
+            chosen = min(device.workers, key=lambda w: (load[w], w))
+            self._preferred[device.key] = chosen
+        return [chosen] + [w for w in device.workers if w != chosen]
 
-    def _collect(self, future, device: Device, request, tried: set, names, replies):
-        """Store a finished task's reply; a new future when it is retried."""
-        name = names[device.key]
-        if future.status != "finished":
-            exc = future.exception() if future.status == "error" else "the task was cancelled"
-            raise FleetError(f"device {name} ({device.path}): its task failed on the cluster "
-                             f"({type(exc).__name__ if not isinstance(exc, str) else ''} {exc}); "
-                             f"the fleet query has no answer without it", name)
-        reply = future.result()
-        if not reply.error:
-            replies[device.key] = reply
-            return None
-        tried.add(reply.worker)
-        others = [w for w in device.workers if w not in tried and w in self._alive()]
-        if reply.error_kind == "storage" and others:
-            return self._submit(device, request, tried)
-        raise _failure(name, reply)
+    def _submit(self, parts: list) -> dict:
+        """{future: its parts}: the parts grouped by worker, in batches."""
+        by_worker: dict = {}
+        for part in parts:
+            by_worker.setdefault(part.holders[0], []).append(part)
+        futures = {}
+        for worker, mine in by_worker.items():
+            for i in range(0, len(mine), BATCH_DEVICES):
+                batch = mine[i:i + BATCH_DEVICES]
+                future = self.client.submit(run_devices, [(p.device.path, p.request) for p in batch],
+                                            workers=[worker], allow_other_workers=False, pure=False)
+                futures[future] = batch
+        return futures
 
-    def _check_holders(self, futures: dict, by_key: dict, tried: dict, names) -> None:
+    def _next_holder(self, part: "_Task", name: str, why: str) -> None:
+        """Move the part to the next holder that is alive, or fail naming the device."""
+        part.tried.append(part.holders.pop(0))
         alive = self._alive()
-        for key in futures.values():
-            device = by_key[key]
-            if not alive.intersection(device.workers):
-                raise FleetError(f"device {names[key]} ({device.path}): no worker that holds its "
-                                 f"cache is left (held by {', '.join(device.workers)}); the fleet "
-                                 f"query has no answer without it", names[key])
+        part.holders = [w for w in part.holders if w in alive]
+        if not part.holders:
+            raise FleetError(f"device {name} ({part.device.path}): {why}, and no other worker "
+                             f"that holds its cache is left (held by "
+                             f"{', '.join(part.device.workers)}); the fleet query has no answer "
+                             f"without it", name)
+
+    def _collect(self, future, batch: list, names: dict, replies: dict) -> list:
+        """Store a finished task's replies; the parts that must run elsewhere."""
+        again = []
+        if future.status != "finished":
+            exc = future.exception() if future.status == "error" else "cancelled"
+            for part in batch:
+                self._next_holder(part, names[part.device.key],
+                                  f"its task failed on {part.holders[0]} ({exc})")
+            return batch
+        for part, reply in zip(batch, future.result()):
+            name = names[part.device.key]
+            if not reply.error:
+                replies[part.device.key] = reply
+                continue
+            if reply.error_kind != "storage":
+                raise _failure(name, reply)
+            try:
+                self._next_holder(part, name, f"on {reply.worker}: {reply.error}")
+            except FleetError:
+                raise _failure(name, reply) from None
+            again.append(part)
+        return again
+
+    def _move_orphans(self, futures: dict, names: dict) -> None:
+        """Tasks waiting for a worker that left go to the next holders."""
+        alive = self._alive()
+        for future, batch in list(futures.items()):
+            if batch[0].holders[0] in alive:
+                continue
+            for part in batch:
+                self._next_holder(part, names[part.device.key],
+                                  f"its worker {part.holders[0]} left")
+            self.client.cancel([future])
+            del futures[future]
+            futures.update(self._submit(batch))
 
     def forget(self, token: str) -> None:
         """Workers drop the values they kept for a finished percentile."""

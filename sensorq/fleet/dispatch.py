@@ -12,7 +12,8 @@ what each device computes, and how the answers are put together.
    devices, so that ``last 10m`` is the same ten minutes everywhere.  Each
    device first answers with its own newest; the few whose window would
    move are asked again with the fleet's (one round in the common case).
-4. Percentiles take a plan round, then the rounds of percentiles.py.
+4. Percentiles: the first round of percentiles.py comes with the plan, the
+   next ones follow with the fleet's now.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from ..result import Result
 from . import merge
 from .cluster import FleetError
 from .plan import display_names, split_group
+from .percentiles import START
 from .tasks import Request
 
 _PERCENTILE_HEAD = re.compile(r"(?i)\s*(median|percentile|p\d+)\b")
@@ -65,11 +67,12 @@ def run(runner, devices: list, text: str, now_policy: str = "data", engine=None,
     kind = "percentile" if _PERCENTILE_HEAD.match(grouped.text) else \
         "rows" if _ROWS_HEAD.match(grouped.text) else "aggregate"
     mode = "answer" if grouped.group == "device" or kind == "rows" else \
-        "plan" if kind == "percentile" else "partials"
+        "select" if kind == "percentile" else "partials"
     request = Request(grouped.text, mode, now_policy,
                       clock_ns=time.time_ns() if now_policy == "clock" else None, engine=engine,
                       max_rows=max_rows, token=uuid.uuid4().hex,
-                      whole_rows=kind == "rows" and grouped.group != "device")
+                      whole_rows=kind == "rows" and grouped.group != "device",
+                      select=START if mode == "select" else None)
     replies, now_ns = _with_fleet_now(runner, devices, request, names)
     answering = [d for d in devices if not replies[d.key].missing]
     if not answering:
@@ -84,7 +87,7 @@ def run(runner, devices: list, text: str, now_policy: str = "data", engine=None,
                                   plan, text)
     else:
         result = _grouped(context, answering, grouped.group, kind)
-    return _finished(result, devices, replies, names, text)
+    return _finished(result, devices, replies, names, text, plan)
 
 
 def _check_syntax(stripped: str, text: str) -> None:
@@ -118,12 +121,9 @@ def _moves(reply, now_ns: int) -> bool:
 
 
 def _reference_plan(replies, now_ns):
-    """A plan with the fleet's window (from a device that planned with it)."""
-    for r in replies:
-        if now_ns is None or r.newest is None or r.newest + 1 == now_ns or not r.now_dependent:
-            if r.newest is not None or now_ns is None:
-                return r.plan
-    return replies[0].plan
+    """A plan with the fleet's window: every device with data in the stream
+    planned with the fleet's now (a device without any planned with its own)."""
+    return next((r.plan for r in replies if r.newest is not None), replies[0].plan)
 
 
 @dataclass
@@ -184,8 +184,10 @@ def _percentile(c: _Context, members: list) -> Result:
 
     q = c.plan
     p = 50.0 if q.aggregate == "median" else q.percentile
+    first = [c.replies[d.key].payload for d in members]       # the first round came with the plan
     try:
-        ids, values, span = percentiles.select(run_round, p, c.limit, f"the result of {c.text!r}")
+        ids, values, span = percentiles.select(run_round, p, c.limit, f"the result of {c.text!r}",
+                                               first)
     finally:
         c.runner.forget(c.request.token)
     first, last = span
@@ -194,7 +196,7 @@ def _percentile(c: _Context, members: list) -> Result:
     return merge.aggregate_result(q, c.text, ids, values, span)
 
 
-def _finished(result: Result, devices, replies, names, text: str) -> FleetResult:
+def _finished(result: Result, devices, replies, names, text: str, plan) -> FleetResult:
     warnings, missing, table = [], {}, []
     for d in devices:
         r = replies[d.key]
@@ -207,7 +209,7 @@ def _finished(result: Result, devices, replies, names, text: str) -> FleetResult
         warnings += [f"device {name}: {w}" for w in r.warnings]
     scans = [r.payload.scan for r in replies.values() if getattr(r.payload, "scan", None)]
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(Result)}
-    fields.update(query=text, warnings=warnings, scan=merge.sum_scans(scans))
+    fields.update(query=text, warnings=warnings, scan=merge.sum_scans(scans), plan=plan)
     return FleetResult(**fields, devices=table, missing=missing)
 
 

@@ -37,6 +37,7 @@ BITS_ONE = 16                   # bins per round for one group: 65 536, as the e
 DENSE_COUNTERS = 1 << 22        # counters a device allocates at once (32 MB)
 GATHER_LIMIT = S.GATHER_LIMIT   # keys sent and sorted in one round, over all groups
 MEMO_BYTES = int(os.environ.get("SENSORQ_FLEET_MEMO_MB", "512")) << 20
+START = {"start": True, "bits": BITS_ONE}    # the first round: every bucket, every key
 
 
 # --- the device's side ---------------------------------------------------------------------
@@ -46,13 +47,14 @@ _memo_lock = threading.Lock()
 
 
 def _values(view, plan, request, path):
-    """(bucket ids, keys) per block of the query's matching values; from the
-    worker's memo when this query's earlier round kept them."""
-    key = (path, request.token)
+    """(bucket ids or None without buckets, keys, data span) of the query's
+    matching values, in time order; from the worker's memo when an earlier
+    round of the same query kept them."""
+    key = (path, request.token, plan.time.start_ns, plan.time.end_ns)
     with _memo_lock:
         kept = _memo.get(key)
     if kept is not None:
-        return kept, kept_span(kept)
+        return kept
     from ..engine import tiers
     from ..engine.program import compile_query
     from ..engine.zonemaps import NONE, classify
@@ -62,26 +64,25 @@ def _values(view, plan, request, path):
     rows = np.flatnonzero(classify(plan.where, index) != NONE)
     tier = tiers.choose(request.engine, tiers.scan_values(index, rows, len(programs.channels)))
     source = S.ValueSource(tier, index, rows, programs, plan.expr, start, end)
-    bucket = plan.bucket_ns
-    parts = [((t // bucket) if bucket else np.zeros(len(t), np.int64), S.float_keys(v))
-             for t, v in source.samples()]
+    times, keys = [], []
+    for t, v in source.samples():
+        keys.append(S.float_keys(v))
+        if plan.bucket_ns:
+            times.append(t // plan.bucket_ns)
+    k = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    b = (np.concatenate(times) if times else np.zeros(0, np.int64)) if plan.bucket_ns else None
     span = (int(index.t_first[0]), int(index.t_last[-1])) if len(index) else (None, None)
-    parts = [(b, k) for b, k in parts if len(k)]
-    size = sum(b.nbytes + k.nbytes for b, k in parts)
-    if size <= MEMO_BYTES:
+    kept = (b, k, span)
+    if k.nbytes * (2 if b is not None else 1) <= MEMO_BYTES:
         with _memo_lock:
-            _memo[key] = (parts, span)
+            _memo[key] = kept
             while sum(_size(v) for v in _memo.values()) > MEMO_BYTES:
                 _memo.popitem(last=False)
-    return (parts, span), span
-
-
-def kept_span(kept):
-    return kept[1]
+    return kept
 
 
 def _size(kept) -> int:
-    return sum(b.nbytes + k.nbytes for b, k in kept[0])
+    return kept[1].nbytes + (kept[0].nbytes if kept[0] is not None else 0)
 
 
 def forget_values(token: str) -> None:
@@ -94,10 +95,10 @@ def forget_values(token: str) -> None:
 def device_round(view, plan, request, path) -> dict:
     """One round of the selection on this device: counts (``hist``), bin ends
     (``ends``) and keys (``gather``) for the groups asked about."""
-    (parts, span), _ = _values(view, plan, request, path)
+    b, k, span = _values(view, plan, request, path)
+    if b is None:
+        b = np.zeros(len(k), np.int64)
     ask = request.select
-    b = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-    k = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
     out = {"span": span}
     if ask.get("start"):
         out["hist"] = _hist(b, k, None, ask["bits"])
@@ -114,6 +115,9 @@ def _where(b, k, groups):
     """For each value: its request (position in groups' buckets) and whether
     it lies in that request's key range."""
     buckets, lo, hi = groups[0], groups[1], groups[2]
+    if len(buckets) == 1:                   # one group (no buckets): no lookup needed
+        ok = (b == buckets[0]) & (k >= lo[0]) & (k <= hi[0])
+        return np.zeros(len(b), np.int64), ok
     pos = np.searchsorted(buckets, b)
     ok = pos < len(buckets)
     ok[ok] = buckets[pos[ok]] == b[ok]
@@ -124,29 +128,53 @@ def _where(b, k, groups):
 def _hist(b, k, groups, bits: int) -> dict:
     """Non-empty bins per request: (request, bin, count) and each request's
     smallest and largest key.  ``groups`` None: the first round, every bucket
-    the device has over the whole key range (requests are then bucket ids)."""
+    the device has over the whole key range (requests are then bucket ids;
+    they come in time order, so never decreasing)."""
     if groups is None:
-        req = b
-        bins = k >> np.uint64(64 - bits)
+        first = np.r_[True, b[1:] != b[:-1]] if len(b) else np.zeros(0, bool)
+        names, req = b[first], np.cumsum(first) - 1
+        bins = (k >> np.uint64(64 - bits)).astype(np.int64)
     else:
         pos, ok = _where(b, k, groups)
-        req, k = pos[ok], k[ok]
-        shift = groups[3][req]
-        bins = (k - groups[1][req]) >> shift
+        names, req, k = np.arange(len(groups[0])), pos[ok], k[ok]
+        bins = ((k - groups[1][req]) >> groups[3][req]).astype(np.int64)
     if not len(req):
         z = np.zeros(0, np.int64)
         return {"req": z, "bin": z, "count": z, "kreq": z, "kmin": z.astype(np.uint64),
                 "kmax": z.astype(np.uint64)}
+    nbins = 1 << bits
+    if len(names) * nbins <= DENSE_COUNTERS:
+        return _dense_hist(names, req, bins, k, nbins)
+    return _sparse_hist(names, req, bins, k)
+
+
+def _dense_hist(names, req, bins, k, nbins: int) -> dict:
+    """Counting into one array of counters: O(values), no sort."""
+    counts = np.bincount(req * nbins + bins, minlength=len(names) * nbins)
+    nonzero = np.flatnonzero(counts)
+    kmin = np.full(len(names), S.KEY_MAX, np.uint64)
+    kmax = np.zeros(len(names), np.uint64)
+    if len(names) == 1:
+        kmin[0], kmax[0] = k.min(), k.max()
+    else:
+        np.minimum.at(kmin, req, k)
+        np.maximum.at(kmax, req, k)
+    present = np.flatnonzero(np.bincount(req, minlength=len(names)))
+    return {"req": names[nonzero // nbins], "bin": nonzero % nbins, "count": counts[nonzero],
+            "kreq": names[present], "kmin": kmin[present], "kmax": kmax[present]}
+
+
+def _sparse_hist(names, req, bins, k) -> dict:
+    """Counting by sorting, when a counter per bin and request is too many."""
     order = np.lexsort((k, req))
-    req, k, bins = req[order], k[order], bins[order].astype(np.int64)
+    req, k, bins = req[order], k[order], bins[order]
     first = np.r_[True, req[1:] != req[:-1]]
-    change = first | np.r_[False, bins[1:] != bins[:-1]]
-    starts = np.flatnonzero(change)
-    counts = np.diff(np.r_[starts, len(req)])
+    starts = np.flatnonzero(first | np.r_[False, bins[1:] != bins[:-1]])
     group_starts = np.flatnonzero(first)
     group_ends = np.r_[group_starts[1:], len(req)] - 1
-    return {"req": req[starts], "bin": bins[starts], "count": counts,
-            "kreq": req[group_starts], "kmin": k[group_starts], "kmax": k[group_ends]}
+    return {"req": names[req[starts]], "bin": bins[starts],
+            "count": np.diff(np.r_[starts, len(req)]), "kreq": names[req[group_starts]],
+            "kmin": k[group_starts], "kmax": k[group_ends]}
 
 
 def _ends(b, k, groups) -> dict:
@@ -188,11 +216,12 @@ class _Group:
         return max(0, (self.hi - self.lo).bit_length() - self.bits)
 
 
-def select(run_round, p: float, limit: int, what: str):
+def select(run_round, p: float, limit: int, what: str, first=None):
     """Percentiles of a set of devices (one group of a fleet query): ``run_round(ask)``
-    runs one round on every device and returns their replies' payloads.
+    runs one round on every device and returns their replies' payloads;
+    ``first``: the payloads of the START round, when it was run already.
     Returns (bucket ids, values, data span) over the devices' values."""
-    replies = run_round({"start": True, "bits": BITS_ONE})
+    replies = first if first is not None else run_round(START)
     span = _span(replies)
     groups = _start(replies, p)
     if len(groups) > limit:

@@ -113,6 +113,9 @@ def run_device(path: str, request: Request) -> Reply:
     with where it happened, for the client to report it naming the device
     (or to retry elsewhere when it was this machine's copy of the cache)."""
     started = time.perf_counter()
+    worker = _worker_name()
+    if worker != "local" and (request.engine or os.environ.get("SENSORQ_ENGINE") or "auto") == "auto":
+        _warm_kernels()
     delay = float(os.environ.get(DELAY_ENV) or 0)
     if delay > 0:
         time.sleep(delay)
@@ -125,9 +128,14 @@ def run_device(path: str, request: Request) -> Reply:
         reply = Reply(path, error=str(exc), error_kind="storage")
     except MemoryError:
         reply = Reply(path, error="out of memory", error_kind="storage")
-    reply.worker = _worker_name()
+    reply.worker = worker
     reply.seconds = time.perf_counter() - started
     return reply
+
+
+def run_devices(items: list) -> list:
+    """run_device for each (path, request): several devices' parts in one Dask task."""
+    return [run_device(path, request) for path, request in items]
 
 
 def _answer(cache, path: str, request: Request) -> Reply:
@@ -229,6 +237,21 @@ def forget_caches() -> None:
             _open.popitem()[1].close()
 
 
+_warming: list = []
+
+
+def _warm_kernels() -> None:
+    """A Dask worker lives long, as the shell does: it loads the compiled
+    kernels once, in the background, and the engine's auto tier then uses
+    them for every scan (the first tasks run on the interpreter meanwhile)."""
+    if _warming or "sensorq.engine.kernels" in sys.modules:
+        return
+    _warming.append(True)
+    import importlib
+    threading.Thread(target=importlib.import_module, args=("sensorq.engine.kernels",),
+                     name="sensorq-warm", daemon=True).start()
+
+
 def _worker_name() -> str:
     if "distributed" not in sys.modules:      # inline: never import dask for a name
         return "local"
@@ -239,4 +262,5 @@ def _worker_name() -> str:
         return "local"
 
 
-__all__ = ["find_caches", "run_device", "Request", "Reply", "held_roots", "forget_caches"]
+__all__ = ["find_caches", "run_device", "run_devices", "Request", "Reply", "held_roots",
+           "forget_caches"]
