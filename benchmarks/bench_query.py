@@ -1,16 +1,30 @@
-"""Query benchmark: sensorq on its compressed cache vs numpy on raw in-memory
-arrays vs DuckDB on its own on-disk table — the same data in each engine, in one run.
+"""Query benchmark (issue 11's table): sensorq on its compressed cache next to
+numpy and polars on raw in-memory arrays, DuckDB on its own on-disk table and
+ClickHouse (chdb, a MergeTree table on disk) — the same data in each engine,
+every answer checked against numpy's.
 
-    python benchmarks/bench_query.py [--rows 17000000] [--repeat 5]
+    pip install -e '.[bench]'
+    python3 benchmarks/bench_query.py                    # 20 M samples, 1 thread and default threads
+    python3 benchmarks/bench_query.py --samples 2000000  # a quick run
+    python3 benchmarks/bench_query.py --samples 100000000 --codecs compact
 
-The data is a synthetic 3-axis accelerometer at 1 kHz (int16, mg): gravity on z,
-noise, a slow sway, and rare shocks above 2 g.  Samples = rows x 3 axes.
-Prints one table of median wall times and the ratios the issue sets targets on.
-Absolute times on a shared machine are noise; the ratios are the result.
+The data is a synthetic 1 kHz 3-axis accelerometer (int16, mg): gravity on z,
+noise, a slow sway, and a shock above 2 g about every 30 s.  A *sample* is one
+timestamp with its three values (x, y, z), as in the issue.
+
+Each thread setting runs in a fresh process of its own (numba, polars and the
+OpenMP pools read their thread counts at import), and in it each engine runs
+all its queries in a phase of its own, so that one engine's worker threads
+winding down never share the cores with another's.  Every time is the median
+of ``--repeat`` runs after one warm-up run (numba kernels loaded, DuckDB's and
+ClickHouse's caches warm).  The ratio columns are the best peer's time over
+sensorq's: above 1, sensorq is faster.  Absolute times on a shared machine are
+noise; the ratios are the result.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -21,22 +35,23 @@ from pathlib import Path
 
 import numpy as np
 
-import sensorq
-
 RATE_HZ = 1000
 PERIOD_NS = 1_000_000_000 // RATE_HZ
-G_MG = 2000  # 2 g in mg, the shock threshold
-STEP = 1 << 20  # rows per append call
+G_MG = 1000
+STEP = 1 << 20               # samples per append call
+MINUTE_NS, TEN_S_NS, HOUR_NS = 60_000_000_000, 10_000_000_000, 3_600_000_000_000
+PEERS = ("numpy", "polars", "duckdb", "chdb")
+SLOW_SECONDS = 60.0          # an engine's query whose warm-up takes longer gets fewer repeats
 
 
-def make_data(rows: int, seed: int = 7):
+def make_data(samples: int, seed: int = 7):
     rng = np.random.default_rng(seed)
-    t = np.arange(rows, dtype=np.int64) * PERIOD_NS + 1_700_000_000_000_000_000
-    sway = (80 * np.sin(np.arange(rows) * (2 * np.pi / 7000.0))).astype(np.float32)
-    x = (rng.normal(0, 12, rows).astype(np.float32) + sway)
-    y = (rng.normal(0, 12, rows).astype(np.float32) - 0.5 * sway)
-    z = 1000 + rng.normal(0, 15, rows).astype(np.float32)
-    starts = np.sort(rng.choice(rows - 200, size=max(1, rows // 30_000), replace=False))
+    t = np.arange(samples, dtype=np.int64) * PERIOD_NS + 1_700_000_000_000_000_000
+    sway = (80 * np.sin(np.arange(samples) * (2 * np.pi / 7000.0))).astype(np.float32)
+    x = rng.normal(0, 12, samples).astype(np.float32) + sway
+    y = rng.normal(0, 12, samples).astype(np.float32) - 0.5 * sway
+    z = 1000 + rng.normal(0, 15, samples).astype(np.float32)
+    starts = np.sort(rng.choice(samples - 200, size=max(1, samples // 30_000), replace=False))
     for at in starts:  # a shock every ~30 s on average, 20-120 ms long, 2-6 g
         length = int(rng.integers(20, 120))
         z[at:at + length] += rng.uniform(1500, 5000) * np.sin(np.linspace(0, np.pi, length))
@@ -44,160 +59,277 @@ def make_data(rows: int, seed: int = 7):
     return t, cols
 
 
-def median_time(fn, repeat: int) -> tuple[float, object]:
-    fn()  # warm-up (and numba compile / disk cache load)
-    times, out = [], None
+# --- the queries ----------------------------------------------------------------------
+# Each: (label, sensorq text, kind of answer).  The engines' own versions follow.
+
+def queries(t, x):
+    median_x = float(np.median(x))
+    return [
+        ("Q1", "count where z > 2g", "int"),
+        ("Q1'", f"count where x > {median_x:g}mg", "int"),
+        ("Q2", "count where z > 2g last 10m", "int"),
+        ("Q3", "avg z by 1m", "floats"),
+        ("Q4", "find episodes where z > 2g for >= 50ms", "episodes"),
+        ("Q5", "percentile(99) z by 1m", "floats"),
+        ("Q5'", "median x", "float"),
+        ("Q6", "max mag(x, y, z) last 1h", "float"),
+        ("Q7", "top 10 z", "floats"),
+        ("Q8", "std x by 10s last 1h", "floats"),
+        ("Q9", "count where (x > 1g or y > 1g) and z < 0", "int"),
+    ], median_x
+
+
+def window_starts(t):
+    now = int(t[-1]) + 1          # sensorq's default "now": just after the newest sample
+    return now - 600_000_000_000, now - HOUR_NS
+
+
+def numpy_queries(t, x, y, z, median_x):
+    last10m, last1h = window_starts(t)
+
+    def by_bucket(tt, bucket_ns):
+        b = tt // bucket_ns
+        return b - b[0]
+
+    def q3():
+        b = by_bucket(t, MINUTE_NS)
+        counts = np.bincount(b)
+        sums = np.bincount(b, weights=z)
+        return (sums[counts > 0] / counts[counts > 0]).tolist()
+
+    def q4():
+        hit = z > 2 * G_MG
+        edges = np.diff(np.concatenate(([0], hit.view(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        end_t = np.where(ends < len(t), t[np.minimum(ends, len(t) - 1)], t[ends - 1])
+        keep = (end_t - t[starts]) >= 50_000_000
+        return t[starts][keep].tolist()
+
+    def q5():
+        b = t // MINUTE_NS
+        edges = np.flatnonzero(np.diff(b)) + 1
+        return [float(np.percentile(part, 99)) for part in np.split(z, edges)]
+
+    def q6():
+        at = np.searchsorted(t, last1h)
+        xs, ys, zs = (c[at:].astype(np.float64) for c in (x, y, z))
+        return float(np.sqrt((xs * xs + ys * ys + zs * zs).max()))
+
+    def q7():
+        return sorted(z[np.argpartition(z, -10)[-10:]].astype(float).tolist(), reverse=True)
+
+    def q8():
+        at = np.searchsorted(t, last1h)
+        b = by_bucket(t[at:], TEN_S_NS)
+        v = x[at:].astype(np.float64)
+        n = np.bincount(b)
+        s, s2 = np.bincount(b, weights=v), np.bincount(b, weights=v * v)
+        keep = n > 0
+        n, s, s2 = n[keep], s[keep], s2[keep]
+        return np.sqrt((s2 - s * s / n) / (n - 1)).tolist()
+
+    return {
+        "Q1": lambda: int(np.count_nonzero(z > 2 * G_MG)),
+        "Q1'": lambda: int(np.count_nonzero(x > median_x)),
+        "Q2": lambda: int(np.count_nonzero(z[np.searchsorted(t, last10m):] > 2 * G_MG)),
+        "Q3": q3,
+        "Q4": q4,
+        "Q5": q5,
+        "Q5'": lambda: float(np.percentile(x, 50)),
+        "Q6": q6,
+        "Q7": q7,
+        "Q8": q8,
+        "Q9": lambda: int(np.count_nonzero(((x > G_MG) | (y > G_MG)) & (z < 0))),
+    }
+
+
+def polars_queries(t, x, y, z, median_x):
+    import polars as pl
+    df = pl.DataFrame({"t": t, "x": x, "y": y, "z": z})
+    last10m, last1h = window_starts(t)
+    c = pl.col
+
+    def q4():
+        hit = c("z") > 2 * G_MG
+        runs = (df.lazy()
+                .with_columns(hit.alias("hit"), c("t").shift(-1).fill_null(c("t")).alias("next_t"))
+                .with_columns((c("hit") != c("hit").shift(1).fill_null(False)).cum_sum().alias("run"))
+                .filter(c("hit"))
+                .group_by("run")
+                .agg(c("t").min().alias("s"), c("next_t").max().alias("e"))
+                .filter(c("e") - c("s") >= 50_000_000)
+                .sort("s").collect())
+        return runs["s"].to_list()
+
+    def grouped(frame, bucket_ns, agg):
+        return (frame.group_by((c("t") // bucket_ns).alias("b")).agg(agg.alias("v"))
+                .sort("b")["v"].to_list())
+
+    return {
+        "Q1": lambda: int(df.select((c("z") > 2 * G_MG).sum()).item()),
+        "Q1'": lambda: int(df.select((c("x") > median_x).sum()).item()),
+        "Q2": lambda: int(df.filter(c("t") >= last10m).select((c("z") > 2 * G_MG).sum()).item()),
+        "Q3": lambda: grouped(df, MINUTE_NS, c("z").mean()),
+        "Q4": q4,
+        "Q5": lambda: grouped(df, MINUTE_NS, c("z").quantile(0.99, interpolation="linear")),
+        "Q5'": lambda: float(df.select(c("x").median()).item()),
+        "Q6": lambda: float(df.filter(c("t") >= last1h).select(
+            (c("x").cast(pl.Float64) ** 2 + c("y").cast(pl.Float64) ** 2
+             + c("z").cast(pl.Float64) ** 2).sqrt().max()).item()),
+        "Q7": lambda: [float(v) for v in df.select(c("z").top_k(10)).to_series().sort(
+            descending=True).to_list()],
+        "Q8": lambda: grouped(df.filter(c("t") >= last1h), TEN_S_NS, c("x").std()),
+        "Q9": lambda: int(df.select((((c("x") > G_MG) | (c("y") > G_MG)) & (c("z") < 0)).sum())
+                          .item()),
+    }
+
+
+def sql_queries(t, median_x, dialect):
+    """The queries in SQL; ``dialect`` 'duckdb' or 'clickhouse'."""
+    last10m, last1h = window_starts(t)
+    ch = dialect == "clickhouse"
+    div = (lambda a, b: f"intDiv({a}, {b})") if ch else (lambda a, b: f"{a} // {b}")
+    p99 = "quantileExactInclusive(0.99)(z)" if ch else "quantile_cont(z, 0.99)"
+    med = "quantileExactInclusive(0.5)(x)" if ch else "quantile_cont(x, 0.5)"
+    std = "stddevSamp(x)" if ch else "stddev_samp(x)"
+    f64 = (lambda a: f"toFloat64({a})") if ch else (lambda a: f"{a}::DOUBLE")
+    lead = ("leadInFrame(t, 1, t) OVER (ORDER BY t ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)"
+            if ch else "coalesce(lead(t) OVER (ORDER BY t), t)")
+    episodes = f"""
+        WITH m AS (SELECT t, z > {2 * G_MG} AS hit, {lead} AS next_t FROM imu),
+             g AS (SELECT t, hit, next_t,
+                          sum(CASE WHEN hit THEN 0 ELSE 1 END)
+                              OVER (ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp
+                   FROM m)
+        SELECT s FROM (SELECT min(t) AS s, max(next_t) AS e FROM g WHERE hit GROUP BY grp)
+        WHERE e - s >= 50000000 ORDER BY s"""
+    return {
+        "Q1": f"SELECT count(*) FROM imu WHERE z > {2 * G_MG}",
+        "Q1'": f"SELECT count(*) FROM imu WHERE x > {median_x!r}",
+        "Q2": f"SELECT count(*) FROM imu WHERE z > {2 * G_MG} AND t >= {last10m}",
+        "Q3": f"SELECT avg(z) FROM imu GROUP BY {div('t', MINUTE_NS)} ORDER BY {div('t', MINUTE_NS)}",
+        "Q4": episodes,
+        "Q5": f"SELECT {p99} FROM imu GROUP BY {div('t', MINUTE_NS)} ORDER BY {div('t', MINUTE_NS)}",
+        "Q5'": f"SELECT {med} FROM imu",
+        "Q6": f"SELECT max(sqrt({f64('x')} * x + {f64('y')} * y + {f64('z')} * z)) FROM imu "
+              f"WHERE t >= {last1h}",
+        "Q7": "SELECT z FROM imu ORDER BY z DESC LIMIT 10",
+        "Q8": f"SELECT {std} FROM imu WHERE t >= {last1h} GROUP BY {div('t', TEN_S_NS)} "
+              f"ORDER BY {div('t', TEN_S_NS)}",
+        "Q9": f"SELECT count(*) FROM imu WHERE (x > {G_MG} OR y > {G_MG}) AND z < 0",
+    }
+
+
+def sql_answer(rows, kind):
+    column = [r[0] for r in rows]
+    if kind == "int":
+        return int(column[0])
+    if kind == "float":
+        return float(column[0])
+    if kind == "episodes":
+        return [int(v) for v in column]
+    return [float(v) for v in column]
+
+
+def sensorq_answer(result, kind):
+    if kind == "int":
+        return int(result.value)
+    if kind == "float":
+        return float(result.value)
+    if kind == "episodes":
+        return result.columns["start"].tolist()
+    return np.asarray(list(result.columns.values())[-1], np.float64).tolist()
+
+
+# --- timing ----------------------------------------------------------------------------
+
+def median_time(fn, repeat: int):
+    """(median seconds, runs timed, answer) after one warm-up run."""
+    start = time.perf_counter()
+    out = fn()
+    warm = time.perf_counter() - start
+    if warm * repeat > SLOW_SECONDS:
+        repeat = max(1, min(repeat, int(SLOW_SECONDS // max(warm, 1e-9))))
+    times = []
     for _ in range(repeat):
         start = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+    return statistics.median(times), repeat, out
 
 
-# --- numpy on raw arrays ---------------------------------------------------------
+def run_phase(args) -> None:
+    """One thread setting, in a process of its own (see main): every engine's
+    queries, timed; the results as JSON in ``args.out``."""
+    work = Path(args.work)
+    t = np.load(work / "t.npy")
+    x, y, z = (np.load(work / f"{c}.npy") for c in "xyz")
+    qs, median_x = queries(t, x)
+    one = args.threads == "1"
+    results = {}
 
-def numpy_episodes(t, z, threshold, min_ns):
-    hit = z > threshold
-    edges = np.diff(np.concatenate(([0], hit.view(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)           # index of the first sample after the run
-    end_t = np.where(ends < len(t), t[np.minimum(ends, len(t) - 1)], t[ends - 1])
-    keep = (end_t - t[starts]) >= min_ns
-    return int(np.count_nonzero(keep))
+    def record(engine, label, kind, fn):
+        seconds, runs, out = median_time(fn, args.repeat)
+        results.setdefault(engine, {})[label] = {"s": seconds, "runs": runs, "answer": out}
 
+    engines = args.engines.split(",")
+    if "numpy" in engines:
+        fns = numpy_queries(t, x, y, z, median_x)
+        for label, _, kind in qs:
+            record("numpy", label, kind, fns[label])
+    if "polars" in engines:
+        try:
+            fns = polars_queries(t, x, y, z, median_x)
+            for label, _, kind in qs:
+                record("polars", label, kind, fns[label])
+        except ImportError:
+            pass
+    if "duckdb" in engines:
+        try:
+            import duckdb
+            con = duckdb.connect(str(work / "duck.db"), read_only=True)
+            if one:
+                con.execute("SET threads = 1")
+            sql = sql_queries(t, median_x, "duckdb")
+            for label, _, kind in qs:
+                record("duckdb", label, kind,
+                       lambda: sql_answer(con.execute(sql[label]).fetchall(), kind))
+            con.close()
+        except ImportError:
+            pass
+    if "chdb" in engines and (work / "chdb").exists():
+        from chdb import session
+        s = session.Session(str(work / "chdb"))
+        sql = sql_queries(t, median_x, "clickhouse")
+        setting = " SETTINGS max_threads = 1" if one else ""
 
-def numpy_bucket_avg(t, z, bucket_ns):
-    b = (t // bucket_ns) - t[0] // bucket_ns
-    sums = np.bincount(b, weights=z)
-    counts = np.bincount(b)
-    nonempty = counts > 0
-    return sums[nonempty] / counts[nonempty]
-
-
-# --- DuckDB ---------------------------------------------------------------------
-
-DUCK_EPISODES = """
-WITH m AS (SELECT t, z > {thr} AS hit, lead(t) OVER (ORDER BY t) AS next_t FROM imu),
-     g AS (SELECT *, sum(CASE WHEN hit THEN 0 ELSE 1 END) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS grp FROM m)
-SELECT count(*) FROM (
-  SELECT min(t) AS s, max(coalesce(next_t, t)) AS e FROM g WHERE hit GROUP BY grp
-) WHERE e - s >= {min_ns}
-"""
-
-
-def duckdb_connect(path: Path, t, cols):
-    import duckdb
-    import pandas as pd
-    con = duckdb.connect(str(path))
-    con.register("frame", pd.DataFrame({"t": t, "x": cols[0], "y": cols[1], "z": cols[2]}))
-    con.execute("CREATE TABLE imu AS SELECT * FROM frame")
-    con.execute("CHECKPOINT")
-    return con
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=17_000_000, help="rows of 3 samples (default 17 M = 51 M samples)")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--no-duckdb", action="store_true")
-    args = ap.parse_args()
-
-    t, cols = make_data(args.rows)
-    x, y, z = cols
-    work = Path(tempfile.mkdtemp(prefix="sensorq-bench-"))
-    print(f"{args.rows:,} rows x 3 axes = {3 * args.rows:,} samples; work dir {work}")
-
-    caches = {codec: build_cache(work / f"cache-{codec}", t, cols, codec)
-              for codec in ("compact", "fast")}
-
-    con = None
-    if not args.no_duckdb:
-        start = time.perf_counter()
-        con = duckdb_connect(work / "duck.db", t, cols)
-        print(f"duckdb load {time.perf_counter() - start:.1f} s, "
-              f"{(work / 'duck.db').stat().st_size / (3 * args.rows):.3f} B/sample on disk")
-
-    last10m_start = int(t[-1]) + 1 - 600 * 1_000_000_000
-    half = np.median(x)
-    q = {
-        "Q1  count where z > 2g": (
-            "count where z > 2g",
-            lambda: int(np.count_nonzero(z > G_MG)),
-            f"SELECT count(*) FROM imu WHERE z > {G_MG}"),
-        "Q1' count where x > median (50 %)": (
-            f"count where x > {half:g}mg",
-            lambda: int(np.count_nonzero(x > half)),
-            f"SELECT count(*) FROM imu WHERE x > {half:g}"),
-        "Q2  count where z > 2g last 10m": (
-            "count where z > 2g last 10m",
-            lambda: int(np.count_nonzero(z[np.searchsorted(t, last10m_start):] > G_MG)),
-            f"SELECT count(*) FROM imu WHERE z > {G_MG} AND t >= {last10m_start}"),
-        "Q3  avg z by 1m": (
-            "avg z by 1m",
-            lambda: numpy_bucket_avg(t, z, 60_000_000_000),
-            "SELECT avg(z) FROM imu GROUP BY t // 60000000000 ORDER BY t // 60000000000"),
-        "Q4  find episodes where z > 2g for >= 50ms": (
-            "find episodes where z > 2g for >= 50ms",
-            lambda: numpy_episodes(t, z, G_MG, 50_000_000),
-            DUCK_EPISODES.format(thr=G_MG, min_ns=50_000_000)),
-    }
-    # Each engine runs all its queries in a phase of its own, so that one
-    # engine's worker threads winding down never share the cores with another's.
-    reference = {label: median_time(np_fn, args.repeat) for label, (_, np_fn, _) in q.items()}
-    duck = {label: median_time(lambda: con.execute(sql).fetchall(), args.repeat)[0]
-            if con is not None else float("nan") for label, (_, _, sql) in q.items()}
-    rows = []
-    for codec, cache in caches.items():
-        for label, (text, _, _) in q.items():
-            sq_s, sq_out = median_time(lambda: cache.query(text), args.repeat)
-            np_s, np_out = reference[label]
-            rows.append((f"{label} [{codec}]", sq_s, np_s, duck[label],
-                         f"{agree(sq_out, np_out)} ({sq_out.scan.engine or 'statistics'})"))
-
-    print()
-    print(f"{'query [stream codec]':<52} {'sensorq':>10} {'numpy raw':>10} {'duckdb':>10} "
-          f"{'vs numpy':>9} {'vs duckdb':>9}  same answer (engine tier)")
-    for label, sq_s, np_s, duck_s, check in rows:
-        print(f"{label:<52} {sq_s * 1e3:>8.2f}ms {np_s * 1e3:>8.2f}ms {duck_s * 1e3:>8.2f}ms "
-              f"{np_s / sq_s:>8.1f}x {duck_s / sq_s:>8.1f}x  {check}")
-
-    print()
-    print("Q2 as the cache grows (same 'last 10m' window):")
-    for frac in (0.25, 0.5, 1.0):
-        n = int(args.rows * frac)
-        sub = work / f"grow-{frac}"
-        with sensorq.open(sub, create=True, capacity=1 << 40) as c:
-            c.create_stream("imu", [sensorq.Channel(ch, "int16", "mg") for ch in "xyz"], rate_hz=RATE_HZ,
-                            codec="fast")
-            for i in range(0, n, STEP):
-                c.append("imu", t[i:min(i + STEP, n)], [col[i:min(i + STEP, n)] for col in cols])
-            c.flush()
-        with sensorq.open(sub, readonly=True) as c:
-            s, _ = median_time(lambda: c.query("count where z > 2g last 10m"), args.repeat)
-        print(f"  {3 * n / 1e6:>7.1f} M samples: {s * 1e3:.3f} ms (fast codec)")
-
-    print()
-    cold_cli(work)
+        def chdb_rows(text):
+            frame = s.query(text + setting, "DataFrame")
+            return frame.itertuples(index=False) if len(frame.columns) else []
+        for label, _, kind in qs:
+            record("chdb", label, kind, lambda: sql_answer(list(chdb_rows(sql[label])), kind))
+        s.close()
+    del t, x, y, z
+    import sensorq
+    # a long-lived process: the kernels are loaded (auto then always takes them;
+    # a one-off command line is the cold-CLI measurement's business)
+    import sensorq.engine.kernels  # noqa: F401
+    for codec in args.codecs.split(","):
+        engine = f"sensorq {codec}"
+        with sensorq.open(work / f"cache-{codec}", readonly=True) as cache:
+            for label, text, kind in qs:
+                seconds, runs, result = median_time(lambda: cache.query(text), args.repeat)
+                results.setdefault(engine, {})[label] = {
+                    "s": seconds, "runs": runs, "answer": sensorq_answer(result, kind),
+                    "tier": result.scan.engine or "statistics",
+                    "decoded": result.scan.decoded, "blocks": result.scan.blocks_total}
+    Path(args.out).write_text(json.dumps(results))
 
 
-def agree(ours, reference) -> str:
-    """Whether sensorq's answer equals the numpy one."""
-    try:
-        if ours.kind == "scalar":
-            same = np.isclose(float(ours.value), float(reference))
-            return "yes" if same else f"NO ({ours.value} vs {reference})"
-        if "start" in ours.columns:  # episodes: compare how many were found
-            found = len(ours.columns["start"])
-            return "yes" if found == int(reference) else f"NO ({found} vs {reference})"
-        got = np.asarray(list(ours.columns.values())[-1], dtype=np.float64)
-        ref = np.asarray(reference)
-        return "yes" if got.shape == ref.shape and np.allclose(got, ref) else "NO"
-    except Exception as exc:  # a benchmark reports, it does not stop
-        return f"? ({exc})"
+# --- set-up -----------------------------------------------------------------------------
 
-
-def build_cache(path: Path, t, cols, codec: str):
-    """The benchmark data in a cache of its own, written with one stream codec."""
+def build_cache(path: Path, t, cols, codec: str) -> None:
+    import sensorq
     start = time.perf_counter()
     with sensorq.open(path, create=True, capacity=1 << 40) as cache:
         cache.create_stream("imu", [sensorq.Channel(c, "int16", "mg") for c in "xyz"],
@@ -207,25 +339,161 @@ def build_cache(path: Path, t, cols, codec: str):
         cache.flush()
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    print(f"sensorq ({codec}) ingest {3 * len(t) / seconds / 1e6:.1f} M samples/s, "
-          f"{size / (3 * len(t)):.3f} B/sample on disk (raw int16 + int64 time: {(2 * 3 + 8) / 3:.2f})")
-    return sensorq.open(path, readonly=True)
+    print(f"  sensorq {codec:<8} ingest {len(t) / seconds / 1e6:5.1f} M samples/s, "
+          f"{size / len(t):.3f} B/sample ({size / 3 / len(t):.3f} B/value) on disk")
+
+
+def build_duckdb(path: Path, t, cols) -> None:
+    import duckdb
+    import pandas as pd
+    start = time.perf_counter()
+    con = duckdb.connect(str(path))
+    frame = pd.DataFrame({"t": t, "x": cols[0], "y": cols[1], "z": cols[2]})
+    con.register("frame", frame)
+    con.execute("CREATE TABLE imu AS SELECT * FROM frame ORDER BY t")
+    con.execute("CHECKPOINT")
+    con.close()
+    print(f"  duckdb           load {time.perf_counter() - start:5.1f} s, "
+          f"{path.stat().st_size / len(t):.3f} B/sample on disk")
+
+
+def build_chdb(path: Path, t, cols) -> bool:
+    try:
+        import pandas as pd
+        from chdb import session
+    except ImportError:
+        print("  chdb             not installed: left out")
+        return False
+    start = time.perf_counter()
+    s = session.Session(str(path))
+    s.query("CREATE TABLE imu (t Int64, x Int16, y Int16, z Int16) ENGINE = MergeTree ORDER BY t")
+    for i in range(0, len(t), 8 * STEP):
+        part = pd.DataFrame({"t": t[i:i + 8 * STEP], "x": cols[0][i:i + 8 * STEP],
+                             "y": cols[1][i:i + 8 * STEP], "z": cols[2][i:i + 8 * STEP]})
+        s.query("INSERT INTO imu SELECT * FROM Python(part)")
+    s.query("OPTIMIZE TABLE imu FINAL")
+    size = int(s.query("SELECT sum(bytes_on_disk) FROM system.parts WHERE table = 'imu' AND active",
+                       "CSV").bytes().decode().strip() or 0)
+    s.close()
+    print(f"  chdb (MergeTree) load {time.perf_counter() - start:5.1f} s, "
+          f"{size / len(t):.3f} B/sample on disk")
+    return True
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def same(a, b, kind, exact=False) -> bool:
+    if a is None or b is None:
+        return False
+    if kind in ("int", "episodes"):
+        return a == b
+    a, b = np.atleast_1d(np.asarray(a, np.float64)), np.atleast_1d(np.asarray(b, np.float64))
+    if a.shape != b.shape:
+        return False
+    return bool(np.array_equal(a, b) if exact else np.allclose(a, b, rtol=1e-9, atol=1e-9))
+
+
+def print_table(title, results, qs, codecs) -> None:
+    sq = [f"sensorq {c}" for c in codecs]
+    peers = [p for p in PEERS if p in results]
+    print(f"\n{title}")
+    head = f"{'query':<48}" + "".join(f"{e:>13}" for e in sq + peers) + f"  {'best peer':<16}" + \
+        "".join(f"{'÷ ' + c:>11}" for c in codecs) + "  answers"
+    print(head)
+    print("-" * len(head))
+    for label, text, kind in qs:
+        ref = results.get("numpy", {}).get(label, {}).get("answer")
+        cells, wrong = [], []
+        for engine in sq + peers:
+            r = results.get(engine, {}).get(label)
+            if r is None:
+                cells.append(f"{'-':>13}")
+                continue
+            mark = "*" if r["runs"] < 7 else " "
+            cells.append(f"{r['s'] * 1e3:>11.2f}{mark} ")
+            if ref is not None and not same(r["answer"], ref, kind):
+                wrong.append(engine)
+        best = min(((results[p][label]["s"], p) for p in peers if label in results[p]),
+                   default=(float("nan"), "-"))
+        ratios = "".join(f"{best[0] / results[e][label]['s']:>10.1f}x" if label in results.get(e, {})
+                         else f"{'-':>11}" for e in sq)
+        tiers = "/".join(sorted({results[e][label].get("tier", "?") for e in sq
+                                 if label in results.get(e, {})}))
+        check = "all equal" if not wrong else "DIFFER: " + ", ".join(wrong)
+        print(f"{label + ' ' + text:<48}" + "".join(cells) + f"  {best[1]:<16}{ratios}  {check}"
+              f" ({tiers})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=20_000_000,
+                    help="timestamps of x, y, z (default 20 M)")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", default="1,default",
+                    help="thread settings to run, comma-separated: 1 and/or default")
+    ap.add_argument("--codecs", default="compact,fast", help="sensorq stream codecs to build")
+    ap.add_argument("--engines", default="numpy,polars,duckdb,chdb",
+                    help="peers to run (numpy is the reference for the answers)")
+    ap.add_argument("--work", help="work directory (kept; reused when it holds this data)")
+    ap.add_argument("--cold-cli", action="store_true",
+                    help="also time a fresh-process `sensorq` command on the demo cache")
+    ap.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        run_phase(args)
+        return
+    work = Path(args.work or tempfile.mkdtemp(prefix="sensorq-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    stamp = work / "samples.txt"
+    print(f"{args.samples:,} samples (x, y, z at 1 kHz: {3 * args.samples:,} values); work dir {work}")
+    if not stamp.exists() or stamp.read_text() != str(args.samples):
+        start = time.perf_counter()
+        t, cols = make_data(args.samples)
+        for name, column in zip("txyz", [t] + cols):
+            np.save(work / f"{name}.npy", column)
+        print(f"  data made in {time.perf_counter() - start:.1f} s")
+        for codec in args.codecs.split(","):
+            build_cache(work / f"cache-{codec}", t, cols, codec)
+        if "duckdb" in args.engines:
+            build_duckdb(work / "duck.db", t, cols)
+        if "chdb" in args.engines:
+            build_chdb(work / "chdb", t, cols)
+        del t, cols
+        stamp.write_text(str(args.samples))
+    t, x = np.load(work / "t.npy"), np.load(work / "x.npy")
+    qs, _ = queries(t, x)
+    del t, x
+    codecs = args.codecs.split(",")
+    for threads in args.threads.split(","):
+        env = dict(os.environ)
+        if threads == "1":
+            env.update(NUMBA_NUM_THREADS="1", POLARS_MAX_THREADS="1", OMP_NUM_THREADS="1",
+                       OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        out = work / f"results-{threads}.json"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--phase", "--work", str(work), "--out", str(out),
+                        "--threads", threads, "--repeat", str(args.repeat), "--codecs", args.codecs,
+                        "--engines", args.engines], env=env, check=True)
+        label = "one thread" if threads == "1" else f"default threads ({os.cpu_count()} cores)"
+        print_table(f"{label}: median ms of {args.repeat} runs (* fewer: slow); "
+                    f"÷ = best peer's time / sensorq's ({time.perf_counter() - start:.0f} s)",
+                    json.loads(out.read_text()), qs, codecs)
+    if args.cold_cli:
+        cold_cli(work)
 
 
 def cold_cli(work: Path) -> None:
-    """`sensorq "count where accel>2g last 10m"` as a fresh process on the demo cache:
-    the very first time (an empty numba cache) and with the kernel cache warm, for
-    each engine setting (auto is the default: the numpy interpreter for a small
-    scan, so no numba at all; compiled forces the numba kernels)."""
+    """`sensorq "count where accel>2g last 10m"` as a fresh process on the demo
+    cache: the very first time (an empty numba cache) and warm, per engine setting."""
     query = "count where accel>2g last 10m"
     demo = work / "demo"
-    subprocess.run([sys.executable, "-m", "sensorq.cli", "demo", "--path", str(demo)],
-                   capture_output=True, check=True)
-    print(f"\ncold command line `sensorq \"{query}\"` on the demo cache (targets: first run "
-          f"<= 3 s, warm median <= 0.5 s)")
+    if not demo.exists():
+        subprocess.run([sys.executable, "-m", "sensorq.cli", "demo", "--path", str(demo)],
+                       capture_output=True, check=True)
+    print(f"\ncold command line `sensorq \"{query}\"` on the demo cache")
     print(f"{'engine':<12} {'first run s':>12} {'warm median s':>14}")
     for engine in ("auto", "compiled"):
-        # an empty kernel cache of its own: the first run compiles whatever it needs
         env = dict(os.environ, NUMBA_CACHE_DIR=str(work / f"numba-cold-{engine}"),
                    SENSORQ_CACHE=str(demo), SENSORQ_ENGINE=engine)
         cmd = [sys.executable, "-m", "sensorq.cli", "-q", query]

@@ -150,6 +150,12 @@ QUERY_SHAPES = [
     "duration where a > {k}mg by 1ms fill(null)", "twa f by 2ms gap <= 15ms",
     "argmax a by 1s", "argmin f by 2s fill(linear)", "argmax f by 1ms fill(prev)",
     "percentile(75) a by 2s", "median f by 1ms", "top 5 f", "top 7 -a where b > 25degC",
+    # issue 11: histogram percentiles, pruned extremes, settled conjuncts, fused opcodes
+    "percentile(99) b by 2s", "median a where b > 25degC", "p5 b where a > {k}mg by 1s",
+    "max mag(a, a) where a < {k}mg", "argmin abs(a) - 1mg", "min a * 2 where f > 3.3V",
+    "count where a > {k}mg and b > 15degC", "avg f where (a > {k}mg or b > 34degC) and b > 0",
+    "count where abs(a) > {k}mg", "count where {k}mg >= a * 2", "top 4 mag(a, a) where b > 20degC",
+    "top 2 a * 0 where a > {k}mg",
 ]
 
 

@@ -27,6 +27,7 @@ NEEDS_EXTREMES = {"min", "max", "spread", "argmin", "argmax"}
 WANT_EXTREMES, WANT_M2 = 1, 2      # what a scan computes beyond count, sum, first and last
 EXACT_M2_TYPES = {"int8", "int16"}
 TIMESTAMP_AGGREGATES = {"argmax", "argmin"}     # their values are int64 ns, never floats
+NEEDS_TIMES = {"rate", "argmax", "argmin"}      # use the partials' sample times (I_T*)
 
 
 def wants(aggregate: str) -> int:

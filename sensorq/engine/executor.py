@@ -10,9 +10,10 @@ Results are held to the row limit (limits.py).
 """
 from __future__ import annotations
 
-import numpy as np
-
+import dataclasses
 import os
+
+import numpy as np
 
 from ..errors import QueryMemoryError
 from ..query import plan as P
@@ -23,7 +24,7 @@ from . import aggregates as A
 from . import buckets, limits, modelscan, partials, search, selection, tiers
 from .layout import build_layouts
 from .program import compile_query
-from .zonemaps import ALL, NONE, classify
+from .zonemaps import ALL, NONE, classify, residual_groups
 
 
 def run_query(cache, text: str, now_policy: str = "data", engine: str | None = None,
@@ -120,6 +121,11 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     scan.skipped = len(index) - scan.from_stats - scan.decoded
     tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
     scan.engine = tier.name
+    if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
+        decode = _prune_extremes(cache, q, index, programs, tier, start, end, limit, text,
+                                 use_stats, decode)
+        scan.decoded = int(decode.sum())
+        scan.skipped = len(index) - scan.from_stats - scan.decoded
     if q.aggregate == "count" and not q.bucket_ns:
         total = int(index.n_samples[use_stats].sum())
         total += _count_decoded(tier, index, np.flatnonzero(decode), programs, q.where, start,
@@ -129,6 +135,48 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
         partials.Scan(cache, q, index, programs, tier, start, end, limit, _what(text)),
         use_stats, decode)
     return _aggregate_result(q, text, index, start, end, ids, values, scan)
+
+
+EXTREMES = {"max": 1, "argmax": 1, "min": -1, "argmin": -1}
+SEED_BLOCKS = 4     # blocks decoded first to learn a bound on the extreme
+
+
+def _prune_extremes(cache, q, index, programs, tier, start, end, limit, text, use_stats, decode):
+    """``max`` (``min``, ``argmax``, ``argmin``) without a bucket: only blocks
+    that may hold the answer are decoded.  The blocks whose upper bound (the
+    zone maps' interval arithmetic over their statistics, as top N uses) is
+    highest are decoded first; their largest matching value is a floor for the
+    answer, and a block whose bound lies below that floor cannot hold the
+    answer, nor a value equal to it (the first of equal extremes is the
+    argmax).  Seed batches double until the floor is found.  The answer is
+    then computed as before, from the blocks left: the same numbers in the
+    same order, less the ones that could not win."""
+    sign = EXTREMES[q.aggregate]
+    lo, hi = selection.value_bounds(q.expr, index)
+    bound = hi if sign > 0 else -lo
+    bound = np.where(np.isnan(bound), np.inf, bound)     # -inf widened by a hair: no bound
+    if decode.sum() < 4 * SEED_BLOCKS:
+        return decode
+    floor = -np.inf
+    if use_stats.any():      # blocks answered from statistics: bare channels, exact bounds
+        floor = float(bound[use_stats].max())
+    order = np.flatnonzero(decode)
+    order = order[np.argsort(-bound[order], kind="stable")]
+    seed = dataclasses.replace(q, aggregate="max" if sign > 0 else "min")
+    nothing = np.zeros(len(index), bool)
+    tried, batch = 0, SEED_BLOCKS
+    while tried < len(order) and bound[order[tried]] >= floor and tried < len(order) // 4:
+        chosen = nothing.copy()
+        chosen[order[tried:tried + batch]] = True
+        _, values = partials.scan_buckets(
+            partials.Scan(cache, seed, index, programs, tier, start, end, limit, _what(text)),
+            nothing, chosen)
+        tried += batch
+        batch *= 2
+        if len(values) and not np.isnan(values[0]):
+            floor = max(floor, sign * float(values[0]))
+            break
+    return decode & (bound >= floor)
 
 
 def _what(text: str) -> str:
@@ -152,6 +200,15 @@ def _count_decoded(tier, index, rows, programs, where, start, end) -> int:
     channels, and the time column only for blocks the window cuts."""
     if len(rows) == 0:
         return 0
+    total = 0
+    for residual, group in residual_groups(where, index, rows):
+        # what the block statistics left of the predicate (zonemaps.residual_groups)
+        total += _count_group(tier, index, group, residual, start, end)
+    return total
+
+
+def _count_group(tier, index, rows, where, start, end) -> int:
+    programs = compile_query(where, None)
     cut = (index.t_first[rows] < start) | (index.t_last[rows] >= end)
     raw_int = where if isinstance(where, P.RawCompare) and where.channel.dtype.startswith("int") \
         else None
@@ -159,6 +216,9 @@ def _count_decoded(tier, index, rows, programs, where, start, end) -> int:
     for need_time in (False, True):
         chosen = rows[cut == need_time]
         if len(chosen) == 0:
+            continue
+        if isinstance(where, P.BoolConst) and not need_time:
+            total += int(index.n_samples[chosen].sum()) if where.value else 0
             continue
         subset = index if len(chosen) == len(index) else index.select(chosen)
         for layout in build_layouts(subset, programs.slot_indices):
@@ -191,6 +251,16 @@ def _run_percentile(q, index, classes, programs, start, end, scan, text, engine,
     scan.decoded = len(rows)
     scan.skipped = len(index) - scan.decoded
     p = 50.0 if q.aggregate == "median" else q.percentile
+    counted = selection.histogram_percentiles(tier, index, rows, programs, q.expr, p, start, end,
+                                              q.bucket_ns or 0, limit, _what(text))
+    if counted is not None:
+        ids, per_bucket = counted
+        if not q.bucket_ns:
+            value = float(per_bucket[0]) if len(per_bucket) else float("nan")
+            return Result("scalar", text, value=value, unit=q.result_unit, scan=scan)
+        bucket_times, column = buckets.fill(q, index, start, end, ids, per_bucket)
+        return Result("table", text, columns={"time": bucket_times, q.aggregate: column},
+                      units={"time": TIME_UNIT, q.aggregate: q.result_unit}, scan=scan)
     source = selection.ValueSource(tier, index, rows, programs, q.expr, start, end)
     if not q.bucket_ns:
         value = selection.select_percentile(source, p)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import npdecode
-from ..codec.codes import DECIMAL, check_status
+from ..codec.codes import DECIMAL, ERR_BAD_CODE, check_status
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
-from .program import (ABS, ADD, AND, ARG, CMP, COMPARE_CODES, CONST, DIV, FALSE, LOAD, MAG, MUL,
-                      NEG, NOT, OR, RAWCMP, SQRT, SUB, TRUE)
+from .program import (ABS, ADD, AND, ARG, CMP, CMPK, COMPARE_CODES, CONST, DIV, FALSE, LOAD, MAG,
+                      MAGLOAD, MUL, NEG, NOT, OR, RAWCMP, SQRT, SUB, TRUE)
 
 FLOAT32 = 5   # storage type codes from this one on are floats (as in kernels.py)
 
@@ -77,6 +77,17 @@ def run(code, consts, raw, scales, n) -> np.ndarray:
                 stack.append(np.full(n, 1.0 if op == TRUE else 0.0))
             elif op in _UNARY:
                 stack.append(_UNARY[op](stack.pop()))
+            elif op == MAGLOAD:      # vm._magnitude_of_rows: v0², then + v1², …
+                slots = [int(code[pc + k, 1]) for k in range(a)]
+                pc += a
+                total = raw[slots[0], :n] * scales[slots[0]]
+                total = total * total
+                for slot in slots[1:]:
+                    v = raw[slot, :n] * scales[slot]
+                    total += v * v
+                stack.append(np.sqrt(total))
+            elif op == CMPK:
+                stack.append(_compare(stack.pop(), b, consts[a]))
             elif op == MAG:
                 total = np.zeros(n)
                 for x in stack[len(stack) - a:]:   # summed in order, as the kernel does
@@ -148,6 +159,29 @@ def gather_block(layout, b, pred_code, val_code, consts, scales, has_pred, has_v
     return t[mask], values[mask], raw[:, mask]
 
 
+def top_blocks(layout, blocks, bounds, pos_base, pred_code, val_code, consts, scales, has_pred,
+               has_value, start_ns, end_ns, best_v, best_t, best_p, held) -> int:
+    """kernels.top_blocks: the best samples of ``blocks`` merged into best_*;
+    returns the blocks decoded."""
+    n, decoded = len(best_v), 0
+    for j, b in enumerate(blocks):
+        if held[0] == n and bounds[j] < best_v[n - 1]:
+            continue
+        decoded += 1
+        t, _, mask, values = evaluate_block(layout, b, pred_code, val_code, consts, scales,
+                                            has_pred, has_value)
+        picked = np.flatnonzero(mask & (t >= start_ns) & (t < end_ns) & ~np.isnan(values))
+        h = int(held[0])
+        v = np.concatenate([best_v[:h], values[picked]])
+        tt = np.concatenate([best_t[:h], t[picked]])
+        p = np.concatenate([best_p[:h], pos_base[j] + picked])
+        order = np.lexsort((p, tt, -v))[:n]
+        held[0] = len(order)
+        best_v[:len(order)], best_t[:len(order)], best_p[:len(order)] = v[order], tt[order], \
+            p[order]
+    return decoded
+
+
 def count_matches(layout, blocks, pred_code, consts, scales, start_ns, end_ns, need_time):
     counts = np.zeros(len(blocks), np.int64)
     for j, b in enumerate(blocks):
@@ -173,6 +207,29 @@ def _in_window(layout, b, need_time, start_ns, end_ns):
         return True
     t = decode_time(layout, b)
     return (t >= start_ns) & (t < end_ns)
+
+
+def value_histograms(layout, pred_code, consts, scales, has_pred, value_slot, task_ptr,
+                     entry_block, entry_time, task_lo, task_hi, task_base, task_off, task_len,
+                     cells):
+    """kernels.value_histograms: per task, the matching samples' raw values of
+    one integer channel counted into its cells."""
+    for k in range(len(task_ptr) - 1):
+        base, off, length = int(task_base[k]), int(task_off[k]), int(task_len[k])
+        for e in range(task_ptr[k], task_ptr[k + 1]):
+            b = int(entry_block[e])
+            n = int(layout.lay_t[b, N_SAMPLES])
+            raw = decode_channels(layout, b)
+            lo, hi = 0, n
+            if entry_time[e]:
+                t = decode_time(layout, b)
+                lo, hi = np.searchsorted(t, task_lo[k]), np.searchsorted(t, task_hi[k])
+            codes = raw[value_slot, lo:hi].astype(np.int64) - base
+            if len(codes) and (codes.min() < 0 or codes.max() >= length):
+                check_status(ERR_BAD_CODE)      # outside the block's statistics: damage
+            if has_pred:
+                codes = codes[(run(pred_code, consts, raw, scales, n) != 0.0)[lo:hi]]
+            cells[off:off + length] += np.bincount(codes, minlength=length)
 
 
 def scan_partials(layout, blocks, pred_code, val_code, consts, scales, has_pred, has_value,

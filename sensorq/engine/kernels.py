@@ -18,15 +18,20 @@ import numpy as np
 from numba import njit, prange
 
 from ..codec.bits import U64
-from ..codec.intcodec import DECIMAL, FLOATBITS, OK, decode_column, decode_column_floats
+from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
+                               decode_column_floats)
 from ..codec.transforms import decimal_scale, float_values, time_values
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
+from .jit import cached, digest, rename
 from .vm import run
+
+# what the kernels compile into themselves (jit.py): a change there files them anew
+_STAMP = digest("engine/vm.py", "engine/program.py", "engine/aggregates.py", "codec/*.py")
 
 FLOAT32 = 5   # storage type codes from this one on are floats
 
-@njit(cache=True)
+@cached(_STAMP)
 def decode_time(buf, b, n, lay_t, t, words, scratch):
     """Block b's timestamps into t[:n] (int64 ns).  Returns a status.
     lay_t[b] = (t_first, tick, time_codec, time_start, time_len, n)."""
@@ -37,7 +42,7 @@ def decode_time(buf, b, n, lay_t, t, words, scratch):
     return status
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def decode_channels(buf, b, n, lay_c, raw, words, scratch):
     """Block b's channel slots into raw[slot, :n] (float64, stored units).
     lay_c[b, slot] = (start, len, codec, dexp, dtype).  Returns a status."""
@@ -59,7 +64,7 @@ def decode_channels(buf, b, n, lay_c, raw, words, scratch):
     return OK
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
     """Timestamps (if ``need_time``) and channel slots of block b; a status."""
     if need_time:
@@ -69,7 +74,7 @@ def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
     return decode_channels(buf, b, n, lay_c, raw, words, scratch)
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _words_to_row(words, n, dtype, codec, exponent, row):
     """Decoded words to float64 values in stored units (a 1-D row, so the
     integer conversion is a plain vectorisable loop; floats go through the
@@ -81,7 +86,7 @@ def _words_to_row(words, n, dtype, codec, exponent, row):
         float_values(words, n, codec & (DECIMAL | FLOATBITS), exponent, dtype == FLOAT32, row)
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def block_scratch(n, n_slots, depth):
     """Working arrays for one block of n samples: times, raw channel rows,
     decoder words and dictionary, the VM stack, the match mask and the values."""
@@ -91,12 +96,26 @@ def block_scratch(n, n_slots, depth):
             np.zeros(n, np.float64))
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
                    depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values):
     """Decode block b (timestamps and channels) and evaluate the predicate into
     mask[:n] (bool) and the value expression into values[:n].  Returns a status."""
-    status = decode_time(buf, b, n, lay_t, t, words, scratch)
+    return evaluate_rows(buf, b, n, lay_t, lay_c, True, pred_code, val_code, consts, scales,
+                         depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values)
+
+
+@cached(_STAMP)
+def evaluate_rows(buf, b, n, lay_t, lay_c, need_time, pred_code, val_code, consts, scales,
+                  depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values):
+    """evaluate_block; without ``need_time`` the timestamps are not decoded
+    and t[:n] all read the block's first time (for a block that lies inside
+    the window and one bucket, when the aggregate needs no sample times)."""
+    status = OK
+    if need_time:
+        status = decode_time(buf, b, n, lay_t, t, words, scratch)
+    else:
+        t[:n] = lay_t[b, 0]
     if status == OK:
         status = decode_channels(buf, b, n, lay_c, raw, words, scratch)
     if status != OK:
@@ -113,7 +132,7 @@ def evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
     return OK
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _init_slot(fp, ip, k):
     fp[k, F_SUM] = 0.0
     fp[k, F_MIN] = np.inf
@@ -129,7 +148,7 @@ def _init_slot(fp, ip, k):
     ip[k, I_TMAX] = 0
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def find_slot(slot_bucket, base, count, bucket):
     """The slot of time bucket ``bucket`` among a block's slots
     slot_bucket[base:base+count] (ascending bucket ids), or -1.  Most blocks'
@@ -148,7 +167,7 @@ def find_slot(slot_bucket, base, count, bucket):
     return -1
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, wants):
     """Fold samples lo..hi (all in the fresh slot k) into the slot.  The first
     pass counts and sums; the extremes and the second moment (about the
@@ -192,7 +211,7 @@ def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, wants):
         fp[k, F_MEAN], fp[k, F_M2] = mean, m2
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _add_hold(fp, ip, t0, t1, v, slot_base, n_slots_b, slot_bucket, bucket_ns, has_value):
     """Credit the interval [t0, t1) during which value v holds, split at
     bucket edges (up to the block's last slot)."""
@@ -212,19 +231,21 @@ def _add_hold(fp, ip, t0, t1, v, slot_base, n_slots_b, slot_bucket, bucket_ns, h
 
 def _scan_partials(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
                   has_pred, has_value, start_ns, end_ns, bucket_ns, slot_base, slot_count,
-                  slot_bucket, next_t, gap_ns, time_weighted, wants, fp, ip, status):
+                  slot_bucket, next_t, need_time, gap_ns, time_weighted, wants, fp, ip, status):
     """Fold each listed block into its slots.  ``blocks`` holds block numbers in
-    the layout; slot_base/slot_count/next_t are per listed block, slot_bucket
-    (the time bucket of each slot) per slot."""
+    the layout; slot_base/slot_count/next_t/need_time are per listed block,
+    slot_bucket (the time bucket of each slot) per slot.  A block without
+    ``need_time`` lies inside the window and one bucket, and the aggregate
+    needs no sample times: its timestamps are not decoded."""
     for j in prange(blocks.shape[0]):
         b = blocks[j]
         n = lay_t[b, 5]
         t, raw, words, scratch, stack, mask, values = block_scratch(n, lay_c.shape[1], depth)
         for k in range(slot_base[j], slot_base[j] + slot_count[j]):
             _init_slot(fp, ip, k)
-        status[j] = evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts,
-                                   scales, depth, has_pred, has_value, t, raw, words, scratch,
-                                   stack, mask, values)
+        status[j] = evaluate_rows(buf, b, n, lay_t, lay_c, need_time[j], pred_code, val_code,
+                                  consts, scales, depth, has_pred, has_value, t, raw, words,
+                                  scratch, stack, mask, values)
         if status[j] != OK:
             continue
         for s in range(slot_count[j]):
@@ -272,7 +293,7 @@ def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, 
         counts[j] = c
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _count_compare(words, lo, hi, op, threshold):
     """How many of words[lo:hi], read as int64, pass ``OP threshold``.  One
     loop per operator with unsigned indices, so that each is a branch-free
@@ -338,16 +359,78 @@ def _twins(func):
     twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
                               func.__defaults__, func.__closure__)
     twin.__qualname__ = func.__qualname__ + "_serial"
+    rename(func, _STAMP)
+    rename(twin, _STAMP)
     return njit(parallel=True, cache=True)(func), njit(cache=True)(twin)
+
+
+def _value_histograms(buf, lay_t, lay_c, pred_code, consts, scales, depth, has_pred, value_slot,
+                      task_ptr, entry_block, entry_time, task_lo, task_hi, task_base, task_off,
+                      task_len, cells, status):
+    """Histograms of an integer channel's raw values, one per *task*: task k
+    counts the matching samples in [task_lo[k], task_hi[k]) of its blocks
+    entry_block[task_ptr[k]:task_ptr[k + 1]] into cells[task_off[k] + raw −
+    task_base[k]] (task_len[k] cells; the blocks' statistics bound the raw
+    values, so a value outside is damage: ERR_BAD_CODE).  Timestamps are
+    decoded only for the entries flagged in ``entry_time`` (a block that the
+    task's time range cuts).  Tasks write disjoint cells: no locks."""
+    for k in prange(task_ptr.shape[0] - 1):
+        base, off, length = task_base[k], task_off[k], U64(task_len[k])
+        counts = cells[off:off + task_len[k]]
+        for e in range(task_ptr[k], task_ptr[k + 1]):
+            b = entry_block[e]
+            n = lay_t[b, 5]
+            need_time = entry_time[e]
+            t, words, scratch = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
+            rows = n if has_pred else 0          # float rows only for the predicate
+            raw = np.empty((lay_c.shape[1], rows), np.float64)
+            stack = np.empty((max(1, depth), rows), np.float64)
+            if has_pred:
+                st = decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch)
+            else:        # the channel's words as they are: no float row
+                st = OK
+                if need_time:
+                    st = decode_time(buf, b, n, lay_t, t, words, scratch)
+                if st == OK:
+                    start = lay_c[b, value_slot, 0]
+                    st = decode_column(buf, start, start + lay_c[b, value_slot, 1], n,
+                                       lay_c[b, value_slot, 2], words, scratch)
+            if st != OK:
+                status[k] = st
+                break
+            lo, hi = 0, n
+            if need_time:
+                lo = np.searchsorted(t[:n], task_lo[k])
+                hi = np.searchsorted(t[:n], task_hi[k])
+            if has_pred:
+                run(pred_code, consts, raw, scales, n, stack)
+                row, keep = raw[value_slot][lo:hi], stack[0][lo:hi]
+                for i in range(hi - lo):          # branch-free: every value is in range
+                    c = U64(np.int64(row[i]) - base)
+                    if c >= length:
+                        status[k] = ERR_BAD_CODE
+                        break
+                    counts[c] += keep[i] != 0.0
+            else:
+                values = words.view(np.int64)[lo:hi]
+                for i in range(hi - lo):
+                    c = U64(values[i] - base)
+                    if c >= length:
+                        status[k] = ERR_BAD_CODE
+                        break
+                    counts[c] += 1
+            if status[k] != OK:
+                break
 
 
 scan_partials, scan_partials_serial = _twins(_scan_partials)
 count_matches, count_matches_serial = _twins(_count_matches)
 count_raw_compare, count_raw_compare_serial = _twins(_count_raw_compare)
+value_histograms, value_histograms_serial = _twins(_value_histograms)
 PARALLEL_MIN_BLOCKS = 64   # below ~250 k samples, waking the thread pool does not pay
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def gather_block(buf, b, lay_t, lay_c, pred_code, val_code, consts, scales, depth, has_pred,
                  has_value, start_ns, end_ns):
     """Block b's samples in [start, end) that match: (status, times, values, raw rows)."""
@@ -358,3 +441,63 @@ def gather_block(buf, b, lay_t, lay_c, pred_code, val_code, consts, scales, dept
     for i in range(n):
         mask[i] = mask[i] and t[i] >= start_ns and t[i] < end_ns
     return status, t[mask], values[mask], raw[:, mask]
+
+
+@cached(_STAMP, inline="always")
+def _ranks_before(v, t, p, v2, t2, p2):
+    """Sample (v, t, p) ranks before (v2, t2, p2) in a top N: larger value,
+    then older, then appended first."""
+    return v > v2 or (v == v2 and (t < t2 or (t == t2 and p < p2)))
+
+
+@cached(_STAMP)
+def top_blocks(buf, blocks, bounds, pos_base, lay_t, lay_c, pred_code, val_code, consts, scales,
+               depth, has_pred, start_ns, end_ns, best_v, best_t, best_p, held):
+    """The best len(best_v) samples of ``blocks`` (visited in this order) and
+    those already held (best_*[:held[0]], best first), kept best first in a
+    sorted array: value, then time, then pos_base[j] + the sample's place in
+    its block.  A block whose bound (no value of it exceeds bounds[j]) is
+    below the N-th best so far is not decoded.  Returns (status, blocks
+    decoded)."""
+    n = best_v.shape[0]
+    decoded = 0
+    for j in range(blocks.shape[0]):
+        if held[0] == n and bounds[j] < best_v[n - 1]:
+            continue
+        b = blocks[j]
+        m = lay_t[b, 5]
+        t, raw = np.empty(m, np.int64), np.empty((max(1, lay_c.shape[1]), m), np.float64)
+        words, scratch = np.empty(m, np.uint64), np.empty(m, np.uint64)
+        stack, mask = np.empty((max(1, depth), m), np.float64), np.ones(m, np.bool_)
+        status = decode_rows(buf, b, m, lay_t, lay_c, True, t, raw, words, scratch)
+        if status != OK:
+            return status, decoded
+        decoded += 1
+        if has_pred:
+            run(pred_code, consts, raw, scales, m, stack)
+            for i in range(m):
+                mask[i] = stack[0, i] != 0.0
+        run(val_code, consts, raw, scales, m, stack)
+        values = stack[0]
+        lo = np.searchsorted(t[:m], start_ns)
+        hi = np.searchsorted(t[:m], end_ns)
+        floor = best_v[n - 1] if held[0] == n else -np.inf
+        for i in range(lo, hi):
+            v = values[i]
+            if v < floor or v != v or not mask[i]:    # the usual case: one comparison
+                continue
+            ti, pi = t[i], pos_base[j] + i
+            k = held[0]
+            if k == n:
+                if not _ranks_before(v, ti, pi, best_v[n - 1], best_t[n - 1], best_p[n - 1]):
+                    continue
+                k = n - 1
+            else:
+                held[0] = k + 1
+            while k > 0 and _ranks_before(v, ti, pi, best_v[k - 1], best_t[k - 1], best_p[k - 1]):
+                best_v[k], best_t[k], best_p[k] = best_v[k - 1], best_t[k - 1], best_p[k - 1]
+                k -= 1
+            best_v[k], best_t[k], best_p[k] = v, ti, pi
+            if held[0] == n:
+                floor = best_v[n - 1]
+    return OK, decoded

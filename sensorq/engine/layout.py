@@ -31,6 +31,8 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
     that sit alone or in small buffers (zstd-decompressed blocks, the writer's
     tail) are copied into one buffer, so that one kernel call covers them all."""
     layouts = []
+    if len(index) < group_min:      # a few blocks (a search, top N): one pooled buffer
+        return [_pooled(index, np.arange(len(index)), slot_channels)] if len(index) else []
     blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
     big = blocks_in >= group_min
     for buffer_no in np.flatnonzero(big):
@@ -39,35 +41,44 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
                                index, chosen, slot_channels))
     chosen = np.flatnonzero(~big[index.buffer_of]) if len(index) else np.zeros(0, np.int64)
     if len(chosen):
-        pieces = [index.raw(int(i)) for i in chosen]
-        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])[:-1]]).astype(np.int64)
-        buf = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
-        # read-only like a mapped segment: the kernels are then compiled (and
-        # cached) for one buffer type, not two
-        buf.flags.writeable = False
-        layouts.append(_layout(buf, offsets, index, chosen, slot_channels))
+        layouts.append(_pooled(index, chosen, slot_channels))
     return layouts
 
 
+def _pooled(index, chosen, slot_channels) -> Layout:
+    """Blocks ``chosen`` copied into one buffer of their own."""
+    pieces = [index.raw(i) for i in chosen.tolist()]
+    lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
+    offsets = np.cumsum(lengths) - lengths
+    buf = np.concatenate(pieces)
+    # read-only like a mapped segment: the kernels are then compiled (and
+    # cached) for one buffer type, not two
+    buf.flags.writeable = False
+    return _layout(buf, offsets, index, chosen, slot_channels)
+
+
 def _layout(buf, offsets, index, chosen, slot_channels) -> Layout:
-    entries = index.entries[chosen]
+    # (numpy's fancy indexing of the structured entries is slow: fields first)
+    every = len(chosen) == len(index)          # chosen is then 0..n-1
+    pick = slice(None) if every else chosen
+    entries = index.entries
     n_channels = entries.shape[1]
-    time_len = index.time_len[chosen].astype(np.int64)
+    time_len = index.time_len[pick]
     lay_t = np.empty((len(chosen), 6), np.int64)
-    lay_t[:, T_FIRST] = index.t_first[chosen]
-    lay_t[:, TICK] = index.tick[chosen]
-    lay_t[:, TIME_CODEC] = index.time_codec[chosen]
+    lay_t[:, T_FIRST] = index.t_first[pick]
+    lay_t[:, TICK] = index.tick[pick]
+    lay_t[:, TIME_CODEC] = index.time_codec[pick]
     lay_t[:, TIME_START] = offsets + HEADER_SIZE + ENTRY_SIZE * n_channels
     lay_t[:, TIME_LEN] = time_len
-    lay_t[:, N_SAMPLES] = index.n_samples[chosen]
-    data_len = entries["data_len"].astype(np.int64)
-    channel_start = (lay_t[:, TIME_START] + time_len)[:, None] + \
-        np.concatenate([np.zeros((len(chosen), 1), np.int64), np.cumsum(data_len, 1)[:, :-1]], 1)
+    lay_t[:, N_SAMPLES] = index.n_samples[pick]
+    data_len = entries["data_len"][pick]
+    ends = np.cumsum(data_len, 1, dtype=np.int64)            # each channel section's end
+    sections = lay_t[:, TIME_START] + time_len
     lay_c = np.empty((len(chosen), len(slot_channels), 5), np.int64)
-    for s, c in enumerate(slot_channels):
-        lay_c[:, s, 0] = channel_start[:, c]
+    fields = [entries[name][pick] for name in ("codec", "dexp", "dtype")]
+    for s, c in enumerate(slot_channels.tolist()):
         lay_c[:, s, 1] = data_len[:, c]
-        lay_c[:, s, 2] = entries[:, c]["codec"]
-        lay_c[:, s, 3] = entries[:, c]["dexp"]
-        lay_c[:, s, 4] = entries[:, c]["dtype"]
+        lay_c[:, s, 0] = sections + ends[:, c] - lay_c[:, s, 1]
+        for k, field in enumerate(fields, 2):
+            lay_c[:, s, k] = field[:, c]
     return Layout(buf, chosen, lay_t, lay_c)

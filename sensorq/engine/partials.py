@@ -29,7 +29,9 @@ from ..query import plan as P
 from . import aggregates as A
 from . import limits
 from .layout import build_layouts
+from .program import compile_query
 from .search import BlockReader
+from .zonemaps import residual_groups
 
 CHUNK_SLOTS = 1 << 16    # slots (128 bytes each) allocated at a time
 
@@ -44,6 +46,7 @@ class Slots:
     count: np.ndarray
     bucket: np.ndarray         # per slot, indexed like fp/ip (not per block)
     next_t: np.ndarray
+    need_time: np.ndarray      # per block: decode its timestamps (kernels._scan_partials)
     bucket_ns: int
     gap_ns: int
     time_weighted: bool
@@ -51,7 +54,7 @@ class Slots:
 
     def pick(self, blocks) -> "Slots":
         return dataclasses.replace(self, base=self.base[blocks], count=self.count[blocks],
-                                   next_t=self.next_t[blocks])
+                                   next_t=self.next_t[blocks], need_time=self.need_time[blocks])
 
 
 @dataclass
@@ -143,11 +146,16 @@ def _decode_part(s: Scan, rows, next_t, merger):
     slots = _plan_slots(s, rows, next_t, merger)
     n_slots = int(slots.count.sum())
     fp, ip = np.empty((n_slots, A.N_F)), np.empty((n_slots, A.N_I), np.int64)
-    for layout in build_layouts(s.index.select(rows), s.programs.slot_indices):
-        local = np.arange(len(layout.blocks), dtype=np.int64)
-        # blocks own disjoint slot ranges, so every layout writes straight into fp/ip
-        s.tier.partials(layout, local, s.programs, s.start, s.end, slots.pick(layout.blocks),
-                        fp, ip)
+    value = None if q.aggregate in ("count", "duration") else q.expr
+    for residual, group in residual_groups(q.where, s.index, rows):
+        # the predicate as the block statistics left it (zonemaps.residual_groups)
+        programs = s.programs if residual is q.where else compile_query(residual, value)
+        at = np.searchsorted(rows, group)
+        for layout in build_layouts(s.index.select(group), programs.slot_indices):
+            local = np.arange(len(layout.blocks), dtype=np.int64)
+            # blocks own disjoint slot ranges, so every layout writes straight into fp/ip
+            s.tier.partials(layout, local, programs, s.start, s.end,
+                            slots.pick(at[layout.blocks]), fp, ip)
     bucket_of = slots.bucket if q.bucket_ns else np.zeros(n_slots, np.int64)
     return fp, ip, bucket_of, np.repeat(rows, slots.count).astype(np.int64)
 
@@ -169,7 +177,13 @@ def _plan_slots(s: Scan, rows, next_t, merger) -> Slots:
     bucket = np.repeat(first, count) + (np.arange(int(count.sum())) - np.repeat(base, count))
     for j, buckets in compact.items():
         bucket[base[j]:base[j] + count[j]] = buckets
-    return Slots(base, count, bucket, next_t[rows], bucket_ns, q.max_gap_ns or 0,
+    index = s.index
+    need_time = (index.t_first[rows] < s.start) | (index.t_last[rows] >= s.end) | (count != 1)
+    if bucket_ns:
+        need_time |= index.t_first[rows] // bucket_ns != index.t_last[rows] // bucket_ns
+    if q.aggregate in A.NEEDS_TIMES or q.aggregate in A.TIME_WEIGHTED:
+        need_time[:] = True
+    return Slots(base, count, bucket, next_t[rows], need_time, bucket_ns, q.max_gap_ns or 0,
                  q.aggregate in A.TIME_WEIGHTED, A.wants(q.aggregate))
 
 

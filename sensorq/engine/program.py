@@ -18,6 +18,14 @@ are 1.0 / 0.0):
     AND OR                    pop 2
     NOT                       pop 1
     TRUE FALSE                a constant truth value
+
+Fused opcodes (one loop instead of several, for the shapes queries use most;
+the same arithmetic in the same order, so the same bits):
+
+    MAGLOAD a=count           mag() of ``count`` channels, whose slots follow in
+                              ``count`` ARG triples (a=slot): pushes
+                              sqrt((raw0·scale0)² + (raw1·scale1)² + …)
+    CMPK    a=const, b=op     the top OP a constant (compare with a number)
 """
 from __future__ import annotations
 
@@ -27,9 +35,10 @@ import numpy as np
 
 from ..query import plan as P
 
-LOAD, CONST, RAWCMP, NEG, ABS, SQRT, ADD, SUB, MUL, DIV, MAG, CMP, AND, OR, NOT, TRUE, FALSE, ARG = \
-    range(18)
+LOAD, CONST, RAWCMP, NEG, ABS, SQRT, ADD, SUB, MUL, DIV, MAG, CMP, AND, OR, NOT, TRUE, FALSE, ARG, \
+    MAGLOAD, CMPK = range(20)
 COMPARE_CODES = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _BINARY = {"+": ADD, "-": SUB, "*": MUL, "/": DIV}
 _UNARY = {"neg": NEG, "abs": ABS, "sqrt": SQRT}
 
@@ -72,6 +81,10 @@ def compile_value(expr, program: Program) -> None:
         compile_value(expr.left, program)
         compile_value(expr.right, program)
         program.emit(_BINARY[expr.op], pops=2)
+    elif isinstance(expr, P.Magnitude) and all(isinstance(a, P.ChannelRef) for a in expr.args):
+        program.emit(MAGLOAD, len(expr.args))
+        for arg in expr.args:
+            program.code.append((ARG, program.slot(arg), 0))
     elif isinstance(expr, P.Magnitude):
         for arg in expr.args:
             compile_value(arg, program)
@@ -85,6 +98,12 @@ def compile_predicate(pred, program: Program) -> None:
     if isinstance(pred, P.RawCompare):
         program.emit(RAWCMP, program.slot(pred.channel), COMPARE_CODES[pred.op])
         program.code.append((ARG, program.const(pred.threshold), 0))
+    elif isinstance(pred, P.Compare) and isinstance(pred.right, P.Const):
+        compile_value(pred.left, program)
+        program.emit(CMPK, program.const(pred.right.value), COMPARE_CODES[pred.op])
+    elif isinstance(pred, P.Compare) and isinstance(pred.left, P.Const):
+        compile_value(pred.right, program)      # c < e is e > c (NaN fails both ways)
+        program.emit(CMPK, program.const(pred.left.value), COMPARE_CODES[_MIRRORED[pred.op]])
     elif isinstance(pred, P.Compare):
         compile_value(pred.left, program)
         compile_value(pred.right, program)

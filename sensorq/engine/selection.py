@@ -21,11 +21,14 @@ than GATHER_LIMIT values is answered by passes over its own time range.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
+from .layout import build_layouts
 from .program import compile_query
 from .search import READ_AHEAD_BLOCKS, BlockReader
 from .zonemaps import NONE, bounds, classify
@@ -237,6 +240,154 @@ def _gather(source, lo, hi) -> np.ndarray:
     return np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
 
 
+# --- percentiles of an integer channel: histograms -----------------------------------
+
+HIST_TYPES = ("int8", "int16", "int32")   # raw values exact in the float rows the decoder writes
+HIST_MAX_CELLS = 1 << 17        # value range of one bucket counted cell by cell (int16: 65 536)
+HIST_CHUNK_CELLS = 1 << 22      # cells (8 bytes) allocated at a time
+
+
+@dataclass
+class Tasks:
+    """What the histogram kernels run (kernels.value_histograms): task k counts
+    the blocks entry_block[task_ptr[k]:task_ptr[k + 1]] (layout positions;
+    entry_time: decode its timestamps) in [task_lo[k], task_hi[k]) into
+    cells[task_off[k]:task_off[k] + task_len[k]], cell 0 holding raw value
+    task_base[k]."""
+    task_ptr: np.ndarray
+    entry_block: np.ndarray
+    entry_time: np.ndarray
+    task_lo: np.ndarray
+    task_hi: np.ndarray
+    task_base: np.ndarray
+    task_off: np.ndarray
+    task_len: np.ndarray
+
+
+def histogram_percentiles(tier, index, rows, programs, expr, p, start, end, bucket_ns, limit,
+                          what):
+    """The p-th percentile of an integer channel per bucket (``bucket_ns`` 0:
+    one value for the window), from histograms of its raw values — one pass
+    over the blocks, exact, and no values held: the counts find the two ranks
+    numpy's percentile interpolates between (percentile_plan), and lerp gives
+    the same float it gives.  Memory: one bucket's value range, as cells,
+    HIST_CHUNK_CELLS at a time.  (bucket ids, values), or None where this does
+    not apply (an expression, a float channel, a range of more than
+    HIST_MAX_CELLS values, or blocks spanning more buckets than samples)."""
+    if not isinstance(expr, P.ChannelRef) or expr.dtype not in HIST_TYPES or not expr.scale:
+        return None
+    rows = np.asarray(rows, np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    lo_t = np.maximum(index.t_first[rows], start)
+    hi_t = np.minimum(index.t_last[rows], end - 1)
+    stats = index.entries[rows, expr.index]
+    vmin, vmax = stats["min"].astype(np.int64), stats["max"].astype(np.int64)
+    if bucket_ns:
+        first, last = lo_t // bucket_ns, hi_t // bucket_ns
+        span = last - first + 1
+        if (span > index.n_samples[rows] + 1).any():
+            return None
+        at = np.repeat(np.arange(len(rows)), span)
+        bucket = np.repeat(first, span) + (np.arange(int(span.sum())) -
+                                           np.repeat(np.cumsum(span) - span, span))
+        order = np.argsort(bucket, kind="stable")
+        at, bucket = at[order], bucket[order]
+        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        ids = bucket[starts]
+        base = np.minimum.reduceat(vmin[at], starts)
+        cells = np.maximum.reduceat(vmax[at], starts) - base + 1
+        if (cells > HIST_MAX_CELLS).any():
+            return None
+        return _bucket_histograms(tier, index, rows, programs, expr, p, start, end, bucket_ns,
+                                  at, ids, starts, base, cells, limit, what)
+    base = int(vmin.min())
+    cells = int(vmax.max()) - base + 1
+    if cells > HIST_MAX_CELLS:
+        return None
+    n_tasks = max(1, min(tier.threads() * 2, HIST_CHUNK_CELLS // cells, len(rows)))
+    counts = np.zeros(n_tasks * cells, np.int64)
+    for layout in build_layouts(index.select(rows), programs.slot_indices):
+        blocks = np.arange(len(layout.blocks), dtype=np.int64)
+        pieces = np.array_split(blocks, min(n_tasks, len(blocks)))
+        k = len(pieces)
+        inside = (index.t_first[rows[layout.blocks]] >= start) & \
+            (index.t_last[rows[layout.blocks]] < end)
+        tasks = Tasks(np.r_[0, np.cumsum([len(x) for x in pieces])].astype(np.int64), blocks,
+                      ~inside, np.full(k, start, np.int64), np.full(k, end, np.int64),
+                      np.full(k, base, np.int64), np.arange(k, dtype=np.int64) * cells,
+                      np.full(k, cells, np.int64))
+        tier.histograms(layout, programs, _value_slot(programs, expr), tasks, counts)
+    counts = counts.reshape(n_tasks, cells).sum(0)
+    has, values = _cell_percentiles(counts, np.zeros(1, np.int64), np.array([cells]),
+                                    np.array([base]), p, expr.scale)
+    return np.zeros(int(has.sum()), np.int64), values
+
+
+def _value_slot(programs, expr) -> int:
+    return int(np.flatnonzero(programs.slot_indices == expr.index)[0])
+
+
+def _bucket_histograms(tier, index, rows, programs, expr, p, start, end, bucket_ns, at, ids,
+                       starts, base, cells, limit, what):
+    """histogram_percentiles by buckets: (block, bucket) entries ``at`` (sorted
+    by bucket; group g starts at starts[g]), buckets counted a chunk of about
+    HIST_CHUNK_CELLS cells at a time."""
+    ends = np.r_[starts[1:], len(at)]
+    chunk_of = (np.cumsum(cells) - 1) // HIST_CHUNK_CELLS
+    out_ids, out_values, n_rows = [], [], 0
+    slot = _value_slot(programs, expr)
+    for chunk in np.split(np.arange(len(ids)), np.flatnonzero(np.diff(chunk_of)) + 1):
+        off = np.cumsum(cells[chunk]) - cells[chunk]
+        counts = np.zeros(int(cells[chunk].sum()), np.int64)
+        entries = np.concatenate([np.arange(starts[g], ends[g]) for g in chunk])
+        group = np.repeat(np.arange(len(chunk)), ends[chunk] - starts[chunk])
+        blocks_used = np.unique(at[entries])
+        for layout in build_layouts(index.select(rows[blocks_used]), programs.slot_indices):
+            mine = np.isin(at[entries], blocks_used[layout.blocks])
+            e_at, e_group = at[entries][mine], group[mine]
+            if len(e_at) == 0:
+                continue
+            local = np.searchsorted(blocks_used[layout.blocks], e_at)   # layout.blocks ascend
+            task_starts = np.flatnonzero(np.r_[True, e_group[1:] != e_group[:-1]])
+            g = e_group[task_starts]
+            b_ids = ids[chunk][g]
+            t_lo = np.maximum(b_ids * bucket_ns, start)
+            t_hi = np.minimum((b_ids + 1) * bucket_ns, end)
+            task_of = np.repeat(np.arange(len(g)), np.diff(np.r_[task_starts, len(e_at)]))
+            r = rows[e_at]
+            need_time = (index.t_first[r] < t_lo[task_of]) | (index.t_last[r] >= t_hi[task_of])
+            tasks = Tasks(np.r_[task_starts, len(e_at)].astype(np.int64), local.astype(np.int64),
+                          need_time, t_lo, t_hi, base[chunk][g], off[g], cells[chunk][g])
+            tier.histograms(layout, programs, slot, tasks, counts)
+        has, values = _cell_percentiles(counts, off, cells[chunk], base[chunk], p, expr.scale)
+        n_rows += int(has.sum())
+        if n_rows > limit:
+            raise limits.exceeded(limit, what)
+        out_ids.append(ids[chunk][has])
+        out_values.append(values)
+    return np.concatenate(out_ids), np.concatenate(out_values)
+
+
+def _cell_percentiles(counts, off, length, base, p, scale):
+    """(groups with values, their p-th percentile): group g counts raw value
+    base[g] + c in counts[off[g] + c]; values are raw × scale, as the VM
+    computes them."""
+    cum = np.cumsum(counts)
+    before = np.where(off > 0, cum[np.maximum(off - 1, 0)], 0)
+    n = cum[off + length - 1] - before
+    has = n > 0
+    n, before, off, base = n[has], before[has], off[has], base[has]
+    a, b, gamma = percentile_plan(n, p)
+    if scale < 0:            # ascending values are descending raw values
+        a, b = n - 1 - a, n - 1 - b
+
+    def value(rank):
+        raw = base + (np.searchsorted(cum, before + rank, side="right") - off)
+        return raw.astype(np.float64) * scale
+    return has, lerp(value(a), value(b), gamma)
+
+
 def bucket_percentiles(source: ValueSource, p: float, bucket_ns: int, limit: int, what: str):
     """(bucket ids, p-th percentile per bucket) for buckets with values."""
     big = _big_buckets(source, bucket_ns)
@@ -371,18 +522,84 @@ def best(v, t, pos, n) -> np.ndarray:
     return np.concatenate([better, ties])
 
 
+TOP_HEAP_MAX = 1024      # n up to which top N keeps its best in one sorted array
+FIRST_BATCH = 8          # blocks decoded in the first step of top N; each step doubles
+
+
 def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
             max_rows: int | None = None) -> Result:
     limit = limits.max_rows(max_rows)
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.expr)
-    rows = np.flatnonzero(classify(q.where, index) != NONE)
-    upper = value_bounds(q.expr, index)[1]
+    rows = np.arange(len(index)) if q.where is None else \
+        np.flatnonzero(classify(q.where, index) != NONE)
+    upper = upper_bounds(q.expr, index)
+    n = min(q.n, limit + 1)
+    if n > TOP_HEAP_MAX:
+        return _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n)
+    tier = tiers.choose(engine, tiers.scan_values(index, rows[:FIRST_BATCH],
+                                                  len(programs.channels)))
+    best = (np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(1, np.int64))
+    decoded = 0
+    for batch in _by_bound(rows, upper):
+        if best[3][0] == n and best[0][n - 1] > upper[batch[0]]:
+            break                       # no sample left can enter the top n
+        for layout in build_layouts(index.select(batch), programs.slot_indices):
+            chosen = batch[layout.blocks]       # in descending order of their bounds
+            decoded += tier.top_blocks(layout, np.arange(len(chosen), dtype=np.int64),
+                                       upper[chosen], chosen.astype(np.int64) << BITS,
+                                       programs, start, end, best)
+    held = int(best[3][0])
+    times, values = best[1][:held].copy(), best[0][:held].copy()
+    if held > limit:
+        raise limits.exceeded(limit, f"the result of {text!r}")
+    scan = ScanStats(blocks_total=len(index), decoded=decoded, skipped=len(index) - decoded,
+                     engine=tier.name)
+    return Result("table", text, columns={"time": times, "value": values},
+                  units={"time": TIME_UNIT, "value": q.unit}, scan=scan)
+
+
+def upper_bounds(expr, index) -> np.ndarray:
+    """No value of ``expr`` in a block exceeds this: an integer channel's
+    largest value straight from the statistics, else value_bounds."""
+    if isinstance(expr, P.ChannelRef) and expr.dtype.startswith("int") and expr.scale:
+        stats = index.entries[:, expr.index]["max" if expr.scale > 0 else "min"]
+        return stats.astype(np.float64) * expr.scale
+    return value_bounds(expr, index)[1]
+
+
+def _by_bound(rows, upper):
+    """``rows`` in batches of FIRST_BATCH, then twice as many each time, in
+    descending order of ``upper`` (ties: the older block first).  Only the
+    first few hundred are sorted at first: top N usually stops early."""
+    head = min(len(rows), 32 * FIRST_BATCH)
+    if head < len(rows):
+        first = np.sort(np.argpartition(-upper[rows], head - 1)[:head])
+    else:
+        first = np.arange(len(rows))
+    order = first[np.argsort(-upper[rows[first]], kind="stable")]
+    at, size = 0, FIRST_BATCH
+    while at < len(order):
+        yield rows[order[at:at + size]]
+        at, size = at + size, size * 2
+    if head < len(rows):
+        rest = np.ones(len(rows), bool)
+        rest[first] = False
+        rest = np.flatnonzero(rest)
+        order = rest[np.argsort(-upper[rows[rest]], kind="stable")]
+        at = 0
+        while at < len(order):
+            yield rows[order[at:at + size]]
+            at, size = at + size, size * 2
+
+
+def _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n):
+    """top N for a big N: blocks by bound, READ_AHEAD_BLOCKS at a time, into TopN."""
     rows = rows[np.argsort(-upper[rows], kind="stable")]    # most promising first
     tier = tiers.choose(engine, tiers.scan_values(index, rows[:READ_AHEAD_BLOCKS],
                                                   len(programs.channels)))
-    top, decoded = TopN(min(q.n, limit + 1)), 0
+    top, decoded = TopN(n), 0
     for lo in range(0, len(rows), READ_AHEAD_BLOCKS):
         chunk = rows[lo:lo + READ_AHEAD_BLOCKS]
         if top.threshold > upper[chunk[0]]:

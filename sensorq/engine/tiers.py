@@ -123,7 +123,35 @@ class CompiledTier:
         kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
                programs.slot_scales, depth, programs.has_pred, programs.has_value, start, end,
                slots.bucket_ns, slots.base, slots.count, slots.bucket, slots.next_t,
-               slots.gap_ns, slots.time_weighted, slots.wants, fp, ip, status)
+               slots.need_time, slots.gap_ns, slots.time_weighted, slots.wants, fp, ip, status)
+        check_status(status)
+
+    def top_blocks(self, layout, blocks, bounds, pos_base, programs, start, end, best) -> int:
+        """selection.run_top's blocks of one layout merged into ``best`` (kernels.top_blocks)."""
+        from . import kernels as K
+        pred_code, val_code, consts, depth = programs.kernel_args()
+        status, decoded = K.top_blocks(layout.buf, blocks, bounds, pos_base, layout.lay_t,
+                                       layout.lay_c, pred_code, val_code, consts,
+                                       programs.slot_scales, depth, programs.has_pred, start,
+                                       end, *best)
+        check_status(status)
+        return decoded
+
+    def threads(self) -> int:
+        import numba
+        return numba.get_num_threads()
+
+    def histograms(self, layout, programs, value_slot, tasks, cells) -> None:
+        """selection.Tasks counted into ``cells`` (kernels.value_histograms)."""
+        from . import kernels as K
+        pred_code, _, consts, depth = programs.kernel_args()
+        status = np.zeros(len(tasks.task_ptr) - 1, np.int64)
+        parallel = len(status) > 1 and len(tasks.entry_block) >= K.PARALLEL_MIN_BLOCKS // 4
+        kernel = K.value_histograms if parallel else K.value_histograms_serial
+        kernel(layout.buf, layout.lay_t, layout.lay_c, pred_code, consts, programs.slot_scales,
+               depth, programs.has_pred, value_slot, tasks.task_ptr, tasks.entry_block,
+               tasks.entry_time, tasks.task_lo, tasks.task_hi, tasks.task_base, tasks.task_off,
+               tasks.task_len, cells, status)
         check_status(status)
 
     def gather(self, layout, b, reader, start, end):
@@ -164,6 +192,22 @@ class InterpretedTier:
         pred_code, val_code, consts, _ = programs.kernel_args()
         I.scan_partials(layout, blocks, pred_code, val_code, consts, programs.slot_scales,
                         programs.has_pred, programs.has_value, start, end, slots, fp, ip)
+
+    def top_blocks(self, layout, blocks, bounds, pos_base, programs, start, end, best) -> int:
+        pred_code, val_code, consts, _ = programs.kernel_args()
+        return I.top_blocks(layout, blocks, bounds, pos_base, pred_code, val_code, consts,
+                            programs.slot_scales, programs.has_pred, programs.has_value, start,
+                            end, *best)
+
+    def threads(self) -> int:
+        return 1
+
+    def histograms(self, layout, programs, value_slot, tasks, cells) -> None:
+        pred_code, _, consts, _ = programs.kernel_args()
+        I.value_histograms(layout, pred_code, consts, programs.slot_scales, programs.has_pred,
+                           value_slot, tasks.task_ptr, tasks.entry_block, tasks.entry_time,
+                           tasks.task_lo, tasks.task_hi, tasks.task_base, tasks.task_off,
+                           tasks.task_len, cells)
 
     def gather(self, layout, b, reader, start, end):
         return I.gather_block(layout, b, reader.pred_code, reader.val_code, reader.consts,

@@ -109,27 +109,110 @@ def _compare(op: str, a: Bounds, b: Bounds) -> np.ndarray:
 
 
 def classify(pred, index) -> np.ndarray:
-    """NONE / SOME / ALL per block of ``index`` for predicate ``pred`` (None: ALL)."""
+    """NONE / SOME / ALL per block of ``index`` for predicate ``pred`` (None: ALL).
+    With NONE < SOME < ALL, ``and`` is the smallest class of its arguments,
+    ``or`` the largest and ``not`` the mirror image; an ``and`` stops at an
+    argument that leaves every block NONE (an ``or`` at one that leaves every
+    block ALL): ``(x > 1g or y > 1g) and z < 0`` never looks at x and y where
+    z is never below 0."""
     n_blocks = len(index)
     if pred is None:
         return np.full(n_blocks, ALL, np.int8)
     if isinstance(pred, P.BoolConst):
         return np.full(n_blocks, ALL if pred.value else NONE, np.int8)
     if isinstance(pred, P.RawCompare):
+        if pred.channel.dtype.startswith("int"):
+            return _raw_integer(pred, index)
         raw = P.ChannelRef(pred.channel.channel, pred.channel.index, pred.channel.dtype, 1.0,
                            pred.channel.unit)
         return _compare(pred.op, bounds(raw, index), bounds(P.Const(pred.threshold), index))
     if isinstance(pred, P.Compare):
         return _compare(pred.op, bounds(pred.left, index), bounds(pred.right, index))
-    if isinstance(pred, P.And):
-        classes = np.stack([classify(a, index) for a in pred.args])
-        return np.where((classes == NONE).any(0), NONE,
-                        np.where((classes == ALL).all(0), ALL, SOME)).astype(np.int8)
-    if isinstance(pred, P.Or):
-        classes = np.stack([classify(a, index) for a in pred.args])
-        return np.where((classes == ALL).any(0), ALL,
-                        np.where((classes == NONE).all(0), NONE, SOME)).astype(np.int8)
+    if isinstance(pred, (P.And, P.Or)):
+        conjunction = isinstance(pred, P.And)
+        settled = NONE if conjunction else ALL
+        classes = None
+        for arg in _cheap_first(pred.args):
+            c = classify(arg, index)
+            classes = c if classes is None else \
+                (np.minimum(classes, c) if conjunction else np.maximum(classes, c))
+            if (classes == settled).all():
+                break
+        return classes
     if isinstance(pred, P.Not):
-        inner = classify(pred.arg, index)
-        return np.where(inner == ALL, NONE, np.where(inner == NONE, ALL, SOME)).astype(np.int8)
+        return (ALL + NONE - classify(pred.arg, index)).astype(np.int8)
     raise TypeError(f"not a predicate: {pred!r}")
+
+
+def _cheap_first(args):
+    """Raw comparisons (a look at two statistics) before the rest."""
+    return sorted(args, key=lambda a: not isinstance(a, P.RawCompare))
+
+
+def _raw_integer(pred, index) -> np.ndarray:
+    """Class of ``channel OP threshold`` on an integer channel, straight from
+    its min and max (integers; the threshold is an integer too)."""
+    column = index.entries[:, pred.channel.index]
+    lo, hi, k = column["min"], column["max"], pred.threshold
+    op = pred.op
+    if op == ">":
+        true, false = lo > k, hi <= k
+    elif op == ">=":
+        true, false = lo >= k, hi < k
+    elif op == "<":
+        true, false = hi < k, lo >= k
+    elif op == "<=":
+        true, false = hi <= k, lo > k
+    elif op == "==":
+        true, false = (lo == k) & (hi == k), (hi < k) | (lo > k)
+    else:
+        true, false = (hi < k) | (lo > k), (lo == k) & (hi == k)
+    true &= column["count"] == index.n_samples     # a missing value passes no comparison
+    return (SOME + true.view(np.int8) - false.view(np.int8)).astype(np.int8)
+
+
+def residual_groups(pred, index, rows) -> list:
+    """Blocks ``rows`` grouped by what is left of ``pred`` once each block's
+    statistics have settled what they can: in an ``and``, a conjunct true for
+    every sample of the block is dropped (and one false for every sample
+    makes the whole predicate false: such blocks are skipped before this);
+    in an ``or``, a disjunct false for every sample is dropped.  So
+    ``count where x > 100 and z > 0`` on blocks whose z never falls to 0
+    evaluates (and decodes) ``x > 100`` only.  Each sample gets the same truth
+    value from its block's residual as from ``pred``.  Returns [(residual,
+    rows)] in which the rows of all groups together are ``rows``, ascending
+    within each group."""
+    rows = np.asarray(rows, np.int64)
+    if not isinstance(pred, (P.And, P.Or, P.Not)) or len(rows) == 0:
+        return [(pred, rows)]
+    subset = index.select(rows)
+    nodes, classes = [], []
+
+    def walk(node):
+        nodes.append(node)
+        classes.append(classify(node, subset))
+        for child in (node.args if isinstance(node, (P.And, P.Or)) else
+                      (node.arg,) if isinstance(node, P.Not) else ()):
+            walk(child)
+    walk(pred)
+    signature = np.stack(classes)                      # node × block
+    kinds, which = np.unique(signature, axis=1, return_inverse=True)
+    which = np.ravel(which)
+    groups = []
+    for g in range(kinds.shape[1]):
+        settled = {id(node): int(c) for node, c in zip(nodes, kinds[:, g])}
+        groups.append((_residual(pred, settled), rows[which == g]))
+    return groups
+
+
+def _residual(node, settled):
+    c = settled[id(node)]
+    if c != SOME:
+        return P.BoolConst(c == ALL)
+    if isinstance(node, (P.And, P.Or)):
+        drop = ALL if isinstance(node, P.And) else NONE
+        kept = tuple(_residual(a, settled) for a in node.args if settled[id(a)] != drop)
+        return kept[0] if len(kept) == 1 else type(node)(kept)
+    if isinstance(node, P.Not):
+        return P.Not(_residual(node.arg, settled))
+    return node

@@ -1,0 +1,40 @@
+"""numba's disk cache, safe against changes in the code a kernel calls.
+
+numba keys a cached function by the contents of its own source file only.  A
+kernel that calls (and so compiles into itself) the VM or the block decoder
+kept its cached machine code after vm.py, program.py or the codec changed —
+with the old VM inside: wrong answers, not an error.  ``cached`` puts a digest
+of the files a module depends on into the name the cache is filed under, so a
+change there files the kernels anew (they compile once, as after any edit).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from numba import njit
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def digest(*relative_globs: str) -> str:
+    """A short digest of the package's files matching the globs."""
+    h = hashlib.sha1()
+    for pattern in relative_globs:
+        for path in sorted(_PACKAGE.glob(pattern)):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cached(stamp: str, **options):
+    """``njit(cache=True, **options)``, filed under the function's name and
+    ``stamp`` (a digest of what it depends on)."""
+    def wrap(func):
+        rename(func, stamp)
+        return njit(cache=True, **options)(func)
+    return wrap
+
+
+def rename(func, stamp: str) -> None:
+    func.__qualname__ = f"{func.__qualname__}__{stamp}"
