@@ -540,8 +540,10 @@ typedef struct {
     uint32_t work_size;          /* sq_model_work_size */
     uint32_t out_schema;         /* public: schema hash of the model's output stream */
     uint32_t n_steps;            /* phase steps of all spectral features */
-    uint32_t sig_off, feat_off, out_off, body_off, leaf_off, init_off;
+    uint32_t n_floats;           /* f64 values of the float section */
+    uint32_t sig_off, feat_off, body_off, leaf_off, init_off;
     uint16_t n_trees, n_leaves, max_width;
+    uint8_t tw, cw, lw;          /* trees: bytes of a threshold, a child reference, a leaf value */
     uint8_t body;                /* 1 trees, 2 dense */
     uint8_t kind;                /* public: SQ_MODEL_CLASSES, _VALUE or _ANOMALY_SCORE */
     uint8_t mode;                /* tree or dense output mode */

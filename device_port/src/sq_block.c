@@ -26,6 +26,17 @@ static uint32_t le32(const uint8_t *p, unsigned nbytes)
     return v;
 }
 
+uint32_t sq_le32(const uint8_t *p, unsigned nbytes)
+{
+    return le32(p, nbytes);
+}
+
+int32_t sq_sx32(const uint8_t *p, unsigned nbytes)
+{
+    uint32_t sign = 1u << (8u * nbytes - 1u);
+    return (int32_t)((le32(p, nbytes) ^ sign) - sign);
+}
+
 uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
 {
     if (nbytes <= 4u) {

@@ -19,6 +19,10 @@
 uint64_t sq_get_le(const uint8_t *p, unsigned nbytes);
 void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes);
 
+/* nbytes (1..4) little-endian bytes as an unsigned / a sign-extended 32-bit value. */
+uint32_t sq_le32(const uint8_t *p, unsigned nbytes);
+int32_t sq_sx32(const uint8_t *p, unsigned nbytes);
+
 /* Sign-extend the low 8*nbytes bits of v. */
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes);
 

@@ -22,6 +22,15 @@ static volatile uint8_t codec = SQ_CODEC_COMPACT;
 static volatile uint32_t block_samples = 64;
 static volatile int flash_status;
 static sq_query_state query_state;
+#ifdef SQ_FOOTPRINT_MODEL
+/* A model scoring the ring's newest window (SQ_MODEL_KINDS picks the kinds linked). */
+static sq_model model;
+static uint8_t model_bytes[2048];
+static volatile size_t model_len = 411;
+static uint8_t model_work[2048];
+static const char *const names[1] = {"x"};
+static volatile int32_t model_class;
+#endif
 
 void *memset(void *dst, int c, size_t n)
 {
@@ -91,6 +100,14 @@ int footprint(int64_t t, int64_t v)
     }
     sq_ring_append(&ring, t, values);
     sq_ring_poll(&ring);
+#ifdef SQ_FOOTPRINT_MODEL
+    if (sq_model_load(&model, model_bytes, model_len, &cfg, names) == SQ_OK) {
+        sq_model_out out;
+        if (sq_model_score(&model, &ring, model_work, sizeof model_work, &out) == SQ_OK) {
+            model_class = out.cls;
+        }
+    }
+#endif
     return sq_query_run(&query_state, code_ptr, query_len, &ring, t, &result);
 }
 
