@@ -49,6 +49,7 @@ SIGNALS = ("x", "y", "z", "mag(x, y, z)")
 OPS = ("mean", "std", "min", "max", "rms")
 CLASSES = ("still", "walking", "running", "shaking")
 ASKED = "running"
+FAST = "[fast] "
 
 
 def synthetic(minutes: int, seed: int = 1):
@@ -138,8 +139,10 @@ def main() -> None:
     cores = numba.config.NUMBA_NUM_THREADS
     t, cols, activity = synthetic(args.minutes)
     with tempfile.TemporaryDirectory() as tmp, sensorq.open(os.path.join(tmp, "c"), create=True) as cache:
-        cache.create_stream("imu", [sensorq.Channel(c, "int16", "mg") for c in "xyz"], rate_hz=1000)
-        cache.append("imu", t, cols)
+        for name, codec in (("imu", "compact"), ("imu_fast", "fast")):
+            cache.create_stream(name, [sensorq.Channel(c, "int16", "mg") for c in "xyz"], rate_hz=1000,
+                                codec=codec)
+            cache.append(name, t, cols)
         cache.flush()
         features = [f"{op}({s})" for s in SIGNALS for op in OPS]
         starts = np.arange(-(-int(t[0]) // HOP) * HOP, int(t[-1]) + 1 - WINDOW + 1, HOP)
@@ -147,15 +150,17 @@ def main() -> None:
         train = starts < t[0] + 20 * 60 * SECOND
         X = hand_features(t, cols, starts)
         forest = RandomForestClassifier(10, max_depth=8, random_state=0).fit(X[train], labels[train])
-        cache.models.add("motion", forest, stream="imu", window="2s", hop="500ms", features=features,
-                         class_names=list(CLASSES))
+        for name, stream in (("motion", "imu"), ("motion_fast", "imu_fast")):
+            cache.models.add(name, forest, stream=stream, window="2s", hop="500ms", features=features,
+                             class_names=list(CLASSES))
         model = cache.models.get("motion")
+        fast_model = cache.models.get("motion_fast")
         code = CLASSES.index(ASKED)
         query = f"count where motion == {ASKED}"
 
-        def by_hand(feats):
+        def by_hand(feats, stream="imu"):
             def run():
-                tr, tc = cache.read("imu")
+                tr, tc = cache.read(stream)
                 return forest.predict(feats(tr, tc, starts))
             return run
 
@@ -173,8 +178,17 @@ def main() -> None:
                             threads(n, lambda: score_windows(cache, model))),
                            (f"sensorq query ({where})", n,
                             threads(n, lambda: cache.query(query)))]
-        for _, _, fn in contenders[2:]:
-            fn()                                   # numba: load (or compile) the kernels
+        # the same samples stored with codec="fast" (bit-packing, no Rice codes)
+        fast = [(f"{FAST}by hand: numpy sliding windows + predict", 1,
+                 by_hand(hand_features, "imu_fast")),
+                (f"{FAST}sensorq score_windows (1 core)", 1,
+                 threads(1, lambda: score_windows(cache, fast_model))),
+                (f"{FAST}sensorq query (1 core)", 1,
+                 threads(1, lambda: cache.query(f"count where motion_fast == {ASKED}")))]
+        contenders += fast
+        for name, _, fn in contenders:
+            if "sensorq" in name:
+                fn()                               # numba: load (or compile) the kernels
         score_windows(cache, model, int(t[0]), int(t[0]) + 60 * SECOND, quantized=False)
         best = {name: [float("inf"), float("inf")] for name, _, _ in contenders}
         answers = {}
@@ -191,6 +205,7 @@ def main() -> None:
         rows.insert(2, ("by hand: python loop over windows + predict", 1, wall, cpu))
         wall, cpu, floats = timed(lambda: score_windows(cache, model, quantized=False))
         rows.insert(4, ("sensorq score_windows, float path (1 core)", 1, wall, cpu))
+        sizes = {name: int(cache.blocks(name).length.sum()) for name in ("imu", "imu_fast")}
         tr, tc = cache.read("imu")
         parts = {"cache.read": lambda: cache.read("imu"),
                  "features": lambda: hand_features(tr, tc, starts),
@@ -206,10 +221,10 @@ def main() -> None:
         for value in counts.values():
             assert value == ours[code], "the query's count is not score_windows'"
         assert abs(int(ours[code]) - int(hand_counts[code])) <= differ
+        assert np.array_equal(answers[fast[0][0]], hand_pred)
+        assert np.array_equal(answers[fast[1][0]].raw, scored.raw)
 
     n_win = len(starts)
-    hand, hand_cpu = rows[0][2:]
-    tuned_cpu = best[contenders[1][0]][1]
     print(f"{args.minutes} min of 3 x int16 at 1 kHz ({len(t):,} samples), windows 2 s / 500 ms "
           f"({n_win:,}), forest of 10 trees (depth <= 8) on {len(features)} features; best of "
           f"{args.rounds} interleaved rounds (loop and float path: one run)")
@@ -218,9 +233,17 @@ def main() -> None:
     print(f"{'pipeline':58s} {'windows':>7s} {'wall s':>7s} {'CPU s':>7s} {'win/s/core':>10s} "
           f"{'x hand':>7s} {'x hand':>7s} {'x tuned':>7s}")
     print(f"{'':58s} {'':>7s} {'':>7s} {'':>7s} {'':>10s} {'(wall)':>7s} {'(CPU)':>7s} {'(CPU)':>7s}")
+    tuned_cpu = best[contenders[1][0]][1]
     for name, n, wall, cpu in rows:
+        if name.startswith(FAST) and not name.startswith(FAST + "by hand"):
+            hand, hand_cpu = rows[-len(fast)][2:]
+        elif not name.startswith(FAST):
+            hand, hand_cpu = rows[0][2:]
         print(f"{name:58s} {n_win:7,d} {wall:7.4f} {cpu:7.4f} {n_win / cpu:10,.0f} "
               f"{hand / wall:6.1f}x {hand_cpu / cpu:6.1f}x {tuned_cpu / cpu:6.1f}x")
+    print(f"({FAST.strip()}: the same samples in a stream with codec='fast', "
+          f"{sizes['imu_fast'] / sizes['imu']:.2f} x the bytes of the default codec's; its rows "
+          f"compare with the hand pipeline reading that stream)")
     print("the hand pipelines' parts (CPU s, best of 3): " +
           ", ".join(f"{name} {secs:.4f}" for name, secs in parts.items()))
     print(f"answers: query '{query}' = {counts[next(iter(counts))]:,} (sensorq, every run), "

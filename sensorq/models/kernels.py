@@ -434,25 +434,27 @@ def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, cloc
             if lo >= hi:
                 return 0
             continue
+        # every value is checked against the storage type, as decode_verified
+        # does; all n are converted (in the same pass), [lo, hi) are used
         dt = in_dtype[c]
         vmin = _INT_HI[4]
         vmax = _INT_LO[4]
-        for i in range(U64(n)):
-            v = np.int64(words[i])
-            vmin = min(vmin, v)
-            vmax = max(vmax, v)
-        if vmin < _INT_LO[dt] or vmax > _INT_HI[dt]:
-            return ERR_RANGE
         row = rows[c]
-        ulo, uhi = U64(lo), U64(hi)
         if dt <= 2:                      # int8 / int16: the value itself (exponent 0)
-            for i in range(ulo, uhi):
-                row[i] = np.int32(np.int64(words[i]))
+            for i in range(U64(n)):
+                v = np.int64(words[i])
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+                row[i] = np.int32(v)
         else:
             sh = in_shift[c]
-            for i in range(ulo, uhi):
-                v = np.int64(words[i]) >> sh
-                row[i] = np.int32(min(max(v, -32768), 32767))
+            for i in range(U64(n)):
+                v = np.int64(words[i])
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+                row[i] = np.int32(min(max(v >> sh, -32768), 32767))
+        if vmin < _INT_LO[dt] or vmax > _INT_HI[dt]:
+            return ERR_RANGE
     n_in = lay_c.shape[1]
     for r in range(row_in.shape[0]):
         _mag_row(rows, row_in[r], row_k[r], rows[n_in + r], U64(lo), U64(hi))
@@ -490,19 +492,18 @@ def _mag_row(rows, which, k, out, lo, hi):
 def _fold(row, lo, hi, st):
     """st := S, Q, D, min, max, first, last of row[lo:hi] (hi > lo; uint64 bounds)."""
     first = np.int64(row[lo])
-    S = np.int64(0)
-    Q = np.int64(0)
+    S = first
+    Q = first * first
+    D = np.int64(0)
     mn = first
     mx = first
-    for i in range(lo, hi):
+    for i in range(lo + ONE, hi):
         v = np.int64(row[i])
         S += v
         Q += v * v
+        D += abs(v - np.int64(row[i - ONE]))
         mn = min(mn, v)
         mx = max(mx, v)
-    D = np.int64(0)
-    for i in range(lo + ONE, hi):
-        D += abs(np.int64(row[i]) - np.int64(row[i - ONE]))
     st[SEG_S] = S
     st[SEG_Q] = Q
     st[SEG_D] = D
@@ -596,7 +597,7 @@ def segment_windows(seg_k, seg_n, seg_st, n_seg, r, m, k_first, k_last, min_samp
     codes[w], k in win_k[w], sample count in win_n[w].  Returns (rows written,
     largest sample count of any window holding a sample)."""
     n_sig = seg_st.shape[1]
-    acc = np.zeros((n_sig, 5), np.int64)
+    acc = np.zeros((n_sig, 6), np.int64)
     w = 0
     big = np.int64(0)
     next_k = k_first
@@ -610,33 +611,37 @@ def segment_windows(seg_k, seg_n, seg_st, n_seg, r, m, k_first, k_last, min_samp
             while seg_k[p] < q0:
                 p += 1
             n = np.int64(0)
-            x = p
-            while x < n_seg and seg_k[x] < q0 + m:
-                c = seg_st[x]
-                for s in range(n_sig):
-                    if n == 0:
-                        acc[s, 0] = c[s, SEG_S]
-                        acc[s, 1] = c[s, SEG_Q]
-                        acc[s, 2] = c[s, SEG_D]
-                        acc[s, 3] = c[s, SEG_MIN]
-                        acc[s, 4] = c[s, SEG_MAX]
-                    else:
-                        acc[s, 0] += c[s, SEG_S]
-                        acc[s, 1] += c[s, SEG_Q]
-                        acc[s, 2] += c[s, SEG_D] + abs(c[s, SEG_FIRST] - seg_st[x - 1, s, SEG_LAST])
-                        acc[s, 3] = min(acc[s, 3], c[s, SEG_MIN])
-                        acc[s, 4] = max(acc[s, 4], c[s, SEG_MAX])
-                n += seg_n[x]
-                x += 1
+            x1 = p
+            while x1 < n_seg and seg_k[x1] < q0 + m:
+                n += seg_n[x1]
+                x1 += 1
             big = max(big, n)
             if n < min_samples:
                 continue
+            for s in range(n_sig):
+                S = seg_st[p, s, SEG_S]
+                Q = seg_st[p, s, SEG_Q]
+                D = seg_st[p, s, SEG_D]
+                mn = seg_st[p, s, SEG_MIN]
+                mx = seg_st[p, s, SEG_MAX]
+                last = seg_st[p, s, SEG_LAST]
+                for x in range(p + 1, x1):
+                    S += seg_st[x, s, SEG_S]
+                    Q += seg_st[x, s, SEG_Q]
+                    D += seg_st[x, s, SEG_D] + abs(seg_st[x, s, SEG_FIRST] - last)
+                    last = seg_st[x, s, SEG_LAST]
+                    mn = min(mn, seg_st[x, s, SEG_MIN])
+                    mx = max(mx, seg_st[x, s, SEG_MAX])
+                acc[s, 0] = S
+                acc[s, 1] = Q
+                acc[s, 2] = D
+                acc[s, 3] = mn
+                acc[s, 4] = mx
+                acc[s, 5] = rdiv(16 * S, n)       # M, once per signal (a division is dear)
             for f in range(ops.shape[0]):
                 s = sig[f]
-                S = acc[s, 0]
-                m16 = rdiv(16 * S, n)
-                codes[w, f] = clamp32(_basic_code(ops[f], n, S, acc[s, 1], acc[s, 2], acc[s, 3],
-                                                  acc[s, 4], m16))
+                codes[w, f] = clamp32(_basic_code(ops[f], n, acc[s, 0], acc[s, 1], acc[s, 2],
+                                                  acc[s, 3], acc[s, 4], acc[s, 5]))
             win_k[w] = kw
             win_n[w] = n
             w += 1
