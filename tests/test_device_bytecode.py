@@ -56,7 +56,7 @@ def test_window_is_relative_to_now():
     ("count where x > y", "comparisons between channels"),
     ("avg f", "float channels (f is float32)"),
     ("count where f > 1", "float channels"),
-    ("find episodes where z > 2g for >= 50ms", "episode search"),
+    ("find first where z > 2g", "'find first/last'"),
     ("top 3 z", "'top'"),
     ("count where x > 1 and y > 1 and z > 1 and w > 1", "more than 3 channels"),
 ])

@@ -59,7 +59,7 @@ extern "C" {
 #define SQ_VERSION_NUMBER (SQ_VERSION_MAJOR * 10000L + SQ_VERSION_MINOR * 100L + SQ_VERSION_PATCH)
 
 #define SQ_FORMAT_VERSION 2u      /* block format the device writes (docs/format.md); it reads 1 and 2 */
-#define SQ_BYTECODE_VERSION 2u    /* query bytecode (docs/device.md) */
+#define SQ_BYTECODE_VERSION 3u    /* query bytecode (docs/device.md): it runs versions 2 and 3 */
 #define SQ_MAX_CHANNELS 16u       /* channels of one ring stream */
 #define SQ_VM_MAX_COLUMNS 3u      /* distinct channels one query may read (stack budget) */
 #define SQ_VM_STACK 8u            /* predicate stack depth */
@@ -422,6 +422,12 @@ typedef struct {
     /* the current block's statistics and sections, by slot */
     int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
     int64_t agg_sum, agg_first, agg_last;
+    /* duration and episodes (bytecode version 3): each sample holds until the
+     * next one, at most gap ns; runs of matching samples */
+    int64_t gap, min_dur;
+    int64_t held_t;                /* the matching sample whose hold is not known yet (duration) */
+    int64_t run_t, last_t;         /* the open episode's start, the last sample seen in the window */
+    uint8_t held, open;
     uint32_t sec_off[SQ_VM_MAX_COLUMNS], sec_len[SQ_VM_MAX_COLUMNS];
     uint8_t sec_codec[SQ_VM_MAX_COLUMNS], width[SQ_VM_MAX_COLUMNS];
     uint8_t agg_flags;
@@ -431,17 +437,25 @@ typedef struct {
 
 /* ---- queries (sq_vm.c) --------------------------------------------------- */
 
-/* Aggregate codes of the bytecode. */
+/* Aggregate codes of the bytecode (DURATION and EPISODES: version 3). */
 enum { SQ_AGG_COUNT = 0, SQ_AGG_SUM = 1, SQ_AGG_MIN = 2, SQ_AGG_MAX = 3, SQ_AGG_MEAN = 4,
-       SQ_AGG_FIRST = 5, SQ_AGG_LAST = 6 };
+       SQ_AGG_FIRST = 5, SQ_AGG_LAST = 6, SQ_AGG_DURATION = 7, SQ_AGG_EPISODES = 8 };
 
 /* A query's answer, in raw stored units (the host applies the scale).
  * count: samples in the window for which the predicate holds.
  * value: count (COUNT); the exact sum (SUM); min, max, the first or last
  * matching value in append order; MEAN = sum / count rounded half away from
- * zero (e.g. 5/2 → 3, −5/2 → −3).  has_value is 0 (and value 0) when no
- * sample matched, for every aggregate but COUNT — as the host engine, whose
- * sum of nothing is no value either.
+ * zero (e.g. 5/2 → 3, −5/2 → −3); DURATION: the nanoseconds during which the
+ * predicate holds, each matching sample holding until the next sample of the
+ * stream, at most the bytecode's gap and never past the window's end (the
+ * newest sample holds 0), as the engine's `duration`; EPISODES: the total
+ * nanoseconds of the episodes, count being how many (maximal runs of
+ * matching samples not split by a gap longer than the bytecode's, each from
+ * its first sample to the sample after it — or its last, at a gap or at the
+ * end — lasting at least the bytecode's minimum: `find episodes … for >= D`).
+ * has_value is 0 (and value 0) when no sample matched, for every aggregate
+ * but COUNT, DURATION and EPISODES — as the host engine, whose sum of nothing
+ * is no value either.
  * The block counters say how each sealed block was handled: skipped from its
  * statistics (time range or predicate provably false), answered from its
  * statistics (predicate provably true), or decoded. */

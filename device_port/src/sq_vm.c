@@ -4,7 +4,8 @@
  * answer the whole block), else by decoding one sample at a time. */
 #include "sq_internal.h"
 
-#define HDR 32u            /* bytecode header bytes */
+#define HDR 32u            /* bytecode header bytes, version 2 */
+#define HDR3 48u           /* version 3: + gap, + minimum episode duration */
 #define OP_TRUE 0x01u
 #define OP_FALSE 0x02u
 #define OP_NOT 0x03u
@@ -19,6 +20,8 @@
 /* The VM's whole state: sq_query_state, declared in sensorq.h so that a
  * caller keeps it out of the stack (sq_query_run). */
 typedef sq_query_state sq_vm;
+
+static void close_run(sq_vm *v, int64_t end);
 
 /* ---- validation --------------------------------------------------------------- */
 
@@ -88,11 +91,16 @@ static int64_t __attribute__((noinline)) add_clamped(int64_t now, int64_t offset
 static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
 {
     int err;
+    uint32_t hdr, timed;
     if (!code || len < HDR + 5u || code[0] != 'S' || code[1] != 'Q' || code[2] != 'Q' || code[3] != '1') {
         return SQ_ERR_BYTECODE;
     }
-    if (code[4] != SQ_BYTECODE_VERSION) {
+    if (code[4] != 2u && code[4] != 3u) {
         return SQ_ERR_VERSION;
+    }
+    hdr = code[4] == 3u ? HDR3 : HDR;
+    if (len < hdr + 5u) {
+        return SQ_ERR_BYTECODE;
     }
     if (sq_get_le(code + 10, 2) != len) {
         return SQ_ERR_BYTECODE;
@@ -104,14 +112,19 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     v->flags = code[7];
     v->n_channels = (uint32_t)sq_get_le(code + 8, 2);
     v->schema = (uint32_t)sq_get_le(code + 28, 4);
-    v->prog = code + HDR;
-    v->prog_len = (uint32_t)len - HDR - 4u;
+    v->prog = code + hdr;
+    v->prog_len = (uint32_t)len - hdr - 4u;
+    v->gap = hdr == HDR3 ? (int64_t)sq_get_le(code + 32, 8) : 0;
+    v->min_dur = hdr == HDR3 ? (int64_t)sq_get_le(code + 40, 8) : 0;
+    v->held = v->open = 0;
+    timed = v->agg >= SQ_AGG_DURATION;
     v->n_slots = 0;
     v->agg_slot = NO_CHANNEL;
     v->start = add_clamped(now, (int64_t)sq_get_le(code + 12, 8));
     v->end = add_clamped(now, (int64_t)sq_get_le(code + 20, 8));
-    if (v->agg > SQ_AGG_LAST || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels < 1u ||
-        v->n_channels > 255u || (v->agg == SQ_AGG_COUNT) != (code[6] == NO_CHANNEL) ||
+    if (v->agg > (hdr == HDR3 ? SQ_AGG_EPISODES : SQ_AGG_LAST) || (v->flags & ~(FLAG_START | FLAG_END)) ||
+        v->n_channels < 1u || v->gap < 0 || v->min_dur < 0 ||
+        v->n_channels > 255u || (v->agg == SQ_AGG_COUNT || timed) != (code[6] == NO_CHANNEL) ||
         (code[6] != NO_CHANNEL && code[6] >= v->n_channels)) {
         return SQ_ERR_BYTECODE;
     }
@@ -226,20 +239,77 @@ static int64_t rounded_mean(int64_t sum, uint64_t count)
 static int finish(sq_vm *v)
 {
     sq_result *out = v->out;
-    int exact = v->sum_high == ((v->sum_low >> 63) ? -1 : 0);
-    out->has_value = out->count > 0 || v->agg == SQ_AGG_COUNT;
+    int exact;
+    if (v->open) {
+        close_run(v, v->last_t);              /* the data ends the episode */
+    }
+    exact = v->sum_high == ((v->sum_low >> 63) ? -1 : 0);
+    out->has_value = out->count > 0 || v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
     if (v->agg == SQ_AGG_COUNT) {
         out->value = (int64_t)out->count;
-    } else if (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN) {
+    } else if (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN || v->agg >= SQ_AGG_DURATION) {
         if (!exact) {
             return SQ_ERR_OVERFLOW;
         }
-        out->value = !out->count ? 0
+        out->value = v->agg >= SQ_AGG_DURATION ? (int64_t)v->sum_low : !out->count ? 0
                      : v->agg == SQ_AGG_SUM ? (int64_t)v->sum_low : rounded_mean((int64_t)v->sum_low, out->count);
     } else {
         out->value = out->count ? v->acc : 0;
     }
     return SQ_OK;
+}
+
+/* ---- duration and episodes ------------------------------------------------------------ */
+
+/* The sample at t follows the held one: it held until t, at most gap, never
+ * past the window's end. */
+static void release(sq_vm *v, int64_t t)
+{
+    uint64_t hold = (uint64_t)t - (uint64_t)v->held_t, cap;
+    if (v->held) {
+        cap = (uint64_t)v->end - (uint64_t)v->held_t;
+        hold = (v->flags & FLAG_END) && cap < hold ? cap : hold;
+        hold = v->gap > 0 && (uint64_t)v->gap < hold ? (uint64_t)v->gap : hold;
+        v->held = 0;
+        accumulate(v, 0, (int64_t)hold, 0, 0, 0, 0);
+    }
+}
+
+/* The open episode ends at `end`: counted if it lasted at least min_dur. */
+static void close_run(sq_vm *v, int64_t end)
+{
+    uint64_t d = (uint64_t)end - (uint64_t)v->run_t;
+    if (v->open && d >= (uint64_t)v->min_dur) {
+        accumulate(v, 1, (int64_t)d, 0, 0, 0, 0);
+    }
+    v->open = 0;
+}
+
+/* One sample at t (in the window or not; matching or not) for DURATION / EPISODES. */
+static void timed(sq_vm *v, int64_t t, int in_window, int match)
+{
+    if (v->agg == SQ_AGG_DURATION) {
+        release(v, t);
+        if (in_window && match) {
+            v->held = 1;
+            v->held_t = t;
+            v->out->count++;
+        }
+        return;
+    }
+    if (!in_window) {
+        return;
+    }
+    if (v->open && v->gap > 0 && (uint64_t)t - (uint64_t)v->last_t > (uint64_t)v->gap) {
+        close_run(v, v->last_t);          /* a hole in the data ends the episode */
+    }
+    if (!match) {
+        close_run(v, t);
+    } else if (!v->open) {
+        v->open = 1;
+        v->run_t = t;
+    }
+    v->last_t = t;
 }
 
 /* ---- scanning ------------------------------------------------------------------------ */
@@ -269,7 +339,9 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
             return err;
         }
         v->out->samples_scanned++;
-        if (in_window && (eval(v, x, x) & 1u)) {
+        if (v->agg >= SQ_AGG_DURATION) {
+            timed(v, t, in_window, (int)(eval(v, x, x) & 1u));
+        } else if (in_window && (eval(v, x, x) & 1u)) {
             int64_t a = v->agg_slot == NO_CHANNEL ? 0 : x[v->agg_slot];
             accumulate(v, 1, a, a, a, a, a);
         }
@@ -310,6 +382,14 @@ static int __attribute__((noinline)) load_block(sq_vm *v, const uint8_t *b, cons
 static int decide(sq_vm *v, const sq_block_info *info, int in_window)
 {
     unsigned verdict = eval(v, v->lo, v->hi);
+    if (v->agg >= SQ_AGG_DURATION) {
+        if ((verdict & 1u) || !in_window) {
+            return 2;                 /* times matter: decoded */
+        }
+        timed(v, info->t_first, 1, 0);   /* no sample matches: its first ends a hold or a run */
+        v->last_t = info->t_last;
+        return 0;
+    }
     if (!(verdict & 1u)) {
         return 0;
     }
@@ -338,6 +418,9 @@ static int run_verified(sq_vm *v, const uint8_t *b)
         return err;
     }
     if (((v->flags & FLAG_START) && info->t_last < v->start) || ((v->flags & FLAG_END) && info->t_first >= v->end)) {
+        if (v->agg == SQ_AGG_DURATION) {
+            release(v, info->t_first);    /* the next sample after the window's last */
+        }
         v->out->blocks_skipped++;
         return SQ_OK;
     }
@@ -353,6 +436,7 @@ static int run_verified(sq_vm *v, const uint8_t *b)
         err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info->n_samples, v->sec_codec[s],
                           v->width[s], &v->cursor);
     }
+    whole = whole && v->agg < SQ_AGG_DURATION;
     if (err == SQ_OK && !whole) {
         const uint8_t *sec = b + info->sec_off;
         err = sq_col_open(&v->tcol, sec, sec + info->time_len, info->n_samples, info->time_codec, 8, &v->cursor);

@@ -24,15 +24,19 @@ from ..schema import DTYPE_CODES
 
 MAGIC = b"SQQ1"
 VERSION = 2
+VERSION_TIMED = 3        # duration and episode search: the header adds gap and minimum duration
 # magic, version, agg, channel, flags, n_channels, length, start, end, schema hash
 HEADER = struct.Struct("<4sBBBBHHqqI")
 assert HEADER.size == 32
+TIMED = struct.Struct("<qq")     # version 3: gap (ns, 0: none), minimum episode duration (ns)
 CRC_SIZE = 4
 MAX_LENGTH = 0xFFFF
 NO_CHANNEL = 0xFF
 FLAG_START, FLAG_END = 1, 2
 
-AGGREGATE_CODES = {"count": 0, "sum": 1, "min": 2, "max": 3, "avg": 4, "first": 5, "last": 6}
+AGGREGATE_CODES = {"count": 0, "sum": 1, "min": 2, "max": 3, "avg": 4, "first": 5, "last": 6,
+                   "duration": 7, "episodes": 8}
+TIMED_AGGREGATES = ("duration", "episodes")
 AGGREGATE_NAMES = {code: name for name, code in AGGREGATE_CODES.items()}
 OP_TRUE, OP_FALSE, OP_NOT, OP_AND, OP_OR, OP_CMP = 0x01, 0x02, 0x03, 0x04, 0x05, 0x10
 COMPARE_CODES = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
@@ -50,26 +54,38 @@ def unsupported(what: str) -> DeviceUnsupportedError:
 # --- plan → bytes -------------------------------------------------------------------
 
 def compile_for_device(cache, text: str, now_policy: str = "data") -> bytes:
-    """Plan ``text`` against the cache's streams and compile it for the device."""
+    """Plan ``text`` against the cache's streams (and its models' outputs) and
+    compile it for the device.  A query over a model's outputs compiles for
+    the stream a firmware appends them to (sensorq.device.models)."""
+    from ..models.derived import query_view
     from ..query.planner import plan_query
-    plan = plan_query(text, cache.streams, cache.newest_ns, now_policy)
+    view = query_view(cache)
+    plan = plan_query(text, view.streams, view.newest_ns, now_policy)
+    model = view.model_of(plan.stream) if view is not cache else None
+    if model is not None:
+        from .models import compile_model_plan
+        return compile_model_plan(plan, model)
     return compile_plan(plan, cache.streams[plan.stream])
 
 
-def compile_plan(plan, stream) -> bytes:
-    """Bytecode for a typed plan over ``stream`` (a :class:`sensorq.schema.Stream`)."""
-    if isinstance(plan, P.EpisodesQuery):
-        raise unsupported("episode search (find episodes)")
-    if not isinstance(plan, P.AggregateQuery):
+def compile_plan(plan, stream, schema: int | None = None) -> bytes:
+    """Bytecode for a typed plan over ``stream`` (a :class:`sensorq.schema.Stream`);
+    ``schema`` overrides the stream's schema hash (a model's output stream)."""
+    timed = isinstance(plan, P.EpisodesQuery) or getattr(plan, "aggregate", None) == "duration"
+    if not isinstance(plan, (P.AggregateQuery, P.EpisodesQuery)):
         raise unsupported(f"{_query_kind(plan)} queries; it answers count, sum, min, max, mean, "
-                          f"first and last")
-    if plan.aggregate not in AGGREGATE_CODES:
-        raise unsupported(f"{plan.aggregate!r}; it answers count, sum, min, max, mean, first and last")
-    if plan.bucket_ns:
+                          f"first, last, duration and find episodes")
+    aggregate = "episodes" if isinstance(plan, P.EpisodesQuery) else plan.aggregate
+    if aggregate not in AGGREGATE_CODES:
+        raise unsupported(f"{plan.aggregate!r}; it answers count, sum, min, max, mean, first, last, "
+                          f"duration and find episodes")
+    if getattr(plan, "bucket_ns", None):
         raise unsupported(f"buckets (by {_duration_text(plan.bucket_ns)})")
+    if getattr(plan, "limit", None):
+        raise unsupported(f"row limits (limit {plan.limit})")
     n_channels = len(stream.channels)
     channel = NO_CHANNEL
-    if plan.aggregate != "count":
+    if aggregate not in ("count",) + TIMED_AGGREGATES:
         channel = _aggregate_channel(plan.expr, n_channels)
     program = _predicate(plan.where, n_channels)
     channels = {channel} - {NO_CHANNEL} | _program_channels(program)
@@ -78,20 +94,27 @@ def compile_plan(plan, stream) -> bytes:
                           f"(this one reads {len(channels)})")
     flags, start, end = _window(plan.time, plan.now)
     body = b"".join(program)
-    length = HEADER.size + len(body) + CRC_SIZE
+    timing = None
+    if timed:
+        gap = plan.max_gap_ns or 0
+        shortest = plan.min_duration_ns if isinstance(plan, P.EpisodesQuery) else 0
+        timing = (_offset(gap, "gap"), _offset(shortest or 0, "episode duration"))
+    length = HEADER.size + (TIMED.size if timed else 0) + len(body) + CRC_SIZE
     if length > MAX_LENGTH:
         raise unsupported(f"room for a predicate this long ({length} bytes of bytecode)")
-    return assemble(AGGREGATE_CODES[plan.aggregate], channel, flags, n_channels, start, end, body,
-                    schema_hash(stream))
+    return assemble(AGGREGATE_CODES[aggregate], channel, flags, n_channels, start, end, body,
+                    schema_hash(stream) if schema is None else schema, timing)
 
 
 def assemble(aggregate: int, channel: int, flags: int, n_channels: int, start: int, end: int,
-             body: bytes, schema: int) -> bytes:
+             body: bytes, schema: int, timing: tuple[int, int] | None = None) -> bytes:
     """Header + predicate program + CRC: the bytecode's framing (also used by
-    the tests to build programs the compiler would never emit)."""
-    header = HEADER.pack(MAGIC, VERSION, aggregate, channel, flags, n_channels,
-                         HEADER.size + len(body) + CRC_SIZE, start, end, schema)
-    code = header + body
+    the tests to build programs the compiler would never emit).  With
+    ``timing`` (gap, minimum episode duration): version 3."""
+    extra = b"" if timing is None else TIMED.pack(*timing)
+    header = HEADER.pack(MAGIC, VERSION if timing is None else VERSION_TIMED, aggregate, channel, flags,
+                         n_channels, HEADER.size + len(extra) + len(body) + CRC_SIZE, start, end, schema)
+    code = header + extra + body
     return code + zlib.crc32(code).to_bytes(4, "little")
 
 
@@ -239,6 +262,8 @@ class DeviceQuery:
     end_offset_ns: Optional[int]
     program: tuple[str, ...]
     schema: int = 0
+    gap_ns: Optional[int] = None             # version 3 (duration, episodes)
+    min_duration_ns: Optional[int] = None
 
 
 def disassemble(code: bytes) -> DeviceQuery:
@@ -247,11 +272,16 @@ def disassemble(code: bytes) -> DeviceQuery:
     if len(code) < HEADER.size + 1 + CRC_SIZE:
         raise SensorqError("bytecode: too short")
     magic, version, agg, channel, flags, n_channels, length, start, end, schema = HEADER.unpack_from(code)
-    if magic != MAGIC or version != VERSION or length != len(code) or agg not in AGGREGATE_NAMES:
+    if magic != MAGIC or version not in (VERSION, VERSION_TIMED) or length != len(code) or \
+            agg not in AGGREGATE_NAMES:
         raise SensorqError("bytecode: bad magic, version, length or aggregate")
     if zlib.crc32(code[:-CRC_SIZE]) != int.from_bytes(code[-CRC_SIZE:], "little"):
         raise SensorqError("bytecode: checksum mismatch")
-    program, pc, body = [], HEADER.size, code[:-CRC_SIZE]
+    pc, timing = HEADER.size, (None, None)
+    if version == VERSION_TIMED:
+        timing = TIMED.unpack_from(code, pc)
+        pc += TIMED.size
+    program, body = [], code[:-CRC_SIZE]
     names = {OP_TRUE: "TRUE", OP_FALSE: "FALSE", OP_NOT: "NOT", OP_AND: "AND", OP_OR: "OR"}
     while pc < len(body):
         op = body[pc]
@@ -264,7 +294,7 @@ def disassemble(code: bytes) -> DeviceQuery:
             pc += 1
     return DeviceQuery(AGGREGATE_NAMES[agg], None if channel == NO_CHANNEL else channel, n_channels,
                        start if flags & FLAG_START else None, end if flags & FLAG_END else None,
-                       tuple(program), schema)
+                       tuple(program), schema, *timing)
 
 
 # --- C source ------------------------------------------------------------------------
@@ -303,7 +333,7 @@ def format_c_array(code: bytes, name: str = "sq_query") -> str:
         raise SensorqError(f"{name!r} is not a C identifier")
     try:
         summary = disassemble(code)
-        comment = (f"/* sensorq device bytecode v{VERSION}: {summary.aggregate}"
+        comment = (f"/* sensorq device bytecode v{code[4]}: {summary.aggregate}"
                    f"{'' if summary.channel is None else f' c{summary.channel}'}"
                    f", where {' '.join(summary.program)} */\n")
     except SensorqError:

@@ -293,11 +293,8 @@ def raw_predicate(model: Model, op: str, c: float):
     first_ge = first_true(lambda d: key(d) >= cc, lo, hi)
     first_gt = first_true(lambda d: key(d) > cc, lo, hi)
     # with key non-decreasing: key >= cc  <=>  d >= first_ge; key > cc <=> d >= first_gt
-    want = {">": (">", ">="), ">=": (">=", ">="), "<": ("<", "<"), "<=": ("<=", "<="),
-            "==": ("==", "=="), "!=": ("!=", "!=")}[op]
     if not rising:
         op = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}[op]
-    del want
     if op == ">":
         return first_gt, None
     if op == ">=":
@@ -313,3 +310,73 @@ def raw_predicate(model: Model, op: str, c: float):
 
 def is_model_stream(stream) -> bool:
     return bool(getattr(stream, "extra", None) and stream.extra.get("model_of"))
+
+
+def compile_model_plan(plan, model: Model) -> bytes:
+    """Bytecode for a plan over a model's derived stream (planned on the host
+    as sensorq/models/derived.py defines it), for the output stream the
+    firmware keeps (output_stream), with its schema hash (output_schema).
+
+    A class compares by code, as on the host; ``NAME_outlier`` too.  A
+    regressor's value or an anomaly score compares through its raw integer:
+    ``anomaly > 0.8`` becomes ``d2 >= D`` with D the smallest integer whose
+    host score exceeds 0.8 in the host's own float arithmetic, so the device
+    selects exactly the windows the host selects.  Aggregates: count,
+    duration and find episodes (count and total duration of the episodes).
+    Anything else is refused naming it."""
+    from ..query import plan as P
+    from .bytecode import compile_plan, unsupported
+    from dataclasses import replace
+    stream = output_stream(model)
+    aggregate = "episodes" if isinstance(plan, P.EpisodesQuery) else getattr(plan, "aggregate", None)
+    if aggregate not in ("count", "duration", "episodes"):
+        from .bytecode import _query_kind
+        what = f"{aggregate!r}" if aggregate else _query_kind(plan)
+        raise unsupported(f"{what} over a model's outputs ({model.outputs.name}); it answers count, "
+                          f"duration and find episodes over them")
+    kind, name = model.outputs.kind, model.outputs.name
+
+    def ref(index: int):
+        ch = stream.channels[index]
+        return P.ChannelRef(ch.name, index, ch.dtype, 1.0, "", ch.categories)
+
+    def translate(pred):
+        if pred is None or isinstance(pred, P.BoolConst):
+            return pred
+        if isinstance(pred, P.Not):
+            return P.Not(translate(pred.arg))
+        if isinstance(pred, (P.And, P.Or)):
+            return type(pred)(tuple(translate(a) for a in pred.args))
+        if not isinstance(pred, P.RawCompare):
+            from .bytecode import describe_unsupported
+            side = pred.left if not isinstance(pred.left, (P.Const, P.ChannelRef)) else pred.right
+            raise unsupported(describe_unsupported(side) if not isinstance(side, (P.Const, P.ChannelRef))
+                              else "comparisons between a model's outputs")
+        ch = pred.channel.channel
+        if kind == ANOMALY and ch == f"{name}_outlier":
+            return P.RawCompare(ref(1), pred.op, pred.threshold)
+        if ch != name:
+            raise unsupported(f"class probabilities ({ch}); compare the class: {name} == <class>")
+        if kind == CLASSES:
+            return P.RawCompare(ref(0), pred.op, pred.threshold)
+        found = raw_predicate(model, pred.op, pred.threshold)
+        r = ref(0)
+        if isinstance(found, tuple) and len(found) == 3:          # '!=': outside [lo, hi]
+            _, lo, hi = found
+            if lo > hi:
+                return P.BoolConst(True)
+            return P.Or((P.RawCompare(r, "<", lo), P.RawCompare(r, ">", hi)))
+        lo, hi = found
+        parts = []
+        if lo is not None:
+            parts.append(P.RawCompare(r, ">=", lo))
+        if hi is not None:
+            parts.append(P.RawCompare(r, "<=", hi))
+        if lo is not None and hi is not None and lo > hi:
+            return P.BoolConst(False)
+        return parts[0] if len(parts) == 1 else P.And(tuple(parts)) if parts else P.BoolConst(True)
+
+    translated = replace(plan, where=translate(plan.where))
+    if isinstance(plan, P.EpisodesQuery):
+        translated = replace(translated, peak=None)
+    return compile_plan(translated, stream, schema=output_schema(model))
