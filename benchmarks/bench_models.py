@@ -20,7 +20,11 @@ machine is shared):
   derived stream's in-memory blocks, the engine).
 
 sensorq's rows run on one core, then on every core numba is given.  numpy and
-scikit-learn are held to one thread.  The answers are compared: the class
+scikit-learn are held to one thread.  The "[fast]" rows repeat the hand
+pipeline, score_windows and the query on the same samples stored in a second
+stream with codec="fast" (bit-packing only): the default codec Rice-codes
+most of this data's mini-blocks, which decode about 3x slower, and decoding is
+most of what the query costs.  The answers are compared: the class
 counts of the hand pipeline (scikit-learn on float features) and of sensorq
 (integer features, quantized thresholds) may differ by at most the windows
 whose class differs, which is measured and printed.

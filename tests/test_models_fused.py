@@ -51,7 +51,7 @@ def _cache(path, t, cols, block, **kw):
     return cache, stream
 
 
-def _walker(cache, p, start=None, end=None, monkeypatch=None):
+def _walker(cache, p, start=None, end=None):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(features, "fused_grid", lambda p: None)
         return compute_windows(cache, p, start, end)
@@ -245,7 +245,7 @@ def test_a_replaced_or_damaged_model_file_is_never_served_from_memory(tmp_path):
             cache.models.add("motion", tree, stream="s", window="2s", hop="500ms", features=feats,
                              class_names=["low", "high"])
             counts.append(cache.query("count where motion == high").value)
-            scored = features_score(cache)
+            scored = _score(cache)
             assert counts[-1] == int((scored.cls == 1).sum())
         assert counts[0] != counts[1]
         path = tmp_path / "models" / "motion.sqm"
@@ -256,7 +256,7 @@ def test_a_replaced_or_damaged_model_file_is_never_served_from_memory(tmp_path):
             cache.query("count where motion == high")
 
 
-def features_score(cache):
+def _score(cache):
     from sensorq.models.score import score_windows
     return score_windows(cache, cache.models.get("motion"))
 
