@@ -175,3 +175,21 @@ def test_both_engine_tiers_answer_model_outputs_alike(trained, query):
     b = trained.query(query, engine="compiled")
     assert a.value == b.value
     assert {k: v.tolist() for k, v in a.columns.items()} == {k: v.tolist() for k, v in b.columns.items()}
+
+
+def test_an_anomaly_score_is_a_number_like_any_channel(trained):
+    """An anomaly scorer trained on the stream's own history (no labels): its
+    score is the channel NAME, its verdict NAME_outlier."""
+    registry = ModelRegistry(trained)
+    registry.train("oddity", "imu", kind="anomaly", window="2s", hop="500ms", exclude=("state",))
+    try:
+        view = query_view(trained)
+        scored = view.scored("oddity")
+        got = trained.query("max oddity by 1m")
+        minute = scored.start // 60_000_000_000
+        for t, value in zip(got.columns["time"], got.columns["max"]):
+            assert value == scored.value[minute == t // 60_000_000_000].max()
+        flagged = trained.query("count where oddity_outlier == anomalous").value
+        assert flagged == int((scored.cls > 0).sum())
+    finally:
+        registry.remove("oddity")
