@@ -39,8 +39,8 @@ STEP = 1 << 20
 
 QUERIES = {
     "count": ("count where z > 2g by device",
-              "SELECT device, count(*) FILTER (WHERE z > 2000) AS n FROM {src} GROUP BY device "
-              "ORDER BY device"),
+              ("SELECT device, count(*) FILTER (WHERE z > 2000) AS n FROM {src} "
+               "GROUP BY device ORDER BY device")),
     "avg_1m": ("avg z by 1m",
                "SELECT t // 60000000000 AS b, avg(z) AS a FROM {src} GROUP BY b ORDER BY b"),
     "episodes": ("find episodes where z > 2g for >= 50ms by device", """
@@ -116,8 +116,8 @@ def check(name, fleet_result, duck_rows) -> str:
     if name == "count":
         ok = [int(v) for v in r.columns["count"]] == [int(row[1]) for row in duck_rows]
     elif name == "avg_1m":
-        ok = len(duck_rows) == len(r) and np.allclose(r.columns["avg"], [row[1] for row in duck_rows],
-                                                      rtol=1e-9)
+        ok = len(duck_rows) == len(r) and np.allclose(
+            r.columns["avg"], [row[1] for row in duck_rows], rtol=1e-9)
     elif name == "episodes":
         ok = list(r.columns["start"]) == [row[1] for row in duck_rows] and \
             list(r.columns["end"]) == [row[2] for row in duck_rows]
@@ -130,7 +130,7 @@ def run(root: Path, devices: int, repeat: int) -> None:
     import duckdb
 
     import sensorq
-    import sensorq.engine.kernels  # noqa: F401  the loop, like a worker, runs on the compiled kernels
+    import sensorq.engine.kernels
     pattern = str(root / "site-*" / "dev-*" / "cache")
     src = f"read_parquet('{root / 'parquet' / '*.parquet'}')"
     con = duckdb.connect()
@@ -142,9 +142,9 @@ def run(root: Path, devices: int, repeat: int) -> None:
         print(f"local cluster: {cluster.runner.name}, started in {startup:.1f} s; "
               f"{len(cluster.devices())} caches", file=sys.stderr)
         for name, (query, sql) in QUERIES.items():
-            t_cluster, result = timed(lambda: cluster.query(query), repeat)
-            t_loop, looped = timed(lambda: loop.query(query), repeat)
-            t_duck, duck = timed(lambda: con.execute(sql.format(src=src)).fetchall(), repeat)
+            t_cluster, result = timed(lambda q=query: cluster.query(q), repeat)
+            t_loop, looped = timed(lambda q=query: loop.query(q), repeat)
+            t_duck, duck = timed(lambda s=sql: con.execute(s.format(src=src)).fetchall(), repeat)
             rows.append((query, t_cluster, t_loop, t_duck, check(name, result, duck),
                          check(name, looped, duck)))
             print(f"  {query}: done", file=sys.stderr)
@@ -166,7 +166,8 @@ def print_tables(rows, overhead, devices: int) -> None:
     for query, t_c, t_l, t_d, ok_c, ok_l in rows:
         print(f"| `{query}` | {t_c * 1e3:,.0f} ms | {t_l * 1e3:,.0f} ms | {t_d * 1e3:,.0f} ms | "
               f"{ok_c} / {ok_l} |")
-    print("\n| `newest from imu by device` over | local cluster | per cache | plain loop | per cache |")
+    print("\n| `newest from imu by device` over | local cluster | per cache | plain loop "
+          "| per cache |")
     print("|---:|---:|---:|---:|---:|")
     for n, t_c, t_l in overhead:
         print(f"| {n} caches | {t_c * 1e3:.1f} ms | {t_c / n * 1e3:.2f} ms | {t_l * 1e3:.1f} ms | "

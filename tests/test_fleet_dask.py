@@ -26,7 +26,7 @@ from sensorq import Channel
 
 pytest.importorskip("distributed")
 
-from sensorq.fleet.cluster import FleetError  # noqa: E402
+from sensorq.fleet.cluster import FleetError
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -67,7 +67,8 @@ def fleet_dir(tmp_path_factory):
 
 
 def test_importing_sensorq_imports_no_dask():
-    code = "import sys, sensorq; sensorq.fleet; print('dask' in sys.modules or 'distributed' in sys.modules)"
+    code = ("import sys, sensorq; sensorq.fleet; "
+            "print('dask' in sys.modules or 'distributed' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -163,7 +164,7 @@ def run_in_thread(f, query):
     def target():
         try:
             out["result"] = f.query(query, engine=ENGINE)
-        except Exception as exc:       # noqa: BLE001 - the test inspects it
+        except Exception as exc:  # noqa: BLE001  (the test looks at it)
             out["error"] = exc
     thread = threading.Thread(target=target)
     thread.start()

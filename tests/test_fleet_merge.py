@@ -38,8 +38,8 @@ def device_data(i: int, disjoint: bool):
     z[rng.integers(0, N, 5)] = 2600 + i                     # shocks
     v = np.round(rng.normal(3.3, 0.7, N), 3)
     v[rng.random(N) < 0.03] = np.nan
-    return t, {"x": rng.normal(0, 80, N).astype(np.int16), "y": rng.normal(0, 80, N).astype(np.int16),
-               "z": z, "v": v}
+    x, y = (rng.normal(0, 80, N).astype(np.int16) for _ in range(2))
+    return t, {"x": x, "y": y, "z": z, "v": v}
 
 
 def build(root, n_devices=4, disjoint=True, reference=True):
@@ -238,7 +238,7 @@ def test_categorical_first_and_last_keep_their_names_across_dictionaries(tmp_pat
 
 
 def test_the_command_line(disjoint, capsys):
-    f, _, datas, root = disjoint
+    _, _, datas, root = disjoint
     glob = str(root / "*" / "dev-*" / "cache")
     assert main(["--fleet", glob, "count where z > 2g by device", "--scheduler", "inline"]) == 0
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ from sensorq import Channel
 from sensorq.cli import main
 from sensorq.codec.block import encode_block
 from sensorq.codec.header import parse_block
-from sensorq.errors import (CorruptDataError, OutOfOrderError, SchemaError, StorageError)
+from sensorq.errors import CorruptDataError, OutOfOrderError, SchemaError, StorageError
 from sensorq.fleet.blocks import block_key
 from sensorq.fleet.export import read_export, write_export
 from sensorq.fleet.sync import sync

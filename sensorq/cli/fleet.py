@@ -11,7 +11,8 @@ from .common import note
 
 def add_parsers(sub, common) -> None:
     p = sub.add_parser("sync", parents=[common],
-                       help="copy the sealed blocks DEST lacks from SOURCE (a cache or an export file)",
+                       help="copy the sealed blocks DEST lacks from SOURCE (a cache, an export "
+                            "file)",
                        description="Copy the sealed blocks that the cache DEST lacks from SOURCE: "
                                    "another cache directory, or a file of blocks a device exported "
                                    "(docs/fleet.md).  Blocks are copied byte for byte, never "

@@ -52,7 +52,7 @@ class Fleet:
             self._runner.close()
             self._runner = None
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self
 
     def __exit__(self, *exc) -> None:

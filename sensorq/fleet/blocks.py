@@ -25,8 +25,15 @@ import zlib
 import numpy as np
 
 from ..codec.codes import DICT, SHORT
-from ..codec.header import (ALL_VERSIONS, CRC_SIZE, ENTRY_DTYPE, FORMAT_VERSION, HEADER_DTYPE, MAGIC,
-                            parse_block)
+from ..codec.header import (
+    ALL_VERSIONS,
+    CRC_SIZE,
+    ENTRY_DTYPE,
+    FORMAT_VERSION,
+    HEADER_DTYPE,
+    MAGIC,
+    parse_block,
+)
 from ..errors import CorruptDataError
 
 STREAM_ID_AT, SEQ_AT, HEADER_END = 40, 48, 56
@@ -72,7 +79,8 @@ def to_version1(block: bytes) -> bytes:
     entries["reserved"], entries["reserved2"] = 0, 0
     header = np.zeros(1, HEADER_DTYPE)
     block_len = HEADER_END + entries.nbytes + sum(map(len, sections)) + CRC_SIZE
-    header[0] = (MAGIC, FORMAT_VERSION, info.time_codec & (0xFF ^ SHORT), info.n_channels, info.n_samples,
+    header[0] = (MAGIC, FORMAT_VERSION, info.time_codec & (0xFF ^ SHORT), info.n_channels,
+                 info.n_samples,
                  block_len, info.t_first, info.t_last, info.tick, info.stream_id, len(sections[0]),
                  info.seq)
     body = header.tobytes() + entries.tobytes() + b"".join(sections)

@@ -124,7 +124,8 @@ class DaskRunner:
             try:
                 self.client = distributed.Client(scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
-                raise SensorqError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+                raise SensorqError(f"cannot reach the Dask scheduler at {scheduler}: "
+                                   f"{exc}") from None
             self.name = f"scheduler {scheduler}"
         self._own_client = not isinstance(scheduler, distributed.Client)
         self._preferred: dict = {}          # device key -> the worker its tasks go to
@@ -185,12 +186,13 @@ class DaskRunner:
         for worker, mine in by_worker.items():
             for i in range(0, len(mine), BATCH_DEVICES):
                 batch = mine[i:i + BATCH_DEVICES]
-                future = self.client.submit(run_devices, [(p.device.path, p.request) for p in batch],
-                                            workers=[worker], allow_other_workers=False, pure=False)
+                items = [(p.device.path, p.request) for p in batch]
+                future = self.client.submit(run_devices, items, workers=[worker],
+                                            allow_other_workers=False, pure=False)
                 futures[future] = batch
         return futures
 
-    def _next_holder(self, part: "_Task", name: str, why: str) -> None:
+    def _next_holder(self, part: _Task, name: str, why: str) -> None:
         """Move the part to the next holder that is alive, or fail naming the device."""
         part.tried.append(part.holders.pop(0))
         alive = self._alive()

@@ -30,8 +30,8 @@ from ..errors import QueryError, QueryNameError
 from ..result import Result
 from . import merge
 from .cluster import FleetError
-from .plan import display_names, split_group
 from .percentiles import START
+from .plan import display_names, split_group
 from .tasks import Request
 
 _PERCENTILE_HEAD = re.compile(r"(?i)\s*(median|percentile|p\d+)\b")

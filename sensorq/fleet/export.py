@@ -122,7 +122,8 @@ def _header(path: Path, data: bytes) -> dict:
         raise CorruptDataError(f"{path}: the export file is cut short in its preamble")
     size = int.from_bytes(data[4:8], "little")
     raw = data[PREAMBLE:PREAMBLE + size]
-    if size > MAX_HEADER or len(raw) != size or zlib.crc32(raw) != int.from_bytes(data[8:12], "little"):
+    crc = int.from_bytes(data[8:12], "little")
+    if size > MAX_HEADER or len(raw) != size or zlib.crc32(raw) != crc:
         raise CorruptDataError(f"{path}: the export header is damaged (length or checksum)")
     try:
         header = json.loads(raw.decode("utf-8"))

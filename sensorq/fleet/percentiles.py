@@ -10,13 +10,14 @@ group is settled when its range holds one key, when all its keys are equal,
 when the two ranks to interpolate fall into neighbouring bins (then the
 devices send the largest key of one and the smallest of the other), or when
 the range holds few enough keys to be sent and sorted (GATHER_LIMIT over
-every group of a round).  The answer is then numpy's linear percentile of
+every group of a round: 2 M keys, 16 MB).  The answer is then numpy's linear percentile of
 all the fleet's values, computed as selection.py computes it: the same
 number, bit for bit, that one cache holding all the data gives.
 
 Each round reads the devices' values again; a worker keeps the keys it
 decoded in the first round for the later ones, within MEMO_BYTES (beyond
-that it decodes again).  Transfers are counts of non-empty bins and, at the
+that it decodes again), and after each round only those in the ranges still
+counted.  Transfers are counts of non-empty bins and, at the
 end, at most GATHER_LIMIT keys.
 """
 from __future__ import annotations
@@ -29,14 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import selection as S
-from ..errors import RowLimitError
 from ..engine.limits import HOW_TO_RAISE
+from ..errors import RowLimitError
 
 KEY_MAX = S.KEY_MAX
 BITS_ONE = 16                   # bins per round for one group: 65 536, as the engine
 DENSE_COUNTERS = 1 << 22        # counters a device allocates at once (32 MB)
-GATHER_LIMIT = S.GATHER_LIMIT   # keys sent and sorted in one round, over all groups
-MEMO_BYTES = int(os.environ.get("SENSORQ_FLEET_MEMO_MB", "512")) << 20
+GATHER_LIMIT = 1 << 21          # keys sent and sorted in one round, over all groups (16 MB)
+MEMO_BYTES = int(os.environ.get("SENSORQ_FLEET_MEMO_MB", "1024")) << 20
 START = {"start": True, "bits": BITS_ONE}    # the first round: every bucket, every key
 
 
@@ -94,10 +95,9 @@ def forget_values(token: str) -> None:
 
 def device_round(view, plan, request, path) -> dict:
     """One round of the selection on this device: counts (``hist``), bin ends
-    (``ends``) and keys (``gather``) for the groups asked about."""
+    (``ends``) and keys (``gather``) for the groups asked about.  Without
+    buckets ``b`` is None: every value belongs to the one group, 0."""
     b, k, span = _values(view, plan, request, path)
-    if b is None:
-        b = np.zeros(len(k), np.int64)
     ask = request.select
     out = {"span": span}
     if ask.get("start"):
@@ -108,21 +108,37 @@ def device_round(view, plan, request, path) -> dict:
         out["ends"] = _ends(b, k, ask["ends"])
     if ask.get("gather") is not None:
         out["gather"] = _gather(b, k, ask["gather"])
+    if not ask.get("start"):
+        _keep_only(path, request, plan, ask.get("hist"), b, k, span)
     return out
 
 
+def _keep_only(path, request, plan, hist, b, k, span) -> None:
+    """After a round, a group's later ranges lie inside this round's: the memo
+    keeps only the keys of the groups still counted, in their ranges."""
+    key = (path, request.token, plan.time.start_ns, plan.time.end_ns)
+    with _memo_lock:
+        if key not in _memo:
+            return
+        if hist is None:
+            del _memo[key]
+            return
+        ok, _ = _where(b, k, hist)
+        _memo[key] = (None if b is None else b[ok], k[ok], span)
+
+
 def _where(b, k, groups):
-    """For each value: its request (position in groups' buckets) and whether
-    it lies in that request's key range."""
+    """(which values lie in their request's key range, the request of each of
+    those): requests are positions in ``groups``' sorted buckets."""
     buckets, lo, hi = groups[0], groups[1], groups[2]
-    if len(buckets) == 1:                   # one group (no buckets): no lookup needed
-        ok = (b == buckets[0]) & (k >= lo[0]) & (k <= hi[0])
-        return np.zeros(len(b), np.int64), ok
+    if b is None:                           # one group (no buckets): no lookup needed
+        ok = (k >= lo[0]) & (k <= hi[0]) if len(buckets) else np.zeros(len(k), bool)
+        return ok, np.zeros(int(ok.sum()), np.int64)
     pos = np.searchsorted(buckets, b)
     ok = pos < len(buckets)
     ok[ok] = buckets[pos[ok]] == b[ok]
     ok[ok] = (k[ok] >= lo[pos[ok]]) & (k[ok] <= hi[pos[ok]])
-    return pos, ok
+    return ok, pos[ok]
 
 
 def _hist(b, k, groups, bits: int) -> dict:
@@ -130,15 +146,18 @@ def _hist(b, k, groups, bits: int) -> dict:
     smallest and largest key.  ``groups`` None: the first round, every bucket
     the device has over the whole key range (requests are then bucket ids;
     they come in time order, so never decreasing)."""
-    if groups is None:
+    if groups is None and b is None:
+        names, req = np.zeros(1 if len(k) else 0, np.int64), None
+        bins = (k >> np.uint64(64 - bits)).astype(np.int64)
+    elif groups is None:
         first = np.r_[True, b[1:] != b[:-1]] if len(b) else np.zeros(0, bool)
         names, req = b[first], np.cumsum(first) - 1
         bins = (k >> np.uint64(64 - bits)).astype(np.int64)
     else:
-        pos, ok = _where(b, k, groups)
-        names, req, k = np.arange(len(groups[0])), pos[ok], k[ok]
+        ok, req = _where(b, k, groups)
+        names, k = np.arange(len(groups[0])), k[ok]
         bins = ((k - groups[1][req]) >> groups[3][req]).astype(np.int64)
-    if not len(req):
+    if not len(k):
         z = np.zeros(0, np.int64)
         return {"req": z, "bin": z, "count": z, "kreq": z, "kmin": z.astype(np.uint64),
                 "kmax": z.astype(np.uint64)}
@@ -149,17 +168,21 @@ def _hist(b, k, groups, bits: int) -> dict:
 
 
 def _dense_hist(names, req, bins, k, nbins: int) -> dict:
-    """Counting into one array of counters: O(values), no sort."""
-    counts = np.bincount(req * nbins + bins, minlength=len(names) * nbins)
-    nonzero = np.flatnonzero(counts)
-    kmin = np.full(len(names), S.KEY_MAX, np.uint64)
-    kmax = np.zeros(len(names), np.uint64)
-    if len(names) == 1:
-        kmin[0], kmax[0] = k.min(), k.max()
+    """Counting into one array of counters: O(values), no sort.  ``req`` None:
+    every value is request 0."""
+    if req is None or len(names) == 1:
+        counts = np.bincount(bins, minlength=nbins)
+        kmin, kmax = np.array([k.min()], np.uint64), np.array([k.max()], np.uint64)
+        present = np.zeros(1, np.int64)
+        names = names[:1] if len(names) else np.zeros(1, np.int64)
     else:
+        counts = np.bincount(req * nbins + bins, minlength=len(names) * nbins)
+        kmin = np.full(len(names), S.KEY_MAX, np.uint64)
+        kmax = np.zeros(len(names), np.uint64)
         np.minimum.at(kmin, req, k)
         np.maximum.at(kmax, req, k)
-    present = np.flatnonzero(np.bincount(req, minlength=len(names)))
+        present = np.flatnonzero(np.bincount(req, minlength=len(names)))
+    nonzero = np.flatnonzero(counts)
     return {"req": names[nonzero // nbins], "bin": nonzero % nbins, "count": counts[nonzero],
             "kreq": names[present], "kmin": kmin[present], "kmax": kmax[present]}
 
@@ -184,14 +207,14 @@ def _ends(b, k, groups) -> dict:
     top = np.zeros(n, np.uint64)
     bottom = np.full(n, KEY_MAX, np.uint64)
     for lo, hi, target, pick in ((lo1, hi1, top, np.maximum), (lo2, hi2, bottom, np.minimum)):
-        pos, ok = _where(b, k, (buckets, lo, hi))
-        pick.at(target, pos[ok], k[ok])
+        ok, req = _where(b, k, (buckets, lo, hi))
+        pick.at(target, req, k[ok])
     return {"top": top, "bottom": bottom}
 
 
 def _gather(b, k, groups) -> dict:
-    pos, ok = _where(b, k, groups)
-    return {"req": pos[ok], "keys": k[ok]}
+    ok, req = _where(b, k, groups)
+    return {"req": req, "keys": k[ok]}
 
 
 # --- the client's side ------------------------------------------------------------------------
@@ -327,7 +350,7 @@ def _round(run_round, groups: dict, bits: int) -> None:
         elif g.step == "hist":
             hist.append(bucket)
     ask = {"bits": bits}
-    u64 = lambda xs: np.array(xs, np.uint64)   # noqa: E731
+    u64 = lambda xs: np.array(xs, np.uint64)
     if hist:
         ask["hist"] = (np.array(hist, np.int64), u64([groups[b].lo for b in hist]),
                        u64([groups[b].hi for b in hist]), u64([groups[b].shift for b in hist]))

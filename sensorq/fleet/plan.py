@@ -93,7 +93,8 @@ class Device:
 def absolute_patterns(paths_or_glob) -> list[str]:
     """Globs made absolute against this process's working directory (a worker
     elsewhere has its own), ``~`` expanded."""
-    items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
+    single = isinstance(paths_or_glob, (str, os.PathLike))
+    items = [paths_or_glob] if single else list(paths_or_glob)
     if not items:
         raise SensorqError("a fleet needs at least one cache path or glob")
     return [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in items]

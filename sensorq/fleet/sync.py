@@ -145,7 +145,7 @@ class FileSource:
         from ..codec.header import parse_block
         blocks = [to_version1(b) for b in self.file.stream_blocks(self.streams[name].stream_id)]
         infos = [parse_block(b) for b in blocks]
-        arr = lambda f: np.array([getattr(i, f) for i in infos], np.int64)  # noqa: E731
+        arr = lambda f: np.array([getattr(i, f) for i in infos], np.int64)
         return _Blocks(arr("seq"), arr("t_first"), arr("t_last"), arr("n_samples"),
                        lambda i: blocks[i])
 
@@ -188,8 +188,9 @@ def sync(source, dest, *, any_device: bool = False, capacity=None,
 def _open_dest(dest: Path, src, capacity, any_device: bool):
     from ..store import open as open_cache
     create = not (dest / "manifest.json").exists()
-    cache = open_cache(dest, create=create,
-                       capacity=capacity if capacity is not None else (src.capacity if create else None))
+    if capacity is None and create:
+        capacity = src.capacity                  # a new DEST holds what SOURCE holds
+    cache = open_cache(dest, create=create, capacity=capacity)
     try:
         _adopt_device(cache, src, any_device)
     except BaseException:

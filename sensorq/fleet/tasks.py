@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from ..errors import LimitError, QueryError, QuerySyntaxError, SensorqError
 
 FLEET_DIRS_ENV = "SENSORQ_FLEET_DIRS"        # os.pathsep-separated directories a worker holds
-DELAY_ENV = "SENSORQ_FLEET_DELAY_S"         # seconds each task waits first (tests kill workers then)
+DELAY_ENV = "SENSORQ_FLEET_DELAY_S"         # seconds each part waits first (tests kill workers)
 MAX_OPEN = 256                              # caches a worker keeps open
 SHIFT_NS = 1_000_000_007                    # "now" moved by this tells a now-dependent plan
 
@@ -114,7 +114,8 @@ def run_device(path: str, request: Request) -> Reply:
     (or to retry elsewhere when it was this machine's copy of the cache)."""
     started = time.perf_counter()
     worker = _worker_name()
-    if worker != "local" and (request.engine or os.environ.get("SENSORQ_ENGINE") or "auto") == "auto":
+    tier = request.engine or os.environ.get("SENSORQ_ENGINE") or "auto"
+    if worker != "local" and tier == "auto":
         _warm_kernels()
     delay = float(os.environ.get(DELAY_ENV) or 0)
     if delay > 0:
@@ -179,15 +180,16 @@ def _plan(view, request: Request):
 
     def plan(shift: int):
         if request.now_ns is not None and request.now_policy == "data":
-            newest = lambda stream: request.now_ns - 1 + shift   # noqa: E731
+            newest = lambda stream: request.now_ns - 1 + shift
         else:
-            newest = (lambda stream: _shifted(view.newest_ns(stream), shift))  # noqa: E731
+            newest = (lambda stream: _shifted(view.newest_ns(stream), shift))
         clock = None if request.clock_ns is None else request.clock_ns + shift
         return plan_query(request.text, view.streams, newest, request.now_policy, clock)
 
     first = plan(0)
     moved = plan(SHIFT_NS)
-    return first, (first.time.start_ns, first.time.end_ns) != (moved.time.start_ns, moved.time.end_ns)
+    window = (first.time.start_ns, first.time.end_ns)
+    return first, window != (moved.time.start_ns, moved.time.end_ns)
 
 
 def _shifted(newest, shift: int):

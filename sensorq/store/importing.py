@@ -19,9 +19,16 @@ from __future__ import annotations
 
 import struct
 import zlib
+from itertools import pairwise
 
 from ..codec.header import CRC_SIZE, FORMAT_VERSION, MAGIC, parse_block
-from ..errors import CapacityError, CorruptDataError, OutOfOrderError, SchemaError, StorageError
+from ..errors import (
+    CapacityError,
+    CorruptDataError,
+    OutOfOrderError,
+    SchemaError,
+    StorageError,
+)
 from .manifest import check_device
 from .prepare import iso
 from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
@@ -46,7 +53,7 @@ def as_version1(block) -> bytes:
     """``block`` as a version-1 block (a version-2 one reframed, not decoded)."""
     data = bytes(block)
     if data[:4] == MAGIC and len(data) > 4 and data[4] != FORMAT_VERSION:
-        from ..fleet.blocks import to_version1      # only a device's blocks need it
+        from ..fleet.blocks import to_version1  # only a device's blocks need it
         return to_version1(data)
     return data
 
@@ -141,10 +148,11 @@ class BlockImporting:
             return list(range(next_seq, next_seq + len(infos)))
         seqs = [int(s) for s in seqs]
         if len(seqs) != len(infos):
-            raise SchemaError(f"append_blocks: {len(seqs)} sequence numbers for {len(infos)} blocks")
+            raise SchemaError(f"append_blocks: {len(seqs)} sequence numbers for {len(infos)} "
+                              f"blocks")
         last = self._blocks[st.stream_id].last_seq
         floor = next_seq if pending or last is not None else 0
-        if seqs[0] < floor or any(b <= a for a, b in zip(seqs, seqs[1:])) or seqs[-1] >= 2**64:
+        if seqs[0] < floor or any(b <= a for a, b in pairwise(seqs)) or seqs[-1] >= 2**64:
             raise OutOfOrderError(f"stream {st.name!r}: block sequence numbers must increase from "
                                   f"{floor}, got {seqs[0]}..{seqs[-1]}")
         return seqs
@@ -160,8 +168,9 @@ class BlockImporting:
                 raise SchemaError(f"stream {st.name!r}: block {i} (seq {info.seq}) does not have "
                                   f"the stream's channel types")
             if last is not None and info.t_first < last:
-                raise OutOfOrderError(f"stream {st.name!r}: block {i} starts at {iso(info.t_first)}, "
-                                      f"before the stream's newest sample at {iso(last)}")
+                raise OutOfOrderError(f"stream {st.name!r}: block {i} starts at "
+                                      f"{iso(info.t_first)}, before the stream's newest sample "
+                                      f"at {iso(last)}")
             if info.block_len > room:
                 raise CapacityError(f"stream {st.name!r}: block {i} takes {info.block_len} bytes, "
                                     f"more than the cache capacity allows")
