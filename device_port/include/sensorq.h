@@ -615,6 +615,13 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
                    sq_model_out *out);
 
+/* The start of the ring's newest whole window (as sq_model_score picks it),
+ * without scoring it; INT64_MIN when the ring holds no sample.  A firmware
+ * that must not miss a window (a hole in the data skips hops) keeps the
+ * start of the next one it owes and scores each with sq_model_window up to
+ * this one.  Errors: SQ_ERR_ARG, SQ_ERR_RANGE. */
+int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start);
+
 /* Score given feature codes (n_features of them): the model's body alone.
  * Errors: SQ_ERR_ARG. */
 int sq_model_predict(const sq_model *m, const int32_t *codes, void *work, size_t work_len,

@@ -475,39 +475,36 @@ static int __attribute__((noinline)) newest_time(const sq_ring *r, int64_t *t)
     return n || r->has_blocks;
 }
 
-/* The newest whole window's start: floor((newest + 1 − window) / hop) · hop,
- * in unsigned arithmetic.  0: the ring is empty; < 0: an error. */
-static int __attribute__((noinline)) newest_start(const sq_model *m, const sq_ring *r, int64_t *start)
+int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
 {
     int64_t newest;
     uint64_t x, q;
-    if (!newest_time(r, &newest)) {
-        return 0;
+    if (!m || !m->bytes || !r || !r->stage || !start) {
+        return SQ_ERR_ARG;
     }
-    if (newest < INT64_MIN + m->window_ns) {
+    *start = INT64_MIN;
+    if (!newest_time(r, &newest)) {
+        return SQ_OK;
+    }
+    if (newest < INT64_MIN + m->window_ns + m->hop_ns) {
         return SQ_ERR_RANGE;
     }
+    /* floor((newest + 1 − window) / hop) · hop; floor(x/h) = ~(~x / h) for x < 0 */
     x = (uint64_t)(newest - m->window_ns) + 1u;
-    if ((int64_t)x >= 0) {
-        q = x / (uint64_t)m->hop_ns;
-    } else {
-        q = 0u - ((0u - x + (uint64_t)m->hop_ns - 1u) / (uint64_t)m->hop_ns);
-    }
+    q = (int64_t)x >= 0 ? x / (uint64_t)m->hop_ns : ~(~x / (uint64_t)m->hop_ns);
     *start = (int64_t)(q * (uint64_t)m->hop_ns);
-    return 1;
+    return SQ_OK;
 }
 
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_out *out)
 {
     int64_t start;
-    int got;
-    if (!m || !m->bytes || !r || !r->stage || !out) {
-        return SQ_ERR_ARG;
-    }
-    got = newest_start(m, r, &start);
-    if (got <= 0) {
-        memset(out, 0, sizeof *out);
-        return got;
+    int err = out ? sq_model_newest(m, r, &start) : SQ_ERR_ARG;
+    if (err || start == INT64_MIN) {
+        if (out) {
+            memset(out, 0, sizeof *out);
+        }
+        return err;
     }
     return sq_model_window(m, r, start, work, work_len, out);
 }

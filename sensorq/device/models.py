@@ -68,6 +68,7 @@ def bind(lib) -> None:
     lib.sq_model_work_size.argtypes = [mp]
     lib.sq_model_window.argtypes = [mp, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t, op]
     lib.sq_model_score.argtypes = [mp, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, op]
+    lib.sq_model_newest.argtypes = [mp, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)]
     lib.sq_model_predict.argtypes = [mp, ctypes.POINTER(ctypes.c_int32), ctypes.c_void_p, ctypes.c_size_t, op]
 
 
@@ -124,6 +125,13 @@ class DeviceModel:
         self.dev.check(self.dev.lib.sq_model_score(ctypes.byref(self.m), ring.state, self.work, self.work_len,
                                                    ctypes.byref(out)), "model score")
         return self._out(out)
+
+    def newest(self, ring) -> int | None:
+        """sq_model_newest: the newest whole window's start (None: an empty ring)."""
+        start = ctypes.c_int64()
+        self.dev.check(self.dev.lib.sq_model_newest(ctypes.byref(self.m), ring.state, ctypes.byref(start)),
+                       "model newest")
+        return None if start.value == -2**63 else start.value
 
     def predict(self, codes) -> WindowOut:
         row = (ctypes.c_int32 * max(1, self.m.n_features))(*[int(c) for c in codes])
@@ -380,3 +388,79 @@ def compile_model_plan(plan, model: Model) -> bytes:
     if isinstance(plan, P.EpisodesQuery):
         translated = replace(translated, peak=None)
     return compile_plan(translated, stream, schema=output_schema(model))
+
+
+# --- the example firmware (device_port/examples/fw_models.c) ------------------------------------
+
+FIRMWARE_MAGIC = 0x464D5153          # "SQMF"
+FIRMWARE_SENSOR_REGION = 5376        # fw_models.c: SENSOR_REGION, OUT_REGION
+FIRMWARE_OUT_REGION = 5120
+
+
+def firmware_input(channels: list[tuple[str, str]], t: np.ndarray, columns: list[np.ndarray],
+                   queries: list[tuple[bytes, int]], *, block_samples: int = 8,
+                   region_len: int = FIRMWARE_SENSOR_REGION, switch_at: int | None = None,
+                   out_block_samples: int = 32, out_region_len: int = FIRMWARE_OUT_REGION,
+                   codec: str = "fast") -> bytes:
+    """models.bin for the model firmware: the sensor stream (channel names and
+    integer types, at most 8), its samples, and (bytecode, now) queries run
+    over the output ring at the end.  switch_at: the sample after which the
+    firmware loads update.sqm in place of model.sqm."""
+    from .native import CODECS, DTYPE_CODES
+    if len(channels) > 8:
+        raise SensorqError("the example firmware takes at most 8 channels")
+    head = struct.pack("<12I", FIRMWARE_MAGIC, len(channels), block_samples, region_len, len(t),
+                       len(t) if switch_at is None else switch_at, len(queries), out_block_samples,
+                       out_region_len, CODECS[codec], 0, 0)
+    head += bytes([DTYPE_CODES[d] for _, d in channels] + [0] * (8 - len(channels)))
+    for i in range(8):
+        name = channels[i][0].encode() if i < len(channels) else b""
+        if len(name) > 15:
+            raise SensorqError(f"channel name {channels[i][0]!r}: the example firmware keeps 15 bytes")
+        head += name.ljust(16, b"\0")
+    rows = np.zeros((len(t), 1 + len(columns)), "<i8")
+    rows[:, 0] = t
+    for j, col in enumerate(columns):
+        rows[:, 1 + j] = col
+    body = rows.tobytes()
+    tail = b"".join(struct.pack("<Iq", len(code), now) + code for code, now in queries)
+    return head + body + tail
+
+
+def model_file(data: bytes) -> bytes:
+    """model.sqm / update.sqm as the firmware reads them: a u32 length, the bytes."""
+    return struct.pack("<I", len(data)) + bytes(data)
+
+
+@dataclass
+class FirmwareRun:
+    calibration: tuple[int, int]
+    loads: list[tuple[int, int, int, int]]          # status, ticks, out_schema, work bytes
+    windows: list[tuple[int, int, int, int, int, int]]   # model number, start, class, value, samples, ticks
+    answers: list[tuple[int, int, int, int]]        # status, value, has_value, count
+    stack: int
+
+    @property
+    def per_tick(self) -> float:
+        ticks, instructions = self.calibration
+        return instructions / ticks
+
+
+def read_scores(text: str) -> FirmwareRun:
+    cal, loads, windows, answers, stack = (1, 1), [], [], [], 0
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        nums = [int(v) for v in parts[1:]]
+        if parts[0] == "calibration_ticks":
+            cal = (nums[0], nums[1])
+        elif parts[0] == "load":
+            loads.append(tuple(nums))
+        elif parts[0] == "w":
+            windows.append((len(loads),) + tuple(nums))
+        elif parts[0] == "q":
+            answers.append(tuple(nums))
+        elif parts[0] == "stack":
+            stack = nums[0]
+    return FirmwareRun(cal, loads, windows, answers, stack)
