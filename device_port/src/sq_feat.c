@@ -28,7 +28,7 @@ static uint32_t round8(uint32_t n)
     return (n + 7u) & ~7u;
 }
 
-uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp)
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
     uint32_t sizes[10], total = round8((uint32_t)sizeof(sq_model_work)), i, cols = m->n_inputs + 1u;
     uint8_t *p = work ? (uint8_t *)work + ((8u - ((uintptr_t)work & 7u)) & 7u) : NULL;
@@ -57,7 +57,7 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp)
         slot[8] = (void **)&w->cursor;
         slot[9] = (void **)&w->st;
     }
-    for (i = 0; i < 10u; i++) {
+    for (i = 0; i < (scoring_only ? 4u : 10u); i++) {
         if (wp) {
             *slot[i] = p + total;
         }
@@ -432,7 +432,7 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 {
     sq_model_work *w;
     int err;
-    if (!m || !m->bytes || !r || !r->stage || !out || !work || sq_model_layout(m, work, &w) > work_len) {
+    if (!m || !m->bytes || !r || !r->stage || !out || !work || sq_model_layout(m, work, &w, 0) > work_len) {
         return SQ_ERR_ARG;
     }
     out->start = start_ns;

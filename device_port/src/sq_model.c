@@ -439,7 +439,7 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
         return -(int)err;
     }
     m->out_schema = out_schema(m, sec[1], sec[2], sec[3]);
-    m->work_size = sq_model_layout(m, NULL, NULL);
+    m->work_size = sq_model_layout(m, NULL, NULL, 0);
     return SQ_OK;
 }
 
@@ -573,7 +573,7 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
 int sq_model_predict(const sq_model *m, const int32_t *codes, void *work, size_t work_len, sq_model_out *out)
 {
     sq_model_work *w;
-    if (!m || !m->bytes || !codes || !out || !work || sq_model_layout(m, work, &w) > work_len) {
+    if (!m || !m->bytes || !codes || !out || !work || sq_model_layout(m, work, &w, 1) > work_len) {
         return SQ_ERR_ARG;
     }
     memcpy(w->codes, codes, 4u * m->n_features);

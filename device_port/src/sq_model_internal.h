@@ -40,8 +40,9 @@ typedef struct {
 } sq_model_work;
 
 /* Bytes of work memory m needs; with work, carve it: the sq_model_work
- * itself first (off the stack), then its arrays. */
-uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w);
+ * itself first (off the stack), then its arrays (scoring_only: only what
+ * scoring codes needs — sq_model_predict). */
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, int scoring_only);
 
 /* Score w->codes into w->raw and *out. */
 int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out);

@@ -44,19 +44,18 @@ class ModelOut(ctypes.Structure):
 
 class ModelStruct(ctypes.Structure):
     """sq_model (device_port/include/sensorq.h), field for field."""
-    _fields_ = [("bytes", ctypes.c_void_p), ("len", ctypes.c_uint32),
-                ("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64),
-                ("min_samples", ctypes.c_uint32), ("work_size", ctypes.c_uint32),
-                ("out_schema", ctypes.c_uint32), ("n_steps", ctypes.c_uint32), ("n_floats", ctypes.c_uint32),
-                ("sig_off", ctypes.c_uint32), ("feat_off", ctypes.c_uint32),
-                ("body_off", ctypes.c_uint32), ("leaf_off", ctypes.c_uint32), ("init_off", ctypes.c_uint32),
-                ("n_trees", ctypes.c_uint16), ("n_leaves", ctypes.c_uint16), ("max_width", ctypes.c_uint16),
-                ("tw", ctypes.c_uint8), ("cw", ctypes.c_uint8), ("lw", ctypes.c_uint8),
-                ("body", ctypes.c_uint8), ("kind", ctypes.c_uint8), ("mode", ctypes.c_uint8),
+    _fields_ = [("body", ctypes.c_uint8), ("kind", ctypes.c_uint8), ("mode", ctypes.c_uint8),
                 ("n_classes", ctypes.c_uint8), ("n_raw", ctypes.c_uint8), ("n_inputs", ctypes.c_uint8),
                 ("n_signals", ctypes.c_uint8), ("n_features", ctypes.c_uint8), ("n_out", ctypes.c_uint8),
-                ("widths", ctypes.c_uint8), ("n_layers", ctypes.c_uint8), ("passes", ctypes.c_uint8),
-                ("mismatch", ctypes.c_uint8), ("channel", ctypes.c_uint8 * 16), ("shift", ctypes.c_uint8 * 16)]
+                ("n_layers", ctypes.c_uint8), ("passes", ctypes.c_uint8), ("mismatch", ctypes.c_uint8),
+                ("tw", ctypes.c_uint8), ("cw", ctypes.c_uint8), ("lw", ctypes.c_uint8), ("reserved", ctypes.c_uint8),
+                ("channel", ctypes.c_uint8 * 16), ("shift", ctypes.c_uint8 * 16),
+                ("n_trees", ctypes.c_uint16), ("n_leaves", ctypes.c_uint16), ("max_width", ctypes.c_uint16),
+                ("reserved2", ctypes.c_uint16), ("min_samples", ctypes.c_uint32), ("work_size", ctypes.c_uint32),
+                ("out_schema", ctypes.c_uint32), ("n_steps", ctypes.c_uint32), ("n_floats", ctypes.c_uint32),
+                ("sig_off", ctypes.c_uint32), ("feat_off", ctypes.c_uint32), ("body_off", ctypes.c_uint32),
+                ("leaf_off", ctypes.c_uint32), ("init_off", ctypes.c_uint32), ("bytes", ctypes.c_void_p),
+                ("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
 
 
 def bind(lib) -> None:

@@ -1,0 +1,134 @@
+/* Prediction benchmark for QEMU -M microbit: one model over given feature
+ * rows, timed with SysTick — emlearn's generated C (-DBENCH_EMLEARN, the
+ * header from tools/emlearn_compare.py: float features) or sensorq's scorer
+ * on the model's bytes (sq_model_load, then sq_model_predict on the integer
+ * codes; -DSQ_MODEL_KINDS=SQ_MODEL_TREES keeps only the trees).  Reads
+ * bench.bin (u32 rows, u32 values a row, then rows of 4-byte values) and,
+ * for sensorq, model.sqm (u32 length, bytes) and channels.bin (u32 count,
+ * then 16-byte names); writes bench.txt: calibration_ticks, one class a row,
+ * "ticks <sum> <max>", "stack <bytes>". */
+#include <stdint.h>
+#include <string.h>
+
+#include "semihost.h"
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define MAX_VALUES 64u
+
+size_t stack_high_water(void);
+
+#ifdef BENCH_EMLEARN
+#include "bench_model.h"          /* bench_predict(row, n): the model under test (or a stub) */
+static BENCH_TYPE row[MAX_VALUES];
+#else
+#include "sensorq.h"
+static int32_t row[MAX_VALUES];
+static uint8_t model_bytes[2048];
+static uint8_t work[512];
+static sq_model model;
+static char names[8][16];
+static const char *name_ptrs[8];
+#endif
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t ticks_since(uint32_t start)
+{
+    return (start - SYST_CVR) & 0xFFFFFFu;
+}
+
+static void put(int out, const char *label, long long a)
+{
+    sh_write_text(out, label);
+    sh_write_int(out, a);
+}
+
+#ifndef BENCH_EMLEARN
+static int load(void)
+{
+    uint8_t head[4];
+    sq_stream_cfg cfg;
+    uint32_t len, n, i;
+    int in = sh_open("model.sqm", 1);
+    if (in < 0 || sh_read(in, head, 4) || (len = get_u32(head)) > sizeof model_bytes || sh_read(in, model_bytes, len)) {
+        return 10;
+    }
+    sh_close(in);
+    in = sh_open("channels.bin", 1);
+    if (in < 0 || sh_read(in, head, 4) || (n = get_u32(head)) > 8u || sh_read(in, names, 16u * n)) {
+        return 11;
+    }
+    sh_close(in);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_channels = (uint8_t)n;
+    cfg.block_samples = 8;
+    for (i = 0; i < n; i++) {
+        cfg.dtype[i] = SQ_INT16;
+        names[i][15] = 0;
+        name_ptrs[i] = names[i];
+    }
+    return sq_model_load(&model, model_bytes, len, &cfg, name_ptrs) == SQ_OK ? 0 : 12;
+}
+#endif
+
+int main(void)
+{
+    uint8_t head[8];
+    uint32_t n_rows, n_values, i, total = 0, worst = 0;
+    int in = sh_open("bench.bin", 1), out = sh_open("bench.txt", 5);
+    if (in < 0 || out < 0 || sh_read(in, head, 8)) {
+        return 1;
+    }
+    n_rows = get_u32(head);
+    n_values = get_u32(head + 4);
+    if (n_values > MAX_VALUES) {
+        return 2;
+    }
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 5u;
+    {
+        uint32_t turns = 100000u, start = SYST_CVR;
+        __asm__ volatile("1: sub %0, #1\n cmp %0, #0\n bne 1b" : "+l"(turns) : : "cc");
+        put(out, "calibration_ticks ", ticks_since(start));
+        put(out, " ", 300000);
+        sh_write_text(out, "\n");
+    }
+#ifndef BENCH_EMLEARN
+    if (load()) {
+        return 3;
+    }
+#endif
+    for (i = 0; i < n_rows; i++) {
+        uint32_t start, spent;
+        int32_t cls;
+        if (sh_read(in, row, sizeof row[0] * n_values)) {
+            return 4;
+        }
+        start = SYST_CVR;
+#ifdef BENCH_EMLEARN
+        cls = bench_predict(row, (int32_t)n_values);
+#else
+        {
+            sq_model_out res;
+            cls = sq_model_predict(&model, row, work, sizeof work, &res) == SQ_OK ? res.cls : -100;
+        }
+#endif
+        spent = ticks_since(start);
+        total += spent;
+        worst = spent > worst ? spent : worst;
+        put(out, "", cls);
+        sh_write_text(out, "\n");
+    }
+    put(out, "ticks ", total);
+    put(out, " ", worst);
+    put(out, "\nstack ", (long long)stack_high_water());
+    sh_write_text(out, "\n");
+    sh_close(out);
+    return 0;
+}
