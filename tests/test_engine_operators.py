@@ -247,3 +247,24 @@ def test_the_kernels_are_filed_under_what_they_compile_in():
     assert kernels.count_matches_serial.py_func.__qualname__.endswith("__" + stamp)
     assert kernels.decode_time.py_func.__qualname__.endswith("__" + stamp)
     assert vm.run.py_func.__qualname__.endswith("__" + jit.digest("engine/program.py"))
+
+
+def test_episode_peaks_from_statistics_of_a_negative_scale(tmp_path):
+    """A block every sample of which matches gives its peak from statistics:
+    with scale < 0 the largest value is min × scale, not max × scale.  (The
+    plan is written by hand: v > 20mg is raw v < -80.)"""
+    import dataclasses
+    from sensorq.engine.executor import execute, plan_text
+    n = 6000
+    t = np.arange(n, dtype=np.int64) * 1_000_000
+    raw = np.full(n, 10, np.int16)
+    raw[1000:5000] = -(np.arange(4000) % 50) - 100          # v = 25 .. 37.25
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("s", [Channel("v", "int16", "mg", scale=-0.25)], block_samples=500)
+        cache.append("s", t, [raw])
+        plan = plan_text(cache, "find episodes where v > 20mg")
+        plan = dataclasses.replace(plan, where=P.RawCompare(plan.peak, "<", -80.0))
+        result = execute(cache, plan, "find episodes where v > 20mg")
+    assert result.scan.from_stats > 0
+    assert list(result.columns["peak"]) == [37.25]
+    assert list(result.columns["start"]) == [t[1000]] and list(result.columns["end"]) == [t[5000]]

@@ -155,7 +155,8 @@ QUERY_SHAPES = [
     "max mag(a, a) where a < {k}mg", "argmin abs(a) - 1mg", "min a * 2 where f > 3.3V",
     "count where a > {k}mg and b > 15degC", "avg f where (a > {k}mg or b > 34degC) and b > 0",
     "count where abs(a) > {k}mg", "count where {k}mg >= a * 2", "top 4 mag(a, a) where b > 20degC",
-    "top 2 a * 0 where a > {k}mg",
+    "top 2 a * 0 where a > {k}mg", "find episodes where a > {k}mg gap <= 25ms",
+    "find episodes where a > {k}mg and f > 3V gap <= 15ms", "find episodes where b > 25degC",
 ]
 
 

@@ -501,3 +501,107 @@ def top_blocks(buf, blocks, bounds, pos_base, lay_t, lay_c, pred_code, val_code,
             if held[0] == n:
                 floor = best_v[n - 1]
     return OK, decoded
+
+
+@cached(_STAMP, inline="always")
+def _fmax(a, b):
+    """np.fmax: the larger, NaN losing (the first of equal ones)."""
+    return a if (a >= b or b != b) else b
+
+
+@cached(_STAMP)
+def _emit(out_s, out_e, out_p, count, s, e, p):
+    out_s[count], out_e[count], out_p[count] = s, e, p
+    return count + 1
+
+
+def _evaluate_into(buf, blocks, lay_t, lay_c, pred_code, val_code, consts, scales, depth,
+                   has_pred, has_value, dest, t_out, mask_out, v_out, status):
+    """evaluate_block for each listed block, its n samples written at
+    dest[j]: t_out, mask_out and v_out[dest[j]:dest[j] + n]."""
+    for j in prange(blocks.shape[0]):
+        b = blocks[j]
+        n = lay_t[b, 5]
+        lo = dest[j]
+        raw = np.empty((max(1, lay_c.shape[1]), n), np.float64)
+        words, scratch = np.empty(n, np.uint64), np.empty(n, np.uint64)
+        stack = np.empty((max(1, depth), n), np.float64)
+        status[j] = evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
+                                   depth, has_pred, has_value, t_out[lo:lo + n], raw, words,
+                                   scratch, stack, mask_out[lo:lo + n], v_out[lo:lo + n])
+
+
+evaluate_into, evaluate_into_serial = _twins(_evaluate_into)
+
+
+@cached(_STAMP)
+def episode_scan(t_all, mask_all, v_all, start_ns, end_ns, gap_ns, kind, sample_off, sample_len,
+                 gapped, break_t, break_last, t_first, t_last, stat_peak, state, peak_state,
+                 out_s, out_e, out_p):
+    """search.EpisodeBuilder over a run of a query's blocks in time order, in
+    one call: entry j is a decoded block (kind 0: its samples at
+    sample_off[j]..+sample_len[j] of t_all, mask_all and v_all — the
+    predicate and the peak expression — of which those in [start_ns, end_ns)
+    count) or a block every sample of which matches (kind 1: t_first[j] to
+    t_last[j], peak stat_peak[j]); ``gapped[j]``: skipped blocks come before
+    it, the first at break_t[j], the last ending at break_last[j].  state =
+    (open, start, last_t) and peak_state = (peak,) carry the open episode
+    from call to call.  Closed episodes go to out_* (all of them: the caller
+    drops the short ones); returns how many."""
+    is_open, ep_start, last_t = state[0] != 0, state[1], state[2]
+    peak = peak_state[0]
+    count = 0
+    for j in range(kind.shape[0]):
+        if gapped[j]:        # a skipped block's first sample ends any open episode
+            if is_open:
+                end = last_t if gap_ns > 0 and break_t[j] - last_t > gap_ns else break_t[j]
+                count = _emit(out_s, out_e, out_p, count, ep_start, end, peak)
+                is_open = False
+            last_t = break_last[j]
+        if kind[j] == 1:
+            if not is_open:
+                is_open, ep_start, peak = True, t_first[j], -np.inf
+            if stat_peak[j] > peak:
+                peak = stat_peak[j]
+            last_t = t_last[j]
+            continue
+        first = sample_off[j]
+        t = t_all[first:first + sample_len[j]]
+        mask = mask_all[first:first + sample_len[j]]
+        values = v_all[first:first + sample_len[j]]
+        lo = np.searchsorted(t, start_ns)
+        hi = np.searchsorted(t, end_ns)
+        if hi <= lo:
+            continue
+        if is_open:          # the open episode goes on only if the first sample matches
+            broken = gap_ns > 0 and t[lo] - last_t > gap_ns
+            if not mask[lo] or broken:
+                count = _emit(out_s, out_e, out_p, count, ep_start, last_t if broken else t[lo],
+                              peak)
+                is_open = False
+        carried = is_open
+        in_run = False
+        run_start, run_peak = np.int64(0), 0.0
+        for i in range(lo, hi):
+            broken = i > lo and gap_ns > 0 and t[i] - t[i - 1] > gap_ns
+            if in_run and (not mask[i] or broken):       # the run ended at i - 1
+                count = _emit(out_s, out_e, out_p, count, run_start,
+                              t[i - 1] if broken else t[i], run_peak)
+                in_run = False
+            if mask[i]:
+                v = values[i]
+                if in_run:
+                    run_peak = _fmax(run_peak, v)
+                elif carried:                            # the open episode goes on
+                    in_run, carried = True, False
+                    run_start, run_peak = ep_start, _fmax(peak, v)
+                else:
+                    in_run = True
+                    run_start, run_peak = t[i], v
+        is_open = in_run
+        if in_run:
+            ep_start, peak = run_start, run_peak
+        last_t = t[hi - 1]
+    state[0], state[1], state[2] = is_open, ep_start, last_t
+    peak_state[0] = peak
+    return count

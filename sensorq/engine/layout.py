@@ -32,7 +32,7 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
     tail) are copied into one buffer, so that one kernel call covers them all."""
     layouts = []
     if len(index) < group_min:      # a few blocks (a search, top N): one pooled buffer
-        return [_pooled(index, np.arange(len(index)), slot_channels)] if len(index) else []
+        return [pooled_layout(index, np.arange(len(index)), slot_channels)] if len(index) else []
     blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
     big = blocks_in >= group_min
     for buffer_no in np.flatnonzero(big):
@@ -41,12 +41,13 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
                                index, chosen, slot_channels))
     chosen = np.flatnonzero(~big[index.buffer_of]) if len(index) else np.zeros(0, np.int64)
     if len(chosen):
-        layouts.append(_pooled(index, chosen, slot_channels))
+        layouts.append(pooled_layout(index, chosen, slot_channels))
     return layouts
 
 
-def _pooled(index, chosen, slot_channels) -> Layout:
-    """Blocks ``chosen`` copied into one buffer of their own."""
+def pooled_layout(index, chosen, slot_channels) -> Layout:
+    """Blocks ``chosen`` (positions in ``index``, in the order the layout
+    lists them) copied into one buffer of their own."""
     pieces = [index.raw(i) for i in chosen.tolist()]
     lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
     offsets = np.cumsum(lengths) - lengths
@@ -59,7 +60,7 @@ def _pooled(index, chosen, slot_channels) -> Layout:
 
 def _layout(buf, offsets, index, chosen, slot_channels) -> Layout:
     # (numpy's fancy indexing of the structured entries is slow: fields first)
-    every = len(chosen) == len(index)          # chosen is then 0..n-1
+    every = len(chosen) == len(index) and bool((chosen == np.arange(len(chosen))).all())
     pick = slice(None) if every else chosen
     entries = index.entries
     n_channels = entries.shape[1]

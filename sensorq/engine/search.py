@@ -243,6 +243,51 @@ def _run_peaks(values, run_starts, run_ends) -> np.ndarray:
     return np.fmax.reduceat(np.append(values, np.nan), edges)[::2]
 
 
+EPISODE_CHUNK_SAMPLES = 1 << 16    # decoded samples held at a time (1 MB)
+
+
+def _episodes_in_kernels(tier, index, programs, q, start, end, entries, from_stats, peaks,
+                         builder):
+    """The builder's work over ``entries`` (time order) in the kernels: a chunk
+    of blocks of at most about EPISODE_CHUNK_SAMPLES samples is decoded into
+    flat arrays (kernels.evaluate_into, blocks in parallel), then its runs are
+    stitched in one call (kernels.episode_scan); the open episode is carried
+    from chunk to chunk in the builder."""
+    if len(entries) == 0:
+        return
+    previous = np.r_[-1, entries[:-1]]
+    gapped = entries > previous + 1
+    break_t = np.where(gapped, index.t_first[np.minimum(previous + 1, len(index) - 1)], 0)
+    break_last = np.where(gapped, index.t_last[np.maximum(entries - 1, 0)], 0)
+    kind = from_stats[entries].astype(np.int64)
+    length = np.where(kind == 0, index.n_samples[entries], 0)
+    chunk = (np.cumsum(length) - length) // EPISODE_CHUNK_SAMPLES
+    state = np.array([builder.open, builder.start, builder.last_t], np.int64)
+    peak = np.array([builder.peak], np.float64)
+    parts = np.split(np.arange(len(entries)), np.flatnonzero(np.diff(chunk)) + 1)
+    room = max(int(length[part].sum()) for part in parts)
+    held = np.empty(room, np.int64), np.empty(room, np.bool_), np.empty(room)   # reused
+    for part in parts:
+        offset = np.cumsum(length[part]) - length[part]
+        total = int(length[part].sum())
+        samples = tuple(column[:total] for column in held)
+        decoded = part[kind[part] == 0]
+        if len(decoded):
+            for layout in build_layouts(index.select(entries[decoded]), programs.slot_indices):
+                tier.evaluate_into(layout, programs, offset[kind[part] == 0][layout.blocks],
+                                   *samples)
+        room = total + len(part) + 2         # an episode closes at most once per sample or block
+        out = np.empty(room, np.int64), np.empty(room, np.int64), np.empty(room)
+        e = entries[part]
+        n = tier.episodes(samples, start, end, q.max_gap_ns or 0,
+                          (kind[part], offset, length[part], gapped[part], break_t[part],
+                           break_last[part], index.t_first[e], index.t_last[e], peaks[e]),
+                          state, peak, out)
+        builder.rows.add(out[0][:n], out[1][:n], out[2][:n])
+    builder.open, builder.start, builder.last_t = bool(state[0]), int(state[1]), int(state[2])
+    builder.peak = float(peak[0])
+
+
 def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None,
                  max_rows: int | None = None) -> Result:
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
@@ -254,27 +299,36 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None
     from_stats = (classes == ALL) & inside & peak_from_stats
     rows = np.flatnonzero((classes != NONE) & ~from_stats | ~inside)
     tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
-    reader = BlockReader(tier, index, programs, rows=rows)
     episodes = EpisodeRows(q.min_duration_ns, limits.max_rows(max_rows), f"the result of {text!r}")
     builder = EpisodeBuilder(q.max_gap_ns or 0, episodes)
     scan = ScanStats(blocks_total=len(index), engine=tier.name)
     skippable = (classes == NONE) & inside
     scan.skipped = int(skippable.sum())
-    previous = -1
-    for b in np.flatnonzero(~skippable):   # skipped blocks are handled in bulk, between these
-        if b > previous + 1:   # skipped blocks in between: their first sample ends any run
-            builder.unmatched_sample(int(index.t_first[previous + 1]))
-            builder.last_t = int(index.t_last[b - 1])
-        previous = b
-        if from_stats[b]:
-            peak = channel_stats(index.select(slice(b, b + 1)), q.peak, "max")[0] * q.peak.scale
-            builder.whole_block(int(index.t_first[b]), int(index.t_last[b]), peak)
-            scan.from_stats += 1
-        else:
-            t, mask, values = reader.evaluate(b)
-            keep = (t >= start) & (t < end)
-            builder.samples(t[keep], mask[keep], values[keep])
-            scan.decoded += 1
+    entries = np.flatnonzero(~skippable)   # skipped blocks are handled in bulk, between these
+    peaks = np.zeros(len(index))
+    if peak_from_stats and from_stats.any():   # the largest value: max × scale, or min × scale
+        field = "max" if q.peak.scale > 0 else "min"
+        peaks[from_stats] = channel_stats(index.select(from_stats), q.peak, field) * q.peak.scale
+    scan.from_stats = int(from_stats.sum())
+    scan.decoded = len(entries) - scan.from_stats
+    if tier.name == "compiled":
+        _episodes_in_kernels(tier, index, programs, q, start, end, entries, from_stats, peaks,
+                             builder)
+    else:
+        reader = BlockReader(tier, index, programs, rows=rows)
+        previous = -1
+        for b in entries:
+            if b > previous + 1:   # skipped blocks in between: their first sample ends any run
+                builder.unmatched_sample(int(index.t_first[previous + 1]))
+                builder.last_t = int(index.t_last[b - 1])
+            previous = b
+            if from_stats[b]:
+                builder.whole_block(int(index.t_first[b]), int(index.t_last[b]), peaks[b])
+            else:
+                t, mask, values = reader.evaluate(b)
+                keep = (t >= start) & (t < end)
+                builder.samples(t[keep], mask[keep], values[keep])
+    previous = int(entries[-1]) if len(entries) else -1
     if previous < len(index) - 1:
         builder.unmatched_sample(int(index.t_first[previous + 1]))
         builder.last_t = int(index.t_last[-1])

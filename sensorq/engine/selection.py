@@ -28,7 +28,7 @@ import numpy as np
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
-from .layout import build_layouts
+from .layout import build_layouts, pooled_layout
 from .program import compile_query
 from .search import READ_AHEAD_BLOCKS, BlockReader
 from .zonemaps import NONE, bounds, classify
@@ -545,11 +545,11 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
     for batch in _by_bound(rows, upper):
         if best[3][0] == n and best[0][n - 1] > upper[batch[0]]:
             break                       # no sample left can enter the top n
-        for layout in build_layouts(index.select(batch), programs.slot_indices):
-            chosen = batch[layout.blocks]       # in descending order of their bounds
-            decoded += tier.top_blocks(layout, np.arange(len(chosen), dtype=np.int64),
-                                       upper[chosen], chosen.astype(np.int64) << BITS,
-                                       programs, start, end, best)
+        # the batch's blocks copied into one buffer (a few blocks: cheaper than
+        # a layout per segment they lie in), in descending order of their bounds
+        layout = pooled_layout(index, batch, programs.slot_indices)
+        decoded += tier.top_blocks(layout, np.arange(len(batch), dtype=np.int64), upper[batch],
+                                   batch.astype(np.int64) << BITS, programs, start, end, best)
     held = int(best[3][0])
     times, values = best[1][:held].copy(), best[0][:held].copy()
     if held > limit:

@@ -137,6 +137,26 @@ class CompiledTier:
         check_status(status)
         return decoded
 
+    def evaluate_into(self, layout, programs, dest, t_out, mask_out, v_out) -> None:
+        """Every block of ``layout``: its samples' times, predicate and value
+        written at dest[j] of the flat outputs (kernels.evaluate_into)."""
+        from . import kernels as K
+        pred_code, val_code, consts, depth = programs.kernel_args()
+        blocks = np.arange(len(layout.blocks), dtype=np.int64)
+        status = np.zeros(len(blocks), np.int64)
+        kernel = K.evaluate_into if len(blocks) >= K.PARALLEL_MIN_BLOCKS else \
+            K.evaluate_into_serial
+        kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, pred_code, val_code, consts,
+               programs.slot_scales, depth, programs.has_pred, programs.has_value, dest, t_out,
+               mask_out, v_out, status)
+        check_status(status)
+
+    def episodes(self, samples, start, end, gap_ns, entries, state, peak, out) -> int:
+        """search.EpisodeBuilder's work over decoded samples in one kernel call
+        (kernels.episode_scan)."""
+        from . import kernels as K
+        return K.episode_scan(*samples, start, end, gap_ns, *entries, state, peak, *out)
+
     def threads(self) -> int:
         import numba
         return numba.get_num_threads()
