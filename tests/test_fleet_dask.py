@@ -207,3 +207,16 @@ def test_a_dead_worker_that_alone_held_a_device_fails_the_query_naming_it(fleet_
             error = out["error"]
             assert isinstance(error, FleetError) and error.device in ("dev-2", "dev-3")
             assert f"device {error.device}" in str(error) and "no answer without it" in str(error)
+
+
+def test_a_cache_no_worker_holds_is_reported(fleet_dir, dask_procs):
+    root, pattern, answers = fleet_dir
+    dask_procs.worker("wa", [root / "a"])                 # nobody is told about root / "b"
+    from distributed import Client
+    with Client(dask_procs.address) as client:
+        dask_procs.wait_for(client, 1)
+        with sensorq.fleet(pattern, scheduler=dask_procs.address) as f:
+            got = f.query("count where z > 2g by device", engine=ENGINE)
+    assert list(got.columns["device"]) == ["dev-0", "dev-1"]
+    assert set(got.missing) == {"dev-2", "dev-3"}
+    assert all("no worker" in why for why in got.missing.values())

@@ -249,3 +249,25 @@ def test_the_device_ports_export_cursor_end_to_end(tmp_path, dev):
         first_late = parse_block(late[0], versions=(1, 2)).t_first
         result = cache.query(f"count from imu between {T0 + 1900 * MS}ns and {first_late + 1}ns")
         assert result.warnings                   # the gap is said, not silently joined
+
+
+def test_a_disk_that_fills_up_mid_sync_keeps_whole_batches_and_the_next_run_finishes(tmp_path):
+    """Sync writes through the store's all-or-nothing batches: a write that
+    fails (a full disk) stores none of its batch, DEST keeps what earlier
+    batches stored and opens, and sync run again copies the rest."""
+    from faultfs import FaultyFS
+
+    from sensorq.store import fileio
+    make_source(tmp_path / "src", n=20_000).close()
+    sync(tmp_path / "src", tmp_path / "dst", batch_bytes=1)      # creates DEST, copies all
+    with sensorq.open(tmp_path / "src") as src:
+        t, cols = imu_data(20_000, 20_000)
+        src.append("imu", t, cols)
+    with fileio.install(FaultyFS(budget=20_000)), pytest.raises(StorageError):
+        sync(tmp_path / "src", tmp_path / "dst", batch_bytes=4_000)
+    with sensorq.open(tmp_path / "dst", readonly=True) as dst:
+        held = dst.info()["streams"]["imu"]["samples"]
+        assert 20_000 < held < 40_000 and dst.info()["problems"] == []
+    report = sync(tmp_path / "src", tmp_path / "dst")
+    assert report.streams[1].samples == 40_000 - held
+    assert same_data(tmp_path / "src", tmp_path / "dst", "imu")

@@ -40,12 +40,33 @@ class Fleet:
         """The devices (plan.Device: path, device, labels, workers) found now."""
         return select_devices(self.runner.discover(self.patterns), self.select)
 
+    def unheld(self, devices: list) -> list:
+        """Caches this process sees matching the globs that no worker holds
+        (a worker told other directories, a disk not mounted there): they are
+        reported in every answer, never silently left out."""
+        from .tasks import find_caches
+        held = {(d.path, d.device) for d in devices}
+        here = select_devices([_device(c) for c in find_caches(self.patterns)], self.select)
+        return [d for d in here if d.key not in held]
+
     def query(self, text: str, now_policy: str = "data", engine: str | None = None,
               max_rows: int | None = None):
         """Run ``text`` over the fleet (docs/fleet.md): a FleetResult, which is
         a sensorq Result with ``devices`` and ``missing`` besides."""
         from .dispatch import run
-        return run(self.runner, self.devices(), text, now_policy, engine, max_rows)
+        devices = self.devices()
+        unheld = self.unheld(devices)
+        if not devices:
+            where = f" with {self.select}" if self.select else ""
+            held = f"; {len(unheld)} seen here, but no worker holds them" if unheld else ""
+            raise FleetError(f"no sensorq cache matches {', '.join(self.patterns)}{where}{held}")
+        result = run(self.runner, devices, text, now_policy, engine, max_rows)
+        for d in unheld:
+            name = d.device or d.path
+            result.missing[name] = "no worker of the cluster holds its cache"
+            result.warnings.append(f"device {name} ({d.path}) is not in this answer: no worker "
+                                   f"of the cluster holds its cache")
+        return result
 
     def close(self) -> None:
         if self._runner is not None:
@@ -60,6 +81,11 @@ class Fleet:
 
     def __repr__(self) -> str:
         return f"<sensorq Fleet {self.patterns} on {self.scheduler or 'a local cluster'}>"
+
+
+def _device(found: dict):
+    from .plan import Device
+    return Device(found["path"], found.get("device"), dict(found.get("labels") or {}))
 
 
 def fleet(paths_or_glob, scheduler=None, select: dict | None = None) -> Fleet:
