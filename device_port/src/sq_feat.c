@@ -30,46 +30,43 @@ static uint32_t round8(uint32_t n)
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
-    uint32_t sizes[10], total = round8((uint32_t)sizeof(sq_model_work)), i, cols = m->n_inputs + 1u;
-    uint8_t *p = work ? (uint8_t *)work + ((8u - ((uintptr_t)work & 7u)) & 7u) : NULL;
-    sq_model_work *w = (sq_model_work *)(void *)p;
-    void **slot[10];
-    sizes[0] = 4u * m->n_features;
-    sizes[1] = 8u * m->n_raw;
-    sizes[2] = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
-    sizes[3] = 4u * sizes[2];
-    sizes[4] = m->n_signals * (uint32_t)sizeof(sq_sig_state);
-    sizes[5] = m->n_steps * (uint32_t)sizeof(sq_step_state);
-    sizes[6] = 4u * m->n_inputs;
-    sizes[7] = cols * (uint32_t)sizeof(sq_col);
-    sizes[8] = cols * (uint32_t)sizeof(sq_dict_cursor);
-    sizes[9] = (uint32_t)sizeof(sq_chan_stats);
+    uint32_t cols = m->n_inputs + 1u, dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
+    uintptr_t base = (uintptr_t)work + ((8u - ((uintptr_t)work & 7u)) & 7u), p;
+    sq_model_work *w = (sq_model_work *)base, dummy;
+    w = work ? w : &dummy;
+    p = base + round8((uint32_t)sizeof(sq_model_work));
+    w->codes = (int32_t *)p;
+    p += round8(4u * m->n_features);
+    w->raw = (int64_t *)p;
+    p += round8(8u * m->n_raw);
+    w->act = (int8_t *)p;
+    p += round8(dense);
+    w->acc = (int32_t *)p;
+    p += round8(4u * dense);
+    if (!scoring_only) {
+        w->sig = (sq_sig_state *)p;
+        p += m->n_signals * (uint32_t)sizeof(sq_sig_state);
+        w->step = (sq_step_state *)p;
+        p += m->n_steps * (uint32_t)sizeof(sq_step_state);
+        w->col = (sq_col *)p;
+        p += round8(cols * (uint32_t)sizeof(sq_col));
+        w->cursor = (sq_dict_cursor *)p;
+        p += round8(cols * (uint32_t)sizeof(sq_dict_cursor));
+        w->st = (sq_chan_stats *)p;
+        p += round8((uint32_t)sizeof(sq_chan_stats));
+        w->u_in = (int32_t *)p;
+        p += 4u * m->n_inputs;
+    }
     if (wp) {
         *wp = w;
-        slot[0] = (void **)&w->codes;
-        slot[1] = (void **)&w->raw;
-        slot[2] = (void **)&w->act;
-        slot[3] = (void **)&w->acc;
-        slot[4] = (void **)&w->sig;
-        slot[5] = (void **)&w->step;
-        slot[6] = (void **)&w->u_in;
-        slot[7] = (void **)&w->col;
-        slot[8] = (void **)&w->cursor;
-        slot[9] = (void **)&w->st;
     }
-    for (i = 0; i < (scoring_only ? 4u : 10u); i++) {
-        if (wp) {
-            *slot[i] = p + total;
-        }
-        total += round8(sizes[i]);
-    }
-    return total + 7u;
+    return (uint32_t)(p - base) + 7u;
 }
 
 /* ---- integer helpers ------------------------------------------------------------------ */
 
 /* a / b rounded half away from zero (b > 0), with an unsigned division. */
-static int64_t rdiv(int64_t a, uint64_t b)
+static int64_t __attribute__((noinline)) rdiv(int64_t a, uint64_t b)
 {
     uint64_t mag = a < 0 ? 0u - (uint64_t)a : (uint64_t)a;
     uint64_t q = (mag + b / 2u) / b;
@@ -77,7 +74,7 @@ static int64_t rdiv(int64_t a, uint64_t b)
 }
 
 /* floor(sqrt(v)), bit by bit. */
-static uint64_t isqrt(uint64_t v)
+static uint64_t __attribute__((noinline)) isqrt64(uint64_t v)
 {
     uint64_t r = 0, bit = (uint64_t)1 << 62;
     while (bit > v) {
@@ -238,7 +235,7 @@ static void __attribute__((noinline)) cross_pass(const sq_model *m, sq_model_wor
 
 /* n samples from the open readers (time: t0 + word·tick); DONE at the
  * window's end (or, second pass, after the first pass's count). */
-static int __attribute__((noinline)) scan(const sq_model *m, sq_model_work *w, uint32_t n, int64_t t0, int64_t tick)
+static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_work *w, uint32_t n, int64_t t0, int64_t tick)
 {
     uint32_t i, c;
     for (i = 0; i < n; i++) {
@@ -299,7 +296,7 @@ static int __attribute__((noinline)) walk_staged(const sq_model *m, const sq_rin
     int n = sq_ring_stage_view(r, view), h, err = SQ_OK;
     for (h = 0; h < n && err == SQ_OK; h++) {
         open_half(m, r, w, view[h].data);
-        err = scan(m, w, view[h].count, 0, 1);
+        err = scan_window(m, w, view[h].count, 0, 1);
     }
     return err;
 }
@@ -322,12 +319,12 @@ static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work
                               column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
         }
     }
-    return err != SQ_OK ? err : scan(m, w, info->n_samples, info->t_first, info->tick);
+    return err != SQ_OK ? err : scan_window(m, w, info->n_samples, info->t_first, info->tick);
 }
 
 /* Every sample of the ring in [w->start, w->end): sealed blocks (verified
  * by the iterator), then the staged ones. */
-static int walk(const sq_model *m, const sq_ring *r, sq_model_work *w)
+static int walk_window(const sq_model *m, const sq_ring *r, sq_model_work *w)
 {
     sq_ring_iter it;
     const uint8_t *b;
@@ -353,39 +350,33 @@ static int walk(const sq_model *m, const sq_ring *r, sq_model_work *w)
 
 /* ---- the codes -------------------------------------------------------------------------------- */
 
-static void __attribute__((noinline)) codes(const sq_model *m, sq_model_work *w)
+static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->feat_off + 1;
     uint32_t f, steps = 0, n = w->n;
     for (f = 0; f < m->n_features; f++) {
         uint32_t op = p[0], na = p[2], nb = p[3];
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->S, n), v;
-        if (op == OP_MEAN) {
-            v = M;
-        } else if (op == OP_STD) {
-            v = (int64_t)isqrt((uint64_t)rdiv(256 * g->Q - 32 * M * g->S + (int64_t)n * M * M, n));
-        } else if (op == OP_MIN || op == OP_MAX) {
-            v = op == OP_MIN ? g->mn : g->mx;
-        } else if (op == OP_RMS) {
-            v = (int64_t)isqrt((uint64_t)rdiv(256 * g->Q, n));
-        } else if (op == OP_PTP) {
-            v = (int64_t)g->mx - g->mn;
-        } else if (op == OP_MAD || op == OP_CROSS) {
-            v = op == OP_MAD ? rdiv(16 * g->D, n - 1u) : rdiv(4096 * (int64_t)g->cross, n - 1u);
-        } else {
-#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
-            int64_t ea = energy(w, steps, na, M), eb;
-            if (op == OP_BAND) {
-                v = (int64_t)isqrt((uint64_t)ea);
-            } else {
-                eb = energy(w, steps + na, nb, M);
-                v = eb ? rdiv(256 * ea, (uint64_t)eb) : CODE_MAX;
-            }
-#else
-            v = 0;
-#endif
+        int64_t M = rdiv(16 * g->S, n), v = M, x;
+        if (op == OP_MIN || op == OP_PTP) {
+            v = g->mn;
         }
+        if (op == OP_MAX || op == OP_PTP) {
+            v = (int64_t)g->mx - (op == OP_PTP ? v : 0);
+        }
+        if (op == OP_STD || op == OP_RMS) {       /* Σ(16u − M)² = 256Q − 32MS + nM²; Σ(16u)² = 256Q */
+            x = 256 * g->Q + (op == OP_STD ? M * ((int64_t)n * M - 32 * g->S) : 0);
+            v = (int64_t)isqrt64((uint64_t)rdiv(x, n));
+        }
+        if (op == OP_MAD || op == OP_CROSS) {
+            v = rdiv(op == OP_MAD ? 16 * g->D : 4096 * (int64_t)g->cross, n - 1u);
+        }
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        if (op >= OP_BAND) {
+            int64_t ea = energy(w, steps, na, M), eb = op == OP_BAND ? 1 : energy(w, steps + na, nb, M);
+            v = op == OP_BAND ? (int64_t)isqrt64((uint64_t)ea) : eb ? rdiv(256 * ea, (uint64_t)eb) : CODE_MAX;
+        }
+#endif
         w->codes[f] = (int32_t)(v > CODE_MAX ? CODE_MAX : v < -CODE_MAX ? -CODE_MAX : v);
         steps += na + nb;
         p += 4u + 4u * (na + nb);
@@ -393,20 +384,26 @@ static void __attribute__((noinline)) codes(const sq_model *m, sq_model_work *w)
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void __attribute__((noinline)) reset(const sq_model *m, sq_model_work *w, int64_t start)
+static void __attribute__((noinline)) reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 {
     const uint8_t *p = m->bytes + m->feat_off + 1;
     uint32_t f, j, k = 0;
     memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
     for (f = 0; f < m->n_features; f++) {
         uint32_t na = p[2], nb = p[3];
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         w->sig[p[1]].want |= p[0] == OP_CROSS;
+#endif
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         for (j = 0; j < na + nb; j++, k++) {
             w->step[k].re = w->step[k].im = 0;
             w->step[k].phase = 0;
-            w->step[k].step = (uint32_t)sq_get_le(p + 4u + 4u * j, 4);
+            w->step[k].step = sq_le32(p + 4u + 4u * j, 4);
             w->step[k].sig = p[1];
         }
+#endif
+        (void)j;
+        (void)k;
         p += 4u + 4u * (na + nb);
     }
     w->n = w->n2 = 0;
@@ -443,8 +440,8 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     if (start_ns > INT64_MAX - m->window_ns) {
         return SQ_ERR_RANGE;
     }
-    reset(m, w, start_ns);
-    err = walk(m, r, w);
+    reset_window(m, w, start_ns);
+    err = walk_window(m, r, w);
     out->n_samples = w->n;
     if (err || w->n < m->min_samples) {
         return err;
@@ -452,13 +449,13 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
     if (m->passes == 2) {
         means(m, w);
-        err = walk(m, r, w);
+        err = walk_window(m, r, w);
         if (err) {
             return err;
         }
     }
 #endif
-    codes(m, w);
+    feature_codes(m, w);
     return sq_model_eval(m, w, out);
 }
 

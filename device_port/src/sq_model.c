@@ -34,7 +34,7 @@ typedef struct {
     uint32_t bad;
 } cur;
 
-static const uint8_t *__attribute__((noinline)) skip(cur *c, uint32_t n)
+static const uint8_t *__attribute__((noinline)) advance(cur *c, uint32_t n)
 {
     const uint8_t *at = c->p;
     if ((uint32_t)(c->end - at) < n) {
@@ -47,9 +47,9 @@ static const uint8_t *__attribute__((noinline)) skip(cur *c, uint32_t n)
 }
 
 /* n ≤ 4 little-endian bytes (0 past the end). */
-static uint32_t __attribute__((noinline)) take(cur *c, unsigned n)
+static uint32_t __attribute__((noinline)) rd(cur *c, unsigned n)
 {
-    const uint8_t *at = skip(c, n);
+    const uint8_t *at = advance(c, n);
     return c->bad ? 0u : sq_le32(at, n);
 }
 
@@ -90,8 +90,8 @@ static int utf8_ok(const uint8_t *p, uint32_t n)
  * Returns its bytes (length in *n). */
 static const uint8_t *__attribute__((noinline)) text(cur *c, uint32_t kind, uint32_t *n)
 {
-    uint32_t len = take(c, 1), i, ok;
-    const uint8_t *s = skip(c, len);
+    uint32_t len = rd(c, 1), i, ok;
+    const uint8_t *s = advance(c, len);
     ok = !c->bad && utf8_ok(s, len) && len >= (kind != TEXT_ANY);
     for (i = 0; kind == TEXT_NAME && i < len + 1u && ok; i++) {
         uint32_t ch = i < len ? s[i] : 'a';
@@ -105,7 +105,7 @@ static const uint8_t *__attribute__((noinline)) text(cur *c, uint32_t kind, uint
 /* n little-endian f64, all finite (exponent bits not all ones). */
 static void __attribute__((noinline)) finite(cur *c, uint32_t n)
 {
-    const uint8_t *p = skip(c, 8u * n);
+    const uint8_t *p = advance(c, 8u * n);
     while (n-- && !c->bad) {
         need(c, (~sq_le32(p + 6, 2) & 0x7FF0u) != 0u);
         p += 8;
@@ -125,7 +125,7 @@ static int name_is(const uint8_t *s, uint32_t n, const char *name)
 /* A positive i64 below 2^62 (window, hop). */
 static int64_t span(cur *c)
 {
-    uint32_t lo = take(c, 4), hi = take(c, 4);
+    uint32_t lo = rd(c, 4), hi = rd(c, 4);
     need(c, hi < (1u << 30) && (hi | lo));
     return (int64_t)((uint64_t)hi << 32 | lo);
 }
@@ -134,19 +134,19 @@ static int64_t span(cur *c)
  * Returns SQ_ERR_MISMATCH if an input has no channel (the rest is still checked). */
 static int pipeline(sq_model *m, cur *c, const sq_stream_cfg *cfg, const char *const *names)
 {
-    uint32_t hash = take(c, 4), crc = 0, rate, n, i, j, mismatch = 0;
+    uint32_t hash = rd(c, 4), crc = 0, rate, n, i, j, mismatch = 0;
     m->window_ns = span(c);
     m->hop_ns = span(c);
-    rate = take(c, 4);
-    m->min_samples = take(c, 4);
+    rate = rd(c, 4);
+    m->min_samples = rd(c, 4);
     need(c, m->min_samples - 2u <= SQ_MODEL_MAX_WINDOW - 2u);
     text(c, TEXT_NAME, &n);                               /* the stream's name: not bound */
-    m->n_inputs = (uint8_t)take(c, 1);
+    m->n_inputs = (uint8_t)rd(c, 1);
     need(c, m->n_inputs - 1u < SQ_MODEL_MAX_INPUTS);
     for (i = 0; i < m->n_inputs && !c->bad; i++) {
         const uint8_t *s = text(c, TEXT_NAME, &n);
         uint8_t tail[3] = {':', 0, '\n'};
-        uint32_t dtype = take(c, 1), e = take(c, 1), neg = e >= 128u;
+        uint32_t dtype = rd(c, 1), e = rd(c, 1), neg = e >= 128u;
         need(c, dtype - 1u < 6u && (neg ? 256u - e <= 62u : e <= (dtype >= SQ_FLOAT32 ? 62u : 0u)));
         tail[1] = (uint8_t)('0' + dtype);
         crc = sq_crc32(sq_crc32(crc, s, n), tail, 3);
@@ -165,23 +165,23 @@ static int pipeline(sq_model *m, cur *c, const sq_stream_cfg *cfg, const char *c
         }
     }
     m->sig_off = (uint32_t)(c->p - m->bytes);
-    m->n_signals = (uint8_t)take(c, 1);
+    m->n_signals = (uint8_t)rd(c, 1);
     need(c, m->n_signals - 1u < 32u);
     for (i = 0; i < m->n_signals && !c->bad; i++) {
-        uint32_t k = take(c, 1);
-        const uint8_t *idx = skip(c, k);
+        uint32_t k = rd(c, 1);
+        const uint8_t *idx = advance(c, k);
         need(c, k - 1u < 4u);
         while (k-- && !c->bad) {
             need(c, idx[k] < m->n_inputs);
         }
     }
     m->feat_off = (uint32_t)(c->p - m->bytes);
-    m->n_features = (uint8_t)take(c, 1);
+    m->n_features = (uint8_t)rd(c, 1);
     need(c, m->n_features != 0u);
     m->passes = 1;
     for (i = 0; i < m->n_features && !c->bad; i++) {
-        uint32_t op = take(c, 1), sig = take(c, 1), na = take(c, 1), nb = take(c, 1);
-        const uint8_t *steps = skip(c, 4u * (na + nb));
+        uint32_t op = rd(c, 1), sig = rd(c, 1), na = rd(c, 1), nb = rd(c, 1);
+        const uint8_t *steps = advance(c, 4u * (na + nb));
         uint32_t spectral = op - OP_BAND < 2u;
         need(c, op - 1u < OP_RATIO && sig < m->n_signals && (na > 0u) == spectral &&
                     (nb > 0u) == (op == OP_RATIO) && (rate || !spectral));
@@ -202,7 +202,7 @@ static int pipeline(sq_model *m, cur *c, const sq_stream_cfg *cfg, const char *c
 static void outputs(sq_model *m, cur *c)
 {
     uint32_t n, i;
-    m->n_classes = (uint8_t)take(c, 1);
+    m->n_classes = (uint8_t)rd(c, 1);
     text(c, TEXT_NAME, &n);
     for (i = 0; i < m->n_classes; i++) {
         text(c, TEXT_CLASS, &n);
@@ -222,31 +222,31 @@ static int __attribute__((noinline)) ref_ok(const sq_model *m, const uint8_t *p,
 static void trees(sq_model *m, cur *c)
 {
     uint32_t widths, t, i, n_values, n_nodes = 0, nsz, scale_lo, scale_hi, leaf_bit;
-    m->mode = (uint8_t)take(c, 1);
-    m->n_out = (uint8_t)take(c, 1);
-    widths = take(c, 2);                                  /* (and a zero byte, not checked) */
-    m->n_trees = (uint16_t)take(c, 2);
-    m->n_leaves = (uint16_t)take(c, 2);
-    scale_lo = take(c, 4);
-    scale_hi = take(c, 4);                                /* leaf_scale: finite, > 0 */
+    m->mode = (uint8_t)rd(c, 1);
+    m->n_out = (uint8_t)rd(c, 1);
+    widths = rd(c, 2);                                  /* (and a zero byte, not checked) */
+    m->n_trees = (uint16_t)rd(c, 2);
+    m->n_leaves = (uint16_t)rd(c, 2);
+    scale_lo = rd(c, 4);
+    scale_hi = rd(c, 4);                                /* leaf_scale: finite, > 0 */
     m->tw = (uint8_t)(1u << (widths & 3u));
     m->cw = (uint8_t)(1u + ((widths >> 2) & 1u));
     m->lw = (uint8_t)(1u << ((widths >> 3) & 3u));
     need(c, !(widths & 0xE0u) && (widths & 3u) != 3u && (widths & 0x18u) != 0x18u && m->n_out &&
                 m->n_trees - 1u < 1024u && m->n_leaves - 1u < 32767u && !(scale_hi >> 31) &&
                 (scale_hi & 0x7FF00000u) != 0x7FF00000u && (scale_hi | scale_lo));
-    need(c, m->mode == VOTE ? m->kind == SQ_MODEL_CLASSES && m->n_out == m->n_classes
-            : m->mode == SUM ? (m->kind == SQ_MODEL_CLASSES && (m->n_out == m->n_classes ||
-                                                               (m->n_classes == 2u && m->n_out == 1u))) ||
-                                   (m->kind == SQ_MODEL_VALUE && m->n_out == 1u)
-            : m->mode == MEAN_MODE && m->kind == SQ_MODEL_VALUE && m->n_out == 1u);
-    m->init_off = (uint32_t)(skip(c, 4u * m->n_out) - m->bytes);
+    /* VOTE: one value per class; SUM: a classifier's K outputs (or one for two
+     * classes) or a regressor's one; MEAN: a regressor's one */
+    need(c, m->kind == SQ_MODEL_CLASSES ? m->mode != MEAN_MODE && (m->n_out == m->n_classes ||
+                                                                 (m->mode == SUM && m->n_classes == 2u && m->n_out == 1u))
+                                        : m->kind == SQ_MODEL_VALUE && m->mode != VOTE && m->n_out == 1u);
+    m->init_off = (uint32_t)(advance(c, 4u * m->n_out) - m->bytes);
     m->body_off = (uint32_t)(c->p - m->bytes);
     nsz = 1u + m->tw + 2u * m->cw;
     leaf_bit = 1u << (8u * m->cw - 1u);
     for (t = 0; t < m->n_trees && !c->bad; t++) {
-        uint32_t out = take(c, 1), n = take(c, 2), root = take(c, m->cw);
-        const uint8_t *nodes = skip(c, n * nsz);
+        uint32_t out = rd(c, 1), n = rd(c, 2), root = rd(c, m->cw);
+        const uint8_t *nodes = advance(c, n * nsz);
         need(c, out < m->n_out && (!out || m->mode == SUM) && n <= 32767u &&
                     (n ? !root : (root & leaf_bit) && (root & ~leaf_bit) < m->n_leaves));
         for (i = 0; i < n && !c->bad; i++) {
@@ -258,7 +258,7 @@ static void trees(sq_model *m, cur *c)
     m->leaf_off = (uint32_t)(c->p - m->bytes);
     n_values = m->mode == VOTE ? m->n_out : 1u;
     for (i = 0; i < (uint32_t)m->n_leaves * n_values && !c->bad; i++) {
-        uint32_t v = take(c, m->lw);
+        uint32_t v = rd(c, m->lw);
         need(c, m->mode != VOTE || v <= 255u);       /* a voting leaf is a probability 0..255 */
     }
     need(c, c->p == c->end);
@@ -279,11 +279,11 @@ static void dense(sq_model *m, cur *c)
 {
     uint32_t k, i, j, n_in = m->n_features;
     const uint8_t *p;
-    m->mode = (uint8_t)take(c, 1);
-    m->n_layers = (uint8_t)take(c, 1);
-    take(c, 2);
+    m->mode = (uint8_t)rd(c, 1);
+    m->n_layers = (uint8_t)rd(c, 1);
+    rd(c, 2);
     need(c, m->mode <= SUMSQ && m->n_layers - 1u < 8u);
-    p = skip(c, 9u * n_in);
+    p = advance(c, 9u * n_in);
     m->body_off = (uint32_t)(p - m->bytes);
     for (i = 0; i < n_in && !c->bad; i++, p += 9) {
         need(c, small(p + 4, (1u << 30) - 1u) && p[8] <= 62u);
@@ -291,28 +291,28 @@ static void dense(sq_model *m, cur *c)
     m->n_floats = 2u * n_in + 1u;
     m->max_width = (uint16_t)n_in;
     for (k = 0; k < m->n_layers && !c->bad; k++) {
-        uint32_t width = take(c, 2), n_out = take(c, 2), relu = take(c, 1), enc = take(c, 1), shift = take(c, 1),
+        uint32_t width = rd(c, 2), n_out = rd(c, 2), relu = rd(c, 1), enc = rd(c, 1), shift = rd(c, 1),
                  last = k + 1u == m->n_layers;
-        take(c, 1);
+        rd(c, 1);
         need(c, width == n_in && n_out - 1u < 1024u && relu <= (uint32_t)!last && enc <= 1u &&
                     (shift <= 62u || shift == NO_REQUANT) && (shift != NO_REQUANT) == (!last || m->mode == SUMSQ));
         for (j = 0; j < n_out && !c->bad; j++) {
             uint32_t nz = n_in, b;
             if (enc) {              /* a bitmap of the non-zero weights, then them */
-                const uint8_t *bits = skip(c, (n_in + 7u) / 8u);
+                const uint8_t *bits = advance(c, (n_in + 7u) / 8u);
                 for (b = nz = 0; b < (n_in + 7u) / 8u * 8u && !c->bad; b++) {
                     uint32_t set = (bits[b >> 3] >> (b & 7u)) & 1u;
                     need(c, b < n_in || !set);
                     nz += set;
                 }
             }
-            skip(c, nz);
+            advance(c, nz);
         }
-        p = skip(c, 4u * n_out);
+        p = advance(c, 4u * n_out);
         for (j = 0; j < n_out && !c->bad; j++) {
             need(c, small(p + 4u * j, 1u << 30));
         }
-        skip(c, shift != NO_REQUANT ? 4u * n_out : 0u);
+        advance(c, shift != NO_REQUANT ? 4u * n_out : 0u);
         m->n_floats += n_out * n_in + n_out;
         m->max_width = (uint16_t)(n_out > m->max_width ? n_out : m->max_width);
         n_in = n_out;
@@ -324,8 +324,8 @@ static void dense(sq_model *m, cur *c)
     m->init_off = (uint32_t)(c->p - m->bytes);       /* (dense: where out_scale is) */
     finite(c, n_in);
     m->leaf_off = (uint32_t)(c->p - m->bytes);       /* (dense: where the SUMSQ threshold is) */
-    take(c, 4);
-    need(c, !(take(c, 4) >> 31));
+    rd(c, 4);
+    need(c, !(rd(c, 4) >> 31));
     finite(c, 1);                                    /* out_offset */
     need(c, c->p == c->end);
     m->n_raw = (uint8_t)(m->mode == SUMSQ ? 1u : n_in);
@@ -383,9 +383,9 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
     c.end = bytes + len - 4u;
     c.bad = (m->body - 1u > 1u) || m->kind > SQ_MODEL_ANOMALY_SCORE || (bytes[7] & ~FLAG_FLOAT) ||
             !(bytes[7] & FLAG_FLOAT) != !sq_le32(bytes + 24, 4);
-    skip(&c, MODEL_HDR);
+    advance(&c, MODEL_HDR);
     for (i = 0; i < 5u; i++) {
-        sec[i] = skip(&c, sq_le32(bytes + 12u + 4u * i, 4));
+        sec[i] = advance(&c, sq_le32(bytes + 12u + 4u * i, 4));
     }
     sec[5] = c.p;
     need(&c, c.p == c.end);
@@ -414,14 +414,14 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
     c.p = sec[3];
     c.end = sec[4];
     if (sec[4] != sec[3]) {                       /* the float section (host only) */
-        uint32_t width = take(&c, 1), cast = take(&c, 1);
+        uint32_t width = rd(&c, 1), cast = rd(&c, 1);
         need(&c, width == 8u && (m->body != SQ_BODY_TREES || cast <= 1u));
         finite(&c, m->n_floats);
         need(&c, c.p == c.end);
     }
     c.p = sec[4];
     c.end = sec[5];
-    skip(&c, 20);                                 /* the info section: accuracy, counts, texts */
+    advance(&c, 20);                                 /* the info section: accuracy, counts, texts */
     for (i = 0; i < 5u; i++) {
         uint32_t n;
         text(&c, TEXT_ANY, &n);
@@ -523,6 +523,7 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
             acc[j] += sq_sx32(p, 4);
             raw[j < m->n_raw ? j : 0] = acc[j];      /* the last layer's outputs, raw */
         }
+#if SQ_MODEL_KINDS & (SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
         if (shift == NO_REQUANT) {
             return;
         }
@@ -539,6 +540,12 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
             }
         }
         n_in = n_out;
+#else
+        (void)relu;
+        (void)shift;
+        (void)mult;
+        return;
+#endif
     }
 }
 #endif
@@ -561,9 +568,12 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
         best = raw[o] > raw[best] ? o : best;
     }
     out->value = raw[best];
-    out->cls = m->kind == SQ_MODEL_VALUE ? -1
-               : m->kind == SQ_MODEL_ANOMALY_SCORE ? raw[0] > (int64_t)sq_get_le(m->bytes + m->leaf_off, 8)
-               : m->n_raw == 1u ? raw[0] > 0 : (int32_t)best;
+    out->cls = m->kind == SQ_MODEL_VALUE ? -1 : m->n_raw == 1u ? raw[0] > 0 : (int32_t)best;
+#if SQ_MODEL_KINDS & SQ_MODEL_ANOMALY
+    if (m->kind == SQ_MODEL_ANOMALY_SCORE) {
+        out->cls = raw[0] > (int64_t)sq_get_le(m->bytes + m->leaf_off, 8);   /* d² past the threshold */
+    }
+#endif
     out->codes = w->codes;
     out->raw = w->raw;
     out->scored = 1;

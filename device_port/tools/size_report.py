@@ -78,9 +78,48 @@ def linked(elf: str, objs: list[str]) -> None:
     print("  " + "; ".join(f"{k} {sum(by_file.get(f, 0) for f in files)} B" for k, files in parts.items()))
 
 
+MODEL_KINDS = {"trees": 1, "linear": 2, "mlp": 4, "anomaly": 8, "spectral": 16, "crossings": 32}
+
+
+def flash_of(elf: str) -> int:
+    out = subprocess.run(["arm-none-eabi-size", "-A", elf], capture_output=True, text=True, check=True).stdout
+    return sum(int(line.split()[1]) for line in out.splitlines()
+               if line.startswith((".text", ".rodata")) and line.split()[1].isdigit())
+
+
+def model_kinds(build: Path, cc: list[str], sources: list[str]) -> None:
+    """Flash of the model runtime on top of the query VM, by kind: the
+    footprint harness (mount + append + poll + query) built again with
+    sq_model_load + sq_model_score and -DSQ_MODEL_KINDS=..., --gc-sections
+    keeping only what those kinds use."""
+    def elf(kinds: int | None) -> int:
+        out = build / f"footprint_model_{kinds}.elf"
+        flags = [] if kinds is None else ["-DSQ_FOOTPRINT_MODEL", f"-DSQ_MODEL_KINDS={kinds}"]
+        subprocess.run(cc + flags + ["-o", str(out)] + sources + ["-lgcc"], check=True)
+        return flash_of(str(out))
+    k = MODEL_KINDS
+    base, trees = elf(None), elf(k["trees"])
+    linear = elf(k["linear"])
+    rows = [("trees (first-pass features: mean std min max rms ptp mad)", trees - base),
+            ("linear instead of trees", linear - base),
+            ("+ int8 MLP (hidden layers) on top of linear", elf(k["linear"] | k["mlp"]) - linear),
+            ("+ anomaly scorer on top of linear", elf(k["linear"] | k["anomaly"]) - linear),
+            ("+ crossings on top of trees", elf(k["trees"] | k["crossings"]) - trees),
+            ("+ spectral features (band, bandratio) on top of trees", elf(k["trees"] | k["spectral"]) - trees),
+            ("every kind", elf(63) - base)]
+    print(f"\nmodel runtime on top of the query VM (sq_model_load + sq_model_score, --gc-sections; "
+          f"the harness alone is {base} B):")
+    for what, size in rows:
+        print(f"  {what:<58} {size:>6} B")
+
+
 def main() -> int:
     args = sys.argv[1:]
-    elf, elf_fast = None, None
+    elf, elf_fast, models = None, None, None
+    if "--models" in args:
+        at = args.index("--models")
+        models = args[at + 1]
+        del args[at:at + 2]
     if "--elf" in args:
         at = args.index("--elf")
         elf = args[at + 1]
@@ -105,6 +144,9 @@ def main() -> int:
     if elf_fast:
         print("\nfast codec only (-DSQ_NO_COMPACT):", end="")
         linked(elf_fast, objs)
+    if models:
+        cc, _, sources = models.partition("::")
+        model_kinds(build, cc.split(), sources.split())
     return 0
 
 
