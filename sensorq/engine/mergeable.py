@@ -19,7 +19,7 @@ from ..query import plan as P
 from ..result import ScanStats
 from . import aggregates as A
 from . import limits, partials, tiers
-from .executor import _count_decoded, _stat_answerable, _what
+from .executor import EXTREMES, _count_decoded, _prune_extremes, _stat_answerable, _what
 from .program import compile_query
 from .zonemaps import NONE, classify
 
@@ -68,6 +68,13 @@ def aggregate_partials(cache, q: P.AggregateQuery, text: str = "", engine: str |
     scan.skipped = len(index) - scan.from_stats - scan.decoded
     tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
     scan.engine = tier.name
+    if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
+        # blocks that cannot hold the extreme are not read (the other columns
+        # of the row are then partial: only the extreme and its time are used)
+        decode = _prune_extremes(cache, q, index, programs, tier, start, end, limit, text,
+                                 use_stats, decode)
+        scan.decoded = int(decode.sum())
+        scan.skipped = len(index) - scan.from_stats - scan.decoded
     span = (int(index.t_first[0]), int(index.t_last[-1])) if len(index) else (None, None)
     if q.aggregate == "count" and not q.bucket_ns:
         fp, ip = A.empty_partials(1)
