@@ -234,3 +234,19 @@ def test_a_query_for_another_models_outputs_is_refused(dev, models_cache):
     with pytest.raises(Exception) as info:
         out.query(code, int(t[-1]))
     assert "SQ_ERR_MISMATCH" in str(info.value)
+
+
+def test_a_build_without_duration_and_episodes_refuses_them(tmp_path, models_cache):
+    """make NO_TIMED=1 leaves bytecode version 3 out of the VM: refused with
+    SQ_ERR_UNSUPPORTED, version 2 still answered."""
+    cache, t, cols = models_cache
+    lean = DeviceLib(build_library(tmp_path / "lean", options=("NO_TIMED=1",)))
+    model = cache.models.get("motion")
+    out_stream = output_stream(model)
+    ring = lean.ring([c.dtype for c in out_stream.channels], 16, region_len=20_000, schema=output_schema(model))
+    ring.append(10**15, [1])
+    counted = ring.query(compile_for_device(cache, "count where motion == Walking"), 10**15 + 1)
+    assert counted.count == 1                   # class 1 is Walking
+    with pytest.raises(Exception) as info:
+        ring.query(compile_for_device(cache, "duration where motion == Running"), 10**15 + 1)
+    assert "SQ_ERR_UNSUPPORTED" in str(info.value)

@@ -10,6 +10,9 @@
  *   sq_log.c    ↔ sensorq/store/segment     sealed blocks on a flash partition (or in RAM)
  *   sq_vm.c     ↔ sensorq/engine            runs bytecode compiled on the host
  *                                           (sensorq/device/bytecode.py, docs/device.md)
+ *   sq_model.c  ↔ sensorq/models/format.py, qscore.py   model bytes validated and bound; the
+ *                                           integer scorers (docs/models.md, "The device")
+ *   sq_feat.c   ↔ sensorq/models/features.py            a window's features from the ring
  *   sq_crc32.c, sq_error.c                  CRC-32 (zlib polynomial), version and error names
  *
  * Memory: every byte the library touches is owned by the caller (the ring's

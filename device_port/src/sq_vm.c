@@ -98,6 +98,11 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     if (code[4] != 2u && code[4] != 3u) {
         return SQ_ERR_VERSION;
     }
+#ifdef SQ_NO_TIMED
+    if (code[4] == 3u) {
+        return SQ_ERR_UNSUPPORTED;          /* duration and episodes left out of this build */
+    }
+#endif
     hdr = code[4] == 3u ? HDR3 : HDR;
     if (len < hdr + 5u) {
         return SQ_ERR_BYTECODE;
@@ -260,6 +265,7 @@ static int finish(sq_vm *v)
 }
 
 /* ---- duration and episodes ------------------------------------------------------------ */
+#ifndef SQ_NO_TIMED
 
 /* The sample at t follows the held one: it held until t, at most gap, never
  * past the window's end. */
@@ -311,6 +317,27 @@ static void timed(sq_vm *v, int64_t t, int in_window, int match)
     }
     v->last_t = t;
 }
+#else
+static void release(sq_vm *v, int64_t t)
+{
+    (void)v;
+    (void)t;
+}
+
+static void close_run(sq_vm *v, int64_t end)
+{
+    (void)v;
+    (void)end;
+}
+
+static void timed(sq_vm *v, int64_t t, int in_window, int match)
+{
+    (void)v;
+    (void)t;
+    (void)in_window;
+    (void)match;
+}
+#endif
 
 /* ---- scanning ------------------------------------------------------------------------ */
 

@@ -171,7 +171,7 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     return results
 
 
-MODEL_STRUCT_ARM = 104           # sizeof(sq_model) on a Cortex-M0+
+MODEL_STRUCT_ARM = 120           # sizeof(sq_model) on a Cortex-M0+
 
 
 def predict_work(dm) -> int:

@@ -8,5 +8,9 @@
 * :mod:`.native` — the C library (device_port/) built for the host, via
   ctypes: blocks, queries, RAM and flash rings;
 * :mod:`.flashsim` — a simulated NOR flash and the power-cut points of a run;
-* :mod:`.vectors` — the shared test vectors and the example firmware's I/O.
+* :mod:`.vectors` — the shared test vectors and the example firmware's I/O;
+* :mod:`.models` — models on the device: the C model runtime through ctypes,
+  the integers a ring holds for a model's inputs, the model's output stream
+  and its schema hash, queries over a model's outputs compiled for it, the
+  model firmware's I/O.
 """
