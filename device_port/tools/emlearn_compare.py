@@ -107,8 +107,21 @@ def run(elf: Path, workdir: Path, rows: np.ndarray, files: dict) -> dict:
             "worst": ticks[1] * per_tick, "stack": stack}
 
 
+def _import_emlearn():
+    """emlearn's bayes module sets numpy.seterr(all="raise") for the whole
+    process when it is imported: every later underflow anywhere (scikit-learn's
+    MLP, a float test) would raise.  Keep numpy's error state as it was."""
+    saved = np.geterr()
+    try:
+        import emlearn
+        import emlearn.bayes  # noqa: F401  (the module that changes it: imported now, undone below)
+    finally:
+        np.seterr(**saved)
+    return emlearn
+
+
 def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
-    import emlearn
+    emlearn = _import_emlearn()
     from sensorq.device.models import model_file
     from sensorq.models.format import encode_model
     from sensorq.models.score import score_codes
