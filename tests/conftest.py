@@ -1,6 +1,7 @@
 """Fixtures shared by several test files."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sensorq.device.native import DeviceLib, build_library, missing_host_toolchain
@@ -13,3 +14,14 @@ def dev(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
+
+
+@pytest.fixture(autouse=True)
+def numpy_error_state():
+    """Each test starts with numpy's default error state and leaves it so: a
+    library that calls numpy.seterr when imported (emlearn does) must not make
+    an unrelated later test raise on an underflow."""
+    saved = np.geterr()
+    np.seterr(all="warn", under="ignore")
+    yield
+    np.seterr(**saved)
