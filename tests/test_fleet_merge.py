@@ -269,3 +269,13 @@ def test_percentiles_take_every_path_of_the_selection(disjoint, monkeypatch, gat
     got, want = f.query("p37 z by 100ms"), ref.query("p37 z by 100ms")
     assert len(got) > 200 and np.array_equal(got.columns["time"], want.columns["time"])
     assert np.array_equal(got.columns["percentile"], want.columns["percentile"])
+
+
+def test_the_row_limit_holds_for_merged_buckets(disjoint):
+    from sensorq.errors import RowLimitError
+    f, _, _, _ = disjoint
+    assert len(f.query("count by 1s", max_rows=100)) <= 100
+    with pytest.raises(RowLimitError):
+        f.query("count by 10ms", max_rows=100)
+    with pytest.raises(RowLimitError):
+        f.query("count by 1s fill(0)", max_rows=20)

@@ -55,10 +55,20 @@ def _devices(found: dict) -> list[Device]:
     return sorted(devices.values(), key=lambda d: (d.device or "", d.path))
 
 
-def _failure(device_name: str, reply: Reply) -> FleetError:
+def _failure(device_name: str, reply: Reply) -> SensorqError:
+    """The error for a device's failed part: a query's own error (a row
+    limit, a query error) keeps its class; anything else is a FleetError.
+    Either way it names the device (``.device``)."""
+    from .. import errors
     where = f" on {reply.worker}" if reply.worker and reply.worker != "local" else ""
-    return FleetError(f"device {device_name} ({reply.path}){where}: {reply.error}; the fleet query "
-                      f"has no answer without it", device_name)
+    message = (f"device {device_name} ({reply.path}){where}: {reply.error}; the fleet query has "
+               f"no answer without it")
+    cls = getattr(errors, reply.error_type, None)
+    if isinstance(cls, type) and issubclass(cls, (errors.QueryError, errors.LimitError)):
+        exc = cls(message)
+        exc.device = device_name
+        return exc
+    return FleetError(message, device_name)
 
 
 @dataclass

@@ -79,7 +79,7 @@ def run(runner, devices: list, text: str, now_policy: str = "data", engine=None,
         first = replies[devices[0].key]
         raise QueryNameError(f"no device of the fleet can answer: {first.missing}", text,
                              first.missing_column)
-    plan = _reference_plan([replies[d.key] for d in answering], now_ns)
+    plan = _reference_plan([replies[d.key] for d in answering])
     context = _Context(runner, replies, names, text, plan, limit, dataclasses.replace(
         request, now_ns=now_ns if now_policy == "data" else None))
     if grouped.group == "device":
@@ -120,7 +120,7 @@ def _moves(reply, now_ns: int) -> bool:
             and reply.newest + 1 != now_ns)
 
 
-def _reference_plan(replies, now_ns):
+def _reference_plan(replies):
     """A plan with the fleet's window: every device with data in the stream
     planned with the fleet's now (a device without any planned with its own)."""
     return next((r.plan for r in replies if r.newest is not None), replies[0].plan)
@@ -155,7 +155,7 @@ def _merged(c: _Context, members: list, kind: str) -> Result:
                                          for d in members], c.text, c.limit)
     if kind == "aggregate":
         parts = [c.replies[d.key].payload for d in members]
-        return merge.finish_aggregate(c.plan, parts, c.text, _categories(c, members))
+        return merge.finish_aggregate(c.plan, parts, c.text, _categories(c, members), c.limit)
     return _percentile(c, members)
 
 
@@ -193,7 +193,7 @@ def _percentile(c: _Context, members: list) -> Result:
     first, last = span
     span = merge._Span(np.array([] if first is None else [first], np.int64),
                        np.array([] if last is None else [last], np.int64))
-    return merge.aggregate_result(q, c.text, ids, values, span)
+    return merge.aggregate_result(q, c.text, ids, values, span, limit=c.limit)
 
 
 def _finished(result: Result, devices, replies, names, text: str, plan) -> FleetResult:

@@ -79,7 +79,8 @@ def _common_codes(parts, per_device: list, union: tuple):
     return out
 
 
-def finish_aggregate(q: P.AggregateQuery, parts: list, text: str, categories=None) -> Result:
+def finish_aggregate(q: P.AggregateQuery, parts: list, text: str, categories=None,
+                     limit: int | None = None) -> Result:
     """One merged answer (a scalar, or a table by buckets) from Partials."""
     union = categories[1] if categories else None
     if parts:
@@ -91,11 +92,14 @@ def finish_aggregate(q: P.AggregateQuery, parts: list, text: str, categories=Non
     lasts = [p.data_last for p in parts if p.data_last is not None]
     span = _Span(np.array(firsts[:1] and [min(firsts)], np.int64),
                  np.array(lasts[:1] and [max(lasts)], np.int64))
-    return aggregate_result(q, text, ids, values, span, union)
+    return aggregate_result(q, text, ids, values, span, union, limit)
 
 
-def aggregate_result(q, text: str, ids, values, span: _Span, union=None) -> Result:
-    """A Result from finished values per bucket (as executor._aggregate_result)."""
+def aggregate_result(q, text: str, ids, values, span: _Span, union=None,
+                     limit: int | None = None) -> Result:
+    """A Result from finished values per bucket (as executor._aggregate_result),
+    held to the row limit ``limit`` (None: the one in force)."""
+    limit = limits.max_rows(limit)
     unit = q.result_unit
     if not q.bucket_ns:
         value = values[0] if len(values) else A.finish(q.aggregate, *A.empty_partials(1))[0]
@@ -107,8 +111,9 @@ def aggregate_result(q, text: str, ids, values, span: _Span, union=None) -> Resu
             value = names_of(np.array([value], np.float64), union)[0]
         return Result("scalar", text, value=value, unit=unit)
     start, end = q.time.bounds()
+    limits.check_rows(len(ids), limit, f"the result of {text!r}")
     if q.fill.mode != "none" and len(span):
-        limits.check_rows(buckets.window_rows(q, span, start, end), limits.max_rows(None),
+        limits.check_rows(buckets.window_rows(q, span, start, end), limit,
                           f"the result of {text!r}")
     times, column = buckets.fill(q, span, start, end, ids, values)
     if union is not None:

@@ -79,7 +79,7 @@ def _path(p: str):
 class Request:
     """What every device is asked (the same for all of them, but ``now_ns``)."""
     text: str                        # the query without its fleet clause
-    mode: str                        # "partials", "answer" or "select"
+    mode: str                        # "partials", "answer" or "select" (a percentile round)
     now_policy: str = "data"
     now_ns: int | None = None        # the fleet's now (None: the device's own)
     clock_ns: int | None = None      # with now_policy "clock": one clock for every device
@@ -106,6 +106,7 @@ class Reply:
     seconds: float = 0.0
     error: str | None = None         # what went wrong here (the query then fails, or retries)
     error_kind: str = ""             # "query": the same everywhere; "storage": this machine's copy
+    error_type: str = ""             # the sensorq.errors class it was
 
 
 def run_device(path: str, request: Request) -> Reply:
@@ -124,9 +125,9 @@ def run_device(path: str, request: Request) -> Reply:
         with _lock(path):
             reply = _answer(_cache(path), path, request)
     except (QueryError, LimitError) as exc:
-        reply = Reply(path, error=str(exc), error_kind="query")
+        reply = Reply(path, error=str(exc), error_kind="query", error_type=type(exc).__name__)
     except (SensorqError, OSError) as exc:
-        reply = Reply(path, error=str(exc), error_kind="storage")
+        reply = Reply(path, error=str(exc), error_kind="storage", error_type=type(exc).__name__)
     except MemoryError:
         reply = Reply(path, error="out of memory", error_kind="storage")
     reply.worker = worker
@@ -153,9 +154,7 @@ def _answer(cache, path: str, request: Request) -> Reply:
     reply.plan = plan
     reply.newest = view.newest_ns(plan.stream)
     reply.categories = _value_categories(view, plan)
-    if request.mode == "plan":
-        pass                              # the plan and its "now" only (percentiles.py follows)
-    elif request.mode == "partials":
+    if request.mode == "partials":
         from ..engine.mergeable import aggregate_partials
         reply.payload = aggregate_partials(view, plan, request.text, request.engine,
                                            request.max_rows)
