@@ -456,3 +456,59 @@ def sanitized_main(lib_path: str, rounds: int) -> None:
 
 if __name__ == "__main__":
     sanitized_main(sys.argv[1], int(sys.argv[2]))
+
+
+def test_windows_while_the_ring_evicts_and_grows(dev):
+    """Windows scored while the ring evicts, with samples appended between
+    calls, asked out of order, one work buffer shared by two rings: every
+    answer equals a cold one (zeroed work memory), and windows whose
+    samples were evicted are short, as the ring says."""
+    import ctypes
+    rng = np.random.default_rng(5)
+    p = Pipeline("s", [Input("x", 2), Input("y", 3, -3)], [(0,), (1,), (0, 1)],
+                 [Feature(MEAN, 0), Feature(2, 1), Feature(5, 2), Feature(8, 0), Feature(7, 1)],
+                 2 * 10**8, 5 * 10**7, 100_000, 4)
+    model = fit_model("forest", 2, p, rng.integers(-2000, 2000, (200, 5)))
+    blob = encode_model(model, with_float=False)
+    cfg = stream_cfg(["int16", "int32"], 16)
+    rings = [dev.ring(["int16", "int32"], 16, region_len=dev.lib.sq_ring_region_min(ctypes.byref(cfg)) + 600)
+             for _ in range(2)]
+    warm = DeviceModel(dev, blob, cfg, ["x", "y"])
+    cold = DeviceModel(dev, blob, cfg, ["x", "y"])
+    t = [10**12, 10**12 + 5 * 10**8]
+    seen = 0
+    for step in range(400):
+        which = int(rng.integers(0, 2))
+        ring = rings[which]
+        for _ in range(int(rng.integers(1, 12))):
+            t[which] += int(rng.choice([0, 10**7, 10**7, 3 * 10**7]))
+            ring.append(t[which], [int(rng.integers(-3000, 3000)), int(rng.integers(-2**20, 2**20))])
+        newest = warm.newest(ring)
+        start = newest - int(rng.choice([0, 0, 1, 2, 5, 40])) * p.hop_ns
+        ctypes.memset(cold.work, 0, cold.work_len)
+        a, b = warm.window(ring, start), cold.window(ring, start)
+        assert (a.scored, a.n_samples) == (b.scored, b.n_samples), step
+        if a.scored:
+            seen += 1
+            np.testing.assert_array_equal(a.codes, b.codes)
+            np.testing.assert_array_equal(a.raw, b.raw)
+    assert seen > 200 and rings[0].stats().blocks_evicted > 20
+
+
+def test_the_export_cursor_from_every_position(dev):
+    """sq_ring_iter_after passes whole banks over from their headers: from
+    every position of a ring that has wrapped (and after a failed-sync
+    duplicate-free run), it returns exactly the blocks after it."""
+    rng = np.random.default_rng(9)
+    ring = dev.ring(["int16", "int8"], 8, region_len=6000)
+    n = 900
+    t = np.cumsum(rng.integers(0, 3, n)).astype(np.int64) * 10**6
+    ring.append_many(t, [rng.integers(-500, 500, n).astype(np.int16), rng.integers(-9, 9, n).astype(np.int8)])
+    blocks = ring.blocks()
+    from sensorq.device.vectors import block_info
+    seqs = [block_info(b).seq for b in blocks]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 10
+    for after in range(seqs[0] - 3, seqs[-1] + 3):
+        got, missed = ring.blocks_after(after)
+        assert got == blocks[max(0, after + 1 - seqs[0]):], after
+        assert missed == max(0, seqs[0] - (after + 1))

@@ -431,20 +431,30 @@ int sq_log_write(sq_ring *r, uint32_t len, const sq_block_info *info)
 
 /* ---- iteration ---------------------------------------------------------------- */
 
-void sq_ring_iter_after(const sq_ring *r, sq_ring_iter *it, uint64_t seq)
+void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it)
 {
     it->bank = r->oldest;
     it->off = r->hdr_len;
-    it->next = seq + 1u > r->oldest_seq ? seq + 1u : r->oldest_seq;
+    it->next = r->oldest_seq;
     it->done = !r->has_blocks;
-    it->missed = it->next - (seq + 1u);
+    it->missed = 0;
 }
 
-void sq_ring_iter_begin(const sq_ring *r, sq_ring_iter *it)
+/* Whole banks before the one holding block it->next are passed over from
+ * their headers alone (CRC-checked): a bank opened at first_seq holds no
+ * block older than it (a block is written in the head bank; one written
+ * again after a failed sync goes to a later bank), so every block of the
+ * banks before it is older than it->next. */
+void sq_ring_iter_after(const sq_ring *r, sq_ring_iter *it, uint64_t seq)
 {
-    sq_ring_iter_after(r, it, 0);
-    it->next = r->oldest_seq;
-    it->missed = 0;
+    bank_hdr h;
+    sq_ring_iter_begin(r, it);
+    it->next = seq + 1u > r->oldest_seq ? seq + 1u : r->oldest_seq;
+    it->missed = it->next - (seq + 1u);
+    while (!it->done && it->bank != r->head && read_hdr(r, next_bank(r, it->bank), &h) == SQ_OK &&
+           h.first_seq <= it->next) {
+        it->bank = next_bank(r, it->bank);
+    }
 }
 
 /* Blocks are returned in sequence, each once: one older than it->next (left
