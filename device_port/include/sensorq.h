@@ -56,9 +56,9 @@ extern "C" {
 
 /* The library's version (semantic versioning), and the formats it speaks. */
 #define SQ_VERSION_MAJOR 0
-#define SQ_VERSION_MINOR 2
+#define SQ_VERSION_MINOR 3
 #define SQ_VERSION_PATCH 0
-#define SQ_VERSION_STRING "0.2.0"
+#define SQ_VERSION_STRING "0.3.0"
 #define SQ_VERSION_NUMBER (SQ_VERSION_MAJOR * 10000L + SQ_VERSION_MINOR * 100L + SQ_VERSION_PATCH)
 
 #define SQ_FORMAT_VERSION 2u      /* block format the device writes (docs/format.md); it reads 1 and 2 */
@@ -74,16 +74,17 @@ extern "C" {
 typedef enum {
     SQ_OK = 0,
     SQ_ERR_ARG = -1,          /* a NULL pointer, a size or a count out of range */
-    SQ_ERR_CORRUPT = -2,      /* a block fails a structural check (magic, lengths, codes) */
-    SQ_ERR_VERSION = -3,      /* a block or bytecode of an unknown version */
-    SQ_ERR_CRC = -4,          /* a block's or bytecode's checksum does not match */
+    SQ_ERR_CORRUPT = -2,      /* a block or a model fails a structural check (magic, lengths, codes) */
+    SQ_ERR_VERSION = -3,      /* a block, bytecode or model of an unknown version */
+    SQ_ERR_CRC = -4,          /* a block's, bytecode's or model's checksum does not match */
     SQ_ERR_FULL = -5,         /* the region cannot hold even one worst-case block */
     SQ_ERR_ORDER = -6,        /* a timestamp earlier than the previous one */
-    SQ_ERR_RANGE = -7,        /* a value outside its channel's storage type */
+    SQ_ERR_RANGE = -7,        /* a value outside its channel's storage type; a window too long */
     SQ_ERR_UNSUPPORTED = -8,  /* valid, but not something the device does (float channel …) */
     SQ_ERR_BYTECODE = -9,     /* the bytecode is malformed */
     SQ_ERR_OVERFLOW = -10,    /* an answer (a sum) does not fit in int64 */
-    SQ_ERR_MISMATCH = -11,    /* the query was compiled for another stream (channels, schema) */
+    SQ_ERR_MISMATCH = -11,    /* a query compiled for another stream (channels, schema), a model
+                                 whose inputs are not the ring's channels */
     SQ_ERR_IO = -12           /* a storage callback failed */
 } sq_err;
 
