@@ -566,7 +566,8 @@ def upper_bounds(expr, index) -> np.ndarray:
     if isinstance(expr, P.ChannelRef) and expr.dtype.startswith("int") and expr.scale:
         stats = index.entries[:, expr.index]["max" if expr.scale > 0 else "min"]
         return stats.astype(np.float64) * expr.scale
-    return value_bounds(expr, index)[1]
+    hi = value_bounds(expr, index)[1]
+    return np.where(np.isnan(hi), np.inf, hi)     # -inf widened by a hair: no bound
 
 
 def _by_bound(rows, upper):
@@ -574,11 +575,12 @@ def _by_bound(rows, upper):
     descending order of ``upper`` (ties: the older block first).  Only the
     first few hundred are sorted at first: top N usually stops early."""
     head = min(len(rows), 32 * FIRST_BATCH)
-    if head < len(rows):
-        first = np.sort(np.argpartition(-upper[rows], head - 1)[:head])
+    bounds = upper[rows]
+    if head < len(rows):    # the head-th largest bound, then the blocks that reach it
+        first = np.flatnonzero(bounds >= np.partition(bounds, len(rows) - head)[len(rows) - head])
     else:
         first = np.arange(len(rows))
-    order = first[np.argsort(-upper[rows[first]], kind="stable")]
+    order = first[np.argsort(-bounds[first], kind="stable")]
     at, size = 0, FIRST_BATCH
     while at < len(order):
         yield rows[order[at:at + size]]
@@ -587,7 +589,7 @@ def _by_bound(rows, upper):
         rest = np.ones(len(rows), bool)
         rest[first] = False
         rest = np.flatnonzero(rest)
-        order = rest[np.argsort(-upper[rows[rest]], kind="stable")]
+        order = rest[np.argsort(-bounds[rest], kind="stable")]
         at = 0
         while at < len(order):
             yield rows[order[at:at + size]]

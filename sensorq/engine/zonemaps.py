@@ -167,7 +167,9 @@ def _raw_integer(pred, index) -> np.ndarray:
         true, false = (lo == k) & (hi == k), (hi < k) | (lo > k)
     else:
         true, false = (hi < k) | (lo > k), (lo == k) & (hi == k)
-    true &= column["count"] == index.n_samples     # a missing value passes no comparison
+    if true.any():                                 # a missing value passes no comparison
+        claimed = np.flatnonzero(true)
+        true[claimed] = column["count"][claimed] == index.n_samples[claimed]
     return (SOME + true.view(np.int8) - false.view(np.int8)).astype(np.int8)
 
 
