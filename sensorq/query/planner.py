@@ -881,6 +881,8 @@ def raw_compare(ref: ChannelRef, op: str, value: float, exact: bool = False) -> 
     says the value is a literal as written: then it is not snapped to a nearby
     integer (dividing by a scale makes it inexact again)."""
     threshold = value / ref.scale if ref.scale != 1.0 else value
+    if ref.scale < 0:          # physical = raw * scale: a negative scale turns the order round
+        op = {">": "<", "<": ">", ">=": "<=", "<=": ">="}.get(op, op)
     if not ref.dtype.startswith("int"):
         if math.isnan(threshold):
             return BoolConst(op == "!=")
