@@ -903,20 +903,28 @@ def _bad_cell(column: _Column, what: str, ok) -> None:
     column.fail(0, what)     # numpy refused a cell that the test passes: name the chunk
 
 
+def first_misfit(values: np.ndarray, channel: Channel) -> int | None:
+    """The index of the first value an integer channel cannot hold (out of its
+    range, not finite, or not whole), or None; CSV and Arrow ingest share it."""
+    if not channel.is_integer:
+        return None
+    info = np.iinfo(channel.numpy_dtype)
+    with np.errstate(invalid="ignore"):
+        bad = (values < info.min) | (values > info.max)
+        if values.dtype.kind == "f":
+            bad |= ~np.isfinite(values) | (values != np.floor(values))
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
 def _fit(values: np.ndarray, channel: Channel, lines, path: Path, column: str) -> np.ndarray:
     """The values in the channel's dtype, or ValueRangeError naming the line."""
-    if channel.is_integer:
-        info = np.iinfo(channel.numpy_dtype)
-        with np.errstate(invalid="ignore"):
-            bad = (values < info.min) | (values > info.max)
-            if values.dtype.kind == "f":
-                bad |= ~np.isfinite(values) | (values != np.floor(values))
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise ValueRangeError(f"{path}: line {lines[k]}, column {column!r}: {values[k]!r} does not "
-                                  f"fit channel {channel.name!r} ({channel.dtype})")
-        return values.astype(channel.numpy_dtype)
-    return values
+    if not channel.is_integer:
+        return values
+    k = first_misfit(values, channel)
+    if k is not None:
+        raise ValueRangeError(f"{path}: line {lines[k]}, column {column!r}: {values[k]!r} does not "
+                              f"fit channel {channel.name!r} ({channel.dtype})")
+    return values.astype(channel.numpy_dtype)
 
 
 def _check_order(t: np.ndarray, last_ns, last_line, lines, path: Path, column: str,

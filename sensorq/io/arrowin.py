@@ -238,16 +238,10 @@ def _no_nulls(column, channel, rows, keep, path: Path) -> None:
 
 
 def _fitted(values: np.ndarray, channel, rows, path: Path) -> np.ndarray:
-    if channel.is_integer:
-        info = np.iinfo(channel.numpy_dtype)
-        with np.errstate(invalid="ignore"):
-            bad = (values < info.min) | (values > info.max)
-            if values.dtype.kind == "f":
-                bad |= ~np.isfinite(values) | (values != np.floor(values))
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise ValueRangeError(f"{path}: row {rows[k]}, column {channel.name!r}: {values[k]!r} "
-                                  f"does not fit channel {channel.name!r} ({channel.dtype})")
+    k = csvin.first_misfit(values, channel)
+    if k is not None:
+        raise ValueRangeError(f"{path}: row {rows[k]}, column {channel.name!r}: {values[k]!r} "
+                              f"does not fit channel {channel.name!r} ({channel.dtype})")
     return values.astype(channel.numpy_dtype)
 
 
