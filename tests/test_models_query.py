@@ -193,3 +193,20 @@ def test_an_anomaly_score_is_a_number_like_any_channel(trained):
         assert flagged == int((scored.cls > 0).sum())
     finally:
         registry.remove("oddity")
+
+
+def test_with_no_range_a_derived_stream_holds_the_windows_that_reach_the_first_sample(trained):
+    """A window is stamped at its start, which may lie before the first sample:
+    with no range the derived stream must hold every window that a range
+    reaching well before the data holds (it once began at the first sample)."""
+    view = query_view(trained)
+    model = view.model_of("motion")
+    window, hop = model.pipeline.window_ns, model.pipeline.hop_ns
+    everything = view.scored("motion")
+    early = view.scored("motion", T0 - 10 * window, None)
+    assert np.array_equal(everything.start, early.start)
+    # by hand: the earliest window starts on the hop grid, after T0 - window
+    first = int(everything.start[0])
+    assert first % hop == 0 and T0 - window < first <= T0 - window + hop
+    assert first < T0      # the 2 s windows by 500 ms hops begin before the data
+    assert trained.query("count from motion").value == len(everything.start)

@@ -128,6 +128,8 @@ class QueryView:
         """The windows of model ``name`` whose start lies in [start_ns, end_ns)."""
         from .score import score_windows
         model = self._models[name]
+        if start_ns is None:
+            start_ns = self._first_window_start(model)
         stop = None if end_ns is None else end_ns + model.pipeline.window_ns
         scored = score_windows(self.cache, model, start_ns, stop, quantized=True)
         if end_ns is not None:
@@ -138,6 +140,18 @@ class QueryView:
         used.blocks += scored.blocks
         used.samples += scored.samples
         return scored
+
+    def _first_window_start(self, model: Model) -> int | None:
+        """The start of the earliest window that reaches the source's first
+        sample.  A window is stamped at its start, which can lie before that
+        sample; with no range a derived stream must hold the windows that any
+        range reaching before the data holds, or `count from motion` would
+        answer less than `count from motion last 1h` over the same samples."""
+        index = self.cache.blocks(model.pipeline.stream)
+        if not len(index):
+            return None
+        hop, window = model.pipeline.hop_ns, model.pipeline.window_ns
+        return ((int(index.t_first[0]) - window) // hop + 1) * hop
 
 
 # Models as loaded, by the bytes of their file: every query over a cache with
