@@ -3,6 +3,7 @@ give a ModelError (never another exception), checked by hand-made attacks and
 by hypothesis fuzzing with and without a repaired CRC."""
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -135,6 +136,15 @@ def test_a_feature_index_past_the_pipeline_is_refused():
     blob[_first_tree_node(bytes(blob))] = 200
     with pytest.raises(ModelError, match="feature"):
         load_model(with_crc(bytes(blob)))
+
+
+def test_an_exponent_on_an_int16_input_is_refused():
+    """models.md §2: int8/int16 values are the signal itself.  The host's walker
+    shifted by such an exponent while the device ignored it."""
+    p = pipeline()
+    p.inputs[0] = Input("x", 2, -2)
+    with pytest.raises(ModelError, match="int8/int16 channel with exponent -2"):
+        load_model(encode_model(dataclasses.replace(MODELS["forest"], pipeline=p)))
 
 
 def test_huge_counts_are_refused_before_anything_is_allocated():

@@ -28,6 +28,7 @@ HEADER_SIZE = 32
 FLAG_FLOAT = 1
 DTYPE_CODES = range(1, 7)
 FLOAT_DTYPES = (5, 6)
+SMALL_INT_DTYPES = (1, 2)     # int8, int16
 _TW = {0: 1, 1: 2, 2: 4}               # threshold width codes
 _LW = {0: 1, 1: 2, 2: 4}               # leaf value width codes (0: u8, 1: i16, 2: i32)
 
@@ -323,6 +324,10 @@ def _read_pipeline(r: _Reader) -> Pipeline:
         _need(dtype in DTYPE_CODES, f"input {name!r} has unknown dtype code {dtype}")
         _need(-62 <= exponent <= 62 and (dtype in FLOAT_DTYPES or exponent <= 0),
               f"input {name!r} has exponent {exponent} out of range")
+        # int8/int16 values are the signal itself (models.md §2): an exponent
+        # there would be one more way for host and device to disagree
+        _need(dtype not in SMALL_INT_DTYPES or exponent == 0,
+              f"input {name!r} is an int8/int16 channel with exponent {exponent} (must be 0)")
         inputs.append(Input(name, dtype, exponent))
     _need(len({i.name for i in inputs}) == n_in, "model inputs repeat a channel")
     signals = []
