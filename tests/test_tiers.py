@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import sensorq
 from sensorq.codec import npdecode
 from sensorq.codec.block import encode_block, parse_block
+from sensorq.codec.alp import ALP, mantissa_start
 from sensorq.codec.intcodec import decode_column
 from sensorq.schema import Channel
 
@@ -68,7 +69,13 @@ def sections(block: bytes):
     starts = info.section_offsets()
     lengths = [info.time_len] + [int(e["data_len"]) for e in info.entries]
     codecs = [info.time_codec] + [int(e["codec"]) for e in info.entries]
-    return [(int(s), int(s) + ln, info.n_samples, c) for s, ln, c in zip(starts, lengths, codecs)]
+    out = [(int(s), int(s) + ln, info.n_samples, c) for s, ln, c in zip(starts, lengths, codecs)]
+    for i, e in enumerate(info.entries, 1):    # an ALP float section: its integer section
+        if int(e["codec"]) & ALP == ALP:
+            start, end, n, c = out[i]
+            raw = np.frombuffer(block, np.uint8)
+            out[i] = (int(mantissa_start(raw, start, end, n, int(e["dtype"]) == 5)), end, n, c)
+    return out
 
 
 def both_decoders(buf, start, end, n, codec):

@@ -177,7 +177,7 @@ def _check_entries(entries: np.ndarray, n: int, fail) -> None:
             fail(f"channel {i}: bad codec byte {codec:#x}")
         is_float = dtype_code in FLOAT_CODES
         mode = codec & (DECIMAL | FLOATBITS)
-        if is_float and mode not in (DECIMAL, FLOATBITS) or not is_float and mode:
+        if is_float and mode == 0 or not is_float and mode:   # (both bits: ALP, alp.py)
             fail(f"channel {i}: codec byte {codec:#x} does not fit storage type "
                  f"{DTYPE_BY_CODE[dtype_code]}")
         if dexp > 18 or count > n or idx_min >= n or idx_max >= n:
@@ -249,7 +249,7 @@ def _entries_fit(entries: np.ndarray, n: np.ndarray) -> np.ndarray:
     known = np.isin(dtype_code, list(DTYPE_BY_CODE))
     is_float = np.isin(dtype_code, FLOAT_CODES)
     mode = codec & (DECIMAL | FLOATBITS)
-    fits = np.where(is_float, (mode == DECIMAL) | (mode == FLOATBITS), mode == 0)
+    fits = np.where(is_float, mode != 0, mode == 0)
     good = known & fits & ((codec & ~_CODEC_ALLOWED) == 0) & ((codec & 3) != 3)
     n = n[:, None]
     good &= (entries["dexp"] <= 18) & (entries["count"] <= n)

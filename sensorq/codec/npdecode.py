@@ -290,3 +290,52 @@ def floatbits_values(words: np.ndarray, dtype) -> np.ndarray:
     ones = U64((1 << bits) - 1)
     raw = np.where(words & sign, words ^ sign, words ^ ones) & ones
     return raw.astype(np.uint32 if bits == 32 else np.uint64).view(dtype)
+
+
+# --- ALP float sections (docs/format.md §3; alp.py writes them) ------------------------
+
+ALP_HEADER_BYTES = 13     # kind, c (f64), exception count (u32)
+
+
+def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, mantissas=None):
+    """An ALP section buf[start:end] to n values of ``dtype`` (float32 or
+    float64), bit for bit: (status, values or None).  ``mantissas(begin)``
+    decodes the integer section at ``begin`` (the compiled decoder, from
+    block.py); by default this module's decoder does."""
+    dtype = np.dtype(dtype)
+    try:
+        kind, c, positions, bits, begin = _alp_parts(buf, int(start), int(end), int(n), dtype)
+        if mantissas is None:
+            m = _decode(buf, begin, int(end), int(n), int(codec)).view(np.int64)
+        else:
+            m = mantissas(begin)
+    except _Bad as bad:
+        return bad.status, None
+    m = m.astype(np.float64)
+    values = (m / c if kind == 0 else m * c).astype(dtype)
+    values.view(bits.dtype)[positions] = bits
+    return OK, values
+
+
+def _alp_parts(buf, start, end, n, dtype):
+    """(kind, c, exception positions, their IEEE bits, where the mantissas
+    start), checked as alp.mantissa_start checks them."""
+    if start + ALP_HEADER_BYTES > end:
+        raise _Bad(ERR_TRUNCATED)
+    kind = int(buf[start])
+    c = float(buf[start + 1:start + 9].view("<f8")[0])
+    if kind > 1 or not 0.0 < c < np.inf:
+        raise _Bad(ERR_BAD_CODE)
+    count = int(buf[start + 9:start + 13].view("<u4")[0])
+    width = dtype.itemsize
+    pos = start + ALP_HEADER_BYTES
+    if count > n:
+        raise _Bad(ERR_LENGTH)
+    if count * (2 + width) > end - pos:
+        raise _Bad(ERR_TRUNCATED)
+    positions = buf[pos:pos + 2 * count].view("<u2").astype(np.int64)
+    if count and (positions[-1] >= n or (np.diff(positions) <= 0).any()):
+        raise _Bad(ERR_BAD_CODE)
+    at = pos + 2 * count
+    bits = buf[at:at + width * count].view("<u4" if width == 4 else "<u8")
+    return kind, c, positions, bits.astype(np.uint32 if width == 4 else np.uint64), at + width * count

@@ -145,18 +145,16 @@ def _decimal(mantissa, power, is32):
     return np.float64(np.float32(v)) if is32 else v
 
 
-@njit(cache=True, nogil=True)
+# scalar views: a bit cast (a one-element array per value made FLOATBITS
+# decode at 0.04 G values/s)
+@njit(cache=True, nogil=True, inline="always")
 def _f64_from_bits(b):
-    a = np.empty(1, np.uint64)
-    a[0] = b
-    return a.view(np.float64)[0]
+    return U64(b).view(np.float64)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _f32_from_bits(b):
-    a = np.empty(1, np.uint32)
-    a[0] = b
-    return a.view(np.float32)[0]
+    return np.uint32(b).view(np.float32)
 
 
 # --- statistics ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import npdecode
-from ..codec.codes import DECIMAL, ERR_BAD_CODE, check_status
+from ..codec.codes import DECIMAL, ERR_BAD_CODE, FLOATBITS, check_status
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
@@ -25,6 +25,7 @@ from .program import (ABS, ADD, AND, ARG, CMP, CMPK, COMPARE_CODES, CONST, DIV, 
                       MAGLOAD, MUL, NEG, NOT, OR, RAWCMP, SQRT, SUB, TRUE)
 
 FLOAT32 = 5   # storage type codes from this one on are floats (as in kernels.py)
+ALP = DECIMAL | FLOATBITS     # both float mode bits: an ALP section (codec/alp.py)
 
 
 # --- decoding --------------------------------------------------------------------------
@@ -46,6 +47,12 @@ def decode_channels(layout, b) -> np.ndarray:
     n = int(layout.lay_t[b, N_SAMPLES])
     raw = np.empty((max(1, layout.lay_c.shape[1]), n))
     for s, (start, length, codec, exponent, dtype) in enumerate(layout.lay_c[b].tolist()):
+        if dtype >= FLOAT32 and codec & ALP == ALP:
+            status, values = npdecode.alp_values(layout.buf, start, start + length, n, codec,
+                                                 np.float32 if dtype == FLOAT32 else np.float64)
+            check_status(status)
+            raw[s] = values
+            continue
         words = _words(layout.buf, start, length, n, codec)
         if dtype < FLOAT32:
             raw[s] = words.view(np.int64).astype(np.float64)

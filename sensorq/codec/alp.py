@@ -1,0 +1,312 @@
+"""ALP mode for float channels (docs/format.md §3): each value as an integer
+mantissa m with x = m / c or x = m × c for one f64 constant c per block, the
+mantissas coded by the integer column codec, and every value that does not
+come back bit for bit (NaN, ±inf, −0.0, a value with more digits than the
+rest) kept whole as an *exception*: its position and its IEEE bits.
+
+After ALP (Afroozeh, Kuffo and Boncz, SIGMOD 2024; DuckDB's float encoding):
+the encoder samples the block to choose the constant, the decoder does one
+multiply or divide a value and patches the exceptions.  Unlike ALP's fixed
+pair of powers of ten, c is one of several families, because sensor floats
+come from different arithmetic:
+
+* ``m / 10^e``: decimals parsed from text (a CSV's "0.079106") are the
+  nearest doubles to m / 10^e, which is what the correctly rounded division
+  gives back — every one of them, so they raise no exceptions;
+* ``m × 10^-e`` (the double nearest 10^-e, or the float32 one): integers
+  scaled in software (Daphnet's mg × 0.001), which a division misses for
+  about a third of the values;
+* ``m × 2^k``: fixed-point values (an ADC's LSB of 2^-14 g);
+* ``m × 10^f``: integers with trailing zeros.
+
+Decoding is as fast as the DECIMAL mode it generalises: the mantissas come
+out of the integer decoder already in float64, one vectorised pass scales
+them, and the exceptions are patched by position.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .bits import U64, bit_length, trailing_zeros
+from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
+from .transforms import SIGN32, SIGN64, floatbits_words
+
+ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
+DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
+HEADER_BYTES = 13                # kind (1), c (f64), exception count (u32)
+MAX_MANTISSA = 2.0 ** 53         # |m| up to this converts to float64 exactly
+
+POW10 = np.array([10.0 ** e for e in range(19)])
+INV10 = np.array([float(f"1e-{e}") for e in range(19)])                       # nearest doubles
+INV10_32 = np.array([float(np.float32(f"1e-{e}")) for e in range(19)])         # nearest floats
+
+SAMPLE_RUNS = 8        # the sample: runs of consecutive values spread over the block,
+SAMPLE_RUN = 32        # so that the predictor's steps can be priced
+
+
+# --- the transform ------------------------------------------------------------------
+
+@njit(cache=True, nogil=True, inline="always")
+def _value(m, kind, c, is32):
+    v = np.float64(m) / c if kind == DIVIDE else np.float64(m) * c
+    return np.float64(np.float32(v)) if is32 else v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mantissa(x, kind, c, is32):
+    """(m, True) if x comes back bit for bit from m, else (0, False)."""
+    q = x * c if kind == DIVIDE else x / c
+    if not abs(q) <= MAX_MANTISSA:          # also NaN and ±inf
+        return np.int64(0), False
+    m = np.int64(np.round(q))
+    v = _value(m, kind, c, is32)
+    return m, v == x and np.signbit(v) == np.signbit(x)
+
+
+# --- choosing the constant from a sample ---------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _sample_cost(x, kind, c, is32, exception_bits):
+    """(estimated bits, exceptions) of the sample under (kind, c): the bit
+    length of each step between consecutive mantissas (what the order-1
+    predictor leaves), plus each exception's position and bits."""
+    n = x.shape[0]
+    runs = min(SAMPLE_RUNS, (n + SAMPLE_RUN - 1) // SAMPLE_RUN)
+    stride = n // runs
+    bits, exceptions = 0, 0
+    for r in range(runs):
+        lo = r * stride
+        have, prev = False, np.int64(0)
+        for i in range(lo, min(n, lo + SAMPLE_RUN)):
+            m, ok = _mantissa(np.float64(x[i]), kind, c, is32)
+            if not ok:
+                exceptions += 1
+                continue
+            if have:
+                d = m - prev
+                bits += bit_length(U64((d << 1) ^ (d >> 63)))
+            have, prev = True, m
+    return bits + exceptions * exception_bits, exceptions
+
+
+@njit(cache=True, nogil=True)
+def _floatbits_sample_cost(x, is32):
+    """The same estimate for the FLOATBITS mode (order-preserving words, order 1)."""
+    n = x.shape[0]
+    runs = min(SAMPLE_RUNS, (n + SAMPLE_RUN - 1) // SAMPLE_RUN)
+    stride = n // runs
+    bits = 0
+    for r in range(runs):
+        lo = r * stride
+        for i in range(lo + 1, min(n, lo + SAMPLE_RUN)):
+            d = np.int64(_ordered(x[i], is32) - _ordered(x[i - 1], is32))
+            bits += bit_length(U64((d << 1) ^ (d >> 63)))
+    return bits
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ordered(v, is32):
+    if is32:
+        b = U64(np.float32(v).view(np.uint32))
+        return (b ^ U64(0xFFFFFFFF)) if b >> U64(31) else (b | U64(1 << 31))
+    b = np.float64(v).view(np.uint64)
+    return ~b if b >> U64(63) else (b | U64(1 << 63))
+
+
+@njit(cache=True, nogil=True)
+def _power_of_two(x):
+    """The k that makes every sampled finite x an integer times 2^-k (the
+    place of its lowest set bit), within ±1000; 0 if there are none."""
+    n = x.shape[0]
+    k = -1100
+    step = max(1, n // (SAMPLE_RUNS * SAMPLE_RUN))
+    for i in range(0, n, step):
+        bits = np.float64(x[i]).view(np.uint64)
+        biased = np.int64((bits >> U64(52)) & U64(0x7FF))
+        mant = bits & U64((1 << 52) - 1)
+        if biased == 0x7FF or (biased == 0 and mant == U64(0)):     # ±inf, NaN, ±0
+            continue
+        if biased:
+            mant |= U64(1 << 52)
+        lowest = max(biased, 1) - 1075 + trailing_zeros(mant)
+        k = max(k, -lowest)
+    return 0 if k == -1100 else max(-1000, min(1000, k))
+
+
+@njit(cache=True, nogil=True)
+def choose(x, is32):
+    """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x."""
+    exception_bits = 16 + (32 if is32 else 64)
+    best_kind, best_c, best = DIVIDE, 1.0, np.int64(1) << 62
+    integer_cost = np.int64(-1)
+    for e in range(19):                 # decimals: the smallest exponent without exceptions
+        cost, exceptions = _sample_cost(x, DIVIDE, POW10[e], is32, exception_bits)
+        if cost < best:
+            best_kind, best_c, best = DIVIDE, POW10[e], cost
+        if exceptions == 0:
+            integer_cost = cost if e == 0 else integer_cost
+            break
+    for family in range(2):             # scaled integers
+        for e in range(1, 19):
+            c = INV10[e] if family == 0 else INV10_32[e]
+            cost, exceptions = _sample_cost(x, MULTIPLY, c, is32, exception_bits)
+            if cost < best:
+                best_kind, best_c, best = MULTIPLY, c, cost
+            if exceptions == 0:
+                break
+    c = 2.0 ** np.float64(-_power_of_two(x))          # fixed point
+    cost, _ = _sample_cost(x, MULTIPLY, c, is32, exception_bits)
+    if cost < best:
+        best_kind, best_c, best = MULTIPLY, c, cost
+    if integer_cost >= 0:               # integers: trailing zeros
+        for f in range(1, 19):
+            cost, exceptions = _sample_cost(x, MULTIPLY, POW10[f], is32, exception_bits)
+            if exceptions or cost >= integer_cost:
+                break
+            integer_cost = cost
+            if cost < best:
+                best_kind, best_c, best = MULTIPLY, POW10[f], cost
+    return best_kind, best_c, best, _floatbits_sample_cost(x, is32)
+
+
+@njit(cache=True, nogil=True)
+def mantissas(x, kind, c, is32):
+    """(words, exception positions): the mantissas as uint64 words, an
+    exception's word being the mantissa before it (the first one's: the
+    first mantissa), which costs the predictor nothing."""
+    n = x.shape[0]
+    words = np.empty(n, np.uint64)
+    positions = np.empty(n, np.int64)
+    count = 0
+    prev, first = np.int64(0), -1
+    for i in range(n):
+        m, ok = _mantissa(np.float64(x[i]), kind, c, is32)
+        if ok:
+            prev = m
+            if first < 0:
+                first = i
+        else:
+            positions[count] = i
+            count += 1
+        words[i] = U64(prev)
+    if first > 0:
+        words[:first] = words[first]
+    return words, positions[:count]
+
+
+# --- decoding (the engine's kernels) --------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _read_u32(buf, pos):
+    return (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8) | (np.int64(buf[pos + 2]) << 16)
+            | (np.int64(buf[pos + 3]) << 24))
+
+
+@njit(cache=True, nogil=True)
+def _read_u64(buf, pos):
+    v = U64(0)
+    for i in range(8):
+        v |= U64(buf[pos + i]) << U64(8 * i)
+    return v
+
+
+@njit(cache=True, nogil=True)
+def mantissa_start(buf, start, end, n, is32):
+    """Check an ALP section's header and exceptions (buf[start:end]); return
+    where its mantissa section starts, or a negative status.  After this,
+    :func:`finish` reads only checked bytes."""
+    if start + HEADER_BYTES > end:
+        return ERR_TRUNCATED
+    kind = buf[start]
+    c = U64(_read_u64(buf, start + 1)).view(np.float64)
+    if kind > MULTIPLY or not (c > 0.0 and c < np.inf):
+        return ERR_BAD_CODE
+    count = _read_u32(buf, start + 9)
+    width = 4 if is32 else 8
+    if count > n:
+        return ERR_LENGTH
+    pos = start + HEADER_BYTES
+    if count * (2 + width) > end - pos:
+        return ERR_TRUNCATED
+    last = -1
+    for j in range(count):          # strictly increasing, inside the block
+        at = np.int64(buf[pos + 2 * j]) | (np.int64(buf[pos + 2 * j + 1]) << 8)
+        if at <= last or at >= n:
+            return ERR_BAD_CODE
+        last = at
+    return pos + count * (2 + width)
+
+
+@njit(cache=True, nogil=True)
+def finish(buf, start, n, is32, row):
+    """In place: row[:n], the mantissas in float64 (as the integer decoder
+    writes them), to the values; then the exceptions.  The section at
+    ``start`` passed :func:`mantissa_start`."""
+    kind = buf[start]
+    c = U64(_read_u64(buf, start + 1)).view(np.float64)
+    if kind == DIVIDE:
+        if is32:
+            for i in range(n):
+                row[i] = np.float64(np.float32(row[i] / c))
+        else:
+            for i in range(n):
+                row[i] = row[i] / c
+    else:
+        if is32:
+            for i in range(n):
+                row[i] = np.float64(np.float32(row[i] * c))
+        else:
+            for i in range(n):
+                row[i] = row[i] * c
+    count = _read_u32(buf, start + 9)
+    pos = start + HEADER_BYTES
+    values = pos + 2 * count
+    for j in range(count):
+        at = np.int64(buf[pos + 2 * j]) | (np.int64(buf[pos + 2 * j + 1]) << 8)
+        if is32:
+            bits = np.uint32(_read_u32(buf, values + 4 * j))
+            row[at] = np.float64(bits.view(np.float32))
+        else:
+            row[at] = U64(_read_u64(buf, values + 8 * j)).view(np.float64)
+
+
+# --- encoding (Python side) ------------------------------------------------------------
+
+def section_header(kind: int, c: float, positions: np.ndarray, x: np.ndarray) -> bytes:
+    """Kind, c, the exception count, positions (u16) and IEEE bits of an ALP section."""
+    bits = x.view(np.uint32 if x.dtype == np.float32 else np.uint64)[positions]
+    return b"".join([bytes([kind]), np.float64(c).tobytes(), len(positions).to_bytes(4, "little"),
+                     positions.astype("<u2").tobytes(), bits.astype(bits.dtype.newbyteorder("<")).tobytes()])
+
+
+def _floatbits_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
+    if x.dtype == np.float32:
+        words = floatbits_words(x.view(np.uint32).astype(np.uint64), SIGN32)
+    else:
+        words = floatbits_words(x.view(np.uint64), SIGN64)
+    section, codec_bits = encode_words(words, False)
+    return section, codec_bits | FLOATBITS, 0
+
+
+def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
+    """(section, codec byte, decimal exponent) of a float column (version 1),
+    ``encode_words(words, signed)`` coding integer columns (block.py's):
+    DECIMAL when every value is an exact decimal of at most 9 places (the
+    bytes older readers know), else ALP, or FLOATBITS when the sample says
+    the bit patterns are cheaper or the exceptions made ALP the bigger one."""
+    is32 = x.dtype == np.float32
+    kind, c, cost, floatbits_cost = choose(x, is32)
+    if floatbits_cost < cost:
+        return _floatbits_section(x, encode_words)
+    words, positions = mantissas(x, kind, c, is32)
+    if not len(positions) and kind == DIVIDE and c <= 1e9:
+        section, codec_bits = encode_words(words, True)
+        return section, codec_bits | DECIMAL, int(np.rint(np.log10(c)))
+    section, codec_bits = encode_words(words, True)
+    section = section_header(kind, c, positions, x) + section
+    if len(positions) * 32 > len(x):    # many exceptions: the bit patterns may be smaller
+        other = _floatbits_section(x, encode_words)
+        if len(other[0]) < len(section):
+            return other
+    return section, codec_bits | ALP, 0

@@ -1,0 +1,254 @@
+"""Float channels: the ALP mode (codec/alp.py, docs/format.md §3) and its
+fallbacks.  Every float that goes in comes out bit for bit (NaN payloads,
+±inf, −0.0, subnormals); the engine's kernels, the numpy tier and
+decode_block agree value for value; damaged ALP sections give a status, never
+a read outside the section; queries over float channels equal numpy."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from samples import make_cache
+from test_decoder import engine_rows
+
+from sensorq.codec import alp, npdecode
+from sensorq.codec.block import _encode_words, decode_block, encode_block, parse_block
+from sensorq.codec.codes import DECIMAL, FLOATBITS, OK
+from sensorq.codec.intcodec import decode_column
+from sensorq.codec.transforms import float_words
+from sensorq.errors import CorruptDataError
+
+SETTINGS = settings(max_examples=120, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+MODE = DECIMAL | FLOATBITS
+
+
+@st.composite
+def float_columns(draw, n=None):
+    """Float columns of the kinds sensors produce, with every special value
+    mixed in: arbitrary bit patterns (NaN payloads included), decimals of
+    0-12 places, integers scaled by 0.001 (float64 products), fixed point."""
+    dtype = np.dtype(draw(st.sampled_from(["float32", "float64"])))
+    n = n or draw(st.one_of(st.integers(1, 40), st.integers(1, 5000)))
+    kind = draw(st.sampled_from(["bits", "decimal", "scaled", "fixed", "mixed"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    walk = np.cumsum(rng.integers(-50, 51, n))
+    if kind == "bits":
+        uint = np.uint32 if dtype == np.float32 else np.uint64
+        x = draw(hnp.arrays(uint, n, elements=hnp.from_dtype(np.dtype(uint)))).view(dtype)
+    elif kind == "decimal":
+        x = np.round(walk / 10.0 ** draw(st.integers(0, 12)), 12).astype(dtype)
+    elif kind == "scaled":
+        x = (walk * 0.001).astype(dtype)
+    elif kind == "fixed":
+        x = (walk * 2.0 ** -draw(st.integers(0, 30))).astype(dtype)
+    else:
+        x = (walk * 0.01).astype(dtype)       # decimals, a fifth of them full-precision outliers
+        outliers = rng.random(n) < 0.2
+        x[outliers] = (rng.normal(0, 1, n) * 10.0 ** rng.integers(-30, 30, n))[outliers]
+    specials = np.array([np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0, 5e-324, -2.5e-310, 1e-40,
+                         np.finfo(dtype).max, np.finfo(dtype).tiny / 4], dtype)
+    payload_nan = np.array([0x7FF0000000000001, 0xFFF8DEADBEEF0001], np.uint64).view(np.float64)
+    specials = np.concatenate([specials, payload_nan.astype(dtype) if dtype == np.float64 else
+                               np.array([0x7F800001, 0xFFC0BEEF], np.uint32).view(np.float32)])
+    picks = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, len(specials) - 1)),
+                          max_size=draw(st.sampled_from([0, 3, n]))))
+    for at, which in picks:
+        x[at] = specials[which]
+    return np.ascontiguousarray(x)
+
+
+def timestamps(n: int) -> np.ndarray:
+    return 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64) * 10_000_000
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+# --- round trips -----------------------------------------------------------------------
+
+@SETTINGS
+@given(float_columns(), st.sampled_from(["compact", "fast"]))
+def test_every_float_comes_back_bit_for_bit(x, codec):
+    buf = encode_block(timestamps(len(x)), [x, x[::-1].copy()], codec=codec)
+    _, (a, b) = decode_block(buf)
+    assert same_bits(a, x) and same_bits(b, x[::-1])
+
+
+@SETTINGS
+@given(float_columns(), st.sampled_from(["compact", "fast"]), st.booleans())
+def test_kernels_numpy_tier_and_decode_block_agree(x, codec, read_only):
+    buf = encode_block(timestamps(len(x)), [x], codec=codec)
+    status, _, rows = engine_rows(buf, read_only)
+    assert status == OK
+    _, (want,) = decode_block(buf)
+    assert rows[0].tobytes() == want.astype(np.float64).tobytes()
+    info = parse_block(buf)
+    start = int(info.section_offsets()[1])
+    end = start + int(info.entries["data_len"][0])
+    codec_byte = int(info.entries["codec"][0])
+    raw = np.frombuffer(buf, np.uint8)
+    if codec_byte & MODE == MODE:
+        status, values = npdecode.alp_values(raw, start, end, len(x), codec_byte, x.dtype)
+        assert status == OK and same_bits(values, x)
+
+
+def test_real_decimals_stay_in_the_decimal_mode_older_readers_know():
+    """Decimals of at most 9 places without specials: the DECIMAL section, as
+    the transform of earlier versions wrote it, byte for byte."""
+    x = np.round(np.random.default_rng(3).normal(20, 3, 4096), 2)
+    info = parse_block(buf := encode_block(timestamps(len(x)), [x]))
+    mode, exponent, words = float_words(x)
+    section, codec_bits = _encode_words(words, True, True)
+    assert int(info.entries["codec"][0]) == codec_bits | DECIMAL == codec_bits | mode
+    assert int(info.entries["dexp"][0]) == exponent == 2
+    start = int(info.section_offsets()[1])
+    assert buf[start:start + len(section)] == section
+
+
+def test_an_alp_section_byte_by_byte():
+    """Daphnet-like mg × 0.001 in float64, one NaN: kind 1 (multiply), c =
+    0.001, one exception at position 2 with the NaN's bits, then the mantissas."""
+    mg = np.array([1000, 1010, 0, -990, 5, 7, 1001, 999] * 8, np.int64)
+    x = mg * 0.001
+    x[2] = np.nan
+    buf = encode_block(timestamps(len(x)), [x], codec="fast")
+    info = parse_block(buf)
+    assert int(info.entries["codec"][0]) & MODE == MODE
+    start = int(info.section_offsets()[1])
+    head = buf[start:start + 13 + 2 + 8]
+    assert head[0] == alp.MULTIPLY
+    assert np.frombuffer(head[1:9], "<f8")[0] == 0.001
+    assert int.from_bytes(head[9:13], "little") == 1
+    assert int.from_bytes(head[13:15], "little") == 2
+    assert head[15:23] == x[2:3].tobytes()
+    mantissas = mg.copy()
+    mantissas[2] = mantissas[1]          # an exception repeats the mantissa before it
+    section, bits = _encode_words(mantissas.view(np.uint64), True, False)
+    assert buf[start + 23:start + 23 + len(section)] == section
+    assert int(info.entries["codec"][0]) == bits | MODE
+
+
+def test_values_with_ten_decimals_are_not_raw_bits():
+    """The issue's recording: values that need 10 decimal places (more than
+    DECIMAL's 9) take ALP, well under the raw bits' 8 bytes."""
+    rng = np.random.default_rng(10)
+    x = np.round(0.5 + np.cumsum(rng.normal(0, 5e-5, 4096)), 10)
+    buf = encode_block(timestamps(len(x)), [x])
+    info = parse_block(buf)
+    assert int(info.entries["codec"][0]) & MODE == MODE
+    assert info.entries["data_len"][0] < 0.45 * x.nbytes
+    assert same_bits(decode_block(buf)[1][0], x)
+
+
+def test_true_doubles_fall_back_to_the_bit_patterns():
+    x = np.random.default_rng(1).normal(0, 1, 4096)
+    info = parse_block(encode_block(timestamps(len(x)), [x]))
+    assert int(info.entries["codec"][0]) & MODE == FLOATBITS
+
+
+# --- damage -----------------------------------------------------------------------------
+
+def _alp_block(rng_seed: int = 0):
+    rng = np.random.default_rng(rng_seed)
+    x = np.cumsum(rng.integers(-50, 51, 300)) * 0.001
+    x[[3, 50, 51, 299]] = [np.nan, np.inf, -0.0, 1e300]
+    buf = bytearray(encode_block(timestamps(len(x)), [x], codec="fast"))
+    info = parse_block(bytes(buf))
+    assert int(info.entries["codec"][0]) & MODE == MODE
+    return buf, int(info.section_offsets()[1]), int(info.entries["data_len"][0]), len(x)
+
+
+def _reseal(buf: bytearray) -> bytes:
+    """Recompute the CRC, so that the damage gets past parse_block to the decoders."""
+    buf[-4:] = zlib.crc32(bytes(buf[:-4])).to_bytes(4, "little")
+    return bytes(buf)
+
+
+def _all_decoders_fail_alike(buf: bytes, start: int, length: int, n: int):
+    status, _, _ = engine_rows(buf, True)
+    info = parse_block(buf)
+    codec = int(info.entries["codec"][0])
+    raw = np.frombuffer(buf, np.uint8)
+    np_status, _ = npdecode.alp_values(raw, start, start + length, n, codec, np.float64)
+    return status, np_status
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_damaged_exception_sections_give_a_status(data):
+    buf, start, length, n = _alp_block()
+    at = start + data.draw(st.integers(0, 13 + 4 * 10 - 1))     # header, positions, bits
+    buf[at] = data.draw(st.integers(0, 255))
+    damaged = _reseal(buf)
+    status, np_status = _all_decoders_fail_alike(damaged, start, length, n)
+    assert status == np_status
+    if status == OK:                     # damage that still decodes: the same values everywhere
+        _, rows = engine_rows(damaged, True)[1:]
+        assert rows[0].tobytes() == decode_block(damaged)[1][0].tobytes()
+    else:
+        with pytest.raises(CorruptDataError):
+            decode_block(damaged)
+
+
+@pytest.mark.parametrize("field, value, status", [
+    (0, b"\x02", -2),                                     # kind 2 is not defined
+    (1, np.float64(0.0).tobytes(), -2),                   # c = 0
+    (1, np.float64(np.nan).tobytes(), -2),                # c = NaN
+    (1, np.float64(-0.001).tobytes(), -2),                # c < 0
+    (9, (301).to_bytes(4, "little"), -4),                 # more exceptions than values
+    (9, (200).to_bytes(4, "little"), -1),                 # exceptions run past the section
+    (9, (2**32 - 1).to_bytes(4, "little"), -4),
+    (13, (300).to_bytes(2, "little"), -2),                # a position past the block
+    (15, (3).to_bytes(2, "little"), -2),                  # positions not increasing
+])
+def test_each_bad_field_is_caught(field, value, status):
+    buf, start, length, n = _alp_block()
+    buf[start + field:start + field + len(value)] = value
+    damaged = _reseal(buf)
+    assert _all_decoders_fail_alike(damaged, start, length, n) == (status, status)
+    with pytest.raises(CorruptDataError):
+        decode_block(damaged)
+
+
+def test_a_section_cut_short_gives_a_status():
+    buf, start, length, n = _alp_block()
+    raw = np.frombuffer(bytes(buf), np.uint8)
+    info = parse_block(bytes(buf))
+    codec = int(info.entries["codec"][0])
+    words, scratch = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    for cut in range(length):
+        status, _ = npdecode.alp_values(raw, start, start + cut, n, codec, np.float64)
+        begin = alp.mantissa_start(raw, start, start + cut, n, False)
+        if begin >= 0:     # the exceptions are whole: the mantissas are cut
+            begin = decode_column(raw, begin, start + cut, n, codec, words, scratch)
+        assert status < 0 and begin < 0, cut
+
+
+# --- queries ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["compiled", "interpreted"])
+def test_queries_over_float_channels_match_numpy(tmp_path, monkeypatch, engine):
+    monkeypatch.setenv("SENSORQ_ENGINE", engine)
+    rng = np.random.default_rng(8)
+    n = 3000
+    t = 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64) * 10_000_000
+    a = np.cumsum(rng.integers(-40, 41, n)).astype(np.int16)
+    b = rng.integers(1500, 3500, n).astype(np.int32)
+    f = np.cumsum(rng.integers(-30, 31, n)) * 0.001          # mg x 0.001: ALP, multiply
+    f[rng.random(n) < 0.03] = np.nan
+    f[[10, 20]] = [np.inf, -0.0]
+    with make_cache(tmp_path, t, a, b, f) as cache:
+        finite = f[np.isfinite(f)]
+        assert cache.query("count where f > 0.01V").value == (f > 0.01).sum()
+        assert cache.query("max f").value == np.nanmax(f)
+        assert cache.query("min f").value == np.nanmin(f)
+        assert cache.query("count where f < 0V").value == (f < 0).sum()
+        assert cache.query("avg f where f < 1000V").value == pytest.approx(finite.mean(), rel=1e-12)
