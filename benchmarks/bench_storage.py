@@ -18,12 +18,24 @@ framing), and for reference zstd -19 and pcodec over the raw int16 values alone
 the whole append + flush path.  Decode is measured twice, on one core: through
 ``decode_block`` (the Python API, one call per block) and through the engine's
 block decoder in one compiled loop (timestamps to int64, channels to float64:
-what every query kernel pays per sample).
+what every query kernel pays per sample; the fastest of many runs, the machine
+being shared).
+
+``compact`` is the default codec: Rice only where it saves more than its
+decode time is worth (intcodec.RICE_DECODE_COST bits a value).  The row
+"compact, Rice wherever smaller" is the compact encoder before that price
+(RICE_DECODE_COST = 0), for comparison; both are read by the same decoder.
+The ratio columns put the default's bytes next to pcodec's and its decode
+rate next to fast's.  The ingest table writes rows of 3 int16 channels and ns
+timestamps to a durable store, next to pyarrow's Parquet writer (zstd level
+1, delta-packed timestamps, fsync'd).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +48,7 @@ import sensorq
 from sensorq import Channel
 from numba import njit
 
+from sensorq.codec import intcodec
 from sensorq.codec.block import decode_block
 from sensorq.engine.kernels import decode_rows
 from sensorq.engine.layout import build_layouts
@@ -45,9 +58,30 @@ try:
     from pcodec import ChunkConfig, standalone as pcodec_standalone
 except ImportError:           # optional: the bench extra installs it
     pcodec_standalone = None
+try:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+except ImportError:           # optional
+    pa = None
 
-VARIANTS = [("compact", "none"), ("compact", "zstd"), ("compact", "auto"), ("fast", "none"),
-            ("fast", "zstd")]
+# (codec, zstd layer); "compact-anyrice" is the compact encoder taking Rice
+# wherever it is smaller (RICE_DECODE_COST 0: the default before)
+VARIANTS = [("compact", "none"), ("compact-anyrice", "none"), ("compact", "zstd"), ("compact", "auto"),
+            ("fast", "none"), ("fast", "zstd")]
+MIN_TIMED_SECONDS = 0.3       # decode: run at least this long, keep the fastest run
+
+
+@contextlib.contextmanager
+def codec_variant(codec: str):
+    """(stream codec) for a VARIANTS codec name: the Rice price of the
+    compact encoder set for the duration."""
+    saved = intcodec.RICE_DECODE_COST
+    if codec == "compact-anyrice":
+        intcodec.RICE_DECODE_COST = 0.0
+    try:
+        yield "compact" if codec.startswith("compact") else codec
+    finally:
+        intcodec.RICE_DECODE_COST = saved
 
 
 def daphnet():
@@ -77,14 +111,33 @@ def store(tmp: Path, t, cols, names, codec: str, compression: str):
     """Append + flush into a fresh cache; (seconds, stored bytes, cache path)."""
     path = tmp / f"{codec}-{compression}"
     shutil.rmtree(path, ignore_errors=True)
-    start = time.perf_counter()
-    with sensorq.open(path, create=True, capacity="1GiB", compression=compression) as cache:
-        cache.create_stream("s", [Channel(n, str(c.dtype)) for n, c in zip(names, cols)], codec=codec)
-        cache.append("s", t, cols)
-        cache.flush()
-        seconds = time.perf_counter() - start
-        stored = cache.info()["streams"]["s"]["bytes"]
+    with codec_variant(codec) as stream_codec:
+        start = time.perf_counter()
+        with sensorq.open(path, create=True, capacity="1GiB", compression=compression) as cache:
+            cache.create_stream("s", [Channel(n, str(c.dtype)) for n, c in zip(names, cols)],
+                                codec=stream_codec)
+            cache.append("s", t, cols)
+            cache.flush()
+            seconds = time.perf_counter() - start
+            stored = cache.info()["streams"]["s"]["bytes"]
     return seconds, stored, path
+
+
+def parquet_store(tmp: Path, t, cols, names) -> tuple[float, int]:
+    """pyarrow's Parquet writer, as the issue measured it: zstd level 1,
+    delta-packed timestamps, written and fsync'd; (seconds, bytes)."""
+    path = tmp / "peer.parquet"
+    start = time.perf_counter()
+    table = pa.table({"t": t, **dict(zip(names, cols))})
+    pq.write_table(table, path, compression="zstd", compression_level=1, use_dictionary=False,
+                   column_encoding={"t": "DELTA_BINARY_PACKED"})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - start
+    return seconds, path.stat().st_size
 
 
 def warm_up(tmp: Path) -> None:
@@ -128,13 +181,18 @@ def _decode_everything(buf, lay_t, lay_c):
 
 
 def kernel_decode_rate(path: Path, repeat: int) -> float:
-    """M samples/s of the engine's block decoder over every block, one core (best of ``repeat``)."""
+    """M samples/s of the engine's block decoder over every block, one core:
+    the fastest run of as many as fill MIN_TIMED_SECONDS x ``repeat`` (a small
+    data set takes microseconds: one run is noise on a shared machine)."""
     with sensorq.open(path, readonly=True) as cache:
         index = cache.blocks("s")
         layouts = build_layouts(index, np.arange(index.entries.shape[1]))
         samples = int(index.n_samples.sum()) * index.entries.shape[1]
         best = float("inf")
-        for _ in range(repeat + 1):                 # the first run loads the kernel
+        for lay in layouts:                          # loads the kernel
+            _decode_everything(lay.buf, lay.lay_t, lay.lay_c)
+        until = time.perf_counter() + MIN_TIMED_SECONDS * repeat
+        while time.perf_counter() < until:
             start = time.perf_counter()
             for lay in layouts:
                 _decode_everything(lay.buf, lay.lay_t, lay.lay_c)
@@ -163,7 +221,8 @@ def bench_dataset(tmp: Path, dataset, repeat: int) -> list[tuple]:
         for _ in range(repeat - 1):                 # best of repeat for the ingest rate
             seconds = min(seconds, store(tmp, t, cols, names, codec, compression)[0])
         layer = {"none": "no zstd", "zstd": "+ zstd", "auto": "+ zstd if >=5% (auto)"}[compression]
-        rows.append((label, f"sensorq {codec} {layer}", stored / samples,
+        name = "compact, Rice wherever smaller" if codec == "compact-anyrice" else codec
+        rows.append((label, f"sensorq {name} {layer}", stored / samples,
                      samples / seconds / 1e6, decode_rate(path, repeat), kernel_decode_rate(path, repeat)))
         shutil.rmtree(path, ignore_errors=True)
     for name, size in reference_sizes(cols).items():
@@ -202,26 +261,74 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def ingest_table(tmp: Path, rows: int, repeat: int) -> list[tuple]:
+    """Rows/s into a durable store, 3 int16 channels + ns timestamps: the
+    default codec, fast, and pyarrow's Parquet writer (best of ``repeat``)."""
+    label, t, cols, names = synthetic(rows)
+    out = []
+    for codec in ("compact", "compact-anyrice", "fast"):
+        seconds, stored, path = min(store(tmp, t, cols, names, codec, "none") for _ in range(repeat))
+        shutil.rmtree(path, ignore_errors=True)
+        name = "compact, Rice wherever smaller" if codec == "compact-anyrice" else codec
+        out.append((f"sensorq {name}", rows / seconds / 1e6, stored / rows))
+    if pa is not None:
+        seconds, size = min(parquet_store(tmp, t, cols, names) for _ in range(repeat))
+        out.append(("Parquet (pyarrow, zstd 1)", rows / seconds / 1e6, size / rows))
+    return out
+
+
+def print_storage(rows) -> None:
+    print(f"{'data':<24} {'storage':<42} {'B/sample':>9} {'ingest M/s':>11} {'decode_block M/s':>17} "
+          f"{'kernel decode M/s':>18}")
+    for label, name, size, ingest, decode, kernel in rows:
+        print(f"{label:<24} {name:<42} {fmt(size, '9.3f')} {fmt(ingest, '11.1f')} {fmt(decode, '17.1f')} "
+              f"{fmt(kernel, '18.1f')}")
+    print()
+    print("the default codec (compact, no zstd) next to its peers, per data set:")
+    print(f"{'data':<24} {'B/sample':>9} {'/ pcodec':>9} {'/ zstd -19':>11} {'/ compact before':>17} "
+          f"{'decode G/s':>11} {'/ fast':>7} {'/ compact before':>17}")
+    for label in dict.fromkeys(r[0] for r in rows):
+        by_name = {r[1]: r for r in rows if r[0] == label}
+        default = by_name["sensorq compact no zstd"]
+        before = by_name["sensorq compact, Rice wherever smaller no zstd"]
+        fast = by_name["sensorq fast no zstd"]
+        pcodec = by_name["pcodec raw (values only)"][2]
+        zstd19 = by_name["zstd -19 raw (values only)"][2]
+        print(f"{label:<24} {default[2]:9.3f} {fmt(pcodec and default[2] / pcodec, '9.2f')} "
+              f"{default[2] / zstd19:11.2f} {default[2] / before[2]:17.2f} {default[5] / 1e3:11.2f} "
+              f"{default[5] / fast[5]:7.2f} {default[5] / before[5]:17.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3_333_334, help="rows of the synthetic set (x3 samples)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ingest-rows", type=int, default=10_000_000,
+                        help="rows of the ingest comparison (0: skip it)")
+    parser.add_argument("--no-demo", action="store_true", help="skip the zstd table of the demo data")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sensorq-bench-"))
     try:
         warm_up(tmp)
         rows = bench_dataset(tmp, daphnet(), args.repeat) + bench_dataset(tmp, synthetic(args.rows), args.repeat)
-        print(f"{'data':<24} {'storage':<38} {'B/sample':>9} {'ingest M/s':>11} {'decode_block M/s':>17} "
-              f"{'kernel decode M/s':>18}")
-        for label, name, size, ingest, decode, kernel in rows:
-            print(f"{label:<24} {name:<38} {fmt(size, '9.3f')} {fmt(ingest, '11.1f')} {fmt(decode, '17.1f')} "
-                  f"{fmt(kernel, '18.1f')}")
-        print()
-        print("zstd level 3 over sealed compact blocks, demo data (bytes on disk incl. framing)")
-        print(f"{'stream':<8} {'blocks':>7} {'>=5% saved':>11} {'none':>11} {'auto':>11} {'zstd':>11} "
-              f"{'median gain':>12}")
-        for name, blocks, helped, none, auto, zstd_bytes, gain in demo_zstd_table(tmp):
-            print(f"{name:<8} {blocks:>7} {helped:>11} {none:>11,} {auto:>11,} {zstd_bytes:>11,} {gain:>12.1%}")
+        print_storage(rows)
+        if args.ingest_rows:
+            print()
+            print(f"ingest, {args.ingest_rows:,} rows of 3 int16 channels + ns timestamps, one call, "
+                  f"durable (best of {args.repeat})")
+            table = ingest_table(tmp, args.ingest_rows, args.repeat)
+            peer = table[-1][1] if pa is not None else None
+            print(f"{'writer':<34} {'M rows/s':>9} {'/ Parquet':>10} {'B/row':>7}")
+            for name, rate, per_row in table:
+                print(f"{name:<34} {rate:9.2f} {fmt(peer and rate / peer, '10.2f')} {per_row:7.2f}")
+        if not args.no_demo:
+            print()
+            print("zstd level 3 over sealed compact blocks, demo data (bytes on disk incl. framing)")
+            print(f"{'stream':<8} {'blocks':>7} {'>=5% saved':>11} {'none':>11} {'auto':>11} {'zstd':>11} "
+                  f"{'median gain':>12}")
+            for name, blocks, helped, none, auto, zstd_bytes, gain in demo_zstd_table(tmp):
+                print(f"{name:<8} {blocks:>7} {helped:>11} {none:>11,} {auto:>11,} {zstd_bytes:>11,} "
+                      f"{gain:>12.1%}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -124,8 +124,12 @@ def _rice_bits(u, lo, hi, k):
 
 
 @njit(cache=True, nogil=True)
-def choose_mini_blocks(u, allow_rice, headers):
-    """Pick each mini-block's coding (header byte) and return the payload bits."""
+def choose_mini_blocks(u, rice_cost, headers):
+    """Pick each mini-block's coding (header byte) and return the payload bits.
+
+    ``rice_cost``: bits per value a Rice mini-block must save over bit-packing
+    to be taken (its price in decode time: a Rice value decodes several times
+    slower than a bit-packed one); negative: bit-packing only."""
     n = u.shape[0]
     total = 0
     for m in range((n + MINI_BLOCK - 1) // MINI_BLOCK):
@@ -140,12 +144,13 @@ def choose_mini_blocks(u, allow_rice, headers):
         width = bit_length(biggest)
         best_bits = (hi - lo) * width
         header = width
-        if allow_rice and width > 1:
+        if rice_cost >= 0.0 and width > 1:
             mean /= hi - lo
             estimate = bit_length(U64(mean)) - 1 if mean >= 1.0 else 0
+            bar = best_bits - rice_cost * (hi - lo)
             for k in range(max(0, estimate - 1), min(63, estimate + 2)):
                 bits = _rice_bits(u, lo, hi, k)
-                if bits >= 0 and bits < best_bits:
+                if bits >= 0 and bits < bar and (header < 0x80 or bits < best_bits):
                     best_bits = bits
                     header = 0x80 | k
         headers[m] = header
@@ -154,19 +159,19 @@ def choose_mini_blocks(u, allow_rice, headers):
 
 
 @njit(cache=True, nogil=True)
-def _payload_bytes(s, order, allow_rice, u, headers):
+def _payload_bytes(s, order, rice_cost, u, headers):
     n = s.shape[0]
     residuals(s, order, u)
-    bits = choose_mini_blocks(u, allow_rice, headers)
+    bits = choose_mini_blocks(u, rice_cost, headers)
     return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
 
 
 @njit(cache=True, nogil=True)
-def _exact_best_order(s, allow_rice, u, headers):
+def _exact_best_order(s, rice_cost, u, headers):
     """The predictor order with the smallest payload (ties: the smaller order)."""
     best_order, best_bytes = 0, -1
     for order in range(3):
-        size = _payload_bytes(s, order, allow_rice, u, headers)
+        size = _payload_bytes(s, order, rice_cost, u, headers)
         if best_bytes < 0 or size < best_bytes:
             best_order, best_bytes = order, size
     return best_order, best_bytes
@@ -188,24 +193,24 @@ def _guess_order(s):
 
 
 @njit(cache=True, nogil=True)
-def _best_order(s, exact, allow_rice, u, headers):
+def _best_order(s, exact, rice_cost, u, headers):
     """(order, payload bytes): exact for the fast codec (its bytes are
     specified), estimated for the compact one."""
     if exact:
-        return _exact_best_order(s, allow_rice, u, headers)
+        return _exact_best_order(s, rice_cost, u, headers)
     order = _guess_order(s)
-    return order, _payload_bytes(s, order, allow_rice, u, headers)
+    return order, _payload_bytes(s, order, rice_cost, u, headers)
 
 
 # --- encoding ------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _write_payload(s, order, allow_rice, u, headers, out, pos):
+def _write_payload(s, order, rice_cost, u, headers, out, pos):
     """Header bytes then the bit stream for sequence s; returns the end offset."""
     n = s.shape[0]
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     residuals(s, order, u)
-    choose_mini_blocks(u, allow_rice, headers)
+    choose_mini_blocks(u, rice_cost, headers)
     for m in range(n_mini):
         out[pos + m] = np.uint8(headers[m])
     byte_pos, acc, n_acc = pos + n_mini, ZERO, 0
@@ -269,9 +274,30 @@ def _dictionary(y):
     return entries, ranks
 
 
+# The price of a Rice mini-block's decode time, in bits per value: the encoder
+# takes Rice only where it saves more than this over bit-packing.  Rice is a
+# serial chain (each codeword's position depends on the one before: ~1.2 ns
+# a value on the development machine, ~2.5 cycles at its ~2 GHz), bit-packing
+# a vector kernel (~0.35 ns a value), so Rice pays its way only where it
+# saves much.  1.6 keeps the Daphnet recording under pcodec's bytes (0.92
+# B/sample in the cache against 0.94) and decodes it 1.7x faster than Rice
+# wherever smaller (0.0, the compact codec before; 0.83 B/sample); see
+# docs/format.md §3 and benchmarks/bench_storage.py.
+RICE_DECODE_COST = 1.6
+
+
 @njit(cache=True, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
+    """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
+    return encode_column_costed(words, signed, allow_dict,
+                                RICE_DECODE_COST if allow_rice else -1.0, out, pos)
+
+
+@njit(cache=True, nogil=True)
+def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos):
     """Write the column section for ``words`` (uint64) at out[pos:].
+
+    ``rice_cost``: see :func:`choose_mini_blocks` (negative: no Rice).
 
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
@@ -287,17 +313,17 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     u = np.empty(n, np.uint64)
     headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
     exact = not allow_dict
-    order, size = _best_order(y, exact, allow_rice, u, headers)
+    order, size = _best_order(y, exact, rice_cost, u, headers)
     entries, ranks = _dictionary(y) if allow_dict else (y[:0], y[:0])
     if entries.shape[0]:
-        dict_bytes = _dictionary_bytes(entries, allow_rice)
+        dict_bytes = _dictionary_bytes(entries, rice_cost)
         if dict_bytes < size:
-            dict_order, dict_size = _best_order(ranks, exact, allow_rice, u, headers)
+            dict_order, dict_size = _best_order(ranks, exact, rice_cost, u, headers)
             if dict_bytes + dict_size < size:
-                pos = _write_dictionary(entries, allow_rice, out, pos)
-                end = _write_payload(ranks, dict_order, allow_rice, u, headers, out, pos)
+                pos = _write_dictionary(entries, rice_cost, out, pos)
+                end = _write_payload(ranks, dict_order, rice_cost, u, headers, out, pos)
                 return end, dict_order | DICT
-    return _write_payload(y, order, allow_rice, u, headers, out, pos), order
+    return _write_payload(y, order, rice_cost, u, headers, out, pos), order
 
 
 @njit(cache=True, nogil=True)
@@ -311,7 +337,7 @@ def dictionary_gaps(entries):
 
 
 @njit(cache=True, nogil=True)
-def _write_dictionary(entries, allow_rice, out, pos):
+def _write_dictionary(entries, rice_cost, out, pos):
     """u32 count, then the entries' gaps as a predictor-0 payload."""
     n_entries = entries.shape[0]
     for i in range(4):
@@ -319,15 +345,15 @@ def _write_dictionary(entries, allow_rice, out, pos):
     gaps = dictionary_gaps(entries)
     u = np.empty(n_entries, np.uint64)
     headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
-    return _write_payload(gaps, 0, allow_rice, u, headers, out, pos + 4)
+    return _write_payload(gaps, 0, rice_cost, u, headers, out, pos + 4)
 
 
 @njit(cache=True, nogil=True)
-def _dictionary_bytes(entries, allow_rice):
+def _dictionary_bytes(entries, rice_cost):
     gaps = dictionary_gaps(entries)
     n_entries = gaps.shape[0]
     headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
-    bits = choose_mini_blocks(gaps, allow_rice, headers)
+    bits = choose_mini_blocks(gaps, rice_cost, headers)
     return 4 + headers.shape[0] + (bits + 7) // 8
 
 
