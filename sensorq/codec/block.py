@@ -18,7 +18,8 @@ from .exact import encode_section, max_short_section_bytes
 from .header import (ALL_VERSIONS, CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION,  # noqa: F401
                      HEADER_DTYPE, FLOAT_CODES, HEADER_SIZE, MAGIC, MAX_CHANNELS, BlockInfo,
                      parse_block)
-from .npdecode import floatbits_values
+from .alp import ALP, encode_float_section
+from .npdecode import alp_values, floatbits_values
 from . import intcodec
 from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, encode_column_costed,
                        max_section_bytes)
@@ -93,10 +94,14 @@ def _encode_channel(column: np.ndarray, n: int, compact: bool, version: int = 1)
     entry = np.zeros((), ENTRY_DTYPE)
     entry["dtype"] = dtype_code
     if dtype_code in FLOAT_CODES:
-        mode, exponent, words = float_words(column)
         stats = float_stats(column)
-        entry["dexp"] = exponent
         stat_values = np.array(stats[4:], np.float64).view(np.int64)
+        if version == 1:        # ALP or its fallbacks (alp.py); version 2 as the device writes it
+            section, entry["codec"], entry["dexp"] = encode_float_section(
+                column, lambda words, signed: _encode_words(words, signed, compact))
+            return section, _fill_entry(entry, section, stats, stat_values)
+        mode, exponent, words = float_words(column)
+        entry["dexp"] = exponent
     else:
         values = column.astype(np.int64)
         mode, words = 0, values.view(np.uint64)
@@ -107,11 +112,15 @@ def _encode_channel(column: np.ndarray, n: int, compact: bool, version: int = 1)
     else:
         section, codec_bits = _encode_words(words, mode != FLOATBITS, compact)
     entry["codec"] = codec_bits | mode
+    return section, _fill_entry(entry, section, stats, stat_values)
+
+
+def _fill_entry(entry, section: bytes, stats, stat_values):
     entry["data_len"] = len(section)
     entry["count"], entry["flags"], entry["idx_min"], entry["idx_max"] = stats[:4]
     for name, value in zip(("min", "max", "first", "last", "sum", "sumsq"), stat_values):
         entry[name] = value
-    return section, entry
+    return entry
 
 
 # --- version 2 ------------------------------------------------------------------
@@ -169,8 +178,11 @@ def decode_verified(raw: np.ndarray, info: BlockInfo):
     time_values(words, n, info.t_first, info.tick, t)
     columns = []
     for i, e in enumerate(info.entries):
-        _decode_section(raw, starts[i + 1], int(e["data_len"]), n, int(e["codec"]), words, scratch,
-                        f"channel {i}")
+        start, end, codec = int(starts[i + 1]), int(starts[i + 1] + e["data_len"]), int(e["codec"])
+        if codec & ALP == ALP and int(e["dtype"]) in FLOAT_CODES:
+            columns.append(_alp_column(raw, start, end, n, codec, e, words, scratch, i))
+            continue
+        _decode_section(raw, start, end - start, n, codec, words, scratch, f"channel {i}")
         columns.append(_words_to_values(words, n, e))
     return t, columns
 
@@ -195,3 +207,18 @@ def _words_to_values(words: np.ndarray, n: int, entry) -> np.ndarray:
     values = np.empty(n, np.float64)
     float_values(words, n, DECIMAL, int(entry["dexp"]), dtype == np.float32, values)
     return values.astype(dtype)
+
+
+def _alp_column(raw, start, end, n, codec, entry, words, scratch, i):
+    """An ALP section: exceptions read by the numpy decoder, mantissas by the compiled one."""
+    dtype = np.dtype(DTYPE_BY_CODE[int(entry["dtype"])])
+
+    def mantissas(begin):
+        _decode_section(raw, begin, end - begin, n, codec, words, scratch, f"channel {i}")
+        return words[:n].view(np.int64)
+
+    status, values = alp_values(raw, start, end, n, codec, dtype, mantissas)
+    if status != OK:
+        raise CorruptDataError(f"block: channel {i} column does not decode (status {status})")
+    return values
+
