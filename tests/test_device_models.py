@@ -10,13 +10,15 @@ the Python engine's quantized path (sensorq.models).
   host scores;
 * the scorers alone on random and extreme codes, for every scikit-learn
   estimator the importer takes;
-* hostile bytes: the device refuses exactly what load_model refuses, and a
-  model both accept scores alike; the loader and scorers under ASan/UBSan
-  (SENSORQ_LONG_FAULTS=1: a longer campaign);
-* binding by channel name and type, other format versions, the output
-  stream's schema hash."""
+* device images (sensorq/device/image.py): binding on the host by channel
+  name and type, an image for another ring refused by its schema hash,
+  other versions, damage, each rule of the loader broken alone, mutated
+  images refused or scored; the loader and scorers under ASan/UBSan
+  (SENSORQ_LONG_FAULTS=1: a longer campaign); the output stream's schema
+  hash."""
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import struct
@@ -31,8 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sensorq
-from sensorq.device.models import (DeviceModel, device_channels, device_inputs, load_status, output_schema)
-from sensorq.device.native import DeviceLib, build_library, stream_cfg
+from sensorq.device.image import device_image, device_stream_schema, image_sections
+from sensorq.device.models import (DeviceModel, ModelStruct, device_channels, device_inputs, load_status,
+                                   output_schema)
+from sensorq.device.native import DeviceError, DeviceLib, build_library, stream_cfg
+from sensorq.errors import SensorqError
 from sensorq.models.features import compute_windows, feature_scales, make_pipeline
 from sensorq.models.format import encode_model, load_model
 from sensorq.models.model import MEAN, Feature, Input, ModelError, Pipeline
@@ -265,13 +270,14 @@ def test_scorers_equal_score_codes_on_random_and_extreme_codes(dev, kind, seed, 
         assert got.cls == cls
 
 
-# --- binding, versions, hostile bytes ---------------------------------------------------------
+# --- binding, versions, hostile images ---------------------------------------------------------
 
 def demo_model():
     return load_model((Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes())
 
 
 MOTION_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]
+MOTION_RING = [(n, "int16") for n in MOTION_CHANNELS]
 
 
 def recrc(data: bytes) -> bytes:
@@ -281,52 +287,109 @@ def recrc(data: bytes) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def test_binding_by_channel_name_and_type(dev):
-    blob = (Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()
-    cfg = stream_cfg(["int16"] * 6, 32)
-    assert load_status(dev, blob, cfg, MOTION_CHANNELS) == "SQ_OK"
-    assert load_status(dev, blob, cfg, MOTION_CHANNELS[::-1]) == "SQ_OK"          # any order
-    assert load_status(dev, blob, stream_cfg(["int16"] * 7, 32), ["t"] + MOTION_CHANNELS) == "SQ_OK"
-    renamed = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyro_z"]
-    assert load_status(dev, blob, cfg, renamed) == "SQ_ERR_MISMATCH"
+def ring_cfg(channels, block_samples=32):
+    return stream_cfg([d for _, d in channels], block_samples, schema=device_stream_schema(channels))
+
+
+def test_binding_on_the_host_by_channel_name_and_type(dev):
+    """The host binds a model's inputs to the ring's channels (any order,
+    extra channels) and names an input it cannot bind; the device refuses an
+    image made for another ring (its schema hash) with SQ_ERR_MISMATCH."""
+    model = demo_model()
+    for ring in (MOTION_RING, MOTION_RING[::-1], [("t", "int32")] + MOTION_RING):
+        assert load_status(dev, device_image(model, ring), ring_cfg(ring)) == "SQ_OK"
+    renamed = MOTION_RING[:5] + [("gyro_z", "int16")]
+    with pytest.raises(SensorqError, match="'gyr_z' is not a channel"):
+        device_image(model, renamed)
+    assert load_status(dev, device_image(model, MOTION_RING), ring_cfg(MOTION_RING[::-1])) == "SQ_ERR_MISMATCH"
+    assert load_status(dev, device_image(model, MOTION_RING), ring_cfg(renamed)) == "SQ_ERR_MISMATCH"
     # an integer input keeps its storage type
-    m = small_pipeline(1)
-    model = fit_model("tree", 0, m, np.arange(40).reshape(-1, 1))
-    data = encode_model(model)
-    assert load_status(dev, data, stream_cfg(["int16"], 8), ["x"]) == "SQ_OK"
-    assert load_status(dev, data, stream_cfg(["int32"], 8), ["x"]) == "SQ_ERR_MISMATCH"
+    tree = fit_model("tree", 0, small_pipeline(1), np.arange(40).reshape(-1, 1))
+    assert load_status(dev, device_image(tree, [("x", "int16")]), ring_cfg([("x", "int16")])) == "SQ_OK"
+    with pytest.raises(SensorqError, match="keeps its storage type"):
+        device_image(tree, [("x", "int32")])
+    # an image bound to one ring scores no other
+    image = device_image(tree, [("x", "int16")])
+    dm = DeviceModel(dev, image, ring_cfg([("x", "int16")]))
+    other = dev.ring(["int16"], 8, region_len=4096, schema=device_stream_schema([("y", "int16")]))
+    other.append_many(np.arange(20, dtype=np.int64) * 10**8, [np.arange(20, dtype=np.int16)])
+    with pytest.raises(DeviceError, match="SQ_ERR_MISMATCH"):
+        dm.window(other, 0)
 
 
 def test_other_versions_and_damage_are_refused_by_code(dev):
-    blob = bytearray((Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes())
-    cfg = stream_cfg(["int16"] * 6, 32)
-    v2 = bytearray(blob)
+    image = device_image(demo_model(), MOTION_RING)
+    cfg = ring_cfg(MOTION_RING)
+    v2 = bytearray(image)
     v2[4] = 2
-    assert load_status(dev, recrc(bytes(v2)), cfg, MOTION_CHANNELS) == "SQ_ERR_VERSION"
-    bad = bytearray(blob)
+    assert load_status(dev, recrc(bytes(v2)), cfg) == "SQ_ERR_VERSION"
+    bad = bytearray(image)
     bad[60] ^= 4
-    assert load_status(dev, bytes(bad), cfg, MOTION_CHANNELS) == "SQ_ERR_CRC"
-    assert load_status(dev, bytes(blob[:-1]), cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
-    assert load_status(dev, recrc(bytes(blob[:200])), cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
-    assert load_status(dev, b"", cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
-    assert load_status(dev, b"SQB1" + bytes(60), cfg, MOTION_CHANNELS) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, bytes(bad), cfg) == "SQ_ERR_CRC"
+    assert load_status(dev, image[:-1], cfg) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, recrc(image[:200]), cfg) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, recrc(image[:-4] + b"\0" + image[-4:]), cfg) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, b"", cfg) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, b"SQB1" + bytes(60), cfg) == "SQ_ERR_CORRUPT"
+    sqm = (Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()
+    lib = dev.lib
+    m = ModelStruct()
+    assert lib.sq_model_load(ctypes.byref(m), sqm, len(sqm), ctypes.byref(cfg)) == -2, \
+        "the device takes device images only (SQ_ERR_CORRUPT for a .sqm)"
+
+
+def patched(image: bytes, at: int, fmt: str, value) -> bytes:
+    buf = bytearray(image)
+    struct.pack_into(fmt, buf, at, value)
+    return recrc(bytes(buf))
+
+
+def test_hostile_images_each_rule(dev):
+    """One broken rule at a time, CRC repaired: the loader names it."""
+    image = device_image(demo_model(), MOTION_RING)
+    cfg = ring_cfg(MOTION_RING)
+    at = image_sections(image)
+    node = lambda i, field: at["nodes"] + at["node_size"] * i + {"f": 0, "l": 1 + at["threshold_size"],  # noqa: E731
+                                                                   "r": 3 + at["threshold_size"]}[field]
+    # an internal node whose child is itself, an earlier node, past the table; a leaf past it
+    internal = [i for i in range(at["n_nodes"]) if not struct.unpack_from("<H", image, node(i, "l"))[0] & 0x8000]
+    i = internal[-1]
+    corrupt = [patched(image, node(i, "l"), "<H", i), patched(image, node(i, "l"), "<H", 0),
+               patched(image, node(0, "r"), "<H", at["n_nodes"]),
+               patched(image, node(0, "r"), "<H", 0x8000 | at["n_leaves"]),
+               patched(image, node(0, "f"), "<B", 9),                              # feature 9 of 9
+               patched(image, at["trees"] + 2, "<H", at["n_nodes"]),               # a root past the nodes
+               patched(image, at["features"], "<B", 0), patched(image, at["features"], "<B", 11),   # op codes
+               patched(image, at["features"] + 1, "<B", 6),                        # signal 6 of 6
+               patched(image, at["signals"], "<H", 0), patched(image, at["signals"], "<H", 1 << 6),
+               patched(image, at["inputs"] + 1, "<B", 64),                         # a shift past 63
+               patched(image, at["body"] + 4, "<H", at["n_nodes"] + 1),            # counts past the bytes
+               patched(image, at["body"] + 6, "<H", at["n_leaves"] - 1),
+               patched(image, at["body"] + 1, "<B", 3),                            # threshold width 8
+               patched(image, 28, "<q", 0), patched(image, 20, "<q", -5),          # hop, window
+               patched(image, 36, "<I", 1), patched(image, 40, "<B", 17), patched(image, 42, "<B", 10)]
+    for n, bad in enumerate(corrupt):
+        assert load_status(dev, bad, cfg) == "SQ_ERR_CORRUPT", n
+    assert load_status(dev, patched(image, at["inputs"], "<B", 6), cfg) == "SQ_ERR_MISMATCH"   # channel 6 of 6
+    assert load_status(dev, patched(image, 12, "<I", cfg.schema ^ 1), cfg) == "SQ_ERR_MISMATCH"
+    # a forward reference into the next tree is harmless: accepted (the walk still ends)
+    assert load_status(dev, patched(image, node(0, "r"), "<H", at["n_nodes"] - 1), cfg) == "SQ_OK"
 
 
 def corpus():
-    """Valid model bytes of every kind (with and without the float section)."""
+    """Device images of every kind (and the demo model)."""
     rng = np.random.default_rng(3)
     codes = rng.integers(-3000, 3000, (120, 3))
     p = Pipeline("s", [Input("x", 2), Input("y", 3, -2), Input("z", 6, 8)], [(0,), (1,), (0, 1, 2)],
                  [Feature(MEAN, 0), Feature(2, 1), Feature(9, 2, (2**26, 2**27)), Feature(8, 0)][:3],
                  10**9, 5 * 10**8, 100_000, 4)
-    out = [(Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()]
+    out = [(demo_model(), MOTION_RING)]
     for kind in sorted(MAKERS):
-        model = fit_model(kind, 1, p, codes)
-        out += [encode_model(model), encode_model(model, with_float=False)]
+        out.append((fit_model(kind, 1, p, codes), CORPUS_RING))
     return out
 
 
-CORPUS_CHANNELS = (["x", "y", "z"] + MOTION_CHANNELS, ["int16", "int32", "int16"] + ["int16"] * 6)
+CORPUS_RING = [("x", "int16"), ("y", "int32"), ("z", "int16")] + MOTION_RING
 
 
 def mutate(rng, data: bytes) -> bytes:
@@ -336,74 +399,63 @@ def mutate(rng, data: bytes) -> bytes:
         for _ in range(int(rng.integers(1, 4))):
             buf[int(rng.integers(0, len(buf)))] = int(rng.integers(0, 256))
     elif how == 1:
-        at = int(rng.integers(32, len(buf)))
+        at = int(rng.integers(12, len(buf)))
         buf[at] = buf[at] ^ (1 << int(rng.integers(0, 8)))
     elif how == 2:
         at = int(rng.integers(12, len(buf) - 4))
         buf[at:at + 1] = bytes([int(rng.integers(0, 3))]) if rng.random() < 0.5 else b""
     elif how == 3:
-        at = int(rng.integers(32, len(buf) - 4))
+        at = int(rng.integers(44, len(buf) - 4))
         buf[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
     else:
         buf = buf[:int(rng.integers(0, len(buf)))]
     return bytes(buf) if rng.random() < 0.3 else recrc(bytes(buf))
 
 
-def test_device_refuses_exactly_what_the_host_refuses(dev):
-    """Mutated model bytes (CRC repaired most of the time, so that the checks
-    past it are exercised): the device accepts them iff load_model does, and
-    then scores random codes exactly as score_codes."""
+def test_mutated_images_are_refused_or_scored(dev):
+    """Mutated images (CRC repaired most of the time, so that the checks past
+    it are exercised): one whose CRC no longer matches is refused; one the
+    device accepts scores codes and windows without error; mutations that
+    leave only constants changed are accepted.  (Out-of-bounds reads are the
+    sanitized harness's: test_sanitized_loader_and_scorers_survive_hostile_models.)"""
     rng = np.random.default_rng(7)
-    names, dtypes = CORPUS_CHANNELS
-    cfg = stream_cfg(dtypes, 16)
+    cfg = ring_cfg(CORPUS_RING, 16)
     seen = {"accepted": 0, "refused": 0}
-    for data in corpus():
+    for model, ring in corpus():
+        cfg = ring_cfg(ring, 16)
+        image = device_image(model, ring)
+        assert load_status(dev, image, cfg) == "SQ_OK"
         for _ in range(150 if not LONG else 3000):
-            bad = mutate(rng, data)
-            try:
-                model = load_model(bad)
-            except ModelError:
-                model = None
-            status = load_status(dev, bad, cfg, names)
-            if model is None:
-                assert status != "SQ_OK", f"the device accepted bytes the host refuses: {bad.hex()}"
+            bad = mutate(rng, image)
+            status = load_status(dev, bad, cfg)
+            if bad[-4:] != struct.pack("<I", zlib.crc32(bad[:-4])) and len(bad) >= 48 and bad != image:
+                assert status != "SQ_OK", bad.hex()
+            if status != "SQ_OK":
                 seen["refused"] += 1
                 continue
-            bound = all(i.name in names for i in model.pipeline.inputs) and \
-                len({i.name for i in model.pipeline.inputs}) == len(model.pipeline.inputs) and \
-                all(i.dtype_code >= 5 or dtypes[names.index(i.name)] == ["int8", "int16", "int32", "int64"]
-                    [i.dtype_code - 1] for i in model.pipeline.inputs)
-            assert status == ("SQ_OK" if bound else "SQ_ERR_MISMATCH"), (status, bad.hex())
-            if bound:
-                seen["accepted"] += 1
-                dm = DeviceModel(dev, bad, cfg, names)
-                probe = rng.integers(-2**31 + 1, 2**31 - 1, (8, dm.n_features))
-                probe[:4] //= 2**int(rng.integers(0, 24))
-                want = score_codes(model, probe)
-                for row, raw, cls in zip(probe, want.raw, want.cls):
-                    got = dm.predict(row)
-                    np.testing.assert_array_equal(got.raw, raw)
-                    assert got.cls == cls
+            seen["accepted"] += 1
+            dm = DeviceModel(dev, bad, cfg)
+            for row in rng.integers(-2**31 + 1, 2**31 - 1, (4, dm.n_features)):
+                dm.predict(row)
     assert seen["accepted"] > 50 and seen["refused"] > 500, seen
 
 
 def test_output_schema_is_the_devices(dev):
-    blob = (Path(sensorq.__file__).parent / "data" / "motion.sqm").read_bytes()
-    dm = DeviceModel(dev, blob, stream_cfg(["int16"] * 6, 32), MOTION_CHANNELS)
-    assert dm.m.out_schema == output_schema(blob)
-    names, dtypes = CORPUS_CHANNELS
-    for data in corpus()[1:]:
-        dm = DeviceModel(dev, data, stream_cfg(dtypes, 16), names)
-        assert dm.m.out_schema == output_schema(data)
+    model = demo_model()
+    dm = DeviceModel(dev, device_image(model, MOTION_RING), ring_cfg(MOTION_RING))
+    assert dm.m.out_schema == output_schema(model)
+    for model, ring in corpus()[1:]:
+        dm = DeviceModel(dev, device_image(model, ring), ring_cfg(ring, 16))
+        assert dm.m.out_schema == output_schema(model)
 
 
 # --- under sanitizers -----------------------------------------------------------------------
 
 def test_sanitized_loader_and_scorers_survive_hostile_models(tmp_path):
     """The fuzz harness: the library built with -fsanitize=address,undefined,
-    in a child process, loads mutated model bytes and scores what it accepts
-    (codes, and windows over a small ring); any out-of-bounds read or
-    undefined behaviour aborts it."""
+    in a child process, loads mutated device images and scores what it
+    accepts (codes, and windows over a small ring); any out-of-bounds read
+    or undefined behaviour aborts it."""
     try:
         lib = build_library(tmp_path / "asan", sanitize=True)
     except Exception as exc:  # noqa: BLE001 — no sanitizer runtime here
@@ -423,31 +475,32 @@ def test_sanitized_loader_and_scorers_survive_hostile_models(tmp_path):
 def sanitized_main(lib_path: str, rounds: int) -> None:
     dev = DeviceLib(Path(lib_path))
     rng = np.random.default_rng(12)
-    names, dtypes = CORPUS_CHANNELS
-    cfg = stream_cfg(dtypes, 16)
-    ring = dev.ring(dtypes, 16, region_len=40_000)
-    n = 300
-    t = np.cumsum(rng.integers(0, 3, n)).astype(np.int64) * 10**7
-    cols = [rng.integers(-2**15, 2**15, n).astype(np.int16) if d == "int16"
-            else rng.integers(-2**31, 2**31, n).astype(np.int32) for d in dtypes]
-    ring.append_many(t[:-5], [c[:-5] for c in cols])
-    ring.append_many(t[-5:], [c[-5:] for c in cols], poll=False)
     accepted = runs = 0
-    for data in corpus():
+    for model, ring_channels in corpus():
+        cfg = ring_cfg(ring_channels, 16)
+        dtypes = [d for _, d in ring_channels]
+        ring = dev.ring(dtypes, 16, region_len=40_000, schema=cfg.schema)
+        n = 300
+        t = np.cumsum(rng.integers(0, 3, n)).astype(np.int64) * 10**7
+        cols = [rng.integers(-2**15, 2**15, n).astype(np.int16) if d == "int16"
+                else rng.integers(-2**31, 2**31, n).astype(np.int32) for d in dtypes]
+        ring.append_many(t[:-5], [c[:-5] for c in cols])
+        ring.append_many(t[-5:], [c[-5:] for c in cols], poll=False)
+        image = device_image(model, ring_channels)
         for _ in range(rounds):
-            bad = mutate(rng, data)
+            bad = mutate(rng, image)
             runs += 1
-            if load_status(dev, bad, cfg, names) != "SQ_OK":
+            if load_status(dev, bad, cfg) != "SQ_OK":
                 continue
             accepted += 1
-            dm = DeviceModel(dev, bad, cfg, names)
+            dm = DeviceModel(dev, bad, cfg)
             for row in rng.integers(-2**31 + 1, 2**31 - 1, (4, dm.n_features)):
                 dm.predict(row)
             for start in (0, int(t[n // 2]), int(t[-1]) - 10**8):
                 dm.window(ring, start)
             dm.score(ring)
             try:             # a work buffer one byte short is refused, never overrun
-                DeviceModel(dev, bad, cfg, names, work_len=dm.work_len - 1).window(ring, 0)
+                DeviceModel(dev, bad, cfg, work_len=dm.work_len - 1).window(ring, 0)
                 raise AssertionError("a short work buffer was accepted")
             except Exception as exc:  # noqa: BLE001
                 assert "SQ_ERR_ARG" in str(exc)

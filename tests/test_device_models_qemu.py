@@ -3,13 +3,13 @@ QEMU (-M microbit), on the real BasicMotions test split (issue 14).
 
 The firmware appends the 4,000 test samples (six channels held as the
 model's fixed-point integers) to its sensor ring, scores every window that
-becomes whole with the shipped demo model (sensorq/data/motion.sqm, read as
-data at run time), appends each class to a RAM ring of the model's output
+becomes whole with the shipped demo model (sensorq/data/motion.sqm, as its
+device image bound to the ring: read as data at run time), appends each class to a RAM ring of the model's output
 stream, and runs compiled queries over it.  Its classes must equal the
 host's quantized path window for window; its answers must equal the host
 build's VM over the same outputs (and the query engine's, where one model
 scored everything).  A second run replaces the model half-way with new
-bytes (a retrained tree, update.sqm), without reflashing.  The figures —
+bytes (a retrained tree's image, update.sqd), without reflashing.  The figures —
 instructions per scored window, per-recording accuracy, stack — are printed.
 Skipped without the ARM toolchain or QEMU."""
 from __future__ import annotations
@@ -23,8 +23,9 @@ import pytest
 
 import sensorq
 from sensorq.device.bytecode import compile_for_device
+from sensorq.device.image import device_image
 from sensorq.device.models import (FIRMWARE_OUT_REGION, device_channels, device_inputs, firmware_input,
-                                   model_file, output_row, output_schema, output_stream, read_scores)
+                                   model_file, output_schema, output_stream, read_scores)
 from sensorq.device.native import DEVICE_PORT, DeviceLib, build_library
 from sensorq.models.format import encode_model, load_model
 from sensorq.models.score import score_windows
@@ -80,9 +81,9 @@ def motions(tmp_path_factory):
 def run(elf, workdir: Path, vector: bytes, model: bytes, update: bytes | None = None):
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "models.bin").write_bytes(vector)
-    (workdir / "model.sqm").write_bytes(model_file(model))
+    (workdir / "model.sqd").write_bytes(model_file(model))
     if update is not None:
-        (workdir / "update.sqm").write_bytes(model_file(update))
+        (workdir / "update.sqd").write_bytes(model_file(update))
     done = subprocess.run(QEMU + [str(elf)], cwd=workdir, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"firmware exit {done.returncode}: {done.stderr[-2000:]}"
     return read_scores((workdir / "scores.txt").read_text())
@@ -129,7 +130,8 @@ def test_firmware_scores_basic_motions_as_the_host(firmware, motions, tmp_path, 
     chans = device_channels(model)
     codes = compiled(cache)
     vector = firmware_input(chans, t, device_inputs(model, cols), codes)
-    got = run(firmware, tmp_path / "one", vector, blob)
+    image = device_image(model, chans)
+    got = run(firmware, tmp_path / "one", vector, image)
     assert [load[0] for load in got.loads] == [0]
     want = host_windows(cache, model, t)
     assert [w[1] for w in got.windows] == sorted(want), "the firmware scores exactly the host's windows"
@@ -156,8 +158,8 @@ def test_firmware_scores_basic_motions_as_the_host(firmware, motions, tmp_path, 
     per_window_instr = ticks.mean() * got.per_tick
     print(f"\n[BasicMotions test split on QEMU microbit] {len(got.windows)} windows scored, classes equal to "
           f"the host's; accuracy {100 * per_window:.2f}% per window, {100 * acc:.0f}% per recording; "
-          f"model {len(blob)} B ({len(encode_model(model, with_float=False))} B without the float "
-          f"section), work memory {got.loads[0][3]} B; load {got.loads[0][1] * got.per_tick:.0f} "
+          f"model {len(blob)} B as shipped ({len(encode_model(model, with_float=False))} B without the float "
+          f"section, {len(image)} B as the device image), work memory {got.loads[0][3]} B; load {got.loads[0][1] * got.per_tick:.0f} "
           f"instructions; per scored window {per_window_instr:.0f} instructions on average "
           f"(max {ticks.max() * got.per_tick:.0f}) = {per_window_instr / CLOCK_HZ * 1e6:.0f} us at "
           f"133 MHz; stack high-water {got.stack} B (whole firmware)")
@@ -175,8 +177,7 @@ def test_firmware_replaces_its_model_without_reflashing(firmware, motions, tmp_p
     first = load_model(blob)
     second = train(full, "motions", "activity", name="motion", kind="tree", depth=4, where="split == train",
                    test_where="split == test", group="case", exclude=("split", "case"))
-    update = encode_model(second, with_float=False)
-    assert update != blob and output_schema(update) == output_schema(blob)
+    assert output_schema(second) == output_schema(first)
     exps = {i.name: i.exponent for i in first.pipeline.inputs}
     assert all(exps.get(i.name, i.exponent) == i.exponent for i in second.pipeline.inputs), \
         "both models read the channels at the same fixed-point scale"
@@ -184,7 +185,8 @@ def test_firmware_replaces_its_model_without_reflashing(firmware, motions, tmp_p
     codes = compiled(cache)
     switch_at = len(t) // 2
     vector = firmware_input(chans, t, device_inputs(first, cols), codes, switch_at=switch_at)
-    got = run(firmware, tmp_path / "two", vector, blob, update)
+    update = device_image(second, chans)
+    got = run(firmware, tmp_path / "two", vector, device_image(first, chans), update)
     assert [load[0] for load in got.loads] == [0, 0]
     want = {1: host_windows(cache, first, t), 2: host_windows(cache, second, t)}
     switched = [w for w in got.windows if w[0] == 2]

@@ -1,11 +1,12 @@
 /* Example firmware: a model scoring its sensor ring, under QEMU (-M microbit).
  *
  * Reads models.bin through semihosting (sensorq/device/models.py,
- * firmware_input): the sensor stream's channels (names and types), the
+ * firmware_input): the sensor stream's channels (types and schema hash), the
  * rings' sizes, the samples, and compiled queries with the "now" to run them
- * at.  The model's bytes are data, read at run time from model.sqm (and, at
- * sample `switch_at`, from update.sqm: a new model replaces the old one —
- * new bytes, no reflash).  The loop:
+ * at.  The model is data: its device image (`sensorq model export --device`,
+ * bound on the host to this ring's channels), read at run time from
+ * model.sqd (and, at sample `switch_at`, from update.sqd: a new model
+ * replaces the old one — new bytes, no reflash).  The loop:
  *
  *   every sample: sq_ring_append + sq_ring_poll (the sensor ring);
  *   then every window that became whole (sq_model_newest; none is skipped,
@@ -47,8 +48,6 @@ static sq_ring ring, outs;
 static sq_model model;
 static sq_query_state query_state;
 static sq_stream_cfg cfg, out_cfg;
-static char names[8][16];
-static const char *name_ptrs[8];
 static uint32_t out_block, out_region_len;
 
 static uint32_t get_u32(const uint8_t *p)
@@ -81,9 +80,9 @@ static void calibrate(int out)
     sh_write_text(out, "\n");
 }
 
-/* Read a model file into model_bytes and load it: validated, then bound to
- * the sensor ring's channels by name.  A new output stream (another
- * schema) starts a new output ring. */
+/* Read a model's device image into model_bytes and load it (checked; made
+ * for this ring: its schema hash).  A new output stream (another schema)
+ * starts a new output ring. */
 static int load_model(int out, const char *path)
 {
     int in = sh_open(path, 1), err;
@@ -99,7 +98,7 @@ static int load_model(int out, const char *path)
     }
     sh_close(in);
     start = SYST_CVR;
-    err = sq_model_load(&model, model_bytes, len, &cfg, name_ptrs);
+    err = sq_model_load(&model, model_bytes, len, &cfg);
     put(out, "load ", err);
     put(out, " ", ticks_since(start));
     put(out, " ", err ? 0 : (long long)model.out_schema);
@@ -174,17 +173,15 @@ int main(void)
     out_block = get_u32(head + 28);
     out_region_len = get_u32(head + 32);
     cfg.codec = (uint8_t)get_u32(head + 36);
+    cfg.schema = get_u32(head + 40);          /* the ring's schema hash: the model image names it */
     for (c = 0; c < 8u; c++) {
         cfg.dtype[c] = head[48 + c];
-        memcpy(names[c], head + 56 + 16u * c, 16);
-        names[c][15] = 0;
-        name_ptrs[c] = names[c];
     }
     if (cfg.n_channels > 8u || region_len > SENSOR_REGION || out_region_len > OUT_REGION ||
         sq_ring_init(&ring, sensor_region, region_len, &cfg) != SQ_OK) {
         return 2;
     }
-    step = load_model(out, "model.sqm");
+    step = load_model(out, "model.sqd");
     for (i = 0; i < n_samples && !step; i++) {
         int64_t t;
         if (sh_read(in, row, 8u * (1u + cfg.n_channels))) {
@@ -202,7 +199,7 @@ int main(void)
                              (uint64_t)model.hop_ns);
         }
         if (i == switch_at) {             /* new model bytes arrived: replace the model */
-            step = load_model(out, "update.sqm");
+            step = load_model(out, "update.sqd");
         }
         if (!step && score_due(out, &next) != SQ_OK) {
             step = 5;

@@ -10,8 +10,8 @@
  *   sq_log.c    ↔ sensorq/store/segment     sealed blocks on a flash partition (or in RAM)
  *   sq_vm.c     ↔ sensorq/engine            runs bytecode compiled on the host
  *                                           (sensorq/device/bytecode.py, docs/device.md)
- *   sq_model.c  ↔ sensorq/models/format.py, qscore.py   model bytes validated and bound; the
- *                                           integer scorers (docs/models.md, "The device")
+ *   sq_model.c  ↔ sensorq/device/image.py, models/qscore.py   a model's device image checked;
+ *                                           the integer scorers (docs/models.md §10–11)
  *   sq_feat.c   ↔ sensorq/models/features.py            a window's features from the ring
  *   sq_crc32.c, sq_error.c                  CRC-32 (zlib polynomial), version and error names
  *
@@ -502,30 +502,26 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
 
 /* ---- models (sq_model.c, sq_feat.c) ---------------------------------------
  *
- * A model (docs/models.md: the .sqm format, version 1) scores fixed windows of
- * the ring's stream: [k·hop, k·hop + window) for integers k.  Its features
- * (mean, std, min, max, rms, ptp, mad, crossings, band, bandratio of one
- * channel or of mag() of 2–4) are computed from the ring — sealed blocks
- * through the ring's verified read path, then the staged samples — and fed
- * to a tree ensemble, a linear model, an int8 MLP or a Mahalanobis anomaly
- * scorer, in integer arithmetic only: the host's quantized path
- * (score_windows(..., quantized=True)) bit for bit.
+ * A model (docs/models.md) scores fixed windows of the ring's stream:
+ * [k·hop, k·hop + window) for integers k.  Its features (mean, std, min, max,
+ * rms, ptp, mad, crossings, band, bandratio of one channel or of mag() of
+ * 2–4) are computed from the ring — sealed blocks through the ring's verified
+ * read path, then the staged samples — and fed to a tree ensemble, a linear
+ * model, an int8 MLP or a Mahalanobis anomaly scorer, in integer arithmetic
+ * only: the host's quantized path (score_windows(..., quantized=True)) bit
+ * for bit.
  *
- * The model is data: the caller's bytes (RAM or flash), validated completely
- * by sq_model_load before anything else reads them (CRC, every length,
- * count, index, child reference and constant — the rules of docs/models.md
- * §5–6), then read in place; they must stay valid and unchanged while the
- * sq_model is used.  Replacing a model at run time is loading other bytes
- * into the sq_model (or into a second one and switching).  Nothing is
- * allocated: scoring works in caller memory of sq_model_work_size bytes.
- *
- * Binding: the firmware names its ring's channels; every model input must be
- * a channel of that name (else SQ_ERR_MISMATCH, and sq_model.mismatch says
- * which input).  An integer input must have the channel's storage type.  A
- * float input (float32/float64 on the host) binds to an integer channel that
- * holds its fixed-point value round(v · 2^e) — the signal's integer before
- * saturation (docs/models.md, "The device"); the model's schema hash is
- * checked against its inputs as the host checks it.
+ * The model is data: its *device image* (docs/models.md §11; `sensorq model
+ * export --device`, sensorq.device.image.device_image), made by the host
+ * after it validated the whole .sqm and bound the model's inputs to this
+ * ring's channels.  sq_model_load checks what memory safety and correct
+ * arithmetic need (magic, version, length, CRC, the ring's schema hash,
+ * counts, every index, child references strictly forward, feature codes)
+ * and then reads the caller's bytes (RAM or flash) in place: they must stay
+ * valid and unchanged while the sq_model is used.  Replacing a model at run
+ * time is loading other bytes into the sq_model (or into a second one and
+ * switching).  Nothing is allocated: scoring works in caller memory of
+ * sq_model_work_size bytes.
  *
  * Build options (kinds a firmware does not use are left out; a model of a
  * missing kind is refused with SQ_ERR_UNSUPPORTED): -DSQ_MODEL_KINDS=mask of
@@ -541,16 +537,16 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
 #ifndef SQ_MODEL_KINDS
 #define SQ_MODEL_KINDS 63u
 #endif
-#define SQ_MODEL_VERSION 1u          /* .sqm format version read */
+#define SQ_MODEL_VERSION 1u          /* device image format version read */
 #define SQ_MODEL_MAX_INPUTS 16u
 #define SQ_MODEL_MAX_WINDOW (1u << 19)   /* samples in one window */
 
 /* Output kinds (what sq_model_out.cls and .value mean). */
 enum { SQ_MODEL_CLASSES = 0, SQ_MODEL_VALUE = 1, SQ_MODEL_ANOMALY_SCORE = 2 };
 
-/* A loaded model: offsets into the caller's bytes and the binding.  Fields
- * are private except those marked (small fields first: on a Cortex-M0+ a
- * byte load reaches 31 bytes into a struct in one instruction). */
+/* A loaded model: counts and offsets into the caller's bytes.  Fields are
+ * private except those marked (small fields first: on a Cortex-M0+ a byte
+ * load reaches 31 bytes into a struct in one instruction). */
 typedef struct {
     uint8_t body;                /* 1 trees, 2 dense */
     uint8_t kind;                /* public: SQ_MODEL_CLASSES, _VALUE or _ANOMALY_SCORE */
@@ -559,19 +555,15 @@ typedef struct {
     uint8_t n_raw;               /* public: raw outputs (sq_model_out.raw) */
     uint8_t n_inputs, n_signals, n_features;
     uint8_t n_out, n_layers, passes;
-    uint8_t mismatch;            /* public: after SQ_ERR_MISMATCH, the input with no channel */
-    uint8_t tw, cw, lw;          /* trees: bytes of a threshold, a child reference, a leaf value */
-    uint8_t reserved;
-    uint8_t channel[SQ_MODEL_MAX_INPUTS];   /* the ring channel of each input */
-    uint8_t shift[SQ_MODEL_MAX_INPUTS];     /* how a stored value becomes the signal */
-    uint16_t n_trees, n_leaves, max_width, reserved2;
+    uint8_t tw, lw;              /* trees: bytes of a threshold, of a leaf value */
+    uint8_t reserved[3];
+    uint16_t n_trees, n_nodes, n_leaves, max_width;
     uint32_t min_samples;        /* public: fewer samples in a window: no score */
     uint32_t work_size;          /* sq_model_work_size */
     uint32_t out_schema;         /* public: schema hash of the model's output stream */
     uint32_t n_steps;            /* phase steps of all spectral features */
-    uint32_t n_floats;           /* f64 values of the float section */
-    uint32_t sig_off, feat_off, body_off, leaf_off, init_off;
-    const uint8_t *bytes;        /* the model's bytes (the caller's) */
+    uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off, init_off;
+    const uint8_t *bytes;        /* the image (the caller's) */
     int64_t window_ns, hop_ns;   /* public: the model's windows */
 } sq_model;
 
@@ -589,15 +581,15 @@ typedef struct {
     const int64_t *raw;          /* the n_raw raw integer outputs: the host's `raw` (work memory) */
 } sq_model_out;
 
-/* Validate model bytes and bind them to a ring stream whose channels are
- * cfg->dtype[i] named names[i] (i < cfg->n_channels; NULL-terminated strings).
- * Errors: SQ_ERR_ARG (NULL, a name missing), SQ_ERR_VERSION (another format
- * version), SQ_ERR_CRC, SQ_ERR_CORRUPT (truncated, padded or any rule of the
- * format broken), SQ_ERR_MISMATCH (an input with no channel of its name and
- * type: m->mismatch), SQ_ERR_UNSUPPORTED (a kind left out of this build).
- * On error *m is unusable. */
-int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg,
-                  const char *const *names);
+/* Check a device image and take it for a ring of configuration cfg (the
+ * image was bound on the host to the ring whose schema hash is cfg->schema).
+ * Errors: SQ_ERR_ARG (NULL), SQ_ERR_VERSION (another format version),
+ * SQ_ERR_CRC, SQ_ERR_CORRUPT (not an image, truncated, padded, a count, an
+ * index, a child reference or a feature code out of range), SQ_ERR_MISMATCH
+ * (bound to another ring: its schema hash or a channel index),
+ * SQ_ERR_UNSUPPORTED (a kind left out of this build).  On error *m is
+ * unusable. */
+int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg);
 
 /* Bytes of work memory the model needs to score a window (any alignment: the
  * library aligns inside it); 0 if m is not loaded. */
@@ -608,8 +600,8 @@ size_t sq_model_work_size(const sq_model *m);
  * staged ones).  out->scored = 0 if the window holds fewer than min_samples.
  * Errors: SQ_ERR_ARG (work too small, NULL), SQ_ERR_RANGE (more than
  * SQ_MODEL_MAX_WINDOW samples, or a window past the int64 time range),
- * SQ_ERR_MISMATCH (blocks of another channel count), SQ_ERR_CORRUPT /
- * SQ_ERR_CRC (a damaged block), SQ_ERR_IO. */
+ * SQ_ERR_MISMATCH (a ring of another schema, blocks of another channel
+ * count), SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged block), SQ_ERR_IO. */
 int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work,
                     size_t work_len, sq_model_out *out);
 

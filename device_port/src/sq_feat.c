@@ -10,16 +10,6 @@
 
 #include "sq_model_internal.h"
 
-#define OP_MEAN 1u
-#define OP_STD 2u
-#define OP_MIN 3u
-#define OP_MAX 4u
-#define OP_RMS 5u
-#define OP_PTP 6u
-#define OP_MAD 7u
-#define OP_CROSS 8u
-#define OP_BAND 9u
-#define OP_RATIO 10u
 #define DONE 1
 #define CODE_MAX 2147483647
 
@@ -92,24 +82,6 @@ static uint64_t __attribute__((noinline)) isqrt64(uint64_t v)
     return r;
 }
 
-static uint32_t isqrt32(uint32_t v)
-{
-    uint32_t r = 0, bit = 1u << 30;
-    while (bit > v) {
-        bit >>= 2;
-    }
-    while (bit) {
-        if (v >= r + bit) {
-            v -= r + bit;
-            r = (r >> 1) + bit;
-        } else {
-            r >>= 1;
-        }
-        bit >>= 2;
-    }
-    return r;
-}
-
 /* u² of a signal value (|u| ≤ 65536) without a 64-bit multiply. */
 static uint64_t square(int32_t u)
 {
@@ -164,22 +136,23 @@ static int32_t to_signal(int64_t v, unsigned shift)
     return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
 }
 
-/* Every signal's value for the current sample (inputs in w->u_in). */
+/* Every signal's value for the current sample (inputs in w->u_in): one
+ * input, or the magnitude of several (a mask of them). */
 static void __attribute__((noinline)) signals(const sq_model *m, sq_model_work *w)
 {
-    const uint8_t *p = m->bytes + m->sig_off + 1;
-    uint32_t s;
-    for (s = 0; s < m->n_signals; s++) {
-        uint32_t k = *p++;
+    const uint8_t *p = m->bytes + m->sig_off;
+    uint32_t s, i;
+    for (s = 0; s < m->n_signals; s++, p += 2) {
+        uint32_t mask = sq_le32(p, 2);
         uint64_t q = 0;
-        if (k == 1u) {
-            w->sig[s].u = w->u_in[*p++];
-            continue;
+        int32_t u = 0;
+        for (i = 0; mask >> i; i++) {
+            if ((mask >> i) & 1u) {
+                u = w->u_in[i];
+                q += square(u);
+            }
         }
-        while (k--) {
-            q += square(w->u_in[*p++]);
-        }
-        w->sig[s].u = q >> 32 ? 65536 : (int32_t)isqrt32((uint32_t)q);
+        w->sig[s].u = !(mask & (mask - 1u)) ? u : q >> 32 ? 65536 : (int32_t)isqrt64(q);
     }
 }
 
@@ -251,7 +224,7 @@ static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_wor
             if (err) {
                 return err;
             }
-            w->u_in[c] = to_signal((int64_t)word, m->shift[c]);
+            w->u_in[c] = to_signal((int64_t)word, m->bytes[SQ_IMAGE_HEADER + 1u + 2u * c]);
         }
         if (t < w->start) {
             continue;
@@ -281,10 +254,11 @@ static void __attribute__((noinline)) open_half(const sq_model *m, const sq_ring
     unsigned c, ch;
     for (c = 0; c < m->n_inputs; c++) {
         const uint8_t *col = data + 8u * r->cfg.block_samples;
-        for (ch = 0; ch < m->channel[c]; ch++) {
+        unsigned channel = m->bytes[SQ_IMAGE_HEADER + 2u * c];
+        for (ch = 0; ch < channel; ch++) {
             col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[ch]);
         }
-        sq_col_open_raw(&w->col[c], col, sq_dtype_bytes(r->cfg.dtype[m->channel[c]]));
+        sq_col_open_raw(&w->col[c], col, sq_dtype_bytes(r->cfg.dtype[channel]));
     }
     sq_col_open_raw(&w->col[m->n_inputs], data, 8);
 }
@@ -308,7 +282,7 @@ static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work
     unsigned c;
     int err = SQ_OK;
     for (c = 0; c <= m->n_inputs && err == SQ_OK; c++) {
-        int column = c < m->n_inputs ? m->channel[c] : -1;
+        int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1;
         uint32_t off;
         err = sq_block_column(b, info, column, w->st, &off);
         if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
@@ -352,60 +326,52 @@ static int walk_window(const sq_model *m, const sq_ring *r, sq_model_work *w)
 
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
 {
-    const uint8_t *p = m->bytes + m->feat_off + 1;
+    const uint8_t *p = m->bytes + m->feat_off;
     uint32_t f, steps = 0, n = w->n;
-    for (f = 0; f < m->n_features; f++) {
+    for (f = 0; f < m->n_features; f++, p += 4) {
         uint32_t op = p[0], na = p[2], nb = p[3];
         const sq_sig_state *g = &w->sig[p[1]];
         int64_t M = rdiv(16 * g->S, n), v = M, x;
-        if (op == OP_MIN || op == OP_PTP) {
+        if (op == SQ_OP_MIN || op == SQ_OP_PTP) {
             v = g->mn;
         }
-        if (op == OP_MAX || op == OP_PTP) {
-            v = (int64_t)g->mx - (op == OP_PTP ? v : 0);
+        if (op == SQ_OP_MAX || op == SQ_OP_PTP) {
+            v = (int64_t)g->mx - (op == SQ_OP_PTP ? v : 0);
         }
-        if (op == OP_STD || op == OP_RMS) {       /* Σ(16u − M)² = 256Q − 32MS + nM²; Σ(16u)² = 256Q */
-            x = 256 * g->Q + (op == OP_STD ? M * ((int64_t)n * M - 32 * g->S) : 0);
+        if (op == SQ_OP_STD || op == SQ_OP_RMS) {       /* Σ(16u − M)² = 256Q − 32MS + nM²; Σ(16u)² = 256Q */
+            x = 256 * g->Q + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->S) : 0);
             v = (int64_t)isqrt64((uint64_t)rdiv(x, n));
         }
-        if (op == OP_MAD || op == OP_CROSS) {
-            v = rdiv(op == OP_MAD ? 16 * g->D : 4096 * (int64_t)g->cross, n - 1u);
+        if (op == SQ_OP_MAD || op == SQ_OP_CROSS) {
+            v = rdiv(op == SQ_OP_MAD ? 16 * g->D : 4096 * (int64_t)g->cross, n - 1u);
         }
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
-        if (op >= OP_BAND) {
-            int64_t ea = energy(w, steps, na, M), eb = op == OP_BAND ? 1 : energy(w, steps + na, nb, M);
-            v = op == OP_BAND ? (int64_t)isqrt64((uint64_t)ea) : eb ? rdiv(256 * ea, (uint64_t)eb) : CODE_MAX;
+        if (op >= SQ_OP_BAND) {
+            int64_t ea = energy(w, steps, na, M), eb = op == SQ_OP_BAND ? 1 : energy(w, steps + na, nb, M);
+            v = op == SQ_OP_BAND ? (int64_t)isqrt64((uint64_t)ea) : eb ? rdiv(256 * ea, (uint64_t)eb) : CODE_MAX;
         }
 #endif
         w->codes[f] = (int32_t)(v > CODE_MAX ? CODE_MAX : v < -CODE_MAX ? -CODE_MAX : v);
         steps += na + nb;
-        p += 4u + 4u * (na + nb);
     }
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
 static void __attribute__((noinline)) reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 {
-    const uint8_t *p = m->bytes + m->feat_off + 1;
-    uint32_t f, j, k = 0;
-    memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
-    for (f = 0; f < m->n_features; f++) {
-        uint32_t na = p[2], nb = p[3];
-#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
-        w->sig[p[1]].want |= p[0] == OP_CROSS;
-#endif
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
-        for (j = 0; j < na + nb; j++, k++) {
+    const uint8_t *p = m->bytes + m->feat_off;
+    uint32_t f, j, k = 0;
+    for (f = 0; f < m->n_features; f++, p += 4) {
+        for (j = 0; j < (uint32_t)p[2] + p[3]; j++, k++) {
             w->step[k].re = w->step[k].im = 0;
             w->step[k].phase = 0;
-            w->step[k].step = sq_le32(p + 4u + 4u * j, 4);
+            w->step[k].step = sq_le32(m->bytes + m->steps_off + 4u * k, 4);
             w->step[k].sig = p[1];
         }
-#endif
-        (void)j;
-        (void)k;
-        p += 4u + 4u * (na + nb);
     }
+#endif
+    memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
     w->n = w->n2 = 0;
     w->start = start;
     w->end = start + m->window_ns;
@@ -437,6 +403,9 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     out->n_samples = 0;
     out->codes = w->codes;
     out->raw = w->raw;
+    if (sq_le32(m->bytes + 12, 4) != r->cfg.schema) {
+        return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
+    }
     if (start_ns > INT64_MAX - m->window_ns) {
         return SQ_ERR_RANGE;
     }

@@ -6,6 +6,20 @@
 
 #define SQ_BODY_TREES 1u
 #define SQ_BODY_DENSE 2u
+#define SQ_IMAGE_HEADER 44u       /* docs/models.md §11: the device image's fixed header */
+#define SQ_LEAF_BIT 0x8000u       /* a child reference to the leaf table */
+
+/* Feature codes (docs/models.md §3). */
+#define SQ_OP_MEAN 1u
+#define SQ_OP_STD 2u
+#define SQ_OP_MIN 3u
+#define SQ_OP_MAX 4u
+#define SQ_OP_RMS 5u
+#define SQ_OP_PTP 6u
+#define SQ_OP_MAD 7u
+#define SQ_OP_CROSS 8u
+#define SQ_OP_BAND 9u
+#define SQ_OP_RATIO 10u
 
 /* One signal's first-pass sums over a window (and its crossing count). */
 typedef struct {
@@ -13,7 +27,7 @@ typedef struct {
     int32_t mn, mx, prev, u;    /* min, max, the previous and the current sample */
     int32_t M;                  /* the mean in 1/16 units (second pass) */
     uint32_t cross;             /* crossings of the mean (second pass) */
-    uint8_t above, want;        /* the last sample's side; 1: a CROSS feature reads it */
+    uint32_t above;             /* the last sample's side */
 } sq_sig_state;
 
 /* One phase step of a spectral feature: Σ u_i·cos and Σ u_i·sin of its phases. */

@@ -1,11 +1,12 @@
 /* Prediction benchmark for QEMU -M microbit: one model over given feature
  * rows, timed with SysTick — emlearn's generated C (-DBENCH_EMLEARN, the
  * header from tools/emlearn_compare.py: float features) or sensorq's scorer
- * on the model's bytes (sq_model_load, then sq_model_predict on the integer
- * codes; -DSQ_MODEL_KINDS=SQ_MODEL_TREES keeps only the trees).  Reads
- * bench.bin (u32 rows, u32 values a row, then rows of 4-byte values) and,
- * for sensorq, model.sqm (u32 length, bytes) and channels.bin (u32 count,
- * then 16-byte names); writes bench.txt: calibration_ticks, one class a row,
+ * on the model's device image (sq_model_load, then sq_model_predict on the
+ * integer codes; -DSQ_MODEL_KINDS=SQ_MODEL_TREES keeps only the trees).
+ * Reads bench.bin (u32 rows, u32 values a row, then rows of 4-byte values)
+ * and, for sensorq, model.sqd (u32 length, the image) and channels.bin (u32
+ * count, u32 schema hash, then a dtype code a channel); writes bench.txt:
+ * calibration_ticks, one class a row,
  * "ticks <sum> <max>", "stack <bytes>". */
 #include <stdint.h>
 #include <string.h>
@@ -28,8 +29,6 @@ static int32_t row[MAX_VALUES];
 static uint8_t model_bytes[2048];
 static uint8_t work[512];
 static sq_model model;
-static char names[8][16];
-static const char *name_ptrs[8];
 #endif
 
 static uint32_t get_u32(const uint8_t *p)
@@ -51,28 +50,27 @@ static void put(int out, const char *label, long long a)
 #ifndef BENCH_EMLEARN
 static int load(void)
 {
-    uint8_t head[4];
+    uint8_t head[8], dtypes[16];
     sq_stream_cfg cfg;
     uint32_t len, n, i;
-    int in = sh_open("model.sqm", 1);
+    int in = sh_open("model.sqd", 1);
     if (in < 0 || sh_read(in, head, 4) || (len = get_u32(head)) > sizeof model_bytes || sh_read(in, model_bytes, len)) {
         return 10;
     }
     sh_close(in);
     in = sh_open("channels.bin", 1);
-    if (in < 0 || sh_read(in, head, 4) || (n = get_u32(head)) > 8u || sh_read(in, names, 16u * n)) {
+    if (in < 0 || sh_read(in, head, 8) || (n = get_u32(head)) > 16u || sh_read(in, dtypes, n)) {
         return 11;
     }
     sh_close(in);
     memset(&cfg, 0, sizeof cfg);
     cfg.n_channels = (uint8_t)n;
     cfg.block_samples = 8;
+    cfg.schema = get_u32(head + 4);
     for (i = 0; i < n; i++) {
-        cfg.dtype[i] = SQ_INT16;
-        names[i][15] = 0;
-        name_ptrs[i] = names[i];
+        cfg.dtype[i] = dtypes[i];
     }
-    return sq_model_load(&model, model_bytes, len, &cfg, name_ptrs) == SQ_OK ? 0 : 12;
+    return sq_model_load(&model, model_bytes, len, &cfg) == SQ_OK ? 0 : 12;
 }
 #endif
 

@@ -123,7 +123,6 @@ def _import_emlearn():
 def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     emlearn = _import_emlearn()
     from sensorq.device.models import model_file
-    from sensorq.models.format import encode_model
     from sensorq.models.score import score_codes
     from sensorq.models.fit import _columns_of, _subset
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +131,9 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     codes = sub.codes_test.astype("<i4")
     floats = data.X_test.astype("<f4")
     host = score_codes(model, codes).cls
-    blob = encode_model(model, with_float=False)
+    from sensorq.device.image import device_image, device_stream_schema
+    ring = [(i.name, "int16") for i in model.pipeline.inputs]
+    blob = device_image(model, ring)
     common = [PORT / "examples" / "startup.c", PORT / "examples" / "semihost.c", HERE / "bench_predict.c"]
     results = {}
     stub = build_dir / "stub"
@@ -144,17 +145,17 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     # sensorq: the model's bytes, validated and scored in integers (the trees scorer only)
     lib = sorted((PORT / "src").glob("*.c"))
     elf = build(build_dir / "bench_sensorq.elf", common + lib, [f"-I{PORT / 'src'}", "-DSQ_MODEL_KINDS=1"])
-    names = [i.name for i in model.pipeline.inputs]
-    channels = struct.pack("<I", len(names)) + b"".join(n.encode().ljust(16, b"\0") for n in names)
-    got = run(elf, build_dir / "run_sensorq", codes, {"model.sqm": model_file(blob), "channels.bin": channels})
+    schema = device_stream_schema(ring)
+    channels = struct.pack("<II", len(ring), schema) + bytes([2] * len(ring))       # int16 channels
+    got = run(elf, build_dir / "run_sensorq", codes, {"model.sqd": model_file(blob), "channels.bin": channels})
     fp = footprint(elf, baseline)
     from sensorq.device.models import DeviceModel
     from sensorq.device.native import DeviceLib, build_library, stream_cfg
     dev = DeviceLib(build_library(build_dir / "host"))
-    dm = DeviceModel(dev, blob, stream_cfg(["int16"] * len(names), 8), names)
+    dm = DeviceModel(dev, blob, stream_cfg(["int16"] * len(ring), 8, schema=schema))
     ram = MODEL_STRUCT_ARM + predict_work(dm)
     results["sensorq"] = {**got, **fp, "model": len(blob), "ram": ram,
-                          "what": "sq_model_load + sq_model_predict (trees only), the model as data"}
+                          "what": "sq_model_load + sq_model_predict (trees only), the device image as data"}
     assert np.array_equal(got["classes"], host), "sensorq on QEMU == the host's quantized path"
     # emlearn: inline float code (hard and soft voting), and the loadable int16 runtime
     # the int16 runtime takes the float features rounded to int16 (every one of this model's fits)
@@ -184,7 +185,7 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     return results
 
 
-MODEL_STRUCT_ARM = 120           # sizeof(sq_model) on a Cortex-M0+
+MODEL_STRUCT_ARM = 88            # sizeof(sq_model) on a Cortex-M0+ (16 bytes, 4 u16, 11 u32, a pointer, 2 i64)
 
 
 def predict_work(dm) -> int:

@@ -28,7 +28,6 @@ static sq_model model;
 static uint8_t model_bytes[2048];
 static volatile size_t model_len = 411;
 static uint8_t model_work[2048];
-static const char *const names[1] = {"x"};
 static volatile int32_t model_class;
 #endif
 
@@ -101,7 +100,7 @@ int footprint(int64_t t, int64_t v)
     sq_ring_append(&ring, t, values);
     sq_ring_poll(&ring);
 #ifdef SQ_FOOTPRINT_MODEL
-    if (sq_model_load(&model, model_bytes, model_len, &cfg, names) == SQ_OK) {
+    if (sq_model_load(&model, model_bytes, model_len, &cfg) == SQ_OK) {
         sq_model_out out;
         if (sq_model_score(&model, &ring, model_work, sizeof model_work, &out) == SQ_OK) {
             model_class = out.cls;

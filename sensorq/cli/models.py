@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..errors import SensorqError
 from .common import note, open_for_reading, open_for_writing
 
 KINDS = ("forest", "tree", "boosting", "linear", "mlp", "anomaly")
@@ -34,8 +35,14 @@ def add_parsers(sub, common) -> None:
     q.add_argument("name")
     q.add_argument("-o", "--output", required=True, help="the file to write, e.g. motion.sqm")
     q.add_argument("--device", action="store_true",
-                   help="leave out the float parameters and texts: what a device loads "
+                   help="leave out the float parameters and texts: the .sqm a device's cache adds "
                         "(default: the whole model)")
+    q.add_argument("--image", action="store_true",
+                   help="write the model's device image (docs/models.md §11): what sq_model_load "
+                        "takes, its inputs bound to the device ring's channels (--channels)")
+    q.add_argument("--channels", help="with --image: the device ring's channels in order, "
+                                      "name:dtype comma-separated, e.g. acc_x:int16,acc_y:int16 "
+                                      "(default: the model's inputs, float inputs as int16)")
     q.set_defaults(func=cmd_export)
     q = ops.add_parser("add", parents=[common], help="add a model from a .sqm file",
                        description="Add a model exported by `sensorq model export` (validated "
@@ -147,10 +154,42 @@ def cmd_show(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.image:
+        return _export_image(args)
+    if args.channels:
+        raise SensorqError("--channels goes with --image (the device image binds the inputs to them)")
     with open_for_reading(args) as cache:
         size = _registry(cache).export(args.name, args.output, quantized_only=args.device)
     print(f"model {args.name!r}: {size} bytes written to {args.output}")
     return 0
+
+
+def _export_image(args) -> int:
+    """The device image, bound to the ring's channels; prints the ring's
+    schema hash (its sq_stream_cfg.schema: the image is refused by a ring
+    of another)."""
+    from pathlib import Path
+    from ..device.image import device_image, device_stream_schema
+    from ..device.models import device_channels
+    with open_for_reading(args) as cache:
+        model = _registry(cache).get(args.name)
+    channels = device_channels(model) if not args.channels else _parse_channels(args.channels)
+    data = device_image(model, channels)
+    Path(args.output).write_bytes(data)
+    print(f"model {args.name!r}: device image of {len(data)} bytes written to {args.output}, for a ring "
+          f"of {', '.join(f'{n}:{d}' for n, d in channels)} (sq_stream_cfg.schema = "
+          f"{device_stream_schema(channels):#010x})")
+    return 0
+
+
+def _parse_channels(text: str) -> list[tuple[str, str]]:
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, dtype = part.partition(":")
+        if not sep or not name or not dtype:
+            raise SensorqError(f"--channels: {part!r} is not name:dtype (e.g. acc_x:int16)")
+        out.append((name.strip(), dtype.strip()))
+    return out
 
 
 def cmd_add(args) -> int:

@@ -29,9 +29,11 @@ from ..errors import DeviceUnsupportedError, SensorqError
 from ..models.format import encode_model, load_model
 from ..models.model import (ANOMALY, CLASSES, DENSE, TREES, DenseBody, Model, TreeBody, VALUE)
 from ..schema import Channel, Stream
+from .image import device_image
 from .native import DeviceError, DeviceLib, StreamCfg
 
 MODEL_STRUCT_BYTES = 512          # ≥ sizeof(sq_model) on any host
+SQM_MAGIC = b"SQM1"
 INT_DTYPES = {1: "int8", 2: "int16", 3: "int32", 4: "int64"}
 OUTLIER_CLASSES = ("normal", "anomalous")
 
@@ -47,22 +49,21 @@ class ModelStruct(ctypes.Structure):
     _fields_ = [("body", ctypes.c_uint8), ("kind", ctypes.c_uint8), ("mode", ctypes.c_uint8),
                 ("n_classes", ctypes.c_uint8), ("n_raw", ctypes.c_uint8), ("n_inputs", ctypes.c_uint8),
                 ("n_signals", ctypes.c_uint8), ("n_features", ctypes.c_uint8), ("n_out", ctypes.c_uint8),
-                ("n_layers", ctypes.c_uint8), ("passes", ctypes.c_uint8), ("mismatch", ctypes.c_uint8),
-                ("tw", ctypes.c_uint8), ("cw", ctypes.c_uint8), ("lw", ctypes.c_uint8), ("reserved", ctypes.c_uint8),
-                ("channel", ctypes.c_uint8 * 16), ("shift", ctypes.c_uint8 * 16),
-                ("n_trees", ctypes.c_uint16), ("n_leaves", ctypes.c_uint16), ("max_width", ctypes.c_uint16),
-                ("reserved2", ctypes.c_uint16), ("min_samples", ctypes.c_uint32), ("work_size", ctypes.c_uint32),
-                ("out_schema", ctypes.c_uint32), ("n_steps", ctypes.c_uint32), ("n_floats", ctypes.c_uint32),
-                ("sig_off", ctypes.c_uint32), ("feat_off", ctypes.c_uint32), ("body_off", ctypes.c_uint32),
-                ("leaf_off", ctypes.c_uint32), ("init_off", ctypes.c_uint32), ("bytes", ctypes.c_void_p),
+                ("n_layers", ctypes.c_uint8), ("passes", ctypes.c_uint8), ("tw", ctypes.c_uint8),
+                ("lw", ctypes.c_uint8), ("reserved", ctypes.c_uint8 * 3),
+                ("n_trees", ctypes.c_uint16), ("n_nodes", ctypes.c_uint16), ("n_leaves", ctypes.c_uint16),
+                ("max_width", ctypes.c_uint16), ("min_samples", ctypes.c_uint32), ("work_size", ctypes.c_uint32),
+                ("out_schema", ctypes.c_uint32), ("n_steps", ctypes.c_uint32),
+                ("sig_off", ctypes.c_uint32), ("feat_off", ctypes.c_uint32), ("steps_off", ctypes.c_uint32),
+                ("body_off", ctypes.c_uint32), ("node_off", ctypes.c_uint32), ("leaf_off", ctypes.c_uint32),
+                ("init_off", ctypes.c_uint32), ("bytes", ctypes.c_void_p),
                 ("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
 
 
 def bind(lib) -> None:
     """Prototypes of the sq_model_* calls on a DeviceLib's CDLL."""
     mp, op = ctypes.POINTER(ModelStruct), ctypes.POINTER(ModelOut)
-    lib.sq_model_load.argtypes = [mp, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(StreamCfg),
-                                  ctypes.POINTER(ctypes.c_char_p)]
+    lib.sq_model_load.argtypes = [mp, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(StreamCfg)]
     lib.sq_model_work_size.restype = ctypes.c_size_t
     lib.sq_model_work_size.argtypes = [mp]
     lib.sq_model_window.argtypes = [mp, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t, op]
@@ -84,19 +85,24 @@ class WindowOut:
 
 
 class DeviceModel:
-    """sq_model_load'ed bytes (kept alive here), with a work buffer of
-    sq_model_work_size bytes (or ``work_len``)."""
+    """sq_model_load'ed device image (kept alive here), with a work buffer of
+    sq_model_work_size bytes (or ``work_len``).  ``data``: device image
+    bytes (sensorq.device.image; given to sq_model_load as they are), or a
+    Model or .sqm bytes, which are made into an image bound to the ring of
+    ``cfg`` whose channels are ``names`` (its schema hash: cfg.schema)."""
 
-    def __init__(self, dev: DeviceLib, data: bytes, cfg: StreamCfg, names: list[str], work_len=None):
+    def __init__(self, dev: DeviceLib, data, cfg: StreamCfg, names: list[str] | None = None, work_len=None):
         if not getattr(dev.lib, "_sq_model_bound", False):
             bind(dev.lib)
             dev.lib._sq_model_bound = True
+        if not isinstance(data, (bytes, bytearray)) or bytes(data[:4]) == SQM_MAGIC:
+            data = device_image(data, ring_channels(cfg, names), schema=cfg.schema)
         self.dev = dev
-        self.data = ctypes.create_string_buffer(bytes(data), len(data))
+        self.image = bytes(data)
+        self.data = ctypes.create_string_buffer(self.image, len(self.image))
         self.cfg = cfg
-        self.names = (ctypes.c_char_p * max(1, len(names)))(*[n.encode() for n in names])
         self.m = ModelStruct()
-        status = dev.lib.sq_model_load(ctypes.byref(self.m), self.data, len(data), ctypes.byref(cfg), self.names)
+        status = dev.lib.sq_model_load(ctypes.byref(self.m), self.data, len(self.image), ctypes.byref(cfg))
         dev.check(status, "model load")
         need = dev.lib.sq_model_work_size(ctypes.byref(self.m))
         self.work_len = need if work_len is None else work_len
@@ -140,7 +146,12 @@ class DeviceModel:
         return self._out(out)
 
 
-def load_status(dev: DeviceLib, data: bytes, cfg: StreamCfg, names: list[str]) -> str:
+def ring_channels(cfg: StreamCfg, names: list[str]) -> list[tuple[str, str]]:
+    """(name, dtype) of a ring's channels, in order, from its sq_stream_cfg and names."""
+    return [(names[i], INT_DTYPES[cfg.dtype[i]]) for i in range(cfg.n_channels)]
+
+
+def load_status(dev: DeviceLib, data: bytes, cfg: StreamCfg, names: list[str] | None = None) -> str:
     """The name of what sq_model_load returns for these bytes ("SQ_OK", "SQ_ERR_CRC", ...)."""
     try:
         DeviceModel(dev, data, cfg, names, work_len=0)
@@ -402,15 +413,17 @@ def firmware_input(channels: list[tuple[str, str]], t: np.ndarray, columns: list
                    out_block_samples: int = 32, out_region_len: int = FIRMWARE_OUT_REGION,
                    codec: str = "fast") -> bytes:
     """models.bin for the model firmware: the sensor stream (channel names and
-    integer types, at most 8), its samples, and (bytecode, now) queries run
-    over the output ring at the end.  switch_at: the sample after which the
-    firmware loads update.sqm in place of model.sqm."""
+    integer types, at most 8; the ring's schema hash, which the model's
+    device image names), its samples, and (bytecode, now) queries run over
+    the output ring at the end.  switch_at: the sample after which the
+    firmware loads update.sqd in place of model.sqd."""
     from .native import CODECS, DTYPE_CODES
     if len(channels) > 8:
         raise SensorqError("the example firmware takes at most 8 channels")
+    from .image import device_stream_schema
     head = struct.pack("<12I", FIRMWARE_MAGIC, len(channels), block_samples, region_len, len(t),
                        len(t) if switch_at is None else switch_at, len(queries), out_block_samples,
-                       out_region_len, CODECS[codec], 0, 0)
+                       out_region_len, CODECS[codec], device_stream_schema(channels), 0)
     head += bytes([DTYPE_CODES[d] for _, d in channels] + [0] * (8 - len(channels)))
     for i in range(8):
         name = channels[i][0].encode() if i < len(channels) else b""
@@ -427,7 +440,7 @@ def firmware_input(channels: list[tuple[str, str]], t: np.ndarray, columns: list
 
 
 def model_file(data: bytes) -> bytes:
-    """model.sqm / update.sqm as the firmware reads them: a u32 length, the bytes."""
+    """model.sqd / update.sqd as the firmware reads them: a u32 length, the device image."""
     return struct.pack("<I", len(data)) + bytes(data)
 
 

@@ -1,0 +1,192 @@
+"""A model's device image (docs/models.md §11): what a firmware loads.
+
+The host validates the whole ``.sqm`` once (``load_model``: names, texts,
+floats, every consistency rule), binds the model's inputs to the channels of
+the device's ring (by name and type, here, so the device never compares a
+name) and writes a compact, fixed-width, little-endian image: the ring's
+schema hash, each input's channel index and shift, the features as small
+codes, tree nodes as fixed-width records with forward child indices, the
+leaf table, the dense layers' int8 weights.  The C loader (sq_model_load)
+then checks only what memory safety and correct arithmetic need — magic,
+version, length, CRC, counts, every index in range, child references
+strictly forward, feature codes known — and the scorers read the image in
+place.
+
+    image = device_image(model, [("acc_x", "int16"), ...])   # the ring's channels, in order
+    describe_image(image)                                    # its header, decoded
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..errors import SensorqError
+from ..models.format import encode_model, load_model
+from ..models.model import NO_REQUANT, SUMSQ, VOTE, DenseBody, Model, TreeBody
+from ..schema import Channel
+
+MAGIC = b"SQD1"
+VERSION = 1
+HEADER = struct.Struct("<4sBBBBIIIqqIBBBB")      # 44 bytes (docs/models.md §11)
+TREES_HEAD = struct.Struct("<BBHHH")              # n_out, widths, n_trees, n_nodes, n_leaves
+LEAF_BIT = 0x8000
+INT_DTYPES = ("int8", "int16", "int32", "int64")
+_TW = {1: 0, 2: 1, 4: 2}
+
+
+def device_stream_schema(channels) -> int:
+    """The schema hash of a device ring of these channels ((name, integer
+    dtype) pairs, or Channel objects, in the ring's order): what its
+    sq_stream_cfg.schema holds (sensorq.device.bytecode.schema_hash)."""
+    from .bytecode import schema_hash
+    chans = [c if isinstance(c, Channel) else Channel(c[0], c[1]) for c in channels]
+    return schema_hash(SimpleNamespace(channels=chans))
+
+
+def _model_of(model) -> Model:
+    """The model, validated by the host's full reader (load_model) whatever it came as."""
+    data = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else encode_model(model, with_float=False)
+    return load_model(data)
+
+
+def bind_inputs(model: Model, channels) -> list[tuple[int, int]]:
+    """(channel index, shift) of each model input in a ring of these
+    channels: an integer input is the channel of its name and storage type;
+    a float input, an integer channel of its name holding round(v · 2^e)."""
+    names = [c.name if isinstance(c, Channel) else c[0] for c in channels]
+    dtypes = [c.dtype if isinstance(c, Channel) else c[1] for c in channels]
+    out = []
+    for inp in model.pipeline.inputs:
+        if inp.name not in names:
+            raise SensorqError(f"model input {inp.name!r} is not a channel of the device's stream "
+                               f"({', '.join(names)})")
+        j = names.index(inp.name)
+        if dtypes[j] not in INT_DTYPES:
+            raise SensorqError(f"channel {inp.name!r} of the device's stream is {dtypes[j]}: a device "
+                               f"ring holds integers only")
+        if inp.dtype_code <= 4 and dtypes[j] != INT_DTYPES[inp.dtype_code - 1]:
+            raise SensorqError(f"model input {inp.name!r} is {INT_DTYPES[inp.dtype_code - 1]}, the device's "
+                               f"channel {dtypes[j]}: an integer input keeps its storage type")
+        shift = -inp.exponent if inp.dtype_code in (3, 4) else 0
+        out.append((j, shift))
+    return out
+
+
+def device_image(model, channels=None, schema: int | None = None) -> bytes:
+    """The device image of a model (a Model or .sqm bytes) bound to a ring
+    of ``channels`` ((name, integer dtype) in the ring's order; default: the
+    model's inputs, sensorq.device.models.device_channels).  ``schema``: the
+    ring's sq_stream_cfg.schema (default: device_stream_schema(channels))."""
+    from .models import device_channels, output_schema
+    m = _model_of(model)
+    channels = device_channels(m) if channels is None else list(channels)
+    binding = bind_inputs(m, channels)
+    schema = device_stream_schema(channels) if schema is None else schema
+    p = m.pipeline
+    body = m.body
+    is_trees = isinstance(body, TreeBody)
+    parts = [b"".join(struct.pack("<BB", ch, shift) for ch, shift in binding)]
+    parts.append(b"".join(struct.pack("<H", sum(1 << i for i in set(sig))) for sig in p.signals))
+    parts.append(b"".join(struct.pack("<BBBB", f.op, f.signal, len(f.steps_a), len(f.steps_b))
+                          for f in p.features))
+    parts.append(np.array([s for f in p.features for s in f.steps_a + f.steps_b], "<u4").tobytes())
+    parts.append(_trees(body) if is_trees else _dense(body))
+    head = HEADER.pack(MAGIC, VERSION, 1 if is_trees else 2, m.outputs.kind, body.mode, 0, schema & 0xFFFFFFFF,
+                       output_schema(m), p.window_ns, p.hop_ns, p.min_samples, len(p.inputs), len(p.signals),
+                       len(p.features), len(m.outputs.classes))
+    data = bytearray(head + b"".join(parts))
+    struct.pack_into("<I", data, 8, len(data) + 4)
+    return bytes(data) + struct.pack("<I", zlib.crc32(bytes(data)))
+
+
+def _trees(b: TreeBody) -> bytes:
+    thr = b.threshold.astype(np.int64)
+    tw = 1 if thr.size == 0 or (thr.min() >= -128 and thr.max() <= 127) else \
+        2 if (thr.min() >= -32768 and thr.max() <= 32767) else 4
+    lv = b.leaves.astype(np.int64)
+    lw = 1 if b.mode == VOTE else 2 if lv.size == 0 or (lv.min() >= -32768 and lv.max() <= 32767) else 4
+    n_nodes = int(b.tree_start[-1])
+
+    def ref(r: int, base: int) -> int:           # a leaf ~k or an internal node of the tree, made global
+        return LEAF_BIT | ~r if r < 0 else base + r
+
+    out = [TREES_HEAD.pack(b.n_out, _TW[tw] | _TW[lw] << 2, b.n_trees, n_nodes, b.leaves.shape[0]),
+           np.asarray(b.init, "<i4").tobytes()]
+    out += [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
+            for t in range(b.n_trees)]
+    nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", f"<i{tw}"), ("l", "<u2"), ("r", "<u2")]))
+    for t in range(b.n_trees):
+        lo, hi = int(b.tree_start[t]), int(b.tree_start[t + 1])
+        nodes["f"][lo:hi] = b.feature[lo:hi]
+        nodes["t"][lo:hi] = b.threshold[lo:hi]
+        nodes["l"][lo:hi] = [ref(int(r), lo) for r in b.left[lo:hi]]
+        nodes["r"][lo:hi] = [ref(int(r), lo) for r in b.right[lo:hi]]
+    out.append(nodes.tobytes())
+    out.append(np.asarray(b.leaves, "u1" if lw == 1 else f"<i{lw}").tobytes())
+    return b"".join(out)
+
+
+def _dense(b: DenseBody) -> bytes:
+    out = [struct.pack("<BB", len(b.layers), 0)]
+    inp = np.zeros(b.in_off.shape[0], np.dtype([("o", "<i4"), ("m", "<i4"), ("s", "u1")]))
+    inp["o"], inp["m"], inp["s"] = b.in_off, b.in_mul, b.in_shift
+    out.append(inp.tobytes())
+    for layer in b.layers:
+        out.append(struct.pack("<HBB", layer.n_out, int(layer.relu), layer.shift))
+        out.append(np.asarray(layer.weights, np.int8).tobytes())
+        out.append(np.asarray(layer.bias, "<i4").tobytes())
+        if layer.shift != NO_REQUANT:
+            out.append(np.asarray(layer.mult, "<i4").tobytes())
+    if b.mode == SUMSQ:
+        out.append(struct.pack("<q", int(b.threshold)))
+    return b"".join(out)
+
+
+def describe_image(data: bytes) -> dict:
+    """The header of a device image, decoded (no validation beyond its size)."""
+    if len(data) < HEADER.size + 4 or data[:4] != MAGIC:
+        raise SensorqError("not a sensorq device image (magic SQD1)")
+    f = HEADER.unpack_from(data)
+    keys = ("magic", "version", "body", "kind", "mode", "length", "schema", "out_schema", "window_ns",
+            "hop_ns", "min_samples", "n_inputs", "n_signals", "n_features", "n_classes")
+    return dict(zip(keys, f))
+
+
+
+def image_sections(data: bytes) -> dict:
+    """Where each part of a (well-formed) device image starts: inputs,
+    signals, features, steps, then for trees init, trees, nodes (and
+    node_size), leaves; for dense layers the input scaling and each layer.
+    For tests and tools: it trusts the counts."""
+    h = describe_image(data)
+    at = {"inputs": HEADER.size}
+    at["signals"] = at["inputs"] + 2 * h["n_inputs"]
+    at["features"] = at["signals"] + 2 * h["n_signals"]
+    feats = [data[at["features"] + 4 * i: at["features"] + 4 * i + 4] for i in range(h["n_features"])]
+    at["steps"] = at["features"] + 4 * h["n_features"]
+    p = at["steps"] + 4 * sum(f[2] + f[3] for f in feats)
+    at["body"] = p
+    if h["body"] == 1:
+        n_out, widths, n_trees, n_nodes, n_leaves = TREES_HEAD.unpack_from(data, p)
+        at.update(n_out=n_out, n_trees=n_trees, n_nodes=n_nodes, n_leaves=n_leaves,
+                  threshold_size=1 << (widths & 3), leaf_size=1 << ((widths >> 2) & 3))
+        at["init"] = p + TREES_HEAD.size
+        at["trees"] = at["init"] + 4 * n_out
+        at["nodes"] = at["trees"] + 4 * n_trees
+        at["node_size"] = 5 + at["threshold_size"]
+        at["leaves"] = at["nodes"] + at["node_size"] * n_nodes
+    else:
+        n_in = h["n_features"]
+        at["scaling"] = p + 2
+        p = at["scaling"] + 9 * n_in
+        at["layers"] = []
+        for _ in range(data[at["body"]]):
+            n_out, _, shift = struct.unpack_from("<HBB", data, p)
+            at["layers"].append(p)
+            p += 4 + n_out * n_in + 4 * n_out + (4 * n_out if shift != NO_REQUANT else 0)
+            n_in = n_out
+        at["end"] = p
+    return at
