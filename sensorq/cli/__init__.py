@@ -23,21 +23,31 @@ Options may stand before or after the command: ``sensorq --cache C info`` is
 
 Every error sensorq raises on purpose is printed as one clear message (a query
 error with a caret under its column) and the exit status is 1; usage errors
-exit with 2.  Imports of the engine are deferred so that ``--help`` and errors
-are quick.  One module per command group: query.py, data.py, streams.py, models.py,
-fleet.py.
+exit with 2.  One module per command group: query.py, data.py, streams.py,
+models.py, fleet.py.  A one-off query is a process start, so the start-up path
+is kept short: the engine's imports are deferred to the command that runs,
+and only the group of the command given is imported and built into the
+argument parser (``sensorq "QUERY"`` builds the query group's parsers only;
+``--help`` and a command line starting with an option build them all).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 
 from ..errors import SensorqError
-from . import data, fleet, models, query, streams
 from .common import default_cache_path, resolve_cache  # noqa: F401  (public helpers)
 
-COMMANDS = ("query", "explain", "compile", "plot", "shell", "info", "streams", "config", "ingest",
-            "export", "demo", "models", "model", "sync", "fleet")
+GROUPS = {   # module of sensorq/cli → the commands its add_parsers defines
+    "query": ("query", "explain", "compile", "plot", "shell"),
+    "streams": ("info", "streams", "config"),
+    "data": ("ingest", "export", "demo"),
+    "models": ("models", "model"),
+    "fleet": ("sync", "fleet"),
+}
+COMMANDS = tuple(command for commands in GROUPS.values() for command in commands)
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -53,7 +63,9 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every command, or only of the group that
+    defines ``command`` (enough to parse a command line that starts with it)."""
     parser = argparse.ArgumentParser(
         prog="sensorq", description="Query sensor data where it was measured.",
         epilog='example: sensorq "count where accel > 2g last 10m"   (sensorq COMMAND --help for more)')
@@ -61,11 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sensorq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_options()
-    query.add_parsers(sub, common)
-    streams.add_parsers(sub, common)
-    data.add_parsers(sub, common)
-    models.add_parsers(sub, common)
-    fleet.add_parsers(sub, common)
+    for group, commands in GROUPS.items():
+        if command is None or command in commands:
+            importlib.import_module(f"{__name__}.{group}").add_parsers(sub, common)
     return parser
 
 
@@ -101,13 +111,18 @@ def first_positional_index(argv: list[str], with_values: set[str]) -> int | None
     return None
 
 
-def arrange(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+def arrange(argv: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
     """Put the command first: ``sensorq --cache C info`` is ``sensorq info
     --cache C``, and ``sensorq [options] "count ..."`` is ``sensorq query
-    [options] "count ..."``."""
+    [options] "count ..."``.  Only a command line that starts with an option
+    needs every command's options (to know which of them take a value), so
+    only then is ``parser`` (default: the whole parser) consulted."""
     if any(a in ("-h", "--help", "--version") for a in argv[:1]):
         return argv
-    at = first_positional_index(argv, options_with_values(parser))
+    if argv and (not argv[0].startswith("-") or argv[0] == "-"):
+        at = 0
+    else:
+        at = first_positional_index(argv, options_with_values(parser or build_parser()))
     if at is None:
         return argv
     if argv[at] in COMMANDS:
@@ -126,16 +141,48 @@ def keep_scipy_out() -> None:
         sys.modules.setdefault("scipy.linalg", None)  # type: ignore[arg-type]
 
 
+def keep_regex_out() -> None:
+    """lark imports the third-party ``regex`` module when it is installed (10 ms
+    of a one-off query) only to offer ``Lark(regex=True)`` and Unicode
+    categories in grammars, which sensorq's grammar does not use: the
+    command-line process goes without it (nothing else here imports it)."""
+    if "lark" not in sys.modules:
+        sys.modules.setdefault("regex", None)  # type: ignore[arg-type]
+
+
+BLAS_COMMANDS = ("model",)     # model train/fit: scikit-learn may use BLAS's threads
+
+
+def numpy_without_blas_threads() -> None:
+    """Import numpy with OpenBLAS limited to one thread.  OpenBLAS starts its
+    thread pool when numpy is imported (20 ms of a one-off query on two
+    cores); sensorq's engine never calls BLAS, so a command that does not
+    train a model goes without the pool.  The variable is set only while
+    numpy loads (processes this one starts do not inherit it), and never
+    over a value the user set."""
+    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:   # a real command line, not a test calling main()
+    real_process = argv is None       # a real command line, not a test calling main()
+    if real_process:
         keep_scipy_out()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(arrange(argv, parser))
+        keep_regex_out()
+    argv = arrange(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    args = parser.parse_args(argv)
     _defaults(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if real_process and args.command not in BLAS_COMMANDS:
+        numpy_without_blas_threads()
     try:
         return args.func(args)
     except SensorqError as exc:

@@ -7,6 +7,11 @@ their statistics, (4) runs the kernels over the rest — skipped blocks are
 never touched — and (5) merges the partial aggregates per bucket, a chunk of
 blocks at a time (partials.py), so memory follows the result, not the data.
 Results are held to the row limit (limits.py).
+
+A one-off query is a process start, so this module imports only what every
+aggregate needs; the modules of other query shapes (search, selection,
+partials, buckets, modelscan) are imported by the functions that use them,
+and the numba kernels only by the compiled tier (tiers.py).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from ..store.manifest import MODELS_DIR
 from ..query.categories import label_result
 from ..result import TIME_MISSING, TIME_UNIT, Result, ScanStats
 from . import aggregates as A
-from . import buckets, limits, modelscan, partials, search, selection, tiers
+from . import limits, tiers
 from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, classify, residual_groups
@@ -80,14 +85,27 @@ def plan_text(cache, text: str, now_policy: str = "data"):
     return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
 
 
+def _runner(query):
+    """The function that runs a plan of this type (its module imported now)."""
+    kind = type(query)
+    if kind is P.AggregateQuery:
+        return run_aggregate
+    if kind in (P.FindQuery, P.EpisodesQuery, P.NewestQuery):
+        from . import search
+        return {P.FindQuery: search.run_find, P.EpisodesQuery: search.run_episodes,
+                P.NewestQuery: search.run_newest}[kind]
+    if kind is P.TopQuery:
+        from .selection import run_top
+        return run_top
+    if kind is P.ModelQuery:
+        from .modelscan import run_score
+        return run_score
+    raise TypeError(f"cannot execute {kind.__name__}")
+
+
 def execute(cache, query, text: str = "", engine: str | None = None,
             max_rows: int | None = None) -> Result:
-    runners = {P.AggregateQuery: run_aggregate, P.FindQuery: search.run_find,
-               P.EpisodesQuery: search.run_episodes, P.TopQuery: selection.run_top,
-               P.NewestQuery: search.run_newest, P.ModelQuery: modelscan.run_score}
-    if type(query) not in runners:
-        raise TypeError(f"cannot execute {type(query).__name__}")
-    result = runners[type(query)](cache, query, text, engine, limits.max_rows(max_rows))
+    result = _runner(query)(cache, query, text, engine, limits.max_rows(max_rows))
     result = label_result(result, query, cache.streams)     # categorical codes shown as names
     if query.limit is not None and result.kind == "table":
         result.columns = {name: column[:query.limit] for name, column in result.columns.items()}
@@ -108,6 +126,7 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     start, end = q.time.bounds()
     if q.bucket_ns and q.fill.mode != "none" and len(index):
         # a fill lists every bucket of the window: refused before anything is read
+        from . import buckets
         limits.check_rows(buckets.window_rows(q, index, start, end), limit, _what(text))
     value = None if q.aggregate in ("count", "duration") else q.expr
     programs = compile_query(q.where, value)
@@ -131,6 +150,7 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
         total += _count_decoded(tier, index, np.flatnonzero(decode), programs, q.where, start,
                                 end)
         return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
+    from . import partials
     ids, values = partials.scan_buckets(
         partials.Scan(cache, q, index, programs, tier, start, end, limit, _what(text)),
         use_stats, decode)
@@ -151,6 +171,7 @@ def _prune_extremes(cache, q, index, programs, tier, start, end, limit, text, us
     argmax).  Seed batches double until the floor is found.  The answer is
     then computed as before, from the blocks left: the same numbers in the
     same order, less the ones that could not win."""
+    from . import partials, selection
     sign = EXTREMES[q.aggregate]
     lo, hi = selection.value_bounds(q.expr, index)
     bound = hi if sign > 0 else -lo
@@ -236,6 +257,7 @@ def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:
         elif q.aggregate in A.TIMESTAMP_AGGREGATES:   # int64 ns end to end, never a float
             value = None if value == TIME_MISSING else int(value)
         return Result("scalar", text, value=value, unit=unit, scan=scan)
+    from . import buckets
     times, column = buckets.fill(q, index, start, end, ids, values)
     name = q.aggregate
     return Result("table", text, columns={"time": times, name: column},
@@ -245,6 +267,7 @@ def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:
 def _run_percentile(q, index, classes, programs, start, end, scan, text, engine, limit):
     """Percentiles by selection (selection.py): memory bounded by GATHER_LIMIT
     values, or per bucket by the largest bucket below that."""
+    from . import buckets, selection
     rows = np.flatnonzero(classes != NONE)
     tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
     scan.engine = tier.name

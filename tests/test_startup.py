@@ -1,0 +1,189 @@
+"""What a fresh process imports: structural facts behind the start-up time
+(benchmarks/bench_startup.py measures the time itself; nothing here is timed).
+
+``import sensorq`` loads neither numpy nor numba; a small query, from the
+command line or the Python API, answers in the numpy tier without importing
+numba; the compiled tier still imports its kernels when it is chosen; the
+command line builds only the parsers of the command's group, with the same
+result as the whole parser.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sensorq
+from sensorq import Channel
+from sensorq import cli
+
+QUERY = "count where accel > 2g last 10m"
+RATE_HZ = 1000
+SECONDS = 20 * 60
+START_NS = 1_790_000_000 * 10**9
+
+
+def fresh(code: str, env: dict | None = None) -> dict:
+    """Run ``code`` in a new interpreter; it prints one JSON object last."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def imu(tmp_path_factory):
+    """A 20-minute 1 kHz stream with shocks above 2 g: (cache path, t, accel)."""
+    path = tmp_path_factory.mktemp("startup") / "cache"
+    rng = np.random.default_rng(11)
+    n = RATE_HZ * SECONDS
+    t = START_NS + np.arange(n, dtype=np.int64) * (10**9 // RATE_HZ)
+    accel = (1000 + rng.normal(0, 30, n)).astype(np.int16)
+    for at in rng.choice(n - 100, size=30, replace=False):
+        accel[at:at + int(rng.integers(5, 80))] = int(rng.integers(2001, 5000))
+    with sensorq.open(path, create=True, capacity="16MB") as cache:
+        cache.create_stream("imu", [Channel("accel", "int16", "mg")], rate_hz=RATE_HZ)
+        cache.append("imu", t, {"accel": accel})
+        cache.flush()
+    return str(path), t, accel
+
+
+def expected_count(t, accel) -> int:
+    """``count where accel > 2g last 10m`` in numpy: now is the newest sample,
+    the window [now - 10 min, now)."""
+    now = int(t[-1])
+    inside = (t >= now - 600 * 10**9) & (t < now)
+    return int(np.count_nonzero(inside & (accel > 2000)))
+
+
+REPORT = ("import json, os, sys; print(json.dumps({{'answer': {answer}, "
+          "'modules': sorted(m for m in sys.modules if sys.modules[m] is not None), "
+          "'blocked': sorted(m for m in sys.modules if sys.modules[m] is None), "
+          "'openblas_env': os.environ.get('OPENBLAS_NUM_THREADS')}}))")
+
+
+def test_import_sensorq_loads_neither_numpy_nor_numba():
+    got = fresh("import sensorq\n" + REPORT.format(answer="None"))
+    assert "numba" not in got["modules"]
+    assert "numpy" not in got["modules"]          # Channel, open, ... load on first use
+    assert "sensorq.errors" in got["modules"]      # the exception hierarchy is there at once
+
+
+def test_lazy_names_are_the_real_objects():
+    from sensorq.schema import Stream
+    from sensorq.store import Cache, open as open_cache
+    assert sensorq.Stream is Stream and sensorq.Cache is Cache and sensorq.open is open_cache
+    assert {"Channel", "Stream", "Cache", "open", "fleet", "QueryError"} <= set(sensorq.__all__)
+    assert {"Channel", "open"} <= set(dir(sensorq))
+    with pytest.raises(AttributeError):
+        sensorq.no_such_name  # noqa: B018
+
+
+def test_a_small_query_on_the_command_line_does_not_import_numba(imu):
+    path, t, accel = imu
+    code = ("import sys\nsys.argv = ['sensorq', %r, '--cache', %r]\nfrom sensorq.cli import main\n"
+            "import io, contextlib\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n    assert main() == 0\n"
+            % (QUERY, path)) + REPORT.format(answer="int(out.getvalue())")
+    got = fresh(code)
+    assert got["answer"] == expected_count(t, accel) > 0
+    assert "numba" not in got["modules"]
+    assert "sensorq.engine.kernels" not in got["modules"]
+    # only the query commands' group of the command line was imported (the
+    # command line starts with the query, not an option)
+    assert "sensorq.cli.query" in got["modules"]
+    assert not {"sensorq.cli.data", "sensorq.cli.models", "sensorq.cli.streams",
+                "sensorq.cli.fleet", "sensorq.fleet"} & set(got["modules"])
+    # lark ran without the optional regex module; the BLAS setting was not left behind
+    assert "lark" in got["modules"] and "regex" in got["blocked"]
+    assert got["openblas_env"] is None
+
+
+def test_a_small_query_through_the_api_does_not_import_numba(imu):
+    path, t, accel = imu
+    code = ("import sensorq\nwith sensorq.open(%r, readonly=True) as cache:\n"
+            "    result = cache.query(%r)\n" % (path, QUERY)) + \
+        REPORT.format(answer="result.value")
+    got = fresh(code)
+    assert got["answer"] == expected_count(t, accel)
+    assert "numba" not in got["modules"]
+    assert "regex" not in got["blocked"]           # only the command line keeps regex out
+
+
+def test_the_compiled_tier_still_loads_its_kernels(imu):
+    path, t, accel = imu
+    code = ("import sensorq\nwith sensorq.open(%r, readonly=True) as cache:\n"
+            "    result = cache.query(%r, engine='compiled')\n" % (path, QUERY)) + \
+        REPORT.format(answer="result.value")
+    got = fresh(code)
+    assert got["answer"] == expected_count(t, accel)
+    assert "sensorq.engine.kernels" in got["modules"] and "numba" in got["modules"]
+
+
+def test_the_command_line_runs_openblas_on_one_thread(imu):
+    """OpenBLAS is loaded with one thread for a query (the engine never calls
+    BLAS), and processes the command line starts do not inherit the setting."""
+    pytest.importorskip("threadpoolctl")
+    path, _, _ = imu
+    code = ("import sys\nsys.argv = ['sensorq', '-q', '--cache', %r, 'info']\n"
+            "from sensorq.cli import main\nimport io, contextlib\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    assert main() == 0\n"
+            "from threadpoolctl import threadpool_info\n"
+            "blas = [p['num_threads'] for p in threadpool_info() if p['internal_api'] == 'openblas']\n"
+            % path) + REPORT.format(answer="blas")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    got = fresh(code, env)
+    if not got["answer"]:
+        pytest.skip("this numpy is not linked with OpenBLAS")
+    assert set(got["answer"]) == {1}
+    assert got["openblas_env"] is None
+
+
+def test_fleet_stays_the_function_when_its_package_is_imported():
+    import sensorq.fleet.plan  # noqa: F401  (imports the package sensorq.fleet)
+    assert callable(sensorq.fleet) and not isinstance(sensorq.fleet, type(sys))
+    assert sensorq.fleet.__module__ == "sensorq"
+    assert "sensorq.fleet" in sys.modules
+
+
+COMMAND_LINES = [
+    ["count where accel > 2g last 10m"],
+    ["--cache", "C", "--csv", "max z by 1m last 10m"],
+    ["-q", "--json", "avg z by 1m", "--engine", "interpreted"],
+    ["explain", "--json", "count where z > 2g"],
+    ["--cache", "C", "info"],
+    ["streams", "rename", "a", "b", "--cache", "C"],
+    ["config", "--capacity", "64MB", "--retention", "7d"],
+    ["export", "imu", "last 10m", "-o", "x.parquet"],
+    ["ingest", "-", "--stream", "loop", "--flush-every", "1"],
+    ["--cache", "C", "demo"],
+    ["models", "--json"],
+    ["model", "show", "motion"],
+    ["sync", "a", "b", "--any-device"],
+    ["--fleet", "site/*/cache", "count where z > 2g by device"],
+    ["plot", "avg z by 1m last 30m", "-o", "z.png", "--width", "80"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES, ids=lambda a: " ".join(a)[:40])
+def test_the_group_parser_parses_like_the_whole_parser(argv):
+    whole = cli.build_parser()
+    arranged = cli.arrange(list(argv), whole)
+    assert cli.arrange(list(argv)) == arranged           # without a parser given, the same
+    mine = cli.build_parser(arranged[0] if arranged[0] in cli.COMMANDS else None)
+    assert vars(mine.parse_args(arranged)) == vars(whole.parse_args(arranged))
+
+
+def test_every_command_belongs_to_one_group():
+    parser = cli.build_parser()
+    defined = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert sorted(defined.choices) == sorted(cli.COMMANDS)
+    assert len(set(cli.COMMANDS)) == len(cli.COMMANDS)
+    for group, commands in cli.GROUPS.items():
+        sub = cli.build_parser(commands[0])
+        only = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction")
+        assert sorted(only.choices) == sorted(commands), group
