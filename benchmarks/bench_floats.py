@@ -13,7 +13,9 @@ bit with what went in (the script stops on any difference).  Columns:
   (default config) and zstd level 19; the ratio is sensorq / pcodec.
 * ``decode G/s``: the engine's block decoder (kernels.decode_rows, channel
   rows to float64, no timestamps) in one compiled loop on one core, best of
-  ``--repeat``; ``pcodec G/s``: pcodec's decompression of its array.
+  ``--repeat``; ``pcodec G/s``: pcodec's decompression of its array;
+  ``encode M/s``: channel values a second through encode_block (one run:
+  the cache's write path without its I/O).
 
 Data sets (real ones from sensorq/data; the synthetic ones seeded):
 
@@ -188,20 +190,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 k instead of 1 M synthetic values")
     args = parser.parse_args()
     print(f"{'data':<30} {'codec':<8} {'B/value':>8} {'block B/v':>9} {'pcodec':>7} {'ratio':>6} "
-          f"{'zstd-19':>8} {'decode G/s':>10} {'pcodec G/s':>10}")
+          f"{'zstd-19':>8} {'decode G/s':>10} {'pcodec G/s':>10} {'encode M/s':>10}")
     for kind, (label, t, cols) in datasets(args.quick):
         arrays = [t] if kind == "time" else cols
         values = sum(a.size for a in arrays)
         zstd, pco, pco_rate = peers(arrays, args.repeat)
         for codec in ("compact", "fast"):
+            encode(t[:4096], [c[:4096] for c in cols], codec)      # compiles the encoder
+            start = time.perf_counter()
             encoded = encode(t, cols, codec)
+            encode_rate = sum(c.size for c in cols) / (time.perf_counter() - start)
             check_exact(encoded[0], t, cols)
             section, whole, rate = measure(encoded, args.repeat, kind == "time")
             ratio = "-" if pco is None else f"{section / pco:6.2f}"
             print(f"{label:<30} {codec:<8} {section / values:8.3f} {whole / values:9.3f} "
                   f"{'-' if pco is None else format(pco / values, '7.3f')} {ratio:>6} "
                   f"{zstd / values:8.3f} {rate / 1e9:10.2f} "
-                  f"{'-' if pco_rate is None else format(pco_rate / 1e9, '10.2f')}")
+                  f"{'-' if pco_rate is None else format(pco_rate / 1e9, '10.2f')} {encode_rate / 1e6:10.1f}")
 
 
 if __name__ == "__main__":

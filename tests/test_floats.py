@@ -148,6 +148,36 @@ def test_values_with_ten_decimals_are_not_raw_bits():
     assert same_bits(decode_block(buf)[1][0], x)
 
 
+def test_a_misleading_sample_is_caught_by_the_exceptions():
+    """Decimals of 2 places where the encoder samples, 4 places everywhere
+    else: the sample's choice leaves most values exceptions, so the encoder
+    prices every value and takes 4 places."""
+    n = 4096
+    rng = np.random.default_rng(4)
+    x = np.round(rng.normal(20, 3, n), 4)
+    runs = np.zeros(n, bool)
+    for r in range(alp.SAMPLE_RUNS):
+        runs[r * (n // alp.SAMPLE_RUNS):r * (n // alp.SAMPLE_RUNS) + alp.SAMPLE_RUN] = True
+    x[runs] = np.round(x[runs], 2)
+    assert alp.choose(x, False, alp.SAMPLE_RUNS)[:2] == (alp.DIVIDE, 100.0)
+    buf = encode_block(timestamps(n), [x])
+    info = parse_block(buf)
+    assert int(info.entries["codec"][0]) & MODE == DECIMAL and info.entries["dexp"][0] == 4
+    assert same_bits(decode_block(buf)[1][0], x)
+
+
+@pytest.mark.parametrize("codec", ["compact", "fast"])
+def test_device_format_blocks_never_use_alp(codec):
+    """Version 2 (the device port's bytes, exact.py / header2.py) keeps DECIMAL
+    and FLOATBITS: the device reads no ALP section."""
+    x = np.cumsum(np.random.default_rng(2).integers(-5, 6, 500)) * 0.001
+    x[7] = np.nan
+    buf = encode_block(timestamps(len(x)), [x], codec=codec, version=2)
+    info = parse_block(buf, versions=(1, 2))
+    assert int(info.entries["codec"][0]) & MODE == FLOATBITS
+    assert same_bits(decode_block(buf)[1][0], x)
+
+
 def test_true_doubles_fall_back_to_the_bit_patterns():
     x = np.random.default_rng(1).normal(0, 1, 4096)
     info = parse_block(encode_block(timestamps(len(x)), [x]))

@@ -67,12 +67,12 @@ def _mantissa(x, kind, c, is32):
 # --- choosing the constant from a sample ---------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _sample_cost(x, kind, c, is32, exception_bits):
+def _sample_cost(x, kind, c, is32, exception_bits, runs):
     """(estimated bits, exceptions) of the sample under (kind, c): the bit
     length of each step between consecutive mantissas (what the order-1
     predictor leaves), plus each exception's position and bits."""
     n = x.shape[0]
-    runs = min(SAMPLE_RUNS, (n + SAMPLE_RUN - 1) // SAMPLE_RUN)
+    runs = max(1, min(runs, (n + SAMPLE_RUN - 1) // SAMPLE_RUN))
     stride = n // runs
     bits, exceptions = 0, 0
     for r in range(runs):
@@ -91,10 +91,10 @@ def _sample_cost(x, kind, c, is32, exception_bits):
 
 
 @njit(cache=True, nogil=True)
-def _floatbits_sample_cost(x, is32):
+def _floatbits_sample_cost(x, is32, runs):
     """The same estimate for the FLOATBITS mode (order-preserving words, order 1)."""
     n = x.shape[0]
-    runs = min(SAMPLE_RUNS, (n + SAMPLE_RUN - 1) // SAMPLE_RUN)
+    runs = max(1, min(runs, (n + SAMPLE_RUN - 1) // SAMPLE_RUN))
     stride = n // runs
     bits = 0
     for r in range(runs):
@@ -115,12 +115,12 @@ def _ordered(v, is32):
 
 
 @njit(cache=True, nogil=True)
-def _power_of_two(x):
+def _power_of_two(x, runs):
     """The k that makes every sampled finite x an integer times 2^-k (the
     place of its lowest set bit), within ±1000; 0 if there are none."""
     n = x.shape[0]
     k = -1100
-    step = max(1, n // (SAMPLE_RUNS * SAMPLE_RUN))
+    step = max(1, n // (runs * SAMPLE_RUN))
     for i in range(0, n, step):
         bits = np.float64(x[i]).view(np.uint64)
         biased = np.int64((bits >> U64(52)) & U64(0x7FF))
@@ -135,13 +135,14 @@ def _power_of_two(x):
 
 
 @njit(cache=True, nogil=True)
-def choose(x, is32):
-    """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x."""
+def choose(x, is32, runs):
+    """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x,
+    from ``runs`` runs of SAMPLE_RUN values (n / SAMPLE_RUN: every value)."""
     exception_bits = 16 + (32 if is32 else 64)
     best_kind, best_c, best = DIVIDE, 1.0, np.int64(1) << 62
     integer_cost = np.int64(-1)
     for e in range(19):                 # decimals: the smallest exponent without exceptions
-        cost, exceptions = _sample_cost(x, DIVIDE, POW10[e], is32, exception_bits)
+        cost, exceptions = _sample_cost(x, DIVIDE, POW10[e], is32, exception_bits, runs)
         if cost < best:
             best_kind, best_c, best = DIVIDE, POW10[e], cost
         if exceptions == 0:
@@ -150,24 +151,24 @@ def choose(x, is32):
     for family in range(2):             # scaled integers
         for e in range(1, 19):
             c = INV10[e] if family == 0 else INV10_32[e]
-            cost, exceptions = _sample_cost(x, MULTIPLY, c, is32, exception_bits)
+            cost, exceptions = _sample_cost(x, MULTIPLY, c, is32, exception_bits, runs)
             if cost < best:
                 best_kind, best_c, best = MULTIPLY, c, cost
             if exceptions == 0:
                 break
-    c = 2.0 ** np.float64(-_power_of_two(x))          # fixed point
-    cost, _ = _sample_cost(x, MULTIPLY, c, is32, exception_bits)
+    c = 2.0 ** np.float64(-_power_of_two(x, runs))          # fixed point
+    cost, _ = _sample_cost(x, MULTIPLY, c, is32, exception_bits, runs)
     if cost < best:
         best_kind, best_c, best = MULTIPLY, c, cost
     if integer_cost >= 0:               # integers: trailing zeros
         for f in range(1, 19):
-            cost, exceptions = _sample_cost(x, MULTIPLY, POW10[f], is32, exception_bits)
+            cost, exceptions = _sample_cost(x, MULTIPLY, POW10[f], is32, exception_bits, runs)
             if exceptions or cost >= integer_cost:
                 break
             integer_cost = cost
             if cost < best:
                 best_kind, best_c, best = MULTIPLY, POW10[f], cost
-    return best_kind, best_c, best, _floatbits_sample_cost(x, is32)
+    return best_kind, best_c, best, _floatbits_sample_cost(x, is32, runs)
 
 
 @njit(cache=True, nogil=True)
@@ -294,19 +295,28 @@ def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     ``encode_words(words, signed)`` coding integer columns (block.py's):
     DECIMAL when every value is an exact decimal of at most 9 places (the
     bytes older readers know), else ALP, or FLOATBITS when the sample says
-    the bit patterns are cheaper or the exceptions made ALP the bigger one."""
+    the bit patterns are cheaper.  A section with many exceptions (the
+    sample misjudged the block, or its values have no such structure) is
+    compared with the choice from every value and with FLOATBITS."""
     is32 = x.dtype == np.float32
-    kind, c, cost, floatbits_cost = choose(x, is32)
+    kind, c, cost, floatbits_cost = choose(x, is32, SAMPLE_RUNS)
     if floatbits_cost < cost:
         return _floatbits_section(x, encode_words)
-    words, positions = mantissas(x, kind, c, is32)
-    if not len(positions) and kind == DIVIDE and c <= 1e9:
-        section, codec_bits = encode_words(words, True)
-        return section, codec_bits | DECIMAL, int(np.rint(np.log10(c)))
+    section, codec, exponent, exceptions = _alp_section(x, kind, c, encode_words)
+    if exceptions * 32 <= len(x):
+        return section, codec, exponent
+    candidates = [(section, codec, exponent), _floatbits_section(x, encode_words)]
+    whole_kind, whole_c, _, _ = choose(x, is32, len(x) // SAMPLE_RUN + 1)
+    if (whole_kind, whole_c) != (kind, c):
+        candidates.append(_alp_section(x, whole_kind, whole_c, encode_words)[:3])
+    return min(candidates, key=lambda candidate: len(candidate[0]))
+
+
+def _alp_section(x: np.ndarray, kind: int, c: float, encode_words):
+    """(section, codec byte, decimal exponent, exceptions) in ALP mode, or
+    DECIMAL when it is a decimal transform without exceptions."""
+    words, positions = mantissas(x, kind, c, x.dtype == np.float32)
     section, codec_bits = encode_words(words, True)
-    section = section_header(kind, c, positions, x) + section
-    if len(positions) * 32 > len(x):    # many exceptions: the bit patterns may be smaller
-        other = _floatbits_section(x, encode_words)
-        if len(other[0]) < len(section):
-            return other
-    return section, codec_bits | ALP, 0
+    if not len(positions) and kind == DIVIDE and c <= 1e9:
+        return section, codec_bits | DECIMAL, int(np.rint(np.log10(c))), 0
+    return section_header(kind, c, positions, x) + section, codec_bits | ALP, 0, len(positions)
