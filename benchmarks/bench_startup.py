@@ -1,6 +1,6 @@
 """Start-up: a one-off query as a fresh process, next to DuckDB doing the same.
 
-    python benchmarks/bench_startup.py [--runs 15] [--compiled]
+    python benchmarks/bench_startup.py [--runs 15] [--compiled] [--before DIR]
 
 Each row is a fresh Python process, timed from spawn to exit (wall clock and
 the child's CPU time, user + system), median of ``--runs`` runs taken in
@@ -21,6 +21,10 @@ Every child runs with Python's byte-code cache on (in a private
 PYTHONPYCACHEPREFIX, warmed by one untimed run), as an installed program has
 it, whatever PYTHONDONTWRITEBYTECODE says in this shell.  ``--compiled`` adds
 the same query with ``--engine compiled`` (numba kernels from a warm cache).
+``--before DIR`` adds the ``import sensorq`` and warm CLI rows run from another
+source tree (e.g. ``git archive REV sensorq grammar | tar -x -C DIR``) in the
+same run, for a before/after table.  (The other rows run in the repository
+root, so they import this working tree's sensorq.)
 The ratio column is each row's wall-clock median over the DuckDB one-shot's.
 """
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pathlib import Path
 
 QUERY = "count where accel > 2g last 10m"
 EXPECTED = "617"          # the demo's answer (README)
+ROOT = Path(__file__).resolve().parent.parent      # children run here: this tree's sensorq
 DUCKDB_SQL = ("SELECT count(*) FROM imu, (SELECT max(t) AS now FROM imu) "
               "WHERE accel > 2000 AND t >= now - 600000000000 AND t < now")
 
@@ -50,11 +55,12 @@ def child_env(work: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+def run_once(cmd: list[str], env: dict[str, str], cwd: str | None = None
+             ) -> tuple[float, float, str]:
     """(wall s, child CPU s, stdout) of one fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -78,9 +84,9 @@ def write_duckdb(path: Path) -> None:
 
 class Row:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], check: str | None = None,
-                 fresh_numba: Path | None = None):
+                 fresh_numba: Path | None = None, cwd: str | None = None):
         self.name, self.cmd, self.env, self.check = name, cmd, env, check
-        self.fresh_numba = fresh_numba
+        self.fresh_numba, self.cwd = fresh_numba, cwd or str(ROOT)
         self.walls: list[float] = []
         self.cpus: list[float] = []
 
@@ -88,7 +94,7 @@ class Row:
         env = self.env
         if self.fresh_numba is not None:      # a new, empty numba cache every run
             env = dict(env, NUMBA_CACHE_DIR=str(self.fresh_numba / f"run-{k}-{record}"))
-        wall, cpu, out = run_once(self.cmd, env)
+        wall, cpu, out = run_once(self.cmd, env, self.cwd)
         if self.check is not None and out != self.check:
             raise SystemExit(f"{self.name}: printed {out!r}, expected {self.check!r}")
         if record:
@@ -101,6 +107,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15, help="timed runs per row (default: 15)")
     ap.add_argument("--compiled", action="store_true",
                     help="add the query with --engine compiled (warm numba cache)")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also run import sensorq and the warm CLI query from the sensorq "
+                         "source tree in DIR")
     args = ap.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="sensorq-startup-") as tmp:
@@ -112,6 +121,12 @@ def main() -> None:
                 Row("sensorq CLI query, numba cache warm", sq, env, EXPECTED),
                 Row("sensorq CLI query, numba cache empty", sq, env, EXPECTED,
                     fresh_numba=work / "numba")]
+        if args.before:
+            before = str(Path(args.before).resolve())
+            rows[1:1] = [Row("import sensorq (before)", [py, "-c", "import sensorq"], env,
+                             cwd=before),
+                         Row("sensorq CLI query, numba cache warm (before)", sq, env, EXPECTED,
+                             cwd=before)]
         if args.compiled:
             rows.append(Row("sensorq CLI query --engine compiled (warm)",
                             sq[:-1] + [QUERY, "--engine", "compiled"], env, EXPECTED))
@@ -137,11 +152,11 @@ def report(rows: list[Row], runs: int) -> None:
     peer_wall = statistics.median(peer.walls) if peer else None
     print(f"fresh processes, medians of {runs} runs (wall clock from spawn to exit; CPU = user + "
           f"system of the child)")
-    print(f"{'':<46} {'wall ms':>8} {'CPU ms':>7} {'÷ DuckDB':>9}")
+    print(f"{'':<50} {'wall ms':>8} {'CPU ms':>7} {'÷ DuckDB':>9}")
     for row in rows:
         wall, cpu = statistics.median(row.walls), statistics.median(row.cpus)
         ratio = f"{wall / peer_wall:.2f}" if peer_wall else "-"
-        print(f"{row.name:<46} {1e3 * wall:>8.0f} {1e3 * cpu:>7.0f} {ratio:>9}")
+        print(f"{row.name:<50} {1e3 * wall:>8.0f} {1e3 * cpu:>7.0f} {ratio:>9}")
     print(f"(÷ DuckDB: the row's wall-clock median over the DuckDB one-shot's; "
           f"query: {QUERY!r}, answer {EXPECTED})")
 

@@ -1,7 +1,6 @@
 """Query results: values with units, as a table, JSON, CSV or pandas."""
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -77,6 +76,7 @@ class Result:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_csv(self) -> str:
+        import csv      # only for --csv: kept off a one-off query's start-up path
         out = io.StringIO()
         writer = csv.writer(out)
         if self.kind == "scalar":

@@ -23,7 +23,6 @@ Every error is a :class:`~sensorq.errors.QueryError` with the query text and the
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import time as _time
@@ -1058,6 +1057,7 @@ def _short_list(names: list[str], limit: int = 8) -> str:
 
 
 def _did_you_mean(word: str, pool) -> str:
+    import difflib      # only for an error message: not on a query's start-up path
     pool = list(pool)
     close = [p for p in pool if p.lower() == word.lower()] or \
         difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
