@@ -367,7 +367,7 @@ def test_info_reports_sizes(tmp_path):
     assert 0 < s["bytes"] <= info["bytes_used"] <= info["capacity"]
     assert s["bytes_per_sample"] == pytest.approx(s["bytes"] / n)
     assert s["ratio_to_raw"] == pytest.approx(n * 12 / s["bytes"])
-    assert sum(p.stat().st_size for p in (tmp_path / "c").glob("segment-*")) == info["bytes_used"]
+    assert sum(p.stat().st_size for p in (tmp_path / "c").glob("segment-*.sqs")) == info["bytes_used"]
 
 
 def test_refresh_sees_new_streams_and_blocks(tmp_path):

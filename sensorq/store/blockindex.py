@@ -132,6 +132,10 @@ class StreamBlocks:
         self.buf_key = np.zeros(capacity, np.int64)     # which buffer (see Cache._buffer_for)
         self.segment = np.zeros(capacity, np.int64)     # segment number holding the record
         self.stored = np.zeros(capacity, np.int64)      # bytes the record takes on disk
+        self.rec_start = np.zeros(capacity, np.int64)   # the record's offset in its segment
+        self.crc = np.zeros(capacity, np.int64)         # the block's own CRC (its last 4 bytes)
+        self.verified = np.zeros(capacity, bool)        # False: listed by an index, CRC not yet checked
+        self.unverified = 0                             # rows with verified False
         self.entries = np.zeros((capacity, n_channels), ENTRY_DTYPE)
         self.total_samples = 0
         self.total_stored = 0
@@ -146,20 +150,24 @@ class StreamBlocks:
 
     def _grow(self, needed: int) -> None:
         live = slice(self.head, self.tail)
-        size = max(64, 2 * needed)
+        size = max(64, needed + needed // 2)
         def regrow(arr):
             new = np.zeros((size,) + arr.shape[1:], arr.dtype)
-            new[:self.tail - self.head] = arr[live]
+            _as_bytes(new)[:self.tail - self.head] = _as_bytes(arr[live])
             return new
         self.cols = {k: regrow(v) for k, v in self.cols.items()}
-        self.buf_key, self.segment, self.stored = map(regrow, (self.buf_key, self.segment, self.stored))
+        self.buf_key, self.segment, self.stored, self.rec_start, self.crc, self.verified = map(
+            regrow, (self.buf_key, self.segment, self.stored, self.rec_start, self.crc, self.verified))
         self.entries = regrow(self.entries)
         self.tail -= self.head
         self.head = 0
 
-    def add(self, info: BlockInfo, offset: int, buf_key: int, segment: int, stored: int) -> None:
+    def add(self, info: BlockInfo, offset: int, buf_key: int, segment: int, stored: int,
+            rec_start: int = 0, crc: int = 0) -> None:
+        """A block verified just now (its record scanned, or written by this writer)."""
         self._staged.append((offset, info.block_len, info.n_samples, info.t_first, info.t_last, info.seq,
-                             info.tick, info.time_codec, info.time_len, buf_key, segment, stored))
+                             info.tick, info.time_codec, info.time_len, buf_key, segment, stored,
+                             rec_start, crc))
         self._staged_entries.append(info.entries.tobytes())   # joined in commit: np.stack of
         # thousands of small structured arrays costs ~20 us each in dtype promotion
         if self.last_seq is not None and info.seq != self.last_seq + 1:
@@ -182,10 +190,72 @@ class StreamBlocks:
         width = len(BLOCK_FIELDS)
         self.buf_key[new], self.segment[new], self.stored[new] = rows[:, width], rows[:, width + 1], \
             rows[:, width + 2]
-        self.entries[new] = np.frombuffer(b"".join(self._staged_entries),
-                                          ENTRY_DTYPE).reshape(n, self.n_channels)
+        self.rec_start[new], self.crc[new] = rows[:, width + 3], rows[:, width + 4]
+        self.verified[new] = True
+        _as_bytes(self.entries)[new] = np.frombuffer(b"".join(self._staged_entries),
+                                                     np.uint8).reshape(n, -1)
         self.tail += n
         self._staged, self._staged_entries = [], []
+
+    def reserve(self, more: int) -> None:
+        """Make room for ``more`` rows beyond those held and staged."""
+        self.commit()
+        if self.tail + more > self.buf_key.shape[0]:
+            self._grow(self.tail - self.head + more)
+
+    def add_listed(self, rows: np.ndarray, entries: np.ndarray, offset: np.ndarray,
+                   buf_key: np.ndarray, segment: int) -> None:
+        """Blocks a segment index lists (segindex.ROW_DTYPE rows of this stream,
+        in order, already checked to follow this table's newest block), added
+        in bulk and marked unverified: their CRCs are checked before use."""
+        self.commit()
+        n = len(rows)
+        if not n:
+            return
+        if self.tail + n > self.buf_key.shape[0]:
+            self._grow(self.tail - self.head + n)
+        new = slice(self.tail, self.tail + n)
+        self.cols["offset"][new] = offset
+        for name in BLOCK_FIELDS[1:]:
+            self.cols[name][new] = rows[name]
+        self.buf_key[new], self.segment[new] = buf_key, segment
+        self.stored[new], self.rec_start[new], self.crc[new] = rows["stored"], rows["rec_start"], rows["crc"]
+        # a zstd block (negative key) is checked when its run is decompressed (zstdruns.py)
+        self.verified[new] = self.buf_key[new] < 0
+        _as_bytes(self.entries)[new] = _as_bytes(entries)
+        self.tail += n
+        self.unverified += int((~self.verified[new]).sum())
+        seq, t_first = rows["seq"], rows["t_first"]
+        before = np.concatenate([[self.last_seq if self.last_seq is not None else seq[0] - 1], seq[:-1]])
+        t_before = np.concatenate([[self.last_t if self.last_t is not None else t_first[0]],
+                                   rows["t_last"][:-1]])
+        for i in np.flatnonzero(seq != before + 1).tolist():
+            self.gaps.append(SequenceGap(int(before[i]), int(seq[i]), int(t_before[i]), int(t_first[i])))
+        self.last_seq, self.last_t = int(seq[-1]), int(rows["t_last"][-1])
+        self.total_samples += int(rows["n_samples"].sum())
+        self.total_stored += int(rows["stored"].sum())
+
+    def follows(self, seq: np.ndarray, t_first: np.ndarray, t_last: np.ndarray) -> bool:
+        """Would blocks with these headers, in this order, all pass the order
+        check (higher seq, t_first >= the previous block's t_last)?"""
+        if not len(seq):
+            return True
+        ok = bool((np.diff(seq) > 0).all() and (t_first[1:] >= t_last[:-1]).all())
+        if self.last_seq is not None:
+            ok = ok and int(seq[0]) > self.last_seq and int(t_first[0]) >= self.last_t
+        return ok
+
+    def mark_verified(self, positions: np.ndarray) -> None:
+        fresh = positions[~self.verified[positions]]
+        self.verified[fresh] = True
+        self.unverified -= len(fresh)
+
+    def segment_rows(self, number: int) -> slice:
+        """Positions (absolute) of the blocks stored in segment ``number``."""
+        self.commit()
+        seg = self.segment[self.head:self.tail]
+        return slice(self.head + int(np.searchsorted(seg, number, side="left")),
+                     self.head + int(np.searchsorted(seg, number, side="right")))
 
     def drop_through_segment(self, number: int) -> list[int]:
         """Forget the blocks stored in segments <= number; returns their buffer keys."""
@@ -196,6 +266,7 @@ class StreamBlocks:
         keys = self.buf_key[dropped].tolist()
         self.total_samples -= int(self.cols["n_samples"][dropped].sum())
         self.total_stored -= int(self.stored[dropped].sum())
+        self.unverified -= int((~self.verified[dropped]).sum())
         self.head += cut
         if not len(self):
             self.last_seq = self.last_t = None
@@ -224,3 +295,10 @@ class StreamBlocks:
         lo = 0 if start_ns is None else int(np.searchsorted(t_last, start_ns, side="left"))
         hi = len(self) if end_ns is None else int(np.searchsorted(t_first, end_ns, side="left"))
         return slice(self.head + lo, self.head + max(lo, hi))
+
+
+def _as_bytes(rows: np.ndarray) -> np.ndarray:
+    """A (rows, bytes per row) uint8 view: copying structured arrays field by
+    field is a hundred times slower than copying their bytes."""
+    width = rows.dtype.itemsize * int(np.prod(rows.shape[1:], dtype=np.int64))
+    return rows.view(np.uint8).reshape(rows.shape[0], width)

@@ -8,9 +8,11 @@ block, even a short one, and fsyncs: what ``flush`` acknowledged survives a
 crash or power cut; anything appended after the last flush may be lost (the
 open blocks always, sealed-but-unsynced records if the OS did not write them).
 
-Read path: on open (and on ``refresh``) every segment is scanned once, every
-record checked (record CRC, then ``parse_block``), and the verified blocks are
-indexed per stream in time order; queries then find their blocks by binary
+Read path: on open (and on ``refresh``) each segment's blocks are indexed per
+stream in time order: from the segment's index file when it has a valid one
+(segindex.py: one small read per segment; those blocks' CRCs are checked
+before ``blocks`` hands them out), else by scanning it (every record checked:
+record CRC, then ``parse_block``).  Queries then find their blocks by binary
 search and read them from memory-mapped segments.
 
 Layout on disk: docs/format.md §5.
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import zlib
+from bisect import bisect_left
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,7 @@ from .manifest import MANIFEST_NAME, Manifest, check_device, read_manifest, writ
 from .prepare import iso, prepare_batch
 from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from .scan import SegmentScanning
+from .segindex import index_file_name, parse_index_file_name, remove_quietly
 from .segment import Segment
 from .streams import StreamManagement, concat_indexes, single_block_index
 from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention)
@@ -162,6 +167,8 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         self._closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._floor_blocks: dict = {}      # straddling blocks re-encoded at a floor (streams.py)
+        self._distrusted: set[int] = set()   # segments read whole, never from their index file
+        self._damaged_listed: set[int] = set()   # where a listed zstd block failed: to read whole
         try:
             with fileio.storage_errors(f"cannot open cache {path}"):
                 self._prepare_directory(create)
@@ -172,6 +179,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
                 self._scan_segments()
                 if not readonly:
                     self._recover_newest()
+                    self._remove_stray_indexes()
                     self._unsynced = self._active is not None   # what a crashed writer left unsynced
                     self._evict(0)
                     self._apply_retention()
@@ -268,6 +276,90 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         if blocks.last_seq is not None and (info.seq <= blocks.last_seq or info.t_first < blocks.last_t):
             return f"block of stream {stream.name!r} is out of order (seq {info.seq})"
         return None
+
+    def _remove_stray_indexes(self) -> None:
+        """Index files whose segment is gone (a crash between the two unlinks,
+        or recovery deleted the segment) and temporary ones (a crash while
+        writing one)."""
+        numbers = {s.number for s in self._segments}
+        for name in fileio.listdir(self.path):
+            number = parse_index_file_name(name)
+            if (number is not None and number not in numbers) or (
+                    name.endswith(".sqi.tmp") and name.startswith("segment-")):
+                remove_quietly(self.path / name)
+
+    def _check_listed(self, stored: StreamBlocks, where: slice) -> set[int]:
+        """Check the CRC of every block in ``where`` that came from an index file
+        and has not been checked yet; returns the segments where one failed."""
+        if not stored.unverified or where.stop <= where.start:
+            return set()
+        pos = np.arange(where.start, where.stop)[~stored.verified[where]]
+        if not len(pos):
+            return set()
+        bad: set[int] = set()
+        keys, slot = np.unique(stored.buf_key[pos], return_inverse=True)
+        slot = slot.reshape(-1)
+        for j, key in enumerate(keys.tolist()):
+            mine = pos[slot == j]
+            try:
+                buf = self._buffer_for(key)
+            except (CorruptDataError, StorageError):
+                bad.add(int(stored.segment[mine[0]]))
+                continue
+            for p, start, length, crc in zip(mine.tolist(), stored.cols["offset"][mine].tolist(),
+                                             stored.cols["length"][mine].tolist(),
+                                             stored.crc[mine].tolist()):
+                end = start + length
+                if not (4 <= length and end <= len(buf) and zlib.crc32(buf[start:end - 4]) == crc
+                        and int.from_bytes(buf[end - 4:end].tobytes(), "little") == crc):
+                    bad.add(int(stored.segment[p]))
+        stored.mark_verified(pos[~np.isin(stored.segment[pos], list(bad))])
+        return bad
+
+    def _checked_slice(self, sid: int, start_ns, end_ns) -> tuple[StreamBlocks, slice]:
+        """The stream's blocks overlapping [start_ns, end_ns), every one verified
+        (a block that fails makes its segment read whole, as if it had no index)."""
+        if self._damaged_listed:
+            damaged, self._damaged_listed = self._damaged_listed, set()
+            self._rescan(damaged)
+        while True:
+            stored = self._blocks[sid]
+            where = stored.range_slice(start_ns, end_ns)
+            bad = self._check_listed(stored, where)
+            if not bad:
+                return stored, where
+            self._rescan(bad)
+
+    def _rescan(self, distrust: set[int]) -> None:
+        """Index the cache again, reading the segments in ``distrust`` whole
+        (their index files are not trusted again by this Cache, and a writer
+        deletes them).  Blocks already handed out stay readable."""
+        self._distrusted |= distrust
+        if not self.readonly:
+            for number in distrust:
+                remove_quietly(self.path / index_file_name(number))
+        active, next_seq = self._active, dict(self._next_seq)
+        for segment in self._segments:
+            if segment is not active:
+                segment.release()
+        self._segments, self._problems, self._zstd = [], [], ZstdRuns()
+        self._blocks = {st.stream_id: StreamBlocks(len(st.channels))
+                        for st in self._manifest.streams.values()}
+        self._scan_segments()
+        if active is not None:
+            again = next(s for s in self._segments if s.number == active.number)
+            again.fd, active.fd = active.fd, None
+            self._active = again
+        for sid, seq in next_seq.items():      # a writer never reuses a sequence number
+            self._next_seq[sid] = max(seq, self._next_seq.get(sid, 0))
+
+    def _check_everything(self) -> None:
+        """Read every segment whose blocks came from an index file whole, as an
+        open without index files would: every record and block checked, every
+        problem found (info() reports them)."""
+        listed = {s.number for s in self._segments if s.from_index}
+        if listed:
+            self._rescan(listed)
 
     def _forget_through(self, number: int) -> None:
         """Drop segments numbered <= number (deleted or evicted) from the index."""
@@ -524,6 +616,8 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
                 self._marker_unsynced = False
         finally:
             self._closed = True
+            if not self.readonly and self._failure is None:
+                self._write_indexes(include_active=True)
             for segment in self._segments:
                 segment.release()
             self._release_lock()
@@ -567,6 +661,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         floor = self._manifest.floors.get(st.stream_id)
         if floor is not None:
             start_ns = floor if start_ns is None else max(start_ns, floor)
+        self._checked_slice(st.stream_id, start_ns, end_ns)     # a damaged block is a gap too
         return [f"the answer spans a gap in stream {st.name!r}: {gap.describe()}; see info() problems"
                 for gap in self._blocks[st.stream_id].gaps_within(start_ns, end_ns)]
 
@@ -584,15 +679,13 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         floor = self._manifest.floors.get(st.stream_id)
         if floor is not None:        # a truncated stream: nothing before its floor (streams.py)
             start_ns = floor if start_ns is None else max(start_ns, floor)
-        stored = self._blocks[st.stream_id]
-        where = stored.range_slice(start_ns, end_ns)
-        keys = stored.buf_key[where]
-        unique_keys, buffer_of = np.unique(keys, return_inverse=True)
-        buffers = LazyBuffers([int(k) for k in unique_keys], self._buffer_for)
+        stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
+        unique_keys, buffer_of = factorise(stored.buf_key[where])
+        buffers = LazyBuffers(unique_keys, self._buffer_for)
         # Views, not copies (a query's cost must not grow with the cache): rows
         # below the index's tail are never written again, and the views are read-only.
         fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
-        index = BlockIndex(st, buffers, buffer_of.astype(np.int32).reshape(-1),
+        index = BlockIndex(st, buffers, buffer_of,
                            entries=_read_only(stored.entries[where]), **fields)
         tail = self._open_block_index(st, start_ns, end_ns)
         index = concat_indexes(index, tail) if tail is not None else index
@@ -601,10 +694,20 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
     def _buffer_for(self, key: int) -> np.ndarray:
         """Positive keys are segments (memory-mapped), negative ones zstd runs."""
         if key < 0:
-            return self._zstd.buffer(key)
-        for segment in self._segments:
-            if segment.number == key:
-                return segment.buffer()
+            run = self._zstd.runs.get(key)
+            if run is None:
+                raise StorageError(f"cache {self.path} was indexed again (a damaged block was "
+                                   f"found): ask for its blocks again")
+            try:
+                return self._zstd.buffer(key)
+            except CorruptDataError as exc:
+                if run.checks is None:
+                    raise
+                self._damaged_listed.add(run.segment.number)   # read it whole before the next query
+                raise CorruptDataError(f"{exc}; it is left out from the next query on") from None
+        i = bisect_left(self._segments, key, key=lambda s: s.number)
+        if i < len(self._segments) and self._segments[i].number == key:
+            return self._segments[i].buffer()
         raise StorageError(f"cache {self.path}: segment {key} vanished")   # index bug guard
 
     def _open_block_index(self, st: Stream, start_ns, end_ns) -> BlockIndex | None:
@@ -623,9 +726,15 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
 
     def read(self, stream, start_ns=None, end_ns=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Every sample with start_ns <= t < end_ns, exactly as appended."""
-        index = self.blocks(stream, start_ns, end_ns)
+        try:
+            index = self.blocks(stream, start_ns, end_ns)
+            decoded = [index.decode(i) for i in range(len(index))]
+        except CorruptDataError:
+            if not self._damaged_listed:
+                raise
+            index = self.blocks(stream, start_ns, end_ns)      # without the damaged blocks
+            decoded = [index.decode(i) for i in range(len(index))]
         st = index.stream
-        decoded = [index.decode(i) for i in range(len(index))]
         t = np.concatenate([d[0] for d in decoded]) if decoded else np.zeros(0, np.int64)
         lo = 0 if start_ns is None else int(np.searchsorted(t, start_ns, side="left"))
         hi = t.shape[0] if end_ns is None else int(np.searchsorted(t, end_ns, side="left"))
@@ -643,6 +752,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         self._require_open()
         if not self.readonly:
             self._drain_rows()
+        self._check_everything()
         streams = {name: self._stream_info(st) for name, st in self._manifest.streams.items()}
         problems = [p for i, s in enumerate(self._segments)
                     if (p := s.problem(newest=i == len(self._segments) - 1))]
@@ -731,6 +841,24 @@ def _clock_jumps(last: int | None, t: np.ndarray) -> np.ndarray:
     prev = np.concatenate([[t[0] if last is None else last], t[:-1]]).astype(np.int64)
     steps = t.view(np.uint64) - prev.view(np.uint64)
     return np.flatnonzero(steps >= np.uint64(1 << 63))
+
+
+def factorise(keys: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """(distinct keys in increasing order, int32 position of each key among
+    them): np.unique(keys, return_inverse=True) without its sort.  Buffer keys
+    are dense (consecutive segment numbers, run keys counting down), so a
+    table over their range costs O(len(keys))."""
+    if not len(keys):
+        return [], np.zeros(0, np.int32)
+    low, high = int(keys.min()), int(keys.max())
+    if high - low > 4 * len(keys) + 1024:
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        return distinct.tolist(), inverse.astype(np.int32).reshape(-1)
+    present = np.zeros(high - low + 1, bool)
+    shifted = keys - low
+    present[shifted] = True
+    code = np.cumsum(present, dtype=np.int32) - 1
+    return (np.flatnonzero(present) + low).tolist(), code[shifted]
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:

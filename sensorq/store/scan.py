@@ -26,6 +26,8 @@ from ..errors import SensorqError
 from . import fileio
 from .records import (CLEAN, REC_BLOCK, REC_COMMIT, SEGMENT_HEADER_SIZE, SHORT, ScanResult,
                       parse_segment_file_name)
+from .segindex import SegmentIndex, read_index
+from .blockindex import StreamBlocks
 from .segment import Segment
 from .zstdruns import RunBuilder
 
@@ -37,6 +39,7 @@ class _Scan:
     fd: int | None = None               # None: a damaged segment, nothing new to read
     result: ScanResult | None = None
     data: bytes = b""
+    listed: SegmentIndex | None = None  # the blocks its index file lists (before ``result``'s)
 
     @property
     def cut(self) -> int | None:
@@ -49,6 +52,8 @@ class _Scan:
             return self.segment.valid_end
         if self.segment.legacy or self.segment.damaged:
             return self.result.valid_end
+        if self.result.committed_end is None and self.listed is not None:
+            return self.listed.covered_end      # an index covers only committed records
         return self.result.committed_end
 
 
@@ -63,6 +68,11 @@ class SegmentScanning:
         """Load new segments and what was appended to known ones; forget deleted ones."""
         on_disk = self._segment_numbers()
         self._forget_deleted(set(on_disk))
+        # The writer appends to the newest segment, so it reads that one whole:
+        # it must know exactly where the segment's verified records end.
+        trusted = set(on_disk) - self._distrusted
+        if not self.readonly and on_disk:
+            trusted.discard(on_disk[-1])
         known = {s.number: s for s in self._segments}
         newest_known = self._segments[-1].number if self._segments else 0
         scans: list[_Scan] = []
@@ -74,7 +84,7 @@ class SegmentScanning:
                 fresh = segment is None
                 if fresh:
                     segment = Segment(self.path, number)
-                scan = self._scan_segment(segment)
+                scan = self._scan_segment(segment, fresh and number in trusted)
                 if scan is False:            # deleted between the listing and the open
                     if not fresh:
                         self._forget_vanished(segment)
@@ -104,9 +114,10 @@ class SegmentScanning:
         else:
             self._forget_through(segment.number)   # evicted: always the oldest, so all before it too
 
-    def _scan_segment(self, segment: Segment):
+    def _scan_segment(self, segment: Segment, use_index: bool = False):
         """A _Scan of what is new in the segment; None if nothing is; False if
-        the file is gone."""
+        the file is gone.  ``use_index``: a fresh segment's blocks may come
+        from its index file (segindex.py); only what follows is then read."""
         if segment.damaged or segment.fd is not None:
             return None           # nothing new can be trusted / the writer knows its own segment
         try:
@@ -114,6 +125,12 @@ class SegmentScanning:
         except FileNotFoundError:
             return False
         try:
+            size = fileio.size(fd) if use_index else 0
+            listed = read_index(self.path, segment.number, fd, size) if use_index else None
+            if listed is not None:
+                segment.adopt_index(listed.covered_end, listed.durable_end)
+                result, data = segment.scan_more(fd) if size > listed.covered_end else (None, b"")
+                return _Scan(segment, fd, result, data, listed)
             unchanged = fileio.size(fd) == segment.file_size and segment.outcome == CLEAN
             if unchanged and not segment.has_unserved:
                 fileio.close(fd)
@@ -130,14 +147,87 @@ class SegmentScanning:
     def _serve(self, scans: list[_Scan]) -> None:
         """Index the scanned records up to the last commit seen in any of them."""
         last = max((i for i, scan in enumerate(scans) if scan.cut is not None), default=-1)
+        self._reserve_listed(scans[:last + 1])
         for i, scan in enumerate(scans[:last + 1]):
+            if scan.listed is not None and not self._index_listed(scan.segment, scan.listed):
+                self._rescan_whole(scan)          # the index does not fit: read the segment
             if scan.result is None:
+                if scan.listed is not None:
+                    scan.segment.map_from(scan.fd)
                 continue
             cut = scan.result.valid_end if i < last else scan.cut
+            cut = scan.result.valid_end if cut is None else cut
             records = [rec for rec in scan.result.records if rec.end <= cut]
             self._index_records(scan.segment, records, scan.data, scan.result.base)
             scan.segment.served_end = max(scan.segment.served_end, cut)
             scan.segment.map_from(scan.fd)
+
+    def _reserve_listed(self, scans: list[_Scan]) -> None:
+        """Room in each stream's table for every block the index files list
+        (one allocation, not one regrowth after another)."""
+        listed = [scan.listed.rows["stream_id"] for scan in scans if scan.listed is not None]
+        if listed:
+            sids, counts = np.unique(np.concatenate(listed), return_counts=True)
+            for sid, count in zip(sids.tolist(), counts.tolist()):
+                if sid in self._blocks:
+                    self._blocks[sid].reserve(count)
+
+    def _rescan_whole(self, scan: _Scan) -> None:
+        """Forget what the index said of the segment and scan all of it."""
+        scan.segment.reset_scan()
+        scan.listed = None
+        scan.result, scan.data = scan.segment.scan_more(scan.fd)
+
+    def _index_listed(self, segment: Segment, listed: SegmentIndex) -> bool:
+        """Add the blocks a segment's index lists, in bulk and unverified.
+        False (nothing added) if any of them would not pass the checks a
+        scanned block passes (stream, channel types, order): the segment is
+        then scanned, which reports each such block exactly."""
+        rows = listed.rows
+        groups = {}
+        for sid in np.unique(rows["stream_id"]).tolist():
+            which = np.flatnonzero(rows["stream_id"] == sid)
+            part = rows[which]
+            entries = listed.entries_of(which, int(part["n_channels"][0]))
+            if sid not in self._manifest.dropped:
+                self._stream_by_id(sid)     # a reader re-reads a manifest older than the block
+            if sid not in self._manifest.dropped and not self._listed_fit(sid, part, entries):
+                return False
+            groups[sid] = (which, part, entries)
+        keys = np.full(len(rows), segment.number, np.int64)
+        if len(listed.run_sizes):
+            run_keys = np.array([self._listed_run(segment, listed, r)
+                                 for r in range(len(listed.run_sizes))], np.int64)
+            zstd = rows["run"] >= 0
+            keys[zstd] = run_keys[rows["run"][zstd]]
+        for sid, (which, part, entries) in groups.items():
+            blocks = self._blocks.get(sid)
+            if blocks is None:                # a dropped stream this opener never saw
+                blocks = self._blocks[sid] = StreamBlocks(int(part["n_channels"][0]))
+            blocks.add_listed(part, entries, part["offset"], keys[which], segment.number)
+            segment.n_blocks += len(which)
+            if sid not in self._manifest.dropped:
+                self._next_seq[sid] = int(part["seq"][-1]) + 1
+                newest = int(part["t_last"].max())
+                segment.stream_newest[sid] = max(segment.stream_newest.get(sid, newest), newest)
+        return True
+
+    def _listed_fit(self, sid: int, part: np.ndarray, entries: np.ndarray) -> bool:
+        stream = self._manifest.stream_by_id().get(sid)
+        if stream is None or (part["n_channels"] != len(stream.channels)).any():
+            return False
+        codes = np.frombuffer(self._rows[sid].dtype_codes, np.uint8)
+        if not (entries["dtype"] == codes).all():
+            return False
+        return self._blocks[sid].follows(part["seq"], part["t_first"], part["t_last"])
+
+    def _listed_run(self, segment: Segment, listed: SegmentIndex, run: int) -> int:
+        key = self._zstd.new_run(segment)
+        zrun = self._zstd.runs[key]
+        zrun.frames, zrun.size = listed.frames(run), int(listed.run_sizes[run])
+        mine = listed.rows[listed.rows["run"] == run]
+        zrun.checks = list(zip(mine["offset"].tolist(), mine["length"].tolist(), mine["crc"].tolist()))
+        return key
 
     def _index_records(self, segment: Segment, records, data: bytes, base: int) -> None:
         """Verify every record's block and add it to its stream's index (zstd
@@ -159,25 +249,29 @@ class SegmentScanning:
                     info = checked[rec.start] or parse_block(raw, rec.payload_start - base,
                                                              rec.payload_len)
                     key, offset = segment.number, rec.payload_start
+                    crc = int.from_bytes(raw[rec.end - base - 4:rec.end - base].tobytes(), "little")
                 else:
                     block = self._zstd.decompress(raw[rec.payload_start - base:rec.end - base])
                     key, offset = runs.add(rec.payload_start, rec.payload_len, block)
                     info = parse_block(block, 0, len(block))
+                    crc = int.from_bytes(block[-4:], "little")
             except SensorqError as exc:
                 self._problems.append(f"{where}: {exc}; skipped")
+                segment.skipped += 1
                 continue
-            self._index_block(segment, info, offset, key, rec.size, where)
+            self._index_block(segment, info, offset, key, rec.size, where, rec.start, crc)
         runs.finish()
 
     def _index_block(self, segment: Segment, info, offset: int, key: int, stored: int,
-                     where: str) -> None:
+                     where: str, rec_start: int = 0, crc: int = 0) -> None:
         stream = self._stream_by_id(info.stream_id)
         problem = self._block_mismatch(stream, info)
         if problem:
             self._problems.append(f"{where}: {problem}; skipped")
+            segment.skipped += 1
             return
         sid = stream.stream_id
-        self._blocks[sid].add(info, offset, key, segment.number, stored)
+        self._blocks[sid].add(info, offset, key, segment.number, stored, rec_start, crc)
         self._next_seq[sid] = info.seq + 1
         segment.note_block(sid, info.t_last)
 
@@ -203,8 +297,8 @@ class SegmentScanning:
         if not self._segments:
             return
         newest = self._segments[-1]
-        if newest.damaged or newest.legacy:
-            return
+        if newest.damaged or newest.legacy or newest.from_index:
+            return        # (from_index: not read whole, so never appended to)
         fd = fileio.open_file(newest.path, os.O_RDWR)
         try:
             if newest.file_size > newest.served_end:

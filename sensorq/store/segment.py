@@ -27,6 +27,9 @@ class Segment:
         self.detail = ""
         self.stream_newest: dict[int, int] = {}   # stream_id -> newest t_last stored here
         self.n_blocks = 0
+        self.skipped = 0              # records scanned but not served (reported as problems)
+        self.indexed_end = 0          # covered_end of the index file known to be on disk
+        self.from_index = False       # its blocks came from its index file (CRCs checked lazily)
         self.fd: int | None = None    # the writer's fd on its active segment
         self._array: np.ndarray | None = None
         self._mapped = 0
@@ -62,6 +65,21 @@ class Segment:
             self.durable_end = result.durable_end
         self.outcome, self.detail = result.outcome, result.detail
         return result, data
+
+    def adopt_index(self, covered_end: int, durable_end: int) -> None:
+        """Take the first ``covered_end`` bytes as its index file describes them
+        (segindex.py): committed records, served, their blocks not yet verified."""
+        self.version = SEGMENT_VERSION
+        self.valid_end = self.served_end = self.file_size = self.indexed_end = covered_end
+        self.durable_end = durable_end
+        self.outcome, self.detail = CLEAN, ""
+        self.from_index = True
+
+    def reset_scan(self) -> None:
+        """Back to a segment never scanned (its index did not fit)."""
+        self.valid_end = self.served_end = self.durable_end = self.file_size = self.indexed_end = 0
+        self.version, self.outcome, self.detail = SEGMENT_VERSION, SHORT, ""
+        self.from_index = False
 
     @property
     def legacy(self) -> bool:

@@ -182,7 +182,8 @@ class StreamManagement:
 
     # --- hooks into reading -----------------------------------------------------------
 
-    def _index_block(self, segment, info, offset: int, key: int, stored: int, where: str) -> None:
+    def _index_block(self, segment, info, offset: int, key: int, stored: int, where: str,
+                     rec_start: int = 0, crc: int = 0) -> None:
         """A dropped stream's block is kept in a table of its own, never served
         or reported, so that forgetting its segment frees what it holds."""
         if info.stream_id not in self._manifest.dropped:
@@ -191,10 +192,10 @@ class StreamManagement:
             blocks = self._blocks.get(info.stream_id)
             if blocks is None:
                 blocks = self._blocks[info.stream_id] = StreamBlocks(info.entries.shape[0])
-            blocks.add(info, offset, key, segment.number, stored)
+            blocks.add(info, offset, key, segment.number, stored, rec_start, crc)
             segment.n_blocks += 1
             return
-        super()._index_block(segment, info, offset, key, stored, where)
+        super()._index_block(segment, info, offset, key, stored, where, rec_start, crc)
 
     def _clip_to_floor(self, index: BlockIndex, floor: int) -> BlockIndex:
         """The blocks of ``index`` with the samples before ``floor`` removed:

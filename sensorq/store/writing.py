@@ -20,11 +20,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..codec.header import parse_block
 from ..errors import StorageError
 from . import fileio
 from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER_SIZE,
                       SEGMENT_HEADER_SIZE, commit_record, record_bytes, segment_header)
+from .blockindex import BLOCK_FIELDS
+from .segindex import ROW_DTYPE, TAIL_BYTES, encode_index, index_file_name, remove_quietly, write_index
 from .segment import Segment
 from .settings import segment_target
 from .zstdruns import RunBuilder
@@ -130,7 +134,9 @@ class RecordWriting:
                         runs.finish()
                     runs = RunBuilder(self._zstd, p.segment)
                 key, offset = runs.add(p.payload_start, p.payload_len, p.block)
-            self._blocks[p.stream_id].add(p.info, offset, key, p.segment.number, p.record_len)
+            self._blocks[p.stream_id].add(p.info, offset, key, p.segment.number, p.record_len,
+                                          p.payload_start - RECORD_HEADER_SIZE,
+                                          int.from_bytes(p.block[-4:], "little"))
             self._next_seq[p.stream_id] = p.info.seq + 1
             p.segment.note_block(p.stream_id, p.info.t_last)
         if runs is not None:
@@ -182,6 +188,71 @@ class RecordWriting:
         self._write_commit(durable=True)
         self._unsynced = False
         self._marker_unsynced = True
+        self._write_indexes(include_active=False)
+
+    # --- segment index files (segindex.py) ---------------------------------------
+
+    def _write_indexes(self, include_active: bool) -> None:
+        """Write the index file of every segment that lacks a current one and
+        whose bytes are synced: the segments before the active one (each was
+        fsynced when the writer moved on) and, at close, the active one too.
+        Only a segment whose every record was served is indexed."""
+        for segment in self._segments:
+            if (segment is self._active and not include_active) or not self._indexable(segment):
+                continue
+            data = self._index_bytes(segment)
+            if data is not None and write_index(self.path, segment.number, data):
+                segment.indexed_end = segment.served_end
+
+    @staticmethod
+    def _indexable(segment: Segment) -> bool:
+        return (segment.indexed_end != segment.served_end and segment.clean and not segment.legacy
+                and not segment.from_index and not segment.skipped
+                and segment.served_end == segment.valid_end == segment.file_size
+                and segment.served_end >= SEGMENT_HEADER_SIZE + TAIL_BYTES)
+
+    def _index_bytes(self, segment: Segment) -> bytes | None:
+        """The index file of ``segment``, from the rows of every stream table."""
+        parts, entries, keys = [], [], []
+        for sid, blocks in self._blocks.items():
+            where = blocks.segment_rows(segment.number)
+            n = where.stop - where.start
+            if not n:
+                continue
+            if not blocks.verified[where].all():
+                return None
+            part = np.zeros(n, ROW_DTYPE)
+            for name in BLOCK_FIELDS:
+                part[name] = blocks.cols[name][where]
+            part["rec_start"], part["stored"], part["crc"] = \
+                blocks.rec_start[where], blocks.stored[where], blocks.crc[where]
+            part["stream_id"], part["n_channels"], part["run"] = sid, blocks.n_channels, -1
+            parts.append(part)
+            entries.append(blocks.entries[where].view(np.uint8).reshape(n, -1))
+            keys.append(blocks.buf_key[where])
+        rows = np.concatenate(parts) if parts else np.zeros(0, ROW_DTYPE)
+        key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        order = np.argsort(rows["rec_start"], kind="stable")
+        rows, key = rows[order], key[order]
+        run_sizes = []
+        for k in dict.fromkeys(key[key < 0].tolist()):       # runs, in the order they start
+            run = self._zstd.runs.get(k)
+            mine = key == k
+            frames = list(zip((rows["rec_start"][mine] + RECORD_HEADER_SIZE).tolist(),
+                              (rows["stored"][mine] - RECORD_HEADER_SIZE).tolist()))
+            if run is None or run.frames != frames:
+                return None                 # a run holding records of no table: never index it
+            rows["run"][mine] = len(run_sizes)
+            run_sizes.append(run.size)
+        flat = b"".join(e.tobytes() for e in entries)
+        widths = np.concatenate([np.full(len(e), e.shape[1]) for e in entries]) if entries \
+            else np.zeros(0, np.int64)
+        starts = np.cumsum(widths) - widths
+        picked = np.frombuffer(flat, np.uint8)[
+            np.repeat(starts[order], widths[order]) + _ranks(widths[order])] if len(flat) else b""
+        tail = segment.buffer()[segment.served_end - TAIL_BYTES:segment.served_end].tobytes()
+        return encode_index(segment.number, segment.served_end, segment.durable_end, tail, rows,
+                            bytes(picked), np.array(run_sizes, np.int64))
 
     def _fsync(self, segment: Segment) -> None:
         try:
@@ -256,6 +327,7 @@ class RecordWriting:
                 fileio.unlink(segment.path)
             except FileNotFoundError:
                 pass
+        remove_quietly(self.path / index_file_name(segment.number))
         self._dir_dirty = True
         self._forget_through(segment.number)
 
@@ -279,3 +351,9 @@ class RecordWriting:
         segment.served_end = segment.valid_end
         segment.outcome = CLEAN
         return segment
+
+
+def _ranks(widths: np.ndarray) -> np.ndarray:
+    """0..w-1 for each width w, concatenated."""
+    total = int(widths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)

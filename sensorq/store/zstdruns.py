@@ -10,6 +10,7 @@ a small LRU cache, so memory stays bounded however big the cache directory is.
 """
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -29,6 +30,9 @@ class ZstdRun:
     segment: Segment
     frames: list[tuple[int, int]] = field(default_factory=list)   # (payload start, length) in the file
     size: int = 0                                                  # bytes once decompressed
+    # (offset, length, CRC) of its blocks while they are unverified (listed by
+    # an index file, segindex.py): checked when the run is first decompressed
+    checks: list[tuple[int, int, int]] | None = None
 
 
 class ZstdRuns:
@@ -64,6 +68,12 @@ class ZstdRuns:
         if len(data) != run.size:
             raise CorruptDataError(f"segment {run.segment.path.name} changed on disk after it was "
                                    f"verified")
+        if run.checks is not None:
+            if not all(zlib.crc32(data[start:start + length - 4]) == crc == int.from_bytes(
+                    data[start + length - 4:start + length], "little") for start, length, crc in run.checks):
+                raise CorruptDataError(f"segment {run.segment.path.name}: a zstd block does not match "
+                                       f"its checksum")
+            run.checks = None
         array = np.frombuffer(data, np.uint8)
         self.remember(key, array)
         return array

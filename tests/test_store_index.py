@@ -1,0 +1,308 @@
+"""Segment index files (sensorq/store/segindex.py, docs/format.md §5): a
+cache opened from its index files serves exactly what a cache opened by
+scanning every segment serves; a missing, damaged, foreign or stale index is
+not used; a damaged block behind a valid index never reaches a reader."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import sensorq
+from sensorq import Channel
+from sensorq.codec.header import parse_block
+from sensorq.errors import CorruptDataError
+from sensorq.store.cache import factorise
+from sensorq.store.segindex import index_file_name, read_index
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+
+def x_of(k: np.ndarray) -> np.ndarray:
+    return (((k.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)) >> np.uint64(16)) \
+        .astype(np.int64).astype(np.uint16).view(np.int16)
+
+
+def build(path: Path, compression: str = "none", n: int = 200_000, capacity: str = "2MiB") -> None:
+    with sensorq.open(path, create=True, capacity=capacity, compression=compression) as cache:
+        cache.create_stream("m", [Channel("x", "int16"), Channel("i", "int64")], block_samples=500)
+        cache.create_stream("f", [Channel("y", "float64")], block_samples=300)
+        for start in range(0, n, 10_000):
+            k = np.arange(start, start + 10_000, dtype=np.int64)
+            cache.append("m", T0 + k * MS, [x_of(k), k])
+            cache.append("f", T0 + k[::10] * MS, [np.sin(k[::10].astype(np.float64))])
+            if start % 30_000 == 0:
+                cache.flush()
+
+
+def without_indexes(path: Path, to: Path) -> Path:
+    shutil.copytree(path, to)
+    for index in to.glob("segment-*.sqi"):
+        index.unlink()
+    return to
+
+
+def served(cache) -> dict:
+    """Everything a reader serves, stream by stream."""
+    out = {}
+    for name in cache.streams:
+        t, cols = cache.read(name)
+        index = cache.blocks(name)
+        out[name] = (t, cols, index.seq.copy(), index.n_samples.copy(), index.entries.copy())
+    return out
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        (ta, ca, *ia), (tb, cb, *ib) = a[name], b[name]
+        assert np.array_equal(ta, tb)
+        assert all(np.array_equal(ca[c].view(np.uint8), cb[c].view(np.uint8)) for c in ca)
+        assert all(np.array_equal(x, y) for x, y in zip(ia, ib))
+
+
+def check_m(cache) -> int:
+    """Every sample of stream m that is served is right; returns how many."""
+    t, cols = cache.read("m")
+    k = cols["i"]
+    assert np.all(np.diff(k) > 0)
+    assert np.array_equal(t, T0 + k * MS) and np.array_equal(cols["x"], x_of(k))
+    return len(k)
+
+
+@pytest.fixture(scope="module", params=["none", "zstd"])
+def built(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp(f"index-{request.param}") / "c"
+    build(path, request.param)
+    return path
+
+
+def test_a_closed_cache_opens_from_its_index_files(built, tmp_path):
+    segments = sorted(built.glob("segment-*.sqs"))
+    assert len(segments) >= 4
+    assert all(s.with_suffix(".sqi").exists() for s in segments)
+    with sensorq.open(built, readonly=True) as reader:
+        assert all(s.from_index for s in reader._segments)
+        with_index = served(reader)
+        answer = reader.query("count where x > 1000").value
+        assert reader.info()["problems"] == []
+    with sensorq.open(without_indexes(built, tmp_path / "scan"), readonly=True) as scanning:
+        assert not any(s.from_index for s in scanning._segments)
+        assert_same(with_index, served(scanning))
+        assert scanning.query("count where x > 1000").value == answer
+    t, cols = with_index["m"][:2]
+    assert answer == int((cols["x"] > 1000).sum())
+
+
+def damage_index(index: Path, how: str) -> None:
+    data = bytearray(index.read_bytes())
+    if how == "delete":
+        index.unlink()
+    elif how == "flip":
+        data[len(data) // 3] ^= 0x20
+        index.write_bytes(bytes(data))
+    elif how == "truncate":
+        index.write_bytes(bytes(data[:len(data) // 2]))
+    elif how == "empty":
+        index.write_bytes(b"")
+    elif how == "foreign":                # another segment's index under this name
+        other = sorted(index.parent.glob("segment-*.sqi"))
+        other = next(o for o in other if o != index)
+        index.write_bytes(other.read_bytes())
+
+
+@pytest.mark.parametrize("how", ["delete", "flip", "truncate", "empty", "foreign"])
+def test_a_missing_or_damaged_index_is_not_used_and_the_writer_rewrites_it(built, tmp_path, how):
+    path = tmp_path / "c"
+    shutil.copytree(built, path)
+    victim = sorted(path.glob("segment-*.sqi"))[1]
+    number = int(victim.name[8:18])
+    reference = served(sensorq.open(built, readonly=True))
+    damage_index(victim, how)
+    with sensorq.open(path, readonly=True) as reader:
+        by_number = {s.number: s for s in reader._segments}
+        assert not by_number[number].from_index
+        assert all(s.from_index for n, s in by_number.items() if n != number)
+        assert_same(served(reader), reference)
+        assert reader.info()["problems"] == []
+    with sensorq.open(path):             # a writer's close writes the missing index again
+        pass
+    with open(path / index_file_name(number).replace(".sqi", ".sqs"), "rb") as f:
+        fd = f.fileno()
+        assert read_index(path, number, fd, os.fstat(fd).st_size) is not None
+
+
+def test_an_index_older_than_its_segment_is_used_and_the_rest_scanned(tmp_path):
+    """The writer appends to the newest segment after its index was written:
+    a reader takes the index and scans only what follows it."""
+    path = tmp_path / "c"
+    build(path, n=30_000, capacity="64MiB")
+    newest = sorted(path.glob("segment-*.sqs"))[-1]
+    indexed_size = newest.stat().st_size
+    writer = sensorq.open(path)
+    k = np.arange(30_000, 50_000, dtype=np.int64)
+    writer.append("m", T0 + k * MS, [x_of(k), k])
+    writer.flush()
+    assert newest.stat().st_size > indexed_size
+    with sensorq.open(path, readonly=True) as reader:
+        segment = reader._segments[-1]
+        assert segment.from_index and segment.indexed_end == indexed_size
+        assert segment.served_end == newest.stat().st_size
+        assert check_m(reader) == 50_000
+    writer.close()
+
+
+def test_a_segment_cut_short_behind_its_index_is_read_as_it_is(built, tmp_path):
+    """An old segment truncated below what its index covers: the index does not
+    fit the file, so the segment is scanned - the same problems and data as a
+    cache without index files."""
+    path = tmp_path / "c"
+    shutil.copytree(built, path)
+    victim = sorted(path.glob("segment-*.sqs"))[1]
+    os.truncate(victim, victim.stat().st_size * 2 // 3)
+    plain = without_indexes(path, tmp_path / "plain")
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning:
+        assert not reader._segments[1].from_index
+        assert_same(served(reader), served(scanning))
+        assert reader.info()["problems"] == scanning.info()["problems"] != []
+
+
+def flip_inside_a_block(segment: Path, fraction: float = 0.5) -> None:
+    """Flip a bit in the middle of a block payload (not a record header)."""
+    data = bytearray(segment.read_bytes())
+    with sensorq.open(segment.parent, readonly=True) as reader:
+        number = int(segment.name[8:18])
+        stored = reader._blocks[reader.streams["m"].stream_id]
+        rows = stored.segment_rows(number)
+        row = rows.start + int((rows.stop - rows.start) * fraction)
+        start = int(stored.rec_start[row]) + 9 + int(stored.stored[row] - 9) // 2
+    data[start] ^= 0x08
+    segment.write_bytes(bytes(data))
+
+
+def test_a_damaged_block_behind_a_valid_index_never_reaches_a_reader(tmp_path):
+    path = tmp_path / "c"
+    build(path, "none")
+    victim = sorted(path.glob("segment-*.sqs"))[1]
+    flip_inside_a_block(victim)
+    plain = without_indexes(path, tmp_path / "plain")
+    with sensorq.open(path, readonly=True) as reader:
+        assert reader._segments[1].from_index           # the index itself is fine ...
+        index = reader.blocks("m")                      # ... but the block is checked first
+        for i in range(len(index)):
+            parse_block(np.ascontiguousarray(index.raw(i)))   # every block handed out is whole
+        assert not reader._segments[1].from_index       # its segment was read whole
+        n = check_m(reader)
+        with sensorq.open(plain, readonly=True) as scanning:
+            assert n == check_m(scanning) < 200_000
+            assert reader.query("count where x > 0").value == scanning.query("count where x > 0").value
+            assert reader.info()["problems"] == scanning.info()["problems"]
+        assert any("checksum" in p and victim.name in p for p in reader.info()["problems"])
+
+
+def test_a_damaged_zstd_block_behind_a_valid_index_is_found_when_its_run_is_read(tmp_path):
+    path = tmp_path / "c"
+    build(path, "zstd")
+    victim = sorted(path.glob("segment-*.sqs"))[1]
+    flip_inside_a_block(victim)
+    plain = without_indexes(path, tmp_path / "plain")
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning:
+        assert reader._segments[1].from_index
+        try:                                # the run is decompressed by the query: it fails ...
+            reader.query("max x")
+        except CorruptDataError as exc:
+            assert victim.name in str(exc)
+        # ... and from then on the segment is read whole, as without an index
+        assert reader.query("max x").value == scanning.query("max x").value
+        assert check_m(reader) == check_m(scanning)
+        assert reader.info()["problems"] == scanning.info()["problems"] != []
+
+
+def test_a_writer_never_appends_to_a_segment_it_did_not_read_whole(tmp_path):
+    path = tmp_path / "c"
+    build(path, n=60_000)
+    with sensorq.open(path) as writer:
+        assert not writer._segments[-1].from_index
+        assert all(s.from_index for s in writer._segments[:-1])
+        k = np.arange(200_000, 201_000, dtype=np.int64)
+        writer.append("m", T0 + k * MS, [x_of(k), k])
+    with sensorq.open(path, readonly=True) as reader:
+        assert reader.read("m")[1]["i"][-1] == 200_999
+
+
+def test_stray_index_files_are_removed_by_the_writer(tmp_path):
+    path = tmp_path / "c"
+    build(path, n=30_000)
+    (path / index_file_name(999)).write_bytes(b"junk")
+    (path / (index_file_name(998) + ".tmp")).write_bytes(b"junk")
+    with sensorq.open(path):
+        pass
+    assert not (path / index_file_name(999)).exists()
+    assert not (path / (index_file_name(998) + ".tmp")).exists()
+
+
+# --- hypothesis: the same answers with and without index files -------------------------------
+
+step = st.one_of(
+    st.tuples(st.just("append"), st.sampled_from(["m", "f"]), st.integers(1, 4000)),
+    st.tuples(st.just("flush"), st.none(), st.none()),
+    st.tuples(st.just("reopen"), st.none(), st.none()),
+    st.tuples(st.just("drop_f"), st.none(), st.none()),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step, min_size=1, max_size=25),
+       compression=st.sampled_from(["none", "zstd", "auto"]),
+       block_samples=st.sampled_from([64, 100, 500]))
+def test_answers_are_equal_with_and_without_index_files(tmp_path_factory, steps, compression,
+                                                        block_samples):
+    path = tmp_path_factory.mktemp("w") / "c"
+    counts = {"m": 0, "f": 0}
+    cache = sensorq.open(path, create=True, capacity="64KiB", compression=compression)
+    try:
+        cache.create_stream("m", [Channel("x", "int16"), Channel("i", "int64")],
+                            block_samples=block_samples)
+        cache.create_stream("f", [Channel("y", "float64")], block_samples=block_samples)
+        for kind, name, n in steps:
+            if kind == "append" and name in cache.streams:
+                k = np.arange(counts[name], counts[name] + n, dtype=np.int64)
+                cols = [x_of(k), k] if name == "m" else [np.sin(k.astype(np.float64))]
+                cache.append(name, T0 + k * MS, cols)
+                counts[name] += n
+            elif kind == "flush":
+                cache.flush()
+            elif kind == "reopen":
+                cache.close()
+                cache = sensorq.open(path)
+            elif kind == "drop_f" and "f" in cache.streams:
+                cache.drop_stream("f")
+    finally:
+        cache.close()
+    plain = without_indexes(path, path.parent / "plain")
+    queries = ["count where x > 0", "max x", "top 3 x"]
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning:
+        assert_same(served(reader), served(scanning))
+        for q in queries:
+            a, b = reader.query(q), scanning.query(q)
+            assert a.kind == b.kind and repr(a.value) == repr(b.value)
+            assert all(np.array_equal(a.columns[c], b.columns[c]) for c in (a.columns or {}))
+        assert reader.info() == scanning.info() | {"path": str(path)}
+        assert reader.info()["problems"] == []
+    if counts["m"]:
+        with sensorq.open(path, readonly=True) as reader:
+            check_m(reader)
+
+
+@given(st.lists(st.integers(-50, 3000), max_size=200), st.booleans())
+def test_factorise_is_np_unique(keys, sort):
+    keys = np.array(sorted(keys) if sort else keys, np.int64)
+    distinct, inverse = factorise(keys)
+    expected, expected_inverse = np.unique(keys, return_inverse=True)
+    assert distinct == expected.tolist()
+    assert np.array_equal(inverse, expected_inverse.reshape(-1)) and inverse.dtype == np.int32
