@@ -187,3 +187,16 @@ def test_every_command_belongs_to_one_group():
         sub = cli.build_parser(commands[0])
         only = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction")
         assert sorted(only.choices) == sorted(commands), group
+
+
+def test_every_plan_and_syntax_node_has_a_docstring():
+    """A dataclass without a docstring has its signature computed (inspect) for
+    __doc__ when its module is imported: the query modules' nodes all have one."""
+    import dataclasses as dc
+    from sensorq.query import expressions, plan
+    for module in (expressions, plan):
+        nodes = [v for v in vars(module).values()
+                 if isinstance(v, type) and dc.is_dataclass(v) and v.__module__ == module.__name__]
+        assert len(nodes) >= 8
+        for node in nodes:
+            assert not node.__doc__.startswith(node.__name__ + "("), node.__name__

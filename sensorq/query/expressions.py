@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional, Union
 
+# Every node class has a docstring: without one, @dataclass works out the class's
+# signature (inspect) for __doc__ when the module is imported, on every query's start-up.
+
 _QUANTITY_RE = re.compile(r"^((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(.*)$")
 
 
@@ -153,6 +156,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Unary:
+    """``-x`` or ``+x``."""
     op: str                 # "neg" or "pos"
     operand: "Expr"
     pos: int
@@ -161,6 +165,7 @@ class Unary:
 
 @dataclass(frozen=True)
 class Binary:
+    """``left op right``: an arithmetic operator between two expressions."""
     op: str                 # "+", "-", "*", "/"
     left: "Expr"
     right: "Expr"
@@ -176,6 +181,7 @@ Expr = Union[Number, ChannelName, Label, Call, Unary, Binary]
 
 @dataclass(frozen=True)
 class Comparison:
+    """``left op right``: a comparison of two expressions."""
     op: str                 # one of plan.COMPARE_OPS ("=" and "<>" already mapped)
     left: Expr
     right: Expr
@@ -207,6 +213,7 @@ class InList:
 
 @dataclass(frozen=True)
 class BoolOp:
+    """``a and b and ...`` or ``a or b or ...`` (nested runs flattened)."""
     op: str                 # "and" or "or"
     args: tuple["Pred", ...]
     pos: int
@@ -215,6 +222,7 @@ class BoolOp:
 
 @dataclass(frozen=True)
 class NotPred:
+    """``not pred``."""
     arg: "Pred"
     pos: int
     end: int
@@ -250,6 +258,7 @@ class TimePoint:
 
 @dataclass(frozen=True)
 class FillSpec:
+    """``fill(mode)`` or ``fill(number)`` after ``by``."""
     mode: str                       # a name as written (none, null, prev, linear) or "value"
     value: Optional[Number]
     pos: int
@@ -269,6 +278,7 @@ class Clause:
 
 @dataclass(frozen=True)
 class AggregateAst:
+    """``AGGREGATE [expr] clause...`` (count, avg z, percentile(99) z, ...)."""
     name: str                       # as written, e.g. "avg", "MEAN", "p95"
     name_pos: int
     name_end: int
@@ -279,6 +289,7 @@ class AggregateAst:
 
 @dataclass(frozen=True)
 class FindAst:
+    """``find first|last [n] clause...``."""
     direction: str                  # "first" or "last"
     n: Optional[Number]
     clauses: tuple[Clause, ...]
@@ -287,12 +298,14 @@ class FindAst:
 
 @dataclass(frozen=True)
 class EpisodesAst:
+    """``find episodes clause...``."""
     clauses: tuple[Clause, ...]
     pos: int
 
 
 @dataclass(frozen=True)
 class TopAst:
+    """``top n expr clause...``."""
     n: Number
     expr: Expr
     clauses: tuple[Clause, ...]
@@ -301,6 +314,7 @@ class TopAst:
 
 @dataclass(frozen=True)
 class NewestAst:
+    """``newest [n] clause...``."""
     n: Optional[Number]
     clauses: tuple[Clause, ...]
     pos: int
@@ -308,6 +322,7 @@ class NewestAst:
 
 @dataclass(frozen=True)
 class ScoreAst:
+    """``score MODEL [over DUR [hop DUR]] clause...``."""
     model: str
     over: Optional[Number]          # must be the model's window when given
     hop: Optional[Number]

@@ -17,6 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+# Every node class has a docstring: without one, @dataclass works out the class's
+# signature (inspect) for __doc__ when the module is imported, on every query's start-up.
+
 # ----------------------------------------------------------------------------
 # Value expressions (evaluate to float64 arrays)
 # ----------------------------------------------------------------------------
@@ -38,12 +41,14 @@ class ChannelRef:
 
 @dataclass(frozen=True)
 class Const:
+    """A constant, in physical units."""
     value: float
     unit: str = ""
 
 
 @dataclass(frozen=True)
 class UnaryOp:
+    """A function or sign of one value expression."""
     op: str               # "neg", "abs", "sqrt"
     operand: "ValueExpr"
     unit: str = ""
@@ -51,6 +56,7 @@ class UnaryOp:
 
 @dataclass(frozen=True)
 class BinaryOp:
+    """Arithmetic between two value expressions."""
     op: str               # "+", "-", "*", "/"
     left: "ValueExpr"
     right: "ValueExpr"
@@ -95,21 +101,25 @@ class Compare:
 
 @dataclass(frozen=True)
 class And:
+    """Every predicate holds."""
     args: tuple["Predicate", ...]
 
 
 @dataclass(frozen=True)
 class Or:
+    """At least one predicate holds."""
     args: tuple["Predicate", ...]
 
 
 @dataclass(frozen=True)
 class Not:
+    """The predicate does not hold."""
     arg: "Predicate"
 
 
 @dataclass(frozen=True)
 class BoolConst:
+    """A predicate known before any data is read (always or never true)."""
     value: bool
 
 
@@ -152,6 +162,7 @@ AGGREGATES = ("count", "sum", "avg", "min", "max", "std", "var", "median", "perc
 
 @dataclass(frozen=True)
 class Fill:
+    """What ``by`` puts in buckets without samples."""
     mode: str = "none"    # "none" (drop empty buckets), "null", "prev", "linear", "value"
     value: float = 0.0
 
