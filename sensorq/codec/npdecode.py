@@ -10,10 +10,11 @@ status for status, on valid and on damaged sections.
 How: bit-packed mini-blocks are unpacked all at once, one 64-bit window per
 value gathered from the section (about 20 ns a value).  A Rice mini-block
 needs a walk, because each quotient ends where the next one-bit is: a Python
-loop of one table lookup per value over a "next one-bit" table of the
-section, checked afterwards in numpy, with the remainders then unpacked like
-bit-packed values (about 0.25 µs a value).  Hence the engine keeps this
-decoder for small scans.
+loop of one ``bytes.find`` per value over the section's bits (a byte each),
+checked afterwards in numpy, with the remainders then unpacked like
+bit-packed values (about 0.2 µs a Rice value).  The compact encoder takes Rice
+only where it saves much (intcodec.RICE_DECODE_COST), so most mini-blocks
+take the vector path.  Hence the engine keeps this decoder for small scans.
 
 ``decode_column`` returns a status like the compiled decoder and never reads
 outside ``buf[pos:end]``.
@@ -157,7 +158,7 @@ class _Walk:
                 raise _Bad(ERR_TRUNCATED)
             return bit_end
         starts, rice_starts, rice_ends, rice_k = [], [], [], []
-        next_one = _next_one_table(self.section)
+        bits = _bit_bytes(self.section)
         bit = 0
         for is_packed, width, cnt in zip(packed.tolist(), widths.tolist(), in_block.tolist()):
             starts.append(bit)
@@ -168,7 +169,7 @@ class _Walk:
             else:
                 rice_starts.append(bit)
                 rice_k.append(width)
-                bit = _walk_rice(next_one, bit, width + 1, cnt, rice_ends)
+                bit = _walk_rice(bits, limit, bit, width + 1, cnt, rice_ends)
         self.offsets = np.repeat(np.array(starts, np.int64), in_block) + index_in_block * self.widths
         at = np.flatnonzero(np.repeat(~packed, in_block))   # the Rice-coded values
         stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[~packed], limit)
@@ -187,27 +188,25 @@ class _Walk:
         return self._start + (self.bit_end + 7) // 8
 
 
-def _next_one_table(section: np.ndarray) -> list:
-    """For every bit position of the section, the position of the first
-    one-bit at or after it; ``limit`` (the section's length in bits) where
-    there is none, also for the 64 positions past the end that a failed walk
-    can reach."""
-    bits = np.unpackbits(section, bitorder="little")
-    limit = len(bits)
-    table = np.full(limit + 65, limit, np.int64)
-    ones = np.flatnonzero(bits)
-    table[ones] = ones
-    table[:limit] = np.minimum.accumulate(table[:limit][::-1])[::-1]
-    return table.tolist()
+def _bit_bytes(section: np.ndarray) -> bytes:
+    """The section's bits, one byte (0 or 1) each, LSB-first: ``bytes.find``
+    then finds the next one-bit at C speed.  (A table of the next one-bit for
+    every bit position, made a Python list for the walk, cost ~10 ns a bit:
+    4.6 µs a value for a dictionary of float bit patterns.)"""
+    return np.unpackbits(section, bitorder="little").tobytes()
 
 
-def _walk_rice(next_one, bit, k_plus_1, cnt, ends) -> int:
+def _walk_rice(bits: bytes, limit: int, bit: int, k_plus_1: int, cnt: int, ends: list) -> int:
     """One Rice(k) mini-block from ``bit``: each value is a quotient of zeros
     ended by a one, then k remainder bits.  Appends the bit after each value
-    (checked afterwards, all at once, by _rice_codes) and returns the last."""
+    (checked afterwards, all at once, by _rice_codes) and returns the last.
+    A missing one-bit reads as one at ``limit`` (the section's end), which
+    _rice_codes rejects."""
     append = ends.append
+    find = bits.find
     for _ in range(cnt):
-        bit = next_one[bit] + k_plus_1
+        one = find(b"\x01", bit) if bit < limit else -1
+        bit = (one if one >= 0 else limit) + k_plus_1
         append(bit)
     return bit
 
@@ -295,26 +294,51 @@ def floatbits_values(words: np.ndarray, dtype) -> np.ndarray:
 # --- ALP float sections (docs/format.md §3; alp.py writes them) ------------------------
 
 ALP_HEADER_BYTES = 13     # kind, c (f64), exception count (u32)
+SPLIT_HEADER_BYTES = 7    # kind 2, r, the high words' codec byte, their length (u32)
+_HIGH_CODEC_BITS = 0x27   # predictor, DICT, ZERO
 
 
-def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, mantissas=None):
+def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, decode=None):
     """An ALP section buf[start:end] to n values of ``dtype`` (float32 or
-    float64), bit for bit: (status, values or None).  ``mantissas(begin)``
-    decodes the integer section at ``begin`` (the compiled decoder, from
-    block.py); by default this module's decoder does."""
+    float64), bit for bit: (status, values or None).  ``decode(begin, end,
+    codec)`` decodes an integer section into uint64 words of its own (the
+    compiled decoder, from block.py); by default this module's decoder does."""
     dtype = np.dtype(dtype)
+    start, end, n = int(start), int(end), int(n)
+    if decode is None:
+        def decode(begin, stop, code):
+            return _decode(buf, begin, stop, n, code)
     try:
-        kind, c, positions, bits, begin = _alp_parts(buf, int(start), int(end), int(n), dtype)
-        if mantissas is None:
-            m = _decode(buf, begin, int(end), int(n), int(codec)).view(np.int64)
-        else:
-            m = mantissas(begin)
+        if start < end and buf[start] == 2:
+            return OK, _split_values(buf, start, end, n, codec, dtype, decode)
+        kind, c, positions, bits, begin = _alp_parts(buf, start, end, n, dtype)
+        m = decode(begin, end, int(codec)).view(np.int64)
     except _Bad as bad:
         return bad.status, None
     m = m.astype(np.float64)
     values = (m / c if kind == 0 else m * c).astype(dtype)
     values.view(bits.dtype)[positions] = bits
     return OK, values
+
+
+def _split_values(buf, start, end, n, codec, dtype, decode):
+    """A SPLIT section (kind 2): high words << r | low words, as IEEE bits."""
+    if start + SPLIT_HEADER_BYTES > end:
+        raise _Bad(ERR_TRUNCATED)
+    r, high_codec = int(buf[start + 1]), int(buf[start + 2])
+    length = int(buf[start + 3:start + 7].view("<u4")[0])
+    width = 8 * dtype.itemsize
+    if not 1 <= r < width or high_codec & ~_HIGH_CODEC_BITS:
+        raise _Bad(ERR_BAD_CODE)
+    high = start + SPLIT_HEADER_BYTES
+    if length > end - high:
+        raise _Bad(ERR_TRUNCATED)
+    low = decode(high + length, end, int(codec))
+    words = decode(high, high + length, high_codec)
+    if ((words >> U64(width - r)) | (low >> U64(r))).any():
+        raise _Bad(ERR_BAD_CODE)
+    bits = (words << U64(r)) | low
+    return bits.astype(np.uint32 if width == 32 else np.uint64).view(dtype)
 
 
 def _alp_parts(buf, start, end, n, dtype):

@@ -8,8 +8,11 @@ for bit.  They differ in what they cost:
   loading the kernels a query needs from its disk cache) and about 5 s the
   very first time on a machine (compiling them).
 - **interpreted** (interpreter.py): plain numpy, one block at a time; about
-  10 ns per bit-packed value and 0.5 µs per Rice-coded value, with nothing to
-  load or compile.
+  15-45 ns a sample of an integer channel, 0.15 µs of a float channel of
+  noise-like values (a dictionary of bit patterns) and 0.2 µs a Rice-coded
+  value, with nothing to load or compile.  The default (compact) encoder takes
+  Rice only where it saves much, so few values are Rice-coded in caches it
+  writes (codec/intcodec.py RICE_DECODE_COST).
 
 ``auto`` (the default) takes the compiled tier once its kernels are loaded in
 this process — they then cost nothing more — and for large scans; it takes
@@ -17,12 +20,14 @@ the interpreter for a scan that it would finish in less time than loading the
 kernels takes, in a process that has not loaded them.  A scan is priced in
 *value-equivalents* (one bit-packed value decoded by the interpreter), from
 what it will do: every column value it decodes (a float channel of a compact
-stream counts RICE_FLOAT_WEIGHT: its Rice mini-blocks are walked value by
-value), and for a bucketed aggregate every sample folded into a bucket and
-every bucket the decoded blocks span (measured on the development machine:
-about 10 ns per bit-packed value, 0.5 µs per Rice-coded float, 0.3 µs per
-bucketed sample and 12 µs per bucket; ``avg x by 1ms`` over 600 000 samples
-took 7.6 s interpreted and 0.3 s compiled).  Like a JIT's tiering, a process
+stream counts RICE_FLOAT_WEIGHT: its dictionary and Rice mini-blocks cost the
+numpy decoder more), and for a bucketed aggregate every sample folded into a
+bucket and every bucket the decoded blocks span (measured on the development
+machine: about 10-40 ns per bit-packed value, 0.15 µs per float of a compact
+stream (3.3 µs before the numpy decoder's Rice walk used bytes.find instead
+of a per-bit table), 0.3 µs per bucketed sample and 12 µs per bucket;
+``avg x by 1ms`` over 600 000 samples took 7.6 s interpreted and 0.3 s
+compiled).  Like a JIT's tiering, a process
 that keeps running small queries is promoted to the kernels once the
 interpreter has done INTERPRET_BUDGET_VALUES in all.
 So a one-off ``sensorq "count … last 10m"`` answers without starting numba,
@@ -47,7 +52,7 @@ from .program import COMPARE_CODES
 ENGINES = ("auto", "compiled", "interpreted")
 INTERPRET_MAX_VALUES = 48 << 20         # one scan: ~0.5 s, below what the kernels' first use costs
 INTERPRET_BUDGET_VALUES = 96 << 20      # all scans of a process, before it moves to the kernels
-RICE_FLOAT_WEIGHT = 40                  # a float value of a compact stream (a Rice walk)
+RICE_FLOAT_WEIGHT = 4                   # a float value of a compact stream (dictionary, some Rice)
 BUCKETED_SAMPLE_WEIGHT = 25             # a sample folded into its bucket
 BUCKET_WEIGHT = 1000                    # a bucket that decoded blocks span
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
