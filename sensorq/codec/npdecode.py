@@ -294,51 +294,26 @@ def floatbits_values(words: np.ndarray, dtype) -> np.ndarray:
 # --- ALP float sections (docs/format.md §3; alp.py writes them) ------------------------
 
 ALP_HEADER_BYTES = 13     # kind, c (f64), exception count (u32)
-SPLIT_HEADER_BYTES = 7    # kind 2, r, the high words' codec byte, their length (u32)
-_HIGH_CODEC_BITS = 0x27   # predictor, DICT, ZERO
 
 
-def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, decode=None):
+def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, mantissas=None):
     """An ALP section buf[start:end] to n values of ``dtype`` (float32 or
-    float64), bit for bit: (status, values or None).  ``decode(begin, end,
-    codec)`` decodes an integer section into uint64 words of its own (the
-    compiled decoder, from block.py); by default this module's decoder does."""
+    float64), bit for bit: (status, values or None).  ``mantissas(begin)``
+    decodes the integer section at ``begin`` (the compiled decoder, from
+    block.py); by default this module's decoder does."""
     dtype = np.dtype(dtype)
-    start, end, n = int(start), int(end), int(n)
-    if decode is None:
-        def decode(begin, stop, code):
-            return _decode(buf, begin, stop, n, code)
     try:
-        if start < end and buf[start] == 2:
-            return OK, _split_values(buf, start, end, n, codec, dtype, decode)
-        kind, c, positions, bits, begin = _alp_parts(buf, start, end, n, dtype)
-        m = decode(begin, end, int(codec)).view(np.int64)
+        kind, c, positions, bits, begin = _alp_parts(buf, int(start), int(end), int(n), dtype)
+        if mantissas is None:
+            m = _decode(buf, begin, int(end), int(n), int(codec)).view(np.int64)
+        else:
+            m = mantissas(begin)
     except _Bad as bad:
         return bad.status, None
     m = m.astype(np.float64)
     values = (m / c if kind == 0 else m * c).astype(dtype)
     values.view(bits.dtype)[positions] = bits
     return OK, values
-
-
-def _split_values(buf, start, end, n, codec, dtype, decode):
-    """A SPLIT section (kind 2): high words << r | low words, as IEEE bits."""
-    if start + SPLIT_HEADER_BYTES > end:
-        raise _Bad(ERR_TRUNCATED)
-    r, high_codec = int(buf[start + 1]), int(buf[start + 2])
-    length = int(buf[start + 3:start + 7].view("<u4")[0])
-    width = 8 * dtype.itemsize
-    if not 1 <= r < width or high_codec & ~_HIGH_CODEC_BITS:
-        raise _Bad(ERR_BAD_CODE)
-    high = start + SPLIT_HEADER_BYTES
-    if length > end - high:
-        raise _Bad(ERR_TRUNCATED)
-    low = decode(high + length, end, int(codec))
-    words = decode(high, high + length, high_codec)
-    if ((words >> U64(width - r)) | (low >> U64(r))).any():
-        raise _Bad(ERR_BAD_CODE)
-    bits = (words << U64(r)) | low
-    return bits.astype(np.uint32 if width == 32 else np.uint64).view(dtype)
 
 
 def _alp_parts(buf, start, end, n, dtype):
