@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sensorq
-from sensorq.device.image import device_image, device_stream_schema, image_sections
+from sensorq.device.image import FIELD_AT, device_image, device_stream_schema, image_sections
 from sensorq.device.models import (DeviceModel, ModelStruct, device_channels, device_inputs, load_status,
                                    output_schema)
 from sensorq.device.native import DeviceError, DeviceLib, build_library, stream_cfg
@@ -282,8 +282,8 @@ MOTION_RING = [(n, "int16") for n in MOTION_CHANNELS]
 
 def recrc(data: bytes) -> bytes:
     body = bytearray(data[:-4])
-    if len(body) >= 12:
-        struct.pack_into("<I", body, 8, len(body) + 4)
+    if len(body) >= FIELD_AT["length"] + 4:
+        struct.pack_into("<I", body, FIELD_AT["length"], len(body) + 4)
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
@@ -328,6 +328,7 @@ def test_other_versions_and_damage_are_refused_by_code(dev):
     assert load_status(dev, bytes(bad), cfg) == "SQ_ERR_CRC"
     assert load_status(dev, image[:-1], cfg) == "SQ_ERR_CORRUPT"
     assert load_status(dev, recrc(image[:200]), cfg) == "SQ_ERR_CORRUPT"
+    assert load_status(dev, recrc(image[:40]), cfg) == "SQ_ERR_CORRUPT"
     assert load_status(dev, recrc(image[:-4] + b"\0" + image[-4:]), cfg) == "SQ_ERR_CORRUPT"
     assert load_status(dev, b"", cfg) == "SQ_ERR_CORRUPT"
     assert load_status(dev, b"SQB1" + bytes(60), cfg) == "SQ_ERR_CORRUPT"
@@ -348,7 +349,7 @@ def test_hostile_images_each_rule(dev):
     """One broken rule at a time, CRC repaired: the loader names it."""
     image = device_image(demo_model(), MOTION_RING)
     cfg = ring_cfg(MOTION_RING)
-    at = image_sections(image)
+    at, F = image_sections(image), FIELD_AT
     node = lambda i, field: at["nodes"] + at["node_size"] * i + {"f": 0, "l": 1 + at["threshold_size"],  # noqa: E731
                                                                    "r": 3 + at["threshold_size"]}[field]
     # an internal node whose child is itself, an earlier node, past the table; a leaf past it
@@ -363,15 +364,18 @@ def test_hostile_images_each_rule(dev):
                patched(image, at["features"] + 1, "<B", 6),                        # signal 6 of 6
                patched(image, at["signals"], "<H", 0), patched(image, at["signals"], "<H", 1 << 6),
                patched(image, at["inputs"] + 1, "<B", 64),                         # a shift past 63
-               patched(image, at["body"] + 4, "<H", at["n_nodes"] + 1),            # counts past the bytes
-               patched(image, at["body"] + 6, "<H", at["n_leaves"] - 1),
-               patched(image, at["body"] + 1, "<B", 3),                            # threshold width 8
-               patched(image, 28, "<q", 0), patched(image, 20, "<q", -5),          # hop, window
-               patched(image, 36, "<I", 1), patched(image, 40, "<B", 17), patched(image, 42, "<B", 10)]
+               patched(image, F["n_nodes"], "<H", at["n_nodes"] + 1),               # counts past the bytes
+               patched(image, F["n_leaves"], "<H", at["n_leaves"] - 1),
+               patched(image, F["threshold_size"], "<B", 5), patched(image, F["leaf_size"], "<B", 0),
+               patched(image, F["n_out"], "<B", 0), patched(image, F["body"], "<B", 3),
+               patched(image, F["kind"], "<B", 3),
+               patched(image, F["hop_ns"], "<q", 0), patched(image, F["window_ns"], "<q", -5),
+               patched(image, F["window_ns"], "<q", 2**62 + 1), patched(image, F["min_samples"], "<I", 1),
+               patched(image, F["n_inputs"], "<B", 17), patched(image, F["n_features"], "<B", 10)]
     for n, bad in enumerate(corrupt):
         assert load_status(dev, bad, cfg) == "SQ_ERR_CORRUPT", n
     assert load_status(dev, patched(image, at["inputs"], "<B", 6), cfg) == "SQ_ERR_MISMATCH"   # channel 6 of 6
-    assert load_status(dev, patched(image, 12, "<I", cfg.schema ^ 1), cfg) == "SQ_ERR_MISMATCH"
+    assert load_status(dev, patched(image, F["schema"], "<I", cfg.schema ^ 1), cfg) == "SQ_ERR_MISMATCH"
     # a forward reference into the next tree is harmless: accepted (the walk still ends)
     assert load_status(dev, patched(image, node(0, "r"), "<H", at["n_nodes"] - 1), cfg) == "SQ_OK"
 
@@ -399,13 +403,13 @@ def mutate(rng, data: bytes) -> bytes:
         for _ in range(int(rng.integers(1, 4))):
             buf[int(rng.integers(0, len(buf)))] = int(rng.integers(0, 256))
     elif how == 1:
-        at = int(rng.integers(12, len(buf)))
+        at = int(rng.integers(4, len(buf)))
         buf[at] = buf[at] ^ (1 << int(rng.integers(0, 8)))
     elif how == 2:
-        at = int(rng.integers(12, len(buf) - 4))
+        at = int(rng.integers(4, len(buf) - 4))
         buf[at:at + 1] = bytes([int(rng.integers(0, 3))]) if rng.random() < 0.5 else b""
     elif how == 3:
-        at = int(rng.integers(44, len(buf) - 4))
+        at = int(rng.integers(60, len(buf) - 4))
         buf[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
     else:
         buf = buf[:int(rng.integers(0, len(buf)))]
@@ -428,7 +432,7 @@ def test_mutated_images_are_refused_or_scored(dev):
         for _ in range(150 if not LONG else 3000):
             bad = mutate(rng, image)
             status = load_status(dev, bad, cfg)
-            if bad[-4:] != struct.pack("<I", zlib.crc32(bad[:-4])) and len(bad) >= 48 and bad != image:
+            if bad[-4:] != struct.pack("<I", zlib.crc32(bad[:-4])) and bad != image:
                 assert status != "SQ_OK", bad.hex()
             if status != "SQ_OK":
                 seen["refused"] += 1

@@ -200,3 +200,85 @@ def test_every_plan_and_syntax_node_has_a_docstring():
         assert len(nodes) >= 8
         for node in nodes:
             assert not node.__doc__.startswith(node.__name__ + "("), node.__name__
+
+
+# --- a cache with a model: queries that cannot name it skip the models' code ------------
+
+MODEL_QUERIES = [
+    "count where accel > 2g last 10m",               # real streams only: planned without models
+    "max accel by 5m",
+    "count where activity == Running",               # a category of a real stream
+    "count where motion == Running",                 # the model's class
+    "avg motion_Running by 1m",                      # a class probability
+    "count from motion",
+    "count",                                         # which stream? (the error lists them all)
+    "count where motoin == Running",                 # unknown channel (did you mean motion?)
+    "count where nosuch > 1",
+]
+
+
+@pytest.fixture(scope="module")
+def with_model(tmp_path_factory, imu):
+    """The imu cache's data, the demo's motions recordings and its motion model."""
+    from sensorq.demo import MOTION_MODEL, MOTIONS_CSV
+    from sensorq.ingest import ingest_csv
+    from sensorq.models.registry import ModelRegistry
+    _, t, accel = imu
+    path = tmp_path_factory.mktemp("models") / "cache"
+    with sensorq.open(path, create=True, capacity="16MB") as cache:
+        cache.create_stream("imu", [Channel("accel", "int16", "mg")], rate_hz=RATE_HZ)
+        cache.append("imu", t, {"accel": accel})
+        ingest_csv(cache, MOTIONS_CSV, stream="motions")
+        cache.flush()
+        ModelRegistry(cache).import_file(MOTION_MODEL, "motion")
+    return path
+
+
+def through_the_view(cache, text):
+    """The query planned and run with the models' streams always in view (as
+    every query was before)."""
+    from sensorq.engine.executor import execute, plan_text
+    from sensorq.models.derived import query_view
+    view = query_view(cache)
+    return execute(view, plan_text(view, text), text)
+
+
+def outcome(run):
+    try:
+        result = run()
+    except sensorq.SensorqError as exc:
+        return ("error", type(exc).__name__, str(exc))
+    if result.kind == "scalar":
+        return ("scalar", result.value, result.unit, result.warnings)
+    return ("table", {k: v.tolist() for k, v in result.columns.items()}, result.units,
+            result.warnings)
+
+
+@pytest.mark.parametrize("text", MODEL_QUERIES)
+def test_queries_on_a_cache_with_a_model_answer_as_through_the_view(with_model, text):
+    with sensorq.open(with_model, readonly=True) as cache:
+        assert outcome(lambda: cache.query(text)) == outcome(lambda: through_the_view(cache, text))
+
+
+def test_a_query_that_cannot_name_a_model_does_not_load_the_models(with_model):
+    code = ("import sensorq\nwith sensorq.open(%r, readonly=True) as cache:\n"
+            "    result = cache.query('count where accel > 2g')\n" % str(with_model)) + \
+        REPORT.format(answer="result.value")
+    got = fresh(code)
+    assert got["answer"] > 0
+    assert not [m for m in got["modules"] if m.startswith("sensorq.models")]
+
+
+def test_a_damaged_model_fails_only_the_queries_that_may_use_it(with_model, tmp_path):
+    import shutil
+    from sensorq.models.model import ModelError
+    copy = tmp_path / "cache"
+    shutil.copytree(with_model, copy)
+    model = copy / "models" / "motion.sqm"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    model.write_bytes(bytes(data))
+    with sensorq.open(copy, readonly=True) as cache:
+        assert cache.query("count where accel > 2g").value > 0
+        with pytest.raises(ModelError, match="motion.sqm"):
+            cache.query("count where motion == Running")

@@ -544,27 +544,33 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
 /* Output kinds (what sq_model_out.cls and .value mean). */
 enum { SQ_MODEL_CLASSES = 0, SQ_MODEL_VALUE = 1, SQ_MODEL_ANOMALY_SCORE = 2 };
 
-/* A loaded model: counts and offsets into the caller's bytes.  Fields are
- * private except those marked (small fields first: on a Cortex-M0+ a byte
- * load reaches 31 bytes into a struct in one instruction). */
+/* A loaded model.  Its first 56 bytes are the image's header (bytes 4–59)
+ * as they are: the image is little-endian, as the Cortex-M and the hosts
+ * the library is tested on (docs/models.md §11).  Fields are private except
+ * those marked. */
 typedef struct {
-    uint8_t body;                /* 1 trees, 2 dense */
+    uint8_t version, body;       /* format version; 1 trees, 2 dense */
     uint8_t kind;                /* public: SQ_MODEL_CLASSES, _VALUE or _ANOMALY_SCORE */
     uint8_t mode;                /* tree or dense output mode */
-    uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
-    uint8_t n_raw;               /* public: raw outputs (sq_model_out.raw) */
     uint8_t n_inputs, n_signals, n_features;
-    uint8_t n_out, n_layers, passes;
+    uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
+    uint8_t n_out;               /* trees: outputs; dense: layers */
     uint8_t tw, lw;              /* trees: bytes of a threshold, of a leaf value */
-    uint8_t reserved[3];
-    uint16_t n_trees, n_nodes, n_leaves, max_width;
-    uint32_t min_samples;        /* public: fewer samples in a window: no score */
-    uint32_t work_size;          /* sq_model_work_size */
+    uint8_t reserved;
+    uint16_t n_trees, n_nodes, n_leaves, reserved2;
+    uint32_t length;             /* the image's bytes */
+    uint32_t schema;             /* the ring's schema hash the image was bound to */
     uint32_t out_schema;         /* public: schema hash of the model's output stream */
+    uint32_t min_samples;        /* public: fewer samples in a window: no score */
+    uint32_t reserved3;
+    int64_t window_ns, hop_ns;   /* public: the model's windows */
+    /* from here on: the loader's */
+    uint16_t n_raw;              /* public: raw outputs (sq_model_out.raw) */
+    uint16_t passes, max_width, reserved4;
+    uint32_t work_size;          /* sq_model_work_size */
     uint32_t n_steps;            /* phase steps of all spectral features */
     uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off, init_off;
     const uint8_t *bytes;        /* the image (the caller's) */
-    int64_t window_ns, hop_ns;   /* public: the model's windows */
 } sq_model;
 
 /* One window's result. */

@@ -55,11 +55,28 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 
 /* ---- integer helpers ------------------------------------------------------------------ */
 
-/* a / b rounded half away from zero (b > 0), with an unsigned division. */
+/* a / b (b < 2^63), bit by bit: no libgcc 64-bit division (0.5 KB on a
+ * Cortex-M0+). */
+static uint64_t __attribute__((noinline)) udiv64(uint64_t a, uint64_t b)
+{
+    uint64_t r = 0;
+    unsigned i;
+    for (i = 0; i < 64u; i++) {
+        r = r << 1 | a >> 63;
+        a <<= 1;
+        if (r >= b) {
+            r -= b;
+            a |= 1u;
+        }
+    }
+    return a;
+}
+
+/* a / b rounded half away from zero (0 < b < 2^63). */
 static int64_t __attribute__((noinline)) rdiv(int64_t a, uint64_t b)
 {
     uint64_t mag = a < 0 ? 0u - (uint64_t)a : (uint64_t)a;
-    uint64_t q = (mag + b / 2u) / b;
+    uint64_t q = udiv64(mag + (b >> 1), b);
     return a < 0 ? -(int64_t)q : (int64_t)q;
 }
 
@@ -132,17 +149,23 @@ static int64_t energy(const sq_model_work *w, uint32_t from, uint32_t count, int
 /* A stored value as the signal's integer: floor(v / 2^shift), saturated to int16. */
 static int32_t to_signal(int64_t v, unsigned shift)
 {
-    v = v >= 0 ? v >> shift : ~(~v >> shift);
+    v = (int64_t)(v >= 0 ? (uint64_t)v >> shift : ~(~(uint64_t)v >> shift));   /* floor, logical shifts only */
     return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
 }
 
-/* Every signal's value for the current sample (inputs in w->u_in): one
- * input, or the magnitude of several (a mask of them). */
-static void __attribute__((noinline)) signals(const sq_model *m, sq_model_work *w)
+/* One sample folded into every signal's sums (inputs in w->u_in): its
+ * value — one input, or the magnitude of several (a mask of them) — then,
+ * first pass, its sum, square, |difference|, min and max (and the spectral
+ * steps), or, second pass, its crossing of the mean. */
+static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->sig_off;
-    uint32_t s, i;
+    uint32_t s, i, n = w->n;
+    if (n >= SQ_MODEL_MAX_WINDOW) {
+        return SQ_ERR_RANGE;
+    }
     for (s = 0; s < m->n_signals; s++, p += 2) {
+        sq_sig_state *g = &w->sig[s];
         uint32_t mask = sq_le32(p, 2);
         uint64_t q = 0;
         int32_t u = 0;
@@ -152,31 +175,32 @@ static void __attribute__((noinline)) signals(const sq_model *m, sq_model_work *
                 q += square(u);
             }
         }
-        w->sig[s].u = !(mask & (mask - 1u)) ? u : q >> 32 ? 65536 : (int32_t)isqrt64(q);
-    }
-}
-
-static int __attribute__((noinline)) first_pass(const sq_model *m, sq_model_work *w)
-{
-    uint32_t s, n = w->n;
-    if (n >= SQ_MODEL_MAX_WINDOW) {
-        return SQ_ERR_RANGE;
-    }
-    for (s = 0; s < m->n_signals; s++) {
-        sq_sig_state *g = &w->sig[s];
-        int32_t u = g->u;
-        if (!n) {
-            g->S = g->Q = g->D = 0;
-            g->mn = g->mx = u;
-        } else {
-            g->D += u > g->prev ? u - g->prev : g->prev - u;
-            g->mn = u < g->mn ? u : g->mn;
-            g->mx = u > g->mx ? u : g->mx;
+        u = !(mask & (mask - 1u)) ? u : q >> 32 ? 65536 : (int32_t)isqrt64(q);
+        g->u = u;
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+        if (w->pass == 2) {
+            uint32_t above = 16 * u - g->M >= 0;
+            g->cross += w->n2 && above != g->above;
+            g->above = above;
+            continue;
         }
+#endif
+        if (!n) {
+            g->mn = g->mx = g->prev = u;
+        }
+        g->D += u > g->prev ? u - g->prev : g->prev - u;
+        g->mn = u < g->mn ? u : g->mn;
+        g->mx = u > g->mx ? u : g->mx;
         g->S += u;
         g->Q += (int64_t)square(u);
         g->prev = u;
     }
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    if (w->pass == 2) {
+        w->n2++;
+        return SQ_OK;
+    }
+#endif
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     for (s = 0; s < m->n_steps; s++) {
         sq_step_state *t = &w->step[s];
@@ -189,20 +213,6 @@ static int __attribute__((noinline)) first_pass(const sq_model *m, sq_model_work
     w->n = n + 1u;
     return SQ_OK;
 }
-
-#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
-static void __attribute__((noinline)) cross_pass(const sq_model *m, sq_model_work *w)
-{
-    uint32_t s;
-    for (s = 0; s < m->n_signals; s++) {
-        sq_sig_state *g = &w->sig[s];
-        uint8_t above = 16 * g->u - g->M >= 0;
-        g->cross += w->n2 && above != g->above;
-        g->above = above;
-    }
-    w->n2++;
-}
-#endif
 
 /* ---- the window's samples ------------------------------------------------------------------ */
 
@@ -229,17 +239,12 @@ static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_wor
         if (t < w->start) {
             continue;
         }
-        signals(m, w);
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
-        if (w->pass == 2) {
-            if (w->n2 == w->n) {
-                return DONE;               /* an append landed after the first pass */
-            }
-            cross_pass(m, w);
-            continue;
+        if (w->pass == 2 && w->n2 == w->n) {
+            return DONE;                   /* an append landed after the first pass */
         }
 #endif
-        err = first_pass(m, w);
+        err = fold(m, w);
         if (err) {
             return err;
         }
@@ -403,7 +408,7 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     out->n_samples = 0;
     out->codes = w->codes;
     out->raw = w->raw;
-    if (sq_le32(m->bytes + 12, 4) != r->cfg.schema) {
+    if (m->schema != r->cfg.schema) {
         return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
     }
     if (start_ns > INT64_MAX - m->window_ns) {
@@ -457,7 +462,7 @@ int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
     }
     /* floor((newest + 1 − window) / hop) · hop; floor(x/h) = ~(~x / h) for x < 0 */
     x = (uint64_t)(newest - m->window_ns) + 1u;
-    q = (int64_t)x >= 0 ? x / (uint64_t)m->hop_ns : ~(~x / (uint64_t)m->hop_ns);
+    q = (int64_t)x >= 0 ? udiv64(x, (uint64_t)m->hop_ns) : ~udiv64(~x, (uint64_t)m->hop_ns);
     *start = (int64_t)(q * (uint64_t)m->hop_ns);
     return SQ_OK;
 }

@@ -13,107 +13,102 @@
  * hostile bytes give an error code, never a read outside them.  Arithmetic
  * a hostile constant could overflow is done unsigned (it wraps, no UB);
  * valid images never reach it. */
+#include <stddef.h>
 #include <string.h>
 
 #include "sq_model_internal.h"
+
+/* sq_model begins with the image's header as it is (sq_model_load copies it). */
+typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
+                                   offsetof(sq_model, n_raw) == SQ_IMAGE_HEADER - 4u ? 1 : -1];
 
 #define VOTE 0u
 #define SUMSQ 3u
 #define NO_REQUANT 255u
 
-/* ---- a cursor over the image ------------------------------------------------------ */
-
-typedef struct {
-    const uint8_t *p, *end;
-    uint32_t bad;
-} cur;
-
-/* n bytes at the cursor (a pointer to them), or the end and the bad flag. */
-static const uint8_t *__attribute__((noinline)) take(cur *c, uint32_t n)
-{
-    const uint8_t *at = c->p;
-    if ((uint32_t)(c->end - at) < n) {
-        c->bad = 1;
-        return c->end;
-    }
-    c->p = at + n;
-    return at;
-}
-
-static void need(cur *c, int ok)
-{
-    c->bad |= !ok;
-}
+/* ---- the loader ---------------------------------------------------------------------
+ * Every section's place follows from the header's counts (and the feature
+ * and layer records): the places are computed first and must end exactly
+ * at the CRC, so that the index checks below read only inside the image. */
 
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
 /* A child reference: a leaf (top bit) of the table, or a node after `from`. */
-static int ref_ok(const sq_model *m, uint32_t ref, uint32_t from)
+static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 {
-    return ref & SQ_LEAF_BIT ? (ref & ~SQ_LEAF_BIT) < m->n_leaves : ref - from - 1u < m->n_nodes - from - 1u;
+    uint32_t ref = sq_le32(p, 2);
+    return ref & SQ_LEAF_BIT ? (ref & ~SQ_LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
 }
 
-static void trees(sq_model *m, cur *c)
+/* init, the trees (output, root), the nodes (feature, threshold, left,
+ * right), the leaf table; returns where they end (0: a rule broken). */
+static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
-    const uint8_t *h = take(c, 8), *nd;
-    uint32_t i, nsz;
-    m->n_out = h[0];
-    m->tw = (uint8_t)(1u << (h[1] & 3u));
-    m->lw = (uint8_t)(1u << ((h[1] >> 2) & 3u));
-    m->n_trees = (uint16_t)sq_le32(h + 2, 2);
-    m->n_nodes = (uint16_t)sq_le32(h + 4, 2);
-    m->n_leaves = (uint16_t)sq_le32(h + 6, 2);
-    need(c, m->n_out && m->tw <= 4u && m->lw <= 4u && (m->mode == VOTE) == (m->lw == 1u));
-    m->init_off = (uint32_t)(take(c, 4u * m->n_out) - m->bytes);
-    m->body_off = (uint32_t)(take(c, 4u * m->n_trees) - m->bytes);
-    for (i = 0; i < m->n_trees && !c->bad; i++) {
-        const uint8_t *t = m->bytes + m->body_off + 4u * i;
-        need(c, t[0] < m->n_out && ref_ok(m, sq_le32(t + 2, 2), (uint32_t)-1));
-    }
-    nsz = 5u + m->tw;
-    nd = take(c, m->n_nodes * nsz);
-    m->node_off = (uint32_t)(nd - m->bytes);
-    for (i = 0; i < m->n_nodes && !c->bad; i++, nd += nsz) {
-        need(c, nd[0] < m->n_features && ref_ok(m, sq_le32(nd + 1u + m->tw, 2), i) &&
-                    ref_ok(m, sq_le32(nd + 3u + m->tw, 2), i));
-    }
-    m->leaf_off = (uint32_t)(take(c, (uint32_t)m->n_leaves * m->lw * (m->mode == VOTE ? m->n_out : 1u)) - m->bytes);
+    const uint8_t *p;
+    uint32_t i, nsz = 5u + m->tw;
+    m->init_off = off;
+    m->body_off = off + 4u * m->n_out;
+    m->node_off = m->body_off + 4u * m->n_trees;
+    m->leaf_off = m->node_off + nsz * m->n_nodes;
     m->n_raw = m->n_out;
+    if (!m->n_out || m->tw - 1u >= 4u || m->lw - 1u >= 4u ||
+        m->leaf_off + (uint32_t)m->n_leaves * m->lw * (m->mode == VOTE ? m->n_out : 1u) != end) {
+        return 0;
+    }
+    for (i = 0, p = m->bytes + m->body_off; i < m->n_trees; i++, p += 4) {
+        if (p[0] >= m->n_out || bad_ref(m, p + 2, (uint32_t)-1)) {
+            return 0;
+        }
+    }
+    for (i = 0, p = m->bytes + m->node_off; i < m->n_nodes; i++, p += nsz) {
+        if (p[0] >= m->n_features || bad_ref(m, p + 1u + m->tw, i) || bad_ref(m, p + 3u + m->tw, i)) {
+            return 0;
+        }
+    }
+    return end;
 }
 #endif
 
 #if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
-static void dense(sq_model *m, cur *c)
+/* The input scaling, then per layer (n_out, relu, shift), weights, biases
+ * and multipliers; SUMSQ: the threshold.  m->n_out counts the layers. */
+static uint32_t dense(sq_model *m, uint32_t off, uint32_t end)
 {
-    uint32_t k, n_in = m->n_features, n_out = n_in, shift = NO_REQUANT;
-    m->n_layers = *take(c, 2);
-    m->body_off = (uint32_t)(take(c, 9u * n_in) - m->bytes);
+    uint32_t k, n_in = m->n_features, n_out = n_in;
+    m->body_off = off;
     m->max_width = (uint16_t)n_in;
-    need(c, m->n_layers && m->mode <= SUMSQ);
-    for (k = 0; k < m->n_layers && !c->bad; k++) {
-        const uint8_t *h = take(c, 4);
+    off += 9u * n_in;
+    if (!m->n_out || m->mode > SUMSQ) {
+        return 0;
+    }
+    for (k = 0; k < m->n_out; k++) {
+        const uint8_t *h = m->bytes + off;
+        uint32_t shift;
+        if (off + 4u > end) {
+            return 0;
+        }
         n_out = sq_le32(h, 2);
         shift = h[3];
-        need(c, n_out - 1u < 1024u && (shift <= 62u || shift == NO_REQUANT));
-        take(c, n_out * n_in + 4u * n_out + (shift != NO_REQUANT ? 4u * n_out : 0u));
+        if (n_out - 1u >= 1024u || (shift > 62u && shift != NO_REQUANT)) {
+            return 0;
+        }
+        off += 4u + n_out * n_in + 4u * n_out + (shift != NO_REQUANT ? 4u * n_out : 0u);
         m->max_width = (uint16_t)(n_out > m->max_width ? n_out : m->max_width);
         n_in = n_out;
     }
-    m->n_layers = (uint8_t)k;
+    m->leaf_off = off;                       /* SUMSQ: the threshold on d² */
     if (m->mode == SUMSQ) {
-        m->leaf_off = (uint32_t)(take(c, 8) - m->bytes);     /* the threshold on d² */
+        off += 8u;
         n_out = 1;
     }
-    m->n_raw = (uint8_t)n_out;
-    need(c, n_out < 256u);
-    (void)shift;
+    m->n_raw = (uint16_t)n_out;
+    return off == end ? end : 0;
 }
 #endif
 
 int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg)
 {
     const uint8_t *p;
-    uint32_t i, ops = 0, mismatch = 0, kinds;
-    cur c;
+    uint32_t i, ops = 0, kinds, other = 0, end, off;
     if (!m || !bytes || !cfg) {
         return SQ_ERR_ARG;
     }
@@ -121,80 +116,71 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
     if (len < SQ_IMAGE_HEADER + 4u || sq_le32(bytes, 4) != 0x31445153u) {     /* "SQD1" */
         return SQ_ERR_CORRUPT;
     }
-    if (bytes[4] != SQ_MODEL_VERSION) {
+    memcpy(m, bytes + 4, SQ_IMAGE_HEADER - 4u);      /* the header, field for field (little-endian) */
+    if (m->version != SQ_MODEL_VERSION) {
         return SQ_ERR_VERSION;
     }
-    if (sq_le32(bytes + 8, 4) != len) {
+    end = (uint32_t)len - 4u;
+    if (m->length != len) {
         return SQ_ERR_CORRUPT;
     }
-    if (sq_crc32(0, bytes, len - 4u) != sq_le32(bytes + len - 4u, 4)) {
+    if (sq_crc32(0, bytes, end) != sq_le32(bytes + end, 4)) {
         return SQ_ERR_CRC;
     }
     m->bytes = bytes;
-    m->body = bytes[5];
-    m->kind = bytes[6];
-    m->mode = bytes[7];
-    m->out_schema = sq_le32(bytes + 16, 4);
-    m->window_ns = (int64_t)sq_get_le(bytes + 20, 8);
-    m->hop_ns = (int64_t)sq_get_le(bytes + 28, 8);
-    m->min_samples = sq_le32(bytes + 36, 4);
-    m->n_inputs = bytes[40];
-    m->n_signals = bytes[41];
-    m->n_features = bytes[42];
-    m->n_classes = bytes[43];
-    c.p = bytes + SQ_IMAGE_HEADER;
-    c.end = bytes + len - 4u;
-    c.bad = m->kind > SQ_MODEL_ANOMALY_SCORE || m->n_inputs - 1u >= SQ_MODEL_MAX_INPUTS || !m->n_signals ||
-            !m->n_features || (uint64_t)m->window_ns - 1u >= (1ull << 62) - 1u ||
-            (uint64_t)m->hop_ns - 1u >= (1ull << 62) - 1u || m->min_samples - 2u > SQ_MODEL_MAX_WINDOW - 2u;
-    /* inputs: the ring channel (bound on the host) and the shift */
-    p = take(&c, 2u * m->n_inputs);
-    for (i = 0; i < m->n_inputs && !c.bad; i++) {
-        mismatch |= p[2u * i] >= cfg->n_channels;
-        need(&c, p[2u * i + 1u] < 64u);
-    }
-    /* signals: a mask of the inputs (one: the channel; more: their magnitude) */
-    m->sig_off = (uint32_t)(take(&c, 2u * m->n_signals) - bytes);
-    for (i = 0; i < m->n_signals && !c.bad; i++) {
-        uint32_t mask = sq_le32(bytes + m->sig_off + 2u * i, 2);
-        need(&c, mask && !(mask >> m->n_inputs));
-    }
-    /* features: op, signal, frequencies of the two bands */
-    m->feat_off = (uint32_t)(take(&c, 4u * m->n_features) - bytes);
-    for (i = 0; i < m->n_features && !c.bad; i++) {
-        p = bytes + m->feat_off + 4u * i;
-        need(&c, p[0] - 1u < SQ_OP_RATIO && p[1] < m->n_signals);
-        ops |= 1u << (p[0] & 15u);
-        m->n_steps += p[2] + p[3];
-    }
-    m->steps_off = (uint32_t)(take(&c, 4u * m->n_steps) - bytes);
-    m->passes = (uint8_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);
-    kinds = (ops & (1u << SQ_OP_CROSS) ? SQ_MODEL_CROSSINGS : 0u) | (m->n_steps ? SQ_MODEL_SPECTRAL : 0u);
-    if (m->body == SQ_BODY_TREES) {
-#if SQ_MODEL_KINDS & SQ_MODEL_TREES
-        trees(m, &c);
-#else
-        c.p = c.end;                     /* not built in: SQ_ERR_UNSUPPORTED below */
-#endif
-        kinds |= SQ_MODEL_TREES;
-    } else {
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
-        dense(m, &c);
-#else
-        c.p = c.end;
-#endif
-        need(&c, m->body == SQ_BODY_DENSE);
-        kinds |= m->mode == SUMSQ ? SQ_MODEL_ANOMALY : m->n_layers > 1u ? SQ_MODEL_MLP : SQ_MODEL_LINEAR;
-    }
-    need(&c, c.p == c.end);
-    if (c.bad) {
+    m->sig_off = SQ_IMAGE_HEADER + 2u * m->n_inputs;
+    m->feat_off = m->sig_off + 2u * m->n_signals;
+    off = m->feat_off + 4u * m->n_features;
+    if (m->kind > SQ_MODEL_ANOMALY_SCORE || m->n_inputs - 1u >= SQ_MODEL_MAX_INPUTS || !m->n_signals ||
+        !m->n_features || ((uint64_t)m->window_ns - 1u) >> 62 || ((uint64_t)m->hop_ns - 1u) >> 62 ||
+        m->min_samples - 2u > SQ_MODEL_MAX_WINDOW - 2u || off > end) {
         return SQ_ERR_CORRUPT;
     }
-    if (mismatch || sq_le32(bytes + 12, 4) != cfg->schema) {
-        return SQ_ERR_MISMATCH;          /* bound to another ring */
+    /* inputs (channel, shift): a channel past the ring's is another ring's */
+    for (i = 0, p = bytes + SQ_IMAGE_HEADER; i < m->n_inputs; i++, p += 2) {
+        if (p[1] >= 64u) {
+            return SQ_ERR_CORRUPT;
+        }
+        other |= p[0] >= cfg->n_channels;
+    }
+    /* signals: a mask of the inputs (one: the channel; more: their magnitude) */
+    for (i = 0; i < m->n_signals; i++, p += 2) {
+        uint32_t mask = sq_le32(p, 2);
+        if (!mask || mask >> m->n_inputs) {
+            return SQ_ERR_CORRUPT;
+        }
+    }
+    /* features: op, signal, frequencies of the two bands */
+    for (i = 0; i < m->n_features; i++, p += 4) {
+        if (p[0] - 1u >= SQ_OP_RATIO || p[1] >= m->n_signals) {
+            return SQ_ERR_CORRUPT;
+        }
+        ops |= 1u << p[0];
+        m->n_steps += p[2] + p[3];
+    }
+    m->steps_off = off;
+    off += 4u * m->n_steps;
+    m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);
+    kinds = (ops & (1u << SQ_OP_CROSS) ? SQ_MODEL_CROSSINGS : 0u) | (m->n_steps ? SQ_MODEL_SPECTRAL : 0u);
+    if (m->body == SQ_BODY_TREES) {
+        kinds |= SQ_MODEL_TREES;
+#if SQ_MODEL_KINDS & SQ_MODEL_TREES
+        off = off > end ? 0 : trees(m, off, end);
+#endif
+    } else {
+        kinds |= m->mode == SUMSQ ? SQ_MODEL_ANOMALY : m->n_out > 1u ? SQ_MODEL_MLP : SQ_MODEL_LINEAR;
+#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+        off = off > end || m->body != SQ_BODY_DENSE ? 0 : dense(m, off, end);
+#endif
     }
     if (kinds & ~SQ_MODEL_KINDS) {
-        return SQ_ERR_UNSUPPORTED;
+        return SQ_ERR_UNSUPPORTED;       /* a kind left out of this build */
+    }
+    if (off != end) {
+        return SQ_ERR_CORRUPT;
+    }
+    if (other || m->schema != cfg->schema) {
+        return SQ_ERR_MISMATCH;          /* bound to another ring */
     }
     m->work_size = sq_model_layout(m, NULL, NULL, 0);
     return SQ_OK;
@@ -241,7 +227,7 @@ static int64_t round_shift(int64_t v, unsigned s)
         return v;
     }
     v = (int64_t)((uint64_t)v + ((uint64_t)1 << (s - 1u)));
-    return v >= 0 ? v >> s : ~(~v >> s);
+    return (int64_t)(v >= 0 ? (uint64_t)v >> s : ~(~(uint64_t)v >> s));
 }
 
 static int64_t sat(int64_t v, int64_t limit)
@@ -260,7 +246,7 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
         int64_t d = (int64_t)codes[i] - sq_sx32(p, 4);
         a[i] = (int8_t)sat(round_shift((int64_t)((uint64_t)d * (uint64_t)(int64_t)sq_sx32(p + 4, 4)), p[8] & 63u), 127);
     }
-    for (k = 0; k < m->n_layers; k++) {
+    for (k = 0; k < m->n_out; k++) {             /* n_out: the layers */
         uint32_t n_out = sq_le32(p, 2), relu = p[2], shift = p[3];
         p += 4;
         for (j = 0; j < n_out; j++) {
@@ -281,7 +267,7 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
         raw[0] = 0;
         for (j = 0; j < n_out; j++, p += 4) {
             int64_t v = round_shift((int64_t)acc[j] * sq_sx32(p, 4), shift);
-            if (k + 1u < m->n_layers) {
+            if (k + 1u < m->n_out) {
                 a[j] = (int8_t)sat(relu && v < 0 ? 0 : v, 127);
             } else {                             /* SUMSQ: d² of the terms saturated to ±2^20 */
                 v = sat(v, 1 << 20);

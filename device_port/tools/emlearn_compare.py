@@ -185,7 +185,7 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     return results
 
 
-MODEL_STRUCT_ARM = 88            # sizeof(sq_model) on a Cortex-M0+ (16 bytes, 4 u16, 11 u32, a pointer, 2 i64)
+MODEL_STRUCT_ARM = 96            # sizeof(sq_model) on a Cortex-M0+ (the 40-byte header, then the loader's fields)
 
 
 def predict_work(dm) -> int:

@@ -30,8 +30,13 @@ from ..schema import Channel
 
 MAGIC = b"SQD1"
 VERSION = 1
-HEADER = struct.Struct("<4sBBBBIIIqqIBBBB")      # 44 bytes (docs/models.md §11)
-TREES_HEAD = struct.Struct("<BBHHH")              # n_out, widths, n_trees, n_nodes, n_leaves
+# docs/models.md §11: magic, then sq_model's first 56 bytes as they are
+HEADER = struct.Struct("<4s12B4H5I2q")           # 60 bytes
+FIELDS = ("magic", "version", "body", "kind", "mode", "n_inputs", "n_signals", "n_features", "n_classes",
+          "n_out", "threshold_size", "leaf_size", "reserved", "n_trees", "n_nodes", "n_leaves", "reserved2",
+          "length", "schema", "out_schema", "min_samples", "reserved3", "window_ns", "hop_ns")
+_SIZES = [4] + [1] * 12 + [2] * 4 + [4] * 5 + [8] * 2
+FIELD_AT = {name: sum(_SIZES[:i]) for i, name in enumerate(FIELDS)}      # offsets in the image
 LEAF_BIT = 0x8000
 INT_DTYPES = ("int8", "int16", "int32", "int64")
 _TW = {1: 0, 2: 1, 4: 2}
@@ -93,16 +98,24 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
     parts.append(b"".join(struct.pack("<BBBB", f.op, f.signal, len(f.steps_a), len(f.steps_b))
                           for f in p.features))
     parts.append(np.array([s for f in p.features for s in f.steps_a + f.steps_b], "<u4").tobytes())
-    parts.append(_trees(body) if is_trees else _dense(body))
-    head = HEADER.pack(MAGIC, VERSION, 1 if is_trees else 2, m.outputs.kind, body.mode, 0, schema & 0xFFFFFFFF,
-                       output_schema(m), p.window_ns, p.hop_ns, p.min_samples, len(p.inputs), len(p.signals),
-                       len(p.features), len(m.outputs.classes))
+    if is_trees:
+        counts, body_bytes = _trees(body)
+    else:
+        counts, body_bytes = (len(body.layers), 0, 0, 0, 0, 0), _dense(body)
+    parts.append(body_bytes)
+    n_out, tw, lw, n_trees, n_nodes, n_leaves = counts
+    head = HEADER.pack(MAGIC, VERSION, 1 if is_trees else 2, m.outputs.kind, body.mode, len(p.inputs),
+                       len(p.signals), len(p.features), len(m.outputs.classes), n_out, tw, lw, 0,
+                       n_trees, n_nodes, n_leaves, 0, 0, schema & 0xFFFFFFFF, output_schema(m), p.min_samples,
+                       0, p.window_ns, p.hop_ns)
     data = bytearray(head + b"".join(parts))
-    struct.pack_into("<I", data, 8, len(data) + 4)
+    struct.pack_into("<I", data, FIELD_AT["length"], len(data) + 4)
     return bytes(data) + struct.pack("<I", zlib.crc32(bytes(data)))
 
 
-def _trees(b: TreeBody) -> bytes:
+def _trees(b: TreeBody) -> tuple[tuple, bytes]:
+    """(n_out, threshold bytes, leaf bytes, n_trees, n_nodes, n_leaves), and
+    init, the trees, the nodes, the leaf table."""
     thr = b.threshold.astype(np.int64)
     tw = 1 if thr.size == 0 or (thr.min() >= -128 and thr.max() <= 127) else \
         2 if (thr.min() >= -32768 and thr.max() <= 32767) else 4
@@ -113,8 +126,7 @@ def _trees(b: TreeBody) -> bytes:
     def ref(r: int, base: int) -> int:           # a leaf ~k or an internal node of the tree, made global
         return LEAF_BIT | ~r if r < 0 else base + r
 
-    out = [TREES_HEAD.pack(b.n_out, _TW[tw] | _TW[lw] << 2, b.n_trees, n_nodes, b.leaves.shape[0]),
-           np.asarray(b.init, "<i4").tobytes()]
+    out = [np.asarray(b.init, "<i4").tobytes()]
     out += [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
             for t in range(b.n_trees)]
     nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", f"<i{tw}"), ("l", "<u2"), ("r", "<u2")]))
@@ -126,11 +138,11 @@ def _trees(b: TreeBody) -> bytes:
         nodes["r"][lo:hi] = [ref(int(r), lo) for r in b.right[lo:hi]]
     out.append(nodes.tobytes())
     out.append(np.asarray(b.leaves, "u1" if lw == 1 else f"<i{lw}").tobytes())
-    return b"".join(out)
+    return (b.n_out, tw, lw, b.n_trees, n_nodes, b.leaves.shape[0]), b"".join(out)
 
 
 def _dense(b: DenseBody) -> bytes:
-    out = [struct.pack("<BB", len(b.layers), 0)]
+    out = []
     inp = np.zeros(b.in_off.shape[0], np.dtype([("o", "<i4"), ("m", "<i4"), ("s", "u1")]))
     inp["o"], inp["m"], inp["s"] = b.in_off, b.in_mul, b.in_shift
     out.append(inp.tobytes())
@@ -149,11 +161,7 @@ def describe_image(data: bytes) -> dict:
     """The header of a device image, decoded (no validation beyond its size)."""
     if len(data) < HEADER.size + 4 or data[:4] != MAGIC:
         raise SensorqError("not a sensorq device image (magic SQD1)")
-    f = HEADER.unpack_from(data)
-    keys = ("magic", "version", "body", "kind", "mode", "length", "schema", "out_schema", "window_ns",
-            "hop_ns", "min_samples", "n_inputs", "n_signals", "n_features", "n_classes")
-    return dict(zip(keys, f))
-
+    return dict(zip(FIELDS, HEADER.unpack_from(data)))
 
 
 def image_sections(data: bytes) -> dict:
@@ -162,28 +170,25 @@ def image_sections(data: bytes) -> dict:
     node_size), leaves; for dense layers the input scaling and each layer.
     For tests and tools: it trusts the counts."""
     h = describe_image(data)
-    at = {"inputs": HEADER.size}
+    at = dict(h)
+    at["inputs"] = HEADER.size
     at["signals"] = at["inputs"] + 2 * h["n_inputs"]
     at["features"] = at["signals"] + 2 * h["n_signals"]
     feats = [data[at["features"] + 4 * i: at["features"] + 4 * i + 4] for i in range(h["n_features"])]
     at["steps"] = at["features"] + 4 * h["n_features"]
-    p = at["steps"] + 4 * sum(f[2] + f[3] for f in feats)
-    at["body"] = p
+    p = at["body_start"] = at["steps"] + 4 * sum(f[2] + f[3] for f in feats)
     if h["body"] == 1:
-        n_out, widths, n_trees, n_nodes, n_leaves = TREES_HEAD.unpack_from(data, p)
-        at.update(n_out=n_out, n_trees=n_trees, n_nodes=n_nodes, n_leaves=n_leaves,
-                  threshold_size=1 << (widths & 3), leaf_size=1 << ((widths >> 2) & 3))
-        at["init"] = p + TREES_HEAD.size
-        at["trees"] = at["init"] + 4 * n_out
-        at["nodes"] = at["trees"] + 4 * n_trees
-        at["node_size"] = 5 + at["threshold_size"]
-        at["leaves"] = at["nodes"] + at["node_size"] * n_nodes
+        at["init"] = p
+        at["trees"] = at["init"] + 4 * h["n_out"]
+        at["nodes"] = at["trees"] + 4 * h["n_trees"]
+        at["node_size"] = 5 + h["threshold_size"]
+        at["leaves"] = at["nodes"] + at["node_size"] * h["n_nodes"]
     else:
         n_in = h["n_features"]
-        at["scaling"] = p + 2
+        at["scaling"] = p
         p = at["scaling"] + 9 * n_in
         at["layers"] = []
-        for _ in range(data[at["body"]]):
+        for _ in range(h["n_out"]):
             n_out, _, shift = struct.unpack_from("<HBB", data, p)
             at["layers"].append(p)
             p += 4 + n_out * n_in + 4 * n_out + (4 * n_out if shift != NO_REQUANT else 0)

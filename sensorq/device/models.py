@@ -46,18 +46,15 @@ class ModelOut(ctypes.Structure):
 
 class ModelStruct(ctypes.Structure):
     """sq_model (device_port/include/sensorq.h), field for field."""
-    _fields_ = [("body", ctypes.c_uint8), ("kind", ctypes.c_uint8), ("mode", ctypes.c_uint8),
-                ("n_classes", ctypes.c_uint8), ("n_raw", ctypes.c_uint8), ("n_inputs", ctypes.c_uint8),
-                ("n_signals", ctypes.c_uint8), ("n_features", ctypes.c_uint8), ("n_out", ctypes.c_uint8),
-                ("n_layers", ctypes.c_uint8), ("passes", ctypes.c_uint8), ("tw", ctypes.c_uint8),
-                ("lw", ctypes.c_uint8), ("reserved", ctypes.c_uint8 * 3),
-                ("n_trees", ctypes.c_uint16), ("n_nodes", ctypes.c_uint16), ("n_leaves", ctypes.c_uint16),
-                ("max_width", ctypes.c_uint16), ("min_samples", ctypes.c_uint32), ("work_size", ctypes.c_uint32),
-                ("out_schema", ctypes.c_uint32), ("n_steps", ctypes.c_uint32),
-                ("sig_off", ctypes.c_uint32), ("feat_off", ctypes.c_uint32), ("steps_off", ctypes.c_uint32),
-                ("body_off", ctypes.c_uint32), ("node_off", ctypes.c_uint32), ("leaf_off", ctypes.c_uint32),
-                ("init_off", ctypes.c_uint32), ("bytes", ctypes.c_void_p),
-                ("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
+    _fields_ = ([(n, ctypes.c_uint8) for n in ("version", "body", "kind", "mode", "n_inputs", "n_signals",
+                                                "n_features", "n_classes", "n_out", "tw", "lw", "reserved")]
+                + [(n, ctypes.c_uint16) for n in ("n_trees", "n_nodes", "n_leaves", "reserved2")]
+                + [(n, ctypes.c_uint32) for n in ("length", "schema", "out_schema", "min_samples", "reserved3")]
+                + [("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
+                + [(n, ctypes.c_uint16) for n in ("n_raw", "passes", "max_width", "reserved4")]
+                + [(n, ctypes.c_uint32) for n in ("work_size", "n_steps", "sig_off", "feat_off", "steps_off",
+                                                   "body_off", "node_off", "leaf_off", "init_off")]
+                + [("bytes", ctypes.c_void_p)])
 
 
 def bind(lib) -> None:

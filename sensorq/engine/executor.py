@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 
-from ..errors import QueryMemoryError
+from ..errors import QueryError, QueryMemoryError
 from ..query import plan as P
 from ..store.manifest import MODELS_DIR
 from ..query.categories import label_result
@@ -31,6 +32,8 @@ from .layout import build_layouts
 from .program import compile_query
 from .zonemaps import ALL, NONE, classify, residual_groups
 
+MODEL_SUFFIX = ".sqm"       # models/registry.py: one NAME.sqm file per model in MODELS_DIR
+
 
 def run_query(cache, text: str, now_policy: str = "data", engine: str | None = None,
               max_rows: int | None = None) -> Result:
@@ -38,9 +41,44 @@ def run_query(cache, text: str, now_policy: str = "data", engine: str | None = N
     the tier that scans blocks (tiers.py; None: $SENSORQ_ENGINE, else auto);
     ``max_rows`` the row limit (limits.py; None: $SENSORQ_MAX_ROWS, else 10
     million).  Running out of memory is a QueryMemoryError naming the query."""
-    cache = _with_models(cache)
-    return _guard_memory(text, lambda: execute(cache, plan_text(cache, text, now_policy), text,
-                                               engine, max_rows))
+    def run():
+        view, query = _plan_in_view(cache, text, now_policy)
+        return execute(view, query, text, engine, max_rows)
+    return _guard_memory(text, run)
+
+
+def _plan_in_view(cache, text: str, now_policy: str):
+    """(the cache as the query sees it, the query's plan).  A query that names
+    no model (no word that is a model's name or starts with NAME_, as every
+    channel of a model's derived stream does) on a cache of several streams is
+    planned over the real streams first: the models' code is not imported and
+    their files are not read, as in a cache without models.  That plan is the
+    one the models' view would give (their streams and channels cannot be
+    named by such a query, and with several streams none is taken by default);
+    if planning fails, the query is planned again in the view, so that errors
+    (and their hints) are as they always were.  A damaged model file thus
+    fails the queries that may use the model, not the others."""
+    if not _may_name_a_model(cache, text):
+        try:
+            return cache, plan_text(cache, text, now_policy)
+        except QueryError:
+            pass
+    view = _with_models(cache)
+    return view, plan_text(view, text, now_policy)
+
+
+def _may_name_a_model(cache, text: str) -> bool:
+    try:
+        files = os.listdir(os.path.join(cache.path, MODELS_DIR))
+    except OSError:         # no models directory: no models
+        return False
+    names = [f[:-len(MODEL_SUFFIX)] for f in files if f.endswith(MODEL_SUFFIX)]
+    if not names:
+        return False
+    if len(cache.streams) < 2:
+        return True
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    return any(word == name or word.startswith(name + "_") for word in words for name in names)
 
 
 def _with_models(cache):
@@ -300,8 +338,7 @@ def explain_query(cache, text: str, now_policy: str = "data", engine: str | None
                   max_rows: int | None = None) -> str:
     """The plan, the program and what the scan did, as text."""
     from .explain import describe
-    cache = _with_models(cache)
-    query = plan_text(cache, text, now_policy)
+    cache, query = _plan_in_view(cache, text, now_policy)
     result = _guard_memory(text, lambda: execute(cache, query, text, engine, max_rows))
     return describe(query, result)
 
