@@ -569,3 +569,25 @@ def test_the_export_cursor_from_every_position(dev):
         got, missed = ring.blocks_after(after)
         assert got == blocks[max(0, after + 1 - seqs[0]):], after
         assert missed == max(0, seqs[0] - (after + 1))
+
+
+def test_cli_exports_the_device_image(dev, tmp_path):
+    """`sensorq model export NAME --image [--channels ...]` writes the image
+    device_image makes (bound to those channels) and names the ring's schema
+    hash; an input missing from --channels is refused by name."""
+    cache = sensorq.open(tmp_path / "c", create=True)
+    cache.create_stream("motions", [Channel(n, "float64") for n in MOTION_CHANNELS], rate_hz=10.0)
+    cache.models.add("motion", demo_model())
+    cache.close()
+    ring = [("temp", "int8")] + MOTION_RING[::-1]
+    spec = ",".join(f"{n}:{d}" for n, d in ring)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sensorq", "--cache", str(tmp_path / "c"), *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    done = run("model", "export", "motion", "-o", str(tmp_path / "m.sqd"), "--image", "--channels", spec)
+    assert done.returncode == 0, done.stderr
+    assert f"{device_stream_schema(ring):#010x}" in done.stdout
+    image = (tmp_path / "m.sqd").read_bytes()
+    assert image == device_image(demo_model(), ring)
+    assert load_status(dev, image, ring_cfg(ring)) == "SQ_OK"
+    done = run("model", "export", "motion", "-o", str(tmp_path / "x.sqd"), "--image", "--channels", spec[:-12])
+    assert done.returncode != 0 and "'acc_x' is not a channel" in done.stderr

@@ -623,7 +623,8 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
  * without scoring it; INT64_MIN when the ring holds no sample.  A firmware
  * that must not miss a window (a hole in the data skips hops) keeps the
  * start of the next one it owes and scores each with sq_model_window up to
- * this one.  Errors: SQ_ERR_ARG, SQ_ERR_RANGE. */
+ * this one (times within 2^62 of INT64_MIN give no meaningful start).
+ * Errors: SQ_ERR_ARG. */
 int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start);
 
 /* Score given feature codes (n_features of them): the model's body alone.

@@ -434,36 +434,30 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 }
 
 /* The ring's newest sample time (0: none). */
-static int __attribute__((noinline)) newest_time(const sq_ring *r, int64_t *t)
+static int newest_time(const sq_ring *r, int64_t *t)
 {
     sq_stage_view view[2];
     int n = sq_ring_stage_view(r, view);
-    if (n) {
-        *t = (int64_t)sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8);
-    } else {
-        *t = r->newest_t;
-    }
+    *t = n ? (int64_t)sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : r->newest_t;
     return n || r->has_blocks;
 }
 
 int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
 {
     int64_t newest;
-    uint64_t x, q;
+    uint64_t x, q, neg;
     if (!m || !m->bytes || !r || !r->stage || !start) {
         return SQ_ERR_ARG;
     }
     *start = INT64_MIN;
-    if (!newest_time(r, &newest)) {
-        return SQ_OK;
+    if (newest_time(r, &newest)) {
+        /* floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times within 2^62 of
+         * INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0 */
+        x = (uint64_t)newest - (uint64_t)m->window_ns + 1u;
+        neg = (uint64_t)0 - (x >> 63);
+        q = udiv64(x ^ neg, (uint64_t)m->hop_ns) ^ neg;
+        *start = (int64_t)(q * (uint64_t)m->hop_ns);
     }
-    if (newest < INT64_MIN + m->window_ns + m->hop_ns) {
-        return SQ_ERR_RANGE;
-    }
-    /* floor((newest + 1 − window) / hop) · hop; floor(x/h) = ~(~x / h) for x < 0 */
-    x = (uint64_t)(newest - m->window_ns) + 1u;
-    q = (int64_t)x >= 0 ? udiv64(x, (uint64_t)m->hop_ns) : ~udiv64(~x, (uint64_t)m->hop_ns);
-    *start = (int64_t)(q * (uint64_t)m->hop_ns);
     return SQ_OK;
 }
 
