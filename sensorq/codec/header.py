@@ -208,7 +208,9 @@ def check_blocks(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> l
     ok &= ((time_codec & ~_CODEC_ALLOWED) == 0) & ((time_codec & (DECIMAL | FLOATBITS)) == 0)
     ok &= (time_codec & 3) != 3
     infos = [None] * len(offsets)
-    for c in np.unique(n_channels[ok]):       # a segment mixes streams of different widths
+    # a segment mixes streams of different widths; not np.unique: it imports numpy.ma
+    # (10 ms of a one-off query's start-up)
+    for c in sorted(set(n_channels[ok].tolist())):
         rows = np.flatnonzero(ok & (n_channels == c))
         entries = _gather(raw, offsets[rows] + HEADER_SIZE, ENTRY_SIZE * c).view(ENTRY_DTYPE)
         good = _entries_fit(entries, n[rows])
