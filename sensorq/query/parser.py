@@ -56,11 +56,16 @@ def write_tables(path: Path = TABLES_PATH) -> None:
     from lark.grammar import Rule
     from lark.lexer import TerminalDef
     data, memo = _build_lark().memo_serialize([TerminalDef, Rule])
-    path.write_text(json.dumps({"stamp": _tables_stamp(), "data": data, "memo": memo}), "utf-8")
+    path.write_text(json.dumps({"stamp": _tables_stamp(), "data": data, "memo": memo},
+                               separators=(",", ":")), "utf-8")
 
 
 def _int_keys(d: dict) -> dict:
-    """JSON turned lark's integer keys (states, memo ids) into strings; undo that."""
+    """JSON turned lark's integer keys (states, memo ids) into strings; undo that.
+    A dict of lark's has integer keys only or none, so its first key decides
+    (most are objects with named fields: they are returned as they are)."""
+    if not d or not next(iter(d)).isdigit():
+        return d
     return {(int(k) if k.isdigit() else k): v for k, v in d.items()}
 
 
