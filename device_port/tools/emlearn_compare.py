@@ -3,7 +3,8 @@
 scikit-learn forest — the demo model's, retrained with its recipe so that its
 sensorq form is sensorq/data/motion.sqm byte for byte — converted by emlearn
 to C (inline float code, as emlearn recommends for float features; and its
-table-driven "loadable" int16 runtime) and by sensorq to model bytes scored by
+table-driven "loadable" int16 runtime) and by sensorq to its device image
+(sensorq/device/image.py) loaded by sq_model_load and scored by
 sq_model_predict.  Each is cross-compiled the same way (arm-none-eabi-gcc
 -mcpu=cortex-m0plus -Os, --gc-sections; device_port/tools/bench_predict.c)
 and run under qemu-system-arm -M microbit -icount shift=0 over the
@@ -185,7 +186,7 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     return results
 
 
-MODEL_STRUCT_ARM = 96            # sizeof(sq_model) on a Cortex-M0+ (the 40-byte header, then the loader's fields)
+MODEL_STRUCT_ARM = 104           # sizeof(sq_model) on a Cortex-M0+ (the image's 56-byte header, then the loader's fields)
 
 
 def predict_work(dm) -> int:
@@ -202,7 +203,7 @@ def table(results: dict) -> str:
     for name, r in results.items():
         rows.append(f"{name:<50} {r['flash']:>8} {r.get('libgcc', 0):>12} {r['model']:>8} {r['ram']:>6} "
                     f"{r['instructions']:>11.0f} {100 * r['accuracy']:>8.2f}% {100 * r['agreement']:>6.2f}%")
-    rows.append("flash: what the model adds to the harness (runtime + model code); model B: the .sqm bytes "
+    rows.append("flash: what the model adds to the harness (runtime + model code); model B: the device image "
                 "(data: in flash or RAM, replaced without reflashing); RAM: sq_model + the work memory "
                 "sq_model_predict carves / emlearn's feature vector; instructions: QEMU -icount, per "
                 "prediction on the 679 test windows; agrees: same class as sensorq's quantized path on the host")
