@@ -104,8 +104,8 @@ def build(path: Path, duck_path: Path, size_mb: int) -> dict:
             t, axes = chunk_rows(rng, rows)
             cache.append("imu", t, axes)
             cache.flush()
-            chunk = pa.table({"t": t, "x": axes[0], "y": axes[1], "z": axes[2], "accel": axes[3]})
-            con.execute("insert into imu select * from chunk")
+            chunk = pa.table({"t": t, "x": axes[0], "y": axes[1], "z": axes[2], "accel": axes[3]})  # noqa: F841
+            con.execute("insert into imu select * from chunk")       # DuckDB finds ``chunk`` by name
             rows += CHUNK
         index = cache.blocks("imu")
         first, kept = int(index.t_first[0]), int(index.n_samples.sum())
@@ -124,8 +124,9 @@ def run(args: list[str], pythonpath: str | None = None) -> tuple[float, str]:
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     started = time.perf_counter()
+    # cwd: not the source tree (python -c and -m put the cwd first on sys.path)
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
-                          check=True)
+                          check=True, cwd=tempfile.gettempdir())
     return time.perf_counter() - started, done.stdout.strip()
 
 

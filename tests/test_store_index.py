@@ -95,7 +95,7 @@ def test_a_closed_cache_opens_from_its_index_files(built, tmp_path):
         assert not any(s.from_index for s in scanning._segments)
         assert_same(with_index, served(scanning))
         assert scanning.query("count where x > 1000").value == answer
-    t, cols = with_index["m"][:2]
+    cols = with_index["m"][1]
     assert answer == int((cols["x"] > 1000).sum())
 
 
@@ -235,6 +235,45 @@ def test_a_writer_never_appends_to_a_segment_it_did_not_read_whole(tmp_path):
         assert reader.read("m")[1]["i"][-1] == 200_999
 
 
+def test_a_writer_that_finds_a_damaged_block_behind_an_index_keeps_writing(tmp_path):
+    path = tmp_path / "c"
+    build(path, "none")
+    victim = sorted(path.glob("segment-*.sqs"))[1]
+    flip_inside_a_block(victim)
+    with sensorq.open(path) as writer:
+        assert writer._segments[1].from_index
+        k = np.arange(200_000, 205_000, dtype=np.int64)
+        writer.append("m", T0 + k * MS, [x_of(k), k])
+        writer.flush()
+        n = check_m(writer)                            # finds the damage: indexed again
+        assert not writer._segments[1].from_index
+        assert not (path / index_file_name(int(victim.name[8:18]))).exists()
+        k = np.arange(205_000, 206_000, dtype=np.int64)
+        writer.append("m", T0 + k * MS, [x_of(k), k])  # appends still go on after it
+        assert check_m(writer) == n + 1000
+        seqs = writer.blocks("m").seq
+        assert np.all(np.diff(seqs) > 0)
+    with sensorq.open(path, readonly=True) as reader:
+        assert check_m(reader) == n + 1000
+        assert any("checksum" in p and victim.name in p for p in reader.info()["problems"])
+
+
+def test_a_reader_refreshes_from_the_index_files_of_new_segments(tmp_path):
+    path = tmp_path / "c"
+    build(path, n=40_000)
+    with sensorq.open(path, readonly=True) as reader:
+        assert check_m(reader) == 40_000
+        with sensorq.open(path) as writer:
+            for start in range(40_000, 200_000, 20_000):
+                k = np.arange(start, start + 20_000, dtype=np.int64)
+                writer.append("m", T0 + k * MS, [x_of(k), k])
+                writer.flush()
+        reader.refresh()
+        assert sum(s.from_index for s in reader._segments) >= 3
+        assert check_m(reader) == 200_000
+        assert reader.info()["problems"] == []
+
+
 def test_stray_index_files_are_removed_by_the_writer(tmp_path):
     path = tmp_path / "c"
     build(path, n=30_000)
@@ -306,3 +345,32 @@ def test_factorise_is_np_unique(keys, sort):
     expected, expected_inverse = np.unique(keys, return_inverse=True)
     assert distinct == expected.tolist()
     assert np.array_equal(inverse, expected_inverse.reshape(-1)) and inverse.dtype == np.int32
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=3),
+       bit=st.integers(0, 7), pick=st.integers(0, 100))
+def test_damage_behind_valid_indexes_never_gives_a_wrong_sample(built, tmp_path_factory, where, bit,
+                                                                 pick):
+    """Bit flips in segments whose index files are intact: reads before info()
+    serve only right samples (or fail with a clear error, once); after
+    info() the cache serves and reports what a cache without index files does."""
+    path = tmp_path_factory.mktemp("d") / "c"
+    shutil.copytree(built, path)
+    segments = sorted(path.glob("segment-*.sqs"))
+    victim = segments[pick % len(segments)]
+    data = bytearray(victim.read_bytes())
+    for w in where:
+        data[max(20, int(w * len(data)))] ^= 1 << bit
+    victim.write_bytes(bytes(data))
+    plain = without_indexes(path, path.parent / "plain")
+    with sensorq.open(path, readonly=True) as reader:
+        try:
+            reader.query("count where x > 0")
+        except CorruptDataError:
+            pass
+        check_m(reader)
+        problems = reader.info()["problems"]
+        with sensorq.open(plain, readonly=True) as scanning:
+            assert problems == scanning.info()["problems"]
+            assert_same(served(reader), served(scanning))

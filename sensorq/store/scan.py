@@ -17,19 +17,21 @@ contiguous stretch of every stream.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..codec.header import check_blocks, parse_block
-from ..errors import SensorqError
+from ..errors import CorruptDataError, SensorqError, StorageError
 from . import fileio
 from .records import (CLEAN, REC_BLOCK, REC_COMMIT, SEGMENT_HEADER_SIZE, SHORT, ScanResult,
                       parse_segment_file_name)
-from .segindex import SegmentIndex, read_index
+from .segindex import (SegmentIndex, index_file_name, parse_index_file_name, read_index,
+                       remove_quietly)
 from .blockindex import StreamBlocks
 from .segment import Segment
-from .zstdruns import RunBuilder
+from .zstdruns import RunBuilder, ZstdRuns
 
 
 @dataclass
@@ -274,6 +276,92 @@ class SegmentScanning:
         self._blocks[sid].add(info, offset, key, segment.number, stored, rec_start, crc)
         self._next_seq[sid] = info.seq + 1
         segment.note_block(sid, info.t_last)
+
+    # --- blocks listed by index files: checked before use -------------------------
+
+    def _remove_stray_indexes(self) -> None:
+        """Index files whose segment is gone (a crash between the two unlinks,
+        or recovery deleted the segment) and temporary ones (a crash while
+        writing one)."""
+        numbers = {s.number for s in self._segments}
+        for name in fileio.listdir(self.path):
+            number = parse_index_file_name(name)
+            if (number is not None and number not in numbers) or (
+                    name.endswith(".sqi.tmp") and name.startswith("segment-")):
+                remove_quietly(self.path / name)
+
+    def _check_listed(self, stored: StreamBlocks, where: slice) -> set[int]:
+        """Check the CRC of every block in ``where`` that came from an index file
+        and has not been checked yet; returns the segments where one failed."""
+        if not stored.unverified or where.stop <= where.start:
+            return set()
+        pos = np.arange(where.start, where.stop)[~stored.verified[where]]
+        if not len(pos):
+            return set()
+        bad: set[int] = set()
+        keys, slot = np.unique(stored.buf_key[pos], return_inverse=True)
+        slot = slot.reshape(-1)
+        for j, key in enumerate(keys.tolist()):
+            mine = pos[slot == j]
+            try:
+                buf = self._buffer_for(key)
+            except (CorruptDataError, StorageError):
+                bad.add(int(stored.segment[mine[0]]))
+                continue
+            for p, start, length, crc in zip(mine.tolist(), stored.cols["offset"][mine].tolist(),
+                                             stored.cols["length"][mine].tolist(),
+                                             stored.crc[mine].tolist()):
+                end = start + length
+                if not (4 <= length and end <= len(buf) and zlib.crc32(buf[start:end - 4]) == crc
+                        and int.from_bytes(buf[end - 4:end].tobytes(), "little") == crc):
+                    bad.add(int(stored.segment[p]))
+        stored.mark_verified(pos[~np.isin(stored.segment[pos], list(bad))])
+        return bad
+
+    def _checked_slice(self, sid: int, start_ns, end_ns) -> tuple[StreamBlocks, slice]:
+        """The stream's blocks overlapping [start_ns, end_ns), every one verified
+        (a block that fails makes its segment read whole, as if it had no index)."""
+        if self._damaged_listed:
+            damaged, self._damaged_listed = self._damaged_listed, set()
+            self._rescan(damaged)
+        while True:
+            stored = self._blocks[sid]
+            where = stored.range_slice(start_ns, end_ns)
+            bad = self._check_listed(stored, where)
+            if not bad:
+                return stored, where
+            self._rescan(bad)
+
+    def _rescan(self, distrust: set[int]) -> None:
+        """Index the cache again, reading the segments in ``distrust`` whole
+        (their index files are not trusted again by this Cache, and a writer
+        deletes them).  Blocks already handed out stay readable."""
+        self._distrusted |= distrust
+        if not self.readonly:
+            for number in distrust:
+                remove_quietly(self.path / index_file_name(number))
+        active, next_seq = self._active, dict(self._next_seq)
+        for segment in self._segments:
+            if segment is not active:
+                segment.release()
+        self._segments, self._problems, self._zstd = [], [], ZstdRuns()
+        self._blocks = {st.stream_id: StreamBlocks(len(st.channels))
+                        for st in self._manifest.streams.values()}
+        self._scan_segments()
+        if active is not None:
+            again = next(s for s in self._segments if s.number == active.number)
+            again.fd, active.fd = active.fd, None
+            self._active = again
+        for sid, seq in next_seq.items():      # a writer never reuses a sequence number
+            self._next_seq[sid] = max(seq, self._next_seq.get(sid, 0))
+
+    def _check_everything(self) -> None:
+        """Read every segment whose blocks came from an index file whole, as an
+        open without index files would: every record and block checked, every
+        problem found (info() reports them)."""
+        listed = {s.number for s in self._segments if s.from_index}
+        if listed:
+            self._rescan(listed)
 
     # --- recovery (writer) ------------------------------------------------------
 

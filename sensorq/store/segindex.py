@@ -21,6 +21,7 @@ leave it missing or torn, which its CRC reveals.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import zlib
@@ -100,12 +101,12 @@ def encode_index(number: int, covered_end: int, durable_end: int, tail: bytes,
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def decode_index(data: bytes, number: int) -> tuple[SegmentIndex, int, int] | None:
+def decode_index(data, number: int) -> tuple[SegmentIndex, int, int] | None:
     """(index, tail length, tail CRC), or None if ``data`` is not a whole,
     intact index of segment ``number``."""
     if len(data) < INDEX_HEADER.size + 4:
         return None
-    if zlib.crc32(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
+    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
         return None
     magic, version, found, covered, durable, n_rows, n_runs, tail_len, tail_crc = \
         INDEX_HEADER.unpack_from(data, 0)
@@ -156,7 +157,13 @@ def read_index(directory, number: int, fd: int, size: int) -> SegmentIndex | Non
     except FileNotFoundError:
         return None
     try:
-        decoded = decode_index(read_exactly(ifd, fileio.size(ifd), 0), number)
+        size_of_index = fileio.size(ifd)
+        if size_of_index < INDEX_HEADER.size + 4:
+            return None
+        # mapped, not read: the CRC pass and the copy into the stream tables
+        # then read the page cache directly
+        mapping = mmap.mmap(ifd, size_of_index, access=mmap.ACCESS_READ)
+        decoded = decode_index(memoryview(mapping), number)
     finally:
         fileio.close(ifd)
     if decoded is None:
