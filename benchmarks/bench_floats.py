@@ -27,7 +27,9 @@ Data sets (real ones from sensorq/data; the synthetic ones seeded):
 * temperatures: a 1 Hz random walk around 21 degC with 1, 2 and 3 decimals.
 * 10 decimals: a random walk around 0.5 with 10 places (DECIMAL's limit is 9).
 * true doubles: a noisy sine, full precision.
-* jittered clock (the time column): 1 kHz in ns with 20 us of jitter.
+* clocks (the time column; the int16 channel beside it is all zeros):
+  1 kHz in ns with 20 us of jitter; Daphnet's 15/16 ms steps; a 50 Hz radio
+  link's ms arrival times; 100 Hz with a quarter of the steps 250 ms.
 """
 from __future__ import annotations
 
@@ -86,7 +88,27 @@ def true_doubles(n: int):
 def jittered_clock(n: int):
     rng = np.random.default_rng(23)
     t = T0 + np.arange(n, dtype=np.int64) * 1_000_000 + rng.integers(-20_000, 20_000, n)
-    return "jittered 1 kHz ns clock", np.sort(t), [np.zeros(n, np.int16)]
+    return "clock: 1 kHz, 20 us jitter", np.sort(t), [np.zeros(n, np.int16)]
+
+
+def daphnet_clock():
+    """Daphnet's own timestamps: 64 Hz written in whole ms, steps of 15 or 16 ms."""
+    with open(DAPHNET_CSV, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    t = np.array([np.datetime64(r[0].replace(" ", "T"), "ns") for r in rows]).view(np.int64)
+    return "clock: Daphnet 15/16 ms", t, [np.zeros(len(t), np.int16)]
+
+
+def radio_clock(n: int):
+    """A radio link's arrival times: 50 Hz, 2 ms of jitter, rounded to the ms."""
+    steps = np.round(np.random.default_rng(29).normal(20, 2, n)).astype(np.int64)
+    return "clock: 50 Hz ms, 2 ms jitter", T0 + np.cumsum(steps) * 1_000_000, [np.zeros(n, np.int16)]
+
+
+def gapped_clock(n: int):
+    """100 Hz with a quarter of the steps 250 ms long (a duty-cycled sensor)."""
+    steps = np.random.default_rng(31).choice([10, 10, 10, 250], n) * 1_000_000
+    return "clock: 100 Hz, 1/4 gaps", T0 + np.cumsum(steps), [np.zeros(n, np.int16)]
 
 
 def _clock(n: int, step: int) -> np.ndarray:
@@ -181,7 +203,9 @@ def datasets(quick: bool):
     return ([("values", basic_motions(np.float64)), ("values", basic_motions(np.float32)),
              ("values", daphnet_g(np.float64)), ("values", daphnet_g(np.float32))]
             + [("values", temperatures(d, n)) for d in (1, 2, 3)]
-            + [("values", ten_digits(n)), ("values", true_doubles(n)), ("time", jittered_clock(n))])
+            + [("values", ten_digits(n)), ("values", true_doubles(n))]
+            + [("time", jittered_clock(n)), ("time", daphnet_clock()), ("time", radio_clock(n)),
+               ("time", gapped_clock(n))])
 
 
 def main() -> None:
