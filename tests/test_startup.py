@@ -282,3 +282,35 @@ def test_a_damaged_model_fails_only_the_queries_that_may_use_it(with_model, tmp_
         assert cache.query("count where accel > 2g").value > 0
         with pytest.raises(ModelError, match="motion.sqm"):
             cache.query("count where motion == Running")
+
+
+def test_node_classes_behave_as_frozen_dataclasses():
+    """@node (one __eq__/__hash__/__repr__ for every node class) against the
+    methods @dataclass(frozen=True) generates, on twin classes."""
+    import dataclasses as dc
+    from sensorq.query.nodes import Node, node
+
+    def twins(name):
+        fields = {"__annotations__": {"a": "int", "b": "tuple", "c": "str"}, "c": "x",
+                  "__doc__": "twin"}
+        mine = node(type(name, (Node,), dict(fields)))
+        ref = dc.dataclass(frozen=True)(type(name, (), dict(fields)))
+        return mine, ref
+
+    (Mine, Ref), (Other, _) = twins("Pair"), twins("Other")
+    values = [(1, (2, 3), "x"), (1, (2, 3), "y"), (2, (), "x"), (1, (2, 3), "x")]
+    mine, ref = [Mine(*v) for v in values], [Ref(*v) for v in values]
+    for i in range(len(values)):
+        assert repr(mine[i]) == repr(ref[i])
+        for j in range(len(values)):
+            assert (mine[i] == mine[j]) == (ref[i] == ref[j])
+            assert (mine[i] != mine[j]) == (ref[i] != ref[j])
+            assert (hash(mine[i]) == hash(mine[j])) == (hash(ref[i]) == hash(ref[j]))
+        assert hash(mine[i]) == hash(ref[i])
+        assert mine[i] != Other(*values[i]) and mine[i].__eq__(ref[i]) is NotImplemented
+        with pytest.raises(dc.FrozenInstanceError):
+            mine[i].a = 5
+    assert dc.replace(mine[0], c="y") == mine[1]
+    assert {mine[0], mine[3]} == {mine[0]}
+    with pytest.raises(TypeError):
+        node(type("Plain", (), {"__annotations__": {"a": "int"}}))

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional, Union
 
+from .nodes import Node, node
+
 # Every node class has a docstring: without one, @dataclass works out the class's
-# signature (inspect) for __doc__ when the module is imported, on every query's start-up.
+# signature (inspect) for __doc__ when the module is imported, on every query's start-up
+# (and nodes.py says why @node).
 
 _QUANTITY_RE = re.compile(r"^((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(.*)$")
 
 
-@dataclass(frozen=True)
-class Number:
+@node
+class Number(Node):
     """A numeric literal with an optional unit suffix glued to it (``2g``, ``10m``)."""
     text: str             # the number part, e.g. "9.81"
     unit: str             # the suffix, e.g. "m/s^2" ("" for a bare number)
@@ -64,8 +66,8 @@ MAX_DIGITS = 100_000   # well beyond the parser's limit on the length of a query
 _INT_CHUNK = 4000   # Python refuses to convert more than 4300 digits at once
 
 
-@dataclass(frozen=True)
-class ExactDecimal:
+@node
+class ExactDecimal(Node):
     """``±digits × 10**exponent`` exactly; ``digits`` has no leading or trailing
     zeros ("" is zero).  Cheap for any literal: nothing is expanded until asked,
     and :meth:`fraction` is only for values whose size has been checked."""
@@ -118,8 +120,8 @@ def _int_of_digits(digits: str) -> int:
 
 # --- value expressions -------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ChannelName:
+@node
+class ChannelName(Node):
     """``name`` or ``stream.name``."""
     name: str
     stream: Optional[str]
@@ -132,8 +134,8 @@ class ChannelName:
         return f"{self.stream}.{self.name}" if self.stream else self.name
 
 
-@dataclass(frozen=True)
-class Label:
+@node
+class Label(Node):
     """A quoted name (``"door open"``): always a category of a categorical
     channel, never a channel (a bare name may be either; the planner decides)."""
     name: str               # without the quotes, "" unescaped to "
@@ -145,8 +147,8 @@ class Label:
         return '"' + self.name.replace('"', '""') + '"'
 
 
-@dataclass(frozen=True)
-class Call:
+@node
+class Call(Node):
     """``func(arg, ...)``: abs, sqrt, mag."""
     func: str
     args: tuple["Expr", ...]
@@ -154,8 +156,8 @@ class Call:
     end: int
 
 
-@dataclass(frozen=True)
-class Unary:
+@node
+class Unary(Node):
     """``-x`` or ``+x``."""
     op: str                 # "neg" or "pos"
     operand: "Expr"
@@ -163,8 +165,8 @@ class Unary:
     end: int
 
 
-@dataclass(frozen=True)
-class Binary:
+@node
+class Binary(Node):
     """``left op right``: an arithmetic operator between two expressions."""
     op: str                 # "+", "-", "*", "/"
     left: "Expr"
@@ -179,8 +181,8 @@ Expr = Union[Number, ChannelName, Label, Call, Unary, Binary]
 # --- predicates --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Comparison:
+@node
+class Comparison(Node):
     """``left op right``: a comparison of two expressions."""
     op: str                 # one of plan.COMPARE_OPS ("=" and "<>" already mapped)
     left: Expr
@@ -190,8 +192,8 @@ class Comparison:
     op_pos: int
 
 
-@dataclass(frozen=True)
-class Between:
+@node
+class Between(Node):
     """``expr [not] between low and high`` (both ends inclusive)."""
     expr: Expr
     low: Expr
@@ -201,8 +203,8 @@ class Between:
     end: int
 
 
-@dataclass(frozen=True)
-class InList:
+@node
+class InList(Node):
     """``expr [not] in (a, b, ...)``: equal to one of the items (or to none)."""
     expr: Expr
     items: tuple[Expr, ...]
@@ -211,8 +213,8 @@ class InList:
     end: int
 
 
-@dataclass(frozen=True)
-class BoolOp:
+@node
+class BoolOp(Node):
     """``a and b and ...`` or ``a or b or ...`` (nested runs flattened)."""
     op: str                 # "and" or "or"
     args: tuple["Pred", ...]
@@ -220,8 +222,8 @@ class BoolOp:
     end: int
 
 
-@dataclass(frozen=True)
-class NotPred:
+@node
+class NotPred(Node):
     """``not pred``."""
     arg: "Pred"
     pos: int
@@ -233,8 +235,8 @@ Pred = Union[Comparison, Between, InList, BoolOp, NotPred]
 # --- time --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TimeBase:
+@node
+class TimeBase(Node):
     """The start of a time point: ``iso`` (text), ``epoch`` (a Number with a unit),
     ``ago`` (a duration before now) or ``now``."""
     kind: str
@@ -244,8 +246,8 @@ class TimeBase:
     number: Optional[Number] = None
 
 
-@dataclass(frozen=True)
-class TimePoint:
+@node
+class TimePoint(Node):
     """``base [+|- duration]...``"""
     base: TimeBase
     offsets: tuple[tuple[str, Number], ...]
@@ -256,8 +258,8 @@ class TimePoint:
 # --- clauses and queries --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FillSpec:
+@node
+class FillSpec(Node):
     """``fill(mode)`` or ``fill(number)`` after ``by``."""
     mode: str                       # a name as written (none, null, prev, linear) or "value"
     value: Optional[Number]
@@ -265,8 +267,8 @@ class FillSpec:
     end: int
 
 
-@dataclass(frozen=True)
-class Clause:
+@node
+class Clause(Node):
     """One clause after the query head.  ``kind`` is the keyword (lower case):
     where, from, last, since, between, at, by, gap, for, limit.  ``args`` hold its
     parts: a Pred, a stream name, Numbers, TimePoints, an op string, a FillSpec."""
@@ -276,8 +278,8 @@ class Clause:
     end: int
 
 
-@dataclass(frozen=True)
-class AggregateAst:
+@node
+class AggregateAst(Node):
     """``AGGREGATE [expr] clause...`` (count, avg z, percentile(99) z, ...)."""
     name: str                       # as written, e.g. "avg", "MEAN", "p95"
     name_pos: int
@@ -287,8 +289,8 @@ class AggregateAst:
     clauses: tuple[Clause, ...]
 
 
-@dataclass(frozen=True)
-class FindAst:
+@node
+class FindAst(Node):
     """``find first|last [n] clause...``."""
     direction: str                  # "first" or "last"
     n: Optional[Number]
@@ -296,15 +298,15 @@ class FindAst:
     pos: int
 
 
-@dataclass(frozen=True)
-class EpisodesAst:
+@node
+class EpisodesAst(Node):
     """``find episodes clause...``."""
     clauses: tuple[Clause, ...]
     pos: int
 
 
-@dataclass(frozen=True)
-class TopAst:
+@node
+class TopAst(Node):
     """``top n expr clause...``."""
     n: Number
     expr: Expr
@@ -312,16 +314,16 @@ class TopAst:
     pos: int
 
 
-@dataclass(frozen=True)
-class NewestAst:
+@node
+class NewestAst(Node):
     """``newest [n] clause...``."""
     n: Optional[Number]
     clauses: tuple[Clause, ...]
     pos: int
 
 
-@dataclass(frozen=True)
-class ScoreAst:
+@node
+class ScoreAst(Node):
     """``score MODEL [over DUR [hop DUR]] clause...``."""
     model: str
     over: Optional[Number]          # must be the model's window when given

@@ -14,19 +14,22 @@ without decoding, and what the device port can run in integer arithmetic.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Optional, Union
 
+from .nodes import Node, node
+
 # Every node class has a docstring: without one, @dataclass works out the class's
-# signature (inspect) for __doc__ when the module is imported, on every query's start-up.
+# signature (inspect) for __doc__ when the module is imported, on every query's start-up
+# (and nodes.py says why @node).
 
 # ----------------------------------------------------------------------------
 # Value expressions (evaluate to float64 arrays)
 # ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ChannelRef:
+@node
+class ChannelRef(Node):
     """A channel of the query's stream.  ``physical = raw * scale``.  A
     categorical channel carries its dictionary: stored code k means
     ``categories[k]`` (the planner compiles names into codes; results map
@@ -39,23 +42,23 @@ class ChannelRef:
     categories: Optional[tuple[str, ...]] = None   # None: the channel holds numbers
 
 
-@dataclass(frozen=True)
-class Const:
+@node
+class Const(Node):
     """A constant, in physical units."""
     value: float
     unit: str = ""
 
 
-@dataclass(frozen=True)
-class UnaryOp:
+@node
+class UnaryOp(Node):
     """A function or sign of one value expression."""
     op: str               # "neg", "abs", "sqrt"
     operand: "ValueExpr"
     unit: str = ""
 
 
-@dataclass(frozen=True)
-class BinaryOp:
+@node
+class BinaryOp(Node):
     """Arithmetic between two value expressions."""
     op: str               # "+", "-", "*", "/"
     left: "ValueExpr"
@@ -63,8 +66,8 @@ class BinaryOp:
     unit: str = ""
 
 
-@dataclass(frozen=True)
-class Magnitude:
+@node
+class Magnitude(Node):
     """sqrt(a^2 + b^2 + ...), every argument already in one unit."""
     args: tuple["ValueExpr", ...]
     unit: str = ""
@@ -79,8 +82,8 @@ ValueExpr = Union[ChannelRef, Const, UnaryOp, BinaryOp, Magnitude]
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 
-@dataclass(frozen=True)
-class RawCompare:
+@node
+class RawCompare(Node):
     """``channel OP threshold`` with the threshold in the channel's stored units.
 
     For integer channels the planner normalises the threshold to an integer and
@@ -91,34 +94,34 @@ class RawCompare:
     threshold: float      # an exact integer value for integer channels
 
 
-@dataclass(frozen=True)
-class Compare:
+@node
+class Compare(Node):
     """General comparison of two value expressions (in float64, physical units)."""
     op: str
     left: ValueExpr
     right: ValueExpr
 
 
-@dataclass(frozen=True)
-class And:
+@node
+class And(Node):
     """Every predicate holds."""
     args: tuple["Predicate", ...]
 
 
-@dataclass(frozen=True)
-class Or:
+@node
+class Or(Node):
     """At least one predicate holds."""
     args: tuple["Predicate", ...]
 
 
-@dataclass(frozen=True)
-class Not:
+@node
+class Not(Node):
     """The predicate does not hold."""
     arg: "Predicate"
 
 
-@dataclass(frozen=True)
-class BoolConst:
+@node
+class BoolConst(Node):
     """A predicate known before any data is read (always or never true)."""
     value: bool
 
@@ -130,8 +133,8 @@ Predicate = Union[RawCompare, Compare, And, Or, Not, BoolConst]
 # ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TimeRange:
+@node
+class TimeRange(Node):
     """Half-open ``[start_ns, end_ns)``; None is unbounded on that side."""
     start_ns: Optional[int] = None
     end_ns: Optional[int] = None
@@ -143,8 +146,8 @@ class TimeRange:
         return start, end
 
 
-@dataclass(frozen=True)
-class Now:
+@node
+class Now(Node):
     """How "now" was chosen (reported by explain): 'clock' (wall clock), 'data'
     (the newest timestamp in the stream) or 'at' (the query's anchor)."""
     source: str
@@ -160,15 +163,15 @@ AGGREGATES = ("count", "sum", "avg", "min", "max", "std", "var", "median", "perc
               "argmax", "argmin")
 
 
-@dataclass(frozen=True)
-class Fill:
+@node
+class Fill(Node):
     """What ``by`` puts in buckets without samples."""
     mode: str = "none"    # "none" (drop empty buckets), "null", "prev", "linear", "value"
     value: float = 0.0
 
 
-@dataclass(frozen=True)
-class AggregateQuery:
+@node
+class AggregateQuery(Node):
     """``AGG [expr] [where PRED] [time] [by BUCKET [fill(...)]]``."""
     stream: str
     aggregate: str                    # one of AGGREGATES ("mean" is planned as "avg")
@@ -184,8 +187,8 @@ class AggregateQuery:
     limit: Optional[int] = None     # limit N: at most the first N rows
 
 
-@dataclass(frozen=True)
-class FindQuery:
+@node
+class FindQuery(Node):
     """``find first|last [N] where PRED [time]``: the first/last N matching samples."""
     stream: str
     direction: str                    # "first" or "last"
@@ -196,8 +199,8 @@ class FindQuery:
     limit: Optional[int] = None     # limit N: at most the first N rows
 
 
-@dataclass(frozen=True)
-class EpisodesQuery:
+@node
+class EpisodesQuery(Node):
     """``find episodes where PRED [for >= D] [time]``: maximal runs of consecutive
     samples where PRED holds, lasting at least ``min_duration_ns`` (end - start).
     ``peak`` is the expression whose maximum is reported per episode (the first
@@ -213,8 +216,8 @@ class EpisodesQuery:
     limit: Optional[int] = None     # limit N: at most the first N rows
 
 
-@dataclass(frozen=True)
-class TopQuery:
+@node
+class TopQuery(Node):
     """``top N EXPR [where PRED] [time]``: the N samples with the largest EXPR."""
     stream: str
     n: int
@@ -226,8 +229,8 @@ class TopQuery:
     limit: Optional[int] = None     # limit N: at most the first N rows
 
 
-@dataclass(frozen=True)
-class NewestQuery:
+@node
+class NewestQuery(Node):
     """``newest N [where PRED] [time]``: the N most recent samples, all channels."""
     stream: str
     n: int
@@ -237,8 +240,8 @@ class NewestQuery:
     limit: Optional[int] = None     # limit N: at most the first N rows
 
 
-@dataclass(frozen=True)
-class ModelQuery:
+@node
+class ModelQuery(Node):
     """``score MODEL [time]``: one row per window of the model's derived stream
     (sensorq/models/derived.py): start, end, outputs."""
     stream: str
