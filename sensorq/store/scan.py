@@ -187,9 +187,10 @@ class SegmentScanning:
         then scanned, which reports each such block exactly."""
         rows = listed.rows
         groups = {}
-        for sid in np.unique(rows["stream_id"]).tolist():
-            which = np.flatnonzero(rows["stream_id"] == sid)
-            part = rows[which]
+        sids = rows["stream_id"]
+        for sid in ([int(sids[0])] if len(sids) and (sids == sids[0]).all() else np.unique(sids).tolist()):
+            which = np.flatnonzero(sids == sid)
+            part = rows if len(which) == len(rows) else rows[which]
             entries = listed.entries_of(which, int(part["n_channels"][0]))
             if sid not in self._manifest.dropped:
                 self._stream_by_id(sid)     # a reader re-reads a manifest older than the block
