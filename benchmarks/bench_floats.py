@@ -24,6 +24,7 @@ Data sets (real ones from sensorq/data; the synthetic ones seeded):
 * Daphnet in g: the int16 mg values x 0.001 in float64 (a multiplication:
   most results are not the nearest double to the decimal), and that product
   rounded to float32.
+* Daphnet in m/s²: mg × 0.00980665 in float64.
 * temperatures: a 1 Hz random walk around 21 degC with 1, 2 and 3 decimals.
 * 10 decimals: a random walk around 0.5 with 10 places (DECIMAL's limit is 9).
 * true doubles: a noisy sine, full precision.
@@ -65,6 +66,15 @@ def daphnet_g(dtype):
         rows = list(csv.reader(f))[1:]
     cols = [(np.array([int(r[i]) for r in rows], np.int16) * 0.001).astype(dtype) for i in range(1, 10)]
     return f"Daphnet g {np.dtype(dtype).name} (9 ch)", _clock(len(rows), 15_625_000), cols
+
+
+def daphnet_ms2():
+    """Daphnet in m/s² (mg × 0.00980665, float64): integers times a constant
+    that is no power of ten or two."""
+    with open(DAPHNET_CSV, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    cols = [np.array([int(r[i]) for r in rows], np.int16) * 0.00980665 for i in range(1, 10)]
+    return "Daphnet m/s2 float64 (9 ch)", _clock(len(rows), 15_625_000), cols
 
 
 def temperatures(decimals: int, n: int):
@@ -201,7 +211,8 @@ def peers(arrays, repeat: int):
 def datasets(quick: bool):
     n = 100_000 if quick else 1_000_000
     return ([("values", basic_motions(np.float64)), ("values", basic_motions(np.float32)),
-             ("values", daphnet_g(np.float64)), ("values", daphnet_g(np.float32))]
+             ("values", daphnet_g(np.float64)), ("values", daphnet_g(np.float32)),
+             ("values", daphnet_ms2())]
             + [("values", temperatures(d, n)) for d in (1, 2, 3)]
             + [("values", ten_digits(n)), ("values", true_doubles(n))]
             + [("time", jittered_clock(n)), ("time", daphnet_clock()), ("time", radio_clock(n)),

@@ -36,7 +36,7 @@ def float_columns(draw, n=None):
     0-12 places, integers scaled by 0.001 (float64 products), fixed point."""
     dtype = np.dtype(draw(st.sampled_from(["float32", "float64"])))
     n = n or draw(st.one_of(st.integers(1, 40), st.integers(1, 5000)))
-    kind = draw(st.sampled_from(["bits", "decimal", "scaled", "fixed", "mixed"]))
+    kind = draw(st.sampled_from(["bits", "decimal", "scaled", "fixed", "mixed", "any scale", "divided"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     walk = np.cumsum(rng.integers(-50, 51, n))
     if kind == "bits":
@@ -48,6 +48,10 @@ def float_columns(draw, n=None):
         x = (walk * 0.001).astype(dtype)
     elif kind == "fixed":
         x = (walk * 2.0 ** -draw(st.integers(0, 30))).astype(dtype)
+    elif kind == "any scale":        # integers times a constant the encoder has to find
+        x = (walk * draw(st.floats(1e-6, 1e3))).astype(dtype)
+    elif kind == "divided":
+        x = (walk / draw(st.integers(2, 1000))).astype(dtype)
     else:
         x = (walk * 0.01).astype(dtype)       # decimals, a fifth of them full-precision outliers
         outliers = rng.random(n) < 0.2
@@ -175,6 +179,21 @@ def test_device_format_blocks_never_use_alp(codec):
     buf = encode_block(timestamps(len(x)), [x], codec=codec, version=2)
     info = parse_block(buf, versions=(1, 2))
     assert int(info.entries["codec"][0]) & MODE == FLOATBITS
+    assert same_bits(decode_block(buf)[1][0], x)
+
+
+@pytest.mark.parametrize("scale, kind", [(0.00980665, alp.MULTIPLY), (1 / 3, alp.MULTIPLY), (3.0, alp.DIVIDE)])
+def test_a_scale_that_is_no_power_is_found(scale, kind):
+    """mg × 0.00980665 (m/s²), × 1/3, or / 3: integers times an arbitrary
+    constant, which the encoder finds from the values (a float gcd, then the
+    double within 3 ulps that gives every value back)."""
+    mg = np.cumsum(np.random.default_rng(6).integers(-40, 41, 4096))
+    x = mg / scale if kind == alp.DIVIDE else mg * scale
+    buf = encode_block(timestamps(len(x)), [x])
+    info = parse_block(buf)
+    start = int(info.section_offsets()[1])
+    assert int(info.entries["codec"][0]) & MODE == MODE and buf[start] == kind
+    assert info.entries["data_len"][0] < 0.2 * x.nbytes       # ~7 bits a value, not 64
     assert same_bits(decode_block(buf)[1][0], x)
 
 

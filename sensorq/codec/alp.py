@@ -30,7 +30,7 @@ from numba import njit
 
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
-from .transforms import SIGN32, SIGN64, floatbits_words
+from .transforms import MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, floatbits_words
 
 ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
 DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
@@ -47,13 +47,13 @@ SAMPLE_RUN = 32        # so that the predictor's steps can be priced
 
 # --- the transform ------------------------------------------------------------------
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _value(m, kind, c, is32):
     v = np.float64(m) / c if kind == DIVIDE else np.float64(m) * c
     return np.float64(np.float32(v)) if is32 else v
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _mantissa(x, kind, c, is32):
     """(m, True) if x comes back bit for bit from m, else (0, False)."""
     q = x * c if kind == DIVIDE else x / c
@@ -66,7 +66,7 @@ def _mantissa(x, kind, c, is32):
 
 # --- choosing the constant from a sample ---------------------------------------------
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")   # (a division by 0: inf, never a raise)
 def _sample_cost(x, kind, c, is32, exception_bits, runs):
     """(estimated bits, exceptions) of the sample under (kind, c): the bit
     length of each step between consecutive mantissas (what the order-1
@@ -134,7 +134,51 @@ def _power_of_two(x, runs):
     return 0 if k == -1100 else max(-1000, min(1000, k))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _common_step(x, runs, tolerance):
+    """An approximate greatest common divisor of the sampled |x| (Euclid's
+    algorithm on floats, remainders below ``tolerance`` of the largest value
+    taken as zero): the step of integers scaled by an arbitrary constant,
+    such as mg × 0.00980665 in m/s².  0 when the sample has no finite
+    nonzero value."""
+    n = x.shape[0]
+    step = max(1, n // (runs * SAMPLE_RUN))
+    top = 0.0
+    for i in range(0, n, step):
+        v = abs(np.float64(x[i]))
+        if v < np.inf:
+            top = max(top, v)
+    g = 0.0
+    for i in range(0, n, step):
+        v = abs(np.float64(x[i]))
+        if not (v > tolerance * top and v < np.inf):
+            continue
+        a, b = max(v, g), min(v, g)
+        for _ in range(100):        # a continued fraction's length, at most
+            if b <= tolerance * top:
+                break
+            a, b = b, a % b
+        g = a
+    return g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exact_step(x, g, runs):
+    """The double nearest the sampled x / m for the sample's largest integer
+    m = |x| / g: the multiplier's estimate with the least rounding in it."""
+    n = x.shape[0]
+    step = max(1, n // (runs * SAMPLE_RUN))
+    best_m, best_x = 0.0, 0.0
+    for i in range(0, n, step):
+        v = abs(np.float64(x[i]))
+        if v < np.inf:
+            m = np.round(v / g)
+            if m > best_m and m <= MAX_MANTISSA:
+                best_m, best_x = m, v
+    return best_x / best_m if best_m > 0.0 else g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def choose(x, is32, runs):
     """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x,
     from ``runs`` runs of SAMPLE_RUN values (n / SAMPLE_RUN: every value)."""
@@ -157,9 +201,25 @@ def choose(x, is32, runs):
             if exceptions == 0:
                 break
     c = 2.0 ** np.float64(-_power_of_two(x, runs))          # fixed point
-    cost, _ = _sample_cost(x, MULTIPLY, c, is32, exception_bits, runs)
+    cost, exceptions = _sample_cost(x, MULTIPLY, c, is32, exception_bits, runs)
     if cost < best:
         best_kind, best_c, best = MULTIPLY, c, cost
+    if exceptions and integer_cost < 0:   # integers times any constant: c within 3 ulps of x / m
+        g = _common_step(x, runs, 1e-5 if is32 else 1e-9)    # (float32's rounding is coarser)
+        if g > 0.0:
+            estimate = np.float64(_exact_step(x, g, runs)).view(np.int64)
+            for k in range(-3, 4):
+                c = np.int64(estimate + k).view(np.float64)
+                if not (c > 0.0 and c < np.inf):
+                    continue
+                cost, _ = _sample_cost(x, MULTIPLY, c, is32, exception_bits, runs)
+                if cost < best:
+                    best_kind, best_c, best = MULTIPLY, c, cost
+            divisor = np.round(1.0 / g)               # integers over a whole number (x / 3)
+            if divisor >= 2.0 and abs(divisor * g - 1.0) < 1e-6 and divisor <= MAX_MANTISSA:
+                cost, _ = _sample_cost(x, DIVIDE, divisor, is32, exception_bits, runs)
+                if cost < best:
+                    best_kind, best_c, best = DIVIDE, divisor, cost
     if integer_cost >= 0:               # integers: trailing zeros
         for f in range(1, 19):
             cost, exceptions = _sample_cost(x, MULTIPLY, POW10[f], is32, exception_bits, runs)
@@ -171,7 +231,7 @@ def choose(x, is32, runs):
     return best_kind, best_c, best, _floatbits_sample_cost(x, is32, runs)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mantissas(x, kind, c, is32):
     """(words, exception positions): the mantissas as uint64 words, an
     exception's word being the mantissa before it (the first one's: the
@@ -317,6 +377,6 @@ def _alp_section(x: np.ndarray, kind: int, c: float, encode_words):
     DECIMAL when it is a decimal transform without exceptions."""
     words, positions = mantissas(x, kind, c, x.dtype == np.float32)
     section, codec_bits = encode_words(words, True)
-    if not len(positions) and kind == DIVIDE and c <= 1e9:
-        return section, codec_bits | DECIMAL, int(np.rint(np.log10(c))), 0
+    if not len(positions) and kind == DIVIDE and c in POW10[:MAX_DECIMAL_EXPONENT + 1]:
+        return section, codec_bits | DECIMAL, int(np.flatnonzero(POW10 == c)[0]), 0
     return section_header(kind, c, positions, x) + section, codec_bits | ALP, 0, len(positions)
