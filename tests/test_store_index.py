@@ -374,3 +374,25 @@ def test_damage_behind_valid_indexes_never_gives_a_wrong_sample(built, tmp_path_
         with sensorq.open(plain, readonly=True) as scanning:
             assert problems == scanning.info()["problems"]
             assert_same(served(reader), served(scanning))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=3),
+       bit=st.integers(0, 7), pick=st.integers(0, 100), cut=st.booleans())
+def test_damaged_index_files_are_never_used(built, tmp_path_factory, where, bit, pick, cut):
+    path = tmp_path_factory.mktemp("i") / "c"
+    shutil.copytree(built, path)
+    indexes = sorted(path.glob("segment-*.sqi"))
+    victim = indexes[pick % len(indexes)]
+    data = bytearray(victim.read_bytes())
+    if cut:
+        data = data[:int(where[0] * len(data))]
+    else:
+        for at in {int(w * len(data)) for w in where}:      # (twice at one place is no flip)
+            data[at] ^= 1 << bit
+    victim.write_bytes(bytes(data))
+    plain = without_indexes(path, path.parent / "plain")
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning:
+        assert not next(s for s in reader._segments if s.path.stem == victim.stem).from_index
+        assert_same(served(reader), served(scanning))
+        assert reader.info()["problems"] == scanning.info()["problems"] == []
