@@ -19,11 +19,21 @@ __all__ = sorted(set(_LAZY) | {"fleet"}
 
 
 def __getattr__(name: str):
-    """``sensorq.Channel``, ``sensorq.open`` and the rest of _LAZY, imported on first use."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """``sensorq.Channel``, ``sensorq.open`` and the rest of _LAZY, imported on
+    first use; so is a subpackage named as an attribute (``sensorq.store.X``
+    after a bare ``import sensorq``, as when this module imported the store)."""
     import importlib
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif not name.startswith("_"):
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
 

@@ -81,6 +81,9 @@ def test_lazy_names_are_the_real_objects():
     assert {"Channel", "open"} <= set(dir(sensorq))
     with pytest.raises(AttributeError):
         sensorq.no_such_name  # noqa: B018
+    code = "import sensorq\nprint(sensorq.store.manifest.MANIFEST_NAME, sensorq.schema.Channel.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["manifest.json", "Channel"], done.stderr   # as when eager
 
 
 def test_a_small_query_on_the_command_line_does_not_import_numba(imu):
