@@ -9,6 +9,10 @@ A batch can span segments (the writer rolls to a new segment in the middle of
 it); the records after an older segment's last commit are served once a later
 segment shows a commit (docs/format.md §5, "Commit records").
 
+A segment with a valid index file (segindex.py) is not read: its blocks come
+from the index, unverified, and each one's CRC is checked before the cache
+hands it out; one that fails has its segment read whole after all.
+
 Eviction deletes the oldest segments first, so a segment that vanishes
 between a reader's directory listing and its open means that every older one
 is gone too: the reader drops them all, and what it serves stays one
