@@ -17,8 +17,12 @@ Measured, medians of ``--repeat`` runs, page cache warm:
   -c`` that imports duckdb and runs the same count.
 
 ``--before DIR`` times the same operations with another sensorq source tree
-(DIR holds its ``sensorq`` package, e.g. from ``git archive``), on the same
-caches, so the change shows as a ratio in one run.
+(DIR holds its ``sensorq`` package), on the same caches, so the change shows
+as a ratio in one run.  ``sensorq/grammar`` is a symbolic link, so a tree of
+an older commit REV is made with::
+
+    git archive REV sensorq | tar -x -C DIR && rm DIR/sensorq/grammar
+    git archive REV grammar | tar -x -C DIR/sensorq
 """
 from __future__ import annotations
 
