@@ -350,14 +350,17 @@ def test_hostile_images_each_rule(dev):
     image = device_image(demo_model(), MOTION_RING)
     cfg = ring_cfg(MOTION_RING)
     at, F = image_sections(image), FIELD_AT
-    node = lambda i, field: at["nodes"] + at["node_size"] * i + {"f": 0, "l": 1 + at["threshold_size"],  # noqa: E731
-                                                                   "r": 3 + at["threshold_size"]}[field]
+    tw, cw = at["threshold_size"], at["ref_size"]
+    node = lambda i, field: at["nodes"] + at["node_size"] * i + {"f": 0, "l": 1 + tw, "r": 1 + tw + cw}[field]  # noqa: E731
+    ref, leaf = ("<B", 0x80) if cw == 1 else ("<H", 0x8000)
+    assert cw == 1, "the demo's 12 nodes and 10 leaves take one-byte references"
     # an internal node whose child is itself, an earlier node, past the table; a leaf past it
-    internal = [i for i in range(at["n_nodes"]) if not struct.unpack_from("<H", image, node(i, "l"))[0] & 0x8000]
+    internal = [i for i in range(at["n_nodes"]) if not struct.unpack_from(ref, image, node(i, "l"))[0] & leaf]
     i = internal[-1]
-    corrupt = [patched(image, node(i, "l"), "<H", i), patched(image, node(i, "l"), "<H", 0),
-               patched(image, node(0, "r"), "<H", at["n_nodes"]),
-               patched(image, node(0, "r"), "<H", 0x8000 | at["n_leaves"]),
+    corrupt = [patched(image, node(i, "l"), ref, i), patched(image, node(i, "l"), ref, 0),
+               patched(image, node(0, "r"), ref, at["n_nodes"]),
+               patched(image, node(0, "r"), ref, leaf | at["n_leaves"]),
+               patched(image, F["ref_size"], "<B", 3), patched(image, F["ref_size"], "<B", 2),
                patched(image, node(0, "f"), "<B", 9),                              # feature 9 of 9
                patched(image, at["trees"] + 2, "<H", at["n_nodes"]),               # a root past the nodes
                patched(image, at["features"], "<B", 0), patched(image, at["features"], "<B", 11),   # op codes
@@ -377,7 +380,7 @@ def test_hostile_images_each_rule(dev):
     assert load_status(dev, patched(image, at["inputs"], "<B", 6), cfg) == "SQ_ERR_MISMATCH"   # channel 6 of 6
     assert load_status(dev, patched(image, F["schema"], "<I", cfg.schema ^ 1), cfg) == "SQ_ERR_MISMATCH"
     # a forward reference into the next tree is harmless: accepted (the walk still ends)
-    assert load_status(dev, patched(image, node(0, "r"), "<H", at["n_nodes"] - 1), cfg) == "SQ_OK"
+    assert load_status(dev, patched(image, node(0, "r"), ref, at["n_nodes"] - 1), cfg) == "SQ_OK"
 
 
 def corpus():

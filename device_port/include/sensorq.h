@@ -556,7 +556,7 @@ typedef struct {
     uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
     uint8_t n_out;               /* trees: outputs; dense: layers */
     uint8_t tw, lw;              /* trees: bytes of a threshold, of a leaf value */
-    uint8_t reserved;
+    uint8_t cw;                  /* trees: bytes of a child reference (1 or 2) */
     uint16_t n_trees, n_nodes, n_leaves, reserved2;
     uint32_t length;             /* the image's bytes */
     uint32_t schema;             /* the ring's schema hash the image was bound to */

@@ -32,11 +32,11 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
  * at the CRC, so that the index checks below read only inside the image. */
 
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-/* A child reference: a leaf (top bit) of the table, or a node after `from`. */
+/* A reference of cw bytes: a leaf (top bit) of the table, or a node after `from`. */
 static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 {
-    uint32_t ref = sq_le32(p, 2);
-    return ref & SQ_LEAF_BIT ? (ref & ~SQ_LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
+    uint32_t ref = sq_le32(p, m->cw), leaf = 1u << (8u * m->cw - 1u);
+    return ref & leaf ? (ref & ~leaf) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
 }
 
 /* init, the trees (output, root), the nodes (feature, threshold, left,
@@ -44,13 +44,13 @@ static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
     const uint8_t *p;
-    uint32_t i, nsz = 5u + m->tw;
+    uint32_t i, nsz = 1u + m->tw + 2u * m->cw;
     m->init_off = off;
     m->body_off = off + 4u * m->n_out;
     m->node_off = m->body_off + 4u * m->n_trees;
     m->leaf_off = m->node_off + nsz * m->n_nodes;
     m->n_raw = m->n_out;
-    if (!m->n_out || m->tw - 1u >= 4u || m->lw - 1u >= 4u ||
+    if (!m->n_out || m->tw - 1u >= 4u || m->lw - 1u >= 4u || m->cw - 1u >= 2u ||
         m->leaf_off + (uint32_t)m->n_leaves * m->lw * (m->mode == VOTE ? m->n_out : 1u) != end) {
         return 0;
     }
@@ -60,7 +60,7 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
         }
     }
     for (i = 0, p = m->bytes + m->node_off; i < m->n_nodes; i++, p += nsz) {
-        if (p[0] >= m->n_features || bad_ref(m, p + 1u + m->tw, i) || bad_ref(m, p + 3u + m->tw, i)) {
+        if (p[0] >= m->n_features || bad_ref(m, p + 1u + m->tw, i) || bad_ref(m, p + 1u + m->tw + m->cw, i)) {
             return 0;
         }
     }
@@ -200,18 +200,19 @@ size_t sq_model_work_size(const sq_model *m)
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
     const uint8_t *t = m->bytes + m->body_off, *nodes = m->bytes + m->node_off;
-    uint32_t tw = m->tw, lw = m->lw, nsz = 5u + tw, nv = m->mode == VOTE ? m->n_out : 1u, i, o;
+    uint32_t tw = m->tw, lw = m->lw, cw = m->cw, nsz = 1u + tw + 2u * cw, nv = m->mode == VOTE ? m->n_out : 1u, i, o;
+    uint32_t leaf_bit = 1u << (8u * cw - 1u);
     for (o = 0; o < m->n_out; o++) {
         acc[o] = sq_sx32(m->bytes + m->init_off + 4u * o, 4);
     }
     for (i = 0; i < m->n_trees; i++, t += 4) {
         const uint8_t *leaf;
-        uint32_t ref = sq_le32(t + 2, 2);
-        while (!(ref & SQ_LEAF_BIT)) {
+        uint32_t ref = sq_le32(t + 2, cw);
+        while (!(ref & leaf_bit)) {
             const uint8_t *nd = nodes + ref * nsz;
-            ref = sq_le32(nd + 1u + tw + (codes[nd[0]] <= sq_sx32(nd + 1, tw) ? 0u : 2u), 2);
+            ref = sq_le32(nd + 1u + tw + (codes[nd[0]] <= sq_sx32(nd + 1, tw) ? 0u : cw), cw);
         }
-        leaf = m->bytes + m->leaf_off + (ref & ~SQ_LEAF_BIT) * nv * lw;
+        leaf = m->bytes + m->leaf_off + (ref & ~leaf_bit) * nv * lw;
         for (o = 0; o < nv; o++, leaf += lw) {
             acc[nv == 1u ? t[0] : o] += lw == 1u ? (int32_t)*leaf : sq_sx32(leaf, lw);
         }

@@ -7,7 +7,6 @@
 #define SQ_BODY_TREES 1u
 #define SQ_BODY_DENSE 2u
 #define SQ_IMAGE_HEADER 60u       /* docs/models.md §11: the device image's fixed header */
-#define SQ_LEAF_BIT 0x8000u       /* a child reference to the leaf table */
 
 /* Feature codes (docs/models.md §3). */
 #define SQ_OP_MEAN 1u

@@ -33,11 +33,10 @@ VERSION = 1
 # docs/models.md §11: magic, then sq_model's first 56 bytes as they are
 HEADER = struct.Struct("<4s12B4H5I2q")           # 60 bytes
 FIELDS = ("magic", "version", "body", "kind", "mode", "n_inputs", "n_signals", "n_features", "n_classes",
-          "n_out", "threshold_size", "leaf_size", "reserved", "n_trees", "n_nodes", "n_leaves", "reserved2",
+          "n_out", "threshold_size", "leaf_size", "ref_size", "n_trees", "n_nodes", "n_leaves", "reserved2",
           "length", "schema", "out_schema", "min_samples", "reserved3", "window_ns", "hop_ns")
 _SIZES = [4] + [1] * 12 + [2] * 4 + [4] * 5 + [8] * 2
 FIELD_AT = {name: sum(_SIZES[:i]) for i, name in enumerate(FIELDS)}      # offsets in the image
-LEAF_BIT = 0x8000
 INT_DTYPES = ("int8", "int16", "int32", "int64")
 _TW = {1: 0, 2: 1, 4: 2}
 
@@ -101,11 +100,11 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
     if is_trees:
         counts, body_bytes = _trees(body)
     else:
-        counts, body_bytes = (len(body.layers), 0, 0, 0, 0, 0), _dense(body)
+        counts, body_bytes = (len(body.layers), 0, 0, 0, 0, 0, 0), _dense(body)
     parts.append(body_bytes)
-    n_out, tw, lw, n_trees, n_nodes, n_leaves = counts
+    n_out, tw, lw, cw, n_trees, n_nodes, n_leaves = counts
     head = HEADER.pack(MAGIC, VERSION, 1 if is_trees else 2, m.outputs.kind, body.mode, len(p.inputs),
-                       len(p.signals), len(p.features), len(m.outputs.classes), n_out, tw, lw, 0,
+                       len(p.signals), len(p.features), len(m.outputs.classes), n_out, tw, lw, cw,
                        n_trees, n_nodes, n_leaves, 0, 0, schema & 0xFFFFFFFF, output_schema(m), p.min_samples,
                        0, p.window_ns, p.hop_ns)
     data = bytearray(head + b"".join(parts))
@@ -114,22 +113,26 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
 
 
 def _trees(b: TreeBody) -> tuple[tuple, bytes]:
-    """(n_out, threshold bytes, leaf bytes, n_trees, n_nodes, n_leaves), and
-    init, the trees, the nodes, the leaf table."""
+    """(n_out, threshold bytes, leaf bytes, reference bytes, n_trees, n_nodes,
+    n_leaves), and init, the trees, the nodes, the leaf table.  References
+    are one byte (leaf bit 0x80) when every node and leaf index fits in 7
+    bits, else two (leaf bit 0x8000)."""
     thr = b.threshold.astype(np.int64)
     tw = 1 if thr.size == 0 or (thr.min() >= -128 and thr.max() <= 127) else \
         2 if (thr.min() >= -32768 and thr.max() <= 32767) else 4
     lv = b.leaves.astype(np.int64)
     lw = 1 if b.mode == VOTE else 2 if lv.size == 0 or (lv.min() >= -32768 and lv.max() <= 32767) else 4
     n_nodes = int(b.tree_start[-1])
+    cw = 1 if n_nodes <= 128 and b.leaves.shape[0] <= 128 else 2
+    leaf_bit = 1 << (8 * cw - 1)
 
     def ref(r: int, base: int) -> int:           # a leaf ~k or an internal node of the tree, made global
-        return LEAF_BIT | ~r if r < 0 else base + r
+        return leaf_bit | ~r if r < 0 else base + r
 
     out = [np.asarray(b.init, "<i4").tobytes()]
     out += [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
             for t in range(b.n_trees)]
-    nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", f"<i{tw}"), ("l", "<u2"), ("r", "<u2")]))
+    nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", f"<i{tw}"), ("l", f"<u{cw}"), ("r", f"<u{cw}")]))
     for t in range(b.n_trees):
         lo, hi = int(b.tree_start[t]), int(b.tree_start[t + 1])
         nodes["f"][lo:hi] = b.feature[lo:hi]
@@ -138,7 +141,7 @@ def _trees(b: TreeBody) -> tuple[tuple, bytes]:
         nodes["r"][lo:hi] = [ref(int(r), lo) for r in b.right[lo:hi]]
     out.append(nodes.tobytes())
     out.append(np.asarray(b.leaves, "u1" if lw == 1 else f"<i{lw}").tobytes())
-    return (b.n_out, tw, lw, b.n_trees, n_nodes, b.leaves.shape[0]), b"".join(out)
+    return (b.n_out, tw, lw, cw, b.n_trees, n_nodes, b.leaves.shape[0]), b"".join(out)
 
 
 def _dense(b: DenseBody) -> bytes:
@@ -181,7 +184,7 @@ def image_sections(data: bytes) -> dict:
         at["init"] = p
         at["trees"] = at["init"] + 4 * h["n_out"]
         at["nodes"] = at["trees"] + 4 * h["n_trees"]
-        at["node_size"] = 5 + h["threshold_size"]
+        at["node_size"] = 1 + h["threshold_size"] + 2 * h["ref_size"]
         at["leaves"] = at["nodes"] + at["node_size"] * h["n_nodes"]
     else:
         n_in = h["n_features"]
