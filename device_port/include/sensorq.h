@@ -225,10 +225,14 @@ typedef struct {
     sq_half half[2];
 } sq_stage;
 
-/* The ring's state; lives wherever the caller puts it.  Fields are private. */
+/* The ring's state; lives wherever the caller puts it.  Fields are private
+ * (bytes first, then words: a Cortex-M0+ load reaches 31 bytes, 124 for
+ * words, past a pointer in one instruction). */
 typedef struct {
-    sq_stream_cfg cfg;
-    sq_flash fl;
+    uint8_t dirty;           /* the head bank holds a torn write: the next block opens a bank */
+    uint8_t erase_pending;   /* the bank after the head still has to be erased */
+    uint8_t has_blocks;
+    uint8_t reserved;
     sq_stage *stage;         /* in the work memory */
     uint8_t *data[2];        /* the halves' samples, column-major */
     uint8_t *buf;            /* block buffer: a block being sealed or read */
@@ -242,13 +246,11 @@ typedef struct {
     uint32_t oldest;         /* the oldest bank holding blocks */
     uint32_t head_seq;       /* the head bank's sequence number */
     uint32_t spare_ec;       /* erase count of the spare (erased) bank */
-    uint8_t dirty;           /* the head bank holds a torn write: the next block opens a bank */
-    uint8_t erase_pending;   /* the bank after the head still has to be erased */
-    uint8_t has_blocks;
-    uint8_t reserved;
     uint64_t next_seq;       /* sequence number of the next block written */
     uint64_t oldest_seq;     /* of the oldest block kept (= blocks evicted since format) */
     int64_t oldest_t, newest_t;
+    sq_stream_cfg cfg;
+    sq_flash fl;
 } sq_ring;
 
 /* Bytes of work memory a flash ring needs (any alignment): two staging
@@ -403,40 +405,42 @@ typedef struct {
  * bytecode, the accumulators and one reader per column the query reads.
  * sq_query_run and sq_query_check work in one, off the stack. */
 typedef struct {
-    const uint8_t *prog;
-    uint32_t prog_len;
-    uint32_t n_channels;
-    uint32_t schema;               /* the bytecode's schema hash */
-    int64_t start, end;            /* window [start, end) */
+    /* bytes first, then words, then the big members: a Cortex-M0+ load
+     * reaches 31 bytes (124 for words) past a pointer in one instruction */
     uint8_t flags;
     uint8_t agg;
     uint8_t agg_slot;              /* slot of the aggregated channel, 0xFF for count */
     uint8_t n_slots;
     uint8_t slot_channel[SQ_VM_MAX_COLUMNS];
+    uint8_t held, open;
+    uint8_t agg_flags;
+    uint8_t sec_codec[SQ_VM_MAX_COLUMNS], width[SQ_VM_MAX_COLUMNS];
+    const uint8_t *prog;
+    uint32_t prog_len;
+    uint32_t n_channels;
+    uint32_t schema;               /* the bytecode's schema hash */
+    struct sq_result_s *out;
+    uint32_t sec_off[SQ_VM_MAX_COLUMNS], sec_len[SQ_VM_MAX_COLUMNS];
+    int64_t start, end;            /* window [start, end) */
     /* accumulators */
     uint64_t sum_low;              /* 128-bit sum: sum_high:sum_low */
     int64_t sum_high;
     int64_t acc;                   /* min, max, first or last */
-    struct sq_result_s *out;
-    /* one set of readers for every block (the stack holds no per-block copies) */
-    sq_col cols[SQ_VM_MAX_COLUMNS];
-    sq_col tcol;
-    sq_dict_cursor cursor;
-    int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
-    /* the current block's statistics and sections, by slot */
-    int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
-    int64_t agg_sum, agg_first, agg_last;
+    int64_t agg_sum, agg_pick;     /* the aggregated channel's sum; its min, max, first or last */
     /* duration and episodes (bytecode version 3): each sample holds until the
      * next one, at most gap ns; runs of matching samples */
     int64_t gap, min_dur;
     int64_t held_t;                /* the matching sample whose hold is not known yet (duration) */
     int64_t run_t, last_t;         /* the open episode's start, the last sample seen in the window */
-    uint8_t held, open;
-    uint32_t sec_off[SQ_VM_MAX_COLUMNS], sec_len[SQ_VM_MAX_COLUMNS];
-    uint8_t sec_codec[SQ_VM_MAX_COLUMNS], width[SQ_VM_MAX_COLUMNS];
-    uint8_t agg_flags;
-    sq_chan_stats st;              /* a directory entry being read */
+    int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
+    /* the current block's statistics and sections, by slot */
+    int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
     sq_block_info info;            /* the block being read */
+    sq_chan_stats st;              /* a directory entry being read */
+    /* one set of readers for every block (the stack holds no per-block copies) */
+    sq_col cols[SQ_VM_MAX_COLUMNS];
+    sq_col tcol;
+    sq_dict_cursor cursor;
 } sq_query_state;
 
 /* ---- queries (sq_vm.c) --------------------------------------------------- */
@@ -556,7 +560,7 @@ typedef struct {
     uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
     uint8_t n_out;               /* trees: outputs; dense: layers */
     uint8_t tw, lw;              /* trees: bytes of a threshold, of a leaf value */
-    uint8_t cw;                  /* trees: bytes of a child reference (1 or 2) */
+    uint8_t reserved;
     uint16_t n_trees, n_nodes, n_leaves, reserved2;
     uint32_t length;             /* the image's bytes */
     uint32_t schema;             /* the ring's schema hash the image was bound to */
@@ -623,8 +627,7 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
  * without scoring it; INT64_MIN when the ring holds no sample.  A firmware
  * that must not miss a window (a hole in the data skips hops) keeps the
  * start of the next one it owes and scores each with sq_model_window up to
- * this one (times within 2^62 of INT64_MIN give no meaningful start).
- * Errors: SQ_ERR_ARG. */
+ * this one.  Errors: SQ_ERR_ARG, SQ_ERR_RANGE. */
 int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start);
 
 /* Score given feature codes (n_features of them): the model's body alone.

@@ -435,7 +435,8 @@ static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_en
 static uint64_t gcd(uint64_t a, uint64_t b)
 {
     while (b) {
-        uint64_t rest = a % b;
+        uint64_t rest;
+        sq_udiv64(a, b, &rest);
         a = b;
         b = rest;
     }
@@ -465,7 +466,7 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
         cur = sq_get_le(t + 8u * i, 8);
         step = cur - prev;
         prev = cur;
-        k[i] = k[i - 1u] + (step == tick ? 1u : step / tick);
+        k[i] = k[i - 1u] + (step == tick ? 1u : sq_udiv64(step, tick, NULL));
     }
     return tick;
 }
@@ -475,19 +476,10 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
 /* Column c (-1: time) of a staged half as a source. */
 static void column_src(const sq_stream_cfg *cfg, const uint8_t *data, const sq_enc_work *e, int c, src *s)
 {
-    unsigned i;
     memset(s, 0, sizeof *s);
-    if (c < 0) {
-        s->data = (const uint8_t *)e->scratch;
-        s->width = 8;
-        return;
-    }
-    s->data = data + 8u * cfg->block_samples;
-    for (i = 0; i < (unsigned)c; i++) {
-        s->data += cfg->block_samples * sq_dtype_bytes(cfg->dtype[i]);
-    }
-    s->width = (uint8_t)sq_dtype_bytes(cfg->dtype[c]);
-    s->is_signed = 1;
+    s->is_signed = c >= 0;
+    s->data = c < 0 ? (const uint8_t *)e->scratch : sq_half_column(cfg, data, c);
+    s->width = (uint8_t)(c < 0 ? 8u : sq_dtype_bytes(cfg->dtype[c]));
 }
 
 static uint8_t *write_header(const sq_stream_cfg *cfg, uint8_t *b, const sq_block_info *info)
@@ -506,19 +498,12 @@ static uint8_t *write_header(const sq_stream_cfg *cfg, uint8_t *b, const sq_bloc
     return put_varint(b, info->time_len);
 }
 
-static uint32_t header_size(const sq_stream_cfg *cfg, const sq_block_info *info)
-{
-    return 15u + varint_size(info->block_len) + varint_size(info->n_samples) +
-           varint_size((uint64_t)info->t_last - (uint64_t)info->t_first) + varint_size((uint64_t)info->tick) +
-           varint_size(cfg->stream_id) + varint_size(info->seq) + varint_size(info->time_len);
-}
-
 uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n, uint64_t seq,
                       uint8_t *b, sq_enc_work *e, sq_block_info *info)
 {
     int compact = cfg->codec == SQ_CODEC_COMPACT, c;
     uint32_t rest = 4, len;
-    uint8_t *out;
+    uint8_t *out = b;
     src s;
     info->n_samples = n;
     info->n_channels = cfg->n_channels;
@@ -536,11 +521,13 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
     }
     info->time_codec = e->plan[0].codec;
     info->time_len = e->plan[0].size;
-    for (len = rest, info->block_len = 0; info->block_len != len;) {   /* its own length: settle it */
+    /* the header holds its own length: written until it settles (the
+     * varint of block_len grows at most a few times) */
+    for (len = rest, info->block_len = 0; info->block_len != len;) {
         info->block_len = len;
-        len = header_size(cfg, info) + rest;
+        out = write_header(cfg, b, info);
+        len = (uint32_t)(out - b) + rest;
     }
-    out = write_header(cfg, b, info);
     for (c = 0; c < (int)cfg->n_channels; c++) {
         column_src(cfg, data, e, c, &s);
         out += write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], out);

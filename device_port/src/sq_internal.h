@@ -100,9 +100,14 @@ typedef struct {
     uint32_t count;
 } sq_stage_view;
 
+/* Column c (-1: the times) of a staged half: column-major, the times (8
+ * bytes each) then each channel's column, every column block_samples long. */
+const uint8_t *sq_half_column(const sq_stream_cfg *cfg, const uint8_t *data, int c);
+
 /* Fills view[0..n) oldest first and returns n (0, 1 or 2). */
 int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2]);
 
+uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem);
 uint32_t sq_div(uint32_t a, uint32_t b);
 uint32_t sq_round_up(uint32_t n, uint32_t unit);
 

@@ -54,22 +54,32 @@ static int flash_valid(const sq_flash *fl)
            fl->prog_size >= 1u && fl->prog_size <= 256u && fl->size >= fl->sector_size;
 }
 
-/* a / b (b > 0) by shift and subtract: the few 32-bit divisions by a
- * run-time value (geometry, padding) are not worth libgcc's 0.3 KB routine. */
-uint32_t sq_div(uint32_t a, uint32_t b)
+/* a / b (b > 0), and a % b into *rem unless NULL, by shift and subtract, one
+ * quotient bit a step: the library's few divisions by a run-time value
+ * (an irregular clock's tick, a mean, the log's geometry) are not worth
+ * libgcc's 64-bit division (0.5 KB of flash on a Cortex-M0+). */
+uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem)
 {
-    uint32_t q = 0, bit = 1;
-    while (b < a && !(b >> 31)) {
-        b <<= 1;
-        bit <<= 1;
-    }
-    for (; bit; b >>= 1, bit >>= 1) {
-        if (a >= b) {
-            a -= b;
-            q |= bit;
+    uint64_t r = 0;
+    unsigned i;
+    for (i = 0; i < 64u; i++) {
+        uint64_t top = r >> 63;           /* r << 1 would lose it: then r > b surely */
+        r = (r << 1) | (a >> 63);
+        a <<= 1;
+        if (top || r >= b) {
+            r -= b;
+            a |= 1u;
         }
     }
-    return q;
+    if (rem) {
+        *rem = r;
+    }
+    return a;
+}
+
+uint32_t sq_div(uint32_t a, uint32_t b)
+{
+    return (uint32_t)sq_udiv64(a, b, NULL);
 }
 
 uint32_t sq_round_up(uint32_t n, uint32_t unit)
@@ -79,20 +89,42 @@ uint32_t sq_round_up(uint32_t n, uint32_t unit)
 
 #define round_up sq_round_up
 
-/* Bytes of work memory: alignment slack, the staging control, two halves,
- * the block buffer, the bank header buffer, the encoder's working memory
- * and its scratch (8 bytes a sample). */
-static size_t work_bytes(const sq_stream_cfg *cfg, uint32_t prog_size)
+#define ROUND8(n) (((n) + 7u) & ~(uint32_t)7u)
+
+/* The work memory, sized and carved by one walk: the staging control, two
+ * halves, the block buffer, the bank header buffer, then (8-aligned) the
+ * block being read, its directory entry, the encoder's working memory and
+ * its scratch (8 bytes a sample).  Offsets are from work's first 8-aligned
+ * byte.  With r, its pointers are set; returns the bytes taken from work
+ * (with r NULL, for the worst alignment of work). */
+static size_t layout(const sq_stream_cfg *cfg, uint32_t prog_size, uint8_t *work, sq_ring *r)
 {
-    uint32_t half = round_up(cfg->block_samples * sample_bytes(cfg), 8);
-    return 7u + round_up(sizeof(sq_stage), 8) + 2u * half + round_up(sq_worst_block(cfg), prog_size) +
-           round_up(32, prog_size) + 7u + round_up(sizeof(sq_enc_work), 8) + round_up(sizeof(sq_block_info), 8) +
-           round_up(sizeof(sq_chan_stats), 8) + 8u * cfg->block_samples;
+    uint32_t half = ROUND8(cfg->block_samples * sample_bytes(cfg));
+    uint32_t buf_len = round_up(sq_worst_block(cfg), prog_size);
+    uint32_t lead = r ? (8u - ((uintptr_t)work & 7u)) & 7u : 7u;
+    uint32_t data = ROUND8(sizeof(sq_stage)), buf = data + 2u * half, hbuf = buf + buf_len;
+    uint32_t info = ROUND8(hbuf + round_up(32, prog_size));
+    uint32_t st = info + ROUND8(sizeof(sq_block_info)), enc = st + ROUND8(sizeof(sq_chan_stats));
+    uint32_t scratch = enc + ROUND8(sizeof(sq_enc_work));
+    if (r) {
+        uint8_t *p = work + lead;
+        r->stage = (sq_stage *)(void *)p;
+        r->data[0] = p + data;
+        r->data[1] = p + data + half;
+        r->buf = p + buf;
+        r->buf_len = buf_len;
+        r->hbuf = p + hbuf;
+        r->info = p + info;
+        r->st = p + st;
+        r->enc = p + enc;
+        ((sq_enc_work *)r->enc)->scratch = (uint64_t *)(void *)(p + scratch);
+    }
+    return lead + scratch + 8u * cfg->block_samples;
 }
 
 size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
 {
-    return cfg_valid(cfg) && flash_valid(fl) ? work_bytes(cfg, fl->prog_size) : 0;
+    return cfg_valid(cfg) && flash_valid(fl) ? layout(cfg, fl->prog_size, NULL, NULL) : 0;
 }
 
 static uint32_t cfg_hash(const sq_stream_cfg *cfg)
@@ -111,9 +143,7 @@ static uint32_t cfg_hash(const sq_stream_cfg *cfg)
 static int __attribute__((noinline)) setup(sq_ring *r, const sq_stream_cfg *cfg, const sq_flash *fl, uint8_t *work,
                  size_t work_len)
 {
-    uint8_t *p;
-    uint32_t half;
-    if (!r || !work || !cfg_valid(cfg) || !flash_valid(fl) || work_len < work_bytes(cfg, fl->prog_size)) {
+    if (!r || !work || !cfg_valid(cfg) || !flash_valid(fl) || work_len < layout(cfg, fl->prog_size, NULL, NULL)) {
         return SQ_ERR_ARG;
     }
 #ifdef SQ_NO_COMPACT
@@ -124,24 +154,7 @@ static int __attribute__((noinline)) setup(sq_ring *r, const sq_stream_cfg *cfg,
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
     r->fl = *fl;
-    half = round_up(cfg->block_samples * sample_bytes(cfg), 8);
-    p = work + ((8u - ((uintptr_t)work & 7u)) & 7u);
-    r->stage = (sq_stage *)(void *)p;
-    p += round_up(sizeof(sq_stage), 8);
-    r->data[0] = p;
-    r->data[1] = p + half;
-    p += 2u * half;
-    r->buf = p;
-    r->buf_len = round_up(sq_worst_block(cfg), fl->prog_size);
-    r->hbuf = p + r->buf_len;
-    p = r->hbuf + round_up(32, fl->prog_size);
-    p += (8u - ((uintptr_t)p & 7u)) & 7u;
-    r->info = p;
-    p += round_up(sizeof(sq_block_info), 8);
-    r->st = p;
-    p += round_up(sizeof(sq_chan_stats), 8);
-    r->enc = p;
-    ((sq_enc_work *)r->enc)->scratch = (uint64_t *)(void *)(p + round_up(sizeof(sq_enc_work), 8));
+    layout(cfg, fl->prog_size, work, r);
     return sq_log_geometry(r);
 }
 
@@ -175,6 +188,15 @@ static int check_values(const sq_stream_cfg *cfg, const int64_t *values)
         }
     }
     return SQ_OK;
+}
+
+const uint8_t *sq_half_column(const sq_stream_cfg *cfg, const uint8_t *data, int c)
+{
+    int i;
+    for (i = -1; i < c; i++) {
+        data += cfg->block_samples * (i < 0 ? 8u : sq_dtype_bytes(cfg->dtype[i]));
+    }
+    return data;
 }
 
 /* Sample i of a half: the time, then each channel in its column. */
@@ -426,7 +448,7 @@ static int ram_erase(void *ctx, uint32_t off)
  * sector size kept in the 4 bytes before it. */
 static size_t ram_flash(const sq_stream_cfg *cfg, uint8_t *region, size_t len, sq_flash *fl)
 {
-    size_t work = work_bytes(cfg, 1) + 4u;
+    size_t work = layout(cfg, 1, NULL, NULL) + 4u;
     uint32_t bank = round_up(32u + sq_worst_block(cfg), 4);
     memset(fl, 0, sizeof *fl);
     fl->read = ram_read;

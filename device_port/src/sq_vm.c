@@ -2,6 +2,8 @@
  * (sensorq/device/bytecode.py; format in docs/device.md), then answers it
  * block by block: from the block statistics where they decide (skip, or
  * answer the whole block), else by decoding one sample at a time. */
+#include <string.h>
+
 #include "sq_internal.h"
 
 #define HDR 32u            /* bytecode header bytes, version 2 */
@@ -25,7 +27,7 @@ static void close_run(sq_vm *v, int64_t end);
 
 /* ---- validation --------------------------------------------------------------- */
 
-static int slot_of(sq_vm *v, uint8_t channel)
+static int __attribute__((noinline)) slot_of(sq_vm *v, uint8_t channel)
 {
     unsigned s;
     for (s = 0; s < v->n_slots; s++) {
@@ -40,35 +42,32 @@ static int slot_of(sq_vm *v, uint8_t channel)
     return v->n_slots++;
 }
 
+/* Opcodes TRUE … OR: the stack depth an opcode needs (high nibble) and its
+ * change plus one (low nibble); a comparison is as TRUE. */
+static const uint8_t op_rule[OP_OR + 1u] = {0, 0x02, 0x02, 0x11, 0x20, 0x20};
+
 /* Walk the predicate program: opcodes, operands, stack depth, channels. */
 static int check_program(sq_vm *v)
 {
     uint32_t pc = 0, depth = 0;
+    const uint8_t *prog = v->prog;
     while (pc < v->prog_len) {
-        uint8_t op = v->prog[pc];
+        uint8_t op = prog[pc], rule;
         if (op >= OP_CMP) {
-            if (op > OP_CMP + 5u || v->prog_len - pc < CMP_SIZE || v->prog[pc + 1] >= v->n_channels) {
+            if (op > OP_CMP + 5u || v->prog_len - pc < CMP_SIZE || prog[pc + 1] >= v->n_channels) {
                 return SQ_ERR_BYTECODE;
             }
-            if (slot_of(v, v->prog[pc + 1]) < 0) {
+            if (slot_of(v, prog[pc + 1]) < 0) {
                 return SQ_ERR_UNSUPPORTED;
             }
-            depth++;
             pc += CMP_SIZE - 1u;
-        } else if (op == OP_TRUE || op == OP_FALSE) {
-            depth++;
-        } else if (op == OP_NOT) {
-            if (depth < 1u) {
-                return SQ_ERR_BYTECODE;
-            }
-        } else if (op == OP_AND || op == OP_OR) {
-            if (depth < 2u) {
-                return SQ_ERR_BYTECODE;
-            }
-            depth--;
-        } else {
+            op = OP_TRUE;
+        }
+        rule = op <= OP_OR ? op_rule[op] : 0;
+        if (!rule || depth < rule >> 4u) {
             return SQ_ERR_BYTECODE;
         }
+        depth += (rule & 15u) - 1u;
         pc++;
         if (depth > SQ_VM_STACK) {
             return SQ_ERR_BYTECODE;
@@ -90,54 +89,55 @@ static int64_t __attribute__((noinline)) add_clamped(int64_t now, int64_t offset
 
 static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
 {
-    int err;
-    uint32_t hdr, timed;
-    if (!code || len < HDR + 5u || code[0] != 'S' || code[1] != 'Q' || code[2] != 'Q' || code[3] != '1') {
+    uint32_t hdr, ver;
+    uint8_t ch;
+    int none;
+    if (!code || len < HDR + 5u || sq_le32(code, 4) != 0x31515153u) {    /* "SQQ1" */
         return SQ_ERR_BYTECODE;
     }
-    if (code[4] != 2u && code[4] != 3u) {
+    ver = code[4];
+    if (ver - 2u > 1u) {
         return SQ_ERR_VERSION;
     }
 #ifdef SQ_NO_TIMED
-    if (code[4] == 3u) {
+    if (ver == 3u) {
         return SQ_ERR_UNSUPPORTED;          /* duration and episodes left out of this build */
     }
 #endif
-    hdr = code[4] == 3u ? HDR3 : HDR;
-    if (len < hdr + 5u) {
+    hdr = ver == 3u ? HDR3 : HDR;
+    if (len < hdr + 5u || sq_le32(code + 10, 2) != len) {
         return SQ_ERR_BYTECODE;
     }
-    if (sq_get_le(code + 10, 2) != len) {
-        return SQ_ERR_BYTECODE;
-    }
-    if (sq_crc32(0, code, len - 4u) != (uint32_t)sq_get_le(code + len - 4u, 4)) {
+    if (sq_crc32(0, code, len - 4u) != sq_le32(code + len - 4u, 4)) {
         return SQ_ERR_CRC;
     }
     v->agg = code[5];
+    ch = code[6];
     v->flags = code[7];
-    v->n_channels = (uint32_t)sq_get_le(code + 8, 2);
-    v->schema = (uint32_t)sq_get_le(code + 28, 4);
+    v->n_channels = sq_le32(code + 8, 2);
+    v->schema = sq_le32(code + 28, 4);
     v->prog = code + hdr;
     v->prog_len = (uint32_t)len - hdr - 4u;
-    v->gap = hdr == HDR3 ? (int64_t)sq_get_le(code + 32, 8) : 0;
-    v->min_dur = hdr == HDR3 ? (int64_t)sq_get_le(code + 40, 8) : 0;
+    v->gap = v->min_dur = 0;
+    if (ver == 3u) {
+        v->gap = (int64_t)sq_get_le(code + 32, 8);
+        v->min_dur = (int64_t)sq_get_le(code + 40, 8);
+    }
     v->held = v->open = 0;
-    timed = v->agg >= SQ_AGG_DURATION;
     v->n_slots = 0;
     v->agg_slot = NO_CHANNEL;
     v->start = add_clamped(now, (int64_t)sq_get_le(code + 12, 8));
     v->end = add_clamped(now, (int64_t)sq_get_le(code + 20, 8));
-    if (v->agg > (hdr == HDR3 ? SQ_AGG_EPISODES : SQ_AGG_LAST) || (v->flags & ~(FLAG_START | FLAG_END)) ||
-        v->n_channels < 1u || v->gap < 0 || v->min_dur < 0 ||
-        v->n_channels > 255u || (v->agg == SQ_AGG_COUNT || timed) != (code[6] == NO_CHANNEL) ||
-        (code[6] != NO_CHANNEL && code[6] >= v->n_channels)) {
+    /* COUNT, DURATION and EPISODES aggregate no channel, the others one */
+    none = v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
+    if (v->agg > ver * 2u + 2u || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels - 1u > 254u ||
+        (v->gap | v->min_dur) < 0 || none != (ch == NO_CHANNEL) || (!none && ch >= v->n_channels)) {
         return SQ_ERR_BYTECODE;
     }
-    if (code[6] != NO_CHANNEL) {
-        v->agg_slot = (uint8_t)slot_of(v, code[6]);
+    if (!none) {
+        v->agg_slot = (uint8_t)slot_of(v, ch);
     }
-    err = check_program(v);
-    return err;
+    return check_program(v);
 }
 
 int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len)
@@ -147,120 +147,98 @@ int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len)
 
 /* ---- predicate evaluation --------------------------------------------------------- */
 
-/* Evaluate the predicate where channel slot s lies in [lo[s], hi[s]].  Bit 0
- * of the result: some sample may pass; bit 1: some sample may fail.  With
- * lo == hi (one sample) bit 0 is the exact answer. */
+/* NOT of a predicate's two bits (below): it can pass where the operand can
+ * fail, and always passes where the operand never does. */
+static uint32_t negate(uint32_t t)
+{
+    return (((t >> 1) | (t << 1)) & 3u) ^ 3u;
+}
+
+/* Evaluate the predicate where channel slot s lies in [lo[s], hi[s]].  Each
+ * operand is two bits on one stack word: bit 0 "some x may pass", bit 1
+ * "every x passes" — AND and OR are then the bitwise AND and OR of two
+ * operands, NOT is negate().  The result's bit 0: some sample may pass; bit
+ * 1: some sample may fail.  With lo == hi (one sample) bit 0 is exact. */
 static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
 {
-    uint32_t can_pass = 0, can_fail = 0, pc = 0;
+    uint32_t st = 0, pc = 0, top;
     while (pc < v->prog_len) {
-        uint8_t op = v->prog[pc];
-        uint32_t p = 0, f = 0;
+        uint8_t op = v->prog[pc++];
         if (op >= OP_CMP) {
-            /* a comparison is "x in [lo_pass, hi_pass]" (!= negates ==): the
-             * block can pass if [a, b] meets that interval, can fail if it
-             * sticks out of it */
-            unsigned s = 0, k = op - OP_CMP, empty = 0;
-            int64_t c = (int64_t)sq_get_le(v->prog + pc + 2, 8), lo_pass = INT64_MIN, hi_pass = INT64_MAX;
-            while (v->slot_channel[s] != v->prog[pc + 1]) {
+            /* <, <= and == are tested; >, >= and != are their negations */
+            unsigned s = 0, k = op - OP_CMP, le = k == 1u || k == 2u;
+            int64_t c = (int64_t)sq_get_le(v->prog + pc + 1, 8), a, b;
+            while (v->slot_channel[s] != v->prog[pc]) {
                 s++;
             }
-            if (k <= 1u) {                              /* <, <= */
-                empty = k == 0 && c == INT64_MIN;
-                hi_pass = (k == 0 && !empty) ? c - 1 : c;
-            } else if (k <= 3u) {                       /* >, >= */
-                empty = k == 2u && c == INT64_MAX;
-                lo_pass = (k == 2u && !empty) ? c + 1 : c;
-            } else {                                    /* ==, != */
-                lo_pass = hi_pass = c;
+            a = lo[s];
+            b = hi[s];
+            if (k >= 4u) {
+                top = (a <= c && b >= c) | (uint32_t)(a == c && b == c) << 1;
+            } else {
+                top = (a < c || (le && a == c)) | (uint32_t)(b < c || (le && b == c)) << 1;
             }
-            p = !empty && lo[s] <= hi_pass && hi[s] >= lo_pass;
-            f = empty || lo[s] < lo_pass || hi[s] > hi_pass;
-            if (k == 5u) {
-                uint32_t swap = p;
-                p = f;
-                f = swap;
-            }
-            can_pass = (can_pass << 1) | p;
-            can_fail = (can_fail << 1) | f;
-            pc += CMP_SIZE;
-            continue;
-        }
-        pc++;
-        if (op == OP_TRUE || op == OP_FALSE) {
-            can_pass = (can_pass << 1) | (op == OP_TRUE);
-            can_fail = (can_fail << 1) | (op == OP_FALSE);
+            st = (st << 2) | (k == 2u || k == 3u || k == 5u ? negate(top) : top);
+            pc += CMP_SIZE - 1u;
+        } else if (op == OP_TRUE || op == OP_FALSE) {
+            st = (st << 2) | (op == OP_TRUE ? 3u : 0u);
         } else if (op == OP_NOT) {
-            uint32_t swap = (can_pass ^ can_fail) & 1u;
-            can_pass ^= swap;
-            can_fail ^= swap;
+            st = (st & ~3u) | negate(st & 3u);
         } else {
-            /* AND: passes only if both can; fails if either can.  OR: the dual. */
-            int is_and = op == OP_AND;
-            p = is_and ? can_pass & (can_pass >> 1) & 1u : (can_pass | (can_pass >> 1)) & 1u;
-            f = is_and ? (can_fail | (can_fail >> 1)) & 1u : can_fail & (can_fail >> 1) & 1u;
-            can_pass = ((can_pass >> 2) << 1) | p;
-            can_fail = ((can_fail >> 2) << 1) | f;
+            top = st & 3u;
+            st >>= 2;
+            st = op == OP_AND ? st & (top | ~3u) : st | top;
         }
     }
-    return (can_pass & 1u) | ((can_fail & 1u) << 1);
+    return (st & 1u) | (~st & 2u);
 }
 
 /* ---- accumulation ------------------------------------------------------------------- */
 
-/* Add n samples whose aggregated values have this sum, min, max, first and
- * last (one sample: all equal to its value). */
-static void accumulate(sq_vm *v, uint32_t n, int64_t sum, int64_t lo, int64_t hi, int64_t first,
-                       int64_t last)
+/* Add n samples whose aggregated values sum to `sum` and whose min, max,
+ * first or last (the one the aggregate keeps: pick_of) is x.  acc is read
+ * only for MIN, MAX, FIRST and LAST, so the other aggregates may set it. */
+static void __attribute__((noinline)) accumulate(sq_vm *v, uint32_t n, int64_t sum, int64_t x)
 {
     uint64_t low = v->sum_low + (uint64_t)sum;
     v->sum_high += (low < v->sum_low) - (sum < 0);
     v->sum_low = low;
-    if (v->agg == SQ_AGG_MIN) {
-        v->acc = (!v->out->count || lo < v->acc) ? lo : v->acc;
-    } else if (v->agg == SQ_AGG_MAX) {
-        v->acc = (!v->out->count || hi > v->acc) ? hi : v->acc;
-    } else if (v->agg == SQ_AGG_FIRST) {
-        v->acc = v->out->count ? v->acc : first;
-    } else if (v->agg == SQ_AGG_LAST) {
-        v->acc = last;
+    if (!v->out->count || v->agg == SQ_AGG_LAST || (v->agg == SQ_AGG_MIN && x < v->acc) ||
+        (v->agg == SQ_AGG_MAX && x > v->acc)) {
+        v->acc = x;
     }
     v->out->count += n;
 }
 
-/* Sum / count rounded half away from zero, with one unsigned division (a
- * signed 64-bit division would link another 0.6 KB of libgcc). */
+/* Sum / count rounded half away from zero, with an unsigned division. */
 static int64_t rounded_mean(int64_t sum, uint64_t count)
 {
     uint64_t magnitude = sum < 0 ? 0u - (uint64_t)sum : (uint64_t)sum;
-    uint64_t q = magnitude / count, rest = magnitude - q * count;
+    uint64_t rest, q = sq_udiv64(magnitude, count, &rest);
     q += 2u * rest >= count;
-    if (q == 0) {
-        return 0;
-    }
-    return sum < 0 ? -(int64_t)(q - 1u) - 1 : (int64_t)q;
+    return (int64_t)(sum < 0 ? 0u - q : q);
 }
 
 static int finish(sq_vm *v)
 {
     sq_result *out = v->out;
-    int exact;
+    uint64_t n = out->count;
+    int64_t value = v->acc;                   /* MIN, MAX, FIRST, LAST */
+    uint8_t agg = v->agg;
     if (v->open) {
         close_run(v, v->last_t);              /* the data ends the episode */
     }
-    exact = v->sum_high == ((v->sum_low >> 63) ? -1 : 0);
-    out->has_value = out->count > 0 || v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
-    if (v->agg == SQ_AGG_COUNT) {
-        out->value = (int64_t)out->count;
-    } else if (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN || v->agg >= SQ_AGG_DURATION) {
-        if (!exact) {
-            return SQ_ERR_OVERFLOW;
+    if (agg == SQ_AGG_COUNT) {
+        value = (int64_t)n;
+    } else if (agg == SQ_AGG_SUM || agg == SQ_AGG_MEAN || agg >= SQ_AGG_DURATION) {
+        if (v->sum_high != ((v->sum_low >> 63) ? -1 : 0)) {
+            return SQ_ERR_OVERFLOW;           /* the 128-bit sum does not fit in int64 */
         }
-        out->value = v->agg >= SQ_AGG_DURATION ? (int64_t)v->sum_low : !out->count ? 0
-                     : v->agg == SQ_AGG_SUM ? (int64_t)v->sum_low : rounded_mean((int64_t)v->sum_low, out->count);
-    } else {
-        out->value = out->count ? v->acc : 0;
+        value = agg == SQ_AGG_MEAN && n ? rounded_mean((int64_t)v->sum_low, n) : (int64_t)v->sum_low;
     }
+    /* the sum of nothing is no value, as the host engine's */
+    out->has_value = n > 0 || agg == SQ_AGG_COUNT || agg >= SQ_AGG_DURATION;
+    out->value = out->has_value ? value : 0;
     return SQ_OK;
 }
 
@@ -277,7 +255,7 @@ static void release(sq_vm *v, int64_t t)
         hold = (v->flags & FLAG_END) && cap < hold ? cap : hold;
         hold = v->gap > 0 && (uint64_t)v->gap < hold ? (uint64_t)v->gap : hold;
         v->held = 0;
-        accumulate(v, 0, (int64_t)hold, 0, 0, 0, 0);
+        accumulate(v, 0, (int64_t)hold, 0);
     }
 }
 
@@ -286,7 +264,7 @@ static void close_run(sq_vm *v, int64_t end)
 {
     uint64_t d = (uint64_t)end - (uint64_t)v->run_t;
     if (v->open && d >= (uint64_t)v->min_dur) {
-        accumulate(v, 1, (int64_t)d, 0, 0, 0, 0);
+        accumulate(v, 1, (int64_t)d, 0);
     }
     v->open = 0;
 }
@@ -370,11 +348,18 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
             timed(v, t, in_window, (int)(eval(v, x, x) & 1u));
         } else if (in_window && (eval(v, x, x) & 1u)) {
             int64_t a = v->agg_slot == NO_CHANNEL ? 0 : x[v->agg_slot];
-            accumulate(v, 1, a, a, a, a, a);
+            accumulate(v, 1, a, a);
         }
     }
     return SQ_OK;
 }
+
+/* Where in a directory entry the statistic the aggregate keeps is (MIN,
+ * MAX, FIRST, LAST; the others keep none, acc being unused). */
+static const uint8_t pick_of[SQ_AGG_EPISODES + 1u] = {
+    offsetof(sq_chan_stats, min), offsetof(sq_chan_stats, min), offsetof(sq_chan_stats, min),
+    offsetof(sq_chan_stats, max), offsetof(sq_chan_stats, min), offsetof(sq_chan_stats, first),
+    offsetof(sq_chan_stats, last), offsetof(sq_chan_stats, min), offsetof(sq_chan_stats, min)};
 
 /* The statistics and section of every channel the query reads, into the
  * VM's state (its entry may be a version-2 one: read, not indexed). */
@@ -397,8 +382,7 @@ static int __attribute__((noinline)) load_block(sq_vm *v, const uint8_t *b, cons
         v->width[s] = (uint8_t)sq_dtype_bytes(st->dtype);
         if (s == v->agg_slot) {
             v->agg_sum = st->sum;
-            v->agg_first = st->first;
-            v->agg_last = st->last;
+            v->agg_pick = *(const int64_t *)(const void *)((const uint8_t *)st + pick_of[v->agg]);
             v->agg_flags = (uint8_t)st->flags;
         }
     }
@@ -424,14 +408,13 @@ static int decide(sq_vm *v, const sq_block_info *info, int in_window)
         return 2;
     }
     if (v->agg_slot == NO_CHANNEL) {
-        accumulate(v, info->n_samples, 0, 0, 0, 0, 0);
+        accumulate(v, info->n_samples, 0, 0);
         return 1;
     }
     if ((v->agg_flags & SQ_SUM_INEXACT) && (v->agg == SQ_AGG_SUM || v->agg == SQ_AGG_MEAN)) {
         return 2;
     }
-    accumulate(v, info->n_samples, v->agg_sum, v->lo[v->agg_slot], v->hi[v->agg_slot], v->agg_first,
-               v->agg_last);
+    accumulate(v, info->n_samples, v->agg_sum, v->agg_pick);
     return 1;
 }
 
@@ -483,10 +466,7 @@ static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_resu
     if (!out) {
         return SQ_ERR_ARG;
     }
-    out->value = 0;
-    out->has_value = 0;
-    out->count = out->blocks_skipped = out->blocks_answered = out->blocks_decoded = 0;
-    out->samples_scanned = 0;
+    memset(out, 0, sizeof *out);
     err = load(v, code, len, now);
     out->aggregate = v->agg;
     v->out = out;
@@ -520,12 +500,7 @@ static int scan_staged(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *data, 
     unsigned s;
     for (s = 0; s < v->n_slots; s++) {
         uint8_t ch = v->slot_channel[s];
-        const uint8_t *col = data + 8u * cfg->block_samples;
-        unsigned c;
-        for (c = 0; c < ch; c++) {
-            col += cfg->block_samples * sq_dtype_bytes(cfg->dtype[c]);
-        }
-        sq_col_open_raw(&v->cols[s], col, sq_dtype_bytes(cfg->dtype[ch]));
+        sq_col_open_raw(&v->cols[s], sq_half_column(cfg, data, ch), sq_dtype_bytes(cfg->dtype[ch]));
     }
     sq_col_open_raw(&v->tcol, data, 8);
     return scan(v, 1, count, 0, 1);

@@ -41,7 +41,7 @@ def owners(objs: list[str]) -> dict[str, str]:
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[1] in "tTrR":
-                found[parts[2]] = Path(obj).stem
+                found.setdefault(parts[2], Path(obj).stem)   # the core objects come first
     return found
 
 
@@ -54,10 +54,12 @@ def linked(elf: str, objs: list[str]) -> None:
     own, helpers, harness = 0, 0, 0
     by_file: dict[str, int] = {}
     where = owners(objs)
+    seen: set[str] = set()
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) != 4 or parts[2] not in "tTrR":
+        if len(parts) != 4 or parts[2] not in "tTrRW" or parts[0] in seen:
             continue
+        seen.add(parts[0])          # aliases (__aeabi_lmul = __muldi3 …) are one body
         size, name = int(parts[1], 16), parts[3]
         if name in ("_start", "footprint", "memset", "memcpy", "query_code", "query_len", "code_ptr",
                     "dtype", "codec", "block_samples", "sample", "flash_read", "flash_prog", "flash_erase",
