@@ -21,6 +21,7 @@ Data sets (real ones from sensorq/data; the synthetic ones seeded):
 
 * BasicMotions: accelerometer and gyroscope, 6 float channels of 6 decimals
   as written in the CSV (parsed to float64, and rounded to float32).
+* BasicMotions' float32 values held as float64.
 * Daphnet in g: the int16 mg values x 0.001 in float64 (a multiplication:
   most results are not the nearest double to the decimal), and that product
   rounded to float32.
@@ -59,6 +60,13 @@ def basic_motions(dtype):
         rows = list(csv.reader(f))[1:]
     cols = [np.array([float(r[i]) for r in rows], np.float64).astype(dtype) for i in range(1, 7)]
     return f"BasicMotions {np.dtype(dtype).name} (6 ch)", _clock(len(rows), 100_000_000), cols
+
+
+def basic_motions_widened():
+    """The float32 values held as float64 (as pandas hands a float32 sensor's
+    data over): 29 low bits of every value zero."""
+    label, t, cols = basic_motions(np.float32)
+    return "BasicMotions f32 as float64", t, [c.astype(np.float64) for c in cols]
 
 
 def daphnet_g(dtype):
@@ -211,6 +219,7 @@ def peers(arrays, repeat: int):
 def datasets(quick: bool):
     n = 100_000 if quick else 1_000_000
     return ([("values", basic_motions(np.float64)), ("values", basic_motions(np.float32)),
+             ("values", basic_motions_widened()),
              ("values", daphnet_g(np.float64)), ("values", daphnet_g(np.float32)),
              ("values", daphnet_ms2())]
             + [("values", temperatures(d, n)) for d in (1, 2, 3)]

@@ -36,7 +36,8 @@ def float_columns(draw, n=None):
     0-12 places, integers scaled by 0.001 (float64 products), fixed point."""
     dtype = np.dtype(draw(st.sampled_from(["float32", "float64"])))
     n = n or draw(st.one_of(st.integers(1, 40), st.integers(1, 5000)))
-    kind = draw(st.sampled_from(["bits", "decimal", "scaled", "fixed", "mixed", "any scale", "divided"]))
+    kind = draw(st.sampled_from(["bits", "decimal", "scaled", "fixed", "mixed", "any scale", "divided",
+                                 "widened"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     walk = np.cumsum(rng.integers(-50, 51, n))
     if kind == "bits":
@@ -52,6 +53,9 @@ def float_columns(draw, n=None):
         x = (walk * draw(st.floats(1e-6, 1e3))).astype(dtype)
     elif kind == "divided":
         x = (walk / draw(st.integers(2, 1000))).astype(dtype)
+    elif kind == "widened":          # float32 (or half) values held as float64
+        narrow = draw(st.sampled_from([np.float16, np.float32]))
+        x = (np.sin(walk / 50.0) * 10.0 ** rng.integers(-3, 4)).astype(narrow).astype(dtype)
     else:
         x = (walk * 0.01).astype(dtype)       # decimals, a fifth of them full-precision outliers
         outliers = rng.random(n) < 0.2
@@ -195,6 +199,38 @@ def test_a_scale_that_is_no_power_is_found(scale, kind):
     assert int(info.entries["codec"][0]) & MODE == MODE and buf[start] == kind
     assert info.entries["data_len"][0] < 0.2 * x.nbytes       # ~7 bits a value, not 64
     assert same_bits(decode_block(buf)[1][0], x)
+
+
+def test_widened_float32_values_cost_what_float32_costs():
+    """float32 values held as float64 (their bits' low 29 are zero): the
+    SHIFT kind stores the order-preserving words >> 29, about what the same
+    values cost as float32, where the bit patterns took a third more."""
+    rng = np.random.default_rng(12)
+    narrow = (np.sin(np.arange(4096) / 500) + rng.normal(0, 1e-3, 4096)).astype(np.float32)
+    wide = narrow.astype(np.float64)
+    wide[[9, 99]] = [np.nan, 1 / 3]           # exceptions: a NaN payload, a full double
+    buf = encode_block(timestamps(len(wide)), [wide])
+    info = parse_block(buf)
+    start = int(info.section_offsets()[1])
+    assert int(info.entries["codec"][0]) & MODE == MODE and buf[start] == alp.SHIFT
+    assert int.from_bytes(buf[start + 1:start + 9], "little") == 29
+    narrow_len = parse_block(encode_block(timestamps(len(narrow)), [narrow])).entries["data_len"][0]
+    assert info.entries["data_len"][0] < 1.1 * narrow_len
+    assert same_bits(decode_block(buf)[1][0], wide)
+    status, _, rows = engine_rows(buf, True)
+    assert status == OK and rows[0].tobytes() == wide.tobytes()
+
+
+@pytest.mark.parametrize("q", [0, 64, 2**40])
+def test_a_shift_out_of_range_is_corrupt(q):
+    wide = np.sin(np.arange(300) / 50).astype(np.float32).astype(np.float64)
+    buf = bytearray(encode_block(timestamps(len(wide)), [wide], codec="fast"))
+    info = parse_block(bytes(buf))
+    start, length = int(info.section_offsets()[1]), int(info.entries["data_len"][0])
+    assert buf[start] == alp.SHIFT
+    buf[start + 1:start + 9] = q.to_bytes(8, "little")
+    damaged = _reseal(buf)
+    assert _all_decoders_fail_alike(damaged, start, length, len(wide)) == (-2, -2)
 
 
 def test_true_doubles_fall_back_to_the_bit_patterns():

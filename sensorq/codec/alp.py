@@ -30,10 +30,11 @@ from numba import njit
 
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
-from .transforms import MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, floatbits_words
+from .transforms import MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, floatbits_from_word, floatbits_words
 
 ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
 DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
+SHIFT = 2                        # x's order-preserving word = w << q (its low q bits zero)
 HEADER_BYTES = 13                # kind (1), c (f64), exception count (u32)
 MAX_MANTISSA = 2.0 ** 53         # |m| up to this converts to float64 exactly
 
@@ -178,6 +179,44 @@ def _exact_step(x, g, runs):
     return best_x / best_m if best_m > 0.0 else g
 
 
+@njit(cache=True, nogil=True)
+def _zero_low_bits(x, is32, runs):
+    """The fewest trailing zero bits among the sampled values' IEEE bits
+    (float32 values widened to float64 have at least 29: pcodec's "float
+    quantisation"); 0 if there are none."""
+    n = x.shape[0]
+    step = max(1, n // (runs * SAMPLE_RUN))
+    q = 64
+    for i in range(0, n, step):
+        b = U64(np.float32(x[i]).view(np.uint32)) if is32 else np.float64(x[i]).view(np.uint64)
+        q = min(q, trailing_zeros(b) if b else 64)
+    return min(q, 31 if is32 else 63)
+
+
+@njit(cache=True, nogil=True)
+def _shift_sample_cost(x, q, is32, exception_bits, runs):
+    """_sample_cost for SHIFT: steps between the shifted order-preserving words."""
+    n = x.shape[0]
+    runs = max(1, min(runs, (n + SAMPLE_RUN - 1) // SAMPLE_RUN))
+    stride = n // runs
+    low = (U64(1) << U64(q)) - U64(1)
+    bits, exceptions = 0, 0
+    for r in range(runs):
+        lo = r * stride
+        have, prev = False, U64(0)
+        for i in range(lo, min(n, lo + SAMPLE_RUN)):
+            b = U64(np.float32(x[i]).view(np.uint32)) if is32 else np.float64(x[i]).view(np.uint64)
+            if b & low:
+                exceptions += 1
+                continue
+            w = _ordered(x[i], is32) >> U64(q)
+            if have:
+                d = np.int64(w - prev)
+                bits += bit_length(U64((d << 1) ^ (d >> 63)))
+            have, prev = True, w
+    return bits + exceptions * exception_bits
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def choose(x, is32, runs):
     """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x,
@@ -228,6 +267,11 @@ def choose(x, is32, runs):
             integer_cost = cost
             if cost < best:
                 best_kind, best_c, best = MULTIPLY, POW10[f], cost
+    q = _zero_low_bits(x, is32, runs)
+    if q > 0:                           # bit patterns with zero low bits (float32 widened)
+        cost = _shift_sample_cost(x, q, is32, exception_bits, runs)
+        if cost < best:
+            best_kind, best_c, best = SHIFT, np.float64(q), cost
     return best_kind, best_c, best, _floatbits_sample_cost(x, is32, runs)
 
 
@@ -251,6 +295,31 @@ def mantissas(x, kind, c, is32):
             positions[count] = i
             count += 1
         words[i] = U64(prev)
+    if first > 0:
+        words[:first] = words[first]
+    return words, positions[:count]
+
+
+@njit(cache=True, nogil=True)
+def shifted_words(x, q, is32):
+    """(words, exception positions) for SHIFT: the order-preserving words
+    >> q; a value with a low bit set is an exception (its word the one
+    before it, as for mantissas)."""
+    n = x.shape[0]
+    words = np.empty(n, np.uint64)
+    positions = np.empty(n, np.int64)
+    low = (U64(1) << U64(q)) - U64(1)
+    count, prev, first = 0, U64(0), -1
+    for i in range(n):
+        b = U64(np.float32(x[i]).view(np.uint32)) if is32 else np.float64(x[i]).view(np.uint64)
+        if b & low:
+            positions[count] = i
+            count += 1
+        else:
+            prev = _ordered(x[i], is32) >> U64(q)
+            if first < 0:
+                first = i
+        words[i] = prev
     if first > 0:
         words[:first] = words[first]
     return words, positions[:count]
@@ -280,11 +349,13 @@ def mantissa_start(buf, start, end, n, is32):
     if start + HEADER_BYTES > end:
         return ERR_TRUNCATED
     kind = buf[start]
-    c = U64(_read_u64(buf, start + 1)).view(np.float64)
-    if kind > MULTIPLY or not (c > 0.0 and c < np.inf):
+    parameter = U64(_read_u64(buf, start + 1))
+    c = parameter.view(np.float64)
+    width = 4 if is32 else 8
+    if kind > SHIFT or kind == SHIFT and not (parameter >= U64(1) and parameter < U64(8 * width)) \
+            or kind < SHIFT and not (c > 0.0 and c < np.inf):
         return ERR_BAD_CODE
     count = _read_u32(buf, start + 9)
-    width = 4 if is32 else 8
     if count > n:
         return ERR_LENGTH
     pos = start + HEADER_BYTES
@@ -320,6 +391,35 @@ def finish(buf, start, n, is32, row):
         else:
             for i in range(n):
                 row[i] = row[i] * c
+    patch_exceptions(buf, start, is32, row)
+
+
+@njit(cache=True, nogil=True)
+def is_shift(buf, start):
+    """Whether the ALP section at ``start`` (checked by mantissa_start) is SHIFT."""
+    return buf[start] == SHIFT
+
+
+@njit(cache=True, nogil=True)
+def finish_shift(buf, start, n, is32, words, row):
+    """A SHIFT section's words (decoded by the integer decoder) to values in
+    row[:n], then the exceptions.  The section passed mantissa_start."""
+    q = U64(_read_u64(buf, start + 1))
+    low = (U64(1) << q) - U64(1)
+    sign = U64(1 << 31) if is32 else U64(1 << 63)
+    for i in range(n):
+        o = words[i] << q
+        o = o if o & sign else o | low        # a negative value's low bits were ones
+        if is32:
+            b = np.uint32(floatbits_from_word(o, SIGN32) & U64(0xFFFFFFFF))
+            row[i] = np.float64(b.view(np.float32))
+        else:
+            row[i] = U64(floatbits_from_word(o, SIGN64)).view(np.float64)
+    patch_exceptions(buf, start, is32, row)
+
+
+@njit(cache=True, nogil=True)
+def patch_exceptions(buf, start, is32, row):
     count = _read_u32(buf, start + 9)
     pos = start + HEADER_BYTES
     values = pos + 2 * count
@@ -337,7 +437,8 @@ def finish(buf, start, n, is32, row):
 def section_header(kind: int, c: float, positions: np.ndarray, x: np.ndarray) -> bytes:
     """Kind, c, the exception count, positions (u16) and IEEE bits of an ALP section."""
     bits = x.view(np.uint32 if x.dtype == np.float32 else np.uint64)[positions]
-    return b"".join([bytes([kind]), np.float64(c).tobytes(), len(positions).to_bytes(4, "little"),
+    parameter = np.uint64(int(c)) if kind == SHIFT else np.float64(c)
+    return b"".join([bytes([kind]), parameter.tobytes(), len(positions).to_bytes(4, "little"),
                      positions.astype("<u2").tobytes(), bits.astype(bits.dtype.newbyteorder("<")).tobytes()])
 
 
@@ -375,8 +476,11 @@ def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
 def _alp_section(x: np.ndarray, kind: int, c: float, encode_words):
     """(section, codec byte, decimal exponent, exceptions) in ALP mode, or
     DECIMAL when it is a decimal transform without exceptions."""
-    words, positions = mantissas(x, kind, c, x.dtype == np.float32)
-    section, codec_bits = encode_words(words, True)
+    if kind == SHIFT:
+        words, positions = shifted_words(x, int(c), x.dtype == np.float32)
+    else:
+        words, positions = mantissas(x, kind, c, x.dtype == np.float32)
+    section, codec_bits = encode_words(words, kind != SHIFT)
     if not len(positions) and kind == DIVIDE and c in POW10[:MAX_DECIMAL_EXPONENT + 1]:
         return section, codec_bits | DECIMAL, int(np.flatnonzero(POW10 == c)[0]), 0
     return section_header(kind, c, positions, x) + section, codec_bits | ALP, 0, len(positions)

@@ -310,23 +310,34 @@ def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, mantissas=N
             m = mantissas(begin)
     except _Bad as bad:
         return bad.status, None
-    m = m.astype(np.float64)
-    values = (m / c if kind == 0 else m * c).astype(dtype)
+    if kind == 2:            # SHIFT: order-preserving words << q, a negative's low bits ones
+        q = U64(c)
+        words = m.view(np.uint64) << q
+        sign = U64(1) << U64(8 * dtype.itemsize - 1)
+        words = np.where(words & sign, words, words | ((U64(1) << q) - U64(1)))
+        values = floatbits_values(words, dtype).copy()
+    else:
+        m = m.astype(np.float64)
+        values = (m / c if kind == 0 else m * c).astype(dtype)
     values.view(bits.dtype)[positions] = bits
     return OK, values
 
 
 def _alp_parts(buf, start, end, n, dtype):
-    """(kind, c, exception positions, their IEEE bits, where the mantissas
-    start), checked as alp.mantissa_start checks them."""
+    """(kind, c or q, exception positions, their IEEE bits, where the
+    mantissas start), checked as alp.mantissa_start checks them."""
     if start + ALP_HEADER_BYTES > end:
         raise _Bad(ERR_TRUNCATED)
     kind = int(buf[start])
+    width = dtype.itemsize
     c = float(buf[start + 1:start + 9].view("<f8")[0])
-    if kind > 1 or not 0.0 < c < np.inf:
+    if kind == 2:            # SHIFT: the parameter is q (u64), 1 ≤ q < the value's bits
+        c = int(buf[start + 1:start + 9].view("<u8")[0])
+        if not 1 <= c < 8 * width:
+            raise _Bad(ERR_BAD_CODE)
+    elif kind > 1 or not 0.0 < c < np.inf:
         raise _Bad(ERR_BAD_CODE)
     count = int(buf[start + 9:start + 13].view("<u4")[0])
-    width = dtype.itemsize
     pos = start + ALP_HEADER_BYTES
     if count > n:
         raise _Bad(ERR_LENGTH)

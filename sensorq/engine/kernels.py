@@ -29,7 +29,8 @@ from ..codec.bits import U64  # noqa: E402
 from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
                                decode_column_floats)
 from ..codec.transforms import decimal_scale, float_values, time_values
-from ..codec.alp import finish as alp_finish, mantissa_start as alp_mantissa_start
+from ..codec.alp import (finish as alp_finish, finish_shift as alp_finish_shift,
+                         is_shift as alp_is_shift, mantissa_start as alp_mantissa_start)
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .jit import cached, digest, rename
@@ -39,6 +40,7 @@ from .vm import run
 _STAMP = digest("engine/vm.py", "engine/program.py", "engine/aggregates.py", "codec/*.py")
 
 FLOAT32 = 5   # storage type codes from this one on are floats
+_ALP = DECIMAL | FLOATBITS    # both float mode bits: an ALP section (codec/alp.py)
 
 @cached(_STAMP)
 def decode_time(buf, b, n, lay_t, t, words, scratch):
@@ -58,21 +60,23 @@ def decode_channels(buf, b, n, lay_c, raw, words, scratch):
     for s in range(lay_c.shape[1]):
         start, length, codec = lay_c[b, s, 0], lay_c[b, s, 1], lay_c[b, s, 2]
         dtype, exponent, row = lay_c[b, s, 4], lay_c[b, s, 3], raw[s]
-        if dtype < FLOAT32 or codec & DECIMAL:
+        alp = dtype >= FLOAT32 and (codec & _ALP) == _ALP
+        begin = alp_mantissa_start(buf, start, start + length, n, dtype == FLOAT32) if alp else start
+        if begin < 0:
+            return begin
+        if dtype < FLOAT32 or codec & DECIMAL and not (alp and alp_is_shift(buf, start)):
             # int64 words (values, decimal and ALP mantissas): the decoder's last
             # pass writes the float row, instead of words and then a second pass
-            alp = dtype >= FLOAT32 and codec & FLOATBITS
-            begin = alp_mantissa_start(buf, start, start + length, n, dtype == FLOAT32) if alp else start
-            if begin < 0:
-                return begin
             status = decode_column_floats(buf, begin, start + length, n, codec, words, scratch, row)
             if status == OK and alp:
                 alp_finish(buf, start, n, dtype == FLOAT32, row)
             elif status == OK and codec & DECIMAL:
                 decimal_scale(row, n, exponent, dtype == FLOAT32)
         else:
-            status = decode_column(buf, start, start + length, n, codec, words, scratch)
-            if status == OK:
+            status = decode_column(buf, begin, start + length, n, codec, words, scratch)
+            if status == OK and alp:
+                alp_finish_shift(buf, start, n, dtype == FLOAT32, words, row)
+            elif status == OK:
                 _words_to_row(words, n, dtype, codec, exponent, row)
         if status != OK:
             return status
