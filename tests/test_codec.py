@@ -366,3 +366,17 @@ def test_default_codec_is_under_pcodec_on_daphnet():
     theirs = sum(len(standalone.simple_compress(axes[:, j].copy(), ChunkConfig()))
                  for j in range(9))
     assert ours <= theirs, (ours / axes.size, theirs / axes.size)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.integers(0, 2**12), st.integers(0, 2**63)), min_size=1, max_size=32),
+       st.integers(0, 60))
+def test_rice_floor_is_a_lower_bound(values, k_lo):
+    """The encoder skips pricing a mini-block whose Rice bits are ruled out by
+    _rice_floor; that is safe only if the floor never exceeds the real bits
+    for any k it covers (computed here exactly, in Python integers)."""
+    from sensorq.codec.intcodec import _rice_floor
+    mean = float(np.array(values, np.uint64).astype(np.float64).sum()) / len(values)
+    k_hi = min(63, k_lo + 3)
+    exact = min(rice_codeword_bits(values, k) for k in range(k_lo, k_hi))
+    assert _rice_floor(mean, len(values), k_lo, k_hi) <= exact
