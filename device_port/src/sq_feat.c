@@ -13,39 +13,23 @@
 #define DONE 1
 #define CODE_MAX 2147483647
 
-static uint32_t round8(uint32_t n)
-{
-    return (n + 7u) & ~7u;
-}
+typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_work's pointers */
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
-    uint32_t cols = m->n_inputs + 1u, dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
-    uintptr_t base = (uintptr_t)work + ((8u - ((uintptr_t)work & 7u)) & 7u), p;
+    uint32_t cols = m->n_inputs + 1u, dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u, k;
+    const uint32_t bytes[10] = {
+        4u * m->n_features, 8u * m->n_raw, dense, 4u * dense,
+        m->n_signals * (uint32_t)sizeof(sq_sig_state), m->n_steps * (uint32_t)sizeof(sq_step_state),
+        cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
+        (uint32_t)sizeof(sq_chan_stats), 4u * m->n_inputs};
+    uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
-    p = base + round8((uint32_t)sizeof(sq_model_work));
-    w->codes = (int32_t *)p;
-    p += round8(4u * m->n_features);
-    w->raw = (int64_t *)p;
-    p += round8(8u * m->n_raw);
-    w->act = (int8_t *)p;
-    p += round8(dense);
-    w->acc = (int32_t *)p;
-    p += round8(4u * dense);
-    if (!scoring_only) {
-        w->sig = (sq_sig_state *)p;
-        p += m->n_signals * (uint32_t)sizeof(sq_sig_state);
-        w->step = (sq_step_state *)p;
-        p += m->n_steps * (uint32_t)sizeof(sq_step_state);
-        w->col = (sq_col *)p;
-        p += round8(cols * (uint32_t)sizeof(sq_col));
-        w->cursor = (sq_dict_cursor *)p;
-        p += round8(cols * (uint32_t)sizeof(sq_dict_cursor));
-        w->st = (sq_chan_stats *)p;
-        p += round8((uint32_t)sizeof(sq_chan_stats));
-        w->u_in = (int32_t *)p;
-        p += 4u * m->n_inputs;
+    p += (sizeof(sq_model_work) + 7u) & ~7u;
+    for (k = 0; k < (scoring_only ? 4u : 10u); k++) {      /* scoring only: up to acc (sq_model_predict) */
+        ((sq_any_ptr *)w)[k] = (void *)p;
+        p += (bytes[k] + 7u) & ~7u;
     }
     if (wp) {
         *wp = w;
@@ -55,28 +39,11 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 
 /* ---- integer helpers ------------------------------------------------------------------ */
 
-/* a / b (b < 2^63), bit by bit: no libgcc 64-bit division (0.5 KB on a
- * Cortex-M0+). */
-static uint64_t __attribute__((noinline)) udiv64(uint64_t a, uint64_t b)
-{
-    uint64_t r = 0;
-    unsigned i;
-    for (i = 0; i < 64u; i++) {
-        r = r << 1 | a >> 63;
-        a <<= 1;
-        if (r >= b) {
-            r -= b;
-            a |= 1u;
-        }
-    }
-    return a;
-}
-
 /* a / b rounded half away from zero (0 < b < 2^63). */
 static int64_t __attribute__((noinline)) rdiv(int64_t a, uint64_t b)
 {
     uint64_t mag = a < 0 ? 0u - (uint64_t)a : (uint64_t)a;
-    uint64_t q = udiv64(mag + (b >> 1), b);
+    uint64_t q = sq_udiv64(mag + (b >> 1), b, NULL);
     return a < 0 ? -(int64_t)q : (int64_t)q;
 }
 
@@ -180,6 +147,7 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->sig_off;
     uint32_t s, i, n = w->n;
+    int64_t add[3];
     if (n >= SQ_MODEL_MAX_WINDOW) {
         return SQ_ERR_RANGE;
     }
@@ -207,11 +175,14 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         if (!n) {
             g->mn = g->mx = g->prev = u;
         }
-        g->D += u > g->prev ? u - g->prev : g->prev - u;
+        add[SUM_U] = u;
+        add[SUM_SQ] = (int64_t)square(u);
+        add[SUM_DIFF] = u > g->prev ? u - g->prev : g->prev - u;
+        for (i = 0; i < 3u; i++) {          /* one 64-bit add in a loop (M0+: half the code of three) */
+            g->sum[i] += add[i];
+        }
         g->mn = u < g->mn ? u : g->mn;
         g->mx = u > g->mx ? u : g->mx;
-        g->S += u;
-        g->Q += (int64_t)square(u);
         g->prev = u;
     }
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
@@ -355,7 +326,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     for (f = 0; f < m->n_features; f++, p += 4) {
         uint32_t op = p[0], na = p[2], nb = p[3];
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->S, n), v = M, x;
+        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, x;
         if (op == SQ_OP_MIN || op == SQ_OP_PTP) {
             v = g->mn;
         }
@@ -363,11 +334,11 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
             v = (int64_t)g->mx - (op == SQ_OP_PTP ? v : 0);
         }
         if (op == SQ_OP_STD || op == SQ_OP_RMS) {       /* Σ(16u − M)² = 256Q − 32MS + nM²; Σ(16u)² = 256Q */
-            x = 256 * g->Q + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->S) : 0);
+            x = 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
             v = (int64_t)isqrt64((uint64_t)rdiv(x, n));
         }
         if (op == SQ_OP_MAD || op == SQ_OP_CROSS) {
-            v = rdiv(op == SQ_OP_MAD ? 16 * g->D : 4096 * (int64_t)g->cross, n - 1u);
+            v = rdiv(op == SQ_OP_MAD ? 16 * g->sum[SUM_DIFF] : 4096 * (int64_t)g->cross, n - 1u);
         }
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         if (op >= SQ_OP_BAND) {
@@ -408,7 +379,7 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 {
     uint32_t s;
     for (s = 0; s < m->n_signals; s++) {
-        w->sig[s].M = (int32_t)rdiv(16 * w->sig[s].S, w->n);
+        w->sig[s].M = (int32_t)rdiv(16 * w->sig[s].sum[SUM_U], w->n);
     }
     w->pass = 2;
 }
@@ -474,7 +445,7 @@ int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
          * INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0 */
         x = (uint64_t)newest - (uint64_t)m->window_ns + 1u;
         neg = (uint64_t)0 - (x >> 63);
-        q = udiv64(x ^ neg, (uint64_t)m->hop_ns) ^ neg;
+        q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
         *start = (int64_t)(q * (uint64_t)m->hop_ns);
     }
     return SQ_OK;

@@ -20,9 +20,13 @@
 #define SQ_OP_BAND 9u
 #define SQ_OP_RATIO 10u
 
+#define SUM_U 0
+#define SUM_SQ 1
+#define SUM_DIFF 2
+
 /* One signal's first-pass sums over a window (and its crossing count). */
 typedef struct {
-    int64_t S, Q, D;            /* sum, sum of squares, sum of |successive differences| */
+    int64_t sum[3];             /* SUM_U, SUM_SQ, SUM_DIFF: sum, sum of squares, sum of |successive differences| */
     int32_t mn, mx, prev, u;    /* min, max, the previous and the current sample */
     int32_t M;                  /* the mean in 1/16 units (second pass) */
     uint32_t cross;             /* crossings of the mean (second pass) */
@@ -35,7 +39,8 @@ typedef struct {
     uint32_t phase, step, sig;
 } sq_step_state;
 
-/* The work memory, carved (sq_model_layout). */
+/* The work memory, carved (sq_model_layout): the arrays in this order,
+ * each 8-byte aligned (the layout walks them as an array of pointers). */
 typedef struct {
     int32_t *codes;             /* n_features */
     int64_t *raw;               /* n_raw */
@@ -43,10 +48,10 @@ typedef struct {
     int32_t *acc;               /* dense: accumulators, max_width */
     sq_sig_state *sig;          /* n_signals */
     sq_step_state *step;        /* n_steps */
-    int32_t *u_in;              /* n_inputs: the current sample's inputs as signal integers */
     sq_col *col;                /* n_inputs + 1 readers (the last one: time) */
     sq_dict_cursor *cursor;     /* one per reader */
     sq_chan_stats *st;
+    int32_t *u_in;              /* n_inputs: the current sample's inputs as signal integers */
     int64_t start, end;         /* the window */
     uint32_t n, n2;             /* samples seen by the first and second pass */
     int pass;
