@@ -17,7 +17,10 @@ typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_w
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
-    uint32_t cols = m->n_inputs + 1u, dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u, k;
+    uint32_t cols = m->n_inputs + 1u, dense = 0, k;
+#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+    dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
+#endif
     const uint32_t bytes[10] = {
         4u * m->n_features, 8u * m->n_raw, dense, 4u * dense,
         m->n_signals * (uint32_t)sizeof(sq_sig_state), m->n_steps * (uint32_t)sizeof(sq_step_state),
@@ -47,22 +50,15 @@ static int64_t __attribute__((noinline)) rdiv(int64_t a, uint64_t b)
     return a < 0 ? -(int64_t)q : (int64_t)q;
 }
 
-/* floor(sqrt(v)), bit by bit. */
+/* floor(sqrt(v)), one result bit at a time (the VM's 64-bit multiply;
+ * a root fits 32 bits). */
 static uint64_t __attribute__((noinline)) isqrt64(uint64_t v)
 {
-    uint64_t r = 0, bit = (uint64_t)1 << 62;
-    while (bit > v) {
-        bit >>= 2;
-    }
-    while (bit) {
-        if (v >= r + bit) {
-            v -= r + bit;
-            r = (r >> 1) + bit;
-        } else {
-            r >>= 1;
-        }
-        bit >>= 2;
-    }
+    uint32_t r = 0, bit = 1u << 31;
+    do {
+        uint32_t t = r | bit;
+        r = (uint64_t)t * t <= v ? t : r;
+    } while (bit >>= 1);
     return r;
 }
 
@@ -243,8 +239,7 @@ static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_wor
 }
 
 /* Readers over one staged half (column-major, block_samples a column). */
-static void __attribute__((noinline)) open_half(const sq_model *m, const sq_ring *r, sq_model_work *w,
-                                                const uint8_t *data)
+static void open_half(const sq_model *m, const sq_ring *r, sq_model_work *w, const uint8_t *data)
 {
     unsigned c, ch;
     for (c = 0; c < m->n_inputs; c++) {
@@ -337,22 +332,29 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
             x = 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
             v = (int64_t)isqrt64((uint64_t)rdiv(x, n));
         }
-        if (op == SQ_OP_MAD || op == SQ_OP_CROSS) {
-            v = rdiv(op == SQ_OP_MAD ? 16 * g->sum[SUM_DIFF] : 4096 * (int64_t)g->cross, n - 1u);
+        if (op == SQ_OP_MAD) {
+            v = rdiv(16 * g->sum[SUM_DIFF], n - 1u);
         }
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+        if (op == SQ_OP_CROSS) {
+            v = rdiv(4096 * (int64_t)g->cross, n - 1u);
+        }
+#endif
+        /* |u| <= 2^16 and n <= 2^19: every code above is within 2^22, never clamped */
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         if (op >= SQ_OP_BAND) {
             int64_t ea = energy(w, steps, na, M), eb = op == SQ_OP_BAND ? 1 : energy(w, steps + na, nb, M);
             v = op == SQ_OP_BAND ? (int64_t)isqrt64((uint64_t)ea) : eb ? rdiv(256 * ea, (uint64_t)eb) : CODE_MAX;
+            v = v > CODE_MAX ? CODE_MAX : v;     /* both are >= 0 */
         }
 #endif
-        w->codes[f] = (int32_t)(v > CODE_MAX ? CODE_MAX : v < -CODE_MAX ? -CODE_MAX : v);
+        w->codes[f] = (int32_t)v;
         steps += na + nb;
     }
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void __attribute__((noinline)) reset_window(const sq_model *m, sq_model_work *w, int64_t start)
+static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     const uint8_t *p = m->bytes + m->feat_off;

@@ -54,15 +54,16 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
         m->leaf_off + (uint32_t)m->n_leaves * m->lw * (m->mode == VOTE ? m->n_out : 1u) != end) {
         return 0;
     }
-    for (i = 0, p = m->bytes + m->body_off; i < m->n_trees; i++, p += 4) {
-        if (p[0] >= m->n_out || bad_ref(m, p + 2, (uint32_t)-1)) {
+    /* the trees (output, -, root) then the nodes (feature, threshold, left, right): a byte
+     * below its bound and one or two references */
+    for (i = 0, p = m->bytes + m->body_off; i < m->n_trees + m->n_nodes; i++) {
+        uint32_t node = i - m->n_trees, is_node = node < m->n_nodes, from = is_node ? node : (uint32_t)-1;
+        const uint8_t *ref = p + (is_node ? 1u + m->tw : 2u);
+        if (p[0] >= (is_node ? m->n_features : m->n_out) || bad_ref(m, ref, from) ||
+            (is_node && bad_ref(m, ref + m->cw, from))) {
             return 0;
         }
-    }
-    for (i = 0, p = m->bytes + m->node_off; i < m->n_nodes; i++, p += nsz) {
-        if (p[0] >= m->n_features || bad_ref(m, p + 1u + m->tw, i) || bad_ref(m, p + 1u + m->tw + m->cw, i)) {
-            return 0;
-        }
+        p += is_node ? nsz : 4u;
     }
     return end;
 }
@@ -182,13 +183,12 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
     if (other || m->schema != cfg->schema) {
         return SQ_ERR_MISMATCH;          /* bound to another ring */
     }
-    m->work_size = sq_model_layout(m, NULL, NULL, 0);
     return SQ_OK;
 }
 
 size_t sq_model_work_size(const sq_model *m)
 {
-    return m && m->bytes ? m->work_size : 0u;
+    return m && m->bytes ? sq_model_layout(m, NULL, NULL, 0) : 0u;
 }
 
 /* ---- scoring ------------------------------------------------------------------------------ */
@@ -309,8 +309,6 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
         out->cls = raw[0] > (int64_t)sq_get_le(m->bytes + m->leaf_off, 8);   /* d² past the threshold */
     }
 #endif
-    out->codes = w->codes;
-    out->raw = w->raw;
     out->scored = 1;
     return SQ_OK;
 }
@@ -322,6 +320,8 @@ int sq_model_predict(const sq_model *m, const int32_t *codes, void *work, size_t
         return SQ_ERR_ARG;
     }
     memcpy(w->codes, codes, 4u * m->n_features);
+    out->codes = w->codes;
+    out->raw = w->raw;
     out->start = 0;
     out->n_samples = 0;
     return sq_model_eval(m, w, out);
