@@ -205,6 +205,27 @@ def test_a_damaged_block_behind_a_valid_index_never_reaches_a_reader(tmp_path):
         assert any("checksum" in p and victim.name in p for p in reader.info()["problems"])
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_blocks_handed_out_before_the_cache_indexes_itself_again_stay_readable(tmp_path, compression):
+    """Finding a damaged block re-indexes the cache (its segment now served
+    only up to the damage); a BlockIndex handed out before still reads the
+    verified bytes it was made from."""
+    path = tmp_path / "c"
+    build(path, compression)
+    victim = sorted(path.glob("segment-*.sqs"))[1]
+    flip_inside_a_block(victim, 0.1)
+    with sensorq.open(path, readonly=True) as reader:
+        held = reader.blocks("f")                   # f's blocks are whole: nothing found yet
+        assert reader._segments[1].from_index
+        check_m(reader)                             # reads every m block: finds the damage
+        assert not reader._segments[1].from_index
+        assert len(reader.blocks("f")) < len(held)     # f's later blocks there are no longer served
+        for i in range(len(held)):
+            t, (y,) = held.decode(i)
+            k = (t - T0) // MS
+            assert np.array_equal(y.view(np.uint64), np.sin(k.astype(np.float64)).view(np.uint64))
+
+
 def test_a_damaged_zstd_block_behind_a_valid_index_is_found_when_its_run_is_read(tmp_path):
     path = tmp_path / "c"
     build(path, "zstd")

@@ -597,7 +597,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             start_ns = floor if start_ns is None else max(start_ns, floor)
         stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
         unique_keys, buffer_of = factorise(stored.buf_key[where])
-        buffers = LazyBuffers(unique_keys, self._buffer_for)
+        buffers = LazyBuffers(unique_keys, _BufferSource(self))
         # Views, not copies (a query's cost must not grow with the cache): rows
         # below the index's tail are never written again, and the views are read-only.
         fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
@@ -608,23 +608,28 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         return self._clip_to_floor(index, floor) if floor is not None else index
 
     def _buffer_for(self, key: int) -> np.ndarray:
+        return self._fetch_buffer(self._segments, self._zstd, key)
+
+    def _fetch_buffer(self, segments: list[Segment], zstd: ZstdRuns, key: int) -> np.ndarray:
         """Positive keys are segments (memory-mapped), negative ones zstd runs."""
         if key < 0:
-            run = self._zstd.runs.get(key)
+            run = zstd.runs.get(key)
             if run is None:
-                raise StorageError(f"cache {self.path} was indexed again (a damaged block was "
-                                   f"found): ask for its blocks again")
+                raise StorageError(f"cache {self.path}: zstd run {key} vanished")   # index bug guard
             try:
-                return self._zstd.buffer(key)
+                return zstd.buffer(key)
             except CorruptDataError as exc:
                 if run.checks is None:
                     raise
                 self._damaged_listed.add(run.segment.number)   # read it whole before the next query
                 raise CorruptDataError(f"{exc}; it is left out from the next query on") from None
-        i = bisect_left(self._segments, key, key=lambda s: s.number)
-        if i < len(self._segments) and self._segments[i].number == key:
-            return self._segments[i].buffer()
-        raise StorageError(f"cache {self.path}: segment {key} vanished")   # index bug guard
+        i = bisect_left(segments, key, key=lambda s: s.number)
+        if i < len(segments) and segments[i].number == key:
+            try:
+                return segments[i].buffer()
+            except FileNotFoundError:
+                pass
+        raise StorageError(f"cache {self.path}: segment {key} vanished")
 
     def _open_block_index(self, st: Stream, start_ns, end_ns) -> BlockIndex | None:
         pending = self._open_blocks[st.stream_id]
@@ -757,6 +762,30 @@ def _clock_jumps(last: int | None, t: np.ndarray) -> np.ndarray:
     prev = np.concatenate([[t[0] if last is None else last], t[:-1]]).astype(np.int64)
     steps = t.view(np.uint64) - prev.view(np.uint64)
     return np.flatnonzero(steps >= np.uint64(1 << 63))
+
+
+class _BufferSource:
+    """Fetches the buffers of the BlockIndexes one ``blocks`` call hands out.
+    It holds on to the segments and zstd runs the cache had then: when the
+    cache indexes itself again (a damaged block was found), an index handed
+    out before keeps reading the bytes it was made from - verified, and never
+    cut off below a commit - rather than the new segments' (possibly shorter)
+    maps or new runs under reused keys."""
+
+    __slots__ = ("cache", "segments", "zstd")
+
+    def __init__(self, cache: "Cache"):
+        self.cache, self.segments, self.zstd = cache, cache._segments, cache._zstd
+
+    def __call__(self, key: int) -> np.ndarray:
+        return self.cache._fetch_buffer(self.segments, self.zstd, key)
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, _BufferSource) and other.segments is self.segments
+                and other.zstd is self.zstd)
+
+    def __hash__(self) -> int:
+        return hash((id(self.segments), id(self.zstd)))
 
 
 def factorise(keys: np.ndarray) -> tuple[list[int], np.ndarray]:

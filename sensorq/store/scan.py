@@ -349,7 +349,7 @@ class SegmentScanning:
         for segment in self._segments:
             if segment is not active:
                 segment.release()
-        self._segments, self._problems, self._zstd = [], [], ZstdRuns()
+        self._segments, self._problems, self._zstd = [], [], ZstdRuns(self._zstd._next_key)
         self._blocks = {st.stream_id: StreamBlocks(len(st.channels))
                         for st in self._manifest.streams.values()}
         self._scan_segments()

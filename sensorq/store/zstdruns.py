@@ -38,11 +38,11 @@ class ZstdRun:
 class ZstdRuns:
     """All runs of a cache, by buffer key (negative ints; segments use positive ones)."""
 
-    def __init__(self):
+    def __init__(self, next_key: int = -1):
         self.runs: dict[int, ZstdRun] = {}
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cached_bytes = 0
-        self._next_key = -1
+        self._next_key = next_key     # never reused, even by a new ZstdRuns of the same cache
         self._dctx = zstandard.ZstdDecompressor()
 
     def decompress(self, payload) -> bytes:
