@@ -221,6 +221,42 @@ def test_widened_float32_values_cost_what_float32_costs():
     assert status == OK and rows[0].tobytes() == wide.tobytes()
 
 
+def test_float32_decimals_held_as_float64_round_through_float32():
+    """BasicMotions-like decimals rounded to float32, held as float64: kind
+    0 with the NARROW flag (x = (f64) (f32) (m / 10^6)), a few bits a value."""
+    rng = np.random.default_rng(13)
+    x = np.round(np.cumsum(rng.normal(0, 0.01, 4096)), 6).astype(np.float32).astype(np.float64)
+    x[5] = 0.1                                # a double that no float32 is: an exception
+    buf = encode_block(timestamps(len(x)), [x])
+    info = parse_block(buf)
+    start = int(info.section_offsets()[1])
+    assert int(info.entries["codec"][0]) & MODE == MODE and buf[start] == alp.DIVIDE | alp.NARROW
+    assert info.entries["data_len"][0] < 0.4 * x.nbytes
+    assert same_bits(decode_block(buf)[1][0], x)
+    status, _, rows = engine_rows(buf, True)
+    assert status == OK and rows[0].tobytes() == x.tobytes()
+
+
+@pytest.mark.parametrize("dtype, kind", [("float32", alp.DIVIDE), ("float64", alp.SHIFT)])
+def test_narrow_only_on_float64_divide_and_multiply(dtype, kind):
+    """The NARROW flag on a float32 column, or on SHIFT, is corrupt."""
+    if kind == alp.SHIFT:
+        x = np.sin(np.arange(300) / 50).astype(np.float32).astype(np.float64)
+    else:
+        x = (np.cumsum(np.random.default_rng(1).integers(-9, 10, 300)) * 0.001).astype(dtype)
+        x[4] = np.nan
+    buf = bytearray(encode_block(timestamps(len(x)), [x], codec="fast"))
+    info = parse_block(bytes(buf))
+    start, length = int(info.section_offsets()[1]), int(info.entries["data_len"][0])
+    assert int(info.entries["codec"][0]) & MODE == MODE and buf[start] & 0x7F == kind
+    buf[start] = kind | alp.NARROW
+    damaged = _reseal(buf)
+    status, _, _ = engine_rows(damaged, True)
+    np_status, _ = npdecode.alp_values(np.frombuffer(damaged, np.uint8), start, start + length,
+                                       len(x), int(info.entries["codec"][0]), x.dtype)
+    assert status == np_status == -2
+
+
 @pytest.mark.parametrize("q", [0, 64, 2**40])
 def test_a_shift_out_of_range_is_corrupt(q):
     wide = np.sin(np.arange(300) / 50).astype(np.float32).astype(np.float64)

@@ -35,6 +35,7 @@ from .transforms import MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, floatbits_from_wor
 ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
 DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
 SHIFT = 2                        # x's order-preserving word = w << q (its low q bits zero)
+NARROW = 0x80                    # on kinds 0, 1 of a float64 column: the result rounded to float32
 HEADER_BYTES = 13                # kind (1), c (f64), exception count (u32)
 MAX_MANTISSA = 2.0 ** 53         # |m| up to this converts to float64 exactly
 
@@ -218,7 +219,7 @@ def _shift_sample_cost(x, q, is32, exception_bits, runs):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def choose(x, is32, runs):
+def choose(x, is32, runs, shift_ok=True):
     """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x,
     from ``runs`` runs of SAMPLE_RUN values (n / SAMPLE_RUN: every value)."""
     exception_bits = 16 + (32 if is32 else 64)
@@ -267,7 +268,7 @@ def choose(x, is32, runs):
             integer_cost = cost
             if cost < best:
                 best_kind, best_c, best = MULTIPLY, POW10[f], cost
-    q = _zero_low_bits(x, is32, runs)
+    q = _zero_low_bits(x, is32, runs) if shift_ok else 0
     if q > 0:                           # bit patterns with zero low bits (float32 widened)
         cost = _shift_sample_cost(x, q, is32, exception_bits, runs)
         if cost < best:
@@ -348,12 +349,13 @@ def mantissa_start(buf, start, end, n, is32):
     :func:`finish` reads only checked bytes."""
     if start + HEADER_BYTES > end:
         return ERR_TRUNCATED
-    kind = buf[start]
+    kind = buf[start] & ~NARROW
     parameter = U64(_read_u64(buf, start + 1))
     c = parameter.view(np.float64)
     width = 4 if is32 else 8
     if kind > SHIFT or kind == SHIFT and not (parameter >= U64(1) and parameter < U64(8 * width)) \
-            or kind < SHIFT and not (c > 0.0 and c < np.inf):
+            or kind < SHIFT and not (c > 0.0 and c < np.inf) \
+            or (buf[start] & NARROW) != 0 and (is32 or kind == SHIFT):
         return ERR_BAD_CODE
     count = _read_u32(buf, start + 9)
     if count > n:
@@ -375,17 +377,18 @@ def finish(buf, start, n, is32, row):
     """In place: row[:n], the mantissas in float64 (as the integer decoder
     writes them), to the values; then the exceptions.  The section at
     ``start`` passed :func:`mantissa_start`."""
-    kind = buf[start]
+    kind = buf[start] & ~NARROW
+    rounded = is32 or (buf[start] & NARROW) != 0       # through float32
     c = U64(_read_u64(buf, start + 1)).view(np.float64)
     if kind == DIVIDE:
-        if is32:
+        if rounded:
             for i in range(n):
                 row[i] = np.float64(np.float32(row[i] / c))
         else:
             for i in range(n):
                 row[i] = row[i] / c
     else:
-        if is32:
+        if rounded:
             for i in range(n):
                 row[i] = np.float64(np.float32(row[i] * c))
         else:
@@ -461,6 +464,10 @@ def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     compared with the choice from every value and with FLOATBITS."""
     is32 = x.dtype == np.float32
     kind, c, cost, floatbits_cost = choose(x, is32, SAMPLE_RUNS)
+    if not is32 and _mostly_float32(x):       # float32 results held as float64
+        narrow_kind, narrow_c, narrow_cost, _ = choose(x, True, SAMPLE_RUNS, False)
+        if narrow_cost < min(cost, floatbits_cost):
+            kind, c, cost = narrow_kind | NARROW, narrow_c, narrow_cost
     if floatbits_cost < cost:
         return _floatbits_section(x, encode_words)
     section, codec, exponent, exceptions = _alp_section(x, kind, c, encode_words)
@@ -473,13 +480,21 @@ def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     return min(candidates, key=lambda candidate: len(candidate[0]))
 
 
+def _mostly_float32(x: np.ndarray) -> bool:
+    """Whether most sampled float64 values are float32 values widened."""
+    sample = x[::max(1, len(x) // (SAMPLE_RUNS * SAMPLE_RUN))]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.count_nonzero(sample.astype(np.float32).astype(np.float64) == sample) * 2 > len(sample)
+
+
 def _alp_section(x: np.ndarray, kind: int, c: float, encode_words):
     """(section, codec byte, decimal exponent, exceptions) in ALP mode, or
     DECIMAL when it is a decimal transform without exceptions."""
+    rounded = x.dtype == np.float32 or bool(kind & NARROW)
     if kind == SHIFT:
         words, positions = shifted_words(x, int(c), x.dtype == np.float32)
     else:
-        words, positions = mantissas(x, kind, c, x.dtype == np.float32)
+        words, positions = mantissas(x, kind & ~NARROW, c, rounded)
     section, codec_bits = encode_words(words, kind != SHIFT)
     if not len(positions) and kind == DIVIDE and c in POW10[:MAX_DECIMAL_EXPONENT + 1]:
         return section, codec_bits | DECIMAL, int(np.flatnonzero(POW10 == c)[0]), 0

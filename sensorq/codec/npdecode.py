@@ -316,9 +316,10 @@ def alp_values(buf, start: int, end: int, n: int, codec: int, dtype, mantissas=N
         sign = U64(1) << U64(8 * dtype.itemsize - 1)
         words = np.where(words & sign, words, words | ((U64(1) << q) - U64(1)))
         values = floatbits_values(words, dtype).copy()
-    else:
+    else:                    # NARROW (0x80): through float32, in a float64 column
         m = m.astype(np.float64)
-        values = (m / c if kind == 0 else m * c).astype(dtype)
+        values = m / c if kind & 0x7F == 0 else m * c
+        values = values.astype(np.float32 if kind & 0x80 else dtype).astype(dtype)
     values.view(bits.dtype)[positions] = bits
     return OK, values
 
@@ -328,7 +329,7 @@ def _alp_parts(buf, start, end, n, dtype):
     mantissas start), checked as alp.mantissa_start checks them."""
     if start + ALP_HEADER_BYTES > end:
         raise _Bad(ERR_TRUNCATED)
-    kind = int(buf[start])
+    kind, narrow = int(buf[start]) & 0x7F, int(buf[start]) & 0x80
     width = dtype.itemsize
     c = float(buf[start + 1:start + 9].view("<f8")[0])
     if kind == 2:            # SHIFT: the parameter is q (u64), 1 ≤ q < the value's bits
@@ -336,6 +337,8 @@ def _alp_parts(buf, start, end, n, dtype):
         if not 1 <= c < 8 * width:
             raise _Bad(ERR_BAD_CODE)
     elif kind > 1 or not 0.0 < c < np.inf:
+        raise _Bad(ERR_BAD_CODE)
+    if narrow and (width == 4 or kind == 2):      # NARROW: kinds 0, 1 of float64 columns only
         raise _Bad(ERR_BAD_CODE)
     count = int(buf[start + 9:start + 13].view("<u4")[0])
     pos = start + ALP_HEADER_BYTES
@@ -348,4 +351,4 @@ def _alp_parts(buf, start, end, n, dtype):
         raise _Bad(ERR_BAD_CODE)
     at = pos + 2 * count
     bits = buf[at:at + width * count].view("<u4" if width == 4 else "<u8")
-    return kind, c, positions, bits.astype(np.uint32 if width == 4 else np.uint64), at + width * count
+    return kind | narrow, c, positions, bits.astype(np.uint32 if width == 4 else np.uint64), at + width * count
