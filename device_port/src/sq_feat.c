@@ -270,11 +270,10 @@ static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work
                                                 const sq_block_info *info)
 {
     unsigned c;
-    int err = SQ_OK;
-    for (c = 0; c <= m->n_inputs && err == SQ_OK; c++) {
+    for (c = 0; c <= m->n_inputs; c++) {
         int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1;
         uint32_t off;
-        err = sq_block_column(b, info, column, w->st, &off);
+        int err = sq_block_column(b, info, column, w->st, &off);
         if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
             err = SQ_ERR_UNSUPPORTED;
         }
@@ -282,8 +281,11 @@ static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work
             err = sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
                               column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
         }
+        if (err) {
+            return err;
+        }
     }
-    return err != SQ_OK ? err : scan_window(m, w, info->n_samples, info->t_first, info->tick);
+    return scan_window(m, w, info->n_samples, info->t_first, info->tick);
 }
 
 /* Every sample of the ring in [w->start, w->end): sealed blocks (verified
@@ -354,7 +356,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
+static void __attribute__((noinline)) reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     const uint8_t *p = m->bytes + m->feat_off;
