@@ -37,7 +37,7 @@ int32_t sq_sx32(const uint8_t *p, unsigned nbytes)
     return (int32_t)((le32(p, nbytes) ^ sign) - sign);
 }
 
-uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
+__attribute__((noinline)) uint64_t sq_get_le(const uint8_t *p, unsigned nbytes)
 {
     if (nbytes <= 4u) {
         return le32(p, nbytes);
@@ -156,7 +156,7 @@ static uint64_t payload_next(sq_payload *p)
     return v;
 }
 
-static void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
+static __attribute__((noinline)) void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
 {
     p->hdr = at;
     p->bits = at + (n + SQ_MINI - 1u) / SQ_MINI;
@@ -185,7 +185,7 @@ static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t 
     return NULL;
 }
 
-static uint64_t unzigzag(uint64_t u)
+static __attribute__((noinline)) uint64_t unzigzag(uint64_t u)
 {
     return (u >> 1) ^ (0u - (u & 1u));
 }
@@ -298,7 +298,7 @@ int sq_col_next(sq_col *c, uint64_t *word)
 /* ---- verification ------------------------------------------------------------ */
 
 /* A codec byte that fits the storage type; version 2 sections are short. */
-static int check_codec(uint8_t codec, uint8_t dtype, unsigned version)
+static __attribute__((noinline)) int check_codec(uint8_t codec, uint8_t dtype, unsigned version)
 {
     uint8_t mode = codec & (SQ_CODEC_DECIMAL | SQ_CODEC_FLOATBITS);
     int is_float = dtype >= SQ_FLOAT32;
@@ -319,11 +319,11 @@ static const uint8_t *entry_v1(const uint8_t *e, sq_chan_stats *st)
     st->dtype = e[0];
     st->codec = e[1];
     st->dexp = e[2];
-    st->data_len = (uint32_t)sq_get_le(e + 4, 4);
-    st->count = (uint32_t)sq_get_le(e + 8, 4);
-    st->flags = (uint32_t)sq_get_le(e + 12, 4);
-    st->idx_min = (uint32_t)sq_get_le(e + 16, 4);
-    st->idx_max = (uint32_t)sq_get_le(e + 20, 4);
+    st->data_len = sq_le32(e + 4, 4);
+    st->count = sq_le32(e + 8, 4);
+    st->flags = sq_le32(e + 12, 4);
+    st->idx_min = sq_le32(e + 16, 4);
+    st->idx_max = sq_le32(e + 20, 4);
     st->min = (int64_t)sq_get_le(e + 24, 8);
     st->max = (int64_t)sq_get_le(e + 32, 8);
     st->first = (int64_t)sq_get_le(e + 40, 8);
@@ -463,18 +463,18 @@ static int walk_dir(const uint8_t *b, const sq_block_info *info, uint32_t upto, 
 /* Version 1's fixed header (format.md §1). */
 static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
 {
-    if (len < SQ_HEADER_SIZE + 4u || sq_get_le(b + 12, 4) != len) {
+    if (len < SQ_HEADER_SIZE + 4u || sq_le32(b + 12, 4) != len) {
         return SQ_ERR_CORRUPT;
     }
     info->block_len = (uint32_t)len;
     info->time_codec = b[5];
-    info->n_channels = (uint32_t)sq_get_le(b + 6, 2);
-    info->n_samples = (uint32_t)sq_get_le(b + 8, 4);
+    info->n_channels = sq_le32(b + 6, 2);
+    info->n_samples = sq_le32(b + 8, 4);
     info->t_first = (int64_t)sq_get_le(b + 16, 8);
     info->t_last = (int64_t)sq_get_le(b + 24, 8);
     info->tick = (int64_t)sq_get_le(b + 32, 8);
-    info->stream_id = (uint32_t)sq_get_le(b + 40, 4);
-    info->time_len = (uint32_t)sq_get_le(b + 44, 4);
+    info->stream_id = sq_le32(b + 40, 4);
+    info->time_len = sq_le32(b + 44, 4);
     info->seq = sq_get_le(b + 48, 8);
     info->dir_off = SQ_HEADER_SIZE;
     info->sec_off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (info->n_channels & 0xFFFFu);
@@ -534,7 +534,7 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
     if (len < 16u || len > 0xFFFFFFF0u || sq_block_len(b, (uint32_t)len) != len) {
         return SQ_ERR_CORRUPT;
     }
-    if (sq_crc32(0, b, len - 4u) != (uint32_t)sq_get_le(b + len - 4u, 4)) {
+    if (sq_crc32(0, b, len - 4u) != sq_le32(b + len - 4u, 4)) {
         return SQ_ERR_CRC;
     }
     info->version = b[4];
@@ -625,7 +625,7 @@ uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
         return 0;
     }
     if (p[4] == 1u) {
-        return SQ_READS_V1 ? (uint32_t)sq_get_le(p + 12, 4) : 0;
+        return SQ_READS_V1 ? sq_le32(p + 12, 4) : 0;
     }
     return p[4] == 2u && get_varint(p + 5, p + 15, &v) && v <= 0xFFFFFFF0u ? (uint32_t)v : 0;
 }

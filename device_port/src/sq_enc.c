@@ -31,12 +31,12 @@ static unsigned bit_length(uint64_t v)
     return n;
 }
 
-static uint64_t zigzag(uint64_t d)
+static __attribute__((noinline)) uint64_t zigzag(uint64_t d)
 {
     return (d << 1) ^ (0u - (d >> 63));
 }
 
-static uint32_t varint_size(uint64_t v)
+static __attribute__((noinline)) uint32_t varint_size(uint64_t v)
 {
     uint32_t n = 1;
     while (v >= 0x80u) {
@@ -120,7 +120,7 @@ static uint64_t rank_of(const src *s, uint64_t y)
 
 #endif
 
-static uint64_t seq_at(const src *s, uint32_t i)
+static __attribute__((noinline)) uint64_t seq_at(const src *s, uint32_t i)
 {
 #ifdef SQ_NO_COMPACT
     return word_at(s, i) - s->base;
@@ -138,7 +138,7 @@ static uint64_t seq_at(const src *s, uint32_t i)
 
 #ifndef SQ_NO_COMPACT
 /* Σ(u >> k) + c(k + 1): the bits of Rice(k). */
-static uint32_t rice_cost(const uint64_t *u, uint32_t c, unsigned k)
+static __attribute__((noinline)) uint32_t rice_cost(const uint64_t *u, uint32_t c, unsigned k)
 {
     uint32_t total = c * (k + 1u), i;
     for (i = 0; i < c; i++) {

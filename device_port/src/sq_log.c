@@ -64,12 +64,12 @@ static int read_hdr(const sq_ring *r, uint32_t bank, bank_hdr *h)
     if (err) {
         return err;
     }
-    if (sq_get_le(p, 4) != BANK_MAGIC || sq_get_le(p + 12, 4) != r->bank_size ||
-        sq_crc32(0, p, BANK_FIELDS - 4u) != sq_get_le(p + BANK_FIELDS - 4u, 4)) {
+    if (sq_le32(p, 4) != BANK_MAGIC || sq_le32(p + 12, 4) != r->bank_size ||
+        sq_crc32(0, p, BANK_FIELDS - 4u) != sq_le32(p + BANK_FIELDS - 4u, 4)) {
         return BLK_BAD;
     }
-    h->seq = (uint32_t)sq_get_le(p + 4, 4);
-    h->ec = (uint32_t)sq_get_le(p + 8, 4);
+    h->seq = sq_le32(p + 4, 4);
+    h->ec = sq_le32(p + 8, 4);
     h->first_seq = sq_get_le(p + 16, 8);
     return SQ_OK;
 }
@@ -113,7 +113,7 @@ static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8
     if (err) {
         return err;
     }
-    if (sq_get_le(*b, 4) == 0xFFFFFFFFu) {
+    if (sq_le32(*b, 4) == 0xFFFFFFFFu) {
         return BLK_END;
     }
     len = sq_block_len(*b, peek);

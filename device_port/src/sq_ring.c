@@ -440,7 +440,7 @@ static int ram_erase(void *ctx, uint32_t off)
 {
     /* every RAM "sector" is one bank (ram_flash); its size is before it */
     uint8_t *base = (uint8_t *)ctx;
-    memset(base + off, 0xFF, (uint32_t)sq_get_le(base - 4, 4));
+    memset(base + off, 0xFF, sq_le32(base - 4, 4));
     return 0;
 }
 

@@ -211,7 +211,7 @@ static void __attribute__((noinline)) accumulate(sq_vm *v, uint32_t n, int64_t s
 }
 
 /* Sum / count rounded half away from zero, with an unsigned division. */
-static int64_t rounded_mean(int64_t sum, uint64_t count)
+static __attribute__((noinline)) int64_t rounded_mean(int64_t sum, uint64_t count)
 {
     uint64_t magnitude = sum < 0 ? 0u - (uint64_t)sum : (uint64_t)sum;
     uint64_t rest, q = sq_udiv64(magnitude, count, &rest);
