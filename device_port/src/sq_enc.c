@@ -378,24 +378,24 @@ static void write_column(sq_enc_work *e, src *s, uint32_t n, int compact, const 
  * zigzag(S1), S2 with m = min + (max − min) >> 1, S1 = Σ(x − m) and
  * S2 = Σ(x − m)², both mod 2^64; the minimum is the section's base. */
 
+/* An entry's varints in their order: data_len, max − min, first − min,
+ * last − min, idx_min, idx_max, zigzag(S1), S2. */
 typedef struct {
-    uint64_t lo, hi, s1, s2;
-    uint32_t i_lo, i_hi;
+    uint64_t f[8];
     uint8_t kind;
 } stats;
 
 static void column_stats(const src *s, uint32_t n, uint8_t dtype, stats *st)
 {
-    uint64_t low = 0, m, x, d, sq = 0;
+    uint64_t low = 0, m, x, d, sq = 0, lo, hi;
     int32_t high = 0;      /* carry word of the exact 128-bit sum: |high| ≤ 65536 */
-    uint32_t i;
+    uint32_t i, i_lo = 0, i_hi = 0;
     int inexact_sq = 0;
-    st->lo = st->hi = word_at(s, 0);
-    st->i_lo = st->i_hi = 0;
+    lo = hi = x = word_at(s, 0);
     for (i = 0; i < n; i++) {
         x = word_at(s, i);
-        if ((x ^ SIGN64) < (st->lo ^ SIGN64)) { st->lo = x; st->i_lo = i; }
-        if ((x ^ SIGN64) > (st->hi ^ SIGN64)) { st->hi = x; st->i_hi = i; }
+        if ((x ^ SIGN64) < (lo ^ SIGN64)) { lo = x; i_lo = i; }
+        if ((x ^ SIGN64) > (hi ^ SIGN64)) { hi = x; i_hi = i; }
         high += (low + x < low) - (int32_t)(x >> 63);
         low += x;
         d = x >> 63 ? 0u - x : x;
@@ -403,9 +403,14 @@ static void column_stats(const src *s, uint32_t n, uint8_t dtype, stats *st)
         sq += d * d;
     }
     st->kind = (uint8_t)(dtype | (high != ((low >> 63) ? -1 : 0) ? 0x08u : 0u) | (inexact_sq ? 0x10u : 0u));
-    m = st->lo + ((st->hi - st->lo) >> 1);
-    st->s1 = low - (uint64_t)n * m;
-    st->s2 = sq - 2u * m * low + (uint64_t)n * m * m;
+    m = lo + ((hi - lo) >> 1);
+    st->f[1] = hi - lo;
+    st->f[2] = word_at(s, 0) - lo;
+    st->f[3] = x - lo;                       /* x: the last word */
+    st->f[4] = i_lo;
+    st->f[5] = i_hi;
+    st->f[6] = zigzag(low - (uint64_t)n * m);
+    st->f[7] = sq - 2u * m * low + (uint64_t)n * m * m;
 }
 
 /* The entry's bytes at out (or only its size, out NULL). */
@@ -413,17 +418,14 @@ static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_en
 {
     uint8_t buf[64], *q = buf;
     stats st;
+    unsigned i;
     column_stats(s, n, dtype, &st);
+    st.f[0] = p->size;
     *q++ = st.kind;
     *q++ = p->codec;
-    q = put_varint(q, p->size);
-    q = put_varint(q, st.hi - st.lo);
-    q = put_varint(q, word_at(s, 0) - st.lo);
-    q = put_varint(q, word_at(s, n - 1u) - st.lo);
-    q = put_varint(q, st.i_lo);
-    q = put_varint(q, st.i_hi);
-    q = put_varint(q, zigzag(st.s1));
-    q = put_varint(q, st.s2);
+    for (i = 0; i < 8u; i++) {
+        q = put_varint(q, st.f[i]);
+    }
     if (out) {
         memcpy(out, buf, (size_t)(q - buf));
     }
