@@ -3,22 +3,27 @@
 numba keys a cached function by the contents of its own source file only.  A
 kernel that calls (and so compiles into itself) the VM or the block decoder
 kept its cached machine code after vm.py, program.py or the codec changed —
-with the old VM inside: wrong answers, not an error.  ``cached`` puts a digest
+with the old VM inside: wrong answers, not an error.  The same holds inside
+the codec (intcodec's decoders compile in bits.py's readers) and for the
+models' kernels (the codec's decoder, model.py's constants), so every module
+of sensorq with numba kernels files them this way.  ``cached`` puts a digest
 of the files a module depends on into the name the cache is filed under, so a
 change there files the kernels anew (they compile once, as after any edit).
 """
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 from numba import njit
 
-_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
 
 
+@lru_cache(maxsize=None)
 def digest(*relative_globs: str) -> str:
-    """A short digest of the package's files matching the globs."""
+    """A short digest of the package's files matching the globs (once per process)."""
     h = hashlib.sha1()
     for pattern in relative_globs:
         for path in sorted(_PACKAGE.glob(pattern)):

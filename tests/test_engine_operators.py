@@ -239,9 +239,10 @@ def test_fused_opcodes_equal_numpy(tmp_path_factory, stream, k):
 
 
 def test_the_kernels_are_filed_under_what_they_compile_in():
-    """jit.py: a kernel's cache name carries a digest of vm.py, program.py and
+    """jitcache.py: a kernel's cache name carries a digest of vm.py, program.py and
     the codec, so that a change there cannot leave stale machine code behind."""
-    from sensorq.engine import jit, kernels, vm
+    from sensorq import jitcache as jit
+    from sensorq.engine import kernels, vm
     stamp = jit.digest("engine/vm.py", "engine/program.py", "engine/aggregates.py", "codec/*.py")
     assert kernels.count_matches.py_func.__qualname__.endswith("__" + stamp)
     assert kernels.count_matches_serial.py_func.__qualname__.endswith("__" + stamp)

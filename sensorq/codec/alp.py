@@ -26,11 +26,13 @@ them, and the exceptions are patched by position.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ..jitcache import cached, digest
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
 from .transforms import MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, floatbits_from_word, floatbits_words
+
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
 DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
@@ -49,13 +51,13 @@ SAMPLE_RUN = 32        # so that the predictor's steps can be priced
 
 # --- the transform ------------------------------------------------------------------
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@cached(_STAMP, nogil=True, inline="always", error_model="numpy")
 def _value(m, kind, c, is32):
     v = np.float64(m) / c if kind == DIVIDE else np.float64(m) * c
     return np.float64(np.float32(v)) if is32 else v
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@cached(_STAMP, nogil=True, inline="always", error_model="numpy")
 def _mantissa(x, kind, c, is32):
     """(m, True) if x comes back bit for bit from m, else (0, False)."""
     q = x * c if kind == DIVIDE else x / c
@@ -68,7 +70,7 @@ def _mantissa(x, kind, c, is32):
 
 # --- choosing the constant from a sample ---------------------------------------------
 
-@njit(cache=True, nogil=True, error_model="numpy")   # (a division by 0: inf, never a raise)
+@cached(_STAMP, nogil=True, error_model="numpy")   # (a division by 0: inf, never a raise)
 def _sample_cost(x, kind, c, is32, exception_bits, runs):
     """(estimated bits, exceptions) of the sample under (kind, c): the bit
     length of each step between consecutive mantissas (what the order-1
@@ -92,7 +94,7 @@ def _sample_cost(x, kind, c, is32, exception_bits, runs):
     return bits + exceptions * exception_bits, exceptions
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _floatbits_sample_cost(x, is32, runs):
     """The same estimate for the FLOATBITS mode (order-preserving words, order 1)."""
     n = x.shape[0]
@@ -107,7 +109,7 @@ def _floatbits_sample_cost(x, is32, runs):
     return bits
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def _ordered(v, is32):
     if is32:
         b = U64(np.float32(v).view(np.uint32))
@@ -116,7 +118,7 @@ def _ordered(v, is32):
     return ~b if b >> U64(63) else (b | U64(1 << 63))
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _power_of_two(x, runs):
     """The k that makes every sampled finite x an integer times 2^-k (the
     place of its lowest set bit), within ±1000; 0 if there are none."""
@@ -136,7 +138,7 @@ def _power_of_two(x, runs):
     return 0 if k == -1100 else max(-1000, min(1000, k))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@cached(_STAMP, nogil=True, error_model="numpy")
 def _common_step(x, runs, tolerance):
     """An approximate greatest common divisor of the sampled |x| (Euclid's
     algorithm on floats, remainders below ``tolerance`` of the largest value
@@ -164,7 +166,7 @@ def _common_step(x, runs, tolerance):
     return g
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@cached(_STAMP, nogil=True, error_model="numpy")
 def _exact_step(x, g, runs):
     """The double nearest the sampled x / m for the sample's largest integer
     m = |x| / g: the multiplier's estimate with the least rounding in it."""
@@ -180,7 +182,7 @@ def _exact_step(x, g, runs):
     return best_x / best_m if best_m > 0.0 else g
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _zero_low_bits(x, is32, runs):
     """The fewest trailing zero bits among the sampled values' IEEE bits
     (float32 values widened to float64 have at least 29: pcodec's "float
@@ -194,7 +196,7 @@ def _zero_low_bits(x, is32, runs):
     return min(q, 31 if is32 else 63)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _shift_sample_cost(x, q, is32, exception_bits, runs):
     """_sample_cost for SHIFT: steps between the shifted order-preserving words."""
     n = x.shape[0]
@@ -218,7 +220,7 @@ def _shift_sample_cost(x, q, is32, exception_bits, runs):
     return bits + exceptions * exception_bits
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@cached(_STAMP, nogil=True, error_model="numpy")
 def choose(x, is32, runs, shift_ok=True):
     """(kind, c, estimated bits, FLOATBITS' estimated bits) for the block x,
     from ``runs`` runs of SAMPLE_RUN values (n / SAMPLE_RUN: every value)."""
@@ -276,7 +278,7 @@ def choose(x, is32, runs, shift_ok=True):
     return best_kind, best_c, best, _floatbits_sample_cost(x, is32, runs)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@cached(_STAMP, nogil=True, error_model="numpy")
 def mantissas(x, kind, c, is32):
     """(words, exception positions): the mantissas as uint64 words, an
     exception's word being the mantissa before it (the first one's: the
@@ -301,7 +303,7 @@ def mantissas(x, kind, c, is32):
     return words, positions[:count]
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def shifted_words(x, q, is32):
     """(words, exception positions) for SHIFT: the order-preserving words
     >> q; a value with a low bit set is an exception (its word the one
@@ -328,13 +330,13 @@ def shifted_words(x, q, is32):
 
 # --- decoding (the engine's kernels) --------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _read_u32(buf, pos):
     return (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8) | (np.int64(buf[pos + 2]) << 16)
             | (np.int64(buf[pos + 3]) << 24))
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _read_u64(buf, pos):
     v = U64(0)
     for i in range(8):
@@ -342,7 +344,7 @@ def _read_u64(buf, pos):
     return v
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def mantissa_start(buf, start, end, n, is32):
     """Check an ALP section's header and exceptions (buf[start:end]); return
     where its mantissa section starts, or a negative status.  After this,
@@ -372,7 +374,7 @@ def mantissa_start(buf, start, end, n, is32):
     return pos + count * (2 + width)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def finish(buf, start, n, is32, row):
     """In place: row[:n], the mantissas in float64 (as the integer decoder
     writes them), to the values; then the exceptions.  The section at
@@ -397,13 +399,13 @@ def finish(buf, start, n, is32, row):
     patch_exceptions(buf, start, is32, row)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def is_shift(buf, start):
     """Whether the ALP section at ``start`` (checked by mantissa_start) is SHIFT."""
     return buf[start] == SHIFT
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def finish_shift(buf, start, n, is32, words, row):
     """A SHIFT section's words (decoded by the integer decoder) to values in
     row[:n], then the exceptions.  The section passed mantissa_start."""
@@ -421,7 +423,7 @@ def finish_shift(buf, start, n, is32, words, row):
     patch_exceptions(buf, start, is32, row)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def patch_exceptions(buf, start, is32, row):
     count = _read_u32(buf, start + 9)
     pos = start + HEADER_BYTES

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..jitcache import cached, digest
 from ._vector_ir import emit_prefix_sums, emit_unpack32
+
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 U64 = np.uint64
 ZERO = np.uint64(0)
@@ -48,7 +51,7 @@ def cttz64_or_64(typingctx, value):
     return types.uint64(types.uint64), _cttz_codegen(0)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def low_mask(width):
     """The low ``width`` bits set (width 0..64)."""
     if width >= 64:
@@ -56,7 +59,7 @@ def low_mask(width):
     return (ONE << U64(width)) - ONE
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def bit_length(v):
     """Bits needed to write the unsigned value v (0 for 0)."""
     n = 0
@@ -66,7 +69,7 @@ def bit_length(v):
     return n
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def trailing_zeros(v):
     """Index of the lowest set bit of a non-zero word."""
     return np.int64(_cttz64(v))
@@ -74,7 +77,7 @@ def trailing_zeros(v):
 
 # --- writing -------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def put_bits(out, byte_pos, acc, n_acc, value, width):
     """Append the low ``width`` (0..64) bits of ``value``.  Returns the new
     (byte_pos, acc, n_acc); bytes are written to ``out`` a word at a time."""
@@ -95,7 +98,7 @@ def put_bits(out, byte_pos, acc, n_acc, value, width):
     return byte_pos, acc, total - 64
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def put_zeros(out, byte_pos, acc, n_acc, count):
     while count > 0:
         step = min(count, 32)
@@ -104,7 +107,7 @@ def put_zeros(out, byte_pos, acc, n_acc, count):
     return byte_pos, acc, n_acc
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def finish_bits(out, byte_pos, acc, n_acc):
     """Write the accumulator's remaining bits, padded to a byte.  Returns the end."""
     n_bytes = (n_acc + 7) // 8
@@ -115,7 +118,7 @@ def finish_bits(out, byte_pos, acc, n_acc):
 
 # --- reading -------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def load_word(buf, byte, end):
     """Eight bytes from ``byte`` as a little-endian word; bytes at or past ``end``
     read as zero."""
@@ -133,7 +136,7 @@ def load_word(buf, byte, end):
     return w
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def load_word_unchecked(buf, at):
     """Eight bytes at ``at`` (uint64) as a little-endian word; the caller has
     checked that they lie inside the section.  Unsigned indexing matters: it
@@ -145,7 +148,7 @@ def load_word_unchecked(buf, at):
     return w
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def get_bits(buf, start, end, bit_pos, width):
     """The ``width`` (0..64) bits at bit offset ``bit_pos`` of the stream that
     starts at byte ``start``; bytes at or past ``end`` read as zero (the caller
@@ -188,7 +191,7 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
     return sig, codegen
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def unpack32_bytes(width):
     """Bytes that :func:`unpack32` reads: the 32 * width bits as words, one more
     word for the bit shift; none for width 0."""

@@ -17,20 +17,22 @@ varint, the dictionary's size as a LEB128 varint.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, bit_length, finish_bits, put_bits, put_zeros
 from .codes import DICT, MINI_BLOCK, RICE, SHORT, ZERO_RESIDUALS
 from .intcodec import dictionary_gaps, residuals
 
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
-@njit(cache=True, nogil=True)
+
+@cached(_STAMP, nogil=True)
 def zigzag64(v):
     """zigzag of a word read as int64: 0, -1, 1, -2 … → 0, 1, 2, 3 …"""
     return (v << ONE) ^ (ZERO - (v >> U64(63)))
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def varint_size(v):
     n = 1
     while v >= U64(128):
@@ -39,7 +41,7 @@ def varint_size(v):
     return n
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def put_varint(out, pos, v):
     while v >= U64(128):
         out[pos] = np.uint8((v & U64(0x7F)) | U64(0x80))
@@ -49,7 +51,7 @@ def put_varint(out, pos, v):
     return pos + 1
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _rice_cost(u, lo, hi, k):
     total = 0
     for i in range(lo, hi):
@@ -57,7 +59,7 @@ def _rice_cost(u, lo, hi, k):
     return total + (hi - lo) * (k + 1)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def mini_block_choice(u, lo, hi, allow_rice):
     """(header byte, bits) of one mini-block, by the rule above."""
     big = ZERO
@@ -81,7 +83,7 @@ def mini_block_choice(u, lo, hi, allow_rice):
     return w, pack
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _choose(u, allow_rice, headers):
     n = u.shape[0]
     bits = 0
@@ -92,14 +94,14 @@ def _choose(u, allow_rice, headers):
     return bits
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _payload_size(s, order, allow_rice, u, headers):
     residuals(s, order, u)
     n = s.shape[0]
     return (n + MINI_BLOCK - 1) // MINI_BLOCK + (_choose(u, allow_rice, headers) + 7) // 8
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _write_payload(s, order, allow_rice, u, headers, out, pos):
     n = s.shape[0]
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
@@ -121,7 +123,7 @@ def _write_payload(s, order, allow_rice, u, headers, out, pos):
     return finish_bits(out, byte_pos, acc, n_acc)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _best_order(s, allow_rice, u, headers):
     best_order, best = 0, -1
     for order in range(3):
@@ -131,14 +133,14 @@ def _best_order(s, allow_rice, u, headers):
     return best_order, best
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _dictionary(y):
     """Sorted distinct values of y and the rank of each."""
     entries = np.unique(y)
     return entries, np.searchsorted(entries, y).astype(np.uint64)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def encode_section(words, signed, allow_dict, allow_rice, out, pos):
     """Write the short section of ``words`` (uint64) at out[pos:]; returns
     (end, codec bits: order | DICT | ZERO_RESIDUALS | SHORT)."""

@@ -10,8 +10,8 @@ in parallel threads never throws.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
                    trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
@@ -21,6 +21,8 @@ from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # no
                     ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
 
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
+
 # A Rice quotient above this makes the mini-block cheaper to bit-pack anyway;
 # the encoder uses it to stop pricing early.
 _RICE_QUOTIENT_CAP = 1 << 12
@@ -28,17 +30,17 @@ _RICE_QUOTIENT_CAP = 1 << 12
 
 # --- predictors ----------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def zigzag(d):
     return (d << ONE) ^ (ZERO - (d >> U64(63)))
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def unzigzag(u):
     return (u >> ONE) ^ (ZERO - (u & ONE))
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def residuals(s, order, u):
     """u := the order-``order`` prediction residuals of s (mod 2^64, zigzagged)."""
     n = s.shape[0]
@@ -58,7 +60,7 @@ def residuals(s, order, u):
             u[i] = zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _running_sums(u, n, carry, base, zig, dest):
     """dest[i] := carry + d_0 + ... + d_i + base, d = unzigzag(u) if ``zig``
     (1) else u (0); returns the last sum without base.  ``dest`` is u itself,
@@ -73,7 +75,7 @@ def _running_sums(u, n, carry, base, zig, dest):
     return carry
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def undo_residuals(u, n, order, base):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
     plus ``base``, in the same pass (the running value is kept without it)."""
@@ -84,7 +86,7 @@ def undo_residuals(u, n, order, base):
         undo_residuals_into(u, n, order, base, u)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def undo_residuals_into(u, n, order, base, dest):
     """:func:`undo_residuals` with the result in ``dest``: u itself, or a
     float64 row (the words read as int64), so that the engine writes a channel
@@ -111,7 +113,7 @@ def undo_residuals_into(u, n, order, base, dest):
 
 # --- pricing -------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _rice_bits(u, lo, hi, k):
     """Bits of Rice(k) for u[lo:hi], or -1 when a quotient is absurdly long."""
     total = 0
@@ -123,7 +125,7 @@ def _rice_bits(u, lo, hi, k):
     return total
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _rice_floor(mean, count, k_lo, k_hi):
     """A lower bound of the Rice bits of ``count`` values of this mean, for
     every k in [k_lo, k_hi): u >> k >= (u - 2^k + 1) / 2^k, so the bits are at
@@ -138,7 +140,7 @@ def _rice_floor(mean, count, k_lo, k_hi):
     return floor * (1.0 - 1e-9) - 1.0
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def choose_mini_blocks(u, rice_cost, headers):
     """Pick each mini-block's coding (header byte) and return the payload bits.
 
@@ -176,7 +178,7 @@ def choose_mini_blocks(u, rice_cost, headers):
     return total
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _payload_bytes(s, order, rice_cost, u, headers):
     n = s.shape[0]
     residuals(s, order, u)
@@ -184,7 +186,7 @@ def _payload_bytes(s, order, rice_cost, u, headers):
     return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _exact_best_order(s, rice_cost, u, headers):
     """The predictor order with the smallest payload (ties: the smaller order)."""
     best_order, best_bytes = 0, -1
@@ -195,7 +197,7 @@ def _exact_best_order(s, rice_cost, u, headers):
     return best_order, best_bytes
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _guess_order(s):
     """The order whose residuals are smallest in sum of magnitudes — one pass
     instead of pricing all three (the compact encoder's shortcut)."""
@@ -210,7 +212,7 @@ def _guess_order(s):
     return 1 if total1 <= total2 else 2
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _best_order(s, exact, rice_cost, u, headers):
     """(order, payload bytes): exact for the fast codec (its bytes are
     specified), estimated for the compact one."""
@@ -222,7 +224,7 @@ def _best_order(s, exact, rice_cost, u, headers):
 
 # --- encoding ------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _write_payload(s, order, rice_cost, u, headers, out, pos, priced):
     """Header bytes then the bit stream for sequence s; returns the end offset.
     ``priced``: u and headers already hold s's residuals and choice (the
@@ -251,7 +253,7 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced):
     return finish_bits(out, byte_pos, acc, n_acc)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _write_u64(out, pos, v):
     for i in range(8):
         out[pos + i] = np.uint8((v >> U64(8 * i)) & U64(0xFF))
@@ -262,7 +264,7 @@ def _write_u64(out, pos, v):
 _COUNTING_RANGE = 1 << 17
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _dictionary(y):
     """Sorted distinct values of y (offsets from the base) and each y's rank,
     or no entries when a dictionary cannot pay.
@@ -307,14 +309,14 @@ def _dictionary(y):
 RICE_DECODE_COST = 1.6
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
     return encode_column_costed(words, signed, allow_dict,
                                 RICE_DECODE_COST if allow_rice else -1.0, out, pos)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos):
     """Write the column section for ``words`` (uint64) at out[pos:].
 
@@ -351,7 +353,7 @@ def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos):
     return _write_payload(y, order, rice_cost, u, headers, out, pos, priced), order
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def dictionary_gaps(entries):
     """The sorted, distinct entries as gaps: g_0 = e_0, g_i = e_i - e_{i-1} - 1."""
     gaps = np.empty(entries.shape[0], np.uint64)
@@ -361,7 +363,7 @@ def dictionary_gaps(entries):
     return gaps
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _write_dictionary(entries, rice_cost, out, pos):
     """u32 count, then the entries' gaps as a predictor-0 payload."""
     n_entries = entries.shape[0]
@@ -373,7 +375,7 @@ def _write_dictionary(entries, rice_cost, out, pos):
     return _write_payload(gaps, 0, rice_cost, u, headers, out, pos + 4, False)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _dictionary_bytes(entries, rice_cost):
     gaps = dictionary_gaps(entries)
     n_entries = gaps.shape[0]
@@ -389,12 +391,12 @@ def max_section_bytes(n: int) -> int:
 
 # --- decoding ------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _read_u64(buf, pos):
     return load_word(buf, pos, pos + 8)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def read_varint(buf, pos, end):
     """A LEB128 varint at pos (a short section's base or dictionary size):
     (value, position after it), or (status, -1): ERR_TRUNCATED if it runs
@@ -412,12 +414,12 @@ def read_varint(buf, pos, end):
     return U64(1), -1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def varint_status(value):
     return ERR_TRUNCATED if value == ZERO else ERR_BAD_CODE
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _read_rice(buf, start, end, bit_pos, k, limit):
     """One Rice(k) value at bit_pos; returns (value, new bit_pos) or bit_pos -1."""
     q = np.int64(0)
@@ -445,7 +447,7 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
     return value, bit_pos + k
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
     """Bit-unpack out[lo:hi] at ``width`` bits each, a value at a time: for a
     short last mini-block, or one near the section's end (whole ones elsewhere
@@ -495,7 +497,7 @@ def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
 RICE_WINDOW = 8
 
 
-@njit(cache=True, nogil=True, inline="always")   # LLVM would not inline it: a call per window
+@cached(_STAMP, nogil=True, inline="always")   # LLVM would not inline it: a call per window
 def _rice_window(buf, byte, shift, k, mask, out, at, room):
     """Decode up to ``room`` (≤ RICE_WINDOW) Rice(k) values from the word at
     ``byte`` (≥ 57 valid bits after ``shift``) into out[at:].  Returns (values,
@@ -523,7 +525,7 @@ def _rice_window(buf, byte, shift, k, mask, out, at, room):
     return count, bits
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _read_mini_blocks(buf, pos, end, n, out):
     """Residuals of all mini-blocks into out[:n], from a payload that fills
     buf[pos:end] exactly; returns a status."""
@@ -533,7 +535,7 @@ def _read_mini_blocks(buf, pos, end, n, out):
     return status
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _read_payload(buf, pos, end, n, out):
     """Residuals of all mini-blocks of the payload at pos into out[:n], reading
     nothing past ``end``; returns (status, where the payload ends).
@@ -592,7 +594,7 @@ def _read_payload(buf, pos, end, n, out):
     return OK, start + (bit_pos + 7) // 8
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def _read_dictionary(buf, pos, end, n, entries, short):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1).
     Its size is a u32, or a varint in a short section."""
@@ -623,7 +625,7 @@ def _read_dictionary(buf, pos, end, n, entries, short):
     return n_entries, payload_end
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _ranks_to_values(out, n, entries, n_entries, base, dest):
     """dest[i] := base + entries[out[i]] (dest: out, or a float64 row);
     ERR_BAD_DICT if a rank is out of range.
@@ -639,7 +641,7 @@ def _ranks_to_values(out, n, entries, n_entries, base, dest):
     return OK
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def decode_column(buf, pos, end, n, codec, out, scratch):
     """Decode the section buf[pos:end] of n words into out[:n] (uint64).
 
@@ -655,7 +657,7 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
     return _ranks_to_values(out, n, scratch, n_entries, base, out)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
     """:func:`decode_column` for words that are int64 values (integer channels,
     decimal mantissas): row[:n] := the words read as int64, in float64, written
@@ -674,7 +676,7 @@ def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
 # a callee's IR into every function that calls it and compiles it again
 # there, so each extra compiled function between the engine and _read_payload
 # (whose vector kernels are big) cost ~0.3 s of cold compile.
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def _read_residuals(buf, pos, end, n, codec, out, scratch):
     """Base, dictionary (into scratch) and residuals (into out) of a section:
     (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""

@@ -4,10 +4,12 @@ codes (docs/format.md §3), and the per-channel block statistics (§2).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO
 from .intcodec import DECIMAL, FLOATBITS
+
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 SIGN64 = np.uint64(1 << 63)
 SIGN32 = np.uint64(1 << 31)
@@ -20,7 +22,7 @@ SUMSQ_INEXACT = 2
 
 # --- time ----------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def time_words(t):
     """(tick, words) with words = (t - t_first) / tick, tick the gcd of the offsets.
 
@@ -42,7 +44,7 @@ def time_words(t):
     return np.int64(tick), offsets
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def time_values(words, n, t_first, tick, out):
     for i in range(n):
         out[i] = np.int64(U64(t_first) + words[i] * U64(tick))
@@ -50,7 +52,7 @@ def time_values(words, n, t_first, tick, out):
 
 # --- floats --------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def decimal_exponent(x, is32):
     """The smallest e ≤ MAX_DECIMAL_EXPONENT such that every x == m / 10^e for
     an int64 m, compared bit for bit (after rounding to x's own precision);
@@ -78,7 +80,7 @@ def decimal_exponent(x, is32):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def decimal_words(x, e):
     power = 10.0 ** e
     out = np.empty(x.shape[0], np.uint64)
@@ -87,7 +89,7 @@ def decimal_words(x, e):
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def floatbits_words(bits, sign):
     """IEEE bits → order-preserving unsigned words (bits given as uint64)."""
     out = np.empty(bits.shape[0], np.uint64)
@@ -98,7 +100,7 @@ def floatbits_words(bits, sign):
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def floatbits_from_word(w, sign):
     ones = (sign << ONE) - ONE if sign != SIGN64 else U64(0xFFFFFFFFFFFFFFFF)
     return (w ^ sign) if (w & sign) else (w ^ ones)
@@ -114,7 +116,7 @@ def float_words(x: np.ndarray) -> tuple[int, int, np.ndarray]:
     return FLOATBITS, 0, floatbits_words(x.view(np.uint64), SIGN64)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def float_values(words, n, mode, e, is32, out):
     """Words back to float64 values (float32 values are exact in float64)."""
     if mode == DECIMAL:
@@ -130,7 +132,7 @@ def float_values(words, n, mode, e, is32, out):
             out[i] = _f64_from_bits(floatbits_from_word(words[i], SIGN64))
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def decimal_scale(row, n, e, is32):
     """In place: decimal mantissas already in float64 (the engine's decoder
     writes them so) to their values, as :func:`float_values` computes them."""
@@ -139,7 +141,7 @@ def decimal_scale(row, n, e, is32):
         row[i] = _decimal(row[i], power, is32)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def _decimal(mantissa, power, is32):
     v = mantissa / power
     return np.float64(np.float32(v)) if is32 else v
@@ -147,19 +149,19 @@ def _decimal(mantissa, power, is32):
 
 # scalar views: a bit cast (a one-element array per value made FLOATBITS
 # decode at 0.04 G values/s)
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def _f64_from_bits(b):
     return U64(b).view(np.float64)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached(_STAMP, nogil=True, inline="always")
 def _f32_from_bits(b):
     return np.uint32(b).view(np.float32)
 
 
 # --- statistics ----------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def int_stats(v):
     """(count, flags, idx_min, idx_max, min, max, first, last, sum, sumsq bits)
     over int64 values (docs/format.md §2).
@@ -196,7 +198,7 @@ def int_stats(v):
     return n, flags, i_lo, i_hi, lo, hi, v[0], v[n - 1], np.int64(low), np.int64(squares)
 
 
-@njit(cache=True, nogil=True)
+@cached(_STAMP, nogil=True)
 def float_stats(v):
     """Statistics of a float column over its non-NaN values, as float64."""
     n = v.shape[0]

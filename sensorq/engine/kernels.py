@@ -33,7 +33,7 @@ from ..codec.alp import (finish as alp_finish, finish_shift as alp_finish_shift,
                          is_shift as alp_is_shift, mantissa_start as alp_mantissa_start)
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
-from .jit import cached, digest, rename
+from ..jitcache import cached, digest, rename
 from .vm import run
 
 # what the kernels compile into themselves (jit.py): a change there files them anew

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import cached, digest
+from ..jitcache import cached, digest
 from .program import (ABS, ADD, AND, ARG, CMP, CMPK, CONST, DIV, FALSE, LOAD, MAG, MAGLOAD, MUL,
                       NEG, NOT, OR, RAWCMP, SQRT, SUB, TRUE)
 

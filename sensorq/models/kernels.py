@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..codec.bits import ONE, U64
 from ..codec.intcodec import decode_column
+from ..jitcache import cached, digest
 from .model import BAND, CROSS, MAD, MAX, MEAN, MIN, PTP, RATIO, RMS, STD
+
+_STAMP = digest("codec/*.py", "models/model.py")     # kernels filed under what they compile in (jitcache.py)
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -26,7 +29,7 @@ INT64_MAX = 2**63 - 1
 COS_TABLE = np.round(32767.0 * np.cos(2 * np.pi * np.arange(256) / 256)).astype(np.int64)
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def rdiv(a, b):
     """a / b rounded half away from zero (b > 0)."""
     if a >= 0:
@@ -34,7 +37,7 @@ def rdiv(a, b):
     return -((-a + b // 2) // b)
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def isqrt(v):
     """floor(sqrt(v)) for 0 <= v < 2^62, exact."""
     if v <= 0:
@@ -47,7 +50,7 @@ def isqrt(v):
     return r
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def clamp32(v):
     if v > INT32_MAX:
         return np.int64(INT32_MAX)
@@ -56,7 +59,7 @@ def clamp32(v):
     return v
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _band_energy(u, lo, hi, m16, steps, s0, s1, cos):
     """Sum over the band's phase steps of rdiv(re, n 2^15)^2 + rdiv(im, n 2^15)^2,
     where re/im = sum of (16 u_i - M) * cos/sin(phase_i), phase_i = i * step mod 2^32."""
@@ -80,7 +83,7 @@ def _band_energy(u, lo, hi, m16, steps, s0, s1, cos):
     return total
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def int_features(u, win_lo, win_hi, stats, ops, sig, steps, a_start, b_start, b_end, out):
     """out[w, f] = the integer code of feature f over samples [win_lo[w], win_hi[w]).
 
@@ -102,7 +105,7 @@ def int_features(u, win_lo, win_hi, stats, ops, sig, steps, a_start, b_start, b_
                                       b_start[f], b_end[f], cos))
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def stats_direct(u, win_lo, win_hi, stats):
     """S, Q, D (sum of |successive differences|), min, max of every signal
     over every window, one pass over each window's samples."""
@@ -132,7 +135,7 @@ def stats_direct(u, win_lo, win_hi, stats):
             stats[4, s, w] = mx
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def stats_by_segments(u, seg_lo, seg_hi, win_seg, m, stats):
     """The same numbers as stats_direct when every window is m whole hops:
     each hop-long segment is summed once, then a window adds up its m
@@ -197,7 +200,7 @@ def stats_by_segments(u, seg_lo, seg_hi, win_seg, m, stats):
             stats[4, s, w] = mx
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def _basic_code(op, n64, S, Q, D, mn, mx, m16):
     """The code of a first-pass feature (MEAN ... MAD) from the window's sums."""
     if op == MEAN:
@@ -218,7 +221,7 @@ def _basic_code(op, n64, S, Q, D, mn, mx, m16):
     return np.int64(0)
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _code(op, row, lo, hi, n, S, Q, D, mn, mx, m16, steps, a0, b0, b1, cos):
     n64 = np.int64(n)
     if op <= MAD:
@@ -243,7 +246,7 @@ def _code(op, row, lo, hi, n, S, Q, D, mn, mx, m16, steps, a0, b0, b1, cos):
     return np.int64(0)
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def float_features(x, win_lo, win_hi, ops, sig, freqs, a_start, b_start, b_end, out):
     """The float reference: the same features on float64 signals, in the units
     of the integer codes times their scale (so code * scale is close to it)."""
@@ -256,7 +259,7 @@ def float_features(x, win_lo, win_hi, ops, sig, freqs, a_start, b_start, b_end, 
             out[w, f] = _float_code(ops[f], row[lo:hi], n, freqs, a_start[f], b_start[f], b_end[f])
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _float_code(op, v, n, freqs, a0, b0, b1):
     total = 0.0
     for i in range(n):
@@ -301,7 +304,7 @@ def _float_code(op, v, n, freqs, a0, b0, b1):
     return 0.0
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _float_energy(v, mean, n, freqs, s0, s1):
     """Sum of |DFT(v - mean)/n|^2 at normalised frequencies freqs[s0:s1] (cycles per sample)."""
     total = 0.0
@@ -319,7 +322,7 @@ def _float_energy(v, mean, n, freqs, s0, s1):
     return total
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def int_signal(values, exponent, is_float):
     """A stored column as the signal's integers: floor(v * 2^e) for integer
     columns (e <= 0: an arithmetic shift), round-half-even(v * 2^e) for float
@@ -340,7 +343,7 @@ def int_signal(values, exponent, is_float):
     return out
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def int_mag(rows):
     """isqrt of the sum of squares of up to 4 int16-range rows: < 2^16 + 1."""
     n = rows.shape[1]
@@ -372,7 +375,7 @@ _INT_LO = np.array([0, -2**7, -2**15, -2**31, -2**63], np.int64)
 _INT_HI = np.array([0, 2**7 - 1, 2**15 - 1, 2**31 - 1, 2**63 - 1], np.int64)
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def _is_clock(buf, start, length, codec, n, clocks, clock_meta):
     """Whether the time section buf[start:start + length] is, byte for byte,
     one of the sections ``clocks`` holds (clock_meta rows: n, offset, length,
@@ -393,7 +396,7 @@ def _is_clock(buf, start, length, codec, n, clocks, clock_meta):
     return False
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, clocks, clock_meta, t,
                 words, scratch, rows, lo_hi, start_ns, end_ns):
     """Block b's timestamps into t[:n] and, for its samples in [start, end)
@@ -461,7 +464,7 @@ def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, cloc
     return 0
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def _mag_row(rows, which, k, out, lo, hi):
     """out[lo:hi] := isqrt(sum of the squares of rows which[:k]) (k = 2..4).
 
@@ -488,7 +491,7 @@ def _mag_row(rows, which, k, out, lo, hi):
             out[i] = np.int32(math.sqrt(np.float64(acc)))
 
 
-@njit(cache=True, inline="always")
+@cached(_STAMP, inline="always")
 def _fold(row, lo, hi, st):
     """st := S, Q, D, min, max, first, last of row[lo:hi] (hi > lo; uint64 bounds)."""
     first = np.int64(row[lo])
@@ -554,10 +557,10 @@ def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype,
 # One build, across the cores numba is given (numba.set_num_threads(1): one
 # core, as fast as a serial build): a second, serial build would cost another
 # ~10 s of cold compile, since each carries the decoder.
-block_segments = njit(parallel=True, cache=True)(_block_segments)
+block_segments = cached(_STAMP, parallel=True)(_block_segments)
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def merge_segments(seg_k, seg_n, seg_st, slot, counts):
     """Join the blocks' segment lists (in time order) into one, in place: a
     segment that continues across a block edge becomes one.  Returns the
@@ -589,7 +592,7 @@ def merge_segments(seg_k, seg_n, seg_st, slot, counts):
     return w
 
 
-@njit(cache=True)
+@cached(_STAMP)
 def segment_windows(seg_k, seg_n, seg_st, n_seg, r, m, k_first, k_last, min_samples, ops, sig,
                     codes, win_k, win_n):
     """Windows k (segments [k r, k r + m)) in [k_first, k_last] that hold a
