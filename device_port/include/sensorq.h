@@ -560,7 +560,7 @@ typedef struct {
     uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
     uint8_t n_out;               /* trees: outputs; dense: layers */
     uint8_t tw, lw;              /* trees: bytes of a threshold, of a leaf value */
-    uint8_t reserved;
+    uint8_t cw;                  /* trees: bytes of a child reference (1 or 2) */
     uint16_t n_trees, n_nodes, n_leaves, reserved2;
     uint32_t length;             /* the image's bytes */
     uint32_t schema;             /* the ring's schema hash the image was bound to */
@@ -627,7 +627,8 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
  * without scoring it; INT64_MIN when the ring holds no sample.  A firmware
  * that must not miss a window (a hole in the data skips hops) keeps the
  * start of the next one it owes and scores each with sq_model_window up to
- * this one.  Errors: SQ_ERR_ARG, SQ_ERR_RANGE. */
+ * this one (times within 2^62 of INT64_MIN give no meaningful start).
+ * Errors: SQ_ERR_ARG. */
 int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start);
 
 /* Score given feature codes (n_features of them): the model's body alone.
