@@ -571,7 +571,7 @@ typedef struct {
     /* from here on: the loader's */
     uint16_t n_raw;              /* public: raw outputs (sq_model_out.raw) */
     uint16_t passes, max_width, reserved4;
-    uint32_t work_size;          /* sq_model_work_size */
+    uint32_t work_size;          /* unused (0): the work size is sq_model_work_size(m) */
     uint32_t n_steps;            /* phase steps of all spectral features */
     uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off, init_off;
     const uint8_t *bytes;        /* the image (the caller's) */
