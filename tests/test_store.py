@@ -498,3 +498,29 @@ def test_auto_compression_wraps_only_blocks_that_zstd_shrinks_by_a_quarter(tmp_p
                 assert saving >= 0.05           # over the old 5 % bar: the case the rule decides
             assert (_zstd_blocks(cache, stream) >= len(whole)) == expect_wrapped
             assert cache.query(f"count from {stream}").value == n
+
+
+def test_a_cache_with_float_channels_is_manifest_version_3_so_older_sensorq_refuses_it(tmp_path):
+    """Float blocks may be ALP-coded, which sensorq before ALP reads as corrupt:
+    such a cache says version 3, and a writer upgrades an older manifest."""
+    import json
+    from sensorq.store.manifest import read_manifest, write_manifest
+    path = tmp_path / "c"
+    with sensorq.open(path, create=True) as cache:
+        cache.create_stream("ints", [Channel("v", "int16")])
+        assert json.loads((path / "manifest.json").read_text())["version"] == 1
+        cache.create_stream("temps", [Channel("c", "float64")])
+        assert json.loads((path / "manifest.json").read_text())["version"] == 3
+    # an older sensorq's manifest of the same cache (version 1), as written before ALP
+    manifest = read_manifest(path)
+    manifest.version = lambda: 1
+    write_manifest(path, manifest)
+    assert json.loads((path / "manifest.json").read_text())["version"] == 1
+    with sensorq.open(path, readonly=True):
+        pass                                          # a reader leaves it as it is
+    assert json.loads((path / "manifest.json").read_text())["version"] == 1
+    with sensorq.open(path) as cache:                 # a writer rewrites it first
+        assert json.loads((path / "manifest.json").read_text())["version"] == 3
+        cache.append("temps", np.arange(3, dtype=np.int64), [np.array([0.1, 0.2, 0.30000000000000004])])
+    with sensorq.open(path, readonly=True) as cache:
+        assert cache.query("count from temps").value == 3

@@ -226,7 +226,10 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         manifest = read_manifest(self.path)
         if not self.readonly:
             self._remove_stale_temp()
-            if self._update_settings(manifest, capacity, retention, compression):
+            # (an older manifest of a cache with float channels says version 3
+            # before this writer adds ALP blocks that older sensorq cannot read)
+            if self._update_settings(manifest, capacity, retention, compression) or \
+                    manifest.stored_version < manifest.version():
                 write_manifest(self.path, manifest)
         return manifest
 

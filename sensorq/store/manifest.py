@@ -12,7 +12,10 @@ sensorq; one that does is version 2, which older sensorq refuses rather than
 serve dropped or truncated data.  A cache may also name its device (``device``,
 a string) and carry ``labels`` (string to string, such as site or model): the
 keys are written only when set, so a manifest without them reads unchanged by
-older sensorq (which ignores them).  The JSON carries
+older sensorq (which ignores them).  Version 3 marks a cache with a float
+channel: its blocks may be ALP-coded (format.md §3), which sensorq before
+ALP would read as corrupt blocks; it refuses version 3 instead.  A writer
+opening an older manifest that needs version 3 rewrites it first.  The JSON carries
 a CRC-32 of its own canonical form: a flipped bit that still parses (a changed
 digit in a scale, say) is caught instead of silently changing answers.
 """
@@ -31,8 +34,11 @@ from . import fileio
 MANIFEST_NAME = "manifest.json"
 MODELS_DIR = "models"            # the cache's models, one NAME.sqm file each (docs/models.md)
 MANIFEST_FORMAT = "sensorq-cache"
-MANIFEST_VERSION = 2               # the newest version this sensorq writes and reads
 PLAIN_VERSION = 1                  # written while no stream was dropped or truncated
+MANAGED_VERSION = 2                # a stream was dropped or truncated
+FLOAT_VERSION = 3                  # a stream has a float channel (ALP-coded blocks)
+MANIFEST_VERSION = FLOAT_VERSION   # the newest version this sensorq writes and reads
+READ_VERSIONS = (PLAIN_VERSION, MANAGED_VERSION, FLOAT_VERSION)
 
 
 @dataclass
@@ -46,14 +52,21 @@ class Manifest:
     floors: dict[int, int] = field(default_factory=dict)  # stream id -> hide samples before (ns)
     device: str | None = None                              # the device that measured the data
     labels: dict[str, str] = field(default_factory=dict)  # e.g. {"site": "north", "model": "P7"}
+    stored_version: int = 0                                # as read from the file (0: not yet written)
+
+    def version(self) -> int:
+        """The oldest version that can say what this manifest says."""
+        if any(c.dtype in ("float32", "float64") for s in self.streams.values() for c in s.channels):
+            return FLOAT_VERSION
+        return MANAGED_VERSION if self.dropped or self.floors else PLAIN_VERSION
 
     def to_json(self) -> dict:
-        body = {"format": MANIFEST_FORMAT, "version": PLAIN_VERSION, "capacity": self.capacity,
+        body = {"format": MANIFEST_FORMAT, "version": self.version(), "capacity": self.capacity,
                 "retention_ns": self.retention_ns, "compression": self.compression,
                 "next_stream_id": self.next_stream_id,
                 "streams": [s.to_json() for s in self.streams.values()]}
         if self.dropped or self.floors:
-            body.update(version=MANIFEST_VERSION, dropped=sorted(self.dropped),
+            body.update(dropped=sorted(self.dropped),
                         floors={str(k): v for k, v in sorted(self.floors.items())})
         if self.device is not None:
             body["device"] = self.device
@@ -94,6 +107,7 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     body = manifest.to_json()
     text = json.dumps({**body, "crc32": zlib.crc32(_canonical(body))}, indent=2) + "\n"
     fileio.replace_file(directory / MANIFEST_NAME, text.encode("utf-8"))
+    manifest.stored_version = body["version"]
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -118,16 +132,16 @@ def read_manifest(directory: Path) -> Manifest:
 def _manifest_from_json(obj: dict, path: Path) -> Manifest:
     if obj.get("format") != MANIFEST_FORMAT:
         raise CorruptDataError(f"{path}: not a sensorq cache manifest")
-    if obj.get("version") not in (PLAIN_VERSION, MANIFEST_VERSION):
+    if obj.get("version") not in READ_VERSIONS:
         raise FormatVersionError(f"{path}: cache format version {obj.get('version')!r}, "
-                                 f"this sensorq reads versions {PLAIN_VERSION} and {MANIFEST_VERSION}")
+                                 f"this sensorq reads versions {PLAIN_VERSION} to {MANIFEST_VERSION}")
     try:
         streams = [Stream.from_json(s) for s in obj["streams"]]
         manifest = Manifest(int(obj["capacity"]), obj["retention_ns"], str(obj["compression"]),
                             {s.name: s for s in streams}, int(obj["next_stream_id"]),
                             [int(i) for i in obj.get("dropped", [])],
                             {int(k): int(v) for k, v in obj.get("floors", {}).items()},
-                            obj.get("device"), dict(obj.get("labels", {})))
+                            obj.get("device"), dict(obj.get("labels", {})), int(obj["version"]))
         check_device(manifest.device, manifest.labels)
     except (KeyError, TypeError, ValueError, AttributeError, SchemaError) as exc:
         raise CorruptDataError(f"{path}: the cache manifest is not valid ({exc})") from None
