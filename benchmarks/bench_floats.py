@@ -41,11 +41,11 @@ import time
 
 import numpy as np
 import zstandard
-from numba import njit
 
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.demo import DAPHNET_CSV, MOTIONS_CSV
-from sensorq.engine.kernels import decode_rows
+
+from bench_storage import decode_all      # this folder's storage benchmark: the kernels' block decode
 
 try:
     from pcodec import ChunkConfig, standalone as pcodec_standalone
@@ -167,21 +167,6 @@ def check_exact(pieces, t, cols) -> None:
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), "values differ"
 
 
-@njit(cache=True)
-def _decode_channels(buf, lay_t, lay_c, need_time):
-    total = 0.0
-    for b in range(lay_t.shape[0]):
-        n = lay_t[b, 5]
-        t = np.empty(n, np.int64)
-        raw = np.empty((lay_c.shape[1], n), np.float64)
-        words = np.empty(n, np.uint64)
-        scratch = np.empty(n, np.uint64)
-        if decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch) != 0:
-            return np.nan
-        total += t[n - 1] if need_time else raw[0, n - 1]
-    return total
-
-
 def measure(encoded, repeat: int, time_column: bool):
     """(section bytes, block bytes, decode values/s) of the encoded blocks."""
     pieces, infos, buf, lay_t, lay_c = encoded
@@ -194,7 +179,7 @@ def measure(encoded, repeat: int, time_column: bool):
     best = float("inf")
     for _ in range(repeat + 1):             # the first run loads the kernel
         start = time.perf_counter()
-        if np.isnan(_decode_channels(buf, lay_t, lay_c, time_column)):
+        if np.isnan(decode_all(buf, lay_t, lay_c, time_column)):
             raise SystemExit("a block did not decode")
         best = min(best, time.perf_counter() - start)
     return section, len(buf), values / best

@@ -165,9 +165,10 @@ def decode_rate(path: Path, repeat: int) -> float:
 
 
 @njit(cache=True)
-def _decode_everything(buf, lay_t, lay_c):
+def decode_all(buf, lay_t, lay_c, need_time):
     """Decode every column of every block, as the query kernels do (timestamps to
-    int64, channels to float64), on one core; returns a checksum."""
+    int64 if need_time, channels to float64), on one core; returns a checksum
+    (NaN if a block failed to decode).  bench_floats.py times it too."""
     total = 0.0
     for b in range(lay_t.shape[0]):
         n = lay_t[b, 5]
@@ -175,9 +176,12 @@ def _decode_everything(buf, lay_t, lay_c):
         raw = np.empty((lay_c.shape[1], n), np.float64)
         words = np.empty(n, np.uint64)
         scratch = np.empty(n, np.uint64)
-        if decode_rows(buf, b, n, lay_t, lay_c, True, t, raw, words, scratch) != 0:
+        if decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch) != 0:
             return np.nan
-        total += raw[0, n - 1] + t[n - 1]
+        if lay_c.shape[1]:
+            total += raw[0, n - 1]
+        if need_time:
+            total += t[n - 1]
     return total
 
 
@@ -195,7 +199,7 @@ def kernel_decode_rates(paths: list[Path], repeat: int) -> list[float]:
             index = cache.blocks("s")
             layouts = build_layouts(index, np.arange(index.entries.shape[1]))
             for lay in layouts:                      # loads the kernel
-                _decode_everything(lay.buf, lay.lay_t, lay.lay_c)
+                decode_all(lay.buf, lay.lay_t, lay.lay_c, True)
             jobs.append((layouts, int(index.n_samples.sum()) * index.entries.shape[1]))
         best = [float("inf")] * len(jobs)
         until = time.perf_counter() + MIN_TIMED_SECONDS * repeat * len(jobs)
@@ -203,7 +207,7 @@ def kernel_decode_rates(paths: list[Path], repeat: int) -> list[float]:
             for j, (layouts, _) in enumerate(jobs):
                 start = time.perf_counter()
                 for lay in layouts:
-                    _decode_everything(lay.buf, lay.lay_t, lay.lay_c)
+                    decode_all(lay.buf, lay.lay_t, lay.lay_c, True)
                 best[j] = min(best[j], time.perf_counter() - start)
         return [samples / seconds / 1e6 for (_, samples), seconds in zip(jobs, best)]
     finally:
