@@ -27,8 +27,16 @@ SECONDS = 20 * 60
 START_NS = 1_790_000_000 * 10**9
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def fresh(code: str, env: dict | None = None) -> dict:
-    """Run ``code`` in a new interpreter; it prints one JSON object last."""
+    """Run ``code`` in a new interpreter; it prints one JSON object last.  By
+    default it inherits this process's environment without the BLAS thread
+    settings that libraries imported by earlier tests leave in it (dask's
+    distributed sets OPENBLAS_NUM_THREADS=1 for its workers)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr
