@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -66,6 +66,8 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 
 @SETTINGS
 @given(blocks(), st.sampled_from(["compact", "fast"]), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+@example((np.array([0, 0]), [np.array([0.02, 0.04])]), "compact", 0, 0)       # v1 ALP, v2 DECIMAL
+@example((np.array([0]), [np.array([9.0072e15], np.float32)]), "compact", 0, 0)
 def test_version_2_round_trip_and_the_same_statistics(block, codec, stream_id, seq):
     t, cols = block
     v1 = encode_block(t, cols, codec=codec, stream_id=stream_id, seq=seq)
@@ -73,13 +75,19 @@ def test_version_2_round_trip_and_the_same_statistics(block, codec, stream_id, s
     a, b = parse_block(v1), parse_block(v2, versions=ALL_VERSIONS)
     for name in ("n_samples", "n_channels", "t_first", "t_last", "tick", "stream_id", "seq"):
         assert getattr(a, name) == getattr(b, name), name
-    for field in STAT_FIELDS:
-        assert a.entries[field].tobytes() == b.entries[field].tobytes(), field
     # the same transforms, but where version 1 takes ALP (both float bits, 0x18),
-    # which version 2 never does: there version 2 keeps DECIMAL or FLOATBITS
+    # which version 2 never does: there version 2 keeps DECIMAL or FLOATBITS,
+    # and only DECIMAL records its exponent (dexp)
     mode1, mode2 = a.entries["codec"] & 0x18, b.entries["codec"] & 0x18
     assert (mode2 != 0x18).all()
     assert ((mode1 == mode2) | (mode1 == 0x18)).all()
+    same_mode = mode1 == mode2
+    for field in STAT_FIELDS:
+        if field == "dexp":
+            assert (a.entries[field][same_mode] == b.entries[field][same_mode]).all(), field
+            assert (a.entries[field][~same_mode] == 0).all(), field
+        else:
+            assert a.entries[field].tobytes() == b.entries[field].tobytes(), field
     t2, cols2 = decode_block(v2)
     assert np.array_equal(t2, t) and all(same(x, y) for x, y in zip(cols2, cols))
 
