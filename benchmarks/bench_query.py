@@ -393,7 +393,7 @@ def same(a, b, kind, exact=False) -> bool:
     return bool(np.array_equal(a, b) if exact else np.allclose(a, b, rtol=1e-9, atol=1e-9))
 
 
-def print_table(title, results, qs, codecs) -> None:
+def print_table(title, results, qs, codecs, repeat: int) -> None:
     sq = [f"sensorq {c}" for c in codecs]
     peers = [p for p in PEERS if p in results]
     print(f"\n{title}")
@@ -409,7 +409,7 @@ def print_table(title, results, qs, codecs) -> None:
             if r is None:
                 cells.append(f"{'-':>13}")
                 continue
-            mark = "*" if r["runs"] < 7 else " "
+            mark = "*" if r["runs"] < repeat else " "
             cells.append(f"{r['s'] * 1e3:>11.2f}{mark} ")
             if ref is not None and not same(r["answer"], ref, kind):
                 wrong.append(engine)
@@ -478,7 +478,7 @@ def main() -> None:
         label = "one thread" if threads == "1" else f"default threads ({os.cpu_count()} cores)"
         print_table(f"{label}: median ms of {args.repeat} runs (* fewer: slow); "
                     f"÷ = best peer's time / sensorq's ({time.perf_counter() - start:.0f} s)",
-                    json.loads(out.read_text()), qs, codecs)
+                    json.loads(out.read_text()), qs, codecs, args.repeat)
     if args.cold_cli:
         cold_cli(work)
 
