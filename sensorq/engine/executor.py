@@ -166,33 +166,55 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
         # a fill lists every bucket of the window: refused before anything is read
         from . import buckets
         limits.check_rows(buckets.window_rows(q, index, start, end), limit, _what(text))
-    value = None if q.aggregate in ("count", "duration") else q.expr
+    value = aggregated_value(q)
     programs = compile_query(q.where, value)
     classes = classify(q.where, index)
-    scan = ScanStats(blocks_total=len(index))
     if q.aggregate in ("median", "percentile"):
+        scan = ScanStats(blocks_total=len(index))
         return _run_percentile(q, index, classes, programs, start, end, scan, text, engine, limit)
-    use_stats = _stat_answerable(q, index, classes, value, start, end)
-    decode = (classes != NONE) & ~use_stats
-    scan.from_stats, scan.decoded = int(use_stats.sum()), int(decode.sum())
-    scan.skipped = len(index) - scan.from_stats - scan.decoded
-    tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
-    scan.engine = tier.name
-    if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
-        decode = _prune_extremes(cache, q, index, programs, tier, start, end, limit, text,
-                                 use_stats, decode)
-        scan.decoded = int(decode.sum())
-        scan.skipped = len(index) - scan.from_stats - scan.decoded
+    use_stats, decode, scan, tier = plan_decode(cache, q, index, classes, programs, start, end,
+                                                engine, limit, text)
     if q.aggregate == "count" and not q.bucket_ns:
-        total = int(index.n_samples[use_stats].sum())
-        total += _count_decoded(tier, index, np.flatnonzero(decode), programs, q.where, start,
-                                end)
+        total = count_total(tier, index, use_stats, decode, programs, q.where, start, end)
         return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
     from . import partials
     ids, values = partials.scan_buckets(
         partials.Scan(cache, q, index, programs, tier, start, end, limit, _what(text)),
         use_stats, decode)
     return _aggregate_result(q, text, index, start, end, ids, values, scan)
+
+
+def aggregated_value(q: P.AggregateQuery):
+    """The expression an aggregate reads (None: count and duration read none)."""
+    return None if q.aggregate in ("count", "duration") else q.expr
+
+
+def plan_decode(cache, q: P.AggregateQuery, index, classes, programs, start, end, engine, limit,
+                text):
+    """Which blocks an aggregate answers from statistics and which it decodes,
+    and on which tier: (use_stats, decode, scan, tier).  run_aggregate and the
+    fleet's aggregate_partials (mergeable.py) plan the same way."""
+    use_stats = _stat_answerable(q, index, classes, aggregated_value(q), start, end)
+    decode = (classes != NONE) & ~use_stats
+    scan = ScanStats(blocks_total=len(index), from_stats=int(use_stats.sum()),
+                     decoded=int(decode.sum()))
+    scan.skipped = len(index) - scan.from_stats - scan.decoded
+    tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
+    scan.engine = tier.name
+    if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
+        # blocks that cannot hold the extreme are not read (a partial row's
+        # other columns are then partial: only the extreme and its time are used)
+        decode = _prune_extremes(cache, q, index, programs, tier, start, end, limit, text,
+                                 use_stats, decode)
+        scan.decoded = int(decode.sum())
+        scan.skipped = len(index) - scan.from_stats - scan.decoded
+    return use_stats, decode, scan, tier
+
+
+def count_total(tier, index, use_stats, decode, programs, where, start, end) -> int:
+    """``count where …`` without buckets: blocks whole from statistics, the rest decoded."""
+    return int(index.n_samples[use_stats].sum()) + _count_decoded(
+        tier, index, np.flatnonzero(decode), programs, where, start, end)
 
 
 EXTREMES = {"max": 1, "argmax": 1, "min": -1, "argmin": -1}

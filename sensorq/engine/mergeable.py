@@ -18,10 +18,10 @@ import numpy as np
 from ..query import plan as P
 from ..result import ScanStats
 from . import aggregates as A
-from . import limits, partials, tiers
-from .executor import EXTREMES, _count_decoded, _prune_extremes, _stat_answerable, _what
+from . import limits, partials
+from .executor import _what, aggregated_value, count_total, plan_decode
 from .program import compile_query
-from .zonemaps import NONE, classify
+from .zonemaps import classify
 
 
 @dataclass
@@ -58,28 +58,14 @@ def aggregate_partials(cache, q: P.AggregateQuery, text: str = "", engine: str |
     limit = limits.max_rows(max_rows)
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
-    value = None if q.aggregate in ("count", "duration") else q.expr
-    programs = compile_query(q.where, value)
+    programs = compile_query(q.where, aggregated_value(q))
     classes = classify(q.where, index)
-    use_stats = _stat_answerable(q, index, classes, value, start, end)
-    decode = (classes != NONE) & ~use_stats
-    scan = ScanStats(blocks_total=len(index), from_stats=int(use_stats.sum()),
-                     decoded=int(decode.sum()))
-    scan.skipped = len(index) - scan.from_stats - scan.decoded
-    tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
-    scan.engine = tier.name
-    if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
-        # blocks that cannot hold the extreme are not read (the other columns
-        # of the row are then partial: only the extreme and its time are used)
-        decode = _prune_extremes(cache, q, index, programs, tier, start, end, limit, text,
-                                 use_stats, decode)
-        scan.decoded = int(decode.sum())
-        scan.skipped = len(index) - scan.from_stats - scan.decoded
+    use_stats, decode, scan, tier = plan_decode(cache, q, index, classes, programs, start, end,
+                                                engine, limit, text)
     span = (int(index.t_first[0]), int(index.t_last[-1])) if len(index) else (None, None)
     if q.aggregate == "count" and not q.bucket_ns:
         fp, ip = A.empty_partials(1)
-        ip[0, A.I_COUNT] = int(index.n_samples[use_stats].sum()) + _count_decoded(
-            tier, index, np.flatnonzero(decode), programs, q.where, start, end)
+        ip[0, A.I_COUNT] = count_total(tier, index, use_stats, decode, programs, q.where, start, end)
         return Partials(np.zeros(1, np.int64), fp, ip, *span, scan=scan)
     merger = PartialMerger(q.aggregate, limit, _what(text))
     partials.scan_buckets(partials.Scan(cache, q, index, programs, tier, start, end, limit,
