@@ -14,14 +14,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fw_common.h"
 #include "semihost.h"
 #include "sensorq.h"
 
 #define REGION_MAX 13312u
 #define CODE_MAX 512u
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
 size_t stack_high_water(void);
 
@@ -29,38 +27,6 @@ static uint8_t region[REGION_MAX];
 static sq_ring ring;
 static sq_query_state query_state;     /* the VM's state, kept off the stack */
 static uint8_t code[CODE_MAX];
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int64_t get_i64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32);
-}
-
-static uint32_t ticks_since(uint32_t start)
-{
-    return (start - SYST_CVR) & 0xFFFFFFu;     /* SysTick counts down, 24 bits */
-}
-
-static void write_pair(int out, const char *label, long long a)
-{
-    sh_write_text(out, label);
-    sh_write_int(out, a);
-}
-
-/* SysTick ticks for a loop of known length (3 instructions a turn: subs, cmp
- * and a taken branch), to turn ticks into instructions under -icount. */
-static void calibrate(int out)
-{
-    uint32_t turns = 100000u, start = SYST_CVR;
-    __asm__ volatile("1: sub %0, #1\n cmp %0, #0\n bne 1b" : "+l"(turns) : : "cc");
-    write_pair(out, "calibration_ticks ", ticks_since(start));
-    write_pair(out, " ", 300000);
-    sh_write_text(out, "\n");
-}
 
 /* The sensor loop: every sample appended (as an interrupt handler would),
  * then the main loop's poll; the polls that sealed a block are timed apart. */
@@ -71,22 +37,24 @@ static int append_samples(int in, int out, uint32_t n_samples, uint32_t n_channe
     uint32_t i, c, appends = 0, worst_append = 0, seals = 0, worst_seal = 0, n_seals = 0;
     for (i = 0; i < n_samples; i++) {
         uint32_t start, spent, before;
+        int64_t t;
         int err;
         if (sh_read(in, row, 8u * (1u + n_channels))) {
             return 3;
         }
         for (c = 0; c < n_channels; c++) {
-            values[c] = get_i64(row + 8u * (1u + c));
+            values[c] = fw_get_i64(row + 8u * (1u + c));
         }
+        t = fw_get_i64(row);                    /* read before the timer starts: the append alone */
         start = SYST_CVR;
-        err = sq_ring_append(&ring, get_i64(row), values);
-        spent = ticks_since(start);
+        err = sq_ring_append(&ring, t, values);
+        spent = fw_ticks_since(start);
         appends += spent;
         worst_append = spent > worst_append ? spent : worst_append;
         before = sq_ring_staged(&ring);
         start = SYST_CVR;
         err = err ? err : sq_ring_poll(&ring);
-        spent = ticks_since(start);
+        spent = fw_ticks_since(start);
         if (err != SQ_OK) {
             return 4;
         }
@@ -96,12 +64,12 @@ static int append_samples(int in, int out, uint32_t n_samples, uint32_t n_channe
             n_seals++;
         }
     }
-    write_pair(out, "append_ticks ", appends);
-    write_pair(out, " ", worst_append);
-    write_pair(out, " ", n_samples);
-    write_pair(out, "\nseal_ticks ", seals);
-    write_pair(out, " ", worst_seal);
-    write_pair(out, " ", n_seals);
+    fw_put(out, "append_ticks ", appends);
+    fw_put(out, " ", worst_append);
+    fw_put(out, " ", n_samples);
+    fw_put(out, "\nseal_ticks ", seals);
+    fw_put(out, " ", worst_seal);
+    fw_put(out, " ", n_seals);
     sh_write_text(out, "\n");
     return 0;
 }
@@ -113,28 +81,30 @@ static int run_queries(int in, int out, uint32_t n_queries)
     for (q = 0; q < n_queries; q++) {
         sq_result res;
         uint32_t len, start;
+        int64_t now;
         int err;
         if (sh_read(in, head, 12)) {
             return 5;
         }
-        len = get_u32(head);
+        len = fw_get_u32(head);
         if (len > CODE_MAX || sh_read(in, code, len)) {
             return 6;
         }
+        now = fw_get_i64(head + 4);
         start = SYST_CVR;
-        err = sq_query_run(&query_state, code, len, &ring, get_i64(head + 4), &res);
-        total += ticks_since(start);
-        write_pair(out, "", err);
-        write_pair(out, " ", res.value);
-        write_pair(out, " ", res.has_value);
-        write_pair(out, " ", res.count);
-        write_pair(out, " ", res.blocks_skipped);
-        write_pair(out, " ", res.blocks_answered);
-        write_pair(out, " ", res.blocks_decoded);
-        write_pair(out, " ", res.samples_scanned);
+        err = sq_query_run(&query_state, code, len, &ring, now, &res);
+        total += fw_ticks_since(start);
+        fw_put(out, "", err);
+        fw_put(out, " ", res.value);
+        fw_put(out, " ", res.has_value);
+        fw_put(out, " ", res.count);
+        fw_put(out, " ", res.blocks_skipped);
+        fw_put(out, " ", res.blocks_answered);
+        fw_put(out, " ", res.blocks_decoded);
+        fw_put(out, " ", res.samples_scanned);
         sh_write_text(out, "\n");
     }
-    write_pair(out, "query_ticks ", total);
+    fw_put(out, "query_ticks ", total);
     sh_write_text(out, "\n");
     return 0;
 }
@@ -224,33 +194,31 @@ int main(void)
     sq_stream_cfg cfg;
     uint32_t c, region_len;
     int in = sh_open("vector.bin", 1), out = sh_open("answers.txt", 5), step;
-    if (in < 0 || out < 0 || sh_read(in, head, 40) || get_u32(head) != 0x31565153u) {
+    if (in < 0 || out < 0 || sh_read(in, head, 40) || fw_get_u32(head) != 0x31565153u) {
         return 1;
     }
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 5u;                             /* enable, processor clock */
-    calibrate(out);
-    cfg.n_channels = (uint8_t)get_u32(head + 4);
+    fw_systick_start();
+    fw_calibrate(out);
+    cfg.n_channels = (uint8_t)fw_get_u32(head + 4);
     for (c = 0; c < SQ_MAX_CHANNELS; c++) {
         cfg.dtype[c] = c < 8u ? head[8 + c] : 0;     /* the vector format has room for 8 */
     }
-    cfg.block_samples = get_u32(head + 16);
+    cfg.block_samples = fw_get_u32(head + 16);
     cfg.stream_id = 0;
-    cfg.schema = get_u32(head + 32);
-    cfg.codec = (uint8_t)get_u32(head + 36);
-    region_len = get_u32(head + 20);
-    if (region_len > REGION_MAX || set_up(&cfg, region_len, (get_u32(head + 36) >> 8) & 1u) != SQ_OK) {
+    cfg.schema = fw_get_u32(head + 32);
+    cfg.codec = (uint8_t)fw_get_u32(head + 36);
+    region_len = fw_get_u32(head + 20);
+    if (region_len > REGION_MAX || set_up(&cfg, region_len, (fw_get_u32(head + 36) >> 8) & 1u) != SQ_OK) {
         return 2;
     }
-    step = append_samples(in, out, get_u32(head + 24), cfg.n_channels);
+    step = append_samples(in, out, fw_get_u32(head + 24), cfg.n_channels);
     if (!step) {
-        step = run_queries(in, out, get_u32(head + 28));
+        step = run_queries(in, out, fw_get_u32(head + 28));
     }
     if (!step) {
         step = export_blocks();
     }
-    write_pair(out, "stack ", (long long)stack_high_water());
+    fw_put(out, "stack ", (long long)stack_high_water());
     sh_write_text(out, "\n");
     sh_close(out);
     sh_close(in);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fw_common.h"
 #include "semihost.h"
 #include "sensorq.h"
 
@@ -33,9 +34,6 @@
 #define MODEL_MAX 1024u
 #define WORK_MAX 1600u
 #define CODE_MAX 128u
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
 size_t stack_high_water(void);
 
@@ -50,36 +48,6 @@ static sq_query_state query_state;
 static sq_stream_cfg cfg, out_cfg;
 static uint32_t out_block, out_region_len;
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int64_t get_i64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32);
-}
-
-static uint32_t ticks_since(uint32_t start)
-{
-    return (start - SYST_CVR) & 0xFFFFFFu;     /* SysTick counts down, 24 bits */
-}
-
-static void put(int out, const char *label, long long a)
-{
-    sh_write_text(out, label);
-    sh_write_int(out, a);
-}
-
-static void calibrate(int out)
-{
-    uint32_t turns = 100000u, start = SYST_CVR;
-    __asm__ volatile("1: sub %0, #1\n cmp %0, #0\n bne 1b" : "+l"(turns) : : "cc");
-    put(out, "calibration_ticks ", ticks_since(start));
-    put(out, " ", 300000);
-    sh_write_text(out, "\n");
-}
-
 /* Read a model's device image into model_bytes and load it (checked; made
  * for this ring: its schema hash).  A new output stream (another schema)
  * starts a new output ring. */
@@ -92,17 +60,17 @@ static int load_model(int out, const char *path)
     if (in < 0 || sh_read(in, len4, 4)) {
         return 20;
     }
-    len = get_u32(len4);
+    len = fw_get_u32(len4);
     if (len > MODEL_MAX || sh_read(in, model_bytes, len)) {
         return 21;
     }
     sh_close(in);
     start = SYST_CVR;
     err = sq_model_load(&model, model_bytes, len, &cfg);
-    put(out, "load ", err);
-    put(out, " ", ticks_since(start));
-    put(out, " ", err ? 0 : (long long)model.out_schema);
-    put(out, " ", (long long)sq_model_work_size(&model));
+    fw_put(out, "load ", err);
+    fw_put(out, " ", fw_ticks_since(start));
+    fw_put(out, " ", err ? 0 : (long long)model.out_schema);
+    fw_put(out, " ", (long long)sq_model_work_size(&model));
     sh_write_text(out, "\n");
     if (err || sq_model_work_size(&model) > WORK_MAX) {
         return 22;
@@ -131,17 +99,17 @@ static int score_due(int out, int64_t *next)
         sq_model_out res;
         uint32_t start = SYST_CVR, spent;
         err = sq_model_window(&model, &ring, *next, work, sizeof work, &res);
-        spent = ticks_since(start);
+        spent = fw_ticks_since(start);
         *next += model.hop_ns;
         if (!err && res.scored) {
             int64_t row[2];
             row[0] = model.kind == SQ_MODEL_CLASSES ? res.cls : res.value;
             row[1] = res.cls > 0;
-            put(out, "w ", res.start);
-            put(out, " ", res.cls);
-            put(out, " ", res.value);
-            put(out, " ", res.n_samples);
-            put(out, " ", spent);
+            fw_put(out, "w ", res.start);
+            fw_put(out, " ", res.cls);
+            fw_put(out, " ", res.value);
+            fw_put(out, " ", res.n_samples);
+            fw_put(out, " ", spent);
             sh_write_text(out, "\n");
             err = sq_ring_append(&outs, res.start, row);
             err = err ? err : sq_ring_poll(&outs);
@@ -156,24 +124,22 @@ int main(void)
     int64_t values[8], next = INT64_MIN;
     uint32_t c, i, n_samples, switch_at, n_queries, region_len;
     int in = sh_open("models.bin", 1), out = sh_open("scores.txt", 5), step = 0;
-    if (in < 0 || out < 0 || sh_read(in, head, sizeof head) || get_u32(head) != 0x464D5153u) {
+    if (in < 0 || out < 0 || sh_read(in, head, sizeof head) || fw_get_u32(head) != 0x464D5153u) {
         return 1;
     }
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 5u;
-    calibrate(out);
+    fw_systick_start();
+    fw_calibrate(out);
     memset(&cfg, 0, sizeof cfg);
-    cfg.n_channels = (uint8_t)get_u32(head + 4);
-    cfg.block_samples = get_u32(head + 8);
-    region_len = get_u32(head + 12);
-    n_samples = get_u32(head + 16);
-    switch_at = get_u32(head + 20);
-    n_queries = get_u32(head + 24);
-    out_block = get_u32(head + 28);
-    out_region_len = get_u32(head + 32);
-    cfg.codec = (uint8_t)get_u32(head + 36);
-    cfg.schema = get_u32(head + 40);          /* the ring's schema hash: the model image names it */
+    cfg.n_channels = (uint8_t)fw_get_u32(head + 4);
+    cfg.block_samples = fw_get_u32(head + 8);
+    region_len = fw_get_u32(head + 12);
+    n_samples = fw_get_u32(head + 16);
+    switch_at = fw_get_u32(head + 20);
+    n_queries = fw_get_u32(head + 24);
+    out_block = fw_get_u32(head + 28);
+    out_region_len = fw_get_u32(head + 32);
+    cfg.codec = (uint8_t)fw_get_u32(head + 36);
+    cfg.schema = fw_get_u32(head + 40);          /* the ring's schema hash: the model image names it */
     for (c = 0; c < 8u; c++) {
         cfg.dtype[c] = head[48 + c];
     }
@@ -187,9 +153,9 @@ int main(void)
         if (sh_read(in, row, 8u * (1u + cfg.n_channels))) {
             return 3;
         }
-        t = get_i64(row);
+        t = fw_get_i64(row);
         for (c = 0; c < cfg.n_channels; c++) {
-            values[c] = get_i64(row + 8u * (1u + c));
+            values[c] = fw_get_i64(row + 8u * (1u + c));
         }
         if (sq_ring_append(&ring, t, values) != SQ_OK || sq_ring_poll(&ring) != SQ_OK) {
             return 4;
@@ -210,17 +176,17 @@ int main(void)
         uint8_t qh[12];
         uint32_t len;
         int err;
-        if (sh_read(in, qh, 12) || (len = get_u32(qh)) > CODE_MAX || sh_read(in, code, len)) {
+        if (sh_read(in, qh, 12) || (len = fw_get_u32(qh)) > CODE_MAX || sh_read(in, code, len)) {
             return 6;
         }
-        err = sq_query_run(&query_state, code, len, &outs, get_i64(qh + 4), &res);
-        put(out, "q ", err);
-        put(out, " ", res.value);
-        put(out, " ", res.has_value);
-        put(out, " ", (long long)res.count);
+        err = sq_query_run(&query_state, code, len, &outs, fw_get_i64(qh + 4), &res);
+        fw_put(out, "q ", err);
+        fw_put(out, " ", res.value);
+        fw_put(out, " ", res.has_value);
+        fw_put(out, " ", (long long)res.count);
         sh_write_text(out, "\n");
     }
-    put(out, "stack ", (long long)stack_high_water());
+    fw_put(out, "stack ", (long long)stack_high_water());
     sh_write_text(out, "\n");
     sh_close(out);
     sh_close(in);

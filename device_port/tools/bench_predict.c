@@ -11,11 +11,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fw_common.h"
 #include "semihost.h"
 
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define MAX_VALUES 64u
 
 size_t stack_high_water(void);
@@ -31,22 +29,6 @@ static uint8_t work[512];
 static sq_model model;
 #endif
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t ticks_since(uint32_t start)
-{
-    return (start - SYST_CVR) & 0xFFFFFFu;
-}
-
-static void put(int out, const char *label, long long a)
-{
-    sh_write_text(out, label);
-    sh_write_int(out, a);
-}
-
 #ifndef BENCH_EMLEARN
 static int load(void)
 {
@@ -54,19 +36,19 @@ static int load(void)
     sq_stream_cfg cfg;
     uint32_t len, n, i;
     int in = sh_open("model.sqd", 1);
-    if (in < 0 || sh_read(in, head, 4) || (len = get_u32(head)) > sizeof model_bytes || sh_read(in, model_bytes, len)) {
+    if (in < 0 || sh_read(in, head, 4) || (len = fw_get_u32(head)) > sizeof model_bytes || sh_read(in, model_bytes, len)) {
         return 10;
     }
     sh_close(in);
     in = sh_open("channels.bin", 1);
-    if (in < 0 || sh_read(in, head, 8) || (n = get_u32(head)) > 16u || sh_read(in, dtypes, n)) {
+    if (in < 0 || sh_read(in, head, 8) || (n = fw_get_u32(head)) > 16u || sh_read(in, dtypes, n)) {
         return 11;
     }
     sh_close(in);
     memset(&cfg, 0, sizeof cfg);
     cfg.n_channels = (uint8_t)n;
     cfg.block_samples = 8;
-    cfg.schema = get_u32(head + 4);
+    cfg.schema = fw_get_u32(head + 4);
     for (i = 0; i < n; i++) {
         cfg.dtype[i] = dtypes[i];
     }
@@ -82,21 +64,13 @@ int main(void)
     if (in < 0 || out < 0 || sh_read(in, head, 8)) {
         return 1;
     }
-    n_rows = get_u32(head);
-    n_values = get_u32(head + 4);
+    n_rows = fw_get_u32(head);
+    n_values = fw_get_u32(head + 4);
     if (n_values > MAX_VALUES) {
         return 2;
     }
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 5u;
-    {
-        uint32_t turns = 100000u, start = SYST_CVR;
-        __asm__ volatile("1: sub %0, #1\n cmp %0, #0\n bne 1b" : "+l"(turns) : : "cc");
-        put(out, "calibration_ticks ", ticks_since(start));
-        put(out, " ", 300000);
-        sh_write_text(out, "\n");
-    }
+    fw_systick_start();
+    fw_calibrate(out);
 #ifndef BENCH_EMLEARN
     if (load()) {
         return 3;
@@ -117,15 +91,15 @@ int main(void)
             cls = sq_model_predict(&model, row, work, sizeof work, &res) == SQ_OK ? res.cls : -100;
         }
 #endif
-        spent = ticks_since(start);
+        spent = fw_ticks_since(start);
         total += spent;
         worst = spent > worst ? spent : worst;
-        put(out, "", cls);
+        fw_put(out, "", cls);
         sh_write_text(out, "\n");
     }
-    put(out, "ticks ", total);
-    put(out, " ", worst);
-    put(out, "\nstack ", (long long)stack_high_water());
+    fw_put(out, "ticks ", total);
+    fw_put(out, " ", worst);
+    fw_put(out, "\nstack ", (long long)stack_high_water());
     sh_write_text(out, "\n");
     sh_close(out);
     return 0;

@@ -135,7 +135,8 @@ def compare(build_dir: Path, trees: int = 3, depth: int = 3) -> dict:
     from sensorq.device.image import device_image, device_stream_schema
     ring = [(i.name, "int16") for i in model.pipeline.inputs]
     blob = device_image(model, ring)
-    common = [PORT / "examples" / "startup.c", PORT / "examples" / "semihost.c", HERE / "bench_predict.c"]
+    common = [PORT / "examples" / "startup.c", PORT / "examples" / "semihost.c",
+              PORT / "examples" / "fw_common.c", HERE / "bench_predict.c"]
     results = {}
     stub = build_dir / "stub"
     stub.mkdir(exist_ok=True)
