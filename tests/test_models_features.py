@@ -140,3 +140,19 @@ def test_bad_feature_texts_are_model_errors(tmp_path):
                 make_pipeline(stream, [text], window="1s", hop="1s")
         with pytest.raises(ModelError):
             make_pipeline(stream, ["mean(a)"], window="0s", hop="1s")
+
+
+def test_window_statistics_direct_equal_numpy():
+    """kernels.stats_direct (the walker's per-window S, Q, D, min, max) against
+    numpy over the same slices, windows of one sample included."""
+    from sensorq.models.kernels import stats_direct
+    rng = np.random.default_rng(0)
+    u = rng.integers(-32768, 32768, (3, 1000)).astype(np.int32)
+    lo, hi = np.array([0, 10, 500, 999]), np.array([1000, 11, 700, 1000])
+    got = np.zeros((5, 3, 4), np.int64)
+    stats_direct(u, lo, hi, got)
+    for s in range(3):
+        for w in range(4):
+            x = u[s, lo[w]:hi[w]].astype(np.int64)
+            assert got[:, s, w].tolist() == [x.sum(), (x * x).sum(), np.abs(np.diff(x)).sum(),
+                                             x.min(), x.max()]

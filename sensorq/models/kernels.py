@@ -108,31 +108,13 @@ def int_features(u, win_lo, win_hi, stats, ops, sig, steps, a_start, b_start, b_
 @cached(_STAMP)
 def stats_direct(u, win_lo, win_hi, stats):
     """S, Q, D (sum of |successive differences|), min, max of every signal
-    over every window, one pass over each window's samples."""
+    over every window, one pass over each window's samples (_fold)."""
+    st = np.empty(N_SEG_FIELDS, np.int64)
     for s in range(u.shape[0]):
-        row = u[s]
         for w in range(win_lo.shape[0]):
-            lo = win_lo[w]
-            v = np.int64(row[lo])
-            S = v
-            Q = v * v
-            D = np.int64(0)
-            mn = v
-            mx = v
-            prev = v
-            for i in range(lo + 1, win_hi[w]):
-                v = np.int64(row[i])
-                S += v
-                Q += v * v
-                D += abs(v - prev)
-                prev = v
-                mn = min(mn, v)
-                mx = max(mx, v)
-            stats[0, s, w] = S
-            stats[1, s, w] = Q
-            stats[2, s, w] = D
-            stats[3, s, w] = mn
-            stats[4, s, w] = mx
+            _fold(u[s], U64(win_lo[w]), U64(win_hi[w]), st)
+            for k in range(SEG_MAX + 1):            # S, Q, D, min, max: stats' order
+                stats[k, s, w] = st[k]
 
 
 @cached(_STAMP)
