@@ -9,8 +9,6 @@
   out-of-order and out-of-range samples without storing anything."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -26,6 +24,8 @@ from sensorq.device.vectors import block_info
 from sensorq.codec.intcodec import decode_column
 from sensorq.device.native import DeviceError, DeviceLib, build_library
 from sensorq.errors import CorruptDataError
+
+from sanitized import run_under_sanitizers
 
 @pytest.fixture(scope="module")
 def dev_v1(tmp_path_factory):
@@ -267,18 +267,7 @@ def _words_fit(block: bytes) -> bool:
 def test_sanitized_build_survives_damaged_blocks_and_bytecode(tmp_path):
     """The same kind of damage, run in a child process against the library built
     with -fsanitize=address,undefined: any out-of-bounds read aborts it."""
-    try:
-        lib = build_library(tmp_path / "asan", sanitize=True)
-    except Exception as exc:  # noqa: BLE001 — no sanitizer runtime here
-        pytest.skip(f"no sanitizer build: {exc}")
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip()
-    if not os.path.isabs(libasan):
-        pytest.skip("libasan.so not found")
-    script = Path(__file__).with_name("test_device_codec.py")
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
-    done = subprocess.run([sys.executable, str(script), str(lib)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = run_under_sanitizers(tmp_path, Path(__file__), [], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "damaged inputs: " in done.stdout
 

@@ -52,6 +52,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from sensorq.models.sklearn_import import from_sklearn  # noqa: E402
 
+from sanitized import run_under_sanitizers  # noqa: E402
+
 LONG = os.environ.get("SENSORQ_LONG_FAULTS") == "1"
 SETTINGS = settings(max_examples=30 if not LONG else 300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -463,17 +465,7 @@ def test_sanitized_loader_and_scorers_survive_hostile_models(tmp_path):
     in a child process, loads mutated device images and scores what it
     accepts (codes, and windows over a small ring); any out-of-bounds read
     or undefined behaviour aborts it."""
-    try:
-        lib = build_library(tmp_path / "asan", sanitize=True)
-    except Exception as exc:  # noqa: BLE001 — no sanitizer runtime here
-        pytest.skip(f"no sanitizer build: {exc}")
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip()
-    if not os.path.isabs(libasan):
-        pytest.skip("libasan.so not found")
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
-    done = subprocess.run([sys.executable, str(Path(__file__)), str(lib), "3000" if LONG else "300"],
-                          env=env, capture_output=True, text=True, timeout=1200)
+    done = run_under_sanitizers(tmp_path, Path(__file__), ["3000" if LONG else "300"], timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "hostile models: " in done.stdout
     print(done.stdout.strip())
