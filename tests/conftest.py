@@ -1,10 +1,12 @@
 """Fixtures shared by several test files."""
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
-from sensorq.device.native import DeviceLib, build_library, missing_host_toolchain
+from sensorq.device.native import DEVICE_PORT, DeviceLib, build_library, missing_host_toolchain
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +16,17 @@ def dev(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     return DeviceLib(build_library(tmp_path_factory.mktemp("device")))
+
+
+@pytest.fixture(scope="session")
+def arm_firmware(tmp_path_factory):
+    """The example firmwares (fw.elf, fw_models.elf) built for QEMU's
+    micro:bit once per run: the directory that holds them."""
+    build = tmp_path_factory.mktemp("arm")
+    done = subprocess.run(["make", "-s", "-C", str(DEVICE_PORT), "firmware", f"BUILD={build}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return build / "arm"
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ instructions per scored window, per-recording accuracy, stack — are printed.
 Skipped without the ARM toolchain or QEMU."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,33 +25,26 @@ from sensorq.device.bytecode import compile_for_device
 from sensorq.device.image import device_image
 from sensorq.device.models import (FIRMWARE_OUT_REGION, device_channels, device_inputs, firmware_input,
                                    model_file, output_schema, output_stream, read_scores)
-from sensorq.device.native import DEVICE_PORT, DeviceLib, build_library
+from sensorq.device.native import DeviceLib, build_library
 from sensorq.models.format import encode_model, load_model
 from sensorq.models.score import score_windows
+
+from qemu import QEMU, needs_arm, needs_qemu
 
 pytest.importorskip("sklearn", reason="scikit-learn (the 'models' extra) is not installed")
 
 DATA = Path(sensorq.__file__).parent / "data"
-QEMU = ["qemu-system-arm", "-M", "microbit", "-nographic", "-semihosting-config",
-        "enable=on,target=native", "-icount", "shift=0", "-kernel"]
 QUERIES = ["duration where motion == Running last 10m", "count where motion == Walking last 1m",
            "find episodes where motion == Running for >= 5s", "count where motion == Standing",
            "duration where motion != Badminton last 2m", "find episodes where motion == Badminton for >= 8s"]
 CLOCK_HZ = 133e6
 
-pytestmark = [pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                                 reason="arm-none-eabi-gcc is not installed (apt: gcc-arm-none-eabi)"),
-              pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
-                                 reason="qemu-system-arm is not installed (apt: qemu-system-arm)")]
+pytestmark = [needs_arm, needs_qemu]
 
 
 @pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
-    build = tmp_path_factory.mktemp("arm")
-    done = subprocess.run(["make", "-s", "-C", str(DEVICE_PORT), "firmware", f"BUILD={build}"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return build / "arm" / "fw_models.elf"
+def firmware(arm_firmware):
+    return arm_firmware / "fw_models.elf"
 
 
 @pytest.fixture(scope="module")

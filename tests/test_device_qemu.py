@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,24 +24,15 @@ from sensorq.device.vectors import (FIRMWARE_REGION_MAX, VECTORS, Vector, block_
 from sensorq.query import plan as P
 from sensorq.schema import Channel, Stream
 
+from qemu import QEMU, needs_arm, needs_qemu
+
 VECTOR_DIR = Path(__file__).parent / "vectors"
 CODES = {name: code for code, name in ERRORS.items()}
-QEMU = ["qemu-system-arm", "-M", "microbit", "-nographic", "-semihosting-config",
-        "enable=on,target=native", "-icount", "shift=0", "-kernel"]
-
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc is not installed (apt: gcc-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
-                                reason="qemu-system-arm is not installed (apt: qemu-system-arm)")
 
 
 @pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
-    build = tmp_path_factory.mktemp("arm")
-    done = subprocess.run(["make", "-s", "-C", str(DEVICE_PORT), "firmware", f"BUILD={build}"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return build / "arm" / "fw.elf"
+def firmware(arm_firmware):
+    return arm_firmware / "fw.elf"
 
 
 def run_firmware(elf: Path, vector_bytes: bytes, workdir: Path):
@@ -176,7 +166,6 @@ def test_firmware_agrees_with_host_on_random_streams(firmware, tmp_path, tmp_pat
                     region_len=vector.region_len, schema=schema_hash(vector.stream))
     ring.append_many(vector.t, vector.columns)
     assert blocks == b"".join(ring.blocks())
-    from sensorq.codec.block import parse_block
     first_seq = block_info(blocks_of(blocks)[0]).seq if blocks else 0
     keep = first_seq * vector.stream.block_samples
     for (code, now), p, got in zip(codes, plans, answers):
