@@ -119,8 +119,13 @@ def _guard_memory(text: str, run):
 
 
 def plan_text(cache, text: str, now_policy: str = "data"):
-    from ..query.planner import plan_query
-    return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
+    """The plan of ``text`` over the cache's streams: the one a recent call
+    made, when nothing it depended on has changed (plancache.py)."""
+    if now_policy != "data":        # now is the wall clock: a plan is good once
+        from ..query.planner import plan_query
+        return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
+    from .plancache import plans_of
+    return plans_of(cache).plan(cache, text)
 
 
 def _runner(query):

@@ -1,0 +1,114 @@
+"""The plan cache (engine/plancache.py): a query typed again is not planned
+again while the streams and their newest samples are as they were, and is
+planned afresh as soon as either changes.  Every answer is checked against a
+plain numpy count over the samples appended."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sensorq
+from sensorq.engine.plancache import KEPT_PLANS, plans_of
+from sensorq.schema import Channel
+
+S = 10**9
+QUERY = "count where x > 10 last 10s"
+
+
+def _numpy_count(t, x, threshold, window_ns):
+    end = t[-1] + 1
+    return int(((t >= end - window_ns) & (x > threshold)).sum())
+
+
+@pytest.fixture
+def cache(tmp_path):
+    with sensorq.open(tmp_path / "c", create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=64)
+        yield c
+
+
+def _append(cache, t, x):
+    cache.append("s", t, {"x": x})
+
+
+def test_same_text_same_state_reuses_the_plan(cache):
+    t = np.arange(100, dtype=np.int64) * S // 10
+    x = np.arange(100, dtype=np.int16) % 20
+    _append(cache, t, x)
+    first = cache.query(QUERY)
+    second = cache.query(QUERY)
+    assert second.plan is first.plan
+    assert first.value == second.value == _numpy_count(t, x, 10, 10 * S)
+
+
+@given(batches=st.lists(st.lists(st.integers(-50, 50), min_size=1, max_size=80), min_size=1,
+                        max_size=6))
+@settings(max_examples=25, deadline=None)
+def test_appends_replan_and_answers_follow_the_data(tmp_path_factory, batches):
+    path = tmp_path_factory.mktemp("p") / "c"
+    with sensorq.open(path, create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=32)
+        ts, xs, next_t, plans = [], [], 0, []
+        for values in batches:
+            t = next_t + np.arange(len(values), dtype=np.int64) * (S // 7)
+            next_t = int(t[-1]) + S // 7
+            x = np.array(values, np.int16)
+            _append(c, t, x)
+            ts.append(t)
+            xs.append(x)
+            result = c.query(QUERY)
+            plans.append(result.plan)
+            all_t, all_x = np.concatenate(ts), np.concatenate(xs)
+            assert result.value == _numpy_count(all_t, all_x, 10, 10 * S)
+            assert c.query(QUERY).plan is result.plan           # nothing changed: kept
+        # each append moved the newest sample, so each answer had a plan of its own
+        assert len({id(p) for p in plans}) == len(plans)
+        assert len({p.time.end_ns for p in plans}) == len(plans)
+
+
+def test_a_new_category_replans(tmp_path):
+    with sensorq.open(tmp_path / "c", create=True) as c:
+        c.create_stream("m", [Channel("state", "int8", categories=["idle"])])
+        c.append("m", np.array([0, S], np.int64), {"state": np.array([0, 0], np.int8)})
+        before = c.query("count where state == idle")
+        assert before.value == 2
+        c.add_categories("m", "state", ["run"])
+        after = c.query("count where state == idle")
+        assert after.plan is not before.plan and after.value == 2
+        assert c.query("count where state == run").value == 0
+
+
+def test_a_reader_replans_after_refresh(tmp_path):
+    path = tmp_path / "c"
+    t = np.arange(50, dtype=np.int64) * S
+    with sensorq.open(path, create=True) as w:
+        w.create_stream("s", [Channel("x", "int16")], block_samples=16)
+        _append(w, t, np.full(50, 20, np.int16))
+        w.flush()
+        with sensorq.open(path, readonly=True) as r:
+            assert r.query(QUERY).value == 10
+            _append(w, t + 50 * S, np.zeros(50, np.int16))
+            w.flush()
+            assert r.query(QUERY).value == 10                   # the reader's view until refresh
+            r.refresh()
+            assert r.query(QUERY).value == 0
+
+
+def test_the_wall_clock_is_never_kept(cache):
+    _append(cache, np.arange(10, dtype=np.int64) * S, np.arange(10, dtype=np.int16))
+    a = cache.query(QUERY, now_policy="clock")
+    b = cache.query(QUERY, now_policy="clock")
+    assert a.plan is not b.plan
+
+
+def test_only_the_most_recent_texts_are_kept(cache):
+    _append(cache, np.arange(10, dtype=np.int64) * S, np.arange(10, dtype=np.int16))
+    texts = [f"count where x > {i}" for i in range(KEPT_PLANS + 5)]
+    for text in texts:
+        cache.query(text)
+    kept = plans_of(cache)._plans
+    assert list(kept) == texts[-KEPT_PLANS:]
+    for i, text in enumerate(texts):
+        assert cache.query(text).value == int((np.arange(10) > i).sum())
