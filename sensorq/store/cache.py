@@ -599,7 +599,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         if floor is not None:        # a truncated stream: nothing before its floor (streams.py)
             start_ns = floor if start_ns is None else max(start_ns, floor)
         stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
-        unique_keys, buffer_of = factorise(stored.buf_key[where])
+        unique_keys, buffer_of = stored.buffer_codes(where, factorise)
         buffers = LazyBuffers(unique_keys, _BufferSource(self))
         # Views, not copies (a query's cost must not grow with the cache): rows
         # below the index's tail are never written again, and the views are read-only.
