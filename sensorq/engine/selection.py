@@ -29,6 +29,7 @@ from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
 from .layout import build_layouts, pooled_layout
+from .derived import derived
 from .program import compile_query
 from .search import READ_AHEAD_BLOCKS, BlockReader
 from .zonemaps import NONE, bounds, classify
@@ -532,17 +533,22 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
     index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.expr)
-    rows = np.arange(len(index)) if q.where is None else \
-        np.flatnonzero(classify(q.where, index) != NONE)
-    upper = upper_bounds(q.expr, index)
+    upper = derived(index, ("upper bounds", q.expr), lambda: upper_bounds(q.expr, index))
     n = min(q.n, limit + 1)
+    if q.where is None:     # every block, in an order kept for the next query (derived.py)
+        ordered = derived(index, ("blocks by bound", q.expr),
+                          lambda: np.argsort(-upper, kind="stable"))
+        rows, batches = ordered, _in_batches(ordered)
+    else:
+        rows = np.flatnonzero(classify(q.where, index) != NONE)
+        batches = _by_bound(rows, upper)
     if n > TOP_HEAP_MAX:
         return _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n)
     tier = tiers.choose(engine, tiers.scan_values(index, rows[:FIRST_BATCH],
                                                   len(programs.channels)))
     best = (np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(1, np.int64))
     decoded = 0
-    for batch in _by_bound(rows, upper):
+    for batch in batches:
         if best[3][0] == n and best[0][n - 1] > upper[batch[0]]:
             break                       # no sample left can enter the top n
         # the batch's blocks copied into one buffer (a few blocks: cheaper than
@@ -594,6 +600,14 @@ def _by_bound(rows, upper):
         while at < len(order):
             yield rows[order[at:at + size]]
             at, size = at + size, size * 2
+
+
+def _in_batches(ordered):
+    """``ordered`` in batches of FIRST_BATCH, then twice as many each time."""
+    at, size = 0, FIRST_BATCH
+    while at < len(ordered):
+        yield ordered[at:at + size]
+        at, size = at + size, size * 2
 
 
 def _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n):

@@ -605,7 +605,8 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         # below the index's tail are never written again, and the views are read-only.
         fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
         index = BlockIndex(st, buffers, buffer_of,
-                           entries=_read_only(stored.entries[where]), **fields)
+                           entries=_read_only(stored.entries[where]), **fields,
+                           memo=stored.memo_for(where))
         tail = self._open_block_index(st, start_ns, end_ns)
         index = concat_indexes(index, tail) if tail is not None else index
         return self._clip_to_floor(index, floor) if floor is not None else index

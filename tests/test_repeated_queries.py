@@ -1,7 +1,8 @@
-"""The plan cache (engine/plancache.py): a query typed again is not planned
-again while the streams and their newest samples are as they were, and is
-planned afresh as soon as either changes.  Every answer is checked against a
-plain numpy count over the samples appended."""
+"""Repeated queries: the plan cache (engine/plancache.py) and what the engine
+keeps per block range (engine/derived.py, StreamBlocks.memo_for).  A query typed
+again is not planned again while the streams and their newest samples are as
+they were, and both are worked out afresh as soon as the data changes.  Every
+answer is checked against plain numpy over the samples appended."""
 from __future__ import annotations
 
 import numpy as np
@@ -112,3 +113,39 @@ def test_only_the_most_recent_texts_are_kept(cache):
     assert list(kept) == texts[-KEPT_PLANS:]
     for i, text in enumerate(texts):
         assert cache.query(text).value == int((np.arange(10) > i).sum())
+
+
+# --- what the engine keeps per block range (engine/derived.py) ---------------------
+
+@given(batches=st.lists(st.lists(st.integers(-1000, 1000), min_size=1, max_size=300), min_size=1,
+                        max_size=5), flush=st.booleans())
+@settings(max_examples=20, deadline=None)
+def test_top_n_asked_again_follows_new_blocks(tmp_path_factory, batches, flush):
+    """top N keeps its block order per block range; a query after new blocks
+    (flushed or still open) must see them.  Reference: numpy's sort."""
+    path = tmp_path_factory.mktemp("top") / "c"
+    with sensorq.open(path, create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=16)
+        xs, next_t = [], 0
+        for values in batches:
+            x = np.array(values, np.int16)
+            _append(c, next_t + np.arange(len(x), dtype=np.int64), x)
+            next_t += len(x)
+            if flush:
+                c.flush()
+            xs.append(x)
+            every = np.concatenate(xs)
+            for _ in range(2):                                  # the second from what was kept
+                got = c.query("top 5 x").columns["value"]
+                assert got.tolist() == sorted(every.tolist(), reverse=True)[:5]
+
+
+def test_kept_arrays_cannot_be_changed_by_a_caller(cache):
+    _append(cache, np.arange(200, dtype=np.int64), (np.arange(200) % 50).astype(np.int16))
+    cache.flush()
+    index = cache.blocks("s")
+    assert index.memo is not None
+    cache.query("top 3 x")
+    kept = [v for k, v in index.memo.items() if isinstance(v, np.ndarray)]
+    assert kept and not any(a.flags.writeable for a in kept)
+    assert cache.blocks("s").memo is index.memo                 # same rows, same memo

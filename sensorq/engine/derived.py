@@ -1,0 +1,33 @@
+"""Arrays the engine works out from a block index's statistics alone, kept
+for the next query over the same blocks.
+
+Top N ranks every block by its statistics before it decodes the few that can
+win; over 24,000 blocks that is most of its time, and a repeated query (a
+dashboard's, an uplink loop's) would rank them again although no block
+changed.  ``Cache.blocks`` hands out each index with a memo that lives as long
+as the same rows do (StreamBlocks.memo_for); what is derived here from the
+index's statistics and a frozen plan node is filed there under that node.
+Blocks are read and decoded afresh by every query: only statistics-derived
+arrays are kept, read-only, so no caller can change what the next one gets.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+KEPT_ARRAYS = 64            # per block range: distinct (what, expression) pairs
+
+
+def derived(index, key: tuple, compute):
+    """``compute()``, or what it gave for ``key`` over these same blocks."""
+    memo = index.memo
+    if memo is None:
+        return compute()
+    value = memo.get(key)
+    if value is None:
+        value = compute()
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        if len(memo) >= KEPT_ARRAYS:
+            memo.clear()
+        memo[key] = value
+    return value
