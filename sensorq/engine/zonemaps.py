@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..query import plan as P
+from .derived import derived
 
 NONE, SOME, ALL = 0, 1, 2
 
@@ -109,6 +110,14 @@ def _compare(op: str, a: Bounds, b: Bounds) -> np.ndarray:
 
 
 def classify(pred, index) -> np.ndarray:
+    """NONE / SOME / ALL per block of ``index`` for predicate ``pred`` (None: ALL),
+    kept for the next query over the same blocks (derived.py)."""
+    if pred is None:
+        return np.full(len(index), ALL, np.int8)
+    return derived(index, ("classes", pred), lambda: _classify(pred, index))
+
+
+def _classify(pred, index) -> np.ndarray:
     """NONE / SOME / ALL per block of ``index`` for predicate ``pred`` (None: ALL).
     With NONE < SOME < ALL, ``and`` is the smallest class of its arguments,
     ``or`` the largest and ``not`` the mirror image; an ``and`` stops at an
@@ -133,14 +142,14 @@ def classify(pred, index) -> np.ndarray:
         settled = NONE if conjunction else ALL
         classes = None
         for arg in _cheap_first(pred.args):
-            c = classify(arg, index)
+            c = _classify(arg, index)
             classes = c if classes is None else \
                 (np.minimum(classes, c) if conjunction else np.maximum(classes, c))
             if (classes == settled).all():
                 break
         return classes
     if isinstance(pred, P.Not):
-        return (ALL + NONE - classify(pred.arg, index)).astype(np.int8)
+        return (ALL + NONE - _classify(pred.arg, index)).astype(np.int8)
     raise TypeError(f"not a predicate: {pred!r}")
 
 

@@ -7,7 +7,7 @@ which is on every query's start-up: for the 42 node classes, the ``__eq__``,
 their ``__init__`` and frozen ``__setattr__``/``__delattr__``.  So ``@node``
 asks dataclass for the latter only and the three are written once, here, with
 the same behaviour: equal when of the same class with equal fields, in order
-(else NotImplemented), hashed as the tuple of the fields, shown as
+(else NotImplemented), hashed as the tuple of the fields (once), shown as
 ``Name(field=value!r, ...)``.
 """
 from __future__ import annotations
@@ -27,7 +27,14 @@ class Node:
         return NotImplemented
 
     def __hash__(self):
-        return hash(self._field_values())
+        # kept on the node (frozen: its fields never change): plans are keys of
+        # the engine's per-block-range memo (engine/derived.py), hashed per query
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash(self._field_values())
+            object.__setattr__(self, "_hash", value)
+            return value
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
