@@ -147,9 +147,27 @@ class QueryPrograms:
         return self.pred.code_array(), self.value.code_array(), consts, depth
 
 
+KEPT_PROGRAMS = 256         # compile_query: (predicate, value) pairs remembered
+_compiled: dict = {}
+
+
 def compile_query(where, value) -> QueryPrograms:
     """Programs for a predicate and a value expression sharing one slot table
-    and one constant table (so the kernels take one array of each)."""
+    and one constant table (so the kernels take one array of each).  Plan
+    nodes are frozen and compare by value, so the programs of a pair compiled
+    before are handed out again (an aggregate compiles its predicate up to
+    three times; a repeated query, every time); nothing changes a program
+    once compiled."""
+    key = (where, value)
+    programs = _compiled.get(key)
+    if programs is None:
+        if len(_compiled) >= KEPT_PROGRAMS:
+            _compiled.clear()
+        programs = _compiled[key] = _compile(where, value)
+    return programs
+
+
+def _compile(where, value) -> QueryPrograms:
     shared: dict = {}
     consts: list = []
     pred, val = Program(consts=consts, slots=shared), Program(consts=consts, slots=shared)
