@@ -202,7 +202,7 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 
 /* ---- the window's samples ------------------------------------------------------------------ */
 
-/* n samples from the open readers (time: t0 + word·tick); DONE at the
+/* A block's samples from the open readers (time: t_first + word·tick); DONE at the
  * window's end (or, second pass, after the first pass's count). */
 static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_work *w, uint32_t n, int64_t t0, int64_t tick)
 {
@@ -238,80 +238,49 @@ static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_wor
     return SQ_OK;
 }
 
-/* Readers over one staged half (column-major, block_samples a column). */
-static void open_half(const sq_model *m, const sq_ring *r, sq_model_work *w, const uint8_t *data)
+/* Reader c of the model's inputs (c = n_inputs: time, column -1) on a
+ * sealed block b (verified by the iterator, its header in info) or, b NULL,
+ * on a staged half. */
+static int __attribute__((noinline)) open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b,
+                                                 const sq_block_info *info, const uint8_t *half, unsigned c)
 {
-    unsigned c, ch;
-    for (c = 0; c < m->n_inputs; c++) {
-        const uint8_t *col = data + 8u * r->cfg.block_samples;
-        unsigned channel = m->bytes[SQ_IMAGE_HEADER + 2u * c];
-        for (ch = 0; ch < channel; ch++) {
-            col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[ch]);
-        }
-        sq_col_open_raw(&w->col[c], col, sq_dtype_bytes(r->cfg.dtype[channel]));
+    const sq_model *m = w->m;
+    int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1, err;
+    uint32_t off;
+    if (!b) {
+        sq_col_open_raw(&w->col[c], sq_half_column(&r->cfg, half, column),
+                        column < 0 ? 8u : sq_dtype_bytes(r->cfg.dtype[column]));   /* the ring's: integers */
+        return SQ_OK;
     }
-    sq_col_open_raw(&w->col[m->n_inputs], data, 8);
+    /* a column past the block's directory is not in it */
+    err = info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH : sq_block_column(b, info, column, w->st, &off);
+    if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
+        err = SQ_ERR_UNSUPPORTED;
+    }
+    return err ? err : sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
+                                   column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
 }
 
-/* The staged samples as of a snapshot (after the sealed blocks). */
-static int __attribute__((noinline)) walk_staged(const sq_model *m, const sq_ring *r, sq_model_work *w)
+/* One source of the window's samples: a sealed block b or, b NULL, a
+ * staged half (as a block of times 0 + word·1).  Blocks that end before the
+ * window are skipped; one that starts after it ends the walk at its first
+ * sample (DONE). */
+static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
 {
-    sq_stage_view view[2];
-    int n = sq_ring_stage_view(r, view), h, err = SQ_OK;
-    for (h = 0; h < n && err == SQ_OK; h++) {
-        open_half(m, r, w, view[h].data);
-        err = scan_window(m, w, view[h].count, 0, 1);
-    }
-    return err;
-}
-
-/* Open the readers of a verified block's time column and the model's inputs. */
-static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work *w, const uint8_t *b,
-                                                const sq_block_info *info)
-{
+    sq_model_work *w = ctx;
+    const sq_block_info *info = (const sq_block_info *)r->info;
     unsigned c;
-    for (c = 0; c <= m->n_inputs; c++) {
-        int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1;
-        uint32_t off;
-        int err = sq_block_column(b, info, column, w->st, &off);
-        if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
-            err = SQ_ERR_UNSUPPORTED;
-        }
-        if (err == SQ_OK) {
-            err = sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
-                              column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
-        }
-        if (err) {
-            return err;
-        }
+    int err = SQ_OK;
+    if (b && info->t_last < w->start) {
+        return SQ_OK;
     }
-    return scan_window(m, w, info->n_samples, info->t_first, info->tick);
-}
-
-/* Every sample of the ring in [w->start, w->end): sealed blocks (verified
- * by the iterator), then the staged ones. */
-static int walk_window(const sq_model *m, const sq_ring *r, sq_model_work *w)
-{
-    sq_ring_iter it;
-    const uint8_t *b;
-    size_t len;
-    int err;
-    sq_ring_iter_begin(r, &it);
-    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
-        const sq_block_info *info = (const sq_block_info *)r->info;
-        if (info->t_last < w->start) {
-            continue;
-        }
-        if (info->t_first >= w->end) {
-            return SQ_OK;
-        }
-        err = info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH : open_block(m, w, b, info);
-        if (err) {
-            return err == DONE ? SQ_OK : err;
-        }
+    for (c = 0; c <= w->m->n_inputs && err == SQ_OK; c++) {
+        err = open_column(w, r, b, info, half ? half->data : NULL, c);
     }
-    err = err ? err : walk_staged(m, r, w);
-    return err == DONE ? SQ_OK : err;
+    if (err) {
+        return err;
+    }
+    return b ? scan_window(w->m, w, info->n_samples, info->t_first, info->tick) : scan_window(w->m, w, half->count, 0, 1);
 }
 
 /* ---- the codes -------------------------------------------------------------------------------- */
@@ -353,6 +322,13 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
         w->codes[f] = (int32_t)v;
         steps += na + nb;
     }
+}
+
+/* Every sample of the ring in [w->start, w->end), through the query VM's walk. */
+static int walk_window(const sq_ring *r, sq_model_work *w)
+{
+    int err = sq_ring_walk(r, visit, w);
+    return err == DONE ? SQ_OK : err;
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
@@ -408,8 +384,9 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     if (start_ns > INT64_MAX - m->window_ns) {
         return SQ_ERR_RANGE;
     }
+    w->m = m;
     reset_window(m, w, start_ns);
-    err = walk_window(m, r, w);
+    err = walk_window(r, w);
     out->n_samples = w->n;
     if (err || w->n < m->min_samples) {
         return err;
@@ -417,7 +394,7 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
     if (m->passes == 2) {
         means(m, w);
-        err = walk_window(m, r, w);
+        err = walk_window(r, w);
         if (err) {
             return err;
         }

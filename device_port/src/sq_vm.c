@@ -506,36 +506,48 @@ static int scan_staged(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *data, 
     return scan(v, 1, count, 0, 1);
 }
 
-int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
-                 int64_t now_ns, sq_result *out)
+/* One source of a query's samples (an sq_ring_walk visitor). */
+static int visit_vm(void *state, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
 {
     sq_vm *v = state;
+    if (!b) {
+        return scan_staged(v, &r->cfg, half->data, half->count);
+    }
+    v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
+    return run_verified(v, b);
+}
+
+int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx)
+{
     sq_ring_iter it;
     sq_stage_view view[2];
     const uint8_t *b;
     size_t len;
-    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG, n, i;
+    int err, n, i;
+    sq_ring_iter_begin(r, &it);
+    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b && (err = visit(ctx, r, b, NULL)) == SQ_OK) {
+    }
+    /* the staged samples, as of now: an append that lands later is not seen */
+    n = err == SQ_OK ? sq_ring_stage_view(r, view) : 0;
+    for (i = 0; i < n && err == SQ_OK; i++) {
+        err = visit(ctx, r, NULL, &view[i]);
+    }
+    return err;
+}
+
+int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
+                 int64_t now_ns, sq_result *out)
+{
+    sq_vm *v = state;
+    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG;
     if (err == SQ_OK && (!r || !r->stage)) {
         err = SQ_ERR_ARG;
     }
     if (err == SQ_OK && (v->n_channels != r->cfg.n_channels || v->schema != r->cfg.schema)) {
         err = SQ_ERR_MISMATCH;
     }
-    if (err != SQ_OK) {
-        return err;
-    }
-    sq_ring_iter_begin(r, &it);
-    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
-        v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
-        err = run_verified(v, b);
-        if (err != SQ_OK) {
-            return err;
-        }
-    }
-    /* the staged samples, as of now: an append that lands later is not seen */
-    n = err == SQ_OK ? sq_ring_stage_view(r, view) : 0;
-    for (i = 0; i < n && err == SQ_OK; i++) {
-        err = scan_staged(v, &r->cfg, view[i].data, view[i].count);
+    if (err == SQ_OK) {
+        err = sq_ring_walk(r, visit_vm, v);
     }
     return err != SQ_OK ? err : finish(v);
 }
