@@ -42,13 +42,8 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 
 /* ---- integer helpers ------------------------------------------------------------------ */
 
-/* a / b rounded half away from zero (0 < b < 2^63). */
-static int64_t __attribute__((noinline)) rdiv(int64_t a, uint64_t b)
-{
-    uint64_t mag = a < 0 ? 0u - (uint64_t)a : (uint64_t)a;
-    uint64_t q = sq_udiv64(mag + (b >> 1), b, NULL);
-    return a < 0 ? -(int64_t)q : (int64_t)q;
-}
+/* a / b rounded half away from zero (0 < b < 2^63): the query VM's MEAN division. */
+#define rdiv sq_round_div
 
 /* floor(sqrt(v)), one result bit at a time (the VM's 64-bit multiply;
  * a root fits 32 bits). */
@@ -147,6 +142,11 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
     if (n >= SQ_MODEL_MAX_WINDOW) {
         return SQ_ERR_RANGE;
     }
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    if (w->pass == 2 && w->n2 == n) {
+        return DONE;                   /* an append landed after the first pass */
+    }
+#endif
     for (s = 0; s < m->n_signals; s++, p += 2) {
         sq_sig_state *g = &w->sig[s];
         uint32_t mask = sq_le32(p, 2);
@@ -202,42 +202,6 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 
 /* ---- the window's samples ------------------------------------------------------------------ */
 
-/* A block's samples from the open readers (time: t_first + word·tick); DONE at the
- * window's end (or, second pass, after the first pass's count). */
-static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_work *w, uint32_t n, int64_t t0, int64_t tick)
-{
-    uint32_t i, c;
-    for (i = 0; i < n; i++) {
-        uint64_t word;
-        int64_t t;
-        int err = sq_col_next(&w->col[m->n_inputs], &word);
-        t = (int64_t)((uint64_t)t0 + word * (uint64_t)tick);
-        if (err || t >= w->end) {
-            return err ? err : DONE;
-        }
-        for (c = 0; c < m->n_inputs; c++) {
-            err = sq_col_next(&w->col[c], &word);
-            if (err) {
-                return err;
-            }
-            w->u_in[c] = to_signal((int64_t)word, m->bytes[SQ_IMAGE_HEADER + 1u + 2u * c]);
-        }
-        if (t < w->start) {
-            continue;
-        }
-#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
-        if (w->pass == 2 && w->n2 == w->n) {
-            return DONE;                   /* an append landed after the first pass */
-        }
-#endif
-        err = fold(m, w);
-        if (err) {
-            return err;
-        }
-    }
-    return SQ_OK;
-}
-
 /* Reader c of the model's inputs (c = n_inputs: time, column -1) on a
  * sealed block b (verified by the iterator, its header in info) or, b NULL,
  * on a staged half. */
@@ -262,25 +226,39 @@ static int __attribute__((noinline)) open_column(sq_model_work *w, const sq_ring
 }
 
 /* One source of the window's samples: a sealed block b or, b NULL, a
- * staged half (as a block of times 0 + word·1).  Blocks that end before the
- * window are skipped; one that starts after it ends the walk at its first
- * sample (DONE). */
+ * staged half (times 0 + word·1).  Blocks that end before the window are
+ * skipped; a sample at or past its end ends the walk (DONE). */
 static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
 {
     sq_model_work *w = ctx;
+    const sq_model *m = w->m;
     const sq_block_info *info = (const sq_block_info *)r->info;
-    unsigned c;
+    uint32_t i, c, n = b ? info->n_samples : half->count;
+    int64_t t0 = b ? info->t_first : 0, tick = b ? info->tick : 1;
     int err = SQ_OK;
     if (b && info->t_last < w->start) {
         return SQ_OK;
     }
-    for (c = 0; c <= w->m->n_inputs && err == SQ_OK; c++) {
+    for (c = 0; c <= m->n_inputs && err == SQ_OK; c++) {
         err = open_column(w, r, b, info, half ? half->data : NULL, c);
     }
-    if (err) {
-        return err;
+    for (i = 0; i < n && err == SQ_OK; i++) {
+        uint64_t word;
+        int64_t t;
+        err = sq_col_next(&w->col[m->n_inputs], &word);
+        t = (int64_t)((uint64_t)t0 + word * (uint64_t)tick);
+        if (err == SQ_OK && t >= w->end) {
+            return DONE;
+        }
+        for (c = 0; c < m->n_inputs && err == SQ_OK; c++) {
+            err = sq_col_next(&w->col[c], &word);
+            w->u_in[c] = to_signal((int64_t)word, m->bytes[SQ_IMAGE_HEADER + 1u + 2u * c]);
+        }
+        if (err == SQ_OK && t >= w->start) {
+            err = fold(m, w);
+        }
     }
-    return b ? scan_window(w->m, w, info->n_samples, info->t_first, info->tick) : scan_window(w->m, w, half->count, 0, 1);
+    return err;
 }
 
 /* ---- the codes -------------------------------------------------------------------------------- */

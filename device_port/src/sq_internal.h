@@ -116,6 +116,7 @@ typedef int (*sq_ring_visit)(void *ctx, const sq_ring *r, const uint8_t *block, 
 int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx);
 
 uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem);
+int64_t sq_round_div(int64_t a, uint64_t b);     /* a / b rounded half away from zero, 0 < b < 2^63 */
 uint32_t sq_div(uint32_t a, uint32_t b);
 uint32_t sq_round_up(uint32_t n, uint32_t unit);
 

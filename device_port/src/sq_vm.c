@@ -210,8 +210,9 @@ static void __attribute__((noinline)) accumulate(sq_vm *v, uint32_t n, int64_t s
     v->out->count += n;
 }
 
-/* Sum / count rounded half away from zero, with an unsigned division. */
-static __attribute__((noinline)) int64_t rounded_mean(int64_t sum, uint64_t count)
+/* Sum / count rounded half away from zero, with an unsigned division
+ * (0 < count < 2^63; the model features' division too). */
+int64_t sq_round_div(int64_t sum, uint64_t count)
 {
     uint64_t magnitude = sum < 0 ? 0u - (uint64_t)sum : (uint64_t)sum;
     uint64_t rest, q = sq_udiv64(magnitude, count, &rest);
@@ -234,7 +235,7 @@ static int finish(sq_vm *v)
         if (v->sum_high != ((v->sum_low >> 63) ? -1 : 0)) {
             return SQ_ERR_OVERFLOW;           /* the 128-bit sum does not fit in int64 */
         }
-        value = agg == SQ_AGG_MEAN && n ? rounded_mean((int64_t)v->sum_low, n) : (int64_t)v->sum_low;
+        value = agg == SQ_AGG_MEAN && n ? sq_round_div((int64_t)v->sum_low, n) : (int64_t)v->sum_low;
     }
     /* the sum of nothing is no value, as the host engine's */
     out->has_value = n > 0 || agg == SQ_AGG_COUNT || agg >= SQ_AGG_DURATION;
