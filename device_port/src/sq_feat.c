@@ -310,7 +310,7 @@ static int walk_window(const sq_ring *r, sq_model_work *w)
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void __attribute__((noinline)) reset_window(const sq_model *m, sq_model_work *w, int64_t start)
+static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     const uint8_t *p = m->bytes + m->feat_off;
@@ -343,14 +343,11 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 }
 #endif
 
-int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
-                    sq_model_out *out)
+/* The window [start_ns, start_ns + window) scored in the carved work w. */
+static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r, int64_t start_ns, sq_model_work *w,
+                                            sq_model_out *out)
 {
-    sq_model_work *w;
     int err;
-    if (!m || !m->bytes || !r || !r->stage || !out || !work || sq_model_layout(m, work, &w, 0) > work_len) {
-        return SQ_ERR_ARG;
-    }
     out->start = start_ns;
     out->scored = 0;
     out->n_samples = 0;
@@ -382,43 +379,58 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     return sq_model_eval(m, w, out);
 }
 
-/* The ring's newest sample time (0: none). */
-static int newest_time(const sq_ring *r, int64_t *t)
+/* The arguments a window needs, and the work carved (SQ_ERR_ARG: NULL, or too little work). */
+static int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_work **w)
+{
+    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
+                                                                                                   : SQ_OK;
+}
+
+int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
+                    sq_model_out *out)
+{
+    sq_model_work *w;
+    int err = out ? check_args(m, r, work, work_len, &w) : SQ_ERR_ARG;
+    return err ? err : window(m, r, start_ns, w, out);
+}
+
+/* The start of the ring's newest whole window (INT64_MIN: no sample):
+ * floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times
+ * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0. */
+static int64_t newest_start(const sq_model *m, const sq_ring *r)
 {
     sq_stage_view view[2];
     int n = sq_ring_stage_view(r, view);
-    *t = n ? (int64_t)sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : r->newest_t;
-    return n || r->has_blocks;
+    uint64_t x, q, neg;
+    if (!n && !r->has_blocks) {
+        return INT64_MIN;
+    }
+    x = n ? sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : (uint64_t)r->newest_t;
+    x = x - (uint64_t)m->window_ns + 1u;
+    neg = (uint64_t)0 - (x >> 63);
+    q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
+    return (int64_t)(q * (uint64_t)m->hop_ns);
 }
 
 int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
 {
-    int64_t newest;
-    uint64_t x, q, neg;
     if (!m || !m->bytes || !r || !r->stage || !start) {
         return SQ_ERR_ARG;
     }
-    *start = INT64_MIN;
-    if (newest_time(r, &newest)) {
-        /* floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times within 2^62 of
-         * INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0 */
-        x = (uint64_t)newest - (uint64_t)m->window_ns + 1u;
-        neg = (uint64_t)0 - (x >> 63);
-        q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
-        *start = (int64_t)(q * (uint64_t)m->hop_ns);
-    }
+    *start = newest_start(m, r);
     return SQ_OK;
 }
 
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_out *out)
 {
+    sq_model_work *w;
     int64_t start;
-    int err = out ? sq_model_newest(m, r, &start) : SQ_ERR_ARG;
-    if (err || start == INT64_MIN) {
-        if (out) {
-            memset(out, 0, sizeof *out);
-        }
-        return err;
+    int err;
+    if (!out) {
+        return SQ_ERR_ARG;
     }
-    return sq_model_window(m, r, start, work, work_len, out);
+    memset(out, 0, sizeof *out);
+    err = check_args(m, r, work, work_len, &w);
+    start = err ? 0 : newest_start(m, r);
+    return err || start == INT64_MIN ? err : window(m, r, start, w, out);
 }
