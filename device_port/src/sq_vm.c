@@ -518,22 +518,28 @@ static int visit_vm(void *state, const sq_ring *r, const uint8_t *b, const sq_st
     return run_verified(v, b);
 }
 
-int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx)
+/* The staged samples, as of now: an append that lands later is not seen.
+ * Out of line: the snapshot is not on the stack while blocks are read. */
+static int __attribute__((noinline)) walk_staged(const sq_ring *r, sq_ring_visit visit, void *ctx)
 {
-    sq_ring_iter it;
     sq_stage_view view[2];
-    const uint8_t *b;
-    size_t len;
-    int err, n, i;
-    sq_ring_iter_begin(r, &it);
-    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b && (err = visit(ctx, r, b, NULL)) == SQ_OK) {
-    }
-    /* the staged samples, as of now: an append that lands later is not seen */
-    n = err == SQ_OK ? sq_ring_stage_view(r, view) : 0;
+    int n = sq_ring_stage_view(r, view), i, err = SQ_OK;
     for (i = 0; i < n && err == SQ_OK; i++) {
         err = visit(ctx, r, NULL, &view[i]);
     }
     return err;
+}
+
+int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx)
+{
+    sq_ring_iter it;
+    const uint8_t *b;
+    size_t len;
+    int err;
+    sq_ring_iter_begin(r, &it);
+    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b && (err = visit(ctx, r, b, NULL)) == SQ_OK) {
+    }
+    return err == SQ_OK ? walk_staged(r, visit, ctx) : err;
 }
 
 int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
