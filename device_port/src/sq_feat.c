@@ -234,7 +234,6 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
     const sq_model *m = w->m;
     const sq_block_info *info = (const sq_block_info *)r->info;
     uint32_t i, c, n = b ? info->n_samples : half->count;
-    int64_t t0 = b ? info->t_first : 0, tick = b ? info->tick : 1;
     int err = SQ_OK;
     if (b && info->t_last < w->start) {
         return SQ_OK;
@@ -246,7 +245,7 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
         uint64_t word;
         int64_t t;
         err = sq_col_next(&w->col[m->n_inputs], &word);
-        t = (int64_t)((uint64_t)t0 + word * (uint64_t)tick);
+        t = b ? (int64_t)((uint64_t)info->t_first + word * (uint64_t)info->tick) : (int64_t)word;   /* staged: times */
         if (err == SQ_OK && t >= w->end) {
             return DONE;
         }
@@ -380,7 +379,7 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
 }
 
 /* The arguments a window needs, and the work carved (SQ_ERR_ARG: NULL, or too little work). */
-static int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_work **w)
+static inline __attribute__((always_inline)) int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_work **w)
 {
     return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
                                                                                                    : SQ_OK;
