@@ -1,7 +1,8 @@
 /* Window features from the ring (↔ sensorq/models/features.py, kernels.py):
  * the samples of [start, start + window) read through the ring's verified
- * path — sealed blocks from sq_ring_next, one word at a time, then a
- * snapshot of the staged samples — folded into per-signal sums as they pass
+ * path — the query VM's walk (sq_ring_walk: sealed blocks from
+ * sq_ring_next, then a snapshot of the staged samples), one word at a
+ * time — folded into per-signal sums as they pass
  * (one pass; a second only for crossings, which need the mean first), then
  * the integer codes of docs/models.md §3.  Spectral features keep
  * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the
