@@ -1,7 +1,8 @@
 /* Window features from the ring (↔ sensorq/models/features.py, kernels.py):
  * the samples of [start, start + window) read through the ring's verified
- * path — sealed blocks from sq_ring_next, one word at a time, then a
- * snapshot of the staged samples — folded into per-signal sums as they pass
+ * path — the query VM's walk (sq_ring_walk: sealed blocks from
+ * sq_ring_next, then a snapshot of the staged samples), one word at a
+ * time — folded into per-signal sums as they pass
  * (one pass; a second only for crossings, which need the mean first), then
  * the integer codes of docs/models.md §3.  Spectral features keep
  * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the
@@ -42,13 +43,8 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 
 /* ---- integer helpers ------------------------------------------------------------------ */
 
-/* a / b rounded half away from zero (0 < b < 2^63). */
-static int64_t __attribute__((noinline)) rdiv(int64_t a, uint64_t b)
-{
-    uint64_t mag = a < 0 ? 0u - (uint64_t)a : (uint64_t)a;
-    uint64_t q = sq_udiv64(mag + (b >> 1), b, NULL);
-    return a < 0 ? -(int64_t)q : (int64_t)q;
-}
+/* a / b rounded half away from zero (0 < b < 2^63): the query VM's MEAN division. */
+#define rdiv sq_round_div
 
 /* floor(sqrt(v)), one result bit at a time (the VM's 64-bit multiply;
  * a root fits 32 bits). */
@@ -147,6 +143,11 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
     if (n >= SQ_MODEL_MAX_WINDOW) {
         return SQ_ERR_RANGE;
     }
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    if (w->pass == 2 && w->n2 == n) {
+        return DONE;                   /* an append landed after the first pass */
+    }
+#endif
     for (s = 0; s < m->n_signals; s++, p += 2) {
         sq_sig_state *g = &w->sig[s];
         uint32_t mask = sq_le32(p, 2);
@@ -202,116 +203,62 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 
 /* ---- the window's samples ------------------------------------------------------------------ */
 
-/* n samples from the open readers (time: t0 + word·tick); DONE at the
- * window's end (or, second pass, after the first pass's count). */
-static int __attribute__((noinline)) scan_window(const sq_model *m, sq_model_work *w, uint32_t n, int64_t t0, int64_t tick)
+/* Reader c of the model's inputs (c = n_inputs: time, column -1) on a
+ * sealed block b (verified by the iterator, its header in info) or, b NULL,
+ * on a staged half. */
+static int __attribute__((noinline)) open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b,
+                                                 const sq_block_info *info, const uint8_t *half, unsigned c)
 {
-    uint32_t i, c;
-    for (i = 0; i < n; i++) {
+    const sq_model *m = w->m;
+    int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1, err;
+    uint32_t off;
+    if (!b) {
+        sq_col_open_raw(&w->col[c], sq_half_column(&r->cfg, half, column),
+                        column < 0 ? 8u : sq_dtype_bytes(r->cfg.dtype[column]));   /* the ring's: integers */
+        return SQ_OK;
+    }
+    /* a column past the block's directory is not in it */
+    err = info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH : sq_block_column(b, info, column, w->st, &off);
+    if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
+        err = SQ_ERR_UNSUPPORTED;
+    }
+    return err ? err : sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
+                                   column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
+}
+
+/* One source of the window's samples: a sealed block b or, b NULL, a
+ * staged half (times 0 + word·1).  Blocks that end before the window are
+ * skipped; a sample at or past its end ends the walk (DONE). */
+static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
+{
+    sq_model_work *w = ctx;
+    const sq_model *m = w->m;
+    const sq_block_info *info = (const sq_block_info *)r->info;
+    uint32_t i, c, n = b ? info->n_samples : half->count;
+    int err = SQ_OK;
+    if (b && info->t_last < w->start) {
+        return SQ_OK;
+    }
+    for (c = 0; c <= m->n_inputs && err == SQ_OK; c++) {
+        err = open_column(w, r, b, info, half ? half->data : NULL, c);
+    }
+    for (i = 0; i < n && err == SQ_OK; i++) {
         uint64_t word;
         int64_t t;
-        int err = sq_col_next(&w->col[m->n_inputs], &word);
-        t = (int64_t)((uint64_t)t0 + word * (uint64_t)tick);
-        if (err || t >= w->end) {
-            return err ? err : DONE;
+        err = sq_col_next(&w->col[m->n_inputs], &word);
+        t = b ? (int64_t)((uint64_t)info->t_first + word * (uint64_t)info->tick) : (int64_t)word;   /* staged: times */
+        if (err == SQ_OK && t >= w->end) {
+            return DONE;
         }
-        for (c = 0; c < m->n_inputs; c++) {
+        for (c = 0; c < m->n_inputs && err == SQ_OK; c++) {
             err = sq_col_next(&w->col[c], &word);
-            if (err) {
-                return err;
-            }
             w->u_in[c] = to_signal((int64_t)word, m->bytes[SQ_IMAGE_HEADER + 1u + 2u * c]);
         }
-        if (t < w->start) {
-            continue;
+        if (err == SQ_OK && t >= w->start) {
+            err = fold(m, w);
         }
-#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
-        if (w->pass == 2 && w->n2 == w->n) {
-            return DONE;                   /* an append landed after the first pass */
-        }
-#endif
-        err = fold(m, w);
-        if (err) {
-            return err;
-        }
-    }
-    return SQ_OK;
-}
-
-/* Readers over one staged half (column-major, block_samples a column). */
-static void open_half(const sq_model *m, const sq_ring *r, sq_model_work *w, const uint8_t *data)
-{
-    unsigned c, ch;
-    for (c = 0; c < m->n_inputs; c++) {
-        const uint8_t *col = data + 8u * r->cfg.block_samples;
-        unsigned channel = m->bytes[SQ_IMAGE_HEADER + 2u * c];
-        for (ch = 0; ch < channel; ch++) {
-            col += r->cfg.block_samples * sq_dtype_bytes(r->cfg.dtype[ch]);
-        }
-        sq_col_open_raw(&w->col[c], col, sq_dtype_bytes(r->cfg.dtype[channel]));
-    }
-    sq_col_open_raw(&w->col[m->n_inputs], data, 8);
-}
-
-/* The staged samples as of a snapshot (after the sealed blocks). */
-static int __attribute__((noinline)) walk_staged(const sq_model *m, const sq_ring *r, sq_model_work *w)
-{
-    sq_stage_view view[2];
-    int n = sq_ring_stage_view(r, view), h, err = SQ_OK;
-    for (h = 0; h < n && err == SQ_OK; h++) {
-        open_half(m, r, w, view[h].data);
-        err = scan_window(m, w, view[h].count, 0, 1);
     }
     return err;
-}
-
-/* Open the readers of a verified block's time column and the model's inputs. */
-static int __attribute__((noinline)) open_block(const sq_model *m, sq_model_work *w, const uint8_t *b,
-                                                const sq_block_info *info)
-{
-    unsigned c;
-    for (c = 0; c <= m->n_inputs; c++) {
-        int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1;
-        uint32_t off;
-        int err = sq_block_column(b, info, column, w->st, &off);
-        if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
-            err = SQ_ERR_UNSUPPORTED;
-        }
-        if (err == SQ_OK) {
-            err = sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
-                              column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
-        }
-        if (err) {
-            return err;
-        }
-    }
-    return scan_window(m, w, info->n_samples, info->t_first, info->tick);
-}
-
-/* Every sample of the ring in [w->start, w->end): sealed blocks (verified
- * by the iterator), then the staged ones. */
-static int walk_window(const sq_model *m, const sq_ring *r, sq_model_work *w)
-{
-    sq_ring_iter it;
-    const uint8_t *b;
-    size_t len;
-    int err;
-    sq_ring_iter_begin(r, &it);
-    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
-        const sq_block_info *info = (const sq_block_info *)r->info;
-        if (info->t_last < w->start) {
-            continue;
-        }
-        if (info->t_first >= w->end) {
-            return SQ_OK;
-        }
-        err = info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH : open_block(m, w, b, info);
-        if (err) {
-            return err == DONE ? SQ_OK : err;
-        }
-    }
-    err = err ? err : walk_staged(m, r, w);
-    return err == DONE ? SQ_OK : err;
 }
 
 /* ---- the codes -------------------------------------------------------------------------------- */
@@ -355,8 +302,15 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     }
 }
 
+/* Every sample of the ring in [w->start, w->end), through the query VM's walk. */
+static int walk_window(const sq_ring *r, sq_model_work *w)
+{
+    int err = sq_ring_walk(r, visit, w);
+    return err == DONE ? SQ_OK : err;
+}
+
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void __attribute__((noinline)) reset_window(const sq_model *m, sq_model_work *w, int64_t start)
+static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     const uint8_t *p = m->bytes + m->feat_off;
@@ -389,14 +343,11 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 }
 #endif
 
-int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
-                    sq_model_out *out)
+/* The window [start_ns, start_ns + window) scored in the carved work w. */
+static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r, int64_t start_ns, sq_model_work *w,
+                                            sq_model_out *out)
 {
-    sq_model_work *w;
     int err;
-    if (!m || !m->bytes || !r || !r->stage || !out || !work || sq_model_layout(m, work, &w, 0) > work_len) {
-        return SQ_ERR_ARG;
-    }
     out->start = start_ns;
     out->scored = 0;
     out->n_samples = 0;
@@ -408,8 +359,9 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     if (start_ns > INT64_MAX - m->window_ns) {
         return SQ_ERR_RANGE;
     }
+    w->m = m;
     reset_window(m, w, start_ns);
-    err = walk_window(m, r, w);
+    err = walk_window(r, w);
     out->n_samples = w->n;
     if (err || w->n < m->min_samples) {
         return err;
@@ -417,7 +369,7 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
     if (m->passes == 2) {
         means(m, w);
-        err = walk_window(m, r, w);
+        err = walk_window(r, w);
         if (err) {
             return err;
         }
@@ -427,43 +379,58 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     return sq_model_eval(m, w, out);
 }
 
-/* The ring's newest sample time (0: none). */
-static int newest_time(const sq_ring *r, int64_t *t)
+/* The arguments a window needs, and the work carved (SQ_ERR_ARG: NULL, or too little work). */
+static inline __attribute__((always_inline)) int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_work **w)
+{
+    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
+                                                                                                   : SQ_OK;
+}
+
+int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
+                    sq_model_out *out)
+{
+    sq_model_work *w;
+    int err = out ? check_args(m, r, work, work_len, &w) : SQ_ERR_ARG;
+    return err ? err : window(m, r, start_ns, w, out);
+}
+
+/* The start of the ring's newest whole window (INT64_MIN: no sample):
+ * floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times
+ * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0. */
+static int64_t newest_start(const sq_model *m, const sq_ring *r)
 {
     sq_stage_view view[2];
     int n = sq_ring_stage_view(r, view);
-    *t = n ? (int64_t)sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : r->newest_t;
-    return n || r->has_blocks;
+    uint64_t x, q, neg;
+    if (!n && !r->has_blocks) {
+        return INT64_MIN;
+    }
+    x = n ? sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : (uint64_t)r->newest_t;
+    x = x - (uint64_t)m->window_ns + 1u;
+    neg = (uint64_t)0 - (x >> 63);
+    q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
+    return (int64_t)(q * (uint64_t)m->hop_ns);
 }
 
 int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
 {
-    int64_t newest;
-    uint64_t x, q, neg;
     if (!m || !m->bytes || !r || !r->stage || !start) {
         return SQ_ERR_ARG;
     }
-    *start = INT64_MIN;
-    if (newest_time(r, &newest)) {
-        /* floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times within 2^62 of
-         * INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0 */
-        x = (uint64_t)newest - (uint64_t)m->window_ns + 1u;
-        neg = (uint64_t)0 - (x >> 63);
-        q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
-        *start = (int64_t)(q * (uint64_t)m->hop_ns);
-    }
+    *start = newest_start(m, r);
     return SQ_OK;
 }
 
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_out *out)
 {
+    sq_model_work *w;
     int64_t start;
-    int err = out ? sq_model_newest(m, r, &start) : SQ_ERR_ARG;
-    if (err || start == INT64_MIN) {
-        if (out) {
-            memset(out, 0, sizeof *out);
-        }
-        return err;
+    int err;
+    if (!out) {
+        return SQ_ERR_ARG;
     }
-    return sq_model_window(m, r, start, work, work_len, out);
+    memset(out, 0, sizeof *out);
+    err = check_args(m, r, work, work_len, &w);
+    start = err ? 0 : newest_start(m, r);
+    return err || start == INT64_MIN ? err : window(m, r, start, w, out);
 }

@@ -107,7 +107,16 @@ const uint8_t *sq_half_column(const sq_stream_cfg *cfg, const uint8_t *data, int
 /* Fills view[0..n) oldest first and returns n (0, 1 or 2). */
 int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2]);
 
+/* A ring's samples, oldest first (sq_vm.c; the query VM's and the model
+ * features' one walk): visit(ctx, r, block, NULL) for every sealed block,
+ * verified by the iterator (its header in r->info), then visit(ctx, r,
+ * NULL, half) for each staged half as of the call.  Stops at the first
+ * nonzero return (an error, or a visitor's own "done"), which it returns. */
+typedef int (*sq_ring_visit)(void *ctx, const sq_ring *r, const uint8_t *block, const sq_stage_view *half);
+int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx);
+
 uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem);
+int64_t sq_round_div(int64_t a, uint64_t b);     /* a / b rounded half away from zero, 0 < b < 2^63 */
 uint32_t sq_div(uint32_t a, uint32_t b);
 uint32_t sq_round_up(uint32_t n, uint32_t unit);
 

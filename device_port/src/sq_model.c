@@ -199,22 +199,21 @@ size_t sq_model_work_size(const sq_model *m)
  * tree's output.  Children point forward (checked): a walk ends. */
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
-    const uint8_t *t = m->bytes + m->body_off, *nodes = m->bytes + m->node_off;
-    uint32_t tw = m->tw, lw = m->lw, cw = m->cw, nsz = 1u + tw + 2u * cw, nv = m->mode == VOTE ? m->n_out : 1u, i, o;
-    uint32_t leaf_bit = 1u << (8u * cw - 1u);
+    const uint8_t *t = m->bytes + m->body_off;
+    uint32_t cw = m->cw, nv = m->mode == VOTE ? m->n_out : 1u, i, o;
     for (o = 0; o < m->n_out; o++) {
         acc[o] = sq_sx32(m->bytes + m->init_off + 4u * o, 4);
     }
     for (i = 0; i < m->n_trees; i++, t += 4) {
         const uint8_t *leaf;
-        uint32_t ref = sq_le32(t + 2, cw);
+        uint32_t ref = sq_le32(t + 2, cw), leaf_bit = 1u << (8u * cw - 1u);
         while (!(ref & leaf_bit)) {
-            const uint8_t *nd = nodes + ref * nsz;
-            ref = sq_le32(nd + 1u + tw + (codes[nd[0]] <= sq_sx32(nd + 1, tw) ? 0u : cw), cw);
+            const uint8_t *nd = m->bytes + m->node_off + ref * (1u + m->tw + 2u * cw);
+            ref = sq_le32(nd + 1u + m->tw + (codes[nd[0]] <= sq_sx32(nd + 1, m->tw) ? 0u : cw), cw);
         }
-        leaf = m->bytes + m->leaf_off + (ref & ~leaf_bit) * nv * lw;
-        for (o = 0; o < nv; o++, leaf += lw) {
-            acc[nv == 1u ? t[0] : o] += lw == 1u ? (int32_t)*leaf : sq_sx32(leaf, lw);
+        leaf = m->bytes + m->leaf_off + (ref & ~leaf_bit) * nv * m->lw;
+        for (o = 0; o < nv; o++, leaf += m->lw) {
+            acc[nv == 1u ? t[0] : o] += m->lw == 1u ? (int32_t)*leaf : sq_sx32(leaf, m->lw);
         }
     }
 }

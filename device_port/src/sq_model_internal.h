@@ -52,6 +52,7 @@ typedef struct {
     sq_dict_cursor *cursor;     /* one per reader */
     sq_chan_stats *st;
     int32_t *u_in;              /* n_inputs: the current sample's inputs as signal integers */
+    const sq_model *m;
     int64_t start, end;         /* the window */
     uint32_t n, n2;             /* samples seen by the first and second pass */
     int pass;

@@ -210,8 +210,9 @@ static void __attribute__((noinline)) accumulate(sq_vm *v, uint32_t n, int64_t s
     v->out->count += n;
 }
 
-/* Sum / count rounded half away from zero, with an unsigned division. */
-static __attribute__((noinline)) int64_t rounded_mean(int64_t sum, uint64_t count)
+/* Sum / count rounded half away from zero, with an unsigned division
+ * (0 < count < 2^63; the model features' division too). */
+int64_t sq_round_div(int64_t sum, uint64_t count)
 {
     uint64_t magnitude = sum < 0 ? 0u - (uint64_t)sum : (uint64_t)sum;
     uint64_t rest, q = sq_udiv64(magnitude, count, &rest);
@@ -234,7 +235,7 @@ static int finish(sq_vm *v)
         if (v->sum_high != ((v->sum_low >> 63) ? -1 : 0)) {
             return SQ_ERR_OVERFLOW;           /* the 128-bit sum does not fit in int64 */
         }
-        value = agg == SQ_AGG_MEAN && n ? rounded_mean((int64_t)v->sum_low, n) : (int64_t)v->sum_low;
+        value = agg == SQ_AGG_MEAN && n ? sq_round_div((int64_t)v->sum_low, n) : (int64_t)v->sum_low;
     }
     /* the sum of nothing is no value, as the host engine's */
     out->has_value = n > 0 || agg == SQ_AGG_COUNT || agg >= SQ_AGG_DURATION;
@@ -506,36 +507,54 @@ static int scan_staged(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *data, 
     return scan(v, 1, count, 0, 1);
 }
 
+/* One source of a query's samples (an sq_ring_walk visitor). */
+static int visit_vm(void *state, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
+{
+    sq_vm *v = state;
+    if (!b) {
+        return scan_staged(v, &r->cfg, half->data, half->count);
+    }
+    v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
+    return run_verified(v, b);
+}
+
+/* The staged samples, as of now: an append that lands later is not seen.
+ * Out of line: the snapshot is not on the stack while blocks are read. */
+static int __attribute__((noinline)) walk_staged(const sq_ring *r, sq_ring_visit visit, void *ctx)
+{
+    sq_stage_view view[2];
+    int n = sq_ring_stage_view(r, view), i, err = SQ_OK;
+    for (i = 0; i < n && err == SQ_OK; i++) {
+        err = visit(ctx, r, NULL, &view[i]);
+    }
+    return err;
+}
+
+int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx)
+{
+    sq_ring_iter it;
+    const uint8_t *b;
+    size_t len;
+    int err;
+    sq_ring_iter_begin(r, &it);
+    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b && (err = visit(ctx, r, b, NULL)) == SQ_OK) {
+    }
+    return err == SQ_OK ? walk_staged(r, visit, ctx) : err;
+}
+
 int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
                  int64_t now_ns, sq_result *out)
 {
     sq_vm *v = state;
-    sq_ring_iter it;
-    sq_stage_view view[2];
-    const uint8_t *b;
-    size_t len;
-    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG, n, i;
+    int err = state ? start(v, code, code_len, now_ns, out) : SQ_ERR_ARG;
     if (err == SQ_OK && (!r || !r->stage)) {
         err = SQ_ERR_ARG;
     }
     if (err == SQ_OK && (v->n_channels != r->cfg.n_channels || v->schema != r->cfg.schema)) {
         err = SQ_ERR_MISMATCH;
     }
-    if (err != SQ_OK) {
-        return err;
-    }
-    sq_ring_iter_begin(r, &it);
-    while ((err = sq_ring_next(r, &it, &b, &len)) == SQ_OK && b) {
-        v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
-        err = run_verified(v, b);
-        if (err != SQ_OK) {
-            return err;
-        }
-    }
-    /* the staged samples, as of now: an append that lands later is not seen */
-    n = err == SQ_OK ? sq_ring_stage_view(r, view) : 0;
-    for (i = 0; i < n && err == SQ_OK; i++) {
-        err = scan_staged(v, &r->cfg, view[i].data, view[i].count);
+    if (err == SQ_OK) {
+        err = sq_ring_walk(r, visit_vm, v);
     }
     return err != SQ_OK ? err : finish(v);
 }
