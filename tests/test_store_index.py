@@ -16,7 +16,7 @@ import sensorq
 from sensorq import Channel
 from sensorq.codec.header import parse_block
 from sensorq.errors import CorruptDataError
-from sensorq.store.cache import factorise
+from sensorq.store.blockindex import factorise
 from sensorq.store.segindex import index_file_name, read_index
 
 T0 = 1_700_000_000_000_000_000

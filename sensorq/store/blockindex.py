@@ -308,7 +308,7 @@ class StreamBlocks:
             memos[rows] = {}
         return memos[rows]
 
-    def buffer_codes(self, where: slice, factorise) -> tuple[list[int], np.ndarray]:
+    def buffer_codes(self, where: slice) -> tuple[list[int], np.ndarray]:
         """``factorise(self.buf_key[where])``, kept in memo_for(where)."""
         memo = self.memo_for(where)
         if "buffer codes" not in memo:
@@ -325,6 +325,24 @@ class StreamBlocks:
         lo = 0 if start_ns is None else int(np.searchsorted(t_last, start_ns, side="left"))
         hi = len(self) if end_ns is None else int(np.searchsorted(t_first, end_ns, side="left"))
         return slice(self.head + lo, self.head + max(lo, hi))
+
+
+def factorise(keys: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """(distinct keys in increasing order, int32 position of each key among
+    them): np.unique(keys, return_inverse=True) without its sort.  Buffer keys
+    are dense (consecutive segment numbers, run keys counting down), so a
+    table over their range costs O(len(keys))."""
+    if not len(keys):
+        return [], np.zeros(0, np.int32)
+    low, high = int(keys.min()), int(keys.max())
+    if high - low > 4 * len(keys) + 1024:
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        return distinct.tolist(), inverse.astype(np.int32).reshape(-1)
+    present = np.zeros(high - low + 1, bool)
+    shifted = keys - low
+    present[shifted] = True
+    code = np.cumsum(present, dtype=np.int32) - 1
+    return (np.flatnonzero(present) + low).tolist(), code[shifted]
 
 
 def _as_bytes(rows: np.ndarray) -> np.ndarray:

@@ -599,7 +599,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         if floor is not None:        # a truncated stream: nothing before its floor (streams.py)
             start_ns = floor if start_ns is None else max(start_ns, floor)
         stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
-        unique_keys, buffer_of = stored.buffer_codes(where, factorise)
+        unique_keys, buffer_of = stored.buffer_codes(where)
         buffers = LazyBuffers(unique_keys, _BufferSource(self))
         # Views, not copies (a query's cost must not grow with the cache): rows
         # below the index's tail are never written again, and the views are read-only.
@@ -790,24 +790,6 @@ class _BufferSource:
 
     def __hash__(self) -> int:
         return hash((id(self.segments), id(self.zstd)))
-
-
-def factorise(keys: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """(distinct keys in increasing order, int32 position of each key among
-    them): np.unique(keys, return_inverse=True) without its sort.  Buffer keys
-    are dense (consecutive segment numbers, run keys counting down), so a
-    table over their range costs O(len(keys))."""
-    if not len(keys):
-        return [], np.zeros(0, np.int32)
-    low, high = int(keys.min()), int(keys.max())
-    if high - low > 4 * len(keys) + 1024:
-        distinct, inverse = np.unique(keys, return_inverse=True)
-        return distinct.tolist(), inverse.astype(np.int32).reshape(-1)
-    present = np.zeros(high - low + 1, bool)
-    shifted = keys - low
-    present[shifted] = True
-    code = np.cumsum(present, dtype=np.int32) - 1
-    return (np.flatnonzero(present) + low).tolist(), code[shifted]
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:

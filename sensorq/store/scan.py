@@ -33,7 +33,7 @@ from .records import (CLEAN, REC_BLOCK, REC_COMMIT, SEGMENT_HEADER_SIZE, SHORT, 
                       parse_segment_file_name)
 from .segindex import (SegmentIndex, index_file_name, parse_index_file_name, read_index,
                        remove_quietly)
-from .blockindex import StreamBlocks
+from .blockindex import StreamBlocks, factorise
 from .segment import Segment
 from .zstdruns import RunBuilder, ZstdRuns
 
@@ -306,9 +306,8 @@ class SegmentScanning:
         if not len(pos):
             return set()
         bad: set[int] = set()
-        keys, slot = np.unique(stored.buf_key[pos], return_inverse=True)
-        slot = slot.reshape(-1)
-        for j, key in enumerate(keys.tolist()):
+        keys, slot = factorise(stored.buf_key[pos])     # not np.unique: it imports numpy.ma
+        for j, key in enumerate(keys):
             mine = pos[slot == j]
             try:
                 buf = self._buffer_for(key)
