@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 import sensorq
 from sensorq.device.image import FIELD_AT, device_image, device_stream_schema, image_sections
-from sensorq.device.models import (DeviceModel, ModelStruct, device_channels, device_inputs, load_status,
+from sensorq.device.models import (DeviceModel, ModelOut, ModelStruct, device_channels, device_inputs, load_status,
                                    output_schema)
 from sensorq.device.native import DeviceError, DeviceLib, build_library, stream_cfg
 from sensorq.errors import SensorqError
@@ -339,6 +339,24 @@ def test_other_versions_and_damage_are_refused_by_code(dev):
     m = ModelStruct()
     assert lib.sq_model_load(ctypes.byref(m), sqm, len(sqm), ctypes.byref(cfg)) == -2, \
         "the device takes device images only (SQ_ERR_CORRUPT for a .sqm)"
+
+
+def test_a_refused_model_cannot_be_scored_by_mistake(dev):
+    """A firmware that ignores sq_model_load's error and scores anyway gets
+    SQ_ERR_ARG, not a read of the refused bytes."""
+    image = device_image(demo_model(), MOTION_RING)
+    cfg = ring_cfg(MOTION_RING)
+    lib = dev.lib
+    m = ModelStruct()
+    assert lib.sq_model_load(ctypes.byref(m), image, len(image), ctypes.byref(cfg)) == 0
+    codes = (ctypes.c_int32 * 64)()
+    work = ctypes.create_string_buffer(1 << 16)
+    out = ModelOut()
+    assert lib.sq_model_predict(ctypes.byref(m), codes, work, len(work), ctypes.byref(out)) == 0
+    cut = recrc(image[:200])                 # CRC right, then past the end: refused late
+    assert lib.sq_model_load(ctypes.byref(m), cut, len(cut), ctypes.byref(cfg)) == -2
+    assert lib.sq_model_predict(ctypes.byref(m), codes, work, len(work), ctypes.byref(out)) == -1
+    assert lib.sq_model_work_size(ctypes.byref(m)) == 0
 
 
 def patched(image: bytes, at: int, fmt: str, value) -> bytes:

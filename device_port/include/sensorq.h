@@ -598,7 +598,7 @@ typedef struct {
  * index, a child reference or a feature code out of range), SQ_ERR_MISMATCH
  * (bound to another ring: its schema hash or a channel index),
  * SQ_ERR_UNSUPPORTED (a kind left out of this build).  On error *m is
- * unusable. */
+ * unusable: scoring it returns SQ_ERR_ARG. */
 int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg);
 
 /* Bytes of work memory the model needs to score a window (any alignment: the

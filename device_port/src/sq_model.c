@@ -106,7 +106,7 @@ static uint32_t dense(sq_model *m, uint32_t off, uint32_t end)
 }
 #endif
 
-int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg)
+static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg)
 {
     const uint8_t *p;
     uint32_t i, ops = 0, kinds, other = 0, end, off;
@@ -184,6 +184,15 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
         return SQ_ERR_MISMATCH;          /* bound to another ring */
     }
     return SQ_OK;
+}
+
+int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg)
+{
+    int err = load(m, bytes, len, cfg);
+    if (err != SQ_OK && m) {
+        m->bytes = NULL;        /* refused: scoring it anyway is SQ_ERR_ARG, never a read of the bytes */
+    }
+    return err;
 }
 
 size_t sq_model_work_size(const sq_model *m)
