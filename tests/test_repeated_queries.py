@@ -149,3 +149,23 @@ def test_kept_arrays_cannot_be_changed_by_a_caller(cache):
     kept = [v for k, v in index.memo.items() if isinstance(v, np.ndarray)]
     assert kept and not any(a.flags.writeable for a in kept)
     assert cache.blocks("s").memo is index.memo                 # same rows, same memo
+
+
+@pytest.mark.parametrize("blocks", [300, 700])
+def test_top_n_through_every_block_asked_again(tmp_path, blocks):
+    """Ties on every block's bound make top N read past the blocks ranked
+    first (selection.RANKED_FIRST) into the rest; both rankings are kept and
+    used again.  Reference: numpy's stable order (equal values: oldest first)."""
+    rng = np.random.default_rng(blocks)
+    x = np.full(blocks * 4, 7, np.int16)
+    x[rng.choice(len(x), 3, replace=False)] = 9
+    t = np.arange(len(x), dtype=np.int64) * 1000
+    with sensorq.open(tmp_path / "c", create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=4)
+        _append(c, t, x)
+        c.flush()
+        order = np.lexsort((t, -x.astype(np.int64)))[:8]
+        for _ in range(3):
+            got = c.query("top 8 x")
+            assert got.columns["value"].tolist() == x[order].astype(float).tolist()
+            assert got.columns["time"].tolist() == t[order].tolist()

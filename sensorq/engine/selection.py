@@ -535,10 +535,9 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
     programs = compile_query(q.where, q.expr)
     upper = derived(index, ("upper bounds", q.expr), lambda: upper_bounds(q.expr, index))
     n = min(q.n, limit + 1)
-    if q.where is None:     # every block, in an order kept for the next query (derived.py)
-        ordered = derived(index, ("blocks by bound", q.expr),
-                          lambda: np.argsort(-upper, kind="stable"))
-        rows, batches = ordered, _in_batches(ordered)
+    if q.where is None:     # every block, ranked as the last query over them was (derived.py)
+        rows = np.arange(len(index))
+        batches = _by_bound(rows, upper, index, q.expr)
     else:
         rows = np.flatnonzero(classify(q.where, index) != NONE)
         batches = _by_bound(rows, upper)
@@ -576,38 +575,52 @@ def upper_bounds(expr, index) -> np.ndarray:
     return np.where(np.isnan(hi), np.inf, hi)     # -inf widened by a hair: no bound
 
 
-def _by_bound(rows, upper):
+def _by_bound(rows, upper, index=None, expr=None):
     """``rows`` in batches of FIRST_BATCH, then twice as many each time, in
     descending order of ``upper`` (ties: the older block first).  Only the
-    first few hundred are sorted at first: top N usually stops early."""
-    head = min(len(rows), 32 * FIRST_BATCH)
-    bounds = upper[rows]
-    if head < len(rows):    # the head-th largest bound, then the blocks that reach it
-        first = np.flatnonzero(bounds >= np.partition(bounds, len(rows) - head)[len(rows) - head])
+    first few hundred are sorted at first (RANKED_FIRST): top N usually stops
+    early, and the rest are sorted only if it goes on.  With ``index`` and
+    ``expr`` (``rows`` being every block), both orders are kept for the next
+    query over the same blocks (derived.py)."""
+    if index is None:
+        first = _ranked_first(rows, upper)
+        rest = lambda: _ranked_rest(rows, upper, first)          # noqa: E731
     else:
-        first = np.arange(len(rows))
-    order = first[np.argsort(-bounds[first], kind="stable")]
+        first = derived(index, ("ranked first", expr), lambda: _ranked_first(rows, upper))
+        rest = lambda: derived(index, ("ranked rest", expr),     # noqa: E731
+                               lambda: _ranked_rest(rows, upper, first))
     at, size = 0, FIRST_BATCH
-    while at < len(order):
-        yield rows[order[at:at + size]]
+    while at < len(first):
+        yield first[at:at + size]
         at, size = at + size, size * 2
-    if head < len(rows):
-        rest = np.ones(len(rows), bool)
-        rest[first] = False
-        rest = np.flatnonzero(rest)
-        order = rest[np.argsort(-bounds[rest], kind="stable")]
-        at = 0
-        while at < len(order):
-            yield rows[order[at:at + size]]
-            at, size = at + size, size * 2
-
-
-def _in_batches(ordered):
-    """``ordered`` in batches of FIRST_BATCH, then twice as many each time."""
-    at, size = 0, FIRST_BATCH
+    if len(first) == len(rows):
+        return
+    ordered, at = rest(), 0
     while at < len(ordered):
         yield ordered[at:at + size]
         at, size = at + size, size * 2
+
+
+RANKED_FIRST = 32 * FIRST_BATCH
+
+
+def _ranked_first(rows, upper) -> np.ndarray:
+    """The rows whose bounds reach the RANKED_FIRST-th largest, best first."""
+    bounds = upper[rows]
+    if RANKED_FIRST < len(rows):
+        cut = len(rows) - RANKED_FIRST
+        first = np.flatnonzero(bounds >= np.partition(bounds, cut)[cut])
+    else:
+        first = np.arange(len(rows))
+    return rows[first[np.argsort(-bounds[first], kind="stable")]]
+
+
+def _ranked_rest(rows, upper, first) -> np.ndarray:
+    """The rows not in ``first``, best first."""
+    rest = np.ones(len(upper), bool)
+    rest[first] = False
+    rest = rows[rest[rows]]
+    return rest[np.argsort(-upper[rest], kind="stable")]
 
 
 def _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n):
