@@ -17,6 +17,7 @@ against the wall clock are never kept (executor.plan_text).
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 
@@ -29,12 +30,15 @@ class PlanCache:
     def __init__(self, size: int = KEPT_PLANS):
         self.size = size
         self._plans: OrderedDict = OrderedDict()   # text -> (streams, newest read, plan)
+        self._lock = threading.Lock()
 
     def plan(self, cache, text: str):
         streams = cache.streams
         kept = self._plans.get(text)
         if kept is not None and _still_valid(cache, streams, *kept[:2]):
-            self._plans.move_to_end(text)
+            with self._lock:
+                if text in self._plans:
+                    self._plans.move_to_end(text)       # the least recently asked go first
             return kept[2]
         newest_read: dict = {}
 
@@ -44,10 +48,11 @@ class PlanCache:
 
         from ..query.planner import plan_query
         plan = plan_query(text, streams, newest_ns, now_policy="data")
-        self._plans[text] = (streams, newest_read, plan)
-        self._plans.move_to_end(text)
-        if len(self._plans) > self.size:
-            self._plans.popitem(last=False)
+        with self._lock:        # a cache handle may be shared by threads
+            self._plans[text] = (streams, newest_read, plan)
+            self._plans.move_to_end(text)
+            while len(self._plans) > self.size:
+                self._plans.popitem(last=False)
         return plan
 
     def clear(self) -> None:

@@ -304,7 +304,7 @@ class StreamBlocks:
         memos, rows = self._rows_memo[1], (where.start, where.stop)
         if rows not in memos:
             if len(memos) >= KEPT_RANGES:       # a dashboard asks about a few windows
-                del memos[next(iter(memos))]
+                memos.pop(next(iter(memos), None), None)     # (another thread may have)
             memos[rows] = {}
         return memos[rows]
 
