@@ -71,6 +71,11 @@ int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
     return (x & s) ? (int64_t)x - 2 * (int64_t)s : (int64_t)x;
 }
 
+unsigned sq_dtype_bytes(uint8_t dtype)
+{
+    return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
+}
+
 /* ---- bit streams (LSB-first) --------------------------------------------- */
 
 /* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
@@ -93,14 +98,16 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
 
 /* Walk a payload of n residuals starting at p without decoding it; *out_end
- * is where it ends.  Non-zero if it is malformed or runs past end. */
+ * is where it ends.  SQ_ERR_CORRUPT if it is malformed or runs past end;
+ * SQ_ERR_UNSUPPORTED for a Rice mini-block in a build without the compact
+ * codec (-DSQ_NO_COMPACT). */
 static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const uint8_t **out_end)
 {
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
     const uint8_t *bits = p + n_mini;
     uint32_t limit, bit = 0;
     if ((size_t)(end - p) < n_mini || (size_t)(end - bits) > 0x1FFFFFFFu) {
-        return -1;
+        return SQ_ERR_CORRUPT;
     }
     limit = (uint32_t)(end - bits) * 8u;
     for (m = 0; m < n_mini; m++) {
@@ -108,13 +115,17 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const u
         uint8_t h = p[m];
         if (h <= 64u) {
             if ((uint64_t)count * h > (uint64_t)(limit - bit)) {
-                return -1;
+                return SQ_ERR_CORRUPT;
             }
             bit += count * h;
             continue;
         }
+#ifdef SQ_NO_COMPACT
+        (void)j;
+        return (h & SQ_RICE) ? SQ_ERR_UNSUPPORTED : SQ_ERR_CORRUPT;
+#else
         if (!(h & SQ_RICE) || (h & 0x7Fu) > 63u) {
-            return -1;
+            return SQ_ERR_CORRUPT;
         }
         for (j = 0; j < count; j++) {
             uint32_t q = 0, k = h & 0x3Fu;
@@ -124,13 +135,14 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const u
             }
             /* the quotient needs a stop bit, k more bits, and must fit in 64 bits */
             if (bit >= limit || limit - bit - 1u < k || (k > 32u && (q >> (64u - k)))) {
-                return -1;
+                return SQ_ERR_CORRUPT;
             }
             bit += 1u + k;
         }
+#endif
     }
     *out_end = bits + (bit + 7u) / 8u;
-    return 0;
+    return SQ_OK;
 }
 
 /* The next residual of a payload that payload_end accepted. */
@@ -139,6 +151,7 @@ static uint64_t payload_next(sq_payload *p)
     uint8_t h = p->hdr[p->i >> 5];
     uint64_t v;
     p->i++;
+#ifndef SQ_NO_COMPACT
     if (h & SQ_RICE) {
         unsigned k = h & 0x3Fu;
         uint64_t q = 0;
@@ -149,10 +162,11 @@ static uint64_t payload_next(sq_payload *p)
         p->bit++;
         v = (q << k) | get_bits(p->bits, p->bit, k);
         p->bit += k;
-    } else {
-        v = get_bits(p->bits, p->bit, h);
-        p->bit += h;
+        return v;
     }
+#endif
+    v = get_bits(p->bits, p->bit, h);
+    p->bit += h;
     return v;
 }
 
@@ -197,6 +211,7 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
 {
     const uint8_t *p = sec, *q = 0;
     uint64_t v;
+    int err;
     if ((codec & ~0x67u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 1) {
         return SQ_ERR_CORRUPT;
     }
@@ -214,6 +229,11 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     c->codec = codec;
     c->width = (uint8_t)width;
     c->raw = 0;
+#ifdef SQ_NO_COMPACT
+    if (codec & SQ_CODEC_DICT) {
+        return SQ_ERR_UNSUPPORTED;
+    }
+#else
     if (p && (codec & SQ_CODEC_DICT)) {
         if (codec & SQ_CODEC_SHORT) {
             p = get_varint(p, end, &v);
@@ -228,11 +248,13 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
         c->dict_hdr = p;
         p = q;
     }
+#endif
     if (!p || (codec & SQ_CODEC_ZERO)) {
         return p == end ? SQ_OK : SQ_ERR_CORRUPT;
     }
-    if (payload_end(p, end, n, &q) || q != end) {
-        return SQ_ERR_CORRUPT;
+    err = payload_end(p, end, n, &q);
+    if (err || q != end) {
+        return err ? err : SQ_ERR_CORRUPT;
     }
     payload_start(&c->pl, p, n);
     return SQ_OK;
@@ -246,6 +268,7 @@ void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width)
     c->raw = 1;
 }
 
+#ifndef SQ_NO_COMPACT
 /* Dictionary entry number r; walks forward from the last one read (ranks
  * mostly repeat or rise), from the start only when r goes back or the cursor
  * was last used by another column. */
@@ -264,6 +287,7 @@ static uint64_t dict_entry(sq_col *c, uint32_t r)
     }
     return k->val;
 }
+#endif
 
 int sq_col_next(sq_col *c, uint64_t *word)
 {
@@ -285,12 +309,14 @@ int sq_col_next(sq_col *c, uint64_t *word)
         }
         c->prev = s;
     }
+#ifndef SQ_NO_COMPACT
     if (c->codec & SQ_CODEC_DICT) {
         if (s >= c->dict_n) {
             return SQ_ERR_CORRUPT;
         }
         s = dict_entry(c, (uint32_t)s);
     }
+#endif
     *word = c->base + s;
     return sq_sign_extend(*word, c->width) == (int64_t)*word ? SQ_OK : SQ_ERR_CORRUPT;
 }

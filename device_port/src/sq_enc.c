@@ -287,17 +287,18 @@ static uint32_t build_dict(const src *s, uint32_t n, uint64_t *d)
 
 /* ---- sections ------------------------------------------------------------------------------ */
 
-/* The base: the smallest word, in signed order for a channel; *flat says
- * whether every word equals it. */
+/* The base: the smallest word, in signed order for a channel (its sign
+ * bit flipped, signed order is unsigned order); *flat says whether every
+ * word equals it. */
 static uint64_t column_min(const src *s, uint32_t n, int *flat)
 {
-    uint64_t lo = word_at(s, 0), w;
+    uint64_t lo = word_at(s, 0), w, flip = (uint64_t)s->is_signed << 63;
     uint32_t i;
     *flat = 1;
     for (i = 1; i < n; i++) {
         w = word_at(s, i);
         *flat &= w == lo;
-        if (s->is_signed ? (w ^ SIGN64) < (lo ^ SIGN64) : w < lo) {
+        if ((w ^ flip) < (lo ^ flip)) {
             lo = w;
         }
     }
@@ -453,22 +454,19 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
 {
     uint64_t tick = 0, prev = sq_get_le(t, 8), cur, step;
     uint32_t i;
-    for (i = 1; i < n; i++) {
+    for (i = 1; i < n; i++) {          /* the steps first, in k */
         cur = sq_get_le(t + 8u * i, 8);
         step = cur - prev;
         prev = cur;
+        k[i] = step;
         if (step && step != tick) {
             tick = gcd(step, tick);
         }
     }
     tick = tick ? tick : 1u;
-    prev = sq_get_le(t, 8);
     k[0] = 0;
     for (i = 1; i < n; i++) {
-        cur = sq_get_le(t + 8u * i, 8);
-        step = cur - prev;
-        prev = cur;
-        k[i] = k[i - 1u] + (step == tick ? 1u : sq_udiv64(step, tick, NULL));
+        k[i] = k[i - 1u] + (k[i] == tick ? 1u : sq_udiv64(k[i], tick, NULL));
     }
     return tick;
 }

@@ -26,10 +26,9 @@ int32_t sq_sx32(const uint8_t *p, unsigned nbytes);
 /* Sign-extend the low 8*nbytes bits of v. */
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes);
 
-static inline unsigned sq_dtype_bytes(uint8_t dtype)
-{
-    return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
-}
+/* Bytes of an integer storage type, 0 for any other code.  Out of line:
+ * called from every part, and smaller as one call than inlined. */
+unsigned sq_dtype_bytes(uint8_t dtype);
 
 /* ---- reading blocks (sq_block.c) ----------------------------------------------
  * sq_payload, sq_dict_cursor and sq_col are declared in sensorq.h (private part). */

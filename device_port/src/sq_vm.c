@@ -154,6 +154,13 @@ static uint32_t negate(uint32_t t)
     return (((t >> 1) | (t << 1)) & 3u) ^ 3u;
 }
 
+/* -1, 0 or 1 as a <, = or > c: the one 64-bit comparison eval makes, out
+ * of line (each inline one is a dozen Cortex-M0+ instructions). */
+static __attribute__((noinline)) int order_of(int64_t a, int64_t c)
+{
+    return (a > c) - (a < c);
+}
+
 /* Evaluate the predicate where channel slot s lies in [lo[s], hi[s]].  Each
  * operand is two bits on one stack word: bit 0 "some x may pass", bit 1
  * "every x passes" — AND and OR are then the bitwise AND and OR of two
@@ -165,20 +172,22 @@ static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
     while (pc < v->prog_len) {
         uint8_t op = v->prog[pc++];
         if (op >= OP_CMP) {
-            /* <, <= and == are tested; >, >= and != are their negations */
-            unsigned s = 0, k = op - OP_CMP, le = k == 1u || k == 2u;
-            int64_t c = (int64_t)sq_get_le(v->prog + pc + 1, 8), a, b;
+            /* <, <= and == are tested; >, >= and != are their negations:
+             * x < c is order ≤ -1, x <= c order ≤ 0 */
+            unsigned s = 0, k = op - OP_CMP;
+            int64_t c = (int64_t)sq_get_le(v->prog + pc + 1, 8);
+            int a, b, at_most = ((0x06u >> k) & 1u) - 1;          /* 0 for <= and > */
             while (v->slot_channel[s] != v->prog[pc]) {
                 s++;
             }
-            a = lo[s];
-            b = hi[s];
+            a = order_of(lo[s], c);
+            b = order_of(hi[s], c);
             if (k >= 4u) {
-                top = (a <= c && b >= c) | (uint32_t)(a == c && b == c) << 1;
+                top = (a <= 0 && b >= 0) | (uint32_t)(a == 0 && b == 0) << 1;
             } else {
-                top = (a < c || (le && a == c)) | (uint32_t)(b < c || (le && b == c)) << 1;
+                top = (a <= at_most) | (uint32_t)(b <= at_most) << 1;
             }
-            st = (st << 2) | (k == 2u || k == 3u || k == 5u ? negate(top) : top);
+            st = (st << 2) | ((0x2Cu >> k) & 1u ? negate(top) : top);    /* >, >=, != */
             pc += CMP_SIZE - 1u;
         } else if (op == OP_TRUE || op == OP_FALSE) {
             st = (st << 2) | (op == OP_TRUE ? 3u : 0u);
@@ -319,6 +328,14 @@ static void timed(sq_vm *v, int64_t t, int in_window, int match)
 
 /* ---- scanning ------------------------------------------------------------------------ */
 
+/* Where t lies against the window: FLAG_START set if it is before the
+ * window's start, FLAG_END if at or after its end (each only when the
+ * window has that bound); 0 inside. */
+static __attribute__((noinline)) unsigned outside(const sq_vm *v, int64_t t)
+{
+    return ((v->flags & FLAG_START) && t < v->start) | (((v->flags & FLAG_END) && t >= v->end) << 1);
+}
+
 /* Test and accumulate n samples one by one.  v->cols[s] reads slot s;
  * v->tcol reads time words (t = t0 + word * tick) unless every sample is
  * known to lie in the window (use_time = 0). */
@@ -334,7 +351,7 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
         if (use_time) {
             err = sq_col_next(&v->tcol, &w);
             t = (int64_t)((uint64_t)t0 + w * (uint64_t)tick);
-            in_window = (!(v->flags & FLAG_START) || t >= v->start) && (!(v->flags & FLAG_END) || t < v->end);
+            in_window = !outside(v, t);
         }
         for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
             err = sq_col_next(&v->cols[s], &w);
@@ -427,20 +444,20 @@ static int run_verified(sq_vm *v, const uint8_t *b)
     if (err != SQ_OK) {
         return err;
     }
-    if (((v->flags & FLAG_START) && info->t_last < v->start) || ((v->flags & FLAG_END) && info->t_first >= v->end)) {
+    whole = !outside(v, info->t_first) && !outside(v, info->t_last);   /* t_first ≤ t_last */
+    if ((outside(v, info->t_last) & FLAG_START) || (outside(v, info->t_first) & FLAG_END)) {
+        verdict = 0;                      /* the whole block is outside the window */
         if (v->agg == SQ_AGG_DURATION) {
             release(v, info->t_first);    /* the next sample after the window's last */
         }
-        v->out->blocks_skipped++;
-        return SQ_OK;
+    } else {
+        verdict = decide(v, info, whole);
     }
-    whole = (!(v->flags & FLAG_START) || info->t_first >= v->start) && (!(v->flags & FLAG_END) || info->t_last < v->end);
-    verdict = decide(v, info, whole);
+    ++*(verdict == 0 ? &v->out->blocks_skipped : verdict == 1 ? &v->out->blocks_answered
+                                                               : &v->out->blocks_decoded);
     if (verdict < 2) {
-        *(verdict ? &v->out->blocks_answered : &v->out->blocks_skipped) += 1u;
         return SQ_OK;
     }
-    v->out->blocks_decoded++;
     for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
         const uint8_t *sec = b + v->sec_off[s];
         err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info->n_samples, v->sec_codec[s],
