@@ -6,12 +6,7 @@
 
 #include "sq_internal.h"
 
-static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
-
-static int is_magic(const uint8_t *p)
-{
-    return p[0] == sq_magic[0] && p[1] == sq_magic[1] && p[2] == sq_magic[2] && p[3] == sq_magic[3];
-}
+#define BLOCK_MAGIC 0x31425153u     /* "SQB1" read as a little-endian word */
 
 /* ---- packed little-endian integers -----------------------------------------
  * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
@@ -215,12 +210,19 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     if ((codec & ~0x67u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 1) {
         return SQ_ERR_CORRUPT;
     }
-    if (codec & SQ_CODEC_SHORT) {            /* format version 2: a zigzag varint */
-        p = get_varint(p, end, &v);
-        c->base = unzigzag(v);
-    } else {
+#ifdef SQ_READ_V1
+    if (!(codec & SQ_CODEC_SHORT)) {         /* format version 1: 8 bytes */
         p = end - sec < 8 ? NULL : p + 8;
         c->base = p ? sq_get_le(sec, 8) : 0;
+    } else
+#else
+    if (!(codec & SQ_CODEC_SHORT)) {         /* a version-1 column: not read by this build */
+        return SQ_ERR_CORRUPT;
+    }
+#endif
+    {                                        /* format version 2: a zigzag varint */
+        p = get_varint(p, end, &v);
+        c->base = unzigzag(v);
     }
     c->prev = c->delta = 0;
     c->dict_n = 0;
@@ -235,11 +237,14 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     }
 #else
     if (p && (codec & SQ_CODEC_DICT)) {
-        if (codec & SQ_CODEC_SHORT) {
-            p = get_varint(p, end, &v);
-        } else {
+#ifdef SQ_READ_V1
+        if (!(codec & SQ_CODEC_SHORT)) {
             v = end - p < 4 ? 0 : sq_get_le(p, 4);
             p += 4;
+        } else
+#endif
+        {
+            p = get_varint(p, end, &v);
         }
         c->dict_n = v > n ? 0 : (uint32_t)v;
         if (!p || !c->dict_n || payload_end(p, end, c->dict_n, &q)) {
@@ -411,9 +416,9 @@ static const uint8_t *__attribute__((noinline)) entry_v2(const uint8_t *p, const
     } else {
         p = NULL;
     }
-    st->idx_min = (uint32_t)lo_at;
+    st->idx_min = (uint32_t)lo_at;      /* checked against n by walk_dir */
     st->idx_max = (uint32_t)hi_at;
-    return lo_at < n && hi_at < n ? p : NULL;
+    return (lo_at | hi_at) >> 32 ? NULL : p;
 }
 
 /* A version-2 integer entry made absolute: the minimum is the section's
@@ -504,7 +509,8 @@ static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
     info->seq = sq_get_le(b + 48, 8);
     info->dir_off = SQ_HEADER_SIZE;
     info->sec_off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (info->n_channels & 0xFFFFu);
-    return info->sec_off > len - 4u ? SQ_ERR_CORRUPT : SQ_OK;
+    return info->sec_off > len - 4u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels > 255u
+           ? SQ_ERR_CORRUPT : SQ_OK;
 }
 #define SQ_READS_V1 1
 #else
@@ -554,7 +560,7 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
     if (!b || !info) {
         return SQ_ERR_ARG;
     }
-    if (len >= 5u && is_magic(b) && b[4] != 2u && (b[4] != 1u || !SQ_READS_V1)) {
+    if (len >= 5u && sq_le32(b, 4) == BLOCK_MAGIC && b[4] != 2u && (b[4] != 1u || !SQ_READS_V1)) {
         return SQ_ERR_VERSION;
     }
     if (len < 16u || len > 0xFFFFFFF0u || sq_block_len(b, (uint32_t)len) != len) {
@@ -569,8 +575,8 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
 #else
     err = header_v2(b, len, info);
 #endif
-    if (err || info->n_samples < 1u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels < 1u ||
-        info->n_channels > 255u || info->tick < 1 || info->t_last < info->t_first ||
+    /* n_samples ≤ SQ_MAX_BLOCK_SAMPLES and n_channels ≤ 255 by the header's parsers */
+    if (err || info->n_samples < 1u || info->n_channels < 1u || info->tick < 1 || info->t_last < info->t_first ||
         check_codec(info->time_codec, SQ_INT64, info->version)) {
         return SQ_ERR_CORRUPT;
     }
@@ -647,7 +653,7 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
 uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
 {
     uint64_t v;
-    if (avail < 16u || !is_magic(p)) {
+    if (avail < 16u || sq_le32(p, 4) != BLOCK_MAGIC) {
         return 0;
     }
     if (p[4] == 1u) {

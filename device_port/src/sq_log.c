@@ -37,7 +37,7 @@ static uint32_t bank_off(const sq_ring *r, uint32_t bank)
     return bank * r->bank_size;
 }
 
-static uint32_t next_bank(const sq_ring *r, uint32_t bank)
+static __attribute__((noinline)) uint32_t next_bank(const sq_ring *r, uint32_t bank)
 {
     return bank + 1u == r->n_banks ? 0u : bank + 1u;
 }
@@ -130,6 +130,19 @@ static int read_block(const sq_ring *r, uint32_t off, uint32_t room, const uint8
 static uint32_t padded(const sq_ring *r, uint32_t len)
 {
     return sq_round_up(len, r->fl.prog_size);
+}
+
+/* The block info describes becomes the newest the ring keeps (the oldest too
+ * if it keeps none yet). */
+static __attribute__((noinline)) void keep_block(sq_ring *r, const sq_block_info *info)
+{
+    if (!r->has_blocks) {
+        r->oldest_seq = info->seq;
+        r->oldest_t = info->t_first;
+        r->has_blocks = 1;
+    }
+    r->next_seq = info->seq + 1u;
+    r->newest_t = info->t_last;
 }
 
 /* ---- geometry and format ------------------------------------------------- */
@@ -229,16 +242,9 @@ static int walk_bank(sq_ring *r, uint32_t bank, const bank_hdr *h, uint32_t *end
         }
         expect++;
         off += padded(r, info->block_len);
-        if (r->has_blocks && info->seq < r->next_seq) {
-            continue;        /* written again after a failed sync: kept once */
+        if (!r->has_blocks || info->seq >= r->next_seq) {
+            keep_block(r, info);    /* else written again after a failed sync: kept once */
         }
-        if (!r->has_blocks) {
-            r->oldest_seq = info->seq;
-            r->oldest_t = info->t_first;
-            r->has_blocks = 1;
-        }
-        r->next_seq = info->seq + 1u;
-        r->newest_t = info->t_last;
     }
     *end = off;
     *torn = got != BLK_END;
@@ -419,13 +425,7 @@ int sq_log_write(sq_ring *r, uint32_t len, const sq_block_info *info)
         return SQ_ERR_IO;
     }
     r->head_off += size;
-    if (!r->has_blocks) {
-        r->oldest_seq = info->seq;
-        r->oldest_t = info->t_first;
-        r->has_blocks = 1;
-    }
-    r->next_seq = info->seq + 1u;
-    r->newest_t = info->t_last;
+    keep_block(r, info);
     return SQ_OK;
 }
 

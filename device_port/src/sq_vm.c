@@ -210,10 +210,12 @@ static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
 static void __attribute__((noinline)) accumulate(sq_vm *v, uint32_t n, int64_t sum, int64_t x)
 {
     uint64_t low = v->sum_low + (uint64_t)sum;
+    int o;
     v->sum_high += (low < v->sum_low) - (sum < 0);
     v->sum_low = low;
-    if (!v->out->count || v->agg == SQ_AGG_LAST || (v->agg == SQ_AGG_MIN && x < v->acc) ||
-        (v->agg == SQ_AGG_MAX && x > v->acc)) {
+    o = order_of(x, v->acc);
+    if (!v->out->count || v->agg == SQ_AGG_LAST || (v->agg == SQ_AGG_MIN && o < 0) ||
+        (v->agg == SQ_AGG_MAX && o > 0)) {
         v->acc = x;
     }
     v->out->count += n;
