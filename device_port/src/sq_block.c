@@ -71,6 +71,11 @@ unsigned sq_dtype_bytes(uint8_t dtype)
     return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
 }
 
+uint64_t sq_get_int(const uint8_t *column, uint32_t i, unsigned width)
+{
+    return (uint64_t)sq_sign_extend(sq_get_le(column + (size_t)i * width, width), width);
+}
+
 /* ---- bit streams (LSB-first) --------------------------------------------- */
 
 /* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
@@ -299,7 +304,7 @@ int sq_col_next(sq_col *c, uint64_t *word)
     uint64_t s = 0;
     if (c->raw) {
         unsigned w = c->width;
-        *word = (uint64_t)sq_sign_extend(sq_get_le(c->pl.hdr + (size_t)c->pl.i * w, w), w);
+        *word = sq_get_int(c->pl.hdr, c->pl.i, w);
         c->pl.i++;
         return SQ_OK;
     }
@@ -422,8 +427,9 @@ static const uint8_t *__attribute__((noinline)) entry_v2(const uint8_t *p, const
 }
 
 /* A version-2 integer entry made absolute: the minimum is the section's
- * base, the rest offsets from it; sum = S1 + n·m, sumsq = S2 + 2m·S1 + n·m²
- * with m = min + (max − min) >> 1 (all mod 2^64, as version 1 keeps them). */
+ * base, the rest offsets from it; sum = S1 + n·m with m = min + (max −
+ * min) >> 1 (mod 2^64, as version 1 keeps it).  sumsq stays S2 here (no
+ * query reads it): sq_block_channel makes it absolute. */
 static int __attribute__((noinline)) stats_v2(const uint8_t *sec, const uint8_t *end, uint32_t n, sq_chan_stats *st)
 {
     uint64_t lo, m, s1 = (uint64_t)st->sum;
@@ -437,7 +443,6 @@ static int __attribute__((noinline)) stats_v2(const uint8_t *sec, const uint8_t 
     st->first = (int64_t)(lo + (uint64_t)st->first);
     st->last = (int64_t)(lo + (uint64_t)st->last);
     st->sum = (int64_t)(s1 + (uint64_t)n * m);
-    st->sumsq += 2u * m * s1 + (uint64_t)n * m * m;
     return SQ_OK;
 }
 
@@ -616,10 +621,20 @@ int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_
 int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, sq_chan_stats *st)
 {
     uint32_t off;
+    uint64_t m, s1, n;
+    int err;
     if (!b || !info || !st || ch >= info->n_channels) {
         return SQ_ERR_ARG;
     }
-    return sq_block_column(b, info, (int)ch, st, &off);
+    err = sq_block_column(b, info, (int)ch, st, &off);
+    if (!err && info->version == 2u && st->dtype < SQ_FLOAT32) {
+        /* sumsq = S2 + 2m·S1 + n·m², S1 = sum − n·m (mod 2^64) */
+        n = info->n_samples;
+        m = (uint64_t)st->min + (((uint64_t)st->max - (uint64_t)st->min) >> 1);
+        s1 = (uint64_t)st->sum - n * m;
+        st->sumsq += 2u * m * s1 + n * m * m;
+    }
+    return err;
 }
 
 int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int64_t *out, size_t cap)

@@ -94,12 +94,7 @@ typedef struct {
 
 static uint64_t word_at(const src *s, uint32_t i)
 {
-    uint64_t x = sq_get_le(s->data + (size_t)i * s->width, s->width);
-    if (s->width < 8u) {
-        uint64_t m = (uint64_t)1 << (8u * s->width - 1u);
-        x = (x ^ m) - m;
-    }
-    return x;
+    return sq_get_int(s->data, i, s->width);
 }
 
 #ifndef SQ_NO_COMPACT
@@ -159,7 +154,7 @@ static uint8_t mini_block(const uint64_t *u, uint32_t c, int rice, uint32_t *bit
     uint32_t i, cost, lower;
     unsigned w, k;
     for (i = 0; i < c; i++) {
-        big = u[i] > big ? u[i] : big;
+        big |= u[i];            /* the OR has the bit length of the largest */
     }
     w = bit_length(big);
     *bits = c * w;
@@ -219,8 +214,8 @@ static uint32_t pass(sq_enc_work *e, const src *s, uint32_t n, unsigned order, i
         for (i = 0; i < c; i++) {
             uint32_t at = m * SQ_MINI + i;
             uint64_t s0 = seq_at(s, at);
-            e->u[i] = order == 0u || at == 0u ? s0
-                      : order == 1u || at == 1u ? zigzag(s0 - s1) : zigzag(s0 - 2u * s1 + s2);
+            unsigned k = at < order ? at : order;     /* the first values use lower orders */
+            e->u[i] = k ? zigzag(s0 - (k == 1u ? s1 : 2u * s1 - s2)) : s0;
             s2 = s1;
             s1 = s0;
         }

@@ -26,6 +26,10 @@ int32_t sq_sx32(const uint8_t *p, unsigned nbytes);
 /* Sign-extend the low 8*nbytes bits of v. */
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes);
 
+/* Value i of a packed column of width-byte little-endian integers,
+ * sign-extended (as a word: two's complement in 64 bits). */
+uint64_t sq_get_int(const uint8_t *column, uint32_t i, unsigned width);
+
 /* Bytes of an integer storage type, 0 for any other code.  Out of line:
  * called from every part, and smaller as one call than inlined. */
 unsigned sq_dtype_bytes(uint8_t dtype);
