@@ -114,7 +114,7 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const u
         uint32_t count = (n - m * SQ_MINI) < SQ_MINI ? n - m * SQ_MINI : SQ_MINI;
         uint8_t h = p[m];
         if (h <= 64u) {
-            if ((uint64_t)count * h > (uint64_t)(limit - bit)) {
+            if (count * h > limit - bit) {       /* ≤ 32 · 64: 32 bits hold it; bit ≤ limit */
                 return SQ_ERR_CORRUPT;
             }
             bit += count * h;

@@ -242,7 +242,7 @@ static int walk_bank(sq_ring *r, uint32_t bank, const bank_hdr *h, uint32_t *end
         }
         expect++;
         off += padded(r, info->block_len);
-        if (!r->has_blocks || info->seq >= r->next_seq) {
+        if (info->seq >= r->next_seq) {   /* next_seq is 0 while none is kept */
             keep_block(r, info);    /* else written again after a failed sync: kept once */
         }
     }
@@ -277,29 +277,6 @@ static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec)
     return found ? SQ_OK : SQ_ERR_CORRUPT;
 }
 
-/* The chain's oldest bank: back from the head while sequence numbers count
- * down by one.  It may reach the bank after the head, the one to be erased
- * next, if a cut fell before that erase began: its blocks are still there. */
-static int find_oldest(sq_ring *r, uint32_t head_seq)
-{
-    uint32_t k, b;
-    r->oldest = r->head;
-    for (k = 1; k < r->n_banks; k++) {
-        bank_hdr h;
-        int err;
-        b = r->head >= k ? r->head - k : r->head + r->n_banks - k;
-        err = read_hdr(r, b, &h);
-        if (err < 0) {
-            return err;
-        }
-        if (err || h.seq != head_seq - k) {
-            break;
-        }
-        r->oldest = b;
-    }
-    return SQ_OK;
-}
-
 /* Whether the bank after the head must be erased before the head fills:
  * it still holds the oldest blocks, or whatever a cut left in it.  The next
  * poll erases it (mount itself never writes). */
@@ -315,28 +292,40 @@ static int check_spare(sq_ring *r, uint32_t max_ec)
     return err;
 }
 
+/* The chain is the banks before the head whose sequence numbers count down
+ * by one from it.  It may reach the bank after the head, the one to be
+ * erased next, if a cut fell before that erase began: its blocks are still
+ * there.  The banks are walked oldest first, from the one after the head;
+ * a bank out of the chain drops what was kept before it. */
 int sq_log_mount(sq_ring *r)
 {
     bank_hdr head = {0, 0, 0}, h;
-    uint32_t max_ec, b, end = 0;
-    int torn = 0, is_blank, err = find_head(r, &head, &max_ec);
-    if (!err) {
-        err = find_oldest(r, head.seq);
-    }
+    uint32_t max_ec, b, k, end = 0;
+    int torn = 0, is_blank, chained, err = find_head(r, &head, &max_ec);
     r->has_blocks = 0;
     r->next_seq = r->oldest_seq = 0;
-    for (b = r->oldest; !err; b = next_bank(r, b)) {
+    b = r->head;
+    r->oldest = next_bank(r, b);
+    for (k = r->n_banks; !err && k-- > 0;) {      /* k: banks from b on to the head */
+        b = next_bank(r, b);
         err = read_hdr(r, b, &h);
-        err = err > 0 ? SQ_ERR_CORRUPT : err;
-        if (!err && r->has_blocks && r->next_seq < h.first_seq) {
-            r->has_blocks = 0;     /* a gap (a bank whose erase was cut): keep what follows it */
+        if (err < 0) {
+            break;
+        }
+        chained = !err && h.seq == head.seq - k;
+        if (!chained && !k) {
+            return SQ_ERR_CORRUPT;                 /* the head itself no longer reads */
+        }
+        /* out of the chain, or a gap (a bank whose erase was cut): keep what follows */
+        if (!chained || r->next_seq < h.first_seq) {
+            r->has_blocks = 0;
             r->next_seq = 0;
         }
-        if (!err) {
+        err = SQ_OK;
+        if (!chained) {
+            r->oldest = next_bank(r, b);
+        } else {
             err = walk_bank(r, b, &h, &end, &torn);
-        }
-        if (b == r->head) {
-            break;
         }
     }
     if (err) {

@@ -131,7 +131,7 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     /* COUNT, DURATION and EPISODES aggregate no channel, the others one */
     none = v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
     if (v->agg > ver * 2u + 2u || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels - 1u > 254u ||
-        (v->gap | v->min_dur) < 0 || none != (ch == NO_CHANNEL) || (!none && ch >= v->n_channels)) {
+        (v->gap | v->min_dur) < 0 || (none ? ch != NO_CHANNEL : ch >= v->n_channels)) {
         return SQ_ERR_BYTECODE;
     }
     if (!none) {
