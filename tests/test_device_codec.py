@@ -38,7 +38,7 @@ def dev_v1(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dev_fast(tmp_path_factory):
-    """The device port built with NO_COMPACT=1: the fast encoder only."""
+    """The device port built with NO_COMPACT=1: the fast codec only (no compact encoder nor reader)."""
     try:
         return DeviceLib(build_library(tmp_path_factory.mktemp("device_fast"), options=("NO_COMPACT=1",)))
     except Exception as exc:  # noqa: BLE001
@@ -173,6 +173,28 @@ def test_build_without_the_compact_encoder(dev_fast, block):
     with pytest.raises(DeviceError) as info:
         dev_fast.ring([c.dtype.name for c in cols], len(t), codec="compact")
     assert info.value.name == "SQ_ERR_UNSUPPORTED"
+
+
+def test_a_fast_only_build_refuses_compact_columns(dev, dev_fast):
+    """NO_COMPACT=1 also leaves the compact reader out: a block the host wrote
+    "compact" (a dictionary column; a Rice-coded one) still verifies, but its
+    compact column is refused with SQ_ERR_UNSUPPORTED, never misread; the
+    full build decodes it exactly, and both decode the "fast" block."""
+    rng = np.random.default_rng(7)
+    t = 1_700_000_000_000_000_000 + np.arange(256, dtype=np.int64) * 1_000_000
+    dictionary = rng.choice(np.array([-300, 5, 4000], dtype=np.int16), 256)      # three values
+    rice = (rng.geometric(0.02, 256) * rng.choice([-1, 1], 256)).astype(np.int32)   # skewed residuals
+    for column in (dictionary, rice):
+        compact = encode_block(t, [column], codec="compact", version=2)
+        fast = encode_block(t, [column], codec="fast", version=2)
+        assert len(compact) < len(fast)          # the compact codec was used
+        assert dev_fast.verify(compact).n_samples == 256
+        with pytest.raises(DeviceError) as info:
+            dev_fast.decode(compact)
+        assert info.value.name == "SQ_ERR_UNSUPPORTED"
+        for lib, block in ((dev, compact), (dev, fast), (dev_fast, fast)):
+            t2, (got,) = lib.decode(block)
+            assert np.array_equal(t2, t) and np.array_equal(got, column.astype(np.int64))
 
 
 def test_crc_matches_zlib(dev):
