@@ -9,6 +9,7 @@
   out-of-order and out-of-range samples without storing anything."""
 from __future__ import annotations
 
+import ctypes
 import sys
 import zlib
 from pathlib import Path
@@ -19,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sensorq.codec.block import decode_block, encode_block
+from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.header import ALL_VERSIONS
 from sensorq.device.vectors import block_info
 from sensorq.codec.intcodec import decode_column
 from sensorq.device.native import DeviceError, DeviceLib, build_library
@@ -173,6 +175,34 @@ def test_build_without_the_compact_encoder(dev_fast, block):
     with pytest.raises(DeviceError) as info:
         dev_fast.ring([c.dtype.name for c in cols], len(t), codec="compact")
     assert info.value.name == "SQ_ERR_UNSUPPORTED"
+
+
+class ChanStats(ctypes.Structure):
+    """sq_chan_stats (sensorq.h)."""
+    _fields_ = [("dtype", ctypes.c_uint8), ("codec", ctypes.c_uint8), ("dexp", ctypes.c_uint8),
+                ("data_len", ctypes.c_uint32), ("count", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("idx_min", ctypes.c_uint32), ("idx_max", ctypes.c_uint32), ("min", ctypes.c_int64),
+                ("max", ctypes.c_int64), ("first", ctypes.c_int64), ("last", ctypes.c_int64),
+                ("sum", ctypes.c_int64), ("sumsq", ctypes.c_uint64)]
+
+
+@SETTINGS
+@given(integer_blocks(), st.sampled_from(["fast", "compact"]))
+def test_channel_statistics_are_the_hosts(dev, block, codec):
+    """sq_block_channel makes a version-2 entry absolute — min, max, first,
+    last, sum and sumsq (S2 + 2m·S1 + n·m², which the query path never needs
+    and so only this call computes) — exactly as the host's parser does."""
+    t, cols = block
+    buf = encode_block(t, cols, codec=codec, version=2)
+    host = parse_block(buf, versions=ALL_VERSIONS).entries
+    info = dev.verify(buf)
+    for ch in range(len(cols)):
+        got = ChanStats()
+        dev.check(dev.lib.sq_block_channel(buf, ctypes.byref(info), ch, ctypes.byref(got)), "channel")
+        for field in ("dtype", "codec", "data_len", "count", "flags", "idx_min", "idx_max", "min", "max",
+                      "first", "last", "sum"):
+            assert getattr(got, field) == int(host[field][ch]), field
+        assert got.sumsq == int(host["sumsq"][ch]) % 2**64
 
 
 def test_a_fast_only_build_refuses_compact_columns(dev, dev_fast):

@@ -76,10 +76,11 @@ static int check_program(sq_vm *v)
     return depth == 1u ? SQ_OK : SQ_ERR_BYTECODE;
 }
 
-/* now + offset, clamped to the int64 range (an overflow is a sum whose sign
- * differs from both operands'). */
-static int64_t __attribute__((noinline)) add_clamped(int64_t now, int64_t offset)
+/* now + the offset stored (8 bytes) at p, clamped to the int64 range (an
+ * overflow is a sum whose sign differs from both operands'). */
+static int64_t __attribute__((noinline)) add_clamped(int64_t now, const uint8_t *p)
 {
+    int64_t offset = (int64_t)sq_get_le(p, 8);
     uint64_t sum = (uint64_t)now + (uint64_t)offset;
     if ((((uint64_t)now ^ sum) & ((uint64_t)offset ^ sum)) >> 63) {
         return offset < 0 ? INT64_MIN : INT64_MAX;
@@ -126,8 +127,8 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     v->held = v->open = 0;
     v->n_slots = 0;
     v->agg_slot = NO_CHANNEL;
-    v->start = add_clamped(now, (int64_t)sq_get_le(code + 12, 8));
-    v->end = add_clamped(now, (int64_t)sq_get_le(code + 20, 8));
+    v->start = add_clamped(now, code + 12);
+    v->end = add_clamped(now, code + 20);
     /* COUNT, DURATION and EPISODES aggregate no channel, the others one */
     none = v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
     if (v->agg > ver * 2u + 2u || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels - 1u > 254u ||
