@@ -177,12 +177,17 @@ static int erase_bank(sq_ring *r, uint32_t bank)
 static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
 {
     uint8_t *h = r->hbuf;
+    uint32_t word[6] = {BANK_MAGIC, 0, 0, 0, 0, 0};
+    unsigned i;
+    word[1] = seq;
+    word[2] = r->spare_ec;
+    word[3] = r->bank_size;
+    word[4] = (uint32_t)r->next_seq;
+    word[5] = (uint32_t)(r->next_seq >> 32);
     memset(h, 0xFF, r->hdr_len);
-    sq_put_le(h, BANK_MAGIC, 4);
-    sq_put_le(h + 4, seq, 4);
-    sq_put_le(h + 8, r->spare_ec, 4);
-    sq_put_le(h + 12, r->bank_size, 4);
-    sq_put_le(h + 16, r->next_seq, 8);
+    for (i = 0; i < 6u; i++) {
+        sq_put_le(h + 4u * i, word[i], 4);
+    }
     sq_put_le(h + 24, sq_crc32(0, h, BANK_FIELDS - 4u), 4);
     if (r->fl.prog(r->fl.ctx, bank_off(r, bank), h, r->hdr_len)) {
         r->dirty = 1;
