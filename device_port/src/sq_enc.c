@@ -497,8 +497,8 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
                       uint8_t *b, sq_enc_work *e, sq_block_info *info)
 {
     int compact = cfg->codec == SQ_CODEC_COMPACT, c;
-    uint32_t rest = 4, len;
-    uint8_t *out = b;
+    uint32_t rest = 4, len, dir = 0;
+    uint8_t *out = b, *sec;
     src s;
     info->n_samples = n;
     info->n_channels = cfg->n_channels;
@@ -512,8 +512,10 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
         }
         column_src(cfg, data, e, c, &s);
         plan_column(e, &s, n, compact, &e->plan[c + 1]);
-        rest += e->plan[c + 1].size + (c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], NULL));
+        rest += e->plan[c + 1].size;
+        dir += c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], NULL);
     }
+    rest += dir;
     info->time_codec = e->plan[0].codec;
     info->time_len = e->plan[0].size;
     /* the header holds its own length: written until it settles (the
@@ -523,17 +525,22 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
         out = write_header(cfg, b, info);
         len = (uint32_t)(out - b) + rest;
     }
-    for (c = 0; c < (int)cfg->n_channels; c++) {
-        column_src(cfg, data, e, c, &s);
-        out += write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], out);
+    /* then each column's entry (the directory) and section (after it); the
+     * time words again first if a dictionary took the scratch */
+#ifndef SQ_NO_COMPACT
+    if (compact) {
+        time_to_words(data, e->scratch, n);
     }
-    time_to_words(data, e->scratch, n);
-    for (c = -1; c < (int)cfg->n_channels; c++) {
+#endif
+    for (c = -1, sec = out + dir; c < (int)cfg->n_channels; c++) {
         column_src(cfg, data, e, c, &s);
-        write_column(e, &s, n, compact, &e->plan[c + 1], out);
-        out += e->plan[c + 1].size;
+        if (c >= 0) {
+            out += write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], out);
+        }
+        write_column(e, &s, n, compact, &e->plan[c + 1], sec);
+        sec += e->plan[c + 1].size;
     }
-    sq_put_le(out, sq_crc32(0, b, (size_t)(out - b)), 4);
+    sq_put_le(sec, sq_crc32(0, b, (size_t)(sec - b)), 4);
     return info->block_len;
 }
 
