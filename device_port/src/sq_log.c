@@ -203,26 +203,26 @@ static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
 
 /* Erase every bank, then open bank 0: an empty ring.  Erase counts go on
  * from the highest one found (a count is lost with its header). */
+static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec);
+
 int sq_log_format(sq_ring *r)
 {
-    uint32_t b, max_ec = 0;
-    int err = SQ_OK;
-    for (b = 0; b < r->n_banks && err >= 0; b++) {
-        bank_hdr h;
-        err = read_hdr(r, b, &h);
-        max_ec = !err && h.ec > max_ec ? h.ec : max_ec;
-    }
-    for (b = r->n_banks; b-- > 0 && err >= 0;) {     /* bank 0 last: a cut leaves no head */
+    uint32_t b, max_ec;
+    bank_hdr h;
+    /* the largest erase count: find_head finds it (no ring, SQ_ERR_CORRUPT, is
+     * fine); the erases overwrite err (n_banks ≥ 2) unless a read failed */
+    int err = find_head(r, &h, &max_ec);
+    for (b = r->n_banks; b-- > 0 && err != SQ_ERR_IO;) {     /* bank 0 last: a cut leaves no head */
         err = erase_bank(r, b);
     }
-    if (err < 0) {
+    if (err) {
         return err;
     }
     r->spare_ec = max_ec + 1u;
     r->next_seq = r->oldest_seq = 0;
     r->has_blocks = 0;
     r->oldest = 0;
-    return err ? err : open_bank(r, 0, 1);
+    return open_bank(r, 0, 1);
 }
 
 /* ---- mount ------------------------------------------------------------------- */
