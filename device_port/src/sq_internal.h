@@ -114,6 +114,8 @@ uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem);
 uint32_t sq_div(uint32_t a, uint32_t b);
 uint32_t sq_round_up(uint32_t n, uint32_t unit);
 
+/* The log's parts; format and mount take a ring fresh from the set-up
+ * (zeroed, its work memory carved, sq_log_geometry done). */
 int sq_log_geometry(sq_ring *r);
 int sq_log_format(sq_ring *r);
 int sq_log_mount(sq_ring *r);

@@ -218,10 +218,7 @@ int sq_log_format(sq_ring *r)
     if (err) {
         return err;
     }
-    r->spare_ec = max_ec + 1u;
-    r->next_seq = r->oldest_seq = 0;
-    r->has_blocks = 0;
-    r->oldest = 0;
+    r->spare_ec = max_ec + 1u;     /* no blocks, oldest bank 0, next_seq 0: set-up zeroed r */
     return open_bank(r, 0, 1);
 }
 
@@ -304,12 +301,10 @@ static int check_spare(sq_ring *r, uint32_t max_ec)
  * a bank out of the chain drops what was kept before it. */
 int sq_log_mount(sq_ring *r)
 {
-    bank_hdr head = {0, 0, 0}, h;
+    bank_hdr head, h;
     uint32_t max_ec, b, k, end = 0;
     int torn = 0, is_blank, chained, err = find_head(r, &head, &max_ec);
-    r->has_blocks = 0;
-    r->next_seq = r->oldest_seq = 0;
-    b = r->head;
+    b = r->head;                   /* no blocks kept yet, next_seq 0: set-up zeroed r */
     r->oldest = next_bank(r, b);
     for (k = r->n_banks; !err && k-- > 0;) {      /* k: banks from b on to the head */
         b = next_bank(r, b);
