@@ -55,7 +55,9 @@ int sq_col_next(sq_col *c, uint64_t *word);
 int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_stats *st);
 
 /* Column `column` (-1: time) of a verified block: its directory entry (for
- * the time column only codec and data_len) and its section's offset. */
+ * the time column only codec and data_len) and its section's offset.  A
+ * version-2 entry is made absolute but for sumsq, left S2 (no query reads
+ * it; sq_block_channel completes it). */
 int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,
                     uint32_t *off);
 

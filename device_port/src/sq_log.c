@@ -177,8 +177,9 @@ static int erase_bank(sq_ring *r, uint32_t bank)
 static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
 {
     uint8_t *h = r->hbuf;
-    uint32_t word[6] = {BANK_MAGIC, 0, 0, 0, 0, 0};
+    uint32_t word[6];          /* the header's words, first_seq as two */
     unsigned i;
+    word[0] = BANK_MAGIC;
     word[1] = seq;
     word[2] = r->spare_ec;
     word[3] = r->bank_size;
@@ -201,10 +202,10 @@ static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
     return SQ_OK;
 }
 
-/* Erase every bank, then open bank 0: an empty ring.  Erase counts go on
- * from the highest one found (a count is lost with its header). */
 static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec);
 
+/* Erase every bank, then open bank 0: an empty ring.  Erase counts go on
+ * from the highest one found (a count is lost with its header). */
 int sq_log_format(sq_ring *r)
 {
     uint32_t b, max_ec;

@@ -155,8 +155,9 @@ static uint32_t negate(uint32_t t)
     return (((t >> 1) | (t << 1)) & 3u) ^ 3u;
 }
 
-/* -1, 0 or 1 as a <, = or > c: the one 64-bit comparison eval makes, out
- * of line (each inline one is a dozen Cortex-M0+ instructions). */
+/* -1, 0 or 1 as a <, = or > c: the 64-bit comparison of eval and
+ * accumulate, out of line (each inline one is a dozen Cortex-M0+
+ * instructions). */
 static __attribute__((noinline)) int order_of(int64_t a, int64_t c)
 {
     return (a > c) - (a < c);
@@ -177,7 +178,7 @@ static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
              * x < c is order ≤ -1, x <= c order ≤ 0 */
             unsigned s = 0, k = op - OP_CMP;
             int64_t c = (int64_t)sq_get_le(v->prog + pc + 1, 8);
-            int a, b, at_most = ((0x06u >> k) & 1u) - 1;          /* 0 for <= and > */
+            int a, b, at_most = (int)((0x06u >> k) & 1u) - 1;     /* 0 for <= and > */
             while (v->slot_channel[s] != v->prog[pc]) {
                 s++;
             }
