@@ -9,6 +9,7 @@
   out-of-order and out-of-range samples without storing anything."""
 from __future__ import annotations
 
+import ctypes
 import sys
 import zlib
 from pathlib import Path
@@ -19,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sensorq.codec.block import decode_block, encode_block
+from sensorq.codec.block import decode_block, encode_block, parse_block
+from sensorq.codec.header import ALL_VERSIONS
 from sensorq.device.vectors import block_info
 from sensorq.codec.intcodec import decode_column
 from sensorq.device.native import DeviceError, DeviceLib, build_library
@@ -38,7 +40,7 @@ def dev_v1(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dev_fast(tmp_path_factory):
-    """The device port built with NO_COMPACT=1: the fast encoder only."""
+    """The device port built with NO_COMPACT=1: the fast codec only (no compact encoder nor reader)."""
     try:
         return DeviceLib(build_library(tmp_path_factory.mktemp("device_fast"), options=("NO_COMPACT=1",)))
     except Exception as exc:  # noqa: BLE001
@@ -173,6 +175,56 @@ def test_build_without_the_compact_encoder(dev_fast, block):
     with pytest.raises(DeviceError) as info:
         dev_fast.ring([c.dtype.name for c in cols], len(t), codec="compact")
     assert info.value.name == "SQ_ERR_UNSUPPORTED"
+
+
+class ChanStats(ctypes.Structure):
+    """sq_chan_stats (sensorq.h)."""
+    _fields_ = [("dtype", ctypes.c_uint8), ("codec", ctypes.c_uint8), ("dexp", ctypes.c_uint8),
+                ("data_len", ctypes.c_uint32), ("count", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("idx_min", ctypes.c_uint32), ("idx_max", ctypes.c_uint32), ("min", ctypes.c_int64),
+                ("max", ctypes.c_int64), ("first", ctypes.c_int64), ("last", ctypes.c_int64),
+                ("sum", ctypes.c_int64), ("sumsq", ctypes.c_uint64)]
+
+
+@SETTINGS
+@given(integer_blocks(), st.sampled_from(["fast", "compact"]))
+def test_channel_statistics_are_the_hosts(dev, block, codec):
+    """sq_block_channel makes a version-2 entry absolute — min, max, first,
+    last, sum and sumsq (S2 + 2m·S1 + n·m², which the query path never needs
+    and so only this call computes) — exactly as the host's parser does."""
+    t, cols = block
+    buf = encode_block(t, cols, codec=codec, version=2)
+    host = parse_block(buf, versions=ALL_VERSIONS).entries
+    info = dev.verify(buf)
+    for ch in range(len(cols)):
+        got = ChanStats()
+        dev.check(dev.lib.sq_block_channel(buf, ctypes.byref(info), ch, ctypes.byref(got)), "channel")
+        for field in ("dtype", "codec", "data_len", "count", "flags", "idx_min", "idx_max", "min", "max",
+                      "first", "last", "sum"):
+            assert getattr(got, field) == int(host[field][ch]), field
+        assert got.sumsq == int(host["sumsq"][ch]) % 2**64
+
+
+def test_a_fast_only_build_refuses_compact_columns(dev, dev_fast):
+    """NO_COMPACT=1 also leaves the compact reader out: a block the host wrote
+    "compact" (a dictionary column; a Rice-coded one) still verifies, but its
+    compact column is refused with SQ_ERR_UNSUPPORTED, never misread; the
+    full build decodes it exactly, and both decode the "fast" block."""
+    rng = np.random.default_rng(7)
+    t = 1_700_000_000_000_000_000 + np.arange(256, dtype=np.int64) * 1_000_000
+    dictionary = rng.choice(np.array([-300, 5, 4000], dtype=np.int16), 256)      # three values
+    rice = (rng.geometric(0.02, 256) * rng.choice([-1, 1], 256)).astype(np.int32)   # skewed residuals
+    for column in (dictionary, rice):
+        compact = encode_block(t, [column], codec="compact", version=2)
+        fast = encode_block(t, [column], codec="fast", version=2)
+        assert len(compact) < len(fast)          # the compact codec was used
+        assert dev_fast.verify(compact).n_samples == 256
+        with pytest.raises(DeviceError) as info:
+            dev_fast.decode(compact)
+        assert info.value.name == "SQ_ERR_UNSUPPORTED"
+        for lib, block in ((dev, compact), (dev, fast), (dev_fast, fast)):
+            t2, (got,) = lib.decode(block)
+            assert np.array_equal(t2, t) and np.array_equal(got, column.astype(np.int64))
 
 
 def test_crc_matches_zlib(dev):

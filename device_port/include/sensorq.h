@@ -152,8 +152,9 @@ int sq_block_channel(const uint8_t *block, const sq_block_info *info, uint32_t c
 /* Decode one column of a verified block into out[0..n_samples): column -1 is
  * the timestamps (ns), 0.. the integer channels (as int64).  cap is out's
  * length.  Errors: SQ_ERR_ARG (cap too small, bad column), SQ_ERR_CORRUPT
- * (section does not decode), SQ_ERR_UNSUPPORTED (float channel).  Uses a
- * streaming reader: no buffer besides out. */
+ * (section does not decode), SQ_ERR_UNSUPPORTED (float channel; a compact
+ * column in a -DSQ_NO_COMPACT build).  Uses a streaming reader: no buffer
+ * besides out. */
 int sq_block_decode(const uint8_t *block, const sq_block_info *info, int column, int64_t *out,
                     size_t cap);
 
@@ -186,8 +187,10 @@ typedef struct {
 
 /* The column codecs a seal writes: "fast" bit-packs (a seal ≈ 2.5x cheaper),
  * "compact" adds Rice mini-blocks and dictionaries (blocks ≈ 20 % smaller).
- * Building with -DSQ_NO_COMPACT leaves the compact encoder out (less flash);
- * a stream that asks for it is then refused with SQ_ERR_UNSUPPORTED. */
+ * Building with -DSQ_NO_COMPACT leaves the compact codec out, its encoder
+ * and its reader (1.2 KB less flash): a stream that asks for it is refused
+ * with SQ_ERR_UNSUPPORTED, and so is reading a compact column (a Rice
+ * mini-block or a dictionary: a block the host wrote "compact"). */
 enum { SQ_CODEC_FAST = 0, SQ_CODEC_COMPACT = 1 };
 
 /* One stream: its integer channels and how many samples make a block. */
@@ -491,9 +494,10 @@ int sq_query_check(sq_query_state *state, const uint8_t *code, size_t code_len);
  * stays under 512 B.  Over a flash ring, each block is read into the ring's
  * block buffer (memory-mapped partitions are read in place).  Errors:
  * SQ_ERR_ARG (a NULL pointer), those of sq_query_check; SQ_ERR_MISMATCH
- * (compiled for another channel count), SQ_ERR_UNSUPPORTED (float channel),
- * SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged block), SQ_ERR_OVERFLOW (sum outside
- * int64).  No buffer per block. */
+ * (compiled for another channel count), SQ_ERR_UNSUPPORTED (float channel;
+ * a compact column with -DSQ_NO_COMPACT), SQ_ERR_CORRUPT / SQ_ERR_CRC (a
+ * damaged block), SQ_ERR_OVERFLOW (sum outside int64).  No buffer per
+ * block. */
 int sq_query_run(sq_query_state *state, const uint8_t *code, size_t code_len, const sq_ring *r,
                  int64_t now_ns, sq_result *out);
 

@@ -6,12 +6,7 @@
 
 #include "sq_internal.h"
 
-static const uint8_t sq_magic[4] = {'S', 'Q', 'B', '1'};
-
-static int is_magic(const uint8_t *p)
-{
-    return p[0] == sq_magic[0] && p[1] == sq_magic[1] && p[2] == sq_magic[2] && p[3] == sq_magic[3];
-}
+#define BLOCK_MAGIC 0x31425153u     /* "SQB1" read as a little-endian word */
 
 /* ---- packed little-endian integers -----------------------------------------
  * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
@@ -71,6 +66,16 @@ int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
     return (x & s) ? (int64_t)x - 2 * (int64_t)s : (int64_t)x;
 }
 
+unsigned sq_dtype_bytes(uint8_t dtype)
+{
+    return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
+}
+
+uint64_t sq_get_int(const uint8_t *column, uint32_t i, unsigned width)
+{
+    return (uint64_t)sq_sign_extend(sq_get_le(column + (size_t)i * width, width), width);
+}
+
 /* ---- bit streams (LSB-first) --------------------------------------------- */
 
 /* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
@@ -93,28 +98,34 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
 
 /* Walk a payload of n residuals starting at p without decoding it; *out_end
- * is where it ends.  Non-zero if it is malformed or runs past end. */
+ * is where it ends.  SQ_ERR_CORRUPT if it is malformed or runs past end;
+ * SQ_ERR_UNSUPPORTED for a Rice mini-block in a build without the compact
+ * codec (-DSQ_NO_COMPACT). */
 static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const uint8_t **out_end)
 {
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
     const uint8_t *bits = p + n_mini;
     uint32_t limit, bit = 0;
     if ((size_t)(end - p) < n_mini || (size_t)(end - bits) > 0x1FFFFFFFu) {
-        return -1;
+        return SQ_ERR_CORRUPT;
     }
     limit = (uint32_t)(end - bits) * 8u;
     for (m = 0; m < n_mini; m++) {
         uint32_t count = (n - m * SQ_MINI) < SQ_MINI ? n - m * SQ_MINI : SQ_MINI;
         uint8_t h = p[m];
         if (h <= 64u) {
-            if ((uint64_t)count * h > (uint64_t)(limit - bit)) {
-                return -1;
+            if (count * h > limit - bit) {       /* ≤ 32 · 64: 32 bits hold it; bit ≤ limit */
+                return SQ_ERR_CORRUPT;
             }
             bit += count * h;
             continue;
         }
+#ifdef SQ_NO_COMPACT
+        (void)j;
+        return (h & SQ_RICE) ? SQ_ERR_UNSUPPORTED : SQ_ERR_CORRUPT;
+#else
         if (!(h & SQ_RICE) || (h & 0x7Fu) > 63u) {
-            return -1;
+            return SQ_ERR_CORRUPT;
         }
         for (j = 0; j < count; j++) {
             uint32_t q = 0, k = h & 0x3Fu;
@@ -124,13 +135,14 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const u
             }
             /* the quotient needs a stop bit, k more bits, and must fit in 64 bits */
             if (bit >= limit || limit - bit - 1u < k || (k > 32u && (q >> (64u - k)))) {
-                return -1;
+                return SQ_ERR_CORRUPT;
             }
             bit += 1u + k;
         }
+#endif
     }
     *out_end = bits + (bit + 7u) / 8u;
-    return 0;
+    return SQ_OK;
 }
 
 /* The next residual of a payload that payload_end accepted. */
@@ -139,6 +151,7 @@ static uint64_t payload_next(sq_payload *p)
     uint8_t h = p->hdr[p->i >> 5];
     uint64_t v;
     p->i++;
+#ifndef SQ_NO_COMPACT
     if (h & SQ_RICE) {
         unsigned k = h & 0x3Fu;
         uint64_t q = 0;
@@ -149,10 +162,11 @@ static uint64_t payload_next(sq_payload *p)
         p->bit++;
         v = (q << k) | get_bits(p->bits, p->bit, k);
         p->bit += k;
-    } else {
-        v = get_bits(p->bits, p->bit, h);
-        p->bit += h;
+        return v;
     }
+#endif
+    v = get_bits(p->bits, p->bit, h);
+    p->bit += h;
     return v;
 }
 
@@ -197,15 +211,23 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
 {
     const uint8_t *p = sec, *q = 0;
     uint64_t v;
+    int err;
     if ((codec & ~0x67u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 1) {
         return SQ_ERR_CORRUPT;
     }
-    if (codec & SQ_CODEC_SHORT) {            /* format version 2: a zigzag varint */
-        p = get_varint(p, end, &v);
-        c->base = unzigzag(v);
-    } else {
+#ifdef SQ_READ_V1
+    if (!(codec & SQ_CODEC_SHORT)) {         /* format version 1: 8 bytes */
         p = end - sec < 8 ? NULL : p + 8;
         c->base = p ? sq_get_le(sec, 8) : 0;
+    } else
+#else
+    if (!(codec & SQ_CODEC_SHORT)) {         /* a version-1 column: not read by this build */
+        return SQ_ERR_CORRUPT;
+    }
+#endif
+    {                                        /* format version 2: a zigzag varint */
+        p = get_varint(p, end, &v);
+        c->base = unzigzag(v);
     }
     c->prev = c->delta = 0;
     c->dict_n = 0;
@@ -214,12 +236,20 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     c->codec = codec;
     c->width = (uint8_t)width;
     c->raw = 0;
+#ifdef SQ_NO_COMPACT
+    if (codec & SQ_CODEC_DICT) {
+        return SQ_ERR_UNSUPPORTED;
+    }
+#else
     if (p && (codec & SQ_CODEC_DICT)) {
-        if (codec & SQ_CODEC_SHORT) {
-            p = get_varint(p, end, &v);
-        } else {
+#ifdef SQ_READ_V1
+        if (!(codec & SQ_CODEC_SHORT)) {
             v = end - p < 4 ? 0 : sq_get_le(p, 4);
             p += 4;
+        } else
+#endif
+        {
+            p = get_varint(p, end, &v);
         }
         c->dict_n = v > n ? 0 : (uint32_t)v;
         if (!p || !c->dict_n || payload_end(p, end, c->dict_n, &q)) {
@@ -228,11 +258,13 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
         c->dict_hdr = p;
         p = q;
     }
+#endif
     if (!p || (codec & SQ_CODEC_ZERO)) {
         return p == end ? SQ_OK : SQ_ERR_CORRUPT;
     }
-    if (payload_end(p, end, n, &q) || q != end) {
-        return SQ_ERR_CORRUPT;
+    err = payload_end(p, end, n, &q);
+    if (err || q != end) {
+        return err ? err : SQ_ERR_CORRUPT;
     }
     payload_start(&c->pl, p, n);
     return SQ_OK;
@@ -246,6 +278,7 @@ void sq_col_open_raw(sq_col *c, const uint8_t *data, unsigned width)
     c->raw = 1;
 }
 
+#ifndef SQ_NO_COMPACT
 /* Dictionary entry number r; walks forward from the last one read (ranks
  * mostly repeat or rise), from the start only when r goes back or the cursor
  * was last used by another column. */
@@ -264,13 +297,14 @@ static uint64_t dict_entry(sq_col *c, uint32_t r)
     }
     return k->val;
 }
+#endif
 
 int sq_col_next(sq_col *c, uint64_t *word)
 {
     uint64_t s = 0;
     if (c->raw) {
         unsigned w = c->width;
-        *word = (uint64_t)sq_sign_extend(sq_get_le(c->pl.hdr + (size_t)c->pl.i * w, w), w);
+        *word = sq_get_int(c->pl.hdr, c->pl.i, w);
         c->pl.i++;
         return SQ_OK;
     }
@@ -285,12 +319,14 @@ int sq_col_next(sq_col *c, uint64_t *word)
         }
         c->prev = s;
     }
+#ifndef SQ_NO_COMPACT
     if (c->codec & SQ_CODEC_DICT) {
         if (s >= c->dict_n) {
             return SQ_ERR_CORRUPT;
         }
         s = dict_entry(c, (uint32_t)s);
     }
+#endif
     *word = c->base + s;
     return sq_sign_extend(*word, c->width) == (int64_t)*word ? SQ_OK : SQ_ERR_CORRUPT;
 }
@@ -385,14 +421,15 @@ static const uint8_t *__attribute__((noinline)) entry_v2(const uint8_t *p, const
     } else {
         p = NULL;
     }
-    st->idx_min = (uint32_t)lo_at;
+    st->idx_min = (uint32_t)lo_at;      /* checked against n by walk_dir */
     st->idx_max = (uint32_t)hi_at;
-    return lo_at < n && hi_at < n ? p : NULL;
+    return (lo_at | hi_at) >> 32 ? NULL : p;
 }
 
 /* A version-2 integer entry made absolute: the minimum is the section's
- * base, the rest offsets from it; sum = S1 + n·m, sumsq = S2 + 2m·S1 + n·m²
- * with m = min + (max − min) >> 1 (all mod 2^64, as version 1 keeps them). */
+ * base, the rest offsets from it; sum = S1 + n·m with m = min + (max −
+ * min) >> 1 (mod 2^64, as version 1 keeps it).  sumsq stays S2 here (no
+ * query reads it): sq_block_channel makes it absolute. */
 static int __attribute__((noinline)) stats_v2(const uint8_t *sec, const uint8_t *end, uint32_t n, sq_chan_stats *st)
 {
     uint64_t lo, m, s1 = (uint64_t)st->sum;
@@ -406,7 +443,6 @@ static int __attribute__((noinline)) stats_v2(const uint8_t *sec, const uint8_t 
     st->first = (int64_t)(lo + (uint64_t)st->first);
     st->last = (int64_t)(lo + (uint64_t)st->last);
     st->sum = (int64_t)(s1 + (uint64_t)n * m);
-    st->sumsq += 2u * m * s1 + (uint64_t)n * m * m;
     return SQ_OK;
 }
 
@@ -478,7 +514,8 @@ static int header_v1(const uint8_t *b, size_t len, sq_block_info *info)
     info->seq = sq_get_le(b + 48, 8);
     info->dir_off = SQ_HEADER_SIZE;
     info->sec_off = SQ_HEADER_SIZE + SQ_ENTRY_SIZE * (info->n_channels & 0xFFFFu);
-    return info->sec_off > len - 4u ? SQ_ERR_CORRUPT : SQ_OK;
+    return info->sec_off > len - 4u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels > 255u
+           ? SQ_ERR_CORRUPT : SQ_OK;
 }
 #define SQ_READS_V1 1
 #else
@@ -528,7 +565,7 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
     if (!b || !info) {
         return SQ_ERR_ARG;
     }
-    if (len >= 5u && is_magic(b) && b[4] != 2u && (b[4] != 1u || !SQ_READS_V1)) {
+    if (len >= 5u && sq_le32(b, 4) == BLOCK_MAGIC && b[4] != 2u && (b[4] != 1u || !SQ_READS_V1)) {
         return SQ_ERR_VERSION;
     }
     if (len < 16u || len > 0xFFFFFFF0u || sq_block_len(b, (uint32_t)len) != len) {
@@ -543,8 +580,8 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
 #else
     err = header_v2(b, len, info);
 #endif
-    if (err || info->n_samples < 1u || info->n_samples > SQ_MAX_BLOCK_SAMPLES || info->n_channels < 1u ||
-        info->n_channels > 255u || info->tick < 1 || info->t_last < info->t_first ||
+    /* n_samples ≤ SQ_MAX_BLOCK_SAMPLES and n_channels ≤ 255 by the header's parsers */
+    if (err || info->n_samples < 1u || info->n_channels < 1u || info->tick < 1 || info->t_last < info->t_first ||
         check_codec(info->time_codec, SQ_INT64, info->version)) {
         return SQ_ERR_CORRUPT;
     }
@@ -584,10 +621,20 @@ int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_
 int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, sq_chan_stats *st)
 {
     uint32_t off;
+    uint64_t m, s1, n;
+    int err;
     if (!b || !info || !st || ch >= info->n_channels) {
         return SQ_ERR_ARG;
     }
-    return sq_block_column(b, info, (int)ch, st, &off);
+    err = sq_block_column(b, info, (int)ch, st, &off);
+    if (!err && info->version == 2u && st->dtype < SQ_FLOAT32) {
+        /* sumsq = S2 + 2m·S1 + n·m², S1 = sum − n·m (mod 2^64) */
+        n = info->n_samples;
+        m = (uint64_t)st->min + (((uint64_t)st->max - (uint64_t)st->min) >> 1);
+        s1 = (uint64_t)st->sum - n * m;
+        st->sumsq += 2u * m * s1 + n * m * m;
+    }
+    return err;
 }
 
 int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int64_t *out, size_t cap)
@@ -621,7 +668,7 @@ int sq_block_decode(const uint8_t *b, const sq_block_info *info, int column, int
 uint32_t sq_block_len(const uint8_t *p, uint32_t avail)
 {
     uint64_t v;
-    if (avail < 16u || !is_magic(p)) {
+    if (avail < 16u || sq_le32(p, 4) != BLOCK_MAGIC) {
         return 0;
     }
     if (p[4] == 1u) {

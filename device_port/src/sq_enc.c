@@ -94,12 +94,7 @@ typedef struct {
 
 static uint64_t word_at(const src *s, uint32_t i)
 {
-    uint64_t x = sq_get_le(s->data + (size_t)i * s->width, s->width);
-    if (s->width < 8u) {
-        uint64_t m = (uint64_t)1 << (8u * s->width - 1u);
-        x = (x ^ m) - m;
-    }
-    return x;
+    return sq_get_int(s->data, i, s->width);
 }
 
 #ifndef SQ_NO_COMPACT
@@ -159,7 +154,7 @@ static uint8_t mini_block(const uint64_t *u, uint32_t c, int rice, uint32_t *bit
     uint32_t i, cost, lower;
     unsigned w, k;
     for (i = 0; i < c; i++) {
-        big = u[i] > big ? u[i] : big;
+        big |= u[i];            /* the OR has the bit length of the largest */
     }
     w = bit_length(big);
     *bits = c * w;
@@ -219,8 +214,8 @@ static uint32_t pass(sq_enc_work *e, const src *s, uint32_t n, unsigned order, i
         for (i = 0; i < c; i++) {
             uint32_t at = m * SQ_MINI + i;
             uint64_t s0 = seq_at(s, at);
-            e->u[i] = order == 0u || at == 0u ? s0
-                      : order == 1u || at == 1u ? zigzag(s0 - s1) : zigzag(s0 - 2u * s1 + s2);
+            unsigned k = at < order ? at : order;     /* the first values use lower orders */
+            e->u[i] = k ? zigzag(s0 - (k == 1u ? s1 : 2u * s1 - s2)) : s0;
             s2 = s1;
             s1 = s0;
         }
@@ -287,17 +282,18 @@ static uint32_t build_dict(const src *s, uint32_t n, uint64_t *d)
 
 /* ---- sections ------------------------------------------------------------------------------ */
 
-/* The base: the smallest word, in signed order for a channel; *flat says
- * whether every word equals it. */
+/* The base: the smallest word, in signed order for a channel (its sign
+ * bit flipped, signed order is unsigned order); *flat says whether every
+ * word equals it. */
 static uint64_t column_min(const src *s, uint32_t n, int *flat)
 {
-    uint64_t lo = word_at(s, 0), w;
+    uint64_t lo = word_at(s, 0), w, flip = (uint64_t)s->is_signed << 63;
     uint32_t i;
     *flat = 1;
     for (i = 1; i < n; i++) {
         w = word_at(s, i);
         *flat &= w == lo;
-        if (s->is_signed ? (w ^ SIGN64) < (lo ^ SIGN64) : w < lo) {
+        if ((w ^ flip) < (lo ^ flip)) {
             lo = w;
         }
     }
@@ -453,22 +449,19 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
 {
     uint64_t tick = 0, prev = sq_get_le(t, 8), cur, step;
     uint32_t i;
-    for (i = 1; i < n; i++) {
+    for (i = 1; i < n; i++) {          /* the steps first, in k */
         cur = sq_get_le(t + 8u * i, 8);
         step = cur - prev;
         prev = cur;
+        k[i] = step;
         if (step && step != tick) {
             tick = gcd(step, tick);
         }
     }
     tick = tick ? tick : 1u;
-    prev = sq_get_le(t, 8);
     k[0] = 0;
     for (i = 1; i < n; i++) {
-        cur = sq_get_le(t + 8u * i, 8);
-        step = cur - prev;
-        prev = cur;
-        k[i] = k[i - 1u] + (step == tick ? 1u : sq_udiv64(step, tick, NULL));
+        k[i] = k[i - 1u] + (k[i] == tick ? 1u : sq_udiv64(k[i], tick, NULL));
     }
     return tick;
 }
@@ -504,8 +497,8 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
                       uint8_t *b, sq_enc_work *e, sq_block_info *info)
 {
     int compact = cfg->codec == SQ_CODEC_COMPACT, c;
-    uint32_t rest = 4, len;
-    uint8_t *out = b;
+    uint32_t rest = 4, len, dir = 0;
+    uint8_t *out = b, *sec;
     src s;
     info->n_samples = n;
     info->n_channels = cfg->n_channels;
@@ -519,8 +512,10 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
         }
         column_src(cfg, data, e, c, &s);
         plan_column(e, &s, n, compact, &e->plan[c + 1]);
-        rest += e->plan[c + 1].size + (c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], NULL));
+        rest += e->plan[c + 1].size;
+        dir += c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], NULL);
     }
+    rest += dir;
     info->time_codec = e->plan[0].codec;
     info->time_len = e->plan[0].size;
     /* the header holds its own length: written until it settles (the
@@ -530,17 +525,22 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
         out = write_header(cfg, b, info);
         len = (uint32_t)(out - b) + rest;
     }
-    for (c = 0; c < (int)cfg->n_channels; c++) {
-        column_src(cfg, data, e, c, &s);
-        out += write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], out);
+    /* then each column's entry (the directory) and section (after it); the
+     * time words again first if a dictionary took the scratch */
+#ifndef SQ_NO_COMPACT
+    if (compact) {
+        time_to_words(data, e->scratch, n);
     }
-    time_to_words(data, e->scratch, n);
-    for (c = -1; c < (int)cfg->n_channels; c++) {
+#endif
+    for (c = -1, sec = out + dir; c < (int)cfg->n_channels; c++) {
         column_src(cfg, data, e, c, &s);
-        write_column(e, &s, n, compact, &e->plan[c + 1], out);
-        out += e->plan[c + 1].size;
+        if (c >= 0) {
+            out += write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], out);
+        }
+        write_column(e, &s, n, compact, &e->plan[c + 1], sec);
+        sec += e->plan[c + 1].size;
     }
-    sq_put_le(out, sq_crc32(0, b, (size_t)(out - b)), 4);
+    sq_put_le(sec, sq_crc32(0, b, (size_t)(sec - b)), 4);
     return info->block_len;
 }
 

@@ -26,10 +26,13 @@ int32_t sq_sx32(const uint8_t *p, unsigned nbytes);
 /* Sign-extend the low 8*nbytes bits of v. */
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes);
 
-static inline unsigned sq_dtype_bytes(uint8_t dtype)
-{
-    return (dtype >= SQ_INT8 && dtype <= SQ_INT64) ? (1u << (dtype - 1u)) : 0u;
-}
+/* Value i of a packed column of width-byte little-endian integers,
+ * sign-extended (as a word: two's complement in 64 bits). */
+uint64_t sq_get_int(const uint8_t *column, uint32_t i, unsigned width);
+
+/* Bytes of an integer storage type, 0 for any other code.  Out of line:
+ * called from every part, and smaller as one call than inlined. */
+unsigned sq_dtype_bytes(uint8_t dtype);
 
 /* ---- reading blocks (sq_block.c) ----------------------------------------------
  * sq_payload, sq_dict_cursor and sq_col are declared in sensorq.h (private part). */
@@ -52,7 +55,9 @@ int sq_col_next(sq_col *c, uint64_t *word);
 int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_stats *st);
 
 /* Column `column` (-1: time) of a verified block: its directory entry (for
- * the time column only codec and data_len) and its section's offset. */
+ * the time column only codec and data_len) and its section's offset.  A
+ * version-2 entry is made absolute but for sumsq, left S2 (no query reads
+ * it; sq_block_channel completes it). */
 int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,
                     uint32_t *off);
 
@@ -120,6 +125,8 @@ int64_t sq_round_div(int64_t a, uint64_t b);     /* a / b rounded half away from
 uint32_t sq_div(uint32_t a, uint32_t b);
 uint32_t sq_round_up(uint32_t n, uint32_t unit);
 
+/* The log's parts; format and mount take a ring fresh from the set-up
+ * (zeroed, its work memory carved, sq_log_geometry done). */
 int sq_log_geometry(sq_ring *r);
 int sq_log_format(sq_ring *r);
 int sq_log_mount(sq_ring *r);

@@ -37,7 +37,7 @@ static uint32_t bank_off(const sq_ring *r, uint32_t bank)
     return bank * r->bank_size;
 }
 
-static uint32_t next_bank(const sq_ring *r, uint32_t bank)
+static __attribute__((noinline)) uint32_t next_bank(const sq_ring *r, uint32_t bank)
 {
     return bank + 1u == r->n_banks ? 0u : bank + 1u;
 }
@@ -132,6 +132,19 @@ static uint32_t padded(const sq_ring *r, uint32_t len)
     return sq_round_up(len, r->fl.prog_size);
 }
 
+/* The block info describes becomes the newest the ring keeps (the oldest too
+ * if it keeps none yet). */
+static __attribute__((noinline)) void keep_block(sq_ring *r, const sq_block_info *info)
+{
+    if (!r->has_blocks) {
+        r->oldest_seq = info->seq;
+        r->oldest_t = info->t_first;
+        r->has_blocks = 1;
+    }
+    r->next_seq = info->seq + 1u;
+    r->newest_t = info->t_last;
+}
+
 /* ---- geometry and format ------------------------------------------------- */
 
 int sq_log_geometry(sq_ring *r)
@@ -164,12 +177,18 @@ static int erase_bank(sq_ring *r, uint32_t bank)
 static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
 {
     uint8_t *h = r->hbuf;
+    uint32_t word[6];          /* the header's words, first_seq as two */
+    unsigned i;
+    word[0] = BANK_MAGIC;
+    word[1] = seq;
+    word[2] = r->spare_ec;
+    word[3] = r->bank_size;
+    word[4] = (uint32_t)r->next_seq;
+    word[5] = (uint32_t)(r->next_seq >> 32);
     memset(h, 0xFF, r->hdr_len);
-    sq_put_le(h, BANK_MAGIC, 4);
-    sq_put_le(h + 4, seq, 4);
-    sq_put_le(h + 8, r->spare_ec, 4);
-    sq_put_le(h + 12, r->bank_size, 4);
-    sq_put_le(h + 16, r->next_seq, 8);
+    for (i = 0; i < 6u; i++) {
+        sq_put_le(h + 4u * i, word[i], 4);
+    }
     sq_put_le(h + 24, sq_crc32(0, h, BANK_FIELDS - 4u), 4);
     if (r->fl.prog(r->fl.ctx, bank_off(r, bank), h, r->hdr_len)) {
         r->dirty = 1;
@@ -183,28 +202,25 @@ static int open_bank(sq_ring *r, uint32_t bank, uint32_t seq)
     return SQ_OK;
 }
 
+static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec);
+
 /* Erase every bank, then open bank 0: an empty ring.  Erase counts go on
  * from the highest one found (a count is lost with its header). */
 int sq_log_format(sq_ring *r)
 {
-    uint32_t b, max_ec = 0;
-    int err = SQ_OK;
-    for (b = 0; b < r->n_banks && err >= 0; b++) {
-        bank_hdr h;
-        err = read_hdr(r, b, &h);
-        max_ec = !err && h.ec > max_ec ? h.ec : max_ec;
-    }
-    for (b = r->n_banks; b-- > 0 && err >= 0;) {     /* bank 0 last: a cut leaves no head */
+    uint32_t b, max_ec;
+    bank_hdr h;
+    /* the largest erase count: find_head finds it (no ring, SQ_ERR_CORRUPT, is
+     * fine); the erases overwrite err (n_banks ≥ 2) unless a read failed */
+    int err = find_head(r, &h, &max_ec);
+    for (b = r->n_banks; b-- > 0 && err != SQ_ERR_IO;) {     /* bank 0 last: a cut leaves no head */
         err = erase_bank(r, b);
     }
-    if (err < 0) {
+    if (err) {
         return err;
     }
-    r->spare_ec = max_ec + 1u;
-    r->next_seq = r->oldest_seq = 0;
-    r->has_blocks = 0;
-    r->oldest = 0;
-    return err ? err : open_bank(r, 0, 1);
+    r->spare_ec = max_ec + 1u;     /* no blocks, oldest bank 0, next_seq 0: set-up zeroed r */
+    return open_bank(r, 0, 1);
 }
 
 /* ---- mount ------------------------------------------------------------------- */
@@ -229,16 +245,9 @@ static int walk_bank(sq_ring *r, uint32_t bank, const bank_hdr *h, uint32_t *end
         }
         expect++;
         off += padded(r, info->block_len);
-        if (r->has_blocks && info->seq < r->next_seq) {
-            continue;        /* written again after a failed sync: kept once */
+        if (info->seq >= r->next_seq) {   /* next_seq is 0 while none is kept */
+            keep_block(r, info);    /* else written again after a failed sync: kept once */
         }
-        if (!r->has_blocks) {
-            r->oldest_seq = info->seq;
-            r->oldest_t = info->t_first;
-            r->has_blocks = 1;
-        }
-        r->next_seq = info->seq + 1u;
-        r->newest_t = info->t_last;
     }
     *end = off;
     *torn = got != BLK_END;
@@ -271,29 +280,6 @@ static int find_head(sq_ring *r, bank_hdr *head, uint32_t *max_ec)
     return found ? SQ_OK : SQ_ERR_CORRUPT;
 }
 
-/* The chain's oldest bank: back from the head while sequence numbers count
- * down by one.  It may reach the bank after the head, the one to be erased
- * next, if a cut fell before that erase began: its blocks are still there. */
-static int find_oldest(sq_ring *r, uint32_t head_seq)
-{
-    uint32_t k, b;
-    r->oldest = r->head;
-    for (k = 1; k < r->n_banks; k++) {
-        bank_hdr h;
-        int err;
-        b = r->head >= k ? r->head - k : r->head + r->n_banks - k;
-        err = read_hdr(r, b, &h);
-        if (err < 0) {
-            return err;
-        }
-        if (err || h.seq != head_seq - k) {
-            break;
-        }
-        r->oldest = b;
-    }
-    return SQ_OK;
-}
-
 /* Whether the bank after the head must be erased before the head fills:
  * it still holds the oldest blocks, or whatever a cut left in it.  The next
  * poll erases it (mount itself never writes). */
@@ -309,28 +295,38 @@ static int check_spare(sq_ring *r, uint32_t max_ec)
     return err;
 }
 
+/* The chain is the banks before the head whose sequence numbers count down
+ * by one from it.  It may reach the bank after the head, the one to be
+ * erased next, if a cut fell before that erase began: its blocks are still
+ * there.  The banks are walked oldest first, from the one after the head;
+ * a bank out of the chain drops what was kept before it. */
 int sq_log_mount(sq_ring *r)
 {
-    bank_hdr head = {0, 0, 0}, h;
-    uint32_t max_ec, b, end = 0;
-    int torn = 0, is_blank, err = find_head(r, &head, &max_ec);
-    if (!err) {
-        err = find_oldest(r, head.seq);
-    }
-    r->has_blocks = 0;
-    r->next_seq = r->oldest_seq = 0;
-    for (b = r->oldest; !err; b = next_bank(r, b)) {
+    bank_hdr head, h;
+    uint32_t max_ec, b, k, end = 0;
+    int torn = 0, is_blank, chained, err = find_head(r, &head, &max_ec);
+    b = r->head;                   /* no blocks kept yet, next_seq 0: set-up zeroed r */
+    r->oldest = next_bank(r, b);
+    for (k = r->n_banks; !err && k-- > 0;) {      /* k: banks from b on to the head */
+        b = next_bank(r, b);
         err = read_hdr(r, b, &h);
-        err = err > 0 ? SQ_ERR_CORRUPT : err;
-        if (!err && r->has_blocks && r->next_seq < h.first_seq) {
-            r->has_blocks = 0;     /* a gap (a bank whose erase was cut): keep what follows it */
+        if (err < 0) {
+            break;
+        }
+        chained = !err && h.seq == head.seq - k;
+        if (!chained && !k) {
+            return SQ_ERR_CORRUPT;                 /* the head itself no longer reads */
+        }
+        /* out of the chain, or a gap (a bank whose erase was cut): keep what follows */
+        if (!chained || r->next_seq < h.first_seq) {
+            r->has_blocks = 0;
             r->next_seq = 0;
         }
-        if (!err) {
+        err = SQ_OK;
+        if (!chained) {
+            r->oldest = next_bank(r, b);
+        } else {
             err = walk_bank(r, b, &h, &end, &torn);
-        }
-        if (b == r->head) {
-            break;
         }
     }
     if (err) {
@@ -419,13 +415,7 @@ int sq_log_write(sq_ring *r, uint32_t len, const sq_block_info *info)
         return SQ_ERR_IO;
     }
     r->head_off += size;
-    if (!r->has_blocks) {
-        r->oldest_seq = info->seq;
-        r->oldest_t = info->t_first;
-        r->has_blocks = 1;
-    }
-    r->next_seq = info->seq + 1u;
-    r->newest_t = info->t_last;
+    keep_block(r, info);
     return SQ_OK;
 }
 

@@ -10,6 +10,7 @@
  * is a 32-bit word with one writer, and each side writes its data before the
  * word that publishes it, so neither waits for the other and an append never
  * writes where the seal or a query reads. */
+#include <stddef.h>
 #include <string.h>
 
 #include "sq_internal.h"
@@ -127,16 +128,18 @@ size_t sq_ring_work_size(const sq_stream_cfg *cfg, const sq_flash *fl)
     return cfg_valid(cfg) && flash_valid(fl) ? layout(cfg, fl->prog_size, NULL, NULL) : 0;
 }
 
+/* A hash of the stream configuration, kept in the staging to recognise it
+ * after a reset (sq_ring_resume): only ever compared on the device that
+ * wrote it, so the words' byte order does not matter.  The fields are
+ * hashed in two runs that hold no padding: n_channels … codec (bytes), and
+ * block_samples … schema (words). */
+typedef char sq_cfg_words_adjacent[offsetof(sq_stream_cfg, schema) -
+                                   offsetof(sq_stream_cfg, block_samples) == 8u ? 1 : -1];
+
 static uint32_t cfg_hash(const sq_stream_cfg *cfg)
 {
-    uint8_t b[14u + SQ_MAX_CHANNELS], *p = b + 1u + SQ_MAX_CHANNELS;
-    b[0] = cfg->n_channels;
-    memcpy(b + 1, cfg->dtype, SQ_MAX_CHANNELS);
-    sq_put_le(p, cfg->block_samples, 4);
-    sq_put_le(p + 4, cfg->stream_id, 4);
-    sq_put_le(p + 8, cfg->schema, 4);
-    p[12] = cfg->codec;
-    return sq_crc32(0, b, sizeof b);
+    uint32_t crc = sq_crc32(0, &cfg->n_channels, offsetof(sq_stream_cfg, codec) + 1u);
+    return sq_crc32(crc, (const uint8_t *)&cfg->block_samples, 3u * sizeof(uint32_t));
 }
 
 /* Carve the work memory; the log's geometry follows from the block buffer. */

@@ -76,10 +76,11 @@ static int check_program(sq_vm *v)
     return depth == 1u ? SQ_OK : SQ_ERR_BYTECODE;
 }
 
-/* now + offset, clamped to the int64 range (an overflow is a sum whose sign
- * differs from both operands'). */
-static int64_t __attribute__((noinline)) add_clamped(int64_t now, int64_t offset)
+/* now + the offset stored (8 bytes) at p, clamped to the int64 range (an
+ * overflow is a sum whose sign differs from both operands'). */
+static int64_t __attribute__((noinline)) add_clamped(int64_t now, const uint8_t *p)
 {
+    int64_t offset = (int64_t)sq_get_le(p, 8);
     uint64_t sum = (uint64_t)now + (uint64_t)offset;
     if ((((uint64_t)now ^ sum) & ((uint64_t)offset ^ sum)) >> 63) {
         return offset < 0 ? INT64_MIN : INT64_MAX;
@@ -126,12 +127,12 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     v->held = v->open = 0;
     v->n_slots = 0;
     v->agg_slot = NO_CHANNEL;
-    v->start = add_clamped(now, (int64_t)sq_get_le(code + 12, 8));
-    v->end = add_clamped(now, (int64_t)sq_get_le(code + 20, 8));
+    v->start = add_clamped(now, code + 12);
+    v->end = add_clamped(now, code + 20);
     /* COUNT, DURATION and EPISODES aggregate no channel, the others one */
     none = v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
     if (v->agg > ver * 2u + 2u || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels - 1u > 254u ||
-        (v->gap | v->min_dur) < 0 || none != (ch == NO_CHANNEL) || (!none && ch >= v->n_channels)) {
+        (v->gap | v->min_dur) < 0 || (none ? ch != NO_CHANNEL : ch >= v->n_channels)) {
         return SQ_ERR_BYTECODE;
     }
     if (!none) {
@@ -154,6 +155,14 @@ static uint32_t negate(uint32_t t)
     return (((t >> 1) | (t << 1)) & 3u) ^ 3u;
 }
 
+/* -1, 0 or 1 as a <, = or > c: the 64-bit comparison of eval and
+ * accumulate, out of line (each inline one is a dozen Cortex-M0+
+ * instructions). */
+static __attribute__((noinline)) int order_of(int64_t a, int64_t c)
+{
+    return (a > c) - (a < c);
+}
+
 /* Evaluate the predicate where channel slot s lies in [lo[s], hi[s]].  Each
  * operand is two bits on one stack word: bit 0 "some x may pass", bit 1
  * "every x passes" — AND and OR are then the bitwise AND and OR of two
@@ -165,20 +174,22 @@ static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
     while (pc < v->prog_len) {
         uint8_t op = v->prog[pc++];
         if (op >= OP_CMP) {
-            /* <, <= and == are tested; >, >= and != are their negations */
-            unsigned s = 0, k = op - OP_CMP, le = k == 1u || k == 2u;
-            int64_t c = (int64_t)sq_get_le(v->prog + pc + 1, 8), a, b;
+            /* <, <= and == are tested; >, >= and != are their negations:
+             * x < c is order ≤ -1, x <= c order ≤ 0 */
+            unsigned s = 0, k = op - OP_CMP;
+            int64_t c = (int64_t)sq_get_le(v->prog + pc + 1, 8);
+            int a, b, at_most = (int)((0x06u >> k) & 1u) - 1;     /* 0 for <= and > */
             while (v->slot_channel[s] != v->prog[pc]) {
                 s++;
             }
-            a = lo[s];
-            b = hi[s];
+            a = order_of(lo[s], c);
+            b = order_of(hi[s], c);
             if (k >= 4u) {
-                top = (a <= c && b >= c) | (uint32_t)(a == c && b == c) << 1;
+                top = (a <= 0 && b >= 0) | (uint32_t)(a == 0 && b == 0) << 1;
             } else {
-                top = (a < c || (le && a == c)) | (uint32_t)(b < c || (le && b == c)) << 1;
+                top = (a <= at_most) | (uint32_t)(b <= at_most) << 1;
             }
-            st = (st << 2) | (k == 2u || k == 3u || k == 5u ? negate(top) : top);
+            st = (st << 2) | ((0x2Cu >> k) & 1u ? negate(top) : top);    /* >, >=, != */
             pc += CMP_SIZE - 1u;
         } else if (op == OP_TRUE || op == OP_FALSE) {
             st = (st << 2) | (op == OP_TRUE ? 3u : 0u);
@@ -201,10 +212,12 @@ static unsigned eval(const sq_vm *v, const int64_t *lo, const int64_t *hi)
 static void __attribute__((noinline)) accumulate(sq_vm *v, uint32_t n, int64_t sum, int64_t x)
 {
     uint64_t low = v->sum_low + (uint64_t)sum;
+    int o;
     v->sum_high += (low < v->sum_low) - (sum < 0);
     v->sum_low = low;
-    if (!v->out->count || v->agg == SQ_AGG_LAST || (v->agg == SQ_AGG_MIN && x < v->acc) ||
-        (v->agg == SQ_AGG_MAX && x > v->acc)) {
+    o = order_of(x, v->acc);
+    if (!v->out->count || v->agg == SQ_AGG_LAST || (v->agg == SQ_AGG_MIN && o < 0) ||
+        (v->agg == SQ_AGG_MAX && o > 0)) {
         v->acc = x;
     }
     v->out->count += n;
@@ -320,6 +333,14 @@ static void timed(sq_vm *v, int64_t t, int in_window, int match)
 
 /* ---- scanning ------------------------------------------------------------------------ */
 
+/* Where t lies against the window: FLAG_START set if it is before the
+ * window's start, FLAG_END if at or after its end (each only when the
+ * window has that bound); 0 inside. */
+static __attribute__((noinline)) unsigned outside(const sq_vm *v, int64_t t)
+{
+    return ((v->flags & FLAG_START) && t < v->start) | (((v->flags & FLAG_END) && t >= v->end) << 1);
+}
+
 /* Test and accumulate n samples one by one.  v->cols[s] reads slot s;
  * v->tcol reads time words (t = t0 + word * tick) unless every sample is
  * known to lie in the window (use_time = 0). */
@@ -335,7 +356,7 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
         if (use_time) {
             err = sq_col_next(&v->tcol, &w);
             t = (int64_t)((uint64_t)t0 + w * (uint64_t)tick);
-            in_window = (!(v->flags & FLAG_START) || t >= v->start) && (!(v->flags & FLAG_END) || t < v->end);
+            in_window = !outside(v, t);
         }
         for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
             err = sq_col_next(&v->cols[s], &w);
@@ -428,20 +449,20 @@ static int run_verified(sq_vm *v, const uint8_t *b)
     if (err != SQ_OK) {
         return err;
     }
-    if (((v->flags & FLAG_START) && info->t_last < v->start) || ((v->flags & FLAG_END) && info->t_first >= v->end)) {
+    whole = !outside(v, info->t_first) && !outside(v, info->t_last);   /* t_first ≤ t_last */
+    if ((outside(v, info->t_last) & FLAG_START) || (outside(v, info->t_first) & FLAG_END)) {
+        verdict = 0;                      /* the whole block is outside the window */
         if (v->agg == SQ_AGG_DURATION) {
             release(v, info->t_first);    /* the next sample after the window's last */
         }
-        v->out->blocks_skipped++;
-        return SQ_OK;
+    } else {
+        verdict = decide(v, info, whole);
     }
-    whole = (!(v->flags & FLAG_START) || info->t_first >= v->start) && (!(v->flags & FLAG_END) || info->t_last < v->end);
-    verdict = decide(v, info, whole);
+    ++*(verdict == 0 ? &v->out->blocks_skipped : verdict == 1 ? &v->out->blocks_answered
+                                                               : &v->out->blocks_decoded);
     if (verdict < 2) {
-        *(verdict ? &v->out->blocks_answered : &v->out->blocks_skipped) += 1u;
         return SQ_OK;
     }
-    v->out->blocks_decoded++;
     for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
         const uint8_t *sec = b + v->sec_off[s];
         err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info->n_samples, v->sec_codec[s],

@@ -5,7 +5,8 @@ firmware links in (--gc-sections) for mount + append + poll + query; and the
 worst stack of every entry point from the whole call graph
 (tools/stack_graph.py, from GCC's -fcallgraph-info=su).
 
-    python3 tools/size_report.py BUILD_DIR OBJ... [--elf footprint.elf]   (`make arm` runs it)
+    python3 tools/size_report.py BUILD_DIR OBJ... [--elf footprint.elf] [--elf-fast F.elf]
+        [--elf-small S.elf] [--models "CC::SOURCES"]            (`make arm` runs it)
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def owners(objs: list[str]) -> dict[str, str]:
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[1] in "tTrR":
-                found.setdefault(parts[2], Path(obj).stem)   # the core objects come first
+                # by the name before any suffix (sign.0, next_bank.isra.0): the core objects come first
+                found.setdefault(parts[2].split(".")[0], Path(obj).stem)
     return found
 
 
@@ -117,7 +119,7 @@ def model_kinds(build: Path, cc: list[str], sources: list[str]) -> None:
 
 def main() -> int:
     args = sys.argv[1:]
-    elf, elf_fast, models = None, None, None
+    elf, elf_fast, elf_small, models = None, None, None, None
     if "--models" in args:
         at = args.index("--models")
         models = args[at + 1]
@@ -129,6 +131,10 @@ def main() -> int:
     if "--elf-fast" in args:
         at = args.index("--elf-fast")
         elf_fast = args[at + 1]
+        del args[at:at + 2]
+    if "--elf-small" in args:
+        at = args.index("--elf-small")
+        elf_small = args[at + 1]
         del args[at:at + 2]
     build, objs = Path(args[0]), args[1:]
     rows = sizes(objs)
@@ -146,6 +152,9 @@ def main() -> int:
     if elf_fast:
         print("\nfast codec only (-DSQ_NO_COMPACT):", end="")
         linked(elf_fast, objs)
+    if elf_small:
+        print("\nfast codec only, no duration / episodes (-DSQ_NO_COMPACT -DSQ_NO_TIMED):", end="")
+        linked(elf_small, objs)
     if models:
         cc, _, sources = models.partition("::")
         model_kinds(build, cc.split(), sources.split())
