@@ -18,15 +18,17 @@ flush is refused, so nothing unsynced is ever acknowledged.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codec.header import parse_block
+from ..codec.header import check_blocks, parse_block
 from ..errors import StorageError
 from . import fileio
-from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER_SIZE,
-                      SEGMENT_HEADER_SIZE, commit_record, record_bytes, segment_header)
+from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER,
+                      RECORD_HEADER_SIZE, RECORD_TYPES, SEGMENT_HEADER_SIZE, commit_record, record_bytes,
+                      segment_header)
 from .blockindex import BLOCK_FIELDS
 from .segindex import ROW_DTYPE, TAIL_BYTES, encode_index, index_file_name, remove_quietly, write_index
 from .segment import Segment
@@ -54,6 +56,21 @@ class _Placed:
 
 
 @dataclass
+class _Records:
+    """A batch's records back to back (``data``), and what each holds."""
+    data: np.ndarray
+    sizes: list[int]
+    stream_ids: list[int]
+    infos: list
+    blocks: list
+    rec_types: list[int]
+
+    @property
+    def view(self) -> memoryview:
+        return memoryview(self.data)
+
+
+@dataclass
 class _Batch:
     """Where the files stood when a batch began, to put them back if it fails."""
     start: Segment | None
@@ -68,15 +85,15 @@ class RecordWriting:
     # --- batches ----------------------------------------------------------------
 
     def _write_batch(self, items) -> None:
-        """Write ``items`` (pairs of a stream and its sealed blocks, in order) as
-        one batch and index them; all or nothing."""
+        """Write ``items`` (pairs of a stream and its sealed blocks, in order:
+        block bytes or EncodedRuns of many) as one batch and index them; all
+        or nothing."""
         self._require_healthy()
+        records = self._frame(items)     # every block checked before anything is written
         active = self._active
         batch = _Batch(active, active.valid_end if active is not None else 0)
         try:
-            for st, blocks in items:
-                for block in blocks:
-                    batch.placed.append(self._write_block_record(st.stream_id, block, batch))
+            self._write_records(records, batch)
             if batch.placed:
                 self._write_commit(durable=False)
         except StorageError:
@@ -86,15 +103,66 @@ class RecordWriting:
             segment.served_end = segment.valid_end   # the tails of segments the batch rolled past
         self._index_placed(batch.placed)
 
-    def _write_block_record(self, stream_id: int, block: bytes, batch: _Batch) -> _Placed:
-        info = parse_block(block)        # check our own output before it becomes durable
-        payload, rec_type = self._wrap(block)
-        record = record_bytes(rec_type, payload)
-        segment = self._reserve(len(record) + COMMIT_ROOM, batch)
-        offset = segment.valid_end
-        self._append_bytes(segment, record)
-        return _Placed(stream_id, info, segment, offset + RECORD_HEADER_SIZE, len(payload),
-                       rec_type, block, len(record))
+    def _frame(self, items) -> _Records:
+        """The records of every block of ``items``, back to back in one buffer.
+        Each block is checked first (parse_block, or check_blocks for a run of
+        them): our own output, before it can become durable."""
+        blocks, infos, stream_ids = [], [], []
+        for st, encoded in items:
+            for element in encoded:
+                if hasattr(element, "offsets"):          # an EncodedRun (codec/bulk.py)
+                    found = check_blocks(element.raw, element.offsets, element.lengths)
+                    for i, info in enumerate(found):
+                        if info is None:                  # says what is wrong
+                            parse_block(element.raw, int(element.offsets[i]), int(element.lengths[i]))
+                    blocks += element.blocks()
+                    infos += found
+                    stream_ids += [st.stream_id] * len(found)
+                else:
+                    blocks.append(element)
+                    infos.append(parse_block(element))
+                    stream_ids.append(st.stream_id)
+        wrapped = [self._wrap(block) for block in blocks]
+        sizes = [RECORD_HEADER_SIZE + len(payload) for payload, _ in wrapped]
+        data = np.empty(sum(sizes), np.uint8)
+        view = memoryview(data)
+        pos = 0
+        for (payload, rec_type), size in zip(wrapped, sizes):
+            if size < _SMALL_RECORD:
+                view[pos:pos + size] = record_bytes(rec_type, payload)
+            else:
+                _record_into(view[pos:pos + size], rec_type, payload)
+            pos += size
+        return _Records(data, sizes, stream_ids, infos, blocks, [rec_type for _, rec_type in wrapped])
+
+    def _write_records(self, records: _Records, batch: _Batch) -> None:
+        """Write the records, each where ``_reserve`` puts it, with one pwrite
+        for each span of them that lands in the same segment without evicting
+        anything (a span ends where the next record would roll or evict, and
+        ``_reserve`` decides for that record exactly as for a lone one)."""
+        target = segment_target(self._manifest.capacity)
+        capacity = self._manifest.capacity
+        sizes, n = records.sizes, len(records.sizes)
+        i, start = 0, 0
+        while i < n:
+            segment = self._reserve(sizes[i] + COMMIT_ROOM, batch)
+            offset = segment.valid_end
+            on_disk = self._bytes_on_disk()
+            end, j = offset + sizes[i], i + 1
+            while j < n and end + sizes[j] + COMMIT_ROOM <= target and \
+                    on_disk + (end - offset) + sizes[j] + COMMIT_ROOM <= capacity:
+                end += sizes[j]
+                j += 1
+            stop = start + (end - offset)
+            self._append_bytes(segment, records.view[start:stop])
+            at = offset
+            for k in range(i, j):
+                payload_len = sizes[k] - RECORD_HEADER_SIZE
+                batch.placed.append(_Placed(records.stream_ids[k], records.infos[k], segment,
+                                            at + RECORD_HEADER_SIZE, payload_len, records.rec_types[k],
+                                            records.blocks[k], sizes[k]))
+                at += sizes[k]
+            i, start = j, stop
 
     def _write_commit(self, durable: bool) -> None:
         """A commit record at the end of the active segment (it never rolls:
@@ -354,6 +422,19 @@ class RecordWriting:
         segment.served_end = segment.valid_end
         segment.outcome = CLEAN
         return segment
+
+
+_SMALL_RECORD = 4096    # smaller records are framed by record_bytes (a copy is cheaper than the views)
+
+
+def _record_into(dest: memoryview, rec_type: int, payload) -> None:
+    """record_bytes(rec_type, payload), written into ``dest`` (its size) without a joined copy."""
+    crc = zlib.crc32(payload, _TYPE_CRC[rec_type])
+    RECORD_HEADER.pack_into(dest, 0, len(payload), crc, rec_type)
+    dest[RECORD_HEADER_SIZE:] = payload
+
+
+_TYPE_CRC = {rec_type: zlib.crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
 
 
 def _ranks(widths: np.ndarray) -> np.ndarray:

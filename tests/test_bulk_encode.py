@@ -1,0 +1,173 @@
+"""The bulk encoder (codec/bulk.py) writes exactly the bytes of encode_block,
+one block at a time, for hypothesis-made data: on one thread and cut into
+parts for several; and a cache fed one large append stores the same blocks
+as one fed a block at a time.  The reference is encode_block itself (its own
+round trips against numpy are in test_codec.py)."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import sensorq
+from sensorq import Channel
+from sensorq.codec import bulk, intcodec
+from sensorq.codec.block import decode_block, encode_block
+from sensorq.codec.transforms import time_words
+
+from test_codec import timestamps
+
+INT_TYPES = ["int8", "int16", "int32", "int64"]
+SETTINGS = settings(max_examples=80, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def values(dtype: str, n: int):
+    """Full-range values, or a small range around an offset (what a sensor gives)."""
+    info = np.iinfo(dtype)
+    full = hnp.arrays(dtype, n, elements=hnp.from_dtype(np.dtype(dtype)))
+    span = min(300, int(info.max) // 2)
+    narrow = st.integers(int(info.min), int(info.max) - span).flatmap(
+        lambda lo: hnp.arrays(dtype, n, elements=st.integers(lo, lo + span)))
+    return st.one_of(full, narrow)
+
+
+@st.composite
+def runs(draw):
+    """(t, columns, bounds): blocks of random sizes over random integer data."""
+    sizes = draw(st.lists(st.one_of(st.integers(1, 40), st.integers(1, 2500)), min_size=1, max_size=6))
+    n = sum(sizes)
+    t = draw(timestamps(n))
+    dtypes = draw(st.lists(st.sampled_from(INT_TYPES), min_size=1, max_size=4))
+    columns = [draw(values(d, n)) for d in dtypes]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return t, columns, bounds
+
+
+def one_at_a_time(t, columns, bounds, codec, stream_id=5, seq=9):
+    return [encode_block(t[lo:hi], [c[lo:hi] for c in columns], stream_id=stream_id, seq=seq + i,
+                         codec=codec)
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+
+def bulk_blocks(parts):
+    return [bytes(b) for part in parts for b in part.blocks()]
+
+
+@SETTINGS
+@given(runs(), st.sampled_from(["compact", "fast"]))
+def test_bulk_blocks_are_encode_block_bytes(run, codec):
+    t, columns, bounds = run
+    parts = bulk.encode_run(t, columns, bounds, stream_id=5, seq=9, codec=codec)
+    assert bulk_blocks(parts) == one_at_a_time(t, columns, bounds, codec)
+
+
+@SETTINGS
+@given(runs(), st.integers(2, 4))
+def test_parts_on_threads_are_the_same_blocks_in_order(monkeypatch_module, run, threads):
+    t, columns, bounds = run
+    with ThreadPoolExecutor(threads) as pool:
+        parts = bulk.encode_run(t, columns, bounds, stream_id=5, seq=9, pool=pool, threads=threads)
+    assert 1 <= len(parts) <= threads
+    assert bulk_blocks(parts) == one_at_a_time(t, columns, bounds, "compact")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """Parts of a few samples, so that hypothesis-sized runs are cut for threads."""
+    saved = bulk.MIN_SAMPLES_PER_THREAD
+    bulk.MIN_SAMPLES_PER_THREAD = 1
+    yield
+    bulk.MIN_SAMPLES_PER_THREAD = saved
+
+
+@SETTINGS
+@given(st.integers(1, 3000).flatmap(timestamps))
+def test_time_words_into_is_time_words(t):
+    words = np.empty(len(t), np.uint64)
+    tick, bad = bulk.time_words_into(t, words)
+    ref_tick, ref_words = time_words(t)
+    assert bad == -1 and tick == ref_tick and np.array_equal(words, ref_words)
+
+
+def test_time_words_into_past_two_to_the_53():
+    """Offsets beyond float64's exact integers take the integer division."""
+    t = np.array([0, 3 * 2**52, 3 * 2**53, 3 * 2**53 + 6], np.int64)
+    words = np.empty(4, np.uint64)
+    tick, bad = bulk.time_words_into(t, words)
+    assert (tick, bad) == (6, -1)
+    assert words.tolist() == [0, 2**51, 2**52, 2**52 + 1]
+
+
+def test_a_step_of_two_to_the_63_is_refused_as_by_encode_block():
+    t = np.array([-2**63, 5, 6], np.int64)
+    cols = [np.zeros(3, np.int16)]
+    with pytest.raises(ValueError, match="2\\^63"):
+        encode_block(t, cols)
+    with pytest.raises(ValueError, match="2\\^63"):
+        bulk.encode_run(t, cols, np.array([0, 3]))
+
+
+def test_bad_runs_are_refused():
+    t = np.arange(10, dtype=np.int64)
+    with pytest.raises(ValueError, match="samples"):
+        bulk.encode_run(t, [np.zeros(10, np.int16)], np.array([0, 5, 5, 10]))
+    with pytest.raises(ValueError, match="values"):
+        bulk.encode_run(t, [np.zeros(9, np.int16)], np.array([0, 10]))
+    with pytest.raises(ValueError, match="storage type"):
+        bulk.encode_run(t, [np.zeros(10, np.float32)], np.array([0, 10]))
+    assert not bulk.bulk_supported([np.zeros(3, np.float64)])
+
+
+def test_the_rice_price_is_read_at_each_call(monkeypatch):
+    """A benchmark varies intcodec.RICE_DECODE_COST; the bulk path follows it as encode_block does."""
+    rng = np.random.default_rng(3)
+    t = np.arange(8192, dtype=np.int64) * 1000
+    cols = [rng.geometric(0.02, 8192).astype(np.int32)]
+    bounds = np.array([0, 4096, 8192])
+    monkeypatch.setattr(intcodec, "RICE_DECODE_COST", 0.0)
+    assert bulk_blocks(bulk.encode_run(t, cols, bounds)) == one_at_a_time(t, cols, bounds, "compact", 0, 0)
+
+
+def test_float_channels_take_encode_block():
+    t = np.arange(100, dtype=np.int64)
+    cols = [np.linspace(0, 1, 100), np.arange(100, dtype=np.int16)]
+    blocks = bulk.encode_blocks(t, cols, np.array([0, 60, 100]), stream_id=1, seq=4)
+    assert blocks == one_at_a_time(t, cols, [0, 60, 100], "compact", 1, 4)
+    decoded_t, decoded = decode_block(blocks[1])
+    assert np.array_equal(decoded_t, t[60:]) and np.array_equal(decoded[0], cols[0][60:])
+
+
+def stored_blocks(path) -> list[bytes]:
+    with sensorq.open(path, readonly=True) as cache:
+        index = cache.blocks("s")
+        return [index.raw(i).tobytes() for i in range(len(index))]
+
+
+@pytest.mark.parametrize("compression", ["none", "auto"])
+def test_one_large_append_stores_the_blocks_of_appends_a_block_at_a_time(tmp_path, compression):
+    rng = np.random.default_rng(11)
+    n, size = 70_000, 4096
+    t = 1_700_000_000_000_000_000 + np.cumsum(rng.integers(900_000, 1_100_000, n))
+    cols = {"x": rng.normal(0, 40, n).astype(np.int16), "y": np.arange(n, dtype=np.int32) // 7,
+            "z": (1000 + rng.normal(0, 3, n)).astype(np.int16)}
+    paths = [tmp_path / "bulk", tmp_path / "one"]
+    for path in paths:
+        with sensorq.open(path, create=True, capacity="4MiB", compression=compression) as cache:
+            cache.create_stream("s", [Channel("x", "int16"), Channel("y", "int32"), Channel("z", "int16")],
+                                block_samples=size)
+            if path.name == "bulk":
+                cache.append("s", t[:100], {k: v[:100] for k, v in cols.items()})   # an open block first
+                cache.append("s", t[100:], {k: v[100:] for k, v in cols.items()})
+            else:
+                for lo in range(0, n, size):
+                    cache.append("s", t[lo:lo + size], {k: v[lo:lo + size] for k, v in cols.items()})
+    bulk_stored, one_stored = map(stored_blocks, paths)
+    assert len(bulk_stored) == (n + size - 1) // size and bulk_stored == one_stored
+    with sensorq.open(paths[0], readonly=True) as cache:
+        read_t, read = cache.read("s")
+    assert np.array_equal(read_t, t) and all(np.array_equal(read[k], v) for k, v in cols.items())
