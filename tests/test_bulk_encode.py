@@ -171,3 +171,31 @@ def test_one_large_append_stores_the_blocks_of_appends_a_block_at_a_time(tmp_pat
     with sensorq.open(paths[0], readonly=True) as cache:
         read_t, read = cache.read("s")
     assert np.array_equal(read_t, t) and all(np.array_equal(read[k], v) for k, v in cols.items())
+
+
+def reference_guess_order(s: np.ndarray) -> int:
+    """The compact encoder's order guess as first written: float64 sums, one
+    value at a time (Python floats are float64; uint64 arithmetic mod 2^64)."""
+    mask = (1 << 64) - 1
+    zigzag = lambda d: ((d << 1) ^ (mask if d >> 63 else 0)) & mask   # noqa: E731  (d: a uint64 word)
+    x = [int(v) for v in s]
+    total0 = total1 = total2 = 0.0
+    for i in range(2, len(x)):
+        total0 += float(x[i])
+        total1 += float(zigzag((x[i] - x[i - 1]) & mask))
+        total2 += float(zigzag((x[i] - 2 * x[i - 1] + x[i - 2]) & mask))
+    if total0 <= total1 and total0 <= total2:
+        return 0
+    return 1 if total1 <= total2 else 2
+
+
+@SETTINGS
+@given(st.integers(1, 3000).flatmap(lambda n: st.one_of(
+    hnp.arrays(np.uint64, n, elements=st.integers(0, 2**64 - 1)),
+    hnp.arrays(np.uint64, n, elements=st.integers(0, 2**35 - 1)),
+    hnp.arrays(np.uint64, n, elements=st.integers(2**35 - 50, 2**35 + 50)),
+    st.integers(0, 2**20).flatmap(lambda lo: hnp.arrays(np.uint64, n, elements=st.integers(lo, lo + 600))))))
+def test_the_order_guess_summed_in_integers_is_the_float_guess(s):
+    """intcodec._guess_order sums in integers where that is exact; its choice
+    (so the compact codec's bytes) is the float loop's."""
+    assert intcodec._guess_order(s) == reference_guess_order(s)

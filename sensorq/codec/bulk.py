@@ -310,9 +310,8 @@ def _channel_pass(values, bounds, compact, rice_cost, starts, lengths, codecs, o
     for b in range(bounds.shape[0] - 1):
         lo, hi = bounds[b], bounds[b + 1]
         v = wide[:hi - lo]
-        for i in range(hi - lo):
-            v[i] = values[lo + i]
-        count, flags, i_lo, i_hi, v_min, v_max, v_first, v_last, total, squares = int_stats(v)
+        count, flags, i_lo, i_hi, v_min, v_max, v_first, v_last, total, squares = \
+            _widen_with_stats(values, lo, hi, v)
         stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3] = count, flags, i_lo, i_hi
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
@@ -323,11 +322,40 @@ def _channel_pass(values, bounds, compact, rice_cost, starts, lengths, codecs, o
     return out
 
 
+_SMALL_VALUE = 1 << 23      # |x| below this: no sum of 2^16 values or of their squares can overflow
+
+
+@cached(_STAMP, nogil=True)
+def _widen_with_stats(values, lo, hi, v):
+    """v := values[lo:hi] as int64, and transforms.int_stats(v): in one pass
+    that vectorises (no overflow checks, the first min and max found after)
+    when every |value| is small enough that nothing can overflow; else by
+    int_stats itself."""
+    n = hi - lo
+    v_min = np.int64(values[lo])
+    v_max = v_min
+    total, squares = ZERO, ZERO
+    for i in range(n):
+        x = np.int64(values[lo + i])
+        v[i] = x
+        v_min = min(v_min, x)
+        v_max = max(v_max, x)
+        total += U64(x)
+        squares += U64(x) * U64(x)
+    if v_min <= -_SMALL_VALUE or v_max >= _SMALL_VALUE:
+        return int_stats(v)
+    i_lo, i_hi = 0, 0
+    while v[i_lo] != v_min:
+        i_lo += 1
+    while v[i_hi] != v_max:
+        i_hi += 1
+    return n, 0, i_lo, i_hi, v_min, v_max, v[0], v[n - 1], np.int64(total), np.int64(squares)
+
+
 @cached(_STAMP, nogil=True)
 def _place(dest, at, src, starts, lengths):
     """dest[at[b]:] := src[starts[b]:starts[b] + lengths[b]] for every block b; at[b] moves on."""
     for b in range(at.shape[0]):
-        d, s = at[b], starts[b]
-        for i in range(lengths[b]):
-            dest[d + i] = src[s + i]
-        at[b] = d + lengths[b]
+        d, s, size = at[b], starts[b], lengths[b]
+        dest[d:d + size] = src[s:s + size]
+        at[b] = d + size
