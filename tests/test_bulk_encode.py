@@ -199,3 +199,30 @@ def test_the_order_guess_summed_in_integers_is_the_float_guess(s):
     """intcodec._guess_order sums in integers where that is exact; its choice
     (so the compact codec's bytes) is the float loop's."""
     assert intcodec._guess_order(s) == reference_guess_order(s)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 7, 300]), st.sampled_from(["steady", "jitter", "gap"])),
+                min_size=1, max_size=12),
+       st.sampled_from([1, 1_000_000, 15_625_000]))
+def test_a_steady_clock_copies_its_time_section_the_same(blocks, step):
+    """Blocks of a steady clock share one time section (copied, not encoded
+    again); a jittered block or a gap in between, or another size, must not."""
+    t_parts, k = [], 0
+    for size, kind in blocks:
+        ticks = np.arange(k, k + size, dtype=np.int64)
+        if kind == "jitter" and size > 1:
+            ticks[-1] += 1 if step == 1 else 0
+            ticks = ticks * step + (step // 3 if step > 1 else 0) * (np.arange(size) % 2)
+        elif kind == "gap":
+            ticks = (ticks + size) * step
+            k += size
+        else:
+            ticks = ticks * step
+        t_parts.append(ticks)
+        k += size
+    t = 1_700_000_000_000_000_000 + np.sort(np.concatenate(t_parts))
+    cols = [np.arange(len(t), dtype=np.int16)]
+    bounds = np.concatenate([[0], np.cumsum([size for size, _ in blocks])])
+    assert bulk_blocks(bulk.encode_run(t, cols, bounds, stream_id=5, seq=9)) == \
+        one_at_a_time(t, cols, bounds, "compact")

@@ -256,23 +256,51 @@ def _gcd(a, b):
 @cached(_STAMP, nogil=True)
 def time_words_into(t, words):
     """transforms.time_words with the words in ``words``: tick = the gcd of
-    the offsets from t[0] (1 if all are 0), words = offsets / tick, exact;
-    the integer divisions, 2 a sample there, become float ones wherever the
-    offsets are below 2^53 (where float64 division is exact for a divisor).
-    Returns (tick, index of the first step of 2^63 ns or more, or -1)."""
+    the offsets from t[0] (1 if all are 0), words = offsets / tick, exact.
+    Returns (tick, index of the first step of 2^63 ns or more, or -1).
+
+    That gcd is two integer divisions a sample; here, the first non-zero
+    offset (the smallest: t is non-decreasing) is the gcd whenever it divides
+    every offset, which two vectorised passes check and divide with float64
+    (exact for integers below 2^53).  Other clocks take the gcd loop."""
     n = t.shape[0]
     first = U64(t[0])
-    tick = ZERO
     words[0] = ZERO
+    bad = False
     for i in range(1, n):
-        if U64(t[i]) - U64(t[i - 1]) >= _HALF_RANGE:
-            return np.int64(1), i - 1
-        off = U64(t[i]) - first
-        words[i] = off
+        bad |= U64(t[i]) - U64(t[i - 1]) >= _HALF_RANGE
+        words[i] = U64(t[i]) - first
+    if bad:
+        for i in range(1, n):
+            if U64(t[i]) - U64(t[i - 1]) >= _HALF_RANGE:
+                return np.int64(1), i - 1
+    j = 0
+    while j < n and words[j] == ZERO:
+        j += 1
+    if j == n:
+        return np.int64(1), -1
+    if words[n - 1] < _EXACT_FLOAT:
+        tick = words[j]
+        scale = np.float64(tick)
+        divides = True
+        for i in range(n):        # from 0, not j: loops from a scanned index do not vectorise
+            divides &= U64(np.float64(words[i]) / scale) * tick == words[i]
+        if divides:
+            for i in range(n):
+                words[i] = U64(np.float64(words[i]) / scale)
+            return np.int64(tick), -1
+    return _time_words_gcd(words), -1
+
+
+@cached(_STAMP, nogil=True)
+def _time_words_gcd(words):
+    """The tick of offsets ``words`` (at least one non-zero) and words /= tick."""
+    n = words.shape[0]
+    tick = ZERO
+    for i in range(n):
+        off = words[i]
         if off != ZERO and (tick == ZERO or not _divides(tick, off)):
             tick = _gcd(off, tick)
-    if tick == ZERO:
-        tick = ONE
     if tick != ONE:
         if words[n - 1] < _EXACT_FLOAT:      # non-decreasing: the last is the largest
             scale = np.float64(tick)
@@ -281,7 +309,7 @@ def time_words_into(t, words):
         else:
             for i in range(n):
                 words[i] //= tick
-    return np.int64(tick), -1
+    return np.int64(tick)
 
 
 @cached(_STAMP, nogil=True)
@@ -289,6 +317,7 @@ def _time_pass(t, bounds, compact, rice_cost, starts, lengths, codecs, out, tick
     """The time section of every block; (index of a bad step or -1, buffer)."""
     pos = 0
     words = np.empty(MAX_BLOCK_SAMPLES, np.uint64)
+    regular = -1            # the last block whose words were 0, 1, ..., n - 1 (a steady clock)
     for b in range(bounds.shape[0] - 1):
         lo, hi = bounds[b], bounds[b + 1]
         tick, bad = time_words_into(t[lo:hi], words[:hi - lo])
@@ -296,10 +325,28 @@ def _time_pass(t, bounds, compact, rice_cost, starts, lengths, codecs, out, tick
             return lo + bad, out
         ticks[b] = tick
         out = _room(out, pos, _max_section(hi - lo))
+        if regular >= 0 and hi - lo == bounds[regular + 1] - bounds[regular] and _counts_up(words, hi - lo):
+            # the same words as that block's: the same section, copied, not encoded again
+            size = lengths[regular]
+            out[pos:pos + size] = out[starts[regular]:starts[regular] + size]
+            starts[b], lengths[b], codecs[b] = pos, size, codecs[regular]
+            pos += size
+            continue
         end, bits = encode_column_costed(words[:hi - lo], False, compact, rice_cost, out, pos)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end
+        if _counts_up(words, hi - lo):
+            regular = b
     return -1, out
+
+
+@cached(_STAMP, nogil=True)
+def _counts_up(words, n):
+    """Are words[:n] 0, 1, ..., n - 1?"""
+    off = ZERO
+    for i in range(n):
+        off |= words[i] ^ U64(i)
+    return off == ZERO
 
 
 @cached(_STAMP, nogil=True)
