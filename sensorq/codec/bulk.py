@@ -57,6 +57,7 @@ class EncodedRun:
     raw: np.ndarray
     offsets: np.ndarray
     lengths: np.ndarray
+    prepared: object = None     # what ``finish`` made of it, in the thread that encoded it
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -74,13 +75,13 @@ def bulk_supported(columns: Sequence[np.ndarray], version: int = 1) -> bool:
 
 def encode_blocks(t: np.ndarray, columns: Sequence[np.ndarray], bounds: np.ndarray, *,
                   stream_id: int = 0, seq: int = 0, codec: str = "compact", pool=None,
-                  threads: int = 1) -> list:
+                  threads: int = 1, finish=None) -> list:
     """The blocks t[bounds[i]:bounds[i + 1]] as a list of EncodedRuns (integer
     channels) or of block bytes (float channels: encode_block per block, on
-    the pool's threads when there are many)."""
+    the pool's threads when there are many).  ``finish``: see encode_run."""
     if bulk_supported(columns):
         return encode_run(t, columns, bounds, stream_id=stream_id, seq=seq, codec=codec, pool=pool,
-                          threads=threads)
+                          threads=threads, finish=finish)
     from .block import encode_block
     bounds = np.asarray(bounds, np.int64).tolist()
 
@@ -97,11 +98,14 @@ def encode_blocks(t: np.ndarray, columns: Sequence[np.ndarray], bounds: np.ndarr
 
 def encode_run(t: np.ndarray, columns: Sequence[np.ndarray], bounds: np.ndarray, *,
                stream_id: int = 0, seq: int = 0, codec: str = "compact", pool=None,
-               threads: int = 1) -> list[EncodedRun]:
+               threads: int = 1, finish=None) -> list[EncodedRun]:
     """The blocks t[bounds[i]:bounds[i + 1]] (with the same rows of every
     column), sequence numbers seq, seq + 1, ..., as ``encode_block`` writes
     them.  ``pool`` (an executor) and ``threads``: encode parts of the run on
-    that many threads when it is large enough.  Returns the parts in order."""
+    that many threads when it is large enough.  ``finish(part)``, if given,
+    runs on each part in the thread that encoded it, its result kept in
+    ``part.prepared`` (the store checks and frames its records there).
+    Returns the parts in order."""
     t = np.ascontiguousarray(t, dtype=np.int64)
     columns = [np.ascontiguousarray(c) for c in columns]
     bounds = np.asarray(bounds, np.int64)
@@ -111,8 +115,11 @@ def encode_run(t: np.ndarray, columns: Sequence[np.ndarray], bounds: np.ndarray,
     rice_cost = intcodec.RICE_DECODE_COST if codec == "compact" else -1.0   # read here: a benchmark varies it
 
     def encode_part(first_block: int, last_block: int) -> EncodedRun:
-        return _encode_part(t, columns, bounds[first_block:last_block + 1], stream_id,
+        part = _encode_part(t, columns, bounds[first_block:last_block + 1], stream_id,
                             seq + first_block, codec == "compact", rice_cost)
+        if finish is not None:
+            part.prepared = finish(part)
+        return part
 
     if len(parts) == 1:
         return [encode_part(0, n_blocks)]

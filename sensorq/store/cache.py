@@ -41,11 +41,10 @@ from .segment import Segment
 from .streams import StreamManagement, concat_indexes, single_block_index
 from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention)
 from .importing import BlockImporting
-from .writing import RecordWriting
+from .writing import ZSTD_LEVEL, RecordWriting
 from .zstdruns import ZstdRuns
 
 LOCK_NAME = "LOCK"
-ZSTD_LEVEL = 3
 ROW_BUFFER = 4096              # append_one rows held before they go down the batch path
 
 
@@ -500,7 +499,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             from ..codec.bulk import encode_blocks
             encoded += encode_blocks(*run, stream_id=st.stream_id, seq=seq + len(pieces), codec=st.codec,
                                      pool=_encoder_pool() if ENCODE_THREADS > 1 else None,
-                                     threads=ENCODE_THREADS)
+                                     threads=ENCODE_THREADS, finish=self._prepare_records)
         largest = max((len(b) if isinstance(b, bytes) else int(b.lengths.max()) for b in encoded),
                       default=0)
         if largest + RECORD_HEADER_SIZE + SEGMENT_HEADER_SIZE > self._manifest.capacity:

@@ -22,13 +22,13 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import zstandard
 
 from ..codec.header import check_blocks, parse_block
 from ..errors import StorageError
 from . import fileio
 from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER,
-                      RECORD_HEADER_SIZE, RECORD_TYPES, SEGMENT_HEADER_SIZE, commit_record, record_bytes,
-                      segment_header)
+                      RECORD_HEADER_SIZE, RECORD_TYPES, SEGMENT_HEADER_SIZE, commit_record, segment_header)
 from .blockindex import BLOCK_FIELDS
 from .segindex import ROW_DTYPE, TAIL_BYTES, encode_index, index_file_name, remove_quietly, write_index
 from .segment import Segment
@@ -39,6 +39,7 @@ from .zstdruns import RunBuilder
 # decompressed again by every query once its run has left the 64 MiB LRU, which
 # made scans of a 100 M-sample cache 8-43x slower for 7 % of bytes (format.md §5).
 ZSTD_MIN_SAVING = 0.25
+ZSTD_LEVEL = 3
 COMMIT_ROOM = 2 * COMMIT_RECORD_SIZE   # a batch's commit and a flush's durable commit
 
 
@@ -68,6 +69,17 @@ class _Records:
     @property
     def view(self) -> memoryview:
         return memoryview(self.data)
+
+
+@dataclass
+class _Prepared:
+    """Blocks checked and wrapped, ready to be framed as records."""
+    infos: list
+    blocks: list
+    payloads: list
+    rec_types: list[int]
+    crcs: list[int]
+    stream_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -107,33 +119,49 @@ class RecordWriting:
         """The records of every block of ``items``, back to back in one buffer.
         Each block is checked first (parse_block, or check_blocks for a run of
         them): our own output, before it can become durable."""
-        blocks, infos, stream_ids = [], [], []
+        prepared: list[_Prepared] = []
         for st, encoded in items:
             for element in encoded:
                 if hasattr(element, "offsets"):          # an EncodedRun (codec/bulk.py)
-                    found = check_blocks(element.raw, element.offsets, element.lengths)
-                    for i, info in enumerate(found):
-                        if info is None:                  # says what is wrong
-                            parse_block(element.raw, int(element.offsets[i]), int(element.lengths[i]))
-                    blocks += element.blocks()
-                    infos += found
-                    stream_ids += [st.stream_id] * len(found)
+                    ready = element.prepared if element.prepared is not None else \
+                        self._prepare_records(element)
                 else:
-                    blocks.append(element)
-                    infos.append(parse_block(element))
-                    stream_ids.append(st.stream_id)
-        wrapped = [self._wrap(block) for block in blocks]
-        sizes = [RECORD_HEADER_SIZE + len(payload) for payload, _ in wrapped]
+                    ready = self._prepare_one(element)
+                ready.stream_ids = [st.stream_id] * len(ready.infos)
+                prepared.append(ready)
+        sizes = [RECORD_HEADER_SIZE + len(payload) for ready in prepared for payload in ready.payloads]
         data = np.empty(sum(sizes), np.uint8)
         view = memoryview(data)
         pos = 0
-        for (payload, rec_type), size in zip(wrapped, sizes):
-            if size < _SMALL_RECORD:
-                view[pos:pos + size] = record_bytes(rec_type, payload)
-            else:
-                _record_into(view[pos:pos + size], rec_type, payload)
-            pos += size
-        return _Records(data, sizes, stream_ids, infos, blocks, [rec_type for _, rec_type in wrapped])
+        for ready in prepared:
+            for payload, rec_type, crc in zip(ready.payloads, ready.rec_types, ready.crcs):
+                RECORD_HEADER.pack_into(view, pos, len(payload), crc, rec_type)
+                view[pos + RECORD_HEADER_SIZE:pos + RECORD_HEADER_SIZE + len(payload)] = payload
+                pos += RECORD_HEADER_SIZE + len(payload)
+        joined = lambda name: [x for ready in prepared for x in getattr(ready, name)]   # noqa: E731
+        return _Records(data, sizes, joined("stream_ids"), joined("infos"), joined("blocks"),
+                        joined("rec_types"))
+
+    def _prepare_records(self, run) -> _Prepared:
+        """Check a run's blocks and make their record payloads and CRCs.  The
+        bulk encoder calls this in the thread that encoded the run (the CRCs
+        and zstd release the GIL), so it must not touch the writer's state:
+        it reads the compression mode and makes its own compressor."""
+        infos = check_blocks(run.raw, run.offsets, run.lengths)
+        for i, info in enumerate(infos):
+            if info is None:                  # parse_block says what is wrong
+                parse_block(run.raw, int(run.offsets[i]), int(run.lengths[i]))
+        blocks = run.blocks()
+        mode = self._manifest.compression
+        compressor = None if mode == "none" else zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        wrapped = [_wrap(block, mode, compressor) for block in blocks]
+        return _Prepared(infos, blocks, [w[0] for w in wrapped], [w[1] for w in wrapped],
+                         [zlib.crc32(w[0], _TYPE_CRC[w[1]]) for w in wrapped])
+
+    def _prepare_one(self, block) -> _Prepared:
+        payload, rec_type = _wrap(block, self._manifest.compression, self._compressor)
+        return _Prepared([parse_block(block)], [block], [payload], [rec_type],
+                         [zlib.crc32(payload, _TYPE_CRC[rec_type])])
 
     def _write_records(self, records: _Records, batch: _Batch) -> None:
         """Write the records, each where ``_reserve`` puts it, with one pwrite
@@ -238,15 +266,6 @@ class RecordWriting:
                 self._active = start
         except OSError as exc:
             self._poison(f"a failed write could not be undone ({exc.strerror or exc})")
-
-    def _wrap(self, block: bytes) -> tuple[bytes, int]:
-        mode = self._manifest.compression
-        if mode == "none":
-            return block, REC_BLOCK
-        frame = self._compressor.compress(block)
-        if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
-            return frame, REC_BLOCK_ZSTD
-        return block, REC_BLOCK
 
     # --- durability ---------------------------------------------------------------
 
@@ -424,16 +443,17 @@ class RecordWriting:
         return segment
 
 
-_SMALL_RECORD = 4096    # smaller records are framed by record_bytes (a copy is cheaper than the views)
+def _wrap(block, mode: str, compressor) -> tuple[bytes, int]:
+    """A block's record payload and type under the compression mode."""
+    if mode == "none":
+        return block, REC_BLOCK
+    frame = compressor.compress(block)
+    if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
+        return frame, REC_BLOCK_ZSTD
+    return block, REC_BLOCK
 
 
-def _record_into(dest: memoryview, rec_type: int, payload) -> None:
-    """record_bytes(rec_type, payload), written into ``dest`` (its size) without a joined copy."""
-    crc = zlib.crc32(payload, _TYPE_CRC[rec_type])
-    RECORD_HEADER.pack_into(dest, 0, len(payload), crc, rec_type)
-    dest[RECORD_HEADER_SIZE:] = payload
-
-
+# a record's CRC covers its type byte, then its payload (records.record_bytes)
 _TYPE_CRC = {rec_type: zlib.crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
 
 
