@@ -226,3 +226,33 @@ def test_a_steady_clock_copies_its_time_section_the_same(blocks, step):
     bounds = np.concatenate([[0], np.cumsum([size for size, _ in blocks])])
     assert bulk_blocks(bulk.encode_run(t, cols, bounds, stream_id=5, seq=9)) == \
         one_at_a_time(t, cols, bounds, "compact")
+
+
+def test_a_large_append_rolls_and_evicts_as_lone_records_would(tmp_path):
+    """One append larger than the ring: its records, written a segment's span
+    at a time, still roll where a lone record would (no segment past the
+    target), evict only whole old segments (within capacity), and leave the
+    newest samples, exactly, readable after a reopen."""
+    from sensorq.store.records import COMMIT_RECORD_SIZE, segment_file_name
+    from sensorq.store.settings import segment_target
+    rng = np.random.default_rng(5)
+    n = 400_000
+    t = 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64) * 1_000_000
+    cols = [rng.normal(0, 300, n).astype(np.int16) for _ in range(3)]
+    path = tmp_path / "ring"
+    with sensorq.open(path, create=True, capacity="256KiB", compression="none") as cache:
+        cache.create_stream("s", [Channel(c, "int16") for c in "xyz"], block_samples=1000)
+        cache.append("s", t, cols)
+        capacity, target = cache.capacity, segment_target(cache.capacity)
+        sizes = [s.file_size for s in cache._segments]
+        names = [segment_file_name(s.number) for s in cache._segments]
+    assert sum(sizes) <= capacity and len(sizes) >= 3
+    assert all(size <= target for size in sizes[:-1])       # the last one holds the flush's commits too
+    assert sizes[-1] <= target + 2 * COMMIT_RECORD_SIZE
+    assert all((path / name).exists() for name in names)
+    with sensorq.open(path, readonly=True) as cache:
+        assert cache.info()["problems"] == []
+        read_t, read = cache.read("s")
+    first = int((read_t[0] - t[0]) // 1_000_000)
+    assert 0 < first and len(read_t) == n - first and np.array_equal(read_t, t[first:])
+    assert all(np.array_equal(read[c], col[first:]) for c, col in zip("xyz", cols))
