@@ -256,3 +256,17 @@ def test_a_large_append_rolls_and_evicts_as_lone_records_would(tmp_path):
     first = int((read_t[0] - t[0]) // 1_000_000)
     assert 0 < first and len(read_t) == n - first and np.array_equal(read_t, t[first:])
     assert all(np.array_equal(read[c], col[first:]) for c, col in zip("xyz", cols))
+
+
+def test_sections_outgrow_their_first_buffer():
+    """Noise over the whole int64 range takes more than the first guess (half
+    the raw size): the passes grow their buffers and the bytes stay right."""
+    rng = np.random.default_rng(8)
+    n = 100_000
+    t = np.cumsum(rng.integers(1, 2**40, n))          # irregular, wide offsets: the gcd loop
+    cols = [rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64, endpoint=True),
+            rng.integers(-100, 100, n).astype(np.int8)]
+    bounds = np.concatenate([np.arange(0, n, 7000), [n]])
+    parts = bulk.encode_run(t, cols, bounds, stream_id=5, seq=9)
+    assert bulk_blocks(parts) == one_at_a_time(t, cols, bounds, "compact")
+    assert parts[0].raw.nbytes > n * 8

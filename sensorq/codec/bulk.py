@@ -160,7 +160,8 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
                  rice_cost: float) -> EncodedRun:
     n_blocks = len(bounds) - 1
     n = np.diff(bounds)
-    time_sections = _new_sections(n_blocks, int(n.sum()))
+    samples = int(n.sum())
+    time_sections = _new_sections(n_blocks, samples // 4)
     ticks = np.empty(n_blocks, np.int64)
     bad, time_raw = _time_pass(t, bounds, compact, rice_cost, *time_sections, ticks)
     if bad >= 0:
@@ -169,7 +170,7 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     entries = np.zeros((n_blocks, len(columns)), ENTRY_DTYPE)
     channel_raws = []
     for c, column in enumerate(columns):
-        sections = _new_sections(n_blocks, int(n.sum()))
+        sections = _new_sections(n_blocks, samples * column.dtype.itemsize // 2)
         stats = np.empty((n_blocks, len(_STAT_FIELDS)), np.int64)
         channel_raws.append(_channel_pass(column, bounds, compact, rice_cost, *sections, stats))
         _fill_entries(entries[:, c], DTYPE_CODES[column.dtype.name], sections, stats)
@@ -178,10 +179,12 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     return _lay_out(header, entries, (time_raw, time_sections[0], time_sections[1]), channel_raws)
 
 
-def _new_sections(n_blocks: int, samples: int):
-    """(start, length, codec) per block, and a first output buffer (the passes grow it)."""
+def _new_sections(n_blocks: int, guess: int):
+    """(start, length, codec) per block, and a first output buffer of about
+    ``guess`` bytes (half the raw size for a channel: the passes double it
+    when the sections need more)."""
     return (np.empty(n_blocks, np.int64), np.empty(n_blocks, np.int64), np.empty(n_blocks, np.int64),
-            np.empty(2 * samples + 4096, np.uint8))
+            np.empty(guess + (1 << 16), np.uint8))
 
 
 def _fill_entries(entries, dtype_code: int, sections, stats) -> None:
