@@ -298,14 +298,16 @@ def encode_threads(threads: int | None):
 def ingest_table(tmp: Path, rows: int, repeat: int, threads: list[int]) -> list[tuple]:
     """Rows/s into a durable store, 3 int16 channels + ns timestamps: the
     default codec (with the store's default encoding threads, and with each
-    count in ``threads``), fast, and pyarrow's Parquet writer (its own
-    default threads).  The writers take turns (one run each, ``repeat``
-    rounds) and each keeps its fastest run, so that load on a shared machine
-    slows them alike."""
+    count in ``threads``; and with the cache's default zstd layer, "auto"),
+    fast, and pyarrow's Parquet writer (its own default threads); the other
+    sensorq rows store no zstd layer.  The writers take turns (one run each,
+    ``repeat`` rounds) and each keeps its fastest run, so that load on a
+    shared machine slows them alike."""
     label, t, cols, names = synthetic(rows)
     default = sensorq_cache.ENCODE_THREADS
     writers = [("compact", None)] + [("compact", k) for k in threads if k != default] + \
-        [("compact-anyrice", None), ("fast", None)] + ([("parquet", None)] if pa is not None else [])
+        [("compact+auto", None), ("compact-anyrice", None), ("fast", None)] + \
+        ([("parquet", None)] if pa is not None else [])
     best = {w: (float("inf"), 0) for w in writers}
     for _ in range(repeat):
         for w in writers:
@@ -313,12 +315,14 @@ def ingest_table(tmp: Path, rows: int, repeat: int, threads: list[int]) -> list[
             if codec == "parquet":
                 seconds, size = parquet_store(tmp, t, cols, names)
             else:
+                codec, compression = codec.split("+") if "+" in codec else (codec, "none")
                 with encode_threads(k):
-                    seconds, size, path = store(tmp, t, cols, names, codec, "none")
+                    seconds, size, path = store(tmp, t, cols, names, codec, compression)
                 shutil.rmtree(path, ignore_errors=True)
             best[w] = min(best[w], (seconds, size))
     names_of = {"compact": "sensorq compact", "compact-anyrice": "sensorq compact, Rice wherever smaller",
-                "fast": "sensorq fast", "parquet": "Parquet (pyarrow, zstd 1)"}
+                "compact+auto": "sensorq compact, zstd auto (cache default)", "fast": "sensorq fast",
+                "parquet": "Parquet (pyarrow, zstd 1)"}
 
     def name(w):
         if w[0] == "parquet":
@@ -375,9 +379,9 @@ def main() -> None:
             threads = [int(k) for k in args.ingest_threads.split(",") if k.strip()]
             table = ingest_table(tmp, args.ingest_rows, args.repeat, threads)
             peer = table[-1][1] if pa is not None else None
-            print(f"{'writer':<46} {'M rows/s':>9} {'/ Parquet':>10} {'B/row':>7}")
+            print(f"{'writer':<50} {'M rows/s':>9} {'/ Parquet':>10} {'B/row':>7}")
             for name, rate, per_row in table:
-                print(f"{name:<46} {rate:9.2f} {fmt(peer and rate / peer, '10.2f')} {per_row:7.2f}")
+                print(f"{name:<50} {rate:9.2f} {fmt(peer and rate / peer, '10.2f')} {per_row:7.2f}")
         if not args.no_demo and not args.ingest_only:
             print()
             print("zstd level 3 over sealed compact blocks, demo data (bytes on disk incl. framing)")
