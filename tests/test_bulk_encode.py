@@ -72,17 +72,17 @@ def test_parts_on_threads_are_the_same_blocks_in_order(monkeypatch_module, run, 
     t, columns, bounds = run
     with ThreadPoolExecutor(threads) as pool:
         parts = bulk.encode_run(t, columns, bounds, stream_id=5, seq=9, pool=pool, threads=threads)
-    assert 1 <= len(parts) <= threads
+    assert 1 <= len(parts) <= bulk.PARTS_PER_THREAD * threads
     assert bulk_blocks(parts) == one_at_a_time(t, columns, bounds, "compact")
 
 
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     """Parts of a few samples, so that hypothesis-sized runs are cut for threads."""
-    saved = bulk.MIN_SAMPLES_PER_THREAD
-    bulk.MIN_SAMPLES_PER_THREAD = 1
+    saved = bulk.MIN_SAMPLES_PER_PART
+    bulk.MIN_SAMPLES_PER_PART = 1
     yield
-    bulk.MIN_SAMPLES_PER_THREAD = saved
+    bulk.MIN_SAMPLES_PER_PART = saved
 
 
 @SETTINGS
@@ -270,3 +270,13 @@ def test_sections_outgrow_their_first_buffer():
     parts = bulk.encode_run(t, cols, bounds, stream_id=5, seq=9)
     assert bulk_blocks(parts) == one_at_a_time(t, cols, bounds, "compact")
     assert parts[0].raw.nbytes > n * 8
+
+
+def test_an_error_in_a_part_another_thread_took_is_raised(monkeypatch):
+    monkeypatch.setattr(bulk, "MIN_SAMPLES_PER_PART", 1)
+    t = np.arange(6000, dtype=np.int64) - 2**62
+    t[5995:] += 2**62
+    t[5995:] += 2**62                  # a step of 2^63 + 1 ns in the last block
+    bounds = np.arange(0, 6001, 1000)
+    with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="2\\^63"):
+        bulk.encode_run(t, [np.zeros(6000, np.int16)], bounds, pool=pool, threads=2)

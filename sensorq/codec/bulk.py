@@ -21,6 +21,7 @@ call per block.
 """
 from __future__ import annotations
 
+import itertools
 import zlib
 from dataclasses import dataclass
 from typing import Sequence
@@ -44,10 +45,12 @@ _EXACT_FLOAT = U64(1 << 53)       # integers below this are exact in float64
 _STAT_FIELDS = ("count", "flags", "idx_min", "idx_max", "min", "max", "first", "last", "sum", "sumsq")
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64")
 
-# Below this many samples a run is encoded by one thread: a part must be large
-# enough that the second thread's start-up and the GIL hand-offs between the
-# passes are small against its kernels' time.
-MIN_SAMPLES_PER_THREAD = 1 << 18
+# A run is cut into parts of at least this many samples (large enough that a
+# part's Python steps and GIL hand-offs are small against its kernels' time),
+# up to PARTS_PER_THREAD a thread: the threads take them in turn, so one that
+# the OS leaves waiting on a busy machine holds up at most one part.
+MIN_SAMPLES_PER_PART = 1 << 18
+PARTS_PER_THREAD = 3
 
 
 @dataclass
@@ -123,9 +126,22 @@ def encode_run(t: np.ndarray, columns: Sequence[np.ndarray], bounds: np.ndarray,
 
     if len(parts) == 1:
         return [encode_part(0, n_blocks)]
-    futures = [pool.submit(encode_part, a, b) for a, b in parts[1:]]
-    first = encode_part(*parts[0])              # this thread does a share too
-    return [first] + [f.result() for f in futures]
+    done: list = [None] * len(parts)
+    taken = itertools.count()          # next() of a count is atomic under the GIL
+
+    def take_parts() -> None:
+        for i in iter(taken.__next__, len(parts)):
+            if i >= len(parts):
+                return
+            done[i] = encode_part(*parts[i])
+
+    helpers = [pool.submit(take_parts) for _ in range(min(threads, len(parts)) - 1)]
+    try:
+        take_parts()                    # this thread takes parts too
+    finally:
+        for helper in helpers:
+            helper.result()             # waits, and raises a helper's error
+    return done
 
 
 def _check_run(t: np.ndarray, columns, bounds: np.ndarray) -> None:
@@ -144,10 +160,12 @@ def _check_run(t: np.ndarray, columns, bounds: np.ndarray) -> None:
 
 
 def _split(bounds: np.ndarray, threads: int) -> list[tuple[int, int]]:
-    """(first block, end block) of each thread's part: contiguous, about equal in samples."""
+    """(first block, end block) of each part: contiguous, about equal in samples."""
     n_blocks = len(bounds) - 1
     samples = int(bounds[-1] - bounds[0])
-    k = max(1, min(threads, n_blocks, samples // MIN_SAMPLES_PER_THREAD))
+    if threads < 2:
+        return [(0, n_blocks)]
+    k = max(1, min(PARTS_PER_THREAD * threads, n_blocks, samples // MIN_SAMPLES_PER_PART))
     if k == 1:
         return [(0, n_blocks)]
     targets = bounds[0] + samples * np.arange(1, k) // k
