@@ -1,6 +1,7 @@
 """Storage benchmark: bytes per sample, ingest rate and decode rate, side by side.
 
     python benchmarks/bench_storage.py [--rows 3333334] [--repeat 3]
+    python benchmarks/bench_storage.py --ingest-only [--ingest-rows 10000000] [--ingest-threads 1]
 
 Data sets (a *sample* is one value of one channel; rows x channels):
 
@@ -28,7 +29,9 @@ decode time is worth (intcodec.RICE_DECODE_COST bits a value).  The row
 The ratio columns put the default's bytes next to pcodec's and its decode
 rate next to fast's.  The ingest table writes rows of 3 int16 channels and ns
 timestamps to a durable store, next to pyarrow's Parquet writer (zstd level
-1, delta-packed timestamps, fsync'd).
+1, delta-packed timestamps, fsync'd): the default codec with the store's
+default encoding threads and with each count of --ingest-threads, and with
+the cache's default zstd layer ("auto"; the other rows store none).
 """
 from __future__ import annotations
 
