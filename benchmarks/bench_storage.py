@@ -1,6 +1,7 @@
 """Storage benchmark: bytes per sample, ingest rate and decode rate, side by side.
 
     python benchmarks/bench_storage.py [--rows 3333334] [--repeat 3]
+    python benchmarks/bench_storage.py --ingest-only [--ingest-rows 10000000] [--ingest-threads 1]
 
 Data sets (a *sample* is one value of one channel; rows x channels):
 
@@ -28,7 +29,9 @@ decode time is worth (intcodec.RICE_DECODE_COST bits a value).  The row
 The ratio columns put the default's bytes next to pcodec's and its decode
 rate next to fast's.  The ingest table writes rows of 3 int16 channels and ns
 timestamps to a durable store, next to pyarrow's Parquet writer (zstd level
-1, delta-packed timestamps, fsync'd).
+1, delta-packed timestamps, fsync'd): the default codec with the store's
+default encoding threads and with each count of --ingest-threads, and with
+the cache's default zstd layer ("auto"; the other rows store none).
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ from sensorq.codec import intcodec
 from sensorq.codec.block import decode_block
 from sensorq.engine.kernels import decode_rows
 from sensorq.engine.layout import build_layouts
+from sensorq.store import cache as sensorq_cache
 from sensorq.store.writing import ZSTD_MIN_SAVING
 from sensorq.demo import DAPHNET_CSV, SEED, env_samples, imu_samples
 
@@ -282,25 +286,52 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def ingest_table(tmp: Path, rows: int, repeat: int) -> list[tuple]:
+@contextlib.contextmanager
+def encode_threads(threads: int | None):
+    """The store's encoding threads (cache.ENCODE_THREADS) set for the duration."""
+    saved = sensorq_cache.ENCODE_THREADS
+    if threads is not None:
+        sensorq_cache.ENCODE_THREADS = threads
+    try:
+        yield
+    finally:
+        sensorq_cache.ENCODE_THREADS = saved
+
+
+def ingest_table(tmp: Path, rows: int, repeat: int, threads: list[int]) -> list[tuple]:
     """Rows/s into a durable store, 3 int16 channels + ns timestamps: the
-    default codec, fast, and pyarrow's Parquet writer.  The writers take turns
-    (one run each, ``repeat`` rounds) and each keeps its fastest run, so that
-    load on a shared machine slows them alike."""
+    default codec (with the store's default encoding threads, and with each
+    count in ``threads``; and with the cache's default zstd layer, "auto"),
+    fast, and pyarrow's Parquet writer (its own default threads); the other
+    sensorq rows store no zstd layer.  The writers take turns (one run each,
+    ``repeat`` rounds) and each keeps its fastest run, so that load on a
+    shared machine slows them alike."""
     label, t, cols, names = synthetic(rows)
-    writers = ["compact", "compact-anyrice", "fast"] + (["parquet"] if pa is not None else [])
+    default = sensorq_cache.ENCODE_THREADS
+    writers = [("compact", None)] + [("compact", k) for k in threads if k != default] + \
+        [("compact+auto", None), ("compact-anyrice", None), ("fast", None)] + \
+        ([("parquet", None)] if pa is not None else [])
     best = {w: (float("inf"), 0) for w in writers}
     for _ in range(repeat):
         for w in writers:
-            if w == "parquet":
+            codec, k = w
+            if codec == "parquet":
                 seconds, size = parquet_store(tmp, t, cols, names)
             else:
-                seconds, size, path = store(tmp, t, cols, names, w, "none")
+                codec, compression = codec.split("+") if "+" in codec else (codec, "none")
+                with encode_threads(k):
+                    seconds, size, path = store(tmp, t, cols, names, codec, compression)
                 shutil.rmtree(path, ignore_errors=True)
             best[w] = min(best[w], (seconds, size))
     names_of = {"compact": "sensorq compact", "compact-anyrice": "sensorq compact, Rice wherever smaller",
-                "fast": "sensorq fast", "parquet": "Parquet (pyarrow, zstd 1)"}
-    return [(names_of[w], rows / best[w][0] / 1e6, best[w][1] / rows) for w in writers]
+                "compact+auto": "sensorq compact, zstd auto (cache default)", "fast": "sensorq fast",
+                "parquet": "Parquet (pyarrow, zstd 1)"}
+
+    def name(w):
+        if w[0] == "parquet":
+            return names_of["parquet"]
+        return f"{names_of[w[0]]}, {default if w[1] is None else w[1]} thr"
+    return [(name(w), rows / best[w][0] / 1e6, best[w][1] / rows) for w in writers]
 
 
 def print_storage(rows) -> None:
@@ -331,23 +362,30 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ingest-rows", type=int, default=10_000_000,
                         help="rows of the ingest comparison (0: skip it)")
+    parser.add_argument("--ingest-threads", default="1",
+                        help="encoding threads of extra compact ingest rows, comma-separated (the "
+                             "store's default is always measured)")
+    parser.add_argument("--ingest-only", action="store_true", help="only the ingest table")
     parser.add_argument("--no-demo", action="store_true", help="skip the zstd table of the demo data")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sensorq-bench-"))
     try:
         warm_up(tmp)
-        rows = bench_dataset(tmp, daphnet(), args.repeat) + bench_dataset(tmp, synthetic(args.rows), args.repeat)
-        print_storage(rows)
+        if not args.ingest_only:
+            rows = bench_dataset(tmp, daphnet(), args.repeat) + bench_dataset(tmp, synthetic(args.rows),
+                                                                              args.repeat)
+            print_storage(rows)
         if args.ingest_rows:
             print()
             print(f"ingest, {args.ingest_rows:,} rows of 3 int16 channels + ns timestamps, one call, "
-                  f"durable (fastest of {args.repeat} turns each)")
-            table = ingest_table(tmp, args.ingest_rows, args.repeat)
+                  f"durable (fastest of {args.repeat} turns each; thr: the store's encoding threads)")
+            threads = [int(k) for k in args.ingest_threads.split(",") if k.strip()]
+            table = ingest_table(tmp, args.ingest_rows, args.repeat, threads)
             peer = table[-1][1] if pa is not None else None
-            print(f"{'writer':<34} {'M rows/s':>9} {'/ Parquet':>10} {'B/row':>7}")
+            print(f"{'writer':<50} {'M rows/s':>9} {'/ Parquet':>10} {'B/row':>7}")
             for name, rate, per_row in table:
-                print(f"{name:<34} {rate:9.2f} {fmt(peer and rate / peer, '10.2f')} {per_row:7.2f}")
-        if not args.no_demo:
+                print(f"{name:<50} {rate:9.2f} {fmt(peer and rate / peer, '10.2f')} {per_row:7.2f}")
+        if not args.no_demo and not args.ingest_only:
             print()
             print("zstd level 3 over sealed compact blocks, demo data (bytes on disk incl. framing)")
             print(f"{'stream':<8} {'blocks':>7} {'>=25% saved':>11} {'none':>11} {'auto':>11} {'zstd':>11} "

@@ -134,7 +134,9 @@ def test_a_write_that_cannot_be_undone_poisons_the_writer(tmp_path):
     class Both(FaultyFS):
         def ftruncate(self, fd, size):
             raise OSError(errno.EIO, "I/O error")
-    with fileio.install(Both("pwrite", 2)):
+    # the batch's records go down in one pwrite (one per segment they fill), then its commit
+    # record in another: the first fails, mid-batch
+    with fileio.install(Both("pwrite", 0)):
         with pytest.raises(StorageError, match="could not be undone"):
             cache.append("s", *batch(1000, 3000))
     with pytest.raises(StorageError, match="accepts nothing more"):

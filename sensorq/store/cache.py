@@ -41,11 +41,10 @@ from .segment import Segment
 from .streams import StreamManagement, concat_indexes, single_block_index
 from .settings import (DEFAULT_CAPACITY, parse_capacity, parse_compression, parse_retention)
 from .importing import BlockImporting
-from .writing import RecordWriting
+from .writing import ZSTD_LEVEL, RecordWriting
 from .zstdruns import ZstdRuns
 
 LOCK_NAME = "LOCK"
-ZSTD_LEVEL = 3
 ROW_BUFFER = 4096              # append_one rows held before they go down the batch path
 
 
@@ -445,10 +444,10 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             head_t, head_cols = pending.arrays()
             pieces.append((np.concatenate([head_t, t[:pos]]),
                            [np.concatenate([h, c[:pos]]) for h, c in zip(head_cols, cols)]))
-        while n - pos >= size:
-            pieces.append((t[pos:pos + size], [c[pos:pos + size] for c in cols]))
-            pos += size
-        encoded = self._encode(st, pieces)
+        full = (n - pos) // size          # whole blocks straight from the arrays, in bulk
+        run = (t, cols, pos + size * np.arange(full + 1)) if full else None
+        pos += full * size
+        encoded = self._encode(st, pieces, run)
         self._write_batch([(st, encoded)])
         pending.clear()
         if pos < n:
@@ -480,7 +479,10 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             pending.add(*head)
         self._apply_retention()
 
-    def _encode(self, st: Stream, pieces) -> list[bytes]:
+    def _encode(self, st: Stream, pieces, run=None) -> list:
+        """The blocks of ``pieces`` (t, columns), then those of ``run`` (t,
+        columns, bounds: many blocks cut from the same arrays, encoded in
+        bulk, codec/bulk.py), as a list of blocks and EncodedRuns."""
         seq = self._next_seq[st.stream_id]
 
         def encode(i: int) -> bytes:
@@ -493,15 +495,18 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             encoded = list(_encoder_pool().map(encode, range(len(pieces))))
         else:
             encoded = [encode(i) for i in range(len(pieces))]
-        blocks = []
-        for (t, _), block in zip(pieces, encoded):
-            if len(block) + RECORD_HEADER_SIZE + SEGMENT_HEADER_SIZE > self._manifest.capacity:
-                raise CapacityError(f"stream {st.name!r}: one block of {len(t)} samples takes "
-                                    f"{len(block)} bytes, more than the cache capacity of "
-                                    f"{self._manifest.capacity} bytes; lower block_samples or "
-                                    f"raise the capacity")
-            blocks.append(block)
-        return blocks
+        if run is not None:
+            from ..codec.bulk import encode_blocks
+            encoded += encode_blocks(*run, stream_id=st.stream_id, seq=seq + len(pieces), codec=st.codec,
+                                     pool=_encoder_pool() if ENCODE_THREADS > 1 else None,
+                                     threads=ENCODE_THREADS, finish=self._prepare_records)
+        largest = max((len(b) if isinstance(b, bytes) else int(b.lengths.max()) for b in encoded),
+                      default=0)
+        if largest + RECORD_HEADER_SIZE + SEGMENT_HEADER_SIZE > self._manifest.capacity:
+            raise CapacityError(f"stream {st.name!r}: one block takes {largest} bytes, more than the "
+                                f"cache capacity of {self._manifest.capacity} bytes; lower "
+                                f"block_samples or raise the capacity")
+        return encoded
 
     def flush(self) -> None:
         """Seal every open block, write them as one batch and make everything

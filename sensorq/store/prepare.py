@@ -60,8 +60,9 @@ def first_out_of_order(t: np.ndarray, last_ns: int | None) -> int | None:
     earlier than the stream's last stored ``last_ns``), or None when in order."""
     if t.size and last_ns is not None and t[0] < last_ns:
         return 0
-    back = np.flatnonzero(t[1:] < t[:-1])
-    return int(back[0]) + 1 if back.size else None
+    back = t[1:] < t[:-1]
+    at = int(np.argmax(back)) if back.size else 0     # argmax: the first True, one pass
+    return at + 1 if back.size and back[at] else None
 
 
 def check_order(t: np.ndarray, last_ns: int | None, stream: Stream) -> None:
@@ -131,7 +132,9 @@ def _to_int(arr: np.ndarray, channel: Channel, where: str) -> np.ndarray:
     target = channel.numpy_dtype
     info = np.iinfo(target)
     if arr.dtype.kind == "b" or (arr.dtype.kind in "iu" and np.can_cast(arr.dtype, target)):
-        return arr.astype(target)
+        # no copy of a column already in its storage type: the store encodes it
+        # before append returns and copies what it keeps (the open block)
+        return arr.astype(target, copy=False)
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             bad = (arr < info.min) | (arr > info.max)

@@ -18,15 +18,17 @@ flush is refused, so nothing unsynced is ever acknowledged.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import zstandard
 
-from ..codec.header import parse_block
+from ..codec.header import check_blocks, parse_block
 from ..errors import StorageError
 from . import fileio
-from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER_SIZE,
-                      SEGMENT_HEADER_SIZE, commit_record, record_bytes, segment_header)
+from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER,
+                      RECORD_HEADER_SIZE, RECORD_TYPES, SEGMENT_HEADER_SIZE, commit_record, segment_header)
 from .blockindex import BLOCK_FIELDS
 from .segindex import ROW_DTYPE, TAIL_BYTES, encode_index, index_file_name, remove_quietly, write_index
 from .segment import Segment
@@ -37,6 +39,7 @@ from .zstdruns import RunBuilder
 # decompressed again by every query once its run has left the 64 MiB LRU, which
 # made scans of a 100 M-sample cache 8-43x slower for 7 % of bytes (format.md §5).
 ZSTD_MIN_SAVING = 0.25
+ZSTD_LEVEL = 3
 COMMIT_ROOM = 2 * COMMIT_RECORD_SIZE   # a batch's commit and a flush's durable commit
 
 
@@ -54,6 +57,32 @@ class _Placed:
 
 
 @dataclass
+class _Records:
+    """A batch's records back to back (``data``), and what each holds."""
+    data: np.ndarray
+    sizes: list[int]
+    stream_ids: list[int]
+    infos: list
+    blocks: list
+    rec_types: list[int]
+
+    @property
+    def view(self) -> memoryview:
+        return memoryview(self.data)
+
+
+@dataclass
+class _Prepared:
+    """Blocks checked and wrapped, ready to be framed as records."""
+    infos: list
+    blocks: list
+    payloads: list
+    rec_types: list[int]
+    crcs: list[int]
+    stream_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
 class _Batch:
     """Where the files stood when a batch began, to put them back if it fails."""
     start: Segment | None
@@ -68,15 +97,15 @@ class RecordWriting:
     # --- batches ----------------------------------------------------------------
 
     def _write_batch(self, items) -> None:
-        """Write ``items`` (pairs of a stream and its sealed blocks, in order) as
-        one batch and index them; all or nothing."""
+        """Write ``items`` (pairs of a stream and its sealed blocks, in order:
+        block bytes or EncodedRuns of many) as one batch and index them; all
+        or nothing."""
         self._require_healthy()
+        records = self._frame(items)     # every block checked before anything is written
         active = self._active
         batch = _Batch(active, active.valid_end if active is not None else 0)
         try:
-            for st, blocks in items:
-                for block in blocks:
-                    batch.placed.append(self._write_block_record(st.stream_id, block, batch))
+            self._write_records(records, batch)
             if batch.placed:
                 self._write_commit(durable=False)
         except StorageError:
@@ -86,15 +115,82 @@ class RecordWriting:
             segment.served_end = segment.valid_end   # the tails of segments the batch rolled past
         self._index_placed(batch.placed)
 
-    def _write_block_record(self, stream_id: int, block: bytes, batch: _Batch) -> _Placed:
-        info = parse_block(block)        # check our own output before it becomes durable
-        payload, rec_type = self._wrap(block)
-        record = record_bytes(rec_type, payload)
-        segment = self._reserve(len(record) + COMMIT_ROOM, batch)
-        offset = segment.valid_end
-        self._append_bytes(segment, record)
-        return _Placed(stream_id, info, segment, offset + RECORD_HEADER_SIZE, len(payload),
-                       rec_type, block, len(record))
+    def _frame(self, items) -> _Records:
+        """The records of every block of ``items``, back to back in one buffer.
+        Each block is checked first (parse_block, or check_blocks for a run of
+        them): our own output, before it can become durable."""
+        prepared: list[_Prepared] = []
+        for st, encoded in items:
+            for element in encoded:
+                if hasattr(element, "offsets"):          # an EncodedRun (codec/bulk.py)
+                    ready = element.prepared if element.prepared is not None else \
+                        self._prepare_records(element)
+                else:
+                    ready = self._prepare_one(element)
+                ready.stream_ids = [st.stream_id] * len(ready.infos)
+                prepared.append(ready)
+        sizes = [RECORD_HEADER_SIZE + len(payload) for ready in prepared for payload in ready.payloads]
+        data = np.empty(sum(sizes), np.uint8)
+        view = memoryview(data)
+        pos = 0
+        for ready in prepared:
+            for payload, rec_type, crc in zip(ready.payloads, ready.rec_types, ready.crcs):
+                RECORD_HEADER.pack_into(view, pos, len(payload), crc, rec_type)
+                view[pos + RECORD_HEADER_SIZE:pos + RECORD_HEADER_SIZE + len(payload)] = payload
+                pos += RECORD_HEADER_SIZE + len(payload)
+        joined = lambda name: [x for ready in prepared for x in getattr(ready, name)]   # noqa: E731
+        return _Records(data, sizes, joined("stream_ids"), joined("infos"), joined("blocks"),
+                        joined("rec_types"))
+
+    def _prepare_records(self, run) -> _Prepared:
+        """Check a run's blocks and make their record payloads and CRCs.  The
+        bulk encoder calls this in the thread that encoded the run (the CRCs
+        and zstd release the GIL), so it must not touch the writer's state:
+        it reads the compression mode and makes its own compressor."""
+        infos = check_blocks(run.raw, run.offsets, run.lengths)
+        for i, info in enumerate(infos):
+            if info is None:                  # parse_block says what is wrong
+                parse_block(run.raw, int(run.offsets[i]), int(run.lengths[i]))
+        blocks = run.blocks()
+        mode = self._manifest.compression
+        compressor = None if mode == "none" else zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        wrapped = [_wrap(block, mode, compressor) for block in blocks]
+        return _Prepared(infos, blocks, [w[0] for w in wrapped], [w[1] for w in wrapped],
+                         [zlib.crc32(w[0], _TYPE_CRC[w[1]]) for w in wrapped])
+
+    def _prepare_one(self, block) -> _Prepared:
+        payload, rec_type = _wrap(block, self._manifest.compression, self._compressor)
+        return _Prepared([parse_block(block)], [block], [payload], [rec_type],
+                         [zlib.crc32(payload, _TYPE_CRC[rec_type])])
+
+    def _write_records(self, records: _Records, batch: _Batch) -> None:
+        """Write the records, each where ``_reserve`` puts it, with one pwrite
+        for each span of them that lands in the same segment without evicting
+        anything (a span ends where the next record would roll or evict, and
+        ``_reserve`` decides for that record exactly as for a lone one)."""
+        target = segment_target(self._manifest.capacity)
+        capacity = self._manifest.capacity
+        sizes, n = records.sizes, len(records.sizes)
+        i, start = 0, 0
+        while i < n:
+            segment = self._reserve(sizes[i] + COMMIT_ROOM, batch)
+            offset = segment.valid_end
+            on_disk = self._bytes_on_disk()
+            end, j = offset + sizes[i], i + 1
+            while j < n and end + sizes[j] + COMMIT_ROOM <= target and \
+                    on_disk + (end - offset) + sizes[j] + COMMIT_ROOM <= capacity:
+                end += sizes[j]
+                j += 1
+            stop = start + (end - offset)
+            self._append_bytes(segment, records.view[start:stop])
+            at = offset
+            for k in range(i, j):
+                payload_len = sizes[k] - RECORD_HEADER_SIZE
+                batch.placed.append(_Placed(records.stream_ids[k], records.infos[k], segment,
+                                            at + RECORD_HEADER_SIZE, payload_len, records.rec_types[k],
+                                            records.blocks[k], sizes[k]))
+                at += sizes[k]
+            i, start = j, stop
 
     def _write_commit(self, durable: bool) -> None:
         """A commit record at the end of the active segment (it never rolls:
@@ -170,15 +266,6 @@ class RecordWriting:
                 self._active = start
         except OSError as exc:
             self._poison(f"a failed write could not be undone ({exc.strerror or exc})")
-
-    def _wrap(self, block: bytes) -> tuple[bytes, int]:
-        mode = self._manifest.compression
-        if mode == "none":
-            return block, REC_BLOCK
-        frame = self._compressor.compress(block)
-        if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
-            return frame, REC_BLOCK_ZSTD
-        return block, REC_BLOCK
 
     # --- durability ---------------------------------------------------------------
 
@@ -354,6 +441,20 @@ class RecordWriting:
         segment.served_end = segment.valid_end
         segment.outcome = CLEAN
         return segment
+
+
+def _wrap(block, mode: str, compressor) -> tuple[bytes, int]:
+    """A block's record payload and type under the compression mode."""
+    if mode == "none":
+        return block, REC_BLOCK
+    frame = compressor.compress(block)
+    if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
+        return frame, REC_BLOCK_ZSTD
+    return block, REC_BLOCK
+
+
+# a record's CRC covers its type byte, then its payload (records.record_bytes)
+_TYPE_CRC = {rec_type: zlib.crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
 
 
 def _ranks(widths: np.ndarray) -> np.ndarray:
