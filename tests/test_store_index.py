@@ -417,3 +417,29 @@ def test_damaged_index_files_are_never_used(built, tmp_path_factory, where, bit,
         assert not next(s for s in reader._segments if s.path.stem == victim.stem).from_index
         assert_same(served(reader), served(scanning))
         assert reader.info()["problems"] == scanning.info()["problems"] == []
+
+
+def _frame_declaring(size: int) -> bytes:
+    """A valid zstd frame of 70,000 bytes whose header declares ``size`` bytes
+    instead, in an 8-byte frame content size field (RFC 8878 §3.1.1.1)."""
+    import zstandard
+    frame = zstandard.ZstdCompressor(level=1, write_content_size=True).compress(
+        np.arange(70_000, dtype=np.uint8).tobytes())
+    fhd = frame[4]
+    assert fhd >> 6 == 2 and fhd >> 5 & 1 == 1 and fhd & 3 == 0   # one segment: the 4-byte size next
+    return frame[:4] + bytes([fhd | 0xC0]) + size.to_bytes(8, "little") + frame[9:]
+
+
+@pytest.mark.parametrize("declared", [70_001, 1 << 31, 1 << 36, 1 << 62])
+def test_a_zstd_frame_declaring_more_than_it_may_hold_is_corrupt_not_out_of_memory(declared):
+    """A frame is decompressed into a buffer of the size its header declares
+    (whatever max_output_size says): a bit flip there must be a
+    CorruptDataError, never an allocation of what it declares."""
+    from sensorq.store.zstdruns import ZstdRuns
+    runs = ZstdRuns()
+    honest = _frame_declaring(70_000)
+    assert runs.decompress(honest, limit=70_000) == np.arange(70_000, dtype=np.uint8).tobytes()
+    with pytest.raises(CorruptDataError, match="declares"):
+        runs.decompress(_frame_declaring(declared), limit=70_000)
+    with pytest.raises(CorruptDataError, match="declares"):
+        runs.decompress(honest, limit=69_999)             # more than the run has left

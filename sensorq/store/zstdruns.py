@@ -45,9 +45,19 @@ class ZstdRuns:
         self._next_key = next_key     # never reused, even by a new ZstdRuns of the same cache
         self._dctx = zstandard.ZstdDecompressor()
 
-    def decompress(self, payload) -> bytes:
+    def decompress(self, payload, limit: int = MAX_BLOCK_BYTES) -> bytes:
+        """A frame's bytes, at most ``limit`` of them.  A frame that declares
+        its size is decompressed into a buffer of that size whatever
+        max_output_size says, so the declared size is checked first: a bit
+        flip there would otherwise ask for up to 2^64 bytes (a MemoryError,
+        not the CorruptDataError it is)."""
+        frame = bytes(payload)
         try:
-            return self._dctx.decompress(bytes(payload), max_output_size=MAX_BLOCK_BYTES)
+            declared = zstandard.frame_content_size(frame)      # -1: not declared
+            if declared > limit:
+                raise CorruptDataError(f"zstd frame declares {declared} bytes, more than the "
+                                       f"{limit} it can hold")
+            return self._dctx.decompress(frame, max_output_size=limit)
         except zstandard.ZstdError as exc:
             raise CorruptDataError(f"zstd frame does not decompress ({exc})") from None
 
@@ -64,7 +74,11 @@ class ZstdRuns:
             return self.cache[key]
         run = self.runs[key]
         mapped = run.segment.buffer()
-        data = b"".join(self.decompress(mapped[start:start + length]) for start, length in run.frames)
+        pieces, left = [], run.size
+        for start, length in run.frames:      # no frame may hold more than the run has left
+            pieces.append(self.decompress(mapped[start:start + length], left))
+            left -= len(pieces[-1])
+        data = b"".join(pieces)
         if len(data) != run.size:
             raise CorruptDataError(f"segment {run.segment.path.name} changed on disk after it was "
                                    f"verified")
