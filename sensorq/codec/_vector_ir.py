@@ -19,6 +19,13 @@ MAX_WIDTH = 64
 # that reaches the decoder (numba links callees' IR into each caller); they
 # are mostly float bit patterns.  57..64 need two words a value: specialised.
 GATHER_WIDTHS = range(33, 57)
+# Widths with one shared body that needs no gather (_unpack_narrow), which
+# reads NARROW_BYTES(width) bytes.
+NARROW_WIDTHS = range(1, 17)
+
+
+def NARROW_BYTES(width):
+    return 3 * width + 24
 
 
 def _vec(n):
@@ -102,6 +109,34 @@ def _unpack_gather(builder, src, shift, width, dst):
         _store8(builder, dst, k, builder.and_(builder.lshr(words, builder.and_(bits, _const([7] * 8))), mask))
 
 
+def _unpack_narrow(builder, src, shift, width, dst):
+    """32 values of a run-time width ≤ 16 (NARROW_WIDTHS) without a gather:
+    for each 8, three words from the byte where they start, broadcast;
+    value i is the funnel shift of words j and j + 1 by o = r + i*width
+    (r: the 8's first bit in its byte, j = o >> 6 is 0 or 1: o ≤ 7 + 7*16),
+    the words picked per lane by a select.  One body for all these widths:
+    the width switch mispredicted on most mini-blocks of real data, whose
+    widths vary (~5 ns each; measured: 0.27 ns a value with widths drawn
+    from 3..10, against 0.10-0.14 for one width).  Reads bytes
+    [0, 3*width + 24) (NARROW_BYTES)."""
+    i8p = ir.IntType(8).as_pointer()
+    lanes_w = builder.mul(_splat(builder, width, 8), _const(range(8)))
+    mask = _splat(builder, builder.lshr(ir.Constant(I64, -1), builder.sub(ir.Constant(I64, 64), width)), 8)
+    sixty_four = _const([64] * 8)
+    for k in range(4):
+        first = builder.add(shift, builder.mul(width, ir.Constant(I64, 8 * k)))   # bit of value 8k
+        at = builder.gep(builder.bitcast(src, i8p), [builder.lshr(first, ir.Constant(I64, 3))])
+        words = [_splat(builder, builder.load(builder.bitcast(builder.gep(at, [ir.Constant(I64, 8 * j)]),
+                                                              I64.as_pointer()), align=1), 8)
+                 for j in range(3)]
+        offsets = builder.add(_splat(builder, builder.and_(first, ir.Constant(I64, 7)), 8), lanes_w)
+        second = builder.icmp_unsigned(">=", offsets, sixty_four)
+        lo = builder.select(second, words[1], words[0])
+        hi = builder.select(second, words[2], words[1])
+        values = builder.and_(_fshr(builder, hi, lo, offsets), mask)
+        _store8(builder, dst, k, values)
+
+
 def emit_unpack32(builder, src, shift, width, dst):
     """A switch over the widths 0..64; other widths do nothing."""
     shift = _as_i64(builder, shift)
@@ -114,7 +149,13 @@ def emit_unpack32(builder, src, shift, width, dst):
     builder.position_at_end(gathering)
     _unpack_gather(builder, src, shift, width, dst)
     builder.branch(done)
-    for h in (h for h in range(MAX_WIDTH + 1) if h not in GATHER_WIDTHS):
+    narrow = builder.append_basic_block("unpack32.narrow")
+    for h in NARROW_WIDTHS:
+        switch.add_case(ir.Constant(I64, h), narrow)
+    builder.position_at_end(narrow)
+    _unpack_narrow(builder, src, shift, width, dst)
+    builder.branch(done)
+    for h in (h for h in range(MAX_WIDTH + 1) if h not in GATHER_WIDTHS and h not in NARROW_WIDTHS):
         block = builder.append_basic_block(f"unpack32.w{h}")
         switch.add_case(ir.Constant(I64, h), block)
         builder.position_at_end(block)

@@ -197,6 +197,8 @@ def unpack32_bytes(width):
     word for the bit shift; none for width 0."""
     if width == 0:
         return 0
+    if width <= 16:    # _vector_ir.NARROW_WIDTHS: 3 * width + 24 bytes
+        return 3 * width + 24
     return 8 * ((width + 1) // 2 + 1)
 
 

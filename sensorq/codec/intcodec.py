@@ -525,31 +525,43 @@ def _rice_window(buf, byte, shift, k, mask, out, at, room):
     return count, bits
 
 
-# Rice parameters for which _rice_burst is tried: RICE_WINDOW codewords of
-# k + 1 bits and more fit the 57 bits of a window only for small k.
-RICE_BURST_K = 7
+# A burst (_rice_burst) keeps the first ``burst`` of its codewords, chosen so
+# that they nearly always fit the ≥ 57 valid bits of a window: a Rice
+# mini-block's codewords average about k + 2 bits (Daphnet: k + 2.1), and
+# those of a burst must fit in about 48.  Below 2 a burst does not pay.
+RICE_BURST_BITS = 48
 
 
 @cached(_STAMP, nogil=True, inline="always")
-def _rice_burst(buf, byte, shift, k, mask, out, at):
-    """Decode exactly RICE_WINDOW Rice(k) values, k < RICE_BURST_K, from the
-    word at ``byte`` into out[at:at + RICE_WINDOW] (the caller checked the
-    room); returns the bits they take, or 0 if the last one ends past the
-    word's valid bits (then out holds garbage there, and the caller decodes
-    them again with _rice_window).  Unlike _rice_window it keeps no count of
-    the codewords that fit, so a codeword costs ~10 instructions, not ~17."""
+def _rice_burst_size(k):
+    """Codewords a _rice_burst of Rice(k) keeps (0: none, k > 22)."""
+    burst = min(RICE_WINDOW, RICE_BURST_BITS // (k + 2))
+    return burst if burst >= 2 else 0
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _rice_burst(buf, byte, shift, k, mask, out, at, burst):
+    """Decode RICE_WINDOW Rice(k) values from the word at ``byte`` into
+    out[at:at + RICE_WINDOW] (the caller checked the room) and keep the first
+    ``burst`` (_rice_burst_size(k)): returns the bits they take, or 0 if the
+    last of them ends past the word's valid bits (then the caller decodes
+    them again with _rice_window; values past them are garbage, overwritten
+    later).  Unlike _rice_window it keeps no count of the codewords that
+    fit, so a codeword costs ~12 instructions, not ~17, and the loop has
+    no branch."""
     rest = load_word_unchecked(buf, byte) >> shift
     width = U64(k) + ONE
-    end = ZERO
+    end, kept = ZERO, ZERO
     for j in range(U64(RICE_WINDOW)):
         q = cttz64_or_64(rest)
         out[at + j] = (q << U64(k)) | ((rest >> ((q + ONE) & U64(63))) & mask)
         end += q + width
+        kept = end if j + ONE == burst else kept
         # two shifts, not one by q + width: ``rest >> width`` runs beside
         # the count, so the chain from one codeword to the next is a count
         # and a shift (2 cycles), not a count, an add and a shift (3)
         rest = (rest >> width) >> (q & U64(63))
-    return end if end <= U64(64) - shift else ZERO
+    return kept if kept <= U64(64) - shift else ZERO
 
 
 @cached(_STAMP, nogil=True)
@@ -600,14 +612,15 @@ def _read_payload(buf, pos, end, n, out):
             hi = min(n, lo + MINI_BLOCK)
             k = h & 0x3F
             mask = low_mask(k)
+            burst = _rice_burst_size(k)
             i = lo
             while i < hi:
                 byte = start + (bit_pos >> 3)
                 count, bits = ZERO, ZERO
-                if k < RICE_BURST_K and byte + 8 <= end and i + RICE_WINDOW <= hi:
-                    bits = _rice_burst(buf, U64(byte), U64(bit_pos & 7), k, mask, out, U64(i))
+                if burst and byte + 8 <= end and i + RICE_WINDOW <= hi:
+                    bits = _rice_burst(buf, U64(byte), U64(bit_pos & 7), k, mask, out, U64(i), U64(burst))
                     if bits != ZERO:
-                        i += RICE_WINDOW
+                        i += burst
                         bit_pos += np.int64(bits)
                         continue
                 if byte + 8 <= end:
