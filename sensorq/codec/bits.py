@@ -51,7 +51,7 @@ def cttz64_or_64(typingctx, value):
     return types.uint64(types.uint64), _cttz_codegen(0)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, inline="always")
 def low_mask(width):
     """The low ``width`` bits set (width 0..64)."""
     if width >= 64:
@@ -118,25 +118,29 @@ def finish_bits(out, byte_pos, acc, n_acc):
 
 # --- reading -------------------------------------------------------------------
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, inline="always")
 def load_word(buf, byte, end):
     """Eight bytes from ``byte`` as a little-endian word; bytes at or past ``end``
     read as zero."""
-    w = ZERO
     if byte + 8 <= end:
-        # unsigned indices: numba then skips its negative-index fix-up, and
-        # LLVM can merge the eight byte loads into one word load
-        at = U64(byte)
-        for i in range(8):
-            w |= U64(buf[at + U64(i)]) << U64(8 * i)
-    else:
-        for i in range(8):
-            if byte + i < end:
-                w |= U64(buf[byte + i]) << U64(8 * i)
+        return load_word_unchecked(buf, U64(byte))
+    if byte >= end:
+        return ZERO
+    if end >= 8:
+        # near the end: the word that ends at ``end``, shifted down by the
+        # bytes it has before ``byte`` (its top then fills with zeros): one
+        # load instead of eight checked ones (a section's last mini-blocks
+        # are decoded through here, ~1 us a section before).  The bytes
+        # before ``byte`` lie in buf; they are shifted out unread.
+        return load_word_unchecked(buf, U64(end - 8)) >> U64(8 * (byte + 8 - end))
+    w = ZERO
+    for i in range(8):
+        if byte + i < end:
+            w |= U64(buf[byte + i]) << U64(8 * i)
     return w
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, inline="always")
 def load_word_unchecked(buf, at):
     """Eight bytes at ``at`` (uint64) as a little-endian word; the caller has
     checked that they lie inside the section.  Unsigned indexing matters: it
@@ -148,7 +152,7 @@ def load_word_unchecked(buf, at):
     return w
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, inline="always")
 def get_bits(buf, start, end, bit_pos, width):
     """The ``width`` (0..64) bits at bit offset ``bit_pos`` of the stream that
     starts at byte ``start``; bytes at or past ``end`` read as zero (the caller
