@@ -164,9 +164,10 @@ def emit_unpack32(builder, src, shift, width, dst):
     builder.position_at_end(done)
 
 
-def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float):
+def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float, scale=None):
     """The loop of emit_prefix_sums; ``zig`` is a Python bool (two loop bodies,
-    so the plain one does not pay for the unzigzag)."""
+    so the plain one does not pay for the unzigzag); ``scale``: None, or an
+    i64 that multiplies the sums before base is added."""
     zero = _const([0] * 8)
     undef = ir.Constant(_vec(8), ir.Undefined)
     base = _splat(builder, base, 8)
@@ -180,7 +181,10 @@ def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float):
         for step in (1, 2, 4):   # in-register prefix sum: log2(8) shifted adds
             d = builder.add(d, _shuffle(builder, d, zero, [t - step if t >= step else 8 for t in range(8)]))
         running = builder.load(carry)
-        sums = builder.add(builder.add(d, running), base)
+        sums = builder.add(d, running)
+        if scale is not None:
+            sums = builder.mul(sums, scale)
+        sums = builder.add(sums, base)
         out = builder.gep(dest, [builder.mul(loop.index, ir.Constant(I64, 8))])
         if to_float:   # the words read as int64, to float64
             sums = builder.sitofp(sums, ir.VectorType(ir.DoubleType(), 8))
@@ -188,15 +192,18 @@ def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float):
         builder.store(builder.add(running, _shuffle(builder, d, undef, [7] * 8)), carry)
 
 
-def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float):
-    """``dest`` (same length as data): uint64 words, or float64 if ``to_float``."""
+def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float, scale=None):
+    """``dest`` (same length as data): uint64 (or int64) words, or float64 if
+    ``to_float``; with ``scale`` (an integer value) the sums times it, plus base."""
     nvec = _as_i64(builder, nvec)
     running = cgutils.alloca_once_value(builder, _splat(builder, _as_i64(builder, carry), 8))
     base = _as_i64(builder, base)
+    if scale is not None:
+        scale = _splat(builder, _as_i64(builder, scale), 8)
     is_zig = builder.icmp_unsigned("!=", _as_i64(builder, zig), ir.Constant(I64, 0))
     with builder.if_else(is_zig) as (then, otherwise):
         with then:
-            _scan_loop(builder, data, nvec, running, base, True, dest, to_float)
+            _scan_loop(builder, data, nvec, running, base, True, dest, to_float, scale)
         with otherwise:
-            _scan_loop(builder, data, nvec, running, base, False, dest, to_float)
+            _scan_loop(builder, data, nvec, running, base, False, dest, to_float, scale)
     return builder.extract_element(builder.load(running), ir.Constant(I32, 0))

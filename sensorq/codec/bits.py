@@ -223,3 +223,20 @@ def prefix_sums(typingctx, arr, nvec, carry, base, zig, dest):
         out = context.make_array(signature.args[5])(context, builder, args[5]).data
         return emit_prefix_sums(builder, data, *args[1:5], out, dest.dtype == types.float64)
     return sig, codegen
+
+
+@intrinsic
+def scaled_prefix_sums(typingctx, arr, nvec, carry, base, zig, scale, dest):
+    """:func:`prefix_sums` with dest[i] := (carry + d_0 + ... + d_i) * scale
+    + base (mod 2^64) into a uint64 or int64 ``dest``: a time column's last
+    pass writes the timestamps (t_first + tick * k) itself, instead of the
+    words and then a pass over them."""
+    if not _c_arrays(arr, dest) or dest.dtype not in (types.uint64, types.int64):
+        return None
+    sig = types.uint64(arr, nvec, carry, base, zig, scale, dest)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        out = context.make_array(signature.args[6])(context, builder, args[6]).data
+        return emit_prefix_sums(builder, data, *args[1:5], out, False, scale=args[5])
+    return sig, codegen

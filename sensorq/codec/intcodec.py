@@ -14,7 +14,7 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
-                   trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
+                   scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
@@ -741,6 +741,51 @@ def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
     for i in range(U64(n_entries)):
         table[i] = np.float64(np.int64(scratch[i] + base))
     return _ranks_to_values(out, n, table, n_entries, row)
+
+
+@cached(_STAMP, nogil=True)
+def _scaled_sums(u, n, carry, offset, zig, scale, dest):
+    """:func:`_running_sums` into an int64 ``dest``, each sum times ``scale``
+    plus ``offset`` (mod 2^64)."""
+    end = U64(n)
+    vectors = end >> U64(3)
+    carry = scaled_prefix_sums(u, vectors, carry, offset, zig, scale, dest)
+    for i in range(vectors << U64(3), end):
+        carry += (u[i] >> zig) ^ (ZERO - (u[i] & zig))
+        dest[i] = np.int64(carry * scale + offset)
+    return carry
+
+
+@cached(_STAMP, nogil=True)
+def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, dest):
+    """:func:`decode_column` with dest[:n] (int64) := offset + scale * word_i
+    (mod 2^64): a time column's timestamps, t_first + tick * k, written by
+    the decoder's last pass instead of words and then a pass over them.
+    ``out`` is working space."""
+    status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
+    if status != OK:
+        return status
+    order = codec & PREDICTOR_MASK
+    if n_entries:     # (not written for time columns; read all the same)
+        for i in range(U64(n_entries)):
+            scratch[i] = offset + scale * (scratch[i] + base)
+        undo_residuals(out, n, order, ZERO)
+        return _ranks_to_values(out, n, scratch, n_entries, dest)
+    if n == 0:
+        return OK
+    offset += scale * base
+    if order == 0:
+        for i in range(U64(n)):
+            dest[i] = np.int64(offset + scale * out[i])
+    elif order == 1:
+        out[0] = zigzag(out[0])   # as in undo_residuals_into
+        _scaled_sums(out, n, ZERO, offset, ONE, scale, dest)
+    else:
+        first = out[0]
+        out[0] = ZERO
+        _running_sums(out, n, ZERO, ZERO, ONE, out)      # first differences
+        _scaled_sums(out, n, first, offset, ZERO, scale, dest)
+    return OK
 
 
 # Inlined by numba, as _read_dictionary and decode_column_floats: numba links
