@@ -51,7 +51,7 @@ def cttz64_or_64(typingctx, value):
     return types.uint64(types.uint64), _cttz_codegen(0)
 
 
-@cached(_STAMP, nogil=True, inline="always")
+@cached(_STAMP, nogil=True)
 def low_mask(width):
     """The low ``width`` bits set (width 0..64)."""
     if width >= 64:
@@ -140,7 +140,7 @@ def load_word(buf, byte, end):
     return w
 
 
-@cached(_STAMP, nogil=True, inline="always")
+@cached(_STAMP, nogil=True)
 def load_word_unchecked(buf, at):
     """Eight bytes at ``at`` (uint64) as a little-endian word; the caller has
     checked that they lie inside the section.  Unsigned indexing matters: it
