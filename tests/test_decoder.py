@@ -387,7 +387,7 @@ def test_scaled_decode_is_offset_plus_scale_times_the_words(mix, base, order, of
 def test_scaled_decode_of_a_dictionary_section(guarded):
     rng = np.random.default_rng(12)
     entries = np.unique(rng.integers(0, 10**6, 40))
-    gaps = [int(entries[0])] + [int(b - a - 1) for a, b in zip(entries[:-1], entries[1:])]
+    gaps = [int(entries[0])] + [int(g) for g in np.diff(entries) - 1]
     ranks = [int(r) for r in rng.integers(0, len(entries), 70)]
     data = (5).to_bytes(8, "little") + len(entries).to_bytes(4, "little") + \
         payload([(20, gaps[:32]), (20, gaps[32:])]) + payload([(6, ranks[:32]), (6, ranks[32:64]), (6, ranks[64:])])

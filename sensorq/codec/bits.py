@@ -1,8 +1,8 @@
 """Bit streams, LSB-first (docs/format.md §3), as numba functions.
 
 The writer keeps a 64-bit accumulator and flushes whole words; the reader loads
-eight bytes at a time and falls back to byte-by-byte loads near the end of a
-section, so it never reads past the bytes it was given.  All arithmetic is in
+eight bytes at a time, near the end of a section the eight that end there
+(shifted), so it never reads past the bytes it was given.  All arithmetic is in
 uint64 on purpose: numba turns a mix of uint64 and int64 into float64.
 
 The decoder's two hot loops, unpacking a mini-block and the predictor's prefix
@@ -129,9 +129,8 @@ def load_word(buf, byte, end):
     if end >= 8:
         # near the end: the word that ends at ``end``, shifted down by the
         # bytes it has before ``byte`` (its top then fills with zeros): one
-        # load instead of eight checked ones (a section's last mini-blocks
-        # are decoded through here, ~1 us a section before).  The bytes
-        # before ``byte`` lie in buf; they are shifted out unread.
+        # load instead of eight checked ones.  The bytes before ``byte``
+        # lie in buf; they are shifted out unused.
         return load_word_unchecked(buf, U64(end - 8)) >> U64(8 * (byte + 8 - end))
     w = ZERO
     for i in range(8):
@@ -181,7 +180,9 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
     buf[at : at + unpack32_bytes(width)]: the caller checks that they lie in
     the section.  A switch with one straight-line body per width, every shift
     and shuffle a constant (~0.13 ns a value at width 7, against 0.65 scalar),
-    but widths 33..56 share one body that gathers (see _vector_ir)."""
+    but widths 1..16 share one branch-free body (a jump per width
+    mispredicted on real data's mixed widths) and widths 33..56 one that
+    gathers (see _vector_ir)."""
     if not (_c_arrays(buf, out) and isinstance(width, types.Integer)):
         return None
     sig = types.void(buf, at, shift, width, out, lo)
@@ -197,7 +198,8 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
 
 @cached(_STAMP, nogil=True)
 def unpack32_bytes(width):
-    """Bytes that :func:`unpack32` reads: the 32 * width bits as words, one more
+    """Bytes that :func:`unpack32` reads: for widths 1..16 three words from
+    the start of each 8 values; else the 32 * width bits as words, one more
     word for the bit shift; none for width 0."""
     if width == 0:
         return 0
