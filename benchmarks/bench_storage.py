@@ -49,12 +49,12 @@ import zstandard
 
 import sensorq
 from sensorq import Channel
-from numba import njit
 
 from sensorq.codec import intcodec
 from sensorq.codec.block import decode_block
 from sensorq.engine.kernels import decode_rows
 from sensorq.engine.layout import build_layouts
+from sensorq.jitcache import cached, digest
 from sensorq.store import cache as sensorq_cache
 from sensorq.store.writing import ZSTD_MIN_SAVING
 from sensorq.demo import DAPHNET_CSV, SEED, env_samples, imu_samples
@@ -169,7 +169,9 @@ def decode_rate(path: Path, repeat: int) -> float:
     return samples / best / 1e6
 
 
-@njit(cache=True)
+# filed under a digest of the code it compiles in (sensorq/jitcache.py): with
+# plain njit(cache=True) a decoder change left the old decoder in the cache
+@cached(digest("codec/*.py", "engine/*.py"))
 def decode_all(buf, lay_t, lay_c, need_time):
     """Decode every column of every block, as the query kernels do (timestamps to
     int64 if need_time, channels to float64), on one core; returns a checksum

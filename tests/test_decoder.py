@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sensorq.codec import npdecode
 from sensorq.codec.block import decode_block, encode_block, parse_block
-from sensorq.codec.intcodec import decode_column, undo_residuals
+from sensorq.codec.intcodec import decode_column, decode_column_scaled, undo_residuals
 from sensorq.engine.kernels import decode_rows
 from test_codec import blocks
 
@@ -356,3 +356,41 @@ def test_damaged_mini_blocks_give_a_status_in_both_decoders(mix, data, guarded):
     assert status <= 0
     if status == 0:
         assert (got == np_got).all()
+
+
+def decode_scaled(buf, pos, end, n, codec, offset, scale):
+    t = np.empty(n, np.int64)
+    status = decode_column_scaled(buf, pos, end, n, codec, np.empty(n, np.uint64), np.empty(n, np.uint64),
+                                  np.uint64(offset), np.uint64(scale), t)
+    return status, t.view(np.uint64)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mix=mini_block_mixes(), base=st.integers(0, MASK), order=st.integers(0, 2),
+       offset=st.integers(0, MASK), scale=st.one_of(st.integers(0, 10**9), st.integers(0, MASK)))
+def test_scaled_decode_is_offset_plus_scale_times_the_words(mix, base, order, offset, scale, guarded):
+    """The time column's decoder (timestamps t_first + tick * word, written by
+    the last pass) against the format's words times scale plus offset, mod
+    2^64, in Python integers; cut short, it gives a status."""
+    blocks, n = mix
+    data_bytes = section(base, blocks)
+    residuals = np.array([v for _, values in blocks for v in values], np.uint64)
+    words = reference_undo(residuals, order, base)
+    want = np.array([(offset + scale * int(w)) & MASK for w in words], np.uint64)
+    status, got = decode_scaled(*guarded.at_end(data_bytes), n, order, offset, scale)
+    assert status == 0 and (got == want).all()
+    status, _ = decode_scaled(*guarded.at_end(data_bytes[:len(data_bytes) // 2]), n, order, offset, scale)
+    assert status < 0
+
+
+def test_scaled_decode_of_a_dictionary_section(guarded):
+    rng = np.random.default_rng(12)
+    entries = np.unique(rng.integers(0, 10**6, 40))
+    gaps = [int(entries[0])] + [int(g) for g in np.diff(entries) - 1]
+    ranks = [int(r) for r in rng.integers(0, len(entries), 70)]
+    data = (5).to_bytes(8, "little") + len(entries).to_bytes(4, "little") + \
+        payload([(20, gaps[:32]), (20, gaps[32:])]) + payload([(6, ranks[:32]), (6, ranks[32:64]), (6, ranks[64:])])
+    status, got = decode_scaled(*guarded.at_end(data), 70, 0x04, 10**18, 1000)
+    assert status == 0
+    assert (got == np.array([10**18 + 1000 * (5 + int(entries[r])) for r in ranks], np.uint64)).all()

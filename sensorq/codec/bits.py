@@ -1,8 +1,8 @@
 """Bit streams, LSB-first (docs/format.md §3), as numba functions.
 
 The writer keeps a 64-bit accumulator and flushes whole words; the reader loads
-eight bytes at a time and falls back to byte-by-byte loads near the end of a
-section, so it never reads past the bytes it was given.  All arithmetic is in
+eight bytes at a time, near the end of a section the eight that end there
+(shifted), so it never reads past the bytes it was given.  All arithmetic is in
 uint64 on purpose: numba turns a mix of uint64 and int64 into float64.
 
 The decoder's two hot loops, unpacking a mini-block and the predictor's prefix
@@ -118,21 +118,24 @@ def finish_bits(out, byte_pos, acc, n_acc):
 
 # --- reading -------------------------------------------------------------------
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, inline="always")
 def load_word(buf, byte, end):
     """Eight bytes from ``byte`` as a little-endian word; bytes at or past ``end``
     read as zero."""
-    w = ZERO
     if byte + 8 <= end:
-        # unsigned indices: numba then skips its negative-index fix-up, and
-        # LLVM can merge the eight byte loads into one word load
-        at = U64(byte)
-        for i in range(8):
-            w |= U64(buf[at + U64(i)]) << U64(8 * i)
-    else:
-        for i in range(8):
-            if byte + i < end:
-                w |= U64(buf[byte + i]) << U64(8 * i)
+        return load_word_unchecked(buf, U64(byte))
+    if byte >= end:
+        return ZERO
+    if end >= 8:
+        # near the end: the word that ends at ``end``, shifted down by the
+        # bytes it has before ``byte`` (its top then fills with zeros): one
+        # load instead of eight checked ones.  The bytes before ``byte``
+        # lie in buf; they are shifted out unused.
+        return load_word_unchecked(buf, U64(end - 8)) >> U64(8 * (byte + 8 - end))
+    w = ZERO
+    for i in range(8):
+        if byte + i < end:
+            w |= U64(buf[byte + i]) << U64(8 * i)
     return w
 
 
@@ -148,7 +151,7 @@ def load_word_unchecked(buf, at):
     return w
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, inline="always")
 def get_bits(buf, start, end, bit_pos, width):
     """The ``width`` (0..64) bits at bit offset ``bit_pos`` of the stream that
     starts at byte ``start``; bytes at or past ``end`` read as zero (the caller
@@ -177,7 +180,9 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
     buf[at : at + unpack32_bytes(width)]: the caller checks that they lie in
     the section.  A switch with one straight-line body per width, every shift
     and shuffle a constant (~0.13 ns a value at width 7, against 0.65 scalar),
-    but widths 33..56 share one body that gathers (see _vector_ir)."""
+    but widths 1..16 share one branch-free body (a jump per width
+    mispredicted on real data's mixed widths) and widths 33..56 one that
+    gathers (see _vector_ir)."""
     if not (_c_arrays(buf, out) and isinstance(width, types.Integer)):
         return None
     sig = types.void(buf, at, shift, width, out, lo)
@@ -193,10 +198,13 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
 
 @cached(_STAMP, nogil=True)
 def unpack32_bytes(width):
-    """Bytes that :func:`unpack32` reads: the 32 * width bits as words, one more
+    """Bytes that :func:`unpack32` reads: for widths 1..16 three words from
+    the start of each 8 values; else the 32 * width bits as words, one more
     word for the bit shift; none for width 0."""
     if width == 0:
         return 0
+    if width <= 16:    # _vector_ir.NARROW_WIDTHS: 3 * width + 24 bytes
+        return 3 * width + 24
     return 8 * ((width + 1) // 2 + 1)
 
 
@@ -216,4 +224,21 @@ def prefix_sums(typingctx, arr, nvec, carry, base, zig, dest):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         out = context.make_array(signature.args[5])(context, builder, args[5]).data
         return emit_prefix_sums(builder, data, *args[1:5], out, dest.dtype == types.float64)
+    return sig, codegen
+
+
+@intrinsic
+def scaled_prefix_sums(typingctx, arr, nvec, carry, base, zig, scale, dest):
+    """:func:`prefix_sums` with dest[i] := (carry + d_0 + ... + d_i) * scale
+    + base (mod 2^64) into a uint64 or int64 ``dest``: a time column's last
+    pass writes the timestamps (t_first + tick * k) itself, instead of the
+    words and then a pass over them."""
+    if not _c_arrays(arr, dest) or dest.dtype not in (types.uint64, types.int64):
+        return None
+    sig = types.uint64(arr, nvec, carry, base, zig, scale, dest)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        out = context.make_array(signature.args[6])(context, builder, args[6]).data
+        return emit_prefix_sums(builder, data, *args[1:5], out, False, scale=args[5])
     return sig, codegen

@@ -27,8 +27,8 @@ from numba import njit, prange  # noqa: E402
 
 from ..codec.bits import U64  # noqa: E402
 from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
-                               decode_column_floats)
-from ..codec.transforms import decimal_scale, float_values, time_values
+                               decode_column_floats, decode_column_scaled)
+from ..codec.transforms import decimal_scale, float_values
 from ..codec.alp import (finish as alp_finish, finish_shift as alp_finish_shift,
                          is_shift as alp_is_shift, mantissa_start as alp_mantissa_start)
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
@@ -47,10 +47,9 @@ def decode_time(buf, b, n, lay_t, t, words, scratch):
     """Block b's timestamps into t[:n] (int64 ns).  Returns a status.
     lay_t[b] = (t_first, tick, time_codec, time_start, time_len, n)."""
     start, length = lay_t[b, 3], lay_t[b, 4]
-    status = decode_column(buf, start, start + length, n, lay_t[b, 2], words, scratch)
-    if status == OK:
-        time_values(words, n, lay_t[b, 0], lay_t[b, 1], t)
-    return status
+    # t = t_first + tick * word (transforms.time_values), by the decoder's last pass
+    return decode_column_scaled(buf, start, start + length, n, lay_t[b, 2], words, scratch,
+                                U64(lay_t[b, 0]), U64(lay_t[b, 1]), t)
 
 
 @cached(_STAMP)
@@ -352,11 +351,9 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_n
         words = np.empty(n, np.uint64)
         scratch = np.empty(n, np.uint64)
         if need_time:
-            status[j] = decode_column(buf, lay_t[b, 3], lay_t[b, 3] + lay_t[b, 4], n, lay_t[b, 2],
-                                      words, scratch)
+            status[j] = decode_time(buf, b, n, lay_t, t, words, scratch)
             if status[j] != OK:
                 continue
-            time_values(words, n, lay_t[b, 0], lay_t[b, 1], t)
         start = lay_c[b, 0, 0]
         status[j] = decode_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2], words, scratch)
         if status[j] != OK:
