@@ -316,13 +316,15 @@ def _dictionary(y):
 
 # The price of a Rice mini-block's decode time, in bits per value: the encoder
 # takes Rice only where it saves more than this over bit-packing.  Rice is a
-# serial chain (each codeword's position depends on the one before: ~1.2 ns
-# a value on the development machine, ~2.5 cycles at its ~2 GHz), bit-packing
-# a vector kernel (~0.35 ns a value), so Rice pays its way only where it
-# saves much.  1.6 keeps the Daphnet recording under pcodec's bytes (0.92
-# B/sample in the cache against 0.94) and decodes it 1.7x faster than Rice
-# wherever smaller (0.0, the compact codec before; 0.83 B/sample); see
-# docs/format.md §3 and benchmarks/bench_storage.py.
+# serial chain (each codeword's position depends on the one before: ~1.0-1.4
+# ns a value on the development machine in bursts of eight, _rice_burst),
+# bit-packing a branch-free vector kernel (~0.2 ns a value), so Rice pays its
+# way only where it saves much.  1.6 keeps the Daphnet recording under
+# pcodec's bytes (0.92 B/sample in the cache against 0.94) at 1.03-1.13 G
+# samples/s, against 0.53-0.58 for Rice wherever smaller (0.0; 0.83
+# B/sample).  It was set against the decoder before its bursts; a price
+# re-tuned to today's costs could buy bytes or time back (not measured yet).
+# See docs/format.md §3 and benchmarks/bench_storage.py.
 RICE_DECODE_COST = 1.6
 
 
