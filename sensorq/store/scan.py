@@ -173,8 +173,10 @@ class SegmentScanning:
         (one allocation, not one regrowth after another)."""
         listed = [scan.listed.rows["stream_id"] for scan in scans if scan.listed is not None]
         if listed:
-            sids, counts = np.unique(np.concatenate(listed), return_counts=True)
-            for sid, count in zip(sids.tolist(), counts.tolist()):
+            ordered = np.sort(np.concatenate(listed))     # not np.unique: it imports numpy.ma
+            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+            counts = np.diff(np.r_[starts, len(ordered)])
+            for sid, count in zip(ordered[starts].tolist(), counts.tolist()):
                 if sid in self._blocks:
                     self._blocks[sid].reserve(count)
 
@@ -391,6 +393,8 @@ class SegmentScanning:
         if not self._segments:
             return
         newest = self._segments[-1]
+        if newest.damaged:
+            self._drop_index_past_damage(newest)
         if newest.damaged or newest.legacy or newest.from_index:
             return        # (from_index: not read whole, so never appended to)
         fd = fileio.open_file(newest.path, os.O_RDWR)
@@ -405,6 +409,28 @@ class SegmentScanning:
         newest.valid_end = newest.file_size = newest.served_end
         newest.fd = fd
         self._active = newest
+
+    def _drop_index_past_damage(self, segment: Segment) -> None:
+        """The writer reads its newest segment whole and serves nothing past
+        damage in it; a reader trusts the segment's index file (bound to its
+        intact tail) and would serve the blocks the index lists past the
+        damage, then this writer's next blocks under the same sequence
+        numbers.  So the index goes (every reader then reads the segment as
+        the writer did) and no number it lists is used again."""
+        fd = fileio.open_file(segment.path, os.O_RDONLY)
+        try:
+            listed = read_index(self.path, segment.number, fd, fileio.size(fd))
+        finally:
+            fileio.close(fd)
+        if listed is None:
+            return
+        sids, seqs = listed.rows["stream_id"], listed.rows["seq"]
+        for sid in _distinct(sids):
+            beyond = int(seqs[sids == sid].max()) + 1
+            self._next_seq[sid] = max(beyond, self._next_seq.get(sid, 0))
+        remove_quietly(self.path / index_file_name(segment.number))
+        self._dir_dirty = True
+        self._sync_directory()
 
     @staticmethod
     def _serves_nothing(segment: Segment) -> bool:
