@@ -55,15 +55,13 @@ void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
 
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
 {
-    static const uint32_t sign[4] = {0x80u, 0x8000u, 0, 0x80000000u};
-    uint32_t x = (uint32_t)v, s;
+    /* nbytes is a storage width (1, 2, 4 or 8): below 8 the value fits in
+     * the low word, and a 32-bit shift pair extends it (no 64-bit shift) */
+    unsigned unused = 32u - 8u * nbytes;
     if (nbytes >= 8u) {
         return (int64_t)v;
     }
-    s = sign[nbytes - 1u];
-    x &= s | (s - 1u);
-    /* x - 2s when the sign bit is set: the two's complement value */
-    return (x & s) ? (int64_t)x - 2 * (int64_t)s : (int64_t)x;
+    return (int32_t)((uint32_t)v << unused) >> unused;
 }
 
 unsigned sq_dtype_bytes(uint8_t dtype)
