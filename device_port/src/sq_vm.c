@@ -444,13 +444,15 @@ static int decide(sq_vm *v, const sq_block_info *info, int in_window)
 static int run_verified(sq_vm *v, const uint8_t *b)
 {
     const sq_block_info *info = &v->info;
-    unsigned s;
+    unsigned s, at_first, at_last;
     int err = info->n_channels != v->n_channels ? SQ_ERR_MISMATCH : load_block(v, b, info), whole, verdict;
     if (err != SQ_OK) {
         return err;
     }
-    whole = !outside(v, info->t_first) && !outside(v, info->t_last);   /* t_first ≤ t_last */
-    if ((outside(v, info->t_last) & FLAG_START) || (outside(v, info->t_first) & FLAG_END)) {
+    at_first = outside(v, info->t_first);
+    at_last = outside(v, info->t_last);
+    whole = !(at_first | at_last);        /* t_first ≤ t_last */
+    if ((at_last & FLAG_START) || (at_first & FLAG_END)) {
         verdict = 0;                      /* the whole block is outside the window */
         if (v->agg == SQ_AGG_DURATION) {
             release(v, info->t_first);    /* the next sample after the window's last */
