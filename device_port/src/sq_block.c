@@ -76,21 +76,28 @@ uint64_t sq_get_int(const uint8_t *column, uint32_t i, unsigned width)
 
 /* ---- bit streams (LSB-first) --------------------------------------------- */
 
-/* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
-static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
+/* The w (0..32) bits at bit offset `bit`; reads only the bytes holding
+ * them (at most five). */
+static uint32_t get_bits32(const uint8_t *p, uint32_t bit, unsigned w)
 {
     unsigned off = bit & 7u, nbytes = (off + w + 7u) / 8u;
-    uint64_t v;
+    uint32_t x;
     p += bit >> 3;
-    if (off + w <= 32u) {          /* the common case, in 32-bit arithmetic */
-        uint32_t x = le32(p, nbytes) >> off;
-        return w < 32u ? x & ((1u << w) - 1u) : x;
+    x = le32(p, nbytes < 4u ? nbytes : 4u) >> off;
+    if (nbytes == 5u) {                /* off ≥ 1 here */
+        x |= (uint32_t)p[4] << (32u - off);
     }
-    v = sq_get_le(p, nbytes < 8u ? nbytes : 8u) >> off;
-    if (nbytes == 9u) {
-        v |= (uint64_t)p[8] << (64u - off);
+    return w < 32u ? x & ((1u << w) - 1u) : x;
+}
+
+/* The w (0..64) bits at bit offset `bit`, as two 32-bit halves: a Cortex-M0+
+ * has no 64-bit shifter (a variable 64-bit shift is a library call). */
+static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
+{
+    if (w <= 32u) {
+        return get_bits32(p, bit, w);
     }
-    return w < 64u ? v & (((uint64_t)1 << w) - 1u) : v;
+    return get_bits32(p, bit, 32) | (uint64_t)get_bits32(p, bit + 32u, w - 32u) << 32;
 }
 
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
@@ -182,19 +189,20 @@ static __attribute__((noinline)) void payload_start(sq_payload *p, const uint8_t
  * NULL if it runs past end or holds more than 64 bits. */
 static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
 {
-    unsigned i;
-    *v = 0;
-    for (i = 0; i < 10u && p < end; i++) {
-        uint8_t b = *p++;
-        if (i == 9u && b > 1u) {
-            return NULL;
-        }
-        *v |= (uint64_t)(b & 0x7Fu) << (7u * i);
-        if (b < 0x80u) {
-            return p;
-        }
+    unsigned n = 0, i;
+    /* its length first, then its groups from the last (a constant 64-bit
+     * shift is inline code; a variable one a library call) */
+    while (p + n < end && n < 10u && p[n] >= 0x80u) {
+        n++;
     }
-    return NULL;
+    if (p + n >= end || n == 10u || (n == 9u && p[9] > 1u)) {
+        return NULL;
+    }
+    *v = p[n];
+    for (i = n; i--;) {
+        *v = *v << 7 | (p[i] & 0x7Fu);
+    }
+    return p + n + 1u;
 }
 
 static __attribute__((noinline)) uint64_t unzigzag(uint64_t u)

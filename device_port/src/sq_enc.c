@@ -56,16 +56,16 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-/* OR the w low bits of v (already < 2^w) in at bit offset `bit`; the bytes
- * after the first are still zero. */
-static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
+/* OR the w (0..32) low bits of v (already < 2^w) in at bit offset `bit`;
+ * the bytes after the first are still zero. */
+static void put_bits32(uint8_t *p, uint32_t bit, uint32_t v, unsigned w)
 {
     unsigned off = bit & 7u;
     p += bit >> 3;
     if (!w) {
         return;
     }
-    *p++ |= (uint8_t)((uint32_t)v << off);
+    *p++ |= (uint8_t)(v << off);
     if (w <= 8u - off) {
         return;
     }
@@ -75,6 +75,18 @@ static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
         *p++ = (uint8_t)v;
         v >>= 8;
         w = w > 8u ? w - 8u : 0u;
+    }
+}
+
+/* The same for w up to 64, in 32-bit halves: a Cortex-M0+ has no 64-bit
+ * shifter (a variable 64-bit shift is a library call). */
+static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
+{
+    if (w > 32u) {
+        put_bits32(p, bit, (uint32_t)v, 32);
+        put_bits32(p, bit + 32u, (uint32_t)(v >> 32), w - 32u);
+    } else {
+        put_bits32(p, bit, (uint32_t)v, w);
     }
 }
 
