@@ -432,7 +432,7 @@ static void write_column(sq_enc_work *e, src *s, uint32_t n, int compact, const 
 /* The entry's bytes at out (or only its size, out NULL). */
 static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_enc_plan *p, uint8_t *out)
 {
-    uint8_t buf[64], *q = buf;
+    uint8_t buf[64], *start = out ? out : buf, *q = start;     /* buf: sized, not kept */
     stats st;
     unsigned i;
     column_stats(s, n, dtype, &st);
@@ -442,10 +442,7 @@ static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_en
     for (i = 0; i < 8u; i++) {
         q = put_varint(q, st.f[i]);
     }
-    if (out) {
-        memcpy(out, buf, (size_t)(q - buf));
-    }
-    return (uint32_t)(q - buf);
+    return (uint32_t)(q - start);
 }
 
 /* ---- time ------------------------------------------------------------------------------------------ */
@@ -474,7 +471,7 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
         step = cur - prev;
         prev = cur;
         k[i] = step;
-        if (step && step != tick) {
+        if (step != tick) {            /* gcd(0, tick) = tick */
             tick = gcd(step, tick);
         }
     }
@@ -491,16 +488,14 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
 /* Column c (-1: time) of a staged half as a source. */
 static void column_src(const sq_stream_cfg *cfg, const uint8_t *data, const sq_enc_work *e, int c, src *s)
 {
-    memset(s, 0, sizeof *s);
-    s->is_signed = c >= 0;
+    s->is_signed = c >= 0;      /* base, dict and gaps: set by plan_column and write_column */
     s->data = c < 0 ? (const uint8_t *)e->scratch : sq_half_column(cfg, data, c);
     s->width = (uint8_t)(c < 0 ? 8u : sq_dtype_bytes(cfg->dtype[c]));
 }
 
 static uint8_t *write_header(const sq_stream_cfg *cfg, uint8_t *b, const sq_block_info *info)
 {
-    memcpy(b, "SQB1", 4);
-    b[4] = SQ_FORMAT_VERSION;
+    sq_put_le(b, 0x31425153u | (uint64_t)SQ_FORMAT_VERSION << 32, 5);     /* "SQB1", version */
     b = put_varint(b + 5, info->block_len);
     *b++ = cfg->n_channels;
     *b++ = info->time_codec;
