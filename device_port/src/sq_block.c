@@ -8,6 +8,14 @@
 
 #define BLOCK_MAGIC 0x31425153u     /* "SQB1" read as a little-endian word */
 
+/* A verified block's format version: always 2 in a build that does not read
+ * version 1 (sq_block_len refuses it), a constant the compiler folds. */
+#ifdef SQ_READ_V1
+#define VERSION(info) ((info)->version)
+#else
+#define VERSION(info) 2u
+#endif
+
 /* ---- packed little-endian integers -----------------------------------------
  * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
  * variable 64-bit shift is a library call. */
@@ -484,14 +492,14 @@ static int walk_dir(const uint8_t *b, const sq_block_info *info, uint32_t upto, 
     w->total = 0;
     for (i = 0; i < info->n_channels && i <= upto; i++) {
         next_entry(info, &p, end, st);
-        if (!p || check_codec(st->codec, st->dtype, info->version) || st->dexp > 18u ||
+        if (!p || check_codec(st->codec, st->dtype, VERSION(info)) || st->dexp > 18u ||
             st->count > info->n_samples || st->idx_min >= info->n_samples ||
             st->idx_max >= info->n_samples) {
             return SQ_ERR_CORRUPT;
         }
         w->off = info->sec_off + info->time_len + (uint32_t)w->total;
         w->total += st->data_len;
-        if ((bases || i == upto) && info->version == 2u && st->dtype < SQ_FLOAT32 &&
+        if ((bases || i == upto) && VERSION(info) == 2u && st->dtype < SQ_FLOAT32 &&
             ((uint64_t)w->off + st->data_len > info->block_len - 4u ||
              stats_v2(b + w->off, b + w->off + st->data_len, info->n_samples, st))) {
             return SQ_ERR_CORRUPT;
@@ -588,17 +596,17 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
 #endif
     /* n_samples ≤ SQ_MAX_BLOCK_SAMPLES and n_channels ≤ 255 by the header's parsers */
     if (err || info->n_samples < 1u || info->n_channels < 1u || info->tick < 1 || info->t_last < info->t_first ||
-        check_codec(info->time_codec, SQ_INT64, info->version)) {
+        check_codec(info->time_codec, SQ_INT64, VERSION(info))) {
         return SQ_ERR_CORRUPT;
     }
     err = walk_dir(b, info, UINT32_MAX, 0, st, &w);
-    if (info->version == 2u) {
+    if (VERSION(info) == 2u) {
         info->sec_off = w.dir_end;      /* the sections start where the directory ends */
     }
     if (err || w.dir_end != info->sec_off || (uint64_t)info->sec_off + info->time_len + w.total != len - 4u) {
         return SQ_ERR_CORRUPT;
     }
-    return info->version == 2u ? walk_dir(b, info, UINT32_MAX, 1, st, &w) : SQ_OK;
+    return VERSION(info) == 2u ? walk_dir(b, info, UINT32_MAX, 1, st, &w) : SQ_OK;
 }
 
 int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
@@ -633,7 +641,7 @@ int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, s
         return SQ_ERR_ARG;
     }
     err = sq_block_column(b, info, (int)ch, st, &off);
-    if (!err && info->version == 2u && st->dtype < SQ_FLOAT32) {
+    if (!err && VERSION(info) == 2u && st->dtype < SQ_FLOAT32) {
         /* sumsq = S2 + 2m·S1 + n·m², S1 = sum − n·m (mod 2^64) */
         n = info->n_samples;
         m = (uint64_t)st->min + (((uint64_t)st->max - (uint64_t)st->min) >> 1);
