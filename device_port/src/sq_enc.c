@@ -429,10 +429,10 @@ static void write_column(sq_enc_work *e, src *s, uint32_t n, int compact, const 
     pass(e, s, n, p->codec & SQ_CODEC_ORDER, compact, out);
 }
 
-/* The entry's bytes at out (or only its size, out NULL). */
+/* The entry's bytes at out; returns their count. */
 static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_enc_plan *p, uint8_t *out)
 {
-    uint8_t buf[64], *start = out ? out : buf, *q = start;     /* buf: sized, not kept */
+    uint8_t *q = out;
     stats st;
     unsigned i;
     column_stats(s, n, dtype, &st);
@@ -442,7 +442,7 @@ static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_en
     for (i = 0; i < 8u; i++) {
         q = put_varint(q, st.f[i]);
     }
-    return (uint32_t)(q - start);
+    return (uint32_t)(q - out);
 }
 
 /* ---- time ------------------------------------------------------------------------------------------ */
@@ -528,7 +528,8 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
         column_src(cfg, data, e, c, &s);
         plan_column(e, &s, n, compact, &e->plan[c + 1]);
         rest += e->plan[c + 1].size;
-        dir += c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], NULL);
+        /* sized by writing it where the header goes later (no buffer on the stack) */
+        dir += c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], b);
     }
     rest += dir;
     info->time_codec = e->plan[0].codec;
