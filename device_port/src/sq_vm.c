@@ -451,6 +451,9 @@ static int decide(sq_vm *v, const sq_block_info *info, int in_window)
     return 1;
 }
 
+typedef char sq_block_counters_adjacent[offsetof(sq_result, blocks_decoded) -
+                                        offsetof(sq_result, blocks_skipped) == 16u ? 1 : -1];
+
 /* A block already verified, its header in v->info. */
 static int run_verified(sq_vm *v, const uint8_t *b)
 {
@@ -471,8 +474,8 @@ static int run_verified(sq_vm *v, const uint8_t *b)
     } else {
         verdict = decide(v, info, whole);
     }
-    ++*(verdict == 0 ? &v->out->blocks_skipped : verdict == 1 ? &v->out->blocks_answered
-                                                               : &v->out->blocks_decoded);
+    /* blocks_skipped, _answered, _decoded: adjacent, in the verdict's order */
+    ++*(uint64_t *)(void *)((uint8_t *)v->out + offsetof(sq_result, blocks_skipped) + 8u * (unsigned)verdict);
     if (verdict < 2) {
         return SQ_OK;
     }
