@@ -22,6 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.header import ALL_VERSIONS
+from sensorq.codec.header2 import varint
 from sensorq.device.vectors import block_info
 from sensorq.codec.intcodec import decode_column
 from sensorq.device.native import DeviceError, DeviceLib, build_library
@@ -294,6 +295,26 @@ def test_damage_behind_a_valid_crc_is_caught_or_decodes_like_the_host(dev, block
         assert np.array_equal(mine[0], host[0])
         for a, b in zip(mine[1], host[1]):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("seq", [2**63 - 1, 2**63, 2**64 - 1])
+def test_ten_byte_varints_read_and_an_eleventh_bit_group_refused(dev, seq):
+    """The varint reader (its length first, then its groups from the last
+    byte): a sequence number of 9 or 10 bytes reads back as the host reads
+    it; a tenth byte above 1 (more than 64 bits) is refused by both."""
+    t = np.arange(5, dtype=np.int64) * 1000
+    block = encode_block(t, [np.arange(5, dtype=np.int16)], codec="fast", version=2, seq=seq)
+    assert dev.verify(block).seq == seq == parse_block(block, versions=ALL_VERSIONS).seq
+    code = varint(seq)
+    assert block.count(code) == 1        # the header's seq varint, nowhere else
+    at = block.index(code)
+    if len(code) == 10:
+        for tenth in (2, 0x7F):
+            buf = bytearray(block)
+            buf[at + 9] = tenth
+            damaged = recrc(buf)
+            assert device_outcome(dev, damaged) == "SQ_ERR_CORRUPT"
+            assert host_outcome(damaged) == "corrupt"
 
 
 def _words_fit(block: bytes) -> bool:

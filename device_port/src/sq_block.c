@@ -8,6 +8,14 @@
 
 #define BLOCK_MAGIC 0x31425153u     /* "SQB1" read as a little-endian word */
 
+/* A verified block's format version: always 2 in a build that does not read
+ * version 1 (sq_block_len refuses it), a constant the compiler folds. */
+#ifdef SQ_READ_V1
+#define VERSION(info) ((info)->version)
+#else
+#define VERSION(info) 2u
+#endif
+
 /* ---- packed little-endian integers -----------------------------------------
  * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
  * variable 64-bit shift is a library call. */
@@ -55,15 +63,13 @@ void sq_put_le(uint8_t *p, uint64_t v, unsigned nbytes)
 
 int64_t sq_sign_extend(uint64_t v, unsigned nbytes)
 {
-    static const uint32_t sign[4] = {0x80u, 0x8000u, 0, 0x80000000u};
-    uint32_t x = (uint32_t)v, s;
+    /* nbytes is a storage width (1, 2, 4 or 8): below 8 the value fits in
+     * the low word, and a 32-bit shift pair extends it (no 64-bit shift) */
+    unsigned unused = 32u - 8u * nbytes;
     if (nbytes >= 8u) {
         return (int64_t)v;
     }
-    s = sign[nbytes - 1u];
-    x &= s | (s - 1u);
-    /* x - 2s when the sign bit is set: the two's complement value */
-    return (x & s) ? (int64_t)x - 2 * (int64_t)s : (int64_t)x;
+    return (int32_t)((uint32_t)v << unused) >> unused;
 }
 
 unsigned sq_dtype_bytes(uint8_t dtype)
@@ -78,21 +84,28 @@ uint64_t sq_get_int(const uint8_t *column, uint32_t i, unsigned width)
 
 /* ---- bit streams (LSB-first) --------------------------------------------- */
 
-/* The w (0..64) bits at bit offset `bit`; reads only the bytes holding them. */
-static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
+/* The w (0..32) bits at bit offset `bit`; reads only the bytes holding
+ * them (at most five). */
+static uint32_t get_bits32(const uint8_t *p, uint32_t bit, unsigned w)
 {
     unsigned off = bit & 7u, nbytes = (off + w + 7u) / 8u;
-    uint64_t v;
+    uint32_t x;
     p += bit >> 3;
-    if (off + w <= 32u) {          /* the common case, in 32-bit arithmetic */
-        uint32_t x = le32(p, nbytes) >> off;
-        return w < 32u ? x & ((1u << w) - 1u) : x;
+    x = le32(p, nbytes < 4u ? nbytes : 4u) >> off;
+    if (nbytes == 5u) {                /* off ≥ 1 here */
+        x |= (uint32_t)p[4] << (32u - off);
     }
-    v = sq_get_le(p, nbytes < 8u ? nbytes : 8u) >> off;
-    if (nbytes == 9u) {
-        v |= (uint64_t)p[8] << (64u - off);
+    return w < 32u ? x & ((1u << w) - 1u) : x;
+}
+
+/* The w (0..64) bits at bit offset `bit`, as two 32-bit halves: a Cortex-M0+
+ * has no 64-bit shifter (a variable 64-bit shift is a library call). */
+static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
+{
+    if (w <= 32u) {
+        return get_bits32(p, bit, w);
     }
-    return w < 64u ? v & (((uint64_t)1 << w) - 1u) : v;
+    return get_bits32(p, bit, 32) | (uint64_t)get_bits32(p, bit + 32u, w - 32u) << 32;
 }
 
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
@@ -184,19 +197,20 @@ static __attribute__((noinline)) void payload_start(sq_payload *p, const uint8_t
  * NULL if it runs past end or holds more than 64 bits. */
 static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
 {
-    unsigned i;
-    *v = 0;
-    for (i = 0; i < 10u && p < end; i++) {
-        uint8_t b = *p++;
-        if (i == 9u && b > 1u) {
-            return NULL;
-        }
-        *v |= (uint64_t)(b & 0x7Fu) << (7u * i);
-        if (b < 0x80u) {
-            return p;
-        }
+    unsigned n = 0, i;
+    /* its length first, then its groups from the last (a constant 64-bit
+     * shift is inline code; a variable one a library call) */
+    while (p + n < end && n < 10u && p[n] >= 0x80u) {
+        n++;
     }
-    return NULL;
+    if (p + n >= end || n == 10u || (n == 9u && p[9] > 1u)) {
+        return NULL;
+    }
+    *v = p[n];
+    for (i = n; i--;) {
+        *v = *v << 7 | (p[i] & 0x7Fu);
+    }
+    return p + n + 1u;
 }
 
 static __attribute__((noinline)) uint64_t unzigzag(uint64_t u)
@@ -478,14 +492,14 @@ static int walk_dir(const uint8_t *b, const sq_block_info *info, uint32_t upto, 
     w->total = 0;
     for (i = 0; i < info->n_channels && i <= upto; i++) {
         next_entry(info, &p, end, st);
-        if (!p || check_codec(st->codec, st->dtype, info->version) || st->dexp > 18u ||
+        if (!p || check_codec(st->codec, st->dtype, VERSION(info)) || st->dexp > 18u ||
             st->count > info->n_samples || st->idx_min >= info->n_samples ||
             st->idx_max >= info->n_samples) {
             return SQ_ERR_CORRUPT;
         }
         w->off = info->sec_off + info->time_len + (uint32_t)w->total;
         w->total += st->data_len;
-        if ((bases || i == upto) && info->version == 2u && st->dtype < SQ_FLOAT32 &&
+        if ((bases || i == upto) && VERSION(info) == 2u && st->dtype < SQ_FLOAT32 &&
             ((uint64_t)w->off + st->data_len > info->block_len - 4u ||
              stats_v2(b + w->off, b + w->off + st->data_len, info->n_samples, st))) {
             return SQ_ERR_CORRUPT;
@@ -582,17 +596,17 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
 #endif
     /* n_samples ≤ SQ_MAX_BLOCK_SAMPLES and n_channels ≤ 255 by the header's parsers */
     if (err || info->n_samples < 1u || info->n_channels < 1u || info->tick < 1 || info->t_last < info->t_first ||
-        check_codec(info->time_codec, SQ_INT64, info->version)) {
+        check_codec(info->time_codec, SQ_INT64, VERSION(info))) {
         return SQ_ERR_CORRUPT;
     }
     err = walk_dir(b, info, UINT32_MAX, 0, st, &w);
-    if (info->version == 2u) {
+    if (VERSION(info) == 2u) {
         info->sec_off = w.dir_end;      /* the sections start where the directory ends */
     }
     if (err || w.dir_end != info->sec_off || (uint64_t)info->sec_off + info->time_len + w.total != len - 4u) {
         return SQ_ERR_CORRUPT;
     }
-    return info->version == 2u ? walk_dir(b, info, UINT32_MAX, 1, st, &w) : SQ_OK;
+    return VERSION(info) == 2u ? walk_dir(b, info, UINT32_MAX, 1, st, &w) : SQ_OK;
 }
 
 int sq_block_verify(const uint8_t *b, size_t len, sq_block_info *info)
@@ -627,7 +641,7 @@ int sq_block_channel(const uint8_t *b, const sq_block_info *info, uint32_t ch, s
         return SQ_ERR_ARG;
     }
     err = sq_block_column(b, info, (int)ch, st, &off);
-    if (!err && info->version == 2u && st->dtype < SQ_FLOAT32) {
+    if (!err && VERSION(info) == 2u && st->dtype < SQ_FLOAT32) {
         /* sumsq = S2 + 2m·S1 + n·m², S1 = sum − n·m (mod 2^64) */
         n = info->n_samples;
         m = (uint64_t)st->min + (((uint64_t)st->max - (uint64_t)st->min) >> 1);

@@ -56,16 +56,16 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-/* OR the w low bits of v (already < 2^w) in at bit offset `bit`; the bytes
- * after the first are still zero. */
-static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
+/* OR the w (0..32) low bits of v (already < 2^w) in at bit offset `bit`;
+ * the bytes after the first are still zero. */
+static void put_bits32(uint8_t *p, uint32_t bit, uint32_t v, unsigned w)
 {
     unsigned off = bit & 7u;
     p += bit >> 3;
     if (!w) {
         return;
     }
-    *p++ |= (uint8_t)((uint32_t)v << off);
+    *p++ |= (uint8_t)(v << off);
     if (w <= 8u - off) {
         return;
     }
@@ -75,6 +75,18 @@ static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
         *p++ = (uint8_t)v;
         v >>= 8;
         w = w > 8u ? w - 8u : 0u;
+    }
+}
+
+/* The same for w up to 64, in 32-bit halves: a Cortex-M0+ has no 64-bit
+ * shifter (a variable 64-bit shift is a library call). */
+static void put_bits(uint8_t *p, uint32_t bit, uint64_t v, unsigned w)
+{
+    if (w > 32u) {
+        put_bits32(p, bit, (uint32_t)v, 32);
+        put_bits32(p, bit + 32u, (uint32_t)(v >> 32), w - 32u);
+    } else {
+        put_bits32(p, bit, (uint32_t)v, w);
     }
 }
 
@@ -280,40 +292,89 @@ static uint32_t build_dict(const src *s, uint32_t n, uint64_t *d)
 }
 #endif
 
-/* ---- sections ------------------------------------------------------------------------------ */
+/* ---- statistics and the directory ---------------------------------------------------------------
+ * A version-2 entry of an integer channel: kind (dtype | inexact flags),
+ * codec, data_len, max − min, first − min, last − min, idx_min, idx_max,
+ * zigzag(S1), S2 with m = min + (max − min) >> 1, S1 = Σ(x − m) and
+ * S2 = Σ(x − m)², both mod 2^64; the minimum is the section's base. */
 
-/* The base: the smallest word, in signed order for a channel (its sign
- * bit flipped, signed order is unsigned order); *flat says whether every
- * word equals it. */
-static uint64_t column_min(const src *s, uint32_t n, int *flat)
+/* An entry's varints in their order: data_len, max − min, first − min,
+ * last − min, idx_min, idx_max, zigzag(S1), S2. */
+typedef struct {
+    uint64_t f[8];
+    uint64_t lo;             /* the minimum: the section's base */
+    uint8_t kind;
+} stats;
+
+/* A column's statistics, in its order: a channel's signed (the words' sign
+ * bit flipped, signed order is unsigned order), the time words' unsigned.
+ * Also the planner's base, the minimum (one walk for both). */
+/* *acc += x; 1 if that carried out of 64 bits.  Out of line: each inline
+ * 64-bit add-and-compare is a dozen Cortex-M0+ instructions. */
+static __attribute__((noinline)) int add_carry(uint64_t *acc, uint64_t x)
 {
-    uint64_t lo = word_at(s, 0), w, flip = (uint64_t)s->is_signed << 63;
-    uint32_t i;
-    *flat = 1;
-    for (i = 1; i < n; i++) {
-        w = word_at(s, i);
-        *flat &= w == lo;
-        if ((w ^ flip) < (lo ^ flip)) {
-            lo = w;
-        }
-    }
-    return lo;
+    *acc += x;
+    return *acc < x;
 }
+
+/* Whether a comes before b in the column's order. */
+static __attribute__((noinline)) int before(const src *s, uint64_t a, uint64_t b)
+{
+    uint64_t flip = (uint64_t)s->is_signed << 63;
+    return (a ^ flip) < (b ^ flip);
+}
+
+static __attribute__((noinline)) void column_stats(const src *s, uint32_t n, uint8_t dtype, stats *st)
+{
+    uint64_t low = 0, m, nm, x, d, sq = 0, lo;
+    int32_t high = 0;      /* carry word of the exact 128-bit sum: |high| ≤ 65536 */
+    uint32_t i, i_lo = 0, i_hi = 0, at[3] = {0, 0, 0};
+    int inexact_sq = 0;
+    for (i = 0; i < n; i++) {
+        /* the extremes by index (fewer live 64-bit values than by value) */
+        x = word_at(s, i);
+        i_lo = before(s, x, word_at(s, i_lo)) ? i : i_lo;
+        i_hi = before(s, word_at(s, i_hi), x) ? i : i_hi;
+        high += add_carry(&low, x) - (int32_t)(x >> 63);
+        d = x >> 63 ? 0u - x : x;
+        inexact_sq |= (d >> 32) != 0;
+        inexact_sq |= add_carry(&sq, d * d);
+    }
+    lo = word_at(s, i_lo);
+    st->kind = (uint8_t)(dtype | (high != ((low >> 63) ? -1 : 0) ? 0x08u : 0u) | (inexact_sq ? 0x10u : 0u));
+    st->lo = lo;
+    /* max − min, first − min, last − min */
+    at[0] = i_hi;
+    at[2] = n - 1u;
+    for (i = 0; i < 3u; i++) {
+        st->f[1u + i] = word_at(s, at[i]) - lo;
+    }
+    st->f[4] = i_lo;
+    st->f[5] = i_hi;
+    /* S1 = low − n·m, S2 = sq − 2m·low + n·m² = sq + m·(n·m − 2·low) */
+    m = lo + (st->f[1] >> 1);
+    nm = (uint64_t)n * m;
+    st->f[6] = zigzag(low - nm);
+    st->f[7] = sq + m * (nm - 2u * low);
+}
+
+/* ---- sections ------------------------------------------------------------------------------ */
 
 /* Price a column (format.md §3): orders 0–2, then (compact channels) the
  * same over dictionary ranks; the first smallest wins.  Fills *p. */
 static void plan_column(sq_enc_work *e, src *s, uint32_t n, int compact, sq_enc_plan *p)
 {
     uint32_t size, head, order;
-    int flat;
-    s->base = column_min(s, n, &flat);
+    stats st;
+    column_stats(s, n, 0, &st);
+    s->base = st.lo;
     s->dict = NULL;
     s->gaps = 0;
     head = varint_size(zigzag(s->base));
     p->base = s->base;
     p->codec = SQ_CODEC_ZERO | SQ_CODEC_SHORT;
     p->size = head;
-    if (flat) {
+    if (!st.f[1]) {                          /* max == min: every word is the base */
         return;
     }
     p->size = UINT32_MAX;
@@ -368,51 +429,10 @@ static void write_column(sq_enc_work *e, src *s, uint32_t n, int compact, const 
     pass(e, s, n, p->codec & SQ_CODEC_ORDER, compact, out);
 }
 
-/* ---- statistics and the directory ---------------------------------------------------------------
- * A version-2 entry of an integer channel: kind (dtype | inexact flags),
- * codec, data_len, max − min, first − min, last − min, idx_min, idx_max,
- * zigzag(S1), S2 with m = min + (max − min) >> 1, S1 = Σ(x − m) and
- * S2 = Σ(x − m)², both mod 2^64; the minimum is the section's base. */
-
-/* An entry's varints in their order: data_len, max − min, first − min,
- * last − min, idx_min, idx_max, zigzag(S1), S2. */
-typedef struct {
-    uint64_t f[8];
-    uint8_t kind;
-} stats;
-
-static void column_stats(const src *s, uint32_t n, uint8_t dtype, stats *st)
-{
-    uint64_t low = 0, m, x, d, sq = 0, lo, hi;
-    int32_t high = 0;      /* carry word of the exact 128-bit sum: |high| ≤ 65536 */
-    uint32_t i, i_lo = 0, i_hi = 0;
-    int inexact_sq = 0;
-    lo = hi = x = word_at(s, 0);
-    for (i = 0; i < n; i++) {
-        x = word_at(s, i);
-        if ((x ^ SIGN64) < (lo ^ SIGN64)) { lo = x; i_lo = i; }
-        if ((x ^ SIGN64) > (hi ^ SIGN64)) { hi = x; i_hi = i; }
-        high += (low + x < low) - (int32_t)(x >> 63);
-        low += x;
-        d = x >> 63 ? 0u - x : x;
-        inexact_sq |= (d >> 32) != 0 || sq + d * d < sq;
-        sq += d * d;
-    }
-    st->kind = (uint8_t)(dtype | (high != ((low >> 63) ? -1 : 0) ? 0x08u : 0u) | (inexact_sq ? 0x10u : 0u));
-    m = lo + ((hi - lo) >> 1);
-    st->f[1] = hi - lo;
-    st->f[2] = word_at(s, 0) - lo;
-    st->f[3] = x - lo;                       /* x: the last word */
-    st->f[4] = i_lo;
-    st->f[5] = i_hi;
-    st->f[6] = zigzag(low - (uint64_t)n * m);
-    st->f[7] = sq - 2u * m * low + (uint64_t)n * m * m;
-}
-
-/* The entry's bytes at out (or only its size, out NULL). */
+/* The entry's bytes at out; returns their count. */
 static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_enc_plan *p, uint8_t *out)
 {
-    uint8_t buf[64], *q = buf;
+    uint8_t *q = out;
     stats st;
     unsigned i;
     column_stats(s, n, dtype, &st);
@@ -422,10 +442,7 @@ static uint32_t write_entry(const src *s, uint32_t n, uint8_t dtype, const sq_en
     for (i = 0; i < 8u; i++) {
         q = put_varint(q, st.f[i]);
     }
-    if (out) {
-        memcpy(out, buf, (size_t)(q - buf));
-    }
-    return (uint32_t)(q - buf);
+    return (uint32_t)(q - out);
 }
 
 /* ---- time ------------------------------------------------------------------------------------------ */
@@ -454,7 +471,7 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
         step = cur - prev;
         prev = cur;
         k[i] = step;
-        if (step && step != tick) {
+        if (step != tick) {            /* gcd(0, tick) = tick */
             tick = gcd(step, tick);
         }
     }
@@ -471,16 +488,14 @@ static uint64_t time_to_words(const uint8_t *t, uint64_t *k, uint32_t n)
 /* Column c (-1: time) of a staged half as a source. */
 static void column_src(const sq_stream_cfg *cfg, const uint8_t *data, const sq_enc_work *e, int c, src *s)
 {
-    memset(s, 0, sizeof *s);
-    s->is_signed = c >= 0;
+    s->is_signed = c >= 0;      /* base, dict and gaps: set by plan_column and write_column */
     s->data = c < 0 ? (const uint8_t *)e->scratch : sq_half_column(cfg, data, c);
     s->width = (uint8_t)(c < 0 ? 8u : sq_dtype_bytes(cfg->dtype[c]));
 }
 
 static uint8_t *write_header(const sq_stream_cfg *cfg, uint8_t *b, const sq_block_info *info)
 {
-    memcpy(b, "SQB1", 4);
-    b[4] = SQ_FORMAT_VERSION;
+    sq_put_le(b, 0x31425153u | (uint64_t)SQ_FORMAT_VERSION << 32, 5);     /* "SQB1", version */
     b = put_varint(b + 5, info->block_len);
     *b++ = cfg->n_channels;
     *b++ = info->time_codec;
@@ -513,7 +528,8 @@ uint32_t sq_enc_block(const sq_stream_cfg *cfg, const uint8_t *data, uint32_t n,
         column_src(cfg, data, e, c, &s);
         plan_column(e, &s, n, compact, &e->plan[c + 1]);
         rest += e->plan[c + 1].size;
-        dir += c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], NULL);
+        /* sized by writing it where the header goes later (no buffer on the stack) */
+        dir += c < 0 ? 0 : write_entry(&s, n, cfg->dtype[c], &e->plan[c + 1], b);
     }
     rest += dir;
     info->time_codec = e->plan[0].codec;

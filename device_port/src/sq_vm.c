@@ -19,6 +19,15 @@
 #define FLAG_START 1u
 #define FLAG_END 2u
 
+/* Whether aggregate agg is DURATION or EPISODES: never in a build without
+ * them (load refuses bytecode version 3), which lets the compiler drop
+ * their branches. */
+#ifdef SQ_NO_TIMED
+#define IS_TIMED(agg) ((void)(agg), 0)
+#else
+#define IS_TIMED(agg) ((agg) >= SQ_AGG_DURATION)
+#endif
+
 /* The VM's whole state: sq_query_state, declared in sensorq.h so that a
  * caller keeps it out of the stack (sq_query_run). */
 typedef sq_query_state sq_vm;
@@ -93,6 +102,7 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     uint32_t hdr, ver;
     uint8_t ch;
     int none;
+    int64_t gap = 0, min_dur = 0;      /* version 3 */
     if (!code || len < HDR + 5u || sq_le32(code, 4) != 0x31515153u) {    /* "SQQ1" */
         return SQ_ERR_BYTECODE;
     }
@@ -119,20 +129,21 @@ static int load(sq_vm *v, const uint8_t *code, size_t len, int64_t now)
     v->schema = sq_le32(code + 28, 4);
     v->prog = code + hdr;
     v->prog_len = (uint32_t)len - hdr - 4u;
-    v->gap = v->min_dur = 0;
     if (ver == 3u) {
-        v->gap = (int64_t)sq_get_le(code + 32, 8);
-        v->min_dur = (int64_t)sq_get_le(code + 40, 8);
+        gap = (int64_t)sq_get_le(code + 32, 8);
+        min_dur = (int64_t)sq_get_le(code + 40, 8);
     }
+    v->gap = gap;
+    v->min_dur = min_dur;
     v->held = v->open = 0;
     v->n_slots = 0;
     v->agg_slot = NO_CHANNEL;
     v->start = add_clamped(now, code + 12);
     v->end = add_clamped(now, code + 20);
     /* COUNT, DURATION and EPISODES aggregate no channel, the others one */
-    none = v->agg == SQ_AGG_COUNT || v->agg >= SQ_AGG_DURATION;
+    none = v->agg == SQ_AGG_COUNT || IS_TIMED(v->agg);
     if (v->agg > ver * 2u + 2u || (v->flags & ~(FLAG_START | FLAG_END)) || v->n_channels - 1u > 254u ||
-        (v->gap | v->min_dur) < 0 || (none ? ch != NO_CHANNEL : ch >= v->n_channels)) {
+        (gap | min_dur) < 0 || (none ? ch != NO_CHANNEL : ch >= v->n_channels)) {
         return SQ_ERR_BYTECODE;
     }
     if (!none) {
@@ -239,19 +250,19 @@ static int finish(sq_vm *v)
     uint64_t n = out->count;
     int64_t value = v->acc;                   /* MIN, MAX, FIRST, LAST */
     uint8_t agg = v->agg;
-    if (v->open) {
+    if (IS_TIMED(agg) && v->open) {
         close_run(v, v->last_t);              /* the data ends the episode */
     }
     if (agg == SQ_AGG_COUNT) {
         value = (int64_t)n;
-    } else if (agg == SQ_AGG_SUM || agg == SQ_AGG_MEAN || agg >= SQ_AGG_DURATION) {
+    } else if (agg == SQ_AGG_SUM || agg == SQ_AGG_MEAN || IS_TIMED(agg)) {
         if (v->sum_high != ((v->sum_low >> 63) ? -1 : 0)) {
             return SQ_ERR_OVERFLOW;           /* the 128-bit sum does not fit in int64 */
         }
         value = agg == SQ_AGG_MEAN && n ? sq_round_div((int64_t)v->sum_low, n) : (int64_t)v->sum_low;
     }
     /* the sum of nothing is no value, as the host engine's */
-    out->has_value = n > 0 || agg == SQ_AGG_COUNT || agg >= SQ_AGG_DURATION;
+    out->has_value = n > 0 || agg == SQ_AGG_COUNT || IS_TIMED(agg);
     out->value = out->has_value ? value : 0;
     return SQ_OK;
 }
@@ -366,7 +377,7 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
             return err;
         }
         v->out->samples_scanned++;
-        if (v->agg >= SQ_AGG_DURATION) {
+        if (IS_TIMED(v->agg)) {
             timed(v, t, in_window, (int)(eval(v, x, x) & 1u));
         } else if (in_window && (eval(v, x, x) & 1u)) {
             int64_t a = v->agg_slot == NO_CHANNEL ? 0 : x[v->agg_slot];
@@ -415,7 +426,7 @@ static int __attribute__((noinline)) load_block(sq_vm *v, const uint8_t *b, cons
 static int decide(sq_vm *v, const sq_block_info *info, int in_window)
 {
     unsigned verdict = eval(v, v->lo, v->hi);
-    if (v->agg >= SQ_AGG_DURATION) {
+    if (IS_TIMED(v->agg)) {
         if ((verdict & 1u) || !in_window) {
             return 2;                 /* times matter: decoded */
         }
@@ -440,26 +451,31 @@ static int decide(sq_vm *v, const sq_block_info *info, int in_window)
     return 1;
 }
 
+typedef char sq_block_counters_adjacent[offsetof(sq_result, blocks_decoded) -
+                                        offsetof(sq_result, blocks_skipped) == 16u ? 1 : -1];
+
 /* A block already verified, its header in v->info. */
 static int run_verified(sq_vm *v, const uint8_t *b)
 {
     const sq_block_info *info = &v->info;
-    unsigned s;
+    unsigned s, at_first, at_last;
     int err = info->n_channels != v->n_channels ? SQ_ERR_MISMATCH : load_block(v, b, info), whole, verdict;
     if (err != SQ_OK) {
         return err;
     }
-    whole = !outside(v, info->t_first) && !outside(v, info->t_last);   /* t_first ≤ t_last */
-    if ((outside(v, info->t_last) & FLAG_START) || (outside(v, info->t_first) & FLAG_END)) {
+    at_first = outside(v, info->t_first);
+    at_last = outside(v, info->t_last);
+    whole = !(at_first | at_last);        /* t_first ≤ t_last */
+    if ((at_last & FLAG_START) || (at_first & FLAG_END)) {
         verdict = 0;                      /* the whole block is outside the window */
-        if (v->agg == SQ_AGG_DURATION) {
+        if (IS_TIMED(v->agg) && v->agg == SQ_AGG_DURATION) {
             release(v, info->t_first);    /* the next sample after the window's last */
         }
     } else {
         verdict = decide(v, info, whole);
     }
-    ++*(verdict == 0 ? &v->out->blocks_skipped : verdict == 1 ? &v->out->blocks_answered
-                                                               : &v->out->blocks_decoded);
+    /* blocks_skipped, _answered, _decoded: adjacent, in the verdict's order */
+    ++*(uint64_t *)(void *)((uint8_t *)v->out + offsetof(sq_result, blocks_skipped) + 8u * (unsigned)verdict);
     if (verdict < 2) {
         return SQ_OK;
     }
@@ -468,7 +484,7 @@ static int run_verified(sq_vm *v, const uint8_t *b)
         err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info->n_samples, v->sec_codec[s],
                           v->width[s], &v->cursor);
     }
-    whole = whole && v->agg < SQ_AGG_DURATION;
+    whole = whole && !IS_TIMED(v->agg);
     if (err == SQ_OK && !whole) {
         const uint8_t *sec = b + info->sec_off;
         err = sq_col_open(&v->tcol, sec, sec + info->time_len, info->n_samples, info->time_codec, 8, &v->cursor);
