@@ -228,11 +228,22 @@ def test_a_fast_only_build_refuses_compact_columns(dev, dev_fast):
             assert np.array_equal(t2, t) and np.array_equal(got, column.astype(np.int64))
 
 
-def test_crc_matches_zlib(dev):
+@pytest.fixture(scope="module")
+def dev_crc_table(tmp_path_factory):
+    """The device port built with CRC_TABLE=1: CRC-32 through a nibble table."""
+    try:
+        return DeviceLib(build_library(tmp_path_factory.mktemp("device_crc"), options=("CRC_TABLE=1",)))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no host build: {exc}")
+
+
+@pytest.mark.parametrize("which", ["bitwise", "table"])
+def test_crc_matches_zlib(dev, dev_crc_table, which):
+    lib = dev if which == "bitwise" else dev_crc_table
     rng = np.random.default_rng(3)
     for size in (0, 1, 7, 100, 4096):
         data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-        assert dev.crc32(data) == zlib.crc32(data)
+        assert lib.crc32(data) == zlib.crc32(data)
 
 
 # --- damaged blocks ---------------------------------------------------------------
