@@ -39,13 +39,18 @@ def dev_v1(tmp_path_factory):
         pytest.skip(f"no host build: {exc}")
 
 
+def _variant(tmp_path_factory, name: str, option: str) -> DeviceLib:
+    """The host library built with one Makefile option (skipped without a compiler)."""
+    try:
+        return DeviceLib(build_library(tmp_path_factory.mktemp(name), options=(option,)))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no host build: {exc}")
+
+
 @pytest.fixture(scope="module")
 def dev_fast(tmp_path_factory):
     """The device port built with NO_COMPACT=1: the fast codec only (no compact encoder nor reader)."""
-    try:
-        return DeviceLib(build_library(tmp_path_factory.mktemp("device_fast"), options=("NO_COMPACT=1",)))
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no host build: {exc}")
+    return _variant(tmp_path_factory, "device_fast", "NO_COMPACT=1")
 
 
 SETTINGS = settings(max_examples=100, deadline=None,
@@ -231,10 +236,7 @@ def test_a_fast_only_build_refuses_compact_columns(dev, dev_fast):
 @pytest.fixture(scope="module")
 def dev_crc_table(tmp_path_factory):
     """The device port built with CRC_TABLE=1: CRC-32 through a nibble table."""
-    try:
-        return DeviceLib(build_library(tmp_path_factory.mktemp("device_crc"), options=("CRC_TABLE=1",)))
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no host build: {exc}")
+    return _variant(tmp_path_factory, "device_crc", "CRC_TABLE=1")
 
 
 @pytest.mark.parametrize("which", ["bitwise", "table"])

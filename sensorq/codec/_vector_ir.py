@@ -139,18 +139,14 @@ def emit_unpack32(builder, src, shift, width, dst):
     width = _as_i64(builder, width)
     done = builder.append_basic_block("unpack32.done")
     switch = builder.switch(width, done)
-    gathering = builder.append_basic_block("unpack32.gather")
-    for h in GATHER_WIDTHS:
-        switch.add_case(ir.Constant(I64, h), gathering)
-    builder.position_at_end(gathering)
-    _unpack_gather(builder, src, shift, width, dst)
-    builder.branch(done)
-    narrow = builder.append_basic_block("unpack32.narrow")
-    for h in NARROW_WIDTHS:
-        switch.add_case(ir.Constant(I64, h), narrow)
-    builder.position_at_end(narrow)
-    _unpack_narrow(builder, src, shift, width, dst)
-    builder.branch(done)
+    for name, widths, emit in (("gather", GATHER_WIDTHS, _unpack_gather),
+                               ("narrow", NARROW_WIDTHS, _unpack_narrow)):
+        shared = builder.append_basic_block(f"unpack32.{name}")    # one body for these widths
+        for h in widths:
+            switch.add_case(ir.Constant(I64, h), shared)
+        builder.position_at_end(shared)
+        emit(builder, src, shift, width, dst)
+        builder.branch(done)
     for h in (h for h in range(MAX_WIDTH + 1) if h not in GATHER_WIDTHS and h not in NARROW_WIDTHS):
         block = builder.append_basic_block(f"unpack32.w{h}")
         switch.add_case(ir.Constant(I64, h), block)
