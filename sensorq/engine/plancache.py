@@ -55,9 +55,6 @@ class PlanCache:
                 self._plans.popitem(last=False)
         return plan
 
-    def clear(self) -> None:
-        self._plans.clear()
-
 
 def _still_valid(cache, streams, planned_streams, newest_read) -> bool:
     # dict equality compares each Stream by identity first, then by value

@@ -118,15 +118,13 @@ def classify(pred, index) -> np.ndarray:
 
 
 def _classify(pred, index) -> np.ndarray:
-    """NONE / SOME / ALL per block of ``index`` for predicate ``pred`` (None: ALL).
+    """NONE / SOME / ALL per block of ``index`` for predicate ``pred``.
     With NONE < SOME < ALL, ``and`` is the smallest class of its arguments,
     ``or`` the largest and ``not`` the mirror image; an ``and`` stops at an
     argument that leaves every block NONE (an ``or`` at one that leaves every
     block ALL): ``(x > 1g or y > 1g) and z < 0`` never looks at x and y where
     z is never below 0."""
     n_blocks = len(index)
-    if pred is None:
-        return np.full(n_blocks, ALL, np.int8)
     if isinstance(pred, P.BoolConst):
         return np.full(n_blocks, ALL if pred.value else NONE, np.int8)
     if isinstance(pred, P.RawCompare):

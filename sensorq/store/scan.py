@@ -173,10 +173,8 @@ class SegmentScanning:
         (one allocation, not one regrowth after another)."""
         listed = [scan.listed.rows["stream_id"] for scan in scans if scan.listed is not None]
         if listed:
-            ordered = np.sort(np.concatenate(listed))     # not np.unique: it imports numpy.ma
-            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-            counts = np.diff(np.r_[starts, len(ordered)])
-            for sid, count in zip(ordered[starts].tolist(), counts.tolist()):
+            sids, codes = factorise(np.concatenate(listed))   # not np.unique: it imports numpy.ma
+            for sid, count in zip(sids, np.bincount(codes).tolist()):
                 if sid in self._blocks:
                     self._blocks[sid].reserve(count)
 
@@ -194,9 +192,7 @@ class SegmentScanning:
         rows = listed.rows
         groups = {}
         sids = rows["stream_id"]
-        # not np.unique: it imports numpy.ma, a tenth of a one-off query's start-up
-        one = len(sids) and (sids == sids[0]).all()
-        for sid in ([int(sids[0])] if one else _distinct(sids)):
+        for sid in factorise(sids)[0]:      # not np.unique: it imports numpy.ma
             which = np.flatnonzero(sids == sid)
             part = rows if len(which) == len(rows) else rows[which]
             entries = listed.entries_of(which, int(part["n_channels"][0]))
@@ -425,7 +421,7 @@ class SegmentScanning:
         if listed is None:
             return
         sids, seqs = listed.rows["stream_id"], listed.rows["seq"]
-        for sid in _distinct(sids):
+        for sid in factorise(sids)[0]:
             beyond = int(seqs[sids == sid].max()) + 1
             self._next_seq[sid] = max(beyond, self._next_seq.get(sid, 0))
         remove_quietly(self.path / index_file_name(segment.number))
@@ -438,9 +434,3 @@ class SegmentScanning:
             return True
         return (not segment.damaged and segment.n_blocks == 0
                 and segment.served_end <= SEGMENT_HEADER_SIZE)
-
-
-def _distinct(values: np.ndarray) -> list[int]:
-    """The distinct values, ascending (np.unique without numpy.ma)."""
-    ordered = np.sort(values)
-    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]].tolist()
