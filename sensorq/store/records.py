@@ -64,9 +64,17 @@ def segment_header(number: int) -> bytes:
     return head + zlib.crc32(head).to_bytes(4, "little")
 
 
+# the CRC of a record covers its type byte, then its payload
+_TYPE_CRC = {rec_type: zlib.crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
+
+
+def record_crc(rec_type: int, payload) -> int:
+    """The CRC a record of ``rec_type`` (one of RECORD_TYPES) carries for ``payload``."""
+    return zlib.crc32(payload, _TYPE_CRC[rec_type])
+
+
 def record_bytes(rec_type: int, payload: bytes) -> bytes:
-    crc = zlib.crc32(payload, zlib.crc32(bytes((rec_type,))))
-    return RECORD_HEADER.pack(len(payload), crc, rec_type) + payload
+    return RECORD_HEADER.pack(len(payload), record_crc(rec_type, payload), rec_type) + payload
 
 
 def commit_record(segment_number: int, offset: int, durable: bool) -> bytes:
@@ -156,7 +164,7 @@ def scan_records(data: bytes, base: int, number: int, version: int = SEGMENT_VER
         if payload_start + length > end:
             return _stop(result, data, pos, f"{where} runs past the end of the file", number, version)
         payload = view[payload_start:payload_start + length]
-        if zlib.crc32(payload, zlib.crc32(bytes((rec_type,)))) != crc:
+        if record_crc(rec_type, payload) != crc:
             return _stop(result, data, pos, f"{where}: checksum mismatch", number, version)
         if rec_type == REC_COMMIT:
             flags = commit_flags(payload, number, base + pos)
@@ -203,7 +211,7 @@ def _whole_records_after(data: bytes, start: int, magic: bytes, rec_type: int):
         length, crc, found_type = RECORD_HEADER.unpack_from(data, pos)
         end = at + length
         if found_type == rec_type and end <= len(data) and \
-                zlib.crc32(data[at:end], zlib.crc32(bytes((rec_type,)))) == crc:
+                record_crc(rec_type, data[at:end]) == crc:
             yield pos
         at = data.find(magic, at + 1)
 

@@ -18,7 +18,6 @@ flush is refused, so nothing unsynced is ever acknowledged.
 from __future__ import annotations
 
 import os
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..codec.header import check_blocks, parse_block
 from ..errors import StorageError
 from . import fileio
 from .records import (CLEAN, COMMIT_RECORD_SIZE, REC_BLOCK, REC_BLOCK_ZSTD, RECORD_HEADER,
-                      RECORD_HEADER_SIZE, RECORD_TYPES, SEGMENT_HEADER_SIZE, commit_record, segment_header)
+                      RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, commit_record, record_crc, segment_header)
 from .blockindex import BLOCK_FIELDS
 from .segindex import ROW_DTYPE, TAIL_BYTES, encode_index, index_file_name, remove_quietly, write_index
 from .segment import Segment
@@ -156,12 +155,12 @@ class RecordWriting:
         compressor = None if mode == "none" else zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         wrapped = [_wrap(block, mode, compressor) for block in blocks]
         return _Prepared(infos, blocks, [w[0] for w in wrapped], [w[1] for w in wrapped],
-                         [zlib.crc32(w[0], _TYPE_CRC[w[1]]) for w in wrapped])
+                         [record_crc(w[1], w[0]) for w in wrapped])
 
     def _prepare_one(self, block) -> _Prepared:
         payload, rec_type = _wrap(block, self._manifest.compression, self._compressor)
         return _Prepared([parse_block(block)], [block], [payload], [rec_type],
-                         [zlib.crc32(payload, _TYPE_CRC[rec_type])])
+                         [record_crc(rec_type, payload)])
 
     def _write_records(self, records: _Records, batch: _Batch) -> None:
         """Write the records, each where ``_reserve`` puts it, with one pwrite
@@ -451,10 +450,6 @@ def _wrap(block, mode: str, compressor) -> tuple[bytes, int]:
     if mode == "zstd" or len(frame) <= (1 - ZSTD_MIN_SAVING) * len(block):
         return frame, REC_BLOCK_ZSTD
     return block, REC_BLOCK
-
-
-# a record's CRC covers its type byte, then its payload (records.record_bytes)
-_TYPE_CRC = {rec_type: zlib.crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
 
 
 def _ranks(widths: np.ndarray) -> np.ndarray:
