@@ -22,26 +22,91 @@ SUMSQ_INEXACT = 2
 
 # --- time ----------------------------------------------------------------------
 
-@cached(_STAMP, nogil=True)
 def time_words(t):
-    """(tick, words) with words = (t - t_first) / tick, tick the gcd of the offsets.
+    """(tick, words) with words = (t - t_first) / tick, tick the gcd of the
+    offsets (1 if all are 0).  ``t``: non-decreasing, at least one sample, no
+    step of 2^63 ns or more (the block encoders refuse those first)."""
+    words = np.empty(t.shape[0], np.uint64)
+    tick, _ = time_words_into(t, words)
+    return tick, words
 
-    Offsets are taken mod 2^64, which is exact because t is non-decreasing."""
+
+_HALF_RANGE = U64(1 << 63)
+_EXACT_FLOAT = U64(1 << 53)       # integers below this are exact in float64
+
+
+@cached(_STAMP, nogil=True)
+def _divides(d, x):
+    """Does d divide x?  One float division instead of an integer one where both are exact."""
+    if x < _EXACT_FLOAT and d < _EXACT_FLOAT:
+        return U64(np.float64(x) / np.float64(d)) * d == x
+    return x % d == ZERO
+
+
+@cached(_STAMP, nogil=True)
+def _gcd(a, b):
+    while b != ZERO:
+        a, b = b, a % b
+    return a
+
+
+@cached(_STAMP, nogil=True)
+def time_words_into(t, words):
+    """time_words with the words in ``words``: tick = the gcd of
+    the offsets from t[0] (1 if all are 0), words = offsets / tick, exact.
+    Returns (tick, index of the first step of 2^63 ns or more, or -1).
+
+    That gcd is two integer divisions a sample; here, the first non-zero
+    offset (the smallest: t is non-decreasing) is the gcd whenever it divides
+    every offset, which two vectorised passes check and divide with float64
+    (exact for integers below 2^53).  Other clocks take the gcd loop."""
     n = t.shape[0]
-    offsets = np.empty(n, np.uint64)
     first = U64(t[0])
+    words[0] = ZERO
+    bad = False
+    for i in range(1, n):
+        bad |= U64(t[i]) - U64(t[i - 1]) >= _HALF_RANGE
+        words[i] = U64(t[i]) - first
+    if bad:
+        for i in range(1, n):
+            if U64(t[i]) - U64(t[i - 1]) >= _HALF_RANGE:
+                return np.int64(1), i - 1
+    j = 0
+    while j < n and words[j] == ZERO:
+        j += 1
+    if j == n:
+        return np.int64(1), -1
+    if words[n - 1] < _EXACT_FLOAT:
+        tick = words[j]
+        scale = np.float64(tick)
+        divides = True
+        for i in range(n):        # from 0, not j: loops from a scanned index do not vectorise
+            divides &= U64(np.float64(words[i]) / scale) * tick == words[i]
+        if divides:
+            for i in range(n):
+                words[i] = U64(np.float64(words[i]) / scale)
+            return np.int64(tick), -1
+    return _time_words_gcd(words), -1
+
+
+@cached(_STAMP, nogil=True)
+def _time_words_gcd(words):
+    """The tick of offsets ``words`` (at least one non-zero) and words /= tick."""
+    n = words.shape[0]
     tick = ZERO
     for i in range(n):
-        offsets[i] = U64(t[i]) - first
-        a, b = offsets[i], tick
-        while b != ZERO:
-            a, b = b, a % b
-        tick = a
-    if tick == ZERO:
-        tick = ONE
-    for i in range(n):
-        offsets[i] //= tick
-    return np.int64(tick), offsets
+        off = words[i]
+        if off != ZERO and (tick == ZERO or not _divides(tick, off)):
+            tick = _gcd(off, tick)
+    if tick != ONE:
+        if words[n - 1] < _EXACT_FLOAT:      # non-decreasing: the last is the largest
+            scale = np.float64(tick)
+            for i in range(n):
+                words[i] = U64(np.float64(words[i]) / scale)
+        else:
+            for i in range(n):
+                words[i] //= tick
+    return np.int64(tick)
 
 
 @cached(_STAMP, nogil=True)
