@@ -31,8 +31,10 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
     that sit alone or in small buffers (zstd-decompressed blocks, the writer's
     tail) are copied into one buffer, so that one kernel call covers them all."""
     layouts = []
-    if len(index) < group_min:      # a few blocks (a search, top N): one pooled buffer
-        return [pooled_layout(index, np.arange(len(index)), slot_channels)] if len(index) else []
+    if len(index) == 0:
+        return []
+    if len(index) < group_min:      # a few blocks (a search, top N): one buffer
+        return [few_blocks_layout(index, np.arange(len(index)), slot_channels)]
     blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
     big = blocks_in >= group_min
     for buffer_no in np.flatnonzero(big):
@@ -43,6 +45,17 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
     if len(chosen):
         layouts.append(pooled_layout(index, chosen, slot_channels))
     return layouts
+
+
+def few_blocks_layout(index, chosen, slot_channels) -> Layout:
+    """One layout for a few blocks ``chosen`` (positions in ``index``, in the
+    order the layout lists them): read in place when they all lie in one
+    buffer (most often one mapped segment), else pooled."""
+    buffer_of = index.buffer_of[chosen]
+    if len(chosen) and (buffer_of == buffer_of[0]).all():
+        return _layout(index.buffers[int(buffer_of[0])], index.offset[chosen].astype(np.int64),
+                       index, chosen, slot_channels)
+    return pooled_layout(index, chosen, slot_channels)
 
 
 def pooled_layout(index, chosen, slot_channels) -> Layout:

@@ -28,7 +28,7 @@ import numpy as np
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
-from .layout import build_layouts, pooled_layout
+from .layout import build_layouts, few_blocks_layout
 from .derived import derived
 from .program import compile_query
 from .search import READ_AHEAD_BLOCKS, BlockReader
@@ -536,7 +536,7 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
     upper = derived(index, ("upper bounds", q.expr), lambda: upper_bounds(q.expr, index))
     n = min(q.n, limit + 1)
     if q.where is None:     # every block, ranked as the last query over them was (derived.py)
-        rows = np.arange(len(index))
+        rows = derived(index, ("every row",), lambda: np.arange(len(index)))
         batches = _by_bound(rows, upper, index, q.expr)
     else:
         rows = np.flatnonzero(classify(q.where, index) != NONE)
@@ -550,9 +550,9 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
     for batch in batches:
         if best[3][0] == n and best[0][n - 1] > upper[batch[0]]:
             break                       # no sample left can enter the top n
-        # the batch's blocks copied into one buffer (a few blocks: cheaper than
-        # a layout per segment they lie in), in descending order of their bounds
-        layout = pooled_layout(index, batch, programs.slot_indices)
+        # the batch's blocks in one layout (copied into one buffer if they lie
+        # in several: cheaper than a layout per segment), best bound first
+        layout = few_blocks_layout(index, batch, programs.slot_indices)
         decoded += tier.top_blocks(layout, np.arange(len(batch), dtype=np.int64), upper[batch],
                                    batch.astype(np.int64) << BITS, programs, start, end, best)
     held = int(best[3][0])
