@@ -169,3 +169,57 @@ def test_top_n_through_every_block_asked_again(tmp_path, blocks):
             got = c.query("top 8 x")
             assert got.columns["value"].tolist() == x[order].astype(float).tolist()
             assert got.columns["time"].tolist() == t[order].tolist()
+
+
+COUNTS = ["count where x > 10 and y < 0 last 3s", "count where (x > 20 or y > 20) and x < 40",
+          "count where not x between -5 and 5", "count last 2s", "count where y == 3 last 4s"]
+
+
+def _numpy_counts(t, x, y):
+    """COUNTS over the samples, in plain numpy (windows end at the newest sample)."""
+    x, y = x.astype(np.int64), y.astype(np.int64)
+    since = lambda seconds: t >= t[-1] + 1 - seconds * S      # noqa: E731
+    return [int(((x > 10) & (y < 0) & since(3)).sum()),
+            int((((x > 20) | (y > 20)) & (x < 40)).sum()),
+            int((~((x >= -5) & (x <= 5))).sum()),
+            int(since(2).sum()),
+            int(((y == 3) & since(4)).sum())]
+
+
+@given(batches=st.lists(st.integers(1, 300), min_size=1, max_size=5),
+       flush=st.lists(st.booleans(), min_size=5, max_size=5),
+       compression=st.sampled_from(["none", "zstd"]), seed=st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_counts_asked_again_keep_their_plan_and_follow_the_data(tmp_path_factory, batches, flush,
+                                                                compression, seed):
+    """A count's plan (engine/counting.py: blocks from statistics, residual
+    predicates, where the decoded blocks' columns lie) is kept per block range
+    and used again while the blocks are the same; appends, flushes (the
+    writer's open block sealed) and zstd runs (blocks in buffers of their own,
+    pooled) all give answers equal to numpy's, asked once and again."""
+    rng = np.random.default_rng(seed)
+    path = tmp_path_factory.mktemp("p") / "c"
+    with sensorq.open(path, create=True, compression=compression) as c:
+        c.create_stream("s", [Channel("x", "int16"), Channel("y", "int16")], block_samples=16)
+        ts, xs, ys, next_t = [], [], [], 0
+        for n, sealed in zip(batches, flush):
+            t = next_t + np.arange(n, dtype=np.int64) * (S // 20)
+            next_t = int(t[-1]) + S // 20
+            x = rng.integers(-50, 50, n).astype(np.int16)
+            y = np.where(rng.random(n) < 0.3, 3, rng.integers(-30, 30, n)).astype(np.int16)
+            c.append("s", t, {"x": x, "y": y})
+            if sealed:
+                c.flush()
+            ts.append(t)
+            xs.append(x)
+            ys.append(y)
+            expected = _numpy_counts(np.concatenate(ts), np.concatenate(xs), np.concatenate(ys))
+            for _ in range(2):
+                assert [c.query(text).value for text in COUNTS] == expected
+        index = c.blocks("s")       # the whole range: COUNTS[1] and [2] were planned over it
+        kept = [v for k, v in (index.memo or {}).items() if k[0] == "count plan"]
+        assert len(kept) >= 2 or not sealed     # (no memo while the writer holds an open block)
+        for plan, _, _ in kept:
+            for call in plan.calls:
+                assert all(not a.flags.writeable for lp in call.layouts
+                           for a in (lp.blocks, lp.lay_t, lp.lay_c))

@@ -31,6 +31,6 @@ def check_status(status) -> None:
     an array of them: the kernels return statuses, since an exception cannot
     cross a parallel loop cleanly)."""
     status = np.asarray(status)
-    if (status != OK).any():
+    if status.any():            # OK is 0
         raise CorruptDataError(f"a block failed to decode (status {int(status[status != OK].flat[0])}) "
                                f"although its checksum matched; the cache needs repair")

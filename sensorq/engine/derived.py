@@ -17,14 +17,17 @@ import numpy as np
 KEPT_ARRAYS = 64            # per block range: distinct (what, expression) pairs
 
 
-def derived(index, key: tuple, compute):
-    """``compute()``, or what it gave for ``key`` over these same blocks."""
+def derived(index, key: tuple, compute, keep=None):
+    """``compute()``, or what it gave for ``key`` over these same blocks
+    (kept only if ``keep(value)``, when given)."""
     memo = index.memo
     if memo is None:
         return compute()
     value = memo.get(key)
     if value is None:
         value = compute()
+        if keep is not None and not keep(value):
+            return value
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
         if len(memo) >= KEPT_ARRAYS:

@@ -27,10 +27,10 @@ from ..store.manifest import MODELS_DIR
 from ..query.categories import label_result
 from ..result import TIME_MISSING, TIME_UNIT, Result, ScanStats
 from . import aggregates as A
-from . import limits, tiers
-from .layout import build_layouts
+from . import counting, limits, tiers
+from .derived import derived
 from .program import compile_query
-from .zonemaps import ALL, NONE, classify, residual_groups
+from .zonemaps import ALL, NONE, classify
 
 MODEL_SUFFIX = ".sqm"       # models/registry.py: one NAME.sqm file per model in MODELS_DIR
 
@@ -177,11 +177,10 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
     if q.aggregate in ("median", "percentile"):
         scan = ScanStats(blocks_total=len(index))
         return _run_percentile(q, index, classes, programs, start, end, scan, text, engine, limit)
+    if q.aggregate == "count" and not q.bucket_ns:
+        return _run_count(q, text, index, classes, programs, start, end, engine)
     use_stats, decode, scan, tier = plan_decode(cache, q, index, classes, programs, start, end,
                                                 engine, limit, text)
-    if q.aggregate == "count" and not q.bucket_ns:
-        total = count_total(tier, index, use_stats, decode, programs, q.where, start, end)
-        return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
     from . import partials
     ids, values = partials.scan_buckets(
         partials.Scan(cache, q, index, programs, tier, start, end, limit, _what(text)),
@@ -218,8 +217,27 @@ def plan_decode(cache, q: P.AggregateQuery, index, classes, programs, start, end
 
 def count_total(tier, index, use_stats, decode, programs, where, start, end) -> int:
     """``count where …`` without buckets: blocks whole from statistics, the rest decoded."""
-    return int(index.n_samples[use_stats].sum()) + _count_decoded(
-        tier, index, np.flatnonzero(decode), programs, where, start, end)
+    return counting.run_count(tier, index, counting.count_plan(index, where, use_stats, decode,
+                                                               start, end), start, end)
+
+
+def _run_count(q, text, index, classes, programs, start, end, engine) -> Result:
+    """A count without buckets, its plan kept for the next identical query over
+    the same blocks (counting.py)."""
+    def plan():
+        use_stats = _stat_answerable(q, index, classes, None, start, end)
+        decode = (classes != NONE) & ~use_stats
+        cost = tiers.aggregate_cost(index, decode, programs.channels, 0)
+        return counting.count_plan(index, q.where, use_stats, decode, start, end), \
+            int(use_stats.sum()), cost
+    count_plan, from_stats, cost = derived(index, ("count plan", q.where, start, end), plan,
+                                           keep=lambda kept: counting.kept(kept[0]))
+    tier = tiers.choose(engine, cost)
+    scan = ScanStats(blocks_total=len(index), from_stats=from_stats,
+                     decoded=count_plan.decoded_blocks, engine=tier.name)
+    scan.skipped = len(index) - scan.from_stats - scan.decoded
+    total = counting.run_count(tier, index, count_plan, start, end)
+    return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
 
 
 EXTREMES = {"max": 1, "argmax": 1, "min": -1, "argmin": -1}
@@ -279,38 +297,6 @@ def _stat_answerable(q, index, classes, value, start, end) -> np.ndarray:
     if channel is not None and q.aggregate in ("sum", "avg", "std", "var"):
         ok &= A.sums_are_exact(index, slice(None), channel)
     return ok
-
-
-def _count_decoded(tier, index, rows, programs, where, start, end) -> int:
-    """``count where …`` over blocks that must be decoded: only the predicate's
-    channels, and the time column only for blocks the window cuts."""
-    if len(rows) == 0:
-        return 0
-    total = 0
-    for residual, group in residual_groups(where, index, rows):
-        # what the block statistics left of the predicate (zonemaps.residual_groups)
-        total += _count_group(tier, index, group, residual, start, end)
-    return total
-
-
-def _count_group(tier, index, rows, where, start, end) -> int:
-    programs = compile_query(where, None)
-    cut = (index.t_first[rows] < start) | (index.t_last[rows] >= end)
-    raw_int = where if isinstance(where, P.RawCompare) and where.channel.dtype.startswith("int") \
-        else None
-    total = 0
-    for need_time in (False, True):
-        chosen = rows[cut == need_time]
-        if len(chosen) == 0:
-            continue
-        if isinstance(where, P.BoolConst) and not need_time:
-            total += int(index.n_samples[chosen].sum()) if where.value else 0
-            continue
-        subset = index if len(chosen) == len(index) else index.select(chosen)
-        for layout in build_layouts(subset, programs.slot_indices):
-            local = np.arange(len(layout.blocks), dtype=np.int64)
-            total += int(tier.count(layout, local, programs, raw_int, start, end, need_time).sum())
-    return total
 
 
 def _aggregate_result(q, text, index, start, end, ids, values, scan) -> Result:

@@ -30,48 +30,78 @@ def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list
     Blocks of a big buffer (a memory-mapped segment) are read in place; blocks
     that sit alone or in small buffers (zstd-decompressed blocks, the writer's
     tail) are copied into one buffer, so that one kernel call covers them all."""
-    layouts = []
+    return [materialise(plan, index) for plan in plan_layouts(index, slot_channels, group_min)]
+
+
+@dataclass(frozen=True)
+class LayoutPlan:
+    """A layout without its buffer: worked out from the index's positions and
+    statistics alone, so that a query asked again over the same blocks can keep
+    it (executor.py's count plans) and only fetch the bytes (materialise)."""
+    buffer_no: int           # the index buffer read in place; POOLED: copied into one
+    blocks: np.ndarray       # positions in the index
+    lay_t: np.ndarray
+    lay_c: np.ndarray
+
+
+POOLED = -1
+
+
+def plan_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list[LayoutPlan]:
+    """build_layouts' plans (see there)."""
     if len(index) == 0:
         return []
     if len(index) < group_min:      # a few blocks (a search, top N): one buffer
-        return [few_blocks_layout(index, np.arange(len(index)), slot_channels)]
+        return [_few_blocks_plan(index, np.arange(len(index)), slot_channels)]
     blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
     big = blocks_in >= group_min
-    for buffer_no in np.flatnonzero(big):
-        chosen = np.flatnonzero(index.buffer_of == buffer_no)
-        layouts.append(_layout(index.buffers[buffer_no], index.offset[chosen].astype(np.int64),
-                               index, chosen, slot_channels))
-    chosen = np.flatnonzero(~big[index.buffer_of]) if len(index) else np.zeros(0, np.int64)
+    plans = [_in_place_plan(index, int(buffer_no), np.flatnonzero(index.buffer_of == buffer_no),
+                            slot_channels) for buffer_no in np.flatnonzero(big)]
+    chosen = np.flatnonzero(~big[index.buffer_of])
     if len(chosen):
-        layouts.append(pooled_layout(index, chosen, slot_channels))
-    return layouts
+        plans.append(_pooled_plan(index, chosen, slot_channels))
+    return plans
+
+
+def materialise(plan: LayoutPlan, index) -> Layout:
+    """The layout of ``plan`` with its buffer: the index's own, or the blocks'
+    bytes copied into one (read-only like a mapped segment: the kernels are
+    then compiled, and cached, for one buffer type, not two)."""
+    if plan.buffer_no != POOLED:
+        return Layout(index.buffers[plan.buffer_no], plan.blocks, plan.lay_t, plan.lay_c)
+    buf = np.concatenate([index.raw(i) for i in plan.blocks.tolist()])
+    buf.flags.writeable = False
+    return Layout(buf, plan.blocks, plan.lay_t, plan.lay_c)
 
 
 def few_blocks_layout(index, chosen, slot_channels) -> Layout:
     """One layout for a few blocks ``chosen`` (positions in ``index``, in the
     order the layout lists them): read in place when they all lie in one
     buffer (most often one mapped segment), else pooled."""
+    return materialise(_few_blocks_plan(index, chosen, slot_channels), index)
+
+
+def _few_blocks_plan(index, chosen, slot_channels) -> LayoutPlan:
     buffer_of = index.buffer_of[chosen]
     if len(chosen) and (buffer_of == buffer_of[0]).all():
-        return _layout(index.buffers[int(buffer_of[0])], index.offset[chosen].astype(np.int64),
-                       index, chosen, slot_channels)
-    return pooled_layout(index, chosen, slot_channels)
+        return _in_place_plan(index, int(buffer_of[0]), chosen, slot_channels)
+    return _pooled_plan(index, chosen, slot_channels)
 
 
-def pooled_layout(index, chosen, slot_channels) -> Layout:
-    """Blocks ``chosen`` (positions in ``index``, in the order the layout
-    lists them) copied into one buffer of their own."""
-    pieces = [index.raw(i) for i in chosen.tolist()]
-    lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
-    offsets = np.cumsum(lengths) - lengths
-    buf = np.concatenate(pieces)
-    # read-only like a mapped segment: the kernels are then compiled (and
-    # cached) for one buffer type, not two
-    buf.flags.writeable = False
-    return _layout(buf, offsets, index, chosen, slot_channels)
+def _in_place_plan(index, buffer_no, chosen, slot_channels) -> LayoutPlan:
+    return LayoutPlan(buffer_no, chosen, *_layout(index.offset[chosen].astype(np.int64), index,
+                                                  chosen, slot_channels))
 
 
-def _layout(buf, offsets, index, chosen, slot_channels) -> Layout:
+def _pooled_plan(index, chosen, slot_channels) -> LayoutPlan:
+    lengths = index.length[chosen].astype(np.int64)
+    return LayoutPlan(POOLED, chosen, *_layout(np.cumsum(lengths) - lengths, index, chosen,
+                                               slot_channels))
+
+
+def _layout(offsets, index, chosen, slot_channels) -> tuple[np.ndarray, np.ndarray]:
+    """(lay_t, lay_c) of blocks ``chosen`` of ``index``, each starting at its
+    ``offsets`` in the layout's buffer."""
     # (numpy's fancy indexing of the structured entries is slow: fields first)
     every = len(chosen) == len(index) and bool((chosen == np.arange(len(chosen))).all())
     pick = slice(None) if every else chosen
@@ -95,4 +125,4 @@ def _layout(buf, offsets, index, chosen, slot_channels) -> Layout:
         lay_c[:, s, 0] = sections + ends[:, c] - lay_c[:, s, 1]
         for k, field in enumerate(fields, 2):
             lay_c[:, s, k] = field[:, c]
-    return Layout(buf, chosen, lay_t, lay_c)
+    return lay_t, lay_c

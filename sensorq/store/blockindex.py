@@ -138,6 +138,7 @@ class StreamBlocks:
         self.crc = np.zeros(capacity, np.int64)         # the block's own CRC (its last 4 bytes)
         self.verified = np.zeros(capacity, bool)        # False: listed by an index, CRC not yet checked
         self.unverified = 0                             # rows with verified False
+        self._last_range = None                         # range_slice's last answer
         self.entries = np.zeros((capacity, n_channels), ENTRY_DTYPE)
         self.total_samples = 0
         self.total_stored = 0
@@ -320,11 +321,19 @@ class StreamBlocks:
     def range_slice(self, start_ns: int | None, end_ns: int | None) -> slice:
         """Positions (absolute) of the blocks overlapping [start_ns, end_ns)."""
         self.commit()
+        # the same rows (see memo_for) give the same answer: a query asks twice
+        # (its blocks, then its gaps), a dashboard again and again
+        asked = (start_ns, end_ns, self.head, self.tail)
+        last = self._last_range
+        if last is not None and last[0] is self.buf_key and last[1] == asked:
+            return last[2]
         t_first = self.cols["t_first"][self.head:self.tail]
         t_last = self.cols["t_last"][self.head:self.tail]
-        lo = 0 if start_ns is None else int(np.searchsorted(t_last, start_ns, side="left"))
-        hi = len(self) if end_ns is None else int(np.searchsorted(t_first, end_ns, side="left"))
-        return slice(self.head + lo, self.head + max(lo, hi))
+        lo = 0 if start_ns is None else int(t_last.searchsorted(start_ns, side="left"))
+        hi = len(self) if end_ns is None else int(t_first.searchsorted(end_ns, side="left"))
+        where = slice(self.head + lo, self.head + max(lo, hi))
+        self._last_range = (self.buf_key, asked, where)
+        return where
 
 
 def factorise(keys: np.ndarray) -> tuple[list[int], np.ndarray]:

@@ -606,12 +606,16 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
         unique_keys, buffer_of = stored.buffer_codes(where)
         buffers = LazyBuffers(unique_keys, _BufferSource(self))
-        # Views, not copies (a query's cost must not grow with the cache): rows
-        # below the index's tail are never written again, and the views are read-only.
-        fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
-        index = BlockIndex(st, buffers, buffer_of,
-                           entries=_read_only(stored.entries[where]), **fields,
-                           memo=stored.memo_for(where))
+        memo = stored.memo_for(where)
+        fields = memo.get("views")
+        if fields is None:
+            # Views, not copies (a query's cost must not grow with the cache): rows
+            # below the index's tail are never written again, and the views are
+            # read-only; kept while the same rows stay (memo_for)
+            fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
+            fields["entries"] = _read_only(stored.entries[where])
+            memo["views"] = fields
+        index = BlockIndex(st, buffers, buffer_of, **fields, memo=memo)
         tail = self._open_block_index(st, start_ns, end_ns)
         index = concat_indexes(index, tail) if tail is not None else index
         return self._clip_to_floor(index, floor) if floor is not None else index
