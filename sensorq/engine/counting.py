@@ -69,11 +69,8 @@ def count_plan(index, where, use_stats, decode, start, end) -> CountPlan:
 
 def _to_index_positions(plan, chosen):
     """A subset's layout plan with its blocks named by their positions in the
-    whole index (what materialise reads raw blocks by), arrays read-only."""
-    blocks = chosen[plan.blocks]
-    for array in (blocks, plan.lay_t, plan.lay_c):
-        array.flags.writeable = False
-    return type(plan)(plan.buffer_no, blocks, plan.lay_t, plan.lay_c)
+    whole index (what materialise reads raw blocks by)."""
+    return type(plan)(plan.buffer_no, chosen[plan.blocks], plan.lay_t, plan.lay_c)
 
 
 def kept(plan: CountPlan) -> bool:

@@ -43,6 +43,10 @@ class LayoutPlan:
     lay_t: np.ndarray
     lay_c: np.ndarray
 
+    def __post_init__(self):
+        for array in (self.blocks, self.lay_t, self.lay_c):    # kept plans are shared
+            array.flags.writeable = False
+
 
 POOLED = -1
 
@@ -52,7 +56,7 @@ def plan_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list[
     if len(index) == 0:
         return []
     if len(index) < group_min:      # a few blocks (a search, top N): one buffer
-        return [_few_blocks_plan(index, np.arange(len(index)), slot_channels)]
+        return [few_blocks_plan(index, np.arange(len(index)), slot_channels)]
     blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
     big = blocks_in >= group_min
     plans = [_in_place_plan(index, int(buffer_no), np.flatnonzero(index.buffer_of == buffer_no),
@@ -74,14 +78,10 @@ def materialise(plan: LayoutPlan, index) -> Layout:
     return Layout(buf, plan.blocks, plan.lay_t, plan.lay_c)
 
 
-def few_blocks_layout(index, chosen, slot_channels) -> Layout:
+def few_blocks_plan(index, chosen, slot_channels) -> LayoutPlan:
     """One layout for a few blocks ``chosen`` (positions in ``index``, in the
     order the layout lists them): read in place when they all lie in one
     buffer (most often one mapped segment), else pooled."""
-    return materialise(_few_blocks_plan(index, chosen, slot_channels), index)
-
-
-def _few_blocks_plan(index, chosen, slot_channels) -> LayoutPlan:
     buffer_of = index.buffer_of[chosen]
     if len(chosen) and (buffer_of == buffer_of[0]).all():
         return _in_place_plan(index, int(buffer_of[0]), chosen, slot_channels)

@@ -28,7 +28,7 @@ import numpy as np
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
-from .layout import build_layouts, few_blocks_layout
+from .layout import build_layouts, few_blocks_plan, materialise
 from .derived import derived
 from .program import compile_query
 from .search import READ_AHEAD_BLOCKS, BlockReader
@@ -525,6 +525,7 @@ def best(v, t, pos, n) -> np.ndarray:
 
 TOP_HEAP_MAX = 1024      # n up to which top N keeps its best in one sorted array
 FIRST_BATCH = 8          # blocks decoded in the first step of top N; each step doubles
+KEPT_LAYOUT_STEPS = 4    # steps of top N whose layout plans are kept (8 + 16 + 32 + 64 blocks)
 
 
 def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
@@ -547,12 +548,17 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
                                                   len(programs.channels)))
     best = (np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(1, np.int64))
     decoded = 0
-    for batch in batches:
+    for step, batch in enumerate(batches):
         if best[3][0] == n and best[0][n - 1] > upper[batch[0]]:
             break                       # no sample left can enter the top n
         # the batch's blocks in one layout (copied into one buffer if they lie
-        # in several: cheaper than a layout per segment), best bound first
-        layout = few_blocks_layout(index, batch, programs.slot_indices)
+        # in several: cheaper than a layout per segment), best bound first; the
+        # same blocks come in the same batches while the blocks are the same,
+        # so where their columns lie is kept (the first steps': they are small)
+        plan = derived(index, ("top layout", q.where, q.expr, step),
+                       lambda: few_blocks_plan(index, batch, programs.slot_indices),
+                       keep=lambda _: step < KEPT_LAYOUT_STEPS)
+        layout = materialise(plan, index)
         decoded += tier.top_blocks(layout, np.arange(len(batch), dtype=np.int64), upper[batch],
                                    batch.astype(np.int64) << BITS, programs, start, end, best)
     held = int(best[3][0])
