@@ -32,11 +32,18 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
  * at the CRC, so that the index checks below read only inside the image. */
 
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-/* A reference of cw bytes: a leaf (top bit) of the table, or a node after `from`. */
+/* Version 2's fixed widths (docs/models.md §11): a node is (u8 feature, i32
+ * threshold, u16 left, u16 right), a reference a u16 whose top bit marks a
+ * leaf; a leaf holds n_out u8 votes (VOTE) or one i32. */
+#define NODE_SIZE 9u
+#define LEAF_BIT 0x8000u
+#define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
+
+/* A reference: a leaf (top bit) of the table, or a node after `from`. */
 static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 {
-    uint32_t ref = sq_le32(p, m->cw), leaf = 1u << (8u * m->cw - 1u);
-    return ref & leaf ? (ref & ~leaf) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
+    uint32_t ref = sq_le32(p, 2);
+    return ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
 }
 
 /* init, the trees (output, root), the nodes (feature, threshold, left,
@@ -44,26 +51,25 @@ static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
     const uint8_t *p;
-    uint32_t i, nsz = 1u + m->tw + 2u * m->cw;
+    uint32_t i;
     m->init_off = off;
     m->body_off = off + 4u * m->n_out;
     m->node_off = m->body_off + 4u * m->n_trees;
-    m->leaf_off = m->node_off + nsz * m->n_nodes;
+    m->leaf_off = m->node_off + NODE_SIZE * m->n_nodes;
     m->n_raw = m->n_out;
-    if (!m->n_out || m->tw - 1u >= 4u || m->lw - 1u >= 4u || m->cw - 1u >= 2u ||
-        m->leaf_off + (uint32_t)m->n_leaves * m->lw * (m->mode == VOTE ? m->n_out : 1u) != end) {
+    if (!m->n_out || m->leaf_off + (uint32_t)m->n_leaves * (m->mode == VOTE ? m->n_out : 4u) != end) {
         return 0;
     }
     /* the trees (output, -, root) then the nodes (feature, threshold, left, right): a byte
      * below its bound and one or two references */
     for (i = 0, p = m->bytes + m->body_off; i < m->n_trees + m->n_nodes; i++) {
         uint32_t node = i - m->n_trees, is_node = node < m->n_nodes, from = is_node ? node : (uint32_t)-1;
-        const uint8_t *ref = p + (is_node ? 1u + m->tw : 2u);
+        const uint8_t *ref = p + (is_node ? 5u : 2u);
         if (p[0] >= (is_node ? m->n_features : m->n_out) || bad_ref(m, ref, from) ||
-            (is_node && bad_ref(m, ref + m->cw, from))) {
+            (is_node && bad_ref(m, ref + 2, from))) {
             return 0;
         }
-        p += is_node ? nsz : 4u;
+        p += is_node ? NODE_SIZE : 4u;
     }
     return end;
 }
@@ -209,20 +215,20 @@ size_t sq_model_work_size(const sq_model *m)
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
     const uint8_t *t = m->bytes + m->body_off;
-    uint32_t cw = m->cw, nv = m->mode == VOTE ? m->n_out : 1u, i, o;
+    uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), i, o;
     for (o = 0; o < m->n_out; o++) {
         acc[o] = sq_sx32(m->bytes + m->init_off + 4u * o, 4);
     }
     for (i = 0; i < m->n_trees; i++, t += 4) {
         const uint8_t *leaf;
-        uint32_t ref = sq_le32(t + 2, cw), leaf_bit = 1u << (8u * cw - 1u);
-        while (!(ref & leaf_bit)) {
-            const uint8_t *nd = m->bytes + m->node_off + ref * (1u + m->tw + 2u * cw);
-            ref = sq_le32(nd + 1u + m->tw + (codes[nd[0]] <= sq_sx32(nd + 1, m->tw) ? 0u : cw), cw);
+        uint32_t ref = sq_le32(t + 2, 2);
+        while (!(ref & LEAF_BIT)) {
+            const uint8_t *nd = m->bytes + m->node_off + ref * NODE_SIZE;
+            ref = sq_le32(nd + (codes[nd[0]] <= sq_sx32(nd + 1, 4) ? 5u : 7u), 2);
         }
-        leaf = m->bytes + m->leaf_off + (ref & ~leaf_bit) * nv * m->lw;
-        for (o = 0; o < nv; o++, leaf += m->lw) {
-            acc[nv == 1u ? t[0] : o] += m->lw == 1u ? (int32_t)*leaf : sq_sx32(leaf, m->lw);
+        leaf = m->bytes + m->leaf_off + (ref & ~LEAF_BIT) * nv * lw;
+        for (o = 0; o < nv; o++, leaf += lw) {
+            acc[nv == 1u ? t[0] : o] += (int32_t)sq_le32(leaf, lw);    /* u8 votes; an i32 as it is */
         }
     }
 }
