@@ -48,7 +48,10 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 
 /* floor(sqrt(v)), one result bit at a time (the VM's 64-bit multiply;
  * a root fits 32 bits). */
-static uint64_t __attribute__((noinline)) isqrt64(uint64_t v)
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+__attribute__((noinline))       /* called from three places; else once: inlined */
+#endif
+static uint64_t isqrt64(uint64_t v)
 {
     uint32_t r = 0, bit = 1u << 31;
     do {
@@ -206,8 +209,8 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 /* Reader c of the model's inputs (c = n_inputs: time, column -1) on a
  * sealed block b (verified by the iterator, its header in info) or, b NULL,
  * on a staged half. */
-static int __attribute__((noinline)) open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b,
-                                                 const sq_block_info *info, const uint8_t *half, unsigned c)
+static int open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b, const sq_block_info *info,
+                       const uint8_t *half, unsigned c)
 {
     const sq_model *m = w->m;
     int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1, err;
@@ -270,19 +273,21 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     for (f = 0; f < m->n_features; f++, p += 4) {
         uint32_t op = p[0], na = p[2], nb = p[3];
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, x;
+        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, num;
+        uint32_t den = n;
         if (op == SQ_OP_MIN || op == SQ_OP_PTP) {
             v = g->mn;
         }
         if (op == SQ_OP_MAX || op == SQ_OP_PTP) {
             v = (int64_t)g->mx - (op == SQ_OP_PTP ? v : 0);
         }
-        if (op == SQ_OP_STD || op == SQ_OP_RMS) {       /* Σ(16u − M)² = 256Q − 32MS + nM²; Σ(16u)² = 256Q */
-            x = 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
-            v = (int64_t)isqrt64((uint64_t)rdiv(x, n));
-        }
-        if (op == SQ_OP_MAD) {
-            v = rdiv(16 * g->sum[SUM_DIFF], n - 1u);
+        /* STD, RMS: Σ(16u − M)² = 256Q − 32MS + nM², Σ(16u)² = 256Q, over n, rooted; MAD: 16D over n − 1 */
+        num = op == SQ_OP_MAD ? 16 * g->sum[SUM_DIFF]
+                              : 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
+        den -= op == SQ_OP_MAD;
+        if (op == SQ_OP_STD || op == SQ_OP_RMS || op == SQ_OP_MAD) {
+            v = rdiv(num, den);
+            v = op == SQ_OP_MAD ? v : (int64_t)isqrt64((uint64_t)v);
         }
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (op == SQ_OP_CROSS) {

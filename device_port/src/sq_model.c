@@ -22,6 +22,9 @@
 typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
                                    offsetof(sq_model, n_raw) == SQ_IMAGE_HEADER - 4u ? 1 : -1];
 
+/* An i32 of the image (little-endian, two's complement). */
+#define i32(p, n) ((int32_t)sq_le32(p, n))
+
 #define VOTE 0u
 #define SUMSQ 3u
 #define NO_REQUANT 255u
@@ -217,14 +220,14 @@ static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
     const uint8_t *t = m->bytes + m->body_off;
     uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), i, o;
     for (o = 0; o < m->n_out; o++) {
-        acc[o] = sq_sx32(m->bytes + m->init_off + 4u * o, 4);
+        acc[o] = i32(m->bytes + m->init_off + 4u * o, 4);
     }
     for (i = 0; i < m->n_trees; i++, t += 4) {
         const uint8_t *leaf;
         uint32_t ref = sq_le32(t + 2, 2);
         while (!(ref & LEAF_BIT)) {
             const uint8_t *nd = m->bytes + m->node_off + ref * NODE_SIZE;
-            ref = sq_le32(nd + (codes[nd[0]] <= sq_sx32(nd + 1, 4) ? 5u : 7u), 2);
+            ref = sq_le32(nd + (codes[nd[0]] <= i32(nd + 1, 4) ? 5u : 7u), 2);
         }
         leaf = m->bytes + m->leaf_off + (ref & ~LEAF_BIT) * nv * lw;
         for (o = 0; o < nv; o++, leaf += lw) {
@@ -258,8 +261,8 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
     const uint8_t *p = m->bytes + m->body_off;
     uint32_t k, i, j, n_in = m->n_features;
     for (i = 0; i < n_in; i++, p += 9) {
-        int64_t d = (int64_t)codes[i] - sq_sx32(p, 4);
-        a[i] = (int8_t)sat(round_shift((int64_t)((uint64_t)d * (uint64_t)(int64_t)sq_sx32(p + 4, 4)), p[8] & 63u), 127);
+        int64_t d = (int64_t)codes[i] - i32(p, 4);
+        a[i] = (int8_t)sat(round_shift((int64_t)((uint64_t)d * (uint64_t)(int64_t)i32(p + 4, 4)), p[8] & 63u), 127);
     }
     for (k = 0; k < m->n_out; k++) {             /* n_out: the layers */
         uint32_t n_out = sq_le32(p, 2), relu = p[2], shift = p[3];
@@ -281,7 +284,7 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
         }
         raw[0] = 0;
         for (j = 0; j < n_out; j++, p += 4) {
-            int64_t v = round_shift((int64_t)acc[j] * sq_sx32(p, 4), shift);
+            int64_t v = round_shift((int64_t)acc[j] * i32(p, 4), shift);
             if (k + 1u < m->n_out) {
                 a[j] = (int8_t)sat(relu && v < 0 ? 0 : v, 127);
             } else {                             /* SUMSQ: d² of the terms saturated to ±2^20 */
