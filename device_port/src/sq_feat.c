@@ -315,7 +315,7 @@ static int walk_window(const sq_ring *r, sq_model_work *w)
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
+static void reset_window(const sq_model *m, sq_model_work *w)
 {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     const uint8_t *p = m->bytes + m->feat_off;
@@ -331,8 +331,7 @@ static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 #endif
     memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
     w->n = w->n2 = 0;
-    w->start = start;
-    w->end = start + m->window_ns;
+    w->end = w->start + m->window_ns;
     w->pass = 1;
 }
 
@@ -348,10 +347,10 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 }
 #endif
 
-/* The window [start_ns, start_ns + window) scored in the carved work w. */
-static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r, int64_t start_ns, sq_model_work *w,
-                                            sq_model_out *out)
+/* The window [w->start, w->start + window) scored in the carved work w. */
+static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r, sq_model_work *w, sq_model_out *out)
 {
+    int64_t start_ns = w->start;
     int err;
     out->start = start_ns;
     out->scored = 0;
@@ -365,7 +364,7 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
         return SQ_ERR_RANGE;
     }
     w->m = m;
-    reset_window(m, w, start_ns);
+    reset_window(m, w);
     err = walk_window(r, w);
     out->n_samples = w->n;
     if (err || w->n < m->min_samples) {
@@ -396,7 +395,11 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 {
     sq_model_work *w;
     int err = out ? check_args(m, r, work, work_len, &w) : SQ_ERR_ARG;
-    return err ? err : window(m, r, start_ns, w, out);
+    if (err) {
+        return err;
+    }
+    w->start = start_ns;
+    return window(m, r, w, out);
 }
 
 /* The start of the ring's newest whole window (INT64_MIN: no sample):
@@ -436,6 +439,9 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
     }
     memset(out, 0, sizeof *out);
     err = check_args(m, r, work, work_len, &w);
-    start = err ? 0 : newest_start(m, r);
-    return err || start == INT64_MIN ? err : window(m, r, start, w, out);
+    if (err || (start = newest_start(m, r)) == INT64_MIN) {
+        return err;
+    }
+    w->start = start;
+    return window(m, r, w, out);
 }

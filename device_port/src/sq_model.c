@@ -25,6 +25,7 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 /* An i32 of the image (little-endian, two's complement). */
 #define i32(p, n) ((int32_t)sq_le32(p, n))
 
+#define DENSE_KINDS (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
 #define VOTE 0u
 #define SUMSQ 3u
 #define NO_REQUANT 255u
@@ -307,7 +308,7 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
     const int64_t *raw = w->raw;
     unsigned o, best = 0;
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-    if (m->body == SQ_BODY_TREES) {
+    if (!(SQ_MODEL_KINDS & DENSE_KINDS) || m->body == SQ_BODY_TREES) {     /* a build of trees only loads no other */
         score_trees(m, w->codes, w->raw);
     }
 #endif
