@@ -18,20 +18,28 @@ typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_w
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
-    uint32_t cols = m->n_inputs + 1u, dense = 0, k;
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
-    dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
+    uint32_t cols = m->n_inputs + 1u, k, n;
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
+    uint32_t dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
 #endif
-    const uint32_t bytes[10] = {
-        4u * m->n_features, 8u * m->n_raw, dense, 4u * dense,
-        m->n_signals * (uint32_t)sizeof(sq_sig_state), m->n_steps * (uint32_t)sizeof(sq_step_state),
+    const uint32_t bytes[] = {
+        4u * m->n_features, 8u * m->n_raw,
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
+        dense, 4u * dense,
+#endif
+        m->n_signals * (uint32_t)sizeof(sq_sig_state),
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        m->n_steps * (uint32_t)sizeof(sq_step_state),
+#endif
         cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
         (uint32_t)sizeof(sq_chan_stats), 4u * m->n_inputs};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
     p += (sizeof(sq_model_work) + 7u) & ~7u;
-    for (k = 0; k < (scoring_only ? 4u : 10u); k++) {      /* scoring only: up to acc (sq_model_predict) */
+    /* scoring only (sq_model_predict): the codes, the outputs and the dense layers' buffers */
+    n = scoring_only ? (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u) : (uint32_t)(sizeof bytes / sizeof bytes[0]);
+    for (k = 0; k < n; k++) {
         ((sq_any_ptr *)w)[k] = (void *)p;
         p += (bytes[k] + 7u) & ~7u;
     }

@@ -25,7 +25,6 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 /* An i32 of the image (little-endian, two's complement). */
 #define i32(p, n) ((int32_t)sq_le32(p, n))
 
-#define DENSE_KINDS (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
 #define VOTE 0u
 #define SUMSQ 3u
 #define NO_REQUANT 255u
@@ -79,7 +78,7 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 }
 #endif
 
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
 /* The input scaling, then per layer (n_out, relu, shift), weights, biases
  * and multipliers; SUMSQ: the threshold.  m->n_out counts the layers. */
 static uint32_t dense(sq_model *m, uint32_t off, uint32_t end)
@@ -180,7 +179,7 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
 #endif
     } else {
         kinds |= m->mode == SUMSQ ? SQ_MODEL_ANOMALY : m->n_out > 1u ? SQ_MODEL_MLP : SQ_MODEL_LINEAR;
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
         off = off > end || m->body != SQ_BODY_DENSE ? 0 : dense(m, off, end);
 #endif
     }
@@ -238,7 +237,7 @@ static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 }
 #endif
 
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
 /* v · 2^-s rounded half up; the sum wraps (no UB) on hostile constants only. */
 static int64_t round_shift(int64_t v, unsigned s)
 {
@@ -308,11 +307,11 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
     const int64_t *raw = w->raw;
     unsigned o, best = 0;
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-    if (!(SQ_MODEL_KINDS & DENSE_KINDS) || m->body == SQ_BODY_TREES) {     /* a build of trees only loads no other */
+    if (!(SQ_MODEL_KINDS & SQ_DENSE_KINDS) || m->body == SQ_BODY_TREES) {     /* a build of trees only loads no other */
         score_trees(m, w->codes, w->raw);
     }
 #endif
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
     if (m->body == SQ_BODY_DENSE) {
         score_dense(m, w->codes, w->act, w->acc, w->raw);
     }
