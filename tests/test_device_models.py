@@ -322,9 +322,11 @@ def test_binding_on_the_host_by_channel_name_and_type(dev):
 def test_other_versions_and_damage_are_refused_by_code(dev):
     image = device_image(demo_model(), MOTION_RING)
     cfg = ring_cfg(MOTION_RING)
-    v2 = bytearray(image)
-    v2[4] = 2
-    assert load_status(dev, recrc(bytes(v2)), cfg) == "SQ_ERR_VERSION"
+    assert image[4] == 2
+    for version in (1, 3):                 # version 1 (variable tree widths) and a later one: refused by name
+        other = bytearray(image)
+        other[4] = version
+        assert load_status(dev, recrc(bytes(other)), cfg) == "SQ_ERR_VERSION"
     bad = bytearray(image)
     bad[60] ^= 4
     assert load_status(dev, bytes(bad), cfg) == "SQ_ERR_CRC"
@@ -370,17 +372,15 @@ def test_hostile_images_each_rule(dev):
     image = device_image(demo_model(), MOTION_RING)
     cfg = ring_cfg(MOTION_RING)
     at, F = image_sections(image), FIELD_AT
-    tw, cw = at["threshold_size"], at["ref_size"]
-    node = lambda i, field: at["nodes"] + at["node_size"] * i + {"f": 0, "l": 1 + tw, "r": 1 + tw + cw}[field]  # noqa: E731
-    ref, leaf = ("<B", 0x80) if cw == 1 else ("<H", 0x8000)
-    assert cw == 1, "the demo's 12 nodes and 10 leaves take one-byte references"
+    assert at["node_size"] == 9                     # version 2: u8 feature, i32 threshold, u16 left, u16 right
+    node = lambda i, field: at["nodes"] + 9 * i + {"f": 0, "l": 5, "r": 7}[field]  # noqa: E731
+    ref, leaf = "<H", 0x8000
     # an internal node whose child is itself, an earlier node, past the table; a leaf past it
     internal = [i for i in range(at["n_nodes"]) if not struct.unpack_from(ref, image, node(i, "l"))[0] & leaf]
     i = internal[-1]
     corrupt = [patched(image, node(i, "l"), ref, i), patched(image, node(i, "l"), ref, 0),
                patched(image, node(0, "r"), ref, at["n_nodes"]),
                patched(image, node(0, "r"), ref, leaf | at["n_leaves"]),
-               patched(image, F["ref_size"], "<B", 3), patched(image, F["ref_size"], "<B", 2),
                patched(image, node(0, "f"), "<B", 9),                              # feature 9 of 9
                patched(image, at["trees"] + 2, "<H", at["n_nodes"]),               # a root past the nodes
                patched(image, at["features"], "<B", 0), patched(image, at["features"], "<B", 11),   # op codes
@@ -389,7 +389,6 @@ def test_hostile_images_each_rule(dev):
                patched(image, at["inputs"] + 1, "<B", 64),                         # a shift past 63
                patched(image, F["n_nodes"], "<H", at["n_nodes"] + 1),               # counts past the bytes
                patched(image, F["n_leaves"], "<H", at["n_leaves"] - 1),
-               patched(image, F["threshold_size"], "<B", 5), patched(image, F["leaf_size"], "<B", 0),
                patched(image, F["n_out"], "<B", 0), patched(image, F["body"], "<B", 3),
                patched(image, F["kind"], "<B", 3),
                patched(image, F["hop_ns"], "<q", 0), patched(image, F["window_ns"], "<q", -5),

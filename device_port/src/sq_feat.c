@@ -18,20 +18,28 @@ typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_w
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
-    uint32_t cols = m->n_inputs + 1u, dense = 0, k;
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
-    dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
+    uint32_t cols = m->n_inputs + 1u, k, n;
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
+    uint32_t dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
 #endif
-    const uint32_t bytes[10] = {
-        4u * m->n_features, 8u * m->n_raw, dense, 4u * dense,
-        m->n_signals * (uint32_t)sizeof(sq_sig_state), m->n_steps * (uint32_t)sizeof(sq_step_state),
+    const uint32_t bytes[] = {
+        4u * m->n_features, 8u * m->n_raw,
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
+        dense, 4u * dense,
+#endif
+        m->n_signals * (uint32_t)sizeof(sq_sig_state),
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        m->n_steps * (uint32_t)sizeof(sq_step_state),
+#endif
         cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
         (uint32_t)sizeof(sq_chan_stats), 4u * m->n_inputs};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
     p += (sizeof(sq_model_work) + 7u) & ~7u;
-    for (k = 0; k < (scoring_only ? 4u : 10u); k++) {      /* scoring only: up to acc (sq_model_predict) */
+    /* scoring only (sq_model_predict): the codes, the outputs and the dense layers' buffers */
+    n = scoring_only ? (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u) : (uint32_t)(sizeof bytes / sizeof bytes[0]);
+    for (k = 0; k < n; k++) {
         ((sq_any_ptr *)w)[k] = (void *)p;
         p += (bytes[k] + 7u) & ~7u;
     }
@@ -48,7 +56,10 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 
 /* floor(sqrt(v)), one result bit at a time (the VM's 64-bit multiply;
  * a root fits 32 bits). */
-static uint64_t __attribute__((noinline)) isqrt64(uint64_t v)
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+__attribute__((noinline))       /* called from three places; else once: inlined */
+#endif
+static uint64_t isqrt64(uint64_t v)
 {
     uint32_t r = 0, bit = 1u << 31;
     do {
@@ -206,8 +217,8 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 /* Reader c of the model's inputs (c = n_inputs: time, column -1) on a
  * sealed block b (verified by the iterator, its header in info) or, b NULL,
  * on a staged half. */
-static int __attribute__((noinline)) open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b,
-                                                 const sq_block_info *info, const uint8_t *half, unsigned c)
+static int open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b, const sq_block_info *info,
+                       const uint8_t *half, unsigned c)
 {
     const sq_model *m = w->m;
     int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1, err;
@@ -270,19 +281,21 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     for (f = 0; f < m->n_features; f++, p += 4) {
         uint32_t op = p[0], na = p[2], nb = p[3];
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, x;
+        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, num;
+        uint32_t den = n;
         if (op == SQ_OP_MIN || op == SQ_OP_PTP) {
             v = g->mn;
         }
         if (op == SQ_OP_MAX || op == SQ_OP_PTP) {
             v = (int64_t)g->mx - (op == SQ_OP_PTP ? v : 0);
         }
-        if (op == SQ_OP_STD || op == SQ_OP_RMS) {       /* Σ(16u − M)² = 256Q − 32MS + nM²; Σ(16u)² = 256Q */
-            x = 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
-            v = (int64_t)isqrt64((uint64_t)rdiv(x, n));
-        }
-        if (op == SQ_OP_MAD) {
-            v = rdiv(16 * g->sum[SUM_DIFF], n - 1u);
+        /* STD, RMS: Σ(16u − M)² = 256Q − 32MS + nM², Σ(16u)² = 256Q, over n, rooted; MAD: 16D over n − 1 */
+        num = op == SQ_OP_MAD ? 16 * g->sum[SUM_DIFF]
+                              : 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
+        den -= op == SQ_OP_MAD;
+        if (op == SQ_OP_STD || op == SQ_OP_RMS || op == SQ_OP_MAD) {
+            v = rdiv(num, den);
+            v = op == SQ_OP_MAD ? v : (int64_t)isqrt64((uint64_t)v);
         }
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (op == SQ_OP_CROSS) {
@@ -310,7 +323,7 @@ static int walk_window(const sq_ring *r, sq_model_work *w)
 }
 
 /* Reset the sums; spectral steps take their phase steps and signals. */
-static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
+static void reset_window(const sq_model *m, sq_model_work *w)
 {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     const uint8_t *p = m->bytes + m->feat_off;
@@ -326,8 +339,7 @@ static void reset_window(const sq_model *m, sq_model_work *w, int64_t start)
 #endif
     memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
     w->n = w->n2 = 0;
-    w->start = start;
-    w->end = start + m->window_ns;
+    w->end = w->start + m->window_ns;
     w->pass = 1;
 }
 
@@ -343,10 +355,10 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 }
 #endif
 
-/* The window [start_ns, start_ns + window) scored in the carved work w. */
-static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r, int64_t start_ns, sq_model_work *w,
-                                            sq_model_out *out)
+/* The window [w->start, w->start + window) scored in the carved work w. */
+static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r, sq_model_work *w, sq_model_out *out)
 {
+    int64_t start_ns = w->start;
     int err;
     out->start = start_ns;
     out->scored = 0;
@@ -360,7 +372,7 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
         return SQ_ERR_RANGE;
     }
     w->m = m;
-    reset_window(m, w, start_ns);
+    reset_window(m, w);
     err = walk_window(r, w);
     out->n_samples = w->n;
     if (err || w->n < m->min_samples) {
@@ -391,7 +403,11 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 {
     sq_model_work *w;
     int err = out ? check_args(m, r, work, work_len, &w) : SQ_ERR_ARG;
-    return err ? err : window(m, r, start_ns, w, out);
+    if (err) {
+        return err;
+    }
+    w->start = start_ns;
+    return window(m, r, w, out);
 }
 
 /* The start of the ring's newest whole window (INT64_MIN: no sample):
@@ -431,6 +447,9 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
     }
     memset(out, 0, sizeof *out);
     err = check_args(m, r, work, work_len, &w);
-    start = err ? 0 : newest_start(m, r);
-    return err || start == INT64_MIN ? err : window(m, r, start, w, out);
+    if (err || (start = newest_start(m, r)) == INT64_MIN) {
+        return err;
+    }
+    w->start = start;
+    return window(m, r, w, out);
 }

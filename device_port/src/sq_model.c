@@ -22,6 +22,9 @@
 typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
                                    offsetof(sq_model, n_raw) == SQ_IMAGE_HEADER - 4u ? 1 : -1];
 
+/* An i32 of the image (little-endian, two's complement). */
+#define i32(p, n) ((int32_t)sq_le32(p, n))
+
 #define VOTE 0u
 #define SUMSQ 3u
 #define NO_REQUANT 255u
@@ -32,11 +35,18 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
  * at the CRC, so that the index checks below read only inside the image. */
 
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-/* A reference of cw bytes: a leaf (top bit) of the table, or a node after `from`. */
+/* Version 2's fixed widths (docs/models.md §11): a node is (u8 feature, i32
+ * threshold, u16 left, u16 right), a reference a u16 whose top bit marks a
+ * leaf; a leaf holds n_out u8 votes (VOTE) or one i32. */
+#define NODE_SIZE 9u
+#define LEAF_BIT 0x8000u
+#define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
+
+/* A reference: a leaf (top bit) of the table, or a node after `from`. */
 static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 {
-    uint32_t ref = sq_le32(p, m->cw), leaf = 1u << (8u * m->cw - 1u);
-    return ref & leaf ? (ref & ~leaf) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
+    uint32_t ref = sq_le32(p, 2);
+    return ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
 }
 
 /* init, the trees (output, root), the nodes (feature, threshold, left,
@@ -44,32 +54,31 @@ static int bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
     const uint8_t *p;
-    uint32_t i, nsz = 1u + m->tw + 2u * m->cw;
+    uint32_t i;
     m->init_off = off;
     m->body_off = off + 4u * m->n_out;
     m->node_off = m->body_off + 4u * m->n_trees;
-    m->leaf_off = m->node_off + nsz * m->n_nodes;
+    m->leaf_off = m->node_off + NODE_SIZE * m->n_nodes;
     m->n_raw = m->n_out;
-    if (!m->n_out || m->tw - 1u >= 4u || m->lw - 1u >= 4u || m->cw - 1u >= 2u ||
-        m->leaf_off + (uint32_t)m->n_leaves * m->lw * (m->mode == VOTE ? m->n_out : 1u) != end) {
+    if (!m->n_out || m->leaf_off + (uint32_t)m->n_leaves * (m->mode == VOTE ? m->n_out : 4u) != end) {
         return 0;
     }
     /* the trees (output, -, root) then the nodes (feature, threshold, left, right): a byte
      * below its bound and one or two references */
     for (i = 0, p = m->bytes + m->body_off; i < m->n_trees + m->n_nodes; i++) {
         uint32_t node = i - m->n_trees, is_node = node < m->n_nodes, from = is_node ? node : (uint32_t)-1;
-        const uint8_t *ref = p + (is_node ? 1u + m->tw : 2u);
+        const uint8_t *ref = p + (is_node ? 5u : 2u);
         if (p[0] >= (is_node ? m->n_features : m->n_out) || bad_ref(m, ref, from) ||
-            (is_node && bad_ref(m, ref + m->cw, from))) {
+            (is_node && bad_ref(m, ref + 2, from))) {
             return 0;
         }
-        p += is_node ? nsz : 4u;
+        p += is_node ? NODE_SIZE : 4u;
     }
     return end;
 }
 #endif
 
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
 /* The input scaling, then per layer (n_out, relu, shift), weights, biases
  * and multipliers; SUMSQ: the threshold.  m->n_out counts the layers. */
 static uint32_t dense(sq_model *m, uint32_t off, uint32_t end)
@@ -170,7 +179,7 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
 #endif
     } else {
         kinds |= m->mode == SUMSQ ? SQ_MODEL_ANOMALY : m->n_out > 1u ? SQ_MODEL_MLP : SQ_MODEL_LINEAR;
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
         off = off > end || m->body != SQ_BODY_DENSE ? 0 : dense(m, off, end);
 #endif
     }
@@ -209,26 +218,26 @@ size_t sq_model_work_size(const sq_model *m)
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
     const uint8_t *t = m->bytes + m->body_off;
-    uint32_t cw = m->cw, nv = m->mode == VOTE ? m->n_out : 1u, i, o;
+    uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), i, o;
     for (o = 0; o < m->n_out; o++) {
-        acc[o] = sq_sx32(m->bytes + m->init_off + 4u * o, 4);
+        acc[o] = i32(m->bytes + m->init_off + 4u * o, 4);
     }
     for (i = 0; i < m->n_trees; i++, t += 4) {
         const uint8_t *leaf;
-        uint32_t ref = sq_le32(t + 2, cw), leaf_bit = 1u << (8u * cw - 1u);
-        while (!(ref & leaf_bit)) {
-            const uint8_t *nd = m->bytes + m->node_off + ref * (1u + m->tw + 2u * cw);
-            ref = sq_le32(nd + 1u + m->tw + (codes[nd[0]] <= sq_sx32(nd + 1, m->tw) ? 0u : cw), cw);
+        uint32_t ref = sq_le32(t + 2, 2);
+        while (!(ref & LEAF_BIT)) {
+            const uint8_t *nd = m->bytes + m->node_off + ref * NODE_SIZE;
+            ref = sq_le32(nd + (codes[nd[0]] <= i32(nd + 1, 4) ? 5u : 7u), 2);
         }
-        leaf = m->bytes + m->leaf_off + (ref & ~leaf_bit) * nv * m->lw;
-        for (o = 0; o < nv; o++, leaf += m->lw) {
-            acc[nv == 1u ? t[0] : o] += m->lw == 1u ? (int32_t)*leaf : sq_sx32(leaf, m->lw);
+        leaf = m->bytes + m->leaf_off + (ref & ~LEAF_BIT) * nv * lw;
+        for (o = 0; o < nv; o++, leaf += lw) {
+            acc[nv == 1u ? t[0] : o] += (int32_t)sq_le32(leaf, lw);    /* u8 votes; an i32 as it is */
         }
     }
 }
 #endif
 
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
 /* v · 2^-s rounded half up; the sum wraps (no UB) on hostile constants only. */
 static int64_t round_shift(int64_t v, unsigned s)
 {
@@ -252,8 +261,8 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
     const uint8_t *p = m->bytes + m->body_off;
     uint32_t k, i, j, n_in = m->n_features;
     for (i = 0; i < n_in; i++, p += 9) {
-        int64_t d = (int64_t)codes[i] - sq_sx32(p, 4);
-        a[i] = (int8_t)sat(round_shift((int64_t)((uint64_t)d * (uint64_t)(int64_t)sq_sx32(p + 4, 4)), p[8] & 63u), 127);
+        int64_t d = (int64_t)codes[i] - i32(p, 4);
+        a[i] = (int8_t)sat(round_shift((int64_t)((uint64_t)d * (uint64_t)(int64_t)i32(p + 4, 4)), p[8] & 63u), 127);
     }
     for (k = 0; k < m->n_out; k++) {             /* n_out: the layers */
         uint32_t n_out = sq_le32(p, 2), relu = p[2], shift = p[3];
@@ -275,7 +284,7 @@ static void score_dense(const sq_model *m, const int32_t *codes, int8_t *a, int3
         }
         raw[0] = 0;
         for (j = 0; j < n_out; j++, p += 4) {
-            int64_t v = round_shift((int64_t)acc[j] * sq_sx32(p, 4), shift);
+            int64_t v = round_shift((int64_t)acc[j] * i32(p, 4), shift);
             if (k + 1u < m->n_out) {
                 a[j] = (int8_t)sat(relu && v < 0 ? 0 : v, 127);
             } else {                             /* SUMSQ: d² of the terms saturated to ±2^20 */
@@ -298,11 +307,11 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
     const int64_t *raw = w->raw;
     unsigned o, best = 0;
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-    if (m->body == SQ_BODY_TREES) {
+    if (!(SQ_MODEL_KINDS & SQ_DENSE_KINDS) || m->body == SQ_BODY_TREES) {     /* a build of trees only loads no other */
         score_trees(m, w->codes, w->raw);
     }
 #endif
-#if SQ_MODEL_KINDS & (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
     if (m->body == SQ_BODY_DENSE) {
         score_dense(m, w->codes, w->act, w->acc, w->raw);
     }

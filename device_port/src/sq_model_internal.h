@@ -39,15 +39,22 @@ typedef struct {
     uint32_t phase, step, sig;
 } sq_step_state;
 
+#define SQ_DENSE_KINDS (SQ_MODEL_LINEAR | SQ_MODEL_MLP | SQ_MODEL_ANOMALY)
+
 /* The work memory, carved (sq_model_layout): the arrays in this order,
- * each 8-byte aligned (the layout walks them as an array of pointers). */
+ * each 8-byte aligned (the layout walks them as an array of pointers; the
+ * arrays of kinds left out of the build are left out of it). */
 typedef struct {
     int32_t *codes;             /* n_features */
     int64_t *raw;               /* n_raw */
+#if SQ_MODEL_KINDS & SQ_DENSE_KINDS
     int8_t *act;                /* dense: activations, max_width */
     int32_t *acc;               /* dense: accumulators, max_width */
+#endif
     sq_sig_state *sig;          /* n_signals */
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     sq_step_state *step;        /* n_steps */
+#endif
     sq_col *col;                /* n_inputs + 1 readers (the last one: time) */
     sq_dict_cursor *cursor;     /* one per reader */
     sq_chan_stats *st;

@@ -29,16 +29,17 @@ from ..models.model import NO_REQUANT, SUMSQ, VOTE, DenseBody, Model, TreeBody
 from ..schema import Channel
 
 MAGIC = b"SQD1"
-VERSION = 1
+VERSION = 2                      # version 1 (variable tree widths) is refused by the device
 # docs/models.md §11: magic, then sq_model's first 56 bytes as they are
 HEADER = struct.Struct("<4s12B4H5I2q")           # 60 bytes
 FIELDS = ("magic", "version", "body", "kind", "mode", "n_inputs", "n_signals", "n_features", "n_classes",
-          "n_out", "threshold_size", "leaf_size", "ref_size", "n_trees", "n_nodes", "n_leaves", "reserved2",
+          "n_out", "reserved1a", "reserved1b", "reserved1c", "n_trees", "n_nodes", "n_leaves", "reserved2",
           "length", "schema", "out_schema", "min_samples", "reserved3", "window_ns", "hop_ns")
 _SIZES = [4] + [1] * 12 + [2] * 4 + [4] * 5 + [8] * 2
 FIELD_AT = {name: sum(_SIZES[:i]) for i, name in enumerate(FIELDS)}      # offsets in the image
 INT_DTYPES = ("int8", "int16", "int32", "int64")
-_TW = {1: 0, 2: 1, 4: 2}
+NODE_SIZE = 9                    # u8 feature, i32 threshold, u16 left, u16 right
+LEAF_BIT = 0x8000
 
 
 def device_stream_schema(channels) -> int:
@@ -100,11 +101,11 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
     if is_trees:
         counts, body_bytes = _trees(body)
     else:
-        counts, body_bytes = (len(body.layers), 0, 0, 0, 0, 0, 0), _dense(body)
+        counts, body_bytes = (len(body.layers), 0, 0, 0), _dense(body)
     parts.append(body_bytes)
-    n_out, tw, lw, cw, n_trees, n_nodes, n_leaves = counts
+    n_out, n_trees, n_nodes, n_leaves = counts
     head = HEADER.pack(MAGIC, VERSION, 1 if is_trees else 2, m.outputs.kind, body.mode, len(p.inputs),
-                       len(p.signals), len(p.features), len(m.outputs.classes), n_out, tw, lw, cw,
+                       len(p.signals), len(p.features), len(m.outputs.classes), n_out, 0, 0, 0,
                        n_trees, n_nodes, n_leaves, 0, 0, schema & 0xFFFFFFFF, output_schema(m), p.min_samples,
                        0, p.window_ns, p.hop_ns)
     data = bytearray(head + b"".join(parts))
@@ -113,26 +114,21 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
 
 
 def _trees(b: TreeBody) -> tuple[tuple, bytes]:
-    """(n_out, threshold bytes, leaf bytes, reference bytes, n_trees, n_nodes,
-    n_leaves), and init, the trees, the nodes, the leaf table.  References
-    are one byte (leaf bit 0x80) when every node and leaf index fits in 7
-    bits, else two (leaf bit 0x8000)."""
-    thr = b.threshold.astype(np.int64)
-    tw = 1 if thr.size == 0 or (thr.min() >= -128 and thr.max() <= 127) else \
-        2 if (thr.min() >= -32768 and thr.max() <= 32767) else 4
-    lv = b.leaves.astype(np.int64)
-    lw = 1 if b.mode == VOTE else 2 if lv.size == 0 or (lv.min() >= -32768 and lv.max() <= 32767) else 4
+    """(n_out, n_trees, n_nodes, n_leaves), and init, the trees, the nodes,
+    the leaf table, in version 2's fixed widths: i32 thresholds, u16
+    references (leaf bit 0x8000), u8 votes (VOTE) or i32 leaf values."""
     n_nodes = int(b.tree_start[-1])
-    cw = 1 if n_nodes <= 128 and b.leaves.shape[0] <= 128 else 2
-    leaf_bit = 1 << (8 * cw - 1)
+    if n_nodes >= LEAF_BIT or b.leaves.shape[0] >= LEAF_BIT:
+        raise SensorqError(f"{n_nodes} nodes and {b.leaves.shape[0]} leaves: a device image holds at most "
+                           f"{LEAF_BIT - 1} of each (u16 references)")
 
     def ref(r: int, base: int) -> int:           # a leaf ~k or an internal node of the tree, made global
-        return leaf_bit | ~r if r < 0 else base + r
+        return LEAF_BIT | ~r if r < 0 else base + r
 
     out = [np.asarray(b.init, "<i4").tobytes()]
     out += [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
             for t in range(b.n_trees)]
-    nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", f"<i{tw}"), ("l", f"<u{cw}"), ("r", f"<u{cw}")]))
+    nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", "<i4"), ("l", "<u2"), ("r", "<u2")]))
     for t in range(b.n_trees):
         lo, hi = int(b.tree_start[t]), int(b.tree_start[t + 1])
         nodes["f"][lo:hi] = b.feature[lo:hi]
@@ -140,8 +136,8 @@ def _trees(b: TreeBody) -> tuple[tuple, bytes]:
         nodes["l"][lo:hi] = [ref(int(r), lo) for r in b.left[lo:hi]]
         nodes["r"][lo:hi] = [ref(int(r), lo) for r in b.right[lo:hi]]
     out.append(nodes.tobytes())
-    out.append(np.asarray(b.leaves, "u1" if lw == 1 else f"<i{lw}").tobytes())
-    return (b.n_out, tw, lw, cw, b.n_trees, n_nodes, b.leaves.shape[0]), b"".join(out)
+    out.append(np.asarray(b.leaves, "u1" if b.mode == VOTE else "<i4").tobytes())
+    return (b.n_out, b.n_trees, n_nodes, b.leaves.shape[0]), b"".join(out)
 
 
 def _dense(b: DenseBody) -> bytes:
@@ -184,7 +180,7 @@ def image_sections(data: bytes) -> dict:
         at["init"] = p
         at["trees"] = at["init"] + 4 * h["n_out"]
         at["nodes"] = at["trees"] + 4 * h["n_trees"]
-        at["node_size"] = 1 + h["threshold_size"] + 2 * h["ref_size"]
+        at["node_size"] = NODE_SIZE
         at["leaves"] = at["nodes"] + at["node_size"] * h["n_nodes"]
     else:
         n_in = h["n_features"]

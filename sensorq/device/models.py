@@ -47,7 +47,8 @@ class ModelOut(ctypes.Structure):
 class ModelStruct(ctypes.Structure):
     """sq_model (device_port/include/sensorq.h), field for field."""
     _fields_ = ([(n, ctypes.c_uint8) for n in ("version", "body", "kind", "mode", "n_inputs", "n_signals",
-                                                "n_features", "n_classes", "n_out", "tw", "lw", "cw")]
+                                                "n_features", "n_classes", "n_out", "reserved1a", "reserved1b",
+                                                "reserved1c")]
                 + [(n, ctypes.c_uint16) for n in ("n_trees", "n_nodes", "n_leaves", "reserved2")]
                 + [(n, ctypes.c_uint32) for n in ("length", "schema", "out_schema", "min_samples", "reserved3")]
                 + [("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
