@@ -73,7 +73,10 @@ def materialise(plan: LayoutPlan, index) -> Layout:
     then compiled, and cached, for one buffer type, not two)."""
     if plan.buffer_no != POOLED:
         return Layout(index.buffers[plan.buffer_no], plan.blocks, plan.lay_t, plan.lay_c)
-    buf = np.concatenate([index.raw(i) for i in plan.blocks.tolist()])
+    buffers, blocks = index.buffers, plan.blocks     # index.raw, without its per-call lookups
+    buf = np.concatenate([buffers[b][start:start + length] for b, start, length in zip(
+        index.buffer_of[blocks].tolist(), index.offset[blocks].tolist(),
+        index.length[blocks].tolist())])
     buf.flags.writeable = False
     return Layout(buf, plan.blocks, plan.lay_t, plan.lay_c)
 
