@@ -393,11 +393,16 @@ def _value_histograms(buf, lay_t, lay_c, pred_code, consts, scales, depth, has_p
     for k in prange(task_ptr.shape[0] - 1):
         base, off, length = task_base[k], task_off[k], U64(task_len[k])
         counts = cells[off:off + task_len[k]]
+        most = 0                # the task's largest block: its scratch is allocated once
+        for e in range(task_ptr[k], task_ptr[k + 1]):
+            most = max(most, lay_t[entry_block[e], 5])
+        t_all, words_all, scratch_all = np.empty(most, np.int64), np.empty(most, np.uint64), \
+            np.empty(most, np.uint64)
         for e in range(task_ptr[k], task_ptr[k + 1]):
             b = entry_block[e]
             n = lay_t[b, 5]
             need_time = entry_time[e]
-            t, words, scratch = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
+            t, words, scratch = t_all[:n], words_all[:n], scratch_all[:n]
             rows = n if has_pred else 0          # float rows only for the predicate
             raw = np.empty((lay_c.shape[1], rows), np.float64)
             stack = np.empty((max(1, depth), rows), np.float64)
