@@ -40,9 +40,7 @@ DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
 SHIFT = 2                        # x's order-preserving word = w << q (its low q bits zero)
 NARROW = 0x80                    # on kinds 0, 1 of a float64 column: the result rounded to float32
 HEADER_BYTES = 13                # kind (1), c (f64), exception count (u32)
-MAX_MANTISSA = 9.0e18           # |m| under this is an int64 (DECIMAL's bound, transforms.py): the
-                                 # round trip is checked, and every decoder converts m correctly rounded
-EXACT_INTEGER = 2.0 ** 53        # integers up to this are exact in float64
+MAX_MANTISSA = 2.0 ** 53         # |m| up to this converts to float64 exactly
 
 POW10 = np.array([10.0 ** e for e in range(19)])
 INV10 = np.array([float(f"1e-{e}") for e in range(19)])                       # nearest doubles
@@ -64,7 +62,7 @@ def _value(m, kind, c, is32):
 def _mantissa(x, kind, c, is32):
     """(m, True) if x comes back bit for bit from m, else (0, False)."""
     q = x * c if kind == DIVIDE else x / c
-    if not abs(q) < MAX_MANTISSA:           # also NaN and ±inf
+    if not abs(q) <= MAX_MANTISSA:          # also NaN and ±inf
         return np.int64(0), False
     m = np.int64(np.round(q))
     v = _value(m, kind, c, is32)
@@ -180,7 +178,7 @@ def _exact_step(x, g, runs):
         v = abs(np.float64(x[i]))
         if v < np.inf:
             m = np.round(v / g)
-            if m > best_m and m <= EXACT_INTEGER:
+            if m > best_m and m <= MAX_MANTISSA:
                 best_m, best_x = m, v
     return best_x / best_m if best_m > 0.0 else g
 
@@ -261,7 +259,7 @@ def choose(x, is32, runs, shift_ok=True):
                 if cost < best:
                     best_kind, best_c, best = MULTIPLY, c, cost
             divisor = np.round(1.0 / g)               # integers over a whole number (x / 3)
-            if divisor >= 2.0 and abs(divisor * g - 1.0) < 1e-6 and divisor <= EXACT_INTEGER:
+            if divisor >= 2.0 and abs(divisor * g - 1.0) < 1e-6 and divisor <= MAX_MANTISSA:
                 cost, _ = _sample_cost(x, DIVIDE, divisor, is32, exception_bits, runs)
                 if cost < best:
                     best_kind, best_c, best = DIVIDE, divisor, cost
@@ -471,7 +469,8 @@ def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     if section[1] & ALP != FLOATBITS:
         return section
     # FLOATBITS only for blocks DECIMAL cannot code, as in version 2 (transforms.float_words):
-    # the bit patterns can price lower only for decimals of 16 or more significant digits
+    # the bit patterns price lower only for decimals of 16 or more significant digits, and
+    # DECIMAL's mantissas may pass the 2^53 that the sampled candidates stop at
     exponent = decimal_exponent(x, x.dtype == np.float32)
     if exponent < 0:
         return section
