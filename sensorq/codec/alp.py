@@ -31,7 +31,7 @@ from ..jitcache import cached, digest
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
 from .transforms import (MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, decimal_exponent, decimal_words,
-                         floatbits_from_word, floatbits_words)
+                         divide_row, floatbits_from_word, floatbits_words)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -384,12 +384,7 @@ def finish(buf, start, n, is32, row):
     rounded = is32 or (buf[start] & NARROW) != 0       # through float32
     c = U64(_read_u64(buf, start + 1)).view(np.float64)
     if kind == DIVIDE:
-        if rounded:
-            for i in range(n):
-                row[i] = np.float64(np.float32(row[i] / c))
-        else:
-            for i in range(n):
-                row[i] = row[i] / c
+        divide_row(row, n, c, rounded)
     else:
         if rounded:
             for i in range(n):
