@@ -132,7 +132,7 @@ def test_real_decimals_stay_in_the_decimal_mode_older_readers_know():
     x = np.round(np.random.default_rng(3).normal(20, 3, 4096), 2)
     info = parse_block(buf := encode_block(timestamps(len(x)), [x]))
     mode, exponent, words = float_words(x)
-    section, codec_bits = _encode_words(words, True, True)
+    section, codec_bits = _encode_words(words, True, True, floats=True)
     assert int(info.entries["codec"][0]) == codec_bits | DECIMAL == codec_bits | mode
     assert int(info.entries["dexp"][0]) == exponent == 2
     start = int(info.section_offsets()[1])

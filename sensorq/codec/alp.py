@@ -448,13 +448,14 @@ def _floatbits_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
         words = floatbits_words(x.view(np.uint32).astype(np.uint64), SIGN32)
     else:
         words = floatbits_words(x.view(np.uint64), SIGN64)
-    section, codec_bits = encode_words(words, False)
+    section, codec_bits = encode_words(words, False, False)
     return section, codec_bits | FLOATBITS, 0
 
 
 def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     """(section, codec byte, decimal exponent) of a float column (version 1),
-    ``encode_words(words, signed)`` coding integer columns (block.py's):
+    ``encode_words(words, signed, patches)`` coding integer columns (block.py's;
+    patched mini-blocks only in ALP sections, which older readers reject anyway):
     DECIMAL when every value is an exact decimal of at most 9 places (the
     bytes older readers know), else ALP, or FLOATBITS when the sample says
     the bit patterns are cheaper.  A section with many exceptions (the
@@ -469,7 +470,7 @@ def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     exponent = decimal_exponent(x, x.dtype == np.float32)
     if exponent < 0:
         return section
-    words, codec_bits = encode_words(decimal_words(x, exponent), True)
+    words, codec_bits = encode_words(decimal_words(x, exponent), True, False)
     return words, codec_bits | DECIMAL, exponent
 
 
@@ -507,7 +508,8 @@ def _alp_section(x: np.ndarray, kind: int, c: float, encode_words):
         words, positions = shifted_words(x, int(c), x.dtype == np.float32)
     else:
         words, positions = mantissas(x, kind & ~NARROW, c, rounded)
-    section, codec_bits = encode_words(words, kind != SHIFT)
     if not len(positions) and kind == DIVIDE and c in POW10[:MAX_DECIMAL_EXPONENT + 1]:
+        section, codec_bits = encode_words(words, True, False)     # as older readers know it
         return section, codec_bits | DECIMAL, int(np.flatnonzero(POW10 == c)[0]), 0
+    section, codec_bits = encode_words(words, kind != SHIFT, True)
     return section_header(kind, c, positions, x) + section, codec_bits | ALP, 0, len(positions)
