@@ -20,7 +20,8 @@ from sensorq.codec import alp, npdecode
 from sensorq.codec.block import _encode_words, decode_block, encode_block, parse_block
 from sensorq.codec.codes import DECIMAL, FLOATBITS, OK
 from sensorq.codec.intcodec import decode_column
-from sensorq.codec.transforms import divide_row, float_words
+from sensorq.codec.scaling import divide_row
+from sensorq.codec.transforms import float_words
 from sensorq.errors import CorruptDataError
 
 SETTINGS = settings(max_examples=120, deadline=None,

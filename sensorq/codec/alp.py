@@ -30,13 +30,13 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
+from .scaling import DIVIDE, MULTIPLY, scale_row          # kinds 0, 1: x = m / c, x = m × c
 from .transforms import (MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, decimal_exponent, decimal_words,
-                         divide_row, floatbits_from_word, floatbits_words)
+                         floatbits_from_word, floatbits_words)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
-DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
 SHIFT = 2                        # x's order-preserving word = w << q (its low q bits zero)
 NARROW = 0x80                    # on kinds 0, 1 of a float64 column: the result rounded to float32
 HEADER_BYTES = 13                # kind (1), c (f64), exception count (u32)
@@ -376,22 +376,20 @@ def mantissa_start(buf, start, end, n, is32):
 
 
 @cached(_STAMP, nogil=True)
+def scale(buf, start, is32):
+    """(kind, c, through f32) of the ALP section at ``start`` (checked by
+    mantissa_start, kind 0 or 1): what scaling.scale_row takes."""
+    return (np.int64(buf[start] & ~NARROW), U64(_read_u64(buf, start + 1)).view(np.float64),
+            is32 or (buf[start] & NARROW) != 0)
+
+
+@cached(_STAMP, nogil=True)
 def finish(buf, start, n, is32, row):
     """In place: row[:n], the mantissas in float64 (as the integer decoder
     writes them), to the values; then the exceptions.  The section at
     ``start`` passed :func:`mantissa_start`."""
-    kind = buf[start] & ~NARROW
-    rounded = is32 or (buf[start] & NARROW) != 0       # through float32
-    c = U64(_read_u64(buf, start + 1)).view(np.float64)
-    if kind == DIVIDE:
-        divide_row(row, n, c, rounded)
-    else:
-        if rounded:
-            for i in range(n):
-                row[i] = np.float64(np.float32(row[i] * c))
-        else:
-            for i in range(n):
-                row[i] = row[i] * c
+    kind, c, rounded = scale(buf, start, is32)
+    scale_row(row, n, kind, c, rounded)
     patch_exceptions(buf, start, is32, row)
 
 

@@ -17,6 +17,7 @@ from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
+from .scaling import scale_row
 from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
                     ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
@@ -825,20 +826,24 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
 
 
 @cached(_STAMP, nogil=True, inline="always")
-def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
+def decode_column_floats(buf, pos, end, n, codec, out, scratch, row, kind, c, is32):
     """:func:`decode_column` for words that are int64 values (integer channels,
-    decimal mantissas): row[:n] := the words read as int64, in float64, written
-    by the decoder's last pass.  ``out`` is working space."""
+    decimal and ALP mantissas): row[:n] := the words read as int64, in
+    float64, then scaled as scaling.scale_row(kind, c, is32) says (NO_SCALE:
+    not), written by the decoder's last pass.  ``out`` is working space.
+    With a dictionary, its entries are scaled, not the row."""
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
     if n_entries == 0:
         undo_residuals_into(out, n, codec & PREDICTOR_MASK, base, row)
+        scale_row(row, n, kind, c, is32)
         return OK
     undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
     table = scratch.view(np.float64)   # the dictionary becomes the row's table, in place
     for i in range(U64(n_entries)):
         table[i] = np.float64(np.int64(scratch[i] + base))
+    scale_row(table, n_entries, kind, c, is32)
     return _ranks_to_values(out, n, table, n_entries, row)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, fma
+from .bits import ONE, U64, ZERO
 from .intcodec import DECIMAL, FLOATBITS
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -195,47 +195,6 @@ def float_values(words, n, mode, e, is32, out):
     else:
         for i in range(n):
             out[i] = _f64_from_bits(floatbits_from_word(words[i], SIGN64))
-
-
-@cached(_STAMP, nogil=True)
-def decimal_scale(row, n, e, is32):
-    """In place: decimal mantissas already in float64 (the engine's decoder
-    writes them so) to their values, as :func:`float_values` computes them."""
-    divide_row(row, n, 10.0 ** e, is32)
-
-
-EXACT_POWERS = np.array([10.0 ** e for e in range(19)])    # the powers divide_row multiplies by
-
-
-@cached(_STAMP, nogil=True)
-def divide_row(row, n, c, is32):
-    """In place: row[i] := row[i] / c in f64, correctly rounded (then rounded
-    to f32 if ``is32``), for rows of integers (mantissas) with |row[i]| ≤ 2^64.
-
-    For c = 10^e, e ≤ 18, without a divide instruction (vdivpd: about 2
-    cycles a value, most of a decimal column's decode): q = a·y with
-    y = RN(10^-e), r = RN(a − q·c), q' = RN(q + r·y) (two fused
-    multiply-adds).  q' is RN(a / c), the division's own result, for every
-    such a: q is within 2 ulps of x = a / c, so q + r·y is within 2^-51 ulp
-    of x; a quotient x that is a double comes out exactly, and one that is
-    not lies at least 1 / (2·5^18) > 2^-43 ulp from the midpoint between two
-    doubles (a midpoint times c is a multiple of 2^(t−1+e)·5^e, a of 2^0,
-    for ulp(x) = 2^t), so both round alike.  No underflow or overflow for
-    integers a; a = 0 gives +0, as the division does.  tests/test_floats.py
-    checks it against numpy's division.  Any other c: the division."""
-    exact = False
-    for e in range(EXACT_POWERS.shape[0]):
-        exact |= c == EXACT_POWERS[e]
-    if not exact:
-        for i in range(n):
-            row[i] = _decimal(row[i], c, is32)
-        return
-    y = 1.0 / c
-    for i in range(n):
-        a = row[i]
-        q = a * y
-        v = fma(fma(-q, c, a), y, q)
-        row[i] = np.float64(np.float32(v)) if is32 else v
 
 
 @cached(_STAMP, nogil=True)
