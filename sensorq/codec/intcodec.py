@@ -1,5 +1,6 @@
 """The integer column codec (docs/format.md §3): base, optional dictionary,
-predictor of order 0–2 with zigzag, and per-mini-block bit-packing or Rice.
+predictor of order 0–2 with zigzag, and per-mini-block bit-packing, Rice, or
+(float sections, version 1) patched bit-packing.
 
 The encoder is an analysis pass: it prices every candidate (predictor order ×
 dictionary) mini-block by mini-block and writes only the cheapest.  The
@@ -15,9 +16,9 @@ from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
+from .scaling import scale_row
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
-from .scaling import scale_row
 from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
                     ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
