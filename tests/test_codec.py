@@ -15,8 +15,8 @@ from hypothesis.extra import numpy as hnp
 from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_block,
                                  parse_block)
 from sensorq.codec import npdecode
-from sensorq.codec.intcodec import (DICT, decode_column, encode_column, encode_column_costed,
-                                    max_section_bytes)
+from sensorq.codec.intcodec import (DICT, PATCH_COST, PATCH_POSITION, decode_column, encode_column,
+                                    encode_column_costed, encode_column_priced, max_section_bytes)
 from sensorq.errors import CorruptDataError
 
 DAPHNET = Path(__file__).resolve().parent.parent / "sensorq" / "data" / "daphnet_S06R02E0.csv"
@@ -345,7 +345,7 @@ def test_every_rice_mini_block_saves_more_than_its_price(values, price):
     n = len(values)
     n_mini = (n + 31) // 32
     headers = section[8:8 + n_mini].tolist()
-    residuals = npdecode._read_mini_blocks(section, 8, len(section), n).tolist()
+    residuals = npdecode._read_mini_blocks(section, 8, len(section), n, 0).tolist()
     for m, h in enumerate(headers):
         chunk = residuals[32 * m:32 * m + 32]
         packed = len(chunk) * max(v.bit_length() for v in chunk)
@@ -353,6 +353,35 @@ def test_every_rice_mini_block_saves_more_than_its_price(values, price):
             assert rice_codeword_bits(chunk, h & 0x3F) + price * len(chunk) < packed, (m, h)
         else:
             assert h == max(v.bit_length() for v in chunk)
+
+
+@SETTINGS
+@given(sensor_columns(), st.sampled_from([0.0, 1.6, 3.0]))
+def test_patched_mini_blocks_round_trip_and_each_pays(values, price):
+    """With patched mini-blocks allowed (float sections), both decoders give
+    the words back; read back independently, each patched mini-block at w
+    bits holds exactly one residual of w + 1 bits and the rest under w, and
+    saves more than PATCH_COST bits over bit-packing."""
+    n = len(values)
+    out = np.zeros(max_section_bytes(n), np.uint8)
+    end, codec = encode_column_priced(values.view(np.uint64), True, False, price, out, 0, True)
+    section, codec = out[:int(end)], int(codec)
+    words = np.empty(n, np.uint64)
+    assert decode_column(section, 0, len(section), n, codec, words, np.empty(n, np.uint64)) == 0
+    assert (words.view(np.int64) == values).all()
+    status, np_words = npdecode.decode_column(section, 0, len(section), n, codec)
+    assert status == 0 and (np_words.view(np.int64) == values).all()
+    if codec & 0x20:
+        return
+    headers = section[8:8 + (n + 31) // 32].tolist()
+    residuals = npdecode._read_mini_blocks(section, 8, len(section), n, 0).tolist()
+    for m, h in enumerate(headers):
+        chunk = residuals[32 * m:32 * m + 32]
+        if h >= 0xC0:
+            w = h & 0x3F
+            assert sorted(v.bit_length() > w for v in chunk) == [False] * (len(chunk) - 1) + [True]
+            assert max(chunk).bit_length() == w + 1
+            assert len(chunk) * w + PATCH_POSITION + PATCH_COST < len(chunk) * (w + 1)
 
 
 def test_default_codec_is_under_pcodec_on_daphnet():

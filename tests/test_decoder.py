@@ -34,9 +34,14 @@ def bit_stream(codes):
 
 def section(base, blocks):
     """A predictor-0 section: base, then one header per mini-block and the bits.
-    ``blocks``: (header, values); header 0x80|k codes Rice(k)."""
+    ``blocks``: (header, values); header 0x80|k codes Rice(k), 0xC0|w patched
+    at w bits (one value has bit w set)."""
     codes = []
     for header, values in blocks:
+        if header >= 0xC0:      # patched: the low w bits, then the position of the value with bit w
+            w = header & 0x3F
+            codes += [(v, w) for v in values] + [(next(i for i, v in enumerate(values) if v >> w), 5)]
+            continue
         for v in values:
             if header & 0x80:
                 k = header & 0x3F
@@ -292,17 +297,23 @@ def test_engine_rows_match_decode_block(block, codec, read_only):
 @st.composite
 def mini_block_mixes(draw):
     """(blocks, n): up to 6 mini-blocks of any kind — bit-packed at a width of
-    0..64 or Rice(k) for k of 0..63 — of 32 values, the last of 1..32; Rice
+    0..64, Rice(k) for k of 0..63, or patched at w of 0..63 — of 32 values, the last of 1..32; Rice
     quotients mostly small (several codewords a word), sometimes a word or more
     of zeros, never so big that q << k leaves 64 bits."""
     count = draw(st.integers(1, 6))
     blocks = []
     for m in range(count):
         size = 32 if m < count - 1 else draw(st.integers(1, 32))
-        if draw(st.booleans()):
+        kind = draw(st.sampled_from(["packed", "rice", "patched"]))
+        if kind == "packed":
             width = draw(st.integers(0, 64))
             values = draw(st.lists(st.integers(0, (1 << width) - 1), min_size=size, max_size=size))
             blocks.append((width, values))
+        elif kind == "patched":
+            w = draw(st.integers(0, 63))
+            values = draw(st.lists(st.integers(0, (1 << w) - 1), min_size=size, max_size=size))
+            values[draw(st.integers(0, size - 1))] |= 1 << w
+            blocks.append((0xC0 | w, values))
         else:
             k = draw(st.integers(0, 63))
             top_q = MASK >> k
@@ -356,6 +367,21 @@ def test_damaged_mini_blocks_give_a_status_in_both_decoders(mix, data, guarded):
     assert status <= 0
     if status == 0:
         assert (got == np_got).all()
+
+
+@pytest.mark.parametrize("w", [0, 5, 63])
+def test_a_patched_mini_block_is_corrupt_in_a_short_section(w, guarded):
+    """Patched mini-blocks are version 1's only: in a version-2 (SHORT)
+    section both decoders reject one (ERR_BAD_CODE), as the device does;
+    the same bits in a version-1 section decode."""
+    values = [0] * 31 + [1 << w]
+    body = bytes([0xC0 | w]) + bit_stream([(v, w) for v in values] + [(31, 5)])
+    status, got = decode(*guarded.at_end(bytes(8) + body), 32)
+    assert status == 0 and got.tolist() == values
+    assert numpy_decode(*guarded.at_end(bytes(8) + body), 32)[0] == 0
+    short = b"\x00" + body            # base 0 as a varint
+    assert decode(*guarded.at_end(short), 32, codec=0x40)[0] == -2
+    assert numpy_decode(*guarded.at_end(short), 32, codec=0x40)[0] == -2
 
 
 def decode_scaled(buf, pos, end, n, codec, offset, scale):

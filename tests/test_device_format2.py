@@ -68,6 +68,10 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 @given(blocks(), st.sampled_from(["compact", "fast"]), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
 @example((np.array([0, 0]), [np.array([0.02, 0.04])]), "compact", 0, 0)       # v1 ALP, v2 DECIMAL
 @example((np.array([0]), [np.array([9.0072e15], np.float32)]), "compact", 0, 0)
+@example((np.array([0, 0]), [np.array([1.0, 2.0**53 + 2])]), "compact", 0, 0)     # DECIMAL past 2^53
+@example((np.zeros(31, np.int64), [(8151450823375594 + 1000 * np.array(   # 16 digits: bits price lower
+    [0, 1, 0, -1, -1, -1, 0, 2, 1, 3, 4, 1, 4, 6, 8, 6, 9, 11, 13, 14, 15, 17, 15, 15, 13, 13, 11, 8, 5, 4, 6]))
+    / 1e9]), "compact", 0, 0)
 def test_version_2_round_trip_and_the_same_statistics(block, codec, stream_id, seq):
     t, cols = block
     v1 = encode_block(t, cols, codec=codec, stream_id=stream_id, seq=seq)

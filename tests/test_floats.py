@@ -20,6 +20,7 @@ from sensorq.codec import alp, npdecode
 from sensorq.codec.block import _encode_words, decode_block, encode_block, parse_block
 from sensorq.codec.codes import DECIMAL, FLOATBITS, OK
 from sensorq.codec.intcodec import decode_column
+from sensorq.codec.scaling import divide_row
 from sensorq.codec.transforms import float_words
 from sensorq.errors import CorruptDataError
 
@@ -108,13 +109,31 @@ def test_kernels_numpy_tier_and_decode_block_agree(x, codec, read_only):
         assert status == OK and same_bits(values, x)
 
 
+@SETTINGS
+@given(st.integers(0, 18), st.sampled_from([2**7, 2**30, 2**53, 2**63 - 1]), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_division_by_a_power_of_ten_is_the_division_bit_for_bit(e, bound, is32, seed):
+    """divide_row's two fused multiply-adds (no divide instruction) give
+    numpy's correctly rounded m / 10^e (then f32) for integers m up to 2^63,
+    extremes included; any other divisor is divided."""
+    m = np.random.default_rng(seed).integers(-bound, bound, 3000, endpoint=True).astype(np.float64)
+    m[:6] = [0, 1, -1, bound, -bound, 2.0**63]
+    for c in (10.0 ** e, 3.0 * (e + 1)):
+        want = m / c
+        if is32:
+            want = want.astype(np.float32).astype(np.float64)
+        row = m.copy()
+        divide_row(row, len(row), c, is32)
+        assert row.tobytes() == want.tobytes()
+
+
 def test_real_decimals_stay_in_the_decimal_mode_older_readers_know():
     """Decimals of at most 9 places without specials: the DECIMAL section, as
     the transform of earlier versions wrote it, byte for byte."""
     x = np.round(np.random.default_rng(3).normal(20, 3, 4096), 2)
     info = parse_block(buf := encode_block(timestamps(len(x)), [x]))
     mode, exponent, words = float_words(x)
-    section, codec_bits = _encode_words(words, True, True)
+    section, codec_bits = _encode_words(words, True, True, floats=True)
     assert int(info.entries["codec"][0]) == codec_bits | DECIMAL == codec_bits | mode
     assert int(info.entries["dexp"][0]) == exponent == 2
     start = int(info.section_offsets()[1])

@@ -30,12 +30,13 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
-from .transforms import MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, floatbits_from_word, floatbits_words
+from .scaling import DIVIDE, MULTIPLY, scale_row          # kinds 0, 1: x = m / c, x = m × c
+from .transforms import (MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, decimal_exponent, decimal_words,
+                         floatbits_from_word, floatbits_words)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 ALP = DECIMAL | FLOATBITS        # both mode bits of the codec byte: this mode
-DIVIDE, MULTIPLY = 0, 1          # x = m / c, x = m × c
 SHIFT = 2                        # x's order-preserving word = w << q (its low q bits zero)
 NARROW = 0x80                    # on kinds 0, 1 of a float64 column: the result rounded to float32
 HEADER_BYTES = 13                # kind (1), c (f64), exception count (u32)
@@ -375,27 +376,20 @@ def mantissa_start(buf, start, end, n, is32):
 
 
 @cached(_STAMP, nogil=True)
+def scale(buf, start, is32):
+    """(kind, c, through f32) of the ALP section at ``start`` (checked by
+    mantissa_start, kind 0 or 1): what scaling.scale_row takes."""
+    return (np.int64(buf[start] & ~NARROW), U64(_read_u64(buf, start + 1)).view(np.float64),
+            is32 or (buf[start] & NARROW) != 0)
+
+
+@cached(_STAMP, nogil=True)
 def finish(buf, start, n, is32, row):
     """In place: row[:n], the mantissas in float64 (as the integer decoder
     writes them), to the values; then the exceptions.  The section at
     ``start`` passed :func:`mantissa_start`."""
-    kind = buf[start] & ~NARROW
-    rounded = is32 or (buf[start] & NARROW) != 0       # through float32
-    c = U64(_read_u64(buf, start + 1)).view(np.float64)
-    if kind == DIVIDE:
-        if rounded:
-            for i in range(n):
-                row[i] = np.float64(np.float32(row[i] / c))
-        else:
-            for i in range(n):
-                row[i] = row[i] / c
-    else:
-        if rounded:
-            for i in range(n):
-                row[i] = np.float64(np.float32(row[i] * c))
-        else:
-            for i in range(n):
-                row[i] = row[i] * c
+    kind, c, rounded = scale(buf, start, is32)
+    scale_row(row, n, kind, c, rounded)
     patch_exceptions(buf, start, is32, row)
 
 
@@ -452,18 +446,33 @@ def _floatbits_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
         words = floatbits_words(x.view(np.uint32).astype(np.uint64), SIGN32)
     else:
         words = floatbits_words(x.view(np.uint64), SIGN64)
-    section, codec_bits = encode_words(words, False)
+    section, codec_bits = encode_words(words, False, False)
     return section, codec_bits | FLOATBITS, 0
 
 
 def encode_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     """(section, codec byte, decimal exponent) of a float column (version 1),
-    ``encode_words(words, signed)`` coding integer columns (block.py's):
+    ``encode_words(words, signed, patches)`` coding integer columns (block.py's;
+    patched mini-blocks only in ALP sections, which older readers reject anyway):
     DECIMAL when every value is an exact decimal of at most 9 places (the
     bytes older readers know), else ALP, or FLOATBITS when the sample says
     the bit patterns are cheaper.  A section with many exceptions (the
     sample misjudged the block, or its values have no such structure) is
     compared with the choice from every value and with FLOATBITS."""
+    section = _priced_float_section(x, encode_words)
+    if section[1] & ALP != FLOATBITS:
+        return section
+    # FLOATBITS only for blocks DECIMAL cannot code, as in version 2 (transforms.float_words):
+    # the bit patterns price lower only for decimals of 16 or more significant digits, and
+    # DECIMAL's mantissas may pass the 2^53 that the sampled candidates stop at
+    exponent = decimal_exponent(x, x.dtype == np.float32)
+    if exponent < 0:
+        return section
+    words, codec_bits = encode_words(decimal_words(x, exponent), True, False)
+    return words, codec_bits | DECIMAL, exponent
+
+
+def _priced_float_section(x: np.ndarray, encode_words) -> tuple[bytes, int, int]:
     is32 = x.dtype == np.float32
     kind, c, cost, floatbits_cost = choose(x, is32, SAMPLE_RUNS)
     if not is32 and _mostly_float32(x):       # float32 results held as float64
@@ -497,7 +506,8 @@ def _alp_section(x: np.ndarray, kind: int, c: float, encode_words):
         words, positions = shifted_words(x, int(c), x.dtype == np.float32)
     else:
         words, positions = mantissas(x, kind & ~NARROW, c, rounded)
-    section, codec_bits = encode_words(words, kind != SHIFT)
     if not len(positions) and kind == DIVIDE and c in POW10[:MAX_DECIMAL_EXPONENT + 1]:
+        section, codec_bits = encode_words(words, True, False)     # as older readers know it
         return section, codec_bits | DECIMAL, int(np.flatnonzero(POW10 == c)[0]), 0
+    section, codec_bits = encode_words(words, kind != SHIFT, True)
     return section_header(kind, c, positions, x) + section, codec_bits | ALP, 0, len(positions)

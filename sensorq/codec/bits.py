@@ -51,6 +51,22 @@ def cttz64_or_64(typingctx, value):
     return types.uint64(types.uint64), _cttz_codegen(0)
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a × b + c rounded once (IEEE fused multiply-add: one instruction where
+    the core has it, a correctly rounded library call where not), which
+    numba does not expose.  float64 arguments."""
+    if not all(x == types.float64 for x in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(double, [double] * 3),
+                                            "llvm.fma.f64")
+        return builder.call(fn, args)
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
 @cached(_STAMP, nogil=True)
 def low_mask(width):
     """The low ``width`` bits set (width 0..64)."""

@@ -21,7 +21,7 @@ from .header import (ALL_VERSIONS, CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VER
 from .alp import ALP, encode_float_section
 from .npdecode import alp_values, floatbits_values
 from . import intcodec
-from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, encode_column_costed,
+from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, encode_column_priced,
                        max_section_bytes)
 from .transforms import (float_stats, float_values, float_words, int_stats, time_values,
                          time_words)
@@ -78,10 +78,12 @@ def _check_steps(t: np.ndarray) -> None:
                          f"of 2^63 ns or more, or a decreasing time; split the block there")
 
 
-def _encode_words(words: np.ndarray, signed: bool, compact: bool) -> tuple[bytes, int]:
+def _encode_words(words: np.ndarray, signed: bool, compact: bool, floats: bool = False,
+                  patches: bool = False) -> tuple[bytes, int]:
     out = np.zeros(max_section_bytes(words.shape[0]), np.uint8)
-    rice_cost = intcodec.RICE_DECODE_COST if compact else -1.0   # read here: a benchmark varies it
-    end, codec_bits = encode_column_costed(words, signed, compact, rice_cost, out, 0)
+    # read here: a benchmark varies them
+    rice_cost = (intcodec.FLOAT_RICE_DECODE_COST if floats else intcodec.RICE_DECODE_COST) if compact else -1.0
+    end, codec_bits = encode_column_priced(words, signed, compact, rice_cost, out, 0, patches)
     return out[:end].tobytes(), int(codec_bits)
 
 
@@ -98,7 +100,7 @@ def _encode_channel(column: np.ndarray, n: int, compact: bool, version: int = 1)
         stat_values = np.array(stats[4:], np.float64).view(np.int64)
         if version == 1:        # ALP or its fallbacks (alp.py); version 2 as the device writes it
             section, entry["codec"], entry["dexp"] = encode_float_section(
-                column, lambda words, signed: _encode_words(words, signed, compact))
+                column, lambda words, signed, patches: _encode_words(words, signed, compact, True, patches))
             return section, _fill_entry(entry, section, stats, stat_values)
         mode, exponent, words = float_words(column)
         entry["dexp"] = exponent

@@ -17,6 +17,7 @@ FLOATBITS = 0x10
 ZERO_RESIDUALS = 0x20
 SHORT = 0x40            # format version 2: base and dictionary size as varints
 RICE = 0x80
+PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some values patched (version 1)
 
 # Decoder status codes (0 = ok).
 OK = 0

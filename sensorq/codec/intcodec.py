@@ -1,5 +1,6 @@
 """The integer column codec (docs/format.md §3): base, optional dictionary,
-predictor of order 0–2 with zigzag, and per-mini-block bit-packing or Rice.
+predictor of order 0–2 with zigzag, and per-mini-block bit-packing, Rice, or
+(float sections, version 1) patched bit-packing.
 
 The encoder is an analysis pass: it prices every candidate (predictor order ×
 dictionary) mini-block by mini-block and writes only the cheapest.  The
@@ -15,10 +16,11 @@ from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
+from .scaling import scale_row
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
-                    ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PREDICTOR_MASK, RICE, SHORT,
+                    ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -140,13 +142,22 @@ def _rice_floor(mean, count, k_lo, k_hi):
     return floor * (1.0 - 1e-9) - 1.0
 
 
+# A patched mini-block (docs/format.md §3): bit-packed one bit narrower than
+# its largest value, which alone needs that bit, and that value's position.
+# Its decoder does one read and one or more than a bit-packed one's (~1 ns):
+# priced in bits as Rice is (RICE_DECODE_COST), it must save more than this.
+PATCH_COST = 4
+PATCH_POSITION = 5           # bits of the patched value's position in its mini-block
+
+
 @cached(_STAMP, nogil=True)
-def choose_mini_blocks(u, rice_cost, headers):
+def choose_mini_blocks(u, rice_cost, headers, patches):
     """Pick each mini-block's coding (header byte) and return the payload bits.
 
     ``rice_cost``: bits per value a Rice mini-block must save over bit-packing
     to be taken (its price in decode time: a Rice value decodes several times
-    slower than a bit-packed one); negative: bit-packing only."""
+    slower than a bit-packed one); negative: bit-packing only.  ``patches``:
+    patched mini-blocks may be taken too (version 1, float sections)."""
     n = u.shape[0]
     total = 0
     for m in range((n + MINI_BLOCK - 1) // MINI_BLOCK):
@@ -173,25 +184,41 @@ def choose_mini_blocks(u, rice_cost, headers):
                 if bits >= 0 and bits < bar and (header < 0x80 or bits < best_bits):
                     best_bits = bits
                     header = 0x80 | k
+        if patches and rice_cost >= 0.0 and width > 0:
+            priced = best_bits + (rice_cost * (hi - lo) if header & RICE else 0.0)
+            bits = (hi - lo) * (width - 1) + PATCH_POSITION
+            if bits + PATCH_COST < priced and _alone_at_width(u, lo, hi, width):
+                best_bits = bits
+                header = PATCHED | (width - 1)
         headers[m] = header
         total += best_bits
     return total
 
 
 @cached(_STAMP, nogil=True)
-def _payload_bytes(s, order, rice_cost, u, headers):
+def _alone_at_width(u, lo, hi, width):
+    """Whether exactly one of u[lo:hi] needs ``width`` bits (the others fewer)."""
+    top = U64(1) << U64(width - 1)
+    count = 0
+    for i in range(lo, hi):
+        count += u[i] >= top
+    return count == 1
+
+
+@cached(_STAMP, nogil=True)
+def _payload_bytes(s, order, rice_cost, u, headers, patches):
     n = s.shape[0]
     residuals(s, order, u)
-    bits = choose_mini_blocks(u, rice_cost, headers)
+    bits = choose_mini_blocks(u, rice_cost, headers, patches)
     return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
 
 
 @cached(_STAMP, nogil=True)
-def _exact_best_order(s, rice_cost, u, headers):
+def _exact_best_order(s, rice_cost, u, headers, patches):
     """The predictor order with the smallest payload (ties: the smaller order)."""
     best_order, best_bytes = 0, -1
     for order in range(3):
-        size = _payload_bytes(s, order, rice_cost, u, headers)
+        size = _payload_bytes(s, order, rice_cost, u, headers, patches)
         if best_bytes < 0 or size < best_bytes:
             best_order, best_bytes = order, size
     return best_order, best_bytes
@@ -230,19 +257,19 @@ def _guess_order(s):
 
 
 @cached(_STAMP, nogil=True)
-def _best_order(s, exact, rice_cost, u, headers):
+def _best_order(s, exact, rice_cost, u, headers, patches):
     """(order, payload bytes): exact for the fast codec (its bytes are
     specified), estimated for the compact one."""
     if exact:
-        return _exact_best_order(s, rice_cost, u, headers)
+        return _exact_best_order(s, rice_cost, u, headers, patches)
     order = _guess_order(s)
-    return order, _payload_bytes(s, order, rice_cost, u, headers)
+    return order, _payload_bytes(s, order, rice_cost, u, headers, patches)
 
 
 # --- encoding ------------------------------------------------------------------
 
 @cached(_STAMP, nogil=True)
-def _write_payload(s, order, rice_cost, u, headers, out, pos, priced):
+def _write_payload(s, order, rice_cost, u, headers, out, pos, priced, patches):
     """Header bytes then the bit stream for sequence s; returns the end offset.
     ``priced``: u and headers already hold s's residuals and choice (the
     pricing pass of this very candidate), which are then not computed again."""
@@ -250,7 +277,7 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced):
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     if not priced:
         residuals(s, order, u)
-        choose_mini_blocks(u, rice_cost, headers)
+        choose_mini_blocks(u, rice_cost, headers, patches)
     for m in range(n_mini):
         out[pos + m] = np.uint8(headers[m])
     byte_pos, acc, n_acc = pos + n_mini, ZERO, 0
@@ -258,7 +285,9 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced):
         lo = m * MINI_BLOCK
         hi = min(n, lo + MINI_BLOCK)
         h = headers[m]
-        if h & RICE:
+        if h & PATCHED == PATCHED:
+            byte_pos, acc, n_acc = _write_patched(u, lo, hi, h & 0x3F, out, byte_pos, acc, n_acc)
+        elif h & RICE:
             k = h & 0x3F
             for i in range(lo, hi):
                 byte_pos, acc, n_acc = put_zeros(out, byte_pos, acc, n_acc, np.int64(u[i] >> U64(k)))
@@ -268,6 +297,18 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced):
             for i in range(lo, hi):
                 byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], h)
     return finish_bits(out, byte_pos, acc, n_acc)
+
+
+@cached(_STAMP, nogil=True)
+def _write_patched(u, lo, hi, w, out, byte_pos, acc, n_acc):
+    """A patched mini-block's bits: every value's low w bits, then the
+    position (5 bits) of the one value with bit w set."""
+    at = lo
+    for i in range(lo, hi):
+        if u[i] >> U64(w) != ZERO:
+            at = i
+        byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], w)
+    return put_bits(out, byte_pos, acc, n_acc, U64(at - lo), PATCH_POSITION)
 
 
 @cached(_STAMP, nogil=True)
@@ -327,6 +368,14 @@ def _dictionary(y):
 # See docs/format.md §3 and benchmarks/bench_storage.py.
 RICE_DECODE_COST = 1.6
 
+# The same price for the mantissas and words of float channels.  Their decode
+# has a pass more (the mantissas to floats), and their target is ≥ 1 G values
+# a second with it; at 1.6 the Rice mini-blocks took the Daphnet floats (mg ×
+# 0.001) to 0.74-0.88 G/s for 5 % of their bytes.  At 3.0 they decode at
+# 1.0-1.1 G/s in 0.92 B/value, still under pcodec's 0.98
+# (benchmarks/bench_floats.py).
+FLOAT_RICE_DECODE_COST = 3.0
+
 
 @cached(_STAMP, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
@@ -337,9 +386,16 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
 
 @cached(_STAMP, nogil=True)
 def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos):
+    """:func:`encode_column_priced` without patched mini-blocks."""
+    return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False)
+
+
+@cached(_STAMP, nogil=True)
+def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches):
     """Write the column section for ``words`` (uint64) at out[pos:].
 
-    ``rice_cost``: see :func:`choose_mini_blocks` (negative: no Rice).
+    ``rice_cost``, ``patches``: see :func:`choose_mini_blocks` (negative: no
+    Rice, and no patches).
 
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
@@ -355,21 +411,21 @@ def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos):
     u = np.empty(n, np.uint64)
     headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
     exact = not allow_dict
-    order, size = _best_order(y, exact, rice_cost, u, headers)
+    order, size = _best_order(y, exact, rice_cost, u, headers, patches)
     # the compact (estimated) pricing leaves its one candidate's residuals
     # and choice in u and headers: written from there if it wins
     priced = not exact
     entries, ranks = _dictionary(y) if allow_dict else (y[:0], y[:0])
     if entries.shape[0]:
-        dict_bytes = _dictionary_bytes(entries, rice_cost)
+        dict_bytes = _dictionary_bytes(entries, rice_cost, patches)
         if dict_bytes < size:
-            dict_order, dict_size = _best_order(ranks, exact, rice_cost, u, headers)
+            dict_order, dict_size = _best_order(ranks, exact, rice_cost, u, headers, patches)
             if dict_bytes + dict_size < size:
-                pos = _write_dictionary(entries, rice_cost, out, pos)
-                end = _write_payload(ranks, dict_order, rice_cost, u, headers, out, pos, priced)
+                pos = _write_dictionary(entries, rice_cost, out, pos, patches)
+                end = _write_payload(ranks, dict_order, rice_cost, u, headers, out, pos, priced, patches)
                 return end, dict_order | DICT
             priced = False
-    return _write_payload(y, order, rice_cost, u, headers, out, pos, priced), order
+    return _write_payload(y, order, rice_cost, u, headers, out, pos, priced, patches), order
 
 
 @cached(_STAMP, nogil=True)
@@ -383,7 +439,7 @@ def dictionary_gaps(entries):
 
 
 @cached(_STAMP, nogil=True)
-def _write_dictionary(entries, rice_cost, out, pos):
+def _write_dictionary(entries, rice_cost, out, pos, patches):
     """u32 count, then the entries' gaps as a predictor-0 payload."""
     n_entries = entries.shape[0]
     for i in range(4):
@@ -391,15 +447,15 @@ def _write_dictionary(entries, rice_cost, out, pos):
     gaps = dictionary_gaps(entries)
     u = np.empty(n_entries, np.uint64)
     headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
-    return _write_payload(gaps, 0, rice_cost, u, headers, out, pos + 4, False)
+    return _write_payload(gaps, 0, rice_cost, u, headers, out, pos + 4, False, patches)
 
 
 @cached(_STAMP, nogil=True)
-def _dictionary_bytes(entries, rice_cost):
+def _dictionary_bytes(entries, rice_cost, patches):
     gaps = dictionary_gaps(entries)
     n_entries = gaps.shape[0]
     headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
-    bits = choose_mini_blocks(gaps, rice_cost, headers)
+    bits = choose_mini_blocks(gaps, rice_cost, headers, patches)
     return 4 + headers.shape[0] + (bits + 7) // 8
 
 
@@ -604,16 +660,17 @@ def _rice_burst(buf, byte, shift, k, mask, out, at, burst):
 def _read_mini_blocks(buf, pos, end, n, out):
     """Residuals of all mini-blocks into out[:n], from a payload that fills
     buf[pos:end] exactly; returns a status."""
-    status, payload_end = _read_payload(buf, pos, end, n, out)
+    status, payload_end = _read_payload(buf, pos, end, n, out, 0)
     if status == OK and payload_end != end:
         return ERR_LENGTH
     return status
 
 
 @cached(_STAMP, nogil=True)
-def _read_payload(buf, pos, end, n, out):
+def _read_payload(buf, pos, end, n, out, short):
     """Residuals of all mini-blocks of the payload at pos into out[:n], reading
-    nothing past ``end``; returns (status, where the payload ends).
+    nothing past ``end``; returns (status, where the payload ends).  Patched
+    mini-blocks are corrupt in a ``short`` (version 2) section.
 
     Both hot loops are written out here, not in callees: a numba callee that
     takes arrays and loops (or is inlined around a call) increfs and decrefs
@@ -630,20 +687,45 @@ def _read_payload(buf, pos, end, n, out):
     for m in range(n_mini):
         h = np.int64(buf[U64(pos + m)])
         lo = m * MINI_BLOCK
-        if h <= 64:
+        patched = h >= PATCHED
+        w = h & 0x3F if patched else h
+        if (h <= 64 or patched and not short) and m < full \
+                and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
             # a whole mini-block whose bytes lie in the section: the vector
             # kernel, inline here (a call per mini-block cost more than the
-            # unpacking itself), and no truncation test (the bytes are there)
-            at = start + (bit_pos >> 3)
-            if m < full and at + unpack32_bytes(h) <= end:
-                unpack32(buf, at, bit_pos & 7, h, out, lo)
-                bit_pos += MINI_BLOCK * h
-                continue
+            # unpacking itself), and no truncation test (the bytes are there).
+            # Bit-packed and patched ones take one path without a branch
+            # between them (mixed at random on real data, a branch
+            # mispredicted: ~20 % of the decode): a patched one's value at
+            # the 5-bit position after the low bits gets bit w, a bit-packed
+            # one's or's in 0 and reads no bits.
+            unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, w, out, lo)
+            bit_pos += MINI_BLOCK * w
+            p = get_bits(buf, start, end, bit_pos, PATCH_POSITION)
+            out[U64(lo) + p] |= U64(patched) << U64(w)
+            bit_pos += PATCH_POSITION * np.int64(patched)
+            if bit_pos > limit:
+                return ERR_TRUNCATED, -1
+            continue
+        if h <= 64:             # the last mini-block, or one near the section's end
             hi = min(n, lo + MINI_BLOCK)
             if bit_pos + (hi - lo) * h > limit:
                 return ERR_TRUNCATED, -1
             _unpack(buf, start, end, bit_pos, h, out, lo, hi)
             bit_pos += (hi - lo) * h
+        elif patched and not short:
+            hi = min(n, lo + MINI_BLOCK)
+            if bit_pos + (hi - lo) * w > limit:
+                return ERR_TRUNCATED, -1
+            _unpack(buf, start, end, bit_pos, w, out, lo, hi)
+            bit_pos += (hi - lo) * w
+            if bit_pos + PATCH_POSITION > limit:
+                return ERR_TRUNCATED, -1
+            p = np.int64(get_bits(buf, start, end, bit_pos, PATCH_POSITION))
+            if p >= hi - lo:
+                return ERR_BAD_CODE, -1
+            out[U64(lo + p)] |= U64(1) << U64(w)
+            bit_pos += PATCH_POSITION
         elif h & RICE and (h & 0x7F) <= 63:
             hi = min(n, lo + MINI_BLOCK)
             k = h & 0x3F
@@ -697,7 +779,7 @@ def _read_dictionary(buf, pos, end, n, entries, short):
         if n_entries < 1 or n_entries > n:
             return ERR_BAD_DICT, -1
         pos += 4
-    status, payload_end = _read_payload(buf, pos, end, n_entries, entries)
+    status, payload_end = _read_payload(buf, pos, end, n_entries, entries, short)
     if status != OK:
         return status, -1
     # e_i = g_0 + (g_1 + 1) + ... + (g_i + 1): a running sum, plus i
@@ -745,20 +827,24 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
 
 
 @cached(_STAMP, nogil=True, inline="always")
-def decode_column_floats(buf, pos, end, n, codec, out, scratch, row):
+def decode_column_floats(buf, pos, end, n, codec, out, scratch, row, kind, c, is32):
     """:func:`decode_column` for words that are int64 values (integer channels,
-    decimal mantissas): row[:n] := the words read as int64, in float64, written
-    by the decoder's last pass.  ``out`` is working space."""
+    decimal and ALP mantissas): row[:n] := the words read as int64, in
+    float64, then scaled as scaling.scale_row(kind, c, is32) says (NO_SCALE:
+    not), written by the decoder's last pass.  ``out`` is working space.
+    With a dictionary, its entries are scaled, not the row."""
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
     if n_entries == 0:
         undo_residuals_into(out, n, codec & PREDICTOR_MASK, base, row)
+        scale_row(row, n, kind, c, is32)
         return OK
     undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
     table = scratch.view(np.float64)   # the dictionary becomes the row's table, in place
     for i in range(U64(n_entries)):
         table[i] = np.float64(np.int64(scratch[i] + base))
+    scale_row(table, n_entries, kind, c, is32)
     return _ranks_to_values(out, n, table, n_entries, row)
 
 
@@ -838,7 +924,7 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
         for i in range(U64(n)):
             out[i] = ZERO
         return OK, base, n_entries
-    status, payload_end = _read_payload(buf, pos, end, n, out)
+    status, payload_end = _read_payload(buf, pos, end, n, out, codec & SHORT)
     if status == OK and payload_end != end:
         status = ERR_LENGTH
     return status, base, n_entries

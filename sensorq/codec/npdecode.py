@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import (DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK, OK,
-                    PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+                    PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
 
 U64 = np.uint64
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -65,7 +65,7 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
             raise _Bad(ERR_LENGTH)
         first = entries[0] if entries is not None else U64(0)
         return np.full(n, base + first, np.uint64)
-    residuals = _read_mini_blocks(buf, pos, end, n)
+    residuals = _read_mini_blocks(buf, pos, end, n, codec & SHORT)
     order = codec & PREDICTOR_MASK
     if entries is None:
         return undo_residuals(residuals, order, base)
@@ -105,14 +105,14 @@ def _read_dictionary(buf, pos, end, n, short):
         pos += 4
     if not 1 <= count <= n:
         raise _Bad(ERR_BAD_DICT)
-    walk = _Walk(buf, pos, end, count)     # the payload ends where its bits do
+    walk = _Walk(buf, pos, end, count, short)     # the payload ends where its bits do
     gaps = walk.residuals()
     return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), walk.end_byte()
 
 
-def _read_mini_blocks(buf, pos, end, count) -> np.ndarray:
+def _read_mini_blocks(buf, pos, end, count, short) -> np.ndarray:
     """The ``count`` residuals of the payload buf[pos:end], which must fill it exactly."""
-    walk = _Walk(buf, pos, end, count)
+    walk = _Walk(buf, pos, end, count, short)
     if walk.end_byte() != end:
         raise _Bad(ERR_LENGTH)
     return walk.residuals()
@@ -122,7 +122,7 @@ class _Walk:
     """Where every residual of a payload lies: bit offset and width of its
     bit-packed part, and its Rice quotient already shifted into place."""
 
-    def __init__(self, buf, pos, end, count):
+    def __init__(self, buf, pos, end, count, short):
         n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
         start = pos + n_mini
         if start > end:
@@ -135,18 +135,21 @@ class _Walk:
         in_block[-1] = count - MINI_BLOCK * (n_mini - 1)
         packed = headers <= 64
         rice = ~packed & ((headers & 0xC0) == RICE)
-        if not (packed | rice).all():
-            bad = int(np.argmin(packed | rice))     # the first undefined header
-            headers, in_block, packed = headers[:bad], in_block[:bad], packed[:bad]
+        patched = (headers & 0xC0) == PATCHED
+        known = packed | rice | (patched & (not short))
+        if not known.all():
+            bad = int(np.argmin(known))     # the first undefined header
+            headers, in_block, packed, rice = headers[:bad], in_block[:bad], packed[:bad], rice[:bad]
         widths = np.where(packed, headers, headers & 0x3F)
         self.widths = np.repeat(widths, in_block)
         self.quotients = np.zeros(count, np.uint64)
-        self.bit_end = self._place(in_block, packed, widths, limit)
+        self.patches = []             # (index, 2^w) of patched values
+        self.bit_end = self._place(in_block, packed, rice, widths, limit)
         if len(headers) < n_mini:
             raise _Bad(ERR_BAD_CODE)
 
-    def _place(self, in_block, packed, widths, limit) -> int:
-        """Fill offsets (and quotients of Rice values); returns the end bit."""
+    def _place(self, in_block, packed, rice, widths, limit) -> int:
+        """Fill offsets (and quotients of Rice values, patches); returns the end bit."""
         first = np.cumsum(in_block) - in_block     # index of each mini-block's first value
         index_in_block = np.arange(int(in_block.sum())) - np.repeat(first, in_block)
         sizes = in_block * widths
@@ -160,28 +163,60 @@ class _Walk:
         starts, rice_starts, rice_ends, rice_k = [], [], [], []
         bits = _bit_bytes(self.section)
         bit = 0
-        for is_packed, width, cnt in zip(packed.tolist(), widths.tolist(), in_block.tolist()):
+        failed = None                  # a patched mini-block's status, raised after the Rice checks
+        walked = 0
+        for is_packed, is_rice, width, cnt, lo in zip(packed.tolist(), rice.tolist(), widths.tolist(),
+                                                      in_block.tolist(), first.tolist()):
             starts.append(bit)
-            if is_packed:
-                bit += cnt * width
-                if bit > limit:
-                    raise _Bad(ERR_TRUNCATED)
-            else:
+            walked += 1
+            if is_rice:
                 rice_starts.append(bit)
                 rice_k.append(width)
                 bit = _walk_rice(bits, limit, bit, width + 1, cnt, rice_ends)
+                continue
+            bit += cnt * width
+            if bit > limit:
+                failed = ERR_TRUNCATED
+                break
+            if not is_packed:
+                bit = self._walk_patches(bit, limit, width, cnt, lo)
+                if bit < 0:
+                    failed = bit
+                    break
+        in_block, packed, rice = in_block[:walked], packed[:walked], rice[:walked]
+        stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[rice], limit)
+        if failed is not None:
+            raise _Bad(failed)
         self.offsets = np.repeat(np.array(starts, np.int64), in_block) + index_in_block * self.widths
-        at = np.flatnonzero(np.repeat(~packed, in_block))   # the Rice-coded values
-        stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[~packed], limit)
+        at = np.flatnonzero(np.repeat(rice, in_block))   # the Rice-coded values
         self.offsets[at] = stop + 1
         self.quotients[at] = quotients
         if bit > limit:
             raise _Bad(ERR_TRUNCATED)
         return bit
 
+    def _walk_patches(self, bit, limit, w, cnt, lo) -> int:
+        """A patched mini-block's position from ``bit`` (after its low bits):
+        the bit after it, or a negative status, as intcodec._read_payload."""
+        if bit + 5 > limit:
+            return ERR_TRUNCATED
+        p = self._int(bit, 5)
+        if p >= cnt:
+            return ERR_BAD_CODE
+        self.patches.append((lo + p, 1 << w))
+        return bit + 5
+
+    def _int(self, bit, width) -> int:
+        """The ``width`` bits at ``bit`` of the section (inside it), as an int."""
+        first, last = bit >> 3, (bit + width + 7) >> 3
+        return (int.from_bytes(self.section[first:last].tobytes(), "little") >> (bit & 7)) & ((1 << width) - 1)
+
     def residuals(self) -> np.ndarray:
-        """The residuals: Rice quotients or'ed with the bit-packed parts."""
-        return self.quotients | _bits_at(self.section, self.offsets, self.widths)
+        """The residuals: Rice quotients or'ed with the bit-packed parts, then the patches."""
+        values = self.quotients | _bits_at(self.section, self.offsets, self.widths)
+        for at, high in self.patches:
+            values[at] |= U64(high)
+        return values
 
     def end_byte(self) -> int:
         """The byte after the payload's last bit."""

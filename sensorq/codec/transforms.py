@@ -198,15 +198,6 @@ def float_values(words, n, mode, e, is32, out):
 
 
 @cached(_STAMP, nogil=True)
-def decimal_scale(row, n, e, is32):
-    """In place: decimal mantissas already in float64 (the engine's decoder
-    writes them so) to their values, as :func:`float_values` computes them."""
-    power = 10.0 ** e
-    for i in range(n):
-        row[i] = _decimal(row[i], power, is32)
-
-
-@cached(_STAMP, nogil=True)
 def _decimal(mantissa, power, is32):
     v = mantissa / power
     return np.float64(np.float32(v)) if is32 else v

@@ -28,9 +28,11 @@ from numba import njit, prange  # noqa: E402
 from ..codec.bits import U64  # noqa: E402
 from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
                                decode_column_floats, decode_column_scaled)
-from ..codec.transforms import decimal_scale, float_values
-from ..codec.alp import (finish as alp_finish, finish_shift as alp_finish_shift,
-                         is_shift as alp_is_shift, mantissa_start as alp_mantissa_start)
+from ..codec.transforms import float_values
+from ..codec.alp import (finish_shift as alp_finish_shift, is_shift as alp_is_shift,
+                         mantissa_start as alp_mantissa_start, patch_exceptions as alp_patch_exceptions,
+                         scale as alp_scale)
+from ..codec.scaling import DIVIDE, NO_SCALE
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from ..jitcache import cached, digest, rename
@@ -65,12 +67,17 @@ def decode_channels(buf, b, n, lay_c, raw, words, scratch):
             return begin
         if dtype < FLOAT32 or codec & DECIMAL and not (alp and alp_is_shift(buf, start)):
             # int64 words (values, decimal and ALP mantissas): the decoder's last
-            # pass writes the float row, instead of words and then a second pass
-            status = decode_column_floats(buf, begin, start + length, n, codec, words, scratch, row)
+            # pass writes the float row, scaled (or its dictionary, scaled),
+            # instead of words and then a second pass or two
+            kind, c, is32 = NO_SCALE, 1.0, False
+            if alp:
+                kind, c, is32 = alp_scale(buf, start, dtype == FLOAT32)
+            elif dtype >= FLOAT32:
+                kind, c, is32 = DIVIDE, 10.0 ** exponent, dtype == FLOAT32
+            status = decode_column_floats(buf, begin, start + length, n, codec, words, scratch, row,
+                                          kind, c, is32)
             if status == OK and alp:
-                alp_finish(buf, start, n, dtype == FLOAT32, row)
-            elif status == OK and codec & DECIMAL:
-                decimal_scale(row, n, exponent, dtype == FLOAT32)
+                alp_patch_exceptions(buf, start, dtype == FLOAT32, row)
         else:
             status = decode_column(buf, begin, start + length, n, codec, words, scratch)
             if status == OK and alp:
