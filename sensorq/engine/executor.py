@@ -68,8 +68,8 @@ def _plan_in_view(cache, text: str, now_policy: str):
 
 
 def _may_name_a_model(cache, text: str) -> bool:
-    try:
-        files = os.listdir(os.path.join(cache.path, MODELS_DIR))
+    try:        # (asked on every query: a string, not os.path.join's general case)
+        files = os.listdir(f"{os.fspath(cache.path)}{os.sep}{MODELS_DIR}")
     except OSError:         # no models directory: no models
         return False
     names = [f[:-len(MODEL_SUFFIX)] for f in files if f.endswith(MODEL_SUFFIX)]

@@ -38,6 +38,9 @@ from .segment import Segment
 from .zstdruns import RunBuilder, ZstdRuns
 
 
+_NOTHING: frozenset = frozenset()     # _check_listed: no segment failed
+
+
 @dataclass
 class _Scan:
     """One segment's new records, read and checked but not yet indexed."""
@@ -295,11 +298,11 @@ class SegmentScanning:
                     name.endswith(".sqi.tmp") and name.startswith("segment-")):
                 remove_quietly(self.path / name)
 
-    def _check_listed(self, stored: StreamBlocks, where: slice) -> set[int]:
+    def _check_listed(self, stored: StreamBlocks, where: slice) -> set[int] | frozenset:
         """Check the CRC of every block in ``where`` that came from an index file
         and has not been checked yet; returns the segments where one failed."""
         if not stored.unverified or where.stop <= where.start:
-            return set()
+            return _NOTHING
         pos = np.arange(where.start, where.stop)[~stored.verified[where]]
         if not len(pos):
             return set()
