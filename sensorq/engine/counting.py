@@ -82,8 +82,8 @@ def run_count(tier, index, plan: CountPlan, start, end) -> int:
     """The count ``plan`` gives over ``index``: its kernel calls on ``tier``."""
     total = plan.from_stats
     for call in plan.calls:
-        programs = compile_query(call.where, None)
         where = call.where
+        programs = compile_query(where, None)
         raw_int = where if isinstance(where, P.RawCompare) and \
             where.channel.dtype.startswith("int") else None
         for layout_plan in call.layouts:

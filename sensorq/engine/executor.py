@@ -68,8 +68,8 @@ def _plan_in_view(cache, text: str, now_policy: str):
 
 
 def _may_name_a_model(cache, text: str) -> bool:
-    try:        # (asked on every query: a string, not os.path.join's general case)
-        files = os.listdir(f"{os.fspath(cache.path)}{os.sep}{MODELS_DIR}")
+    try:
+        files = os.listdir(os.path.join(cache.path, MODELS_DIR))
     except OSError:         # no models directory: no models
         return False
     names = [f[:-len(MODEL_SUFFIX)] for f in files if f.endswith(MODEL_SUFFIX)]
@@ -198,21 +198,28 @@ def plan_decode(cache, q: P.AggregateQuery, index, classes, programs, start, end
     """Which blocks an aggregate answers from statistics and which it decodes,
     and on which tier: (use_stats, decode, scan, tier).  run_aggregate and the
     fleet's aggregate_partials (mergeable.py) plan the same way."""
-    use_stats = _stat_answerable(q, index, classes, aggregated_value(q), start, end)
-    decode = (classes != NONE) & ~use_stats
-    scan = ScanStats(blocks_total=len(index), from_stats=int(use_stats.sum()),
-                     decoded=int(decode.sum()))
-    scan.skipped = len(index) - scan.from_stats - scan.decoded
+    use_stats, decode = _split_blocks(q, index, classes, start, end)
     tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
-    scan.engine = tier.name
+    scan = _scan_stats(index, int(use_stats.sum()), int(decode.sum()), tier)
     if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
         # blocks that cannot hold the extreme are not read (a partial row's
         # other columns are then partial: only the extreme and its time are used)
         decode = _prune_extremes(cache, q, index, programs, tier, start, end, limit, text,
                                  use_stats, decode)
-        scan.decoded = int(decode.sum())
-        scan.skipped = len(index) - scan.from_stats - scan.decoded
+        scan = _scan_stats(index, scan.from_stats, int(decode.sum()), tier)
     return use_stats, decode, scan, tier
+
+
+def _split_blocks(q, index, classes, start, end):
+    """(use_stats, decode): the blocks an aggregate answers from their
+    statistics, and those it must decode (the rest are skipped)."""
+    use_stats = _stat_answerable(q, index, classes, aggregated_value(q), start, end)
+    return use_stats, (classes != NONE) & ~use_stats
+
+
+def _scan_stats(index, from_stats: int, decoded: int, tier) -> ScanStats:
+    return ScanStats(blocks_total=len(index), from_stats=from_stats, decoded=decoded,
+                     skipped=len(index) - from_stats - decoded, engine=tier.name)
 
 
 def count_total(tier, index, use_stats, decode, programs, where, start, end) -> int:
@@ -225,17 +232,14 @@ def _run_count(q, text, index, classes, programs, start, end, engine) -> Result:
     """A count without buckets, its plan kept for the next identical query over
     the same blocks (counting.py)."""
     def plan():
-        use_stats = _stat_answerable(q, index, classes, None, start, end)
-        decode = (classes != NONE) & ~use_stats
+        use_stats, decode = _split_blocks(q, index, classes, start, end)
         cost = tiers.aggregate_cost(index, decode, programs.channels, 0)
         return counting.count_plan(index, q.where, use_stats, decode, start, end), \
             int(use_stats.sum()), cost
     count_plan, from_stats, cost = derived(index, ("count plan", q.where, start, end), plan,
                                            keep=lambda kept: counting.kept(kept[0]))
     tier = tiers.choose(engine, cost)
-    scan = ScanStats(blocks_total=len(index), from_stats=from_stats,
-                     decoded=count_plan.decoded_blocks, engine=tier.name)
-    scan.skipped = len(index) - scan.from_stats - scan.decoded
+    scan = _scan_stats(index, from_stats, count_plan.decoded_blocks, tier)
     total = counting.run_count(tier, index, count_plan, start, end)
     return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
 
