@@ -30,7 +30,7 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import U64, bit_length, trailing_zeros
 from .codes import DECIMAL, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS
-from .scaling import DIVIDE, MULTIPLY, scale_row          # kinds 0, 1: x = m / c, x = m × c
+from .scaling import DIVIDE, MULTIPLY          # kinds 0, 1: x = m / c, x = m × c
 from .transforms import (MAX_DECIMAL_EXPONENT, SIGN32, SIGN64, decimal_exponent, decimal_words,
                          floatbits_from_word, floatbits_words)
 
@@ -349,7 +349,8 @@ def _read_u64(buf, pos):
 def mantissa_start(buf, start, end, n, is32):
     """Check an ALP section's header and exceptions (buf[start:end]); return
     where its mantissa section starts, or a negative status.  After this,
-    :func:`finish` reads only checked bytes."""
+    :func:`scale`, :func:`patch_exceptions` and :func:`finish_shift` read
+    only checked bytes."""
     if start + HEADER_BYTES > end:
         return ERR_TRUNCATED
     kind = buf[start] & ~NARROW
@@ -381,16 +382,6 @@ def scale(buf, start, is32):
     mantissa_start, kind 0 or 1): what scaling.scale_row takes."""
     return (np.int64(buf[start] & ~NARROW), U64(_read_u64(buf, start + 1)).view(np.float64),
             is32 or (buf[start] & NARROW) != 0)
-
-
-@cached(_STAMP, nogil=True)
-def finish(buf, start, n, is32, row):
-    """In place: row[:n], the mantissas in float64 (as the integer decoder
-    writes them), to the values; then the exceptions.  The section at
-    ``start`` passed :func:`mantissa_start`."""
-    kind, c, rounded = scale(buf, start, is32)
-    scale_row(row, n, kind, c, rounded)
-    patch_exceptions(buf, start, is32, row)
 
 
 @cached(_STAMP, nogil=True)
