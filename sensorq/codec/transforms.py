@@ -83,8 +83,7 @@ def time_words_into(t, words):
         for i in range(n):        # from 0, not j: loops from a scanned index do not vectorise
             divides &= U64(np.float64(words[i]) / scale) * tick == words[i]
         if divides:
-            for i in range(n):
-                words[i] = U64(np.float64(words[i]) / scale)
+            _divide_words(words, tick)
             return np.int64(tick), -1
     return _time_words_gcd(words), -1
 
@@ -99,14 +98,22 @@ def _time_words_gcd(words):
         if off != ZERO and (tick == ZERO or not _divides(tick, off)):
             tick = _gcd(off, tick)
     if tick != ONE:
-        if words[n - 1] < _EXACT_FLOAT:      # non-decreasing: the last is the largest
-            scale = np.float64(tick)
-            for i in range(n):
-                words[i] = U64(np.float64(words[i]) / scale)
-        else:
-            for i in range(n):
-                words[i] //= tick
+        _divide_words(words, tick)
     return np.int64(tick)
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _divide_words(words, tick):
+    """words //= tick, each a multiple of it: in float64 (one vectorised
+    pass) where every word is below 2^53, else integer division."""
+    n = words.shape[0]
+    if words[n - 1] < _EXACT_FLOAT:      # non-decreasing: the last is the largest
+        scale = np.float64(tick)
+        for i in range(n):
+            words[i] = U64(np.float64(words[i]) / scale)
+    else:
+        for i in range(n):
+            words[i] //= tick
 
 
 @cached(_STAMP, nogil=True)
