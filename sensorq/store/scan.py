@@ -38,8 +38,6 @@ from .segment import Segment
 from .zstdruns import RunBuilder, ZstdRuns
 
 
-_NOTHING: frozenset = frozenset()     # _check_listed: no segment failed
-
 
 @dataclass
 class _Scan:
@@ -298,11 +296,11 @@ class SegmentScanning:
                     name.endswith(".sqi.tmp") and name.startswith("segment-")):
                 remove_quietly(self.path / name)
 
-    def _check_listed(self, stored: StreamBlocks, where: slice) -> set[int] | frozenset:
+    def _check_listed(self, stored: StreamBlocks, where: slice) -> set[int]:
         """Check the CRC of every block in ``where`` that came from an index file
         and has not been checked yet; returns the segments where one failed."""
         if not stored.unverified or where.stop <= where.start:
-            return _NOTHING
+            return set()
         pos = np.arange(where.start, where.stop)[~stored.verified[where]]
         if not len(pos):
             return set()
