@@ -6,7 +6,7 @@
   the only stream that has the name) and to their index, storage type and scale;
 * gives every value expression a unit, converts literals to the unit they are
   compared or added in, and rejects what cannot agree (``accel > 30degC``);
-* normalises ``channel OP constant`` into :class:`~sensorq.query.plan.RawCompare`
+* normalises ``channel OP constant`` (predicates.py) into :class:`~sensorq.query.plan.RawCompare`
   with the threshold in the channel's *stored* units, rounded onto the integer
   grid of integer channels (``> 1999.7`` becomes ``>= 2000``), so block
   statistics and the device port can answer it in integer arithmetic;
@@ -29,16 +29,15 @@ import time as _time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Optional
 
-import numpy as np
-
 from ..errors import QueryError, QueryNameError, QuerySyntaxError, QueryTypeError, QueryUnitError
 from ..schema import Channel, Stream, known_names
 from ..units import DIMENSIONLESS, Unit, convert, convert_interval, is_unit, known_units, parse_unit
 from . import expressions as ast
 from .parser import normalise_text, parse, too_deep
-from .plan import (AggregateQuery, And, BinaryOp, BoolConst, ChannelRef, Compare, Const, EpisodesQuery,
-                   Fill, FindQuery, Magnitude, ModelQuery, NewestQuery, Not, Now, Or, Predicate, Query,
-                   RawCompare, TimeRange, TopQuery, UnaryOp, ValueExpr)
+from .predicates import and_, compare, negate, or_, raw_compare
+from .plan import (AggregateQuery, BinaryOp, BoolConst, ChannelRef, Compare, Const, EpisodesQuery, Fill,
+                   FindQuery, Magnitude, ModelQuery, NewestQuery, Now, Predicate, Query, TimeRange,
+                   TopQuery, UnaryOp, ValueExpr)
 from .timeparse import (INT64_MAX, INT64_MIN, QueryRangeError, duration_ns, epoch_ns,
                         format_duration, iso_ns)
 
@@ -63,9 +62,7 @@ TIME_CLAUSES = ("last", "since", "between")
 COMMON_UNITS = ("g", "mg", "m/s^2", "degC", "degF", "K", "Pa", "hPa", "bar", "V", "mV", "A", "W", "Hz",
                 "m", "mm", "km/h", "deg/s", "rpm", "%")
 MAX_RESULTS = 10_000_000    # top N, newest N, find first N: bounds the memory a result takes
-SNAP_TOLERANCE = 1e-12      # relative: 0.29degC / 0.01 is 28.999999999999996; it means 29
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-_INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
 def plan_query(text: str, streams: Mapping[str, Stream], newest_ns: Callable[[str], Optional[int]],
@@ -660,9 +657,9 @@ class _Planner:
             return self.in_list(node)
         if isinstance(node, ast.BoolOp):
             args = [self.predicate(a) for a in node.args]
-            return _and(args) if node.op == "and" else _or(args)
+            return and_(args) if node.op == "and" else or_(args)
         if isinstance(node, ast.NotPred):
-            return _negate(self.predicate(node.arg))
+            return negate(self.predicate(node.arg))
         raise AssertionError(f"not a predicate: {node!r}")  # the grammar prevents this
 
     def between(self, node: ast.Between) -> Predicate:
@@ -678,8 +675,8 @@ class _Planner:
             if low_c.expr.value > high_c.expr.value:
                 self.fail(QueryTypeError, f"between {self.source(low)} and {self.source(high)}: the "
                           f"low end is above the high end", low.pos)
-        inside = _and([self.comparison(">=", expr, low), self.comparison("<=", expr, high)])
-        return _negate(inside) if node.negated else inside
+        inside = and_([self.comparison(">=", expr, low), self.comparison("<=", expr, high)])
+        return negate(inside) if node.negated else inside
 
     def in_list(self, node: ast.InList) -> Predicate:
         """``x in (a, b)`` is ``x == a or x == b``; ``not in``, its complement."""
@@ -691,8 +688,8 @@ class _Planner:
         else:
             expr = self.value(node.expr)
             tests = [self.comparison("==", expr, self.value(item)) for item in node.items]
-        found = _or(tests)
-        return _negate(found) if node.negated else found
+        found = or_(tests)
+        return negate(found) if node.negated else found
 
     def category_comparison(self, node: ast.Comparison) -> Predicate:
         """``state == idle`` (either way round): an integer comparison with idle's code."""
@@ -728,7 +725,7 @@ class _Planner:
                          "comparison with a number or an expression")
         left, right = self.align(left, right, interval=False, what=op)
         if left.is_const and right.is_const:
-            return BoolConst(_compare(op, left.expr.value, right.expr.value))
+            return BoolConst(compare(op, left.expr.value, right.expr.value))
         if isinstance(right.expr, ChannelRef) and left.is_const:
             left, right, op = right, left, _FLIP[op]
         if isinstance(left.expr, ChannelRef) and right.is_const:
@@ -870,111 +867,6 @@ class _Planner:
         if op == ">" and ns >= INT64_MAX:   # ns + 1 would not fit the engine's int64
             self.fail(QueryRangeError, f"for > {number.source}: no episode can be that long", number.pos)
         return ns + 1 if op == ">" else ns
-
-
-# --- integer normalisation of raw comparisons ------------------------------------------------
-
-def raw_compare(ref: ChannelRef, op: str, value: float, exact: bool = False) -> Predicate:
-    """``channel OP value`` (value in the channel's unit) with the threshold in
-    stored units; on integer channels, moved onto the integer grid.  ``exact``
-    says the value is a literal as written: then it is not snapped to a nearby
-    integer (dividing by a scale makes it inexact again)."""
-    threshold = value / ref.scale if ref.scale != 1.0 else value
-    if ref.scale < 0:          # physical = raw * scale: a negative scale turns the order round
-        op = {">": "<", "<": ">", ">=": "<=", "<=": ">="}.get(op, op)
-    if not ref.dtype.startswith("int"):
-        if math.isnan(threshold):
-            return BoolConst(op == "!=")
-        return RawCompare(ref, op, float(threshold))
-    return _integer_compare(ref, op, threshold, snap=not (exact and ref.scale == 1.0))
-
-
-def _integer_compare(ref: ChannelRef, op: str, t: float, snap: bool = True) -> Predicate:
-    info = np.iinfo(ref.dtype)
-    lo, hi = int(info.min), int(info.max)
-    if math.isnan(t):
-        return BoolConst(op == "!=")
-    if math.isinf(t):
-        return BoolConst(_compare(op, 0.0, t))
-    nearest = round(t)
-    if t == nearest or (snap and abs(t - nearest) <= SNAP_TOLERANCE * max(1.0, abs(t))):
-        k = int(nearest)
-    elif op in ("==", "!="):
-        return BoolConst(op == "!=")       # no integer equals 1999.5
-    elif op in (">", ">="):
-        op, k = ">=", math.ceil(t)
-    else:
-        op, k = "<=", math.floor(t)
-    return _in_range(ref, op, k, lo, hi)
-
-
-def _in_range(ref: ChannelRef, op: str, k: int, lo: int, hi: int) -> Predicate:
-    """A test every stored value passes, or none does, becomes a BoolConst."""
-    passes_lo, passes_hi = _compare(op, lo, k), _compare(op, hi, k)
-    if op in ("==", "!="):
-        if lo <= k <= hi:
-            return RawCompare(ref, op, float(k))
-        return BoolConst(op == "!=")
-    if passes_lo and passes_hi:    # monotone tests: both ends decide
-        return BoolConst(True)
-    if not passes_lo and not passes_hi:
-        return BoolConst(False)
-    return RawCompare(ref, op, float(k))
-
-
-def _compare(op: str, a: float, b: float) -> bool:
-    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
-
-
-# --- boolean simplification -------------------------------------------------------------------
-
-def _and(args) -> Predicate:
-    flat: list[Predicate] = []
-    for arg in args:
-        parts = arg.args if isinstance(arg, And) else (arg,)
-        for part in parts:
-            if part == BoolConst(False):
-                return BoolConst(False)
-            if part != BoolConst(True):
-                flat.append(part)
-    if not flat:
-        return BoolConst(True)
-    return flat[0] if len(flat) == 1 else And(tuple(flat))
-
-
-def _or(args) -> Predicate:
-    flat: list[Predicate] = []
-    for arg in args:
-        parts = arg.args if isinstance(arg, Or) else (arg,)
-        for part in parts:
-            if part == BoolConst(True):
-                return BoolConst(True)
-            if part != BoolConst(False):
-                flat.append(part)
-    if not flat:
-        return BoolConst(False)
-    return flat[0] if len(flat) == 1 else Or(tuple(flat))
-
-
-def _exact_negation(pred: Predicate) -> Optional[Predicate]:
-    """The negation of ``pred`` without a Not node, when that is exact: integer
-    channels have no NaN, so ``not x > 5`` is ``x <= 5`` there (not on floats)."""
-    if isinstance(pred, BoolConst):
-        return BoolConst(not pred.value)
-    if isinstance(pred, Not):
-        return pred.arg
-    if isinstance(pred, RawCompare) and pred.channel.dtype.startswith("int"):
-        return RawCompare(pred.channel, _INVERSE[pred.op], pred.threshold)
-    if isinstance(pred, (And, Or)):
-        parts = [_exact_negation(a) for a in pred.args]
-        if all(p is not None for p in parts):
-            return _or(parts) if isinstance(pred, And) else _and(parts)
-    return None
-
-
-def _negate(pred: Predicate) -> Predicate:
-    exact = _exact_negation(pred)
-    return exact if exact is not None else Not(pred)
 
 
 # --- tree walks -----------------------------------------------------------------------------
