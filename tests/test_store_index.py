@@ -205,6 +205,66 @@ def test_a_damaged_block_behind_a_valid_index_never_reaches_a_reader(tmp_path):
         assert any("checksum" in p and victim.name in p for p in reader.info()["problems"])
 
 
+def unchecked(reader, stream: str = "m") -> int:
+    """How many of the stream's blocks listed by index files have not had their CRC checked."""
+    return reader._blocks[reader.streams[stream].stream_id].unverified
+
+
+def test_a_query_checks_the_crcs_of_the_blocks_it_reads_and_no_others(tmp_path):
+    """Queries take their blocks lazily (Cache.blocks(lazy=True)): a count the
+    statistics answer reads no block, a window reads only the blocks it
+    decodes, and an answer is the same either way.  (Without zstd: a block in a
+    zstd run is checked when its run is decompressed, by the frame checksum.)"""
+    path = tmp_path / "c"
+    build(path)
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(path, readonly=True) as eager:
+        listed = unchecked(reader)
+        assert listed > 100
+        whole = reader.query("count where x > -40000")          # every block whole from statistics
+        assert whole.scan.decoded == 0 and whole.value == 200_000
+        assert unchecked(reader) == listed                        # no block was read
+        window = "count where x > 1000 between 1700000010s and 1700000012s"
+        result = reader.query(window)
+        assert 0 < result.scan.decoded < 10
+        assert unchecked(reader) == listed - result.scan.decoded   # exactly the blocks it decoded
+        eager.blocks("m")                                         # the eager reader checks them all
+        assert unchecked(eager) == 0
+        assert result.value == eager.query(window).value
+        k = np.arange(10_000, 12_000)
+        assert result.value == int(np.count_nonzero(x_of(k) > 1000))
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_a_damaged_block_a_query_reads_is_found_before_a_kernel_reads_it(tmp_path, compression):
+    """A query that would decode a damaged block behind a valid index finds
+    the damage first (its CRC), the cache reads that segment whole, and the
+    query is asked again: its answer is the one a cache without index files
+    gives, with no error.  A query answered from statistics alone does not
+    read the block, and its answer is that of the data as written."""
+    path = tmp_path / "c"
+    build(path, compression)
+    written = tmp_path / "written"
+    shutil.copytree(path, written)
+    victim = sorted(path.glob("segment-*.sqs"))[1]
+    flip_inside_a_block(victim)
+    plain = without_indexes(path, tmp_path / "plain")
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning, \
+            sensorq.open(written, readonly=True) as intact:
+        stats_only = "count where x > -40000"
+        assert reader.query(stats_only).value == intact.query(stats_only).value == 200_000
+        assert reader._segments[1].from_index                    # not read: the damage not yet seen
+        for text in ("count where x > 0", "sum i", "max x", "find first 3 where x > 30000",
+                     "top 5 x"):
+            answer = reader.query(text)
+            assert not reader._segments[1].from_index            # found, and read whole
+            expected = scanning.query(text)
+            assert (answer.value, answer.kind) == (expected.value, expected.kind), text
+            if answer.kind == "table":
+                assert all(np.array_equal(answer.columns[c], expected.columns[c]) for c in answer.columns)
+        assert reader.info()["problems"] == scanning.info()["problems"] != []
+        assert check_m(reader) == check_m(scanning) < 200_000
+
+
 @pytest.mark.parametrize("compression", ["none", "zstd"])
 def test_blocks_handed_out_before_the_cache_indexes_itself_again_stay_readable(tmp_path, compression):
     """Finding a damaged block re-indexes the cache (its segment now served

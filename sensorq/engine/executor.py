@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import QueryError, QueryMemoryError
 from ..query import plan as P
+from ..store.blockindex import BlocksChanged
 from ..store.manifest import MODELS_DIR
 from ..query.categories import label_result
 from ..result import TIME_MISSING, TIME_UNIT, Result, ScanStats
@@ -33,6 +34,7 @@ from .program import compile_query
 from .zonemaps import ALL, NONE, classify
 
 MODEL_SUFFIX = ".sqm"       # models/registry.py: one NAME.sqm file per model in MODELS_DIR
+MAX_REINDEX_ROUNDS = 64     # a query asked again after damage was found (_run_to_the_end)
 
 
 def run_query(cache, text: str, now_policy: str = "data", engine: str | None = None,
@@ -148,16 +150,32 @@ def _runner(query):
 
 def execute(cache, query, text: str = "", engine: str | None = None,
             max_rows: int | None = None) -> Result:
-    result = _runner(query)(cache, query, text, engine, limits.max_rows(max_rows))
+    result = _run_to_the_end(cache, query, text, engine, limits.max_rows(max_rows))
     result = label_result(result, query, cache.streams)     # categorical codes shown as names
     if query.limit is not None and result.kind == "table":
         result.columns = {name: column[:query.limit] for name, column in result.columns.items()}
     result.plan = query
-    result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns)
+    # blocks the query did not read were answered from their statistics, which
+    # are as written: only damage found so far is a gap in this answer
+    result.warnings = cache.gaps(query.stream, query.time.start_ns, query.time.end_ns, check=False)
     result.warnings += _empty_window(cache, query)
     if hasattr(cache, "explain_model"):
         result.scan.model = cache.explain_model(query.stream)
     return result
+
+
+def _run_to_the_end(cache, query, text, engine, max_rows) -> Result:
+    """The query's runner, asked again when a block it was about to read failed
+    its CRC: the cache has then indexed that block's segment again (read whole,
+    as without an index file), so the blocks are taken afresh.  Each time one
+    more segment is read whole, which bounds the rounds."""
+    runner = _runner(query)
+    for _ in range(MAX_REINDEX_ROUNDS):
+        try:
+            return runner(cache, query, text, engine, max_rows)
+        except BlocksChanged:
+            pass
+    return runner(cache, query, text, engine, max_rows)
 
 
 # --- aggregates --------------------------------------------------------------------
@@ -165,7 +183,7 @@ def execute(cache, query, text: str = "", engine: str | None = None,
 def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = None,
                   max_rows: int | None = None) -> Result:
     limit = limits.max_rows(max_rows)
-    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns, lazy=True)
     start, end = q.time.bounds()
     if q.bucket_ns and q.fill.mode != "none" and len(index):
         # a fill lists every bucket of the window: refused before anything is read

@@ -70,7 +70,9 @@ def plan_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list[
 def materialise(plan: LayoutPlan, index) -> Layout:
     """The layout of ``plan`` with its buffer: the index's own, or the blocks'
     bytes copied into one (read-only like a mapped segment: the kernels are
-    then compiled, and cached, for one buffer type, not two)."""
+    then compiled, and cached, for one buffer type, not two).  The blocks'
+    CRCs are checked first, where the index has not yet (BlockIndex.verify)."""
+    index.verify(plan.blocks)
     if plan.buffer_no != POOLED:
         return Layout(index.buffers[plan.buffer_no], plan.blocks, plan.lay_t, plan.lay_c)
     buffers, blocks = index.buffers, plan.blocks     # index.raw, without its per-call lookups

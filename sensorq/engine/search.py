@@ -69,7 +69,7 @@ def _scan_matches(cache, q, n, backwards, engine, limit, what="the result"):
     """The first (or last) n matching samples, all channels; more than
     ``limit`` of them is a RowLimitError (at most limit + 1 are held)."""
     n = min(n, limit + 1)
-    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns, lazy=True)
     start, end = q.time.bounds()
     stream = cache.streams[q.stream]
     programs = compile_query(q.where, None)
@@ -290,7 +290,7 @@ def _episodes_in_kernels(tier, index, programs, q, start, end, entries, from_sta
 
 def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None,
                  max_rows: int | None = None) -> Result:
-    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns, lazy=True)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.peak)
     classes = classify(q.where, index)

@@ -531,7 +531,7 @@ KEPT_LAYOUT_STEPS = 4    # steps of top N whose layout plans are kept (8 + 16 + 
 def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
             max_rows: int | None = None) -> Result:
     limit = limits.max_rows(max_rows)
-    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns)
+    index = cache.blocks(q.stream, q.time.start_ns, q.time.end_ns, lazy=True)
     start, end = q.time.bounds()
     programs = compile_query(q.where, q.expr)
     upper = derived(index, ("upper bounds", q.expr), lambda: upper_bounds(q.expr, index))

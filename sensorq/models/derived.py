@@ -110,17 +110,18 @@ class QueryView:
                          f"({used.samples} samples)")
         return "\n".join(lines)
 
-    def gaps(self, stream, start_ns=None, end_ns=None) -> list[str]:
+    def gaps(self, stream, start_ns=None, end_ns=None, check: bool = True) -> list[str]:
         model = self._models.get(stream)
         if model is None:
-            return self.cache.gaps(stream, start_ns, end_ns)
-        return self.cache.gaps(model.pipeline.stream, start_ns, end_ns)
+            return self.cache.gaps(stream, start_ns, end_ns, check)
+        return self.cache.gaps(model.pipeline.stream, start_ns, end_ns, check)
 
-    def blocks(self, stream, start_ns=None, end_ns=None):
+    def blocks(self, stream, start_ns=None, end_ns=None, lazy: bool = False):
+        """Cache.blocks; a model's stream: its scored windows (read eagerly)."""
         name = stream.name if isinstance(stream, Stream) else stream
         model = self._models.get(name)
         if model is None:
-            return self.cache.blocks(stream, start_ns, end_ns)
+            return self.cache.blocks(stream, start_ns, end_ns, lazy)
         scored = self.scored(name, start_ns, end_ns)
         return windows_index(self._derived[name], model, scored)
 

@@ -4,7 +4,13 @@ verified block lives plus its header statistics, one row per block in time
 
 Buffers are uint8 arrays holding whole, uncompressed blocks: a memory-mapped
 segment file, a zstd-decompressed block, or the writer's not-yet-written tail
-block.  Every block in a :class:`BlockIndex` has passed ``parse_block``.
+block.  Every block in a :class:`BlockIndex` has passed ``parse_block``, or
+was listed by a checksummed segment index file (its header and statistics
+are as written) and has its own CRC checked before its bytes are first read:
+a *lazy* index (``Cache.blocks(..., lazy=True)``, what queries use) checks
+in :meth:`BlockIndex.verify`, which ``raw``, ``decode`` and the engine's
+``layout.materialise`` call, so that a query answered from statistics reads
+no block's bytes at all.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.header import ENTRY_DTYPE, BlockInfo
+from ..errors import CorruptDataError
 from ..schema import Stream
 
 # Per-block columns, in the order StreamBlocks stores them (all int64).
@@ -66,19 +73,34 @@ class BlockIndex:
     time_codec: np.ndarray     # int64
     time_len: np.ndarray       # int64
     memo: dict | None = None   # StreamBlocks.memo_for these rows (None: not kept)
+    check: object = None       # rows -> None: CRCs checked before a read (None: all checked)
 
     def __len__(self) -> int:
         return int(self.offset.shape[0])
 
     def select(self, which) -> "BlockIndex":
         """The blocks picked by a boolean mask, an index array or a slice."""
+        check = None
+        if self.check is not None:
+            rows = np.arange(len(self), dtype=np.int64)[which]
+            check = lambda picked, parent=self.check: parent(rows[picked])   # noqa: E731
         return BlockIndex(self.stream, self.buffers, self.buffer_of[which], self.offset[which],
                           self.length[which], self.n_samples[which], self.t_first[which],
                           self.t_last[which], self.seq[which], self.entries[which],
-                          self.tick[which], self.time_codec[which], self.time_len[which])
+                          self.tick[which], self.time_codec[which], self.time_len[which],
+                          check=check)
+
+    def verify(self, rows) -> None:
+        """Check the CRC of every block in ``rows`` not checked yet, before its
+        bytes are read.  One that fails makes the cache index that block's
+        segment again and raises :class:`BlocksChanged`: this index is then
+        stale, and the query is asked again (executor.execute)."""
+        if self.check is not None:
+            self.check(np.asarray(rows, dtype=np.int64))
 
     def raw(self, i: int) -> np.ndarray:
-        """Block i's bytes (a view, no copy)."""
+        """Block i's bytes (a view, no copy), its CRC checked first."""
+        self.verify((i,))
         start = int(self.offset[i])
         return self.buffers[int(self.buffer_of[i])][start:start + int(self.length[i])]
 
@@ -102,6 +124,15 @@ class BlockIndex:
         z = np.zeros(0, np.int64)
         return cls(stream, [], np.zeros(0, np.int32), z, z, z, z, z, z,
                    np.zeros((0, len(stream.channels)), ENTRY_DTYPE), z, z, z)
+
+
+class BlocksChanged(CorruptDataError):
+    """A block listed by a segment index failed its CRC when a lazy index was
+    about to read it; the cache has indexed its segment again (served up to
+    the damage, as without an index file), so the index that found it is
+    stale.  The engine asks the query again (executor.execute); anyone else
+    sees a CorruptDataError that names the segment, and an index taken anew
+    does not hold the damaged block."""
 
 
 @dataclass
@@ -253,6 +284,14 @@ class StreamBlocks:
         fresh = positions[~self.verified[positions]]
         self.verified[fresh] = True
         self.unverified -= len(fresh)
+
+    def mark_verified_seqs(self, seqs: np.ndarray) -> None:
+        """mark_verified by sequence number (rows since dropped are ignored)."""
+        self.commit()
+        live = self.cols["seq"][self.head:self.tail]
+        at = np.minimum(np.searchsorted(live, seqs), max(len(live) - 1, 0))
+        if len(live):
+            self.mark_verified(self.head + at[live[at] == seqs])
 
     def segment_rows(self, number: int) -> slice:
         """Positions (absolute) of the blocks stored in segment ``number``."""

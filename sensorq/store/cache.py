@@ -32,7 +32,7 @@ from ..errors import (CapacityError, CorruptDataError, LockedError, SchemaError,
                       StorageError)
 from ..schema import Channel, Stream
 from . import fileio
-from .blockindex import BLOCK_FIELDS, BlockIndex, LazyBuffers, StreamBlocks
+from .blockindex import BLOCK_FIELDS, BlockIndex, BlocksChanged, LazyBuffers, StreamBlocks
 from .manifest import MANIFEST_NAME, Manifest, check_device, read_manifest, write_manifest
 from .prepare import iso, prepare_batch
 from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
@@ -578,14 +578,19 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
 
     # --- reading --------------------------------------------------------------------
 
-    def gaps(self, stream, start_ns=None, end_ns=None) -> list[str]:
+    def gaps(self, stream, start_ns=None, end_ns=None, check: bool = True) -> list[str]:
         """Why an answer over [start_ns, end_ns) may be short: the stretches of
-        the stream inside it whose blocks are missing (damaged or lost)."""
+        the stream inside it whose blocks are missing (damaged or lost).
+        ``check``: first check the CRCs of the blocks there that no read has
+        checked yet (a damaged block is a gap too); a query that has read its
+        blocks through a lazy index passes False: what it did not read, it
+        answered from statistics that are as written."""
         st = self._stream(stream)
         floor = self._manifest.floors.get(st.stream_id)
         if floor is not None:
             start_ns = floor if start_ns is None else max(start_ns, floor)
-        self._checked_slice(st.stream_id, start_ns, end_ns)     # a damaged block is a gap too
+        if check:
+            self._checked_slice(st.stream_id, start_ns, end_ns)
         return [f"the answer spans a gap in stream {st.name!r}: {gap.describe()}; see info() problems"
                 for gap in self._blocks[st.stream_id].gaps_within(start_ns, end_ns)]
 
@@ -593,9 +598,13 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         st = self._stream(stream)
         return self._last_ns(st.stream_id)
 
-    def blocks(self, stream, start_ns=None, end_ns=None) -> BlockIndex:
+    def blocks(self, stream, start_ns=None, end_ns=None, lazy: bool = False) -> BlockIndex:
         """The verified blocks overlapping [start_ns, end_ns), in time order.  A
-        writer's index ends with its open block, encoded on the fly."""
+        writer's index ends with its open block, encoded on the fly.  Blocks
+        listed by a segment's index file have their CRCs checked here, or,
+        ``lazy``, only when their bytes are first read (BlockIndex.verify,
+        which may raise BlocksChanged): what queries use, so that blocks
+        answered from their statistics are never read."""
         self._require_open()
         st = self._stream(stream)
         if not self.readonly:
@@ -603,9 +612,13 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
         floor = self._manifest.floors.get(st.stream_id)
         if floor is not None:        # a truncated stream: nothing before its floor (streams.py)
             start_ns = floor if start_ns is None else max(start_ns, floor)
-        stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
+        if lazy:
+            stored, where = self._listed_slice(st.stream_id, start_ns, end_ns)
+        else:
+            stored, where = self._checked_slice(st.stream_id, start_ns, end_ns)
         unique_keys, buffer_of = stored.buffer_codes(where)
-        buffers = LazyBuffers(unique_keys, _BufferSource(self))
+        source = _BufferSource(self)
+        buffers = LazyBuffers(unique_keys, source)
         memo = stored.memo_for(where)
         fields = memo.get("views")
         if fields is None:
@@ -615,7 +628,8 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
             fields["entries"] = _read_only(stored.entries[where])
             memo["views"] = fields
-        index = BlockIndex(st, buffers, buffer_of, **fields, memo=memo)
+        check = self._lazy_check(stored, where, source) if lazy and stored.unverified else None
+        index = BlockIndex(st, buffers, buffer_of, **fields, memo=memo, check=check)
         tail = self._open_block_index(st, start_ns, end_ns)
         index = concat_indexes(index, tail) if tail is not None else index
         return self._clip_to_floor(index, floor) if floor is not None else index
@@ -635,7 +649,7 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
                 if run.checks is None:
                     raise
                 self._damaged_listed.add(run.segment.number)   # read it whole before the next query
-                raise CorruptDataError(f"{exc}; it is left out from the next query on") from None
+                raise BlocksChanged(f"{exc}; it is left out from the next query on") from None
         i = bisect_left(segments, key, key=lambda s: s.number)
         if i < len(segments) and segments[i].number == key:
             try:

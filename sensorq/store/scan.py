@@ -10,8 +10,9 @@ it); the records after an older segment's last commit are served once a later
 segment shows a commit (docs/format.md §5, "Commit records").
 
 A segment with a valid index file (segindex.py) is not read: its blocks come
-from the index, unverified, and each one's CRC is checked before the cache
-hands it out; one that fails has its segment read whole after all.
+from the index, unverified, and each one's CRC is checked before its bytes are
+first read (by ``Cache.blocks``, or, for a lazy index, by BlockIndex.verify);
+one that fails has its segment read whole after all.
 
 Eviction deletes the oldest segments first, so a segment that vanishes
 between a reader's directory listing and its open means that every older one
@@ -33,7 +34,7 @@ from .records import (CLEAN, REC_BLOCK, REC_COMMIT, SEGMENT_HEADER_SIZE, SHORT, 
                       parse_segment_file_name)
 from .segindex import (SegmentIndex, index_file_name, parse_index_file_name, read_index,
                        remove_quietly)
-from .blockindex import StreamBlocks, factorise
+from .blockindex import BlocksChanged, StreamBlocks, factorise
 from .segment import Segment
 from .zstdruns import RunBuilder, ZstdRuns
 
@@ -304,38 +305,80 @@ class SegmentScanning:
         pos = np.arange(where.start, where.stop)[~stored.verified[where]]
         if not len(pos):
             return set()
+        bad = self._crc_failures(self._buffer_for, stored.buf_key[pos], stored.cols["offset"][pos],
+                                 stored.cols["length"][pos], stored.crc[pos], stored.segment[pos])
+        stored.mark_verified(pos[~np.isin(stored.segment[pos], list(bad))])
+        return bad
+
+    @staticmethod
+    def _crc_failures(fetch, keys, offsets, lengths, crcs, segments) -> set[int]:
+        """The segments of the listed blocks (buffer key, offset, length, CRC)
+        whose CRC fails, or whose buffer cannot be had (a zstd run that does
+        not decompress); ``fetch`` turns a key into its buffer."""
         bad: set[int] = set()
-        keys, slot = factorise(stored.buf_key[pos])     # not np.unique: it imports numpy.ma
-        for j, key in enumerate(keys):
-            mine = pos[slot == j]
+        distinct, slot = factorise(keys)        # not np.unique: it imports numpy.ma
+        for j, key in enumerate(distinct):
+            mine = np.flatnonzero(slot == j)
             try:
-                buf = self._buffer_for(key)
+                buf = fetch(key)
             except (CorruptDataError, StorageError):
-                bad.add(int(stored.segment[mine[0]]))
+                bad.add(int(segments[mine[0]]))
                 continue
-            for p, start, length, crc in zip(mine.tolist(), stored.cols["offset"][mine].tolist(),
-                                             stored.cols["length"][mine].tolist(),
-                                             stored.crc[mine].tolist()):
+            for k, start, length, crc in zip(mine.tolist(), offsets[mine].tolist(),
+                                             lengths[mine].tolist(), crcs[mine].tolist()):
                 end = start + length
                 if not (4 <= length and end <= len(buf) and zlib.crc32(buf[start:end - 4]) == crc
                         and int.from_bytes(buf[end - 4:end].tobytes(), "little") == crc):
-                    bad.add(int(stored.segment[p]))
-        stored.mark_verified(pos[~np.isin(stored.segment[pos], list(bad))])
+                    bad.add(int(segments[k]))
         return bad
+
+    def _lazy_check(self, stored: StreamBlocks, where: slice, fetch):
+        """BlockIndex.check for the blocks ``where`` of ``stored`` (rows of the
+        index numbered from 0): the CRCs of those not checked yet, when they are
+        about to be read.  What it needs is taken now, so that the check does
+        not depend on where the rows lie later (the table grows, eviction drops
+        its head); blocks that pass are marked checked by their sequence number."""
+        pending = ~stored.verified[where]
+        if not pending.any():
+            return None
+        keys, offsets, lengths = stored.buf_key[where], stored.cols["offset"][where], \
+            stored.cols["length"][where]
+        crcs, segments, seqs = stored.crc[where], stored.segment[where], stored.cols["seq"][where]
+
+        def check(rows: np.ndarray) -> None:
+            rows = rows[pending[rows]]
+            if not len(rows):
+                return
+            bad = self._crc_failures(fetch, keys[rows], offsets[rows], lengths[rows], crcs[rows],
+                                     segments[rows])
+            good = rows[~np.isin(segments[rows], list(bad))]
+            pending[good] = False
+            stored.mark_verified_seqs(seqs[good])
+            if bad:
+                self._rescan(bad)
+                raise BlocksChanged(f"cache {self.path}: a block of segment(s) "
+                                    f"{sorted(bad)} failed its checksum; the segment is read whole "
+                                    f"from now on (see info() problems): ask again")
+        return check
 
     def _checked_slice(self, sid: int, start_ns, end_ns) -> tuple[StreamBlocks, slice]:
         """The stream's blocks overlapping [start_ns, end_ns), every one verified
         (a block that fails makes its segment read whole, as if it had no index)."""
-        if self._damaged_listed:
-            damaged, self._damaged_listed = self._damaged_listed, set()
-            self._rescan(damaged)
         while True:
-            stored = self._blocks[sid]
-            where = stored.range_slice(start_ns, end_ns)
+            stored, where = self._listed_slice(sid, start_ns, end_ns)
             bad = self._check_listed(stored, where)
             if not bad:
                 return stored, where
             self._rescan(bad)
+
+    def _listed_slice(self, sid: int, start_ns, end_ns) -> tuple[StreamBlocks, slice]:
+        """_checked_slice without checking CRCs: for a lazy BlockIndex (its
+        check does, before a block is read)."""
+        if self._damaged_listed:
+            damaged, self._damaged_listed = self._damaged_listed, set()
+            self._rescan(damaged)
+        stored = self._blocks[sid]
+        return stored, stored.range_slice(start_ns, end_ns)
 
     def _rescan(self, distrust: set[int]) -> None:
         """Index the cache again, reading the segments in ``distrust`` whole

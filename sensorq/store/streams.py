@@ -248,7 +248,20 @@ def concat_indexes(a: BlockIndex, b: BlockIndex) -> BlockIndex:
                       cat(a.offset, b.offset), cat(a.length, b.length), cat(a.n_samples, b.n_samples),
                       cat(a.t_first, b.t_first), cat(a.t_last, b.t_last), cat(a.seq, b.seq),
                       np.concatenate([a.entries, b.entries]), cat(a.tick, b.tick),
-                      cat(a.time_codec, b.time_codec), cat(a.time_len, b.time_len))
+                      cat(a.time_codec, b.time_codec), cat(a.time_len, b.time_len),
+                      check=_concat_checks(a, b))
+
+
+def _concat_checks(a: BlockIndex, b: BlockIndex):
+    """The check of a's rows then b's (None: neither has one)."""
+    if a.check is None and b.check is None:
+        return None
+    n = len(a)
+
+    def check(rows: np.ndarray) -> None:
+        a.verify(rows[rows < n])
+        b.verify(rows[rows >= n] - n)
+    return check
 
 
 def lost_between(before: dict, after: dict) -> dict:
