@@ -75,31 +75,26 @@ def compare(op: str, a: float, b: float) -> bool:
 # --- boolean simplification -------------------------------------------------------------------
 
 def and_(args) -> Predicate:
-    flat: list[Predicate] = []
-    for arg in args:
-        parts = arg.args if isinstance(arg, And) else (arg,)
-        for part in parts:
-            if part == BoolConst(False):
-                return BoolConst(False)
-            if part != BoolConst(True):
-                flat.append(part)
-    if not flat:
-        return BoolConst(True)
-    return flat[0] if len(flat) == 1 else And(tuple(flat))
+    """The conjunction of ``args``: nested ANDs flattened, true dropped, false absorbing."""
+    return _junction(And, args, absorbing=False)
 
 
 def or_(args) -> Predicate:
+    """The disjunction of ``args``: nested ORs flattened, false dropped, true absorbing."""
+    return _junction(Or, args, absorbing=True)
+
+
+def _junction(kind, args, absorbing: bool) -> Predicate:
     flat: list[Predicate] = []
     for arg in args:
-        parts = arg.args if isinstance(arg, Or) else (arg,)
-        for part in parts:
-            if part == BoolConst(True):
-                return BoolConst(True)
-            if part != BoolConst(False):
+        for part in (arg.args if isinstance(arg, kind) else (arg,)):
+            if part == BoolConst(absorbing):
+                return BoolConst(absorbing)
+            if part != BoolConst(not absorbing):
                 flat.append(part)
     if not flat:
-        return BoolConst(False)
-    return flat[0] if len(flat) == 1 else Or(tuple(flat))
+        return BoolConst(not absorbing)
+    return flat[0] if len(flat) == 1 else kind(tuple(flat))
 
 
 def _exact_negation(pred: Predicate) -> Optional[Predicate]:
