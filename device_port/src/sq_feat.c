@@ -32,7 +32,7 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
         m->n_steps * (uint32_t)sizeof(sq_step_state),
 #endif
         cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
-        (uint32_t)sizeof(sq_chan_stats), 8u * m->n_inputs};
+        8u * cols};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
@@ -142,7 +142,7 @@ static int32_t to_signal(int64_t v, unsigned shift)
     return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
 }
 
-/* One sample folded into every signal's sums (its words in w->x, made signal integers): its
+/* One sample folded into every signal's sums (its inputs' words in w->x[1 …], made signal integers): its
  * value — one input, or the magnitude of several (a mask of them) — then,
  * first pass, its sum, square, |difference|, min and max (and the spectral
  * steps), or, second pass, its crossing of the mean. */
@@ -159,9 +159,6 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         return DONE;                   /* an append landed after the first pass */
     }
 #endif
-    for (i = 0; i < m->n_inputs; i++) {
-        w->x[i] = to_signal(w->x[i], m->bytes[SQ_IMAGE_HEADER + 1u + 2u * i]);
-    }
     for (s = 0; s < m->n_signals; s++, p += 2) {
         sq_sig_state *g = &w->sig[s];
         uint32_t mask = sq_le32(p, 2);
@@ -169,7 +166,7 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         int32_t u = 0;
         for (i = 0; mask >> i; i++) {
             if ((mask >> i) & 1u) {
-                u = (int32_t)w->x[i];
+                u = to_signal(w->x[1u + i], m->bytes[SQ_IMAGE_HEADER + 1u + 2u * i]);
                 q += square(u);
             }
         }
@@ -229,9 +226,10 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
     if (b && info->t_last < w->start) {
         return SQ_OK;
     }
-    /* a column past the block's directory is not in it */
+    /* a column past the block's directory is not in it; r->st, the
+     * iterator's directory entry memory, is free once it verified b */
     err = b && info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH
-                                                     : sq_rows_open(&w->rows, &r->cfg, b, info, half, w->st);
+                                                     : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
     while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
         err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w->m, w);
     }

@@ -129,8 +129,9 @@ int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx);
 int sq_rows_open(sq_rows *rows, const sq_stream_cfg *cfg, const uint8_t *b, const sq_block_info *info,
                  const sq_stage_view *half, sq_chan_stats *st);
 
-/* The next row: 1 with its time in *t (t0 without times) and its n channel
- * words in x[0 … n), 0 when none is left, or an error (SQ_ERR_CORRUPT). */
+/* The next row: 1 with its time in *t (t0 without times), its time word in
+ * x[0] (0 without times) and its n channel words in x[1 … n], 0 when none is
+ * left, or an error (SQ_ERR_CORRUPT). */
 int sq_rows_next(sq_rows *rows, int64_t *t, int64_t *x);
 
 uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem);

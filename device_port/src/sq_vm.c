@@ -357,9 +357,9 @@ static __attribute__((noinline)) unsigned outside(const sq_vm *v, int64_t t)
  * inside the window too. */
 static int scan(sq_vm *v)
 {
-    int64_t *x = v->x, t;
+    int64_t *x = v->x + 1, t;         /* x[-1]: the time word */
     int err;
-    while ((err = sq_rows_next(&v->rows, &t, x)) > 0) {
+    while ((err = sq_rows_next(&v->rows, &t, v->x)) > 0) {
         int in_window = !outside(v, t);
         v->out->samples_scanned++;
         if (IS_TIMED(v->agg)) {
@@ -370,6 +370,14 @@ static int scan(sq_vm *v)
         }
     }
     return err;
+}
+
+/* Open the rows of block b (verified, its header in v->info) or, b NULL,
+ * of a staged half, and scan them. */
+static int decode(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *b, const sq_stage_view *half)
+{
+    int err = sq_rows_open(&v->rows, cfg, b, &v->info, half, &v->st);
+    return err != SQ_OK ? err : scan(v);
 }
 
 /* Where in a directory entry the statistic the aggregate keeps is (MIN,
@@ -464,8 +472,7 @@ static int run_verified(sq_vm *v, const uint8_t *b)
         return SQ_OK;
     }
     v->rows.times = !whole || IS_TIMED(v->agg);     /* times only where they matter */
-    err = sq_rows_open(&v->rows, NULL, b, info, NULL, &v->st);
-    return err != SQ_OK ? err : scan(v);
+    return decode(v, NULL, b, NULL);
 }
 
 static int run_block(sq_vm *v, const uint8_t *b, size_t len)
@@ -520,8 +527,7 @@ static int visit_vm(void *state, const sq_ring *r, const uint8_t *b, const sq_st
     sq_vm *v = state;
     if (!b) {
         v->rows.times = 1;
-        sq_rows_open(&v->rows, &r->cfg, NULL, NULL, half, NULL);    /* staged: never fails */
-        return scan(v);
+        return decode(v, &r->cfg, NULL, half);
     }
     v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
     return run_verified(v, b);
@@ -563,19 +569,14 @@ int sq_rows_next(sq_rows *rows, int64_t *t, int64_t *x)
         return 0;
     }
     rows->left--;
-    *t = rows->t0;
+    x[0] = 0;
     for (c = !rows->times; c <= rows->n; c++) {
-        uint64_t word;
-        int err = sq_col_next(&rows->col[c], &word);
+        int err = sq_col_next(&rows->col[c], (uint64_t *)&x[c]);
         if (err) {
             return err;
         }
-        if (c) {
-            x[c - 1u] = (int64_t)word;
-        } else {
-            *t = (int64_t)((uint64_t)*t + word * (uint64_t)rows->tick);
-        }
     }
+    *t = (int64_t)((uint64_t)rows->t0 + (uint64_t)x[0] * (uint64_t)rows->tick);
     return 1;
 }
 
