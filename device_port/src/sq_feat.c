@@ -1,8 +1,9 @@
 /* Window features from the ring (↔ sensorq/models/features.py, kernels.py):
  * the samples of [start, start + window) read through the ring's verified
  * path — the query VM's walk (sq_ring_walk: sealed blocks from
- * sq_ring_next, then a snapshot of the staged samples), one word at a
- * time — folded into per-signal sums as they pass
+ * sq_ring_next, then a snapshot of the staged samples) and its row reader
+ * (sq_rows_open / sq_rows_next), one row at a time — folded into
+ * per-signal sums as they pass
  * (one pass; a second only for crossings, which need the mean first), then
  * the integer codes of docs/models.md §3.  Spectral features keep
  * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the

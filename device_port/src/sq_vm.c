@@ -1,7 +1,9 @@
 /* The query VM (↔ sensorq/engine): validates bytecode compiled on the host
  * (sensorq/device/bytecode.py; format in docs/device.md), then answers it
  * block by block: from the block statistics where they decide (skip, or
- * answer the whole block), else by decoding one sample at a time. */
+ * answer the whole block), else by decoding one sample at a time through
+ * the row reader it shares with the model features (sq_rows_open /
+ * sq_rows_next, at the end). */
 #include <string.h>
 
 #include "sq_internal.h"
