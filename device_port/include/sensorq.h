@@ -404,7 +404,22 @@ typedef struct {
     uint8_t raw;
 } sq_col;
 
-/* The query VM's whole state (600 B on a Cortex-M0+): the loaded
+/* Rows of a sealed block or a staged half, one sample at a time (sq_vm.c:
+ * the query VM's and the model features' one reader): col[0] reads the
+ * times (t = t0 + word·tick; staged words are the times), col[1 … n] the
+ * channels.  The readers are the caller's memory. */
+typedef struct {
+    uint8_t n;               /* channel readers */
+    uint8_t stride, cursor_step;
+    uint8_t times;           /* 0: the times are not read (t = t0) */
+    uint32_t left;           /* rows not read yet */
+    sq_col *col;             /* n + 1 readers */
+    sq_dict_cursor *cursor;  /* one for every reader (cursor_step 0) or one each (1) */
+    const uint8_t *channels; /* channel c's index: channels[c · stride] */
+    int64_t t0, tick;
+} sq_rows;
+
+/* The query VM's whole state (640 B on a Cortex-M0+): the loaded
  * bytecode, the accumulators and one reader per column the query reads.
  * sq_query_run and sq_query_check work in one, off the stack. */
 typedef struct {
@@ -417,13 +432,11 @@ typedef struct {
     uint8_t slot_channel[SQ_VM_MAX_COLUMNS];
     uint8_t held, open;
     uint8_t agg_flags;
-    uint8_t sec_codec[SQ_VM_MAX_COLUMNS], width[SQ_VM_MAX_COLUMNS];
     const uint8_t *prog;
     uint32_t prog_len;
     uint32_t n_channels;
     uint32_t schema;               /* the bytecode's schema hash */
     struct sq_result_s *out;
-    uint32_t sec_off[SQ_VM_MAX_COLUMNS], sec_len[SQ_VM_MAX_COLUMNS];
     int64_t start, end;            /* window [start, end) */
     /* accumulators */
     uint64_t sum_low;              /* 128-bit sum: sum_high:sum_low */
@@ -435,14 +448,15 @@ typedef struct {
     int64_t gap, min_dur;
     int64_t held_t;                /* the matching sample whose hold is not known yet (duration) */
     int64_t run_t, last_t;         /* the open episode's start, the last sample seen in the window */
-    int64_t x[SQ_VM_MAX_COLUMNS];  /* the current sample's values, by slot */
+    sq_rows rows;                  /* the block's or staged half's rows (cols below) */
+    int64_t x[SQ_VM_MAX_COLUMNS + 1u];  /* the current row: its time word, then the values by slot */
     /* the current block's statistics and sections, by slot */
     int64_t lo[SQ_VM_MAX_COLUMNS], hi[SQ_VM_MAX_COLUMNS];
     sq_block_info info;            /* the block being read */
     sq_chan_stats st;              /* a directory entry being read */
-    /* one set of readers for every block (the stack holds no per-block copies) */
-    sq_col cols[SQ_VM_MAX_COLUMNS];
-    sq_col tcol;
+    /* one set of readers for every block (the stack holds no per-block
+     * copies): cols[0] the times, cols[1 + s] slot s, read as rows above */
+    sq_col cols[SQ_VM_MAX_COLUMNS + 1u];
     sq_dict_cursor cursor;
 } sq_query_state;
 

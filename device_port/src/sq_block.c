@@ -621,7 +621,7 @@ int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_
     dir_pos w;
     int err;
     if (column < 0) {
-        st->dtype = 0;
+        st->dtype = SQ_INT64;         /* the times: 8-byte words */
         st->codec = info->time_codec;
         st->data_len = info->time_len;
         *off = info->sec_off;

@@ -1,8 +1,9 @@
 /* Window features from the ring (↔ sensorq/models/features.py, kernels.py):
  * the samples of [start, start + window) read through the ring's verified
  * path — the query VM's walk (sq_ring_walk: sealed blocks from
- * sq_ring_next, then a snapshot of the staged samples), one word at a
- * time — folded into per-signal sums as they pass
+ * sq_ring_next, then a snapshot of the staged samples) and its row reader
+ * (sq_rows_open / sq_rows_next), one row at a time — folded into
+ * per-signal sums as they pass
  * (one pass; a second only for crossings, which need the mean first), then
  * the integer codes of docs/models.md §3.  Spectral features keep
  * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the
@@ -32,7 +33,7 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
         m->n_steps * (uint32_t)sizeof(sq_step_state),
 #endif
         cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
-        (uint32_t)sizeof(sq_chan_stats), 4u * m->n_inputs};
+        8u * cols};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
@@ -142,7 +143,7 @@ static int32_t to_signal(int64_t v, unsigned shift)
     return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
 }
 
-/* One sample folded into every signal's sums (inputs in w->u_in): its
+/* One sample folded into every signal's sums (its inputs' words in w->x[1 …], made signal integers): its
  * value — one input, or the magnitude of several (a mask of them) — then,
  * first pass, its sum, square, |difference|, min and max (and the spectral
  * steps), or, second pass, its crossing of the mean. */
@@ -166,7 +167,7 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         int32_t u = 0;
         for (i = 0; mask >> i; i++) {
             if ((mask >> i) & 1u) {
-                u = w->u_in[i];
+                u = to_signal(w->x[1u + i], m->bytes[SQ_IMAGE_HEADER + 1u + 2u * i]);
                 q += square(u);
             }
         }
@@ -214,60 +215,24 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 
 /* ---- the window's samples ------------------------------------------------------------------ */
 
-/* Reader c of the model's inputs (c = n_inputs: time, column -1) on a
- * sealed block b (verified by the iterator, its header in info) or, b NULL,
- * on a staged half. */
-static int open_column(sq_model_work *w, const sq_ring *r, const uint8_t *b, const sq_block_info *info,
-                       const uint8_t *half, unsigned c)
-{
-    const sq_model *m = w->m;
-    int column = c < m->n_inputs ? m->bytes[SQ_IMAGE_HEADER + 2u * c] : -1, err;
-    uint32_t off;
-    if (!b) {
-        sq_col_open_raw(&w->col[c], sq_half_column(&r->cfg, half, column),
-                        column < 0 ? 8u : sq_dtype_bytes(r->cfg.dtype[column]));   /* the ring's: integers */
-        return SQ_OK;
-    }
-    /* a column past the block's directory is not in it */
-    err = info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH : sq_block_column(b, info, column, w->st, &off);
-    if (err == SQ_OK && column >= 0 && w->st->dtype > SQ_INT64) {
-        err = SQ_ERR_UNSUPPORTED;
-    }
-    return err ? err : sq_col_open(&w->col[c], b + off, b + off + w->st->data_len, info->n_samples, w->st->codec,
-                                   column < 0 ? 8u : sq_dtype_bytes(w->st->dtype), &w->cursor[c]);
-}
-
 /* One source of the window's samples: a sealed block b or, b NULL, a
- * staged half (times 0 + word·1).  Blocks that end before the window are
- * skipped; a sample at or past its end ends the walk (DONE). */
+ * staged half, read by the query VM's rows.  Blocks that end before the
+ * window are skipped; a sample at or past its end ends the walk (DONE). */
 static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
 {
     sq_model_work *w = ctx;
-    const sq_model *m = w->m;
     const sq_block_info *info = (const sq_block_info *)r->info;
-    uint32_t i, c, n = b ? info->n_samples : half->count;
-    int err = SQ_OK;
+    int64_t t;
+    int err;
     if (b && info->t_last < w->start) {
         return SQ_OK;
     }
-    for (c = 0; c <= m->n_inputs && err == SQ_OK; c++) {
-        err = open_column(w, r, b, info, half ? half->data : NULL, c);
-    }
-    for (i = 0; i < n && err == SQ_OK; i++) {
-        uint64_t word;
-        int64_t t;
-        err = sq_col_next(&w->col[m->n_inputs], &word);
-        t = b ? (int64_t)((uint64_t)info->t_first + word * (uint64_t)info->tick) : (int64_t)word;   /* staged: times */
-        if (err == SQ_OK && t >= w->end) {
-            return DONE;
-        }
-        for (c = 0; c < m->n_inputs && err == SQ_OK; c++) {
-            err = sq_col_next(&w->col[c], &word);
-            w->u_in[c] = to_signal((int64_t)word, m->bytes[SQ_IMAGE_HEADER + 1u + 2u * c]);
-        }
-        if (err == SQ_OK && t >= w->start) {
-            err = fold(m, w);
-        }
+    /* a column past the block's directory is not in it; r->st, the
+     * iterator's directory entry memory, is free once it verified b */
+    err = b && info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH
+                                                     : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
+    while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
+        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w->m, w);
     }
     return err;
 }
@@ -372,6 +337,13 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
         return SQ_ERR_RANGE;
     }
     w->m = m;
+    w->rows.col = w->col;
+    w->rows.cursor = w->cursor;
+    w->rows.channels = m->bytes + SQ_IMAGE_HEADER;
+    w->rows.n = m->n_inputs;
+    w->rows.stride = 2;
+    w->rows.cursor_step = 1;
+    w->rows.times = 1;
     reset_window(m, w);
     err = walk_window(r, w);
     out->n_samples = w->n;

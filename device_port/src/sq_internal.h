@@ -55,7 +55,7 @@ int sq_col_next(sq_col *c, uint64_t *word);
 int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_stats *st);
 
 /* Column `column` (-1: time) of a verified block: its directory entry (for
- * the time column only codec and data_len) and its section's offset.  A
+ * the time column only codec, data_len and dtype SQ_INT64) and its section's offset.  A
  * version-2 entry is made absolute but for sumsq, left S2 (no query reads
  * it; sq_block_channel completes it). */
 int sq_block_column(const uint8_t *b, const sq_block_info *info, int column, sq_chan_stats *st,
@@ -119,6 +119,20 @@ int sq_ring_stage_view(const sq_ring *r, sq_stage_view view[2]);
  * nonzero return (an error, or a visitor's own "done"), which it returns. */
 typedef int (*sq_ring_visit)(void *ctx, const sq_ring *r, const uint8_t *block, const sq_stage_view *half);
 int sq_ring_walk(const sq_ring *r, sq_ring_visit visit, void *ctx);
+
+/* Open rows->col on sealed block b (verified, its header in info) or, b
+ * NULL, on a staged half of a ring of configuration cfg: the times (if
+ * rows->times) and the rows->n channels rows->channels names (set by the
+ * caller, with the readers and cursors).  st: memory for a directory entry.
+ * SQ_ERR_UNSUPPORTED: a float channel; SQ_ERR_CORRUPT: a section that does
+ * not decode. */
+int sq_rows_open(sq_rows *rows, const sq_stream_cfg *cfg, const uint8_t *b, const sq_block_info *info,
+                 const sq_stage_view *half, sq_chan_stats *st);
+
+/* The next row: 1 with its time in *t (t0 without times), its time word in
+ * x[0] (0 without times) and its n channel words in x[1 … n], 0 when none is
+ * left, or an error (SQ_ERR_CORRUPT). */
+int sq_rows_next(sq_rows *rows, int64_t *t, int64_t *x);
 
 uint64_t sq_udiv64(uint64_t a, uint64_t b, uint64_t *rem);
 int64_t sq_round_div(int64_t a, uint64_t b);     /* a / b rounded half away from zero, 0 < b < 2^63 */

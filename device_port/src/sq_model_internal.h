@@ -55,10 +55,10 @@ typedef struct {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     sq_step_state *step;        /* n_steps */
 #endif
-    sq_col *col;                /* n_inputs + 1 readers (the last one: time) */
+    sq_col *col;                /* n_inputs + 1 readers (the first one: time) */
     sq_dict_cursor *cursor;     /* one per reader */
-    sq_chan_stats *st;
-    int32_t *u_in;              /* n_inputs: the current sample's inputs as signal integers */
+    int64_t *x;                 /* n_inputs + 1: the current row's time word and its inputs' words */
+    sq_rows rows;               /* the window's reader of the ring's rows (the query VM's) */
     const sq_model *m;
     int64_t start, end;         /* the window */
     uint32_t n, n2;             /* samples seen by the first and second pass */

@@ -1,7 +1,9 @@
 /* The query VM (↔ sensorq/engine): validates bytecode compiled on the host
  * (sensorq/device/bytecode.py; format in docs/device.md), then answers it
  * block by block: from the block statistics where they decide (skip, or
- * answer the whole block), else by decoding one sample at a time. */
+ * answer the whole block), else by decoding one sample at a time through
+ * the row reader it shares with the model features (sq_rows_open /
+ * sq_rows_next, at the end). */
 #include <string.h>
 
 #include "sq_internal.h"
@@ -352,30 +354,15 @@ static __attribute__((noinline)) unsigned outside(const sq_vm *v, int64_t t)
     return ((v->flags & FLAG_START) && t < v->start) | (((v->flags & FLAG_END) && t >= v->end) << 1);
 }
 
-/* Test and accumulate n samples one by one.  v->cols[s] reads slot s;
- * v->tcol reads time words (t = t0 + word * tick) unless every sample is
- * known to lie in the window (use_time = 0). */
-static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
+/* Test and accumulate the rows of v->rows one by one: a row without its
+ * time (every row known to lie in the window) is at the block's t_first,
+ * inside the window too. */
+static int scan(sq_vm *v)
 {
-    int64_t *x = v->x;
-    uint32_t i;
-    unsigned s;
-    for (i = 0; i < n; i++) {
-        int64_t t = 0;
-        uint64_t w;
-        int err = SQ_OK, in_window = 1;
-        if (use_time) {
-            err = sq_col_next(&v->tcol, &w);
-            t = (int64_t)((uint64_t)t0 + w * (uint64_t)tick);
-            in_window = !outside(v, t);
-        }
-        for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
-            err = sq_col_next(&v->cols[s], &w);
-            x[s] = (int64_t)w;
-        }
-        if (err != SQ_OK) {
-            return err;
-        }
+    int64_t *x = v->x + 1, t;         /* x[-1]: the time word */
+    int err;
+    while ((err = sq_rows_next(&v->rows, &t, v->x)) > 0) {
+        int in_window = !outside(v, t);
         v->out->samples_scanned++;
         if (IS_TIMED(v->agg)) {
             timed(v, t, in_window, (int)(eval(v, x, x) & 1u));
@@ -384,7 +371,15 @@ static int scan(sq_vm *v, int use_time, uint32_t n, int64_t t0, int64_t tick)
             accumulate(v, 1, a, a);
         }
     }
-    return SQ_OK;
+    return err;
+}
+
+/* Open the rows of block b (verified, its header in v->info) or, b NULL,
+ * of a staged half, and scan them. */
+static int decode(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *b, const sq_stage_view *half)
+{
+    int err = sq_rows_open(&v->rows, cfg, b, &v->info, half, &v->st);
+    return err != SQ_OK ? err : scan(v);
 }
 
 /* Where in a directory entry the statistic the aggregate keeps is (MIN,
@@ -394,14 +389,16 @@ static const uint8_t pick_of[SQ_AGG_EPISODES + 1u] = {
     offsetof(sq_chan_stats, max), offsetof(sq_chan_stats, min), offsetof(sq_chan_stats, first),
     offsetof(sq_chan_stats, last), offsetof(sq_chan_stats, min), offsetof(sq_chan_stats, min)};
 
-/* The statistics and section of every channel the query reads, into the
- * VM's state (its entry may be a version-2 one: read, not indexed). */
+/* The statistics of every channel the query reads, into the VM's state
+ * (its entry may be a version-2 one: read, not indexed; a decoded block's
+ * readers find their sections again, sq_rows_open). */
 static int __attribute__((noinline)) load_block(sq_vm *v, const uint8_t *b, const sq_block_info *info)
 {
     unsigned s;
     for (s = 0; s < v->n_slots; s++) {
         sq_chan_stats *st = &v->st;
-        int err = sq_block_column(b, info, v->slot_channel[s], st, &v->sec_off[s]);
+        uint32_t off;
+        int err = sq_block_column(b, info, v->slot_channel[s], st, &off);
         if (err) {
             return err;
         }
@@ -410,9 +407,6 @@ static int __attribute__((noinline)) load_block(sq_vm *v, const uint8_t *b, cons
         }
         v->lo[s] = st->min;
         v->hi[s] = st->max;
-        v->sec_len[s] = st->data_len;
-        v->sec_codec[s] = st->codec;
-        v->width[s] = (uint8_t)sq_dtype_bytes(st->dtype);
         if (s == v->agg_slot) {
             v->agg_sum = st->sum;
             v->agg_pick = *(const int64_t *)(const void *)((const uint8_t *)st + pick_of[v->agg]);
@@ -458,7 +452,7 @@ typedef char sq_block_counters_adjacent[offsetof(sq_result, blocks_decoded) -
 static int run_verified(sq_vm *v, const uint8_t *b)
 {
     const sq_block_info *info = &v->info;
-    unsigned s, at_first, at_last;
+    unsigned at_first, at_last;
     int err = info->n_channels != v->n_channels ? SQ_ERR_MISMATCH : load_block(v, b, info), whole, verdict;
     if (err != SQ_OK) {
         return err;
@@ -479,17 +473,8 @@ static int run_verified(sq_vm *v, const uint8_t *b)
     if (verdict < 2) {
         return SQ_OK;
     }
-    for (s = 0; s < v->n_slots && err == SQ_OK; s++) {
-        const uint8_t *sec = b + v->sec_off[s];
-        err = sq_col_open(&v->cols[s], sec, sec + v->sec_len[s], info->n_samples, v->sec_codec[s],
-                          v->width[s], &v->cursor);
-    }
-    whole = whole && !IS_TIMED(v->agg);
-    if (err == SQ_OK && !whole) {
-        const uint8_t *sec = b + info->sec_off;
-        err = sq_col_open(&v->tcol, sec, sec + info->time_len, info->n_samples, info->time_codec, 8, &v->cursor);
-    }
-    return err != SQ_OK ? err : scan(v, !whole, info->n_samples, info->t_first, info->tick);
+    v->rows.times = !whole || IS_TIMED(v->agg);     /* times only where they matter */
+    return decode(v, NULL, b, NULL);
 }
 
 static int run_block(sq_vm *v, const uint8_t *b, size_t len)
@@ -508,6 +493,12 @@ static int start(sq_vm *v, const uint8_t *code, size_t len, int64_t now, sq_resu
     err = load(v, code, len, now);
     out->aggregate = v->agg;
     v->out = out;
+    v->rows.col = v->cols;
+    v->rows.cursor = &v->cursor;
+    v->rows.channels = v->slot_channel;
+    v->rows.n = v->n_slots;
+    v->rows.stride = 1;
+    v->rows.cursor_step = 0;
     v->sum_low = 0;
     v->sum_high = 0;
     v->acc = 0;
@@ -532,27 +523,63 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
     return err != SQ_OK ? err : finish(state);
 }
 
-/* Scan staged samples (column-major, columns cfg->block_samples long). */
-static int scan_staged(sq_vm *v, const sq_stream_cfg *cfg, const uint8_t *data, uint32_t count)
-{
-    unsigned s;
-    for (s = 0; s < v->n_slots; s++) {
-        uint8_t ch = v->slot_channel[s];
-        sq_col_open_raw(&v->cols[s], sq_half_column(cfg, data, ch), sq_dtype_bytes(cfg->dtype[ch]));
-    }
-    sq_col_open_raw(&v->tcol, data, 8);
-    return scan(v, 1, count, 0, 1);
-}
-
 /* One source of a query's samples (an sq_ring_walk visitor). */
 static int visit_vm(void *state, const sq_ring *r, const uint8_t *b, const sq_stage_view *half)
 {
     sq_vm *v = state;
     if (!b) {
-        return scan_staged(v, &r->cfg, half->data, half->count);
+        v->rows.times = 1;
+        return decode(v, &r->cfg, NULL, half);
     }
     v->info = *(const sq_block_info *)r->info;    /* the iterator verified it */
     return run_verified(v, b);
+}
+
+/* ---- rows: the VM's and the model features' one sample reader ---------------------- */
+
+int sq_rows_open(sq_rows *rows, const sq_stream_cfg *cfg, const uint8_t *b, const sq_block_info *info,
+                 const sq_stage_view *half, sq_chan_stats *st)
+{
+    unsigned c;
+    int err = SQ_OK;
+    rows->left = b ? info->n_samples : half->count;
+    rows->t0 = b ? info->t_first : 0;
+    rows->tick = b ? info->tick : 1;       /* staged: the words are the times */
+    for (c = !rows->times; c <= rows->n && err == SQ_OK; c++) {
+        int column = c ? rows->channels[(c - 1u) * rows->stride] : -1;
+        sq_col *col = &rows->col[c];
+        uint32_t off;
+        if (!b) {
+            sq_col_open_raw(col, sq_half_column(cfg, half->data, column),
+                            column < 0 ? 8u : sq_dtype_bytes(cfg->dtype[column]));   /* the ring's: integers */
+            continue;
+        }
+        err = sq_block_column(b, info, column, st, &off);
+        if (err == SQ_OK) {
+            err = st->dtype >= SQ_FLOAT32 ? SQ_ERR_UNSUPPORTED
+                                          : sq_col_open(col, b + off, b + off + st->data_len, info->n_samples, st->codec,
+                                                        sq_dtype_bytes(st->dtype), rows->cursor + c * rows->cursor_step);
+        }
+    }
+    return err;
+}
+
+int sq_rows_next(sq_rows *rows, int64_t *t, int64_t *x)
+{
+    unsigned c;
+    if (!rows->left) {
+        return 0;
+    }
+    rows->left--;
+    x[0] = 0;
+    for (c = !rows->times; c <= rows->n; c++) {
+        int err = sq_col_next(&rows->col[c], (uint64_t *)&x[c]);
+        if (err) {
+            return err;
+        }
+    }
+    *t = (int64_t)((uint64_t)rows->t0 + (uint64_t)x[0] * (uint64_t)rows->tick);
+    return 1;
 }
 
 /* The staged samples, as of now: an append that lands later is not seen.
