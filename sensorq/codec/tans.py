@@ -330,14 +330,14 @@ def write(u, order, values, freqs, table_log, n_symbols, out, pos):
         byte_pos, bits, n_bits = put_bits(out, byte_pos, bits, n_bits, U64(states[j] - size), table_log)
     # the symbols' bits (≤ 7 each), written here: a put_bits call a value cost ~7 ns
     for i in range(m):
-        bits |= chunk[i] << U64(n_bits)
-        n_bits += widths[i]
-        if n_bits >= 32:
+        if n_bits >= 32:     # (put_bits leaves up to 63: flushed before a symbol's bits go in)
             for b in range(4):
                 out[byte_pos + b] = np.uint8((bits >> U64(8 * b)) & U64(0xFF))
             byte_pos += 4
             bits >>= U64(32)
             n_bits -= 32
+        bits |= chunk[i] << U64(n_bits)
+        n_bits += widths[i]
     return finish_bits(out, byte_pos, bits, n_bits)
 
 
