@@ -460,32 +460,6 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     return _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches), order | dict_bits
 
 
-# The encoder looks at this many residuals of each order, spread evenly over
-# the column, before making them all: more than tans.MAX_SYMBOLS distinct
-# ones there, and the order is skipped.  (The first ones alone would not do:
-# Daphnet's blocks start quiet, 11-56 distinct residuals in the first 256,
-# 113-890 in all 4096.)
-_ENTROPY_SAMPLE = 256
-
-
-@cached(_STAMP, nogil=True)
-def _sampled_residuals(s, order, sample):
-    """Order-``order`` residuals of s at _ENTROPY_SAMPLE evenly spread
-    positions (all of them if s is shorter), past the first ``order``."""
-    n = s.shape[0]
-    count = min(sample.shape[0], max(n - order, 0))
-    step = max(1, (n - order) // max(count, 1))
-    for k in range(count):
-        i = order + k * step
-        if order == 0:
-            sample[k] = s[i]
-        elif order == 1:
-            sample[k] = zigzag(s[i] - s[i - 1])
-        else:
-            sample[k] = zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
-    return sample[:count]
-
-
 @cached(_STAMP, nogil=True)
 def _entropy_order(s, payload_bytes, u, values, freqs):
     """(order, bytes, L, symbols) of the predictor order whose ENTROPY form
@@ -494,16 +468,15 @@ def _entropy_order(s, payload_bytes, u, values, freqs):
     values and freqs.  Every order is tried: a low-entropy stream's best
     order for tANS is often not the one of the smallest residuals (a clock
     of steps 10 and 250: two symbols under order 1, many under order 2).
-    An order whose _ENTROPY_SAMPLE sampled residuals take more than
+    An order whose tans.SAMPLE sampled residuals take more than
     tans.MAX_SYMBOLS values (noise) is skipped before the rest are made."""
     trial_values = np.empty(tans.MAX_SYMBOLS, np.uint64)
     counts = np.empty(tans.MAX_SYMBOLS, np.int64)
     trial_freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
     best_order, best_bytes, best_log, best_symbols = -1, payload_bytes, 0, 0
-    n = s.shape[0]
-    sample = np.empty(_ENTROPY_SAMPLE, np.uint64)
+    sample = np.empty(tans.SAMPLE, np.uint64)
     for order in range(3):
-        if not tans.few_symbols(_sampled_residuals(s, order, sample), 0, sample.shape[0]):
+        if not tans.few_symbols(tans.sampled_residuals(s, order, sample), 0, sample.shape[0]):
             continue
         residuals(s, order, u)
         size, table_log, n_symbols = tans.plan(u, order, trial_values, counts, trial_freqs)
