@@ -628,11 +628,21 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             fields = {name: _read_only(stored.cols[name][where]) for name in BLOCK_FIELDS}
             fields["entries"] = _read_only(stored.entries[where])
             memo["views"] = fields
-        check = self._lazy_check(stored, where, source) if lazy and stored.unverified else None
+        check = self._kept_lazy_check(stored, where, source, memo) if lazy and stored.unverified \
+            else None
         index = BlockIndex(st, buffers, buffer_of, **fields, memo=memo, check=check)
         tail = self._open_block_index(st, start_ns, end_ns)
         index = concat_indexes(index, tail) if tail is not None else index
         return self._clip_to_floor(index, floor) if floor is not None else index
+
+    def _kept_lazy_check(self, stored, where, source, memo: dict):
+        """_lazy_check, kept with the rows' other views while the same rows
+        stay (memo_for): what it has checked is then not looked at again by
+        the next query over them."""
+        check = memo.get("lazy check")
+        if check is None:
+            check = memo["lazy check"] = self._lazy_check(stored, where, source) or False
+        return check or None
 
     def _buffer_for(self, key: int) -> np.ndarray:
         return self._fetch_buffer(self._segments, self._zstd, key)
