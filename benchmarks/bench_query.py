@@ -267,8 +267,10 @@ def first_ask_time(path: Path, text: str, repeat: int) -> float:
     """Median seconds of ``text`` asked for the first time of a cache handle:
     no plan and no block ranking kept from an earlier ask (engine/plancache.py,
     engine/derived.py).  The handle is freshly opened and has answered a plain
-    ``count`` first (untimed), which checks every block's CRC: a handle checks
-    each block once before its first use, whatever the query."""
+    ``count`` first (untimed; the statistics answer it, so it reads no block):
+    the timed ask includes the CRC checks of the blocks it decodes, which a
+    handle makes once, when a query first reads them (docs/format.md §5;
+    before lazy checks, that ``count`` checked every block, untimed)."""
     import sensorq
     times = []
     for _ in range(max(1, min(repeat, 5))):
