@@ -170,12 +170,12 @@ def _run_to_the_end(cache, query, text, engine, max_rows) -> Result:
     as without an index file), so the blocks are taken afresh.  Each time one
     more segment is read whole, which bounds the rounds."""
     runner = _runner(query)
-    for _ in range(MAX_REINDEX_ROUNDS):
+    for round_no in range(MAX_REINDEX_ROUNDS + 1):
         try:
             return runner(cache, query, text, engine, max_rows)
         except BlocksChanged:
-            pass
-    return runner(cache, query, text, engine, max_rows)
+            if round_no == MAX_REINDEX_ROUNDS:
+                raise
 
 
 # --- aggregates --------------------------------------------------------------------

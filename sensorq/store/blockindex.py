@@ -289,9 +289,10 @@ class StreamBlocks:
         """mark_verified by sequence number (rows since dropped are ignored)."""
         self.commit()
         live = self.cols["seq"][self.head:self.tail]
-        at = np.minimum(np.searchsorted(live, seqs), max(len(live) - 1, 0))
-        if len(live):
-            self.mark_verified(self.head + at[live[at] == seqs])
+        if not len(live):
+            return
+        at = np.minimum(np.searchsorted(live, seqs), len(live) - 1)
+        self.mark_verified(self.head + at[live[at] == seqs])
 
     def segment_rows(self, number: int) -> slice:
         """Positions (absolute) of the blocks stored in segment ``number``."""

@@ -39,7 +39,6 @@ from .segment import Segment
 from .zstdruns import RunBuilder, ZstdRuns
 
 
-
 @dataclass
 class _Scan:
     """One segment's new records, read and checked but not yet indexed."""
