@@ -244,13 +244,15 @@ def test_the_auto_cost_counts_buckets_and_rice_coded_floats():
     from sensorq.engine import tiers
     from sensorq.store.blockindex import BlockIndex
     from sensorq.query.plan import ChannelRef
+    from sensorq.codec.header import ENTRY_DTYPE
     ints = sensorq.Stream("s", (Channel("x", "int16"),))
     floats = sensorq.Stream("f", (Channel("x", "float64"),))
     ref = [ChannelRef("x", 0, "int16", 1.0, "")]
     def index(stream):
         one = lambda v: np.array([v], np.int64)   # noqa: E731
         return BlockIndex(stream, [], np.zeros(1, np.int32), one(0), one(0), one(4096), one(0),
-                          one(4095 * 10**6), one(0), np.zeros((1, 1)), one(1), one(0), one(0))
+                          one(4095 * 10**6), one(0), np.zeros((1, 1), ENTRY_DTYPE), one(1), one(0),
+                          one(0))
     rows = np.array([0])
     plain = tiers.aggregate_cost(index(ints), rows, ref, None)
     assert plain == 4096 * 2
@@ -259,6 +261,34 @@ def test_the_auto_cost_counts_buckets_and_rice_coded_floats():
     assert by_1ms == plain + 4096 * tiers.BUCKETED_SAMPLE_WEIGHT + 4096 * tiers.BUCKET_WEIGHT
     by_1s = tiers.aggregate_cost(index(ints), rows, ref, 10**9)
     assert by_1s == plain + 4096 * tiers.BUCKETED_SAMPLE_WEIGHT + 5 * tiers.BUCKET_WEIGHT
+
+
+def test_the_auto_cost_counts_entropy_coded_sections(tmp_path, monkeypatch):
+    """A clock of 15 and 16 ms steps (Daphnet's) is tANS-coded (ENTROPY), which
+    the numpy decoder reads at ~0.2 us a value: auto prices each of its values
+    ENTROPY_WEIGHT, so that a big scan of them goes to the kernels."""
+    from sensorq.codec import intcodec
+    from sensorq.engine import tiers
+    from sensorq.query.plan import ChannelRef
+    k = np.arange(40_000)
+    t = 10**18 + np.cumsum(np.where(k % 3 == 0, 16, 15)) * 10**6
+    ref = [ChannelRef("x", 0, "int16", 1.0, "")]
+    costs = {}
+    for entropy in (False, True):
+        monkeypatch.setattr(intcodec, "ENTROPY_SECTIONS", entropy)
+        with sensorq.open(tmp_path / f"c{entropy}", create=True) as cache:
+            cache.create_stream("s", [Channel("x", "int16")], codec="compact")
+            cache.append("s", t, [np.zeros(len(t), np.int16)])
+            cache.flush()
+            index = cache.blocks("s")
+            rows = np.arange(len(index))
+            assert ((index.time_codec & 0x80) != 0).all() == entropy    # the clock, and only it
+            assert not (index.entries["codec"] & 0x80).any()
+            costs[entropy] = tiers.aggregate_cost(index, rows, ref, None), \
+                tiers.scan_values(index, rows, ref)
+    assert costs[False] == (2 * len(t), 2 * len(t))
+    extra = len(t) * (tiers.ENTROPY_WEIGHT - 1)
+    assert costs[True] == (2 * len(t) + extra, 2 * len(t) + extra)
 
 
 def test_auto_moves_a_busy_process_to_the_kernels(monkeypatch):

@@ -342,7 +342,7 @@ def _run_percentile(q, index, classes, programs, start, end, scan, text, engine,
     values, or per bucket by the largest bucket below that."""
     from . import buckets, selection
     rows = np.flatnonzero(classes != NONE)
-    tier = tiers.choose(engine, tiers.scan_values(index, rows, len(programs.channels)))
+    tier = tiers.choose(engine, tiers.scan_values(index, rows, programs.channels))
     scan.engine = tier.name
     scan.decoded = len(rows)
     scan.skipped = len(index) - scan.decoded
