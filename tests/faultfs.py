@@ -25,9 +25,13 @@ from sensorq.store.fileio import FileSystem
 
 def scramble(k: np.ndarray) -> np.ndarray:
     """An int16 that looks random for sample index k (so the data does not
-    compress away and a small ring turns over), yet any sample can be checked."""
-    return (((k.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)) >> np.uint64(16)) \
-        .astype(np.int64).astype(np.uint16).view(np.int16)
+    compress away and a small ring turns over), yet any sample can be checked.
+    Mixed as splitmix64 does: a multiplicative hash alone steps by a constant
+    mod 2^16, two residuals that the ENTROPY form codes in about a bit."""
+    with np.errstate(over="ignore"):
+        z = k.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(31))) * np.uint64(0xBF58476D1CE4E5B9)
+    return (z >> np.uint64(48)).astype(np.uint16).view(np.int16)
 
 
 MUTATING = ("pwrite", "fsync", "ftruncate", "unlink", "replace", "mkdir", "fsync_directory", "create")

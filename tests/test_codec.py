@@ -304,7 +304,7 @@ def sensor_columns(draw):
 
 def encode_priced(words, rice_cost, allow_dict=True):
     out = np.zeros(max_section_bytes(len(words)), np.uint8)
-    end, codec = encode_column_costed(words.view(np.uint64), True, allow_dict, rice_cost, out, 0)
+    end, codec = encode_column_costed(words.view(np.uint64), True, allow_dict, rice_cost, out, 0, False)
     return out[:int(end)], int(codec)
 
 
@@ -364,7 +364,7 @@ def test_patched_mini_blocks_round_trip_and_each_pays(values, price):
     saves more than PATCH_COST bits over bit-packing."""
     n = len(values)
     out = np.zeros(max_section_bytes(n), np.uint8)
-    end, codec = encode_column_priced(values.view(np.uint64), True, False, price, out, 0, True)
+    end, codec = encode_column_priced(values.view(np.uint64), True, False, price, out, 0, True, False)
     section, codec = out[:int(end)], int(codec)
     words = np.empty(n, np.uint64)
     assert decode_column(section, 0, len(section), n, codec, words, np.empty(n, np.uint64)) == 0

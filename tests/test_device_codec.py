@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from sensorq.codec import intcodec
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.header import ALL_VERSIONS
 from sensorq.codec.header2 import varint
@@ -37,6 +39,18 @@ def dev_v1(tmp_path_factory):
         return DeviceLib(build_library(tmp_path_factory.mktemp("device_v1"), options=("READ_V1=1",)))
     except Exception as exc:  # noqa: BLE001 — no compiler here: the dev fixture skips too
         pytest.skip(f"no host build: {exc}")
+
+
+@contextmanager
+def without_entropy_sections():
+    """Version 1 blocks as a READ_V1 library reads them: ENTROPY sections
+    (codec bit 7, tANS) are the host's alone (docs/device.md)."""
+    saved = intcodec.ENTROPY_SECTIONS
+    intcodec.ENTROPY_SECTIONS = False
+    try:
+        yield
+    finally:
+        intcodec.ENTROPY_SECTIONS = saved
 
 
 def _variant(tmp_path_factory, name: str, option: str) -> DeviceLib:
@@ -144,7 +158,8 @@ def test_compact_blocks_with_dictionary_and_rice_decode(dev, dev_v1, version):
     t = np.arange(n, dtype=np.int64) * 1_000_000
     lattice = rng.choice(np.array([-30000, -12345, 0, 999, 31000], np.int16), n)
     geometric = (rng.geometric(0.02, n) * rng.choice([-1, 1], n)).astype(np.int32)
-    host = encode_block(t, [lattice, geometric], codec="compact", version=version)
+    with without_entropy_sections():
+        host = encode_block(t, [lattice, geometric], codec="compact", version=version)
     entries = block_info(host).entries
     assert entries["codec"][0] & 0x04, "expected a dictionary"
     offsets = block_info(host).section_offsets()
@@ -160,9 +175,11 @@ def test_compact_blocks_with_dictionary_and_rice_decode(dev, dev_v1, version):
 @given(integer_blocks(max_n=500), st.sampled_from(["compact", "fast"]))
 def test_version_1_blocks_read_with_the_build_option(dev, dev_v1, block, codec):
     """Format version 1 (the host's store): SQ_ERR_VERSION by default, read
-    exactly by a library built with READ_V1=1."""
+    exactly by a library built with READ_V1=1 (written without ENTROPY
+    sections, which it refuses: the next test)."""
     t, cols = block
-    host = encode_block(t, cols, codec=codec)
+    with without_entropy_sections():
+        host = encode_block(t, cols, codec=codec)
     with pytest.raises(DeviceError) as info:
         dev.decode(host)
     assert info.value.name == "SQ_ERR_VERSION"
@@ -170,6 +187,18 @@ def test_version_1_blocks_read_with_the_build_option(dev, dev_v1, block, codec):
     assert np.array_equal(t2, t)
     for a, b in zip(cols2, cols):
         assert np.array_equal(a, b.astype(np.int64))
+
+
+def test_version_1_entropy_sections_are_refused_by_the_device(dev_v1):
+    """A version 1 block with an ENTROPY section (here the time column of an
+    irregular clock) is refused as corrupt by READ_V1 builds, not misread."""
+    steps = np.random.default_rng(3).choice([15_000_000, 16_000_000], 2000)
+    t = np.cumsum(steps).astype(np.int64)
+    host = encode_block(t, [np.zeros(2000, np.int16)], codec="compact")
+    assert parse_block(host).time_codec & intcodec.ENTROPY
+    with pytest.raises(DeviceError) as info:
+        dev_v1.decode(host)
+    assert info.value.name == "SQ_ERR_CORRUPT"
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,13 +19,14 @@ from sensorq.errors import CorruptDataError
 from sensorq.store.blockindex import factorise
 from sensorq.store.segindex import index_file_name, read_index
 
+from faultfs import scramble
+
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
 
 
 def x_of(k: np.ndarray) -> np.ndarray:
-    return (((k.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)) >> np.uint64(16)) \
-        .astype(np.int64).astype(np.uint16).view(np.int16)
+    return scramble(k)
 
 
 def build(path: Path, compression: str = "none", n: int = 200_000, capacity: str = "2MiB") -> None:

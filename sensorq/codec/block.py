@@ -83,7 +83,8 @@ def _encode_words(words: np.ndarray, signed: bool, compact: bool, floats: bool =
     out = np.zeros(max_section_bytes(words.shape[0]), np.uint8)
     # read here: a benchmark varies them
     rice_cost = (intcodec.FLOAT_RICE_DECODE_COST if floats else intcodec.RICE_DECODE_COST) if compact else -1.0
-    end, codec_bits = encode_column_priced(words, signed, compact, rice_cost, out, 0, patches)
+    end, codec_bits = encode_column_priced(words, signed, compact, rice_cost, out, 0, patches,
+                                           compact and intcodec.ENTROPY_SECTIONS)
     return out[:end].tobytes(), int(codec_bits)
 
 

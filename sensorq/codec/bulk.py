@@ -182,7 +182,8 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     samples = int(n.sum())
     time_sections = _new_sections(n_blocks, samples // 4)
     ticks = np.empty(n_blocks, np.int64)
-    bad, time_raw = _time_pass(t, bounds, compact, rice_cost, *time_sections, ticks)
+    entropy = compact and intcodec.ENTROPY_SECTIONS      # read here, as block.py does
+    bad, time_raw = _time_pass(t, bounds, compact, rice_cost, entropy, *time_sections, ticks)
     if bad >= 0:
         raise ValueError(f"timestamps {int(t[bad])} → {int(t[bad + 1])}: a block cannot hold a step "
                          f"of 2^63 ns or more, or a decreasing time; split the block there")
@@ -191,7 +192,7 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     for c, column in enumerate(columns):
         sections = _new_sections(n_blocks, samples * column.dtype.itemsize // 2)
         stats = np.empty((n_blocks, len(_STAT_FIELDS)), np.int64)
-        channel_raws.append(_channel_pass(column, bounds, compact, rice_cost, *sections, stats))
+        channel_raws.append(_channel_pass(column, bounds, compact, rice_cost, entropy, *sections, stats))
         _fill_entries(entries[:, c], DTYPE_CODES[column.dtype.name], sections, stats)
         channel_raws[-1] = (channel_raws[-1], sections[0], sections[1])
     header = _headers(t, bounds, n, ticks, time_sections, entries, stream_id, seq)
@@ -268,7 +269,7 @@ def _room(out, used, need):
 
 
 @cached(_STAMP, nogil=True)
-def _time_pass(t, bounds, compact, rice_cost, starts, lengths, codecs, out, ticks):
+def _time_pass(t, bounds, compact, rice_cost, entropy, starts, lengths, codecs, out, ticks):
     """The time section of every block; (index of a bad step or -1, buffer)."""
     pos = 0
     words = np.empty(MAX_BLOCK_SAMPLES, np.uint64)
@@ -287,7 +288,7 @@ def _time_pass(t, bounds, compact, rice_cost, starts, lengths, codecs, out, tick
             starts[b], lengths[b], codecs[b] = pos, size, codecs[regular]
             pos += size
             continue
-        end, bits = encode_column_costed(words[:hi - lo], False, compact, rice_cost, out, pos)
+        end, bits = encode_column_costed(words[:hi - lo], False, compact, rice_cost, out, pos, entropy)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end
         if _counts_up(words, hi - lo):
@@ -305,7 +306,7 @@ def _counts_up(words, n):
 
 
 @cached(_STAMP, nogil=True)
-def _channel_pass(values, bounds, compact, rice_cost, starts, lengths, codecs, out, stats):
+def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, codecs, out, stats):
     """Statistics and section of one integer channel in every block; the buffer."""
     pos = 0
     wide = np.empty(MAX_BLOCK_SAMPLES, np.int64)
@@ -318,7 +319,7 @@ def _channel_pass(values, bounds, compact, rice_cost, starts, lengths, codecs, o
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
         out = _room(out, pos, _max_section(hi - lo))
-        end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos)
+        end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end
     return out

@@ -16,6 +16,7 @@ DECIMAL = 0x08
 FLOATBITS = 0x10
 ZERO_RESIDUALS = 0x20
 SHORT = 0x40            # format version 2: base and dictionary size as varints
+ENTROPY = 0x80         # codec bit 7 (version 1): the residuals are tANS-coded (tans.py)
 RICE = 0x80
 PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some values patched (version 1)
 

@@ -46,7 +46,7 @@ ENTRY_DTYPE = np.dtype([
 assert HEADER_DTYPE.itemsize == HEADER_SIZE and ENTRY_DTYPE.itemsize == ENTRY_SIZE
 
 FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
-_CODEC_ALLOWED = 0x3F
+_CODEC_ALLOWED = 0xBF              # bits 0-5 and ENTROPY (bit 7); SHORT (bit 6) is version 2's
 
 
 @dataclass(frozen=True)

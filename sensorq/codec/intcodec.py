@@ -17,9 +17,10 @@ from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 from .scaling import scale_row
+from . import tans
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
-from .codes import (DECIMAL, DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
+from .codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
                     ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
 
@@ -376,26 +377,34 @@ RICE_DECODE_COST = 1.6
 # (benchmarks/bench_floats.py).
 FLOAT_RICE_DECODE_COST = 3.0
 
+# Whether the compact encoders of version 1 (block.py, bulk.py) may write
+# ENTROPY sections (tans.py).  Read at each call, as the prices above: a
+# device library built with READ_V1 reads version 1 blocks but not this
+# form, so its tests write blocks without it (docs/device.md).
+ENTROPY_SECTIONS = True
+
 
 @cached(_STAMP, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
     return encode_column_costed(words, signed, allow_dict,
-                                RICE_DECODE_COST if allow_rice else -1.0, out, pos)
+                                RICE_DECODE_COST if allow_rice else -1.0, out, pos,
+                                allow_dict and allow_rice)
 
 
 @cached(_STAMP, nogil=True)
-def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos):
+def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos, entropy):
     """:func:`encode_column_priced` without patched mini-blocks."""
-    return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False)
+    return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False, entropy)
 
 
 @cached(_STAMP, nogil=True)
-def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches):
+def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches, entropy):
     """Write the column section for ``words`` (uint64) at out[pos:].
 
     ``rice_cost``, ``patches``: see :func:`choose_mini_blocks` (negative: no
-    Rice, and no patches).
+    Rice, and no patches).  ``entropy``: the ENTROPY form (tans.py) may be
+    taken too (version 1, compact: with ``allow_dict``).
 
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
@@ -416,16 +425,72 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     # and choice in u and headers: written from there if it wins
     priced = not exact
     entries, ranks = _dictionary(y) if allow_dict else (y[:0], y[:0])
+    seq, dict_bits, dict_bytes = y, 0, 0
     if entries.shape[0]:
         dict_bytes = _dictionary_bytes(entries, rice_cost, patches)
         if dict_bytes < size:
             dict_order, dict_size = _best_order(ranks, exact, rice_cost, u, headers, patches)
             if dict_bytes + dict_size < size:
+                seq, order, size, dict_bits = ranks, dict_order, dict_size, DICT
+            else:
+                priced = False
+    if entropy and allow_dict:      # the ENTROPY form priced beside the payload
+        # its own residuals: u and headers keep the priced candidate's, which
+        # is then written without pricing it again
+        ue = np.empty(n, np.uint64)
+        values = np.empty(tans.MAX_SYMBOLS, np.uint64)
+        freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
+        order_e, bytes_e, table_log, n_symbols = _entropy_order(seq, size, ue, values, freqs)
+        if dict_bits:        # the words' own residuals may be the few-symbol ones (a clock's steps)
+            words_values = np.empty(tans.MAX_SYMBOLS, np.uint64)
+            words_freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
+            words_order, _, words_log, words_symbols = _entropy_order(
+                y, dict_bytes + (bytes_e if order_e >= 0 else size), ue, words_values, words_freqs)
+            if words_order >= 0:
+                end = _write_entropy(y, words_order, ue, words_values, words_freqs, words_log,
+                                     words_symbols, out, pos)
+                return end, words_order | ENTROPY
+        if order_e >= 0:
+            if dict_bits:
                 pos = _write_dictionary(entries, rice_cost, out, pos, patches)
-                end = _write_payload(ranks, dict_order, rice_cost, u, headers, out, pos, priced, patches)
-                return end, dict_order | DICT
-            priced = False
-    return _write_payload(y, order, rice_cost, u, headers, out, pos, priced, patches), order
+            end = _write_entropy(seq, order_e, ue, values, freqs, table_log, n_symbols, out, pos)
+            return end, order_e | dict_bits | ENTROPY
+    if dict_bits:
+        pos = _write_dictionary(entries, rice_cost, out, pos, patches)
+    return _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches), order | dict_bits
+
+
+@cached(_STAMP, nogil=True)
+def _entropy_order(s, payload_bytes, u, values, freqs):
+    """(order, bytes, L, symbols) of the predictor order whose ENTROPY form
+    (tans.plan, decode cost included) is smallest and smaller than
+    ``payload_bytes``, or order -1.  Its symbols and frequencies are left in
+    values and freqs.  Every order is tried: a low-entropy stream's best
+    order for tANS is often not the one of the smallest residuals (a clock
+    of steps 10 and 250: two symbols under order 1, many under order 2).
+    An order whose tans.SAMPLE sampled residuals take more than
+    tans.MAX_SYMBOLS values (noise) is skipped before the rest are made."""
+    trial_values = np.empty(tans.MAX_SYMBOLS, np.uint64)
+    counts = np.empty(tans.MAX_SYMBOLS, np.int64)
+    trial_freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
+    best_order, best_bytes, best_log, best_symbols = -1, payload_bytes, 0, 0
+    sample = np.empty(tans.SAMPLE, np.uint64)
+    for order in range(3):
+        if not tans.few_symbols(tans.sampled_residuals(s, order, sample), 0, sample.shape[0]):
+            continue
+        residuals(s, order, u)
+        size, table_log, n_symbols = tans.plan(u, order, trial_values, counts, trial_freqs)
+        if 0 <= size < best_bytes:
+            best_order, best_bytes, best_log, best_symbols = order, size, table_log, n_symbols
+            values[:n_symbols] = trial_values[:n_symbols]
+            freqs[:n_symbols] = trial_freqs[:n_symbols]
+    return best_order, best_bytes, best_log, best_symbols
+
+
+@cached(_STAMP, nogil=True)
+def _write_entropy(s, order, u, values, freqs, table_log, n_symbols, out, pos):
+    residuals(s, order, u)
+    return tans.write(u, order, values, freqs, table_log, n_symbols, out, pos)
 
 
 @cached(_STAMP, nogil=True)
@@ -901,7 +966,8 @@ def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, d
 def _read_residuals(buf, pos, end, n, codec, out, scratch):
     """Base, dictionary (into scratch) and residuals (into out) of a section:
     (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""
-    if codec & ~0x7F or (codec & PREDICTOR_MASK) == 3:
+    if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
+            or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
         return ERR_BAD_CODE, ZERO, 0
     if codec & SHORT:
         zz, pos = read_varint(buf, pos, end)
@@ -924,6 +990,8 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
         for i in range(U64(n)):
             out[i] = ZERO
         return OK, base, n_entries
+    if codec & ENTROPY:
+        return tans.read(buf, pos, end, n, codec & PREDICTOR_MASK, out), base, n_entries
     status, payload_end = _read_payload(buf, pos, end, n, out, codec & SHORT)
     if status == OK and payload_end != end:
         status = ERR_LENGTH

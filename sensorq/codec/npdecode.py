@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codes import (DICT, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK, OK,
-                    PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+from .codes import (DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK,
+                    OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
 
 U64 = np.uint64
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -47,7 +47,8 @@ def decode_column(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
 
 
 def _decode(buf, pos, end, n, codec) -> np.ndarray:
-    if codec & ~0x7F or (codec & PREDICTOR_MASK) == 3:
+    if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
+            or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
         raise _Bad(ERR_BAD_CODE)
     if codec & SHORT:
         zz, pos = read_varint(buf, pos, end)
@@ -65,8 +66,11 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
             raise _Bad(ERR_LENGTH)
         first = entries[0] if entries is not None else U64(0)
         return np.full(n, base + first, np.uint64)
-    residuals = _read_mini_blocks(buf, pos, end, n, codec & SHORT)
     order = codec & PREDICTOR_MASK
+    if codec & ENTROPY:
+        residuals = read_entropy(buf, pos, end, n, order)
+    else:
+        residuals = _read_mini_blocks(buf, pos, end, n, codec & SHORT)
     if entries is None:
         return undo_residuals(residuals, order, base)
     ranks = undo_residuals(residuals, order, U64(0))
@@ -90,6 +94,111 @@ def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
         if b < 0x80:
             return value, pos + i + 1
     raise _Bad(ERR_BAD_CODE)
+
+
+# --- ENTROPY payloads (tans.py has the format and the compiled decoder) -----------------
+
+TABLE_LOG_MIN, TABLE_LOG_MAX, MAX_SYMBOLS, STATES = 5, 7, 64, 8     # as tans.py
+
+
+def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
+    """The n residuals of the ENTROPY payload buf[pos:end], a state step at
+    a time in Python (tANS is a serial chain a state: about 0.2 µs a value,
+    against 15-45 ns a bit-packed one)."""
+    if pos + 2 > end:
+        raise _Bad(ERR_TRUNCATED)
+    table_log, n_symbols = int(buf[pos]), int(buf[pos + 1]) + 1
+    size = 1 << table_log
+    if not TABLE_LOG_MIN <= table_log <= TABLE_LOG_MAX or n_symbols > min(MAX_SYMBOLS, size):
+        raise _Bad(ERR_BAD_CODE)
+    pos += 2
+    values = []
+    for s in range(n_symbols):
+        v, pos = read_varint(buf, pos, end)
+        if s:
+            v += values[-1] + 1
+            if v >= 1 << 64:
+                raise _Bad(ERR_BAD_CODE)
+        values.append(v)
+    lead = min(order, n)
+    out = np.empty(n, np.uint64)
+    for i in range(lead):
+        out[i], pos = read_varint(buf, pos, end)
+    raw = buf[pos:end].tobytes()
+    stream = int.from_bytes(raw[:8 + MAX_SYMBOLS * TABLE_LOG_MAX // 8], "little")   # the tables' fields
+    raw += bytes(16)
+    limit = 8 * (end - pos)
+    freqs = [((stream >> (s * table_log)) & (size - 1)) + 1 for s in range(n_symbols - 1)]
+    bit = (n_symbols - 1) * table_log
+    if bit + STATES * table_log > limit:
+        raise _Bad(ERR_TRUNCATED)
+    if sum(freqs) >= size:
+        raise _Bad(ERR_BAD_CODE)
+    freqs.append(size - sum(freqs))
+    slot_value, slot_bits, slot_base = _entropy_table(freqs, table_log, values)
+    states = [(stream >> (bit + j * table_log)) & (size - 1) for j in range(STATES)]
+    bit += STATES * table_log
+    slots, bit = _walk_states(raw, bit, limit, states, list(zip(slot_bits, slot_base)), n - lead)
+    if any(states):
+        raise _Bad(ERR_BAD_CODE)
+    if (bit + 7) // 8 != end - pos:
+        raise _Bad(ERR_LENGTH)
+    out[lead:] = np.array(slot_value, np.uint64)[np.array(slots, np.int64)]
+    return out
+
+
+def _walk_states(raw: bytes, bit: int, limit: int, states: list, table: list, m: int):
+    """(the state each of m symbols was emitted from, the bit after the
+    stream); ``states`` is left as the walk ends.  Eight symbols a 64-bit
+    window, as the compiled decoder (``raw`` is zero-padded past limit)."""
+    slots = []
+    append = slots.append
+    masks = [(1 << nb) - 1 for nb in range(9)]
+    from_bytes = int.from_bytes
+    for _ in range(m // STATES):
+        if bit > limit:
+            raise _Bad(ERR_TRUNCATED)
+        window = from_bytes(raw[bit >> 3:(bit >> 3) + 8], "little") >> (bit & 7)
+        for j in range(STATES):
+            x = states[j]
+            append(x)
+            nb, base = table[x]
+            states[j] = base + (window & masks[nb])
+            window >>= nb
+            bit += nb
+    for i in range(m % STATES):
+        if bit > limit:
+            raise _Bad(ERR_TRUNCATED)
+        x = states[i]
+        append(x)
+        nb, base = table[x]
+        states[i] = base + ((from_bytes(raw[bit >> 3:(bit >> 3) + 2], "little") >> (bit & 7)) & masks[nb])
+        bit += nb
+    if bit > limit:
+        raise _Bad(ERR_TRUNCATED)
+    return slots, bit
+
+
+def _entropy_table(freqs, table_log, values):
+    """(value, bits read, base) of every state: the spread and numbering of tans.py."""
+    size = 1 << table_log
+    step = (size >> 1) + (size >> 3) + 3
+    symbol_of = [0] * size
+    slot = 0
+    for s, f in enumerate(freqs):
+        for _ in range(f):
+            symbol_of[slot] = s
+            slot = (slot + step) & (size - 1)
+    next_k = list(freqs)
+    slot_value, slot_bits, slot_base = [], [], []
+    for s in symbol_of:
+        k = next_k[s]
+        next_k[s] += 1
+        nb = table_log + 1 - k.bit_length()
+        slot_value.append(values[s])
+        slot_bits.append(nb)
+        slot_base.append((k << nb) - size)
+    return slot_value, slot_bits, slot_base
 
 
 def _read_dictionary(buf, pos, end, n, short):

@@ -1,0 +1,586 @@
+"""ENTROPY sections (docs/format.md §3): a section's residuals coded by tANS.
+
+Low-entropy residual streams — a few distinct values, mostly one of them (a
+1 Hz temperature in tenths: mostly 0 and ±1; a clock's steps of 15 and 16
+ms) — cost a mini-block payload at least a bit a value plus its header byte,
+where their entropy is well under a bit.  This form codes the residual
+sequence (after the predictor and the optional dictionary, exactly as a
+mini-block payload would hold it) as a small alphabet of symbols, one
+distinct residual each, by table-based asymmetric numeral systems (tANS,
+Duda 2013; the table spread and state layout of Collet's Finite State
+Entropy): a table of 2^L states, eight interleaved states so that the
+decode is eight independent chains, and a forward bit stream.
+
+Layout (after the base and the dictionary; codec bit 7, version 1 only):
+
+    u8        L (TABLE_LOG_MIN..TABLE_LOG_MAX)
+    u8        S - 1 (1..MAX_SYMBOLS symbols)
+    S varints the symbols' residual values v_0 < v_1 < ..., as v_0 and gaps v_s - v_{s-1} - 1
+    p varints the first p = min(order, n) residuals as they are (u_0 = s_0, u_1 for order 2)
+    bit stream (LSB-first, padded with zero bits to a byte; the section ends there):
+        S - 1 fields of L bits: f_s - 1; f_{S-1} = 2^L - the others' sum (≥ 1)
+        8 fields of L bits: the initial states x_0..x_7
+        then for residual i = 0 .. n-p-1: the bits that state x_{i mod 8} reads after
+        emitting it (see below)
+
+Decoding table (built by the decoder from f alone): symbol s is spread over
+f_s of the 2^L slots by slot := (slot + 2^(L-1) + 2^(L-3) + 3) mod 2^L from
+slot 0, symbols in order; the j-th slot of s (in slot order, j from 0) gets
+k = f_s + j, nb = L - floor(log2 k) and base = k·2^nb − 2^L.  A state x
+emits the value of symbol[x], then x := base[x] + the next nb bits.  Every
+state stays in [0, 2^L) whatever the bits, and a stream is whole only if all
+eight states end at 0 (the encoder starts them there).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..jitcache import cached, digest
+from .bits import ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits
+from .codes import ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
+
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
+
+MAX_SYMBOLS = 64
+TABLE_LOG_MIN = 5          # the spread's step is odd (so visits every slot) from 2^3 slots on
+TABLE_LOG_MAX = 7          # eight states' bits (≤ 56) fit one 64-bit window
+STATES = 8
+_HASH_SLOTS = 256          # ≥ 4 × MAX_SYMBOLS: linear probing stays short
+_MAX_SLOTS = 1 << TABLE_LOG_MAX
+_WORK_WORDS = 3 * MAX_SYMBOLS + 2 * _MAX_SLOTS    # the decoder's tables, before its stream
+
+# The prices, in bits, that the encoder adds to an ENTROPY section's size
+# before comparing it with the mini-block payload (the decode time it costs,
+# as RICE_DECODE_COST prices Rice's).  Measured on the development machine:
+# see docs/format.md §3.
+ENTROPY_DECODE_COST = 0.5  # per residual: a tANS step against a vector-unpacked value
+ENTROPY_SLOT_COST = 1.0    # per table slot: building the decoding table
+
+
+# --- the table -----------------------------------------------------------------
+
+@cached(_STAMP, nogil=True)
+def spread(freqs, n_symbols, table_log, slot_symbol):
+    """slot_symbol[:2^L] := the symbol of each slot."""
+    size = 1 << table_log
+    step = (size >> 1) + (size >> 3) + 3
+    slot = 0
+    for s in range(n_symbols):
+        for _ in range(freqs[s]):
+            slot_symbol[slot] = s
+            slot = (slot + step) & (size - 1)
+
+
+@cached(_STAMP, nogil=True)
+def _decoding_table(freqs, n_symbols, table_log, values, slot_value, slot_info, next_k):
+    """slot_value[x] := symbol[x]'s value; slot_info[x] := base << 8 | nb.
+    ``next_k``: working space (n_symbols)."""
+    size = 1 << table_log
+    spread(freqs, n_symbols, table_log, slot_info)
+    next_k[:n_symbols] = freqs[:n_symbols]
+    for x in range(size):
+        s = slot_info[x]
+        k = next_k[s]
+        next_k[s] = k + 1
+        nb = table_log + 1 - bit_length(U64(k))
+        slot_value[x] = values[s]
+        slot_info[x] = (((k << nb) - size) << 8) | nb
+
+
+# --- encoding ------------------------------------------------------------------
+
+@cached(_STAMP, nogil=True, inline="always")
+def _hash_slot(v):
+    return np.int64((v * U64(0x9E3779B97F4A7C15)) >> U64(56))
+
+
+@cached(_STAMP, nogil=True)
+def _hashed_symbols(u, lead, values, counts):
+    """The distinct values of u[lead:] (ascending) and their counts through
+    an open hash table: how many, or -1 as soon as there are more than
+    MAX_SYMBOLS (noise-like residuals give up within a few dozen values)."""
+    keys = np.empty(_HASH_SLOTS, np.uint64)
+    tally = np.zeros(_HASH_SLOTS, np.int64)
+    distinct = 0
+    for i in range(lead, u.shape[0]):
+        v = u[i]
+        h = _hash_slot(v)
+        while tally[h] != 0 and keys[h] != v:
+            h = (h + 1) & (_HASH_SLOTS - 1)
+        if tally[h] == 0:
+            distinct += 1
+            if distinct > MAX_SYMBOLS:
+                return -1
+            keys[h] = v
+        tally[h] += 1
+    at = 0
+    for h in range(_HASH_SLOTS):
+        if tally[h]:
+            values[at] = keys[h]
+            counts[at] = tally[h]
+            at += 1
+    order_by = np.argsort(values[:distinct])
+    values[:distinct] = values[:distinct][order_by]
+    counts[:distinct] = counts[:distinct][order_by]
+    return distinct
+
+
+# Residuals below this are counted in a table indexed by value (a pass that
+# does not branch on the data), not hashed.
+_DIRECT_RANGE = 1 << 12
+
+
+@cached(_STAMP, nogil=True)
+def symbols(u, lead, values, counts):
+    """:func:`_hashed_symbols`, by a table indexed by value when every
+    residual is below _DIRECT_RANGE (a few times faster: ingest)."""
+    n = u.shape[0]
+    if lead >= n:
+        return -1
+    top = u[lead:].max()
+    if top >= U64(_DIRECT_RANGE):
+        return _hashed_symbols(u, lead, values, counts)
+    # four tallies, a value to each in turn: a run of one value (the common
+    # case) then does not wait on its own last increment.  New values are
+    # counted as they come, so that a column of more than MAX_SYMBOLS stops
+    # early (Daphnet's: at a few hundred of 4096; counting them all made
+    # ingest ~20 % slower)
+    width = np.int64(top) + 1
+    tally = np.zeros(4 * width, np.int64)
+    seen = np.zeros(width, np.uint8)
+    new = 0
+    i = lead
+    while i + 4 <= n:
+        a, b, c, d = u[i], u[i + 1], u[i + 2], u[i + 3]
+        tally[a] += 1
+        tally[U64(width) + b] += 1
+        tally[U64(2 * width) + c] += 1
+        tally[U64(3 * width) + d] += 1
+        if seen[a] == 0 or seen[b] == 0 or seen[c] == 0 or seen[d] == 0:     # rare: a new value
+            for v in (a, b, c, d):
+                new += seen[v] == 0
+                seen[v] = 1
+            if new > MAX_SYMBOLS:
+                return -1
+        i += 4
+    for j in range(i, n):
+        tally[u[j]] += 1
+    distinct = 0
+    for v in range(width):
+        count = tally[v] + tally[width + v] + tally[2 * width + v] + tally[3 * width + v]
+        if count:
+            if distinct == MAX_SYMBOLS:
+                return -1
+            values[distinct] = U64(v)
+            counts[distinct] = count
+            distinct += 1
+    return distinct
+
+
+# The encoder looks at this many residuals of each order, spread evenly over
+# the column, before making them all: more than MAX_SYMBOLS distinct ones
+# there, and the order is skipped.  (The first ones alone would not do:
+# Daphnet's blocks start quiet, 11-56 distinct residuals in the first 256,
+# 113-890 in all 4096.)
+SAMPLE = 256
+
+
+@cached(_STAMP, nogil=True)
+def sampled_residuals(s, order, sample):
+    """Order-``order`` residuals (intcodec.residuals) of s at up to SAMPLE
+    evenly spread positions past the first ``order``: a view of ``sample``."""
+    n = s.shape[0]
+    count = min(sample.shape[0], max(n - order, 0))
+    step = max(1, (n - order) // max(count, 1))
+    for k in range(count):
+        i = order + k * step
+        if order == 0:
+            d = s[i]
+        elif order == 1:
+            d = s[i] - s[i - 1]
+        else:
+            d = s[i] - U64(2) * s[i - 1] + s[i - 2]
+        sample[k] = d if order == 0 else (d << ONE) ^ (ZERO - (d >> U64(63)))   # zigzag
+    return sample[:count]
+
+
+@cached(_STAMP, nogil=True)
+def few_symbols(u, lead, stop):
+    """Whether u[lead:stop] has at most MAX_SYMBOLS distinct values: a cheap
+    test on a prefix before the residuals of a whole column are made."""
+    values = np.empty(MAX_SYMBOLS, np.uint64)
+    counts = np.empty(MAX_SYMBOLS, np.int64)
+    return _hashed_symbols(u[:stop], lead, values, counts) >= 0
+
+
+@cached(_STAMP, nogil=True)
+def normalize(counts, n_symbols, total, table_log, freqs):
+    """freqs[:S] := counts scaled to sum to 2^L, each ≥ 1 (S ≤ 2^L)."""
+    size = 1 << table_log
+    placed = 0
+    for s in range(n_symbols):
+        f = max(1, np.int64(counts[s] * size / total + 0.5))
+        freqs[s] = f
+        placed += f
+    while placed != size:
+        biggest = 0
+        for s in range(n_symbols):
+            if freqs[s] > freqs[biggest]:
+                biggest = s
+        if placed < size:
+            freqs[biggest] += size - placed
+            placed = size
+        else:
+            take = min(placed - size, freqs[biggest] - 1)
+            freqs[biggest] -= take
+            placed -= take
+
+
+@cached(_STAMP, nogil=True)
+def _varint_bytes(v):
+    return max(1, (bit_length(v) + 6) // 7)
+
+
+@cached(_STAMP, nogil=True)
+def plan(u, order, values, counts, freqs):
+    """Price the ENTROPY form of residuals u: (bytes, L, S), or (-1, 0, 0)
+    when it cannot be used (more than MAX_SYMBOLS distinct residuals).
+    values, counts (MAX_SYMBOLS each): the symbols in ascending order and
+    their counts; freqs: their normalized counts at the L returned.  The
+    bytes include the ENTROPY_*_COST prices, rounded up."""
+    n = u.shape[0]
+    lead = min(order, n)
+    n_symbols = symbols(u, lead, values, counts)
+    if n_symbols <= 0:
+        return -1, 0, 0
+    fixed = 2 * 8
+    for s in range(n_symbols):
+        gap = values[s] if s == 0 else values[s] - values[s - 1] - ONE
+        fixed += 8 * _varint_bytes(gap)
+    for i in range(lead):
+        fixed += 8 * _varint_bytes(u[i])
+    m = n - lead
+    best_bits, best_log = np.inf, 0
+    trial = np.empty(MAX_SYMBOLS, np.int64)
+    for table_log in range(TABLE_LOG_MIN, TABLE_LOG_MAX + 1):
+        if (1 << table_log) < n_symbols:
+            continue
+        normalize(counts, n_symbols, max(m, 1), table_log, trial)
+        bits = (n_symbols - 1 + STATES) * table_log + ENTROPY_SLOT_COST * (1 << table_log)
+        for s in range(n_symbols):
+            bits += counts[s] * (table_log - np.log2(trial[s]))
+        if bits < best_bits:
+            best_bits, best_log = bits, table_log
+            freqs[:n_symbols] = trial[:n_symbols]
+    # (one symbol, every residual the same, decodes as a fill, yet is priced
+    # the same: a steady clock's time column, 128 bytes of width-0 mini-block
+    # headers a block otherwise, decoded ~6 % slower in the synthetic set of
+    # bench_storage.py when it took this form at no price)
+    total = fixed + best_bits + ENTROPY_DECODE_COST * m
+    return np.int64(np.ceil(total / 8.0)) + 1, best_log, n_symbols
+
+
+@cached(_STAMP, nogil=True)
+def _put_varint(out, pos, v):
+    while v >= U64(0x80):
+        out[pos] = np.uint8((v & U64(0x7F)) | U64(0x80))
+        v >>= U64(7)
+        pos += 1
+    out[pos] = np.uint8(v)
+    return pos + 1
+
+
+@cached(_STAMP, nogil=True)
+def _symbol_indices(u, lead, values, n_symbols):
+    """The symbol of each of u[lead:]: by a table indexed by value when the
+    values are small, else through a hash table of them."""
+    m = u.shape[0] - lead
+    symbol_of = np.empty(m, np.int64)
+    if values[n_symbols - 1] < U64(_DIRECT_RANGE):
+        direct = np.zeros(np.int64(values[n_symbols - 1]) + 1, np.int64)
+        for s in range(n_symbols):
+            direct[values[s]] = s
+        for i in range(m):
+            symbol_of[i] = direct[u[lead + i]]
+        return symbol_of
+    keys = np.empty(_HASH_SLOTS, np.uint64)
+    index = np.full(_HASH_SLOTS, -1, np.int64)
+    for s in range(n_symbols):
+        h = _hash_slot(values[s])
+        while index[h] >= 0:
+            h = (h + 1) & (_HASH_SLOTS - 1)
+        keys[h] = values[s]
+        index[h] = s
+    for i in range(m):
+        h = _hash_slot(u[lead + i])
+        while keys[h] != u[lead + i]:
+            h = (h + 1) & (_HASH_SLOTS - 1)
+        symbol_of[i] = index[h]
+    return symbol_of
+
+
+@cached(_STAMP, nogil=True)
+def write(u, order, values, freqs, table_log, n_symbols, out, pos):
+    """The ENTROPY payload of residuals u at out[pos:] (values, freqs as
+    :func:`plan` left them); returns the end offset."""
+    n = u.shape[0]
+    lead = min(order, n)
+    m = n - lead
+    size = 1 << table_log
+    out[pos] = np.uint8(table_log)
+    out[pos + 1] = np.uint8(n_symbols - 1)
+    pos += 2
+    for s in range(n_symbols):
+        pos = _put_varint(out, pos, values[s] if s == 0 else values[s] - values[s - 1] - ONE)
+    for i in range(lead):
+        pos = _put_varint(out, pos, u[i])
+    symbol_of = _symbol_indices(u, lead, values, n_symbols)
+    # encoding table: the slots of symbol s in slot order, from first[s]
+    slot_symbol = np.empty(size, np.int64)
+    spread(freqs, n_symbols, table_log, slot_symbol)
+    first = np.empty(n_symbols, np.int64)
+    acc = 0
+    for s in range(n_symbols):
+        first[s] = acc
+        acc += freqs[s]
+    seen = first.copy()
+    slots = np.empty(size, np.int64)
+    for x in range(size):
+        s = slot_symbol[x]
+        slots[seen[s]] = x
+        seen[s] += 1
+    # encode backwards (ANS is last in, first out); the bits are written forwards
+    states = np.full(STATES, size, np.int64)
+    chunk = np.empty(m, np.uint64)
+    widths = np.empty(m, np.int64)
+    for i in range(m - 1, -1, -1):
+        s = symbol_of[i]
+        f = freqs[s]
+        j = i & (STATES - 1)
+        x = states[j]
+        nb = max(0, table_log - bit_length(U64(f)))
+        if (x >> nb) >= 2 * f:
+            nb += 1
+        chunk[i] = U64(x & ((1 << nb) - 1))
+        widths[i] = nb
+        states[j] = size + slots[first[s] + (x >> nb) - f]
+    byte_pos, bits, n_bits = pos, ZERO, 0
+    for s in range(n_symbols - 1):
+        byte_pos, bits, n_bits = put_bits(out, byte_pos, bits, n_bits, U64(freqs[s] - 1), table_log)
+    for j in range(STATES):
+        byte_pos, bits, n_bits = put_bits(out, byte_pos, bits, n_bits, U64(states[j] - size), table_log)
+    # the symbols' bits (≤ 7 each), written here: a put_bits call a value cost ~7 ns
+    for i in range(m):
+        if n_bits >= 32:     # (put_bits leaves up to 63: flushed before a symbol's bits go in)
+            for b in range(4):
+                out[byte_pos + b] = np.uint8((bits >> U64(8 * b)) & U64(0xFF))
+            byte_pos += 4
+            bits >>= U64(32)
+            n_bits -= 32
+        bits |= chunk[i] << U64(n_bits)
+        n_bits += widths[i]
+    return finish_bits(out, byte_pos, bits, n_bits)
+
+
+# --- decoding ------------------------------------------------------------------
+
+@cached(_STAMP, nogil=True, inline="always")
+def _varint(buf, pos, end):
+    """(value, position after), or (0, -1) if it runs past end, (1, -1) if
+    it holds more than 64 bits (intcodec.read_varint's convention)."""
+    value = ZERO
+    for i in range(10):
+        if pos + i >= end:
+            return ZERO, -1
+        b = U64(buf[pos + i])
+        if i == 9 and b > ONE:
+            return ONE, -1
+        value |= (b & U64(0x7F)) << U64(7 * i)
+        if b < U64(0x80):
+            return value, pos + i + 1
+    return ONE, -1
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _next_state(entry, word, offset, nb):
+    """A state's successor: its base plus the nb bits at ``offset`` of ``word``."""
+    return (entry >> 8) + np.int64((word >> offset) & ((ONE << nb) - ONE))
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _initial_states(buf, start, end, bit_pos, table_log):
+    return (np.int64(get_bits(buf, start, end, bit_pos, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + table_log, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + 2 * table_log, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + 3 * table_log, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + 4 * table_log, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + 5 * table_log, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + 6 * table_log, table_log)),
+            np.int64(get_bits(buf, start, end, bit_pos + 7 * table_log, table_log)))
+
+
+@cached(_STAMP, nogil=True)
+def read(buf, pos, end, n, order, out):
+    """Residuals of the ENTROPY payload buf[pos:end] into out[:n]; returns a
+    status.  Reads nothing outside buf[pos:end]; every table index is a
+    state, which stays in [0, 2^L) by construction."""
+    if pos + 2 > end:
+        return ERR_TRUNCATED
+    table_log = np.int64(buf[pos])
+    n_symbols = np.int64(buf[pos + 1]) + 1
+    if table_log < TABLE_LOG_MIN or table_log > TABLE_LOG_MAX or n_symbols > MAX_SYMBOLS \
+            or n_symbols > (1 << table_log):
+        return ERR_BAD_CODE
+    pos += 2
+    if n_symbols == 1:
+        return _read_one_symbol(buf, pos, end, n, order, table_log, out)
+    # one allocation for the tables and the stream (each costs ~50 ns; a
+    # section of 4096 values decodes in a few µs)
+    work = np.zeros(_WORK_WORDS + (end - pos + 16 + 7) // 8, np.int64)
+    values = work[:MAX_SYMBOLS].view(np.uint64)
+    freqs = work[MAX_SYMBOLS:2 * MAX_SYMBOLS]
+    for s in range(n_symbols):
+        v, pos = _varint(buf, pos, end)
+        if pos < 0:
+            return ERR_TRUNCATED if v == ZERO else ERR_BAD_CODE
+        if s:
+            v += values[s - 1] + ONE
+            if v <= values[s - 1]:           # past 2^64: not ascending
+                return ERR_BAD_CODE
+        values[s] = v
+    lead = min(order, n)
+    for i in range(lead):
+        out[i], pos = _varint(buf, pos, end)
+        if pos < 0:
+            return ERR_TRUNCATED if out[i] == ZERO else ERR_BAD_CODE
+    # The stream, copied with 16 zero bytes after it: the decode loop then
+    # loads words unchecked and tests only that it has not passed the end.
+    stream = work[_WORK_WORDS:].view(np.uint8)
+    stream[:end - pos] = buf[pos:end]
+    limit = (end - pos) * 8
+    size = 1 << table_log
+    bit_pos = np.int64(0)
+    placed = 0
+    for s in range(n_symbols - 1):
+        freqs[s] = np.int64(get_bits(stream, 0, end - pos, bit_pos, table_log)) + 1
+        placed += freqs[s]
+        bit_pos += table_log
+    freqs[n_symbols - 1] = size - placed
+    if bit_pos + STATES * table_log > limit:
+        return ERR_TRUNCATED
+    if placed >= size:
+        return ERR_BAD_CODE
+    at = 2 * MAX_SYMBOLS
+    slot_value = work[at:at + size].view(np.uint64)
+    slot_info = work[at + _MAX_SLOTS:at + _MAX_SLOTS + size]
+    _decoding_table(freqs, n_symbols, table_log, values, slot_value, slot_info,
+                    work[at + 2 * _MAX_SLOTS:at + 2 * _MAX_SLOTS + MAX_SYMBOLS])
+    status, bit_pos = _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info,
+                                     out[lead:n])
+    if status != OK:
+        return status
+    if (bit_pos + 7) // 8 != end - pos:
+        return ERR_LENGTH
+    return OK
+
+
+@cached(_STAMP, nogil=True)
+def _read_one_symbol(buf, pos, end, n, order, table_log, out):
+    """:func:`read` of a payload of one symbol (every residual the same: a
+    steady clock's), from its value on, with no tables and no allocation:
+    no bits a symbol, so the states never move and must be 0, and the
+    residuals are a fill."""
+    value, pos = _varint(buf, pos, end)
+    if pos < 0:
+        return ERR_TRUNCATED if value == ZERO else ERR_BAD_CODE
+    lead = min(order, n)
+    for i in range(lead):
+        out[i], pos = _varint(buf, pos, end)
+        if pos < 0:
+            return ERR_TRUNCATED if out[i] == ZERO else ERR_BAD_CODE
+    bits = STATES * table_log
+    if bits > (end - pos) * 8:
+        return ERR_TRUNCATED
+    for j in range(STATES):
+        if get_bits(buf, pos, end, j * table_log, table_log) != ZERO:
+            return ERR_BAD_CODE
+    if pos + (bits + 7) // 8 != end:
+        return ERR_LENGTH
+    for i in range(lead, n):
+        out[i] = value
+    return OK
+
+
+@cached(_STAMP, nogil=True)
+def _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info, out):
+    """The states from ``bit_pos`` of ``stream`` (zero-padded by 16 bytes
+    past ``limit`` bits), then every symbol of out.  Returns (status, the
+    bit after the stream).
+
+    Eight symbols a step, their bits (≤ 8 L ≤ 56) taken from one 64-bit
+    window.  The window comes from a pair of words loaded a step earlier
+    (at the byte of the step's start; the next step starts ≤ 63 bits into
+    the pair): so the chain from one step to the next is a funnel shift, a
+    table load and the bit count, not also a load whose address waits for
+    the count."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = _initial_states(stream, 0, stream.shape[0], bit_pos, table_log)
+    bit_pos += STATES * table_log
+    m = out.shape[0]
+    steps = m // STATES
+    low_word = load_word_unchecked(stream, U64(bit_pos >> 3))
+    high_word = load_word_unchecked(stream, U64((bit_pos >> 3) + 8))
+    pair_bit = bit_pos & ~7
+    for step in range(steps):
+        if bit_pos > limit:              # a stream cut short: stop before the padding ends
+            return ERR_TRUNCATED, bit_pos
+        shift = U64(bit_pos - pair_bit)
+        word = (low_word >> shift) | ((high_word << ONE) << (U64(63) - shift))
+        low_word = load_word_unchecked(stream, U64(bit_pos >> 3))
+        high_word = load_word_unchecked(stream, U64((bit_pos >> 3) + 8))
+        pair_bit = bit_pos & ~7
+        at = U64(step * STATES)
+        e0, e1, e2, e3 = slot_info[U64(x0)], slot_info[U64(x1)], slot_info[U64(x2)], slot_info[U64(x3)]
+        e4, e5, e6, e7 = slot_info[U64(x4)], slot_info[U64(x5)], slot_info[U64(x6)], slot_info[U64(x7)]
+        out[at] = slot_value[U64(x0)]
+        out[at + U64(1)] = slot_value[U64(x1)]
+        out[at + U64(2)] = slot_value[U64(x2)]
+        out[at + U64(3)] = slot_value[U64(x3)]
+        out[at + U64(4)] = slot_value[U64(x4)]
+        out[at + U64(5)] = slot_value[U64(x5)]
+        out[at + U64(6)] = slot_value[U64(x6)]
+        out[at + U64(7)] = slot_value[U64(x7)]
+        n0, n1, n2, n3 = U64(e0 & 0xFF), U64(e1 & 0xFF), U64(e2 & 0xFF), U64(e3 & 0xFF)
+        n4, n5, n6, n7 = U64(e4 & 0xFF), U64(e5 & 0xFF), U64(e6 & 0xFF), U64(e7 & 0xFF)
+        o1 = n0
+        o2 = o1 + n1
+        o3 = o2 + n2
+        o4 = o3 + n3
+        o5 = o4 + n4
+        o6 = o5 + n5
+        o7 = o6 + n6
+        x0 = _next_state(e0, word, ZERO, n0)
+        x1 = _next_state(e1, word, o1, n1)
+        x2 = _next_state(e2, word, o2, n2)
+        x3 = _next_state(e3, word, o3, n3)
+        x4 = _next_state(e4, word, o4, n4)
+        x5 = _next_state(e5, word, o5, n5)
+        x6 = _next_state(e6, word, o6, n6)
+        x7 = _next_state(e7, word, o7, n7)
+        bit_pos += np.int64(o7 + n7)
+    if bit_pos > limit:
+        return ERR_TRUNCATED, bit_pos
+    states = np.empty(STATES, np.int64)
+    states[0], states[1], states[2], states[3] = x0, x1, x2, x3
+    states[4], states[5], states[6], states[7] = x4, x5, x6, x7
+    for i in range(steps * STATES, m):      # the last few (< 8): the bit reads stay in the padding
+        j = i & (STATES - 1)
+        e = slot_info[U64(states[j])]
+        out[i] = slot_value[U64(states[j])]
+        nb = e & 0xFF
+        states[j] = (e >> 8) + np.int64(get_bits(stream, 0, stream.shape[0], bit_pos, nb))
+        bit_pos += nb
+    if bit_pos > limit:
+        return ERR_TRUNCATED, bit_pos
+    if states.any():
+        return ERR_BAD_CODE, bit_pos
+    return OK, bit_pos
