@@ -17,7 +17,7 @@ from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 from .scaling import scale_row
-from . import tans
+from . import tans, tans_call
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
@@ -991,7 +991,7 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
             out[i] = ZERO
         return OK, base, n_entries
     if codec & ENTROPY:
-        return tans.read(buf, pos, end, n, codec & PREDICTOR_MASK, out), base, n_entries
+        return tans_call.read(buf, pos, end, n, codec & PREDICTOR_MASK, out), base, n_entries
     status, payload_end = _read_payload(buf, pos, end, n, out, codec & SHORT)
     if status == OK and payload_end != end:
         status = ERR_LENGTH

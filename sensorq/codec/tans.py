@@ -47,7 +47,6 @@ TABLE_LOG_MAX = 7          # eight states' bits (≤ 56) fit one 64-bit window
 STATES = 8
 _HASH_SLOTS = 256          # ≥ 4 × MAX_SYMBOLS: linear probing stays short
 _MAX_SLOTS = 1 << TABLE_LOG_MAX
-_WORK_WORDS = 3 * MAX_SYMBOLS + 2 * _MAX_SLOTS    # the decoder's tables, before its stream
 
 # The prices, in bits, that the encoder adds to an ENTROPY section's size
 # before comparing it with the mini-block payload (the decode time it costs,
@@ -77,7 +76,8 @@ def _decoding_table(freqs, n_symbols, table_log, values, slot_value, slot_info, 
     ``next_k``: working space (n_symbols)."""
     size = 1 << table_log
     spread(freqs, n_symbols, table_log, slot_info)
-    next_k[:n_symbols] = freqs[:n_symbols]
+    for s in range(n_symbols):
+        next_k[s] = freqs[s]
     for x in range(size):
         s = slot_info[x]
         k = next_k[s]
@@ -384,7 +384,7 @@ def write(u, order, values, freqs, table_log, n_symbols, out, pos):
 
 # --- decoding ------------------------------------------------------------------
 
-@cached(_STAMP, nogil=True, inline="always")
+@cached(_STAMP, nogil=True)
 def _varint(buf, pos, end):
     """(value, position after), or (0, -1) if it runs past end, (1, -1) if
     it holds more than 64 bits (intcodec.read_varint's convention)."""
@@ -401,22 +401,23 @@ def _varint(buf, pos, end):
     return ONE, -1
 
 
-@cached(_STAMP, nogil=True, inline="always")
+@cached(_STAMP, nogil=True)
 def _next_state(entry, word, offset, nb):
     """A state's successor: its base plus the nb bits at ``offset`` of ``word``."""
     return (entry >> 8) + np.int64((word >> offset) & ((ONE << nb) - ONE))
 
 
-@cached(_STAMP, nogil=True, inline="always")
+@cached(_STAMP, nogil=True)
 def _initial_states(buf, start, end, bit_pos, table_log):
-    return (np.int64(get_bits(buf, start, end, bit_pos, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + table_log, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + 2 * table_log, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + 3 * table_log, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + 4 * table_log, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + 5 * table_log, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + 6 * table_log, table_log)),
-            np.int64(get_bits(buf, start, end, bit_pos + 7 * table_log, table_log)))
+    """The eight L-bit initial states: 8 L ≤ 56 bits, so one read of them all
+    (eight reads compiled to eight bounded loads: seconds of cold compile)."""
+    w = get_bits(buf, start, end, bit_pos, STATES * table_log)
+    L = U64(table_log)
+    mask = (ONE << L) - ONE
+    return (np.int64(w & mask), np.int64((w >> L) & mask),
+            np.int64((w >> (2 * L)) & mask), np.int64((w >> (3 * L)) & mask),
+            np.int64((w >> (4 * L)) & mask), np.int64((w >> (5 * L)) & mask),
+            np.int64((w >> (6 * L)) & mask), np.int64((w >> (7 * L)) & mask))
 
 
 @cached(_STAMP, nogil=True)
@@ -434,11 +435,10 @@ def read(buf, pos, end, n, order, out):
     pos += 2
     if n_symbols == 1:
         return _read_one_symbol(buf, pos, end, n, order, table_log, out)
-    # one allocation for the tables and the stream (each costs ~50 ns; a
-    # section of 4096 values decodes in a few µs)
-    work = np.zeros(_WORK_WORDS + (end - pos + 16 + 7) // 8, np.int64)
-    values = work[:MAX_SYMBOLS].view(np.uint64)
-    freqs = work[MAX_SYMBOLS:2 * MAX_SYMBOLS]
+    # (no array views here: numba compiles a view's error messages, seconds
+    # of cold compile; each allocation costs ~50 ns against a few µs a section)
+    values = np.empty(MAX_SYMBOLS, np.uint64)
+    freqs = np.empty(MAX_SYMBOLS, np.int64)
     for s in range(n_symbols):
         v, pos = _varint(buf, pos, end)
         if pos < 0:
@@ -455,8 +455,9 @@ def read(buf, pos, end, n, order, out):
             return ERR_TRUNCATED if out[i] == ZERO else ERR_BAD_CODE
     # The stream, copied with 16 zero bytes after it: the decode loop then
     # loads words unchecked and tests only that it has not passed the end.
-    stream = work[_WORK_WORDS:].view(np.uint8)
-    stream[:end - pos] = buf[pos:end]
+    stream = np.zeros(end - pos + 16, np.uint8)
+    for i in range(end - pos):          # a loop: a slice copy compiles numba's shape error
+        stream[i] = buf[pos + i]
     limit = (end - pos) * 8
     size = 1 << table_log
     bit_pos = np.int64(0)
@@ -470,11 +471,10 @@ def read(buf, pos, end, n, order, out):
         return ERR_TRUNCATED
     if placed >= size:
         return ERR_BAD_CODE
-    at = 2 * MAX_SYMBOLS
-    slot_value = work[at:at + size].view(np.uint64)
-    slot_info = work[at + _MAX_SLOTS:at + _MAX_SLOTS + size]
+    slot_value = np.empty(size, np.uint64)
+    slot_info = np.empty(size, np.int64)
     _decoding_table(freqs, n_symbols, table_log, values, slot_value, slot_info,
-                    work[at + 2 * _MAX_SLOTS:at + 2 * _MAX_SLOTS + MAX_SYMBOLS])
+                    np.empty(MAX_SYMBOLS, np.int64))
     status, bit_pos = _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info,
                                      out[lead:n])
     if status != OK:
@@ -501,9 +501,8 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
     bits = STATES * table_log
     if bits > (end - pos) * 8:
         return ERR_TRUNCATED
-    for j in range(STATES):
-        if get_bits(buf, pos, end, j * table_log, table_log) != ZERO:
-            return ERR_BAD_CODE
+    if get_bits(buf, pos, end, 0, bits) != ZERO:      # the eight states, ≤ 56 bits
+        return ERR_BAD_CODE
     if pos + (bits + 7) // 8 != end:
         return ERR_LENGTH
     for i in range(lead, n):
@@ -581,6 +580,7 @@ def _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info, out
         bit_pos += nb
     if bit_pos > limit:
         return ERR_TRUNCATED, bit_pos
-    if states.any():
-        return ERR_BAD_CODE, bit_pos
+    for j in range(STATES):
+        if states[j]:
+            return ERR_BAD_CODE, bit_pos
     return OK, bit_pos
