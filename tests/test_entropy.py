@@ -157,6 +157,25 @@ def test_payload_equals_the_reference_encoder(seed, n, n_symbols, top):
     assert status == 0 and (words == u).all()
 
 
+def test_symbol_values_lie_within_the_value_span():
+    """A decoding table slot holds the symbol's value less the smallest in
+    54 bits: a payload whose values span 2^54 or more is corrupt to both
+    decoders, one just inside decodes, and the encoder never writes one."""
+    u = [0, 1, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0]
+    for top, want in ((2**54 - 1, 0), (2**54, ERR_BAD_CODE)):
+        words = [top if v == 5 else v for v in u]
+        payload = reference_payload(words, [0, 1, top], [20, 8, 4], 5)
+        section = np.frombuffer((7).to_bytes(8, "little") + payload, np.uint8)
+        status, decoded = both_decode(section, len(words), ENTROPY)
+        assert status == want
+        if status == 0:
+            assert decoded.tolist() == [(7 + w) % 2**64 for w in words]
+    wide = np.array([0, 2**60] * 8 + [0] * 4000, np.uint64)
+    assert tans.plan(wide, 0, *(np.empty(64, t) for t in (np.uint64, np.int64, np.int64)))[0] == -1
+    section, codec = encode(wide)
+    assert not codec & ENTROPY and (both_decode(section, len(wide), codec)[1] == wide).all()
+
+
 # --- round trips through the encoder ------------------------------------------------
 
 @st.composite

@@ -99,6 +99,7 @@ def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
 # --- ENTROPY payloads (tans.py has the format and the compiled decoder) -----------------
 
 TABLE_LOG_MIN, TABLE_LOG_MAX, MAX_SYMBOLS, STATES = 5, 7, 64, 8     # as tans.py
+VALUE_SPAN = 1 << 54                                                # as tans.py
 
 
 def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
@@ -120,6 +121,8 @@ def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
             if v >= 1 << 64:
                 raise _Bad(ERR_BAD_CODE)
         values.append(v)
+    if values[-1] - values[0] >= VALUE_SPAN:
+        raise _Bad(ERR_BAD_CODE)
     lead = min(order, n)
     out = np.empty(n, np.uint64)
     for i in range(lead):

@@ -16,6 +16,7 @@ Layout (after the base and the dictionary; codec bit 7, version 1 only):
     u8        L (TABLE_LOG_MIN..TABLE_LOG_MAX)
     u8        S - 1 (1..MAX_SYMBOLS symbols)
     S varints the symbols' residual values v_0 < v_1 < ..., as v_0 and gaps v_s - v_{s-1} - 1
+              (v_{S-1} - v_0 < VALUE_SPAN = 2^54)
     p varints the first p = min(order, n) residuals as they are (u_0 = s_0, u_1 for order 2)
     bit stream (LSB-first, padded with zero bits to a byte; the section ends there):
         S - 1 fields of L bits: f_s - 1; f_{S-1} = 2^L - the others' sum (≥ 1)
@@ -45,6 +46,10 @@ MAX_SYMBOLS = 64
 TABLE_LOG_MIN = 5          # the spread's step is odd (so visits every slot) from 2^3 slots on
 TABLE_LOG_MAX = 7          # eight states' bits (≤ 56) fit one 64-bit window
 STATES = 8
+# A decoding table slot is one 64-bit word, value − v_0 << 10 | base << 3 | nb
+# (base < 2^L ≤ 128, nb ≤ L ≤ 7): one load a symbol instead of two (~20 %
+# faster).  So the symbols' values lie within VALUE_SPAN of the smallest.
+VALUE_SPAN = ONE << U64(54)
 _HASH_SLOTS = 256          # ≥ 4 × MAX_SYMBOLS: linear probing stays short
 _MAX_SLOTS = 1 << TABLE_LOG_MAX
 
@@ -71,20 +76,19 @@ def spread(freqs, n_symbols, table_log, slot_symbol):
 
 
 @cached(_STAMP, nogil=True)
-def _decoding_table(freqs, n_symbols, table_log, values, slot_value, slot_info, next_k):
-    """slot_value[x] := symbol[x]'s value; slot_info[x] := base << 8 | nb.
+def _decoding_table(freqs, n_symbols, table_log, values, table, next_k):
+    """table[x] := (symbol[x]'s value − values[0]) << 10 | base << 3 | nb.
     ``next_k``: working space (n_symbols)."""
     size = 1 << table_log
-    spread(freqs, n_symbols, table_log, slot_info)
+    spread(freqs, n_symbols, table_log, table)
     for s in range(n_symbols):
         next_k[s] = freqs[s]
     for x in range(size):
-        s = slot_info[x]
+        s = table[x]
         k = next_k[s]
         next_k[s] = k + 1
         nb = table_log + 1 - bit_length(U64(k))
-        slot_value[x] = values[s]
-        slot_info[x] = (((k << nb) - size) << 8) | nb
+        table[x] = np.int64(((values[s] - values[0]) << U64(10))) | (((k << nb) - size) << 3) | nb
 
 
 # --- encoding ------------------------------------------------------------------
@@ -251,7 +255,7 @@ def plan(u, order, values, counts, freqs):
     n = u.shape[0]
     lead = min(order, n)
     n_symbols = symbols(u, lead, values, counts)
-    if n_symbols <= 0:
+    if n_symbols <= 0 or values[n_symbols - 1] - values[0] >= VALUE_SPAN:
         return -1, 0, 0
     fixed = 2 * 8
     for s in range(n_symbols):
@@ -402,9 +406,10 @@ def _varint(buf, pos, end):
 
 
 @cached(_STAMP, nogil=True)
-def _next_state(entry, word, offset, nb):
-    """A state's successor: its base plus the nb bits at ``offset`` of ``word``."""
-    return (entry >> 8) + np.int64((word >> offset) & ((ONE << nb) - ONE))
+def _next_state(entry, word, offset):
+    """A state's successor: its base plus its nb bits at ``offset`` of ``word``."""
+    nb = entry & U64(7)
+    return np.int64(((entry >> U64(3)) & U64(0x7F)) + ((word >> offset) & ((ONE << nb) - ONE)))
 
 
 @cached(_STAMP, nogil=True)
@@ -448,6 +453,8 @@ def read(buf, pos, end, n, order, out):
             if v <= values[s - 1]:           # past 2^64: not ascending
                 return ERR_BAD_CODE
         values[s] = v
+    if values[n_symbols - 1] - values[0] >= VALUE_SPAN:
+        return ERR_BAD_CODE
     lead = min(order, n)
     for i in range(lead):
         out[i], pos = _varint(buf, pos, end)
@@ -471,12 +478,9 @@ def read(buf, pos, end, n, order, out):
         return ERR_TRUNCATED
     if placed >= size:
         return ERR_BAD_CODE
-    slot_value = np.empty(size, np.uint64)
-    slot_info = np.empty(size, np.int64)
-    _decoding_table(freqs, n_symbols, table_log, values, slot_value, slot_info,
-                    np.empty(MAX_SYMBOLS, np.int64))
-    status, bit_pos = _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info,
-                                     out[lead:n])
+    table = np.empty(size, np.int64)
+    _decoding_table(freqs, n_symbols, table_log, values, table, np.empty(MAX_SYMBOLS, np.int64))
+    status, bit_pos = _decode_states(stream, bit_pos, limit, table_log, table, values[0], out[lead:n])
     if status != OK:
         return status
     if (bit_pos + 7) // 8 != end - pos:
@@ -511,61 +515,49 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
 
 
 @cached(_STAMP, nogil=True)
-def _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info, out):
+def _decode_states(stream, bit_pos, limit, table_log, table, v0, out):
     """The states from ``bit_pos`` of ``stream`` (zero-padded by 16 bytes
-    past ``limit`` bits), then every symbol of out.  Returns (status, the
-    bit after the stream).
+    past ``limit`` bits), then every symbol of out (its value v0 + the
+    table's).  Returns (status, the bit after the stream).
 
     Eight symbols a step, their bits (≤ 8 L ≤ 56) taken from one 64-bit
-    window.  The window comes from a pair of words loaded a step earlier
-    (at the byte of the step's start; the next step starts ≤ 63 bits into
-    the pair): so the chain from one step to the next is a funnel shift, a
-    table load and the bit count, not also a load whose address waits for
-    the count."""
+    word loaded at the step's byte (so ≤ 7 + 56 bits are needed of it)."""
     x0, x1, x2, x3, x4, x5, x6, x7 = _initial_states(stream, 0, stream.shape[0], bit_pos, table_log)
     bit_pos += STATES * table_log
     m = out.shape[0]
     steps = m // STATES
-    low_word = load_word_unchecked(stream, U64(bit_pos >> 3))
-    high_word = load_word_unchecked(stream, U64((bit_pos >> 3) + 8))
-    pair_bit = bit_pos & ~7
+    ten = U64(10)
     for step in range(steps):
         if bit_pos > limit:              # a stream cut short: stop before the padding ends
             return ERR_TRUNCATED, bit_pos
-        shift = U64(bit_pos - pair_bit)
-        word = (low_word >> shift) | ((high_word << ONE) << (U64(63) - shift))
-        low_word = load_word_unchecked(stream, U64(bit_pos >> 3))
-        high_word = load_word_unchecked(stream, U64((bit_pos >> 3) + 8))
-        pair_bit = bit_pos & ~7
+        word = load_word_unchecked(stream, U64(bit_pos >> 3)) >> U64(bit_pos & 7)
+        e0, e1, e2, e3 = U64(table[U64(x0)]), U64(table[U64(x1)]), U64(table[U64(x2)]), U64(table[U64(x3)])
+        e4, e5, e6, e7 = U64(table[U64(x4)]), U64(table[U64(x5)]), U64(table[U64(x6)]), U64(table[U64(x7)])
         at = U64(step * STATES)
-        e0, e1, e2, e3 = slot_info[U64(x0)], slot_info[U64(x1)], slot_info[U64(x2)], slot_info[U64(x3)]
-        e4, e5, e6, e7 = slot_info[U64(x4)], slot_info[U64(x5)], slot_info[U64(x6)], slot_info[U64(x7)]
-        out[at] = slot_value[U64(x0)]
-        out[at + U64(1)] = slot_value[U64(x1)]
-        out[at + U64(2)] = slot_value[U64(x2)]
-        out[at + U64(3)] = slot_value[U64(x3)]
-        out[at + U64(4)] = slot_value[U64(x4)]
-        out[at + U64(5)] = slot_value[U64(x5)]
-        out[at + U64(6)] = slot_value[U64(x6)]
-        out[at + U64(7)] = slot_value[U64(x7)]
-        n0, n1, n2, n3 = U64(e0 & 0xFF), U64(e1 & 0xFF), U64(e2 & 0xFF), U64(e3 & 0xFF)
-        n4, n5, n6, n7 = U64(e4 & 0xFF), U64(e5 & 0xFF), U64(e6 & 0xFF), U64(e7 & 0xFF)
-        o1 = n0
-        o2 = o1 + n1
-        o3 = o2 + n2
-        o4 = o3 + n3
-        o5 = o4 + n4
-        o6 = o5 + n5
-        o7 = o6 + n6
-        x0 = _next_state(e0, word, ZERO, n0)
-        x1 = _next_state(e1, word, o1, n1)
-        x2 = _next_state(e2, word, o2, n2)
-        x3 = _next_state(e3, word, o3, n3)
-        x4 = _next_state(e4, word, o4, n4)
-        x5 = _next_state(e5, word, o5, n5)
-        x6 = _next_state(e6, word, o6, n6)
-        x7 = _next_state(e7, word, o7, n7)
-        bit_pos += np.int64(o7 + n7)
+        out[at] = v0 + (e0 >> ten)
+        out[at + U64(1)] = v0 + (e1 >> ten)
+        out[at + U64(2)] = v0 + (e2 >> ten)
+        out[at + U64(3)] = v0 + (e3 >> ten)
+        out[at + U64(4)] = v0 + (e4 >> ten)
+        out[at + U64(5)] = v0 + (e5 >> ten)
+        out[at + U64(6)] = v0 + (e6 >> ten)
+        out[at + U64(7)] = v0 + (e7 >> ten)
+        o1 = e0 & U64(7)
+        o2 = o1 + (e1 & U64(7))
+        o3 = o2 + (e2 & U64(7))
+        o4 = o3 + (e3 & U64(7))
+        o5 = o4 + (e4 & U64(7))
+        o6 = o5 + (e5 & U64(7))
+        o7 = o6 + (e6 & U64(7))
+        x0 = _next_state(e0, word, ZERO)
+        x1 = _next_state(e1, word, o1)
+        x2 = _next_state(e2, word, o2)
+        x3 = _next_state(e3, word, o3)
+        x4 = _next_state(e4, word, o4)
+        x5 = _next_state(e5, word, o5)
+        x6 = _next_state(e6, word, o6)
+        x7 = _next_state(e7, word, o7)
+        bit_pos += np.int64(o7 + (e7 & U64(7)))
     if bit_pos > limit:
         return ERR_TRUNCATED, bit_pos
     states = np.empty(STATES, np.int64)
@@ -573,11 +565,10 @@ def _decode_states(stream, bit_pos, limit, table_log, slot_value, slot_info, out
     states[4], states[5], states[6], states[7] = x4, x5, x6, x7
     for i in range(steps * STATES, m):      # the last few (< 8): the bit reads stay in the padding
         j = i & (STATES - 1)
-        e = slot_info[U64(states[j])]
-        out[i] = slot_value[U64(states[j])]
-        nb = e & 0xFF
-        states[j] = (e >> 8) + np.int64(get_bits(stream, 0, stream.shape[0], bit_pos, nb))
-        bit_pos += nb
+        e = U64(table[U64(states[j])])
+        out[i] = v0 + (e >> ten)
+        states[j] = _next_state(e, get_bits(stream, 0, stream.shape[0], bit_pos, table_log), ZERO)
+        bit_pos += np.int64(e & U64(7))
     if bit_pos > limit:
         return ERR_TRUNCATED, bit_pos
     for j in range(STATES):
