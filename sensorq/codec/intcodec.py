@@ -16,6 +16,7 @@ from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
+from .predictor import residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
 from .scaling import scale_row
 from . import tans, tans_call
 
@@ -31,37 +32,7 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 _RICE_QUOTIENT_CAP = 1 << 12
 
 
-# --- predictors ----------------------------------------------------------------
-
-@cached(_STAMP, nogil=True)
-def zigzag(d):
-    return (d << ONE) ^ (ZERO - (d >> U64(63)))
-
-
-@cached(_STAMP, nogil=True)
-def unzigzag(u):
-    return (u >> ONE) ^ (ZERO - (u & ONE))
-
-
-@cached(_STAMP, nogil=True)
-def residuals(s, order, u):
-    """u := the order-``order`` prediction residuals of s (mod 2^64, zigzagged)."""
-    n = s.shape[0]
-    if n == 0:
-        return
-    u[0] = s[0]
-    if order == 0:
-        for i in range(1, n):
-            u[i] = s[i]
-    elif order == 1:
-        for i in range(1, n):
-            u[i] = zigzag(s[i] - s[i - 1])
-    else:
-        if n > 1:
-            u[1] = zigzag(s[1] - s[0])
-        for i in range(2, n):
-            u[i] = zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
-
+# --- predictors (encoding side: predictor.py) ---------------------------------
 
 @cached(_STAMP, nogil=True)
 def _running_sums(u, n, carry, base, zig, dest):
@@ -440,57 +411,26 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
         ue = np.empty(n, np.uint64)
         values = np.empty(tans.MAX_SYMBOLS, np.uint64)
         freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
-        order_e, bytes_e, table_log, n_symbols = _entropy_order(seq, size, ue, values, freqs)
+        plan = np.empty(3, np.int64)            # bytes, L, symbols
+        order_e = tans_call.best_order(seq, size, ue, values, freqs, plan)
         if dict_bits:        # the words' own residuals may be the few-symbol ones (a clock's steps)
             words_values = np.empty(tans.MAX_SYMBOLS, np.uint64)
             words_freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
-            words_order, _, words_log, words_symbols = _entropy_order(
-                y, dict_bytes + (bytes_e if order_e >= 0 else size), ue, words_values, words_freqs)
+            words_plan = np.empty(3, np.int64)
+            words_order = tans_call.best_order(y, dict_bytes + (plan[0] if order_e >= 0 else size), ue,
+                                               words_values, words_freqs, words_plan)
             if words_order >= 0:
-                end = _write_entropy(y, words_order, ue, words_values, words_freqs, words_log,
-                                     words_symbols, out, pos)
+                end = tans_call.write_column(y, words_order, ue, words_values, words_freqs,
+                                             words_plan[1], words_plan[2], out, pos)
                 return end, words_order | ENTROPY
         if order_e >= 0:
             if dict_bits:
                 pos = _write_dictionary(entries, rice_cost, out, pos, patches)
-            end = _write_entropy(seq, order_e, ue, values, freqs, table_log, n_symbols, out, pos)
+            end = tans_call.write_column(seq, order_e, ue, values, freqs, plan[1], plan[2], out, pos)
             return end, order_e | dict_bits | ENTROPY
     if dict_bits:
         pos = _write_dictionary(entries, rice_cost, out, pos, patches)
     return _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches), order | dict_bits
-
-
-@cached(_STAMP, nogil=True)
-def _entropy_order(s, payload_bytes, u, values, freqs):
-    """(order, bytes, L, symbols) of the predictor order whose ENTROPY form
-    (tans.plan, decode cost included) is smallest and smaller than
-    ``payload_bytes``, or order -1.  Its symbols and frequencies are left in
-    values and freqs.  Every order is tried: a low-entropy stream's best
-    order for tANS is often not the one of the smallest residuals (a clock
-    of steps 10 and 250: two symbols under order 1, many under order 2).
-    An order whose tans.SAMPLE sampled residuals take more than
-    tans.MAX_SYMBOLS values (noise) is skipped before the rest are made."""
-    trial_values = np.empty(tans.MAX_SYMBOLS, np.uint64)
-    counts = np.empty(tans.MAX_SYMBOLS, np.int64)
-    trial_freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
-    best_order, best_bytes, best_log, best_symbols = -1, payload_bytes, 0, 0
-    sample = np.empty(tans.SAMPLE, np.uint64)
-    for order in range(3):
-        if not tans.few_symbols(tans.sampled_residuals(s, order, sample), 0, sample.shape[0]):
-            continue
-        residuals(s, order, u)
-        size, table_log, n_symbols = tans.plan(u, order, trial_values, counts, trial_freqs)
-        if 0 <= size < best_bytes:
-            best_order, best_bytes, best_log, best_symbols = order, size, table_log, n_symbols
-            values[:n_symbols] = trial_values[:n_symbols]
-            freqs[:n_symbols] = trial_freqs[:n_symbols]
-    return best_order, best_bytes, best_log, best_symbols
-
-
-@cached(_STAMP, nogil=True)
-def _write_entropy(s, order, u, values, freqs, table_log, n_symbols, out, pos):
-    residuals(s, order, u)
-    return tans.write(u, order, values, freqs, table_log, n_symbols, out, pos)
 
 
 @cached(_STAMP, nogil=True)

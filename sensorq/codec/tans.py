@@ -39,6 +39,7 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits
 from .codes import ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
+from .predictor import residuals
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -123,9 +124,13 @@ def _hashed_symbols(u, lead, values, counts):
             values[at] = keys[h]
             counts[at] = tally[h]
             at += 1
-    order_by = np.argsort(values[:distinct])
-    values[:distinct] = values[:distinct][order_by]
-    counts[:distinct] = counts[:distinct][order_by]
+    for i in range(1, distinct):     # ≤ 64 of them: an insertion sort (argsort compiles for seconds)
+        v, c = values[i], counts[i]
+        j = i
+        while j > 0 and values[j - 1] > v:
+            values[j], counts[j] = values[j - 1], counts[j - 1]
+            j -= 1
+        values[j], counts[j] = v, c
     return distinct
 
 
@@ -275,7 +280,8 @@ def plan(u, order, values, counts, freqs):
             bits += counts[s] * (table_log - np.log2(trial[s]))
         if bits < best_bits:
             best_bits, best_log = bits, table_log
-            freqs[:n_symbols] = trial[:n_symbols]
+            for s in range(n_symbols):
+                freqs[s] = trial[s]
     # (one symbol, every residual the same, decodes as a fill, yet is priced
     # the same: a steady clock's time column, 128 bytes of width-0 mini-block
     # headers a block otherwise, decoded ~6 % slower in the synthetic set of
@@ -384,6 +390,42 @@ def write(u, order, values, freqs, table_log, n_symbols, out, pos):
         bits |= chunk[i] << U64(n_bits)
         n_bits += widths[i]
     return finish_bits(out, byte_pos, bits, n_bits)
+
+
+@cached(_STAMP, nogil=True)
+def best_order(s, payload_bytes, u, values, freqs):
+    """(order, bytes, L, symbols) of the predictor order whose ENTROPY form
+    (:func:`plan`, decode cost included) is smallest and smaller than
+    ``payload_bytes``, or order -1.  Its symbols and frequencies are left in
+    values and freqs.  Every order is tried: a low-entropy stream's best
+    order for tANS is often not the one of the smallest residuals (a clock
+    of steps 10 and 250: two symbols under order 1, many under order 2).
+    An order whose SAMPLE sampled residuals take more than
+    MAX_SYMBOLS values (noise) is skipped before the rest are made."""
+    trial_values = np.empty(MAX_SYMBOLS, np.uint64)
+    counts = np.empty(MAX_SYMBOLS, np.int64)
+    trial_freqs = np.empty(MAX_SYMBOLS, np.int64)
+    best_order, best_bytes, best_log, best_symbols = -1, payload_bytes, 0, 0
+    sample = np.empty(SAMPLE, np.uint64)
+    for order in range(3):
+        if not few_symbols(sampled_residuals(s, order, sample), 0, sample.shape[0]):
+            continue
+        residuals(s, order, u)
+        size, table_log, n_symbols = plan(u, order, trial_values, counts, trial_freqs)
+        if 0 <= size < best_bytes:
+            best_order, best_bytes, best_log, best_symbols = order, size, table_log, n_symbols
+            for k in range(n_symbols):      # (a slice copy compiles numba's shape error)
+                values[k] = trial_values[k]
+                freqs[k] = trial_freqs[k]
+    return best_order, best_bytes, best_log, best_symbols
+
+
+@cached(_STAMP, nogil=True)
+def write_column(s, order, u, values, freqs, table_log, n_symbols, out, pos):
+    """The ENTROPY payload of s's order-``order`` residuals (made in u) at
+    out[pos:], as :func:`best_order` planned it; returns the end offset."""
+    residuals(s, order, u)
+    return write(u, order, values, freqs, table_log, n_symbols, out, pos)
 
 
 # --- decoding ------------------------------------------------------------------
