@@ -32,12 +32,25 @@ def digest(*relative_globs: str) -> str:
     return h.hexdigest()[:12]
 
 
-def cached(stamp: str, **options):
+def cached(stamp: str, before_compile=None, **options):
     """``njit(cache=True, **options)``, filed under the function's name and
-    ``stamp`` (a digest of what it depends on)."""
+    ``stamp`` (a digest of what it depends on).
+
+    ``before_compile``: called before the function is compiled or loaded
+    from the cache, for each signature: to put in place what its machine
+    code links to (codec/tans_call.py), which a load from the cache needs
+    too."""
     def wrap(func):
         rename(func, stamp)
-        return njit(cache=True, **options)(func)
+        dispatcher = njit(cache=True, **options)(func)
+        if before_compile is not None:
+            compile_now = dispatcher.compile
+
+            def compile(sig):
+                before_compile()
+                return compile_now(sig)
+            dispatcher.compile = compile       # numba compiles and loads through it
+        return dispatcher
     return wrap
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from ..schema import DTYPE_CODES, MAX_BLOCK_SAMPLES
-from . import intcodec
+from . import intcodec, tans_call
 from .bits import U64, ZERO
 from .codes import MINI_BLOCK
 from .header import (CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION, HEADER_DTYPE, HEADER_SIZE,
@@ -268,7 +268,7 @@ def _room(out, used, need):
     return bigger
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def _time_pass(t, bounds, compact, rice_cost, entropy, starts, lengths, codecs, out, ticks):
     """The time section of every block; (index of a bad step or -1, buffer)."""
     pos = 0
@@ -305,7 +305,7 @@ def _counts_up(words, n):
     return off == ZERO
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, codecs, out, stats):
     """Statistics and section of one integer channel in every block; the buffer."""
     pos = 0

@@ -355,7 +355,7 @@ FLOAT_RICE_DECODE_COST = 3.0
 ENTROPY_SECTIONS = True
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
     return encode_column_costed(words, signed, allow_dict,
@@ -363,13 +363,13 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
                                 allow_dict and allow_rice)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos, entropy):
     """:func:`encode_column_priced` without patched mini-blocks."""
     return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False, entropy)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches, entropy):
     """Write the column section for ``words`` (uint64) at out[pos:].
 

@@ -25,6 +25,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import carray, cfunc, types
 from numba.core import cgutils
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
@@ -105,6 +106,26 @@ def read(typingctx, buf, pos, end, n, order, out):
 
 
 # --- the encoder's two steps ---------------------------------------------------------
+#
+# Compiled on first need, not at import: a process that only queries never
+# pays their compile (~5 s once).  Whatever calls them must call
+# link_encoder() before it is compiled or loaded from numba's cache (a load
+# links the symbols at once, and a symbol LLVM cannot find aborts the
+# process): the encoders that call them directly or through intcodec's
+# encode_column* are filed with ``cached(..., before_compile=link_encoder)``,
+# and a test checks that every compiled caller is.
+
+_encoder_symbols: list = []
+
+
+def link_encoder() -> list:
+    """Compile (or load) the encoder's entry points once and register their
+    symbols: [best_order's, write_column's]."""
+    with global_compiler_lock:      # numba's own (re-entrant): a compile may be what calls this
+        if not _encoder_symbols:
+            _encoder_symbols.extend([_export("tans_best_order", "UiUUII", _best_order_body),
+                                     _export("tans_write_column", "UiUUIiiBi", _write_body)])
+    return _encoder_symbols
 
 def _best_order_body(s_p, s_len, payload_bytes, u_p, u_len, values_p, values_len,
                      freqs_p, freqs_len, plan_p, plan_len):
@@ -115,7 +136,7 @@ def _best_order_body(s_p, s_len, payload_bytes, u_p, u_len, values_p, values_len
     return order
 
 
-_BEST_ORDER = _export("tans_best_order", "UiUUII", _best_order_body)
+
 
 
 @intrinsic
@@ -124,8 +145,9 @@ def best_order(typingctx, s, payload_bytes, u, values, freqs, plan):
     ENTROPY form under ``payload_bytes`` (or -1), with its (bytes, L, S) in
     plan[:3] and its symbols and frequencies in values and freqs."""
     _check("best_order", "UiUUII", (s, payload_bytes, u, values, freqs, plan))
+    symbols = link_encoder()
     return types.int64(s, payload_bytes, u, values, freqs, plan), \
-        lambda context, builder, sig, args: _emit_call(_BEST_ORDER, context, builder, sig, args)
+        lambda context, builder, sig, args: _emit_call(symbols[0], context, builder, sig, args)
 
 
 def _write_body(s_p, s_len, order, u_p, u_len, values_p, values_len, freqs_p, freqs_len,
@@ -135,7 +157,7 @@ def _write_body(s_p, s_len, order, u_p, u_len, values_p, values_len, freqs_p, fr
                              table_log, n_symbols, carray(out_p, (out_len,)), pos)
 
 
-_WRITE = _export("tans_write_column", "UiUUIiiBi", _write_body)
+
 
 
 @intrinsic
@@ -144,5 +166,6 @@ def write_column(typingctx, s, order, u, values, freqs, table_log, n_symbols, ou
     :func:`best_order` planned it; the end offset."""
     params = (s, order, u, values, freqs, table_log, n_symbols, out, pos)
     _check("write_column", "UiUUIiiBi", params)
+    symbols = link_encoder()
     return types.int64(*params), \
-        lambda context, builder, sig, args: _emit_call(_WRITE, context, builder, sig, args)
+        lambda context, builder, sig, args: _emit_call(symbols[1], context, builder, sig, args)
