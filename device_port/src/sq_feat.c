@@ -139,19 +139,48 @@ static int64_t energy(const sq_model_work *w, uint32_t from, uint32_t count, int
 /* A stored value as the signal's integer: floor(v / 2^shift), saturated to int16. */
 static int32_t to_signal(int64_t v, unsigned shift)
 {
-    v = (int64_t)(v >= 0 ? (uint64_t)v >> shift : ~(~(uint64_t)v >> shift));   /* floor, logical shifts only */
-    return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
+    /* floor(v / 2^s) = ~(~v >> s) for v < 0: the magnitude's side shifted and
+     * saturated to 32767 (logical shifts only), then the sign put back */
+    uint32_t neg = v < 0;
+    uint64_t a = (uint64_t)(neg ? ~v : v) >> shift;
+    int32_t r = a > 32767u ? 32767 : (int32_t)a;
+    return neg ? ~r : r;
 }
 
-/* One sample folded into every signal's sums (its inputs' words in w->x[1 …], made signal integers): its
- * value — one input, or the magnitude of several (a mask of them) — then,
+/* The sample's value of the signal whose mask of inputs is `mask` (its
+ * inputs' words at x, their (channel, shift) records at in): one input,
+ * or the magnitude of several. */
+static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int64_t *x, uint32_t mask)
+{
+    uint32_t single = !(mask & (mask - 1u)), q = 0, big = 0;
+    int32_t u = 0;
+    for (; mask; mask >>= 1, x++, in += 2) {
+        if (mask & 1u) {
+            uint32_t sq;
+            u = to_signal(*x, in[1]);
+            sq = (uint32_t)(u * u);                 /* |u| <= 2^15: no overflow */
+            big |= q + sq < q;                      /* the sum of squares is past 2^32: its root too */
+            q += sq;
+        }
+    }
+    return single ? u : big ? 65536 : (int32_t)isqrt32(q);
+}
+
+/* *a += v: out of line, as three inline 64-bit additions take more code on a Cortex-M0+. */
+static void __attribute__((noinline)) add64(int64_t *a, int64_t v)
+{
+    *a += v;
+}
+
+/* One sample folded into every signal's sums (its inputs' words in w->x[1 …]): its
+ * value (signal_of) then,
  * first pass, its sum, square, |difference|, min and max (and the spectral
  * steps), or, second pass, its crossing of the mean. */
 static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->sig_off;
-    uint32_t s, i, n = w->n;
-    int64_t add[3];
+    uint32_t s, n = w->n;
+    sq_sig_state *g = w->sig;
     if (n >= SQ_MODEL_MAX_WINDOW) {
         return SQ_ERR_RANGE;
     }
@@ -160,18 +189,8 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         return DONE;                   /* an append landed after the first pass */
     }
 #endif
-    for (s = 0; s < m->n_signals; s++, p += 2) {
-        sq_sig_state *g = &w->sig[s];
-        uint32_t mask = sq_le32(p, 2);
-        uint64_t q = 0;
-        int32_t u = 0;
-        for (i = 0; mask >> i; i++) {
-            if ((mask >> i) & 1u) {
-                u = to_signal(w->x[1u + i], m->bytes[SQ_IMAGE_HEADER + 1u + 2u * i]);
-                q += square(u);
-            }
-        }
-        u = !(mask & (mask - 1u)) ? u : q >> 32 ? 65536 : (int32_t)isqrt32((uint32_t)q);
+    for (s = 0; s < m->n_signals; s++, p += 2, g++) {
+        int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, sq_le32(p, 2));
         g->u = u;
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (w->pass == 2) {
@@ -184,12 +203,9 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         if (!n) {
             g->mn = g->mx = g->prev = u;
         }
-        add[SUM_U] = u;
-        add[SUM_SQ] = (int64_t)square(u);
-        add[SUM_DIFF] = u > g->prev ? u - g->prev : g->prev - u;
-        for (i = 0; i < 3u; i++) {          /* one 64-bit add in a loop (M0+: half the code of three) */
-            g->sum[i] += add[i];
-        }
+        add64(&g->sum[SUM_U], u);
+        add64(&g->sum[SUM_SQ], (int64_t)square(u));
+        add64(&g->sum[SUM_DIFF], u > g->prev ? u - g->prev : g->prev - u);
         g->mn = u < g->mn ? u : g->mn;
         g->mx = u > g->mx ? u : g->mx;
         g->prev = u;
@@ -239,28 +255,28 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
 
 /* ---- the codes -------------------------------------------------------------------------------- */
 
+/* How a first-pass feature's code follows from its signal's sums (MIN, MAX
+ * and PTP: 0, from the extremes): sum (bits 0-1) times 2^(4 * bits 2-3),
+ * over n - bit 4, rooted if bit 5; STD adds M(nM - 32S) to 256Q. */
+#define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5)
+static const uint8_t how_of[SQ_OP_MAD + 1u] = {
+    0, HOW(SUM_U, 1, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 1, 1, 0)};
+
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->feat_off;
     uint32_t f, steps = 0, n = w->n;
     for (f = 0; f < m->n_features; f++, p += 4) {
-        uint32_t op = p[0], na = p[2], nb = p[3];
+        uint32_t op = p[0], na = p[2], nb = p[3], how = op <= SQ_OP_MAD ? how_of[op] : 0u;
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, num;
-        uint32_t den = n;
-        if (op == SQ_OP_MIN || op == SQ_OP_PTP) {
-            v = g->mn;
-        }
-        if (op == SQ_OP_MAX || op == SQ_OP_PTP) {
-            v = (int64_t)g->mx - (op == SQ_OP_PTP ? v : 0);
-        }
-        /* STD, RMS: Σ(16u − M)² = 256Q − 32MS + nM², Σ(16u)² = 256Q, over n, rooted; MAD: 16D over n − 1 */
-        num = op == SQ_OP_MAD ? 16 * g->sum[SUM_DIFF]
-                              : 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
-        den -= op == SQ_OP_MAD;
-        if (op == SQ_OP_STD || op == SQ_OP_RMS || op == SQ_OP_MAD) {
-            v = rdiv(num, den);
-            v = op == SQ_OP_MAD ? v : (int64_t)isqrt64((uint64_t)v);
+        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = g->mx - (op == SQ_OP_PTP ? g->mn : 0);
+        v = op == SQ_OP_MIN ? g->mn : v;
+        if (how) {
+            /* STD: Σ(16u − M)² = 256Q − 32MS + nM²; RMS: Σ(16u)² = 256Q; MEAN 16S; MAD 16D over n − 1 */
+            v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (4u * ((how >> 2) & 3u))));   /* the VM's multiply: no 64-bit shift */
+            v += op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0;
+            v = rdiv(v, n - ((how >> 4) & 1u));
+            v = how & 32u ? (int64_t)isqrt64((uint64_t)v) : v;
         }
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (op == SQ_OP_CROSS) {
