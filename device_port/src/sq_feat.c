@@ -150,9 +150,9 @@ static int32_t to_signal(int64_t v, unsigned shift)
 /* The sample's value of the signal whose mask of inputs is `mask` (its
  * inputs' words at x, their (channel, shift) records at in): one input,
  * or the magnitude of several. */
-static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int64_t *x, uint32_t mask)
+static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int64_t *x, const uint8_t *rec)
 {
-    uint32_t single = !(mask & (mask - 1u)), q = 0, big = 0;
+    uint32_t mask = rec[0] | (uint32_t)rec[1] << 8, single = !(mask & (mask - 1u)), q = 0, big = 0;
     int32_t u = 0;
     for (; mask; mask >>= 1, x++, in += 2) {
         if (mask & 1u) {
@@ -176,8 +176,9 @@ static void __attribute__((noinline)) add64(int64_t *a, int64_t v)
  * value (signal_of) then,
  * first pass, its sum, square, |difference|, min and max (and the spectral
  * steps), or, second pass, its crossing of the mean. */
-static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
+static int __attribute__((noinline)) fold(sq_model_work *w)
 {
+    const sq_model *m = w->m;
     const uint8_t *p = m->bytes + m->sig_off;
     uint32_t s, n = w->n;
     sq_sig_state *g = w->sig;
@@ -190,7 +191,7 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
     }
 #endif
     for (s = 0; s < m->n_signals; s++, p += 2, g++) {
-        int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, sq_le32(p, 2));
+        int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, p);
         g->u = u;
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (w->pass == 2) {
@@ -248,7 +249,7 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
     err = b && info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH
                                                      : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
     while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
-        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w->m, w);
+        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w);
     }
     return err;
 }
@@ -320,7 +321,6 @@ static void reset_window(const sq_model *m, sq_model_work *w)
 #endif
     memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
     w->n = w->n2 = 0;
-    w->end = w->start + m->window_ns;
     w->pass = 1;
 }
 
@@ -341,16 +341,15 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
 {
     int64_t start_ns = w->start;
     int err;
-    out->start = start_ns;
-    out->scored = 0;
-    out->n_samples = 0;
+    out->start = start_ns;            /* the rest of *out zeroed by check_args */
     out->codes = w->codes;
     out->raw = w->raw;
     if (m->schema != r->cfg.schema) {
         return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
     }
-    if (start_ns > INT64_MAX - m->window_ns) {
-        return SQ_ERR_RANGE;
+    w->end = (int64_t)((uint64_t)start_ns + (uint64_t)m->window_ns);     /* 0 < window <= 2^62 */
+    if (w->end < start_ns) {
+        return SQ_ERR_RANGE;           /* past the int64 time range */
     }
     w->m = m;
     w->rows.col = w->col;
@@ -379,9 +378,15 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
     return sq_model_eval(m, w, out);
 }
 
-/* The arguments a window needs, and the work carved (SQ_ERR_ARG: NULL, or too little work). */
-static inline __attribute__((always_inline)) int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_work **w)
+/* *out zeroed, the arguments a window needs checked and the work carved
+ * (SQ_ERR_ARG: NULL, or too little work). */
+static inline __attribute__((always_inline)) int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
+                                                            sq_model_out *out, sq_model_work **w)
 {
+    if (!out) {
+        return SQ_ERR_ARG;
+    }
+    memset(out, 0, sizeof *out);
     return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
                                                                                                    : SQ_OK;
 }
@@ -390,7 +395,7 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
                     sq_model_out *out)
 {
     sq_model_work *w;
-    int err = out ? check_args(m, r, work, work_len, &w) : SQ_ERR_ARG;
+    int err = check_args(m, r, work, work_len, out, &w);
     if (err) {
         return err;
     }
@@ -429,12 +434,7 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
 {
     sq_model_work *w;
     int64_t start;
-    int err;
-    if (!out) {
-        return SQ_ERR_ARG;
-    }
-    memset(out, 0, sizeof *out);
-    err = check_args(m, r, work, work_len, &w);
+    int err = check_args(m, r, work, work_len, out, &w);
     if (err || (start = newest_start(m, r)) == INT64_MIN) {
         return err;
     }
