@@ -204,9 +204,9 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
         if (!n) {
             g->mn = g->mx = g->prev = u;
         }
-        add64(&g->sum[SUM_U], u);
+        add64(&g->sum[SUM_U], 16 * u);             /* 16·u and 16·|difference|: the codes' units */
         add64(&g->sum[SUM_SQ], (int64_t)square(u));
-        add64(&g->sum[SUM_DIFF], u > g->prev ? u - g->prev : g->prev - u);
+        add64(&g->sum[SUM_DIFF], 16 * (u > g->prev ? u - g->prev : g->prev - u));
         g->mn = u < g->mn ? u : g->mn;
         g->mx = u > g->mx ? u : g->mx;
         g->prev = u;
@@ -257,11 +257,12 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
 /* ---- the codes -------------------------------------------------------------------------------- */
 
 /* How a first-pass feature's code follows from its signal's sums (MIN, MAX
- * and PTP: 0, from the extremes): sum (bits 0-1) times 2^(4 * bits 2-3),
- * over n - bit 4, rooted if bit 5; STD adds M(nM - 32S) to 256Q. */
-#define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5)
+ * and PTP: 0, from the extremes): sum (bits 0-1) times 16^(bits 2-3), over
+ * n - bit 4, rooted if bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
+ * (STD adding M(nM - 32S)), MAD 16D / (n - 1); S and D are kept times 16. */
+#define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5 | 64)
 static const uint8_t how_of[SQ_OP_MAD + 1u] = {
-    0, HOW(SUM_U, 1, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 1, 1, 0)};
+    0, HOW(SUM_U, 0, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 0, 1, 0)};
 
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
 {
@@ -270,12 +271,12 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     for (f = 0; f < m->n_features; f++, p += 4) {
         uint32_t op = p[0], na = p[2], nb = p[3], how = op <= SQ_OP_MAD ? how_of[op] : 0u;
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = g->mx - (op == SQ_OP_PTP ? g->mn : 0);
+        int64_t M = rdiv(g->sum[SUM_U], n), v = g->mx - (op == SQ_OP_PTP ? g->mn : 0);
         v = op == SQ_OP_MIN ? g->mn : v;
         if (how) {
             /* STD: Σ(16u − M)² = 256Q − 32MS + nM²; RMS: Σ(16u)² = 256Q; MEAN 16S; MAD 16D over n − 1 */
             v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (4u * ((how >> 2) & 3u))));   /* the VM's multiply: no 64-bit shift */
-            v += op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0;
+            v += op == SQ_OP_STD ? M * ((int64_t)n * M - 2 * g->sum[SUM_U]) : 0;
             v = rdiv(v, n - ((how >> 4) & 1u));
             v = how & 32u ? (int64_t)isqrt64((uint64_t)v) : v;
         }
@@ -330,7 +331,7 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 {
     uint32_t s;
     for (s = 0; s < m->n_signals; s++) {
-        w->sig[s].M = (int32_t)rdiv(16 * w->sig[s].sum[SUM_U], w->n);
+        w->sig[s].M = (int32_t)rdiv(w->sig[s].sum[SUM_U], w->n);
     }
     w->pass = 2;
 }

@@ -26,7 +26,8 @@
 
 /* One signal's first-pass sums over a window (and its crossing count). */
 typedef struct {
-    int64_t sum[3];             /* SUM_U, SUM_SQ, SUM_DIFF: sum, sum of squares, sum of |successive differences| */
+    int64_t sum[3];             /* SUM_U, SUM_SQ, SUM_DIFF: 16·Σu, Σu², 16·Σ|successive differences| (16: the
+                                   codes' units, so that the codes scale no 64-bit sum but Σu²) */
     int32_t mn, mx, prev, u;    /* min, max, the previous and the current sample */
     int32_t M;                  /* the mean in 1/16 units (second pass) */
     uint32_t cross;             /* crossings of the mean (second pass) */
