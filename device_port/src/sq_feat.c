@@ -166,8 +166,7 @@ static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int6
     return single ? u : big ? 65536 : (int32_t)isqrt32(q);
 }
 
-/* *a += v: out of line, as three inline 64-bit additions take more code on a Cortex-M0+. */
-static void __attribute__((noinline)) add64(int64_t *a, int64_t v)
+void __attribute__((noinline)) sq_add64(int64_t *a, int64_t v)
 {
     *a += v;
 }
@@ -180,8 +179,8 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
 {
     const sq_model *m = w->m;
     const uint8_t *p = m->bytes + m->sig_off;
-    uint32_t s, n = w->n;
-    sq_sig_state *g = w->sig;
+    uint32_t n = w->n;
+    sq_sig_state *g = w->sig, *end = g + m->n_signals;
     if (n >= SQ_MODEL_MAX_WINDOW) {
         return SQ_ERR_RANGE;
     }
@@ -190,7 +189,7 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
         return DONE;                   /* an append landed after the first pass */
     }
 #endif
-    for (s = 0; s < m->n_signals; s++, p += 2, g++) {
+    for (; g < end; p += 2, g++) {
         int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, p);
         g->u = u;
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
@@ -204,9 +203,9 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
         if (!n) {
             g->mn = g->mx = g->prev = u;
         }
-        add64(&g->sum[SUM_U], 16 * u);             /* 16·u and 16·|difference|: the codes' units */
-        add64(&g->sum[SUM_SQ], (int64_t)square(u));
-        add64(&g->sum[SUM_DIFF], 16 * (u > g->prev ? u - g->prev : g->prev - u));
+        sq_add64(&g->sum[SUM_U], 16 * u);             /* 16·u and 16·|difference|: the codes' units */
+        sq_add64(&g->sum[SUM_SQ], (int64_t)square(u));
+        sq_add64(&g->sum[SUM_DIFF], 16 * (u > g->prev ? u - g->prev : g->prev - u));
         g->mn = u < g->mn ? u : g->mn;
         g->mx = u > g->mx ? u : g->mx;
         g->prev = u;
@@ -218,7 +217,7 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
     }
 #endif
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
-    for (s = 0; s < m->n_steps; s++) {
+    for (uint32_t s = 0; s < m->n_steps; s++) {
         sq_step_state *t = &w->step[s];
         int32_t u = w->sig[t->sig].u;
         t->re += u * cos_at(t->phase >> 24);
@@ -267,8 +266,9 @@ static const uint8_t how_of[SQ_OP_MAD + 1u] = {
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->feat_off;
-    uint32_t f, steps = 0, n = w->n;
-    for (f = 0; f < m->n_features; f++, p += 4) {
+    uint32_t steps = 0, n = w->n;
+    int32_t *code = w->codes, *end = code + m->n_features;
+    for (; code < end; code++, p += 4) {
         uint32_t op = p[0], na = p[2], nb = p[3], how = op <= SQ_OP_MAD ? how_of[op] : 0u;
         const sq_sig_state *g = &w->sig[p[1]];
         int64_t M = rdiv(g->sum[SUM_U], n), v = g->mx - (op == SQ_OP_PTP ? g->mn : 0);
@@ -293,7 +293,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
             v = v > CODE_MAX ? CODE_MAX : v;     /* both are >= 0 */
         }
 #endif
-        w->codes[f] = (int32_t)v;
+        *code = (int32_t)v;
         steps += na + nb;
     }
 }

@@ -215,12 +215,13 @@ size_t sq_model_work_size(const sq_model *m)
  * tree's output.  Children point forward (checked): a walk ends. */
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
-    const uint8_t *t = m->bytes + m->body_off;
-    uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), i, o;
-    for (o = 0; o < m->n_out; o++) {
-        acc[o] = i32(m->bytes + m->init_off + 4u * o, 4);
+    const uint8_t *t = m->bytes + m->body_off, *end = m->bytes + m->node_off;     /* the trees end where the nodes begin */
+    const uint8_t *init = m->bytes + m->init_off;
+    uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), o;
+    for (o = 0; init < t; init += 4) {           /* the init values end where the trees begin */
+        acc[o++] = i32(init, 4);
     }
-    for (i = 0; i < m->n_trees; i++, t += 4) {
+    for (; t < end; t += 4) {
         const uint8_t *leaf;
         uint32_t ref = sq_le32(t + 2, 2);
         while (!(ref & LEAF_BIT)) {
@@ -229,7 +230,7 @@ static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
         }
         leaf = m->bytes + m->leaf_off + (ref & ~LEAF_BIT) * nv * lw;
         for (o = 0; o < nv; o++, leaf += lw) {
-            acc[nv == 1u ? t[0] : o] += (int32_t)sq_le32(leaf, lw);    /* u8 votes; an i32 as it is */
+            sq_add64(&acc[nv == 1u ? t[0] : o], (int32_t)sq_le32(leaf, lw));    /* u8 votes; an i32 as it is */
         }
     }
 }

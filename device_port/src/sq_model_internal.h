@@ -71,6 +71,10 @@ typedef struct {
  * scoring codes needs — sq_model_predict). */
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, int scoring_only);
 
+/* *a += v: out of line, as an inline 64-bit addition to memory takes more
+ * code on a Cortex-M0+ than the call (the features' sums, the trees' outputs). */
+void sq_add64(int64_t *a, int64_t v);
+
 /* Score w->codes into w->raw and *out. */
 int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out);
 
