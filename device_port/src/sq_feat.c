@@ -141,10 +141,8 @@ static int32_t to_signal(int64_t v, unsigned shift)
 {
     /* floor(v / 2^s) = ~(~v >> s) for v < 0: the magnitude's side shifted and
      * saturated to 32767 (logical shifts only), then the sign put back */
-    uint32_t neg = v < 0;
-    uint64_t a = (uint64_t)(neg ? ~v : v) >> shift;
-    int32_t r = a > 32767u ? 32767 : (int32_t)a;
-    return neg ? ~r : r;
+    uint64_t neg = 0u - ((uint64_t)v >> 63), a = ((uint64_t)v ^ neg) >> shift;     /* neg: all ones for v < 0 */
+    return (int32_t)((a > 32767u ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
 }
 
 /* The sample's value of the signal whose mask of inputs is `mask` (its
