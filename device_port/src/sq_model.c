@@ -42,11 +42,19 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 #define LEAF_BIT 0x8000u
 #define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
 
+/* Whether the reference at p breaks the rules: a leaf (top bit) of the
+ * table, or a node after `from` (a root: from = -1). */
+static int __attribute__((noinline)) bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
+{
+    uint32_t ref = sq_le32(p, 2);
+    return ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
+}
+
 /* init, the trees (output, root), the nodes (feature, threshold, left,
  * right), the leaf table; returns where they end (0: a rule broken). */
 static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
-    const uint8_t *p;
+    const uint8_t *p, *nodes;
     uint32_t i;
     m->init_off = off;
     m->body_off = off + 4u * m->n_out;
@@ -56,21 +64,16 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
     if (!m->n_out || m->leaf_off + (uint32_t)m->n_leaves * (m->mode == VOTE ? m->n_out : 4u) != end) {
         return 0;
     }
-    /* the trees (output, -, root) then the nodes (feature, threshold, left, right): a byte
-     * below its bound and one or two references */
-    for (i = 0, p = m->bytes + m->body_off; i < m->n_trees + m->n_nodes; i++) {
-        uint32_t node = i - m->n_trees, is_node = node < m->n_nodes, from = is_node ? node : (uint32_t)-1, k;
-        if (p[0] >= (is_node ? m->n_features : m->n_out)) {
+    nodes = m->bytes + m->node_off;
+    for (p = m->bytes + m->body_off; p < nodes; p += 4) {        /* trees: an output and a root */
+        if (p[0] >= m->n_out || bad_ref(m, p + 2, (uint32_t)-1)) {
             return 0;
         }
-        /* each reference: a leaf (top bit) of the table, or a node after `from` */
-        for (k = 0; k <= is_node; k++) {
-            uint32_t ref = sq_le32(p + (is_node ? 5u : 2u) + 2u * k, 2);
-            if (ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u) {
-                return 0;
-            }
+    }
+    for (i = 0; i < m->n_nodes; i++, p += NODE_SIZE) {        /* nodes: a feature and two children */
+        if (p[0] >= m->n_features || bad_ref(m, p + 5, i) || bad_ref(m, p + 7, i)) {
+            return 0;
         }
-        p += is_node ? NODE_SIZE : 4u;
     }
     return end;
 }
