@@ -258,7 +258,7 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
  * n - bit 4, rooted if bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
  * (STD adding M(nM - 32S)), MAD 16D / (n - 1); S and D are kept times 16. */
 #define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5 | 64)
-static const uint8_t how_of[SQ_OP_MAD + 1u] = {
+static const uint8_t how_of[SQ_OP_RATIO + 1u] = {      /* CROSS, BAND, RATIO: 0, below */
     0, HOW(SUM_U, 0, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 0, 1, 0)};
 
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
@@ -267,7 +267,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     uint32_t steps = 0, n = w->n;
     int32_t *code = w->codes, *end = code + m->n_features;
     for (; code < end; code++, p += 4) {
-        uint32_t op = p[0], na = p[2], nb = p[3], how = op <= SQ_OP_MAD ? how_of[op] : 0u;
+        uint32_t op = p[0], na = p[2], nb = p[3], how = how_of[op];          /* op <= RATIO: checked by the loader */
         const sq_sig_state *g = &w->sig[p[1]];
         int64_t M = rdiv(g->sum[SUM_U], n), v = g->mx - (op == SQ_OP_PTP ? g->mn : 0);
         v = op == SQ_OP_MIN ? g->mn : v;
