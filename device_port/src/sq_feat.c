@@ -145,9 +145,9 @@ static int32_t to_signal(int64_t v, unsigned shift)
     return (int32_t)((a > 32767u ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
 }
 
-/* The sample's value of the signal whose mask of inputs is `mask` (its
- * inputs' words at x, their (channel, shift) records at in): one input,
- * or the magnitude of several. */
+/* The sample's value of the signal whose record (a u16 mask of inputs) is
+ * at rec, its inputs' words at x and their (channel, shift) records at in:
+ * one input, or the magnitude of several. */
 static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int64_t *x, const uint8_t *rec)
 {
     uint32_t mask = rec[0] | (uint32_t)rec[1] << 8, single = !(mask & (mask - 1u)), q = 0, big = 0;
@@ -164,6 +164,7 @@ static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int6
     return single ? u : big ? 65536 : (int32_t)isqrt32(q);
 }
 
+/* (sq_model_internal.h) */
 void __attribute__((noinline)) sq_add64(int64_t *a, int64_t v)
 {
     *a += v;
