@@ -8,6 +8,7 @@
  * the integer codes of docs/models.md §3.  Spectral features keep
  * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the
  * host's Σ(16u − M)·cos, with one 32-bit product per sample. */
+#include <stddef.h>
 #include <string.h>
 
 #include "sq_model_internal.h"
@@ -16,6 +17,11 @@
 #define CODE_MAX 2147483647
 
 typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_work's pointers */
+
+/* The layout's pointers end with the row reader's col and cursor. */
+typedef char sq_rows_carved[offsetof(sq_model_work, rows) + offsetof(sq_rows, cursor) ==
+                            (5u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) +
+                             (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u)) * sizeof(void *) ? 1 : -1];
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
@@ -32,8 +38,11 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         m->n_steps * (uint32_t)sizeof(sq_step_state),
 #endif
-        cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
-        8u * cols};
+        8u * cols,
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        0,
+#endif
+        cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor)};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
@@ -352,8 +361,6 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
         return SQ_ERR_RANGE;           /* past the int64 time range */
     }
     w->m = m;
-    w->rows.col = w->col;
-    w->rows.cursor = w->cursor;
     w->rows.channels = m->bytes + SQ_IMAGE_HEADER;
     w->rows.n = m->n_inputs;
     w->rows.stride = 2;

@@ -44,7 +44,8 @@ typedef struct {
 
 /* The work memory, carved (sq_model_layout): the arrays in this order,
  * each 8-byte aligned (the layout walks them as an array of pointers; the
- * arrays of kinds left out of the build are left out of it). */
+ * arrays of kinds left out of the build are left out of it), the last two
+ * the row reader's own: rows.col and rows.cursor. */
 typedef struct {
     int32_t *codes;             /* n_features */
     int64_t *raw;               /* n_raw */
@@ -56,10 +57,12 @@ typedef struct {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     sq_step_state *step;        /* n_steps */
 #endif
-    sq_col *col;                /* n_inputs + 1 readers (the first one: time) */
-    sq_dict_cursor *cursor;     /* one per reader */
     int64_t *x;                 /* n_inputs + 1: the current row's time word and its inputs' words */
-    sq_rows rows;               /* the window's reader of the ring's rows (the query VM's) */
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+    void *pad;                  /* (no memory) rows 8-byte aligned right after the pointers */
+#endif
+    sq_rows rows;               /* the window's reader of the ring's rows (the query VM's): its col,
+                                   n_inputs + 1 readers (the first: time), and cursor, one each */
     const sq_model *m;
     int64_t start, end;         /* the window */
     uint32_t n, n2;             /* samples seen by the first and second pass */
