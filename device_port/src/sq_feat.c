@@ -329,8 +329,11 @@ static void reset_window(const sq_model *m, sq_model_work *w)
     }
 #endif
     memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
-    w->n = w->n2 = 0;
+    w->n = 0;
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    w->n2 = 0;                         /* the second pass's, read only with crossings */
     w->pass = 1;
+#endif
 }
 
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
