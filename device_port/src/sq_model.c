@@ -169,9 +169,13 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
         ops |= 1u << p[0];
         m->n_steps += p[2] + p[3];
     }
-    m->steps_off = off;
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+    m->steps_off = off;                  /* read only with spectral features */
+#endif
     off += 4u * m->n_steps;
-    m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);   /* read only with crossings */
+#endif
     kinds = (ops & (1u << SQ_OP_CROSS) ? SQ_MODEL_CROSSINGS : 0u) | (m->n_steps ? SQ_MODEL_SPECTRAL : 0u);
     if (m->body == SQ_BODY_TREES) {
         kinds |= SQ_MODEL_TREES;
