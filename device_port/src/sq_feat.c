@@ -18,7 +18,10 @@
 
 typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_work's pointers */
 
-/* The layout's pointers end with the row reader's col and cursor. */
+/* The layout walks sq_model_work's pointers as one array that ends with the
+ * row reader's col and cursor: rows must follow the other pointers with no
+ * gap (the pad slot of spectral builds keeps rows 8-byte aligned on 32-bit
+ * targets, where their pointer count is otherwise odd). */
 typedef char sq_rows_carved[offsetof(sq_model_work, rows) + offsetof(sq_rows, cursor) ==
                             (5u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) +
                              (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u)) * sizeof(void *) ? 1 : -1];
