@@ -419,7 +419,7 @@ typedef struct {
     int64_t t0, tick;
 } sq_rows;
 
-/* The query VM's whole state (640 B on a Cortex-M0+): the loaded
+/* The query VM's whole state (648 B on a Cortex-M0+): the loaded
  * bytecode, the accumulators and one reader per column the query reads.
  * sq_query_run and sq_query_check work in one, off the stack. */
 typedef struct {
