@@ -142,11 +142,12 @@ def keep_scipy_out() -> None:
 
 
 def keep_regex_out() -> None:
-    """lark imports the third-party ``regex`` module when it is installed (10 ms
-    of a one-off query) only to offer ``Lark(regex=True)`` and Unicode
-    categories in grammars, which sensorq's grammar does not use: the
-    command-line process goes without it (nothing else here imports it)."""
-    if "lark" not in sys.modules:
+    """lark's stand-alone parser (query/_generated_parser.py) imports the
+    third-party ``regex`` module when it is installed (10 ms of a one-off
+    query) only to offer ``Lark(regex=True)`` and Unicode categories in
+    grammars, which sensorq's grammar does not use: the command-line process
+    goes without it (nothing else here imports it)."""
+    if "sensorq.query._generated_parser" not in sys.modules:
         sys.modules.setdefault("regex", None)  # type: ignore[arg-type]
 
 
