@@ -117,6 +117,24 @@ def test_a_small_query_on_the_command_line_does_not_import_numba(imu):
     assert got["openblas_env"] is None
 
 
+def test_the_command_line_resumes_the_garbage_collector(imu):
+    """Its imports run with the collector paused (cli.imports_without_gc);
+    the query and everything after run with it on, the imported modules
+    frozen out of its scans; a program calling main(argv) is left alone."""
+    path, t, accel = imu
+    code = ("import gc, io, json, contextlib, sys\nsys.argv = ['sensorq', %r, '--cache', %r]\n"
+            "from sensorq.cli import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n    assert main() == 0\n"
+            "real = [gc.isenabled(), gc.get_freeze_count() > 0]\ngc.unfreeze()\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    assert main([%r, '--cache', %r]) == 0\n"
+            "print(json.dumps({'answer': int(out.getvalue()), 'real': real, "
+            "'called': [gc.isenabled(), gc.get_freeze_count()]}))" % (QUERY, path, QUERY, path))
+    got = fresh(code)
+    assert got["answer"] == expected_count(t, accel)
+    assert got["real"] == [True, True]
+    assert got["called"] == [True, 0]
+
+
 def test_a_small_query_through_the_api_does_not_import_numba(imu):
     path, t, accel = imu
     code = ("import sensorq\nwith sensorq.open(%r, readonly=True) as cache:\n"
@@ -190,6 +208,27 @@ def test_the_group_parser_parses_like_the_whole_parser(argv):
     assert cli.arrange(list(argv)) == arranged           # without a parser given, the same
     mine = cli.build_parser(arranged[0] if arranged[0] in cli.COMMANDS else None)
     assert vars(mine.parse_args(arranged)) == vars(whole.parse_args(arranged))
+
+
+@pytest.mark.parametrize("query", ["count where accel > 2g last 10m", "avg z by 1m", " top 3 z",
+                                   "count where z > -1g", "info", "--json"])
+def test_a_plain_query_is_parsed_as_argparse_parses_it(query):
+    """``sensorq "QUERY"`` alone skips building the argument parser; it must
+    give argparse's namespace, and leave every other command line to it."""
+    arranged = cli.arrange([query])
+    plain = cli.plain_query(arranged)
+    if query in ("info", "--json"):     # a command, an option: argparse's
+        assert plain is None
+        return
+    whole = cli.build_parser()
+    parsed = whole.parse_args(arranged)
+    cli._defaults(parsed)
+    assert vars(plain) == vars(parsed)
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES[1:], ids=lambda a: " ".join(a)[:40])
+def test_only_a_plain_query_skips_argparse(argv):
+    assert cli.plain_query(cli.arrange(list(argv))) is None
 
 
 def test_every_command_belongs_to_one_group():
