@@ -190,8 +190,10 @@ def imports_without_gc():
     store, the planner, the parser) make some 30,000 that live as long as
     the process, so it ran about 80 times for 7-9 ms, a twentieth of the
     command, and found almost nothing to free.  Afterwards what was imported
-    is frozen (gc.freeze: never scanned again) and the collector resumes, for
-    the command's real work.  Only in the command-line process (main)."""
+    is frozen (gc.freeze: never scanned again, not even by the interpreter's
+    last collections at exit, which is most of the gain) and the collector
+    resumes, for the command's real work.  Only in the command-line process
+    (main).  benchmarks/RESULTS.md, start-up, has the figures."""
     if not gc.isenabled():
         yield
         return

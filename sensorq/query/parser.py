@@ -32,9 +32,8 @@ __all__ = ["parse", "parse_tree", "normalise_text", "pretty", "too_deep", "GRAMM
 # into _generated_parser.py: lark's parser, lexer and tree classes with the
 # grammar's tables as Python literals, importing nothing of lark.  A one-off
 # command-line query thus neither imports lark (and what lark imports for its
-# grammar compiler) nor builds or loads tables: about 7 ms less at start-up
-# than importing lark and loading the tables as JSON (benchmarks/RESULTS.md,
-# start-up).  lark itself is needed only to regenerate the module after the
+# grammar compiler) nor loads tables from JSON: about 9 ms less at start-up
+# (benchmarks/RESULTS.md, start-up).  lark itself is needed only to regenerate the module after the
 # grammar changes: ``python -m sensorq.query.parser`` (a test checks that the
 # module is up to date, by the grammar's digest and by parsing alike).
 GENERATED_PATH = Path(__file__).with_name("_generated_parser.py")
