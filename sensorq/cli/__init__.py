@@ -27,8 +27,11 @@ exit with 2.  One module per command group: query.py, data.py, streams.py,
 models.py, fleet.py.  A one-off query is a process start, so the start-up path
 is kept short: the engine's imports are deferred to the command that runs,
 and only the group of the command given is imported and built into the
-argument parser (``sensorq "QUERY"`` builds the query group's parsers only;
-``--help`` and a command line starting with an option build them all).
+argument parser (``sensorq query --json "QUERY"`` builds the query group's
+parsers only, ``sensorq "QUERY"`` alone none at all: plain_query;
+``--help`` and a command line starting with an option build them all).  The
+command line imports what its command will import with the garbage collector
+paused (imports_without_gc).
 """
 from __future__ import annotations
 

@@ -33,9 +33,12 @@ __all__ = ["parse", "parse_tree", "normalise_text", "pretty", "too_deep", "GRAMM
 # grammar's tables as Python literals, importing nothing of lark.  A one-off
 # command-line query thus neither imports lark (and what lark imports for its
 # grammar compiler) nor loads tables from JSON: about 9 ms less at start-up
-# (benchmarks/RESULTS.md, start-up).  lark itself is needed only to regenerate the module after the
-# grammar changes: ``python -m sensorq.query.parser`` (a test checks that the
-# module is up to date, by the grammar's digest and by parsing alike).
+# (benchmarks/RESULTS.md, start-up).  lark itself is needed only to
+# regenerate the module after the grammar changes: ``python -m
+# sensorq.query.parser`` (a test checks that the module is up to date, by the
+# grammar's digest and by parsing alike).  LARK_OPTIONS are the options the
+# generator is given in write_generated_parser (the tests compare the two
+# parsers, so a difference shows).
 GENERATED_PATH = Path(__file__).with_name("_generated_parser.py")
 LARK_OPTIONS = {"propagate_positions": True, "maybe_placeholders": False}
 
