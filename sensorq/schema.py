@@ -47,6 +47,7 @@ def check_name(kind: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Channel:
+    """One channel of a stream: its name, stored type, unit, scale and categories."""
     name: str
     dtype: str = "float64"
     unit: str = ""
@@ -189,6 +190,7 @@ def known_names(names, limit: int = 20) -> str:
 
 @dataclass(frozen=True)
 class Stream:
+    """A stream: its channels, nominal rate, block size, largest gap and id."""
     name: str
     channels: tuple[Channel, ...]
     rate_hz: float | None = None          # nominal rate, informative

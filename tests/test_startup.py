@@ -109,9 +109,30 @@ def test_a_small_query_on_the_command_line_does_not_import_numba(imu):
     assert "sensorq.cli.query" in got["modules"]
     assert not {"sensorq.cli.data", "sensorq.cli.models", "sensorq.cli.streams",
                 "sensorq.cli.fleet", "sensorq.fleet"} & set(got["modules"])
-    # lark ran without the optional regex module; the BLAS setting was not left behind
-    assert "lark" in got["modules"] and "regex" in got["blocked"]
+    # the parser is the generated stand-alone one: lark is not imported, and
+    # the parser ran without the optional regex module; the BLAS setting was
+    # not left behind
+    assert "sensorq.query._generated_parser" in got["modules"]
+    assert "lark" not in got["modules"] and "regex" in got["blocked"]
     assert got["openblas_env"] is None
+
+
+def test_the_command_line_resumes_the_garbage_collector(imu):
+    """Its imports run with the collector paused (cli.imports_without_gc);
+    the query and everything after run with it on, the imported modules
+    frozen out of its scans; a program calling main(argv) is left alone."""
+    path, t, accel = imu
+    code = ("import gc, io, json, contextlib, sys\nsys.argv = ['sensorq', %r, '--cache', %r]\n"
+            "from sensorq.cli import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n    assert main() == 0\n"
+            "real = [gc.isenabled(), gc.get_freeze_count() > 0]\ngc.unfreeze()\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    assert main([%r, '--cache', %r]) == 0\n"
+            "print(json.dumps({'answer': int(out.getvalue()), 'real': real, "
+            "'called': [gc.isenabled(), gc.get_freeze_count()]}))" % (QUERY, path, QUERY, path))
+    got = fresh(code)
+    assert got["answer"] == expected_count(t, accel)
+    assert got["real"] == [True, True]
+    assert got["called"] == [True, 0]
 
 
 def test_a_small_query_through_the_api_does_not_import_numba(imu):
@@ -189,6 +210,27 @@ def test_the_group_parser_parses_like_the_whole_parser(argv):
     assert vars(mine.parse_args(arranged)) == vars(whole.parse_args(arranged))
 
 
+@pytest.mark.parametrize("query", ["count where accel > 2g last 10m", "avg z by 1m", " top 3 z",
+                                   "count where z > -1g", "info", "--json"])
+def test_a_plain_query_is_parsed_as_argparse_parses_it(query):
+    """``sensorq "QUERY"`` alone skips building the argument parser; it must
+    give argparse's namespace, and leave every other command line to it."""
+    arranged = cli.arrange([query])
+    plain = cli.plain_query(arranged)
+    if query in ("info", "--json"):     # a command, an option: argparse's
+        assert plain is None
+        return
+    whole = cli.build_parser()
+    parsed = whole.parse_args(arranged)
+    cli._defaults(parsed)
+    assert vars(plain) == vars(parsed)
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES[1:], ids=lambda a: " ".join(a)[:40])
+def test_only_a_plain_query_skips_argparse(argv):
+    assert cli.plain_query(cli.arrange(list(argv))) is None
+
+
 def test_every_command_belongs_to_one_group():
     parser = cli.build_parser()
     defined = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
@@ -211,6 +253,24 @@ def test_every_plan_and_syntax_node_has_a_docstring():
         assert len(nodes) >= 8
         for node in nodes:
             assert not node.__doc__.startswith(node.__name__ + "("), node.__name__
+
+
+def test_every_dataclass_a_query_imports_has_a_docstring(imu):
+    """The same for every dataclass the command line's query imports (about
+    0.1 ms each), but lark's generated module, which is lark's own code."""
+    path, _, _ = imu
+    code = ("import dataclasses, io, contextlib, json, sys\n"
+            "sys.argv = ['sensorq', %r, '--cache', %r]\nfrom sensorq.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    assert main() == 0\n"
+            "found = sorted(f'{m}.{k}' for m, mod in list(sys.modules.items())\n"
+            "               if m.startswith('sensorq') and m != 'sensorq.query._generated_parser'\n"
+            "               for k, v in vars(mod).items() if isinstance(v, type)\n"
+            "               and dataclasses.is_dataclass(v) and v.__module__ == m\n"
+            "               and v.__doc__.startswith(v.__name__ + '('))\n"
+            "print(json.dumps(found))" % (QUERY, path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 # --- a cache with a model: queries that cannot name it skip the models' code ------------

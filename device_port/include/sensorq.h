@@ -409,17 +409,17 @@ typedef struct {
  * times (t = t0 + word·tick; staged words are the times), col[1 … n] the
  * channels.  The readers are the caller's memory. */
 typedef struct {
+    sq_col *col;             /* n + 1 readers (first: the model's work memory carves them in place) */
+    sq_dict_cursor *cursor;  /* one for every reader (cursor_step 0) or one each (1) */
+    const uint8_t *channels; /* channel c's index: channels[c · stride] */
     uint8_t n;               /* channel readers */
     uint8_t stride, cursor_step;
     uint8_t times;           /* 0: the times are not read (t = t0) */
     uint32_t left;           /* rows not read yet */
-    sq_col *col;             /* n + 1 readers */
-    sq_dict_cursor *cursor;  /* one for every reader (cursor_step 0) or one each (1) */
-    const uint8_t *channels; /* channel c's index: channels[c · stride] */
     int64_t t0, tick;
 } sq_rows;
 
-/* The query VM's whole state (640 B on a Cortex-M0+): the loaded
+/* The query VM's whole state (648 B on a Cortex-M0+): the loaded
  * bytecode, the accumulators and one reader per column the query reads.
  * sq_query_run and sq_query_check work in one, off the stack. */
 typedef struct {

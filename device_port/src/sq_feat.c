@@ -8,6 +8,7 @@
  * the integer codes of docs/models.md §3.  Spectral features keep
  * Σ u·cos and Σ u·sin per frequency: re = 16·Σu·cos − M·Σcos is exactly the
  * host's Σ(16u − M)·cos, with one 32-bit product per sample. */
+#include <stddef.h>
 #include <string.h>
 
 #include "sq_model_internal.h"
@@ -16,6 +17,14 @@
 #define CODE_MAX 2147483647
 
 typedef void *sq_any_ptr __attribute__((may_alias));   /* a member of sq_model_work's pointers */
+
+/* The layout walks sq_model_work's pointers as one array that ends with the
+ * row reader's col and cursor: rows must follow the other pointers with no
+ * gap (the pad slot of spectral builds keeps rows 8-byte aligned on 32-bit
+ * targets, where their pointer count is otherwise odd). */
+typedef char sq_rows_carved[offsetof(sq_model_work, rows) + offsetof(sq_rows, cursor) ==
+                            (5u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) +
+                             (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u)) * sizeof(void *) ? 1 : -1];
 
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
 {
@@ -32,8 +41,11 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         m->n_steps * (uint32_t)sizeof(sq_step_state),
 #endif
-        cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor),
-        8u * cols};
+        8u * cols,
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        0,
+#endif
+        cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor)};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
@@ -139,19 +151,47 @@ static int64_t energy(const sq_model_work *w, uint32_t from, uint32_t count, int
 /* A stored value as the signal's integer: floor(v / 2^shift), saturated to int16. */
 static int32_t to_signal(int64_t v, unsigned shift)
 {
-    v = (int64_t)(v >= 0 ? (uint64_t)v >> shift : ~(~(uint64_t)v >> shift));   /* floor, logical shifts only */
-    return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
+    /* floor(v / 2^s) = ~(~v >> s) for v < 0: the magnitude's side shifted and
+     * saturated to 32767 (logical shifts only), then the sign put back */
+    uint64_t neg = 0u - ((uint64_t)v >> 63), a = ((uint64_t)v ^ neg) >> shift;     /* neg: all ones for v < 0 */
+    return (int32_t)((a > 32767u ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
 }
 
-/* One sample folded into every signal's sums (its inputs' words in w->x[1 …], made signal integers): its
- * value — one input, or the magnitude of several (a mask of them) — then,
+/* The sample's value of the signal whose record (a u16 mask of inputs) is
+ * at rec, its inputs' words at x and their (channel, shift) records at in:
+ * one input, or the magnitude of several. */
+static int32_t __attribute__((noinline)) signal_of(const uint8_t *in, const int64_t *x, const uint8_t *rec)
+{
+    uint32_t mask = rec[0] | (uint32_t)rec[1] << 8, single = !(mask & (mask - 1u)), q = 0, big = 0;
+    int32_t u = 0;
+    for (; mask; mask >>= 1, x++, in += 2) {
+        if (mask & 1u) {
+            uint32_t sq;
+            u = to_signal(*x, in[1]);
+            sq = (uint32_t)(u * u);                 /* |u| <= 2^15: no overflow */
+            big |= q + sq < q;                      /* the sum of squares is past 2^32: its root too */
+            q += sq;
+        }
+    }
+    return single ? u : big ? 65536 : (int32_t)isqrt32(q);
+}
+
+/* (sq_model_internal.h) */
+void __attribute__((noinline)) sq_add64(int64_t *a, int64_t v)
+{
+    *a += v;
+}
+
+/* One sample folded into every signal's sums (its inputs' words in w->x[1 …]): its
+ * value (signal_of) then,
  * first pass, its sum, square, |difference|, min and max (and the spectral
  * steps), or, second pass, its crossing of the mean. */
-static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
+static int __attribute__((noinline)) fold(sq_model_work *w)
 {
+    const sq_model *m = w->m;
     const uint8_t *p = m->bytes + m->sig_off;
-    uint32_t s, i, n = w->n;
-    int64_t add[3];
+    uint32_t n = w->n;
+    sq_sig_state *g = w->sig, *end = g + m->n_signals;
     if (n >= SQ_MODEL_MAX_WINDOW) {
         return SQ_ERR_RANGE;
     }
@@ -160,18 +200,8 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         return DONE;                   /* an append landed after the first pass */
     }
 #endif
-    for (s = 0; s < m->n_signals; s++, p += 2) {
-        sq_sig_state *g = &w->sig[s];
-        uint32_t mask = sq_le32(p, 2);
-        uint64_t q = 0;
-        int32_t u = 0;
-        for (i = 0; mask >> i; i++) {
-            if ((mask >> i) & 1u) {
-                u = to_signal(w->x[1u + i], m->bytes[SQ_IMAGE_HEADER + 1u + 2u * i]);
-                q += square(u);
-            }
-        }
-        u = !(mask & (mask - 1u)) ? u : q >> 32 ? 65536 : (int32_t)isqrt32((uint32_t)q);
+    for (; g < end; p += 2, g++) {
+        int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, p);
         g->u = u;
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (w->pass == 2) {
@@ -184,12 +214,9 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
         if (!n) {
             g->mn = g->mx = g->prev = u;
         }
-        add[SUM_U] = u;
-        add[SUM_SQ] = (int64_t)square(u);
-        add[SUM_DIFF] = u > g->prev ? u - g->prev : g->prev - u;
-        for (i = 0; i < 3u; i++) {          /* one 64-bit add in a loop (M0+: half the code of three) */
-            g->sum[i] += add[i];
-        }
+        sq_add64(&g->sum[SUM_U], 16 * u);             /* 16·u and 16·|difference|: the codes' units */
+        sq_add64(&g->sum[SUM_SQ], (int64_t)square(u));
+        sq_add64(&g->sum[SUM_DIFF], 16 * (u > g->prev ? u - g->prev : g->prev - u));
         g->mn = u < g->mn ? u : g->mn;
         g->mx = u > g->mx ? u : g->mx;
         g->prev = u;
@@ -201,7 +228,7 @@ static int __attribute__((noinline)) fold(const sq_model *m, sq_model_work *w)
     }
 #endif
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
-    for (s = 0; s < m->n_steps; s++) {
+    for (uint32_t s = 0; s < m->n_steps; s++) {
         sq_step_state *t = &w->step[s];
         int32_t u = w->sig[t->sig].u;
         t->re += u * cos_at(t->phase >> 24);
@@ -232,35 +259,37 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
     err = b && info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH
                                                      : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
     while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
-        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w->m, w);
+        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w);
     }
     return err;
 }
 
 /* ---- the codes -------------------------------------------------------------------------------- */
 
+/* How a first-pass feature's code follows from its signal's sums (MIN, MAX
+ * and PTP: 0, from the extremes): sum (bits 0-1) times 16^(bits 2-3), over
+ * n - bit 4, rooted if bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
+ * (STD adding M(nM - 32S)), MAD 16D / (n - 1); S and D are kept times 16. */
+#define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5 | 64)
+static const uint8_t how_of[SQ_OP_RATIO + 1u] = {      /* CROSS, BAND, RATIO: 0, below */
+    0, HOW(SUM_U, 0, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 0, 1, 0)};
+
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
 {
     const uint8_t *p = m->bytes + m->feat_off;
-    uint32_t f, steps = 0, n = w->n;
-    for (f = 0; f < m->n_features; f++, p += 4) {
-        uint32_t op = p[0], na = p[2], nb = p[3];
+    uint32_t steps = 0, n = w->n;
+    int32_t *code = w->codes, *end = code + m->n_features;
+    for (; code < end; code++, p += 4) {
+        uint32_t op = p[0], na = p[2], nb = p[3], how = how_of[op];          /* op <= RATIO: checked by the loader */
         const sq_sig_state *g = &w->sig[p[1]];
-        int64_t M = rdiv(16 * g->sum[SUM_U], n), v = M, num;
-        uint32_t den = n;
-        if (op == SQ_OP_MIN || op == SQ_OP_PTP) {
-            v = g->mn;
-        }
-        if (op == SQ_OP_MAX || op == SQ_OP_PTP) {
-            v = (int64_t)g->mx - (op == SQ_OP_PTP ? v : 0);
-        }
-        /* STD, RMS: Σ(16u − M)² = 256Q − 32MS + nM², Σ(16u)² = 256Q, over n, rooted; MAD: 16D over n − 1 */
-        num = op == SQ_OP_MAD ? 16 * g->sum[SUM_DIFF]
-                              : 256 * g->sum[SUM_SQ] + (op == SQ_OP_STD ? M * ((int64_t)n * M - 32 * g->sum[SUM_U]) : 0);
-        den -= op == SQ_OP_MAD;
-        if (op == SQ_OP_STD || op == SQ_OP_RMS || op == SQ_OP_MAD) {
-            v = rdiv(num, den);
-            v = op == SQ_OP_MAD ? v : (int64_t)isqrt64((uint64_t)v);
+        int64_t M = rdiv(g->sum[SUM_U], n), v = g->mx - (op == SQ_OP_PTP ? g->mn : 0);
+        v = op == SQ_OP_MIN ? g->mn : v;
+        if (how) {
+            /* STD: Σ(16u − M)² = 256Q − 32MS + nM²; RMS: Σ(16u)² = 256Q; MEAN 16S; MAD 16D over n − 1 */
+            v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (4u * ((how >> 2) & 3u))));   /* the VM's multiply: no 64-bit shift */
+            v += op == SQ_OP_STD ? M * ((int64_t)n * M - 2 * g->sum[SUM_U]) : 0;
+            v = rdiv(v, n - ((how >> 4) & 1u));
+            v = how & 32u ? (int64_t)isqrt64((uint64_t)v) : v;
         }
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (op == SQ_OP_CROSS) {
@@ -275,7 +304,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
             v = v > CODE_MAX ? CODE_MAX : v;     /* both are >= 0 */
         }
 #endif
-        w->codes[f] = (int32_t)v;
+        *code = (int32_t)v;
         steps += na + nb;
     }
 }
@@ -303,9 +332,11 @@ static void reset_window(const sq_model *m, sq_model_work *w)
     }
 #endif
     memset(w->sig, 0, m->n_signals * sizeof(sq_sig_state));
-    w->n = w->n2 = 0;
-    w->end = w->start + m->window_ns;
+    w->n = 0;
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    w->n2 = 0;                         /* the second pass's, read only with crossings */
     w->pass = 1;
+#endif
 }
 
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
@@ -314,7 +345,7 @@ static void __attribute__((noinline)) means(const sq_model *m, sq_model_work *w)
 {
     uint32_t s;
     for (s = 0; s < m->n_signals; s++) {
-        w->sig[s].M = (int32_t)rdiv(16 * w->sig[s].sum[SUM_U], w->n);
+        w->sig[s].M = (int32_t)rdiv(w->sig[s].sum[SUM_U], w->n);
     }
     w->pass = 2;
 }
@@ -325,20 +356,17 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
 {
     int64_t start_ns = w->start;
     int err;
-    out->start = start_ns;
-    out->scored = 0;
-    out->n_samples = 0;
+    out->start = start_ns;            /* the rest of *out zeroed by check_args */
     out->codes = w->codes;
     out->raw = w->raw;
     if (m->schema != r->cfg.schema) {
         return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
     }
-    if (start_ns > INT64_MAX - m->window_ns) {
-        return SQ_ERR_RANGE;
+    w->end = (int64_t)((uint64_t)start_ns + (uint64_t)m->window_ns);     /* 0 < window <= 2^62 */
+    if (w->end < start_ns) {
+        return SQ_ERR_RANGE;           /* past the int64 time range */
     }
     w->m = m;
-    w->rows.col = w->col;
-    w->rows.cursor = w->cursor;
     w->rows.channels = m->bytes + SQ_IMAGE_HEADER;
     w->rows.n = m->n_inputs;
     w->rows.stride = 2;
@@ -363,9 +391,15 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
     return sq_model_eval(m, w, out);
 }
 
-/* The arguments a window needs, and the work carved (SQ_ERR_ARG: NULL, or too little work). */
-static inline __attribute__((always_inline)) int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_work **w)
+/* *out zeroed, the arguments a window needs checked and the work carved
+ * (SQ_ERR_ARG: NULL, or too little work). */
+static inline __attribute__((always_inline)) int check_args(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
+                                                            sq_model_out *out, sq_model_work **w)
 {
+    if (!out) {
+        return SQ_ERR_ARG;
+    }
+    memset(out, 0, sizeof *out);
     return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
                                                                                                    : SQ_OK;
 }
@@ -374,7 +408,7 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
                     sq_model_out *out)
 {
     sq_model_work *w;
-    int err = out ? check_args(m, r, work, work_len, &w) : SQ_ERR_ARG;
+    int err = check_args(m, r, work, work_len, out, &w);
     if (err) {
         return err;
     }
@@ -413,12 +447,7 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
 {
     sq_model_work *w;
     int64_t start;
-    int err;
-    if (!out) {
-        return SQ_ERR_ARG;
-    }
-    memset(out, 0, sizeof *out);
-    err = check_args(m, r, work, work_len, &w);
+    int err = check_args(m, r, work, work_len, out, &w);
     if (err || (start = newest_start(m, r)) == INT64_MIN) {
         return err;
     }

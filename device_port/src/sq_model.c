@@ -42,11 +42,19 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 #define LEAF_BIT 0x8000u
 #define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
 
+/* Whether the reference at p breaks the rules: a leaf (top bit) of the
+ * table, or a node after `from` (a root: from = -1). */
+static int __attribute__((noinline)) bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
+{
+    uint32_t ref = sq_le32(p, 2);
+    return ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
+}
+
 /* init, the trees (output, root), the nodes (feature, threshold, left,
  * right), the leaf table; returns where they end (0: a rule broken). */
 static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
-    const uint8_t *p;
+    const uint8_t *p, *nodes;
     uint32_t i;
     m->init_off = off;
     m->body_off = off + 4u * m->n_out;
@@ -56,21 +64,16 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
     if (!m->n_out || m->leaf_off + (uint32_t)m->n_leaves * (m->mode == VOTE ? m->n_out : 4u) != end) {
         return 0;
     }
-    /* the trees (output, -, root) then the nodes (feature, threshold, left, right): a byte
-     * below its bound and one or two references */
-    for (i = 0, p = m->bytes + m->body_off; i < m->n_trees + m->n_nodes; i++) {
-        uint32_t node = i - m->n_trees, is_node = node < m->n_nodes, from = is_node ? node : (uint32_t)-1, k;
-        if (p[0] >= (is_node ? m->n_features : m->n_out)) {
+    nodes = m->bytes + m->node_off;
+    for (p = m->bytes + m->body_off; p < nodes; p += 4) {        /* trees: an output and a root */
+        if (p[0] >= m->n_out || bad_ref(m, p + 2, (uint32_t)-1)) {
             return 0;
         }
-        /* each reference: a leaf (top bit) of the table, or a node after `from` */
-        for (k = 0; k <= is_node; k++) {
-            uint32_t ref = sq_le32(p + (is_node ? 5u : 2u) + 2u * k, 2);
-            if (ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u) {
-                return 0;
-            }
+    }
+    for (i = 0; i < m->n_nodes; i++, p += NODE_SIZE) {        /* nodes: a feature and two children */
+        if (p[0] >= m->n_features || bad_ref(m, p + 5, i) || bad_ref(m, p + 7, i)) {
+            return 0;
         }
-        p += is_node ? NODE_SIZE : 4u;
     }
     return end;
 }
@@ -166,9 +169,13 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
         ops |= 1u << p[0];
         m->n_steps += p[2] + p[3];
     }
-    m->steps_off = off;
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+    m->steps_off = off;                  /* read only with spectral features */
+#endif
     off += 4u * m->n_steps;
-    m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);
+#if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
+    m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);   /* read only with crossings */
+#endif
     kinds = (ops & (1u << SQ_OP_CROSS) ? SQ_MODEL_CROSSINGS : 0u) | (m->n_steps ? SQ_MODEL_SPECTRAL : 0u);
     if (m->body == SQ_BODY_TREES) {
         kinds |= SQ_MODEL_TREES;
@@ -215,12 +222,13 @@ size_t sq_model_work_size(const sq_model *m)
  * tree's output.  Children point forward (checked): a walk ends. */
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
-    const uint8_t *t = m->bytes + m->body_off;
-    uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), i, o;
-    for (o = 0; o < m->n_out; o++) {
-        acc[o] = i32(m->bytes + m->init_off + 4u * o, 4);
+    const uint8_t *t = m->bytes + m->body_off, *end = m->bytes + m->node_off;     /* the trees end where the nodes begin */
+    const uint8_t *init = m->bytes + m->init_off;
+    uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), o;
+    for (o = 0; init < t; init += 4) {           /* the init values end where the trees begin */
+        acc[o++] = i32(init, 4);
     }
-    for (i = 0; i < m->n_trees; i++, t += 4) {
+    for (; t < end; t += 4) {
         const uint8_t *leaf;
         uint32_t ref = sq_le32(t + 2, 2);
         while (!(ref & LEAF_BIT)) {
@@ -229,7 +237,7 @@ static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
         }
         leaf = m->bytes + m->leaf_off + (ref & ~LEAF_BIT) * nv * lw;
         for (o = 0; o < nv; o++, leaf += lw) {
-            acc[nv == 1u ? t[0] : o] += (int32_t)sq_le32(leaf, lw);    /* u8 votes; an i32 as it is */
+            sq_add64(&acc[nv == 1u ? t[0] : o], (int32_t)sq_le32(leaf, lw));    /* u8 votes; an i32 as it is */
         }
     }
 }

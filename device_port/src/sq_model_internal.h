@@ -26,7 +26,8 @@
 
 /* One signal's first-pass sums over a window (and its crossing count). */
 typedef struct {
-    int64_t sum[3];             /* SUM_U, SUM_SQ, SUM_DIFF: sum, sum of squares, sum of |successive differences| */
+    int64_t sum[3];             /* SUM_U, SUM_SQ, SUM_DIFF: 16·Σu, Σu², 16·Σ|successive differences| (16: the
+                                   codes' units, so that the codes scale no 64-bit sum but Σu²) */
     int32_t mn, mx, prev, u;    /* min, max, the previous and the current sample */
     int32_t M;                  /* the mean in 1/16 units (second pass) */
     uint32_t cross;             /* crossings of the mean (second pass) */
@@ -43,7 +44,8 @@ typedef struct {
 
 /* The work memory, carved (sq_model_layout): the arrays in this order,
  * each 8-byte aligned (the layout walks them as an array of pointers; the
- * arrays of kinds left out of the build are left out of it). */
+ * arrays of kinds left out of the build are left out of it), the last two
+ * the row reader's own: rows.col and rows.cursor. */
 typedef struct {
     int32_t *codes;             /* n_features */
     int64_t *raw;               /* n_raw */
@@ -55,10 +57,12 @@ typedef struct {
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     sq_step_state *step;        /* n_steps */
 #endif
-    sq_col *col;                /* n_inputs + 1 readers (the first one: time) */
-    sq_dict_cursor *cursor;     /* one per reader */
     int64_t *x;                 /* n_inputs + 1: the current row's time word and its inputs' words */
-    sq_rows rows;               /* the window's reader of the ring's rows (the query VM's) */
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+    void *pad;                  /* (no memory) rows 8-byte aligned right after the pointers */
+#endif
+    sq_rows rows;               /* the window's reader of the ring's rows (the query VM's): its col,
+                                   n_inputs + 1 readers (the first: time), and cursor, one each */
     const sq_model *m;
     int64_t start, end;         /* the window */
     uint32_t n, n2;             /* samples seen by the first and second pass */
@@ -69,6 +73,10 @@ typedef struct {
  * itself first (off the stack), then its arrays (scoring_only: only what
  * scoring codes needs — sq_model_predict). */
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, int scoring_only);
+
+/* *a += v: out of line, as an inline 64-bit addition to memory takes more
+ * code on a Cortex-M0+ than the call (the features' sums, the trees' outputs). */
+void sq_add64(int64_t *a, int64_t v);
 
 /* Score w->codes into w->raw and *out. */
 int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out);

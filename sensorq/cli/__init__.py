@@ -27,15 +27,20 @@ exit with 2.  One module per command group: query.py, data.py, streams.py,
 models.py, fleet.py.  A one-off query is a process start, so the start-up path
 is kept short: the engine's imports are deferred to the command that runs,
 and only the group of the command given is imported and built into the
-argument parser (``sensorq "QUERY"`` builds the query group's parsers only;
-``--help`` and a command line starting with an option build them all).
+argument parser (``sensorq query --json "QUERY"`` builds the query group's
+parsers only, ``sensorq "QUERY"`` alone none at all: plain_query;
+``--help`` and a command line starting with an option build them all).  The
+command line imports what its command will import with the garbage collector
+paused (imports_without_gc).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
+from contextlib import contextmanager
 
 from ..errors import SensorqError
 from .common import default_cache_path, resolve_cache  # noqa: F401  (public helpers)
@@ -77,6 +82,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if command is None or command in commands:
             importlib.import_module(f"{__name__}.{group}").add_parsers(sub, common)
     return parser
+
+
+def plain_query(argv: list[str]) -> argparse.Namespace | None:
+    """``sensorq "QUERY"`` and nothing else, the commonest command line,
+    without building the argument parser (3-4 ms of a one-off query, most of
+    it argparse's gettext look-ups): the namespace argparse gives for it (a
+    test compares them).  None for every other command line."""
+    if len(argv) != 2 or argv[0] != "query" or argv[1].startswith("-"):
+        return None
+    from .query import plain_query_args
+    return plain_query_args(argv[1])
 
 
 def _defaults(args) -> None:
@@ -142,11 +158,12 @@ def keep_scipy_out() -> None:
 
 
 def keep_regex_out() -> None:
-    """lark imports the third-party ``regex`` module when it is installed (10 ms
-    of a one-off query) only to offer ``Lark(regex=True)`` and Unicode
-    categories in grammars, which sensorq's grammar does not use: the
-    command-line process goes without it (nothing else here imports it)."""
-    if "lark" not in sys.modules:
+    """lark's stand-alone parser (query/_generated_parser.py) imports the
+    third-party ``regex`` module when it is installed (10 ms of a one-off
+    query) only to offer ``Lark(regex=True)`` and Unicode categories in
+    grammars, which sensorq's grammar does not use: the command-line process
+    goes without it (nothing else here imports it)."""
+    if "sensorq.query._generated_parser" not in sys.modules:
         sys.modules.setdefault("regex", None)  # type: ignore[arg-type]
 
 
@@ -169,20 +186,58 @@ def numpy_without_blas_threads() -> None:
         del os.environ["OPENBLAS_NUM_THREADS"]
 
 
+@contextmanager
+def imports_without_gc():
+    """Import with Python's cyclic garbage collector paused.  It runs after
+    every 700 new container objects; a one-off query's imports (numpy, the
+    store, the planner, the parser) make some 30,000 that live as long as
+    the process, so it ran about 80 times for 7-9 ms, a twentieth of the
+    command, and found almost nothing to free.  Afterwards what was imported
+    is frozen (gc.freeze: never scanned again, not even by the interpreter's
+    last collections at exit, which is most of the gain) and the collector
+    resumes, for the command's real work.  Only in the command-line process
+    (main).  benchmarks/RESULTS.md, start-up, has the figures."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+def startup_imports(command: str | None) -> tuple[str, ...]:
+    """The modules ``command`` will import anyway (its group module's
+    STARTUP_IMPORTS), for main to import up front without the collector."""
+    for group, commands in GROUPS.items():
+        if command in commands:
+            module = sys.modules.get(f"{__name__}.{group}")
+            return getattr(module, "STARTUP_IMPORTS", {}).get(command, ())
+    return ()
+
+
 def main(argv: list[str] | None = None) -> int:
     real_process = argv is None       # a real command line, not a test calling main()
     if real_process:
         keep_scipy_out()
         keep_regex_out()
     argv = arrange(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = parser.parse_args(argv)
-    _defaults(args)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    if real_process and args.command not in BLAS_COMMANDS:
-        numpy_without_blas_threads()
+    args = plain_query(argv)
+    if args is None:
+        parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+        args = parser.parse_args(argv)
+        _defaults(args)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+    if real_process:
+        with imports_without_gc():
+            if args.command not in BLAS_COMMANDS:
+                numpy_without_blas_threads()
+            for module in startup_imports(args.command):
+                importlib.import_module(module)
     try:
         return args.func(args)
     except SensorqError as exc:

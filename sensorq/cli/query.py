@@ -8,6 +8,10 @@ import sys
 from .common import note, open_for_reading
 
 OUTPUT_MODES = ("table", "csv", "json")
+# what a query imports anyway: the command line imports it before the command
+# runs, with the garbage collector paused (cli.imports_without_gc)
+_QUERY_MODULES = ("sensorq.store", "sensorq.engine.executor", "sensorq.query.planner")
+STARTUP_IMPORTS = {"query": _QUERY_MODULES, "explain": _QUERY_MODULES}
 
 
 class _Refuse(argparse.Action):
@@ -38,6 +42,13 @@ def query_options(with_csv: bool = True) -> argparse.ArgumentParser:
         fmt.add_argument("--csv", action=_Refuse, why="the output is not a table; --json gives it "
                                                       "as an object")
     return opts
+
+
+def plain_query_args(query: str) -> argparse.Namespace:
+    """What ``sensorq query QUERY`` parses to, every option at its default (as
+    query_options and common_options give them; a test compares)."""
+    return argparse.Namespace(command="query", now="data", engine=None, json=False, csv=False,
+                              query=query, func=cmd_query, cache=None, quiet=False)
 
 
 def add_parsers(sub, common) -> None:

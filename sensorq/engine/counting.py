@@ -39,6 +39,7 @@ class KernelCall:
 
 @dataclass(frozen=True)
 class CountPlan:
+    """How a count is made: samples counted from statistics, and kernel calls for the rest."""
     from_stats: int             # samples counted from statistics alone
     decoded_blocks: int
     calls: tuple                # KernelCall

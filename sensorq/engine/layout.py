@@ -17,6 +17,7 @@ T_FIRST, TICK, TIME_CODEC, TIME_START, TIME_LEN, N_SAMPLES = range(6)
 
 @dataclass
 class Layout:
+    """Where the time and channel columns of some blocks of one buffer lie, for the kernels."""
     buf: np.ndarray          # uint8: the buffer holding these blocks
     blocks: np.ndarray       # positions of these blocks in the BlockIndex
     lay_t: np.ndarray        # (n, 6) int64, columns above

@@ -13,11 +13,10 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
-
 from ..errors import QueryError, QuerySyntaxError
 from ..units import is_unit
+from ._generated_parser import (Lark_StandAlone, Token, Transformer, Tree, UnexpectedCharacters,
+                                UnexpectedInput, UnexpectedToken, VisitError)
 from .expressions import (AggregateAst, Between, Binary, BoolOp, Call, ChannelName, Clause, Comparison,
                           EpisodesAst, FillSpec, FindAst, InList, Label, NewestAst, NotPred, Number,
                           QueryAst, ScoreAst, TimeBase, TimePoint, TopAst, Unary, pretty)
@@ -29,65 +28,55 @@ MAX_NESTING = 64
 __all__ = ["parse", "parse_tree", "normalise_text", "pretty", "too_deep", "GRAMMAR_PATH"]
 
 
-# Building the LALR tables from the grammar takes about 0.13 s, most of what a
-# one-off command-line query spends before it reads any data.  So the tables
-# built from the grammar ship beside it, as JSON (never pickle), stamped with
-# the grammar's digest and lark's version; they are used only when both still
-# match, else the grammar is built as before.  Regenerate them after editing
-# the grammar with ``python -m sensorq.query.parser`` (a test checks).
-TABLES_PATH = GRAMMAR_PATH.with_suffix(".tables.json")
+# The parser is lark's stand-alone LALR(1) parser for the grammar, generated
+# into _generated_parser.py: lark's parser, lexer and tree classes with the
+# grammar's tables as Python literals, importing nothing of lark.  A one-off
+# command-line query thus neither imports lark (and what lark imports for its
+# grammar compiler) nor loads tables from JSON: about 9 ms less at start-up
+# (benchmarks/RESULTS.md, start-up).  lark itself is needed only to
+# regenerate the module after the grammar changes: ``python -m
+# sensorq.query.parser`` (a test checks that the module is up to date, by the
+# grammar's digest and by parsing alike).  LARK_OPTIONS are the options the
+# generator is given in write_generated_parser (the tests compare the two
+# parsers, so a difference shows).
+GENERATED_PATH = Path(__file__).with_name("_generated_parser.py")
+LARK_OPTIONS = {"propagate_positions": True, "maybe_placeholders": False}
 
 
-def _build_lark() -> Lark:
-    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
-                maybe_placeholders=False)
+def _build_lark():
+    """The parser built by lark from the grammar (regeneration and tests)."""
+    from lark import Lark
+    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", **LARK_OPTIONS)
 
 
-def _tables_stamp() -> dict:
+def grammar_digest() -> str:
     import hashlib
-    import lark
-    return {"grammar_sha256": hashlib.sha256(GRAMMAR_PATH.read_bytes()).hexdigest(),
-            "lark": lark.__version__}
+    return hashlib.sha256(GRAMMAR_PATH.read_bytes()).hexdigest()
 
 
-def write_tables(path: Path = TABLES_PATH) -> None:
-    """Save the parser's tables for :func:`_lark` to load."""
-    import json
-    from lark.grammar import Rule
-    from lark.lexer import TerminalDef
-    data, memo = _build_lark().memo_serialize([TerminalDef, Rule])
-    path.write_text(json.dumps({"stamp": _tables_stamp(), "data": data, "memo": memo},
-                               separators=(",", ":")), "utf-8")
+GENERATED_HEADER = """\
+# GENERATED FILE: do not edit.  sensorq's query parser: lark's stand-alone LALR(1)
+# parser for grammar/sensorq.lark, written by ``python -m sensorq.query.parser``
+# (lark's ``python -m lark.tools.standalone --propagate_positions``).  Lark's
+# stand-alone code is under the Mozilla Public License 2.0, as its own header
+# below says.
+GRAMMAR_SHA256 = {digest!r}
+
+"""
 
 
-def _int_keys(saved: dict) -> dict:
-    """JSON turned lark's integer keys into strings; undo that where lark has
-    them (the parse table's tokens and states, and the memo), in place.  Only
-    those dicts are walked (an object_hook on every dict took 2–3 ms more of
-    a one-off query's start-up)."""
-    table = saved["data"]["parser"]["parser"]
-    table["tokens"] = {int(k): v for k, v in table["tokens"].items()}
-    table["states"] = {int(state): {int(k): v for k, v in actions.items()}
-                       for state, actions in table["states"].items()}
-    saved["memo"] = {int(k): v for k, v in saved["memo"].items()}
-    return saved
-
-
-def _load_tables():
-    import json
-    try:
-        saved = json.loads(TABLES_PATH.read_text("utf-8"))
-        if saved.get("stamp") != _tables_stamp():
-            return None
-        saved = _int_keys(saved)
-        return Lark.load({"data": saved["data"], "memo": saved["memo"]})
-    except Exception:   # missing, damaged, or from another lark: build from the grammar
-        return None
+def write_generated_parser(path: Path = GENERATED_PATH) -> None:
+    """Regenerate _generated_parser.py from the grammar with the installed lark."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "lark.tools.standalone", "--propagate_positions",
+                           str(GRAMMAR_PATH)], capture_output=True, text=True, check=True)
+    path.write_text(GENERATED_HEADER.format(digest=grammar_digest()) + done.stdout, "utf-8")
 
 
 @lru_cache(maxsize=1)
-def _lark() -> Lark:
-    return _load_tables() or _build_lark()
+def _lark():
+    return Lark_StandAlone()
 
 
 def normalise_text(text: str) -> str:
@@ -99,7 +88,9 @@ def normalise_text(text: str) -> str:
 
 
 def parse_tree(text: str) -> Tree:
-    """Lark's raw parse tree (for debugging and tests of the grammar itself)."""
+    """Lark's raw parse tree (for debugging and tests of the grammar itself):
+    the stand-alone module's Tree, with lark's data, children and meta but
+    fewer helpers than ``lark.Tree`` (no ``scan_values``, ``find_token``)."""
     text = normalise_text(text)
     _check_size(text)
     try:
@@ -520,5 +511,5 @@ def _describe_name(before: str, pos: int) -> str:
 
 
 if __name__ == "__main__":
-    write_tables()
-    print(f"wrote {TABLES_PATH}")
+    write_generated_parser()
+    print(f"wrote {GENERATED_PATH}")

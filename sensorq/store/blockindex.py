@@ -59,6 +59,7 @@ class LazyBuffers(Sequence):
 
 @dataclass
 class BlockIndex:
+    """Where a stream's blocks are (buffer, offset, length) and their statistics, one row a block."""
     stream: Stream
     buffers: list[np.ndarray]
     buffer_of: np.ndarray      # int32, index into buffers

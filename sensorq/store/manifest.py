@@ -43,6 +43,7 @@ READ_VERSIONS = (PLAIN_VERSION, MANAGED_VERSION, FLOAT_VERSION)
 
 @dataclass
 class Manifest:
+    """The cache's settings and stream definitions, as manifest.json holds them."""
     capacity: int
     retention_ns: int | None
     compression: str

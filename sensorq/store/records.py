@@ -117,6 +117,7 @@ class RecordRef:
 
 @dataclass
 class ScanResult:
+    """What scanning a segment found: its records, how far it is valid, and why not further."""
     records: list[RecordRef] = field(default_factory=list)   # blocks and commit records
     valid_end: int = 0            # absolute offset just after the last valid record
     base: int = 0                 # absolute offset of the first byte scanned

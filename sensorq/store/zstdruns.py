@@ -27,6 +27,7 @@ MAX_BLOCK_BYTES = 1 << 28
 
 @dataclass
 class ZstdRun:
+    """Consecutive zstd records of one segment, decompressed together when a block of theirs is needed."""
     segment: Segment
     frames: list[tuple[int, int]] = field(default_factory=list)   # (payload start, length) in the file
     size: int = 0                                                  # bytes once decompressed
