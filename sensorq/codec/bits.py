@@ -182,6 +182,17 @@ def get_bits(buf, start, end, bit_pos, width):
     return w & low_mask(width)
 
 
+@cached(_STAMP, nogil=True)
+def put_varint(out, pos, v):
+    """v (uint64) as a LEB128 varint at out[pos:]: the offset after it."""
+    while v >= U64(0x80):
+        out[pos] = np.uint8((v & U64(0x7F)) | U64(0x80))
+        v >>= U64(7)
+        pos += 1
+    out[pos] = np.uint8(v)
+    return pos + 1
+
+
 # --- vector kernels ----------------------------------------------------------------
 
 def _c_arrays(*arrays):

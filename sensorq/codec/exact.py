@@ -19,17 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, bit_length, finish_bits, put_bits, put_zeros
+from .bits import ONE, U64, ZERO, bit_length, finish_bits, put_bits, put_varint, put_zeros
 from .codes import DICT, MINI_BLOCK, RICE, SHORT, ZERO_RESIDUALS
-from .intcodec import dictionary_gaps, residuals
+from .intcodec import dictionary_gaps
+from .predictor import residuals, zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
-
-
-@cached(_STAMP, nogil=True)
-def zigzag64(v):
-    """zigzag of a word read as int64: 0, -1, 1, -2 … → 0, 1, 2, 3 …"""
-    return (v << ONE) ^ (ZERO - (v >> U64(63)))
 
 
 @cached(_STAMP, nogil=True)
@@ -39,16 +34,6 @@ def varint_size(v):
         v >>= U64(7)
         n += 1
     return n
-
-
-@cached(_STAMP, nogil=True)
-def put_varint(out, pos, v):
-    while v >= U64(128):
-        out[pos] = np.uint8((v & U64(0x7F)) | U64(0x80))
-        v >>= U64(7)
-        pos += 1
-    out[pos] = np.uint8(v)
-    return pos + 1
 
 
 @cached(_STAMP, nogil=True)
@@ -147,7 +132,7 @@ def encode_section(words, signed, allow_dict, allow_rice, out, pos):
     n = words.shape[0]
     base = U64(words.view(np.int64).min()) if signed else words.min()
     y = words - base
-    pos = put_varint(out, pos, zigzag64(base))
+    pos = put_varint(out, pos, zigzag(base))
     if y.max() == ZERO:
         return pos, ZERO_RESIDUALS | SHORT
     u = np.empty(n, np.uint64)

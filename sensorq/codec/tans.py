@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits
+from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits,
+                   put_varint)
 from .codes import ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
 from .predictor import residuals
 
@@ -291,16 +292,6 @@ def plan(u, order, values, counts, freqs):
 
 
 @cached(_STAMP, nogil=True)
-def _put_varint(out, pos, v):
-    while v >= U64(0x80):
-        out[pos] = np.uint8((v & U64(0x7F)) | U64(0x80))
-        v >>= U64(7)
-        pos += 1
-    out[pos] = np.uint8(v)
-    return pos + 1
-
-
-@cached(_STAMP, nogil=True)
 def _symbol_indices(u, lead, values, n_symbols):
     """The symbol of each of u[lead:]: by a table indexed by value when the
     values are small, else through a hash table of them."""
@@ -341,9 +332,9 @@ def write(u, order, values, freqs, table_log, n_symbols, out, pos):
     out[pos + 1] = np.uint8(n_symbols - 1)
     pos += 2
     for s in range(n_symbols):
-        pos = _put_varint(out, pos, values[s] if s == 0 else values[s] - values[s - 1] - ONE)
+        pos = put_varint(out, pos, values[s] if s == 0 else values[s] - values[s - 1] - ONE)
     for i in range(lead):
-        pos = _put_varint(out, pos, u[i])
+        pos = put_varint(out, pos, u[i])
     symbol_of = _symbol_indices(u, lead, values, n_symbols)
     # encoding table: the slots of symbol s in slot order, from first[s]
     slot_symbol = np.empty(size, np.int64)
