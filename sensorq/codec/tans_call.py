@@ -34,6 +34,7 @@ from . import tans
 
 _I8P = ir.IntType(8).as_pointer()
 _I64 = ir.IntType(64)
+_DTYPES = {"B": types.uint8, "U": types.uint64, "I": types.int64}     # the array letters
 
 
 def _c_signature(params: str):
@@ -46,9 +47,6 @@ def _c_signature(params: str):
         else:
             args += [types.CPointer(_DTYPES[kind]), types.int64]
     return types.int64(*args)
-
-
-_DTYPES = {"B": types.uint8, "U": types.uint64, "I": types.int64}
 
 
 def _export(name: str, params: str, body):
@@ -127,6 +125,7 @@ def link_encoder() -> list:
                                      _export("tans_write_column", "UiUUIiiBi", _write_body)])
     return _encoder_symbols
 
+
 def _best_order_body(s_p, s_len, payload_bytes, u_p, u_len, values_p, values_len,
                      freqs_p, freqs_len, plan_p, plan_len):
     plan = carray(plan_p, (plan_len,))
@@ -134,7 +133,6 @@ def _best_order_body(s_p, s_len, payload_bytes, u_p, u_len, values_p, values_len
         carray(s_p, (s_len,)), payload_bytes, carray(u_p, (u_len,)),
         carray(values_p, (values_len,)), carray(freqs_p, (freqs_len,)))
     return order
-
 
 
 
