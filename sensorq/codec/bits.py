@@ -20,6 +20,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
+from .codes import ERR_BAD_CODE, ERR_TRUNCATED
 from ._vector_ir import emit_prefix_sums, emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -180,6 +181,42 @@ def get_bits(buf, start, end, bit_pos, width):
     if off + width > 64:
         w |= U64(buf[byte + 8] if byte + 8 < end else 0) << U64(64 - off)
     return w & low_mask(width)
+
+
+# --- varints (LEB128: a short section's base, dictionary size; ENTROPY's symbols) ---
+
+@cached(_STAMP, nogil=True)
+def varint_size(v):
+    """Bytes of v (uint64) as a varint."""
+    n = 1
+    while v >= U64(128):
+        v >>= U64(7)
+        n += 1
+    return n
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def read_varint(buf, pos, end):
+    """A LEB128 varint at pos:
+    (value, position after it), or (status, -1): ERR_TRUNCATED if it runs
+    past end, ERR_BAD_CODE if it holds more than 64 bits."""
+    value = ZERO
+    for i in range(10):
+        if pos + i >= end:
+            return U64(0), -1
+        b = U64(buf[pos + i])
+        if i == 9 and b > ONE:
+            return U64(1), -1
+        value |= (b & U64(0x7F)) << U64(7 * i)
+        if b < U64(0x80):
+            return value, pos + i + 1
+    return U64(1), -1
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def varint_status(value):
+    """The status of a failed :func:`read_varint` from the value it gave."""
+    return ERR_TRUNCATED if value == ZERO else ERR_BAD_CODE
 
 
 @cached(_STAMP, nogil=True)

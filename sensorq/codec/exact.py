@@ -19,21 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, bit_length, finish_bits, put_bits, put_varint, put_zeros
+from .bits import (ONE, U64, ZERO, bit_length, finish_bits, put_bits, put_varint, put_zeros,
+                   varint_size)
 from .codes import DICT, MINI_BLOCK, RICE, SHORT, ZERO_RESIDUALS
 from .intcodec import dictionary_gaps
 from .predictor import residuals, zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
-
-
-@cached(_STAMP, nogil=True)
-def varint_size(v):
-    n = 1
-    while v >= U64(128):
-        v >>= U64(7)
-        n += 1
-    return n
 
 
 @cached(_STAMP, nogil=True)

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
-                   load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros,
+                   load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros, read_varint,
+                   varint_status,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 from .predictor import residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
 from .scaling import scale_row
@@ -474,29 +475,6 @@ def max_section_bytes(n: int) -> int:
 @cached(_STAMP, nogil=True)
 def _read_u64(buf, pos):
     return load_word(buf, pos, pos + 8)
-
-
-@cached(_STAMP, nogil=True, inline="always")
-def read_varint(buf, pos, end):
-    """A LEB128 varint at pos (a short section's base or dictionary size):
-    (value, position after it), or (status, -1): ERR_TRUNCATED if it runs
-    past end, ERR_BAD_CODE if it holds more than 64 bits."""
-    value = ZERO
-    for i in range(10):
-        if pos + i >= end:
-            return U64(0), -1
-        b = U64(buf[pos + i])
-        if i == 9 and b > ONE:
-            return U64(1), -1
-        value |= (b & U64(0x7F)) << U64(7 * i)
-        if b < U64(0x80):
-            return value, pos + i + 1
-    return U64(1), -1
-
-
-@cached(_STAMP, nogil=True, inline="always")
-def varint_status(value):
-    return ERR_TRUNCATED if value == ZERO else ERR_BAD_CODE
 
 
 @cached(_STAMP, nogil=True, inline="always")

@@ -38,9 +38,9 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits,
-                   put_varint)
+                   put_varint, read_varint, varint_size, varint_status)
 from .codes import ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
-from .predictor import residuals
+from .predictor import residuals, zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -197,7 +197,7 @@ SAMPLE = 256
 
 @cached(_STAMP, nogil=True)
 def sampled_residuals(s, order, sample):
-    """Order-``order`` residuals (intcodec.residuals) of s at up to SAMPLE
+    """Order-``order`` residuals (predictor.residuals) of s at up to SAMPLE
     evenly spread positions past the first ``order``: a view of ``sample``."""
     n = s.shape[0]
     count = min(sample.shape[0], max(n - order, 0))
@@ -210,7 +210,7 @@ def sampled_residuals(s, order, sample):
             d = s[i] - s[i - 1]
         else:
             d = s[i] - U64(2) * s[i - 1] + s[i - 2]
-        sample[k] = d if order == 0 else (d << ONE) ^ (ZERO - (d >> U64(63)))   # zigzag
+        sample[k] = d if order == 0 else zigzag(d)
     return sample[:count]
 
 
@@ -247,11 +247,6 @@ def normalize(counts, n_symbols, total, table_log, freqs):
 
 
 @cached(_STAMP, nogil=True)
-def _varint_bytes(v):
-    return max(1, (bit_length(v) + 6) // 7)
-
-
-@cached(_STAMP, nogil=True)
 def plan(u, order, values, counts, freqs):
     """Price the ENTROPY form of residuals u: (bytes, L, S), or (-1, 0, 0)
     when it cannot be used (more than MAX_SYMBOLS distinct residuals).
@@ -266,9 +261,9 @@ def plan(u, order, values, counts, freqs):
     fixed = 2 * 8
     for s in range(n_symbols):
         gap = values[s] if s == 0 else values[s] - values[s - 1] - ONE
-        fixed += 8 * _varint_bytes(gap)
+        fixed += 8 * varint_size(gap)
     for i in range(lead):
-        fixed += 8 * _varint_bytes(u[i])
+        fixed += 8 * varint_size(u[i])
     m = n - lead
     best_bits, best_log = np.inf, 0
     trial = np.empty(MAX_SYMBOLS, np.int64)
@@ -422,23 +417,6 @@ def write_column(s, order, u, values, freqs, table_log, n_symbols, out, pos):
 # --- decoding ------------------------------------------------------------------
 
 @cached(_STAMP, nogil=True)
-def _varint(buf, pos, end):
-    """(value, position after), or (0, -1) if it runs past end, (1, -1) if
-    it holds more than 64 bits (intcodec.read_varint's convention)."""
-    value = ZERO
-    for i in range(10):
-        if pos + i >= end:
-            return ZERO, -1
-        b = U64(buf[pos + i])
-        if i == 9 and b > ONE:
-            return ONE, -1
-        value |= (b & U64(0x7F)) << U64(7 * i)
-        if b < U64(0x80):
-            return value, pos + i + 1
-    return ONE, -1
-
-
-@cached(_STAMP, nogil=True)
 def _next_state(entry, word, offset):
     """A state's successor: its base plus its nb bits at ``offset`` of ``word``."""
     nb = entry & U64(7)
@@ -478,9 +456,9 @@ def read(buf, pos, end, n, order, out):
     values = np.empty(MAX_SYMBOLS, np.uint64)
     freqs = np.empty(MAX_SYMBOLS, np.int64)
     for s in range(n_symbols):
-        v, pos = _varint(buf, pos, end)
+        v, pos = read_varint(buf, pos, end)
         if pos < 0:
-            return ERR_TRUNCATED if v == ZERO else ERR_BAD_CODE
+            return varint_status(v)
         if s:
             v += values[s - 1] + ONE
             if v <= values[s - 1]:           # past 2^64: not ascending
@@ -490,9 +468,9 @@ def read(buf, pos, end, n, order, out):
         return ERR_BAD_CODE
     lead = min(order, n)
     for i in range(lead):
-        out[i], pos = _varint(buf, pos, end)
+        out[i], pos = read_varint(buf, pos, end)
         if pos < 0:
-            return ERR_TRUNCATED if out[i] == ZERO else ERR_BAD_CODE
+            return varint_status(out[i])
     # The stream, copied with 16 zero bytes after it: the decode loop then
     # loads words unchecked and tests only that it has not passed the end.
     stream = np.zeros(end - pos + 16, np.uint8)
@@ -527,14 +505,14 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
     steady clock's), from its value on, with no tables and no allocation:
     no bits a symbol, so the states never move and must be 0, and the
     residuals are a fill."""
-    value, pos = _varint(buf, pos, end)
+    value, pos = read_varint(buf, pos, end)
     if pos < 0:
-        return ERR_TRUNCATED if value == ZERO else ERR_BAD_CODE
+        return varint_status(value)
     lead = min(order, n)
     for i in range(lead):
-        out[i], pos = _varint(buf, pos, end)
+        out[i], pos = read_varint(buf, pos, end)
         if pos < 0:
-            return ERR_TRUNCATED if out[i] == ZERO else ERR_BAD_CODE
+            return varint_status(out[i])
     bits = STATES * table_log
     if bits > (end - pos) * 8:
         return ERR_TRUNCATED
