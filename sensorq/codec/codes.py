@@ -20,6 +20,16 @@ ENTROPY = 0x80         # codec bit 7 (version 1): the residuals are tANS-coded (
 RICE = 0x80
 PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some values patched (version 1)
 
+# An ENTROPY payload's bounds (tans.py codes it, npdecode.py reads it too).
+ENTROPY_MAX_SYMBOLS = 64
+ENTROPY_TABLE_LOG_MIN = 5    # the spread's step is odd (so visits every slot) from 2^3 slots on
+ENTROPY_TABLE_LOG_MAX = 7    # eight states' bits (≤ 56) fit one 64-bit window
+ENTROPY_STATES = 8
+# A decoding table slot is one 64-bit word, value − v_0 << 10 | base << 3 | nb
+# (base < 2^L ≤ 128, nb ≤ L ≤ 7): one load a symbol instead of two (~20 %
+# faster).  So the symbols' values lie within 2^ENTROPY_VALUE_SPAN_BITS of the smallest.
+ENTROPY_VALUE_SPAN_BITS = 54
+
 # Decoder status codes (0 = ok).
 OK = 0
 ERR_TRUNCATED = -1      # the section ends before its contents do

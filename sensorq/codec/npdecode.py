@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codes import (DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK,
-                    OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+from .codes import (DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,
+                    ERR_TRUNCATED, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
+from .codes import ENTROPY_STATES as STATES
+from .codes import ENTROPY_TABLE_LOG_MAX as TABLE_LOG_MAX
+from .codes import ENTROPY_TABLE_LOG_MIN as TABLE_LOG_MIN
 
 U64 = np.uint64
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -98,8 +102,7 @@ def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
 
 # --- ENTROPY payloads (tans.py has the format and the compiled decoder) -----------------
 
-TABLE_LOG_MIN, TABLE_LOG_MAX, MAX_SYMBOLS, STATES = 5, 7, 64, 8     # as tans.py
-VALUE_SPAN = 1 << 54                                                # as tans.py
+VALUE_SPAN = 1 << ENTROPY_VALUE_SPAN_BITS
 
 
 def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:

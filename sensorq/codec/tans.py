@@ -39,19 +39,16 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits,
                    put_varint, read_varint, varint_size, varint_status)
-from .codes import ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
+from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
+from .codes import ENTROPY_STATES as STATES
+from .codes import ENTROPY_TABLE_LOG_MAX as TABLE_LOG_MAX
+from .codes import ENTROPY_TABLE_LOG_MIN as TABLE_LOG_MIN
+from .codes import ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
 from .predictor import residuals, zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
-MAX_SYMBOLS = 64
-TABLE_LOG_MIN = 5          # the spread's step is odd (so visits every slot) from 2^3 slots on
-TABLE_LOG_MAX = 7          # eight states' bits (≤ 56) fit one 64-bit window
-STATES = 8
-# A decoding table slot is one 64-bit word, value − v_0 << 10 | base << 3 | nb
-# (base < 2^L ≤ 128, nb ≤ L ≤ 7): one load a symbol instead of two (~20 %
-# faster).  So the symbols' values lie within VALUE_SPAN of the smallest.
-VALUE_SPAN = ONE << U64(54)
+VALUE_SPAN = ONE << U64(ENTROPY_VALUE_SPAN_BITS)     # as a uint64: compared with uint64 gaps
 _HASH_SLOTS = 256          # ≥ 4 × MAX_SYMBOLS: linear probing stays short
 _MAX_SLOTS = 1 << TABLE_LOG_MAX
 
