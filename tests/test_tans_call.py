@@ -11,14 +11,12 @@ that only query (which must not compile the encoder at all)."""
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import sensorq
+from test_startup import fresh
 
 PACKAGE = Path(sensorq.__file__).resolve().parent
 ENTRY_POINTS = {"best_order", "write_column"}          # tans_call's encoder intrinsics
@@ -67,12 +65,6 @@ def test_every_compiled_caller_of_the_encoder_links_it_first():
     assert not unhooked, f"compiled callers of the ENTROPY encoder without before_compile: {unhooked}"
 
 
-def _fresh_process(code: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 ENCODE = """
 import json, numpy as np
 from sensorq.codec import bulk, tans_call
@@ -93,7 +85,7 @@ def test_encoders_run_from_a_warm_cache_in_fresh_processes():
     """Two fresh processes encode the same blocks: the second loads every
     encoder from numba's cache (the first may compile them) and must give
     the same bytes, ENTROPY sections included."""
-    first, second = _fresh_process(ENCODE), _fresh_process(ENCODE)
+    first, second = fresh(ENCODE), fresh(ENCODE)
     assert first == second
     assert first["codec"] & 0x80 and first["linked"] == 2        # ENTROPY taken, encoder linked
 
@@ -115,4 +107,4 @@ with sensorq.open({str(tmp_path / "c")!r}, readonly=True) as cache:
 print(json.dumps({{"answer": int(answer), "linked": len(tans_call._encoder_symbols)}}))
 """
     window = t >= t[-1] - 100 * 10**9
-    assert _fresh_process(code) == {"answer": int(((x > 500) & window & (t < t[-1])).sum()), "linked": 0}
+    assert fresh(code) == {"answer": int(((x > 500) & window & (t < t[-1])).sum()), "linked": 0}
