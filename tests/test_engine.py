@@ -368,3 +368,34 @@ def test_results_as_pandas(tmp_path):
     assert list(frame["avg"]) == [a[:60].mean(), a[60:].mean()]
     assert frame.attrs["units"] == {"time": "ns", "avg": "mg"}
     assert scalar["value"][0] == 119 and scalar["unit"][0] == "mg"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_counts_over_thousands_of_blocks_of_mixed_sizes(tmp_path, seed):
+    """The count kernels split their blocks into chunks, each with working
+    arrays sized for its largest block (kernels.count_chunks): over ~2,500
+    blocks of 1 to 40 samples (appends of random sizes, flushed at random),
+    every count, raw integer compare or through the VM, whole or cut by a
+    window, equals numpy's."""
+    rng = np.random.default_rng(seed)
+    cache = sensorq.open(tmp_path / "c", create=True)
+    cache.create_stream("s", [Channel("a", "int16", "mg"), Channel("f", "float64", "V")],
+                        block_samples=40)
+    ts, as_, fs, t0 = [], [], [], 1_700_000_000 * SECOND
+    for _ in range(2_500):
+        n = int(rng.integers(1, 41))
+        t = t0 + np.cumsum(rng.integers(1, 3, n)) * 10_000_000
+        t0 = int(t[-1])
+        a, f = rng.integers(-500, 500, n).astype(np.int16), np.round(rng.normal(0, 1, n), 2)
+        cache.append("s", t, [a, f])
+        cache.flush()           # a block of this append's samples alone
+        ts.append(t), as_.append(a), fs.append(f)
+    t, a, f = np.concatenate(ts), np.concatenate(as_), np.concatenate(fs)
+    assert len(cache.blocks("s")) > 2_048                 # past count_chunks' 64-chunk range
+    last = window(t, 300)
+    for query, expected in [("count where a > 100mg", a > 100),
+                            ("count where a <= -3mg last 5m", (a <= -3) & last),
+                            ("count where f > 0.5", f > 0.5),
+                            ("count where f < 0 or a > 250mg last 5m", ((f < 0) | (a > 250)) & last)]:
+        assert cache.query(query).value == int(expected.sum()), query
+    cache.close()

@@ -504,3 +504,27 @@ def test_a_zstd_frame_declaring_more_than_it_may_hold_is_corrupt_not_out_of_memo
         runs.decompress(_frame_declaring(declared), limit=70_000)
     with pytest.raises(CorruptDataError, match="declares"):
         runs.decompress(honest, limit=69_999)             # more than the run has left
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_select_picks_the_rows_numpy_indexing_picks(built, data):
+    """BlockIndex.select, with its shortcut for every row in order, against
+    numpy's own indexing of each column: the identity, near-identities of the
+    same length (a repeat, a swap), masks and arbitrary picks."""
+    with sensorq.open(built, readonly=True) as cache:
+        index = cache.blocks("m", lazy=True)
+        n = len(index)
+        identity = np.arange(n, dtype=np.int64)
+        repeat, swap = identity.copy(), identity.copy()
+        repeat[-1] = repeat[0]
+        swap[[0, -1]] = swap[[-1, 0]]
+        mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+        picks = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=2 * n)), dtype=np.int64)
+        for which in (identity, identity.astype(np.int32), repeat, swap, mask, picks):
+            chosen = index.select(which)
+            for field in ("offset", "length", "n_samples", "t_first", "t_last", "seq", "entries"):
+                assert np.array_equal(getattr(chosen, field), getattr(index, field)[which]), field
+            if len(chosen):     # its blocks' bytes are read through the parent's lazy CRC check
+                assert np.array_equal(chosen.decode(len(chosen) - 1)[0],
+                                      index.decode(int(identity[which][-1]))[0])

@@ -81,6 +81,12 @@ class BlockIndex:
 
     def select(self, which) -> "BlockIndex":
         """The blocks picked by a boolean mask, an index array or a slice."""
+        if self._picks_all(which):
+            # every block in order (a count that decodes the whole cache): the
+            # same columns, not copies of them (~1 ms at 5,000 blocks)
+            return BlockIndex(self.stream, self.buffers, self.buffer_of, self.offset, self.length,
+                              self.n_samples, self.t_first, self.t_last, self.seq, self.entries,
+                              self.tick, self.time_codec, self.time_len, check=self.check)
         check = None
         if self.check is not None:
             rows = np.arange(len(self), dtype=np.int64)[which]
@@ -90,6 +96,13 @@ class BlockIndex:
                           self.t_last[which], self.seq[which], self.entries[which],
                           self.tick[which], self.time_codec[which], self.time_len[which],
                           check=check)
+
+    def _picks_all(self, which) -> bool:
+        """Whether ``which`` is an index array of every row in order."""
+        n = len(self)
+        return isinstance(which, np.ndarray) and which.dtype.kind in "iu" and which.ndim == 1 \
+            and len(which) == n > 0 and which[0] == 0 and which[-1] == n - 1 \
+            and bool((np.diff(which) == 1).all())
 
     def verify(self, rows) -> None:
         """Check the CRC of every block in ``rows`` not checked yet, before its
