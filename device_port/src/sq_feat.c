@@ -418,16 +418,23 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 
 /* The start of the ring's newest whole window (INT64_MIN: no sample):
  * floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times
- * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0. */
+ * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0.  The
+ * newest sample is the staging's last appended time (kept by every append,
+ * carried over sealing and resume) or, with none since the mount, the
+ * newest block's; read twice, as an append may land between its halves. */
 static int64_t newest_start(const sq_model *m, const sq_ring *r)
 {
-    sq_stage_view view[2];
-    int n = sq_ring_stage_view(r, view);
+    const volatile sq_stage *s = r->stage;
     uint64_t x, q, neg;
-    if (!n && !r->has_blocks) {
-        return INT64_MIN;
+    do {
+        x = (uint64_t)s->last_t;
+    } while (x != (uint64_t)s->last_t);
+    if (!s->has_last) {
+        if (!r->has_blocks) {
+            return INT64_MIN;
+        }
+        x = (uint64_t)r->newest_t;
     }
-    x = n ? sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : (uint64_t)r->newest_t;
     x = x - (uint64_t)m->window_ns + 1u;
     neg = (uint64_t)0 - (x >> 63);
     q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */

@@ -119,7 +119,7 @@ static uint32_t dense(sq_model *m, uint32_t off, uint32_t end)
 static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg)
 {
     const uint8_t *p;
-    uint32_t i, ops = 0, kinds, other = 0, end, off;
+    uint32_t i, ops = 0, kinds, end, off;
     if (!m || !bytes || !cfg) {
         return SQ_ERR_ARG;
     }
@@ -147,12 +147,15 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
         m->min_samples - 2u > SQ_MODEL_MAX_WINDOW - 2u || off > end) {
         return SQ_ERR_CORRUPT;
     }
-    /* inputs (channel, shift): a channel past the ring's is another ring's */
+    /* inputs (channel, shift): a channel past the ring's is another ring's,
+     * refused at once (no flag carried to the end: 20 B less) */
     for (i = 0, p = bytes + SQ_IMAGE_HEADER; i < m->n_inputs; i++, p += 2) {
         if (p[1] >= 64u) {
             return SQ_ERR_CORRUPT;
         }
-        other |= p[0] >= cfg->n_channels;
+        if (p[0] >= cfg->n_channels) {
+            return SQ_ERR_MISMATCH;
+        }
     }
     /* signals: a mask of the inputs (one: the channel; more: their magnitude) */
     for (i = 0; i < m->n_signals; i++, p += 2) {
@@ -194,7 +197,7 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
     if (off != end) {
         return SQ_ERR_CORRUPT;
     }
-    if (other || m->schema != cfg->schema) {
+    if (m->schema != cfg->schema) {
         return SQ_ERR_MISMATCH;          /* bound to another ring */
     }
     return SQ_OK;
