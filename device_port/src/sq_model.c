@@ -116,10 +116,14 @@ static uint32_t dense(sq_model *m, uint32_t off, uint32_t end)
 }
 #endif
 
+/* The feature ops this build computes (bit op): crossings and the bands only with their kinds. */
+#define OPS_BUILT ((0x7Fu << SQ_OP_MEAN) | (SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS ? 1u << SQ_OP_CROSS : 0u) | \
+                   (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 3u << SQ_OP_BAND : 0u))
+
 static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_cfg *cfg)
 {
     const uint8_t *p;
-    uint32_t i, ops = 0, kinds, end, off;
+    uint32_t i, ops = 0, end, off;
     if (!m || !bytes || !cfg) {
         return SQ_ERR_ARG;
     }
@@ -179,20 +183,24 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
     m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);   /* read only with crossings */
 #endif
-    kinds = (ops & (1u << SQ_OP_CROSS) ? SQ_MODEL_CROSSINGS : 0u) | (m->n_steps ? SQ_MODEL_SPECTRAL : 0u);
+#if (SQ_MODEL_KINDS & (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL)) != (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL)
+    if (ops & ~OPS_BUILT) {
+        return SQ_ERR_UNSUPPORTED;       /* crossings or bands left out of this build */
+    }
+#endif
     if (m->body == SQ_BODY_TREES) {
-        kinds |= SQ_MODEL_TREES;
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
         off = off > end ? 0 : trees(m, off, end);
+#else
+        return SQ_ERR_UNSUPPORTED;
 #endif
     } else {
-        kinds |= m->mode == SUMSQ ? SQ_MODEL_ANOMALY : m->n_out > 1u ? SQ_MODEL_MLP : SQ_MODEL_LINEAR;
+        if ((m->mode == SUMSQ ? SQ_MODEL_ANOMALY : m->n_out > 1u ? SQ_MODEL_MLP : SQ_MODEL_LINEAR) & ~SQ_MODEL_KINDS) {
+            return SQ_ERR_UNSUPPORTED;   /* a dense kind left out of this build */
+        }
 #if SQ_MODEL_KINDS & SQ_DENSE_KINDS
         off = off > end || m->body != SQ_BODY_DENSE ? 0 : dense(m, off, end);
 #endif
-    }
-    if (kinds & ~SQ_MODEL_KINDS) {
-        return SQ_ERR_UNSUPPORTED;       /* a kind left out of this build */
     }
     if (off != end) {
         return SQ_ERR_CORRUPT;
