@@ -559,7 +559,7 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
 #ifndef SQ_MODEL_KINDS
 #define SQ_MODEL_KINDS 63u
 #endif
-#define SQ_MODEL_VERSION 2u          /* device image format version read (version 1 is refused) */
+#define SQ_MODEL_VERSION 3u          /* device image format version read (versions 1 and 2 are refused) */
 #define SQ_MODEL_MAX_INPUTS 16u
 #define SQ_MODEL_MAX_WINDOW (1u << 19)   /* samples in one window */
 
@@ -577,7 +577,7 @@ typedef struct {
     uint8_t n_inputs, n_signals, n_features;
     uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
     uint8_t n_out;               /* trees: outputs; dense: layers */
-    uint8_t reserved1[3];        /* 0 (version 1: the trees' field widths; version 2's are fixed) */
+    uint8_t reserved1[3];        /* 0 (version 1: the trees' field widths; later versions' are fixed) */
     uint16_t n_trees, n_nodes, n_leaves, reserved2;
     uint32_t length;             /* the image's bytes */
     uint32_t schema;             /* the ring's schema hash the image was bound to */

@@ -35,19 +35,18 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
  * at the CRC, so that the index checks below read only inside the image. */
 
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-/* Version 2's fixed widths (docs/models.md §11): a node is (u8 feature, i32
- * threshold, u16 left, u16 right), a reference a u16 whose top bit marks a
- * leaf; a leaf holds n_out u8 votes (VOTE) or one i32. */
+/* Version 3's records (docs/models.md §11): a node is (u8 feature, i32
+ * threshold, u16 left, u16 right); a reference (u16) below n_nodes is a
+ * node, above it leaf ref − n_nodes (one index space: one range rule); a
+ * leaf holds n_out u8 votes (VOTE) or one i32. */
 #define NODE_SIZE 9u
-#define LEAF_BIT 0x8000u
 #define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
 
-/* Whether the reference at p breaks the rules: a leaf (top bit) of the
- * table, or a node after `from` (a root: from = -1). */
+/* Whether the reference at p breaks the rule: a node after `from` (a root:
+ * from = -1) or a leaf, i.e. from < ref < n_nodes + n_leaves. */
 static int __attribute__((noinline)) bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
 {
-    uint32_t ref = sq_le32(p, 2);
-    return ref & LEAF_BIT ? (ref & ~LEAF_BIT) >= m->n_leaves : ref - from - 1u >= m->n_nodes - from - 1u;
+    return sq_le32(p, 2) - from - 1u >= (uint32_t)m->n_nodes + m->n_leaves - from - 1u;
 }
 
 /* init, the trees (output, root), the nodes (feature, threshold, left,
@@ -242,11 +241,11 @@ static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
     for (; t < end; t += 4) {
         const uint8_t *leaf;
         uint32_t ref = sq_le32(t + 2, 2);
-        while (!(ref & LEAF_BIT)) {
+        while (ref < m->n_nodes) {                  /* a node; past them, a leaf */
             const uint8_t *nd = m->bytes + m->node_off + ref * NODE_SIZE;
             ref = sq_le32(nd + (codes[nd[0]] <= i32(nd + 1, 4) ? 5u : 7u), 2);
         }
-        leaf = m->bytes + m->leaf_off + (ref & ~LEAF_BIT) * nv * lw;
+        leaf = m->bytes + m->leaf_off + (ref - m->n_nodes) * nv * lw;
         for (o = 0; o < nv; o++, leaf += lw) {
             sq_add64(&acc[nv == 1u ? t[0] : o], (int32_t)sq_le32(leaf, lw));    /* u8 votes; an i32 as it is */
         }

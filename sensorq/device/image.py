@@ -29,7 +29,7 @@ from ..models.model import NO_REQUANT, SUMSQ, VOTE, DenseBody, Model, TreeBody
 from ..schema import Channel
 
 MAGIC = b"SQD1"
-VERSION = 2                      # version 1 (variable tree widths) is refused by the device
+VERSION = 3                      # versions 1 (variable tree widths) and 2 (leaf bit) are refused by the device
 # docs/models.md §11: magic, then sq_model's first 56 bytes as they are
 HEADER = struct.Struct("<4s12B4H5I2q")           # 60 bytes
 FIELDS = ("magic", "version", "body", "kind", "mode", "n_inputs", "n_signals", "n_features", "n_classes",
@@ -39,7 +39,6 @@ _SIZES = [4] + [1] * 12 + [2] * 4 + [4] * 5 + [8] * 2
 FIELD_AT = {name: sum(_SIZES[:i]) for i, name in enumerate(FIELDS)}      # offsets in the image
 INT_DTYPES = ("int8", "int16", "int32", "int64")
 NODE_SIZE = 9                    # u8 feature, i32 threshold, u16 left, u16 right
-LEAF_BIT = 0x8000
 
 
 def device_stream_schema(channels) -> int:
@@ -115,15 +114,16 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
 
 def _trees(b: TreeBody) -> tuple[tuple, bytes]:
     """(n_out, n_trees, n_nodes, n_leaves), and init, the trees, the nodes,
-    the leaf table, in version 2's fixed widths: i32 thresholds, u16
-    references (leaf bit 0x8000), u8 votes (VOTE) or i32 leaf values."""
+    the leaf table, in version 3's fixed widths: i32 thresholds, u16
+    references (a node's index, or n_nodes + a leaf's), u8 votes (VOTE) or
+    i32 leaf values."""
     n_nodes = int(b.tree_start[-1])
-    if n_nodes >= LEAF_BIT or b.leaves.shape[0] >= LEAF_BIT:
+    if n_nodes + b.leaves.shape[0] > 0xFFFF:
         raise SensorqError(f"{n_nodes} nodes and {b.leaves.shape[0]} leaves: a device image holds at most "
-                           f"{LEAF_BIT - 1} of each (u16 references)")
+                           f"65,535 together (u16 references)")
 
     def ref(r: int, base: int) -> int:           # a leaf ~k or an internal node of the tree, made global
-        return LEAF_BIT | ~r if r < 0 else base + r
+        return n_nodes + ~r if r < 0 else base + r
 
     out = [np.asarray(b.init, "<i4").tobytes()]
     out += [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
