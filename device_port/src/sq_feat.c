@@ -453,11 +453,10 @@ int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_out *out)
 {
     sq_model_work *w;
-    int64_t start;
     int err = check_args(m, r, work, work_len, out, &w);
-    if (err || (start = newest_start(m, r)) == INT64_MIN) {
+    if (err) {
         return err;
     }
-    w->start = start;
+    w->start = newest_start(m, r);      /* an empty ring: INT64_MIN, a window of no sample */
     return window(m, r, w, out);
 }
