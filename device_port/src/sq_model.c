@@ -42,19 +42,15 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 #define NODE_SIZE 9u
 #define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
 
-/* Whether the reference at p breaks the rule: a node after `from` (a root:
- * from = -1) or a leaf, i.e. from < ref < n_nodes + n_leaves. */
-static int __attribute__((noinline)) bad_ref(const sq_model *m, const uint8_t *p, uint32_t from)
-{
-    return sq_le32(p, 2) - from - 1u >= (uint32_t)m->n_nodes + m->n_leaves - from - 1u;
-}
-
 /* init, the trees (output, root), the nodes (feature, threshold, left,
- * right), the leaf table; returns where they end (0: a rule broken). */
+ * right), the leaf table; returns where they end (0: a rule broken).  The
+ * reference rule, inline (no helper since version 3 made it one compare):
+ * a root below refs, a child of node i in (i, refs) — a node strictly
+ * forward (a walk ends) or any leaf. */
 static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
     const uint8_t *p, *nodes;
-    uint32_t i;
+    uint32_t i, refs = (uint32_t)m->n_nodes + m->n_leaves;    /* a reference is below: a node or a leaf */
     m->init_off = off;
     m->body_off = off + 4u * m->n_out;
     m->node_off = m->body_off + 4u * m->n_trees;
@@ -65,12 +61,13 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
     }
     nodes = m->bytes + m->node_off;
     for (p = m->bytes + m->body_off; p < nodes; p += 4) {        /* trees: an output and a root */
-        if (p[0] >= m->n_out || bad_ref(m, p + 2, (uint32_t)-1)) {
+        if (p[0] >= m->n_out || sq_le32(p + 2, 2) >= refs) {
             return 0;
         }
     }
     for (i = 0; i < m->n_nodes; i++, p += NODE_SIZE) {        /* nodes: a feature and two children */
-        if (p[0] >= m->n_features || bad_ref(m, p + 5, i) || bad_ref(m, p + 7, i)) {
+        if (p[0] >= m->n_features || sq_le32(p + 5, 2) - i - 1u >= refs - i - 1u ||
+            sq_le32(p + 7, 2) - i - 1u >= refs - i - 1u) {
             return 0;
         }
     }
