@@ -42,8 +42,8 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 #define NODE_SIZE 9u
 #define LEAF_WIDTH(m) ((m)->mode == VOTE ? 1u : 4u)
 
-/* init, the trees (output, root), the nodes (feature, threshold, left,
- * right), the leaf table; returns where they end (0: a rule broken).  The
+/* The trees (output, root), the nodes (feature, threshold, left, right),
+ * the leaf table; returns where they end (0: a rule broken).  The
  * reference rule, inline (no helper since version 3 made it one compare):
  * a root below refs, a child of node i in (i, refs) — a node strictly
  * forward (a walk ends) or any leaf. */
@@ -51,8 +51,7 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
 {
     const uint8_t *p, *nodes;
     uint32_t i, refs = (uint32_t)m->n_nodes + m->n_leaves;    /* a reference is below: a node or a leaf */
-    m->init_off = off;
-    m->body_off = off + 4u * m->n_out;
+    m->body_off = off;
     m->node_off = m->body_off + 4u * m->n_trees;
     m->leaf_off = m->node_off + NODE_SIZE * m->n_nodes;
     m->n_raw = m->n_out;
@@ -224,17 +223,16 @@ size_t sq_model_work_size(const sq_model *m)
 /* ---- scoring ------------------------------------------------------------------------------ */
 
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
-/* Each tree walks from its root (go left iff code <= threshold) to a leaf;
- * VOTE adds the leaf's per-class values, SUM / MEAN its one value to the
- * tree's output.  Children point forward (checked): a walk ends. */
+/* The outputs start at 0 (version 3: the host writes init values as trees
+ * of one leaf).  Each tree walks from its root (go left iff code <=
+ * threshold) to a leaf; VOTE adds the leaf's per-class values, SUM / MEAN
+ * its one value to the tree's output.  Children point forward (checked): a
+ * walk ends. */
 static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
 {
     const uint8_t *t = m->bytes + m->body_off, *end = m->bytes + m->node_off;     /* the trees end where the nodes begin */
-    const uint8_t *init = m->bytes + m->init_off;
     uint32_t nv = m->mode == VOTE ? m->n_out : 1u, lw = LEAF_WIDTH(m), o;
-    for (o = 0; init < t; init += 4) {           /* the init values end where the trees begin */
-        acc[o++] = i32(init, 4);
-    }
+    memset(acc, 0, 8u * m->n_out);
     for (; t < end; t += 4) {
         const uint8_t *leaf;
         uint32_t ref = sq_le32(t + 2, 2);

@@ -54,7 +54,7 @@ class ModelStruct(ctypes.Structure):
                 + [("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
                 + [(n, ctypes.c_uint16) for n in ("n_raw", "passes", "max_width", "reserved4")]
                 + [(n, ctypes.c_uint32) for n in ("work_size", "n_steps", "sig_off", "feat_off", "steps_off",
-                                                   "body_off", "node_off", "leaf_off", "init_off")]
+                                                   "body_off", "node_off", "leaf_off", "reserved5")]
                 + [("bytes", ctypes.c_void_p)])
 
 
