@@ -267,8 +267,9 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
 /* ---- the codes -------------------------------------------------------------------------------- */
 
 /* How a first-pass feature's code follows from its signal's sums (MIN, MAX
- * and PTP: 0, from the extremes): sum (bits 0-1) times 16^(bits 2-3), over
- * n - bit 4, rooted if bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
+ * and PTP: 0, from the extremes): sum (bits 0-1) times 16^k (k in bits 2-3:
+ * how & 12 is 4k, the shift of 16^k as it stands), over n - bit 4, rooted if
+ * bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
  * (STD adding M(nM - 32S)), MAD 16D / (n - 1); S and D are kept times 16. */
 #define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5 | 64)
 static const uint8_t how_of[SQ_OP_RATIO + 1u] = {      /* CROSS, BAND, RATIO: 0, below */
@@ -286,7 +287,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
         v = op == SQ_OP_MIN ? g->mn : v;
         if (how) {
             /* STD: Σ(16u − M)² = 256Q − 32MS + nM²; RMS: Σ(16u)² = 256Q; MEAN 16S; MAD 16D over n − 1 */
-            v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (4u * ((how >> 2) & 3u))));   /* the VM's multiply: no 64-bit shift */
+            v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (how & 12u)));   /* the VM's multiply: no 64-bit shift */
             v += op == SQ_OP_STD ? M * ((int64_t)n * M - 2 * g->sum[SUM_U]) : 0;
             v = rdiv(v, n - ((how >> 4) & 1u));
             v = how & 32u ? (int64_t)isqrt64((uint64_t)v) : v;
