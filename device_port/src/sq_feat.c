@@ -201,7 +201,7 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
     }
 #endif
     for (; g < end; p += 2, g++) {
-        int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, p);
+        int32_t u = signal_of(w->rows.channels, w->x + 1, p);      /* the inputs' records: the rows' channels */
         g->u = u;
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (w->pass == 2) {
