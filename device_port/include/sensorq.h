@@ -625,9 +625,10 @@ size_t sq_model_work_size(const sq_model *m);
 
 /* Features and output of the window [start_ns, start_ns + window): the ring's
  * samples in it (sealed blocks, verified as the iterator reads them, then the
- * staged ones).  out->scored = 0 if the window holds fewer than min_samples.
+ * staged ones).  out->scored = 0 if the window holds fewer than min_samples
+ * (a window past the int64 time range holds none).
  * Errors: SQ_ERR_ARG (work too small, NULL), SQ_ERR_RANGE (more than
- * SQ_MODEL_MAX_WINDOW samples, or a window past the int64 time range),
+ * SQ_MODEL_MAX_WINDOW samples),
  * SQ_ERR_MISMATCH (a ring of another schema, blocks of another channel
  * count), SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged block), SQ_ERR_IO. */
 int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work,
@@ -636,8 +637,8 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 /* The newest whole window of the ring: the one that starts at
  * floor((newest + 1 − window) / hop) · hop, newest being the ring's newest
  * sample (as the host's derived stream: its "now").  SQ_OK with
- * out->scored = 0 when the ring is empty or the window is short.  Errors: as
- * sq_model_window. */
+ * out->scored = 0 when the ring is empty (out->start INT64_MIN) or the
+ * window is short.  Errors: as sq_model_window. */
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
                    sq_model_out *out);
 

@@ -363,10 +363,10 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
     if (m->schema != r->cfg.schema) {
         return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
     }
-    w->end = (int64_t)((uint64_t)start_ns + (uint64_t)m->window_ns);     /* 0 < window <= 2^62 */
-    if (w->end < start_ns) {
-        return SQ_ERR_RANGE;           /* past the int64 time range */
-    }
+    /* 0 < window <= 2^62; a window past the int64 time range wraps to an
+     * end below its start: the walk stops at the first sample (DONE before
+     * any is folded), unscored */
+    w->end = (int64_t)((uint64_t)start_ns + (uint64_t)m->window_ns);
     w->m = m;
     w->rows.channels = m->bytes + SQ_IMAGE_HEADER;
     w->rows.n = m->n_inputs;
