@@ -169,12 +169,17 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
             return SQ_ERR_CORRUPT;
         }
         ops |= 1u << p[0];
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         m->n_steps += p[2] + p[3];
+#endif
     }
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
     m->steps_off = off;                  /* read only with spectral features */
-#endif
     off += 4u * m->n_steps;
+#endif
+    /* (a build without bands reads no phase step: an image with steps has
+     * bands, refused below, or steps where it has none, refused as the
+     * sections then do not end at the CRC) */
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
     m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);   /* read only with crossings */
 #endif
