@@ -168,6 +168,11 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
         if (p[0] - 1u >= SQ_OP_RATIO || p[1] >= m->n_signals) {
             return SQ_ERR_CORRUPT;
         }
+#if (SQ_MODEL_KINDS & (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL)) != (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL)
+        if (!(OPS_BUILT >> p[0] & 1u)) {
+            return SQ_ERR_UNSUPPORTED;   /* crossings or bands left out of this build */
+        }
+#endif
         ops |= 1u << p[0];
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
         m->n_steps += p[2] + p[3];
@@ -182,11 +187,6 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
      * sections then do not end at the CRC) */
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
     m->passes = (uint16_t)(ops & (1u << SQ_OP_CROSS) ? 2u : 1u);   /* read only with crossings */
-#endif
-#if (SQ_MODEL_KINDS & (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL)) != (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL)
-    if (ops & ~OPS_BUILT) {
-        return SQ_ERR_UNSUPPORTED;       /* crossings or bands left out of this build */
-    }
 #endif
     if (m->body == SQ_BODY_TREES) {
 #if SQ_MODEL_KINDS & SQ_MODEL_TREES
