@@ -637,8 +637,8 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 /* The newest whole window of the ring: the one that starts at
  * floor((newest + 1 − window) / hop) · hop, newest being the ring's newest
  * sample (as the host's derived stream: its "now").  SQ_OK with
- * out->scored = 0 when the ring is empty (out->start INT64_MIN) or the
- * window is short.  Errors: as sq_model_window. */
+ * out->scored = 0 when the ring is empty (out->start is then meaningless)
+ * or the window is short.  Errors: as sq_model_window. */
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
                    sq_model_out *out);
 

@@ -417,12 +417,14 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     return window(m, r, w, out);
 }
 
-/* The start of the ring's newest whole window (INT64_MIN: no sample):
+/* The start of the ring's newest whole window:
  * floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times
  * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0.  The
  * newest sample is the staging's last appended time (kept by every append,
  * carried over sealing and resume) or, with none since the mount, the
- * newest block's; read twice, as an append may land between its halves. */
+ * newest block's; read twice, as an append may land between its halves.
+ * An empty ring gives some start (sq_model_score: a window of no sample;
+ * sq_model_newest tells it apart). */
 static int64_t newest_start(const sq_model *m, const sq_ring *r)
 {
     const volatile sq_stage *s = r->stage;
@@ -430,12 +432,7 @@ static int64_t newest_start(const sq_model *m, const sq_ring *r)
     do {
         x = (uint64_t)s->last_t;
     } while (x != (uint64_t)s->last_t);
-    if (!s->has_last) {
-        if (!r->has_blocks) {
-            return INT64_MIN;
-        }
-        x = (uint64_t)r->newest_t;
-    }
+    x = s->has_last ? x : (uint64_t)r->newest_t;
     x = x - (uint64_t)m->window_ns + 1u;
     neg = (uint64_t)0 - (x >> 63);
     q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
@@ -447,7 +444,7 @@ int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
     if (!m || !m->bytes || !r || !r->stage || !start) {
         return SQ_ERR_ARG;
     }
-    *start = newest_start(m, r);
+    *start = r->stage->has_last || r->has_blocks ? newest_start(m, r) : INT64_MIN;     /* INT64_MIN: no sample */
     return SQ_OK;
 }
 
@@ -458,6 +455,6 @@ int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_
     if (err) {
         return err;
     }
-    w->start = newest_start(m, r);      /* an empty ring: INT64_MIN, a window of no sample */
+    w->start = newest_start(m, r);      /* an empty ring: a window of no sample, unscored */
     return window(m, r, w, out);
 }
