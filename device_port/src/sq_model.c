@@ -336,7 +336,9 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
         best = raw[o] > raw[best] ? o : best;
     }
     out->value = raw[best];
-    out->cls = m->kind == SQ_MODEL_VALUE ? -1 : m->n_raw == 1u ? raw[0] > 0 : (int32_t)best;
+    /* one output: raw[0] > 0, as the sign of -raw[0] (|raw[0]| < 2^62: sums of at most 2^16 i32
+     * leaves, or of int32 accumulators) */
+    out->cls = m->kind == SQ_MODEL_VALUE ? -1 : (int32_t)(m->n_raw == 1u ? (0u - (uint64_t)raw[0]) >> 63 : best);
 #if SQ_MODEL_KINDS & SQ_MODEL_ANOMALY
     if (m->mode == SUMSQ && m->body == SQ_BODY_DENSE) {
         out->cls = raw[0] > (int64_t)sq_get_le(m->bytes + m->leaf_off, 8);   /* d² past the threshold */
