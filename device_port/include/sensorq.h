@@ -625,8 +625,7 @@ size_t sq_model_work_size(const sq_model *m);
 
 /* Features and output of the window [start_ns, start_ns + window): the ring's
  * samples in it (sealed blocks, verified as the iterator reads them, then the
- * staged ones).  out->scored = 0 if the window holds fewer than min_samples
- * (a window past the int64 time range holds none).
+ * staged ones).  out->scored = 0 if the window holds fewer than min_samples.
  * Errors: SQ_ERR_ARG (work too small, NULL), SQ_ERR_RANGE (more than
  * SQ_MODEL_MAX_WINDOW samples),
  * SQ_ERR_MISMATCH (a ring of another schema, blocks of another channel

@@ -259,7 +259,12 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
     err = b && info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH
                                                      : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
     while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
-        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w);
+        /* t in the window iff d = t − start (mod 2^64) < window; d "negative":
+         * before it, else past it.  Exact unless a sample lies more than
+         * 3·2^62 ns (438 years) before the start, where d wraps (a sample
+         * 2^63 ns or more past it only ends the walk later). */
+        uint64_t d = (uint64_t)t - (uint64_t)w->start;
+        err = d < (uint64_t)w->m->window_ns ? fold(w) : (int64_t)d < 0 ? SQ_OK : DONE;
     }
     return err;
 }
@@ -310,7 +315,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     }
 }
 
-/* Every sample of the ring in [w->start, w->end), through the query VM's walk. */
+/* Every sample of the ring in [w->start, w->start + window), through the query VM's walk. */
 static int walk_window(const sq_ring *r, sq_model_work *w)
 {
     int err = sq_ring_walk(r, visit, w);
@@ -363,10 +368,6 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
     if (m->schema != r->cfg.schema) {
         return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
     }
-    /* 0 < window <= 2^62; a window past the int64 time range wraps to an
-     * end below its start: the walk stops at the first sample (DONE before
-     * any is folded), unscored */
-    w->end = (int64_t)((uint64_t)start_ns + (uint64_t)m->window_ns);
     w->m = m;
     w->rows.channels = m->bytes + SQ_IMAGE_HEADER;
     w->rows.n = m->n_inputs;

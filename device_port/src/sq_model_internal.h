@@ -64,7 +64,7 @@ typedef struct {
     sq_rows rows;               /* the window's reader of the ring's rows (the query VM's): its col,
                                    n_inputs + 1 readers (the first: time), and cursor, one each */
     const sq_model *m;
-    int64_t start, end;         /* the window */
+    int64_t start;              /* the window's (its end: start + window, visit) */
     uint32_t n, n2;             /* samples seen by the first and second pass */
     int pass;
 } sq_model_work;
