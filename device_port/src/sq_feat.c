@@ -202,7 +202,9 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
 #endif
     for (; g < end; p += 2, g++) {
         int32_t u = signal_of(w->rows.channels, w->x + 1, p);      /* the inputs' records: the rows' channels */
-        g->u = u;
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        g->u = u;                      /* for the phase steps below */
+#endif
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (w->pass == 2) {
             uint32_t above = 16 * u - g->M >= 0;

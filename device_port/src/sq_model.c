@@ -25,6 +25,7 @@ typedef char sq_model_header_check[offsetof(sq_model, window_ns) == 40u &&
 /* An i32 of the image (little-endian, two's complement). */
 #define i32(p, n) ((int32_t)sq_le32(p, n))
 
+#define le16(p) ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8)     /* inline: no call in the loops */
 #define VOTE 0u
 #define SUMSQ 3u
 #define NO_REQUANT 255u
@@ -60,13 +61,13 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
     }
     nodes = m->bytes + m->node_off;
     for (p = m->bytes + m->body_off; p < nodes; p += 4) {        /* trees: an output and a root */
-        if (p[0] >= m->n_out || sq_le32(p + 2, 2) >= refs) {
+        if (p[0] >= m->n_out || le16(p + 2) >= refs) {
             return 0;
         }
     }
     for (i = 0; i < m->n_nodes; i++, p += NODE_SIZE) {        /* nodes: a feature and two children */
-        if (p[0] >= m->n_features || sq_le32(p + 5, 2) - i - 1u >= refs - i - 1u ||
-            sq_le32(p + 7, 2) - i - 1u >= refs - i - 1u) {
+        if (p[0] >= m->n_features || le16(p + 5) - i - 1u >= refs - i - 1u ||
+            le16(p + 7) - i - 1u >= refs - i - 1u) {
             return 0;
         }
     }
