@@ -588,10 +588,10 @@ typedef struct {
     /* from here on: the loader's */
     uint16_t n_raw;              /* public: raw outputs (sq_model_out.raw) */
     uint16_t passes, max_width, reserved4;
-    uint32_t work_size;          /* unused (0): the work size is sq_model_work_size(m) */
+    uint32_t work_size;          /* unused (not set): the work size is sq_model_work_size(m) */
     uint32_t n_steps;            /* phase steps of all spectral features */
     uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off;
-    uint32_t reserved5;          /* unused (0; version 2: the trees' init values) */
+    uint32_t reserved5;          /* unused (not set; version 2: the trees' init values) */
     const uint8_t *bytes;        /* the image (the caller's) */
 } sq_model;
 

@@ -123,11 +123,12 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
     if (!m || !bytes || !cfg) {
         return SQ_ERR_ARG;
     }
-    memset(m, 0, sizeof *m);
     if (len < SQ_IMAGE_HEADER + 4u || sq_le32(bytes, 4) != 0x31445153u) {     /* "SQD1" */
         return SQ_ERR_CORRUPT;
     }
-    memcpy(m, bytes + 4, SQ_IMAGE_HEADER - 4u);      /* the header, field for field (little-endian) */
+    /* the header, field for field (little-endian); the loader's fields after
+     * it are each set below where the build reads them (no memset) */
+    memcpy(m, bytes + 4, SQ_IMAGE_HEADER - 4u);
     if (m->version != SQ_MODEL_VERSION) {
         return SQ_ERR_VERSION;
     }
@@ -165,6 +166,9 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
         }
     }
     /* features: op, signal, frequencies of the two bands */
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+    m->n_steps = 0;
+#endif
     for (i = 0; i < m->n_features; i++, p += 4) {
         if (p[0] - 1u >= SQ_OP_RATIO || p[1] >= m->n_signals) {
             return SQ_ERR_CORRUPT;
