@@ -26,9 +26,9 @@ typedef char sq_rows_carved[offsetof(sq_model_work, rows) + offsetof(sq_rows, cu
                             (5u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) +
                              (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u)) * sizeof(void *) ? 1 : -1];
 
-uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, uint32_t n)
 {
-    uint32_t cols = m->n_inputs + 1u, k, n;
+    uint32_t cols = m->n_inputs + 1u, k;
 #if SQ_MODEL_KINDS & SQ_DENSE_KINDS
     uint32_t dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
 #endif
@@ -50,8 +50,7 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
     sq_model_work *w = (sq_model_work *)base, dummy;
     w = work ? w : &dummy;
     p += (sizeof(sq_model_work) + 7u) & ~7u;
-    /* scoring only (sq_model_predict): the codes, the outputs and the dense layers' buffers */
-    n = scoring_only ? (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u) : (uint32_t)(sizeof bytes / sizeof bytes[0]);
+    (void)sizeof(char[sizeof bytes / sizeof bytes[0] == SQ_WORK_ARRAYS ? 1 : -1]);     /* n <= the table */
     for (k = 0; k < n; k++) {
         ((sq_any_ptr *)w)[k] = (void *)p;
         p += (bytes[k] + 7u) & ~7u;
@@ -404,7 +403,7 @@ static inline __attribute__((always_inline)) int check_args(const sq_model *m, c
         return SQ_ERR_ARG;
     }
     memset(out, 0, sizeof *out);
-    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
+    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, SQ_WORK_ARRAYS) > work_len ? SQ_ERR_ARG
                                                                                                    : SQ_OK;
 }
 

@@ -227,7 +227,7 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
 
 size_t sq_model_work_size(const sq_model *m)
 {
-    return m && m->bytes ? sq_model_layout(m, NULL, NULL, 0) : 0u;
+    return m && m->bytes ? sq_model_layout(m, NULL, NULL, SQ_WORK_ARRAYS) : 0u;
 }
 
 /* ---- scoring ------------------------------------------------------------------------------ */
@@ -356,7 +356,7 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
 int sq_model_predict(const sq_model *m, const int32_t *codes, void *work, size_t work_len, sq_model_out *out)
 {
     sq_model_work *w;
-    if (!m || !m->bytes || !codes || !out || !work || sq_model_layout(m, work, &w, 1) > work_len) {
+    if (!m || !m->bytes || !codes || !out || !work || sq_model_layout(m, work, &w, SQ_SCORING_ARRAYS) > work_len) {
         return SQ_ERR_ARG;
     }
     memcpy(w->codes, codes, 4u * m->n_features);

@@ -70,9 +70,14 @@ typedef struct {
 } sq_model_work;
 
 /* Bytes of work memory m needs; with work, carve it: the sq_model_work
- * itself first (off the stack), then its arrays (scoring_only: only what
+ * itself first (off the stack), then its first n_arrays arrays (SQ_SCORING_ARRAYS: only what
  * scoring codes needs — sq_model_predict). */
-uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, int scoring_only);
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, uint32_t n_arrays);
+
+/* The arrays a window carves (all), and those scoring codes needs
+ * (sq_model_predict: the codes, the outputs and the dense layers' buffers). */
+#define SQ_WORK_ARRAYS (6u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) + (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u))
+#define SQ_SCORING_ARRAYS (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u)
 
 /* *a += v: out of line, as an inline 64-bit addition to memory takes more
  * code on a Cortex-M0+ than the call (the features' sums, the trees' outputs). */
