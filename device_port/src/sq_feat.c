@@ -47,17 +47,14 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, uint
 #endif
         cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor)};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
-    sq_model_work *w = (sq_model_work *)base, dummy;
-    w = work ? w : &dummy;
+    sq_model_work *w = (sq_model_work *)base;
     p += (sizeof(sq_model_work) + 7u) & ~7u;
     (void)sizeof(char[sizeof bytes / sizeof bytes[0] == SQ_WORK_ARRAYS ? 1 : -1]);     /* n <= the table */
     for (k = 0; k < n; k++) {
         ((sq_any_ptr *)w)[k] = (void *)p;
         p += (bytes[k] + 7u) & ~7u;
     }
-    if (wp) {
-        *wp = w;
-    }
+    *wp = w;
     return (uint32_t)(p - base) + 7u;
 }
 

@@ -227,7 +227,8 @@ int sq_model_load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream
 
 size_t sq_model_work_size(const sq_model *m)
 {
-    return m && m->bytes ? sq_model_layout(m, NULL, NULL, SQ_WORK_ARRAYS) : 0u;
+    sq_model_work scratch, *w;       /* aligned: the layout writes its pointers there, nothing past */
+    return m && m->bytes ? sq_model_layout(m, &scratch, &w, SQ_WORK_ARRAYS) : 0u;
 }
 
 /* ---- scoring ------------------------------------------------------------------------------ */

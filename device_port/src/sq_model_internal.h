@@ -69,9 +69,11 @@ typedef struct {
     int pass;
 } sq_model_work;
 
-/* Bytes of work memory m needs; with work, carve it: the sq_model_work
- * itself first (off the stack), then its first n_arrays arrays (SQ_SCORING_ARRAYS: only what
- * scoring codes needs — sq_model_predict). */
+/* Bytes of work memory m needs, and work carved (*w): the sq_model_work
+ * itself first (off the stack), then its first n_arrays arrays
+ * (SQ_SCORING_ARRAYS: only what scoring codes needs — sq_model_predict).
+ * Sizing alone passes an aligned sq_model_work as work: the pointers land
+ * there, nothing past it. */
 uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, uint32_t n_arrays);
 
 /* The arrays a window carves (all), and those scoring codes needs
