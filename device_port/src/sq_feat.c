@@ -97,11 +97,12 @@ static uint32_t isqrt32(uint32_t v)
     return r;
 }
 
-/* u² of a signal value (|u| ≤ 65536) without a 64-bit multiply. */
+/* u² of a signal value (|u| ≤ 65536) without a 64-bit multiply: the high
+ * word is a >> 16 (1 only for 65536, whose a·a wraps to 0). */
 static uint64_t square(int32_t u)
 {
     uint32_t a = (uint32_t)(u < 0 ? -u : u);
-    return a >> 16 ? (uint64_t)1 << 32 : (uint64_t)(a * a);
+    return (uint64_t)(a >> 16) << 32 | (uint32_t)(a * a);
 }
 
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
