@@ -151,7 +151,7 @@ static int32_t to_signal(int64_t v, unsigned shift)
     /* floor(v / 2^s) = ~(~v >> s) for v < 0: the magnitude's side shifted and
      * saturated to 32767 (logical shifts only), then the sign put back */
     uint64_t neg = 0u - ((uint64_t)v >> 63), a = ((uint64_t)v ^ neg) >> shift;     /* neg: all ones for v < 0 */
-    return (int32_t)((a > 32767u ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
+    return (int32_t)(((uint32_t)(a >> 32) | (uint32_t)a >> 15 ? 32767u : (uint32_t)a) ^ (uint32_t)neg);   /* a > 32767: a bit from 15 on */
 }
 
 /* The sample's value of the signal whose record (a u16 mask of inputs) is
