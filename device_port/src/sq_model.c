@@ -143,8 +143,8 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
     m->sig_off = SQ_IMAGE_HEADER + 2u * m->n_inputs;
     m->feat_off = m->sig_off + 2u * m->n_signals;
     off = m->feat_off + 4u * m->n_features;
-    if (m->kind > SQ_MODEL_ANOMALY_SCORE || m->n_inputs - 1u >= SQ_MODEL_MAX_INPUTS || !m->n_signals ||
-        !m->n_features || ((uint64_t)m->window_ns - 1u) >> 62 || ((uint64_t)m->hop_ns - 1u) >> 62 ||
+    /* (no signals: refused below, as a feature's signal must be one of them) */
+    if (m->kind > SQ_MODEL_ANOMALY_SCORE || m->n_inputs - 1u >= SQ_MODEL_MAX_INPUTS || !m->n_features || ((uint64_t)m->window_ns - 1u) >> 62 || ((uint64_t)m->hop_ns - 1u) >> 62 ||
         m->min_samples - 2u > SQ_MODEL_MAX_WINDOW - 2u || off > end) {
         return SQ_ERR_CORRUPT;
     }
