@@ -259,9 +259,10 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
                                                      : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
     while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
         /* t in the window iff d = t − start (mod 2^64) < window; d "negative":
-         * before it, else past it.  Exact unless a sample lies more than
-         * 3·2^62 ns (438 years) before the start, where d wraps (a sample
-         * 2^63 ns or more past it only ends the walk later). */
+         * before it, else past it (DONE).  Exact for samples within 2^63 ns
+         * (292 years) of the start, i.e. any ring of real times: a sample
+         * further before it (in a block reaching into the window, blocks
+         * before it being skipped above) would read as past it. */
         uint64_t d = (uint64_t)t - (uint64_t)w->start;
         err = d < (uint64_t)w->m->window_ns ? fold(w) : (int64_t)d < 0 ? SQ_OK : DONE;
     }
