@@ -277,7 +277,10 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
  * bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
  * (STD adding M(nM - 32S)), MAD 16D / (n - 1); S and D are kept times 16. */
 #define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5 | 64)
-static const uint8_t how_of[SQ_OP_RATIO + 1u] = {      /* CROSS, BAND, RATIO: 0, below */
+/* CROSS, BAND, RATIO: 0, below; a build with neither kind loads no such op
+ * (sq_model_load: SQ_ERR_UNSUPPORTED), so its table stops at MAD */
+#define HOW_OPS (SQ_MODEL_KINDS & (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL) ? SQ_OP_RATIO + 1u : SQ_OP_MAD + 1u)
+static const uint8_t how_of[HOW_OPS] = {
     0, HOW(SUM_U, 0, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 0, 1, 0)};
 
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
