@@ -136,8 +136,8 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
     if (m->length != len) {
         return SQ_ERR_CORRUPT;
     }
-    if (sq_crc32(0, bytes, end) != sq_le32(bytes + end, 4)) {
-        return SQ_ERR_CRC;
+    if (sq_crc32(0, bytes, len) != 0x2144DF1Cu) {
+        return SQ_ERR_CRC;       /* the CRC-32 of bytes and their CRC (little-endian) is this residue */
     }
     m->bytes = bytes;
     m->sig_off = SQ_IMAGE_HEADER + 2u * m->n_inputs;
