@@ -143,8 +143,12 @@ static int load(sq_model *m, const uint8_t *bytes, size_t len, const sq_stream_c
     m->sig_off = SQ_IMAGE_HEADER + 2u * m->n_inputs;
     m->feat_off = m->sig_off + 2u * m->n_signals;
     off = m->feat_off + 4u * m->n_features;
-    /* (no signals: refused below, as a feature's signal must be one of them) */
-    if (m->kind > SQ_MODEL_ANOMALY_SCORE || m->n_inputs - 1u >= SQ_MODEL_MAX_INPUTS || !m->n_features || ((uint64_t)m->window_ns - 1u) >> 62 || ((uint64_t)m->hop_ns - 1u) >> 62 ||
+    /* No signals: refused below, as a feature's signal must be one of them.
+     * The window and the hop (1 … 2^62) are the host's rule, not checked
+     * here: the device's arithmetic on them is unsigned and range-free (the
+     * window test t − start < window mod 2^64, the newest start's division,
+     * by 0 too, sq_udiv64), so any value only picks other samples, never UB. */
+    if (m->kind > SQ_MODEL_ANOMALY_SCORE || m->n_inputs - 1u >= SQ_MODEL_MAX_INPUTS || !m->n_features ||
         m->min_samples - 2u > SQ_MODEL_MAX_WINDOW - 2u || off > end) {
         return SQ_ERR_CORRUPT;
     }
