@@ -151,7 +151,8 @@ static int32_t to_signal(int64_t v, unsigned shift)
     /* floor(v / 2^s) = ~(~v >> s) for v < 0: the magnitude's side shifted and
      * saturated to 32767 (logical shifts only), then the sign put back */
     uint64_t neg = 0u - ((uint64_t)v >> 63), a = ((uint64_t)v ^ neg) >> shift;     /* neg: all ones for v < 0 */
-    return (int32_t)(((uint32_t)(a >> 32) | (uint32_t)a >> 15 ? 32767u : (uint32_t)a) ^ (uint32_t)neg);   /* a > 32767: a bit from 15 on */
+    uint32_t big = (uint32_t)(a >> 32) | (uint32_t)a >> 15;                         /* a > 32767: a bit from 15 on */
+    return (int32_t)((big ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
 }
 
 /* The sample's value of the signal whose record (a u16 mask of inputs) is
@@ -405,8 +406,9 @@ static inline __attribute__((always_inline)) int check_args(const sq_model *m, c
         return SQ_ERR_ARG;
     }
     memset(out, 0, sizeof *out);
-    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, SQ_WORK_ARRAYS) > work_len ? SQ_ERR_ARG
-                                                                                                   : SQ_OK;
+    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, SQ_WORK_ARRAYS) > work_len
+               ? SQ_ERR_ARG
+               : SQ_OK;
 }
 
 int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
@@ -426,17 +428,19 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
  * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0.  The
  * newest sample is the staging's last appended time (kept by every append,
  * carried over sealing and resume) or, with none since the mount, the
- * newest block's; read twice, as an append may land between its halves.
- * An empty ring gives some start (sq_model_score: a window of no sample;
+ * newest block's.  has_last first (once set it stays until the next mount),
+ * then the time read twice, as an append may land between its halves.  An
+ * empty ring gives some start (sq_model_score: a window of no sample;
  * sq_model_newest tells it apart). */
 static int64_t newest_start(const sq_model *m, const sq_ring *r)
 {
     const volatile sq_stage *s = r->stage;
+    uint32_t staged = s->has_last;
     uint64_t x, q, neg;
     do {
         x = (uint64_t)s->last_t;
     } while (x != (uint64_t)s->last_t);
-    x = s->has_last ? x : (uint64_t)r->newest_t;
+    x = staged ? x : (uint64_t)r->newest_t;
     x = x - (uint64_t)m->window_ns + 1u;
     neg = (uint64_t)0 - (x >> 63);
     q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */

@@ -342,13 +342,15 @@ int sq_model_eval(const sq_model *m, sq_model_work *w, sq_model_out *out)
         score_dense(m, w->codes, w->act, w->acc, w->raw);
     }
 #endif
-    /* |raw| < 2^62 (sums of at most 2^16 i32 leaves, int32 accumulators, d² of
-     * at most 1024 terms within 2^40): a > b is the sign of b - a, no 64-bit compare */
+    /* |raw| < 2^62, any image (sums of at most 2^16 i32 leaves, int32
+     * accumulators, d² of at most 1024 terms of at most 2^40): a > b is the
+     * sign of b - a, with no 64-bit compare */
     for (o = 1; o < m->n_raw; o++) {
         best = ((uint64_t)raw[best] - (uint64_t)raw[o]) >> 63 ? o : best;     /* raw[o] > raw[best] */
     }
     out->value = raw[best];
-    out->cls = m->kind == SQ_MODEL_VALUE ? -1 : (int32_t)(m->n_raw == 1u ? (0u - (uint64_t)raw[0]) >> 63 : best);   /* one: raw[0] > 0 */
+    /* one output: raw[0] > 0 */
+    out->cls = m->kind == SQ_MODEL_VALUE ? -1 : (int32_t)(m->n_raw == 1u ? (0u - (uint64_t)raw[0]) >> 63 : best);
 #if SQ_MODEL_KINDS & SQ_MODEL_ANOMALY
     if (m->mode == SUMSQ && m->body == SQ_BODY_DENSE) {
         out->cls = raw[0] > (int64_t)sq_get_le(m->bytes + m->leaf_off, 8);   /* d² past the threshold */

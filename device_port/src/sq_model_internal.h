@@ -78,7 +78,8 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, uint3
 
 /* The arrays a window carves (all), and those scoring codes needs
  * (sq_model_predict: the codes, the outputs and the dense layers' buffers). */
-#define SQ_WORK_ARRAYS (6u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) + (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u))
+#define SQ_WORK_ARRAYS \
+    (6u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) + (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u))
 #define SQ_SCORING_ARRAYS (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u)
 
 /* *a += v: out of line, as an inline 64-bit addition to memory takes more
