@@ -587,7 +587,8 @@ typedef struct {
     int64_t window_ns, hop_ns;   /* public: the model's windows */
     /* from here on: the loader's */
     uint16_t n_raw;              /* public: raw outputs (sq_model_out.raw) */
-    uint16_t passes, max_width, reserved4;
+    uint16_t passes, max_width;
+    uint16_t leaf_size;          /* trees: a leaf's bytes (n_out votes, or an i32) */
     uint32_t work_size;          /* unused (not set): the work size is sq_model_work_size(m) */
     uint32_t n_steps;            /* phase steps of all spectral features */
     uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off;

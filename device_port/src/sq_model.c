@@ -56,7 +56,8 @@ static uint32_t trees(sq_model *m, uint32_t off, uint32_t end)
     m->node_off = m->body_off + 4u * m->n_trees;
     m->leaf_off = m->node_off + NODE_SIZE * m->n_nodes;
     m->n_raw = m->n_out;
-    if (!m->n_out || m->leaf_off + (uint32_t)m->n_leaves * (m->mode == VOTE ? m->n_out : 4u) != end) {
+    m->leaf_size = (uint16_t)(m->mode == VOTE ? m->n_out : 4u);      /* kept for the walk: no multiply there */
+    if (!m->n_out || m->leaf_off + (uint32_t)m->n_leaves * m->leaf_size != end) {
         return 0;
     }
     nodes = m->bytes + m->node_off;
@@ -255,7 +256,7 @@ static void score_trees(const sq_model *m, const int32_t *codes, int64_t *acc)
             const uint8_t *nd = m->bytes + m->node_off + ref * NODE_SIZE;
             ref = sq_le32(nd + (codes[nd[0]] <= i32(nd + 1, 4) ? 5u : 7u), 2);
         }
-        leaf = m->bytes + m->leaf_off + (ref - m->n_nodes) * nv * lw;
+        leaf = m->bytes + m->leaf_off + (ref - m->n_nodes) * m->leaf_size;
         for (o = 0; o < nv; o++, leaf += lw) {
             sq_add64(&acc[nv == 1u ? t[0] : o], (int32_t)sq_le32(leaf, lw));    /* u8 votes; an i32 as it is */
         }
