@@ -322,8 +322,8 @@ def test_binding_on_the_host_by_channel_name_and_type(dev):
 def test_other_versions_and_damage_are_refused_by_code(dev):
     image = device_image(demo_model(), MOTION_RING)
     cfg = ring_cfg(MOTION_RING)
-    assert image[4] == 2
-    for version in (1, 3):                 # version 1 (variable tree widths) and a later one: refused by name
+    assert image[4] == 3
+    for version in (1, 2, 4):              # versions 1 (tree widths) and 2 (leaf bit), and a later one: refused by name
         other = bytearray(image)
         other[4] = version
         assert load_status(dev, recrc(bytes(other)), cfg) == "SQ_ERR_VERSION"
@@ -372,17 +372,17 @@ def test_hostile_images_each_rule(dev):
     image = device_image(demo_model(), MOTION_RING)
     cfg = ring_cfg(MOTION_RING)
     at, F = image_sections(image), FIELD_AT
-    assert at["node_size"] == 9                     # version 2: u8 feature, i32 threshold, u16 left, u16 right
+    assert at["node_size"] == 9                     # version 3: u8 feature, i32 threshold, u16 left, u16 right
     node = lambda i, field: at["nodes"] + 9 * i + {"f": 0, "l": 5, "r": 7}[field]  # noqa: E731
-    ref, leaf = "<H", 0x8000
-    # an internal node whose child is itself, an earlier node, past the table; a leaf past it
-    internal = [i for i in range(at["n_nodes"]) if not struct.unpack_from(ref, image, node(i, "l"))[0] & leaf]
+    ref, leaf = "<H", at["n_nodes"]                 # references from n_nodes on are leaves
+    # an internal node whose child is itself, an earlier node; a leaf past the table (two ways), a root too
+    internal = [i for i in range(at["n_nodes"]) if struct.unpack_from(ref, image, node(i, "l"))[0] < leaf]
     i = internal[-1]
     corrupt = [patched(image, node(i, "l"), ref, i), patched(image, node(i, "l"), ref, 0),
-               patched(image, node(0, "r"), ref, at["n_nodes"]),
-               patched(image, node(0, "r"), ref, leaf | at["n_leaves"]),
+               patched(image, node(0, "r"), ref, leaf + at["n_leaves"]),
+               patched(image, node(0, "r"), ref, 0xFFFF), patched(image, at["trees"] + 2, "<H", 0xFFFF),
                patched(image, node(0, "f"), "<B", 9),                              # feature 9 of 9
-               patched(image, at["trees"] + 2, "<H", at["n_nodes"]),               # a root past the nodes
+               patched(image, at["trees"] + 2, "<H", leaf + at["n_leaves"]),       # a root past the leaves
                patched(image, at["features"], "<B", 0), patched(image, at["features"], "<B", 11),   # op codes
                patched(image, at["features"] + 1, "<B", 6),                        # signal 6 of 6
                patched(image, at["signals"], "<H", 0), patched(image, at["signals"], "<H", 1 << 6),
@@ -391,15 +391,35 @@ def test_hostile_images_each_rule(dev):
                patched(image, F["n_leaves"], "<H", at["n_leaves"] - 1),
                patched(image, F["n_out"], "<B", 0), patched(image, F["body"], "<B", 3),
                patched(image, F["kind"], "<B", 3),
-               patched(image, F["hop_ns"], "<q", 0), patched(image, F["window_ns"], "<q", -5),
-               patched(image, F["window_ns"], "<q", 2**62 + 1), patched(image, F["min_samples"], "<I", 1),
+               patched(image, F["min_samples"], "<I", 1), patched(image, F["min_samples"], "<I", 2**19 + 1),
                patched(image, F["n_inputs"], "<B", 17), patched(image, F["n_features"], "<B", 10)]
     for n, bad in enumerate(corrupt):
         assert load_status(dev, bad, cfg) == "SQ_ERR_CORRUPT", n
     assert load_status(dev, patched(image, at["inputs"], "<B", 6), cfg) == "SQ_ERR_MISMATCH"   # channel 6 of 6
     assert load_status(dev, patched(image, F["schema"], "<I", cfg.schema ^ 1), cfg) == "SQ_ERR_MISMATCH"
-    # a forward reference into the next tree is harmless: accepted (the walk still ends)
+    # a forward reference into the next tree is harmless: accepted (the walk still ends); a root or a
+    # child may be any leaf
     assert load_status(dev, patched(image, node(0, "r"), ref, at["n_nodes"] - 1), cfg) == "SQ_OK"
+    assert load_status(dev, patched(image, node(i, "l"), ref, leaf + at["n_leaves"] - 1), cfg) == "SQ_OK"
+    assert load_status(dev, patched(image, at["trees"] + 2, "<H", leaf), cfg) == "SQ_OK"
+    # the window and the hop outside 1 … 2^62 are the host's rule (version 3's loader leaves them):
+    # the device's arithmetic on them is unsigned, so such an image scores other samples or none,
+    # never an error of its own (the sanitized harness scores mutated headers under UBSan)
+    ring = dev.ring([d for _, d in MOTION_RING], 16, region_len=40_000, schema=cfg.schema)
+    t = np.arange(200, dtype=np.int64) * 10**7
+    ring.append_many(t, [np.arange(200, dtype=np.int16)] * len(MOTION_RING))
+    for field, value in (("hop_ns", 0), ("hop_ns", -3), ("window_ns", 0), ("window_ns", -5),
+                         ("window_ns", 2**62 + 1), ("window_ns", 2**63 - 1)):
+        odd = patched(image, F[field], "<q", value)
+        assert load_status(dev, odd, cfg) == "SQ_OK", field
+        dm = DeviceModel(dev, odd, cfg)
+        for start in (-2**63, 0, int(t[100]), 2**63 - 10**6):
+            try:
+                dm.window(ring, start)
+            except DeviceError as exc:      # more than SQ_MODEL_MAX_WINDOW samples: not here
+                raise AssertionError(f"{field}={value} start={start}: {exc}") from exc
+        dm.score(ring)
+        dm.newest(ring)
 
 
 def corpus():

@@ -559,7 +559,7 @@ int sq_query_run_blocks(sq_query_state *state, const uint8_t *code, size_t code_
 #ifndef SQ_MODEL_KINDS
 #define SQ_MODEL_KINDS 63u
 #endif
-#define SQ_MODEL_VERSION 2u          /* device image format version read (version 1 is refused) */
+#define SQ_MODEL_VERSION 3u          /* device image format version read (versions 1 and 2 are refused) */
 #define SQ_MODEL_MAX_INPUTS 16u
 #define SQ_MODEL_MAX_WINDOW (1u << 19)   /* samples in one window */
 
@@ -577,7 +577,7 @@ typedef struct {
     uint8_t n_inputs, n_signals, n_features;
     uint8_t n_classes;           /* public: classes of a classifier (0 otherwise) */
     uint8_t n_out;               /* trees: outputs; dense: layers */
-    uint8_t reserved1[3];        /* 0 (version 1: the trees' field widths; version 2's are fixed) */
+    uint8_t reserved1[3];        /* 0 (version 1: the trees' field widths; later versions' are fixed) */
     uint16_t n_trees, n_nodes, n_leaves, reserved2;
     uint32_t length;             /* the image's bytes */
     uint32_t schema;             /* the ring's schema hash the image was bound to */
@@ -587,10 +587,12 @@ typedef struct {
     int64_t window_ns, hop_ns;   /* public: the model's windows */
     /* from here on: the loader's */
     uint16_t n_raw;              /* public: raw outputs (sq_model_out.raw) */
-    uint16_t passes, max_width, reserved4;
-    uint32_t work_size;          /* unused (0): the work size is sq_model_work_size(m) */
+    uint16_t passes, max_width;
+    uint16_t leaf_size;          /* trees: a leaf's bytes (n_out votes, or an i32) */
+    uint32_t work_size;          /* unused (not set): the work size is sq_model_work_size(m) */
     uint32_t n_steps;            /* phase steps of all spectral features */
-    uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off, init_off;
+    uint32_t sig_off, feat_off, steps_off, body_off, node_off, leaf_off;
+    uint32_t reserved5;          /* unused (not set; version 2: the trees' init values) */
     const uint8_t *bytes;        /* the image (the caller's) */
 } sq_model;
 
@@ -626,7 +628,7 @@ size_t sq_model_work_size(const sq_model *m);
  * samples in it (sealed blocks, verified as the iterator reads them, then the
  * staged ones).  out->scored = 0 if the window holds fewer than min_samples.
  * Errors: SQ_ERR_ARG (work too small, NULL), SQ_ERR_RANGE (more than
- * SQ_MODEL_MAX_WINDOW samples, or a window past the int64 time range),
+ * SQ_MODEL_MAX_WINDOW samples),
  * SQ_ERR_MISMATCH (a ring of another schema, blocks of another channel
  * count), SQ_ERR_CORRUPT / SQ_ERR_CRC (a damaged block), SQ_ERR_IO. */
 int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work,
@@ -635,8 +637,8 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
 /* The newest whole window of the ring: the one that starts at
  * floor((newest + 1 − window) / hop) · hop, newest being the ring's newest
  * sample (as the host's derived stream: its "now").  SQ_OK with
- * out->scored = 0 when the ring is empty or the window is short.  Errors: as
- * sq_model_window. */
+ * out->scored = 0 when the ring is empty (out->start is then meaningless)
+ * or the window is short.  Errors: as sq_model_window. */
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len,
                    sq_model_out *out);
 

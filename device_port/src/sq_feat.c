@@ -26,9 +26,9 @@ typedef char sq_rows_carved[offsetof(sq_model_work, rows) + offsetof(sq_rows, cu
                             (5u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) +
                              (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u)) * sizeof(void *) ? 1 : -1];
 
-uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int scoring_only)
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, uint32_t n)
 {
-    uint32_t cols = m->n_inputs + 1u, k, n;
+    uint32_t cols = m->n_inputs + 1u, k;
 #if SQ_MODEL_KINDS & SQ_DENSE_KINDS
     uint32_t dense = m->body == SQ_BODY_DENSE ? m->max_width : 0u;
 #endif
@@ -47,18 +47,14 @@ uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **wp, int 
 #endif
         cols * (uint32_t)sizeof(sq_col), cols * (uint32_t)sizeof(sq_dict_cursor)};
     uintptr_t base = ((uintptr_t)work + 7u) & ~(uintptr_t)7u, p = base;
-    sq_model_work *w = (sq_model_work *)base, dummy;
-    w = work ? w : &dummy;
+    sq_model_work *w = (sq_model_work *)base;
     p += (sizeof(sq_model_work) + 7u) & ~7u;
-    /* scoring only (sq_model_predict): the codes, the outputs and the dense layers' buffers */
-    n = scoring_only ? (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u) : (uint32_t)(sizeof bytes / sizeof bytes[0]);
+    (void)sizeof(char[sizeof bytes / sizeof bytes[0] == SQ_WORK_ARRAYS ? 1 : -1]);     /* n <= the table */
     for (k = 0; k < n; k++) {
         ((sq_any_ptr *)w)[k] = (void *)p;
         p += (bytes[k] + 7u) & ~7u;
     }
-    if (wp) {
-        *wp = w;
-    }
+    *wp = w;
     return (uint32_t)(p - base) + 7u;
 }
 
@@ -101,11 +97,12 @@ static uint32_t isqrt32(uint32_t v)
     return r;
 }
 
-/* u² of a signal value (|u| ≤ 65536) without a 64-bit multiply. */
+/* u² of a signal value (|u| ≤ 65536) without a 64-bit multiply: the high
+ * word is a >> 16 (1 only for 65536, whose a·a wraps to 0). */
 static uint64_t square(int32_t u)
 {
     uint32_t a = (uint32_t)(u < 0 ? -u : u);
-    return a >> 16 ? (uint64_t)1 << 32 : (uint64_t)(a * a);
+    return (uint64_t)(a >> 16) << 32 | (uint32_t)(a * a);
 }
 
 #if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
@@ -154,7 +151,8 @@ static int32_t to_signal(int64_t v, unsigned shift)
     /* floor(v / 2^s) = ~(~v >> s) for v < 0: the magnitude's side shifted and
      * saturated to 32767 (logical shifts only), then the sign put back */
     uint64_t neg = 0u - ((uint64_t)v >> 63), a = ((uint64_t)v ^ neg) >> shift;     /* neg: all ones for v < 0 */
-    return (int32_t)((a > 32767u ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
+    uint32_t big = (uint32_t)(a >> 32) | (uint32_t)a >> 15;                         /* a > 32767: a bit from 15 on */
+    return (int32_t)((big ? 32767u : (uint32_t)a) ^ (uint32_t)neg);
 }
 
 /* The sample's value of the signal whose record (a u16 mask of inputs) is
@@ -201,8 +199,10 @@ static int __attribute__((noinline)) fold(sq_model_work *w)
     }
 #endif
     for (; g < end; p += 2, g++) {
-        int32_t u = signal_of(m->bytes + SQ_IMAGE_HEADER, w->x + 1, p);
-        g->u = u;
+        int32_t u = signal_of(w->rows.channels, w->x + 1, p);      /* the inputs' records: the rows' channels */
+#if SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL
+        g->u = u;                      /* for the phase steps below */
+#endif
 #if SQ_MODEL_KINDS & SQ_MODEL_CROSSINGS
         if (w->pass == 2) {
             uint32_t above = 16 * u - g->M >= 0;
@@ -259,7 +259,13 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
     err = b && info->n_channels != r->cfg.n_channels ? SQ_ERR_MISMATCH
                                                      : sq_rows_open(&w->rows, &r->cfg, b, info, half, r->st);
     while (!err && (err = sq_rows_next(&w->rows, &t, w->x)) > 0) {
-        err = t >= w->end ? DONE : t < w->start ? SQ_OK : fold(w);
+        /* t in the window iff d = t − start (mod 2^64) < window; d "negative":
+         * before it, else past it (DONE).  Exact for samples within 2^63 ns
+         * (292 years) of the start, i.e. any ring of real times: a sample
+         * further before it (in a block reaching into the window, blocks
+         * before it being skipped above) would read as past it. */
+        uint64_t d = (uint64_t)t - (uint64_t)w->start;
+        err = d < (uint64_t)w->m->window_ns ? fold(w) : (int64_t)d < 0 ? SQ_OK : DONE;
     }
     return err;
 }
@@ -267,11 +273,15 @@ static int visit(void *ctx, const sq_ring *r, const uint8_t *b, const sq_stage_v
 /* ---- the codes -------------------------------------------------------------------------------- */
 
 /* How a first-pass feature's code follows from its signal's sums (MIN, MAX
- * and PTP: 0, from the extremes): sum (bits 0-1) times 16^(bits 2-3), over
- * n - bit 4, rooted if bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
+ * and PTP: 0, from the extremes): sum (bits 0-1) times 16^k (k in bits 2-3:
+ * how & 12 is 4k, the shift of 16^k as it stands), over n - bit 4, rooted if
+ * bit 5 (bit 6: from the sums) — MEAN 16S / n, STD and RMS 256Q / n rooted
  * (STD adding M(nM - 32S)), MAD 16D / (n - 1); S and D are kept times 16. */
 #define HOW(sum, scale, minus, root) ((sum) | (scale) << 2 | (minus) << 4 | (root) << 5 | 64)
-static const uint8_t how_of[SQ_OP_RATIO + 1u] = {      /* CROSS, BAND, RATIO: 0, below */
+/* CROSS, BAND, RATIO: 0, below; a build with neither kind loads no such op
+ * (sq_model_load: SQ_ERR_UNSUPPORTED), so its table stops at MAD */
+#define HOW_OPS (SQ_MODEL_KINDS & (SQ_MODEL_CROSSINGS | SQ_MODEL_SPECTRAL) ? SQ_OP_RATIO + 1u : SQ_OP_MAD + 1u)
+static const uint8_t how_of[HOW_OPS] = {
     0, HOW(SUM_U, 0, 0, 0), HOW(SUM_SQ, 2, 0, 1), 0, 0, HOW(SUM_SQ, 2, 0, 1), 0, HOW(SUM_DIFF, 0, 1, 0)};
 
 static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_work *w)
@@ -286,7 +296,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
         v = op == SQ_OP_MIN ? g->mn : v;
         if (how) {
             /* STD: Σ(16u − M)² = 256Q − 32MS + nM²; RMS: Σ(16u)² = 256Q; MEAN 16S; MAD 16D over n − 1 */
-            v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (4u * ((how >> 2) & 3u))));   /* the VM's multiply: no 64-bit shift */
+            v = (int64_t)((uint64_t)g->sum[how & 3u] * (1u << (how & 12u)));   /* the VM's multiply: no 64-bit shift */
             v += op == SQ_OP_STD ? M * ((int64_t)n * M - 2 * g->sum[SUM_U]) : 0;
             v = rdiv(v, n - ((how >> 4) & 1u));
             v = how & 32u ? (int64_t)isqrt64((uint64_t)v) : v;
@@ -309,7 +319,7 @@ static void __attribute__((noinline)) feature_codes(const sq_model *m, sq_model_
     }
 }
 
-/* Every sample of the ring in [w->start, w->end), through the query VM's walk. */
+/* Every sample of the ring in [w->start, w->start + window), through the query VM's walk. */
 static int walk_window(const sq_ring *r, sq_model_work *w)
 {
     int err = sq_ring_walk(r, visit, w);
@@ -362,10 +372,6 @@ static int __attribute__((noinline)) window(const sq_model *m, const sq_ring *r,
     if (m->schema != r->cfg.schema) {
         return SQ_ERR_MISMATCH;               /* the image was bound to another ring */
     }
-    w->end = (int64_t)((uint64_t)start_ns + (uint64_t)m->window_ns);     /* 0 < window <= 2^62 */
-    if (w->end < start_ns) {
-        return SQ_ERR_RANGE;           /* past the int64 time range */
-    }
     w->m = m;
     w->rows.channels = m->bytes + SQ_IMAGE_HEADER;
     w->rows.n = m->n_inputs;
@@ -400,8 +406,9 @@ static inline __attribute__((always_inline)) int check_args(const sq_model *m, c
         return SQ_ERR_ARG;
     }
     memset(out, 0, sizeof *out);
-    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, 0) > work_len ? SQ_ERR_ARG
-                                                                                                   : SQ_OK;
+    return !m || !m->bytes || !r || !r->stage || !work || sq_model_layout(m, work, w, SQ_WORK_ARRAYS) > work_len
+               ? SQ_ERR_ARG
+               : SQ_OK;
 }
 
 int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void *work, size_t work_len,
@@ -416,18 +423,24 @@ int sq_model_window(const sq_model *m, const sq_ring *r, int64_t start_ns, void 
     return window(m, r, w, out);
 }
 
-/* The start of the ring's newest whole window (INT64_MIN: no sample):
+/* The start of the ring's newest whole window:
  * floor((newest + 1 − window) / hop) · hop, wrapping (no UB) for times
- * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0. */
+ * within 2^62 of INT64_MIN only; floor(x / h) = ~(~x / h) for x < 0.  The
+ * newest sample is the staging's last appended time (kept by every append,
+ * carried over sealing and resume) or, with none since the mount, the
+ * newest block's.  has_last first (once set it stays until the next mount),
+ * then the time read twice, as an append may land between its halves.  An
+ * empty ring gives some start (sq_model_score: a window of no sample;
+ * sq_model_newest tells it apart). */
 static int64_t newest_start(const sq_model *m, const sq_ring *r)
 {
-    sq_stage_view view[2];
-    int n = sq_ring_stage_view(r, view);
+    const volatile sq_stage *s = r->stage;
+    uint32_t staged = s->has_last;
     uint64_t x, q, neg;
-    if (!n && !r->has_blocks) {
-        return INT64_MIN;
-    }
-    x = n ? sq_get_le(view[n - 1].data + 8u * (view[n - 1].count - 1u), 8) : (uint64_t)r->newest_t;
+    do {
+        x = (uint64_t)s->last_t;
+    } while (x != (uint64_t)s->last_t);
+    x = staged ? x : (uint64_t)r->newest_t;
     x = x - (uint64_t)m->window_ns + 1u;
     neg = (uint64_t)0 - (x >> 63);
     q = sq_udiv64(x ^ neg, (uint64_t)m->hop_ns, NULL) ^ neg;   /* the VM's division */
@@ -439,18 +452,17 @@ int sq_model_newest(const sq_model *m, const sq_ring *r, int64_t *start)
     if (!m || !m->bytes || !r || !r->stage || !start) {
         return SQ_ERR_ARG;
     }
-    *start = newest_start(m, r);
+    *start = r->stage->has_last || r->has_blocks ? newest_start(m, r) : INT64_MIN;     /* INT64_MIN: no sample */
     return SQ_OK;
 }
 
 int sq_model_score(const sq_model *m, const sq_ring *r, void *work, size_t work_len, sq_model_out *out)
 {
     sq_model_work *w;
-    int64_t start;
     int err = check_args(m, r, work, work_len, out, &w);
-    if (err || (start = newest_start(m, r)) == INT64_MIN) {
+    if (err) {
         return err;
     }
-    w->start = start;
+    w->start = newest_start(m, r);      /* an empty ring: a window of no sample, unscored */
     return window(m, r, w, out);
 }

@@ -64,15 +64,23 @@ typedef struct {
     sq_rows rows;               /* the window's reader of the ring's rows (the query VM's): its col,
                                    n_inputs + 1 readers (the first: time), and cursor, one each */
     const sq_model *m;
-    int64_t start, end;         /* the window */
+    int64_t start;              /* the window's (its end: start + window, visit) */
     uint32_t n, n2;             /* samples seen by the first and second pass */
     int pass;
 } sq_model_work;
 
-/* Bytes of work memory m needs; with work, carve it: the sq_model_work
- * itself first (off the stack), then its arrays (scoring_only: only what
- * scoring codes needs — sq_model_predict). */
-uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, int scoring_only);
+/* Bytes of work memory m needs, and work carved (*w): the sq_model_work
+ * itself first (off the stack), then its first n_arrays arrays
+ * (SQ_SCORING_ARRAYS: only what scoring codes needs — sq_model_predict).
+ * Sizing alone passes an aligned sq_model_work as work: the pointers land
+ * there, nothing past it. */
+uint32_t sq_model_layout(const sq_model *m, void *work, sq_model_work **w, uint32_t n_arrays);
+
+/* The arrays a window carves (all), and those scoring codes needs
+ * (sq_model_predict: the codes, the outputs and the dense layers' buffers). */
+#define SQ_WORK_ARRAYS \
+    (6u + (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 2u : 0u) + (SQ_MODEL_KINDS & SQ_MODEL_SPECTRAL ? 2u : 0u))
+#define SQ_SCORING_ARRAYS (SQ_MODEL_KINDS & SQ_DENSE_KINDS ? 4u : 2u)
 
 /* *a += v: out of line, as an inline 64-bit addition to memory takes more
  * code on a Cortex-M0+ than the call (the features' sums, the trees' outputs). */

@@ -29,7 +29,7 @@ from ..models.model import NO_REQUANT, SUMSQ, VOTE, DenseBody, Model, TreeBody
 from ..schema import Channel
 
 MAGIC = b"SQD1"
-VERSION = 2                      # version 1 (variable tree widths) is refused by the device
+VERSION = 3                      # versions 1 (variable tree widths) and 2 (leaf bit) are refused by the device
 # docs/models.md §11: magic, then sq_model's first 56 bytes as they are
 HEADER = struct.Struct("<4s12B4H5I2q")           # 60 bytes
 FIELDS = ("magic", "version", "body", "kind", "mode", "n_inputs", "n_signals", "n_features", "n_classes",
@@ -39,7 +39,6 @@ _SIZES = [4] + [1] * 12 + [2] * 4 + [4] * 5 + [8] * 2
 FIELD_AT = {name: sum(_SIZES[:i]) for i, name in enumerate(FIELDS)}      # offsets in the image
 INT_DTYPES = ("int8", "int16", "int32", "int64")
 NODE_SIZE = 9                    # u8 feature, i32 threshold, u16 left, u16 right
-LEAF_BIT = 0x8000
 
 
 def device_stream_schema(channels) -> int:
@@ -114,20 +113,28 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
 
 
 def _trees(b: TreeBody) -> tuple[tuple, bytes]:
-    """(n_out, n_trees, n_nodes, n_leaves), and init, the trees, the nodes,
-    the leaf table, in version 2's fixed widths: i32 thresholds, u16
-    references (leaf bit 0x8000), u8 votes (VOTE) or i32 leaf values."""
-    n_nodes = int(b.tree_start[-1])
-    if n_nodes >= LEAF_BIT or b.leaves.shape[0] >= LEAF_BIT:
-        raise SensorqError(f"{n_nodes} nodes and {b.leaves.shape[0]} leaves: a device image holds at most "
-                           f"{LEAF_BIT - 1} of each (u16 references)")
+    """(n_out, n_trees, n_nodes, n_leaves), and the trees, the nodes, the
+    leaf table, in version 3's fixed widths: i32 thresholds, u16 references
+    (a node's index, or n_nodes + a leaf's), u8 votes (VOTE) or i32 leaf
+    values.  The outputs start at 0: nonzero init values become trees of one
+    leaf after the others (SUM, MEAN: one per output; VOTE: one whose votes
+    are the init values, 0 … 255)."""
+    vote = b.mode == VOTE
+    init = np.asarray(b.init, np.int64)
+    if vote and init.any() and (init.min() < 0 or init.max() > 255):
+        raise SensorqError("a voting ensemble's initial values must be votes (0 … 255) for a device image")
+    extra = ([(0, init)] if init.any() else []) if vote else [(o, init[o:o + 1]) for o in range(b.n_out) if init[o]]
+    n_nodes, n_leaves = int(b.tree_start[-1]), b.leaves.shape[0] + len(extra)
+    if n_nodes + n_leaves > 0xFFFF:
+        raise SensorqError(f"{n_nodes} nodes and {n_leaves} leaves: a device image holds at most "
+                           f"65,535 together (u16 references)")
 
     def ref(r: int, base: int) -> int:           # a leaf ~k or an internal node of the tree, made global
-        return LEAF_BIT | ~r if r < 0 else base + r
+        return n_nodes + ~r if r < 0 else base + r
 
-    out = [np.asarray(b.init, "<i4").tobytes()]
-    out += [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
-            for t in range(b.n_trees)]
+    out = [struct.pack("<BBH", int(b.tree_out[t]), 0, ref(int(b.roots[t]), int(b.tree_start[t])))
+           for t in range(b.n_trees)]
+    out += [struct.pack("<BBH", o, 0, n_nodes + b.leaves.shape[0] + k) for k, (o, _) in enumerate(extra)]
     nodes = np.zeros(n_nodes, np.dtype([("f", "u1"), ("t", "<i4"), ("l", "<u2"), ("r", "<u2")]))
     for t in range(b.n_trees):
         lo, hi = int(b.tree_start[t]), int(b.tree_start[t + 1])
@@ -136,8 +143,10 @@ def _trees(b: TreeBody) -> tuple[tuple, bytes]:
         nodes["l"][lo:hi] = [ref(int(r), lo) for r in b.left[lo:hi]]
         nodes["r"][lo:hi] = [ref(int(r), lo) for r in b.right[lo:hi]]
     out.append(nodes.tobytes())
-    out.append(np.asarray(b.leaves, "u1" if b.mode == VOTE else "<i4").tobytes())
-    return (b.n_out, b.n_trees, n_nodes, b.leaves.shape[0]), b"".join(out)
+    leaves = np.concatenate([np.asarray(b.leaves, np.int64).reshape(b.leaves.shape[0], b.n_values)]
+                            + [np.asarray(v, np.int64).reshape(1, b.n_values) for _, v in extra])
+    out.append(leaves.astype("u1" if vote else "<i4").tobytes())
+    return (b.n_out, b.n_trees + len(extra), n_nodes, n_leaves), b"".join(out)
 
 
 def _dense(b: DenseBody) -> bytes:
@@ -177,8 +186,7 @@ def image_sections(data: bytes) -> dict:
     at["steps"] = at["features"] + 4 * h["n_features"]
     p = at["body_start"] = at["steps"] + 4 * sum(f[2] + f[3] for f in feats)
     if h["body"] == 1:
-        at["init"] = p
-        at["trees"] = at["init"] + 4 * h["n_out"]
+        at["trees"] = p
         at["nodes"] = at["trees"] + 4 * h["n_trees"]
         at["node_size"] = NODE_SIZE
         at["leaves"] = at["nodes"] + at["node_size"] * h["n_nodes"]

@@ -52,9 +52,9 @@ class ModelStruct(ctypes.Structure):
                 + [(n, ctypes.c_uint16) for n in ("n_trees", "n_nodes", "n_leaves", "reserved2")]
                 + [(n, ctypes.c_uint32) for n in ("length", "schema", "out_schema", "min_samples", "reserved3")]
                 + [("window_ns", ctypes.c_int64), ("hop_ns", ctypes.c_int64)]
-                + [(n, ctypes.c_uint16) for n in ("n_raw", "passes", "max_width", "reserved4")]
+                + [(n, ctypes.c_uint16) for n in ("n_raw", "passes", "max_width", "leaf_size")]
                 + [(n, ctypes.c_uint32) for n in ("work_size", "n_steps", "sig_off", "feat_off", "steps_off",
-                                                   "body_off", "node_off", "leaf_off", "init_off")]
+                                                   "body_off", "node_off", "leaf_off", "reserved5")]
                 + [("bytes", ctypes.c_void_p)])
 
 
