@@ -176,6 +176,21 @@ def test_symbol_values_lie_within_the_value_span():
     assert not codec & ENTROPY and (both_decode(section, len(wide), codec)[1] == wide).all()
 
 
+@pytest.mark.parametrize("low", [0, 3, 2**54 - 5, 2**54 - 4, 2**60, 2**64 - 2**53])
+def test_symbol_values_far_from_zero_decode_exactly(low):
+    """The decoder's slots hold a symbol's value itself while every value of
+    the payload is under 2^54, else its offset from the smallest (added after
+    the decode loop): both forms, and the boundary between them, decode to
+    the values that went in, in both decoders."""
+    rng = np.random.default_rng(low % 1000)
+    symbols = [low, low + 1, low + 4]           # the largest under 2^54 or not, around the boundary
+    words = [symbols[k] for k in rng.choice(3, 203, p=[0.7, 0.2, 0.1])]
+    payload = reference_payload(words, symbols, [20, 8, 4], 5)
+    section = np.frombuffer((0).to_bytes(8, "little") + payload, np.uint8)
+    status, decoded = both_decode(section, len(words), ENTROPY)
+    assert status == 0 and decoded.tolist() == words
+
+
 # --- round trips through the encoder ------------------------------------------------
 
 @st.composite

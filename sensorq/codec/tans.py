@@ -75,8 +75,8 @@ def spread(freqs, n_symbols, table_log, slot_symbol):
 
 
 @cached(_STAMP, nogil=True)
-def _decoding_table(freqs, n_symbols, table_log, values, table, next_k):
-    """table[x] := (symbol[x]'s value − values[0]) << 10 | base << 3 | nb.
+def _decoding_table(freqs, n_symbols, table_log, values, offset, table, next_k):
+    """table[x] := (symbol[x]'s value − offset) << 10 | base << 3 | nb.
     ``next_k``: working space (n_symbols)."""
     size = 1 << table_log
     spread(freqs, n_symbols, table_log, table)
@@ -87,7 +87,7 @@ def _decoding_table(freqs, n_symbols, table_log, values, table, next_k):
         k = next_k[s]
         next_k[s] = k + 1
         nb = table_log + 1 - bit_length(U64(k))
-        table[x] = np.int64(((values[s] - values[0]) << U64(10))) | (((k << nb) - size) << 3) | nb
+        table[x] = np.int64(((values[s] - offset) << U64(10))) | (((k << nb) - size) << 3) | nb
 
 
 # --- encoding ------------------------------------------------------------------
@@ -487,8 +487,15 @@ def read(buf, pos, end, n, order, out):
     if placed >= size:
         return ERR_BAD_CODE
     table = np.empty(size, np.int64)
-    _decoding_table(freqs, n_symbols, table_log, values, table, np.empty(MAX_SYMBOLS, np.int64))
-    status, bit_pos = _decode_states(stream, bit_pos, limit, table_log, table, values[0], out[lead:n])
+    # The slots hold the symbols' values themselves when they fit the slot's
+    # 54 bits (then the decode loop adds nothing: ~8 % of a step), else
+    # their offsets from v_0, added after the loop
+    offset = values[0] if values[n_symbols - 1] >= VALUE_SPAN else ZERO
+    _decoding_table(freqs, n_symbols, table_log, values, offset, table, np.empty(MAX_SYMBOLS, np.int64))
+    status, bit_pos = _decode_states(stream, bit_pos, limit, table_log, table, out[lead:n])
+    if offset != ZERO:
+        for i in range(lead, n):
+            out[i] += offset
     if status != OK:
         return status
     if (bit_pos + 7) // 8 != end - pos:
@@ -523,10 +530,10 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
 
 
 @cached(_STAMP, nogil=True)
-def _decode_states(stream, bit_pos, limit, table_log, table, v0, out):
+def _decode_states(stream, bit_pos, limit, table_log, table, out):
     """The states from ``bit_pos`` of ``stream`` (zero-padded by 16 bytes
-    past ``limit`` bits), then every symbol of out (its value v0 + the
-    table's).  Returns (status, the bit after the stream).
+    past ``limit`` bits), then every symbol of out (its value in the
+    table's slot: the caller adds the table's offset).  Returns (status, the bit after the stream).
 
     Eight symbols a step, their bits (≤ 8 L ≤ 56) taken from one 64-bit
     word loaded at the step's byte (so ≤ 7 + 56 bits are needed of it)."""
@@ -542,14 +549,14 @@ def _decode_states(stream, bit_pos, limit, table_log, table, v0, out):
         e0, e1, e2, e3 = U64(table[U64(x0)]), U64(table[U64(x1)]), U64(table[U64(x2)]), U64(table[U64(x3)])
         e4, e5, e6, e7 = U64(table[U64(x4)]), U64(table[U64(x5)]), U64(table[U64(x6)]), U64(table[U64(x7)])
         at = U64(step * STATES)
-        out[at] = v0 + (e0 >> ten)
-        out[at + U64(1)] = v0 + (e1 >> ten)
-        out[at + U64(2)] = v0 + (e2 >> ten)
-        out[at + U64(3)] = v0 + (e3 >> ten)
-        out[at + U64(4)] = v0 + (e4 >> ten)
-        out[at + U64(5)] = v0 + (e5 >> ten)
-        out[at + U64(6)] = v0 + (e6 >> ten)
-        out[at + U64(7)] = v0 + (e7 >> ten)
+        out[at] = e0 >> ten
+        out[at + U64(1)] = e1 >> ten
+        out[at + U64(2)] = e2 >> ten
+        out[at + U64(3)] = e3 >> ten
+        out[at + U64(4)] = e4 >> ten
+        out[at + U64(5)] = e5 >> ten
+        out[at + U64(6)] = e6 >> ten
+        out[at + U64(7)] = e7 >> ten
         o1 = e0 & U64(7)
         o2 = o1 + (e1 & U64(7))
         o3 = o2 + (e2 & U64(7))
@@ -574,7 +581,7 @@ def _decode_states(stream, bit_pos, limit, table_log, table, v0, out):
     for i in range(steps * STATES, m):      # the last few (< 8): the bit reads stay in the padding
         j = i & (STATES - 1)
         e = U64(table[U64(states[j])])
-        out[i] = v0 + (e >> ten)
+        out[i] = e >> ten
         states[j] = _next_state(e, get_bits(stream, 0, stream.shape[0], bit_pos, table_log), ZERO)
         bit_pos += np.int64(e & U64(7))
     if bit_pos > limit:
