@@ -533,7 +533,8 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
 def _decode_states(stream, bit_pos, limit, table_log, table, out):
     """The states from ``bit_pos`` of ``stream`` (zero-padded by 16 bytes
     past ``limit`` bits), then every symbol of out (its value in the
-    table's slot: the caller adds the table's offset).  Returns (status, the bit after the stream).
+    table's slot: the caller adds the table's offset).  Returns (status,
+    the bit after the stream).
 
     Eight symbols a step, their bits (≤ 8 L ≤ 56) taken from one 64-bit
     word loaded at the step's byte (so ≤ 7 + 56 bits are needed of it)."""

@@ -112,13 +112,20 @@ def _words_to_row(words, n, dtype, codec, exponent, row):
 
 
 @cached(_STAMP)
-def block_scratch(n, n_slots, depth):
-    """Working arrays for one block of n samples: times, raw channel rows,
-    decoder words and dictionary, the VM stack, the match mask and the values."""
+def decode_scratch(n, n_slots, depth):
+    """Working arrays to decode and evaluate blocks of up to n samples: times,
+    raw channel rows, decoder words and dictionary, the VM stack."""
     return (np.empty(n, np.int64), np.empty((max(1, n_slots), n), np.float64),
             np.empty(n, np.uint64), np.empty(n, np.uint64),
-            np.empty((max(1, depth), n), np.float64), np.empty(n, np.bool_),
-            np.zeros(n, np.float64))
+            np.empty((max(1, depth), n), np.float64))
+
+
+@cached(_STAMP)
+def block_scratch(n, n_slots, depth):
+    """decode_scratch's arrays for one block of n samples, then the match
+    mask and the values."""
+    t, raw, words, scratch, stack = decode_scratch(n, n_slots, depth)
+    return t, raw, words, scratch, stack, np.empty(n, np.bool_), np.zeros(n, np.float64)
 
 
 @cached(_STAMP)
@@ -305,9 +312,7 @@ def _count_matches(buf, blocks, lay_t, lay_c, pred_code, consts, scales, depth, 
     for k in prange(n_chunks):
         first, last = chunk_range(n_blocks, n_chunks, k)
         most = most_samples(blocks, lay_t, first, last)
-        t, raw, words, scratch, stack = np.empty(most, np.int64), \
-            np.empty((max(1, lay_c.shape[1]), most), np.float64), np.empty(most, np.uint64), \
-            np.empty(most, np.uint64), np.empty((max(1, depth), most), np.float64)
+        t, raw, words, scratch, stack = decode_scratch(most, lay_c.shape[1], depth)
         for j in range(first, last):
             b = blocks[j]
             n = lay_t[b, 5]
@@ -438,9 +443,8 @@ def _value_histograms(buf, lay_t, lay_c, pred_code, consts, scales, depth, has_p
     for k in prange(task_ptr.shape[0] - 1):
         base, off, length = task_base[k], task_off[k], U64(task_len[k])
         counts = cells[off:off + task_len[k]]
-        most = 0                # the task's largest block: its scratch is allocated once
-        for e in range(task_ptr[k], task_ptr[k + 1]):
-            most = max(most, lay_t[entry_block[e], 5])
+        # the task's largest block: its scratch is allocated once
+        most = most_samples(entry_block, lay_t, task_ptr[k], task_ptr[k + 1])
         t_all, words_all, scratch_all = np.empty(most, np.int64), np.empty(most, np.uint64), \
             np.empty(most, np.uint64)
         for e in range(task_ptr[k], task_ptr[k + 1]):
