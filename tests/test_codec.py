@@ -15,7 +15,8 @@ from hypothesis.extra import numpy as hnp
 from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_block,
                                  parse_block)
 from sensorq.codec import npdecode
-from sensorq.codec.intcodec import (DICT, PATCH_COST, PATCH_POSITION, decode_column, encode_column,
+from sensorq.codec.intcodec import (DICT, ENTROPY, PATCH_COST, PATCH_POSITION, PREDICTOR_MASK,
+                                    count_column, decode_column, encode_column,
                                     encode_column_costed, encode_column_priced, max_section_bytes)
 from sensorq.errors import CorruptDataError
 
@@ -409,3 +410,75 @@ def test_rice_floor_is_a_lower_bound(values, k_lo):
     k_hi = min(63, k_lo + 3)
     exact = min(rice_codeword_bits(values, k) for k in range(k_lo, k_hi))
     assert _rice_floor(mean, len(values), k_lo, k_hi) <= exact
+
+
+# --- counting while decoding (count_column) -----------------------------------------
+
+INT32 = (-2**31, 2**31 - 1)
+
+
+def tally(section, codec, n, threshold, narrow):
+    counts = np.zeros(2, np.int64)
+    status = count_column(section, 0, len(section), n, codec, threshold, narrow,
+                          np.empty(n, np.uint64), np.empty(n, np.uint64), counts)
+    assert status == 0
+    return list(counts)
+
+
+def thresholds_for(values, data):
+    picks = [int(values[data.draw(st.integers(0, len(values) - 1))]) + d for d in (-1, 0, 1)]
+    return picks + [int(values.min()) - 1, int(values.max()), data.draw(st.integers(-2**40, 2**40))]
+
+
+@SETTINGS
+@given(sensor_columns(), st.booleans(), st.data())
+def test_count_column_tallies_what_numpy_counts(values, int32, data):
+    """count_column's (above, equal) against numpy over the values, in every
+    form the compact encoder writes (dictionary, ENTROPY, predictor orders),
+    as int64 and, where every value and the threshold lie in int32, as
+    int32 (the sums mod 2^32)."""
+    if int32:
+        values = np.clip(values, *INT32)
+    n = len(values)
+    for entropy in (False, True):
+        out = np.zeros(max_section_bytes(n), np.uint8)
+        end, codec = encode_column_costed(values.view(np.uint64), True, True, 1.6, out, 0, entropy)
+        section = out[:int(end)]
+        for threshold in thresholds_for(values, data):
+            expected = [int((values > threshold).sum()), int((values == threshold).sum())]
+            assert tally(section, int(codec), n, threshold, False) == expected
+            if int32 and INT32[0] <= threshold <= INT32[1]:
+                assert tally(section, int(codec), n, threshold, True) == expected
+
+
+def _column_of(kind, n, rng):
+    if kind == "noise":          # order 0
+        return rng.integers(-30000, 30000, n)
+    if kind == "walk":           # order 1
+        return np.cumsum(rng.integers(-3, 4, n))
+    if kind == "ramp":           # order 2
+        return np.arange(n) * 977 + rng.integers(-1, 2, n)
+    if kind == "extremes":       # order 1 with deltas of 33 bits: int32's whole range
+        return rng.choice(np.array(INT32), n)
+    return rng.choice(np.array([-5000, 0, 7, 12000]), n)     # dictionary
+
+
+@pytest.mark.parametrize("kind, wanted", [("noise", 0), ("walk", 1), ("ramp", 2),
+                                          ("extremes", None), ("lattice", DICT)])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 4096, 4103])
+def test_count_column_in_each_predictor_order(kind, wanted, n):
+    """The three predictor orders and a dictionary, with whole and partial
+    vectors of 8 and 16, against numpy (a hand check that each kind gets the
+    form named: the property test above draws them at random)."""
+    values = _column_of(kind, n, np.random.default_rng(n)).astype(np.int64)
+    out = np.zeros(max_section_bytes(n), np.uint8)
+    end, codec = encode_column_costed(values.view(np.uint64), True, True, -1.0, out, 0, False)
+    section, codec = out[:int(end)], int(codec)
+    if wanted == DICT and n >= 4096:
+        assert codec & DICT
+    elif wanted is not None and n >= 4096:
+        assert codec & PREDICTOR_MASK == wanted and not codec & (DICT | ENTROPY)
+    for threshold in (int(values[n // 2]), int(values[0]) - 1, 0, INT32[0], INT32[1]):
+        expected = [int((values > threshold).sum()), int((values == threshold).sum())]
+        assert tally(section, codec, n, threshold, False) == expected
+        assert tally(section, codec, n, threshold, True) == expected

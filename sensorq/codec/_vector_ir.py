@@ -199,3 +199,81 @@ def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float, scal
         with otherwise:
             _scan_loop(builder, data, nvec, running, base, False, dest, to_float, scale)
     return builder.extract_element(builder.load(running), ir.Constant(I32, 0))
+
+
+def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes):
+    """The loop of emit_prefix_count: ``lanes`` sums a step (8: int64; 16:
+    int32, two vectors of words unzigzagged as words, then truncated)."""
+    ty = ir.IntType(64 if lanes == 8 else 32)
+    vec = ir.VectorType(ty, lanes)
+
+    def const(v):
+        return ir.Constant(vec, [ir.Constant(ty, v)] * lanes)
+
+    def splat(x):
+        one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(I32, 0))
+        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                      ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+    def words(k):
+        at = builder.gep(data, [builder.add(builder.mul(loop.index, ir.Constant(I64, lanes)),
+                                            ir.Constant(I64, 8 * k))])
+        d = builder.load(builder.bitcast(at, _vec(8).as_pointer()), align=8)
+        if zig:   # (u >> 1) ^ -(u & 1), as words: exact whatever the residual's width
+            d = builder.xor(builder.lshr(d, _const([1] * 8)),
+                            builder.sub(_const([0] * 8), builder.and_(d, _const([1] * 8))))
+        return d if lanes == 8 else builder.trunc(d, ir.VectorType(ty, 8))
+
+    zero, undef = const(0), ir.Constant(vec, ir.Undefined)
+    base, threshold = splat(builder.trunc(base, ty) if lanes == 16 else base), \
+        splat(builder.trunc(threshold, ty) if lanes == 16 else threshold)
+    above = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
+    equal = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
+    popcount = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]), f"llvm.ctpop.i{lanes}")
+    with cgutils.for_range(builder, nvec) as loop:
+        d = words(0) if lanes == 8 else builder.shuffle_vector(
+            words(0), words(1), ir.Constant(ir.VectorType(I32, 16), list(range(16))))
+        step = 1
+        while step < lanes:   # in-register prefix sum: log2(lanes) shifted adds
+            d = builder.add(d, builder.shuffle_vector(d, zero, ir.Constant(
+                ir.VectorType(I32, lanes), [t - step if t >= step else lanes for t in range(lanes)])))
+            step *= 2
+        carry = builder.load(running)
+        sums = builder.add(builder.add(d, carry), base)
+        for counts, test in ((above, ">"), (equal, "==")):   # popcount of the lanes' mask
+            mask = builder.bitcast(builder.icmp_signed(test, sums, threshold), ir.IntType(lanes))
+            builder.store(builder.add(builder.load(counts), builder.zext(builder.call(
+                popcount, [mask]), I64)), counts)
+        builder.store(builder.add(carry, builder.shuffle_vector(
+            d, undef, ir.Constant(ir.VectorType(I32, lanes), [lanes - 1] * lanes))), running)
+    for slot, counts in ((0, above), (1, equal)):
+        at = builder.gep(tally, [ir.Constant(I64, slot)])
+        builder.store(builder.add(builder.load(at), builder.load(counts)), at)
+
+
+def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, lanes):
+    """The sums of emit_prefix_sums (carry + d_0 + ... + d_i + base over
+    data[:lanes * nvec]) compared, not stored: tally[0] += how many are above
+    ``threshold`` and tally[1] += how many equal it, as int64 (lanes 8) or as
+    int32 (lanes 16: exact when every sum fits in int32, for arithmetic mod
+    2^32 is exact there).  Returns the last sum without base (mod 2^32 with
+    16 lanes)."""
+    ty = ir.IntType(64 if lanes == 8 else 32)
+    nvec = _as_i64(builder, nvec)
+    carry = _as_i64(builder, carry)
+    if lanes == 16:
+        carry = builder.trunc(carry, ty)
+    vec = ir.VectorType(ty, lanes)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), carry, ir.Constant(I32, 0))
+    running = cgutils.alloca_once_value(builder, builder.shuffle_vector(
+        one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), [0] * lanes)))
+    base, threshold = _as_i64(builder, base), _as_i64(builder, threshold)
+    is_zig = builder.icmp_unsigned("!=", _as_i64(builder, zig), ir.Constant(I64, 0))
+    with builder.if_else(is_zig) as (then, otherwise):
+        with then:
+            _count_loop(builder, data, nvec, running, base, True, threshold, tally, lanes)
+        with otherwise:
+            _count_loop(builder, data, nvec, running, base, False, threshold, tally, lanes)
+    last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
+    return builder.zext(last, I64) if lanes == 16 else last

@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import emit_prefix_sums, emit_unpack32
+from ._vector_ir import emit_prefix_count, emit_prefix_sums, emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -306,3 +306,30 @@ def scaled_prefix_sums(typingctx, arr, nvec, carry, base, zig, scale, dest):
         out = context.make_array(signature.args[6])(context, builder, args[6]).data
         return emit_prefix_sums(builder, data, *args[1:5], out, False, scale=args[5])
     return sig, codegen
+
+
+def _prefix_count(lanes):
+    @intrinsic
+    def prefix_count(typingctx, arr, nvec, carry, base, zig, threshold, tally):
+        if not _c_arrays(arr, tally) or tally.dtype != types.int64:
+            return None
+        sig = types.uint64(arr, nvec, carry, base, zig, threshold, tally)
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            counts = context.make_array(signature.args[6])(context, builder, args[6]).data
+            return emit_prefix_count(builder, data, *args[1:6], counts, lanes)
+        return sig, codegen
+    return prefix_count
+
+
+# Over arr[:8 * nvec] (uint64 residuals; d_i = unzigzag(arr[i]) if ``zig``):
+# the sums of prefix_sums, s_i = carry + d_0 + ... + d_i + base, compared with
+# ``threshold`` instead of stored: tally[0] += how many are above it,
+# tally[1] += how many equal it.  Returns the last sum without base.
+# prefix_count64 compares them as int64; prefix_count32 takes 16 words a
+# step (nvec is then the number of 16s) and compares as int32, twice the
+# lanes: exact when every s_i fits in int32 (arithmetic mod 2^32 is exact
+# there), and it returns the last sum mod 2^32.
+prefix_count64 = _prefix_count(8)
+prefix_count32 = _prefix_count(16)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 from ..codec.bits import U64  # noqa: E402
-from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
+from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, count_column, decode_column,
                                decode_column_floats, decode_column_scaled)
 from ..codec.transforms import float_values
 from ..codec.alp import (finish_shift as alp_finish_shift, is_shift as alp_is_shift,
@@ -384,11 +384,12 @@ def _count_compare(words, lo, hi, op, threshold):
     return c
 
 
-def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_ns, need_time,
-                       counts, status):
+def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, narrow, start_ns, end_ns,
+                       need_time, counts, status):
     """``count where CHANNEL OP INTEGER`` on an integer channel: the decoded
-    words are compared as int64, with no float conversion and no VM.  Working
-    arrays once per chunk of blocks, as in _count_matches."""
+    words are compared as int64, with no float conversion and no VM; a block
+    counted whole, by its decoder's last pass (count_column; ``narrow`` as
+    there).  Working arrays once per chunk of blocks, as in _count_matches."""
     n_blocks = blocks.shape[0]
     n_chunks = count_chunks(n_blocks)
     for k in prange(n_chunks):
@@ -396,23 +397,45 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, start_ns, end_n
         most = most_samples(blocks, lay_t, first, last)
         t, words, scratch = np.empty(most, np.int64), np.empty(most, np.uint64), \
             np.empty(most, np.uint64)
+        tally = np.zeros(2, np.int64)
         for j in range(first, last):
             b = blocks[j]
             n = lay_t[b, 5]
-            if need_time:
-                status[j] = decode_time(buf, b, n, lay_t, t, words, scratch)
-                if status[j] != OK:
-                    continue
             start = lay_c[b, 0, 0]
+            if not need_time:
+                tally[:] = 0
+                status[j] = count_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2],
+                                         threshold, narrow, words, scratch, tally)
+                counts[j] = _from_tally(op, n, tally[0], tally[1])
+                continue
+            status[j] = decode_time(buf, b, n, lay_t, t, words, scratch)
+            if status[j] != OK:
+                continue
             status[j] = decode_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2], words,
                                       scratch)
             if status[j] != OK:
                 continue
-            lo, hi = 0, n
-            if need_time:   # timestamps are sorted: the window is one stretch of the block
-                lo = np.searchsorted(t[:n], start_ns)
-                hi = np.searchsorted(t[:n], end_ns)
+            # timestamps are sorted: the window is one stretch of the block
+            lo = np.searchsorted(t[:n], start_ns)
+            hi = np.searchsorted(t[:n], end_ns)
             counts[j] = _count_compare(words, lo, hi, op, threshold)
+
+
+@cached(_STAMP)
+def _from_tally(op, n, above, equal):
+    """The count of ``value OP threshold`` among n values, from how many are
+    above the threshold and how many equal it (op: program.COMPARE_CODES)."""
+    if op == 0:
+        return n - above - equal
+    if op == 1:
+        return n - above
+    if op == 2:
+        return above
+    if op == 3:
+        return above + equal
+    if op == 4:
+        return equal
+    return n - equal
 
 
 def _twins(func):

@@ -57,6 +57,9 @@ RICE_FLOAT_WEIGHT = 4                   # a float value of a compact stream (dic
 ENTROPY_WEIGHT = 6                      # a value of an ENTROPY section (tANS: ~0.22 us interpreted)
 BUCKETED_SAMPLE_WEIGHT = 25             # a sample folded into its bucket
 BUCKET_WEIGHT = 1000                    # a bucket that decoded blocks span
+# Integer channels whose raw values all lie in int32: a count compares their
+# words 16 at a time (intcodec.count_column's ``narrow``).
+NARROW_DTYPES = ("int8", "int16", "int32")
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
 _interpreted_values = 0                 # what auto has given the interpreter so far
 
@@ -128,8 +131,11 @@ class CompiledTier:
         parallel = len(blocks) >= K.PARALLEL_MIN_BLOCKS
         if raw_compare is not None:
             kernel = K.count_raw_compare if parallel else K.count_raw_compare_serial
+            threshold = int(raw_compare.threshold)
+            narrow = raw_compare.channel.dtype in NARROW_DTYPES and \
+                -(1 << 31) <= threshold < (1 << 31)
             kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, COMPARE_CODES[raw_compare.op],
-                   int(raw_compare.threshold), start, end, need_time, counts, status)
+                   threshold, narrow, start, end, need_time, counts, status)
         else:
             pred_code, _, consts, depth = programs.kernel_args()
             kernel = K.count_matches if parallel else K.count_matches_serial

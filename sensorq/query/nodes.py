@@ -28,6 +28,7 @@ _NO_DEFAULT = dataclasses.MISSING
 class Node:
     __slots__ = ()
     _init_fields: tuple = ()        # (name, default, default factory) per field; set by @node
+    _field_names: tuple = ()        # every field's name, in order; set by @node
 
     def __init__(self, *args, **kwargs):
         fields = self._init_fields
@@ -58,12 +59,20 @@ class Node:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def _field_values(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+        values = self.__dict__
+        return tuple(values[name] for name in self._field_names)
 
     def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return self._field_values() == other._field_values()
-        return NotImplemented
+        # the plan and program memos look plans up by value: an equal plan
+        # made by another query text is compared field by field, so the
+        # cheap answers come first (identity; unequal hashes, kept on both)
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        if other is self:
+            return True
+        if hash(self) != hash(other):
+            return False
+        return self._field_values() == other._field_values()
 
     def __hash__(self):
         # kept on the node (frozen: its fields never change): plans are keys of
@@ -88,4 +97,5 @@ def node(cls):
     cls = dataclasses.dataclass(init=False, eq=False, repr=False)(cls)
     cls._init_fields = tuple((f.name, f.default, f.default_factory)
                              for f in dataclasses.fields(cls) if f.init)
+    cls._field_names = tuple(f.name for f in dataclasses.fields(cls))
     return cls
