@@ -148,7 +148,8 @@ class QueryPrograms:
 
 
 KEPT_PROGRAMS = 256         # compile_query: (predicate, value) pairs remembered
-_compiled: dict = {}
+_compiled: dict = {}        # (where, value) -> programs
+_by_identity: dict = {}     # (id(where), id(value)) -> (where, value, programs)
 
 
 def compile_query(where, value) -> QueryPrograms:
@@ -157,13 +158,22 @@ def compile_query(where, value) -> QueryPrograms:
     nodes are frozen and compare by value, so the programs of a pair compiled
     before are handed out again (an aggregate compiles its predicate up to
     three times; a repeated query, every time); nothing changes a program
-    once compiled."""
+    once compiled.  The same node objects (a kept plan's) are found by
+    identity first: an equal plan of another query text is compared field
+    by field, about 10 µs of a 60 µs count."""
+    kept = _by_identity.get((id(where), id(value)))
+    if kept is not None and kept[0] is where and kept[1] is value:
+        return kept[2]
     key = (where, value)
     programs = _compiled.get(key)
     if programs is None:
         if len(_compiled) >= KEPT_PROGRAMS:
             _compiled.clear()
         programs = _compiled[key] = _compile(where, value)
+    if len(_by_identity) >= KEPT_PROGRAMS:
+        _by_identity.clear()
+    # the entry holds the nodes, so their ids cannot be reused while it is kept
+    _by_identity[(id(where), id(value))] = (where, value, programs)
     return programs
 
 
