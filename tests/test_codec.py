@@ -15,8 +15,9 @@ from hypothesis.extra import numpy as hnp
 from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_block,
                                  parse_block)
 from sensorq.codec import npdecode
+from sensorq.codec.intcount import count_column
 from sensorq.codec.intcodec import (DICT, ENTROPY, PATCH_COST, PATCH_POSITION, PREDICTOR_MASK,
-                                    count_column, decode_column, encode_column,
+                                    decode_column, encode_column,
                                     encode_column_costed, encode_column_priced, max_section_bytes)
 from sensorq.errors import CorruptDataError
 

@@ -37,8 +37,10 @@ def _shuffle(builder, a, b, lanes):
 
 
 def _splat(builder, x, n):
-    one = builder.insert_element(ir.Constant(_vec(n), ir.Undefined), x, ir.Constant(I32, 0))
-    return _shuffle(builder, one, ir.Constant(_vec(n), ir.Undefined), [0] * n)
+    """x in each of n lanes (of x's integer type)."""
+    vec = ir.VectorType(x.type, n)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(I32, 0))
+    return _shuffle(builder, one, ir.Constant(vec, ir.Undefined), [0] * n)
 
 
 def _as_i64(builder, x):
@@ -156,6 +158,23 @@ def emit_unpack32(builder, src, shift, width, dst):
     builder.position_at_end(done)
 
 
+def _unzigzag(builder, u):
+    """(u >> 1) ^ -(u & 1), lane by lane, on a vector of 8 words."""
+    return builder.xor(builder.lshr(u, _const([1] * 8)),
+                       builder.sub(_const([0] * 8), builder.and_(u, _const([1] * 8))))
+
+
+def _by_zig(builder, zig, loop):
+    """loop(True) where the run-time ``zig`` is nonzero, else loop(False): two
+    loop bodies, so that the plain one does not pay for the unzigzag."""
+    is_zig = builder.icmp_unsigned("!=", _as_i64(builder, zig), ir.Constant(I64, 0))
+    with builder.if_else(is_zig) as (then, otherwise):
+        with then:
+            loop(True)
+        with otherwise:
+            loop(False)
+
+
 def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float, scale=None):
     """The loop of emit_prefix_sums; ``zig`` is a Python bool (two loop bodies,
     so the plain one does not pay for the unzigzag); ``scale``: None, or an
@@ -167,9 +186,8 @@ def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float, scale=None
         at = builder.gep(data, [builder.mul(loop.index, ir.Constant(I64, 8))])
         ptr = builder.bitcast(at, _vec(8).as_pointer())
         d = builder.load(ptr, align=8)
-        if zig:   # (u >> 1) ^ -(u & 1)
-            d = builder.xor(builder.lshr(d, _const([1] * 8)),
-                            builder.sub(zero, builder.and_(d, _const([1] * 8))))
+        if zig:
+            d = _unzigzag(builder, d)
         for step in (1, 2, 4):   # in-register prefix sum: log2(8) shifted adds
             d = builder.add(d, _shuffle(builder, d, zero, [t - step if t >= step else 8 for t in range(8)]))
         running = builder.load(carry)
@@ -192,12 +210,8 @@ def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float, scal
     base = _as_i64(builder, base)
     if scale is not None:
         scale = _splat(builder, _as_i64(builder, scale), 8)
-    is_zig = builder.icmp_unsigned("!=", _as_i64(builder, zig), ir.Constant(I64, 0))
-    with builder.if_else(is_zig) as (then, otherwise):
-        with then:
-            _scan_loop(builder, data, nvec, running, base, True, dest, to_float, scale)
-        with otherwise:
-            _scan_loop(builder, data, nvec, running, base, False, dest, to_float, scale)
+    _by_zig(builder, zig, lambda zigzagged: _scan_loop(builder, data, nvec, running, base,
+                                                       zigzagged, dest, to_float, scale))
     return builder.extract_element(builder.load(running), ir.Constant(I32, 0))
 
 
@@ -210,34 +224,27 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
     def const(v):
         return ir.Constant(vec, [ir.Constant(ty, v)] * lanes)
 
-    def splat(x):
-        one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(I32, 0))
-        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                      ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
-
     def words(k):
         at = builder.gep(data, [builder.add(builder.mul(loop.index, ir.Constant(I64, lanes)),
                                             ir.Constant(I64, 8 * k))])
         d = builder.load(builder.bitcast(at, _vec(8).as_pointer()), align=8)
-        if zig:   # (u >> 1) ^ -(u & 1), as words: exact whatever the residual's width
-            d = builder.xor(builder.lshr(d, _const([1] * 8)),
-                            builder.sub(_const([0] * 8), builder.and_(d, _const([1] * 8))))
+        if zig:   # as words: exact whatever the residual's width
+            d = _unzigzag(builder, d)
         return d if lanes == 8 else builder.trunc(d, ir.VectorType(ty, 8))
 
     zero, undef = const(0), ir.Constant(vec, ir.Undefined)
-    base, threshold = splat(builder.trunc(base, ty) if lanes == 16 else base), \
-        splat(builder.trunc(threshold, ty) if lanes == 16 else threshold)
+    base, threshold = (_splat(builder, builder.trunc(x, ty) if lanes == 16 else x, lanes)
+                       for x in (base, threshold))
     above = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
     equal = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
     popcount = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]), f"llvm.ctpop.i{lanes}")
     with cgutils.for_range(builder, nvec) as loop:
-        d = words(0) if lanes == 8 else builder.shuffle_vector(
-            words(0), words(1), ir.Constant(ir.VectorType(I32, 16), list(range(16))))
+        d = words(0) if lanes == 8 else _shuffle(builder, words(0), words(1), range(16))
         step = 1
         while step < lanes:   # in-register prefix sum: log2(lanes) shifted adds
-            d = builder.add(d, builder.shuffle_vector(d, zero, ir.Constant(
-                ir.VectorType(I32, lanes), [t - step if t >= step else lanes for t in range(lanes)])))
+            d = builder.add(d, _shuffle(builder, d, zero,
+                                        [t - step if t >= step else lanes for t in range(lanes)]))
             step *= 2
         carry = builder.load(running)
         sums = builder.add(builder.add(d, carry), base)
@@ -245,8 +252,7 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
             mask = builder.bitcast(builder.icmp_signed(test, sums, threshold), ir.IntType(lanes))
             builder.store(builder.add(builder.load(counts), builder.zext(builder.call(
                 popcount, [mask]), I64)), counts)
-        builder.store(builder.add(carry, builder.shuffle_vector(
-            d, undef, ir.Constant(ir.VectorType(I32, lanes), [lanes - 1] * lanes))), running)
+        builder.store(builder.add(carry, _shuffle(builder, d, undef, [lanes - 1] * lanes)), running)
     for slot, counts in ((0, above), (1, equal)):
         at = builder.gep(tally, [ir.Constant(I64, slot)])
         builder.store(builder.add(builder.load(at), builder.load(counts)), at)
@@ -264,16 +270,9 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     carry = _as_i64(builder, carry)
     if lanes == 16:
         carry = builder.trunc(carry, ty)
-    vec = ir.VectorType(ty, lanes)
-    one = builder.insert_element(ir.Constant(vec, ir.Undefined), carry, ir.Constant(I32, 0))
-    running = cgutils.alloca_once_value(builder, builder.shuffle_vector(
-        one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), [0] * lanes)))
+    running = cgutils.alloca_once_value(builder, _splat(builder, carry, lanes))
     base, threshold = _as_i64(builder, base), _as_i64(builder, threshold)
-    is_zig = builder.icmp_unsigned("!=", _as_i64(builder, zig), ir.Constant(I64, 0))
-    with builder.if_else(is_zig) as (then, otherwise):
-        with then:
-            _count_loop(builder, data, nvec, running, base, True, threshold, tally, lanes)
-        with otherwise:
-            _count_loop(builder, data, nvec, running, base, False, threshold, tally, lanes)
+    _by_zig(builder, zig, lambda zigzagged: _count_loop(builder, data, nvec, running, base,
+                                                        zigzagged, threshold, tally, lanes))
     last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
     return builder.zext(last, I64) if lanes == 16 else last

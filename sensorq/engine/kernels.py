@@ -26,8 +26,9 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 from ..codec.bits import U64  # noqa: E402
-from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, count_column, decode_column,
+from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
                                decode_column_floats, decode_column_scaled)
+from ..codec.intcount import count_column
 from ..codec.transforms import float_values
 from ..codec.alp import (finish_shift as alp_finish_shift, is_shift as alp_is_shift,
                          mantissa_start as alp_mantissa_start, patch_exceptions as alp_patch_exceptions,
