@@ -6,11 +6,11 @@ produces the same bytes as the device port's encoder).  Decoding starts with
 """
 from __future__ import annotations
 
-import zlib
 from typing import Sequence
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import CorruptDataError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import header2
@@ -60,7 +60,7 @@ def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int
     block_len = HEADER_SIZE + ENTRY_SIZE * len(columns) + sum(map(len, sections)) + CRC_SIZE
     header["block_len"] = block_len
     body = b"".join([header.tobytes(), entries.tobytes(), *sections])
-    return body + zlib.crc32(body).to_bytes(4, "little")
+    return body + crc32(body).to_bytes(4, "little")
 
 
 _HALF_RANGE = np.uint64(1 << 63)
@@ -151,7 +151,7 @@ def _encode_v2(t, columns, stream_id: int, seq: int, compact: bool) -> bytes:
             break
         block_len = len(header) + rest
     body = b"".join([header, directory, *sections])
-    return body + zlib.crc32(body).to_bytes(4, "little")
+    return body + crc32(body).to_bytes(4, "little")
 
 
 def _short_section(words: np.ndarray, signed: bool, allow_dict: bool, compact: bool) -> tuple[bytes, int]:

@@ -22,12 +22,12 @@ call per block.
 from __future__ import annotations
 
 import itertools
-import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from ..checksum import crc32
 from ..jitcache import cached, digest
 from ..schema import DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import intcodec, tans_call
@@ -245,7 +245,7 @@ def _lay_out(header, entries, time_part, channel_parts) -> EncodedRun:
     view = memoryview(raw)
     for o, size in zip(offsets.tolist(), lengths.tolist()):
         end = o + size - CRC_SIZE
-        view[end:end + CRC_SIZE] = zlib.crc32(view[o:end]).to_bytes(CRC_SIZE, "little")
+        view[end:end + CRC_SIZE] = crc32(view[o:end]).to_bytes(CRC_SIZE, "little")
     return EncodedRun(raw, offsets, lengths)
 
 

@@ -8,11 +8,11 @@ compiled code: opening and reading a cache never imports numba.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import CorruptDataError, FormatVersionError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import header2
@@ -108,7 +108,7 @@ def parse_block(buf, offset: int = 0, length: int | None = None,
                                f"{len(view)} are there")
     body = view[:block_len - CRC_SIZE]
     stored_crc = int.from_bytes(view[block_len - CRC_SIZE:block_len], "little")
-    if zlib.crc32(body) != stored_crc:
+    if crc32(body) != stored_crc:
         raise CorruptDataError(f"block at offset {offset}: checksum mismatch")
     return _check_structure(header, body, offset)
 
@@ -121,7 +121,7 @@ def _parse_v2(view, offset: int, length: int | None) -> BlockInfo:
     if block_len > len(view) or (length is not None and block_len != length) or block_len < 16:
         fail(f"says {block_len} bytes, {len(view)} are there")
     body = view[:block_len - CRC_SIZE]
-    if zlib.crc32(body) != int.from_bytes(view[block_len - CRC_SIZE:block_len], "little"):
+    if crc32(body) != int.from_bytes(view[block_len - CRC_SIZE:block_len], "little"):
         fail("checksum mismatch")
     (_, n_channels, time_codec, n, t_first, t_last, tick, stream_id, seq, time_len,
      pos) = header2.parse_header(body, fail)
@@ -234,7 +234,7 @@ _INFO_FIELDS = ("n_samples", "t_first", "t_last", "tick", "stream_id", "seq", "b
 def _crc_matches(raw: np.ndarray, offset: int, length: int) -> bool:
     body = raw[offset:offset + length - CRC_SIZE]
     stored = raw[offset + length - CRC_SIZE:offset + length]
-    return zlib.crc32(body) == int.from_bytes(stored.tobytes(), "little")
+    return crc32(body) == int.from_bytes(stored.tobytes(), "little")
 
 
 def _gather(raw: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:

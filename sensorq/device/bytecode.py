@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Optional
 
+from ..checksum import crc32
 from ..errors import DeviceUnsupportedError, SensorqError
 from ..query import plan as P
 from ..schema import DTYPE_CODES
@@ -115,7 +115,7 @@ def assemble(aggregate: int, channel: int, flags: int, n_channels: int, start: i
     header = HEADER.pack(MAGIC, VERSION if timing is None else VERSION_TIMED, aggregate, channel, flags,
                          n_channels, HEADER.size + len(extra) + len(body) + CRC_SIZE, start, end, schema)
     code = header + extra + body
-    return code + zlib.crc32(code).to_bytes(4, "little")
+    return code + crc32(code).to_bytes(4, "little")
 
 
 def schema_hash(stream) -> int:
@@ -131,7 +131,7 @@ def schema_hash(stream) -> int:
         scale = 1.0 if ch.scale is None else float(ch.scale)
         parts.append(struct.pack("<B", len(name)) + name + struct.pack("<B", DTYPE_CODES[ch.dtype])
                      + struct.pack("<H", len(unit)) + unit + struct.pack("<d", scale))
-    return zlib.crc32(b"".join(parts))
+    return crc32(b"".join(parts))
 
 def _query_kind(plan) -> str:
     names = {"FindQuery": "'find first/last'", "TopQuery": "'top'", "NewestQuery": "'newest'",
@@ -275,7 +275,7 @@ def disassemble(code: bytes) -> DeviceQuery:
     if magic != MAGIC or version not in (VERSION, VERSION_TIMED) or length != len(code) or \
             agg not in AGGREGATE_NAMES:
         raise SensorqError("bytecode: bad magic, version, length or aggregate")
-    if zlib.crc32(code[:-CRC_SIZE]) != int.from_bytes(code[-CRC_SIZE:], "little"):
+    if crc32(code[:-CRC_SIZE]) != int.from_bytes(code[-CRC_SIZE:], "little"):
         raise SensorqError("bytecode: checksum mismatch")
     pc, timing = HEADER.size, (None, None)
     if version == VERSION_TIMED:

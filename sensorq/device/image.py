@@ -18,11 +18,11 @@ place.
 from __future__ import annotations
 
 import struct
-import zlib
 from types import SimpleNamespace
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import SensorqError
 from ..models.format import encode_model, load_model
 from ..models.model import NO_REQUANT, SUMSQ, VOTE, DenseBody, Model, TreeBody
@@ -109,7 +109,7 @@ def device_image(model, channels=None, schema: int | None = None) -> bytes:
                        0, p.window_ns, p.hop_ns)
     data = bytearray(head + b"".join(parts))
     struct.pack_into("<I", data, FIELD_AT["length"], len(data) + 4)
-    return bytes(data) + struct.pack("<I", zlib.crc32(bytes(data)))
+    return bytes(data) + struct.pack("<I", crc32(bytes(data)))
 
 
 def _trees(b: TreeBody) -> tuple[tuple, bytes]:

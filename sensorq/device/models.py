@@ -20,11 +20,11 @@ from __future__ import annotations
 import ctypes
 import math
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import DeviceUnsupportedError, SensorqError
 from ..models.format import encode_model, load_model
 from ..models.model import (ANOMALY, CLASSES, DENSE, TREES, DenseBody, Model, TreeBody, VALUE)
@@ -223,14 +223,14 @@ def output_schema(model) -> int:
     quant_at = outs_at + lens[1]
     outs = bytes(data[outs_at:quant_at])
     quant = bytes(data[quant_at:quant_at + lens[2]])
-    crc = zlib.crc32(bytes([m.outputs.kind]), zlib.crc32(b"SQO1"))
-    crc = zlib.crc32(outs, crc)
+    crc = crc32(bytes([m.outputs.kind]), crc32(b"SQO1"))
+    crc = crc32(outs, crc)
     if m.outputs.kind == CLASSES:
         return crc
     if isinstance(m.body, TreeBody):
-        return zlib.crc32(quant[8:16], zlib.crc32(quant[4:6], zlib.crc32(quant[0:1], crc)))
+        return crc32(quant[8:16], crc32(quant[4:6], crc32(quant[0:1], crc)))
     tail = 8 * m.body.layers[-1].n_out + 16
-    return zlib.crc32(quant[-tail:], crc)
+    return crc32(quant[-tail:], crc)
 
 
 def output_row(model: Model, cls: int, raw: np.ndarray) -> list[int]:

@@ -20,10 +20,10 @@ stands in its source.
 """
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 
+from ..checksum import crc32
 from ..codec.codes import DICT, SHORT
 from ..codec.header import (
     ALL_VERSIONS,
@@ -84,7 +84,7 @@ def to_version1(block: bytes) -> bytes:
                  block_len, info.t_first, info.t_last, info.tick, info.stream_id, len(sections[0]),
                  info.seq)
     body = header.tobytes() + entries.tobytes() + b"".join(sections)
-    out = body + zlib.crc32(body).to_bytes(4, "little")
+    out = body + crc32(body).to_bytes(4, "little")
     parse_block(out)          # the engine's own check, before anything stores it
     return out
 

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checksum import crc32
 from ..codec.header import ALL_VERSIONS, parse_block
 from ..errors import CorruptDataError, FormatVersionError, SensorqError
 from ..schema import Stream
@@ -73,7 +73,7 @@ def write_export(path, streams, blocks, device: str | None = None, labels: dict 
     header = {"format": FORMAT, "version": VERSION, "device": device, "labels": labels,
               "streams": [s.to_json() for s in streams], "cursor": cursor or {}}
     raw = json.dumps(header, sort_keys=True).encode()
-    parts = [MAGIC, len(raw).to_bytes(4, "little"), zlib.crc32(raw).to_bytes(4, "little"), raw]
+    parts = [MAGIC, len(raw).to_bytes(4, "little"), crc32(raw).to_bytes(4, "little"), raw]
     for block in blocks:
         parse_block(block, versions=ALL_VERSIONS)          # never ship a block that fails
         parts += [len(block).to_bytes(4, "little"), bytes(block)]
@@ -123,7 +123,7 @@ def _header(path: Path, data: bytes) -> dict:
     size = int.from_bytes(data[4:8], "little")
     raw = data[PREAMBLE:PREAMBLE + size]
     crc = int.from_bytes(data[8:12], "little")
-    if size > MAX_HEADER or len(raw) != size or zlib.crc32(raw) != crc:
+    if size > MAX_HEADER or len(raw) != size or crc32(raw) != crc:
         raise CorruptDataError(f"{path}: the export header is damaged (length or checksum)")
     try:
         header = json.loads(raw.decode("utf-8"))

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import struct
-import zlib
 
 import numpy as np
 
+from ..checksum import crc32
 from .model import (ANOMALY, ARGMAX, CLASSES, DENSE, FORMAT_VERSION, LINEAR_VALUE, MAX_CLASSES,
                     MAX_FEATURES, MAX_INPUTS, MAX_LAYERS, MAX_LEAVES, MAX_MAG, MAX_SIGNALS,
                     MAX_TREE_NODES, MAX_TREES, MAX_WIDTH, MAX_WINDOW_SAMPLES, MEAN_MODE, NO_REQUANT,
@@ -75,7 +75,7 @@ def encode_model(model: Model, with_float: bool = True, with_info: bool | None =
     head = struct.pack("<4sBBBBIIIIII", MAGIC, FORMAT_VERSION, kind, model.outputs.kind,
                        FLAG_FLOAT if with_float else 0, total, *map(len, sections))
     body = head + b"".join(sections)
-    return body + struct.pack("<I", zlib.crc32(body))
+    return body + struct.pack("<I", crc32(body))
 
 
 def _pipeline_bytes(p: Pipeline) -> bytes:
@@ -284,7 +284,7 @@ def _load(data: bytes) -> Model:
     _need(total == len(data), f"model is truncated or padded: its header says {total} bytes, "
                               f"got {len(data)}")
     crc = struct.unpack_from("<I", data, len(data) - 4)[0]
-    _need(crc == zlib.crc32(data[:-4]), "model is damaged (CRC-32 mismatch)")
+    _need(crc == crc32(data[:-4]), "model is damaged (CRC-32 mismatch)")
     _need(HEADER_SIZE + sum(lens) + 4 == total, "model section lengths do not add up to its size")
     _need(kind in (TREES, DENSE), f"unknown model kind {kind}")
     _need(out_kind in (CLASSES, VALUE, ANOMALY), f"unknown output kind {out_kind}")

@@ -10,11 +10,11 @@ checks on bytes is stated in ``check_model`` here, so a model built in Python
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import SensorqError
 
 FORMAT_VERSION = 1
@@ -210,7 +210,7 @@ def schema_hash(inputs: list[Input]) -> int:
     """CRC-32 of 'name:dtype_code\\n' per input, in order: what the device
     compares with its ring's channels before scoring."""
     text = "".join(f"{i.name}:{i.dtype_code}\n" for i in inputs)
-    return zlib.crc32(text.encode("utf-8"))
+    return crc32(text.encode("utf-8"))
 
 
 def signal_name(pipeline: Pipeline, s: int) -> str:

@@ -18,9 +18,9 @@ device="pump-17", labels={"site": "north"})``) and changed only by
 from __future__ import annotations
 
 import struct
-import zlib
 from itertools import pairwise
 
+from ..checksum import crc32
 from ..codec.header import CRC_SIZE, FORMAT_VERSION, MAGIC, parse_block
 from ..errors import (
     CapacityError,
@@ -45,7 +45,7 @@ def patch_header(block: bytes, stream_id: int, seq: int) -> bytes:
     _STREAM_ID.pack_into(out, STREAM_ID_AT, stream_id)
     _SEQ.pack_into(out, SEQ_AT, seq)
     end = len(out) - CRC_SIZE
-    out[end:] = zlib.crc32(memoryview(out)[:end]).to_bytes(4, "little")
+    out[end:] = crc32(memoryview(out)[:end]).to_bytes(4, "little")
     return bytes(out)
 
 

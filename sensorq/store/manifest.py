@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checksum import crc32
 from ..errors import CorruptDataError, FormatVersionError, SchemaError
 from ..schema import Stream
 from . import fileio
@@ -106,7 +106,7 @@ def _canonical(body: dict) -> bytes:
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     body = manifest.to_json()
-    text = json.dumps({**body, "crc32": zlib.crc32(_canonical(body))}, indent=2) + "\n"
+    text = json.dumps({**body, "crc32": crc32(_canonical(body))}, indent=2) + "\n"
     fileio.replace_file(directory / MANIFEST_NAME, text.encode("utf-8"))
     manifest.stored_version = body["version"]
 
@@ -125,7 +125,7 @@ def read_manifest(directory: Path) -> Manifest:
         crc = obj.pop("crc32", None)
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptDataError(f"{path}: the cache manifest is damaged ({exc})") from None
-    if crc != zlib.crc32(_canonical(obj)):
+    if crc != crc32(_canonical(obj)):
         raise CorruptDataError(f"{path}: the cache manifest is damaged (checksum mismatch)")
     return _manifest_from_json(obj, path)
 

@@ -18,8 +18,8 @@ itself suspect.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass, field
+from ..checksum import crc32
 
 SEGMENT_MAGIC = b"SQSG"
 SEGMENT_VERSION = 2            # 2 adds commit records; version 1 segments are still read
@@ -61,16 +61,16 @@ def parse_segment_file_name(name: str) -> int | None:
 
 def segment_header(number: int) -> bytes:
     head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, number)
-    return head + zlib.crc32(head).to_bytes(4, "little")
+    return head + crc32(head).to_bytes(4, "little")
 
 
 # the CRC of a record covers its type byte, then its payload
-_TYPE_CRC = {rec_type: zlib.crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
+_TYPE_CRC = {rec_type: crc32(bytes((rec_type,))) for rec_type in RECORD_TYPES}
 
 
 def record_crc(rec_type: int, payload) -> int:
     """The CRC a record of ``rec_type`` (one of RECORD_TYPES) carries for ``payload``."""
-    return zlib.crc32(payload, _TYPE_CRC[rec_type])
+    return crc32(payload, _TYPE_CRC[rec_type])
 
 
 def record_bytes(rec_type: int, payload: bytes) -> bytes:
@@ -135,7 +135,7 @@ def check_segment_header(data: bytes, number: int) -> str | None:
     """None if ``data`` (at least 20 bytes) is the header of segment ``number``, else why not."""
     magic, version, stored_number = SEGMENT_HEADER.unpack_from(data, 0)
     crc = int.from_bytes(data[SEGMENT_HEADER.size:SEGMENT_HEADER_SIZE], "little")
-    if zlib.crc32(data[:SEGMENT_HEADER.size]) != crc:
+    if crc32(data[:SEGMENT_HEADER.size]) != crc:
         return "segment header checksum mismatch"
     if magic != SEGMENT_MAGIC:
         return f"bad segment magic {magic!r}"

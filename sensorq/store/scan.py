@@ -22,11 +22,11 @@ contiguous stretch of every stream.
 from __future__ import annotations
 
 import os
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..checksum import crc32
 from ..codec.header import check_blocks, parse_block
 from ..errors import CorruptDataError, SensorqError, StorageError
 from . import fileio
@@ -326,7 +326,7 @@ class SegmentScanning:
             for k, start, length, crc in zip(mine.tolist(), offsets[mine].tolist(),
                                              lengths[mine].tolist(), crcs[mine].tolist()):
                 end = start + length
-                if not (4 <= length and end <= len(buf) and zlib.crc32(buf[start:end - 4]) == crc
+                if not (4 <= length and end <= len(buf) and crc32(buf[start:end - 4]) == crc
                         and int.from_bytes(buf[end - 4:end].tobytes(), "little") == crc):
                     bad.add(int(segments[k]))
         return bad

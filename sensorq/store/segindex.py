@@ -24,11 +24,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..checksum import crc32
 from ..codec.header import ENTRY_DTYPE, ENTRY_SIZE
 from . import fileio
 from .records import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, check_segment_header, SEGMENT_VERSION
@@ -96,9 +96,9 @@ class SegmentIndex:
 def encode_index(number: int, covered_end: int, durable_end: int, tail: bytes,
                  rows: np.ndarray, entries: bytes, run_sizes: np.ndarray) -> bytes:
     head = INDEX_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, number, covered_end, durable_end,
-                             len(rows), len(run_sizes), len(tail), zlib.crc32(tail))
+                             len(rows), len(run_sizes), len(tail), crc32(tail))
     body = head + rows.astype(ROW_DTYPE).tobytes() + np.asarray(run_sizes, "<i8").tobytes() + entries
-    return body + zlib.crc32(body).to_bytes(4, "little")
+    return body + crc32(body).to_bytes(4, "little")
 
 
 def decode_index(data, number: int) -> tuple[SegmentIndex, int, int] | None:
@@ -106,7 +106,7 @@ def decode_index(data, number: int) -> tuple[SegmentIndex, int, int] | None:
     intact index of segment ``number``."""
     if len(data) < INDEX_HEADER.size + 4:
         return None
-    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+    if crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
         return None
     magic, version, found, covered, durable, n_rows, n_runs, tail_len, tail_crc = \
         INDEX_HEADER.unpack_from(data, 0)
@@ -175,7 +175,7 @@ def read_index(directory, number: int, fd: int, size: int) -> SegmentIndex | Non
     if len(head) < SEGMENT_HEADER_SIZE or check_segment_header(head, number) or head[4] != SEGMENT_VERSION:
         return None
     tail = read_exactly(fd, tail_len, index.covered_end - tail_len)
-    if zlib.crc32(tail) != tail_crc:
+    if crc32(tail) != tail_crc:
         return None
     return index
 

@@ -10,13 +10,13 @@ a small LRU cache, so memory stays bounded however big the cache directory is.
 """
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import zstandard
 
+from ..checksum import crc32
 from ..errors import CorruptDataError
 from .segment import Segment
 
@@ -84,7 +84,7 @@ class ZstdRuns:
             raise CorruptDataError(f"segment {run.segment.path.name} changed on disk after it was "
                                    f"verified")
         if run.checks is not None:
-            if not all(zlib.crc32(data[start:start + length - 4]) == crc == int.from_bytes(
+            if not all(crc32(data[start:start + length - 4]) == crc == int.from_bytes(
                     data[start + length - 4:start + length], "little") for start, length, crc in run.checks):
                 raise CorruptDataError(f"segment {run.segment.path.name}: a zstd block does not match "
                                        f"its checksum")
