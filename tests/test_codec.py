@@ -416,11 +416,12 @@ def test_rice_floor_is_a_lower_bound(values, k_lo):
 # --- counting while decoding (count_column) -----------------------------------------
 
 INT32 = (-2**31, 2**31 - 1)
+INT16 = (-2**15, 2**15 - 1)
 
 
-def tally(section, codec, n, threshold, narrow):
+def tally(section, codec, n, threshold, value_bits=64):
     counts = np.zeros(2, np.int64)
-    status = count_column(section, 0, len(section), n, codec, threshold, narrow,
+    status = count_column(section, 0, len(section), n, codec, threshold, value_bits,
                           np.empty(n, np.uint64), np.empty(n, np.uint64), counts)
     assert status == 0
     return list(counts)
@@ -432,14 +433,15 @@ def thresholds_for(values, data):
 
 
 @SETTINGS
-@given(sensor_columns(), st.booleans(), st.data())
-def test_count_column_tallies_what_numpy_counts(values, int32, data):
+@given(sensor_columns(), st.sampled_from([64, 32, 16]), st.data())
+def test_count_column_tallies_what_numpy_counts(values, value_bits, data):
     """count_column's (above, equal) against numpy over the values, in every
     form the compact encoder writes (dictionary, ENTROPY, predictor orders),
-    as int64 and, where every value and the threshold lie in int32, as
-    int32 (the sums mod 2^32)."""
-    if int32:
-        values = np.clip(values, *INT32)
+    as int64 and, where every value and the threshold lie in int32 or int16,
+    as such (the sums mod 2^32 or 2^16)."""
+    limits = {64: None, 32: INT32, 16: INT16}[value_bits]
+    if limits:
+        values = np.clip(values, *limits)
     n = len(values)
     for entropy in (False, True):
         out = np.zeros(max_section_bytes(n), np.uint8)
@@ -447,9 +449,9 @@ def test_count_column_tallies_what_numpy_counts(values, int32, data):
         section = out[:int(end)]
         for threshold in thresholds_for(values, data):
             expected = [int((values > threshold).sum()), int((values == threshold).sum())]
-            assert tally(section, int(codec), n, threshold, False) == expected
-            if int32 and INT32[0] <= threshold <= INT32[1]:
-                assert tally(section, int(codec), n, threshold, True) == expected
+            assert tally(section, int(codec), n, threshold) == expected
+            if limits and limits[0] <= threshold <= limits[1]:
+                assert tally(section, int(codec), n, threshold, value_bits) == expected
 
 
 def _column_of(kind, n, rng):
@@ -461,11 +463,14 @@ def _column_of(kind, n, rng):
         return np.arange(n) * 977 + rng.integers(-1, 2, n)
     if kind == "extremes":       # order 1 with deltas of 33 bits: int32's whole range
         return rng.choice(np.array(INT32), n)
+    if kind == "extremes16":     # deltas of 17 bits: int16's whole range
+        return rng.choice(np.array(INT16), n)
     return rng.choice(np.array([-5000, 0, 7, 12000]), n)     # dictionary
 
 
 @pytest.mark.parametrize("kind, wanted", [("noise", 0), ("walk", 1), ("ramp", 2),
-                                          ("extremes", None), ("lattice", DICT)])
+                                          ("extremes", None), ("extremes16", None),
+                                          ("lattice", DICT)])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 4096, 4103])
 def test_count_column_in_each_predictor_order(kind, wanted, n):
     """The three predictor orders and a dictionary, with whole and partial
@@ -479,7 +484,9 @@ def test_count_column_in_each_predictor_order(kind, wanted, n):
         assert codec & DICT
     elif wanted is not None and n >= 4096:
         assert codec & PREDICTOR_MASK == wanted and not codec & (DICT | ENTROPY)
-    for threshold in (int(values[n // 2]), int(values[0]) - 1, 0, INT32[0], INT32[1]):
+    for threshold in (int(values[n // 2]), int(values[0]) - 1, 0, INT16[0], INT16[1]):
         expected = [int((values > threshold).sum()), int((values == threshold).sum())]
-        assert tally(section, codec, n, threshold, False) == expected
-        assert tally(section, codec, n, threshold, True) == expected
+        assert tally(section, codec, n, threshold) == expected
+        assert tally(section, codec, n, threshold, 32) == expected
+        if INT16[0] <= values.min() and values.max() <= INT16[1]:
+            assert tally(section, codec, n, threshold, 16) == expected

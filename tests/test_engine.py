@@ -395,6 +395,8 @@ def test_counts_over_thousands_of_blocks_of_mixed_sizes(tmp_path, seed):
     last = window(t, 300)
     for query, expected in [("count where a > 100mg", a > 100),
                             ("count where a <= -3mg last 5m", (a <= -3) & last),
+                            ("count where a >= -40000mg", a >= -40_000),       # past int16
+                            ("count where a != 3000000000mg", a != 3_000_000_000),   # past int32
                             ("count where f > 0.5", f > 0.5),
                             ("count where f < 0 or a > 250mg last 5m", ((f < 0) | (a > 250)) & last)]:
         assert cache.query(query).value == int(expected.sum()), query

@@ -215,10 +215,15 @@ def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float, scal
     return builder.extract_element(builder.load(running), ir.Constant(I32, 0))
 
 
+LANE_BITS = {8: 64, 16: 32, 32: 16}     # emit_prefix_count's lanes -> their width
+
+
 def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes):
     """The loop of emit_prefix_count: ``lanes`` sums a step (8: int64; 16:
-    int32, two vectors of words unzigzagged as words, then truncated)."""
-    ty = ir.IntType(64 if lanes == 8 else 32)
+    int32, two vectors of words unzigzagged as words, then truncated; 32:
+    int16, four vectors of words truncated to int32, unzigzagged there,
+    then truncated again)."""
+    ty = ir.IntType(LANE_BITS[lanes])
     vec = ir.VectorType(ty, lanes)
 
     def const(v):
@@ -227,20 +232,34 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
     def words(k):
         at = builder.gep(data, [builder.add(builder.mul(loop.index, ir.Constant(I64, lanes)),
                                             ir.Constant(I64, 8 * k))])
-        d = builder.load(builder.bitcast(at, _vec(8).as_pointer()), align=8)
-        if zig:   # as words: exact whatever the residual's width
-            d = _unzigzag(builder, d)
-        return d if lanes == 8 else builder.trunc(d, ir.VectorType(ty, 8))
+        return builder.load(builder.bitcast(at, _vec(8).as_pointer()), align=8)
+
+    def step_words():
+        if lanes == 8:
+            return _unzigzag(builder, words(0)) if zig else words(0)
+        if lanes == 16:   # unzigzagged as words: exact whatever the residual's width
+            w = [builder.trunc(_unzigzag(builder, words(k)) if zig else words(k),
+                               ir.VectorType(I32, 8)) for k in range(2)]
+            return _shuffle(builder, w[0], w[1], range(16))
+        # int16 sums: residuals below 2^32 (an int8 or int16 channel's are below 2^17)
+        w = [builder.trunc(words(k), ir.VectorType(I32, 8)) for k in range(4)]
+        halves = [_shuffle(builder, w[0], w[1], range(16)), _shuffle(builder, w[2], w[3], range(16))]
+        if zig:
+            one, nil = (ir.Constant(ir.VectorType(I32, 16), [ir.Constant(I32, v)] * 16) for v in (1, 0))
+            halves = [builder.xor(builder.lshr(h, one), builder.sub(nil, builder.and_(h, one)))
+                      for h in halves]
+        halves = [builder.trunc(h, ir.VectorType(ty, 16)) for h in halves]
+        return _shuffle(builder, halves[0], halves[1], range(32))
 
     zero, undef = const(0), ir.Constant(vec, ir.Undefined)
-    base, threshold = (_splat(builder, builder.trunc(x, ty) if lanes == 16 else x, lanes)
+    base, threshold = (_splat(builder, builder.trunc(x, ty) if lanes > 8 else x, lanes)
                        for x in (base, threshold))
     above = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
     equal = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
     popcount = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]), f"llvm.ctpop.i{lanes}")
     with cgutils.for_range(builder, nvec) as loop:
-        d = words(0) if lanes == 8 else _shuffle(builder, words(0), words(1), range(16))
+        d = step_words()
         step = 1
         while step < lanes:   # in-register prefix sum: log2(lanes) shifted adds
             d = builder.add(d, _shuffle(builder, d, zero,
@@ -265,14 +284,14 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     int32 (lanes 16: exact when every sum fits in int32, for arithmetic mod
     2^32 is exact there).  Returns the last sum without base (mod 2^32 with
     16 lanes)."""
-    ty = ir.IntType(64 if lanes == 8 else 32)
+    ty = ir.IntType(LANE_BITS[lanes])
     nvec = _as_i64(builder, nvec)
     carry = _as_i64(builder, carry)
-    if lanes == 16:
+    if lanes > 8:
         carry = builder.trunc(carry, ty)
     running = cgutils.alloca_once_value(builder, _splat(builder, carry, lanes))
     base, threshold = _as_i64(builder, base), _as_i64(builder, threshold)
     _by_zig(builder, zig, lambda zigzagged: _count_loop(builder, data, nvec, running, base,
                                                         zigzagged, threshold, tally, lanes))
     last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
-    return builder.zext(last, I64) if lanes == 16 else last
+    return builder.zext(last, I64) if lanes > 8 else last

@@ -333,3 +333,4 @@ def _prefix_count(lanes):
 # there), and it returns the last sum mod 2^32.
 prefix_count64 = _prefix_count(8)
 prefix_count32 = _prefix_count(16)
+prefix_count16 = _prefix_count(32)

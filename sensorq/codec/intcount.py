@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, prefix_count32, prefix_count64
+from .bits import ONE, U64, ZERO, prefix_count16, prefix_count32, prefix_count64
 from .codes import OK, PREDICTOR_MASK
 from .intcodec import _read_residuals, _residuals_to_words, _running_sums
 from .predictor import zigzag
@@ -18,15 +18,17 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 
 
 @cached(_STAMP, nogil=True)
-def count_column(buf, pos, end, n, codec, threshold, narrow, out, scratch, tally):
+def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, tally):
     """intcodec.decode_column for a count: of the section's n words, read as
     int64, tally[0] += how many are above ``threshold`` and tally[1] += how
     many equal it.  The last pass compares the running sums instead of
     storing them, so the words are not written and read again (~25 % of a
-    whole-block count).  ``narrow``: the caller knows that every word and
-    the threshold lie in int32 (an int8, int16 or int32 channel), so
-    that the sums are compared 16 at a time as int32, twice the lanes of
-    int64.  ``out`` and ``scratch`` as in decode_column; returns a status."""
+    whole-block count).  ``value_bits`` (64, 32 or 16): the caller knows
+    that every word and the threshold lie in int32 (an int32 channel's) or
+    int16 (an int8 or int16 channel's), so that the sums are compared 16 or
+    32 at a time as such, with twice or four times the lanes of int64: the
+    sums mod 2^32 (2^16) are exact there.  ``out`` and ``scratch`` as in
+    decode_column; returns a status."""
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
@@ -38,12 +40,12 @@ def count_column(buf, pos, end, n, codec, threshold, narrow, out, scratch, tally
         return status
     if order == 1:
         out[0] = zigzag(out[0])
-        _count_sums(out, n, ZERO, base, ONE, threshold, narrow, tally)
+        _count_sums(out, n, ZERO, base, ONE, threshold, value_bits, tally)
     else:
         first = out[0]
         out[0] = ZERO
         _running_sums(out, n, ZERO, ZERO, ONE, out)      # first differences
-        _count_sums(out, n, first, base, ZERO, threshold, narrow, tally)
+        _count_sums(out, n, first, base, ZERO, threshold, value_bits, tally)
     return OK
 
 
@@ -59,25 +61,24 @@ def _tally_words(words, n, threshold, tally):
 
 
 @cached(_STAMP, nogil=True)
-def _count_sums(u, n, carry, base, zig, threshold, narrow, tally):
-    """count_column's last pass: whole vectors in the IR kernel, the rest here
-    (as int32 too when ``narrow``: the kernel's carry is then mod 2^32)."""
+def _count_sums(u, n, carry, base, zig, threshold, value_bits, tally):
+    """count_column's last pass: whole vectors in the IR kernel, the rest here,
+    as int``value_bits`` too (the kernel's carry is then mod 2^value_bits)."""
     end = U64(n)
-    if narrow:
+    if value_bits == 16:
+        done = (end >> U64(5)) << U64(5)
+        carry = prefix_count16(u, end >> U64(5), carry, base, zig, threshold, tally)
+    elif value_bits == 32:
         done = (end >> U64(4)) << U64(4)
         carry = prefix_count32(u, end >> U64(4), carry, base, zig, threshold, tally)
     else:
         done = (end >> U64(3)) << U64(3)
         carry = prefix_count64(u, end >> U64(3), carry, base, zig, threshold, tally)
+    spare = U64(64 - value_bits)      # the low value_bits bits, sign-extended
     above, equal = 0, 0
     for i in range(done, end):
         carry += (u[i] >> zig) ^ (ZERO - (u[i] & zig))
-        word = carry + base
-        if narrow:      # the low 32 bits, sign-extended
-            word &= U64(0xFFFFFFFF)
-            value = np.int64(word) - (np.int64(word >> U64(31)) << 32)
-        else:
-            value = np.int64(word)
+        value = np.int64((carry + base) << spare) >> np.int64(spare)
         above += value > threshold
         equal += value == threshold
     tally[0] += above

@@ -385,12 +385,12 @@ def _count_compare(words, lo, hi, op, threshold):
     return c
 
 
-def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, narrow, start_ns, end_ns,
+def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, value_bits, start_ns, end_ns,
                        need_time, counts, status):
     """``count where CHANNEL OP INTEGER`` on an integer channel: the decoded
     words are compared as int64, with no float conversion and no VM; a block
-    counted whole, by its decoder's last pass (count_column; ``narrow`` as
-    there).  Working arrays once per chunk of blocks, as in _count_matches."""
+    counted whole, by its decoder's last pass (count_column; ``value_bits``
+    as there).  Working arrays once per chunk of blocks, as in _count_matches."""
     n_blocks = blocks.shape[0]
     n_chunks = count_chunks(n_blocks)
     for k in prange(n_chunks):
@@ -406,7 +406,7 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, narrow, start_n
             if not need_time:
                 tally[:] = 0
                 status[j] = count_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2],
-                                         threshold, narrow, words, scratch, tally)
+                                         threshold, value_bits, words, scratch, tally)
                 counts[j] = _from_tally(op, n, tally[0], tally[1])
                 continue
             status[j] = decode_time(buf, b, n, lay_t, t, words, scratch)

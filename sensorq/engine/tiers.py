@@ -57,9 +57,9 @@ RICE_FLOAT_WEIGHT = 4                   # a float value of a compact stream (dic
 ENTROPY_WEIGHT = 6                      # a value of an ENTROPY section (tANS: ~0.22 us interpreted)
 BUCKETED_SAMPLE_WEIGHT = 25             # a sample folded into its bucket
 BUCKET_WEIGHT = 1000                    # a bucket that decoded blocks span
-# Integer channels whose raw values all lie in int32: a count compares their
-# words 16 at a time (intcodec.count_column's ``narrow``).
-NARROW_DTYPES = ("int8", "int16", "int32")
+# The integer type that holds every raw value of a channel's dtype: a count
+# compares the sums in it (codec/intcount.py's ``value_bits``).
+_LANE_BITS = {"int8": 16, "int16": 16, "int32": 32}
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
 _interpreted_values = 0                 # what auto has given the interpreter so far
 
@@ -120,6 +120,14 @@ def choose(engine: str | None, values: int):
     return COMPILED
 
 
+def _value_bits(dtype: str, threshold: int) -> int:
+    """The narrowest of 16, 32 and 64 bits that holds both the channel's values and the threshold."""
+    bits = _LANE_BITS.get(dtype, 64)
+    while bits < 64 and not -(1 << (bits - 1)) <= threshold < (1 << (bits - 1)):
+        bits *= 2
+    return bits
+
+
 class CompiledTier:
     """The numba kernels; across both cores when there are enough blocks.
     (kernels.py is imported by the first call: importing it starts numba.)"""
@@ -132,10 +140,9 @@ class CompiledTier:
         if raw_compare is not None:
             kernel = K.count_raw_compare if parallel else K.count_raw_compare_serial
             threshold = int(raw_compare.threshold)
-            narrow = raw_compare.channel.dtype in NARROW_DTYPES and \
-                -(1 << 31) <= threshold < (1 << 31)
             kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, COMPARE_CODES[raw_compare.op],
-                   threshold, narrow, start, end, need_time, counts, status)
+                   threshold, _value_bits(raw_compare.channel.dtype, threshold), start, end,
+                   need_time, counts, status)
         else:
             pred_code, _, consts, depth = programs.kernel_args()
             kernel = K.count_matches if parallel else K.count_matches_serial
