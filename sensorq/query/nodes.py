@@ -65,12 +65,14 @@ class Node:
     def __eq__(self, other):
         # the plan and program memos look plans up by value: an equal plan
         # made by another query text is compared field by field, so the
-        # cheap answers come first (identity; unequal hashes, kept on both)
+        # cheap answers come first (identity; hashes that both nodes have
+        # kept and that differ)
         if other.__class__ is not self.__class__:
             return NotImplemented
         if other is self:
             return True
-        if hash(self) != hash(other):
+        mine, theirs = self.__dict__.get("_hash"), other.__dict__.get("_hash")
+        if mine is not None and theirs is not None and mine != theirs:
             return False
         return self._field_values() == other._field_values()
 
