@@ -490,3 +490,31 @@ def test_count_column_in_each_predictor_order(kind, wanted, n):
         assert tally(section, codec, n, threshold, 32) == expected
         if INT16[0] <= values.min() and values.max() <= INT16[1]:
             assert tally(section, codec, n, threshold, 16) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(sensor_columns(), st.data())
+def test_count_column_of_damaged_sections_agrees_with_decode_column(values, data):
+    """A column section with bytes changed behind the block's CRC (a buggy
+    writer) is rejected by count_column exactly when decode_column rejects
+    it, with the same status, and otherwise counted as its decoded words are
+    (int64 lanes; the narrow lanes may differ only on such words outside
+    their range), never a crash."""
+    n = len(values)
+    out = np.zeros(max_section_bytes(n), np.uint8)
+    end, codec = encode_column_costed(values.view(np.uint64), True, True, 1.6, out, 0,
+                                      data.draw(st.booleans()))
+    section = out[:int(end)].copy()
+    for _ in range(data.draw(st.integers(1, 4))):
+        section[data.draw(st.integers(0, len(section) - 1))] = data.draw(st.integers(0, 255))
+    words = np.empty(n, np.uint64)
+    status = decode_column(section, 0, len(section), n, int(codec), words, np.empty(n, np.uint64))
+    threshold = int(values[data.draw(st.integers(0, n - 1))])
+    for value_bits in (64, 32, 16):
+        counts = np.zeros(2, np.int64)
+        got = count_column(section, 0, len(section), n, int(codec), threshold, value_bits,
+                           np.empty(n, np.uint64), np.empty(n, np.uint64), counts)
+        assert got == status
+        if status == 0 and value_bits == 64:
+            decoded = words.view(np.int64)
+            assert list(counts) == [int((decoded > threshold).sum()), int((decoded == threshold).sum())]
