@@ -1,8 +1,9 @@
-"""LLVM IR for the vector kernels of bits.py (``unpack32``, ``prefix_sums``).
+"""LLVM IR for the vector kernels of bits.py (``unpack32``, ``prefix_sums``,
+and ``prefix_count64/32/16``, which compare the sums instead of storing them).
 
 Written with llvmlite's IR builder in target-neutral vector IR: constant
-shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.masked.gather``, plain
-vector loads and stores.  LLVM picks the instructions for the host
+shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.ctpop`` of compare
+masks, ``llvm.masked.gather``, plain vector loads and stores.  LLVM picks the instructions for the host
 (vpermt2q/vpshrdvq/valignq/vpgatherqq on AVX-512, scalar code where there is
 no such instruction); no target intrinsic is named here.
 """
@@ -159,9 +160,9 @@ def emit_unpack32(builder, src, shift, width, dst):
 
 
 def _unzigzag(builder, u):
-    """(u >> 1) ^ -(u & 1), lane by lane, on a vector of 8 words."""
-    return builder.xor(builder.lshr(u, _const([1] * 8)),
-                       builder.sub(_const([0] * 8), builder.and_(u, _const([1] * 8))))
+    """(u >> 1) ^ -(u & 1), lane by lane, on an integer vector."""
+    one, nil = (ir.Constant(u.type, [ir.Constant(u.type.element, v)] * u.type.count) for v in (1, 0))
+    return builder.xor(builder.lshr(u, one), builder.sub(nil, builder.and_(u, one)))
 
 
 def _by_zig(builder, zig, loop):
@@ -245,9 +246,7 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
         w = [builder.trunc(words(k), ir.VectorType(I32, 8)) for k in range(4)]
         halves = [_shuffle(builder, w[0], w[1], range(16)), _shuffle(builder, w[2], w[3], range(16))]
         if zig:
-            one, nil = (ir.Constant(ir.VectorType(I32, 16), [ir.Constant(I32, v)] * 16) for v in (1, 0))
-            halves = [builder.xor(builder.lshr(h, one), builder.sub(nil, builder.and_(h, one)))
-                      for h in halves]
+            halves = [_unzigzag(builder, h) for h in halves]
         halves = [builder.trunc(h, ir.VectorType(ty, 16)) for h in halves]
         return _shuffle(builder, halves[0], halves[1], range(32))
 
