@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_block,
                                  parse_block)
 from sensorq.codec import npdecode
-from sensorq.codec.intcount import count_column
+from sensorq.codec.intcount import WORDS, count_column
 from sensorq.codec.intcodec import (DICT, ENTROPY, PATCH_COST, PATCH_POSITION, PREDICTOR_MASK,
                                     decode_column, encode_column,
                                     encode_column_costed, encode_column_priced, max_section_bytes)
@@ -490,6 +490,10 @@ def test_count_column_in_each_predictor_order(kind, wanted, n):
         assert tally(section, codec, n, threshold, 32) == expected
         if INT16[0] <= values.min() and values.max() <= INT16[1]:
             assert tally(section, codec, n, threshold, 16) == expected
+    words, untouched = np.empty(n, np.uint64), np.zeros(2, np.int64)
+    assert count_column(section, 0, len(section), n, codec, 0, WORDS, words,
+                        np.empty(n, np.uint64), untouched) == 0
+    assert (words.view(np.int64) == values).all() and not untouched.any()   # decode_column's words
 
 
 @settings(max_examples=300, deadline=None)

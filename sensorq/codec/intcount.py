@@ -17,6 +17,13 @@ from .predictor import zigzag
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 
+# count_column's value_bits that asks for the words themselves, as
+# decode_column writes them, and counts nothing: a kernel that needs both
+# (blocks that a window cuts) then reaches one decoder, not two (each is
+# ~2 s of cold compile in every kernel that reaches it).
+WORDS = 0
+
+
 @cached(_STAMP, nogil=True)
 def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, tally):
     """intcodec.decode_column for a count: of the section's n words, read as
@@ -27,15 +34,16 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     that every word and the threshold lie in int32 (an int32 channel's) or
     int16 (an int8 or int16 channel's), so that the sums are compared 16 or
     32 at a time as such, with twice or four times the lanes of int64: the
-    sums mod 2^32 (2^16) are exact there.  ``out`` and ``scratch`` as in
+    sums mod 2^32 (2^16) are exact there; WORDS: out[:n] := the words, as
+    decode_column, and no count.  ``out`` and ``scratch`` as in
     decode_column; returns a status."""
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
     order = codec & PREDICTOR_MASK
-    if n_entries or order == 0 or n == 0:      # no running sum to fold the compare into
+    if value_bits == WORDS or n_entries or order == 0 or n == 0:   # the words themselves
         status = _residuals_to_words(out, n, codec, scratch, base, n_entries)
-        if status == OK:
+        if status == OK and value_bits != WORDS:
             _tally_words(out, n, threshold, tally)
         return status
     if order == 1:

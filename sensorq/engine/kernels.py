@@ -28,7 +28,7 @@ from numba import njit, prange  # noqa: E402
 from ..codec.bits import U64  # noqa: E402
 from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
                                decode_column_floats, decode_column_scaled)
-from ..codec.intcount import count_column
+from ..codec.intcount import WORDS, count_column
 from ..codec.transforms import float_values
 from ..codec.alp import (finish_shift as alp_finish_shift, is_shift as alp_is_shift,
                          mantissa_start as alp_mantissa_start, patch_exceptions as alp_patch_exceptions,
@@ -390,7 +390,9 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, value_bits, sta
     """``count where CHANNEL OP INTEGER`` on an integer channel: the decoded
     words are compared as int64, with no float conversion and no VM; a block
     counted whole, by its decoder's last pass (count_column; ``value_bits``
-    as there).  Working arrays once per chunk of blocks, as in _count_matches."""
+    as there).  Its words, where a window cuts the block, come from
+    count_column too, so that the kernel compiles one decoder, not two.
+    Working arrays once per chunk of blocks, as in _count_matches."""
     n_blocks = blocks.shape[0]
     n_chunks = count_chunks(n_blocks)
     for k in prange(n_chunks):
@@ -412,8 +414,10 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, value_bits, sta
             status[j] = decode_time(buf, b, n, lay_t, t, words, scratch)
             if status[j] != OK:
                 continue
-            status[j] = decode_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2], words,
-                                      scratch)
+            # the words, as decode_column writes them (np.int64: not a literal,
+            # which numba would compile count_column for a second time)
+            status[j] = count_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2],
+                                     threshold, np.int64(WORDS), words, scratch, tally)
             if status[j] != OK:
                 continue
             # timestamps are sorted: the window is one stretch of the block
