@@ -3,9 +3,10 @@ and ``prefix_count64/32/16``, which compare the sums instead of storing them).
 
 Written with llvmlite's IR builder in target-neutral vector IR: constant
 shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.ctpop`` of compare
-masks, ``llvm.masked.gather``, plain vector loads and stores.  LLVM picks the instructions for the host
-(vpermt2q/vpshrdvq/valignq/vpgatherqq on AVX-512, scalar code where there is
-no such instruction); no target intrinsic is named here.
+masks, ``llvm.masked.gather``, plain vector loads and stores.  LLVM picks
+the instructions for the host (vpermt2q/vpshrdvq/valignq/vpgatherqq on
+AVX-512, scalar code where there is no such instruction); no target
+intrinsic is named here.
 """
 from __future__ import annotations
 
@@ -279,10 +280,11 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
 def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, lanes):
     """The sums of emit_prefix_sums (carry + d_0 + ... + d_i + base over
     data[:lanes * nvec]) compared, not stored: tally[0] += how many are above
-    ``threshold`` and tally[1] += how many equal it, as int64 (lanes 8) or as
-    int32 (lanes 16: exact when every sum fits in int32, for arithmetic mod
-    2^32 is exact there).  Returns the last sum without base (mod 2^32 with
-    16 lanes)."""
+    ``threshold`` and tally[1] += how many equal it, as int64 (lanes 8), int32
+    (lanes 16) or int16 (lanes 32; its residuals must lie below 2^32).  The
+    narrow lanes are exact when every sum fits their type, for arithmetic mod
+    2^32 (2^16) is exact there.  Returns the last sum without base (mod 2^32
+    or 2^16 with narrow lanes)."""
     ty = ir.IntType(LANE_BITS[lanes])
     nvec = _as_i64(builder, nvec)
     carry = _as_i64(builder, carry)

@@ -329,8 +329,9 @@ def _prefix_count(lanes):
 # tally[1] += how many equal it.  Returns the last sum without base.
 # prefix_count64 compares them as int64; prefix_count32 takes 16 words a
 # step (nvec is then the number of 16s) and compares as int32, twice the
-# lanes: exact when every s_i fits in int32 (arithmetic mod 2^32 is exact
-# there), and it returns the last sum mod 2^32.
+# lanes, and prefix_count16 32 words a step as int16 (residuals below 2^32):
+# exact when every s_i fits in the narrow type (arithmetic mod 2^32 or 2^16
+# is exact there), and they return the last sum mod 2^32 or 2^16.
 prefix_count64 = _prefix_count(8)
 prefix_count32 = _prefix_count(16)
 prefix_count16 = _prefix_count(32)
