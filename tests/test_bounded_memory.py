@@ -392,6 +392,47 @@ def test_percentiles_of_awkward_floats_equal_numpy(tmp_path_factory, passes, x, 
     assert same_float(median.value, expected_median)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), spread=st.sampled_from([1, 3, 40, 3000]),
+       p=PERCENTILES, scale=st.sampled_from([1.0, -0.5]), cut=st.booleans(),
+       misled=st.booleans())
+def test_sampled_percentiles_equal_numpy(tmp_path_factory, monkeypatch, seed, spread, p, scale,
+                                         cut, misled):
+    """A percentile of an integer channel over hundreds of blocks is first
+    tried from a sample and one ladder of counts (selection.sampled_percentile):
+    exact where the ladder holds both ranks, and where the sample misled (its
+    blocks, every SAMPLE_EVERY-th, shifted from the others) or the window
+    cuts blocks; a narrow spread of values is answered by the ladder, a
+    misleading sample (for ranks that lie among the other blocks' values)
+    never is."""
+    rng = np.random.default_rng(seed)
+    block, n = 64, 64 * 300
+    a = np.round(rng.normal(0, spread, n)).clip(-32768, 32767).astype(np.int16)
+    if misled:
+        sampled = (np.arange(n) // block) % selection.SAMPLE_EVERY == 0
+        a[sampled] = np.clip(a[sampled] + 5 * spread + 10, -32768, 32767)
+    t = 1_700_000_000 * SECOND + np.arange(n, dtype=np.int64) * 10_000_000
+    answers = []
+    sampled_percentile = selection.sampled_percentile
+    monkeypatch.setattr(selection, "sampled_percentile",
+                        lambda *args: answers.append(sampled_percentile(*args)) or answers[-1])
+    with sensorq.open(tmp_path_factory.mktemp("c") / "c", create=True) as cache:
+        cache.create_stream("s", [Channel("a", "int16", "mg", scale=scale)], block_samples=block)
+        cache.append("s", t, [a])
+        result = cache.query(f"percentile({p}) a" + (" last 170s" if cut else ""))
+    window = result.plan.time
+    keep = (t >= (window.start_ns or 0)) & (t < (window.end_ns or t[-1] + 1))
+    assert keep.sum() < n if cut else keep.all()
+    expected = np.percentile(a[keep].astype(np.float64) * scale, result.plan.percentile)
+    assert same_float(result.value, expected), (result.value, expected)
+    assert len(answers) == 1
+    if spread <= 3 and not misled:
+        assert answers[0] is not None            # the ladder answered
+    if misled and not cut and spread <= 3 and 10 <= p <= 90:
+        assert answers[0] is None                # the sample's cells are not the ranks'
+
+
 @SETTINGS
 @given(stream=streams(), p=PERCENTILES, seconds=st.sampled_from([1, 2, 30]),
        expr=st.sampled_from(["a", "f"]))

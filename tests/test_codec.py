@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_block,
                                  parse_block)
 from sensorq.codec import npdecode
+from sensorq.codec.codes import LADDER_STEPS
 from sensorq.codec.intcount import WORDS, count_column
 from sensorq.codec.intcodec import (DICT, ENTROPY, PATCH_COST, PATCH_POSITION, PREDICTOR_MASK,
                                     decode_column, encode_column,
@@ -427,6 +428,19 @@ def tally(section, codec, n, threshold, value_bits=64):
     return list(counts)
 
 
+def ladder(section, codec, n, threshold, value_bits=64):
+    counts = np.zeros(LADDER_STEPS + 1, np.int64)
+    status = count_column(section, 0, len(section), n, codec, threshold, value_bits,
+                          np.empty(n, np.uint64), np.empty(n, np.uint64), counts, True)
+    assert status == 0
+    return list(counts)
+
+
+def ladder_of(values, threshold):
+    """numpy's ladder: how many values are at least threshold + s."""
+    return [int((values >= threshold + s).sum()) for s in range(LADDER_STEPS + 1)]
+
+
 def thresholds_for(values, data):
     picks = [int(values[data.draw(st.integers(0, len(values) - 1))]) + d for d in (-1, 0, 1)]
     return picks + [int(values.min()) - 1, int(values.max()), data.draw(st.integers(-2**40, 2**40))]
@@ -450,8 +464,12 @@ def test_count_column_tallies_what_numpy_counts(values, value_bits, data):
         for threshold in thresholds_for(values, data):
             expected = [int((values > threshold).sum()), int((values == threshold).sum())]
             assert tally(section, int(codec), n, threshold) == expected
+            assert ladder(section, int(codec), n, threshold) == ladder_of(values, threshold)
             if limits and limits[0] <= threshold <= limits[1]:
                 assert tally(section, int(codec), n, threshold, value_bits) == expected
+            if limits and limits[0] <= threshold <= limits[1] - LADDER_STEPS:
+                assert ladder(section, int(codec), n, threshold, value_bits) == \
+                    ladder_of(values, threshold)
 
 
 def _column_of(kind, n, rng):
@@ -490,6 +508,11 @@ def test_count_column_in_each_predictor_order(kind, wanted, n):
         assert tally(section, codec, n, threshold, 32) == expected
         if INT16[0] <= values.min() and values.max() <= INT16[1]:
             assert tally(section, codec, n, threshold, 16) == expected
+        low = min(threshold, INT16[1] - LADDER_STEPS)       # every step inside int16
+        assert ladder(section, codec, n, low) == ladder_of(values, low)
+        assert ladder(section, codec, n, low, 32) == ladder_of(values, low)
+        if INT16[0] <= values.min() and values.max() <= INT16[1]:
+            assert ladder(section, codec, n, low, 16) == ladder_of(values, low)
     words, untouched = np.empty(n, np.uint64), np.zeros(2, np.int64)
     assert count_column(section, 0, len(section), n, codec, 0, WORDS, words,
                         np.empty(n, np.uint64), untouched) == 0
@@ -519,6 +542,11 @@ def test_count_column_of_damaged_sections_agrees_with_decode_column(values, data
         got = count_column(section, 0, len(section), n, int(codec), threshold, value_bits,
                            np.empty(n, np.uint64), np.empty(n, np.uint64), counts)
         assert got == status
+        steps = np.zeros(LADDER_STEPS + 1, np.int64)
+        assert count_column(section, 0, len(section), n, int(codec), threshold, value_bits,
+                            np.empty(n, np.uint64), np.empty(n, np.uint64), steps,
+                            True) == status
         if status == 0 and value_bits == 64:
             decoded = words.view(np.int64)
             assert list(counts) == [int((decoded > threshold).sum()), int((decoded == threshold).sum())]
+            assert list(steps) == ladder_of(decoded, threshold)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from llvmlite import ir
 from numba.core import cgutils
 
+from .codes import LADDER_STEPS
+
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 MAX_WIDTH = 64
@@ -220,7 +222,14 @@ def emit_prefix_sums(builder, data, nvec, carry, base, zig, dest, to_float, scal
 LANE_BITS = {8: 64, 16: 32, 32: 16}     # emit_prefix_count's lanes -> their width
 
 
-def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes):
+# emit_prefix_count's tests: tally[k] counts the sums s with ``s PREDICATE
+# threshold + OFFSET`` for the k-th (PREDICATE, OFFSET).
+ABOVE_EQUAL = ((">", 0), ("==", 0))
+# a ladder: tally[j] = how many s >= threshold + j, j = 0..LADDER_STEPS
+LADDER = tuple((">=", j) for j in range(LADDER_STEPS + 1))
+
+
+def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes, tests):
     """The loop of emit_prefix_count: ``lanes`` sums a step (8: int64; 16:
     int32, two vectors of words unzigzagged as words, then truncated; 32:
     int16, four vectors of words truncated to int32, unzigzagged there,
@@ -254,10 +263,11 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
     zero, undef = const(0), ir.Constant(vec, ir.Undefined)
     base, threshold = (_splat(builder, builder.trunc(x, ty) if lanes > 8 else x, lanes)
                        for x in (base, threshold))
-    above = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
-    equal = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
+    limits = [builder.add(threshold, const(offset)) for _, offset in tests]
+    totals = [cgutils.alloca_once_value(builder, ir.Constant(I64, 0)) for _ in tests]
     popcount = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]), f"llvm.ctpop.i{lanes}")
+        builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]),
+        f"llvm.ctpop.i{lanes}")
     with cgutils.for_range(builder, nvec) as loop:
         d = step_words()
         step = 1
@@ -267,24 +277,26 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
             step *= 2
         carry = builder.load(running)
         sums = builder.add(builder.add(d, carry), base)
-        for counts, test in ((above, ">"), (equal, "==")):   # popcount of the lanes' mask
-            mask = builder.bitcast(builder.icmp_signed(test, sums, threshold), ir.IntType(lanes))
+        for counts, (test, _), limit in zip(totals, tests, limits):   # popcount of the mask
+            mask = builder.bitcast(builder.icmp_signed(test, sums, limit), ir.IntType(lanes))
             builder.store(builder.add(builder.load(counts), builder.zext(builder.call(
                 popcount, [mask]), I64)), counts)
         builder.store(builder.add(carry, _shuffle(builder, d, undef, [lanes - 1] * lanes)), running)
-    for slot, counts in ((0, above), (1, equal)):
+    for slot, counts in enumerate(totals):
         at = builder.gep(tally, [ir.Constant(I64, slot)])
         builder.store(builder.add(builder.load(at), builder.load(counts)), at)
 
 
-def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, lanes):
+def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, lanes,
+                      tests=ABOVE_EQUAL):
     """The sums of emit_prefix_sums (carry + d_0 + ... + d_i + base over
-    data[:lanes * nvec]) compared, not stored: tally[0] += how many are above
-    ``threshold`` and tally[1] += how many equal it, as int64 (lanes 8), int32
-    (lanes 16) or int16 (lanes 32; its residuals must lie below 2^32).  The
-    narrow lanes are exact when every sum fits their type, for arithmetic mod
-    2^32 (2^16) is exact there.  Returns the last sum without base (mod 2^32
-    or 2^16 with narrow lanes)."""
+    data[:lanes * nvec]) compared, not stored: by default tally[0] += how many
+    are above ``threshold`` and tally[1] += how many equal it; with LADDER,
+    tally[j] += how many are at least threshold + j.  As int64 (lanes 8),
+    int32 (lanes 16) or int16 (lanes 32; its residuals must lie below 2^32).
+    The narrow lanes are exact when every sum and every threshold + offset
+    fits their type, for arithmetic mod 2^32 (2^16) is exact there.  Returns
+    the last sum without base (mod 2^32 or 2^16 with narrow lanes)."""
     ty = ir.IntType(LANE_BITS[lanes])
     nvec = _as_i64(builder, nvec)
     carry = _as_i64(builder, carry)
@@ -293,6 +305,7 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     running = cgutils.alloca_once_value(builder, _splat(builder, carry, lanes))
     base, threshold = _as_i64(builder, base), _as_i64(builder, threshold)
     _by_zig(builder, zig, lambda zigzagged: _count_loop(builder, data, nvec, running, base,
-                                                        zigzagged, threshold, tally, lanes))
+                                                        zigzagged, threshold, tally, lanes,
+                                                        tests))
     last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
     return builder.zext(last, I64) if lanes > 8 else last

@@ -21,7 +21,8 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import emit_prefix_count, emit_prefix_sums, emit_unpack32
+from ._vector_ir import ABOVE_EQUAL, LADDER, emit_prefix_count, emit_prefix_sums, \
+    emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -308,7 +309,7 @@ def scaled_prefix_sums(typingctx, arr, nvec, carry, base, zig, scale, dest):
     return sig, codegen
 
 
-def _prefix_count(lanes):
+def _prefix_count(lanes, tests=ABOVE_EQUAL):
     @intrinsic
     def prefix_count(typingctx, arr, nvec, carry, base, zig, threshold, tally):
         if not _c_arrays(arr, tally) or tally.dtype != types.int64:
@@ -318,7 +319,7 @@ def _prefix_count(lanes):
         def codegen(context, builder, signature, args):
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
             counts = context.make_array(signature.args[6])(context, builder, args[6]).data
-            return emit_prefix_count(builder, data, *args[1:6], counts, lanes)
+            return emit_prefix_count(builder, data, *args[1:6], counts, lanes, tests)
         return sig, codegen
     return prefix_count
 
@@ -335,3 +336,12 @@ def _prefix_count(lanes):
 prefix_count64 = _prefix_count(8)
 prefix_count32 = _prefix_count(16)
 prefix_count16 = _prefix_count(32)
+
+# The same sums, compared with LADDER_STEPS + 1 thresholds in one pass:
+# tally[j] += how many are at least threshold + j (j = 0..LADDER_STEPS), so
+# that tally[j] - tally[j + 1] counts the sums equal to threshold + j (a
+# percentile's candidate values, selection.sampled_percentile).  Every
+# threshold + j must fit the lanes' type.
+prefix_ladder64 = _prefix_count(8, LADDER)
+prefix_ladder32 = _prefix_count(16, LADDER)
+prefix_ladder16 = _prefix_count(32, LADDER)

@@ -9,6 +9,10 @@ from ..errors import CorruptDataError
 
 MINI_BLOCK = 32
 
+# A count's ladder (intcount.count_column): how many values are at least
+# threshold + s, for s = 0..LADDER_STEPS, in one pass.
+LADDER_STEPS = 8
+
 # Codec byte bits.
 PREDICTOR_MASK = 0x03
 DICT = 0x04

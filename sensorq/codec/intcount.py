@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, prefix_count16, prefix_count32, prefix_count64
-from .codes import OK, PREDICTOR_MASK
+from .bits import ONE, U64, ZERO, prefix_count16, prefix_count32, prefix_count64, \
+    prefix_ladder16, prefix_ladder32, prefix_ladder64
+from .codes import LADDER_STEPS, OK, PREDICTOR_MASK
 from .intcodec import _read_residuals, _residuals_to_words, _running_sums
 from .predictor import zigzag
 
@@ -25,10 +26,13 @@ WORDS = 0
 
 
 @cached(_STAMP, nogil=True)
-def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, tally):
+def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, tally,
+                 ladder=None):
     """intcodec.decode_column for a count: of the section's n words, read as
     int64, tally[0] += how many are above ``threshold`` and tally[1] += how
-    many equal it.  The last pass compares the running sums instead of
+    many equal it; with ``ladder`` (True), tally[j] += how many are at least
+    threshold + j, for j = 0..LADDER_STEPS (every threshold + j must fit
+    ``value_bits``).  The last pass compares the running sums instead of
     storing them, so the words are not written and read again (~25 % of a
     whole-block count).  ``value_bits`` (64, 32 or 16): the caller knows
     that every word and the threshold lie in int32 (an int32 channel's) or
@@ -36,7 +40,9 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     32 at a time as such, with twice or four times the lanes of int64: the
     sums mod 2^32 (2^16) are exact there; WORDS: out[:n] := the words, as
     decode_column, and no count.  ``out`` and ``scratch`` as in
-    decode_column; returns a status."""
+    decode_column; returns a status.  (``ladder`` is None or not when numba
+    compiles the function, which prunes the other branches: a count does not
+    compile the ladder's kernels.)"""
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
@@ -44,50 +50,71 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     if value_bits == WORDS or n_entries or order == 0 or n == 0:   # the words themselves
         status = _residuals_to_words(out, n, codec, scratch, base, n_entries)
         if status == OK and value_bits != WORDS:
-            _tally_words(out, n, threshold, tally)
+            _tally_words(out, n, threshold, tally, ladder)
         return status
     if order == 1:
         out[0] = zigzag(out[0])
-        _count_sums(out, n, ZERO, base, ONE, threshold, value_bits, tally)
+        _count_sums(out, n, ZERO, base, ONE, threshold, value_bits, tally, ladder)
     else:
         first = out[0]
         out[0] = ZERO
         _running_sums(out, n, ZERO, ZERO, ONE, out)      # first differences
-        _count_sums(out, n, first, base, ZERO, threshold, value_bits, tally)
+        _count_sums(out, n, first, base, ZERO, threshold, value_bits, tally, ladder)
     return OK
 
 
 @cached(_STAMP, nogil=True)
-def _tally_words(words, n, threshold, tally):
+def _tally_words(words, n, threshold, tally, ladder=None):
     values = words.view(np.int64)
-    above, equal = 0, 0
-    for i in range(U64(n)):
-        above += values[i] > threshold
-        equal += values[i] == threshold
-    tally[0] += above
-    tally[1] += equal
+    if ladder is None:
+        above, equal = 0, 0
+        for i in range(U64(n)):
+            above += values[i] > threshold
+            equal += values[i] == threshold
+        tally[0] += above
+        tally[1] += equal
+    else:
+        for j in range(LADDER_STEPS + 1):
+            at_least = 0
+            for i in range(U64(n)):
+                at_least += values[i] >= threshold + j
+            tally[j] += at_least
 
 
 @cached(_STAMP, nogil=True)
-def _count_sums(u, n, carry, base, zig, threshold, value_bits, tally):
+def _count_sums(u, n, carry, base, zig, threshold, value_bits, tally, ladder=None):
     """count_column's last pass: whole vectors in the IR kernel, the rest here,
     as int``value_bits`` too (the kernel's carry is then mod 2^value_bits)."""
     end = U64(n)
     if value_bits == 16:
         done = (end >> U64(5)) << U64(5)
-        carry = prefix_count16(u, end >> U64(5), carry, base, zig, threshold, tally)
+        if ladder is None:
+            carry = prefix_count16(u, end >> U64(5), carry, base, zig, threshold, tally)
+        else:
+            carry = prefix_ladder16(u, end >> U64(5), carry, base, zig, threshold, tally)
     elif value_bits == 32:
         done = (end >> U64(4)) << U64(4)
-        carry = prefix_count32(u, end >> U64(4), carry, base, zig, threshold, tally)
+        if ladder is None:
+            carry = prefix_count32(u, end >> U64(4), carry, base, zig, threshold, tally)
+        else:
+            carry = prefix_ladder32(u, end >> U64(4), carry, base, zig, threshold, tally)
     else:
         done = (end >> U64(3)) << U64(3)
-        carry = prefix_count64(u, end >> U64(3), carry, base, zig, threshold, tally)
+        if ladder is None:
+            carry = prefix_count64(u, end >> U64(3), carry, base, zig, threshold, tally)
+        else:
+            carry = prefix_ladder64(u, end >> U64(3), carry, base, zig, threshold, tally)
     spare = U64(64 - value_bits)      # the low value_bits bits, sign-extended
     above, equal = 0, 0
     for i in range(done, end):
         carry += (u[i] >> zig) ^ (ZERO - (u[i] & zig))
         value = np.int64((carry + base) << spare) >> np.int64(spare)
-        above += value > threshold
-        equal += value == threshold
-    tally[0] += above
-    tally[1] += equal
+        if ladder is None:
+            above += value > threshold
+            equal += value == threshold
+        else:
+            for j in range(LADDER_STEPS + 1):
+                tally[j] += value >= threshold + j
+    if ladder is None:
+        tally[0] += above
+        tally[1] += equal

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import npdecode
-from ..codec.codes import DECIMAL, ERR_BAD_CODE, FLOATBITS, check_status
+from ..codec.codes import DECIMAL, ERR_BAD_CODE, FLOATBITS, LADDER_STEPS, check_status
 from .aggregates import (F_FIRST, F_LAST, F_M2, F_MAX, F_MEAN, F_MIN, F_SUM, F_TW_SUM, I_COUNT,
                          I_TFIRST, I_TLAST, I_TMAX, I_TMIN, I_TW_NS, WANT_EXTREMES, WANT_M2)
 from .layout import N_SAMPLES, T_FIRST, TICK, TIME_CODEC, TIME_LEN, TIME_START
@@ -207,6 +207,18 @@ def count_raw_compare(layout, blocks, op, threshold, start_ns, end_ns, need_time
         hit = _COMPARISONS[op](values.view(np.int64), threshold)
         counts[j] = np.count_nonzero(hit & _in_window(layout, b, need_time, start_ns, end_ns))
     return counts
+
+
+def count_ladder(layout, blocks, threshold):
+    """tiers.CompiledTier.ladder: over whole blocks, how many words (as int64)
+    are at least threshold + s, for s = 0..LADDER_STEPS."""
+    steps = threshold + np.arange(LADDER_STEPS + 1)
+    ladder = np.zeros(LADDER_STEPS + 1, np.int64)
+    for b in blocks:
+        start, length, codec = layout.lay_c[b, 0, :3]
+        values = _words(layout.buf, start, length, int(layout.lay_t[b, N_SAMPLES]), codec)
+        ladder += len(values) - np.searchsorted(np.sort(values.view(np.int64)), steps)
+    return ladder
 
 
 def _in_window(layout, b, need_time, start_ns, end_ns):

@@ -426,6 +426,24 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, value_bits, sta
             counts[j] = _count_compare(words, lo, hi, op, threshold)
 
 
+def _count_ladder(buf, blocks, lay_t, lay_c, threshold, value_bits, ladders, status):
+    """Per whole block (every sample counts): ladders[j, s] = how many raw
+    values of the layout's first channel are at least threshold + s, for
+    s = 0..LADDER_STEPS (count_column's ladder; ``value_bits`` as there)."""
+    n_blocks = blocks.shape[0]
+    n_chunks = count_chunks(n_blocks)
+    for k in prange(n_chunks):
+        first, last = chunk_range(n_blocks, n_chunks, k)
+        most = most_samples(blocks, lay_t, first, last)
+        words, scratch = np.empty(most, np.uint64), np.empty(most, np.uint64)
+        for j in range(first, last):
+            b = blocks[j]
+            start = lay_c[b, 0, 0]
+            status[j] = count_column(buf, start, start + lay_c[b, 0, 1], lay_t[b, 5],
+                                     lay_c[b, 0, 2], threshold, value_bits, words, scratch,
+                                     ladders[j], True)
+
+
 @cached(_STAMP)
 def _from_tally(op, n, above, equal):
     """The count of ``value OP threshold`` among n values, from how many are
@@ -525,6 +543,10 @@ scan_partials, scan_partials_serial = _twins(_scan_partials)
 count_matches, count_matches_serial = _twins(_count_matches)
 count_raw_compare, count_raw_compare_serial = _twins(_count_raw_compare)
 value_histograms, value_histograms_serial = _twins(_value_histograms)
+# A ladder runs over hundreds of blocks (selection.SAMPLED_MIN_BLOCKS) or none:
+# no serial twin to compile.
+rename(_count_ladder, _STAMP)
+count_ladder = njit(parallel=True, cache=True)(_count_ladder)
 PARALLEL_MIN_BLOCKS = 64   # below ~250 k samples, waking the thread pool does not pay
 
 

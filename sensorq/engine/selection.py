@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..codec.codes import LADDER_STEPS
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
@@ -306,23 +307,117 @@ def histogram_percentiles(tier, index, rows, programs, expr, p, start, end, buck
     cells = int(vmax.max()) - base + 1
     if cells > HIST_MAX_CELLS:
         return None
-    n_tasks = max(1, min(tier.threads() * 2, HIST_CHUNK_CELLS // cells, len(rows)))
-    counts = np.zeros(n_tasks * cells, np.int64)
-    for layout in build_layouts(index.select(rows), programs.slot_indices):
-        blocks = np.arange(len(layout.blocks), dtype=np.int64)
-        pieces = np.array_split(blocks, min(n_tasks, len(blocks)))
-        k = len(pieces)
-        inside = (index.t_first[rows[layout.blocks]] >= start) & \
-            (index.t_last[rows[layout.blocks]] < end)
-        tasks = Tasks(np.r_[0, np.cumsum([len(x) for x in pieces])].astype(np.int64), blocks,
-                      ~inside, np.full(k, start, np.int64), np.full(k, end, np.int64),
-                      np.full(k, base, np.int64), np.arange(k, dtype=np.int64) * cells,
-                      np.full(k, cells, np.int64))
-        tier.histograms(layout, programs, _value_slot(programs, expr), tasks, counts)
-    counts = counts.reshape(n_tasks, cells).sum(0)
+    value = sampled_percentile(tier, index, rows, programs, expr, p, start, end, base, cells)
+    if value is not None:
+        return np.zeros(1, np.int64), np.array([value])
+    counts = _window_counts(tier, index, rows, programs, expr, start, end, base, cells)
     has, values = _cell_percentiles(counts, np.zeros(1, np.int64), np.array([cells]),
                                     np.array([base]), p, expr.scale)
     return np.zeros(int(has.sum()), np.int64), values
+
+
+def _window_counts(tier, index, rows, programs, expr, start, end, base, cells, groups=0):
+    """Counts of the channel's raw values base + c in [start, end) of blocks
+    ``rows``, in cell c; with ``groups``, one row of cells per group, group g
+    counting every groups-th block from the g-th (sub-samples spread over
+    the whole time range)."""
+    if groups:
+        n_tasks = groups
+    else:
+        n_tasks = max(1, min(tier.threads() * 2, HIST_CHUNK_CELLS // cells, len(rows)))
+    counts = np.zeros(n_tasks * cells, np.int64)
+    for layout in build_layouts(index.select(rows), programs.slot_indices):
+        blocks = np.arange(len(layout.blocks), dtype=np.int64)
+        if groups:
+            pieces = [blocks[g::groups] for g in range(groups)]
+        else:
+            pieces = np.array_split(blocks, min(n_tasks, len(blocks)))
+        k = len(pieces)
+        entries = np.concatenate(pieces)
+        inside = (index.t_first[rows[layout.blocks]] >= start) & \
+            (index.t_last[rows[layout.blocks]] < end)
+        tasks = Tasks(np.r_[0, np.cumsum([len(x) for x in pieces])].astype(np.int64), entries,
+                      ~inside[entries], np.full(k, start, np.int64), np.full(k, end, np.int64),
+                      np.full(k, base, np.int64), np.arange(k, dtype=np.int64) * cells,
+                      np.full(k, cells, np.int64))
+        tier.histograms(layout, programs, _value_slot(programs, expr), tasks, counts)
+    counts = counts.reshape(n_tasks, cells)
+    return counts if groups else counts.sum(0)
+
+
+# --- a percentile checked with one count ------------------------------------------------
+
+SAMPLED_MIN_BLOCKS = 256   # below this, one histogram pass is cheap: no sample first
+SAMPLE_EVERY = 16          # the sample: every 16th block of the window
+SAMPLE_GROUPS = 16         # ... in 16 interleaved groups, whose spread gives its error
+SAMPLE_MARGIN = 4          # standard errors of the sample's share kept on either side
+SAMPLE_MAX_CELLS = 1 << 14  # its groups' cells: 2 MB at most (and a ladder of 8 raw values
+                            # rarely holds the ranks of a channel that ranges wider)
+
+
+def sampled_percentile(tier, index, rows, programs, expr, p, start, end, base, cells):
+    """The p-th percentile of an integer channel's values in [start, end),
+    by a sample and one counting pass, or None (then the full histogram
+    answers).  Counting every value into its cell costs a scattered
+    increment a value; the count kernel's compares over the decoder's
+    running sums cost a fraction of that.  So: histogram every
+    SAMPLE_EVERY-th block; if the wanted rank, give or take the sample's
+    error, falls within LADDER_STEPS neighbouring raw values (sensor data
+    quantised by its ADC has many ties), count over every block how many
+    values are at least each of them (tiers' ladder) and read the two ranks
+    numpy interpolates between off those counts, if both fall on one of
+    them.  The counts are exact, so a sample that misled costs a pass, never
+    a wrong answer."""
+    if len(rows) < SAMPLED_MIN_BLOCKS or cells > SAMPLE_MAX_CELLS or programs.has_pred:
+        return None
+    groups = _window_counts(tier, index, rows[::SAMPLE_EVERY], programs, expr, start, end,
+                            base, cells, SAMPLE_GROUPS)
+    cell = _ladder_start(groups, p / 100 if expr.scale > 0 else 1 - p / 100)
+    if cell is None:
+        return None
+    first = base + cell
+    inside = (index.t_first[rows] >= start) & (index.t_last[rows] < end)
+    at_least = np.zeros(LADDER_STEPS + 1, np.int64)
+    for layout in build_layouts(index.select(rows[inside]), programs.slot_indices):
+        at_least += tier.ladder(layout, np.arange(len(layout.blocks), dtype=np.int64),
+                                expr.dtype, first)
+    cut = _window_counts(tier, index, rows[~inside], programs, expr, start, end, base, cells)
+    tail = np.r_[np.cumsum(cut[::-1])[::-1], 0]              # tail[c]: cut values at c or more
+    at_least += tail[np.minimum(cell + np.arange(LADDER_STEPS + 1), cells)]
+    n = int(index.n_samples[rows[inside]].sum() + cut.sum())
+    below = n - at_least                                     # below[s]: values under first + s
+    a, b, gamma = (x[0] for x in percentile_plan(np.array([n]), p))
+    if expr.scale < 0:             # ascending values are descending raw values
+        a, b = n - 1 - a, n - 1 - b
+    steps = np.searchsorted(below, [a, b], side="right") - 1
+    if not ((steps >= 0) & (steps < LADDER_STEPS)).all():
+        return None
+    value = (first + steps).astype(np.float64) * expr.scale    # as _cell_percentiles computes it
+    return float(lerp(value[0], value[1], gamma))
+
+
+def _ladder_start(groups: np.ndarray, q: float):
+    """The first of LADDER_STEPS cells that hold fraction q of the values,
+    give or take SAMPLE_MARGIN standard errors of the sample (rows: groups,
+    columns: cells), or None.  The error is the spread of the groups'
+    shares below the cell holding q: blocks are stretches of a time series,
+    not independent values, so a random sample's binomial error would
+    understate it; it is the floor."""
+    sizes = groups.sum(1)
+    groups, sizes = groups[sizes > 0], sizes[sizes > 0]
+    m = int(sizes.sum())
+    if len(sizes) < 2:
+        return None
+    cum = np.cumsum(groups.sum(0))
+    cell = int(np.searchsorted(cum, q * (m - 1), side="right"))
+    shares = groups[:, :cell].sum(1) / sizes
+    spread = np.std(shares, ddof=1) / np.sqrt(len(sizes))
+    error = max(spread, np.sqrt(q * (1 - q) / m)) * SAMPLE_MARGIN + 1 / m
+    lo, hi = np.searchsorted(cum, [max(q - error, 0) * (m - 1), min(q + error, 1) * (m - 1)],
+                             side="right")
+    if hi - lo >= LADDER_STEPS:
+        return None
+    return int(max(0, lo - (LADDER_STEPS - 1 - (hi - lo)) // 2))
 
 
 def _value_slot(programs, expr) -> int:

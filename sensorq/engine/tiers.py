@@ -44,7 +44,7 @@ import sys
 
 import numpy as np
 
-from ..codec.codes import ENTROPY, check_status
+from ..codec.codes import ENTROPY, LADDER_STEPS, check_status
 from ..errors import QueryError
 from . import interpreter as I
 from .layout import N_SAMPLES
@@ -151,6 +151,20 @@ class CompiledTier:
         check_status(status)
         return counts
 
+    def ladder(self, layout, blocks, dtype, threshold) -> np.ndarray:
+        """Over whole blocks (no window cut: every sample counts): how many raw
+        values of the layout's first channel, an integer one of ``dtype``, are
+        at least threshold + s, for s = 0..LADDER_STEPS (kernels.count_ladder)."""
+        from . import kernels as K
+        ladders = np.zeros((len(blocks), LADDER_STEPS + 1), np.int64)
+        status = np.zeros(len(blocks), np.int64)
+        value_bits = max(_value_bits(dtype, threshold),
+                         _value_bits(dtype, threshold + LADDER_STEPS))
+        K.count_ladder(layout.buf, blocks, layout.lay_t, layout.lay_c, threshold, value_bits,
+                       ladders, status)
+        check_status(status)
+        return ladders.sum(0)
+
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
         from . import kernels as K
         pred_code, val_code, consts, depth = programs.kernel_args()
@@ -244,6 +258,9 @@ class InterpretedTier:
         pred_code, _, consts, _ = programs.kernel_args()
         return I.count_matches(layout, blocks, pred_code, consts, programs.slot_scales,
                                start, end, need_time)
+
+    def ladder(self, layout, blocks, dtype, threshold) -> np.ndarray:
+        return I.count_ladder(layout, blocks, threshold)
 
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
         pred_code, val_code, consts, _ = programs.kernel_args()
