@@ -11,9 +11,11 @@ The plan depends only on the predicate, the window and the blocks' positions
 and statistics, so the executor keeps it for the next identical query over the
 same blocks (derived.py), as it keeps the zone maps' verdicts: a dashboard's
 ``count where z > 2g last 10m`` asked every second then costs the kernel calls
-and little else.  Plans that decode many blocks are not kept (their arrays
-grow with the cache; the kernels dominate their time anyway).  Blocks are
-read and decoded afresh every time.
+and little else.  A plan holds about 100 bytes a decoded block; plans that
+decode more than KEPT_PLAN_BLOCKS are not kept (at most 64 plans, ~25 MB, are
+kept per block range).  Over a 100 M-sample cache, ``count where z > 2g``
+decodes 3,152 of 24,415 blocks and planning it took 3.5 of its 10 ms: worth
+keeping.  Blocks are read and decoded afresh every time.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from .layout import materialise, plan_layouts
 from .program import compile_query
 from .zonemaps import residual_groups
 
-KEPT_PLAN_BLOCKS = 256      # decoded blocks up to which a count plan is kept
+KEPT_PLAN_BLOCKS = 4096     # decoded blocks up to which a count plan is kept (~400 KB)
 
 
 @dataclass(frozen=True)
