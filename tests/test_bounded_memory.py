@@ -31,7 +31,7 @@ from sensorq.schema import Channel
 
 from samples import SECOND, make_cache, streams
 
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
 HOUR = 3600 * SECOND
@@ -392,7 +392,7 @@ def test_percentiles_of_awkward_floats_equal_numpy(tmp_path_factory, passes, x, 
     assert same_float(median.value, expected_median)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), spread=st.sampled_from([1, 3, 40, 3000]),
        p=PERCENTILES, scale=st.sampled_from([1.0, -0.5]), cut=st.booleans(),
@@ -405,9 +405,11 @@ def test_sampled_percentiles_equal_numpy(tmp_path_factory, monkeypatch, seed, sp
     blocks, every SAMPLE_EVERY-th, shifted from the others) or the window
     cuts blocks; a narrow spread of values is answered by the ladder, a
     misleading sample (for ranks that lie among the other blocks' values)
-    never is."""
+    never is.  (96 blocks, with the sample's threshold lowered to 64: the
+    same code at a third of the test's time.)"""
+    monkeypatch.setattr(selection, "SAMPLED_MIN_BLOCKS", 64)
     rng = np.random.default_rng(seed)
-    block, n = 64, 64 * 300
+    block, n = 64, 64 * 96
     a = np.round(rng.normal(0, spread, n)).clip(-32768, 32767).astype(np.int16)
     if misled:
         sampled = (np.arange(n) // block) % selection.SAMPLE_EVERY == 0
@@ -420,7 +422,7 @@ def test_sampled_percentiles_equal_numpy(tmp_path_factory, monkeypatch, seed, sp
     with sensorq.open(tmp_path_factory.mktemp("c") / "c", create=True) as cache:
         cache.create_stream("s", [Channel("a", "int16", "mg", scale=scale)], block_samples=block)
         cache.append("s", t, [a])
-        result = cache.query(f"percentile({p}) a" + (" last 170s" if cut else ""))
+        result = cache.query(f"percentile({p}) a" + (" last 55s" if cut else ""))
     window = result.plan.time
     keep = (t >= (window.start_ns or 0)) & (t < (window.end_ns or t[-1] + 1))
     assert keep.sum() < n if cut else keep.all()

@@ -139,7 +139,7 @@ def damage(path: Path, spec: dict) -> Path:
     return victim
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=mutation)
 # a record length flipped in the newest segment: the writer served nothing past
 # it, readers trusted the segment's index past it and then dropped the writer's
