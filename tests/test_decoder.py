@@ -276,7 +276,7 @@ def engine_rows(buf: bytes, read_only: bool):
     return status, t, rows
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(blocks(), st.sampled_from(["compact", "fast"]), st.booleans())
 def test_engine_rows_match_decode_block(block, codec, read_only):

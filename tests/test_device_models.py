@@ -55,7 +55,7 @@ from sensorq.models.sklearn_import import from_sklearn  # noqa: E402
 from sanitized import run_under_sanitizers  # noqa: E402
 
 LONG = os.environ.get("SENSORQ_LONG_FAULTS") == "1"
-SETTINGS = settings(max_examples=30 if not LONG else 300, deadline=None,
+SETTINGS = settings(max_examples=15 if not LONG else 300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 
