@@ -429,8 +429,10 @@ def test_sampled_percentiles_equal_numpy(tmp_path_factory, monkeypatch, seed, sp
     expected = np.percentile(a[keep].astype(np.float64) * scale, result.plan.percentile)
     assert same_float(result.value, expected), (result.value, expected)
     assert len(answers) == 1
-    if spread <= 3 and not misled:
-        assert answers[0] is not None            # the ladder answered
+    if spread <= 3 and not misled and 1 <= p <= 99:
+        # the ladder answered (not at p 0 or 100 always: the whole cache's
+        # extremes may lie further out than 8 values from the sample's)
+        assert answers[0] is not None
     if misled and not cut and spread <= 3 and 10 <= p <= 90:
         assert answers[0] is None                # the sample's cells are not the ranks'
 
