@@ -309,12 +309,16 @@ def scaled_prefix_sums(typingctx, arr, nvec, carry, base, zig, scale, dest):
     return sig, codegen
 
 
-def _prefix_count(lanes, tests=ABOVE_EQUAL):
+def _prefix_count(lanes):
     @intrinsic
-    def prefix_count(typingctx, arr, nvec, carry, base, zig, threshold, tally):
+    def prefix_count(typingctx, arr, nvec, carry, base, zig, threshold, tally, ladder):
         if not _c_arrays(arr, tally) or tally.dtype != types.int64:
             return None
-        sig = types.uint64(arr, nvec, carry, base, zig, threshold, tally)
+        # ``ladder`` None (or omitted by the caller's caller): the count's
+        # (above, equal); anything else: the ladder.  Its type, not its value,
+        # picks the tests, so each is compiled only where it is asked for.
+        tests = ABOVE_EQUAL if isinstance(ladder, (types.NoneType, types.Omitted)) else LADDER
+        sig = types.uint64(arr, nvec, carry, base, zig, threshold, tally, ladder)
 
         def codegen(context, builder, signature, args):
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -326,22 +330,17 @@ def _prefix_count(lanes, tests=ABOVE_EQUAL):
 
 # Over arr[:8 * nvec] (uint64 residuals; d_i = unzigzag(arr[i]) if ``zig``):
 # the sums of prefix_sums, s_i = carry + d_0 + ... + d_i + base, compared with
-# ``threshold`` instead of stored: tally[0] += how many are above it,
-# tally[1] += how many equal it.  Returns the last sum without base.
-# prefix_count64 compares them as int64; prefix_count32 takes 16 words a
-# step (nvec is then the number of 16s) and compares as int32, twice the
-# lanes, and prefix_count16 32 words a step as int16 (residuals below 2^32):
-# exact when every s_i fits in the narrow type (arithmetic mod 2^32 or 2^16
-# is exact there), and they return the last sum mod 2^32 or 2^16.
+# ``threshold`` instead of stored: with ``ladder`` None, tally[0] += how many
+# are above it and tally[1] += how many equal it; otherwise tally[j] += how
+# many are at least threshold + j (j = 0..LADDER_STEPS), so that tally[j] -
+# tally[j + 1] counts the sums equal to threshold + j (a percentile's
+# candidate values, selection.sampled_percentile).  Returns the last sum
+# without base.  prefix_count64 compares them as int64; prefix_count32 takes
+# 16 words a step (nvec is then the number of 16s) and compares as int32,
+# twice the lanes, and prefix_count16 32 words a step as int16 (residuals
+# below 2^32): exact when every s_i and every threshold + j fits in the
+# narrow type (arithmetic mod 2^32 or 2^16 is exact there), and they return
+# the last sum mod 2^32 or 2^16.
 prefix_count64 = _prefix_count(8)
 prefix_count32 = _prefix_count(16)
 prefix_count16 = _prefix_count(32)
-
-# The same sums, compared with LADDER_STEPS + 1 thresholds in one pass:
-# tally[j] += how many are at least threshold + j (j = 0..LADDER_STEPS), so
-# that tally[j] - tally[j + 1] counts the sums equal to threshold + j (a
-# percentile's candidate values, selection.sampled_percentile).  Every
-# threshold + j must fit the lanes' type.
-prefix_ladder64 = _prefix_count(8, LADDER)
-prefix_ladder32 = _prefix_count(16, LADDER)
-prefix_ladder16 = _prefix_count(32, LADDER)

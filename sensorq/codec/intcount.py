@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, prefix_count16, prefix_count32, prefix_count64, \
-    prefix_ladder16, prefix_ladder32, prefix_ladder64
+from .bits import ONE, U64, ZERO, prefix_count16, prefix_count32, prefix_count64
 from .codes import LADDER_STEPS, OK, PREDICTOR_MASK
 from .intcodec import _read_residuals, _residuals_to_words, _running_sums
 from .predictor import zigzag
@@ -88,22 +87,13 @@ def _count_sums(u, n, carry, base, zig, threshold, value_bits, tally, ladder=Non
     end = U64(n)
     if value_bits == 16:
         done = (end >> U64(5)) << U64(5)
-        if ladder is None:
-            carry = prefix_count16(u, end >> U64(5), carry, base, zig, threshold, tally)
-        else:
-            carry = prefix_ladder16(u, end >> U64(5), carry, base, zig, threshold, tally)
+        carry = prefix_count16(u, end >> U64(5), carry, base, zig, threshold, tally, ladder)
     elif value_bits == 32:
         done = (end >> U64(4)) << U64(4)
-        if ladder is None:
-            carry = prefix_count32(u, end >> U64(4), carry, base, zig, threshold, tally)
-        else:
-            carry = prefix_ladder32(u, end >> U64(4), carry, base, zig, threshold, tally)
+        carry = prefix_count32(u, end >> U64(4), carry, base, zig, threshold, tally, ladder)
     else:
         done = (end >> U64(3)) << U64(3)
-        if ladder is None:
-            carry = prefix_count64(u, end >> U64(3), carry, base, zig, threshold, tally)
-        else:
-            carry = prefix_ladder64(u, end >> U64(3), carry, base, zig, threshold, tally)
+        carry = prefix_count64(u, end >> U64(3), carry, base, zig, threshold, tally, ladder)
     spare = U64(64 - value_bits)      # the low value_bits bits, sign-extended
     above, equal = 0, 0
     for i in range(done, end):
