@@ -178,14 +178,16 @@ def test_one_large_append_stores_the_blocks_of_appends_a_block_at_a_time(tmp_pat
 
 
 def reference_guess_order(s: np.ndarray) -> int:
-    """The compact encoder's order guess as first written: float64 sums, one
-    value at a time (Python floats are float64; uint64 arithmetic mod 2^64)."""
+    """The compact encoder's order guess: float64 sums, one value at a time
+    (Python floats are float64; uint64 arithmetic mod 2^64), order 0's of
+    each value less its mini-block's smallest (a framed mini-block's)."""
     mask = (1 << 64) - 1
     zigzag = lambda d: ((d << 1) ^ (mask if d >> 63 else 0)) & mask   # noqa: E731  (d: a uint64 word)
     x = [int(v) for v in s]
     total0 = total1 = total2 = 0.0
+    for i in range(len(x)):
+        total0 += float(x[i] - min(x[i - i % 32:i - i % 32 + 32]))
     for i in range(2, len(x)):
-        total0 += float(x[i])
         total1 += float(zigzag((x[i] - x[i - 1]) & mask))
         total2 += float(zigzag((x[i] - 2 * x[i - 1] + x[i - 2]) & mask))
     if total0 <= total1 and total0 <= total2:

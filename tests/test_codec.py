@@ -17,8 +17,8 @@ from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_b
 from sensorq.codec import npdecode
 from sensorq.codec.codes import LADDER_STEPS
 from sensorq.codec.intcount import WORDS, count_column
-from sensorq.codec.intcodec import (DICT, ENTROPY, PATCH_COST, PATCH_POSITION, PREDICTOR_MASK,
-                                    decode_column, encode_column,
+from sensorq.codec.intcodec import (DICT, ENTROPY, FRAME_COST, PATCH_COST, PATCH_POSITION,
+                                    PREDICTOR_MASK, decode_column, encode_column,
                                     encode_column_costed, encode_column_priced, max_section_bytes)
 from sensorq.errors import CorruptDataError
 
@@ -340,8 +340,9 @@ def rice_codeword_bits(values, k):
 def test_every_rice_mini_block_saves_more_than_its_price(values, price):
     """Read back independently: each Rice(k) mini-block of the section is
     smaller than bit-packing its residuals at their bit length by more than
-    price bits a value (the analysis pass's rule), and bit-packed ones are
-    packed at exactly the bit length of their largest residual."""
+    price bits a value (the analysis pass's rule), each framed one smaller
+    than that by more than FRAME_COST bits, and bit-packed ones are packed
+    at exactly the bit length of their largest residual."""
     section, codec = encode_priced(values, price, allow_dict=False)
     if codec & 0x20:            # all equal: no mini-blocks
         return
@@ -354,6 +355,10 @@ def test_every_rice_mini_block_saves_more_than_its_price(values, price):
         packed = len(chunk) * max(v.bit_length() for v in chunk)
         if h & 0x80:
             assert rice_codeword_bits(chunk, h & 0x3F) + price * len(chunk) < packed, (m, h)
+        elif h >= 0x41:
+            low = min(chunk)
+            assert low > 0 and h - 0x41 == (max(chunk) - low).bit_length()
+            assert len(chunk) * (h - 0x41) + 6 + low.bit_length() + FRAME_COST < packed
         else:
             assert h == max(v.bit_length() for v in chunk)
 
@@ -475,10 +480,13 @@ def test_count_column_tallies_what_numpy_counts(values, value_bits, data):
 def _column_of(kind, n, rng):
     if kind == "noise":          # order 0
         return rng.integers(-30000, 30000, n)
+    if kind == "sway":           # order 0, framed: noise on a slow sine (an accelerometer axis)
+        return np.rint(rng.normal(0, 12, n) + 80 * np.sin(np.arange(n) / 900)).astype(np.int64)
     if kind == "walk":           # order 1
         return np.cumsum(rng.integers(-3, 4, n))
-    if kind == "ramp":           # order 2
-        return np.arange(n) * 977 + rng.integers(-1, 2, n)
+    if kind == "ramp":           # order 2: a ramp whose slope walks (a straight one with noise
+        # is distinct and sorted: a dictionary of framed gaps and ranks 0, 1, 2, ... takes it)
+        return np.arange(n) * 977 + np.cumsum(np.cumsum(rng.integers(-3, 4, n)))
     if kind == "extremes":       # order 1 with deltas of 33 bits: int32's whole range
         return rng.choice(np.array(INT32), n)
     if kind == "extremes16":     # deltas of 17 bits: int16's whole range
@@ -486,7 +494,7 @@ def _column_of(kind, n, rng):
     return rng.choice(np.array([-5000, 0, 7, 12000]), n)     # dictionary
 
 
-@pytest.mark.parametrize("kind, wanted", [("noise", 0), ("walk", 1), ("ramp", 2),
+@pytest.mark.parametrize("kind, wanted", [("noise", 0), ("sway", 0), ("walk", 1), ("ramp", 2),
                                           ("extremes", None), ("extremes16", None),
                                           ("lattice", DICT)])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 4096, 4103])
@@ -502,6 +510,9 @@ def test_count_column_in_each_predictor_order(kind, wanted, n):
         assert codec & DICT
     elif wanted is not None and n >= 4096:
         assert codec & PREDICTOR_MASK == wanted and not codec & (DICT | ENTROPY)
+    if kind == "sway" and n >= 4096:    # most of its mini-blocks framed
+        headers = section[8:8 + (n + 31) // 32]
+        assert ((headers >= 0x41) & (headers < 0x80)).mean() > 0.5
     for threshold in (int(values[n // 2]), int(values[0]) - 1, 0, INT16[0], INT16[1]):
         expected = [int((values > threshold).sum()), int((values == threshold).sum())]
         assert tally(section, codec, n, threshold) == expected

@@ -189,6 +189,24 @@ def test_version_1_blocks_read_with_the_build_option(dev, dev_v1, block, codec):
         assert np.array_equal(a, b.astype(np.int64))
 
 
+@pytest.mark.parametrize("codec", ["compact", "fast"])
+def test_version_1_framed_mini_blocks_read_with_the_build_option(dev_v1, codec):
+    """Framed mini-blocks (format.md §3: a frame, then values less it), which
+    the host writes for noise on a slow sway, read by a READ_V1 build."""
+    rng = np.random.default_rng(11)
+    n = 4096
+    t = np.arange(n, dtype=np.int64) * 1_000_000
+    sway = np.rint(rng.normal(0, 12, n) + 80 * np.sin(np.arange(n) / 700)).astype(np.int16)
+    with without_entropy_sections():
+        host = encode_block(t, [sway], codec=codec)
+    entries = block_info(host).entries
+    offsets = block_info(host).section_offsets()
+    headers = np.frombuffer(host, np.uint8)[offsets[1] + 8:offsets[1] + 8 + (n + 31) // 32]
+    assert not entries["codec"][0] & 0x07 and ((headers >= 0x41) & (headers < 0x80)).any()
+    t2, (a,) = dev_v1.decode(host)
+    assert np.array_equal(t2, t) and np.array_equal(a, sway.astype(np.int64))
+
+
 def test_version_1_entropy_sections_are_refused_by_the_device(dev_v1):
     """A version 1 block with an ENTROPY section (here the time column of an
     irregular clock) is refused as corrupt by READ_V1 builds, not misread."""

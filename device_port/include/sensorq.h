@@ -377,6 +377,9 @@ typedef struct {
     const uint8_t *bits;     /* bit stream start */
     uint32_t bit;            /* next bit */
     uint32_t i;              /* next residual's index */
+#ifdef SQ_READ_V1
+    uint64_t frame;          /* a framed mini-block's frame (version 1) */
+#endif
 } sq_payload;
 
 /* Where a dictionary was last read: entry number rank is val.  One cursor is

@@ -113,8 +113,10 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
 /* Walk a payload of n residuals starting at p without decoding it; *out_end
  * is where it ends.  SQ_ERR_CORRUPT if it is malformed or runs past end;
  * SQ_ERR_UNSUPPORTED for a Rice mini-block in a build without the compact
- * codec (-DSQ_NO_COMPACT). */
-static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const uint8_t **out_end)
+ * codec (-DSQ_NO_COMPACT).  Framed mini-blocks are read in a version 1
+ * payload (v1) by a build with -DSQ_READ_V1. */
+static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigned v1,
+                       const uint8_t **out_end)
 {
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
     const uint8_t *bits = p + n_mini;
@@ -133,6 +135,23 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, const u
             bit += count * h;
             continue;
         }
+#ifdef SQ_READ_V1
+        if (v1 && h >= SQ_FRAMED && h < SQ_RICE) {   /* frame length, frame, values */
+            uint32_t len, w = h - SQ_FRAMED;
+            if (limit - bit < SQ_FRAME_LENGTH_BITS) {
+                return SQ_ERR_CORRUPT;
+            }
+            len = get_bits32(bits, bit, SQ_FRAME_LENGTH_BITS);
+            bit += SQ_FRAME_LENGTH_BITS;
+            if (limit - bit < len || count * w > limit - bit - len) {
+                return SQ_ERR_CORRUPT;
+            }
+            bit += len + count * w;
+            continue;
+        }
+#else
+        (void)v1;
+#endif
 #ifdef SQ_NO_COMPACT
         (void)j;
         return (h & SQ_RICE) ? SQ_ERR_UNSUPPORTED : SQ_ERR_CORRUPT;
@@ -163,6 +182,19 @@ static uint64_t payload_next(sq_payload *p)
 {
     uint8_t h = p->hdr[p->i >> 5];
     uint64_t v;
+#ifdef SQ_READ_V1
+    if (h >= SQ_FRAMED && h < SQ_RICE) {           /* only in payloads payload_end let through */
+        if (!(p->i & (SQ_MINI - 1u))) {           /* a mini-block's first value: its frame first */
+            unsigned len = get_bits32(p->bits, p->bit, SQ_FRAME_LENGTH_BITS);
+            p->frame = get_bits(p->bits, p->bit + SQ_FRAME_LENGTH_BITS, len);
+            p->bit += SQ_FRAME_LENGTH_BITS + len;
+        }
+        p->i++;
+        v = get_bits(p->bits, p->bit, h - SQ_FRAMED) + p->frame;
+        p->bit += h - SQ_FRAMED;
+        return v;
+    }
+#endif
     p->i++;
 #ifndef SQ_NO_COMPACT
     if (h & SQ_RICE) {
@@ -266,7 +298,7 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
             p = get_varint(p, end, &v);
         }
         c->dict_n = v > n ? 0 : (uint32_t)v;
-        if (!p || !c->dict_n || payload_end(p, end, c->dict_n, &q)) {
+        if (!p || !c->dict_n || payload_end(p, end, c->dict_n, !(codec & SQ_CODEC_SHORT), &q)) {
             return SQ_ERR_CORRUPT;
         }
         c->dict_hdr = p;
@@ -276,7 +308,7 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     if (!p || (codec & SQ_CODEC_ZERO)) {
         return p == end ? SQ_OK : SQ_ERR_CORRUPT;
     }
-    err = payload_end(p, end, n, &q);
+    err = payload_end(p, end, n, !(codec & SQ_CODEC_SHORT), &q);
     if (err || q != end) {
         return err ? err : SQ_ERR_CORRUPT;
     }

@@ -12,6 +12,8 @@
 #define SQ_CODEC_ZERO 0x20u
 #define SQ_CODEC_SHORT 0x40u           /* version 2: base and dictionary size as varints */
 #define SQ_RICE 0x80u
+#define SQ_FRAMED 0x41u                /* version 1: header 0x41 + w, a frame then w-bit values */
+#define SQ_FRAME_LENGTH_BITS 6u
 
 /* Little-endian load / store of nbytes (1..8) packed bytes; no alignment
  * assumed.  Out of line on purpose: they are called from many places, and

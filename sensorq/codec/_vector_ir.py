@@ -229,11 +229,11 @@ ABOVE_EQUAL = ((">", 0), ("==", 0))
 LADDER = tuple((">=", j) for j in range(LADDER_STEPS + 1))
 
 
-def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes, tests):
+def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes, tests, summed):
     """The loop of emit_prefix_count: ``lanes`` sums a step (8: int64; 16:
     int32, two vectors of words unzigzagged as words, then truncated; 32:
     int16, four vectors of words truncated to int32, unzigzagged there,
-    then truncated again)."""
+    then truncated again); not ``summed``: the words themselves plus base."""
     ty = ir.IntType(LANE_BITS[lanes])
     vec = ir.VectorType(ty, lanes)
 
@@ -270,25 +270,30 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
         f"llvm.ctpop.i{lanes}")
     with cgutils.for_range(builder, nvec) as loop:
         d = step_words()
-        step = 1
-        while step < lanes:   # in-register prefix sum: log2(lanes) shifted adds
-            d = builder.add(d, _shuffle(builder, d, zero,
-                                        [t - step if t >= step else lanes for t in range(lanes)]))
-            step *= 2
-        carry = builder.load(running)
-        sums = builder.add(builder.add(d, carry), base)
+        if summed:
+            step = 1
+            while step < lanes:   # in-register prefix sum: log2(lanes) shifted adds
+                d = builder.add(d, _shuffle(builder, d, zero,
+                                            [t - step if t >= step else lanes for t in range(lanes)]))
+                step *= 2
+            carry = builder.load(running)
+            sums = builder.add(builder.add(d, carry), base)
+        else:
+            sums = builder.add(d, base)
         for counts, (test, _), limit in zip(totals, tests, limits):   # popcount of the mask
             mask = builder.bitcast(builder.icmp_signed(test, sums, limit), ir.IntType(lanes))
             builder.store(builder.add(builder.load(counts), builder.zext(builder.call(
                 popcount, [mask]), I64)), counts)
-        builder.store(builder.add(carry, _shuffle(builder, d, undef, [lanes - 1] * lanes)), running)
+        if summed:
+            builder.store(builder.add(carry, _shuffle(builder, d, undef, [lanes - 1] * lanes)),
+                          running)
     for slot, counts in enumerate(totals):
         at = builder.gep(tally, [ir.Constant(I64, slot)])
         builder.store(builder.add(builder.load(at), builder.load(counts)), at)
 
 
 def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, lanes,
-                      tests=ABOVE_EQUAL):
+                      tests=ABOVE_EQUAL, summed=True):
     """The sums of emit_prefix_sums (carry + d_0 + ... + d_i + base over
     data[:lanes * nvec]) compared, not stored: by default tally[0] += how many
     are above ``threshold`` and tally[1] += how many equal it; with LADDER,
@@ -296,7 +301,9 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     int32 (lanes 16) or int16 (lanes 32; its residuals must lie below 2^32).
     The narrow lanes are exact when every sum and every threshold + offset
     fits their type, for arithmetic mod 2^32 (2^16) is exact there.  Returns
-    the last sum without base (mod 2^32 or 2^16 with narrow lanes)."""
+    the last sum without base (mod 2^32 or 2^16 with narrow lanes).  Not
+    ``summed``: the words themselves plus base are compared (an order-0
+    column's), and carry is returned as it was."""
     ty = ir.IntType(LANE_BITS[lanes])
     nvec = _as_i64(builder, nvec)
     carry = _as_i64(builder, carry)
@@ -306,6 +313,17 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     base, threshold = _as_i64(builder, base), _as_i64(builder, threshold)
     _by_zig(builder, zig, lambda zigzagged: _count_loop(builder, data, nvec, running, base,
                                                         zigzagged, threshold, tally, lanes,
-                                                        tests))
+                                                        tests, summed))
     last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
     return builder.zext(last, I64) if lanes > 8 else last
+
+
+def emit_frame32(builder, dest, value, add):
+    """dest[0:32] := value in every slot (``add`` False), or dest[0:32] +=
+    value (True): a framed mini-block's words, one vector store (a numba loop
+    of 32 stays scalar: ~10 ns a mini-block)."""
+    ptr = builder.bitcast(dest, _vec(32).as_pointer())
+    words = _splat(builder, _as_i64(builder, value), 32)
+    if add:
+        words = builder.add(builder.load(ptr, align=8), words)
+    builder.store(words, ptr, align=8)

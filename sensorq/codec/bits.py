@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import ABOVE_EQUAL, LADDER, emit_prefix_count, emit_prefix_sums, \
+from ._vector_ir import ABOVE_EQUAL, LADDER, emit_frame32, emit_prefix_count, emit_prefix_sums, \
     emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -261,6 +261,27 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
     return sig, codegen
 
 
+def _frame32(add):
+    @intrinsic
+    def frame32(typingctx, out, lo, value):
+        if not (_c_arrays(out) and out.dtype == types.uint64):
+            return None
+        sig = types.void(out, lo, value)
+
+        def codegen(context, builder, signature, args):
+            dst = context.make_array(signature.args[0])(context, builder, args[0]).data
+            emit_frame32(builder, builder.gep(dst, [args[1]]), args[2], add)
+            return context.get_dummy_value()
+        return sig, codegen
+    return frame32
+
+
+# out[lo:lo+32] := value, and out[lo:lo+32] += value (uint64 words; the
+# caller checks the 32 slots lie in out): a framed mini-block's words.
+fill32 = _frame32(add=False)
+add32 = _frame32(add=True)
+
+
 @cached(_STAMP, nogil=True)
 def unpack32_bytes(width):
     """Bytes that :func:`unpack32` reads: for widths 1..16 three words from
@@ -309,7 +330,7 @@ def scaled_prefix_sums(typingctx, arr, nvec, carry, base, zig, scale, dest):
     return sig, codegen
 
 
-def _prefix_count(lanes):
+def _prefix_count(lanes, summed=True):
     @intrinsic
     def prefix_count(typingctx, arr, nvec, carry, base, zig, threshold, tally, ladder):
         if not _c_arrays(arr, tally) or tally.dtype != types.int64:
@@ -323,7 +344,7 @@ def _prefix_count(lanes):
         def codegen(context, builder, signature, args):
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
             counts = context.make_array(signature.args[6])(context, builder, args[6]).data
-            return emit_prefix_count(builder, data, *args[1:6], counts, lanes, tests)
+            return emit_prefix_count(builder, data, *args[1:6], counts, lanes, tests, summed)
         return sig, codegen
     return prefix_count
 
@@ -344,3 +365,8 @@ def _prefix_count(lanes):
 prefix_count64 = _prefix_count(8)
 prefix_count32 = _prefix_count(16)
 prefix_count16 = _prefix_count(32)
+# The same tests of the words themselves plus base, not of running sums (an
+# order-0 column's values; ``carry`` and ``zig`` are ignored, and carry returned).
+count64 = _prefix_count(8, summed=False)
+count32 = _prefix_count(16, summed=False)
+count16 = _prefix_count(32, summed=False)

@@ -23,6 +23,12 @@ SHORT = 0x40            # format version 2: base and dictionary size as varints
 ENTROPY = 0x80         # codec bit 7 (version 1): the residuals are tANS-coded (tans.py)
 RICE = 0x80
 PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some values patched (version 1)
+# Mini-block header FRAMED + w, w ≤ FRAMED_MAX_WIDTH (version 1): the
+# mini-block's smallest residual f (its frame: a FRAME_LENGTH_BITS length L,
+# then L bits), then every residual minus f at w bits.
+FRAMED = 0x41
+FRAMED_MAX_WIDTH = 0x7F - FRAMED
+FRAME_LENGTH_BITS = 6
 
 # An ENTROPY payload's bounds (tans.py codes it, npdecode.py reads it too).
 ENTROPY_MAX_SYMBOLS = 64

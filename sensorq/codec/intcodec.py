@@ -13,18 +13,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word,
+from .bits import (ONE, U64, ZERO, add32, bit_length, fill32, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros, read_varint,
                    varint_status,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 from .predictor import residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
 from .scaling import scale_row
+from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 from . import tans, tans_call
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
-                    ERR_TRUNCATED, FLOATBITS, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT,
-                    ZERO_RESIDUALS)
+                    ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS, FRAMED, FRAMED_MAX_WIDTH, MINI_BLOCK,
+                    OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -122,6 +123,15 @@ def _rice_floor(mean, count, k_lo, k_hi):
 PATCH_COST = 4
 PATCH_POSITION = 5           # bits of the patched value's position in its mini-block
 
+# A framed mini-block (docs/format.md §3): its residuals less their smallest,
+# the frame, which is written before them.  Its decoder reads the frame (two
+# short reads) and adds it to the 32 values (a few vector adds): priced as
+# PATCH_COST is.  Noise-like order-0 samples (a 1 kHz accelerometer's) need a
+# bit a value fewer framed than as order-1 residuals, whose differences have
+# twice the variance, and a count compares a framed mini-block's range with
+# its threshold before unpacking it (intcount.py).
+FRAME_COST = 2
+
 
 @cached(_STAMP, nogil=True)
 def choose_mini_blocks(u, rice_cost, headers, patches):
@@ -136,11 +146,11 @@ def choose_mini_blocks(u, rice_cost, headers, patches):
     for m in range((n + MINI_BLOCK - 1) // MINI_BLOCK):
         lo = m * MINI_BLOCK
         hi = min(n, lo + MINI_BLOCK)
-        biggest = ZERO
+        biggest, smallest = ZERO, u[lo]
         mean = 0.0
         for i in range(lo, hi):
-            if u[i] > biggest:
-                biggest = u[i]
+            biggest = max(biggest, u[i])
+            smallest = min(smallest, u[i])
             mean += float(u[i])
         width = bit_length(biggest)
         best_bits = (hi - lo) * width
@@ -158,14 +168,31 @@ def choose_mini_blocks(u, rice_cost, headers, patches):
                     best_bits = bits
                     header = 0x80 | k
         if patches and rice_cost >= 0.0 and width > 0:
-            priced = best_bits + (rice_cost * (hi - lo) if header & RICE else 0.0)
             bits = (hi - lo) * (width - 1) + PATCH_POSITION
-            if bits + PATCH_COST < priced and _alone_at_width(u, lo, hi, width):
+            if bits + PATCH_COST < _decode_priced(header, best_bits, rice_cost, hi - lo) and _alone_at_width(u, lo, hi, width):
                 best_bits = bits
                 header = PATCHED | (width - 1)
+        if smallest != ZERO and bit_length(smallest) < 64:
+            framed_width = bit_length(biggest - smallest)
+            bits = (hi - lo) * framed_width + FRAME_LENGTH_BITS + bit_length(smallest)
+            if framed_width <= FRAMED_MAX_WIDTH \
+                    and bits + FRAME_COST < _decode_priced(header, best_bits, rice_cost, hi - lo):
+                best_bits = bits
+                header = FRAMED + framed_width
         headers[m] = header
         total += best_bits
     return total
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _decode_priced(header, bits, rice_cost, count):
+    """A mini-block's bits plus its decode price (in bits, as choose_mini_blocks
+    weighs them): Rice's rice_cost a value, a patched one's PATCH_COST."""
+    if header & PATCHED == PATCHED:
+        return bits + PATCH_COST
+    if header & RICE:
+        return bits + rice_cost * count
+    return np.float64(bits)
 
 
 @cached(_STAMP, nogil=True)
@@ -208,25 +235,41 @@ _EXACT_ORDER_GUESS_SAMPLES = 1 << 16
 @cached(_STAMP, nogil=True)
 def _guess_order(s):
     """The order whose residuals are smallest in sum of magnitudes — one pass
-    instead of pricing all three (the compact encoder's shortcut).  The sums
-    are float64 (in integers where that gives the same bits, see above)."""
+    instead of pricing all three (the compact encoder's shortcut); order 0's
+    are taken from each mini-block's smallest, as framed mini-blocks code
+    them.  The sums are float64 (in integers where that gives the same bits,
+    see above)."""
     n = s.shape[0]
     if n <= _EXACT_ORDER_GUESS_SAMPLES and n > 2 and s.max() < _EXACT_ORDER_GUESS_VALUE:
-        sum0, sum1, sum2 = ZERO, ZERO, ZERO
+        sum1, sum2 = ZERO, ZERO
         for i in range(2, n):
-            sum0 += s[i]
             sum1 += zigzag(s[i] - s[i - 1])
             sum2 += zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
-        total0, total1, total2 = np.float64(sum0), np.float64(sum1), np.float64(sum2)
+        total0, total1, total2 = np.float64(_framed_sum(s, ZERO)), np.float64(sum1), np.float64(sum2)
     else:
-        total0, total1, total2 = 0.0, 0.0, 0.0
+        total1, total2 = 0.0, 0.0
         for i in range(2, n):
-            total0 += float(s[i])
             total1 += float(zigzag(s[i] - s[i - 1]))
             total2 += float(zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2]))
+        total0 = _framed_sum(s, 0.0)
     if total0 <= total1 and total0 <= total2:
         return 0
     return 1 if total1 <= total2 else 2
+
+
+@cached(_STAMP, nogil=True)
+def _framed_sum(s, total):
+    """total + the sum of s less each mini-block's smallest (``total``: an
+    integer or a float accumulator)."""
+    n = s.shape[0]
+    for lo in range(0, n, MINI_BLOCK):
+        hi = min(n, lo + MINI_BLOCK)
+        frame = s[lo]
+        for i in range(lo, hi):
+            frame = min(frame, s[i])
+        for i in range(lo, hi):
+            total += s[i] - frame
+    return total
 
 
 @cached(_STAMP, nogil=True)
@@ -266,10 +309,27 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced, patches):
                 byte_pos, acc, n_acc = put_zeros(out, byte_pos, acc, n_acc, np.int64(u[i] >> U64(k)))
                 byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, ONE, 1)
                 byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], k)
+        elif h >= FRAMED:
+            byte_pos, acc, n_acc = _write_framed(u, lo, hi, h - FRAMED, out, byte_pos, acc, n_acc)
         else:
             for i in range(lo, hi):
                 byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], h)
     return finish_bits(out, byte_pos, acc, n_acc)
+
+
+@cached(_STAMP, nogil=True)
+def _write_framed(u, lo, hi, w, out, byte_pos, acc, n_acc):
+    """A framed mini-block's bits: the length of its frame f (the smallest of
+    u[lo:hi]), f, then every u - f at w bits."""
+    frame = u[lo]
+    for i in range(lo, hi):
+        frame = min(frame, u[i])
+    length = bit_length(frame)
+    byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, U64(length), FRAME_LENGTH_BITS)
+    byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, frame, length)
+    for i in range(lo, hi):
+        byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i] - frame, w)
+    return byte_pos, acc, n_acc
 
 
 @cached(_STAMP, nogil=True)
@@ -639,6 +699,22 @@ def _rice_burst(buf, byte, shift, k, mask, out, at, burst):
     return kept if kept <= U64(64) - shift else ZERO
 
 
+@cached(_STAMP, nogil=True, inline="always")
+def _read_frame(buf, start, end, bit_pos):
+    """A framed mini-block's frame at ``bit_pos``: (the bit after it, the
+    frame); the caller checks that bit against the section's end."""
+    byte = start + (bit_pos >> 3)
+    if byte + 8 <= end:         # one word holds a frame of up to 51 bits and its length
+        word = load_word_unchecked(buf, U64(byte)) >> U64(bit_pos & 7)
+        length = word & low_mask(FRAME_LENGTH_BITS)
+        if length <= U64(57 - FRAME_LENGTH_BITS):
+            return bit_pos + FRAME_LENGTH_BITS + np.int64(length), \
+                (word >> U64(FRAME_LENGTH_BITS)) & low_mask(length)
+    length = get_bits(buf, start, end, bit_pos, FRAME_LENGTH_BITS)
+    frame = get_bits(buf, start, end, bit_pos + FRAME_LENGTH_BITS, length)
+    return bit_pos + FRAME_LENGTH_BITS + np.int64(length), frame
+
+
 @cached(_STAMP, nogil=True)
 def _read_mini_blocks(buf, pos, end, n, out):
     """Residuals of all mini-blocks into out[:n], from a payload that fills
@@ -650,7 +726,8 @@ def _read_mini_blocks(buf, pos, end, n, out):
 
 
 @cached(_STAMP, nogil=True)
-def _read_payload(buf, pos, end, n, out, short):
+def _read_payload(buf, pos, end, n, out, short, settle=None, base=ZERO, threshold=0, top=0,
+                  ceiling=NO_CEILING):
     """Residuals of all mini-blocks of the payload at pos into out[:n], reading
     nothing past ``end``; returns (status, where the payload ends).  Patched
     mini-blocks are corrupt in a ``short`` (version 2) section.
@@ -659,7 +736,12 @@ def _read_payload(buf, pos, end, n, out, short):
     takes arrays and loops (or is inlined around a call) increfs and decrefs
     them, atomic operations, per call: ~1 ns a value at 32 values a call.
     ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
-    neither pays it."""
+    neither pays it.
+    With ``settle`` (True: a count of an order-0 column, intcount.py): a
+    bit-packed or framed mini-block whose range settles the count (tally.framed_count;
+    base, threshold, top as there) is not unpacked; its residuals are set to
+    a stand-in that counts as all its values do: top + 1 - base (counts at
+    every step) or threshold - 1 - base (nowhere)."""
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     start = pos + n_mini
     if start > end:
@@ -672,6 +754,46 @@ def _read_payload(buf, pos, end, n, out, short):
         lo = m * MINI_BLOCK
         patched = h >= PATCHED
         w = h & 0x3F if patched else h
+        framed = h >= FRAMED and h < RICE
+        frame = ZERO
+        if framed:
+            if short:
+                return ERR_BAD_CODE, -1
+            bit_pos, frame = _read_frame(buf, start, end, bit_pos)
+            if bit_pos > limit:
+                return ERR_TRUNCATED, -1
+            w = h - FRAMED
+        hi = min(n, lo + MINI_BLOCK)
+        # a count, and a mini-block whose values lie in [base + frame, + 2^w)
+        if settle is not None and (framed or h <= 64):
+            verdict = framed_count(base + frame, w, threshold, top, ceiling)
+            if verdict != UNSETTLED:
+                bit_pos += (hi - lo) * w
+                if bit_pos > limit:
+                    return ERR_TRUNCATED, -1
+                stand_in = (U64(top) + ONE if verdict == ALL_COUNT else U64(threshold) - ONE) - base
+                if m < full:
+                    fill32(out, lo, stand_in)
+                else:
+                    for i in range(U64(lo), U64(hi)):
+                        out[i] = stand_in
+                continue
+        if framed:
+            if m < full and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
+                unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, w, out, lo)
+            else:
+                if bit_pos + (hi - lo) * w > limit:
+                    return ERR_TRUNCATED, -1
+                _unpack(buf, start, end, bit_pos, w, out, lo, hi)
+            bit_pos += (hi - lo) * w
+            if bit_pos > limit:
+                return ERR_TRUNCATED, -1
+            if m < full:
+                add32(out, lo, frame)
+            else:
+                for i in range(U64(lo), U64(hi)):
+                    out[i] += frame
+            continue
         if (h <= 64 or patched and not short) and m < full \
                 and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
             # a whole mini-block whose bytes lie in the section: the vector
@@ -882,6 +1004,20 @@ def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, d
     return OK
 
 
+@cached(_STAMP, nogil=True, inline="always")
+def read_base(buf, pos, end, codec):
+    """A section's base: (status, base, the position after it); a u64, or a
+    zigzag varint in a SHORT section."""
+    if codec & SHORT:
+        zz, after = read_varint(buf, pos, end)
+        if after < 0:
+            return varint_status(zz), ZERO, -1
+        return OK, unzigzag(zz), after
+    if pos + 8 > end:
+        return ERR_TRUNCATED, ZERO, -1
+    return OK, _read_u64(buf, pos), pos + 8
+
+
 # Inlined by numba, as _read_dictionary and decode_column_floats: numba links
 # a callee's IR into every function that calls it and compiles it again
 # there, so each extra compiled function between the engine and _read_payload
@@ -893,16 +1029,9 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
     if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
             or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
         return ERR_BAD_CODE, ZERO, 0
-    if codec & SHORT:
-        zz, pos = read_varint(buf, pos, end)
-        if pos < 0:
-            return varint_status(zz), ZERO, 0
-        base = unzigzag(zz)
-    else:
-        if pos + 8 > end:
-            return ERR_TRUNCATED, ZERO, 0
-        base = _read_u64(buf, pos)
-        pos += 8
+    status, base, pos = read_base(buf, pos, end, codec)
+    if status != OK:
+        return status, ZERO, 0
     n_entries = np.int64(0)
     if codec & DICT:
         n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, codec & SHORT)

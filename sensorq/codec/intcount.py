@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, prefix_count16, prefix_count32, prefix_count64
-from .codes import LADDER_STEPS, OK, PREDICTOR_MASK
-from .intcodec import _read_residuals, _residuals_to_words, _running_sums
+from .bits import (ONE, U64, ZERO, count16, count32, count64, prefix_count16, prefix_count32,
+                   prefix_count64)
+from .codes import DICT, ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT, ZERO_RESIDUALS
+from .intcodec import (_read_dictionary, _read_payload, _read_residuals, _residuals_to_words,
+                       _running_sums, read_base)
+from .tally import NO_CEILING, ladder_top, tally_words
 from .predictor import zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -22,6 +25,12 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 # (blocks that a window cuts) then reaches one decoder, not two (each is
 # ~2 s of cold compile in every kernel that reaches it).
 WORDS = 0
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _lowest(value_bits):
+    """The smallest value of int``value_bits`` (-2^63 wraps to itself)."""
+    return -np.int64(ONE << U64(value_bits - 1))
 
 
 @cached(_STAMP, nogil=True)
@@ -42,14 +51,24 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     decode_column; returns a status.  (``ladder`` is None or not when numba
     compiles the function, which prunes the other branches: a count does not
     compile the ladder's kernels.)"""
+    order = codec & PREDICTOR_MASK
+    if value_bits != WORDS and order == 0 and not codec & (ENTROPY | ZERO_RESIDUALS | ~0xFF) \
+            and threshold > _lowest(value_bits) and (ladder is None or not codec & DICT):
+        # (a stand-in below the threshold must fit value_bits: see _read_payload)
+        status, base, pos = read_base(buf, pos, end, codec)
+        if status != OK:
+            return status
+        if codec & DICT:
+            return _count_ranks(buf, pos, end, n, codec & SHORT, base, threshold, out, scratch, tally)
+        return _count_payload(buf, pos, end, n, codec & SHORT, base, threshold, value_bits, out, tally,
+                              ladder)
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
-    order = codec & PREDICTOR_MASK
     if value_bits == WORDS or n_entries or order == 0 or n == 0:   # the words themselves
         status = _residuals_to_words(out, n, codec, scratch, base, n_entries)
         if status == OK and value_bits != WORDS:
-            _tally_words(out, n, threshold, tally, ladder)
+            tally_words(out, n, ZERO, threshold, tally, ladder)
         return status
     if order == 1:
         out[0] = zigzag(out[0])
@@ -63,21 +82,61 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
 
 
 @cached(_STAMP, nogil=True)
-def _tally_words(words, n, threshold, tally, ladder=None):
-    values = words.view(np.int64)
-    if ladder is None:
-        above, equal = 0, 0
-        for i in range(U64(n)):
-            above += values[i] > threshold
-            equal += values[i] == threshold
-        tally[0] += above
-        tally[1] += equal
+def _count_payload(buf, pos, end, n, short, base, threshold, value_bits, out, tally, ladder,
+                   ceiling=NO_CEILING):
+    """count_column for an order-0 payload at pos (the words, or a
+    dictionary's ranks with base 0): a framed mini-block whose range settles
+    the count (its frame is its smallest value) is not unpacked but stood in
+    for (_read_payload), and the words are then counted in one flat pass."""
+    status, payload_end = _read_payload(buf, pos, end, n, out, short, True, base, threshold,
+                                        ladder_top(threshold, ladder), ceiling)
+    if status == OK and payload_end != end:
+        return ERR_LENGTH
+    if status == OK:
+        _count_values(out, n, base, threshold, value_bits, tally, ladder)
+    return status
+
+
+@cached(_STAMP, nogil=True)
+def _count_ranks(buf, pos, end, n, short, base, threshold, out, scratch, tally):
+    """count_column for an order-0 dictionary section: values above the
+    threshold are the ranks from the first entry above it on, so the ranks
+    are counted, against that entry's rank less one (the dictionary is
+    sorted), and no value is looked up."""
+    n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, short)
+    if pos < 0:
+        return n_entries
+    first_above = 0          # entries <= threshold, i.e. the first rank above it
+    if threshold >= np.int64(base):
+        first_above = np.searchsorted(scratch[:n_entries], U64(threshold) - base, side="right")
+    above, equal = tally[0], tally[1]
+    # only mini-blocks inside the dictionary are settled, so that the stand-ins
+    # are ranks in it too and the ranks' check below is decode_column's
+    status = _count_payload(buf, pos, end, n, short, ZERO, np.int64(first_above) - 1,
+                            16 if n_entries < 1 << 15 else 64, out, tally, None, n_entries - 1)
+    if status == OK and n and out[:n].max() >= U64(n_entries):
+        tally[0], tally[1] = above, equal
+        return ERR_BAD_DICT
+    if first_above == 0 or scratch[first_above - 1] != U64(threshold) - base:
+        tally[1] = equal     # the rank below is not the threshold's
+    return status
+
+
+@cached(_STAMP, nogil=True)
+def _count_values(u, n, base, threshold, value_bits, tally, ladder=None):
+    """_count_sums for an order-0 column: the words themselves plus base,
+    in the IR kernel's lanes of ``value_bits``, the rest here."""
+    end = U64(n)
+    if value_bits == 16:
+        done = (end >> U64(5)) << U64(5)
+        count16(u, end >> U64(5), ZERO, base, ZERO, threshold, tally, ladder)
+    elif value_bits == 32:
+        done = (end >> U64(4)) << U64(4)
+        count32(u, end >> U64(4), ZERO, base, ZERO, threshold, tally, ladder)
     else:
-        for j in range(LADDER_STEPS + 1):
-            at_least = 0
-            for i in range(U64(n)):
-                at_least += values[i] >= threshold + j
-            tally[j] += at_least
+        done = (end >> U64(3)) << U64(3)
+        count64(u, end >> U64(3), ZERO, base, ZERO, threshold, tally, ladder)
+    tally_words(u[done:], end - done, base, threshold, tally, ladder)
 
 
 @cached(_STAMP, nogil=True)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import (DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,
-                    ERR_TRUNCATED, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+                    ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK,
+                    RICE, SHORT, ZERO_RESIDUALS)
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
 from .codes import ENTROPY_STATES as STATES
 from .codes import ENTROPY_TABLE_LOG_MAX as TABLE_LOG_MAX
@@ -251,19 +252,22 @@ class _Walk:
         packed = headers <= 64
         rice = ~packed & ((headers & 0xC0) == RICE)
         patched = (headers & 0xC0) == PATCHED
-        known = packed | rice | (patched & (not short))
+        framed = (headers >= FRAMED) & (headers < RICE)
+        known = packed | rice | ((patched | framed) & (not short))
         if not known.all():
             bad = int(np.argmin(known))     # the first undefined header
-            headers, in_block, packed, rice = headers[:bad], in_block[:bad], packed[:bad], rice[:bad]
-        widths = np.where(packed, headers, headers & 0x3F)
+            headers, in_block, packed, rice, framed = (headers[:bad], in_block[:bad], packed[:bad],
+                                                       rice[:bad], framed[:bad])
+        widths = np.where(packed, headers, np.where(framed, headers - FRAMED, headers & 0x3F))
         self.widths = np.repeat(widths, in_block)
         self.quotients = np.zeros(count, np.uint64)
         self.patches = []             # (index, 2^w) of patched values
-        self.bit_end = self._place(in_block, packed, rice, widths, limit)
+        self.frames = []              # (first index, count, frame) of framed mini-blocks
+        self.bit_end = self._place(in_block, packed, rice, framed, widths, limit)
         if len(headers) < n_mini:
             raise _Bad(ERR_BAD_CODE)
 
-    def _place(self, in_block, packed, rice, widths, limit) -> int:
+    def _place(self, in_block, packed, rice, framed, widths, limit) -> int:
         """Fill offsets (and quotients of Rice values, patches); returns the end bit."""
         first = np.cumsum(in_block) - in_block     # index of each mini-block's first value
         index_in_block = np.arange(int(in_block.sum())) - np.repeat(first, in_block)
@@ -280,8 +284,14 @@ class _Walk:
         bit = 0
         failed = None                  # a patched mini-block's status, raised after the Rice checks
         walked = 0
-        for is_packed, is_rice, width, cnt, lo in zip(packed.tolist(), rice.tolist(), widths.tolist(),
-                                                      in_block.tolist(), first.tolist()):
+        for is_packed, is_rice, is_framed, width, cnt, lo in zip(
+                packed.tolist(), rice.tolist(), framed.tolist(), widths.tolist(), in_block.tolist(),
+                first.tolist()):
+            if is_framed:
+                bit = self._walk_frame(bit, limit, lo, cnt)
+                if bit < 0:
+                    failed = bit
+                    break
             starts.append(bit)
             walked += 1
             if is_rice:
@@ -293,7 +303,7 @@ class _Walk:
             if bit > limit:
                 failed = ERR_TRUNCATED
                 break
-            if not is_packed:
+            if not is_packed and not is_framed:
                 bit = self._walk_patches(bit, limit, width, cnt, lo)
                 if bit < 0:
                     failed = bit
@@ -321,6 +331,18 @@ class _Walk:
         self.patches.append((lo + p, 1 << w))
         return bit + 5
 
+    def _walk_frame(self, bit, limit, lo, cnt) -> int:
+        """A framed mini-block's frame from ``bit``: the bit after it, or a
+        negative status, as intcodec._read_frame and its caller."""
+        if bit + FRAME_LENGTH_BITS > limit:
+            return ERR_TRUNCATED
+        length = self._int(bit, FRAME_LENGTH_BITS)
+        bit += FRAME_LENGTH_BITS
+        if bit + length > limit:
+            return ERR_TRUNCATED
+        self.frames.append((lo, cnt, self._int(bit, length)))
+        return bit + length
+
     def _int(self, bit, width) -> int:
         """The ``width`` bits at ``bit`` of the section (inside it), as an int."""
         first, last = bit >> 3, (bit + width + 7) >> 3
@@ -331,6 +353,8 @@ class _Walk:
         values = self.quotients | _bits_at(self.section, self.offsets, self.widths)
         for at, high in self.patches:
             values[at] |= U64(high)
+        for lo, cnt, frame in self.frames:
+            values[lo:lo + cnt] += U64(frame)
         return values
 
     def end_byte(self) -> int:
