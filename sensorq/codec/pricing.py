@@ -1,0 +1,213 @@
+"""The integer codec's analysis pass (docs/format.md §3): the price of each
+mini-block's coding (bit-packed, framed, Rice, patched) and the predictor
+order a column's section takes.  Prices are bits, decode time priced in bits
+too (RICE_DECODE_COST in intcodec.py, PATCH_COST, FRAME_COST), so that a
+slower form is taken only where it saves more than it costs to read.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..jitcache import cached, digest
+from .bits import ONE, U64, ZERO, bit_length
+from .codes import FRAME_LENGTH_BITS, FRAMED, FRAMED_MAX_WIDTH, MINI_BLOCK, PATCHED, RICE
+from .predictor import residuals, zigzag
+
+_STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
+
+# A Rice quotient above this makes the mini-block cheaper to bit-pack anyway;
+# the encoder uses it to stop pricing early.
+_RICE_QUOTIENT_CAP = 1 << 12
+
+
+@cached(_STAMP, nogil=True)
+def _rice_bits(u, lo, hi, k):
+    """Bits of Rice(k) for u[lo:hi], or -1 when a quotient is absurdly long."""
+    total = 0
+    for i in range(lo, hi):
+        q = u[i] >> U64(k)
+        if q > U64(_RICE_QUOTIENT_CAP):
+            return -1
+        total += np.int64(q) + 1 + k
+    return total
+
+
+@cached(_STAMP, nogil=True)
+def _rice_floor(mean, count, k_lo, k_hi):
+    """A lower bound of the Rice bits of ``count`` values of this mean, for
+    every k in [k_lo, k_hi): u >> k >= (u - 2^k + 1) / 2^k, so the bits are at
+    least count * (mean / 2^k + 2^-k + k).  Noise-like residuals, whose Rice
+    code saves about a bit a value, fail the price on this bound alone, so
+    the encoder skips their pricing passes (ingest: 17 -> ~6 ns a value).
+    Shaved by a bit and a part in 10^9 against float rounding."""
+    floor = np.inf
+    for k in range(k_lo, k_hi):
+        scale = np.float64(ONE << U64(k))
+        floor = min(floor, count * ((mean + 1.0) / scale + k))
+    return floor * (1.0 - 1e-9) - 1.0
+
+
+# A patched mini-block (docs/format.md §3): bit-packed one bit narrower than
+# its largest value, which alone needs that bit, and that value's position.
+# Its decoder does one read and one or more than a bit-packed one's (~1 ns):
+# priced in bits as Rice is (RICE_DECODE_COST), it must save more than this.
+PATCH_COST = 4
+PATCH_POSITION = 5           # bits of the patched value's position in its mini-block
+
+# A framed mini-block (docs/format.md §3): its residuals less their smallest,
+# the frame, which is written before them.  Its decoder reads the frame (two
+# short reads) and adds it to the 32 values (a few vector adds): priced as
+# PATCH_COST is.  Noise-like order-0 samples (a 1 kHz accelerometer's) need a
+# bit a value fewer framed than as order-1 residuals, whose differences have
+# twice the variance, and a count compares a framed mini-block's range with
+# its threshold before unpacking it (intcount.py).
+FRAME_COST = 2
+
+
+@cached(_STAMP, nogil=True)
+def choose_mini_blocks(u, rice_cost, headers, patches):
+    """Pick each mini-block's coding (header byte) and return the payload bits.
+
+    ``rice_cost``: bits per value a Rice mini-block must save over bit-packing
+    to be taken (its price in decode time: a Rice value decodes several times
+    slower than a bit-packed one); negative: bit-packing only.  ``patches``:
+    patched mini-blocks may be taken too (version 1, float sections)."""
+    n = u.shape[0]
+    total = 0
+    for m in range((n + MINI_BLOCK - 1) // MINI_BLOCK):
+        lo = m * MINI_BLOCK
+        hi = min(n, lo + MINI_BLOCK)
+        biggest, smallest = ZERO, u[lo]
+        mean = 0.0
+        for i in range(lo, hi):
+            biggest = max(biggest, u[i])
+            smallest = min(smallest, u[i])
+            mean += float(u[i])
+        width = bit_length(biggest)
+        best_bits = (hi - lo) * width
+        header = width
+        if rice_cost >= 0.0 and width > 1:
+            mean /= hi - lo
+            estimate = bit_length(U64(mean)) - 1 if mean >= 1.0 else 0
+            bar = best_bits - rice_cost * (hi - lo)
+            k_lo, k_hi = max(0, estimate - 1), min(63, estimate + 2)
+            if _rice_floor(mean, hi - lo, k_lo, k_hi) >= bar:
+                k_hi = k_lo     # no k can pay its price: skip the pricing passes
+            for k in range(k_lo, k_hi):
+                bits = _rice_bits(u, lo, hi, k)
+                if bits >= 0 and bits < bar and (header < 0x80 or bits < best_bits):
+                    best_bits = bits
+                    header = 0x80 | k
+        if patches and rice_cost >= 0.0 and width > 0:
+            bits = (hi - lo) * (width - 1) + PATCH_POSITION
+            if bits + PATCH_COST < _decode_priced(header, best_bits, rice_cost, hi - lo) and _alone_at_width(u, lo, hi, width):
+                best_bits = bits
+                header = PATCHED | (width - 1)
+        if smallest != ZERO and bit_length(smallest) < 64:
+            framed_width = bit_length(biggest - smallest)
+            bits = (hi - lo) * framed_width + FRAME_LENGTH_BITS + bit_length(smallest)
+            if framed_width <= FRAMED_MAX_WIDTH \
+                    and bits + FRAME_COST < _decode_priced(header, best_bits, rice_cost, hi - lo):
+                best_bits = bits
+                header = FRAMED + framed_width
+        headers[m] = header
+        total += best_bits
+    return total
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _decode_priced(header, bits, rice_cost, count):
+    """A mini-block's bits plus its decode price (in bits, as choose_mini_blocks
+    weighs them): Rice's rice_cost a value, a patched one's PATCH_COST."""
+    if header & PATCHED == PATCHED:
+        return bits + PATCH_COST
+    if header & RICE:
+        return bits + rice_cost * count
+    return np.float64(bits)
+
+
+@cached(_STAMP, nogil=True)
+def _alone_at_width(u, lo, hi, width):
+    """Whether exactly one of u[lo:hi] needs ``width`` bits (the others fewer)."""
+    top = U64(1) << U64(width - 1)
+    count = 0
+    for i in range(lo, hi):
+        count += u[i] >= top
+    return count == 1
+
+
+@cached(_STAMP, nogil=True)
+def _payload_bytes(s, order, rice_cost, u, headers, patches):
+    n = s.shape[0]
+    residuals(s, order, u)
+    bits = choose_mini_blocks(u, rice_cost, headers, patches)
+    return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
+
+
+@cached(_STAMP, nogil=True)
+def _exact_best_order(s, rice_cost, u, headers, patches):
+    """The predictor order with the smallest payload (ties: the smaller order)."""
+    best_order, best_bytes = 0, -1
+    for order in range(3):
+        size = _payload_bytes(s, order, rice_cost, u, headers, patches)
+        if best_bytes < 0 or size < best_bytes:
+            best_order, best_bytes = order, size
+    return best_order, best_bytes
+
+
+# Sums of integers stay exact in float64 while every partial sum is below
+# 2^53: then an integer sum, which vectorises, equals the float sum (a serial
+# chain of float adds, ~4 cycles each) bit for bit, and the encoder's choices
+# - so its bytes - do not change.
+_EXACT_ORDER_GUESS_VALUE = U64(1 << 35)    # zigzagged order-2 residual < 2^37, x 2^16 values < 2^53
+_EXACT_ORDER_GUESS_SAMPLES = 1 << 16
+
+
+@cached(_STAMP, nogil=True)
+def _guess_order(s):
+    """The order whose residuals are smallest in sum of magnitudes — one pass
+    instead of pricing all three (the compact encoder's shortcut); order 0's
+    are taken from each mini-block's smallest, as framed mini-blocks code
+    them.  The sums are float64 (in integers where that gives the same bits,
+    see above)."""
+    n = s.shape[0]
+    if n <= _EXACT_ORDER_GUESS_SAMPLES and n > 2 and s.max() < _EXACT_ORDER_GUESS_VALUE:
+        sum1, sum2 = ZERO, ZERO
+        for i in range(2, n):
+            sum1 += zigzag(s[i] - s[i - 1])
+            sum2 += zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
+        total0, total1, total2 = np.float64(_framed_sum(s, ZERO)), np.float64(sum1), np.float64(sum2)
+    else:
+        total1, total2 = 0.0, 0.0
+        for i in range(2, n):
+            total1 += float(zigzag(s[i] - s[i - 1]))
+            total2 += float(zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2]))
+        total0 = _framed_sum(s, 0.0)
+    if total0 <= total1 and total0 <= total2:
+        return 0
+    return 1 if total1 <= total2 else 2
+
+
+@cached(_STAMP, nogil=True)
+def _framed_sum(s, total):
+    """total + the sum of s less each mini-block's smallest (``total``: an
+    integer or a float accumulator)."""
+    n = s.shape[0]
+    for lo in range(0, n, MINI_BLOCK):
+        hi = min(n, lo + MINI_BLOCK)
+        frame = s[lo]
+        for i in range(lo, hi):
+            frame = min(frame, s[i])
+        for i in range(lo, hi):
+            total += s[i] - frame
+    return total
+
+
+@cached(_STAMP, nogil=True)
+def _best_order(s, exact, rice_cost, u, headers, patches):
+    """(order, payload bytes): exact for the fast codec (its bytes are
+    specified), estimated for the compact one."""
+    if exact:
+        return _exact_best_order(s, rice_cost, u, headers, patches)
+    order = _guess_order(s)
+    return order, _payload_bytes(s, order, rice_cost, u, headers, patches)
