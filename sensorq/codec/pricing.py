@@ -191,14 +191,23 @@ def _guess_order(s):
 @cached(_STAMP, nogil=True)
 def _framed_sum(s, total):
     """total + the sum of s less each mini-block's smallest (``total``: an
-    integer or a float accumulator)."""
+    integer or a float accumulator).  Whole mini-blocks as rows of 32, whose
+    constant trip count LLVM vectorises (a loop from lo to lo + 32 it did
+    not: 3x slower, a third of the compact encoder's time on noise)."""
     n = s.shape[0]
-    for lo in range(0, n, MINI_BLOCK):
-        hi = min(n, lo + MINI_BLOCK)
-        frame = s[lo]
-        for i in range(lo, hi):
+    full = n // MINI_BLOCK
+    rows = s[:full * MINI_BLOCK].reshape((full, MINI_BLOCK))
+    for m in range(full):
+        frame = rows[m, 0]
+        for k in range(MINI_BLOCK):
+            frame = min(frame, rows[m, k])
+        for k in range(MINI_BLOCK):
+            total += rows[m, k] - frame
+    if full * MINI_BLOCK < n:
+        frame = s[full * MINI_BLOCK]
+        for i in range(full * MINI_BLOCK, n):
             frame = min(frame, s[i])
-        for i in range(lo, hi):
+        for i in range(full * MINI_BLOCK, n):
             total += s[i] - frame
     return total
 
