@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -479,20 +480,27 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     stamp = work / "samples.txt"
     print(f"{args.samples:,} samples (x, y, z at 1 kHz: {3 * args.samples:,} values); work dir {work}")
+    stores = {work / f"cache-{codec}": lambda path, t, cols, codec=codec: build_cache(path, t, cols, codec)
+              for codec in args.codecs.split(",")}
+    if "duckdb" in args.engines:
+        stores[work / "duck.db"] = build_duckdb
+    if "chdb" in args.engines:
+        stores[work / "chdb"] = build_chdb
     if not stamp.exists() or stamp.read_text() != str(args.samples):
         start = time.perf_counter()
         t, cols = make_data(args.samples)
         for name, column in zip("txyz", [t] + cols):
             np.save(work / f"{name}.npy", column)
         print(f"  data made in {time.perf_counter() - start:.1f} s")
-        for codec in args.codecs.split(","):
-            build_cache(work / f"cache-{codec}", t, cols, codec)
-        if "duckdb" in args.engines:
-            build_duckdb(work / "duck.db", t, cols)
-        if "chdb" in args.engines:
-            build_chdb(work / "chdb", t, cols)
-        del t, cols
+        for path in list(work.glob("cache-*")) + [work / "duck.db", work / "chdb"]:  # another size's
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         stamp.write_text(str(args.samples))
+    missing = [path for path in stores if not path.exists()]     # a run with other engines or codecs
+    if missing:
+        t, cols = np.load(work / "t.npy"), [np.load(work / f"{c}.npy") for c in "xyz"]
+        for path in missing:
+            stores[path](path, t, cols)
+        del t, cols
     t, x = np.load(work / "t.npy"), np.load(work / "x.npy")
     qs, _ = queries(t, x)
     del t, x

@@ -11,7 +11,8 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, count16, count32, count64, prefix_count16, prefix_count32,
                    prefix_count64)
-from .codes import DICT, ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT, ZERO_RESIDUALS
+from .codes import (DICT, ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT,
+                    ZERO_RESIDUALS)
 from .intcodec import (_read_dictionary, _read_payload, _read_residuals, _residuals_to_words,
                        _running_sums, read_base)
 from .tally import NO_CEILING, ladder_top, tally_words

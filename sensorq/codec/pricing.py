@@ -100,7 +100,8 @@ def choose_mini_blocks(u, rice_cost, headers, patches):
                     header = 0x80 | k
         if patches and rice_cost >= 0.0 and width > 0:
             bits = (hi - lo) * (width - 1) + PATCH_POSITION
-            if bits + PATCH_COST < _decode_priced(header, best_bits, rice_cost, hi - lo) and _alone_at_width(u, lo, hi, width):
+            if bits + PATCH_COST < _decode_priced(header, best_bits, rice_cost, hi - lo) \
+                    and _alone_at_width(u, lo, hi, width):
                 best_bits = bits
                 header = PATCHED | (width - 1)
         if smallest != ZERO and bit_length(smallest) < 64:
