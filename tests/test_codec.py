@@ -316,7 +316,10 @@ def encode_priced(words, rice_cost, allow_dict=True):
 def test_rice_price_round_trips_and_trades_bytes_monotonically(values):
     """Every price of Rice decodes exactly (compiled and numpy decoders), and
     a higher price never makes a column smaller (it can only turn Rice
-    mini-blocks back into bit-packed ones)."""
+    mini-blocks back into bit-packed or framed ones), but by framed ones: a
+    framed mini-block carries its own decode price, FRAME_COST bits, so a
+    cheap Rice one up to that much larger may win it, and lose it at a
+    higher price."""
     sizes = []
     n = len(values)
     for price in RICE_PRICES:
@@ -327,8 +330,9 @@ def test_rice_price_round_trips_and_trades_bytes_monotonically(values):
         status, np_words = npdecode.decode_column(section, 0, len(section), n, codec)
         assert status == 0 and (np_words.view(np.int64) == values).all()
         sizes.append(len(section))
-    assert sizes[1:] == sorted(sizes[1:]), sizes       # price 0 … 1000
-    assert sizes[1] <= sizes[0] and sizes[-1] <= sizes[0]
+    slack = (FRAME_COST * ((n + 31) // 32) + 7) // 8      # bytes, every mini-block framed
+    assert all(b >= a - slack for a, b in zip(sizes[1:], sizes[2:])), sizes   # price 0 … 1000
+    assert sizes[1] <= sizes[0] + slack and sizes[-1] <= sizes[0] + slack
 
 
 def rice_codeword_bits(values, k):

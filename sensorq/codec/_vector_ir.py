@@ -311,9 +311,12 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
         carry = builder.trunc(carry, ty)
     running = cgutils.alloca_once_value(builder, _splat(builder, carry, lanes))
     base, threshold = _as_i64(builder, base), _as_i64(builder, threshold)
-    _by_zig(builder, zig, lambda zigzagged: _count_loop(builder, data, nvec, running, base,
-                                                        zigzagged, threshold, tally, lanes,
-                                                        tests, summed))
+    if not summed:      # words, not residuals: one loop body (zig is ignored)
+        _count_loop(builder, data, nvec, running, base, False, threshold, tally, lanes, tests, False)
+    else:
+        _by_zig(builder, zig, lambda zigzagged: _count_loop(builder, data, nvec, running, base,
+                                                            zigzagged, threshold, tally, lanes,
+                                                            tests, True))
     last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
     return builder.zext(last, I64) if lanes > 8 else last
 

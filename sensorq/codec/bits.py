@@ -366,7 +366,6 @@ prefix_count64 = _prefix_count(8)
 prefix_count32 = _prefix_count(16)
 prefix_count16 = _prefix_count(32)
 # The same tests of the words themselves plus base, not of running sums (an
-# order-0 column's values; ``carry`` and ``zig`` are ignored, and carry returned).
-count64 = _prefix_count(8, summed=False)
-count32 = _prefix_count(16, summed=False)
+# order-0 column's values, int16 lanes; ``carry`` and ``zig`` are ignored,
+# and carry returned).
 count16 = _prefix_count(32, summed=False)

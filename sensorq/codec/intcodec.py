@@ -528,19 +528,28 @@ def _read_mini_blocks(buf, pos, end, n, out):
     return status
 
 
-@cached(_STAMP, nogil=True)
-def _read_payload(buf, pos, end, n, out, short, settle=None, base=ZERO, threshold=0, top=0,
-                  ceiling=NO_CEILING):
+@cached(_STAMP, nogil=True, inline="always")
+def _read_payload(buf, pos, end, n, out, short):
     """Residuals of all mini-blocks of the payload at pos into out[:n], reading
-    nothing past ``end``; returns (status, where the payload ends).  Patched
-    mini-blocks are corrupt in a ``short`` (version 2) section.
+    nothing past ``end``; returns (status, where the payload ends)."""
+    return read_payload(buf, pos, end, n, out, short, np.int64(0), ZERO, np.int64(0), np.int64(0),
+                        NO_CEILING)
+
+
+@cached(_STAMP, nogil=True)
+def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, ceiling):
+    """_read_payload, and a count's (``settle``, below): one signature for
+    both, whatever the caller (each signature of this function, whose vector
+    kernels are big, is seconds of cold compile; so ``settle`` is an int64,
+    0 or 1, as a literal bool would make two).  Patched mini-blocks are
+    corrupt in a ``short`` (version 2) section.
 
     Both hot loops are written out here, not in callees: a numba callee that
     takes arrays and loops (or is inlined around a call) increfs and decrefs
     them, atomic operations, per call: ~1 ns a value at 32 values a call.
     ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
     neither pays it.
-    With ``settle`` (True: a count of an order-0 column, intcount.py): a
+    With ``settle`` 1 (a count of an order-0 column, intcount.py): a
     bit-packed or framed mini-block whose range settles the count (tally.framed_count;
     base, threshold, top as there) is not unpacked; its residuals are set to
     a stand-in that counts as all its values do: top + 1 - base (counts at
@@ -568,7 +577,7 @@ def _read_payload(buf, pos, end, n, out, short, settle=None, base=ZERO, threshol
             w = h - FRAMED
         hi = min(n, lo + MINI_BLOCK)
         # a count, and a mini-block whose values lie in [base + frame, + 2^w)
-        if settle is not None and (framed or h <= 64):
+        if settle and (framed or h <= 64):
             verdict = framed_count(base + frame, w, threshold, top, ceiling)
             if verdict != UNSETTLED:
                 bit_pos += (hi - lo) * w
@@ -829,17 +838,9 @@ def read_base(buf, pos, end, codec):
 def _read_residuals(buf, pos, end, n, codec, out, scratch):
     """Base, dictionary (into scratch) and residuals (into out) of a section:
     (status, base, dictionary size).  A ZERO_RESIDUALS section has residuals 0."""
-    if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
-            or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
-        return ERR_BAD_CODE, ZERO, 0
-    status, base, pos = read_base(buf, pos, end, codec)
+    status, base, n_entries, pos = read_head(buf, pos, end, n, codec, scratch)
     if status != OK:
-        return status, ZERO, 0
-    n_entries = np.int64(0)
-    if codec & DICT:
-        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, codec & SHORT)
-        if pos < 0:
-            return n_entries, base, 0
+        return status, base, 0
     if codec & ZERO_RESIDUALS:
         if pos != end:
             return ERR_LENGTH, base, 0
@@ -852,6 +853,25 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
     if status == OK and payload_end != end:
         status = ERR_LENGTH
     return status, base, n_entries
+
+
+@cached(_STAMP, nogil=True)
+def read_head(buf, pos, end, n, codec, scratch):
+    """What comes before a section's residuals: (status, base, dictionary
+    size, where the residuals start), the dictionary into scratch.  Not
+    inlined: a count (intcount.py) reads it too, and compiles it once."""
+    if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
+            or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
+        return ERR_BAD_CODE, ZERO, 0, -1
+    status, base, pos = read_base(buf, pos, end, codec)
+    if status != OK:
+        return status, ZERO, 0, -1
+    n_entries = np.int64(0)
+    if codec & DICT:
+        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, codec & SHORT)
+        if pos < 0:
+            return n_entries, base, 0, -1
+    return OK, base, n_entries, pos
 
 
 __all__ = ["encode_column", "decode_column", "decode_column_floats", "max_section_bytes", "low_mask"]

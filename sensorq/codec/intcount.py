@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import (ONE, U64, ZERO, count16, count32, count64, prefix_count16, prefix_count32,
-                   prefix_count64)
+from .bits import ONE, U64, ZERO, count16, prefix_count16, prefix_count32, prefix_count64
 from .codes import (DICT, ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT,
                     ZERO_RESIDUALS)
-from .intcodec import (_read_dictionary, _read_payload, _read_residuals, _residuals_to_words,
-                       _running_sums, read_base)
+from .intcodec import (_read_residuals, _residuals_to_words, _running_sums, read_head,
+                       read_payload)
 from .tally import NO_CEILING, ladder_top, tally_words
 from .predictor import zigzag
 
@@ -54,15 +53,17 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     compile the ladder's kernels.)"""
     order = codec & PREDICTOR_MASK
     if value_bits != WORDS and order == 0 and not codec & (ENTROPY | ZERO_RESIDUALS | ~0xFF) \
-            and threshold > _lowest(value_bits) and (ladder is None or not codec & DICT):
-        # (a stand-in below the threshold must fit value_bits: see _read_payload)
-        status, base, pos = read_base(buf, pos, end, codec)
+            and threshold > _lowest(value_bits):
+        # (a stand-in below the threshold must fit value_bits: see read_payload)
+        status, base, n_entries, after = read_head(buf, pos, end, n, codec, scratch)
         if status != OK:
             return status
-        if codec & DICT:
-            return _count_ranks(buf, pos, end, n, codec & SHORT, base, threshold, out, scratch, tally)
-        return _count_payload(buf, pos, end, n, codec & SHORT, base, threshold, value_bits, out, tally,
-                              ladder)
+        if not n_entries:
+            return _count_payload(buf, after, end, n, codec & SHORT, base, threshold, value_bits, out,
+                                  tally, ladder, NO_CEILING)
+        if ladder is None:      # (pruned from a ladder's count, which reads the values below)
+            return _count_ranks(buf, after, end, n, codec & SHORT, base, threshold, out, scratch,
+                                n_entries, tally, ladder)
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
@@ -84,12 +85,12 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
 
 @cached(_STAMP, nogil=True)
 def _count_payload(buf, pos, end, n, short, base, threshold, value_bits, out, tally, ladder,
-                   ceiling=NO_CEILING):
+                   ceiling):
     """count_column for an order-0 payload at pos (the words, or a
     dictionary's ranks with base 0): a framed mini-block whose range settles
     the count (its frame is its smallest value) is not unpacked but stood in
-    for (_read_payload), and the words are then counted in one flat pass."""
-    status, payload_end = _read_payload(buf, pos, end, n, out, short, True, base, threshold,
+    for (read_payload), and the words are then counted in one flat pass."""
+    status, payload_end = read_payload(buf, pos, end, n, out, short, np.int64(1), base, threshold,
                                         ladder_top(threshold, ladder), ceiling)
     if status == OK and payload_end != end:
         return ERR_LENGTH
@@ -99,45 +100,55 @@ def _count_payload(buf, pos, end, n, short, base, threshold, value_bits, out, ta
 
 
 @cached(_STAMP, nogil=True)
-def _count_ranks(buf, pos, end, n, short, base, threshold, out, scratch, tally):
+def _count_ranks(buf, pos, end, n, short, base, threshold, out, entries, n_entries, tally, ladder):
     """count_column for an order-0 dictionary section: values above the
     threshold are the ranks from the first entry above it on, so the ranks
     are counted, against that entry's rank less one (the dictionary is
-    sorted), and no value is looked up."""
-    n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, short)
-    if pos < 0:
-        return n_entries
+    sorted), and no value is looked up.  (``ladder`` is None: passed on as
+    count_column got it, so that _count_payload compiles once.)  ``entries``:
+    the dictionary, read (intcodec.read_head)."""
     first_above = 0          # entries <= threshold, i.e. the first rank above it
     if threshold >= np.int64(base):
-        first_above = np.searchsorted(scratch[:n_entries], U64(threshold) - base, side="right")
+        first_above = _at_most(entries, n_entries, U64(threshold) - base)
     above, equal = tally[0], tally[1]
     # only mini-blocks inside the dictionary are settled, so that the stand-ins
     # are ranks in it too and the ranks' check below is decode_column's
     status = _count_payload(buf, pos, end, n, short, ZERO, np.int64(first_above) - 1,
-                            16 if n_entries < 1 << 15 else 64, out, tally, None, n_entries - 1)
+                            16 if n_entries < 1 << 15 else 64, out, tally, ladder,
+                            np.int64(n_entries - 1))
     if status == OK and n and out[:n].max() >= U64(n_entries):
         tally[0], tally[1] = above, equal
         return ERR_BAD_DICT
-    if first_above == 0 or scratch[first_above - 1] != U64(threshold) - base:
+    if first_above == 0 or entries[first_above - 1] != U64(threshold) - base:
         tally[1] = equal     # the rank below is not the threshold's
     return status
 
 
 @cached(_STAMP, nogil=True)
+def _at_most(entries, n_entries, y):
+    """How many of the sorted entries[:n_entries] are at most y (a binary
+    search: numba's np.searchsorted costs ~1 s of cold compile a signature)."""
+    lo, hi = 0, n_entries
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if entries[mid] <= y:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@cached(_STAMP, nogil=True)
 def _count_values(u, n, base, threshold, value_bits, tally, ladder=None):
-    """_count_sums for an order-0 column: the words themselves plus base,
-    in the IR kernel's lanes of ``value_bits``, the rest here."""
-    end = U64(n)
+    """_count_sums for an order-0 column: the words themselves plus base, for
+    int8 and int16 channels in the IR kernel's int16 lanes (32 a step), else
+    in a flat loop that LLVM vectorises (the int32 and int64 lanes' kernels
+    would be two more to compile in every count, for rarer channels)."""
+    done = U64(0)
     if value_bits == 16:
-        done = (end >> U64(5)) << U64(5)
-        count16(u, end >> U64(5), ZERO, base, ZERO, threshold, tally, ladder)
-    elif value_bits == 32:
-        done = (end >> U64(4)) << U64(4)
-        count32(u, end >> U64(4), ZERO, base, ZERO, threshold, tally, ladder)
-    else:
-        done = (end >> U64(3)) << U64(3)
-        count64(u, end >> U64(3), ZERO, base, ZERO, threshold, tally, ladder)
-    tally_words(u[done:], end - done, base, threshold, tally, ladder)
+        done = (U64(n) >> U64(5)) << U64(5)
+        count16(u, U64(n) >> U64(5), ZERO, base, ZERO, threshold, tally, ladder)
+    tally_words(u[done:], U64(n) - done, base, threshold, tally, ladder)
 
 
 @cached(_STAMP, nogil=True)
