@@ -587,26 +587,10 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
                 if m < full:
                     fill32(out, lo, stand_in)
                 else:
-                    for i in range(U64(lo), U64(hi)):
-                        out[i] = stand_in
+                    for at in range(U64(lo), U64(hi)):
+                        out[at] = stand_in
                 continue
-        if framed:
-            if m < full and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
-                unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, w, out, lo)
-            else:
-                if bit_pos + (hi - lo) * w > limit:
-                    return ERR_TRUNCATED, -1
-                _unpack(buf, start, end, bit_pos, w, out, lo, hi)
-            bit_pos += (hi - lo) * w
-            if bit_pos > limit:
-                return ERR_TRUNCATED, -1
-            if m < full:
-                add32(out, lo, frame)
-            else:
-                for i in range(U64(lo), U64(hi)):
-                    out[i] += frame
-            continue
-        if (h <= 64 or patched and not short) and m < full \
+        if (h <= 64 or framed or patched and not short) and m < full \
                 and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
             # a whole mini-block whose bytes lie in the section: the vector
             # kernel, inline here (a call per mini-block cost more than the
@@ -615,7 +599,7 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
             # between them (mixed at random on real data, a branch
             # mispredicted: ~20 % of the decode): a patched one's value at
             # the 5-bit position after the low bits gets bit w, a bit-packed
-            # one's or's in 0 and reads no bits.
+            # (or framed) one's or's in 0 and reads no bits.
             unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, w, out, lo)
             bit_pos += MINI_BLOCK * w
             p = get_bits(buf, start, end, bit_pos, PATCH_POSITION)
@@ -623,15 +607,17 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
             bit_pos += PATCH_POSITION * np.int64(patched)
             if bit_pos > limit:
                 return ERR_TRUNCATED, -1
+            if framed:
+                add32(out, lo, frame)
             continue
-        if h <= 64:             # the last mini-block, or one near the section's end
-            hi = min(n, lo + MINI_BLOCK)
-            if bit_pos + (hi - lo) * h > limit:
+        if h <= 64 or framed:   # the last mini-block, or one near the section's end
+            if bit_pos + (hi - lo) * w > limit:
                 return ERR_TRUNCATED, -1
-            _unpack(buf, start, end, bit_pos, h, out, lo, hi)
-            bit_pos += (hi - lo) * h
+            _unpack(buf, start, end, bit_pos, w, out, lo, hi)
+            bit_pos += (hi - lo) * w
+            for at in range(U64(lo), U64(hi)):
+                out[at] += frame
         elif patched and not short:
-            hi = min(n, lo + MINI_BLOCK)
             if bit_pos + (hi - lo) * w > limit:
                 return ERR_TRUNCATED, -1
             _unpack(buf, start, end, bit_pos, w, out, lo, hi)
@@ -644,7 +630,6 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
             out[U64(lo + p)] |= U64(1) << U64(w)
             bit_pos += PATCH_POSITION
         elif h & RICE and (h & 0x7F) <= 63:
-            hi = min(n, lo + MINI_BLOCK)
             k = h & 0x3F
             mask = low_mask(k)
             burst = _rice_burst_size(k)
