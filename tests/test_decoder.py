@@ -384,6 +384,31 @@ def test_a_patched_mini_block_is_corrupt_in_a_short_section(w, guarded):
     assert numpy_decode(*guarded.at_end(short), 32, codec=0x40)[0] == -2
 
 
+@pytest.mark.parametrize("frame, w", [(0, 0), (1000, 4), (2**51 - 1, 7), (2**62 + 5, 1)])
+def test_a_framed_mini_block_by_hand(frame, w, guarded):
+    """A framed mini-block written by hand from format.md §3 (header 0x41 + w,
+    a 6-bit frame length, the frame, then the values less it at w bits)
+    decodes to frame + each value in both decoders (frames of up to 51 bits
+    read from one word, longer ones not); in a version-2 (SHORT) section it
+    is corrupt (ERR_BAD_CODE), and cut inside its frame, truncated."""
+    rng = np.random.default_rng(w)
+    offsets = [int(v) for v in rng.integers(0, 1 << w, 32)] if w else [0] * 32
+    body = bytes([0x41 + w]) + bit_stream([(frame.bit_length(), 6), (frame, frame.bit_length())]
+                                          + [(v, w) for v in offsets])
+    want = [frame + v for v in offsets]
+    status, got = decode(*guarded.at_end(bytes(8) + body), 32)
+    assert status == 0 and got.tolist() == want
+    np_status, np_got = numpy_decode(*guarded.at_end(bytes(8) + body), 32)
+    assert np_status == 0 and np_got.tolist() == want
+    short = b"\x00" + body           # base 0 as a varint
+    assert decode(*guarded.at_end(short), 32, codec=0x40)[0] == -2
+    assert numpy_decode(*guarded.at_end(short), 32, codec=0x40)[0] == -2
+    if frame.bit_length() > 8:       # the section ends inside the frame
+        cut = bytes(8) + body[:2]
+        assert decode(*guarded.at_end(cut), 32)[0] == -1
+        assert numpy_decode(*guarded.at_end(cut), 32)[0] == -1
+
+
 def decode_scaled(buf, pos, end, n, codec, offset, scale):
     t = np.empty(n, np.int64)
     status = decode_column_scaled(buf, pos, end, n, codec, np.empty(n, np.uint64), np.empty(n, np.uint64),
