@@ -321,12 +321,9 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     return builder.zext(last, I64) if lanes > 8 else last
 
 
-def emit_frame32(builder, dest, value, add):
-    """dest[0:32] := value in every slot (``add`` False), or dest[0:32] +=
-    value (True): a framed mini-block's words, one vector store (a numba loop
-    of 32 stays scalar: ~10 ns a mini-block)."""
+def emit_add32(builder, dest, value):
+    """dest[0:32] += value: a framed mini-block's words, one vector load, add
+    and store (a numba loop of 32 stays scalar: ~10 ns a mini-block)."""
     ptr = builder.bitcast(dest, _vec(32).as_pointer())
-    words = _splat(builder, _as_i64(builder, value), 32)
-    if add:
-        words = builder.add(builder.load(ptr, align=8), words)
+    words = builder.add(builder.load(ptr, align=8), _splat(builder, _as_i64(builder, value), 32))
     builder.store(words, ptr, align=8)

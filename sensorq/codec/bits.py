@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import ABOVE_EQUAL, LADDER, emit_frame32, emit_prefix_count, emit_prefix_sums, \
+from ._vector_ir import ABOVE_EQUAL, LADDER, emit_add32, emit_prefix_count, emit_prefix_sums, \
     emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -261,25 +261,19 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
     return sig, codegen
 
 
-def _frame32(add):
-    @intrinsic
-    def frame32(typingctx, out, lo, value):
-        if not (_c_arrays(out) and out.dtype == types.uint64):
-            return None
-        sig = types.void(out, lo, value)
+@intrinsic
+def add32(typingctx, out, lo, value):
+    """out[lo:lo+32] += value (uint64 words; the caller checks the 32 slots
+    lie in out): a framed mini-block's words, its frame added to them."""
+    if not (_c_arrays(out) and out.dtype == types.uint64):
+        return None
+    sig = types.void(out, lo, value)
 
-        def codegen(context, builder, signature, args):
-            dst = context.make_array(signature.args[0])(context, builder, args[0]).data
-            emit_frame32(builder, builder.gep(dst, [args[1]]), args[2], add)
-            return context.get_dummy_value()
-        return sig, codegen
-    return frame32
-
-
-# out[lo:lo+32] := value, and out[lo:lo+32] += value (uint64 words; the
-# caller checks the 32 slots lie in out): a framed mini-block's words.
-fill32 = _frame32(add=False)
-add32 = _frame32(add=True)
+    def codegen(context, builder, signature, args):
+        dst = context.make_array(signature.args[0])(context, builder, args[0]).data
+        emit_add32(builder, builder.gep(dst, [args[1]]), args[2])
+        return context.get_dummy_value()
+    return sig, codegen
 
 
 @cached(_STAMP, nogil=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import (ONE, U64, ZERO, add32, bit_length, fill32, finish_bits, get_bits, load_word,
+from .bits import (ONE, U64, ZERO, add32, bit_length, finish_bits, get_bits, load_word,
                    load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros, read_varint,
                    varint_status,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
@@ -532,8 +532,9 @@ def _read_mini_blocks(buf, pos, end, n, out):
 def _read_payload(buf, pos, end, n, out, short):
     """Residuals of all mini-blocks of the payload at pos into out[:n], reading
     nothing past ``end``; returns (status, where the payload ends)."""
-    return read_payload(buf, pos, end, n, out, short, np.int64(0), ZERO, np.int64(0), np.int64(0),
-                        NO_CEILING)
+    status, payload_end, _, _ = read_payload(buf, pos, end, n, out, short, np.int64(0), ZERO,
+                                             np.int64(0), np.int64(0), NO_CEILING)
+    return status, payload_end
 
 
 @cached(_STAMP, nogil=True)
@@ -549,17 +550,20 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
     them, atomic operations, per call: ~1 ns a value at 32 values a call.
     ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
     neither pays it.
+    Returns (status, where the payload ends, kept, above).
+    With ``settle`` 0 (decoding) every residual is read: kept = n, above = 0.
     With ``settle`` 1 (a count of an order-0 column, intcount.py): a
     bit-packed or framed mini-block whose range settles the count (tally.framed_count;
-    base, threshold, top as there) is not unpacked; its residuals are set to
-    a stand-in that counts as all its values do: top + 1 - base (counts at
-    every step) or threshold - 1 - base (nowhere)."""
+    base, threshold, top as there) is neither unpacked nor written: the
+    residuals of the others are packed into out[:kept] in order, and
+    ``above`` says how many of the settled values count (are above ``top``)."""
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     start = pos + n_mini
     if start > end:
-        return ERR_TRUNCATED, -1
+        return ERR_TRUNCATED, -1, 0, 0
     limit = (end - start) * 8
     bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
+    settled, above = np.int64(0), np.int64(0)      # values settled, and of those counted
     full = n // MINI_BLOCK
     for m in range(n_mini):
         h = np.int64(buf[U64(pos + m)])
@@ -570,10 +574,10 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
         frame = ZERO
         if framed:
             if short:
-                return ERR_BAD_CODE, -1
+                return ERR_BAD_CODE, -1, 0, 0
             bit_pos, frame = _read_frame(buf, start, end, bit_pos)
             if bit_pos > limit:
-                return ERR_TRUNCATED, -1
+                return ERR_TRUNCATED, -1, 0, 0
             w = h - FRAMED
         hi = min(n, lo + MINI_BLOCK)
         # a count, and a mini-block whose values lie in [base + frame, + 2^w)
@@ -582,14 +586,13 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
             if verdict != UNSETTLED:
                 bit_pos += (hi - lo) * w
                 if bit_pos > limit:
-                    return ERR_TRUNCATED, -1
-                stand_in = (U64(top) + ONE if verdict == ALL_COUNT else U64(threshold) - ONE) - base
-                if m < full:
-                    fill32(out, lo, stand_in)
-                else:
-                    for at in range(U64(lo), U64(hi)):
-                        out[at] = stand_in
+                    return ERR_TRUNCATED, -1, 0, 0
+                settled += hi - lo
+                if verdict == ALL_COUNT:
+                    above += hi - lo
                 continue
+        at = lo - settled       # where this mini-block's residuals go: after the last kept one
+        stop = at + (hi - lo)
         if (h <= 64 or framed or patched and not short) and m < full \
                 and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
             # a whole mini-block whose bytes lie in the section: the vector
@@ -600,44 +603,44 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
             # mispredicted: ~20 % of the decode): a patched one's value at
             # the 5-bit position after the low bits gets bit w, a bit-packed
             # (or framed) one's or's in 0 and reads no bits.
-            unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, w, out, lo)
+            unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, w, out, at)
             bit_pos += MINI_BLOCK * w
             p = get_bits(buf, start, end, bit_pos, PATCH_POSITION)
-            out[U64(lo) + p] |= U64(patched) << U64(w)
+            out[U64(at) + p] |= U64(patched) << U64(w)
             bit_pos += PATCH_POSITION * np.int64(patched)
             if bit_pos > limit:
-                return ERR_TRUNCATED, -1
+                return ERR_TRUNCATED, -1, 0, 0
             if framed:
-                add32(out, lo, frame)
+                add32(out, at, frame)
             continue
         if h <= 64 or framed:   # the last mini-block, or one near the section's end
             if bit_pos + (hi - lo) * w > limit:
-                return ERR_TRUNCATED, -1
-            _unpack(buf, start, end, bit_pos, w, out, lo, hi)
+                return ERR_TRUNCATED, -1, 0, 0
+            _unpack(buf, start, end, bit_pos, w, out, at, stop)
             bit_pos += (hi - lo) * w
-            for at in range(U64(lo), U64(hi)):
-                out[at] += frame
+            for i in range(U64(at), U64(stop)):
+                out[i] += frame
         elif patched and not short:
             if bit_pos + (hi - lo) * w > limit:
-                return ERR_TRUNCATED, -1
-            _unpack(buf, start, end, bit_pos, w, out, lo, hi)
+                return ERR_TRUNCATED, -1, 0, 0
+            _unpack(buf, start, end, bit_pos, w, out, at, stop)
             bit_pos += (hi - lo) * w
             if bit_pos + PATCH_POSITION > limit:
-                return ERR_TRUNCATED, -1
+                return ERR_TRUNCATED, -1, 0, 0
             p = np.int64(get_bits(buf, start, end, bit_pos, PATCH_POSITION))
             if p >= hi - lo:
-                return ERR_BAD_CODE, -1
-            out[U64(lo + p)] |= U64(1) << U64(w)
+                return ERR_BAD_CODE, -1, 0, 0
+            out[U64(at + p)] |= U64(1) << U64(w)
             bit_pos += PATCH_POSITION
         elif h & RICE and (h & 0x7F) <= 63:
             k = h & 0x3F
             mask = low_mask(k)
             burst = _rice_burst_size(k)
-            i = lo
-            while i < hi:
+            i = at
+            while i < stop:
                 byte = start + (bit_pos >> 3)
                 count, bits = ZERO, ZERO
-                if burst and byte + 8 <= end and i + RICE_WINDOW <= hi:
+                if burst and byte + 8 <= end and i + RICE_WINDOW <= stop:
                     bits = _rice_burst(buf, U64(byte), U64(bit_pos & 7), k, mask, out, U64(i), U64(burst))
                     if bits != ZERO:
                         i += burst
@@ -645,7 +648,7 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
                         continue
                 if byte + 8 <= end:
                     count, bits = _rice_window(buf, U64(byte), U64(bit_pos & 7), k, mask, out,
-                                               U64(i), U64(min(hi - i, RICE_WINDOW)))
+                                               U64(i), U64(min(stop - i, RICE_WINDOW)))
                 if count != ZERO:
                     i += np.int64(count)
                     bit_pos += np.int64(bits)
@@ -653,11 +656,11 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
                 # near the section's end, or a quotient longer than a word
                 out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
                 if bit_pos < 0 or bit_pos > limit:
-                    return ERR_TRUNCATED, -1
+                    return ERR_TRUNCATED, -1, 0, 0
                 i += 1
         else:
-            return ERR_BAD_CODE, -1
-    return OK, start + (bit_pos + 7) // 8
+            return ERR_BAD_CODE, -1, 0, 0
+    return OK, start + (bit_pos + 7) // 8, n - settled, above
 
 
 @cached(_STAMP, nogil=True, inline="always")

@@ -27,12 +27,6 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 WORDS = 0
 
 
-@cached(_STAMP, nogil=True, inline="always")
-def _lowest(value_bits):
-    """The smallest value of int``value_bits`` (-2^63 wraps to itself)."""
-    return -np.int64(ONE << U64(value_bits - 1))
-
-
 @cached(_STAMP, nogil=True)
 def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, tally,
                  ladder=None):
@@ -52,15 +46,13 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     compiles the function, which prunes the other branches: a count does not
     compile the ladder's kernels.)"""
     order = codec & PREDICTOR_MASK
-    if value_bits != WORDS and order == 0 and not codec & (ENTROPY | ZERO_RESIDUALS | ~0xFF) \
-            and threshold > _lowest(value_bits):
-        # (a stand-in below the threshold must fit value_bits: see read_payload)
+    if value_bits != WORDS and order == 0 and not codec & (ENTROPY | ZERO_RESIDUALS | ~0xFF):
         status, base, n_entries, after = read_head(buf, pos, end, n, codec, scratch)
         if status != OK:
             return status
         if not n_entries:
             return _count_payload(buf, after, end, n, codec & SHORT, base, threshold, value_bits, out,
-                                  tally, ladder, NO_CEILING)
+                                  tally, ladder, NO_CEILING)[0]
         if ladder is None:      # (pruned from a ladder's count, which reads the values below)
             return _count_ranks(buf, after, end, n, codec & SHORT, base, threshold, out, scratch,
                                 n_entries, tally, ladder)
@@ -88,15 +80,21 @@ def _count_payload(buf, pos, end, n, short, base, threshold, value_bits, out, ta
                    ceiling):
     """count_column for an order-0 payload at pos (the words, or a
     dictionary's ranks with base 0): a framed mini-block whose range settles
-    the count (its frame is its smallest value) is not unpacked but stood in
-    for (read_payload), and the words are then counted in one flat pass."""
-    status, payload_end = read_payload(buf, pos, end, n, out, short, np.int64(1), base, threshold,
-                                        ladder_top(threshold, ladder), ceiling)
+    the count (its frame is its smallest value) is counted whole, neither
+    unpacked nor written (read_payload); the kept words, out[:kept], are
+    then counted in one flat pass.  Returns (status, kept)."""
+    status, payload_end, kept, above = read_payload(buf, pos, end, n, out, short, np.int64(1), base,
+                                                    threshold, ladder_top(threshold, ladder),
+                                                    ceiling)
     if status == OK and payload_end != end:
-        return ERR_LENGTH
+        return ERR_LENGTH, 0
     if status == OK:
-        _count_values(out, n, base, threshold, value_bits, tally, ladder)
-    return status
+        # a settled mini-block that counts is above the ladder's last step
+        # too, and equal to nothing
+        for j in range(1 if ladder is None else LADDER_STEPS + 1):
+            tally[j] += above
+        _count_values(out, kept, base, threshold, value_bits, tally, ladder)
+    return status, kept
 
 
 @cached(_STAMP, nogil=True)
@@ -111,12 +109,13 @@ def _count_ranks(buf, pos, end, n, short, base, threshold, out, entries, n_entri
     if threshold >= np.int64(base):
         first_above = _at_most(entries, n_entries, U64(threshold) - base)
     above, equal = tally[0], tally[1]
-    # only mini-blocks inside the dictionary are settled, so that the stand-ins
-    # are ranks in it too and the ranks' check below is decode_column's
-    status = _count_payload(buf, pos, end, n, short, ZERO, np.int64(first_above) - 1,
-                            16 if n_entries < 1 << 15 else 64, out, tally, ladder,
-                            np.int64(n_entries - 1))
-    if status == OK and n and out[:n].max() >= U64(n_entries):
+    # only mini-blocks whose ranks all lie in the dictionary are settled: a
+    # rank out of range is among the kept ones, where the check below finds
+    # it as decode_column would
+    status, kept = _count_payload(buf, pos, end, n, short, ZERO, np.int64(first_above) - 1,
+                                  16 if n_entries < 1 << 15 else 64, out, tally, ladder,
+                                  np.int64(n_entries - 1))
+    if status == OK and kept and out[:kept].max() >= U64(n_entries):
         tally[0], tally[1] = above, equal
         return ERR_BAD_DICT
     if first_above == 0 or entries[first_above - 1] != U64(threshold) - base:
