@@ -321,6 +321,19 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     return builder.zext(last, I64) if lanes > 8 else last
 
 
+def emit_range32(builder, src):
+    """(min, max) of the 32 unsigned words at src: one vector load and two
+    reductions (a numba loop of 32 keeps two scalar compare chains, ~1 ns a
+    value; this is a few vector min/max a mini-block)."""
+    words = builder.load(builder.bitcast(src, _vec(32).as_pointer()), align=8)
+    found = []
+    for op in ("umin", "umax"):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I64, [_vec(32)]),
+                                            f"llvm.vector.reduce.{op}.v32i64")
+        found.append(builder.call(fn, [words]))
+    return found
+
+
 def emit_add32(builder, dest, value):
     """dest[0:32] += value: a framed mini-block's words, one vector load, add
     and store (a numba loop of 32 stays scalar: ~10 ns a mini-block)."""

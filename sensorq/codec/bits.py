@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
 from ._vector_ir import ABOVE_EQUAL, LADDER, emit_add32, emit_prefix_count, emit_prefix_sums, \
+    emit_range32, \
     emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -31,12 +32,16 @@ ZERO = np.uint64(0)
 ONE = np.uint64(1)
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
-def _cttz_codegen(zero_is_poison):
+def _count_zeros_codegen(name, zero_is_poison):
     def codegen(context, builder, signature, args):
         fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
         return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), zero_is_poison)])
     return codegen
+
+
+def _cttz_codegen(zero_is_poison):
+    return _count_zeros_codegen("llvm.cttz.i64", zero_is_poison)
 
 
 @intrinsic
@@ -51,6 +56,12 @@ def cttz64_or_64(typingctx, value):
     """Count-trailing-zeros that is 64 for 0 (tzcnt with BMI1): for code that
     computes a result it may then discard, where a poison value must not leak."""
     return types.uint64(types.uint64), _cttz_codegen(0)
+
+
+@intrinsic
+def _ctlz64_or_64(typingctx, value):
+    """LLVM's count-leading-zeros, 64 for 0 (lzcnt where the core has it)."""
+    return types.uint64(types.uint64), _count_zeros_codegen("llvm.ctlz.i64", 0)
 
 
 @intrinsic
@@ -80,11 +91,7 @@ def low_mask(width):
 @cached(_STAMP, nogil=True)
 def bit_length(v):
     """Bits needed to write the unsigned value v (0 for 0)."""
-    n = 0
-    while v != ZERO:
-        v >>= ONE
-        n += 1
-    return n
+    return 64 - np.int64(_ctlz64_or_64(U64(v)))
 
 
 @cached(_STAMP, nogil=True)
@@ -258,6 +265,22 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
         emit_unpack32(builder, builder.gep(src, [args[1]]), args[2], args[3],
                       builder.gep(dst, [args[5]]))
         return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def range32(typingctx, words, lo):
+    """(smallest, largest) of the uint64 words[lo:lo+32] (the caller checks
+    that they lie in the array): a mini-block's range, for the encoder's
+    order guess."""
+    if not (_c_arrays(words) and words.dtype == types.uint64):
+        return None
+    sig = types.UniTuple(types.uint64, 2)(words, lo)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0]).data
+        smallest, largest = emit_range32(builder, builder.gep(src, [args[1]]))
+        return context.make_tuple(builder, signature.return_type, [smallest, largest])
     return sig, codegen
 
 

@@ -30,16 +30,18 @@ def residuals(s, order, u):
     if n == 0:
         return
     u[0] = s[0]
+    # unsigned indices: with signed ones numba's negative-index wraparound
+    # on s[i - 2] kept the order-2 loop scalar (~1.4 ns a value against 0.1)
     if order == 0:
-        for i in range(1, n):
+        for i in range(ONE, U64(n)):
             u[i] = s[i]
     elif order == 1:
-        for i in range(1, n):
-            u[i] = zigzag(s[i] - s[i - 1])
+        for i in range(ONE, U64(n)):
+            u[i] = zigzag(s[i] - s[i - ONE])
     else:
         if n > 1:
             u[1] = zigzag(s[1] - s[0])
-        for i in range(2, n):
-            u[i] = zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
+        for i in range(U64(2), U64(n)):
+            u[i] = zigzag(s[i] - U64(2) * s[i - ONE] + s[i - U64(2)])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, bit_length
+from .bits import ONE, U64, ZERO, bit_length, range32
 from .codes import FRAME_LENGTH_BITS, FRAMED, FRAMED_MAX_WIDTH, MINI_BLOCK, PATCHED, RICE
 from .predictor import residuals, zigzag
 
@@ -156,61 +156,56 @@ def _exact_best_order(s, rice_cost, u, headers, patches):
     return best_order, best_bytes
 
 
-# Sums of integers stay exact in float64 while every partial sum is below
-# 2^53: then an integer sum, which vectorises, equals the float sum (a serial
-# chain of float adds, ~4 cycles each) bit for bit, and the encoder's choices
-# - so its bytes - do not change.
-_EXACT_ORDER_GUESS_VALUE = U64(1 << 35)    # zigzagged order-2 residual < 2^37, x 2^16 values < 2^53
-_EXACT_ORDER_GUESS_SAMPLES = 1 << 16
+@cached(_STAMP, nogil=True)
+def _guess_order(s, u):
+    """The order whose residuals take the fewest bits bit-packed or framed
+    (_packed_bits) — the compact encoder's shortcut: a pass per order and
+    no Rice or patch pricing, instead of choose_mini_blocks for all three.
+    Ties go to the smaller order.  ``u``: scratch for the residuals.
+
+    Bits, not sums of magnitudes (the guess before): a mini-block costs the
+    width of its largest residual, so a few large values — a shock on a
+    noisy axis — weigh what they cost, not what they sum to (sums took order
+    1 for such blocks, 5 % bigger than order 0 framed)."""
+    best_order, best_bits = 0, _packed_bits(s, s.shape[0])    # order 0's residuals are s
+    for order in range(1, 3):
+        residuals(s, order, u)
+        bits = _packed_bits(u, s.shape[0])
+        if bits < best_bits:
+            best_order, best_bits = order, bits
+    return best_order
 
 
 @cached(_STAMP, nogil=True)
-def _guess_order(s):
-    """The order whose residuals are smallest in sum of magnitudes — one pass
-    instead of pricing all three (the compact encoder's shortcut); order 0's
-    are taken from each mini-block's smallest, as framed mini-blocks code
-    them.  The sums are float64 (in integers where that gives the same bits,
-    see above)."""
-    n = s.shape[0]
-    if n <= _EXACT_ORDER_GUESS_SAMPLES and n > 2 and s.max() < _EXACT_ORDER_GUESS_VALUE:
-        sum1, sum2 = ZERO, ZERO
-        for i in range(2, n):
-            sum1 += zigzag(s[i] - s[i - 1])
-            sum2 += zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2])
-        total0, total1, total2 = np.float64(_framed_sum(s, ZERO)), np.float64(sum1), np.float64(sum2)
-    else:
-        total1, total2 = 0.0, 0.0
-        for i in range(2, n):
-            total1 += float(zigzag(s[i] - s[i - 1]))
-            total2 += float(zigzag(s[i] - U64(2) * s[i - 1] + s[i - 2]))
-        total0 = _framed_sum(s, 0.0)
-    if total0 <= total1 and total0 <= total2:
-        return 0
-    return 1 if total1 <= total2 else 2
-
-
-@cached(_STAMP, nogil=True)
-def _framed_sum(s, total):
-    """total + the sum of s less each mini-block's smallest (``total``: an
-    integer or a float accumulator).  Whole mini-blocks as rows of 32, whose
-    constant trip count LLVM vectorises (a loop from lo to lo + 32 it did
-    not: 3x slower, a third of the compact encoder's time on noise)."""
-    n = s.shape[0]
+def _packed_bits(u, n):
+    """Bits of u[:n] as mini-blocks each bit-packed or framed, whichever
+    choose_mini_blocks would take of the two (a whole mini-block's range in
+    vector reductions, bits.range32)."""
     full = n // MINI_BLOCK
-    rows = s[:full * MINI_BLOCK].reshape((full, MINI_BLOCK))
+    total = 0
     for m in range(full):
-        frame = rows[m, 0]
-        for k in range(MINI_BLOCK):
-            frame = min(frame, rows[m, k])
-        for k in range(MINI_BLOCK):
-            total += rows[m, k] - frame
+        smallest, biggest = range32(u, m * MINI_BLOCK)
+        total += _mini_block_bits(smallest, biggest, MINI_BLOCK)
     if full * MINI_BLOCK < n:
-        frame = s[full * MINI_BLOCK]
+        smallest, biggest = u[full * MINI_BLOCK], u[full * MINI_BLOCK]
         for i in range(full * MINI_BLOCK, n):
-            frame = min(frame, s[i])
-        for i in range(full * MINI_BLOCK, n):
-            total += s[i] - frame
+            smallest = min(smallest, u[i])
+            biggest = max(biggest, u[i])
+        total += _mini_block_bits(smallest, biggest, n - full * MINI_BLOCK)
     return total
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _mini_block_bits(smallest, biggest, count):
+    """choose_mini_blocks's bits for a mini-block of ``count`` values in
+    [smallest, biggest], bit-packed or framed (framed with its decode price)."""
+    bits = count * bit_length(biggest)
+    if smallest != ZERO and bit_length(smallest) < 64:
+        framed_width = bit_length(biggest - smallest)
+        framed = count * framed_width + FRAME_LENGTH_BITS + bit_length(smallest) + FRAME_COST
+        if framed_width <= FRAMED_MAX_WIDTH and framed < bits:
+            return framed
+    return bits
 
 
 @cached(_STAMP, nogil=True)
@@ -219,5 +214,5 @@ def _best_order(s, exact, rice_cost, u, headers, patches):
     specified), estimated for the compact one."""
     if exact:
         return _exact_best_order(s, rice_cost, u, headers, patches)
-    order = _guess_order(s)
+    order = _guess_order(s, u)
     return order, _payload_bytes(s, order, rice_cost, u, headers, patches)
