@@ -217,7 +217,8 @@ def plan_decode(cache, q: P.AggregateQuery, index, classes, programs, start, end
     and on which tier: (use_stats, decode, scan, tier).  run_aggregate and the
     fleet's aggregate_partials (mergeable.py) plan the same way."""
     use_stats, decode = _split_blocks(q, index, classes, start, end)
-    tier = tiers.choose(engine, tiers.aggregate_cost(index, decode, programs.channels, q.bucket_ns))
+    tier = tiers.choose(engine, lambda: tiers.aggregate_cost(index, decode, programs.channels,
+                                                                q.bucket_ns))
     scan = _scan_stats(index, int(use_stats.sum()), int(decode.sum()), tier)
     if q.aggregate in EXTREMES and not q.bucket_ns and decode.any():
         # blocks that cannot hold the extreme are not read (a partial row's
@@ -342,7 +343,7 @@ def _run_percentile(q, index, classes, programs, start, end, scan, text, engine,
     values, or per bucket by the largest bucket below that."""
     from . import buckets, selection
     rows = np.flatnonzero(classes != NONE)
-    tier = tiers.choose(engine, tiers.scan_values(index, rows, programs.channels))
+    tier = tiers.choose(engine, lambda: tiers.scan_values(index, rows, programs.channels))
     scan.engine = tier.name
     scan.decoded = len(rows)
     scan.skipped = len(index) - scan.decoded

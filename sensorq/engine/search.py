@@ -82,8 +82,8 @@ def _scan_matches(cache, q, n, backwards, engine, limit, what="the result"):
         candidates = candidates[::-1]
     found_t, found_raw, total = [], [], 0
     # the first blocks usually hold the answer: price the scan by them
-    tier = tiers.choose(engine, tiers.scan_values(index, candidates[:READ_AHEAD_BLOCKS],
-                                                  all_channels))
+    tier = tiers.choose(engine, lambda: tiers.scan_values(index, candidates[:READ_AHEAD_BLOCKS],
+                                                          all_channels))
     scan.engine = tier.name
     slot_channels = BlockReader(tier, index, programs, all_channels, rows=[]).slot_channels
     for lo in range(0, len(candidates), READ_AHEAD_BLOCKS):
@@ -298,7 +298,7 @@ def run_episodes(cache, q: P.EpisodesQuery, text: str, engine: str | None = None
     peak_from_stats = isinstance(q.peak, P.ChannelRef) and not q.max_gap_ns
     from_stats = (classes == ALL) & inside & peak_from_stats
     rows = np.flatnonzero((classes != NONE) & ~from_stats | ~inside)
-    tier = tiers.choose(engine, tiers.scan_values(index, rows, programs.channels))
+    tier = tiers.choose(engine, lambda: tiers.scan_values(index, rows, programs.channels))
     episodes = EpisodeRows(q.min_duration_ns, limits.max_rows(max_rows), f"the result of {text!r}")
     builder = EpisodeBuilder(q.max_gap_ns or 0, episodes)
     scan = ScanStats(blocks_total=len(index), engine=tier.name)

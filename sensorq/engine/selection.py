@@ -639,8 +639,8 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
         batches = _by_bound(rows, upper)
     if n > TOP_HEAP_MAX:
         return _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n)
-    tier = tiers.choose(engine, tiers.scan_values(index, rows[:FIRST_BATCH],
-                                                  programs.channels))
+    tier = tiers.choose(engine, lambda: tiers.scan_values(index, rows[:FIRST_BATCH],
+                                                          programs.channels))
     best = (np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(1, np.int64))
     decoded = 0
     for step, batch in enumerate(batches):
@@ -727,8 +727,8 @@ def _ranked_rest(rows, upper, first) -> np.ndarray:
 def _run_top_big(index, q, text, engine, limit, start, end, programs, rows, upper, n):
     """top N for a big N: blocks by bound, READ_AHEAD_BLOCKS at a time, into TopN."""
     rows = rows[np.argsort(-upper[rows], kind="stable")]    # most promising first
-    tier = tiers.choose(engine, tiers.scan_values(index, rows[:READ_AHEAD_BLOCKS],
-                                                  programs.channels))
+    tier = tiers.choose(engine, lambda: tiers.scan_values(index, rows[:READ_AHEAD_BLOCKS],
+                                                          programs.channels))
     top, decoded = TopN(n), 0
     for lo in range(0, len(rows), READ_AHEAD_BLOCKS):
         chunk = rows[lo:lo + READ_AHEAD_BLOCKS]

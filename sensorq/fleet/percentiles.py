@@ -63,7 +63,8 @@ def _values(view, plan, request, path):
     start, end = plan.time.bounds()
     programs = compile_query(plan.where, plan.expr)
     rows = np.flatnonzero(classify(plan.where, index) != NONE)
-    tier = tiers.choose(request.engine, tiers.scan_values(index, rows, programs.channels))
+    tier = tiers.choose(request.engine,
+                        lambda: tiers.scan_values(index, rows, programs.channels))
     source = S.ValueSource(tier, index, rows, programs, plan.expr, start, end)
     times, keys = [], []
     for t, v in source.samples():
