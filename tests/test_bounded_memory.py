@@ -508,6 +508,36 @@ def test_more_episodes_than_a_chunk(tmp_path):
     assert len(long) == len(starts)
 
 
+def test_episodes_in_small_chunks_over_blocks_of_several_segments(tmp_path, monkeypatch):
+    """Chunks of 3 000 samples over blocks of 500 in 64 KiB segments (fewer
+    than 16 decoded blocks in each: their bytes are copied into a buffer for
+    each chunk), bursts with whole blocks skipped between decoded ones, and
+    blocks where every sample matches (answered from their statistics): the
+    compiled tier's episodes are the runs that numpy finds in the samples."""
+    from sensorq.engine import search
+    monkeypatch.setattr(search, "EPISODE_CHUNK_SAMPLES", 3_000)
+    n = 120_000
+    t = np.arange(n, dtype=np.int64) * 1_000_000
+    k = np.arange(n)
+    a = (-3000 + np.random.default_rng(1).integers(0, 2000, n)).astype(np.int16)
+    for at in range(700, n, 4_300):                     # bursts across block edges
+        a[at:at + 37 + at % 900] = 50 + (k[at:at + 37 + at % 900] % 23)
+    a[10_000:12_000] = 7                                 # whole blocks above 0
+    path = tmp_path / "c"
+    with sensorq.open(path, create=True, capacity="1MB") as cache:
+        cache.create_stream("s", [Channel("a", "int16")], block_samples=500)
+        cache.append("s", t, [a])
+        cache.flush()
+    with sensorq.open(path, readonly=True) as cache:
+        result = cache.query("find episodes where a > 0", engine="compiled")
+        assert len(cache.blocks("s")) == n // 500 and len(set(cache.blocks("s").buffer_of)) > 2
+    starts, ends, peaks = reference_runs(t, a > 0, a)
+    assert len(starts) > 20 and result.scan.from_stats > 0 and result.scan.skipped > 0
+    assert result.columns["start"].tolist() == starts.tolist()
+    assert result.columns["end"].tolist() == ends.tolist()
+    assert result.columns["peak"].tolist() == peaks.tolist()
+
+
 def test_episodes_take_numpy_rows_not_python_objects(tmp_path):
     """300 000 episodes: the rows live in numpy chunks (a Python tuple per
     episode, as before, cost about 210 bytes a row)."""
