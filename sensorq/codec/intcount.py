@@ -10,7 +10,7 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, count16, prefix_count16, prefix_count32, prefix_count64
-from .codes import (DICT, ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT,
+from .codes import (ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT,
                     ZERO_RESIDUALS)
 from .intcodec import (_read_residuals, _residuals_to_words, _running_sums, read_head,
                        read_payload)

@@ -11,7 +11,7 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, bit_length, range32
 from .codes import FRAME_LENGTH_BITS, FRAMED, FRAMED_MAX_WIDTH, MINI_BLOCK, PATCHED, RICE
-from .predictor import residuals, zigzag
+from .predictor import residuals
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
