@@ -1,9 +1,11 @@
 """LLVM IR for the vector kernels of bits.py (``unpack32``, ``prefix_sums``,
-and ``prefix_count64/32/16``, which compare the sums instead of storing them).
+``prefix_count64/32/16``, which compare the sums instead of storing them, and
+a mini-block's ``add32`` and ``range32``).
 
 Written with llvmlite's IR builder in target-neutral vector IR: constant
 shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.ctpop`` of compare
-masks, ``llvm.masked.gather``, plain vector loads and stores.  LLVM picks
+masks, ``llvm.masked.gather``, ``llvm.vector.reduce.umin/umax``, plain
+vector loads and stores.  LLVM picks
 the instructions for the host (vpermt2q/vpshrdvq/valignq/vpgatherqq on
 AVX-512, scalar code where there is no such instruction); no target
 intrinsic is named here.
