@@ -22,8 +22,7 @@ from numba.extending import intrinsic
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
 from ._vector_ir import ABOVE_EQUAL, LADDER, emit_add32, emit_prefix_count, emit_prefix_sums, \
-    emit_range32, \
-    emit_unpack32
+    emit_range32, emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
