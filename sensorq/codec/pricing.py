@@ -104,13 +104,10 @@ def choose_mini_blocks(u, rice_cost, headers, patches):
                     and _alone_at_width(u, lo, hi, width):
                 best_bits = bits
                 header = PATCHED | (width - 1)
-        if smallest != ZERO and bit_length(smallest) < 64:
-            framed_width = bit_length(biggest - smallest)
-            bits = (hi - lo) * framed_width + FRAME_LENGTH_BITS + bit_length(smallest)
-            if framed_width <= FRAMED_MAX_WIDTH \
-                    and bits + FRAME_COST < _decode_priced(header, best_bits, rice_cost, hi - lo):
-                best_bits = bits
-                header = FRAMED + framed_width
+        bits, framed_width = _framed_bits(smallest, biggest, hi - lo)
+        if bits >= 0 and bits + FRAME_COST < _decode_priced(header, best_bits, rice_cost, hi - lo):
+            best_bits = bits
+            header = FRAMED + framed_width
         headers[m] = header
         total += best_bits
     return total
@@ -200,12 +197,25 @@ def _mini_block_bits(smallest, biggest, count):
     """choose_mini_blocks's bits for a mini-block of ``count`` values in
     [smallest, biggest], bit-packed or framed (framed with its decode price)."""
     bits = count * bit_length(biggest)
-    if smallest != ZERO and bit_length(smallest) < 64:
-        framed_width = bit_length(biggest - smallest)
-        framed = count * framed_width + FRAME_LENGTH_BITS + bit_length(smallest) + FRAME_COST
-        if framed_width <= FRAMED_MAX_WIDTH and framed < bits:
-            return framed
+    framed, _ = _framed_bits(smallest, biggest, count)
+    if framed >= 0 and framed + FRAME_COST < bits:
+        return framed + FRAME_COST
     return bits
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _framed_bits(smallest, biggest, count):
+    """(bits, width) of a framed mini-block of ``count`` values in
+    [smallest, biggest]: its frame's length and the frame, then each value
+    less the frame at ``width`` bits; bits -1 where it cannot be framed (a
+    smallest of 0 gains nothing, one of 64 bits has no length code, a width
+    past FRAMED_MAX_WIDTH has no header)."""
+    if smallest == ZERO or bit_length(smallest) >= 64:
+        return -1, 0
+    width = bit_length(biggest - smallest)
+    if width > FRAMED_MAX_WIDTH:
+        return -1, 0
+    return count * width + FRAME_LENGTH_BITS + bit_length(smallest), width
 
 
 @cached(_STAMP, nogil=True)
