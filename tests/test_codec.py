@@ -31,12 +31,24 @@ SETTINGS = settings(max_examples=150, deadline=None,
 
 @st.composite
 def timestamps(draw, n):
-    """Non-decreasing int64 ns: regular, jittered, duplicated, or extreme."""
-    kind = draw(st.sampled_from(["regular", "irregular", "extreme"]))
+    """Non-decreasing int64 ns: regular, jittered, duplicated, on a line off
+    its tick (a clock line, codec/clock.py: steps p/q units, floored), on
+    one with jitter, or extreme."""
+    kind = draw(st.sampled_from(["regular", "irregular", "line", "jittered line", "extreme"]))
     start = draw(st.integers(-2**62, 2**62))
     if kind == "regular":
         step = draw(st.sampled_from([1, 15_625_000, 1_000_000, 1_000_000_000]))
         return start + np.arange(n, dtype=np.int64) * step
+    if kind in ("line", "jittered line"):
+        p, q = draw(st.integers(1, 10**6)), draw(st.integers(1, 1000))
+        r = draw(st.integers(0, q - 1))
+        unit = draw(st.sampled_from([1, 1000, 1_000_000]))
+        k = np.arange(n, dtype=np.int64)
+        t = start + (p * k + r) // q * unit
+        if kind == "line":
+            return t
+        jitter = draw(st.integers(1, 10**5))
+        return np.sort(t + np.random.default_rng(draw(st.integers(0, 99))).integers(-jitter, jitter + 1, n))
     if kind == "irregular":
         steps = draw(hnp.arrays(np.int64, n, elements=st.integers(0, 10**9)))
         steps[0] = 0

@@ -21,8 +21,8 @@ from .header import (ALL_VERSIONS, CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VER
 from .alp import ALP, encode_float_section
 from .npdecode import alp_values, floatbits_values
 from . import intcodec
-from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, encode_column_priced,
-                       max_section_bytes)
+from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, decode_time_words,
+                       encode_column_priced, max_section_bytes)
 from .transforms import (float_stats, float_values, float_words, int_stats, time_values,
                          time_words)
 
@@ -48,7 +48,7 @@ def encode_block(t: np.ndarray, columns: Sequence[np.ndarray], *, stream_id: int
     _check_steps(t)
     compact = codec == "compact"
     tick, words = time_words(t)
-    time_section, time_codec = _encode_words(words, False, compact)
+    time_section, time_codec = _encode_time(words, compact)
     entries = np.zeros(len(columns), ENTRY_DTYPE)
     sections = [time_section]
     for i, column in enumerate(columns):
@@ -85,6 +85,14 @@ def _encode_words(words: np.ndarray, signed: bool, compact: bool, floats: bool =
     rice_cost = (intcodec.FLOAT_RICE_DECODE_COST if floats else intcodec.RICE_DECODE_COST) if compact else -1.0
     end, codec_bits = encode_column_priced(words, signed, compact, rice_cost, out, 0, patches,
                                            compact and intcodec.ENTROPY_SECTIONS)
+    return out[:end].tobytes(), int(codec_bits)
+
+
+def _encode_time(words: np.ndarray, compact: bool) -> tuple[bytes, int]:
+    out = np.zeros(intcodec.time_section_bytes(words.shape[0]), np.uint8)
+    rice_cost = intcodec.RICE_DECODE_COST if compact else -1.0     # read here, as _encode_words does
+    end, codec_bits = intcodec.encode_time(words, compact, rice_cost, out, 0,
+                                           compact and intcodec.ENTROPY_SECTIONS, intcodec.CLOCK_LINES)
     return out[:end].tobytes(), int(codec_bits)
 
 
@@ -176,7 +184,10 @@ def decode_verified(raw: np.ndarray, info: BlockInfo):
     starts = info.section_offsets()
     words = np.empty(n, np.uint64)
     scratch = np.empty(n, np.uint64)
-    _decode_section(raw, starts[0], info.time_len, n, info.time_codec, words, scratch, "time")
+    status = decode_time_words(raw, int(starts[0]), int(starts[0] + info.time_len), n, info.time_codec,
+                               words, scratch)
+    if status != OK:
+        raise CorruptDataError(f"block: time column does not decode (status {status})")
     t = np.empty(n, np.int64)
     time_values(words, n, info.t_first, info.tick, t)
     columns = []

@@ -35,7 +35,7 @@ from .bits import U64, ZERO
 from .codes import MINI_BLOCK
 from .header import (CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION, HEADER_DTYPE, HEADER_SIZE,
                      MAGIC, MAX_CHANNELS)
-from .intcodec import encode_column_costed
+from .intcodec import encode_column_costed, encode_time
 from .transforms import int_stats, time_words_into
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -183,7 +183,8 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     time_sections = _new_sections(n_blocks, samples // 4)
     ticks = np.empty(n_blocks, np.int64)
     entropy = compact and intcodec.ENTROPY_SECTIONS      # read here, as block.py does
-    bad, time_raw = _time_pass(t, bounds, compact, rice_cost, entropy, *time_sections, ticks)
+    lines = intcodec.CLOCK_LINES         # read here too
+    bad, time_raw = _time_pass(t, bounds, compact, rice_cost, entropy, lines, *time_sections, ticks)
     if bad >= 0:
         raise ValueError(f"timestamps {int(t[bad])} → {int(t[bad + 1])}: a block cannot hold a step "
                          f"of 2^63 ns or more, or a decreasing time; split the block there")
@@ -269,7 +270,7 @@ def _room(out, used, need):
 
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
-def _time_pass(t, bounds, compact, rice_cost, entropy, starts, lengths, codecs, out, ticks):
+def _time_pass(t, bounds, compact, rice_cost, entropy, lines, starts, lengths, codecs, out, ticks):
     """The time section of every block; (index of a bad step or -1, buffer)."""
     pos = 0
     words = np.empty(MAX_BLOCK_SAMPLES, np.uint64)
@@ -280,7 +281,7 @@ def _time_pass(t, bounds, compact, rice_cost, entropy, starts, lengths, codecs, 
         if bad >= 0:
             return lo + bad, out
         ticks[b] = tick
-        out = _room(out, pos, _max_section(hi - lo))
+        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # intcodec.time_section_bytes
         if regular >= 0 and hi - lo == bounds[regular + 1] - bounds[regular] and _counts_up(words, hi - lo):
             # the same words as that block's: the same section, copied, not encoded again
             size = lengths[regular]
@@ -288,7 +289,7 @@ def _time_pass(t, bounds, compact, rice_cost, entropy, starts, lengths, codecs, 
             starts[b], lengths[b], codecs[b] = pos, size, codecs[regular]
             pos += size
             continue
-        end, bits = encode_column_costed(words[:hi - lo], False, compact, rice_cost, out, pos, entropy)
+        end, bits = encode_time(words[:hi - lo], compact, rice_cost, out, pos, entropy, lines)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end
         if _counts_up(words, hi - lo):
@@ -318,7 +319,7 @@ def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, 
         stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3] = count, flags, i_lo, i_hi
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
-        out = _room(out, pos, _max_section(hi - lo))
+        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # intcodec.time_section_bytes
         end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end

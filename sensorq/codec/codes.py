@@ -21,6 +21,11 @@ FLOATBITS = 0x10
 ZERO_RESIDUALS = 0x20
 SHORT = 0x40            # format version 2: base and dictionary size as varints
 ENTROPY = 0x80         # codec bit 7 (version 1): the residuals are tANS-coded (tans.py)
+# A time column's codec bit 4 (version 1; a channel's is FLOATBITS): the
+# section starts with a clock line p, q, r (clock.py) and its words are the
+# residuals from it, word_k = residual_k + floor((p k + r) / q).
+CLOCK = 0x10
+CLOCK_MAX_DENOMINATOR = 1 << 16
 RICE = 0x80
 PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some values patched (version 1)
 # Mini-block header FRAMED + w, w ≤ FRAMED_MAX_WIDTH (version 1): the

@@ -161,7 +161,7 @@ def _check_structure(header, body, offset: int) -> BlockInfo:
         fail(f"sections add up to {total + CRC_SIZE} bytes, the block has {len(body) + CRC_SIZE}")
     if tick < 1 or t_last < t_first:
         fail("time range or tick out of range")
-    if time_codec & ~_CODEC_ALLOWED or time_codec & (DECIMAL | FLOATBITS) or (time_codec & 3) == 3:
+    if time_codec & ~_CODEC_ALLOWED or time_codec & DECIMAL or (time_codec & 3) == 3:   # bit 4: CLOCK
         fail(f"bad time codec byte {time_codec:#x}")
     _check_entries(entries, n, fail)
     return BlockInfo(n, n_channels, t_first, t_last, tick, stream_id, seq, len(body) + CRC_SIZE,
@@ -205,7 +205,7 @@ def check_blocks(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> l
     ok &= (n_channels >= 1) & (n_channels <= MAX_CHANNELS) & (dir_end <= body)
     ok &= (header["tick"] >= 1) & (header["t_last"] >= header["t_first"])
     time_codec = header["time_codec"].astype(np.int64)
-    ok &= ((time_codec & ~_CODEC_ALLOWED) == 0) & ((time_codec & (DECIMAL | FLOATBITS)) == 0)
+    ok &= ((time_codec & ~_CODEC_ALLOWED) == 0) & ((time_codec & DECIMAL) == 0)     # bit 4: CLOCK
     ok &= (time_codec & 3) != 3
     infos = [None] * len(offsets)
     # a segment mixes streams of different widths; not np.unique: it imports numpy.ma

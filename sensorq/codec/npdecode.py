@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codes import (DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,
+from .codes import (CLOCK, CLOCK_MAX_DENOMINATOR, DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,
                     ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK, OK, PATCHED, PREDICTOR_MASK,
                     RICE, SHORT, ZERO_RESIDUALS)
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
@@ -49,6 +49,28 @@ def decode_column(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
         return OK, _decode(buf, int(pos), int(end), int(n), int(codec))
     except _Bad as bad:
         return bad.status, None
+
+
+def decode_time_words(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
+    """:func:`decode_column` of a time section: a CLOCK section's words are
+    its residuals plus its line, floor((p k + r) / q) (clock.py)."""
+    if not codec & CLOCK:
+        return decode_column(buf, pos, end, n, codec)
+    try:
+        pos, end = int(pos), int(end)
+        line = []
+        for _ in range(3):
+            value, pos = read_varint(buf, pos, end)
+            line.append(value)
+        p, q, r = line
+        if not 1 <= q <= CLOCK_MAX_DENOMINATOR or r >= q:
+            raise _Bad(ERR_BAD_CODE)
+        words = _decode(buf, pos, end, int(n), int(codec) ^ CLOCK)
+    except _Bad as bad:
+        return bad.status, None
+    k = np.arange(n, dtype=U64)
+    # (p mod q)·k + r < 2^33: the quotient is the compiled decoder's, exactly
+    return OK, words + k * U64(p // q) + (k * U64(p % q) + U64(r)) // U64(q)
 
 
 def _decode(buf, pos, end, n, codec) -> np.ndarray:

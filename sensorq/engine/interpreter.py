@@ -38,7 +38,10 @@ def _words(buf, start, length, n, codec) -> np.ndarray:
 
 def decode_time(layout, b) -> np.ndarray:
     lay = layout.lay_t[b]
-    words = _words(layout.buf, lay[TIME_START], lay[TIME_LEN], lay[N_SAMPLES], lay[TIME_CODEC])
+    start = lay[TIME_START]
+    status, words = npdecode.decode_time_words(layout.buf, start, start + lay[TIME_LEN], lay[N_SAMPLES],
+                                               lay[TIME_CODEC])
+    check_status(status)
     return npdecode.time_values(words, int(lay[T_FIRST]), int(lay[TICK]))
 
 

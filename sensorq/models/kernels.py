@@ -17,6 +17,8 @@ import numpy as np
 from numba import prange
 
 from ..codec.bits import ONE, U64
+from ..codec.clock import add_line, read_line
+from ..codec.codes import CLOCK
 from ..codec.intcodec import decode_column
 from ..jitcache import cached, digest
 from .model import BAND, CROSS, MAD, MAX, MEAN, MIN, PTP, RATIO, RMS, STD
@@ -390,12 +392,18 @@ def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, cloc
     Loops index with uint64 (U64): with a signed index numba guards every
     access against negative indices, which keeps LLVM from vectorising."""
     lo = hi = 0
+    p = q = r = U64(0)          # a CLOCK time section's line
     for c in range(-1, lay_c.shape[1]):
         # one decode_column call site: numba compiles the decoder's IR into
         # this function once per call site (seconds of cold compile each)
         if c < 0:
             start, length, codec = lay_t[b, 3], lay_t[b, 4], lay_t[b, 2]
             clock = _is_clock(buf, start, length, codec, n, clocks, clock_meta)
+            if codec & CLOCK:       # a clock line first (codec/clock.py), then its residuals' section
+                status, p, q, r, at = read_line(buf, start, start + length)
+                if status != 0:
+                    return status
+                start, length, codec = at, length - (at - start), codec ^ CLOCK
         else:
             start, length, codec = lay_c[b, c, 0], lay_c[b, c, 1], lay_c[b, c, 2]
             clock = False
@@ -406,6 +414,8 @@ def _block_rows(buf, b, n, lay_t, lay_c, in_dtype, in_shift, row_in, row_k, cloc
         if c < 0:
             t_first = U64(lay_t[b, 0])
             tick = U64(lay_t[b, 1])
+            if q != U64(0):
+                add_line(words, n, p, q, r, U64(1))
             if clock:
                 for i in range(U64(n)):
                     t[i] = np.int64(t_first + i * tick)
