@@ -21,8 +21,8 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import ABOVE_EQUAL, LADDER, emit_add32, emit_prefix_count, emit_prefix_sums, \
-    emit_range32, emit_unpack32
+from ._vector_ir import ABOVE_EQUAL, LADDER, emit_add32, emit_lookup8, emit_prefix_count, \
+    emit_prefix_sums, emit_range32, emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -280,6 +280,27 @@ def range32(typingctx, words, lo):
         src = context.make_array(signature.args[0])(context, builder, args[0]).data
         smallest, largest = emit_range32(builder, builder.gep(src, [args[1]]))
         return context.make_tuple(builder, signature.return_type, [smallest, largest])
+    return sig, codegen
+
+
+@intrinsic
+def lookup8(typingctx, ranks, groups, table, dest):
+    """dest[i] := table[ranks[i]] for i < 8 * groups: a dictionary's
+    values (table and dest both of 64-bit integers, copied as words, or both
+    float64; dest may be ranks itself).  The caller checks that every rank
+    is below the table's length, and that 8 * groups values lie in both
+    arrays."""
+    words = (types.uint64, types.int64)
+    if not (_c_arrays(ranks, table, dest) and ranks.dtype == types.uint64
+            and (table.dtype in words and dest.dtype in words
+                 or table.dtype == dest.dtype == types.float64)):
+        return None
+    sig = types.void(ranks, groups, table, dest)
+
+    def codegen(context, builder, signature, args):
+        data = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 3)]
+        emit_lookup8(builder, data[0], args[1], data[1], data[2])
+        return context.get_dummy_value()
     return sig, codegen
 
 

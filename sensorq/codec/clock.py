@@ -66,10 +66,23 @@ def write_line(out, pos, p, q, r):
 def add_line(words, n, p, q, r, scale):
     """words[k] += scale · floor((p·k + r) / q) for k < n (mod 2^64): the
     time words (scale 1), or timestamps already scaled by the tick."""
+    _line_pass(words, n, p, q, r, ZERO, scale, ~ZERO)
+
+
+@cached(_STAMP, nogil=True)
+def line_into(words, n, p, q, r, offset, scale):
+    """words[k] := offset + scale · floor((p·k + r) / q) (mod 2^64): the
+    timestamps of an exact line, in one pass."""
+    _line_pass(words, n, p, q, r, offset, scale, ZERO)
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _line_pass(words, n, p, q, r, offset, scale, keep):
+    """words[k] := (words[k] & keep) + offset + scale · line_k."""
     a, b = p // q, p % q
     qf = np.float64(q)
     for k in range(U64(n)):
-        words[k] += scale * (a * k + U64(np.floor(np.float64(b * k + r) / qf)))
+        words[k] = (words[k] & keep) + offset + scale * (a * k + U64(np.floor(np.float64(b * k + r) / qf)))
 
 
 @cached(_STAMP, nogil=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, add32, bit_length, finish_bits, get_bits, load_word,
-                   load_word_unchecked, low_mask, prefix_sums, put_bits, put_zeros, read_varint,
+                   load_word_unchecked, lookup8, low_mask, prefix_sums, put_bits, put_zeros, read_varint,
                    varint_status,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 from .predictor import residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
@@ -23,7 +23,7 @@ from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order,  # no
 from .scaling import scale_row
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 from . import tans, tans_call
-from .clock import add_line, exact_line, fitted_line, line_residuals, read_line, write_line
+from .clock import add_line, exact_line, fitted_line, line_into, line_residuals, read_line, write_line
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (CLOCK, DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
@@ -197,13 +197,12 @@ def _dictionary(y):
 # serial chain (each codeword's position depends on the one before: ~1.0-1.4
 # ns a value on the development machine in bursts of eight, _rice_burst),
 # bit-packing a branch-free vector kernel (~0.2 ns a value), so Rice pays its
-# way only where it saves much.  1.6 keeps the Daphnet recording under
-# pcodec's bytes (0.92 B/sample in the cache against 0.94) at 1.03-1.13 G
-# samples/s, against 0.53-0.58 for Rice wherever smaller (0.0; 0.83
-# B/sample).  It was set against the decoder before its bursts; a price
-# re-tuned to today's costs could buy bytes or time back (not measured yet).
-# See docs/format.md §3 and benchmarks/bench_storage.py.
-RICE_DECODE_COST = 1.6
+# way only where it saves much.  2.5 keeps the Daphnet recording under
+# pcodec's bytes (0.918 B/sample in the cache against 0.936) at 1.07-1.09 G
+# samples/s; 1.6 took it to 0.893 at 0.94 (measured in turns, same machine),
+# Rice wherever smaller (0.0) to 0.83 at about half that rate.  See
+# docs/format.md §3 and benchmarks/bench_storage.py.
+RICE_DECODE_COST = 2.5
 
 # The same price for the mantissas and words of float channels.  Their decode
 # has a pass more (the mantissas to floats), and their target is ≥ 1 G values
@@ -750,8 +749,7 @@ def _ranks_to_values(out, n, table, n_entries, dest):
     """dest[i] := table[out[i]] (dest: out, or a float64 row); ERR_BAD_DICT
     if a rank is out of range.  ``table`` holds the column's values
     themselves, words or the row's floats, so that a lookup is a load and a
-    store and nothing else: this loop is bound by memory operations (~1 a
-    cycle; a vector gather is slower here, ~1.4 cycles a value on Zen 4).
+    store and nothing else, eight at a time (bits.lookup8: one vector store).
     The ranks are checked first, in a pass LLVM vectorises, so that the
     lookup loop has no branch."""
     top = ZERO
@@ -759,7 +757,9 @@ def _ranks_to_values(out, n, table, n_entries, dest):
         top = max(top, out[i])
     if n and top >= U64(n_entries):
         return ERR_BAD_DICT
-    for i in range(U64(n)):
+    whole = U64(n) >> U64(3)
+    lookup8(out, whole, table, dest)
+    for i in range(whole << U64(3), U64(n)):
         dest[i] = table[out[i]]
     return OK
 
@@ -834,6 +834,9 @@ def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, d
     status, p, q, r, pos = read_line(buf, pos, end)
     if status != OK:
         return status
+    if codec == CLOCK | ZERO_RESIDUALS and pos + 8 == end:     # an exact line: one pass
+        line_into(dest.view(np.uint64), n, p, q, r, offset + scale * _read_u64(buf, pos), scale)
+        return OK
     status = _decode_scaled(buf, pos, end, n, codec ^ CLOCK, out, scratch, offset, scale, dest)
     if status == OK:
         add_line(dest.view(np.uint64), n, p, q, r, scale)
