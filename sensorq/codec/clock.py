@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import ONE, U64, ZERO, put_varint, read_varint, varint_status
+from .bits import ONE, U64, ZERO, bit_length, put_varint, read_varint, varint_status
 from .codes import CLOCK_MAX_DENOMINATOR, ERR_BAD_CODE, OK
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -153,3 +153,19 @@ def fitted_line(words, n):
     if not slope >= 0.0:
         return NO_LINE
     return U64(np.round(slope * np.float64(FIT_DENOMINATOR))), FIT_DENOMINATOR, ZERO
+
+
+@cached(_STAMP, nogil=True)
+def closer_than_steps(words, residuals, n):
+    """Whether the residuals from a fitted line (read as int64) span fewer
+    bits than the steps words[k] − words[k − 1] do: only then is a second
+    encode, of the residuals, worth its time (a jittered clock's span half
+    its steps'; a random walk's, far more).  n ≥ 2."""
+    lowest = highest = np.int64(residuals[0])
+    fewest = most = words[1] - words[0]
+    for k in range(ONE, U64(n)):
+        v = np.int64(residuals[k])
+        lowest, highest = min(lowest, v), max(highest, v)
+        step = words[k] - words[k - ONE]
+        fewest, most = min(fewest, step), max(most, step)
+    return bit_length(U64(highest - lowest)) < bit_length(most - fewest)

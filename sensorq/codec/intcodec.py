@@ -23,7 +23,8 @@ from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order,  # no
 from .scaling import scale_row
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 from . import tans, tans_call
-from .clock import add_line, exact_line, fitted_line, line_into, line_residuals, read_line, write_line
+from .clock import (add_line, closer_than_steps, exact_line, fitted_line, line_into, line_residuals,
+                    read_line, write_line)
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (CLOCK, DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
@@ -274,6 +275,8 @@ def encode_time(words, compact, rice_cost, out, pos, entropy, lines):
         return end, bits
     jitter = np.empty(n, np.uint64)
     line_residuals(words, n, p, q, r, jitter)
+    if not closer_than_steps(words, jitter, n):
+        return end, bits
     start = write_line(out, end, p, q, r)
     fitted_end, fitted_bits = encode_column_costed(jitter, True, compact, rice_cost, out, start, entropy)
     if fitted_end - end >= end - pos:
