@@ -42,16 +42,15 @@ def dev_v1(tmp_path_factory):
 
 
 @contextmanager
-def without_host_only_forms():
+def without_entropy_sections():
     """Version 1 blocks as a READ_V1 library reads them: ENTROPY sections
-    (codec bit 7, tANS) and CLOCK time sections (a clock line) are the
-    host's alone (docs/device.md)."""
-    saved = intcodec.ENTROPY_SECTIONS, intcodec.CLOCK_LINES
-    intcodec.ENTROPY_SECTIONS = intcodec.CLOCK_LINES = False
+    (codec bit 7, tANS) are the host's alone (docs/device.md)."""
+    saved = intcodec.ENTROPY_SECTIONS
+    intcodec.ENTROPY_SECTIONS = False
     try:
         yield
     finally:
-        intcodec.ENTROPY_SECTIONS, intcodec.CLOCK_LINES = saved
+        intcodec.ENTROPY_SECTIONS = saved
 
 
 def _variant(tmp_path_factory, name: str, option: str) -> DeviceLib:
@@ -159,7 +158,7 @@ def test_compact_blocks_with_dictionary_and_rice_decode(dev, dev_v1, version):
     t = np.arange(n, dtype=np.int64) * 1_000_000
     lattice = rng.choice(np.array([-30000, -12345, 0, 999, 31000], np.int16), n)
     geometric = (rng.geometric(0.02, n) * rng.choice([-1, 1], n)).astype(np.int32)
-    with without_host_only_forms():
+    with without_entropy_sections():
         host = encode_block(t, [lattice, geometric], codec="compact", version=version)
     entries = block_info(host).entries
     assert entries["codec"][0] & 0x04, "expected a dictionary"
@@ -177,9 +176,9 @@ def test_compact_blocks_with_dictionary_and_rice_decode(dev, dev_v1, version):
 def test_version_1_blocks_read_with_the_build_option(dev, dev_v1, block, codec):
     """Format version 1 (the host's store): SQ_ERR_VERSION by default, read
     exactly by a library built with READ_V1=1 (written without ENTROPY
-    or CLOCK sections, which it refuses: the tests below)."""
+    sections, which it refuses: a test below)."""
     t, cols = block
-    with without_host_only_forms():
+    with without_entropy_sections():
         host = encode_block(t, cols, codec=codec)
     with pytest.raises(DeviceError) as info:
         dev.decode(host)
@@ -198,7 +197,7 @@ def test_version_1_framed_mini_blocks_read_with_the_build_option(dev_v1, codec):
     n = 4096
     t = np.arange(n, dtype=np.int64) * 1_000_000
     sway = np.rint(rng.normal(0, 12, n) + 80 * np.sin(np.arange(n) / 700)).astype(np.int16)
-    with without_host_only_forms():
+    with without_entropy_sections():
         host = encode_block(t, [sway], codec=codec)
     entries = block_info(host).entries
     offsets = block_info(host).section_offsets()
@@ -220,20 +219,37 @@ def test_version_1_entropy_sections_are_refused_by_the_device(dev_v1):
     assert info.value.name == "SQ_ERR_CORRUPT"
 
 
-def test_version_1_clock_sections_are_refused_by_the_device(dev_v1):
-    """A version 1 block whose time column is a CLOCK section (64 Hz in whole
-    milliseconds: on the line 125/8 ms) is refused as corrupt by READ_V1
-    builds, and read by them when written without it."""
-    n = 2000
-    t = (np.arange(n) * 15_625_000 // 1_000_000 * 1_000_000).astype(np.int64)
-    host = encode_block(t, [np.zeros(n, np.int16)], codec="compact")
-    assert parse_block(host).time_codec & intcodec.CLOCK
-    with pytest.raises(DeviceError) as info:
-        dev_v1.decode(host)
-    assert info.value.name == "SQ_ERR_CORRUPT"
-    with without_host_only_forms():
-        t2, _ = dev_v1.decode(encode_block(t, [np.zeros(n, np.int16)], codec="compact"))
+@SETTINGS
+@given(st.integers(32, 3000), st.integers(1, 10**7), st.integers(1, 2**16), st.data())
+def test_version_1_clock_sections_read_with_the_build_option(dev_v1, n, p, q, data):
+    """A version 1 block whose time column is a CLOCK section (a clock line,
+    format.md §3: 64 Hz in whole ms is floor((125 k + r) / 8) ms), exact or
+    with jitter about the line, read by READ_V1 builds word for word (their
+    running sum of the line against numpy's floor division)."""
+    r = data.draw(st.integers(0, q - 1))
+    k = np.arange(n, dtype=np.int64)
+    t = 10**15 + (p * k + r) // q * 1000
+    if data.draw(st.booleans()):
+        t = np.sort(t + np.random.default_rng(n).integers(-40_000, 40_000, n))
+    with without_entropy_sections():
+        host = encode_block(t, [np.zeros(n, np.int16)], codec="compact")
+    t2, _ = dev_v1.decode(host)
     assert np.array_equal(t2, t)
+
+
+def test_daphnets_clock_and_a_jittered_one_are_lines_on_the_device(dev_v1):
+    """Daphnet's 64 Hz in ms (a CLOCK section of no residuals) and 1 kHz
+    with ±20 µs of jitter (a fitted line and the jitter), read back."""
+    n = 2000
+    k = np.arange(n, dtype=np.int64)
+    daphnet = k * 15_625_000 // 1_000_000 * 1_000_000
+    jittered = np.sort(k * 1_000_000 + np.random.default_rng(5).integers(-20_000, 20_000, n))
+    for t, codec in ((daphnet, intcodec.CLOCK | intcodec.ZERO_RESIDUALS), (jittered, intcodec.CLOCK)):
+        with without_entropy_sections():
+            host = encode_block(t, [np.zeros(n, np.int16)], codec="compact")
+        assert parse_block(host).time_codec == codec
+        t2, _ = dev_v1.decode(host)
+        assert np.array_equal(t2, t)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

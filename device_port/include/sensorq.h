@@ -405,6 +405,11 @@ typedef struct {
     uint8_t codec;
     uint8_t width;           /* bytes of a value: 8 for time, the dtype's for channels */
     uint8_t raw;
+#ifdef SQ_READ_V1
+    /* A CLOCK time section's line (format.md §3): word k gets line, which
+     * steps by step, plus 1 whenever rem (b·k + r mod q) passes q. */
+    uint64_t line, step, b, rem, q;
+#endif
 } sq_col;
 
 /* Rows of a sealed block or a staged half, one sample at a time (sq_vm.c:

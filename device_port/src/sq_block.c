@@ -16,6 +16,15 @@
 #define VERSION(info) 2u
 #endif
 
+/* The time codec as check_codec sees it: a version 1 time column's CLOCK
+ * bit (a clock line, §3) is no float mode. */
+#ifdef SQ_READ_V1
+#define TIME_CODEC_MODES(info) \
+    ((uint8_t)(VERSION(info) == 1u ? (info)->time_codec & ~SQ_CODEC_CLOCK : (info)->time_codec))
+#else
+#define TIME_CODEC_MODES(info) ((info)->time_codec)
+#endif
+
 /* ---- packed little-endian integers -----------------------------------------
  * Written with 32-bit halves: a Cortex-M0+ has no 64-bit shifter, and a
  * variable 64-bit shift is a library call. */
@@ -252,12 +261,46 @@ static __attribute__((noinline)) uint64_t unzigzag(uint64_t u)
 
 /* ---- column reader --------------------------------------------------------- */
 
+#ifdef SQ_READ_V1
+/* A CLOCK section's line p, q, r (three varints, 1 <= q <= 65536, r < q):
+ * word k gets a·k + floor((b·k + r) / q), a = p div q, b = p mod q, kept as
+ * a running sum (line) and remainder (rem), so that no word needs a
+ * division.  Returns where the residuals' section starts, or NULL. */
+static const uint8_t *open_line(sq_col *c, const uint8_t *p, const uint8_t *end)
+{
+    uint64_t line_p, line_q, line_r;
+    p = get_varint(p, end, &line_p);
+    p = p ? get_varint(p, end, &line_q) : NULL;
+    p = p ? get_varint(p, end, &line_r) : NULL;
+    if (!p || line_q == 0u || line_q > SQ_CLOCK_MAX_DENOMINATOR || line_r >= line_q) {
+        return NULL;
+    }
+    c->q = line_q;
+    c->step = line_p / line_q;
+    c->b = line_p % line_q;
+    c->rem = line_r;
+    c->line = 0;
+    return p;
+}
+#endif
+
 int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, uint8_t codec,
                 unsigned width, sq_dict_cursor *cursor)
 {
     const uint8_t *p = sec, *q = 0;
     uint64_t v;
     int err;
+#ifdef SQ_READ_V1
+    c->q = 0;
+    if ((codec & (SQ_CODEC_CLOCK | SQ_CODEC_SHORT)) == SQ_CODEC_CLOCK && width == 8u) {
+        p = open_line(c, p, end);            /* a version-1 time column's clock line */
+        if (!p) {
+            return SQ_ERR_CORRUPT;
+        }
+        sec = p;
+        codec &= (uint8_t)~SQ_CODEC_CLOCK;
+    }
+#endif
     if ((codec & ~0x67u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 1) {
         return SQ_ERR_CORRUPT;
     }
@@ -374,6 +417,14 @@ int sq_col_next(sq_col *c, uint64_t *word)
     }
 #endif
     *word = c->base + s;
+#ifdef SQ_READ_V1
+    if (c->q) {                              /* a clock line: this word's, then the next one's */
+        *word += c->line;
+        c->rem += c->b;
+        c->line += c->step + (c->rem >= c->q);
+        c->rem -= c->rem >= c->q ? c->q : 0u;
+    }
+#endif
     return sq_sign_extend(*word, c->width) == (int64_t)*word ? SQ_OK : SQ_ERR_CORRUPT;
 }
 
@@ -628,7 +679,7 @@ int sq_block_check(const uint8_t *b, size_t len, sq_block_info *info, sq_chan_st
 #endif
     /* n_samples ≤ SQ_MAX_BLOCK_SAMPLES and n_channels ≤ 255 by the header's parsers */
     if (err || info->n_samples < 1u || info->n_channels < 1u || info->tick < 1 || info->t_last < info->t_first ||
-        check_codec(info->time_codec, SQ_INT64, VERSION(info))) {
+        check_codec(TIME_CODEC_MODES(info), SQ_INT64, VERSION(info))) {
         return SQ_ERR_CORRUPT;
     }
     err = walk_dir(b, info, UINT32_MAX, 0, st, &w);

@@ -9,6 +9,8 @@
 #define SQ_CODEC_DICT 0x04u
 #define SQ_CODEC_DECIMAL 0x08u
 #define SQ_CODEC_FLOATBITS 0x10u
+#define SQ_CODEC_CLOCK 0x10u          /* the time column's bit 4 (version 1): a clock line first */
+#define SQ_CLOCK_MAX_DENOMINATOR 65536u
 #define SQ_CODEC_ZERO 0x20u
 #define SQ_CODEC_SHORT 0x40u           /* version 2: base and dictionary size as varints */
 #define SQ_RICE 0x80u

@@ -220,7 +220,7 @@ FLOAT_RICE_DECODE_COST = 3.0
 ENTROPY_SECTIONS = True
 
 # Whether they may write CLOCK time sections (clock.py), read at each call
-# too; a device library reads neither form.  A line is fitted to a clock
+# too (a device library built with READ_V1 reads them).  A line is fitted to a clock
 # that is on none only where the plain section takes more than FIT_MIN_BITS
 # a value (a jittered clock's ~17; a steady one's are far fewer), and none
 # is sought in a block of fewer than LINE_MIN_SAMPLES samples.
