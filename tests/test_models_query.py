@@ -22,11 +22,15 @@ MS = 1_000_000
 STATES = ("idle", "shake", "tilt")
 
 
-def synthetic(path: Path, seconds: int = 240, rate: int = 50, seed: int = 1):
-    """x, y, z in mg at ``rate`` Hz; a labelled state that changes every few seconds."""
+def synthetic(path: Path, seconds: int = 240, rate: int = 50, seed: int = 1, whole_ms: bool = False):
+    """x, y, z in mg at ``rate`` Hz; a labelled state that changes every few
+    seconds.  ``whole_ms``: each time floored to the ms (64 Hz: steps of 15
+    and 16 ms, a clock line, codec/clock.py)."""
     rng = np.random.default_rng(seed)
     n = seconds * rate
-    t = T0 + np.arange(n, dtype=np.int64) * (1000 // rate) * MS
+    t = T0 + np.arange(n, dtype=np.int64) * (1000 * MS // rate)
+    if whole_ms:
+        t -= t % MS
     state = np.repeat(rng.integers(0, 3, n // (rate * 4) + 1), rate * 4)[:n].astype(np.int8)
     x = rng.normal(0, 20, n)
     x[state == 1] += 600 * np.sin(np.arange(int((state == 1).sum())) * 1.3)
@@ -175,6 +179,29 @@ def test_both_engine_tiers_answer_model_outputs_alike(trained, query):
     b = trained.query(query, engine="compiled")
     assert a.value == b.value
     assert {k: v.tolist() for k, v in a.columns.items()} == {k: v.tolist() for k, v in b.columns.items()}
+
+
+def test_a_clock_off_its_tick_scores_as_when_written_plain(tmp_path, monkeypatch):
+    """64 Hz in whole ms: its time sections are clock lines, which the model
+    kernels read (models/kernels.py); the scores, and the answers over them,
+    equal those of the same samples written without clock lines."""
+    from sensorq.codec import intcodec
+    from sensorq.codec.codes import CLOCK
+    answers = {}
+    for lines in (True, False):
+        monkeypatch.setattr(intcodec, "CLOCK_LINES", lines)
+        cache = synthetic(tmp_path / f"c{lines}", seconds=120, rate=64, whole_ms=True)
+        try:
+            codecs = cache.blocks("imu").time_codec
+            assert ((codecs & CLOCK) != 0).all() == lines
+            ModelRegistry(cache).train("motion", "imu", "state", kind="forest", window="2s", hop="500ms",
+                                       trees=5, depth=4)
+            scored = query_view(cache).scored("motion")
+            answers[lines] = (scored.start.tolist(), scored.cls.tolist(),
+                              cache.query("count where motion == shake by 30s").columns["count"].tolist())
+        finally:
+            cache.close()
+    assert answers[True] == answers[False] and len(answers[True][0]) > 100
 
 
 def test_an_anomaly_score_is_a_number_like_any_channel(trained):
