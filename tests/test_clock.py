@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import sensorq
 from sensorq import Channel
-from sensorq.codec import intcodec, npdecode
+from sensorq.codec import npdecode, timecol
 from sensorq.codec.block import decode_block, encode_block
 from sensorq.codec.clock import exact_line
 from sensorq.codec.codes import CLOCK, ERR_BAD_CODE, ERR_TRUNCATED, OK, ZERO_RESIDUALS
@@ -89,12 +89,12 @@ def test_a_steady_clock_is_written_as_before():
     byte for byte, models/kernels.py _is_clock)."""
     t = np.arange(5000, dtype=np.int64) * 1_000_000
     lines = encode_block(t, [np.zeros(5000, np.int16)], codec="compact")
-    saved = intcodec.CLOCK_LINES
-    intcodec.CLOCK_LINES = False
+    saved = timecol.CLOCK_LINES
+    timecol.CLOCK_LINES = False
     try:
         plain = encode_block(t, [np.zeros(5000, np.int16)], codec="compact")
     finally:
-        intcodec.CLOCK_LINES = saved
+        timecol.CLOCK_LINES = saved
     assert lines == plain and not time_section(lines)[0] & CLOCK
 
 
@@ -106,12 +106,12 @@ def test_a_jittered_clock_takes_a_fitted_line():
     n = 4096
     t = np.sort(np.arange(n, dtype=np.int64) * 1_000_000 + rng.integers(-20_000, 20_000, n))
     block = encode_block(t, [np.zeros(n, np.int16)], codec="compact")
-    saved = intcodec.CLOCK_LINES
-    intcodec.CLOCK_LINES = False
+    saved = timecol.CLOCK_LINES
+    timecol.CLOCK_LINES = False
     try:
         plain = encode_block(t, [np.zeros(n, np.int16)], codec="compact")
     finally:
-        intcodec.CLOCK_LINES = saved
+        timecol.CLOCK_LINES = saved
     codec, size = time_section(block)
     assert codec & CLOCK and size < 0.97 * time_section(plain)[1]
     for decoded in (decode_block(block)[0], compiled_times(block), interpreted_times(block)):
@@ -166,10 +166,10 @@ def test_a_damaged_line_is_refused_by_every_decoder(line, status):
     got, _ = npdecode.decode_time_words(buf, 0, len(buf), n, CLOCK | ZERO_RESIDUALS)
     assert got == status
     out, scratch = np.empty(n, np.uint64), np.empty(n, np.uint64)
-    assert intcodec.decode_time_words(buf, 0, len(buf), n, CLOCK | ZERO_RESIDUALS, out, scratch) == status
+    assert timecol.decode_time_words(buf, 0, len(buf), n, CLOCK | ZERO_RESIDUALS, out, scratch) == status
     t = np.empty(n, np.int64)
-    assert intcodec.decode_column_scaled(buf, 0, len(buf), n, CLOCK | ZERO_RESIDUALS, out, scratch,
-                                         np.uint64(0), np.uint64(1), t) == status
+    assert timecol.decode_times(buf, 0, len(buf), n, CLOCK | ZERO_RESIDUALS, out, scratch,
+                                np.uint64(0), np.uint64(1), t) == status
 
 
 def test_a_damaged_line_in_a_block_with_a_good_checksum_is_corrupt():

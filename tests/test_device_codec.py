@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sensorq.codec import intcodec
+from sensorq.codec.codes import CLOCK, ZERO_RESIDUALS
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.header import ALL_VERSIONS
 from sensorq.codec.header2 import varint
@@ -244,7 +245,7 @@ def test_daphnets_clock_and_a_jittered_one_are_lines_on_the_device(dev_v1):
     k = np.arange(n, dtype=np.int64)
     daphnet = k * 15_625_000 // 1_000_000 * 1_000_000
     jittered = np.sort(k * 1_000_000 + np.random.default_rng(5).integers(-20_000, 20_000, n))
-    for t, codec in ((daphnet, intcodec.CLOCK | intcodec.ZERO_RESIDUALS), (jittered, intcodec.CLOCK)):
+    for t, codec in ((daphnet, CLOCK | ZERO_RESIDUALS), (jittered, CLOCK)):
         with without_entropy_sections():
             host = encode_block(t, [np.zeros(n, np.int16)], codec="compact")
         assert parse_block(host).time_codec == codec

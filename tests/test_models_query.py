@@ -185,11 +185,11 @@ def test_a_clock_off_its_tick_scores_as_when_written_plain(tmp_path, monkeypatch
     """64 Hz in whole ms: its time sections are clock lines, which the model
     kernels read (models/kernels.py); the scores, and the answers over them,
     equal those of the same samples written without clock lines."""
-    from sensorq.codec import intcodec
+    from sensorq.codec import timecol
     from sensorq.codec.codes import CLOCK
     answers = {}
     for lines in (True, False):
-        monkeypatch.setattr(intcodec, "CLOCK_LINES", lines)
+        monkeypatch.setattr(timecol, "CLOCK_LINES", lines)
         cache = synthetic(tmp_path / f"c{lines}", seconds=120, rate=64, whole_ms=True)
         try:
             codecs = cache.blocks("imu").time_codec

@@ -22,7 +22,8 @@ import sensorq
 from sensorq.codec import npdecode
 from sensorq.codec.block import encode_block, parse_block
 from sensorq.codec.alp import ALP, mantissa_start
-from sensorq.codec.intcodec import decode_column, decode_time_words
+from sensorq.codec.intcodec import decode_column
+from sensorq.codec.timecol import decode_time_words
 from sensorq.schema import Channel
 
 from samples import SECOND, make_cache, streams
@@ -273,7 +274,7 @@ def test_the_auto_cost_counts_entropy_coded_sections(tmp_path, monkeypatch):
     """A clock of 15 and 16 ms steps (Daphnet's) is tANS-coded (ENTROPY), which
     the numpy decoder reads at ~0.2 us a value: auto prices each of its values
     ENTROPY_WEIGHT, so that a big scan of them goes to the kernels."""
-    from sensorq.codec import intcodec
+    from sensorq.codec import intcodec, timecol
     from sensorq.engine import tiers
     from sensorq.query.plan import ChannelRef
     k = np.arange(40_000)
@@ -282,7 +283,7 @@ def test_the_auto_cost_counts_entropy_coded_sections(tmp_path, monkeypatch):
     costs = {}
     for entropy in (False, True):
         monkeypatch.setattr(intcodec, "ENTROPY_SECTIONS", entropy)
-        monkeypatch.setattr(intcodec, "CLOCK_LINES", False)     # (16, 15, 15 ms: on a line, 46/3)
+        monkeypatch.setattr(timecol, "CLOCK_LINES", False)      # (16, 15, 15 ms: on a line, 46/3)
         with sensorq.open(tmp_path / f"c{entropy}", create=True) as cache:
             cache.create_stream("s", [Channel("x", "int16")], codec="compact")
             cache.append("s", t, [np.zeros(len(t), np.int16)])

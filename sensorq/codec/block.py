@@ -21,8 +21,8 @@ from .header import (ALL_VERSIONS, CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VER
 from .alp import ALP, encode_float_section
 from .npdecode import alp_values, floatbits_values
 from . import intcodec
-from .intcodec import (DECIMAL, FLOATBITS, OK, decode_column, decode_time_words,
-                       encode_column_priced, max_section_bytes)
+from .intcodec import DECIMAL, FLOATBITS, OK, decode_column, encode_column_priced, max_section_bytes
+from . import timecol
 from .transforms import (float_stats, float_values, float_words, int_stats, time_values,
                          time_words)
 
@@ -89,10 +89,10 @@ def _encode_words(words: np.ndarray, signed: bool, compact: bool, floats: bool =
 
 
 def _encode_time(words: np.ndarray, compact: bool) -> tuple[bytes, int]:
-    out = np.zeros(intcodec.time_section_bytes(words.shape[0]), np.uint8)
+    out = np.zeros(timecol.time_section_bytes(words.shape[0]), np.uint8)
     rice_cost = intcodec.RICE_DECODE_COST if compact else -1.0     # read here, as _encode_words does
-    end, codec_bits = intcodec.encode_time(words, compact, rice_cost, out, 0,
-                                           compact and intcodec.ENTROPY_SECTIONS, intcodec.CLOCK_LINES)
+    end, codec_bits = timecol.encode_time(words, compact, rice_cost, out, 0,
+                                          compact and intcodec.ENTROPY_SECTIONS, timecol.CLOCK_LINES)
     return out[:end].tobytes(), int(codec_bits)
 
 
@@ -184,8 +184,8 @@ def decode_verified(raw: np.ndarray, info: BlockInfo):
     starts = info.section_offsets()
     words = np.empty(n, np.uint64)
     scratch = np.empty(n, np.uint64)
-    status = decode_time_words(raw, int(starts[0]), int(starts[0] + info.time_len), n, info.time_codec,
-                               words, scratch)
+    status = timecol.decode_time_words(raw, int(starts[0]), int(starts[0] + info.time_len), n,
+                                       info.time_codec, words, scratch)
     if status != OK:
         raise CorruptDataError(f"block: time column does not decode (status {status})")
     t = np.empty(n, np.int64)

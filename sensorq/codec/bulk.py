@@ -30,12 +30,13 @@ import numpy as np
 from ..checksum import crc32
 from ..jitcache import cached, digest
 from ..schema import DTYPE_CODES, MAX_BLOCK_SAMPLES
-from . import intcodec, tans_call
+from . import intcodec, tans_call, timecol
 from .bits import U64, ZERO
 from .codes import MINI_BLOCK
 from .header import (CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION, HEADER_DTYPE, HEADER_SIZE,
                      MAGIC, MAX_CHANNELS)
-from .intcodec import encode_column_costed, encode_time
+from .intcodec import encode_column_costed
+from .timecol import encode_time
 from .transforms import int_stats, time_words_into
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -183,7 +184,7 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     time_sections = _new_sections(n_blocks, samples // 4)
     ticks = np.empty(n_blocks, np.int64)
     entropy = compact and intcodec.ENTROPY_SECTIONS      # read here, as block.py does
-    lines = intcodec.CLOCK_LINES         # read here too
+    lines = timecol.CLOCK_LINES          # read here too
     bad, time_raw = _time_pass(t, bounds, compact, rice_cost, entropy, lines, *time_sections, ticks)
     if bad >= 0:
         raise ValueError(f"timestamps {int(t[bad])} → {int(t[bad + 1])}: a block cannot hold a step "
@@ -281,7 +282,7 @@ def _time_pass(t, bounds, compact, rice_cost, entropy, lines, starts, lengths, c
         if bad >= 0:
             return lo + bad, out
         ticks[b] = tick
-        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # intcodec.time_section_bytes
+        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # timecol.time_section_bytes
         if regular >= 0 and hi - lo == bounds[regular + 1] - bounds[regular] and _counts_up(words, hi - lo):
             # the same words as that block's: the same section, copied, not encoded again
             size = lengths[regular]
@@ -319,7 +320,7 @@ def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, 
         stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3] = count, flags, i_lo, i_hi
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
-        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # intcodec.time_section_bytes
+        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # timecol.time_section_bytes
         end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end

@@ -20,7 +20,7 @@ b = p mod q, floor((p·k + r) / q) = a·k + floor((b·k + r) / q), and b·k + r
 exact.  The encoder finds the line among the convergents of the block's
 mean step (continued fractions: the smallest denominators that come close),
 each tried in two vectorised passes, and otherwise fits one by least squares
-when the plain section is wide (codec/intcodec.py ``encode_time``).
+when the plain section is wide (codec/timecol.py ``encode_time``).
 """
 from __future__ import annotations
 

@@ -23,11 +23,9 @@ from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order,  # no
 from .scaling import scale_row
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 from . import tans, tans_call
-from .clock import (add_line, closer_than_steps, exact_line, fitted_line, line_into, line_residuals,
-                    read_line, write_line)
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
-from .codes import (CLOCK, DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
+from .codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
                     ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
                     OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
 
@@ -219,22 +217,6 @@ FLOAT_RICE_DECODE_COST = 3.0
 # form, so its tests write blocks without it (docs/device.md).
 ENTROPY_SECTIONS = True
 
-# Whether they may write CLOCK time sections (clock.py), read at each call
-# too (a device library built with READ_V1 reads them).  A line is fitted to a clock
-# that is on none only where the plain section takes more than FIT_MIN_BITS
-# a value (a jittered clock's ~17; a steady one's are far fewer), and none
-# is sought in a block of fewer than LINE_MIN_SAMPLES samples.
-CLOCK_LINES = True
-FIT_MIN_BITS = 4
-LINE_MIN_SAMPLES = 32
-
-
-def time_section_bytes(n: int) -> int:
-    """Room that :func:`encode_time` needs for n words: the plain section
-    and, after it, a clock line's (its three varints, then its section)."""
-    return 2 * max_section_bytes(n) + 30
-
-
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
@@ -247,43 +229,6 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
 def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos, entropy):
     """:func:`encode_column_priced` without patched mini-blocks."""
     return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False, entropy)
-
-
-@cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
-def encode_time(words, compact, rice_cost, out, pos, entropy, lines):
-    """The time section of ``words`` (offsets from the first time, in ticks,
-    non-decreasing) at out[pos:], which has time_section_bytes(n) of room:
-    (end offset, codec bits).  With ``lines`` (version 1), a clock off its
-    tick but on a line (clock.exact_line) takes a CLOCK section of no
-    residuals; a wide one, a fitted line if its residuals take fewer bytes
-    than the plain section.  A steady clock (words 0, 1, …, n − 1) is written
-    as always: its plain section is small, and model kernels recognise it
-    byte for byte; so is a stopped one (every word 0: the base alone)."""
-    n = words.shape[0]
-    lines = lines and n >= LINE_MIN_SAMPLES and words[n - 1] != U64(n - 1) and words[n - 1] != ZERO
-    if lines:
-        p, q, r = exact_line(words, n)
-        if q != ZERO:
-            pos = write_line(out, pos, p, q, r)
-            _write_u64(out, pos, ZERO)          # the residuals' base; all of them are 0
-            return pos + 8, CLOCK | ZERO_RESIDUALS
-    end, bits = encode_column_costed(words, False, compact, rice_cost, out, pos, entropy)
-    if not lines or (end - pos) * 8 <= FIT_MIN_BITS * n:
-        return end, bits
-    p, q, r = fitted_line(words, n)
-    if q == ZERO:
-        return end, bits
-    jitter = np.empty(n, np.uint64)
-    line_residuals(words, n, p, q, r, jitter)
-    if not closer_than_steps(words, jitter, n):
-        return end, bits
-    start = write_line(out, end, p, q, r)
-    fitted_end, fitted_bits = encode_column_costed(jitter, True, compact, rice_cost, out, start, entropy)
-    if fitted_end - end >= end - pos:
-        return end, bits
-    size = fitted_end - end         # smaller: moved down over the plain section
-    out[pos:pos + size] = out[end:fitted_end].copy()
-    return pos + size, fitted_bits | CLOCK
 
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
@@ -831,39 +776,7 @@ def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, d
     """:func:`decode_column` with dest[:n] (int64) := offset + scale * word_i
     (mod 2^64): a time column's timestamps, t_first + tick * k, written by
     the decoder's last pass instead of words and then a pass over them.
-    ``out`` is working space.  A CLOCK section's line is added after."""
-    if not codec & CLOCK:
-        return _decode_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, dest)
-    status, p, q, r, pos = read_line(buf, pos, end)
-    if status != OK:
-        return status
-    if codec == CLOCK | ZERO_RESIDUALS and pos + 8 == end:     # an exact line: one pass
-        line_into(dest.view(np.uint64), n, p, q, r, offset + scale * _read_u64(buf, pos), scale)
-        return OK
-    status = _decode_scaled(buf, pos, end, n, codec ^ CLOCK, out, scratch, offset, scale, dest)
-    if status == OK:
-        add_line(dest.view(np.uint64), n, p, q, r, scale)
-    return status
-
-
-@cached(_STAMP, nogil=True)
-def decode_time_words(buf, pos, end, n, codec, out, scratch):
-    """:func:`decode_column` of a time section: a CLOCK section's words are
-    its residuals plus its line."""
-    if not codec & CLOCK:
-        return decode_column(buf, pos, end, n, codec, out, scratch)
-    status, p, q, r, pos = read_line(buf, pos, end)
-    if status != OK:
-        return status
-    status = decode_column(buf, pos, end, n, codec ^ CLOCK, out, scratch)
-    if status == OK:
-        add_line(out, n, p, q, r, ONE)
-    return status
-
-
-@cached(_STAMP, nogil=True)
-def _decode_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, dest):
-    """decode_column_scaled of a section without a line."""
+    ``out`` is working space.  (A CLOCK section: timecol.decode_times.)"""
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
@@ -948,4 +861,4 @@ def read_head(buf, pos, end, n, codec, scratch):
     return OK, base, n_entries, pos
 
 
-__all__ = ["encode_column", "encode_time", "decode_column", "decode_time_words", "decode_column_floats", "max_section_bytes", "low_mask"]
+__all__ = ["encode_column", "decode_column", "decode_column_floats", "max_section_bytes", "low_mask"]

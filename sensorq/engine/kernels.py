@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 from ..codec.bits import U64, load_word_unchecked  # noqa: E402
-from ..codec.intcodec import (DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column,
-                               decode_column_floats, decode_column_scaled)
+from ..codec.intcodec import DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column, decode_column_floats
+from ..codec.timecol import decode_times
 from ..codec.intcount import WORDS, count_column
 from ..codec.transforms import float_values
 from ..codec.alp import (finish_shift as alp_finish_shift, is_shift as alp_is_shift,
@@ -51,8 +51,8 @@ def decode_time(buf, b, n, lay_t, t, words, scratch):
     lay_t[b] = (t_first, tick, time_codec, time_start, time_len, n)."""
     start, length = lay_t[b, 3], lay_t[b, 4]
     # t = t_first + tick * word (transforms.time_values), by the decoder's last pass
-    return decode_column_scaled(buf, start, start + length, n, lay_t[b, 2], words, scratch,
-                                U64(lay_t[b, 0]), U64(lay_t[b, 1]), t)
+    return decode_times(buf, start, start + length, n, lay_t[b, 2], words, scratch,
+                        U64(lay_t[b, 0]), U64(lay_t[b, 1]), t)
 
 
 @cached(_STAMP)
