@@ -320,7 +320,7 @@ def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, 
         stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3] = count, flags, i_lo, i_hi
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
-        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # timecol.time_section_bytes
+        out = _room(out, pos, _max_section(hi - lo))
         end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end
