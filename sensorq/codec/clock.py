@@ -42,13 +42,18 @@ NO_LINE = (ZERO, ZERO, ZERO)
 @cached(_STAMP, nogil=True)
 def read_line(buf, pos, end):
     """The line's p, q, r at buf[pos:end]: (status, p, q, r, position after
-    them).  ERR_BAD_CODE unless 1 ≤ q ≤ CLOCK_MAX_DENOMINATOR and r < q."""
-    values = np.zeros(3, np.uint64)
-    for i in range(3):
-        values[i], pos = read_varint(buf, pos, end)
-        if pos < 0:
-            return varint_status(values[i]), ZERO, ZERO, ZERO, -1
-    p, q, r = values[0], values[1], values[2]
+    them).  ERR_BAD_CODE unless 1 ≤ q ≤ CLOCK_MAX_DENOMINATOR and r < q.
+    (Three reads in turn: an array of three would be an allocation a block
+    in the decoder.)"""
+    p, pos = read_varint(buf, pos, end)
+    if pos < 0:
+        return varint_status(p), ZERO, ZERO, ZERO, -1
+    q, pos = read_varint(buf, pos, end)
+    if pos < 0:
+        return varint_status(q), ZERO, ZERO, ZERO, -1
+    r, pos = read_varint(buf, pos, end)
+    if pos < 0:
+        return varint_status(r), ZERO, ZERO, ZERO, -1
     if q == ZERO or q > U64(CLOCK_MAX_DENOMINATOR) or r >= q:
         return ERR_BAD_CODE, ZERO, ZERO, ZERO, -1
     return OK, p, q, r, pos

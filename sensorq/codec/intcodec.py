@@ -217,6 +217,7 @@ FLOAT_RICE_DECODE_COST = 3.0
 # form, so its tests write blocks without it (docs/device.md).
 ENTROPY_SECTIONS = True
 
+
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
