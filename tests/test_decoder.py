@@ -35,12 +35,18 @@ def bit_stream(codes):
 def section(base, blocks):
     """A predictor-0 section: base, then one header per mini-block and the bits.
     ``blocks``: (header, values); header 0x80|k codes Rice(k), 0xC0|w patched
-    at w bits (one value has bit w set)."""
+    at w bits (one value has bit w set), 0x41 + w framed at w bits (the
+    frame, their smallest value, then each value less it)."""
     codes = []
     for header, values in blocks:
         if header >= 0xC0:      # patched: the low w bits, then the position of the value with bit w
             w = header & 0x3F
             codes += [(v, w) for v in values] + [(next(i for i, v in enumerate(values) if v >> w), 5)]
+            continue
+        if 0x41 <= header < 0x80:
+            frame = min(values)
+            codes += [(frame.bit_length(), 6), (frame, frame.bit_length())]
+            codes += [(v - frame, header - 0x41) for v in values]
             continue
         for v in values:
             if header & 0x80:
@@ -297,15 +303,21 @@ def test_engine_rows_match_decode_block(block, codec, read_only):
 @st.composite
 def mini_block_mixes(draw):
     """(blocks, n): up to 6 mini-blocks of any kind — bit-packed at a width of
-    0..64, Rice(k) for k of 0..63, or patched at w of 0..63 — of 32 values, the last of 1..32; Rice
+    0..64, Rice(k) for k of 0..63, patched at w of 0..63, or framed at w of
+    0..62 — of 32 values, the last of 1..32; Rice
     quotients mostly small (several codewords a word), sometimes a word or more
     of zeros, never so big that q << k leaves 64 bits."""
     count = draw(st.integers(1, 6))
     blocks = []
     for m in range(count):
         size = 32 if m < count - 1 else draw(st.integers(1, 32))
-        kind = draw(st.sampled_from(["packed", "rice", "patched"]))
-        if kind == "packed":
+        kind = draw(st.sampled_from(["packed", "rice", "patched", "framed"]))
+        if kind == "framed":
+            w = draw(st.integers(0, 62))
+            frame = draw(st.one_of(st.integers(0, 1 << 10), st.integers(0, (1 << 63) - 1)))
+            offsets = draw(st.lists(st.integers(0, (1 << w) - 1), min_size=size, max_size=size))
+            blocks.append((0x41 + w, [frame + v for v in offsets]))
+        elif kind == "packed":
             width = draw(st.integers(0, 64))
             values = draw(st.lists(st.integers(0, (1 << width) - 1), min_size=size, max_size=size))
             blocks.append((width, values))

@@ -247,6 +247,30 @@ def test_a_small_query_in_a_fresh_process_never_loads_numba(tmp_path):
     assert many["engine"] == "compiled" and many["numba"]
 
 
+@pytest.mark.parametrize("budget_seconds", [3600.0, 1e-9])
+def test_auto_moves_a_process_whose_interpreted_scans_took_long_to_the_kernels(
+        monkeypatch, tmp_path, budget_seconds):
+    """However far the interpreter's prices are off for some data, the time
+    its scans take in a process is bounded: once they have taken
+    INTERPRET_BUDGET_SECONDS, auto takes the kernels (with an hour's budget
+    the same query stays interpreted: the time is what moved it)."""
+    from sensorq.engine import tiers
+    monkeypatch.delenv("SENSORQ_ENGINE", raising=False)
+    monkeypatch.setattr(tiers, "_KERNELS_MODULE", "not.loaded.yet")
+    monkeypatch.setattr(tiers, "_interpreted_values", 0)
+    monkeypatch.setattr(tiers, "_interpreted_seconds", 0.0)
+    monkeypatch.setattr(tiers, "INTERPRET_BUDGET_SECONDS", budget_seconds)
+    z = np.full(40_000, 1000, np.int16)
+    z[::100] = 2500
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("imu", [Channel("z", "int16", "mg")], block_samples=4096)
+        cache.append("imu", np.arange(len(z), dtype=np.int64) * 1_000_000, [z])
+        first, second = cache.query("count where z > 2g"), cache.query("count where z > 2g")
+    assert first.value == second.value == int((z > 2000).sum())
+    assert first.scan.engine == "interpreted" and tiers._interpreted_seconds > 0
+    assert second.scan.engine == ("interpreted" if budget_seconds > 1 else "compiled")
+
+
 def test_the_auto_cost_counts_buckets_and_rice_coded_floats():
     from sensorq.engine import tiers
     from sensorq.store.blockindex import BlockIndex
@@ -307,6 +331,7 @@ def test_auto_moves_a_busy_process_to_the_kernels(monkeypatch):
     monkeypatch.delenv("SENSORQ_ENGINE", raising=False)
     monkeypatch.setattr(tiers, "_KERNELS_MODULE", "not.loaded.yet")
     monkeypatch.setattr(tiers, "_interpreted_values", 0)
+    monkeypatch.setattr(tiers, "_interpreted_seconds", 0.0)
     monkeypatch.setattr(tiers, "INTERPRET_BUDGET_VALUES", 250)
     monkeypatch.setattr(tiers, "INTERPRET_MAX_VALUES", 100)
     names = [tiers.choose(None, v).name for v in (100, 101, 100, 40, 20)]

@@ -30,7 +30,11 @@ of a per-bit table), 0.3 µs per bucketed sample and 12 µs per bucket;
 ``avg x by 1ms`` over 600 000 samples took 7.6 s interpreted and 0.3 s
 compiled).  Like a JIT's tiering, a process
 that keeps running small queries is promoted to the kernels once the
-interpreter has done INTERPRET_BUDGET_VALUES in all.
+interpreter has done INTERPRET_BUDGET_VALUES in all, or has spent
+INTERPRET_BUDGET_SECONDS on its scans, about what loading the kernels costs
+(a ski rental: however far the prices above are off for some data, a
+process never pays the interpreter more than twice what the kernels would
+have cost it, load included).
 So a one-off ``sensorq "count … last 10m"`` answers without starting numba,
 and a long-lived program pays for numba once, when it has work enough.
 
@@ -39,8 +43,10 @@ chooses for a process or a query; the tests run every query shape both ways.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -53,6 +59,7 @@ from .program import COMPARE_CODES
 ENGINES = ("auto", "compiled", "interpreted")
 INTERPRET_MAX_VALUES = 48 << 20         # one scan: ~0.5 s, below what the kernels' first use costs
 INTERPRET_BUDGET_VALUES = 96 << 20      # all scans of a process, before it moves to the kernels
+INTERPRET_BUDGET_SECONDS = 0.5          # or the time they took (module docstring)
 RICE_FLOAT_WEIGHT = 4                   # a float value of a compact stream (dictionary, some Rice)
 ENTROPY_WEIGHT = 6                      # a value of an ENTROPY section (tANS: ~0.22 us interpreted)
 BUCKETED_SAMPLE_WEIGHT = 25             # a sample folded into its bucket
@@ -62,6 +69,7 @@ BUCKET_WEIGHT = 1000                    # a bucket that decoded blocks span
 _LANE_BITS = {"int8": 16, "int16": 16, "int32": 32}
 _KERNELS_MODULE = __name__.rpartition(".")[0] + ".kernels"
 _interpreted_values = 0                 # what auto has given the interpreter so far
+_interpreted_seconds = 0.0              # and the time its scans took (InterpretedTier)
 
 
 def scan_values(index, rows, channels) -> int:
@@ -116,6 +124,8 @@ def choose(engine: str | None, values):
         return COMPILED
     if engine == "interpreted":
         return INTERPRETED
+    if _interpreted_seconds >= INTERPRET_BUDGET_SECONDS:
+        return COMPILED
     values = values() if callable(values) else values
     if values <= INTERPRET_MAX_VALUES and _interpreted_values + values <= INTERPRET_BUDGET_VALUES:
         _interpreted_values += values
@@ -250,10 +260,24 @@ class CompiledTier:
         return t, mask, values
 
 
+def _timed(scan):
+    """An InterpretedTier scan whose time counts towards INTERPRET_BUDGET_SECONDS."""
+    @functools.wraps(scan)
+    def timed(*args, **kwargs):
+        global _interpreted_seconds
+        began = time.perf_counter()
+        try:
+            return scan(*args, **kwargs)
+        finally:
+            _interpreted_seconds += time.perf_counter() - began
+    return timed
+
+
 class InterpretedTier:
     """numpy, block by block (interpreter.py)."""
     name = "interpreted"
 
+    @_timed
     def count(self, layout, blocks, programs, raw_compare, start, end, need_time) -> np.ndarray:
         if raw_compare is not None:
             return I.count_raw_compare(layout, blocks, COMPARE_CODES[raw_compare.op],
@@ -262,14 +286,17 @@ class InterpretedTier:
         return I.count_matches(layout, blocks, pred_code, consts, programs.slot_scales,
                                start, end, need_time)
 
+    @_timed
     def ladder(self, layout, blocks, dtype, threshold) -> np.ndarray:
         return I.count_ladder(layout, blocks, threshold)
 
+    @_timed
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
         pred_code, val_code, consts, _ = programs.kernel_args()
         I.scan_partials(layout, blocks, pred_code, val_code, consts, programs.slot_scales,
                         programs.has_pred, programs.has_value, start, end, slots, fp, ip)
 
+    @_timed
     def top_blocks(self, layout, blocks, bounds, pos_base, programs, start, end, best) -> int:
         pred_code, val_code, consts, _ = programs.kernel_args()
         return I.top_blocks(layout, blocks, bounds, pos_base, pred_code, val_code, consts,
@@ -279,6 +306,7 @@ class InterpretedTier:
     def threads(self) -> int:
         return 1
 
+    @_timed
     def histograms(self, layout, programs, value_slot, tasks, cells) -> None:
         pred_code, _, consts, _ = programs.kernel_args()
         I.value_histograms(layout, pred_code, consts, programs.slot_scales, programs.has_pred,
@@ -286,11 +314,13 @@ class InterpretedTier:
                            tasks.task_lo, tasks.task_hi, tasks.task_base, tasks.task_off,
                            tasks.task_len, cells)
 
+    @_timed
     def gather(self, layout, b, reader, start, end):
         return I.gather_block(layout, b, reader.pred_code, reader.val_code, reader.consts,
                               reader.scales, reader.programs.has_pred,
                               reader.programs.has_value, start, end)
 
+    @_timed
     def evaluate(self, layout, b, reader):
         t, _, mask, values = I.evaluate_block(layout, b, reader.pred_code, reader.val_code,
                                               reader.consts, reader.scales,
