@@ -173,18 +173,28 @@ def top_blocks(layout, blocks, bounds, pos_base, pred_code, val_code, consts, sc
                has_value, start_ns, end_ns, best_v, best_t, best_p, held) -> int:
     """kernels.top_blocks: the best samples of ``blocks`` merged into best_*;
     returns the blocks decoded."""
-    n, decoded = len(best_v), 0
-    for j, b in enumerate(blocks):
-        if held[0] == n and bounds[j] < best_v[n - 1]:
-            continue
+    n, decoded, j = len(best_v), 0, 0
+    while j < len(blocks):
+        if held[0] == n:         # to the next block whose bound reaches the N-th best (a
+            reach = np.flatnonzero(bounds[j:] >= best_v[n - 1])    # test a block: ~0.2 µs)
+            if not len(reach):
+                break
+            j += int(reach[0])
+        b = blocks[j]
+        j += 1
         decoded += 1
         t, _, mask, values = evaluate_block(layout, b, pred_code, val_code, consts, scales,
                                             has_pred, has_value)
         picked = np.flatnonzero(mask & (t >= start_ns) & (t < end_ns) & ~np.isnan(values))
         h = int(held[0])
+        # only values at least the N-th best (held, or of this block) can
+        # enter: the sort below is then of a few, not of the block's samples
+        floor = best_v[n - 1] if h == n else np.partition(values[picked], len(picked) - n)[
+            len(picked) - n] if len(picked) > n else -np.inf
+        picked = picked[values[picked] >= floor]
         v = np.concatenate([best_v[:h], values[picked]])
         tt = np.concatenate([best_t[:h], t[picked]])
-        p = np.concatenate([best_p[:h], pos_base[j] + picked])
+        p = np.concatenate([best_p[:h], pos_base[j - 1] + picked])
         order = np.lexsort((p, tt, -v))[:n]
         held[0] = len(order)
         best_v[:len(order)], best_t[:len(order)], best_p[:len(order)] = v[order], tt[order], \
