@@ -171,6 +171,37 @@ def test_top_n_through_every_block_asked_again(tmp_path, blocks):
             assert got.columns["time"].tolist() == t[order].tolist()
 
 
+def test_top_n_over_blocks_in_several_segments_asked_again(tmp_path):
+    """top N's first blocks, when they lie in several segments, are copied
+    into one buffer, and that copy is kept for the next ask over the same
+    blocks: the answers stay numpy's, and follow a block written later."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2000, 2000, 200_000).astype(np.int16)
+    t = np.arange(len(x), dtype=np.int64) * 1000
+    path = tmp_path / "c"
+    with sensorq.open(path, create=True, capacity=1 << 20) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=256)
+        _append(writer, t, x)
+        writer.flush()
+        with sensorq.open(path, readonly=True) as reader:
+            assert len(set(reader.blocks("s").buffer_of.tolist())) > 3      # several segments
+            for ask in range(3):
+                got = reader.query("top 6 x")
+                order = np.lexsort((t, -x.astype(np.int64)))[:6]
+                assert got.columns["value"].tolist() == x[order].astype(float).tolist()
+                assert got.columns["time"].tolist() == t[order].tolist()
+                assert ("top layout bytes", None, got.plan.expr) in reader.blocks("s").memo
+                assert reader.query("count where x > 0").value == int((x > 0).sum())
+                lows = reader.query("top 4 -x").columns["time"]         # other blocks first
+                assert lows.tolist() == t[np.lexsort((t, x.astype(np.int64)))[:4]].tolist()
+            t2, x2 = t[-1] + 1000 + np.arange(256, dtype=np.int64) * 1000, np.full(256, 3000, np.int16)
+            _append(writer, t2, x2)
+            writer.flush()
+            reader.refresh()
+            t, x = np.concatenate([t, t2]), np.concatenate([x, x2])
+            assert reader.query("top 6 x").columns["time"].tolist() == t2[:6].tolist()
+
+
 COUNTS = ["count where x > 10 and y < 0 last 3s", "count where (x > 20 or y > 20) and x < 40",
           "count where not x between -5 and 5", "count last 2s", "count where y == 3 last 4s"]
 

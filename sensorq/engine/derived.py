@@ -8,7 +8,9 @@ changed.  ``Cache.blocks`` hands out each index with a memo that lives as long
 as the same rows do (StreamBlocks.memo_for); what is derived here from the
 index's statistics and a frozen plan node is filed there under that node.
 Blocks are read and decoded afresh by every query: only statistics-derived
-arrays are kept, read-only, so no caller can change what the next one gets.
+arrays are kept, read-only, so no caller can change what the next one gets
+(and one copy of bytes: top N's first few blocks, when they lie in several
+buffers, already checked against their CRCs; selection.run_top).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from ..codec.codes import LADDER_STEPS
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
 from . import limits, tiers
-from .layout import build_layouts, few_blocks_plan, materialise
+from .layout import POOLED, build_layouts, few_blocks_plan, materialise
 from .derived import derived
 from .program import compile_query
 from .search import READ_AHEAD_BLOCKS, BlockReader
@@ -649,11 +649,16 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
         # the batch's blocks in one layout (copied into one buffer if they lie
         # in several: cheaper than a layout per segment), best bound first; the
         # same blocks come in the same batches while the blocks are the same,
-        # so where their columns lie is kept (the first steps': they are small)
+        # so where their columns lie is kept (the first steps': they are
+        # small), and so are the first step's bytes where they had to be
+        # copied from several buffers (FIRST_BATCH blocks, ~100 KB: a query
+        # asked again would copy them again, ~4 µs a block, a fifth of it)
         plan = derived(index, ("top layout", q.where, q.expr, step),
                        lambda: few_blocks_plan(index, batch, programs.slot_indices),
                        keep=lambda _: step < KEPT_LAYOUT_STEPS)
-        layout = materialise(plan, index)
+        layout = derived(index, ("top layout bytes", q.where, q.expr),
+                         lambda: materialise(plan, index), keep=lambda _: True) \
+            if plan.buffer_no == POOLED and step == 0 else materialise(plan, index)
         decoded += tier.top_blocks(layout, np.arange(len(batch), dtype=np.int64), upper[batch],
                                    batch.astype(np.int64) << BITS, programs, start, end, best)
     held = int(best[3][0])
