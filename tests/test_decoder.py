@@ -314,7 +314,9 @@ def mini_block_mixes(draw):
         kind = draw(st.sampled_from(["packed", "rice", "patched", "framed"]))
         if kind == "framed":
             w = draw(st.integers(0, 62))
-            frame = draw(st.one_of(st.integers(0, 1 << 10), st.integers(0, (1 << 63) - 1)))
+            # (frame + the offsets, < 2^62 each, < 2^63: the smallest, the
+            # frame written, fits the frame's 6-bit length)
+            frame = draw(st.one_of(st.integers(0, 1 << 10), st.integers(0, (1 << 62) - 1)))
             offsets = draw(st.lists(st.integers(0, (1 << w) - 1), min_size=size, max_size=size))
             blocks.append((0x41 + w, [frame + v for v in offsets]))
         elif kind == "packed":
