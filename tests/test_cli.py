@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -53,7 +54,19 @@ def test_either_engine_gives_the_answer_and_explain_says_which_ran(demo_cache, i
     now = t[-1] + 1
     expected = np.count_nonzero((accel > 2000) & (t >= now - 10 * MINUTE))
     assert f"decoded ({engine})" in done.stdout
+    assert "engine: auto" not in done.stdout            # chosen, not auto's choice
     assert done.stdout.strip().splitlines()[-1].strip() == str(expected)
+
+
+def test_explain_says_why_auto_took_the_interpreter(demo_cache):
+    """A fresh process has not loaded the kernels: auto's small scan goes to
+    the interpreter, and explain says so, with the budget it has left."""
+    env = {k: v for k, v in os.environ.items() if k != "SENSORQ_ENGINE"}
+    done = run("explain", "--cache", demo_cache, "count where accel > 2g last 10m", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "decoded (interpreted)" in done.stdout
+    line = next(line for line in done.stdout.splitlines() if line.strip().startswith("engine:"))
+    assert "auto takes the interpreter" in line and "of its 0.5 s" in line
 
 
 def test_json_output_carries_units(demo_cache, imu):

@@ -271,6 +271,27 @@ def test_auto_moves_a_process_whose_interpreted_scans_took_long_to_the_kernels(
     assert second.scan.engine == ("interpreted" if budget_seconds > 1 else "compiled")
 
 
+def test_auto_status_says_what_auto_takes_and_why(monkeypatch):
+    """explain's line on auto's choice (tiers.auto_status), for each state."""
+    from sensorq.engine import tiers
+    monkeypatch.delenv("SENSORQ_ENGINE", raising=False)
+    monkeypatch.setattr(tiers, "_KERNELS_MODULE", "not.loaded.yet")
+    monkeypatch.setattr(tiers, "_interpreted_values", 3 << 20)
+    monkeypatch.setattr(tiers, "_interpreted_seconds", 0.125)
+    assert tiers.auto_status("compiled") == tiers.auto_status("interpreted") == ""
+    fresh = tiers.auto_status(None)
+    assert fresh.startswith("auto takes the interpreter") and "0.125 s of its 0.5 s" in fresh \
+        and "3.0 Mi of its 96 Mi" in fresh
+    monkeypatch.setattr(tiers, "_interpreted_seconds", 0.5)
+    assert tiers.auto_status("auto").startswith("auto takes the kernels from the next scan on")
+    monkeypatch.setenv("SENSORQ_ENGINE", "interpreted")
+    assert tiers.auto_status(None) == ""
+    monkeypatch.delenv("SENSORQ_ENGINE")
+    monkeypatch.setattr(tiers, "_KERNELS_MODULE", "sensorq.engine.kernels")
+    import sensorq.engine.kernels  # noqa: F401
+    assert tiers.auto_status(None) == "auto takes the kernels: they are loaded in this process"
+
+
 def test_the_auto_cost_counts_buckets_and_rice_coded_floats():
     from sensorq.engine import tiers
     from sensorq.store.blockindex import BlockIndex

@@ -17,7 +17,10 @@ def _irrelevant(query, name: str) -> bool:
     return False
 
 
-def describe(query, result) -> str:
+def describe(query, result, tier_choice: str = "") -> str:
+    """explain's text: the plan's fields, what the scan did (and, given
+    ``tier_choice``, why auto took the tier it did: tiers.auto_status), the
+    result."""
     lines = [f"plan: {type(query).__name__} on stream {query.stream!r}"]
     for field in dataclasses.fields(query):
         value = getattr(query, field.name)
@@ -36,6 +39,8 @@ def describe(query, result) -> str:
     lines.append(f"scan: {s.blocks_total} blocks in the window: {s.from_stats} answered from "
                  f"statistics, {s.skipped} skipped, {s.decoded} decoded"
                  + (f" ({s.engine})" if s.decoded and s.engine else ""))
+    if s.decoded and s.engine and tier_choice:
+        lines.append(f"  engine: {tier_choice}")
     if s.model:
         lines += s.model.splitlines()
     lines.append("result:")

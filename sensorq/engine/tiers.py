@@ -133,6 +133,23 @@ def choose(engine: str | None, values):
     return COMPILED
 
 
+def auto_status(engine: str | None = None) -> str:
+    """What ``auto`` takes in this process now, and why (for explain); ""
+    when ``engine`` (or $SENSORQ_ENGINE) chose a tier instead."""
+    if (engine or os.environ.get("SENSORQ_ENGINE") or "auto") != "auto":
+        return ""
+    if _KERNELS_MODULE in sys.modules:
+        return "auto takes the kernels: they are loaded in this process"
+    spent = (f"the interpreter has taken {_interpreted_seconds:.3f} s of its "
+             f"{INTERPRET_BUDGET_SECONDS:g} s and {_interpreted_values / (1 << 20):.1f} Mi of its "
+             f"{INTERPRET_BUDGET_VALUES >> 20} Mi value-equivalents in this process")
+    if _interpreted_seconds >= INTERPRET_BUDGET_SECONDS \
+            or _interpreted_values >= INTERPRET_BUDGET_VALUES:
+        return f"auto takes the kernels from the next scan on: {spent}"
+    return (f"auto takes the interpreter for scans of up to {INTERPRET_MAX_VALUES >> 20} Mi "
+            f"value-equivalents until the kernels are loaded or its budget is spent: {spent}")
+
+
 def _value_bits(dtype: str, threshold: int) -> int:
     """The narrowest of 16, 32 and 64 bits that holds both the channel's values and the threshold."""
     bits = _LANE_BITS.get(dtype, 64)
