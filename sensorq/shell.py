@@ -79,8 +79,7 @@ class Shell:
         self.last_seconds = time.perf_counter() - started
         if self.explain if explain is None else explain:
             from .engine.explain import describe
-            from .engine.tiers import auto_status
-            out = describe(result.plan, result, auto_status(self.engine))
+            out = describe(result.plan, result, self.engine)
         else:
             out = render(result, self.mode)
         notes = [f"warning: {w}" for w in result.warnings]

@@ -132,11 +132,10 @@ def cmd_query(args) -> int:
 
 def cmd_explain(args) -> int:
     from ..engine.explain import describe
-    from ..engine.tiers import auto_status
     with open_for_reading(args) as cache:
         result = cache.query(args.query, now_policy=args.now, engine=args.engine)
     print_warnings(args, result)
-    text = describe(result.plan, result, auto_status(args.engine))
+    text = describe(result.plan, result, args.engine)
     if args.json:
         s = result.scan
         print(json.dumps({"query": args.query, "explain": text.splitlines(),

@@ -32,11 +32,10 @@ from ..jitcache import cached, digest
 from ..schema import DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import intcodec, tans_call, timecol
 from .bits import U64, ZERO
-from .codes import MINI_BLOCK
 from .header import (CRC_SIZE, ENTRY_DTYPE, ENTRY_SIZE, FORMAT_VERSION, HEADER_DTYPE, HEADER_SIZE,
                      MAGIC, MAX_CHANNELS)
-from .intcodec import encode_column_costed
-from .timecol import encode_time
+from .intcodec import encode_column_costed, max_section_bytes
+from .timecol import encode_time, time_section_bytes
 from .transforms import int_stats, time_words_into
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -254,12 +253,6 @@ def _lay_out(header, entries, time_part, channel_parts) -> EncodedRun:
 # --- kernels ---------------------------------------------------------------------
 
 @cached(_STAMP, nogil=True)
-def _max_section(n):
-    """intcodec.max_section_bytes, compiled."""
-    return 8 + 5 + 8 * n + (n + MINI_BLOCK - 1) // MINI_BLOCK + 8 * n + 16
-
-
-@cached(_STAMP, nogil=True)
 def _room(out, used, need):
     """``out``, or a copy twice as large with its first ``used`` bytes, when
     ``need`` bytes do not fit after them."""
@@ -282,7 +275,7 @@ def _time_pass(t, bounds, compact, rice_cost, entropy, lines, starts, lengths, c
         if bad >= 0:
             return lo + bad, out
         ticks[b] = tick
-        out = _room(out, pos, 2 * _max_section(hi - lo) + 30)     # timecol.time_section_bytes
+        out = _room(out, pos, time_section_bytes(hi - lo))
         if regular >= 0 and hi - lo == bounds[regular + 1] - bounds[regular] and _counts_up(words, hi - lo):
             # the same words as that block's: the same section, copied, not encoded again
             size = lengths[regular]
@@ -320,7 +313,7 @@ def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, 
         stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3] = count, flags, i_lo, i_hi
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
-        out = _room(out, pos, _max_section(hi - lo))
+        out = _room(out, pos, max_section_bytes(hi - lo))
         end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end

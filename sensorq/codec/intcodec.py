@@ -327,8 +327,10 @@ def _dictionary_bytes(entries, rice_cost, patches):
     return 4 + headers.shape[0] + (bits + 7) // 8
 
 
-def max_section_bytes(n: int) -> int:
-    """An upper bound of a column section's size, for sizing output buffers."""
+@cached(_STAMP, nogil=True)
+def max_section_bytes(n):
+    """An upper bound of a column section's size, for sizing output buffers
+    (compiled: the bulk encoder's kernels size theirs with it too)."""
     return 8 + 5 + 8 * n + (n + MINI_BLOCK - 1) // MINI_BLOCK + 8 * n + 16
 
 

@@ -344,7 +344,7 @@ class _Walk:
                     failed = bit
                     break
         in_block, packed, rice = in_block[:walked], packed[:walked], rice[:walked]
-        if framed[:walked].any():
+        if framed.any():
             self.frames = np.array(frames, np.uint64)
         stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[rice], limit)
         if failed is not None:
@@ -410,10 +410,8 @@ class _Walk:
         values = self.quotients | _bits_at(self.section, self.offsets, self.widths)
         for at, high in self.patches:
             values[at] |= U64(high)
-        if self.frames is not None:
-            walked = len(self.frames)
-            values[:int(self.in_block[:walked].sum())] += np.repeat(self.frames,
-                                                                    self.in_block[:walked])
+        if self.frames is not None:       # (every mini-block was walked: else _place raised)
+            values += np.repeat(self.frames, self.in_block)
         return values
 
     def end_byte(self) -> int:

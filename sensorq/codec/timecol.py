@@ -29,7 +29,8 @@ FIT_MIN_BITS = 4
 LINE_MIN_SAMPLES = 32
 
 
-def time_section_bytes(n: int) -> int:
+@cached(_STAMP, nogil=True)
+def time_section_bytes(n):
     """Room that :func:`encode_time` needs for n words: the plain section
     and, after it, a clock line's (its three varints, then its section)."""
     return 2 * max_section_bytes(n) + 30

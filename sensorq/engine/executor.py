@@ -376,7 +376,7 @@ def explain_query(cache, text: str, now_policy: str = "data", engine: str | None
     from .explain import describe
     cache, query = _plan_in_view(cache, text, now_policy)
     result = _guard_memory(text, lambda: execute(cache, query, text, engine, max_rows))
-    return describe(query, result, tiers.auto_status(engine))
+    return describe(query, result, engine)
 
 
 __all__ = ["run_query", "execute", "explain_query", "plan_text"]

@@ -17,10 +17,11 @@ def _irrelevant(query, name: str) -> bool:
     return False
 
 
-def describe(query, result, tier_choice: str = "") -> str:
-    """explain's text: the plan's fields, what the scan did (and, given
-    ``tier_choice``, why auto took the tier it did: tiers.auto_status), the
-    result."""
+def describe(query, result, engine: str | None = None) -> str:
+    """explain's text: the plan's fields, what the scan did (and, where the
+    query ran under auto — ``engine`` None or "auto", $SENSORQ_ENGINE unset —
+    why auto took the tier it did: tiers.auto_status), the result."""
+    from .tiers import auto_status
     lines = [f"plan: {type(query).__name__} on stream {query.stream!r}"]
     for field in dataclasses.fields(query):
         value = getattr(query, field.name)
@@ -39,7 +40,8 @@ def describe(query, result, tier_choice: str = "") -> str:
     lines.append(f"scan: {s.blocks_total} blocks in the window: {s.from_stats} answered from "
                  f"statistics, {s.skipped} skipped, {s.decoded} decoded"
                  + (f" ({s.engine})" if s.decoded and s.engine else ""))
-    if s.decoded and s.engine and tier_choice:
+    tier_choice = auto_status(engine) if s.decoded and s.engine else ""
+    if tier_choice:
         lines.append(f"  engine: {tier_choice}")
     if s.model:
         lines += s.model.splitlines()

@@ -189,9 +189,11 @@ def top_blocks(layout, blocks, bounds, pos_base, pred_code, val_code, consts, sc
         h = int(held[0])
         # only values at least the N-th best (held, or of this block) can
         # enter: the sort below is then of a few, not of the block's samples
-        floor = best_v[n - 1] if h == n else np.partition(values[picked], len(picked) - n)[
-            len(picked) - n] if len(picked) > n else -np.inf
-        picked = picked[values[picked] >= floor]
+        if h == n:
+            picked = picked[values[picked] >= best_v[n - 1]]
+        elif len(picked) > n:
+            cut = len(picked) - n
+            picked = picked[values[picked] >= np.partition(values[picked], cut)[cut]]
         v = np.concatenate([best_v[:h], values[picked]])
         tt = np.concatenate([best_t[:h], t[picked]])
         p = np.concatenate([best_p[:h], pos_base[j - 1] + picked])

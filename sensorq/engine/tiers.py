@@ -117,9 +117,7 @@ def choose(engine: str | None, values):
     has to weigh it (not once the kernels are loaded: pricing a scan's
     sections is ~40 us, a fifth of a small query)."""
     global _interpreted_values
-    engine = engine or os.environ.get("SENSORQ_ENGINE") or "auto"
-    if engine not in ENGINES:
-        raise QueryError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    engine = engine_in_force(engine)
     if engine == "compiled" or engine == "auto" and _KERNELS_MODULE in sys.modules:
         return COMPILED
     if engine == "interpreted":
@@ -133,10 +131,18 @@ def choose(engine: str | None, values):
     return COMPILED
 
 
+def engine_in_force(engine: str | None) -> str:
+    """``engine``, else $SENSORQ_ENGINE, else auto; a QueryError if it is none of ENGINES."""
+    engine = engine or os.environ.get("SENSORQ_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise QueryError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    return engine
+
+
 def auto_status(engine: str | None = None) -> str:
     """What ``auto`` takes in this process now, and why (for explain); ""
     when ``engine`` (or $SENSORQ_ENGINE) chose a tier instead."""
-    if (engine or os.environ.get("SENSORQ_ENGINE") or "auto") != "auto":
+    if engine_in_force(engine) != "auto":
         return ""
     if _KERNELS_MODULE in sys.modules:
         return "auto takes the kernels: they are loaded in this process"
