@@ -18,7 +18,7 @@ from .bits import (ONE, U64, ZERO, add32, bit_length, finish_bits, get_bits, loa
                    varint_status,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
 from .predictor import residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
-from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order,  # noqa: F401  (re-exported)
+from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, RICE_WINDOW_MAX_K, _best_order,  # noqa: F401  (re-exported)
                       _guess_order, _rice_floor, choose_mini_blocks)
 from .scaling import scale_row
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
@@ -464,6 +464,22 @@ def _rice_window(buf, byte, shift, k, mask, out, at, room):
     return count, bits
 
 
+# Past RICE_WINDOW_MAX_K (pricing.py) a window's 57 bits hold fewer than two
+# codewords of k + 2 bits, and _rice_window would decode eight to keep one
+# (~30 ns a value): _rice_single reads just one.
+@cached(_STAMP, nogil=True, inline="always")
+def _rice_single(buf, byte, shift, k, mask, out, at):
+    """One Rice(k) value from the word at ``byte`` (≥ 57 valid bits after
+    ``shift``) into out[at]: returns (1, its bits), or (0, 0) when the
+    codeword ends past the word's valid bits (a long quotient)."""
+    rest = load_word_unchecked(buf, byte) >> shift
+    q = cttz64_or_64(rest)
+    bits = q + U64(k) + ONE
+    out[at] = (q << U64(k)) | ((rest >> ((q + ONE) & U64(63))) & mask)
+    fits = bits <= U64(64) - shift
+    return U64(fits), bits if fits else ZERO
+
+
 # A burst (_rice_burst) keeps the first ``burst`` of its codewords, chosen so
 # that they nearly always fit the ≥ 57 valid bits of a window: a Rice
 # mini-block's codewords average about k + 2 bits (Daphnet: k + 2.1), and
@@ -648,8 +664,12 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
                         bit_pos += np.int64(bits)
                         continue
                 if byte + 8 <= end:
-                    count, bits = _rice_window(buf, U64(byte), U64(bit_pos & 7), k, mask, out,
-                                               U64(i), U64(min(stop - i, RICE_WINDOW)))
+                    if k > RICE_WINDOW_MAX_K:
+                        count, bits = _rice_single(buf, U64(byte), U64(bit_pos & 7), k, mask, out,
+                                                   U64(i))
+                    else:
+                        count, bits = _rice_window(buf, U64(byte), U64(bit_pos & 7), k, mask, out,
+                                                   U64(i), U64(min(stop - i, RICE_WINDOW)))
                 if count != ZERO:
                     i += np.int64(count)
                     bit_pos += np.int64(bits)

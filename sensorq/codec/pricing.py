@@ -47,6 +47,23 @@ def _rice_floor(mean, count, k_lo, k_hi):
     return floor * (1.0 - 1e-9) - 1.0
 
 
+# Past this Rice parameter a 64-bit window (≥ 57 valid bits) holds fewer than
+# two codewords of k + 2 bits: the decoder reads them one at a time
+# (intcodec._rice_single), ~4x the time a value of a burst takes, and the
+# encoder prices them so (WIDE_RICE_FACTOR x the Rice price).  Such k come of
+# noise-like wide words (true doubles' bits, k ~ 46), where Rice saves a
+# fraction of a bit a value: at the plain price it took 3 % of their
+# mini-blocks for 0.2 % of their bytes and halved their decode rate.
+RICE_WINDOW_MAX_K = 26
+WIDE_RICE_FACTOR = 4.0
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def rice_price(k, rice_cost):
+    """Bits a value a Rice(k) mini-block must save over its alternatives."""
+    return rice_cost * WIDE_RICE_FACTOR if k > RICE_WINDOW_MAX_K else rice_cost
+
+
 # A patched mini-block (docs/format.md §3): bit-packed one bit narrower than
 # its largest value, which alone needs that bit, and that value's position.
 # Its decoder does one read and one or more than a bit-packed one's (~1 ns):
@@ -89,13 +106,15 @@ def choose_mini_blocks(u, rice_cost, headers, patches):
         if rice_cost >= 0.0 and width > 1:
             mean /= hi - lo
             estimate = bit_length(U64(mean)) - 1 if mean >= 1.0 else 0
-            bar = best_bits - rice_cost * (hi - lo)
             k_lo, k_hi = max(0, estimate - 1), min(63, estimate + 2)
-            if _rice_floor(mean, hi - lo, k_lo, k_hi) >= bar:
+            packed = best_bits
+            # (the price grows with k: k_lo's bar is the highest)
+            if _rice_floor(mean, hi - lo, k_lo, k_hi) >= packed - rice_price(k_lo, rice_cost) * (hi - lo):
                 k_hi = k_lo     # no k can pay its price: skip the pricing passes
             for k in range(k_lo, k_hi):
                 bits = _rice_bits(u, lo, hi, k)
-                if bits >= 0 and bits < bar and (header < 0x80 or bits < best_bits):
+                if bits >= 0 and bits < packed - rice_price(k, rice_cost) * (hi - lo) \
+                        and (header < 0x80 or bits < best_bits):
                     best_bits = bits
                     header = 0x80 | k
         if patches and rice_cost >= 0.0 and width > 0:
@@ -120,7 +139,7 @@ def _decode_priced(header, bits, rice_cost, count):
     if header & PATCHED == PATCHED:
         return bits + PATCH_COST
     if header & RICE:
-        return bits + rice_cost * count
+        return bits + rice_price(header & 0x3F, rice_cost) * count
     return np.float64(bits)
 
 
