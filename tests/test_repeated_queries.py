@@ -254,3 +254,42 @@ def test_counts_asked_again_keep_their_plan_and_follow_the_data(tmp_path_factory
             for call in plan.calls:
                 assert all(not a.flags.writeable for lp in call.layouts
                            for a in (lp.blocks, lp.lay_t, lp.lay_c))
+
+
+def test_count_plans_are_kept_by_their_bytes(tmp_path, monkeypatch):
+    """Count plans are kept by their size, not their block count (one over
+    every block of a big cache is worth keeping: it was most of a repeated
+    full count's Python time), and a block range keeps no more than
+    derived.KEPT_BYTES of them: past it the range starts again."""
+    from sensorq.engine import counting, derived
+    rng = np.random.default_rng(5)
+    n = 40_000
+    t = np.arange(n, dtype=np.int64) * 1_000_000
+    x = rng.integers(-100, 100, n).astype(np.int16)
+    with sensorq.open(tmp_path / "c", create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=8)
+        c.append("s", t, {"x": x})
+        c.flush()
+        index = c.blocks("s", lazy=True)
+        assert len(index) == n // 8 > 4096
+
+        def plans():
+            return {k[1]: v[0] for k, v in index.memo.items() if k[0] == "count plan"}
+
+        for threshold in (0, 1):
+            for _ in range(2):
+                assert c.query(f"count where x > {threshold}").value == int((x > threshold).sum())
+        assert len(plans()) == 2
+        held = sum(counting.plan_bytes(p) for p in plans().values())
+        assert held > 2 * 100 * 4096 and index.memo[derived._HELD] >= held
+        # a budget for one plan: the second one asked makes the range start again
+        monkeypatch.setattr(derived, "KEPT_BYTES", held * 3 // 4)
+        index.memo.clear()
+        for threshold in (2, 3):
+            assert c.query(f"count where x > {threshold}").value == int((x > threshold).sum())
+        assert len(plans()) == 1 and index.memo[derived._HELD] <= derived.KEPT_BYTES
+        # a plan bigger than KEPT_PLAN_BYTES is not kept at all
+        monkeypatch.setattr(counting, "KEPT_PLAN_BYTES", 1000)
+        index.memo.clear()
+        assert c.query("count where x > 4").value == int((x > 4).sum())
+        assert not plans()

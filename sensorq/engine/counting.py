@@ -11,11 +11,13 @@ The plan depends only on the predicate, the window and the blocks' positions
 and statistics, so the executor keeps it for the next identical query over the
 same blocks (derived.py), as it keeps the zone maps' verdicts: a dashboard's
 ``count where z > 2g last 10m`` asked every second then costs the kernel calls
-and little else.  A plan holds about 100 bytes a decoded block; plans that
-decode more than KEPT_PLAN_BLOCKS are not kept (at most 64 plans, ~25 MB, are
-kept per block range).  Over a 100 M-sample cache, ``count where z > 2g``
-decodes 3,152 of 24,415 blocks and planning it took 3.5 of its 10 ms: worth
-keeping.  Blocks are read and decoded afresh every time.
+and little else.  A plan holds about 100 bytes a decoded block; plans bigger
+than KEPT_PLAN_BYTES are not kept, and a block range keeps at most
+derived.KEPT_BYTES of plans and other derived arrays.  Over a 100 M-sample
+cache, ``count where z > 2g`` decodes 3,152 of 24,415 blocks and planning it
+took 3.5 of its 10 ms; ``count where x > 0mg`` over 20 M samples decodes all
+4,883 and planning took ~0.7 of its 7 ms: worth keeping.  Blocks are read and
+decoded afresh every time.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from .layout import materialise, plan_layouts
 from .program import compile_query
 from .zonemaps import residual_groups
 
-KEPT_PLAN_BLOCKS = 4096     # decoded blocks up to which a count plan is kept (~400 KB)
+KEPT_PLAN_BYTES = 4 << 20   # a count plan is kept up to this size (~40,000 decoded blocks)
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,15 @@ def _to_index_positions(plan, chosen):
     return type(plan)(plan.buffer_no, chosen[plan.blocks], plan.lay_t, plan.lay_c)
 
 
+def plan_bytes(plan: CountPlan) -> int:
+    """The bytes a plan's arrays hold."""
+    return sum(layout.blocks.nbytes + layout.lay_t.nbytes + layout.lay_c.nbytes
+               for call in plan.calls for layout in call.layouts)
+
+
 def kept(plan: CountPlan) -> bool:
     """Whether a plan is small enough to keep for the next query."""
-    return plan.decoded_blocks <= KEPT_PLAN_BLOCKS
+    return plan_bytes(plan) <= KEPT_PLAN_BYTES
 
 
 def run_count(tier, index, plan: CountPlan, start, end) -> int:

@@ -17,11 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 KEPT_ARRAYS = 64            # per block range: distinct (what, expression) pairs
+KEPT_BYTES = 16 << 20       # per block range: what the kept values may hold together
+_HELD = ("bytes held",)     # the memo's running total of KEPT_BYTES
 
 
-def derived(index, key: tuple, compute, keep=None):
+def derived(index, key: tuple, compute, keep=None, size=None):
     """``compute()``, or what it gave for ``key`` over these same blocks
-    (kept only if ``keep(value)``, when given)."""
+    (kept only if ``keep(value)``, when given).  ``size(value)``: the bytes it
+    holds (default: an array's nbytes, else 0); when the kept values of the
+    block range would pass KEPT_BYTES (or KEPT_ARRAYS of them), the range
+    forgets what it kept and starts again."""
     memo = index.memo
     if memo is None:
         return compute()
@@ -32,7 +37,11 @@ def derived(index, key: tuple, compute, keep=None):
             return value
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
-        if len(memo) >= KEPT_ARRAYS:
+        nbytes = size(value) if size is not None else getattr(value, "nbytes", 0)
+        held = memo.get(_HELD, 0)
+        if len(memo) >= KEPT_ARRAYS or held + nbytes > KEPT_BYTES:
             memo.clear()
+            held = 0
         memo[key] = value
+        memo[_HELD] = held + nbytes
     return value

@@ -657,7 +657,7 @@ def run_top(cache, q: P.TopQuery, text: str, engine: str | None = None,
                        lambda: few_blocks_plan(index, batch, programs.slot_indices),
                        keep=lambda _: step < KEPT_LAYOUT_STEPS)
         layout = derived(index, ("top layout bytes", q.where, q.expr),
-                         lambda: materialise(plan, index)) \
+                         lambda: materialise(plan, index), size=lambda kept: kept.buf.nbytes) \
             if plan.buffer_no == POOLED and step == 0 else materialise(plan, index)
         decoded += tier.top_blocks(layout, np.arange(len(batch), dtype=np.int64), upper[batch],
                                    batch.astype(np.int64) << BITS, programs, start, end, best)
