@@ -300,12 +300,16 @@ RICE_PRICES = [-1.0, 0.0, 0.5, 1.0, 1.6, 3.0, 1000.0]
 
 @st.composite
 def sensor_columns(draw):
-    """int64 columns like sensor channels: noisy walks, lattices, spikes."""
+    """int64 columns like sensor channels: noisy walks, lattices, spikes, noise
+    on a slow sway (a 1 kHz accelerometer axis: FRAMES sections)."""
     n = draw(st.integers(1, 3000))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    kind = draw(st.sampled_from(["noise", "walk", "lattice", "spikes", "wide"]))
-    if kind == "noise":
+    kind = draw(st.sampled_from(["noise", "walk", "lattice", "spikes", "wide", "sway"]))
+    if kind == "sway":
+        v = rng.normal(0, draw(st.sampled_from([3, 12, 150])), n) \
+            + draw(st.sampled_from([80, 2000])) * np.sin(np.arange(n) / draw(st.sampled_from([70, 700])))
+    elif kind == "noise":
         v = rng.normal(0, draw(st.sampled_from([0.5, 3, 40, 2000, 2.0**44])), n)   # (2^44: Rice k > 26)
     elif kind == "walk":
         v = np.cumsum(rng.laplace(0, draw(st.sampled_from([1, 8, 100])), n))
@@ -320,7 +324,8 @@ def sensor_columns(draw):
 
 def encode_priced(words, rice_cost, allow_dict=True):
     out = np.zeros(max_section_bytes(len(words)), np.uint8)
-    end, codec = encode_column_costed(words.view(np.uint64), True, allow_dict, rice_cost, out, 0, False)
+    end, codec = encode_column_costed(words.view(np.uint64), True, allow_dict, rice_cost, out, 0, False,
+                                      False)
     return out[:int(end)], int(codec)
 
 
@@ -391,7 +396,8 @@ def test_patched_mini_blocks_round_trip_and_each_pays(values, price):
     saves more than PATCH_COST bits over bit-packing."""
     n = len(values)
     out = np.zeros(max_section_bytes(n), np.uint8)
-    end, codec = encode_column_priced(values.view(np.uint64), True, False, price, out, 0, True, False)
+    end, codec = encode_column_priced(values.view(np.uint64), True, False, price, out, 0, True, False,
+                                      False)
     section, codec = out[:int(end)], int(codec)
     words = np.empty(n, np.uint64)
     assert decode_column(section, 0, len(section), n, codec, words, np.empty(n, np.uint64)) == 0
@@ -481,9 +487,10 @@ def test_count_column_tallies_what_numpy_counts(values, value_bits, data):
     if limits:
         values = np.clip(values, *limits)
     n = len(values)
-    for entropy in (False, True):
+    for entropy, frames in ((False, False), (True, False), (False, True)):
         out = np.zeros(max_section_bytes(n), np.uint8)
-        end, codec = encode_column_costed(values.view(np.uint64), True, True, 1.6, out, 0, entropy)
+        end, codec = encode_column_costed(values.view(np.uint64), True, True, 1.6, out, 0, entropy,
+                                          frames)
         section = out[:int(end)]
         for threshold in thresholds_for(values, data):
             expected = [int((values > threshold).sum()), int((values == threshold).sum())]
@@ -523,7 +530,7 @@ def test_count_column_in_each_predictor_order(kind, wanted, n):
     form named: the property test above draws them at random)."""
     values = _column_of(kind, n, np.random.default_rng(n)).astype(np.int64)
     out = np.zeros(max_section_bytes(n), np.uint8)
-    end, codec = encode_column_costed(values.view(np.uint64), True, True, -1.0, out, 0, False)
+    end, codec = encode_column_costed(values.view(np.uint64), True, True, -1.0, out, 0, False, False)
     section, codec = out[:int(end)], int(codec)
     if wanted == DICT and n >= 4096:
         assert codec & DICT
@@ -560,7 +567,7 @@ def test_count_column_of_damaged_sections_agrees_with_decode_column(values, data
     n = len(values)
     out = np.zeros(max_section_bytes(n), np.uint8)
     end, codec = encode_column_costed(values.view(np.uint64), True, True, 1.6, out, 0,
-                                      data.draw(st.booleans()))
+                                      data.draw(st.booleans()), data.draw(st.booleans()))
     section = out[:int(end)].copy()
     for _ in range(data.draw(st.integers(1, 4))):
         section[data.draw(st.integers(0, len(section) - 1))] = data.draw(st.integers(0, 255))

@@ -423,6 +423,125 @@ def test_a_framed_mini_block_by_hand(frame, w, guarded):
         assert numpy_decode(*guarded.at_end(cut), 32)[0] == -1
 
 
+# --- FRAMES sections (predictor field 3: one frame length for the section) ---------
+
+FRAMES = 3
+
+
+def frames_section(base, blocks, length):
+    """A FRAMES section (format.md §3): base, one header per mini-block, the
+    frame length byte, then the bits: a framed mini-block (0x41 + w) its
+    frame (its smallest value) in ``length`` bits, then each value less it at
+    w bits; a bit-packed one its values."""
+    codes = []
+    for header, values in blocks:
+        if header >= 0x41:
+            frame = min(values)
+            codes += [(frame, length)] + [(v - frame, header - 0x41) for v in values]
+        else:
+            codes += [(v, header) for v in values]
+    return base.to_bytes(8, "little") + bytes(h for h, _ in blocks) + bytes([length]) \
+        + bit_stream(codes)
+
+
+@st.composite
+def frames_mixes(draw):
+    """(blocks, n, L): up to 6 mini-blocks of 32 values (the last 1..32),
+    bit-packed at 0..64 bits or framed at 0..62 with a frame below 2^L."""
+    length = draw(st.integers(0, 63))
+    count = draw(st.integers(1, 6))
+    blocks = []
+    for m in range(count):
+        size = 32 if m < count - 1 else draw(st.integers(1, 32))
+        if draw(st.booleans()):
+            w = draw(st.integers(0, 62))
+            frame = draw(st.integers(0, (1 << length) - 1))
+            offsets = draw(st.lists(st.integers(0, (1 << w) - 1), min_size=size, max_size=size))
+            offsets[0] = 0                          # the frame is the smallest value
+            blocks.append((0x41 + w, [frame + v for v in offsets]))
+        else:
+            width = draw(st.integers(0, 64))
+            blocks.append((width, draw(st.lists(st.integers(0, (1 << width) - 1), min_size=size,
+                                                max_size=size))))
+    return blocks, sum(len(v) for _, v in blocks), length
+
+
+def count_status(buf, pos, end, n, codec, threshold):
+    """count_column's (status, tally) for a count of the words above ``threshold``."""
+    from sensorq.codec.intcount import count_column
+    tally = np.zeros(2, np.int64)
+    status = count_column(buf, pos, end, n, codec, np.int64(threshold), 64, np.empty(n, np.uint64),
+                          np.empty(n, np.uint64), tally)
+    return status, tally
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mix=frames_mixes(), base=st.integers(0, MASK), data=st.data())
+def test_frames_sections_decode_and_count_in_every_reader(mix, base, data, guarded):
+    """A FRAMES section built bit by bit here: both decoders give its words
+    and the count kernel (which settles mini-blocks by their range and
+    unpacks the rest) counts them as numpy does, at the section's end page;
+    cut short anywhere, every reader gives an error status."""
+    blocks, n, length = mix
+    data_bytes = frames_section(base, blocks, length)
+    want = (np.array([v for _, values in blocks for v in values], np.uint64) + np.uint64(base))
+    status, got = decode(*guarded.at_end(data_bytes), n, codec=FRAMES)
+    assert status == 0 and (got == want).all()
+    np_status, np_got = numpy_decode(*guarded.at_end(data_bytes), n, codec=FRAMES)
+    assert np_status == 0 and (np_got == want).all()
+    signed = want.view(np.int64)
+    threshold = data.draw(st.one_of(st.sampled_from(signed.tolist()), st.integers(-2**63, 2**63 - 1)))
+    status, tally = count_status(*guarded.at_end(data_bytes), n, FRAMES, threshold)
+    assert status == 0 and tally.tolist() == [(signed > threshold).sum(), (signed == threshold).sum()]
+    cut = data.draw(st.integers(0, len(data_bytes) - 1))
+    for reader in (decode, numpy_decode):
+        assert reader(*guarded.at_end(data_bytes[:cut]), n, codec=FRAMES)[0] < 0, cut
+    assert count_status(*guarded.at_end(data_bytes[:cut]), n, FRAMES, threshold)[0] < 0, cut
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mix=frames_mixes(), data=st.data())
+def test_damaged_frames_sections_give_one_status_in_every_reader(mix, data, guarded):
+    """A FRAMES section's headers, frame length or bits changed (a Rice or
+    patched header, which the form does not allow, a length past 63): no
+    crash and no read past the section; both decoders and the count give the
+    same status, and the decoders the same words when it is still valid."""
+    blocks, n, length = mix
+    damaged = bytearray(frames_section(7, blocks, length))
+    for _ in range(data.draw(st.integers(1, 3))):
+        damaged[data.draw(st.integers(8, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    status, got = decode(*guarded.at_end(bytes(damaged)), n, codec=FRAMES)
+    np_status, np_got = numpy_decode(*guarded.at_end(bytes(damaged)), n, codec=FRAMES)
+    assert status == np_status and status <= 0
+    assert count_status(*guarded.at_end(bytes(damaged)), n, FRAMES, 1 << 20)[0] == status
+    if status == 0:
+        assert (got == np_got).all()
+
+
+def test_frames_headers_and_codec_bits_the_form_refuses(guarded):
+    """In a FRAMES section a Rice or patched header, or a frame length past
+    63, is corrupt (ERR_BAD_CODE) to both decoders; FRAMES with SHORT, ZERO
+    or ENTROPY is a bad codec byte; the same bits as predictor order 0 read
+    the frames' 6-bit lengths instead (a different section, not this one)."""
+    blocks = [(0x41 + 3, [900 + v for v in range(8)] * 4), (5, list(range(32)))]
+    good = frames_section(0, blocks, 10)
+    assert decode(*guarded.at_end(good), 64, codec=FRAMES)[0] == 0
+    for header in (0x80 | 4, 0xC0 | 5):
+        bad = bytearray(good)
+        bad[9] = header
+        for reader in (decode, numpy_decode):
+            assert reader(*guarded.at_end(bytes(bad)), 64, codec=FRAMES)[0] == -2
+    bad = bytearray(good)
+    bad[10] = 64                                    # the frame length byte
+    for reader in (decode, numpy_decode):
+        assert reader(*guarded.at_end(bytes(bad)), 64, codec=FRAMES)[0] == -2
+    for codec in (FRAMES | 0x40, FRAMES | 0x20, FRAMES | 0x80):
+        for reader in (decode, numpy_decode):
+            assert reader(*guarded.at_end(good), 64, codec=codec)[0] == -2
+
+
 def decode_scaled(buf, pos, end, n, codec, offset, scale):
     t = np.empty(n, np.int64)
     status = decode_column_scaled(buf, pos, end, n, codec, np.empty(n, np.uint64), np.empty(n, np.uint64),

@@ -190,10 +190,12 @@ def test_version_1_blocks_read_with_the_build_option(dev, dev_v1, block, codec):
         assert np.array_equal(a, b.astype(np.int64))
 
 
-@pytest.mark.parametrize("codec", ["compact", "fast"])
-def test_version_1_framed_mini_blocks_read_with_the_build_option(dev_v1, codec):
+@pytest.mark.parametrize("codec,frames", [("compact", True), ("compact", False), ("fast", False)])
+def test_version_1_framed_mini_blocks_read_with_the_build_option(dev_v1, codec, frames, monkeypatch):
     """Framed mini-blocks (format.md §3: a frame, then values less it), which
-    the host writes for noise on a slow sway, read by a READ_V1 build."""
+    the host writes for noise on a slow sway, read by a READ_V1 build: each
+    frame with its own length, or (compact) a FRAMES section's one length."""
+    monkeypatch.setattr(intcodec, "FRAMES_SECTIONS", frames)
     rng = np.random.default_rng(11)
     n = 4096
     t = np.arange(n, dtype=np.int64) * 1_000_000
@@ -203,9 +205,17 @@ def test_version_1_framed_mini_blocks_read_with_the_build_option(dev_v1, codec):
     entries = block_info(host).entries
     offsets = block_info(host).section_offsets()
     headers = np.frombuffer(host, np.uint8)[offsets[1] + 8:offsets[1] + 8 + (n + 31) // 32]
-    assert not entries["codec"][0] & 0x07 and ((headers >= 0x41) & (headers < 0x80)).any()
+    assert entries["codec"][0] & 0x07 == (3 if frames else 0)
+    assert ((headers >= 0x41) & (headers < 0x80)).any()
     t2, (a,) = dev_v1.decode(host)
     assert np.array_equal(t2, t) and np.array_equal(a, sway.astype(np.int64))
+    if frames:      # a frame length past 63 is corrupt, to the device as to the host
+        bad = bytearray(host)
+        bad[offsets[1] + 8 + (n + 31) // 32] = 64
+        with pytest.raises(DeviceError) as info:
+            bad[-4:] = zlib.crc32(bytes(bad[:-4])).to_bytes(4, "little")
+            dev_v1.decode(bytes(bad))
+        assert info.value.name == "SQ_ERR_CORRUPT"
 
 
 def test_version_1_entropy_sections_are_refused_by_the_device(dev_v1):

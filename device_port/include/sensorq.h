@@ -379,6 +379,7 @@ typedef struct {
     uint32_t i;              /* next residual's index */
 #ifdef SQ_READ_V1
     uint64_t frame;          /* a framed mini-block's frame (version 1) */
+    uint8_t frame_len;       /* a FRAMES payload's frame length; 0xFF: each frame has its own */
 #endif
 } sq_payload;
 

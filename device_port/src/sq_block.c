@@ -119,18 +119,45 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
 
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
 
+/* What payload_end is told of a payload: version 2 (short), version 1, or
+ * version 1 FRAMES (format.md §3: a frame length byte after the header
+ * bytes, and every frame that long). */
+enum { FORM_V2, FORM_V1, FORM_FRAMES };
+
+static unsigned payload_form(uint8_t codec)
+{
+    if (codec & SQ_CODEC_SHORT) {
+        return FORM_V2;
+    }
+    return (codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES ? FORM_FRAMES : FORM_V1;
+}
+
 /* Walk a payload of n residuals starting at p without decoding it; *out_end
  * is where it ends.  SQ_ERR_CORRUPT if it is malformed or runs past end;
  * SQ_ERR_UNSUPPORTED for a Rice mini-block in a build without the compact
- * codec (-DSQ_NO_COMPACT).  Framed mini-blocks are read in a version 1
- * payload (v1) by a build with -DSQ_READ_V1. */
-static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigned v1,
+ * codec (-DSQ_NO_COMPACT).  Framed mini-blocks, and FRAMES payloads, are
+ * read in a version 1 payload (form) by a build with -DSQ_READ_V1. */
+static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigned form,
                        const uint8_t **out_end)
 {
     uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
     const uint8_t *bits = p + n_mini;
     uint32_t limit, bit = 0;
-    if ((size_t)(end - p) < n_mini || (size_t)(end - bits) > 0x1FFFFFFFu) {
+    unsigned frame_len = SQ_OWN_FRAME_LENGTHS;
+    if ((size_t)(end - p) < n_mini) {
+        return SQ_ERR_CORRUPT;
+    }
+    if (form == FORM_FRAMES) {
+#ifdef SQ_READ_V1
+        if (end == bits || *bits > 63u) {
+            return SQ_ERR_CORRUPT;
+        }
+        frame_len = *bits++;
+#else
+        return SQ_ERR_CORRUPT;
+#endif
+    }
+    if ((size_t)(end - bits) > 0x1FFFFFFFu) {
         return SQ_ERR_CORRUPT;
     }
     limit = (uint32_t)(end - bits) * 8u;
@@ -145,21 +172,26 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigne
             continue;
         }
 #ifdef SQ_READ_V1
-        if (v1 && h >= SQ_FRAMED && h < SQ_RICE) {   /* frame length, frame, values */
-            uint32_t len, w = h - SQ_FRAMED;
-            if (limit - bit < SQ_FRAME_LENGTH_BITS) {
-                return SQ_ERR_CORRUPT;
+        if (form != FORM_V2 && h >= SQ_FRAMED && h < SQ_RICE) {   /* (frame length,) frame, values */
+            uint32_t len = frame_len, w = h - SQ_FRAMED;
+            if (frame_len == SQ_OWN_FRAME_LENGTHS) {
+                if (limit - bit < SQ_FRAME_LENGTH_BITS) {
+                    return SQ_ERR_CORRUPT;
+                }
+                len = get_bits32(bits, bit, SQ_FRAME_LENGTH_BITS);
+                bit += SQ_FRAME_LENGTH_BITS;
             }
-            len = get_bits32(bits, bit, SQ_FRAME_LENGTH_BITS);
-            bit += SQ_FRAME_LENGTH_BITS;
             if (limit - bit < len || count * w > limit - bit - len) {
                 return SQ_ERR_CORRUPT;
             }
             bit += len + count * w;
             continue;
         }
+        if (frame_len != SQ_OWN_FRAME_LENGTHS) {  /* a FRAMES payload: bit-packed and framed only */
+            return SQ_ERR_CORRUPT;
+        }
 #else
-        (void)v1;
+        (void)frame_len;
 #endif
 #ifdef SQ_NO_COMPACT
         (void)j;
@@ -194,9 +226,13 @@ static uint64_t payload_next(sq_payload *p)
 #ifdef SQ_READ_V1
     if (h >= SQ_FRAMED && h < SQ_RICE) {           /* only in payloads payload_end let through */
         if (!(p->i & (SQ_MINI - 1u))) {           /* a mini-block's first value: its frame first */
-            unsigned len = get_bits32(p->bits, p->bit, SQ_FRAME_LENGTH_BITS);
-            p->frame = get_bits(p->bits, p->bit + SQ_FRAME_LENGTH_BITS, len);
-            p->bit += SQ_FRAME_LENGTH_BITS + len;
+            unsigned len = p->frame_len;
+            if (len == SQ_OWN_FRAME_LENGTHS) {
+                len = get_bits32(p->bits, p->bit, SQ_FRAME_LENGTH_BITS);
+                p->bit += SQ_FRAME_LENGTH_BITS;
+            }
+            p->frame = get_bits(p->bits, p->bit, len);
+            p->bit += len;
         }
         p->i++;
         v = get_bits(p->bits, p->bit, h - SQ_FRAMED) + p->frame;
@@ -224,12 +260,19 @@ static uint64_t payload_next(sq_payload *p)
     return v;
 }
 
-static __attribute__((noinline)) void payload_start(sq_payload *p, const uint8_t *at, uint32_t n)
+/* A payload that payload_end accepted, read from its first residual on. */
+static __attribute__((noinline)) void payload_start(sq_payload *p, const uint8_t *at, uint32_t n,
+                                                    unsigned form)
 {
     p->hdr = at;
     p->bits = at + (n + SQ_MINI - 1u) / SQ_MINI;
     p->bit = 0;
     p->i = 0;
+#ifdef SQ_READ_V1
+    p->frame_len = form == FORM_FRAMES ? *p->bits++ : SQ_OWN_FRAME_LENGTHS;
+#else
+    (void)form;
+#endif
 }
 
 /* ---- varints (format version 2) --------------------------------------------- */
@@ -301,7 +344,8 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
         codec &= (uint8_t)~SQ_CODEC_CLOCK;
     }
 #endif
-    if ((codec & ~0x67u) || (codec & SQ_CODEC_ORDER) == 3u || end - sec < 1) {
+    if ((codec & ~0x67u) || end - sec < 1 || ((codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES &&
+                                              (codec & (SQ_CODEC_SHORT | SQ_CODEC_ZERO)))) {
         return SQ_ERR_CORRUPT;
     }
 #ifdef SQ_READ_V1
@@ -341,7 +385,8 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
             p = get_varint(p, end, &v);
         }
         c->dict_n = v > n ? 0 : (uint32_t)v;
-        if (!p || !c->dict_n || payload_end(p, end, c->dict_n, !(codec & SQ_CODEC_SHORT), &q)) {
+        if (!p || !c->dict_n ||
+            payload_end(p, end, c->dict_n, (codec & SQ_CODEC_SHORT) ? FORM_V2 : FORM_V1, &q)) {
             return SQ_ERR_CORRUPT;
         }
         c->dict_hdr = p;
@@ -351,11 +396,11 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     if (!p || (codec & SQ_CODEC_ZERO)) {
         return p == end ? SQ_OK : SQ_ERR_CORRUPT;
     }
-    err = payload_end(p, end, n, !(codec & SQ_CODEC_SHORT), &q);
+    err = payload_end(p, end, n, payload_form(codec), &q);
     if (err || q != end) {
         return err ? err : SQ_ERR_CORRUPT;
     }
-    payload_start(&c->pl, p, n);
+    payload_start(&c->pl, p, n, payload_form(codec));
     return SQ_OK;
 }
 
@@ -376,7 +421,7 @@ static uint64_t dict_entry(sq_col *c, uint32_t r)
     sq_dict_cursor *k = c->cursor;
     if (k->owner != c || (k->rank != UINT32_MAX && r < k->rank)) {
         k->owner = c;
-        payload_start(&k->pl, c->dict_hdr, c->dict_n);
+        payload_start(&k->pl, c->dict_hdr, c->dict_n, FORM_V1);
         k->rank = UINT32_MAX;
     }
     while (k->rank != r) {
@@ -401,6 +446,7 @@ int sq_col_next(sq_col *c, uint64_t *word)
         uint32_t i = c->pl.i;
         unsigned order = c->codec & SQ_CODEC_ORDER;
         s = payload_next(&c->pl);
+        order = order == SQ_CODEC_FRAMES ? 0u : order;
         if (order && i > 0) {
             uint64_t d = unzigzag(s);
             c->delta = (order == 2u && i > 1u) ? c->delta + d : d;
@@ -435,8 +481,12 @@ static __attribute__((noinline)) int check_codec(uint8_t codec, uint8_t dtype, u
 {
     uint8_t mode = codec & (SQ_CODEC_DECIMAL | SQ_CODEC_FLOATBITS);
     int is_float = dtype >= SQ_FLOAT32;
-    if ((codec & 0x80u) || (codec & SQ_CODEC_ORDER) == 3u || dtype < SQ_INT8 || dtype > SQ_FLOAT64 ||
+    if ((codec & 0x80u) || dtype < SQ_INT8 || dtype > SQ_FLOAT64 ||
         !(codec & SQ_CODEC_SHORT) != (version == 1u)) {
+        return -1;
+    }
+    if ((codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES &&       /* version 1 integer channels' */
+        (version != 1u || is_float || (codec & SQ_CODEC_ZERO))) {
         return -1;
     }
     if (is_float) {

@@ -16,6 +16,8 @@
 #define SQ_RICE 0x80u
 #define SQ_FRAMED 0x41u                /* version 1: header 0x41 + w, a frame then w-bit values */
 #define SQ_FRAME_LENGTH_BITS 6u
+#define SQ_CODEC_FRAMES 0x03u          /* version 1: predictor field 3, order 0 with one frame length */
+#define SQ_OWN_FRAME_LENGTHS 0xFFu     /* sq_payload.frame_len of a payload that is not FRAMES */
 
 /* Little-endian load / store of nbytes (1..8) packed bytes; no alignment
  * assumed.  Out of line on purpose: they are called from many places, and

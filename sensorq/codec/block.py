@@ -84,7 +84,8 @@ def _encode_words(words: np.ndarray, signed: bool, compact: bool, floats: bool =
     # read here: a benchmark varies them
     rice_cost = (intcodec.FLOAT_RICE_DECODE_COST if floats else intcodec.RICE_DECODE_COST) if compact else -1.0
     end, codec_bits = encode_column_priced(words, signed, compact, rice_cost, out, 0, patches,
-                                           compact and intcodec.ENTROPY_SECTIONS)
+                                           compact and intcodec.ENTROPY_SECTIONS,
+                                           compact and not floats and intcodec.FRAMES_SECTIONS)
     return out[:end].tobytes(), int(codec_bits)
 
 

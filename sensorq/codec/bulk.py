@@ -183,6 +183,7 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     time_sections = _new_sections(n_blocks, samples // 4)
     ticks = np.empty(n_blocks, np.int64)
     entropy = compact and intcodec.ENTROPY_SECTIONS      # read here, as block.py does
+    frames = compact and intcodec.FRAMES_SECTIONS
     lines = timecol.CLOCK_LINES          # read here too
     bad, time_raw = _time_pass(t, bounds, compact, rice_cost, entropy, lines, *time_sections, ticks)
     if bad >= 0:
@@ -193,7 +194,8 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     for c, column in enumerate(columns):
         sections = _new_sections(n_blocks, samples * column.dtype.itemsize // 2)
         stats = np.empty((n_blocks, len(_STAT_FIELDS)), np.int64)
-        channel_raws.append(_channel_pass(column, bounds, compact, rice_cost, entropy, *sections, stats))
+        channel_raws.append(_channel_pass(column, bounds, compact, rice_cost, entropy, frames, *sections,
+                                          stats))
         _fill_entries(entries[:, c], DTYPE_CODES[column.dtype.name], sections, stats)
         channel_raws[-1] = (channel_raws[-1], sections[0], sections[1])
     header = _headers(t, bounds, n, ticks, time_sections, entries, stream_id, seq)
@@ -301,7 +303,8 @@ def _counts_up(words, n):
 
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
-def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, codecs, out, stats):
+def _channel_pass(values, bounds, compact, rice_cost, entropy, frames, starts, lengths, codecs, out,
+                  stats):
     """Statistics and section of one integer channel in every block; the buffer."""
     pos = 0
     wide = np.empty(MAX_BLOCK_SAMPLES, np.int64)
@@ -314,7 +317,8 @@ def _channel_pass(values, bounds, compact, rice_cost, entropy, starts, lengths, 
         stats[b, 4], stats[b, 5], stats[b, 6], stats[b, 7] = v_min, v_max, v_first, v_last
         stats[b, 8], stats[b, 9] = total, squares
         out = _room(out, pos, max_section_bytes(hi - lo))
-        end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy)
+        end, bits = encode_column_costed(v.view(np.uint64), True, compact, rice_cost, out, pos, entropy,
+                                         frames)
         starts[b], lengths[b], codecs[b] = pos, end - pos, bits
         pos = end
     return out

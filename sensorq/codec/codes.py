@@ -15,6 +15,11 @@ LADDER_STEPS = 8
 
 # Codec byte bits.
 PREDICTOR_MASK = 0x03
+# Predictor field 3 (version 1, channel sections): order 0, its mini-blocks
+# bit-packed or framed, every frame FRAMES' length L, a byte after the
+# header bytes, rather than each frame's own 6-bit length before it.  A
+# mini-block's position then follows from the header bytes alone (and L).
+FRAMES = 0x03
 DICT = 0x04
 DECIMAL = 0x08
 FLOATBITS = 0x10
@@ -34,6 +39,11 @@ PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some
 FRAMED = 0x41
 FRAMED_MAX_WIDTH = 0x7F - FRAMED
 FRAME_LENGTH_BITS = 6
+# What a payload reader is told of its section (intcodec.read_payload): a
+# version 1 payload, a short one (version 2: the codec's SHORT bit itself),
+# or a FRAMES one.
+PAYLOAD_V1 = 0
+PAYLOAD_FRAMES = 1
 
 # An ENTROPY payload's bounds (tans.py codes it, npdecode.py reads it too).
 ENTROPY_MAX_SYMBOLS = 64

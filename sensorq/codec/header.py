@@ -16,7 +16,7 @@ from ..checksum import crc32
 from ..errors import CorruptDataError, FormatVersionError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import header2
-from .codes import DECIMAL, FLOATBITS
+from .codes import DECIMAL, ENTROPY, FLOATBITS, FRAMES, ZERO_RESIDUALS
 
 MAGIC = b"SQB1"
 FORMAT_VERSION = 1
@@ -47,6 +47,8 @@ assert HEADER_DTYPE.itemsize == HEADER_SIZE and ENTRY_DTYPE.itemsize == ENTRY_SI
 
 FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
 _CODEC_ALLOWED = 0xBF              # bits 0-5 and ENTROPY (bit 7); SHORT (bit 6) is version 2's
+# Predictor field 3, FRAMES (codes.py): integer channels' mini-block payloads only
+_NOT_FRAMES = ENTROPY | ZERO_RESIDUALS
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,9 @@ def _check_entries(entries: np.ndarray, n: int, fail) -> None:
     for i, (dtype_code, codec, dexp, _, _, count, _, idx_min, idx_max, *_) in enumerate(entries.tolist()):
         if dtype_code not in DTYPE_BY_CODE:
             fail(f"channel {i}: unknown storage type code {dtype_code}")
-        if codec & ~_CODEC_ALLOWED or (codec & 3) == 3:
-            fail(f"channel {i}: bad codec byte {codec:#x}")
         is_float = dtype_code in FLOAT_CODES
+        if codec & ~_CODEC_ALLOWED or (codec & 3) == FRAMES and (is_float or codec & _NOT_FRAMES):
+            fail(f"channel {i}: bad codec byte {codec:#x}")
         mode = codec & (DECIMAL | FLOATBITS)
         if is_float and mode == 0 or not is_float and mode:   # (both bits: ALP, alp.py)
             fail(f"channel {i}: codec byte {codec:#x} does not fit storage type "
@@ -252,7 +254,8 @@ def _entries_fit(entries: np.ndarray, n: np.ndarray) -> np.ndarray:
     is_float = np.isin(dtype_code, FLOAT_CODES)
     mode = codec & (DECIMAL | FLOATBITS)
     fits = np.where(is_float, mode != 0, mode == 0)
-    good = known & fits & ((codec & ~_CODEC_ALLOWED) == 0) & ((codec & 3) != 3)
+    frames_fit = ~is_float & ((codec & _NOT_FRAMES) == 0)
+    good = known & fits & ((codec & ~_CODEC_ALLOWED) == 0) & (((codec & 3) != FRAMES) | frames_fit)
     n = n[:, None]
     good &= (entries["dexp"] <= 18) & (entries["count"] <= n)
     good &= (entries["idx_min"] < n) & (entries["idx_max"] < n)

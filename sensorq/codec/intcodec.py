@@ -17,9 +17,9 @@ from .bits import (ONE, U64, ZERO, add32, bit_length, finish_bits, get_bits, loa
                    load_word_unchecked, lookup8, low_mask, prefix_sums, put_bits, put_zeros, read_varint,
                    varint_status,
                    scaled_prefix_sums, trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
-from .predictor import residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
+from .predictor import predictor_order, residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
 from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, RICE_WINDOW_MAX_K, _best_order,  # noqa: F401  (re-exported)
-                      _guess_order, _rice_floor, choose_mini_blocks)
+                      _guess_order, _rice_floor, choose_mini_blocks, frames_choice)
 from .scaling import scale_row
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 from . import tans, tans_call
@@ -27,7 +27,8 @@ from . import tans, tans_call
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
                     ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
-                    OK, PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+                    FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
+                    ZERO_RESIDUALS)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -117,6 +118,33 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced, patches):
         else:
             for i in range(lo, hi):
                 byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], h)
+    return finish_bits(out, byte_pos, acc, n_acc)
+
+
+@cached(_STAMP, nogil=True)
+def _write_frames_payload(s, headers, frame_length, out, pos):
+    """A FRAMES payload of the order-0 sequence s: header bytes, the frame
+    length byte, then the bit stream (a framed mini-block's frame in
+    ``frame_length`` bits, with no length before it); returns the end offset."""
+    n = s.shape[0]
+    n_mini = headers.shape[0]
+    for m in range(n_mini):
+        out[pos + m] = np.uint8(headers[m])
+    out[pos + n_mini] = np.uint8(frame_length)
+    byte_pos, acc, n_acc = pos + n_mini + 1, ZERO, 0
+    for m in range(n_mini):
+        lo = m * MINI_BLOCK
+        hi = min(n, lo + MINI_BLOCK)
+        h = headers[m]
+        frame, w = ZERO, h
+        if h >= FRAMED:
+            w = h - FRAMED
+            frame = s[lo]
+            for i in range(lo, hi):
+                frame = min(frame, s[i])
+            byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, frame, frame_length)
+        for i in range(lo, hi):
+            byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, s[i] - frame, w)
     return finish_bits(out, byte_pos, acc, n_acc)
 
 
@@ -217,28 +245,37 @@ FLOAT_RICE_DECODE_COST = 3.0
 # form, so its tests write blocks without it (docs/device.md).
 ENTROPY_SECTIONS = True
 
+# Whether the compact encoders of version 1 may write FRAMES sections
+# (integer channels; codes.FRAMES), where they are no bigger than the
+# section's other forms.  Read at each call, as ENTROPY_SECTIONS: tests turn
+# it off to write the form before it (each frame with its own length).
+FRAMES_SECTIONS = True
+
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
 def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
     return encode_column_costed(words, signed, allow_dict,
                                 RICE_DECODE_COST if allow_rice else -1.0, out, pos,
-                                allow_dict and allow_rice)
+                                allow_dict and allow_rice, False)
 
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
-def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos, entropy):
+def encode_column_costed(words, signed, allow_dict, rice_cost, out, pos, entropy, frames):
     """:func:`encode_column_priced` without patched mini-blocks."""
-    return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False, entropy)
+    return encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, False, entropy,
+                                frames)
 
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
-def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches, entropy):
+def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches, entropy, frames):
     """Write the column section for ``words`` (uint64) at out[pos:].
 
     ``rice_cost``, ``patches``: see :func:`choose_mini_blocks` (negative: no
     Rice, and no patches).  ``entropy``: the ENTROPY form (tans.py) may be
-    taken too (version 1, compact: with ``allow_dict``).
+    taken too (version 1, compact: with ``allow_dict``).  ``frames``: an
+    order-0 payload may take the FRAMES form (version 1 channel sections,
+    compact), where it is no bigger.
 
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
@@ -268,6 +305,12 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
                 seq, order, size, dict_bits = ranks, dict_order, dict_size, DICT
             else:
                 priced = False
+    frame_length = -1
+    if frames and order == 0:       # the FRAMES form of the same residuals (the sequence itself)
+        frame_headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
+        bits, length = frames_choice(seq, frame_headers)
+        if bits >= 0 and frame_headers.shape[0] + 1 + (bits + 7) // 8 <= size:
+            size, frame_length = frame_headers.shape[0] + 1 + (bits + 7) // 8, length
     if entropy and allow_dict:      # the ENTROPY form priced beside the payload
         # its own residuals: u and headers keep the priced candidate's, which
         # is then written without pricing it again
@@ -293,6 +336,8 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
             return end, order_e | dict_bits | ENTROPY
     if dict_bits:
         pos = _write_dictionary(entries, rice_cost, out, pos, patches)
+    if frame_length >= 0:
+        return _write_frames_payload(seq, frame_headers, frame_length, out, pos), FRAMES | dict_bits
     return _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches), order | dict_bits
 
 
@@ -520,6 +565,17 @@ def _rice_burst(buf, byte, shift, k, mask, out, at, burst):
 
 
 @cached(_STAMP, nogil=True, inline="always")
+def _read_fixed_frame(buf, start, end, bit_pos, length):
+    """A FRAMES payload's frame of ``length`` bits at ``bit_pos``: (the bit
+    after it, the frame); the caller checks that bit against the section's end."""
+    byte = start + (bit_pos >> 3)
+    if byte + 8 <= end and length <= 56:
+        word = load_word_unchecked(buf, U64(byte)) >> U64(bit_pos & 7)
+        return bit_pos + length, word & low_mask(length)
+    return bit_pos + length, get_bits(buf, start, end, bit_pos, length)
+
+
+@cached(_STAMP, nogil=True, inline="always")
 def _read_frame(buf, start, end, bit_pos):
     """A framed mini-block's frame at ``bit_pos``: (the bit after it, the
     frame); the caller checks that bit against the section's end."""
@@ -555,12 +611,17 @@ def _read_payload(buf, pos, end, n, out, short):
 
 
 @cached(_STAMP, nogil=True)
-def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, ceiling):
+def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceiling):
     """_read_payload, and a count's (``settle``, below): one signature for
     both, whatever the caller (each signature of this function, whose vector
     kernels are big, is seconds of cold compile; so ``settle`` is an int64,
-    0 or 1, as a literal bool would make two).  Patched mini-blocks are
-    corrupt in a ``short`` (version 2) section.
+    0 or 1, as a literal bool would make two).  ``form`` (payload_form): a
+    version 1 payload, a short one (version 2: patched and framed
+    mini-blocks are corrupt), or a FRAMES one (a byte L after the header
+    bytes, every frame L bits without a length before it, and only
+    bit-packed and framed mini-blocks: a mini-block's start is then a
+    running sum of widths and L, a chain of adds that does not wait for the
+    bytes it reads).
 
     Both hot loops are written out here, not in callees: a numba callee that
     takes arrays and loops (or is inlined around a call) increfs and decrefs
@@ -575,9 +636,22 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
     residuals of the others are packed into out[:kept] in order, and
     ``above`` says how many of the settled values count (are above ``top``)."""
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    short = form == SHORT
+    frames = form == PAYLOAD_FRAMES
     start = pos + n_mini
+    frame_length = np.int64(0)
+    if frames:
+        if start >= end:
+            return ERR_TRUNCATED, -1, 0, 0
+        frame_length = np.int64(buf[start])
+        if frame_length > 63:
+            return ERR_BAD_CODE, -1, 0, 0
+        start += 1
     if start > end:
         return ERR_TRUNCATED, -1, 0, 0
+    if frames and settle:
+        return _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top,
+                              ceiling)
     limit = (end - start) * 8
     bit_pos = np.int64(0)   # not a literal: one compiled signature for the callees
     settled, above = np.int64(0), np.int64(0)      # values settled, and of those counted
@@ -589,10 +663,15 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
         w = h & 0x3F if patched else h
         framed = h >= FRAMED and h < RICE
         frame = ZERO
+        if frames and h >= RICE:        # Rice and patched: not in a FRAMES payload
+            return ERR_BAD_CODE, -1, 0, 0
         if framed:
             if short:
                 return ERR_BAD_CODE, -1, 0, 0
-            bit_pos, frame = _read_frame(buf, start, end, bit_pos)
+            if frames:
+                bit_pos, frame = _read_fixed_frame(buf, start, end, bit_pos, frame_length)
+            else:
+                bit_pos, frame = _read_frame(buf, start, end, bit_pos)
             if bit_pos > limit:
                 return ERR_TRUNCATED, -1, 0, 0
             w = h - FRAMED
@@ -684,6 +763,60 @@ def read_payload(buf, pos, end, n, out, short, settle, base, threshold, top, cei
     return OK, start + (bit_pos + 7) // 8, n - settled, above
 
 
+@cached(_STAMP, nogil=True)
+def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top, ceiling):
+    """read_payload's count of a FRAMES payload (header bytes at pos, bit
+    stream at start): what read_payload does with ``settle``, in a loop of
+    its own.  Each mini-block's start is the last one's plus its frame
+    length and 32 widths, none of it read from the stream, so the frames'
+    loads and their verdicts overlap from one mini-block to the next (the
+    general walk reads each frame's length before it knows the next start).
+    Loads are bounded by ``end``, not by the walk: the end bit is checked
+    against the section once, at the end, or at a header the form does not
+    allow (TRUNCATED if the walk had passed the section's end by then, as
+    read_payload's per-mini-block checks would say)."""
+    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    limit = (end - start) * 8
+    bit_pos = np.int64(0)
+    settled, above = np.int64(0), np.int64(0)
+    for m in range(n_mini):
+        h = np.int64(buf[U64(pos + m)])
+        if h >= RICE:
+            return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0
+        framed = h >= FRAMED
+        w = h - FRAMED if framed else h
+        length = frame_length if framed else np.int64(0)
+        byte = start + (bit_pos >> 3)
+        if byte + 8 <= end and length <= 56:
+            frame = (load_word_unchecked(buf, U64(byte)) >> U64(bit_pos & 7)) & low_mask(length)
+        else:
+            frame = get_bits(buf, start, end, bit_pos, length)
+        values_at = bit_pos + length
+        lo = m * MINI_BLOCK
+        count = min(n - lo, MINI_BLOCK)
+        bit_pos = values_at + count * w
+        verdict = framed_count(base + frame, w, threshold, top, ceiling)
+        if verdict != UNSETTLED:
+            settled += count
+            above += count if verdict == ALL_COUNT else 0
+            continue
+        at = lo - settled
+        if count == MINI_BLOCK and start + (values_at >> 3) + unpack32_bytes(w) <= end:
+            unpack32(buf, start + (values_at >> 3), values_at & 7, w, out, at)
+        elif bit_pos <= limit:
+            _unpack(buf, start, end, values_at, w, out, at, at + count)
+        else:
+            return ERR_TRUNCATED, -1, 0, 0
+        if framed and count == MINI_BLOCK:
+            add32(out, at, frame)
+        elif framed:
+            for i in range(U64(at), U64(at + count)):
+                out[i] += frame
+    if bit_pos > limit:
+        return ERR_TRUNCATED, -1, 0, 0
+    return OK, start + (bit_pos + 7) // 8, n - settled, above
+
+
 @cached(_STAMP, nogil=True, inline="always")
 def _read_dictionary(buf, pos, end, n, entries, short):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1).
@@ -751,9 +884,9 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
 def _residuals_to_words(out, n, codec, scratch, base, n_entries):
     """decode_column's last passes: out[:n] from residuals to words."""
     if n_entries == 0:
-        undo_residuals(out, n, codec & PREDICTOR_MASK, base)
+        undo_residuals(out, n, predictor_order(codec), base)
         return OK
-    undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
+    undo_residuals(out, n, predictor_order(codec), ZERO)
     for i in range(U64(n_entries)):   # the dictionary becomes the words' table
         scratch[i] += base
     return _ranks_to_values(out, n, scratch, n_entries, out)
@@ -770,10 +903,10 @@ def decode_column_floats(buf, pos, end, n, codec, out, scratch, row, kind, c, is
     if status != OK:
         return status
     if n_entries == 0:
-        undo_residuals_into(out, n, codec & PREDICTOR_MASK, base, row)
+        undo_residuals_into(out, n, predictor_order(codec), base, row)
         scale_row(row, n, kind, c, is32)
         return OK
-    undo_residuals(out, n, codec & PREDICTOR_MASK, ZERO)
+    undo_residuals(out, n, predictor_order(codec), ZERO)
     table = scratch.view(np.float64)   # the dictionary becomes the row's table, in place
     for i in range(U64(n_entries)):
         table[i] = np.float64(np.int64(scratch[i] + base))
@@ -803,7 +936,7 @@ def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, d
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
         return status
-    order = codec & PREDICTOR_MASK
+    order = predictor_order(codec)
     if n_entries:     # (not written for time columns; read all the same)
         for i in range(U64(n_entries)):
             scratch[i] = offset + scale * (scratch[i] + base)
@@ -859,10 +992,17 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
         return OK, base, n_entries
     if codec & ENTROPY:
         return tans_call.read(buf, pos, end, n, codec & PREDICTOR_MASK, out), base, n_entries
-    status, payload_end = _read_payload(buf, pos, end, n, out, codec & SHORT)
+    status, payload_end = _read_payload(buf, pos, end, n, out, payload_form(codec))
     if status == OK and payload_end != end:
         status = ERR_LENGTH
     return status, base, n_entries
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def payload_form(codec):
+    """What read_payload is told of a section's payload: PAYLOAD_FRAMES, or
+    the codec's SHORT bit (PAYLOAD_V1 when clear)."""
+    return PAYLOAD_FRAMES if codec & PREDICTOR_MASK == FRAMES else codec & SHORT
 
 
 @cached(_STAMP, nogil=True)
@@ -870,8 +1010,8 @@ def read_head(buf, pos, end, n, codec, scratch):
     """What comes before a section's residuals: (status, base, dictionary
     size, where the residuals start), the dictionary into scratch.  Not
     inlined: a count (intcount.py) reads it too, and compiles it once."""
-    if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
-            or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
+    if codec & ~0xFF or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS) \
+            or (codec & PREDICTOR_MASK) == FRAMES and codec & (SHORT | ZERO_RESIDUALS | ENTROPY):
         return ERR_BAD_CODE, ZERO, 0, -1
     status, base, pos = read_base(buf, pos, end, codec)
     if status != OK:

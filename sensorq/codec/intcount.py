@@ -10,12 +10,12 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, count16, prefix_count16, prefix_count32, prefix_count64
-from .codes import (ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK, PREDICTOR_MASK, SHORT,
+from .codes import (ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK,
                     ZERO_RESIDUALS)
-from .intcodec import (_read_residuals, _residuals_to_words, _running_sums, read_head,
-                       read_payload)
+from .intcodec import (_read_residuals, _residuals_to_words, _running_sums, payload_form,
+                       read_head, read_payload)
 from .tally import NO_CEILING, ladder_top, tally_words
-from .predictor import zigzag
+from .predictor import predictor_order, zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -45,16 +45,16 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     decode_column; returns a status.  (``ladder`` is None or not when numba
     compiles the function, which prunes the other branches: a count does not
     compile the ladder's kernels.)"""
-    order = codec & PREDICTOR_MASK
+    order = predictor_order(codec)
     if value_bits != WORDS and order == 0 and not codec & (ENTROPY | ZERO_RESIDUALS | ~0xFF):
         status, base, n_entries, after = read_head(buf, pos, end, n, codec, scratch)
         if status != OK:
             return status
         if not n_entries:
-            return _count_payload(buf, after, end, n, codec & SHORT, base, threshold, value_bits, out,
+            return _count_payload(buf, after, end, n, payload_form(codec), base, threshold, value_bits, out,
                                   tally, ladder, NO_CEILING)[0]
         if ladder is None:      # (pruned from a ladder's count, which reads the values below)
-            return _count_ranks(buf, after, end, n, codec & SHORT, base, threshold, out, scratch,
+            return _count_ranks(buf, after, end, n, payload_form(codec), base, threshold, out, scratch,
                                 n_entries, tally, ladder)
     status, base, n_entries = _read_residuals(buf, pos, end, n, codec, out, scratch)
     if status != OK:
@@ -76,14 +76,14 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
 
 
 @cached(_STAMP, nogil=True)
-def _count_payload(buf, pos, end, n, short, base, threshold, value_bits, out, tally, ladder,
+def _count_payload(buf, pos, end, n, form, base, threshold, value_bits, out, tally, ladder,
                    ceiling):
     """count_column for an order-0 payload at pos (the words, or a
     dictionary's ranks with base 0): a framed mini-block whose range settles
     the count (its frame is its smallest value) is counted whole, neither
     unpacked nor written (read_payload); the kept words, out[:kept], are
     then counted in one flat pass.  Returns (status, kept)."""
-    status, payload_end, kept, above = read_payload(buf, pos, end, n, out, short, np.int64(1), base,
+    status, payload_end, kept, above = read_payload(buf, pos, end, n, out, form, np.int64(1), base,
                                                     threshold, ladder_top(threshold, ladder),
                                                     ceiling)
     if status == OK and payload_end != end:
@@ -98,7 +98,7 @@ def _count_payload(buf, pos, end, n, short, base, threshold, value_bits, out, ta
 
 
 @cached(_STAMP, nogil=True)
-def _count_ranks(buf, pos, end, n, short, base, threshold, out, entries, n_entries, tally, ladder):
+def _count_ranks(buf, pos, end, n, form, base, threshold, out, entries, n_entries, tally, ladder):
     """count_column for an order-0 dictionary section: values above the
     threshold are the ranks from the first entry above it on, so the ranks
     are counted, against that entry's rank less one (the dictionary is
@@ -112,7 +112,7 @@ def _count_ranks(buf, pos, end, n, short, base, threshold, out, entries, n_entri
     # only mini-blocks whose ranks all lie in the dictionary are settled: a
     # rank out of range is among the kept ones, where the check below finds
     # it as decode_column would
-    status, kept = _count_payload(buf, pos, end, n, short, ZERO, np.int64(first_above) - 1,
+    status, kept = _count_payload(buf, pos, end, n, form, ZERO, np.int64(first_above) - 1,
                                   16 if n_entries < 1 << 15 else 64, out, tally, ladder,
                                   np.int64(n_entries - 1))
     if status == OK and kept and out[:kept].max() >= U64(n_entries):

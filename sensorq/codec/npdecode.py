@@ -28,8 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import (CLOCK, CLOCK_MAX_DENOMINATOR, DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE,
-                    ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK, OK,
-                    PATCHED, PREDICTOR_MASK, RICE, SHORT, ZERO_RESIDUALS)
+                    ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, FRAMES,
+                    MINI_BLOCK, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
+                    ZERO_RESIDUALS)
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
 from .codes import ENTROPY_STATES as STATES
 from .codes import ENTROPY_TABLE_LOG_MAX as TABLE_LOG_MAX
@@ -78,9 +79,12 @@ def decode_time_words(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
 
 
 def _decode(buf, pos, end, n, codec) -> np.ndarray:
-    if codec & ~0xFF or (codec & PREDICTOR_MASK) == 3 \
-            or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS):
+    order = codec & PREDICTOR_MASK
+    if codec & ~0xFF or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS) \
+            or order == FRAMES and codec & (SHORT | ZERO_RESIDUALS | ENTROPY):
         raise _Bad(ERR_BAD_CODE)
+    form = PAYLOAD_FRAMES if order == FRAMES else codec & SHORT
+    order = 0 if order == FRAMES else order
     if codec & SHORT:
         zz, pos = read_varint(buf, pos, end)
         base = U64((zz >> 1) ^ -(zz & 1) & 0xFFFFFFFFFFFFFFFF)
@@ -97,11 +101,10 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
             raise _Bad(ERR_LENGTH)
         first = entries[0] if entries is not None else U64(0)
         return np.full(n, base + first, np.uint64)
-    order = codec & PREDICTOR_MASK
     if codec & ENTROPY:
         residuals = read_entropy(buf, pos, end, n, order)
     else:
-        residuals = _read_mini_blocks(buf, pos, end, n, codec & SHORT)
+        residuals = _read_mini_blocks(buf, pos, end, n, form)
     if entries is None:
         return undo_residuals(residuals, order, base)
     ranks = undo_residuals(residuals, order, U64(0))
@@ -252,9 +255,10 @@ def _read_dictionary(buf, pos, end, n, short):
     return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), walk.end_byte()
 
 
-def _read_mini_blocks(buf, pos, end, count, short) -> np.ndarray:
-    """The ``count`` residuals of the payload buf[pos:end], which must fill it exactly."""
-    walk = _Walk(buf, pos, end, count, short)
+def _read_mini_blocks(buf, pos, end, count, form) -> np.ndarray:
+    """The ``count`` residuals of the payload buf[pos:end], which must fill it
+    exactly (``form``: as intcodec.read_payload's)."""
+    walk = _Walk(buf, pos, end, count, form)
     if walk.end_byte() != end:
         raise _Bad(ERR_LENGTH)
     return walk.residuals()
@@ -264,22 +268,31 @@ class _Walk:
     """Where every residual of a payload lies: bit offset and width of its
     bit-packed part, and its Rice quotient already shifted into place."""
 
-    def __init__(self, buf, pos, end, count, short):
+    def __init__(self, buf, pos, end, count, form):
         n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
+        short, frames = form == SHORT, form == PAYLOAD_FRAMES
         start = pos + n_mini
+        self.frame_length = None          # a FRAMES payload's
+        if frames:
+            if start >= end:
+                raise _Bad(ERR_TRUNCATED)
+            self.frame_length = int(buf[start])
+            if self.frame_length > 63:
+                raise _Bad(ERR_BAD_CODE)
+            start += 1
         if start > end:
             raise _Bad(ERR_TRUNCATED)
         self._start = start
         self.section = buf[start:end]
         limit = (end - start) * 8
-        headers = buf[pos:start].astype(np.int64)
+        headers = buf[pos:pos + n_mini].astype(np.int64)
         in_block = np.full(n_mini, MINI_BLOCK, np.int64)
         in_block[-1] = count - MINI_BLOCK * (n_mini - 1)
         packed = headers <= 64
         rice = ~packed & ((headers & 0xC0) == RICE)
         patched = (headers & 0xC0) == PATCHED
         framed = (headers >= FRAMED) & (headers < RICE)
-        known = packed | rice | ((patched | framed) & (not short))
+        known = packed | framed if frames else packed | rice | ((patched | framed) & (not short))
         if not known.all():
             bad = int(np.argmin(known))     # the first undefined header
             headers, in_block, packed, rice, framed = (headers[:bad], in_block[:bad], packed[:bad],
@@ -302,6 +315,8 @@ class _Walk:
         first = np.cumsum(in_block) - in_block     # index of each mini-block's first value
         index_in_block = np.arange(int(in_block.sum())) - np.repeat(first, in_block)
         sizes = in_block * widths
+        if self.frame_length is not None:
+            return self._place_frames(in_block, framed, sizes, index_in_block, limit)
         if packed.all():   # the common case: every start is a running sum
             starts = np.cumsum(sizes) - sizes
             self.offsets = np.repeat(starts, in_block) + index_in_block * self.widths
@@ -356,6 +371,24 @@ class _Walk:
         if bit > limit:
             raise _Bad(ERR_TRUNCATED)
         return bit
+
+    def _place_frames(self, in_block, framed, sizes, index_in_block, limit) -> int:
+        """_place for a FRAMES payload: every start is a running sum of the
+        mini-blocks' sizes and the frames' one length, and the frames are read
+        in one vector pass."""
+        sizes = sizes + framed * self.frame_length
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        bit_end = int(ends[-1]) if len(ends) else 0
+        if bit_end > limit:       # (first: no frame is then read past the section)
+            raise _Bad(ERR_TRUNCATED)
+        frames = np.zeros(len(sizes), np.uint64)
+        frames[framed] = _bits_at(self.section, starts[framed],
+                                  np.full(int(framed.sum()), self.frame_length, np.int64))
+        self.offsets = np.repeat(starts + framed * self.frame_length, in_block) \
+            + index_in_block * self.widths
+        self.frames = frames
+        return bit_end
 
     def _place_framed(self, in_block, framed, sizes, index_in_block, limit) -> int:
         """_place when every mini-block is bit-packed or framed (what the

@@ -13,6 +13,14 @@ from .bits import ONE, U64, ZERO
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
 
+@cached(_STAMP, nogil=True, inline="always")
+def predictor_order(codec):
+    """The predictor order of a section's codec byte: its field, with FRAMES
+    (3, codes.py) an order-0 section."""
+    order = codec & 3
+    return 0 if order == 3 else order
+
+
 @cached(_STAMP, nogil=True)
 def zigzag(d):
     return (d << ONE) ^ (ZERO - (d >> U64(63)))

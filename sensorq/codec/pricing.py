@@ -238,6 +238,60 @@ def _framed_bits(smallest, biggest, count):
 
 
 @cached(_STAMP, nogil=True)
+def frames_choice(s, headers):
+    """The FRAMES form (codes.FRAMES) of the order-0 sequence s: (payload
+    bits, L) at its cheapest frame length L, with headers[m] each
+    mini-block's header there (framed where that saves more than FRAME_COST
+    bits over bit-packing, as choose_mini_blocks weighs it; a frame longer
+    than L cannot be framed); bits -1 when no mini-block would be framed.
+    The candidates for L are the frames' own lengths (a few, for a sway)."""
+    n = s.shape[0]
+    n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
+    packed = np.empty(n_mini, np.int64)       # bits bit-packed
+    framed = np.empty(n_mini, np.int64)       # bits of the values framed, without the frame
+    lengths = np.empty(n_mini, np.int64)      # the frame's length (64: cannot be framed)
+    widths = np.empty((n_mini, 2), np.int64)  # bit-packed and framed widths
+    present = ZERO                            # the frame lengths there are
+    for m in range(n_mini):
+        lo = m * MINI_BLOCK
+        count = min(n, lo + MINI_BLOCK) - lo
+        if count == MINI_BLOCK:
+            smallest, biggest = range32(s, lo)
+        else:
+            smallest, biggest = s[lo], s[lo]
+            for i in range(lo, lo + count):
+                smallest = min(smallest, s[i])
+                biggest = max(biggest, s[i])
+        widths[m, 0] = bit_length(biggest)
+        widths[m, 1] = bit_length(biggest - smallest)
+        packed[m] = count * widths[m, 0]
+        framed[m] = count * widths[m, 1]
+        lengths[m] = 64
+        if smallest != ZERO and widths[m, 1] <= FRAMED_MAX_WIDTH:
+            lengths[m] = bit_length(smallest)
+            present |= ONE << U64(lengths[m] & 63)
+    best_bits, best_length = np.int64(-1), 0
+    for length in range(64):
+        if not (present >> U64(length)) & ONE:
+            continue
+        bits, any_framed = np.int64(0), False
+        for m in range(n_mini):
+            if lengths[m] <= length and framed[m] + length + FRAME_COST < packed[m]:
+                bits += framed[m] + length
+                any_framed = True
+            else:
+                bits += packed[m]
+        if any_framed and (best_bits < 0 or bits < best_bits):
+            best_bits, best_length = bits, length
+    for m in range(n_mini):
+        if lengths[m] <= best_length and framed[m] + best_length + FRAME_COST < packed[m]:
+            headers[m] = FRAMED + widths[m, 1]
+        else:
+            headers[m] = widths[m, 0]
+    return best_bits, best_length
+
+
+@cached(_STAMP, nogil=True)
 def _best_order(s, exact, rice_cost, u, headers, patches):
     """(order, payload bytes): exact for the fast codec (its bytes are
     specified), estimated for the compact one."""

@@ -54,7 +54,7 @@ def encode_time(words, compact, rice_cost, out, pos, entropy, lines):
             pos = write_line(out, pos, p, q, r)
             _write_u64(out, pos, ZERO)          # the residuals' base; all of them are 0
             return pos + 8, CLOCK | ZERO_RESIDUALS
-    end, bits = encode_column_costed(words, False, compact, rice_cost, out, pos, entropy)
+    end, bits = encode_column_costed(words, False, compact, rice_cost, out, pos, entropy, False)
     if not lines or (end - pos) * 8 <= FIT_MIN_BITS * n:
         return end, bits
     p, q, r = fitted_line(words, n)
@@ -65,7 +65,8 @@ def encode_time(words, compact, rice_cost, out, pos, entropy, lines):
     if not closer_than_steps(words, jitter, n):
         return end, bits
     start = write_line(out, end, p, q, r)
-    fitted_end, fitted_bits = encode_column_costed(jitter, True, compact, rice_cost, out, start, entropy)
+    fitted_end, fitted_bits = encode_column_costed(jitter, True, compact, rice_cost, out, start, entropy,
+                                                    False)
     if fitted_end - end >= end - pos:
         return end, bits
     size = fitted_end - end         # smaller: moved down over the plain section
