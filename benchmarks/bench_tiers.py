@@ -64,11 +64,12 @@ def query_table(cache, repeat: int) -> None:
 
 
 def section_form(codec: int) -> str:
-    from sensorq.codec.codes import DICT, ENTROPY, PREDICTOR_MASK, ZERO_RESIDUALS
+    from sensorq.codec.codes import DICT, ENTROPY, FRAMES, PREDICTOR_MASK, ZERO_RESIDUALS
     if codec & ZERO_RESIDUALS:
         return "constant"
     form = "tANS" if codec & ENTROPY else "mini-blocks"
-    return f"{form}, order {codec & PREDICTOR_MASK}" + (", dictionary" if codec & DICT else "")
+    order = "FRAMES (order 0)" if codec & PREDICTOR_MASK == FRAMES else f"order {codec & PREDICTOR_MASK}"
+    return f"{form}, {order}" + (", dictionary" if codec & DICT else "")
 
 
 def sections(cache, window_blocks: int):
