@@ -40,7 +40,8 @@ DATA = Path(__file__).parent / "data"
 DAPHNET_CSV = DATA / "daphnet_S06R02E0.csv"
 MOTIONS_CSV = DATA / "basic_motions.csv"
 MOTION_MODEL = DATA / "motion.sqm"
-REVISION = 2          # of the demo's contents: a new revision is built beside an older one
+REVISION = 3          # of the demo's contents: a new revision is built beside an older one
+                      # (3: its blocks may hold FRAMES sections, which sensorq before them refuses)
 
 
 def demo_path() -> Path:
