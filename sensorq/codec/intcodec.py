@@ -786,6 +786,8 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         framed = h >= FRAMED
         w = h - FRAMED if framed else h
         length = frame_length if framed else np.int64(0)
+        # _read_fixed_frame written out: through it (inlined all the same) this
+        # count took ~20 % longer, in turns on the same sections
         byte = start + (bit_pos >> 3)
         if byte + 8 <= end and length <= 56:
             frame = (load_word_unchecked(buf, U64(byte)) >> U64(bit_pos & 7)) & low_mask(length)

@@ -12,7 +12,9 @@ value gathered from the section (about 20 ns a value).  A framed mini-block's
 frame says how long it is, so the frames are read in a Python loop, one
 slice of the section's bytes each, and the starts between them are running
 sums (about 0.4 µs a frame: a section of 4,096 accelerometer values, most
-of its mini-blocks framed, decodes at about 35–40 ns a value).  A Rice mini-block
+of its mini-blocks framed, decodes at about 35–40 ns a value); in a FRAMES
+section every frame has the section's one length, so every start is a
+running sum and the frames are read in one vector pass.  A Rice mini-block
 needs a walk, because each quotient ends where the next one-bit is: a Python
 loop of one ``bytes.find`` per value over the section's bits (a byte each),
 checked afterwards in numpy, with the remainders then unpacked like

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO
+from .codes import FRAMES, PREDICTOR_MASK
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -17,8 +18,8 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 def predictor_order(codec):
     """The predictor order of a section's codec byte: its field, with FRAMES
     (3, codes.py) an order-0 section."""
-    order = codec & 3
-    return 0 if order == 3 else order
+    order = codec & PREDICTOR_MASK
+    return 0 if order == FRAMES else order
 
 
 @cached(_STAMP, nogil=True)
