@@ -39,7 +39,7 @@ PATCHED = 0xC0          # mini-block header 0xC0 | w: bit-packed at w bits, some
 FRAMED = 0x41
 FRAMED_MAX_WIDTH = 0x7F - FRAMED
 FRAME_LENGTH_BITS = 6
-# What a payload reader is told of its section (intcodec.read_payload): a
+# What a payload reader is told of its section (payload.read_payload): a
 # version 1 payload, a short one (version 2: the codec's SHORT bit itself),
 # or a FRAMES one.
 PAYLOAD_V1 = 0

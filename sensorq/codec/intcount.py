@@ -12,8 +12,8 @@ from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, count16, prefix_count16, prefix_count32, prefix_count64
 from .codes import (ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK,
                     ZERO_RESIDUALS)
-from .intcodec import (_read_residuals, _residuals_to_words, _running_sums, payload_form,
-                       read_head, read_payload)
+from .intcodec import _read_residuals, _residuals_to_words, _running_sums, payload_form, read_head
+from .payload import read_payload
 from .tally import NO_CEILING, ladder_top, tally_words
 from .predictor import predictor_order, zigzag
 

@@ -4,7 +4,7 @@ Why a second decoder: it needs no compilation.  The engine's interpreted tier
 runs on it, so the first small query of a process answers without loading
 numba at all (a fresh ``sensorq "count …"`` would otherwise spend most of its
 time starting the compiler).  It is also a second, independent reading of the
-format: the tests hold it to the compiled decoder (intcodec.py) word for word,
+format: the tests hold it to the compiled decoder (intcodec.py, payload.py) word for word,
 status for status, on valid and on damaged sections.
 
 How: bit-packed mini-blocks are unpacked all at once, one 64-bit window per
@@ -259,7 +259,7 @@ def _read_dictionary(buf, pos, end, n, short):
 
 def _read_mini_blocks(buf, pos, end, count, form) -> np.ndarray:
     """The ``count`` residuals of the payload buf[pos:end], which must fill it
-    exactly (``form``: as intcodec.read_payload's)."""
+    exactly (``form``: as payload.read_payload's)."""
     walk = _Walk(buf, pos, end, count, form)
     if walk.end_byte() != end:
         raise _Bad(ERR_LENGTH)
@@ -426,7 +426,7 @@ class _Walk:
 
     def _walk_patches(self, bit, limit, w, cnt, lo) -> int:
         """A patched mini-block's position from ``bit`` (after its low bits):
-        the bit after it, or a negative status, as intcodec._read_payload."""
+        the bit after it, or a negative status, as payload._read_payload."""
         if bit + 5 > limit:
             return ERR_TRUNCATED
         p = self._int(bit, 5)
@@ -457,7 +457,7 @@ class _Walk:
 def _frame_at(raw: bytes, bit: int, limit: int) -> tuple[int, int]:
     """A framed mini-block's frame at ``bit`` of the section's bytes ``raw``
     (ten zero bytes after them): (the bit after it, the frame), or (a
-    negative status, 0), as intcodec._read_frame and its caller."""
+    negative status, 0), as payload._read_frame and its caller."""
     if bit + FRAME_LENGTH_BITS > limit:
         return ERR_TRUNCATED, 0
     at = bit >> 3

@@ -49,7 +49,7 @@ def _rice_floor(mean, count, k_lo, k_hi):
 
 # Past this Rice parameter a 64-bit window (≥ 57 valid bits) holds fewer than
 # two codewords of k + 2 bits: the decoder reads them one at a time
-# (intcodec._rice_single), ~4x the time a value of a burst takes, and the
+# (payload._rice_single), ~4x the time a value of a burst takes, and the
 # encoder prices them so (WIDE_RICE_FACTOR x the Rice price).  Such k come of
 # noise-like wide words (true doubles' bits, k ~ 46), where Rice saves a
 # fraction of a bit a value: at the plain price it took 3 % of their

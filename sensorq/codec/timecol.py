@@ -13,7 +13,8 @@ from .clock import (add_line, closer_than_steps, exact_line, fitted_line, line_i
                     read_line, write_line)
 from .codes import CLOCK, OK, ZERO_RESIDUALS
 from . import tans_call
-from .intcodec import (_read_u64, _write_u64, decode_column, decode_column_scaled, encode_column_costed,
+from .payload import _read_u64
+from .intcodec import (_write_u64, decode_column, decode_column_scaled, encode_column_costed,
                        max_section_bytes)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
