@@ -305,6 +305,31 @@ def lookup8(typingctx, ranks, groups, table, dest):
 
 
 @intrinsic
+def prefetch(typingctx, buf, at):
+    """Ask for the cache line of buf[at] to be loaded, and go on (LLVM's
+    prefetch: a hint that never faults, a no-op where the target has none).
+    A kernel asks for the sections of the block after next while it decodes
+    this one: each block's sections lie apart in a segment (time column and
+    channels side by side), and at every block the hardware's prefetcher had
+    to find the stream again (a count over 20 M samples, in place ~55 %
+    slower than over the same sections laid end to end; prefetched, ~20 %)."""
+    if not (_c_arrays(buf) and isinstance(at, types.Integer)):
+        return None
+    sig = types.void(buf, at)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        # a read (0), kept in every cache level (locality 3), of data (1)
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p),
+                          ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
 def add32(typingctx, out, lo, value):
     """out[lo:lo+32] += value (uint64 words; the caller checks the 32 slots
     lie in out): a framed mini-block's words, its frame added to them."""
