@@ -47,8 +47,10 @@ _ALP = DECIMAL | FLOATBITS    # both float mode bits: an ALP section (codec/alp.
 
 # A kernel asks for the sections of the block this many places ahead in its
 # list while it decodes one (prefetch_block): one ahead left part of the wait,
-# four came too early on a 2-core machine's caches (count where x > 0 over
-# 20 M samples, one thread: 7.7 ms without, 6.8 / 6.0 / 7.1 ms at 1 / 2 / 4).
+# four came too early for this machine's caches (count where x > 0 over the
+# 20 M cache's x sections in place, one thread, in turns in one process:
+# 7.6-7.8 ms without, 6.6-6.8 / 5.95-6.04 / 7.1-7.4 ms at 1 / 2 / 4 ahead;
+# the same sections laid end to end: 5.0-5.1 ms).
 PREFETCH_AHEAD = 2
 CACHE_LINE = 64
 
