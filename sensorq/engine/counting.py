@@ -84,11 +84,6 @@ def plan_bytes(plan: CountPlan) -> int:
                for call in plan.calls for layout in call.layouts)
 
 
-def kept(plan: CountPlan) -> bool:
-    """Whether a plan is small enough to keep for the next query."""
-    return plan_bytes(plan) <= KEPT_PLAN_BYTES
-
-
 def run_count(tier, index, plan: CountPlan, start, end) -> int:
     """The count ``plan`` gives over ``index``: its kernel calls on ``tier``."""
     total = plan.from_stats

@@ -21,12 +21,13 @@ KEPT_BYTES = 16 << 20       # per block range: what the kept values may hold tog
 _HELD = ("bytes held",)     # the memo's running total of KEPT_BYTES
 
 
-def derived(index, key: tuple, compute, keep=None, size=None):
+def derived(index, key: tuple, compute, keep=None, size=None, most=KEPT_BYTES):
     """``compute()``, or what it gave for ``key`` over these same blocks
-    (kept only if ``keep(value)``, when given).  ``size(value)``: the bytes it
-    holds (default: an array's nbytes, else 0); when the kept values of the
-    block range would pass KEPT_BYTES (or KEPT_ARRAYS of them), the range
-    forgets what it kept and starts again."""
+    (kept only if ``keep(value)``, when given, and if it holds at most
+    ``most`` bytes).  ``size(value)``: the bytes it holds (default: an
+    array's nbytes, else 0); when the kept values of the block range would
+    pass KEPT_BYTES (or KEPT_ARRAYS of them), the range forgets what it kept
+    and starts again."""
     memo = index.memo
     if memo is None:
         return compute()
@@ -35,9 +36,11 @@ def derived(index, key: tuple, compute, keep=None, size=None):
         value = compute()
         if keep is not None and not keep(value):
             return value
+        nbytes = size(value) if size is not None else getattr(value, "nbytes", 0)
+        if nbytes > most:
+            return value
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
-        nbytes = size(value) if size is not None else getattr(value, "nbytes", 0)
         held = memo.get(_HELD, 0)
         if len(memo) >= KEPT_ARRAYS or held + nbytes > KEPT_BYTES:
             memo.clear()

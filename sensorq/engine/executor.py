@@ -256,8 +256,8 @@ def _run_count(q, text, index, classes, programs, start, end, engine) -> Result:
         return counting.count_plan(index, q.where, use_stats, decode, start, end), \
             int(use_stats.sum()), cost
     count_plan, from_stats, cost = derived(index, ("count plan", q.where, start, end), plan,
-                                           keep=lambda kept: counting.kept(kept[0]),
-                                           size=lambda kept: counting.plan_bytes(kept[0]))
+                                           size=lambda kept: counting.plan_bytes(kept[0]),
+                                           most=counting.KEPT_PLAN_BYTES)
     tier = tiers.choose(engine, cost)
     scan = _scan_stats(index, from_stats, count_plan.decoded_blocks, tier)
     total = counting.run_count(tier, index, count_plan, start, end)
