@@ -329,6 +329,16 @@ def prefetch(typingctx, buf, at):
     return sig, codegen
 
 
+CACHE_LINE = 64
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def prefetch_bytes(buf, start, length):
+    """prefetch every cache line of buf[start:start + length] (a section)."""
+    for at in range(start, start + length, CACHE_LINE):
+        prefetch(buf, U64(at))
+
+
 @intrinsic
 def add32(typingctx, out, lo, value):
     """out[lo:lo+32] += value (uint64 words; the caller checks the 32 slots

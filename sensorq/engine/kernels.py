@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from ..codec.bits import U64, load_word_unchecked, prefetch  # noqa: E402
+from ..codec.bits import U64, load_word_unchecked, prefetch_bytes  # noqa: E402
 from ..codec.intcodec import DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column, decode_column_floats
 from ..codec.timecol import decode_times
 from ..codec.intcount import WORDS, count_column
@@ -52,7 +52,6 @@ _ALP = DECIMAL | FLOATBITS    # both float mode bits: an ALP section (codec/alp.
 # 7.6-7.8 ms without, 6.6-6.8 / 5.95-6.04 / 7.1-7.4 ms at 1 / 2 / 4 ahead;
 # the same sections laid end to end: 5.0-5.1 ms).
 PREFETCH_AHEAD = 2
-CACHE_LINE = 64
 
 
 @cached(_STAMP, inline="always")
@@ -60,15 +59,9 @@ def prefetch_block(buf, b, lay_t, lay_c, with_time):
     """Ask for the bytes of block b that a kernel will read: its channel
     slots' sections, and its time column ``with_time`` (bits.prefetch)."""
     if with_time:
-        _prefetch_bytes(buf, lay_t[b, 3], lay_t[b, 4])
+        prefetch_bytes(buf, lay_t[b, 3], lay_t[b, 4])
     for s in range(lay_c.shape[1]):
-        _prefetch_bytes(buf, lay_c[b, s, 0], lay_c[b, s, 1])
-
-
-@cached(_STAMP, inline="always")
-def _prefetch_bytes(buf, start, length):
-    for at in range(start, start + length, CACHE_LINE):
-        prefetch(buf, U64(at))
+        prefetch_bytes(buf, lay_c[b, s, 0], lay_c[b, s, 1])
 
 
 @cached(_STAMP, inline="always")
