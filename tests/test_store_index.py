@@ -173,8 +173,9 @@ def test_a_segment_cut_short_behind_its_index_is_read_as_it_is(built, tmp_path):
         assert reader.info()["problems"] == scanning.info()["problems"] != []
 
 
-def flip_inside_a_block(segment: Path, fraction: float = 0.5) -> None:
-    """Flip a bit in the middle of a block payload (not a record header)."""
+def flip_inside_a_block(segment: Path, fraction: float = 0.5, in_crc: bool = False) -> None:
+    """Flip a bit in the middle of a block payload (not a record header), or
+    ``in_crc`` in the CRC the block ends with (its last byte)."""
     data = bytearray(segment.read_bytes())
     with sensorq.open(segment.parent, readonly=True) as reader:
         number = int(segment.name[8:18])
@@ -182,6 +183,8 @@ def flip_inside_a_block(segment: Path, fraction: float = 0.5) -> None:
         rows = stored.segment_rows(number)
         row = rows.start + int((rows.stop - rows.start) * fraction)
         start = int(stored.rec_start[row]) + 9 + int(stored.stored[row] - 9) // 2
+        if in_crc:
+            start = int(stored.rec_start[row]) + int(stored.stored[row]) - 1
     data[start] ^= 0x08
     segment.write_bytes(bytes(data))
 
@@ -235,19 +238,22 @@ def test_a_query_checks_the_crcs_of_the_blocks_it_reads_and_no_others(tmp_path):
         assert result.value == int(np.count_nonzero(x_of(k) > 1000))
 
 
-@pytest.mark.parametrize("compression", ["none", "zstd"])
-def test_a_damaged_block_a_query_reads_is_found_before_a_kernel_reads_it(tmp_path, compression):
+@pytest.mark.parametrize("compression, in_crc", [("none", False), ("zstd", False), ("none", True)])
+def test_a_damaged_block_a_query_reads_is_found_before_a_kernel_reads_it(tmp_path, compression,
+                                                                         in_crc):
     """A query that would decode a damaged block behind a valid index finds
     the damage first (its CRC), the cache reads that segment whole, and the
     query is asked again: its answer is the one a cache without index files
     gives, with no error.  A query answered from statistics alone does not
-    read the block, and its answer is that of the data as written."""
+    read the block, and its answer is that of the data as written.  Damage
+    to the CRC at the block's end alone (its contents whole) is damage too,
+    as a scan of the segment finds it."""
     path = tmp_path / "c"
     build(path, compression)
     written = tmp_path / "written"
     shutil.copytree(path, written)
     victim = sorted(path.glob("segment-*.sqs"))[1]
-    flip_inside_a_block(victim)
+    flip_inside_a_block(victim, in_crc=in_crc)
     plain = without_indexes(path, tmp_path / "plain")
     with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning, \
             sensorq.open(written, readonly=True) as intact:

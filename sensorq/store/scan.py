@@ -35,7 +35,7 @@ from .records import (CLEAN, REC_BLOCK, REC_COMMIT, SEGMENT_HEADER_SIZE, SHORT, 
 from .segindex import (SegmentIndex, index_file_name, parse_index_file_name, read_index,
                        remove_quietly)
 from .blockindex import BlocksChanged, StreamBlocks, factorise
-from .segment import Segment
+from .segment import Segment, populate
 from .zstdruns import RunBuilder, ZstdRuns
 
 
@@ -323,12 +323,22 @@ class SegmentScanning:
             except (CorruptDataError, StorageError):
                 bad.add(int(segments[mine[0]]))
                 continue
-            for k, start, length, crc in zip(mine.tolist(), offsets[mine].tolist(),
-                                             lengths[mine].tolist(), crcs[mine].tolist()):
-                end = start + length
-                if not (4 <= length and end <= len(buf) and crc32(buf[start:end - 4]) == crc
-                        and int.from_bytes(buf[end - 4:end].tobytes(), "little") == crc):
+            starts, ends, expected = offsets[mine].astype(np.int64), \
+                (offsets[mine] + lengths[mine]).astype(np.int64), crcs[mine].astype(np.uint32)
+            populate(buf, starts, ends - starts)
+            # the CRC a block ends with, read for all of them at once (a Python
+            # read per block was ~0.8 us: 4 ms of a first scan of 4,883 blocks)
+            whole = (ends - starts >= 4) & (ends <= len(buf))
+            trailers = np.zeros(len(mine), np.uint32)
+            if whole.any():
+                at = ends[whole, None] - 4 + np.arange(4)
+                trailers[whole] = np.ascontiguousarray(buf[at]).view("<u4").ravel()
+            whole &= trailers == expected
+            for k, start, end, crc in zip(mine[whole].tolist(), starts[whole].tolist(),
+                                          ends[whole].tolist(), expected[whole].tolist()):
+                if crc32(buf[start:end - 4]) != crc:
                     bad.add(int(segments[k]))
+            bad.update(segments[mine[~whole]].tolist())
         return bad
 
     def _lazy_check(self, stored: StreamBlocks, where: slice, fetch):
