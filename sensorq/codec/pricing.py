@@ -276,7 +276,7 @@ def frames_choice(s, headers):
             continue
         bits, any_framed = np.int64(0), False
         for m in range(n_mini):
-            if lengths[m] <= length and framed[m] + length + FRAME_COST < packed[m]:
+            if _frame_pays(lengths[m], framed[m], packed[m], length):
                 bits += framed[m] + length
                 any_framed = True
             else:
@@ -284,11 +284,18 @@ def frames_choice(s, headers):
         if any_framed and (best_bits < 0 or bits < best_bits):
             best_bits, best_length = bits, length
     for m in range(n_mini):
-        if lengths[m] <= best_length and framed[m] + best_length + FRAME_COST < packed[m]:
+        if _frame_pays(lengths[m], framed[m], packed[m], best_length):
             headers[m] = FRAMED + widths[m, 1]
         else:
             headers[m] = widths[m, 0]
     return best_bits, best_length
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _frame_pays(own_length, framed_bits, packed_bits, length):
+    """Whether a mini-block is framed in a FRAMES section of frame length
+    ``length``: its frame fits, and saves more than FRAME_COST bits."""
+    return own_length <= length and framed_bits + length + FRAME_COST < packed_bits
 
 
 @cached(_STAMP, nogil=True)

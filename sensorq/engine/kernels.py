@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from ..codec.bits import U64, load_word_unchecked, prefetch_bytes  # noqa: E402
+from ..codec.bits import PREFETCH_AHEAD, U64, load_word_unchecked, prefetch_block  # noqa: E402
 from ..codec.intcodec import DECIMAL, ERR_BAD_CODE, FLOATBITS, OK, decode_column, decode_column_floats
 from ..codec.timecol import decode_times
 from ..codec.intcount import WORDS, count_column
@@ -45,28 +45,10 @@ _STAMP = digest("engine/vm.py", "engine/program.py", "engine/aggregates.py", "co
 FLOAT32 = 5   # storage type codes from this one on are floats
 _ALP = DECIMAL | FLOATBITS    # both float mode bits: an ALP section (codec/alp.py)
 
-# A kernel asks for the sections of the block this many places ahead in its
-# list while it decodes one (prefetch_block): one ahead left part of the wait,
-# four came too early for this machine's caches (count where x > 0 over the
-# 20 M cache's x sections in place, one thread, in turns in one process:
-# 7.6-7.8 ms without, 6.6-6.8 / 5.95-6.04 / 7.1-7.4 ms at 1 / 2 / 4 ahead;
-# the same sections laid end to end: 5.0-5.1 ms).
-PREFETCH_AHEAD = 2
-
-
-@cached(_STAMP, inline="always")
-def prefetch_block(buf, b, lay_t, lay_c, with_time):
-    """Ask for the bytes of block b that a kernel will read: its channel
-    slots' sections, and its time column ``with_time`` (bits.prefetch)."""
-    if with_time:
-        prefetch_bytes(buf, lay_t[b, 3], lay_t[b, 4])
-    for s in range(lay_c.shape[1]):
-        prefetch_bytes(buf, lay_c[b, s, 0], lay_c[b, s, 1])
-
 
 @cached(_STAMP, inline="always")
 def prefetch_ahead(buf, blocks, j, stop, lay_t, lay_c, with_time):
-    """prefetch_block for blocks[j + PREFETCH_AHEAD], if that is before ``stop``."""
+    """bits.prefetch_block for blocks[j + PREFETCH_AHEAD], if that is before ``stop``."""
     if j + PREFETCH_AHEAD < stop:
         prefetch_block(buf, blocks[j + PREFETCH_AHEAD], lay_t, lay_c, with_time)
 

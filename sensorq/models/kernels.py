@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ..codec.bits import ONE, U64, prefetch_bytes
+from ..codec.bits import ONE, PREFETCH_AHEAD, U64, prefetch_block
 from ..codec.clock import add_line, read_line
 from ..codec.codes import CLOCK
 from ..codec.intcodec import decode_column
@@ -508,20 +508,6 @@ def _fold(row, lo, hi, st):
     st[SEG_LAST] = np.int64(row[hi - ONE])
 
 
-# As the engine's kernels do (engine/kernels.py PREFETCH_AHEAD): the
-# sections of the block two ahead are asked for while one is decoded.
-PREFETCH_AHEAD = 2
-
-
-@cached(_STAMP, nogil=True, inline="always")
-def _prefetch_sections(buf, lay_t, lay_c, b):
-    """Every section of layout block b (if there is one): its time column and its channels."""
-    if b < lay_t.shape[0]:
-        prefetch_bytes(buf, lay_t[b, 3], lay_t[b, 4])
-        for c in range(lay_c.shape[1]):
-            prefetch_bytes(buf, lay_c[b, c, 0], lay_c[b, c, 1])
-
-
 def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype, in_shift,
                     row_in, row_k, sig_row, clocks, clock_meta, seg_k, seg_n, seg_st, counts, samples,
                     status):
@@ -532,7 +518,8 @@ def _block_segments(buf, lay_t, lay_c, pos, slot, start_ns, end_ns, g, in_dtype,
     n_rows = lay_c.shape[1] + row_in.shape[0]
     for j in prange(lay_t.shape[0]):
         n = lay_t[j, 5]
-        _prefetch_sections(buf, lay_t, lay_c, j + PREFETCH_AHEAD)
+        if j + PREFETCH_AHEAD < lay_t.shape[0]:      # as the engine's kernels (codec/bits.py)
+            prefetch_block(buf, j + PREFETCH_AHEAD, lay_t, lay_c, True)
         t = np.empty(n, np.int64)
         words = np.empty(n, np.uint64)
         scratch = np.empty(n, np.uint64)

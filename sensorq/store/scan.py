@@ -323,12 +323,12 @@ class SegmentScanning:
             except (CorruptDataError, StorageError):
                 bad.add(int(segments[mine[0]]))
                 continue
-            starts, ends, expected = offsets[mine].astype(np.int64), \
-                (offsets[mine] + lengths[mine]).astype(np.int64), crcs[mine].astype(np.uint32)
-            populate(buf, starts, ends - starts)
+            starts, sizes = offsets[mine].astype(np.int64), lengths[mine].astype(np.int64)
+            ends, expected = starts + sizes, crcs[mine].astype(np.uint32)
+            populate(buf, starts, sizes)
             # the CRC a block ends with, read for all of them at once (a Python
             # read per block was ~0.8 us: 4 ms of a first scan of 4,883 blocks)
-            whole = (ends - starts >= 4) & (ends <= len(buf))
+            whole = (sizes >= 4) & (ends <= len(buf))
             trailers = np.zeros(len(mine), np.uint32)
             if whole.any():
                 at = ends[whole, None] - 4 + np.arange(4)
