@@ -466,12 +466,12 @@ def frames_mixes(draw):
     return blocks, sum(len(v) for _, v in blocks), length
 
 
-def count_status(buf, pos, end, n, codec, threshold):
+def count_status(buf, pos, end, n, codec, threshold, value_bits=64):
     """count_column's (status, tally) for a count of the words above ``threshold``."""
     from sensorq.codec.intcount import count_column
     tally = np.zeros(2, np.int64)
-    status = count_column(buf, pos, end, n, codec, np.int64(threshold), 64, np.empty(n, np.uint64),
-                          np.empty(n, np.uint64), tally)
+    status = count_column(buf, pos, end, n, codec, np.int64(threshold), value_bits,
+                          np.empty(n, np.uint64), np.empty(n, np.uint64), tally)
     return status, tally
 
 
@@ -498,6 +498,33 @@ def test_frames_sections_decode_and_count_in_every_reader(mix, base, data, guard
     for reader in (decode, numpy_decode):
         assert reader(*guarded.at_end(data_bytes[:cut]), n, codec=FRAMES)[0] < 0, cut
     assert count_status(*guarded.at_end(data_bytes[:cut]), n, FRAMES, threshold)[0] < 0, cut
+
+
+@pytest.mark.parametrize("width", range(17))
+def test_frames_count_of_every_narrow_width(width, guarded):
+    """Framed mini-blocks of each width that the count reads in registers
+    (bits.count32: 1..15) and of 0 and 16, which it unpacks, each threshold
+    inside their ranges or at their edges: numpy's count, in int64 and int16
+    lanes, the section ending at a page's end (count32 reads no further than
+    count32_bytes says)."""
+    rng = np.random.default_rng(width)
+    blocks = []
+    for m in range(12):
+        size = 32 if m < 11 else 9                  # a short last one
+        offsets = rng.integers(0, 1 << width, size)
+        offsets[rng.integers(0, size)] = 0          # the frame is the smallest value
+        frame = int(rng.integers(0, max(1, (1 << 15) - (1 << width) + 1)))
+        blocks.append((0x41 + width, [frame + int(v) for v in offsets]))
+    data_bytes = frames_section(2**64 - 2**14, blocks, 15)      # values from -2^14 up
+    values = np.array([v for _, vs in blocks for v in vs], np.int64) - 2**14
+    picks = rng.choice(values, 12)
+    for threshold in sorted({*picks.tolist(), *(picks + 1).tolist(), *(picks - 1).tolist(),
+                             int(values.min()) - 1, int(values.max())}):
+        expected = [(values > threshold).sum(), (values == threshold).sum()]
+        for value_bits in (64, 16) if values.max() < 2**15 else (64,):
+            status, tally = count_status(*guarded.at_end(data_bytes), len(values), FRAMES,
+                                         threshold, value_bits)
+            assert status == 0 and tally.tolist() == expected, (threshold, value_bits)
 
 
 @settings(max_examples=300, deadline=None,

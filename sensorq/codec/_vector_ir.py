@@ -164,6 +164,80 @@ def emit_unpack32(builder, src, shift, width, dst):
     builder.position_at_end(done)
 
 
+# Widths that emit_count32 counts in registers: a value and its bit offset in
+# its first byte (≤ 7) span at most three bytes.
+COUNT_WIDTHS = range(1, 16)
+
+
+def emit_count32(builder, src, shift, width, threshold):
+    """How many of the 32 values of ``width`` (COUNT_WIDTHS) bits that start
+    ``shift`` (0..7) bits into src are above ``threshold`` (0 ≤ threshold <
+    2^width), and how many equal it: above | equal << 32, an i64.  A switch
+    with a body per width, every shuffle and shift a constant: the stream
+    realigned to bit 0 (two overlapping loads of 4 or 8 words, a funnel
+    shift), each value's bytes shuffled into a 16-bit lane (widths ≤ 9) or a
+    32-bit one, shifted, masked and compared: no value is stored.  Reads
+    count32_bytes(width) bytes (bits.py).  Other widths give 0."""
+    shift, width, threshold = (_as_i64(builder, v) for v in (shift, width, threshold))
+    done = builder.append_basic_block("count32.done")
+    switch = builder.switch(width, done)
+    results = []
+    for h in COUNT_WIDTHS:
+        block = builder.append_basic_block(f"count32.w{h}")
+        switch.add_case(ir.Constant(I64, h), block)
+        builder.position_at_end(block)
+        results.append((_count_width(builder, src, shift, h, threshold), builder.block))
+        builder.branch(done)
+    entry = switch.parent
+    builder.position_at_end(done)
+    counted = builder.phi(I64)
+    counted.add_incoming(ir.Constant(I64, 0), entry)
+    for value, block in results:
+        counted.add_incoming(value, block)
+    return counted
+
+
+def _count_width(builder, src, shift, h, threshold):
+    words = 4 if h <= 8 else 8       # 32 * h bits, realigned
+    view = _fshr(builder, _load(builder, builder.gep(src, [ir.Constant(I64, 8)]), words),
+                 _load(builder, src, words), _splat(builder, shift, words))
+    stream = builder.bitcast(view, ir.VectorType(ir.IntType(8), 8 * words))
+    lane_bits = 16 if h <= 9 else 32
+    lanes = 512 // lane_bits
+    above = equal = ir.Constant(I64, 0)
+    for first in range(0, 32, lanes):
+        a, e = _count_lanes(builder, stream, h, range(first, first + lanes), lane_bits, threshold)
+        above, equal = builder.add(above, a), builder.add(equal, e)
+    return builder.or_(above, builder.shl(equal, ir.Constant(I64, 32)))
+
+
+def _count_lanes(builder, stream, h, values, lane_bits, threshold):
+    """(above, equal) among ``values`` (their indices in the mini-block), one
+    a lane: its bytes shuffled in (the rest of the lane zero), shifted down
+    by its bit offset, masked."""
+    n_bytes = stream.type.count
+    picks = []
+    for i in values:
+        first, offset = (i * h) >> 3, (i * h) & 7
+        held = (offset + h + 7) // 8          # the bytes that hold value i
+        picks += [first + j if j < held else n_bytes for j in range(lane_bits // 8)]
+    zero = ir.Constant(stream.type, None)
+    gathered = builder.shuffle_vector(stream, zero, ir.Constant(ir.VectorType(I32, len(picks)), picks))
+    lane = ir.IntType(lane_bits)
+    vec = ir.VectorType(lane, len(values))
+    lanes = builder.bitcast(gathered, vec)
+    lanes = builder.lshr(lanes, ir.Constant(vec, [(i * h) & 7 for i in values]))
+    lanes = builder.and_(lanes, ir.Constant(vec, [(1 << h) - 1] * len(values)))
+    t = _splat(builder, builder.trunc(threshold, lane), len(values))
+    counts = []
+    for op in (">", "=="):
+        hits = builder.bitcast(builder.icmp_unsigned(op, lanes, t), ir.IntType(len(values)))
+        popcount = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(hits.type, [hits.type]), f"llvm.ctpop.i{len(values)}")
+        counts.append(builder.zext(builder.call(popcount, [hits]), I64))
+    return counts
+
+
 def _unzigzag(builder, u):
     """(u >> 1) ^ -(u & 1), lane by lane, on an integer vector."""
     one, nil = (ir.Constant(u.type, [ir.Constant(u.type.element, v)] * u.type.count) for v in (1, 0))

@@ -21,8 +21,8 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import ABOVE_EQUAL, LADDER, emit_add32, emit_lookup8, emit_prefix_count, \
-    emit_prefix_sums, emit_range32, emit_unpack32
+from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, emit_add32, emit_count32, emit_lookup8, \
+    emit_prefix_count, emit_prefix_sums, emit_range32, emit_unpack32
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -265,6 +265,34 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
                       builder.gep(dst, [args[5]]))
         return context.get_dummy_value()
     return sig, codegen
+
+
+@intrinsic
+def count32(typingctx, buf, at, shift, width, threshold):
+    """How many of the 32 values of ``width`` bits (COUNT_WIDTHS: 1..15) that
+    start ``shift`` (0..7) bits into byte ``at`` of buf are above
+    ``threshold`` (0 ≤ threshold < 2^width), and how many equal it: above |
+    equal << 32.  unpack32 and a count after it, without storing the values
+    (_vector_ir.emit_count32).  Reads at most buf[at : at +
+    count32_bytes(width)]: the caller checks that they lie in the section."""
+    if not (_c_arrays(buf) and isinstance(width, types.Integer)):
+        return None
+    sig = types.int64(buf, at, shift, width, threshold)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return emit_count32(builder, builder.gep(src, [args[1]]), args[2], args[3], args[4])
+    return sig, codegen
+
+
+COUNT32_MAX_WIDTH = COUNT_WIDTHS[-1]
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def count32_bytes(width):
+    """Bytes that :func:`count32` reads: 4 words and one more for the bit
+    shift up to width 8, else 8 and one."""
+    return 40 if width <= 8 else 72
 
 
 @intrinsic

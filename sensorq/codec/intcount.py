@@ -83,9 +83,9 @@ def _count_payload(buf, pos, end, n, form, base, threshold, value_bits, out, tal
     the count (its frame is its smallest value) is counted whole, neither
     unpacked nor written (read_payload); the kept words, out[:kept], are
     then counted in one flat pass.  Returns (status, kept)."""
-    status, payload_end, kept, above = read_payload(buf, pos, end, n, out, form, np.int64(1), base,
-                                                    threshold, ladder_top(threshold, ladder),
-                                                    ceiling)
+    status, payload_end, kept, above, equal = read_payload(buf, pos, end, n, out, form, np.int64(1),
+                                                           base, threshold,
+                                                           ladder_top(threshold, ladder), ceiling)
     if status == OK and payload_end != end:
         return ERR_LENGTH, 0
     if status == OK:
@@ -93,6 +93,8 @@ def _count_payload(buf, pos, end, n, form, base, threshold, value_bits, out, tal
         # too, and equal to nothing
         for j in range(1 if ladder is None else LADDER_STEPS + 1):
             tally[j] += above
+        if ladder is None:      # mini-blocks counted in registers (a ladder's never are)
+            tally[1] += equal
         _count_values(out, kept, base, threshold, value_bits, tally, ladder)
     return status, kept
 

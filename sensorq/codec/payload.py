@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import (ONE, U64, ZERO, add32, get_bits, load_word, load_word_unchecked, low_mask,
-                   trailing_zeros, unpack32, unpack32_bytes, cttz64_or_64)
+from .bits import (COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
+                   load_word, load_word_unchecked, low_mask, trailing_zeros, unpack32, unpack32_bytes,
+                   cttz64_or_64)
 from .codes import (ERR_BAD_CODE, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
                     OK, PATCHED, PAYLOAD_FRAMES, RICE, SHORT)
 from .pricing import PATCH_POSITION, RICE_WINDOW_MAX_K
@@ -234,8 +235,8 @@ def _read_frame(buf, start, end, bit_pos):
 def _read_payload(buf, pos, end, n, out, short):
     """Residuals of all mini-blocks of the payload at pos into out[:n], reading
     nothing past ``end``; returns (status, where the payload ends)."""
-    status, payload_end, _, _ = read_payload(buf, pos, end, n, out, short, np.int64(0), ZERO,
-                                             np.int64(0), np.int64(0), NO_CEILING)
+    status, payload_end, _, _, _ = read_payload(buf, pos, end, n, out, short, np.int64(0), ZERO,
+                                                np.int64(0), np.int64(0), NO_CEILING)
     return status, payload_end
 
 
@@ -257,7 +258,7 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
     them, atomic operations, per call: ~1 ns a value at 32 values a call.
     ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
     neither pays it.
-    Returns (status, where the payload ends, kept, above).
+    Returns (status, where the payload ends, kept, above, equal).
     With ``settle`` 0 (decoding) every residual is read: kept = n, above = 0.
     With ``settle`` 1 (a count of an order-0 column, intcount.py): a
     bit-packed or framed mini-block whose range settles the count (tally.framed_count;
@@ -271,13 +272,13 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
     frame_length = np.int64(0)
     if frames:
         if start >= end:
-            return ERR_TRUNCATED, -1, 0, 0
+            return ERR_TRUNCATED, -1, 0, 0, 0
         frame_length = np.int64(buf[start])
         if frame_length > 63:
-            return ERR_BAD_CODE, -1, 0, 0
+            return ERR_BAD_CODE, -1, 0, 0, 0
         start += 1
     if start > end:
-        return ERR_TRUNCATED, -1, 0, 0
+        return ERR_TRUNCATED, -1, 0, 0, 0
     if frames and settle:
         return _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top,
                               ceiling)
@@ -293,16 +294,16 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
         framed = h >= FRAMED and h < RICE
         frame = ZERO
         if frames and h >= RICE:        # Rice and patched: not in a FRAMES payload
-            return ERR_BAD_CODE, -1, 0, 0
+            return ERR_BAD_CODE, -1, 0, 0, 0
         if framed:
             if short:
-                return ERR_BAD_CODE, -1, 0, 0
+                return ERR_BAD_CODE, -1, 0, 0, 0
             if frames:
                 bit_pos, frame = _read_fixed_frame(buf, start, end, bit_pos, frame_length)
             else:
                 bit_pos, frame = _read_frame(buf, start, end, bit_pos)
             if bit_pos > limit:
-                return ERR_TRUNCATED, -1, 0, 0
+                return ERR_TRUNCATED, -1, 0, 0, 0
             w = h - FRAMED
         hi = min(n, lo + MINI_BLOCK)
         # a count, and a mini-block whose values lie in [base + frame, + 2^w)
@@ -311,7 +312,7 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
             if verdict != UNSETTLED:
                 bit_pos += (hi - lo) * w
                 if bit_pos > limit:
-                    return ERR_TRUNCATED, -1, 0, 0
+                    return ERR_TRUNCATED, -1, 0, 0, 0
                 settled += hi - lo
                 if verdict == ALL_COUNT:
                     above += hi - lo
@@ -334,27 +335,27 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
             out[U64(at) + p] |= U64(patched) << U64(w)
             bit_pos += PATCH_POSITION * np.int64(patched)
             if bit_pos > limit:
-                return ERR_TRUNCATED, -1, 0, 0
+                return ERR_TRUNCATED, -1, 0, 0, 0
             if framed:
                 add32(out, at, frame)
             continue
         if h <= 64 or framed:   # the last mini-block, or one near the section's end
             if bit_pos + (hi - lo) * w > limit:
-                return ERR_TRUNCATED, -1, 0, 0
+                return ERR_TRUNCATED, -1, 0, 0, 0
             _unpack(buf, start, end, bit_pos, w, out, at, stop)
             bit_pos += (hi - lo) * w
             for i in range(U64(at), U64(stop)):
                 out[i] += frame
         elif patched and not short:
             if bit_pos + (hi - lo) * w > limit:
-                return ERR_TRUNCATED, -1, 0, 0
+                return ERR_TRUNCATED, -1, 0, 0, 0
             _unpack(buf, start, end, bit_pos, w, out, at, stop)
             bit_pos += (hi - lo) * w
             if bit_pos + PATCH_POSITION > limit:
-                return ERR_TRUNCATED, -1, 0, 0
+                return ERR_TRUNCATED, -1, 0, 0, 0
             p = np.int64(get_bits(buf, start, end, bit_pos, PATCH_POSITION))
             if p >= hi - lo:
-                return ERR_BAD_CODE, -1, 0, 0
+                return ERR_BAD_CODE, -1, 0, 0, 0
             out[U64(at + p)] |= U64(1) << U64(w)
             bit_pos += PATCH_POSITION
         elif h & RICE and (h & 0x7F) <= 63:
@@ -385,21 +386,30 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
                 # near the section's end, or a quotient longer than a word
                 out[i], bit_pos = _read_rice(buf, start, end, bit_pos, k, limit)
                 if bit_pos < 0 or bit_pos > limit:
-                    return ERR_TRUNCATED, -1, 0, 0
+                    return ERR_TRUNCATED, -1, 0, 0, 0
                 i += 1
         else:
-            return ERR_BAD_CODE, -1, 0, 0
-    return OK, start + (bit_pos + 7) // 8, n - settled, above
+            return ERR_BAD_CODE, -1, 0, 0, 0
+    return OK, start + (bit_pos + 7) // 8, n - settled, above, 0
 
 
 @cached(_STAMP, nogil=True)
 def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top, ceiling):
     """read_payload's count of a FRAMES payload (header bytes at pos, bit
-    stream at start): what read_payload does with ``settle``, in a loop of
-    its own.  Each mini-block's start is the last one's plus its frame
+    stream at start): what read_payload does with ``settle``, in two loops
+    of its own.  The first walks the mini-blocks and settles what their
+    frames settle.  Each mini-block's start is the last one's plus its frame
     length and 32 widths, none of it read from the stream, so the frames'
     loads and their verdicts overlap from one mini-block to the next (the
     general walk reads each frame's length before it knows the next start).
+    It notes each unsettled one (where its values start, its width, its
+    frame) in the three words of ``out`` where its values would go.  The
+    second reads them: a plain count (``top`` is the threshold, no
+    ``ceiling``) counts a whole mini-block of a narrow width in registers
+    (bits.count32), others are unpacked into out[:kept] as before.  The walk
+    runs at about twice the speed without the unpacking's code in its loop,
+    and a mini-block counted in registers costs about a third of one
+    unpacked, its frame added and its words counted after.
     Loads are bounded by ``end``, not by the walk: the end bit is checked
     against the section once, at the end, or at a header the form does not
     allow (TRUNCATED if the walk had passed the section's end by then, as
@@ -407,11 +417,12 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     limit = (end - start) * 8
     bit_pos = np.int64(0)
-    settled, above = np.int64(0), np.int64(0)
+    settled, above, unsettled = np.int64(0), np.int64(0), np.int64(0)
+    tail_at, tail_width, tail_frame = np.int64(-1), np.int64(0), ZERO    # a short last one kept
     for m in range(n_mini):
         h = np.int64(buf[U64(pos + m)])
         if h >= RICE:
-            return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0
+            return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0, 0
         framed = h >= FRAMED
         w = h - FRAMED if framed else h
         length = frame_length if framed else np.int64(0)
@@ -423,26 +434,49 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         else:
             frame = get_bits(buf, start, end, bit_pos, length)
         values_at = bit_pos + length
-        lo = m * MINI_BLOCK
-        count = min(n - lo, MINI_BLOCK)
+        count = min(n - m * MINI_BLOCK, MINI_BLOCK)
         bit_pos = values_at + count * w
         verdict = framed_count(base + frame, w, threshold, top, ceiling)
         if verdict != UNSETTLED:
             settled += count
             above += count if verdict == ALL_COUNT else 0
             continue
-        at = lo - settled
-        if count == MINI_BLOCK and start + (values_at >> 3) + unpack32_bytes(w) <= end:
-            unpack32(buf, start + (values_at >> 3), values_at & 7, w, out, at)
-        elif bit_pos <= limit:
-            _unpack(buf, start, end, values_at, w, out, at, at + count)
-        else:
-            return ERR_TRUNCATED, -1, 0, 0
-        if framed and count == MINI_BLOCK:
-            add32(out, at, frame)
-        elif framed:
-            for i in range(U64(at), U64(at + count)):
-                out[i] += frame
+        if count < MINI_BLOCK:      # the last one, short: kept after the others
+            tail_at, tail_width, tail_frame = values_at, w, frame
+            continue
+        # every mini-block before this one is whole: its values would start
+        # at out[32 * unsettled], where the note goes (read before they are)
+        note = U64(MINI_BLOCK * unsettled)
+        out[note] = U64(values_at)
+        out[note + ONE] = U64(w)
+        out[note + U64(2)] = frame
+        unsettled += 1
     if bit_pos > limit:
-        return ERR_TRUNCATED, -1, 0, 0
-    return OK, start + (bit_pos + 7) // 8, n - settled, above
+        return ERR_TRUNCATED, -1, 0, 0, 0
+    in_registers = top == threshold and ceiling == NO_CEILING
+    kept, equal = np.int64(0), np.int64(0)
+    for j in range(unsettled):
+        note = U64(MINI_BLOCK * j)
+        values_at, w, frame = np.int64(out[note]), np.int64(out[note + ONE]), out[note + U64(2)]
+        at = start + (values_at >> 3)
+        lowest, span = np.int64(base + frame), np.int64(low_mask(w))
+        below = threshold - lowest                  # the threshold less the frame's value
+        if in_registers and 1 <= w <= COUNT32_MAX_WIDTH and 0 <= below <= span \
+                and lowest + span >= lowest and at + count32_bytes(w) <= end:
+            counted = count32(buf, at, values_at & 7, w, below)
+            above += counted & 0xFFFFFFFF
+            equal += counted >> 32
+            continue
+        if at + unpack32_bytes(w) <= end:
+            unpack32(buf, at, values_at & 7, w, out, kept)
+        else:
+            _unpack(buf, start, end, values_at, w, out, kept, kept + MINI_BLOCK)
+        add32(out, kept, frame)
+        kept += MINI_BLOCK
+    if tail_at >= 0:
+        count = n - (n_mini - 1) * MINI_BLOCK
+        _unpack(buf, start, end, tail_at, tail_width, out, kept, kept + count)
+        for i in range(U64(kept), U64(kept + count)):
+            out[i] += tail_frame
+        kept += count
+    return OK, start + (bit_pos + 7) // 8, kept, above, equal
