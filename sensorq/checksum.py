@@ -9,8 +9,10 @@ multiplies; measured on the development machine: 56 against 4.2 GB/s on
 read from a mapped segment.  A query checks its blocks when it first reads
 them (store/scan.py): the first ask of ``count where z > 2g`` on the 20
 M-sample benchmark cache (621 blocks) went from 7.5–8.3 to 5.9–6.4 ms, the
-rest of it mostly the faults that map the segment's pages in (since mapped
-in a call per run of blocks: store/segment.py populate); ingest, which
+rest of it mostly the faults that map the segment's pages in (an
+madvise(MADV_POPULATE_READ) per run of nearby blocks was tried and taken
+out: at ~7 µs a call it cost more than the faults it saved, first asks
+0.3-4 ms slower on a later machine, Linux 6.18); ingest, which
 checksums every block it writes, from 53 to 61 M rows/s.
 """
 from __future__ import annotations

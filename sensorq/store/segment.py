@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,35 +12,6 @@ from . import fileio
 from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, LEGACY_SEGMENT_VERSION,
                       SEGMENT_HEADER_SIZE, SEGMENT_VERSION, SHORT, ScanResult, check_segment_header,
                       scan_records, segment_file_name, segment_version)
-
-
-# Linux's MADV_POPULATE_READ (5.14 on; Python names it from 3.13): map a
-# range's pages in with one call, where touching them faults once a page.
-MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22 if sys.platform.startswith("linux") else None)
-POPULATE_GAP = 32 << 10     # ranges closer than this are mapped in as one (pages between included)
-
-
-def populate(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
-    """Ask the kernel to map in the pages of these byte ranges of a mapped
-    segment's buffer (Segment.buffer), a call per run of nearby ranges: the
-    blocks a query is about to check and read.  A fresh handle otherwise
-    faults them in a 4 KB page at a time: the first ``count where z > 2g``
-    over the 20 M benchmark cache (621 blocks, 6.8 MB) spent ~3 ms of its
-    7.6-8 ms on it.  Only a hint: a buffer that is not a whole mapping (a
-    zstd run's), a platform or kernel without it, and it does nothing."""
-    mapping = getattr(buf.base, "obj", None)      # np.frombuffer(mapping): a memoryview of it
-    if MADV_POPULATE_READ is None or not isinstance(mapping, mmap.mmap) or not len(starts):
-        return
-    order = np.argsort(starts, kind="stable")
-    first = starts[order].astype(np.int64)
-    reach = np.maximum.accumulate(first + lengths[order])
-    breaks = np.flatnonzero(first[1:] > reach[:-1] + POPULATE_GAP) + 1
-    for lo, hi in zip(first[np.r_[0, breaks]].tolist(), reach[np.r_[breaks - 1, len(first) - 1]].tolist()):
-        lo -= lo % mmap.PAGESIZE
-        try:
-            mapping.madvise(MADV_POPULATE_READ, lo, min(hi, len(mapping)) - lo)
-        except (OSError, ValueError):
-            return          # a kernel without it: the pages fault in as before
 
 
 class Segment:
