@@ -95,7 +95,8 @@ def _count_payload(buf, pos, end, n, form, base, threshold, value_bits, out, tal
             tally[j] += above
         if ladder is None:      # mini-blocks counted in registers (a ladder's never are)
             tally[1] += equal
-        _count_values(out, kept, base, threshold, value_bits, tally, ladder)
+        if kept:                # (none, mostly, where every unsettled one is narrow)
+            _count_values(out, kept, base, threshold, value_bits, tally, ladder)
     return status, kept
 
 

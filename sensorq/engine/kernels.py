@@ -418,7 +418,7 @@ def _count_raw_compare(buf, blocks, lay_t, lay_c, op, threshold, value_bits, sta
             start = lay_c[b, 0, 0]
             prefetch_ahead(buf, blocks, j, last, lay_t, lay_c, need_time)
             if not need_time:
-                tally[:] = 0
+                tally[0] = tally[1] = 0
                 status[j] = count_column(buf, start, start + lay_c[b, 0, 1], n, lay_c[b, 0, 2],
                                          threshold, value_bits, words, scratch, tally)
                 counts[j] = _from_tally(op, n, tally[0], tally[1])
