@@ -393,6 +393,15 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
     return OK, start + (bit_pos + 7) // 8, n - settled, above, 0
 
 
+@cached(_STAMP, nogil=True, inline="always")
+def _frames_header(h, frame_length):
+    """(width, frame length) of a FRAMES mini-block by its header h (below
+    RICE): framed (0x41 + w, a frame of the section's length) or bit-packed
+    (w, no frame)."""
+    framed = h >= FRAMED
+    return (h - FRAMED if framed else h), (frame_length if framed else np.int64(0))
+
+
 @cached(_STAMP, nogil=True)
 def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top, ceiling):
     """read_payload's count of a FRAMES payload (header bytes at pos, bit
@@ -422,9 +431,7 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         h = np.int64(buf[U64(pos + m)])
         if h >= RICE:
             return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0, 0
-        framed = h >= FRAMED
-        w = h - FRAMED if framed else h
-        length = frame_length if framed else np.int64(0)
+        w, length = _frames_header(h, frame_length)
         # the frame from the word at its byte, or, near the end, the
         # section's last word (read_payload sends no shorter section here):
         # one load and no branch, which took a fifth off the walk
@@ -451,9 +458,7 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         h = np.int64(buf[U64(pos + n // MINI_BLOCK)])
         if h >= RICE:
             return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0, 0
-        framed = h >= FRAMED
-        tail_width = h - FRAMED if framed else h
-        length = frame_length if framed else np.int64(0)
+        tail_width, length = _frames_header(h, frame_length)
         tail_frame = get_bits(buf, start, end, bit_pos, length)
         tail_at = bit_pos + length
         bit_pos = tail_at + tail * tail_width
