@@ -1,12 +1,13 @@
 """LLVM IR for the vector kernels of bits.py (``unpack32``, ``prefix_sums``,
-``prefix_count64/32/16``, which compare the sums instead of storing them, a
+``prefix_count64/32/16``, which compare the sums instead of storing them,
+``count32``, which counts a mini-block's values without storing them, a
 mini-block's ``add32`` and ``range32``, and a dictionary's ``lookup8``).
 
 Written with llvmlite's IR builder in target-neutral vector IR: constant
 shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.ctpop`` of compare
 masks, ``llvm.masked.gather``, ``llvm.vector.reduce.umin/umax``, plain
 vector loads and stores.  LLVM picks
-the instructions for the host (vpermt2q/vpshrdvq/valignq/vpgatherqq on
+the instructions for the host (vpermt2q/vpermi2b/vpshrdvq/valignq/vpgatherqq on
 AVX-512, scalar code where there is no such instruction); no target
 intrinsic is named here.
 """
