@@ -416,9 +416,10 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
     second reads them: a plain count (``top`` is the threshold, no
     ``ceiling``) counts a whole mini-block of a narrow width in registers
     (bits.count32), others are unpacked into out[:kept] as before.  The walk
-    runs at about twice the speed without the unpacking's code in its loop,
-    and a mini-block counted in registers costs about a third of one
-    unpacked, its frame added and its words counted after.
+    is faster without the unpacking's code in its loop (2.13 -> 1.84 ms over
+    the benchmark's 4,883 x sections when every mini-block settles), and a
+    mini-block counted in registers costs about a third of one unpacked,
+    its frame added and its words counted after (~7 against ~20 ns).
     Its frames are at most 56 bits, and the bit stream at least 8 bytes.
     Loads are bounded by ``end``, not by the walk: the end bit is checked
     against the section once, at the end, or at a header the form does not
