@@ -259,12 +259,17 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
     ``unpack32`` is an intrinsic and ``_rice_window`` has no loop or call, so
     neither pays it.
     Returns (status, where the payload ends, kept, above, equal).
-    With ``settle`` 0 (decoding) every residual is read: kept = n, above = 0.
-    With ``settle`` 1 (a count of an order-0 column, intcount.py): a
-    bit-packed or framed mini-block whose range settles the count (tally.framed_count;
-    base, threshold, top as there) is neither unpacked nor written: the
-    residuals of the others are packed into out[:kept] in order, and
-    ``above`` says how many of the settled values count (are above ``top``)."""
+    With ``settle`` 0 (decoding) every residual is read: kept = n, above =
+    equal = 0.  With ``settle`` 1 (a count of an order-0 column,
+    intcount.py): a bit-packed or framed mini-block whose range settles the
+    count (tally.framed_count; base, threshold, top as there) is neither
+    unpacked nor written, and in a FRAMES payload a plain count (``top`` the
+    threshold, no ``ceiling``) counts the narrow ones it cannot settle in
+    registers (_settle_frames); the residuals of the others are packed into
+    out[:kept] in order.  ``above`` says how many of the values not kept
+    count (are above ``top``), ``equal`` how many of them equal the
+    threshold (only those counted in registers: a settled mini-block holds
+    none)."""
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     short = form == SHORT
     frames = form == PAYLOAD_FRAMES
@@ -460,8 +465,7 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         if h >= RICE:
             return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0, 0
         tail_width, length = _frames_header(h, frame_length)
-        tail_frame = get_bits(buf, start, end, bit_pos, length)
-        tail_at = bit_pos + length
+        tail_at, tail_frame = _read_fixed_frame(buf, start, end, bit_pos, length)
         bit_pos = tail_at + tail * tail_width
         verdict = framed_count(base + tail_frame, tail_width, threshold, top, ceiling)
         if verdict != UNSETTLED:
