@@ -4,6 +4,7 @@ works on them.  Checked against the model's own scores (score_windows) and
 against the same outputs stored as an ordinary stream in another cache."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,29 @@ def test_with_no_range_a_derived_stream_holds_the_windows_that_reach_the_first_s
     assert first % hop == 0 and T0 - window < first <= T0 - window + hop
     assert first < T0      # the 2 s windows by 500 ms hops begin before the data
     assert trained.query("count from motion").value == len(everything.start)
+
+
+def test_a_model_added_after_a_handle_kept_its_listing_is_queried(tmp_path):
+    """Every query looks for the cache's models; a handle keeps the listing
+    while the models directory's mtime stays (executor.model_names).  A model
+    trained after that, by another handle, changes the mtime, and the next
+    query sees it."""
+    from sensorq.engine.executor import model_names
+    writer = synthetic(tmp_path / "c", seconds=60)
+    registry = ModelRegistry(writer)
+    registry.train("first", "imu", "state", kind="forest", window="2s", hop="1s", trees=3, depth=3)
+    models_dir = tmp_path / "c" / "models"
+    old = models_dir.stat().st_mtime_ns - 60 * 10**9       # past the racy margin: the listing is kept
+    os.utime(models_dir, ns=(old, old))
+    reader = sensorq.open(tmp_path / "c", readonly=True)
+    assert model_names(reader) == ("first",)
+    assert reader.query("count where first == shake").value == \
+        writer.query("count where first == shake").value
+    registry.train("second", "imu", "state", kind="forest", window="2s", hop="1s", trees=3, depth=3)
+    assert sorted(model_names(reader)) == ["first", "second"]
+    assert reader.query("count where second == tilt").value == \
+        writer.query("count where second == tilt").value
+    registry.remove("first")
+    assert model_names(reader) == ("second",)
+    reader.close()
+    writer.close()

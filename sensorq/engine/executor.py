@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import time
+import weakref
 
 import numpy as np
 
@@ -70,17 +72,52 @@ def _plan_in_view(cache, text: str, now_policy: str):
 
 
 def _may_name_a_model(cache, text: str) -> bool:
-    try:
-        files = os.listdir(os.path.join(cache.path, MODELS_DIR))
-    except OSError:         # no models directory: no models
-        return False
-    names = [f[:-len(MODEL_SUFFIX)] for f in files if f.endswith(MODEL_SUFFIX)]
+    names = model_names(cache)
     if not names:
         return False
     if len(cache.streams) < 2:
         return True
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
     return any(word == name or word.startswith(name + "_") for word in words for name in names)
+
+
+# A listing of a models directory is used again while the directory's mtime
+# stays (a model is written as a temporary file renamed into place, and
+# removed by unlink: each changes it), unless that mtime is this recent: on
+# file systems with coarse timestamps (FAT on an SD card: 2 s) a model added
+# in the same tick as the listing would leave the mtime as it was.
+_RACY_LISTING_NS = 3_000_000_000
+_LISTINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def model_names(cache) -> tuple[str, ...]:
+    """The names of the cache's models (its models directory's NAME.sqm
+    files), as every query looks for them: one access() when the cache has
+    no models directory (~1 µs; listing a missing one raised, ~3 µs), one
+    stat() while the listing kept still holds."""
+    referable = _weakly_referable(cache)
+    kept = _LISTINGS.get(cache) if referable else None
+    if kept is None:
+        kept = (os.path.join(cache.path, MODELS_DIR), None, ())
+        if referable:
+            _LISTINGS[cache] = kept
+    directory = kept[0]
+    if not os.access(directory, os.F_OK):
+        return ()
+    try:
+        mtime = os.stat(directory).st_mtime_ns
+        if kept[1] == mtime:
+            return kept[2]
+        names = tuple(f[:-len(MODEL_SUFFIX)] for f in os.listdir(directory) if f.endswith(MODEL_SUFFIX))
+    except OSError:         # removed since: no models
+        return ()
+    if referable and time.time_ns() - mtime > _RACY_LISTING_NS:
+        _LISTINGS[cache] = (directory, mtime, names)
+    return names
+
+
+def _weakly_referable(cache) -> bool:
+    return hasattr(type(cache), "__weakref__")
 
 
 def _with_models(cache):

@@ -111,6 +111,16 @@ def _entropy_extra(index, rows, channels) -> int:
     return extra * (ENTROPY_WEIGHT - 1)
 
 
+def _kernels():
+    """kernels.py, imported by the first call (importing it starts numba);
+    after that a dict lookup, where an import statement in each call cost
+    ~1 µs (a small query makes several)."""
+    module = sys.modules.get(_KERNELS_MODULE)
+    if module is None:
+        from . import kernels as module
+    return module
+
+
 def choose(engine: str | None, values):
     """The tier for a scan that decodes about ``values`` column values: a
     number, or a function that prices the scan, called only where ``auto``
@@ -170,7 +180,7 @@ class CompiledTier:
     name = "compiled"
 
     def count(self, layout, blocks, programs, raw_compare, start, end, need_time) -> np.ndarray:
-        from . import kernels as K
+        K = _kernels()
         counts, status = np.zeros(len(blocks), np.int64), np.zeros(len(blocks), np.int64)
         parallel = len(blocks) >= K.PARALLEL_MIN_BLOCKS
         if raw_compare is not None:
@@ -191,7 +201,7 @@ class CompiledTier:
         """Over whole blocks (no window cut: every sample counts): how many raw
         values of the layout's first channel, an integer one of ``dtype``, are
         at least threshold + s, for s = 0..LADDER_STEPS (kernels.count_ladder)."""
-        from . import kernels as K
+        K = _kernels()
         ladders = np.zeros((len(blocks), LADDER_STEPS + 1), np.int64)
         status = np.zeros(len(blocks), np.int64)
         value_bits = max(_value_bits(dtype, threshold),
@@ -202,7 +212,7 @@ class CompiledTier:
         return ladders.sum(0)
 
     def partials(self, layout, blocks, programs, start, end, slots, fp, ip) -> None:
-        from . import kernels as K
+        K = _kernels()
         pred_code, val_code, consts, depth = programs.kernel_args()
         status = np.zeros(len(blocks), np.int64)
         parallel = len(blocks) >= K.PARALLEL_MIN_BLOCKS
@@ -215,7 +225,7 @@ class CompiledTier:
 
     def top_blocks(self, layout, blocks, bounds, pos_base, programs, start, end, best) -> int:
         """selection.run_top's blocks of one layout merged into ``best`` (kernels.top_blocks)."""
-        from . import kernels as K
+        K = _kernels()
         pred_code, val_code, consts, depth = programs.kernel_args()
         status, decoded = K.top_blocks(layout.buf, blocks, bounds, pos_base, layout.lay_t,
                                        layout.lay_c, pred_code, val_code, consts,
@@ -227,7 +237,7 @@ class CompiledTier:
     def evaluate_into(self, layout, programs, dest, t_out, mask_out, v_out) -> None:
         """Every block of ``layout``: its samples' times, predicate and value
         written at dest[j] of the flat outputs (kernels.evaluate_into)."""
-        from . import kernels as K
+        K = _kernels()
         pred_code, val_code, consts, depth = programs.kernel_args()
         blocks = np.arange(len(layout.blocks), dtype=np.int64)
         status = np.zeros(len(blocks), np.int64)
@@ -241,7 +251,7 @@ class CompiledTier:
     def episodes(self, samples, start, end, gap_ns, entries, state, peak, out) -> int:
         """search.EpisodeBuilder's work over decoded samples in one kernel call
         (kernels.episode_scan)."""
-        from . import kernels as K
+        K = _kernels()
         return K.episode_scan(*samples, start, end, gap_ns, *entries, state, peak, *out)
 
     def threads(self) -> int:
@@ -250,7 +260,7 @@ class CompiledTier:
 
     def histograms(self, layout, programs, value_slot, tasks, cells) -> None:
         """selection.Tasks counted into ``cells`` (kernels.value_histograms)."""
-        from . import kernels as K
+        K = _kernels()
         pred_code, _, consts, depth = programs.kernel_args()
         status = np.zeros(len(tasks.task_ptr) - 1, np.int64)
         parallel = len(status) > 1 and len(tasks.entry_block) >= K.PARALLEL_MIN_BLOCKS // 4
@@ -262,7 +272,7 @@ class CompiledTier:
         check_status(status)
 
     def gather(self, layout, b, reader, start, end):
-        from . import kernels as K
+        K = _kernels()
         status, t, values, raw = K.gather_block(
             layout.buf, b, layout.lay_t, layout.lay_c, reader.pred_code, reader.val_code,
             reader.consts, reader.scales, reader.depth, reader.programs.has_pred,
@@ -271,7 +281,7 @@ class CompiledTier:
         return t, values, raw
 
     def evaluate(self, layout, b, reader):
-        from . import kernels as K
+        K = _kernels()
         n = int(layout.lay_t[b, N_SAMPLES])
         t, raw, words, scratch, stack, mask, values = K.block_scratch(
             n, len(reader.slot_channels), reader.depth)
