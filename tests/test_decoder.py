@@ -446,10 +446,11 @@ def frames_section(base, blocks, length):
 
 @st.composite
 def frames_mixes(draw):
-    """(blocks, n, L): up to 6 mini-blocks of 32 values (the last 1..32),
+    """(blocks, n, L): up to 6 mini-blocks of 32 values (the last 1..32), or
+    up to 20 (a count walks whole ones eight at a time: bits.walk8),
     bit-packed at 0..64 bits or framed at 0..62 with a frame below 2^L."""
     length = draw(st.integers(0, 63))
-    count = draw(st.integers(1, 6))
+    count = draw(st.integers(1, draw(st.sampled_from((6, 20)))))
     blocks = []
     for m in range(count):
         size = 32 if m < count - 1 else draw(st.integers(1, 32))

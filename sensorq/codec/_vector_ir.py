@@ -16,7 +16,7 @@ from __future__ import annotations
 from llvmlite import ir
 from numba.core import cgutils
 
-from .codes import LADDER_STEPS
+from .codes import FRAMED, LADDER_STEPS, RICE
 
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
@@ -396,6 +396,84 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
                                                             tests, True))
     last = builder.extract_element(builder.load(running), ir.Constant(I32, 0))
     return builder.zext(last, I64) if lanes > 8 else last
+
+
+def _scan8(builder, v):
+    """Inclusive prefix sums of the 8 lanes of v: log2(8) shifted adds."""
+    zero = _const([0] * 8)
+    for step in (1, 2, 4):
+        v = builder.add(v, _shuffle(builder, v, zero, [t - step if t >= step else 8 for t in range(8)]))
+    return v
+
+
+def _low_masks(builder, widths, most):
+    """Per lane, 2^width - 1 for widths 0..``most`` (64: all ones); a shift by
+    64 would be poison, so those lanes are selected around it."""
+    n = widths.type.count
+    ones = _const([-1] * n)
+    if most < 64:
+        return builder.select(builder.icmp_unsigned("==", widths, _const([0] * n)), _const([0] * n),
+                              builder.lshr(ones, builder.sub(_const([64] * n), widths)))
+    return builder.select(builder.icmp_unsigned(">=", widths, _const([64] * n)), ones,
+                          builder.sub(builder.shl(_const([1] * n), widths), _const([1] * n)))
+
+
+def _lane_mask(builder, bits):
+    """An <8 x i1> as the low 8 bits of an i64."""
+    return builder.zext(builder.bitcast(bits, ir.IntType(8)), I64)
+
+
+def _popcount(builder, x):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I64, [I64]), "llvm.ctpop.i64")
+    return builder.call(fn, [x])
+
+
+def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, threshold, notes):
+    """payload._settle_frames' walk over 8 FRAMES mini-blocks at once (a plain
+    count: see bits.walk8).  Header bytes h (< 0x80: framed 0x41 + w, or
+    bit-packed w) give each mini-block's bits, L + 32 w or 32 w; their
+    prefix sums from ``bit_pos`` say where each frame starts; the frames come
+    from one gather of the words at their bytes (clamped to the section's
+    last word, as the scalar walk does), and two compares of frame + base and
+    frame + base + 2^w - 1 with the threshold settle each mini-block."""
+    lanes = ir.VectorType(ir.IntType(8), 8)
+    h = builder.zext(builder.load(builder.bitcast(builder.gep(buf, [headers]), lanes.as_pointer()),
+                                  align=1), _vec(8))
+    bad = builder.icmp_unsigned("!=", _lane_mask(builder, builder.icmp_unsigned(">=", h, _const([RICE] * 8))),
+                                ir.Constant(I64, 0))
+    framed = builder.icmp_unsigned(">=", h, _const([FRAMED] * 8))
+    width = builder.select(framed, builder.sub(h, _const([FRAMED] * 8)), h)
+    length = builder.select(framed, _splat(builder, frame_length, 8), _const([0] * 8))
+    size = builder.add(length, builder.shl(width, _const([5] * 8)))      # L + 32 w bits
+    through = _scan8(builder, size)
+    at = builder.add(builder.sub(through, size), _splat(builder, bit_pos, 8))     # each frame's bit
+    last_word = _splat(builder, builder.sub(end, ir.Constant(I64, 8)), 8)
+    byte = builder.add(_splat(builder, start, 8), builder.ashr(at, _const([3] * 8)))
+    byte = builder.select(builder.icmp_signed("<", byte, last_word), byte, last_word)
+    skip = builder.sub(at, builder.shl(builder.sub(byte, _splat(builder, start, 8)), _const([3] * 8)))
+    skip = builder.select(builder.icmp_signed("<", skip, _const([63] * 8)), skip, _const([63] * 8))
+    # eight scalar loads, not a gather: on this machine's cores a gather of
+    # words from L2 took ~60 cycles for eight (the scalar loads overlap)
+    words = ir.Constant(_vec(8), ir.Undefined)
+    for k in range(8):
+        lane_byte = builder.extract_element(byte, ir.Constant(I32, k))
+        word = builder.load(builder.bitcast(builder.gep(buf, [lane_byte]), I64.as_pointer()), align=1)
+        words = builder.insert_element(words, word, ir.Constant(I32, k))
+    frame = builder.and_(builder.lshr(words, skip), _low_masks(builder, length, 56))
+    low = builder.add(_splat(builder, base, 8), frame)
+    high = builder.add(low, _low_masks(builder, width, 64))
+    whole = builder.icmp_signed(">=", high, low)          # a range that wraps is read
+    limit = _splat(builder, threshold, 8)
+    all_above = builder.and_(whole, builder.icmp_signed(">", low, limit))
+    settled = builder.or_(all_above, builder.and_(whole, builder.icmp_signed("<", high, limit)))
+    for k, vector in enumerate((builder.add(at, length), width, frame)):      # the notes
+        _store8(builder, notes, k, vector)
+    ends_at = builder.add(bit_pos, builder.extract_element(through, ir.Constant(I32, 7)))
+    unsettled = builder.xor(_lane_mask(builder, settled), ir.Constant(I64, 0xFF))
+    flags = builder.or_(builder.shl(builder.zext(bad, I64), ir.Constant(I64, 24)),
+                        builder.or_(builder.shl(_popcount(builder, _lane_mask(builder, all_above)),
+                                                ir.Constant(I64, 16)), unsettled))
+    return ends_at, flags
 
 
 def emit_range32(builder, src):

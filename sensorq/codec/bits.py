@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
 from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, emit_add32, emit_count32, emit_lookup8, \
-    emit_prefix_count, emit_prefix_sums, emit_range32, emit_unpack32
+    emit_prefix_count, emit_prefix_sums, emit_range32, emit_unpack32, emit_walk8
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -282,6 +282,36 @@ def count32(typingctx, buf, at, shift, width, threshold):
     def codegen(context, builder, signature, args):
         src = context.make_array(signature.args[0])(context, builder, args[0]).data
         return emit_count32(builder, builder.gep(src, [args[1]]), args[2], args[3], args[4])
+    return sig, codegen
+
+
+WALK8_BAD_HEADER = 1 << 24        # walk8's flag: a header byte of Rice or patched
+
+
+@intrinsic
+def walk8(typingctx, buf, headers, start, end, bit_pos, frame_length, base, threshold, out, at):
+    """Eight mini-blocks of a FRAMES payload settled at once, for a plain count
+    (values above ``threshold``): header bytes buf[headers:headers + 8], each
+    below 0x80; the bit stream at byte ``start``, the first frame at
+    ``bit_pos``; frames ``frame_length`` (≤ 56) bits; end - start ≥ 8 (loads
+    are clamped to the section's last word, as _settle_frames' are).
+    Writes each mini-block's note into out[at:at + 24]: where its values
+    start (bits), its width, its frame, eight of each.  Returns (the bit
+    after the eighth, flags): flags = (a header byte ≥ 0x80) << 24 | the
+    number that all count << 16 | the mask of those left unsettled
+    (_vector_ir.emit_walk8).  The next bit apart, so that the next step's
+    loads need not wait for this step's gather and compares."""
+    if not (_c_arrays(buf, out) and out.dtype == types.uint64):
+        return None
+    sig = types.UniTuple(types.int64, 2)(buf, headers, start, end, bit_pos, frame_length, base,
+                                         threshold, out, at)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dst = context.make_array(signature.args[8])(context, builder, args[8]).data
+        i64 = [context.cast(builder, v, t, types.int64) for v, t in zip(args[1:8], signature.args[1:8])]
+        ends_at, flags = emit_walk8(builder, src, *i64, builder.gep(dst, [args[9]]))
+        return context.make_tuple(builder, signature.return_type, (ends_at, flags))
     return sig, codegen
 
 
