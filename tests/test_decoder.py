@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensorq.codec import npdecode
+from sensorq.codec.codes import LADDER_STEPS
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.intcodec import decode_column, decode_column_scaled, undo_residuals
 from sensorq.engine.kernels import decode_rows
@@ -467,12 +468,14 @@ def frames_mixes(draw):
     return blocks, sum(len(v) for _, v in blocks), length
 
 
-def count_status(buf, pos, end, n, codec, threshold, value_bits=64):
-    """count_column's (status, tally) for a count of the words above ``threshold``."""
+def count_status(buf, pos, end, n, codec, threshold, value_bits=64, ladder=None):
+    """count_column's (status, tally) for a count of the words above
+    ``threshold``; with ``ladder`` (True), of those at least threshold + j,
+    j = 0..LADDER_STEPS."""
     from sensorq.codec.intcount import count_column
-    tally = np.zeros(2, np.int64)
+    tally = np.zeros(2 if ladder is None else LADDER_STEPS + 1, np.int64)
     status = count_column(buf, pos, end, n, codec, np.int64(threshold), value_bits,
-                          np.empty(n, np.uint64), np.empty(n, np.uint64), tally)
+                          np.empty(n, np.uint64), np.empty(n, np.uint64), tally, ladder)
     return status, tally
 
 
@@ -495,6 +498,10 @@ def test_frames_sections_decode_and_count_in_every_reader(mix, base, data, guard
     threshold = data.draw(st.one_of(st.sampled_from(signed.tolist()), st.integers(-2**63, 2**63 - 1)))
     status, tally = count_status(*guarded.at_end(data_bytes), n, FRAMES, threshold)
     assert status == 0 and tally.tolist() == [(signed > threshold).sum(), (signed == threshold).sum()]
+    if threshold <= 2**63 - 1 - LADDER_STEPS:      # a percentile's ladder of counts
+        status, steps = count_status(*guarded.at_end(data_bytes), n, FRAMES, threshold, ladder=True)
+        assert status == 0 and steps.tolist() == \
+            [(signed >= threshold + j).sum() for j in range(LADDER_STEPS + 1)]
     cut = data.draw(st.integers(0, len(data_bytes) - 1))
     for reader in (decode, numpy_decode):
         assert reader(*guarded.at_end(data_bytes[:cut]), n, codec=FRAMES)[0] < 0, cut
@@ -506,8 +513,8 @@ def test_frames_count_of_every_narrow_width(width, guarded):
     """Framed mini-blocks of each width that the count reads in registers
     (bits.count32: 1..15) and of 0 and 16, which it unpacks, each threshold
     inside their ranges or at their edges: numpy's count, in int64 and int16
-    lanes, the section ending at a page's end (count32 reads no further than
-    count32_bytes says)."""
+    lanes, and its ladder, the section ending at a page's end (count32 reads
+    no further than count32_bytes says)."""
     rng = np.random.default_rng(width)
     blocks = []
     for m in range(12):
@@ -526,6 +533,12 @@ def test_frames_count_of_every_narrow_width(width, guarded):
             status, tally = count_status(*guarded.at_end(data_bytes), len(values), FRAMES,
                                          threshold, value_bits)
             assert status == 0 and tally.tolist() == expected, (threshold, value_bits)
+        # a percentile's ladder: frames just above the threshold settle only
+        # above its last step
+        status, steps = count_status(*guarded.at_end(data_bytes), len(values), FRAMES, threshold,
+                                     ladder=True)
+        assert status == 0 and steps.tolist() == \
+            [(values >= threshold + j).sum() for j in range(LADDER_STEPS + 1)], threshold
 
 
 @settings(max_examples=300, deadline=None,

@@ -428,14 +428,16 @@ def _popcount(builder, x):
     return builder.call(fn, [x])
 
 
-def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, threshold, notes):
+def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, threshold, top,
+               notes):
     """payload._settle_frames' walk over 8 FRAMES mini-blocks at once (a plain
     count: see bits.walk8).  Header bytes h (< 0x80: framed 0x41 + w, or
     bit-packed w) give each mini-block's bits, L + 32 w or 32 w; their
     prefix sums from ``bit_pos`` say where each frame starts; the frames come
     from one gather of the words at their bytes (clamped to the section's
-    last word, as the scalar walk does), and two compares of frame + base and
-    frame + base + 2^w - 1 with the threshold settle each mini-block."""
+    last word, as the scalar walk does), and compares of frame + base and
+    frame + base + 2^w - 1 with the threshold and ``top`` settle each
+    mini-block as tally.framed_count does with no ceiling."""
     lanes = ir.VectorType(ir.IntType(8), 8)
     h = builder.zext(builder.load(builder.bitcast(builder.gep(buf, [headers]), lanes.as_pointer()),
                                   align=1), _vec(8))
@@ -462,10 +464,10 @@ def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, t
     frame = builder.and_(builder.lshr(words, skip), _low_masks(builder, length, 56))
     low = builder.add(_splat(builder, base, 8), frame)
     high = builder.add(low, _low_masks(builder, width, 64))
-    whole = builder.icmp_signed(">=", high, low)          # a range that wraps is read
-    limit = _splat(builder, threshold, 8)
-    all_above = builder.and_(whole, builder.icmp_signed(">", low, limit))
-    settled = builder.or_(all_above, builder.and_(whole, builder.icmp_signed("<", high, limit)))
+    bounded = builder.icmp_signed(">=", high, low)        # a range that wraps is read
+    all_above = builder.and_(bounded, builder.icmp_signed(">", low, _splat(builder, top, 8)))
+    settled = builder.or_(all_above, builder.and_(
+        bounded, builder.icmp_signed("<", high, _splat(builder, threshold, 8))))
     for k, vector in enumerate((builder.add(at, length), width, frame)):      # the notes
         _store8(builder, notes, k, vector)
     ends_at = builder.add(bit_pos, builder.extract_element(through, ir.Constant(I32, 7)))

@@ -289,28 +289,29 @@ WALK8_BAD_HEADER = 1 << 24        # walk8's flag: a header byte of Rice or patch
 
 
 @intrinsic
-def walk8(typingctx, buf, headers, start, end, bit_pos, frame_length, base, threshold, out, at):
-    """Eight mini-blocks of a FRAMES payload settled at once, for a plain count
-    (values above ``threshold``): header bytes buf[headers:headers + 8], each
-    below 0x80; the bit stream at byte ``start``, the first frame at
-    ``bit_pos``; frames ``frame_length`` (≤ 56) bits; end - start ≥ 8 (loads
-    are clamped to the section's last word, as _settle_frames' are).
-    Writes each mini-block's note into out[at:at + 24]: where its values
-    start (bits), its width, its frame, eight of each.  Returns (the bit
-    after the eighth, flags): flags = (a header byte ≥ 0x80) << 24 | the
-    number that all count << 16 | the mask of those left unsettled
-    (_vector_ir.emit_walk8).  The next bit apart, so that the next step's
-    loads need not wait for this step's gather and compares."""
+def walk8(typingctx, buf, headers, start, end, bit_pos, frame_length, base, threshold, top, out, at):
+    """Eight mini-blocks of a FRAMES payload settled at once, as
+    tally.framed_count settles each with no ceiling (``threshold`` and
+    ``top`` as there: a count, or a ladder's): header bytes buf[headers:
+    headers + 8], each below 0x80; the bit stream at byte ``start``, the
+    first frame at ``bit_pos``; frames ``frame_length`` (≤ 56) bits; end -
+    start ≥ 8 (loads are clamped to the section's last word, as
+    _settle_frames' are).  Writes each mini-block's note into out[at:at +
+    24]: where its values start (bits), its width, its frame, eight of each.
+    Returns (the bit after the eighth, flags): flags = (a header byte ≥
+    0x80) << 24 | the number that all count << 16 | the mask of those left
+    unsettled (_vector_ir.emit_walk8).  The next bit apart, so that the next
+    step's loads need not wait for this step's loads and compares."""
     if not (_c_arrays(buf, out) and out.dtype == types.uint64):
         return None
-    sig = types.UniTuple(types.int64, 2)(buf, headers, start, end, bit_pos, frame_length, base,
-                                         threshold, out, at)
+    params = (buf, headers, start, end, bit_pos, frame_length, base, threshold, top, out, at)
+    sig = types.UniTuple(types.int64, 2)(*params)
 
     def codegen(context, builder, signature, args):
         src = context.make_array(signature.args[0])(context, builder, args[0]).data
-        dst = context.make_array(signature.args[8])(context, builder, args[8]).data
-        i64 = [context.cast(builder, v, t, types.int64) for v, t in zip(args[1:8], signature.args[1:8])]
-        ends_at, flags = emit_walk8(builder, src, *i64, builder.gep(dst, [args[9]]))
+        dst = context.make_array(signature.args[9])(context, builder, args[9]).data
+        i64 = [context.cast(builder, v, t, types.int64) for v, t in zip(args[1:9], signature.args[1:9])]
+        ends_at, flags = emit_walk8(builder, src, *i64, builder.gep(dst, [args[10]]))
         return context.make_tuple(builder, signature.return_type, (ends_at, flags))
     return sig, codegen
 

@@ -417,17 +417,15 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
     loads and their verdicts overlap from one mini-block to the next (the
     general walk reads each frame's length before it knows the next start).
     It notes each unsettled one (where its values start, its width, its
-    frame) in the three words of ``out`` where its values would go.  For a
-    plain count (``top`` is the threshold, no ``ceiling``) it walks whole
-    mini-blocks eight at a time (bits.walk8: their starts by a vector prefix
-    sum of the widths, their frames by eight loads, two vector compares),
-    and writes the eight notes without a branch a lane, each advancing the
-    next one's place only if it is left unsettled: over the benchmark's
-    4,883 x sections, 1.84 -> 1.04 ms when every mini-block settles and
-    3.18 -> 2.70 at the median (in turns, in one process).  The rest (fewer
-    than eight whole mini-blocks, or a header the form does not allow) is
-    walked one at a time.  The
-    second reads them: a plain count (``top`` is the threshold, no
+    frame) in the three words of ``out`` where its values would go.  With
+    no ``ceiling`` it walks whole mini-blocks eight at a time (bits.walk8: their starts by a
+    vector prefix sum of the widths, their frames by eight loads, vector
+    compares) and writes the eight notes without a branch a lane, each
+    advancing the next one's place only if it is left unsettled: over the
+    benchmark's 4,883 x sections, 1.84 -> 1.04 ms when every mini-block
+    settles and 3.18 -> 2.70 at the median (in turns, in one process).  The
+    rest (fewer than eight whole mini-blocks, or a header the form does not
+    allow) is walked one at a time.  The second reads them: a plain count (``top`` is the threshold, no
     ``ceiling``) counts a whole mini-block of a narrow width in registers
     (bits.count32), others are unpacked into out[:kept] as before.  The walk
     is faster without the unpacking's code in its loop (2.13 -> 1.84 ms over
@@ -442,13 +440,14 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
     limit = (end - start) * 8
     bit_pos = np.int64(0)
     above, unsettled = np.int64(0), np.int64(0)
-    in_registers = top == threshold and ceiling == NO_CEILING
     whole = n // MINI_BLOCK
     m = 0
-    while in_registers and m + 8 <= whole:      # a plain count: eight mini-blocks a step
+    # eight mini-blocks a step, for a count or a ladder (a dictionary's
+    # ranks, whose ceiling a damaged rank may pass, go one at a time)
+    while ceiling == NO_CEILING and m + 8 <= whole:
         scratch = U64(MINI_BLOCK * unsettled + 8)      # free until the next note (see below)
-        after, walked = walk8(buf, pos + m, start, end, bit_pos, frame_length, base, threshold, out,
-                              scratch)
+        after, walked = walk8(buf, pos + m, start, end, bit_pos, frame_length, base, threshold, top,
+                              out, scratch)
         if walked & WALK8_BAD_HEADER:
             break                               # the loop below says what is wrong
         bit_pos = after
@@ -504,6 +503,7 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
             tail_at = -1
     if bit_pos > limit:
         return ERR_TRUNCATED, -1, 0, 0, 0
+    in_registers = top == threshold and ceiling == NO_CEILING
     kept, equal = np.int64(0), np.int64(0)
     for j in range(unsettled):
         note = U64(MINI_BLOCK * j)
