@@ -1,6 +1,7 @@
 """LLVM IR for the vector kernels of bits.py (``unpack32``, ``prefix_sums``,
 ``prefix_count64/32/16``, which compare the sums instead of storing them,
-``count32``, which counts a mini-block's values without storing them, a
+``count32``, which counts a mini-block's values without storing them,
+``walk8``, which settles eight FRAMES mini-blocks by their frames, a
 mini-block's ``add32`` and ``range32``, and a dictionary's ``lookup8``).
 
 Written with llvmlite's IR builder in target-neutral vector IR: constant
@@ -260,7 +261,6 @@ def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float, scale=None
     """The loop of emit_prefix_sums; ``zig`` is a Python bool (two loop bodies,
     so the plain one does not pay for the unzigzag); ``scale``: None, or an
     i64 that multiplies the sums before base is added."""
-    zero = _const([0] * 8)
     undef = ir.Constant(_vec(8), ir.Undefined)
     base = _splat(builder, base, 8)
     with cgutils.for_range(builder, nvec) as loop:
@@ -269,8 +269,7 @@ def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float, scale=None
         d = builder.load(ptr, align=8)
         if zig:
             d = _unzigzag(builder, d)
-        for step in (1, 2, 4):   # in-register prefix sum: log2(8) shifted adds
-            d = builder.add(d, _shuffle(builder, d, zero, [t - step if t >= step else 8 for t in range(8)]))
+        d = _scan8(builder, d)   # in-register prefix sum
         running = builder.load(carry)
         sums = builder.add(d, running)
         if scale is not None:
@@ -430,14 +429,14 @@ def _popcount(builder, x):
 
 def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, threshold, top,
                notes):
-    """payload._settle_frames' walk over 8 FRAMES mini-blocks at once (a plain
-    count: see bits.walk8).  Header bytes h (< 0x80: framed 0x41 + w, or
-    bit-packed w) give each mini-block's bits, L + 32 w or 32 w; their
-    prefix sums from ``bit_pos`` say where each frame starts; the frames come
-    from one gather of the words at their bytes (clamped to the section's
-    last word, as the scalar walk does), and compares of frame + base and
-    frame + base + 2^w - 1 with the threshold and ``top`` settle each
-    mini-block as tally.framed_count does with no ceiling."""
+    """payload._settle_frames' walk over 8 FRAMES mini-blocks at once (see
+    bits.walk8).  Header bytes h (< 0x80: framed 0x41 + w, or bit-packed w)
+    give each mini-block's bits, L + 32 w or 32 w; their prefix sums from
+    ``bit_pos`` say where each frame starts; the frames come from the words
+    at their bytes (clamped to the section's last word, as the scalar walk
+    does), and compares of frame + base and frame + base + 2^w - 1 with the
+    threshold and ``top`` settle each mini-block as tally.framed_count does
+    with no ceiling."""
     lanes = ir.VectorType(ir.IntType(8), 8)
     h = builder.zext(builder.load(builder.bitcast(builder.gep(buf, [headers]), lanes.as_pointer()),
                                   align=1), _vec(8))
