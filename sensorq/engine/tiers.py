@@ -111,14 +111,22 @@ def _entropy_extra(index, rows, channels) -> int:
     return extra * (ENTROPY_WEIGHT - 1)
 
 
+_kernels_module = None
+
+
 def _kernels():
     """kernels.py, imported by the first call (importing it starts numba);
-    after that a dict lookup, where an import statement in each call cost
-    ~1 µs (a small query makes several)."""
-    module = sys.modules.get(_KERNELS_MODULE)
-    if module is None:
-        from . import kernels as module
-    return module
+    after that a global's read, where an import statement in each call cost
+    ~1 µs (a small query makes several).  The first call imports it with an
+    import statement, not a look in sys.modules: while another thread is
+    importing it (the shell warms the kernels up in the background) the
+    module is already there, half made, and only the import statement waits
+    for it to be whole."""
+    global _kernels_module
+    if _kernels_module is None:
+        from . import kernels
+        _kernels_module = kernels
+    return _kernels_module
 
 
 def choose(engine: str | None, values):
