@@ -362,3 +362,34 @@ def test_auto_moves_a_busy_process_to_the_kernels(monkeypatch):
     monkeypatch.setattr(tiers, "_KERNELS_MODULE", "sensorq.engine.kernels")
     import sensorq.engine.kernels  # noqa: F401  (loaded: auto now always takes them)
     assert tiers.choose(None, 1).name == "compiled"
+
+
+RACE = """
+import sys, threading, time
+import sensorq
+threading.Thread(target=lambda: __import__("sensorq.engine.kernels"), daemon=True).start()
+while "sensorq.engine.kernels" not in sys.modules:   # the other thread's import has begun
+    time.sleep(0.0005)
+half_made = not hasattr(sys.modules["sensorq.engine.kernels"], "PARALLEL_MIN_BLOCKS")
+with sensorq.open(sys.argv[1], readonly=True) as cache:
+    print(half_made, cache.query(sys.argv[2], engine="compiled").value)
+"""
+
+
+def test_a_query_while_another_thread_imports_the_kernels_waits_for_them(tmp_path):
+    """The shell imports the kernels in a background thread as it starts; a
+    query that takes the compiled tier meanwhile must wait for that import,
+    not use the module half made (tiers._kernels: an import statement, where
+    a look in sys.modules raised AttributeError)."""
+    n = 50_000
+    z = np.full(n, 1000, np.int16)
+    z[::1000] = 2500
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("imu", [Channel("z", "int16", "mg")], block_samples=4096)
+        cache.append("imu", np.arange(n, dtype=np.int64) * 1_000_000, [z])
+    done = subprocess.run([sys.executable, "-c", RACE, str(tmp_path / "c"), "count where z > 2g"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    half_made, value = done.stdout.split()
+    assert half_made == "True"          # the query did start while the import was under way
+    assert int(value) == n // 1000
