@@ -231,13 +231,18 @@ def probe(cache_dir, text):
     return json.loads(out.stdout)
 
 
-def test_a_small_query_in_a_fresh_process_never_loads_numba(tmp_path):
-    n = 600_000
+def spiky_cache(path, n):
+    """A stream imu of n samples at 1 kHz, z = 1 g with a 2.5 g spike every 1000."""
     z = np.full(n, 1000, np.int16)
     z[::1000] = 2500
-    with sensorq.open(tmp_path / "c", create=True) as cache:
+    with sensorq.open(path, create=True) as cache:
         cache.create_stream("imu", [Channel("z", "int16", "mg")], block_samples=4096)
         cache.append("imu", np.arange(n, dtype=np.int64) * 1_000_000, [z])
+
+
+def test_a_small_query_in_a_fresh_process_never_loads_numba(tmp_path):
+    n = 600_000
+    spiky_cache(tmp_path / "c", n)
     small = probe(tmp_path / "c", "count where z > 2g last 10s")
     assert small == {"engine": "interpreted", "numba": False, "value": 10}
     whole = probe(tmp_path / "c", "count where z > 1.5g")   # every block decoded: 1.2 M values,
@@ -382,11 +387,7 @@ def test_a_query_while_another_thread_imports_the_kernels_waits_for_them(tmp_pat
     not use the module half made (tiers._kernels: an import statement, where
     a look in sys.modules raised AttributeError)."""
     n = 50_000
-    z = np.full(n, 1000, np.int16)
-    z[::1000] = 2500
-    with sensorq.open(tmp_path / "c", create=True) as cache:
-        cache.create_stream("imu", [Channel("z", "int16", "mg")], block_samples=4096)
-        cache.append("imu", np.arange(n, dtype=np.int64) * 1_000_000, [z])
+    spiky_cache(tmp_path / "c", n)
     done = subprocess.run([sys.executable, "-c", RACE, str(tmp_path / "c"), "count where z > 2g"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
