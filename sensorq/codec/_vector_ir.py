@@ -63,6 +63,13 @@ def _fshr(builder, hi, lo, amount):
     return builder.call(fn, [hi, lo, amount])
 
 
+def _popcount(builder, x):
+    """llvm.ctpop of integer x (a compare mask bitcast to an integer), of x's width."""
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(x.type, [x.type]),
+                                        f"llvm.ctpop.i{x.type.width}")
+    return builder.call(fn, [x])
+
+
 def _load(builder, ptr, n):
     return builder.load(builder.bitcast(ptr, _vec(n).as_pointer()), align=1)
 
@@ -234,9 +241,7 @@ def _count_lanes(builder, stream, h, values, lane_bits, threshold):
     counts = []
     for op in (">", "=="):
         hits = builder.bitcast(builder.icmp_unsigned(op, lanes, t), ir.IntType(len(values)))
-        popcount = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(hits.type, [hits.type]), f"llvm.ctpop.i{len(values)}")
-        counts.append(builder.zext(builder.call(popcount, [hits]), I64))
+        counts.append(builder.zext(_popcount(builder, hits), I64))
     return counts
 
 
@@ -269,7 +274,7 @@ def _scan_loop(builder, data, nvec, carry, base, zig, dest, to_float, scale=None
         d = builder.load(ptr, align=8)
         if zig:
             d = _unzigzag(builder, d)
-        d = _scan8(builder, d)   # in-register prefix sum
+        d = _scan(builder, d)   # in-register prefix sum
         running = builder.load(carry)
         sums = builder.add(d, running)
         if scale is not None:
@@ -336,30 +341,23 @@ def _count_loop(builder, data, nvec, running, base, zig, threshold, tally, lanes
         halves = [builder.trunc(h, ir.VectorType(ty, 16)) for h in halves]
         return _shuffle(builder, halves[0], halves[1], range(32))
 
-    zero, undef = const(0), ir.Constant(vec, ir.Undefined)
+    undef = ir.Constant(vec, ir.Undefined)
     base, threshold = (_splat(builder, builder.trunc(x, ty) if lanes > 8 else x, lanes)
                        for x in (base, threshold))
     limits = [builder.add(threshold, const(offset)) for _, offset in tests]
     totals = [cgutils.alloca_once_value(builder, ir.Constant(I64, 0)) for _ in tests]
-    popcount = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]),
-        f"llvm.ctpop.i{lanes}")
     with cgutils.for_range(builder, nvec) as loop:
         d = step_words()
         if summed:
-            step = 1
-            while step < lanes:   # in-register prefix sum: log2(lanes) shifted adds
-                d = builder.add(d, _shuffle(builder, d, zero,
-                                            [t - step if t >= step else lanes for t in range(lanes)]))
-                step *= 2
+            d = _scan(builder, d)   # in-register prefix sum
             carry = builder.load(running)
             sums = builder.add(builder.add(d, carry), base)
         else:
             sums = builder.add(d, base)
         for counts, (test, _), limit in zip(totals, tests, limits):   # popcount of the mask
             mask = builder.bitcast(builder.icmp_signed(test, sums, limit), ir.IntType(lanes))
-            builder.store(builder.add(builder.load(counts), builder.zext(builder.call(
-                popcount, [mask]), I64)), counts)
+            builder.store(builder.add(builder.load(counts), builder.zext(_popcount(builder, mask), I64)),
+                          counts)
         if summed:
             builder.store(builder.add(carry, _shuffle(builder, d, undef, [lanes - 1] * lanes)),
                           running)
@@ -397,11 +395,16 @@ def emit_prefix_count(builder, data, nvec, carry, base, zig, threshold, tally, l
     return builder.zext(last, I64) if lanes > 8 else last
 
 
-def _scan8(builder, v):
-    """Inclusive prefix sums of the 8 lanes of v: log2(8) shifted adds."""
-    zero = _const([0] * 8)
-    for step in (1, 2, 4):
-        v = builder.add(v, _shuffle(builder, v, zero, [t - step if t >= step else 8 for t in range(8)]))
+def _scan(builder, v):
+    """Inclusive prefix sums of the lanes of integer vector v: log2(lanes)
+    shifted adds."""
+    lanes = v.type.count
+    zero = ir.Constant(v.type, None)
+    step = 1
+    while step < lanes:
+        shifted = _shuffle(builder, v, zero, [t - step if t >= step else lanes for t in range(lanes)])
+        v = builder.add(v, shifted)
+        step *= 2
     return v
 
 
@@ -422,9 +425,6 @@ def _lane_mask(builder, bits):
     return builder.zext(builder.bitcast(bits, ir.IntType(8)), I64)
 
 
-def _popcount(builder, x):
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I64, [I64]), "llvm.ctpop.i64")
-    return builder.call(fn, [x])
 
 
 def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, threshold, top,
@@ -446,7 +446,7 @@ def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, t
     width = builder.select(framed, builder.sub(h, _const([FRAMED] * 8)), h)
     length = builder.select(framed, _splat(builder, frame_length, 8), _const([0] * 8))
     size = builder.add(length, builder.shl(width, _const([5] * 8)))      # L + 32 w bits
-    through = _scan8(builder, size)
+    through = _scan(builder, size)
     at = builder.add(builder.sub(through, size), _splat(builder, bit_pos, 8))     # each frame's bit
     last_word = _splat(builder, builder.sub(end, ir.Constant(I64, 8)), 8)
     byte = builder.add(_splat(builder, start, 8), builder.ashr(at, _const([3] * 8)))

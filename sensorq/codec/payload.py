@@ -418,15 +418,16 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
     general walk reads each frame's length before it knows the next start).
     It notes each unsettled one (where its values start, its width, its
     frame) in the three words of ``out`` where its values would go.  With
-    no ``ceiling`` it walks whole mini-blocks eight at a time (bits.walk8: their starts by a
-    vector prefix sum of the widths, their frames by eight loads, vector
-    compares) and writes the eight notes without a branch a lane, each
-    advancing the next one's place only if it is left unsettled: over the
-    benchmark's 4,883 x sections, 1.84 -> 1.04 ms when every mini-block
-    settles and 3.18 -> 2.70 at the median (in turns, in one process).  The
-    rest (fewer than eight whole mini-blocks, or a header the form does not
-    allow) is walked one at a time.  The second reads them: a plain count (``top`` is the threshold, no
-    ``ceiling``) counts a whole mini-block of a narrow width in registers
+    no ``ceiling`` it walks whole mini-blocks eight at a time (bits.walk8:
+    their starts by a vector prefix sum of the widths, their frames by eight
+    loads, vector compares) and writes the eight notes without a branch a
+    lane, each advancing the next one's place only if it is left unsettled:
+    over the benchmark's 4,883 x sections, 1.84 -> 1.04 ms when every
+    mini-block settles and 3.18 -> 2.70 at the median (in turns, in one
+    process).  The rest (fewer than eight whole mini-blocks, or a header the
+    form does not allow) is walked one at a time.  The second loop reads
+    the notes: a plain count (``top`` is the threshold, no ``ceiling``)
+    counts a whole mini-block of a narrow width in registers
     (bits.count32), others are unpacked into out[:kept] as before.  The walk
     is faster without the unpacking's code in its loop (2.13 -> 1.84 ms over
     the benchmark's 4,883 x sections when every mini-block settles), and a
