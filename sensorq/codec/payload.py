@@ -407,65 +407,63 @@ def _frames_header(h, frame_length):
     return (h - FRAMED if framed else h), (frame_length if framed else np.int64(0))
 
 
+@cached(_STAMP, nogil=True, inline="always")
+def _group_notes(first, whole):
+    """Where the notes of the group of (up to eight) whole mini-blocks from
+    ``first`` go: in the values' place of the group's last mini-block,
+    out[32 (last) : + 25] (where each unsettled one's values start, its
+    width, its frame, eight of each, then the mask of the unsettled).  The
+    second loop of _settle_frames keeps values only up to the place of the
+    mini-block it reads, so a group's notes are read before anything is
+    kept over them."""
+    return U64(MINI_BLOCK * (min(first + 8, whole) - 1))
+
+
 @cached(_STAMP, nogil=True)
 def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top, ceiling):
     """read_payload's count of a FRAMES payload (header bytes at pos, bit
-    stream at start): what read_payload does with ``settle``, in two loops
-    of its own.  The first walks the mini-blocks and settles what their
-    frames settle.  Each mini-block's start is the last one's plus its frame
+    stream at start): what read_payload does with ``settle``, in loops of
+    its own.  The first walks the whole mini-blocks and settles what their
+    frames settle, eight at a time (bits.walk8: their starts by a vector
+    prefix sum of the widths, their frames by eight loads, vector
+    compares).  Each mini-block's start is the last one's plus its frame
     length and 32 widths, none of it read from the stream, so the frames'
-    loads and their verdicts overlap from one mini-block to the next (the
-    general walk reads each frame's length before it knows the next start).
-    It notes each unsettled one (where its values start, its width, its
-    frame) in the three words of ``out`` where its values would go.  With
-    no ``ceiling`` it walks whole mini-blocks eight at a time (bits.walk8:
-    their starts by a vector prefix sum of the widths, their frames by eight
-    loads, vector compares) and writes the eight notes without a branch a
-    lane, each advancing the next one's place only if it is left unsettled:
-    over the benchmark's 4,883 x sections, 1.84 -> 1.04 ms when every
-    mini-block settles and 3.18 -> 2.70 at the median (in turns, in one
-    process).  The rest (fewer than eight whole mini-blocks, or a header the
-    form does not allow) is walked one at a time.  The second loop reads
-    the notes: a plain count (``top`` is the threshold, no ``ceiling``)
-    counts a whole mini-block of a narrow width in registers
-    (bits.count32), others are unpacked into out[:kept] as before.  The walk
-    is faster without the unpacking's code in its loop (2.13 -> 1.84 ms over
-    the benchmark's 4,883 x sections when every mini-block settles), and a
-    mini-block counted in registers costs about a third of one unpacked,
-    its frame added and its words counted after (~7 against ~20 ns).
-    Its frames are at most 56 bits, and the bit stream at least 8 bytes.
-    Loads are bounded by ``end``, not by the walk: the end bit is checked
-    against the section once, at the end, or at a header the form does not
-    allow (TRUNCATED if the walk had passed the section's end by then, as
+    loads and their verdicts overlap from one step to the next.  For each
+    group of eight it leaves notes (_group_notes: where each mini-block's
+    values start, its width, its frame) and the mask of those it left
+    unsettled.  The rest (fewer than eight whole mini-blocks, a dictionary's
+    ranks, whose ceiling a damaged rank may pass, or a header the form does
+    not allow) is walked one at a time into the same notes.  The second
+    loop visits the unsettled mini-blocks by their groups' masks: a plain
+    count (``top`` is the threshold, no ``ceiling``) counts a whole
+    mini-block of a narrow width in registers (bits.count32), others are
+    unpacked into out[:kept] as before; then the short last mini-block.
+    (The masks replaced a copy of each unsettled lane's note to a packed
+    list: the benchmark's Q1', one thread, 3.9-4.4 -> 3.8-3.9 ms.)  The
+    walk is faster without the unpacking's code in its loop (2.13 -> 1.84
+    ms when every mini-block settles), and a mini-block counted in
+    registers costs about a third of one unpacked (~7 against ~20 ns).
+    Frames are at most 56 bits, and the bit stream at least 8 bytes.  Loads
+    are bounded by ``end``, not by the walk: the end bit is checked against
+    the section once, at the end, or at a header the form does not allow
+    (TRUNCATED if the walk had passed the section's end by then, as
     read_payload's per-mini-block checks would say)."""
     limit = (end - start) * 8
     bit_pos = np.int64(0)
-    above, unsettled = np.int64(0), np.int64(0)
+    above = np.int64(0)
     whole = n // MINI_BLOCK
     m = 0
-    # eight mini-blocks a step, for a count or a ladder (a dictionary's
-    # ranks, whose ceiling a damaged rank may pass, go one at a time)
     while ceiling == NO_CEILING and m + 8 <= whole:
-        scratch = U64(MINI_BLOCK * unsettled + 8)      # free until the next note (see below)
+        notes = _group_notes(m, whole)
         after, walked = walk8(buf, pos + m, start, end, bit_pos, frame_length, base, threshold, top,
-                              out, scratch)
+                              out, notes)
         if walked & WALK8_BAD_HEADER:
             break                               # the loop below says what is wrong
         bit_pos = after
-        left = walked & 0xFF
         above += MINI_BLOCK * ((walked >> 16) & 0xFF)
-        if left:
-            # every lane's note written, the next one's place advanced only
-            # by those left unsettled: no branch a lane (at the median
-            # threshold ~28 % of x's mini-blocks are, in no pattern)
-            for k in range(8):
-                note = U64(MINI_BLOCK * unsettled)
-                out[note] = out[scratch + U64(k)]
-                out[note + ONE] = out[scratch + U64(8 + k)]
-                out[note + U64(2)] = out[scratch + U64(16 + k)]
-                unsettled += (left >> k) & 1
+        out[notes + U64(24)] = U64(walked & 0xFF)
         m += 8
-    for m in range(m, whole):       # the whole mini-blocks (the rest of them)
+    for m in range(m, whole):       # the rest, one at a time (m starts at a group's first)
         h = np.int64(buf[U64(pos + m)])
         if h >= RICE:
             return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0, 0
@@ -478,21 +476,21 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         frame = (load_word_unchecked(buf, U64(byte)) >> U64(skip)) & low_mask(length)
         values_at = bit_pos + length
         bit_pos = values_at + MINI_BLOCK * w
+        notes, lane = _group_notes(m & ~7, whole), U64(m & 7)
+        if lane == ZERO:
+            out[notes + U64(24)] = ZERO
         verdict = framed_count(base + frame, w, threshold, top, ceiling)
         if verdict != UNSETTLED:
             above += MINI_BLOCK if verdict == ALL_COUNT else 0
             continue
-        # every mini-block before this one is whole: its values would start
-        # at out[32 * unsettled], where the note goes (read before they are)
-        note = U64(MINI_BLOCK * unsettled)
-        out[note] = U64(values_at)
-        out[note + ONE] = U64(w)
-        out[note + U64(2)] = frame
-        unsettled += 1
+        out[notes + lane] = U64(values_at)
+        out[notes + U64(8) + lane] = U64(w)
+        out[notes + U64(16) + lane] = frame
+        out[notes + U64(24)] |= ONE << lane
     tail = n % MINI_BLOCK       # a short last mini-block, walked apart: the loop above has no
     tail_at, tail_width, tail_frame = np.int64(-1), np.int64(0), ZERO     # test for it
     if tail:
-        h = np.int64(buf[U64(pos + n // MINI_BLOCK)])
+        h = np.int64(buf[U64(pos + whole)])
         if h >= RICE:
             return (ERR_TRUNCATED if bit_pos > limit else ERR_BAD_CODE), -1, 0, 0, 0
         tail_width, length = _frames_header(h, frame_length)
@@ -506,24 +504,29 @@ def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, 
         return ERR_TRUNCATED, -1, 0, 0, 0
     in_registers = top == threshold and ceiling == NO_CEILING
     kept, equal = np.int64(0), np.int64(0)
-    for j in range(unsettled):
-        note = U64(MINI_BLOCK * j)
-        values_at, w, frame = np.int64(out[note]), np.int64(out[note + ONE]), out[note + U64(2)]
-        at = start + (values_at >> 3)
-        lowest, span = np.int64(base + frame), np.int64(low_mask(w))
-        below = threshold - lowest                  # the threshold less the frame's value
-        if in_registers and 1 <= w <= COUNT32_MAX_WIDTH and 0 <= below <= span \
-                and lowest + span >= lowest and at + count32_bytes(w) <= end:
-            counted = count32(buf, at, values_at & 7, w, below)
-            above += counted & 0xFFFFFFFF
-            equal += counted >> 32
-            continue
-        if at + unpack32_bytes(w) <= end:
-            unpack32(buf, at, values_at & 7, w, out, kept)
-        else:
-            _unpack(buf, start, end, values_at, w, out, kept, kept + MINI_BLOCK)
-        add32(out, kept, frame)
-        kept += MINI_BLOCK
+    for first in range(0, whole, 8):
+        notes = _group_notes(first, whole)
+        left = out[notes + U64(24)]
+        while left != ZERO:
+            k = U64(trailing_zeros(left))
+            left &= left - ONE
+            values_at, w = np.int64(out[notes + k]), np.int64(out[notes + U64(8) + k])
+            frame = out[notes + U64(16) + k]
+            at = start + (values_at >> 3)
+            lowest, span = np.int64(base + frame), np.int64(low_mask(w))
+            below = threshold - lowest                  # the threshold less the frame's value
+            if in_registers and 1 <= w <= COUNT32_MAX_WIDTH and 0 <= below <= span \
+                    and lowest + span >= lowest and at + count32_bytes(w) <= end:
+                counted = count32(buf, at, values_at & 7, w, below)
+                above += counted & 0xFFFFFFFF
+                equal += counted >> 32
+                continue
+            if at + unpack32_bytes(w) <= end:
+                unpack32(buf, at, values_at & 7, w, out, kept)
+            else:
+                _unpack(buf, start, end, values_at, w, out, kept, kept + MINI_BLOCK)
+            add32(out, kept, frame)
+            kept += MINI_BLOCK
     if tail_at >= 0:
         _unpack(buf, start, end, tail_at, tail_width, out, kept, kept + tail)
         for i in range(U64(kept), U64(kept + tail)):
