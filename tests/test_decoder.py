@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -619,3 +621,46 @@ def test_scaled_decode_of_a_dictionary_section(guarded):
     status, got = decode_scaled(*guarded.at_end(data), 70, 0x04, 10**18, 1000)
     assert status == 0
     assert (got == np.array([10**18 + 1000 * (5 + int(entries[r])) for r in ranks], np.uint64)).all()
+
+
+# count32 over every width and bit alignment, checked against a count of the
+# values it was given, in this process (the target's own code: one body for
+# every width where the target has AVX-512 VBMI) and in one compiled for a
+# generic x86-64 core (the switch with a body per width).
+COUNT32_CHECK = """
+import sys
+import numba
+import numpy as np
+from sensorq.codec.bits import count32, count32_bytes, has_byte_shuffles
+
+@numba.njit
+def count(buf, at, shift, width, threshold):
+    return count32(buf, at, shift, width, threshold)
+
+rng = np.random.default_rng(11)
+for width in range(1, 16):
+    for shift in range(8):
+        for _ in range(3):
+            values = rng.integers(0, 1 << width, 32)
+            values[rng.integers(0, 32, 4)] = rng.choice(values, 4)     # some equal ones
+            bits = sum(int(v) << (shift + i * width) for i, v in enumerate(values))
+            buf = np.frombuffer(bits.to_bytes(count32_bytes(width), "little"), np.uint8)
+            for threshold in {0, (1 << width) - 1, *rng.choice(values, 5).tolist()}:
+                got = count(buf, 0, shift, width, threshold)
+                expected = (int((values > threshold).sum()), int((values == threshold).sum()))
+                assert (got & 0xFFFFFFFF, got >> 32) == expected, (width, shift, threshold)
+print(has_byte_shuffles())
+"""
+
+
+def test_count32_counts_every_width_and_alignment_in_both_forms(tmp_path):
+    from sensorq.codec.bits import has_byte_shuffles
+    here = subprocess.run([sys.executable, "-c", COUNT32_CHECK], capture_output=True, text=True,
+                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "here")})
+    assert here.returncode == 0, here.stderr[-2000:]
+    assert here.stdout.split() == [str(has_byte_shuffles())]
+    generic = subprocess.run([sys.executable, "-c", COUNT32_CHECK], capture_output=True, text=True,
+                             env={**os.environ, "NUMBA_CPU_NAME": "generic",
+                                  "NUMBA_CACHE_DIR": str(tmp_path / "generic")})
+    assert generic.returncode == 0, generic.stderr[-2000:]
+    assert generic.stdout.split() == ["False"]

@@ -9,8 +9,10 @@ shufflevectors, ``llvm.fshr`` funnel shifts, ``llvm.ctpop`` of compare
 masks, ``llvm.masked.gather``, ``llvm.vector.reduce.umin/umax``, plain
 vector loads and stores.  LLVM picks
 the instructions for the host (vpermt2q/vpermi2b/vpshrdvq/valignq/vpgatherqq on
-AVX-512, scalar code where there is no such instruction); no target
-intrinsic is named here.
+AVX-512, scalar code where there is no such instruction).  One exception:
+count32's one body for every width (_count_by_tables) names AVX-512 VBMI's
+byte shuffles, and is emitted only when the target has them (bits.py asks);
+elsewhere count32 is the target-neutral switch.
 """
 from __future__ import annotations
 
@@ -178,7 +180,7 @@ def emit_unpack32(builder, src, shift, width, dst):
 COUNT_WIDTHS = range(1, 16)
 
 
-def emit_count32(builder, src, shift, width, threshold):
+def emit_count32(builder, src, shift, width, threshold, byte_shuffles=False):
     """How many of the 32 values of ``width`` (COUNT_WIDTHS) bits that start
     ``shift`` (0..7) bits into src are above ``threshold`` (0 ≤ threshold <
     2^width), and how many equal it: above | equal << 32, an i64.  A switch
@@ -186,8 +188,15 @@ def emit_count32(builder, src, shift, width, threshold):
     realigned to bit 0 (two overlapping loads of 4 or 8 words, a funnel
     shift), each value's bytes shuffled into a 16-bit lane (widths ≤ 9) or a
     32-bit one, shifted, masked and compared: no value is stored.  Reads
-    count32_bytes(width) bytes (bits.py).  Other widths give 0."""
+    count32_bytes(width) bytes (bits.py).  Other widths give 0.
+
+    With ``byte_shuffles`` (the target has AVX-512 VBMI: bits.py asks), one
+    body for every width instead (_count_by_tables): on real data the
+    widths of the mini-blocks a count meets vary at random, and the switch's
+    indirect jump, mispredicted, cost more than the count."""
     shift, width, threshold = (_as_i64(builder, v) for v in (shift, width, threshold))
+    if byte_shuffles:
+        return _count_by_tables(builder, src, shift, width, threshold)
     done = builder.append_basic_block("count32.done")
     switch = builder.switch(width, done)
     results = []
@@ -204,6 +213,98 @@ def emit_count32(builder, src, shift, width, threshold):
     for value, block in results:
         counted.add_incoming(value, block)
     return counted
+
+
+# _count_by_tables: for each width, where each 64-bit lane's bytes come from
+# (vpermb) and at which bit each value starts in its lane (vpmultishiftqb).
+# Widths ≤ 8 take a byte a value, eight values a lane (32 bytes of stream);
+# widths 9..15 two bytes a value, four a lane (64 bytes).
+def _byte_lane_tables():
+    index, start = [[0] * 32 for _ in range(9)], [[0] * 32 for _ in range(9)]
+    for w in range(1, 9):
+        for q in range(4):                  # lane q: values 8q..8q+7, from byte q*w on
+            for b in range(8):
+                index[w][8 * q + b] = q * w + b
+                start[w][8 * q + b] = b * w
+    return index, start
+
+
+def _word_lane_tables():
+    index, start = [[0] * 64 for _ in range(16)], [[0] * 64 for _ in range(16)]
+    for w in range(9, 16):
+        for q in range(8):                  # lane q: values 4q..4q+3, from their first byte on
+            first = (4 * q * w) >> 3
+            for b in range(8):
+                index[w][8 * q + b] = first + b
+            for r in range(4):
+                bit = 4 * q * w - 8 * first + r * w
+                start[w][8 * q + 2 * r], start[w][8 * q + 2 * r + 1] = bit, bit + 8
+    return index, start
+
+
+def _table_row(builder, name, rows, width):
+    """Row ``width`` of a constant byte table (a module global) as a vector."""
+    lanes = len(rows[0])
+    row_type = ir.ArrayType(ir.IntType(8), lanes)
+    value = ir.Constant(ir.ArrayType(row_type, len(rows)), [ir.Constant(row_type, r) for r in rows])
+    table = builder.module.globals.get(name)
+    if table is None:
+        table = ir.GlobalVariable(builder.module, value.type, name)
+        table.global_constant, table.linkage, table.initializer = True, "internal", value
+    row = builder.gep(table, [ir.Constant(I64, 0), width, ir.Constant(I64, 0)])
+    return builder.load(builder.bitcast(row, ir.VectorType(ir.IntType(8), lanes).as_pointer()), align=1)
+
+
+def _byte_shuffles(builder, stream, index, start):
+    """vpermb then vpmultishiftqb: each lane's bytes gathered from the stream,
+    then each byte of the lane taken from bit start[byte] of its lane."""
+    n = stream.type.count
+    vec = stream.type
+    permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]),
+                                             f"llvm.x86.avx512.permvar.qi.{8 * n}")
+    multishift = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]),
+                                                f"llvm.x86.avx512.pmultishift.qb.{8 * n}")
+    return builder.call(multishift, [start, builder.call(permute, [stream, index])])
+
+
+def _count_by_tables(builder, src, shift, width, threshold):
+    """emit_count32 in one body for every width: a branch on width ≤ 8."""
+    entry = builder.block
+    narrow, wide, done = (builder.append_basic_block(f"count32.{name}")
+                          for name in ("bytes", "words", "done"))
+    in_range = builder.and_(builder.icmp_unsigned(">=", width, ir.Constant(I64, 1)),
+                            builder.icmp_unsigned("<=", width, ir.Constant(I64, COUNT_WIDTHS[-1])))
+    builder.cbranch(in_range, narrow, done)
+    counted = []
+    for block, words, lane_bits, name, tables in (
+            (narrow, 4, 8, "sensorq_count32_bytes", _byte_lane_tables()),
+            (wide, 8, 16, "sensorq_count32_words", _word_lane_tables())):
+        builder.position_at_end(block)
+        if lane_bits == 8:
+            builder.cbranch(builder.icmp_unsigned("<=", width, ir.Constant(I64, 8)),
+                            builder.append_basic_block("count32.bytes.go"), wide)
+            builder.position_at_end(block.function.blocks[-1])
+        view = _fshr(builder, _load(builder, builder.gep(src, [ir.Constant(I64, 8)]), words),
+                     _load(builder, src, words), _splat(builder, shift, words))
+        stream = builder.bitcast(view, ir.VectorType(ir.IntType(8), 8 * words))
+        index, start = (_table_row(builder, f"{name}_{part}", rows, width)
+                        for part, rows in zip(("index", "start"), tables))
+        lane = ir.IntType(lane_bits)
+        values = builder.bitcast(_byte_shuffles(builder, stream, index, start), ir.VectorType(lane, 32))
+        mask = builder.trunc(builder.sub(builder.shl(ir.Constant(I64, 1), width), ir.Constant(I64, 1)), lane)
+        values = builder.and_(values, _splat(builder, mask, 32))
+        t = _splat(builder, builder.trunc(threshold, lane), 32)
+        above, equal = (builder.zext(_popcount(builder, builder.bitcast(builder.icmp_unsigned(op, values, t),
+                                                                        ir.IntType(32))), I64)
+                        for op in (">", "=="))
+        counted.append((builder.or_(above, builder.shl(equal, ir.Constant(I64, 32))), builder.block))
+        builder.branch(done)
+    builder.position_at_end(done)
+    result = builder.phi(I64)
+    result.add_incoming(ir.Constant(I64, 0), entry)
+    for value, block in counted:
+        result.add_incoming(value, block)
+    return result
 
 
 def _count_width(builder, src, shift, h, threshold):

@@ -281,8 +281,28 @@ def count32(typingctx, buf, at, shift, width, threshold):
 
     def codegen(context, builder, signature, args):
         src = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return emit_count32(builder, builder.gep(src, [args[1]]), args[2], args[3], args[4])
+        return emit_count32(builder, builder.gep(src, [args[1]]), args[2], args[3], args[4],
+                            byte_shuffles=_has_byte_shuffles(context))
     return sig, codegen
+
+
+def has_byte_shuffles():
+    """Whether kernels compiled in this process use AVX-512 VBMI's byte
+    shuffles (count32's one body for every width)."""
+    from numba.core.registry import cpu_target
+    return _has_byte_shuffles(cpu_target.target_context)
+
+
+def _has_byte_shuffles(context):
+    """Whether the code is compiled for x86-64 with AVX-512 VBMI (vpermb,
+    vpmultishiftqb) and VL (their 256-bit forms): numba's target features,
+    which NUMBA_CPU_NAME / NUMBA_CPU_FEATURES may set below the host's (and
+    which key numba's cache, so a cached kernel is never run on a core
+    without them)."""
+    codegen = context.codegen()
+    features = set(getattr(codegen, "_tm_features", "").split(","))
+    return codegen._llvm_module.triple.startswith("x86_64") \
+        and {"+avx512vbmi", "+avx512vl", "+avx512bw"} <= features
 
 
 WALK8_BAD_HEADER = 1 << 24        # walk8's flag: a header byte of Rice or patched
