@@ -623,21 +623,38 @@ def test_scaled_decode_of_a_dictionary_section(guarded):
     assert (got == np.array([10**18 + 1000 * (5 + int(entries[r])) for r in ranks], np.uint64)).all()
 
 
-# count32 over every width and bit alignment, checked against a count of the
-# values it was given, in this process (the target's own code: one body for
-# every width where the target has AVX-512 VBMI) and in one compiled for a
-# generic x86-64 core (the switch with a body per width).
+# count32 and unpack32 over every width and bit alignment, checked against
+# the values they were given, in this process (the target's own code: one
+# body for most widths where the target has AVX-512 VBMI) and in one compiled
+# for a generic x86-64 core (a switch with a body per width).  (That neither
+# reads past unpack32_bytes / count32_bytes is checked in this process, by the
+# sections that end at a guard page above.)
 COUNT32_CHECK = """
 import sys
 import numba
 import numpy as np
-from sensorq.codec.bits import count32, count32_bytes, has_byte_shuffles
+from sensorq.codec.bits import count32, count32_bytes, has_byte_shuffles, unpack32, unpack32_bytes
 
 @numba.njit
 def count(buf, at, shift, width, threshold):
     return count32(buf, at, shift, width, threshold)
 
+@numba.njit
+def unpack(buf, at, shift, width, out):
+    unpack32(buf, at, shift, width, out, 0)
+
 rng = np.random.default_rng(11)
+for width in range(65):
+    for shift in range(8):
+        values = rng.integers(0, 1 << width, 32, dtype=np.uint64) if width < 64 else \
+            rng.integers(0, 2**64, 32, dtype=np.uint64)
+        bits = sum(int(v) << (shift + i * width) for i, v in enumerate(values))
+        room = unpack32_bytes(width)
+        raw = bits.to_bytes(room, "little") if width else bytes(room)
+        buf = np.frombuffer(bytes(64) + raw, np.uint8)
+        out = np.full(32, 7, np.uint64)
+        unpack(buf, 64, shift, width, out)
+        assert np.array_equal(out, values if width else np.zeros(32, np.uint64)), (width, shift)
 for width in range(1, 16):
     for shift in range(8):
         for _ in range(3):
@@ -653,7 +670,7 @@ print(has_byte_shuffles())
 """
 
 
-def test_count32_counts_every_width_and_alignment_in_both_forms(tmp_path):
+def test_count32_and_unpack32_in_both_forms(tmp_path):
     from sensorq.codec.bits import has_byte_shuffles
     here = subprocess.run([sys.executable, "-c", COUNT32_CHECK], capture_output=True, text=True,
                           env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "here")})

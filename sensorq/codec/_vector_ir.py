@@ -10,9 +10,10 @@ masks, ``llvm.masked.gather``, ``llvm.vector.reduce.umin/umax``, plain
 vector loads and stores.  LLVM picks
 the instructions for the host (vpermt2q/vpermi2b/vpshrdvq/valignq/vpgatherqq on
 AVX-512, scalar code where there is no such instruction).  One exception:
-count32's one body for every width (_count_by_tables) names AVX-512 VBMI's
-byte shuffles, and is emitted only when the target has them (bits.py asks);
-elsewhere count32 is the target-neutral switch.
+count32's and unpack32's one body for (nearly) every width
+(_count_by_tables, _unpack_by_tables) name AVX-512 VBMI's byte shuffles,
+and are emitted only when the target has them (bits.py asks); elsewhere
+both are the target-neutral switches.
 """
 from __future__ import annotations
 
@@ -152,21 +153,90 @@ def _unpack_narrow(builder, src, shift, width, dst):
         _store8(builder, dst, k, values)
 
 
-def emit_unpack32(builder, src, shift, width, dst):
-    """A switch over the widths 0..64; other widths do nothing."""
+# _unpack_by_tables' widths: a value and its bit offset in its first byte
+# (≤ 7) fit one 64-bit lane.
+TABLE_UNPACK_WIDTHS = range(1, 57)
+
+
+def _unpack_lane_tables():
+    """Per width, vpermb's control (lane j: the 8 bytes from value j's first
+    byte, (j w) >> 3, on) and each value's bit in its first byte, (j w) & 7,
+    both for a group of 8 values that starts at a byte."""
+    index, low_bits = [[0] * 64 for _ in range(57)], [[0] * 64 for _ in range(57)]
+    for w in TABLE_UNPACK_WIDTHS:
+        for j in range(8):
+            for b in range(8):
+                index[w][8 * j + b] = ((j * w) >> 3) + b
+            low_bits[w][8 * j] = (j * w) & 7        # a little-endian 64-bit lane
+    return index, low_bits
+
+
+def _unpack_by_tables(builder, src, shift, width, dst):
+    """32 values of a run-time width in TABLE_UNPACK_WIDTHS, one body, with
+    AVX-512 VBMI's byte shuffle: each group of 8 starts at byte k w (bit
+    ``shift`` of it); a masked load of just the group's bytes, vpermb puts
+    each value's bytes in its own lane (the control a per-width table row
+    plus one where the start bit carries into the next byte), a variable
+    shift and the mask take its bits.  Reads (shift + 32 w + 7) // 8 bytes,
+    no more."""
+    vec8, bytes64 = _vec(8), ir.VectorType(ir.IntType(8), 64)
+    index_rows, low_rows = _unpack_lane_tables()
+    index = builder.bitcast(_table_row(builder, "sensorq_unpack32_index", index_rows, width), vec8)
+    low = builder.bitcast(_table_row(builder, "sensorq_unpack32_low_bits", low_rows, width), vec8)
+    lane_bits = builder.add(low, _splat(builder, shift, 8))
+    carry = builder.lshr(lane_bits, _const([3] * 8))
+    index = builder.bitcast(builder.add(index, builder.mul(carry, _const([0x0101010101010101] * 8))), bytes64)
+    amounts = builder.and_(lane_bits, _const([7] * 8))
+    mask = _splat(builder, builder.lshr(ir.Constant(I64, -1), builder.sub(ir.Constant(I64, 64), width)), 8)
+    load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(bytes64, [bytes64.as_pointer(), I32, ir.VectorType(ir.IntType(1), 64),
+                                                  bytes64]), "llvm.masked.load.v64i8.p0v64i8")
+    permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bytes64, [bytes64, bytes64]),
+                                             "llvm.x86.avx512.permvar.qi.512")
+    i8p = ir.IntType(8).as_pointer()
+    group_bytes = builder.lshr(builder.add(builder.add(shift, builder.shl(width, ir.Constant(I64, 3))),
+                                           ir.Constant(I64, 7)), ir.Constant(I64, 3))       # ≤ 57
+    present = builder.bitcast(builder.lshr(ir.Constant(I64, -1), builder.sub(ir.Constant(I64, 64), group_bytes)),
+                              ir.VectorType(ir.IntType(1), 64))
+    for k in range(4):
+        at = builder.gep(builder.bitcast(src, i8p), [builder.mul(width, ir.Constant(I64, k))])
+        stream = builder.call(load, [builder.bitcast(at, bytes64.as_pointer()), ir.Constant(I32, 1), present,
+                                     ir.Constant(bytes64, None)])
+        lanes = builder.bitcast(builder.call(permute, [stream, index]), vec8)
+        _store8(builder, dst, k, builder.and_(builder.lshr(lanes, amounts), mask))
+
+
+def emit_unpack32(builder, src, shift, width, dst, byte_shuffles=False):
+    """A switch over the widths 0..64; other widths do nothing.  With
+    ``byte_shuffles`` (the target has AVX-512 VBMI: bits.py asks), widths
+    1..56 take one body instead (_unpack_by_tables): no indirect jump to
+    mispredict where widths vary from one mini-block to the next, and no
+    gather for the wide ones."""
     shift = _as_i64(builder, shift)
     width = _as_i64(builder, width)
     done = builder.append_basic_block("unpack32.done")
+    if byte_shuffles:
+        tables, others = (builder.append_basic_block(f"unpack32.{name}") for name in ("tables", "others"))
+        in_range = builder.and_(builder.icmp_unsigned(">=", width, ir.Constant(I64, TABLE_UNPACK_WIDTHS[0])),
+                                builder.icmp_unsigned("<=", width, ir.Constant(I64, TABLE_UNPACK_WIDTHS[-1])))
+        builder.cbranch(in_range, tables, others)
+        builder.position_at_end(tables)
+        _unpack_by_tables(builder, src, shift, width, dst)
+        builder.branch(done)
+        builder.position_at_end(others)
     switch = builder.switch(width, done)
     for name, widths, emit in (("gather", GATHER_WIDTHS, _unpack_gather),
                                ("narrow", NARROW_WIDTHS, _unpack_narrow)):
+        if byte_shuffles:
+            break                       # both within TABLE_UNPACK_WIDTHS
         shared = builder.append_basic_block(f"unpack32.{name}")    # one body for these widths
         for h in widths:
             switch.add_case(ir.Constant(I64, h), shared)
         builder.position_at_end(shared)
         emit(builder, src, shift, width, dst)
         builder.branch(done)
-    for h in (h for h in range(MAX_WIDTH + 1) if h not in GATHER_WIDTHS and h not in NARROW_WIDTHS):
+    taken = set(TABLE_UNPACK_WIDTHS) if byte_shuffles else {*GATHER_WIDTHS, *NARROW_WIDTHS}
+    for h in (h for h in range(MAX_WIDTH + 1) if h not in taken):
         block = builder.append_basic_block(f"unpack32.w{h}")
         switch.add_case(ir.Constant(I64, h), block)
         builder.position_at_end(block)
