@@ -611,6 +611,29 @@ def test_scaled_decode_is_offset_plus_scale_times_the_words(mix, base, order, of
     assert status < 0
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 32, 33, 100, 4096])
+def test_scaled_decode_of_steady_and_nearly_steady_clocks(n, guarded):
+    """Order-2 sections whose residuals after the first two are all 0 (a
+    steady clock: one pass fills the timestamps) and the same with one
+    residual late in the section set (the general sums): both against the
+    format's words times scale plus offset, mod 2^64."""
+    rng = np.random.default_rng(n)
+    for step in (0, 1, 15_625_000, 2**40 + 3):
+        for late in (None, n - 1):
+            first = int(rng.integers(0, 2**40))
+            residuals = [first, 2 * step][:n] + [0] * max(0, n - 2)     # zigzag(step) = 2 step
+            if late is not None and late >= 2:
+                residuals[late] = 3
+            blocks = [(max(chunk).bit_length(), chunk)       # width 0 where all are 0
+                      for chunk in (residuals[i:i + 32] for i in range(0, n, 32))]
+            data_bytes = section(0, blocks)
+            words = reference_undo(np.array(residuals, np.uint64), 2, 0)
+            offset, scale = int(rng.integers(0, 2**63)), int(rng.integers(1, 10**9))
+            want = np.array([(offset + scale * int(w)) & MASK for w in words], np.uint64)
+            status, got = decode_scaled(*guarded.at_end(data_bytes), n, 2, offset, scale)
+            assert status == 0 and (got == want).all(), (step, late)
+
+
 def test_scaled_decode_of_a_dictionary_section(guarded):
     rng = np.random.default_rng(12)
     entries = np.unique(rng.integers(0, 10**6, 40))

