@@ -92,8 +92,21 @@ class DaskProcesses:
         self.procs.append(self._start("dask_scheduler", ["--host", "127.0.0.1", "--port", "0",
                                                          "--no-dashboard", "--scheduler-file",
                                                          str(self.file)], {}))
-        self._wait(lambda: self.file.exists(), "the scheduler")
-        self.address = json.loads(self.file.read_text())["address"]
+        try:
+            self._wait(lambda: self._scheduler_address() is not None, "the scheduler")
+        except BaseException:
+            self.stop()
+            raise
+        self.address = self._scheduler_address()
+
+    def _scheduler_address(self):
+        """The scheduler file's address, or None while the file is missing or
+        still being written (it appears empty before its JSON lands: a clean
+        clone's run once read it in between)."""
+        try:
+            return json.loads(self.file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            return None
 
     def _start(self, command: str, args, env):
         """``dask scheduler`` / ``dask worker``, run as their modules with this Python."""

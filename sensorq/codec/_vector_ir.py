@@ -276,7 +276,12 @@ def emit_count32(builder, src, shift, width, threshold, byte_shuffles=False):
         builder.position_at_end(block)
         results.append((_count_width(builder, src, shift, h, threshold), builder.block))
         builder.branch(done)
-    entry = switch.parent
+    return _join_counts(builder, done, switch.parent, results)
+
+
+def _join_counts(builder, done, entry, results):
+    """At block ``done``: 0 if come from ``entry`` (no body for the width),
+    else the (value, block) of the body it came from."""
     builder.position_at_end(done)
     counted = builder.phi(I64)
     counted.add_incoming(ir.Constant(I64, 0), entry)
@@ -369,12 +374,7 @@ def _count_by_tables(builder, src, shift, width, threshold):
                         for op in (">", "=="))
         counted.append((builder.or_(above, builder.shl(equal, ir.Constant(I64, 32))), builder.block))
         builder.branch(done)
-    builder.position_at_end(done)
-    result = builder.phi(I64)
-    result.add_incoming(ir.Constant(I64, 0), entry)
-    for value, block in counted:
-        result.add_incoming(value, block)
-    return result
+    return _join_counts(builder, done, entry, counted)
 
 
 def _count_width(builder, src, shift, h, threshold):
