@@ -300,11 +300,13 @@ def _has_byte_shuffles(context):
     vpmultishiftqb) and VL (their 256-bit forms): numba's target features,
     which NUMBA_CPU_NAME / NUMBA_CPU_FEATURES may set below the host's (and
     which key numba's cache, so a cached kernel is never run on a core
-    without them)."""
+    without them).  Read from numba's codegen (private attributes: should a
+    numba release rename them, the answer is no, and count32 and unpack32
+    are the target-neutral switches)."""
     codegen = context.codegen()
-    features = set(getattr(codegen, "_tm_features", "").split(","))
-    return codegen._llvm_module.triple.startswith("x86_64") \
-        and {"+avx512vbmi", "+avx512vl", "+avx512bw"} <= features
+    features = set(str(getattr(codegen, "_tm_features", "")).split(","))
+    triple = str(getattr(getattr(codegen, "_llvm_module", None), "triple", ""))
+    return triple.startswith("x86_64") and {"+avx512vbmi", "+avx512vl", "+avx512bw"} <= features
 
 
 WALK8_BAD_HEADER = 1 << 24        # walk8's flag: a header byte of Rice or patched
