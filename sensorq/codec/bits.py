@@ -254,7 +254,7 @@ def unpack32(typingctx, buf, at, shift, width, out, lo):
     but widths 1..16 share one branch-free body (a jump per width
     mispredicted on real data's mixed widths) and widths 33..56 one that
     gathers (see _vector_ir).  Where the target has AVX-512 VBMI, widths
-    1..56 share one body of byte shuffles instead (_unpack_by_tables: the
+    17..56 share one body of byte shuffles instead (_unpack_by_tables: the
     bench_floats decode of float rows 0.81-0.98 -> 1.02-1.17 G values/s)."""
     if not (_c_arrays(buf, out) and isinstance(width, types.Integer)):
         return None
