@@ -193,8 +193,6 @@ def _unpack_by_tables(builder, src, shift, width, dst):
     load = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(bytes64, [bytes64.as_pointer(), I32, ir.VectorType(ir.IntType(1), 64),
                                                   bytes64]), "llvm.masked.load.v64i8.p0v64i8")
-    permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bytes64, [bytes64, bytes64]),
-                                             "llvm.x86.avx512.permvar.qi.512")
     i8p = ir.IntType(8).as_pointer()
     group_bytes = builder.lshr(builder.add(builder.add(shift, builder.shl(width, ir.Constant(I64, 3))),
                                            ir.Constant(I64, 7)), ir.Constant(I64, 3))       # ≤ 57
@@ -204,7 +202,7 @@ def _unpack_by_tables(builder, src, shift, width, dst):
         at = builder.gep(builder.bitcast(src, i8p), [builder.mul(width, ir.Constant(I64, k))])
         stream = builder.call(load, [builder.bitcast(at, bytes64.as_pointer()), ir.Constant(I32, 1), present,
                                      ir.Constant(bytes64, None)])
-        lanes = builder.bitcast(builder.call(permute, [stream, index]), vec8)
+        lanes = builder.bitcast(_permute_bytes(builder, stream, index), vec8)
         _store8(builder, dst, k, builder.and_(builder.lshr(lanes, amounts), mask))
 
 
@@ -332,16 +330,21 @@ def _table_row(builder, name, rows, width):
     return builder.load(builder.bitcast(row, ir.VectorType(ir.IntType(8), lanes).as_pointer()), align=1)
 
 
+def _permute_bytes(builder, stream, index):
+    """vpermb: byte i of the result is byte index[i] of the stream (32 or 64 bytes)."""
+    vec = stream.type
+    permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]),
+                                             f"llvm.x86.avx512.permvar.qi.{8 * vec.count}")
+    return builder.call(permute, [stream, index])
+
+
 def _byte_shuffles(builder, stream, index, start):
     """vpermb then vpmultishiftqb: each lane's bytes gathered from the stream,
     then each byte of the lane taken from bit start[byte] of its lane."""
-    n = stream.type.count
     vec = stream.type
-    permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]),
-                                             f"llvm.x86.avx512.permvar.qi.{8 * n}")
     multishift = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]),
-                                                f"llvm.x86.avx512.pmultishift.qb.{8 * n}")
-    return builder.call(multishift, [start, builder.call(permute, [stream, index])])
+                                                f"llvm.x86.avx512.pmultishift.qb.{8 * vec.count}")
+    return builder.call(multishift, [start, _permute_bytes(builder, stream, index)])
 
 
 def _count_by_tables(builder, src, shift, width, threshold):
@@ -358,9 +361,9 @@ def _count_by_tables(builder, src, shift, width, threshold):
             (wide, 8, 16, "sensorq_count32_words", _word_lane_tables())):
         builder.position_at_end(block)
         if lane_bits == 8:
-            builder.cbranch(builder.icmp_unsigned("<=", width, ir.Constant(I64, 8)),
-                            builder.append_basic_block("count32.bytes.go"), wide)
-            builder.position_at_end(block.function.blocks[-1])
+            go = builder.append_basic_block("count32.bytes.go")
+            builder.cbranch(builder.icmp_unsigned("<=", width, ir.Constant(I64, 8)), go, wide)
+            builder.position_at_end(go)
         view = _fshr(builder, _load(builder, builder.gep(src, [ir.Constant(I64, 8)]), words),
                      _load(builder, src, words), _splat(builder, shift, words))
         stream = builder.bitcast(view, ir.VectorType(ir.IntType(8), 8 * words))
@@ -596,8 +599,6 @@ def _low_masks(builder, widths, most):
 def _lane_mask(builder, bits):
     """An <8 x i1> as the low 8 bits of an i64."""
     return builder.zext(builder.bitcast(bits, ir.IntType(8)), I64)
-
-
 
 
 def emit_walk8(builder, buf, headers, start, end, bit_pos, frame_length, base, threshold, top,

@@ -290,7 +290,7 @@ def count32(typingctx, buf, at, shift, width, threshold):
 
 def has_byte_shuffles():
     """Whether kernels compiled in this process use AVX-512 VBMI's byte
-    shuffles (count32's one body for every width)."""
+    shuffles (count32's one body for every width, unpack32's for 17..56)."""
     from numba.core.registry import cpu_target
     return _has_byte_shuffles(cpu_target.target_context)
 

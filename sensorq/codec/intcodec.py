@@ -537,7 +537,9 @@ def _steps_alike(u, n):
 def _steady_fill(first, step, n, offset, scale, dest):
     """dest[:n] := offset + scale * (first + i * step) (mod 2^64): what the
     order-2 sums give when every step is the same, in one pass where they
-    took two (a block's timestamps ~4 -> ~2 µs here)."""
+    took two (with width-0 mini-blocks' zeros written directly, a block's
+    timestamps ~4 -> ~1.5 µs here).  A section that is not steady pays
+    _steps_alike's one OR pass over its residuals before its sums."""
     start, stride = offset + scale * first, scale * step
     for i in range(U64(n)):
         dest[i] = np.int64(start + stride * i)
