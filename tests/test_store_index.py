@@ -534,3 +534,26 @@ def test_select_picks_the_rows_numpy_indexing_picks(built, data):
             if len(chosen):     # its blocks' bytes are read through the parent's lazy CRC check
                 assert np.array_equal(chosen.decode(len(chosen) - 1)[0],
                                       index.decode(int(identity[which][-1]))[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), channels=st.integers(1, 4), data=st.data())
+def test_take_entries_gathers_what_numpy_indexing_gathers(n, channels, data):
+    """take_entries (the statistics table gathered as 8-byte words) against
+    numpy's field-by-field indexing of the same structured table: whole rows
+    and one channel's, by masks, index arrays (repeats, any order) and
+    slices, from a contiguous table and from a strided view of one."""
+    from sensorq.codec.header import ENTRY_DTYPE
+    from sensorq.store.blockindex import take_entries
+    raw = np.frombuffer(data.draw(st.binary(min_size=2 * n * channels * ENTRY_DTYPE.itemsize,
+                                            max_size=2 * n * channels * ENTRY_DTYPE.itemsize)),
+                        ENTRY_DTYPE).reshape(2 * n, channels)
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    picks = np.array(data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=2 * n if n else 0)),
+                     dtype=np.int64)
+    channel = data.draw(st.integers(0, channels - 1))
+    for table in (raw[:n], raw[::2]):           # contiguous rows; every other row (strided)
+        for rows in (mask, picks, slice(1, None, 2)):
+            assert take_entries(table, rows).tobytes() == table[rows].tobytes()
+            assert take_entries(table, rows, channel).tobytes() == table[rows, channel].tobytes()
+            assert take_entries(table, rows, channel).shape == table[rows, channel].shape

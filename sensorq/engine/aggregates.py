@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..result import TIME_MISSING
+from ..store.blockindex import take_entries
 
 # Partial aggregate columns (float64 matrix ``fp`` and int64 matrix ``ip``),
 # one row per slot: what the kernels write and merge() combines.
@@ -63,7 +64,7 @@ def stat_partials(index, rows: np.ndarray, channel) -> tuple[np.ndarray, np.ndar
     ip[:, I_TFIRST], ip[:, I_TLAST] = index.t_first[rows], index.t_last[rows]
     if channel is None:
         return fp, ip
-    entries = index.entries[rows, channel.index]
+    entries = take_entries(index.entries, rows, channel.index)
     s = channel.scale
     lo, hi = entries["min"].astype(np.float64) * s, entries["max"].astype(np.float64) * s
     fp[:, F_MIN], fp[:, F_MAX] = (lo, hi) if s > 0 else (hi, lo)
@@ -80,7 +81,7 @@ def stat_partials(index, rows: np.ndarray, channel) -> tuple[np.ndarray, np.ndar
 
 def sums_are_exact(index, rows, channel) -> np.ndarray:
     """Blocks whose sum (and sum of squares) statistics are exact."""
-    flags = index.entries[rows, channel.index]["flags"]
+    flags = take_entries(index.entries, rows, channel.index)["flags"]
     return (flags & 3) == 0
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from ..codec.codes import LADDER_STEPS
 from ..query import plan as P
 from ..result import TIME_UNIT, Result, ScanStats
+from ..store.blockindex import take_entries
 from . import limits, tiers
 from .layout import POOLED, build_layouts, few_blocks_plan, materialise
 from .derived import derived
@@ -283,7 +284,7 @@ def histogram_percentiles(tier, index, rows, programs, expr, p, start, end, buck
         return np.zeros(0, np.int64), np.zeros(0)
     lo_t = np.maximum(index.t_first[rows], start)
     hi_t = np.minimum(index.t_last[rows], end - 1)
-    stats = index.entries[rows, expr.index]
+    stats = take_entries(index.entries, rows, expr.index)
     vmin, vmax = stats["min"].astype(np.int64), stats["max"].astype(np.int64)
     if bucket_ns:
         first, last = lo_t // bucket_ns, hi_t // bucket_ns

@@ -91,7 +91,7 @@ class BlockIndex:
             check = lambda picked, parent=self.check: parent(rows[picked])   # noqa: E731
         return BlockIndex(self.stream, self.buffers, self.buffer_of[which], self.offset[which],
                           self.length[which], self.n_samples[which], self.t_first[which],
-                          self.t_last[which], self.seq[which], self.entries[which],
+                          self.t_last[which], self.seq[which], take_entries(self.entries, which),
                           self.tick[which], self.time_codec[which], self.time_len[which],
                           check=check)
 
@@ -404,6 +404,23 @@ def factorise(keys: np.ndarray) -> tuple[list[int], np.ndarray]:
     present[shifted] = True
     code = np.cumsum(present, dtype=np.int32) - 1
     return (np.flatnonzero(present) + low).tolist(), code[shifted]
+
+
+def take_entries(entries: np.ndarray, rows, channel: int | None = None) -> np.ndarray:
+    """``entries[rows]`` (or ``entries[rows, channel]``) of a (blocks,
+    channels) table of statistics, gathered as 8-byte words: numpy's fancy
+    indexing of a structured dtype copies field by field, ~4 ms for 24,000
+    blocks of three channels (a first count over a 100 M-sample cache) against
+    ~0.5 ms as words.  A slice is a view, as numpy gives it."""
+    if isinstance(rows, slice) or entries.ndim != 2 or not entries.flags.c_contiguous \
+            or entries.dtype.itemsize % 8:
+        return entries[rows] if channel is None else entries[rows, channel]
+    width = entries.dtype.itemsize // 8        # words an entry
+    words = entries.view(np.uint64).reshape(entries.shape[0], entries.shape[1] * width)
+    if channel is not None:
+        words = words[:, channel * width:(channel + 1) * width]
+    picked = words[rows].view(entries.dtype)
+    return picked.reshape(-1) if channel is not None else picked
 
 
 def _as_bytes(rows: np.ndarray) -> np.ndarray:
