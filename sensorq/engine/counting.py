@@ -95,6 +95,13 @@ def run_count(tier, index, plan: CountPlan, start, end) -> int:
         for layout_plan in call.layouts:
             layout = materialise(layout_plan, index)
             local = np.arange(len(layout.blocks), dtype=np.int64)
-            total += int(tier.count(layout, local, programs, raw_int, start, end,
-                                    call.need_time).sum())
+            total += _total(tier.count(layout, local, programs, raw_int, start, end,
+                                       call.need_time))
     return total
+
+
+def _total(counts: np.ndarray) -> int:
+    """The sum of a kernel call's per-block counts: a few blocks' (a window's)
+    as Python ints, ~0.4 µs where numpy's reduction costs ~1.4 µs of a ~30 µs
+    repeated count; many blocks' by numpy."""
+    return sum(counts.tolist()) if len(counts) <= 64 else int(counts.sum())

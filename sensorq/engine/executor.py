@@ -32,6 +32,7 @@ from ..result import TIME_MISSING, TIME_UNIT, Result, ScanStats
 from . import aggregates as A
 from . import counting, limits, tiers
 from .derived import derived
+from .plancache import plans_of
 from .program import compile_query
 from .zonemaps import ALL, NONE, classify
 
@@ -163,7 +164,6 @@ def plan_text(cache, text: str, now_policy: str = "data"):
     if now_policy != "data":        # now is the wall clock: a plan is good once
         from ..query.planner import plan_query
         return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
-    from .plancache import plans_of
     return plans_of(cache).plan(cache, text)
 
 

@@ -58,8 +58,12 @@ class PlanCache:
 
 def _still_valid(cache, streams, planned_streams, newest_read) -> bool:
     # dict equality compares each Stream by identity first, then by value
-    return streams == planned_streams and all(
-        cache.newest_ns(stream) == value for stream, value in newest_read.items())
+    if streams != planned_streams:
+        return False
+    for stream, value in newest_read.items():      # (a loop: a generator's frames cost ~0.3 µs)
+        if cache.newest_ns(stream) != value:
+            return False
+    return True
 
 
 def plans_of(cache) -> PlanCache:
