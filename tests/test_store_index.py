@@ -238,6 +238,37 @@ def test_a_query_checks_the_crcs_of_the_blocks_it_reads_and_no_others(tmp_path):
         assert result.value == int(np.count_nonzero(x_of(k) > 1000))
 
 
+def test_a_window_asked_again_checks_no_crc_again_and_damage_elsewhere_is_still_found(
+        tmp_path, monkeypatch):
+    """A query asked again over the same blocks reuses its kept plan, whose
+    blocks were checked by the first ask: no CRC is computed again
+    (scan.py's lazy check skips a kept plan's rows it found checked).  That
+    shortcut hides nothing: a damaged block no query has read yet is found by
+    the first query that reads it, whose answer is then a scan's."""
+    from sensorq.store import scan
+    computed = []
+    real_crc32 = scan.crc32
+    monkeypatch.setattr(scan, "crc32", lambda data: computed.append(1) or real_crc32(data))
+    path = tmp_path / "c"
+    build(path)
+    flip_inside_a_block(sorted(path.glob("segment-*.sqs"))[1])
+    plain = without_indexes(path, tmp_path / "plain")
+    window = "count where x > 1000 between 1700000190s and 1700000192s"    # the newest blocks
+    with sensorq.open(path, readonly=True) as reader, sensorq.open(plain, readonly=True) as scanning:
+        first = reader.query(window)
+        assert 0 < first.scan.decoded == len(computed)
+        assert reader._segments[1].from_index                   # the damaged one not read yet
+        for _ in range(3):
+            again = reader.query(window)
+            assert again.plan is first.plan and again.value == first.value
+        assert len(computed) == first.scan.decoded              # nothing checked twice
+        k = np.arange(190_000, 192_000)
+        assert first.value == int(np.count_nonzero(x_of(k) > 1000))
+        assert reader.query("count where x > 0").value == scanning.query("count where x > 0").value
+        assert not reader._segments[1].from_index               # found, and read whole
+        assert reader.info()["problems"] == scanning.info()["problems"] != []
+
+
 @pytest.mark.parametrize("compression, in_crc", [("none", False), ("zstd", False), ("none", True)])
 def test_a_damaged_block_a_query_reads_is_found_before_a_kernel_reads_it(tmp_path, compression,
                                                                          in_crc):
