@@ -167,11 +167,23 @@ def plan_text(cache, text: str, now_policy: str = "data"):
     return plans_of(cache).plan(cache, text)
 
 
+_RUNNERS: dict = {}      # plan type -> its runner, once its module is imported
+
+
 def _runner(query):
-    """The function that runs a plan of this type (its module imported now)."""
+    """The function that runs a plan of this type (its module imported by the
+    first query of that type; after that a dict's read, where an import
+    statement in each call cost ~1.5 µs of a ~70 µs top N)."""
     kind = type(query)
     if kind is P.AggregateQuery:
         return run_aggregate
+    runner = _RUNNERS.get(kind)
+    if runner is None:
+        runner = _RUNNERS[kind] = _import_runner(kind)
+    return runner
+
+
+def _import_runner(kind):
     if kind in (P.FindQuery, P.EpisodesQuery, P.NewestQuery):
         from . import search
         return {P.FindQuery: search.run_find, P.EpisodesQuery: search.run_episodes,

@@ -30,6 +30,7 @@ the same arithmetic in the same order, so the same bits):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -132,19 +133,29 @@ class QueryPrograms:
     has_pred: bool
     has_value: bool
 
-    @property
+    # The arrays below are made once per compiled pair (compile_query hands the
+    # same programs out again: a repeated query made them anew each time, ~1 µs
+    # an array of a ~70 µs top N).  Kernels only read them, and nothing else
+    # may write them; they stay writable arrays, as the kernels were compiled
+    # for (a read-only one is another numba type: every kernel compiled twice).
+
+    @cached_property
     def slot_indices(self) -> np.ndarray:
         return np.array([c.index for c in self.channels], np.int64)
 
-    @property
+    @cached_property
     def slot_scales(self) -> np.ndarray:
         return np.array([c.scale for c in self.channels], np.float64)
 
-    def kernel_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(predicate code, value code, constants, stack depth) for the kernels."""
+    @cached_property
+    def _kernel_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         consts = np.array(self.pred.consts or [0.0], np.float64)   # one table, shared
         depth = max(self.pred.max_depth, self.value.max_depth, 1)
         return self.pred.code_array(), self.value.code_array(), consts, depth
+
+    def kernel_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(predicate code, value code, constants, stack depth) for the kernels."""
+        return self._kernel_args
 
 
 KEPT_PROGRAMS = 256         # compile_query: (predicate, value) pairs remembered
