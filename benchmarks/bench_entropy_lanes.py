@@ -144,8 +144,12 @@ def load_library(work: Path):
     if " avx512f" not in flags:
         raise SystemExit("this study needs AVX-512F (entropy_lanes.c is written with its intrinsics)")
     lib_path = work / "entropy_lanes.so"
-    subprocess.run(["cc", "-O3", "-march=native", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared",
-                    "-fPIC", "-o", str(lib_path), str(SOURCE)], check=True)
+    try:
+        subprocess.run(["cc", "-O3", "-march=native", "-std=c99", "-Wall", "-Wextra", "-Werror",
+                        "-shared", "-fPIC", "-o", str(lib_path), str(SOURCE)], check=True)
+    except FileNotFoundError:
+        raise SystemExit("this study builds entropy_lanes.c with the system C compiler (cc): "
+                         "none was found") from None
     lib = ctypes.CDLL(str(lib_path))
     P, I64, I32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.lanes_run.argtypes = [I32, I64, I32, P, P, P, P, P, P, P, P, ctypes.c_double, I64, P, P]
