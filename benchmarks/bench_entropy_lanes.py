@@ -12,14 +12,18 @@ needing a refill take with one vector expand (entropy_lanes.c, AVX-512
 intrinsics, built here with the system C compiler; the machine needs
 AVX-512F).  It is not part of sensorq.
 
-For bench_floats.py's temperatures at 1 and 2 decimals (their order-1
-residuals per 4096-value block, as sensorq's compact codec sees them) it
-prints, per decoder: bytes a value of the study's coded form (words, the
-lanes' states, and a header as an ENTROPY payload's), ns a value, and the
-time against sensorq's own decode of the same rows in the same run
-(bench_floats.measure: compact blocks to float64 values, order-1 sums and
-decimal scaling included).  Every decoder's output is checked against the
-residuals (the fused one against numpy's running sums, scaled the same way).
+For bench_floats.py's four ENTROPY rows (temperatures at 1 and 2 decimals:
+their integers' order-1 residuals per 4096-value block, as sensorq's compact
+codec sees them; the 50 Hz radio clock and the gapped 100 Hz clock: their
+time words', ticks since the first sample) it prints, per decoder: bytes a
+value of the study's coded form (words, the lanes' states, and a header as
+an ENTROPY payload's), ns a value, and the time against sensorq's own decode
+of the same rows in the same run (bench_floats.measure: compact blocks to
+float64 values, or to int64 timestamps, sums and scaling included).  Every
+decoder's output is checked against the residuals: the symbol decoders'
+symbols, and the fused decoder's values against numpy's running sums over
+the same divisor (10^decimals as the codec's DECIMAL divides; 1 for the
+clocks' words, written as float64: a stand-in for t = t_first + tick x word).
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from bench_floats import BLOCK, MIN_TIMED_SECONDS, encode, measure, temperatures
+from bench_floats import (BLOCK, MIN_TIMED_SECONDS, encode, gapped_clock, measure, radio_clock,
+                          temperatures)
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "entropy_lanes.c"
@@ -218,19 +223,36 @@ def fastest(run, repeat: int) -> float:
     return best
 
 
-def study(lib, decimals: int, n: int, repeat: int) -> list[tuple]:
+def temperature_row(decimals: int, n: int):
+    """(name, timestamps, values, the integers coded, their divisor, whether the time column is studied)."""
     name, t, (values,) = temperatures(decimals, n)
+    return name, t, values, np.round(values * 10**decimals).astype(np.int64), 10.0 ** decimals, False
+
+
+def clock_row(make, n: int):
+    """A clock's time words (ticks since its first sample): the study's decoder
+    writes them as float64 (divisor 1), standing in for t = t_first + tick x word."""
+    name, t, (values,) = make(n)
+    tick = int(np.gcd.reduce(np.diff(t)))
+    return name, t, values, (t - t[0]) // tick, 1.0, True
+
+
+def study(lib, data, repeat: int) -> list[tuple]:
+    name, t, values, ints, divisor, time_column = data
     encoded = encode(t, [values], "compact")
-    _, _, engine_rate = measure(encoded, repeat, False)
-    sensorq_bytes = sum(int(info.entries["data_len"].sum()) for info in encoded[1]) / len(values)
-    ints = np.round(values * 10**decimals).astype(np.int64)
+    _, _, engine_rate = measure(encoded, repeat, time_column)
+    section = (lambda info: info.time_len) if time_column else \
+        (lambda info: int(info.entries["data_len"].sum()))
+    sensorq_bytes = sum(section(info) for info in encoded[1]) / len(values)
     engine_ns = 1e9 / engine_rate
     rows = [(name, "sensorq compact (tANS, 8 states)", "-", "-", sensorq_bytes, engine_ns, 1.0)]
     for lanes, registers in ((16, False), (16, True), (32, True)):
         most = 6 if registers else 12
-        blocks = [CodedBlock(ints[lo:lo + BLOCK], lanes, most) for lo in range(0, len(ints), BLOCK)
-                  if len(ints[lo:lo + BLOCK]) > lanes]
-        row = Row(blocks, 10.0 ** decimals)
+        pieces = [ints[lo:lo + BLOCK] for lo in range(0, len(ints), BLOCK) if len(ints[lo:lo + BLOCK]) > lanes]
+        if any(np.unique(np.diff(piece)).size > 1 << most for piece in pieces):
+            continue            # more symbols than the table has slots
+        blocks = [CodedBlock(piece, lanes, most) for piece in pieces]
+        row = Row(blocks, divisor)
         coded_bytes = sum(b.bytes for b in blocks) / row.m.sum()
         chosen = [SCALAR, REGISTERS if registers else GATHERED]
         if registers and lanes == 32 and row.delta_tables is not None:
@@ -252,11 +274,13 @@ def main() -> None:
     n = 100_000 if args.quick else 1_000_000
     with tempfile.TemporaryDirectory() as work:
         lib = load_library(Path(work))
-        rows = [row for decimals in (1, 2) for row in study(lib, decimals, n, args.repeat)]
-    print(f"{'data':24s} {'decoder':34s} {'lanes':>5s} {'slots':>6s} {'B/value':>8s} "
+        data = [temperature_row(1, n), temperature_row(2, n), clock_row(radio_clock, n),
+                clock_row(gapped_clock, n)]
+        rows = [row for one in data for row in study(lib, one, args.repeat)]
+    print(f"{'data':28s} {'decoder':34s} {'lanes':>5s} {'slots':>6s} {'B/value':>8s} "
           f"{'ns/value':>9s} {'G/s':>6s} {'÷ sensorq':>10s}")
     for name, label, lanes, slots, nbytes, ns, ratio in rows:
-        print(f"{name:24s} {label:34s} {lanes!s:>5s} {slots!s:>6s} {nbytes:8.4f} {ns:9.3f} "
+        print(f"{name:28s} {label:34s} {lanes!s:>5s} {slots!s:>6s} {nbytes:8.4f} {ns:9.3f} "
               f"{1 / ns:6.2f} {ratio:9.2f}x")
     print("(÷ sensorq: sensorq's decode time of the row over the decoder's; above 1, faster.  The\n"
           " symbol decoders write symbol indices, not values: only the fused one does the whole job.)")
