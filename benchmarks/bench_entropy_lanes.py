@@ -8,7 +8,8 @@ clock) by tANS with eight states that read one bit stream
 0.7-0.8 G values/s, under issue 11's 1 G/s.  This script measures a
 candidate before any payload form is designed around it: interleaved rANS,
 16 or 32 lanes, 32-bit states, one stream of 16-bit words that the lanes
-needing a refill take with one vector expand (entropy_lanes.c, AVX-512
+needing a refill take with one vector expand (or 16-bit states and a stream
+of bytes, whose states cost a section half the bytes) (entropy_lanes.c, AVX-512
 intrinsics, built here with the system C compiler; the machine needs
 AVX-512F).  It is not part of sensorq.
 
@@ -76,19 +77,21 @@ def best_scale(counts: np.ndarray, most: int) -> tuple[int, np.ndarray]:
 
 
 @njit(cache=False)
-def rans_encode(symbols, freqs, starts, scale, lanes, words_backwards, states):
-    """Lane i % lanes codes symbols[i]; returns how many words were written
-    (last first: the decoder reads them reversed)."""
-    x = np.full(lanes, np.uint64(LIMIT), np.uint64)
+def rans_encode(symbols, freqs, starts, scale, lanes, io_bits, words_backwards, states):
+    """Lane i % lanes codes symbols[i], its state in [2^io_bits, 2^(2 io_bits)),
+    io_bits (16 or 8) a word; returns how many words were written (last
+    first: the decoder reads them reversed)."""
+    low = np.uint64(1 << io_bits)
+    x = np.full(lanes, low, np.uint64)
     written = 0
     for i in range(symbols.shape[0] - 1, -1, -1):
         j = i % lanes
         f, c = np.uint64(freqs[symbols[i]]), np.uint64(starts[symbols[i]])
         xj = x[j]
-        if xj >= ((np.uint64(LIMIT) >> np.uint64(scale)) << np.uint64(16)) * f:
-            words_backwards[written] = np.uint16(xj & np.uint64(0xFFFF))
+        if xj >= ((low >> np.uint64(scale)) << np.uint64(io_bits)) * f:
+            words_backwards[written] = xj & (low - np.uint64(1))
             written += 1
-            xj >>= np.uint64(16)
+            xj >>= np.uint64(io_bits)
         x[j] = ((xj // f) << np.uint64(scale)) + (xj % f) + c
     for j in range(lanes):
         states[j] = np.uint32(x[j])
@@ -109,7 +112,7 @@ def decoding_table(freqs: np.ndarray, scale: int, top: np.ndarray) -> np.ndarray
 class CodedBlock:
     """One block's order-1 residuals coded for ``lanes`` lanes."""
 
-    def __init__(self, ints: np.ndarray, lanes: int, most_scale: int):
+    def __init__(self, ints: np.ndarray, lanes: int, most_scale: int, io_bits: int = 16):
         deltas = np.diff(ints)
         self.first = int(ints[0])
         self.m = len(deltas)
@@ -117,11 +120,12 @@ class CodedBlock:
         self.symbols = self.symbols.astype(np.int64).reshape(-1)
         counts = np.bincount(self.symbols)
         self.scale, freqs = best_scale(counts, most_scale)
-        backwards = np.zeros(self.m + 1, np.uint16)
+        word = np.uint16 if io_bits == 16 else np.uint8
+        backwards = np.zeros(2 * self.m + 2, word)
         self.states = np.zeros(lanes, np.uint32)
         n_words = rans_encode(self.symbols, freqs, np.concatenate([[0], np.cumsum(freqs)[:-1]]),
-                              self.scale, lanes, backwards, self.states)
-        self.words = np.zeros(n_words + 32, np.uint16)       # 32 words of padding: a step reads 16
+                              self.scale, lanes, io_bits, backwards, self.states)
+        self.words = np.zeros(n_words + 32, word)       # 32 words of padding: a step reads 16
         self.words[:n_words] = backwards[:n_words][::-1]
         self.n_words = n_words
         self.index_table = decoding_table(freqs, self.scale, np.arange(len(values)))
@@ -129,7 +133,7 @@ class CodedBlock:
             else None
         header = 2 + sum(len(_varint(int(v))) for v in zigzag(values)) \
             + ((len(values) - 1) * self.scale + 7) // 8 + len(_varint(int(zigzag(np.array([self.first]))[0])))
-        self.bytes = 2 * n_words + 4 * lanes + header
+        self.bytes = (io_bits // 8) * (n_words + 2 * lanes) + header
         self.deltas = deltas
 
 
@@ -187,7 +191,7 @@ class Row:
         self.out64 = np.zeros(len(blocks) * self.stride, np.float64)
 
     def run(self, lib, decoder: int) -> int:
-        tables = self.delta_tables if decoder == FUSED else self.index_tables
+        tables = self.delta_tables if decoder in (FUSED, FUSED_BYTES) else self.index_tables
         return lib.lanes_run(decoder, len(self.blocks), self.lanes, _p(self.states), _p(self.words),
                              _p(self.word_at), _p(tables), _p(self.table_at), _p(self.m),
                              _p(self.scale), _p(self.first), self.divisor, self.stride, _p(self.out8),
@@ -199,7 +203,7 @@ class Row:
         for k, b in enumerate(self.blocks):
             done = b.m if decoder == SCALAR else b.m // self.lanes * self.lanes
             at = k * self.stride
-            if decoder == FUSED:
+            if decoder in (FUSED, FUSED_BYTES):
                 sums = (b.first + np.cumsum(b.deltas[:done])).astype(np.int32)
                 assert np.array_equal(self.out64[at:at + done], sums.astype(np.float64) / self.divisor), \
                     "values differ"
@@ -207,9 +211,10 @@ class Row:
                 assert np.array_equal(self.out8[at:at + done], b.symbols[:done]), "symbols differ"
 
 
-SCALAR, GATHERED, REGISTERS, FUSED = range(4)
+SCALAR, GATHERED, REGISTERS, FUSED, FUSED_BYTES = range(5)
 DECODER_NAMES = {SCALAR: "scalar reference", GATHERED: "vector, table gathered",
-                 REGISTERS: "vector, table in registers", FUSED: "vector, sums fused, float64 out"}
+                 REGISTERS: "vector, table in registers", FUSED: "vector, sums fused, float64 out",
+                 FUSED_BYTES: "fused, 16-bit states, byte stream"}
 
 
 def fastest(run, repeat: int) -> float:
@@ -257,7 +262,12 @@ def study(lib, data, repeat: int) -> list[tuple]:
         chosen = [SCALAR, REGISTERS if registers else GATHERED]
         if registers and lanes == 32 and row.delta_tables is not None:
             chosen.append(FUSED)
+        if registers and lanes == 32 and row.delta_tables is not None:
+            chosen.append(FUSED_BYTES)
         for decoder in chosen:
+            if decoder == FUSED_BYTES:
+                row = Row([CodedBlock(piece, lanes, most, io_bits=8) for piece in pieces], divisor)
+                coded_bytes = sum(b.bytes for b in row.blocks) / row.m.sum()
             if row.run(lib, decoder) != -1:
                 raise SystemExit(f"{DECODER_NAMES[decoder]}: a block did not decode")
             row.check(decoder)

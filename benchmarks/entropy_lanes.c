@@ -59,6 +59,19 @@ static inline __m512i next_states(__m512i x, __m512i e, __m128i shift, const uin
     return _mm512_mask_or_epi32(y, need, _mm512_slli_epi32(y, 16), _mm512_maskz_expand_epi32(need, w));
 }
 
+/* The same with 16-bit states in [2^8, 2^16) and a stream of bytes: a
+ * lane's state then costs the section 2 bytes instead of 4. */
+static inline __m512i next_states_bytes(__m512i x, __m512i e, __m128i shift, const uint8_t **p) {
+    const __m512i low12 = _mm512_set1_epi32(0xFFF), f13 = _mm512_set1_epi32(0x1FFF);
+    __m512i y = _mm512_add_epi32(
+        _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 12), f13), _mm512_srl_epi32(x, shift)),
+        _mm512_and_si512(e, low12));
+    __mmask16 need = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32(1 << 8));
+    __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)*p));
+    *p += __builtin_popcount(need);
+    return _mm512_mask_or_epi32(y, need, _mm512_slli_epi32(y, 8), _mm512_maskz_expand_epi32(need, w));
+}
+
 /* 16 lanes, the table (up to 2^12 slots) read by a gather. */
 int lanes16_gather(const uint32_t *states, const uint16_t *words, int64_t m, const uint32_t *table,
                    int scale, uint8_t *out) {
@@ -159,11 +172,31 @@ int lanes32_values(const uint32_t *states, const uint16_t *words, int64_t m, con
     return (int)(p - words);
 }
 
+/* lanes32_values with 16-bit states and a byte stream (next_states_bytes). */
+int lanes32_values_bytes(const uint32_t *states, const uint8_t *bytes, int64_t m, const uint32_t *table,
+                         int scale, int32_t first, double divisor, double *out) {
+    const RegisterTable r = register_table(table, scale);
+    const __m128i shift = _mm_cvtsi32_si128(scale);
+    const __m512d divisors = _mm512_set1_pd(divisor);
+    __m512i carry = _mm512_set1_epi32(first);
+    const uint8_t *p = bytes;
+    __m512i xa = _mm512_loadu_si512(states), xb = _mm512_loadu_si512(states + 16);
+    for (int64_t s = 0; s < m / 32; s++) {
+        __m512i ea = entries(&r, xa), eb = entries(&r, xb);
+        store_values(ea, &carry, divisors, out + 32 * s);
+        store_values(eb, &carry, divisors, out + 32 * s + 16);
+        xa = next_states_bytes(xa, ea, shift, &p);
+        xb = next_states_bytes(xb, eb, shift, &p);
+    }
+    return (int)(p - bytes);
+}
+
 /* Every block of a row in one call (so that the timing holds no per-block
  * call from Python): block b's states at states + b * lanes, its words at
  * words + word_at[b], its table at tables + table_at[b], its residuals out at
  * b * stride (symbols to out8, values to out64).  ``decoder``: 0 the scalar
- * reference, 1 gathered, 2 registers, 3 registers with the sums fused.
+ * reference, 1 gathered, 2 registers, 3 registers with the sums fused, 4 that
+ * with 16-bit states and a byte stream (``words`` then holds bytes). 
  * Returns the first block whose decode failed, or -1. */
 int64_t lanes_run(int decoder, int64_t blocks, int lanes, const uint32_t *states, const uint16_t *words,
                   const int64_t *word_at, const uint32_t *tables, const int64_t *table_at, const int64_t *m,
@@ -177,7 +210,9 @@ int64_t lanes_run(int decoder, int64_t blocks, int lanes, const uint32_t *states
         case 0: read = lanes_scalar(s, w, m[b], t, scale[b], lanes, out8 + b * stride); break;
         case 1: read = lanes16_gather(s, w, m[b], t, scale[b], out8 + b * stride); break;
         case 2: read = lanes_registers(s, w, m[b], t, scale[b], lanes, out8 + b * stride); break;
-        default: read = lanes32_values(s, w, m[b], t, scale[b], first[b], divisor, out64 + b * stride);
+        case 3: read = lanes32_values(s, w, m[b], t, scale[b], first[b], divisor, out64 + b * stride); break;
+        default: read = lanes32_values_bytes(s, (const uint8_t *)words + word_at[b], m[b], t, scale[b], first[b],
+                                             divisor, out64 + b * stride);
         }
         if (read < 0) return b;
     }
