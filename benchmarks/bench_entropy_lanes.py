@@ -44,8 +44,8 @@ from bench_floats import (BLOCK, MIN_TIMED_SECONDS, encode, gapped_clock, measur
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "entropy_lanes.c"
-MAX_SLOTS_IN_REGISTERS = 64     # entropy_lanes.c's RegisterTable
-LIMIT = 1 << 16                 # the states' lower bound (16-bit words)
+MOST_SCALE_IN_REGISTERS = 6     # entropy_lanes.c's RegisterTable: up to 64 slots
+MOST_SCALE_GATHERED = 12        # the table entries' 12-bit bias and 13-bit frequency
 
 
 # --- the study's coder ------------------------------------------------------------------
@@ -252,7 +252,7 @@ def study(lib, data, repeat: int) -> list[tuple]:
     engine_ns = 1e9 / engine_rate
     rows = [(name, "sensorq compact (tANS, 8 states)", "-", "-", sensorq_bytes, engine_ns, 1.0)]
     for lanes, registers in ((16, False), (16, True), (32, True)):
-        most = 6 if registers else 12
+        most = MOST_SCALE_IN_REGISTERS if registers else MOST_SCALE_GATHERED
         pieces = [ints[lo:lo + BLOCK] for lo in range(0, len(ints), BLOCK) if len(ints[lo:lo + BLOCK]) > lanes]
         if any(np.unique(np.diff(piece)).size > 1 << most for piece in pieces):
             continue            # more symbols than the table has slots
