@@ -47,29 +47,20 @@ int lanes_scalar(const uint32_t *states, const uint16_t *words, int64_t m, const
 
 /* One step of 16 lanes once the table entries e are known: the next states,
  * refilled from the shared stream at *p (an expand puts the next words in the
- * lanes that need one, in lane order). */
-static inline __m512i next_states(__m512i x, __m512i e, __m128i shift, const uint16_t **p) {
+ * lanes that need one, in lane order).  io_bits: 16 (32-bit states in
+ * [2^16, 2^32), 16-bit words) or 8 (16-bit states in [2^8, 2^16), bytes:
+ * a lane's state costs the section 2 bytes instead of 4). */
+static inline __m512i next_states(__m512i x, __m512i e, __m128i shift, const uint8_t **p, int io_bits) {
     const __m512i low12 = _mm512_set1_epi32(0xFFF), f13 = _mm512_set1_epi32(0x1FFF);
     __m512i y = _mm512_add_epi32(
         _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 12), f13), _mm512_srl_epi32(x, shift)),
         _mm512_and_si512(e, low12));
-    __mmask16 need = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32((int)LIMIT));
-    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)*p));
-    *p += __builtin_popcount(need);
-    return _mm512_mask_or_epi32(y, need, _mm512_slli_epi32(y, 16), _mm512_maskz_expand_epi32(need, w));
-}
-
-/* The same with 16-bit states in [2^8, 2^16) and a stream of bytes: a
- * lane's state then costs the section 2 bytes instead of 4. */
-static inline __m512i next_states_bytes(__m512i x, __m512i e, __m128i shift, const uint8_t **p) {
-    const __m512i low12 = _mm512_set1_epi32(0xFFF), f13 = _mm512_set1_epi32(0x1FFF);
-    __m512i y = _mm512_add_epi32(
-        _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 12), f13), _mm512_srl_epi32(x, shift)),
-        _mm512_and_si512(e, low12));
-    __mmask16 need = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32(1 << 8));
-    __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)*p));
-    *p += __builtin_popcount(need);
-    return _mm512_mask_or_epi32(y, need, _mm512_slli_epi32(y, 8), _mm512_maskz_expand_epi32(need, w));
+    __mmask16 need = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32(1 << io_bits));
+    __m512i w = io_bits == 16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)*p))
+                              : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)*p));
+    *p += __builtin_popcount(need) * (io_bits / 8);
+    return _mm512_mask_or_epi32(y, need, _mm512_sll_epi32(y, _mm_cvtsi32_si128(io_bits)),
+                                _mm512_maskz_expand_epi32(need, w));
 }
 
 /* 16 lanes, the table (up to 2^12 slots) read by a gather. */
@@ -78,13 +69,13 @@ int lanes16_gather(const uint32_t *states, const uint16_t *words, int64_t m, con
     __m512i x = _mm512_loadu_si512(states);
     const __m512i mask = _mm512_set1_epi32((1 << scale) - 1);
     const __m128i shift = _mm_cvtsi32_si128(scale);
-    const uint16_t *p = words;
+    const uint8_t *p = (const uint8_t *)words;
     for (int64_t s = 0; s < m / 16; s++) {
         __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, mask), table, 4);
         _mm_storeu_si128((__m128i *)(out + 16 * s), _mm512_cvtepi32_epi8(_mm512_srli_epi32(e, 25)));
-        x = next_states(x, e, shift, &p);
+        x = next_states(x, e, shift, &p, 16);
     }
-    return (int)(p - words);
+    return (int)((const uint16_t *)p - words);
 }
 
 /* The table (up to 64 slots) held in four registers: two two-table permutes
@@ -111,25 +102,25 @@ int lanes_registers(const uint32_t *states, const uint16_t *words, int64_t m, co
                     int scale, int lanes, uint8_t *out) {
     const RegisterTable r = register_table(table, scale);
     const __m128i shift = _mm_cvtsi32_si128(scale);
-    const uint16_t *p = words;
+    const uint8_t *p = (const uint8_t *)words;
     __m512i xa = _mm512_loadu_si512(states);
     if (lanes == 16) {
         for (int64_t s = 0; s < m / 16; s++) {
             __m512i e = entries(&r, xa);
             _mm_storeu_si128((__m128i *)(out + 16 * s), _mm512_cvtepi32_epi8(_mm512_srli_epi32(e, 25)));
-            xa = next_states(xa, e, shift, &p);
+            xa = next_states(xa, e, shift, &p, 16);
         }
-        return (int)(p - words);
+        return (int)((const uint16_t *)p - words);
     }
     __m512i xb = _mm512_loadu_si512(states + 16);
     for (int64_t s = 0; s < m / 32; s++) {
         __m512i ea = entries(&r, xa), eb = entries(&r, xb);
         _mm_storeu_si128((__m128i *)(out + 32 * s), _mm512_cvtepi32_epi8(_mm512_srli_epi32(ea, 25)));
         _mm_storeu_si128((__m128i *)(out + 32 * s + 16), _mm512_cvtepi32_epi8(_mm512_srli_epi32(eb, 25)));
-        xa = next_states(xa, ea, shift, &p);
-        xb = next_states(xb, eb, shift, &p);
+        xa = next_states(xa, ea, shift, &p, 16);
+        xb = next_states(xb, eb, shift, &p, 16);
     }
-    return (int)(p - words);
+    return (int)((const uint16_t *)p - words);
 }
 
 /* Inclusive prefix sums of the 16 int32 lanes. */
@@ -153,42 +144,35 @@ static inline void store_values(__m512i e, __m512i *carry, __m512d divisor, doub
 
 /* 32 lanes, the order-1 sums fused into the decode: values out as
  * (first + running sum of the deltas) / divisor, doubles, with no residual
- * array written and read again. */
-int lanes32_values(const uint32_t *states, const uint16_t *words, int64_t m, const uint32_t *table,
-                   int scale, int32_t first, double divisor, double *out) {
+ * array written and read again; io_bits as next_states.  Returns the bytes
+ * of the stream it read. */
+static inline int lanes32_fused(const uint32_t *states, const uint8_t *stream, int64_t m,
+                                const uint32_t *table, int scale, int32_t first, double divisor,
+                                double *out, int io_bits) {
     const RegisterTable r = register_table(table, scale);
     const __m128i shift = _mm_cvtsi32_si128(scale);
     const __m512d divisors = _mm512_set1_pd(divisor);
     __m512i carry = _mm512_set1_epi32(first);
-    const uint16_t *p = words;
+    const uint8_t *p = stream;
     __m512i xa = _mm512_loadu_si512(states), xb = _mm512_loadu_si512(states + 16);
     for (int64_t s = 0; s < m / 32; s++) {
         __m512i ea = entries(&r, xa), eb = entries(&r, xb);
         store_values(ea, &carry, divisors, out + 32 * s);
         store_values(eb, &carry, divisors, out + 32 * s + 16);
-        xa = next_states(xa, ea, shift, &p);
-        xb = next_states(xb, eb, shift, &p);
+        xa = next_states(xa, ea, shift, &p, io_bits);
+        xb = next_states(xb, eb, shift, &p, io_bits);
     }
-    return (int)(p - words);
+    return (int)(p - stream);
 }
 
-/* lanes32_values with 16-bit states and a byte stream (next_states_bytes). */
+int lanes32_values(const uint32_t *states, const uint16_t *words, int64_t m, const uint32_t *table,
+                   int scale, int32_t first, double divisor, double *out) {
+    return lanes32_fused(states, (const uint8_t *)words, m, table, scale, first, divisor, out, 16) / 2;
+}
+
 int lanes32_values_bytes(const uint32_t *states, const uint8_t *bytes, int64_t m, const uint32_t *table,
                          int scale, int32_t first, double divisor, double *out) {
-    const RegisterTable r = register_table(table, scale);
-    const __m128i shift = _mm_cvtsi32_si128(scale);
-    const __m512d divisors = _mm512_set1_pd(divisor);
-    __m512i carry = _mm512_set1_epi32(first);
-    const uint8_t *p = bytes;
-    __m512i xa = _mm512_loadu_si512(states), xb = _mm512_loadu_si512(states + 16);
-    for (int64_t s = 0; s < m / 32; s++) {
-        __m512i ea = entries(&r, xa), eb = entries(&r, xb);
-        store_values(ea, &carry, divisors, out + 32 * s);
-        store_values(eb, &carry, divisors, out + 32 * s + 16);
-        xa = next_states_bytes(xa, ea, shift, &p);
-        xb = next_states_bytes(xb, eb, shift, &p);
-    }
-    return (int)(p - bytes);
+    return lanes32_fused(states, bytes, m, table, scale, first, divisor, out, 8);
 }
 
 /* Every block of a row in one call (so that the timing holds no per-block
