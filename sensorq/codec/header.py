@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checksum import crc32
+from ..checksum import crc32, crc32_spans
 from ..errors import CorruptDataError, FormatVersionError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import header2
@@ -218,8 +218,7 @@ def check_blocks(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> l
         good = _entries_fit(entries, n[rows])
         total = dir_end[rows] + header["time_len"][rows] + entries["data_len"].sum(1, dtype=np.int64)
         good &= total == body[rows]
-        good[good] = [_crc_matches(raw, offset, length) for offset, length
-                      in zip(offsets[rows[good]].tolist(), lengths[rows[good]].tolist())]
+        good[good] = _crcs_match(raw, offsets[rows[good]], lengths[rows[good]])
         rows = rows[good]
         fields = zip(*(header[name][rows].tolist() for name in _INFO_FIELDS))
         for row, values, block_entries in zip(rows.tolist(), fields, entries[good]):
@@ -233,10 +232,11 @@ _INFO_FIELDS = ("n_samples", "t_first", "t_last", "tick", "stream_id", "seq", "b
                 "time_codec", "time_len")
 
 
-def _crc_matches(raw: np.ndarray, offset: int, length: int) -> bool:
-    body = raw[offset:offset + length - CRC_SIZE]
-    stored = raw[offset + length - CRC_SIZE:offset + length]
-    return crc32(body) == int.from_bytes(stored.tobytes(), "little")
+def _crcs_match(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per block: does the CRC it ends with match its body's?"""
+    ends = offsets + lengths - CRC_SIZE
+    stored = np.ascontiguousarray(_gather(raw, ends, CRC_SIZE)).view("<u4").reshape(-1)
+    return crc32_spans(raw, offsets, ends) == stored
 
 
 def _gather(raw: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
