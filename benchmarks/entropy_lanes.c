@@ -12,9 +12,16 @@
  * x' = freq * (x >> scale) + bias, and top is the symbol's index (7 bits) or,
  * for the fused decoder, its signed order-1 delta.
  *
- * Each function returns the words it read, or -1 when a lane did not end in
- * its start state (the stream is not whole).  m: residuals; the vector
- * decoders read up to 32 bytes past the last word they use (the caller pads).
+ * A variant (io_bits 8) keeps 16-bit states in [2^8, 2^16) and a stream of
+ * bytes, so that the lanes' states cost a section half the bytes.
+ *
+ * The scalar reference decodes all m residuals and returns the words it read,
+ * or -1 when a lane did not end in its start state (the stream is not
+ * whole).  The vector decoders decode whole steps only (m rounded down to a
+ * multiple of their lanes), read up to 32 bytes past the last word they use
+ * (the caller pads) and do not check the end states: a payload form built on
+ * them would finish the last residuals and check the states as the reference
+ * does (a few ns a section).
  */
 #include <immintrin.h>
 #include <stdint.h>
