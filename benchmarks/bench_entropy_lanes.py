@@ -33,14 +33,13 @@ import ctypes
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
-from bench_floats import (BLOCK, MIN_TIMED_SECONDS, encode, gapped_clock, measure, radio_clock,
-                          temperatures)
+from bench_floats import BLOCK, encode, fastest, gapped_clock, measure, radio_clock, temperatures
+from sensorq.codec.bits import varint_size
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "entropy_lanes.c"
@@ -131,19 +130,10 @@ class CodedBlock:
         self.index_table = decoding_table(freqs, self.scale, np.arange(len(values)))
         self.delta_table = decoding_table(freqs, self.scale, values) if np.abs(values).max() < 64 \
             else None
-        header = 2 + sum(len(_varint(int(v))) for v in zigzag(values)) \
-            + ((len(values) - 1) * self.scale + 7) // 8 + len(_varint(int(zigzag(np.array([self.first]))[0])))
+        header = 2 + sum(varint_size(v) for v in zigzag(values)) \
+            + ((len(values) - 1) * self.scale + 7) // 8 + varint_size(zigzag(np.array([self.first]))[0])
         self.bytes = (io_bits // 8) * (n_words + 2 * lanes) + header
         self.deltas = deltas
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
-        v >>= 7
-        if not v:
-            return bytes(out)
 
 
 # --- building and calling the C decoders ------------------------------------------------------
@@ -217,17 +207,6 @@ DECODER_NAMES = {SCALAR: "scalar reference", GATHERED: "vector, table gathered",
                  FUSED_BYTES: "fused, 16-bit states, byte stream"}
 
 
-def fastest(run, repeat: int) -> float:
-    run()
-    best, runs, until = float("inf"), 0, time.perf_counter() + MIN_TIMED_SECONDS * repeat
-    while runs < repeat or time.perf_counter() < until:
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-        runs += 1
-    return best
-
-
 def temperature_row(decimals: int, n: int):
     """(name, timestamps, values, the integers coded, their divisor, whether the time column is studied)."""
     name, t, (values,) = temperatures(decimals, n)
@@ -270,7 +249,7 @@ def study(lib, data, repeat: int) -> list[tuple]:
                 coded_bytes = sum(b.bytes for b in row.blocks) / row.m.sum()
             if row.run(lib, decoder) != -1:
                 raise SystemExit(f"{DECODER_NAMES[decoder]}: a block did not decode")
-            row.check(decoder)
+            row.check(decoder)      # (and warms the decoder up)
             ns = fastest(lambda: row.run(lib, decoder), repeat) / row.m.sum() * 1e9
             rows.append((name, DECODER_NAMES[decoder], lanes, 1 << most, coded_bytes, ns, engine_ns / ns))
     return rows

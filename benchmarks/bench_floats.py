@@ -184,14 +184,21 @@ def measure(encoded, repeat: int, time_column: bool):
         values = int(lay_t[:, 5].sum()) * lay_c.shape[1]
     if np.isnan(decode_all(buf, lay_t, lay_c, time_column)):     # (and loads the kernel)
         raise SystemExit("a block did not decode")
+    return section, len(buf), values / fastest(lambda: decode_all(buf, lay_t, lay_c, time_column),
+                                               repeat)
+
+
+def fastest(run, repeat: int) -> float:
+    """The fastest of ``run()``'s runs, made for at least MIN_TIMED_SECONDS x
+    ``repeat`` and at least ``repeat`` times (the caller has warmed it up)."""
     best, runs = float("inf"), 0
     until = time.perf_counter() + MIN_TIMED_SECONDS * repeat
     while runs < repeat or time.perf_counter() < until:
         start = time.perf_counter()
-        decode_all(buf, lay_t, lay_c, time_column)
+        run()
         best = min(best, time.perf_counter() - start)
         runs += 1
-    return section, len(buf), values / best
+    return best
 
 
 def peers(arrays, repeat: int):

@@ -357,14 +357,13 @@ class SegmentScanning:
         # unchecked, and a read-only array cannot be changed, so it stays true.
         clean = [None]
 
-        def check(rows: np.ndarray) -> None:
-            if rows is clean[0]:
+        def check(asked: np.ndarray) -> None:
+            if asked is clean[0]:
                 return
-            whole = rows
-            rows = rows[pending[rows]]
+            rows = asked[pending[asked]]
             if not len(rows):
-                if not whole.flags.writeable:
-                    clean[0] = whole
+                if not asked.flags.writeable:
+                    clean[0] = asked
                 return
             bad = self._crc_failures(fetch, keys[rows], offsets[rows], lengths[rows], crcs[rows],
                                      segments[rows])
@@ -495,4 +494,3 @@ class SegmentScanning:
             return True
         return (not segment.damaged and segment.n_blocks == 0
                 and segment.served_end <= SEGMENT_HEADER_SIZE)
-
