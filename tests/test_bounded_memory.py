@@ -429,9 +429,11 @@ def test_sampled_percentiles_equal_numpy(tmp_path_factory, monkeypatch, seed, sp
     expected = np.percentile(a[keep].astype(np.float64) * scale, result.plan.percentile)
     assert same_float(result.value, expected), (result.value, expected)
     assert len(answers) == 1
-    if spread <= 3 and not misled and 1 <= p <= 99:
+    if spread == 1 and not misled and 1 <= p <= 99:
         # the ladder answered (not at p 0 or 100 always: the whole cache's
-        # extremes may lie further out than 8 values from the sample's)
+        # extremes may lie further out than 8 values from the sample's; nor
+        # always at spread 3, where this test's sample of six blocks can
+        # put the rank's error over more than 8 values: seed 13261, p = 6)
         assert answers[0] is not None
     if misled and not cut and spread <= 3 and 10 <= p <= 90:
         assert answers[0] is None                # the sample's cells are not the ranks'

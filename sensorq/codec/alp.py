@@ -331,13 +331,13 @@ def shifted_words(x, q, is32):
 
 # --- decoding (the engine's kernels) --------------------------------------------------
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _read_u32(buf, pos):
     return (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8) | (np.int64(buf[pos + 2]) << 16)
             | (np.int64(buf[pos + 3]) << 24))
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _read_u64(buf, pos):
     v = U64(0)
     for i in range(8):
@@ -345,7 +345,7 @@ def _read_u64(buf, pos):
     return v
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def mantissa_start(buf, start, end, n, is32):
     """Check an ALP section's header and exceptions (buf[start:end]); return
     where its mantissa section starts, or a negative status.  After this,
@@ -376,7 +376,7 @@ def mantissa_start(buf, start, end, n, is32):
     return pos + count * (2 + width)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def scale(buf, start, is32):
     """(kind, c, through f32) of the ALP section at ``start`` (checked by
     mantissa_start, kind 0 or 1): what scaling.scale_row takes."""
@@ -384,13 +384,13 @@ def scale(buf, start, is32):
             is32 or (buf[start] & NARROW) != 0)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def is_shift(buf, start):
     """Whether the ALP section at ``start`` (checked by mantissa_start) is SHIFT."""
     return buf[start] == SHIFT
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def finish_shift(buf, start, n, is32, words, row):
     """A SHIFT section's words (decoded by the integer decoder) to values in
     row[:n], then the exceptions.  The section passed mantissa_start."""
@@ -408,7 +408,7 @@ def finish_shift(buf, start, n, is32, words, row):
     patch_exceptions(buf, start, is32, row)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def patch_exceptions(buf, start, is32, row):
     count = _read_u32(buf, start + 9)
     pos = start + HEADER_BYTES

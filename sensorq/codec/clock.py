@@ -39,7 +39,7 @@ FIT_DENOMINATOR = U64(CLOCK_MAX_DENOMINATOR)    # a fitted line's slope, in 2^-1
 NO_LINE = (ZERO, ZERO, ZERO)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def read_line(buf, pos, end):
     """The line's p, q, r at buf[pos:end]: (status, p, q, r, position after
     them).  ERR_BAD_CODE unless 1 ≤ q ≤ CLOCK_MAX_DENOMINATOR and r < q.
@@ -67,14 +67,14 @@ def write_line(out, pos, p, q, r):
     return put_varint(out, pos, r)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def add_line(words, n, p, q, r, scale):
     """words[k] += scale · floor((p·k + r) / q) for k < n (mod 2^64): the
     time words (scale 1), or timestamps already scaled by the tick."""
     _line_pass(words, n, p, q, r, ZERO, scale, ~ZERO)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def line_into(words, n, p, q, r, offset, scale):
     """words[k] := offset + scale · floor((p·k + r) / q) (mod 2^64): the
     timestamps of an exact line, in one pass."""

@@ -33,7 +33,7 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 
 # --- predictors (encoding side: predictor.py) ---------------------------------
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _running_sums(u, n, carry, base, zig, dest):
     """dest[i] := carry + d_0 + ... + d_i + base, d = unzigzag(u) if ``zig``
     (1) else u (0); returns the last sum without base.  ``dest`` is u itself,
@@ -48,7 +48,7 @@ def _running_sums(u, n, carry, base, zig, dest):
     return carry
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def undo_residuals(u, n, order, base):
     """In place: residuals back to the sequence (inverse of :func:`residuals`),
     plus ``base``, in the same pass (the running value is kept without it)."""
@@ -59,7 +59,7 @@ def undo_residuals(u, n, order, base):
         undo_residuals_into(u, n, order, base, u)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def undo_residuals_into(u, n, order, base, dest):
     """:func:`undo_residuals` with the result in ``dest``: u itself, or a
     float64 row (the words read as int64), so that the engine writes a channel
@@ -410,7 +410,7 @@ def _read_dictionary(buf, pos, end, n, entries, short):
     return n_entries, payload_end
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _ranks_to_values(out, n, table, n_entries, dest):
     """dest[i] := table[out[i]] (dest: out, or a float64 row); ERR_BAD_DICT
     if a rank is out of range.  ``table`` holds the column's values
@@ -430,7 +430,7 @@ def _ranks_to_values(out, n, table, n_entries, dest):
     return OK
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def decode_column(buf, pos, end, n, codec, out, scratch):
     """Decode the section buf[pos:end] of n words into out[:n] (uint64).
 
@@ -442,7 +442,7 @@ def decode_column(buf, pos, end, n, codec, out, scratch):
     return _residuals_to_words(out, n, codec, scratch, base, n_entries)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _residuals_to_words(out, n, codec, scratch, base, n_entries):
     """decode_column's last passes: out[:n] from residuals to words."""
     if n_entries == 0:
@@ -476,7 +476,7 @@ def decode_column_floats(buf, pos, end, n, codec, out, scratch, row, kind, c, is
     return _ranks_to_values(out, n, table, n_entries, row)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _scaled_sums(u, n, carry, offset, zig, scale, dest):
     """:func:`_running_sums` into an int64 ``dest``, each sum times ``scale``
     plus ``offset`` (mod 2^64)."""
@@ -489,7 +489,7 @@ def _scaled_sums(u, n, carry, offset, zig, scale, dest):
     return carry
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def decode_column_scaled(buf, pos, end, n, codec, out, scratch, offset, scale, dest):
     """:func:`decode_column` with dest[:n] (int64) := offset + scale * word_i
     (mod 2^64): a time column's timestamps, t_first + tick * k, written by
@@ -591,7 +591,7 @@ def payload_form(codec):
     return PAYLOAD_FRAMES if codec & PREDICTOR_MASK == FRAMES else codec & SHORT
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def read_head(buf, pos, end, n, codec, scratch):
     """What comes before a section's residuals: (status, base, dictionary
     size, where the residuals start), the dictionary into scratch.  Not

@@ -27,7 +27,7 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 WORDS = 0
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, tally,
                  ladder=None):
     """intcodec.decode_column for a count: of the section's n words, read as
@@ -75,7 +75,7 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     return OK
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _count_payload(buf, pos, end, n, form, base, threshold, value_bits, out, tally, ladder,
                    ceiling):
     """count_column for an order-0 payload at pos (the words, or a
@@ -100,7 +100,7 @@ def _count_payload(buf, pos, end, n, form, base, threshold, value_bits, out, tal
     return status, kept
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _count_ranks(buf, pos, end, n, form, base, threshold, out, entries, n_entries, tally, ladder):
     """count_column for an order-0 dictionary section: values above the
     threshold are the ranks from the first entry above it on, so the ranks
@@ -118,7 +118,7 @@ def _count_ranks(buf, pos, end, n, form, base, threshold, out, entries, n_entrie
     status, kept = _count_payload(buf, pos, end, n, form, ZERO, np.int64(first_above) - 1,
                                   16 if n_entries < 1 << 15 else 64, out, tally, ladder,
                                   np.int64(n_entries - 1))
-    if status == OK and kept and out[:kept].max() >= U64(n_entries):
+    if status == OK and kept and _largest(out, kept) >= U64(n_entries):
         tally[0], tally[1] = above, equal
         return ERR_BAD_DICT
     if first_above == 0 or entries[first_above - 1] != U64(threshold) - base:
@@ -126,7 +126,16 @@ def _count_ranks(buf, pos, end, n, form, base, threshold, out, entries, n_entrie
     return status
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
+def _largest(words, n):
+    """max(words[:n]), n ≥ 1 (a loop: numba's array max needs its reference counting)."""
+    most = words[0]
+    for i in range(1, n):
+        most = max(most, words[i])
+    return most
+
+
+@cached(_STAMP, nogil=True, refcounted=False)
 def _at_most(entries, n_entries, y):
     """How many of the sorted entries[:n_entries] are at most y (a binary
     search: numba's np.searchsorted costs ~1 s of cold compile a signature)."""
@@ -140,7 +149,7 @@ def _at_most(entries, n_entries, y):
     return lo
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _count_values(u, n, base, threshold, value_bits, tally, ladder=None):
     """_count_sums for an order-0 column: the words themselves plus base, for
     int8 and int16 channels in the IR kernel's int16 lanes (32 a step), else
@@ -153,7 +162,7 @@ def _count_values(u, n, base, threshold, value_bits, tally, ladder=None):
     tally_words(u[done:], U64(n) - done, base, threshold, tally, ladder)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _count_sums(u, n, carry, base, zig, threshold, value_bits, tally, ladder=None):
     """count_column's last pass: whole vectors in the IR kernel, the rest here,
     as int``value_bits`` too (the kernel's carry is then mod 2^value_bits)."""

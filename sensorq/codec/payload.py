@@ -54,7 +54,7 @@ def _read_rice(buf, start, end, bit_pos, k, limit):
     return value, bit_pos + k
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _unpack(buf, start, end, bit_pos, width, out, lo, hi):
     """Bit-unpack out[lo:hi] at ``width`` bits each, a value at a time: for a
     short last mini-block, or one near the section's end (whole ones elsewhere
@@ -240,7 +240,7 @@ def _read_payload(buf, pos, end, n, out, short):
     return status, payload_end
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceiling):
     """_read_payload, and a count's (``settle``, below): one signature for
     both, whatever the caller (each signature of this function, whose vector
@@ -423,7 +423,7 @@ def _group_notes(first, whole):
     return U64(MINI_BLOCK * (min(first + 8, whole) - 1))
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def _settle_frames(buf, pos, start, end, n, out, frame_length, base, threshold, top, ceiling):
     """read_payload's count of a FRAMES payload (header bytes at pos, bit
     stream at start): what read_payload does with ``settle``, in loops of

@@ -21,7 +21,7 @@ NO_SCALE = -1                    # integer values: the mantissas are the values
 EXACT_POWERS = np.array([10.0 ** e for e in range(19)])    # the divisors divide_row multiplies by
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def scale_row(row, n, kind, c, is32):
     """In place: row[:n] (integers, as float64) to m / c (kind DIVIDE) or
     m × c (MULTIPLY), then through f32 if ``is32``; NO_SCALE: unchanged."""
@@ -36,7 +36,7 @@ def scale_row(row, n, kind, c, is32):
                 row[i] = row[i] * c
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def divide_row(row, n, c, is32):
     """In place: row[i] := row[i] / c in f64, correctly rounded (then rounded
     to f32 if ``is32``), for rows of integers (mantissas) with |row[i]| ≤ 2^64.

@@ -49,7 +49,7 @@ def ladder_top(threshold, ladder):
     return threshold + (LADDER_STEPS - 1 if ladder is not None else 0)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def tally_words(words, n, base, threshold, tally, ladder=None):
     """Count words[:n] + base, read as int64, as a tally or a ladder (in
     flat loops over the whole column, which LLVM vectorises: a loop per

@@ -77,7 +77,7 @@ def encode_time(words, compact, rice_cost, out, pos, entropy, lines):
 
 # --- decoding -----------------------------------------------------------------
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def decode_times(buf, pos, end, n, codec, out, scratch, offset, scale, dest):
     """A time section's timestamps, dest[:n] (int64) := offset + scale *
     word_k (t_first + tick · k), as intcodec.decode_column_scaled writes
@@ -97,7 +97,7 @@ def decode_times(buf, pos, end, n, codec, out, scratch, offset, scale, dest):
     return status
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def decode_time_words(buf, pos, end, n, codec, out, scratch):
     """:func:`decode_column` of a time section: a CLOCK section's words are
     its residuals plus its line."""

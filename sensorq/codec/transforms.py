@@ -116,7 +116,7 @@ def _divide_words(words, tick):
             words[i] //= tick
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def time_values(words, n, t_first, tick, out):
     for i in range(n):
         out[i] = np.int64(U64(t_first) + words[i] * U64(tick))
@@ -188,7 +188,7 @@ def float_words(x: np.ndarray) -> tuple[int, int, np.ndarray]:
     return FLOATBITS, 0, floatbits_words(x.view(np.uint64), SIGN64)
 
 
-@cached(_STAMP, nogil=True)
+@cached(_STAMP, nogil=True, refcounted=False)
 def float_values(words, n, mode, e, is32, out):
     """Words back to float64 values (float32 values are exact in float64)."""
     if mode == DECIMAL:

@@ -53,7 +53,7 @@ def prefetch_ahead(buf, blocks, j, stop, lay_t, lay_c, with_time):
         prefetch_block(buf, blocks[j + PREFETCH_AHEAD], lay_t, lay_c, with_time)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def decode_time(buf, b, n, lay_t, t, words, scratch):
     """Block b's timestamps into t[:n] (int64 ns).  Returns a status.
     lay_t[b] = (t_first, tick, time_codec, time_start, time_len, n)."""
@@ -63,7 +63,7 @@ def decode_time(buf, b, n, lay_t, t, words, scratch):
                         U64(lay_t[b, 0]), U64(lay_t[b, 1]), t)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def decode_channels(buf, b, n, lay_c, raw, words, scratch):
     """Block b's channel slots into raw[slot, :n] (float64, stored units).
     lay_c[b, slot] = (start, len, codec, dexp, dtype).  Returns a status."""
@@ -98,7 +98,7 @@ def decode_channels(buf, b, n, lay_c, raw, words, scratch):
     return OK
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
     """Timestamps (if ``need_time``) and channel slots of block b; a status."""
     if need_time:
@@ -108,7 +108,7 @@ def decode_rows(buf, b, n, lay_t, lay_c, need_time, t, raw, words, scratch):
     return decode_channels(buf, b, n, lay_c, raw, words, scratch)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _words_to_row(words, n, dtype, codec, exponent, row):
     """Decoded words to float64 values in stored units (a 1-D row, so the
     integer conversion is a plain vectorisable loop; floats go through the
@@ -137,7 +137,7 @@ def block_scratch(n, n_slots, depth):
     return t, raw, words, scratch, stack, np.empty(n, np.bool_), np.zeros(n, np.float64)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
                    depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values):
     """Decode block b (timestamps and channels) and evaluate the predicate into
@@ -146,7 +146,7 @@ def evaluate_block(buf, b, n, lay_t, lay_c, pred_code, val_code, consts, scales,
                          depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def evaluate_rows(buf, b, n, lay_t, lay_c, need_time, pred_code, val_code, consts, scales,
                   depth, has_pred, has_value, t, raw, words, scratch, stack, mask, values):
     """evaluate_block; without ``need_time`` the timestamps are not decoded
@@ -169,11 +169,12 @@ def evaluate_rows(buf, b, n, lay_t, lay_c, need_time, pred_code, val_code, const
         mask[:n] = True
     if has_value:
         run(val_code, consts, raw, scales, n, stack)
-        values[:n] = stack[0, :n]
+        for i in range(n):      # (a slice copy would need numba's reference counting)
+            values[i] = stack[0, i]
     return OK
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _init_slot(fp, ip, k):
     fp[k, F_SUM] = 0.0
     fp[k, F_MIN] = np.inf
@@ -189,7 +190,7 @@ def _init_slot(fp, ip, k):
     ip[k, I_TMAX] = 0
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def find_slot(slot_bucket, base, count, bucket):
     """The slot of time bucket ``bucket`` among a block's slots
     slot_bucket[base:base+count] (ascending bucket ids), or -1.  Most blocks'
@@ -208,7 +209,7 @@ def find_slot(slot_bucket, base, count, bucket):
     return -1
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, wants):
     """Fold samples lo..hi (all in the fresh slot k) into the slot.  The first
     pass counts and sums; the extremes and the second moment (about the
@@ -252,7 +253,7 @@ def _fold_stretch(fp, ip, k, t, values, mask, lo, hi, has_value, wants):
         fp[k, F_MEAN], fp[k, F_M2] = mean, m2
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _add_hold(fp, ip, t0, t1, v, slot_base, n_slots_b, slot_bucket, bucket_ns, has_value):
     """Credit the interval [t0, t1) during which value v holds, split at
     bucket edges (up to the block's last slot)."""
@@ -358,7 +359,7 @@ def chunk_range(n_blocks, n_chunks, k):
     return k * n_blocks // n_chunks, (k + 1) * n_blocks // n_chunks
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def most_samples(blocks, lay_t, first, last):
     """The largest block among blocks[first:last]: the size of a chunk's working arrays."""
     most = 0
@@ -367,7 +368,7 @@ def most_samples(blocks, lay_t, first, last):
     return most
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _count_compare(words, lo, hi, op, threshold):
     """How many of words[lo:hi], read as int64, pass ``OP threshold``.  One
     loop per operator with unsigned indices, so that each is a branch-free
@@ -643,7 +644,7 @@ def _fmax(a, b):
     return a if (a >= b or b != b) else b
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _emit(out_s, out_e, out_p, count, s, e, p):
     out_s[count], out_e[count], out_p[count] = s, e, p
     return count + 1

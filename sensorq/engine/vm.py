@@ -26,7 +26,7 @@ TILE = 4096    # samples per pass (32 kB stack rows)
 _STAMP = digest("engine/program.py")     # the opcodes (jit.py)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def compare(x, op, y):
     """x OP y; false whenever either side is NaN (also for !=)."""
     if x != x or y != y:
@@ -44,7 +44,7 @@ def compare(x, op, y):
     return x != y
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def run(code, consts, raw, scales, n, stack):
     """Run ``code`` over the block's raw channel rows ``raw[slot, :n]``.
     The result is left in ``stack[0, :n]``.  Every loop works on 1-D
@@ -55,7 +55,7 @@ def run(code, consts, raw, scales, n, stack):
         _run_tile(code, consts, raw, scales, lo, min(n, lo + TILE), stack)
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _run_tile(code, consts, raw, scales, lo, hi, stack):
     """``run`` over samples lo..hi."""
     n = hi - lo
@@ -115,33 +115,33 @@ def _run_tile(code, consts, raw, scales, lo, hi, stack):
             top -= 1
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _add_square(src, dst, n):
     for i in range(n):
         dst[i] += src[i] * src[i]
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _scaled(src, scale, dst, n):
     for i in range(n):
         dst[i] = src[i] * scale
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _compare_const(left, op, constant, dst, n):
     """dst := left OP constant, as 1.0 / 0.0 (dst may be left)."""
     for i in range(n):
         dst[i] = 1.0 if compare(left[i], op, constant) else 0.0
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _compare_pair(left, op, right, dst, n):
     """dst := left OP right, row by row, as 1.0 / 0.0."""
     for i in range(n):
         dst[i] = 1.0 if compare(left[i], op, right[i]) else 0.0
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _magnitude_of_rows(code, pc, count, raw, scales, out, lo, n):
     """MAGLOAD: out := sqrt(0 + v0² + v1² + …), v_k = raw row × scale of the
     slot in code[pc + k] — MAG's sum, in its order (0 + v0² is v0²)."""
@@ -154,21 +154,21 @@ def _magnitude_of_rows(code, pc, count, raw, scales, out, lo, n):
         out[i] = np.sqrt(out[i])
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _square_scaled(row, scale, out, n):
     for i in range(n):
         v = row[i] * scale
         out[i] = v * v
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _add_square_scaled(row, scale, out, n):
     for i in range(n):
         v = row[i] * scale
         out[i] += v * v
 
 
-@cached(_STAMP)
+@cached(_STAMP, refcounted=False)
 def _binary(op, x, y, n):
     """x := x OP y, for the arithmetic and logical opcodes."""
     if op == ADD:
