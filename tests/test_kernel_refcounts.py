@@ -79,8 +79,7 @@ _CHILD = textwrap.dedent("""
             cache.query(text, engine="compiled")
         gc.collect()
         after = rtsys.get_allocation_stats()
-        value = first.value if first.value is not None else None
-        out.append({"query": text, "value": value,
+        out.append({"query": text, "value": first.value,
                     "alloc": after.alloc - before.alloc, "free": after.free - before.free})
     print(json.dumps(out))
 """)

@@ -26,7 +26,7 @@ TILE = 4096    # samples per pass (32 kB stack rows)
 _STAMP = digest("engine/program.py")     # the opcodes (jit.py)
 
 
-@cached(_STAMP, refcounted=False)
+@cached(_STAMP)
 def compare(x, op, y):
     """x OP y; false whenever either side is NaN (also for !=)."""
     if x != x or y != y:
