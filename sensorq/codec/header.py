@@ -234,9 +234,15 @@ _INFO_FIELDS = ("n_samples", "t_first", "t_last", "tick", "stream_id", "seq", "b
 
 def _crcs_match(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per block: does the CRC it ends with match its body's?"""
-    ends = offsets + lengths - CRC_SIZE
-    stored = np.ascontiguousarray(_gather(raw, ends, CRC_SIZE)).view("<u4").reshape(-1)
-    return crc32_spans(raw, offsets, ends) == stored
+    return crc32_spans(raw, offsets, offsets + lengths - CRC_SIZE) == stored_crcs(raw, offsets, lengths)
+
+
+def stored_crcs(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The CRC each block ends with (uint32), read for all of them at once (a
+    Python read per block was ~0.8 us); every block must lie in raw and hold
+    at least CRC_SIZE bytes."""
+    ends = np.asarray(offsets, np.int64) + np.asarray(lengths, np.int64) - CRC_SIZE
+    return np.ascontiguousarray(_gather(raw, ends, CRC_SIZE)).view("<u4").reshape(-1)
 
 
 def _gather(raw: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
