@@ -11,10 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensorq.codec import npdecode, tans
+from sensorq.codec import intcodec
+from sensorq.codec.bits import unpack32_bytes
 from sensorq.codec.block import decode_block, encode_block, parse_block
-from sensorq.codec.codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED,
-                                 FLOATBITS, SHORT, ZERO_RESIDUALS)
-from sensorq.codec.intcodec import decode_column, encode_column, max_section_bytes
+from sensorq.codec.codes import (DECIMAL, DICT, ENTROPY, ENTROPY_BINNED, ENTROPY_OFF, ENTROPY_SYMBOLS,
+                                 ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS, SHORT, ZERO_RESIDUALS)
+from sensorq.codec.intcodec import (RICE_DECODE_COST, decode_column, encode_column, encode_column_priced,
+                                    max_section_bytes)
 from sensorq.errors import CorruptDataError
 from test_decoder import engine_rows, guarded  # noqa: F401  (a fixture)
 
@@ -81,7 +84,7 @@ def test_tiny_payload_by_hand(guarded):  # noqa: F811
     values = np.array([0, 3] + [0] * 62, np.uint64)
     freqs = np.array([24, 8] + [0] * 62, np.int64)
     out = np.zeros(64, np.uint8)
-    end = tans.write(np.array([0, 3], np.uint64), 0, values, freqs, 5, 2, out, 0)
+    end = tans.write(np.array([0, 3], np.uint64), 0, 0, values, freqs, 5, 2, out, 0)
     # L, S - 1, values 0 and gap 3 - 0 - 1 = 2; then the bits: f_0 - 1 = 23, x_0 = 11,
     # x_1 = 4, x_2..x_7 = 0 (5 bits each), then 0 bits for the 0 and 2 bits (00) for
     # the 3: 47 bits, 23 | 11 << 5 | 4 << 10 = 0x1177
@@ -94,10 +97,13 @@ def test_tiny_payload_by_hand(guarded):  # noqa: F811
         .tolist() == [1000, 1003]
 
 
-def reference_payload(u, values, freqs, table_log):
+def reference_payload(u, values, freqs, table_log, low_bits=0):
     """An ENTROPY payload (predictor 0) written from docs/format.md §3 in
     plain Python: the spread, then coding backwards from state 2^L, the
-    bits written forwards."""
+    bits written forwards; with ``low_bits``, the low bits of each residual
+    packed after the header and the symbols the residuals' high parts."""
+    low = [v & ((1 << low_bits) - 1) for v in u]
+    u = [v >> low_bits for v in u]
     size = 1 << table_log
     step = (size >> 1) + (size >> 3) + 3
     symbol_of, slot = [0] * size, 0
@@ -116,13 +122,15 @@ def reference_payload(u, values, freqs, table_log):
             nb += 1
         chunks[i] = (x & ((1 << nb) - 1), nb)
         states[i % 8] = size + slots[s][(x >> nb) - f]
-    head = bytearray([table_log, len(values) - 1])
+    head = bytearray([table_log | low_bits << 3, len(values) - 1])
     for i, v in enumerate(values):
         gap = v if i == 0 else v - values[i - 1] - 1
         while gap >= 0x80:
             head.append(gap & 0x7F | 0x80)
             gap >>= 7
         head.append(gap)
+    packed = sum(v << (i * low_bits) for i, v in enumerate(low))
+    head += packed.to_bytes((low_bits * len(low) + 7) // 8, "little")
     fields = [(f - 1, table_log) for f in freqs[:-1]] + [(x - size, table_log) for x in states]
     acc, used = 0, 0
     for value, bits in fields + chunks:
@@ -144,17 +152,63 @@ def test_payload_equals_the_reference_encoder(seed, n, n_symbols, top):
     values = np.empty(64, np.uint64)
     counts = np.empty(64, np.int64)
     freqs = np.empty(64, np.int64)
-    _, table_log, n_symbols = tans.plan(u, 0, values, counts, freqs)
+    _, table_log, n_symbols = tans.plan(u, 0, 0, values, counts, freqs)
     if n_symbols <= 0:
         return
     out = np.zeros(16 * n + 1000, np.uint8)
-    end = tans.write(u, 0, values, freqs, table_log, n_symbols, out, 0)
+    end = tans.write(u, 0, 0, values, freqs, table_log, n_symbols, out, 0)
     assert out[:end].tobytes() == reference_payload(
         [int(v) for v in u], [int(v) for v in values[:n_symbols]], [int(f) for f in freqs[:n_symbols]],
         table_log)
     section = np.frombuffer((0).to_bytes(8, "little") + out[:end].tobytes(), np.uint8)
     status, words = both_decode(section, n, ENTROPY)
     assert status == 0 and (words == u).all()
+
+
+def test_binned_payload_by_hand(guarded):  # noqa: F811
+    """The payload above with two low bits: residuals [1, 14] are high parts
+    [0, 3] (coded as above) and low parts 1 and 2, packed after the
+    symbols' values: 01, then 10, LSB-first, 0b1001."""
+    values = np.array([0, 3] + [0] * 62, np.uint64)
+    freqs = np.array([24, 8] + [0] * 62, np.int64)
+    out = np.zeros(64, np.uint8)
+    end = tans.write(np.array([1, 14], np.uint64), 0, 2, values, freqs, 5, 2, out, 0)
+    want = bytes([5 | 2 << 3, 1, 0, 2, 0b1001, 0x77, 0x11, 0, 0, 0, 0])
+    assert out[:end].tobytes() == want
+    section = (1000).to_bytes(8, "little") + want
+    status, words = compiled(*guarded.at_end(section), 2, ENTROPY)
+    assert status == 0 and words.tolist() == [1001, 1014]
+    assert npdecode.decode_column(np.frombuffer(section, np.uint8), 0, len(section), 2, ENTROPY)[1] \
+        .tolist() == [1001, 1014]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 31), st.integers(0, 40))
+def test_binned_payload_equals_the_reference_encoder(seed, n, low_bits, spread_bits):
+    """tans.write with low bits against reference_payload; both decoders
+    give the residuals back (one symbol or many: the high parts of values
+    spread over 2^spread_bits)."""
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, 2**spread_bits, n, dtype=np.uint64, endpoint=True)
+    values = np.empty(64, np.uint64)
+    counts = np.empty(64, np.int64)
+    freqs = np.empty(64, np.int64)
+    _, table_log, n_symbols = tans.plan(u, 0, low_bits, values, counts, freqs)
+    if n_symbols <= 0:
+        assert len(np.unique(u >> np.uint64(low_bits))) > 64
+        return
+    out = np.zeros(16 * n + 1000, np.uint8)
+    end = tans.write(u, 0, low_bits, values, freqs, table_log, n_symbols, out, 0)
+    assert out[:end].tobytes() == reference_payload(
+        [int(v) for v in u], [int(v) for v in values[:n_symbols]], [int(f) for f in freqs[:n_symbols]],
+        table_log, low_bits)
+    section = np.frombuffer((0).to_bytes(8, "little") + out[:end].tobytes(), np.uint8)
+    status, words = both_decode(section, n, ENTROPY)
+    assert status == 0 and (words == u).all()
+
+
+def test_low_bits_copy_is_padded_for_the_vector_unpacker():
+    assert tans._LOW_BITS_PADDING >= max(unpack32_bytes(w) for w in range(1, tans.LOW_BITS_MAX + 1))
 
 
 def test_symbol_values_lie_within_the_value_span():
@@ -171,7 +225,7 @@ def test_symbol_values_lie_within_the_value_span():
         if status == 0:
             assert decoded.tolist() == [(7 + w) % 2**64 for w in words]
     wide = np.array([0, 2**60] * 8 + [0] * 4000, np.uint64)
-    assert tans.plan(wide, 0, *(np.empty(64, t) for t in (np.uint64, np.int64, np.int64)))[0] == -1
+    assert tans.plan(wide, 0, 0, *(np.empty(64, t) for t in (np.uint64, np.int64, np.int64)))[0] == -1
     section, codec = encode(wide)
     assert not codec & ENTROPY and (both_decode(section, len(wide), codec)[1] == wide).all()
 
@@ -319,7 +373,7 @@ def test_every_truncation_is_rejected(guarded):  # noqa: F811
 def test_bad_tables_are_rejected():
     section, codec = entropy_section()
     at = 8                                  # the payload, after the base
-    for table_log in (0, 4, 8, 255):        # L outside 5..7
+    for table_log in (0, 4, 8, 0xFC):       # L outside 5..7 (the byte's low 3 bits; 0xFC: L 4, 31 low bits)
         bad = section.copy()
         bad[at] = table_log
         assert both_decode(bad, 1000, codec)[0] == ERR_BAD_CODE
@@ -370,3 +424,109 @@ def test_codec_byte_is_checked_by_the_header():
     t = irregular_clock(np.random.default_rng(4), 500)
     assert parse_block(encode_block(t, [np.zeros(500, np.int16)])).time_codec & ENTROPY
     assert DECIMAL | FLOATBITS | ENTROPY < 0x100
+
+
+# --- binned payloads: low bits stored as they are ------------------------------------
+
+T0 = 1_795_478_400_000_000_000
+
+
+def binned_section():
+    """A walk of normal steps (sd 10: 5.4 bits of entropy, ~80 values, where
+    bit packing takes ~6.5): priced with low bits allowed, it takes them."""
+    steps = np.round(np.random.default_rng(12).normal(0, 10, 1000))
+    words = (np.cumsum(steps) + 10**6).astype(np.uint64)
+    out = np.zeros(max_section_bytes(1000), np.uint8)
+    end, codec = encode_column_priced(words, False, True, RICE_DECODE_COST, out, 0, False,
+                                      ENTROPY_BINNED, False)
+    section = out[:end].copy()
+    assert codec & ENTROPY and section[8] >> 3 > 0          # the payload's L byte: low bits
+    assert (both_decode(section, 1000, codec)[1] == words).all()
+    return section, int(codec)
+
+
+def test_every_truncation_of_a_binned_section_is_rejected(guarded):  # noqa: F811
+    section, codec = binned_section()
+    data = section.tobytes()
+    for cut in range(len(data)):
+        status, _ = compiled(*guarded.at_end(data[:cut]), 1000, codec)
+        assert status in (ERR_TRUNCATED, ERR_BAD_CODE, ERR_LENGTH), cut
+        assert npdecode.decode_column(np.frombuffer(data[:cut], np.uint8), 0, cut, 1000, codec)[0] \
+            == status, cut
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_damaged_binned_sections_give_the_same_status_in_both_decoders(data):
+    section, codec = binned_section()
+    bad = section.copy()
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(8, len(bad) - 1))
+        bad[at] ^= data.draw(st.integers(1, 255))
+    both_decode(bad, 1000, codec)          # equal statuses, equal words; never a crash
+
+
+def _without_binning(monkeypatch):
+    monkeypatch.setattr(intcodec, "entropy_form",
+                        lambda compact, binned: ENTROPY_SYMBOLS if compact else ENTROPY_OFF)
+
+
+def _check_block(buf, t, column):
+    t2, (column2,) = decode_block(buf)
+    assert (t2 == t).all() and column2.tobytes() == column.tobytes()
+    status, t3, rows = engine_rows(buf, True)
+    assert status == 0 and (t3 == t).all() and rows[0].tobytes() == column.astype(np.float64).tobytes()
+    info = parse_block(buf)
+    starts = info.section_offsets()
+    status, words = npdecode.decode_time_words(np.frombuffer(buf, np.uint8), int(starts[0]),
+                                               int(starts[0] + info.time_len), len(t), info.time_codec)
+    assert status == 0 and (npdecode.time_values(words, info.t_first, info.tick) == t).all()
+
+
+def test_jittered_clock_takes_low_bits(monkeypatch):
+    """A 1 kHz clock in ns with ±20 µs of jitter: its residuals from the
+    clock line spread over 40,000 values (15.3 bits of entropy), which bit
+    packing stores in 16 bits and a header; binned, ~5 symbols and 13 low
+    bits come within a few per cent of the entropy."""
+    rng = np.random.default_rng(8)
+    n = 4096
+    t = np.sort(T0 + np.arange(n, dtype=np.int64) * 1_000_000 + rng.integers(-20_000, 20_000, n))
+    zeros = np.zeros(n, np.int16)
+    buf = encode_block(t, [zeros])
+    info = parse_block(buf)
+    assert info.time_codec & ENTROPY
+    assert info.time_len < n * 15.6 / 8
+    _check_block(buf, t, zeros)
+    _without_binning(monkeypatch)
+    assert parse_block(encode_block(t, [zeros])).time_len > info.time_len * 1.04
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float_thousandths_take_low_bits(monkeypatch, dtype):
+    """A 1 Hz temperature walk in thousandths of a degree: its mantissas'
+    steps (sd 10) spread over ~80 values; binned, they come out smaller
+    than bit packed, and every decoder gives back the same bits."""
+    rng = np.random.default_rng(9)
+    n = 4096
+    temps = np.round(21 + np.cumsum(rng.normal(0, 0.01, n)), 3).astype(dtype)
+    t = T0 + np.arange(n, dtype=np.int64) * 1_000_000_000
+    buf = encode_block(t, [temps])
+    binned = int(parse_block(buf).entries[0]["data_len"])
+    _check_block(buf, t, temps)
+    _without_binning(monkeypatch)
+    assert int(parse_block(encode_block(t, [temps])).entries[0]["data_len"]) > binned * 1.05
+
+
+def test_integer_channels_are_not_binned(monkeypatch):
+    """An integer channel's noise would take low bits (a few per cent
+    smaller), but counts settle its mini-blocks by their frames: it keeps
+    the mini-block form."""
+    rng = np.random.default_rng(10)
+    n = 4096
+    noise = np.round(rng.normal(0, 200, n)).astype(np.int16)
+    t = T0 + np.arange(n, dtype=np.int64) * 1_000_000
+    plain = parse_block(encode_block(t, [noise])).entries[0]
+    assert not plain["codec"] & ENTROPY
+    monkeypatch.setattr(intcodec, "entropy_form", lambda compact, binned: ENTROPY_BINNED)
+    everywhere = parse_block(encode_block(t, [noise])).entries[0]
+    assert everywhere["codec"] & ENTROPY and everywhere["data_len"] < plain["data_len"]

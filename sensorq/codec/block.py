@@ -84,7 +84,7 @@ def _encode_words(words: np.ndarray, signed: bool, compact: bool, floats: bool =
     # read here: a benchmark varies them
     rice_cost = (intcodec.FLOAT_RICE_DECODE_COST if floats else intcodec.RICE_DECODE_COST) if compact else -1.0
     end, codec_bits = encode_column_priced(words, signed, compact, rice_cost, out, 0, patches,
-                                           compact and intcodec.ENTROPY_SECTIONS,
+                                           intcodec.entropy_form(compact, floats),
                                            compact and not floats and intcodec.FRAMES_SECTIONS)
     return out[:end].tobytes(), int(codec_bits)
 
@@ -93,7 +93,7 @@ def _encode_time(words: np.ndarray, compact: bool) -> tuple[bytes, int]:
     out = np.zeros(timecol.time_section_bytes(words.shape[0]), np.uint8)
     rice_cost = intcodec.RICE_DECODE_COST if compact else -1.0     # read here, as _encode_words does
     end, codec_bits = timecol.encode_time(words, compact, rice_cost, out, 0,
-                                          compact and intcodec.ENTROPY_SECTIONS, timecol.CLOCK_LINES)
+                                          intcodec.entropy_form(compact, True), timecol.CLOCK_LINES)
     return out[:end].tobytes(), int(codec_bits)
 
 

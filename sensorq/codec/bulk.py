@@ -182,10 +182,10 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     samples = int(n.sum())
     time_sections = _new_sections(n_blocks, samples // 4)
     ticks = np.empty(n_blocks, np.int64)
-    entropy = compact and intcodec.ENTROPY_SECTIONS      # read here, as block.py does
-    frames = compact and intcodec.FRAMES_SECTIONS
+    frames = compact and intcodec.FRAMES_SECTIONS      # read here, as block.py does
     lines = timecol.CLOCK_LINES          # read here too
-    bad, time_raw = _time_pass(t, bounds, compact, rice_cost, entropy, lines, *time_sections, ticks)
+    bad, time_raw = _time_pass(t, bounds, compact, rice_cost, intcodec.entropy_form(compact, True), lines,
+                               *time_sections, ticks)
     if bad >= 0:
         raise ValueError(f"timestamps {int(t[bad])} → {int(t[bad + 1])}: a block cannot hold a step "
                          f"of 2^63 ns or more, or a decreasing time; split the block there")
@@ -194,7 +194,8 @@ def _encode_part(t, columns, bounds, stream_id: int, seq: int, compact: bool,
     for c, column in enumerate(columns):
         sections = _new_sections(n_blocks, samples * column.dtype.itemsize // 2)
         stats = np.empty((n_blocks, len(_STAT_FIELDS)), np.int64)
-        channel_raws.append(_channel_pass(column, bounds, compact, rice_cost, entropy, frames, *sections,
+        channel_raws.append(_channel_pass(column, bounds, compact, rice_cost,
+                                          intcodec.entropy_form(compact, False), frames, *sections,
                                           stats))
         _fill_entries(entries[:, c], DTYPE_CODES[column.dtype.name], sections, stats)
         channel_raws[-1] = (channel_raws[-1], sections[0], sections[1])

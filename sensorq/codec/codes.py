@@ -54,6 +54,17 @@ ENTROPY_STATES = 8
 # (base < 2^L ≤ 128, nb ≤ L ≤ 7): one load a symbol instead of two (~20 %
 # faster).  So the symbols' values lie within 2^ENTROPY_VALUE_SPAN_BITS of the smallest.
 ENTROPY_VALUE_SPAN_BITS = 54
+# An ENTROPY payload's first byte is L | b << 3: the low b bits of every
+# residual (after the first p) are stored as they are, b bits each, and tANS
+# codes the residuals' high parts u >> b (binning, as pcodec's bins: a wide
+# but smooth residual distribution — a jittered clock, a temperature in
+# thousandths — as a few dozen symbols plus its noise bits).
+ENTROPY_LOW_BITS_MAX = 31
+# What an encoder may take (intcodec.encode_column_priced's ``entropy``):
+# no ENTROPY form, ENTROPY with b = 0, or ENTROPY with any b.
+ENTROPY_OFF = 0
+ENTROPY_SYMBOLS = 1
+ENTROPY_BINNED = 2
 
 # Decoder status codes (0 = ok).
 OK = 0

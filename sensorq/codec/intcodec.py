@@ -23,7 +23,7 @@ from .scaling import scale_row
 from . import tans, tans_call
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
-from .codes import (DECIMAL, DICT, ENTROPY, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
+from .codes import (DECIMAL, DICT, ENTROPY, ENTROPY_BINNED, ENTROPY_OFF, ENTROPY_SYMBOLS, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
                     ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
                     FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
@@ -243,6 +243,19 @@ FLOAT_RICE_DECODE_COST = 3.0
 # form, so its tests write blocks without it (docs/device.md).
 ENTROPY_SECTIONS = True
 
+
+def entropy_form(compact: bool, binned: bool) -> int:
+    """What a version 1 encoder's ``entropy`` argument is: ENTROPY_OFF for
+    the fast codec (or with ENTROPY_SECTIONS off), else ENTROPY_BINNED for
+    float channels and time columns, ENTROPY_SYMBOLS for integer channels.
+    Integer channels are what counts settle mini-block by mini-block
+    (intcount.py), which no ENTROPY section allows: binning would win them
+    a few per cent of bytes (where bit packing wastes a fraction of a bit
+    on noise) at the cost of every count over them."""
+    if not (compact and ENTROPY_SECTIONS):
+        return ENTROPY_OFF
+    return ENTROPY_BINNED if binned else ENTROPY_SYMBOLS
+
 # Whether the compact encoders of version 1 may write FRAMES sections
 # (integer channels; codes.FRAMES), where they are no bigger than the
 # section's other forms.  Read at each call, as ENTROPY_SECTIONS: tests turn
@@ -255,7 +268,7 @@ def encode_column(words, signed, allow_dict, allow_rice, out, pos):
     """:func:`encode_column_costed` with Rice at RICE_DECODE_COST, or none."""
     return encode_column_costed(words, signed, allow_dict,
                                 RICE_DECODE_COST if allow_rice else -1.0, out, pos,
-                                allow_dict and allow_rice, False)
+                                ENTROPY_SYMBOLS if allow_dict and allow_rice else ENTROPY_OFF, False)
 
 
 @cached(_STAMP, before_compile=tans_call.link_encoder, nogil=True)
@@ -270,8 +283,9 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     """Write the column section for ``words`` (uint64) at out[pos:].
 
     ``rice_cost``, ``patches``: see :func:`choose_mini_blocks` (negative: no
-    Rice, and no patches).  ``entropy``: the ENTROPY form (tans.py) may be
-    taken too (version 1, compact: with ``allow_dict``).  ``frames``: an
+    Rice, and no patches).  ``entropy`` (codes.ENTROPY_OFF, _SYMBOLS or
+    _BINNED): whether the ENTROPY form (tans.py) may be taken too (version
+    1, compact: with ``allow_dict``), and with low bits stored as they are.  ``frames``: an
     order-0 payload may take the FRAMES form (version 1 channel sections,
     compact), where it is no bigger.
 
@@ -309,28 +323,29 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
         bits, length = frames_choice(seq, frame_headers)
         if bits >= 0 and frame_headers.shape[0] + 1 + (bits + 7) // 8 <= size:
             size, frame_length = frame_headers.shape[0] + 1 + (bits + 7) // 8, length
-    if entropy and allow_dict:      # the ENTROPY form priced beside the payload
+    if entropy != ENTROPY_OFF and allow_dict:      # the ENTROPY form priced beside the payload
         # its own residuals: u and headers keep the priced candidate's, which
         # is then written without pricing it again
+        binned = np.int64(entropy == ENTROPY_BINNED)
         ue = np.empty(n, np.uint64)
         values = np.empty(tans.MAX_SYMBOLS, np.uint64)
         freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
-        plan = np.empty(3, np.int64)            # bytes, L, symbols
-        order_e = tans_call.best_order(seq, size, ue, values, freqs, plan)
+        plan = np.empty(4, np.int64)            # bytes, L, symbols, low bits
+        order_e = tans_call.best_order(seq, size, binned, ue, values, freqs, plan)
         if dict_bits:        # the words' own residuals may be the few-symbol ones (a clock's steps)
             words_values = np.empty(tans.MAX_SYMBOLS, np.uint64)
             words_freqs = np.empty(tans.MAX_SYMBOLS, np.int64)
-            words_plan = np.empty(3, np.int64)
-            words_order = tans_call.best_order(y, dict_bytes + (plan[0] if order_e >= 0 else size), ue,
-                                               words_values, words_freqs, words_plan)
+            words_plan = np.empty(4, np.int64)
+            words_order = tans_call.best_order(y, dict_bytes + (plan[0] if order_e >= 0 else size), binned,
+                                               ue, words_values, words_freqs, words_plan)
             if words_order >= 0:
-                end = tans_call.write_column(y, words_order, ue, words_values, words_freqs,
+                end = tans_call.write_column(y, words_order, words_plan[3], ue, words_values, words_freqs,
                                              words_plan[1], words_plan[2], out, pos)
                 return end, words_order | ENTROPY
         if order_e >= 0:
             if dict_bits:
                 pos = _write_dictionary(entries, rice_cost, out, pos, patches)
-            end = tans_call.write_column(seq, order_e, ue, values, freqs, plan[1], plan[2], out, pos)
+            end = tans_call.write_column(seq, order_e, plan[3], ue, values, freqs, plan[1], plan[2], out, pos)
             return end, order_e | dict_bits | ENTROPY
     if dict_bits:
         pos = _write_dictionary(entries, rice_cost, out, pos, patches)

@@ -33,6 +33,7 @@ from .codes import (CLOCK, CLOCK_MAX_DENOMINATOR, DICT, ENTROPY, ENTROPY_VALUE_S
                     ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, FRAMES,
                     MINI_BLOCK, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
+from .codes import ENTROPY_LOW_BITS_MAX
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
 from .codes import ENTROPY_STATES as STATES
 from .codes import ENTROPY_TABLE_LOG_MAX as TABLE_LOG_MAX
@@ -143,9 +144,10 @@ def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
     against 15-45 ns a bit-packed one)."""
     if pos + 2 > end:
         raise _Bad(ERR_TRUNCATED)
-    table_log, n_symbols = int(buf[pos]), int(buf[pos + 1]) + 1
+    table_log, low_bits, n_symbols = int(buf[pos]) & 7, int(buf[pos]) >> 3, int(buf[pos + 1]) + 1
     size = 1 << table_log
-    if not TABLE_LOG_MIN <= table_log <= TABLE_LOG_MAX or n_symbols > min(MAX_SYMBOLS, size):
+    if not TABLE_LOG_MIN <= table_log <= TABLE_LOG_MAX or low_bits > ENTROPY_LOW_BITS_MAX \
+            or n_symbols > min(MAX_SYMBOLS, size):
         raise _Bad(ERR_BAD_CODE)
     pos += 2
     values = []
@@ -162,6 +164,9 @@ def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
     out = np.empty(n, np.uint64)
     for i in range(lead):
         out[i], pos = read_varint(buf, pos, end)
+    low_start, pos = pos, pos + (low_bits * (n - lead) + 7) // 8
+    if pos > end:
+        raise _Bad(ERR_TRUNCATED)
     raw = buf[pos:end].tobytes()
     stream = int.from_bytes(raw[:8 + MAX_SYMBOLS * TABLE_LOG_MAX // 8], "little")   # the tables' fields
     raw += bytes(16)
@@ -182,7 +187,16 @@ def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
     if (bit + 7) // 8 != end - pos:
         raise _Bad(ERR_LENGTH)
     out[lead:] = np.array(slot_value, np.uint64)[np.array(slots, np.int64)]
+    if low_bits:
+        out[lead:] = out[lead:] << U64(low_bits) | _fields(buf[low_start:pos], low_bits, n - lead)
     return out
+
+
+def _fields(raw, width: int, count: int) -> np.ndarray:
+    """The ``count`` fields of ``width`` bits packed LSB-first in ``raw``."""
+    bits = np.unpackbits(np.asarray(raw, np.uint8), bitorder="little")[:width * count]
+    weights = np.left_shift(U64(1), np.arange(width, dtype=np.uint64))
+    return bits.reshape(count, width).astype(np.uint64) @ weights
 
 
 def _walk_states(raw: bytes, bit: int, limit: int, states: list, table: list, m: int):

@@ -11,18 +11,24 @@ Duda 2013; the table spread and state layout of Collet's Finite State
 Entropy): a table of 2^L states, eight interleaved states so that the
 decode is eight independent chains, and a forward bit stream.
 
+A residual stream too wide for MAX_SYMBOLS symbols but smooth (a clock's
+jitter of ±20 µs in ns, a temperature's steps in thousandths) is binned, as
+pcodec bins: its low b bits are stored as they are, and tANS codes the
+high parts u >> b, a few dozen symbols or fewer.
+
 Layout (after the base and the dictionary; codec bit 7, version 1 only):
 
-    u8        L (TABLE_LOG_MIN..TABLE_LOG_MAX)
+    u8        L | b << 3: L (TABLE_LOG_MIN..TABLE_LOG_MAX), b low bits (0..LOW_BITS_MAX)
     u8        S - 1 (1..MAX_SYMBOLS symbols)
-    S varints the symbols' residual values v_0 < v_1 < ..., as v_0 and gaps v_s - v_{s-1} - 1
-              (v_{S-1} - v_0 < VALUE_SPAN = 2^54)
+    S varints the symbols' values v_0 < v_1 < ... (values of u >> b), as v_0 and gaps
+              v_s - v_{s-1} - 1 (v_{S-1} - v_0 < VALUE_SPAN = 2^54)
     p varints the first p = min(order, n) residuals as they are (u_0 = s_0, u_1 for order 2)
+    ceil(b (n - p) / 8) bytes   the low b bits of each later residual, LSB-first
     bit stream (LSB-first, padded with zero bits to a byte; the section ends there):
         S - 1 fields of L bits: f_s - 1; f_{S-1} = 2^L - the others' sum (≥ 1)
         8 fields of L bits: the initial states x_0..x_7
         then for residual i = 0 .. n-p-1: the bits that state x_{i mod 8} reads after
-        emitting it (see below)
+        emitting it (see below); residual p + i = that symbol's value << b | its low bits
 
 Decoding table (built by the decoder from f alone): symbol s is spread over
 f_s of the 2^L slots by slot := (slot + 2^(L-1) + 2^(L-3) + 3) mod 2^L from
@@ -38,12 +44,13 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, get_bits, load_word_unchecked, put_bits,
-                   put_varint, read_varint, varint_size, varint_status)
+                   put_varint, read_varint, unpack32, varint_size, varint_status)
+from .codes import ENTROPY_LOW_BITS_MAX as LOW_BITS_MAX
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
 from .codes import ENTROPY_STATES as STATES
 from .codes import ENTROPY_TABLE_LOG_MAX as TABLE_LOG_MAX
 from .codes import ENTROPY_TABLE_LOG_MIN as TABLE_LOG_MIN
-from .codes import ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, OK
+from .codes import ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE, ERR_LENGTH, ERR_TRUNCATED, MINI_BLOCK, OK
 from .predictor import residuals, zigzag
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -51,6 +58,9 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 VALUE_SPAN = ONE << U64(ENTROPY_VALUE_SPAN_BITS)     # as a uint64: compared with uint64 gaps
 _HASH_SLOTS = 256          # ≥ 4 × MAX_SYMBOLS: linear probing stays short
 _MAX_SLOTS = 1 << TABLE_LOG_MAX
+# Zero bytes after a copy of a payload's low bits: the vector unpacker reads
+# a whole 32 fields (and a word more) where the last 32 are fewer.
+_LOW_BITS_PADDING = MINI_BLOCK * LOW_BITS_MAX // 8 + 16
 
 # The prices, in bits, that the encoder adds to an ENTROPY section's size
 # before comparing it with the mini-block payload (the decode time it costs,
@@ -58,6 +68,7 @@ _MAX_SLOTS = 1 << TABLE_LOG_MAX
 # see docs/format.md §3.
 ENTROPY_DECODE_COST = 0.5  # per residual: a tANS step against a vector-unpacked value
 ENTROPY_SLOT_COST = 1.0    # per table slot: building the decoding table
+ENTROPY_LOW_BITS_DECODE_COST = 0.15   # per residual of a binned payload: its low bits put back (~0.15 ns)
 
 
 # --- the table -----------------------------------------------------------------
@@ -244,24 +255,27 @@ def normalize(counts, n_symbols, total, table_log, freqs):
 
 
 @cached(_STAMP, nogil=True)
-def plan(u, order, values, counts, freqs):
-    """Price the ENTROPY form of residuals u: (bytes, L, S), or (-1, 0, 0)
-    when it cannot be used (more than MAX_SYMBOLS distinct residuals).
-    values, counts (MAX_SYMBOLS each): the symbols in ascending order and
-    their counts; freqs: their normalized counts at the L returned.  The
-    bytes include the ENTROPY_*_COST prices, rounded up."""
+def plan(u, order, low_bits, values, counts, freqs):
+    """Price the ENTROPY form of residuals u with ``low_bits`` low bits
+    stored as they are: (bytes, L, S), or (-1, 0, 0) when it cannot be used
+    (more than MAX_SYMBOLS distinct symbols u >> low_bits).  values, counts
+    (MAX_SYMBOLS each): the symbols in ascending order and their counts;
+    freqs: their normalized counts at the L returned.  The bytes include the
+    ENTROPY_*_COST prices, rounded up."""
     n = u.shape[0]
     lead = min(order, n)
-    n_symbols = symbols(u, lead, values, counts)
+    n_symbols = symbols(u >> U64(low_bits) if low_bits else u, lead, values, counts)
     if n_symbols <= 0 or values[n_symbols - 1] - values[0] >= VALUE_SPAN:
         return -1, 0, 0
-    fixed = 2 * 8
+    m = n - lead
+    fixed = 2 * 8 + 8 * ((low_bits * m + 7) // 8)
+    if low_bits:
+        fixed += ENTROPY_LOW_BITS_DECODE_COST * m
     for s in range(n_symbols):
         gap = values[s] if s == 0 else values[s] - values[s - 1] - ONE
         fixed += 8 * varint_size(gap)
     for i in range(lead):
         fixed += 8 * varint_size(u[i])
-    m = n - lead
     best_bits, best_log = np.inf, 0
     trial = np.empty(MAX_SYMBOLS, np.int64)
     for table_log in range(TABLE_LOG_MIN, TABLE_LOG_MAX + 1):
@@ -313,20 +327,27 @@ def _symbol_indices(u, lead, values, n_symbols):
 
 
 @cached(_STAMP, nogil=True)
-def write(u, order, values, freqs, table_log, n_symbols, out, pos):
-    """The ENTROPY payload of residuals u at out[pos:] (values, freqs as
-    :func:`plan` left them); returns the end offset."""
+def write(u, order, low_bits, values, freqs, table_log, n_symbols, out, pos):
+    """The ENTROPY payload of residuals u with ``low_bits`` low bits stored
+    as they are at out[pos:] (values, freqs as :func:`plan` left them);
+    returns the end offset."""
     n = u.shape[0]
     lead = min(order, n)
     m = n - lead
     size = 1 << table_log
-    out[pos] = np.uint8(table_log)
+    out[pos] = np.uint8(table_log | (low_bits << 3))
     out[pos + 1] = np.uint8(n_symbols - 1)
     pos += 2
     for s in range(n_symbols):
         pos = put_varint(out, pos, values[s] if s == 0 else values[s] - values[s - 1] - ONE)
     for i in range(lead):
         pos = put_varint(out, pos, u[i])
+    if low_bits:
+        byte_pos, bits, n_bits = pos, ZERO, 0
+        for i in range(lead, n):
+            byte_pos, bits, n_bits = put_bits(out, byte_pos, bits, n_bits, u[i], low_bits)
+        pos = finish_bits(out, byte_pos, bits, n_bits)
+        u = u >> U64(low_bits)
     symbol_of = _symbol_indices(u, lead, values, n_symbols)
     # encoding table: the slots of symbol s in slot order, from first[s]
     slot_symbol = np.empty(size, np.int64)
@@ -375,40 +396,95 @@ def write(u, order, values, freqs, table_log, n_symbols, out, pos):
     return finish_bits(out, byte_pos, bits, n_bits)
 
 
+# A binned order is priced at the fewest low bits that leave MAX_SYMBOLS
+# symbols in its sample and at up to BINS_TRIED - 1 more (fewer symbols fit
+# tANS's 2^7 slots better: a temperature in thousandths is cheapest at 3-4
+# low bits where 1 already fits; a uniform jitter with about 5 symbols left),
+# until the cost has risen twice in a row.
+BINS_TRIED = 8
+
+
 @cached(_STAMP, nogil=True)
-def best_order(s, payload_bytes, u, values, freqs):
-    """(order, bytes, L, symbols) of the predictor order whose ENTROPY form
-    (:func:`plan`, decode cost included) is smallest and smaller than
-    ``payload_bytes``, or order -1.  Its symbols and frequencies are left in
-    values and freqs.  Every order is tried: a low-entropy stream's best
-    order for tANS is often not the one of the smallest residuals (a clock
-    of steps 10 and 250: two symbols under order 1, many under order 2).
-    An order whose SAMPLE sampled residuals take more than
-    MAX_SYMBOLS values (noise) is skipped before the rest are made."""
+def _fewest_low_bits(sample, binned):
+    """The fewest low bits b (0, or up to LOW_BITS_MAX if ``binned``) for
+    which the sample's u >> b take at most MAX_SYMBOLS values; -1 if none."""
+    n = sample.shape[0]
+    if few_symbols(sample, 0, n):
+        return 0
+    if not binned or n == 0:
+        return -1
+    b = max(1, bit_length(sample.max() - sample.min()) - 8)      # (fewer would leave > 2^8 values)
+    while b <= LOW_BITS_MAX:
+        if few_symbols(sample >> U64(b), 0, n):
+            return b
+        b += 1
+    return -1
+
+
+@cached(_STAMP, nogil=True)
+def _sample_bits(sample, low_bits):
+    """Bits a value of the sample's u >> low_bits as its empirical entropy,
+    plus the low bits: a lower bound on the binned form's cost (a small
+    sample's entropy is low), to skip the whole column's pricing where it
+    cannot win (noise)."""
+    values = np.empty(MAX_SYMBOLS, np.uint64)
+    counts = np.empty(MAX_SYMBOLS, np.int64)
+    n = sample.shape[0]
+    n_symbols = _hashed_symbols(sample >> U64(low_bits), 0, values, counts)
+    bits = 0.0
+    for k in range(n_symbols):
+        bits -= counts[k] * np.log2(counts[k] / n)
+    return bits / max(n, 1) + low_bits
+
+
+@cached(_STAMP, nogil=True)
+def best_order(s, payload_bytes, binned, u, values, freqs):
+    """(order, bytes, L, symbols, low bits) of the predictor order whose
+    ENTROPY form (:func:`plan`, decode cost included) is smallest and
+    smaller than ``payload_bytes``, or order -1.  Its symbols and
+    frequencies are left in values and freqs.  Every order is tried: a
+    low-entropy stream's best order for tANS is often not the one of the
+    smallest residuals (a clock of steps 10 and 250: two symbols under order
+    1, many under order 2).  An order whose SAMPLE sampled residuals take
+    more than MAX_SYMBOLS values (noise) is skipped before the rest are
+    made, unless ``binned`` allows low bits: then the order is priced at
+    the low bits that bring its sample within MAX_SYMBOLS values, and more
+    (BINS_TRIED), where the sample's entropy says it could win."""
     trial_values = np.empty(MAX_SYMBOLS, np.uint64)
     counts = np.empty(MAX_SYMBOLS, np.int64)
     trial_freqs = np.empty(MAX_SYMBOLS, np.int64)
-    best_order, best_bytes, best_log, best_symbols = -1, payload_bytes, 0, 0
+    best_order, best_bytes, best_log, best_symbols, best_low = -1, payload_bytes, 0, 0, 0
     sample = np.empty(SAMPLE, np.uint64)
+    n = s.shape[0]
     for order in range(3):
-        if not few_symbols(sampled_residuals(s, order, sample), 0, sample.shape[0]):
+        sampled = sampled_residuals(s, order, sample)
+        fewest = _fewest_low_bits(sampled, binned)
+        if fewest < 0 or fewest and _sample_bits(sampled, fewest) * n >= 8 * best_bytes:
             continue
         residuals(s, order, u)
-        size, table_log, n_symbols = plan(u, order, trial_values, counts, trial_freqs)
-        if 0 <= size < best_bytes:
-            best_order, best_bytes, best_log, best_symbols = order, size, table_log, n_symbols
-            for k in range(n_symbols):      # (a slice copy compiles numba's shape error)
-                values[k] = trial_values[k]
-                freqs[k] = trial_freqs[k]
-    return best_order, best_bytes, best_log, best_symbols
+        rising, last = 0, -1
+        for low_bits in range(fewest, min(fewest + BINS_TRIED, LOW_BITS_MAX + 1) if binned else 1):
+            size, table_log, n_symbols = plan(u, order, low_bits, trial_values, counts, trial_freqs)
+            if 0 <= size < best_bytes:
+                best_order, best_bytes, best_log, best_symbols, best_low = \
+                    order, size, table_log, n_symbols, low_bits
+                for k in range(n_symbols):      # (a slice copy compiles numba's shape error)
+                    values[k] = trial_values[k]
+                    freqs[k] = trial_freqs[k]
+            if size >= 0:            # (-1: too many symbols in the whole column yet)
+                rising = rising + 1 if last >= 0 and size > last else 0
+                if rising == 2:      # past this order's cheapest
+                    break
+                last = size
+    return best_order, best_bytes, best_log, best_symbols, best_low
 
 
 @cached(_STAMP, nogil=True)
-def write_column(s, order, u, values, freqs, table_log, n_symbols, out, pos):
+def write_column(s, order, low_bits, u, values, freqs, table_log, n_symbols, out, pos):
     """The ENTROPY payload of s's order-``order`` residuals (made in u) at
     out[pos:], as :func:`best_order` planned it; returns the end offset."""
     residuals(s, order, u)
-    return write(u, order, values, freqs, table_log, n_symbols, out, pos)
+    return write(u, order, low_bits, values, freqs, table_log, n_symbols, out, pos)
 
 
 # --- decoding ------------------------------------------------------------------
@@ -440,14 +516,15 @@ def read(buf, pos, end, n, order, out):
     state, which stays in [0, 2^L) by construction."""
     if pos + 2 > end:
         return ERR_TRUNCATED
-    table_log = np.int64(buf[pos])
+    table_log = np.int64(buf[pos]) & 7
+    low_bits = np.int64(buf[pos]) >> 3
     n_symbols = np.int64(buf[pos + 1]) + 1
-    if table_log < TABLE_LOG_MIN or table_log > TABLE_LOG_MAX or n_symbols > MAX_SYMBOLS \
-            or n_symbols > (1 << table_log):
+    if table_log < TABLE_LOG_MIN or table_log > TABLE_LOG_MAX or low_bits > LOW_BITS_MAX \
+            or n_symbols > MAX_SYMBOLS or n_symbols > (1 << table_log):
         return ERR_BAD_CODE
     pos += 2
     if n_symbols == 1:
-        return _read_one_symbol(buf, pos, end, n, order, table_log, out)
+        return _read_one_symbol(buf, pos, end, n, order, table_log, low_bits, out)
     # (no array views here: numba compiles a view's error messages, seconds
     # of cold compile; each allocation costs ~50 ns against a few µs a section)
     values = np.empty(MAX_SYMBOLS, np.uint64)
@@ -468,6 +545,10 @@ def read(buf, pos, end, n, order, out):
         out[i], pos = read_varint(buf, pos, end)
         if pos < 0:
             return varint_status(out[i])
+    low_start = pos
+    pos += (low_bits * (n - lead) + 7) // 8
+    if pos > end:
+        return ERR_TRUNCATED
     # The stream, copied with 16 zero bytes after it: the decode loop then
     # loads words unchecked and tests only that it has not passed the end.
     stream = np.zeros(end - pos + 16, np.uint8)
@@ -505,15 +586,41 @@ def read(buf, pos, end, n, order, out):
         return status
     if (bit_pos + 7) // 8 != end - pos:
         return ERR_LENGTH
+    if low_bits:
+        _put_back_low_bits(buf, low_start, low_bits, out, lead, n)
     return OK
 
 
 @cached(_STAMP, nogil=True)
-def _read_one_symbol(buf, pos, end, n, order, table_log, out):
+def _put_back_low_bits(buf, start, low_bits, out, lead, n):
+    """out[i] := out[i] << b | the (i - lead)-th b-bit field from byte
+    ``start`` of buf, for i from lead to n (the caller has checked that the
+    fields lie in the section).  The fields are unpacked 32 at a time by the
+    vector unpacker (each 32 start on a byte: 32 b bits), from a copy
+    padded with zero bytes for the last 32's reads, then put in by a vector
+    pass: ~0.15 ns a value, where extracting each field in the tANS loop
+    cost ~0.45."""
+    b = U64(low_bits)
+    m = n - lead
+    size = (low_bits * m + 7) // 8
+    fields = np.zeros(size + _LOW_BITS_PADDING, np.uint8)
+    at = U64(start)
+    for i in range(U64(size)):        # unsigned: a block copy (see read's)
+        fields[i] = buf[at + i]
+    low = np.empty(MINI_BLOCK, np.uint64)
+    for g in range((m + MINI_BLOCK - 1) // MINI_BLOCK):
+        unpack32(fields, U64(g) * U64(MINI_BLOCK // 8) * b, 0, low_bits, low, 0)
+        first = U64(lead) + U64(g * MINI_BLOCK)
+        for i in range(U64(min(MINI_BLOCK, m - g * MINI_BLOCK))):
+            out[first + i] = (out[first + i] << b) | low[i]
+
+
+@cached(_STAMP, nogil=True)
+def _read_one_symbol(buf, pos, end, n, order, table_log, low_bits, out):
     """:func:`read` of a payload of one symbol (every residual the same: a
-    steady clock's), from its value on, with no tables and no allocation:
-    no bits a symbol, so the states never move and must be 0, and the
-    residuals are a fill."""
+    steady clock's, or every residual's high part), from its value on, with
+    no tables: no bits a symbol, so the states never move and must be 0,
+    and the residuals are a fill (then their low bits, if any)."""
     value, pos = read_varint(buf, pos, end)
     if pos < 0:
         return varint_status(value)
@@ -522,6 +629,10 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
         out[i], pos = read_varint(buf, pos, end)
         if pos < 0:
             return varint_status(out[i])
+    low_start = pos
+    pos += (low_bits * (n - lead) + 7) // 8
+    if pos > end:
+        return ERR_TRUNCATED
     bits = STATES * table_log
     if bits > (end - pos) * 8:
         return ERR_TRUNCATED
@@ -531,6 +642,8 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, out):
         return ERR_LENGTH
     for i in range(U64(lead), U64(n)):      # unsigned: a vector fill (see read's copy)
         out[i] = value
+    if low_bits:
+        _put_back_low_bits(buf, low_start, low_bits, out, lead, n)
     return OK
 
 

@@ -121,16 +121,16 @@ def link_encoder() -> list:
     symbols: [best_order's, write_column's]."""
     with global_compiler_lock:      # numba's own (re-entrant): a compile may be what calls this
         if not _encoder_symbols:
-            _encoder_symbols.extend([_export("tans_best_order", "UiUUII", _best_order_body),
-                                     _export("tans_write_column", "UiUUIiiBi", _write_body)])
+            _encoder_symbols.extend([_export("tans_best_order", "UiiUUII", _best_order_body),
+                                     _export("tans_write_column", "UiiUUIiiBi", _write_body)])
     return _encoder_symbols
 
 
-def _best_order_body(s_p, s_len, payload_bytes, u_p, u_len, values_p, values_len,
+def _best_order_body(s_p, s_len, payload_bytes, binned, u_p, u_len, values_p, values_len,
                      freqs_p, freqs_len, plan_p, plan_len):
     plan = carray(plan_p, (plan_len,))
-    order, plan[0], plan[1], plan[2] = tans.best_order(
-        carray(s_p, (s_len,)), payload_bytes, carray(u_p, (u_len,)),
+    order, plan[0], plan[1], plan[2], plan[3] = tans.best_order(
+        carray(s_p, (s_len,)), payload_bytes, binned, carray(u_p, (u_len,)),
         carray(values_p, (values_len,)), carray(freqs_p, (freqs_len,)))
     return order
 
@@ -138,19 +138,21 @@ def _best_order_body(s_p, s_len, payload_bytes, u_p, u_len, values_p, values_len
 
 
 @intrinsic
-def best_order(typingctx, s, payload_bytes, u, values, freqs, plan):
+def best_order(typingctx, s, payload_bytes, binned, u, values, freqs, plan):
     """tans.best_order, compiled once: the predictor order of s's cheapest
-    ENTROPY form under ``payload_bytes`` (or -1), with its (bytes, L, S) in
-    plan[:3] and its symbols and frequencies in values and freqs."""
-    _check("best_order", "UiUUII", (s, payload_bytes, u, values, freqs, plan))
+    ENTROPY form under ``payload_bytes`` (or -1; with low bits if
+    ``binned``), with its (bytes, L, S, low bits) in plan[:4] and its
+    symbols and frequencies in values and freqs."""
+    params = (s, payload_bytes, binned, u, values, freqs, plan)
+    _check("best_order", "UiiUUII", params)
     symbols = link_encoder()
-    return types.int64(s, payload_bytes, u, values, freqs, plan), \
+    return types.int64(*params), \
         lambda context, builder, sig, args: _emit_call(symbols[0], context, builder, sig, args)
 
 
-def _write_body(s_p, s_len, order, u_p, u_len, values_p, values_len, freqs_p, freqs_len,
+def _write_body(s_p, s_len, order, low_bits, u_p, u_len, values_p, values_len, freqs_p, freqs_len,
                 table_log, n_symbols, out_p, out_len, pos):
-    return tans.write_column(carray(s_p, (s_len,)), order, carray(u_p, (u_len,)),
+    return tans.write_column(carray(s_p, (s_len,)), order, low_bits, carray(u_p, (u_len,)),
                              carray(values_p, (values_len,)), carray(freqs_p, (freqs_len,)),
                              table_log, n_symbols, carray(out_p, (out_len,)), pos)
 
@@ -159,11 +161,11 @@ def _write_body(s_p, s_len, order, u_p, u_len, values_p, values_len, freqs_p, fr
 
 
 @intrinsic
-def write_column(typingctx, s, order, u, values, freqs, table_log, n_symbols, out, pos):
+def write_column(typingctx, s, order, low_bits, u, values, freqs, table_log, n_symbols, out, pos):
     """tans.write_column, compiled once: the ENTROPY payload at out[pos:] as
     :func:`best_order` planned it; the end offset."""
-    params = (s, order, u, values, freqs, table_log, n_symbols, out, pos)
-    _check("write_column", "UiUUIiiBi", params)
+    params = (s, order, low_bits, u, values, freqs, table_log, n_symbols, out, pos)
+    _check("write_column", "UiiUUIiiBi", params)
     symbols = link_encoder()
     return types.int64(*params), \
         lambda context, builder, sig, args: _emit_call(symbols[1], context, builder, sig, args)
