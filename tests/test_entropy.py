@@ -360,8 +360,26 @@ def entropy_section():
     return section, codec
 
 
-def test_every_truncation_is_rejected(guarded):  # noqa: F811
-    section, codec = entropy_section()
+def binned_section():
+    """A walk of normal steps (sd 10: 5.4 bits of entropy, ~80 values, where
+    bit packing takes ~6.5): priced with low bits allowed, it takes them."""
+    steps = np.round(np.random.default_rng(12).normal(0, 10, 1000))
+    words = (np.cumsum(steps) + 10**6).astype(np.uint64)
+    out = np.zeros(max_section_bytes(1000), np.uint8)
+    end, codec = encode_column_priced(words, False, True, RICE_DECODE_COST, out, 0, False,
+                                      ENTROPY_BINNED, False)
+    section = out[:end].copy()
+    assert codec & ENTROPY and section[8] >> 3 > 0          # the payload's L byte: low bits
+    assert (both_decode(section, 1000, codec)[1] == words).all()
+    return section, int(codec)
+
+
+SECTIONS = [entropy_section, binned_section]
+
+
+@pytest.mark.parametrize("make", SECTIONS)
+def test_every_truncation_is_rejected(guarded, make):  # noqa: F811
+    section, codec = make()
     data = section.tobytes()
     for cut in range(len(data)):
         status, _ = compiled(*guarded.at_end(data[:cut]), 1000, codec)
@@ -392,10 +410,11 @@ def test_bad_tables_are_rejected():
     assert both_decode(bad, 1000, codec)[0] == ERR_LENGTH
 
 
+@pytest.mark.parametrize("make", SECTIONS)
 @settings(max_examples=300, deadline=None)
 @given(st.data())
-def test_damaged_sections_give_the_same_status_in_both_decoders(data):
-    section, codec = entropy_section()
+def test_damaged_sections_give_the_same_status_in_both_decoders(make, data):
+    section, codec = make()
     bad = section.copy()
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(8, len(bad) - 1))
@@ -429,41 +448,6 @@ def test_codec_byte_is_checked_by_the_header():
 # --- binned payloads: low bits stored as they are ------------------------------------
 
 T0 = 1_795_478_400_000_000_000
-
-
-def binned_section():
-    """A walk of normal steps (sd 10: 5.4 bits of entropy, ~80 values, where
-    bit packing takes ~6.5): priced with low bits allowed, it takes them."""
-    steps = np.round(np.random.default_rng(12).normal(0, 10, 1000))
-    words = (np.cumsum(steps) + 10**6).astype(np.uint64)
-    out = np.zeros(max_section_bytes(1000), np.uint8)
-    end, codec = encode_column_priced(words, False, True, RICE_DECODE_COST, out, 0, False,
-                                      ENTROPY_BINNED, False)
-    section = out[:end].copy()
-    assert codec & ENTROPY and section[8] >> 3 > 0          # the payload's L byte: low bits
-    assert (both_decode(section, 1000, codec)[1] == words).all()
-    return section, int(codec)
-
-
-def test_every_truncation_of_a_binned_section_is_rejected(guarded):  # noqa: F811
-    section, codec = binned_section()
-    data = section.tobytes()
-    for cut in range(len(data)):
-        status, _ = compiled(*guarded.at_end(data[:cut]), 1000, codec)
-        assert status in (ERR_TRUNCATED, ERR_BAD_CODE, ERR_LENGTH), cut
-        assert npdecode.decode_column(np.frombuffer(data[:cut], np.uint8), 0, cut, 1000, codec)[0] \
-            == status, cut
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.data())
-def test_damaged_binned_sections_give_the_same_status_in_both_decoders(data):
-    section, codec = binned_section()
-    bad = section.copy()
-    for _ in range(data.draw(st.integers(1, 4))):
-        at = data.draw(st.integers(8, len(bad) - 1))
-        bad[at] ^= data.draw(st.integers(1, 255))
-    both_decode(bad, 1000, codec)          # equal statuses, equal words; never a crash
 
 
 def _without_binning(monkeypatch):
