@@ -551,14 +551,7 @@ def read(buf, pos, end, n, order, out):
         return ERR_TRUNCATED
     # The stream, copied with 16 zero bytes after it: the decode loop then
     # loads words unchecked and tests only that it has not passed the end.
-    stream = np.zeros(end - pos + 16, np.uint8)
-    # a loop, as a slice copy compiles numba's shape error; with unsigned
-    # indices (no negative-index fix-up) LLVM makes it a block copy: ~80 ns
-    # for 1.6 KB, where signed ones copied a byte at a time (~1.3 µs, a
-    # fifth of a section's decode)
-    at = U64(pos)
-    for i in range(U64(end - pos)):
-        stream[i] = buf[at + i]
+    stream = _padded_copy(buf, pos, end - pos, 16)
     limit = (end - pos) * 8
     size = 1 << table_log
     bit_pos = np.int64(0)
@@ -592,6 +585,24 @@ def read(buf, pos, end, n, order, out):
 
 
 @cached(_STAMP, nogil=True)
+def _padded_copy(buf, start, size, padding):
+    """buf[start:start + size] in a new array with ``padding`` zero bytes
+    after it, so that a decoder may load words past its end unchecked.  A
+    loop, as a slice copy compiles numba's shape error; with unsigned
+    indices (no negative-index fix-up) LLVM makes it a block copy: ~80 ns
+    for 1.6 KB, where signed ones copied a byte at a time (~1.3 µs, a fifth
+    of a section's decode).  Only the padding is zeroed (np.zeros wrote the
+    whole array before the copy wrote it again)."""
+    copy = np.empty(size + padding, np.uint8)
+    at = U64(start)
+    for i in range(U64(size)):
+        copy[i] = buf[at + i]
+    for i in range(U64(size), U64(size + padding)):
+        copy[i] = 0
+    return copy
+
+
+@cached(_STAMP, nogil=True)
 def _put_back_low_bits(buf, start, low_bits, out, lead, n):
     """out[i] := out[i] << b | the (i - lead)-th b-bit field from byte
     ``start`` of buf, for i from lead to n (the caller has checked that the
@@ -603,10 +614,7 @@ def _put_back_low_bits(buf, start, low_bits, out, lead, n):
     b = U64(low_bits)
     m = n - lead
     size = (low_bits * m + 7) // 8
-    fields = np.zeros(size + _LOW_BITS_PADDING, np.uint8)
-    at = U64(start)
-    for i in range(U64(size)):        # unsigned: a block copy (see read's)
-        fields[i] = buf[at + i]
+    fields = _padded_copy(buf, start, size, _LOW_BITS_PADDING)
     low = np.empty(MINI_BLOCK, np.uint64)
     for g in range((m + MINI_BLOCK - 1) // MINI_BLOCK):
         unpack32(fields, U64(g) * U64(MINI_BLOCK // 8) * b, 0, low_bits, low, 0)
