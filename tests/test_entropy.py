@@ -514,3 +514,19 @@ def test_integer_channels_are_not_binned(monkeypatch):
     monkeypatch.setattr(intcodec, "entropy_form", lambda compact, binned: ENTROPY_BINNED)
     everywhere = parse_block(encode_block(t, [noise])).entries[0]
     assert everywhere["codec"] & ENTROPY and everywhere["data_len"] < plain["data_len"]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.integers(0, 2**32 - 1), st.integers(2, 6), st.sampled_from([0.3, 3.0, 30.0, 300.0]),
+       st.sampled_from([np.float64, np.float32]), st.integers(1, 200_000))
+def test_smooth_columns_and_jittered_clocks_round_trip_exactly(seed, decimals, steps, dtype, jitter):
+    """Walks whose steps span a few to a few thousand units of their last
+    decimal (binned or not, whichever the pricing takes) and clocks with up
+    to ±200 µs of jitter: decode_block, the engine's rows and the numpy
+    tier give back every bit."""
+    rng = np.random.default_rng(seed)
+    n = 4096
+    walk = np.round(20 + np.cumsum(rng.normal(0, steps / 10 ** decimals, n)), decimals).astype(dtype)
+    t = np.sort(T0 + np.arange(n, dtype=np.int64) * 1_000_000 + rng.integers(-jitter, jitter + 1, n))
+    _check_block(encode_block(t, [walk]), t, walk)
