@@ -23,9 +23,9 @@ from .scaling import scale_row
 from . import tans, tans_call
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
-from .codes import (DECIMAL, DICT, ENTROPY, ENTROPY_BINNED, ENTROPY_OFF, ENTROPY_SYMBOLS, ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH,  # noqa: F401
-                    ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
-                    FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
+from .codes import (DECIMAL, DICT, ENTROPY, ENTROPY_BINNED, ENTROPY_OFF, ENTROPY_SYMBOLS,  # noqa: F401
+                    ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS,
+                    FRAMED, MINI_BLOCK, FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
                     ZERO_RESIDUALS)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -285,9 +285,9 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     ``rice_cost``, ``patches``: see :func:`choose_mini_blocks` (negative: no
     Rice, and no patches).  ``entropy`` (codes.ENTROPY_OFF, _SYMBOLS or
     _BINNED): whether the ENTROPY form (tans.py) may be taken too (version
-    1, compact: with ``allow_dict``), and with low bits stored as they are.  ``frames``: an
-    order-0 payload may take the FRAMES form (version 1 channel sections,
-    compact), where it is no bigger.
+    1, compact: with ``allow_dict``), and with low bits stored as they
+    are.  ``frames``: an order-0 payload may take the FRAMES form (version
+    1 channel sections, compact), where it is no bigger.
 
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
