@@ -188,15 +188,10 @@ def read_entropy(buf, pos: int, end: int, n: int, order: int) -> np.ndarray:
         raise _Bad(ERR_LENGTH)
     out[lead:] = np.array(slot_value, np.uint64)[np.array(slots, np.int64)]
     if low_bits:
-        out[lead:] = out[lead:] << U64(low_bits) | _fields(buf[low_start:pos], low_bits, n - lead)
+        fields = np.arange(n - lead, dtype=np.int64) * low_bits
+        out[lead:] = out[lead:] << U64(low_bits) | _bits_at(buf[low_start:pos], fields,
+                                                            np.full(n - lead, low_bits, np.int64))
     return out
-
-
-def _fields(raw, width: int, count: int) -> np.ndarray:
-    """The ``count`` fields of ``width`` bits packed LSB-first in ``raw``."""
-    bits = np.unpackbits(np.asarray(raw, np.uint8), bitorder="little")[:width * count]
-    weights = np.left_shift(U64(1), np.arange(width, dtype=np.uint64))
-    return bits.reshape(count, width).astype(np.uint64) @ weights
 
 
 def _walk_states(raw: bytes, bit: int, limit: int, states: list, table: list, m: int):

@@ -223,15 +223,6 @@ def sampled_residuals(s, order, sample):
 
 
 @cached(_STAMP, nogil=True)
-def few_symbols(u, lead, stop):
-    """Whether u[lead:stop] has at most MAX_SYMBOLS distinct values: a cheap
-    test on a prefix before the residuals of a whole column are made."""
-    values = np.empty(MAX_SYMBOLS, np.uint64)
-    counts = np.empty(MAX_SYMBOLS, np.int64)
-    return _hashed_symbols(u[:stop], lead, values, counts) >= 0
-
-
-@cached(_STAMP, nogil=True)
 def normalize(counts, n_symbols, total, table_log, freqs):
     """freqs[:S] := counts scaled to sum to 2^L, each ≥ 1 (S ≤ 2^L)."""
     size = 1 << table_log
@@ -405,32 +396,32 @@ BINS_TRIED = 8
 
 
 @cached(_STAMP, nogil=True)
-def _fewest_low_bits(sample, binned):
-    """The fewest low bits b (0, or up to LOW_BITS_MAX if ``binned``) for
-    which the sample's u >> b take at most MAX_SYMBOLS values; -1 if none."""
-    n = sample.shape[0]
-    if few_symbols(sample, 0, n):
-        return 0
-    if not binned or n == 0:
-        return -1
+def _fewest_low_bits(sample, binned, values, counts):
+    """(b, S): the fewest low bits b (0, or up to LOW_BITS_MAX if
+    ``binned``) for which the sample's u >> b take at most MAX_SYMBOLS
+    values, S of them, left in values and counts (_hashed_symbols);
+    (-1, 0) if none."""
+    n_symbols = _hashed_symbols(sample, 0, values, counts)
+    if n_symbols >= 0:
+        return 0, n_symbols
+    if not binned:
+        return -1, 0
     b = max(1, bit_length(sample.max() - sample.min()) - 8)      # (fewer would leave > 2^8 values)
     while b <= LOW_BITS_MAX:
-        if few_symbols(sample >> U64(b), 0, n):
-            return b
+        n_symbols = _hashed_symbols(sample >> U64(b), 0, values, counts)
+        if n_symbols >= 0:
+            return b, n_symbols
         b += 1
-    return -1
+    return -1, 0
 
 
 @cached(_STAMP, nogil=True)
-def _sample_bits(sample, low_bits):
-    """Bits a value of the sample's u >> low_bits as its empirical entropy,
-    plus the low bits: a lower bound on the binned form's cost (a small
-    sample's entropy is low), to skip the whole column's pricing where it
-    cannot win (noise)."""
-    values = np.empty(MAX_SYMBOLS, np.uint64)
-    counts = np.empty(MAX_SYMBOLS, np.int64)
-    n = sample.shape[0]
-    n_symbols = _hashed_symbols(sample >> U64(low_bits), 0, values, counts)
+def _sample_bits(counts, n_symbols, n, low_bits):
+    """Bits a value of a sample of n residuals whose u >> low_bits take
+    n_symbols values with these counts: their empirical entropy plus the
+    low bits, a lower bound on the binned form's cost (a small sample's
+    entropy is low), to skip the whole column's pricing where it cannot
+    win (noise)."""
     bits = 0.0
     for k in range(n_symbols):
         bits -= counts[k] * np.log2(counts[k] / n)
@@ -458,8 +449,9 @@ def best_order(s, payload_bytes, binned, u, values, freqs):
     n = s.shape[0]
     for order in range(3):
         sampled = sampled_residuals(s, order, sample)
-        fewest = _fewest_low_bits(sampled, binned)
-        if fewest < 0 or fewest and _sample_bits(sampled, fewest) * n >= 8 * best_bytes:
+        fewest, sampled_symbols = _fewest_low_bits(sampled, binned, trial_values, counts)
+        if fewest < 0 or fewest and \
+                _sample_bits(counts, sampled_symbols, sampled.shape[0], fewest) * n >= 8 * best_bytes:
             continue
         residuals(s, order, u)
         rising, last = 0, -1
