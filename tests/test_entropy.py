@@ -81,20 +81,27 @@ def test_tiny_payload_by_hand(guarded):  # noqa: F811
     nb = 2 since 32 >> 1 = 16 is not below 2f, bits 32 & 3 = 0, k = 32 >> 2 =
     8: symbol 1's first slot, 4); state 0 codes the 0 (f = 24: nb = 0, k = 32:
     symbol 0's ninth slot, 11).  States 2-7 stay at slot 0."""
-    values = np.array([0, 3] + [0] * 62, np.uint64)
-    freqs = np.array([24, 8] + [0] * 62, np.int64)
-    out = np.zeros(64, np.uint8)
-    end = tans.write(np.array([0, 3], np.uint64), 0, 0, values, freqs, 5, 2, out, 0)
     # L, S - 1, values 0 and gap 3 - 0 - 1 = 2; then the bits: f_0 - 1 = 23, x_0 = 11,
     # x_1 = 4, x_2..x_7 = 0 (5 bits each), then 0 bits for the 0 and 2 bits (00) for
     # the 3: 47 bits, 23 | 11 << 5 | 4 << 10 = 0x1177
-    want = bytes([5, 1, 0, 2, 0x77, 0x11, 0, 0, 0, 0])
+    check_hand_payload(guarded, [0, 3], 0, bytes([5, 1, 0, 2, 0x77, 0x11, 0, 0, 0, 0]))
+
+
+def check_hand_payload(guarded, residuals, low_bits, want):  # noqa: F811
+    """tans.write of ``residuals`` (predictor 0) with the table above (L = 5,
+    f = (24, 8), symbols 0 and 3) and ``low_bits`` gives the bytes ``want``;
+    after a base of 1000, both decoders give back 1000 + each residual."""
+    values = np.array([0, 3] + [0] * 62, np.uint64)
+    freqs = np.array([24, 8] + [0] * 62, np.int64)
+    out = np.zeros(64, np.uint8)
+    end = tans.write(np.array(residuals, np.uint64), 0, low_bits, values, freqs, 5, 2, out, 0)
     assert out[:end].tobytes() == want
     section = (1000).to_bytes(8, "little") + want
-    status, words = compiled(*guarded.at_end(section), 2, ENTROPY)
-    assert status == 0 and words.tolist() == [1000, 1003]
-    assert npdecode.decode_column(np.frombuffer(section, np.uint8), 0, len(section), 2, ENTROPY)[1] \
-        .tolist() == [1000, 1003]
+    expected = [1000 + r for r in residuals]
+    status, words = compiled(*guarded.at_end(section), len(residuals), ENTROPY)
+    assert status == 0 and words.tolist() == expected
+    assert npdecode.decode_column(np.frombuffer(section, np.uint8), 0, len(section), len(residuals),
+                                  ENTROPY)[1].tolist() == expected
 
 
 def reference_payload(u, values, freqs, table_log, low_bits=0):
@@ -169,17 +176,7 @@ def test_binned_payload_by_hand(guarded):  # noqa: F811
     """The payload above with two low bits: residuals [1, 14] are high parts
     [0, 3] (coded as above) and low parts 1 and 2, packed after the
     symbols' values: 01, then 10, LSB-first, 0b1001."""
-    values = np.array([0, 3] + [0] * 62, np.uint64)
-    freqs = np.array([24, 8] + [0] * 62, np.int64)
-    out = np.zeros(64, np.uint8)
-    end = tans.write(np.array([1, 14], np.uint64), 0, 2, values, freqs, 5, 2, out, 0)
-    want = bytes([5 | 2 << 3, 1, 0, 2, 0b1001, 0x77, 0x11, 0, 0, 0, 0])
-    assert out[:end].tobytes() == want
-    section = (1000).to_bytes(8, "little") + want
-    status, words = compiled(*guarded.at_end(section), 2, ENTROPY)
-    assert status == 0 and words.tolist() == [1001, 1014]
-    assert npdecode.decode_column(np.frombuffer(section, np.uint8), 0, len(section), 2, ENTROPY)[1] \
-        .tolist() == [1001, 1014]
+    check_hand_payload(guarded, [1, 14], 2, bytes([5 | 2 << 3, 1, 0, 2, 0b1001, 0x77, 0x11, 0, 0, 0, 0]))
 
 
 @settings(max_examples=200, deadline=None)
