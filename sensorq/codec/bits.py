@@ -387,6 +387,19 @@ def lookup8(typingctx, ranks, groups, table, dest):
     return sig, codegen
 
 
+def _prefetch_codegen(locality):
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        # a read (0), with ``locality``, of data (1)
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p),
+                          ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return codegen
+
+
 @intrinsic
 def prefetch(typingctx, buf, at):
     """Ask for the cache line of buf[at] to be loaded, and go on (LLVM's
@@ -395,25 +408,24 @@ def prefetch(typingctx, buf, at):
     this one: each block's sections lie apart in a segment (time column and
     channels side by side), and at every block the hardware's prefetcher had
     to find the stream again (a count over 20 M samples, in place ~55 %
-    slower than over the same sections laid end to end; prefetched, ~20 %)."""
+    slower than over the same sections laid end to end; prefetched, ~20 %).
+    Into the outer caches (locality 1: prefetcht2 on x86).  Into every
+    level (3) the count over the 20 M cache's x sections in place took
+    4.7-5.6 ms when every mini-block settles and 6.0-7.1 at the median,
+    against 3.6-4.0 and 4.9-5.5 (in turns; likely the block after next's
+    lines pushed out of L1 what it was still reading)."""
     if not (_c_arrays(buf) and isinstance(at, types.Integer)):
         return None
-    sig = types.void(buf, at)
+    return types.void(buf, at), _prefetch_codegen(1)
 
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = builder.module.declare_intrinsic(
-            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-        # a read (0) into the outer caches (locality 1: prefetcht2 on x86), of
-        # data (1).  Into every level (3) the count over the 20 M cache's x
-        # sections in place took 4.7-5.6 ms when every mini-block settles and
-        # 6.0-7.1 at the median, against 3.6-4.0 and 4.9-5.5 (in turns; likely
-        # the block after next's lines pushed out of L1 what it was still reading)
-        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p),
-                          ir.Constant(i32, 0), ir.Constant(i32, 1), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-    return sig, codegen
+
+@intrinsic
+def prefetch_near(typingctx, buf, at):
+    """prefetch into every cache level (locality 3: prefetcht0 on x86): for
+    a few scattered lines read soon (framemap.prefetch_unsettled)."""
+    if not (_c_arrays(buf) and isinstance(at, types.Integer)):
+        return None
+    return types.void(buf, at), _prefetch_codegen(3)
 
 
 CACHE_LINE = 64

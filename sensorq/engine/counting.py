@@ -95,8 +95,10 @@ def run_count(tier, index, plan: CountPlan, start, end) -> int:
         for layout_plan in call.layouts:
             layout = materialise(layout_plan, index)
             local = np.arange(len(layout.blocks), dtype=np.int64)
+            frame_map = None if raw_int is None or call.need_time else \
+                tier.frame_map(index, raw_int, len(local))
             total += _total(tier.count(layout, local, programs, raw_int, start, end,
-                                       call.need_time))
+                                       call.need_time, frame_map))
     return total
 
 

@@ -481,18 +481,19 @@ def _from_tally(op, n, above, equal):
     return n - equal
 
 
-def _twins(func):
+def _twins(func, stamp=_STAMP):
     """The kernel compiled twice: across both cores for many blocks, and
     serially for a handful (a short window), where waking the thread pool costs
     more than it saves.  The serial twin is a copy of the function under its
     own name, because numba's disk cache is keyed by the function's name and
     the two builds must not overwrite each other's cache entries (measured: a
-    mixed-up entry made the serial kernel 15x slower)."""
+    mixed-up entry made the serial kernel 15x slower).  ``stamp``: what the
+    kernel compiles in (jitcache.py), kernels.py's by default."""
     twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
                               func.__defaults__, func.__closure__)
     twin.__qualname__ = func.__qualname__ + "_serial"
-    rename(func, _STAMP)
-    rename(twin, _STAMP)
+    rename(func, stamp)
+    rename(twin, stamp)
     return njit(parallel=True, cache=True)(func), njit(cache=True)(twin)
 
 

@@ -187,7 +187,16 @@ class CompiledTier:
     (kernels.py is imported by the first call: importing it starts numba.)"""
     name = "compiled"
 
-    def count(self, layout, blocks, programs, raw_compare, start, end, need_time) -> np.ndarray:
+    def frame_map(self, index, raw_compare, n_blocks):
+        """The frame map (framemaps.py) a count of ``raw_compare`` over
+        n_blocks whole blocks of ``index`` reads, or None: few blocks."""
+        from .framemaps import FRAME_MAP_MIN_BLOCKS, frame_map
+        return frame_map(index, raw_compare.channel) if n_blocks >= FRAME_MAP_MIN_BLOCKS else None
+
+    def count(self, layout, blocks, programs, raw_compare, start, end, need_time,
+              frame_map=None) -> np.ndarray:
+        if frame_map is not None:
+            return self._count_mapped(frame_map, layout, blocks, programs, raw_compare, start, end)
         K = _kernels()
         counts, status = np.zeros(len(blocks), np.int64), np.zeros(len(blocks), np.int64)
         parallel = len(blocks) >= K.PARALLEL_MIN_BLOCKS
@@ -203,6 +212,23 @@ class CompiledTier:
             kernel(layout.buf, blocks, layout.lay_t, layout.lay_c, pred_code, consts,
                    programs.slot_scales, depth, start, end, need_time, counts, status)
         check_status(status)
+        return counts
+
+    def _count_mapped(self, frame_map, layout, blocks, programs, raw_compare, start, end):
+        """count over whole blocks: those ``frame_map`` holds from it, the rest decoded."""
+        mapped = frame_map.mapped(layout, blocks)
+        counts = np.zeros(len(blocks), np.int64)
+        if mapped.all():
+            frame_map.count(layout, blocks, COMPARE_CODES[raw_compare.op],
+                            int(raw_compare.threshold), counts)
+            return counts
+        if mapped.any():
+            part = np.zeros(int(mapped.sum()), np.int64)
+            frame_map.count(layout, blocks[mapped], COMPARE_CODES[raw_compare.op],
+                            int(raw_compare.threshold), part)
+            counts[mapped] = part
+        counts[~mapped] = self.count(layout, blocks[~mapped], programs, raw_compare, start, end,
+                                     False)
         return counts
 
     def ladder(self, layout, blocks, dtype, threshold) -> np.ndarray:
@@ -319,7 +345,12 @@ class InterpretedTier:
     name = "interpreted"
 
     @_timed
-    def count(self, layout, blocks, programs, raw_compare, start, end, need_time) -> np.ndarray:
+    def frame_map(self, index, raw_compare, n_blocks):
+        """None: frame maps are the kernels' (framemaps.py)."""
+        return None
+
+    def count(self, layout, blocks, programs, raw_compare, start, end, need_time,
+              frame_map=None) -> np.ndarray:
         if raw_compare is not None:
             return I.count_raw_compare(layout, blocks, COMPARE_CODES[raw_compare.op],
                                        int(raw_compare.threshold), start, end, need_time)
