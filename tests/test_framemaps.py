@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import sensorq
 from sensorq.codec.block import encode_block, parse_block
 from sensorq.codec.codes import DICT, FRAMES, MINI_BLOCK, PREDICTOR_MASK
-from sensorq.codec.framemap import (MASK_SLACK, NOT_MAPPED, SPARE_BYTES, count_mapped,
+from sensorq.codec.framemap import (FRAMED_FLAG, NOT_MAPPED, SPARE_BYTES, count_mapped,
                                     map_section)
 from sensorq.codec.intcount import count_column
 from sensorq.engine import derived, framemaps
@@ -53,17 +53,18 @@ class _Row:
         self.section, self.n = section, n
         self.lows, self.highs = np.zeros(stride, np.int16), np.zeros(stride, np.int16)
         self.starts, bases = np.zeros(stride, np.uint16), np.zeros(1, np.int64)
+        self.widths = np.zeros(stride, np.uint8)
         scratch = np.zeros(max(n, MINI_BLOCK), np.uint64)
         self.heads = map_section(section, 0, len(section), n, codec, scratch, bases, self.lows,
-                                 self.highs, self.starts, 0, stride)
+                                 self.highs, self.starts, self.widths, 0, stride)
         self.base = int(bases[0])
 
     def count(self, threshold):
-        mask = np.zeros(self.n // MINI_BLOCK + MASK_SLACK, np.uint8)
+        mask = np.zeros((self.n // MINI_BLOCK + 63) // 64, np.uint64)
         spare = np.zeros(SPARE_BYTES, np.uint8)
-        above, equal = count_mapped(self.section, 0, len(self.section), self.heads,
-                                    self.n // MINI_BLOCK, self.base, self.lows, self.highs,
-                                    self.starts, 0, threshold, mask, spare)
+        above, equal = count_mapped(self.section, 0, len(self.section), self.n // MINI_BLOCK,
+                                    self.base, self.lows, self.highs, self.starts, self.widths, 0,
+                                    threshold, mask, spare)
         return int(above), int(equal)
 
 
@@ -90,6 +91,7 @@ def test_a_row_holds_each_mini_blocks_range_and_start(seed):
         framed = h >= 0x41
         framed_seen.add(framed)
         width = h - 0x41 if framed else h
+        assert row.widths[m] == width | (FRAMED_FLAG if framed else 0)
         offset = row.lows[m] if framed else row.base
         assert offset + _bits(section, int(row.starts[m]), width) == groups[m, 0]
     assert True in framed_seen

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import COUNT32_MAX_WIDTH, U64, count32, count32_bytes, cttz64_or_64, \
-    load_word_unchecked, prefetch_near, range32, unpack32, unpack32_bytes
+    prefetch_near, range32, unpack32, unpack32_bytes
 from .codes import FRAMED, FRAMES, MINI_BLOCK, OK, PREDICTOR_MASK, RICE
 from .intcodec import read_head
 from .payload import _frames_header, _read_fixed_frame, _unpack
@@ -37,19 +37,19 @@ _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (ji
 MAP_VALUE_MIN, MAP_VALUE_MAX = -(1 << 15), (1 << 15) - 1     # a map's lows are int16
 MAP_POSITION_LIMIT = 1 << 16        # and its starts uint16 bits from the section's start
 NOT_MAPPED = -1
+FRAMED_FLAG = 0x80      # widths[i]: w, and this bit for a framed mini-block
 # A mini-block's values are its residuals (< 2^w ≤ 2^15) plus base + frame;
 # a map takes sections whose base + frame lies at most this far below a
 # mini-block's smallest value, so that a count's threshold less it stays small.
 ONE_WIDE = np.int64(1 << 15)
-# count_unsettled's working arrays: a mask byte per mini-block, whole 64-bit
-# words of them; and a mini-block's bytes copied where count32 would read
-# past the section's end
-MASK_SLACK = 64
+# count_unsettled's working array: a mini-block's bytes copied where count32
+# would read past the section's end
 SPARE_BYTES = 80
 
 
 @cached(_STAMP, nogil=True, refcounted=False)
-def map_section(buf, pos, end, n, codec, scratch, bases, lows, highs, starts, row, stride):
+def map_section(buf, pos, end, n, codec, scratch, bases, lows, highs, starts, widths, row,
+                stride):
     """Row ``row`` of a frame map (``stride`` mini-blocks a row, its arrays
     flat) from the section buf[pos:end] (n values, ``codec``): bases[row] :=
     the section's base; for mini-block m, at i = row * stride + m, lows[i]
@@ -101,6 +101,7 @@ def map_section(buf, pos, end, n, codec, scratch, bases, lows, highs, starts, ro
             return NOT_MAPPED
         i = U64(row * stride + m)
         lows[i], highs[i], starts[i] = low, high, at
+        widths[i] = width | (FRAMED_FLAG if h >= FRAMED else 0)
     if start + (bit_pos + 7) // 8 != end:   # count_column would call it damaged
         return NOT_MAPPED
     bases[row] = np.int64(base)
@@ -123,36 +124,42 @@ def _range32(buf, start, end, bit_pos, width, out):
 
 
 @cached(_STAMP, nogil=True, refcounted=False)
-def count_mapped(buf, pos, end, heads, n_mini, base, lows, highs, starts, row_at, threshold, mask,
+def count_mapped(buf, pos, end, n_mini, base, lows, highs, starts, widths, row_at, threshold, mask,
                  spare):
     """(above, equal): how many values of a mapped section (header bytes at
     pos + heads, its ``base``, its map row at row_at = row * stride) are above
     ``threshold`` and how many equal it: settle_mapped, then
-    count_unsettled (``mask``: n_mini + MASK_SLACK bytes, ``spare``:
+    count_unsettled (``mask``: ceil(n_mini / 64) uint64 words, ``spare``:
     SPARE_BYTES)."""
     whole_above = settle_mapped(lows, highs, row_at, n_mini, threshold, mask, 0)
-    above, equal = count_unsettled(buf, pos, end, pos + heads, n_mini, base, lows, starts, row_at,
+    above, equal = count_unsettled(buf, pos, end, n_mini, base, lows, starts, widths, row_at,
                                    threshold, mask, 0, spare)
     return above + whole_above, equal
 
 
 @cached(_STAMP, nogil=True, refcounted=False)
-def settle_mapped(lows, highs, row_at, n_mini, threshold, mask, at):
+def settle_mapped(lows, highs, row_at, n_mini, threshold, masks, at):
     """A pass without branches over a map row's lows and highs (from
-    row_at), in int32
-    lanes: returns how many values lie in mini-blocks wholly above
-    ``threshold``, and marks in mask[at:] (n_mini bytes, then zeros up to
-    the next 64: n_mini + MASK_SLACK bytes in all) those whose range holds
-    it.  The threshold is clamped to ±2^20 for the lanes: the values are
+    row_at), in int32 lanes: returns how many values lie in mini-blocks
+    wholly above ``threshold``, and sets in the words masks[at:] (one bit a
+    mini-block, ceil(n_mini / 64) words) the bits of those whose range
+    holds it.  Each word is made in registers (a vector compare, its lanes
+    gathered into bits), not through a byte a mini-block in memory (whose
+    stores made the pass's speed depend on where the arrays lay: 4K
+    aliasing, 1.05 or 1.42 ms for the same count from one process to the
+    next).  The threshold is clamped to ±2^20 for the lanes: the values are
     int16, so no comparison changes."""
     lane_threshold = np.int32(min(max(threshold, -(1 << 20)), 1 << 20))
     whole_above = np.int32(0)
-    for m in range(U64(n_mini)):     # (unsigned: no negative-index fix-up)
-        low, high = np.int32(lows[U64(row_at) + m]), np.int32(highs[U64(row_at) + m])
-        whole_above += np.int32(low > lane_threshold)
-        mask[U64(at) + m] = np.uint8((low <= lane_threshold) & (high >= lane_threshold))
-    for m in range(U64(n_mini), U64((n_mini + 63) & ~63)):
-        mask[U64(at) + m] = np.uint8(0)
+    for word in range(U64((n_mini + 63) >> 6)):
+        first = U64(row_at) + (word << U64(6))
+        lanes = min(U64(64), U64(n_mini) - (word << U64(6)))
+        bits = U64(0)
+        for k in range(lanes):      # (unsigned: no negative-index fix-up)
+            low, high = np.int32(lows[first + k]), np.int32(highs[first + k])
+            whole_above += np.int32(low > lane_threshold)
+            bits |= U64((low <= lane_threshold) & (high >= lane_threshold)) << k
+        masks[U64(at) + word] = bits
     return np.int64(whole_above) * MINI_BLOCK
 
 
@@ -163,7 +170,7 @@ def prefetch_unsettled(buf, pos, n_mini, starts, row_at, mask, at):
     the line of the first value and the one after (count32 reads 40 or 72
     bytes; the exact last line was no better), into every cache level."""
     for word in range(0, n_mini, 64):
-        left = _mask_bits(mask, at + word)
+        left = mask[U64(at + (word >> 6))]
         while left != U64(0):
             m = word + np.int64(cttz64_or_64(left))
             left &= left - U64(1)
@@ -173,7 +180,7 @@ def prefetch_unsettled(buf, pos, n_mini, starts, row_at, mask, at):
 
 
 @cached(_STAMP, nogil=True, refcounted=False)
-def count_unsettled(buf, pos, end, first, n_mini, base, lows, starts, row_at, threshold, mask, at,
+def count_unsettled(buf, pos, end, n_mini, base, lows, starts, widths, row_at, threshold, mask, at,
                     spare):
     """(above, equal) among the mini-blocks mask[at:] marks (settle_mapped),
     visited by the mask's 64-bit words, each counted in registers where its
@@ -185,13 +192,13 @@ def count_unsettled(buf, pos, end, first, n_mini, base, lows, starts, row_at, th
     section's ``base`` (bit-packed)."""
     above, equal = np.int64(0), np.int64(0)
     for word in range(0, n_mini, 64):
-        left = _mask_bits(mask, at + word)
+        left = mask[U64(at + (word >> 6))]
         while left != U64(0):
             m = word + np.int64(cttz64_or_64(left))
             left &= left - U64(1)
-            h = np.int64(buf[U64(first + m)])
-            framed = h >= FRAMED
-            width = h - FRAMED * np.int64(framed)
+            h = np.int64(widths[U64(row_at + m)])
+            framed = h >= FRAMED_FLAG
+            width = h & (FRAMED_FLAG - 1)
             below = threshold - (np.int64(lows[U64(row_at + m)]) if framed else base)
             if width == 0:                  # every value is the threshold
                 equal += MINI_BLOCK
@@ -205,18 +212,6 @@ def count_unsettled(buf, pos, end, first, n_mini, base, lows, starts, row_at, th
             above += counted & 0xFFFFFFFF
             equal += counted >> 32
     return above, equal
-
-
-@cached(_STAMP, nogil=True, inline="always")
-def _mask_bits(mask, first):
-    """The 64 mask bytes (each 0 or 1) from mask[first] as the bits of a word:
-    each 8 bytes gathered into 8 bits by one multiply (byte j to bit 56 + j,
-    no two products on one bit, so no carries)."""
-    bits = U64(0)
-    for j in range(8):
-        word = load_word_unchecked(mask, U64(first + 8 * j))
-        bits |= ((word * U64(0x0102040810204080)) >> U64(56)) << U64(8 * j)
-    return bits
 
 
 @cached(_STAMP, nogil=True, refcounted=False)

@@ -6,8 +6,9 @@ has every block straddling it, and each block's FRAMES section must then be
 walked, mini-block by mini-block, for the frames that settle most of it
 (payload._settle_frames): ~300 ns a block, most of the count.  A frame map
 (codec/framemap.py) is what that walk would learn, kept, and tighter: each
-mini-block's smallest and largest value and the bit where its values start,
-6 bytes a mini-block of 32 values (3/16 of the int16 values it maps).  A
+mini-block's smallest and largest value, its width and the bit where its
+values start, 7 bytes a mini-block of 32 values (7/64 of the int16 values
+it maps).  A
 count with it is a vector pass over the map's row and a count in registers
 of each mini-block the pass leaves unsettled, whose lines are asked for a
 few blocks ahead (_count_chunk): the benchmark's ``count where x > 0mg``
@@ -35,8 +36,7 @@ import numpy as np
 from numba import prange
 
 from ..codec.codes import MINI_BLOCK
-from ..codec.bits import U64, prefetch
-from ..codec.framemap import (MASK_SLACK, NOT_MAPPED, SPARE_BYTES, count_unsettled, map_section,
+from ..codec.framemap import (NOT_MAPPED, SPARE_BYTES, count_unsettled, map_section,
                                prefetch_unsettled, settle_mapped)
 from ..jitcache import cached, digest
 from .derived import KEPT_BYTES, derived
@@ -48,31 +48,32 @@ FRAME_MAP_MIN_BLOCKS = 32
 # _count_chunk settles the block this many places ahead of the one it counts
 # (count where x > 0mg over the 100 M-sample cache, one thread, medians of
 # five rounds in turns: 7.6 ms at 2 ahead; 8.1 / 8.2 / 8.9 at 1 / 3 / 5;
-# 15 with no lines asked for)
+# 15 with no lines asked for; with the widths in the map, 2 and 3 alike)
 SETTLE_AHEAD = 2
 UNREAD, MAPPED, UNMAPPED = 0, 1, 2      # FrameMap.state of a block
 
 
 class FrameMap:
     """One channel's frame map over a block range: per block (by its position
-    in the index) a state, where its header bytes start in its section, its
-    section's base, and a row of ``stride`` mini-blocks' lows and highs
-    (int16) and value starts (uint16), the rows end to end in flat arrays."""
+    in the index) a state and its section's base, and a row of ``stride``
+    mini-blocks' lows and highs (int16), value starts (uint16) and widths
+    (uint8, framemap.FRAMED_FLAG for a framed one), the rows end to end in
+    flat arrays."""
 
     def __init__(self, n_blocks: int, stride: int):
         self.state = np.zeros(n_blocks, np.uint8)
-        self.heads = np.full(n_blocks, NOT_MAPPED, np.int64)
         self.stride = stride
         self.bases = np.zeros(n_blocks, np.int64)
         self.lows = np.empty(n_blocks * stride, np.int16)
         self.highs = np.empty(n_blocks * stride, np.int16)
         self.starts = np.empty(n_blocks * stride, np.uint16)
+        self.widths = np.empty(n_blocks * stride, np.uint8)
         self.lock = threading.Lock()
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.state, self.heads, self.bases, self.lows, self.highs,
-                                      self.starts))
+        return sum(a.nbytes for a in (self.state, self.bases, self.lows, self.highs,
+                                      self.starts, self.widths))
 
     def mapped(self, layout, blocks) -> np.ndarray:
         """Which of a layout's ``blocks`` (positions in it) the map holds,
@@ -84,8 +85,8 @@ class FrameMap:
                 fill = map_blocks if len(rows) >= _kernels().PARALLEL_MIN_BLOCKS else \
                     map_blocks_serial
                 fill(layout.buf, blocks[unread], rows[unread], layout.lay_t, layout.lay_c,
-                     self.state, self.heads, self.bases, self.lows, self.highs, self.starts,
-                     self.stride)
+                     self.state, self.bases, self.lows, self.highs, self.starts,
+                     self.widths, self.stride)
         return self.state[rows] == MAPPED
 
     def count(self, layout, blocks, op, threshold, counts) -> None:
@@ -93,8 +94,8 @@ class FrameMap:
         threshold`` (program.COMPARE_CODES), every one of them mapped."""
         kernel = count_by_map if len(blocks) >= _kernels().PARALLEL_MIN_BLOCKS else \
             count_by_map_serial
-        kernel(layout.buf, blocks, layout.blocks[blocks], layout.lay_t, layout.lay_c, self.heads,
-               self.bases, self.lows, self.highs, self.starts, self.stride, op, threshold, counts)
+        kernel(layout.buf, blocks, layout.blocks[blocks], layout.lay_t, layout.lay_c, self.bases,
+               self.lows, self.highs, self.starts, self.widths, self.stride, op, threshold, counts)
 
 
 def frame_map(index, channel) -> FrameMap | None:
@@ -109,7 +110,7 @@ def frame_map(index, channel) -> FrameMap | None:
     if memo is None or len(index) == 0:
         return None
     stride = (int(index.n_samples.max()) + MINI_BLOCK - 1) // MINI_BLOCK
-    if len(index) * (17 + 6 * stride) > KEPT_BYTES // 2:     # FrameMap.nbytes; kept with others
+    if len(index) * (9 + 7 * stride) > KEPT_BYTES // 2:     # FrameMap.nbytes; kept with others
         return None
     key, asked = ("frame map", channel.index), ("frame map asked", channel.index)
     if key not in memo and not memo.get(asked):
@@ -123,8 +124,8 @@ def _kernels():
     return tiers._kernels()
 
 
-def _map_blocks(buf, blocks, rows, lay_t, lay_c, state, heads, bases, lows, highs, starts,
-                stride):
+def _map_blocks(buf, blocks, rows, lay_t, lay_c, state, bases, lows, highs, starts,
+                widths, stride):
     """Fill the map rows ``rows`` from the first channel slot of the layout's
     ``blocks`` (the same positions, in the index and in the layout)."""
     n_blocks = blocks.shape[0]
@@ -137,12 +138,12 @@ def _map_blocks(buf, blocks, rows, lay_t, lay_c, state, heads, bases, lows, high
             if state[r] != UNREAD:
                 continue
             start = lay_c[b, 0, 0]
-            heads[r] = map_section(buf, start, start + lay_c[b, 0, 1], lay_t[b, 5], lay_c[b, 0, 2],
-                                   scratch, bases, lows, highs, starts, r, stride)
-            state[r] = MAPPED if heads[r] != NOT_MAPPED else UNMAPPED
+            heads = map_section(buf, start, start + lay_c[b, 0, 1], lay_t[b, 5], lay_c[b, 0, 2],
+                                scratch, bases, lows, highs, starts, widths, r, stride)
+            state[r] = MAPPED if heads != NOT_MAPPED else UNMAPPED
 
 
-def _count_by_map(buf, blocks, rows, lay_t, lay_c, heads, bases, lows, highs, starts, stride, op,
+def _count_by_map(buf, blocks, rows, lay_t, lay_c, bases, lows, highs, starts, widths, stride, op,
                   threshold, counts):
     """kernels.count_raw_compare over mapped blocks (no window cut): each
     block's first channel slot counted from its map row (_count_chunk).
@@ -151,33 +152,29 @@ def _count_by_map(buf, blocks, rows, lay_t, lay_c, heads, bases, lows, highs, st
     n_chunks = count_chunks(n_blocks)
     for k in prange(n_chunks):
         first, last = chunk_range(n_blocks, n_chunks, k)
-        masks = np.empty((SETTLE_AHEAD + 1) * (stride + MASK_SLACK), np.uint8)
+        masks = np.empty((SETTLE_AHEAD + 1) * _mask_words(stride), np.uint64)
         whole = np.empty(SETTLE_AHEAD + 1, np.int64)
         spare = np.empty(SPARE_BYTES, np.uint8)
-        _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, heads, bases, lows, highs,
-                     starts, stride, op, threshold, counts, masks, whole, spare)
+        _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, bases, lows, highs, starts,
+                     widths, stride, op, threshold, counts, masks, whole, spare)
 
 
 @cached(_STAMP, refcounted=False)
-def _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, heads, bases, lows, highs, starts,
+def _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, bases, lows, highs, starts, widths,
                  stride, op, threshold, counts, masks, whole, spare):
     """counts[first:last] as _count_by_map, in a pipeline: the block
     SETTLE_AHEAD places on is settled (framemap.settle_mapped; its mask and
     whole count into ring slot j % (SETTLE_AHEAD + 1)) and the lines of its
     unsettled mini-blocks asked for while this one's are counted
-    (count_unsettled); the header bytes (widths) of the block twice as far
-    on are asked for.  Without references counted: no row views, no
-    atomic operations per block."""
-    width = stride + MASK_SLACK
+    (count_unsettled).  (Asking for the first line of the block twice as
+    far on as well, to start its page's address translation early, made
+    the count over the 100 M-sample cache ~8 % slower.)  Without references
+    counted: no row views, no atomic operations per block."""
+    width = _mask_words(stride)
     for j in range(first, min(first + SETTLE_AHEAD, last)):
         _settle(buf, blocks[j], rows[j], lay_t, lay_c, lows, highs, starts, stride, threshold,
                 masks, j % (SETTLE_AHEAD + 1), whole)
     for j in range(first, last):
-        later = j + 2 * SETTLE_AHEAD
-        if later < blocks.shape[0]:
-            at = lay_c[blocks[later], 0, 0] + heads[rows[later]]
-            prefetch(buf, U64(at))
-            prefetch(buf, U64(at + 64))
         ahead = j + SETTLE_AHEAD
         if ahead < last:
             _settle(buf, blocks[ahead], rows[ahead], lay_t, lay_c, lows, highs, starts, stride,
@@ -185,17 +182,23 @@ def _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, heads, bases, low
         b, r = blocks[j], rows[j]
         start, n = lay_c[b, 0, 0], lay_t[b, 5]
         slot = j % (SETTLE_AHEAD + 1)
-        above, equal = count_unsettled(buf, start, start + lay_c[b, 0, 1], start + heads[r],
-                                       n // MINI_BLOCK, bases[r], lows, starts, r * stride,
-                                       threshold, masks, slot * width, spare)
+        above, equal = count_unsettled(buf, start, start + lay_c[b, 0, 1], n // MINI_BLOCK,
+                                       bases[r], lows, starts, widths, r * stride, threshold,
+                                       masks, slot * width, spare)
         counts[j] = _from_tally(op, n, above + whole[slot], equal)
+
+
+@cached(_STAMP, inline="always")
+def _mask_words(stride):
+    """Words of a block's mask of unsettled mini-blocks (a bit each)."""
+    return (stride + 63) >> 6
 
 
 @cached(_STAMP, refcounted=False, inline="always")
 def _settle(buf, b, r, lay_t, lay_c, lows, highs, starts, stride, threshold, masks, slot, whole):
     """Settle block b (map row r) into ring slot ``slot`` (its mask and
     whole count), and ask for its unsettled mini-blocks' lines."""
-    n_mini, at = lay_t[b, 5] // MINI_BLOCK, slot * (stride + MASK_SLACK)
+    n_mini, at = lay_t[b, 5] // MINI_BLOCK, slot * _mask_words(stride)
     whole[slot] = settle_mapped(lows, highs, r * stride, n_mini, threshold, masks, at)
     prefetch_unsettled(buf, lay_c[b, 0, 0], n_mini, starts, r * stride, masks, at)
 
