@@ -21,7 +21,7 @@ import numpy as np
 
 KEPT_ARRAYS = 64            # per block range: distinct (what, expression) pairs
 KEPT_BYTES = 64 << 20       # per block range: what the kept values may hold together
-                            # (a frame map of 24,000 blocks of an int16 axis: 19 MB)
+                            # (a frame map of 24,000 blocks of an int16 axis: 22 MB)
 _HELD = ("bytes held",)     # the memo's running total of KEPT_BYTES
 
 
