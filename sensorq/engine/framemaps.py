@@ -35,6 +35,7 @@ import threading
 import numpy as np
 from numba import prange
 
+from ..codec.bits import CACHE_LINE, U64, prefetch
 from ..codec.codes import MINI_BLOCK
 from ..codec.framemap import (NOT_MAPPED, SPARE_BYTES, count_unsettled, map_section,
                                prefetch_unsettled, settle_mapped)
@@ -175,6 +176,9 @@ def _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, bases, lows, high
         _settle(buf, blocks[j], rows[j], lay_t, lay_c, lows, highs, starts, stride, threshold,
                 masks, j % (SETTLE_AHEAD + 1), whole)
     for j in range(first, last):
+        later = j + 2 * SETTLE_AHEAD
+        if later < blocks.shape[0]:
+            _prefetch_row(lows, highs, rows[later] * stride, stride)
         ahead = j + SETTLE_AHEAD
         if ahead < last:
             _settle(buf, blocks[ahead], rows[ahead], lay_t, lay_c, lows, highs, starts, stride,
@@ -186,6 +190,17 @@ def _count_chunk(buf, blocks, rows, first, last, lay_t, lay_c, bases, lows, high
                                        bases[r], lows, starts, widths, r * stride, threshold,
                                        masks, slot * width, spare)
         counts[j] = _from_tally(op, n, above + whole[slot], equal)
+
+
+@cached(_STAMP, refcounted=False, inline="always")
+def _prefetch_row(lows, highs, row_at, stride):
+    """Ask for a map row's lows and highs (settle_mapped's reads): the rows
+    a count visits are far apart where the statistics settle most blocks
+    between them, and each was a wait on memory (count where z > 2g over the
+    100 M-sample cache's 3,152 decoded blocks, one thread: 2.3 -> 0.6-0.7 ms)."""
+    for at in range(row_at, row_at + stride, CACHE_LINE // 2):     # int16: 32 a line
+        prefetch(lows, U64(at))
+        prefetch(highs, U64(at))
 
 
 @cached(_STAMP, inline="always")
