@@ -56,9 +56,10 @@ def map_section(buf, pos, end, n, codec, scratch, bases, lows, highs, starts, wi
     and highs[i] := its smallest and largest value (its values unpacked: the
     bounds of its frame, base + f to base + f + 2^w − 1, left a third more
     mini-blocks unsettled at the median of the benchmark's x), starts[i] :=
-    the bit of its first value, from pos.  Returns where its header bytes
-    start, from pos, or NOT_MAPPED where the section is not of the kind a map holds (the
-    module's docstring), damaged ones included.  ``scratch``: room for a
+    the bit of its first value, from pos, widths[i] := its width w, with
+    FRAMED_FLAG for a framed one.  Returns where its header bytes start,
+    from pos, or NOT_MAPPED where the section is not of the kind a map
+    holds (the module's docstring), damaged ones included.  ``scratch``: room for a
     dictionary (read_head reads one before it is refused), and for 32
     values.  (The map's arrays are whole and flat, indexed by row and
     mini-block: a row's view, made per block in a kernel that counts
@@ -126,8 +127,8 @@ def _range32(buf, start, end, bit_pos, width, out):
 @cached(_STAMP, nogil=True, refcounted=False)
 def count_mapped(buf, pos, end, n_mini, base, lows, highs, starts, widths, row_at, threshold, mask,
                  spare):
-    """(above, equal): how many values of a mapped section (header bytes at
-    pos + heads, its ``base``, its map row at row_at = row * stride) are above
+    """(above, equal): how many values of a mapped section at pos (its
+    ``base``, its map row at row_at = row * stride) are above
     ``threshold`` and how many equal it: settle_mapped, then
     count_unsettled (``mask``: ceil(n_mini / 64) uint64 words, ``spare``:
     SPARE_BYTES)."""
@@ -186,10 +187,9 @@ def count_unsettled(buf, pos, end, n_mini, base, lows, starts, widths, row_at, t
     visited by the mask's 64-bit words, each counted in registers where its
     values start (count32; the last few, whose 72 bytes of reading would
     pass the section's end, from a copy in ``spare``, SPARE_BYTES).
-    ``first``: where the section's header bytes are, for the widths; each
-    mini-block's values are compared as its residuals, with the threshold
-    less its smallest value (framed: base + frame is that) or less the
-    section's ``base`` (bit-packed)."""
+    Each mini-block's values are compared as its residuals, with the
+    threshold less its smallest value (framed: base + frame is that) or
+    less the section's ``base`` (bit-packed)."""
     above, equal = np.int64(0), np.int64(0)
     for word in range(0, n_mini, 64):
         left = mask[U64(at + (word >> 6))]
