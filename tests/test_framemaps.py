@@ -265,5 +265,6 @@ def test_counts_in_threads_share_one_map(tmp_path):
 def test_kept_bytes_hold_a_100m_sample_axis_map():
     """The memo's budget holds the map of an int16 axis of 24,415 blocks of
     4,096 samples (the benchmark's 100 M samples) with room for the others."""
-    n_blocks, stride = 24_415, 4096 // MINI_BLOCK
-    assert n_blocks * (17 + 6 * stride) <= derived.KEPT_BYTES // 2
+    fmap = framemaps.FrameMap(24_415, 4096 // MINI_BLOCK)
+    assert fmap.nbytes <= derived.KEPT_BYTES // 2
+    assert fmap.nbytes == framemaps.FrameMap.size(24_415, 128)     # what frame_map prices first

@@ -71,6 +71,12 @@ class FrameMap:
         self.widths = np.empty(n_blocks * stride, np.uint8)
         self.lock = threading.Lock()
 
+    @staticmethod
+    def size(n_blocks: int, stride: int) -> int:
+        """The nbytes of FrameMap(n_blocks, stride), before one is made: per
+        block a state byte and a base, per mini-block 7 bytes."""
+        return n_blocks * (1 + 8 + (2 + 2 + 2 + 1) * stride)
+
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.state, self.bases, self.lows, self.highs,
@@ -111,7 +117,7 @@ def frame_map(index, channel) -> FrameMap | None:
     if memo is None or len(index) == 0:
         return None
     stride = (int(index.n_samples.max()) + MINI_BLOCK - 1) // MINI_BLOCK
-    if len(index) * (9 + 7 * stride) > KEPT_BYTES // 2:     # FrameMap.nbytes; kept with others
+    if FrameMap.size(len(index), stride) > KEPT_BYTES // 2:     # (kept with other arrays)
         return None
     key, asked = ("frame map", channel.index), ("frame map asked", channel.index)
     if key not in memo and not memo.get(asked):
