@@ -222,6 +222,23 @@ def test_the_second_count_makes_the_map_and_every_answer_is_numpys(tmp_path, map
         assert min(map_counts) >= 40 and max(map_counts) <= 63
 
 
+def test_a_one_off_count_over_many_segments_makes_no_map(tmp_path, map_counts):
+    """The flag that the first count sets is asked once per count, not once
+    per segment (each segment's blocks are a layout of their own)."""
+    x = _sway(160 * 512, 14, noise=25, sway=60)
+    cache = sensorq.open(tmp_path / "c", create=True, capacity=1 << 20)     # 64 KiB segments
+    with cache:
+        cache.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        t = 1_700_000_000 * SECOND + np.arange(len(x), dtype=np.int64) * 1_000_000
+        cache.append("s", t, {"x": x})
+        cache.flush()
+        assert len(list((tmp_path / "c").glob("segment-*.sqs"))) >= 2
+        assert cache.query("count where x > 0", engine="compiled").value == int((x > 0).sum())
+        assert map_counts == []
+        assert cache.query("count where x > 0", engine="compiled").value == int((x > 0).sum())
+        assert sum(map_counts) >= 150
+
+
 @given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(32, 70), noise=st.integers(0, 300),
        threshold=st.integers(-600, 600))
 @settings(max_examples=15, deadline=None)

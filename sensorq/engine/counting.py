@@ -92,11 +92,13 @@ def run_count(tier, index, plan: CountPlan, start, end) -> int:
         programs = compile_query(where, None)
         raw_int = where if isinstance(where, P.RawCompare) and \
             where.channel.dtype.startswith("int") else None
+        # one frame map for the call's layouts (a segment's blocks each), asked
+        # for once: the first count over these blocks makes none in any of them
+        frame_map = None if raw_int is None or call.need_time else \
+            tier.frame_map(index, raw_int, sum(len(plan.blocks) for plan in call.layouts))
         for layout_plan in call.layouts:
             layout = materialise(layout_plan, index)
             local = np.arange(len(layout.blocks), dtype=np.int64)
-            frame_map = None if raw_int is None or call.need_time else \
-                tier.frame_map(index, raw_int, len(local))
             total += _total(tier.count(layout, local, programs, raw_int, start, end,
                                        call.need_time, frame_map))
     return total
