@@ -95,7 +95,7 @@ def run_count(tier, index, plan: CountPlan, start, end) -> int:
         # one frame map for the call's layouts (a segment's blocks each), asked
         # for once: the first count over these blocks makes none in any of them
         frame_map = None if raw_int is None or call.need_time else \
-            tier.frame_map(index, raw_int, sum(len(plan.blocks) for plan in call.layouts))
+            tier.frame_map(index, raw_int, sum(len(each.blocks) for each in call.layouts))
         for layout_plan in call.layouts:
             layout = materialise(layout_plan, index)
             local = np.arange(len(layout.blocks), dtype=np.int64)
