@@ -17,7 +17,10 @@ derived.KEPT_BYTES of plans and other derived arrays.  Over a 100 M-sample
 cache, ``count where z > 2g`` decodes 3,152 of 24,415 blocks and planning it
 took 3.5 of its 10 ms; ``count where x > 0mg`` over 20 M samples decodes all
 4,883 and planning took ~0.7 of its 7 ms: worth keeping.  Blocks are read and
-decoded afresh every time.
+decoded afresh every time, but for one kind of count asked again: a
+comparison of an integer channel with a number over 32 whole blocks or
+more, which settles the mini-blocks of the blocks it maps from the
+channel's frame map (framemaps.py) and reads only the straddling ones.
 """
 from __future__ import annotations
 
