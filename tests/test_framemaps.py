@@ -22,7 +22,7 @@ from sensorq.codec.codes import DICT, FRAMES, MINI_BLOCK, PREDICTOR_MASK
 from sensorq.codec.framemap import (FRAMED_FLAG, NOT_MAPPED, SPARE_BYTES, count_mapped,
                                     map_section)
 from sensorq.codec.intcount import count_column
-from sensorq.engine import derived, framemaps
+from sensorq.engine import framemaps
 from sensorq.schema import Channel
 
 SECOND = 10**9
@@ -252,8 +252,8 @@ def test_repeated_counts_follow_numpy(tmp_path_factory, seed, n_blocks, noise, t
                 assert got == want
 
 
-def test_no_map_past_its_share_of_the_memo(tmp_path, map_counts, monkeypatch):
-    monkeypatch.setattr(framemaps, "KEPT_BYTES", 10_000)
+def test_no_map_past_half_of_what_the_process_keeps(tmp_path, map_counts, monkeypatch):
+    monkeypatch.setattr(framemaps, "FRAME_MAPS_BYTES", 10_000)
     x = _sway(64 * 512, 12)
     with _cache(tmp_path / "c", x) as cache:
         for _ in range(3):
@@ -279,9 +279,40 @@ def test_counts_in_threads_share_one_map(tmp_path):
     assert len(answers) == 64 and all(got == want[t] for t, got in answers)
 
 
-def test_kept_bytes_hold_a_100m_sample_axis_map():
-    """The memo's budget holds the map of an int16 axis of 24,415 blocks of
-    4,096 samples (the benchmark's 100 M samples) with room for the others."""
+@pytest.mark.parametrize("budget", ["bytes", "count"])
+def test_the_oldest_maps_are_dropped_past_the_process_budget(tmp_path, monkeypatch, budget):
+    """Maps beyond FRAME_MAPS_BYTES, or beyond FRAME_MAPS_KEPT of them, in a
+    process are dropped oldest first, and made again when a count asks twice
+    more."""
+    made = []
+    init = framemaps.FrameMap.__init__
+
+    def spy(self, n_blocks, stride):
+        made.append(n_blocks)
+        init(self, n_blocks, stride)
+    monkeypatch.setattr(framemaps.FrameMap, "__init__", spy)
+    monkeypatch.setattr(framemaps, "_KEPT", [])
+    if budget == "bytes":       # two maps fit, a third does not
+        monkeypatch.setattr(framemaps, "FRAME_MAPS_BYTES", framemaps.FrameMap.size(64, 16) * 5 // 2)
+    else:
+        monkeypatch.setattr(framemaps, "FRAME_MAPS_KEPT", 2)
+    x = _sway(64 * 512, 15, noise=25, sway=60)
+    want = int((x > 2).sum())
+    caches = [_cache(tmp_path / name, x) for name in "abc"]
+    try:
+        a, b, c = caches
+        for cache in (a, a, b, b, c, c, b, a, a):     # a, b, c made; a dropped; b kept; a again
+            assert cache.query("count where x > 2", engine="compiled").value == want
+    finally:
+        for cache in caches:
+            cache.close()
+    assert made == [64, 64, 64, 64]
+    assert len(framemaps._KEPT) == 2
+
+
+def test_the_process_budget_holds_a_100m_sample_axis_map():
+    """The maps' budget holds the map of an int16 axis of 24,415 blocks of
+    4,096 samples (the benchmark's 100 M samples): a map may take half."""
     fmap = framemaps.FrameMap(24_415, 4096 // MINI_BLOCK)
-    assert fmap.nbytes <= derived.KEPT_BYTES // 2
+    assert fmap.nbytes <= framemaps.FRAME_MAPS_BYTES // 2
     assert fmap.nbytes == framemaps.FrameMap.size(24_415, 128)     # what frame_map prices first

@@ -10,18 +10,18 @@ index's statistics and a frozen plan node is filed there under that node.
 Blocks are read and decoded afresh by every query: only statistics-derived
 arrays are kept, read-only, so no caller can change what the next one gets
 (and one copy of bytes: top N's first few blocks, when they lie in several
-buffers, already checked against their CRCs; selection.run_top; and a
-channel's frame map, each mini-block's range and place read from blocks
-already checked, filled by the kernels of framemaps.py under its lock: the
-bounds a count settles mini-blocks by, never a count).
+buffers, already checked against their CRCs; selection.run_top).  The
+memo holds one more kind of thing, outside KEPT_BYTES: a channel's frame
+map (framemaps.py: each mini-block's range and place, read from blocks
+already checked; the bounds a count settles mini-blocks by, never a
+count), bounded by framemaps.FRAME_MAPS_BYTES for the whole process.
 """
 from __future__ import annotations
 
 import numpy as np
 
 KEPT_ARRAYS = 64            # per block range: distinct (what, expression) pairs
-KEPT_BYTES = 64 << 20       # per block range: what the kept values may hold together
-                            # (a frame map of 24,000 blocks of an int16 axis: 22 MB)
+KEPT_BYTES = 16 << 20       # per block range: what the kept values may hold together
 _HELD = ("bytes held",)     # the memo's running total of KEPT_BYTES
 
 

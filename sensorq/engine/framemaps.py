@@ -16,8 +16,10 @@ over 20 M samples, one thread, ~2.4 -> ~1.0 ms (benchmarks/RESULTS.md,
 twenty-first session).
 
 A map covers one channel of a block range (Cache.blocks' index) and lives in
-its memo (derived.py) as long as the same blocks do: an append or an
-eviction gives the next query a new index, and a new map.  It is made the
+its memo (derived.py) as long as the same blocks do, and as long as the
+process's budget for maps allows (FRAME_MAPS_BYTES, FRAME_MAPS_KEPT: the
+oldest dropped first): an append or an eviction gives the next query a new
+index, and a new map.  It is made the
 second time a count of that range asks for one (frame_map), and its rows
 are filled when a count first decodes their blocks (read from their bytes
 after the CRC check, as any decode), under its lock, so two queries never
@@ -40,7 +42,6 @@ from ..codec.codes import MINI_BLOCK
 from ..codec.framemap import (NOT_MAPPED, SPARE_BYTES, count_unsettled, map_section,
                                prefetch_unsettled, settle_mapped)
 from ..jitcache import cached, digest
-from .derived import KEPT_BYTES, derived
 from .kernels import _from_tally, _twins, chunk_range, count_chunks, most_samples
 
 _STAMP = digest("engine/framemaps.py", "engine/kernels.py", "codec/*.py")
@@ -108,7 +109,7 @@ class FrameMap:
 def frame_map(index, channel) -> FrameMap | None:
     """The frame map of ``channel`` (a plan.ChannelRef, of an integer type)
     over ``index``, kept in its memo; None where the index keeps nothing,
-    where the map would take more than half of what it may keep, and the
+    where the map would take more than half of FRAME_MAPS_BYTES, and the
     first time a count over these blocks asks: a map is made for a count
     asked again (a dashboard's, an uplink loop's), not for every one-off
     count, which it would cost about four times the count (filling a row
@@ -116,14 +117,46 @@ def frame_map(index, channel) -> FrameMap | None:
     memo = index.memo
     if memo is None or len(index) == 0:
         return None
-    stride = (int(index.n_samples.max()) + MINI_BLOCK - 1) // MINI_BLOCK
-    if FrameMap.size(len(index), stride) > KEPT_BYTES // 2:     # (kept with other arrays)
-        return None
     key, asked = ("frame map", channel.index), ("frame map asked", channel.index)
-    if key not in memo and not memo.get(asked):
+    fmap = memo.get(key)
+    if fmap is not None:
+        return fmap
+    stride = (int(index.n_samples.max()) + MINI_BLOCK - 1) // MINI_BLOCK
+    if FrameMap.size(len(index), stride) > FRAME_MAPS_BYTES // 2:
+        return None
+    if not memo.get(asked):
         memo[asked] = True
         return None
-    return derived(index, key, lambda: FrameMap(len(index), stride), size=lambda fmap: fmap.nbytes)
+    fmap = FrameMap(len(index), stride)
+    _keep(memo, key, fmap)
+    return fmap
+
+
+# The frame maps a process keeps, oldest first: (memo, key, map).  A map
+# lives in its block range's memo beside derived.py's arrays, outside their
+# KEPT_BYTES: a live cache makes a new range whenever a block seals, and a
+# stream keeps up to 8 ranges, so the maps are bounded here, all together,
+# not per range (per range, eight 22 MB maps of one axis could be kept).
+FRAME_MAPS_BYTES = 64 << 20
+FRAME_MAPS_KEPT = 8         # and at most this many (each holds its memo, and what is in it)
+_KEPT: list = []
+_KEPT_LOCK = threading.Lock()
+
+
+def _keep(memo: dict, key: tuple, fmap: FrameMap) -> None:
+    """memo[key] := fmap, and the oldest maps dropped from their memos until
+    the process keeps at most FRAME_MAPS_KEPT maps of FRAME_MAPS_BYTES in
+    all (a map its memo no longer holds, cleared by derived.py, is
+    forgotten here too)."""
+    with _KEPT_LOCK:
+        memo[key] = fmap
+        _KEPT[:] = [kept for kept in _KEPT if kept[0].get(kept[1]) is kept[2]]
+        _KEPT.append((memo, key, fmap))
+        while len(_KEPT) > FRAME_MAPS_KEPT or \
+                sum(kept[2].nbytes for kept in _KEPT) > FRAME_MAPS_BYTES:
+            old_memo, old_key, old_map = _KEPT.pop(0)
+            if old_memo.get(old_key) is old_map:
+                del old_memo[old_key]
 
 
 def _kernels():
