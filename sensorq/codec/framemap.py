@@ -109,7 +109,7 @@ def map_section(buf, pos, end, n, codec, scratch, bases, lows, highs, starts, wi
     return heads - pos
 
 
-@cached(_STAMP, nogil=True, refcounted=False)
+@cached(_STAMP, nogil=True, refcounted=False, inline="always")
 def _range32(buf, start, end, bit_pos, width, out):
     """(smallest, largest) of the 32 values of ``width`` bits at bit_pos of
     the stream at ``start`` (unpacked into out[:32]; all in the section), by

@@ -112,7 +112,7 @@ def frame_map(index, channel) -> FrameMap | None:
     where the map would take more than half of FRAME_MAPS_BYTES, and the
     first time a count over these blocks asks: a map is made for a count
     asked again (a dashboard's, an uplink loop's), not for every one-off
-    count, which it would cost about four times the count (filling a row
+    count, which it would cost three to four times the count (filling a row
     reads every value of its block, for the mini-blocks' ranges)."""
     memo = index.memo
     if memo is None or len(index) == 0:
