@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -274,6 +275,29 @@ def test_auto_moves_a_process_whose_interpreted_scans_took_long_to_the_kernels(
     assert first.value == second.value == int((z > 2000).sum())
     assert first.scan.engine == "interpreted" and tiers._interpreted_seconds > 0
     assert second.scan.engine == ("interpreted" if budget_seconds > 1 else "compiled")
+
+
+def test_an_interpreted_count_spends_the_interpreters_time_budget(monkeypatch, tmp_path):
+    """The time an interpreted count takes counts towards
+    INTERPRET_BUDGET_SECONDS (its scan stretched by 50 ms: at least that is
+    spent)."""
+    from sensorq.engine import interpreter, tiers
+    count = interpreter.count_raw_compare
+
+    def slow(*args):
+        time.sleep(0.05)
+        return count(*args)
+    monkeypatch.setattr(interpreter, "count_raw_compare", slow)
+    monkeypatch.setattr(tiers, "_interpreted_seconds", 0.0)
+    z = np.full(40_000, 1000, np.int16)
+    z[::100] = 2500
+    with sensorq.open(tmp_path / "c", create=True) as cache:
+        cache.create_stream("imu", [Channel("z", "int16", "mg")], block_samples=4096)
+        cache.append("imu", np.arange(len(z), dtype=np.int64) * 1_000_000, [z])
+        cache.flush()
+        result = cache.query("count where z > 2g", engine="interpreted")
+    assert result.value == int((z > 2000).sum()) and result.scan.engine == "interpreted"
+    assert tiers._interpreted_seconds >= 0.05
 
 
 def test_auto_status_says_what_auto_takes_and_why(monkeypatch):

@@ -344,11 +344,11 @@ class InterpretedTier:
     """numpy, block by block (interpreter.py)."""
     name = "interpreted"
 
-    @_timed
     def frame_map(self, index, raw_compare, n_blocks):
         """None: frame maps are the kernels' (framemaps.py)."""
         return None
 
+    @_timed
     def count(self, layout, blocks, programs, raw_compare, start, end, need_time,
               frame_map=None) -> np.ndarray:
         if raw_compare is not None:
