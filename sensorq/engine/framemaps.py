@@ -27,8 +27,8 @@ fill the same row at once.  A row's state is written after its data, so a
 query that finds a row MAPPED without the lock reads it whole.  A row that
 cannot be mapped (codec/framemap.py says which) stays so, and its block is
 counted by the decoder as before.  Only counts over many blocks
-(FRAME_MAP_MIN_BLOCKS) use maps: a dashboard's count over the last minutes
-decodes a few blocks and keeps nothing.
+(tiers.CompiledTier.FRAME_MAP_MIN_BLOCKS) use maps: a dashboard's count
+over the last minutes decodes a few blocks and keeps nothing.
 """
 from __future__ import annotations
 
@@ -46,7 +46,6 @@ from .kernels import _from_tally, _twins, chunk_range, count_chunks, most_sample
 
 _STAMP = digest("engine/framemaps.py", "engine/kernels.py", "codec/*.py")
 
-FRAME_MAP_MIN_BLOCKS = 32
 # _count_chunk settles the block this many places ahead of the one it counts
 # (count where x > 0mg over the 100 M-sample cache, one thread, medians of
 # five rounds in turns: 7.6 ms at 2 ahead; 8.1 / 8.2 / 8.9 at 1 / 3 / 5;
