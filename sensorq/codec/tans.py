@@ -71,6 +71,14 @@ ENTROPY_SLOT_COST = 1.0    # per table slot: building the decoding table
 ENTROPY_LOW_BITS_DECODE_COST = 0.15   # per residual of a binned payload: its low bits put back (~0.15 ns)
 
 
+@cached(_STAMP, nogil=True, inline="always")
+def low_bits_bytes(low_bits, count):
+    """Bytes that ``count`` fields of ``low_bits`` bits take, LSB-first and
+    padded to a byte: a binned payload's low bits (the encoder's price, both
+    readers' skip and copy)."""
+    return (low_bits * count + 7) // 8
+
+
 # --- the table -----------------------------------------------------------------
 
 @cached(_STAMP, nogil=True)
@@ -259,7 +267,7 @@ def plan(u, order, low_bits, values, counts, freqs):
     if n_symbols <= 0 or values[n_symbols - 1] - values[0] >= VALUE_SPAN:
         return -1, 0, 0
     m = n - lead
-    fixed = 2 * 8 + 8 * ((low_bits * m + 7) // 8)
+    fixed = 2 * 8 + 8 * low_bits_bytes(low_bits, m)
     if low_bits:
         fixed += ENTROPY_LOW_BITS_DECODE_COST * m
     for s in range(n_symbols):
@@ -538,7 +546,7 @@ def read(buf, pos, end, n, order, out):
         if pos < 0:
             return varint_status(out[i])
     low_start = pos
-    pos += (low_bits * (n - lead) + 7) // 8
+    pos += low_bits_bytes(low_bits, n - lead)
     if pos > end:
         return ERR_TRUNCATED
     # The stream, copied with 16 zero bytes after it: the decode loop then
@@ -605,7 +613,7 @@ def _put_back_low_bits(buf, start, low_bits, out, lead, n):
     cost ~0.45."""
     b = U64(low_bits)
     m = n - lead
-    size = (low_bits * m + 7) // 8
+    size = low_bits_bytes(low_bits, m)
     fields = _padded_copy(buf, start, size, _LOW_BITS_PADDING)
     low = np.empty(MINI_BLOCK, np.uint64)
     for g in range((m + MINI_BLOCK - 1) // MINI_BLOCK):
@@ -630,7 +638,7 @@ def _read_one_symbol(buf, pos, end, n, order, table_log, low_bits, out):
         if pos < 0:
             return varint_status(out[i])
     low_start = pos
-    pos += (low_bits * (n - lead) + 7) // 8
+    pos += low_bits_bytes(low_bits, n - lead)
     if pos > end:
         return ERR_TRUNCATED
     bits = STATES * table_log
