@@ -285,15 +285,16 @@ def test_the_oldest_maps_are_dropped_past_the_process_budget(tmp_path, monkeypat
     process are dropped oldest first, and made again when a count asks twice
     more."""
     made = []
-    init = framemaps.FrameMap.__init__
+    init = framemaps.FrameRows.__init__
 
-    def spy(self, n_blocks, stride):
-        made.append(n_blocks)
-        init(self, n_blocks, stride)
-    monkeypatch.setattr(framemaps.FrameMap, "__init__", spy)
+    def spy(self, capacity, stride, owner=None, first=0):
+        made.append(capacity)
+        init(self, capacity, stride, owner, first)
+    monkeypatch.setattr(framemaps.FrameRows, "__init__", spy)
     monkeypatch.setattr(framemaps, "_KEPT", [])
+    rows = framemaps._with_headroom(64)
     if budget == "bytes":       # two maps fit, a third does not
-        monkeypatch.setattr(framemaps, "FRAME_MAPS_BYTES", framemaps.FrameMap.size(64, 16) * 5 // 2)
+        monkeypatch.setattr(framemaps, "FRAME_MAPS_BYTES", framemaps.FrameRows.size(rows, 16) * 5 // 2)
     else:
         monkeypatch.setattr(framemaps, "FRAME_MAPS_KEPT", 2)
     x = _sway(64 * 512, 15, noise=25, sway=60)
@@ -306,13 +307,145 @@ def test_the_oldest_maps_are_dropped_past_the_process_budget(tmp_path, monkeypat
     finally:
         for cache in caches:
             cache.close()
-    assert made == [64, 64, 64, 64]
+    assert made == [rows] * 4
     assert len(framemaps._KEPT) == 2
 
 
 def test_the_process_budget_holds_a_100m_sample_axis_map():
     """The maps' budget holds the map of an int16 axis of 24,415 blocks of
     4,096 samples (the benchmark's 100 M samples): a map may take half."""
-    fmap = framemaps.FrameMap(24_415, 4096 // MINI_BLOCK)
-    assert fmap.nbytes <= framemaps.FRAME_MAPS_BYTES // 2
-    assert fmap.nbytes == framemaps.FrameMap.size(24_415, 128)     # what frame_map prices first
+    capacity = framemaps._with_headroom(24_415)
+    rows = framemaps.FrameRows(capacity, 4096 // MINI_BLOCK)
+    assert rows.nbytes <= framemaps.FRAME_MAPS_BYTES // 2
+    assert rows.nbytes == framemaps.FrameRows.size(capacity, 128)     # what frame_map prices first
+
+
+# --- maps that follow a live cache (blockindex.RangeMemo, FrameRows.moved) ---------
+
+def _rows_of(reader):
+    """The FrameRows a reader's count of x used last (kept by the process)."""
+    return framemaps._KEPT[-1][3].rows
+
+
+def _append_blocks(writer, x, at, block_samples=512):
+    t = 1_700_000_000 * SECOND + (np.arange(len(x), dtype=np.int64) + at) * 1_000_000
+    writer.append("s", t, {"x": x})
+    writer.flush()
+    return at + len(x)
+
+
+def test_a_readers_next_block_range_takes_the_rows_already_filled(tmp_path, map_counts):
+    """A writer seals blocks while a reader counts: each refresh gives the
+    reader a new block range, whose map takes the last one's rows at once
+    (no second ask) and fills only the new blocks' rows, also past the
+    rows' headroom (moved, twice), and every answer is numpy's."""
+    x = _sway(64 * 512 + 200 * 512, 21, noise=25, sway=60)
+    with sensorq.open(tmp_path / "c", create=True) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        at = _append_blocks(writer, x[:64 * 512], 0)
+        with sensorq.open(tmp_path / "c", readonly=True) as reader:
+            for _ in range(2):
+                assert reader.query("count where x > 3", engine="compiled").value == \
+                    int((x[:at] > 3).sum())
+            seen = {id(_rows_of(reader)): _rows_of(reader)}
+            assert map_counts and seen[id(_rows_of(reader))].filled >= map_counts[-1] >= 40
+            for step in (1, 3, 30, 40, 60, 66):       # past 64 + 64 rows: moved, twice
+                at = _append_blocks(writer, x[at:at + step * 512], at)
+                reader.refresh()
+                filled = sum(rows.filled for rows in seen.values())
+                asks = len(map_counts)
+                want = int((x[:at] > 3).sum())     # (the same count: the same blocks decoded)
+                assert reader.query("count where x > 3", engine="compiled").value == want
+                assert len(map_counts) == asks + 1      # the map, at the range's first ask
+                rows = _rows_of(reader)
+                seen[id(rows)] = rows
+                assert 0 < sum(r.filled for r in seen.values()) - filled <= step
+                assert rows.first == 0 and rows.capacity >= at // 512   # (seqs from 0)
+            assert len(seen) == 3
+
+
+def test_a_reader_of_a_ring_counts_as_numpy_while_blocks_come_and_go(tmp_path, map_counts):
+    """A capacity-bounded cache evicts its oldest segments as the writer
+    appends: the reader's ranges start later and end later, their maps
+    follow (rows dropped at the front when moved), and every count is
+    numpy's count of what the reader reads."""
+    x = _sway(1500 * 512, 22, noise=30, sway=80)
+    with sensorq.open(tmp_path / "c", create=True, capacity=256 << 10) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        at = _append_blocks(writer, x[:100 * 512], 0)
+        with sensorq.open(tmp_path / "c", readonly=True) as reader:
+            evicted = False
+            while at < len(x):
+                at = _append_blocks(writer, x[at:at + 50 * 512], at)
+                reader.refresh()
+                _, columns = reader.read("s")
+                evicted |= len(columns["x"]) < at
+                for threshold in (0, 7):
+                    want = int((columns["x"] > threshold).sum())
+                    assert reader.query(f"count where x > {threshold}", engine="compiled").value \
+                        == want
+            assert evicted and len(map_counts) >= 50
+
+
+@given(seed=st.integers(0, 2**32 - 1),
+       rounds=st.lists(st.tuples(st.integers(1, 40), st.integers(-90, 90), st.integers(1, 3)),
+                       min_size=2, max_size=6))
+@settings(max_examples=8, deadline=None)
+def test_following_maps_answer_as_numpy_whatever_comes_and_goes(tmp_path_factory, seed, rounds):
+    """Random appends (blocks a round), thresholds and asks a round on a ring
+    small enough to evict: every count is numpy's count of what the reader
+    reads."""
+    x = _sway(40 * 512 + sum(r[0] for r in rounds) * 512, seed % 991, noise=30, sway=90)
+    path = tmp_path_factory.mktemp("f") / "c"
+    with sensorq.open(path, create=True, capacity=128 << 10) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        at = _append_blocks(writer, x[:40 * 512], 0)
+        with sensorq.open(path, readonly=True) as reader:
+            for blocks, threshold, asks in rounds:
+                at = _append_blocks(writer, x[at:at + blocks * 512], at)
+                reader.refresh()
+                want = int((reader.read("s")[1]["x"] > threshold).sum())
+                for _ in range(asks + 1):
+                    got = reader.query(f"count where x > {threshold}", engine="compiled").value
+                    assert got == want
+
+
+def test_a_map_of_one_channel_is_never_another_ones(tmp_path, map_counts):
+    """Rows are followed per channel: y's first count after x's map is made
+    (a block on) makes no map, and counts y's own values."""
+    x, y = _sway(64 * 512, 23, noise=25, sway=60), _sway(65 * 512, 24, noise=40, sway=10)
+    with sensorq.open(tmp_path / "c", create=True) as writer:
+        writer.create_stream("s", [Channel("x", "int16"), Channel("y", "int16")], block_samples=512)
+        t = 1_700_000_000 * SECOND + np.arange(65 * 512, dtype=np.int64) * 1_000_000
+        writer.append("s", t[:64 * 512], {"x": x, "y": y[:64 * 512]})
+        writer.flush()
+        with sensorq.open(tmp_path / "c", readonly=True) as reader:
+            for _ in range(2):
+                reader.query("count where x > 1", engine="compiled")
+            made = len(map_counts)
+            writer.append("s", t[64 * 512:], {"x": x[-512:], "y": y[64 * 512:]})
+            writer.flush()
+            reader.refresh()
+            assert reader.query("count where y > 2", engine="compiled").value == int((y > 2).sum())
+            assert len(map_counts) == made
+            assert reader.query("count where y > 2", engine="compiled").value == int((y > 2).sum())
+            assert len(map_counts) == made + 1
+
+
+def test_the_ranges_of_a_stream_count_their_shared_rows_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(framemaps, "_KEPT", [])
+    x = _sway(70 * 512, 25, noise=25, sway=60)
+    with sensorq.open(tmp_path / "c", create=True) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        at = _append_blocks(writer, x[:64 * 512], 0)
+        with sensorq.open(tmp_path / "c", readonly=True) as reader:
+            for _ in range(2):
+                reader.query("count where x > 1", engine="compiled")
+            for _ in range(3):
+                at = _append_blocks(writer, x[at:at + 512], at)
+                reader.refresh()
+                reader.query("count where x > 1", engine="compiled")
+            assert len(framemaps._KEPT) == 4
+            rows = {id(kept[3].rows) for kept in framemaps._KEPT}
+            assert len(rows) == 1
+            assert framemaps._kept_bytes() == framemaps._KEPT[0][3].nbytes

@@ -15,14 +15,16 @@ few blocks ahead (_count_chunk): the benchmark's ``count where x > 0mg``
 over 20 M samples, one thread, ~2.4 -> ~1.0 ms (benchmarks/RESULTS.md,
 twenty-first session).
 
-A map covers one channel of a block range (Cache.blocks' index) and lives in
-its memo (derived.py) as long as the same blocks do, and as long as the
-process's budget for maps allows (FRAME_MAPS_BYTES, FRAME_MAPS_KEPT: the
-oldest dropped first): an append or an eviction gives the next query a new
-index, and a new map.  It is made the
-second time a count of that range asks for one (frame_map), and its rows
-are filled when a count first decodes their blocks (read from their bytes
-after the CRC check, as any decode), under its lock, so two queries never
+A map (FrameMap) is one block range's view of a channel's rows (FrameRows),
+kept in the range's memo (derived.py) as long as the same blocks are, and as
+long as the process's budget for maps allows (FRAME_MAPS_BYTES,
+FRAME_MAPS_KEPT: the oldest dropped first).  Rows are made the second time a
+count of a range asks for a map (frame_map), and they are kept by the
+blocks' sequence numbers, not by the range: an append or an eviction gives
+the next query a new range, whose map takes the rows of the last one over
+the same stream (a live reader's dashboard: bench_live.py).  Rows are
+filled when a count first decodes their blocks (read from their bytes
+after the CRC check, as any decode), under their lock, so two queries never
 fill the same row at once.  A row's state is written after its data, so a
 query that finds a row MAPPED without the lock reads it whole.  A row that
 cannot be mapped (codec/framemap.py says which) stays so, and its block is
@@ -54,55 +56,110 @@ SETTLE_AHEAD = 2
 UNREAD, MAPPED, UNMAPPED = 0, 1, 2      # FrameMap.state of a block
 
 
-class FrameMap:
-    """One channel's frame map over a block range: per block (by its position
-    in the index) a state and its section's base, and a row of ``stride``
+class FrameRows:
+    """One channel's map rows over a stream's blocks: per block (row r is
+    the block whose seq is ``first + r`` among ``owner``'s: a StreamBlocks,
+    blockindex.RangeMemo) a state and its section's base, and ``stride``
     mini-blocks' lows and highs (int16), value starts (uint16) and widths
     (uint8, framemap.FRAMED_FLAG for a framed one), the rows end to end in
-    flat arrays."""
+    flat arrays.  ``capacity`` rows, some past the blocks they were made
+    for: the blocks a live cache appends next take them (frame_map)."""
 
-    def __init__(self, n_blocks: int, stride: int):
-        self.state = np.zeros(n_blocks, np.uint8)
-        self.stride = stride
-        self.bases = np.zeros(n_blocks, np.int64)
-        self.lows = np.empty(n_blocks * stride, np.int16)
-        self.highs = np.empty(n_blocks * stride, np.int16)
-        self.starts = np.empty(n_blocks * stride, np.uint16)
-        self.widths = np.empty(n_blocks * stride, np.uint8)
+    def __init__(self, capacity: int, stride: int, owner=None, first: int = 0):
+        self.state = np.zeros(capacity, np.uint8)
+        self.stride, self.owner, self.first = stride, owner, first
+        self.bases = np.zeros(capacity, np.int64)
+        self.lows = np.empty(capacity * stride, np.int16)
+        self.highs = np.empty(capacity * stride, np.int16)
+        self.starts = np.empty(capacity * stride, np.uint16)
+        self.widths = np.empty(capacity * stride, np.uint8)
         self.lock = threading.Lock()
+        self.filled = 0         # rows read from their blocks so far (the tests read it)
 
     @staticmethod
-    def size(n_blocks: int, stride: int) -> int:
-        """The nbytes of FrameMap(n_blocks, stride), before one is made: per
+    def size(capacity: int, stride: int) -> int:
+        """The nbytes of FrameRows(capacity, stride), before one is made: per
         block a state byte and a base, per mini-block 7 bytes."""
-        return n_blocks * (1 + 8 + (2 + 2 + 2 + 1) * stride)
+        return capacity * (1 + 8 + (2 + 2 + 2 + 1) * stride)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.state.shape[0])
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.state, self.bases, self.lows, self.highs,
                                       self.starts, self.widths))
 
+    def holds(self, first: int, last: int) -> bool:
+        """Whether there are rows for the seqs first..last."""
+        return self.first <= first and last < self.first + self.capacity
+
+    def moved(self, first: int, last: int) -> "FrameRows":
+        """Rows for the seqs first..last and headroom after them, those of
+        them these rows hold copied (under the lock: no row is copied half
+        filled).  The caller checked that first ≥ self.first."""
+        rows = FrameRows(_with_headroom(last - first + 1), self.stride, self.owner, first)
+        with self.lock:
+            keep = max(0, min(last + 1, self.first + self.capacity) - first)
+            at = first - self.first
+            for mine, theirs, per_row in ((rows.state, self.state, 1), (rows.bases, self.bases, 1),
+                                          (rows.lows, self.lows, self.stride),
+                                          (rows.highs, self.highs, self.stride),
+                                          (rows.starts, self.starts, self.stride),
+                                          (rows.widths, self.widths, self.stride)):
+                mine[:keep * per_row] = theirs[at * per_row:(at + keep) * per_row]
+        return rows
+
+
+class FrameMap:
+    """A block range's view of a channel's FrameRows: block i of the range
+    (its position in the index) is row ``row_of[i]`` (its seq less the
+    rows' first)."""
+
+    def __init__(self, rows: FrameRows, row_of: np.ndarray):
+        self.rows, self.row_of = rows, row_of
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes
+
     def mapped(self, layout, blocks) -> np.ndarray:
         """Which of a layout's ``blocks`` (positions in it) the map holds,
         as a mask: their rows filled first, where not yet read."""
-        rows = layout.blocks[blocks]
-        unread = self.state[rows] == UNREAD
+        m = self.rows
+        rows = self.row_of[layout.blocks[blocks]]
+        unread = m.state[rows] == UNREAD
         if unread.any():
-            with self.lock:     # (a row another query filled meanwhile is skipped by the kernel)
+            with m.lock:     # (a row another query filled meanwhile is skipped by the kernel)
                 fill = map_blocks if len(rows) >= _kernels().PARALLEL_MIN_BLOCKS else \
                     map_blocks_serial
+                m.filled += int((m.state[rows[unread]] == UNREAD).sum())
                 fill(layout.buf, blocks[unread], rows[unread], layout.lay_t, layout.lay_c,
-                     self.state, self.bases, self.lows, self.highs, self.starts,
-                     self.widths, self.stride)
-        return self.state[rows] == MAPPED
+                     m.state, m.bases, m.lows, m.highs, m.starts, m.widths, m.stride)
+        return m.state[rows] == MAPPED
 
     def count(self, layout, blocks, op, threshold, counts) -> None:
         """counts[j] := how many values of block blocks[j] pass ``OP
         threshold`` (program.COMPARE_CODES), every one of them mapped."""
+        m = self.rows
         kernel = count_by_map if len(blocks) >= _kernels().PARALLEL_MIN_BLOCKS else \
             count_by_map_serial
-        kernel(layout.buf, blocks, layout.blocks[blocks], layout.lay_t, layout.lay_c, self.bases,
-               self.lows, self.highs, self.starts, self.widths, self.stride, op, threshold, counts)
+        kernel(layout.buf, blocks, self.row_of[layout.blocks[blocks]], layout.lay_t,
+               layout.lay_c, m.bases, m.lows, m.highs, m.starts, m.widths, m.stride, op,
+               threshold, counts)
+
+
+# Rows made for n blocks have room for n // HEADROOM more (at least
+# MIN_HEADROOM): a live cache's next block ranges (a block more each, the
+# oldest evicted) take the same rows until they pass the end, and only then
+# are the rows moved (FrameRows.moved: one copy of what they hold).
+HEADROOM = 8
+MIN_HEADROOM = 64
+
+
+def _with_headroom(n_blocks: int) -> int:
+    return n_blocks + max(n_blocks // HEADROOM, MIN_HEADROOM)
 
 
 def frame_map(index, channel) -> FrameMap | None:
@@ -112,7 +169,10 @@ def frame_map(index, channel) -> FrameMap | None:
     first time a count over these blocks asks: a map is made for a count
     asked again (a dashboard's, an uplink loop's), not for every one-off
     count, which it would cost three to four times the count (filling a row
-    reads every value of its block, for the mini-blocks' ranges)."""
+    reads every value of its block, for the mini-blocks' ranges).  A block
+    range of a stream whose blocks an earlier range's map holds (a live
+    cache's, a block on: blockindex.RangeMemo) takes that map's rows at
+    once, and fills only its new blocks' rows."""
     memo = index.memo
     if memo is None or len(index) == 0:
         return None
@@ -121,41 +181,69 @@ def frame_map(index, channel) -> FrameMap | None:
     if fmap is not None:
         return fmap
     stride = (int(index.n_samples.max()) + MINI_BLOCK - 1) // MINI_BLOCK
-    if FrameMap.size(len(index), stride) > FRAME_MAPS_BYTES // 2:
+    first, last = int(index.seq[0]), int(index.seq[-1])
+    if len(index) > 1 and not (np.diff(index.seq) > 0).all():
+        return None     # (blocks are in seq order: a row a block, and none out of the rows)
+    if FrameRows.size(_with_headroom(last - first + 1), stride) > FRAME_MAPS_BYTES // 2:
         return None
-    if not memo.get(asked):
-        memo[asked] = True
-        return None
-    fmap = FrameMap(len(index), stride)
-    _keep(memo, key, fmap)
+    owner = getattr(memo, "owner", None)
+    rows = _rows_to_follow(owner, first, channel.index, stride)
+    if rows is None:
+        if not memo.get(asked):
+            memo[asked] = True
+            return None
+        rows = FrameRows(_with_headroom(last - first + 1), stride, owner, first)
+    elif not rows.holds(first, last):
+        rows = rows.moved(first, last)
+    fmap = FrameMap(rows, index.seq - rows.first)
+    _keep(memo, key, fmap, channel.index)
     return fmap
 
 
-# The frame maps a process keeps, oldest first: (memo, key, map).  A map
-# lives in its block range's memo beside derived.py's arrays, outside their
-# KEPT_BYTES: a live cache makes a new range whenever a block seals, and a
-# stream keeps up to 8 ranges, so the maps are bounded here, all together,
-# not per range (per range, eight 22 MB maps of one axis could be kept).
+def _rows_to_follow(owner, first: int, channel: int, stride: int):
+    """The newest kept FrameRows of ``channel`` over ``owner``'s blocks
+    with a row for seq ``first`` (whose first row is not after it), or None."""
+    if owner is None:
+        return None
+    with _KEPT_LOCK:
+        for _, _, kept_channel, fmap in reversed(_KEPT):
+            rows = fmap.rows
+            if kept_channel == channel and rows.owner is owner and rows.stride == stride \
+                    and rows.first <= first < rows.first + rows.capacity:
+                return rows
+    return None
+
+
+# The frame maps a process keeps, oldest first: (memo, key, channel, map).  A
+# map lives in its block range's memo beside derived.py's arrays, outside
+# their KEPT_BYTES: a live cache makes a new range whenever a block seals, and
+# a stream keeps up to 8 ranges, so the maps are bounded here, all together,
+# not per range (per range, eight 22 MB maps of one axis could be kept); the
+# ranges of one stream share their rows, which are counted once.
 FRAME_MAPS_BYTES = 64 << 20
 FRAME_MAPS_KEPT = 8         # and at most this many (each holds its memo, and what is in it)
 _KEPT: list = []
 _KEPT_LOCK = threading.Lock()
 
 
-def _keep(memo: dict, key: tuple, fmap: FrameMap) -> None:
+def _keep(memo: dict, key: tuple, fmap: FrameMap, channel: int) -> None:
     """memo[key] := fmap, and the oldest maps dropped from their memos until
-    the process keeps at most FRAME_MAPS_KEPT maps of FRAME_MAPS_BYTES in
-    all (a map its memo no longer holds, cleared by derived.py, is
-    forgotten here too)."""
+    the process keeps at most FRAME_MAPS_KEPT maps, whose rows hold
+    FRAME_MAPS_BYTES in all (a map its memo no longer holds, cleared by
+    derived.py, is forgotten here too)."""
     with _KEPT_LOCK:
         memo[key] = fmap
-        _KEPT[:] = [kept for kept in _KEPT if kept[0].get(kept[1]) is kept[2]]
-        _KEPT.append((memo, key, fmap))
-        while len(_KEPT) > FRAME_MAPS_KEPT or \
-                sum(kept[2].nbytes for kept in _KEPT) > FRAME_MAPS_BYTES:
-            old_memo, old_key, old_map = _KEPT.pop(0)
+        _KEPT[:] = [kept for kept in _KEPT if kept[0].get(kept[1]) is kept[3]]
+        _KEPT.append((memo, key, channel, fmap))
+        while len(_KEPT) > FRAME_MAPS_KEPT or _kept_bytes() > FRAME_MAPS_BYTES:
+            old_memo, old_key, _, old_map = _KEPT.pop(0)
             if old_memo.get(old_key) is old_map:
                 del old_memo[old_key]
+
+
+def _kept_bytes() -> int:
+    """What the kept maps' rows hold, each FrameRows counted once."""
+    return sum({id(kept[3].rows): kept[3].nbytes for kept in _KEPT}.values())
 
 
 def _kernels():

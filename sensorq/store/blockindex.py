@@ -57,6 +57,18 @@ class LazyBuffers(Sequence):
         return LazyBuffers(self.sources + other_sources, self._fetch)
 
 
+class RangeMemo(dict):
+    """StreamBlocks.memo_for's dict, which also says whose rows it is for:
+    ``owner``, the StreamBlocks.  Within one owner a block's seq names the
+    same block in every range, so what is kept per block (engine/framemaps.py's
+    rows) can pass from one block range to the next as a live cache appends
+    and evicts (and as the owner's arrays grow)."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+
+
 @dataclass
 class BlockIndex:
     """Where a stream's blocks are (buffer, offset, length) and their statistics, one row a block."""
@@ -358,7 +370,7 @@ class StreamBlocks:
         if rows not in memos:
             if len(memos) >= KEPT_RANGES:       # a dashboard asks about a few windows
                 memos.pop(next(iter(memos), None), None)     # (another thread may have)
-            memos[rows] = {}
+            memos[rows] = RangeMemo(self)
         return memos[rows]
 
     def buffer_codes(self, where: slice) -> tuple[list[int], np.ndarray]:
