@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..query import plan as P
-from .layout import materialise, plan_layouts
+from .layout import every_block, materialise, plan_layouts
 from .program import compile_query
 from .zonemaps import residual_groups
 
@@ -101,7 +101,7 @@ def run_count(tier, index, plan: CountPlan, start, end) -> int:
             tier.frame_map(index, raw_int, sum(len(each.blocks) for each in call.layouts))
         for layout_plan in call.layouts:
             layout = materialise(layout_plan, index)
-            local = np.arange(len(layout.blocks), dtype=np.int64)
+            local = every_block(len(layout.blocks))
             total += _total(tier.count(layout, local, programs, raw_int, start, end,
                                        call.need_time, frame_map))
     return total

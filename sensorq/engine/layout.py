@@ -5,6 +5,7 @@ Built with numpy from the block index, without a Python loop over blocks
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,16 @@ class Layout:
     blocks: np.ndarray       # positions of these blocks in the BlockIndex
     lay_t: np.ndarray        # (n, 6) int64, columns above
     lay_c: np.ndarray        # (n, slots, 5) int64: start, len, codec, dexp, dtype
+
+
+@functools.lru_cache(maxsize=256)
+def every_block(n: int) -> np.ndarray:
+    """0, 1, ..., n - 1, one array for each n, which no one writes: a count
+    over a layout's every block passes it (counting.run_count), and a frame
+    map knows such a count by it (framemaps.FrameMap._rows).  (Writable: a
+    read-only array is another type to numba, and its kernels would be
+    compiled again for it.)"""
+    return np.arange(n, dtype=np.int64)
 
 
 def build_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list[Layout]:
