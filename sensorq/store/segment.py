@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fileio
+from . import filemap, fileio
 from .records import (BAD_HEADER, CLEAN, CORRUPT, INCOMPLETE, LEGACY_SEGMENT_VERSION,
                       SEGMENT_HEADER_SIZE, SEGMENT_VERSION, SHORT, ScanResult, check_segment_header,
                       scan_records, segment_file_name, segment_version)
@@ -32,6 +32,7 @@ class Segment:
         self.from_index = False       # its blocks came from its index file (CRCs checked lazily)
         self.fd: int | None = None    # the writer's fd on its active segment
         self._array: np.ndarray | None = None
+        self._file_map: filemap.FileMap | None = None     # what _array views, with room to grow
         self._mapped = 0
 
     # --- scanning ------------------------------------------------------------
@@ -115,30 +116,42 @@ class Segment:
 
     def buffer(self) -> np.ndarray:
         """The served prefix as a read-only uint8 array (memory-mapped).  Only
-        committed, verified bytes are mapped, and nobody truncates a file below
-        its last commit record, so touching the mapping can never fault."""
+        committed, verified bytes are in it, and nobody truncates a file below
+        its last commit record, so touching it can never fault."""
         if self._array is None or self._mapped < self.served_end:
             fd = self.fd if self.fd is not None else fileio.open_file(self.path, os.O_RDONLY)
             try:
-                mapping = mmap.mmap(fd, self.served_end, access=mmap.ACCESS_READ)
+                self._map(fd)
             finally:
                 if fd != self.fd:
                     fileio.close(fd)
-            self._array = np.frombuffer(mapping, np.uint8)
-            self._mapped = self.served_end
         return self._array
 
     def map_from(self, fd: int) -> None:
         """Map the served prefix using an fd already open on the file (so a
         concurrent delete cannot get between the scan and the mapping)."""
         if self.served_end > 0 and self._mapped < self.served_end:
-            mapping = mmap.mmap(fd, self.served_end, access=mmap.ACCESS_READ)
-            self._array = np.frombuffer(mapping, np.uint8)
-            self._mapped = self.served_end
+            self._map(fd)
+
+    def _map(self, fd: int) -> None:
+        """self._array := the served prefix: a longer view of the map already
+        made where it has room (filemap.py: the pages the last prefix had
+        mapped stay so, and a reader's next query over a growing segment
+        does not fault them in again), else a new map with room to grow, or
+        Python's map of the prefix alone where the C library's is not at hand."""
+        if self._file_map is None or self._file_map.size < self.served_end:
+            self._file_map = filemap.map_file(fd, self.served_end)
+        if self._file_map is not None:
+            self._array = self._file_map.view(self.served_end)
+        else:
+            self._array = np.frombuffer(mmap.mmap(fd, self.served_end, access=mmap.ACCESS_READ),
+                                        np.uint8)
+        self._mapped = self.served_end
 
     def release(self) -> None:
         """Forget the mapping (arrays handed out keep it alive until dropped)."""
         self._array = None
+        self._file_map = None
         self._mapped = 0
         if self.fd is not None:
             fileio.close(self.fd)
