@@ -68,17 +68,9 @@ def count_plan(index, where, use_stats, decode, start, end) -> CountPlan:
                 from_stats += int(index.n_samples[chosen].sum()) if residual.value else 0
                 continue
             slots = compile_query(residual, None).slot_indices
-            subset = index.select(chosen)
-            layouts = tuple(_to_index_positions(plan, chosen)
-                            for plan in plan_layouts(subset, slots))
+            layouts = tuple(plan_layouts(index, slots, chosen=chosen))
             calls.append(KernelCall(residual, need_time, layouts))
     return CountPlan(from_stats, len(rows), tuple(calls))
-
-
-def _to_index_positions(plan, chosen):
-    """A subset's layout plan with its blocks named by their positions in the
-    whole index (what materialise reads raw blocks by)."""
-    return type(plan)(plan.buffer_no, chosen[plan.blocks], plan.lay_t, plan.lay_c)
 
 
 def plan_bytes(plan: CountPlan) -> int:

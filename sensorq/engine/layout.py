@@ -63,19 +63,25 @@ class LayoutPlan:
 POOLED = -1
 
 
-def plan_layouts(index, slot_channels: np.ndarray, group_min: int = 16) -> list[LayoutPlan]:
-    """build_layouts' plans (see there)."""
-    if len(index) == 0:
+def plan_layouts(index, slot_channels: np.ndarray, group_min: int = 16,
+                 chosen: np.ndarray | None = None) -> list[LayoutPlan]:
+    """build_layouts' plans (see there), for the blocks ``chosen`` (positions
+    in ``index``, ascending; default all of them), named by their positions
+    in ``index`` (a count plans some of a range's blocks without making an
+    index of them: BlockIndex.select copies every field of every entry)."""
+    if chosen is None:
+        chosen = np.arange(len(index))
+    if len(chosen) == 0:
         return []
-    if len(index) < group_min:      # a few blocks (a search, top N): one buffer
-        return [few_blocks_plan(index, np.arange(len(index)), slot_channels)]
-    blocks_in = np.bincount(index.buffer_of, minlength=len(index.buffers))
-    big = blocks_in >= group_min
-    plans = [_in_place_plan(index, int(buffer_no), np.flatnonzero(index.buffer_of == buffer_no),
-                            slot_channels) for buffer_no in np.flatnonzero(big)]
-    chosen = np.flatnonzero(~big[index.buffer_of])
-    if len(chosen):
-        plans.append(_pooled_plan(index, chosen, slot_channels))
+    if len(chosen) < group_min:      # a few blocks (a search, top N): one buffer
+        return [few_blocks_plan(index, chosen, slot_channels)]
+    buffer_of = index.buffer_of[chosen]
+    big = np.bincount(buffer_of, minlength=len(index.buffers)) >= group_min
+    plans = [_in_place_plan(index, int(buffer_no), chosen[buffer_of == buffer_no], slot_channels)
+             for buffer_no in np.flatnonzero(big)]
+    rest = chosen[~big[buffer_of]]
+    if len(rest):
+        plans.append(_pooled_plan(index, rest, slot_channels))
     return plans
 
 
