@@ -293,3 +293,67 @@ def test_count_plans_are_kept_by_their_bytes(tmp_path, monkeypatch):
         index.memo.clear()
         assert c.query("count where x > 4").value == int((x > 4).sum())
         assert not plans()
+
+
+# --- layouts kept per stream by the blocks' seqs (engine/layout.py) ----------------
+
+def _straddling_blocks(n_blocks, seed):
+    """x in blocks of 512: block 1 holds 0..15 (straddles 10, under 20), block
+    2 holds 15..30 (over 10, straddles 20), every other block -100..100."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-100, 101, n_blocks * 512).astype(np.int16)
+    x[512:1024] = rng.integers(0, 16, 512)
+    x[1024:1536] = rng.integers(15, 31, 512)
+    return x
+
+
+def test_kept_layouts_are_those_of_the_same_blocks(tmp_path, monkeypatch):
+    """`count where x > 10` decodes every block but block 2 and `x > 20`
+    every block but block 1: the same first and last block and as many
+    blocks, another set.  Each count lays out its own blocks (the kept
+    layout's seqs checked), and every answer is numpy's."""
+    from sensorq.engine import layout
+    monkeypatch.setattr(layout, "KEPT_LAYOUT_MIN_BLOCKS", 8)
+    x = _straddling_blocks(80, 3)
+    with sensorq.open(tmp_path / "c", create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        c.append("s", np.arange(len(x), dtype=np.int64) * S // 1000, {"x": x})
+        c.flush()
+        for engine in ("compiled", "interpreted"):
+            for threshold in (10, 20, 10, 20, 10):
+                got = c.query(f"count where x > {threshold}", engine=engine).value
+                assert got == int((x > threshold).sum()), (engine, threshold)
+
+
+def test_a_readers_next_range_lays_out_only_the_segment_that_grew(tmp_path):
+    """A reader's next block range (the writer sealed a block into the newest
+    segment) takes the kept layouts of the segments before it, the same
+    arrays, and counts as numpy."""
+    from sensorq.engine import layout
+    made = []
+    real = layout._layout
+
+    def spy(offsets, index, chosen, slot_channels):
+        made.append(len(chosen))
+        return real(offsets, index, chosen, slot_channels)
+    x = _straddling_blocks(330, 4)
+    with sensorq.open(tmp_path / "c", create=True, capacity=1 << 20) as w:     # 64 KiB segments
+        w.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        t = np.arange(len(x), dtype=np.int64) * S // 1000
+        w.append("s", t[:300 * 512], {"x": x[:300 * 512]})
+        w.flush()
+        with sensorq.open(tmp_path / "c", readonly=True) as r:
+            assert r.query("count where x > 10").value == int((x[:300 * 512] > 10).sum())
+            assert len(list((tmp_path / "c").glob("segment-*.sqs"))) >= 2
+            layout._layout = spy
+            try:
+                for k in range(300, 330):
+                    w.append("s", t[k * 512:(k + 1) * 512], {"x": x[k * 512:(k + 1) * 512]})
+                    w.flush()
+                    r.refresh()
+                    made.clear()
+                    got = r.query("count where x > 10", engine="compiled").value
+                    assert got == int((x[:(k + 1) * 512] > 10).sum())
+                    assert len(made) == 1 and made[0] < 300     # the newest segment's alone
+            finally:
+                layout._layout = real

@@ -6,6 +6,9 @@ Built with numpy from the block index, without a Python loop over blocks
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,8 +115,63 @@ def few_blocks_plan(index, chosen, slot_channels) -> LayoutPlan:
 
 
 def _in_place_plan(index, buffer_no, chosen, slot_channels) -> LayoutPlan:
-    return LayoutPlan(buffer_no, chosen, *_layout(index.offset[chosen].astype(np.int64), index,
-                                                  chosen, slot_channels))
+    laid = _kept_layout(index, chosen, slot_channels)
+    if laid is None:
+        laid = _layout(index.offset[chosen].astype(np.int64), index, chosen, slot_channels)
+        _keep_layout(index, chosen, slot_channels, laid)
+    return LayoutPlan(buffer_no, chosen, *laid)
+
+
+# In-place layouts of many blocks are kept per stream (the StreamBlocks a
+# range's memo names: blockindex.RangeMemo), by the blocks' seqs: a block's
+# seq names the same bytes at the same place in its buffer in every range, so
+# a live reader's next range (a sealed block on) lays out again only the
+# segment that grew (~0.5 ms a segment of 6,000 blocks, most of what a
+# range's first count spent on planning over 100 M samples).
+KEPT_LAYOUT_MIN_BLOCKS = 64
+KEPT_LAYOUTS = 16           # per stream, the least recently used dropped first
+_KEPT_LAYOUTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_KEPT_LAYOUTS_LOCK = threading.Lock()
+
+
+def _layout_key(index, chosen, slot_channels):
+    """(owner, key) under which the in-place layout of ``chosen`` is kept,
+    or (None, None) where it is not (no memo naming an owner, few blocks)."""
+    owner = getattr(index.memo, "owner", None)
+    if owner is None or len(chosen) < KEPT_LAYOUT_MIN_BLOCKS:
+        return None, None
+    seq = index.seq
+    return owner, (tuple(slot_channels.tolist()), int(seq[chosen[0]]), int(seq[chosen[-1]]),
+                   len(chosen))
+
+
+def _kept_layout(index, chosen, slot_channels):
+    owner, key = _layout_key(index, chosen, slot_channels)
+    if owner is None:
+        return None
+    with _KEPT_LAYOUTS_LOCK:
+        layouts = _KEPT_LAYOUTS.get(owner, {})
+        kept = layouts.get(key)
+        if kept is not None:
+            layouts.move_to_end(key)
+    if kept is None or not np.array_equal(kept[0], index.seq[chosen]):
+        return None
+    return kept[1], kept[2]
+
+
+def _keep_layout(index, chosen, slot_channels, laid) -> None:
+    owner, key = _layout_key(index, chosen, slot_channels)
+    if owner is None:
+        return
+    seqs = index.seq[chosen]
+    for array in (seqs, *laid):     # shared by the plans that take them
+        array.flags.writeable = False
+    with _KEPT_LAYOUTS_LOCK:
+        kept = _KEPT_LAYOUTS.setdefault(owner, OrderedDict())
+        kept[key] = (seqs, *laid)
+        kept.move_to_end(key)
+        while len(kept) > KEPT_LAYOUTS:
+            kept.popitem(last=False)
 
 
 def _pooled_plan(index, chosen, slot_channels) -> LayoutPlan:
