@@ -129,7 +129,8 @@ def _in_place_plan(index, buffer_no, chosen, slot_channels) -> LayoutPlan:
 # segment that grew (~0.5 ms a segment of 6,000 blocks, most of what a
 # range's first count spent on planning over 100 M samples).
 KEPT_LAYOUT_MIN_BLOCKS = 64
-KEPT_LAYOUTS = 16           # per stream, the least recently used dropped first
+KEPT_LAYOUTS = 16           # per stream, the least recently used dropped first,
+KEPT_LAYOUT_BYTES = 16 << 20    # and at most this much of them (~100 bytes a block)
 _KEPT_LAYOUTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _KEPT_LAYOUTS_LOCK = threading.Lock()
 
@@ -170,7 +171,8 @@ def _keep_layout(index, chosen, slot_channels, laid) -> None:
         kept = _KEPT_LAYOUTS.setdefault(owner, OrderedDict())
         kept[key] = (seqs, *laid)
         kept.move_to_end(key)
-        while len(kept) > KEPT_LAYOUTS:
+        while len(kept) > KEPT_LAYOUTS or \
+                sum(sum(a.nbytes for a in each) for each in kept.values()) > KEPT_LAYOUT_BYTES:
             kept.popitem(last=False)
 
 
