@@ -69,6 +69,31 @@ def test_appends_replan_and_answers_follow_the_data(tmp_path_factory, batches):
         assert len({p.time.end_ns for p in plans}) == len(plans)
 
 
+@given(batches=st.lists(st.lists(st.integers(-50, 50), min_size=1, max_size=80), min_size=1,
+                        max_size=6))
+@settings(max_examples=15, deadline=None)
+def test_a_query_over_the_whole_stream_keeps_its_plan_as_data_comes(tmp_path_factory, batches):
+    """Without a window (or at) a plan does not depend on the newest sample:
+    it is kept across appends, its answers follow the data, and explain
+    (which plans afresh) reports the now of the data as it is."""
+    from sensorq.engine.executor import explain_query
+    from sensorq.result import iso
+    path = tmp_path_factory.mktemp("w") / "c"
+    with sensorq.open(path, create=True) as c:
+        c.create_stream("s", [Channel("x", "int16")], block_samples=32)
+        xs, next_t, plans = [], 0, []
+        for values in batches:
+            t = next_t + np.arange(len(values), dtype=np.int64) * (S // 7)
+            next_t = int(t[-1]) + S // 7
+            _append(c, t, np.array(values, np.int16))
+            xs.append(np.array(values, np.int16))
+            result = c.query("count where x > 10")
+            plans.append(result.plan)
+            assert result.value == int((np.concatenate(xs) > 10).sum())
+            assert f"now: {iso(int(t[-1]) + 1)}" in explain_query(c, "count where x > 10")
+        assert all(plan is plans[0] for plan in plans)
+
+
 def test_a_new_category_replans(tmp_path):
     with sensorq.open(tmp_path / "c", create=True) as c:
         c.create_stream("m", [Channel("state", "int8", categories=["idle"])])

@@ -52,7 +52,7 @@ def run_query(cache, text: str, now_policy: str = "data", engine: str | None = N
     return _guard_memory(text, run)
 
 
-def _plan_in_view(cache, text: str, now_policy: str):
+def _plan_in_view(cache, text: str, now_policy: str, fresh: bool = False):
     """(the cache as the query sees it, the query's plan).  A query that names
     no model (no word that is a model's name or starts with NAME_, as every
     channel of a model's derived stream does) on a cache of several streams is
@@ -65,11 +65,11 @@ def _plan_in_view(cache, text: str, now_policy: str):
     fails the queries that may use the model, not the others."""
     if not _may_name_a_model(cache, text):
         try:
-            return cache, plan_text(cache, text, now_policy)
+            return cache, plan_text(cache, text, now_policy, fresh)
         except QueryError:
             pass
     view = _with_models(cache)
-    return view, plan_text(view, text, now_policy)
+    return view, plan_text(view, text, now_policy, fresh)
 
 
 def _may_name_a_model(cache, text: str) -> bool:
@@ -158,10 +158,12 @@ def _guard_memory(text: str, run):
     raise limits.out_of_memory(text, detail)
 
 
-def plan_text(cache, text: str, now_policy: str = "data"):
+def plan_text(cache, text: str, now_policy: str = "data", fresh: bool = False):
     """The plan of ``text`` over the cache's streams: the one a recent call
-    made, when nothing it depended on has changed (plancache.py)."""
-    if now_policy != "data":        # now is the wall clock: a plan is good once
+    made, when nothing it depended on has changed (plancache.py), unless
+    ``fresh`` (explain: a kept plan of a query over the whole stream reports
+    the now it was made at)."""
+    if now_policy != "data" or fresh:       # now is the wall clock: a plan is good once
         from ..query.planner import plan_query
         return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
     return plans_of(cache).plan(cache, text)
@@ -425,7 +427,7 @@ def explain_query(cache, text: str, now_policy: str = "data", engine: str | None
                   max_rows: int | None = None) -> str:
     """The plan, the program and what the scan did, as text."""
     from .explain import describe
-    cache, query = _plan_in_view(cache, text, now_policy)
+    cache, query = _plan_in_view(cache, text, now_policy, fresh=True)
     result = _guard_memory(text, lambda: execute(cache, query, text, engine, max_rows))
     return describe(query, result, engine)
 

@@ -5,11 +5,14 @@ over (``count where z > 2g last 10m`` every second); planning one costs
 30–130 µs of Python, often more than answering it from the zone maps.  A plan
 depends on three things only: the query text, the streams' definitions (names,
 channels, scales, categories) and, with now = the data's newest sample, the
-newest timestamp of each stream the planner asked about.  So a plan is kept
-with the streams it was made against and the newest timestamps it read, and is
-used again only while all of them are still the same.  A writer's append moves
-a stream's newest timestamp (a new plan); a new category, a renamed or dropped
-stream changes the definitions (a new plan).  Nothing else is kept: blocks,
+newest timestamp of each stream the planner asked about for a window (``last
+10m``, ``since``, ``between``, ``at``).  So a plan is kept with the streams it
+was made against and the newest timestamps it read, and is used again only
+while all of them are still the same.  A writer's append moves a stream's
+newest timestamp (a new plan for a windowed query; a query over the whole
+stream keeps its plan, whose now is only reported, and explain plans afresh);
+a new category, a renamed or dropped stream changes the definitions (a new
+plan).  Nothing else is kept: blocks,
 statistics and data are read afresh by every query.
 
 Plans are frozen (query/nodes.py), so handing one out twice is safe.  Plans
@@ -47,7 +50,8 @@ class PlanCache:
             return value
 
         from ..query.planner import plan_query
-        plan = plan_query(text, streams, newest_ns, now_policy="data")
+        plan = plan_query(text, streams, newest_ns, now_policy="data",
+                          reported_newest_ns=cache.newest_ns)
         with self._lock:        # a cache handle may be shared by threads
             self._plans[text] = (streams, newest_read, plan)
             self._plans.move_to_end(text)

@@ -66,13 +66,18 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
 def plan_query(text: str, streams: Mapping[str, Stream], newest_ns: Callable[[str], Optional[int]],
-               now_policy: str = "data", clock_ns: Optional[int] = None) -> Query:
+               now_policy: str = "data", clock_ns: Optional[int] = None,
+               reported_newest_ns: Optional[Callable[[str], Optional[int]]] = None) -> Query:
     """The typed plan of one query over ``streams``.
 
     ``newest_ns(stream)`` gives the newest timestamp of a stream (None when it is
     empty).  ``now_policy`` "data": now is newest + 1 ns, so ``last 10m`` ends just
     after the newest sample; "clock": now is ``clock_ns`` or the wall clock.  An
-    ``at`` clause in the query overrides both."""
+    ``at`` clause in the query overrides both.  A query without a window or an
+    ``at`` reads the whole stream whatever now is, and its now is only
+    reported (explain): taken from ``reported_newest_ns`` where given, so that
+    a caller that records what ``newest_ns`` was asked (plancache.py) sees that
+    the plan does not depend on it."""
     if now_policy not in ("data", "clock"):
         raise QueryError(f"now_policy must be 'data' or 'clock', not {now_policy!r}")
     text = normalise_text(text)
@@ -82,7 +87,8 @@ def plan_query(text: str, streams: Mapping[str, Stream], newest_ns: Callable[[st
         _check_head(text)   # "where z > 2g" is better told "unknown aggregate" than "unexpected >"
         raise
     try:
-        return _Planner(text, streams, newest_ns, now_policy, clock_ns).plan(tree)
+        return _Planner(text, streams, newest_ns, now_policy, clock_ns,
+                        reported_newest_ns).plan(tree)
     except RecursionError:
         raise too_deep(text) from None
 
@@ -140,10 +146,11 @@ class _Typed:
 
 
 class _Planner:
-    def __init__(self, text, streams, newest_ns, now_policy, clock_ns):
+    def __init__(self, text, streams, newest_ns, now_policy, clock_ns, reported_newest_ns=None):
         self.text = text
         self.streams = dict(streams)
         self.newest_ns = newest_ns
+        self.reported_newest_ns = reported_newest_ns or newest_ns
         self.now_policy = now_policy
         self.clock_ns = clock_ns
         self.stream: Optional[Stream] = None
@@ -748,6 +755,10 @@ class _Planner:
     # --- time ---------------------------------------------------------------------------------
     def time(self, clauses) -> tuple[Now, TimeRange]:
         """How now was chosen, and the half-open window the query reads."""
+        if self.now_policy == "data" and not any(c in clauses for c in TIME_CLAUSES + ("at",)):
+            # the whole stream, whatever now is: now is only reported
+            newest = self.reported_newest_ns(self.stream.name)
+            return Now("data", 0 if newest is None else int(newest) + 1), TimeRange(None, None)
         now = self.now(clauses.get("at"))
         bounds = self.window_bounds(clauses, now)
         if bounds is None:
