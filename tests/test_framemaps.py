@@ -449,3 +449,45 @@ def test_the_ranges_of_a_stream_count_their_shared_rows_once(tmp_path, monkeypat
             rows = {id(kept[3].rows) for kept in framemaps._KEPT}
             assert len(rows) == 1
             assert framemaps._kept_bytes() == framemaps._KEPT[0][3].nbytes
+
+
+# --- a writer's own counts: sealed blocks kept apart from the open one ---------------
+
+@given(seed=st.integers(0, 2**32 - 1),
+       steps=st.lists(st.tuples(st.integers(1, 3000), st.booleans(), st.integers(-60, 60),
+                                st.sampled_from(OPS)), min_size=2, max_size=8))
+@settings(max_examples=12, deadline=None)
+def test_a_writers_counts_with_an_open_block_are_numpys(tmp_path_factory, seed, steps):
+    """A writer counts its sealed blocks (plan, layouts and frame maps kept,
+    as a reader's) and its open block (pending samples, encoded on the fly)
+    apart: every count, with and without a window, is numpy's over every
+    sample appended, flushed or not."""
+    x = _sway(40 * 512 + sum(s[0] for s in steps), seed % 983, noise=30, sway=70)
+    path = tmp_path_factory.mktemp("w") / "c"
+    with sensorq.open(path, create=True) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        at = _append_blocks(writer, x[:40 * 512], 0)
+        for samples, flush, threshold, op in steps:
+            t = 1_700_000_000 * SECOND + (np.arange(samples, dtype=np.int64) + at) * 1_000_000
+            writer.append("s", t, {"x": x[at:at + samples]})
+            at += samples
+            if flush:
+                writer.flush()
+            for _ in range(2):
+                got = writer.query(f"count where x {op} {threshold}", engine="compiled")
+                assert got.value == int(NUMPY_OPS[op](x[:at], threshold).sum())
+                assert got.scan.blocks_total == len(writer.blocks("s"))
+            recent = writer.query(f"count where x {op} {threshold} last 2s", engine="compiled")
+            assert recent.value == int(NUMPY_OPS[op](x[max(0, at - 2000):at], threshold).sum())
+
+
+def test_a_writer_with_pending_samples_counts_from_its_maps(tmp_path, map_counts):
+    x = _sway(64 * 512 + 300, 26, noise=25, sway=60)
+    with sensorq.open(tmp_path / "c", create=True) as writer:
+        writer.create_stream("s", [Channel("x", "int16")], block_samples=512)
+        at = _append_blocks(writer, x[:64 * 512], 0)
+        t = 1_700_000_000 * SECOND + (np.arange(300, dtype=np.int64) + at) * 1_000_000
+        writer.append("s", t, {"x": x[at:]})           # an open block: not flushed
+        for _ in range(3):
+            assert writer.query("count where x > 2", engine="compiled").value == int((x > 2).sum())
+        assert map_counts and map_counts[-1] >= 40      # the sealed blocks, from their map

@@ -242,6 +242,8 @@ def run_aggregate(cache, q: P.AggregateQuery, text: str, engine: str | None = No
         limits.check_rows(buckets.window_rows(q, index, start, end), limit, _what(text))
     value = aggregated_value(q)
     programs = compile_query(q.where, value)
+    if q.aggregate == "count" and not q.bucket_ns and index.parts is not None:
+        return _run_count_in_parts(q, text, index.parts, programs, start, end, engine)
     classes = classify(q.where, index)
     if q.aggregate in ("median", "percentile"):
         scan = ScanStats(blocks_total=len(index))
@@ -314,6 +316,23 @@ def _run_count(q, text, index, classes, programs, start, end, engine) -> Result:
     scan = _scan_stats(index, from_stats, count_plan.decoded_blocks, tier)
     total = counting.run_count(tier, index, count_plan, start, end)
     return Result("scalar", text, value=total, unit=q.result_unit, scan=scan)
+
+
+def _run_count_in_parts(q, text, parts, programs, start, end, engine) -> Result:
+    """A count over a writer's index: its sealed blocks (whose plan, layouts
+    and frame maps are kept as a reader's are: _run_count) and its open block,
+    which changes with every append, counted apart and added."""
+    results = [_run_count(q, text, part, classify(q.where, part), programs, start, end, engine)
+               for part in parts]
+    sealed, open_block = (result.scan for result in results)
+    scan = ScanStats(blocks_total=sealed.blocks_total + open_block.blocks_total,
+                     from_stats=sealed.from_stats + open_block.from_stats,
+                     skipped=sealed.skipped + open_block.skipped,
+                     decoded=sealed.decoded + open_block.decoded,
+                     engine=sealed.engine if sealed.decoded or not open_block.decoded
+                     else open_block.engine)
+    return Result("scalar", text, value=sum(result.value for result in results),
+                  unit=q.result_unit, scan=scan)
 
 
 EXTREMES = {"max": 1, "argmax": 1, "min": -1, "argmin": -1}

@@ -87,6 +87,9 @@ class BlockIndex:
     time_len: np.ndarray       # int64
     memo: dict | None = None   # StreamBlocks.memo_for these rows (None: not kept)
     check: object = None       # rows -> None: CRCs checked before a read (None: all checked)
+    # a writer's index of its sealed blocks then its open one: (sealed, open),
+    # the sealed blocks' index with its memo (a count takes each part apart)
+    parts: tuple | None = None
 
     def __len__(self) -> int:
         return int(self.offset.shape[0])

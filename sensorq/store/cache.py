@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 from bisect import bisect_left
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -632,7 +633,9 @@ class Cache(StreamManagement, SegmentScanning, RecordWriting, BlockImporting):
             else None
         index = BlockIndex(st, buffers, buffer_of, **fields, memo=memo, check=check)
         tail = self._open_block_index(st, start_ns, end_ns)
-        index = concat_indexes(index, tail) if tail is not None else index
+        if tail is not None:        # the open block changes with every append: kept apart
+            index = replace(concat_indexes(index, tail),
+                            parts=(index, tail) if index.memo is not None else None)
         return self._clip_to_floor(index, floor) if floor is not None else index
 
     def _kept_lazy_check(self, stored, where, source, memo: dict):
