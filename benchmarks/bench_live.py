@@ -11,7 +11,10 @@ afresh in every block range (the twenty-first session's: made at a range's
 second ask, every row filled again), and with no maps; numpy's and polars'
 count of the same in-memory array (grown by the same block each round,
 the array made before the timing) beside them.  The three sensorq
-settings take turns, round by round, in one process.
+settings take turns, round by round, in one process.  Then the writer
+takes PENDING samples without sealing them, and the same count is timed
+through the writer (its sealed blocks and its open block counted apart)
+and through the reader.
 
     python3 benchmarks/bench_live.py                       # 20 M samples
     python3 benchmarks/bench_live.py --samples 100000000 --rounds 12
@@ -104,6 +107,8 @@ def main() -> None:
                         started = time.perf_counter()
                         assert ask() == want
                         times[peer][a].append(time.perf_counter() - started)
+        _setting("maps follow")
+        pending = _pending_counts(writer, reader, query, threshold, x_all, t_all, n)
         writer.close()
         reader.close()
     print(f"{args.samples:,} samples + a block of {BLOCK} a round, {args.asks} asks a round, "
@@ -116,6 +121,33 @@ def main() -> None:
         total = sum(medians)
         print(f"{name:14} " + " ".join(f"{m:8.2f}" for m in medians)
               + f" {total:9.2f} {polars_round * 1e3 / total:8.2f}x")
+    print(f"then {PENDING} samples appended, not sealed: the writer's count (its open block apart) "
+          f"{pending['writer'] * 1e3:.2f} ms, the reader's (sealed blocks only) "
+          f"{pending['reader'] * 1e3:.2f} ms (medians of {PENDING_SECONDS} s of asks)")
+
+
+PENDING = 1000              # samples a writer holds in its open block
+PENDING_SECONDS = 0.5
+
+
+def _pending_counts(writer, reader, query, threshold, x_all, t_all, n) -> dict:
+    """The median time of the count asked of a writer that holds PENDING
+    samples not yet sealed (its sealed blocks and open block counted apart:
+    executor._run_count_in_parts) and of the reader, each checked against numpy."""
+    writer.append("s", t_all[n:n + PENDING], {"x": x_all[n:n + PENDING]})
+    wants = {"writer": int(np.count_nonzero(x_all[:n + PENDING] > threshold)),
+             "reader": int(np.count_nonzero(x_all[:n] > threshold))}
+    medians = {}
+    for name, handle in (("writer", writer), ("reader", reader)):
+        times = []
+        until = time.perf_counter() + PENDING_SECONDS
+        while time.perf_counter() < until or len(times) < 5:
+            started = time.perf_counter()
+            got = handle.query(query, engine="compiled").value
+            times.append(time.perf_counter() - started)
+            assert got == wants[name], (name, got, wants[name])
+        medians[name] = statistics.median(times)
+    return medians
 
 
 if __name__ == "__main__":
