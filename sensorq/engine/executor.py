@@ -163,7 +163,7 @@ def plan_text(cache, text: str, now_policy: str = "data", fresh: bool = False):
     made, when nothing it depended on has changed (plancache.py), unless
     ``fresh`` (explain: a kept plan of a query over the whole stream reports
     the now it was made at)."""
-    if now_policy != "data" or fresh:       # now is the wall clock: a plan is good once
+    if now_policy != "data" or fresh:       # (the wall clock's now: a plan is good once)
         from ..query.planner import plan_query
         return plan_query(text, cache.streams, cache.newest_ns, now_policy=now_policy)
     return plans_of(cache).plan(cache, text)

@@ -89,8 +89,12 @@ class FrameRows:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.state, self.bases, self.lows, self.highs,
-                                      self.starts, self.widths))
+        return sum(array.nbytes for array, _ in self._columns())
+
+    def _columns(self):
+        """Each array of the rows, with its entries a row (1 or stride)."""
+        return ((self.state, 1), (self.bases, 1), (self.lows, self.stride),
+                (self.highs, self.stride), (self.starts, self.stride), (self.widths, self.stride))
 
     def holds(self, first: int, last: int) -> bool:
         """Whether there are rows for the seqs first..last."""
@@ -104,11 +108,7 @@ class FrameRows:
         with self.lock:
             keep = max(0, min(last + 1, self.first + self.capacity) - first)
             at = first - self.first
-            for mine, theirs, per_row in ((rows.state, self.state, 1), (rows.bases, self.bases, 1),
-                                          (rows.lows, self.lows, self.stride),
-                                          (rows.highs, self.highs, self.stride),
-                                          (rows.starts, self.starts, self.stride),
-                                          (rows.widths, self.widths, self.stride)):
+            for (mine, per_row), (theirs, _) in zip(rows._columns(), self._columns()):
                 mine[:keep * per_row] = theirs[at * per_row:(at + keep) * per_row]
         return rows
 
