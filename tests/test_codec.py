@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from sensorq.codec.block import (ENTRY_SIZE, HEADER_SIZE, decode_block, encode_block,
                                  parse_block)
 from sensorq.codec import npdecode
-from sensorq.codec.codes import LADDER_STEPS
+from sensorq.codec.codes import LADDER_STEPS, PAYLOAD_SPLIT, PAYLOAD_V1, SPLIT
 from sensorq.codec.intcount import WORDS, count_column
 from sensorq.codec.intcodec import (DICT, ENTROPY, FRAME_COST, PATCH_COST, PATCH_POSITION,
                                     PREDICTOR_MASK, decode_column, encode_column,
@@ -353,6 +353,29 @@ def test_rice_price_round_trips_and_trades_bytes_monotonically(values):
     assert sizes[1] <= sizes[0] + slack and sizes[-1] <= sizes[0] + slack
 
 
+@pytest.mark.parametrize("codec,stream", [
+    # SPLIT (bits 6 and 7): low bits 01 01 10, then quotients 01 001 1, LSB first
+    (SPLIT, [0xA5, 0x0C]),
+    # whole codewords: 01 10, 001 10, 1 01
+    (0x00, [0xC6, 0x0A]),
+])
+def test_a_rice_mini_block_worked_by_hand(codec, stream):
+    """5, 9, 2 as one Rice(2) mini-block (header 0x82) of an order-0
+    section with base 0, in both layouts, read by both decoders; a stream
+    cut short is refused."""
+    section = np.array([0] * 8 + [0x82] + stream, np.uint8)
+    for cut in (0, 1):
+        data = section[:len(section) - cut]
+        words = np.empty(3, np.uint64)
+        status = decode_column(data, 0, len(data), 3, codec, words, np.empty(3, np.uint64))
+        np_status, np_words = npdecode.decode_column(data, 0, len(data), 3, codec)
+        if cut:
+            assert status != 0 and np_status != 0
+        else:
+            assert status == 0 and words.tolist() == [5, 9, 2]
+            assert np_status == 0 and np_words.tolist() == [5, 9, 2]
+
+
 def rice_codeword_bits(values, k):
     return sum((v >> k) + 1 + k for v in values)
 
@@ -371,7 +394,7 @@ def test_every_rice_mini_block_saves_more_than_its_price(values, price):
     n = len(values)
     n_mini = (n + 31) // 32
     headers = section[8:8 + n_mini].tolist()
-    residuals = npdecode._read_mini_blocks(section, 8, len(section), n, 0).tolist()
+    residuals = npdecode._read_mini_blocks(section, 8, len(section), n, _form(codec)).tolist()
     for m, h in enumerate(headers):
         chunk = residuals[32 * m:32 * m + 32]
         packed = len(chunk) * max(v.bit_length() for v in chunk)
@@ -385,6 +408,11 @@ def test_every_rice_mini_block_saves_more_than_its_price(values, price):
             assert len(chunk) * (h - 0x41) + 6 + low.bit_length() + FRAME_COST < packed
         else:
             assert h == max(v.bit_length() for v in chunk)
+
+
+def _form(codec: int) -> int:
+    """The payload form of a section by its codec byte: split where it says SPLIT."""
+    return PAYLOAD_SPLIT if codec & SPLIT == SPLIT else PAYLOAD_V1
 
 
 @SETTINGS
@@ -407,7 +435,7 @@ def test_patched_mini_blocks_round_trip_and_each_pays(values, price):
     if codec & 0x20:
         return
     headers = section[8:8 + (n + 31) // 32].tolist()
-    residuals = npdecode._read_mini_blocks(section, 8, len(section), n, 0).tolist()
+    residuals = npdecode._read_mini_blocks(section, 8, len(section), n, _form(codec)).tolist()
     for m, h in enumerate(headers):
         chunk = residuals[32 * m:32 * m + 32]
         if h >= 0xC0:

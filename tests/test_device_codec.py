@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sensorq.codec import intcodec
-from sensorq.codec.codes import CLOCK, ZERO_RESIDUALS
+from sensorq.codec.codes import CLOCK, SPLIT, ZERO_RESIDUALS
 from sensorq.codec.block import decode_block, encode_block, parse_block
 from sensorq.codec.header import ALL_VERSIONS
 from sensorq.codec.header2 import varint
@@ -170,6 +170,52 @@ def test_compact_blocks_with_dictionary_and_rice_decode(dev, dev_v1, version):
     assert any(h & 0x80 for h in section[headers:headers + n_mini]), "expected Rice mini-blocks"
     t2, (a, b) = (dev if version == 2 else dev_v1).decode(host)
     assert np.array_equal(t2, t) and np.array_equal(a, lattice) and np.array_equal(b, geometric)
+
+
+@contextmanager
+def rice_priced(price: float):
+    """The compact encoder with Rice at ``price`` bits a value (0: wherever
+    it is smaller) and no FRAMES sections, which hold no Rice."""
+    saved = intcodec.RICE_DECODE_COST, intcodec.FRAMES_SECTIONS
+    intcodec.RICE_DECODE_COST, intcodec.FRAMES_SECTIONS = price, False
+    try:
+        with without_entropy_sections():
+            yield
+    finally:
+        intcodec.RICE_DECODE_COST, intcodec.FRAMES_SECTIONS = saved
+
+
+def test_version_1_split_rice_sections_decode(dev_v1):
+    """Version 1 holds Rice mini-blocks split (codes.SPLIT: every value's low
+    bits, then the quotients), in the time column, a channel and a
+    dictionary here; a READ_V1 library reads them exactly."""
+    rng = np.random.default_rng(5)
+    n = 3001                                  # a short last mini-block
+    t = np.cumsum(rng.geometric(0.001, n)).astype(np.int64) * 1000
+    noise = (rng.geometric(0.02, n) * rng.choice([-1, 1], n)).astype(np.int32)
+    lattice = (rng.choice(np.arange(-300, 300) * 97, n) + rng.geometric(0.3, n)).astype(np.int32)
+    with rice_priced(0.0):
+        host = encode_block(t, [noise, lattice], codec="compact")
+    info = block_info(host)
+    assert info.time_codec & SPLIT == SPLIT
+    assert all(c & SPLIT == SPLIT for c in info.entries["codec"].tolist())
+    assert info.entries["codec"][1] & 0x04, "expected a dictionary"
+    t2, (a, b) = dev_v1.decode(host)
+    assert np.array_equal(t2, t) and np.array_equal(a, noise) and np.array_equal(b, lattice)
+
+
+@SETTINGS
+@given(block=integer_blocks(max_n=500), price=st.sampled_from([0.0, 0.5]))
+def test_version_1_split_rice_blocks_read_with_the_build_option(dev_v1, block, price):
+    """Random blocks with Rice cheap: whatever mix of split Rice, bit-packed
+    and framed mini-blocks they take, a READ_V1 library reads them exactly."""
+    t, cols = block
+    with rice_priced(price):
+        host = encode_block(t, cols, codec="compact")
+    t2, cols2 = dev_v1.decode(host)
+    assert np.array_equal(t2, t)
+    for a, b in zip(cols2, cols):
+        assert np.array_equal(a, b.astype(np.int64))
 
 
 @SETTINGS

@@ -500,17 +500,21 @@ def test_auto_compression_wraps_only_blocks_that_zstd_shrinks_by_a_quarter(tmp_p
             assert cache.query(f"count from {stream}").value == n
 
 
-def test_a_cache_with_float_channels_is_manifest_version_3_so_older_sensorq_refuses_it(tmp_path):
-    """Float blocks may be ALP-coded, which sensorq before ALP reads as corrupt:
-    such a cache says version 3, and a writer upgrades an older manifest."""
+def test_manifest_versions_mark_float_and_compact_streams_so_older_sensorq_refuses_them(tmp_path):
+    """Float blocks may be ALP-coded, and compact blocks may hold split Rice
+    mini-blocks (codec bits 6 and 7), both of which older sensorq reads as
+    corrupt: such a cache says version 3 (floats) or 4 (a compact stream),
+    and a writer upgrades an older manifest before it writes a block."""
     import json
     from sensorq.store.manifest import read_manifest, write_manifest
     path = tmp_path / "c"
     with sensorq.open(path, create=True) as cache:
-        cache.create_stream("ints", [Channel("v", "int16")])
+        cache.create_stream("ints", [Channel("v", "int16")], codec="fast")
         assert json.loads((path / "manifest.json").read_text())["version"] == 1
-        cache.create_stream("temps", [Channel("c", "float64")])
+        cache.create_stream("temps", [Channel("c", "float64")], codec="fast")
         assert json.loads((path / "manifest.json").read_text())["version"] == 3
+        cache.create_stream("packed", [Channel("v", "int16")])          # compact, the default
+        assert json.loads((path / "manifest.json").read_text())["version"] == 4
     # an older sensorq's manifest of the same cache (version 1), as written before ALP
     manifest = read_manifest(path)
     manifest.version = lambda: 1
@@ -520,7 +524,7 @@ def test_a_cache_with_float_channels_is_manifest_version_3_so_older_sensorq_refu
         pass                                          # a reader leaves it as it is
     assert json.loads((path / "manifest.json").read_text())["version"] == 1
     with sensorq.open(path) as cache:                 # a writer rewrites it first
-        assert json.loads((path / "manifest.json").read_text())["version"] == 3
+        assert json.loads((path / "manifest.json").read_text())["version"] == 4
         cache.append("temps", np.arange(3, dtype=np.int64), [np.array([0.1, 0.2, 0.30000000000000004])])
     with sensorq.open(path, readonly=True) as cache:
         assert cache.query("count from temps").value == 3

@@ -16,12 +16,12 @@ from sensorq.store.manifest import MANIFEST_NAME
 SECOND = 1_000_000_000
 
 
-def make(path, n=5000, block=256, capacity="8MB", compression="none", streams=("a", "b")):
+def make(path, n=5000, block=256, capacity="8MB", compression="none", streams=("a", "b"), codec="compact"):
     rng = np.random.default_rng(7)
     data = {}
     with sensorq.open(path, create=True, capacity=capacity, compression=compression) as cache:
         for k, name in enumerate(streams):
-            cache.create_stream(name, [sensorq.Channel("v", "int16", "mg")], block_samples=block)
+            cache.create_stream(name, [sensorq.Channel("v", "int16", "mg")], block_samples=block, codec=codec)
             t = (k * 7 + np.arange(n, dtype=np.int64)) * 10_000_000        # 100 Hz
             v = rng.integers(-1000, 1000, n).astype(np.int16)
             cache.append(name, t, [v])
@@ -176,7 +176,7 @@ def test_a_failed_manifest_write_changes_nothing(tmp_path, operation):
 
 
 def test_manifest_version_marks_what_older_sensorq_cannot_read(tmp_path):
-    make(tmp_path / "c")
+    make(tmp_path / "c", codec="fast")                       # (compact streams: version 4)
     manifest = tmp_path / "c" / MANIFEST_NAME
     assert json.loads(manifest.read_text())["version"] == 1     # unchanged for plain caches
     with sensorq.open(tmp_path / "c") as cache:
@@ -184,6 +184,8 @@ def test_manifest_version_marks_what_older_sensorq_cannot_read(tmp_path):
         cache.truncate_stream("a", 10**9)
     body = json.loads(manifest.read_text())
     assert body["version"] == 2 and body["dropped"] == [2] and body["floors"] == {"1": 10**9}
+    make(tmp_path / "d")
+    assert json.loads((tmp_path / "d" / MANIFEST_NAME).read_text())["version"] == 4
 
 
 def test_change_settings_evicts_and_says_what_went(tmp_path):

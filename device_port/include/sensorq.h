@@ -379,7 +379,10 @@ typedef struct {
     uint32_t i;              /* next residual's index */
 #ifdef SQ_READ_V1
     uint64_t frame;          /* a framed mini-block's frame (version 1) */
+    uint32_t n;              /* residuals in the payload (a split mini-block's length) */
+    uint32_t qbit;           /* a split Rice mini-block's next quotient (version 1) */
     uint8_t frame_len;       /* a FRAMES payload's frame length; 0xFF: each frame has its own */
+    uint8_t split;           /* a SPLIT payload: Rice mini-blocks hold low bits, then quotients */
 #endif
 } sq_payload;
 

@@ -119,17 +119,24 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
 
 /* ---- payloads: header bytes + bit stream ---------------------------------- */
 
-/* What payload_end is told of a payload: version 2 (short), version 1, or
+/* What payload_end is told of a payload: version 2 (short), version 1,
  * version 1 FRAMES (format.md §3: a frame length byte after the header
- * bytes, and every frame that long). */
-enum { FORM_V2, FORM_V1, FORM_FRAMES };
+ * bytes, and every frame that long), or version 1 SPLIT (each Rice
+ * mini-block's low bits, then its quotients). */
+enum { FORM_V2, FORM_V1, FORM_FRAMES, FORM_SPLIT };
+
+/* A section's dictionary payload's form by its codec byte. */
+static unsigned dict_form(uint8_t codec)
+{
+    if ((codec & SQ_CODEC_SPLIT) == SQ_CODEC_SPLIT) {
+        return FORM_SPLIT;
+    }
+    return (codec & SQ_CODEC_SHORT) ? FORM_V2 : FORM_V1;
+}
 
 static unsigned payload_form(uint8_t codec)
 {
-    if (codec & SQ_CODEC_SHORT) {
-        return FORM_V2;
-    }
-    return (codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES ? FORM_FRAMES : FORM_V1;
+    return (codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES ? FORM_FRAMES : dict_form(codec);
 }
 
 /* Walk a payload of n residuals starting at p without decoding it; *out_end
@@ -200,6 +207,25 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigne
         if (!(h & SQ_RICE) || (h & 0x7Fu) > 63u) {
             return SQ_ERR_CORRUPT;
         }
+        if (form == FORM_SPLIT) {                /* the low bits, then the quotients */
+            uint32_t k = h & 0x3Fu;
+            if (count * k > limit - bit) {
+                return SQ_ERR_CORRUPT;
+            }
+            bit += count * k;
+            for (j = 0; j < count; j++) {
+                uint32_t q = 0;
+                while (bit < limit && !((bits[bit >> 3] >> (bit & 7u)) & 1u)) {
+                    bit++;
+                    q++;
+                }
+                if (bit >= limit || (k > 32u && (q >> (64u - k)))) {
+                    return SQ_ERR_CORRUPT;
+                }
+                bit++;
+            }
+            continue;
+        }
         for (j = 0; j < count; j++) {
             uint32_t q = 0, k = h & 0x3Fu;
             while (bit < limit && !((bits[bit >> 3] >> (bit & 7u)) & 1u)) {
@@ -242,6 +268,27 @@ static uint64_t payload_next(sq_payload *p)
 #endif
     p->i++;
 #ifndef SQ_NO_COMPACT
+#ifdef SQ_READ_V1
+    if ((h & SQ_RICE) && p->split) {                /* low bits here, the quotient at qbit */
+        unsigned k = h & 0x3Fu;
+        uint64_t q = 0;
+        if (!((p->i - 1u) & (SQ_MINI - 1u))) {      /* a mini-block's first: its quotients follow its low bits */
+            uint32_t count = p->n - (p->i - 1u) < SQ_MINI ? p->n - (p->i - 1u) : SQ_MINI;
+            p->qbit = p->bit + count * k;
+        }
+        while (!((p->bits[p->qbit >> 3] >> (p->qbit & 7u)) & 1u)) {
+            p->qbit++;
+            q++;
+        }
+        p->qbit++;
+        v = (q << k) | get_bits(p->bits, p->bit, k);
+        p->bit += k;
+        if (!(p->i & (SQ_MINI - 1u)) || p->i == p->n) {   /* its last: the next starts after its quotients */
+            p->bit = p->qbit;
+        }
+        return v;
+    }
+#endif
     if (h & SQ_RICE) {
         unsigned k = h & 0x3Fu;
         uint64_t q = 0;
@@ -270,6 +317,8 @@ static __attribute__((noinline)) void payload_start(sq_payload *p, const uint8_t
     p->i = 0;
 #ifdef SQ_READ_V1
     p->frame_len = form == FORM_FRAMES ? *p->bits++ : SQ_OWN_FRAME_LENGTHS;
+    p->split = form == FORM_SPLIT;
+    p->n = n;
 #else
     (void)form;
 #endif
@@ -332,29 +381,37 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
 {
     const uint8_t *p = sec, *q = 0;
     uint64_t v;
+    uint8_t bare = codec;                    /* codec without SPLIT, whose bit 6 is not SHORT */
     int err;
 #ifdef SQ_READ_V1
+    if ((codec & SQ_CODEC_SPLIT) == SQ_CODEC_SPLIT) {    /* version 1 SPLIT: a payload follows */
+        bare = (uint8_t)(codec & ~SQ_CODEC_SPLIT);
+        if ((bare & SQ_CODEC_ZERO) || (bare & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES) {
+            return SQ_ERR_CORRUPT;
+        }
+    }
     c->q = 0;
-    if ((codec & (SQ_CODEC_CLOCK | SQ_CODEC_SHORT)) == SQ_CODEC_CLOCK && width == 8u) {
+    if ((bare & (SQ_CODEC_CLOCK | SQ_CODEC_SHORT)) == SQ_CODEC_CLOCK && width == 8u) {
         p = open_line(c, p, end);            /* a version-1 time column's clock line */
         if (!p) {
             return SQ_ERR_CORRUPT;
         }
         sec = p;
         codec &= (uint8_t)~SQ_CODEC_CLOCK;
+        bare &= (uint8_t)~SQ_CODEC_CLOCK;
     }
 #endif
-    if ((codec & ~0x67u) || end - sec < 1 || ((codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES &&
-                                              (codec & (SQ_CODEC_SHORT | SQ_CODEC_ZERO)))) {
+    if ((bare & ~0x67u) || end - sec < 1 || ((bare & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES &&
+                                             (bare & (SQ_CODEC_SHORT | SQ_CODEC_ZERO)))) {
         return SQ_ERR_CORRUPT;
     }
 #ifdef SQ_READ_V1
-    if (!(codec & SQ_CODEC_SHORT)) {         /* format version 1: 8 bytes */
+    if (!(bare & SQ_CODEC_SHORT)) {          /* format version 1: 8 bytes */
         p = end - sec < 8 ? NULL : p + 8;
         c->base = p ? sq_get_le(sec, 8) : 0;
     } else
 #else
-    if (!(codec & SQ_CODEC_SHORT)) {         /* a version-1 column: not read by this build */
+    if (!(bare & SQ_CODEC_SHORT)) {          /* a version-1 column: not read by this build */
         return SQ_ERR_CORRUPT;
     }
 #endif
@@ -376,7 +433,7 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
 #else
     if (p && (codec & SQ_CODEC_DICT)) {
 #ifdef SQ_READ_V1
-        if (!(codec & SQ_CODEC_SHORT)) {
+        if (!(bare & SQ_CODEC_SHORT)) {
             v = end - p < 4 ? 0 : sq_get_le(p, 4);
             p += 4;
         } else
@@ -386,7 +443,7 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
         }
         c->dict_n = v > n ? 0 : (uint32_t)v;
         if (!p || !c->dict_n ||
-            payload_end(p, end, c->dict_n, (codec & SQ_CODEC_SHORT) ? FORM_V2 : FORM_V1, &q)) {
+            payload_end(p, end, c->dict_n, dict_form(codec), &q)) {
             return SQ_ERR_CORRUPT;
         }
         c->dict_hdr = p;
@@ -421,7 +478,7 @@ static uint64_t dict_entry(sq_col *c, uint32_t r)
     sq_dict_cursor *k = c->cursor;
     if (k->owner != c || (k->rank != UINT32_MAX && r < k->rank)) {
         k->owner = c;
-        payload_start(&k->pl, c->dict_hdr, c->dict_n, FORM_V1);
+        payload_start(&k->pl, c->dict_hdr, c->dict_n, dict_form(c->codec));
         k->rank = UINT32_MAX;
     }
     while (k->rank != r) {
@@ -481,6 +538,12 @@ static __attribute__((noinline)) int check_codec(uint8_t codec, uint8_t dtype, u
 {
     uint8_t mode = codec & (SQ_CODEC_DECIMAL | SQ_CODEC_FLOATBITS);
     int is_float = dtype >= SQ_FLOAT32;
+    if (version == 1u && (codec & SQ_CODEC_SPLIT) == SQ_CODEC_SPLIT) {   /* SPLIT: bits 6 and 7 */
+        codec = (uint8_t)(codec & ~SQ_CODEC_SPLIT);
+        if ((codec & SQ_CODEC_ZERO) || (codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES) {
+            return -1;
+        }
+    }
     if ((codec & 0x80u) || dtype < SQ_INT8 || dtype > SQ_FLOAT64 ||
         !(codec & SQ_CODEC_SHORT) != (version == 1u)) {
         return -1;

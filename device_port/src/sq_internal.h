@@ -13,6 +13,7 @@
 #define SQ_CLOCK_MAX_DENOMINATOR 65536u
 #define SQ_CODEC_ZERO 0x20u
 #define SQ_CODEC_SHORT 0x40u           /* version 2: base and dictionary size as varints */
+#define SQ_CODEC_SPLIT 0xC0u           /* version 1, bits 6 and 7 both: Rice mini-blocks split (low bits, then quotients) */
 #define SQ_RICE 0x80u
 #define SQ_FRAMED 0x41u                /* version 1: header 0x41 + w, a frame then w-bit values */
 #define SQ_FRAME_LENGTH_BITS 6u

@@ -64,6 +64,17 @@ def _ctlz64_or_64(typingctx, value):
 
 
 @intrinsic
+def popcount64(typingctx, value):
+    """LLVM's population count (popcnt where the core has it): the one bits
+    of a word, which numba does not expose."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.ctpop.i64")
+        return builder.call(fn, [args[0]])
+    return types.uint64(types.uint64), codegen
+
+
+@intrinsic
 def fma(typingctx, a, b, c):
     """a × b + c rounded once (IEEE fused multiply-add: one instruction where
     the core has it, a correctly rounded library call where not), which

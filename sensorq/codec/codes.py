@@ -26,6 +26,14 @@ FLOATBITS = 0x10
 ZERO_RESIDUALS = 0x20
 SHORT = 0x40            # format version 2: base and dictionary size as varints
 ENTROPY = 0x80         # codec bit 7 (version 1): the residuals are tANS-coded (tans.py)
+# Codec bits 6 and 7 both set (version 1 only): SPLIT, not SHORT or ENTROPY.  The
+# section's residuals are a mini-block payload, not ENTROPY, and each Rice
+# mini-block of it (the dictionary's payload's too) holds its quotients
+# first, every value's in unary, then every value's k low bits packed:
+# the quotients decode a count-trailing-zeros and a shift each, the low
+# bits as a bit-packed mini-block (unpack32), where interleaved codewords
+# wait on each other's lengths.  Readers before it reject the combination.
+SPLIT = SHORT | ENTROPY
 # A time column's codec bit 4 (version 1; a channel's is FLOATBITS): the
 # section starts with a clock line p, q, r (clock.py) and its words are the
 # residuals from it, word_k = residual_k + floor((p k + r) / q).
@@ -41,9 +49,10 @@ FRAMED_MAX_WIDTH = 0x7F - FRAMED
 FRAME_LENGTH_BITS = 6
 # What a payload reader is told of its section (payload.read_payload): a
 # version 1 payload, a short one (version 2: the codec's SHORT bit itself),
-# or a FRAMES one.
+# a FRAMES one, or a split one.
 PAYLOAD_V1 = 0
 PAYLOAD_FRAMES = 1
+PAYLOAD_SPLIT = 2       # a version 1 payload whose Rice mini-blocks are split (SPLIT)
 
 # An ENTROPY payload's bounds (tans.py codes it, npdecode.py reads it too).
 ENTROPY_MAX_SYMBOLS = 64

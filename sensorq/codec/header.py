@@ -16,7 +16,7 @@ from ..checksum import crc32, crc32_spans
 from ..errors import CorruptDataError, FormatVersionError
 from ..schema import DTYPE_BY_CODE, DTYPE_CODES, MAX_BLOCK_SAMPLES
 from . import header2
-from .codes import DECIMAL, ENTROPY, FLOATBITS, FRAMES, ZERO_RESIDUALS
+from .codes import DECIMAL, ENTROPY, FLOATBITS, FRAMES, SHORT, SPLIT, ZERO_RESIDUALS
 
 MAGIC = b"SQB1"
 FORMAT_VERSION = 1
@@ -46,7 +46,11 @@ ENTRY_DTYPE = np.dtype([
 assert HEADER_DTYPE.itemsize == HEADER_SIZE and ENTRY_DTYPE.itemsize == ENTRY_SIZE
 
 FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
-_CODEC_ALLOWED = 0xBF              # bits 0-5 and ENTROPY (bit 7); SHORT (bit 6) is version 2's
+# Version 1 codec bytes: any bits but SHORT (bit 6) without ENTROPY (bit 7),
+# which is version 2's; both are SPLIT (codes.py).
+def _short_alone(codec):
+    """Whether codec (an int, or an array of them) has SHORT without ENTROPY."""
+    return codec & SPLIT == SHORT
 # Predictor field 3, FRAMES (codes.py): integer channels' mini-block payloads only
 _NOT_FRAMES = ENTROPY | ZERO_RESIDUALS
 
@@ -163,7 +167,7 @@ def _check_structure(header, body, offset: int) -> BlockInfo:
         fail(f"sections add up to {total + CRC_SIZE} bytes, the block has {len(body) + CRC_SIZE}")
     if tick < 1 or t_last < t_first:
         fail("time range or tick out of range")
-    if time_codec & ~_CODEC_ALLOWED or time_codec & DECIMAL or (time_codec & 3) == 3:   # bit 4: CLOCK
+    if _short_alone(time_codec) or time_codec & DECIMAL or (time_codec & 3) == 3:   # bit 4: CLOCK
         fail(f"bad time codec byte {time_codec:#x}")
     _check_entries(entries, n, fail)
     return BlockInfo(n, n_channels, t_first, t_last, tick, stream_id, seq, len(body) + CRC_SIZE,
@@ -176,7 +180,7 @@ def _check_entries(entries: np.ndarray, n: int, fail) -> None:
         if dtype_code not in DTYPE_BY_CODE:
             fail(f"channel {i}: unknown storage type code {dtype_code}")
         is_float = dtype_code in FLOAT_CODES
-        if codec & ~_CODEC_ALLOWED or (codec & 3) == FRAMES and (is_float or codec & _NOT_FRAMES):
+        if _short_alone(codec) or (codec & 3) == FRAMES and (is_float or codec & _NOT_FRAMES):
             fail(f"channel {i}: bad codec byte {codec:#x}")
         mode = codec & (DECIMAL | FLOATBITS)
         if is_float and mode == 0 or not is_float and mode:   # (both bits: ALP, alp.py)
@@ -207,7 +211,7 @@ def check_blocks(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> l
     ok &= (n_channels >= 1) & (n_channels <= MAX_CHANNELS) & (dir_end <= body)
     ok &= (header["tick"] >= 1) & (header["t_last"] >= header["t_first"])
     time_codec = header["time_codec"].astype(np.int64)
-    ok &= ((time_codec & ~_CODEC_ALLOWED) == 0) & ((time_codec & DECIMAL) == 0)     # bit 4: CLOCK
+    ok &= ~_short_alone(time_codec) & ((time_codec & DECIMAL) == 0)     # bit 4: CLOCK
     ok &= (time_codec & 3) != 3
     infos = [None] * len(offsets)
     # a segment mixes streams of different widths; not np.unique: it imports numpy.ma
@@ -261,7 +265,7 @@ def _entries_fit(entries: np.ndarray, n: np.ndarray) -> np.ndarray:
     mode = codec & (DECIMAL | FLOATBITS)
     fits = np.where(is_float, mode != 0, mode == 0)
     frames_fit = ~is_float & ((codec & _NOT_FRAMES) == 0)
-    good = known & fits & ((codec & ~_CODEC_ALLOWED) == 0) & (((codec & 3) != FRAMES) | frames_fit)
+    good = known & fits & ~_short_alone(codec) & (((codec & 3) != FRAMES) | frames_fit)
     n = n[:, None]
     good &= (entries["dexp"] <= 18) & (entries["count"] <= n)
     good &= (entries["idx_min"] < n) & (entries["idx_max"] < n)

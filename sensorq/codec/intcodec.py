@@ -25,8 +25,8 @@ from . import tans, tans_call
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ENTROPY, ENTROPY_BINNED, ENTROPY_OFF, ENTROPY_SYMBOLS,  # noqa: F401
                     ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS,
-                    FRAMED, MINI_BLOCK, FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
-                    ZERO_RESIDUALS)
+                    FRAMED, MINI_BLOCK, FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, PAYLOAD_V1,
+                    PREDICTOR_MASK, RICE, SHORT, SPLIT, ZERO_RESIDUALS)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -87,10 +87,12 @@ def undo_residuals_into(u, n, order, base, dest):
 # --- encoding ------------------------------------------------------------------
 
 @cached(_STAMP, nogil=True)
-def _write_payload(s, order, rice_cost, u, headers, out, pos, priced, patches):
+def _write_payload(s, order, rice_cost, u, headers, out, pos, priced, patches, split):
     """Header bytes then the bit stream for sequence s; returns the end offset.
     ``priced``: u and headers already hold s's residuals and choice (the
-    pricing pass of this very candidate), which are then not computed again."""
+    pricing pass of this very candidate), which are then not computed again.
+    ``split``: Rice mini-blocks as a SPLIT section holds them (every
+    value's low bits, then every quotient), else each codeword whole."""
     n = s.shape[0]
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     if not priced:
@@ -105,6 +107,13 @@ def _write_payload(s, order, rice_cost, u, headers, out, pos, priced, patches):
         h = headers[m]
         if h & PATCHED == PATCHED:
             byte_pos, acc, n_acc = _write_patched(u, lo, hi, h & 0x3F, out, byte_pos, acc, n_acc)
+        elif h & RICE and split:
+            k = h & 0x3F
+            for i in range(lo, hi):
+                byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, u[i], k)
+            for i in range(lo, hi):
+                byte_pos, acc, n_acc = put_zeros(out, byte_pos, acc, n_acc, np.int64(u[i] >> U64(k)))
+                byte_pos, acc, n_acc = put_bits(out, byte_pos, acc, n_acc, ONE, 1)
         elif h & RICE:
             k = h & 0x3F
             for i in range(lo, hi):
@@ -292,7 +301,10 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
     offsets, float bit patterns) in unsigned order.
-    Returns (end offset, codec bits: predictor | DICT | ZERO_RESIDUALS)."""
+    Rice mini-blocks are written split (codes.SPLIT), and the section says
+    so where it has any.
+    Returns (end offset, codec bits: predictor | DICT | ZERO_RESIDUALS |
+    ENTROPY | SPLIT)."""
     n = words.shape[0]
     base = U64(words.view(np.int64).min()) if signed else words.min()
     y = words - base
@@ -343,15 +355,27 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
                                              words_plan[1], words_plan[2], out, pos)
                 return end, words_order | ENTROPY
         if order_e >= 0:
-            if dict_bits:
-                pos = _write_dictionary(entries, rice_cost, out, pos, patches)
+            if dict_bits:           # (an ENTROPY section's dictionary: Rice whole)
+                pos, _ = _write_dictionary(entries, rice_cost, out, pos, patches, False)
             end = tans_call.write_column(seq, order_e, plan[3], ue, values, freqs, plan[1], plan[2], out, pos)
             return end, order_e | dict_bits | ENTROPY
-    if dict_bits:
-        pos = _write_dictionary(entries, rice_cost, out, pos, patches)
+    dict_rice = False
+    if dict_bits:             # (a FRAMES section's dictionary: Rice whole, FRAMES takes no SPLIT)
+        pos, dict_rice = _write_dictionary(entries, rice_cost, out, pos, patches, frame_length < 0)
     if frame_length >= 0:
         return _write_frames_payload(seq, frame_headers, frame_length, out, pos), FRAMES | dict_bits
-    return _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches), order | dict_bits
+    end = _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches, True)
+    split = SPLIT if dict_rice or _any_rice(headers) else 0
+    return end, order | dict_bits | split
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _any_rice(headers):
+    """Whether any mini-block header is a Rice one."""
+    for h in headers:
+        if h & PATCHED == RICE:
+            return True
+    return False
 
 
 @cached(_STAMP, nogil=True)
@@ -365,15 +389,17 @@ def dictionary_gaps(entries):
 
 
 @cached(_STAMP, nogil=True)
-def _write_dictionary(entries, rice_cost, out, pos, patches):
-    """u32 count, then the entries' gaps as a predictor-0 payload."""
+def _write_dictionary(entries, rice_cost, out, pos, patches, split):
+    """u32 count, then the entries' gaps as a predictor-0 payload (``split``
+    as _write_payload's); returns (end, whether it has a Rice mini-block)."""
     n_entries = entries.shape[0]
     for i in range(4):
         out[pos + i] = np.uint8((n_entries >> (8 * i)) & 0xFF)
     gaps = dictionary_gaps(entries)
     u = np.empty(n_entries, np.uint64)
     headers = np.empty((n_entries + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
-    return _write_payload(gaps, 0, rice_cost, u, headers, out, pos + 4, False, patches)
+    end = _write_payload(gaps, 0, rice_cost, u, headers, out, pos + 4, False, patches, split)
+    return end, _any_rice(headers)
 
 
 @cached(_STAMP, nogil=True)
@@ -395,10 +421,10 @@ def max_section_bytes(n):
 # --- decoding (the payload itself: payload.py) ---------------------------------
 
 @cached(_STAMP, nogil=True, inline="always")
-def _read_dictionary(buf, pos, end, n, entries, short):
+def _read_dictionary(buf, pos, end, n, entries, form):
     """Dictionary entries into ``entries``; returns (count, new pos) or (status, -1).
-    Its size is a u32, or a varint in a short section."""
-    if short:
+    Its size is a u32, or a varint in a short section (``form``: dictionary_form)."""
+    if form == SHORT:
         count, after = read_varint(buf, pos, end)
         if after < 0:
             return varint_status(count), -1
@@ -415,7 +441,7 @@ def _read_dictionary(buf, pos, end, n, entries, short):
         if n_entries < 1 or n_entries > n:
             return ERR_BAD_DICT, -1
         pos += 4
-    status, payload_end = _read_payload(buf, pos, end, n_entries, entries, short)
+    status, payload_end = _read_payload(buf, pos, end, n_entries, entries, form)
     if status != OK:
         return status, -1
     # e_i = g_0 + (g_1 + 1) + ... + (g_i + 1): a running sum, plus i
@@ -564,7 +590,7 @@ def _steady_fill(first, step, n, offset, scale, dest):
 def read_base(buf, pos, end, codec):
     """A section's base: (status, base, the position after it); a u64, or a
     zigzag varint in a SHORT section."""
-    if codec & SHORT:
+    if codec & SPLIT == SHORT:
         zz, after = read_varint(buf, pos, end)
         if after < 0:
             return varint_status(zz), ZERO, -1
@@ -591,7 +617,7 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
         for i in range(U64(n)):
             out[i] = ZERO
         return OK, base, n_entries
-    if codec & ENTROPY:
+    if codec & SPLIT == ENTROPY:
         return tans_call.read(buf, pos, end, n, codec & PREDICTOR_MASK, out), base, n_entries
     status, payload_end = _read_payload(buf, pos, end, n, out, payload_form(codec))
     if status == OK and payload_end != end:
@@ -602,8 +628,16 @@ def _read_residuals(buf, pos, end, n, codec, out, scratch):
 @cached(_STAMP, nogil=True, inline="always")
 def payload_form(codec):
     """What read_payload is told of a section's payload: PAYLOAD_FRAMES, or
-    the codec's SHORT bit (PAYLOAD_V1 when clear)."""
-    return PAYLOAD_FRAMES if codec & PREDICTOR_MASK == FRAMES else codec & SHORT
+    its dictionary's form (below)."""
+    return PAYLOAD_FRAMES if codec & PREDICTOR_MASK == FRAMES else dictionary_form(codec)
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def dictionary_form(codec):
+    """What read_payload is told of a section's dictionary payload: SHORT
+    (version 2), PAYLOAD_SPLIT (codes.SPLIT) or PAYLOAD_V1."""
+    bits = codec & SPLIT
+    return PAYLOAD_SPLIT if bits == SPLIT else (SHORT if bits == SHORT else PAYLOAD_V1)
 
 
 @cached(_STAMP, nogil=True, refcounted=False)
@@ -611,7 +645,8 @@ def read_head(buf, pos, end, n, codec, scratch):
     """What comes before a section's residuals: (status, base, dictionary
     size, where the residuals start), the dictionary into scratch.  Not
     inlined: a count (intcount.py) reads it too, and compiles it once."""
-    if codec & ~0xFF or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS) \
+    # ENTROPY and SPLIT have residuals (bit 7 with ZERO is corrupt); FRAMES has neither, nor SHORT
+    if codec & ~0xFF or codec & ENTROPY and codec & ZERO_RESIDUALS \
             or (codec & PREDICTOR_MASK) == FRAMES and codec & (SHORT | ZERO_RESIDUALS | ENTROPY):
         return ERR_BAD_CODE, ZERO, 0, -1
     status, base, pos = read_base(buf, pos, end, codec)
@@ -619,7 +654,7 @@ def read_head(buf, pos, end, n, codec, scratch):
         return status, ZERO, 0, -1
     n_entries = np.int64(0)
     if codec & DICT:
-        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, codec & SHORT)
+        n_entries, pos = _read_dictionary(buf, pos, end, n, scratch, dictionary_form(codec))
         if pos < 0:
             return n_entries, base, 0, -1
     return OK, base, n_entries, pos

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..jitcache import cached, digest
 from .bits import ONE, U64, ZERO, count16, prefix_count16, prefix_count32, prefix_count64
-from .codes import (ENTROPY, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK,
+from .codes import (ENTROPY, SPLIT, ERR_BAD_DICT, ERR_LENGTH, LADDER_STEPS, OK,
                     ZERO_RESIDUALS)
 from .intcodec import _read_residuals, _residuals_to_words, _running_sums, payload_form, read_head
 from .payload import read_payload
@@ -46,7 +46,7 @@ def count_column(buf, pos, end, n, codec, threshold, value_bits, out, scratch, t
     compiles the function, which prunes the other branches: a count does not
     compile the ladder's kernels.)"""
     order = predictor_order(codec)
-    if value_bits != WORDS and order == 0 and not codec & (ENTROPY | ZERO_RESIDUALS | ~0xFF):
+    if value_bits != WORDS and order == 0 and codec & SPLIT != ENTROPY and not codec & (ZERO_RESIDUALS | ~0xFF):
         status, base, n_entries, after = read_head(buf, pos, end, n, codec, scratch)
         if status != OK:
             return status

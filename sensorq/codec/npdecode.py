@@ -31,8 +31,8 @@ import numpy as np
 
 from .codes import (CLOCK, CLOCK_MAX_DENOMINATOR, DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE,
                     ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, FRAMES,
-                    MINI_BLOCK, OK, PATCHED, PAYLOAD_FRAMES, PREDICTOR_MASK, RICE, SHORT,
-                    ZERO_RESIDUALS)
+                    MINI_BLOCK, OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, PAYLOAD_V1, PREDICTOR_MASK,
+                    RICE, SHORT, SPLIT, ZERO_RESIDUALS)
 from .codes import ENTROPY_LOW_BITS_MAX
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
 from .codes import ENTROPY_STATES as STATES
@@ -83,12 +83,14 @@ def decode_time_words(buf: np.ndarray, pos: int, end: int, n: int, codec: int):
 
 def _decode(buf, pos, end, n, codec) -> np.ndarray:
     order = codec & PREDICTOR_MASK
-    if codec & ~0xFF or codec & ENTROPY and codec & (SHORT | ZERO_RESIDUALS) \
+    if codec & ~0xFF or codec & ENTROPY and codec & ZERO_RESIDUALS \
             or order == FRAMES and codec & (SHORT | ZERO_RESIDUALS | ENTROPY):
         raise _Bad(ERR_BAD_CODE)
-    form = PAYLOAD_FRAMES if order == FRAMES else codec & SHORT
+    bits = codec & SPLIT          # SHORT, ENTROPY, SPLIT or none (codes.py)
+    dictionary_form = PAYLOAD_SPLIT if bits == SPLIT else (SHORT if bits == SHORT else PAYLOAD_V1)
+    form = PAYLOAD_FRAMES if order == FRAMES else dictionary_form
     order = 0 if order == FRAMES else order
-    if codec & SHORT:
+    if bits == SHORT:
         zz, pos = read_varint(buf, pos, end)
         base = U64((zz >> 1) ^ -(zz & 1) & 0xFFFFFFFFFFFFFFFF)
     else:
@@ -98,13 +100,13 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
         pos += 8
     entries = None
     if codec & DICT:
-        entries, pos = _read_dictionary(buf, pos, end, n, codec & SHORT)
+        entries, pos = _read_dictionary(buf, pos, end, n, dictionary_form)
     if codec & ZERO_RESIDUALS:
         if pos != end:
             raise _Bad(ERR_LENGTH)
         first = entries[0] if entries is not None else U64(0)
         return np.full(n, base + first, np.uint64)
-    if codec & ENTROPY:
+    if bits == ENTROPY:
         residuals = read_entropy(buf, pos, end, n, order)
     else:
         residuals = _read_mini_blocks(buf, pos, end, n, form)
@@ -248,11 +250,11 @@ def _entropy_table(freqs, table_log, values):
     return slot_value, slot_bits, slot_base
 
 
-def _read_dictionary(buf, pos, end, n, short):
+def _read_dictionary(buf, pos, end, n, form):
     """(entries, position after the dictionary): a count (u32, or a varint in
     a short section), then the gaps between sorted entries as a predictor-0
-    payload."""
-    if short:
+    payload (``form``: SHORT, PAYLOAD_SPLIT or PAYLOAD_V1)."""
+    if form == SHORT:
         count, pos = read_varint(buf, pos, end)
     else:
         if pos + 4 > end:
@@ -261,7 +263,7 @@ def _read_dictionary(buf, pos, end, n, short):
         pos += 4
     if not 1 <= count <= n:
         raise _Bad(ERR_BAD_DICT)
-    walk = _Walk(buf, pos, end, count, short)     # the payload ends where its bits do
+    walk = _Walk(buf, pos, end, count, form)      # the payload ends where its bits do
     gaps = walk.residuals()
     return np.cumsum(gaps, dtype=np.uint64) + np.arange(count, dtype=np.uint64), walk.end_byte()
 
@@ -282,6 +284,7 @@ class _Walk:
     def __init__(self, buf, pos, end, count, form):
         n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
         short, frames = form == SHORT, form == PAYLOAD_FRAMES
+        self.split = form == PAYLOAD_SPLIT    # Rice mini-blocks: quotients, then low bits
         start = pos + n_mini
         self.frame_length = None          # a FRAMES payload's
         if frames:
@@ -337,7 +340,7 @@ class _Walk:
             return bit_end
         if (packed | framed).all():
             return self._place_framed(in_block, framed, sizes, index_in_block, limit)
-        starts, rice_starts, rice_ends, rice_k, frames = [], [], [], [], []
+        starts, rice_starts, rice_ends, rice_k, frames, low_starts = [], [], [], [], [], []
         bits = _bit_bytes(self.section) if rice.any() else b""
         raw = self.raw
         bit = 0
@@ -358,7 +361,12 @@ class _Walk:
             if is_rice:
                 rice_starts.append(bit)
                 rice_k.append(width)
-                bit = _walk_rice(bits, limit, bit, width + 1, cnt, rice_ends)
+                if not self.split:
+                    bit = _walk_rice(bits, limit, bit, width + 1, cnt, rice_ends)
+                    continue
+                low_starts.append(bit)          # the low bits, then the quotients
+                rice_starts[-1] = bit + cnt * width
+                bit = _walk_rice(bits, limit, bit + cnt * width, 1, cnt, rice_ends)
                 continue
             bit += cnt * width
             if bit > limit:
@@ -372,12 +380,17 @@ class _Walk:
         in_block, packed, rice = in_block[:walked], packed[:walked], rice[:walked]
         if framed.any():
             self.frames = np.array(frames, np.uint64)
-        stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[rice], limit)
+        stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[rice], limit,
+                                      self.split)
         if failed is not None:
             raise _Bad(failed)
         self.offsets = np.repeat(np.array(starts, np.int64), in_block) + index_in_block * self.widths
         at = np.flatnonzero(np.repeat(rice, in_block))   # the Rice-coded values
-        self.offsets[at] = stop + 1
+        if self.split:                # each value's low bits: packed after the quotients
+            self.offsets[at] = np.repeat(np.array(low_starts, np.int64), in_block[rice]) \
+                + index_in_block[at] * self.widths[at]
+        else:
+            self.offsets[at] = stop + 1
         self.quotients[at] = quotients
         if bit > limit:
             raise _Bad(ERR_TRUNCATED)
@@ -501,16 +514,17 @@ def _walk_rice(bits: bytes, limit: int, bit: int, k_plus_1: int, cnt: int, ends:
     return bit
 
 
-def _rice_codes(block_starts, ends, ks, counts, limit):
+def _rice_codes(block_starts, ends, ks, counts, limit, split):
     """(position of each Rice value's terminating one-bit, its quotient << k),
     after checking every value of the walk: a one-bit found before the end of
-    the section, the remainder inside it, and q << k within 64 bits."""
+    the section, the remainder inside it, and q << k within 64 bits.
+    ``split``: the walk read the quotients alone (ends after each one-bit)."""
     ends = np.array(ends, np.int64)
     k = np.repeat(np.array(ks, np.int64), counts)
     starts = np.empty_like(ends)
     starts[1:] = ends[:-1]
     starts[np.cumsum(counts) - counts] = block_starts
-    stop = ends - 1 - k
+    stop = ends - 1 - (0 if split else k)
     q = stop - starts
     cap_bits = 64 - k          # q must be below 2^(64 - k)
     fits = (q >> np.minimum(cap_bits, 63)) == 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import (COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
+from .bits import (ALL_ONES, COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
                    load_word, load_word_unchecked, low_mask, trailing_zeros, unpack32, unpack32_bytes,
-                   cttz64_or_64, walk8, WALK8_BAD_HEADER)
+                   cttz64_or_64, popcount64, walk8, WALK8_BAD_HEADER)
 from .codes import (ERR_BAD_CODE, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
-                    OK, PATCHED, PAYLOAD_FRAMES, RICE, SHORT)
+                    OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, RICE, SHORT)
 from .pricing import PATCH_POSITION, RICE_WINDOW_MAX_K
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 
@@ -204,6 +204,66 @@ def _rice_burst(buf, byte, shift, k, mask, out, at, burst):
     return kept if kept <= U64(64) - shift else ZERO
 
 
+# --- split Rice mini-blocks (codes.SPLIT): low bits, then quotients --------
+
+@cached(_STAMP, nogil=True, refcounted=False)
+def _or_quotients(buf, start, end, pos, k, out, at, stop, limit):
+    """out[at:stop] |= each unary quotient (zeros ended by a one) from bit
+    ``pos`` on, shifted left by k; returns the bit after the last, or -1 if
+    the section ends first or a quotient << k does not fit in 64 bits.
+
+    A word's one bits are the codes' ends: each is found by a count of
+    trailing zeros and cleared, a chain of one instruction from code to
+    code (an interleaved codeword waits on its predecessor's length: a
+    count, an add, a shift and often a load).  A whole mini-block whose
+    quotients lie in the first word (noise-like residuals at their best k
+    take ~1.4 bits a quotient) runs a loop of fixed count, no exit to
+    mispredict."""
+    largest = ZERO
+    i = U64(at)
+    byte = start + (pos >> 3)
+    if stop - at == MINI_BLOCK and byte + 8 <= end:
+        word = load_word_unchecked(buf, U64(byte)) >> U64(pos & 7)
+        if popcount64(word) >= U64(MINI_BLOCK):
+            prev = ALL_ONES                     # where the one before the first would be: -1
+            for j in range(U64(MINI_BLOCK)):
+                p = cttz64_or_64(word)
+                word &= word - ONE
+                q = p - prev - ONE
+                out[i + j] |= q << U64(k)
+                largest |= q
+                prev = p
+            return _quotients_end(pos + np.int64(prev) + 1, largest, k)
+    code_start = pos                            # where the next code's zeros begin
+    while i < U64(stop):
+        if pos >= limit:
+            return np.int64(-1)
+        shift = U64(pos & 7)
+        word = load_word(buf, start + (pos >> 3), end) >> shift     # zeros past the end
+        take = min(popcount64(word), U64(stop) - i)
+        prev = U64(code_start - pos) - ONE      # (mod 2^64: a code begun in an earlier word)
+        for j in range(take):
+            p = cttz64_or_64(word)
+            word &= word - ONE
+            q = p - prev - ONE
+            out[i + j] |= q << U64(k)
+            largest |= q
+            prev = p
+        if take:
+            code_start = pos + np.int64(prev) + 1
+        i += take
+        pos += np.int64(U64(64) - shift)
+    return _quotients_end(code_start, largest, k)
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def _quotients_end(after, largest, k):
+    """``after``, or -1 where the largest quotient << k overflows 64 bits."""
+    if k > 0 and (largest >> U64(64 - k)) != ZERO:
+        return np.int64(-1)
+    return after
+
+
 @cached(_STAMP, nogil=True, inline="always")
 def _read_fixed_frame(buf, start, end, bit_pos, length):
     """A FRAMES payload's frame of ``length`` bits at ``bit_pos``: (the bit
@@ -246,8 +306,9 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
     both, whatever the caller (each signature of this function, whose vector
     kernels are big, is seconds of cold compile; so ``settle`` is an int64,
     0 or 1, as a literal bool would make two).  ``form`` (payload_form): a
-    version 1 payload, a short one (version 2: patched and framed
-    mini-blocks are corrupt), or a FRAMES one (a byte L after the header
+    version 1 payload, a split one (codes.SPLIT: its Rice mini-blocks'
+    low bits, then their quotients), a short one (version 2: patched and
+    framed mini-blocks are corrupt), or a FRAMES one (a byte L after the header
     bytes, every frame L bits without a length before it, and only
     bit-packed and framed mini-blocks: a mini-block's start is then a
     running sum of widths and L, a chain of adds that does not wait for the
@@ -273,6 +334,7 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
     n_mini = (n + MINI_BLOCK - 1) // MINI_BLOCK
     short = form == SHORT
     frames = form == PAYLOAD_FRAMES
+    split = form == PAYLOAD_SPLIT
     start = pos + n_mini
     frame_length = np.int64(0)
     if frames:
@@ -367,6 +429,19 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
                 return ERR_BAD_CODE, -1, 0, 0, 0
             out[U64(at + p)] |= U64(1) << U64(w)
             bit_pos += PATCH_POSITION
+        elif h & RICE and (h & 0x7F) <= 63 and split:
+            # every value's k low bits, bit-packed, then their quotients
+            k = h & 0x3F
+            quotients_at = bit_pos + (hi - lo) * k
+            if quotients_at > limit:
+                return ERR_TRUNCATED, -1, 0, 0, 0
+            if m < full and start + (bit_pos >> 3) + unpack32_bytes(k) <= end:
+                unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, k, out, at)
+            else:
+                _unpack(buf, start, end, bit_pos, k, out, at, stop)
+            bit_pos = _or_quotients(buf, start, end, quotients_at, k, out, at, stop, limit)
+            if bit_pos < 0:
+                return ERR_TRUNCATED, -1, 0, 0, 0
         elif h & RICE and (h & 0x7F) <= 63:
             k = h & 0x3F
             mask = low_mask(k)

@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from ..codec.codes import ENTROPY, LADDER_STEPS, check_status
+from ..codec.codes import ENTROPY, LADDER_STEPS, SPLIT, check_status
 from ..errors import QueryError
 from . import interpreter as I
 from .layout import N_SAMPLES
@@ -103,11 +103,11 @@ def _entropy_extra(index, rows, channels) -> int:
     if index.stream.codec != "compact" or not len(index):
         return 0
     n = index.n_samples[rows]
-    extra = int(n[(index.time_codec[rows] & ENTROPY) != 0].sum())
+    extra = int(n[(index.time_codec[rows] & SPLIT) == ENTROPY].sum())      # (SPLIT: bits 6 and 7)
     if len(channels):
         columns = [getattr(ref, "index", ref) for ref in channels]     # a ChannelRef or an index
         codecs = index.entries["codec"][rows][:, columns]
-        extra += int((n[:, None] * ((codecs & ENTROPY) != 0)).sum())
+        extra += int((n[:, None] * ((codecs & SPLIT) == ENTROPY)).sum())
     return extra * (ENTROPY_WEIGHT - 1)
 
 

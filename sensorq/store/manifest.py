@@ -14,8 +14,11 @@ a string) and carry ``labels`` (string to string, such as site or model): the
 keys are written only when set, so a manifest without them reads unchanged by
 older sensorq (which ignores them).  Version 3 marks a cache with a float
 channel: its blocks may be ALP-coded (format.md §3), which sensorq before
-ALP would read as corrupt blocks; it refuses version 3 instead.  A writer
-opening an older manifest that needs version 3 rewrites it first.  The JSON carries
+ALP would read as corrupt blocks; it refuses version 3 instead.  Version 4
+marks a cache with a stream of the compact codec, whose blocks may hold
+split Rice mini-blocks (codec bits 6 and 7, format.md §3), which sensorq
+before them would read as corrupt.  A writer opening an older manifest that
+needs a newer version rewrites it first.  The JSON carries
 a CRC-32 of its own canonical form: a flipped bit that still parses (a changed
 digit in a scale, say) is caught instead of silently changing answers.
 """
@@ -37,8 +40,9 @@ MANIFEST_FORMAT = "sensorq-cache"
 PLAIN_VERSION = 1                  # written while no stream was dropped or truncated
 MANAGED_VERSION = 2                # a stream was dropped or truncated
 FLOAT_VERSION = 3                  # a stream has a float channel (ALP-coded blocks)
-MANIFEST_VERSION = FLOAT_VERSION   # the newest version this sensorq writes and reads
-READ_VERSIONS = (PLAIN_VERSION, MANAGED_VERSION, FLOAT_VERSION)
+SPLIT_VERSION = 4                  # a stream has the compact codec (split Rice mini-blocks)
+MANIFEST_VERSION = SPLIT_VERSION   # the newest version this sensorq writes and reads
+READ_VERSIONS = (PLAIN_VERSION, MANAGED_VERSION, FLOAT_VERSION, SPLIT_VERSION)
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Manifest:
 
     def version(self) -> int:
         """The oldest version that can say what this manifest says."""
+        if any(s.codec == "compact" for s in self.streams.values()):
+            return SPLIT_VERSION
         if any(c.dtype in ("float32", "float64") for s in self.streams.values() for c in s.channels):
             return FLOAT_VERSION
         return MANAGED_VERSION if self.dropped or self.floors else PLAIN_VERSION
