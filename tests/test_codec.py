@@ -21,7 +21,6 @@ from sensorq.codec.intcodec import (DICT, ENTROPY, FRAME_COST, PATCH_COST, PATCH
                                     PREDICTOR_MASK, decode_column, encode_column,
                                     encode_column_costed, encode_column_priced, max_section_bytes)
 from sensorq.errors import CorruptDataError
-from sensorq.codec.pricing import RICE_WINDOW_MAX_K, WIDE_RICE_FACTOR
 
 DAPHNET = Path(__file__).resolve().parent.parent / "sensorq" / "data" / "daphnet_S06R02E0.csv"
 INT_TYPES = ["int8", "int16", "int32", "int64"]
@@ -399,9 +398,8 @@ def test_every_rice_mini_block_saves_more_than_its_price(values, price):
         chunk = residuals[32 * m:32 * m + 32]
         packed = len(chunk) * max(v.bit_length() for v in chunk)
         if h & 0x80:
-            k = h & 0x3F       # wide k decode a codeword at a time: four times the price
-            wide = WIDE_RICE_FACTOR if k > RICE_WINDOW_MAX_K else 1.0
-            assert rice_codeword_bits(chunk, k) + wide * price * len(chunk) < packed, (m, h)
+            k = h & 0x3F       # (split: the same price at every k)
+            assert rice_codeword_bits(chunk, k) + price * len(chunk) < packed, (m, h)
         elif h >= 0x41:
             low = min(chunk)
             assert low > 0 and h - 0x41 == (max(chunk) - low).bit_length()

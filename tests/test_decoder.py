@@ -693,6 +693,62 @@ print(has_byte_shuffles())
 """
 
 
+QUOTIENTS32_CHECK = """
+import numba
+import numpy as np
+from sensorq.codec.bits import QUOTIENTS32_MAX_K, has_byte_compress, quotients32
+from sensorq.codec.intcodec import decode_column, encode_column_costed, max_section_bytes
+
+@numba.njit
+def quotients(buf, shift, k, out):
+    return quotients32(buf, 0, shift, k, out, 0)
+
+rng = np.random.default_rng(4)
+for trial in range(3000):
+    shift, k = int(rng.integers(0, 8)), int(rng.integers(0, QUOTIENTS32_MAX_K + 1))
+    density = rng.choice([0.2, 0.35, 0.5, 0.8, 1.0])
+    bits = (rng.random(128) < density).astype(np.uint8)
+    buf = np.packbits(bits, bitorder="little")
+    low = rng.integers(0, 1 << min(k, 62), 32, dtype=np.uint64) if k else np.zeros(32, np.uint64)
+    out = low.copy()
+    taken = int(quotients(buf, shift, k, out))
+    ones = np.flatnonzero(bits[shift:])
+    if len(ones) < 32 or not has_byte_compress():
+        assert taken == 0 and (out == low).all(), trial
+        continue
+    q = np.diff(np.concatenate([[-1], ones[:32]])) - 1
+    assert taken == ones[31] + 1, trial
+    assert (out == (low | (q.astype(np.uint64) << np.uint64(k)))).all(), trial
+for scale in (3, 40, 2000, 2.0**30, 2.0**44, 2.0**55):     # whole sections, either path
+    for seed in range(4):
+        r = np.random.default_rng(seed)
+        v = np.rint(r.normal(0, scale, 3001) * (1 + 30 * (r.random(3001) < 0.01))).astype(np.int64)
+        out = np.zeros(max_section_bytes(3001), np.uint8)
+        end, codec = encode_column_costed(v.view(np.uint64), True, False, 0.0, out, 0, False, False)
+        words = np.empty(3001, np.uint64)
+        assert decode_column(out[:end], 0, int(end), 3001, int(codec), words, np.empty(3001, np.uint64)) == 0
+        assert (words.view(np.int64) == v).all(), (scale, seed)
+print(has_byte_compress())
+"""
+
+
+def test_split_rice_quotients_in_both_forms(tmp_path):
+    """quotients32 (a vector compress of the one bits' positions, AVX-512
+    VBMI2) against the quotients counted in numpy, and whole split sections
+    decoded, here and compiled for a generic x86-64 (no VBMI2: quotients32
+    declines, a code at a time reads them)."""
+    from sensorq.codec.bits import has_byte_compress
+    here = subprocess.run([sys.executable, "-c", QUOTIENTS32_CHECK], capture_output=True, text=True,
+                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "here")})
+    assert here.returncode == 0, here.stderr[-2000:]
+    assert here.stdout.split() == [str(has_byte_compress())]
+    generic = subprocess.run([sys.executable, "-c", QUOTIENTS32_CHECK], capture_output=True, text=True,
+                             env={**os.environ, "NUMBA_CPU_NAME": "generic",
+                                  "NUMBA_CACHE_DIR": str(tmp_path / "generic")})
+    assert generic.returncode == 0, generic.stderr[-2000:]
+    assert generic.stdout.split() == ["False"]
+
+
 def test_count32_and_unpack32_in_both_forms(tmp_path):
     from sensorq.codec.bits import has_byte_shuffles
     here = subprocess.run([sys.executable, "-c", COUNT32_CHECK], capture_output=True, text=True,

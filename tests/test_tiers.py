@@ -364,8 +364,9 @@ def test_the_auto_cost_counts_entropy_coded_sections(tmp_path, monkeypatch):
             cache.flush()
             index = cache.blocks("s")
             rows = np.arange(len(index))
-            assert ((index.time_codec & 0x80) != 0).all() == entropy    # the clock, and only it
-            assert not (index.entries["codec"] & 0x80).any()
+            # ENTROPY: bit 7 without bit 6 (both: SPLIT, a mini-block payload)
+            assert ((index.time_codec & 0xC0) == 0x80).all() == entropy    # the clock, and only it
+            assert not ((index.entries["codec"] & 0xC0) == 0x80).any()
             costs[entropy] = tiers.aggregate_cost(index, rows, ref, None), \
                 tiers.scan_values(index, rows, ref)
     assert costs[False] == (2 * len(t), 2 * len(t))

@@ -692,3 +692,66 @@ def emit_lookup8(builder, ranks, groups, table, dest):
             values = builder.insert_element(values, builder.load(builder.gep(table, [rank])),
                                             ir.Constant(I32, lane))
         builder.store(values, builder.bitcast(builder.gep(dest, [at]), vec.as_pointer()), align=8)
+
+
+# A split Rice mini-block's quotients (codes.SPLIT) read by compressing a
+# vector of bit positions by the stream's one bits (AVX-512 VBMI2's
+# vpcompressb, LLVM's generic vector.compress): every quotient is the gap
+# between two one bits.  Up to this k, every quotient the window holds (<
+# 128) shifted left by k fits in 64 bits, so no value needs a check.
+QUOTIENTS32_MAX_K = 57
+
+
+def emit_quotients32(builder, src, shift, k, dst):
+    """dst[0:32] |= q_j << k for the 32 unary quotients (q zero bits, then a
+    one) that start ``shift`` (0..7) bits into src, where they lie within
+    the 16 bytes src[0:16]: returns the bits they take (the bit after the
+    32nd one, from bit ``shift``), or 0 where they do not all lie there
+    (then nothing is written).  The positions 0..127 of the window's one
+    bits, compressed into consecutive bytes (two 64-lane compresses, stored
+    one after the other on the stack), less the positions before them, are
+    the quotients: no chain from one to the next.  k ≤ QUOTIENTS32_MAX_K."""
+    i8 = ir.IntType(8)
+    bytes64, mask64 = ir.VectorType(i8, 64), ir.VectorType(ir.IntType(1), 64)
+    bytes32 = ir.VectorType(i8, 32)
+    shift, k = _as_i64(builder, shift), _as_i64(builder, k)
+    i8p, i64p = i8.as_pointer(), I64.as_pointer()
+    src = builder.bitcast(src, i8p)
+    low = builder.lshr(builder.load(builder.bitcast(src, i64p), align=1), shift)
+    high = builder.load(builder.bitcast(builder.gep(src, [ir.Constant(I64, 8)]), i64p), align=1)
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I64, [I64]), "llvm.ctpop.i64")
+    in_low = builder.call(ctpop, [low])
+    enough = builder.icmp_unsigned(">=", builder.add(in_low, builder.call(ctpop, [high])),
+                                   ir.Constant(I64, 32))
+    # (allocas at the function's entry: one stack slot, however often this runs)
+    stack = cgutils.alloca_once(builder, ir.ArrayType(i8, 160))
+    result = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
+    with builder.if_then(enough, likely=True):
+        compress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(bytes64, [bytes64, mask64, bytes64]),
+            "llvm.experimental.vector.compress.v64i8")
+        lanes = ir.Constant(bytes64, list(range(64)))
+        zero = ir.Constant(bytes64, None)
+        # the high word's bit j is the window's bit 64 - shift + j
+        offset = builder.trunc(builder.sub(ir.Constant(I64, 64), shift), i8)
+        at_low = builder.call(compress, [lanes, builder.bitcast(low, mask64), zero])
+        at_high = builder.call(compress, [builder.add(lanes, _splat(builder, offset, 64)),
+                                          builder.bitcast(high, mask64), zero])
+        base = builder.bitcast(stack, i8p)
+        builder.store(ir.Constant(i8, 0xFF), base)           # "the one before the first": -1
+        first = builder.gep(base, [ir.Constant(I64, 1)])
+        builder.store(at_low, builder.bitcast(first, bytes64.as_pointer()), align=1)
+        builder.store(at_high, builder.bitcast(builder.gep(first, [in_low]), bytes64.as_pointer()), align=1)
+        ones = builder.load(builder.bitcast(first, bytes32.as_pointer()), align=1)
+        before = builder.load(builder.bitcast(base, bytes32.as_pointer()), align=1)
+        gaps = builder.sub(builder.sub(ones, before), ir.Constant(bytes32, [1] * 32))
+        shifts = _splat(builder, k, 8)
+        for g in range(4):
+            q = builder.zext(builder.shuffle_vector(gaps, ir.Constant(bytes32, ir.Undefined),
+                                                    ir.Constant(ir.VectorType(I32, 8), list(range(8 * g, 8 * g + 8)))),
+                             _vec(8))
+            at = builder.bitcast(builder.gep(dst, [ir.Constant(I64, 8 * g)]), _vec(8).as_pointer())
+            builder.store(builder.or_(builder.load(at, align=8), builder.shl(q, shifts)), at, align=8)
+        last = builder.extract_element(ones, ir.Constant(I32, 31))
+        builder.store(builder.add(builder.zext(last, I64), ir.Constant(I64, 1)), result)
+    return builder.load(result)

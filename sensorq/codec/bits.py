@@ -21,8 +21,8 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, emit_add32, emit_count32, emit_lookup8, \
-    emit_prefix_count, emit_prefix_sums, emit_range32, emit_unpack32, emit_walk8
+from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, QUOTIENTS32_MAX_K, emit_add32, emit_count32, \
+    emit_lookup8, emit_prefix_count, emit_prefix_sums, emit_quotients32, emit_range32, emit_unpack32, emit_walk8
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -318,6 +318,46 @@ def _has_byte_shuffles(context):
     features = set(str(getattr(codegen, "_tm_features", "")).split(","))
     triple = str(getattr(getattr(codegen, "_llvm_module", None), "triple", ""))
     return triple.startswith("x86_64") and {"+avx512vbmi", "+avx512vl", "+avx512bw"} <= features
+
+
+def has_byte_compress():
+    """Whether kernels compiled in this process read split Rice quotients
+    with AVX-512 VBMI2's byte compress (quotients32)."""
+    from numba.core.registry import cpu_target
+    return _has_byte_compress(cpu_target.target_context)
+
+
+def _has_byte_compress(context):
+    """Whether the code is compiled for x86-64 with AVX-512 VBMI2 (vpcompressb)
+    and BW (as _has_byte_shuffles: numba's target features)."""
+    codegen = context.codegen()
+    features = set(str(getattr(codegen, "_tm_features", "")).split(","))
+    triple = str(getattr(getattr(codegen, "_llvm_module", None), "triple", ""))
+    return triple.startswith("x86_64") and {"+avx512vbmi2", "+avx512bw", "+avx512vl"} <= features
+
+
+@intrinsic
+def quotients32(typingctx, buf, at, shift, k, out, lo):
+    """out[lo:lo+32] |= each of 32 unary quotients (a split Rice mini-block's,
+    codes.SPLIT) shifted left by k (≤ QUOTIENTS32_MAX_K), where they start
+    ``shift`` bits into byte ``at`` and end within buf[at:at + 16] (the
+    caller checks those bytes lie in the section): returns the bits they
+    take, or 0 where they do not end there, and always 0 on a target
+    without AVX-512 VBMI2, whose caller reads them a code at a time
+    (payload._or_quotients).  Compiled there as a constant, so the branch
+    on it folds away."""
+    if not (_c_arrays(buf, out) and isinstance(k, types.Integer)):
+        return None
+    sig = types.uint64(buf, at, shift, k, out, lo)
+
+    def codegen(context, builder, signature, args):
+        if not _has_byte_compress(context):
+            return ir.Constant(ir.IntType(64), 0)
+        src = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dst = context.make_array(signature.args[4])(context, builder, args[4]).data
+        return emit_quotients32(builder, builder.gep(src, [args[1]]), args[2], args[3],
+                                builder.gep(dst, [args[5]]))
+    return sig, codegen
 
 
 WALK8_BAD_HEADER = 1 << 24        # walk8's flag: a header byte of Rice or patched

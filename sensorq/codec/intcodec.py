@@ -16,7 +16,7 @@ from ..jitcache import cached, digest
 from .bits import (ONE, U64, ZERO, bit_length, finish_bits, lookup8, low_mask, prefix_sums,
                    put_bits, put_zeros, read_varint, varint_status, scaled_prefix_sums)
 from .predictor import predictor_order, residuals, unzigzag, zigzag  # noqa: F401  (re-exported)
-from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order,  # noqa: F401  (re-exported)
+from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order, order_rice_cost,  # noqa: F401  (re-exported)
                       _guess_order, _rice_floor, choose_mini_blocks, frames_choice)
 from .payload import _read_payload, _read_u64
 from .scaling import scale_row
@@ -227,24 +227,25 @@ def _dictionary(y):
 
 
 # The price of a Rice mini-block's decode time, in bits per value: the encoder
-# takes Rice only where it saves more than this over bit-packing.  Rice is a
-# serial chain (each codeword's position depends on the one before: ~1.0-1.4
-# ns a value on the development machine in bursts of eight, _rice_burst),
-# bit-packing a branch-free vector kernel (~0.2 ns a value), so Rice pays its
-# way only where it saves much.  2.5 keeps the Daphnet recording under
-# pcodec's bytes (0.918 B/sample in the cache against 0.936) at 1.07-1.09 G
-# samples/s; 1.6 took it to 0.893 at 0.94 (measured in turns, same machine),
-# Rice wherever smaller (0.0) to 0.83 at about half that rate.  See
-# docs/format.md §3 and benchmarks/bench_storage.py.
-RICE_DECODE_COST = 2.5
+# takes Rice only where it saves more than this over bit-packing.  The
+# version 1 encoder writes Rice mini-blocks split (codes.SPLIT): their low
+# bits unpack as a bit-packed mini-block's, their quotients by a vector
+# compress of the one bits' positions (bits.quotients32), ~0.3 ns a value
+# more than bit-packing here, where whole codewords took ~1-1.4 ns and a
+# price of 2.5.  At 0.5 the Daphnet recording takes 0.828 B/sample in the
+# cache and the engine decodes it at 1.4 G samples/s (2.5: 0.914 at 1.8;
+# 0: 0.824 at 1.35).  See docs/format.md §3 and benchmarks/bench_storage.py.
+RICE_DECODE_COST = 0.5
 
-# The same price for the mantissas and words of float channels.  Their decode
-# has a pass more (the mantissas to floats), and their target is ≥ 1 G values
-# a second with it; at 1.6 the Rice mini-blocks took the Daphnet floats (mg ×
-# 0.001) to 0.74-0.88 G/s for 5 % of their bytes.  At 3.0 they decode at
-# 1.0-1.1 G/s in 0.92 B/value, still under pcodec's 0.98
-# (benchmarks/bench_floats.py).
-FLOAT_RICE_DECODE_COST = 3.0
+# The same price for the mantissas and words of float channels, whose
+# target is ≤ pcodec's bytes at ≥ 1 G values a second.  Noise-like bit
+# patterns (true doubles, k ~ 46) save ~0.3-0.5 bit a value by Rice, which
+# only a price this low takes: 5.922 B/value at 1.5 G/s, under pcodec's
+# 5.939 (0.25: 5.964; 3.0: 5.990 at 2.1); the Daphnet floats 0.815 ->
+# 0.779 B/value (benchmarks/bench_floats.py).  Temperatures in 2 and 3
+# decimals then take a Rice payload over a binned ENTROPY section, ~5-14 %
+# more bytes for ~30 % faster decode (still under pcodec's bytes).
+FLOAT_RICE_DECODE_COST = 0.1
 
 # Whether the compact encoders of version 1 (block.py, bulk.py) may write
 # ENTROPY sections (tans.py).  Read at each call, as the prices above: a
@@ -296,7 +297,8 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     _BINNED): whether the ENTROPY form (tans.py) may be taken too (version
     1, compact: with ``allow_dict``), and with low bits stored as they
     are.  ``frames``: an order-0 payload may take the FRAMES form (version
-    1 channel sections, compact), where it is no bigger.
+    1 channel sections, compact), where it is no bigger; an order-0 payload
+    then prices Rice at least pricing.RICE_SETTLE_COST (counts settle it).
 
     ``signed``: the words are int64 values (integer channels, decimal
     mantissas), whose smallest is the base in signed order; otherwise (time
@@ -315,7 +317,7 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     u = np.empty(n, np.uint64)
     headers = np.empty((n + MINI_BLOCK - 1) // MINI_BLOCK, np.int64)
     exact = not allow_dict
-    order, size = _best_order(y, exact, rice_cost, u, headers, patches)
+    order, size = _best_order(y, exact, rice_cost, u, headers, patches, frames)
     # the compact (estimated) pricing leaves its one candidate's residuals
     # and choice in u and headers: written from there if it wins
     priced = not exact
@@ -324,7 +326,7 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
     if entries.shape[0]:
         dict_bytes = _dictionary_bytes(entries, rice_cost, patches)
         if dict_bytes < size:
-            dict_order, dict_size = _best_order(ranks, exact, rice_cost, u, headers, patches)
+            dict_order, dict_size = _best_order(ranks, exact, rice_cost, u, headers, patches, frames)
             if dict_bytes + dict_size < size:
                 seq, order, size, dict_bits = ranks, dict_order, dict_size, DICT
             else:
@@ -364,7 +366,8 @@ def encode_column_priced(words, signed, allow_dict, rice_cost, out, pos, patches
         pos, dict_rice = _write_dictionary(entries, rice_cost, out, pos, patches, frame_length < 0)
     if frame_length >= 0:
         return _write_frames_payload(seq, frame_headers, frame_length, out, pos), FRAMES | dict_bits
-    end = _write_payload(seq, order, rice_cost, u, headers, out, pos, priced, patches, True)
+    end = _write_payload(seq, order, order_rice_cost(order, rice_cost, frames), u, headers, out, pos,
+                         priced, patches, True)
     split = SPLIT if dict_rice or _any_rice(headers) else 0
     return end, order | dict_bits | split
 

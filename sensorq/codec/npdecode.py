@@ -342,6 +342,7 @@ class _Walk:
             return self._place_framed(in_block, framed, sizes, index_in_block, limit)
         starts, rice_starts, rice_ends, rice_k, frames, low_starts = [], [], [], [], [], []
         bits = _bit_bytes(self.section) if rice.any() else b""
+        ones = _OneBits(bits, limit) if self.split and rice.any() else None
         raw = self.raw
         bit = 0
         failed = None                  # a patched mini-block's status, raised after the Rice checks
@@ -366,7 +367,7 @@ class _Walk:
                     continue
                 low_starts.append(bit)          # the low bits, then the quotients
                 rice_starts[-1] = bit + cnt * width
-                bit = _walk_rice(bits, limit, bit + cnt * width, 1, cnt, rice_ends)
+                bit = ones.after(bit + cnt * width, cnt)
                 continue
             bit += cnt * width
             if bit > limit:
@@ -380,6 +381,8 @@ class _Walk:
         in_block, packed, rice = in_block[:walked], packed[:walked], rice[:walked]
         if framed.any():
             self.frames = np.array(frames, np.uint64)
+        if ones is not None:
+            rice_ends = ones.code_ends()
         stop, quotients = _rice_codes(rice_starts, rice_ends, rice_k, in_block[rice], limit,
                                       self.split)
         if failed is not None:
@@ -497,6 +500,37 @@ def _bit_bytes(section: np.ndarray) -> bytes:
     every bit position, made a Python list for the walk, cost ~10 ns a bit:
     4.6 µs a value for a dictionary of float bit patterns.)"""
     return np.unpackbits(section, bitorder="little").tobytes()
+
+
+class _OneBits:
+    """A SPLIT section's one bits, found in one vector pass: each split Rice
+    mini-block's quotients end at the ``count`` one bits from where they
+    start, found by a binary search, not a walk a code at a time."""
+
+    def __init__(self, bits: bytes, limit: int):
+        self.at = np.flatnonzero(np.frombuffer(bits, np.bool_))     # (bool: 10x uint8's nonzero)
+        self.limit = limit
+        self.firsts, self.counts = [], []
+
+    def after(self, start: int, count: int) -> int:
+        """The bit after the count-th one bit from ``start`` (limit + 1 where
+        the section has fewer), noting where each of those codes ends."""
+        first = int(self.at.searchsorted(start))
+        self.firsts.append(first)
+        self.counts.append(count)
+        last = first + count - 1
+        return int(self.at[last]) + 1 if last < len(self.at) else self.limit + 1
+
+    def code_ends(self) -> np.ndarray:
+        """The bit after each noted code's one, in order (limit + 1 past the
+        section's ones: _rice_codes refuses them)."""
+        counts = np.array(self.counts, np.int64)
+        index = np.repeat(np.array(self.firsts, np.int64), counts) + \
+            np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        ends = np.full(len(index), self.limit + 1, np.int64)
+        inside = index < len(self.at)
+        ends[inside] = self.at[index[inside]] + 1
+        return ends
 
 
 def _walk_rice(bits: bytes, limit: int, bit: int, k_plus_1: int, cnt: int, ends: list) -> int:

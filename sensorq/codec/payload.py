@@ -13,10 +13,10 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import (ALL_ONES, COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
                    load_word, load_word_unchecked, low_mask, trailing_zeros, unpack32, unpack32_bytes,
-                   cttz64_or_64, popcount64, walk8, WALK8_BAD_HEADER)
+                   cttz64_or_64, popcount64, quotients32, QUOTIENTS32_MAX_K, walk8, WALK8_BAD_HEADER)
 from .codes import (ERR_BAD_CODE, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
                     OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, RICE, SHORT)
-from .pricing import PATCH_POSITION, RICE_WINDOW_MAX_K
+from .pricing import PATCH_POSITION
 from .tally import ALL_COUNT, NO_CEILING, UNSETTLED, framed_count
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -149,9 +149,10 @@ def _rice_window(buf, byte, shift, k, mask, out, at, room):
     return count, bits
 
 
-# Past RICE_WINDOW_MAX_K (pricing.py) a window's 57 bits hold fewer than two
-# codewords of k + 2 bits, and _rice_window would decode eight to keep one
-# (~30 ns a value): _rice_single reads just one.
+# Past RICE_WINDOW_MAX_K a window's 57 bits hold fewer than two codewords of
+# k + 2 bits, and _rice_window would decode eight to keep one (~30 ns a
+# value): _rice_single reads just one.
+RICE_WINDOW_MAX_K = 26
 @cached(_STAMP, nogil=True, inline="always")
 def _rice_single(buf, byte, shift, k, mask, out, at):
     """One Rice(k) value from the word at ``byte`` (≥ 57 valid bits after
@@ -439,7 +440,13 @@ def read_payload(buf, pos, end, n, out, form, settle, base, threshold, top, ceil
                 unpack32(buf, start + (bit_pos >> 3), bit_pos & 7, k, out, at)
             else:
                 _unpack(buf, start, end, bit_pos, k, out, at, stop)
-            bit_pos = _or_quotients(buf, start, end, quotients_at, k, out, at, stop, limit)
+            taken = ZERO
+            if m < full and k <= QUOTIENTS32_MAX_K and start + (quotients_at >> 3) + 16 <= end:
+                taken = quotients32(buf, start + (quotients_at >> 3), quotients_at & 7, k, out, at)
+            if taken != ZERO:
+                bit_pos = quotients_at + np.int64(taken)
+            else:
+                bit_pos = _or_quotients(buf, start, end, quotients_at, k, out, at, stop, limit)
             if bit_pos < 0:
                 return ERR_TRUNCATED, -1, 0, 0, 0
         elif h & RICE and (h & 0x7F) <= 63:

@@ -47,21 +47,14 @@ def _rice_floor(mean, count, k_lo, k_hi):
     return floor * (1.0 - 1e-9) - 1.0
 
 
-# Past this Rice parameter a 64-bit window (≥ 57 valid bits) holds fewer than
-# two codewords of k + 2 bits: the decoder reads them one at a time
-# (payload._rice_single), ~4x the time a value of a burst takes, and the
-# encoder prices them so (WIDE_RICE_FACTOR x the Rice price).  Such k come of
-# noise-like wide words (true doubles' bits, k ~ 46), where Rice saves a
-# fraction of a bit a value: at the plain price it took 3 % of their
-# mini-blocks for 0.2 % of their bytes and halved their decode rate.
-RICE_WINDOW_MAX_K = 26
-WIDE_RICE_FACTOR = 4.0
-
-
 @cached(_STAMP, nogil=True, inline="always")
 def rice_price(k, rice_cost):
-    """Bits a value a Rice(k) mini-block must save over its alternatives."""
-    return rice_cost * WIDE_RICE_FACTOR if k > RICE_WINDOW_MAX_K else rice_cost
+    """Bits a value a Rice(k) mini-block must save over its alternatives: the
+    same at every k, since the version 1 encoder writes Rice mini-blocks
+    split (codes.SPLIT), whose decode does not depend on k.  (Whole, a
+    codeword past k = 26 took a word load of its own, ~4x the time a value:
+    they were priced four times as high.)"""
+    return rice_cost
 
 
 # A patched mini-block (docs/format.md §3): bit-packed one bit narrower than
@@ -161,12 +154,31 @@ def _payload_bytes(s, order, rice_cost, u, headers, patches):
     return (n + MINI_BLOCK - 1) // MINI_BLOCK + (bits + 7) // 8
 
 
+# An integer channel's order-0 payload is what a count settles mini-block by
+# mini-block by its range, without unpacking it (tally.py; frame maps read
+# FRAMES sections, which hold no Rice): a Rice mini-block it must decode
+# whole.  There the encoder prices Rice at least this, as it priced every
+# Rice mini-block before they were split: a noisy axis keeps its framed,
+# settled mini-blocks and its FRAMES sections.
+RICE_SETTLE_COST = 2.5
+
+
+@cached(_STAMP, nogil=True, inline="always")
+def order_rice_cost(order, rice_cost, settled):
+    """The Rice price of a payload of predictor ``order``: ``rice_cost``, or
+    at least RICE_SETTLE_COST for an order-0 one where ``settled`` (an
+    integer channel's, which counts settle)."""
+    if settled and order == 0 and rice_cost >= 0:
+        return max(rice_cost, RICE_SETTLE_COST)
+    return rice_cost
+
+
 @cached(_STAMP, nogil=True)
-def _exact_best_order(s, rice_cost, u, headers, patches):
+def _exact_best_order(s, rice_cost, u, headers, patches, settled):
     """The predictor order with the smallest payload (ties: the smaller order)."""
     best_order, best_bytes = 0, -1
     for order in range(3):
-        size = _payload_bytes(s, order, rice_cost, u, headers, patches)
+        size = _payload_bytes(s, order, order_rice_cost(order, rice_cost, settled), u, headers, patches)
         if best_bytes < 0 or size < best_bytes:
             best_order, best_bytes = order, size
     return best_order, best_bytes
@@ -299,10 +311,11 @@ def _frame_pays(own_length, framed_bits, packed_bits, length):
 
 
 @cached(_STAMP, nogil=True)
-def _best_order(s, exact, rice_cost, u, headers, patches):
+def _best_order(s, exact, rice_cost, u, headers, patches, settled):
     """(order, payload bytes): exact for the fast codec (its bytes are
-    specified), estimated for the compact one."""
+    specified), estimated for the compact one; Rice priced by
+    order_rice_cost."""
     if exact:
-        return _exact_best_order(s, rice_cost, u, headers, patches)
+        return _exact_best_order(s, rice_cost, u, headers, patches, settled)
     order = _guess_order(s, u)
-    return order, _payload_bytes(s, order, rice_cost, u, headers, patches)
+    return order, _payload_bytes(s, order, order_rice_cost(order, rice_cost, settled), u, headers, patches)

@@ -9,10 +9,11 @@ for bit.  They differ in what they cost:
   very first time on a machine (compiling them).
 - **interpreted** (interpreter.py): plain numpy, one block at a time; about
   15-45 ns a sample of an integer channel, 0.15 µs of a float channel of
-  noise-like values (a dictionary of bit patterns) and 0.2 µs a Rice-coded
-  value, with nothing to load or compile.  The default (compact) encoder takes
-  Rice only where it saves much, so few values are Rice-coded in caches it
-  writes (codec/intcodec.py RICE_DECODE_COST).
+  noise-like values (a dictionary of bit patterns) and ~50 ns more a value of
+  a Rice mini-block (split, codec/codes.py SPLIT: a binary search a
+  mini-block in the section's one bits; whole codewords, as older caches
+  and dictionaries of ENTROPY sections hold them, ~0.2 µs a value), with
+  nothing to load or compile.
 
 ``auto`` (the default) takes the compiled tier once its kernels are loaded in
 this process — they then cost nothing more — and for large scans; it takes
