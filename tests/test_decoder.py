@@ -696,7 +696,8 @@ print(has_byte_shuffles())
 QUOTIENTS32_CHECK = """
 import numba
 import numpy as np
-from sensorq.codec.bits import QUOTIENTS32_MAX_K, has_byte_compress, quotients32
+from sensorq.codec._vector_ir import QUOTIENTS32_MAX_K
+from sensorq.codec.bits import has_byte_compress, quotients32
 from sensorq.codec.intcodec import decode_column, encode_column_costed, max_section_bytes
 
 @numba.njit

@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
-from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, QUOTIENTS32_MAX_K, emit_add32, emit_count32, \
+from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, emit_add32, emit_count32, \
     emit_lookup8, emit_prefix_count, emit_prefix_sums, emit_quotients32, emit_range32, emit_unpack32, emit_walk8
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)

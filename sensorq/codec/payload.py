@@ -13,7 +13,8 @@ import numpy as np
 from ..jitcache import cached, digest
 from .bits import (ALL_ONES, COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
                    load_word, load_word_unchecked, low_mask, trailing_zeros, unpack32, unpack32_bytes,
-                   cttz64_or_64, popcount64, quotients32, QUOTIENTS32_MAX_K, walk8, WALK8_BAD_HEADER)
+                   cttz64_or_64, popcount64, quotients32, walk8, WALK8_BAD_HEADER)
+from ._vector_ir import QUOTIENTS32_MAX_K
 from .codes import (ERR_BAD_CODE, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, MINI_BLOCK,
                     OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, RICE, SHORT)
 from .pricing import PATCH_POSITION
