@@ -233,14 +233,16 @@ def _dictionary(y):
 # compress of the one bits' positions (bits.quotients32), ~0.3 ns a value
 # more than bit-packing here, where whole codewords took ~1-1.4 ns and a
 # price of 2.5.  At 0.5 the Daphnet recording takes 0.828 B/sample in the
-# cache and the engine decodes it at 1.4 G samples/s (2.5: 0.914 at 1.8;
-# 0: 0.824 at 1.35).  See docs/format.md §3 and benchmarks/bench_storage.py.
+# cache and the engine decodes it at 1.25-1.4 G samples/s (2.5: 0.913 at
+# 1.8; 0: 0.824 at 1.35).  An integer channel's order-0 payload prices Rice
+# higher (pricing.RICE_SETTLE_COST: counts settle it).  See docs/format.md
+# §3 and benchmarks/bench_storage.py.
 RICE_DECODE_COST = 0.5
 
 # The same price for the mantissas and words of float channels, whose
 # target is ≤ pcodec's bytes at ≥ 1 G values a second.  Noise-like bit
 # patterns (true doubles, k ~ 46) save ~0.3-0.5 bit a value by Rice, which
-# only a price this low takes: 5.922 B/value at 1.5 G/s, under pcodec's
+# only a price this low takes: 5.915 B/value at 1.24 G/s, under pcodec's
 # 5.939 (0.25: 5.964; 3.0: 5.990 at 2.1); the Daphnet floats 0.815 ->
 # 0.779 B/value (benchmarks/bench_floats.py).  Temperatures in 2 and 3
 # decimals then take a Rice payload over a binned ENTROPY section, ~5-14 %
