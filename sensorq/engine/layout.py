@@ -115,10 +115,11 @@ def few_blocks_plan(index, chosen, slot_channels) -> LayoutPlan:
 
 
 def _in_place_plan(index, buffer_no, chosen, slot_channels) -> LayoutPlan:
-    laid = _kept_layout(index, chosen, slot_channels)
+    owner, key = _layout_key(index, chosen, slot_channels)
+    laid = _kept_layout(owner, key, index, chosen)
     if laid is None:
         laid = _layout(index.offset[chosen].astype(np.int64), index, chosen, slot_channels)
-        _keep_layout(index, chosen, slot_channels, laid)
+        _keep_layout(owner, key, index, chosen, laid)
     return LayoutPlan(buffer_no, chosen, *laid)
 
 
@@ -146,8 +147,9 @@ def _layout_key(index, chosen, slot_channels):
                    len(chosen))
 
 
-def _kept_layout(index, chosen, slot_channels):
-    owner, key = _layout_key(index, chosen, slot_channels)
+def _kept_layout(owner, key, index, chosen):
+    """The kept (lay_t, lay_c) under ``key`` (_layout_key), if its blocks'
+    seqs are still ``chosen``'s, else None."""
     if owner is None:
         return None
     with _KEPT_LAYOUTS_LOCK:
@@ -160,8 +162,7 @@ def _kept_layout(index, chosen, slot_channels):
     return kept[1], kept[2]
 
 
-def _keep_layout(index, chosen, slot_channels, laid) -> None:
-    owner, key = _layout_key(index, chosen, slot_channels)
+def _keep_layout(owner, key, index, chosen, laid) -> None:
     if owner is None:
         return
     seqs = index.seq[chosen]
