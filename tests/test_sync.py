@@ -13,6 +13,7 @@ import sensorq
 from sensorq import Channel
 from sensorq.cli import main
 from sensorq.codec.block import encode_block
+from sensorq.codec.codes import SPLIT
 from sensorq.codec.header import parse_block
 from sensorq.errors import CorruptDataError, OutOfOrderError, SchemaError, StorageError
 from sensorq.fleet.blocks import block_key
@@ -163,6 +164,16 @@ def test_append_blocks_checks_everything_before_writing(tmp_path):
         with pytest.raises(SchemaError, match="channel types"):
             cache.create_stream("other", [Channel("x", "int32")])
             cache.append_blocks("other", blocks[:1])
+        # a fast stream takes no block with split Rice sections (the compact
+        # codec's; the manifest says version 4 only for compact streams)
+        cache.create_stream("fastimu", IMU, block_samples=100, codec="fast")
+        split = [b for b in blocks if any(c & SPLIT == SPLIT for c in
+                                          [parse_block(b).time_codec, *parse_block(b).entries["codec"]])]
+        assert split, "expected compact blocks with split Rice sections"
+        with pytest.raises(SchemaError, match="split Rice sections"):
+            cache.append_blocks("fastimu", split[:1])
+        fast = encode_block(t[:100], [cols[c][:100] for c in "xyz"], codec="fast")
+        assert cache.append_blocks("fastimu", [fast]) == 100
         bad = bytearray(blocks[5])
         bad[70] ^= 1
         with pytest.raises(CorruptDataError, match="block 0 given to append_blocks"):

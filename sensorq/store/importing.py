@@ -21,6 +21,7 @@ import struct
 from itertools import pairwise
 
 from ..checksum import crc32
+from ..codec.codes import SPLIT
 from ..codec.header import CRC_SIZE, FORMAT_VERSION, MAGIC, parse_block
 from ..errors import (
     CapacityError,
@@ -167,6 +168,12 @@ class BlockImporting:
             if info.entries["dtype"].tobytes() != codes:
                 raise SchemaError(f"stream {st.name!r}: block {i} (seq {info.seq}) does not have "
                                   f"the stream's channel types")
+            if st.codec == "fast" and _has_split_sections(info):
+                # (the manifest says version 4 only for compact streams: sensorq
+                # before SPLIT must not meet such a block in a cache it opens)
+                raise SchemaError(f"stream {st.name!r}: block {i} (seq {info.seq}) holds split Rice "
+                                  f"sections, which only the compact codec writes; the stream's "
+                                  f"codec is fast")
             if last is not None and info.t_first < last:
                 raise OutOfOrderError(f"stream {st.name!r}: block {i} starts at "
                                       f"{iso(info.t_first)}, before the stream's newest sample "
@@ -175,6 +182,12 @@ class BlockImporting:
                 raise CapacityError(f"stream {st.name!r}: block {i} takes {info.block_len} bytes, "
                                     f"more than the cache capacity allows")
             last = info.t_last
+
+
+def _has_split_sections(info) -> bool:
+    """Whether a version-1 block has a SPLIT section (codec bits 6 and 7)."""
+    codecs = [info.time_codec, *info.entries["codec"].tolist()]
+    return any(c & SPLIT == SPLIT for c in codecs)
 
 
 __all__ = ["BlockImporting", "patch_header", "as_version1"]
