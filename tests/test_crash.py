@@ -13,6 +13,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import sensorq
 
@@ -27,6 +28,7 @@ CUTS = 60 if LONG else 5
 WRITER = r"""
 import sys
 import numpy as np
+import pytest
 import sensorq
 from sensorq import Channel
 
@@ -89,6 +91,16 @@ def start_writer(path, capacity="64MB", limit=10**9, max_batch=3000):
     return proc, lines, started, thread
 
 
+def wait_started(proc, started, seconds=60) -> None:
+    """Fail if the writer has not flushed within ``seconds`` (a cold numba
+    cache compiles for a while first), killing it first: a writer left
+    behind would append to its cache until the machine's end."""
+    if not started.wait(seconds):
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the writer did not flush within {seconds} s: {proc.stderr.read()[-2000:]}")
+
+
 def test_sigkill_at_random_moments_loses_nothing_flushed(tmp_path):
     path = tmp_path / "c"
     rng = random.Random(20261125)
@@ -97,7 +109,7 @@ def test_sigkill_at_random_moments_loses_nothing_flushed(tmp_path):
     kills = 0
     while kills < KILLS and time.monotonic() < deadline:
         proc, lines, started, thread = start_writer(path, max_batch=300)
-        assert started.wait(30), proc.stderr.read()
+        wait_started(proc, started)
         time.sleep(rng.uniform(0.0, 0.4))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -136,7 +148,7 @@ def test_power_cut_loses_only_unflushed_bytes(tmp_path):
     last_reported = 0
     for cut in range(CUTS):
         proc, lines, started, thread = start_writer(path, max_batch=2000)
-        assert started.wait(30), proc.stderr.read()
+        wait_started(proc, started)
         time.sleep(rng.uniform(0.05, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

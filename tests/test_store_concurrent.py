@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 
 import sensorq
-from test_crash import check_consistent, start_writer
+from test_crash import check_consistent, start_writer, wait_started
 
 
 def test_readonly_reader_sees_consistent_growing_prefix(tmp_path):
     path = tmp_path / "c"
     proc, lines, started, thread = start_writer(path, limit=1_500_000)
     try:
-        assert started.wait(30)
+        wait_started(proc, started)
         reader = None
         while reader is None:
             try:

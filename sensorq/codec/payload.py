@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jitcache import cached, digest
-from .bits import (ALL_ONES, COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
+from .bits import (COUNT32_MAX_WIDTH, ONE, U64, ZERO, add32, count32, count32_bytes, get_bits,
                    load_word, load_word_unchecked, low_mask, trailing_zeros, unpack32, unpack32_bytes,
                    cttz64_or_64, popcount64, quotients32, walk8, WALK8_BAD_HEADER)
 from ._vector_ir import QUOTIENTS32_MAX_K
@@ -214,28 +214,14 @@ def _or_quotients(buf, start, end, pos, k, out, at, stop, limit):
     ``pos`` on, shifted left by k; returns the bit after the last, or -1 if
     the section ends first or a quotient << k does not fit in 64 bits.
 
-    A word's one bits are the codes' ends: each is found by a count of
-    trailing zeros and cleared, a chain of one instruction from code to
-    code (an interleaved codeword waits on its predecessor's length: a
-    count, an add, a shift and often a load).  A whole mini-block whose
-    quotients lie in the first word (noise-like residuals at their best k
-    take ~1.4 bits a quotient) runs a loop of fixed count, no exit to
-    mispredict."""
+    Where bits.quotients32 declines (a core without AVX-512 VBMI2, quotients
+    past 16 bytes, a short or last mini-block): a word's one bits are the
+    codes' ends, each found by a count of trailing zeros and cleared, a
+    chain of one instruction from code to code (an interleaved codeword
+    waits on its predecessor's length: a count, an add, a shift and often a
+    load)."""
     largest = ZERO
     i = U64(at)
-    byte = start + (pos >> 3)
-    if stop - at == MINI_BLOCK and byte + 8 <= end:
-        word = load_word_unchecked(buf, U64(byte)) >> U64(pos & 7)
-        if popcount64(word) >= U64(MINI_BLOCK):
-            prev = ALL_ONES                     # where the one before the first would be: -1
-            for j in range(U64(MINI_BLOCK)):
-                p = cttz64_or_64(word)
-                word &= word - ONE
-                q = p - prev - ONE
-                out[i + j] |= q << U64(k)
-                largest |= q
-                prev = p
-            return _quotients_end(pos + np.int64(prev) + 1, largest, k)
     code_start = pos                            # where the next code's zeros begin
     while i < U64(stop):
         if pos >= limit:
