@@ -284,7 +284,7 @@ class _Walk:
     def __init__(self, buf, pos, end, count, form):
         n_mini = (count + MINI_BLOCK - 1) // MINI_BLOCK
         short, frames = form == SHORT, form == PAYLOAD_FRAMES
-        self.split = form == PAYLOAD_SPLIT    # Rice mini-blocks: quotients, then low bits
+        self.split = form == PAYLOAD_SPLIT    # Rice mini-blocks: low bits, then quotients
         start = pos + n_mini
         self.frame_length = None          # a FRAMES payload's
         if frames:
@@ -360,14 +360,14 @@ class _Walk:
             frames.append(frame)
             walked += 1
             if is_rice:
-                rice_starts.append(bit)
                 rice_k.append(width)
-                if not self.split:
+                if self.split:                  # the low bits, then the quotients
+                    low_starts.append(bit)
+                    rice_starts.append(bit + cnt * width)
+                    bit = ones.after(bit + cnt * width, cnt)
+                else:
+                    rice_starts.append(bit)
                     bit = _walk_rice(bits, limit, bit, width + 1, cnt, rice_ends)
-                    continue
-                low_starts.append(bit)          # the low bits, then the quotients
-                rice_starts[-1] = bit + cnt * width
-                bit = ones.after(bit + cnt * width, cnt)
                 continue
             bit += cnt * width
             if bit > limit:

@@ -154,6 +154,8 @@ def _rice_window(buf, byte, shift, k, mask, out, at, room):
 # k + 2 bits, and _rice_window would decode eight to keep one (~30 ns a
 # value): _rice_single reads just one.
 RICE_WINDOW_MAX_K = 26
+
+
 @cached(_STAMP, nogil=True, inline="always")
 def _rice_single(buf, byte, shift, k, mask, out, at):
     """One Rice(k) value from the word at ``byte`` (≥ 57 valid bits after
