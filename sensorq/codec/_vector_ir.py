@@ -708,9 +708,11 @@ def emit_quotients32(builder, src, shift, k, dst):
     the 16 bytes src[0:16]: returns the bits they take (the bit after the
     32nd one, from bit ``shift``), or 0 where they do not all lie there
     (then nothing is written).  The positions 0..127 of the window's one
-    bits, compressed into consecutive bytes (two 64-lane compresses, stored
-    one after the other on the stack), less the positions before them, are
-    the quotients: no chain from one to the next.  k ≤ QUOTIENTS32_MAX_K."""
+    bits, compressed into consecutive bytes (two 64-lane compresses, joined
+    by a two-source byte permute: through the stack, the load that spanned
+    both stores waited for them), less the positions before them, are the
+    quotients: no chain from one to the next.  k ≤ QUOTIENTS32_MAX_K.
+    Emitted only for AVX-512 VBMI2 and VBMI (bits.py asks)."""
     i8 = ir.IntType(8)
     bytes64, mask64 = ir.VectorType(i8, 64), ir.VectorType(ir.IntType(1), 64)
     bytes32 = ir.VectorType(i8, 32)
@@ -723,8 +725,6 @@ def emit_quotients32(builder, src, shift, k, dst):
     in_low = builder.call(ctpop, [low])
     enough = builder.icmp_unsigned(">=", builder.add(in_low, builder.call(ctpop, [high])),
                                    ir.Constant(I64, 32))
-    # (allocas at the function's entry: one stack slot, however often this runs)
-    stack = cgutils.alloca_once(builder, ir.ArrayType(i8, 160))
     result = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
     with builder.if_then(enough, likely=True):
         compress = cgutils.get_or_insert_function(
@@ -737,13 +737,21 @@ def emit_quotients32(builder, src, shift, k, dst):
         at_low = builder.call(compress, [lanes, builder.bitcast(low, mask64), zero])
         at_high = builder.call(compress, [builder.add(lanes, _splat(builder, offset, 64)),
                                           builder.bitcast(high, mask64), zero])
-        base = builder.bitcast(stack, i8p)
-        builder.store(ir.Constant(i8, 0xFF), base)           # "the one before the first": -1
-        first = builder.gep(base, [ir.Constant(I64, 1)])
-        builder.store(at_low, builder.bitcast(first, bytes64.as_pointer()), align=1)
-        builder.store(at_high, builder.bitcast(builder.gep(first, [in_low]), bytes64.as_pointer()), align=1)
-        ones = builder.load(builder.bitcast(first, bytes32.as_pointer()), align=1)
-        before = builder.load(builder.bitcast(base, bytes32.as_pointer()), align=1)
+        # lane j: the low word's j-th one below in_low, else the high word's
+        # (j - in_low)-th: a two-source byte permute (vpermi2b), in registers
+        low_count = builder.trunc(in_low, i8)
+        from_high = builder.icmp_unsigned(">=", lanes, _splat(builder, low_count, 64))
+        index = builder.select(from_high, builder.add(builder.sub(lanes, _splat(builder, low_count, 64)),
+                                                      ir.Constant(bytes64, [64] * 64)), lanes)
+        permute2 = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(bytes64, [bytes64, bytes64, bytes64]),
+            "llvm.x86.avx512.vpermi2var.qi.512")
+        merged = builder.call(permute2, [at_low, index, at_high])
+        ones = builder.shuffle_vector(merged, ir.Constant(bytes64, None),
+                                      ir.Constant(ir.VectorType(I32, 32), list(range(32))))
+        # each one's predecessor: the lane before, and "-1" (0xFF) before the first
+        before = builder.shuffle_vector(merged, ir.Constant(bytes64, [0xFF] * 64),
+                                        ir.Constant(ir.VectorType(I32, 32), [64] + list(range(31))))
         gaps = builder.sub(builder.sub(ones, before), ir.Constant(bytes32, [1] * 32))
         shifts = _splat(builder, k, 8)
         for g in range(4):

@@ -329,11 +329,9 @@ def has_byte_compress():
 
 def _has_byte_compress(context):
     """Whether the code is compiled for x86-64 with AVX-512 VBMI2 (vpcompressb)
-    and BW (as _has_byte_shuffles: numba's target features)."""
-    codegen = context.codegen()
-    features = set(str(getattr(codegen, "_tm_features", "")).split(","))
-    triple = str(getattr(getattr(codegen, "_llvm_module", None), "triple", ""))
-    return triple.startswith("x86_64") and {"+avx512vbmi2", "+avx512bw", "+avx512vl"} <= features
+    and VBMI (vpermi2b), as _has_byte_shuffles asks numba's target features."""
+    return _has_byte_shuffles(context) and "+avx512vbmi2" in \
+        set(str(getattr(context.codegen(), "_tm_features", "")).split(","))
 
 
 @intrinsic
