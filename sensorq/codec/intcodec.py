@@ -242,7 +242,7 @@ RICE_DECODE_COST = 0.5
 # The same price for the mantissas and words of float channels, whose
 # target is ≤ pcodec's bytes at ≥ 1 G values a second.  Noise-like bit
 # patterns (true doubles, k ~ 46) save ~0.3-0.5 bit a value by Rice, which
-# only a price this low takes: 5.915 B/value at 1.24 G/s, under pcodec's
+# only a price this low takes: 5.915 B/value at 1.5 G/s, under pcodec's
 # 5.939 (0.25: 5.964; 3.0: 5.990 at 2.1); the Daphnet floats 0.815 ->
 # 0.779 B/value (benchmarks/bench_floats.py).  Temperatures in 2 and 3
 # decimals then take a Rice payload over a binned ENTROPY section, ~5-14 %
