@@ -244,6 +244,21 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigne
     return SQ_OK;
 }
 
+#ifndef SQ_NO_COMPACT
+/* A Rice quotient at *bit (zeros, then a one that payload_end found): its
+ * value, *bit moved past the one. */
+static uint64_t unary_next(const uint8_t *bits, uint32_t *bit)
+{
+    uint64_t q = 0;
+    while (!((bits[*bit >> 3] >> (*bit & 7u)) & 1u)) {
+        ++*bit;
+        q++;
+    }
+    ++*bit;
+    return q;
+}
+#endif
+
 /* The next residual of a payload that payload_end accepted. */
 static uint64_t payload_next(sq_payload *p)
 {
@@ -271,16 +286,12 @@ static uint64_t payload_next(sq_payload *p)
 #ifdef SQ_READ_V1
     if ((h & SQ_RICE) && p->split) {                /* low bits here, the quotient at qbit */
         unsigned k = h & 0x3Fu;
-        uint64_t q = 0;
+        uint64_t q;
         if (!((p->i - 1u) & (SQ_MINI - 1u))) {      /* a mini-block's first: its quotients follow its low bits */
             uint32_t count = p->n - (p->i - 1u) < SQ_MINI ? p->n - (p->i - 1u) : SQ_MINI;
             p->qbit = p->bit + count * k;
         }
-        while (!((p->bits[p->qbit >> 3] >> (p->qbit & 7u)) & 1u)) {
-            p->qbit++;
-            q++;
-        }
-        p->qbit++;
+        q = unary_next(p->bits, &p->qbit);
         v = (q << k) | get_bits(p->bits, p->bit, k);
         p->bit += k;
         if (!(p->i & (SQ_MINI - 1u)) || p->i == p->n) {   /* its last: the next starts after its quotients */
@@ -291,12 +302,7 @@ static uint64_t payload_next(sq_payload *p)
 #endif
     if (h & SQ_RICE) {
         unsigned k = h & 0x3Fu;
-        uint64_t q = 0;
-        while (!((p->bits[p->bit >> 3] >> (p->bit & 7u)) & 1u)) {
-            p->bit++;
-            q++;
-        }
-        p->bit++;
+        uint64_t q = unary_next(p->bits, &p->bit);
         v = (q << k) | get_bits(p->bits, p->bit, k);
         p->bit += k;
         return v;
