@@ -733,31 +733,27 @@ print(has_byte_compress())
 """
 
 
+def _in_both_forms(check: str, tmp_path) -> tuple[str, str]:
+    """What ``check`` prints, compiled for this core and for a generic x86-64
+    (its own numba cache each); it must exit cleanly in both."""
+    printed = []
+    for name, extra in (("here", {}), ("generic", {"NUMBA_CPU_NAME": "generic"})):
+        run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                             env={**os.environ, **extra, "NUMBA_CACHE_DIR": str(tmp_path / name)})
+        assert run.returncode == 0, (name, run.stderr[-2000:])
+        printed.append(run.stdout.strip())
+    return printed[0], printed[1]
+
+
 def test_split_rice_quotients_in_both_forms(tmp_path):
     """quotients32 (a vector compress of the one bits' positions, AVX-512
     VBMI2) against the quotients counted in numpy, and whole split sections
     decoded, here and compiled for a generic x86-64 (no VBMI2: quotients32
     declines, a code at a time reads them)."""
     from sensorq.codec.bits import has_byte_compress
-    here = subprocess.run([sys.executable, "-c", QUOTIENTS32_CHECK], capture_output=True, text=True,
-                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "here")})
-    assert here.returncode == 0, here.stderr[-2000:]
-    assert here.stdout.split() == [str(has_byte_compress())]
-    generic = subprocess.run([sys.executable, "-c", QUOTIENTS32_CHECK], capture_output=True, text=True,
-                             env={**os.environ, "NUMBA_CPU_NAME": "generic",
-                                  "NUMBA_CACHE_DIR": str(tmp_path / "generic")})
-    assert generic.returncode == 0, generic.stderr[-2000:]
-    assert generic.stdout.split() == ["False"]
+    assert _in_both_forms(QUOTIENTS32_CHECK, tmp_path) == (str(has_byte_compress()), "False")
 
 
 def test_count32_and_unpack32_in_both_forms(tmp_path):
     from sensorq.codec.bits import has_byte_shuffles
-    here = subprocess.run([sys.executable, "-c", COUNT32_CHECK], capture_output=True, text=True,
-                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "here")})
-    assert here.returncode == 0, here.stderr[-2000:]
-    assert here.stdout.split() == [str(has_byte_shuffles())]
-    generic = subprocess.run([sys.executable, "-c", COUNT32_CHECK], capture_output=True, text=True,
-                             env={**os.environ, "NUMBA_CPU_NAME": "generic",
-                                  "NUMBA_CACHE_DIR": str(tmp_path / "generic")})
-    assert generic.returncode == 0, generic.stderr[-2000:]
-    assert generic.stdout.split() == ["False"]
+    assert _in_both_forms(COUNT32_CHECK, tmp_path) == (str(has_byte_shuffles()), "False")
