@@ -375,6 +375,66 @@ def test_a_rice_mini_block_worked_by_hand(codec, stream):
             assert np_status == 0 and np_words.tolist() == [5, 9, 2]
 
 
+def _whole_codewords(section: np.ndarray, n: int) -> np.ndarray:
+    """A SPLIT section without a dictionary (base, header bytes, bit stream)
+    laid out again as sections were before SPLIT: each Rice mini-block's
+    values as whole codewords (q zeros, a one, k low bits), every other
+    mini-block's bits as they are.  Written from the format, bit by bit."""
+    n_mini = (n + 31) // 32
+    headers = section[8:8 + n_mini].tolist()
+    bits = np.unpackbits(section[8 + n_mini:], bitorder="little").tolist()
+    at, out = 0, []
+
+    def take(count):
+        nonlocal at
+        at += count
+        return bits[at - count:at]
+
+    def number(chunk):
+        return sum(b << i for i, b in enumerate(chunk))
+
+    for m, h in enumerate(headers):
+        count = min(32, n - 32 * m)
+        if h <= 64:
+            out += take(count * h)
+        elif h < 0x80:                            # framed: a 6-bit length, the frame, the values
+            length = take(6)
+            out += length + take(number(length)) + take(count * (h - 0x41))
+        elif h < 0xC0:                            # split Rice: low bits, then quotients
+            k = h & 0x3F
+            lows = [take(k) for _ in range(count)]
+            for low in lows:
+                q = 0
+                while take(1) == [0]:
+                    q += 1
+                out += [0] * q + [1] + low
+        else:                                     # patched: low bits, then a 5-bit position
+            out += take(count * (h & 0x3F) + 5)
+    packed = np.packbits(np.array(out + [0] * (-len(out) % 8), np.uint8), bitorder="little")
+    return np.concatenate([section[:8 + n_mini], packed])
+
+
+@SETTINGS
+@given(sensor_columns(), st.sampled_from([0.0, 0.5, 3.0]))
+def test_split_and_whole_rice_read_alike(values, price):
+    """The same residuals in both layouts: a SPLIT section as the encoder
+    writes it, and laid out as caches before SPLIT hold it (the SPLIT bits
+    cleared): both decoders read both back exactly, and the whole layout
+    is no bigger (the same bits, reordered)."""
+    section, codec = encode_priced(values, price, allow_dict=False)
+    n = len(values)
+    if codec & SPLIT != SPLIT:
+        return
+    whole = _whole_codewords(section, n)
+    assert len(whole) == len(section)
+    for data, code in ((section, codec), (whole, codec & ~SPLIT)):
+        words = np.empty(n, np.uint64)
+        assert decode_column(data, 0, len(data), n, code, words, np.empty(n, np.uint64)) == 0
+        assert (words.view(np.int64) == values).all()
+        status, np_words = npdecode.decode_column(data, 0, len(data), n, code)
+        assert status == 0 and (np_words.view(np.int64) == values).all()
+
+
 def rice_codeword_bits(values, k):
     return sum((v >> k) + 1 + k for v in values)
 
