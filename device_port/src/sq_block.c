@@ -147,7 +147,7 @@ static unsigned payload_form(uint8_t codec)
 static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigned form,
                        const uint8_t **out_end)
 {
-    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j;
+    uint32_t n_mini = (n + SQ_MINI - 1u) / SQ_MINI, m, j, k, low;
     const uint8_t *bits = p + n_mini;
     uint32_t limit, bit = 0;
     unsigned frame_len = SQ_OWN_FRAME_LENGTHS;
@@ -202,41 +202,33 @@ static int payload_end(const uint8_t *p, const uint8_t *end, uint32_t n, unsigne
 #endif
 #ifdef SQ_NO_COMPACT
         (void)j;
+        (void)k;
+        (void)low;
         return (h & SQ_RICE) ? SQ_ERR_UNSUPPORTED : SQ_ERR_CORRUPT;
 #else
         if (!(h & SQ_RICE) || (h & 0x7Fu) > 63u) {
             return SQ_ERR_CORRUPT;
         }
-        if (form == FORM_SPLIT) {                /* the low bits, then the quotients */
-            uint32_t k = h & 0x3Fu;
+        k = h & 0x3Fu;
+        low = k;                                 /* each codeword's low bits follow its quotient */
+        if (form == FORM_SPLIT) {                /* SPLIT: all the low bits, then the quotients */
             if (count * k > limit - bit) {
                 return SQ_ERR_CORRUPT;
             }
             bit += count * k;
-            for (j = 0; j < count; j++) {
-                uint32_t q = 0;
-                while (bit < limit && !((bits[bit >> 3] >> (bit & 7u)) & 1u)) {
-                    bit++;
-                    q++;
-                }
-                if (bit >= limit || (k > 32u && (q >> (64u - k)))) {
-                    return SQ_ERR_CORRUPT;
-                }
-                bit++;
-            }
-            continue;
+            low = 0;
         }
         for (j = 0; j < count; j++) {
-            uint32_t q = 0, k = h & 0x3Fu;
+            uint32_t q = 0;
             while (bit < limit && !((bits[bit >> 3] >> (bit & 7u)) & 1u)) {
                 bit++;
                 q++;
             }
-            /* the quotient needs a stop bit, k more bits, and must fit in 64 bits */
-            if (bit >= limit || limit - bit - 1u < k || (k > 32u && (q >> (64u - k)))) {
+            /* the quotient needs a stop bit, its low bits, and must fit in 64 bits */
+            if (bit >= limit || limit - bit - 1u < low || (k > 32u && (q >> (64u - k)))) {
                 return SQ_ERR_CORRUPT;
             }
-            bit += 1u + k;
+            bit += 1u + low;
         }
 #endif
     }

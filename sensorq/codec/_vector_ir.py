@@ -721,10 +721,8 @@ def emit_quotients32(builder, src, shift, k, dst):
     src = builder.bitcast(src, i8p)
     low = builder.lshr(builder.load(builder.bitcast(src, i64p), align=1), shift)
     high = builder.load(builder.bitcast(builder.gep(src, [ir.Constant(I64, 8)]), i64p), align=1)
-    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I64, [I64]), "llvm.ctpop.i64")
-    in_low = builder.call(ctpop, [low])
-    enough = builder.icmp_unsigned(">=", builder.add(in_low, builder.call(ctpop, [high])),
-                                   ir.Constant(I64, 32))
+    in_low = _popcount(builder, low)
+    enough = builder.icmp_unsigned(">=", builder.add(in_low, _popcount(builder, high)), ir.Constant(I64, 32))
     result = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
     with builder.if_then(enough, likely=True):
         compress = cgutils.get_or_insert_function(

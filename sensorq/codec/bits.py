@@ -22,7 +22,8 @@ from numba.extending import intrinsic
 from ..jitcache import cached, digest
 from .codes import ERR_BAD_CODE, ERR_TRUNCATED
 from ._vector_ir import ABOVE_EQUAL, COUNT_WIDTHS, LADDER, emit_add32, emit_count32, \
-    emit_lookup8, emit_prefix_count, emit_prefix_sums, emit_quotients32, emit_range32, emit_unpack32, emit_walk8
+    emit_lookup8, emit_prefix_count, emit_prefix_sums, emit_quotients32, emit_range32, emit_unpack32, emit_walk8, \
+    _popcount
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
 
@@ -67,11 +68,7 @@ def _ctlz64_or_64(typingctx, value):
 def popcount64(typingctx, value):
     """LLVM's population count (popcnt where the core has it): the one bits
     of a word, which numba does not expose."""
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.ctpop.i64")
-        return builder.call(fn, [args[0]])
-    return types.uint64(types.uint64), codegen
+    return types.uint64(types.uint64), lambda context, builder, signature, args: _popcount(builder, args[0])
 
 
 @intrinsic

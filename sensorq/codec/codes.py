@@ -28,11 +28,11 @@ SHORT = 0x40            # format version 2: base and dictionary size as varints
 ENTROPY = 0x80         # codec bit 7 (version 1): the residuals are tANS-coded (tans.py)
 # Codec bits 6 and 7 both set (version 1 only): SPLIT, not SHORT or ENTROPY.  The
 # section's residuals are a mini-block payload, not ENTROPY, and each Rice
-# mini-block of it (the dictionary's payload's too) holds its quotients
-# first, every value's in unary, then every value's k low bits packed:
-# the quotients decode a count-trailing-zeros and a shift each, the low
-# bits as a bit-packed mini-block (unpack32), where interleaved codewords
-# wait on each other's lengths.  Readers before it reject the combination.
+# mini-block of it (the dictionary's payload's too) holds every value's k
+# low bits first, packed as a bit-packed mini-block's (unpack32), then
+# every value's quotient in unary (bits.quotients32: all 32 at once from the
+# positions of the one bits), where interleaved codewords wait on each
+# other's lengths.  Readers before it reject the combination.
 SPLIT = SHORT | ENTROPY
 # A time column's codec bit 4 (version 1; a channel's is FLOATBITS): the
 # section starts with a clock line p, q, r (clock.py) and its words are the

@@ -46,11 +46,15 @@ ENTRY_DTYPE = np.dtype([
 assert HEADER_DTYPE.itemsize == HEADER_SIZE and ENTRY_DTYPE.itemsize == ENTRY_SIZE
 
 FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
+
+
 # Version 1 codec bytes: any bits but SHORT (bit 6) without ENTROPY (bit 7),
 # which is version 2's; both are SPLIT (codes.py).
 def _short_alone(codec):
     """Whether codec (an int, or an array of them) has SHORT without ENTROPY."""
     return codec & SPLIT == SHORT
+
+
 # Predictor field 3, FRAMES (codes.py): integer channels' mini-block payloads only
 _NOT_FRAMES = ENTROPY | ZERO_RESIDUALS
 

@@ -47,16 +47,6 @@ def _rice_floor(mean, count, k_lo, k_hi):
     return floor * (1.0 - 1e-9) - 1.0
 
 
-@cached(_STAMP, nogil=True, inline="always")
-def rice_price(k, rice_cost):
-    """Bits a value a Rice(k) mini-block must save over its alternatives: the
-    same at every k, since the version 1 encoder writes Rice mini-blocks
-    split (codes.SPLIT), whose decode does not depend on k.  (Whole, a
-    codeword past k = 26 took a word load of its own, ~4x the time a value:
-    they were priced four times as high.)"""
-    return rice_cost
-
-
 # A patched mini-block (docs/format.md §3): bit-packed one bit narrower than
 # its largest value, which alone needs that bit, and that value's position.
 # Its decoder does one read and one or more than a bit-packed one's (~1 ns):
@@ -101,12 +91,12 @@ def choose_mini_blocks(u, rice_cost, headers, patches):
             estimate = bit_length(U64(mean)) - 1 if mean >= 1.0 else 0
             k_lo, k_hi = max(0, estimate - 1), min(63, estimate + 2)
             packed = best_bits
-            # (the price grows with k: k_lo's bar is the highest)
-            if _rice_floor(mean, hi - lo, k_lo, k_hi) >= packed - rice_price(k_lo, rice_cost) * (hi - lo):
+            # (one price at every k: split Rice decodes alike whatever its k, codes.SPLIT)
+            if _rice_floor(mean, hi - lo, k_lo, k_hi) >= packed - rice_cost * (hi - lo):
                 k_hi = k_lo     # no k can pay its price: skip the pricing passes
             for k in range(k_lo, k_hi):
                 bits = _rice_bits(u, lo, hi, k)
-                if bits >= 0 and bits < packed - rice_price(k, rice_cost) * (hi - lo) \
+                if bits >= 0 and bits < packed - rice_cost * (hi - lo) \
                         and (header < 0x80 or bits < best_bits):
                     best_bits = bits
                     header = 0x80 | k
@@ -132,7 +122,7 @@ def _decode_priced(header, bits, rice_cost, count):
     if header & PATCHED == PATCHED:
         return bits + PATCH_COST
     if header & RICE:
-        return bits + rice_price(header & 0x3F, rice_cost) * count
+        return bits + rice_cost * count
     return np.float64(bits)
 
 
