@@ -54,6 +54,15 @@ PAYLOAD_V1 = 0
 PAYLOAD_FRAMES = 1
 PAYLOAD_SPLIT = 2       # a version 1 payload whose Rice mini-blocks are split (SPLIT)
 
+
+def dictionary_form(codec):
+    """What a payload reader is told of a section's dictionary payload (and,
+    but in a FRAMES section, of its residuals') by its codec byte: SHORT
+    (version 2), PAYLOAD_SPLIT (SPLIT) or PAYLOAD_V1.  The numpy decoder
+    calls it as it is; the kernels call it compiled (intcodec.py)."""
+    bits = codec & SPLIT
+    return PAYLOAD_SPLIT if bits == SPLIT else (SHORT if bits == SHORT else PAYLOAD_V1)
+
 # An ENTROPY payload's bounds (tans.py codes it, npdecode.py reads it too).
 ENTROPY_MAX_SYMBOLS = 64
 ENTROPY_TABLE_LOG_MIN = 5    # the spread's step is odd (so visits every slot) from 2^3 slots on

@@ -20,12 +20,12 @@ from .pricing import (FRAME_COST, PATCH_COST, PATCH_POSITION, _best_order, order
                       _guess_order, _rice_floor, choose_mini_blocks, frames_choice)
 from .payload import _read_payload, _read_u64
 from .scaling import scale_row
-from . import tans, tans_call
+from . import codes, tans, tans_call
 
 # The code bytes and status codes live in codes.py (numba-free); re-exported here.
 from .codes import (DECIMAL, DICT, ENTROPY, ENTROPY_BINNED, ENTROPY_OFF, ENTROPY_SYMBOLS,  # noqa: F401
                     ERR_BAD_CODE, ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FLOATBITS, FRAME_LENGTH_BITS,
-                    FRAMED, MINI_BLOCK, FRAMES, OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, PAYLOAD_V1,
+                    FRAMED, MINI_BLOCK, FRAMES, OK, PATCHED, PAYLOAD_FRAMES,
                     PREDICTOR_MASK, RICE, SHORT, SPLIT, ZERO_RESIDUALS)
 
 _STAMP = digest("codec/*.py")     # kernels filed under what they compile in (jitcache.py)
@@ -637,12 +637,7 @@ def payload_form(codec):
     return PAYLOAD_FRAMES if codec & PREDICTOR_MASK == FRAMES else dictionary_form(codec)
 
 
-@cached(_STAMP, nogil=True, inline="always")
-def dictionary_form(codec):
-    """What read_payload is told of a section's dictionary payload: SHORT
-    (version 2), PAYLOAD_SPLIT (codes.SPLIT) or PAYLOAD_V1."""
-    bits = codec & SPLIT
-    return PAYLOAD_SPLIT if bits == SPLIT else (SHORT if bits == SHORT else PAYLOAD_V1)
+dictionary_form = cached(_STAMP, nogil=True, inline="always")(codes.dictionary_form)
 
 
 @cached(_STAMP, nogil=True, refcounted=False)

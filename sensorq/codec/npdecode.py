@@ -31,8 +31,8 @@ import numpy as np
 
 from .codes import (CLOCK, CLOCK_MAX_DENOMINATOR, DICT, ENTROPY, ENTROPY_VALUE_SPAN_BITS, ERR_BAD_CODE,
                     ERR_BAD_DICT, ERR_LENGTH, ERR_TRUNCATED, FRAME_LENGTH_BITS, FRAMED, FRAMES,
-                    MINI_BLOCK, OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, PAYLOAD_V1, PREDICTOR_MASK,
-                    RICE, SHORT, SPLIT, ZERO_RESIDUALS)
+                    MINI_BLOCK, OK, PATCHED, PAYLOAD_FRAMES, PAYLOAD_SPLIT, PREDICTOR_MASK,
+                    RICE, SHORT, SPLIT, ZERO_RESIDUALS, dictionary_form)
 from .codes import ENTROPY_LOW_BITS_MAX
 from .codes import ENTROPY_MAX_SYMBOLS as MAX_SYMBOLS
 from .codes import ENTROPY_STATES as STATES
@@ -87,8 +87,8 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
             or order == FRAMES and codec & (SHORT | ZERO_RESIDUALS | ENTROPY):
         raise _Bad(ERR_BAD_CODE)
     bits = codec & SPLIT          # SHORT, ENTROPY, SPLIT or none (codes.py)
-    dictionary_form = PAYLOAD_SPLIT if bits == SPLIT else (SHORT if bits == SHORT else PAYLOAD_V1)
-    form = PAYLOAD_FRAMES if order == FRAMES else dictionary_form
+    dict_form = dictionary_form(codec)
+    form = PAYLOAD_FRAMES if order == FRAMES else dict_form
     order = 0 if order == FRAMES else order
     if bits == SHORT:
         zz, pos = read_varint(buf, pos, end)
@@ -100,7 +100,7 @@ def _decode(buf, pos, end, n, codec) -> np.ndarray:
         pos += 8
     entries = None
     if codec & DICT:
-        entries, pos = _read_dictionary(buf, pos, end, n, dictionary_form)
+        entries, pos = _read_dictionary(buf, pos, end, n, dict_form)
     if codec & ZERO_RESIDUALS:
         if pos != end:
             raise _Bad(ERR_LENGTH)
