@@ -312,9 +312,15 @@ def _has_byte_shuffles(context):
     numba release rename them, the answer is no, and count32 and unpack32
     are the target-neutral switches)."""
     codegen = context.codegen()
-    features = set(str(getattr(codegen, "_tm_features", "")).split(","))
     triple = str(getattr(getattr(codegen, "_llvm_module", None), "triple", ""))
-    return triple.startswith("x86_64") and {"+avx512vbmi", "+avx512vl", "+avx512bw"} <= features
+    return triple.startswith("x86_64") and \
+        {"+avx512vbmi", "+avx512vl", "+avx512bw"} <= _target_features(context)
+
+
+def _target_features(context):
+    """The CPU features numba compiles for (its codegen's, private: empty
+    should a numba release rename it), as a set of "+name" strings."""
+    return set(str(getattr(context.codegen(), "_tm_features", "")).split(","))
 
 
 def has_byte_compress():
@@ -327,8 +333,7 @@ def has_byte_compress():
 def _has_byte_compress(context):
     """Whether the code is compiled for x86-64 with AVX-512 VBMI2 (vpcompressb)
     and VBMI (vpermi2b), as _has_byte_shuffles asks numba's target features."""
-    return _has_byte_shuffles(context) and "+avx512vbmi2" in \
-        set(str(getattr(context.codegen(), "_tm_features", "")).split(","))
+    return _has_byte_shuffles(context) and "+avx512vbmi2" in _target_features(context)
 
 
 @intrinsic
