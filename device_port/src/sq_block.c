@@ -125,6 +125,18 @@ static uint64_t get_bits(const uint8_t *p, uint32_t bit, unsigned w)
  * mini-block's low bits, then its quotients). */
 enum { FORM_V2, FORM_V1, FORM_FRAMES, FORM_SPLIT };
 
+/* A version 1 codec byte without SPLIT (bits 6 and 7 both set: its payload's
+ * Rice mini-blocks are split), or -1 where SPLIT comes with ZERO residuals
+ * or FRAMES, which never hold a split payload. */
+static int without_split(uint8_t codec)
+{
+    if ((codec & SQ_CODEC_SPLIT) != SQ_CODEC_SPLIT) {
+        return codec;
+    }
+    codec = (uint8_t)(codec & ~SQ_CODEC_SPLIT);
+    return (codec & SQ_CODEC_ZERO) || (codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES ? -1 : codec;
+}
+
 /* A section's dictionary payload's form by its codec byte. */
 static unsigned dict_form(uint8_t codec)
 {
@@ -382,11 +394,12 @@ int sq_col_open(sq_col *c, const uint8_t *sec, const uint8_t *end, uint32_t n, u
     uint8_t bare = codec;                    /* codec without SPLIT, whose bit 6 is not SHORT */
     int err;
 #ifdef SQ_READ_V1
-    if ((codec & SQ_CODEC_SPLIT) == SQ_CODEC_SPLIT) {    /* version 1 SPLIT: a payload follows */
-        bare = (uint8_t)(codec & ~SQ_CODEC_SPLIT);
-        if ((bare & SQ_CODEC_ZERO) || (bare & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES) {
+    {
+        int stripped = without_split(codec); /* version 1 SPLIT: a payload follows */
+        if (stripped < 0) {
             return SQ_ERR_CORRUPT;
         }
+        bare = (uint8_t)stripped;
     }
     c->q = 0;
     if ((bare & (SQ_CODEC_CLOCK | SQ_CODEC_SHORT)) == SQ_CODEC_CLOCK && width == 8u) {
@@ -536,11 +549,12 @@ static __attribute__((noinline)) int check_codec(uint8_t codec, uint8_t dtype, u
 {
     uint8_t mode = codec & (SQ_CODEC_DECIMAL | SQ_CODEC_FLOATBITS);
     int is_float = dtype >= SQ_FLOAT32;
-    if (version == 1u && (codec & SQ_CODEC_SPLIT) == SQ_CODEC_SPLIT) {   /* SPLIT: bits 6 and 7 */
-        codec = (uint8_t)(codec & ~SQ_CODEC_SPLIT);
-        if ((codec & SQ_CODEC_ZERO) || (codec & SQ_CODEC_ORDER) == SQ_CODEC_FRAMES) {
+    if (version == 1u) {                     /* SPLIT: bits 6 and 7 */
+        int bare = without_split(codec);
+        if (bare < 0) {
             return -1;
         }
+        codec = (uint8_t)bare;
     }
     if ((codec & 0x80u) || dtype < SQ_INT8 || dtype > SQ_FLOAT64 ||
         !(codec & SQ_CODEC_SHORT) != (version == 1u)) {
